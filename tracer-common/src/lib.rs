@@ -1,0 +1,336 @@
+//! The contract between `tracer-ebpf` (kernel side) and `tracer-user` (userspace).
+//!
+//! Everything that crosses the boundary lives here: the fixed-size ring-buffer record,
+//! the numeric kinds it carries, the counter slots, and the names under which maps,
+//! programs and globals appear in the built object. Both sides use these constants, so
+//! a rename cannot silently break attachment.
+#![no_std]
+
+/// Name of the BPF ring buffer carrying [`Event`] records.
+pub const MAP_EVENTS: &str = "EVENTS";
+/// Name of the per-CPU `u64` array of [`Counter`] slots.
+pub const MAP_COUNTERS: &str = "COUNTERS";
+/// Name of the stack-trace map filled by `bpf_get_stackid` (user stacks).
+pub const MAP_STACKS: &str = "STACKS";
+/// Name of the hash (TID → [`PendingLock`]) that carries a lock call from its entry
+/// uprobe to its return uprobe (only used with `--holds`).
+pub const MAP_PENDING_LOCKS: &str = "PENDING_LOCKS";
+
+/// Global (in `.rodata`) holding the target's TGID; set by the loader before load, so
+/// every program filters on it before doing any other work.
+pub const GLOBAL_TARGET_TGID: &str = "TARGET_TGID";
+
+/// Program on the `sys_enter` BTF raw tracepoint: futex wait starts and wake counts.
+pub const PROG_SYS_ENTER: &str = "futex_enter";
+/// Program on the `sys_exit` BTF raw tracepoint: futex wait ends.
+pub const PROG_SYS_EXIT: &str = "futex_exit";
+/// Uprobe on the entry of every lock-acquiring function (`--holds`).
+pub const PROG_LOCK_ENTRY: &str = "lock_entry";
+/// Uretprobe on the same functions (`--holds`), emits [`EventKind::LockAcquired`].
+pub const PROG_LOCK_RETURN: &str = "lock_return";
+/// Uprobe on the entry of unlock functions (`--holds`), emits [`EventKind::LockReleased`].
+pub const PROG_UNLOCK_ENTRY: &str = "unlock_entry";
+
+/// Empty programs on the same hooks, attached only by the benchmark's floor runs.
+pub const PROG_NOOP_SYS_ENTER: &str = "noop_sys_enter";
+pub const PROG_NOOP_SYS_EXIT: &str = "noop_sys_exit";
+pub const PROG_NOOP_UPROBE: &str = "noop_uprobe";
+pub const PROG_NOOP_URETPROBE: &str = "noop_uretprobe";
+
+/// Every map name, for the test that checks the built object holds each one.
+pub const ALL_MAPS: [&str; 4] = [MAP_EVENTS, MAP_COUNTERS, MAP_STACKS, MAP_PENDING_LOCKS];
+/// Every program name, for the same test.
+pub const ALL_PROGRAMS: [&str; 9] = [
+    PROG_SYS_ENTER,
+    PROG_SYS_EXIT,
+    PROG_LOCK_ENTRY,
+    PROG_LOCK_RETURN,
+    PROG_UNLOCK_ENTRY,
+    PROG_NOOP_SYS_ENTER,
+    PROG_NOOP_SYS_EXIT,
+    PROG_NOOP_UPROBE,
+    PROG_NOOP_URETPROBE,
+];
+
+/// x86-64 syscall numbers the futex hooks care about.
+pub mod syscall {
+    /// `futex(2)`.
+    pub const FUTEX: i64 = 202;
+    /// `futex_waitv(2)` (Linux 5.16).
+    pub const FUTEX_WAITV: i64 = 449;
+    /// `futex_wake(2)` (Linux 6.7).
+    pub const FUTEX_WAKE: i64 = 454;
+    /// `futex_wait(2)` (Linux 6.7).
+    pub const FUTEX_WAIT: i64 = 455;
+}
+
+/// `futex(2)` command numbers (the op argument with the private/clock flags masked off).
+pub mod futex_cmd {
+    /// Mask that keeps the command and drops `FUTEX_PRIVATE_FLAG` and `FUTEX_CLOCK_REALTIME`.
+    pub const CMD_MASK: u32 = 0x7f;
+    pub const WAIT: u32 = 0;
+    pub const WAKE: u32 = 1;
+    pub const REQUEUE: u32 = 3;
+    pub const CMP_REQUEUE: u32 = 4;
+    pub const WAKE_OP: u32 = 5;
+    pub const LOCK_PI: u32 = 6;
+    pub const UNLOCK_PI: u32 = 7;
+    pub const TRYLOCK_PI: u32 = 8;
+    pub const WAIT_BITSET: u32 = 9;
+    pub const WAKE_BITSET: u32 = 10;
+    pub const WAIT_REQUEUE_PI: u32 = 11;
+    pub const CMP_REQUEUE_PI: u32 = 12;
+    pub const LOCK_PI2: u32 = 13;
+    /// Synthetic command for the `futex_waitv` syscall (not a real `futex(2)` op).
+    pub const WAITV: u32 = 0x40;
+    /// Synthetic command for the `futex_wait` syscall (Linux 6.7).
+    pub const WAIT2: u32 = 0x41;
+
+    /// Whether this command puts the caller to sleep (yields a wait event).
+    #[must_use]
+    pub const fn is_wait(cmd: u32) -> bool {
+        matches!(
+            cmd,
+            WAIT | WAIT_BITSET | LOCK_PI | LOCK_PI2 | WAIT_REQUEUE_PI | WAITV | WAIT2
+        )
+    }
+
+    /// Whether this command wakes waiters (counted in the kernel, no event).
+    #[must_use]
+    pub const fn is_wake(cmd: u32) -> bool {
+        matches!(
+            cmd,
+            WAKE | WAKE_BITSET | WAKE_OP | UNLOCK_PI | REQUEUE | CMP_REQUEUE | CMP_REQUEUE_PI
+        )
+    }
+}
+
+/// Which lock function a uprobe event came from (`Event::op` for lock events).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LockOp {
+    MutexLock = 1,
+    MutexTryLock = 2,
+    MutexTimedLock = 3,
+    MutexUnlock = 4,
+    RwRead = 5,
+    RwTryRead = 6,
+    RwTimedRead = 7,
+    RwWrite = 8,
+    RwTryWrite = 9,
+    RwTimedWrite = 10,
+    RwUnlock = 11,
+}
+
+impl LockOp {
+    /// Whether the lock is taken shared (an rwlock read side).
+    #[must_use]
+    pub const fn is_read(self) -> bool {
+        matches!(self, Self::RwRead | Self::RwTryRead | Self::RwTimedRead)
+    }
+
+    /// Whether the op is on an rwlock rather than a mutex.
+    #[must_use]
+    pub const fn is_rwlock(self) -> bool {
+        !matches!(
+            self,
+            Self::MutexLock | Self::MutexTryLock | Self::MutexTimedLock | Self::MutexUnlock
+        )
+    }
+}
+
+impl TryFrom<u32> for LockOp {
+    type Error = UnknownValue;
+
+    fn try_from(value: u32) -> Result<Self, Self::Error> {
+        Ok(match value {
+            1 => Self::MutexLock,
+            2 => Self::MutexTryLock,
+            3 => Self::MutexTimedLock,
+            4 => Self::MutexUnlock,
+            5 => Self::RwRead,
+            6 => Self::RwTryRead,
+            7 => Self::RwTimedRead,
+            8 => Self::RwWrite,
+            9 => Self::RwTryWrite,
+            10 => Self::RwTimedWrite,
+            11 => Self::RwUnlock,
+            other => return Err(UnknownValue(other)),
+        })
+    }
+}
+
+/// A `u32` on the wire that names no known variant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnknownValue(pub u32);
+
+/// What an [`Event`] record reports.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// A thread entered a waiting futex op. `addr` = futex word, `op` = command,
+    /// `val` = expected value, `snapshot` = memory around the word, `stack_id` = user stack.
+    FutexWait = 1,
+    /// The same thread left that futex op. `addr`, `op` as at entry; `ret` = syscall result.
+    FutexWaitDone = 2,
+    /// A lock function returned success (`--holds`). `addr` = lock object, `op` = [`LockOp`],
+    /// `start_ns` = when the call began, `stack_id` = user stack at the call.
+    LockAcquired = 3,
+    /// An unlock function was entered (`--holds`). `addr` = lock object, `op` = [`LockOp`].
+    LockReleased = 4,
+}
+
+impl TryFrom<u32> for EventKind {
+    type Error = UnknownValue;
+
+    fn try_from(value: u32) -> Result<Self, Self::Error> {
+        Ok(match value {
+            1 => Self::FutexWait,
+            2 => Self::FutexWaitDone,
+            3 => Self::LockAcquired,
+            4 => Self::LockReleased,
+            other => return Err(UnknownValue(other)),
+        })
+    }
+}
+
+/// Number of 32-bit words of lock memory copied at each futex wait.
+pub const SNAPSHOT_WORDS: usize = 16;
+/// The snapshot starts this many bytes before the futex word, so that a futex word in
+/// the middle of a lock object (glibc rwlocks wait on words at offsets 8 and 12) still
+/// has the object's start and owner field inside the copy.
+pub const SNAPSHOT_LEAD_BYTES: u64 = 16;
+
+/// One fixed-size ring-buffer record. Fields not used by a kind are zero.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// An [`EventKind`] as `u32`.
+    pub kind: u32,
+    /// Kernel TID of the thread the event is about.
+    pub tid: u32,
+    /// `bpf_ktime_get_ns()` (`CLOCK_MONOTONIC`) when the event happened.
+    pub ts_ns: u64,
+    /// Futex word or lock object address in the target's address space.
+    pub addr: u64,
+    /// For [`EventKind::LockAcquired`]: when the lock call began.
+    pub start_ns: u64,
+    /// Syscall or function return value, sign-extended.
+    pub ret: i64,
+    /// Futex command (see [`futex_cmd`]) or [`LockOp`].
+    pub op: u32,
+    /// Futex expected value (`val` argument).
+    pub val: u32,
+    /// `bpf_get_stackid` result: an id in [`MAP_STACKS`], or a negative errno.
+    pub stack_id: i32,
+    /// Number of valid bytes in `snapshot` (0 when the copy failed).
+    pub snapshot_len: u32,
+    /// Address of `snapshot[0]` in the target.
+    pub snapshot_addr: u64,
+    /// Copy of target memory starting at `snapshot_addr`.
+    pub snapshot: [u32; SNAPSHOT_WORDS],
+}
+
+impl Event {
+    /// An all-zero record, for filling in field by field.
+    pub const ZERO: Self = Self {
+        kind: 0,
+        tid: 0,
+        ts_ns: 0,
+        addr: 0,
+        start_ns: 0,
+        ret: 0,
+        op: 0,
+        val: 0,
+        stack_id: 0,
+        snapshot_len: 0,
+        snapshot_addr: 0,
+        snapshot: [0; SNAPSHOT_WORDS],
+    };
+}
+
+/// Size of [`Event`] on the wire; both sides assert it.
+pub const EVENT_SIZE: usize = 128;
+const _: () = assert!(core::mem::size_of::<Event>() == EVENT_SIZE);
+const _: () = assert!(core::mem::align_of::<Event>() == 8);
+
+/// A lock call in flight between its entry and return uprobes (`--holds`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PendingLock {
+    pub addr: u64,
+    pub start_ns: u64,
+    pub op: u32,
+    pub stack_id: i32,
+}
+const _: () = assert!(core::mem::size_of::<PendingLock>() == 24);
+
+/// Slots of the per-CPU [`MAP_COUNTERS`] array.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// Ring-buffer reservations that failed: events dropped, never blocked on.
+    Dropped = 0,
+    /// Futex wake-type calls by the target (aggregated here, no event per call).
+    FutexWakes = 1,
+    /// Futex wait-type calls by the target.
+    FutexWaits = 2,
+    /// `bpf_get_stackid` failures (stack not recorded; the event still goes out).
+    StackErrors = 3,
+    /// Lock calls whose return was seen without a matching entry (`--holds`).
+    UnmatchedReturns = 4,
+}
+
+/// Number of slots in [`MAP_COUNTERS`].
+pub const COUNTER_SLOTS: u32 = 5;
+
+/// Depth of the user stacks kept in [`MAP_STACKS`].
+pub const STACK_DEPTH: usize = 32;
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: `Event` is `repr(C)`, has no padding (the size assert above pins every
+    // field's place), and every bit pattern is a valid value of each field.
+    unsafe impl aya::Pod for super::Event {}
+    // SAFETY: as above: `repr(C)`, 24 bytes with no padding, plain integers.
+    unsafe impl aya::Pod for super::PendingLock {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_round_trip_and_reject_unknown() {
+        for kind in [
+            EventKind::FutexWait,
+            EventKind::FutexWaitDone,
+            EventKind::LockAcquired,
+            EventKind::LockReleased,
+        ] {
+            assert_eq!(EventKind::try_from(kind as u32), Ok(kind));
+        }
+        assert_eq!(EventKind::try_from(0), Err(UnknownValue(0)));
+        assert_eq!(EventKind::try_from(99), Err(UnknownValue(99)));
+    }
+
+    #[test]
+    fn lock_ops_round_trip() {
+        for raw in 1..=11 {
+            let op = LockOp::try_from(raw).expect("known op");
+            assert_eq!(op as u32, raw);
+        }
+        assert!(LockOp::try_from(12).is_err());
+        assert!(LockOp::RwRead.is_read() && LockOp::RwRead.is_rwlock());
+        assert!(!LockOp::MutexLock.is_rwlock());
+    }
+
+    #[test]
+    fn wait_and_wake_commands_are_disjoint() {
+        for cmd in 0..0x80 {
+            assert!(!(futex_cmd::is_wait(cmd) && futex_cmd::is_wake(cmd)), "{cmd}");
+        }
+        assert!(futex_cmd::is_wait(futex_cmd::LOCK_PI2));
+        assert!(futex_cmd::is_wake(futex_cmd::WAKE_BITSET));
+    }
+}

@@ -1,0 +1,81 @@
+//! Small wrappers shared by the hooks. Each `unsafe` block is bounds-checked and says why
+//! it is sound.
+use aya_ebpf::{
+    bindings::{BPF_F_USER_STACK, BPF_RB_NO_WAKEUP},
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user_buf},
+    programs::tracing::StackIdContext,
+};
+use tracer_common::{Counter, Event, SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS};
+
+use crate::maps::{COUNTERS, EVENTS, STACKS, TARGET_TGID};
+
+/// The current thread's TID if it belongs to the target process, else `None`.
+///
+/// Every hook calls this first, so work for other processes stops after one helper call.
+#[inline(always)]
+pub(crate) fn target_tid() -> Option<u32> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    #[expect(clippy::cast_possible_truncation, reason = "upper and lower halves are u32 by definition")]
+    let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
+    (tgid == TARGET_TGID.load()).then_some(tid)
+}
+
+/// Adds one to a per-CPU counter slot.
+#[inline(always)]
+pub(crate) fn count(counter: Counter) {
+    if let Some(slot) = COUNTERS.get_ptr_mut(counter as u32) {
+        // SAFETY: `slot` points at this CPU's element of a per-CPU array; BPF programs on
+        // one CPU do not preempt each other on the same slot for these tracing hooks
+        // (a lost increment would only make a statistic one lower).
+        unsafe { *slot += 1 };
+    }
+}
+
+/// Sends `event` to the ring buffer without waking the reader; the reader drains in
+/// batches on a timer, so the target's scheduling is not perturbed by a wakeup per event.
+/// A full buffer drops the event and counts it; we never wait.
+#[inline(always)]
+pub(crate) fn emit(event: &Event) {
+    if EVENTS.output::<Event>(event, u64::from(BPF_RB_NO_WAKEUP)).is_err() {
+        count(Counter::Dropped);
+    }
+}
+
+/// User stack id for the current thread, or the negative errno (counted).
+#[inline(always)]
+pub(crate) fn user_stack_id<C: StackIdContext>(ctx: &C) -> i32 {
+    match ctx.get_stackid(&STACKS, u64::from(BPF_F_USER_STACK)) {
+        #[expect(clippy::cast_possible_truncation, reason = "stack ids are below max_entries (16k)")]
+        Ok(id) => id as i32,
+        Err(errno) => {
+            count(Counter::StackErrors);
+            errno
+        }
+    }
+}
+
+/// Copies the target memory around a futex word into `event.snapshot`, so userspace can
+/// tell a glibc mutex (owner TID beside the word) or rwlock (writer TID a few words on)
+/// from a condition variable or semaphore, without reading the target later when the
+/// state has moved on. Starts `SNAPSHOT_LEAD_BYTES` before the word; if that crosses into
+/// an unmapped page, retries from the word itself.
+#[inline(always)]
+pub(crate) fn snapshot_around(event: &mut Event, uaddr: u64) {
+    const BYTES: usize = SNAPSHOT_WORDS * 4;
+    // SAFETY: `snapshot` is a `[u32; SNAPSHOT_WORDS]`, so viewing it as `BYTES` bytes stays
+    // inside the array, and u8 has no alignment or validity requirements.
+    let dst = unsafe {
+        core::slice::from_raw_parts_mut(event.snapshot.as_mut_ptr().cast::<u8>(), BYTES)
+    };
+    let lead = uaddr.wrapping_sub(SNAPSHOT_LEAD_BYTES);
+    for start in [lead, uaddr] {
+        // SAFETY: bpf_probe_read_user checks the user address itself and fails cleanly
+        // on a fault; `dst` is a valid kernel buffer of exactly `BYTES` bytes.
+        if unsafe { bpf_probe_read_user_buf(start as *const u8, dst) }.is_ok() {
+            event.snapshot_addr = start;
+            event.snapshot_len = BYTES as u32;
+            return;
+        }
+    }
+}
+

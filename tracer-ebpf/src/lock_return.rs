@@ -1,0 +1,46 @@
+//! Uretprobe on glibc's lock-acquiring functions (`--holds` only): on a zero return the
+//! lock is now held by this thread; sends `LockAcquired` with the call's start time, so
+//! userspace knows the acquisition latency, the hold start and the stack of the caller.
+//! uretprobes are fine here: these are C functions on ordinary stacks (never Go code).
+use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::uretprobe, programs::RetProbeContext};
+use tracer_common::{Counter, Event, EventKind};
+
+use crate::{
+    helpers::{count, emit, target_tid},
+    maps::PENDING_LOCKS,
+};
+
+#[uretprobe]
+pub(crate) fn lock_return(ctx: RetProbeContext) -> u32 {
+    match try_lock_return(&ctx) {
+        Ok(()) | Err(()) => 0,
+    }
+}
+
+fn try_lock_return(ctx: &RetProbeContext) -> Result<(), ()> {
+    let Some(tid) = target_tid() else {
+        return Ok(());
+    };
+    // SAFETY: the value is copied out before the entry is removed below.
+    let Some(pending) = (unsafe { PENDING_LOCKS.get(&tid) }).copied() else {
+        count(Counter::UnmatchedReturns);
+        return Ok(());
+    };
+    let _ = PENDING_LOCKS.remove(&tid);
+    let ret: i32 = ctx.ret();
+    if ret != 0 {
+        // EBUSY from trylock, ETIMEDOUT, EDEADLK...: nothing was acquired.
+        return Ok(());
+    }
+    let mut event = Event::ZERO;
+    event.kind = EventKind::LockAcquired as u32;
+    event.tid = tid;
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    event.ts_ns = unsafe { bpf_ktime_get_ns() };
+    event.addr = pending.addr;
+    event.start_ns = pending.start_ns;
+    event.op = pending.op;
+    event.stack_id = pending.stack_id;
+    emit(&event);
+    Ok(())
+}

@@ -1,0 +1,30 @@
+//! Kernel side of the tracer.
+//!
+//! Hooks, one file each:
+//! - `futex_enter`: `sys_enter` BTF raw tracepoint: a target thread starts a futex wait
+//!   (event) or wakes waiters (per-CPU count).
+//! - `futex_exit`: `sys_exit` BTF raw tracepoint: that wait ends (event).
+//! - `lock_entry` / `lock_return` / `unlock_entry`: uprobes on glibc's lock functions,
+//!   only attached with `--holds`.
+//! - `noop`: empty programs on the same hooks, attached only by the benchmark to
+//!   measure the floor cost of the hooks themselves.
+//!
+//! `maps` holds every map; `helpers` the small bounds-checked `unsafe` wrappers.
+#![no_std]
+#![no_main]
+
+mod futex_enter;
+mod futex_exit;
+mod helpers;
+mod lock_entry;
+mod lock_return;
+mod maps;
+mod noop;
+mod unlock_entry;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
+    // The verifier rejects any program that can reach a panic, so this is never called.
+    loop {}
+}

@@ -1,0 +1,31 @@
+//! Every map and load-time global of the eBPF object. Names come from `tracer-common`
+//! constants (checked by the userspace test that inspects the built object).
+use aya_ebpf::{
+    Global,
+    macros::map,
+    maps::{HashMap, PerCpuArray, RingBuf, StackTrace},
+};
+use tracer_common::{COUNTER_SLOTS, PendingLock};
+
+/// TGID of the traced process; set with `EbpfLoader::override_global` before load.
+#[unsafe(no_mangle)]
+pub(crate) static TARGET_TGID: Global<u32> = Global::new(0);
+
+/// Fixed-size `Event` records. 16 MiB: at ~1M events/s and a 20 ms drain interval the
+/// reader needs ~2.6 MiB, so a stalled reader still has several hundred ms of slack
+/// before records are dropped (and counted).
+#[map(name = "EVENTS")]
+pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
+
+/// Per-CPU counters, indexed by `tracer_common::Counter`.
+#[map(name = "COUNTERS")]
+pub(crate) static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);
+
+/// User stacks at futex waits and lock calls, deduplicated by the kernel.
+#[map(name = "STACKS")]
+pub(crate) static STACKS: StackTrace = StackTrace::with_max_entries(16 * 1024, 0);
+
+/// Lock calls between entry and return uprobe, keyed by TID (`--holds` only).
+#[map(name = "PENDING_LOCKS")]
+pub(crate) static PENDING_LOCKS: HashMap<u32, PendingLock> =
+    HashMap::with_max_entries(64 * 1024, 0);

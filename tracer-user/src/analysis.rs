@@ -1,0 +1,422 @@
+//! The state machine that turns decoded events into the live wait-for graph, per-lock
+//! statistics and deadlock candidates. Pure: no aya, no `/proc`; the session confirms
+//! candidates against the live process before reporting them.
+//!
+//! Semantics:
+//! - a *contention* is one futex wait on a lock (a lock acquisition that sleeps twice
+//!   counts twice); its wait time is the time spent in that futex call;
+//! - the holder of a lock comes from the lock's own owner field as copied at wait start
+//!   (default mode), and also from acquire/release uprobes (`--holds`);
+//! - hold times exist only with `--holds` (acquire return → unlock entry).
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use tracer_common::LockOp;
+
+use crate::{
+    event::{StackId, TraceEvent},
+    futex_lock::{FutexWaitClass, KnownLocks, classify},
+    lockstats::LockTable,
+    report::LockKind,
+    waitgraph::{Cycle, WaitGraph},
+};
+
+/// A futex wait in progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ActiveWait {
+    /// The futex word the thread sleeps on.
+    pub futex: u64,
+    /// The lock object, when the wait is a lock wait.
+    pub lock: Option<u64>,
+    pub start_ns: u64,
+    pub stack: StackId,
+    /// Holder named by the lock's owner field when the wait began.
+    pub holder: Option<u32>,
+    pub reader: bool,
+}
+
+/// A lock held by a thread, known from `--holds` uprobes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Held {
+    pub since_ns: u64,
+    pub stack: StackId,
+    pub op: LockOp,
+}
+
+/// Counts of what the analysis has seen, for the summary and diagnostics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub events: u64,
+    pub lock_waits: u64,
+    pub other_waits: u64,
+    /// Wait ends without a matching start (the start predates the attach or was dropped).
+    pub unmatched_wait_ends: u64,
+    pub acquisitions: u64,
+    pub releases: u64,
+}
+
+/// Upper bound on deadlock candidates kept for confirmation; beyond it new ones wait for
+/// the periodic full scan. Keeps a pathological graph from growing memory without bound.
+const MAX_CANDIDATES: usize = 1024;
+
+#[derive(Default)]
+pub struct Analysis {
+    graph: WaitGraph,
+    stats: LockTable,
+    kinds: HashMap<u64, LockKind>,
+    known: KnownLocks,
+    waits: HashMap<u32, ActiveWait>,
+    held: HashMap<(u32, u64), Held>,
+    /// How often each user stack waited on each lock: the report shows the top one.
+    wait_stacks: HashMap<u64, HashMap<u32, u64>>,
+    candidates: BTreeSet<Cycle>,
+    reported: HashSet<Cycle>,
+    counts: Counts,
+    first_ns: Option<u64>,
+    last_ns: u64,
+}
+
+impl Analysis {
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Applies one event. `is_thread` says whether a TID is a live thread of the target.
+    pub fn on_event(&mut self, event: &TraceEvent, is_thread: &dyn Fn(u32) -> bool) {
+        self.counts.events += 1;
+        let ts = event.ts_ns();
+        self.first_ns.get_or_insert(ts);
+        self.last_ns = self.last_ns.max(ts);
+        match *event {
+            TraceEvent::FutexWait { tid, ts_ns, addr, cmd, val, stack, snapshot } => {
+                let class = classify(addr, cmd, val, &snapshot, &self.known, is_thread);
+                self.on_wait_start(tid, ts_ns, addr, stack, class);
+            }
+            TraceEvent::FutexWaitDone { tid, ts_ns, .. } => self.on_wait_end(tid, ts_ns),
+            TraceEvent::LockAcquired { tid, ts_ns, addr, op, stack, .. } => {
+                self.on_acquired(tid, ts_ns, addr, op, stack);
+            }
+            TraceEvent::LockReleased { tid, ts_ns, addr, op } => self.on_released(tid, ts_ns, addr, op),
+        }
+    }
+
+    fn on_wait_start(&mut self, tid: u32, ts_ns: u64, futex: u64, stack: StackId, class: FutexWaitClass) {
+        let FutexWaitClass::Lock { lock, kind, holder, reader } = class else {
+            self.counts.other_waits += 1;
+            // A condvar or semaphore wait: remember it only to pair the end event, and
+            // make sure no earlier lock wait of this thread lingers in the graph.
+            self.graph.end_wait(tid);
+            self.waits.insert(tid, ActiveWait { futex, lock: None, start_ns: ts_ns, stack, holder: None, reader: false });
+            return;
+        };
+        self.counts.lock_waits += 1;
+        self.note_kind(lock, kind);
+        self.graph.add_wait(tid, lock);
+        if let Some(holder) = holder {
+            if kind == LockKind::RwLock && reader {
+                // The writer holds it exclusively while readers wait.
+                self.graph.set_sole_holder(lock, Some(holder));
+            } else if kind != LockKind::RwLock {
+                self.graph.set_sole_holder(lock, Some(holder));
+            } else {
+                self.graph.add_holder(lock, holder);
+            }
+        }
+        let waiters = u32::try_from(self.graph.waiter_count(lock)).unwrap_or(u32::MAX);
+        self.stats.entry(lock).record_contention(waiters);
+        if let Some(stack) = stack {
+            *self.wait_stacks.entry(lock).or_default().entry(stack).or_default() += 1;
+        }
+        self.waits.insert(tid, ActiveWait { futex, lock: Some(lock), start_ns: ts_ns, stack, holder, reader });
+        self.collect_cycles_through(tid);
+    }
+
+    fn on_wait_end(&mut self, tid: u32, ts_ns: u64) {
+        let Some(wait) = self.waits.remove(&tid) else {
+            self.counts.unmatched_wait_ends += 1;
+            return;
+        };
+        if let Some(lock) = wait.lock {
+            self.graph.end_wait(tid);
+            self.stats.entry(lock).record_wait(ts_ns.saturating_sub(wait.start_ns));
+        }
+    }
+
+    fn on_acquired(&mut self, tid: u32, ts_ns: u64, lock: u64, op: LockOp, stack: StackId) {
+        self.counts.acquisitions += 1;
+        let kind = if op.is_rwlock() { LockKind::RwLock } else { LockKind::Mutex };
+        self.known.insert(lock, kind);
+        self.note_kind(lock, kind);
+        if op.is_read() {
+            self.graph.add_holder(lock, tid);
+        } else {
+            self.graph.set_sole_holder(lock, Some(tid));
+        }
+        self.held.insert((tid, lock), Held { since_ns: ts_ns, stack, op });
+        // A new holder can close a cycle for any thread already waiting on this lock.
+        let waiters: Vec<u32> = self.graph.waiters(lock).collect();
+        for waiter in waiters {
+            self.collect_cycles_through(waiter);
+        }
+    }
+
+    fn on_released(&mut self, tid: u32, ts_ns: u64, lock: u64, op: LockOp) {
+        self.counts.releases += 1;
+        let kind = if op.is_rwlock() { LockKind::RwLock } else { LockKind::Mutex };
+        self.known.insert(lock, kind);
+        self.graph.remove_holder(lock, tid);
+        if let Some(held) = self.held.remove(&(tid, lock)) {
+            self.stats.entry(lock).record_hold(ts_ns.saturating_sub(held.since_ns));
+        }
+    }
+
+    fn note_kind(&mut self, lock: u64, kind: LockKind) {
+        let entry = self.kinds.entry(lock).or_insert(kind);
+        // A lock first seen as a bare futex may later be recognised for what it is.
+        if *entry == LockKind::Futex {
+            *entry = kind;
+        }
+    }
+
+    fn collect_cycles_through(&mut self, tid: u32) {
+        for cycle in self.graph.cycles_through(tid) {
+            if self.candidates.len() >= MAX_CANDIDATES {
+                break;
+            }
+            if !self.reported.contains(&cycle) {
+                self.candidates.insert(cycle);
+            }
+        }
+    }
+
+    /// Re-scans the whole graph for cycles (cheap when few threads wait). Catches cycles
+    /// whose last edge arrived as a holder update rather than a wait.
+    pub fn rescan(&mut self) {
+        for cycle in self.graph.all_cycles() {
+            if self.candidates.len() >= MAX_CANDIDATES {
+                break;
+            }
+            if !self.reported.contains(&cycle) {
+                self.candidates.insert(cycle);
+            }
+        }
+    }
+
+    /// Deadlock candidates still present in the graph, dropping those that dissolved.
+    pub fn candidates(&mut self) -> Vec<Cycle> {
+        let graph = &self.graph;
+        self.candidates.retain(|cycle| {
+            cycle.edges.iter().all(|e| {
+                graph.waiting_on(e.tid) == Some(e.waits_for) && graph.holders(e.holds).any(|h| h == e.tid)
+            })
+        });
+        self.candidates.iter().cloned().collect()
+    }
+
+    /// Marks a cycle as reported: it is never reported again.
+    pub fn mark_reported(&mut self, cycle: &Cycle) {
+        self.candidates.remove(cycle);
+        self.reported.insert(cycle.clone());
+    }
+
+    /// A thread is gone: forget its wait and its holdings.
+    pub fn thread_exited(&mut self, tid: u32) {
+        self.graph.remove_thread(tid);
+        self.waits.remove(&tid);
+        self.held.retain(|&(holder, _), _| holder != tid);
+    }
+
+    #[must_use]
+    pub fn active_wait(&self, tid: u32) -> Option<&ActiveWait> {
+        self.waits.get(&tid)
+    }
+
+    #[must_use]
+    pub fn held(&self, tid: u32, lock: u64) -> Option<&Held> {
+        self.held.get(&(tid, lock))
+    }
+
+    #[must_use]
+    pub fn lock_kind(&self, lock: u64) -> LockKind {
+        self.kinds.get(&lock).copied().unwrap_or(LockKind::Futex)
+    }
+
+    /// The stack that waited on `lock` most often.
+    #[must_use]
+    pub fn top_wait_stack(&self, lock: u64) -> Option<u32> {
+        self.wait_stacks
+            .get(&lock)?
+            .iter()
+            .max_by_key(|&(&stack, &count)| (count, std::cmp::Reverse(stack)))
+            .map(|(&stack, _)| stack)
+    }
+
+    #[must_use]
+    pub fn stats(&self) -> &LockTable {
+        &self.stats
+    }
+
+    #[must_use]
+    pub fn graph(&self) -> &WaitGraph {
+        &self.graph
+    }
+
+    #[must_use]
+    pub fn counts(&self) -> Counts {
+        self.counts
+    }
+
+    /// Number of deadlocks reported so far.
+    #[must_use]
+    pub fn deadlocks_reported(&self) -> usize {
+        self.reported.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tracer_common::{SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS, futex_cmd};
+
+    use super::*;
+    use crate::{event::Snapshot, waitgraph::CycleEdge};
+
+    const LOCK_A: u64 = 0x5000;
+    const LOCK_B: u64 = 0x5040;
+    const COND: u64 = 0x6000;
+
+    fn is_thread(tid: u32) -> bool {
+        (100..200).contains(&tid)
+    }
+
+    /// A glibc mutex wait as the kernel reports it: futex word = 2, owner TID at +8.
+    fn mutex_wait(tid: u32, ts_ns: u64, lock: u64, owner: u32) -> TraceEvent {
+        let mut words = [0; SNAPSHOT_WORDS];
+        let lead = usize::try_from(SNAPSHOT_LEAD_BYTES / 4).unwrap();
+        words[lead] = 2;
+        words[lead + 2] = owner;
+        let snapshot = Snapshot { addr: lock - SNAPSHOT_LEAD_BYTES, len: 64, words };
+        TraceEvent::FutexWait { tid, ts_ns, addr: lock, cmd: futex_cmd::WAIT, val: 2, stack: Some(tid), snapshot }
+    }
+
+    fn done(tid: u32, ts_ns: u64, addr: u64) -> TraceEvent {
+        TraceEvent::FutexWaitDone { tid, ts_ns, addr, cmd: futex_cmd::WAIT, ret: 0 }
+    }
+
+    fn cond_wait(tid: u32, ts_ns: u64) -> TraceEvent {
+        let snapshot = Snapshot { addr: COND + 40 - SNAPSHOT_LEAD_BYTES, len: 64, words: [0; SNAPSHOT_WORDS] };
+        TraceEvent::FutexWait { tid, ts_ns, addr: COND + 40, cmd: futex_cmd::WAIT_BITSET, val: 0, stack: None, snapshot }
+    }
+
+    fn feed(analysis: &mut Analysis, events: &[TraceEvent]) {
+        for event in events {
+            analysis.on_event(event, &is_thread);
+        }
+    }
+
+    #[test]
+    fn abba_yields_one_candidate_with_both_edges() {
+        let mut a = Analysis::new();
+        feed(&mut a, &[mutex_wait(101, 10, LOCK_B, 102), mutex_wait(102, 20, LOCK_A, 101)]);
+        let candidates = a.candidates();
+        assert_eq!(candidates.len(), 1);
+        assert_eq!(
+            candidates[0].edges,
+            vec![
+                CycleEdge { tid: 101, holds: LOCK_A, waits_for: LOCK_B },
+                CycleEdge { tid: 102, holds: LOCK_B, waits_for: LOCK_A },
+            ]
+        );
+        a.mark_reported(&candidates[0]);
+        assert!(a.candidates().is_empty());
+        a.rescan();
+        assert!(a.candidates().is_empty(), "a reported cycle is never proposed again");
+        assert_eq!(a.deadlocks_reported(), 1);
+    }
+
+    #[test]
+    fn a_cycle_that_dissolves_before_confirmation_is_dropped() {
+        let mut a = Analysis::new();
+        feed(&mut a, &[mutex_wait(101, 10, LOCK_B, 102), mutex_wait(102, 20, LOCK_A, 101), done(101, 30, LOCK_B)]);
+        assert!(a.candidates().is_empty());
+    }
+
+    #[test]
+    fn self_deadlock_is_a_cycle_of_one() {
+        let mut a = Analysis::new();
+        feed(&mut a, &[mutex_wait(150, 10, LOCK_A, 150)]);
+        let candidates = a.candidates();
+        assert_eq!(candidates.len(), 1);
+        assert_eq!(candidates[0].edges, vec![CycleEdge { tid: 150, holds: LOCK_A, waits_for: LOCK_A }]);
+    }
+
+    #[test]
+    fn contention_and_wait_times_are_per_lock() {
+        let mut a = Analysis::new();
+        feed(
+            &mut a,
+            &[
+                mutex_wait(101, 1_000, LOCK_A, 103),
+                mutex_wait(102, 1_500, LOCK_A, 103),
+                done(101, 3_000, LOCK_A),
+                done(102, 6_500, LOCK_A),
+            ],
+        );
+        let stats = a.stats().get(LOCK_A).expect("lock A has stats");
+        assert_eq!(stats.contentions, 2);
+        assert_eq!(stats.max_waiters, 2);
+        let wait = stats.wait();
+        assert_eq!(wait.count, 2);
+        assert_eq!(wait.total, 2_000 + 5_000);
+        assert_eq!(a.lock_kind(LOCK_A), LockKind::Mutex);
+        assert!(a.candidates().is_empty());
+    }
+
+    #[test]
+    fn condvar_waits_never_become_contention_or_edges() {
+        let mut a = Analysis::new();
+        feed(&mut a, &[cond_wait(101, 10), cond_wait(102, 11), done(101, 50, COND + 40), done(102, 60, COND + 40)]);
+        assert!(a.stats().is_empty());
+        assert_eq!(a.graph().waiting_on(101), None);
+        assert_eq!(a.counts().other_waits, 2);
+        assert_eq!(a.counts().lock_waits, 0);
+    }
+
+    #[test]
+    fn holds_mode_tracks_hold_times_and_closes_cycles_on_acquire() {
+        let mut a = Analysis::new();
+        let acquired = |tid, ts, addr| TraceEvent::LockAcquired { tid, ts_ns: ts, start_ns: ts, addr, op: LockOp::MutexLock, stack: None };
+        // 101 holds A; 102 holds B; both wait with owner fields we could not read.
+        let mut unknown_owner_wait = |tid, ts, lock| match mutex_wait(tid, ts, lock, 0) {
+            TraceEvent::FutexWait { snapshot, .. } => TraceEvent::FutexWait {
+                tid, ts_ns: ts, addr: lock, cmd: futex_cmd::WAIT, val: 2, stack: None,
+                snapshot: Snapshot { len: 0, ..snapshot },
+            },
+            other => other,
+        };
+        let w1 = unknown_owner_wait(101, 30, LOCK_B);
+        let w2 = unknown_owner_wait(102, 40, LOCK_A);
+        feed(&mut a, &[acquired(101, 10, LOCK_A), w1, w2]);
+        assert!(a.candidates().is_empty(), "B's holder is not known yet");
+        feed(&mut a, &[acquired(102, 20, LOCK_B)]);
+        assert_eq!(a.candidates().len(), 1, "learning B's holder closes the cycle");
+        feed(
+            &mut a,
+            &[TraceEvent::LockReleased { tid: 101, ts_ns: 1_010, addr: LOCK_A, op: LockOp::MutexUnlock }],
+        );
+        assert_eq!(a.stats().get(LOCK_A).and_then(|s| s.hold()).map(|h| h.total), Some(1_000));
+        assert!(a.held(102, LOCK_B).is_some());
+        a.thread_exited(102);
+        assert!(a.held(102, LOCK_B).is_none());
+        assert!(a.candidates().is_empty());
+    }
+
+    #[test]
+    fn top_wait_stack_is_the_most_frequent() {
+        let mut a = Analysis::new();
+        feed(&mut a, &[mutex_wait(101, 1, LOCK_A, 103), done(101, 2, LOCK_A)]);
+        feed(&mut a, &[mutex_wait(102, 3, LOCK_A, 103), done(102, 4, LOCK_A)]);
+        feed(&mut a, &[mutex_wait(102, 5, LOCK_A, 103), done(102, 6, LOCK_A)]);
+        assert_eq!(a.top_wait_stack(LOCK_A), Some(102));
+        assert_eq!(a.top_wait_stack(LOCK_B), None);
+    }
+}

@@ -1,0 +1,242 @@
+//! Decoding of raw ring-buffer records into typed events. Pure: no aya, no I/O.
+use thiserror::Error;
+use tracer_common::{EVENT_SIZE, Event, EventKind, LockOp, SNAPSHOT_WORDS, UnknownValue};
+
+/// A record that could not be decoded. Counted and skipped, never fatal: a newer or
+/// corrupted record must not stop the trace.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("record of {len} bytes, expected {EVENT_SIZE}")]
+    Size { len: usize },
+    #[error("unknown event kind {}", .0.0)]
+    Kind(UnknownValue),
+    #[error("unknown lock op {}", .0.0)]
+    LockOp(UnknownValue),
+}
+
+/// Target memory copied around a futex word at the moment the wait began.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Target address of `words[0]`.
+    pub addr: u64,
+    /// Number of valid bytes.
+    pub len: u32,
+    pub words: [u32; SNAPSHOT_WORDS],
+}
+
+impl Snapshot {
+    /// The 32-bit word at target address `addr`, if the copy covers it.
+    #[must_use]
+    pub fn u32_at(&self, addr: u64) -> Option<u32> {
+        let offset = addr.checked_sub(self.addr)?;
+        if offset % 4 != 0 || offset + 4 > u64::from(self.len) {
+            return None;
+        }
+        self.words.get(usize::try_from(offset / 4).ok()?).copied()
+    }
+
+    /// The 32-bit signed word at `addr` (glibc stores TIDs as `int`).
+    #[must_use]
+    pub fn i32_at(&self, addr: u64) -> Option<i32> {
+        self.u32_at(addr).map(|w| i32::from_ne_bytes(w.to_ne_bytes()))
+    }
+
+    /// The 64-bit word at `addr` (two consecutive 32-bit words, little-endian).
+    #[must_use]
+    pub fn u64_at(&self, addr: u64) -> Option<u64> {
+        let lo = self.u32_at(addr)?;
+        let hi = self.u32_at(addr.checked_add(4)?)?;
+        Some(u64::from(lo) | (u64::from(hi) << 32))
+    }
+}
+
+/// A kernel user-stack id, absent when `bpf_get_stackid` failed.
+pub type StackId = Option<u32>;
+
+fn stack_id(raw: i32) -> StackId {
+    u32::try_from(raw).ok()
+}
+
+/// A decoded ring-buffer record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TraceEvent {
+    FutexWait { tid: u32, ts_ns: u64, addr: u64, cmd: u32, val: u32, stack: StackId, snapshot: Snapshot },
+    FutexWaitDone { tid: u32, ts_ns: u64, addr: u64, cmd: u32, ret: i64 },
+    LockAcquired { tid: u32, ts_ns: u64, start_ns: u64, addr: u64, op: LockOp, stack: StackId },
+    LockReleased { tid: u32, ts_ns: u64, addr: u64, op: LockOp },
+}
+
+impl TraceEvent {
+    /// TID of the thread the event is about.
+    #[must_use]
+    pub const fn tid(&self) -> u32 {
+        match *self {
+            Self::FutexWait { tid, .. }
+            | Self::FutexWaitDone { tid, .. }
+            | Self::LockAcquired { tid, .. }
+            | Self::LockReleased { tid, .. } => tid,
+        }
+    }
+
+    /// When it happened (`CLOCK_MONOTONIC` ns).
+    #[must_use]
+    pub const fn ts_ns(&self) -> u64 {
+        match *self {
+            Self::FutexWait { ts_ns, .. }
+            | Self::FutexWaitDone { ts_ns, .. }
+            | Self::LockAcquired { ts_ns, .. }
+            | Self::LockReleased { ts_ns, .. } => ts_ns,
+        }
+    }
+}
+
+/// Reads a record from ring-buffer bytes (which carry no alignment guarantee).
+///
+/// # Errors
+/// When the length or a discriminant is not one this build knows.
+pub fn decode(bytes: &[u8]) -> Result<TraceEvent, DecodeError> {
+    if bytes.len() != EVENT_SIZE {
+        return Err(DecodeError::Size { len: bytes.len() });
+    }
+    // SAFETY: the length equals size_of::<Event>() (asserted in tracer-common),
+    // read_unaligned copes with any alignment, and every bit pattern is a valid `Event`
+    // (plain integers only).
+    let raw: Event = unsafe { bytes.as_ptr().cast::<Event>().read_unaligned() };
+    decode_event(&raw)
+}
+
+/// Converts a raw record into a typed event.
+///
+/// # Errors
+/// When a discriminant is not one this build knows.
+pub fn decode_event(raw: &Event) -> Result<TraceEvent, DecodeError> {
+    let kind = EventKind::try_from(raw.kind).map_err(DecodeError::Kind)?;
+    Ok(match kind {
+        EventKind::FutexWait => TraceEvent::FutexWait {
+            tid: raw.tid,
+            ts_ns: raw.ts_ns,
+            addr: raw.addr,
+            cmd: raw.op,
+            val: raw.val,
+            stack: stack_id(raw.stack_id),
+            snapshot: Snapshot { addr: raw.snapshot_addr, len: raw.snapshot_len, words: raw.snapshot },
+        },
+        EventKind::FutexWaitDone => TraceEvent::FutexWaitDone {
+            tid: raw.tid,
+            ts_ns: raw.ts_ns,
+            addr: raw.addr,
+            cmd: raw.op,
+            ret: raw.ret,
+        },
+        EventKind::LockAcquired => TraceEvent::LockAcquired {
+            tid: raw.tid,
+            ts_ns: raw.ts_ns,
+            start_ns: raw.start_ns,
+            addr: raw.addr,
+            op: LockOp::try_from(raw.op).map_err(DecodeError::LockOp)?,
+            stack: stack_id(raw.stack_id),
+        },
+        EventKind::LockReleased => TraceEvent::LockReleased {
+            tid: raw.tid,
+            ts_ns: raw.ts_ns,
+            addr: raw.addr,
+            op: LockOp::try_from(raw.op).map_err(DecodeError::LockOp)?,
+        },
+    })
+}
+
+/// Encodes a typed event back into a raw record: the inverse of [`decode_event`], used by
+/// tests and the pipeline benchmark to make synthetic input.
+#[must_use]
+pub fn encode(event: &TraceEvent) -> Event {
+    let mut raw = Event::ZERO;
+    match *event {
+        TraceEvent::FutexWait { tid, ts_ns, addr, cmd, val, stack, snapshot } => {
+            raw.kind = EventKind::FutexWait as u32;
+            (raw.tid, raw.ts_ns, raw.addr, raw.op, raw.val) = (tid, ts_ns, addr, cmd, val);
+            raw.stack_id = stack.and_then(|s| i32::try_from(s).ok()).unwrap_or(-14);
+            (raw.snapshot_addr, raw.snapshot_len, raw.snapshot) = (snapshot.addr, snapshot.len, snapshot.words);
+        }
+        TraceEvent::FutexWaitDone { tid, ts_ns, addr, cmd, ret } => {
+            raw.kind = EventKind::FutexWaitDone as u32;
+            (raw.tid, raw.ts_ns, raw.addr, raw.op, raw.ret) = (tid, ts_ns, addr, cmd, ret);
+        }
+        TraceEvent::LockAcquired { tid, ts_ns, start_ns, addr, op, stack } => {
+            raw.kind = EventKind::LockAcquired as u32;
+            (raw.tid, raw.ts_ns, raw.start_ns, raw.addr, raw.op) = (tid, ts_ns, start_ns, addr, op as u32);
+            raw.stack_id = stack.and_then(|s| i32::try_from(s).ok()).unwrap_or(-14);
+        }
+        TraceEvent::LockReleased { tid, ts_ns, addr, op } => {
+            raw.kind = EventKind::LockReleased as u32;
+            (raw.tid, raw.ts_ns, raw.addr, raw.op) = (tid, ts_ns, addr, op as u32);
+        }
+    }
+    raw
+}
+
+/// The bytes of a raw record as they appear in the ring buffer.
+#[must_use]
+pub fn to_bytes(raw: &Event) -> [u8; EVENT_SIZE] {
+    // SAFETY: `Event` is `repr(C)` with no padding and exactly EVENT_SIZE bytes, so
+    // reading it as a byte array is a plain copy of initialised memory.
+    unsafe { core::mem::transmute_copy(raw) }
+}
+
+#[cfg(test)]
+mod tests {
+    use tracer_common::futex_cmd;
+
+    use super::*;
+
+    fn snapshot() -> Snapshot {
+        let mut words = [0; SNAPSHOT_WORDS];
+        words[4] = 2; // the futex word
+        words[6] = 4242; // glibc mutex owner, 8 bytes after the word
+        words[7] = 0xffff_ffff;
+        Snapshot { addr: 0x1000, len: 64, words }
+    }
+
+    #[test]
+    fn round_trips_every_kind_through_bytes() {
+        let events = [
+            TraceEvent::FutexWait { tid: 7, ts_ns: 10, addr: 0x1010, cmd: futex_cmd::WAIT, val: 2, stack: Some(3), snapshot: snapshot() },
+            TraceEvent::FutexWaitDone { tid: 7, ts_ns: 20, addr: 0x1010, cmd: futex_cmd::WAIT, ret: -11 },
+            TraceEvent::LockAcquired { tid: 8, ts_ns: 30, start_ns: 25, addr: 0x2000, op: LockOp::RwWrite, stack: None },
+            TraceEvent::LockReleased { tid: 8, ts_ns: 40, addr: 0x2000, op: LockOp::RwUnlock },
+        ];
+        for event in events {
+            let bytes = to_bytes(&encode(&event));
+            assert_eq!(decode(&bytes), Ok(event));
+        }
+    }
+
+    #[test]
+    fn rejects_wrong_size_and_unknown_discriminants() {
+        assert_eq!(decode(&[0; 12]), Err(DecodeError::Size { len: 12 }));
+        let mut raw = Event::ZERO;
+        raw.kind = 77;
+        assert_eq!(decode(&to_bytes(&raw)), Err(DecodeError::Kind(UnknownValue(77))));
+        raw.kind = EventKind::LockReleased as u32;
+        raw.op = 0;
+        assert_eq!(decode(&to_bytes(&raw)), Err(DecodeError::LockOp(UnknownValue(0))));
+        // Unaligned input is fine.
+        let mut shifted = vec![0u8; EVENT_SIZE + 1];
+        let event = TraceEvent::LockReleased { tid: 1, ts_ns: 2, addr: 3, op: LockOp::MutexUnlock };
+        shifted[1..].copy_from_slice(&to_bytes(&encode(&event)));
+        assert_eq!(decode(&shifted[1..]), Ok(event));
+    }
+
+    #[test]
+    fn snapshot_reads_only_inside_the_copy() {
+        let snap = snapshot();
+        assert_eq!(snap.u32_at(0x1010), Some(2));
+        assert_eq!(snap.i32_at(0x1018), Some(4242));
+        assert_eq!(snap.i32_at(0x101c), Some(-1));
+        assert_eq!(snap.u64_at(0x1018), Some(0xffff_ffff_0000_1092));
+        assert_eq!(snap.u32_at(0x0ffc), None, "before the copy");
+        assert_eq!(snap.u32_at(0x1040), None, "after the copy");
+        assert_eq!(snap.u32_at(0x1011), None, "misaligned");
+        let short = Snapshot { len: 8, ..snap };
+        assert_eq!(short.u32_at(0x1008), None, "beyond the valid length");
+    }
+}

@@ -1,0 +1,24 @@
+//! Userspace side of the tracer.
+//!
+//! Room map (one concern per module; only `probes` talks to aya):
+//! - `probes`: load the eBPF object, attach futex hooks and lock uprobes, drain the ring buffer.
+//! - `event`: decode raw ring-buffer records into typed events.
+//! - `futex_lock`: decide what lock (if any) a futex word belongs to, and who holds it.
+//! - `waitgraph`: the live wait-for graph (thread → lock → holders) and cycle search.
+//! - `lockstats`: per-lock contention counters and wait/hold histograms.
+//! - `analysis`: the state machine that turns events into graph updates, stats and findings.
+//! - `symbols`: ELF symbol tables and DWARF lines for lock names and stacks.
+//! - `procfs`: what `/proc` says about the target (threads, names, maps, liveness).
+//! - `report`: the report's data model and its JSON and text renderings.
+//! - `session`: the tokio loop that ties a live attach together.
+pub mod analysis;
+pub mod event;
+pub mod futex_lock;
+pub mod lockstats;
+pub mod probes;
+pub mod procfs;
+pub mod report;
+pub mod session;
+pub mod symbols;
+pub mod units;
+pub mod waitgraph;

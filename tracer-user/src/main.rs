@@ -1,0 +1,120 @@
+//! `tracer`: lock contention and deadlock tracing for unmodified Linux processes.
+use std::{
+    io::{self, Write as _},
+    path::PathBuf,
+    process::ExitCode,
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use tracer_user::{
+    probes::{Hooks, Probes},
+    procfs,
+    session::{self, Config, Format},
+};
+
+#[derive(Parser)]
+#[command(name = "tracer", version, about = "Lock contention and deadlock tracer for running processes (eBPF)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Attach to a running process: report deadlocks as they form, then a per-lock summary.
+    Attach {
+        /// Process to trace.
+        #[arg(long)]
+        pid: u32,
+        /// Stop after this many seconds (default: until Ctrl-C, SIGTERM or the target exits).
+        #[arg(long, value_name = "SECS")]
+        duration: Option<f64>,
+        /// Output format: human-readable text, or newline-delimited JSON.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+        /// Also trace every lock acquisition and release (uprobes on glibc's lock
+        /// functions): hold times and each thread's held locks, at a higher cost.
+        #[arg(long)]
+        holds: bool,
+    },
+    /// Benchmark support: attach empty programs on the same hooks (the cost floor).
+    #[command(hide = true)]
+    Floor {
+        #[arg(long)]
+        pid: u32,
+        /// Also empty uprobes on lock entry, lock return and unlock.
+        #[arg(long)]
+        uprobes: bool,
+        #[arg(long, value_name = "SECS")]
+        duration: f64,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OutputFormat {
+    Text,
+    Json,
+}
+
+fn duration(secs: Option<f64>) -> anyhow::Result<Option<Duration>> {
+    secs.map(|s| Duration::try_from_secs_f64(s).context("--duration must be a non-negative number of seconds"))
+        .transpose()
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // One line: the error and its causes.
+            let mut line = format!("tracer: error: {err}");
+            for cause in err.chain().skip(1) {
+                line.push_str(": ");
+                line.push_str(&cause.to_string());
+            }
+            eprintln!("{line}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    match cli.command {
+        Command::Attach { pid, duration: secs, format, holds } => {
+            let config = Config {
+                pid,
+                duration: duration(secs)?,
+                format: match format {
+                    OutputFormat::Text => Format::Text,
+                    OutputFormat::Json => Format::Json,
+                },
+                holds,
+            };
+            let mut stdout = io::stdout().lock();
+            runtime.block_on(session::run(config, &mut stdout))?;
+            Ok(())
+        }
+        Command::Floor { pid, uprobes, duration: secs } => {
+            if !procfs::process_exists(pid) {
+                anyhow::bail!("no such process: {pid}");
+            }
+            let maps = procfs::read_maps(pid)?;
+            let libc: Option<PathBuf> = procfs::find_libc(&maps).map(|p| procfs::host_path(pid, &p));
+            let probes = Probes::attach(pid, Hooks::Floor { uprobes }, libc.as_deref())?;
+            let wait = duration(Some(secs))?.unwrap_or_default();
+            runtime.block_on(async {
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            });
+            drop(probes);
+            writeln!(io::stdout(), "floor: detached")?;
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,313 @@
+//! The only module that talks to aya: loads the eBPF object built by `build.rs`, attaches
+//! the futex hooks and (with `--holds`) the glibc lock uprobes, drains the ring buffer and
+//! reads counters and stacks.
+//!
+//! Every attachment is a file-descriptor-based link (BTF raw tracepoints, perf-event
+//! uprobes), so the kernel detaches them when the process exits by any path, SIGKILL
+//! included; dropping [`Probes`] detaches them earlier.
+use std::{num::NonZeroU32, path::Path};
+
+use aya::{
+    Btf, Ebpf, EbpfError, EbpfLoader,
+    maps::{MapData, MapError, PerCpuArray, RingBuf, StackTraceMap},
+    programs::{BtfTracePoint, ProgramError, UProbe, uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope}},
+};
+use thiserror::Error;
+use tracer_common::{
+    COUNTER_SLOTS, Counter, GLOBAL_TARGET_TGID, LockOp, MAP_COUNTERS, MAP_EVENTS, MAP_STACKS, PROG_LOCK_ENTRY,
+    PROG_LOCK_RETURN, PROG_NOOP_SYS_ENTER, PROG_NOOP_SYS_EXIT, PROG_NOOP_UPROBE, PROG_NOOP_URETPROBE,
+    PROG_SYS_ENTER, PROG_SYS_EXIT, PROG_UNLOCK_ENTRY,
+};
+
+/// The eBPF object, built for the BPF target by `build.rs` (aya-build).
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer"));
+
+/// The built eBPF object's bytes (for tests that inspect it).
+#[must_use]
+pub fn object_bytes() -> &'static [u8] {
+    EBPF_OBJECT
+}
+
+#[derive(Debug, Error)]
+pub enum ProbeError {
+    #[error("kernel BTF is unavailable (/sys/kernel/btf/vmlinux): the kernel needs CONFIG_DEBUG_INFO_BTF")]
+    Btf(#[source] aya::BtfError),
+    #[error("cannot load the eBPF programs")]
+    Load(#[source] EbpfError),
+    #[error("the eBPF object has no program named {0}")]
+    MissingProgram(&'static str),
+    #[error("the eBPF object has no map named {0}")]
+    MissingMap(&'static str),
+    #[error("cannot load or attach program {name}")]
+    Program {
+        name: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("cannot use map {name}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: MapError,
+    },
+}
+
+impl ProbeError {
+    /// Whether the kernel refused for lack of privilege (EPERM/EACCES anywhere in the chain).
+    #[must_use]
+    pub fn is_permission_denied(&self) -> bool {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(err) = source {
+            if let Some(io) = err.downcast_ref::<std::io::Error>()
+                && matches!(io.raw_os_error(), Some(libc::EPERM | libc::EACCES))
+            {
+                return true;
+            }
+            let text = err.to_string();
+            if text.contains("Operation not permitted") || text.contains("Permission denied") {
+                return true;
+            }
+            source = err.source();
+        }
+        false
+    }
+}
+
+/// What to attach.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hooks {
+    /// The real tracer: futex hooks, and lock uprobes when `holds` is set.
+    Trace { holds: bool },
+    /// Empty programs on the same hooks (benchmark floor): futex hooks, and when
+    /// `uprobes` is set, empty uprobes on lock entry, lock return and unlock.
+    Floor { uprobes: bool },
+}
+
+/// The glibc functions the `--holds` uprobes attach to, with the op passed as cookie.
+pub const LOCK_FUNCTIONS: [(&str, LockOp); 12] = [
+    ("pthread_mutex_lock", LockOp::MutexLock),
+    ("pthread_mutex_trylock", LockOp::MutexTryLock),
+    ("pthread_mutex_timedlock", LockOp::MutexTimedLock),
+    ("pthread_mutex_clocklock", LockOp::MutexTimedLock),
+    ("pthread_rwlock_rdlock", LockOp::RwRead),
+    ("pthread_rwlock_tryrdlock", LockOp::RwTryRead),
+    ("pthread_rwlock_timedrdlock", LockOp::RwTimedRead),
+    ("pthread_rwlock_clockrdlock", LockOp::RwTimedRead),
+    ("pthread_rwlock_wrlock", LockOp::RwWrite),
+    ("pthread_rwlock_trywrlock", LockOp::RwTryWrite),
+    ("pthread_rwlock_timedwrlock", LockOp::RwTimedWrite),
+    ("pthread_rwlock_clockwrlock", LockOp::RwTimedWrite),
+];
+
+/// The unlock functions, with their op.
+pub const UNLOCK_FUNCTIONS: [(&str, LockOp); 2] =
+    [("pthread_mutex_unlock", LockOp::MutexUnlock), ("pthread_rwlock_unlock", LockOp::RwUnlock)];
+
+/// What got attached, for the report's notes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AttachSummary {
+    pub lock_functions: Vec<&'static str>,
+    pub missing_lock_functions: Vec<&'static str>,
+}
+
+/// Per-CPU counters summed over CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CounterTotals {
+    pub dropped: u64,
+    pub futex_wakes: u64,
+    pub futex_waits: u64,
+    pub stack_errors: u64,
+    pub unmatched_returns: u64,
+}
+
+/// Loaded and attached programs. Dropping it detaches everything.
+pub struct Probes {
+    // Field order matters for drop: the maps go before the object that owns the programs.
+    events: RingBuf<MapData>,
+    counters: PerCpuArray<MapData, u64>,
+    stacks: StackTraceMap<MapData>,
+    _ebpf: Ebpf,
+    pub summary: AttachSummary,
+}
+
+impl Probes {
+    /// Loads the object for target `pid` and attaches `hooks`. `libc` is the target's own
+    /// mapped glibc, as a path openable from here (`/proc/PID/root/...`), if it has one.
+    ///
+    /// # Errors
+    /// When BTF is missing, the kernel refuses to load, or a futex hook cannot attach.
+    /// A lock function missing from libc is not an error: it is listed in `summary`.
+    pub fn attach(pid: u32, hooks: Hooks, libc: Option<&Path>) -> Result<Self, ProbeError> {
+        let btf = Btf::from_sys_fs().map_err(ProbeError::Btf)?;
+        let mut ebpf = EbpfLoader::new()
+            .btf(Some(&btf))
+            .override_global(GLOBAL_TARGET_TGID, &pid, true)
+            .load(EBPF_OBJECT)
+            .map_err(ProbeError::Load)?;
+        let (enter, exit) = match hooks {
+            Hooks::Trace { .. } => (PROG_SYS_ENTER, PROG_SYS_EXIT),
+            Hooks::Floor { .. } => (PROG_NOOP_SYS_ENTER, PROG_NOOP_SYS_EXIT),
+        };
+        attach_tp_btf(&mut ebpf, enter, "sys_enter", &btf)?;
+        attach_tp_btf(&mut ebpf, exit, "sys_exit", &btf)?;
+
+        let mut summary = AttachSummary::default();
+        let uprobe_progs = match hooks {
+            Hooks::Trace { holds: true } => Some((PROG_LOCK_ENTRY, PROG_LOCK_RETURN, PROG_UNLOCK_ENTRY)),
+            Hooks::Floor { uprobes: true } => Some((PROG_NOOP_UPROBE, PROG_NOOP_URETPROBE, PROG_NOOP_UPROBE)),
+            Hooks::Trace { holds: false } | Hooks::Floor { uprobes: false } => None,
+        };
+        if let Some((entry, ret, unlock)) = uprobe_progs {
+            match libc {
+                Some(libc) => {
+                    let scope = UProbeScope::OneProcess(NonZeroU32::new(pid).unwrap_or(NonZeroU32::MIN));
+                    for prog in [entry, ret, unlock] {
+                        load_uprobe(&mut ebpf, prog)?;
+                    }
+                    for (function, op) in LOCK_FUNCTIONS {
+                        let attached = attach_uprobe(&mut ebpf, entry, function, op, libc, scope)?
+                            && attach_uprobe(&mut ebpf, ret, function, op, libc, scope)?;
+                        record(&mut summary, function, attached);
+                    }
+                    for (function, op) in UNLOCK_FUNCTIONS {
+                        let attached = attach_uprobe(&mut ebpf, unlock, function, op, libc, scope)?;
+                        record(&mut summary, function, attached);
+                    }
+                }
+                None => {
+                    summary.missing_lock_functions =
+                        LOCK_FUNCTIONS.iter().chain(&UNLOCK_FUNCTIONS).map(|&(f, _)| f).collect();
+                }
+            }
+        }
+
+        let events = take_map(&mut ebpf, MAP_EVENTS, RingBuf::try_from)?;
+        let counters = take_map(&mut ebpf, MAP_COUNTERS, PerCpuArray::try_from)?;
+        let stacks = take_map(&mut ebpf, MAP_STACKS, StackTraceMap::try_from)?;
+        Ok(Self { events, counters, stacks, _ebpf: ebpf, summary })
+    }
+
+    /// Hands every record currently in the ring buffer to `sink`; returns how many.
+    pub fn drain(&mut self, mut sink: impl FnMut(&[u8])) -> usize {
+        let mut n = 0;
+        while let Some(item) = self.events.next() {
+            sink(&item);
+            n += 1;
+        }
+        n
+    }
+
+    /// Counters summed over all CPUs.
+    ///
+    /// # Errors
+    /// When the map cannot be read.
+    pub fn counters(&self) -> Result<CounterTotals, ProbeError> {
+        let mut sums = [0_u64; COUNTER_SLOTS as usize];
+        for (slot, sum) in (0..COUNTER_SLOTS).zip(sums.iter_mut()) {
+            let values =
+                self.counters.get(&slot, 0).map_err(|source| ProbeError::Map { name: MAP_COUNTERS, source })?;
+            *sum = values.iter().sum();
+        }
+        Ok(CounterTotals {
+            dropped: sums[Counter::Dropped as usize],
+            futex_wakes: sums[Counter::FutexWakes as usize],
+            futex_waits: sums[Counter::FutexWaits as usize],
+            stack_errors: sums[Counter::StackErrors as usize],
+            unmatched_returns: sums[Counter::UnmatchedReturns as usize],
+        })
+    }
+
+    /// Instruction pointers of a user stack, innermost first (empty if unknown).
+    #[must_use]
+    pub fn stack(&self, id: u32) -> Vec<u64> {
+        self.stacks
+            .get(&id, 0)
+            .map(|trace| trace.frames().iter().map(|f| f.ip).collect())
+            .unwrap_or_default()
+    }
+}
+
+fn record(summary: &mut AttachSummary, function: &'static str, attached: bool) {
+    if attached {
+        summary.lock_functions.push(function);
+    } else {
+        summary.missing_lock_functions.push(function);
+    }
+}
+
+fn take_map<T>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    convert: impl FnOnce(aya::maps::Map) -> Result<T, MapError>,
+) -> Result<T, ProbeError> {
+    let map = ebpf.take_map(name).ok_or(ProbeError::MissingMap(name))?;
+    convert(map).map_err(|source| ProbeError::Map { name, source })
+}
+
+fn attach_tp_btf(ebpf: &mut Ebpf, name: &'static str, tracepoint: &str, btf: &Btf) -> Result<(), ProbeError> {
+    let program: &mut BtfTracePoint = ebpf
+        .program_mut(name)
+        .ok_or(ProbeError::MissingProgram(name))?
+        .try_into()
+        .map_err(|source| ProbeError::Program { name, source })?;
+    program.load(tracepoint, btf).map_err(|source| ProbeError::Program { name, source })?;
+    program.attach().map_err(|source| ProbeError::Program { name, source })?;
+    Ok(())
+}
+
+fn load_uprobe(ebpf: &mut Ebpf, name: &'static str) -> Result<(), ProbeError> {
+    let program: &mut UProbe = ebpf
+        .program_mut(name)
+        .ok_or(ProbeError::MissingProgram(name))?
+        .try_into()
+        .map_err(|source| ProbeError::Program { name, source })?;
+    if program.fd().is_err() {
+        program.load().map_err(|source| ProbeError::Program { name, source })?;
+    }
+    Ok(())
+}
+
+/// Attaches a loaded uprobe program to `function` in `object`. Returns `Ok(false)` when
+/// the function is not in the object (an older or non-glibc libc): the trace goes on in
+/// futex mode for that function.
+fn attach_uprobe(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    function: &str,
+    op: LockOp,
+    object: &Path,
+    scope: UProbeScope,
+) -> Result<bool, ProbeError> {
+    let program: &mut UProbe = ebpf
+        .program_mut(name)
+        .ok_or(ProbeError::MissingProgram(name))?
+        .try_into()
+        .map_err(|source| ProbeError::Program { name, source })?;
+    let point = UProbeAttachPoint { location: UProbeAttachLocation::Symbol(function), cookie: Some(op as u64) };
+    match program.attach(point, object, scope) {
+        Ok(_) => Ok(true),
+        Err(ProgramError::UProbeError(aya::programs::uprobe::UProbeError::SymbolError { .. })) => Ok(false),
+        Err(source) => Err(ProbeError::Program { name, source }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
+    use tracer_common::{ALL_MAPS, ALL_PROGRAMS, GLOBAL_TARGET_TGID};
+
+    use super::*;
+
+    /// Guards against a rename on one side of the kernel/user boundary: every map,
+    /// program and global name userspace asks for must exist in the built object.
+    #[test]
+    fn built_object_holds_every_shared_name() {
+        let file = object::File::parse(object_bytes()).expect("the built eBPF object parses");
+        let symbols: Vec<String> = file.symbols().filter_map(|s| s.name().ok().map(str::to_owned)).collect();
+        for name in ALL_MAPS.iter().chain(&ALL_PROGRAMS).chain(&[GLOBAL_TARGET_TGID]) {
+            assert!(symbols.iter().any(|s| s == name), "{name} missing from the eBPF object");
+        }
+        assert!(file.sections().any(|s| s.name() == Ok("tp_btf/sys_enter")));
+        assert!(file.sections().any(|s| s.name() == Ok("uretprobe")));
+    }
+}

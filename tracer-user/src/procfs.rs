@@ -1,0 +1,543 @@
+//! What `/proc` says about the target: liveness, threads and their names, memory maps,
+//! the syscall a thread is blocked in, and its memory.
+//!
+//! Everything here reads the target from the outside and never stops it; callers must
+//! expect any answer to be stale (threads come and go, the process may exit) and treat
+//! "gone" as a normal outcome rather than a failure.
+
+use std::{
+    fs, io,
+    path::{Path, PathBuf},
+};
+
+/// Failure to read something about the target from `/proc`.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcError {
+    /// The process (or thread) does not exist, or exited while we were reading it.
+    #[error("no such process: {pid}")]
+    NoSuchProcess {
+        /// The process id that was asked for.
+        pid: u32,
+    },
+    /// Reading a `/proc` file failed for another reason (usually permissions).
+    #[error("cannot read {}", path.display())]
+    Io {
+        /// The file or directory that could not be read.
+        path: PathBuf,
+        /// What the kernel said.
+        #[source]
+        source: io::Error,
+    },
+    /// `process_vm_readv(2)` failed for a reason other than the process being gone.
+    #[error("cannot read {len} bytes at {addr:#x} in process {pid}")]
+    Memory {
+        /// The target process.
+        pid: u32,
+        /// The remote address that was asked for.
+        addr: u64,
+        /// How many bytes were asked for.
+        len: usize,
+        /// What the kernel said (`EFAULT` for unmapped memory, `EPERM` without ptrace rights).
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn proc_dir(pid: u32) -> PathBuf {
+    PathBuf::from(format!("/proc/{pid}"))
+}
+
+/// Turns an I/O error on a `/proc/PID/...` path into a [`ProcError`]; "not found" (and
+/// `ESRCH`, which some files return once the task is reaped) means the process is gone.
+fn io_error(pid: u32, path: PathBuf, source: io::Error) -> ProcError {
+    if source.kind() == io::ErrorKind::NotFound || source.raw_os_error() == Some(libc::ESRCH) {
+        ProcError::NoSuchProcess { pid }
+    } else {
+        ProcError::Io { path, source }
+    }
+}
+
+/// Whether a process (or thread) with this id currently exists (zombies included).
+#[must_use]
+pub fn process_exists(pid: u32) -> bool {
+    // pid 0 is not a process, and `/proc/0` does not exist anyway; checked for clarity.
+    pid != 0 && proc_dir(pid).exists()
+}
+
+/// Ids of the threads of `pid`, from `/proc/PID/task`, sorted ascending.
+///
+/// # Errors
+/// [`ProcError::NoSuchProcess`] when the process is gone, [`ProcError::Io`] otherwise.
+pub fn thread_ids(pid: u32) -> Result<Vec<u32>, ProcError> {
+    let path = proc_dir(pid).join("task");
+    let entries = fs::read_dir(&path).map_err(|e| io_error(pid, path.clone(), e))?;
+    let mut tids = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| io_error(pid, path.clone(), e))?;
+        // Anything that is not a number is not a task; skip rather than fail.
+        if let Some(tid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        {
+            tids.push(tid);
+        }
+    }
+    tids.sort_unstable();
+    Ok(tids)
+}
+
+/// The name of thread `tid` of `pid` (`/proc/PID/task/TID/comm`, without the newline),
+/// or `None` when the thread is gone or unreadable.
+#[must_use]
+pub fn thread_name(pid: u32, tid: u32) -> Option<String> {
+    let text = fs::read_to_string(proc_dir(pid).join(format!("task/{tid}/comm"))).ok()?;
+    Some(text.trim_end_matches('\n').to_owned())
+}
+
+/// One line of `/proc/PID/maps`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapEntry {
+    /// First address of the mapping.
+    pub start: u64,
+    /// One past the last address of the mapping.
+    pub end: u64,
+    /// Readable.
+    pub read: bool,
+    /// Writable.
+    pub write: bool,
+    /// Executable.
+    pub exec: bool,
+    /// Offset in the mapped file of `start` (0 for anonymous mappings).
+    pub offset: u64,
+    /// Inode of the mapped file (0 for anonymous mappings).
+    pub inode: u64,
+    /// The mapped file, or a pseudo-name such as `[heap]`, `[stack]`, `[vdso]`; `None` for
+    /// anonymous mappings. A ` (deleted)` suffix is removed.
+    pub path: Option<String>,
+}
+
+impl MapEntry {
+    /// Whether `addr` lies in `[start, end)`.
+    #[must_use]
+    pub fn contains(&self, addr: u64) -> bool {
+        (self.start..self.end).contains(&addr)
+    }
+
+    /// Whether this maps a file (its path is absolute), as opposed to an anonymous or
+    /// pseudo mapping like `[heap]`.
+    #[must_use]
+    pub fn is_file(&self) -> bool {
+        self.path.as_deref().is_some_and(|p| p.starts_with('/'))
+    }
+}
+
+/// Splits off the next whitespace-separated field, returning it and the rest.
+fn next_field(s: &str) -> Option<(&str, &str)> {
+    let s = s.trim_start();
+    if s.is_empty() {
+        return None;
+    }
+    let end = s.find(char::is_whitespace).unwrap_or(s.len());
+    Some((&s[..end], &s[end..]))
+}
+
+fn parse_map_line(line: &str) -> Option<MapEntry> {
+    let (range, rest) = next_field(line)?;
+    let (perms, rest) = next_field(rest)?;
+    let (offset, rest) = next_field(rest)?;
+    let (_dev, rest) = next_field(rest)?;
+    let (inode, rest) = next_field(rest)?;
+    let (start, end) = range.split_once('-')?;
+    let start = u64::from_str_radix(start, 16).ok()?;
+    let end = u64::from_str_radix(end, 16).ok()?;
+    if end < start {
+        return None;
+    }
+    let perms = perms.as_bytes();
+    if perms.len() < 3 {
+        return None;
+    }
+    // The path is everything after the inode column: it may itself contain spaces, so it is
+    // not split further, only the column padding before it is dropped.
+    let path = rest.trim_start().trim_end_matches(['\n', '\r']);
+    let path = path.strip_suffix(" (deleted)").unwrap_or(path);
+    Some(MapEntry {
+        start,
+        end,
+        read: perms[0] == b'r',
+        write: perms[1] == b'w',
+        exec: perms[2] == b'x',
+        offset: u64::from_str_radix(offset, 16).ok()?,
+        inode: inode.parse().ok()?,
+        path: (!path.is_empty()).then(|| path.to_owned()),
+    })
+}
+
+/// Parses the text of `/proc/PID/maps`. Malformed lines are skipped, so a truncated read
+/// still yields the mappings it does contain.
+#[must_use]
+pub fn parse_maps(text: &str) -> Vec<MapEntry> {
+    text.lines().filter_map(parse_map_line).collect()
+}
+
+/// Reads and parses `/proc/PID/maps`.
+///
+/// # Errors
+/// [`ProcError::NoSuchProcess`] when the process is gone, [`ProcError::Io`] otherwise.
+pub fn read_maps(pid: u32) -> Result<Vec<MapEntry>, ProcError> {
+    let path = proc_dir(pid).join("maps");
+    let text = fs::read_to_string(&path).map_err(|e| io_error(pid, path.clone(), e))?;
+    // A process that exited between the open and the read leaves an empty file behind.
+    if text.is_empty() && !process_exists(pid) {
+        return Err(ProcError::NoSuchProcess { pid });
+    }
+    Ok(parse_maps(&text))
+}
+
+/// Whether a file name is one of the names glibc (or musl) gives its C library.
+fn is_libc_name(name: &str) -> bool {
+    if name == "libc.so.6" || name == "libc.so" {
+        return true;
+    }
+    // Older glibc installs the library as `libc-2.31.so` and only symlinks `libc.so.6`.
+    name.strip_prefix("libc-")
+        .and_then(|n| n.strip_suffix(".so"))
+        .is_some_and(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit() || b == b'.'))
+}
+
+/// The path of the C library mapped by the process, as the process sees it (open it through
+/// [`host_path`]). `None` for static binaries.
+#[must_use]
+pub fn find_libc(maps: &[MapEntry]) -> Option<String> {
+    maps.iter()
+        .filter(|m| m.is_file())
+        .filter_map(|m| m.path.as_deref())
+        .find(|p| is_libc_name(p.rsplit('/').next().unwrap_or(p)))
+        .map(str::to_owned)
+}
+
+/// Where a path of the target's file system is visible from here: `/proc/PID/root/PATH`.
+///
+/// Going through the target's root makes files of processes in other mount namespaces
+/// (containers) open correctly, and is the same file otherwise.
+#[must_use]
+pub fn host_path(pid: u32, path: &str) -> PathBuf {
+    proc_dir(pid)
+        .join("root")
+        .join(path.trim_start_matches('/'))
+}
+
+/// What a thread is doing, from `/proc/PID/task/TID/syscall`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyscallState {
+    /// Running on a CPU: the kernel cannot tell what it is doing.
+    Running,
+    /// Blocked in the kernel but not in a system call (e.g. a page fault).
+    NotInSyscall,
+    /// Blocked in system call `nr` with these arguments.
+    InSyscall {
+        /// The system call number.
+        nr: i64,
+        /// The six argument registers.
+        args: [u64; 6],
+    },
+}
+
+fn parse_hex(s: &str) -> Option<u64> {
+    let digits = s
+        .strip_prefix("0x")
+        .or_else(|| s.strip_prefix("0X"))
+        .unwrap_or(s);
+    u64::from_str_radix(digits, 16).ok()
+}
+
+/// Parses the text of `/proc/PID/task/TID/syscall`: `running`, `-1 SP PC`, or
+/// `NR ARG1 .. ARG6 SP PC` (number in decimal, the rest in `0x` hex). `None` if malformed.
+#[must_use]
+pub fn parse_syscall(text: &str) -> Option<SyscallState> {
+    let mut fields = text.split_whitespace();
+    let first = fields.next()?;
+    if first == "running" {
+        return Some(SyscallState::Running);
+    }
+    let nr: i64 = first.parse().ok()?;
+    let rest = fields.map(parse_hex).collect::<Option<Vec<u64>>>()?;
+    if nr < 0 {
+        return (rest.len() == 2).then_some(SyscallState::NotInSyscall);
+    }
+    // Six arguments, then the stack and instruction pointers.
+    if rest.len() != 8 {
+        return None;
+    }
+    let mut args = [0u64; 6];
+    args.copy_from_slice(&rest[..6]);
+    Some(SyscallState::InSyscall { nr, args })
+}
+
+/// What thread `tid` of `pid` is doing; `None` when the thread is gone or the file is not
+/// readable (it needs ptrace rights over the target).
+#[must_use]
+pub fn syscall_state(pid: u32, tid: u32) -> Option<SyscallState> {
+    let text = fs::read_to_string(proc_dir(pid).join(format!("task/{tid}/syscall"))).ok()?;
+    parse_syscall(&text)
+}
+
+/// Reads `buf.len()` bytes at `addr` in process `pid` with `process_vm_readv(2)`; returns how
+/// many bytes were read (fewer than asked when the range runs into unmapped memory).
+///
+/// Used to re-read a lock's owner field when confirming a deadlock: unlike `/proc/PID/mem`
+/// it needs no open file, and unlike ptrace it does not stop the target.
+///
+/// # Errors
+/// [`ProcError::NoSuchProcess`] when the process is gone, [`ProcError::Memory`] otherwise
+/// (`EFAULT` when nothing at `addr` is mapped, `EPERM` without ptrace rights).
+pub fn read_memory(pid: u32, addr: u64, buf: &mut [u8]) -> Result<usize, ProcError> {
+    if buf.is_empty() {
+        return Ok(0);
+    }
+    let len = buf.len();
+    let memory_error = |source| ProcError::Memory {
+        pid,
+        addr,
+        len,
+        source,
+    };
+    let Ok(remote_pid) = libc::pid_t::try_from(pid) else {
+        return Err(ProcError::NoSuchProcess { pid });
+    };
+    let Ok(remote_base) = usize::try_from(addr) else {
+        return Err(memory_error(io::Error::from_raw_os_error(libc::EFAULT)));
+    };
+    let local = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: len,
+    };
+    let remote = libc::iovec {
+        iov_base: remote_base as *mut libc::c_void,
+        iov_len: len,
+    };
+    // SAFETY: `local` describes `buf`, which is valid for writes of `buf.len()` bytes and
+    // exclusively borrowed for the duration of the call; the remote iovec is only
+    // interpreted by the kernel in the other address space, never dereferenced here.
+    let n =
+        unsafe { libc::process_vm_readv(remote_pid, &raw const local, 1, &raw const remote, 1, 0) };
+    if let Ok(n) = usize::try_from(n) {
+        return Ok(n);
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::ESRCH) {
+        Err(ProcError::NoSuchProcess { pid })
+    } else {
+        Err(memory_error(err))
+    }
+}
+
+/// Whether the ELF file at `path` has no `.symtab` (only exported symbols, so static
+/// variables and functions will have no names). `false` when the file cannot be read or is
+/// not ELF, because then there is nothing useful to warn about.
+#[must_use]
+pub fn is_elf_stripped(path: &Path) -> bool {
+    use object::{Object, ObjectSection};
+    let Ok(data) = fs::read(path) else {
+        return false;
+    };
+    match object::File::parse(&*data) {
+        Ok(file) if matches!(file.format(), object::BinaryFormat::Elf) => {
+            !file.sections().any(|s| s.name() == Ok(".symtab"))
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAPS: &str = "\
+55d5c4a00000-55d5c4a01000 r--p 00000000 fd:01 1234567                    /usr/bin/prog
+55d5c4a01000-55d5c4a02000 r-xp 00001000 fd:01 1234567                    /usr/bin/prog
+55d5c4a03000-55d5c4a04000 rw-p 00002000 fd:01 1234567                    /usr/bin/prog
+55d5c4a04000-55d5c4a05000 rw-p 00000000 00:00 0 
+55d5c5000000-55d5c5021000 rw-p 00000000 00:00 0                          [heap]
+7f1e2a000000-7f1e2a028000 r--p 00000000 fd:01 2222                       /usr/lib/x86_64-linux-gnu/libc.so.6
+7f1e2a100000-7f1e2a101000 r-xp 00000000 fd:01 3333                       /tmp/my lib.so (deleted)
+this is not a maps line
+7ffd1a000000-7ffd1a021000 rw-p 00000000 00:00 0                          [stack]
+7ffd1a1f0000-7ffd1a1f2000 r-xp 00000000 00:00 0                          [vdso]
+";
+
+    #[test]
+    fn parse_maps_fields() {
+        let maps = parse_maps(MAPS);
+        assert_eq!(maps.len(), 9);
+        assert_eq!(
+            maps[1],
+            MapEntry {
+                start: 0x55d5_c4a0_1000,
+                end: 0x55d5_c4a0_2000,
+                read: true,
+                write: false,
+                exec: true,
+                offset: 0x1000,
+                inode: 1_234_567,
+                path: Some("/usr/bin/prog".into()),
+            }
+        );
+        assert_eq!(maps[3].path, None);
+        assert!(maps[3].write && !maps[3].exec);
+        assert_eq!(maps[4].path.as_deref(), Some("[heap]"));
+        assert_eq!(maps[6].path.as_deref(), Some("/tmp/my lib.so"));
+        assert_eq!(maps[7].path.as_deref(), Some("[stack]"));
+        assert_eq!(maps[8].path.as_deref(), Some("[vdso]"));
+        assert!(maps[0].is_file() && !maps[4].is_file() && !maps[3].is_file());
+        assert!(maps[0].contains(0x55d5_c4a0_0fff) && !maps[0].contains(0x55d5_c4a0_1000));
+    }
+
+    #[test]
+    fn parse_maps_skips_malformed() {
+        let text = "zzzz-1000 r--p 0 00:00 0\n2000-1000 r--p 0 00:00 0\n1000-2000 r\n\n1000-2000 r--p 0 00:00 0";
+        let maps = parse_maps(text);
+        assert_eq!(maps.len(), 1);
+        assert_eq!(
+            (maps[0].start, maps[0].end, maps[0].path.clone()),
+            (0x1000, 0x2000, None)
+        );
+    }
+
+    #[test]
+    fn find_libc_by_name() {
+        let maps = parse_maps(MAPS);
+        assert_eq!(
+            find_libc(&maps).as_deref(),
+            Some("/usr/lib/x86_64-linux-gnu/libc.so.6")
+        );
+        let old = parse_maps("1000-2000 r-xp 0 08:01 7 /lib/x86_64-linux-gnu/libc-2.31.so\n");
+        assert_eq!(
+            find_libc(&old).as_deref(),
+            Some("/lib/x86_64-linux-gnu/libc-2.31.so")
+        );
+        let musl = parse_maps("1000-2000 r-xp 0 08:01 7 /usr/lib/musl/lib/libc.so\n");
+        assert_eq!(
+            find_libc(&musl).as_deref(),
+            Some("/usr/lib/musl/lib/libc.so")
+        );
+        let none = parse_maps(
+            "1000-2000 r-xp 0 08:01 7 /usr/lib/libcrypt.so.1\n1000-2000 r-xp 0 08:01 7 /x/libc-client.so\n",
+        );
+        assert_eq!(find_libc(&none), None);
+    }
+
+    #[test]
+    fn host_path_goes_through_proc_root() {
+        assert_eq!(
+            host_path(42, "/usr/lib/libc.so.6"),
+            PathBuf::from("/proc/42/root/usr/lib/libc.so.6")
+        );
+    }
+
+    #[test]
+    fn parse_syscall_forms() {
+        assert_eq!(parse_syscall("running\n"), Some(SyscallState::Running));
+        assert_eq!(
+            parse_syscall("-1 0x7ffd1a020e38 0x7f1e2a0c1d2b\n"),
+            Some(SyscallState::NotInSyscall)
+        );
+        assert_eq!(
+            parse_syscall(
+                "202 0x55d5c4a03010 0x80 0x2 0x0 0x0 0xffffffff 0x7ffd1a020e38 0x7f1e2a0c1d2b\n"
+            ),
+            Some(SyscallState::InSyscall {
+                nr: 202,
+                args: [0x55d5_c4a0_3010, 0x80, 2, 0, 0, 0xffff_ffff]
+            })
+        );
+        assert_eq!(parse_syscall(""), None);
+        assert_eq!(parse_syscall("202 0x1 0x2"), None);
+        assert_eq!(parse_syscall("abc 0x1 0x2"), None);
+        assert_eq!(parse_syscall("202 0x1 0x2 0x3 0x4 0x5 0xzz 0x7 0x8"), None);
+    }
+
+    #[test]
+    fn own_threads_and_names() {
+        let pid = std::process::id();
+        assert!(process_exists(pid));
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let handle = std::thread::Builder::new()
+            .name("procfs-probe".into())
+            .spawn(move || {
+                // SAFETY: gettid has no preconditions.
+                let tid = unsafe { libc::gettid() };
+                tid_tx.send(u32::try_from(tid).unwrap()).unwrap();
+                let _ = stop_rx.recv();
+            })
+            .unwrap();
+        let tid = tid_rx.recv().unwrap();
+        let tids = thread_ids(pid).unwrap();
+        assert!(tids.contains(&pid) && tids.contains(&tid), "{tids:?}");
+        assert!(tids.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(thread_name(pid, tid).as_deref(), Some("procfs-probe"));
+        // Blocked in futex (or, rarely, still running); either way the file parses when readable.
+        if let Some(state) = syscall_state(pid, tid) {
+            assert!(matches!(
+                state,
+                SyscallState::InSyscall { .. } | SyscallState::Running | SyscallState::NotInSyscall
+            ));
+        }
+        stop_tx.send(()).unwrap();
+        handle.join().unwrap();
+    }
+
+    #[test]
+    fn missing_process() {
+        // Larger than any pid_max the kernel allows (4M), so it can never exist.
+        let pid = 0x7fff_fff0;
+        assert!(!process_exists(pid));
+        assert!(matches!(thread_ids(pid), Err(ProcError::NoSuchProcess { pid: p }) if p == pid));
+        assert!(matches!(
+            read_maps(pid),
+            Err(ProcError::NoSuchProcess { .. })
+        ));
+        assert_eq!(thread_name(pid, pid), None);
+        let mut buf = [0u8; 8];
+        assert!(matches!(
+            read_memory(pid, 0x1000, &mut buf),
+            Err(ProcError::NoSuchProcess { .. })
+        ));
+    }
+
+    #[test]
+    fn read_own_memory() {
+        let value: u64 = 0x1122_3344_5566_7788;
+        let addr = &raw const value as u64;
+        let mut buf = [0u8; 8];
+        let n = read_memory(std::process::id(), addr, &mut buf).unwrap();
+        assert_eq!(n, 8);
+        assert_eq!(u64::from_ne_bytes(buf), value);
+        assert_eq!(read_memory(std::process::id(), addr, &mut []).unwrap(), 0);
+        // Page 0 is never mapped.
+        assert!(matches!(
+            read_memory(std::process::id(), 8, &mut buf),
+            Err(ProcError::Memory { .. })
+        ));
+    }
+
+    #[test]
+    fn read_own_maps() {
+        let maps = read_maps(std::process::id()).unwrap();
+        let here = read_own_maps as fn() as usize as u64;
+        assert!(
+            maps.iter()
+                .any(|m| m.contains(here) && m.exec && m.is_file())
+        );
+    }
+
+    #[test]
+    fn stripped_detection() {
+        let exe = std::env::current_exe().unwrap();
+        // Test binaries are built with symbols.
+        assert!(!is_elf_stripped(&exe));
+        assert!(!is_elf_stripped(Path::new("/nonexistent/file")));
+    }
+}

@@ -1,0 +1,370 @@
+//! A live attach: the tokio loop that drains the probes in batches, feeds the analysis,
+//! confirms deadlock candidates against the live process, prints findings the moment
+//! they are confirmed, and prints the summary at the end.
+use std::{
+    cell::RefCell,
+    collections::HashSet,
+    io::{self, Write},
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use thiserror::Error;
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    time::MissedTickBehavior,
+};
+use tracer_common::syscall;
+
+use crate::{
+    analysis::Analysis,
+    event::decode,
+    futex_lock::{MUTEX_OWNER_OFFSET, RWLOCK_WRITER_OFFSET},
+    probes::{Hooks, ProbeError, Probes},
+    procfs::{self, SyscallState},
+    report::{self, Deadlock, DeadlockEntry, LockKind, LockRef, LockSummary, Summary},
+    symbols::Symbolizer,
+    waitgraph::Cycle,
+};
+
+/// How often the ring buffer is drained. Events are submitted without waking us, so
+/// this bounds the report latency of a deadlock (goal: 100 ms) at a cost of 100 wakeups
+/// per second of the tracer, none of the target.
+const DRAIN_INTERVAL: Duration = Duration::from_millis(10);
+/// How often the whole graph is re-scanned for cycles that closed through a holder update.
+const RESCAN_INTERVAL: Duration = Duration::from_millis(250);
+/// Locks in the summary that get their top waiting stack symbolized.
+const STACKS_IN_SUMMARY: usize = 20;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    pub pid: u32,
+    pub duration: Option<Duration>,
+    pub format: Format,
+    pub holds: bool,
+}
+
+#[derive(Debug, Error)]
+pub enum SessionError {
+    #[error("no such process: {pid}")]
+    NoSuchProcess { pid: u32 },
+    #[error("not privileged: tracing needs root, or CAP_BPF and CAP_PERFMON (and CAP_SYS_PTRACE to read the target)")]
+    NotPrivileged(#[source] ProbeError),
+    #[error("kernel BTF is unavailable at /sys/kernel/btf/vmlinux: the kernel needs CONFIG_DEBUG_INFO_BTF")]
+    NoBtf,
+    #[error("process {pid} exited while the tracer was attaching")]
+    ExitedDuringAttach { pid: u32 },
+    #[error("cannot attach to process {pid}")]
+    Attach {
+        pid: u32,
+        #[source]
+        source: ProbeError,
+    },
+    #[error("cannot read process {pid}")]
+    Proc {
+        pid: u32,
+        #[source]
+        source: procfs::ProcError,
+    },
+    #[error("cannot install signal handlers")]
+    Signal(#[source] io::Error),
+    #[error("cannot write the report")]
+    Output(#[source] io::Error),
+}
+
+/// Traces `config.pid` until the duration ends, SIGINT/SIGTERM, or the target exits,
+/// writing findings and the summary to `out`.
+///
+/// # Errors
+/// For bad input (no such process, no privilege, no BTF, target gone during attach);
+/// once attached, only a failure to write the report is an error.
+pub async fn run(config: Config, out: &mut dyn Write) -> Result<(), SessionError> {
+    let pid = config.pid;
+    if !procfs::process_exists(pid) {
+        return Err(SessionError::NoSuchProcess { pid });
+    }
+    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+        return Err(SessionError::NoBtf);
+    }
+    let gone = |source| {
+        if procfs::process_exists(pid) { SessionError::Proc { pid, source } } else { SessionError::ExitedDuringAttach { pid } }
+    };
+    let maps = procfs::read_maps(pid).map_err(gone)?;
+    let libc = procfs::find_libc(&maps).map(|path| procfs::host_path(pid, &path));
+    let symbolizer = Symbolizer::for_process(pid).map_err(|_| SessionError::ExitedDuringAttach { pid })?;
+    let probes = Probes::attach(pid, Hooks::Trace { holds: config.holds }, libc.as_deref()).map_err(|source| {
+        if source.is_permission_denied() {
+            SessionError::NotPrivileged(source)
+        } else if !procfs::process_exists(pid) {
+            SessionError::ExitedDuringAttach { pid }
+        } else {
+            SessionError::Attach { pid, source }
+        }
+    })?;
+    if !procfs::process_exists(pid) {
+        return Err(SessionError::ExitedDuringAttach { pid });
+    }
+    let mut notes = Vec::new();
+    if config.holds {
+        if libc.is_none() {
+            notes.push("no glibc mapped in the target: lock functions not found, futex mode only".to_owned());
+        } else if !probes.summary.missing_lock_functions.is_empty() {
+            notes.push(format!(
+                "lock functions not found in libc, not traced: {}",
+                probes.summary.missing_lock_functions.join(", ")
+            ));
+        }
+    }
+    for note in &notes {
+        eprintln!("tracer: note: {note}");
+    }
+    let threads = ThreadSet::new(pid);
+    let mut session = Session { config, probes, symbolizer, analysis: Analysis::new(), threads, decode_errors: 0 };
+    let started = Instant::now();
+    let exited = session.trace(out).await?;
+    if exited {
+        notes.push(format!("process {pid} exited during the trace"));
+    }
+    session.finish(out, started.elapsed(), notes)
+}
+
+struct Session {
+    config: Config,
+    probes: Probes,
+    symbolizer: Symbolizer,
+    analysis: Analysis,
+    threads: ThreadSet,
+    decode_errors: u64,
+}
+
+impl Session {
+    /// The main loop. Returns whether the target exited.
+    async fn trace(&mut self, out: &mut dyn Write) -> Result<bool, SessionError> {
+        let mut interrupt = signal(SignalKind::interrupt()).map_err(SessionError::Signal)?;
+        let mut terminate = signal(SignalKind::terminate()).map_err(SessionError::Signal)?;
+        let mut tick = tokio::time::interval(DRAIN_INTERVAL);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        let deadline = self.config.duration.map(|d| Instant::now() + d);
+        let mut last_rescan = Instant::now();
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = interrupt.recv() => break,
+                _ = terminate.recv() => break,
+            }
+            self.pump();
+            if last_rescan.elapsed() >= RESCAN_INTERVAL {
+                self.analysis.rescan();
+                last_rescan = Instant::now();
+            }
+            self.report_confirmed_deadlocks(out)?;
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                break;
+            }
+            if !procfs::process_exists(self.config.pid) {
+                self.pump();
+                return Ok(true);
+            }
+        }
+        self.pump();
+        self.report_confirmed_deadlocks(out)?;
+        Ok(false)
+    }
+
+    /// Drains the ring buffer into the analysis.
+    fn pump(&mut self) {
+        let Self { probes, analysis, threads, decode_errors, .. } = self;
+        let is_thread = |tid| threads.contains(tid);
+        probes.drain(|bytes| match decode(bytes) {
+            Ok(event) => analysis.on_event(&event, &is_thread),
+            Err(_) => *decode_errors += 1,
+        });
+    }
+
+    fn report_confirmed_deadlocks(&mut self, out: &mut dyn Write) -> Result<(), SessionError> {
+        for cycle in self.analysis.candidates() {
+            if !self.confirm(&cycle) {
+                continue;
+            }
+            self.analysis.mark_reported(&cycle);
+            let deadlock = self.deadlock(&cycle);
+            let text = match self.config.format {
+                Format::Json => report::deadlock_json(&deadlock) + "\n",
+                Format::Text => report::deadlock_text(&deadlock) + "\n",
+            };
+            out.write_all(text.as_bytes()).and_then(|()| out.flush()).map_err(SessionError::Output)?;
+        }
+        Ok(())
+    }
+
+    /// Checks a candidate cycle against the live process, so a cycle assembled from
+    /// events that raced (a wake not yet seen) is never reported: every thread must still
+    /// sleep in a futex call on the word it waits on, and every lock's owner field, read
+    /// now, must still name the next thread of the cycle.
+    fn confirm(&self, cycle: &Cycle) -> bool {
+        let pid = self.config.pid;
+        let n = cycle.edges.len();
+        cycle.edges.iter().enumerate().all(|(i, edge)| {
+            let Some(wait) = self.analysis.active_wait(edge.tid) else { return false };
+            if wait.lock != Some(edge.waits_for) {
+                return false;
+            }
+            let blocked_here = match procfs::syscall_state(pid, edge.tid) {
+                Some(SyscallState::InSyscall { nr, args }) => match nr {
+                    syscall::FUTEX | syscall::FUTEX_WAIT => args[0] == wait.futex,
+                    syscall::FUTEX_WAITV => true,
+                    _ => false,
+                },
+                _ => false,
+            };
+            let next = cycle.edges[(i + 1) % n].tid;
+            blocked_here && self.owner_still(edge.waits_for, next)
+        })
+    }
+
+    /// Whether the lock's owner field still names `tid` (true when the lock has no owner
+    /// field to check and the holder came from the acquire uprobes).
+    fn owner_still(&self, lock: u64, tid: u32) -> bool {
+        let pid = self.config.pid;
+        let read_i32 = |addr: u64| {
+            let mut buf = [0u8; 4];
+            procfs::read_memory(pid, addr, &mut buf).ok().filter(|&n| n == 4).map(|_| i32::from_ne_bytes(buf))
+        };
+        let expect = i32::try_from(tid).unwrap_or(-1);
+        match self.analysis.lock_kind(lock) {
+            LockKind::Mutex => read_i32(lock + MUTEX_OWNER_OFFSET) == Some(expect),
+            LockKind::PiMutex => read_i32(lock).is_some_and(|w| w & 0x3fff_ffff == expect),
+            LockKind::RwLock => match read_i32(lock + RWLOCK_WRITER_OFFSET) {
+                // Readers are not recorded in the lock; only the uprobes know them.
+                Some(0) => self.analysis.held(tid, lock).is_some(),
+                writer => writer == Some(expect),
+            },
+            LockKind::Futex => self.analysis.held(tid, lock).is_some(),
+        }
+    }
+
+    fn lock_ref(&mut self, addr: u64) -> LockRef {
+        LockRef { addr, name: self.symbolizer.data_name(addr) }
+    }
+
+    /// Function names (innermost first) and detailed lines for a kernel stack id.
+    fn stack(&mut self, id: Option<u32>) -> (Vec<String>, Vec<String>) {
+        let ips = id.map(|id| self.probes.stack(id)).unwrap_or_default();
+        let frames: Vec<_> = ips.into_iter().map(|ip| self.symbolizer.frame(ip)).collect();
+        (frames.iter().map(|f| f.function_name()).collect(), frames.iter().map(|f| f.display()).collect())
+    }
+
+    fn deadlock(&mut self, cycle: &Cycle) -> Deadlock {
+        let now = monotonic_ns();
+        let mut closed_at = 0;
+        let mut entries = Vec::with_capacity(cycle.edges.len());
+        for edge in &cycle.edges {
+            let wait = self.analysis.active_wait(edge.tid).copied();
+            closed_at = closed_at.max(wait.map_or(0, |w| w.start_ns));
+            let (stack, stack_detail) = self.stack(wait.and_then(|w| w.stack));
+            entries.push(DeadlockEntry {
+                tid: edge.tid,
+                thread: procfs::thread_name(self.config.pid, edge.tid).unwrap_or_default(),
+                holds: self.lock_ref(edge.holds),
+                waits_for: self.lock_ref(edge.waits_for),
+                stack,
+                stack_detail,
+                waiting_since_ns: wait.map(|w| now.saturating_sub(w.start_ns)),
+            });
+        }
+        Deadlock { cycle: entries, detected_after_ns: (closed_at > 0).then(|| now.saturating_sub(closed_at)) }
+    }
+
+    fn finish(mut self, out: &mut dyn Write, elapsed: Duration, mut notes: Vec<String>) -> Result<(), SessionError> {
+        let counters = self.probes.counters().unwrap_or_default();
+        if counters.dropped > 0 {
+            notes.push(format!("{} events dropped (ring buffer full): results are incomplete", counters.dropped));
+        }
+        if self.decode_errors > 0 {
+            notes.push(format!("{} records could not be decoded", self.decode_errors));
+        }
+        if counters.stack_errors > 0 {
+            notes.push(format!("{} stacks could not be recorded", counters.stack_errors));
+        }
+        let mut locks: Vec<LockSummary> = self
+            .analysis
+            .stats()
+            .iter()
+            .map(|(addr, stats)| LockSummary {
+                lock: LockRef { addr, name: None },
+                kind: self.analysis.lock_kind(addr),
+                contentions: stats.contentions,
+                max_waiters: stats.max_waiters,
+                wait_ns: stats.wait(),
+                hold_ns: stats.hold(),
+                top_waiter_stack: Vec::new(),
+            })
+            .collect();
+        let mut summary = Summary {
+            pid: self.config.pid,
+            duration_ns: u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX),
+            events: self.analysis.counts().events,
+            dropped: counters.dropped,
+            futex_wakes: counters.futex_wakes,
+            deadlocks: self.analysis.deadlocks_reported(),
+            locks: Vec::new(),
+            notes,
+        };
+        locks.sort_by(|a, b| b.wait_ns.total.cmp(&a.wait_ns.total).then(a.lock.addr.cmp(&b.lock.addr)));
+        for (i, lock) in locks.iter_mut().enumerate() {
+            lock.lock.name = self.symbolizer.data_name(lock.lock.addr);
+            if i < STACKS_IN_SUMMARY {
+                let top = self.analysis.top_wait_stack(lock.lock.addr);
+                lock.top_waiter_stack = self.stack(top).1;
+            }
+        }
+        summary.locks = locks;
+        summary.sort_locks();
+        let text = match self.config.format {
+            Format::Json => report::summary_json(&summary) + "\n",
+            Format::Text => report::summary_text(&summary),
+        };
+        out.write_all(text.as_bytes()).and_then(|()| out.flush()).map_err(SessionError::Output)
+    }
+}
+
+/// The target's threads, refreshed from `/proc` when an unknown TID shows up (at most
+/// once per drain interval, so a burst of bogus owner fields costs one directory read).
+struct ThreadSet {
+    pid: u32,
+    inner: RefCell<(HashSet<u32>, Instant)>,
+}
+
+impl ThreadSet {
+    fn new(pid: u32) -> Self {
+        let tids = procfs::thread_ids(pid).unwrap_or_default().into_iter().collect();
+        Self { pid, inner: RefCell::new((tids, Instant::now())) }
+    }
+
+    fn contains(&self, tid: u32) -> bool {
+        let mut inner = self.inner.borrow_mut();
+        if inner.0.contains(&tid) {
+            return true;
+        }
+        if inner.1.elapsed() >= DRAIN_INTERVAL {
+            inner.0 = procfs::thread_ids(self.pid).unwrap_or_default().into_iter().collect();
+            inner.1 = Instant::now();
+        }
+        inner.0.contains(&tid)
+    }
+}
+
+/// `CLOCK_MONOTONIC` in ns: the clock of `bpf_ktime_get_ns`.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into the valid timespec we pass; CLOCK_MONOTONIC
+    // always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
+}

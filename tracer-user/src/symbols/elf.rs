@@ -1,0 +1,390 @@
+//! One loaded ELF object: its `PT_LOAD` layout, data and function symbols, and DWARF.
+//!
+//! Everything is copied out of the file at load time, so the file bytes can be dropped and a
+//! malformed file degrades to "fewer symbols" instead of an error or a panic.
+
+use std::{borrow::Cow, sync::Arc};
+
+use addr2line::gimli::{self, RunTimeEndian};
+use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol, SymbolKind};
+
+use super::dwarf::SharedReader;
+
+/// A `PT_LOAD` segment: file bytes `[offset, offset + file_size)` are loaded at virtual address
+/// `vaddr`, followed by zeroes up to `mem_size` (`.bss`).
+#[derive(Debug, Clone, Copy)]
+struct LoadSegment {
+    offset: u64,
+    file_size: u64,
+    vaddr: u64,
+    mem_size: u64,
+}
+
+/// A named address range.
+#[derive(Debug)]
+struct Symbol {
+    addr: u64,
+    size: u64,
+    name: Box<str>,
+    /// Preference among aliases at the same address; lower wins.
+    rank: (u8, usize, usize),
+}
+
+impl Symbol {
+    fn new(addr: u64, size: u64, name: &str, binding: u8) -> Self {
+        // Among aliases (glibc has `pthread_mutex_lock` and `__pthread_mutex_lock` at one
+        // address) show the public spelling: global before weak before local, then fewer
+        // leading underscores, then the shorter name.
+        let underscores = name.len() - name.trim_start_matches('_').len();
+        Self {
+            addr,
+            size,
+            name: name.into(),
+            rank: (binding, underscores, name.len()),
+        }
+    }
+}
+
+/// Symbols sorted by address, one per address, for binary search.
+#[derive(Debug, Default)]
+struct SymbolTable {
+    symbols: Vec<Symbol>,
+}
+
+impl SymbolTable {
+    fn new(mut symbols: Vec<Symbol>) -> Self {
+        symbols.sort_by(|a, b| (a.addr, a.rank, &a.name).cmp(&(b.addr, b.rank, &b.name)));
+        let mut deduped: Vec<Symbol> = Vec::with_capacity(symbols.len());
+        for symbol in symbols {
+            match deduped.last_mut() {
+                // An alias of the previous (preferred) symbol: keep its name, but not a zero
+                // size when the alias knows better.
+                Some(prev) if prev.addr == symbol.addr => prev.size = prev.size.max(symbol.size),
+                _ => deduped.push(symbol),
+            }
+        }
+        Self { symbols: deduped }
+    }
+
+    /// The symbol with the greatest address `<= addr`.
+    fn preceding(&self, addr: u64) -> Option<&Symbol> {
+        let idx = self.symbols.partition_point(|s| s.addr <= addr);
+        self.symbols.get(idx.checked_sub(1)?)
+    }
+
+    /// The symbol whose `[addr, addr + size)` contains `addr`.
+    fn covering(&self, addr: u64) -> Option<&Symbol> {
+        self.preceding(addr).filter(|s| addr - s.addr < s.size)
+    }
+
+    /// Like [`covering`](Self::covering), but a symbol of unknown (zero) size extends to the
+    /// next one: hand-written assembly often has no `.size`.
+    fn covering_or_unsized(&self, addr: u64) -> Option<&Symbol> {
+        self.preceding(addr)
+            .filter(|s| s.size == 0 || addr - s.addr < s.size)
+    }
+
+    fn len(&self) -> usize {
+        self.symbols.len()
+    }
+}
+
+/// A symbol found for an address: its name (demangled) and the address's offset into it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SymbolHit {
+    pub(crate) name: String,
+    pub(crate) offset: u64,
+}
+
+impl SymbolHit {
+    fn from_symbol(symbol: &Symbol, addr: u64) -> Self {
+        let name = addr2line::demangle_auto(Cow::Borrowed(&symbol.name), None).into_owned();
+        Self {
+            name,
+            offset: addr - symbol.addr,
+        }
+    }
+}
+
+/// What DWARF says about a code address.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct SourceInfo {
+    pub(crate) file: Option<String>,
+    pub(crate) line: Option<u32>,
+    /// Function names from the innermost (inlined) frame to the outermost (the real function).
+    pub(crate) functions: Vec<String>,
+}
+
+/// A parsed ELF object.
+pub(crate) struct ElfObject {
+    segments: Vec<LoadSegment>,
+    data: SymbolTable,
+    functions: SymbolTable,
+    dwarf: Option<addr2line::Context<SharedReader>>,
+}
+
+impl std::fmt::Debug for ElfObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ElfObject")
+            .field("segments", &self.segments)
+            .field("data_symbols", &self.data.len())
+            .field("function_symbols", &self.functions.len())
+            .field("dwarf", &self.dwarf.is_some())
+            .finish()
+    }
+}
+
+impl ElfObject {
+    /// Parses an ELF file. `None` when the bytes are not an ELF object object can read.
+    ///
+    /// `debug_file` is asked for the separate debug file (`/usr/lib/debug/.build-id/..`) with
+    /// the given build id when the object has no DWARF of its own; its symbols and DWARF are
+    /// used in addition to the object's.
+    pub(crate) fn parse(
+        bytes: &[u8],
+        debug_file: impl FnOnce(&[u8]) -> Option<Vec<u8>>,
+    ) -> Option<Self> {
+        let file = object::File::parse(bytes).ok()?;
+        if file.format() != object::BinaryFormat::Elf {
+            return None;
+        }
+        let segments = file
+            .segments()
+            .map(|s| {
+                let (offset, file_size) = s.file_range();
+                LoadSegment {
+                    offset,
+                    file_size,
+                    vaddr: s.address(),
+                    mem_size: s.size(),
+                }
+            })
+            .collect();
+        let mut data = Vec::new();
+        let mut functions = Vec::new();
+        collect_symbols(&file, &mut data, &mut functions);
+        let mut dwarf = load_dwarf(&file);
+        if dwarf.is_none()
+            && let Some(debug_bytes) = file.build_id().ok().flatten().and_then(debug_file)
+            && let Ok(debug) = object::File::parse(&*debug_bytes)
+        {
+            // The debug file's symbol table has the local symbols a stripped library lost.
+            collect_symbols(&debug, &mut data, &mut functions);
+            dwarf = load_dwarf(&debug);
+        }
+        Some(Self {
+            segments,
+            data: SymbolTable::new(data),
+            functions: SymbolTable::new(functions),
+            dwarf,
+        })
+    }
+
+    /// The virtual address of file offset `offset`, through the `PT_LOAD` segment that holds
+    /// it. `bss` is for offsets computed past the end of a file mapping (the anonymous
+    /// mapping that continues `.bss`): those only map into a segment's zero-filled tail.
+    pub(crate) fn vaddr_of_offset(&self, offset: u64, bss: bool) -> Option<u64> {
+        let in_segment = |s: &&LoadSegment, len: u64| offset >= s.offset && offset - s.offset < len;
+        let segment = if bss {
+            self.segments
+                .iter()
+                .find(|s| s.mem_size > s.file_size && in_segment(s, s.mem_size))
+        } else {
+            // Page-granular mappings also show bytes of neighbouring segments; the segment
+            // that really holds the byte wins, and only then does `.bss` sharing the last
+            // page of `.data` count.
+            self.segments
+                .iter()
+                .find(|s| in_segment(s, s.file_size))
+                .or_else(|| self.segments.iter().find(|s| in_segment(s, s.mem_size)))
+        }?;
+        segment.vaddr.checked_add(offset - segment.offset)
+    }
+
+    /// The data symbol (variable) containing `vaddr`.
+    pub(crate) fn data_symbol(&self, vaddr: u64) -> Option<SymbolHit> {
+        self.data
+            .covering(vaddr)
+            .map(|s| SymbolHit::from_symbol(s, vaddr))
+    }
+
+    /// The function symbol containing `vaddr`.
+    pub(crate) fn function_symbol(&self, vaddr: u64) -> Option<SymbolHit> {
+        self.functions
+            .covering_or_unsized(vaddr)
+            .map(|s| SymbolHit::from_symbol(s, vaddr))
+    }
+
+    /// File, line and inline chain of `vaddr` from DWARF, when the object has any.
+    pub(crate) fn source(&self, vaddr: u64) -> Option<SourceInfo> {
+        let ctx = self.dwarf.as_ref()?;
+        // Split DWARF (.dwo) is not loaded: what the skeleton units have is good enough.
+        let mut frames = ctx.find_frames(vaddr).skip_all_loads().ok()?;
+        let mut info = SourceInfo::default();
+        while let Ok(Some(frame)) = frames.next() {
+            if info.file.is_none()
+                && let Some(location) = &frame.location
+            {
+                info.file = location.file.map(str::to_owned);
+                info.line = location.line;
+            }
+            if let Some(name) = frame.function.as_ref().and_then(|f| f.demangle().ok()) {
+                info.functions.push(name.into_owned());
+            }
+        }
+        (info.file.is_some() || !info.functions.is_empty()).then_some(info)
+    }
+}
+
+fn binding_rank(symbol: &object::Symbol<'_, '_>) -> u8 {
+    if symbol.is_weak() {
+        1
+    } else if symbol.is_global() {
+        0
+    } else {
+        2
+    }
+}
+
+/// Adds the data and function symbols of `.symtab` and `.dynsym` of `file`.
+fn collect_symbols(file: &object::File<'_>, data: &mut Vec<Symbol>, functions: &mut Vec<Symbol>) {
+    for symbol in file.symbols().chain(file.dynamic_symbols()) {
+        let Ok(name) = symbol.name() else { continue };
+        if name.is_empty() {
+            continue;
+        }
+        let addr = symbol.address();
+        if symbol.is_undefined() {
+            // A non-PIE executable that takes the address of a library function gets a
+            // "canonical PLT entry": an undefined symbol whose value is its PLT stub, which
+            // is then the function's address everywhere. PLT stubs are 16 bytes on x86-64
+            // and aarch64.
+            if symbol.kind() == SymbolKind::Text && addr != 0 {
+                functions.push(Symbol::new(addr, 16, &format!("{name}@plt"), 3));
+            }
+            continue;
+        }
+        match symbol.kind() {
+            // STT_OBJECT and STT_COMMON; STT_TLS values are offsets into a TLS block, not
+            // addresses, so they are left out.
+            SymbolKind::Data => data.push(Symbol::new(
+                addr,
+                symbol.size(),
+                name,
+                binding_rank(&symbol),
+            )),
+            // STT_FUNC and STT_GNU_IFUNC.
+            SymbolKind::Text => functions.push(Symbol::new(
+                addr,
+                symbol.size(),
+                name,
+                binding_rank(&symbol),
+            )),
+            _ => {}
+        }
+    }
+}
+
+/// Copies the DWARF sections of `file` into an `addr2line` context; `None` without
+/// `.debug_info` or when it cannot be parsed.
+fn load_dwarf(file: &object::File<'_>) -> Option<addr2line::Context<SharedReader>> {
+    file.section_by_name(".debug_info")?;
+    let endian = if file.is_little_endian() {
+        RunTimeEndian::Little
+    } else {
+        RunTimeEndian::Big
+    };
+    let load = |id: gimli::SectionId| -> Result<SharedReader, gimli::Error> {
+        // A missing or unreadable section (compressed sections need a feature of `object`
+        // we do not enable) reads as empty, which gimli treats as absent.
+        let bytes = file
+            .section_by_name(id.name())
+            .and_then(|s| s.uncompressed_data().ok())
+            .unwrap_or(Cow::Borrowed(&[]));
+        Ok(SharedReader::new(Arc::from(bytes.as_ref()), endian))
+    };
+    let dwarf = gimli::Dwarf::load(load).ok()?;
+    match addr2line::Context::from_dwarf(dwarf) {
+        Ok(ctx) => Some(ctx),
+        Err(err) => {
+            log::debug!("unusable DWARF: {err}");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(symbols: &[(u64, u64, &str, u8)]) -> SymbolTable {
+        SymbolTable::new(
+            symbols
+                .iter()
+                .map(|&(a, s, n, b)| Symbol::new(a, s, n, b))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn lookup_sized_and_unsized() {
+        let t = table(&[
+            (0x100, 0x10, "a", 0),
+            (0x200, 0, "b", 0),
+            (0x300, 8, "c", 0),
+        ]);
+        assert_eq!(t.covering(0x100).map(|s| &*s.name), Some("a"));
+        assert_eq!(t.covering(0x10f).map(|s| &*s.name), Some("a"));
+        assert!(t.covering(0x110).is_none());
+        assert!(t.covering(0xff).is_none());
+        assert!(t.covering(0x200).is_none());
+        assert_eq!(t.covering_or_unsized(0x2ff).map(|s| &*s.name), Some("b"));
+        assert!(t.covering_or_unsized(0x150).is_none());
+        assert!(t.covering_or_unsized(0x308).is_none());
+    }
+
+    #[test]
+    fn aliases_prefer_public_names() {
+        let t = table(&[
+            (0x100, 0, "__pthread_mutex_lock", 0),
+            (0x100, 0x20, "pthread_mutex_lock", 1),
+            (0x100, 0, "x", 2),
+        ]);
+        assert_eq!(t.len(), 1);
+        let s = t.covering(0x110).unwrap();
+        assert_eq!((&*s.name, s.size), ("__pthread_mutex_lock", 0x20));
+        let t = table(&[
+            (0x100, 0x20, "__pthread_mutex_lock", 0),
+            (0x100, 0x20, "pthread_mutex_lock", 0),
+        ]);
+        assert_eq!(&*t.covering(0x100).unwrap().name, "pthread_mutex_lock");
+    }
+
+    #[test]
+    fn garbage_is_not_elf() {
+        assert!(ElfObject::parse(b"not an elf file at all", |_| None).is_none());
+        let mut truncated = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        truncated.truncate(200);
+        // Must not panic; whether a header-only file parses is object's business.
+        let _ = ElfObject::parse(&truncated, |_| None);
+    }
+
+    #[test]
+    fn demangles_rust_and_cpp() {
+        let rust = Symbol::new(0x10, 4, "_ZN4core9panicking5panic17h0123456789abcdefE", 0);
+        assert_eq!(
+            SymbolHit::from_symbol(&rust, 0x12).name,
+            "core::panicking::panic"
+        );
+        let cpp = Symbol::new(0x10, 4, "_ZN3foo3barEv", 0);
+        assert_eq!(
+            SymbolHit::from_symbol(&cpp, 0x10),
+            SymbolHit {
+                name: "foo::bar()".into(),
+                offset: 0
+            }
+        );
+        let c = Symbol::new(0x10, 4, "worker_fn", 0);
+        assert_eq!(SymbolHit::from_symbol(&c, 0x10).name, "worker_fn");
+    }
+}

@@ -1,0 +1,840 @@
+//! Names for lock addresses and stack frames of one traced process.
+//!
+//! A [`Symbolizer`] is built once per target from its memory maps, so it keeps working after
+//! the target exits (findings are often reported then). The ELF objects behind the maps are
+//! opened lazily, on the first address that falls in them, and cached by path.
+//!
+//! Address translation: a runtime address in a file mapping becomes a file offset
+//! (`addr - start + offset`), then an ELF virtual address through the `PT_LOAD` segment that
+//! holds that offset; this covers PIE and non-PIE executables and shared libraries alike.
+//! The anonymous mapping right after an object's last file mapping is the rest of its
+//! `.bss`, so it is attributed to that object as if the file mapping went on.
+
+mod dwarf;
+mod elf;
+
+use std::{
+    collections::{HashMap, HashSet},
+    fmt::Write as _,
+    fs,
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+};
+
+use self::elf::ElfObject;
+use crate::procfs::{self, MapEntry, ProcError};
+
+/// Failure to build or refresh a [`Symbolizer`]. Lookups themselves never fail: an address
+/// that cannot be named just gets a less precise description.
+#[derive(Debug, thiserror::Error)]
+pub enum SymbolError {
+    /// The target's memory maps could not be read.
+    #[error("cannot read the memory maps of the target")]
+    Proc(#[from] ProcError),
+}
+
+/// What a stretch of the target's address space holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum RegionKind {
+    /// Part of the file at `path` (as the target names it), whose inode is `inode`.
+    /// `bss` marks the anonymous mapping that continues the object's last file mapping.
+    Object { path: String, inode: u64, bss: bool },
+    /// A kernel-named mapping such as `[heap]`, `[stack]`, `[vdso]` or `[anon:name]`.
+    Named(String),
+    /// Anonymous memory (mmap'ed heaps, thread stacks, JIT code).
+    Anonymous,
+}
+
+/// One mapping, with `offset` being the file offset of `start` (continued past the end of
+/// the file for `.bss` regions).
+#[derive(Debug, Clone)]
+struct Region {
+    start: u64,
+    end: u64,
+    offset: u64,
+    kind: RegionKind,
+}
+
+impl Region {
+    fn file_offset(&self, addr: u64) -> u64 {
+        addr - self.start + self.offset
+    }
+}
+
+/// Turns maps into regions sorted by address, attributing `.bss` continuations.
+fn regions_from_maps(mut maps: Vec<MapEntry>) -> Vec<Region> {
+    maps.sort_by_key(|m| m.start);
+    let mut regions: Vec<Region> = Vec::with_capacity(maps.len());
+    for map in maps {
+        let kind = match map.path {
+            Some(path) if path.starts_with('/') => RegionKind::Object {
+                path,
+                inode: map.inode,
+                bss: false,
+            },
+            Some(name) => RegionKind::Named(name),
+            None => RegionKind::Anonymous,
+        };
+        let region = match (&kind, regions.last()) {
+            // Writable anonymous memory directly after a file mapping of an object: the part
+            // of its `.bss` beyond the last file page. Whether the address really is inside
+            // the segment's memory size is checked at lookup, since unrelated anonymous
+            // mappings can be placed (and merged) right there too.
+            (
+                RegionKind::Anonymous,
+                Some(
+                    prev @ Region {
+                        kind: RegionKind::Object { path, inode, .. },
+                        ..
+                    },
+                ),
+            ) if map.write && prev.end == map.start => Region {
+                start: map.start,
+                end: map.end,
+                offset: prev.file_offset(map.start),
+                kind: RegionKind::Object {
+                    path: path.clone(),
+                    inode: *inode,
+                    bss: true,
+                },
+            },
+            _ => Region {
+                start: map.start,
+                end: map.end,
+                offset: map.offset,
+                kind,
+            },
+        };
+        regions.push(region);
+    }
+    regions
+}
+
+/// A cached object: `None` when the file could not be opened or is not ELF, remembered so
+/// the failure is not retried on every lookup.
+#[derive(Debug)]
+struct CachedObject {
+    inode: u64,
+    elf: Option<ElfObject>,
+}
+
+/// Where an address lies, resolved as far as possible.
+enum Place<'a> {
+    /// In an object, at this ELF virtual address (or file offset when the file is unreadable).
+    Object {
+        name: &'a str,
+        elf: Option<&'a ElfObject>,
+        vaddr: Option<u64>,
+        file_offset: u64,
+    },
+    /// In a kernel-named mapping, this far from its start.
+    Named { name: &'a str, offset: u64 },
+    /// In anonymous memory, this far from the mapping's start.
+    Anonymous { offset: u64 },
+}
+
+/// Symbolizes data and code addresses of one process.
+#[derive(Debug)]
+pub struct Symbolizer {
+    /// Prefix under which the target's absolute paths are opened.
+    root: PathBuf,
+    regions: Vec<Region>,
+    /// Loaded objects by path as the target names it.
+    objects: HashMap<String, CachedObject>,
+}
+
+impl Symbolizer {
+    /// Builds a symbolizer from the current maps of `pid`; files are opened through
+    /// `/proc/PID/root` so targets in containers work.
+    ///
+    /// # Errors
+    /// [`SymbolError::Proc`] when the maps cannot be read (process gone, no permission).
+    pub fn for_process(pid: u32) -> Result<Self, SymbolError> {
+        let maps = procfs::read_maps(pid)?;
+        Ok(Self::from_maps(maps, procfs::host_path(pid, "/")))
+    }
+
+    /// Builds a symbolizer from maps already read; files are opened under `root` (`/` to open
+    /// them as they are named).
+    #[must_use]
+    pub fn from_maps(maps: Vec<MapEntry>, root: PathBuf) -> Self {
+        Self {
+            root,
+            regions: regions_from_maps(maps),
+            objects: HashMap::new(),
+        }
+    }
+
+    /// Re-reads the maps of `pid` (to see objects `dlopen`ed since), keeping the loaded
+    /// objects that are still mapped from the same file.
+    ///
+    /// # Errors
+    /// [`SymbolError::Proc`] when the maps cannot be read; the symbolizer is then unchanged.
+    pub fn refresh(&mut self, pid: u32) -> Result<(), SymbolError> {
+        let maps = procfs::read_maps(pid)?;
+        self.root = procfs::host_path(pid, "/");
+        self.regions = regions_from_maps(maps);
+        let mapped: HashSet<(&str, u64)> = self
+            .regions
+            .iter()
+            .filter_map(|r| match &r.kind {
+                RegionKind::Object { path, inode, .. } => Some((path.as_str(), *inode)),
+                _ => None,
+            })
+            .collect();
+        self.objects
+            .retain(|path, cached| mapped.contains(&(path.as_str(), cached.inode)));
+        Ok(())
+    }
+
+    /// The global or static variable containing `addr`: `"lock_a"`, or `"table+0x28"` when
+    /// `addr` is inside it. Uses `STT_OBJECT`/`STT_COMMON` symbols of `.symtab` and `.dynsym`
+    /// (not `STT_TLS`). `None` when no symbol covers `addr`.
+    pub fn data_name(&mut self, addr: u64) -> Option<String> {
+        let Place::Object {
+            elf: Some(elf),
+            vaddr: Some(vaddr),
+            ..
+        } = self.place(addr)?
+        else {
+            return None;
+        };
+        let hit = elf.data_symbol(vaddr)?;
+        Some(with_offset(&hit.name, hit.offset))
+    }
+
+    /// Where `addr` lies, for when it has no name: `"prog+0x4010"` (object file name and ELF
+    /// virtual address), `"[heap]+0x1f0"` (offset from the mapping's start), `"[stack]"`,
+    /// `"[anon]+0x10"` for other anonymous memory, or `None` when nothing is mapped there.
+    pub fn location(&mut self, addr: u64) -> Option<String> {
+        Some(match self.place(addr)? {
+            Place::Object {
+                name,
+                vaddr,
+                file_offset,
+                ..
+            } => {
+                format!("{name}+{:#x}", vaddr.unwrap_or(file_offset))
+            }
+            // Offsets into a stack mean nothing across runs or threads.
+            Place::Named { name, .. } if name.starts_with("[stack") => "[stack]".to_owned(),
+            Place::Named { name, offset } => format!("{name}+{offset:#x}"),
+            Place::Anonymous { offset } => format!("[anon]+{offset:#x}"),
+        })
+    }
+
+    /// The function, source line and object of code address `addr`.
+    ///
+    /// The function comes from the `STT_FUNC` symbols (demangled, Rust and C++), or from DWARF
+    /// when no symbol covers `addr`; file and line come from DWARF when the object has it
+    /// (or a `/usr/lib/debug/.build-id` file does).
+    pub fn frame(&mut self, addr: u64) -> Frame {
+        let mut frame = Frame {
+            addr,
+            ..Frame::default()
+        };
+        match self.place(addr) {
+            Some(Place::Object {
+                name,
+                elf,
+                vaddr,
+                file_offset,
+            }) => {
+                frame.object = Some(name.to_owned());
+                frame.offset = vaddr.unwrap_or(file_offset);
+                if let (Some(elf), Some(vaddr)) = (elf, vaddr) {
+                    if let Some(hit) = elf.function_symbol(vaddr) {
+                        frame.function = Some(hit.name);
+                        frame.offset = hit.offset;
+                    }
+                    if let Some(mut source) = elf.source(vaddr) {
+                        frame.file = source.file;
+                        frame.line = source.line;
+                        // The outermost DWARF frame is the real function, already named (by
+                        // its symbol, or by DWARF when there is none); the rest were inlined.
+                        let outermost = source.functions.pop();
+                        if frame.function.is_none() {
+                            frame.function = outermost;
+                            // Offset into a function known only to DWARF is unknown.
+                            frame.offset = 0;
+                        }
+                        frame.inlined = source.functions;
+                    }
+                }
+            }
+            Some(Place::Named { name, offset }) => {
+                frame.object = Some(name.to_owned());
+                frame.offset = offset;
+            }
+            Some(Place::Anonymous { .. }) | None => {}
+        }
+        frame
+    }
+
+    /// Finds the region of `addr` and, for objects, loads the object and translates `addr`.
+    fn place(&mut self, addr: u64) -> Option<Place<'_>> {
+        let idx = self
+            .regions
+            .partition_point(|r| r.start <= addr)
+            .checked_sub(1)?;
+        let region = &self.regions[idx];
+        if addr >= region.end {
+            return None;
+        }
+        let offset = addr - region.start;
+        match &region.kind {
+            RegionKind::Object { path, inode, bss } => {
+                let elf = load_object(&mut self.objects, &self.root, path, *inode);
+                let file_offset = region.file_offset(addr);
+                let vaddr = elf.and_then(|e| e.vaddr_of_offset(file_offset, *bss));
+                if *bss && vaddr.is_none() {
+                    // Adjacent to the object but beyond its `.bss`: unrelated memory.
+                    return Some(Place::Anonymous { offset });
+                }
+                Some(Place::Object {
+                    name: file_name(path),
+                    elf,
+                    vaddr,
+                    file_offset,
+                })
+            }
+            RegionKind::Named(name) => Some(Place::Named { name, offset }),
+            RegionKind::Anonymous => Some(Place::Anonymous { offset }),
+        }
+    }
+}
+
+/// `name`, or `name+0x..` when `offset` is not zero.
+fn with_offset(name: &str, offset: u64) -> String {
+    if offset == 0 {
+        name.to_owned()
+    } else {
+        format!("{name}+{offset:#x}")
+    }
+}
+
+/// The last component of `path`.
+fn file_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+/// `path` (absolute, as the target names it) under `root`.
+fn under_root(root: &Path, path: &str) -> PathBuf {
+    root.join(path.trim_start_matches('/'))
+}
+
+/// Returns the cached object for `path`, loading it on first use.
+fn load_object<'a>(
+    objects: &'a mut HashMap<String, CachedObject>,
+    root: &Path,
+    path: &str,
+    inode: u64,
+) -> Option<&'a ElfObject> {
+    if objects.get(path).is_some_and(|c| c.inode != inode) {
+        // Same path, different file (replaced on disk and mapped again): reload.
+        objects.remove(path);
+    }
+    objects
+        .entry(path.to_owned())
+        .or_insert_with(|| CachedObject {
+            inode,
+            elf: read_object(root, path, inode),
+        })
+        .elf
+        .as_ref()
+}
+
+/// Reads the file the target maps at `path`, preferably through `root`.
+fn read_file(root: &Path, path: &str, inode: u64) -> Option<Vec<u8>> {
+    let rooted = under_root(root, path);
+    match fs::read(&rooted) {
+        Ok(bytes) => return Some(bytes),
+        Err(err) => log::debug!("cannot read {}: {err}", rooted.display()),
+    }
+    if rooted == Path::new(path) {
+        return None;
+    }
+    // `/proc/PID/root` vanishes when the target exits; the same path in our own namespace
+    // is the same file only if the inode says so (containers, or a rebuilt binary, differ).
+    let meta = fs::metadata(path).ok()?;
+    if inode != 0 && meta.ino() != inode {
+        log::debug!(
+            "{path} is not the file the target mapped (inode {} != {inode})",
+            meta.ino()
+        );
+        return None;
+    }
+    fs::read(path).ok()
+}
+
+fn read_object(root: &Path, path: &str, inode: u64) -> Option<ElfObject> {
+    let bytes = read_file(root, path, inode)?;
+    let elf = ElfObject::parse(&bytes, |build_id| {
+        let (head, tail) = build_id.split_first()?;
+        let mut debug_path = format!("/usr/lib/debug/.build-id/{head:02x}/");
+        for byte in tail {
+            let _ = write!(debug_path, "{byte:02x}");
+        }
+        debug_path.push_str(".debug");
+        // The debug file is looked up where the target's libraries live; its inode is
+        // unknown, hence 0.
+        read_file(root, &debug_path, 0)
+    });
+    if elf.is_none() {
+        log::debug!("{path} is not a readable ELF object; its addresses stay unnamed");
+    }
+    elf
+}
+
+/// A symbolized code address.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Frame {
+    /// The runtime address.
+    pub addr: u64,
+    /// The (demangled) function name, when known.
+    pub function: Option<String>,
+    /// Offset of `addr` into `function`; without a function, into `object` (the ELF virtual
+    /// address for files, offset from the mapping's start for `[vdso]` and the like).
+    pub offset: u64,
+    /// Source file from DWARF (as recorded by the compiler, usually absolute).
+    pub file: Option<String>,
+    /// Source line from DWARF.
+    pub line: Option<u32>,
+    /// File name of the object (`libc.so.6`) or the mapping's name (`[vdso]`).
+    pub object: Option<String>,
+    /// Functions inlined at `addr` into `function`, innermost first (outermost last).
+    pub inlined: Vec<String>,
+}
+
+impl Frame {
+    /// One-line description: `worker_ab+0x2a (abba.c:31)`, `pthread_mutex_lock+0x82
+    /// (libc.so.6)`, `prog+0x1234` when unnamed, `0x7f00...` when unmapped.
+    #[must_use]
+    pub fn display(&self) -> String {
+        let head = self.unnamed_or_function(true);
+        match (&self.file, self.line, &self.function, &self.object) {
+            (Some(file), Some(line), ..) => format!("{head} ({}:{line})", file_name(file)),
+            (Some(file), None, ..) => format!("{head} ({})", file_name(file)),
+            // Without a source location, the object tells which library a named function is in;
+            // an unnamed frame already shows it.
+            (None, _, Some(_), Some(object)) => format!("{head} ({object})"),
+            (None, ..) => head,
+        }
+    }
+
+    /// The function name alone, or the fallback of [`display`](Self::display) without the
+    /// source location; for JSON `stack` arrays.
+    #[must_use]
+    pub fn function_name(&self) -> String {
+        self.unnamed_or_function(false)
+    }
+
+    fn unnamed_or_function(&self, with_offset_into_function: bool) -> String {
+        match (&self.function, &self.object) {
+            (Some(function), _) if with_offset_into_function => with_offset(function, self.offset),
+            (Some(function), _) => function.clone(),
+            (None, Some(object)) => format!("{object}+{:#x}", self.offset),
+            (None, None) => format!("{:#x}", self.addr),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        io::{BufRead, BufReader},
+        process::{Child, Command, Stdio},
+    };
+
+    use super::*;
+
+    const PROGRAM: &str = r#"
+#include <pthread.h>
+#include <stdio.h>
+#include <unistd.h>
+
+pthread_mutex_t lock_a = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t lock_b;
+struct { long pad[5]; pthread_mutex_t m; } table;
+/* Big enough that most of it lies in the anonymous mapping after the file-backed .data. */
+char big_bss[1 << 20];
+
+void *worker_fn(void *arg)
+{
+    pthread_mutex_lock(&lock_a);
+    pthread_mutex_unlock(&lock_a);
+    return arg;
+}
+
+volatile int sink;
+
+static inline __attribute__((always_inline)) void inner_helper(int x)
+{
+    sink = x * 3;
+}
+
+void outer_fn(int x)
+{
+    inner_helper(x);
+    inner_helper(x + 1);
+}
+
+int main(void)
+{
+    printf("lock_a=%p lock_b=%p table_m=%p worker_fn=%p mutex_lock=%p big_end=%p outer_fn=%p\n",
+           (void *)&lock_a, (void *)&lock_b, (void *)&table.m, (void *)worker_fn,
+           (void *)pthread_mutex_lock, (void *)&big_bss[(1 << 20) - 8], (void *)outer_fn);
+    fflush(stdout);
+    sleep(600);
+    return 0;
+}
+"#;
+
+    /// The test program, killed and reaped when dropped (also when an assertion fails).
+    struct Target {
+        child: Child,
+        addrs: HashMap<String, u64>,
+    }
+
+    impl Target {
+        fn spawn(exe: &Path) -> Self {
+            let mut child = Command::new(exe).stdout(Stdio::piped()).spawn().unwrap();
+            let mut line = String::new();
+            BufReader::new(child.stdout.take().unwrap())
+                .read_line(&mut line)
+                .unwrap();
+            let addrs = line
+                .split_whitespace()
+                .map(|kv| {
+                    let (k, v) = kv.split_once('=').unwrap();
+                    (
+                        k.to_owned(),
+                        u64::from_str_radix(v.trim_start_matches("0x"), 16).unwrap(),
+                    )
+                })
+                .collect();
+            Self { child, addrs }
+        }
+
+        fn pid(&self) -> u32 {
+            self.child.id()
+        }
+
+        fn addr(&self, name: &str) -> u64 {
+            self.addrs[name]
+        }
+    }
+
+    impl Drop for Target {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// Compiles the test program with `flags`; `None` (test skipped) without a C compiler.
+    fn compile(dir: &Path, name: &str, flags: &[&str]) -> Option<PathBuf> {
+        let src = dir.join("prog.c");
+        fs::write(&src, PROGRAM).unwrap();
+        let exe = dir.join(name);
+        let status = Command::new("gcc")
+            .args(["-g", "-O0", "-pthread"])
+            .args(flags)
+            .arg("-o")
+            .arg(&exe)
+            .arg(&src)
+            .status();
+        match status {
+            Ok(s) if s.success() => Some(exe),
+            Ok(s) => panic!("gcc failed: {s}"),
+            Err(err) => {
+                eprintln!("skipping: cannot run gcc: {err}");
+                None
+            }
+        }
+    }
+
+    fn check_symbols(exe: &Path) {
+        let target = Target::spawn(exe);
+        let mut sym = Symbolizer::for_process(target.pid()).unwrap();
+        assert_eq!(
+            sym.data_name(target.addr("lock_a")).as_deref(),
+            Some("lock_a")
+        );
+        assert_eq!(
+            sym.data_name(target.addr("lock_b")).as_deref(),
+            Some("lock_b")
+        );
+        assert_eq!(
+            sym.data_name(target.addr("table_m")).as_deref(),
+            Some("table+0x28")
+        );
+        assert_eq!(
+            sym.data_name(target.addr("lock_a") + 8).as_deref(),
+            Some("lock_a+0x8")
+        );
+        assert_eq!(
+            sym.data_name(target.addr("big_end")).as_deref(),
+            Some("big_bss+0xffff8")
+        );
+        // The `.bss` tail really is in the anonymous mapping after the file mapping.
+        let maps = procfs::read_maps(target.pid()).unwrap();
+        let big_end_map = maps
+            .iter()
+            .find(|m| m.contains(target.addr("big_end")))
+            .unwrap();
+        assert_eq!(big_end_map.path, None);
+
+        let frame = sym.frame(target.addr("worker_fn") + 4);
+        assert_eq!(frame.function.as_deref(), Some("worker_fn"), "{frame:?}");
+        assert_eq!(frame.offset, 4);
+        assert!(
+            frame.file.as_deref().is_some_and(|f| f.ends_with("prog.c")),
+            "{frame:?}"
+        );
+        assert!(
+            frame.line.is_some_and(|l| (10..=15).contains(&l)),
+            "{frame:?}"
+        );
+        assert_eq!(
+            frame.object.as_deref(),
+            exe.file_name().and_then(|n| n.to_str())
+        );
+        assert!(
+            frame.display().starts_with("worker_fn+0x4 (prog.c:"),
+            "{}",
+            frame.display()
+        );
+        assert_eq!(frame.function_name(), "worker_fn");
+
+        // Code inlined into `outer_fn` names the inlined function too.
+        let inlined = (0..64)
+            .map(|off| sym.frame(target.addr("outer_fn") + off))
+            .find(|f| !f.inlined.is_empty());
+        let inlined = inlined.unwrap();
+        assert_eq!(inlined.function.as_deref(), Some("outer_fn"));
+        assert_eq!(inlined.inlined, ["inner_helper"]);
+
+        let lock = sym.frame(target.addr("mutex_lock"));
+        let function = lock.function.clone().unwrap_or_default();
+        assert!(function.contains("pthread_mutex_lock"), "{lock:?}");
+
+        // Lookups keep working from the cache and the saved maps after the target is gone.
+        let pid = target.pid();
+        let lock_a = target.addr("lock_a");
+        drop(target);
+        assert_eq!(sym.data_name(lock_a).as_deref(), Some("lock_a"));
+        assert!(sym.refresh(pid).is_err());
+        assert_eq!(sym.data_name(lock_a).as_deref(), Some("lock_a"));
+    }
+
+    #[test]
+    fn no_pie_program() {
+        let dir = tempfile::tempdir().unwrap();
+        if let Some(exe) = compile(dir.path(), "prog_nopie", &["-no-pie"]) {
+            check_symbols(&exe);
+        }
+    }
+
+    #[test]
+    fn pie_program() {
+        let dir = tempfile::tempdir().unwrap();
+        if let Some(exe) = compile(dir.path(), "prog_pie", &["-pie", "-fPIE"]) {
+            check_symbols(&exe);
+            // Shared libraries: a PIC reference goes through the GOT to libc itself.
+            let target = Target::spawn(&exe);
+            let mut sym = Symbolizer::for_process(target.pid()).unwrap();
+            // Code inlined into `outer_fn` names the inlined function too.
+            let inlined = (0..64)
+                .map(|off| sym.frame(target.addr("outer_fn") + off))
+                .find(|f| !f.inlined.is_empty());
+            let inlined = inlined.unwrap();
+            assert_eq!(inlined.function.as_deref(), Some("outer_fn"));
+            assert_eq!(inlined.inlined, ["inner_helper"]);
+
+            let lock = sym.frame(target.addr("mutex_lock"));
+            assert!(
+                lock.object
+                    .as_deref()
+                    .is_some_and(|o| o.starts_with("libc")),
+                "{lock:?}"
+            );
+            assert!(
+                lock.display().contains("pthread_mutex_lock"),
+                "{}",
+                lock.display()
+            );
+            assert!(
+                sym.location(target.addr("lock_a"))
+                    .unwrap()
+                    .starts_with("prog_pie+0x")
+            );
+        }
+    }
+
+    #[test]
+    fn stripped_program() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(exe) = compile(dir.path(), "prog", &[]) else {
+            return;
+        };
+        let stripped = dir.path().join("prog_stripped");
+        let status = Command::new("strip")
+            .arg("-o")
+            .arg(&stripped)
+            .arg(&exe)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        assert!(procfs::is_elf_stripped(&stripped));
+        assert!(!procfs::is_elf_stripped(&exe));
+
+        let target = Target::spawn(&stripped);
+        let mut sym = Symbolizer::for_process(target.pid()).unwrap();
+        for name in ["lock_a", "lock_b", "table_m"] {
+            assert_eq!(sym.data_name(target.addr(name)), None, "{name}");
+            let location = sym.location(target.addr(name)).unwrap();
+            assert!(
+                location.starts_with("prog_stripped+0x"),
+                "{name}: {location}"
+            );
+        }
+        // Same virtual addresses as the unstripped binary's symbols say.
+        let mut full = Symbolizer::for_process(target.pid()).unwrap();
+        let frame = full.frame(target.addr("worker_fn"));
+        assert_eq!(frame.function, None);
+        assert!(
+            frame.display().starts_with("prog_stripped+0x"),
+            "{}",
+            frame.display()
+        );
+        assert_eq!(frame.display(), frame.function_name());
+        let maps = procfs::read_maps(target.pid()).unwrap();
+        assert!(procfs::find_libc(&maps).is_some());
+    }
+
+    fn fake_maps() -> Vec<MapEntry> {
+        procfs::parse_maps(
+            "\
+400000-401000 r--p 00000000 fd:01 99 /nonexistent/dir/prog
+401000-402000 r-xp 00001000 fd:01 99 /nonexistent/dir/prog
+403000-404000 rw-p 00002000 fd:01 99 /nonexistent/dir/prog
+404000-405000 rw-p 00000000 00:00 0
+1000000-1021000 rw-p 00000000 00:00 0 [heap]
+7f0000000000-7f0000001000 rw-p 00000000 00:00 0
+7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0 [stack]
+7ffd00100000-7ffd00102000 r-xp 00000000 00:00 0 [vdso]
+",
+        )
+    }
+
+    #[test]
+    fn bogus_paths_do_not_panic() {
+        let mut sym = Symbolizer::from_maps(fake_maps(), PathBuf::from("/"));
+        assert_eq!(sym.data_name(0x0040_3010), None);
+        assert_eq!(sym.data_name(0x1000), None);
+        assert_eq!(sym.location(0x1000), None);
+        // Unreadable file: file offsets stand in for virtual addresses.
+        assert_eq!(sym.location(0x0040_1234).as_deref(), Some("prog+0x1234"));
+        assert_eq!(sym.location(0x1000_01f0).as_deref(), None);
+        assert_eq!(sym.location(0x0100_01f0).as_deref(), Some("[heap]+0x1f0"));
+        assert_eq!(sym.location(0x7ffd_0000_0100).as_deref(), Some("[stack]"));
+        assert_eq!(
+            sym.location(0x7f00_0000_0010).as_deref(),
+            Some("[anon]+0x10")
+        );
+
+        let frame = sym.frame(0x0040_1234);
+        assert_eq!(
+            (frame.function.as_deref(), frame.object.as_deref()),
+            (None, Some("prog"))
+        );
+        assert_eq!(frame.display(), "prog+0x1234");
+        assert_eq!(sym.frame(0x7ffd_0010_0010).display(), "[vdso]+0x10");
+        assert_eq!(sym.frame(0x7f00_0000_0010).display(), "0x7f0000000010");
+        let unmapped = sym.frame(0xdead_0000);
+        assert_eq!(
+            (unmapped.display(), unmapped.function_name()),
+            ("0xdead0000".to_owned(), "0xdead0000".to_owned())
+        );
+    }
+
+    #[test]
+    fn garbage_file_is_no_symbols() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("nonexistent/dir")).unwrap();
+        fs::write(
+            dir.path().join("nonexistent/dir/prog"),
+            b"\x7fELF\x02\x01\x01garbage garbage garbage",
+        )
+        .unwrap();
+        let mut sym = Symbolizer::from_maps(fake_maps(), dir.path().to_path_buf());
+        assert_eq!(sym.data_name(0x0040_3010), None);
+        assert_eq!(sym.frame(0x0040_1010).function, None);
+        assert_eq!(sym.location(0x0040_1010).as_deref(), Some("prog+0x1010"));
+    }
+
+    #[test]
+    fn bss_continuation_is_attributed() {
+        let regions = regions_from_maps(fake_maps());
+        let bss = &regions[3];
+        assert_eq!(
+            bss.kind,
+            RegionKind::Object {
+                path: "/nonexistent/dir/prog".into(),
+                inode: 99,
+                bss: true
+            }
+        );
+        assert_eq!(bss.offset, 0x3000);
+        assert_eq!(regions[5].kind, RegionKind::Anonymous);
+    }
+
+    #[test]
+    fn frame_display_forms() {
+        let frame = Frame {
+            addr: 0x1234,
+            function: Some("worker_ab".into()),
+            offset: 0x2a,
+            file: Some("/src/abba.c".into()),
+            line: Some(31),
+            object: Some("abba".into()),
+            inlined: vec![],
+        };
+        assert_eq!(frame.display(), "worker_ab+0x2a (abba.c:31)");
+        assert_eq!(frame.function_name(), "worker_ab");
+        let lib = Frame {
+            file: None,
+            line: None,
+            object: Some("libc.so.6".into()),
+            function: Some("pthread_mutex_lock".into()),
+            offset: 0x82,
+            ..frame.clone()
+        };
+        assert_eq!(lib.display(), "pthread_mutex_lock+0x82 (libc.so.6)");
+        let unnamed = Frame {
+            function: None,
+            file: None,
+            offset: 0x1234,
+            object: Some("prog".into()),
+            ..frame
+        };
+        assert_eq!(unnamed.display(), "prog+0x1234");
+        assert_eq!(unnamed.function_name(), "prog+0x1234");
+    }
+
+    #[test]
+    fn own_process() {
+        let mut sym = Symbolizer::for_process(std::process::id()).unwrap();
+        let frame = sym.frame(own_process as fn() as usize as u64);
+        let name = frame.function.unwrap_or_default();
+        assert!(name.ends_with("own_process"), "{name}");
+        assert!(frame.file.is_some_and(|f| f.ends_with("mod.rs")));
+    }
+
+    #[test]
+    fn symbolizer_is_send() {
+        fn assert_send<T: Send>() {}
+        assert_send::<Symbolizer>();
+    }
+}

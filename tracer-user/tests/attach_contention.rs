@@ -1,0 +1,187 @@
+//! Root integration tests: contention statistics (`tracer attach` on busy C targets).
+//!
+//! Run as root with `cargo test -p tracer-user --features root-tests -- --test-threads=1`.
+#![cfg(feature = "root-tests")]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{
+    PTHREAD_COND_SIZE, PTHREAD_RWLOCK_SIZE, Target, addr_of, as_strs, assert_success, build_target,
+    deadlocks, describe, json_attach_args, json_lines, lock_by_addr, locks, name_of, require_root,
+    run_tracer, summary, u64_field,
+};
+use serde_json::Value;
+
+/// Runs `hot_cold` for 4 s, traces it for 3 s and checks that `hot_lock` leads the summary.
+/// Returns the `hot_lock` entry.
+fn check_hot_cold(extra: &[&str]) -> Value {
+    let bin = build_target("hot_cold", &[]);
+    let target = Target::spawn(bin.path(), &["4"]);
+    let hot = target.lock("hot_lock");
+    let cold = target.lock("cold_lock");
+    let out = run_tracer(&as_strs(&json_attach_args(target.pid(), 3, extra)));
+    assert_success(&out);
+    let values = json_lines(&out.stdout);
+    assert!(
+        deadlocks(&values).is_empty(),
+        "no deadlock expected\n{}",
+        describe(&out)
+    );
+    let s = summary(&values);
+    assert_eq!(u64_field(s, "pid"), u64::from(target.pid()));
+    assert_eq!(u64_field(s, "deadlocks"), 0);
+    assert!(
+        u64_field(s, "events") > 0,
+        "a busy target produced no events: {s:#}"
+    );
+    let first = locks(s)
+        .first()
+        .unwrap_or_else(|| panic!("no locks in the summary\n{}", describe(&out)));
+    assert_eq!(
+        addr_of(&first["addr"]),
+        hot,
+        "the most waited-for lock should be hot_lock ({hot:#x}): {s:#}"
+    );
+    assert_eq!(name_of(first), Some("hot_lock"), "{first:#}");
+    assert_eq!(first["type"].as_str(), Some("mutex"), "{first:#}");
+    let contentions = u64_field(first, "contentions");
+    assert!(
+        contentions > 100,
+        "hot_lock contentions {contentions} <= 100: {first:#}"
+    );
+    assert!(u64_field(first, "max_waiters") >= 1, "{first:#}");
+    let hot_wait = &first["wait_ns"];
+    assert!(u64_field(hot_wait, "count") > 0, "{first:#}");
+    let hot_total = u64_field(hot_wait, "total");
+    assert!(hot_total > 0, "{first:#}");
+    if let Some(c) = lock_by_addr(s, cold) {
+        let cold_total = u64_field(&c["wait_ns"], "total");
+        assert!(
+            cold_total.saturating_mul(100) < hot_total,
+            "cold_lock waited {cold_total} ns, not < 1% of hot_lock's {hot_total} ns: {s:#}"
+        );
+    }
+    first.clone()
+}
+
+/// Guards against: losing or misattributing contention events under load (`hot_lock` must
+/// dominate), sorting locks wrongly, or inflating a lock that is never contended.
+#[test]
+fn hot_lock_dominates_contention() {
+    require_root();
+    check_hot_cold(&[]);
+}
+
+/// Guards against: `--holds` breaking contention stats, or not filling hold times for a
+/// lock that is taken millions of times.
+#[test]
+fn hot_lock_has_hold_times_with_holds() {
+    require_root();
+    let hot = check_hot_cold(&["--holds"]);
+    let hold = &hot["hold_ns"];
+    assert!(
+        hold.is_object(),
+        "--holds given but hot_lock has no hold_ns: {hot:#}"
+    );
+    assert!(
+        u64_field(hold, "count") > 0,
+        "no hold samples for hot_lock: {hot:#}"
+    );
+    assert!(u64_field(hold, "total") > 0, "{hot:#}");
+}
+
+/// Guards against: reporting condition variables (whose futex words live inside the
+/// 48-byte `pthread_cond_t`) as locks, or seeing a deadlock in a healthy producer/consumer.
+#[test]
+fn condvars_are_not_locks() {
+    require_root();
+    let bin = build_target("condvar", &[]);
+    let target = Target::spawn(bin.path(), &["6"]);
+    let conds = [target.cond("not_empty"), target.cond("not_full")];
+    let out = run_tracer(&as_strs(&json_attach_args(target.pid(), 3, &[])));
+    assert_success(&out);
+    let values = json_lines(&out.stdout);
+    assert!(
+        deadlocks(&values).is_empty(),
+        "no deadlock expected\n{}",
+        describe(&out)
+    );
+    let s = summary(&values);
+    assert_eq!(u64_field(s, "deadlocks"), 0);
+    assert!(
+        u64_field(s, "futex_wakes") > 0,
+        "condvar signalling produced no futex wakes: {s:#}"
+    );
+    for l in locks(s) {
+        let a = addr_of(&l["addr"]);
+        for c in conds {
+            assert!(
+                !(c..c + PTHREAD_COND_SIZE).contains(&a),
+                "condvar at {c:#x} reported as a lock: {l:#}"
+            );
+        }
+    }
+}
+
+/// Readers blocked behind a writer: the lock must show up as `rw_lock`, type rwlock, with
+/// its 3 waiting readers, and no deadlock.
+fn check_rwlock(extra: &[&str]) {
+    let bin = build_target("rwlock_writer", &[]);
+    let target = Target::spawn(bin.path(), &[]);
+    let readers: Vec<u64> = (0..3).map(|i| target.tid(&format!("reader_{i}"))).collect();
+    target.wait_in_futex(&readers, Duration::from_secs(5));
+    let rw = target.lock("rw_lock");
+    let out = run_tracer(&as_strs(&json_attach_args(target.pid(), 2, extra)));
+    assert_success(&out);
+    let values = json_lines(&out.stdout);
+    assert!(
+        deadlocks(&values).is_empty(),
+        "a blocked rwlock is no deadlock\n{}",
+        describe(&out)
+    );
+    let s = summary(&values);
+    assert_eq!(u64_field(s, "deadlocks"), 0);
+    let inside: Vec<&Value> = locks(s)
+        .iter()
+        .filter(|l| (rw..rw + PTHREAD_RWLOCK_SIZE).contains(&addr_of(&l["addr"])))
+        .collect();
+    assert_eq!(
+        inside.len(),
+        1,
+        "expected one lock entry for rw_lock ({rw:#x}, futex words inside it mapped back to \
+         its start): {s:#}"
+    );
+    let l = inside[0];
+    assert_eq!(
+        addr_of(&l["addr"]),
+        rw,
+        "rw_lock reported at an inner address: {l:#}"
+    );
+    assert_eq!(name_of(l), Some("rw_lock"), "{l:#}");
+    assert_eq!(l["type"].as_str(), Some("rwlock"), "{l:#}");
+    let waiters = u64_field(l, "max_waiters");
+    assert!(
+        waiters >= 3,
+        "3 readers wait on rw_lock, max_waiters is {waiters}: {l:#}"
+    );
+}
+
+/// Guards against: not recognizing a `pthread_rwlock_t` (readers wait on futex words at
+/// offsets inside it, not at its start), reporting it under an inner address or the wrong
+/// type, not counting waiters that were already blocked at attach, or calling a writer
+/// that merely holds the lock a deadlock.
+#[test]
+fn blocked_readers_show_up_on_rwlock() {
+    require_root();
+    check_rwlock(&[]);
+}
+
+/// Guards against: the same rwlock mistakes in `--holds` mode (where the rwlock uprobes
+/// are attached too).
+#[test]
+fn blocked_readers_show_up_on_rwlock_with_holds() {
+    require_root();
+    check_rwlock(&["--holds"]);
+}

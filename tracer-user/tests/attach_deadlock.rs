@@ -1,0 +1,247 @@
+//! Root integration tests: deadlock detection (`tracer attach` on deadlocked C targets).
+//!
+//! Run as root with `cargo test -p tracer-user --features root-tests -- --test-threads=1`.
+#![cfg(feature = "root-tests")]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{
+    Edge, Names, Target, Tracer, as_strs, assert_cycle, assert_success, build_target, deadlocks,
+    describe, json_attach_args, json_lines, kind, require_root, run_tracer, stack_of, summary,
+    tracer_bin, u64_field,
+};
+
+const ABBA: [Edge<'static>; 2] = [
+    ("worker_a", "lock_a", "lock_b"),
+    ("worker_b", "lock_b", "lock_a"),
+];
+
+/// Starts `abba` (optionally with a delay before the second locks) and, when the deadlock
+/// is to exist before the tracer attaches, waits until both workers sit in futex.
+fn start_abba(exe: &std::path::Path, delay_ms: Option<u64>) -> Target {
+    let delay = delay_ms.map(|d| d.to_string());
+    let args: Vec<&str> = delay.iter().map(String::as_str).collect();
+    let target = Target::spawn(exe, &args);
+    if delay_ms.is_none() {
+        let tids = [target.tid("worker_a"), target.tid("worker_b")];
+        target.wait_in_futex(&tids, Duration::from_secs(5));
+    }
+    target
+}
+
+/// Runs the tracer on an already-deadlocked ABBA target and checks the JSON report: exactly
+/// one deadlock, with the right cycle, reported before the summary.
+fn check_abba_json(exe: &std::path::Path, extra: &[&str], names: Names) {
+    let target = start_abba(exe, None);
+    let out = run_tracer(&as_strs(&json_attach_args(target.pid(), 3, extra)));
+    assert_success(&out);
+    let values = json_lines(&out.stdout);
+    let found = deadlocks(&values);
+    assert_eq!(
+        found.len(),
+        1,
+        "expected exactly one deadlock\n{}",
+        describe(&out)
+    );
+    assert_cycle(&target, found[0], &ABBA, names);
+    let dl_pos = values
+        .iter()
+        .position(|v| kind(v) == "deadlock")
+        .expect("deadlock line");
+    let sum_pos = values
+        .iter()
+        .position(|v| kind(v) == "summary")
+        .expect("summary line");
+    assert!(
+        dl_pos < sum_pos,
+        "the deadlock line must come before the summary"
+    );
+    let s = summary(&values);
+    assert_eq!(u64_field(s, "pid"), u64::from(target.pid()), "summary pid");
+    assert_eq!(u64_field(s, "deadlocks"), 1, "summary.deadlocks: {s:#}");
+}
+
+/// Guards against: missing an ABBA deadlock that already exists when the tracer attaches
+/// (threads parked in futex before any probe fired), mixing up which thread holds which
+/// lock, wrong lock addresses or names, wrong thread names, empty stacks, or printing the
+/// deadlock after (instead of before) the summary.
+#[test]
+fn abba_deadlock_is_reported() {
+    require_root();
+    let bin = build_target("abba", &[]);
+    check_abba_json(bin.path(), &[], Names::Symbols);
+}
+
+/// Guards against: the `--holds` mode (lock/unlock uprobes) breaking deadlock detection or
+/// reporting a second, duplicate cycle for the same deadlock.
+#[test]
+fn abba_deadlock_is_reported_with_holds() {
+    require_root();
+    let bin = build_target("abba", &[]);
+    check_abba_json(bin.path(), &["--holds"], Names::Symbols);
+}
+
+/// Guards against: depending on the symbol table to find locks (a stripped binary must
+/// still give the same cycle by address), or inventing names for a stripped binary.
+#[test]
+fn abba_deadlock_is_reported_for_stripped_binary() {
+    require_root();
+    let bin = build_target("abba", &[]);
+    let stripped = bin.strip_copy();
+    check_abba_json(&stripped, &[], Names::Absent);
+}
+
+/// Guards against: only seeing deadlocks that pre-date the attach (the cycle here forms
+/// ~2 s after the target printed `ready`, while the tracer is attached), and stacks that
+/// miss the thread functions although the binary has a symbol table.
+#[test]
+fn abba_deadlock_formed_while_attached_has_symbolized_stacks() {
+    require_root();
+    let bin = build_target("abba", &[]);
+    let target = start_abba(bin.path(), Some(2000));
+    let out = run_tracer(&as_strs(&json_attach_args(target.pid(), 5, &["--holds"])));
+    assert_success(&out);
+    let values = json_lines(&out.stdout);
+    let found = deadlocks(&values);
+    assert_eq!(
+        found.len(),
+        1,
+        "expected exactly one deadlock\n{}",
+        describe(&out)
+    );
+    assert_cycle(&target, found[0], &ABBA, Names::Symbols);
+    for thread in ["worker_a", "worker_b"] {
+        let func = format!("{thread}_main");
+        let stack = stack_of(found[0], target.tid(thread));
+        assert!(
+            stack.iter().any(|f| f.contains(&func)),
+            "stack of {thread} should contain its thread function {func}: {stack:?}"
+        );
+    }
+    summary(&values);
+}
+
+/// Guards against: reporting only two-party cycles, or getting the thread→lock mapping of
+/// a longer cycle wrong.
+#[test]
+fn three_thread_cycle_is_reported() {
+    require_root();
+    let bin = build_target("three_cycle", &[]);
+    let target = Target::spawn(bin.path(), &[]);
+    let tids = [target.tid("t0"), target.tid("t1"), target.tid("t2")];
+    target.wait_in_futex(&tids, Duration::from_secs(5));
+    let out = run_tracer(&as_strs(&json_attach_args(target.pid(), 3, &[])));
+    assert_success(&out);
+    let values = json_lines(&out.stdout);
+    let found = deadlocks(&values);
+    assert_eq!(
+        found.len(),
+        1,
+        "expected exactly one deadlock\n{}",
+        describe(&out)
+    );
+    assert_cycle(
+        &target,
+        found[0],
+        &[("t0", "l0", "l1"), ("t1", "l1", "l2"), ("t2", "l2", "l0")],
+        Names::Symbols,
+    );
+    assert_eq!(u64_field(summary(&values), "deadlocks"), 1);
+}
+
+/// Guards against: missing a thread that deadlocks on a lock it already holds (a one-node
+/// cycle, easy to drop as a "self edge").
+#[test]
+fn self_deadlock_is_reported() {
+    require_root();
+    let bin = build_target("self_deadlock", &[]);
+    let target = Target::spawn(bin.path(), &[]);
+    target.wait_in_futex(&[target.tid("self_locker")], Duration::from_secs(5));
+    let out = run_tracer(&as_strs(&json_attach_args(target.pid(), 3, &[])));
+    assert_success(&out);
+    let values = json_lines(&out.stdout);
+    let found = deadlocks(&values);
+    assert_eq!(
+        found.len(),
+        1,
+        "expected exactly one deadlock\n{}",
+        describe(&out)
+    );
+    assert_cycle(
+        &target,
+        found[0],
+        &[("self_locker", "self_lock", "self_lock")],
+        Names::Symbols,
+    );
+}
+
+/// Guards against: the text report (the default format) hiding a deadlock, not putting it
+/// first, or leaving out lock names and thread ids.
+#[test]
+fn abba_deadlock_in_text_format() {
+    require_root();
+    let bin = build_target("abba", &[]);
+    let target = start_abba(bin.path(), None);
+    let pid = target.pid().to_string();
+    let out = run_tracer(&["attach", "--pid", &pid, "--duration", "3"]);
+    assert_success(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let dl = text
+        .find("DEADLOCK")
+        .unwrap_or_else(|| panic!("no DEADLOCK\n{}", describe(&out)));
+    for needle in ["lock_a", "lock_b"] {
+        let at = text
+            .find(needle)
+            .unwrap_or_else(|| panic!("text report lacks {needle}\n{}", describe(&out)));
+        assert!(
+            dl < at,
+            "DEADLOCK should come first, before {needle}\n{}",
+            describe(&out)
+        );
+    }
+    for thread in ["worker_a", "worker_b"] {
+        let tid = target.tid(thread).to_string();
+        assert!(
+            text.contains(&tid),
+            "text report lacks tid {tid} of {thread}\n{}",
+            describe(&out)
+        );
+    }
+}
+
+/// Guards against: buffering the deadlock line until the end (it must be printed as soon as
+/// the cycle is found) and SIGINT not producing the summary and exit status 0.
+#[test]
+fn deadlock_is_streamed_and_sigint_ends_with_summary() {
+    require_root();
+    let bin = build_target("abba", &[]);
+    let target = start_abba(bin.path(), None);
+    let pid = target.pid().to_string();
+    let mut tracer = Tracer::spawn(&[
+        "attach",
+        "--pid",
+        &pid,
+        "--duration",
+        "60",
+        "--format",
+        "json",
+    ]);
+    let line = tracer.wait_for_line(Duration::from_secs(15), |l| l.contains("\"deadlock\""));
+    assert!(
+        line.is_some(),
+        "no deadlock line within 15 s of a 60 s trace (not streamed?); tracer {}",
+        tracer_bin()
+    );
+    tracer.signal("INT");
+    let elapsed_before = tracer.elapsed();
+    let out = tracer.wait(Duration::from_secs(10));
+    assert_success(&out);
+    assert!(elapsed_before < Duration::from_secs(60));
+    let values = json_lines(&out.stdout);
+    assert_eq!(deadlocks(&values).len(), 1, "{}", describe(&out));
+    let s = summary(&values);
+    assert_eq!(u64_field(s, "pid"), u64::from(target.pid()));
+    assert_eq!(u64_field(s, "deadlocks"), 1);
+}

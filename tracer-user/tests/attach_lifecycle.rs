@@ -1,0 +1,159 @@
+//! Root integration tests: how a trace ends (target exit, SIGTERM, SIGKILL) and that no
+//! probe outlives the tracer.
+//!
+//! Run as root with `cargo test -p tracer-user --features root-tests -- --test-threads=1`.
+#![cfg(feature = "root-tests")]
+
+mod common;
+
+use std::{
+    collections::BTreeSet,
+    thread,
+    time::{Duration, Instant},
+};
+
+use common::{
+    Target, Tracer, as_strs, assert_success, bpf_links, build_target, json_attach_args, json_lines,
+    our_prog_ids, require_root, summary, u64_field, uprobe_events,
+};
+
+const SECOND_NS: u64 = 1_000_000_000;
+
+/// Guards against: the tracer not noticing that its target exited (running on to the end
+/// of `--duration`), or erroring out instead of printing the summary and exiting 0.
+#[test]
+fn target_exit_mid_trace_ends_trace_with_summary() {
+    require_root();
+    let bin = build_target("exits_soon", &[]);
+    // 2 s of life from its start: enough for the tracer to finish attaching first.
+    let mut target = Target::spawn(bin.path(), &["2"]);
+    let tracer = Tracer::spawn(&as_strs(&json_attach_args(target.pid(), 30, &[])));
+    // Reap the target as soon as it exits, as a shell would (no lingering zombie).
+    let status = target.wait_exit(Duration::from_secs(10));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "target should have exited 0 by itself, got {status:?}"
+    );
+    let out = tracer.wait(Duration::from_secs(10));
+    assert_success(&out);
+    let values = json_lines(&out.stdout);
+    let s = summary(&values);
+    assert_eq!(u64_field(s, "pid"), u64::from(target.pid()), "{s:#}");
+    assert!(
+        u64_field(s, "duration_ns") < 10 * SECOND_NS,
+        "trace should have ended with the target: {s:#}"
+    );
+    assert!(
+        target.later_lines().iter().any(|l| l == "done"),
+        "target did not finish"
+    );
+}
+
+/// Guards against: SIGTERM killing the tracer without a report (it must print the summary
+/// and exit 0, like SIGINT).
+#[test]
+fn sigterm_ends_trace_with_summary() {
+    require_root();
+    let bin = build_target("hot_cold", &[]);
+    let target = Target::spawn(bin.path(), &["30"]);
+    let tracer = Tracer::spawn(&as_strs(&json_attach_args(target.pid(), 60, &[])));
+    thread::sleep(Duration::from_secs(3));
+    tracer.signal("TERM");
+    let out = tracer.wait(Duration::from_secs(10));
+    assert_success(&out);
+    let values = json_lines(&out.stdout);
+    let s = summary(&values);
+    assert_eq!(u64_field(s, "pid"), u64::from(target.pid()), "{s:#}");
+    assert!(u64_field(s, "duration_ns") < 30 * SECOND_NS, "{s:#}");
+}
+
+/// Program ids (of our names) not in `baseline`, links of those programs, and new
+/// `uprobe_events` lines that mention libc or the target.
+fn our_leftovers(
+    baseline_ids: &BTreeSet<u64>,
+    baseline_events: &[String],
+    target_exe: &str,
+) -> (BTreeSet<u64>, Vec<String>, Vec<String>) {
+    let ids: BTreeSet<u64> = our_prog_ids().difference(baseline_ids).copied().collect();
+    let links: Vec<String> = bpf_links()
+        .into_iter()
+        .filter(|l| l["prog_id"].as_u64().is_some_and(|p| ids.contains(&p)))
+        .map(|l| l.to_string())
+        .collect();
+    let events: Vec<String> = uprobe_events()
+        .into_iter()
+        .filter(|e| !baseline_events.contains(e))
+        .filter(|e| e.contains("libc") || e.contains(target_exe))
+        .collect();
+    (ids, links, events)
+}
+
+/// Attaches with `--holds` to a running target, SIGKILLs the tracer once it is surely
+/// attached, and checks that the kernel drops every program, link and uprobe of ours.
+/// `wait_for_deadlock`: wait (up to 5 s) for the deadlock line before the kill.
+fn check_no_probes_left_after_sigkill(target: &Target, wait_for_deadlock: bool) {
+    let baseline_ids = our_prog_ids();
+    let baseline_events = uprobe_events();
+    let exe = target.exe().to_string_lossy().to_string();
+
+    let mut tracer = Tracer::spawn(&as_strs(&json_attach_args(target.pid(), 60, &["--holds"])));
+    let started = Instant::now();
+    if wait_for_deadlock {
+        let _ = tracer.wait_for_line(Duration::from_secs(5), |l| l.contains("\"deadlock\""));
+    }
+    if let Some(rest) = Duration::from_secs(2).checked_sub(started.elapsed()) {
+        thread::sleep(rest);
+    }
+    let (attached, _, _) = our_leftovers(&baseline_ids, &baseline_events, &exe);
+    assert!(
+        !attached.is_empty(),
+        "while attached, bpftool shows none of our programs {:?}",
+        common::OUR_PROG_NAMES
+    );
+
+    tracer.kill9();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (ids, links, events) = our_leftovers(&baseline_ids, &baseline_events, &exe);
+        if ids.is_empty() && links.is_empty() && events.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "5 s after SIGKILL of the tracer, left behind: programs {ids:?}, links {links:?}, \
+             uprobe_events {events:?}"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Guards against: probes (eBPF programs, perf/uprobe links, tracefs `uprobe_events` entries)
+/// that survive a tracer killed with SIGKILL, e.g. pinned objects or tracefs-created
+/// uprobes that nobody removes.
+#[test]
+fn no_probes_left_after_sigkill() {
+    require_root();
+    let bin = build_target("abba", &[]);
+    let mut target = Target::spawn(bin.path(), &[]);
+    check_no_probes_left_after_sigkill(&target, true);
+    assert!(target.is_running(), "the target died with the tracer");
+}
+
+/// Guards against: a target crashing (e.g. SIGTRAP from a stale uprobe breakpoint) when
+/// the tracer is killed with SIGKILL while the target is calling the probed lock functions.
+#[test]
+fn busy_target_survives_tracer_sigkill() {
+    require_root();
+    let bin = build_target("hot_cold", &[]);
+    let mut target = Target::spawn(bin.path(), &["6"]);
+    check_no_probes_left_after_sigkill(&target, false);
+    let status = target.wait_exit(Duration::from_secs(15));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "target should finish normally after the tracer was killed, got {status:?}"
+    );
+    assert!(
+        target.later_lines().iter().any(|l| l == "done"),
+        "target did not print done"
+    );
+}

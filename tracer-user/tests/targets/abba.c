@@ -1,0 +1,81 @@
+/* ABBA deadlock target for the tracer's integration tests.
+ *
+ * worker_a takes lock_a then lock_b; worker_b takes lock_b then lock_a. A barrier after
+ * the first lock makes the deadlock certain. Facts are printed once both first locks are
+ * held; the process then hangs forever.
+ *
+ * Usage: abba [DELAY_MS]
+ *   DELAY_MS (default 0): how long both workers sleep after the barrier (i.e. after
+ *   `ready` was printed) before taking their second lock, so that a test can attach the
+ *   tracer before the deadlock forms (0: the deadlock forms right away).
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+pthread_mutex_t lock_a = PTHREAD_MUTEX_INITIALIZER;
+pthread_mutex_t lock_b = PTHREAD_MUTEX_INITIALIZER;
+
+static pthread_barrier_t first_locks_held;
+static volatile pid_t tid_a, tid_b;
+static long delay_ms;
+
+static void sleep_ms(long ms) {
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0) {
+    }
+}
+
+/* noinline: keep a real frame between the thread function and pthread_mutex_lock. */
+__attribute__((noinline)) static void take_second(pthread_mutex_t *m) {
+    pthread_mutex_lock(m);
+    __asm__ volatile("" ::: "memory");
+}
+
+__attribute__((noinline)) void *worker_a_main(void *arg) {
+    (void)arg;
+    pthread_setname_np(pthread_self(), "worker_a");
+    tid_a = (pid_t)syscall(SYS_gettid);
+    pthread_mutex_lock(&lock_a);
+    pthread_barrier_wait(&first_locks_held);
+    if (delay_ms > 0) sleep_ms(delay_ms);
+    take_second(&lock_b); /* never returns */
+    pthread_mutex_unlock(&lock_b);
+    pthread_mutex_unlock(&lock_a);
+    return NULL;
+}
+
+__attribute__((noinline)) void *worker_b_main(void *arg) {
+    (void)arg;
+    pthread_setname_np(pthread_self(), "worker_b");
+    tid_b = (pid_t)syscall(SYS_gettid);
+    pthread_mutex_lock(&lock_b);
+    pthread_barrier_wait(&first_locks_held);
+    if (delay_ms > 0) sleep_ms(delay_ms);
+    take_second(&lock_a); /* never returns */
+    pthread_mutex_unlock(&lock_a);
+    pthread_mutex_unlock(&lock_b);
+    return NULL;
+}
+
+int main(int argc, char **argv) {
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (argc > 1) delay_ms = strtol(argv[1], NULL, 10);
+    pthread_barrier_init(&first_locks_held, NULL, 3);
+    pthread_t a, b;
+    pthread_create(&a, NULL, worker_a_main, NULL);
+    pthread_create(&b, NULL, worker_b_main, NULL);
+    pthread_barrier_wait(&first_locks_held);
+    printf("pid=%d\n", (int)getpid());
+    printf("tid.worker_a=%d\n", (int)tid_a);
+    printf("tid.worker_b=%d\n", (int)tid_b);
+    printf("lock.lock_a=%p\n", (void *)&lock_a);
+    printf("lock.lock_b=%p\n", (void *)&lock_b);
+    printf("ready\n");
+    fflush(stdout);
+    for (;;) pause();
+}
