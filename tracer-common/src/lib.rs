@@ -225,7 +225,8 @@ pub struct Event {
     pub stack_id: i32,
     /// Number of valid bytes in `snapshot` (0 when the copy failed).
     pub snapshot_len: u32,
-    /// Address of `snapshot[0]` in the target.
+    /// Address of `snapshot[0]` in the target ([`EventKind::FutexWait`]); for
+    /// [`EventKind::LockAcquired`], the call site (return address of the lock call).
     pub snapshot_addr: u64,
     /// Copy of target memory starting at `snapshot_addr`.
     pub snapshot: [u32; SNAPSHOT_WORDS],
@@ -254,16 +255,50 @@ pub const EVENT_SIZE: usize = 128;
 const _: () = assert!(core::mem::size_of::<Event>() == EVENT_SIZE);
 const _: () = assert!(core::mem::align_of::<Event>() == 8);
 
+/// Number of 64-bit words of user stack copied from the stack pointer at each futex wait.
+///
+/// glibc is built without frame pointers, so a frame-pointer walk from inside a futex
+/// call skips `pthread_mutex_lock` and, worse, the application function that called it.
+/// Those return addresses sit within a few dozen bytes of the user stack pointer, so
+/// userspace recovers them by scanning this window for addresses that follow a call
+/// instruction, then continues with the frame-pointer chain.
+pub const STACK_WINDOW_WORDS: usize = 32;
+
+/// The record of an [`EventKind::FutexWait`]: the common fields plus the top of the user
+/// stack. Other kinds are sent as a bare [`Event`]; records are told apart by size.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WaitRecord {
+    pub event: Event,
+    /// User stack pointer at the syscall.
+    pub user_sp: u64,
+    /// User instruction pointer at the syscall.
+    pub user_ip: u64,
+    /// Number of valid words in `window`.
+    pub window_words: u32,
+    pub _pad: u32,
+    /// User stack from `user_sp` upwards.
+    pub window: [u64; STACK_WINDOW_WORDS],
+}
+
+/// Size of [`WaitRecord`] on the wire.
+pub const WAIT_RECORD_SIZE: usize = EVENT_SIZE + 24 + STACK_WINDOW_WORDS * 8;
+const _: () = assert!(core::mem::size_of::<WaitRecord>() == WAIT_RECORD_SIZE);
+const _: () = assert!(WAIT_RECORD_SIZE != EVENT_SIZE);
+
 /// A lock call in flight between its entry and return uprobes (`--holds`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PendingLock {
     pub addr: u64,
     pub start_ns: u64,
+    /// Return address of the lock call (read at `[sp]` on entry): the exact call site,
+    /// which a frame-pointer walk from a function's first instruction would miss.
+    pub caller: u64,
     pub op: u32,
     pub stack_id: i32,
 }
-const _: () = assert!(core::mem::size_of::<PendingLock>() == 24);
+const _: () = assert!(core::mem::size_of::<PendingLock>() == 32);
 
 /// Slots of the per-CPU [`MAP_COUNTERS`] array.
 #[repr(u32)]
@@ -292,8 +327,11 @@ mod pod {
     // SAFETY: `Event` is `repr(C)`, has no padding (the size assert above pins every
     // field's place), and every bit pattern is a valid value of each field.
     unsafe impl aya::Pod for super::Event {}
-    // SAFETY: as above: `repr(C)`, 24 bytes with no padding, plain integers.
+    // SAFETY: as above: `repr(C)`, 32 bytes with no padding, plain integers.
     unsafe impl aya::Pod for super::PendingLock {}
+    // SAFETY: `repr(C)`, size pinned by an assert (explicit `_pad`, no implicit padding),
+    // plain integers only.
+    unsafe impl aya::Pod for super::WaitRecord {}
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user_buf},
     programs::tracing::StackIdContext,
 };
-use tracer_common::{Counter, Event, SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS};
+use tracer_common::{Counter, Event, SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS, STACK_WINDOW_WORDS};
 
 use crate::maps::{COUNTERS, EVENTS, STACKS, TARGET_TGID};
 
@@ -79,3 +79,23 @@ pub(crate) fn snapshot_around(event: &mut Event, uaddr: u64) {
     }
 }
 
+
+/// Copies the top of the user stack (from `sp` upwards) into `window`; returns how many
+/// words are valid. Near the top of a stack mapping the full window may cross its end,
+/// so a quarter window is tried next.
+#[inline(always)]
+pub(crate) fn copy_stack_window(window: &mut [u64; STACK_WINDOW_WORDS], sp: u64) -> u32 {
+    const FULL: usize = STACK_WINDOW_WORDS * 8;
+    // SAFETY: viewing the `[u64; STACK_WINDOW_WORDS]` as FULL bytes stays inside it.
+    let bytes = unsafe { core::slice::from_raw_parts_mut(window.as_mut_ptr().cast::<u8>(), FULL) };
+    // SAFETY: bpf_probe_read_user checks the user address and fails cleanly on a fault.
+    if unsafe { bpf_probe_read_user_buf(sp as *const u8, bytes) }.is_ok() {
+        return STACK_WINDOW_WORDS as u32;
+    }
+    let (quarter, _) = bytes.split_at_mut(FULL / 4);
+    // SAFETY: as above, on the first quarter of the buffer.
+    if unsafe { bpf_probe_read_user_buf(sp as *const u8, quarter) }.is_ok() {
+        return (STACK_WINDOW_WORDS / 4) as u32;
+    }
+    0
+}

@@ -41,6 +41,7 @@ fn try_lock_return(ctx: &RetProbeContext) -> Result<(), ()> {
     event.start_ns = pending.start_ns;
     event.op = pending.op;
     event.stack_id = pending.stack_id;
+    event.snapshot_addr = pending.caller;
     emit(&event);
     Ok(())
 }

@@ -13,7 +13,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use tracer_common::LockOp;
 
 use crate::{
-    event::{StackId, TraceEvent},
+    event::{StackId, StackWindow, TraceEvent},
     futex_lock::{FutexWaitClass, KnownLocks, classify},
     lockstats::LockTable,
     report::LockKind,
@@ -32,6 +32,8 @@ pub struct ActiveWait {
     /// Holder named by the lock's owner field when the wait began.
     pub holder: Option<u32>,
     pub reader: bool,
+    /// Top of the user stack at the wait (see `unwind`).
+    pub window: StackWindow,
 }
 
 /// A lock held by a thread, known from `--holds` uprobes.
@@ -39,6 +41,8 @@ pub struct ActiveWait {
 pub struct Held {
     pub since_ns: u64,
     pub stack: StackId,
+    /// Return address of the lock call: where the lock was taken.
+    pub call_site: u64,
     pub op: LockOp,
 }
 
@@ -66,8 +70,9 @@ pub struct Analysis {
     known: KnownLocks,
     waits: HashMap<u32, ActiveWait>,
     held: HashMap<(u32, u64), Held>,
-    /// How often each user stack waited on each lock: the report shows the top one.
-    wait_stacks: HashMap<u64, HashMap<u32, u64>>,
+    /// How often each user stack waited on each lock, with the first window seen for it:
+    /// the report shows the top one.
+    wait_stacks: HashMap<u64, HashMap<u32, (u64, StackWindow)>>,
     candidates: BTreeSet<Cycle>,
     reported: HashSet<Cycle>,
     counts: Counts,
@@ -88,25 +93,35 @@ impl Analysis {
         self.first_ns.get_or_insert(ts);
         self.last_ns = self.last_ns.max(ts);
         match *event {
-            TraceEvent::FutexWait { tid, ts_ns, addr, cmd, val, stack, snapshot } => {
+            TraceEvent::FutexWait { tid, ts_ns, addr, cmd, val, stack, snapshot, window } => {
                 let class = classify(addr, cmd, val, &snapshot, &self.known, is_thread);
-                self.on_wait_start(tid, ts_ns, addr, stack, class);
+                self.on_wait_start(tid, ts_ns, addr, (stack, window), class);
             }
             TraceEvent::FutexWaitDone { tid, ts_ns, .. } => self.on_wait_end(tid, ts_ns),
-            TraceEvent::LockAcquired { tid, ts_ns, addr, op, stack, .. } => {
-                self.on_acquired(tid, ts_ns, addr, op, stack);
+            TraceEvent::LockAcquired { tid, ts_ns, addr, op, stack, call_site, .. } => {
+                self.on_acquired(tid, ts_ns, addr, op, (stack, call_site));
             }
             TraceEvent::LockReleased { tid, ts_ns, addr, op } => self.on_released(tid, ts_ns, addr, op),
         }
     }
 
-    fn on_wait_start(&mut self, tid: u32, ts_ns: u64, futex: u64, stack: StackId, class: FutexWaitClass) {
+    fn on_wait_start(
+        &mut self,
+        tid: u32,
+        ts_ns: u64,
+        futex: u64,
+        (stack, window): (StackId, StackWindow),
+        class: FutexWaitClass,
+    ) {
         let FutexWaitClass::Lock { lock, kind, holder, reader } = class else {
             self.counts.other_waits += 1;
             // A condvar or semaphore wait: remember it only to pair the end event, and
             // make sure no earlier lock wait of this thread lingers in the graph.
             self.graph.end_wait(tid);
-            self.waits.insert(tid, ActiveWait { futex, lock: None, start_ns: ts_ns, stack, holder: None, reader: false });
+            self.waits.insert(
+                tid,
+                ActiveWait { futex, lock: None, start_ns: ts_ns, stack, holder: None, reader: false, window },
+            );
             return;
         };
         self.counts.lock_waits += 1;
@@ -125,9 +140,9 @@ impl Analysis {
         let waiters = u32::try_from(self.graph.waiter_count(lock)).unwrap_or(u32::MAX);
         self.stats.entry(lock).record_contention(waiters);
         if let Some(stack) = stack {
-            *self.wait_stacks.entry(lock).or_default().entry(stack).or_default() += 1;
+            self.wait_stacks.entry(lock).or_default().entry(stack).or_insert((0, window)).0 += 1;
         }
-        self.waits.insert(tid, ActiveWait { futex, lock: Some(lock), start_ns: ts_ns, stack, holder, reader });
+        self.waits.insert(tid, ActiveWait { futex, lock: Some(lock), start_ns: ts_ns, stack, holder, reader, window });
         self.collect_cycles_through(tid);
     }
 
@@ -142,7 +157,7 @@ impl Analysis {
         }
     }
 
-    fn on_acquired(&mut self, tid: u32, ts_ns: u64, lock: u64, op: LockOp, stack: StackId) {
+    fn on_acquired(&mut self, tid: u32, ts_ns: u64, lock: u64, op: LockOp, (stack, call_site): (StackId, u64)) {
         self.counts.acquisitions += 1;
         let kind = if op.is_rwlock() { LockKind::RwLock } else { LockKind::Mutex };
         self.known.insert(lock, kind);
@@ -152,7 +167,7 @@ impl Analysis {
         } else {
             self.graph.set_sole_holder(lock, Some(tid));
         }
-        self.held.insert((tid, lock), Held { since_ns: ts_ns, stack, op });
+        self.held.insert((tid, lock), Held { since_ns: ts_ns, stack, call_site, op });
         // A new holder can close a cycle for any thread already waiting on this lock.
         let waiters: Vec<u32> = self.graph.waiters(lock).collect();
         for waiter in waiters {
@@ -241,14 +256,14 @@ impl Analysis {
         self.kinds.get(&lock).copied().unwrap_or(LockKind::Futex)
     }
 
-    /// The stack that waited on `lock` most often.
+    /// The stack that waited on `lock` most often, with a stack window seen with it.
     #[must_use]
-    pub fn top_wait_stack(&self, lock: u64) -> Option<u32> {
+    pub fn top_wait_stack(&self, lock: u64) -> Option<(u32, StackWindow)> {
         self.wait_stacks
             .get(&lock)?
             .iter()
-            .max_by_key(|&(&stack, &count)| (count, std::cmp::Reverse(stack)))
-            .map(|(&stack, _)| stack)
+            .max_by_key(|&(&stack, &(count, _))| (count, std::cmp::Reverse(stack)))
+            .map(|(&stack, &(_, window))| (stack, window))
     }
 
     #[must_use]
@@ -295,7 +310,16 @@ mod tests {
         words[lead] = 2;
         words[lead + 2] = owner;
         let snapshot = Snapshot { addr: lock - SNAPSHOT_LEAD_BYTES, len: 64, words };
-        TraceEvent::FutexWait { tid, ts_ns, addr: lock, cmd: futex_cmd::WAIT, val: 2, stack: Some(tid), snapshot }
+        TraceEvent::FutexWait {
+            tid,
+            ts_ns,
+            addr: lock,
+            cmd: futex_cmd::WAIT,
+            val: 2,
+            stack: Some(tid),
+            snapshot,
+            window: StackWindow::EMPTY,
+        }
     }
 
     fn done(tid: u32, ts_ns: u64, addr: u64) -> TraceEvent {
@@ -304,7 +328,16 @@ mod tests {
 
     fn cond_wait(tid: u32, ts_ns: u64) -> TraceEvent {
         let snapshot = Snapshot { addr: COND + 40 - SNAPSHOT_LEAD_BYTES, len: 64, words: [0; SNAPSHOT_WORDS] };
-        TraceEvent::FutexWait { tid, ts_ns, addr: COND + 40, cmd: futex_cmd::WAIT_BITSET, val: 0, stack: None, snapshot }
+        TraceEvent::FutexWait {
+            tid,
+            ts_ns,
+            addr: COND + 40,
+            cmd: futex_cmd::WAIT_BITSET,
+            val: 0,
+            stack: None,
+            snapshot,
+            window: StackWindow::EMPTY,
+        }
     }
 
     fn feed(analysis: &mut Analysis, events: &[TraceEvent]) {
@@ -384,12 +417,26 @@ mod tests {
     #[test]
     fn holds_mode_tracks_hold_times_and_closes_cycles_on_acquire() {
         let mut a = Analysis::new();
-        let acquired = |tid, ts, addr| TraceEvent::LockAcquired { tid, ts_ns: ts, start_ns: ts, addr, op: LockOp::MutexLock, stack: None };
+        let acquired = |tid, ts, addr| TraceEvent::LockAcquired {
+            tid,
+            ts_ns: ts,
+            start_ns: ts,
+            addr,
+            op: LockOp::MutexLock,
+            stack: None,
+            call_site: 0,
+        };
         // 101 holds A; 102 holds B; both wait with owner fields we could not read.
-        let mut unknown_owner_wait = |tid, ts, lock| match mutex_wait(tid, ts, lock, 0) {
-            TraceEvent::FutexWait { snapshot, .. } => TraceEvent::FutexWait {
-                tid, ts_ns: ts, addr: lock, cmd: futex_cmd::WAIT, val: 2, stack: None,
+        let unknown_owner_wait = |tid, ts, lock| match mutex_wait(tid, ts, lock, 0) {
+            TraceEvent::FutexWait { tid, ts_ns, addr, cmd, val, stack, snapshot, window } => TraceEvent::FutexWait {
+                tid,
+                ts_ns,
+                addr,
+                cmd,
+                val,
+                stack,
                 snapshot: Snapshot { len: 0, ..snapshot },
+                window,
             },
             other => other,
         };
@@ -416,7 +463,7 @@ mod tests {
         feed(&mut a, &[mutex_wait(101, 1, LOCK_A, 103), done(101, 2, LOCK_A)]);
         feed(&mut a, &[mutex_wait(102, 3, LOCK_A, 103), done(102, 4, LOCK_A)]);
         feed(&mut a, &[mutex_wait(102, 5, LOCK_A, 103), done(102, 6, LOCK_A)]);
-        assert_eq!(a.top_wait_stack(LOCK_A), Some(102));
+        assert_eq!(a.top_wait_stack(LOCK_A).map(|(stack, _)| stack), Some(102));
         assert_eq!(a.top_wait_stack(LOCK_B), None);
     }
 }

@@ -1,13 +1,18 @@
 //! Decoding of raw ring-buffer records into typed events. Pure: no aya, no I/O.
 use thiserror::Error;
-use tracer_common::{EVENT_SIZE, Event, EventKind, LockOp, SNAPSHOT_WORDS, UnknownValue};
+use tracer_common::{
+    EVENT_SIZE, Event, EventKind, LockOp, SNAPSHOT_WORDS, STACK_WINDOW_WORDS, UnknownValue, WAIT_RECORD_SIZE,
+    WaitRecord,
+};
 
 /// A record that could not be decoded. Counted and skipped, never fatal: a newer or
 /// corrupted record must not stop the trace.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum DecodeError {
-    #[error("record of {len} bytes, expected {EVENT_SIZE}")]
+    #[error("record of {len} bytes, expected {EVENT_SIZE} or {WAIT_RECORD_SIZE}")]
     Size { len: usize },
+    #[error("a {WAIT_RECORD_SIZE}-byte record that is not a futex wait")]
+    WaitRecordKind,
     #[error("unknown event kind {}", .0.0)]
     Kind(UnknownValue),
     #[error("unknown lock op {}", .0.0)]
@@ -50,6 +55,28 @@ impl Snapshot {
     }
 }
 
+/// The top of a user stack at a wait: registers and the words above the stack pointer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StackWindow {
+    pub ip: u64,
+    pub sp: u64,
+    /// Number of valid words.
+    pub len: u32,
+    pub words: [u64; STACK_WINDOW_WORDS],
+}
+
+impl StackWindow {
+    /// An empty window (no stack known).
+    pub const EMPTY: Self = Self { ip: 0, sp: 0, len: 0, words: [0; STACK_WINDOW_WORDS] };
+
+    /// The valid words, from the stack pointer upwards.
+    #[must_use]
+    pub fn words(&self) -> &[u64] {
+        let len = usize::try_from(self.len).unwrap_or(0).min(STACK_WINDOW_WORDS);
+        &self.words[..len]
+    }
+}
+
 /// A kernel user-stack id, absent when `bpf_get_stackid` failed.
 pub type StackId = Option<u32>;
 
@@ -60,9 +87,18 @@ fn stack_id(raw: i32) -> StackId {
 /// A decoded ring-buffer record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TraceEvent {
-    FutexWait { tid: u32, ts_ns: u64, addr: u64, cmd: u32, val: u32, stack: StackId, snapshot: Snapshot },
+    FutexWait {
+        tid: u32,
+        ts_ns: u64,
+        addr: u64,
+        cmd: u32,
+        val: u32,
+        stack: StackId,
+        snapshot: Snapshot,
+        window: StackWindow,
+    },
     FutexWaitDone { tid: u32, ts_ns: u64, addr: u64, cmd: u32, ret: i64 },
-    LockAcquired { tid: u32, ts_ns: u64, start_ns: u64, addr: u64, op: LockOp, stack: StackId },
+    LockAcquired { tid: u32, ts_ns: u64, start_ns: u64, addr: u64, op: LockOp, stack: StackId, call_site: u64 },
     LockReleased { tid: u32, ts_ns: u64, addr: u64, op: LockOp },
 }
 
@@ -95,6 +131,12 @@ impl TraceEvent {
 /// # Errors
 /// When the length or a discriminant is not one this build knows.
 pub fn decode(bytes: &[u8]) -> Result<TraceEvent, DecodeError> {
+    if bytes.len() == WAIT_RECORD_SIZE {
+        // SAFETY: the length equals size_of::<WaitRecord>() (asserted in tracer-common),
+        // read_unaligned copes with any alignment, and every bit pattern is valid.
+        let raw: WaitRecord = unsafe { bytes.as_ptr().cast::<WaitRecord>().read_unaligned() };
+        return decode_wait_record(&raw);
+    }
     if bytes.len() != EVENT_SIZE {
         return Err(DecodeError::Size { len: bytes.len() });
     }
@@ -103,6 +145,20 @@ pub fn decode(bytes: &[u8]) -> Result<TraceEvent, DecodeError> {
     // (plain integers only).
     let raw: Event = unsafe { bytes.as_ptr().cast::<Event>().read_unaligned() };
     decode_event(&raw)
+}
+
+/// Converts a raw wait record into a typed event.
+///
+/// # Errors
+/// When the record is not a futex wait.
+pub fn decode_wait_record(raw: &WaitRecord) -> Result<TraceEvent, DecodeError> {
+    match decode_event(&raw.event)? {
+        TraceEvent::FutexWait { tid, ts_ns, addr, cmd, val, stack, snapshot, .. } => {
+            let window = StackWindow { ip: raw.user_ip, sp: raw.user_sp, len: raw.window_words, words: raw.window };
+            Ok(TraceEvent::FutexWait { tid, ts_ns, addr, cmd, val, stack, snapshot, window })
+        }
+        _ => Err(DecodeError::WaitRecordKind),
+    }
 }
 
 /// Converts a raw record into a typed event.
@@ -120,6 +176,7 @@ pub fn decode_event(raw: &Event) -> Result<TraceEvent, DecodeError> {
             val: raw.val,
             stack: stack_id(raw.stack_id),
             snapshot: Snapshot { addr: raw.snapshot_addr, len: raw.snapshot_len, words: raw.snapshot },
+            window: StackWindow::EMPTY,
         },
         EventKind::FutexWaitDone => TraceEvent::FutexWaitDone {
             tid: raw.tid,
@@ -135,6 +192,7 @@ pub fn decode_event(raw: &Event) -> Result<TraceEvent, DecodeError> {
             addr: raw.addr,
             op: LockOp::try_from(raw.op).map_err(DecodeError::LockOp)?,
             stack: stack_id(raw.stack_id),
+            call_site: raw.snapshot_addr,
         },
         EventKind::LockReleased => TraceEvent::LockReleased {
             tid: raw.tid,
@@ -145,13 +203,35 @@ pub fn decode_event(raw: &Event) -> Result<TraceEvent, DecodeError> {
     })
 }
 
-/// Encodes a typed event back into a raw record: the inverse of [`decode_event`], used by
-/// tests and the pipeline benchmark to make synthetic input.
+/// Encodes a typed event into the bytes the kernel would send: the inverse of [`decode`],
+/// used by tests and the pipeline benchmark to make synthetic input.
+#[must_use]
+pub fn encode_bytes(event: &TraceEvent) -> Vec<u8> {
+    let raw = encode(event);
+    if let TraceEvent::FutexWait { window, .. } = *event {
+        let record = WaitRecord {
+            event: raw,
+            user_sp: window.sp,
+            user_ip: window.ip,
+            window_words: window.len,
+            _pad: 0,
+            window: window.words,
+        };
+        // SAFETY: `WaitRecord` is `repr(C)` with no implicit padding (size asserted), so
+        // its bytes are all initialised.
+        let bytes: [u8; WAIT_RECORD_SIZE] = unsafe { core::mem::transmute_copy(&record) };
+        return bytes.to_vec();
+    }
+    to_bytes(&raw).to_vec()
+}
+
+/// Encodes a typed event's common fields into a raw [`Event`] (the stack window of a
+/// futex wait is not part of it; see [`encode_bytes`]).
 #[must_use]
 pub fn encode(event: &TraceEvent) -> Event {
     let mut raw = Event::ZERO;
     match *event {
-        TraceEvent::FutexWait { tid, ts_ns, addr, cmd, val, stack, snapshot } => {
+        TraceEvent::FutexWait { tid, ts_ns, addr, cmd, val, stack, snapshot, .. } => {
             raw.kind = EventKind::FutexWait as u32;
             (raw.tid, raw.ts_ns, raw.addr, raw.op, raw.val) = (tid, ts_ns, addr, cmd, val);
             raw.stack_id = stack.and_then(|s| i32::try_from(s).ok()).unwrap_or(-14);
@@ -161,8 +241,9 @@ pub fn encode(event: &TraceEvent) -> Event {
             raw.kind = EventKind::FutexWaitDone as u32;
             (raw.tid, raw.ts_ns, raw.addr, raw.op, raw.ret) = (tid, ts_ns, addr, cmd, ret);
         }
-        TraceEvent::LockAcquired { tid, ts_ns, start_ns, addr, op, stack } => {
+        TraceEvent::LockAcquired { tid, ts_ns, start_ns, addr, op, stack, call_site } => {
             raw.kind = EventKind::LockAcquired as u32;
+            raw.snapshot_addr = call_site;
             (raw.tid, raw.ts_ns, raw.start_ns, raw.addr, raw.op) = (tid, ts_ns, start_ns, addr, op as u32);
             raw.stack_id = stack.and_then(|s| i32::try_from(s).ok()).unwrap_or(-14);
         }
@@ -188,6 +269,22 @@ mod tests {
 
     use super::*;
 
+    fn window_words() -> [u64; STACK_WINDOW_WORDS] {
+        let mut words = [0; STACK_WINDOW_WORDS];
+        words[0] = 0x7f00_1234;
+        words[1] = 0x5555_0042;
+        words
+    }
+
+    #[test]
+    fn stack_window_exposes_only_valid_words() {
+        let window = StackWindow { ip: 1, sp: 2, len: 2, words: window_words() };
+        assert_eq!(window.words(), &[0x7f00_1234, 0x5555_0042]);
+        assert!(StackWindow::EMPTY.words().is_empty());
+        let bogus = StackWindow { len: 999, ..window };
+        assert_eq!(bogus.words().len(), STACK_WINDOW_WORDS);
+    }
+
     fn snapshot() -> Snapshot {
         let mut words = [0; SNAPSHOT_WORDS];
         words[4] = 2; // the futex word
@@ -199,15 +296,36 @@ mod tests {
     #[test]
     fn round_trips_every_kind_through_bytes() {
         let events = [
-            TraceEvent::FutexWait { tid: 7, ts_ns: 10, addr: 0x1010, cmd: futex_cmd::WAIT, val: 2, stack: Some(3), snapshot: snapshot() },
+            TraceEvent::FutexWait {
+                tid: 7,
+                ts_ns: 10,
+                addr: 0x1010,
+                cmd: futex_cmd::WAIT,
+                val: 2,
+                stack: Some(3),
+                snapshot: snapshot(),
+                window: StackWindow { ip: 0x7f00, sp: 0x7ffe_0000, len: 2, words: window_words() },
+            },
             TraceEvent::FutexWaitDone { tid: 7, ts_ns: 20, addr: 0x1010, cmd: futex_cmd::WAIT, ret: -11 },
-            TraceEvent::LockAcquired { tid: 8, ts_ns: 30, start_ns: 25, addr: 0x2000, op: LockOp::RwWrite, stack: None },
+            TraceEvent::LockAcquired {
+                tid: 8,
+                ts_ns: 30,
+                start_ns: 25,
+                addr: 0x2000,
+                op: LockOp::RwWrite,
+                stack: None,
+                call_site: 0x5555_1234,
+            },
             TraceEvent::LockReleased { tid: 8, ts_ns: 40, addr: 0x2000, op: LockOp::RwUnlock },
         ];
         for event in events {
-            let bytes = to_bytes(&encode(&event));
+            let bytes = encode_bytes(&event);
             assert_eq!(decode(&bytes), Ok(event));
         }
+        // A wait record's size with another kind inside is rejected.
+        let mut bytes = encode_bytes(&events[0]);
+        bytes[..4].copy_from_slice(&(EventKind::LockReleased as u32).to_ne_bytes());
+        assert!(decode(&bytes).is_err());
     }
 
     #[test]

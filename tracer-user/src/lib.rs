@@ -10,6 +10,7 @@
 //! - `symbols`: ELF symbol tables and DWARF lines for lock names and stacks.
 //! - `procfs`: what `/proc` says about the target (threads, names, maps, liveness).
 //! - `report`: the report's data model and its JSON and text renderings.
+//! - `unwind`: user stacks from the frame-pointer chain plus the copied stack window.
 //! - `session`: the tokio loop that ties a live attach together.
 pub mod analysis;
 pub mod event;
@@ -21,4 +22,5 @@ pub mod report;
 pub mod session;
 pub mod symbols;
 pub mod units;
+pub mod unwind;
 pub mod waitgraph;

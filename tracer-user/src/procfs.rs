@@ -241,6 +241,10 @@ pub enum SyscallState {
         nr: i64,
         /// The six argument registers.
         args: [u64; 6],
+        /// User stack pointer at the call (where a stack walk starts).
+        sp: u64,
+        /// User instruction pointer at the call.
+        pc: u64,
     },
 }
 
@@ -272,7 +276,7 @@ pub fn parse_syscall(text: &str) -> Option<SyscallState> {
     }
     let mut args = [0u64; 6];
     args.copy_from_slice(&rest[..6]);
-    Some(SyscallState::InSyscall { nr, args })
+    Some(SyscallState::InSyscall { nr, args, sp: rest[6], pc: rest[7] })
 }
 
 /// What thread `tid` of `pid` is doing; `None` when the thread is gone or the file is not
@@ -449,7 +453,9 @@ this is not a maps line
             ),
             Some(SyscallState::InSyscall {
                 nr: 202,
-                args: [0x55d5_c4a0_3010, 0x80, 2, 0, 0, 0xffff_ffff]
+                args: [0x55d5_c4a0_3010, 0x80, 2, 0, 0, 0xffff_ffff],
+                sp: 0x7ffd_1a02_0e38,
+                pc: 0x7f1e_2a0c_1d2b,
             })
         );
         assert_eq!(parse_syscall(""), None);

@@ -14,16 +14,17 @@ use tokio::{
     signal::unix::{SignalKind, signal},
     time::MissedTickBehavior,
 };
-use tracer_common::syscall;
+use tracer_common::{SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS, STACK_WINDOW_WORDS, futex_cmd, syscall};
 
 use crate::{
     analysis::Analysis,
-    event::decode,
+    event::{Snapshot, StackWindow, TraceEvent, decode},
     futex_lock::{MUTEX_OWNER_OFFSET, RWLOCK_WRITER_OFFSET},
     probes::{Hooks, ProbeError, Probes},
     procfs::{self, SyscallState},
     report::{self, Deadlock, DeadlockEntry, LockKind, LockRef, LockSummary, Summary},
     symbols::Symbolizer,
+    unwind::{self, CALL_LOOKBEHIND},
     waitgraph::Cycle,
 };
 
@@ -125,7 +126,12 @@ pub async fn run(config: Config, out: &mut dyn Write) -> Result<(), SessionError
         eprintln!("tracer: note: {note}");
     }
     let threads = ThreadSet::new(pid);
-    let mut session = Session { config, probes, symbolizer, analysis: Analysis::new(), threads, decode_errors: 0 };
+    let code = CodeCheck::new(pid, &maps);
+    let mut session =
+        Session { config, probes, symbolizer, analysis: Analysis::new(), threads, code, decode_errors: 0 };
+    // Threads that were already asleep before the hooks were in place send no event:
+    // find them, so a process that is already deadlocked is diagnosed at once.
+    session.adopt_blocked_threads();
     let started = Instant::now();
     let exited = session.trace(out).await?;
     if exited {
@@ -140,10 +146,71 @@ struct Session {
     symbolizer: Symbolizer,
     analysis: Analysis,
     threads: ThreadSet,
+    code: CodeCheck,
     decode_errors: u64,
 }
 
+/// Bytes of stack read for a thread found blocked at attach (no kernel event exists for
+/// its wait): scanned for return addresses, the first `STACK_WINDOW_WORDS` kept.
+const BLOCKED_STACK_SCAN_BYTES: usize = 16 * 1024;
+
 impl Session {
+    /// Turns every thread blocked in a futex wait right now into a wait event, built
+    /// from `/proc/PID/task/TID/syscall` (futex word, op, expected value, user SP and PC)
+    /// and the target's memory (lock snapshot, stack). Runs after the hooks are attached,
+    /// so a wait that starts in between is seen by both, which is harmless.
+    fn adopt_blocked_threads(&mut self) {
+        let pid = self.config.pid;
+        let now = monotonic_ns();
+        for tid in procfs::thread_ids(pid).unwrap_or_default() {
+            let Some(SyscallState::InSyscall { nr, args, sp, pc }) = procfs::syscall_state(pid, tid) else {
+                continue;
+            };
+            let (addr, cmd, val) = match nr {
+                #[expect(clippy::cast_possible_truncation, reason = "futex op and val are 32-bit ints")]
+                syscall::FUTEX => (args[0], args[1] as u32 & futex_cmd::CMD_MASK, args[2] as u32),
+                #[expect(clippy::cast_possible_truncation, reason = "the expected value is 32-bit")]
+                syscall::FUTEX_WAIT => (args[0], futex_cmd::WAIT2, args[1] as u32),
+                _ => continue,
+            };
+            if !futex_cmd::is_wait(cmd) {
+                continue;
+            }
+            let event = TraceEvent::FutexWait {
+                tid,
+                ts_ns: now,
+                addr,
+                cmd,
+                val,
+                stack: None,
+                snapshot: read_snapshot(pid, addr),
+                window: self.scan_blocked_stack(pc, sp),
+            };
+            let threads = &self.threads;
+            self.analysis.on_event(&event, &|t| threads.contains(t));
+        }
+    }
+
+    /// A stack window for a thread found blocked: the return addresses found in the top
+    /// of its stack (there is no frame-pointer chain from the kernel for it).
+    fn scan_blocked_stack(&mut self, pc: u64, sp: u64) -> StackWindow {
+        let mut window = StackWindow { ip: pc, sp, len: 0, words: [0; STACK_WINDOW_WORDS] };
+        let mut bytes = vec![0u8; BLOCKED_STACK_SCAN_BYTES];
+        let Ok(n) = procfs::read_memory(self.config.pid, sp, &mut bytes) else {
+            return window;
+        };
+        let mut len = 0;
+        for chunk in bytes[..n].chunks_exact(8) {
+            let word = u64::from_ne_bytes(chunk.try_into().unwrap_or_default());
+            if len < STACK_WINDOW_WORDS && self.code.is_return_address(word) {
+                window.words[len] = word;
+                len += 1;
+            }
+        }
+        window.len = u32::try_from(len).unwrap_or(0);
+        window
+    }
+
     /// The main loop. Returns whether the target exited.
     async fn trace(&mut self, out: &mut dyn Write) -> Result<bool, SessionError> {
         let mut interrupt = signal(SignalKind::interrupt()).map_err(SessionError::Signal)?;
@@ -216,7 +283,7 @@ impl Session {
                 return false;
             }
             let blocked_here = match procfs::syscall_state(pid, edge.tid) {
-                Some(SyscallState::InSyscall { nr, args }) => match nr {
+                Some(SyscallState::InSyscall { nr, args, .. }) => match nr {
                     syscall::FUTEX | syscall::FUTEX_WAIT => args[0] == wait.futex,
                     syscall::FUTEX_WAITV => true,
                     _ => false,
@@ -253,10 +320,25 @@ impl Session {
         LockRef { addr, name: self.symbolizer.data_name(addr) }
     }
 
-    /// Function names (innermost first) and detailed lines for a kernel stack id.
-    fn stack(&mut self, id: Option<u32>) -> (Vec<String>, Vec<String>) {
-        let ips = id.map(|id| self.probes.stack(id)).unwrap_or_default();
-        let frames: Vec<_> = ips.into_iter().map(|ip| self.symbolizer.frame(ip)).collect();
+    /// Function names (innermost first) and detailed lines for a wait's stack: the kernel's
+    /// frame-pointer chain merged with the return addresses found in the stack window.
+    fn stack(&mut self, id: Option<u32>, window: &StackWindow) -> (Vec<String>, Vec<String>) {
+        let fp_chain = id.map(|id| self.probes.stack(id)).unwrap_or_default();
+        let code = &mut self.code;
+        let ips = unwind::merge_frames(window.ip, window.words(), &fp_chain, &mut |addr| code.is_return_address(addr));
+        let frames: Vec<_> = ips
+            .iter()
+            .enumerate()
+            // Return addresses point after the call; look up the call itself for its line.
+            .map(|(i, &ip)| {
+                let mut frame = self.symbolizer.frame(if i == 0 { ip } else { ip.saturating_sub(1) });
+                if i > 0 {
+                    frame.offset += 1;
+                    frame.addr = ip;
+                }
+                frame
+            })
+            .collect();
         (frames.iter().map(|f| f.function_name()).collect(), frames.iter().map(|f| f.display()).collect())
     }
 
@@ -267,7 +349,10 @@ impl Session {
         for edge in &cycle.edges {
             let wait = self.analysis.active_wait(edge.tid).copied();
             closed_at = closed_at.max(wait.map_or(0, |w| w.start_ns));
-            let (stack, stack_detail) = self.stack(wait.and_then(|w| w.stack));
+            let (stack, stack_detail) = match wait {
+                Some(w) => self.stack(w.stack, &w.window),
+                None => (Vec::new(), Vec::new()),
+            };
             entries.push(DeadlockEntry {
                 tid: edge.tid,
                 thread: procfs::thread_name(self.config.pid, edge.tid).unwrap_or_default(),
@@ -320,8 +405,9 @@ impl Session {
         for (i, lock) in locks.iter_mut().enumerate() {
             lock.lock.name = self.symbolizer.data_name(lock.lock.addr);
             if i < STACKS_IN_SUMMARY {
-                let top = self.analysis.top_wait_stack(lock.lock.addr);
-                lock.top_waiter_stack = self.stack(top).1;
+                if let Some((id, window)) = self.analysis.top_wait_stack(lock.lock.addr) {
+                    lock.top_waiter_stack = self.stack(Some(id), &window).1;
+                }
             }
         }
         summary.locks = locks;
@@ -357,6 +443,55 @@ impl ThreadSet {
             inner.1 = Instant::now();
         }
         inner.0.contains(&tid)
+    }
+}
+
+/// The memory around a futex word, read now, in the same shape the kernel sends.
+fn read_snapshot(pid: u32, addr: u64) -> Snapshot {
+    let mut snapshot = Snapshot { addr: 0, len: 0, words: [0; SNAPSHOT_WORDS] };
+    let mut bytes = [0u8; SNAPSHOT_WORDS * 4];
+    for start in [addr.wrapping_sub(SNAPSHOT_LEAD_BYTES), addr] {
+        if procfs::read_memory(pid, start, &mut bytes).is_ok_and(|n| n == bytes.len()) {
+            for (word, chunk) in snapshot.words.iter_mut().zip(bytes.chunks_exact(4)) {
+                *word = u32::from_ne_bytes(chunk.try_into().unwrap_or_default());
+            }
+            snapshot.addr = start;
+            snapshot.len = u32::try_from(bytes.len()).unwrap_or(0);
+            break;
+        }
+    }
+    snapshot
+}
+
+/// Decides whether a stack word is a return address: it must point into an executable
+/// mapping of the target, right after a call instruction. Answers are cached; when the
+/// target is gone and its code can no longer be read, a word inside executable code is
+/// accepted as is.
+struct CodeCheck {
+    pid: u32,
+    exec: Vec<(u64, u64)>,
+    cache: std::collections::HashMap<u64, bool>,
+}
+
+impl CodeCheck {
+    fn new(pid: u32, maps: &[procfs::MapEntry]) -> Self {
+        let exec = maps.iter().filter(|m| m.exec).map(|m| (m.start, m.end)).collect();
+        Self { pid, exec, cache: std::collections::HashMap::new() }
+    }
+
+    fn is_return_address(&mut self, addr: u64) -> bool {
+        let lookbehind = CALL_LOOKBEHIND as u64;
+        if !self.exec.iter().any(|&(start, end)| addr >= start + lookbehind && addr < end) {
+            return false;
+        }
+        let pid = self.pid;
+        *self.cache.entry(addr).or_insert_with(|| {
+            let mut code = [0u8; CALL_LOOKBEHIND];
+            match procfs::read_memory(pid, addr - lookbehind, &mut code) {
+                Ok(n) if n == code.len() => unwind::ends_with_call(&code),
+                _ => true,
+            }
+        })
     }
 }
 

@@ -126,14 +126,23 @@ fn condvars_are_not_locks() {
 }
 
 /// Readers blocked behind a writer: the lock must show up as `rw_lock`, type rwlock, with
-/// its 3 waiting readers, and no deadlock.
-fn check_rwlock(extra: &[&str]) {
+/// its 3 waiting readers, and no deadlock. `readers_delay_ms`: None = the readers are
+/// blocked before the tracer attaches; Some(ms) = they call rdlock ms after `ready`.
+fn check_rwlock(extra: &[&str], readers_delay_ms: Option<u64>, duration_secs: u64) {
     let bin = build_target("rwlock_writer", &[]);
-    let target = Target::spawn(bin.path(), &[]);
-    let readers: Vec<u64> = (0..3).map(|i| target.tid(&format!("reader_{i}"))).collect();
-    target.wait_in_futex(&readers, Duration::from_secs(5));
+    let delay = readers_delay_ms.map(|d| d.to_string());
+    let args: Vec<&str> = delay.iter().map(String::as_str).collect();
+    let target = Target::spawn(bin.path(), &args);
+    if readers_delay_ms.is_none() {
+        let readers: Vec<u64> = (0..3).map(|i| target.tid(&format!("reader_{i}"))).collect();
+        target.wait_in_futex(&readers, Duration::from_secs(5));
+    }
     let rw = target.lock("rw_lock");
-    let out = run_tracer(&as_strs(&json_attach_args(target.pid(), 2, extra)));
+    let out = run_tracer(&as_strs(&json_attach_args(
+        target.pid(),
+        duration_secs,
+        extra,
+    )));
     assert_success(&out);
     let values = json_lines(&out.stdout);
     assert!(
@@ -175,7 +184,7 @@ fn check_rwlock(extra: &[&str]) {
 #[test]
 fn blocked_readers_show_up_on_rwlock() {
     require_root();
-    check_rwlock(&[]);
+    check_rwlock(&[], None, 2);
 }
 
 /// Guards against: the same rwlock mistakes in `--holds` mode (where the rwlock uprobes
@@ -183,5 +192,14 @@ fn blocked_readers_show_up_on_rwlock() {
 #[test]
 fn blocked_readers_show_up_on_rwlock_with_holds() {
     require_root();
-    check_rwlock(&["--holds"]);
+    check_rwlock(&["--holds"], None, 2);
+}
+
+/// Guards against: the same rwlock mistakes when the readers block while the tracer is
+/// attached (live futex events at inner offsets of the `pthread_rwlock_t`, not state found
+/// at attach).
+#[test]
+fn readers_blocking_while_attached_show_up_on_rwlock() {
+    require_root();
+    check_rwlock(&[], Some(2000), 4);
 }

@@ -1,0 +1,916 @@
+//! `cargo xtask bench`: the numbers behind BENCHMARKS.md.
+//!
+//! - (a) the userspace pipeline alone (decode + analysis) on synthetic records, one core;
+//! - (b) the slowdown `tracer attach` (default and `--holds`) inflicts on a lock-heavy C
+//!   workload, against the same workload untraced;
+//! - (c) the floors: the same workload under empty eBPF programs on the same hooks
+//!   (`tracer floor`, with and without uprobes) and under an equivalent bpftrace script;
+//! - (d) the delay between an ABBA deadlock closing and the tracer printing it.
+//!
+//! Overhead runs are interleaved round-robin (every configuration once per round, the
+//! starting configuration rotating), so drift in the machine (thermal, noisy neighbours
+//! on a VM) spreads over all configurations instead of biasing whichever ran last; each
+//! configuration is summarised by its median, and ratios are taken against the untraced
+//! median of the same invocation, never against numbers from another run or machine.
+use std::{
+    collections::BTreeMap,
+    fmt::Write as _,
+    fs,
+    io::{BufRead as _, BufReader, Read, Write as _},
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::mpsc::{self, Receiver, RecvTimeoutError},
+    thread::{self, JoinHandle},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, anyhow, bail};
+
+/// Lock-heavy workload shape: more threads than the 2 cores of the reference machine, a
+/// ~1 µs critical section and a shorter stretch outside it, so the lock is demanded more
+/// than 100% of the time and most acquisitions go through the futex slow path.
+const WORKLOAD_THREADS: u32 = 4;
+const CRITICAL_SECTION_US: f64 = 1.0;
+const OUTSIDE_US: f64 = 0.5;
+/// Goal (a): events per second through decode + analysis on one core.
+const PIPELINE_GOAL: f64 = 5_000_000.0;
+/// Goal (d): deadlock report latency.
+const LATENCY_GOAL_MS: f64 = 100.0;
+/// Pipeline benchmark repetitions; its own loop already runs 10 M events per repetition.
+const PIPELINE_REPEATS: usize = 3;
+/// An attach counts as complete when the tracer's set of file descriptors (maps,
+/// programs, links, perf events) has not changed for this long.
+const ATTACH_QUIET: Duration = Duration::from_millis(400);
+const ATTACH_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Part {
+    Pipeline,
+    Overhead,
+    Floors,
+    Latency,
+}
+
+struct Options {
+    rounds: usize,
+    seconds: f64,
+    only: Option<Part>,
+    /// Use the tracer binary already in target/release (when the tree does not build).
+    no_build: bool,
+}
+
+impl Options {
+    fn wants(&self, part: Part) -> bool {
+        self.only.is_none_or(|only| only == part)
+    }
+}
+
+fn parse_options(args: &[String]) -> anyhow::Result<Options> {
+    let mut opts = Options { rounds: 5, seconds: 3.0, only: None, no_build: false };
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let (name, inline) = match arg.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_owned())),
+            None => (arg.as_str(), None),
+        };
+        let mut value = || inline.clone().or_else(|| it.next().cloned()).with_context(|| format!("{name} needs a value"));
+        match name {
+            "--rounds" => {
+                opts.rounds = value()?.parse().context("--rounds: not a number")?;
+                if opts.rounds == 0 {
+                    bail!("--rounds must be at least 1");
+                }
+            }
+            "--seconds" => {
+                opts.seconds = value()?.parse().context("--seconds: not a number")?;
+                if !(opts.seconds.is_finite() && opts.seconds > 0.0) {
+                    bail!("--seconds must be positive");
+                }
+            }
+            "--only" => {
+                opts.only = Some(match value()?.as_str() {
+                    "a" => Part::Pipeline,
+                    "b" => Part::Overhead,
+                    "c" => Part::Floors,
+                    "d" => Part::Latency,
+                    other => bail!("--only takes a, b, c or d, not {other:?}"),
+                });
+            }
+            "--no-build" => opts.no_build = true,
+            "-h" | "--help" => {
+                println!(
+                    "cargo xtask bench [--rounds N (5)] [--seconds S (3)] [--only a|b|c|d] [--no-build]\n\
+                     a: userspace pipeline events/s; b: overhead of tracer attach (default, --holds);\n\
+                     c: floors (empty programs, empty uprobes, bpftrace); d: deadlock report latency.\n\
+                     Needs root (b, c, d). Writes bench-results/latest.md."
+                );
+                return Ok(Options { only: None, rounds: 0, seconds: 0.0, no_build: false });
+            }
+            other => bail!("unknown bench option {other:?} (try --help)"),
+        }
+    }
+    Ok(opts)
+}
+
+pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
+    let opts = parse_options(args)?;
+    if opts.rounds == 0 {
+        return Ok(()); // --help
+    }
+    let root = workspace_root()?;
+    let mut report = header(&root, &opts);
+
+    if opts.wants(Part::Pipeline) {
+        report.push_str(&pipeline(&root)?);
+    }
+    let overhead = opts.wants(Part::Overhead) || opts.wants(Part::Floors);
+    let latency = opts.wants(Part::Latency);
+    if overhead || latency {
+        let tools = Tools::build(&root, opts.no_build)?;
+        if overhead {
+            report.push_str(&overhead_section(&tools, &opts)?);
+        }
+        if latency {
+            report.push_str(&latency_section(&tools, &opts));
+        }
+    }
+
+    let dir = root.join("bench-results");
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join("latest.md");
+    fs::write(&path, &report).with_context(|| format!("writing {}", path.display()))?;
+    println!("{report}");
+    eprintln!("bench: results written to {}", path.display());
+    Ok(())
+}
+
+fn workspace_root() -> anyhow::Result<PathBuf> {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .context("xtask has no parent directory")
+}
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
+
+/// Output of a short command, trimmed; `None` when it cannot run (only used for the
+/// descriptive header, where a missing tool is not an error).
+fn command_output(program: &str, args: &[&str], dir: &Path) -> Option<String> {
+    let out = Command::new(program).args(args).current_dir(dir).stderr(Stdio::null()).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+fn header(root: &Path, opts: &Options) -> String {
+    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").map_or_else(|_| "?".to_owned(), |s| s.trim().to_owned());
+    let cpus = thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    let cpu_model = fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| "?".to_owned());
+    let date = command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"], root).unwrap_or_else(|| "?".to_owned());
+    let commit = command_output("git", &["rev-parse", "--short", "HEAD"], root).unwrap_or_else(|| "?".to_owned());
+    let dirty = command_output("git", &["status", "--porcelain"], root).is_some_and(|s| !s.is_empty());
+    let bpftrace = command_output("bpftrace", &["--version"], root).unwrap_or_else(|| "not installed".to_owned());
+    let mut s = String::new();
+    let _ = writeln!(s, "# tracer benchmark results\n");
+    let _ = writeln!(s, "- date: {date}");
+    let _ = writeln!(s, "- machine: Linux {kernel}, {cpus} CPUs, {cpu_model}");
+    let _ = writeln!(s, "- tracer: commit {commit}{}", if dirty { " (with uncommitted changes)" } else { "" });
+    let _ = writeln!(s, "- {bpftrace}");
+    let _ = writeln!(s, "- settings: {} rounds, {} s per overhead run\n", opts.rounds, opts.seconds);
+    s
+}
+
+// ---------------------------------------------------------------------------------------
+// (a) pipeline
+
+fn pipeline(root: &Path) -> anyhow::Result<String> {
+    eprintln!("bench (a): building and running the pipeline benchmark ({PIPELINE_REPEATS} repetitions)");
+    let mut default_rates = Vec::new();
+    let mut holds_rates = Vec::new();
+    let mut last = BTreeMap::new();
+    for i in 0..PIPELINE_REPEATS {
+        let out = Command::new(cargo())
+            .args(["run", "--quiet", "--release", "-p", "tracer-user", "--example", "pipeline_bench"])
+            .current_dir(root)
+            .stderr(Stdio::inherit())
+            .output()
+            .context("running cargo run --example pipeline_bench")?;
+        if !out.status.success() {
+            bail!("pipeline_bench failed ({})", out.status);
+        }
+        let values = key_values(&String::from_utf8_lossy(&out.stdout));
+        let rate = |key: &str| -> anyhow::Result<f64> {
+            values.get(key).with_context(|| format!("pipeline_bench printed no {key}"))?.parse().with_context(|| format!("{key}: not a number"))
+        };
+        default_rates.push(rate("events_per_sec")?);
+        holds_rates.push(rate("holds_events_per_sec")?);
+        eprintln!(
+            "bench (a): repetition {}: {} events/s default stream, {} events/s holds stream",
+            i + 1,
+            si(rate("events_per_sec")?),
+            si(rate("holds_events_per_sec")?)
+        );
+        last = values;
+    }
+    let get = |key: &str| last.get(key).cloned().unwrap_or_else(|| "?".to_owned());
+    let mut s = String::new();
+    let _ = writeln!(s, "## (a) Userspace pipeline (decode + analysis, one thread)\n");
+    let _ = writeln!(
+        s,
+        "Synthetic stream: 64 threads, 256 mutexes (skewed), wait/wait-end pairs, 10% condvar waits; \
+         {} records of {} bytes replayed {} times per repetition, median of {PIPELINE_REPEATS} repetitions.\n",
+        get("stream_events"),
+        get("record_bytes"),
+        get("events").parse::<f64>().ok().zip(get("stream_events").parse::<f64>().ok()).map_or_else(|| "?".to_owned(), |(e, n)| format!("{:.0}", e / n)),
+    );
+    let _ = writeln!(s, "| stream | events/s (median) | min – max | goal | verdict |");
+    let _ = writeln!(s, "|---|---|---|---|---|");
+    for (name, rates) in [("default mode (futex waits)", &default_rates), ("--holds (waits + acquire/release)", &holds_rates)] {
+        let med = median(rates);
+        let _ = writeln!(
+            s,
+            "| {name} | {} | {} – {} | ≥ {} | {} |",
+            si(med),
+            si(min(rates)),
+            si(max(rates)),
+            si(PIPELINE_GOAL),
+            verdict(med >= PIPELINE_GOAL, &format!("{:.2}× the goal", med / PIPELINE_GOAL)),
+        );
+    }
+    s.push('\n');
+    Ok(s)
+}
+
+fn key_values(text: &str) -> BTreeMap<String, String> {
+    text.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())).collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// tools
+
+struct Tools {
+    root: PathBuf,
+    tracer: PathBuf,
+    lockbench: PathBuf,
+    deadlock: PathBuf,
+    /// Spin-loop iterations per µs, calibrated once so every run spins the same amount.
+    spin_per_us: u64,
+}
+
+impl Tools {
+    fn build(root: &Path, no_build: bool) -> anyhow::Result<Self> {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            bail!("bench parts b, c and d attach eBPF programs: run as root (or use --only a)");
+        }
+        let tracer = root.join("target/release/tracer");
+        if no_build {
+            if !tracer.exists() {
+                bail!("--no-build: {} does not exist", tracer.display());
+            }
+        } else {
+            eprintln!("bench: building the tracer (cargo build --release -p tracer-user)");
+            let status = Command::new(cargo())
+                .args(["build", "--release", "-p", "tracer-user"])
+                .current_dir(root)
+                .status()
+                .context("running cargo build")?;
+            if !status.success() {
+                bail!("cargo build --release -p tracer-user failed ({status})");
+            }
+        }
+        let out_dir = root.join("target/bench");
+        fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+        let compile = |name: &str| -> anyhow::Result<PathBuf> {
+            let src = root.join("xtask/bench").join(format!("{name}.c"));
+            let bin = out_dir.join(name);
+            let status = Command::new("gcc")
+                .args(["-O2", "-g", "-Wall", "-Wextra", "-pthread", "-o"])
+                .arg(&bin)
+                .arg(&src)
+                .status()
+                .context("running gcc (is it installed?)")?;
+            if !status.success() {
+                bail!("gcc failed on {}", src.display());
+            }
+            Ok(bin)
+        };
+        let lockbench = compile("lockbench")?;
+        let deadlock = compile("deadlock")?;
+        let out = Command::new(&lockbench).arg("--calibrate").output().context("running lockbench --calibrate")?;
+        let spin_per_us = key_values(&String::from_utf8_lossy(&out.stdout))
+            .get("spin_iters_per_us")
+            .and_then(|v| v.parse().ok())
+            .context("lockbench --calibrate printed no spin_iters_per_us")?;
+        Ok(Self { root: root.to_path_buf(), tracer, lockbench, deadlock, spin_per_us })
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// processes
+
+/// `CLOCK_MONOTONIC` in ns: the clock the targets print and `bpf_ktime_get_ns` uses, so
+/// times taken here compare directly with theirs.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime only writes the timespec we pass; CLOCK_MONOTONIC exists on
+    // every Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
+}
+
+/// A line of a child's stdout and the monotonic time it was read.
+struct Line {
+    at_ns: u64,
+    text: String,
+}
+
+/// A child process whose stdout is read line by line on a thread (so a chatty child never
+/// blocks on a full pipe) and whose stderr is collected for error messages. Dropping it
+/// kills the child, so an early error return leaves no stray tracer or workload behind.
+struct Proc {
+    name: String,
+    child: Child,
+    lines: Receiver<Line>,
+    stderr: Option<JoinHandle<String>>,
+    status: Option<ExitStatus>,
+}
+
+impl Proc {
+    fn spawn(name: &str, cmd: &mut Command) -> anyhow::Result<Self> {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {name}"))?;
+        let stdout = child.stdout.take().context("child stdout")?;
+        let mut stderr = child.stderr.take().context("child stderr")?;
+        let (tx, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for text in BufReader::new(stdout).lines() {
+                let Ok(text) = text else { break };
+                if tx.send(Line { at_ns: monotonic_ns(), text }).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        Ok(Self { name: name.to_owned(), child, lines, stderr: Some(stderr), status: None })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Skips stdout lines until one matches, or fails after `timeout` or at EOF.
+    fn wait_line(&mut self, timeout: Duration, pred: impl Fn(&str) -> bool) -> anyhow::Result<Line> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if pred(&line.text) => return Ok(line),
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout) => bail!("{}: expected output did not arrive within {timeout:?}", self.name),
+                Err(RecvTimeoutError::Disconnected) => {
+                    let err = self.stderr_text();
+                    bail!("{}: exited before the expected output; stderr: {}", self.name, err.trim());
+                }
+            }
+        }
+    }
+
+    fn send_start(&mut self) -> anyhow::Result<()> {
+        let mut stdin = self.child.stdin.take().with_context(|| format!("{}: stdin already used", self.name))?;
+        stdin.write_all(b"\n").with_context(|| format!("{}: writing the start byte", self.name))
+    }
+
+    fn exited(&mut self) -> anyhow::Result<Option<ExitStatus>> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().with_context(|| format!("waiting for {}", self.name))?;
+        }
+        Ok(self.status)
+    }
+
+    /// Waits up to `timeout` for the child to exit on its own.
+    fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<Option<ExitStatus>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.exited()? {
+                return Ok(Some(status));
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn signal(&self, sig: libc::c_int) {
+        if self.status.is_some() {
+            return;
+        }
+        if let Ok(pid) = libc::pid_t::try_from(self.pid()) {
+            // SAFETY: kill has no memory-safety preconditions; the pid is our own unreaped
+            // child, so it cannot have been recycled for another process.
+            unsafe { libc::kill(pid, sig) };
+        }
+    }
+
+    /// Asks the child to stop with `sig` (if still running) and waits; SIGKILL after
+    /// `grace`. Returns the exit status.
+    fn stop(&mut self, sig: libc::c_int, grace: Duration) -> anyhow::Result<ExitStatus> {
+        self.signal(sig);
+        if let Some(status) = self.wait_exit(grace)? {
+            return Ok(status);
+        }
+        self.signal(libc::SIGKILL);
+        self.wait_exit(Duration::from_secs(5))?.with_context(|| format!("{} does not die", self.name))
+    }
+
+    /// Everything left on stdout, once the child has exited.
+    fn remaining_lines(&mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            out.push(line.text);
+        }
+        out
+    }
+
+    fn stderr_text(&mut self) -> String {
+        if self.status.is_none() {
+            // The stderr thread ends at EOF, which only comes once the child is gone.
+            return String::new();
+        }
+        self.stderr.take().and_then(|h| h.join().ok()).unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Waits until the tracer (or bpftrace) has finished attaching: at least `min_events`
+/// BPF links or perf events among its file descriptors, and its descriptor set unchanged
+/// for [`ATTACH_QUIET`]. The tracer prints nothing when attached, and both it and
+/// bpftrace open their last descriptors when they attach the last program, so a quiet
+/// descriptor table means the hooks are live.
+fn wait_attached(tracer: &mut Proc, min_events: usize) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let fd_dir = PathBuf::from(format!("/proc/{}/fd", tracer.pid()));
+    let mut last: Vec<String> = Vec::new();
+    let mut quiet_since = Instant::now();
+    loop {
+        if let Some(status) = tracer.exited()? {
+            let err = tracer.stderr_text();
+            bail!("{} exited while attaching ({status}): {}", tracer.name, err.trim());
+        }
+        let mut fds: Vec<String> = fs::read_dir(&fd_dir)
+            .map(|dir| {
+                dir.filter_map(Result::ok)
+                    .filter_map(|e| fs::read_link(e.path()).ok())
+                    .map(|t| t.to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        fds.sort();
+        if fds != last {
+            last = fds;
+            quiet_since = Instant::now();
+        }
+        let hooks = last.iter().filter(|t| t.contains("bpf_link") || t.contains("perf_event")).count();
+        if hooks >= min_events && quiet_since.elapsed() >= ATTACH_QUIET {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() > ATTACH_TIMEOUT {
+            bail!("{} did not finish attaching within {ATTACH_TIMEOUT:?} ({hooks} hooks seen)", tracer.name);
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// (b), (c) overhead
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Config {
+    Untraced,
+    Attach,
+    AttachHolds,
+    Floor,
+    FloorUprobes,
+    Bpftrace,
+}
+
+impl Config {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Untraced => "untraced",
+            Self::Attach => "tracer attach",
+            Self::AttachHolds => "tracer attach --holds",
+            Self::Floor => "floor: empty sys_enter/sys_exit",
+            Self::FloorUprobes => "floor: + empty lock uprobes",
+            Self::Bpftrace => "bpftrace futex_wait.bt",
+        }
+    }
+
+    fn part(self) -> &'static str {
+        match self {
+            Self::Untraced => "-",
+            Self::Attach | Self::AttachHolds => "b",
+            Self::Floor | Self::FloorUprobes | Self::Bpftrace => "c",
+        }
+    }
+
+    /// What the run needs besides the workload: a command, and how many BPF links or
+    /// perf events mark its attach as done.
+    fn observer(self, tools: &Tools, pid: u32, seconds: f64) -> Option<(Command, usize)> {
+        // Outlive the workload: tracer attach stops when the target exits, the others
+        // are stopped with SIGINT.
+        let duration = format!("{:.0}", seconds + 30.0);
+        let pid = pid.to_string();
+        let tracer = |args: &[&str]| {
+            let mut cmd = Command::new(&tools.tracer);
+            cmd.args(args);
+            cmd
+        };
+        Some(match self {
+            Self::Untraced => return None,
+            Self::Attach => (tracer(&["attach", "--pid", &pid, "--duration", &duration, "--format", "json"]), 2),
+            Self::AttachHolds => {
+                (tracer(&["attach", "--pid", &pid, "--duration", &duration, "--format", "json", "--holds"]), 3)
+            }
+            Self::Floor => (tracer(&["floor", "--pid", &pid, "--duration", &duration]), 2),
+            Self::FloorUprobes => (tracer(&["floor", "--pid", &pid, "--duration", &duration, "--uprobes"]), 3),
+            Self::Bpftrace => {
+                let mut cmd = Command::new("bpftrace");
+                cmd.arg(tools.root.join("xtask/bench/futex_wait.bt")).arg(&pid);
+                (cmd, 2)
+            }
+        })
+    }
+}
+
+/// One overhead run's outcome.
+#[derive(Clone, Copy, Default)]
+struct RunResult {
+    ops_per_sec: f64,
+    /// From the tracer's JSON summary (attach runs) or bpftrace's `@waits`.
+    events: Option<u64>,
+    dropped: Option<u64>,
+    wakes: Option<u64>,
+}
+
+fn overhead_run(tools: &Tools, config: Config, seconds: f64) -> anyhow::Result<RunResult> {
+    let mut workload = Proc::spawn(
+        "lockbench",
+        Command::new(&tools.lockbench).args([
+            "--wait-stdin",
+            "--threads",
+            &WORKLOAD_THREADS.to_string(),
+            "--seconds",
+            &seconds.to_string(),
+            "--cs-us",
+            &CRITICAL_SECTION_US.to_string(),
+            "--out-us",
+            &OUTSIDE_US.to_string(),
+            "--iters-per-us",
+            &tools.spin_per_us.to_string(),
+        ]),
+    )?;
+    workload.wait_line(Duration::from_secs(10), |l| l.starts_with("ready pid="))?;
+    let mut observer = match config.observer(tools, workload.pid(), seconds) {
+        Some((mut cmd, min_hooks)) => {
+            let mut proc = Proc::spawn(config.label(), &mut cmd)?;
+            wait_attached(&mut proc, min_hooks)?;
+            Some(proc)
+        }
+        None => None,
+    };
+    workload.send_start()?;
+    let limit = Duration::from_secs_f64(seconds + 30.0);
+    let status = workload.wait_exit(limit)?.with_context(|| format!("lockbench still running after {limit:?}"))?;
+    if !status.success() {
+        let err = workload.stderr_text();
+        bail!("lockbench failed ({status}): {}", err.trim());
+    }
+    let values = key_values(&workload.remaining_lines().join("\n"));
+    let ops_per_sec = values
+        .get("ops_per_sec")
+        .and_then(|v| v.parse().ok())
+        .context("lockbench printed no ops_per_sec")?;
+    let mut result = RunResult { ops_per_sec, ..RunResult::default() };
+    let Some(observer) = observer.as_mut() else { return Ok(result) };
+    // tracer attach notices the target's exit within a drain interval and prints its
+    // summary; the floors and bpftrace run until interrupted.
+    let status = match config {
+        Config::Attach | Config::AttachHolds => match observer.wait_exit(Duration::from_secs(10))? {
+            Some(status) => status,
+            None => observer.stop(libc::SIGINT, Duration::from_secs(10))?,
+        },
+        _ => observer.stop(libc::SIGINT, Duration::from_secs(10))?,
+    };
+    let out = observer.remaining_lines();
+    if !status.success() {
+        let err = observer.stderr_text();
+        bail!("{} failed ({status}): {}", config.label(), err.trim());
+    }
+    match config {
+        Config::Attach | Config::AttachHolds => {
+            let summary = out
+                .iter()
+                .rev()
+                .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok().filter(|v| v["kind"] == "summary"))
+                .with_context(|| format!("{}: no JSON summary in its output", config.label()))?;
+            result.events = summary["events"].as_u64();
+            result.dropped = summary["dropped"].as_u64();
+            result.wakes = summary["futex_wakes"].as_u64();
+        }
+        Config::Bpftrace => {
+            let count = |name: &str| {
+                out.iter().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse::<u64>().ok()))
+            };
+            result.events = count("@waits:");
+            result.wakes = count("@wakes:");
+        }
+        _ => {}
+    }
+    Ok(result)
+}
+
+fn overhead_section(tools: &Tools, opts: &Options) -> anyhow::Result<String> {
+    let mut configs = vec![Config::Untraced];
+    if opts.wants(Part::Overhead) {
+        configs.extend([Config::Attach, Config::AttachHolds]);
+    }
+    if opts.wants(Part::Floors) {
+        configs.extend([Config::Floor, Config::FloorUprobes, Config::Bpftrace]);
+    }
+    let mut results: BTreeMap<Config, Vec<RunResult>> = BTreeMap::new();
+    let mut failures: BTreeMap<Config, Vec<String>> = BTreeMap::new();
+    for round in 0..opts.rounds {
+        for i in 0..configs.len() {
+            // Rotate the order each round so no configuration always runs first or
+            // right after the most expensive one.
+            let config = configs[(i + round) % configs.len()];
+            match overhead_run(tools, config, opts.seconds) {
+                Ok(r) => {
+                    eprintln!(
+                        "bench (b/c): round {}/{}: {:<34} {:>9} ops/s{}",
+                        round + 1,
+                        opts.rounds,
+                        config.label(),
+                        si(r.ops_per_sec),
+                        r.events.map_or_else(String::new, |e| format!(", {e} events, {} dropped", r.dropped.unwrap_or(0))),
+                    );
+                    results.entry(config).or_default().push(r);
+                }
+                Err(err) => {
+                    let msg = format!("{err:#}");
+                    eprintln!("bench (b/c): round {}/{}: {} FAILED: {msg}", round + 1, opts.rounds, config.label());
+                    if config == Config::Untraced {
+                        return Err(err.context("the untraced baseline run failed"));
+                    }
+                    failures.entry(config).or_default().push(msg);
+                }
+            }
+        }
+    }
+    let base = results.get(&Config::Untraced).map(|r| median(&r.iter().map(|r| r.ops_per_sec).collect::<Vec<_>>())).ok_or_else(|| anyhow!("no untraced run"))?;
+
+    let mut s = String::new();
+    let _ = writeln!(s, "## (b) Overhead and (c) floors on a lock-heavy workload\n");
+    let _ = writeln!(
+        s,
+        "Workload `xtask/bench/lockbench.c`: {WORKLOAD_THREADS} threads, one pthread mutex, {CRITICAL_SECTION_US} µs \
+         critical section, {OUTSIDE_US} µs outside (spin loop calibrated once: {} iterations/µs); throughput = \
+         lock/unlock pairs per second. {} rounds × {} configurations, interleaved with a rotating order, {} s per run; \
+         median per configuration; ratio = median / untraced median of this invocation.\n",
+        tools.spin_per_us,
+        opts.rounds,
+        configs.len(),
+        opts.seconds
+    );
+    let _ = writeln!(s, "| part | configuration | median ops/s | min – max | ratio to untraced | slowdown | traced events/s | futex wakes/s | dropped (total) |");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
+    for &config in &configs {
+        let runs = results.get(&config).map_or(&[][..], Vec::as_slice);
+        let failed = failures.get(&config).map_or(0, Vec::len);
+        if runs.is_empty() {
+            let _ = writeln!(s, "| {} | {} | all {failed} runs failed | | | | | | |", config.part(), config.label());
+            continue;
+        }
+        let throughputs: Vec<f64> = runs.iter().map(|r| r.ops_per_sec).collect();
+        let med = median(&throughputs);
+        let per_sec = |f: fn(&RunResult) -> Option<u64>| {
+            #[allow(clippy::cast_precision_loss)]
+            let rates: Vec<f64> = runs.iter().filter_map(f).map(|n| n as f64 / opts.seconds).collect();
+            if rates.is_empty() { "–".to_owned() } else { si(median(&rates)) }
+        };
+        let dropped: Option<u64> = runs.iter().map(|r| r.dropped).sum();
+        let _ = writeln!(
+            s,
+            "| {} | {}{} | {} | {} – {} | {:.3} | {:+.1}% | {} | {} | {} |",
+            config.part(),
+            config.label(),
+            if failed > 0 { format!(" ({failed} runs failed)") } else { String::new() },
+            si(med),
+            si(min(&throughputs)),
+            si(max(&throughputs)),
+            med / base,
+            (1.0 - med / base) * 100.0,
+            per_sec(|r| r.events),
+            per_sec(|r| r.wakes),
+            dropped.map_or_else(|| "–".to_owned(), |d| d.to_string()),
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nTraced events/s: records the tracer analysed (futex wait starts and ends; with --holds also \
+         acquire/release) per second of workload, or bpftrace's `@waits`. Futex wakes are counted in the kernel, \
+         no record each. Slowdown = 1 − ratio.\n"
+    );
+    for (config, msgs) in &failures {
+        for msg in msgs {
+            let _ = writeln!(s, "- failed run, {}: {msg}", config.label());
+        }
+    }
+    if !failures.is_empty() {
+        s.push('\n');
+    }
+    Ok(s)
+}
+
+// ---------------------------------------------------------------------------------------
+// (d) deadlock report latency
+
+struct Latency {
+    /// From the target's `closed_ns` to the deadlock line arriving on our pipe.
+    external_ms: f64,
+    /// The tracer's own `detected_after_ns` (from the last wait start it saw to the report).
+    reported_ms: Option<f64>,
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn latency_run(tools: &Tools) -> anyhow::Result<Latency> {
+    let mut target = Proc::spawn("deadlock", &mut Command::new(&tools.deadlock))?;
+    target.wait_line(Duration::from_secs(10), |l| l.starts_with("ready pid="))?;
+    let pid = target.pid().to_string();
+    let mut tracer = Proc::spawn(
+        "tracer attach",
+        Command::new(&tools.tracer).args(["attach", "--pid", &pid, "--duration", "60", "--format", "json"]),
+    )?;
+    wait_attached(&mut tracer, 2)?;
+    target.send_start()?;
+    let closed = target.wait_line(Duration::from_secs(10), |l| l.starts_with("closed_ns="))?;
+    let closed_ns: u64 = closed.text["closed_ns=".len()..].trim().parse().context("closed_ns: not a number")?;
+    let line = tracer.wait_line(Duration::from_secs(10), |l| l.contains(r#""kind":"deadlock""#))?;
+    let value: serde_json::Value = serde_json::from_str(&line.text).context("deadlock line is not JSON")?;
+    let cycle_len = value["cycle"].as_array().map_or(0, Vec::len);
+    if cycle_len != 2 {
+        bail!("expected a cycle of 2 threads, got {cycle_len}: {}", line.text);
+    }
+    // The target will never finish: kill it, then the tracer sees it gone and exits.
+    target.stop(libc::SIGKILL, Duration::from_secs(5))?;
+    if tracer.wait_exit(Duration::from_secs(5))?.is_none() {
+        tracer.stop(libc::SIGINT, Duration::from_secs(5))?;
+    }
+    Ok(Latency {
+        external_ms: line.at_ns.saturating_sub(closed_ns) as f64 / 1e6,
+        reported_ms: value["detected_after_ns"].as_u64().map(|n| n as f64 / 1e6),
+    })
+}
+
+fn latency_section(tools: &Tools, opts: &Options) -> String {
+    let mut external = Vec::new();
+    let mut reported = Vec::new();
+    let mut failures = Vec::new();
+    for round in 0..opts.rounds {
+        match latency_run(tools) {
+            Ok(l) => {
+                eprintln!(
+                    "bench (d): run {}/{}: deadlock line {:.1} ms after the cycle closed (tracer says {})",
+                    round + 1,
+                    opts.rounds,
+                    l.external_ms,
+                    l.reported_ms.map_or_else(|| "nothing".to_owned(), |r| format!("{r:.1} ms"))
+                );
+                external.push(l.external_ms);
+                reported.extend(l.reported_ms);
+            }
+            Err(err) => {
+                eprintln!("bench (d): run {}/{} FAILED: {err:#}", round + 1, opts.rounds);
+                failures.push(format!("{err:#}"));
+            }
+        }
+    }
+    let mut s = String::new();
+    let _ = writeln!(s, "## (d) Deadlock report latency\n");
+    let _ = writeln!(
+        s,
+        "Target `xtask/bench/deadlock.c` (ABBA, two threads) prints CLOCK_MONOTONIC right before the lock call that \
+         closes the cycle; the bench timestamps (CLOCK_MONOTONIC) the tracer's JSON deadlock line as it arrives on the \
+         pipe. {} runs.\n",
+        opts.rounds
+    );
+    let _ = writeln!(s, "| measure | median | max | goal | verdict |");
+    let _ = writeln!(s, "|---|---|---|---|---|");
+    for (name, values) in [("external: cycle closed → line read", &external), ("tracer's detected_after_ns", &reported)] {
+        if values.is_empty() {
+            let _ = writeln!(s, "| {name} | no data | | ≤ {LATENCY_GOAL_MS} ms | |");
+            continue;
+        }
+        let (med, worst) = (median(values), max(values));
+        let _ = writeln!(
+            s,
+            "| {name} | {med:.1} ms | {worst:.1} ms | ≤ {LATENCY_GOAL_MS} ms | {} |",
+            verdict(worst <= LATENCY_GOAL_MS, &format!("worst {:.1}× the goal", worst / LATENCY_GOAL_MS))
+        );
+    }
+    for msg in &failures {
+        let _ = writeln!(s, "\n- failed run: {msg}");
+    }
+    s.push('\n');
+    s
+}
+
+// ---------------------------------------------------------------------------------------
+// numbers
+
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => f64::midpoint(v[n / 2 - 1], v[n / 2]),
+    }
+}
+
+fn min(values: &[f64]) -> f64 {
+    values.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
+fn max(values: &[f64]) -> f64 {
+    values.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+}
+
+/// 1234567 → "1.23 M": three significant digits are all a benchmark can stand behind.
+fn si(value: f64) -> String {
+    let (scaled, unit) = if value >= 1e9 {
+        (value / 1e9, " G")
+    } else if value >= 1e6 {
+        (value / 1e6, " M")
+    } else if value >= 1e3 {
+        (value / 1e3, " k")
+    } else {
+        (value, "")
+    };
+    let digits = if scaled >= 100.0 { 0 } else if scaled >= 10.0 { 1 } else { 2 };
+    format!("{scaled:.digits$}{unit}")
+}
+
+fn verdict(met: bool, detail: &str) -> String {
+    if met { format!("met ({detail})") } else { format!("**missed** ({detail})") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_and_si() {
+        assert!((median(&[3.0, 1.0, 2.0]) - 2.0).abs() < f64::EPSILON);
+        assert!((median(&[4.0, 1.0, 2.0, 3.0]) - 2.5).abs() < f64::EPSILON);
+        assert_eq!(si(5_123_456.0), "5.12 M");
+        assert_eq!(si(123_456.0), "123 k");
+        assert_eq!(si(12.5), "12.5");
+        assert_eq!(si(1.5), "1.50");
+    }
+
+    #[test]
+    fn options_parse() {
+        let args: Vec<String> = ["--rounds", "2", "--seconds=1.5", "--only", "c"].iter().map(|s| (*s).to_owned()).collect();
+        let opts = parse_options(&args).expect("valid options");
+        assert_eq!((opts.rounds, opts.only), (2, Some(Part::Floors)));
+        assert!((opts.seconds - 1.5).abs() < f64::EPSILON);
+        assert!(parse_options(&["--only".to_owned(), "x".to_owned()]).is_err());
+    }
+}
