@@ -129,6 +129,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         let tools = Tools::build(&root, opts.no_build)?;
         if overhead {
             report.push_str(&overhead_section(&tools, &opts)?);
+            let _ = writeln!(report, "- {}\n", idle_note("after the overhead runs"));
         }
         if latency {
             report.push_str(&latency_section(&tools, &opts));
@@ -184,8 +185,35 @@ fn header(root: &Path, opts: &Options) -> String {
     let _ = writeln!(s, "- machine: Linux {kernel}, {cpus} CPUs, {cpu_model}");
     let _ = writeln!(s, "- tracer: commit {commit}{}", if dirty { " (with uncommitted changes)" } else { "" });
     let _ = writeln!(s, "- {bpftrace}");
-    let _ = writeln!(s, "- settings: {} rounds, {} s per overhead run\n", opts.rounds, opts.seconds);
+    let _ = writeln!(s, "- settings: {} rounds, {} s per overhead run", opts.rounds, opts.seconds);
+    let _ = writeln!(s, "- {}\n", idle_note("at start"));
     s
+}
+
+/// Share of CPU time idle over one second, from `/proc/stat`: the benchmark compares
+/// runs against each other, and another job on the machine (a build) makes every number
+/// noisy, so the report says how quiet the machine was.
+fn idle_percent() -> Option<f64> {
+    let sample = || -> Option<(u64, u64)> {
+        let stat = fs::read_to_string("/proc/stat").ok()?;
+        let fields: Vec<u64> = stat.lines().next()?.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
+        let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
+        Some((idle, fields.iter().take(8).sum()))
+    };
+    let (idle0, total0) = sample()?;
+    thread::sleep(Duration::from_secs(1));
+    let (idle1, total1) = sample()?;
+    #[allow(clippy::cast_precision_loss)]
+    let pct = (idle1.saturating_sub(idle0)) as f64 * 100.0 / (total1.saturating_sub(total0)).max(1) as f64;
+    Some(pct)
+}
+
+fn idle_note(when: &str) -> String {
+    match idle_percent() {
+        Some(p) if p < 90.0 => format!("CPU idle {when}: {p:.0}% — the machine was busy with something else, expect noise"),
+        Some(p) => format!("CPU idle {when}: {p:.0}%"),
+        None => format!("CPU idle {when}: unknown"),
+    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -36,10 +36,25 @@ pub(crate) fn run_test(args: &TestArgs) -> anyhow::Result<()> {
     if args.no_lint {
         println!("note: --no-lint: skipping rustfmt and clippy");
     } else {
-        steps.push(Step { name: "rustfmt", cmd: Ok(rustfmt()) });
+        steps.push(Step {
+            name: "rustfmt",
+            cmd: Ok(rustfmt()),
+        });
         let mut clippy = cargo();
-        clippy.args(["clippy", "--workspace", "--exclude", "tracer-ebpf", "--all-targets", "--", "-D", "warnings"]);
-        steps.push(Step { name: "clippy (host crates)", cmd: Ok(clippy) });
+        clippy.args([
+            "clippy",
+            "--workspace",
+            "--exclude",
+            "tracer-ebpf",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]);
+        steps.push(Step {
+            name: "clippy (host crates)",
+            cmd: Ok(clippy),
+        });
         if setup::using_debian_toolchain() {
             println!(
                 "note: skipping clippy on the eBPF crate: the Debian toolchain `{}` has no clippy for the BPF target",
@@ -48,30 +63,56 @@ pub(crate) fn run_test(args: &TestArgs) -> anyhow::Result<()> {
         } else {
             let mut clippy = cargo();
             clippy
-                .args(["+nightly", "clippy", "--release", "--target", "bpfel-unknown-none", "-Z", "build-std=core"])
+                .args([
+                    "+nightly",
+                    "clippy",
+                    "--release",
+                    "--target",
+                    "bpfel-unknown-none",
+                    "-Z",
+                    "build-std=core",
+                ])
                 .args(["--", "-D", "warnings"])
                 .current_dir(root.join("tracer-ebpf"))
                 .env("CARGO_ENCODED_RUSTFLAGS", EBPF_RUSTFLAGS)
                 // Own target dir: these flags and the nightly compiler would otherwise
                 // invalidate the host builds' artifacts in target/.
                 .env("CARGO_TARGET_DIR", root.join("target").join("ebpf-clippy"));
-            steps.push(Step { name: "clippy (eBPF crate)", cmd: Ok(clippy) });
+            steps.push(Step {
+                name: "clippy (eBPF crate)",
+                cmd: Ok(clippy),
+            });
         }
     }
 
     let mut unit = cargo();
     unit.args(["test", "--workspace", "--exclude", "tracer-ebpf"]);
-    steps.push(Step { name: "unit tests", cmd: Ok(unit) });
+    steps.push(Step {
+        name: "unit tests",
+        cmd: Ok(unit),
+    });
 
     let root_tests = if is_root() {
         let mut cmd = cargo();
-        cmd.args(["test", "-p", "tracer-user", "--features", "root-tests", "--tests", "--", "--test-threads=1"]);
+        cmd.args([
+            "test",
+            "-p",
+            "tracer-user",
+            "--features",
+            "root-tests",
+            "--tests",
+            "--",
+            "--test-threads=1",
+        ]);
         Ok(cmd)
     } else {
         Err("the root integration tests attach eBPF programs and need root: run `sudo -E cargo xtask test`"
             .to_owned())
     };
-    steps.push(Step { name: "root integration tests", cmd: root_tests });
+    steps.push(Step {
+        name: "root integration tests",
+        cmd: root_tests,
+    });
 
     let mut failed = Vec::new();
     for Step { name, cmd } in steps {
@@ -95,8 +136,8 @@ pub(crate) fn run_test(args: &TestArgs) -> anyhow::Result<()> {
     }
 }
 
-/// rustfmt in check mode. rustfmt.toml uses unstable options (group_imports,
-/// imports_granularity) that only nightly rustfmt applies; stable would check a different
+/// rustfmt in check mode. rustfmt.toml uses unstable options (`group_imports`,
+/// `imports_granularity`) that only nightly rustfmt applies; stable would check a different
 /// formatting, so it is only a fallback with a note.
 fn rustfmt() -> Command {
     let mut cmd = cargo();
@@ -107,7 +148,9 @@ fn rustfmt() -> Command {
     if nightly_rustfmt {
         cmd.arg("+nightly");
     } else {
-        println!("note: nightly rustfmt unavailable; checking with stable rustfmt (unstable options ignored)");
+        println!(
+            "note: nightly rustfmt unavailable; checking with stable rustfmt (unstable options ignored)"
+        );
     }
     cmd.args(["fmt", "--all", "--check"]);
     cmd
@@ -135,7 +178,10 @@ mod tests {
     #[test]
     fn ebpf_rustflags_are_unit_separated() {
         let flags: Vec<&str> = EBPF_RUSTFLAGS.split('\x1f').collect();
-        assert_eq!(flags, ["--cfg=bpf_target_arch=\"x86_64\"", "-Clink-arg=--btf"]);
+        assert_eq!(
+            flags,
+            ["--cfg=bpf_target_arch=\"x86_64\"", "-Clink-arg=--btf"]
+        );
     }
 
     #[test]

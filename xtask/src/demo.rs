@@ -46,7 +46,9 @@ pub(crate) fn run_demo(args: &DemoArgs) -> anyhow::Result<()> {
     setup::run_setup(&SetupArgs::default())?;
     build()?;
     if !is_root() {
-        bail!("the tracer needs root (or CAP_BPF + CAP_PERFMON + CAP_SYS_PTRACE): run `sudo -E cargo xtask demo`");
+        bail!(
+            "the tracer needs root (or CAP_BPF + CAP_PERFMON + CAP_SYS_PTRACE): run `sudo -E cargo xtask demo`"
+        );
     }
 
     let root = workspace_root();
@@ -60,7 +62,11 @@ pub(crate) fn run_demo(args: &DemoArgs) -> anyhow::Result<()> {
         .arg(root.join("xtask").join("demo").join("deadlock_demo.c")))?;
 
     println!("\nstarting {}", demo_bin.display());
-    let demo = KillOnDrop(Command::new(&demo_bin).spawn().with_context(|| format!("starting {}", demo_bin.display()))?);
+    let demo = KillOnDrop(
+        Command::new(&demo_bin)
+            .spawn()
+            .with_context(|| format!("starting {}", demo_bin.display()))?,
+    );
     let pid = demo.0.id().to_string();
     thread::sleep(SETTLE);
 
@@ -81,5 +87,7 @@ pub(crate) fn run_demo(args: &DemoArgs) -> anyhow::Result<()> {
 
 /// `cargo xtask build`: the release tracer, at target/release/tracer.
 pub(crate) fn build() -> anyhow::Result<()> {
-    run(cargo().args(["build", "--release", "-p", "tracer-user"]).current_dir(workspace_root()))
+    run(cargo()
+        .args(["build", "--release", "-p", "tracer-user"])
+        .current_dir(workspace_root()))
 }

@@ -62,13 +62,20 @@ fn main() -> ExitCode {
     }
 }
 
-/// Installs into /usr/local so `sudo tracer` finds it: sudo's secure_path includes
+/// Installs into /usr/local so `sudo tracer` finds it: sudo's `secure_path` includes
 /// /usr/local/bin but not ~/.cargo/bin.
 fn install() -> anyhow::Result<()> {
     setup::run_setup(&setup::SetupArgs::default())?;
     util::run(
         util::cargo()
-            .args(["install", "--path", "tracer-user", "--locked", "--root", "/usr/local"])
+            .args([
+                "install",
+                "--path",
+                "tracer-user",
+                "--locked",
+                "--root",
+                "/usr/local",
+            ])
             .current_dir(util::workspace_root()),
     )
 }

@@ -15,8 +15,16 @@ use crate::util::{cargo, is_root, probe_cmd, run, workspace_root};
 /// Debian packages: LLVM 22 (+ polly, zlib, zstd) to build bpf-linker against, gcc for
 /// the C test targets and the demo, bpftool for the lifecycle tests, bpftrace for the
 /// bench floor, strace for the tests that compare against it.
-const APT_PACKAGES: [&str; 8] =
-    ["llvm-22-dev", "libpolly-22-dev", "zlib1g-dev", "libzstd-dev", "gcc", "bpftool", "bpftrace", "strace"];
+const APT_PACKAGES: [&str; 8] = [
+    "llvm-22-dev",
+    "libpolly-22-dev",
+    "zlib1g-dev",
+    "libzstd-dev",
+    "gcc",
+    "bpftool",
+    "bpftrace",
+    "strace",
+];
 
 /// Debian's rustc 1.96 with a prebuilt `core` for `bpfel-unknown-none`: the fallback when
 /// rustup cannot download `rust-src` (which `-Z build-std=core` needs).
@@ -57,7 +65,9 @@ pub(crate) fn run_setup(args: &SetupArgs) -> anyhow::Result<()> {
              (delete that block to use rustup's nightly)"
         );
     } else if let Err(err) = nightly_with_rust_src() {
-        println!("note: rustup nightly + rust-src unavailable ({err:#}); falling back to Debian's toolchain");
+        println!(
+            "note: rustup nightly + rust-src unavailable ({err:#}); falling back to Debian's toolchain"
+        );
         debian_toolchain()?;
     }
 
@@ -68,38 +78,59 @@ pub(crate) fn run_setup(args: &SetupArgs) -> anyhow::Result<()> {
 
 /// Whether `pkg` is installed, per dpkg.
 fn dpkg_installed(pkg: &str) -> bool {
-    probe_cmd("dpkg-query", ["-W", "-f=${Status}", pkg]).is_some_and(|s| s.trim() == "install ok installed")
+    probe_cmd("dpkg-query", ["-W", "-f=${Status}", pkg])
+        .is_some_and(|s| s.trim() == "install ok installed")
 }
 
 fn apt_install(what: &str, packages: &[&str]) -> anyhow::Result<()> {
     if probe_cmd("dpkg-query", ["--version"]).is_none() {
-        println!("note: no dpkg here (not Debian?): make sure these are installed: {}", packages.join(" "));
+        println!(
+            "note: no dpkg here (not Debian?): make sure these are installed: {}",
+            packages.join(" ")
+        );
         return Ok(());
     }
-    let missing: Vec<&str> = packages.iter().copied().filter(|p| !dpkg_installed(p)).collect();
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|p| !dpkg_installed(p))
+        .collect();
     if missing.is_empty() {
         println!("ok: {what} present ({})", packages.join(" "));
         return Ok(());
     }
     println!("installing {what}: {}", missing.join(" "));
     if !is_root() {
-        bail!("installing {} needs root: run `sudo apt-get install {}` or this task as root", what, missing.join(" "));
+        bail!(
+            "installing {} needs root: run `sudo apt-get install {}` or this task as root",
+            what,
+            missing.join(" ")
+        );
     }
     // Updated only now: the package lists are only needed when something is missing.
-    run(Command::new("apt-get").arg("update").env("DEBIAN_FRONTEND", "noninteractive"))?;
-    run(Command::new("apt-get").args(["install", "-y"]).args(&missing).env("DEBIAN_FRONTEND", "noninteractive"))
+    run(Command::new("apt-get")
+        .arg("update")
+        .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
 }
 
 fn nightly_installed() -> bool {
-    probe_cmd("rustup", ["toolchain", "list"]).is_some_and(|list| list.lines().any(|l| l.starts_with("nightly")))
+    probe_cmd("rustup", ["toolchain", "list"])
+        .is_some_and(|list| list.lines().any(|l| l.starts_with("nightly")))
 }
 
 /// Installed components of the nightly toolchain, as rustup lists them
 /// ("rust-src", "rustfmt-x86_64-unknown-linux-gnu", ...).
 fn nightly_components() -> Vec<String> {
-    probe_cmd("rustup", ["component", "list", "--toolchain", "nightly", "--installed"])
-        .map(|list| list.lines().map(str::to_owned).collect())
-        .unwrap_or_default()
+    probe_cmd(
+        "rustup",
+        ["component", "list", "--toolchain", "nightly", "--installed"],
+    )
+    .map(|list| list.lines().map(str::to_owned).collect())
+    .unwrap_or_default()
 }
 
 /// rustup's nightly with `rust-src` (for `-Z build-std=core`), plus its rustfmt (the
@@ -109,15 +140,30 @@ fn nightly_with_rust_src() -> anyhow::Result<()> {
         println!("ok: rustup toolchain nightly present");
     } else {
         println!("installing rustup toolchain nightly");
-        run(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))?;
+        run(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+        ]))?;
     }
     let have = nightly_components();
-    let has = |component: &str| have.iter().any(|c| c == component || c.starts_with(&format!("{component}-")));
+    let has = |component: &str| {
+        have.iter()
+            .any(|c| c == component || c.starts_with(&format!("{component}-")))
+    };
     if has("rust-src") {
         println!("ok: nightly rust-src present");
     } else {
         println!("installing nightly rust-src");
-        run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+        run(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            "nightly",
+        ]))?;
     }
     // Only lints and formatting need these; a nightly without them (it happens on some
     // days) still builds the eBPF crate, so failing to add them is a warning.
@@ -126,8 +172,13 @@ fn nightly_with_rust_src() -> anyhow::Result<()> {
             println!("ok: nightly {component} present");
         } else {
             println!("installing nightly {component}");
-            if let Err(err) = run(Command::new("rustup").args(["component", "add", component, "--toolchain", "nightly"]))
-            {
+            if let Err(err) = run(Command::new("rustup").args([
+                "component",
+                "add",
+                component,
+                "--toolchain",
+                "nightly",
+            ])) {
                 println!("warning: {err:#}");
             }
         }
@@ -145,7 +196,13 @@ fn bpf_linker() -> anyhow::Result<()> {
     // LLVM_PREFIX points llvm-sys at Debian's LLVM 22: bpf-linker must read the bitcode of
     // the compiler building the eBPF crate, and both nightly and rustc-web use LLVM 22.
     run(cargo()
-        .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION, "--no-default-features"])
+        .args([
+            "install",
+            "bpf-linker",
+            "--version",
+            BPF_LINKER_VERSION,
+            "--no-default-features",
+        ])
         .args(["--features", "llvm-22", "--locked"])
         .env("LLVM_PREFIX", "/usr/lib/llvm-22"))
 }
@@ -153,14 +210,18 @@ fn bpf_linker() -> anyhow::Result<()> {
 /// Mounts tracefs, which bpftrace (bench floor) needs; only a warning when impossible
 /// because nothing but the bench depends on it.
 fn tracefs() {
-    let mounted = fs::read_to_string("/proc/mounts")
-        .is_ok_and(|m| m.lines().any(|l| l.split_whitespace().nth(1) == Some("/sys/kernel/tracing")));
+    let mounted = fs::read_to_string("/proc/mounts").is_ok_and(|m| {
+        m.lines()
+            .any(|l| l.split_whitespace().nth(1) == Some("/sys/kernel/tracing"))
+    });
     if mounted {
         println!("ok: tracefs present at /sys/kernel/tracing");
         return;
     }
     println!("installing tracefs mount at /sys/kernel/tracing");
-    if let Err(err) = run(Command::new("mount").args(["-t", "tracefs", "nodev", "/sys/kernel/tracing"])) {
+    if let Err(err) =
+        run(Command::new("mount").args(["-t", "tracefs", "nodev", "/sys/kernel/tracing"]))
+    {
         println!("warning: {err:#}; bpftrace (used by `cargo xtask bench`) will not work");
     }
 }
@@ -192,38 +253,58 @@ fn debian_toolchain() -> anyhow::Result<()> {
         .with_context(|| format!("`{} --print sysroot` failed", rustc.display()))?;
     let rustlib = sysroot.join("lib").join("rustlib");
     if !rustlib.join("bpfel-unknown-none").join("lib").is_dir() {
-        bail!("{} has no bpfel-unknown-none libraries (is libstd-rust-web-dev-bpf installed?)", rustlib.display());
+        bail!(
+            "{} has no bpfel-unknown-none libraries (is libstd-rust-web-dev-bpf installed?)",
+            rustlib.display()
+        );
     }
 
     let dir = Path::new(DEBIAN_TOOLCHAIN_DIR);
-    let mut links = vec![(dir.join("bin/rustc"), rustc), (dir.join("bin/cargo"), cargo_bin), (dir.join("lib/rustlib"), rustlib)];
+    let mut links = vec![
+        (dir.join("bin/rustc"), rustc),
+        (dir.join("bin/cargo"), cargo_bin),
+        (dir.join("lib/rustlib"), rustlib),
+    ];
     if let Some(rustdoc) = rustdoc {
         links.push((dir.join("bin/rustdoc"), rustdoc));
     }
-    let up_to_date = links.iter().all(|(link, target)| fs::read_link(link).is_ok_and(|t| &t == target));
+    let up_to_date = links
+        .iter()
+        .all(|(link, target)| fs::read_link(link).is_ok_and(|t| &t == target));
     if up_to_date {
         println!("ok: toolchain directory {DEBIAN_TOOLCHAIN_DIR} present");
     } else {
         println!("installing toolchain directory {DEBIAN_TOOLCHAIN_DIR}");
         for (link, target) in &links {
             if let Some(parent) = link.parent() {
-                fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+                fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
             }
             // Replace whatever is there (a stale link from an older Debian layout).
             let _ = fs::remove_file(link);
-            symlink(target, link).with_context(|| format!("linking {} -> {}", link.display(), target.display()))?;
+            symlink(target, link)
+                .with_context(|| format!("linking {} -> {}", link.display(), target.display()))?;
         }
     }
 
-    let linked = probe_cmd("rustup", ["toolchain", "list"])
-        .is_some_and(|list| list.lines().any(|l| l.split_whitespace().next() == Some(DEBIAN_TOOLCHAIN)));
+    let linked = probe_cmd("rustup", ["toolchain", "list"]).is_some_and(|list| {
+        list.lines()
+            .any(|l| l.split_whitespace().next() == Some(DEBIAN_TOOLCHAIN))
+    });
     if linked && debian_toolchain_works() {
         println!("ok: rustup toolchain {DEBIAN_TOOLCHAIN} present");
     } else {
         println!("installing rustup toolchain link {DEBIAN_TOOLCHAIN} -> {DEBIAN_TOOLCHAIN_DIR}");
-        run(Command::new("rustup").args(["toolchain", "link", DEBIAN_TOOLCHAIN, DEBIAN_TOOLCHAIN_DIR]))?;
+        run(Command::new("rustup").args([
+            "toolchain",
+            "link",
+            DEBIAN_TOOLCHAIN,
+            DEBIAN_TOOLCHAIN_DIR,
+        ]))?;
         if !debian_toolchain_works() {
-            bail!("`rustup run {DEBIAN_TOOLCHAIN} rustc --version` fails after linking {DEBIAN_TOOLCHAIN_DIR}");
+            bail!(
+                "`rustup run {DEBIAN_TOOLCHAIN} rustc --version` fails after linking {DEBIAN_TOOLCHAIN_DIR}"
+            );
         }
     }
 
@@ -234,7 +315,8 @@ fn debian_toolchain() -> anyhow::Result<()> {
 /// directory; Debian has shipped rustc-web both as /usr/bin/rustc and under
 /// /usr/lib/rust-web*/bin, so the layout is looked up rather than assumed.
 fn package_binary(pkg: &str, name: &str) -> anyhow::Result<PathBuf> {
-    let files = probe_cmd("dpkg", ["-L", pkg]).with_context(|| format!("`dpkg -L {pkg}` failed"))?;
+    let files =
+        probe_cmd("dpkg", ["-L", pkg]).with_context(|| format!("`dpkg -L {pkg}` failed"))?;
     let suffix = format!("/bin/{name}");
     files
         .lines()
@@ -264,7 +346,9 @@ fn write_config_block() -> anyhow::Result<()> {
     let current = fs::read_to_string(&path).unwrap_or_default();
     let updated = match (current.find(BLOCK_BEGIN), current.find(BLOCK_END)) {
         (Some(begin), Some(end)) if end > begin => {
-            let after = current[end..].find('\n').map_or(current.len(), |nl| end + nl + 1);
+            let after = current[end..]
+                .find('\n')
+                .map_or(current.len(), |nl| end + nl + 1);
             format!("{}{block}{}", &current[..begin], &current[after..])
         }
         _ => {
@@ -282,7 +366,9 @@ fn write_config_block() -> anyhow::Result<()> {
         println!("ok: .cargo/config.toml selects {DEBIAN_TOOLCHAIN}");
         return Ok(());
     }
-    println!("installing [env] TRACER_BPF_TOOLCHAIN = \"{DEBIAN_TOOLCHAIN}\" in .cargo/config.toml");
+    println!(
+        "installing [env] TRACER_BPF_TOOLCHAIN = \"{DEBIAN_TOOLCHAIN}\" in .cargo/config.toml"
+    );
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }

@@ -14,7 +14,9 @@ use anyhow::{Context as _, bail};
 /// directory so the tasks work from any current directory.
 pub(crate) fn workspace_root() -> PathBuf {
     let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest_dir.parent().map_or_else(|| manifest_dir.to_path_buf(), Path::to_path_buf)
+    manifest_dir
+        .parent()
+        .map_or_else(|| manifest_dir.to_path_buf(), Path::to_path_buf)
 }
 
 /// `cmd` as a shell-like line, with the environment variables it sets, for the echo
@@ -39,7 +41,10 @@ pub(crate) fn describe(cmd: &Command) -> String {
 
 fn quote(s: &OsStr) -> String {
     let s = s.to_string_lossy();
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=+:,@%".contains(c)) {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=+:,@%".contains(c))
+    {
         s.into_owned()
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
@@ -50,7 +55,9 @@ fn quote(s: &OsStr) -> String {
 pub(crate) fn run(cmd: &mut Command) -> anyhow::Result<()> {
     let line = describe(cmd);
     eprintln!("$ {line}");
-    let status = cmd.status().with_context(|| format!("could not start `{line}`"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start `{line}`"))?;
     if !status.success() {
         bail!("`{line}` failed ({status})");
     }
@@ -60,8 +67,14 @@ pub(crate) fn run(cmd: &mut Command) -> anyhow::Result<()> {
 /// Runs `cmd` quietly and returns its stdout if it exits 0; `None` if it cannot be
 /// started or fails. For probes ("is X installed?"), where failure is an answer.
 pub(crate) fn probe(cmd: &mut Command) -> Option<String> {
-    let out = cmd.stdin(Stdio::null()).stderr(Stdio::null()).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    let out = cmd
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Convenience for [`probe`] with a program and arguments.
