@@ -276,7 +276,8 @@ pub struct WaitRecord {
     pub user_ip: u64,
     /// Number of valid words in `window`.
     pub window_words: u32,
-    pub _pad: u32,
+    /// Explicit padding, always zero.
+    pub pad: u32,
     /// User stack from `user_sp` upwards.
     pub window: [u64; STACK_WINDOW_WORDS],
 }
@@ -335,6 +336,7 @@ mod pod {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 mod tests {
     use super::*;
 
@@ -366,7 +368,10 @@ mod tests {
     #[test]
     fn wait_and_wake_commands_are_disjoint() {
         for cmd in 0..0x80 {
-            assert!(!(futex_cmd::is_wait(cmd) && futex_cmd::is_wake(cmd)), "{cmd}");
+            assert!(
+                !(futex_cmd::is_wait(cmd) && futex_cmd::is_wake(cmd)),
+                "{cmd}"
+            );
         }
         assert!(futex_cmd::is_wait(futex_cmd::LOCK_PI2));
         assert!(futex_cmd::is_wake(futex_cmd::WAKE_BITSET));

@@ -42,7 +42,10 @@ fn try_futex_enter(ctx: &BtfTracePointContext) -> Result<(), ()> {
     let (uaddr, cmd, val) = match nr {
         syscall::FUTEX => {
             let [uaddr, op, val] = syscall_args(regs);
-            #[expect(clippy::cast_possible_truncation, reason = "futex op and val are 32-bit ints")]
+            #[expect(
+                clippy::cast_possible_truncation,
+                reason = "futex op and val are 32-bit ints"
+            )]
             let (cmd, val) = (op as u32 & futex_cmd::CMD_MASK, val as u32);
             if futex_cmd::is_wake(cmd) {
                 count(Counter::FutexWakes);
@@ -55,16 +58,22 @@ fn try_futex_enter(ctx: &BtfTracePointContext) -> Result<(), ()> {
         }
         syscall::FUTEX_WAIT => {
             let [uaddr, val, _mask] = syscall_args(regs);
-            #[expect(clippy::cast_possible_truncation, reason = "the expected value is 32-bit")]
+            #[expect(
+                clippy::cast_possible_truncation,
+                reason = "the expected value is 32-bit"
+            )]
             (uaddr, futex_cmd::WAIT2, val as u32)
         }
         syscall::FUTEX_WAITV => {
             // futex_waitv(struct futex_waitv *waiters, ...): report the first word waited on.
             let [waiters, _nr, _flags] = syscall_args(regs);
             // SAFETY: bpf_probe_read_user validates the user pointer and fails on a fault.
-            let first: [u64; 2] = unsafe { bpf_probe_read_user(waiters as *const [u64; 2]) }
-                .map_err(|_| ())?;
-            #[expect(clippy::cast_possible_truncation, reason = "futex_waitv.val holds a u32 value")]
+            let first: [u64; 2] =
+                unsafe { bpf_probe_read_user(waiters as *const [u64; 2]) }.map_err(|_| ())?;
+            #[expect(
+                clippy::cast_possible_truncation,
+                reason = "futex_waitv.val holds a u32 value"
+            )]
             (first[1], futex_cmd::WAITV, first[0] as u32)
         }
         syscall::FUTEX_WAKE => {
@@ -75,7 +84,7 @@ fn try_futex_enter(ctx: &BtfTracePointContext) -> Result<(), ()> {
     };
     count(Counter::FutexWaits);
     // SAFETY: BTF-typed `struct pt_regs *` of the tracepoint; verifier-checked loads.
-    let (user_sp, user_ip) = unsafe { ((*regs).rsp, (*regs).rip) };
+    let (stack_pointer, instruction_pointer) = unsafe { ((*regs).rsp, (*regs).rip) };
     let stack_id = user_stack_id(ctx);
     // Reserve in place: a wait record is too large to build on the 512-byte BPF stack.
     let Some(mut entry) = EVENTS.reserve::<WaitRecord>(0) else {
@@ -95,10 +104,10 @@ fn try_futex_enter(ctx: &BtfTracePointContext) -> Result<(), ()> {
         (*record).event.val = val;
         (*record).event.stack_id = stack_id;
         snapshot_around(&mut (*record).event, uaddr);
-        (*record).user_sp = user_sp;
-        (*record).user_ip = user_ip;
-        (*record)._pad = 0;
-        (*record).window_words = copy_stack_window(&mut (*record).window, user_sp);
+        (*record).user_sp = stack_pointer;
+        (*record).user_ip = instruction_pointer;
+        (*record).pad = 0;
+        (*record).window_words = copy_stack_window(&mut (*record).window, stack_pointer);
     }
     entry.submit(u64::from(BPF_RB_NO_WAKEUP));
     Ok(())

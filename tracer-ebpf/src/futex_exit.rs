@@ -1,10 +1,16 @@
 //! `sys_exit` BTF raw tracepoint: the futex wait of a target thread ended. The syscall's
 //! arguments are still in the saved registers at exit, so no per-thread state has to be
 //! kept between enter and exit: userspace pairs the two events by TID.
-use aya_ebpf::{bindings::pt_regs, helpers::bpf_ktime_get_ns, macros::btf_tracepoint, programs::BtfTracePointContext};
+use aya_ebpf::{
+    bindings::pt_regs, helpers::bpf_ktime_get_ns, macros::btf_tracepoint,
+    programs::BtfTracePointContext,
+};
 use tracer_common::{Event, EventKind, futex_cmd, syscall};
 
-use crate::{futex_enter::syscall_args, helpers::{emit, target_tid}};
+use crate::{
+    futex_enter::syscall_args,
+    helpers::{emit, target_tid},
+};
 
 #[btf_tracepoint(function = "sys_exit")]
 pub(crate) fn futex_exit(ctx: BtfTracePointContext) -> i32 {
@@ -13,16 +19,23 @@ pub(crate) fn futex_exit(ctx: BtfTracePointContext) -> i32 {
     }
 }
 
+#[expect(
+    clippy::unnecessary_wraps,
+    reason = "every hook keeps the hook/try_hook shape"
+)]
 fn try_futex_exit(ctx: &BtfTracePointContext) -> Result<(), ()> {
     let Some(tid) = target_tid() else {
         return Ok(());
     };
     let regs: *const pt_regs = ctx.arg(0);
     // SAFETY: BTF-typed `struct pt_regs *` of the tracepoint; verifier-checked load.
-    let nr = unsafe { (*regs).orig_rax } as i64;
+    let nr = unsafe { (*regs).orig_rax }.cast_signed();
     let [uaddr, op, _] = syscall_args(regs);
     let cmd = match nr {
-        #[expect(clippy::cast_possible_truncation, reason = "the futex op is a 32-bit int")]
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "the futex op is a 32-bit int"
+        )]
         syscall::FUTEX => op as u32 & futex_cmd::CMD_MASK,
         syscall::FUTEX_WAIT => futex_cmd::WAIT2,
         syscall::FUTEX_WAITV => futex_cmd::WAITV,

@@ -15,9 +15,12 @@ use crate::maps::{COUNTERS, EVENTS, STACKS, TARGET_TGID};
 #[inline(always)]
 pub(crate) fn target_tid() -> Option<u32> {
     let pid_tgid = bpf_get_current_pid_tgid();
-    #[expect(clippy::cast_possible_truncation, reason = "upper and lower halves are u32 by definition")]
-    let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
-    (tgid == TARGET_TGID.load()).then_some(tid)
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "upper and lower halves are u32 by definition"
+    )]
+    let (process, thread) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
+    (process == TARGET_TGID.load()).then_some(thread)
 }
 
 /// Adds one to a per-CPU counter slot.
@@ -36,7 +39,10 @@ pub(crate) fn count(counter: Counter) {
 /// A full buffer drops the event and counts it; we never wait.
 #[inline(always)]
 pub(crate) fn emit(event: &Event) {
-    if EVENTS.output::<Event>(event, u64::from(BPF_RB_NO_WAKEUP)).is_err() {
+    if EVENTS
+        .output::<Event>(event, u64::from(BPF_RB_NO_WAKEUP))
+        .is_err()
+    {
         count(Counter::Dropped);
     }
 }
@@ -45,7 +51,10 @@ pub(crate) fn emit(event: &Event) {
 #[inline(always)]
 pub(crate) fn user_stack_id<C: StackIdContext>(ctx: &C) -> i32 {
     match ctx.get_stackid(&STACKS, u64::from(BPF_F_USER_STACK)) {
-        #[expect(clippy::cast_possible_truncation, reason = "stack ids are below max_entries (16k)")]
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "stack ids are below max_entries (16k)"
+        )]
         Ok(id) => id as i32,
         Err(errno) => {
             count(Counter::StackErrors);
@@ -62,23 +71,23 @@ pub(crate) fn user_stack_id<C: StackIdContext>(ctx: &C) -> i32 {
 #[inline(always)]
 pub(crate) fn snapshot_around(event: &mut Event, uaddr: u64) {
     const BYTES: usize = SNAPSHOT_WORDS * 4;
+    #[expect(clippy::cast_possible_truncation, reason = "a 64-byte constant")]
+    const SNAPSHOT_BYTES: u32 = BYTES as u32;
     // SAFETY: `snapshot` is a `[u32; SNAPSHOT_WORDS]`, so viewing it as `BYTES` bytes stays
     // inside the array, and u8 has no alignment or validity requirements.
-    let dst = unsafe {
-        core::slice::from_raw_parts_mut(event.snapshot.as_mut_ptr().cast::<u8>(), BYTES)
-    };
+    let dst =
+        unsafe { core::slice::from_raw_parts_mut(event.snapshot.as_mut_ptr().cast::<u8>(), BYTES) };
     let lead = uaddr.wrapping_sub(SNAPSHOT_LEAD_BYTES);
     for start in [lead, uaddr] {
         // SAFETY: bpf_probe_read_user checks the user address itself and fails cleanly
         // on a fault; `dst` is a valid kernel buffer of exactly `BYTES` bytes.
         if unsafe { bpf_probe_read_user_buf(start as *const u8, dst) }.is_ok() {
             event.snapshot_addr = start;
-            event.snapshot_len = BYTES as u32;
+            event.snapshot_len = SNAPSHOT_BYTES;
             return;
         }
     }
 }
-
 
 /// Copies the top of the user stack (from `sp` upwards) into `window`; returns how many
 /// words are valid. Near the top of a stack mapping the full window may cross its end,
@@ -86,16 +95,18 @@ pub(crate) fn snapshot_around(event: &mut Event, uaddr: u64) {
 #[inline(always)]
 pub(crate) fn copy_stack_window(window: &mut [u64; STACK_WINDOW_WORDS], sp: u64) -> u32 {
     const FULL: usize = STACK_WINDOW_WORDS * 8;
+    #[expect(clippy::cast_possible_truncation, reason = "a 32-word constant")]
+    const WINDOW_WORDS: u32 = STACK_WINDOW_WORDS as u32;
     // SAFETY: viewing the `[u64; STACK_WINDOW_WORDS]` as FULL bytes stays inside it.
     let bytes = unsafe { core::slice::from_raw_parts_mut(window.as_mut_ptr().cast::<u8>(), FULL) };
     // SAFETY: bpf_probe_read_user checks the user address and fails cleanly on a fault.
     if unsafe { bpf_probe_read_user_buf(sp as *const u8, bytes) }.is_ok() {
-        return STACK_WINDOW_WORDS as u32;
+        return WINDOW_WORDS;
     }
     let (quarter, _) = bytes.split_at_mut(FULL / 4);
     // SAFETY: as above, on the first quarter of the buffer.
     if unsafe { bpf_probe_read_user_buf(sp as *const u8, quarter) }.is_ok() {
-        return (STACK_WINDOW_WORDS / 4) as u32;
+        return WINDOW_WORDS / 4;
     }
     0
 }

@@ -38,9 +38,12 @@ fn try_lock_entry(ctx: &ProbeContext) -> Result<(), ()> {
         // SAFETY: bpf_ktime_get_ns has no preconditions.
         start_ns: unsafe { bpf_ktime_get_ns() },
         caller,
-        #[expect(clippy::cast_possible_truncation, reason = "the cookie is a LockOp (u32)")]
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "the cookie is a LockOp (u32)"
+        )]
         op: cookie as u32,
         stack_id: user_stack_id(ctx),
     };
-    PENDING_LOCKS.insert(&tid, &pending, 0).map_err(|_| ())
+    PENDING_LOCKS.insert(tid, pending, 0).map_err(|_| ())
 }

@@ -17,16 +17,20 @@ pub(crate) fn lock_return(ctx: RetProbeContext) -> u32 {
     }
 }
 
+#[expect(
+    clippy::unnecessary_wraps,
+    reason = "every hook keeps the hook/try_hook shape"
+)]
 fn try_lock_return(ctx: &RetProbeContext) -> Result<(), ()> {
     let Some(tid) = target_tid() else {
         return Ok(());
     };
     // SAFETY: the value is copied out before the entry is removed below.
-    let Some(pending) = (unsafe { PENDING_LOCKS.get(&tid) }).copied() else {
+    let Some(pending) = (unsafe { PENDING_LOCKS.get(tid) }).copied() else {
         count(Counter::UnmatchedReturns);
         return Ok(());
     };
-    let _ = PENDING_LOCKS.remove(&tid);
+    let _ = PENDING_LOCKS.remove(tid);
     let ret: i32 = ctx.ret();
     if ret != 0 {
         // EBUSY from trylock, ETIMEDOUT, EDEADLK...: nothing was acquired.

@@ -12,6 +12,14 @@
 //! `maps` holds every map; `helpers` the small bounds-checked `unsafe` wrappers.
 #![no_std]
 #![no_main]
+#![expect(
+    clippy::inline_always,
+    reason = "helpers are a few instructions each; a BPF-to-BPF call per use would cost more than their body"
+)]
+#![expect(
+    clippy::needless_pass_by_value,
+    reason = "aya's program macros hand each hook its context by value"
+)]
 
 mod futex_enter;
 mod futex_exit;

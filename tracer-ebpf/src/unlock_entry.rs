@@ -29,7 +29,10 @@ fn try_unlock_entry(ctx: &ProbeContext) -> Result<(), ()> {
     event.ts_ns = unsafe { bpf_ktime_get_ns() };
     event.addr = addr;
     // SAFETY: the helper only reads the attach cookie of the running program.
-    #[expect(clippy::cast_possible_truncation, reason = "the cookie is a LockOp (u32)")]
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "the cookie is a LockOp (u32)"
+    )]
     let op = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } as u32;
     event.op = op;
     emit(&event);

@@ -57,7 +57,11 @@ impl Rng {
 
     /// Index in `0..n` with a heavy head: the cube of a uniform draw puts about half the
     /// picks on the first 1/8 of the locks, as a few hot locks dominate real contention.
-    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    #[allow(
+        clippy::cast_precision_loss,
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss
+    )]
     fn skewed(&mut self, n: u64) -> u64 {
         let u = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
         ((u * u * u) * n as f64) as u64 % n
@@ -121,7 +125,15 @@ impl Stream {
 const SNAPSHOT_BYTES: u32 = (SNAPSHOT_WORDS * 4) as u32;
 
 fn wait_done(tid: u32, ts_ns: u64, addr: u64, cmd: u32) -> Event {
-    Event { kind: EventKind::FutexWaitDone as u32, tid, ts_ns, addr, op: cmd, ret: 0, ..Event::ZERO }
+    Event {
+        kind: EventKind::FutexWaitDone as u32,
+        tid,
+        ts_ns,
+        addr,
+        op: cmd,
+        ret: 0,
+        ..Event::ZERO
+    }
 }
 
 fn lock_addr(index: u64) -> u64 {
@@ -148,7 +160,12 @@ impl Generator {
         let bytes = to_bytes(event);
         match decode(&bytes) {
             Ok(mut typed @ TraceEvent::FutexWait { .. }) => {
-                if let TraceEvent::FutexWait { ref mut window, tid, .. } = typed {
+                if let TraceEvent::FutexWait {
+                    ref mut window,
+                    tid,
+                    ..
+                } = typed
+                {
                     *window = self.stack_window(tid);
                 }
                 self.out.push(&encode_bytes(&typed));
@@ -162,14 +179,19 @@ impl Generator {
     /// addresses into libc and the program.
     fn stack_window(&mut self, tid: u32) -> StackWindow {
         let sp = 0x7ffd_0000_0000 + u64::from(tid) * 0x10_0000 - 0x400;
-        let mut window = StackWindow { ip: 0x7f00_0009_1234, sp, len: 0, words: StackWindow::EMPTY.words };
+        let mut window = StackWindow {
+            ip: 0x7f00_0009_1234,
+            sp,
+            len: 0,
+            words: StackWindow::EMPTY.words,
+        };
         for (i, word) in window.words.iter_mut().enumerate() {
             let i = i as u64;
             *word = match i % 8 {
                 1 => 0x7f00_0009_0000 + self.rng.below(0x1000), // into libc
                 5 => 0x5555_5555_0000 + self.rng.below(0x4000), // into the program
-                3 => sp + 0x40 * i,                              // saved frame pointers
-                _ => self.rng.next() & 0xffff,                   // locals
+                3 => sp + 0x40 * i,                             // saved frame pointers
+                _ => self.rng.next() & 0xffff,                  // locals
             };
         }
         window.len = u32::try_from(window.words.len()).unwrap_or(0);
@@ -183,7 +205,10 @@ impl Generator {
     }
 
     fn is_sleeping(&self, thread: usize) -> bool {
-        matches!(self.states[thread], State::Waiting(_) | State::CondWaiting(_))
+        matches!(
+            self.states[thread],
+            State::Waiting(_) | State::CondWaiting(_)
+        )
     }
 
     /// The owner a waiter on `lock` sees in the mutex: the last thread to take it if that
@@ -199,7 +224,10 @@ impl Generator {
         }
         let start = usize::try_from(self.rng.below(u64::from(THREADS))).unwrap_or(0);
         let n = self.states.len();
-        let pick = (0..n).map(|i| (start + i) % n).find(|&i| i != waiter && !self.is_sleeping(i)).unwrap_or(waiter);
+        let pick = (0..n)
+            .map(|i| (start + i) % n)
+            .find(|&i| i != waiter && !self.is_sleeping(i))
+            .unwrap_or(waiter);
         let owner = tid_of(pick);
         self.owners[lock_index] = Some(owner);
         owner
@@ -214,7 +242,9 @@ impl Generator {
         words[lead + 1] = 1; // __count
         words[lead + 2] = owner; // __owner, 8 bytes after the word
         words[lead + 3] = 1; // __nusers
-        let stack_id = i32::try_from((u64::from(tid_of(thread)) * 7 + lock + self.rng.below(4)) % STACKS).unwrap_or(-14);
+        let stack_id =
+            i32::try_from((u64::from(tid_of(thread)) * 7 + lock + self.rng.below(4)) % STACKS)
+                .unwrap_or(-14);
         Event {
             kind: EventKind::FutexWait as u32,
             tid: tid_of(thread),
@@ -387,7 +417,13 @@ fn run_pipeline(stream: &Stream, passes: usize) -> Outcome {
     candidates += analysis.candidates().len();
     let elapsed = started.elapsed();
     let counts = black_box(analysis.counts());
-    Outcome { events: counts.events, elapsed, decode_errors, lock_waits: counts.lock_waits, candidates }
+    Outcome {
+        events: counts.events,
+        elapsed,
+        decode_errors,
+        lock_waits: counts.lock_waits,
+        candidates,
+    }
 }
 
 fn arg_value(args: &[String], name: &str, default: usize) -> anyhow::Result<usize> {
@@ -401,7 +437,11 @@ fn arg_value(args: &[String], name: &str, default: usize) -> anyhow::Result<usiz
     }
 }
 
-#[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+#[allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
 fn rate(outcome: &Outcome) -> u64 {
     (outcome.events as f64 / outcome.elapsed.as_secs_f64()) as u64
 }
@@ -423,7 +463,10 @@ fn main() -> anyhow::Result<()> {
         let _ = run_pipeline(&stream, 1);
         let outcome = run_pipeline(&stream, passes);
         if outcome.decode_errors > 0 {
-            bail!("{} synthetic records failed to decode", outcome.decode_errors);
+            bail!(
+                "{} synthetic records failed to decode",
+                outcome.decode_errors
+            );
         }
         println!("{label}record_bytes={record_bytes:.0}");
         println!("{label}stream_events={count}");

@@ -93,15 +93,37 @@ impl Analysis {
         self.first_ns.get_or_insert(ts);
         self.last_ns = self.last_ns.max(ts);
         match *event {
-            TraceEvent::FutexWait { tid, ts_ns, addr, cmd, val, stack, snapshot, window } => {
+            TraceEvent::FutexWait {
+                tid,
+                ts_ns,
+                addr,
+                cmd,
+                val,
+                stack,
+                snapshot,
+                window,
+            } => {
                 let class = classify(addr, cmd, val, &snapshot, &self.known, is_thread);
                 self.on_wait_start(tid, ts_ns, addr, (stack, window), class);
             }
             TraceEvent::FutexWaitDone { tid, ts_ns, .. } => self.on_wait_end(tid, ts_ns),
-            TraceEvent::LockAcquired { tid, ts_ns, addr, op, stack, call_site, .. } => {
+            TraceEvent::LockAcquired {
+                tid,
+                ts_ns,
+                addr,
+                op,
+                stack,
+                call_site,
+                ..
+            } => {
                 self.on_acquired(tid, ts_ns, addr, op, (stack, call_site));
             }
-            TraceEvent::LockReleased { tid, ts_ns, addr, op } => self.on_released(tid, ts_ns, addr, op),
+            TraceEvent::LockReleased {
+                tid,
+                ts_ns,
+                addr,
+                op,
+            } => self.on_released(tid, ts_ns, addr, op),
         }
     }
 
@@ -113,14 +135,28 @@ impl Analysis {
         (stack, window): (StackId, StackWindow),
         class: FutexWaitClass,
     ) {
-        let FutexWaitClass::Lock { lock, kind, holder, reader } = class else {
+        let FutexWaitClass::Lock {
+            lock,
+            kind,
+            holder,
+            reader,
+        } = class
+        else {
             self.counts.other_waits += 1;
             // A condvar or semaphore wait: remember it only to pair the end event, and
             // make sure no earlier lock wait of this thread lingers in the graph.
             self.graph.end_wait(tid);
             self.waits.insert(
                 tid,
-                ActiveWait { futex, lock: None, start_ns: ts_ns, stack, holder: None, reader: false, window },
+                ActiveWait {
+                    futex,
+                    lock: None,
+                    start_ns: ts_ns,
+                    stack,
+                    holder: None,
+                    reader: false,
+                    window,
+                },
             );
             return;
         };
@@ -140,9 +176,25 @@ impl Analysis {
         let waiters = u32::try_from(self.graph.waiter_count(lock)).unwrap_or(u32::MAX);
         self.stats.entry(lock).record_contention(waiters);
         if let Some(stack) = stack {
-            self.wait_stacks.entry(lock).or_default().entry(stack).or_insert((0, window)).0 += 1;
+            self.wait_stacks
+                .entry(lock)
+                .or_default()
+                .entry(stack)
+                .or_insert((0, window))
+                .0 += 1;
         }
-        self.waits.insert(tid, ActiveWait { futex, lock: Some(lock), start_ns: ts_ns, stack, holder, reader, window });
+        self.waits.insert(
+            tid,
+            ActiveWait {
+                futex,
+                lock: Some(lock),
+                start_ns: ts_ns,
+                stack,
+                holder,
+                reader,
+                window,
+            },
+        );
         self.collect_cycles_through(tid);
     }
 
@@ -153,13 +205,26 @@ impl Analysis {
         };
         if let Some(lock) = wait.lock {
             self.graph.end_wait(tid);
-            self.stats.entry(lock).record_wait(ts_ns.saturating_sub(wait.start_ns));
+            self.stats
+                .entry(lock)
+                .record_wait(ts_ns.saturating_sub(wait.start_ns));
         }
     }
 
-    fn on_acquired(&mut self, tid: u32, ts_ns: u64, lock: u64, op: LockOp, (stack, call_site): (StackId, u64)) {
+    fn on_acquired(
+        &mut self,
+        tid: u32,
+        ts_ns: u64,
+        lock: u64,
+        op: LockOp,
+        (stack, call_site): (StackId, u64),
+    ) {
         self.counts.acquisitions += 1;
-        let kind = if op.is_rwlock() { LockKind::RwLock } else { LockKind::Mutex };
+        let kind = if op.is_rwlock() {
+            LockKind::RwLock
+        } else {
+            LockKind::Mutex
+        };
         self.known.insert(lock, kind);
         self.note_kind(lock, kind);
         if op.is_read() {
@@ -167,7 +232,15 @@ impl Analysis {
         } else {
             self.graph.set_sole_holder(lock, Some(tid));
         }
-        self.held.insert((tid, lock), Held { since_ns: ts_ns, stack, call_site, op });
+        self.held.insert(
+            (tid, lock),
+            Held {
+                since_ns: ts_ns,
+                stack,
+                call_site,
+                op,
+            },
+        );
         // A new holder can close a cycle for any thread already waiting on this lock.
         let waiters: Vec<u32> = self.graph.waiters(lock).collect();
         for waiter in waiters {
@@ -177,11 +250,17 @@ impl Analysis {
 
     fn on_released(&mut self, tid: u32, ts_ns: u64, lock: u64, op: LockOp) {
         self.counts.releases += 1;
-        let kind = if op.is_rwlock() { LockKind::RwLock } else { LockKind::Mutex };
+        let kind = if op.is_rwlock() {
+            LockKind::RwLock
+        } else {
+            LockKind::Mutex
+        };
         self.known.insert(lock, kind);
         self.graph.remove_holder(lock, tid);
         if let Some(held) = self.held.remove(&(tid, lock)) {
-            self.stats.entry(lock).record_hold(ts_ns.saturating_sub(held.since_ns));
+            self.stats
+                .entry(lock)
+                .record_hold(ts_ns.saturating_sub(held.since_ns));
         }
     }
 
@@ -222,7 +301,8 @@ impl Analysis {
         let graph = &self.graph;
         self.candidates.retain(|cycle| {
             cycle.edges.iter().all(|e| {
-                graph.waiting_on(e.tid) == Some(e.waits_for) && graph.holders(e.holds).any(|h| h == e.tid)
+                graph.waiting_on(e.tid) == Some(e.waits_for)
+                    && graph.holders(e.holds).any(|h| h == e.tid)
             })
         });
         self.candidates.iter().cloned().collect()
@@ -289,6 +369,7 @@ impl Analysis {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 mod tests {
     use tracer_common::{SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS, futex_cmd};
 
@@ -309,7 +390,11 @@ mod tests {
         let lead = usize::try_from(SNAPSHOT_LEAD_BYTES / 4).unwrap();
         words[lead] = 2;
         words[lead + 2] = owner;
-        let snapshot = Snapshot { addr: lock - SNAPSHOT_LEAD_BYTES, len: 64, words };
+        let snapshot = Snapshot {
+            addr: lock - SNAPSHOT_LEAD_BYTES,
+            len: 64,
+            words,
+        };
         TraceEvent::FutexWait {
             tid,
             ts_ns,
@@ -323,11 +408,21 @@ mod tests {
     }
 
     fn done(tid: u32, ts_ns: u64, addr: u64) -> TraceEvent {
-        TraceEvent::FutexWaitDone { tid, ts_ns, addr, cmd: futex_cmd::WAIT, ret: 0 }
+        TraceEvent::FutexWaitDone {
+            tid,
+            ts_ns,
+            addr,
+            cmd: futex_cmd::WAIT,
+            ret: 0,
+        }
     }
 
     fn cond_wait(tid: u32, ts_ns: u64) -> TraceEvent {
-        let snapshot = Snapshot { addr: COND + 40 - SNAPSHOT_LEAD_BYTES, len: 64, words: [0; SNAPSHOT_WORDS] };
+        let snapshot = Snapshot {
+            addr: COND + 40 - SNAPSHOT_LEAD_BYTES,
+            len: 64,
+            words: [0; SNAPSHOT_WORDS],
+        };
         TraceEvent::FutexWait {
             tid,
             ts_ns,
@@ -349,27 +444,51 @@ mod tests {
     #[test]
     fn abba_yields_one_candidate_with_both_edges() {
         let mut a = Analysis::new();
-        feed(&mut a, &[mutex_wait(101, 10, LOCK_B, 102), mutex_wait(102, 20, LOCK_A, 101)]);
+        feed(
+            &mut a,
+            &[
+                mutex_wait(101, 10, LOCK_B, 102),
+                mutex_wait(102, 20, LOCK_A, 101),
+            ],
+        );
         let candidates = a.candidates();
         assert_eq!(candidates.len(), 1);
         assert_eq!(
             candidates[0].edges,
             vec![
-                CycleEdge { tid: 101, holds: LOCK_A, waits_for: LOCK_B },
-                CycleEdge { tid: 102, holds: LOCK_B, waits_for: LOCK_A },
+                CycleEdge {
+                    tid: 101,
+                    holds: LOCK_A,
+                    waits_for: LOCK_B
+                },
+                CycleEdge {
+                    tid: 102,
+                    holds: LOCK_B,
+                    waits_for: LOCK_A
+                },
             ]
         );
         a.mark_reported(&candidates[0]);
         assert!(a.candidates().is_empty());
         a.rescan();
-        assert!(a.candidates().is_empty(), "a reported cycle is never proposed again");
+        assert!(
+            a.candidates().is_empty(),
+            "a reported cycle is never proposed again"
+        );
         assert_eq!(a.deadlocks_reported(), 1);
     }
 
     #[test]
     fn a_cycle_that_dissolves_before_confirmation_is_dropped() {
         let mut a = Analysis::new();
-        feed(&mut a, &[mutex_wait(101, 10, LOCK_B, 102), mutex_wait(102, 20, LOCK_A, 101), done(101, 30, LOCK_B)]);
+        feed(
+            &mut a,
+            &[
+                mutex_wait(101, 10, LOCK_B, 102),
+                mutex_wait(102, 20, LOCK_A, 101),
+                done(101, 30, LOCK_B),
+            ],
+        );
         assert!(a.candidates().is_empty());
     }
 
@@ -379,7 +498,14 @@ mod tests {
         feed(&mut a, &[mutex_wait(150, 10, LOCK_A, 150)]);
         let candidates = a.candidates();
         assert_eq!(candidates.len(), 1);
-        assert_eq!(candidates[0].edges, vec![CycleEdge { tid: 150, holds: LOCK_A, waits_for: LOCK_A }]);
+        assert_eq!(
+            candidates[0].edges,
+            vec![CycleEdge {
+                tid: 150,
+                holds: LOCK_A,
+                waits_for: LOCK_A
+            }]
+        );
     }
 
     #[test]
@@ -407,7 +533,15 @@ mod tests {
     #[test]
     fn condvar_waits_never_become_contention_or_edges() {
         let mut a = Analysis::new();
-        feed(&mut a, &[cond_wait(101, 10), cond_wait(102, 11), done(101, 50, COND + 40), done(102, 60, COND + 40)]);
+        feed(
+            &mut a,
+            &[
+                cond_wait(101, 10),
+                cond_wait(102, 11),
+                done(101, 50, COND + 40),
+                done(102, 60, COND + 40),
+            ],
+        );
         assert!(a.stats().is_empty());
         assert_eq!(a.graph().waiting_on(101), None);
         assert_eq!(a.counts().other_waits, 2);
@@ -428,7 +562,16 @@ mod tests {
         };
         // 101 holds A; 102 holds B; both wait with owner fields we could not read.
         let unknown_owner_wait = |tid, ts, lock| match mutex_wait(tid, ts, lock, 0) {
-            TraceEvent::FutexWait { tid, ts_ns, addr, cmd, val, stack, snapshot, window } => TraceEvent::FutexWait {
+            TraceEvent::FutexWait {
+                tid,
+                ts_ns,
+                addr,
+                cmd,
+                val,
+                stack,
+                snapshot,
+                window,
+            } => TraceEvent::FutexWait {
                 tid,
                 ts_ns,
                 addr,
@@ -445,12 +588,27 @@ mod tests {
         feed(&mut a, &[acquired(101, 10, LOCK_A), w1, w2]);
         assert!(a.candidates().is_empty(), "B's holder is not known yet");
         feed(&mut a, &[acquired(102, 20, LOCK_B)]);
-        assert_eq!(a.candidates().len(), 1, "learning B's holder closes the cycle");
+        assert_eq!(
+            a.candidates().len(),
+            1,
+            "learning B's holder closes the cycle"
+        );
         feed(
             &mut a,
-            &[TraceEvent::LockReleased { tid: 101, ts_ns: 1_010, addr: LOCK_A, op: LockOp::MutexUnlock }],
+            &[TraceEvent::LockReleased {
+                tid: 101,
+                ts_ns: 1_010,
+                addr: LOCK_A,
+                op: LockOp::MutexUnlock,
+            }],
         );
-        assert_eq!(a.stats().get(LOCK_A).and_then(|s| s.hold()).map(|h| h.total), Some(1_000));
+        assert_eq!(
+            a.stats()
+                .get(LOCK_A)
+                .and_then(crate::lockstats::LockStats::hold)
+                .map(|h| h.total),
+            Some(1_000)
+        );
         assert!(a.held(102, LOCK_B).is_some());
         a.thread_exited(102);
         assert!(a.held(102, LOCK_B).is_none());
@@ -460,9 +618,18 @@ mod tests {
     #[test]
     fn top_wait_stack_is_the_most_frequent() {
         let mut a = Analysis::new();
-        feed(&mut a, &[mutex_wait(101, 1, LOCK_A, 103), done(101, 2, LOCK_A)]);
-        feed(&mut a, &[mutex_wait(102, 3, LOCK_A, 103), done(102, 4, LOCK_A)]);
-        feed(&mut a, &[mutex_wait(102, 5, LOCK_A, 103), done(102, 6, LOCK_A)]);
+        feed(
+            &mut a,
+            &[mutex_wait(101, 1, LOCK_A, 103), done(101, 2, LOCK_A)],
+        );
+        feed(
+            &mut a,
+            &[mutex_wait(102, 3, LOCK_A, 103), done(102, 4, LOCK_A)],
+        );
+        feed(
+            &mut a,
+            &[mutex_wait(102, 5, LOCK_A, 103), done(102, 6, LOCK_A)],
+        );
         assert_eq!(a.top_wait_stack(LOCK_A).map(|(stack, _)| stack), Some(102));
         assert_eq!(a.top_wait_stack(LOCK_B), None);
     }

@@ -1,8 +1,8 @@
 //! Decoding of raw ring-buffer records into typed events. Pure: no aya, no I/O.
 use thiserror::Error;
 use tracer_common::{
-    EVENT_SIZE, Event, EventKind, LockOp, SNAPSHOT_WORDS, STACK_WINDOW_WORDS, UnknownValue, WAIT_RECORD_SIZE,
-    WaitRecord,
+    EVENT_SIZE, Event, EventKind, LockOp, SNAPSHOT_WORDS, STACK_WINDOW_WORDS, UnknownValue,
+    WAIT_RECORD_SIZE, WaitRecord,
 };
 
 /// A record that could not be decoded. Counted and skipped, never fatal: a newer or
@@ -43,7 +43,8 @@ impl Snapshot {
     /// The 32-bit signed word at `addr` (glibc stores TIDs as `int`).
     #[must_use]
     pub fn i32_at(&self, addr: u64) -> Option<i32> {
-        self.u32_at(addr).map(|w| i32::from_ne_bytes(w.to_ne_bytes()))
+        self.u32_at(addr)
+            .map(|w| i32::from_ne_bytes(w.to_ne_bytes()))
     }
 
     /// The 64-bit word at `addr` (two consecutive 32-bit words, little-endian).
@@ -67,12 +68,19 @@ pub struct StackWindow {
 
 impl StackWindow {
     /// An empty window (no stack known).
-    pub const EMPTY: Self = Self { ip: 0, sp: 0, len: 0, words: [0; STACK_WINDOW_WORDS] };
+    pub const EMPTY: Self = Self {
+        ip: 0,
+        sp: 0,
+        len: 0,
+        words: [0; STACK_WINDOW_WORDS],
+    };
 
     /// The valid words, from the stack pointer upwards.
     #[must_use]
     pub fn words(&self) -> &[u64] {
-        let len = usize::try_from(self.len).unwrap_or(0).min(STACK_WINDOW_WORDS);
+        let len = usize::try_from(self.len)
+            .unwrap_or(0)
+            .min(STACK_WINDOW_WORDS);
         &self.words[..len]
     }
 }
@@ -85,6 +93,10 @@ fn stack_id(raw: i32) -> StackId {
 }
 
 /// A decoded ring-buffer record.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "events are decoded one at a time and consumed at once; boxing the stack window would allocate per wait on the hot path"
+)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TraceEvent {
     FutexWait {
@@ -97,9 +109,28 @@ pub enum TraceEvent {
         snapshot: Snapshot,
         window: StackWindow,
     },
-    FutexWaitDone { tid: u32, ts_ns: u64, addr: u64, cmd: u32, ret: i64 },
-    LockAcquired { tid: u32, ts_ns: u64, start_ns: u64, addr: u64, op: LockOp, stack: StackId, call_site: u64 },
-    LockReleased { tid: u32, ts_ns: u64, addr: u64, op: LockOp },
+    FutexWaitDone {
+        tid: u32,
+        ts_ns: u64,
+        addr: u64,
+        cmd: u32,
+        ret: i64,
+    },
+    LockAcquired {
+        tid: u32,
+        ts_ns: u64,
+        start_ns: u64,
+        addr: u64,
+        op: LockOp,
+        stack: StackId,
+        call_site: u64,
+    },
+    LockReleased {
+        tid: u32,
+        ts_ns: u64,
+        addr: u64,
+        op: LockOp,
+    },
 }
 
 impl TraceEvent {
@@ -153,9 +184,32 @@ pub fn decode(bytes: &[u8]) -> Result<TraceEvent, DecodeError> {
 /// When the record is not a futex wait.
 pub fn decode_wait_record(raw: &WaitRecord) -> Result<TraceEvent, DecodeError> {
     match decode_event(&raw.event)? {
-        TraceEvent::FutexWait { tid, ts_ns, addr, cmd, val, stack, snapshot, .. } => {
-            let window = StackWindow { ip: raw.user_ip, sp: raw.user_sp, len: raw.window_words, words: raw.window };
-            Ok(TraceEvent::FutexWait { tid, ts_ns, addr, cmd, val, stack, snapshot, window })
+        TraceEvent::FutexWait {
+            tid,
+            ts_ns,
+            addr,
+            cmd,
+            val,
+            stack,
+            snapshot,
+            ..
+        } => {
+            let window = StackWindow {
+                ip: raw.user_ip,
+                sp: raw.user_sp,
+                len: raw.window_words,
+                words: raw.window,
+            };
+            Ok(TraceEvent::FutexWait {
+                tid,
+                ts_ns,
+                addr,
+                cmd,
+                val,
+                stack,
+                snapshot,
+                window,
+            })
         }
         _ => Err(DecodeError::WaitRecordKind),
     }
@@ -175,7 +229,11 @@ pub fn decode_event(raw: &Event) -> Result<TraceEvent, DecodeError> {
             cmd: raw.op,
             val: raw.val,
             stack: stack_id(raw.stack_id),
-            snapshot: Snapshot { addr: raw.snapshot_addr, len: raw.snapshot_len, words: raw.snapshot },
+            snapshot: Snapshot {
+                addr: raw.snapshot_addr,
+                len: raw.snapshot_len,
+                words: raw.snapshot,
+            },
             window: StackWindow::EMPTY,
         },
         EventKind::FutexWaitDone => TraceEvent::FutexWaitDone {
@@ -214,7 +272,7 @@ pub fn encode_bytes(event: &TraceEvent) -> Vec<u8> {
             user_sp: window.sp,
             user_ip: window.ip,
             window_words: window.len,
-            _pad: 0,
+            pad: 0,
             window: window.words,
         };
         // SAFETY: `WaitRecord` is `repr(C)` with no implicit padding (size asserted), so
@@ -231,23 +289,53 @@ pub fn encode_bytes(event: &TraceEvent) -> Vec<u8> {
 pub fn encode(event: &TraceEvent) -> Event {
     let mut raw = Event::ZERO;
     match *event {
-        TraceEvent::FutexWait { tid, ts_ns, addr, cmd, val, stack, snapshot, .. } => {
+        TraceEvent::FutexWait {
+            tid,
+            ts_ns,
+            addr,
+            cmd,
+            val,
+            stack,
+            snapshot,
+            ..
+        } => {
             raw.kind = EventKind::FutexWait as u32;
             (raw.tid, raw.ts_ns, raw.addr, raw.op, raw.val) = (tid, ts_ns, addr, cmd, val);
             raw.stack_id = stack.and_then(|s| i32::try_from(s).ok()).unwrap_or(-14);
-            (raw.snapshot_addr, raw.snapshot_len, raw.snapshot) = (snapshot.addr, snapshot.len, snapshot.words);
+            (raw.snapshot_addr, raw.snapshot_len, raw.snapshot) =
+                (snapshot.addr, snapshot.len, snapshot.words);
         }
-        TraceEvent::FutexWaitDone { tid, ts_ns, addr, cmd, ret } => {
+        TraceEvent::FutexWaitDone {
+            tid,
+            ts_ns,
+            addr,
+            cmd,
+            ret,
+        } => {
             raw.kind = EventKind::FutexWaitDone as u32;
             (raw.tid, raw.ts_ns, raw.addr, raw.op, raw.ret) = (tid, ts_ns, addr, cmd, ret);
         }
-        TraceEvent::LockAcquired { tid, ts_ns, start_ns, addr, op, stack, call_site } => {
+        TraceEvent::LockAcquired {
+            tid,
+            ts_ns,
+            start_ns,
+            addr,
+            op,
+            stack,
+            call_site,
+        } => {
             raw.kind = EventKind::LockAcquired as u32;
             raw.snapshot_addr = call_site;
-            (raw.tid, raw.ts_ns, raw.start_ns, raw.addr, raw.op) = (tid, ts_ns, start_ns, addr, op as u32);
+            (raw.tid, raw.ts_ns, raw.start_ns, raw.addr, raw.op) =
+                (tid, ts_ns, start_ns, addr, op as u32);
             raw.stack_id = stack.and_then(|s| i32::try_from(s).ok()).unwrap_or(-14);
         }
-        TraceEvent::LockReleased { tid, ts_ns, addr, op } => {
+        TraceEvent::LockReleased {
+            tid,
+            ts_ns,
+            addr,
+            op,
+        } => {
             raw.kind = EventKind::LockReleased as u32;
             (raw.tid, raw.ts_ns, raw.addr, raw.op) = (tid, ts_ns, addr, op as u32);
         }
@@ -264,6 +352,7 @@ pub fn to_bytes(raw: &Event) -> [u8; EVENT_SIZE] {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 mod tests {
     use tracer_common::futex_cmd;
 
@@ -278,7 +367,12 @@ mod tests {
 
     #[test]
     fn stack_window_exposes_only_valid_words() {
-        let window = StackWindow { ip: 1, sp: 2, len: 2, words: window_words() };
+        let window = StackWindow {
+            ip: 1,
+            sp: 2,
+            len: 2,
+            words: window_words(),
+        };
         assert_eq!(window.words(), &[0x7f00_1234, 0x5555_0042]);
         assert!(StackWindow::EMPTY.words().is_empty());
         let bogus = StackWindow { len: 999, ..window };
@@ -290,7 +384,11 @@ mod tests {
         words[4] = 2; // the futex word
         words[6] = 4242; // glibc mutex owner, 8 bytes after the word
         words[7] = 0xffff_ffff;
-        Snapshot { addr: 0x1000, len: 64, words }
+        Snapshot {
+            addr: 0x1000,
+            len: 64,
+            words,
+        }
     }
 
     #[test]
@@ -304,9 +402,20 @@ mod tests {
                 val: 2,
                 stack: Some(3),
                 snapshot: snapshot(),
-                window: StackWindow { ip: 0x7f00, sp: 0x7ffe_0000, len: 2, words: window_words() },
+                window: StackWindow {
+                    ip: 0x7f00,
+                    sp: 0x7ffe_0000,
+                    len: 2,
+                    words: window_words(),
+                },
             },
-            TraceEvent::FutexWaitDone { tid: 7, ts_ns: 20, addr: 0x1010, cmd: futex_cmd::WAIT, ret: -11 },
+            TraceEvent::FutexWaitDone {
+                tid: 7,
+                ts_ns: 20,
+                addr: 0x1010,
+                cmd: futex_cmd::WAIT,
+                ret: -11,
+            },
             TraceEvent::LockAcquired {
                 tid: 8,
                 ts_ns: 30,
@@ -316,7 +425,12 @@ mod tests {
                 stack: None,
                 call_site: 0x5555_1234,
             },
-            TraceEvent::LockReleased { tid: 8, ts_ns: 40, addr: 0x2000, op: LockOp::RwUnlock },
+            TraceEvent::LockReleased {
+                tid: 8,
+                ts_ns: 40,
+                addr: 0x2000,
+                op: LockOp::RwUnlock,
+            },
         ];
         for event in events {
             let bytes = encode_bytes(&event);
@@ -333,13 +447,24 @@ mod tests {
         assert_eq!(decode(&[0; 12]), Err(DecodeError::Size { len: 12 }));
         let mut raw = Event::ZERO;
         raw.kind = 77;
-        assert_eq!(decode(&to_bytes(&raw)), Err(DecodeError::Kind(UnknownValue(77))));
+        assert_eq!(
+            decode(&to_bytes(&raw)),
+            Err(DecodeError::Kind(UnknownValue(77)))
+        );
         raw.kind = EventKind::LockReleased as u32;
         raw.op = 0;
-        assert_eq!(decode(&to_bytes(&raw)), Err(DecodeError::LockOp(UnknownValue(0))));
+        assert_eq!(
+            decode(&to_bytes(&raw)),
+            Err(DecodeError::LockOp(UnknownValue(0)))
+        );
         // Unaligned input is fine.
-        let mut shifted = vec![0u8; EVENT_SIZE + 1];
-        let event = TraceEvent::LockReleased { tid: 1, ts_ns: 2, addr: 3, op: LockOp::MutexUnlock };
+        let mut shifted = [0u8; EVENT_SIZE + 1];
+        let event = TraceEvent::LockReleased {
+            tid: 1,
+            ts_ns: 2,
+            addr: 3,
+            op: LockOp::MutexUnlock,
+        };
         shifted[1..].copy_from_slice(&to_bytes(&encode(&event)));
         assert_eq!(decode(&shifted[1..]), Ok(event));
     }

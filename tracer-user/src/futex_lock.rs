@@ -32,7 +32,12 @@ pub const RWLOCK_SIZE: u64 = 56;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FutexWaitClass {
     /// A wait for a lock: `lock` is the lock object's address (not always the futex word).
-    Lock { lock: u64, kind: LockKind, holder: Option<u32>, reader: bool },
+    Lock {
+        lock: u64,
+        kind: LockKind,
+        holder: Option<u32>,
+        reader: bool,
+    },
     /// A condition variable, semaphore, join, barrier or unknown futex: not a lock.
     NotALock,
 }
@@ -76,7 +81,12 @@ pub fn classify(
                 .u32_at(addr)
                 .map(|word| word & FUTEX_TID_MASK)
                 .filter(|&t| t != 0 && is_thread(t));
-            FutexWaitClass::Lock { lock: addr, kind: LockKind::PiMutex, holder, reader: false }
+            FutexWaitClass::Lock {
+                lock: addr,
+                kind: LockKind::PiMutex,
+                holder,
+                reader: false,
+            }
         }
         futex_cmd::WAIT | futex_cmd::WAIT_BITSET | futex_cmd::WAIT2 => {
             if let Some(class) = rwlock_wait(addr, cmd, val, snapshot, known, &tid) {
@@ -93,7 +103,12 @@ pub fn classify(
                 } else {
                     LockKind::Futex
                 };
-                return FutexWaitClass::Lock { lock: addr, kind, holder, reader: false };
+                return FutexWaitClass::Lock {
+                    lock: addr,
+                    kind,
+                    holder,
+                    reader: false,
+                };
             }
             FutexWaitClass::NotALock
         }
@@ -102,6 +117,15 @@ pub fn classify(
         _ => FutexWaitClass::NotALock,
     }
 }
+
+// glibc's `__readers` state bits.
+const WRPHASE: u32 = 1;
+const WRLOCKED: u32 = 2;
+const READER_SHIFT: u32 = 3;
+
+/// How a kind of rwlock waiter sleeps: (offset of the futex word in the lock, expected
+/// value, reader?, whether the `__readers` state fits that waiter).
+type RwlockWaitShape = (u64, u32, bool, fn(u32) -> bool);
 
 /// A wait on one of the two futex words inside a glibc rwlock, mapped back to the lock.
 fn rwlock_wait(
@@ -115,35 +139,39 @@ fn rwlock_wait(
     if cmd == futex_cmd::WAIT {
         return None;
     }
-    // glibc's `__readers` state bits.
-    const WRPHASE: u32 = 1;
-    const WRLOCKED: u32 = 2;
-    const READER_SHIFT: u32 = 3;
     // (offset of the futex word in the lock, expected value, reader?, state the lock must
     // be in for that kind of waiter to sleep there)
-    let candidates: [(u64, u32, bool, fn(u32) -> bool); 3] = [
+    let candidates: [RwlockWaitShape; 3] = [
         // A reader sleeps on __wrphase_futex while a writer holds the lock: write phase,
         // and the reader has registered itself.
-        (8, 3, true, |readers| readers & WRPHASE != 0 && readers >> READER_SHIFT >= 1),
+        (8, 3, true, |readers| {
+            readers & WRPHASE != 0 && readers >> READER_SHIFT >= 1
+        }),
         // A writer sleeps on __wrphase_futex waiting for the read phase to end.
         (8, 2, false, |readers| readers & WRLOCKED != 0),
         // A writer sleeps on __writers_futex while another writer holds the lock.
         (12, 3, false, |readers| readers & WRLOCKED != 0),
     ];
     for (offset, expected, reader, state_fits) in candidates {
-        let Some(base) = addr.checked_sub(offset) else { continue };
+        let Some(base) = addr.checked_sub(offset) else {
+            continue;
+        };
         if val != expected {
             continue;
         }
         let known_rwlock = known.get(base) == Some(LockKind::RwLock);
-        let fits = || {
-            plausible_rwlock(base, snapshot) && snapshot.u32_at(base).is_some_and(state_fits)
-        };
+        let fits =
+            || plausible_rwlock(base, snapshot) && snapshot.u32_at(base).is_some_and(state_fits);
         if !known_rwlock && !fits() {
             continue;
         }
         let holder = tid(snapshot.i32_at(base + RWLOCK_WRITER_OFFSET));
-        return Some(FutexWaitClass::Lock { lock: base, kind: LockKind::RwLock, holder, reader });
+        return Some(FutexWaitClass::Lock {
+            lock: base,
+            kind: LockKind::RwLock,
+            holder,
+            reader,
+        });
     }
     None
 }
@@ -165,10 +193,17 @@ fn plausible_rwlock(base: u64, snap: &Snapshot) -> bool {
         return false;
     };
     // `__rwelision` is one byte followed by seven bytes of padding.
-    pad3 == 0 && pad4 == 0 && shared <= 1 && elision & !0xff == 0 && pad1 == 0 && pad2 == 0 && flags <= 2
+    pad3 == 0
+        && pad4 == 0
+        && shared <= 1
+        && elision & !0xff == 0
+        && pad1 == 0
+        && pad2 == 0
+        && flags <= 2
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 mod tests {
     use tracer_common::{SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS};
 
@@ -186,10 +221,15 @@ mod tests {
         let addr = word - SNAPSHOT_LEAD_BYTES;
         let mut words = [0; SNAPSHOT_WORDS];
         for &(off, value) in fields {
-            let index = usize::try_from((i64::try_from(SNAPSHOT_LEAD_BYTES).unwrap() + off) / 4).unwrap();
+            let index =
+                usize::try_from((i64::try_from(SNAPSHOT_LEAD_BYTES).unwrap() + off) / 4).unwrap();
             words[index] = value;
         }
-        Snapshot { addr, len: 64, words }
+        Snapshot {
+            addr,
+            len: 64,
+            words,
+        }
     }
 
     fn classify_plain(addr: u64, cmd: u32, val: u32, snapshot: &Snapshot) -> FutexWaitClass {
@@ -201,7 +241,12 @@ mod tests {
         let s = snap(0x5000, &[(0, 2), (8, 101), (12, 1)]);
         assert_eq!(
             classify_plain(0x5000, futex_cmd::WAIT, 2, &s),
-            FutexWaitClass::Lock { lock: 0x5000, kind: LockKind::Mutex, holder: Some(101), reader: false }
+            FutexWaitClass::Lock {
+                lock: 0x5000,
+                kind: LockKind::Mutex,
+                holder: Some(101),
+                reader: false
+            }
         );
     }
 
@@ -210,16 +255,26 @@ mod tests {
         let s = snap(0x5000, &[(0, 2), (8, 31337)]);
         assert_eq!(
             classify_plain(0x5000, futex_cmd::WAIT, 2, &s),
-            FutexWaitClass::Lock { lock: 0x5000, kind: LockKind::Futex, holder: None, reader: false }
+            FutexWaitClass::Lock {
+                lock: 0x5000,
+                kind: LockKind::Futex,
+                holder: None,
+                reader: false
+            }
         );
     }
 
     #[test]
     fn pi_mutex_holder_comes_from_the_word() {
-        let s = snap(0x6000, &[(0, 0x8000_0000 | 102)]);
+        let s = snap(0x6000, &[(0, 0x8000_0000 | 0x66)]);
         assert_eq!(
             classify_plain(0x6000, futex_cmd::LOCK_PI, 0, &s),
-            FutexWaitClass::Lock { lock: 0x6000, kind: LockKind::PiMutex, holder: Some(102), reader: false }
+            FutexWaitClass::Lock {
+                lock: 0x6000,
+                kind: LockKind::PiMutex,
+                holder: Some(102),
+                reader: false
+            }
         );
     }
 
@@ -231,7 +286,12 @@ mod tests {
         let s = snap(word, &[(-8, 0b1011), (0, 3), (16, 100)]);
         assert_eq!(
             classify_plain(word, futex_cmd::WAIT_BITSET, 3, &s),
-            FutexWaitClass::Lock { lock, kind: LockKind::RwLock, holder: Some(100), reader: true }
+            FutexWaitClass::Lock {
+                lock,
+                kind: LockKind::RwLock,
+                holder: Some(100),
+                reader: true
+            }
         );
     }
 
@@ -243,11 +303,19 @@ mod tests {
         let s = snap(word, &[(-12, 2), (0, 3), (12, 101)]);
         assert_eq!(
             classify_plain(word, futex_cmd::WAIT_BITSET, 3, &s),
-            FutexWaitClass::Lock { lock, kind: LockKind::RwLock, holder: Some(101), reader: false }
+            FutexWaitClass::Lock {
+                lock,
+                kind: LockKind::RwLock,
+                holder: Some(101),
+                reader: false
+            }
         );
         // The same words without the write-locked state are not an rwlock wait.
         let s = snap(word, &[(0, 3), (12, 101)]);
-        assert_eq!(classify_plain(word, futex_cmd::WAIT_BITSET, 3, &s), FutexWaitClass::NotALock);
+        assert_eq!(
+            classify_plain(word, futex_cmd::WAIT_BITSET, 3, &s),
+            FutexWaitClass::NotALock
+        );
     }
 
     #[test]
@@ -256,20 +324,48 @@ mod tests {
         // arbitrary expected value; the words after it belong to other objects.
         let cond = 0x8000_u64;
         let word = cond + 40;
-        let s = snap(word, &[(-16, 17), (-8, 4), (-4, 8), (0, 0), (8, 0xdead), (16, 0xbeef)]);
-        assert_eq!(classify_plain(word, futex_cmd::WAIT_BITSET, 0, &s), FutexWaitClass::NotALock);
+        let s = snap(
+            word,
+            &[
+                (-16, 17),
+                (-8, 4),
+                (-4, 8),
+                (0, 0),
+                (8, 0xdead),
+                (16, 0xbeef),
+            ],
+        );
+        assert_eq!(
+            classify_plain(word, futex_cmd::WAIT_BITSET, 0, &s),
+            FutexWaitClass::NotALock
+        );
         // Even an expected value that looks like a lock's does not pass the layout check
         // when the neighbouring memory is not an rwlock.
-        assert_eq!(classify_plain(word, futex_cmd::WAIT_BITSET, 3, &s), FutexWaitClass::NotALock);
+        assert_eq!(
+            classify_plain(word, futex_cmd::WAIT_BITSET, 3, &s),
+            FutexWaitClass::NotALock
+        );
     }
 
     #[test]
     fn semaphore_and_requeue_pi_and_waitv_are_not_locks() {
         let s = snap(0x9000, &[(0, 0)]);
-        assert_eq!(classify_plain(0x9000, futex_cmd::WAIT_BITSET, 0, &s), FutexWaitClass::NotALock);
-        assert_eq!(classify_plain(0x9000, futex_cmd::WAIT_REQUEUE_PI, 0, &s), FutexWaitClass::NotALock);
-        assert_eq!(classify_plain(0x9000, futex_cmd::WAITV, 2, &s), FutexWaitClass::NotALock);
-        assert_eq!(classify_plain(0x9000, futex_cmd::WAIT, 0, &s), FutexWaitClass::NotALock);
+        assert_eq!(
+            classify_plain(0x9000, futex_cmd::WAIT_BITSET, 0, &s),
+            FutexWaitClass::NotALock
+        );
+        assert_eq!(
+            classify_plain(0x9000, futex_cmd::WAIT_REQUEUE_PI, 0, &s),
+            FutexWaitClass::NotALock
+        );
+        assert_eq!(
+            classify_plain(0x9000, futex_cmd::WAITV, 2, &s),
+            FutexWaitClass::NotALock
+        );
+        assert_eq!(
+            classify_plain(0x9000, futex_cmd::WAIT, 0, &s),
+            FutexWaitClass::NotALock
+        );
     }
 
     #[test]
@@ -280,13 +376,23 @@ mod tests {
         let s = snap(0xa00c, &[(4, 9), (12, 101)]);
         assert_eq!(
             classify(0xa00c, futex_cmd::WAIT_BITSET, 3, &s, &known, &is_thread),
-            FutexWaitClass::Lock { lock: 0xa000, kind: LockKind::RwLock, holder: Some(101), reader: false }
+            FutexWaitClass::Lock {
+                lock: 0xa000,
+                kind: LockKind::RwLock,
+                holder: Some(101),
+                reader: false
+            }
         );
         known.insert(0xb000, LockKind::Mutex);
         let s = snap(0xb000, &[(0, 1), (8, 100)]);
         assert_eq!(
             classify(0xb000, futex_cmd::WAIT, 1, &s, &known, &is_thread),
-            FutexWaitClass::Lock { lock: 0xb000, kind: LockKind::Mutex, holder: Some(100), reader: false }
+            FutexWaitClass::Lock {
+                lock: 0xb000,
+                kind: LockKind::Mutex,
+                holder: Some(100),
+                reader: false
+            }
         );
     }
 }

@@ -15,7 +15,11 @@ use tracer_user::{
 };
 
 #[derive(Parser)]
-#[command(name = "tracer", version, about = "Lock contention and deadlock tracer for running processes (eBPF)")]
+#[command(
+    name = "tracer",
+    version,
+    about = "Lock contention and deadlock tracer for running processes (eBPF)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -59,14 +63,17 @@ enum OutputFormat {
 }
 
 fn duration(secs: Option<f64>) -> anyhow::Result<Option<Duration>> {
-    secs.map(|s| Duration::try_from_secs_f64(s).context("--duration must be a non-negative number of seconds"))
-        .transpose()
+    secs.map(|s| {
+        Duration::try_from_secs_f64(s)
+            .context("--duration must be a non-negative number of seconds")
+    })
+    .transpose()
 }
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
-    match run(cli) {
+    match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             // One line: the error and its causes.
@@ -81,10 +88,17 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+fn run(cli: &Cli) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     match cli.command {
-        Command::Attach { pid, duration: secs, format, holds } => {
+        Command::Attach {
+            pid,
+            duration: secs,
+            format,
+            holds,
+        } => {
             let config = Config {
                 pid,
                 duration: duration(secs)?,
@@ -98,12 +112,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             runtime.block_on(session::run(config, &mut stdout))?;
             Ok(())
         }
-        Command::Floor { pid, uprobes, duration: secs } => {
+        Command::Floor {
+            pid,
+            uprobes,
+            duration: secs,
+        } => {
             if !procfs::process_exists(pid) {
                 anyhow::bail!("no such process: {pid}");
             }
             let maps = procfs::read_maps(pid)?;
-            let libc: Option<PathBuf> = procfs::find_libc(&maps).map(|p| procfs::host_path(pid, &p));
+            let libc: Option<PathBuf> =
+                procfs::find_libc(&maps).map(|p| procfs::host_path(pid, &p));
             let probes = Probes::attach(pid, Hooks::Floor { uprobes }, libc.as_deref())?;
             let wait = duration(Some(secs))?.unwrap_or_default();
             runtime.block_on(async {

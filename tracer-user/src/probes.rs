@@ -10,13 +10,16 @@ use std::{num::NonZeroU32, path::Path};
 use aya::{
     Btf, Ebpf, EbpfError, EbpfLoader,
     maps::{MapData, MapError, PerCpuArray, RingBuf, StackTraceMap},
-    programs::{BtfTracePoint, ProgramError, UProbe, uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope}},
+    programs::{
+        BtfTracePoint, ProgramError, UProbe,
+        uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope},
+    },
 };
 use thiserror::Error;
 use tracer_common::{
-    COUNTER_SLOTS, Counter, GLOBAL_TARGET_TGID, LockOp, MAP_COUNTERS, MAP_EVENTS, MAP_STACKS, PROG_LOCK_ENTRY,
-    PROG_LOCK_RETURN, PROG_NOOP_SYS_ENTER, PROG_NOOP_SYS_EXIT, PROG_NOOP_UPROBE, PROG_NOOP_URETPROBE,
-    PROG_SYS_ENTER, PROG_SYS_EXIT, PROG_UNLOCK_ENTRY,
+    COUNTER_SLOTS, Counter, GLOBAL_TARGET_TGID, LockOp, MAP_COUNTERS, MAP_EVENTS, MAP_STACKS,
+    PROG_LOCK_ENTRY, PROG_LOCK_RETURN, PROG_NOOP_SYS_ENTER, PROG_NOOP_SYS_EXIT, PROG_NOOP_UPROBE,
+    PROG_NOOP_URETPROBE, PROG_SYS_ENTER, PROG_SYS_EXIT, PROG_UNLOCK_ENTRY,
 };
 
 /// The eBPF object, built for the BPF target by `build.rs` (aya-build).
@@ -30,7 +33,9 @@ pub fn object_bytes() -> &'static [u8] {
 
 #[derive(Debug, Error)]
 pub enum ProbeError {
-    #[error("kernel BTF is unavailable (/sys/kernel/btf/vmlinux): the kernel needs CONFIG_DEBUG_INFO_BTF")]
+    #[error(
+        "kernel BTF is unavailable (/sys/kernel/btf/vmlinux): the kernel needs CONFIG_DEBUG_INFO_BTF"
+    )]
     Btf(#[source] aya::BtfError),
     #[error("cannot load the eBPF programs")]
     Load(#[source] EbpfError),
@@ -100,8 +105,10 @@ pub const LOCK_FUNCTIONS: [(&str, LockOp); 12] = [
 ];
 
 /// The unlock functions, with their op.
-pub const UNLOCK_FUNCTIONS: [(&str, LockOp); 2] =
-    [("pthread_mutex_unlock", LockOp::MutexUnlock), ("pthread_rwlock_unlock", LockOp::RwUnlock)];
+pub const UNLOCK_FUNCTIONS: [(&str, LockOp); 2] = [
+    ("pthread_mutex_unlock", LockOp::MutexUnlock),
+    ("pthread_rwlock_unlock", LockOp::RwUnlock),
+];
 
 /// What got attached, for the report's notes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -153,14 +160,19 @@ impl Probes {
 
         let mut summary = AttachSummary::default();
         let uprobe_progs = match hooks {
-            Hooks::Trace { holds: true } => Some((PROG_LOCK_ENTRY, PROG_LOCK_RETURN, PROG_UNLOCK_ENTRY)),
-            Hooks::Floor { uprobes: true } => Some((PROG_NOOP_UPROBE, PROG_NOOP_URETPROBE, PROG_NOOP_UPROBE)),
+            Hooks::Trace { holds: true } => {
+                Some((PROG_LOCK_ENTRY, PROG_LOCK_RETURN, PROG_UNLOCK_ENTRY))
+            }
+            Hooks::Floor { uprobes: true } => {
+                Some((PROG_NOOP_UPROBE, PROG_NOOP_URETPROBE, PROG_NOOP_UPROBE))
+            }
             Hooks::Trace { holds: false } | Hooks::Floor { uprobes: false } => None,
         };
         if let Some((entry, ret, unlock)) = uprobe_progs {
             match libc {
                 Some(libc) => {
-                    let scope = UProbeScope::OneProcess(NonZeroU32::new(pid).unwrap_or(NonZeroU32::MIN));
+                    let scope =
+                        UProbeScope::OneProcess(NonZeroU32::new(pid).unwrap_or(NonZeroU32::MIN));
                     for prog in [entry, ret, unlock] {
                         load_uprobe(&mut ebpf, prog)?;
                     }
@@ -175,8 +187,11 @@ impl Probes {
                     }
                 }
                 None => {
-                    summary.missing_lock_functions =
-                        LOCK_FUNCTIONS.iter().chain(&UNLOCK_FUNCTIONS).map(|&(f, _)| f).collect();
+                    summary.missing_lock_functions = LOCK_FUNCTIONS
+                        .iter()
+                        .chain(&UNLOCK_FUNCTIONS)
+                        .map(|&(f, _)| f)
+                        .collect();
                 }
             }
         }
@@ -184,7 +199,13 @@ impl Probes {
         let events = take_map(&mut ebpf, MAP_EVENTS, RingBuf::try_from)?;
         let counters = take_map(&mut ebpf, MAP_COUNTERS, PerCpuArray::try_from)?;
         let stacks = take_map(&mut ebpf, MAP_STACKS, StackTraceMap::try_from)?;
-        Ok(Self { events, counters, stacks, _ebpf: ebpf, summary })
+        Ok(Self {
+            events,
+            counters,
+            stacks,
+            _ebpf: ebpf,
+            summary,
+        })
     }
 
     /// Hands every record currently in the ring buffer to `sink`; returns how many.
@@ -204,8 +225,13 @@ impl Probes {
     pub fn counters(&self) -> Result<CounterTotals, ProbeError> {
         let mut sums = [0_u64; COUNTER_SLOTS as usize];
         for (slot, sum) in (0..COUNTER_SLOTS).zip(sums.iter_mut()) {
-            let values =
-                self.counters.get(&slot, 0).map_err(|source| ProbeError::Map { name: MAP_COUNTERS, source })?;
+            let values = self
+                .counters
+                .get(&slot, 0)
+                .map_err(|source| ProbeError::Map {
+                    name: MAP_COUNTERS,
+                    source,
+                })?;
             *sum = values.iter().sum();
         }
         Ok(CounterTotals {
@@ -244,14 +270,23 @@ fn take_map<T>(
     convert(map).map_err(|source| ProbeError::Map { name, source })
 }
 
-fn attach_tp_btf(ebpf: &mut Ebpf, name: &'static str, tracepoint: &str, btf: &Btf) -> Result<(), ProbeError> {
+fn attach_tp_btf(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    tracepoint: &str,
+    btf: &Btf,
+) -> Result<(), ProbeError> {
     let program: &mut BtfTracePoint = ebpf
         .program_mut(name)
         .ok_or(ProbeError::MissingProgram(name))?
         .try_into()
         .map_err(|source| ProbeError::Program { name, source })?;
-    program.load(tracepoint, btf).map_err(|source| ProbeError::Program { name, source })?;
-    program.attach().map_err(|source| ProbeError::Program { name, source })?;
+    program
+        .load(tracepoint, btf)
+        .map_err(|source| ProbeError::Program { name, source })?;
+    program
+        .attach()
+        .map_err(|source| ProbeError::Program { name, source })?;
     Ok(())
 }
 
@@ -262,7 +297,9 @@ fn load_uprobe(ebpf: &mut Ebpf, name: &'static str) -> Result<(), ProbeError> {
         .try_into()
         .map_err(|source| ProbeError::Program { name, source })?;
     if program.fd().is_err() {
-        program.load().map_err(|source| ProbeError::Program { name, source })?;
+        program
+            .load()
+            .map_err(|source| ProbeError::Program { name, source })?;
     }
     Ok(())
 }
@@ -283,15 +320,21 @@ fn attach_uprobe(
         .ok_or(ProbeError::MissingProgram(name))?
         .try_into()
         .map_err(|source| ProbeError::Program { name, source })?;
-    let point = UProbeAttachPoint { location: UProbeAttachLocation::Symbol(function), cookie: Some(op as u64) };
+    let point = UProbeAttachPoint {
+        location: UProbeAttachLocation::Symbol(function),
+        cookie: Some(op as u64),
+    };
     match program.attach(point, object, scope) {
         Ok(_) => Ok(true),
-        Err(ProgramError::UProbeError(aya::programs::uprobe::UProbeError::SymbolError { .. })) => Ok(false),
+        Err(ProgramError::UProbeError(aya::programs::uprobe::UProbeError::SymbolError {
+            ..
+        })) => Ok(false),
         Err(source) => Err(ProbeError::Program { name, source }),
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 mod tests {
     use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
     use tracer_common::{ALL_MAPS, ALL_PROGRAMS, GLOBAL_TARGET_TGID};
@@ -303,9 +346,19 @@ mod tests {
     #[test]
     fn built_object_holds_every_shared_name() {
         let file = object::File::parse(object_bytes()).expect("the built eBPF object parses");
-        let symbols: Vec<String> = file.symbols().filter_map(|s| s.name().ok().map(str::to_owned)).collect();
-        for name in ALL_MAPS.iter().chain(&ALL_PROGRAMS).chain(&[GLOBAL_TARGET_TGID]) {
-            assert!(symbols.iter().any(|s| s == name), "{name} missing from the eBPF object");
+        let symbols: Vec<String> = file
+            .symbols()
+            .filter_map(|s| s.name().ok().map(str::to_owned))
+            .collect();
+        for name in ALL_MAPS
+            .iter()
+            .chain(&ALL_PROGRAMS)
+            .chain(&[GLOBAL_TARGET_TGID])
+        {
+            assert!(
+                symbols.iter().any(|s| s == name),
+                "{name} missing from the eBPF object"
+            );
         }
         assert!(file.sections().any(|s| s.name() == Ok("tp_btf/sys_enter")));
         assert!(file.sections().any(|s| s.name() == Ok("uretprobe")));

@@ -276,7 +276,12 @@ pub fn parse_syscall(text: &str) -> Option<SyscallState> {
     }
     let mut args = [0u64; 6];
     args.copy_from_slice(&rest[..6]);
-    Some(SyscallState::InSyscall { nr, args, sp: rest[6], pc: rest[7] })
+    Some(SyscallState::InSyscall {
+        nr,
+        args,
+        sp: rest[6],
+        pc: rest[7],
+    })
 }
 
 /// What thread `tid` of `pid` is doing; `None` when the thread is gone or the file is not
@@ -355,6 +360,7 @@ pub fn is_elf_stripped(path: &Path) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 mod tests {
     use super::*;
 

@@ -376,6 +376,7 @@ pub fn summary_text(s: &Summary) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 mod tests {
     use serde_json::Value;
 

@@ -23,7 +23,7 @@ use crate::{
     probes::{Hooks, ProbeError, Probes},
     procfs::{self, SyscallState},
     report::{self, Deadlock, DeadlockEntry, LockKind, LockRef, LockSummary, Summary},
-    symbols::Symbolizer,
+    symbols::{Frame, Symbolizer},
     unwind::{self, CALL_LOOKBEHIND},
     waitgraph::Cycle,
 };
@@ -55,9 +55,13 @@ pub struct Config {
 pub enum SessionError {
     #[error("no such process: {pid}")]
     NoSuchProcess { pid: u32 },
-    #[error("not privileged: tracing needs root, or CAP_BPF and CAP_PERFMON (and CAP_SYS_PTRACE to read the target)")]
+    #[error(
+        "not privileged: tracing needs root, or CAP_BPF and CAP_PERFMON (and CAP_SYS_PTRACE to read the target)"
+    )]
     NotPrivileged(#[source] ProbeError),
-    #[error("kernel BTF is unavailable at /sys/kernel/btf/vmlinux: the kernel needs CONFIG_DEBUG_INFO_BTF")]
+    #[error(
+        "kernel BTF is unavailable at /sys/kernel/btf/vmlinux: the kernel needs CONFIG_DEBUG_INFO_BTF"
+    )]
     NoBtf,
     #[error("process {pid} exited while the tracer was attaching")]
     ExitedDuringAttach { pid: u32 },
@@ -94,12 +98,24 @@ pub async fn run(config: Config, out: &mut dyn Write) -> Result<(), SessionError
         return Err(SessionError::NoBtf);
     }
     let gone = |source| {
-        if procfs::process_exists(pid) { SessionError::Proc { pid, source } } else { SessionError::ExitedDuringAttach { pid } }
+        if procfs::process_exists(pid) {
+            SessionError::Proc { pid, source }
+        } else {
+            SessionError::ExitedDuringAttach { pid }
+        }
     };
     let maps = procfs::read_maps(pid).map_err(gone)?;
     let libc = procfs::find_libc(&maps).map(|path| procfs::host_path(pid, &path));
-    let symbolizer = Symbolizer::for_process(pid).map_err(|_| SessionError::ExitedDuringAttach { pid })?;
-    let probes = Probes::attach(pid, Hooks::Trace { holds: config.holds }, libc.as_deref()).map_err(|source| {
+    let symbolizer =
+        Symbolizer::for_process(pid).map_err(|_| SessionError::ExitedDuringAttach { pid })?;
+    let probes = Probes::attach(
+        pid,
+        Hooks::Trace {
+            holds: config.holds,
+        },
+        libc.as_deref(),
+    )
+    .map_err(|source| {
         if source.is_permission_denied() {
             SessionError::NotPrivileged(source)
         } else if !procfs::process_exists(pid) {
@@ -114,7 +130,10 @@ pub async fn run(config: Config, out: &mut dyn Write) -> Result<(), SessionError
     let mut notes = Vec::new();
     if config.holds {
         if libc.is_none() {
-            notes.push("no glibc mapped in the target: lock functions not found, futex mode only".to_owned());
+            notes.push(
+                "no glibc mapped in the target: lock functions not found, futex mode only"
+                    .to_owned(),
+            );
         } else if !probes.summary.missing_lock_functions.is_empty() {
             notes.push(format!(
                 "lock functions not found in libc, not traced: {}",
@@ -127,8 +146,15 @@ pub async fn run(config: Config, out: &mut dyn Write) -> Result<(), SessionError
     }
     let threads = ThreadSet::new(pid);
     let code = CodeCheck::new(pid, &maps);
-    let mut session =
-        Session { config, probes, symbolizer, analysis: Analysis::new(), threads, code, decode_errors: 0 };
+    let mut session = Session {
+        config,
+        probes,
+        symbolizer,
+        analysis: Analysis::new(),
+        threads,
+        code,
+        decode_errors: 0,
+    };
     // Threads that were already asleep before the hooks were in place send no event:
     // find them, so a process that is already deadlocked is diagnosed at once.
     session.adopt_blocked_threads();
@@ -163,13 +189,25 @@ impl Session {
         let pid = self.config.pid;
         let now = monotonic_ns();
         for tid in procfs::thread_ids(pid).unwrap_or_default() {
-            let Some(SyscallState::InSyscall { nr, args, sp, pc }) = procfs::syscall_state(pid, tid) else {
+            let Some(SyscallState::InSyscall { nr, args, sp, pc }) =
+                procfs::syscall_state(pid, tid)
+            else {
                 continue;
             };
             let (addr, cmd, val) = match nr {
-                #[expect(clippy::cast_possible_truncation, reason = "futex op and val are 32-bit ints")]
-                syscall::FUTEX => (args[0], args[1] as u32 & futex_cmd::CMD_MASK, args[2] as u32),
-                #[expect(clippy::cast_possible_truncation, reason = "the expected value is 32-bit")]
+                #[expect(
+                    clippy::cast_possible_truncation,
+                    reason = "futex op and val are 32-bit ints"
+                )]
+                syscall::FUTEX => (
+                    args[0],
+                    args[1] as u32 & futex_cmd::CMD_MASK,
+                    args[2] as u32,
+                ),
+                #[expect(
+                    clippy::cast_possible_truncation,
+                    reason = "the expected value is 32-bit"
+                )]
                 syscall::FUTEX_WAIT => (args[0], futex_cmd::WAIT2, args[1] as u32),
                 _ => continue,
             };
@@ -194,7 +232,12 @@ impl Session {
     /// A stack window for a thread found blocked: the return addresses found in the top
     /// of its stack (there is no frame-pointer chain from the kernel for it).
     fn scan_blocked_stack(&mut self, pc: u64, sp: u64) -> StackWindow {
-        let mut window = StackWindow { ip: pc, sp, len: 0, words: [0; STACK_WINDOW_WORDS] };
+        let mut window = StackWindow {
+            ip: pc,
+            sp,
+            len: 0,
+            words: [0; STACK_WINDOW_WORDS],
+        };
         let mut bytes = vec![0u8; BLOCKED_STACK_SCAN_BYTES];
         let Ok(n) = procfs::read_memory(self.config.pid, sp, &mut bytes) else {
             return window;
@@ -246,7 +289,13 @@ impl Session {
 
     /// Drains the ring buffer into the analysis.
     fn pump(&mut self) {
-        let Self { probes, analysis, threads, decode_errors, .. } = self;
+        let Self {
+            probes,
+            analysis,
+            threads,
+            decode_errors,
+            ..
+        } = self;
         let is_thread = |tid| threads.contains(tid);
         probes.drain(|bytes| match decode(bytes) {
             Ok(event) => analysis.on_event(&event, &is_thread),
@@ -265,7 +314,9 @@ impl Session {
                 Format::Json => report::deadlock_json(&deadlock) + "\n",
                 Format::Text => report::deadlock_text(&deadlock) + "\n",
             };
-            out.write_all(text.as_bytes()).and_then(|()| out.flush()).map_err(SessionError::Output)?;
+            out.write_all(text.as_bytes())
+                .and_then(|()| out.flush())
+                .map_err(SessionError::Output)?;
         }
         Ok(())
     }
@@ -278,7 +329,9 @@ impl Session {
         let pid = self.config.pid;
         let n = cycle.edges.len();
         cycle.edges.iter().enumerate().all(|(i, edge)| {
-            let Some(wait) = self.analysis.active_wait(edge.tid) else { return false };
+            let Some(wait) = self.analysis.active_wait(edge.tid) else {
+                return false;
+            };
             if wait.lock != Some(edge.waits_for) {
                 return false;
             }
@@ -301,7 +354,10 @@ impl Session {
         let pid = self.config.pid;
         let read_i32 = |addr: u64| {
             let mut buf = [0u8; 4];
-            procfs::read_memory(pid, addr, &mut buf).ok().filter(|&n| n == 4).map(|_| i32::from_ne_bytes(buf))
+            procfs::read_memory(pid, addr, &mut buf)
+                .ok()
+                .filter(|&n| n == 4)
+                .map(|_| i32::from_ne_bytes(buf))
         };
         let expect = i32::try_from(tid).unwrap_or(-1);
         match self.analysis.lock_kind(lock) {
@@ -317,7 +373,10 @@ impl Session {
     }
 
     fn lock_ref(&mut self, addr: u64) -> LockRef {
-        LockRef { addr, name: self.symbolizer.data_name(addr) }
+        LockRef {
+            addr,
+            name: self.symbolizer.data_name(addr),
+        }
     }
 
     /// Function names (innermost first) and detailed lines for a wait's stack: the kernel's
@@ -325,13 +384,17 @@ impl Session {
     fn stack(&mut self, id: Option<u32>, window: &StackWindow) -> (Vec<String>, Vec<String>) {
         let fp_chain = id.map(|id| self.probes.stack(id)).unwrap_or_default();
         let code = &mut self.code;
-        let ips = unwind::merge_frames(window.ip, window.words(), &fp_chain, &mut |addr| code.is_return_address(addr));
+        let ips = unwind::merge_frames(window.ip, window.words(), &fp_chain, &mut |addr| {
+            code.is_return_address(addr)
+        });
         let frames: Vec<_> = ips
             .iter()
             .enumerate()
             // Return addresses point after the call; look up the call itself for its line.
             .map(|(i, &ip)| {
-                let mut frame = self.symbolizer.frame(if i == 0 { ip } else { ip.saturating_sub(1) });
+                let mut frame =
+                    self.symbolizer
+                        .frame(if i == 0 { ip } else { ip.saturating_sub(1) });
                 if i > 0 {
                     frame.offset += 1;
                     frame.addr = ip;
@@ -339,7 +402,10 @@ impl Session {
                 frame
             })
             .collect();
-        (frames.iter().map(|f| f.function_name()).collect(), frames.iter().map(|f| f.display()).collect())
+        (
+            frames.iter().map(Frame::function_name).collect(),
+            frames.iter().map(Frame::display).collect(),
+        )
     }
 
     fn deadlock(&mut self, cycle: &Cycle) -> Deadlock {
@@ -363,19 +429,36 @@ impl Session {
                 waiting_since_ns: wait.map(|w| now.saturating_sub(w.start_ns)),
             });
         }
-        Deadlock { cycle: entries, detected_after_ns: (closed_at > 0).then(|| now.saturating_sub(closed_at)) }
+        Deadlock {
+            cycle: entries,
+            detected_after_ns: (closed_at > 0).then(|| now.saturating_sub(closed_at)),
+        }
     }
 
-    fn finish(mut self, out: &mut dyn Write, elapsed: Duration, mut notes: Vec<String>) -> Result<(), SessionError> {
+    fn finish(
+        mut self,
+        out: &mut dyn Write,
+        elapsed: Duration,
+        mut notes: Vec<String>,
+    ) -> Result<(), SessionError> {
         let counters = self.probes.counters().unwrap_or_default();
         if counters.dropped > 0 {
-            notes.push(format!("{} events dropped (ring buffer full): results are incomplete", counters.dropped));
+            notes.push(format!(
+                "{} events dropped (ring buffer full): results are incomplete",
+                counters.dropped
+            ));
         }
         if self.decode_errors > 0 {
-            notes.push(format!("{} records could not be decoded", self.decode_errors));
+            notes.push(format!(
+                "{} records could not be decoded",
+                self.decode_errors
+            ));
         }
         if counters.stack_errors > 0 {
-            notes.push(format!("{} stacks could not be recorded", counters.stack_errors));
+            notes.push(format!(
+                "{} stacks could not be recorded",
+                counters.stack_errors
+            ));
         }
         let mut locks: Vec<LockSummary> = self
             .analysis
@@ -401,13 +484,18 @@ impl Session {
             locks: Vec::new(),
             notes,
         };
-        locks.sort_by(|a, b| b.wait_ns.total.cmp(&a.wait_ns.total).then(a.lock.addr.cmp(&b.lock.addr)));
+        locks.sort_by(|a, b| {
+            b.wait_ns
+                .total
+                .cmp(&a.wait_ns.total)
+                .then(a.lock.addr.cmp(&b.lock.addr))
+        });
         for (i, lock) in locks.iter_mut().enumerate() {
             lock.lock.name = self.symbolizer.data_name(lock.lock.addr);
-            if i < STACKS_IN_SUMMARY {
-                if let Some((id, window)) = self.analysis.top_wait_stack(lock.lock.addr) {
-                    lock.top_waiter_stack = self.stack(Some(id), &window).1;
-                }
+            if i < STACKS_IN_SUMMARY
+                && let Some((id, window)) = self.analysis.top_wait_stack(lock.lock.addr)
+            {
+                lock.top_waiter_stack = self.stack(Some(id), &window).1;
             }
         }
         summary.locks = locks;
@@ -416,7 +504,9 @@ impl Session {
             Format::Json => report::summary_json(&summary) + "\n",
             Format::Text => report::summary_text(&summary),
         };
-        out.write_all(text.as_bytes()).and_then(|()| out.flush()).map_err(SessionError::Output)
+        out.write_all(text.as_bytes())
+            .and_then(|()| out.flush())
+            .map_err(SessionError::Output)
     }
 }
 
@@ -429,8 +519,14 @@ struct ThreadSet {
 
 impl ThreadSet {
     fn new(pid: u32) -> Self {
-        let tids = procfs::thread_ids(pid).unwrap_or_default().into_iter().collect();
-        Self { pid, inner: RefCell::new((tids, Instant::now())) }
+        let tids = procfs::thread_ids(pid)
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        Self {
+            pid,
+            inner: RefCell::new((tids, Instant::now())),
+        }
     }
 
     fn contains(&self, tid: u32) -> bool {
@@ -439,7 +535,10 @@ impl ThreadSet {
             return true;
         }
         if inner.1.elapsed() >= DRAIN_INTERVAL {
-            inner.0 = procfs::thread_ids(self.pid).unwrap_or_default().into_iter().collect();
+            inner.0 = procfs::thread_ids(self.pid)
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
             inner.1 = Instant::now();
         }
         inner.0.contains(&tid)
@@ -448,7 +547,11 @@ impl ThreadSet {
 
 /// The memory around a futex word, read now, in the same shape the kernel sends.
 fn read_snapshot(pid: u32, addr: u64) -> Snapshot {
-    let mut snapshot = Snapshot { addr: 0, len: 0, words: [0; SNAPSHOT_WORDS] };
+    let mut snapshot = Snapshot {
+        addr: 0,
+        len: 0,
+        words: [0; SNAPSHOT_WORDS],
+    };
     let mut bytes = [0u8; SNAPSHOT_WORDS * 4];
     for start in [addr.wrapping_sub(SNAPSHOT_LEAD_BYTES), addr] {
         if procfs::read_memory(pid, start, &mut bytes).is_ok_and(|n| n == bytes.len()) {
@@ -475,13 +578,25 @@ struct CodeCheck {
 
 impl CodeCheck {
     fn new(pid: u32, maps: &[procfs::MapEntry]) -> Self {
-        let exec = maps.iter().filter(|m| m.exec).map(|m| (m.start, m.end)).collect();
-        Self { pid, exec, cache: std::collections::HashMap::new() }
+        let exec = maps
+            .iter()
+            .filter(|m| m.exec)
+            .map(|m| (m.start, m.end))
+            .collect();
+        Self {
+            pid,
+            exec,
+            cache: std::collections::HashMap::new(),
+        }
     }
 
     fn is_return_address(&mut self, addr: u64) -> bool {
         let lookbehind = CALL_LOOKBEHIND as u64;
-        if !self.exec.iter().any(|&(start, end)| addr >= start + lookbehind && addr < end) {
+        if !self
+            .exec
+            .iter()
+            .any(|&(start, end)| addr >= start + lookbehind && addr < end)
+        {
             return false;
         }
         let pid = self.pid;
@@ -497,7 +612,10 @@ impl CodeCheck {
 
 /// `CLOCK_MONOTONIC` in ns: the clock of `bpf_ktime_get_ns`.
 fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes into the valid timespec we pass; CLOCK_MONOTONIC
     // always exists on Linux.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };

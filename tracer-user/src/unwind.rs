@@ -24,12 +24,13 @@ pub fn ends_with_call(code: &[u8]) -> bool {
         let start = n - len;
         code[start] == 0xff && {
             let modrm = code[start + 1];
-            (modrm >> 3) & 7 == 2 && indirect_call_len(modrm, code.get(start + 2).copied()) == Some(len)
+            (modrm >> 3) & 7 == 2
+                && indirect_call_len(modrm, code.get(start + 2).copied()) == Some(len)
         }
     })
 }
 
-/// Length of an `ff /2` instruction given its ModRM byte and the byte after it (SIB).
+/// Length of an `ff /2` instruction given its `ModRM` byte and the byte after it (SIB).
 fn indirect_call_len(modrm: u8, sib: Option<u8>) -> Option<usize> {
     let (mode, rm) = (modrm >> 6, modrm & 7);
     let sib_len = usize::from(mode != 3 && rm == 4);
@@ -58,7 +59,11 @@ pub fn merge_frames(
     is_return_address: &mut dyn FnMut(u64) -> bool,
 ) -> Vec<u64> {
     let mut frames = Vec::with_capacity(window.len() + fp_chain.len());
-    let first = if ip != 0 { Some(ip) } else { fp_chain.first().copied() };
+    let first = if ip != 0 {
+        Some(ip)
+    } else {
+        fp_chain.first().copied()
+    };
     frames.extend(first);
     for &word in window {
         if frames.last() != Some(&word) && is_return_address(word) {
@@ -74,6 +79,7 @@ pub fn merge_frames(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 mod tests {
     use super::*;
 
@@ -114,7 +120,10 @@ mod tests {
         let fp_chain = [ip, 0x5555_02f2, 0x7f00_51f5];
         let code = [0x7f00_0482, 0x5555_0232, 0x5555_02f2, 0x7f00_51f5];
         let frames = merge_frames(ip, &window, &fp_chain, &mut |addr| code.contains(&addr));
-        assert_eq!(frames, vec![ip, 0x7f00_0482, 0x5555_0232, 0x5555_02f2, 0x7f00_51f5]);
+        assert_eq!(
+            frames,
+            vec![ip, 0x7f00_0482, 0x5555_0232, 0x5555_02f2, 0x7f00_51f5]
+        );
     }
 
     #[test]

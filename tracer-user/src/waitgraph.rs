@@ -475,6 +475,7 @@ where
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 mod tests {
     use std::time::{Duration, Instant};
 

@@ -238,7 +238,7 @@ fn deadlock_is_streamed_and_sigint_ends_with_summary() {
     let elapsed_before = tracer.elapsed();
     let out = tracer.wait(Duration::from_secs(10));
     assert_success(&out);
-    assert!(elapsed_before < Duration::from_secs(60));
+    assert!(elapsed_before < Duration::from_mins(1));
     let values = json_lines(&out.stdout);
     assert_eq!(deadlocks(&values).len(), 1, "{}", describe(&out));
     let s = summary(&values);

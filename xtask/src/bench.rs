@@ -66,14 +66,24 @@ impl Options {
 }
 
 fn parse_options(args: &[String]) -> anyhow::Result<Options> {
-    let mut opts = Options { rounds: 5, seconds: 3.0, only: None, no_build: false };
+    let mut opts = Options {
+        rounds: 5,
+        seconds: 3.0,
+        only: None,
+        no_build: false,
+    };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let (name, inline) = match arg.split_once('=') {
             Some((n, v)) => (n, Some(v.to_owned())),
             None => (arg.as_str(), None),
         };
-        let mut value = || inline.clone().or_else(|| it.next().cloned()).with_context(|| format!("{name} needs a value"));
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| it.next().cloned())
+                .with_context(|| format!("{name} needs a value"))
+        };
         match name {
             "--rounds" => {
                 opts.rounds = value()?.parse().context("--rounds: not a number")?;
@@ -104,7 +114,12 @@ fn parse_options(args: &[String]) -> anyhow::Result<Options> {
                      c: floors (empty programs, empty uprobes, bpftrace); d: deadlock report latency.\n\
                      Needs root (b, c, d). Writes bench-results/latest.md."
                 );
-                return Ok(Options { only: None, rounds: 0, seconds: 0.0, no_build: false });
+                return Ok(Options {
+                    only: None,
+                    rounds: 0,
+                    seconds: 0.0,
+                    no_build: false,
+                });
             }
             other => bail!("unknown bench option {other:?} (try --help)"),
         }
@@ -159,12 +174,20 @@ fn cargo() -> String {
 /// Output of a short command, trimmed; `None` when it cannot run (only used for the
 /// descriptive header, where a missing tool is not an error).
 fn command_output(program: &str, args: &[&str], dir: &Path) -> Option<String> {
-    let out = Command::new(program).args(args).current_dir(dir).stderr(Stdio::null()).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 fn header(root: &Path, opts: &Options) -> String {
-    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").map_or_else(|_| "?".to_owned(), |s| s.trim().to_owned());
+    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map_or_else(|_| "?".to_owned(), |s| s.trim().to_owned());
     let cpus = thread::available_parallelism().map_or(0, std::num::NonZero::get);
     let cpu_model = fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -175,17 +198,33 @@ fn header(root: &Path, opts: &Options) -> String {
                 .map(|(_, v)| v.trim().to_owned())
         })
         .unwrap_or_else(|| "?".to_owned());
-    let date = command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"], root).unwrap_or_else(|| "?".to_owned());
-    let commit = command_output("git", &["rev-parse", "--short", "HEAD"], root).unwrap_or_else(|| "?".to_owned());
-    let dirty = command_output("git", &["status", "--porcelain"], root).is_some_and(|s| !s.is_empty());
-    let bpftrace = command_output("bpftrace", &["--version"], root).unwrap_or_else(|| "not installed".to_owned());
+    let date = command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"], root)
+        .unwrap_or_else(|| "?".to_owned());
+    let commit = command_output("git", &["rev-parse", "--short", "HEAD"], root)
+        .unwrap_or_else(|| "?".to_owned());
+    let dirty =
+        command_output("git", &["status", "--porcelain"], root).is_some_and(|s| !s.is_empty());
+    let bpftrace = command_output("bpftrace", &["--version"], root)
+        .unwrap_or_else(|| "not installed".to_owned());
     let mut s = String::new();
     let _ = writeln!(s, "# tracer benchmark results\n");
     let _ = writeln!(s, "- date: {date}");
     let _ = writeln!(s, "- machine: Linux {kernel}, {cpus} CPUs, {cpu_model}");
-    let _ = writeln!(s, "- tracer: commit {commit}{}", if dirty { " (with uncommitted changes)" } else { "" });
+    let _ = writeln!(
+        s,
+        "- tracer: commit {commit}{}",
+        if dirty {
+            " (with uncommitted changes)"
+        } else {
+            ""
+        }
+    );
     let _ = writeln!(s, "- {bpftrace}");
-    let _ = writeln!(s, "- settings: {} rounds, {} s per overhead run", opts.rounds, opts.seconds);
+    let _ = writeln!(
+        s,
+        "- settings: {} rounds, {} s per overhead run",
+        opts.rounds, opts.seconds
+    );
     let _ = writeln!(s, "- {}\n", idle_note("at start"));
     s
 }
@@ -196,7 +235,13 @@ fn header(root: &Path, opts: &Options) -> String {
 fn idle_percent() -> Option<f64> {
     let sample = || -> Option<(u64, u64)> {
         let stat = fs::read_to_string("/proc/stat").ok()?;
-        let fields: Vec<u64> = stat.lines().next()?.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
+        let fields: Vec<u64> = stat
+            .lines()
+            .next()?
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|f| f.parse().ok())
+            .collect();
         let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
         Some((idle, fields.iter().take(8).sum()))
     };
@@ -204,13 +249,16 @@ fn idle_percent() -> Option<f64> {
     thread::sleep(Duration::from_secs(1));
     let (idle1, total1) = sample()?;
     #[allow(clippy::cast_precision_loss)]
-    let pct = (idle1.saturating_sub(idle0)) as f64 * 100.0 / (total1.saturating_sub(total0)).max(1) as f64;
+    let pct = (idle1.saturating_sub(idle0)) as f64 * 100.0
+        / (total1.saturating_sub(total0)).max(1) as f64;
     Some(pct)
 }
 
 fn idle_note(when: &str) -> String {
     match idle_percent() {
-        Some(p) if p < 90.0 => format!("CPU idle {when}: {p:.0}% — the machine was busy with something else, expect noise"),
+        Some(p) if p < 90.0 => format!(
+            "CPU idle {when}: {p:.0}% — the machine was busy with something else, expect noise"
+        ),
         Some(p) => format!("CPU idle {when}: {p:.0}%"),
         None => format!("CPU idle {when}: unknown"),
     }
@@ -220,13 +268,23 @@ fn idle_note(when: &str) -> String {
 // (a) pipeline
 
 fn pipeline(root: &Path) -> anyhow::Result<String> {
-    eprintln!("bench (a): building and running the pipeline benchmark ({PIPELINE_REPEATS} repetitions)");
+    eprintln!(
+        "bench (a): building and running the pipeline benchmark ({PIPELINE_REPEATS} repetitions)"
+    );
     let mut default_rates = Vec::new();
     let mut holds_rates = Vec::new();
     let mut last = BTreeMap::new();
     for i in 0..PIPELINE_REPEATS {
         let out = Command::new(cargo())
-            .args(["run", "--quiet", "--release", "-p", "tracer-user", "--example", "pipeline_bench"])
+            .args([
+                "run",
+                "--quiet",
+                "--release",
+                "-p",
+                "tracer-user",
+                "--example",
+                "pipeline_bench",
+            ])
             .current_dir(root)
             .stderr(Stdio::inherit())
             .output()
@@ -236,7 +294,11 @@ fn pipeline(root: &Path) -> anyhow::Result<String> {
         }
         let values = key_values(&String::from_utf8_lossy(&out.stdout));
         let rate = |key: &str| -> anyhow::Result<f64> {
-            values.get(key).with_context(|| format!("pipeline_bench printed no {key}"))?.parse().with_context(|| format!("{key}: not a number"))
+            values
+                .get(key)
+                .with_context(|| format!("pipeline_bench printed no {key}"))?
+                .parse()
+                .with_context(|| format!("{key}: not a number"))
         };
         default_rates.push(rate("events_per_sec")?);
         holds_rates.push(rate("holds_events_per_sec")?);
@@ -250,18 +312,31 @@ fn pipeline(root: &Path) -> anyhow::Result<String> {
     }
     let get = |key: &str| last.get(key).cloned().unwrap_or_else(|| "?".to_owned());
     let mut s = String::new();
-    let _ = writeln!(s, "## (a) Userspace pipeline (decode + analysis, one thread)\n");
+    let _ = writeln!(
+        s,
+        "## (a) Userspace pipeline (decode + analysis, one thread)\n"
+    );
     let _ = writeln!(
         s,
         "Synthetic stream: 64 threads, 256 mutexes (skewed), wait/wait-end pairs, 10% condvar waits; \
          {} records of {} bytes replayed {} times per repetition, median of {PIPELINE_REPEATS} repetitions.\n",
         get("stream_events"),
         get("record_bytes"),
-        get("events").parse::<f64>().ok().zip(get("stream_events").parse::<f64>().ok()).map_or_else(|| "?".to_owned(), |(e, n)| format!("{:.0}", e / n)),
+        get("events")
+            .parse::<f64>()
+            .ok()
+            .zip(get("stream_events").parse::<f64>().ok())
+            .map_or_else(|| "?".to_owned(), |(e, n)| format!("{:.0}", e / n)),
     );
-    let _ = writeln!(s, "| stream | events/s (median) | min – max | goal | verdict |");
+    let _ = writeln!(
+        s,
+        "| stream | events/s (median) | min – max | goal | verdict |"
+    );
     let _ = writeln!(s, "|---|---|---|---|---|");
-    for (name, rates) in [("default mode (futex waits)", &default_rates), ("--holds (waits + acquire/release)", &holds_rates)] {
+    for (name, rates) in [
+        ("default mode (futex waits)", &default_rates),
+        ("--holds (waits + acquire/release)", &holds_rates),
+    ] {
         let med = median(rates);
         let _ = writeln!(
             s,
@@ -270,7 +345,10 @@ fn pipeline(root: &Path) -> anyhow::Result<String> {
             si(min(rates)),
             si(max(rates)),
             si(PIPELINE_GOAL),
-            verdict(med >= PIPELINE_GOAL, &format!("{:.2}× the goal", med / PIPELINE_GOAL)),
+            verdict(
+                med >= PIPELINE_GOAL,
+                &format!("{:.2}× the goal", med / PIPELINE_GOAL)
+            ),
         );
     }
     s.push('\n');
@@ -278,7 +356,10 @@ fn pipeline(root: &Path) -> anyhow::Result<String> {
 }
 
 fn key_values(text: &str) -> BTreeMap<String, String> {
-    text.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())).collect()
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -333,12 +414,21 @@ impl Tools {
         };
         let lockbench = compile("lockbench")?;
         let deadlock = compile("deadlock")?;
-        let out = Command::new(&lockbench).arg("--calibrate").output().context("running lockbench --calibrate")?;
+        let out = Command::new(&lockbench)
+            .arg("--calibrate")
+            .output()
+            .context("running lockbench --calibrate")?;
         let spin_per_us = key_values(&String::from_utf8_lossy(&out.stdout))
             .get("spin_iters_per_us")
             .and_then(|v| v.parse().ok())
             .context("lockbench --calibrate printed no spin_iters_per_us")?;
-        Ok(Self { root: root.to_path_buf(), tracer, lockbench, deadlock, spin_per_us })
+        Ok(Self {
+            root: root.to_path_buf(),
+            tracer,
+            lockbench,
+            deadlock,
+            spin_per_us,
+        })
     }
 }
 
@@ -348,7 +438,10 @@ impl Tools {
 /// `CLOCK_MONOTONIC` in ns: the clock the targets print and `bpf_ktime_get_ns` uses, so
 /// times taken here compare directly with theirs.
 fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime only writes the timespec we pass; CLOCK_MONOTONIC exists on
     // every Linux.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
@@ -386,7 +479,13 @@ impl Proc {
         thread::spawn(move || {
             for text in BufReader::new(stdout).lines() {
                 let Ok(text) = text else { break };
-                if tx.send(Line { at_ns: monotonic_ns(), text }).is_err() {
+                if tx
+                    .send(Line {
+                        at_ns: monotonic_ns(),
+                        text,
+                    })
+                    .is_err()
+                {
                     break;
                 }
             }
@@ -396,7 +495,13 @@ impl Proc {
             let _ = stderr.read_to_string(&mut text);
             text
         });
-        Ok(Self { name: name.to_owned(), child, lines, stderr: Some(stderr), status: None })
+        Ok(Self {
+            name: name.to_owned(),
+            child,
+            lines,
+            stderr: Some(stderr),
+            status: None,
+        })
     }
 
     fn pid(&self) -> u32 {
@@ -404,30 +509,50 @@ impl Proc {
     }
 
     /// Skips stdout lines until one matches, or fails after `timeout` or at EOF.
-    fn wait_line(&mut self, timeout: Duration, pred: impl Fn(&str) -> bool) -> anyhow::Result<Line> {
+    fn wait_line(
+        &mut self,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> anyhow::Result<Line> {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(line) if pred(&line.text) => return Ok(line),
                 Ok(_) => {}
-                Err(RecvTimeoutError::Timeout) => bail!("{}: expected output did not arrive within {timeout:?}", self.name),
+                Err(RecvTimeoutError::Timeout) => bail!(
+                    "{}: expected output did not arrive within {timeout:?}",
+                    self.name
+                ),
                 Err(RecvTimeoutError::Disconnected) => {
                     let err = self.stderr_text();
-                    bail!("{}: exited before the expected output; stderr: {}", self.name, err.trim());
+                    bail!(
+                        "{}: exited before the expected output; stderr: {}",
+                        self.name,
+                        err.trim()
+                    );
                 }
             }
         }
     }
 
     fn send_start(&mut self) -> anyhow::Result<()> {
-        let mut stdin = self.child.stdin.take().with_context(|| format!("{}: stdin already used", self.name))?;
-        stdin.write_all(b"\n").with_context(|| format!("{}: writing the start byte", self.name))
+        let mut stdin = self
+            .child
+            .stdin
+            .take()
+            .with_context(|| format!("{}: stdin already used", self.name))?;
+        stdin
+            .write_all(b"\n")
+            .with_context(|| format!("{}: writing the start byte", self.name))
     }
 
     fn exited(&mut self) -> anyhow::Result<Option<ExitStatus>> {
         if self.status.is_none() {
-            self.status = self.child.try_wait().with_context(|| format!("waiting for {}", self.name))?;
+            self.status = self
+                .child
+                .try_wait()
+                .with_context(|| format!("waiting for {}", self.name))?;
         }
         Ok(self.status)
     }
@@ -465,7 +590,8 @@ impl Proc {
             return Ok(status);
         }
         self.signal(libc::SIGKILL);
-        self.wait_exit(Duration::from_secs(5))?.with_context(|| format!("{} does not die", self.name))
+        self.wait_exit(Duration::from_secs(5))?
+            .with_context(|| format!("{} does not die", self.name))
     }
 
     /// Everything left on stdout, once the child has exited.
@@ -482,7 +608,10 @@ impl Proc {
             // The stderr thread ends at EOF, which only comes once the child is gone.
             return String::new();
         }
-        self.stderr.take().and_then(|h| h.join().ok()).unwrap_or_default()
+        self.stderr
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default()
     }
 }
 
@@ -508,7 +637,11 @@ fn wait_attached(tracer: &mut Proc, min_events: usize) -> anyhow::Result<Duratio
     loop {
         if let Some(status) = tracer.exited()? {
             let err = tracer.stderr_text();
-            bail!("{} exited while attaching ({status}): {}", tracer.name, err.trim());
+            bail!(
+                "{} exited while attaching ({status}): {}",
+                tracer.name,
+                err.trim()
+            );
         }
         let mut fds: Vec<String> = fs::read_dir(&fd_dir)
             .map(|dir| {
@@ -523,12 +656,18 @@ fn wait_attached(tracer: &mut Proc, min_events: usize) -> anyhow::Result<Duratio
             last = fds;
             quiet_since = Instant::now();
         }
-        let hooks = last.iter().filter(|t| t.contains("bpf_link") || t.contains("perf_event")).count();
+        let hooks = last
+            .iter()
+            .filter(|t| t.contains("bpf_link") || t.contains("perf_event"))
+            .count();
         if hooks >= min_events && quiet_since.elapsed() >= ATTACH_QUIET {
             return Ok(started.elapsed());
         }
         if started.elapsed() > ATTACH_TIMEOUT {
-            bail!("{} did not finish attaching within {ATTACH_TIMEOUT:?} ({hooks} hooks seen)", tracer.name);
+            bail!(
+                "{} did not finish attaching within {ATTACH_TIMEOUT:?} ({hooks} hooks seen)",
+                tracer.name
+            );
         }
         thread::sleep(Duration::from_millis(20));
     }
@@ -581,15 +720,43 @@ impl Config {
         };
         Some(match self {
             Self::Untraced => return None,
-            Self::Attach => (tracer(&["attach", "--pid", &pid, "--duration", &duration, "--format", "json"]), 2),
-            Self::AttachHolds => {
-                (tracer(&["attach", "--pid", &pid, "--duration", &duration, "--format", "json", "--holds"]), 3)
-            }
-            Self::Floor => (tracer(&["floor", "--pid", &pid, "--duration", &duration]), 2),
-            Self::FloorUprobes => (tracer(&["floor", "--pid", &pid, "--duration", &duration, "--uprobes"]), 3),
+            Self::Attach => (
+                tracer(&[
+                    "attach",
+                    "--pid",
+                    &pid,
+                    "--duration",
+                    &duration,
+                    "--format",
+                    "json",
+                ]),
+                2,
+            ),
+            Self::AttachHolds => (
+                tracer(&[
+                    "attach",
+                    "--pid",
+                    &pid,
+                    "--duration",
+                    &duration,
+                    "--format",
+                    "json",
+                    "--holds",
+                ]),
+                3,
+            ),
+            Self::Floor => (
+                tracer(&["floor", "--pid", &pid, "--duration", &duration]),
+                2,
+            ),
+            Self::FloorUprobes => (
+                tracer(&["floor", "--pid", &pid, "--duration", &duration, "--uprobes"]),
+                3,
+            ),
             Self::Bpftrace => {
                 let mut cmd = Command::new("bpftrace");
-                cmd.arg(tools.root.join("xtask/bench/futex_wait.bt")).arg(&pid);
+                cmd.arg(tools.root.join("xtask/bench/futex_wait.bt"))
+                    .arg(&pid);
                 (cmd, 2)
             }
         })
@@ -634,7 +801,9 @@ fn overhead_run(tools: &Tools, config: Config, seconds: f64) -> anyhow::Result<R
     };
     workload.send_start()?;
     let limit = Duration::from_secs_f64(seconds + 30.0);
-    let status = workload.wait_exit(limit)?.with_context(|| format!("lockbench still running after {limit:?}"))?;
+    let status = workload
+        .wait_exit(limit)?
+        .with_context(|| format!("lockbench still running after {limit:?}"))?;
     if !status.success() {
         let err = workload.stderr_text();
         bail!("lockbench failed ({status}): {}", err.trim());
@@ -644,15 +813,22 @@ fn overhead_run(tools: &Tools, config: Config, seconds: f64) -> anyhow::Result<R
         .get("ops_per_sec")
         .and_then(|v| v.parse().ok())
         .context("lockbench printed no ops_per_sec")?;
-    let mut result = RunResult { ops_per_sec, ..RunResult::default() };
-    let Some(observer) = observer.as_mut() else { return Ok(result) };
+    let mut result = RunResult {
+        ops_per_sec,
+        ..RunResult::default()
+    };
+    let Some(observer) = observer.as_mut() else {
+        return Ok(result);
+    };
     // tracer attach notices the target's exit within a drain interval and prints its
     // summary; the floors and bpftrace run until interrupted.
     let status = match config {
-        Config::Attach | Config::AttachHolds => match observer.wait_exit(Duration::from_secs(10))? {
-            Some(status) => status,
-            None => observer.stop(libc::SIGINT, Duration::from_secs(10))?,
-        },
+        Config::Attach | Config::AttachHolds => {
+            match observer.wait_exit(Duration::from_secs(10))? {
+                Some(status) => status,
+                None => observer.stop(libc::SIGINT, Duration::from_secs(10))?,
+            }
+        }
         _ => observer.stop(libc::SIGINT, Duration::from_secs(10))?,
     };
     let out = observer.remaining_lines();
@@ -665,7 +841,11 @@ fn overhead_run(tools: &Tools, config: Config, seconds: f64) -> anyhow::Result<R
             let summary = out
                 .iter()
                 .rev()
-                .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok().filter(|v| v["kind"] == "summary"))
+                .find_map(|l| {
+                    serde_json::from_str::<serde_json::Value>(l)
+                        .ok()
+                        .filter(|v| v["kind"] == "summary")
+                })
                 .with_context(|| format!("{}: no JSON summary in its output", config.label()))?;
             result.events = summary["events"].as_u64();
             result.dropped = summary["dropped"].as_u64();
@@ -673,7 +853,10 @@ fn overhead_run(tools: &Tools, config: Config, seconds: f64) -> anyhow::Result<R
         }
         Config::Bpftrace => {
             let count = |name: &str| {
-                out.iter().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse::<u64>().ok()))
+                out.iter().find_map(|l| {
+                    l.strip_prefix(name)
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                })
             };
             result.events = count("@waits:");
             result.wakes = count("@wakes:");
@@ -706,13 +889,21 @@ fn overhead_section(tools: &Tools, opts: &Options) -> anyhow::Result<String> {
                         opts.rounds,
                         config.label(),
                         si(r.ops_per_sec),
-                        r.events.map_or_else(String::new, |e| format!(", {e} events, {} dropped", r.dropped.unwrap_or(0))),
+                        r.events.map_or_else(String::new, |e| format!(
+                            ", {e} events, {} dropped",
+                            r.dropped.unwrap_or(0)
+                        )),
                     );
                     results.entry(config).or_default().push(r);
                 }
                 Err(err) => {
                     let msg = format!("{err:#}");
-                    eprintln!("bench (b/c): round {}/{}: {} FAILED: {msg}", round + 1, opts.rounds, config.label());
+                    eprintln!(
+                        "bench (b/c): round {}/{}: {} FAILED: {msg}",
+                        round + 1,
+                        opts.rounds,
+                        config.label()
+                    );
                     if config == Config::Untraced {
                         return Err(err.context("the untraced baseline run failed"));
                     }
@@ -721,10 +912,16 @@ fn overhead_section(tools: &Tools, opts: &Options) -> anyhow::Result<String> {
             }
         }
     }
-    let base = results.get(&Config::Untraced).map(|r| median(&r.iter().map(|r| r.ops_per_sec).collect::<Vec<_>>())).ok_or_else(|| anyhow!("no untraced run"))?;
+    let base = results
+        .get(&Config::Untraced)
+        .map(|r| median(&r.iter().map(|r| r.ops_per_sec).collect::<Vec<_>>()))
+        .ok_or_else(|| anyhow!("no untraced run"))?;
 
     let mut s = String::new();
-    let _ = writeln!(s, "## (b) Overhead and (c) floors on a lock-heavy workload\n");
+    let _ = writeln!(
+        s,
+        "## (b) Overhead and (c) floors on a lock-heavy workload\n"
+    );
     let _ = writeln!(
         s,
         "Workload `xtask/bench/lockbench.c`: {WORKLOAD_THREADS} threads, one pthread mutex, {CRITICAL_SECTION_US} µs \
@@ -736,21 +933,37 @@ fn overhead_section(tools: &Tools, opts: &Options) -> anyhow::Result<String> {
         configs.len(),
         opts.seconds
     );
-    let _ = writeln!(s, "| part | configuration | median ops/s | min – max | ratio to untraced | slowdown | traced events/s | futex wakes/s | dropped (total) |");
+    let _ = writeln!(
+        s,
+        "| part | configuration | median ops/s | min – max | ratio to untraced | slowdown | traced events/s | futex wakes/s | dropped (total) |"
+    );
     let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
     for &config in &configs {
         let runs = results.get(&config).map_or(&[][..], Vec::as_slice);
         let failed = failures.get(&config).map_or(0, Vec::len);
         if runs.is_empty() {
-            let _ = writeln!(s, "| {} | {} | all {failed} runs failed | | | | | | |", config.part(), config.label());
+            let _ = writeln!(
+                s,
+                "| {} | {} | all {failed} runs failed | | | | | | |",
+                config.part(),
+                config.label()
+            );
             continue;
         }
         let throughputs: Vec<f64> = runs.iter().map(|r| r.ops_per_sec).collect();
         let med = median(&throughputs);
         let per_sec = |f: fn(&RunResult) -> Option<u64>| {
             #[allow(clippy::cast_precision_loss)]
-            let rates: Vec<f64> = runs.iter().filter_map(f).map(|n| n as f64 / opts.seconds).collect();
-            if rates.is_empty() { "–".to_owned() } else { si(median(&rates)) }
+            let rates: Vec<f64> = runs
+                .iter()
+                .filter_map(f)
+                .map(|n| n as f64 / opts.seconds)
+                .collect();
+            if rates.is_empty() {
+                "–".to_owned()
+            } else {
+                si(median(&rates))
+            }
         };
         let dropped: Option<u64> = runs.iter().map(|r| r.dropped).sum();
         let _ = writeln!(
@@ -758,7 +971,11 @@ fn overhead_section(tools: &Tools, opts: &Options) -> anyhow::Result<String> {
             "| {} | {}{} | {} | {} – {} | {:.3} | {:+.1}% | {} | {} | {} |",
             config.part(),
             config.label(),
-            if failed > 0 { format!(" ({failed} runs failed)") } else { String::new() },
+            if failed > 0 {
+                format!(" ({failed} runs failed)")
+            } else {
+                String::new()
+            },
             si(med),
             si(min(&throughputs)),
             si(max(&throughputs)),
@@ -803,17 +1020,34 @@ fn latency_run(tools: &Tools) -> anyhow::Result<Latency> {
     let pid = target.pid().to_string();
     let mut tracer = Proc::spawn(
         "tracer attach",
-        Command::new(&tools.tracer).args(["attach", "--pid", &pid, "--duration", "60", "--format", "json"]),
+        Command::new(&tools.tracer).args([
+            "attach",
+            "--pid",
+            &pid,
+            "--duration",
+            "60",
+            "--format",
+            "json",
+        ]),
     )?;
     wait_attached(&mut tracer, 2)?;
     target.send_start()?;
     let closed = target.wait_line(Duration::from_secs(10), |l| l.starts_with("closed_ns="))?;
-    let closed_ns: u64 = closed.text["closed_ns=".len()..].trim().parse().context("closed_ns: not a number")?;
-    let line = tracer.wait_line(Duration::from_secs(10), |l| l.contains(r#""kind":"deadlock""#))?;
-    let value: serde_json::Value = serde_json::from_str(&line.text).context("deadlock line is not JSON")?;
+    let closed_ns: u64 = closed.text["closed_ns=".len()..]
+        .trim()
+        .parse()
+        .context("closed_ns: not a number")?;
+    let line = tracer.wait_line(Duration::from_secs(10), |l| {
+        l.contains(r#""kind":"deadlock""#)
+    })?;
+    let value: serde_json::Value =
+        serde_json::from_str(&line.text).context("deadlock line is not JSON")?;
     let cycle_len = value["cycle"].as_array().map_or(0, Vec::len);
     if cycle_len != 2 {
-        bail!("expected a cycle of 2 threads, got {cycle_len}: {}", line.text);
+        bail!(
+            "expected a cycle of 2 threads, got {cycle_len}: {}",
+            line.text
+        );
     }
     // The target will never finish: kill it, then the tracer sees it gone and exits.
     target.stop(libc::SIGKILL, Duration::from_secs(5))?;
@@ -838,13 +1072,18 @@ fn latency_section(tools: &Tools, opts: &Options) -> String {
                     round + 1,
                     opts.rounds,
                     l.external_ms,
-                    l.reported_ms.map_or_else(|| "nothing".to_owned(), |r| format!("{r:.1} ms"))
+                    l.reported_ms
+                        .map_or_else(|| "nothing".to_owned(), |r| format!("{r:.1} ms"))
                 );
                 external.push(l.external_ms);
                 reported.extend(l.reported_ms);
             }
             Err(err) => {
-                eprintln!("bench (d): run {}/{} FAILED: {err:#}", round + 1, opts.rounds);
+                eprintln!(
+                    "bench (d): run {}/{} FAILED: {err:#}",
+                    round + 1,
+                    opts.rounds
+                );
                 failures.push(format!("{err:#}"));
             }
         }
@@ -860,7 +1099,10 @@ fn latency_section(tools: &Tools, opts: &Options) -> String {
     );
     let _ = writeln!(s, "| measure | median | max | goal | verdict |");
     let _ = writeln!(s, "|---|---|---|---|---|");
-    for (name, values) in [("external: cycle closed → line read", &external), ("tracer's detected_after_ns", &reported)] {
+    for (name, values) in [
+        ("external: cycle closed → line read", &external),
+        ("tracer's detected_after_ns", &reported),
+    ] {
         if values.is_empty() {
             let _ = writeln!(s, "| {name} | no data | | ≤ {LATENCY_GOAL_MS} ms | |");
             continue;
@@ -869,7 +1111,10 @@ fn latency_section(tools: &Tools, opts: &Options) -> String {
         let _ = writeln!(
             s,
             "| {name} | {med:.1} ms | {worst:.1} ms | ≤ {LATENCY_GOAL_MS} ms | {} |",
-            verdict(worst <= LATENCY_GOAL_MS, &format!("worst {:.1}× the goal", worst / LATENCY_GOAL_MS))
+            verdict(
+                worst <= LATENCY_GOAL_MS,
+                &format!("worst {:.1}× the goal", worst / LATENCY_GOAL_MS)
+            )
         );
     }
     for msg in &failures {
@@ -911,12 +1156,22 @@ fn si(value: f64) -> String {
     } else {
         (value, "")
     };
-    let digits = if scaled >= 100.0 { 0 } else if scaled >= 10.0 { 1 } else { 2 };
+    let digits = if scaled >= 100.0 {
+        0
+    } else if scaled >= 10.0 {
+        1
+    } else {
+        2
+    };
     format!("{scaled:.digits$}{unit}")
 }
 
 fn verdict(met: bool, detail: &str) -> String {
-    if met { format!("met ({detail})") } else { format!("**missed** ({detail})") }
+    if met {
+        format!("met ({detail})")
+    } else {
+        format!("**missed** ({detail})")
+    }
 }
 
 #[cfg(test)]
@@ -935,7 +1190,10 @@ mod tests {
 
     #[test]
     fn options_parse() {
-        let args: Vec<String> = ["--rounds", "2", "--seconds=1.5", "--only", "c"].iter().map(|s| (*s).to_owned()).collect();
+        let args: Vec<String> = ["--rounds", "2", "--seconds=1.5", "--only", "c"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
         let opts = parse_options(&args).expect("valid options");
         assert_eq!((opts.rounds, opts.only), (2, Some(Part::Floors)));
         assert!((opts.seconds - 1.5).abs() < f64::EPSILON);

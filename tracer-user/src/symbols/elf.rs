@@ -314,6 +314,7 @@ fn load_dwarf(file: &object::File<'_>) -> Option<addr2line::Context<SharedReader
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 mod tests {
     use super::*;
 
