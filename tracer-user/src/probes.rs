@@ -17,9 +17,10 @@ use aya::{
 };
 use thiserror::Error;
 use tracer_common::{
-    COUNTER_SLOTS, Counter, GLOBAL_TARGET_TGID, LockOp, MAP_COUNTERS, MAP_EVENTS, MAP_STACKS,
-    PROG_LOCK_ENTRY, PROG_LOCK_RETURN, PROG_NOOP_SYS_ENTER, PROG_NOOP_SYS_EXIT, PROG_NOOP_UPROBE,
-    PROG_NOOP_URETPROBE, PROG_SYS_ENTER, PROG_SYS_EXIT, PROG_UNLOCK_ENTRY,
+    COUNTER_SLOTS, Counter, GLOBAL_TARGET_TGID, LockOp, MAP_COUNTERS, MAP_EVENTS,
+    MAP_PENDING_LOCKS, MAP_STACKS, PROG_LOCK_ENTRY, PROG_LOCK_RETURN, PROG_NOOP_SYS_ENTER,
+    PROG_NOOP_SYS_EXIT, PROG_NOOP_UPROBE, PROG_NOOP_URETPROBE, PROG_SYS_ENTER, PROG_SYS_EXIT,
+    PROG_UNLOCK_ENTRY, PendingLock,
 };
 
 /// The eBPF object, built for the BPF target by `build.rs` (aya-build).
@@ -133,6 +134,7 @@ pub struct Probes {
     events: RingBuf<MapData>,
     counters: PerCpuArray<MapData, u64>,
     stacks: StackTraceMap<MapData>,
+    pending_locks: Option<aya::maps::HashMap<MapData, u32, PendingLock>>,
     _ebpf: Ebpf,
     pub summary: AttachSummary,
 }
@@ -199,10 +201,19 @@ impl Probes {
         let events = take_map(&mut ebpf, MAP_EVENTS, RingBuf::try_from)?;
         let counters = take_map(&mut ebpf, MAP_COUNTERS, PerCpuArray::try_from)?;
         let stacks = take_map(&mut ebpf, MAP_STACKS, StackTraceMap::try_from)?;
+        let pending_locks = match uprobe_progs {
+            Some(_) => Some(take_map(
+                &mut ebpf,
+                MAP_PENDING_LOCKS,
+                aya::maps::HashMap::try_from,
+            )?),
+            None => None,
+        };
         Ok(Self {
             events,
             counters,
             stacks,
+            pending_locks,
             _ebpf: ebpf,
             summary,
         })
@@ -241,6 +252,14 @@ impl Probes {
             stack_errors: sums[Counter::StackErrors as usize],
             unmatched_returns: sums[Counter::UnmatchedReturns as usize],
         })
+    }
+
+    /// The call site of the lock call thread `tid` is inside right now (`--holds`): the
+    /// return address the uretprobe replaced on its stack with the uprobe trampoline.
+    #[must_use]
+    pub fn pending_call_site(&self, tid: u32) -> Option<u64> {
+        let pending = self.pending_locks.as_ref()?.get(&tid, 0).ok()?;
+        (pending.caller != 0).then_some(pending.caller)
     }
 
     /// Instruction pointers of a user stack, innermost first (empty if unknown).

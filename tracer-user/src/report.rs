@@ -64,8 +64,20 @@ pub struct DeadlockEntry {
     /// The same frames with `file:line`, for the text report only.
     #[serde(skip)]
     pub stack_detail: Vec<String>,
-    /// When this thread's wait began, in ns on the tracer's monotonic clock, if known.
-    pub waiting_since_ns: Option<u64>,
+    /// How long this thread had been waiting when the deadlock was reported; `None` when
+    /// it was already waiting when the tracer attached (the start is then unknown).
+    pub waited_ns: Option<u64>,
+    /// Whether the thread was already blocked when the tracer attached.
+    pub blocked_before_attach: bool,
+    /// How long this thread has held `holds` (known with `--holds`).
+    pub held_ns: Option<u64>,
+    /// Where this thread took `holds`: function names, innermost first, starting at the
+    /// lock call's site (known with `--holds`; empty otherwise).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub acquired_at: Vec<String>,
+    /// The same frames with `file:line`, for the text report only.
+    #[serde(skip)]
+    pub acquired_at_detail: Vec<String>,
 }
 
 /// A wait-for cycle: the threads are deadlocked.
@@ -236,6 +248,24 @@ pub fn deadlock_text(d: &Deadlock) -> String {
         }
         for frame in frames {
             let _ = writeln!(out, "      {frame}");
+        }
+        if entry.blocked_before_attach {
+            out.push_str("      (already waiting when the tracer attached)\n");
+        }
+        let taken = if entry.acquired_at_detail.is_empty() {
+            &entry.acquired_at
+        } else {
+            &entry.acquired_at_detail
+        };
+        if !taken.is_empty() {
+            let _ = write!(out, "    took {}", entry.holds);
+            if let Some(held) = entry.held_ns {
+                let _ = write!(out, " {} ago", units::duration_ns(held));
+            }
+            out.push_str(" at:\n");
+            for frame in taken {
+                let _ = writeln!(out, "      {frame}");
+            }
         }
     }
     out
@@ -413,7 +443,11 @@ mod tests {
                         "pthread_mutex_lock".into(),
                         "worker_a (src/abba.c:12)".into(),
                     ],
-                    waiting_since_ns: Some(5_000),
+                    waited_ns: Some(5_000),
+                    blocked_before_attach: false,
+                    held_ns: Some(2_000_000_000),
+                    acquired_at: vec!["worker_a".into()],
+                    acquired_at_detail: vec!["worker_a+0x1c (src/abba.c:10)".into()],
                 },
                 DeadlockEntry {
                     tid: 1235,
@@ -422,7 +456,11 @@ mod tests {
                     waits_for: lock(0x55d0_aa00, Some("lock_a")),
                     stack: vec!["pthread_mutex_lock".into(), "worker_b".into()],
                     stack_detail: Vec::new(),
-                    waiting_since_ns: None,
+                    waited_ns: None,
+                    blocked_before_attach: true,
+                    held_ns: None,
+                    acquired_at: Vec::new(),
+                    acquired_at_detail: Vec::new(),
                 },
             ],
             detected_after_ns: Some(1_500_000),
@@ -504,11 +542,14 @@ mod tests {
         assert_eq!(
             keys(first),
             [
+                "acquired_at",
+                "blocked_before_attach",
+                "held_ns",
                 "holds",
                 "stack",
                 "thread",
                 "tid",
-                "waiting_since_ns",
+                "waited_ns",
                 "waits_for"
             ]
         );
@@ -523,7 +564,13 @@ mod tests {
             first["stack"],
             serde_json::json!(["pthread_mutex_lock", "worker_a"])
         );
-        assert_eq!(cycle[1]["waiting_since_ns"], Value::Null);
+        assert_eq!(cycle[1]["waited_ns"], Value::Null);
+        assert_eq!(cycle[1]["blocked_before_attach"], true);
+        assert!(
+            cycle[1].get("acquired_at").is_none(),
+            "empty acquisition stacks are left out"
+        );
+        assert_eq!(first["acquired_at"], serde_json::json!(["worker_a"]));
     }
 
     #[test]
@@ -633,7 +680,15 @@ mod tests {
         assert_eq!(lines[3], "      worker_a (src/abba.c:12)");
         assert!(text.contains("thread 1235 (worker-b) holds lock_b (0x55d0bb00)"));
         // ... and stack is the fallback.
-        assert_eq!(lines.last().copied(), Some("      worker_b"));
+        let n = lines.len();
+        assert_eq!(lines[n - 2], "      worker_b");
+        assert_eq!(
+            lines[n - 1],
+            "      (already waiting when the tracer attached)"
+        );
+        // Where the held lock was taken, and since when (from --holds).
+        assert_eq!(lines[4], "    took lock_a (0x55d0aa00) 2.00 s ago at:");
+        assert_eq!(lines[5], "      worker_a+0x1c (src/abba.c:10)");
     }
 
     #[test]
@@ -646,7 +701,11 @@ mod tests {
                 waits_for: lock(0xa, None),
                 stack: Vec::new(),
                 stack_detail: Vec::new(),
-                waiting_since_ns: None,
+                waited_ns: None,
+                blocked_before_attach: false,
+                held_ns: None,
+                acquired_at: Vec::new(),
+                acquired_at_detail: Vec::new(),
             }],
             detected_after_ns: None,
         };

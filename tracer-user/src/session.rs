@@ -154,6 +154,7 @@ pub async fn run(config: Config, out: &mut dyn Write) -> Result<(), SessionError
         threads,
         code,
         decode_errors: 0,
+        adopted_at: 0,
     };
     // Threads that were already asleep before the hooks were in place send no event:
     // find them, so a process that is already deadlocked is diagnosed at once.
@@ -174,6 +175,8 @@ struct Session {
     threads: ThreadSet,
     code: CodeCheck,
     decode_errors: u64,
+    /// Monotonic time given to waits found already blocked at attach.
+    adopted_at: u64,
 }
 
 /// Bytes of stack read for a thread found blocked at attach (no kernel event exists for
@@ -188,6 +191,7 @@ impl Session {
     fn adopt_blocked_threads(&mut self) {
         let pid = self.config.pid;
         let now = monotonic_ns();
+        self.adopted_at = now;
         for tid in procfs::thread_ids(pid).unwrap_or_default() {
             let Some(SyscallState::InSyscall { nr, args, sp, pc }) =
                 procfs::syscall_state(pid, tid)
@@ -381,10 +385,26 @@ impl Session {
 
     /// Function names (innermost first) and detailed lines for a wait's stack: the kernel's
     /// frame-pointer chain merged with the return addresses found in the stack window.
-    fn stack(&mut self, id: Option<u32>, window: &StackWindow) -> (Vec<String>, Vec<String>) {
+    ///
+    /// `tid` is the waiting thread, when the stack is a wait's: with `--holds` its window
+    /// may hold the uretprobe trampoline in place of the lock call's return address.
+    fn stack(
+        &mut self,
+        id: Option<u32>,
+        window: &StackWindow,
+        tid: Option<u32>,
+    ) -> (Vec<String>, Vec<String>) {
         let fp_chain = id.map(|id| self.probes.stack(id)).unwrap_or_default();
+        let mut words = window.words().to_vec();
+        if let Some(site) = tid.and_then(|tid| self.probes.pending_call_site(tid)) {
+            for word in &mut words {
+                if self.code.is_uprobe_trampoline(*word) {
+                    *word = site;
+                }
+            }
+        }
         let code = &mut self.code;
-        let ips = unwind::merge_frames(window.ip, window.words(), &fp_chain, &mut |addr| {
+        let ips = unwind::merge_frames(window.ip, &words, &fp_chain, &mut |addr| {
             code.is_return_address(addr)
         });
         let frames: Vec<_> = ips
@@ -414,9 +434,24 @@ impl Session {
         let mut entries = Vec::with_capacity(cycle.edges.len());
         for edge in &cycle.edges {
             let wait = self.analysis.active_wait(edge.tid).copied();
-            closed_at = closed_at.max(wait.map_or(0, |w| w.start_ns));
+            // Waits adopted at attach carry the attach time, not their real start.
+            let before_attach = wait.is_some_and(|w| w.start_ns == self.adopted_at);
+            if !before_attach {
+                closed_at = closed_at.max(wait.map_or(0, |w| w.start_ns));
+            }
             let (stack, stack_detail) = match wait {
-                Some(w) => self.stack(w.stack, &w.window),
+                Some(w) => self.stack(w.stack, &w.window, Some(edge.tid)),
+                None => (Vec::new(), Vec::new()),
+            };
+            let held = self.analysis.held(edge.tid, edge.holds).copied();
+            let (acquired_at, acquired_at_detail) = match held {
+                Some(h) => {
+                    let window = StackWindow {
+                        ip: h.call_site,
+                        ..StackWindow::EMPTY
+                    };
+                    self.stack(h.stack, &window, None)
+                }
                 None => (Vec::new(), Vec::new()),
             };
             entries.push(DeadlockEntry {
@@ -426,7 +461,13 @@ impl Session {
                 waits_for: self.lock_ref(edge.waits_for),
                 stack,
                 stack_detail,
-                waiting_since_ns: wait.map(|w| now.saturating_sub(w.start_ns)),
+                waited_ns: wait
+                    .filter(|_| !before_attach)
+                    .map(|w| now.saturating_sub(w.start_ns)),
+                blocked_before_attach: before_attach,
+                held_ns: held.map(|h| now.saturating_sub(h.since_ns)),
+                acquired_at,
+                acquired_at_detail,
             });
         }
         Deadlock {
@@ -495,7 +536,7 @@ impl Session {
             if i < STACKS_IN_SUMMARY
                 && let Some((id, window)) = self.analysis.top_wait_stack(lock.lock.addr)
             {
-                lock.top_waiter_stack = self.stack(Some(id), &window).1;
+                lock.top_waiter_stack = self.stack(Some(id), &window, None).1;
             }
         }
         summary.locks = locks;
@@ -573,6 +614,9 @@ fn read_snapshot(pid: u32, addr: u64) -> Snapshot {
 struct CodeCheck {
     pid: u32,
     exec: Vec<(u64, u64)>,
+    /// The kernel's `[uprobes]` page (uretprobe trampoline), mapped on the first
+    /// uretprobe hit, so looked up again while missing.
+    trampoline: Option<(u64, u64)>,
     cache: std::collections::HashMap<u64, bool>,
 }
 
@@ -586,8 +630,21 @@ impl CodeCheck {
         Self {
             pid,
             exec,
+            trampoline: None,
             cache: std::collections::HashMap::new(),
         }
+    }
+
+    fn is_uprobe_trampoline(&mut self, addr: u64) -> bool {
+        if self.trampoline.is_none() {
+            self.trampoline = procfs::read_maps(self.pid).ok().and_then(|maps| {
+                maps.iter()
+                    .find(|m| m.path.as_deref() == Some("[uprobes]"))
+                    .map(|m| (m.start, m.end))
+            });
+        }
+        self.trampoline
+            .is_some_and(|(start, end)| (start..end).contains(&addr))
     }
 
     fn is_return_address(&mut self, addr: u64) -> bool {
