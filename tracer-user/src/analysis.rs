@@ -314,6 +314,22 @@ impl Analysis {
         self.reported.insert(cycle.clone());
     }
 
+    /// Ends the trace: waits still in progress count as waits lasting until `now_ns`, so
+    /// a lock nobody gets (a deadlock, a leaked lock) shows its waiting time instead of
+    /// none. Returns how many waits were still in progress.
+    pub fn close_open_waits(&mut self, now_ns: u64) -> usize {
+        let open: Vec<u32> = self
+            .waits
+            .iter()
+            .filter(|(_, w)| w.lock.is_some())
+            .map(|(&tid, _)| tid)
+            .collect();
+        for &tid in &open {
+            self.on_wait_end(tid, now_ns);
+        }
+        open.len()
+    }
+
     /// A thread is gone: forget its wait and its holdings.
     pub fn thread_exited(&mut self, tid: u32) {
         self.graph.remove_thread(tid);
@@ -613,6 +629,23 @@ mod tests {
         a.thread_exited(102);
         assert!(a.held(102, LOCK_B).is_none());
         assert!(a.candidates().is_empty());
+    }
+
+    #[test]
+    fn open_waits_count_until_the_end_of_the_trace() {
+        let mut a = Analysis::new();
+        feed(
+            &mut a,
+            &[mutex_wait(101, 1_000, LOCK_A, 102), cond_wait(103, 1_000)],
+        );
+        assert_eq!(
+            a.close_open_waits(5_000),
+            1,
+            "the condvar wait is not a lock wait"
+        );
+        let wait = a.stats().get(LOCK_A).unwrap().wait();
+        assert_eq!((wait.count, wait.total), (1, 4_000));
+        assert_eq!(a.graph().waiting_on(101), None);
     }
 
     #[test]

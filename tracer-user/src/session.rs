@@ -483,6 +483,12 @@ impl Session {
         mut notes: Vec<String>,
     ) -> Result<(), SessionError> {
         let counters = self.probes.counters().unwrap_or_default();
+        let still_waiting = self.analysis.close_open_waits(monotonic_ns());
+        if still_waiting > 0 {
+            notes.push(format!(
+                "{still_waiting} thread(s) were still waiting for a lock when the trace ended; their waits count up to the end"
+            ));
+        }
         if counters.dropped > 0 {
             notes.push(format!(
                 "{} events dropped (ring buffer full): results are incomplete",

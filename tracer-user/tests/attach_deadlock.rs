@@ -245,3 +245,84 @@ fn deadlock_is_streamed_and_sigint_ends_with_summary() {
     assert_eq!(u64_field(s, "pid"), u64::from(target.pid()));
     assert_eq!(u64_field(s, "deadlocks"), 1);
 }
+
+/// Guards against: requiring a dynamically linked glibc. A statically linked program has
+/// no libc.so to put uprobes in: `--holds` must say so and carry on in futex mode, which
+/// still finds the deadlock with names and stacks.
+#[test]
+fn abba_deadlock_is_reported_for_static_binary() {
+    require_root();
+    let bin = build_target("abba", &["-static"]);
+    let target = start_abba(bin.path(), None);
+    let out = run_tracer(&as_strs(&json_attach_args(target.pid(), 2, &["--holds"])));
+    assert_success(&out);
+    let values = json_lines(&out.stdout);
+    let found = deadlocks(&values);
+    assert_eq!(
+        found.len(),
+        1,
+        "expected exactly one deadlock\n{}",
+        describe(&out)
+    );
+    assert_cycle(&target, found[0], &ABBA, Names::Symbols);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("futex mode"),
+        "the fallback to futex mode must be said: {stderr}"
+    );
+    let notes = summary(&values)["notes"].to_string();
+    assert!(
+        notes.contains("futex mode"),
+        "and noted in the report: {notes}"
+    );
+}
+
+/// Guards against: `--holds` knowing who holds a lock but not where and since when it was
+/// taken. Every lock here is taken while the tracer is attached, so each cycle entry must
+/// name the thread function that took its held lock and how long it has held it.
+#[test]
+fn holds_mode_reports_where_each_held_lock_was_taken() {
+    require_root();
+    let bin = build_target("late_abba", &[]);
+    let target = Target::spawn(bin.path(), &["1500"]);
+    let out = run_tracer(&as_strs(&json_attach_args(target.pid(), 4, &["--holds"])));
+    assert_success(&out);
+    let values = json_lines(&out.stdout);
+    let found = deadlocks(&values);
+    assert_eq!(
+        found.len(),
+        1,
+        "expected exactly one deadlock\n{}",
+        describe(&out)
+    );
+    let late: [Edge<'static>; 2] = [
+        ("late_a", "first_lock", "second_lock"),
+        ("late_b", "second_lock", "first_lock"),
+    ];
+    assert_cycle(&target, found[0], &late, Names::Symbols);
+    for entry in found[0]["cycle"].as_array().expect("cycle array") {
+        let taken: Vec<&str> = entry["acquired_at"]
+            .as_array()
+            .map(|frames| {
+                frames
+                    .iter()
+                    .filter_map(serde_json::Value::as_str)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let func = if entry["thread"] == "late_a" {
+            "late_worker_a"
+        } else {
+            "late_worker_b"
+        };
+        assert!(
+            taken.iter().any(|f| *f == "run" || *f == func),
+            "acquired_at should start at the code that took the lock (run, called from {func}): {entry:#}"
+        );
+        let held = entry["held_ns"].as_u64().expect("held_ns with --holds");
+        assert!(
+            held > 0 && held < 10_000_000_000,
+            "held_ns out of range: {entry:#}"
+        );
+    }
+}
