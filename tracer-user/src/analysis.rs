@@ -8,8 +8,11 @@
 //! - the holder of a lock comes from the lock's own owner field as copied at wait start
 //!   (default mode), and also from acquire/release uprobes (`--holds`);
 //! - hold times exist only with `--holds` (acquire return → unlock entry).
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
 
+// Fx hashing: keys are TIDs and addresses from the kernel, not attacker-chosen strings,
+// and SipHash was the largest single cost of the event pipeline.
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use tracer_common::LockOp;
 
 use crate::{
@@ -92,22 +95,22 @@ impl Analysis {
         let ts = event.ts_ns();
         self.first_ns.get_or_insert(ts);
         self.last_ns = self.last_ns.max(ts);
-        match *event {
-            TraceEvent::FutexWait {
+        match event {
+            &TraceEvent::FutexWait {
                 tid,
                 ts_ns,
                 addr,
                 cmd,
                 val,
                 stack,
-                snapshot,
-                window,
+                ref snapshot,
+                ref window,
             } => {
-                let class = classify(addr, cmd, val, &snapshot, &self.known, is_thread);
+                let class = classify(addr, cmd, val, snapshot, &self.known, is_thread);
                 self.on_wait_start(tid, ts_ns, addr, (stack, window), class);
             }
-            TraceEvent::FutexWaitDone { tid, ts_ns, .. } => self.on_wait_end(tid, ts_ns),
-            TraceEvent::LockAcquired {
+            &TraceEvent::FutexWaitDone { tid, ts_ns, .. } => self.on_wait_end(tid, ts_ns),
+            &TraceEvent::LockAcquired {
                 tid,
                 ts_ns,
                 addr,
@@ -118,7 +121,7 @@ impl Analysis {
             } => {
                 self.on_acquired(tid, ts_ns, addr, op, (stack, call_site));
             }
-            TraceEvent::LockReleased {
+            &TraceEvent::LockReleased {
                 tid,
                 ts_ns,
                 addr,
@@ -132,7 +135,7 @@ impl Analysis {
         tid: u32,
         ts_ns: u64,
         futex: u64,
-        (stack, window): (StackId, StackWindow),
+        (stack, window): (StackId, &StackWindow),
         class: FutexWaitClass,
     ) {
         let FutexWaitClass::Lock {
@@ -155,7 +158,7 @@ impl Analysis {
                     stack,
                     holder: None,
                     reader: false,
-                    window,
+                    window: StackWindow::EMPTY,
                 },
             );
             return;
@@ -180,7 +183,7 @@ impl Analysis {
                 .entry(lock)
                 .or_default()
                 .entry(stack)
-                .or_insert((0, window))
+                .or_insert_with(|| (0, *window))
                 .0 += 1;
         }
         self.waits.insert(
@@ -192,7 +195,7 @@ impl Analysis {
                 stack,
                 holder,
                 reader,
-                window,
+                window: *window,
             },
         );
         self.collect_cycles_through(tid);

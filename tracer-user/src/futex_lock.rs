@@ -13,8 +13,7 @@
 //! - condition variables, semaphores, barriers and `pthread_join` also sleep with
 //!   `FUTEX_WAIT_BITSET` but on other words and values: those are not lock waits and must
 //!   never become contention or a wait-for edge.
-use std::collections::HashMap;
-
+use rustc_hash::FxHashMap as HashMap;
 use tracer_common::futex_cmd;
 
 use crate::{event::Snapshot, report::LockKind};

@@ -10,8 +10,12 @@
 
 use std::{
     cmp::Reverse,
-    collections::{BTreeSet, BinaryHeap, HashMap, HashSet, VecDeque, btree_set},
+    collections::{BinaryHeap, VecDeque},
 };
+
+// Fx hashing: keys are TIDs and lock addresses, and hashing dominated the event pipeline.
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use smallvec::SmallVec;
 
 /// A kernel thread id (later also goroutine ids, hence a plain alias rather than a newtype).
 pub type Tid = u32;
@@ -105,20 +109,74 @@ impl Cycle {
 /// The live wait-for graph.
 ///
 /// Threads that neither wait nor hold anything take no memory: empty sets are removed.
+/// Holder sets are small sorted inline vectors (a mutex has one holder, a thread holds a
+/// few locks), so the per-event updates allocate nothing; waiters are only counted per
+/// lock, and listed by scanning `waits` on the rare paths that need them.
 #[derive(Clone, Debug, Default)]
 pub struct WaitGraph {
     /// thread → the lock it waits for.
     waits: HashMap<Tid, LockAddr>,
-    /// lock → threads waiting for it (reverse of `waits`, for `waiters`).
-    waiters: HashMap<LockAddr, BTreeSet<Tid>>,
+    /// lock → number of threads waiting for it.
+    waiters: HashMap<LockAddr, usize>,
     /// lock → threads holding it. Sorted sets keep every search and listing deterministic.
-    holders: HashMap<LockAddr, BTreeSet<Tid>>,
+    holders: HashMap<LockAddr, SortedSet<Tid>>,
     /// thread → locks it holds (reverse of `holders`, for `held_by` and `remove_thread`).
-    holds: HashMap<Tid, BTreeSet<LockAddr>>,
+    holds: HashMap<Tid, SortedSet<LockAddr>>,
+}
+
+/// A small sorted set stored inline: no allocation up to four members.
+#[derive(Clone, Debug, Default)]
+struct SortedSet<T>(SmallVec<[T; 4]>);
+
+impl<T: Ord + Copy> SortedSet<T> {
+    fn insert(&mut self, value: T) {
+        if let Err(at) = self.0.binary_search(&value) {
+            self.0.insert(at, value);
+        }
+    }
+
+    fn remove(&mut self, value: &T) {
+        if let Ok(at) = self.0.binary_search(value) {
+            self.0.remove(at);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn contains(&self, value: &T) -> bool {
+        self.0.binary_search(value).is_ok()
+    }
+
+    fn iter(&self) -> std::slice::Iter<'_, T> {
+        self.0.iter()
+    }
+}
+
+impl<'a, T> IntoIterator for &'a SortedSet<T> {
+    type Item = &'a T;
+    type IntoIter = std::slice::Iter<'a, T>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl<T> IntoIterator for SortedSet<T>
+where
+    [T; 4]: smallvec::Array<Item = T>,
+{
+    type Item = T;
+    type IntoIter = smallvec::IntoIter<[T; 4]>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
 }
 
 /// Iterator over the holders of one lock, `None` for a lock nobody holds.
-type HolderIter<'a> = Option<btree_set::Iter<'a, Tid>>;
+type HolderIter<'a> = Option<std::slice::Iter<'a, Tid>>;
 
 impl WaitGraph {
     /// An empty graph.
@@ -131,13 +189,18 @@ impl WaitGraph {
     pub fn add_wait(&mut self, waiter: Tid, lock: LockAddr) {
         self.end_wait(waiter);
         self.waits.insert(waiter, lock);
-        self.waiters.entry(lock).or_default().insert(waiter);
+        *self.waiters.entry(lock).or_default() += 1;
     }
 
     /// The wait of `waiter` ended (no-op if none).
     pub fn end_wait(&mut self, waiter: Tid) {
-        if let Some(lock) = self.waits.remove(&waiter) {
-            remove_from(&mut self.waiters, lock, waiter);
+        if let Some(lock) = self.waits.remove(&waiter)
+            && let Some(count) = self.waiters.get_mut(&lock)
+        {
+            *count -= 1;
+            if *count == 0 {
+                self.waiters.remove(&lock);
+            }
         }
     }
 
@@ -149,13 +212,23 @@ impl WaitGraph {
 
     /// The threads waiting for `lock`, in ascending tid order.
     pub fn waiters(&self, lock: LockAddr) -> impl Iterator<Item = Tid> + '_ {
-        self.waiters.get(&lock).into_iter().flatten().copied()
+        let mut tids: Vec<Tid> = if self.waiter_count(lock) == 0 {
+            Vec::new()
+        } else {
+            self.waits
+                .iter()
+                .filter(|&(_, &l)| l == lock)
+                .map(|(&t, _)| t)
+                .collect()
+        };
+        tids.sort_unstable();
+        tids.into_iter()
     }
 
     /// How many threads wait for `lock`.
     #[must_use]
     pub fn waiter_count(&self, lock: LockAddr) -> usize {
-        self.waiters.get(&lock).map_or(0, BTreeSet::len)
+        self.waiters.get(&lock).copied().unwrap_or(0)
     }
 
     /// `holder` now holds `lock`, in addition to any other holders.
@@ -174,6 +247,11 @@ impl WaitGraph {
 
     /// Replaces all holders of `lock` with `holder` (or with nobody).
     pub fn set_sole_holder(&mut self, lock: LockAddr, holder: Option<Tid>) {
+        // The common case on a busy lock: the same owner is seen by several waiters.
+        let current = self.holders.get(&lock).map(|set| set.0.as_slice());
+        if current == holder.as_ref().map(std::slice::from_ref) {
+            return;
+        }
         if let Some(old) = self.holders.remove(&lock) {
             for tid in old {
                 remove_from(&mut self.holds, tid, lock);
@@ -218,6 +296,17 @@ impl WaitGraph {
     #[must_use]
     pub fn cycles_through(&self, tid: Tid) -> Vec<Cycle> {
         if !self.waits.contains_key(&tid) {
+            return Vec::new();
+        }
+        // Fast path, taken by almost every wait of a healthy process: a cycle needs a
+        // holder of the awaited lock that is itself waiting (or is `tid`). Answering
+        // that needs no allocation.
+        if !self
+            .successors(tid)
+            .into_iter()
+            .flatten()
+            .any(|h| *h == tid || self.waits.contains_key(h))
+        {
             return Vec::new();
         }
         // Only threads that `tid` reaches and that reach back to `tid` can be on a cycle
@@ -279,14 +368,14 @@ impl WaitGraph {
     /// The lock `tid` waits for and the holders of that lock: the successors of `tid`.
     fn successors(&self, tid: Tid) -> HolderIter<'_> {
         let lock = self.waits.get(&tid)?;
-        self.holders.get(lock).map(BTreeSet::iter)
+        self.holders.get(lock).map(SortedSet::iter)
     }
 
     /// Threads within [`MAX_DEPTH`] steps of `start` that can also reach `start` back.
     fn scope_of(&self, start: Tid) -> HashSet<Tid> {
         // Forward BFS, recording reverse edges among waiting threads as it goes.
-        let mut depth: HashMap<Tid, usize> = HashMap::from([(start, 0)]);
-        let mut reverse: HashMap<Tid, Vec<Tid>> = HashMap::new();
+        let mut depth: HashMap<Tid, usize> = [(start, 0)].into_iter().collect::<HashMap<_, _>>();
+        let mut reverse: HashMap<Tid, Vec<Tid>> = HashMap::default();
         let mut queue = VecDeque::from([start]);
         while let Some(t) = queue.pop_front() {
             let d = depth.get(&t).copied().unwrap_or(0);
@@ -303,7 +392,7 @@ impl WaitGraph {
             }
         }
         // Backward BFS from `start` over the recorded edges.
-        let mut scope = HashSet::from([start]);
+        let mut scope = [start].into_iter().collect::<HashSet<_>>();
         let mut queue = VecDeque::from([start]);
         while let Some(t) = queue.pop_front() {
             for &p in reverse.get(&t).into_iter().flatten() {
@@ -334,8 +423,8 @@ impl WaitGraph {
         let target = out.len().saturating_add(limit);
         let mut tids = vec![start];
         let mut locks = vec![first_lock];
-        let mut on_path_tids = HashSet::from([start]);
-        let mut on_path_locks = HashSet::from([first_lock]);
+        let mut on_path_tids = [start].into_iter().collect::<HashSet<_>>();
+        let mut on_path_locks = [first_lock].into_iter().collect::<HashSet<_>>();
         let mut frames: Vec<HolderIter<'_>> = vec![self.successors(start)];
 
         while let Some(frame) = frames.last_mut() {
@@ -461,7 +550,7 @@ impl WaitGraph {
 }
 
 /// Removes `value` from the set under `key`, dropping the set when it becomes empty.
-fn remove_from<K, V>(map: &mut HashMap<K, BTreeSet<V>>, key: K, value: V)
+fn remove_from<K, V>(map: &mut HashMap<K, SortedSet<V>>, key: K, value: V)
 where
     K: std::hash::Hash + Eq + Copy,
     V: Ord + Copy,

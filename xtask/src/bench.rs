@@ -884,15 +884,15 @@ fn overhead_section(tools: &Tools, opts: &Options) -> anyhow::Result<String> {
             match overhead_run(tools, config, opts.seconds) {
                 Ok(r) => {
                     eprintln!(
-                        "bench (b/c): round {}/{}: {:<34} {:>9} ops/s{}",
+                        "bench (b/c): round {}/{}: {:<34} {:>9} ops/s{}{}",
                         round + 1,
                         opts.rounds,
                         config.label(),
                         si(r.ops_per_sec),
-                        r.events.map_or_else(String::new, |e| format!(
-                            ", {e} events, {} dropped",
-                            r.dropped.unwrap_or(0)
-                        )),
+                        r.events
+                            .map_or_else(String::new, |e| format!(", {e} events")),
+                        r.dropped
+                            .map_or_else(String::new, |d| format!(", {d} dropped")),
                     );
                     results.entry(config).or_default().push(r);
                 }
@@ -916,7 +916,21 @@ fn overhead_section(tools: &Tools, opts: &Options) -> anyhow::Result<String> {
         .get(&Config::Untraced)
         .map(|r| median(&r.iter().map(|r| r.ops_per_sec).collect::<Vec<_>>()))
         .ok_or_else(|| anyhow!("no untraced run"))?;
+    Ok(overhead_table(
+        tools, opts, &configs, &results, &failures, base,
+    ))
+}
 
+/// The markdown for parts b and c: one row per configuration, `base` being the untraced
+/// median the ratios are taken against.
+fn overhead_table(
+    tools: &Tools,
+    opts: &Options,
+    configs: &[Config],
+    results: &BTreeMap<Config, Vec<RunResult>>,
+    failures: &BTreeMap<Config, Vec<String>>,
+    base: f64,
+) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -938,7 +952,7 @@ fn overhead_section(tools: &Tools, opts: &Options) -> anyhow::Result<String> {
         "| part | configuration | median ops/s | min – max | ratio to untraced | slowdown | traced events/s | futex wakes/s | dropped (total) |"
     );
     let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
-    for &config in &configs {
+    for &config in configs {
         let runs = results.get(&config).map_or(&[][..], Vec::as_slice);
         let failed = failures.get(&config).map_or(0, Vec::len);
         if runs.is_empty() {
@@ -992,7 +1006,7 @@ fn overhead_section(tools: &Tools, opts: &Options) -> anyhow::Result<String> {
          acquire/release) per second of workload, or bpftrace's `@waits`. Futex wakes are counted in the kernel, \
          no record each. Slowdown = 1 − ratio.\n"
     );
-    for (config, msgs) in &failures {
+    for (config, msgs) in failures {
         for msg in msgs {
             let _ = writeln!(s, "- failed run, {}: {msg}", config.label());
         }
@@ -1000,7 +1014,7 @@ fn overhead_section(tools: &Tools, opts: &Options) -> anyhow::Result<String> {
     if !failures.is_empty() {
         s.push('\n');
     }
-    Ok(s)
+    s
 }
 
 // ---------------------------------------------------------------------------------------
