@@ -95,8 +95,8 @@ impl Analysis {
         let ts = event.ts_ns();
         self.first_ns.get_or_insert(ts);
         self.last_ns = self.last_ns.max(ts);
-        match event {
-            &TraceEvent::FutexWait {
+        match *event {
+            TraceEvent::FutexWait {
                 tid,
                 ts_ns,
                 addr,
@@ -109,8 +109,8 @@ impl Analysis {
                 let class = classify(addr, cmd, val, snapshot, &self.known, is_thread);
                 self.on_wait_start(tid, ts_ns, addr, (stack, window), class);
             }
-            &TraceEvent::FutexWaitDone { tid, ts_ns, .. } => self.on_wait_end(tid, ts_ns),
-            &TraceEvent::LockAcquired {
+            TraceEvent::FutexWaitDone { tid, ts_ns, .. } => self.on_wait_end(tid, ts_ns),
+            TraceEvent::LockAcquired {
                 tid,
                 ts_ns,
                 addr,
@@ -121,7 +121,7 @@ impl Analysis {
             } => {
                 self.on_acquired(tid, ts_ns, addr, op, (stack, call_site));
             }
-            &TraceEvent::LockReleased {
+            TraceEvent::LockReleased {
                 tid,
                 ts_ns,
                 addr,

@@ -20,6 +20,11 @@ pub struct LockRef {
     pub addr: u64,
     /// Symbol name of the lock (e.g. a static's name), when known.
     pub name: Option<String>,
+    /// Where the lock lies when it has no name: `object+offset` for a lock inside a
+    /// mapped file's image (a stripped binary's static), `[heap]+offset`, ... Omitted
+    /// from JSON when unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
 }
 
 /// Serializes an address as a lowercase `0x…` string.
@@ -31,7 +36,7 @@ fn hex<S: Serializer>(addr: &u64, serializer: S) -> Result<S::Ok, S::Error> {
 impl fmt::Display for LockRef {
     /// `lock_a (0x55d0c0ffee10)` when the name is known, else `0x55d0c0ffee10`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.name {
+        match self.name.as_ref().or(self.location.as_ref()) {
             Some(name) => write!(f, "{name} ({:#x})", self.addr),
             None => write!(f, "{:#x}", self.addr),
         }
@@ -39,11 +44,13 @@ impl fmt::Display for LockRef {
 }
 
 impl LockRef {
-    /// The short label for tables: the name when known, else the address.
+    /// The short label for tables: the name when known, else the location, else the
+    /// address.
     #[must_use]
     pub fn label(&self) -> String {
         self.name
             .clone()
+            .or_else(|| self.location.clone())
             .unwrap_or_else(|| format!("{:#x}", self.addr))
     }
 }
@@ -324,7 +331,8 @@ fn table_row(lock: &LockSummary) -> [String; COLUMNS.len()] {
 
 /// Renders rows under the headers, each column as wide as its widest cell. Widths count
 /// characters, not bytes, since "µs" is two bytes but one column.
-fn render_table(out: &mut String, rows: &[[String; COLUMNS.len()]]) {
+/// Only the first `shown` columns are printed (the HOLD columns need `--holds`).
+fn render_table(out: &mut String, rows: &[[String; COLUMNS.len()]], shown: usize) {
     let mut widths = COLUMNS.map(|(header, _)| header.chars().count());
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -334,7 +342,7 @@ fn render_table(out: &mut String, rows: &[[String; COLUMNS.len()]]) {
     let headers = COLUMNS.map(|(header, _)| header.to_owned());
     for row in std::iter::once(&headers).chain(rows) {
         let mut line = String::new();
-        for (i, cell) in row.iter().enumerate() {
+        for (i, cell) in row.iter().enumerate().take(shown) {
             if i > 0 {
                 line.push_str(GAP);
             }
@@ -377,7 +385,17 @@ pub fn summary_text(s: &Summary) -> String {
         out.push_str("no contended locks observed\n");
     } else {
         let rows: Vec<_> = s.locks.iter().map(table_row).collect();
-        render_table(&mut out, &rows);
+        // Hold times exist only with --holds; without them the HOLD columns would be all "-".
+        let with_holds = s.locks.iter().any(|l| l.hold_ns.is_some());
+        render_table(
+            &mut out,
+            &rows,
+            if with_holds {
+                COLUMNS.len()
+            } else {
+                COLUMNS.len() - 3
+            },
+        );
     }
 
     let with_stacks: Vec<&LockSummary> = s
@@ -414,6 +432,7 @@ mod tests {
 
     fn lock(addr: u64, name: Option<&str>) -> LockRef {
         LockRef {
+            location: None,
             addr,
             name: name.map(str::to_owned),
         }
@@ -689,6 +708,41 @@ mod tests {
         // Where the held lock was taken, and since when (from --holds).
         assert_eq!(lines[4], "    took lock_a (0x55d0aa00) 2.00 s ago at:");
         assert_eq!(lines[5], "      worker_a+0x1c (src/abba.c:10)");
+    }
+
+    #[test]
+    fn unnamed_lock_shows_its_location() {
+        let stripped = LockRef {
+            addr: 0x5555_4040,
+            name: None,
+            location: Some("abba+0x4040".into()),
+        };
+        let v = serde_json::to_value(&stripped).expect("serializes");
+        assert_eq!(
+            v,
+            serde_json::json!({"addr": "0x55554040", "name": null, "location": "abba+0x4040"})
+        );
+        assert_eq!(stripped.label(), "abba+0x4040");
+        assert_eq!(stripped.to_string(), "abba+0x4040 (0x55554040)");
+    }
+
+    #[test]
+    fn hold_columns_only_with_hold_data() {
+        let mut s = summary();
+        assert!(
+            s.locks.iter().any(|l| l.hold_ns.is_some()),
+            "fixture has hold data"
+        );
+        assert!(summary_text(&s).contains("HOLD p50"));
+        for lock in &mut s.locks {
+            lock.hold_ns = None;
+        }
+        let text = summary_text(&s);
+        assert!(
+            !text.contains("HOLD"),
+            "no --holds, no HOLD columns:\n{text}"
+        );
+        assert!(text.contains("WAIT total"));
     }
 
     #[test]

@@ -377,9 +377,16 @@ impl Session {
     }
 
     fn lock_ref(&mut self, addr: u64) -> LockRef {
+        let name = self.symbolizer.data_name(addr);
+        let location = if name.is_none() {
+            self.symbolizer.location(addr)
+        } else {
+            None
+        };
         LockRef {
             addr,
-            name: self.symbolizer.data_name(addr),
+            name,
+            location,
         }
     }
 
@@ -512,7 +519,11 @@ impl Session {
             .stats()
             .iter()
             .map(|(addr, stats)| LockSummary {
-                lock: LockRef { addr, name: None },
+                lock: LockRef {
+                    addr,
+                    name: None,
+                    location: None,
+                },
                 kind: self.analysis.lock_kind(addr),
                 contentions: stats.contentions,
                 max_waiters: stats.max_waiters,
@@ -538,7 +549,7 @@ impl Session {
                 .then(a.lock.addr.cmp(&b.lock.addr))
         });
         for (i, lock) in locks.iter_mut().enumerate() {
-            lock.lock.name = self.symbolizer.data_name(lock.lock.addr);
+            lock.lock = self.lock_ref(lock.lock.addr);
             if i < STACKS_IN_SUMMARY
                 && let Some((id, window)) = self.analysis.top_wait_stack(lock.lock.addr)
             {

@@ -47,6 +47,8 @@ pub(crate) fn run_test(args: &TestArgs) -> anyhow::Result<()> {
             "--exclude",
             "tracer-ebpf",
             "--all-targets",
+            // root-tests: lint the root integration tests too.
+            "--all-features",
             "--",
             "-D",
             "warnings",
