@@ -61,6 +61,10 @@ pub struct Counts {
     pub releases: u64,
 }
 
+/// Key of [`Analysis::top_wait_stack`] for waits that have a stack window but no kernel
+/// stack id (threads found blocked at attach).
+pub const WINDOW_ONLY_STACK: u32 = u32::MAX;
+
 /// Upper bound on deadlock candidates kept for confirmation; beyond it new ones wait for
 /// the periodic full scan. Keeps a pathological graph from growing memory without bound.
 const MAX_CANDIDATES: usize = 1024;
@@ -178,14 +182,14 @@ impl Analysis {
         }
         let waiters = u32::try_from(self.graph.waiter_count(lock)).unwrap_or(u32::MAX);
         self.stats.entry(lock).record_contention(waiters);
-        if let Some(stack) = stack {
-            self.wait_stacks
-                .entry(lock)
-                .or_default()
-                .entry(stack)
-                .or_insert_with(|| (0, *window))
-                .0 += 1;
-        }
+        // Waits found blocked at attach have no kernel stack id, only their window.
+        let key = stack.unwrap_or(WINDOW_ONLY_STACK);
+        self.wait_stacks
+            .entry(lock)
+            .or_default()
+            .entry(key)
+            .or_insert_with(|| (0, *window))
+            .0 += 1;
         self.waits.insert(
             tid,
             ActiveWait {

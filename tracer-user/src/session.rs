@@ -17,7 +17,7 @@ use tokio::{
 use tracer_common::{SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS, STACK_WINDOW_WORDS, futex_cmd, syscall};
 
 use crate::{
-    analysis::Analysis,
+    analysis::{Analysis, WINDOW_ONLY_STACK},
     event::{Snapshot, StackWindow, TraceEvent, decode},
     futex_lock::{MUTEX_OWNER_OFFSET, RWLOCK_WRITER_OFFSET},
     probes::{Hooks, ProbeError, Probes},
@@ -553,7 +553,8 @@ impl Session {
             if i < STACKS_IN_SUMMARY
                 && let Some((id, window)) = self.analysis.top_wait_stack(lock.lock.addr)
             {
-                lock.top_waiter_stack = self.stack(Some(id), &window, None).1;
+                let id = (id != WINDOW_ONLY_STACK).then_some(id);
+                lock.top_waiter_stack = self.stack(id, &window, None).1;
             }
         }
         summary.locks = locks;
