@@ -35,8 +35,11 @@ pub struct ActiveWait {
     /// Holder named by the lock's owner field when the wait began.
     pub holder: Option<u32>,
     pub reader: bool,
-    /// Top of the user stack at the wait (see `unwind`).
-    pub window: StackWindow,
+    /// Whether the wait is in the wait-for graph (see [`Analysis::flush`]).
+    pub in_graph: bool,
+    /// Slot of the wait's stack window in the analysis's window slab (lock waits only);
+    /// read it with [`Analysis::window`].
+    pub window_slot: Option<u32>,
 }
 
 /// A lock held by a thread, known from `--holds` uprobes.
@@ -77,9 +80,16 @@ pub struct Analysis {
     known: KnownLocks,
     waits: HashMap<u32, ActiveWait>,
     held: HashMap<(u32, u64), Held>,
-    /// How often each user stack waited on each lock, with the first window seen for it:
-    /// the report shows the top one.
-    wait_stacks: HashMap<u64, HashMap<u32, (u64, StackWindow)>>,
+    /// How often each user stack waited on each lock, with the index of the first window
+    /// seen for it in `stack_samples`: the report shows the top one. Entries stay small
+    /// (this lookup runs on every wait; large entries made it a cache miss each time).
+    wait_stacks: HashMap<(u64, u32), (u64, u32)>,
+    stack_samples: Vec<StackWindow>,
+    /// Threads whose lock wait began since the last [`Analysis::flush`].
+    unflushed: Vec<u32>,
+    /// Stack windows of open lock waits, by `ActiveWait::window_slot`, and free slots.
+    windows: Vec<StackWindow>,
+    free_windows: Vec<u32>,
     candidates: BTreeSet<Cycle>,
     reported: HashSet<Cycle>,
     counts: Counts,
@@ -150,59 +160,59 @@ impl Analysis {
         } = class
         else {
             self.counts.other_waits += 1;
-            // A condvar or semaphore wait: remember it only to pair the end event, and
-            // make sure no earlier lock wait of this thread lingers in the graph.
-            self.graph.end_wait(tid);
-            self.waits.insert(
-                tid,
-                ActiveWait {
-                    futex,
-                    lock: None,
-                    start_ns: ts_ns,
-                    stack,
-                    holder: None,
-                    reader: false,
-                    window: StackWindow::EMPTY,
-                },
-            );
+            // A condvar or semaphore wait: remember it only to pair the end event.
+            let wait = ActiveWait {
+                futex,
+                lock: None,
+                start_ns: ts_ns,
+                stack,
+                holder: None,
+                reader: false,
+                in_graph: false,
+                window_slot: None,
+            };
+            self.replace_wait(tid, wait);
             return;
         };
         self.counts.lock_waits += 1;
         self.note_kind(lock, kind);
-        self.graph.add_wait(tid, lock);
-        if let Some(holder) = holder {
-            if kind == LockKind::RwLock && reader {
-                // The writer holds it exclusively while readers wait.
-                self.graph.set_sole_holder(lock, Some(holder));
-            } else if kind != LockKind::RwLock {
-                self.graph.set_sole_holder(lock, Some(holder));
-            } else {
-                self.graph.add_holder(lock, holder);
+        self.stats.entry(lock).begin_wait();
+        // Waits found blocked at attach have no kernel stack id, only their window.
+        let key = (lock, stack.unwrap_or(WINDOW_ONLY_STACK));
+        let samples = &mut self.stack_samples;
+        self.wait_stacks
+            .entry(key)
+            .or_insert_with(|| {
+                samples.push(*window);
+                (0, u32::try_from(samples.len() - 1).unwrap_or(u32::MAX))
+            })
+            .0 += 1;
+        let wait = ActiveWait {
+            futex,
+            lock: Some(lock),
+            start_ns: ts_ns,
+            stack,
+            holder,
+            reader,
+            in_graph: false,
+            window_slot: Some(self.store_window(window)),
+        };
+        self.replace_wait(tid, wait);
+        self.unflushed.push(tid);
+    }
+
+    /// Records `tid`'s new wait. A previous wait still open means its end event was lost
+    /// (dropped): close it without a duration.
+    fn replace_wait(&mut self, tid: u32, wait: ActiveWait) {
+        if let Some(previous) = self.waits.insert(tid, wait) {
+            self.free_window(previous.window_slot);
+            if let Some(lock) = previous.lock {
+                self.stats.entry(lock).end_wait_unmeasured();
+            }
+            if previous.in_graph {
+                self.graph.end_wait(tid);
             }
         }
-        let waiters = u32::try_from(self.graph.waiter_count(lock)).unwrap_or(u32::MAX);
-        self.stats.entry(lock).record_contention(waiters);
-        // Waits found blocked at attach have no kernel stack id, only their window.
-        let key = stack.unwrap_or(WINDOW_ONLY_STACK);
-        self.wait_stacks
-            .entry(lock)
-            .or_default()
-            .entry(key)
-            .or_insert_with(|| (0, *window))
-            .0 += 1;
-        self.waits.insert(
-            tid,
-            ActiveWait {
-                futex,
-                lock: Some(lock),
-                start_ns: ts_ns,
-                stack,
-                holder,
-                reader,
-                window: *window,
-            },
-        );
-        self.collect_cycles_through(tid);
     }
 
     fn on_wait_end(&mut self, tid: u32, ts_ns: u64) {
@@ -210,12 +220,74 @@ impl Analysis {
             self.counts.unmatched_wait_ends += 1;
             return;
         };
+        self.free_window(wait.window_slot);
         if let Some(lock) = wait.lock {
-            self.graph.end_wait(tid);
             self.stats
                 .entry(lock)
-                .record_wait(ts_ns.saturating_sub(wait.start_ns));
+                .end_wait(ts_ns.saturating_sub(wait.start_ns));
         }
+        if wait.in_graph {
+            self.graph.end_wait(tid);
+        }
+    }
+
+    /// Copies a wait's stack window into a free slot of the slab. Windows are large
+    /// (~280 bytes): kept apart from `waits`, each is copied once per wait instead of on
+    /// every move of the hash table's entries.
+    fn store_window(&mut self, window: &StackWindow) -> u32 {
+        if let Some(slot) = self.free_windows.pop() {
+            if let Some(stored) = self.windows.get_mut(slot as usize) {
+                *stored = *window;
+                return slot;
+            }
+        }
+        self.windows.push(*window);
+        u32::try_from(self.windows.len() - 1).unwrap_or(u32::MAX)
+    }
+
+    fn free_window(&mut self, slot: Option<u32>) {
+        if let Some(slot) = slot {
+            self.free_windows.push(slot);
+        }
+    }
+
+    /// The stack window of a wait (empty for waits that are not lock waits).
+    #[must_use]
+    pub fn window(&self, wait: &ActiveWait) -> &StackWindow {
+        wait.window_slot
+            .and_then(|slot| self.windows.get(slot as usize))
+            .unwrap_or(&StackWindow::EMPTY)
+    }
+
+    /// Puts the lock waits begun since the last flush that are still open into the
+    /// wait-for graph and looks for cycles through them. Almost every wait of a busy
+    /// process starts and ends between two flushes (one per drained batch), so the graph
+    /// only ever sees the waits that last: the ones a deadlock is made of.
+    pub fn flush(&mut self) {
+        let mut unflushed = std::mem::take(&mut self.unflushed);
+        for tid in unflushed.drain(..) {
+            let Some(wait) = self.waits.get_mut(&tid) else {
+                continue;
+            };
+            let (Some(lock), false) = (wait.lock, wait.in_graph) else {
+                continue;
+            };
+            wait.in_graph = true;
+            let (holder, reader) = (wait.holder, wait.reader);
+            self.graph.add_wait(tid, lock);
+            if let Some(holder) = holder {
+                if self.lock_kind(lock) == LockKind::RwLock && !reader {
+                    // A writer's wait names the writer holding it, but readers may too.
+                    self.graph.add_holder(lock, holder);
+                } else {
+                    // A mutex has one owner; readers wait while the writer holds it alone.
+                    self.graph.set_sole_holder(lock, Some(holder));
+                }
+            }
+            self.collect_cycles_through(tid);
+        }
+        // Keep the buffer's capacity for the next batch.
+        self.unflushed = unflushed;
     }
 
     fn on_acquired(
@@ -293,6 +365,7 @@ impl Analysis {
     /// Re-scans the whole graph for cycles (cheap when few threads wait). Catches cycles
     /// whose last edge arrived as a holder update rather than a wait.
     pub fn rescan(&mut self) {
+        self.flush();
         for cycle in self.graph.all_cycles() {
             if self.candidates.len() >= MAX_CANDIDATES {
                 break;
@@ -305,6 +378,7 @@ impl Analysis {
 
     /// Deadlock candidates still present in the graph, dropping those that dissolved.
     pub fn candidates(&mut self) -> Vec<Cycle> {
+        self.flush();
         let graph = &self.graph;
         self.candidates.retain(|cycle| {
             cycle.edges.iter().all(|e| {
@@ -340,7 +414,9 @@ impl Analysis {
     /// A thread is gone: forget its wait and its holdings.
     pub fn thread_exited(&mut self, tid: u32) {
         self.graph.remove_thread(tid);
-        self.waits.remove(&tid);
+        if let Some(wait) = self.waits.remove(&tid) {
+            self.free_window(wait.window_slot);
+        }
         self.held.retain(|&(holder, _), _| holder != tid);
     }
 
@@ -362,11 +438,20 @@ impl Analysis {
     /// The stack that waited on `lock` most often, with a stack window seen with it.
     #[must_use]
     pub fn top_wait_stack(&self, lock: u64) -> Option<(u32, StackWindow)> {
+        // Only the report asks, once per lock at the end: a scan is fine.
         self.wait_stacks
-            .get(&lock)?
             .iter()
-            .max_by_key(|&(&stack, &(count, _))| (count, std::cmp::Reverse(stack)))
-            .map(|(&stack, &(_, window))| (stack, window))
+            .filter(|&(&(l, _), _)| l == lock)
+            .max_by_key(|&(&(_, stack), &(count, _))| (count, std::cmp::Reverse(stack)))
+            .map(|(&(_, stack), &(_, sample))| {
+                (
+                    stack,
+                    self.stack_samples
+                        .get(sample as usize)
+                        .copied()
+                        .unwrap_or(StackWindow::EMPTY),
+                )
+            })
     }
 
     #[must_use]

@@ -163,10 +163,7 @@ impl TraceEvent {
 /// When the length or a discriminant is not one this build knows.
 pub fn decode(bytes: &[u8]) -> Result<TraceEvent, DecodeError> {
     if bytes.len() == WAIT_RECORD_SIZE {
-        // SAFETY: the length equals size_of::<WaitRecord>() (asserted in tracer-common),
-        // read_unaligned copes with any alignment, and every bit pattern is valid.
-        let raw: WaitRecord = unsafe { bytes.as_ptr().cast::<WaitRecord>().read_unaligned() };
-        return decode_wait_record(&raw);
+        return decode_wait_bytes(bytes);
     }
     if bytes.len() != EVENT_SIZE {
         return Err(DecodeError::Size { len: bytes.len() });
@@ -176,6 +173,63 @@ pub fn decode(bytes: &[u8]) -> Result<TraceEvent, DecodeError> {
     // (plain integers only).
     let raw: Event = unsafe { bytes.as_ptr().cast::<Event>().read_unaligned() };
     decode_event(&raw)
+}
+
+/// Decodes a wait record straight from its bytes: the header as an [`Event`], then the
+/// stack-window fields, so the ~400-byte record is copied once rather than twice.
+fn decode_wait_bytes(bytes: &[u8]) -> Result<TraceEvent, DecodeError> {
+    const SP: usize = EVENT_SIZE;
+    const IP: usize = SP + 8;
+    const WORDS: usize = IP + 8;
+    const WINDOW: usize = WORDS + 8;
+    let (header, rest) = bytes.split_at(EVENT_SIZE);
+    // SAFETY: `header` is exactly size_of::<Event>() bytes (asserted in tracer-common),
+    // read_unaligned copes with any alignment, and every bit pattern is a valid `Event`.
+    let raw: Event = unsafe { header.as_ptr().cast::<Event>().read_unaligned() };
+    let TraceEvent::FutexWait {
+        tid,
+        ts_ns,
+        addr,
+        cmd,
+        val,
+        stack,
+        snapshot,
+        ..
+    } = decode_event(&raw)?
+    else {
+        return Err(DecodeError::WaitRecordKind);
+    };
+    let u64_at = |at: usize| {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&bytes[at..at + 8]);
+        u64::from_ne_bytes(word)
+    };
+    let mut window = StackWindow {
+        ip: u64_at(IP),
+        sp: u64_at(SP),
+        len: 0,
+        words: [0; STACK_WINDOW_WORDS],
+    };
+    window.len = u32::try_from(u64_at(WORDS) & 0xffff_ffff).unwrap_or(0);
+    for (word, chunk) in window
+        .words
+        .iter_mut()
+        .zip(rest[WINDOW - EVENT_SIZE..].chunks_exact(8))
+    {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(chunk);
+        *word = u64::from_ne_bytes(b);
+    }
+    Ok(TraceEvent::FutexWait {
+        tid,
+        ts_ns,
+        addr,
+        cmd,
+        val,
+        stack,
+        snapshot,
+        window,
+    })
 }
 
 /// Converts a raw wait record into a typed event.

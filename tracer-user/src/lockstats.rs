@@ -105,6 +105,8 @@ pub struct LockStats {
     pub contentions: u64,
     /// Largest number of simultaneous waiters seen.
     pub max_waiters: u32,
+    /// Waits begun with [`LockStats::begin_wait`] and not yet ended.
+    waiting: u32,
     wait: Distribution,
     /// Created on first use: hold times are only known for locks whose release is traced.
     hold: Option<Distribution>,
@@ -123,6 +125,7 @@ impl LockStats {
         Self {
             contentions: 0,
             max_waiters: 0,
+            waiting: 0,
             wait: Distribution::new(),
             hold: None,
         }
@@ -132,6 +135,24 @@ impl LockStats {
     pub fn record_contention(&mut self, waiters_now: u32) {
         self.contentions = self.contentions.saturating_add(1);
         self.max_waiters = self.max_waiters.max(waiters_now);
+    }
+
+    /// One more wait began; the lock counts its open waits itself (for `max_waiters`).
+    pub fn begin_wait(&mut self) {
+        self.waiting = self.waiting.saturating_add(1);
+        self.record_contention(self.waiting);
+    }
+
+    /// A wait begun with [`LockStats::begin_wait`] ended after `ns` nanoseconds.
+    pub fn end_wait(&mut self, ns: u64) {
+        self.waiting = self.waiting.saturating_sub(1);
+        self.record_wait(ns);
+    }
+
+    /// A wait begun with [`LockStats::begin_wait`] ended at an unknown time (its end
+    /// event was lost): it no longer counts as open, and records no duration.
+    pub fn end_wait_unmeasured(&mut self) {
+        self.waiting = self.waiting.saturating_sub(1);
     }
 
     /// A wait of `ns` nanoseconds ended.

@@ -219,10 +219,13 @@ impl Probes {
         })
     }
 
-    /// Hands every record currently in the ring buffer to `sink`; returns how many.
-    pub fn drain(&mut self, mut sink: impl FnMut(&[u8])) -> usize {
+    /// Hands up to `max` records from the ring buffer to `sink`; returns how many.
+    pub fn drain(&mut self, max: usize, mut sink: impl FnMut(&[u8])) -> usize {
         let mut n = 0;
-        while let Some(item) = self.events.next() {
+        while n < max {
+            let Some(item) = self.events.next() else {
+                break;
+            };
             sink(&item);
             n += 1;
         }

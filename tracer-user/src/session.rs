@@ -32,6 +32,11 @@ use crate::{
 /// this bounds the report latency of a deadlock (goal: 100 ms) at a cost of 100 wakeups
 /// per second of the tracer, none of the target.
 const DRAIN_INTERVAL: Duration = Duration::from_millis(10);
+/// Records drained between checks of the time budget.
+const DRAIN_CHUNK: usize = 4096;
+/// Longest one drain may run before the loop looks at signals, the deadline and deadlock
+/// candidates again.
+const DRAIN_BUDGET: Duration = Duration::from_millis(50);
 /// How often the whole graph is re-scanned for cycles that closed through a holder update.
 const RESCAN_INTERVAL: Duration = Duration::from_millis(250);
 /// Locks in the summary that get their top waiting stack symbolized.
@@ -301,10 +306,19 @@ impl Session {
             ..
         } = self;
         let is_thread = |tid| threads.contains(tid);
-        probes.drain(|bytes| match decode(bytes) {
-            Ok(event) => analysis.on_event(&event, &is_thread),
-            Err(_) => *decode_errors += 1,
-        });
+        // Bounded, so that a target producing events faster than we analyse them cannot
+        // keep the loop from signals, the deadline and deadlock reports: what we cannot
+        // keep up with is dropped (and counted) by the kernel instead.
+        let started = Instant::now();
+        loop {
+            let n = probes.drain(DRAIN_CHUNK, |bytes| match decode(bytes) {
+                Ok(event) => analysis.on_event(&event, &is_thread),
+                Err(_) => *decode_errors += 1,
+            });
+            if n < DRAIN_CHUNK || started.elapsed() >= DRAIN_BUDGET {
+                break;
+            }
+        }
     }
 
     fn report_confirmed_deadlocks(&mut self, out: &mut dyn Write) -> Result<(), SessionError> {
@@ -447,7 +461,10 @@ impl Session {
                 closed_at = closed_at.max(wait.map_or(0, |w| w.start_ns));
             }
             let (stack, stack_detail) = match wait {
-                Some(w) => self.stack(w.stack, &w.window, Some(edge.tid)),
+                Some(w) => {
+                    let window = *self.analysis.window(&w);
+                    self.stack(w.stack, &window, Some(edge.tid))
+                }
                 None => (Vec::new(), Vec::new()),
             };
             let held = self.analysis.held(edge.tid, edge.holds).copied();
