@@ -235,11 +235,11 @@ impl Analysis {
     /// (~280 bytes): kept apart from `waits`, each is copied once per wait instead of on
     /// every move of the hash table's entries.
     fn store_window(&mut self, window: &StackWindow) -> u32 {
-        if let Some(slot) = self.free_windows.pop() {
-            if let Some(stored) = self.windows.get_mut(slot as usize) {
-                *stored = *window;
-                return slot;
-            }
+        if let Some(slot) = self.free_windows.pop()
+            && let Some(stored) = self.windows.get_mut(slot as usize)
+        {
+            *stored = *window;
+            return slot;
         }
         self.windows.push(*window);
         u32::try_from(self.windows.len() - 1).unwrap_or(u32::MAX)
