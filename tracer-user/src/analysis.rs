@@ -37,6 +37,10 @@ pub struct ActiveWait {
     pub reader: bool,
     /// Whether the wait is in the wait-for graph (see [`Analysis::flush`]).
     pub in_graph: bool,
+    /// The kernel refused this PI lock with `EDEADLK` (it saw the deadlock itself) and
+    /// glibc parks the thread forever on a private word: the thread still waits for the
+    /// lock, but sleeps on another futex.
+    pub parked: bool,
     /// Slot of the wait's stack window in the analysis's window slab (lock waits only);
     /// read it with [`Analysis::window`].
     pub window_slot: Option<u32>,
@@ -62,6 +66,17 @@ pub struct Counts {
     pub unmatched_wait_ends: u64,
     pub acquisitions: u64,
     pub releases: u64,
+}
+
+/// `EDEADLK`, as the futex syscall returns it (negated).
+const EDEADLK: i64 = 35;
+
+/// Whether a futex call's end is the kernel refusing a PI lock because it would deadlock.
+fn is_pi_deadlock_refusal(cmd: u32, ret: i64) -> bool {
+    matches!(
+        cmd,
+        tracer_common::futex_cmd::LOCK_PI | tracer_common::futex_cmd::LOCK_PI2
+    ) && ret == -EDEADLK
 }
 
 /// Key of [`Analysis::top_wait_stack`] for waits that have a stack window but no kernel
@@ -123,7 +138,19 @@ impl Analysis {
                 let class = classify(addr, cmd, val, snapshot, &self.known, is_thread);
                 self.on_wait_start(tid, ts_ns, addr, (stack, window), class);
             }
-            TraceEvent::FutexWaitDone { tid, ts_ns, .. } => self.on_wait_end(tid, ts_ns),
+            TraceEvent::FutexWaitDone {
+                tid,
+                ts_ns,
+                cmd,
+                ret,
+                ..
+            } => {
+                if is_pi_deadlock_refusal(cmd, ret) {
+                    self.park(tid);
+                } else {
+                    self.on_wait_end(tid, ts_ns);
+                }
+            }
             TraceEvent::LockAcquired {
                 tid,
                 ts_ns,
@@ -169,6 +196,7 @@ impl Analysis {
                 holder: None,
                 reader: false,
                 in_graph: false,
+                parked: false,
                 window_slot: None,
             };
             self.replace_wait(tid, wait);
@@ -195,6 +223,7 @@ impl Analysis {
             holder,
             reader,
             in_graph: false,
+            parked: false,
             window_slot: Some(self.store_window(window)),
         };
         self.replace_wait(tid, wait);
@@ -204,6 +233,11 @@ impl Analysis {
     /// Records `tid`'s new wait. A previous wait still open means its end event was lost
     /// (dropped): close it without a duration.
     fn replace_wait(&mut self, tid: u32, wait: ActiveWait) {
+        if self.waits.get(&tid).is_some_and(|w| w.parked) {
+            // The park itself (and any restart of it after a signal): the thread still
+            // waits for its PI lock, for good.
+            return;
+        }
         if let Some(previous) = self.waits.insert(tid, wait) {
             self.free_window(previous.window_slot);
             if let Some(lock) = previous.lock {
@@ -215,7 +249,26 @@ impl Analysis {
         }
     }
 
+    /// glibc's answer to `EDEADLK` from `FUTEX_LOCK_PI` on a normal PI mutex is to park
+    /// the thread forever (`pthread_mutex_lock.c`, "delay the thread indefinitely"): keep
+    /// its lock wait open instead of ending it.
+    fn park(&mut self, tid: u32) {
+        if let Some(wait) = self.waits.get_mut(&tid) {
+            wait.parked = true;
+        }
+    }
+
+    /// Marks `tid`'s current wait as a PI lock wait parked after `EDEADLK` (for a thread
+    /// found that way at attach).
+    pub fn mark_parked(&mut self, tid: u32) {
+        self.park(tid);
+    }
+
     fn on_wait_end(&mut self, tid: u32, ts_ns: u64) {
+        if self.waits.get(&tid).is_some_and(|w| w.parked) {
+            // Only a restart of the park; the lock wait goes on.
+            return;
+        }
         let Some(wait) = self.waits.remove(&tid) else {
             self.counts.unmatched_wait_ends += 1;
             return;
@@ -406,6 +459,9 @@ impl Analysis {
             .map(|(&tid, _)| tid)
             .collect();
         for &tid in &open {
+            if let Some(wait) = self.waits.get_mut(&tid) {
+                wait.parked = false;
+            }
             self.on_wait_end(tid, now_ns);
         }
         open.len()
@@ -738,6 +794,85 @@ mod tests {
         let wait = a.stats().get(LOCK_A).unwrap().wait();
         assert_eq!((wait.count, wait.total), (1, 4_000));
         assert_eq!(a.graph().waiting_on(101), None);
+    }
+
+    /// A PI mutex wait as the kernel reports it: the owner's TID is in the futex word.
+    fn pi_wait(tid: u32, ts_ns: u64, lock: u64, owner: u32) -> TraceEvent {
+        let mut words = [0; SNAPSHOT_WORDS];
+        words[usize::try_from(SNAPSHOT_LEAD_BYTES / 4).unwrap()] = owner;
+        TraceEvent::FutexWait {
+            tid,
+            ts_ns,
+            addr: lock,
+            cmd: futex_cmd::LOCK_PI2,
+            val: 0,
+            stack: None,
+            snapshot: Snapshot {
+                addr: lock - SNAPSHOT_LEAD_BYTES,
+                len: 64,
+                words,
+            },
+            window: StackWindow::EMPTY,
+        }
+    }
+
+    #[test]
+    fn pi_lock_refused_with_edeadlk_stays_a_wait_through_glibcs_park() {
+        let mut a = Analysis::new();
+        let refused = TraceEvent::FutexWaitDone {
+            tid: 101,
+            ts_ns: 20,
+            addr: LOCK_A,
+            cmd: futex_cmd::LOCK_PI2,
+            ret: -35,
+        };
+        // glibc then sleeps forever on a zero word of its own stack.
+        let park = TraceEvent::FutexWait {
+            tid: 101,
+            ts_ns: 21,
+            addr: 0x7ffe_0000,
+            cmd: futex_cmd::WAIT_BITSET,
+            val: 0,
+            stack: None,
+            snapshot: Snapshot {
+                addr: 0x7ffe_0000,
+                len: 64,
+                words: [0; SNAPSHOT_WORDS],
+            },
+            window: StackWindow::EMPTY,
+        };
+        feed(
+            &mut a,
+            &[
+                pi_wait(101, 10, LOCK_A, 102),
+                refused,
+                park,
+                pi_wait(102, 30, LOCK_B, 101),
+            ],
+        );
+        let candidates = a.candidates();
+        assert_eq!(
+            candidates.len(),
+            1,
+            "the refused thread still waits for LOCK_A"
+        );
+        assert!(
+            a.active_wait(101)
+                .is_some_and(|w| w.parked && w.lock == Some(LOCK_A))
+        );
+        // Any other failure of LOCK_PI ends the wait as usual.
+        let mut b = Analysis::new();
+        let timed_out = TraceEvent::FutexWaitDone {
+            tid: 101,
+            ts_ns: 20,
+            addr: LOCK_A,
+            cmd: futex_cmd::LOCK_PI2,
+            ret: -110,
+        };
+        feed(&mut b, &[pi_wait(101, 10, LOCK_A, 102), timed_out]);
+        assert!(b.active_wait(101).is_none());
+        // At the end of the trace the parked wait counts until the end like any other.
+        assert_eq!(a.close_open_waits(1_000), 2);
     }
 
     #[test]

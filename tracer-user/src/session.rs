@@ -197,6 +197,7 @@ impl Session {
         let pid = self.config.pid;
         let now = monotonic_ns();
         self.adopted_at = now;
+        let mut parked = Vec::new();
         for tid in procfs::thread_ids(pid).unwrap_or_default() {
             let Some(SyscallState::InSyscall { nr, args, sp, pc }) =
                 procfs::syscall_state(pid, tid)
@@ -223,6 +224,10 @@ impl Session {
             if !futex_cmd::is_wait(cmd) {
                 continue;
             }
+            if is_glibc_pi_park(addr, cmd, val, sp) {
+                parked.push((tid, sp, pc));
+                continue;
+            }
             let event = TraceEvent::FutexWait {
                 tid,
                 ts_ns: now,
@@ -236,6 +241,84 @@ impl Session {
             let threads = &self.threads;
             self.analysis.on_event(&event, &|t| threads.contains(t));
         }
+        // Second pass, once every other wait is known: threads glibc parked for good
+        // after the kernel refused them a PI mutex with EDEADLK.
+        for (tid, sp, pc) in parked {
+            let Some(mutex) = self.parked_pi_mutex(tid) else {
+                continue;
+            };
+            let event = TraceEvent::FutexWait {
+                tid,
+                ts_ns: now,
+                addr: mutex,
+                cmd: futex_cmd::LOCK_PI2,
+                val: 0,
+                stack: None,
+                snapshot: read_snapshot(pid, mutex),
+                window: self.scan_blocked_stack(pc, sp),
+            };
+            let threads = &self.threads;
+            self.analysis.on_event(&event, &|t| threads.contains(t));
+            self.analysis.mark_parked(tid);
+        }
+    }
+
+    /// Which PI mutex a parked thread (see [`is_glibc_pi_park`]) wanted. The kernel
+    /// refused it because the mutex's owner waits, directly or through others, for a lock
+    /// the parked thread holds: so look for a PI mutex owned by a thread that sits in
+    /// `FUTEX_LOCK_PI` on a lock the parked thread owns. The pointer itself is gone (kept
+    /// in a register), so the target's writable memory is searched for a futex word that
+    /// holds that owner's TID in a mutex whose kind says priority inheritance. A wrong
+    /// guess cannot become a report: the cycle is still confirmed against live memory.
+    fn parked_pi_mutex(&self, parked_tid: u32) -> Option<u64> {
+        let pid = self.config.pid;
+        let owners: Vec<u32> = procfs::thread_ids(pid)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|&t| t != parked_tid)
+            .filter(|&t| {
+                self.analysis.active_wait(t).is_some_and(|w| {
+                    w.lock
+                        .is_some_and(|lock| pi_owner(pid, lock) == Some(parked_tid))
+                })
+            })
+            .collect();
+        let maps = procfs::read_maps(pid).ok()?;
+        let mut budget = PI_SEARCH_BYTES;
+        for region in maps.iter().filter(|m| m.read && m.write) {
+            // Thread stacks hold no mutexes worth this scan; images, .bss and heaps do.
+            if region
+                .path
+                .as_deref()
+                .is_some_and(|p| p.starts_with("[stack"))
+            {
+                continue;
+            }
+            let len = usize::try_from(region.end - region.start).ok()?.min(budget);
+            budget -= len;
+            let mut bytes = vec![0u8; len];
+            let Ok(n) = procfs::read_memory(pid, region.start, &mut bytes) else {
+                continue;
+            };
+            let found = (0..n.saturating_sub(20)).step_by(4).find(|&at| {
+                let word =
+                    u32::from_ne_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+                let kind = i32::from_ne_bytes([
+                    bytes[at + 16],
+                    bytes[at + 17],
+                    bytes[at + 18],
+                    bytes[at + 19],
+                ]);
+                kind & PTHREAD_MUTEX_PRIO_INHERIT != 0 && owners.contains(&(word & FUTEX_TID_MASK))
+            });
+            if let Some(at) = found {
+                return Some(region.start + at as u64);
+            }
+            if budget == 0 {
+                break;
+            }
+        }
+        None
     }
 
     /// A stack window for a thread found blocked: the return addresses found in the top
@@ -355,6 +438,8 @@ impl Session {
             }
             let blocked_here = match procfs::syscall_state(pid, edge.tid) {
                 Some(SyscallState::InSyscall { nr, args, .. }) => match nr {
+                    // Parked after EDEADLK: asleep for good, on a word of its own.
+                    syscall::FUTEX | syscall::FUTEX_WAIT if wait.parked => true,
                     syscall::FUTEX | syscall::FUTEX_WAIT => args[0] == wait.futex,
                     syscall::FUTEX_WAITV => true,
                     _ => false,
@@ -619,6 +704,31 @@ impl ThreadSet {
         }
         inner.0.contains(&tid)
     }
+}
+
+/// `PTHREAD_MUTEX_PRIO_INHERIT_NP`, in the kind field (offset 16) of a glibc mutex.
+const PTHREAD_MUTEX_PRIO_INHERIT: i32 = 0x20;
+/// The owner-TID bits of a PI futex word.
+const FUTEX_TID_MASK: u32 = 0x3fff_ffff;
+/// Most memory searched for the mutex a parked PI waiter wanted.
+const PI_SEARCH_BYTES: usize = 64 * 1024 * 1024;
+
+/// Whether a blocked futex call is glibc's park after `EDEADLK` from `FUTEX_LOCK_PI`:
+/// a zero-expecting wait on a word of the thread's own stack (`&(unsigned int){0}`).
+fn is_glibc_pi_park(addr: u64, cmd: u32, val: u32, sp: u64) -> bool {
+    matches!(cmd, futex_cmd::WAIT | futex_cmd::WAIT_BITSET)
+        && val == 0
+        && addr >= sp
+        && addr - sp < 4096
+}
+
+/// The owner TID in a PI mutex's futex word, read now.
+fn pi_owner(pid: u32, lock: u64) -> Option<u32> {
+    let mut word = [0u8; 4];
+    procfs::read_memory(pid, lock, &mut word)
+        .ok()
+        .filter(|&n| n == 4)?;
+    Some(u32::from_ne_bytes(word) & FUTEX_TID_MASK).filter(|&t| t != 0)
 }
 
 /// The memory around a futex word, read now, in the same shape the kernel sends.

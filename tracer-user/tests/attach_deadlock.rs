@@ -326,3 +326,66 @@ fn holds_mode_reports_where_each_held_lock_was_taken() {
         );
     }
 }
+
+/// Guards against: missing deadlocks on priority-inheritance mutexes. glibc locks them
+/// with `FUTEX_LOCK_PI`/`FUTEX_LOCK_PI2` and the owner's TID lives in the futex word, not
+/// in the mutex's owner field, so both the classification and the confirmation of the
+/// cycle take another path than for normal mutexes.
+#[test]
+fn pi_mutex_deadlock_is_reported() {
+    require_root();
+    let bin = build_target("pi_abba", &[]);
+    let target = Target::spawn(bin.path(), &[]);
+    target.wait_in_futex(
+        &[target.tid("pi_a"), target.tid("pi_b")],
+        Duration::from_secs(5),
+    );
+    let out = run_tracer(&as_strs(&json_attach_args(target.pid(), 2, &[])));
+    assert_success(&out);
+    let values = json_lines(&out.stdout);
+    let found = deadlocks(&values);
+    assert_eq!(
+        found.len(),
+        1,
+        "expected exactly one deadlock\n{}",
+        describe(&out)
+    );
+    let pi: [Edge<'static>; 2] = [
+        ("pi_a", "pi_lock_a", "pi_lock_b"),
+        ("pi_b", "pi_lock_b", "pi_lock_a"),
+    ];
+    assert_cycle(&target, found[0], &pi, Names::Symbols);
+    let s = summary(&values);
+    let types: Vec<&str> = s["locks"]
+        .as_array()
+        .expect("locks array")
+        .iter()
+        .filter_map(|l| l["type"].as_str())
+        .collect();
+    assert_eq!(types, ["pi_mutex", "pi_mutex"], "{s:#}");
+}
+
+/// Guards against: losing a PI deadlock that forms while attached. The kernel refuses the
+/// second PI lock with `EDEADLK` and glibc parks that thread forever on a word of its own
+/// stack; the tracer must keep counting it as waiting for the mutex it asked for.
+#[test]
+fn pi_mutex_deadlock_formed_while_attached_is_reported() {
+    require_root();
+    let bin = build_target("pi_abba", &[]);
+    let target = Target::spawn(bin.path(), &["1500"]);
+    let out = run_tracer(&as_strs(&json_attach_args(target.pid(), 4, &[])));
+    assert_success(&out);
+    let values = json_lines(&out.stdout);
+    let found = deadlocks(&values);
+    assert_eq!(
+        found.len(),
+        1,
+        "expected exactly one deadlock\n{}",
+        describe(&out)
+    );
+    let pi: [Edge<'static>; 2] = [
+        ("pi_a", "pi_lock_a", "pi_lock_b"),
+        ("pi_b", "pi_lock_b", "pi_lock_a"),
+    ];
+    assert_cycle(&target, found[0], &pi, Names::Symbols);
+}
