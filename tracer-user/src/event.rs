@@ -232,43 +232,6 @@ fn decode_wait_bytes(bytes: &[u8]) -> Result<TraceEvent, DecodeError> {
     })
 }
 
-/// Converts a raw wait record into a typed event.
-///
-/// # Errors
-/// When the record is not a futex wait.
-pub fn decode_wait_record(raw: &WaitRecord) -> Result<TraceEvent, DecodeError> {
-    match decode_event(&raw.event)? {
-        TraceEvent::FutexWait {
-            tid,
-            ts_ns,
-            addr,
-            cmd,
-            val,
-            stack,
-            snapshot,
-            ..
-        } => {
-            let window = StackWindow {
-                ip: raw.user_ip,
-                sp: raw.user_sp,
-                len: raw.window_words,
-                words: raw.window,
-            };
-            Ok(TraceEvent::FutexWait {
-                tid,
-                ts_ns,
-                addr,
-                cmd,
-                val,
-                stack,
-                snapshot,
-                window,
-            })
-        }
-        _ => Err(DecodeError::WaitRecordKind),
-    }
-}
-
 /// Converts a raw record into a typed event.
 ///
 /// # Errors

@@ -246,15 +246,17 @@ fn deadlock_is_streamed_and_sigint_ends_with_summary() {
     assert_eq!(u64_field(s, "deadlocks"), 1);
 }
 
-/// Guards against: requiring a dynamically linked glibc. A statically linked program has
-/// no libc.so to put uprobes in: `--holds` must say so and carry on in futex mode, which
-/// still finds the deadlock with names and stacks.
-#[test]
-fn abba_deadlock_is_reported_for_static_binary() {
-    require_root();
-    let bin = build_target("abba", &["-static"]);
-    let target = start_abba(bin.path(), None);
-    let out = run_tracer(&as_strs(&json_attach_args(target.pid(), 2, &["--holds"])));
+/// Attaches to `target` for `secs` seconds (JSON, plus `extra` flags) and asserts the
+/// report holds exactly one deadlock, the cycle `edges`. Returns every JSON line and the
+/// tracer's stderr.
+fn expect_one_deadlock(
+    target: &Target,
+    secs: u64,
+    extra: &[&str],
+    edges: &[Edge<'_>],
+    names: Names,
+) -> (Vec<serde_json::Value>, String) {
+    let out = run_tracer(&as_strs(&json_attach_args(target.pid(), secs, extra)));
     assert_success(&out);
     let values = json_lines(&out.stdout);
     let found = deadlocks(&values);
@@ -264,8 +266,19 @@ fn abba_deadlock_is_reported_for_static_binary() {
         "expected exactly one deadlock\n{}",
         describe(&out)
     );
-    assert_cycle(&target, found[0], &ABBA, Names::Symbols);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_cycle(target, found[0], edges, names);
+    (values, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Guards against: requiring a dynamically linked glibc. A statically linked program has
+/// no libc.so to put uprobes in: `--holds` must say so and carry on in futex mode, which
+/// still finds the deadlock with names and stacks.
+#[test]
+fn abba_deadlock_is_reported_for_static_binary() {
+    require_root();
+    let bin = build_target("abba", &["-static"]);
+    let target = start_abba(bin.path(), None);
+    let (values, stderr) = expect_one_deadlock(&target, 2, &["--holds"], &ABBA, Names::Symbols);
     assert!(
         stderr.contains("futex mode"),
         "the fallback to futex mode must be said: {stderr}"
@@ -279,28 +292,21 @@ fn abba_deadlock_is_reported_for_static_binary() {
 
 /// Guards against: `--holds` knowing who holds a lock but not where and since when it was
 /// taken. Every lock here is taken while the tracer is attached, so each cycle entry must
-/// name the thread function that took its held lock and how long it has held it.
+/// name the code that took its held lock and how long it has held it.
 #[test]
 fn holds_mode_reports_where_each_held_lock_was_taken() {
     require_root();
     let bin = build_target("late_abba", &[]);
     let target = Target::spawn(bin.path(), &["1500"]);
-    let out = run_tracer(&as_strs(&json_attach_args(target.pid(), 4, &["--holds"])));
-    assert_success(&out);
-    let values = json_lines(&out.stdout);
-    let found = deadlocks(&values);
-    assert_eq!(
-        found.len(),
-        1,
-        "expected exactly one deadlock\n{}",
-        describe(&out)
-    );
     let late: [Edge<'static>; 2] = [
         ("late_a", "first_lock", "second_lock"),
         ("late_b", "second_lock", "first_lock"),
     ];
-    assert_cycle(&target, found[0], &late, Names::Symbols);
-    for entry in found[0]["cycle"].as_array().expect("cycle array") {
+    let (values, _) = expect_one_deadlock(&target, 4, &["--holds"], &late, Names::Symbols);
+    for entry in deadlocks(&values)[0]["cycle"]
+        .as_array()
+        .expect("cycle array")
+    {
         let taken: Vec<&str> = entry["acquired_at"]
             .as_array()
             .map(|frames| {
@@ -327,10 +333,16 @@ fn holds_mode_reports_where_each_held_lock_was_taken() {
     }
 }
 
-/// Guards against: missing deadlocks on priority-inheritance mutexes. glibc locks them
-/// with `FUTEX_LOCK_PI`/`FUTEX_LOCK_PI2` and the owner's TID lives in the futex word, not
-/// in the mutex's owner field, so both the classification and the confirmation of the
-/// cycle take another path than for normal mutexes.
+const PI_ABBA: [Edge<'static>; 2] = [
+    ("pi_a", "pi_lock_a", "pi_lock_b"),
+    ("pi_b", "pi_lock_b", "pi_lock_a"),
+];
+
+/// Guards against: missing deadlocks on priority-inheritance mutexes that formed before
+/// the attach. glibc locks them with `FUTEX_LOCK_PI`/`FUTEX_LOCK_PI2` and the owner's TID
+/// lives in the futex word, and the kernel refuses the second locker with `EDEADLK`, after
+/// which glibc parks it forever on a word of its own stack: the tracer must still find
+/// which mutex it wanted, and confirm the cycle by the PI owner words.
 #[test]
 fn pi_mutex_deadlock_is_reported() {
     require_root();
@@ -340,21 +352,7 @@ fn pi_mutex_deadlock_is_reported() {
         &[target.tid("pi_a"), target.tid("pi_b")],
         Duration::from_secs(5),
     );
-    let out = run_tracer(&as_strs(&json_attach_args(target.pid(), 2, &[])));
-    assert_success(&out);
-    let values = json_lines(&out.stdout);
-    let found = deadlocks(&values);
-    assert_eq!(
-        found.len(),
-        1,
-        "expected exactly one deadlock\n{}",
-        describe(&out)
-    );
-    let pi: [Edge<'static>; 2] = [
-        ("pi_a", "pi_lock_a", "pi_lock_b"),
-        ("pi_b", "pi_lock_b", "pi_lock_a"),
-    ];
-    assert_cycle(&target, found[0], &pi, Names::Symbols);
+    let (values, _) = expect_one_deadlock(&target, 2, &[], &PI_ABBA, Names::Symbols);
     let s = summary(&values);
     let types: Vec<&str> = s["locks"]
         .as_array()
@@ -373,19 +371,5 @@ fn pi_mutex_deadlock_formed_while_attached_is_reported() {
     require_root();
     let bin = build_target("pi_abba", &[]);
     let target = Target::spawn(bin.path(), &["1500"]);
-    let out = run_tracer(&as_strs(&json_attach_args(target.pid(), 4, &[])));
-    assert_success(&out);
-    let values = json_lines(&out.stdout);
-    let found = deadlocks(&values);
-    assert_eq!(
-        found.len(),
-        1,
-        "expected exactly one deadlock\n{}",
-        describe(&out)
-    );
-    let pi: [Edge<'static>; 2] = [
-        ("pi_a", "pi_lock_a", "pi_lock_b"),
-        ("pi_b", "pi_lock_b", "pi_lock_a"),
-    ];
-    assert_cycle(&target, found[0], &pi, Names::Symbols);
+    expect_one_deadlock(&target, 4, &[], &PI_ABBA, Names::Symbols);
 }
