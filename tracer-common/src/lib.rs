@@ -120,6 +120,10 @@ pub enum LockOp {
     RwTryWrite = 9,
     RwTimedWrite = 10,
     RwUnlock = 11,
+    /// `pthread_cond_*wait(cond, mutex)`: releases `mutex` on entry and holds it again on
+    /// return. glibc does both through internal functions no uprobe on the public lock
+    /// functions sees, so without this a mutex would look held for the whole condvar wait.
+    CondWait = 12,
 }
 
 impl LockOp {
@@ -134,7 +138,11 @@ impl LockOp {
     pub const fn is_rwlock(self) -> bool {
         !matches!(
             self,
-            Self::MutexLock | Self::MutexTryLock | Self::MutexTimedLock | Self::MutexUnlock
+            Self::MutexLock
+                | Self::MutexTryLock
+                | Self::MutexTimedLock
+                | Self::MutexUnlock
+                | Self::CondWait
         )
     }
 }
@@ -155,6 +163,7 @@ impl TryFrom<u32> for LockOp {
             9 => Self::RwTryWrite,
             10 => Self::RwTimedWrite,
             11 => Self::RwUnlock,
+            12 => Self::CondWait,
             other => return Err(UnknownValue(other)),
         })
     }
@@ -356,11 +365,11 @@ mod tests {
 
     #[test]
     fn lock_ops_round_trip() {
-        for raw in 1..=11 {
+        for raw in 1..=12 {
             let op = LockOp::try_from(raw).expect("known op");
             assert_eq!(op as u32, raw);
         }
-        assert!(LockOp::try_from(12).is_err());
+        assert!(LockOp::try_from(13).is_err());
         assert!(LockOp::RwRead.is_read() && LockOp::RwRead.is_rwlock());
         assert!(!LockOp::MutexLock.is_rwlock());
     }

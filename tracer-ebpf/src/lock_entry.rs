@@ -1,16 +1,19 @@
 //! Uprobe on the entry of glibc's lock-acquiring functions (`--holds` only). Remembers
 //! the lock address, the op (from the attach cookie) and the stack until the function
 //! returns, when `lock_return` decides whether the lock was taken.
+//!
+//! Also on `pthread_cond_*wait(cond, mutex)`: the mutex is released right here (glibc
+//! unlocks it internally) and `lock_return` reports it held again.
 use aya_ebpf::{
     EbpfContext as _,
     helpers::{bpf_get_attach_cookie, bpf_ktime_get_ns, bpf_probe_read_user},
     macros::uprobe,
     programs::ProbeContext,
 };
-use tracer_common::PendingLock;
+use tracer_common::{Event, EventKind, LockOp, PendingLock};
 
 use crate::{
-    helpers::{target_tid, user_stack_id},
+    helpers::{emit, target_tid, user_stack_id},
     maps::PENDING_LOCKS,
 };
 
@@ -25,18 +28,39 @@ fn try_lock_entry(ctx: &ProbeContext) -> Result<(), ()> {
     let Some(tid) = target_tid() else {
         return Ok(());
     };
-    let addr: u64 = ctx.arg(0).ok_or(())?;
+    // SAFETY: the helper only reads the attach cookie of the running program.
+    let cookie = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
+    let cond_wait = cookie == LockOp::CondWait as u64;
+    // The lock is the first argument, the mutex of a condvar wait the second. Both are
+    // read at fixed offsets (volatile, so they are not merged into one load at a computed
+    // offset, which the verifier refuses on the context pointer) and chosen by value.
+    // SAFETY: `ctx.regs` is the uprobe's saved registers, valid for the whole program.
+    let (first, second) = unsafe {
+        (
+            core::ptr::read_volatile(&raw const (*ctx.regs).rdi),
+            core::ptr::read_volatile(&raw const (*ctx.regs).rsi),
+        )
+    };
+    let addr = if cond_wait { second } else { first };
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if cond_wait {
+        let mut event = Event::ZERO;
+        event.kind = EventKind::LockReleased as u32;
+        event.tid = tid;
+        event.ts_ns = now;
+        event.addr = addr;
+        event.op = LockOp::CondWait as u32;
+        emit(&event);
+    }
     // SAFETY: reading the ProbeContext's saved registers, valid for the whole program.
     let sp = unsafe { (*ctx.regs).rsp };
     // At a function's first instruction `[sp]` is the return address: the call site.
     // SAFETY: bpf_probe_read_user checks the user address and fails cleanly on a fault.
     let caller = unsafe { bpf_probe_read_user(sp as *const u64) }.unwrap_or(0);
-    // SAFETY: the helper only reads the attach cookie of the running program.
-    let cookie = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
     let pending = PendingLock {
         addr,
-        // SAFETY: bpf_ktime_get_ns has no preconditions.
-        start_ns: unsafe { bpf_ktime_get_ns() },
+        start_ns: now,
         caller,
         #[expect(
             clippy::cast_possible_truncation,

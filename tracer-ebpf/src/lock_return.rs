@@ -3,7 +3,10 @@
 //! userspace knows the acquisition latency, the hold start and the stack of the caller.
 //! uretprobes are fine here: these are C functions on ordinary stacks (never Go code).
 use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::uretprobe, programs::RetProbeContext};
-use tracer_common::{Counter, Event, EventKind};
+use tracer_common::{Counter, Event, EventKind, LockOp};
+
+/// `ETIMEDOUT` as `pthread_cond_timedwait` returns it.
+const ETIMEDOUT: i32 = 110;
 
 use crate::{
     helpers::{count, emit, target_tid},
@@ -32,7 +35,9 @@ fn try_lock_return(ctx: &RetProbeContext) -> Result<(), ()> {
     };
     let _ = PENDING_LOCKS.remove(tid);
     let ret: i32 = ctx.ret();
-    if ret != 0 {
+    // A condvar wait holds its mutex again when it returns, also after a timeout.
+    let cond_wait_relocked = pending.op == LockOp::CondWait as u32 && ret == ETIMEDOUT;
+    if ret != 0 && !cond_wait_relocked {
         // EBUSY from trylock, ETIMEDOUT, EDEADLK...: nothing was acquired.
         return Ok(());
     }

@@ -59,9 +59,27 @@ pub enum ProbeError {
 }
 
 impl ProbeError {
+    /// Whether the verifier rejected a program (its log is in the error chain).
+    #[must_use]
+    pub fn is_verifier_rejection(&self) -> bool {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(err) = source {
+            if err.to_string().contains("Verifier output") {
+                return true;
+            }
+            source = err.source();
+        }
+        false
+    }
+
     /// Whether the kernel refused for lack of privilege (EPERM/EACCES anywhere in the chain).
     #[must_use]
     pub fn is_permission_denied(&self) -> bool {
+        // The verifier refuses programs with EACCES too: that is our bug, not the user's
+        // missing privilege, and must not be reported as such.
+        if self.is_verifier_rejection() {
+            return false;
+        }
         let mut source: Option<&(dyn std::error::Error + 'static)> = Some(self);
         while let Some(err) = source {
             if let Some(io) = err.downcast_ref::<std::io::Error>()
@@ -90,7 +108,7 @@ pub enum Hooks {
 }
 
 /// The glibc functions the `--holds` uprobes attach to, with the op passed as cookie.
-pub const LOCK_FUNCTIONS: [(&str, LockOp); 12] = [
+pub const LOCK_FUNCTIONS: [(&str, LockOp); 15] = [
     ("pthread_mutex_lock", LockOp::MutexLock),
     ("pthread_mutex_trylock", LockOp::MutexTryLock),
     ("pthread_mutex_timedlock", LockOp::MutexTimedLock),
@@ -103,6 +121,10 @@ pub const LOCK_FUNCTIONS: [(&str, LockOp); 12] = [
     ("pthread_rwlock_trywrlock", LockOp::RwTryWrite),
     ("pthread_rwlock_timedwrlock", LockOp::RwTimedWrite),
     ("pthread_rwlock_clockwrlock", LockOp::RwTimedWrite),
+    // Condvar waits release and re-take their mutex inside glibc (see `LockOp::CondWait`).
+    ("pthread_cond_wait", LockOp::CondWait),
+    ("pthread_cond_timedwait", LockOp::CondWait),
+    ("pthread_cond_clockwait", LockOp::CondWait),
 ];
 
 /// The unlock functions, with their op.

@@ -125,6 +125,41 @@ fn condvars_are_not_locks() {
     }
 }
 
+/// Guards against: `--holds` counting a condition-variable wait as time the mutex was
+/// held. `pthread_cond_wait` releases and re-takes its mutex inside glibc, where the lock
+/// and unlock uprobes cannot see it; here producers and consumers wait on condvars for
+/// ~1 ms at a time while their critical sections take microseconds, so hold times that
+/// include the condvar waits would put p90 in the milliseconds.
+#[test]
+fn condvar_waits_are_not_hold_time_with_holds() {
+    require_root();
+    let bin = build_target("condvar", &[]);
+    let target = Target::spawn(bin.path(), &["6"]);
+    let lock = target.lock("queue_lock");
+    let out = run_tracer(&as_strs(&json_attach_args(target.pid(), 3, &["--holds"])));
+    assert_success(&out);
+    let values = json_lines(&out.stdout);
+    assert!(
+        deadlocks(&values).is_empty(),
+        "no deadlock expected\n{}",
+        describe(&out)
+    );
+    let s = summary(&values);
+    let queue = locks(s)
+        .into_iter()
+        .find(|l| addr_of(&l["addr"]) == lock)
+        .unwrap_or_else(|| panic!("queue_lock {lock:#x} should be contended: {s:#}"));
+    let hold = &queue["hold_ns"];
+    assert!(
+        u64_field(hold, "count") > 100,
+        "hold times of queue_lock: {queue:#}"
+    );
+    assert!(
+        u64_field(hold, "p90") < 200_000,
+        "queue_lock's hold p90 includes condvar waits: {queue:#}"
+    );
+}
+
 /// Readers blocked behind a writer: the lock must show up as `rw_lock`, type rwlock, with
 /// its 3 waiting readers, and no deadlock. `readers_delay_ms`: None = the readers are
 /// blocked before the tracer attaches; Some(ms) = they call rdlock ms after `ready`.
