@@ -146,7 +146,7 @@ fn condvar_waits_are_not_hold_time_with_holds() {
     );
     let s = summary(&values);
     let queue = locks(s)
-        .into_iter()
+        .iter()
         .find(|l| addr_of(&l["addr"]) == lock)
         .unwrap_or_else(|| panic!("queue_lock {lock:#x} should be contended: {s:#}"));
     let hold = &queue["hold_ns"];
