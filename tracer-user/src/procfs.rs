@@ -64,6 +64,27 @@ pub fn process_exists(pid: u32) -> bool {
     pid != 0 && proc_dir(pid).exists()
 }
 
+/// Whether a process exists and has not exited: a zombie (exited, not yet reaped by its
+/// parent) counts as gone, since it will never run again.
+#[must_use]
+pub fn process_alive(pid: u32) -> bool {
+    let Ok(stat) = fs::read_to_string(proc_dir(pid).join("stat")) else {
+        return false;
+    };
+    parse_stat_state(&stat).is_some_and(|state| !matches!(state, 'Z' | 'X' | 'x'))
+}
+
+/// The state letter of a `/proc/PID/stat` line (after the parenthesised command name,
+/// which may itself contain spaces and parentheses).
+fn parse_stat_state(stat: &str) -> Option<char> {
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .next()?
+        .chars()
+        .next()
+}
+
 /// Ids of the threads of `pid`, from `/proc/PID/task`, sorted ascending.
 ///
 /// # Errors
@@ -444,6 +465,27 @@ this is not a maps line
             host_path(42, "/usr/lib/libc.so.6"),
             PathBuf::from("/proc/42/root/usr/lib/libc.so.6")
         );
+    }
+
+    #[test]
+    fn stat_state_and_liveness() {
+        assert_eq!(parse_stat_state("42 (a) b) c) S 1 2 3"), Some('S'));
+        assert_eq!(parse_stat_state("42 (zombie) Z 1 2"), Some('Z'));
+        assert_eq!(parse_stat_state("garbage"), None);
+        assert!(process_alive(std::process::id()));
+        assert!(!process_alive(u32::MAX - 1));
+        // A child that exited but is not reaped yet is a zombie: not alive, but present.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while process_alive(pid) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(
+            !process_alive(pid) && process_exists(pid),
+            "an unreaped child is a zombie"
+        );
+        child.wait().unwrap();
     }
 
     #[test]

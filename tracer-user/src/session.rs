@@ -96,14 +96,14 @@ pub enum SessionError {
 /// once attached, only a failure to write the report is an error.
 pub async fn run(config: Config, out: &mut dyn Write) -> Result<(), SessionError> {
     let pid = config.pid;
-    if !procfs::process_exists(pid) {
+    if !procfs::process_alive(pid) {
         return Err(SessionError::NoSuchProcess { pid });
     }
     if !Path::new("/sys/kernel/btf/vmlinux").exists() {
         return Err(SessionError::NoBtf);
     }
     let gone = |source| {
-        if procfs::process_exists(pid) {
+        if procfs::process_alive(pid) {
             SessionError::Proc { pid, source }
         } else {
             SessionError::ExitedDuringAttach { pid }
@@ -113,6 +113,14 @@ pub async fn run(config: Config, out: &mut dyn Write) -> Result<(), SessionError
     let libc = procfs::find_libc(&maps).map(|path| procfs::host_path(pid, &path));
     let symbolizer =
         Symbolizer::for_process(pid).map_err(|_| SessionError::ExitedDuringAttach { pid })?;
+    // Test hook for the root tests only: widens the window between reading the target
+    // and attaching, so that "the target exits during attach" can be tested for sure.
+    if let Some(ms) = std::env::var("TRACER_TEST_ATTACH_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        std::thread::sleep(Duration::from_millis(ms));
+    }
     let probes = Probes::attach(
         pid,
         Hooks::Trace {
@@ -123,13 +131,13 @@ pub async fn run(config: Config, out: &mut dyn Write) -> Result<(), SessionError
     .map_err(|source| {
         if source.is_permission_denied() {
             SessionError::NotPrivileged(source)
-        } else if !procfs::process_exists(pid) {
+        } else if !procfs::process_alive(pid) {
             SessionError::ExitedDuringAttach { pid }
         } else {
             SessionError::Attach { pid, source }
         }
     })?;
-    if !procfs::process_exists(pid) {
+    if !procfs::process_alive(pid) {
         return Err(SessionError::ExitedDuringAttach { pid });
     }
     let mut notes = Vec::new();
@@ -369,7 +377,7 @@ impl Session {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 break;
             }
-            if !procfs::process_exists(self.config.pid) {
+            if !procfs::process_alive(self.config.pid) {
                 self.pump();
                 return Ok(true);
             }

@@ -95,3 +95,42 @@ fn attach_without_privileges_fails_with_one_line() {
         assert_one_line_error(&out);
     }
 }
+
+/// Guards against: a target that exits while the tracer is attaching leaving the tracer
+/// hung, panicking, or tracing a process that is gone. It must say so in one line and exit
+/// non-zero. (The tracer's test-only `TRACER_TEST_ATTACH_DELAY_MS` holds it between reading
+/// the target and attaching, and the target exits in that window; it is not reaped, so
+/// this also checks that a zombie counts as exited.)
+#[test]
+fn target_exiting_during_attach_fails_with_one_line() {
+    require_root();
+    let bin = build_target("exits_soon", &[]);
+    let target = Target::spawn(bin.path(), &["1"]);
+    let pid = target.pid().to_string();
+    let tracer = Tracer::spawn_with(&["attach", "--pid", &pid, "--duration", "10"], |cmd| {
+        cmd.env("TRACER_TEST_ATTACH_DELAY_MS", "3000");
+    });
+    let out = tracer.wait(Duration::from_secs(30));
+    assert!(
+        !out.status.success(),
+        "tracer should fail\n{}",
+        describe(&out)
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "nothing on stdout\n{}",
+        describe(&out)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "exactly one line on stderr\n{}",
+        describe(&out)
+    );
+    assert!(
+        lines[0].contains("exited while the tracer was attaching") && lines[0].contains(&pid),
+        "the line says the target exited: {stderr}"
+    );
+}
