@@ -8,7 +8,7 @@
 //! - the holder of a lock comes from the lock's own owner field as copied at wait start
 //!   (default mode), and also from acquire/release uprobes (`--holds`);
 //! - hold times exist only with `--holds` (acquire return → unlock entry).
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, hash_map::Entry};
 
 // Fx hashing: keys are TIDs and addresses from the kernel, not attacker-chosen strings,
 // and SipHash was the largest single cost of the event pipeline.
@@ -18,7 +18,7 @@ use tracer_common::LockOp;
 use crate::{
     event::{StackId, StackWindow, TraceEvent},
     futex_lock::{FutexWaitClass, KnownLocks, classify},
-    lockstats::LockTable,
+    lockstats::{LockSlot, LockTable},
     report::LockKind,
     waitgraph::{Cycle, WaitGraph},
 };
@@ -32,6 +32,8 @@ pub struct ActiveWait {
     pub lock: Option<u64>,
     pub start_ns: u64,
     pub stack: StackId,
+    /// The lock's slot in the stats table (meaningful when `lock` is set).
+    pub lock_slot: LockSlot,
     /// Holder named by the lock's owner field when the wait began.
     pub holder: Option<u32>,
     pub reader: bool,
@@ -91,14 +93,15 @@ const MAX_CANDIDATES: usize = 1024;
 pub struct Analysis {
     graph: WaitGraph,
     stats: LockTable,
-    kinds: HashMap<u64, LockKind>,
+    /// Lock kinds, by the lock's slot in `stats`.
+    kinds: Vec<LockKind>,
     known: KnownLocks,
     waits: HashMap<u32, ActiveWait>,
     held: HashMap<(u32, u64), Held>,
     /// How often each user stack waited on each lock, with the index of the first window
     /// seen for it in `stack_samples`: the report shows the top one. Entries stay small
     /// (this lookup runs on every wait; large entries made it a cache miss each time).
-    wait_stacks: HashMap<(u64, u32), (u64, u32)>,
+    wait_stacks: HashMap<(LockSlot, u32), (u64, u32)>,
     stack_samples: Vec<StackWindow>,
     /// Threads whose lock wait began since the last [`Analysis::flush`].
     unflushed: Vec<u32>,
@@ -193,6 +196,7 @@ impl Analysis {
                 lock: None,
                 start_ns: ts_ns,
                 stack,
+                lock_slot: 0,
                 holder: None,
                 reader: false,
                 in_graph: false,
@@ -203,10 +207,11 @@ impl Analysis {
             return;
         };
         self.counts.lock_waits += 1;
-        self.note_kind(lock, kind);
-        self.stats.entry(lock).begin_wait();
+        let slot = self.stats.slot(lock);
+        self.note_kind(slot, kind);
+        self.stats.at(slot).begin_wait();
         // Waits found blocked at attach have no kernel stack id, only their window.
-        let key = (lock, stack.unwrap_or(WINDOW_ONLY_STACK));
+        let key = (slot, stack.unwrap_or(WINDOW_ONLY_STACK));
         let samples = &mut self.stack_samples;
         self.wait_stacks
             .entry(key)
@@ -220,6 +225,7 @@ impl Analysis {
             lock: Some(lock),
             start_ns: ts_ns,
             stack,
+            lock_slot: slot,
             holder,
             reader,
             in_graph: false,
@@ -233,15 +239,26 @@ impl Analysis {
     /// Records `tid`'s new wait. A previous wait still open means its end event was lost
     /// (dropped): close it without a duration.
     fn replace_wait(&mut self, tid: u32, wait: ActiveWait) {
-        if self.waits.get(&tid).is_some_and(|w| w.parked) {
+        let previous = match self.waits.entry(tid) {
+            Entry::Vacant(slot) => {
+                slot.insert(wait);
+                return;
+            }
             // The park itself (and any restart of it after a signal): the thread still
             // waits for its PI lock, for good.
-            return;
-        }
-        if let Some(previous) = self.waits.insert(tid, wait) {
+            Entry::Occupied(current) if current.get().parked => {
+                self.free_window(wait.window_slot);
+                if wait.lock.is_some() {
+                    self.stats.at(wait.lock_slot).end_wait_unmeasured();
+                }
+                return;
+            }
+            Entry::Occupied(mut current) => current.insert(wait),
+        };
+        {
             self.free_window(previous.window_slot);
-            if let Some(lock) = previous.lock {
-                self.stats.entry(lock).end_wait_unmeasured();
+            if previous.lock.is_some() {
+                self.stats.at(previous.lock_slot).end_wait_unmeasured();
             }
             if previous.in_graph {
                 self.graph.end_wait(tid);
@@ -265,18 +282,19 @@ impl Analysis {
     }
 
     fn on_wait_end(&mut self, tid: u32, ts_ns: u64) {
-        if self.waits.get(&tid).is_some_and(|w| w.parked) {
-            // Only a restart of the park; the lock wait goes on.
-            return;
-        }
         let Some(wait) = self.waits.remove(&tid) else {
             self.counts.unmatched_wait_ends += 1;
             return;
         };
+        if wait.parked {
+            // Only a restart of the park; the lock wait goes on.
+            self.waits.insert(tid, wait);
+            return;
+        }
         self.free_window(wait.window_slot);
-        if let Some(lock) = wait.lock {
+        if wait.lock.is_some() {
             self.stats
-                .entry(lock)
+                .at(wait.lock_slot)
                 .end_wait(ts_ns.saturating_sub(wait.start_ns));
         }
         if wait.in_graph {
@@ -358,7 +376,8 @@ impl Analysis {
             LockKind::Mutex
         };
         self.known.insert(lock, kind);
-        self.note_kind(lock, kind);
+        let slot = self.stats.slot(lock);
+        self.note_kind(slot, kind);
         if op.is_read() {
             self.graph.add_holder(lock, tid);
         } else {
@@ -396,8 +415,12 @@ impl Analysis {
         }
     }
 
-    fn note_kind(&mut self, lock: u64, kind: LockKind) {
-        let entry = self.kinds.entry(lock).or_insert(kind);
+    fn note_kind(&mut self, slot: LockSlot, kind: LockKind) {
+        let slot = slot as usize;
+        if slot >= self.kinds.len() {
+            self.kinds.resize(slot + 1, LockKind::Futex);
+        }
+        let entry = &mut self.kinds[slot];
         // A lock first seen as a bare futex may later be recognised for what it is.
         if *entry == LockKind::Futex {
             *entry = kind;
@@ -488,16 +511,20 @@ impl Analysis {
 
     #[must_use]
     pub fn lock_kind(&self, lock: u64) -> LockKind {
-        self.kinds.get(&lock).copied().unwrap_or(LockKind::Futex)
+        self.stats
+            .slot_of(lock)
+            .and_then(|slot| self.kinds.get(slot as usize).copied())
+            .unwrap_or(LockKind::Futex)
     }
 
     /// The stack that waited on `lock` most often, with a stack window seen with it.
     #[must_use]
     pub fn top_wait_stack(&self, lock: u64) -> Option<(u32, StackWindow)> {
         // Only the report asks, once per lock at the end: a scan is fine.
+        let slot = self.stats.slot_of(lock)?;
         self.wait_stacks
             .iter()
-            .filter(|&(&(l, _), _)| l == lock)
+            .filter(|&(&(l, _), _)| l == slot)
             .max_by_key(|&(&(_, stack), &(count, _))| (count, std::cmp::Reverse(stack)))
             .map(|(&(_, stack), &(_, sample))| {
                 (

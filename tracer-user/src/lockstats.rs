@@ -190,10 +190,16 @@ impl LockStats {
     }
 }
 
+/// A lock's place in a [`LockTable`]: stable for the table's life, so a wait can keep it
+/// and reach its lock's stats again without a hash lookup.
+pub type LockSlot = u32;
+
 /// Stats of every contended lock, by lock address.
 #[derive(Clone, Debug, Default)]
 pub struct LockTable {
-    locks: HashMap<u64, LockStats>,
+    slots: HashMap<u64, LockSlot>,
+    addrs: Vec<u64>,
+    stats: Vec<LockStats>,
 }
 
 impl LockTable {
@@ -203,32 +209,59 @@ impl LockTable {
         Self::default()
     }
 
+    /// The slot of the lock at `addr`, created (with empty stats) on first use.
+    pub fn slot(&mut self, addr: u64) -> LockSlot {
+        if let Some(&slot) = self.slots.get(&addr) {
+            return slot;
+        }
+        let slot = LockSlot::try_from(self.stats.len()).unwrap_or(LockSlot::MAX);
+        self.slots.insert(addr, slot);
+        self.addrs.push(addr);
+        self.stats.push(LockStats::new());
+        slot
+    }
+
+    /// The slot of the lock at `addr`, if it has one.
+    #[must_use]
+    pub fn slot_of(&self, addr: u64) -> Option<LockSlot> {
+        self.slots.get(&addr).copied()
+    }
+
+    /// The stats in `slot` (from [`LockTable::slot`]).
+    ///
+    /// # Panics
+    /// Never for a slot this table handed out; other values are a caller bug.
+    pub fn at(&mut self, slot: LockSlot) -> &mut LockStats {
+        &mut self.stats[slot as usize]
+    }
+
     /// The stats of the lock at `addr`, created empty on first use.
     pub fn entry(&mut self, addr: u64) -> &mut LockStats {
-        self.locks.entry(addr).or_default()
+        let slot = self.slot(addr);
+        self.at(slot)
     }
 
     /// The stats of the lock at `addr`, if it has any.
     #[must_use]
     pub fn get(&self, addr: u64) -> Option<&LockStats> {
-        self.locks.get(&addr)
+        self.stats.get(*self.slots.get(&addr)? as usize)
     }
 
     /// All locks with their stats, in no particular order (the report sorts).
     pub fn iter(&self) -> impl Iterator<Item = (u64, &LockStats)> {
-        self.locks.iter().map(|(&addr, stats)| (addr, stats))
+        self.addrs.iter().copied().zip(&self.stats)
     }
 
     /// Number of locks in the table.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.locks.len()
+        self.stats.len()
     }
 
     /// Whether the table has no locks.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.locks.is_empty()
+        self.stats.is_empty()
     }
 }
 
