@@ -8,6 +8,7 @@
 //! - `lockstats`: per-lock contention counters and wait/hold histograms.
 //! - `analysis`: the state machine that turns events into graph updates, stats and findings.
 //! - `symbols`: ELF symbol tables and DWARF lines for lock names and stacks.
+//! - `gosym`: Go pclntab and build info: function names, lines and inlined frames in (stripped) Go binaries.
 //! - `procfs`: what `/proc` says about the target (threads, names, maps, liveness).
 //! - `report`: the report's data model and its JSON and text renderings.
 //! - `unwind`: user stacks from the frame-pointer chain plus the copied stack window.
@@ -15,6 +16,7 @@
 pub mod analysis;
 pub mod event;
 pub mod futex_lock;
+pub mod gosym;
 pub mod lockstats;
 pub mod probes;
 pub mod procfs;

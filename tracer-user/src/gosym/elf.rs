@@ -1,0 +1,158 @@
+//! Finding the pclntab and `go:func.*` in an ELF file, with or without section headers.
+use object::{Object as _, ObjectSection as _, ObjectSegment as _, ObjectSymbol as _};
+
+use super::{GoFuncRegion, GoSymError, GoTable, Layout, PclnVersion};
+
+/// A loadable segment's address and file bytes.
+struct Segment {
+    address: u64,
+    file_offset: usize,
+    file_size: usize,
+}
+
+/// The file bytes from virtual address `addr` to the end of its segment's file data.
+fn bytes_at_addr<'a>(data: &'a [u8], segments: &[Segment], addr: u64) -> Option<&'a [u8]> {
+    let seg = segments
+        .iter()
+        .find(|s| addr >= s.address && addr - s.address < s.file_size as u64)?;
+    let start = seg
+        .file_offset
+        .checked_add(usize::try_from(addr - seg.address).ok()?)?;
+    data.get(start..seg.file_offset.checked_add(seg.file_size)?)
+}
+
+/// Virtual address of file offset `off`.
+fn addr_of_offset(segments: &[Segment], off: usize) -> Option<u64> {
+    let seg = segments
+        .iter()
+        .find(|s| off >= s.file_offset && off - s.file_offset < s.file_size)?;
+    seg.address.checked_add((off - seg.file_offset) as u64)
+}
+
+pub(super) fn load(data: &[u8]) -> Result<GoTable, GoSymError> {
+    let file = object::File::parse(data).map_err(GoSymError::Object)?;
+    if file.format() != object::BinaryFormat::Elf {
+        return Err(GoSymError::NotElf);
+    }
+    let segments: Vec<Segment> = file
+        .segments()
+        .filter_map(|seg| {
+            let (offset, size) = seg.file_range();
+            let file_offset = usize::try_from(offset).ok()?;
+            let file_size = usize::try_from(size).ok()?;
+            // Ignore segments that claim bytes past the end of the file.
+            (file_offset.checked_add(file_size)? <= data.len()).then_some(Segment {
+                address: seg.address(),
+                file_offset,
+                file_size,
+            })
+        })
+        .collect();
+
+    let (mut table, pclntab_addr) = match file.section_by_name(".gopclntab") {
+        Some(section) => {
+            let bytes = section.data().map_err(GoSymError::Object)?;
+            (GoTable::parse(bytes)?, Some(section.address()))
+        }
+        None => scan_for_pclntab(data, &segments)?,
+    };
+
+    // go:func.* (go.func.* before Go 1.20) by symbol if the symbol table survived, else
+    // through runtime.firstmoduledata.
+    let gofunc_addr = file
+        .symbols()
+        .find(|sym| matches!(sym.name(), Ok("go:func.*" | "go.func.*")))
+        .map(|sym| sym.address())
+        .or_else(|| find_gofunc_via_moduledata(data, &segments, &table, pclntab_addr?));
+    if let Some(addr) = gofunc_addr
+        && let Some(bytes) = bytes_at_addr(data, &segments, addr)
+    {
+        table.gofunc = Some(GoFuncRegion {
+            bytes: bytes.to_vec(),
+        });
+    }
+    Ok(table)
+}
+
+/// Whether `bytes` start like a Go 1.18+ pclntab header.
+fn plausible_header(bytes: &[u8]) -> bool {
+    let Some(head) = bytes.get(..8) else {
+        return false;
+    };
+    let word = [head[0], head[1], head[2], head[3]];
+    let known = |m: u32| matches!(m, super::MAGIC_GO118 | super::MAGIC_GO120);
+    (known(u32::from_le_bytes(word)) || known(u32::from_be_bytes(word)))
+        && head[4] == 0
+        && head[5] == 0
+        && matches!(head[6], 1 | 2 | 4)
+        && matches!(head[7], 4 | 8)
+}
+
+/// Without section headers: the first offset (4-aligned, as the linker aligns the
+/// header) where a plausible header parses into a table with readable functions.
+fn scan_for_pclntab(
+    data: &[u8],
+    segments: &[Segment],
+) -> Result<(GoTable, Option<u64>), GoSymError> {
+    let mut off = 0;
+    while off + 8 <= data.len() {
+        if plausible_header(&data[off..]) {
+            // Limit the copy to the end of the containing segment when we know it.
+            let end = segments
+                .iter()
+                .find(|s| off >= s.file_offset && off - s.file_offset < s.file_size)
+                .map_or(data.len(), |s| s.file_offset + s.file_size);
+            if let Ok(table) = GoTable::parse(&data[off..end])
+                && table.nfunc > 0
+                && table.functions().next().is_some()
+            {
+                return Ok((table, addr_of_offset(segments, off)));
+            }
+        }
+        off += 4;
+    }
+    Err(GoSymError::NotFound)
+}
+
+/// `runtime.firstmoduledata` starts with `pcHeader *pcHeader`, then the slices
+/// funcnametab, cutab, filetab, pctab, pclntable, ftab (three words each), findfunctab,
+/// minpc, maxpc, text, etext, ... We look for a word-aligned pointer to the pclntab whose
+/// next word points at its function name table and whose `text` is `textStart`, then
+/// read `gofunc`, whose slot depends on the release (Go 1.20 added covctrs/ecovctrs).
+fn find_gofunc_via_moduledata(
+    data: &[u8],
+    segments: &[Segment],
+    table: &GoTable,
+    pclntab_addr: u64,
+) -> Option<u64> {
+    let layout: Layout = table.layout;
+    let word = usize::from(layout.ptr_size);
+    let funcnametab_addr = pclntab_addr.checked_add(table.funcnametab as u64)?;
+    let gofunc_slot = match table.version {
+        // text(22) etext noptrdata enoptrdata data edata bss ebss noptrbss enoptrbss
+        // end gcdata gcbss types etypes rodata gofunc(38)
+        PclnVersion::Go118 => 38,
+        // ... enoptrbss covctrs ecovctrs end ... rodata gofunc(40)
+        PclnVersion::Go120 => 40,
+    };
+    for seg in segments {
+        let bytes = data.get(seg.file_offset..seg.file_offset + seg.file_size)?;
+        let mut off = 0;
+        while off + (gofunc_slot + 1) * word <= bytes.len() {
+            let at = |slot: usize| layout.word_at(bytes, off + slot * word);
+            if at(0) == Some(pclntab_addr)
+                && at(1) == Some(funcnametab_addr)
+                && at(22) == Some(table.text_start)
+            {
+                let gofunc = at(gofunc_slot)?;
+                // rodata <= gofunc, and it must be mapped from the file.
+                let rodata = at(gofunc_slot - 1)?;
+                if gofunc >= rodata && bytes_at_addr(data, segments, gofunc).is_some() {
+                    return Some(gofunc);
+                }
+            }
+            off += word;
+        }
+    }
+    None
+}

@@ -1,0 +1,3 @@
+module example.com/inline_demo
+
+go 1.19
