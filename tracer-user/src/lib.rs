@@ -9,6 +9,7 @@
 //! - `analysis`: the state machine that turns events into graph updates, stats and findings.
 //! - `symbols`: ELF symbol tables and DWARF lines for lock names and stacks.
 //! - `gosym`: Go pclntab and build info: function names, lines and inlined frames in (stripped) Go binaries.
+//! - `goprobe`: uprobe sites (entries and `ret`s, no uretprobes) on the lock paths of x86-64 Go binaries.
 //! - `procfs`: what `/proc` says about the target (threads, names, maps, liveness).
 //! - `report`: the report's data model and its JSON and text renderings.
 //! - `unwind`: user stacks from the frame-pointer chain plus the copied stack window.
@@ -16,6 +17,7 @@
 pub mod analysis;
 pub mod event;
 pub mod futex_lock;
+pub mod goprobe;
 pub mod gosym;
 pub mod lockstats;
 pub mod probes;

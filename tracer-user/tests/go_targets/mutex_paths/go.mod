@@ -1,0 +1,3 @@
+module example.com/mutex_paths
+
+go 1.19
