@@ -168,11 +168,17 @@ pub fn decode(bytes: &[u8]) -> Result<TraceEvent, DecodeError> {
     if bytes.len() != EVENT_SIZE {
         return Err(DecodeError::Size { len: bytes.len() });
     }
-    // SAFETY: the length equals size_of::<Event>() (asserted in tracer-common),
+    decode_event(&read_event(bytes))
+}
+
+/// Reads the [`Event`] at the start of `bytes` (which carry no alignment guarantee).
+/// Callers have checked that at least `EVENT_SIZE` bytes are there.
+fn read_event(bytes: &[u8]) -> Event {
+    let header = &bytes[..EVENT_SIZE];
+    // SAFETY: `header` is exactly size_of::<Event>() bytes (asserted in tracer-common),
     // read_unaligned copes with any alignment, and every bit pattern is a valid `Event`
     // (plain integers only).
-    let raw: Event = unsafe { bytes.as_ptr().cast::<Event>().read_unaligned() };
-    decode_event(&raw)
+    unsafe { header.as_ptr().cast::<Event>().read_unaligned() }
 }
 
 /// Decodes a wait record straight from its bytes: the header as an [`Event`], then the
@@ -182,10 +188,6 @@ fn decode_wait_bytes(bytes: &[u8]) -> Result<TraceEvent, DecodeError> {
     const IP: usize = SP + 8;
     const WORDS: usize = IP + 8;
     const WINDOW: usize = WORDS + 8;
-    let (header, rest) = bytes.split_at(EVENT_SIZE);
-    // SAFETY: `header` is exactly size_of::<Event>() bytes (asserted in tracer-common),
-    // read_unaligned copes with any alignment, and every bit pattern is a valid `Event`.
-    let raw: Event = unsafe { header.as_ptr().cast::<Event>().read_unaligned() };
     let TraceEvent::FutexWait {
         tid,
         ts_ns,
@@ -195,7 +197,7 @@ fn decode_wait_bytes(bytes: &[u8]) -> Result<TraceEvent, DecodeError> {
         stack,
         snapshot,
         ..
-    } = decode_event(&raw)?
+    } = decode_event(&read_event(bytes))?
     else {
         return Err(DecodeError::WaitRecordKind);
     };
@@ -211,14 +213,8 @@ fn decode_wait_bytes(bytes: &[u8]) -> Result<TraceEvent, DecodeError> {
         words: [0; STACK_WINDOW_WORDS],
     };
     window.len = u32::try_from(u64_at(WORDS) & 0xffff_ffff).unwrap_or(0);
-    for (word, chunk) in window
-        .words
-        .iter_mut()
-        .zip(rest[WINDOW - EVENT_SIZE..].chunks_exact(8))
-    {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(chunk);
-        *word = u64::from_ne_bytes(b);
+    for (i, word) in window.words.iter_mut().enumerate() {
+        *word = u64_at(WINDOW + i * 8);
     }
     Ok(TraceEvent::FutexWait {
         tid,
