@@ -31,6 +31,14 @@ pub const PROG_LOCK_RETURN: &str = "lock_return";
 /// Uprobe on the entry of unlock functions (`--holds`), emits [`EventKind::LockReleased`].
 pub const PROG_UNLOCK_ENTRY: &str = "unlock_entry";
 
+/// Uprobe on every Go lock probe site (entries, returns and the instruction after each
+/// inlined atomic); what it reports comes from the attach cookie ([`go_cookie`]).
+pub const PROG_GO_LOCK_SITE: &str = "go_lock_site";
+
+/// Global holding the offset of `goid` in the Go runtime's `g` struct; set by the loader
+/// before load (0 when the target is not a Go program: Go sites are then never attached).
+pub const GLOBAL_GO_GOID_OFFSET: &str = "GO_GOID_OFFSET";
+
 /// Empty programs on the same hooks, attached only by the benchmark's floor runs.
 pub const PROG_NOOP_SYS_ENTER: &str = "noop_sys_enter";
 pub const PROG_NOOP_SYS_EXIT: &str = "noop_sys_exit";
@@ -40,8 +48,9 @@ pub const PROG_NOOP_URETPROBE: &str = "noop_uretprobe";
 /// Every map name, for the test that checks the built object holds each one.
 pub const ALL_MAPS: [&str; 4] = [MAP_EVENTS, MAP_COUNTERS, MAP_STACKS, MAP_PENDING_LOCKS];
 /// Every program name, for the same test.
-pub const ALL_PROGRAMS: [&str; 9] = [
+pub const ALL_PROGRAMS: [&str; 10] = [
     PROG_SYS_ENTER,
+    PROG_GO_LOCK_SITE,
     PROG_SYS_EXIT,
     PROG_LOCK_ENTRY,
     PROG_LOCK_RETURN,
@@ -187,6 +196,8 @@ pub enum EventKind {
     LockAcquired = 3,
     /// An unlock function was entered (`--holds`). `addr` = lock object, `op` = [`LockOp`].
     LockReleased = 4,
+    /// A Go lock probe site fired; sent as a [`GoEvent`] record, `op` = [`GoOp`].
+    GoLock = 5,
 }
 
 impl TryFrom<u32> for EventKind {
@@ -198,10 +209,164 @@ impl TryFrom<u32> for EventKind {
             2 => Self::FutexWaitDone,
             3 => Self::LockAcquired,
             4 => Self::LockReleased,
+            5 => Self::GoLock,
             other => return Err(UnknownValue(other)),
         })
     }
 }
+
+/// What a Go lock probe site means ([`GoEvent::op`], low byte of the attach cookie).
+///
+/// Sites after an atomic fire once the atomic has run: uprobes refuse `lock`-prefixed
+/// instructions, and only afterwards is the outcome (`ZF`, the old value) known.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum GoOp {
+    /// After the `lock cmpxchg` of an inlined or out-of-line `Mutex.Lock`/`TryLock`:
+    /// the kernel emits only when `ZF` says the swap succeeded (the mutex is now held).
+    MutexLockFast = 1,
+    /// After the `lock xadd` of `Mutex.Unlock`: the mutex was released.
+    MutexUnlock = 2,
+    /// As [`GoOp::MutexLockFast`], on `rw.w` inside `RWMutex.Lock`: the write side of an
+    /// `RWMutex` (same address: `w` is its first field).
+    RwLockFast = 3,
+    /// As [`GoOp::MutexUnlock`], on `rw.w` inside `RWMutex.Unlock`.
+    RwUnlock = 4,
+    /// After the `lock xadd` of `RWMutex.RLock` on `readerCount`: `value` holds the old
+    /// count; old + 1 < 0 means a writer holds or waits and the reader now blocks.
+    RLockFast = 5,
+    /// After the `lock xadd` of `RWMutex.RUnlock` on `readerCount`: a read hold ended.
+    RUnlock = 6,
+    /// Entry of `Mutex.lockSlow` (`addr` = receiver, from `AX`): the goroutine waits.
+    LockSlowEnter = 7,
+    /// A `ret` of `Mutex.lockSlow`: the mutex the goroutine waited for is now held.
+    LockSlowReturn = 8,
+    /// A `ret` of the runtime semaphore acquire used by mutexes and readers: a reader's
+    /// wait (if one is pending) ends with the read lock held.
+    SemacquireReturn = 9,
+}
+
+impl TryFrom<u32> for GoOp {
+    type Error = UnknownValue;
+
+    fn try_from(value: u32) -> Result<Self, Self::Error> {
+        Ok(match value {
+            1 => Self::MutexLockFast,
+            2 => Self::MutexUnlock,
+            3 => Self::RwLockFast,
+            4 => Self::RwUnlock,
+            5 => Self::RLockFast,
+            6 => Self::RUnlock,
+            7 => Self::LockSlowEnter,
+            8 => Self::LockSlowReturn,
+            9 => Self::SemacquireReturn,
+            other => return Err(UnknownValue(other)),
+        })
+    }
+}
+
+/// Slots of the x86-64 `struct pt_regs` (its field order), as used in [`go_cookie`].
+pub mod pt_reg {
+    pub const R15: u8 = 0;
+    pub const R14: u8 = 1;
+    pub const R13: u8 = 2;
+    pub const R12: u8 = 3;
+    pub const RBP: u8 = 4;
+    pub const RBX: u8 = 5;
+    pub const R11: u8 = 6;
+    pub const R10: u8 = 7;
+    pub const R9: u8 = 8;
+    pub const R8: u8 = 9;
+    pub const RAX: u8 = 10;
+    pub const RCX: u8 = 11;
+    pub const RDX: u8 = 12;
+    pub const RSI: u8 = 13;
+    pub const RDI: u8 = 14;
+    /// The probed instruction's address (uprobes set it before running handlers), for
+    /// RIP-relative operands: displacement = target − probe address.
+    pub const RIP: u8 = 16;
+    pub const RSP: u8 = 19;
+    /// No register: the site carries no address or value.
+    pub const NONE: u8 = 0xff;
+}
+
+/// The attach cookie of a Go lock site: everything the kernel needs to turn registers
+/// into an event, so one program serves every site with no map lookup.
+///
+/// Bits 0–7 [`GoOp`], 8–15 base register ([`pt_reg`] slot), 16–23 value register,
+/// 32–63 signed displacement: `addr = regs[base] + displacement`.
+pub mod go_cookie {
+    use super::GoOp;
+
+    /// Packs a site's op, address operand and value register.
+    #[must_use]
+    pub const fn pack(op: GoOp, base: u8, value: u8, displacement: i32) -> u64 {
+        (op as u64)
+            | ((base as u64) << 8)
+            | ((value as u64) << 16)
+            | (((displacement as u32) as u64) << 32)
+    }
+
+    /// The raw op (checked with `GoOp::try_from` by whoever needs the enum).
+    #[must_use]
+    pub const fn op(cookie: u64) -> u32 {
+        (cookie & 0xff) as u32
+    }
+
+    /// The base register slot.
+    #[must_use]
+    pub const fn base(cookie: u64) -> u8 {
+        ((cookie >> 8) & 0xff) as u8
+    }
+
+    /// The value register slot.
+    #[must_use]
+    pub const fn value(cookie: u64) -> u8 {
+        ((cookie >> 16) & 0xff) as u8
+    }
+
+    /// The displacement added to the base register.
+    #[must_use]
+    pub const fn displacement(cookie: u64) -> i32 {
+        ((cookie >> 32) as u32) as i32
+    }
+}
+
+/// The record of a Go lock site ([`EventKind::GoLock`]); told apart from [`Event`] and
+/// [`WaitRecord`] by its size.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GoEvent {
+    /// [`EventKind::GoLock`] as `u32`.
+    pub kind: u32,
+    /// Kernel TID of the thread running the goroutine.
+    pub tid: u32,
+    /// `bpf_ktime_get_ns()` when the site fired.
+    pub ts_ns: u64,
+    /// The goroutine's id (`g.goid`), 0 if it could not be read.
+    pub goid: u64,
+    /// Address of the goroutine's `g` (`R14` in Go's register ABI).
+    pub g: u64,
+    /// `regs[base] + displacement` from the cookie: the operand of the atomic, or the
+    /// receiver at an entry; 0 when the site has no base register.
+    pub addr: u64,
+    /// The probed instruction (`regs.ip`).
+    pub pc: u64,
+    /// At entry sites the return address (`[sp]`), which a frame-pointer walk from a
+    /// function's first instruction misses; 0 elsewhere.
+    pub caller: u64,
+    /// The value register from the cookie, sign-extended from 32 bits; 0 if none.
+    pub value: i64,
+    /// A [`GoOp`] as `u32`.
+    pub op: u32,
+    /// `bpf_get_stackid` result: an id in [`MAP_STACKS`], or a negative errno.
+    pub stack_id: i32,
+}
+
+/// Size of [`GoEvent`] on the wire.
+pub const GO_EVENT_SIZE: usize = 72;
+const _: () = assert!(core::mem::size_of::<GoEvent>() == GO_EVENT_SIZE);
+const _: () = assert!(GO_EVENT_SIZE != EVENT_SIZE && GO_EVENT_SIZE != WAIT_RECORD_SIZE);
 
 /// Number of 32-bit words of lock memory copied at each futex wait.
 pub const SNAPSHOT_WORDS: usize = 16;
@@ -342,6 +507,8 @@ mod pod {
     // SAFETY: `repr(C)`, size pinned by an assert (explicit `_pad`, no implicit padding),
     // plain integers only.
     unsafe impl aya::Pod for super::WaitRecord {}
+    // SAFETY: `repr(C)`, 72 bytes pinned by an assert, no padding, plain integers only.
+    unsafe impl aya::Pod for super::GoEvent {}
 }
 
 #[cfg(test)]
@@ -356,6 +523,7 @@ mod tests {
             EventKind::FutexWaitDone,
             EventKind::LockAcquired,
             EventKind::LockReleased,
+            EventKind::GoLock,
         ] {
             assert_eq!(EventKind::try_from(kind as u32), Ok(kind));
         }
@@ -372,6 +540,28 @@ mod tests {
         assert!(LockOp::try_from(13).is_err());
         assert!(LockOp::RwRead.is_read() && LockOp::RwRead.is_rwlock());
         assert!(!LockOp::MutexLock.is_rwlock());
+    }
+
+    #[test]
+    fn go_ops_round_trip() {
+        for raw in 1..=9 {
+            let op = GoOp::try_from(raw).expect("known op");
+            assert_eq!(op as u32, raw);
+        }
+        assert!(GoOp::try_from(0).is_err());
+        assert!(GoOp::try_from(10).is_err());
+    }
+
+    #[test]
+    fn go_cookie_round_trips_negative_displacements() {
+        let cookie = go_cookie::pack(GoOp::RLockFast, pt_reg::RIP, pt_reg::RCX, -0x1234);
+        assert_eq!(go_cookie::op(cookie), GoOp::RLockFast as u32);
+        assert_eq!(go_cookie::base(cookie), pt_reg::RIP);
+        assert_eq!(go_cookie::value(cookie), pt_reg::RCX);
+        assert_eq!(go_cookie::displacement(cookie), -0x1234);
+        let max = go_cookie::pack(GoOp::SemacquireReturn, pt_reg::NONE, pt_reg::NONE, i32::MAX);
+        assert_eq!(go_cookie::displacement(max), i32::MAX);
+        assert_eq!(go_cookie::base(max), pt_reg::NONE);
     }
 
     #[test]
