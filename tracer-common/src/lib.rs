@@ -304,7 +304,7 @@ pub mod go_cookie {
         (op as u64)
             | ((base as u64) << 8)
             | ((value as u64) << 16)
-            | (((displacement as u32) as u64) << 32)
+            | ((displacement.cast_unsigned() as u64) << 32)
     }
 
     /// The raw op (checked with `GoOp::try_from` by whoever needs the enum).
@@ -328,7 +328,7 @@ pub mod go_cookie {
     /// The displacement added to the base register.
     #[must_use]
     pub const fn displacement(cookie: u64) -> i32 {
-        ((cookie >> 32) as u32) as i32
+        ((cookie >> 32) as u32).cast_signed()
     }
 }
 

@@ -5,7 +5,7 @@ use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user_buf},
     programs::tracing::StackIdContext,
 };
-use tracer_common::{Counter, Event, SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS, STACK_WINDOW_WORDS};
+use tracer_common::{Counter, Event, GoEvent, SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS, STACK_WINDOW_WORDS};
 
 use crate::maps::{COUNTERS, EVENTS, STACKS, TARGET_TGID};
 
@@ -41,6 +41,17 @@ pub(crate) fn count(counter: Counter) {
 pub(crate) fn emit(event: &Event) {
     if EVENTS
         .output::<Event>(event, u64::from(BPF_RB_NO_WAKEUP))
+        .is_err()
+    {
+        count(Counter::Dropped);
+    }
+}
+
+/// Sends a Go lock-site record; same rules as [`emit`].
+#[inline(always)]
+pub(crate) fn emit_go(event: &GoEvent) {
+    if EVENTS
+        .output::<GoEvent>(event, u64::from(BPF_RB_NO_WAKEUP))
         .is_err()
     {
         count(Counter::Dropped);

@@ -6,6 +6,8 @@
 //! - `futex_exit`: `sys_exit` BTF raw tracepoint: that wait ends (event).
 //! - `lock_entry` / `lock_return` / `unlock_entry`: uprobes on glibc's lock functions,
 //!   only attached with `--holds`.
+//! - `go_lock_site`: uprobes on Go lock paths (entries, `ret`s, after inlined atomics),
+//!   attached when the target is a Go program.
 //! - `noop`: empty programs on the same hooks, attached only by the benchmark to
 //!   measure the floor cost of the hooks themselves.
 //!
@@ -23,6 +25,7 @@
 
 mod futex_enter;
 mod futex_exit;
+mod go_lock_site;
 mod helpers;
 mod lock_entry;
 mod lock_return;

@@ -17,6 +17,8 @@ pub enum DecodeError {
     Kind(UnknownValue),
     #[error("unknown lock op {}", .0.0)]
     LockOp(UnknownValue),
+    #[error("a go lock record in a {EVENT_SIZE}-byte record (go records have their own size)")]
+    GoKindInEvent,
 }
 
 /// Target memory copied around a futex word at the moment the wait began.
@@ -271,6 +273,8 @@ pub fn decode_event(raw: &Event) -> Result<TraceEvent, DecodeError> {
             addr: raw.addr,
             op: LockOp::try_from(raw.op).map_err(DecodeError::LockOp)?,
         },
+        // Go lock records are `GoEvent`s, decoded by `gotrace`.
+        EventKind::GoLock => return Err(DecodeError::GoKindInEvent),
     })
 }
 

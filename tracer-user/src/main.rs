@@ -42,6 +42,10 @@ enum Command {
         /// functions): hold times and each thread's held locks, at a higher cost.
         #[arg(long)]
         holds: bool,
+        /// Report a lock as stuck when it has waiters and no release for this long (Go
+        /// targets).
+        #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+        stuck_after: f64,
     },
     /// Benchmark support: attach empty programs on the same hooks (the cost floor).
     #[command(hide = true)]
@@ -98,7 +102,12 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             duration: secs,
             format,
             holds,
+            stuck_after,
         } => {
+            let stuck_after = Duration::try_from_secs_f64(stuck_after)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .context("--stuck-after must be a positive number of seconds")?;
             let config = Config {
                 pid,
                 duration: duration(secs)?,
@@ -107,6 +116,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
                     OutputFormat::Json => Format::Json,
                 },
                 holds,
+                stuck_after,
             };
             let mut stdout = io::stdout().lock();
             runtime.block_on(session::run(config, &mut stdout))?;
@@ -123,7 +133,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             let maps = procfs::read_maps(pid)?;
             let libc: Option<PathBuf> =
                 procfs::find_libc(&maps).map(|p| procfs::host_path(pid, &p));
-            let probes = Probes::attach(pid, Hooks::Floor { uprobes }, libc.as_deref())?;
+            let probes = Probes::attach(pid, Hooks::Floor { uprobes }, libc.as_deref(), None)?;
             let wait = duration(Some(secs))?.unwrap_or_default();
             runtime.block_on(async {
                 tokio::select! {

@@ -17,8 +17,8 @@ use aya::{
 };
 use thiserror::Error;
 use tracer_common::{
-    COUNTER_SLOTS, Counter, GLOBAL_TARGET_TGID, LockOp, MAP_COUNTERS, MAP_EVENTS,
-    MAP_PENDING_LOCKS, MAP_STACKS, PROG_LOCK_ENTRY, PROG_LOCK_RETURN, PROG_NOOP_SYS_ENTER,
+    COUNTER_SLOTS, Counter, GLOBAL_GO_GOID_OFFSET, GLOBAL_TARGET_TGID, LockOp, MAP_COUNTERS, MAP_EVENTS,
+    MAP_PENDING_LOCKS, MAP_STACKS, PROG_GO_LOCK_SITE, PROG_LOCK_ENTRY, PROG_LOCK_RETURN, PROG_NOOP_SYS_ENTER,
     PROG_NOOP_SYS_EXIT, PROG_NOOP_UPROBE, PROG_NOOP_URETPROBE, PROG_SYS_ENTER, PROG_SYS_EXIT,
     PROG_UNLOCK_ENTRY, PendingLock,
 };
@@ -133,11 +133,27 @@ pub const UNLOCK_FUNCTIONS: [(&str, LockOp); 2] = [
     ("pthread_rwlock_unlock", LockOp::RwUnlock),
 ];
 
+/// Go lock probe sites to attach in the target's executable (see `goprobe`).
+#[derive(Clone, Debug)]
+pub struct GoSites<'a> {
+    /// The executable, as a path openable from here (`/proc/PID/exe` works).
+    pub exe: &'a Path,
+    /// Offset of `goid` in the runtime's `g`.
+    pub goid_offset: u64,
+    /// (file offset, attach cookie) of each site.
+    pub sites: &'a [(u64, u64)],
+}
+
 /// What got attached, for the report's notes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AttachSummary {
     pub lock_functions: Vec<&'static str>,
     pub missing_lock_functions: Vec<&'static str>,
+    /// Go sites attached.
+    pub go_sites: usize,
+    /// File offsets of Go sites the kernel refused (their events are missing; holders
+    /// taken there are reported unknown).
+    pub go_sites_refused: Vec<u64>,
 }
 
 /// Per-CPU counters summed over CPUs.
@@ -168,11 +184,18 @@ impl Probes {
     /// # Errors
     /// When BTF is missing, the kernel refuses to load, or a futex hook cannot attach.
     /// A lock function missing from libc is not an error: it is listed in `summary`.
-    pub fn attach(pid: u32, hooks: Hooks, libc: Option<&Path>) -> Result<Self, ProbeError> {
+    pub fn attach(
+        pid: u32,
+        hooks: Hooks,
+        libc: Option<&Path>,
+        go: Option<&GoSites<'_>>,
+    ) -> Result<Self, ProbeError> {
         let btf = Btf::from_sys_fs().map_err(ProbeError::Btf)?;
+        let goid_offset = go.map_or(0, |g| g.goid_offset);
         let mut ebpf = EbpfLoader::new()
             .btf(Some(&btf))
             .override_global(GLOBAL_TARGET_TGID, &pid, true)
+            .override_global(GLOBAL_GO_GOID_OFFSET, &goid_offset, true)
             .load(EBPF_OBJECT)
             .map_err(ProbeError::Load)?;
         let (enter, exit) = match hooks {
@@ -218,6 +241,10 @@ impl Probes {
                         .collect();
                 }
             }
+        }
+
+        if let Some(go) = go {
+            attach_go_sites(&mut ebpf, pid, go, &mut summary)?;
         }
 
         let events = take_map(&mut ebpf, MAP_EVENTS, RingBuf::try_from)?;
@@ -348,6 +375,44 @@ fn load_uprobe(ebpf: &mut Ebpf, name: &'static str) -> Result<(), ProbeError> {
     Ok(())
 }
 
+/// Attaches the Go site program at every site. A site the kernel refuses is recorded
+/// and skipped: losing one site's events makes some holders unknown, never wrong.
+fn attach_go_sites(
+    ebpf: &mut Ebpf,
+    pid: u32,
+    go: &GoSites<'_>,
+    summary: &mut AttachSummary,
+) -> Result<(), ProbeError> {
+    let name = PROG_GO_LOCK_SITE;
+    load_uprobe(ebpf, name)?;
+    let program: &mut UProbe = ebpf
+        .program_mut(name)
+        .ok_or(ProbeError::MissingProgram(name))?
+        .try_into()
+        .map_err(|source| ProbeError::Program { name, source })?;
+    let scope = UProbeScope::OneProcess(NonZeroU32::new(pid).unwrap_or(NonZeroU32::MIN));
+    for &(offset, cookie) in go.sites {
+        let point = UProbeAttachPoint {
+            location: UProbeAttachLocation::AbsoluteOffset(offset),
+            cookie: Some(cookie),
+        };
+        match program.attach(point, go.exe, scope) {
+            Ok(_) => summary.go_sites += 1,
+            Err(err) => {
+                let denied = ProbeError::Program { name, source: err };
+                // Privilege problems and a vanished target fail the whole attach; a
+                // single instruction the kernel will not probe does not.
+                if denied.is_permission_denied() || summary.go_sites == 0 && go.sites.len() == 1
+                {
+                    return Err(denied);
+                }
+                summary.go_sites_refused.push(offset);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Attaches a loaded uprobe program to `function` in `object`. Returns `Ok(false)` when
 /// the function is not in the object (an older or non-glibc libc): the trace goes on in
 /// futex mode for that function.
@@ -381,7 +446,7 @@ fn attach_uprobe(
 #[allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 mod tests {
     use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
-    use tracer_common::{ALL_MAPS, ALL_PROGRAMS, GLOBAL_TARGET_TGID};
+    use tracer_common::{ALL_MAPS, ALL_PROGRAMS, GLOBAL_GO_GOID_OFFSET, GLOBAL_TARGET_TGID};
 
     use super::*;
 
@@ -397,7 +462,7 @@ mod tests {
         for name in ALL_MAPS
             .iter()
             .chain(&ALL_PROGRAMS)
-            .chain(&[GLOBAL_TARGET_TGID])
+            .chain(&[GLOBAL_TARGET_TGID, GLOBAL_GO_GOID_OFFSET])
         {
             assert!(
                 symbols.iter().any(|s| s == name),

@@ -43,7 +43,9 @@ pub enum ProcError {
     },
 }
 
-fn proc_dir(pid: u32) -> PathBuf {
+/// `/proc/PID`.
+#[must_use]
+pub fn proc_dir(pid: u32) -> PathBuf {
     PathBuf::from(format!("/proc/{pid}"))
 }
 

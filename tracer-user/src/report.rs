@@ -55,10 +55,14 @@ impl LockRef {
     }
 }
 
-/// One thread of a deadlock cycle.
+/// One thread (or goroutine) of a deadlock cycle.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct DeadlockEntry {
-    /// Kernel thread id.
+    /// Goroutine id (as in the runtime's own goroutine dump), for a goroutine; omitted
+    /// from JSON for native threads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub goid: Option<u64>,
+    /// Kernel thread id; for a goroutine, the thread it last ran on.
     pub tid: u32,
     /// Thread name (`comm`), empty when unknown.
     pub thread: String,
@@ -115,6 +119,12 @@ pub enum LockKind {
     /// A futex word not recognised as any of the above.
     #[serde(rename = "futex")]
     Futex,
+    /// A Go `sync.Mutex`.
+    #[serde(rename = "go_mutex")]
+    GoMutex,
+    /// A Go `sync.RWMutex`.
+    #[serde(rename = "go_rwmutex")]
+    GoRwMutex,
 }
 
 impl LockKind {
@@ -126,6 +136,8 @@ impl LockKind {
             Self::PiMutex => "pi_mutex",
             Self::RwLock => "rwlock",
             Self::Futex => "futex",
+            Self::GoMutex => "go_mutex",
+            Self::GoRwMutex => "go_rwmutex",
         }
     }
 }
@@ -134,6 +146,119 @@ impl fmt::Display for LockKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// How a stuck lock is held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HoldMode {
+    /// Exclusively (a mutex, or an `RWMutex`'s write side).
+    Write,
+    /// Shared (an `RWMutex`'s readers).
+    Read,
+}
+
+/// What the goroutine holding a stuck lock is doing now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HolderState {
+    /// Runnable, running or in a system call.
+    Running,
+    /// Parked (on a lock, a channel, a timer, I/O, …).
+    Blocked,
+    /// The goroutine has exited: the lock can never be released by it.
+    Exited,
+    /// The holder is not known, or its state could not be read.
+    Unknown,
+}
+
+/// The goroutine holding a stuck lock.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StuckHolder {
+    /// Goroutine id, `None` when the holder is unknown (it took the lock before the
+    /// tracer attached, or at a site that could not be probed).
+    pub goid: Option<u64>,
+    /// What it is doing now.
+    pub state: HolderState,
+    /// Where it took the lock: the first frame outside the `sync` package, with
+    /// `file:line`; `None` when unknown.
+    pub acquired_at: Option<String>,
+    /// Its stack when it took the lock, function names innermost first.
+    pub stack: Vec<String>,
+    /// The same frames with `file:line`, for the text report only.
+    #[serde(skip)]
+    pub stack_detail: Vec<String>,
+}
+
+/// A lock with waiters and no release for longer than the threshold.
+///
+/// JSON: `{"kind":"stuck_lock","lock":{…},"mode":"write"|"read","held_ns":…,"holder":{…},
+/// "waiters":…,"readers_waiting":…,"writers_waiting":…}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename = "stuck_lock")]
+pub struct StuckLock {
+    /// The lock.
+    pub lock: LockRef,
+    /// How it is held.
+    pub mode: HoldMode,
+    /// How long it has been held: since the holder took it when known, else at least
+    /// since the last release the tracer saw.
+    pub held_ns: u64,
+    /// Who holds it.
+    pub holder: StuckHolder,
+    /// Goroutines waiting for it now.
+    pub waiters: usize,
+    /// Of those, waiting to read.
+    pub readers_waiting: usize,
+    /// Of those, waiting to write.
+    pub writers_waiting: usize,
+}
+
+/// The stuck lock as one JSON line, without a trailing newline.
+#[must_use]
+pub fn stuck_lock_json(s: &StuckLock) -> String {
+    json_line(s)
+}
+
+/// The stuck lock for a human: a headline, the holder and where it took the lock.
+#[must_use]
+pub fn stuck_lock_text(s: &StuckLock) -> String {
+    let mode = match s.mode {
+        HoldMode::Write => "write",
+        HoldMode::Read => "read",
+    };
+    let mut out = format!(
+        "STUCK LOCK: {} {mode}-held for {}, {} waiting ({} readers, {} writers)\n",
+        s.lock,
+        units::duration_ns(s.held_ns),
+        s.waiters,
+        s.readers_waiting,
+        s.writers_waiting
+    );
+    let state = match s.holder.state {
+        HolderState::Running => "running",
+        HolderState::Blocked => "blocked",
+        HolderState::Exited => "exited",
+        HolderState::Unknown => "unknown",
+    };
+    match s.holder.goid {
+        Some(goid) => {
+            let _ = writeln!(out, "  holder: goroutine {goid} ({state})");
+        }
+        None => out.push_str("  holder: unknown\n"),
+    }
+    if let Some(at) = &s.holder.acquired_at {
+        let _ = writeln!(out, "  took it at {at}");
+    }
+    let frames = if s.holder.stack_detail.is_empty() {
+        &s.holder.stack
+    } else {
+        &s.holder.stack_detail
+    };
+    for frame in frames {
+        let _ = writeln!(out, "      {frame}");
+    }
+    out
 }
 
 /// Contention summary of one lock.
@@ -236,8 +361,12 @@ pub fn deadlock_text(d: &Deadlock) -> String {
     }
     out.push('\n');
     for entry in &d.cycle {
-        let _ = write!(out, "  thread {}", entry.tid);
-        if !entry.thread.is_empty() {
+        if let Some(goid) = entry.goid {
+            let _ = write!(out, "  goroutine {goid} (last on thread {})", entry.tid);
+        } else {
+            let _ = write!(out, "  thread {}", entry.tid);
+        }
+        if entry.goid.is_none() && !entry.thread.is_empty() {
             let _ = write!(out, " ({})", entry.thread);
         }
         let _ = writeln!(
@@ -453,6 +582,7 @@ mod tests {
         Deadlock {
             cycle: vec![
                 DeadlockEntry {
+                    goid: None,
                     tid: 1234,
                     thread: "worker-a".into(),
                     holds: lock(0x55d0_aa00, Some("lock_a")),
@@ -469,6 +599,7 @@ mod tests {
                     acquired_at_detail: vec!["worker_a+0x1c (src/abba.c:10)".into()],
                 },
                 DeadlockEntry {
+                    goid: None,
                     tid: 1235,
                     thread: "worker-b".into(),
                     holds: lock(0x55d0_bb00, Some("lock_b")),
@@ -749,6 +880,7 @@ mod tests {
     fn deadlock_text_self_wait_and_unknowns() {
         let d = Deadlock {
             cycle: vec![DeadlockEntry {
+                goid: None,
                 tid: 7,
                 thread: String::new(),
                 holds: lock(0xa, None),

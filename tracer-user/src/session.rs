@@ -20,7 +20,8 @@ use crate::{
     analysis::{Analysis, WINDOW_ONLY_STACK},
     event::{Snapshot, StackWindow, TraceEvent, decode},
     futex_lock::{MUTEX_OWNER_OFFSET, RWLOCK_WRITER_OFFSET},
-    probes::{Hooks, ProbeError, Probes},
+    gotrace::{self, GoFinding, GoTracker},
+    probes::{GoSites, Hooks, ProbeError, Probes},
     procfs::{self, SyscallState},
     report::{self, Deadlock, DeadlockEntry, LockKind, LockRef, LockSummary, Summary},
     symbols::{Frame, Symbolizer},
@@ -54,6 +55,8 @@ pub struct Config {
     pub duration: Option<Duration>,
     pub format: Format,
     pub holds: bool,
+    /// A Go lock with waiters and no release for this long is reported as stuck.
+    pub stuck_after: Duration,
 }
 
 #[derive(Debug, Error)]
@@ -121,12 +124,31 @@ pub async fn run(config: Config, out: &mut dyn Write) -> Result<(), SessionError
     {
         std::thread::sleep(Duration::from_millis(ms));
     }
+    let mut notes = Vec::new();
+    let go_target = match gotrace::inspect(pid, &maps) {
+        Ok(target) => target,
+        Err(why) => {
+            notes.push(format!(
+                "Go lock tracing unavailable, futex mode only: {}",
+                error_chain(&why)
+            ));
+            None
+        }
+    };
+    let go_sites = go_target.as_ref().map(gotrace::GoTarget::attach_list);
+    let go_attach = go_target.as_ref().zip(go_sites.as_ref()).map(|(t, sites)| GoSites {
+        exe: &t.exe,
+        goid_offset: t.offsets.goid,
+        sites,
+    });
+    let attach_started = Instant::now();
     let probes = Probes::attach(
         pid,
         Hooks::Trace {
             holds: config.holds,
         },
         libc.as_deref(),
+        go_attach.as_ref(),
     )
     .map_err(|source| {
         if source.is_permission_denied() {
@@ -140,7 +162,23 @@ pub async fn run(config: Config, out: &mut dyn Write) -> Result<(), SessionError
     if !procfs::process_alive(pid) {
         return Err(SessionError::ExitedDuringAttach { pid });
     }
-    let mut notes = Vec::new();
+    if let Some(target) = &go_target {
+        notes.push(format!(
+            "{} program{}: {} Go lock sites attached ({} refused by the kernel, {} not probeable); planned in {} ms, attached in {} ms",
+            target.build.go_version,
+            target
+                .build
+                .module_path
+                .as_ref()
+                .map(|m| format!(" {m}"))
+                .unwrap_or_default(),
+            probes.summary.go_sites,
+            probes.summary.go_sites_refused.len(),
+            target.plan.skipped.len(),
+            target.plan_time.as_millis(),
+            attach_started.elapsed().as_millis(),
+        ));
+    }
     if config.holds {
         if libc.is_none() {
             notes.push(
@@ -159,7 +197,9 @@ pub async fn run(config: Config, out: &mut dyn Write) -> Result<(), SessionError
     }
     let threads = ThreadSet::new(pid);
     let code = CodeCheck::new(pid, &maps);
+    let go = go_target.map(|t| GoTracker::new(pid, t, config.stuck_after));
     let mut session = Session {
+        go,
         config,
         probes,
         symbolizer,
@@ -181,6 +221,8 @@ pub async fn run(config: Config, out: &mut dyn Write) -> Result<(), SessionError
 }
 
 struct Session {
+    /// Go lock tracking, when the target is a Go program.
+    go: Option<GoTracker>,
     config: Config,
     probes: Probes,
     symbolizer: Symbolizer,
@@ -374,6 +416,7 @@ impl Session {
                 last_rescan = Instant::now();
             }
             self.report_confirmed_deadlocks(out)?;
+            self.report_go_findings(out)?;
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 break;
             }
@@ -384,6 +427,7 @@ impl Session {
         }
         self.pump();
         self.report_confirmed_deadlocks(out)?;
+        self.report_go_findings(out)?;
         Ok(false)
     }
 
@@ -394,6 +438,7 @@ impl Session {
             analysis,
             threads,
             decode_errors,
+            go,
             ..
         } = self;
         let is_thread = |tid| threads.contains(tid);
@@ -402,14 +447,41 @@ impl Session {
         // keep up with is dropped (and counted) by the kernel instead.
         let started = Instant::now();
         loop {
-            let n = probes.drain(DRAIN_CHUNK, |bytes| match decode(bytes) {
-                Ok(event) => analysis.on_event(&event, &is_thread),
-                Err(_) => *decode_errors += 1,
+            let n = probes.drain(DRAIN_CHUNK, |bytes| {
+                if go.as_mut().is_some_and(|go| go.on_record(bytes)) {
+                    return;
+                }
+                match decode(bytes) {
+                    Ok(event) => analysis.on_event(&event, &is_thread),
+                    Err(_) => *decode_errors += 1,
+                }
             });
             if n < DRAIN_CHUNK || started.elapsed() >= DRAIN_BUDGET {
                 break;
             }
         }
+    }
+
+    /// Prints Go deadlocks confirmed since the last call and stuck locks now due.
+    fn report_go_findings(&mut self, out: &mut dyn Write) -> Result<(), SessionError> {
+        let Some(go) = self.go.as_mut() else {
+            return Ok(());
+        };
+        let probes = &self.probes;
+        let stacks = |id: u32| probes.stack(id);
+        let findings = go.findings(monotonic_ns(), &stacks, &mut self.symbolizer);
+        for finding in findings {
+            let text = match (finding, self.config.format) {
+                (GoFinding::Deadlock(d), Format::Json) => report::deadlock_json(&d) + "\n",
+                (GoFinding::Deadlock(d), Format::Text) => report::deadlock_text(&d) + "\n",
+                (GoFinding::Stuck(s), Format::Json) => report::stuck_lock_json(&s) + "\n",
+                (GoFinding::Stuck(s), Format::Text) => report::stuck_lock_text(&s) + "\n",
+            };
+            out.write_all(text.as_bytes())
+                .and_then(|()| out.flush())
+                .map_err(SessionError::Output)?;
+        }
+        Ok(())
     }
 
     fn report_confirmed_deadlocks(&mut self, out: &mut dyn Write) -> Result<(), SessionError> {
@@ -479,7 +551,9 @@ impl Session {
                 Some(0) => self.analysis.held(tid, lock).is_some(),
                 writer => writer == Some(expect),
             },
-            LockKind::Futex => self.analysis.held(tid, lock).is_some(),
+            LockKind::Futex | LockKind::GoMutex | LockKind::GoRwMutex => {
+                self.analysis.held(tid, lock).is_some()
+            }
         }
     }
 
@@ -572,6 +646,7 @@ impl Session {
                 None => (Vec::new(), Vec::new()),
             };
             entries.push(DeadlockEntry {
+                goid: None,
                 tid: edge.tid,
                 thread: procfs::thread_name(self.config.pid, edge.tid).unwrap_or_default(),
                 holds: self.lock_ref(edge.holds),
@@ -642,13 +717,26 @@ impl Session {
                 top_waiter_stack: Vec::new(),
             })
             .collect();
+        let mut go_events = 0;
+        let mut go_deadlocks = 0;
+        if let Some(go) = self.go.as_mut() {
+            go_events = go.events();
+            go_deadlocks = go.deadlocks();
+            if go.decode_errors() > 0 {
+                notes.push(format!(
+                    "{} Go records named an unknown op",
+                    go.decode_errors()
+                ));
+            }
+            locks.extend(go.finish(monotonic_ns(), &mut self.symbolizer));
+        }
         let mut summary = Summary {
             pid: self.config.pid,
             duration_ns: u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX),
-            events: self.analysis.counts().events,
+            events: self.analysis.counts().events + go_events,
             dropped: counters.dropped,
             futex_wakes: counters.futex_wakes,
-            deadlocks: self.analysis.deadlocks_reported(),
+            deadlocks: self.analysis.deadlocks_reported() + go_deadlocks,
             locks: Vec::new(),
             notes,
         };
@@ -659,7 +747,9 @@ impl Session {
                 .then(a.lock.addr.cmp(&b.lock.addr))
         });
         for (i, lock) in locks.iter_mut().enumerate() {
-            lock.lock = self.lock_ref(lock.lock.addr);
+            if lock.lock.name.is_none() && lock.lock.location.is_none() {
+                lock.lock = self.lock_ref(lock.lock.addr);
+            }
             if i < STACKS_IN_SUMMARY
                 && let Some((id, window)) = self.analysis.top_wait_stack(lock.lock.addr)
             {
@@ -821,6 +911,18 @@ impl CodeCheck {
 }
 
 /// `CLOCK_MONOTONIC` in ns: the clock of `bpf_ktime_get_ns`.
+/// An error and its causes on one line.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut line = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        line.push_str(": ");
+        line.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    line
+}
+
 fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,

@@ -1,0 +1,131 @@
+//! Uprobe on every Go lock probe site: the entry and `ret`s of `Mutex.lockSlow`, the
+//! `ret`s of the runtime semaphore acquire, and the instruction after each atomic of an
+//! inlined or out-of-line `Lock`/`Unlock`/`RLock`/`RUnlock` (uprobes refuse `lock`-prefixed
+//! instructions, and only afterwards is the outcome known).
+//!
+//! No uretprobes: they rewrite return addresses on the stack, and Go moves goroutine
+//! stacks, so a uretprobe crashes the target.
+//!
+//! One program serves every site: the attach cookie ([`tracer_common::go_cookie`]) says
+//! what the site means and which registers hold the lock address and value, so no map
+//! lookup is needed per hit.
+use aya_ebpf::{
+    EbpfContext as _,
+    bindings::pt_regs,
+    helpers::{bpf_get_attach_cookie, bpf_ktime_get_ns, bpf_probe_read_user},
+    macros::uprobe,
+    programs::ProbeContext,
+};
+use tracer_common::{EventKind, GoEvent, GoOp, go_cookie, pt_reg};
+
+use crate::{
+    helpers::{emit_go, target_tid, user_stack_id},
+    maps::GO_GOID_OFFSET,
+};
+
+/// `ZF` in `eflags`: set by a `lock cmpxchg` that swapped.
+const EFLAGS_ZF: u64 = 1 << 6;
+
+#[uprobe]
+pub(crate) fn go_lock_site(ctx: ProbeContext) -> u32 {
+    match try_go_lock_site(&ctx) {
+        Ok(()) | Err(()) => 0,
+    }
+}
+
+fn try_go_lock_site(ctx: &ProbeContext) -> Result<(), ()> {
+    let Some(tid) = target_tid() else {
+        return Ok(());
+    };
+    // SAFETY: the helper only reads the attach cookie of the running program.
+    let cookie = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) };
+    let op = go_cookie::op(cookie);
+    // One copy of the saved registers onto the stack, by fixed-offset loads from the
+    // context; registers are then picked from the copy by slot. (Picking them from the
+    // context directly lets the compiler merge the picks into one load at a computed
+    // context offset, which the verifier refuses.)
+    // SAFETY: `ctx.regs` is the uprobe's saved registers, valid for the whole program.
+    let saved: pt_regs = unsafe { core::ptr::read_volatile(ctx.regs) };
+    let regs = &saved;
+    if op == GoOp::MutexLockFast as u32 || op == GoOp::RwLockFast as u32 {
+        // The probe sits after `lock cmpxchg`: only a successful swap took the lock.
+        let flags = reg(regs, EFLAGS_SLOT).ok_or(())?;
+        if flags & EFLAGS_ZF == 0 {
+            return Ok(());
+        }
+    }
+    let g = reg(regs, pt_reg::R14).ok_or(())?;
+    let offset = GO_GOID_OFFSET.load();
+    // SAFETY: bpf_probe_read_user checks the user address and fails cleanly on a fault.
+    let goid = unsafe { bpf_probe_read_user((g.wrapping_add(offset)) as *const u64) }.unwrap_or(0);
+    let addr = match reg(regs, go_cookie::base(cookie)) {
+        Some(base) => base.wrapping_add_signed(i64::from(go_cookie::displacement(cookie))),
+        None => 0,
+    };
+    let value = match reg(regs, go_cookie::value(cookie)) {
+        #[expect(
+            clippy::cast_possible_truncation,
+            clippy::cast_possible_wrap,
+            reason = "Go's readerCount is an int32: the low half, sign-extended"
+        )]
+        Some(v) => i64::from(v as u32 as i32),
+        None => 0,
+    };
+    let pc = reg(regs, pt_reg::RIP).ok_or(())?;
+    let caller = if op == GoOp::LockSlowEnter as u32 {
+        let sp = reg(regs, pt_reg::RSP).ok_or(())?;
+        // At a function's first instruction `[sp]` is the return address: the call site,
+        // which the frame-pointer walk from here skips.
+        // SAFETY: bpf_probe_read_user checks the user address and fails cleanly.
+        unsafe { bpf_probe_read_user(sp as *const u64) }.unwrap_or(0)
+    } else {
+        0
+    };
+    let event = GoEvent {
+        kind: EventKind::GoLock as u32,
+        tid,
+        // SAFETY: bpf_ktime_get_ns has no preconditions.
+        ts_ns: unsafe { bpf_ktime_get_ns() },
+        goid,
+        g,
+        addr,
+        pc,
+        caller,
+        value,
+        op,
+        stack_id: user_stack_id(ctx),
+    };
+    emit_go(&event);
+    Ok(())
+}
+
+/// `pt_regs` slot of `eflags`.
+const EFLAGS_SLOT: u8 = 18;
+
+/// The saved register in `pt_regs` slot `slot` ([`pt_reg`]), `None` for no register.
+#[inline(always)]
+fn reg(regs: &pt_regs, slot: u8) -> Option<u64> {
+    {
+        Some(match slot {
+            pt_reg::R15 => regs.r15,
+            pt_reg::R14 => regs.r14,
+            pt_reg::R13 => regs.r13,
+            pt_reg::R12 => regs.r12,
+            pt_reg::RBP => regs.rbp,
+            pt_reg::RBX => regs.rbx,
+            pt_reg::R11 => regs.r11,
+            pt_reg::R10 => regs.r10,
+            pt_reg::R9 => regs.r9,
+            pt_reg::R8 => regs.r8,
+            pt_reg::RAX => regs.rax,
+            pt_reg::RCX => regs.rcx,
+            pt_reg::RDX => regs.rdx,
+            pt_reg::RSI => regs.rsi,
+            pt_reg::RDI => regs.rdi,
+            pt_reg::RIP => regs.rip,
+            EFLAGS_SLOT => regs.eflags,
+            pt_reg::RSP => regs.rsp,
+            _ => return None,
+        })
+    }
+}

@@ -1,0 +1,3 @@
+module golockbench
+
+go 1.19
