@@ -5,6 +5,7 @@
 //! The pure parts live elsewhere: `gosym` reads the pclntab, `goprobe` plans the sites,
 //! `golocks` is the lock state machine. This module is the glue that needs the process.
 use std::{
+    collections::HashSet,
     path::PathBuf,
     time::{Duration, Instant},
 };
@@ -148,6 +149,8 @@ pub struct GoTracker {
     /// Candidate cycles and when they were first seen.
     pending: Vec<(GoCycle, Instant)>,
     deadlocks: usize,
+    /// Locks of reported deadlocks: their stuck-lock reports would only repeat it.
+    deadlocked_locks: HashSet<u64>,
     events: u64,
     decode_errors: u64,
 }
@@ -168,6 +171,7 @@ impl GoTracker {
             model: GoLockModel::new(u64::try_from(stuck_after.as_nanos()).unwrap_or(u64::MAX)),
             pending: Vec::new(),
             deadlocks: 0,
+            deadlocked_locks: HashSet::new(),
             events: 0,
             decode_errors: 0,
         }
@@ -248,11 +252,16 @@ impl GoTracker {
                 continue;
             }
             self.deadlocks += 1;
+            self.deadlocked_locks
+                .extend(cycle.entries.iter().map(|e| e.waiter.lock));
             out.push(GoFinding::Deadlock(
                 self.deadlock(&cycle, now_ns, stacks, symbolizer),
             ));
         }
         for stuck in self.model.due_stuck_locks(now_ns) {
+            if self.deadlocked_locks.contains(&stuck.addr) {
+                continue;
+            }
             out.push(GoFinding::Stuck(self.stuck(&stuck, stacks, symbolizer)));
         }
         out
@@ -324,7 +333,7 @@ impl GoTracker {
                 StuckHolder {
                     goid: Some(h.goid),
                     state: self.holder_state(h),
-                    acquired_at: self.acquisition_site(h.pc),
+                    acquired_at: acquisition_site(&stack, &stack_detail),
                     stack,
                     stack_detail,
                 }
@@ -375,17 +384,6 @@ impl GoTracker {
             0 | 6 => HolderState::Exited,
             _ => HolderState::Unknown,
         }
-    }
-
-    /// The first frame at `pc` outside the lock implementation, as
-    /// `function (file:line)`.
-    fn acquisition_site(&self, pc: u64) -> Option<String> {
-        let frames = self.target.table.frames(pc.wrapping_sub(self.target.bias));
-        frames
-            .iter()
-            .find(|f| !is_lock_internal(&f.function))
-            .or_else(|| frames.last())
-            .map(go_frame_display)
     }
 
     /// Function names and detailed lines of a Go stack: the site `pc`, the `caller` of an
@@ -451,6 +449,18 @@ impl GoTracker {
             })
             .collect()
     }
+}
+
+/// Where a lock was taken: the first frame of the acquisition stack outside the lock
+/// implementation (the site itself may be inside an out-of-line `RWMutex.Lock`), as
+/// `function (file:line)`.
+fn acquisition_site(names: &[String], detail: &[String]) -> Option<String> {
+    names
+        .iter()
+        .position(|n| !is_lock_internal(n))
+        .and_then(|i| detail.get(i))
+        .or_else(|| detail.last())
+        .cloned()
 }
 
 /// Whether a frame belongs to the lock implementation rather than the code that locks.

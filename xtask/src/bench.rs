@@ -5,7 +5,9 @@
 //!   workload, against the same workload untraced;
 //! - (c) the floors: the same workload under empty eBPF programs on the same hooks
 //!   (`tracer floor`, with and without uprobes) and under an equivalent bpftrace script;
-//! - (d) the delay between an ABBA deadlock closing and the tracer printing it.
+//! - (d) the delay between an ABBA deadlock closing and the tracer printing it;
+//! - (e) Go targets: overhead on a contended `sync.Mutex` workload, and attach time on a
+//!   large real Go binary (see `bench/go.rs`).
 //!
 //! Overhead runs are interleaved round-robin (every configuration once per round, the
 //! starting configuration rotating), so drift in the machine (thermal, noisy neighbours
@@ -25,6 +27,8 @@ use std::{
 };
 
 use anyhow::{Context as _, anyhow, bail};
+
+mod go;
 
 /// Lock-heavy workload shape: more threads than the 2 cores of the reference machine, a
 /// ~1 µs critical section and a shorter stretch outside it, so the lock is demanded more
@@ -49,6 +53,7 @@ enum Part {
     Overhead,
     Floors,
     Latency,
+    Go,
 }
 
 struct Options {
@@ -103,15 +108,17 @@ fn parse_options(args: &[String]) -> anyhow::Result<Options> {
                     "b" => Part::Overhead,
                     "c" => Part::Floors,
                     "d" => Part::Latency,
-                    other => bail!("--only takes a, b, c or d, not {other:?}"),
+                    "e" => Part::Go,
+                    other => bail!("--only takes a, b, c, d or e, not {other:?}"),
                 });
             }
             "--no-build" => opts.no_build = true,
             "-h" | "--help" => {
                 println!(
-                    "cargo xtask bench [--rounds N (5)] [--seconds S (3)] [--only a|b|c|d] [--no-build]\n\
+                    "cargo xtask bench [--rounds N (5)] [--seconds S (3)] [--only a|b|c|d|e] [--no-build]\n\
                      a: userspace pipeline events/s; b: overhead of tracer attach (default, --holds);\n\
-                     c: floors (empty programs, empty uprobes, bpftrace); d: deadlock report latency.\n\
+                     c: floors (empty programs, empty uprobes, bpftrace); d: deadlock report latency;\n\
+                     e: Go targets (overhead on a sync.Mutex workload, attach time on a large Go binary).\n\
                      Needs root (b, c, d). Writes bench-results/latest.md."
                 );
                 return Ok(Options {
@@ -140,7 +147,8 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     }
     let overhead = opts.wants(Part::Overhead) || opts.wants(Part::Floors);
     let latency = opts.wants(Part::Latency);
-    if overhead || latency {
+    let go = opts.wants(Part::Go);
+    if overhead || latency || go {
         let tools = Tools::build(&root, opts.no_build)?;
         if overhead {
             report.push_str(&overhead_section(&tools, &opts)?);
@@ -148,6 +156,9 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         }
         if latency {
             report.push_str(&latency_section(&tools, &opts));
+        }
+        if go {
+            report.push_str(&go::section(&tools, &opts)?);
         }
     }
 

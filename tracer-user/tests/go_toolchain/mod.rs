@@ -74,3 +74,58 @@ pub(crate) fn build(tc: &GoToolchain, target: &str, out_dir: &Path, stripped: bo
     assert!(status.success(), "go build ({name}) failed");
     bin
 }
+
+/// One build of a Go target: which toolchain, whether stripped, where the binary is.
+#[allow(dead_code)] // only the root tests build targets this way
+pub(crate) struct GoBuild {
+    /// `go1.19`, `go1.25-stripped`, …: for failure messages.
+    pub(crate) label: String,
+    pub(crate) stripped: bool,
+    pub(crate) path: PathBuf,
+}
+
+/// Builds `tests/go_targets/<target>` with every installed toolchain, normal and with
+/// `-ldflags=-s -w` (no symbol table, no DWARF), into `out_dir/<target>-<label>`.
+///
+/// `cgo`: the target has C in it; builds with `CGO_ENABLED=1` (needs gcc), which links it
+/// dynamically against libc, through gcc. Without it `CGO_ENABLED` is left at the
+/// toolchain's default, and a target that imports no cgo package links statically.
+///
+/// The build cache lives in cargo's `CARGO_TARGET_TMPDIR`, shared by every test, so the
+/// standard library is compiled once per toolchain rather than once per test.
+#[allow(dead_code)] // only the root tests build targets this way
+pub(crate) fn build_all(target: &str, out_dir: &Path, cgo: bool) -> Vec<GoBuild> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/go_targets")
+        .join(target);
+    assert!(src.is_dir(), "no Go target {}", src.display());
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-targets-cache");
+    let mut builds = Vec::new();
+    for tc in installed() {
+        for stripped in [false, true] {
+            let label = format!("{}{}", tc.release, if stripped { "-stripped" } else { "" });
+            let path = out_dir.join(format!("{target}-{label}"));
+            let mut cmd = go_cmd(&tc, &cache);
+            cmd.current_dir(&src).arg("build").arg("-o").arg(&path);
+            if cgo {
+                cmd.env("CGO_ENABLED", "1");
+            }
+            if stripped {
+                cmd.arg("-ldflags=-s -w");
+            }
+            let out = cmd.arg(".").output().expect("run go build");
+            assert!(
+                out.status.success(),
+                "go build of {target} ({label}) failed: {}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+            builds.push(GoBuild {
+                label,
+                stripped,
+                path,
+            });
+        }
+    }
+    builds
+}

@@ -1,0 +1,3 @@
+module example.com/go_abba
+
+go 1.19

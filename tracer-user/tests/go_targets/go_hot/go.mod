@@ -1,0 +1,3 @@
+module example.com/go_hot
+
+go 1.19

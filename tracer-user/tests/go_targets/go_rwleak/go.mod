@@ -1,0 +1,3 @@
+module example.com/go_rwleak
+
+go 1.19

