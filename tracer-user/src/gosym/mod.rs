@@ -102,6 +102,17 @@ pub struct GoFrame {
     pub inlined: bool,
 }
 
+/// A call inlined into a function (an entry of its inline tree).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GoInlinedCall {
+    /// Fully qualified Go name of the inlined function.
+    pub function: String,
+    /// An instruction of the caller at the call site (the tree's `parentPc`, made
+    /// absolute; its [`GoTable::frames`] are the caller's frames at the call), if inside
+    /// the function.
+    pub call_pc: Option<u64>,
+}
+
 const MAGIC_GO116: u32 = 0xffff_fffa;
 const MAGIC_GO118: u32 = 0xffff_fff0;
 const MAGIC_GO120: u32 = 0xffff_fff1;
@@ -400,6 +411,149 @@ impl GoTable {
                 name: name.to_owned(),
             })
         })
+    }
+
+    /// Every function whose name is one of `names`, in address order: one pass over the
+    /// table, where [`GoTable::find_func`] makes one per name.
+    #[must_use]
+    pub fn funcs_named(&self, names: &[&str]) -> Vec<GoFunc> {
+        let Some(nametab) = self.data.get(self.funcnametab..) else {
+            return Vec::new();
+        };
+        (0..self.nfunc)
+            .filter_map(|i| {
+                let rec = self.record(i)?;
+                let this = cstr_at(nametab, rec.name_off as usize)?;
+                let name = names.iter().find(|n| n.as_bytes() == this)?;
+                Some(GoFunc {
+                    entry: rec.entry,
+                    end: rec.end,
+                    name: (*name).to_owned(),
+                })
+            })
+            .collect()
+    }
+
+    /// Every function with inlined code from a function named in `names` (at any depth of
+    /// its inline tree), in address order. Empty without inline data
+    /// ([`GoTable::has_inline_data`]).
+    ///
+    /// Cheap enough to run over a whole binary: it reads each function's inline-index
+    /// pc-value table once (no source lines, no strings built) and compares each inline
+    /// tree entry's name (cached per name offset) with `names`. An inline tree has no
+    /// length field, but the linker adds each entry after its parent, so the tree is
+    /// exactly the entries up to the largest index the table uses.
+    #[must_use]
+    pub fn funcs_inlining(&self, names: &[&str]) -> Vec<GoFunc> {
+        let Some(nametab) = self.data.get(self.funcnametab..) else {
+            return Vec::new();
+        };
+        let mut matches: rustc_hash::FxHashMap<u32, bool> = rustc_hash::FxHashMap::default();
+        let mut out = Vec::new();
+        for i in 0..self.nfunc {
+            let Some(rec) = self.record(i) else {
+                continue;
+            };
+            let Some(tree) = self.inline_tree(&rec) else {
+                continue;
+            };
+            let Some(max_ix) = self.max_inline_index(&rec) else {
+                continue;
+            };
+            let hit = (0..=max_ix).any(|ix| {
+                self.inlined_call(tree, ix).is_some_and(|(name_off, _)| {
+                    *matches.entry(name_off).or_insert_with(|| {
+                        cstr_at(nametab, name_off as usize)
+                            .is_some_and(|name| names.iter().any(|n| n.as_bytes() == name))
+                    })
+                })
+            });
+            if hit && let Some(name) = self.name(rec.name_off) {
+                out.push(GoFunc {
+                    entry: rec.entry,
+                    end: rec.end,
+                    name,
+                });
+            }
+        }
+        out
+    }
+
+    /// The calls inlined into the function containing `pc`: every entry of its inline
+    /// tree, in tree order (a caller's entry before the entries inlined into it). Empty
+    /// without inline data or inlined calls.
+    #[must_use]
+    pub fn inlined_calls(&self, pc: u64) -> Vec<GoInlinedCall> {
+        let Some(rec) = self.index_for_pc(pc).and_then(|i| self.record(i)) else {
+            return Vec::new();
+        };
+        let (Some(tree), Some(max_ix)) = (self.inline_tree(&rec), self.max_inline_index(&rec))
+        else {
+            return Vec::new();
+        };
+        (0..=max_ix)
+            .map_while(|ix| self.inlined_call(tree, ix))
+            .map(|(name_off, parent_pc)| GoInlinedCall {
+                function: self.name(name_off).unwrap_or_else(|| "?".to_owned()),
+                call_pc: rec
+                    .entry
+                    .checked_add(u64::from(parent_pc))
+                    .filter(|&p| p < rec.end),
+            })
+            .collect()
+    }
+
+    /// The largest value of the function's inline-index pc-value table over its code
+    /// (`None` when no pc is inlined). Walks the table once, stopping at its end marker
+    /// or at the function's end, so a corrupt table cannot make it run past either.
+    fn max_inline_index(&self, rec: &FuncRecord) -> Option<usize> {
+        if PCDATA_INL_TREE_INDEX >= rec.npcdata {
+            return None;
+        }
+        let pcln = self.data.get(self.pcln..)?;
+        let table_off = self.layout.u32_at(
+            pcln,
+            rec.tail.checked_add(PCDATA_INL_TREE_INDEX as usize * 4)?,
+        )?;
+        if table_off == 0 {
+            return None;
+        }
+        let table = self.data.get(self.pctab..)?;
+        let mut pos = table_off as usize;
+        let mut pc = rec.entry;
+        let mut value: i32 = -1;
+        let mut max: Option<usize> = None;
+        let mut first = true;
+        while pc < rec.end {
+            let Some((uvdelta, next)) = read_varint(table, pos) else {
+                break;
+            };
+            if uvdelta == 0 && !first {
+                break;
+            }
+            first = false;
+            #[expect(
+                clippy::cast_possible_wrap,
+                reason = "zig-zag decoding of a 32-bit delta"
+            )]
+            let delta = ((uvdelta >> 1) as i32) ^ -((uvdelta & 1) as i32);
+            value = value.wrapping_add(delta);
+            let Some((pcdelta, next)) = read_varint(table, next) else {
+                break;
+            };
+            pos = next;
+            if let Ok(ix) = usize::try_from(value) {
+                max = Some(max.map_or(ix, |m| m.max(ix)));
+            }
+            let Some(next_pc) = u64::from(pcdelta)
+                .checked_mul(self.quantum)
+                .and_then(|d| pc.checked_add(d))
+            else {
+                break;
+            };
+            pc = next_pc;
+        }
+        max
     }
 
     /// Source file and line of the instruction at `pc`, as the runtime reports it: for

@@ -18,10 +18,28 @@
 //! [`GoLockProbes::tail_jumps`] because a probe on them needs the jump's target to be
 //! probed too. Decoding is a linear sweep from entry to end (Go does not put data in
 //! amd64 text; jump tables live in rodata) and stops at the first undecodable byte.
+//!
+//! Submodules:
+//! - [`plan_go_lock_sites`] (`atomic_sites`): the full site plan the tracer attaches: the
+//!   `lockSlow` and semaphore entries/returns above plus the instruction after every
+//!   inlined or out-of-line `lock cmpxchg`/`lock xadd` of the mutex fast paths, each with
+//!   the register and displacement that give the lock's address (the attach cookie).
+//! - [`go_runtime_offsets`] (`runtime_offsets`): where `goid` and `atomicstatus` sit in
+//!   the runtime's `g`, from DWARF or a per-release table.
+mod atomic_sites;
+mod runtime_offsets;
+
 use iced_x86::{Decoder, DecoderOptions, FlowControl, Instruction, Mnemonic, OpKind};
 use object::{Object as _, ObjectSegment as _};
 
-use crate::gosym::{GoSymError, GoTable};
+pub use self::{
+    atomic_sites::{GoLockSite, GoSitePlan, SkippedSite, plan_go_lock_sites},
+    runtime_offsets::{
+        GoRuntimeOffsets, OffsetSource, go_runtime_offsets, go_runtime_offsets_for_version,
+        go_struct_member_offset,
+    },
+};
+use crate::gosym::{GoFunc, GoSymError, GoTable};
 
 /// What can go wrong while locating probe sites.
 #[derive(Debug, thiserror::Error)]
@@ -227,24 +245,7 @@ fn map_range<'a>(
 /// If the file is not a 64-bit x86-64 ELF file, has no readable pclntab, or a found
 /// function's code is not in the file.
 pub fn find_lock_probe_sites(elf: &[u8]) -> Result<GoLockProbes, GoProbeError> {
-    let file = object::File::parse(elf).map_err(GoProbeError::Object)?;
-    if file.format() != object::BinaryFormat::Elf
-        || file.architecture() != object::Architecture::X86_64
-        || !file.is_64()
-    {
-        return Err(GoProbeError::NotX86_64);
-    }
-    let segments: Vec<Segment> = file
-        .segments()
-        .map(|seg| {
-            let (file_offset, file_size) = seg.file_range();
-            Segment {
-                address: seg.address(),
-                file_offset,
-                file_size,
-            }
-        })
-        .collect();
+    let segments = elf_segments(elf)?;
     let table = GoTable::from_elf(elf).map_err(GoProbeError::GoSym)?;
 
     let mut out = GoLockProbes::default();
@@ -255,44 +256,77 @@ pub fn find_lock_probe_sites(elf: &[u8]) -> Result<GoLockProbes, GoProbeError> {
                 continue;
             };
             found = true;
-            let not_mapped = || GoProbeError::NotMapped {
-                function: name,
-                entry: func.entry,
-                end: func.end,
-            };
-            let (entry_off, code) =
-                map_range(elf, &segments, func.entry, func.end).ok_or_else(not_mapped)?;
-            let site = |kind, vaddr: u64| ProbeSite {
-                function: func.name.clone(),
-                kind,
-                vaddr,
-                file_offset: entry_off + (vaddr - func.entry),
-            };
-            let flow = decode_function(code, func.entry);
-            out.sites.push((op, site(SiteKind::Entry, func.entry)));
-            out.sites.extend(
-                flow.returns
-                    .iter()
-                    .map(|&pc| (op, site(SiteKind::Return, pc))),
-            );
+            let (entry, returns, tail_jumps) = entry_and_returns(elf, &segments, name, &func)?;
+            out.sites.push((op, entry));
+            out.sites.extend(returns.into_iter().map(|site| (op, site)));
             out.tail_jumps
-                .extend(flow.tail_jumps.iter().map(|&(vaddr, target)| {
-                    (
-                        op,
-                        TailJump {
-                            function: func.name.clone(),
-                            vaddr,
-                            file_offset: entry_off + (vaddr - func.entry),
-                            target,
-                        },
-                    )
-                }));
+                .extend(tail_jumps.into_iter().map(|jump| (op, jump)));
         }
         if !found {
             out.missing.push(op.name());
         }
     }
     Ok(out)
+}
+
+/// Parses `elf`, checks that it is a 64-bit x86-64 ELF file and lists its segments.
+fn elf_segments(elf: &[u8]) -> Result<Vec<Segment>, GoProbeError> {
+    let file = object::File::parse(elf).map_err(GoProbeError::Object)?;
+    if file.format() != object::BinaryFormat::Elf
+        || file.architecture() != object::Architecture::X86_64
+        || !file.is_64()
+    {
+        return Err(GoProbeError::NotX86_64);
+    }
+    Ok(file
+        .segments()
+        .map(|seg| {
+            let (file_offset, file_size) = seg.file_range();
+            Segment {
+                address: seg.address(),
+                file_offset,
+                file_size,
+            }
+        })
+        .collect())
+}
+
+/// The entry site, the return sites and the tail jumps of `func` (found as `name`).
+fn entry_and_returns(
+    elf: &[u8],
+    segments: &[Segment],
+    name: &'static str,
+    func: &GoFunc,
+) -> Result<(ProbeSite, Vec<ProbeSite>, Vec<TailJump>), GoProbeError> {
+    let (entry_off, code) =
+        map_range(elf, segments, func.entry, func.end).ok_or(GoProbeError::NotMapped {
+            function: name,
+            entry: func.entry,
+            end: func.end,
+        })?;
+    let site = |kind, vaddr: u64| ProbeSite {
+        function: func.name.clone(),
+        kind,
+        vaddr,
+        file_offset: entry_off + (vaddr - func.entry),
+    };
+    let flow = decode_function(code, func.entry);
+    let returns = flow
+        .returns
+        .iter()
+        .map(|&pc| site(SiteKind::Return, pc))
+        .collect();
+    let tail_jumps = flow
+        .tail_jumps
+        .iter()
+        .map(|&(vaddr, target)| TailJump {
+            function: func.name.clone(),
+            vaddr,
+            file_offset: entry_off + (vaddr - func.entry),
+            target,
+        })
+        .collect();
+    Ok((site(SiteKind::Entry, func.entry), returns, tail_jumps))
 }
 
 /// What a linear decode of one function found.

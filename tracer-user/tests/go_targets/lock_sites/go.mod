@@ -1,0 +1,3 @@
+module example.com/lock_sites
+
+go 1.19
