@@ -5,7 +5,9 @@ use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user_buf},
     programs::tracing::StackIdContext,
 };
-use tracer_common::{Counter, Event, GoEvent, SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS, STACK_WINDOW_WORDS};
+use tracer_common::{
+    Counter, Event, GoEvent, SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS, STACK_WINDOW_WORDS,
+};
 
 use crate::maps::{COUNTERS, EVENTS, STACKS, TARGET_TGID};
 

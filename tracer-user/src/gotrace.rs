@@ -61,6 +61,23 @@ pub struct GoTarget {
 }
 
 impl GoTarget {
+    /// The report note on what was attached: Go version, module, sites and times.
+    #[must_use]
+    pub fn attach_note(&self, attached: usize, refused: usize, attach_time: Duration) -> String {
+        format!(
+            "{} program{}: {attached} Go lock sites attached ({refused} refused by the kernel, {} not probeable); planned in {} ms, attached in {} ms",
+            self.build.go_version,
+            self.build
+                .module_path
+                .as_ref()
+                .map(|m| format!(" {m}"))
+                .unwrap_or_default(),
+            self.plan.skipped.len(),
+            self.plan_time.as_millis(),
+            attach_time.as_millis(),
+        )
+    }
+
     /// (file offset, cookie) of every planned site, for the probe loader.
     #[must_use]
     pub fn attach_list(&self) -> Vec<(u64, u64)> {
@@ -275,7 +292,9 @@ impl GoTracker {
             LockMode::Write => {
                 read_i32(self.pid, e.waiter.lock).is_some_and(|s| s & MUTEX_LOCKED != 0)
             }
-            LockMode::Read => read_i32(self.pid, e.waiter.lock + RW_READER_COUNT).is_some_and(|c| c < 0),
+            LockMode::Read => {
+                read_i32(self.pid, e.waiter.lock + RW_READER_COUNT).is_some_and(|c| c < 0)
+            }
         })
     }
 
@@ -409,7 +428,10 @@ impl GoTracker {
         for (i, &ip) in ips.iter().enumerate() {
             // Return addresses point after the call; look up the call itself.
             let lookup = if i == 0 { ip } else { ip.saturating_sub(1) };
-            let frames = self.target.table.frames(lookup.wrapping_sub(self.target.bias));
+            let frames = self
+                .target
+                .table
+                .frames(lookup.wrapping_sub(self.target.bias));
             if frames.is_empty() {
                 let frame = symbolizer.frame(lookup);
                 names.push(frame.function_name());
@@ -435,18 +457,20 @@ impl GoTracker {
             .collect();
         addrs
             .into_iter()
-            .map(|(addr, contentions, max_waiters, wait_ns, hold_ns)| LockSummary {
-                lock: lock_ref(symbolizer, addr),
-                kind: match self.model.lock_kind(addr) {
-                    GoLockKind::Mutex => LockKind::GoMutex,
-                    GoLockKind::RwMutex => LockKind::GoRwMutex,
+            .map(
+                |(addr, contentions, max_waiters, wait_ns, hold_ns)| LockSummary {
+                    lock: lock_ref(symbolizer, addr),
+                    kind: match self.model.lock_kind(addr) {
+                        GoLockKind::Mutex => LockKind::GoMutex,
+                        GoLockKind::RwMutex => LockKind::GoRwMutex,
+                    },
+                    contentions,
+                    max_waiters,
+                    wait_ns,
+                    hold_ns,
+                    top_waiter_stack: Vec::new(),
                 },
-                contentions,
-                max_waiters,
-                wait_ns,
-                hold_ns,
-                top_waiter_stack: Vec::new(),
-            })
+            )
             .collect()
     }
 }

@@ -17,10 +17,10 @@ use aya::{
 };
 use thiserror::Error;
 use tracer_common::{
-    COUNTER_SLOTS, Counter, GLOBAL_GO_GOID_OFFSET, GLOBAL_TARGET_TGID, LockOp, MAP_COUNTERS, MAP_EVENTS,
-    MAP_PENDING_LOCKS, MAP_STACKS, PROG_GO_LOCK_SITE, PROG_LOCK_ENTRY, PROG_LOCK_RETURN, PROG_NOOP_SYS_ENTER,
-    PROG_NOOP_SYS_EXIT, PROG_NOOP_UPROBE, PROG_NOOP_URETPROBE, PROG_SYS_ENTER, PROG_SYS_EXIT,
-    PROG_UNLOCK_ENTRY, PendingLock,
+    COUNTER_SLOTS, Counter, GLOBAL_GO_GOID_OFFSET, GLOBAL_TARGET_TGID, LockOp, MAP_COUNTERS,
+    MAP_EVENTS, MAP_PENDING_LOCKS, MAP_STACKS, PROG_GO_LOCK_SITE, PROG_LOCK_ENTRY,
+    PROG_LOCK_RETURN, PROG_NOOP_SYS_ENTER, PROG_NOOP_SYS_EXIT, PROG_NOOP_UPROBE,
+    PROG_NOOP_URETPROBE, PROG_SYS_ENTER, PROG_SYS_EXIT, PROG_UNLOCK_ENTRY, PendingLock,
 };
 
 /// The eBPF object, built for the BPF target by `build.rs` (aya-build).
@@ -402,8 +402,7 @@ fn attach_go_sites(
                 let denied = ProbeError::Program { name, source: err };
                 // Privilege problems and a vanished target fail the whole attach; a
                 // single instruction the kernel will not probe does not.
-                if denied.is_permission_denied() || summary.go_sites == 0 && go.sites.len() == 1
-                {
+                if denied.is_permission_denied() || summary.go_sites == 0 && go.sites.len() == 1 {
                     return Err(denied);
                 }
                 summary.go_sites_refused.push(offset);

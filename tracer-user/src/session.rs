@@ -135,48 +135,16 @@ pub async fn run(config: Config, out: &mut dyn Write) -> Result<(), SessionError
             None
         }
     };
-    let go_sites = go_target.as_ref().map(gotrace::GoTarget::attach_list);
-    let go_attach = go_target.as_ref().zip(go_sites.as_ref()).map(|(t, sites)| GoSites {
-        exe: &t.exe,
-        goid_offset: t.offsets.goid,
-        sites,
-    });
     let attach_started = Instant::now();
-    let probes = Probes::attach(
-        pid,
-        Hooks::Trace {
-            holds: config.holds,
-        },
-        libc.as_deref(),
-        go_attach.as_ref(),
-    )
-    .map_err(|source| {
-        if source.is_permission_denied() {
-            SessionError::NotPrivileged(source)
-        } else if !procfs::process_alive(pid) {
-            SessionError::ExitedDuringAttach { pid }
-        } else {
-            SessionError::Attach { pid, source }
-        }
-    })?;
+    let probes = attach_probes(pid, config.holds, libc.as_deref(), go_target.as_ref())?;
     if !procfs::process_alive(pid) {
         return Err(SessionError::ExitedDuringAttach { pid });
     }
     if let Some(target) = &go_target {
-        notes.push(format!(
-            "{} program{}: {} Go lock sites attached ({} refused by the kernel, {} not probeable); planned in {} ms, attached in {} ms",
-            target.build.go_version,
-            target
-                .build
-                .module_path
-                .as_ref()
-                .map(|m| format!(" {m}"))
-                .unwrap_or_default(),
+        notes.push(target.attach_note(
             probes.summary.go_sites,
             probes.summary.go_sites_refused.len(),
-            target.plan.skipped.len(),
-            target.plan_time.as_millis(),
-            attach_started.elapsed().as_millis(),
+            attach_started.elapsed(),
         ));
     }
     if config.holds {
@@ -218,6 +186,31 @@ pub async fn run(config: Config, out: &mut dyn Write) -> Result<(), SessionError
         notes.push(format!("process {pid} exited during the trace"));
     }
     session.finish(out, started.elapsed(), notes)
+}
+
+/// Loads and attaches the probes: futex hooks, `--holds` uprobes in `libc`, and the Go
+/// sites of `go`.
+fn attach_probes(
+    pid: u32,
+    holds: bool,
+    libc: Option<&Path>,
+    go: Option<&gotrace::GoTarget>,
+) -> Result<Probes, SessionError> {
+    let go_sites = go.map(gotrace::GoTarget::attach_list);
+    let go_attach = go.zip(go_sites.as_ref()).map(|(t, sites)| GoSites {
+        exe: &t.exe,
+        goid_offset: t.offsets.goid,
+        sites,
+    });
+    Probes::attach(pid, Hooks::Trace { holds }, libc, go_attach.as_ref()).map_err(|source| {
+        if source.is_permission_denied() {
+            SessionError::NotPrivileged(source)
+        } else if !procfs::process_alive(pid) {
+            SessionError::ExitedDuringAttach { pid }
+        } else {
+            SessionError::Attach { pid, source }
+        }
+    })
 }
 
 struct Session {

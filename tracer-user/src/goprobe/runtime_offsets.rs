@@ -20,7 +20,6 @@ use std::borrow::Cow;
 use addr2line::gimli;
 use object::{Object as _, ObjectSection as _};
 
-
 /// Where a [`GoRuntimeOffsets`] came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OffsetSource {

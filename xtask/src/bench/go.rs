@@ -244,7 +244,11 @@ pub(super) fn section(tools: &Tools, opts: &Options) -> anyhow::Result<String> {
                 "bench (e): round {}/{}: {:<20} {:>9} ops/s",
                 round + 1,
                 opts.rounds,
-                if with_tracer { "tracer attach" } else { "untraced" },
+                if with_tracer {
+                    "tracer attach"
+                } else {
+                    "untraced"
+                },
                 si(rate)
             );
             runs.entry(with_tracer).or_default().push(rate);
@@ -288,10 +292,7 @@ pub(super) fn section(tools: &Tools, opts: &Options) -> anyhow::Result<String> {
                 s,
                 "- goal ≤ {} ms for a 50 MB binary: {}\n",
                 ATTACH_GOAL.as_millis(),
-                verdict(
-                    t.wall <= ATTACH_GOAL,
-                    &format!("{} ms", t.wall.as_millis())
-                )
+                verdict(t.wall <= ATTACH_GOAL, &format!("{} ms", t.wall.as_millis()))
             );
         }
         Ok(None) => {
