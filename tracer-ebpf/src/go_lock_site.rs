@@ -23,6 +23,9 @@ use crate::{
     maps::GO_GOID_OFFSET,
 };
 
+/// `stack_id` of an event that carries no stack (a negative errno, as for a failed walk).
+const NO_STACK: i32 = -2; // -ENOENT
+
 /// `ZF` in `eflags`: set by a `lock cmpxchg` that swapped.
 const EFLAGS_ZF: u64 = 1 << 6;
 
@@ -81,6 +84,18 @@ fn try_go_lock_site(ctx: &ProbeContext) -> Result<(), ()> {
     } else {
         0
     };
+    // Stacks are kept for acquisitions (where a holder took its lock) and wait starts;
+    // releases and wait ends need none, and skipping the walk keeps the probe that fires
+    // inside every critical section short.
+    let wants_stack = op == GoOp::MutexLockFast as u32
+        || op == GoOp::RwLockFast as u32
+        || op == GoOp::RLockFast as u32
+        || op == GoOp::LockSlowEnter as u32;
+    let stack_id = if wants_stack {
+        user_stack_id(ctx)
+    } else {
+        NO_STACK
+    };
     let event = GoEvent {
         kind: EventKind::GoLock as u32,
         tid,
@@ -93,7 +108,7 @@ fn try_go_lock_site(ctx: &ProbeContext) -> Result<(), ()> {
         caller,
         value,
         op,
-        stack_id: user_stack_id(ctx),
+        stack_id,
     };
     emit_go(&event);
     Ok(())

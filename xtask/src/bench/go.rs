@@ -25,6 +25,12 @@ use super::{Options, Proc, Tools, key_values, median, si, verdict, wait_attached
 const ATTACH_GOAL: Duration = Duration::from_secs(1);
 /// Workload shape, as for the C workload: more goroutines than the 2 reference cores.
 const GOROUTINES: u32 = 4;
+/// Work outside the lock (µs) of the two workload shapes: `0.5` wants the lock more than
+/// 100% of the time (the C workload's shape, the worst case), `20` about a fifth of it.
+const OUTSIDE_US: [f64; 2] = [0.5, 20.0];
+/// How long the tracer may take to exit after its report: the kernel removes uprobes one
+/// at a time, each after an RCU grace period (~0.1 s per Go site).
+const DETACH_LIMIT: Duration = Duration::from_mins(10);
 
 /// Where a large Go binary may be found, first hit wins.
 const LARGE_GO_BINARIES: [&str; 3] = [
@@ -72,6 +78,7 @@ fn overhead_run(
     tools: &Tools,
     workload: &Path,
     with_tracer: bool,
+    outside_us: f64,
     seconds: f64,
 ) -> anyhow::Result<f64> {
     let mut bench = Proc::spawn(
@@ -81,6 +88,8 @@ fn overhead_run(
             &GOROUTINES.to_string(),
             "-seconds",
             &seconds.to_string(),
+            "-out-us",
+            &outside_us.to_string(),
         ]),
     )?;
     bench.wait_line(Duration::from_secs(20), |l| l.starts_with("ready pid="))?;
@@ -152,6 +161,8 @@ struct AttachTiming {
     size: u64,
     go_version: String,
     wall: Duration,
+    /// From SIGINT to the tracer's exit: detaching every site.
+    detach: Duration,
     note: String,
 }
 
@@ -200,7 +211,9 @@ fn attach_timing(tools: &Tools) -> anyhow::Result<Option<AttachTiming>> {
         .elapsed()
         .saturating_sub(super::ATTACH_QUIET)
         .min(quiet);
-    tracer.stop(libc::SIGINT, Duration::from_secs(10))?;
+    let stopping = Instant::now();
+    tracer.stop(libc::SIGINT, DETACH_LIMIT)?;
+    let detach = stopping.elapsed();
     let lines = tracer.remaining_lines();
     let summary = lines
         .iter()
@@ -228,6 +241,7 @@ fn attach_timing(tools: &Tools) -> anyhow::Result<Option<AttachTiming>> {
         size,
         go_version,
         wall,
+        detach,
         note,
     }))
 }
@@ -235,15 +249,24 @@ fn attach_timing(tools: &Tools) -> anyhow::Result<Option<AttachTiming>> {
 /// The markdown of part (e).
 pub(super) fn section(tools: &Tools, opts: &Options) -> anyhow::Result<String> {
     let workload = build_workload(&tools.root)?;
-    let mut runs: BTreeMap<bool, Vec<f64>> = BTreeMap::new();
+    let mut runs: BTreeMap<(usize, bool), Vec<f64>> = BTreeMap::new();
     for round in 0..opts.rounds {
-        for i in 0..2 {
-            let with_tracer = (i + round) % 2 == 1;
-            let rate = overhead_run(tools, &workload, with_tracer, opts.seconds)?;
+        for i in 0..4 {
+            // Rotate the order each round, as in part (b).
+            let k = (i + round) % 4;
+            let (shape, with_tracer) = (k / 2, k % 2 == 1);
+            let rate = overhead_run(
+                tools,
+                &workload,
+                with_tracer,
+                OUTSIDE_US[shape],
+                opts.seconds,
+            )?;
             eprintln!(
-                "bench (e): round {}/{}: {:<20} {:>9} ops/s",
+                "bench (e): round {}/{}: outside {:>4} µs {:<14} {:>9} ops/s",
                 round + 1,
                 opts.rounds,
+                OUTSIDE_US[shape],
                 if with_tracer {
                     "tracer attach"
                 } else {
@@ -251,28 +274,34 @@ pub(super) fn section(tools: &Tools, opts: &Options) -> anyhow::Result<String> {
                 },
                 si(rate)
             );
-            runs.entry(with_tracer).or_default().push(rate);
+            runs.entry((shape, with_tracer)).or_default().push(rate);
         }
     }
-    let base = median(runs.get(&false).map_or(&[][..], Vec::as_slice));
-    let traced = median(runs.get(&true).map_or(&[][..], Vec::as_slice));
+    let med = |key| median(runs.get(&key).map_or(&[][..], Vec::as_slice));
     let mut s = String::new();
     let _ = writeln!(s, "## (e) Go targets\n");
     let _ = writeln!(
         s,
         "Workload: `xtask/bench/go_lockbench` ({GOROUTINES} goroutines on one `sync.Mutex`, \
-         ~1 µs inside, ~0.5 µs outside), {} rounds of {} s, interleaved.\n",
+         ~1 µs inside), {} rounds of {} s, interleaved.\n",
         opts.rounds, opts.seconds
     );
-    let _ = writeln!(s, "| configuration | median ops/s | ratio to untraced |");
-    let _ = writeln!(s, "|---|---:|---:|");
-    let _ = writeln!(s, "| untraced | {} | 1.000 |", si(base));
     let _ = writeln!(
         s,
-        "| tracer attach (Go lock sites + futex hooks) | {} | {:.3} |\n",
-        si(traced),
-        traced / base
+        "| work outside the lock | untraced ops/s | traced ops/s | ratio |"
     );
+    let _ = writeln!(s, "|---:|---:|---:|---:|");
+    for (shape, outside) in OUTSIDE_US.iter().enumerate() {
+        let (base, traced) = (med((shape, false)), med((shape, true)));
+        let _ = writeln!(
+            s,
+            "| {outside} µs | {} | {} | {:.3} |",
+            si(base),
+            si(traced),
+            traced / base
+        );
+    }
+    s.push('\n');
     match attach_timing(tools) {
         Ok(Some(t)) => {
             let _ = writeln!(
@@ -287,6 +316,11 @@ pub(super) fn section(tools: &Tools, opts: &Options) -> anyhow::Result<String> {
                 s,
                 "- wall time from start to all probes placed: {} ms",
                 t.wall.as_millis()
+            );
+            let _ = writeln!(
+                s,
+                "- time to exit after SIGINT (report, then detaching every site): {:.1} s",
+                t.detach.as_secs_f64()
             );
             let _ = writeln!(
                 s,
