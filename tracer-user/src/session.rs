@@ -140,6 +140,11 @@ pub async fn run(config: Config, out: &mut dyn Write) -> Result<(), SessionError
     if !procfs::process_alive(pid) {
         return Err(SessionError::ExitedDuringAttach { pid });
     }
+    if let Some(why) = &probes.summary.go_multi_unavailable {
+        notes.push(format!(
+            "Go sites attached one by one (uprobe_multi unavailable: {why}): detaching them takes about 0.1 s each"
+        ));
+    }
     if let Some(target) = &go_target {
         notes.push(target.attach_note(
             probes.summary.go_sites,

@@ -633,3 +633,59 @@ fn go_cgo_reports_pthread_and_go_mutexes() {
         check_cgo_report(&target, &values, build, &what);
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Lifecycle: Go sites go away at once, and a busy Go target survives the tracer
+// ---------------------------------------------------------------------------------------
+
+/// Guards against: Go lock sites that outlive the tracer, or that the kernel removes one
+/// by one (about 0.1 s each, minutes for a real service) instead of all at once through
+/// the `uprobe_multi` link; and against a Go target hurt by the tracer's death while its
+/// goroutines run through the probed lock sites.
+#[test]
+fn go_sites_are_gone_at_once_after_sigkill_and_the_target_survives() {
+    require_root();
+    let (_dir, builds) = go_builds("go_hot", false);
+    for build in &builds {
+        let baseline = common::our_prog_ids();
+        let mut target = Target::spawn(&build.path, &["4", "0"]);
+        let mut tracer = common::Tracer::spawn(&as_strs(&json_attach_args(target.pid(), 60, &[])));
+        std::thread::sleep(Duration::from_secs(2));
+        let ours = || -> Vec<u64> {
+            common::our_prog_ids()
+                .difference(&baseline)
+                .copied()
+                .collect()
+        };
+        assert!(
+            !ours().is_empty(),
+            "[{}] while attached, none of our programs is loaded",
+            build.label
+        );
+        tracer.kill9();
+        let killed = std::time::Instant::now();
+        while !ours().is_empty() {
+            assert!(
+                killed.elapsed() < Duration::from_secs(2),
+                "[{}] 2 s after SIGKILL of the tracer, programs {:?} are still loaded",
+                build.label,
+                ours()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // The target hammers its locks for 4 s, prints `done`, then lives on.
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while !target.later_lines().iter().any(|l| l == "done") {
+            assert!(
+                target.is_running() && std::time::Instant::now() < deadline,
+                "[{}] the Go target did not finish its work after the tracer was killed \
+                 (running: {}), output {:?}",
+                build.label,
+                target.is_running(),
+                target.later_lines()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(target.is_running(), "[{}] the Go target died", build.label);
+    }
+}

@@ -5,6 +5,8 @@
 //! Every attachment is a file-descriptor-based link (BTF raw tracepoints, perf-event
 //! uprobes), so the kernel detaches them when the process exits by any path, SIGKILL
 //! included; dropping [`Probes`] detaches them earlier.
+mod uprobe_multi;
+
 use std::{num::NonZeroU32, path::Path};
 
 use aya::{
@@ -154,6 +156,9 @@ pub struct AttachSummary {
     /// File offsets of Go sites the kernel refused (their events are missing; holders
     /// taken there are reported unknown).
     pub go_sites_refused: Vec<u64>,
+    /// Why the Go sites are perf-event uprobes (slow to detach) rather than one
+    /// `uprobe_multi` link, if they are.
+    pub go_multi_unavailable: Option<String>,
 }
 
 /// Per-CPU counters summed over CPUs.
@@ -173,6 +178,8 @@ pub struct Probes {
     counters: PerCpuArray<MapData, u64>,
     stacks: StackTraceMap<MapData>,
     pending_locks: Option<aya::maps::HashMap<MapData, u32, PendingLock>>,
+    /// The Go sites when attached through one `uprobe_multi` link.
+    _go_multi: Option<uprobe_multi::MultiLink>,
     _ebpf: Ebpf,
     pub summary: AttachSummary,
 }
@@ -243,8 +250,19 @@ impl Probes {
             }
         }
 
+        let mut go_multi = None;
         if let Some(go) = go {
-            attach_go_sites(&mut ebpf, pid, go, &mut summary)?;
+            match uprobe_multi::attach(EBPF_OBJECT, PROG_GO_LOCK_SITE, &ebpf, go.exe, pid, go.sites)
+            {
+                Ok(link) => {
+                    summary.go_sites = go.sites.len();
+                    go_multi = Some(link);
+                }
+                Err(why) => {
+                    summary.go_multi_unavailable = Some(error_chain(&why));
+                    attach_go_sites(&mut ebpf, pid, go, &mut summary)?;
+                }
+            }
         }
 
         let events = take_map(&mut ebpf, MAP_EVENTS, RingBuf::try_from)?;
@@ -263,6 +281,7 @@ impl Probes {
             counters,
             stacks,
             pending_locks,
+            _go_multi: go_multi,
             _ebpf: ebpf,
             summary,
         })
@@ -322,6 +341,18 @@ impl Probes {
             .map(|trace| trace.frames().iter().map(|f| f.ip).collect())
             .unwrap_or_default()
     }
+}
+
+/// An error and its causes on one line.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut line = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        line.push_str(": ");
+        line.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    line
 }
 
 fn record(summary: &mut AttachSummary, function: &'static str, attached: bool) {

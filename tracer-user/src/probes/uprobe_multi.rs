@@ -1,0 +1,264 @@
+//! Go lock sites through one `uprobe_multi` link (Linux 6.6+).
+//!
+//! Why not one perf-event uprobe per site, as aya attaches them: the kernel removes those
+//! one at a time, each behind an RCU grace period taken under a global mutex, about 0.1 s
+//! per site. A Go service has a thousand lock sites or more, so the tracer would take
+//! minutes to exit. A `uprobe_multi` link attaches every site in one call and detaches
+//! them all behind a single grace period.
+//!
+//! aya 0.14 cannot load a program for `uprobe_multi` (its object parser knows no
+//! `uprobe.multi` section, and the program must be loaded with that expected attach
+//! type), so this loads a second copy of `go_lock_site` itself: its instructions from
+//! the same object, its map references pointed at the maps aya already created.
+use std::{
+    ffi::CString,
+    os::{
+        fd::{AsFd as _, AsRawFd as _, BorrowedFd, FromRawFd as _, OwnedFd},
+        unix::ffi::OsStrExt as _,
+    },
+    path::Path,
+};
+
+use aya::{Ebpf, maps::Map};
+use aya_obj::generated::{bpf_attach_type, bpf_attr, bpf_cmd, bpf_prog_type};
+use object::{Object as _, ObjectSection as _, ObjectSymbol as _, RelocationTarget};
+use thiserror::Error;
+
+/// What went wrong on the `uprobe_multi` path (the caller then falls back to one
+/// perf-event uprobe per site).
+#[derive(Debug, Error)]
+pub(super) enum MultiError {
+    #[error("the eBPF object cannot be parsed")]
+    Object(#[source] object::Error),
+    #[error("the eBPF object has no program symbol {0}")]
+    NoProgram(&'static str),
+    #[error("relocation at byte {offset} of {program} names something other than a map")]
+    Relocation { program: &'static str, offset: u64 },
+    #[error("map {0} is not loaded")]
+    NoMap(String),
+    #[error("BPF_PROG_LOAD for uprobe_multi failed: {log}")]
+    Load {
+        log: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("BPF_LINK_CREATE (uprobe_multi) failed")]
+    Link(#[source] std::io::Error),
+    #[error("the executable path contains a NUL byte")]
+    Path,
+}
+
+/// `BPF_PSEUDO_MAP_FD`: `ld_imm64` of a map by file descriptor.
+const PSEUDO_MAP_FD: u8 = 1;
+/// `BPF_PSEUDO_MAP_VALUE`: `ld_imm64` of an address inside an array map's value.
+const PSEUDO_MAP_VALUE: u8 = 2;
+/// Size of one BPF instruction.
+const INSN: usize = 8;
+/// Verifier log buffer for the error message.
+const LOG_SIZE: usize = 64 * 1024;
+
+/// The attached sites; dropping it detaches all of them at once.
+pub(super) struct MultiLink {
+    _link: OwnedFd,
+    _prog: OwnedFd,
+}
+
+/// Loads `program` from `object` for `uprobe_multi` and attaches it at every
+/// `(file offset, cookie)` of `sites` in `exe`, for process `pid` only.
+///
+/// # Errors
+/// When the object cannot be relocated, the kernel refuses the program or the link
+/// (kernels before 6.6 have no `uprobe_multi`).
+pub(super) fn attach(
+    object_bytes: &[u8],
+    program: &'static str,
+    ebpf: &Ebpf,
+    exe: &Path,
+    pid: u32,
+    sites: &[(u64, u64)],
+) -> Result<MultiLink, MultiError> {
+    let insns = relocated_program(object_bytes, program, ebpf)?;
+    let prog = load(program, &insns)?;
+    let link = link(prog.as_fd(), exe, pid, sites)?;
+    Ok(MultiLink {
+        _link: link,
+        _prog: prog,
+    })
+}
+
+/// The program's instructions with every map reference resolved to the maps of `ebpf`.
+fn relocated_program(
+    object_bytes: &[u8],
+    program: &'static str,
+    ebpf: &Ebpf,
+) -> Result<Vec<u8>, MultiError> {
+    let file = object::File::parse(object_bytes).map_err(MultiError::Object)?;
+    let symbol = file
+        .symbols()
+        .find(|s| s.name() == Ok(program))
+        .ok_or(MultiError::NoProgram(program))?;
+    let section_index = symbol
+        .section_index()
+        .ok_or(MultiError::NoProgram(program))?;
+    let section = file
+        .section_by_index(section_index)
+        .map_err(MultiError::Object)?;
+    let data = section.data().map_err(MultiError::Object)?;
+    let start = symbol.address();
+    let end = start + symbol.size();
+    let range = usize::try_from(start).unwrap_or(usize::MAX)..usize::try_from(end).unwrap_or(0);
+    let mut insns = data
+        .get(range)
+        .ok_or(MultiError::NoProgram(program))?
+        .to_vec();
+    for (offset, reloc) in section.relocations() {
+        if !(start..end).contains(&offset) {
+            continue;
+        }
+        let bad = || MultiError::Relocation { program, offset };
+        let RelocationTarget::Symbol(target) = reloc.target() else {
+            return Err(bad());
+        };
+        let target = file.symbol_by_index(target).map_err(|_| bad())?;
+        let target_section = target
+            .section_index()
+            .and_then(|i| file.section_by_index(i).ok())
+            .and_then(|s| s.name().ok().map(str::to_owned))
+            .ok_or_else(bad)?;
+        let at = usize::try_from(offset - start).map_err(|_| bad())?;
+        let insn = insns.get_mut(at..at + 2 * INSN).ok_or_else(bad)?;
+        // Only `ld_imm64` (opcode 0x18) can load a map.
+        if insn[0] != 0x18 {
+            return Err(bad());
+        }
+        let (src, fd, value_offset) = if target_section == "maps" {
+            let name = target.name().map_err(|_| bad())?;
+            (PSEUDO_MAP_FD, map_fd(ebpf, name)?, None)
+        } else if target_section.starts_with(".rodata")
+            || target_section.starts_with(".data")
+            || target_section.starts_with(".bss")
+        {
+            // A global: the address `symbol + addend` inside the section's array map.
+            let addend = i32::from_le_bytes([insn[4], insn[5], insn[6], insn[7]]);
+            let inside = u32::try_from(target.address())
+                .ok()
+                .and_then(|a| a.checked_add_signed(addend))
+                .ok_or_else(bad)?;
+            (
+                PSEUDO_MAP_VALUE,
+                map_fd(ebpf, &target_section)?,
+                Some(inside),
+            )
+        } else {
+            return Err(bad());
+        };
+        insn[1] = (insn[1] & 0x0f) | (src << 4);
+        insn[4..8].copy_from_slice(&fd.to_le_bytes());
+        insn[INSN + 4..INSN + 8].copy_from_slice(&value_offset.unwrap_or(0).to_le_bytes());
+    }
+    Ok(insns)
+}
+
+/// The file descriptor of map `name` of `ebpf`.
+fn map_fd(ebpf: &Ebpf, name: &str) -> Result<i32, MultiError> {
+    let Some(
+        Map::Array(data)
+        | Map::PerCpuArray(data)
+        | Map::RingBuf(data)
+        | Map::StackTraceMap(data)
+        | Map::HashMap(data),
+    ) = ebpf.map(name)
+    else {
+        return Err(MultiError::NoMap(name.to_owned()));
+    };
+    Ok(data.fd().as_fd().as_raw_fd())
+}
+
+/// `bpf(2)`.
+///
+/// # Safety
+/// `attr` must be valid for `cmd`: every pointer in it points at live memory of the
+/// size the kernel will read or write.
+unsafe fn sys_bpf(cmd: bpf_cmd, attr: &mut bpf_attr) -> std::io::Result<OwnedFd> {
+    let size = u32::try_from(size_of::<bpf_attr>()).unwrap_or(u32::MAX);
+    // SAFETY: the caller vouches for `attr`; the kernel reads at most `size` bytes of it.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd as libc::c_long,
+            std::ptr::from_mut(attr),
+            size,
+        )
+    };
+    if ret < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let fd = i32::try_from(ret).map_err(|_| std::io::Error::other("fd out of range"))?;
+    // SAFETY: a successful BPF_PROG_LOAD / BPF_LINK_CREATE returns a new descriptor that
+    // nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn load(program: &'static str, insns: &[u8]) -> Result<OwnedFd, MultiError> {
+    let license = c"GPL";
+    let mut log = vec![0u8; LOG_SIZE];
+    // SAFETY: bpf_attr is plain integers and unions of them; all-zero is its default.
+    let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
+    // SAFETY: writing the BPF_PROG_LOAD member of the zeroed union.
+    let load = unsafe { &mut attr.__bindgen_anon_3 };
+    load.prog_type = bpf_prog_type::BPF_PROG_TYPE_KPROBE as u32;
+    load.expected_attach_type = bpf_attach_type::BPF_TRACE_UPROBE_MULTI as u32;
+    load.insn_cnt = u32::try_from(insns.len() / INSN).unwrap_or(0);
+    load.insns = insns.as_ptr() as u64;
+    load.license = license.as_ptr() as u64;
+    for (dst, src) in load.prog_name.iter_mut().zip(program.bytes().take(15)) {
+        *dst = src.cast_signed();
+    }
+    // SAFETY: `attr` points at `insns` and `license`, both alive across the call.
+    if let Ok(fd) = unsafe { sys_bpf(bpf_cmd::BPF_PROG_LOAD, &mut attr) } {
+        return Ok(fd);
+    }
+    // Again with the verifier's log, for the error message.
+    // SAFETY: as above.
+    let load = unsafe { &mut attr.__bindgen_anon_3 };
+    load.log_level = 1;
+    load.log_size = u32::try_from(log.len()).unwrap_or(0);
+    load.log_buf = log.as_mut_ptr() as u64;
+    // SAFETY: as above, plus the log buffer of `log_size` bytes, alive across the call.
+    unsafe { sys_bpf(bpf_cmd::BPF_PROG_LOAD, &mut attr) }.map_err(|source| MultiError::Load {
+        log: String::from_utf8_lossy(&log)
+            .trim_end_matches('\0')
+            .lines()
+            .rev()
+            .take(8)
+            .collect::<Vec<_>>()
+            .join(" | "),
+        source,
+    })
+}
+
+fn link(
+    prog: BorrowedFd<'_>,
+    exe: &Path,
+    pid: u32,
+    sites: &[(u64, u64)],
+) -> Result<OwnedFd, MultiError> {
+    let path = CString::new(exe.as_os_str().as_bytes()).map_err(|_| MultiError::Path)?;
+    let offsets: Vec<u64> = sites.iter().map(|&(offset, _)| offset).collect();
+    let cookies: Vec<u64> = sites.iter().map(|&(_, cookie)| cookie).collect();
+    // SAFETY: all-zero is a valid bpf_attr.
+    let mut attr: bpf_attr = unsafe { std::mem::zeroed() };
+    // SAFETY: writing the BPF_LINK_CREATE member of the zeroed union.
+    let create = unsafe { &mut attr.link_create };
+    create.__bindgen_anon_1.prog_fd = u32::try_from(prog.as_raw_fd()).unwrap_or(u32::MAX);
+    create.attach_type = bpf_attach_type::BPF_TRACE_UPROBE_MULTI as u32;
+    // SAFETY: writing the uprobe_multi member of the zeroed inner union.
+    let multi = unsafe { &mut create.__bindgen_anon_3.uprobe_multi };
+    multi.path = path.as_ptr() as u64;
+    multi.offsets = offsets.as_ptr() as u64;
+    multi.cookies = cookies.as_ptr() as u64;
+    multi.cnt = u32::try_from(sites.len()).unwrap_or(0);
+    multi.pid = pid;
+    // SAFETY: path, offsets and cookies live until after the call; `cnt` is their length.
+    unsafe { sys_bpf(bpf_cmd::BPF_LINK_CREATE, &mut attr) }.map_err(MultiError::Link)
+}
