@@ -662,8 +662,16 @@ fn go_sites_are_gone_at_once_after_sigkill_and_the_target_survives() {
             "[{}] while attached, none of our programs is loaded",
             build.label
         );
-        tracer.kill9();
+        // kill9 returns once the tracer is reaped, which is after the kernel has closed
+        // its descriptors and so removed every uprobe it held.
         let killed = std::time::Instant::now();
+        tracer.kill9();
+        assert!(
+            killed.elapsed() < Duration::from_secs(1),
+            "[{}] the killed tracer took {:?} to go away: its Go sites were removed one by one",
+            build.label,
+            killed.elapsed()
+        );
         while !ours().is_empty() {
             assert!(
                 killed.elapsed() < Duration::from_secs(2),
