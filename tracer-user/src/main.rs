@@ -9,7 +9,8 @@ use std::{
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use tracer_user::{
-    probes::{Hooks, Probes},
+    gotrace,
+    probes::{GoSites, Hooks, Probes},
     procfs,
     session::{self, Config, Format},
 };
@@ -55,6 +56,9 @@ enum Command {
         /// Also empty uprobes on lock entry, lock return and unlock.
         #[arg(long)]
         uprobes: bool,
+        /// Also an empty program on every Go lock site (Go targets).
+        #[arg(long)]
+        go: bool,
         #[arg(long, value_name = "SECS")]
         duration: f64,
     },
@@ -125,6 +129,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
         Command::Floor {
             pid,
             uprobes,
+            go,
             duration: secs,
         } => {
             if !procfs::process_exists(pid) {
@@ -133,7 +138,26 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             let maps = procfs::read_maps(pid)?;
             let libc: Option<PathBuf> =
                 procfs::find_libc(&maps).map(|p| procfs::host_path(pid, &p));
-            let probes = Probes::attach(pid, Hooks::Floor { uprobes }, libc.as_deref(), None)?;
+            let go_target = if go {
+                Some(gotrace::inspect(pid, &maps)?.context("--go: not a Go program")?)
+            } else {
+                None
+            };
+            let go_sites = go_target.as_ref().map(gotrace::GoTarget::attach_list);
+            let go_attach = go_target
+                .as_ref()
+                .zip(go_sites.as_ref())
+                .map(|(t, sites)| GoSites {
+                    exe: &t.exe,
+                    goid_offset: t.offsets.goid,
+                    sites,
+                });
+            let probes = Probes::attach(
+                pid,
+                Hooks::Floor { uprobes },
+                libc.as_deref(),
+                go_attach.as_ref(),
+            )?;
             let wait = duration(Some(secs))?.unwrap_or_default();
             runtime.block_on(async {
                 tokio::select! {

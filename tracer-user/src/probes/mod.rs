@@ -251,16 +251,19 @@ impl Probes {
         }
 
         let mut go_multi = None;
+        let go_program = match hooks {
+            Hooks::Trace { .. } => PROG_GO_LOCK_SITE,
+            Hooks::Floor { .. } => PROG_NOOP_UPROBE,
+        };
         if let Some(go) = go {
-            match uprobe_multi::attach(EBPF_OBJECT, PROG_GO_LOCK_SITE, &ebpf, go.exe, pid, go.sites)
-            {
+            match uprobe_multi::attach(EBPF_OBJECT, go_program, &ebpf, go.exe, pid, go.sites) {
                 Ok(link) => {
                     summary.go_sites = go.sites.len();
                     go_multi = Some(link);
                 }
                 Err(why) => {
                     summary.go_multi_unavailable = Some(error_chain(&why));
-                    attach_go_sites(&mut ebpf, pid, go, &mut summary)?;
+                    attach_go_sites(&mut ebpf, go_program, pid, go, &mut summary)?;
                 }
             }
         }
@@ -410,11 +413,11 @@ fn load_uprobe(ebpf: &mut Ebpf, name: &'static str) -> Result<(), ProbeError> {
 /// and skipped: losing one site's events makes some holders unknown, never wrong.
 fn attach_go_sites(
     ebpf: &mut Ebpf,
+    name: &'static str,
     pid: u32,
     go: &GoSites<'_>,
     summary: &mut AttachSummary,
 ) -> Result<(), ProbeError> {
-    let name = PROG_GO_LOCK_SITE;
     load_uprobe(ebpf, name)?;
     let program: &mut UProbe = ebpf
         .program_mut(name)

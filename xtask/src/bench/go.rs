@@ -74,10 +74,31 @@ fn build_workload(root: &Path) -> anyhow::Result<PathBuf> {
     Ok(bin)
 }
 
+/// What watches the workload in one run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Watch {
+    Untraced,
+    /// `tracer floor --go`: empty programs on the futex hooks and every Go site.
+    Floor,
+    Traced,
+}
+
+impl Watch {
+    const ALL: [Self; 3] = [Self::Untraced, Self::Floor, Self::Traced];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Untraced => "untraced",
+            Self::Floor => "floor (empty programs)",
+            Self::Traced => "tracer attach",
+        }
+    }
+}
+
 fn overhead_run(
     tools: &Tools,
     workload: &Path,
-    with_tracer: bool,
+    watch: Watch,
     outside_us: f64,
     seconds: f64,
 ) -> anyhow::Result<f64> {
@@ -93,23 +114,27 @@ fn overhead_run(
         ]),
     )?;
     bench.wait_line(Duration::from_secs(20), |l| l.starts_with("ready pid="))?;
-    let mut tracer = if with_tracer {
-        let mut proc = Proc::spawn(
-            "tracer attach (Go)",
-            Command::new(&tools.tracer).args([
-                "attach",
-                "--pid",
-                &bench.pid().to_string(),
-                "--duration",
-                &format!("{:.0}", seconds + 30.0),
-                "--format",
-                "json",
-            ]),
-        )?;
+    let pid = bench.pid().to_string();
+    let duration = format!("{:.0}", seconds + 30.0);
+    let args: &[&str] = match watch {
+        Watch::Untraced => &[],
+        Watch::Floor => &["floor", "--go", "--pid", &pid, "--duration", &duration],
+        Watch::Traced => &[
+            "attach",
+            "--pid",
+            &pid,
+            "--duration",
+            &duration,
+            "--format",
+            "json",
+        ],
+    };
+    let mut tracer = if args.is_empty() {
+        None
+    } else {
+        let mut proc = Proc::spawn(watch.label(), Command::new(&tools.tracer).args(args))?;
         wait_attached(&mut proc, 3)?;
         Some(proc)
-    } else {
-        None
     };
     bench.send_start()?;
     let limit = Duration::from_secs_f64(seconds + 30.0);
@@ -122,13 +147,14 @@ fn overhead_run(
     }
     let values = key_values(&bench.remaining_lines().join("\n"));
     if let Some(tracer) = tracer.as_mut() {
-        let status = match tracer.wait_exit(Duration::from_secs(10))? {
+        // tracer attach stops when the target exits; the floor runs until interrupted.
+        let status = match tracer.wait_exit(Duration::from_secs(2))? {
             Some(status) => status,
             None => tracer.stop(libc::SIGINT, Duration::from_secs(10))?,
         };
         if !status.success() {
             let err = tracer.stderr_text();
-            bail!("tracer attach (Go) failed ({status}): {}", err.trim());
+            bail!("{} failed ({status}): {}", watch.label(), err.trim());
         }
     }
     values
@@ -249,32 +275,24 @@ fn attach_timing(tools: &Tools) -> anyhow::Result<Option<AttachTiming>> {
 /// The markdown of part (e).
 pub(super) fn section(tools: &Tools, opts: &Options) -> anyhow::Result<String> {
     let workload = build_workload(&tools.root)?;
-    let mut runs: BTreeMap<(usize, bool), Vec<f64>> = BTreeMap::new();
+    let mut runs: BTreeMap<(usize, Watch), Vec<f64>> = BTreeMap::new();
+    let configs: Vec<(usize, Watch)> = (0..OUTSIDE_US.len())
+        .flat_map(|shape| Watch::ALL.map(|w| (shape, w)))
+        .collect();
     for round in 0..opts.rounds {
-        for i in 0..4 {
+        for i in 0..configs.len() {
             // Rotate the order each round, as in part (b).
-            let k = (i + round) % 4;
-            let (shape, with_tracer) = (k / 2, k % 2 == 1);
-            let rate = overhead_run(
-                tools,
-                &workload,
-                with_tracer,
-                OUTSIDE_US[shape],
-                opts.seconds,
-            )?;
+            let (shape, watch) = configs[(i + round) % configs.len()];
+            let rate = overhead_run(tools, &workload, watch, OUTSIDE_US[shape], opts.seconds)?;
             eprintln!(
-                "bench (e): round {}/{}: outside {:>4} µs {:<14} {:>9} ops/s",
+                "bench (e): round {}/{}: outside {:>4} µs {:<24} {:>9} ops/s",
                 round + 1,
                 opts.rounds,
                 OUTSIDE_US[shape],
-                if with_tracer {
-                    "tracer attach"
-                } else {
-                    "untraced"
-                },
+                watch.label(),
                 si(rate)
             );
-            runs.entry((shape, with_tracer)).or_default().push(rate);
+            runs.entry((shape, watch)).or_default().push(rate);
         }
     }
     let med = |key| median(runs.get(&key).map_or(&[][..], Vec::as_slice));
@@ -288,17 +306,22 @@ pub(super) fn section(tools: &Tools, opts: &Options) -> anyhow::Result<String> {
     );
     let _ = writeln!(
         s,
-        "| work outside the lock | untraced ops/s | traced ops/s | ratio |"
+        "| work outside the lock | untraced ops/s | floor ops/s (ratio) | tracer attach ops/s (ratio) | tracer / floor |"
     );
-    let _ = writeln!(s, "|---:|---:|---:|---:|");
+    let _ = writeln!(s, "|---:|---:|---:|---:|---:|");
     for (shape, outside) in OUTSIDE_US.iter().enumerate() {
-        let (base, traced) = (med((shape, false)), med((shape, true)));
+        let base = med((shape, Watch::Untraced));
+        let floor = med((shape, Watch::Floor));
+        let traced = med((shape, Watch::Traced));
         let _ = writeln!(
             s,
-            "| {outside} µs | {} | {} | {:.3} |",
+            "| {outside} µs | {} | {} ({:.3}) | {} ({:.3}) | {:.2} |",
             si(base),
+            si(floor),
+            floor / base,
             si(traced),
-            traced / base
+            traced / base,
+            traced / floor
         );
     }
     s.push('\n');
