@@ -15,7 +15,10 @@ use tracer_common::{GO_EVENT_SIZE, GoEvent, GoOp};
 
 use crate::{
     golocks::{GoCycle, GoLockEvent, GoLockKind, GoLockModel, Hold, LockMode, StuckLock as Stuck},
-    goprobe::{GoProbeError, GoRuntimeOffsets, GoSitePlan, go_runtime_offsets, plan_go_lock_sites},
+    goprobe::{
+        GoDwarfNames, GoProbeError, GoRuntimeOffsets, GoSitePlan, go_runtime_offsets,
+        plan_go_lock_sites,
+    },
     gosym::{GoBuildInfo, GoSymError, GoTable, go_build_info},
     lockstats::Quantiles,
     procfs::{self, MapEntry},
@@ -56,6 +59,8 @@ pub struct GoTarget {
     /// How long reading the pclntab and planning took.
     pub plan_time: Duration,
     table: GoTable,
+    /// Field paths of globals (`main.store.mu`), when the binary has DWARF.
+    dwarf_names: Option<GoDwarfNames>,
     /// Runtime address minus file virtual address (0 unless position-independent).
     bias: u64,
 }
@@ -111,6 +116,7 @@ pub fn inspect(pid: u32, maps: &[MapEntry]) -> Result<Option<GoTarget>, GoUnsupp
             version: build.go_version.clone(),
         })?;
     let bias = load_bias(&data, pid, maps);
+    let dwarf_names = GoDwarfNames::new(&data);
     Ok(Some(GoTarget {
         exe,
         build,
@@ -118,6 +124,7 @@ pub fn inspect(pid: u32, maps: &[MapEntry]) -> Result<Option<GoTarget>, GoUnsupp
         offsets,
         plan_time: started.elapsed(),
         table,
+        dwarf_names,
         bias,
     }))
 }
@@ -322,8 +329,8 @@ impl GoTracker {
                     goid: Some(w.goid),
                     tid: w.tid,
                     thread: String::new(),
-                    holds: lock_ref(symbolizer, e.holds),
-                    waits_for: lock_ref(symbolizer, w.lock),
+                    holds: go_lock_ref(&self.target, symbolizer, e.holds),
+                    waits_for: go_lock_ref(&self.target, symbolizer, w.lock),
                     stack,
                     stack_detail,
                     waited_ns: Some(now_ns.saturating_sub(w.since_ns)),
@@ -366,7 +373,7 @@ impl GoTracker {
             },
         };
         StuckLock {
-            lock: lock_ref(symbolizer, s.addr),
+            lock: go_lock_ref(&self.target, symbolizer, s.addr),
             mode: match s.mode {
                 LockMode::Write => HoldMode::Write,
                 LockMode::Read => HoldMode::Read,
@@ -459,7 +466,7 @@ impl GoTracker {
             .into_iter()
             .map(
                 |(addr, contentions, max_waiters, wait_ns, hold_ns)| LockSummary {
-                    lock: lock_ref(symbolizer, addr),
+                    lock: go_lock_ref(&self.target, symbolizer, addr),
                     kind: match self.model.lock_kind(addr) {
                         GoLockKind::Mutex => LockKind::GoMutex,
                         GoLockKind::RwMutex => LockKind::GoRwMutex,
@@ -502,6 +509,22 @@ fn go_frame_display(f: &crate::gosym::GoFrame) -> String {
         }
         _ => f.function.clone(),
     }
+}
+
+/// The lock's name: the global it lies in, with the field path down to it when the
+/// binary's DWARF says (`main.store.mu`), else the symbol (`main.store+0x8`).
+fn go_lock_ref(target: &GoTarget, symbolizer: &mut Symbolizer, addr: u64) -> LockRef {
+    let mut lock = lock_ref(symbolizer, addr);
+    if let (Some(names), Some(name)) = (&target.dwarf_names, &lock.name) {
+        let (symbol, offset) = match name.rsplit_once("+0x") {
+            Some((symbol, hex)) => (symbol, u64::from_str_radix(hex, 16).ok()),
+            None => (name.as_str(), Some(0)),
+        };
+        if let Some(path) = offset.and_then(|offset| names.field_path(symbol, offset)) {
+            lock.name = Some(path);
+        }
+    }
+    lock
 }
 
 fn lock_ref(symbolizer: &mut Symbolizer, addr: u64) -> LockRef {

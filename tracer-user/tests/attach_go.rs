@@ -351,14 +351,15 @@ fn check_go_abba_deadlock(target: &Target, values: &[Value], build: &GoBuild, wh
         );
         assert_lock_name(
             &entry["holds"],
-            &format!("main.{held}"),
+            // The global and, from DWARF, the field: `main.provider.mu`.
+            &format!("main.{held}.mu"),
             Symbol::Static,
             build,
             what,
         );
         assert_lock_name(
             &entry["waits_for"],
-            &format!("main.{wanted}"),
+            &format!("main.{wanted}.mu"),
             Symbol::Static,
             build,
             what,
@@ -440,6 +441,7 @@ fn go_abba_ordered_has_no_findings() {
 /// as a `go_rwmutex`.
 fn check_rwleak_report(
     target: &Target,
+    build: &GoBuild,
     values: &[Value],
     state: &str,
     threshold_ns: u64,
@@ -459,6 +461,13 @@ fn check_rwleak_report(
     assert_eq!(
         first["mode"], "write",
         "registry is write-held: {first:#}\n{what}"
+    );
+    assert_lock_name(
+        &first["lock"],
+        "main.registry.mu",
+        Symbol::Static,
+        build,
+        what,
     );
     assert!(
         u64_field(first, "held_ns") >= threshold_ns,
@@ -515,7 +524,7 @@ fn run_rwleak(holder: &str, state: &str, stuck_after: Option<&str>) {
     for build in &builds {
         let target = Target::spawn(&build.path, &[holder, START_MS]);
         let (values, what) = trace(&target, 6, &extra, build);
-        check_rwleak_report(&target, &values, state, threshold_ns, &what);
+        check_rwleak_report(&target, build, &values, state, threshold_ns, &what);
     }
 }
 

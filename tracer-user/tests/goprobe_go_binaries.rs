@@ -616,3 +616,215 @@ fn inline_queries_match_frames() {
         }
     }
 }
+
+/// `go_global_field_path` and `GoDwarfNames`: Go globals named by variable and field path
+/// from DWARF. On `go_abba` (`main.store`, `main.provider`: `mu sync.Mutex` then a map)
+/// and on a Go program written here ([`NESTED_GLOBALS`]) with nested structs, arrays, an
+/// embedded mutex and an array of `RWMutex`es, whose offsets the program itself prints
+/// (`unsafe.Offsetof`). Every offset inside a non-lock field names that field (the full
+/// path, not only paths to mutexes); stripped builds have no DWARF, hence no names.
+#[test]
+fn go_global_field_paths_from_dwarf() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = tmp.path().join("nested-src");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    std::fs::write(src.join("go.mod"), "module nested\n\ngo 1.19\n").expect("write go.mod");
+    std::fs::write(src.join("main.go"), NESTED_GLOBALS).expect("write main.go");
+    for tc in installed() {
+        check_abba_field_paths(&tc, tmp.path());
+        check_nested_field_paths(&tc, tmp.path(), &src);
+    }
+}
+
+/// A Go program with globals of nested types; prints their sizes and offsets as `key=N`.
+const NESTED_GLOBALS: &str = r#"package main
+
+import (
+	"fmt"
+	"sync"
+	"unsafe"
+)
+
+type Inner struct {
+	n  int32
+	mu sync.Mutex
+}
+
+type embedded struct {
+	sync.Mutex
+	count int
+}
+
+type Cfg struct {
+	name  string
+	inner Inner
+	rw    sync.RWMutex
+	table [4]Inner
+	embedded
+	items []int
+}
+
+var cfg Cfg
+var locks [3]sync.RWMutex
+
+func main() {
+	cfg.inner.mu.Lock()
+	cfg.table[2].mu.Lock()
+	cfg.Lock()
+	cfg.rw.RLock()
+	locks[1].RLock()
+	fmt.Printf("size.cfg=%d\n", unsafe.Sizeof(cfg))
+	fmt.Printf("size.locks=%d\n", unsafe.Sizeof(locks))
+	fmt.Printf("size.rwmutex=%d\n", unsafe.Sizeof(locks[0]))
+	fmt.Printf("size.inner=%d\n", unsafe.Sizeof(cfg.inner))
+	fmt.Printf("off.name=%d\n", unsafe.Offsetof(cfg.name))
+	fmt.Printf("off.inner=%d\n", unsafe.Offsetof(cfg.inner))
+	fmt.Printf("off.inner.mu=%d\n", unsafe.Offsetof(cfg.inner.mu))
+	fmt.Printf("off.rw=%d\n", unsafe.Offsetof(cfg.rw))
+	fmt.Printf("off.table=%d\n", unsafe.Offsetof(cfg.table))
+	fmt.Printf("off.embedded=%d\n", unsafe.Offsetof(cfg.embedded))
+	fmt.Printf("off.embedded.count=%d\n", unsafe.Offsetof(cfg.embedded.count))
+	fmt.Printf("off.items=%d\n", unsafe.Offsetof(cfg.items))
+}
+"#;
+
+/// `go_abba`: two globals, each `mu sync.Mutex` at 0 then a map at 8.
+fn check_abba_field_paths(tc: &GoToolchain, out_dir: &Path) {
+    use tracer_user::goprobe::{GoDwarfNames, go_global_field_path};
+
+    let label = tc.release;
+    let normal = build_cached(tc, "go_abba", out_dir, false);
+    let stripped = build_cached(tc, "go_abba", out_dir, true);
+    let data = std::fs::read(&normal).expect("read binary");
+    let stripped_data = std::fs::read(&stripped).expect("read binary");
+    let start = std::time::Instant::now();
+    let names = GoDwarfNames::new(&data).expect("DWARF names");
+    eprintln!(
+        "{label}: GoDwarfNames::new: {} globals in {:?}",
+        names.len(),
+        start.elapsed()
+    );
+    for (var, second) in [("main.store", "data"), ("main.provider", "cache")] {
+        for offset in 0..16 {
+            let field = if offset < 8 { "mu" } else { second };
+            let want = format!("{var}.{field}");
+            assert_eq!(
+                go_global_field_path(&data, var, offset).as_deref(),
+                Some(want.as_str()),
+                "{label}: {var}+{offset}"
+            );
+            assert_eq!(
+                names.field_path(var, offset).as_deref(),
+                Some(want.as_str())
+            );
+        }
+        assert_eq!(
+            go_global_field_path(&data, var, 16),
+            None,
+            "{label}: past {var}"
+        );
+        assert_eq!(names.field_path(var, 16), None, "{label}: past {var}");
+        assert_eq!(
+            go_global_field_path(&stripped_data, var, 0),
+            None,
+            "{label}: stripped"
+        );
+    }
+    assert_eq!(
+        names.field_path("main.rendezvous", 0).as_deref(),
+        Some("main.rendezvous")
+    );
+    assert_eq!(go_global_field_path(&data, "main.noSuchVar", 0), None);
+    assert!(
+        GoDwarfNames::new(&stripped_data).is_none(),
+        "{label}: stripped"
+    );
+}
+
+/// [`NESTED_GLOBALS`] (sources in `src`): paths at the offsets the program prints.
+fn check_nested_field_paths(tc: &GoToolchain, out_dir: &Path, src: &Path) {
+    use tracer_user::goprobe::{GoDwarfNames, go_global_field_path};
+
+    let label = tc.release;
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-targets-cache");
+    let bin = out_dir.join(format!("nested-{label}"));
+    let out = go_cmd(tc, &cache)
+        .current_dir(src)
+        .arg("build")
+        .arg("-o")
+        .arg(&bin)
+        .arg(".")
+        .output()
+        .expect("run go build");
+    assert!(
+        out.status.success(),
+        "{label}: go build of the nested program failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(&bin).output().expect("run the nested program");
+    assert!(out.status.success(), "{label}: nested program failed");
+    let facts: BTreeMap<String, u64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.parse().expect("number")))
+        .collect();
+    let fact = |k: &str| *facts.get(k).unwrap_or_else(|| panic!("{label}: no {k}"));
+    let data = std::fs::read(&bin).expect("read binary");
+    let names = GoDwarfNames::new(&data).expect("DWARF names");
+    let path = |var: &str, offset: u64| {
+        let one = go_global_field_path(&data, var, offset);
+        let many = names.field_path(var, offset);
+        assert_eq!(one, many, "{label}: {var}+{offset:#x}");
+        many
+    };
+
+    let inner = fact("off.inner");
+    let inner_mu = inner + fact("off.inner.mu");
+    let (rw, rw_size) = (fact("off.rw"), fact("size.rwmutex"));
+    let embedded = fact("off.embedded");
+    let mut want: Vec<(u64, String)> = vec![
+        (fact("off.name"), "main.cfg.name".into()),
+        (fact("off.name") + 8, "main.cfg.name".into()),
+        (inner, "main.cfg.inner.n".into()),
+        (inner_mu, "main.cfg.inner.mu".into()),
+        (inner_mu + 4, "main.cfg.inner.mu".into()),
+        (rw, "main.cfg.rw".into()),
+        (rw + rw_size - 1, "main.cfg.rw".into()),
+        (embedded, "main.cfg.embedded.Mutex".into()),
+        (
+            embedded + fact("off.embedded.count"),
+            "main.cfg.embedded.count".into(),
+        ),
+        (fact("off.items") + 8, "main.cfg.items".into()),
+    ];
+    let (table, inner_size) = (fact("off.table"), fact("size.inner"));
+    for i in 0..4 {
+        let elem = table + i * inner_size;
+        want.push((elem, format!("main.cfg.table[{i}].n")));
+        let mu = elem + fact("off.inner.mu");
+        want.push((mu, format!("main.cfg.table[{i}].mu")));
+    }
+    for (offset, name) in &want {
+        assert_eq!(
+            path("main.cfg", *offset).as_deref(),
+            Some(name.as_str()),
+            "{label}: main.cfg+{offset:#x}"
+        );
+    }
+    for i in 0..3 {
+        for within in [0, 8, rw_size - 1] {
+            assert_eq!(
+                path("main.locks", i * rw_size + within).as_deref(),
+                Some(format!("main.locks[{i}]").as_str()),
+                "{label}"
+            );
+        }
+    }
+    assert_eq!(path("main.locks", fact("size.locks")), None, "{label}");
+    assert_eq!(path("main.cfg", fact("size.cfg")), None, "{label}");
+    // Every byte of main.cfg has a name under it.
+    for offset in 0..fact("size.cfg") {
+        let name = path("main.cfg", offset).unwrap_or_else(|| panic!("{label}: {offset}"));
+        assert!(name.starts_with("main.cfg"), "{label}: {name}");
+    }
+}

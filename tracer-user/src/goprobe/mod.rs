@@ -26,7 +26,10 @@
 //!   the register and displacement that give the lock's address (the attach cookie).
 //! - [`go_runtime_offsets`] (`runtime_offsets`): where `goid` and `atomicstatus` sit in
 //!   the runtime's `g`, from DWARF or a per-release table.
+//! - [`GoDwarfNames`] and [`go_global_field_path`] (`dwarf_names`): names of places in
+//!   global variables by field path (`main.store.mu`, `main.table[3].mu`), from DWARF.
 mod atomic_sites;
+mod dwarf_names;
 mod runtime_offsets;
 
 use iced_x86::{Decoder, DecoderOptions, FlowControl, Instruction, Mnemonic, OpKind};
@@ -34,6 +37,7 @@ use object::{Object as _, ObjectSegment as _};
 
 pub use self::{
     atomic_sites::{GoLockSite, GoSitePlan, SkippedSite, plan_go_lock_sites},
+    dwarf_names::{GoDwarfNames, go_global_field_path},
     runtime_offsets::{
         GoRuntimeOffsets, OffsetSource, go_runtime_offsets, go_runtime_offsets_for_version,
         go_struct_member_offset,

@@ -103,7 +103,10 @@ pub fn go_struct_member_offset(elf: &[u8], type_name: &str, member: &str) -> Opt
 }
 
 /// Loads a DWARF section of `file`, decompressing it if needed; empty when absent.
-fn section_bytes<'a>(file: &object::File<'a>, id: gimli::SectionId) -> Option<Cow<'a, [u8]>> {
+pub(super) fn section_bytes<'a>(
+    file: &object::File<'a>,
+    id: gimli::SectionId,
+) -> Option<Cow<'a, [u8]>> {
     let Some(section) = file.section_by_name(id.name()) else {
         return Some(Cow::Borrowed(&[]));
     };

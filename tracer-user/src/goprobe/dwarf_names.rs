@@ -1,0 +1,665 @@
+//! Names of places inside Go global variables, from the binary's DWARF: the variable
+//! `main.store` plus the path of struct fields and array elements down to the member that
+//! holds a given offset, e.g. `main.store.mu`, `main.cfg.inner.mu`, `main.table[3].mu`.
+//!
+//! Go's linker describes every package-level variable as a `DW_TAG_variable` of its
+//! package's compile unit, named as in the ELF symbol table (`main.store`, `net/http.x`),
+//! whose `DW_AT_type` (a `DW_FORM_ref_addr` into the unit holding the types) names a
+//! typedef of the struct or array type. [`GoDwarfNames::new`] reads the DWARF once and keeps
+//! a compact table: each global's type and the layout (members, offsets, sizes) of every
+//! struct and array type reachable from a global *by value* (pointers, maps, slices,
+//! strings, interfaces, channels and functions are leaves). The decompressed DWARF is
+//! dropped afterwards, and a query is a walk down that table.
+//!
+//! The walk stops at a lock: a member whose type is `sync.Mutex`, `sync.RWMutex` or
+//! `internal/sync.Mutex` is named as a whole (`main.store.mu`, never `main.store.mu.state`).
+//! Other members are followed down to the innermost struct field or array element holding
+//! the offset, so an offset in a non-lock field names that field (`main.store.data`). An
+//! offset in padding (between members, or after the last one) names the enclosing struct;
+//! an offset inside a leaf member, past its first byte, names the member (the remainder is
+//! dropped).
+use std::{borrow::Cow, collections::HashMap, fmt::Write as _, sync::Arc};
+
+use addr2line::gimli;
+use object::Object as _;
+
+/// Types whose members are never named: a lock is named as a whole.
+const LOCK_TYPES: [&str; 3] = ["sync.Mutex", "sync.RWMutex", "internal/sync.Mutex"];
+
+/// `DW_AT_go_kind`: Go's `reflect.Kind` of a type (Go-specific attribute).
+const DW_AT_GO_KIND: gimli::DwAt = gimli::DwAt(0x2900);
+/// `reflect.Array`.
+const GO_KIND_ARRAY: u64 = 17;
+/// `reflect.Struct`.
+const GO_KIND_STRUCT: u64 = 25;
+
+/// Longest typedef chain followed from a type reference to its struct or array.
+const MAX_TYPEDEFS: usize = 16;
+/// Deepest field path (struct fields plus array elements) a query walks.
+const MAX_DEPTH: usize = 64;
+/// Most types kept; types past it are unknown leaves (bounds memory on hostile DWARF).
+const MAX_TYPES: usize = 1 << 20;
+/// Most members kept per struct.
+const MAX_MEMBERS: usize = 1 << 16;
+
+type Reader<'a> = gimli::EndianSlice<'a, gimli::RunTimeEndian>;
+
+/// The field path of `symbol + offset`, for a Go global variable `symbol` (as the ELF
+/// symbol table and Go's DWARF name it, e.g. `main.store`): `main.store.mu`,
+/// `main.cfg.inner.mu`, `main.table[3].mu`; see the [module docs](self) for where the
+/// path stops. `None` when the binary has no readable DWARF, no such variable, or
+/// `offset` is not inside it.
+///
+/// Reads the DWARF on each call; build a [`GoDwarfNames`] to answer many queries.
+#[must_use]
+pub fn go_global_field_path(elf: &[u8], symbol: &str, offset: u64) -> Option<String> {
+    GoDwarfNames::build(elf, Some(symbol))?.field_path(symbol, offset)
+}
+
+/// Global variables of a Go binary and the layouts of their types, from its DWARF, for
+/// naming addresses inside them ([`GoDwarfNames::field_path`]).
+#[derive(Debug, Clone, Default)]
+pub struct GoDwarfNames {
+    /// Global variable name → index in `types` of its type.
+    vars: HashMap<Box<str>, u32>,
+    types: Vec<TypeNode>,
+}
+
+/// A type, with typedefs resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum TypeNode {
+    /// Not descended into: a lock, a scalar, a pointer-shaped or header type (pointer,
+    /// map, channel, function, slice, string, interface), or a type that could not be read.
+    Leaf { size: Option<u64> },
+    /// A struct: members by increasing offset (members at the same offset in DWARF order).
+    Struct {
+        size: Option<u64>,
+        members: Box<[Member]>,
+    },
+    /// A one-dimensional array of `count` elements of type `elem`.
+    Array {
+        size: Option<u64>,
+        elem: u32,
+        count: Option<u64>,
+    },
+}
+
+impl TypeNode {
+    fn size(&self) -> Option<u64> {
+        match self {
+            Self::Leaf { size } | Self::Struct { size, .. } | Self::Array { size, .. } => *size,
+        }
+    }
+}
+
+/// A struct member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Member {
+    name: Box<str>,
+    offset: u64,
+    ty: u32,
+}
+
+impl GoDwarfNames {
+    /// Reads the global variables and the layouts of their types from the DWARF of the
+    /// Go binary `elf`. `None` when it has no readable DWARF (stripped with `-w` or `-s`).
+    #[must_use]
+    pub fn new(elf: &[u8]) -> Option<Self> {
+        Self::build(elf, None)
+    }
+
+    /// How many global variables were found.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.vars.len()
+    }
+
+    /// Whether no global variable was found.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.vars.is_empty()
+    }
+
+    /// The field path of `symbol + offset` (see [`go_global_field_path`]): `None` when
+    /// there is no global `symbol` or `offset` is not inside it. A variable whose size is
+    /// unknown only answers for offset 0.
+    #[must_use]
+    pub fn field_path(&self, symbol: &str, offset: u64) -> Option<String> {
+        let mut ty = *self.vars.get(symbol)?;
+        match self.node(ty).size() {
+            Some(size) if offset >= size => return None,
+            None if offset != 0 => return None,
+            _ => {}
+        }
+        let mut path = symbol.to_owned();
+        let mut rest = offset;
+        for _ in 0..MAX_DEPTH {
+            match self.node(ty) {
+                TypeNode::Leaf { .. } => break,
+                TypeNode::Struct { size, members } => {
+                    let Some(member) = self.member_at(members, *size, rest) else {
+                        break;
+                    };
+                    path.push('.');
+                    path.push_str(&member.name);
+                    rest -= member.offset;
+                    ty = member.ty;
+                }
+                TypeNode::Array { size, elem, count } => {
+                    let elem_size = self.node(*elem).size().or_else(|| {
+                        size.zip(*count)
+                            .and_then(|(size, count)| size.checked_div(count))
+                    });
+                    let Some(elem_size) = elem_size.filter(|&s| s > 0) else {
+                        break;
+                    };
+                    let index = rest / elem_size;
+                    if count.is_some_and(|count| index >= count) {
+                        break;
+                    }
+                    let _ = write!(path, "[{index}]");
+                    rest %= elem_size;
+                    ty = *elem;
+                }
+            }
+        }
+        Some(path)
+    }
+
+    fn node(&self, ty: u32) -> &TypeNode {
+        const UNKNOWN: TypeNode = TypeNode::Leaf { size: None };
+        usize::try_from(ty)
+            .ok()
+            .and_then(|i| self.types.get(i))
+            .unwrap_or(&UNKNOWN)
+    }
+
+    /// The member of a struct (of size `struct_size`; `members` sorted by offset) holding
+    /// byte `offset`: the first whose bytes (its type's size, else up to the next member
+    /// at a higher offset or the struct's end) contain it. Zero-sized members hold nothing.
+    fn member_at<'m>(
+        &self,
+        members: &'m [Member],
+        struct_size: Option<u64>,
+        offset: u64,
+    ) -> Option<&'m Member> {
+        let candidates = members.partition_point(|m| m.offset <= offset);
+        members.get(..candidates)?.iter().find(|m| {
+            let end = self.node(m.ty).size().map_or_else(
+                || {
+                    let next = members.partition_point(|n| n.offset <= m.offset);
+                    members.get(next).map(|n| n.offset).or(struct_size)
+                },
+                |size| m.offset.checked_add(size),
+            );
+            end.is_none_or(|end| offset < end)
+        })
+    }
+
+    /// Reads the DWARF of `elf`: every global, or only the first named `only`.
+    fn build(elf: &[u8], only: Option<&str>) -> Option<Self> {
+        let file = object::File::parse(elf).ok()?;
+        file.section_by_name(".debug_info")?;
+        let endian = if file.is_little_endian() {
+            gimli::RunTimeEndian::Little
+        } else {
+            gimli::RunTimeEndian::Big
+        };
+        // Types and variables only: lines, locations and ranges are never decompressed.
+        let sections = gimli::DwarfSections::load(|id| -> Result<Cow<'_, [u8]>, ()> {
+            match id {
+                gimli::SectionId::DebugInfo
+                | gimli::SectionId::DebugAbbrev
+                | gimli::SectionId::DebugStr
+                | gimli::SectionId::DebugLineStr => {
+                    super::runtime_offsets::section_bytes(&file, id).ok_or(())
+                }
+                _ => Ok(Cow::Borrowed(&[])),
+            }
+        })
+        .ok()?;
+        let dwarf = sections.borrow(|s| gimli::EndianSlice::new(s, endian));
+        let units = read_units(&dwarf);
+        if units.is_empty() {
+            return None;
+        }
+        let mut builder = Builder {
+            dwarf: &dwarf,
+            units: &units,
+            types: Vec::new(),
+            index: HashMap::new(),
+            pending: Vec::new(),
+        };
+        let mut vars = HashMap::new();
+        'units: for unit in &units {
+            for (name, type_offset) in unit_globals(&dwarf, unit, only) {
+                if vars.contains_key(name.as_str()) {
+                    continue;
+                }
+                let ty = builder.intern(type_offset);
+                vars.insert(name.into_boxed_str(), ty);
+                if only.is_some() {
+                    break 'units;
+                }
+            }
+        }
+        builder.finish();
+        let mut types = builder.types;
+        types.shrink_to_fit();
+        vars.shrink_to_fit();
+        Some(Self { vars, types })
+    }
+}
+
+/// A unit of `.debug_info`: where it is and how to read it.
+struct Unit<'a> {
+    /// Section offsets of its first byte (header) and one past its last.
+    start: usize,
+    end: usize,
+    header: gimli::UnitHeader<Reader<'a>>,
+    abbrevs: Arc<gimli::Abbreviations>,
+}
+
+/// The readable units of `.debug_info`, by increasing offset (Go's linker shares one
+/// abbreviation table between them all, which is parsed once).
+fn read_units<'a>(dwarf: &gimli::Dwarf<Reader<'a>>) -> Vec<Unit<'a>> {
+    let mut abbrev_cache: HashMap<usize, Arc<gimli::Abbreviations>> = HashMap::new();
+    let mut units: Vec<Unit<'a>> = Vec::new();
+    let mut headers = dwarf.units();
+    while let Ok(Some(header)) = headers.next() {
+        let Some(start) = header.offset().as_debug_info_offset().map(|o| o.0) else {
+            continue;
+        };
+        let Some(end) = start.checked_add(header.length_including_self()) else {
+            break;
+        };
+        if units.last().is_some_and(|last| start < last.end) {
+            break;
+        }
+        let abbrev_offset = header.debug_abbrev_offset();
+        let abbrevs = if let Some(abbrevs) = abbrev_cache.get(&abbrev_offset.0) {
+            Arc::clone(abbrevs)
+        } else {
+            let Ok(abbrevs) = dwarf.debug_abbrev.abbreviations(abbrev_offset) else {
+                continue;
+            };
+            let abbrevs = Arc::new(abbrevs);
+            abbrev_cache.insert(abbrev_offset.0, Arc::clone(&abbrevs));
+            abbrevs
+        };
+        units.push(Unit {
+            start,
+            end,
+            header,
+            abbrevs,
+        });
+    }
+    units
+}
+
+/// The unit holding section offset `offset`, and the offset within it.
+fn unit_at<'u, 'a>(units: &'u [Unit<'a>], offset: usize) -> Option<(&'u Unit<'a>, usize)> {
+    let i = units
+        .partition_point(|u| u.start <= offset)
+        .checked_sub(1)?;
+    let unit = units.get(i)?;
+    (offset < unit.end).then(|| (unit, offset - unit.start))
+}
+
+/// The `DW_AT_name` of an entry, as inline string or `.debug_str`/`.debug_line_str`
+/// reference (the forms Go's linker writes).
+fn entry_name<'a>(
+    dwarf: &gimli::Dwarf<Reader<'a>>,
+    entry: &gimli::DebuggingInformationEntry<'_, '_, Reader<'a>>,
+) -> Option<&'a [u8]> {
+    let name = match entry.attr_value(gimli::DW_AT_name).ok()?? {
+        gimli::AttributeValue::String(name) => name,
+        gimli::AttributeValue::DebugStrRef(off) => dwarf.debug_str.get_str(off).ok()?,
+        gimli::AttributeValue::DebugLineStrRef(off) => dwarf.debug_line_str.get_str(off).ok()?,
+        _ => return None,
+    };
+    Some(name.slice())
+}
+
+/// The section offset of the entry `DW_AT_type` of `entry` (in `unit`) refers to.
+fn type_ref(
+    unit: &Unit<'_>,
+    entry: &gimli::DebuggingInformationEntry<'_, '_, Reader<'_>>,
+) -> Option<usize> {
+    match entry.attr_value(gimli::DW_AT_type).ok()?? {
+        gimli::AttributeValue::UnitRef(o) => unit.start.checked_add(o.0),
+        gimli::AttributeValue::DebugInfoRef(o) => Some(o.0),
+        _ => None,
+    }
+}
+
+/// A constant attribute of `entry`.
+fn udata(
+    entry: &gimli::DebuggingInformationEntry<'_, '_, Reader<'_>>,
+    name: gimli::DwAt,
+) -> Option<u64> {
+    entry.attr_value(name).ok()??.udata_value()
+}
+
+/// The global variables of `unit` (the `DW_TAG_variable` children of its root, which in
+/// Go are package-level variables; locals live under their `DW_TAG_subprogram`) with the
+/// section offsets of their types. With `only`, just the variable of that name.
+fn unit_globals(
+    dwarf: &gimli::Dwarf<Reader<'_>>,
+    unit: &Unit<'_>,
+    only: Option<&str>,
+) -> Vec<(String, usize)> {
+    let mut globals = Vec::new();
+    let Ok(mut tree) = unit.header.entries_tree(&unit.abbrevs, None) else {
+        return globals;
+    };
+    let Ok(root) = tree.root() else {
+        return globals;
+    };
+    let mut children = root.children();
+    // Ends: every entry takes at least one byte of the unit.
+    while let Ok(Some(child)) = children.next() {
+        let entry = child.entry();
+        if entry.tag() != gimli::DW_TAG_variable {
+            continue;
+        }
+        let Some(name) = entry_name(dwarf, entry) else {
+            continue;
+        };
+        if only.is_some_and(|only| only.as_bytes() != name) {
+            continue;
+        }
+        let (Ok(name), Some(ty)) = (std::str::from_utf8(name), type_ref(unit, entry)) else {
+            continue;
+        };
+        globals.push((name.to_owned(), ty));
+        if only.is_some() {
+            break;
+        }
+    }
+    globals
+}
+
+/// Builds the [`TypeNode`] table from type references, without recursion: each new type
+/// gets an index at once and is read later from `pending`.
+struct Builder<'d, 'a> {
+    dwarf: &'d gimli::Dwarf<Reader<'a>>,
+    units: &'d [Unit<'a>],
+    types: Vec<TypeNode>,
+    /// Section offset of a type entry → its index in `types`.
+    index: HashMap<usize, u32>,
+    /// Types with an index but not read yet.
+    pending: Vec<(u32, usize)>,
+}
+
+impl Builder<'_, '_> {
+    /// The index of the type at section offset `offset`, queued for reading if new.
+    fn intern(&mut self, offset: usize) -> u32 {
+        if let Some(&ty) = self.index.get(&offset) {
+            return ty;
+        }
+        let Ok(ty) = u32::try_from(self.types.len()) else {
+            return u32::MAX;
+        };
+        if self.types.len() >= MAX_TYPES {
+            // Out of range: `GoDwarfNames::node` reads it as an unknown leaf.
+            return u32::MAX;
+        }
+        self.types.push(TypeNode::Leaf { size: None });
+        self.index.insert(offset, ty);
+        self.pending.push((ty, offset));
+        ty
+    }
+
+    /// Reads every queued type (and the types they queue).
+    fn finish(&mut self) {
+        // Each pass reads one queued type, and at most `MAX_TYPES` are ever queued.
+        while let Some((ty, offset)) = self.pending.pop() {
+            let node = self.read(offset);
+            if let Some(slot) = usize::try_from(ty).ok().and_then(|i| self.types.get_mut(i)) {
+                *slot = node;
+            }
+        }
+        self.index = HashMap::new();
+    }
+
+    /// The type at section offset `offset`, through typedefs.
+    fn read(&mut self, mut offset: usize) -> TypeNode {
+        // A lock or a Go non-aggregate type seen along the typedef chain: keep going only
+        // to learn the size.
+        let mut leaf = false;
+        for _ in 0..MAX_TYPEDEFS {
+            let Some((unit, unit_offset)) = unit_at(self.units, offset) else {
+                break;
+            };
+            let Ok(mut tree) = unit
+                .header
+                .entries_tree(&unit.abbrevs, Some(gimli::UnitOffset(unit_offset)))
+            else {
+                break;
+            };
+            let Ok(root) = tree.root() else {
+                break;
+            };
+            let entry = root.entry();
+            let tag = entry.tag();
+            if entry_name(self.dwarf, entry)
+                .is_some_and(|name| LOCK_TYPES.iter().any(|lock| lock.as_bytes() == name))
+            {
+                leaf = true;
+            }
+            if udata(entry, DW_AT_GO_KIND)
+                .is_some_and(|kind| kind != 0 && kind != GO_KIND_ARRAY && kind != GO_KIND_STRUCT)
+            {
+                leaf = true;
+            }
+            if tag == gimli::DW_TAG_typedef {
+                match type_ref(unit, entry) {
+                    Some(next) => {
+                        offset = next;
+                        continue;
+                    }
+                    None => break,
+                }
+            }
+            let size = udata(entry, gimli::DW_AT_byte_size).or_else(|| {
+                (tag == gimli::DW_TAG_pointer_type).then(|| u64::from(unit.header.address_size()))
+            });
+            if leaf {
+                return TypeNode::Leaf { size };
+            }
+            if tag == gimli::DW_TAG_structure_type {
+                let members = struct_members(self.dwarf, unit, root);
+                let mut members: Vec<Member> = members
+                    .into_iter()
+                    .map(|(name, offset, ty)| Member {
+                        name: name.into_boxed_str(),
+                        offset,
+                        ty: self.intern(ty),
+                    })
+                    .collect();
+                // Go writes them by offset already; stable, so the DWARF order of members
+                // at the same offset is kept.
+                members.sort_by_key(|m| m.offset);
+                return TypeNode::Struct {
+                    size,
+                    members: members.into_boxed_slice(),
+                };
+            }
+            if tag == gimli::DW_TAG_array_type {
+                let Some(elem) = type_ref(unit, entry) else {
+                    return TypeNode::Leaf { size };
+                };
+                let &[count] = subrange_counts(root).as_slice() else {
+                    return TypeNode::Leaf { size };
+                };
+                return TypeNode::Array {
+                    size,
+                    elem: self.intern(elem),
+                    count,
+                };
+            }
+            return TypeNode::Leaf { size };
+        }
+        TypeNode::Leaf { size: None }
+    }
+}
+
+/// The members of the struct entry `node` (in `unit`): name, offset and the section offset
+/// of the type. Members without a constant offset (a DWARF 2 location expression) cannot
+/// be placed and are left out; Go never writes them.
+fn struct_members(
+    dwarf: &gimli::Dwarf<Reader<'_>>,
+    unit: &Unit<'_>,
+    node: gimli::EntriesTreeNode<'_, '_, '_, Reader<'_>>,
+) -> Vec<(String, u64, usize)> {
+    let mut members = Vec::new();
+    let mut children = node.children();
+    while let Ok(Some(child)) = children.next() {
+        if members.len() >= MAX_MEMBERS {
+            break;
+        }
+        let entry = child.entry();
+        if entry.tag() != gimli::DW_TAG_member {
+            continue;
+        }
+        let (Some(name), Some(offset), Some(ty)) = (
+            entry_name(dwarf, entry),
+            udata(entry, gimli::DW_AT_data_member_location),
+            type_ref(unit, entry),
+        ) else {
+            continue;
+        };
+        members.push((String::from_utf8_lossy(name).into_owned(), offset, ty));
+    }
+    members
+}
+
+/// The element counts of the array entry `node`, one per `DW_TAG_subrange_type` (`None`
+/// when a subrange does not say), stopping after the second: Go writes one (its arrays of
+/// arrays are nested array types), and more dimensions are not followed.
+fn subrange_counts(node: gimli::EntriesTreeNode<'_, '_, '_, Reader<'_>>) -> Vec<Option<u64>> {
+    let mut counts = Vec::new();
+    let mut children = node.children();
+    while let Ok(Some(child)) = children.next() {
+        let entry = child.entry();
+        if entry.tag() != gimli::DW_TAG_subrange_type {
+            continue;
+        }
+        counts.push(udata(entry, gimli::DW_AT_count).or_else(|| {
+            let lower = udata(entry, gimli::DW_AT_lower_bound).unwrap_or(0);
+            udata(entry, gimli::DW_AT_upper_bound)?
+                .checked_sub(lower)?
+                .checked_add(1)
+        }));
+        if counts.len() > 1 {
+            break;
+        }
+    }
+    counts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(name: &str, offset: u64, ty: u32) -> Member {
+        Member {
+            name: name.into(),
+            offset,
+            ty,
+        }
+    }
+
+    /// `type Inner struct { n int32; mu sync.Mutex }` (16 bytes),
+    /// `type Cfg struct { _ struct{}; mu sync.RWMutex; inner Inner; tail [3]Inner; p *int }`.
+    fn names() -> GoDwarfNames {
+        let types = vec![
+            // 0: sync.Mutex
+            TypeNode::Leaf { size: Some(8) },
+            // 1: sync.RWMutex
+            TypeNode::Leaf { size: Some(24) },
+            // 2: int32
+            TypeNode::Leaf { size: Some(4) },
+            // 3: Inner
+            TypeNode::Struct {
+                size: Some(16),
+                members: vec![member("n", 0, 2), member("mu", 8, 0)].into(),
+            },
+            // 4: [3]Inner
+            TypeNode::Array {
+                size: Some(48),
+                elem: 3,
+                count: Some(3),
+            },
+            // 5: Cfg
+            TypeNode::Struct {
+                size: Some(96),
+                members: vec![
+                    member("_", 0, 6),
+                    member("mu", 0, 1),
+                    member("inner", 24, 3),
+                    member("tail", 40, 4),
+                    member("p", 88, 7),
+                ]
+                .into(),
+            },
+            // 6: struct{}
+            TypeNode::Struct {
+                size: Some(0),
+                members: Box::new([]),
+            },
+            // 7: *int, size unknown
+            TypeNode::Leaf { size: None },
+            // 8: a malformed struct containing itself at offset 0
+            TypeNode::Struct {
+                size: Some(8),
+                members: vec![member("self", 0, 8)].into(),
+            },
+        ];
+        let vars = [
+            ("main.cfg", 5),
+            ("main.mu", 0),
+            ("main.loop", 8),
+            ("main.bad", 9),
+        ]
+        .into_iter()
+        .map(|(name, ty)| (Box::<str>::from(name), ty))
+        .collect();
+        GoDwarfNames { vars, types }
+    }
+
+    #[test]
+    fn paths() {
+        let names = names();
+        let path = |symbol, offset| names.field_path(symbol, offset);
+        assert_eq!(path("main.cfg", 0).as_deref(), Some("main.cfg.mu"));
+        assert_eq!(path("main.cfg", 16).as_deref(), Some("main.cfg.mu"));
+        assert_eq!(path("main.cfg", 24).as_deref(), Some("main.cfg.inner.n"));
+        assert_eq!(path("main.cfg", 26).as_deref(), Some("main.cfg.inner.n"));
+        // Padding between `n` and `mu`.
+        assert_eq!(path("main.cfg", 28).as_deref(), Some("main.cfg.inner"));
+        assert_eq!(path("main.cfg", 32).as_deref(), Some("main.cfg.inner.mu"));
+        assert_eq!(path("main.cfg", 40).as_deref(), Some("main.cfg.tail[0].n"));
+        assert_eq!(path("main.cfg", 72).as_deref(), Some("main.cfg.tail[2].n"));
+        assert_eq!(path("main.cfg", 80).as_deref(), Some("main.cfg.tail[2].mu"));
+        // `p`'s size is unknown: it runs to the end of the struct.
+        assert_eq!(path("main.cfg", 95).as_deref(), Some("main.cfg.p"));
+        assert_eq!(path("main.cfg", 96), None);
+        assert_eq!(path("main.mu", 0).as_deref(), Some("main.mu"));
+        assert_eq!(path("main.mu", 4).as_deref(), Some("main.mu"));
+        assert_eq!(path("main.mu", 8), None);
+        assert_eq!(path("main.nope", 0), None);
+        // Bounded on a cycle; an unknown type answers for offset 0 only.
+        let looped = path("main.loop", 0).expect("path");
+        assert_eq!(looped.matches(".self").count(), MAX_DEPTH);
+        assert_eq!(path("main.bad", 0).as_deref(), Some("main.bad"));
+        assert_eq!(path("main.bad", 1), None);
+    }
+
+    #[test]
+    fn not_an_elf_file() {
+        assert!(GoDwarfNames::new(b"nope").is_none());
+        assert_eq!(go_global_field_path(b"nope", "main.store", 0), None);
+    }
+}
