@@ -548,6 +548,14 @@ fn go_rwleak_holder_blocked_elsewhere_is_reported_as_stuck() {
     run_rwleak("lives", "blocked", Some("0.5"));
 }
 
+/// Guards against: a holder that is still busy (running or runnable) being reported as
+/// blocked or exited, i.e. a holder state not read from the live goroutine.
+#[test]
+fn go_rwleak_holder_still_running_is_reported_as_running() {
+    require_root();
+    run_rwleak("spins", "running", None);
+}
+
 // ---------------------------------------------------------------------------------------
 // go_hot: contention statistics of sync.Mutex
 // ---------------------------------------------------------------------------------------

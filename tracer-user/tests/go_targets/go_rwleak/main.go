@@ -7,6 +7,7 @@
 //
 //	HOLDER exits: the leaking goroutine returns (exits) after the leak.
 //	HOLDER lives: it then blocks forever on a channel receive (blocked elsewhere).
+//	HOLDER spins: it then keeps computing forever (still running).
 //
 // Prints key=value facts, then `ready`, waits START_MS, then leaks the lock and starts
 // readers: 4 at once, then more every 100 ms (8 per step at first, then 1/8 of those
@@ -99,7 +100,7 @@ type announcement struct {
 // leaker runs the bad update, then exits or blocks forever.
 //
 //go:noinline
-func leaker(lives bool, facts chan<- announcement, start <-chan struct{}, leaked chan<- struct{}) {
+func leaker(after string, facts chan<- announcement, start <-chan struct{}, leaked chan<- struct{}) {
 	id := goid()
 	err := registry.Update("clicks", -1, func(lockLine int) {
 		facts <- announcement{goid: id, lockLine: lockLine}
@@ -109,8 +110,26 @@ func leaker(lives bool, facts chan<- announcement, start <-chan struct{}, leaked
 		panic("go_rwleak: the update was supposed to fail")
 	}
 	close(leaked)
-	if lives {
+	switch after {
+	case "lives":
 		blockForever()
+	case "spins":
+		spinForever()
+	}
+}
+
+var spinSink uint64
+
+// spinForever keeps the calling goroutine running (or runnable) for good.
+//
+//go:noinline
+func spinForever() {
+	x := uint64(1)
+	for {
+		for i := 0; i < 1_000_000; i++ {
+			x = x*6364136223846793005 + 1442695040888963407
+		}
+		spinSink = x
 	}
 }
 
@@ -159,7 +178,7 @@ func fact(key string, value interface{}) {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: go_rwleak exits|lives START_MS")
+	fmt.Fprintln(os.Stderr, "usage: go_rwleak exits|lives|spins START_MS")
 	os.Exit(2)
 }
 
@@ -168,11 +187,8 @@ func main() {
 		usage()
 	}
 	holder := os.Args[1]
-	var lives bool
 	switch holder {
-	case "exits":
-	case "lives":
-		lives = true
+	case "exits", "lives", "spins":
 	default:
 		usage()
 	}
@@ -186,7 +202,7 @@ func main() {
 	facts := make(chan announcement, 1)
 	start := make(chan struct{})
 	leaked := make(chan struct{})
-	go leaker(lives, facts, start, leaked)
+	go leaker(holder, facts, start, leaked)
 	a := <-facts
 
 	fact("pid", os.Getpid())
