@@ -399,6 +399,24 @@ fn go_abba_deadlock_is_reported_with_goroutine_ids() {
     }
 }
 
+/// Guards against: position-independent Go executables (`-buildmode=pie`, loaded at a
+/// random base) getting wrong stacks, names or holders because pcs were looked up
+/// without the load bias.
+#[test]
+fn go_abba_deadlock_is_reported_for_pie_builds() {
+    require_root();
+    let dir = tempfile::Builder::new()
+        .prefix("tracer-it-go_abba-pie-")
+        .tempdir()
+        .expect("create temp dir for Go target");
+    let builds = go_toolchain::build_all_with("go_abba", dir.path(), false, &["-buildmode=pie"]);
+    for build in &builds {
+        let target = Target::spawn(&build.path, &["deadlock", START_MS]);
+        let (values, what) = trace(&target, 5, &[], build);
+        check_go_abba_deadlock(&target, &values, build, &what);
+    }
+}
+
 /// Checks a report that must have no findings: no deadlock, no stuck lock, a valid
 /// summary.
 fn check_no_findings(target: &Target, values: &[Value], what: &str) {

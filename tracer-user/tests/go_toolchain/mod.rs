@@ -95,6 +95,22 @@ pub(crate) struct GoBuild {
 /// standard library is compiled once per toolchain rather than once per test.
 #[allow(dead_code)] // only the root tests build targets this way
 pub(crate) fn build_all(target: &str, out_dir: &Path, cgo: bool) -> Vec<GoBuild> {
+    build_all_with(target, out_dir, cgo, &[])
+}
+
+/// As [`build_all`], with `extra` arguments to `go build` (e.g. `-buildmode=pie`); the
+/// labels and file names then end in `-pie` when that is among them.
+pub(crate) fn build_all_with(
+    target: &str,
+    out_dir: &Path,
+    cgo: bool,
+    extra: &[&str],
+) -> Vec<GoBuild> {
+    let suffix = if extra.contains(&"-buildmode=pie") {
+        "-pie"
+    } else {
+        ""
+    };
     let src = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/go_targets")
         .join(target);
@@ -103,7 +119,11 @@ pub(crate) fn build_all(target: &str, out_dir: &Path, cgo: bool) -> Vec<GoBuild>
     let mut builds = Vec::new();
     for tc in installed() {
         for stripped in [false, true] {
-            let label = format!("{}{}", tc.release, if stripped { "-stripped" } else { "" });
+            let label = format!(
+                "{}{}{suffix}",
+                tc.release,
+                if stripped { "-stripped" } else { "" }
+            );
             let path = out_dir.join(format!("{target}-{label}"));
             let mut cmd = go_cmd(&tc, &cache);
             cmd.current_dir(&src).arg("build").arg("-o").arg(&path);
@@ -113,6 +133,7 @@ pub(crate) fn build_all(target: &str, out_dir: &Path, cgo: bool) -> Vec<GoBuild>
             if stripped {
                 cmd.arg("-ldflags=-s -w");
             }
+            cmd.args(extra);
             let out = cmd.arg(".").output().expect("run go build");
             assert!(
                 out.status.success(),
