@@ -514,7 +514,7 @@ fn go_frame_display(f: &crate::gosym::GoFrame) -> String {
 /// The lock's name: the global it lies in, with the field path down to it when the
 /// binary's DWARF says (`main.store.mu`), else the symbol (`main.store+0x8`).
 fn go_lock_ref(target: &GoTarget, symbolizer: &mut Symbolizer, addr: u64) -> LockRef {
-    let mut lock = lock_ref(symbolizer, addr);
+    let mut lock = symbolizer.lock_ref(addr);
     if let (Some(names), Some(name)) = (&target.dwarf_names, &lock.name) {
         let (symbol, offset) = match name.rsplit_once("+0x") {
             Some((symbol, hex)) => (symbol, u64::from_str_radix(hex, 16).ok()),
@@ -525,20 +525,6 @@ fn go_lock_ref(target: &GoTarget, symbolizer: &mut Symbolizer, addr: u64) -> Loc
         }
     }
     lock
-}
-
-fn lock_ref(symbolizer: &mut Symbolizer, addr: u64) -> LockRef {
-    let name = symbolizer.data_name(addr);
-    let location = if name.is_none() {
-        symbolizer.location(addr)
-    } else {
-        None
-    };
-    LockRef {
-        addr,
-        name,
-        location,
-    }
 }
 
 fn read_bytes<const N: usize>(pid: u32, addr: u64) -> Option<[u8; N]> {

@@ -32,3 +32,16 @@ pub mod symbols;
 pub mod units;
 pub mod unwind;
 pub mod waitgraph;
+
+/// An error and its causes on one line, for notes and one-line error messages.
+#[must_use]
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut line = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        line.push_str(": ");
+        line.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    line
+}

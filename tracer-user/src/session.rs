@@ -130,7 +130,7 @@ pub async fn run(config: Config, out: &mut dyn Write) -> Result<(), SessionError
         Err(why) => {
             notes.push(format!(
                 "Go lock tracing unavailable, futex mode only: {}",
-                error_chain(&why)
+                crate::error_chain(&why)
             ));
             None
         }
@@ -556,17 +556,7 @@ impl Session {
     }
 
     fn lock_ref(&mut self, addr: u64) -> LockRef {
-        let name = self.symbolizer.data_name(addr);
-        let location = if name.is_none() {
-            self.symbolizer.location(addr)
-        } else {
-            None
-        };
-        LockRef {
-            addr,
-            name,
-            location,
-        }
+        self.symbolizer.lock_ref(addr)
     }
 
     /// Function names (innermost first) and detailed lines for a wait's stack: the kernel's
@@ -909,18 +899,6 @@ impl CodeCheck {
 }
 
 /// `CLOCK_MONOTONIC` in ns: the clock of `bpf_ktime_get_ns`.
-/// An error and its causes on one line.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut line = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        line.push_str(": ");
-        line.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    line
-}
-
 fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,

@@ -262,7 +262,7 @@ impl Probes {
                     go_multi = Some(link);
                 }
                 Err(why) => {
-                    summary.go_multi_unavailable = Some(error_chain(&why));
+                    summary.go_multi_unavailable = Some(crate::error_chain(&why));
                     attach_go_sites(&mut ebpf, go_program, pid, go, &mut summary)?;
                 }
             }
@@ -344,18 +344,6 @@ impl Probes {
             .map(|trace| trace.frames().iter().map(|f| f.ip).collect())
             .unwrap_or_default()
     }
-}
-
-/// An error and its causes on one line.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut line = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        line.push_str(": ");
-        line.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    line
 }
 
 fn record(summary: &mut AttachSummary, function: &'static str, attached: bool) {

@@ -22,7 +22,10 @@ use std::{
 };
 
 use self::elf::ElfObject;
-use crate::procfs::{self, MapEntry, ProcError};
+use crate::{
+    procfs::{self, MapEntry, ProcError},
+    report::LockRef,
+};
 
 /// Failure to build or refresh a [`Symbolizer`]. Lookups themselves never fail: an address
 /// that cannot be named just gets a less precise description.
@@ -201,6 +204,21 @@ impl Symbolizer {
         };
         let hit = elf.data_symbol(vaddr)?;
         Some(with_offset(&hit.name, hit.offset))
+    }
+
+    /// The lock at `addr` as the report names it: its data symbol, else where it lies.
+    pub fn lock_ref(&mut self, addr: u64) -> LockRef {
+        let name = self.data_name(addr);
+        let location = if name.is_none() {
+            self.location(addr)
+        } else {
+            None
+        };
+        LockRef {
+            addr,
+            name,
+            location,
+        }
     }
 
     /// Where `addr` lies, for when it has no name: `"prog+0x4010"` (object file name and ELF
