@@ -11,7 +11,7 @@ use std::{
 };
 
 use thiserror::Error;
-use tracer_common::{GO_EVENT_SIZE, GoEvent, GoOp};
+use tracer_common::{GO_EVENT_SIZE, GoEvent};
 
 use crate::{
     golocks::{GoCycle, GoLockEvent, GoLockKind, GoLockModel, Hold, LockMode, StuckLock as Stuck},
@@ -20,7 +20,7 @@ use crate::{
         plan_go_lock_sites,
     },
     gosym::{GoBuildInfo, GoSymError, GoTable, go_build_info},
-    lockstats::Quantiles,
+    probes::GoSites,
     procfs::{self, MapEntry},
     report::{
         Deadlock, DeadlockEntry, HoldMode, HolderState, LockKind, LockRef, LockSummary,
@@ -58,6 +58,8 @@ pub struct GoTarget {
     pub offsets: GoRuntimeOffsets,
     /// How long reading the pclntab and planning took.
     pub plan_time: Duration,
+    /// (file offset, attach cookie) of every planned site.
+    attach_list: Vec<(u64, u64)>,
     table: GoTable,
     /// Field paths of globals (`main.store.mu`), when the binary has DWARF.
     dwarf_names: Option<GoDwarfNames>,
@@ -83,14 +85,14 @@ impl GoTarget {
         )
     }
 
-    /// (file offset, cookie) of every planned site, for the probe loader.
+    /// What the probe loader attaches: every planned site of the executable.
     #[must_use]
-    pub fn attach_list(&self) -> Vec<(u64, u64)> {
-        self.plan
-            .sites
-            .iter()
-            .map(|s| (s.file_offset, s.cookie()))
-            .collect()
+    pub fn probe_sites(&self) -> GoSites<'_> {
+        GoSites {
+            exe: &self.exe,
+            goid_offset: self.offsets.goid,
+            sites: &self.attach_list,
+        }
     }
 }
 
@@ -117,12 +119,18 @@ pub fn inspect(pid: u32, maps: &[MapEntry]) -> Result<Option<GoTarget>, GoUnsupp
         })?;
     let bias = load_bias(&data, pid, maps);
     let dwarf_names = GoDwarfNames::new(&data);
+    let attach_list = plan
+        .sites
+        .iter()
+        .map(|s| (s.file_offset, s.cookie()))
+        .collect();
     Ok(Some(GoTarget {
         exe,
         build,
         plan,
         offsets,
         plan_time: started.elapsed(),
+        attach_list,
         table,
         dwarf_names,
         bias,
@@ -216,21 +224,10 @@ impl GoTracker {
         // tracer-common), read_unaligned copes with any alignment, and every bit pattern
         // is a valid `GoEvent` (plain integers only).
         let raw = unsafe { bytes.as_ptr().cast::<GoEvent>().read_unaligned() };
-        match GoOp::try_from(raw.op) {
-            Ok(op) => {
+        match GoLockEvent::try_from(&raw) {
+            Ok(event) => {
                 self.events += 1;
-                self.model.handle(&GoLockEvent {
-                    op,
-                    tid: raw.tid,
-                    ts_ns: raw.ts_ns,
-                    goid: raw.goid,
-                    g: raw.g,
-                    addr: raw.addr,
-                    pc: raw.pc,
-                    caller: raw.caller,
-                    value: raw.value,
-                    stack_id: raw.stack_id,
-                });
+                self.model.handle(&event);
             }
             Err(_) => self.decode_errors += 1,
         }
@@ -456,28 +453,21 @@ impl GoTracker {
     /// Per-lock summaries of the Go locks, with their waits closed at `now_ns`.
     pub fn finish(&mut self, now_ns: u64, symbolizer: &mut Symbolizer) -> Vec<LockSummary> {
         self.model.finish(now_ns);
-        let addrs: Vec<(u64, u64, u32, Quantiles, Option<Quantiles>)> = self
-            .model
+        self.model
             .stats()
             .iter()
-            .map(|(addr, s)| (addr, s.contentions, s.max_waiters, s.wait(), s.hold()))
-            .collect();
-        addrs
-            .into_iter()
-            .map(
-                |(addr, contentions, max_waiters, wait_ns, hold_ns)| LockSummary {
-                    lock: go_lock_ref(&self.target, symbolizer, addr),
-                    kind: match self.model.lock_kind(addr) {
-                        GoLockKind::Mutex => LockKind::GoMutex,
-                        GoLockKind::RwMutex => LockKind::GoRwMutex,
-                    },
-                    contentions,
-                    max_waiters,
-                    wait_ns,
-                    hold_ns,
-                    top_waiter_stack: Vec::new(),
+            .map(|(addr, stats)| LockSummary {
+                lock: go_lock_ref(&self.target, symbolizer, addr),
+                kind: match self.model.lock_kind(addr) {
+                    GoLockKind::Mutex => LockKind::GoMutex,
+                    GoLockKind::RwMutex => LockKind::GoRwMutex,
                 },
-            )
+                contentions: stats.contentions,
+                max_waiters: stats.max_waiters,
+                wait_ns: stats.wait(),
+                hold_ns: stats.hold(),
+                top_waiter_stack: Vec::new(),
+            })
             .collect()
     }
 }

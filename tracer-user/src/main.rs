@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use tracer_user::{
     gotrace,
-    probes::{GoSites, Hooks, Probes},
+    probes::{Hooks, Probes},
     procfs,
     session::{self, Config, Format},
 };
@@ -143,15 +143,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             } else {
                 None
             };
-            let go_sites = go_target.as_ref().map(gotrace::GoTarget::attach_list);
-            let go_attach = go_target
-                .as_ref()
-                .zip(go_sites.as_ref())
-                .map(|(t, sites)| GoSites {
-                    exe: &t.exe,
-                    goid_offset: t.offsets.goid,
-                    sites,
-                });
+            let go_attach = go_target.as_ref().map(gotrace::GoTarget::probe_sites);
             let probes = Probes::attach(
                 pid,
                 Hooks::Floor { uprobes },

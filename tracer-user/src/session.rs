@@ -21,7 +21,7 @@ use crate::{
     event::{Snapshot, StackWindow, TraceEvent, decode},
     futex_lock::{MUTEX_OWNER_OFFSET, RWLOCK_WRITER_OFFSET},
     gotrace::{self, GoFinding, GoTracker},
-    probes::{GoSites, Hooks, ProbeError, Probes},
+    probes::{Hooks, ProbeError, Probes},
     procfs::{self, SyscallState},
     report::{self, Deadlock, DeadlockEntry, LockKind, LockRef, LockSummary, Summary},
     symbols::{Frame, Symbolizer},
@@ -201,12 +201,7 @@ fn attach_probes(
     libc: Option<&Path>,
     go: Option<&gotrace::GoTarget>,
 ) -> Result<Probes, SessionError> {
-    let go_sites = go.map(gotrace::GoTarget::attach_list);
-    let go_attach = go.zip(go_sites.as_ref()).map(|(t, sites)| GoSites {
-        exe: &t.exe,
-        goid_offset: t.offsets.goid,
-        sites,
-    });
+    let go_attach = go.map(gotrace::GoTarget::probe_sites);
     Probes::attach(pid, Hooks::Trace { holds }, libc, go_attach.as_ref()).map_err(|source| {
         if source.is_permission_denied() {
             SessionError::NotPrivileged(source)
