@@ -819,11 +819,7 @@ fn overhead_run(tools: &Tools, config: Config, seconds: f64) -> anyhow::Result<R
         let err = workload.stderr_text();
         bail!("lockbench failed ({status}): {}", err.trim());
     }
-    let values = key_values(&workload.remaining_lines().join("\n"));
-    let ops_per_sec = values
-        .get("ops_per_sec")
-        .and_then(|v| v.parse().ok())
-        .context("lockbench printed no ops_per_sec")?;
+    let ops_per_sec = ops_per_sec(&mut workload)?;
     let mut result = RunResult {
         ops_per_sec,
         ..RunResult::default()
@@ -849,15 +845,7 @@ fn overhead_run(tools: &Tools, config: Config, seconds: f64) -> anyhow::Result<R
     }
     match config {
         Config::Attach | Config::AttachHolds => {
-            let summary = out
-                .iter()
-                .rev()
-                .find_map(|l| {
-                    serde_json::from_str::<serde_json::Value>(l)
-                        .ok()
-                        .filter(|v| v["kind"] == "summary")
-                })
-                .with_context(|| format!("{}: no JSON summary in its output", config.label()))?;
+            let summary = json_summary(&out, config.label())?;
             result.events = summary["events"].as_u64();
             result.dropped = summary["dropped"].as_u64();
             result.wakes = summary["futex_wakes"].as_u64();
@@ -875,6 +863,27 @@ fn overhead_run(tools: &Tools, config: Config, seconds: f64) -> anyhow::Result<R
         _ => {}
     }
     Ok(result)
+}
+
+/// The `ops_per_sec=N` a finished workload printed.
+fn ops_per_sec(workload: &mut Proc) -> anyhow::Result<f64> {
+    key_values(&workload.remaining_lines().join("\n"))
+        .get("ops_per_sec")
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("{} printed no ops_per_sec", workload.name))
+}
+
+/// The last JSON summary line of a tracer's output.
+fn json_summary(lines: &[String], who: &str) -> anyhow::Result<serde_json::Value> {
+    lines
+        .iter()
+        .rev()
+        .find_map(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .filter(|v| v["kind"] == "summary")
+        })
+        .with_context(|| format!("{who}: no JSON summary in its output"))
 }
 
 fn overhead_section(tools: &Tools, opts: &Options) -> anyhow::Result<String> {

@@ -19,7 +19,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use super::{Options, Proc, Tools, key_values, median, si, verdict, wait_attached};
+use super::{Options, Proc, Tools, json_summary, median, ops_per_sec, si, verdict, wait_attached};
 
 /// Goal: attach (parse, plan, place probes) to a 50 MB Go binary within this long.
 const ATTACH_GOAL: Duration = Duration::from_secs(1);
@@ -145,7 +145,7 @@ fn overhead_run(
         let err = bench.stderr_text();
         bail!("go_lockbench failed ({status}): {}", err.trim());
     }
-    let values = key_values(&bench.remaining_lines().join("\n"));
+    let rate = ops_per_sec(&mut bench)?;
     if let Some(tracer) = tracer.as_mut() {
         // tracer attach stops when the target exits; the floor runs until interrupted.
         let status = match tracer.wait_exit(Duration::from_secs(2))? {
@@ -157,10 +157,7 @@ fn overhead_run(
             bail!("{} failed ({status}): {}", watch.label(), err.trim());
         }
     }
-    values
-        .get("ops_per_sec")
-        .and_then(|v| v.parse().ok())
-        .context("go_lockbench printed no ops_per_sec")
+    Ok(rate)
 }
 
 /// Keeps `kubectl` (or any HTTP client) blocked: accepts connections and never answers.
@@ -241,15 +238,7 @@ fn attach_timing(tools: &Tools) -> anyhow::Result<Option<AttachTiming>> {
     tracer.stop(libc::SIGINT, DETACH_LIMIT)?;
     let detach = stopping.elapsed();
     let lines = tracer.remaining_lines();
-    let summary = lines
-        .iter()
-        .rev()
-        .find_map(|l| {
-            serde_json::from_str::<serde_json::Value>(l)
-                .ok()
-                .filter(|v| v["kind"] == "summary")
-        })
-        .context("tracer attach (kubectl): no JSON summary")?;
+    let summary = json_summary(&lines, "tracer attach (kubectl)")?;
     let note = summary["notes"]
         .as_array()
         .and_then(|notes| {
