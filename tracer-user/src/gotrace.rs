@@ -7,17 +7,22 @@
 use std::{
     collections::HashSet,
     path::PathBuf,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
+use rustc_hash::{FxHashMap, FxHashSet};
 use thiserror::Error;
-use tracer_common::{GO_EVENT_SIZE, GoEvent};
+use tracer_common::{GO_EVENT_SIZE, GoEvent, GoOp};
 
 use crate::{
-    golocks::{GoCycle, GoLockEvent, GoLockKind, GoLockModel, Hold, LockMode, StuckLock as Stuck},
+    golocks::{
+        GoCycle, GoLockEvent, GoLockKind, GoLockModel, Hold, LockMode, RW_READER_COUNT_OFFSET,
+        StuckLock as Stuck,
+    },
     goprobe::{
-        GoDwarfNames, GoProbeError, GoRuntimeOffsets, GoSitePlan, go_runtime_offsets,
-        plan_go_lock_sites,
+        GoDwarfNames, GoLockOwners, GoProbeError, GoRuntimeOffsets, GoSitePlan, go_lock_names,
+        go_runtime_offsets, is_lock_internal, plan_go_lock_sites,
     },
     gosym::{GoBuildInfo, GoSymError, GoTable, go_build_info},
     probes::GoSites,
@@ -63,6 +68,9 @@ pub struct GoTarget {
     table: GoTable,
     /// Field paths of globals (`main.store.mu`), when the binary has DWARF.
     dwarf_names: Option<GoDwarfNames>,
+    /// Names of locks in heap objects (`main.Store.mu`) by the sites and calls that take
+    /// them, when the binary has DWARF.
+    owners: GoLockOwners,
     /// Runtime address minus file virtual address (0 unless position-independent).
     bias: u64,
 }
@@ -118,7 +126,7 @@ pub fn inspect(pid: u32, maps: &[MapEntry]) -> Result<Option<GoTarget>, GoUnsupp
             version: build.go_version.clone(),
         })?;
     let bias = load_bias(&data, pid, maps);
-    let dwarf_names = GoDwarfNames::new(&data);
+    let (dwarf_names, owners) = go_lock_names(&data, &table, &plan);
     let attach_list = plan
         .sites
         .iter()
@@ -133,6 +141,7 @@ pub fn inspect(pid: u32, maps: &[MapEntry]) -> Result<Option<GoTarget>, GoUnsupp
         attach_list,
         table,
         dwarf_names,
+        owners,
         bias,
     }))
 }
@@ -172,6 +181,10 @@ const MUTEX_LOCKED: i32 = 1;
 const RW_READER_COUNT: u64 = crate::golocks::RW_READER_COUNT_OFFSET;
 /// `_Gscan`: set on top of a status while the garbage collector scans the stack.
 const G_SCAN: u32 = 0x1000;
+/// Stack frames searched for a call that names a lock.
+const NAMING_FRAMES: usize = 8;
+/// Most locks remembered as already searched by stack (then the memory starts over).
+const MAX_STACK_SEARCHED: usize = 1 << 16;
 
 /// Live Go tracing state of a session.
 pub struct GoTracker {
@@ -185,6 +198,14 @@ pub struct GoTracker {
     deadlocked_locks: HashSet<u64>,
     events: u64,
     decode_errors: u64,
+    /// Names of locks in heap objects (`main.Store.mu`), learnt from the sites and calls
+    /// that take them ([`GoLockOwners`]).
+    heap_names: FxHashMap<u64, Arc<str>>,
+    /// Locks taken at a site with no name of its own (inside an out-of-line lock method):
+    /// their acquisition stack, searched for a naming call at the next findings.
+    unnamed: FxHashMap<u64, i32>,
+    /// Locks whose stack was searched already.
+    stack_searched: FxHashSet<u64>,
 }
 
 /// A finding ready to print.
@@ -206,6 +227,9 @@ impl GoTracker {
             deadlocked_locks: HashSet::new(),
             events: 0,
             decode_errors: 0,
+            heap_names: FxHashMap::default(),
+            unnamed: FxHashMap::default(),
+            stack_searched: FxHashSet::default(),
         }
     }
 
@@ -228,10 +252,68 @@ impl GoTracker {
             Ok(event) => {
                 self.events += 1;
                 self.model.handle(&event);
+                self.learn_name(&event);
             }
             Err(_) => self.decode_errors += 1,
         }
         true
+    }
+
+    /// Names the lock an acquisition is about when its site or its caller names it (a
+    /// heap object's field, [`GoLockOwners`]); otherwise queues its stack for a search.
+    /// The latest name wins: a heap address can hold another object after a collection.
+    fn learn_name(&mut self, ev: &GoLockEvent) {
+        let owners = &self.target.owners;
+        if owners.is_empty() {
+            return;
+        }
+        let lock = match ev.op {
+            GoOp::MutexLockFast | GoOp::RwLockFast | GoOp::LockSlowEnter => ev.addr,
+            GoOp::RLockFast => ev.addr.wrapping_sub(RW_READER_COUNT_OFFSET),
+            _ => return,
+        };
+        let bias = self.target.bias;
+        let name = owners
+            .name_at(ev.pc.wrapping_sub(bias))
+            .or_else(|| (ev.caller != 0).then(|| owners.name_at(ev.caller.wrapping_sub(bias)))?);
+        match name {
+            Some(name)
+                if self
+                    .heap_names
+                    .get(&lock)
+                    .is_none_or(|known| !Arc::ptr_eq(known, name)) =>
+            {
+                self.heap_names.insert(lock, Arc::clone(name));
+            }
+            None if ev.stack_id >= 0
+                && !self.heap_names.contains_key(&lock)
+                && !self.stack_searched.contains(&lock) =>
+            {
+                self.unnamed.insert(lock, ev.stack_id);
+            }
+            Some(_) | None => {}
+        }
+    }
+
+    /// Searches the queued acquisition stacks for a call that names the lock.
+    fn name_from_stacks(&mut self, stacks: &dyn Fn(u32) -> Vec<u64>) {
+        if self.stack_searched.len() >= MAX_STACK_SEARCHED {
+            self.stack_searched.clear();
+        }
+        let bias = self.target.bias;
+        for (lock, stack_id) in std::mem::take(&mut self.unnamed) {
+            self.stack_searched.insert(lock);
+            let Ok(id) = u32::try_from(stack_id) else {
+                continue;
+            };
+            let name = stacks(id)
+                .iter()
+                .take(NAMING_FRAMES)
+                .find_map(|&ip| self.target.owners.name_at(ip.wrapping_sub(bias)));
+            if let Some(name) = name {
+                self.heap_names.insert(lock, Arc::clone(name));
+            }
+        }
     }
 
     /// Go records received.
@@ -260,6 +342,7 @@ impl GoTracker {
         symbolizer: &mut Symbolizer,
     ) -> Vec<GoFinding> {
         let mut out = Vec::new();
+        self.name_from_stacks(stacks);
         for cycle in self.model.take_new_cycles() {
             self.pending.push((cycle, Instant::now()));
         }
@@ -326,8 +409,8 @@ impl GoTracker {
                     goid: Some(w.goid),
                     tid: w.tid,
                     thread: String::new(),
-                    holds: go_lock_ref(&self.target, symbolizer, e.holds),
-                    waits_for: go_lock_ref(&self.target, symbolizer, w.lock),
+                    holds: go_lock_ref(&self.target, &self.heap_names, symbolizer, e.holds),
+                    waits_for: go_lock_ref(&self.target, &self.heap_names, symbolizer, w.lock),
                     stack,
                     stack_detail,
                     waited_ns: Some(now_ns.saturating_sub(w.since_ns)),
@@ -370,7 +453,7 @@ impl GoTracker {
             },
         };
         StuckLock {
-            lock: go_lock_ref(&self.target, symbolizer, s.addr),
+            lock: go_lock_ref(&self.target, &self.heap_names, symbolizer, s.addr),
             mode: match s.mode {
                 LockMode::Write => HoldMode::Write,
                 LockMode::Read => HoldMode::Read,
@@ -457,7 +540,7 @@ impl GoTracker {
             .stats()
             .iter()
             .map(|(addr, stats)| LockSummary {
-                lock: go_lock_ref(&self.target, symbolizer, addr),
+                lock: go_lock_ref(&self.target, &self.heap_names, symbolizer, addr),
                 kind: match self.model.lock_kind(addr) {
                     GoLockKind::Mutex => LockKind::GoMutex,
                     GoLockKind::RwMutex => LockKind::GoRwMutex,
@@ -484,13 +567,6 @@ fn acquisition_site(names: &[String], detail: &[String]) -> Option<String> {
         .cloned()
 }
 
-/// Whether a frame belongs to the lock implementation rather than the code that locks.
-fn is_lock_internal(function: &str) -> bool {
-    ["sync.", "internal/sync.", "sync/atomic.", "runtime."]
-        .iter()
-        .any(|p| function.starts_with(p))
-}
-
 fn go_frame_display(f: &crate::gosym::GoFrame) -> String {
     match (&f.file, f.line) {
         (Some(file), Some(line)) => {
@@ -502,9 +578,21 @@ fn go_frame_display(f: &crate::gosym::GoFrame) -> String {
 }
 
 /// The lock's name: the global it lies in, with the field path down to it when the
-/// binary's DWARF says (`main.store.mu`), else the symbol (`main.store+0x8`).
-fn go_lock_ref(target: &GoTarget, symbolizer: &mut Symbolizer, addr: u64) -> LockRef {
+/// binary's DWARF says (`main.store.mu`), else the symbol (`main.store+0x8`); for a lock
+/// in a heap object, its struct's type and field (`main.Store.mu`) when learnt.
+fn go_lock_ref(
+    target: &GoTarget,
+    heap_names: &FxHashMap<u64, Arc<str>>,
+    symbolizer: &mut Symbolizer,
+    addr: u64,
+) -> LockRef {
     let mut lock = symbolizer.lock_ref(addr);
+    if lock.name.is_none()
+        && let Some(name) = heap_names.get(&addr)
+    {
+        lock.name = Some(name.to_string());
+        return lock;
+    }
     if let (Some(names), Some(name)) = (&target.dwarf_names, &lock.name) {
         let (symbol, offset) = match name.rsplit_once("+0x") {
             Some((symbol, hex)) => (symbol, u64::from_str_radix(hex, 16).ok()),

@@ -351,10 +351,16 @@ pub fn summary_json(s: &Summary) -> String {
 #[must_use]
 pub fn deadlock_text(d: &Deadlock) -> String {
     let n = d.cycle.len();
-    let mut out = if n == 1 {
-        String::from("DEADLOCK: 1 thread waits for a lock it already holds")
+    // A cycle over goroutines is told in goroutines: their threads move on.
+    let who = if d.cycle.iter().all(|e| e.goid.is_some()) {
+        "goroutine"
     } else {
-        format!("DEADLOCK: {n} threads in a wait-for cycle")
+        "thread"
+    };
+    let mut out = if n == 1 {
+        format!("DEADLOCK: 1 {who} waits for a lock it already holds")
+    } else {
+        format!("DEADLOCK: {n} {who}s in a wait-for cycle")
     };
     if let Some(after) = d.detected_after_ns {
         let _ = write!(out, " (detected after {})", units::duration_ns(after));
@@ -839,6 +845,26 @@ mod tests {
         // Where the held lock was taken, and since when (from --holds).
         assert_eq!(lines[4], "    took lock_a (0x55d0aa00) 2.00 s ago at:");
         assert_eq!(lines[5], "      worker_a+0x1c (src/abba.c:10)");
+    }
+
+    /// A cycle over goroutines is counted in goroutines, not in the threads that last ran
+    /// them; a self-deadlock likewise.
+    #[test]
+    fn deadlock_text_counts_goroutines() {
+        let mut d = deadlock();
+        for (i, e) in d.cycle.iter_mut().enumerate() {
+            e.goid = Some(6 + i as u64);
+        }
+        let text = deadlock_text(&d);
+        assert!(
+            text.starts_with("DEADLOCK: 2 goroutines in a wait-for cycle"),
+            "{text}"
+        );
+        d.cycle.truncate(1);
+        assert!(
+            deadlock_text(&d)
+                .starts_with("DEADLOCK: 1 goroutine waits for a lock it already holds")
+        );
     }
 
     #[test]

@@ -325,10 +325,38 @@ const GO_ABBA: [(&str, &str, &str, [&str; 3]); 2] = [
     ),
 ];
 
-/// Checks the report of a `go_abba deadlock` run: exactly one deadlock, the cycle
-/// [`GO_ABBA`] by goroutine id, lock addresses, names (per `build`) and stacks, printed
-/// before the summary.
-fn check_go_abba_deadlock(target: &Target, values: &[Value], build: &GoBuild, what: &str) {
+/// How `go_abba`'s locks are named in a normal build: `main.provider.mu` for the global
+/// (its symbol and, from DWARF, the field), `main.Provider.mu` on the heap (the type of
+/// the struct holding it, from DWARF and the locking code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AbbaLocks {
+    Globals,
+    Heap,
+}
+
+impl AbbaLocks {
+    /// The expected name of the mutex of `which` (`provider` or `store`).
+    fn name(self, which: &str) -> String {
+        match self {
+            Self::Globals => format!("main.{which}.mu"),
+            Self::Heap => match which {
+                "provider" => "main.Provider.mu".to_owned(),
+                _ => "main.Store.mu".to_owned(),
+            },
+        }
+    }
+}
+
+/// Checks the report of a `go_abba deadlock` (or `heap`) run: exactly one deadlock, the
+/// cycle [`GO_ABBA`] by goroutine id, lock addresses, names (per `build` and `locks`) and
+/// stacks, printed before the summary.
+fn check_go_abba_deadlock(
+    target: &Target,
+    values: &[Value],
+    build: &GoBuild,
+    locks: AbbaLocks,
+    what: &str,
+) {
     let found = go_deadlocks(values, what);
     assert_eq!(found.len(), 1, "expected exactly one deadlock\n{what}");
     let cycle = found[0]["cycle"].as_array().expect("cycle array");
@@ -351,15 +379,14 @@ fn check_go_abba_deadlock(target: &Target, values: &[Value], build: &GoBuild, wh
         );
         assert_lock_name(
             &entry["holds"],
-            // The global and, from DWARF, the field: `main.provider.mu`.
-            &format!("main.{held}.mu"),
+            &locks.name(held),
             Symbol::Static,
             build,
             what,
         );
         assert_lock_name(
             &entry["waits_for"],
-            &format!("main.{wanted}.mu"),
+            &locks.name(wanted),
             Symbol::Static,
             build,
             what,
@@ -395,7 +422,24 @@ fn go_abba_deadlock_is_reported_with_goroutine_ids() {
     for build in &builds {
         let target = Target::spawn(&build.path, &["deadlock", START_MS]);
         let (values, what) = trace(&target, 5, &[], build);
-        check_go_abba_deadlock(&target, &values, build, &what);
+        check_go_abba_deadlock(&target, &values, build, AbbaLocks::Globals, &what);
+    }
+}
+
+/// Guards against: losing the names of locks inside heap objects, the usual case in a
+/// real service (the provider and store are allocated at run time, so their addresses
+/// are in no symbol): in a normal build they must be named by the struct type and field
+/// (`main.Provider.mu`, `main.Store.mu`) learnt from DWARF at the sites that take them;
+/// in a stripped build, which has no DWARF, they must stay addresses. The cycle, goroutine
+/// ids and stacks must be the same as for the globals.
+#[test]
+fn go_abba_heap_deadlock_names_locks_by_struct_type() {
+    require_root();
+    let (_dir, builds) = go_builds("go_abba", false);
+    for build in &builds {
+        let target = Target::spawn(&build.path, &["heap", START_MS]);
+        let (values, what) = trace(&target, 5, &[], build);
+        check_go_abba_deadlock(&target, &values, build, AbbaLocks::Heap, &what);
     }
 }
 
@@ -413,7 +457,7 @@ fn go_abba_deadlock_is_reported_for_pie_builds() {
     for build in &builds {
         let target = Target::spawn(&build.path, &["deadlock", START_MS]);
         let (values, what) = trace(&target, 5, &[], build);
-        check_go_abba_deadlock(&target, &values, build, &what);
+        check_go_abba_deadlock(&target, &values, build, AbbaLocks::Globals, &what);
     }
 }
 
@@ -480,9 +524,11 @@ fn check_rwleak_report(
         first["mode"], "write",
         "registry is write-held: {first:#}\n{what}"
     );
+    // A heap object: named by its type (DWARF), learnt at the call of the out-of-line
+    // `RWMutex.Lock` found in the acquisition stack, or at the readers' inlined `RLock`.
     assert_lock_name(
         &first["lock"],
-        "main.registry.mu",
+        "main.Registry.mu",
         Symbol::Static,
         build,
         what,
@@ -607,6 +653,28 @@ fn check_hot_report(target: &Target, values: &[Value], build: &GoBuild, what: &s
             hot_total > cold_total,
             "hotMu waited {hot_total} ns, not more than coldMu's {cold_total} ns\n{what}"
         );
+    }
+}
+
+/// Guards against: a lock in a heap object that is only ever taken through the
+/// out-of-line `sync.(*RWMutex).Lock` (never inlined, so no acquisition site of the
+/// caller's own) losing its `Type.field` name: the name is found from the caller's call
+/// in the acquisition stack (`main.Store.rw`, from DWARF), and a stripped build keeps the
+/// address only. Also: the lock is a `go_rwmutex` with write contention.
+#[test]
+fn go_heap_rwmutex_taken_by_call_is_named_from_the_stack() {
+    require_root();
+    let (_dir, builds) = go_builds("heap_locks", false);
+    for build in &builds {
+        let target = Target::spawn(&build.path, &["writers", START_MS]);
+        let (values, what) = trace(&target, 4, &[], build);
+        let rw = target.lock("rw");
+        let s = go_summary(&values, &target, &what);
+        let l = summary_lock(s, rw)
+            .unwrap_or_else(|| panic!("s.rw ({rw:#x}) missing from the summary\n{what}"));
+        assert_eq!(l["type"], "go_rwmutex", "{l:#}\n{what}");
+        assert!(u64_field(l, "contentions") > 0, "{l:#}\n{what}");
+        assert_lock_name(l, "main.Store.rw", Symbol::Static, build, &what);
     }
 }
 

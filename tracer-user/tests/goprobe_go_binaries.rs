@@ -618,7 +618,7 @@ fn inline_queries_match_frames() {
 }
 
 /// `go_global_field_path` and `GoDwarfNames`: Go globals named by variable and field path
-/// from DWARF. On `go_abba` (`main.store`, `main.provider`: `mu sync.Mutex` then a map)
+/// from DWARF. On `go_abba` (`main.store`, `main.provider`: `mu sync.Mutex`, a map, a pointer)
 /// and on a Go program written here ([`NESTED_GLOBALS`]) with nested structs, arrays, an
 /// embedded mutex and an array of `RWMutex`es, whose offsets the program itself prints
 /// (`unsafe.Offsetof`). Every offset inside a non-lock field names that field (the full
@@ -688,7 +688,7 @@ func main() {
 }
 "#;
 
-/// `go_abba`: two globals, each `mu sync.Mutex` at 0 then a map at 8.
+/// `go_abba`: two globals, each `mu sync.Mutex` at 0, a map at 8, a pointer at 16.
 fn check_abba_field_paths(tc: &GoToolchain, out_dir: &Path) {
     use tracer_user::goprobe::{GoDwarfNames, go_global_field_path};
 
@@ -704,9 +704,16 @@ fn check_abba_field_paths(tc: &GoToolchain, out_dir: &Path) {
         names.len(),
         start.elapsed()
     );
-    for (var, second) in [("main.store", "data"), ("main.provider", "cache")] {
-        for offset in 0..16 {
-            let field = if offset < 8 { "mu" } else { second };
+    for (var, second, third) in [
+        ("main.store", "data", "provider"),
+        ("main.provider", "cache", "store"),
+    ] {
+        for offset in 0..24 {
+            let field = match offset {
+                0..8 => "mu",
+                8..16 => second,
+                _ => third,
+            };
             let want = format!("{var}.{field}");
             assert_eq!(
                 go_global_field_path(&data, var, offset).as_deref(),
@@ -719,11 +726,11 @@ fn check_abba_field_paths(tc: &GoToolchain, out_dir: &Path) {
             );
         }
         assert_eq!(
-            go_global_field_path(&data, var, 16),
+            go_global_field_path(&data, var, 24),
             None,
             "{label}: past {var}"
         );
-        assert_eq!(names.field_path(var, 16), None, "{label}: past {var}");
+        assert_eq!(names.field_path(var, 24), None, "{label}: past {var}");
         assert_eq!(
             go_global_field_path(&stripped_data, var, 0),
             None,
@@ -826,5 +833,111 @@ fn check_nested_field_paths(tc: &GoToolchain, out_dir: &Path, src: &Path) {
     for offset in 0..fact("size.cfg") {
         let name = path("main.cfg", offset).unwrap_or_else(|| panic!("{label}: {offset}"));
         assert!(name.starts_with("main.cfg"), "{label}: {name}");
+    }
+}
+
+/// `go_lock_names` on `tests/go_targets/heap_locks`: a lock inside a heap object is named by
+/// the type of the struct holding it and the field path (`main.Store.mu`,
+/// `main.Table.shards[2].mu`, the embedded `main.Counter.Mutex`), at every acquisition
+/// site (inlined `Lock`/`RLock`) and at the return address of every call of a lock method
+/// (`RWMutex.Lock` called from a plain function, the `lockSlow` slow path), in each Go
+/// release. Guards against naming from the wrong register or offset (Go 1.19 copies the
+/// receiver into another register before the atomic; Go 1.25 adds the field offset with
+/// `add`), and against names in stripped builds, which have no DWARF to say them.
+#[test]
+fn heap_lock_names_from_dwarf() {
+    use tracer_user::goprobe::go_lock_names;
+
+    let want: [(&str, &str); 5] = [
+        ("main.(*Store).Put", "main.Store.mu"),
+        ("main.(*Store).Get", "main.Store.rw"),
+        ("main.update", "main.Store.rw"),
+        ("main.(*Table).Bump", "main.Table.shards[2].mu"),
+        ("main.(*Counter).Inc", "main.Counter.Mutex"),
+    ];
+    let tmp = tempfile::tempdir().expect("tempdir");
+    for tc in installed() {
+        for stripped in [false, true] {
+            let label = format!("{}{}", tc.release, if stripped { "-stripped" } else { "" });
+            let bin = build_cached(&tc, "heap_locks", tmp.path(), stripped);
+            let data = std::fs::read(&bin).expect("read binary");
+            let table = GoTable::from_elf(&data).expect("pclntab");
+            let plan = plan_go_lock_sites(&data).expect("plan");
+            let started = std::time::Instant::now();
+            let (dwarf, owners) = go_lock_names(&data, &table, &plan);
+            eprintln!(
+                "{label}: {} lock names in {:?}",
+                owners.len(),
+                started.elapsed()
+            );
+            if stripped {
+                assert!(dwarf.is_none(), "{label}: DWARF in a stripped build");
+                assert!(owners.is_empty(), "{label}: names without DWARF");
+                continue;
+            }
+            let function_of = |pc: u64| table.func_for_pc(pc).map(|f| f.name);
+            let expected = |pc: u64| {
+                let function = function_of(pc)?;
+                want.iter()
+                    .find(|(f, _)| *f == function)
+                    .map(|(_, name)| *name)
+            };
+            // Every inlined acquisition site of the functions above.
+            let mut checked = BTreeMap::<&str, usize>::new();
+            for site in &plan.sites {
+                if !matches!(site.op, GoOp::MutexLockFast | GoOp::RLockFast) {
+                    continue;
+                }
+                let Some(name) = expected(site.vaddr) else {
+                    continue;
+                };
+                assert_eq!(
+                    owners.name_at(site.vaddr).map(|n| &**n),
+                    Some(name),
+                    "{label}: {:?} site at {:#x} in {:?}",
+                    site.op,
+                    site.vaddr,
+                    function_of(site.vaddr)
+                );
+                *checked.entry(name).or_default() += 1;
+            }
+            // Every call of a lock method (RWMutex.Lock, lockSlow) from them: the name is
+            // filed under the return address, the next instruction.
+            let instructions = objdump_instructions(&bin);
+            let mut calls = 0;
+            for ((&at, insn), (&next, _)) in instructions.iter().zip(instructions.iter().skip(1)) {
+                let calls_lock_method = insn.starts_with("call")
+                    && (insn.contains("(*RWMutex).Lock>") || insn.contains("(*Mutex).lockSlow>"));
+                let Some(name) = expected(at).filter(|_| calls_lock_method) else {
+                    continue;
+                };
+                assert_eq!(
+                    owners.name_at(next).map(|n| &**n),
+                    Some(name),
+                    "{label}: `{insn}` at {at:#x} in {:?}",
+                    function_of(at)
+                );
+                calls += 1;
+            }
+            eprintln!("{label}: sites checked {checked:?}, lock method calls {calls}");
+            for (_, name) in want {
+                assert!(
+                    checked.contains_key(name),
+                    "{label}: no acquisition site checked for {name}"
+                );
+            }
+            // Put's lockSlow, Bump's, Inc's and update's RWMutex.Lock at least.
+            assert!(
+                calls >= 4,
+                "{label}: only {calls} lock method calls checked"
+            );
+            // A lock type never names its own owner.
+            for (pc, name) in owners.iter() {
+                assert!(
+                    !name.starts_with("sync.") && !name.starts_with("internal/sync."),
+                    "{label}: {pc:#x} named {name}"
+                );
+            }
+        }
     }
 }

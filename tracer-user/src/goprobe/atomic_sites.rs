@@ -276,7 +276,7 @@ fn classify(atomic: Atomic, frames: &[String]) -> Option<GoOp> {
 }
 
 /// The `pt_regs` slot of a 64-bit general-purpose register.
-fn reg_slot(reg: Register) -> Option<u8> {
+pub(super) fn reg_slot(reg: Register) -> Option<u8> {
     Some(match reg {
         Register::R15 => pt_reg::R15,
         Register::R14 => pt_reg::R14,

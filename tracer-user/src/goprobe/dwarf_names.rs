@@ -18,7 +18,12 @@
 //! offset in padding (between members, or after the last one) names the enclosing struct;
 //! an offset inside a leaf member, past its first byte, names the member (the remainder is
 //! dropped).
-use std::{borrow::Cow, collections::HashMap, fmt::Write as _, sync::Arc};
+use std::{
+    borrow::Cow,
+    collections::{HashMap, HashSet},
+    fmt::Write as _,
+    sync::Arc,
+};
 
 use addr2line::gimli;
 use object::Object as _;
@@ -53,7 +58,7 @@ type Reader<'a> = gimli::EndianSlice<'a, gimli::RunTimeEndian>;
 /// Reads the DWARF on each call; build a [`GoDwarfNames`] to answer many queries.
 #[must_use]
 pub fn go_global_field_path(elf: &[u8], symbol: &str, offset: u64) -> Option<String> {
-    GoDwarfNames::build(elf, Some(symbol))?.field_path(symbol, offset)
+    GoDwarfNames::build(elf, Some(symbol), &HashSet::new())?.field_path(symbol, offset)
 }
 
 /// Global variables of a Go binary and the layouts of their types, from its DWARF, for
@@ -63,12 +68,29 @@ pub struct GoDwarfNames {
     /// Global variable name → index in `types` of its type.
     vars: HashMap<Box<str>, u32>,
     types: Vec<TypeNode>,
+    /// Entry address of each function asked for ([`GoDwarfNames::with_functions`]) → its
+    /// variables that point to a struct and sit in a register somewhere.
+    functions: HashMap<u64, Box<[PointerVar]>>,
+}
+
+/// A parameter or local variable of a function (or of a body inlined into it) that points
+/// to a struct, with where it is in a register.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PointerVar {
+    /// Go name of the pointed-to type (`main.Store`).
+    type_name: Box<str>,
+    /// The pointed-to type.
+    ty: u32,
+    /// `[start, end)` pc ranges where the variable is entirely in DWARF register `reg`.
+    in_regs: Box<[(u64, u64, u16)]>,
 }
 
 /// A type, with typedefs resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum TypeNode {
-    /// Not descended into: a lock, a scalar, a pointer-shaped or header type (pointer,
+    /// `sync.Mutex`, `sync.RWMutex` or `internal/sync.Mutex`: named as a whole.
+    Lock { size: Option<u64> },
+    /// Not descended into: a scalar, a pointer-shaped or header type (pointer,
     /// map, channel, function, slice, string, interface), or a type that could not be read.
     Leaf { size: Option<u64> },
     /// A struct: members by increasing offset (members at the same offset in DWARF order).
@@ -87,7 +109,10 @@ enum TypeNode {
 impl TypeNode {
     fn size(&self) -> Option<u64> {
         match self {
-            Self::Leaf { size } | Self::Struct { size, .. } | Self::Array { size, .. } => *size,
+            Self::Lock { size }
+            | Self::Leaf { size }
+            | Self::Struct { size, .. }
+            | Self::Array { size, .. } => *size,
         }
     }
 }
@@ -105,7 +130,76 @@ impl GoDwarfNames {
     /// Go binary `elf`. `None` when it has no readable DWARF (stripped with `-w` or `-s`).
     #[must_use]
     pub fn new(elf: &[u8]) -> Option<Self> {
-        Self::build(elf, None)
+        Self::build(elf, None, &HashSet::new())
+    }
+
+    /// [`GoDwarfNames::new`], plus the pointer variables of the functions whose entry
+    /// addresses are in `functions`, for [`GoDwarfNames::lock_member`].
+    #[must_use]
+    pub fn with_functions(elf: &[u8], functions: &HashSet<u64>) -> Option<Self> {
+        Self::build(elf, None, functions)
+    }
+
+    /// The name of the lock at `offset` bytes into the struct a variable of the function
+    /// entered at `function` points to, when at `pc` that variable is in DWARF register
+    /// `reg`: `main.Store.mu` (the struct's type, then the field path to the lock, as in
+    /// [`GoDwarfNames::field_path`]). `None` unless a lock (`sync.Mutex`, `sync.RWMutex`,
+    /// `internal/sync.Mutex`) starts exactly there, so a pointer to a lock itself (the
+    /// receiver inside `Mutex.Lock`) or an offset into some other field names nothing.
+    #[must_use]
+    pub fn lock_member(&self, function: u64, pc: u64, reg: u16, offset: i64) -> Option<String> {
+        let offset = u64::try_from(offset).ok()?;
+        self.functions
+            .get(&function)?
+            .iter()
+            .filter(|var| {
+                var.in_regs
+                    .iter()
+                    .any(|&(start, end, r)| r == reg && (start..end).contains(&pc))
+            })
+            .find_map(|var| {
+                let path = self.lock_path(var.ty, offset)?;
+                let dot = if path.starts_with('[') { "" } else { "." };
+                Some(format!("{}{dot}{path}", var.type_name))
+            })
+    }
+
+    /// The field path from a value of type `ty` to the lock that starts `offset` bytes into
+    /// it (`mu`, `inner.mu`, `shards[2].mu`); `None` when no lock starts there or `ty` is
+    /// a lock itself.
+    fn lock_path(&self, mut ty: u32, offset: u64) -> Option<String> {
+        let mut path = String::new();
+        let mut rest = offset;
+        for _ in 0..MAX_DEPTH {
+            match self.node(ty) {
+                TypeNode::Lock { .. } => return (rest == 0 && !path.is_empty()).then_some(path),
+                TypeNode::Leaf { .. } => return None,
+                TypeNode::Struct { size, members } => {
+                    let member = self.member_at(members, *size, rest)?;
+                    if !path.is_empty() {
+                        path.push('.');
+                    }
+                    path.push_str(&member.name);
+                    rest -= member.offset;
+                    ty = member.ty;
+                }
+                TypeNode::Array { size, elem, count } => {
+                    let elem_size = self.node(*elem).size().or_else(|| {
+                        size.zip(*count)
+                            .and_then(|(size, count)| size.checked_div(count))
+                    });
+                    let elem_size = elem_size.filter(|&s| s > 0)?;
+                    let index = rest / elem_size;
+                    if count.is_some_and(|count| index >= count) {
+                        return None;
+                    }
+                    let _ = write!(path, "[{index}]");
+                    rest %= elem_size;
+                    ty = *elem;
+                }
+            }
+        }
+        None
     }
 
     /// How many global variables were found.
@@ -135,7 +229,7 @@ impl GoDwarfNames {
         let mut rest = offset;
         for _ in 0..MAX_DEPTH {
             match self.node(ty) {
-                TypeNode::Leaf { .. } => break,
+                TypeNode::Lock { .. } | TypeNode::Leaf { .. } => break,
                 TypeNode::Struct { size, members } => {
                     let Some(member) = self.member_at(members, *size, rest) else {
                         break;
@@ -196,8 +290,9 @@ impl GoDwarfNames {
         })
     }
 
-    /// Reads the DWARF of `elf`: every global, or only the first named `only`.
-    fn build(elf: &[u8], only: Option<&str>) -> Option<Self> {
+    /// Reads the DWARF of `elf`: every global, or only the first named `only`, and the
+    /// pointer variables of the functions entered at `functions`.
+    fn build(elf: &[u8], only: Option<&str>, functions: &HashSet<u64>) -> Option<Self> {
         let file = object::File::parse(elf).ok()?;
         file.section_by_name(".debug_info")?;
         let endian = if file.is_little_endian() {
@@ -205,13 +300,23 @@ impl GoDwarfNames {
         } else {
             gimli::RunTimeEndian::Big
         };
-        // Types and variables only: lines, locations and ranges are never decompressed.
+        // Types and variables; location lists only when functions are asked for. Lines
+        // are never decompressed.
         let sections = gimli::DwarfSections::load(|id| -> Result<Cow<'_, [u8]>, ()> {
             match id {
                 gimli::SectionId::DebugInfo
                 | gimli::SectionId::DebugAbbrev
                 | gimli::SectionId::DebugStr
                 | gimli::SectionId::DebugLineStr => {
+                    super::runtime_offsets::section_bytes(&file, id).ok_or(())
+                }
+                gimli::SectionId::DebugLoc
+                | gimli::SectionId::DebugLocLists
+                | gimli::SectionId::DebugAddr
+                | gimli::SectionId::DebugRanges
+                | gimli::SectionId::DebugRngLists
+                    if !functions.is_empty() =>
+                {
                     super::runtime_offsets::section_bytes(&file, id).ok_or(())
                 }
                 _ => Ok(Cow::Borrowed(&[])),
@@ -231,6 +336,7 @@ impl GoDwarfNames {
             pending: Vec::new(),
         };
         let mut vars = HashMap::new();
+        let mut function_vars = HashMap::new();
         'units: for unit in &units {
             for (name, type_offset) in unit_globals(&dwarf, unit, only) {
                 if vars.contains_key(name.as_str()) {
@@ -242,13 +348,265 @@ impl GoDwarfNames {
                     break 'units;
                 }
             }
+            if !functions.is_empty() {
+                for (entry, raw) in unit_pointer_vars(&dwarf, &units, unit, functions) {
+                    let vars: Vec<PointerVar> = raw
+                        .into_iter()
+                        .map(|(type_name, pointee, in_regs)| PointerVar {
+                            type_name,
+                            ty: builder.intern(pointee),
+                            in_regs,
+                        })
+                        .collect();
+                    function_vars.insert(entry, vars.into_boxed_slice());
+                }
+            }
         }
         builder.finish();
         let mut types = builder.types;
         types.shrink_to_fit();
         vars.shrink_to_fit();
-        Some(Self { vars, types })
+        Some(Self {
+            vars,
+            types,
+            functions: function_vars,
+        })
     }
+}
+
+/// A pointer variable as read, before its pointee gets a type index: the pointee's name
+/// and section offset, and where the variable is in registers.
+type RawPointerVar = (Box<str>, usize, Box<[(u64, u64, u16)]>);
+
+/// Deepest nesting of lexical blocks and inlined bodies searched for variables.
+const MAX_SCOPE_DEPTH: usize = 32;
+/// Most variables kept per function.
+const MAX_FUNCTION_VARS: usize = 4096;
+
+/// The pointer variables of each function of `unit` whose entry is in `functions`.
+fn unit_pointer_vars<'a>(
+    dwarf: &gimli::Dwarf<Reader<'a>>,
+    units: &[Unit<'a>],
+    unit: &Unit<'a>,
+    functions: &HashSet<u64>,
+) -> Vec<(u64, Vec<RawPointerVar>)> {
+    let mut out = Vec::new();
+    let Ok(mut tree) = unit.header.entries_tree(&unit.abbrevs, None) else {
+        return out;
+    };
+    let Ok(root) = tree.root() else {
+        return out;
+    };
+    // Addresses are `DW_FORM_addr` before Go 1.25, `DW_FORM_addrx` into `.debug_addr`
+    // (from the unit's `DW_AT_addr_base`) after; location lists start from the unit's
+    // base address (its `DW_AT_low_pc`).
+    let addr_base = match root
+        .entry()
+        .attr_value(gimli::DW_AT_addr_base)
+        .ok()
+        .flatten()
+    {
+        Some(gimli::AttributeValue::DebugAddrBase(base)) => base,
+        _ => gimli::DebugAddrBase(0),
+    };
+    let addrs = Addresses {
+        dwarf,
+        size: unit.header.address_size(),
+        base: addr_base,
+    };
+    let base = addrs.get(root.entry(), gimli::DW_AT_low_pc).unwrap_or(0);
+    let mut children = root.children();
+    while let Ok(Some(child)) = children.next() {
+        let entry = child.entry();
+        if entry.tag() != gimli::DW_TAG_subprogram {
+            continue;
+        }
+        let Some(low) = addrs.get(entry, gimli::DW_AT_low_pc) else {
+            continue;
+        };
+        if !functions.contains(&low) {
+            continue;
+        }
+        let high = match entry.attr_value(gimli::DW_AT_high_pc).ok().flatten() {
+            Some(gimli::AttributeValue::Udata(len)) => low.checked_add(len),
+            Some(_) => addrs.get(entry, gimli::DW_AT_high_pc),
+            None => None,
+        };
+        let mut vars = Vec::new();
+        let scope = Scope {
+            dwarf,
+            units,
+            unit,
+            base,
+            addr_base,
+            function: (low, high),
+        };
+        scope.pointer_vars(child, 0, &mut vars);
+        out.push((low, vars));
+    }
+    out
+}
+
+/// What reading the variables of one function needs.
+struct Scope<'s, 'a> {
+    dwarf: &'s gimli::Dwarf<Reader<'a>>,
+    units: &'s [Unit<'a>],
+    unit: &'s Unit<'a>,
+    /// The unit's base address, which location list offsets start from.
+    base: u64,
+    /// The unit's `DW_AT_addr_base` (0 when it has none).
+    addr_base: gimli::DebugAddrBase,
+    /// The function's `[low, high)`, where a single location expression directly in it
+    /// holds.
+    function: (u64, Option<u64>),
+}
+
+impl Scope<'_, '_> {
+    /// Collects the pointer variables declared in the scope `node` (a subprogram, lexical
+    /// block or inlined body) and the scopes nested in it.
+    fn pointer_vars(
+        &self,
+        node: gimli::EntriesTreeNode<'_, '_, '_, Reader<'_>>,
+        depth: usize,
+        vars: &mut Vec<RawPointerVar>,
+    ) {
+        let mut children = node.children();
+        while let Ok(Some(child)) = children.next() {
+            if vars.len() >= MAX_FUNCTION_VARS {
+                return;
+            }
+            let entry = child.entry();
+            match entry.tag() {
+                gimli::DW_TAG_formal_parameter | gimli::DW_TAG_variable => {
+                    if let Some(var) = self.pointer_var(entry, depth) {
+                        vars.push(var);
+                    }
+                }
+                gimli::DW_TAG_lexical_block | gimli::DW_TAG_inlined_subroutine
+                    if depth < MAX_SCOPE_DEPTH =>
+                {
+                    self.pointer_vars(child, depth + 1, vars);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The variable `entry` if its type is a pointer to a named type and it is ever
+    /// entirely in one register.
+    fn pointer_var(
+        &self,
+        entry: &gimli::DebuggingInformationEntry<'_, '_, Reader<'_>>,
+        depth: usize,
+    ) -> Option<RawPointerVar> {
+        let (dwarf, units, unit) = (self.dwarf, self.units, self.unit);
+        // An inlined body's variables name their type through their abstract origin.
+        let ty = type_ref(unit, entry).or_else(|| {
+            let origin = match entry.attr_value(gimli::DW_AT_abstract_origin).ok()?? {
+                gimli::AttributeValue::UnitRef(o) => unit.start.checked_add(o.0)?,
+                gimli::AttributeValue::DebugInfoRef(o) => o.0,
+                _ => return None,
+            };
+            entry_at(units, origin, |u, e| type_ref(u, e))?
+        })?;
+        let pointee = entry_at(units, ty, |u, e| {
+            (e.tag() == gimli::DW_TAG_pointer_type).then(|| type_ref(u, e))?
+        })??;
+        let type_name: Box<str> = entry_at(units, pointee, |_, e| {
+            entry_name(dwarf, e).map(|n| String::from_utf8_lossy(n).into())
+        })??;
+        let mut in_regs = Vec::new();
+        match entry.attr_value(gimli::DW_AT_location).ok()?? {
+            gimli::AttributeValue::Exprloc(expr) => {
+                // One expression for the whole scope: trusted only directly in the function.
+                if let (0, Some(reg), (low, Some(high))) =
+                    (depth, register_of(expr.0.slice()), self.function)
+                {
+                    in_regs.push((low, high, reg));
+                }
+            }
+            gimli::AttributeValue::LocationListsRef(offset) => {
+                let mut locations = dwarf
+                    .locations
+                    .locations(
+                        offset,
+                        unit.header.encoding(),
+                        self.base,
+                        &dwarf.debug_addr,
+                        self.addr_base,
+                    )
+                    .ok()?;
+                while let Ok(Some(loc)) = locations.next() {
+                    if let Some(reg) = register_of(loc.data.0.slice()) {
+                        in_regs.push((loc.range.begin, loc.range.end, reg));
+                    }
+                    if in_regs.len() >= MAX_MEMBERS {
+                        break;
+                    }
+                }
+            }
+            _ => {}
+        }
+        (!in_regs.is_empty()).then(|| (type_name, pointee, in_regs.into_boxed_slice()))
+    }
+}
+
+/// Reads the address attributes of one unit.
+struct Addresses<'d, 'a> {
+    dwarf: &'d gimli::Dwarf<Reader<'a>>,
+    size: u8,
+    base: gimli::DebugAddrBase,
+}
+
+impl Addresses<'_, '_> {
+    /// An address attribute: `DW_FORM_addr`, or `DW_FORM_addrx` into `.debug_addr`.
+    fn get(
+        &self,
+        entry: &gimli::DebuggingInformationEntry<'_, '_, Reader<'_>>,
+        name: gimli::DwAt,
+    ) -> Option<u64> {
+        match entry.attr_value(name).ok()?? {
+            gimli::AttributeValue::Addr(addr) => Some(addr),
+            gimli::AttributeValue::DebugAddrIndex(index) => self
+                .dwarf
+                .debug_addr
+                .get_address(self.size, self.base, index)
+                .ok(),
+            _ => None,
+        }
+    }
+}
+
+/// The DWARF register a location expression consists of (`DW_OP_reg0`…`DW_OP_reg31`, or
+/// `DW_OP_regx`), `None` for anything else (memory, pieces, computed values).
+fn register_of(expr: &[u8]) -> Option<u16> {
+    match expr {
+        &[op] if (gimli::DW_OP_reg0.0..=gimli::DW_OP_reg31.0).contains(&op) => {
+            Some(u16::from(op - gimli::DW_OP_reg0.0))
+        }
+        [op, rest @ ..] if *op == gimli::DW_OP_regx.0 => {
+            let mut reader = gimli::EndianSlice::new(rest, gimli::LittleEndian);
+            let reg = gimli::Reader::read_uleb128(&mut reader).ok()?;
+            gimli::Reader::is_empty(&reader)
+                .then(|| u16::try_from(reg).ok())
+                .flatten()
+        }
+        _ => None,
+    }
+}
+
+/// Runs `f` on the entry at section offset `offset` (in whichever unit holds it).
+fn entry_at<'a, T>(
+    units: &[Unit<'a>],
+    offset: usize,
+    f: impl FnOnce(&Unit<'a>, &gimli::DebuggingInformationEntry<'_, '_, Reader<'a>>) -> T,
+) -> Option<T> {
+    let (unit, unit_offset) = unit_at(units, offset)?;
+    let entry = unit
+        .header
+        .entry(&unit.abbrevs, gimli::UnitOffset(unit_offset))
+        .ok()?;
+    Some(f(unit, &entry))
 }
 
 /// A unit of `.debug_info`: where it is and how to read it.
@@ -427,6 +785,7 @@ impl Builder<'_, '_> {
     fn read(&mut self, mut offset: usize) -> TypeNode {
         // A lock or a Go non-aggregate type seen along the typedef chain: keep going only
         // to learn the size.
+        let mut lock = false;
         let mut leaf = false;
         for _ in 0..MAX_TYPEDEFS {
             let Some((unit, unit_offset)) = unit_at(self.units, offset) else {
@@ -446,7 +805,7 @@ impl Builder<'_, '_> {
             if entry_name(self.dwarf, entry)
                 .is_some_and(|name| LOCK_TYPES.iter().any(|lock| lock.as_bytes() == name))
             {
-                leaf = true;
+                lock = true;
             }
             if udata(entry, DW_AT_GO_KIND)
                 .is_some_and(|kind| kind != 0 && kind != GO_KIND_ARRAY && kind != GO_KIND_STRUCT)
@@ -465,6 +824,9 @@ impl Builder<'_, '_> {
             let size = udata(entry, gimli::DW_AT_byte_size).or_else(|| {
                 (tag == gimli::DW_TAG_pointer_type).then(|| u64::from(unit.header.address_size()))
             });
+            if lock {
+                return TypeNode::Lock { size };
+            }
             if leaf {
                 return TypeNode::Leaf { size };
             }
@@ -576,9 +938,9 @@ mod tests {
     fn names() -> GoDwarfNames {
         let types = vec![
             // 0: sync.Mutex
-            TypeNode::Leaf { size: Some(8) },
+            TypeNode::Lock { size: Some(8) },
             // 1: sync.RWMutex
-            TypeNode::Leaf { size: Some(24) },
+            TypeNode::Lock { size: Some(24) },
             // 2: int32
             TypeNode::Leaf { size: Some(4) },
             // 3: Inner
@@ -626,7 +988,48 @@ mod tests {
         .into_iter()
         .map(|(name, ty)| (Box::<str>::from(name), ty))
         .collect();
-        GoDwarfNames { vars, types }
+        // The function at 0x1000: `c *Cfg` in RAX over [0x1000, 0x1010) and in RDX (DWARF
+        // 1) over [0x1020, 0x1030); `m *sync.Mutex` in RCX (2) over [0x1000, 0x1030).
+        let cfg = PointerVar {
+            type_name: "main.Cfg".into(),
+            ty: 5,
+            in_regs: vec![(0x1000, 0x1010, 0), (0x1020, 0x1030, 1)].into(),
+        };
+        let mutex = PointerVar {
+            type_name: "sync.Mutex".into(),
+            ty: 0,
+            in_regs: vec![(0x1000, 0x1030, 2)].into(),
+        };
+        let functions = std::iter::once((0x1000, vec![cfg, mutex].into_boxed_slice())).collect();
+        GoDwarfNames {
+            vars,
+            types,
+            functions,
+        }
+    }
+
+    /// A lock inside the struct a register variable points to is named by the struct's
+    /// type and the field path; anything but the exact start of a lock, a pc or register
+    /// where no such variable is, or a pointer to a lock itself names nothing.
+    #[test]
+    fn lock_members_of_pointer_variables() {
+        let names = names();
+        let at = |pc, reg, offset| names.lock_member(0x1000, pc, reg, offset);
+        assert_eq!(at(0x1004, 0, 0).as_deref(), Some("main.Cfg.mu"));
+        assert_eq!(at(0x1020, 1, 32).as_deref(), Some("main.Cfg.inner.mu"));
+        assert_eq!(at(0x102f, 1, 80).as_deref(), Some("main.Cfg.tail[2].mu"));
+        // Not the start of a lock: inside one, a non-lock field, padding, outside.
+        assert_eq!(at(0x1004, 0, 4), None);
+        assert_eq!(at(0x1004, 0, 24), None);
+        assert_eq!(at(0x1004, 0, 28), None);
+        assert_eq!(at(0x1004, 0, 96), None);
+        assert_eq!(at(0x1004, 0, -8), None);
+        // Wrong register, pc outside the ranges, unknown function.
+        assert_eq!(at(0x1004, 1, 0), None);
+        assert_eq!(at(0x1010, 0, 0), None);
+        assert_eq!(names.lock_member(0x2000, 0x2004, 0, 0), None);
+        // `m *sync.Mutex`: a pointer to the lock itself says nothing of its owner.
+        assert_eq!(at(0x1004, 2, 0), None);
     }
 
     #[test]

@@ -28,8 +28,12 @@
 //!   the runtime's `g`, from DWARF or a per-release table.
 //! - [`GoDwarfNames`] and [`go_global_field_path`] (`dwarf_names`): names of places in
 //!   global variables by field path (`main.store.mu`, `main.table[3].mu`), from DWARF.
+//! - [`go_lock_names`] (`lock_owners`): names of locks inside heap objects by the type of
+//!   the struct holding them (`main.Store.mu`), from DWARF location lists and the code
+//!   around each site.
 mod atomic_sites;
 mod dwarf_names;
+mod lock_owners;
 mod runtime_offsets;
 
 use iced_x86::{Decoder, DecoderOptions, FlowControl, Instruction, Mnemonic, OpKind};
@@ -38,12 +42,22 @@ use object::{Object as _, ObjectSegment as _};
 pub use self::{
     atomic_sites::{GoLockSite, GoSitePlan, SkippedSite, plan_go_lock_sites},
     dwarf_names::{GoDwarfNames, go_global_field_path},
+    lock_owners::{GoLockOwners, go_lock_names},
     runtime_offsets::{
         GoRuntimeOffsets, OffsetSource, go_runtime_offsets, go_runtime_offsets_for_version,
         go_struct_member_offset,
     },
 };
 use crate::gosym::{GoFunc, GoSymError, GoTable};
+
+/// Whether a Go function belongs to the lock implementation (or the runtime under it)
+/// rather than to the code that locks.
+#[must_use]
+pub fn is_lock_internal(function: &str) -> bool {
+    ["sync.", "internal/sync.", "sync/atomic.", "runtime."]
+        .iter()
+        .any(|p| function.starts_with(p))
+}
 
 /// What can go wrong while locating probe sites.
 #[derive(Debug, thiserror::Error)]

@@ -7,6 +7,8 @@
 //
 //	MODE deadlock: a rendezvous makes both goroutines hold their first lock before they
 //	               take the second: they deadlock, forever.
+//	MODE heap:     the same deadlock between a provider and a store allocated on the heap
+//	               at run time (as in a real service), not the globals.
 //	MODE ordered:  the fix: the collector takes provider.mu before store.mu too. Both
 //	               goroutines loop for ~2 s with contention, then `done` is printed.
 //
@@ -16,8 +18,9 @@
 //	mode=MODE
 //	goid.writer=N      goroutine id (as in the runtime's dumps) of the Refresh path
 //	goid.gc=N          goroutine id of the GC path
-//	lock.provider=0x…  &provider.mu (the global main.provider; mu is its first field)
-//	lock.store=0x…     &store.mu (the global main.store)
+//	lock.provider=0x…  &provider.mu (the global main.provider, or the heap provider;
+//	                   mu is its first field)
+//	lock.store=0x…     &store.mu (the global main.store, or the heap store)
 //
 // main keeps sleeping (so the runtime's "all goroutines are asleep" check never fires) and
 // the process exits by itself after 120 s.
@@ -33,16 +36,18 @@ import (
 	"time"
 )
 
-// Provider caches alert rules.
+// Provider caches alert rules and writes them through to its store.
 type Provider struct {
 	mu    sync.Mutex
 	cache map[string]int
+	store *Store
 }
 
-// Store persists them.
+// Store persists them; its collector calls back into the provider.
 type Store struct {
-	mu   sync.Mutex
-	data map[string]int
+	mu       sync.Mutex
+	data     map[string]int
+	provider *Provider
 }
 
 var provider Provider
@@ -66,7 +71,7 @@ func (p *Provider) Refresh(key string, v int) {
 		close(writerHolds)
 		<-gcHolds
 	}
-	store.Put(key, v)
+	p.store.Put(key, v)
 	p.mu.Unlock()
 }
 
@@ -90,7 +95,7 @@ func (s *Store) GC() {
 		close(gcHolds)
 		<-writerHolds
 	}
-	provider.Evict(expired)
+	s.provider.Evict(expired)
 	s.mu.Unlock()
 }
 
@@ -107,11 +112,11 @@ func (p *Provider) Evict(keys []string) {
 //
 //go:noinline
 func (s *Store) GCOrdered() {
-	provider.mu.Lock()
+	s.provider.mu.Lock()
 	s.mu.Lock()
-	provider.evictLocked(s.collectLocked())
+	s.provider.evictLocked(s.collectLocked())
 	s.mu.Unlock()
-	provider.mu.Unlock()
+	s.provider.mu.Unlock()
 }
 
 //go:noinline
@@ -154,7 +159,7 @@ const orderedFor = 2 * time.Second
 // writer runs path A: Provider.Refresh (→ Store.Put).
 //
 //go:noinline
-func writer(ids chan<- int64, start <-chan struct{}, wg *sync.WaitGroup) {
+func writer(provider *Provider, ids chan<- int64, start <-chan struct{}, wg *sync.WaitGroup) {
 	defer wg.Done()
 	ids <- goid()
 	<-start
@@ -171,7 +176,7 @@ func writer(ids chan<- int64, start <-chan struct{}, wg *sync.WaitGroup) {
 // gc runs path B: Store.GC (→ Provider.Evict), or in ordered mode Store.GCOrdered.
 //
 //go:noinline
-func gc(ids chan<- int64, start <-chan struct{}, wg *sync.WaitGroup) {
+func gc(store *Store, ids chan<- int64, start <-chan struct{}, wg *sync.WaitGroup) {
 	defer wg.Done()
 	ids <- goid()
 	<-start
@@ -190,7 +195,7 @@ func fact(key string, value interface{}) {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: go_abba deadlock|ordered START_MS")
+	fmt.Fprintln(os.Stderr, "usage: go_abba deadlock|heap|ordered START_MS")
 	os.Exit(2)
 }
 
@@ -199,9 +204,13 @@ func main() {
 		usage()
 	}
 	mode := os.Args[1]
+	p, s := &provider, &store
 	switch mode {
 	case "deadlock":
 		rendezvous = true
+	case "heap":
+		rendezvous = true
+		p, s = new(Provider), new(Store)
 	case "ordered":
 	default:
 		usage()
@@ -211,10 +220,12 @@ func main() {
 		usage()
 	}
 	t0 := time.Now()
-	provider.cache = make(map[string]int)
-	store.data = make(map[string]int)
+	p.cache = make(map[string]int)
+	p.store = s
+	s.data = make(map[string]int)
+	s.provider = p
 	for i := 0; i < 64; i++ {
-		store.data["rule"+strconv.Itoa(i)] = i
+		s.data["rule"+strconv.Itoa(i)] = i
 	}
 
 	start := make(chan struct{})
@@ -222,15 +233,15 @@ func main() {
 	gcID := make(chan int64, 1)
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go writer(writerID, start, &wg)
-	go gc(gcID, start, &wg)
+	go writer(p, writerID, start, &wg)
+	go gc(s, gcID, start, &wg)
 
 	fact("pid", os.Getpid())
 	fact("mode", mode)
 	fact("goid.writer", <-writerID)
 	fact("goid.gc", <-gcID)
-	fact("lock.provider", fmt.Sprintf("%p", &provider.mu))
-	fact("lock.store", fmt.Sprintf("%p", &store.mu))
+	fact("lock.provider", fmt.Sprintf("%p", &p.mu))
+	fact("lock.store", fmt.Sprintf("%p", &s.mu))
 	fmt.Println("ready")
 
 	time.Sleep(time.Duration(startMS) * time.Millisecond)

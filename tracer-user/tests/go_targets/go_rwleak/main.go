@@ -16,7 +16,8 @@
 //	pid=N              this process
 //	holder=HOLDER
 //	goid.leaker=N      goroutine id (as in the runtime's dumps) of the goroutine that leaks
-//	lock.registry=0x…  &registry.mu (the global main.registry; mu is its first field)
+//	lock.registry=0x…  &registry.mu (the registry is allocated on the heap at run time, as
+//	                   in a real service; mu is its first field)
 //	line.leak=N        source line (main.go) of the r.mu.Lock() call that is never undone
 //
 // After `ready` it prints `leaked` once the lock is leaked and `readers=N` about once a
@@ -42,7 +43,8 @@ type Registry struct {
 	versions map[string]int
 }
 
-var registry Registry
+// registry points to the one Registry, allocated in main.
+var registry *Registry
 
 var errBadVersion = errors.New("schema version must be positive")
 
@@ -197,7 +199,7 @@ func main() {
 		usage()
 	}
 	t0 := time.Now()
-	registry.versions = make(map[string]int)
+	registry = &Registry{versions: make(map[string]int)}
 
 	facts := make(chan announcement, 1)
 	start := make(chan struct{})

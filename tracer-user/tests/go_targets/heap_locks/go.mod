@@ -1,0 +1,3 @@
+module heap_locks
+
+go 1.19
