@@ -445,7 +445,8 @@ fn go_abba_heap_deadlock_names_locks_by_struct_type() {
 
 /// Guards against: position-independent Go executables (`-buildmode=pie`, loaded at a
 /// random base) getting wrong stacks, names or holders because pcs were looked up
-/// without the load bias.
+/// without the load bias, for globals and for locks in heap objects (named through the
+/// sites that take them, whose addresses the bias moves).
 #[test]
 fn go_abba_deadlock_is_reported_for_pie_builds() {
     require_root();
@@ -455,9 +456,11 @@ fn go_abba_deadlock_is_reported_for_pie_builds() {
         .expect("create temp dir for Go target");
     let builds = go_toolchain::build_all_with("go_abba", dir.path(), false, &["-buildmode=pie"]);
     for build in &builds {
-        let target = Target::spawn(&build.path, &["deadlock", START_MS]);
-        let (values, what) = trace(&target, 5, &[], build);
-        check_go_abba_deadlock(&target, &values, build, AbbaLocks::Globals, &what);
+        for (mode, locks) in [("deadlock", AbbaLocks::Globals), ("heap", AbbaLocks::Heap)] {
+            let target = Target::spawn(&build.path, &[mode, START_MS]);
+            let (values, what) = trace(&target, 5, &[], build);
+            check_go_abba_deadlock(&target, &values, build, locks, &what);
+        }
     }
 }
 

@@ -473,18 +473,18 @@ fn plan_function(
 }
 
 /// One function decoded from start to end (or to its first undecodable byte).
-struct Decoded<'a> {
+pub(super) struct Decoded<'a> {
     code: &'a [u8],
     entry: u64,
-    instrs: Vec<Instruction>,
+    pub(super) instrs: Vec<Instruction>,
     /// Targets of every direct near branch, jump or call in the function.
-    targets: FxHashSet<u64>,
+    pub(super) targets: FxHashSet<u64>,
     /// Address of the first byte that did not decode, if any.
     stopped_at: Option<u64>,
 }
 
 impl<'a> Decoded<'a> {
-    fn new(code: &'a [u8], entry: u64) -> Self {
+    pub(super) fn new(code: &'a [u8], entry: u64) -> Self {
         let mut decoder = Decoder::with_ip(64, code, entry, DecoderOptions::NONE);
         let mut this = Self {
             code,

@@ -157,49 +157,49 @@ impl GoDwarfNames {
                     .iter()
                     .any(|&(start, end, r)| r == reg && (start..end).contains(&pc))
             })
-            .find_map(|var| {
-                let path = self.lock_path(var.ty, offset)?;
-                let dot = if path.starts_with('[') { "" } else { "." };
-                Some(format!("{}{dot}{path}", var.type_name))
-            })
+            .find_map(|var| self.lock_path(var.ty, offset, var.type_name.to_string()))
     }
 
     /// The field path from a value of type `ty` to the lock that starts `offset` bytes into
-    /// it (`mu`, `inner.mu`, `shards[2].mu`); `None` when no lock starts there or `ty` is
-    /// a lock itself.
-    fn lock_path(&self, mut ty: u32, offset: u64) -> Option<String> {
-        let mut path = String::new();
+    /// it, appended to `path` (`main.Store` + `.mu`, `.inner.mu`, `.shards[2].mu`); `None`
+    /// when no lock starts there or `ty` is a lock itself.
+    fn lock_path(&self, mut ty: u32, offset: u64, mut path: String) -> Option<String> {
         let mut rest = offset;
-        for _ in 0..MAX_DEPTH {
-            match self.node(ty) {
-                TypeNode::Lock { .. } => return (rest == 0 && !path.is_empty()).then_some(path),
-                TypeNode::Leaf { .. } => return None,
-                TypeNode::Struct { size, members } => {
-                    let member = self.member_at(members, *size, rest)?;
-                    if !path.is_empty() {
-                        path.push('.');
-                    }
-                    path.push_str(&member.name);
-                    rest -= member.offset;
-                    ty = member.ty;
-                }
-                TypeNode::Array { size, elem, count } => {
-                    let elem_size = self.node(*elem).size().or_else(|| {
-                        size.zip(*count)
-                            .and_then(|(size, count)| size.checked_div(count))
-                    });
-                    let elem_size = elem_size.filter(|&s| s > 0)?;
-                    let index = rest / elem_size;
-                    if count.is_some_and(|count| index >= count) {
-                        return None;
-                    }
-                    let _ = write!(path, "[{index}]");
-                    rest %= elem_size;
-                    ty = *elem;
-                }
+        for depth in 0..MAX_DEPTH {
+            if matches!(self.node(ty), TypeNode::Lock { .. }) {
+                return (rest == 0 && depth > 0).then_some(path);
             }
+            (ty, rest) = self.step(ty, rest, &mut path)?;
         }
         None
+    }
+
+    /// One step down a field path: the member or array element of `ty` holding byte
+    /// `rest` (its type and the offset left inside it), with `.name` or `[index]` appended
+    /// to `path`; `None` at a lock or leaf, or where no member holds the byte.
+    fn step(&self, ty: u32, rest: u64, path: &mut String) -> Option<(u32, u64)> {
+        match self.node(ty) {
+            TypeNode::Lock { .. } | TypeNode::Leaf { .. } => None,
+            TypeNode::Struct { size, members } => {
+                let member = self.member_at(members, *size, rest)?;
+                path.push('.');
+                path.push_str(&member.name);
+                Some((member.ty, rest - member.offset))
+            }
+            TypeNode::Array { size, elem, count } => {
+                let elem_size = self.node(*elem).size().or_else(|| {
+                    size.zip(*count)
+                        .and_then(|(size, count)| size.checked_div(count))
+                });
+                let elem_size = elem_size.filter(|&s| s > 0)?;
+                let index = rest / elem_size;
+                if count.is_some_and(|count| index >= count) {
+                    return None;
+                }
+                let _ = write!(path, "[{index}]");
+                Some((*elem, rest % elem_size))
+            }
+        }
     }
 
     /// How many global variables were found.
@@ -228,34 +228,10 @@ impl GoDwarfNames {
         let mut path = symbol.to_owned();
         let mut rest = offset;
         for _ in 0..MAX_DEPTH {
-            match self.node(ty) {
-                TypeNode::Lock { .. } | TypeNode::Leaf { .. } => break,
-                TypeNode::Struct { size, members } => {
-                    let Some(member) = self.member_at(members, *size, rest) else {
-                        break;
-                    };
-                    path.push('.');
-                    path.push_str(&member.name);
-                    rest -= member.offset;
-                    ty = member.ty;
-                }
-                TypeNode::Array { size, elem, count } => {
-                    let elem_size = self.node(*elem).size().or_else(|| {
-                        size.zip(*count)
-                            .and_then(|(size, count)| size.checked_div(count))
-                    });
-                    let Some(elem_size) = elem_size.filter(|&s| s > 0) else {
-                        break;
-                    };
-                    let index = rest / elem_size;
-                    if count.is_some_and(|count| index >= count) {
-                        break;
-                    }
-                    let _ = write!(path, "[{index}]");
-                    rest %= elem_size;
-                    ty = *elem;
-                }
-            }
+            let Some(next) = self.step(ty, rest, &mut path) else {
+                break;
+            };
+            (ty, rest) = next;
         }
         Some(path)
     }

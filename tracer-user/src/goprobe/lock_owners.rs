@@ -20,16 +20,16 @@
 use std::sync::Arc;
 
 use iced_x86::{
-    Decoder, DecoderOptions, FlowControl, Instruction, InstructionInfoFactory, Mnemonic, OpAccess,
-    OpKind, Register,
+    FlowControl, Instruction, InstructionInfoFactory, Mnemonic, OpAccess, OpKind, Register,
 };
 use object::{Object as _, ObjectSection as _};
 use rustc_hash::{FxHashMap, FxHashSet};
 use tracer_common::GoOp;
 
 use super::{
-    GoDwarfNames, GoSitePlan, Segment, atomic_sites::reg_slot, elf_segments, is_lock_internal,
-    map_range,
+    GoDwarfNames, GoSitePlan, Segment,
+    atomic_sites::{Decoded, reg_slot},
+    elf_segments, is_lock_internal, map_range,
 };
 use crate::{golocks::RW_READER_COUNT_OFFSET, gosym::GoTable};
 
@@ -187,7 +187,7 @@ fn name_in_function(
     let Some((_, code)) = map_range(elf, segments, func.entry, func.end) else {
         return;
     };
-    let code = Code::decode(code, func.entry);
+    let code = Decoded::new(code, func.entry);
     for start in starts {
         let Some(i) = code.index_of(start.at) else {
             continue;
@@ -238,34 +238,8 @@ fn direct_calls_to(file: &object::File<'_>, targets: &FxHashSet<u64>) -> Vec<(u6
     calls
 }
 
-/// One function's instructions and the targets of its direct branches.
-struct Code {
-    instrs: Vec<Instruction>,
-    targets: FxHashSet<u64>,
-}
-
-impl Code {
-    fn decode(code: &[u8], entry: u64) -> Self {
-        let mut decoder = Decoder::with_ip(64, code, entry, DecoderOptions::NONE);
-        let mut instrs = Vec::new();
-        let mut targets = FxHashSet::default();
-        let mut instr = Instruction::default();
-        while decoder.can_decode() {
-            decoder.decode_out(&mut instr);
-            if instr.is_invalid() {
-                break;
-            }
-            if matches!(
-                instr.op0_kind(),
-                OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64
-            ) {
-                targets.insert(instr.near_branch_target());
-            }
-            instrs.push(instr);
-        }
-        Self { instrs, targets }
-    }
-
+/// Tracing registers back through a decoded function.
+impl Decoded<'_> {
     fn index_of(&self, ip: u64) -> Option<usize> {
         self.instrs.binary_search_by_key(&ip, Instruction::ip).ok()
     }
@@ -406,8 +380,8 @@ mod tests {
 
     const BASE: u64 = 0x40_1000;
 
-    fn code(bytes: &[u8]) -> Code {
-        Code::decode(bytes, BASE)
+    fn code(bytes: &[u8]) -> Decoded<'_> {
+        Decoded::new(bytes, BASE)
     }
 
     #[test]
