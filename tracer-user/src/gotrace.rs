@@ -6,6 +6,7 @@
 //! `golocks` is the lock state machine. This module is the glue that needs the process.
 use std::{
     collections::HashSet,
+    fmt::Write as _,
     path::PathBuf,
     sync::Arc,
     time::{Duration, Instant},
@@ -79,7 +80,7 @@ impl GoTarget {
     /// The report note on what was attached: Go version, module, sites and times.
     #[must_use]
     pub fn attach_note(&self, attached: usize, refused: usize, attach_time: Duration) -> String {
-        format!(
+        let mut note = format!(
             "{} program{}: {attached} Go lock sites attached ({refused} refused by the kernel, {} not probeable); planned in {} ms, attached in {} ms",
             self.build.go_version,
             self.build
@@ -90,7 +91,15 @@ impl GoTarget {
             self.plan.skipped.len(),
             self.plan_time.as_millis(),
             attach_time.as_millis(),
-        )
+        );
+        if !self.owners.is_empty() {
+            let _ = write!(
+                note,
+                "; {} sites and calls name the heap locks they take, from DWARF",
+                self.owners.len()
+            );
+        }
+        note
     }
 
     /// What the probe loader attaches: every planned site of the executable.

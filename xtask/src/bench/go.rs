@@ -8,6 +8,9 @@
 //!   pointing it at a local socket that accepts and never answers. The tracer's own
 //!   note gives the split (pclntab parse + disassembly + planning vs probe placement),
 //!   and the wall time until its descriptor table is quiet gives the whole attach.
+//!   `kubectl` ships without DWARF; the Go compiler built here from the toolchain's own
+//!   sources (`cmd/compile`, ~28 MB with DWARF, blocked reading its stdin) measures the
+//!   DWARF work on top: global field paths and the names of locks in heap objects.
 use std::{
     collections::BTreeMap,
     fmt::Write as _,
@@ -39,8 +42,8 @@ const LARGE_GO_BINARIES: [&str; 3] = [
     "/usr/local/bin/kubectl",
 ];
 
-/// Builds the Go workload with the newest Go toolchain `cargo xtask setup` installs.
-fn build_workload(root: &Path) -> anyhow::Result<PathBuf> {
+/// The newest Go toolchain `cargo xtask setup` installs.
+fn go_toolchain() -> anyhow::Result<PathBuf> {
     let out = Command::new("python3")
         .args(["-c", "import go, os; print(os.path.dirname(go.__file__))"])
         .output()
@@ -54,24 +57,41 @@ fn build_workload(root: &Path) -> anyhow::Result<PathBuf> {
     if !go.exists() {
         bail!("no Go toolchain: run `cargo xtask setup`");
     }
-    let dir = root.join("target/bench");
-    std::fs::create_dir_all(&dir)?;
-    let bin = dir.join("go_lockbench");
+    Ok(go)
+}
+
+/// `go build -o target/bench/<out> <package>` (run in `dir`), offline, with the bench's
+/// own build cache.
+fn go_build(root: &Path, dir: &Path, package: &str, out: &str) -> anyhow::Result<PathBuf> {
+    let go = go_toolchain()?;
+    let bench = root.join("target/bench");
+    std::fs::create_dir_all(&bench)?;
+    let bin = bench.join(out);
     let status = Command::new(&go)
-        .current_dir(root.join("xtask/bench/go_lockbench"))
+        .current_dir(dir)
         .env("GOPROXY", "off")
         .env("GOTOOLCHAIN", "local")
-        .env("GOCACHE", dir.join("gocache"))
-        .env("GOPATH", dir.join("gopath"))
+        .env("GOCACHE", bench.join("gocache"))
+        .env("GOPATH", bench.join("gopath"))
         .args(["build", "-o"])
         .arg(&bin)
-        .arg(".")
+        .arg(package)
         .status()
         .with_context(|| format!("running {}", go.display()))?;
     if !status.success() {
-        bail!("building go_lockbench failed ({status})");
+        bail!("building {package} failed ({status})");
     }
     Ok(bin)
+}
+
+/// Builds the Go workload.
+fn build_workload(root: &Path) -> anyhow::Result<PathBuf> {
+    go_build(
+        root,
+        &root.join("xtask/bench/go_lockbench"),
+        ".",
+        "go_lockbench",
+    )
 }
 
 /// What watches the workload in one run.
@@ -189,38 +209,77 @@ struct AttachTiming {
     note: String,
 }
 
-fn attach_timing(tools: &Tools) -> anyhow::Result<Option<AttachTiming>> {
-    let Some(binary) = LARGE_GO_BINARIES
+/// The large Go programs whose attach is timed: `kubectl` when installed (no DWARF), and
+/// the Go compiler built here with DWARF. Each comes with what keeps it alive and
+/// blocked while the tracer attaches: `kubectl` waits on a silent socket, the compiler
+/// reads a stdin that never ends (the bench's pipe).
+fn attach_timings(tools: &Tools) -> Vec<(String, anyhow::Result<AttachTiming>)> {
+    let mut out = Vec::new();
+    if let Some(kubectl) = LARGE_GO_BINARIES
         .iter()
         .map(PathBuf::from)
         .find(|p| p.exists())
-    else {
-        return Ok(None);
-    };
-    let size = std::fs::metadata(&binary)?.len();
-    let server = SilentServer::start()?;
-    let mut kubectl = Proc::spawn(
-        "kubectl",
-        Command::new(&binary).args([
-            "get",
-            "pods",
-            "--server",
-            &format!("http://127.0.0.1:{}", server.port),
-            "--request-timeout=0",
-        ]),
-    )?;
-    // Let it start its goroutines and block on the socket.
+    {
+        let timing = SilentServer::start().and_then(|server| {
+            let url = format!("http://127.0.0.1:{}", server.port);
+            attach_timing(
+                tools,
+                &kubectl,
+                &["get", "pods", "--server", &url, "--request-timeout=0"],
+                "a silent local socket",
+            )
+        });
+        out.push((kubectl.display().to_string(), timing));
+    } else {
+        out.push((
+            "kubectl".to_owned(),
+            Err(anyhow::anyhow!(
+                "not found ({}); install `kubernetes-client` to measure it",
+                LARGE_GO_BINARIES.join(", ")
+            )),
+        ));
+    }
+    let timing =
+        go_build(&tools.root, &tools.root, "cmd/compile", "go-compile-dwarf").and_then(|compile| {
+            attach_timing(
+                tools,
+                &compile,
+                &["-p", "main", "-o", "/dev/null", "/dev/stdin"],
+                "its stdin",
+            )
+        });
+    out.push(("cmd/compile (with DWARF)".to_owned(), timing));
+    out
+}
+
+/// Starts `binary args` (blocked on `blocked_on`), attaches the tracer and times it.
+fn attach_timing(
+    tools: &Tools,
+    binary: &Path,
+    args: &[&str],
+    blocked_on: &str,
+) -> anyhow::Result<AttachTiming> {
+    let size = std::fs::metadata(binary)?.len();
+    let name = binary
+        .file_name()
+        .map_or_else(|| "target".to_owned(), |n| n.to_string_lossy().into_owned());
+    let mut target = Proc::spawn(&name, Command::new(binary).args(args))?;
+    // Let it start its goroutines and block.
     std::thread::sleep(Duration::from_secs(1));
-    if kubectl.exited()?.is_some() {
-        bail!("kubectl exited at once: {}", kubectl.stderr_text().trim());
+    if target.exited()?.is_some() {
+        bail!(
+            "{name} exited at once instead of blocking on {blocked_on}: {}",
+            target.stderr_text().trim()
+        );
     }
     let started = Instant::now();
+    let label = format!("tracer attach ({name})");
     let mut tracer = Proc::spawn(
-        "tracer attach (kubectl)",
+        &label,
         Command::new(&tools.tracer).args([
             "attach",
             "--pid",
-            &kubectl.pid().to_string(),
+            &target.pid().to_string(),
             "--duration",
             "30",
             "--format",
@@ -238,7 +297,7 @@ fn attach_timing(tools: &Tools) -> anyhow::Result<Option<AttachTiming>> {
     tracer.stop(libc::SIGINT, DETACH_LIMIT)?;
     let detach = stopping.elapsed();
     let lines = tracer.remaining_lines();
-    let summary = json_summary(&lines, "tracer attach (kubectl)")?;
+    let summary = json_summary(&lines, &label)?;
     let note = summary["notes"]
         .as_array()
         .and_then(|notes| {
@@ -250,15 +309,15 @@ fn attach_timing(tools: &Tools) -> anyhow::Result<Option<AttachTiming>> {
         .unwrap_or("(no Go note: was the binary recognised as Go?)")
         .to_owned();
     let go_version = note.split_whitespace().next().unwrap_or("?").to_owned();
-    kubectl.stop(libc::SIGKILL, Duration::from_secs(5))?;
-    Ok(Some(AttachTiming {
-        binary,
+    target.stop(libc::SIGKILL, Duration::from_secs(5))?;
+    Ok(AttachTiming {
+        binary: binary.to_owned(),
         size,
         go_version,
         wall,
         detach,
         note,
-    }))
+    })
 }
 
 /// The markdown of part (e).
@@ -314,42 +373,37 @@ pub(super) fn section(tools: &Tools, opts: &Options) -> anyhow::Result<String> {
         );
     }
     s.push('\n');
-    match attach_timing(tools) {
-        Ok(Some(t)) => {
-            let _ = writeln!(
-                s,
-                "Attach to a large Go binary: `{}` ({} MB, {}), blocked on a silent local socket.\n",
-                t.binary.display(),
-                t.size / 1_000_000,
-                t.go_version
-            );
-            let _ = writeln!(s, "- tracer's note: {}", t.note);
-            let _ = writeln!(
-                s,
-                "- wall time from start to all probes placed: {} ms",
-                t.wall.as_millis()
-            );
-            let _ = writeln!(
-                s,
-                "- time to exit after SIGINT (report, then detaching every site): {:.1} s",
-                t.detach.as_secs_f64()
-            );
-            let _ = writeln!(
-                s,
-                "- goal ≤ {} ms for a 50 MB binary: {}\n",
-                ATTACH_GOAL.as_millis(),
-                verdict(t.wall <= ATTACH_GOAL, &format!("{} ms", t.wall.as_millis()))
-            );
-        }
-        Ok(None) => {
-            let _ = writeln!(
-                s,
-                "Attach time: no large Go binary found ({}); install `kubernetes-client` to measure it.\n",
-                LARGE_GO_BINARIES.join(", ")
-            );
-        }
-        Err(err) => {
-            let _ = writeln!(s, "Attach time: FAILED: {err:#}\n");
+    for (what, timing) in attach_timings(tools) {
+        match timing {
+            Ok(t) => {
+                let _ = writeln!(
+                    s,
+                    "Attach to a large Go binary: `{}` ({} MB, {}).\n",
+                    t.binary.display(),
+                    t.size / 1_000_000,
+                    t.go_version
+                );
+                let _ = writeln!(s, "- tracer's note: {}", t.note);
+                let _ = writeln!(
+                    s,
+                    "- wall time from start to all probes placed: {} ms",
+                    t.wall.as_millis()
+                );
+                let _ = writeln!(
+                    s,
+                    "- time to exit after SIGINT (report, then detaching every site): {:.1} s",
+                    t.detach.as_secs_f64()
+                );
+                let _ = writeln!(
+                    s,
+                    "- goal ≤ {} ms for a 50 MB binary: {}\n",
+                    ATTACH_GOAL.as_millis(),
+                    verdict(t.wall <= ATTACH_GOAL, &format!("{} ms", t.wall.as_millis()))
+                );
+            }
+            Err(err) => {
+                let _ = writeln!(s, "Attach time, {what}: FAILED: {err:#}\n");
+            }
         }
     }
     Ok(s)
