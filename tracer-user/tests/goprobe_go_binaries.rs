@@ -941,3 +941,97 @@ fn heap_lock_names_from_dwarf() {
         }
     }
 }
+
+/// Bounded fuzzing (~6 s) of everything the tracer derives from a Go binary's DWARF and
+/// code at attach: the site plan, global field paths and heap lock names
+/// (`go_lock_names`), on a real Go 1.25 build of `heap_locks` with uncompressed DWARF
+/// (`-ldflags=-compressdwarf=false`, so mutations reach the DWARF reader rather than
+/// zlib), whose `.debug_*` sections and `.text` get random byte flips and random 32-bit
+/// words (type and location-list references, member offsets, call displacements).
+/// Guards against a hostile or corrupt binary making the tracer panic or hang (every
+/// DWARF walk is bounded) instead of naming less.
+#[test]
+fn fuzz_go_dwarf_and_code_analysis_bounded() {
+    use object::{Object as _, ObjectSection as _};
+    use tracer_user::goprobe::{GoDwarfNames, go_lock_names};
+
+    let [_, tc] = installed();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/go_targets/heap_locks");
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-targets-cache");
+    let bin = tmp.path().join("heap_locks-raw-dwarf");
+    let out = go_cmd(&tc, &cache)
+        .current_dir(&src)
+        .args(["build", "-ldflags=-compressdwarf=false", "-o"])
+        .arg(&bin)
+        .arg(".")
+        .output()
+        .expect("run go build");
+    assert!(
+        out.status.success(),
+        "go build failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let data = std::fs::read(&bin).expect("read binary");
+    let ranges: Vec<std::ops::Range<usize>> = {
+        let file = object::File::parse(&*data).expect("ELF");
+        file.sections()
+            .filter(|s| {
+                s.name()
+                    .is_ok_and(|n| n.starts_with(".debug_") || n == ".text")
+            })
+            .filter_map(|s| {
+                let (start, len) = s.file_range()?;
+                let start = usize::try_from(start).ok()?;
+                Some(start..start + usize::try_from(len).ok()?)
+            })
+            .filter(|r| !r.is_empty())
+            .collect()
+    };
+    assert!(
+        ranges.len() >= 4,
+        "expected uncompressed .debug_* sections and .text: {ranges:?}"
+    );
+    // The unmutated binary names its heap locks (the fuzzing starts from a working input).
+    let table = GoTable::from_elf(&data).expect("pclntab");
+    let plan = plan_go_lock_sites(&data).expect("plan");
+    let (_, owners) = go_lock_names(&data, &table, &plan);
+    assert!(!owners.is_empty(), "no heap lock names in the seed binary");
+
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(6);
+    let mut runs = 0;
+    while std::time::Instant::now() < deadline {
+        let mut mutated = data.clone();
+        for _ in 0..=next() % 16 {
+            let range = &ranges[usize::try_from(next() % ranges.len() as u64).expect("index")];
+            let at = range.start
+                + usize::try_from(next() % range.len() as u64).expect("offset within a section");
+            if next() % 2 == 0 {
+                mutated[at] ^= 1 << (next() % 8);
+            } else if let Some(word) = mutated.get_mut(at..(at + 4).min(range.end)) {
+                let bytes = (next() as u32).to_le_bytes();
+                word.copy_from_slice(&bytes[..word.len()]);
+            }
+        }
+        if let (Ok(table), Ok(plan)) = (GoTable::from_elf(&mutated), plan_go_lock_sites(&mutated)) {
+            let (names, owners) = go_lock_names(&mutated, &table, &plan);
+            for (pc, name) in owners.iter() {
+                assert!(!name.is_empty(), "empty name at {pc:#x}");
+            }
+            if let Some(names) = names {
+                let _ = names.field_path("main.registry", 0);
+            }
+        }
+        let _ = GoDwarfNames::new(&mutated);
+        runs += 1;
+    }
+    eprintln!("fuzz: {runs} mutated binaries analysed");
+    assert!(runs >= 10, "only {runs} fuzz iterations ran");
+}
