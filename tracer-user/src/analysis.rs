@@ -85,6 +85,11 @@ fn is_pi_deadlock_refusal(cmd: u32, ret: i64) -> bool {
 /// stack id (threads found blocked at attach).
 pub const WINDOW_ONLY_STACK: u32 = u32::MAX;
 
+/// Lock waits whose (lock, stack) pairs are counted together. With many locks and stacks
+/// the counter table does not fit in cache and each lookup missed it, stalling the event
+/// loop; a batch of independent lookups lets the CPU overlap the misses.
+const STACK_BATCH: usize = 16;
+
 /// Upper bound on deadlock candidates kept for confirmation; beyond it new ones wait for
 /// the periodic full scan. Keeps a pathological graph from growing memory without bound.
 const MAX_CANDIDATES: usize = 1024;
@@ -103,6 +108,12 @@ pub struct Analysis {
     /// (this lookup runs on every wait; large entries made it a cache miss each time).
     wait_stacks: HashMap<(LockSlot, u32), (u64, u32)>,
     stack_samples: Vec<StackWindow>,
+    /// Lock waits not yet counted in `wait_stacks`, with the slot of their window in
+    /// `windows`: counted [`STACK_BATCH`] at a time (see [`Analysis::count_wait_stacks`]).
+    pending_stacks: Vec<((LockSlot, u32), u32)>,
+    /// Window slots freed while `pending_stacks` may still read them; free again once
+    /// the pending waits are counted.
+    quarantined_windows: Vec<u32>,
     /// Threads whose lock wait began since the last [`Analysis::flush`].
     unflushed: Vec<u32>,
     /// Stack windows of open lock waits, by `ActiveWait::window_slot`, and free slots.
@@ -210,16 +221,13 @@ impl Analysis {
         let slot = self.stats.slot(lock);
         self.note_kind(slot, kind);
         self.stats.at(slot).begin_wait();
+        let window_slot = self.store_window(window);
         // Waits found blocked at attach have no kernel stack id, only their window.
         let key = (slot, stack.unwrap_or(WINDOW_ONLY_STACK));
-        let samples = &mut self.stack_samples;
-        self.wait_stacks
-            .entry(key)
-            .or_insert_with(|| {
-                samples.push(*window);
-                (0, u32::try_from(samples.len() - 1).unwrap_or(u32::MAX))
-            })
-            .0 += 1;
+        self.pending_stacks.push((key, window_slot));
+        if self.pending_stacks.len() >= STACK_BATCH {
+            self.count_wait_stacks();
+        }
         let wait = ActiveWait {
             futex,
             lock: Some(lock),
@@ -230,10 +238,38 @@ impl Analysis {
             reader,
             in_graph: false,
             parked: false,
-            window_slot: Some(self.store_window(window)),
+            window_slot: Some(window_slot),
         };
         self.replace_wait(tid, wait);
         self.unflushed.push(tid);
+    }
+
+    /// Counts the pending lock waits in `wait_stacks`, keeping the window of the first
+    /// wait of each new (lock, stack) pair as its sample.
+    fn count_wait_stacks(&mut self) {
+        let Self {
+            wait_stacks,
+            stack_samples,
+            pending_stacks,
+            windows,
+            free_windows,
+            quarantined_windows,
+            ..
+        } = self;
+        for (key, window_slot) in pending_stacks.drain(..) {
+            wait_stacks
+                .entry(key)
+                .or_insert_with(|| {
+                    let window = windows.get(window_slot as usize);
+                    stack_samples.push(window.copied().unwrap_or(StackWindow::EMPTY));
+                    (
+                        0,
+                        u32::try_from(stack_samples.len() - 1).unwrap_or(u32::MAX),
+                    )
+                })
+                .0 += 1;
+        }
+        free_windows.append(quarantined_windows);
     }
 
     /// Records `tid`'s new wait. A previous wait still open means its end event was lost
@@ -318,7 +354,12 @@ impl Analysis {
 
     fn free_window(&mut self, slot: Option<u32>) {
         if let Some(slot) = slot {
-            self.free_windows.push(slot);
+            // A pending wait may still need this window as its stack's sample.
+            if self.pending_stacks.is_empty() {
+                self.free_windows.push(slot);
+            } else {
+                self.quarantined_windows.push(slot);
+            }
         }
     }
 
@@ -335,6 +376,7 @@ impl Analysis {
     /// process starts and ends between two flushes (one per drained batch), so the graph
     /// only ever sees the waits that last: the ones a deadlock is made of.
     pub fn flush(&mut self) {
+        self.count_wait_stacks();
         let mut unflushed = std::mem::take(&mut self.unflushed);
         for tid in unflushed.drain(..) {
             let Some(wait) = self.waits.get_mut(&tid) else {
@@ -522,19 +564,30 @@ impl Analysis {
     pub fn top_wait_stack(&self, lock: u64) -> Option<(u32, StackWindow)> {
         // Only the report asks, once per lock at the end: a scan is fine.
         let slot = self.stats.slot_of(lock)?;
-        self.wait_stacks
+        // Counted waits, then the pending ones (their pairs may be new; the first
+        // pending window of a new pair is its sample, as counting them would keep).
+        let mut counts: HashMap<u32, (u64, &StackWindow)> = self
+            .wait_stacks
             .iter()
             .filter(|&(&(l, _), _)| l == slot)
-            .max_by_key(|&(&(_, stack), &(count, _))| (count, std::cmp::Reverse(stack)))
-            .map(|(&(_, stack), &(_, sample))| {
-                (
-                    stack,
-                    self.stack_samples
-                        .get(sample as usize)
-                        .copied()
-                        .unwrap_or(StackWindow::EMPTY),
-                )
+            .map(|(&(_, stack), &(count, sample))| {
+                let window = self.stack_samples.get(sample as usize);
+                (stack, (count, window.unwrap_or(&StackWindow::EMPTY)))
             })
+            .collect();
+        for &((l, stack), window_slot) in &self.pending_stacks {
+            if l == slot {
+                let window = self.windows.get(window_slot as usize);
+                counts
+                    .entry(stack)
+                    .or_insert((0, window.unwrap_or(&StackWindow::EMPTY)))
+                    .0 += 1;
+            }
+        }
+        counts
+            .into_iter()
+            .max_by_key(|&(stack, (count, _))| (count, std::cmp::Reverse(stack)))
+            .map(|(stack, (_, window))| (stack, *window))
     }
 
     #[must_use]
@@ -900,6 +953,82 @@ mod tests {
         assert!(b.active_wait(101).is_none());
         // At the end of the trace the parked wait counts until the end like any other.
         assert_eq!(a.close_open_waits(1_000), 2);
+    }
+
+    /// A mutex wait of `tid` from stack `stack`, with a window that names `ip`.
+    fn wait_from(tid: u32, ts_ns: u64, stack: u32, ip: u64) -> TraceEvent {
+        match mutex_wait(tid, ts_ns, LOCK_A, 199) {
+            TraceEvent::FutexWait {
+                tid,
+                ts_ns,
+                addr,
+                cmd,
+                val,
+                snapshot,
+                ..
+            } => TraceEvent::FutexWait {
+                tid,
+                ts_ns,
+                addr,
+                cmd,
+                val,
+                stack: Some(stack),
+                snapshot,
+                window: StackWindow {
+                    ip,
+                    ..StackWindow::EMPTY
+                },
+            },
+            other => other,
+        }
+    }
+
+    #[test]
+    fn stack_samples_are_the_first_window_of_each_stack_across_batches() {
+        let mut a = Analysis::new();
+        // Stack 7's first wait ends at once: its window slot is freed and the next wait
+        // (stack 8) would reuse it if the pending count did not keep it.
+        feed(
+            &mut a,
+            &[
+                wait_from(101, 1, 7, 0x7001),
+                done(101, 2, LOCK_A),
+                wait_from(102, 3, 8, 0x8001),
+                done(102, 4, LOCK_A),
+            ],
+        );
+        let top = |a: &Analysis| a.top_wait_stack(LOCK_A).map(|(s, w)| (s, w.ip));
+        assert_eq!(top(&a), Some((7, 0x7001)), "ties go to the smaller stack");
+        // Enough waits to count several batches, stack 8 most often.
+        let (mut ts, mut sevens, mut eights) = (10, 1, 1);
+        for i in 0..3 * STACK_BATCH as u64 {
+            let stack = if i % 3 == 0 { 7 } else { 8 };
+            if stack == 7 {
+                sevens += 1;
+            } else {
+                eights += 1;
+            }
+            ts += 2;
+            feed(
+                &mut a,
+                &[
+                    wait_from(103, ts, stack, 0x9000 + i),
+                    done(103, ts + 1, LOCK_A),
+                ],
+            );
+            let expected = if eights > sevens {
+                (8, 0x8001)
+            } else {
+                (7, 0x7001)
+            };
+            assert_eq!(top(&a), Some(expected), "after {} more waits", i + 1);
+        }
+        a.flush();
+        assert_eq!(top(&a), Some((8, 0x8001)));
+        assert_eq!(
+            a.stats().get(LOCK_A).map(|s| s.contentions),
+            Some(2 + 3 * STACK_BATCH as u64)
+        );
     }
 
     #[test]
