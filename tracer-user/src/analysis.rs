@@ -16,7 +16,7 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use tracer_common::LockOp;
 
 use crate::{
-    event::{StackId, StackWindow, TraceEvent},
+    event::{StackId, StackWindow, TraceEvent, WindowRef},
     futex_lock::{FutexWaitClass, KnownLocks, classify},
     lockstats::{LockSlot, LockTable},
     report::LockKind,
@@ -133,7 +133,7 @@ impl Analysis {
     }
 
     /// Applies one event. `is_thread` says whether a TID is a live thread of the target.
-    pub fn on_event(&mut self, event: &TraceEvent, is_thread: &dyn Fn(u32) -> bool) {
+    pub fn on_event(&mut self, event: &TraceEvent<'_>, is_thread: &dyn Fn(u32) -> bool) {
         self.counts.events += 1;
         let ts = event.ts_ns();
         self.first_ns.get_or_insert(ts);
@@ -190,7 +190,7 @@ impl Analysis {
         tid: u32,
         ts_ns: u64,
         futex: u64,
-        (stack, window): (StackId, &StackWindow),
+        (stack, window): (StackId, &WindowRef<'_>),
         class: FutexWaitClass,
     ) {
         let FutexWaitClass::Lock {
@@ -338,17 +338,17 @@ impl Analysis {
         }
     }
 
-    /// Copies a wait's stack window into a free slot of the slab. Windows are large
-    /// (~280 bytes): kept apart from `waits`, each is copied once per wait instead of on
-    /// every move of the hash table's entries.
-    fn store_window(&mut self, window: &StackWindow) -> u32 {
+    /// Copies a wait's stack window into a free slot of the slab, straight from the
+    /// record's bytes. Windows are large (~280 bytes): kept apart from `waits`, each is
+    /// copied once per wait instead of on every move of the hash table's entries.
+    fn store_window(&mut self, window: &WindowRef<'_>) -> u32 {
         if let Some(slot) = self.free_windows.pop()
             && let Some(stored) = self.windows.get_mut(slot as usize)
         {
-            *stored = *window;
+            window.write_to(stored);
             return slot;
         }
-        self.windows.push(*window);
+        self.windows.push(window.to_window());
         u32::try_from(self.windows.len() - 1).unwrap_or(u32::MAX)
     }
 
@@ -629,7 +629,7 @@ mod tests {
     }
 
     /// A glibc mutex wait as the kernel reports it: futex word = 2, owner TID at +8.
-    fn mutex_wait(tid: u32, ts_ns: u64, lock: u64, owner: u32) -> TraceEvent {
+    fn mutex_wait(tid: u32, ts_ns: u64, lock: u64, owner: u32) -> TraceEvent<'static> {
         let mut words = [0; SNAPSHOT_WORDS];
         let lead = usize::try_from(SNAPSHOT_LEAD_BYTES / 4).unwrap();
         words[lead] = 2;
@@ -647,11 +647,11 @@ mod tests {
             val: 2,
             stack: Some(tid),
             snapshot,
-            window: StackWindow::EMPTY,
+            window: WindowRef::EMPTY,
         }
     }
 
-    fn done(tid: u32, ts_ns: u64, addr: u64) -> TraceEvent {
+    fn done(tid: u32, ts_ns: u64, addr: u64) -> TraceEvent<'static> {
         TraceEvent::FutexWaitDone {
             tid,
             ts_ns,
@@ -661,7 +661,7 @@ mod tests {
         }
     }
 
-    fn cond_wait(tid: u32, ts_ns: u64) -> TraceEvent {
+    fn cond_wait(tid: u32, ts_ns: u64) -> TraceEvent<'static> {
         let snapshot = Snapshot {
             addr: COND + 40 - SNAPSHOT_LEAD_BYTES,
             len: 64,
@@ -675,7 +675,7 @@ mod tests {
             val: 0,
             stack: None,
             snapshot,
-            window: StackWindow::EMPTY,
+            window: WindowRef::EMPTY,
         }
     }
 
@@ -877,7 +877,7 @@ mod tests {
     }
 
     /// A PI mutex wait as the kernel reports it: the owner's TID is in the futex word.
-    fn pi_wait(tid: u32, ts_ns: u64, lock: u64, owner: u32) -> TraceEvent {
+    fn pi_wait(tid: u32, ts_ns: u64, lock: u64, owner: u32) -> TraceEvent<'static> {
         let mut words = [0; SNAPSHOT_WORDS];
         words[usize::try_from(SNAPSHOT_LEAD_BYTES / 4).unwrap()] = owner;
         TraceEvent::FutexWait {
@@ -892,7 +892,7 @@ mod tests {
                 len: 64,
                 words,
             },
-            window: StackWindow::EMPTY,
+            window: WindowRef::EMPTY,
         }
     }
 
@@ -919,7 +919,7 @@ mod tests {
                 len: 64,
                 words: [0; SNAPSHOT_WORDS],
             },
-            window: StackWindow::EMPTY,
+            window: WindowRef::EMPTY,
         };
         feed(
             &mut a,
@@ -956,7 +956,7 @@ mod tests {
     }
 
     /// A mutex wait of `tid` from stack `stack`, with a window that names `ip`.
-    fn wait_from(tid: u32, ts_ns: u64, stack: u32, ip: u64) -> TraceEvent {
+    fn wait_from(tid: u32, ts_ns: u64, stack: u32, ip: u64) -> TraceEvent<'static> {
         match mutex_wait(tid, ts_ns, LOCK_A, 199) {
             TraceEvent::FutexWait {
                 tid,
@@ -974,10 +974,11 @@ mod tests {
                 val,
                 stack: Some(stack),
                 snapshot,
-                window: StackWindow {
+                // Leaked: a test's handful of windows, borrowed by events for the test's life.
+                window: WindowRef::Built(Box::leak(Box::new(StackWindow {
                     ip,
                     ..StackWindow::EMPTY
-                },
+                }))),
             },
             other => other,
         }
