@@ -399,8 +399,9 @@ fn run_pipeline(stream: &Stream, passes: usize) -> Outcome {
     let started = Instant::now();
     for _ in 0..passes {
         for record in stream.records() {
+            // As the session's drain loop does it.
             match decode(black_box(record)) {
-                Ok(event) => analysis.on_event(&event, &is_thread),
+                Ok(ref event) => analysis.on_event(event, &is_thread),
                 Err(_) => decode_errors += 1,
             }
             since_poll += 1;

@@ -446,8 +446,9 @@ impl Session {
                 if go.as_mut().is_some_and(|go| go.on_record(bytes)) {
                     return;
                 }
+                // By reference: binding the decoded event by value copied it once more.
                 match decode(bytes) {
-                    Ok(event) => analysis.on_event(&event, &is_thread),
+                    Ok(ref event) => analysis.on_event(event, &is_thread),
                     Err(_) => *decode_errors += 1,
                 }
             });
