@@ -1,4 +1,6 @@
 //! Decoding of raw ring-buffer records into typed events. Pure: no aya, no I/O.
+use std::mem::offset_of;
+
 use thiserror::Error;
 use tracer_common::{
     EVENT_SIZE, Event, EventKind, LockOp, SNAPSHOT_WORDS, STACK_WINDOW_WORDS, UnknownValue,
@@ -231,28 +233,20 @@ impl TraceEvent<'_> {
 /// # Errors
 /// When the length or a discriminant is not one this build knows.
 pub fn decode(bytes: &[u8]) -> Result<TraceEvent<'_>, DecodeError> {
+    let size = DecodeError::Size { len: bytes.len() };
     if bytes.len() == WAIT_RECORD_SIZE {
         return decode_wait_bytes(bytes);
     }
     if bytes.len() != EVENT_SIZE {
-        return Err(DecodeError::Size { len: bytes.len() });
+        return Err(size);
     }
-    decode_event(&read_event(bytes))
+    decode_header(Header::of(bytes).ok_or(size)?)
 }
 
-/// Reads the [`Event`] at the start of `bytes` (which carry no alignment guarantee).
-/// Callers have checked that at least `EVENT_SIZE` bytes are there.
-fn read_event(bytes: &[u8]) -> Event {
-    let header = &bytes[..EVENT_SIZE];
-    // SAFETY: `header` is exactly size_of::<Event>() bytes (asserted in tracer-common),
-    // read_unaligned copes with any alignment, and every bit pattern is a valid `Event`
-    // (plain integers only).
-    unsafe { header.as_ptr().cast::<Event>().read_unaligned() }
-}
-
-/// Decodes a wait record: the header as an [`Event`], and the stack window left in the
-/// bytes for whoever keeps it.
+/// Decodes a wait record: the header in place, and the stack window left in the bytes
+/// for whoever keeps it.
 fn decode_wait_bytes(bytes: &[u8]) -> Result<TraceEvent<'_>, DecodeError> {
+    let size = || DecodeError::Size { len: bytes.len() };
     let TraceEvent::FutexWait {
         tid,
         ts_ns,
@@ -262,14 +256,14 @@ fn decode_wait_bytes(bytes: &[u8]) -> Result<TraceEvent<'_>, DecodeError> {
         stack,
         snapshot,
         ..
-    } = decode_event(&read_event(bytes))?
+    } = decode_header(Header::of(bytes).ok_or_else(size)?)?
     else {
         return Err(DecodeError::WaitRecordKind);
     };
     let window = bytes
         .get(EVENT_SIZE..)
         .and_then(|rest| rest.try_into().ok())
-        .ok_or(DecodeError::Size { len: bytes.len() })?;
+        .ok_or_else(size)?;
     Ok(TraceEvent::FutexWait {
         tid,
         ts_ns,
@@ -282,48 +276,104 @@ fn decode_wait_bytes(bytes: &[u8]) -> Result<TraceEvent<'_>, DecodeError> {
     })
 }
 
+/// An [`Event`] header read in place from a record's bytes (no alignment): each field is
+/// loaded when a kind uses it, instead of copying the whole 128-byte header out first
+/// (a wait end uses 40 of them), and without `unsafe`.
+#[derive(Clone, Copy)]
+struct Header<'a>(&'a [u8; EVENT_SIZE]);
+
+impl<'a> Header<'a> {
+    /// The header at the start of `bytes`, if they are long enough.
+    fn of(bytes: &'a [u8]) -> Option<Self> {
+        bytes.get(..EVENT_SIZE)?.try_into().ok().map(Self)
+    }
+
+    /// `N` bytes at `at` (offsets are `offset_of!(Event, ..)`, always inside the header).
+    fn bytes<const N: usize>(self, at: usize) -> [u8; N] {
+        let mut out = [0; N];
+        if let Some(field) = self.0.get(at..at + N) {
+            out.copy_from_slice(field);
+        }
+        out
+    }
+
+    fn u32(self, at: usize) -> u32 {
+        u32::from_ne_bytes(self.bytes(at))
+    }
+
+    fn i32(self, at: usize) -> i32 {
+        i32::from_ne_bytes(self.bytes(at))
+    }
+
+    fn u64(self, at: usize) -> u64 {
+        u64::from_ne_bytes(self.bytes(at))
+    }
+
+    fn i64(self, at: usize) -> i64 {
+        i64::from_ne_bytes(self.bytes(at))
+    }
+
+    fn snapshot(self) -> Snapshot {
+        let mut words = [0; SNAPSHOT_WORDS];
+        for (i, word) in words.iter_mut().enumerate() {
+            *word = self.u32(offset_of!(Event, snapshot) + i * 4);
+        }
+        Snapshot {
+            addr: self.u64(offset_of!(Event, snapshot_addr)),
+            len: self.u32(offset_of!(Event, snapshot_len)),
+            words,
+        }
+    }
+}
+
 /// Converts a raw record into a typed event.
 ///
 /// # Errors
 /// When a discriminant is not one this build knows.
 pub fn decode_event(raw: &Event) -> Result<TraceEvent<'static>, DecodeError> {
-    let kind = EventKind::try_from(raw.kind).map_err(DecodeError::Kind)?;
+    decode_header(Header(&to_bytes(raw)))
+}
+
+fn decode_header(header: Header<'_>) -> Result<TraceEvent<'static>, DecodeError> {
+    let kind =
+        EventKind::try_from(header.u32(offset_of!(Event, kind))).map_err(DecodeError::Kind)?;
+    let tid = header.u32(offset_of!(Event, tid));
+    let ts_ns = header.u64(offset_of!(Event, ts_ns));
+    let addr = header.u64(offset_of!(Event, addr));
+    let op = header.u32(offset_of!(Event, op));
+    let stack = || stack_id(header.i32(offset_of!(Event, stack_id)));
     Ok(match kind {
         EventKind::FutexWait => TraceEvent::FutexWait {
-            tid: raw.tid,
-            ts_ns: raw.ts_ns,
-            addr: raw.addr,
-            cmd: raw.op,
-            val: raw.val,
-            stack: stack_id(raw.stack_id),
-            snapshot: Snapshot {
-                addr: raw.snapshot_addr,
-                len: raw.snapshot_len,
-                words: raw.snapshot,
-            },
+            tid,
+            ts_ns,
+            addr,
+            cmd: op,
+            val: header.u32(offset_of!(Event, val)),
+            stack: stack(),
+            snapshot: header.snapshot(),
             window: WindowRef::EMPTY,
         },
         EventKind::FutexWaitDone => TraceEvent::FutexWaitDone {
-            tid: raw.tid,
-            ts_ns: raw.ts_ns,
-            addr: raw.addr,
-            cmd: raw.op,
-            ret: raw.ret,
+            tid,
+            ts_ns,
+            addr,
+            cmd: op,
+            ret: header.i64(offset_of!(Event, ret)),
         },
         EventKind::LockAcquired => TraceEvent::LockAcquired {
-            tid: raw.tid,
-            ts_ns: raw.ts_ns,
-            start_ns: raw.start_ns,
-            addr: raw.addr,
-            op: LockOp::try_from(raw.op).map_err(DecodeError::LockOp)?,
-            stack: stack_id(raw.stack_id),
-            call_site: raw.snapshot_addr,
+            tid,
+            ts_ns,
+            start_ns: header.u64(offset_of!(Event, start_ns)),
+            addr,
+            op: LockOp::try_from(op).map_err(DecodeError::LockOp)?,
+            stack: stack(),
+            call_site: header.u64(offset_of!(Event, snapshot_addr)),
         },
         EventKind::LockReleased => TraceEvent::LockReleased {
-            tid: raw.tid,
-            ts_ns: raw.ts_ns,
-            addr: raw.addr,
-            op: LockOp::try_from(raw.op).map_err(DecodeError::LockOp)?,
+            tid,
+            ts_ns,
+            addr,
+            op: LockOp::try_from(op).map_err(DecodeError::LockOp)?,
         },
         // Go lock records are `GoEvent`s, decoded by `gotrace`.
         EventKind::GoLock => return Err(DecodeError::GoKindInEvent),
