@@ -56,6 +56,9 @@ pub struct Held {
     /// Return address of the lock call: where the lock was taken.
     pub call_site: u64,
     pub op: LockOp,
+    /// The lock's slot in the stats table, so the release reaches its stats without a
+    /// lookup by address.
+    pub lock_slot: LockSlot,
 }
 
 /// Counts of what the analysis has seen, for the summary and diagnostics.
@@ -432,6 +435,7 @@ impl Analysis {
                 stack,
                 call_site,
                 op,
+                lock_slot: slot,
             },
         );
         // A new holder can close a cycle for any thread already waiting on this lock.
@@ -452,7 +456,7 @@ impl Analysis {
         self.graph.remove_holder(lock, tid);
         if let Some(held) = self.held.remove(&(tid, lock)) {
             self.stats
-                .entry(lock)
+                .at(held.lock_slot)
                 .record_hold(ts_ns.saturating_sub(held.since_ns));
         }
     }
