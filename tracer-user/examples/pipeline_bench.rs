@@ -23,7 +23,7 @@ use anyhow::{Context as _, bail};
 use tracer_common::{Event, EventKind, LockOp, SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS, futex_cmd};
 use tracer_user::{
     analysis::Analysis,
-    event::{StackWindow, TraceEvent, decode, encode_bytes, to_bytes},
+    event::{StackWindow, TraceEvent, WindowRef, decode, encode_bytes, to_bytes},
 };
 
 const THREADS: u32 = 64;
@@ -159,14 +159,10 @@ impl Generator {
     fn emit(&mut self, event: &Event) {
         let bytes = to_bytes(event);
         match decode(&bytes) {
-            Ok(mut typed @ TraceEvent::FutexWait { .. }) => {
-                if let TraceEvent::FutexWait {
-                    ref mut window,
-                    tid,
-                    ..
-                } = typed
-                {
-                    *window = self.stack_window(tid);
+            Ok(mut typed @ TraceEvent::FutexWait { tid, .. }) => {
+                let stack = self.stack_window(tid);
+                if let TraceEvent::FutexWait { ref mut window, .. } = typed {
+                    *window = WindowRef::Built(&stack);
                 }
                 self.out.push(&encode_bytes(&typed));
             }
@@ -403,8 +399,9 @@ fn run_pipeline(stream: &Stream, passes: usize) -> Outcome {
     let started = Instant::now();
     for _ in 0..passes {
         for record in stream.records() {
+            // As the session's drain loop does it.
             match decode(black_box(record)) {
-                Ok(event) => analysis.on_event(&event, &is_thread),
+                Ok(ref event) => analysis.on_event(event, &is_thread),
                 Err(_) => decode_errors += 1,
             }
             since_poll += 1;

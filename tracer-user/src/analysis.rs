@@ -16,7 +16,7 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use tracer_common::LockOp;
 
 use crate::{
-    event::{StackId, StackWindow, TraceEvent},
+    event::{StackId, StackWindow, TraceEvent, WindowRef},
     futex_lock::{FutexWaitClass, KnownLocks, classify},
     lockstats::{LockSlot, LockTable},
     report::LockKind,
@@ -56,6 +56,9 @@ pub struct Held {
     /// Return address of the lock call: where the lock was taken.
     pub call_site: u64,
     pub op: LockOp,
+    /// The lock's slot in the stats table, so the release reaches its stats without a
+    /// lookup by address.
+    pub lock_slot: LockSlot,
 }
 
 /// Counts of what the analysis has seen, for the summary and diagnostics.
@@ -85,6 +88,11 @@ fn is_pi_deadlock_refusal(cmd: u32, ret: i64) -> bool {
 /// stack id (threads found blocked at attach).
 pub const WINDOW_ONLY_STACK: u32 = u32::MAX;
 
+/// Lock waits whose (lock, stack) pairs are counted together. With many locks and stacks
+/// the counter table does not fit in cache and each lookup missed it, stalling the event
+/// loop; a batch of independent lookups lets the CPU overlap the misses.
+const STACK_BATCH: usize = 16;
+
 /// Upper bound on deadlock candidates kept for confirmation; beyond it new ones wait for
 /// the periodic full scan. Keeps a pathological graph from growing memory without bound.
 const MAX_CANDIDATES: usize = 1024;
@@ -103,6 +111,12 @@ pub struct Analysis {
     /// (this lookup runs on every wait; large entries made it a cache miss each time).
     wait_stacks: HashMap<(LockSlot, u32), (u64, u32)>,
     stack_samples: Vec<StackWindow>,
+    /// Lock waits not yet counted in `wait_stacks`, with the slot of their window in
+    /// `windows`: counted [`STACK_BATCH`] at a time (see [`Analysis::count_wait_stacks`]).
+    pending_stacks: Vec<((LockSlot, u32), u32)>,
+    /// Window slots freed while `pending_stacks` may still read them; free again once
+    /// the pending waits are counted.
+    quarantined_windows: Vec<u32>,
     /// Threads whose lock wait began since the last [`Analysis::flush`].
     unflushed: Vec<u32>,
     /// Stack windows of open lock waits, by `ActiveWait::window_slot`, and free slots.
@@ -122,7 +136,7 @@ impl Analysis {
     }
 
     /// Applies one event. `is_thread` says whether a TID is a live thread of the target.
-    pub fn on_event(&mut self, event: &TraceEvent, is_thread: &dyn Fn(u32) -> bool) {
+    pub fn on_event(&mut self, event: &TraceEvent<'_>, is_thread: &dyn Fn(u32) -> bool) {
         self.counts.events += 1;
         let ts = event.ts_ns();
         self.first_ns.get_or_insert(ts);
@@ -179,7 +193,7 @@ impl Analysis {
         tid: u32,
         ts_ns: u64,
         futex: u64,
-        (stack, window): (StackId, &StackWindow),
+        (stack, window): (StackId, &WindowRef<'_>),
         class: FutexWaitClass,
     ) {
         let FutexWaitClass::Lock {
@@ -210,16 +224,13 @@ impl Analysis {
         let slot = self.stats.slot(lock);
         self.note_kind(slot, kind);
         self.stats.at(slot).begin_wait();
+        let window_slot = self.store_window(window);
         // Waits found blocked at attach have no kernel stack id, only their window.
         let key = (slot, stack.unwrap_or(WINDOW_ONLY_STACK));
-        let samples = &mut self.stack_samples;
-        self.wait_stacks
-            .entry(key)
-            .or_insert_with(|| {
-                samples.push(*window);
-                (0, u32::try_from(samples.len() - 1).unwrap_or(u32::MAX))
-            })
-            .0 += 1;
+        self.pending_stacks.push((key, window_slot));
+        if self.pending_stacks.len() >= STACK_BATCH {
+            self.count_wait_stacks();
+        }
         let wait = ActiveWait {
             futex,
             lock: Some(lock),
@@ -230,10 +241,38 @@ impl Analysis {
             reader,
             in_graph: false,
             parked: false,
-            window_slot: Some(self.store_window(window)),
+            window_slot: Some(window_slot),
         };
         self.replace_wait(tid, wait);
         self.unflushed.push(tid);
+    }
+
+    /// Counts the pending lock waits in `wait_stacks`, keeping the window of the first
+    /// wait of each new (lock, stack) pair as its sample.
+    fn count_wait_stacks(&mut self) {
+        let Self {
+            wait_stacks,
+            stack_samples,
+            pending_stacks,
+            windows,
+            free_windows,
+            quarantined_windows,
+            ..
+        } = self;
+        for (key, window_slot) in pending_stacks.drain(..) {
+            wait_stacks
+                .entry(key)
+                .or_insert_with(|| {
+                    let window = windows.get(window_slot as usize);
+                    stack_samples.push(window.copied().unwrap_or(StackWindow::EMPTY));
+                    (
+                        0,
+                        u32::try_from(stack_samples.len() - 1).unwrap_or(u32::MAX),
+                    )
+                })
+                .0 += 1;
+        }
+        free_windows.append(quarantined_windows);
     }
 
     /// Records `tid`'s new wait. A previous wait still open means its end event was lost
@@ -302,23 +341,28 @@ impl Analysis {
         }
     }
 
-    /// Copies a wait's stack window into a free slot of the slab. Windows are large
-    /// (~280 bytes): kept apart from `waits`, each is copied once per wait instead of on
-    /// every move of the hash table's entries.
-    fn store_window(&mut self, window: &StackWindow) -> u32 {
+    /// Copies a wait's stack window into a free slot of the slab, straight from the
+    /// record's bytes. Windows are large (~280 bytes): kept apart from `waits`, each is
+    /// copied once per wait instead of on every move of the hash table's entries.
+    fn store_window(&mut self, window: &WindowRef<'_>) -> u32 {
         if let Some(slot) = self.free_windows.pop()
             && let Some(stored) = self.windows.get_mut(slot as usize)
         {
-            *stored = *window;
+            window.write_to(stored);
             return slot;
         }
-        self.windows.push(*window);
+        self.windows.push(window.to_window());
         u32::try_from(self.windows.len() - 1).unwrap_or(u32::MAX)
     }
 
     fn free_window(&mut self, slot: Option<u32>) {
         if let Some(slot) = slot {
-            self.free_windows.push(slot);
+            // A pending wait may still need this window as its stack's sample.
+            if self.pending_stacks.is_empty() {
+                self.free_windows.push(slot);
+            } else {
+                self.quarantined_windows.push(slot);
+            }
         }
     }
 
@@ -335,6 +379,7 @@ impl Analysis {
     /// process starts and ends between two flushes (one per drained batch), so the graph
     /// only ever sees the waits that last: the ones a deadlock is made of.
     pub fn flush(&mut self) {
+        self.count_wait_stacks();
         let mut unflushed = std::mem::take(&mut self.unflushed);
         for tid in unflushed.drain(..) {
             let Some(wait) = self.waits.get_mut(&tid) else {
@@ -390,6 +435,7 @@ impl Analysis {
                 stack,
                 call_site,
                 op,
+                lock_slot: slot,
             },
         );
         // A new holder can close a cycle for any thread already waiting on this lock.
@@ -410,7 +456,7 @@ impl Analysis {
         self.graph.remove_holder(lock, tid);
         if let Some(held) = self.held.remove(&(tid, lock)) {
             self.stats
-                .entry(lock)
+                .at(held.lock_slot)
                 .record_hold(ts_ns.saturating_sub(held.since_ns));
         }
     }
@@ -522,19 +568,30 @@ impl Analysis {
     pub fn top_wait_stack(&self, lock: u64) -> Option<(u32, StackWindow)> {
         // Only the report asks, once per lock at the end: a scan is fine.
         let slot = self.stats.slot_of(lock)?;
-        self.wait_stacks
+        // Counted waits, then the pending ones (their pairs may be new; the first
+        // pending window of a new pair is its sample, as counting them would keep).
+        let mut counts: HashMap<u32, (u64, &StackWindow)> = self
+            .wait_stacks
             .iter()
             .filter(|&(&(l, _), _)| l == slot)
-            .max_by_key(|&(&(_, stack), &(count, _))| (count, std::cmp::Reverse(stack)))
-            .map(|(&(_, stack), &(_, sample))| {
-                (
-                    stack,
-                    self.stack_samples
-                        .get(sample as usize)
-                        .copied()
-                        .unwrap_or(StackWindow::EMPTY),
-                )
+            .map(|(&(_, stack), &(count, sample))| {
+                let window = self.stack_samples.get(sample as usize);
+                (stack, (count, window.unwrap_or(&StackWindow::EMPTY)))
             })
+            .collect();
+        for &((l, stack), window_slot) in &self.pending_stacks {
+            if l == slot {
+                let window = self.windows.get(window_slot as usize);
+                counts
+                    .entry(stack)
+                    .or_insert((0, window.unwrap_or(&StackWindow::EMPTY)))
+                    .0 += 1;
+            }
+        }
+        counts
+            .into_iter()
+            .max_by_key(|&(stack, (count, _))| (count, std::cmp::Reverse(stack)))
+            .map(|(stack, (_, window))| (stack, *window))
     }
 
     #[must_use]
@@ -576,7 +633,7 @@ mod tests {
     }
 
     /// A glibc mutex wait as the kernel reports it: futex word = 2, owner TID at +8.
-    fn mutex_wait(tid: u32, ts_ns: u64, lock: u64, owner: u32) -> TraceEvent {
+    fn mutex_wait(tid: u32, ts_ns: u64, lock: u64, owner: u32) -> TraceEvent<'static> {
         let mut words = [0; SNAPSHOT_WORDS];
         let lead = usize::try_from(SNAPSHOT_LEAD_BYTES / 4).unwrap();
         words[lead] = 2;
@@ -594,11 +651,11 @@ mod tests {
             val: 2,
             stack: Some(tid),
             snapshot,
-            window: StackWindow::EMPTY,
+            window: WindowRef::EMPTY,
         }
     }
 
-    fn done(tid: u32, ts_ns: u64, addr: u64) -> TraceEvent {
+    fn done(tid: u32, ts_ns: u64, addr: u64) -> TraceEvent<'static> {
         TraceEvent::FutexWaitDone {
             tid,
             ts_ns,
@@ -608,7 +665,7 @@ mod tests {
         }
     }
 
-    fn cond_wait(tid: u32, ts_ns: u64) -> TraceEvent {
+    fn cond_wait(tid: u32, ts_ns: u64) -> TraceEvent<'static> {
         let snapshot = Snapshot {
             addr: COND + 40 - SNAPSHOT_LEAD_BYTES,
             len: 64,
@@ -622,7 +679,7 @@ mod tests {
             val: 0,
             stack: None,
             snapshot,
-            window: StackWindow::EMPTY,
+            window: WindowRef::EMPTY,
         }
     }
 
@@ -824,7 +881,7 @@ mod tests {
     }
 
     /// A PI mutex wait as the kernel reports it: the owner's TID is in the futex word.
-    fn pi_wait(tid: u32, ts_ns: u64, lock: u64, owner: u32) -> TraceEvent {
+    fn pi_wait(tid: u32, ts_ns: u64, lock: u64, owner: u32) -> TraceEvent<'static> {
         let mut words = [0; SNAPSHOT_WORDS];
         words[usize::try_from(SNAPSHOT_LEAD_BYTES / 4).unwrap()] = owner;
         TraceEvent::FutexWait {
@@ -839,7 +896,7 @@ mod tests {
                 len: 64,
                 words,
             },
-            window: StackWindow::EMPTY,
+            window: WindowRef::EMPTY,
         }
     }
 
@@ -866,7 +923,7 @@ mod tests {
                 len: 64,
                 words: [0; SNAPSHOT_WORDS],
             },
-            window: StackWindow::EMPTY,
+            window: WindowRef::EMPTY,
         };
         feed(
             &mut a,
@@ -900,6 +957,83 @@ mod tests {
         assert!(b.active_wait(101).is_none());
         // At the end of the trace the parked wait counts until the end like any other.
         assert_eq!(a.close_open_waits(1_000), 2);
+    }
+
+    /// A mutex wait of `tid` from stack `stack`, with a window that names `ip`.
+    fn wait_from(tid: u32, ts_ns: u64, stack: u32, ip: u64) -> TraceEvent<'static> {
+        match mutex_wait(tid, ts_ns, LOCK_A, 199) {
+            TraceEvent::FutexWait {
+                tid,
+                ts_ns,
+                addr,
+                cmd,
+                val,
+                snapshot,
+                ..
+            } => TraceEvent::FutexWait {
+                tid,
+                ts_ns,
+                addr,
+                cmd,
+                val,
+                stack: Some(stack),
+                snapshot,
+                // Leaked: a test's handful of windows, borrowed by events for the test's life.
+                window: WindowRef::Built(Box::leak(Box::new(StackWindow {
+                    ip,
+                    ..StackWindow::EMPTY
+                }))),
+            },
+            other => other,
+        }
+    }
+
+    #[test]
+    fn stack_samples_are_the_first_window_of_each_stack_across_batches() {
+        let mut a = Analysis::new();
+        // Stack 7's first wait ends at once: its window slot is freed and the next wait
+        // (stack 8) would reuse it if the pending count did not keep it.
+        feed(
+            &mut a,
+            &[
+                wait_from(101, 1, 7, 0x7001),
+                done(101, 2, LOCK_A),
+                wait_from(102, 3, 8, 0x8001),
+                done(102, 4, LOCK_A),
+            ],
+        );
+        let top = |a: &Analysis| a.top_wait_stack(LOCK_A).map(|(s, w)| (s, w.ip));
+        assert_eq!(top(&a), Some((7, 0x7001)), "ties go to the smaller stack");
+        // Enough waits to count several batches, stack 8 most often.
+        let (mut ts, mut sevens, mut eights) = (10, 1, 1);
+        for i in 0..3 * STACK_BATCH as u64 {
+            let stack = if i % 3 == 0 { 7 } else { 8 };
+            if stack == 7 {
+                sevens += 1;
+            } else {
+                eights += 1;
+            }
+            ts += 2;
+            feed(
+                &mut a,
+                &[
+                    wait_from(103, ts, stack, 0x9000 + i),
+                    done(103, ts + 1, LOCK_A),
+                ],
+            );
+            let expected = if eights > sevens {
+                (8, 0x8001)
+            } else {
+                (7, 0x7001)
+            };
+            assert_eq!(top(&a), Some(expected), "after {} more waits", i + 1);
+        }
+        a.flush();
+        assert_eq!(top(&a), Some((8, 0x8001)));
+        assert_eq!(
+            a.stats().get(LOCK_A).map(|s| s.contentions),
+            Some(2 + 3 * STACK_BATCH as u64)
+        );
     }
 
     #[test]

@@ -1,4 +1,6 @@
 //! Decoding of raw ring-buffer records into typed events. Pure: no aya, no I/O.
+use std::mem::offset_of;
+
 use thiserror::Error;
 use tracer_common::{
     EVENT_SIZE, Event, EventKind, LockOp, SNAPSHOT_WORDS, STACK_WINDOW_WORDS, UnknownValue,
@@ -87,6 +89,77 @@ impl StackWindow {
     }
 }
 
+/// Bytes of a wait record after its [`Event`] header: `user_sp`, `user_ip`,
+/// `window_words`, padding, then the window's words.
+const WINDOW_PART_BYTES: usize = WAIT_RECORD_SIZE - EVENT_SIZE;
+
+/// The stack window of a futex wait event, borrowed: still in the record's bytes (read
+/// only when the analysis keeps it, straight into its own storage) or already built (a
+/// thread found blocked at attach, tests).
+///
+/// Borrowing keeps [`TraceEvent`] small: with the ~280-byte window inline, every move of
+/// a decoded event (out of [`decode`], into the match that dispatches it) copied it, and
+/// those copies were a visible share of the event pipeline.
+#[derive(Clone, Copy, Debug)]
+pub enum WindowRef<'a> {
+    /// The window part of a wait record, as the kernel wrote it (no alignment).
+    Raw(&'a [u8; WINDOW_PART_BYTES]),
+    Built(&'a StackWindow),
+}
+
+impl WindowRef<'_> {
+    /// No window (no stack known).
+    pub const EMPTY: WindowRef<'static> = WindowRef::Built(&StackWindow::EMPTY);
+
+    /// Writes the window into `out` (one copy, whatever the source).
+    pub fn write_to(&self, out: &mut StackWindow) {
+        match *self {
+            Self::Built(window) => *out = *window,
+            Self::Raw(bytes) => {
+                const SP: usize = 0;
+                const IP: usize = 8;
+                const LEN: usize = 16;
+                const WORDS: usize = 24;
+                let u64_at = |at: usize| {
+                    let mut word = [0u8; 8];
+                    word.copy_from_slice(&bytes[at..at + 8]);
+                    u64::from_ne_bytes(word)
+                };
+                let mut len = [0u8; 4];
+                len.copy_from_slice(&bytes[LEN..LEN + 4]);
+                out.sp = u64_at(SP);
+                out.ip = u64_at(IP);
+                out.len = u32::from_ne_bytes(len);
+                for (i, word) in out.words.iter_mut().enumerate() {
+                    *word = u64_at(WORDS + i * 8);
+                }
+            }
+        }
+    }
+
+    /// The window, copied out.
+    #[must_use]
+    pub fn to_window(&self) -> StackWindow {
+        match *self {
+            Self::Built(window) => *window,
+            Self::Raw(_) => {
+                let mut window = StackWindow::EMPTY;
+                self.write_to(&mut window);
+                window
+            }
+        }
+    }
+}
+
+impl PartialEq for WindowRef<'_> {
+    /// Same window, wherever each one is stored.
+    fn eq(&self, other: &Self) -> bool {
+        self.to_window() == other.to_window()
+    }
+}
+
+impl Eq for WindowRef<'_> {}
+
 /// A kernel user-stack id, absent when `bpf_get_stackid` failed.
 pub type StackId = Option<u32>;
 
@@ -94,13 +167,9 @@ fn stack_id(raw: i32) -> StackId {
     u32::try_from(raw).ok()
 }
 
-/// A decoded ring-buffer record.
-#[expect(
-    clippy::large_enum_variant,
-    reason = "events are decoded one at a time and consumed at once; boxing the stack window would allocate per wait on the hot path"
-)]
+/// A decoded ring-buffer record; a futex wait's stack window stays in the record's bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TraceEvent {
+pub enum TraceEvent<'a> {
     FutexWait {
         tid: u32,
         ts_ns: u64,
@@ -109,7 +178,7 @@ pub enum TraceEvent {
         val: u32,
         stack: StackId,
         snapshot: Snapshot,
-        window: StackWindow,
+        window: WindowRef<'a>,
     },
     FutexWaitDone {
         tid: u32,
@@ -135,7 +204,7 @@ pub enum TraceEvent {
     },
 }
 
-impl TraceEvent {
+impl TraceEvent<'_> {
     /// TID of the thread the event is about.
     #[must_use]
     pub const fn tid(&self) -> u32 {
@@ -163,33 +232,21 @@ impl TraceEvent {
 ///
 /// # Errors
 /// When the length or a discriminant is not one this build knows.
-pub fn decode(bytes: &[u8]) -> Result<TraceEvent, DecodeError> {
+pub fn decode(bytes: &[u8]) -> Result<TraceEvent<'_>, DecodeError> {
+    let size = DecodeError::Size { len: bytes.len() };
     if bytes.len() == WAIT_RECORD_SIZE {
         return decode_wait_bytes(bytes);
     }
     if bytes.len() != EVENT_SIZE {
-        return Err(DecodeError::Size { len: bytes.len() });
+        return Err(size);
     }
-    decode_event(&read_event(bytes))
+    decode_header(Header::of(bytes).ok_or(size)?)
 }
 
-/// Reads the [`Event`] at the start of `bytes` (which carry no alignment guarantee).
-/// Callers have checked that at least `EVENT_SIZE` bytes are there.
-fn read_event(bytes: &[u8]) -> Event {
-    let header = &bytes[..EVENT_SIZE];
-    // SAFETY: `header` is exactly size_of::<Event>() bytes (asserted in tracer-common),
-    // read_unaligned copes with any alignment, and every bit pattern is a valid `Event`
-    // (plain integers only).
-    unsafe { header.as_ptr().cast::<Event>().read_unaligned() }
-}
-
-/// Decodes a wait record straight from its bytes: the header as an [`Event`], then the
-/// stack-window fields, so the ~400-byte record is copied once rather than twice.
-fn decode_wait_bytes(bytes: &[u8]) -> Result<TraceEvent, DecodeError> {
-    const SP: usize = EVENT_SIZE;
-    const IP: usize = SP + 8;
-    const WORDS: usize = IP + 8;
-    const WINDOW: usize = WORDS + 8;
+/// Decodes a wait record: the header in place, and the stack window left in the bytes
+/// for whoever keeps it.
+fn decode_wait_bytes(bytes: &[u8]) -> Result<TraceEvent<'_>, DecodeError> {
+    let size = || DecodeError::Size { len: bytes.len() };
     let TraceEvent::FutexWait {
         tid,
         ts_ns,
@@ -199,25 +256,14 @@ fn decode_wait_bytes(bytes: &[u8]) -> Result<TraceEvent, DecodeError> {
         stack,
         snapshot,
         ..
-    } = decode_event(&read_event(bytes))?
+    } = decode_header(Header::of(bytes).ok_or_else(size)?)?
     else {
         return Err(DecodeError::WaitRecordKind);
     };
-    let u64_at = |at: usize| {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(&bytes[at..at + 8]);
-        u64::from_ne_bytes(word)
-    };
-    let mut window = StackWindow {
-        ip: u64_at(IP),
-        sp: u64_at(SP),
-        len: 0,
-        words: [0; STACK_WINDOW_WORDS],
-    };
-    window.len = u32::try_from(u64_at(WORDS) & 0xffff_ffff).unwrap_or(0);
-    for (i, word) in window.words.iter_mut().enumerate() {
-        *word = u64_at(WINDOW + i * 8);
-    }
+    let window = bytes
+        .get(EVENT_SIZE..)
+        .and_then(|rest| rest.try_into().ok())
+        .ok_or_else(size)?;
     Ok(TraceEvent::FutexWait {
         tid,
         ts_ns,
@@ -226,52 +272,108 @@ fn decode_wait_bytes(bytes: &[u8]) -> Result<TraceEvent, DecodeError> {
         val,
         stack,
         snapshot,
-        window,
+        window: WindowRef::Raw(window),
     })
+}
+
+/// An [`Event`] header read in place from a record's bytes (no alignment): each field is
+/// loaded when a kind uses it, instead of copying the whole 128-byte header out first
+/// (a wait end uses 40 of them), and without `unsafe`.
+#[derive(Clone, Copy)]
+struct Header<'a>(&'a [u8; EVENT_SIZE]);
+
+impl<'a> Header<'a> {
+    /// The header at the start of `bytes`, if they are long enough.
+    fn of(bytes: &'a [u8]) -> Option<Self> {
+        bytes.get(..EVENT_SIZE)?.try_into().ok().map(Self)
+    }
+
+    /// `N` bytes at `at` (offsets are `offset_of!(Event, ..)`, always inside the header).
+    fn bytes<const N: usize>(self, at: usize) -> [u8; N] {
+        let mut out = [0; N];
+        if let Some(field) = self.0.get(at..at + N) {
+            out.copy_from_slice(field);
+        }
+        out
+    }
+
+    fn u32(self, at: usize) -> u32 {
+        u32::from_ne_bytes(self.bytes(at))
+    }
+
+    fn i32(self, at: usize) -> i32 {
+        i32::from_ne_bytes(self.bytes(at))
+    }
+
+    fn u64(self, at: usize) -> u64 {
+        u64::from_ne_bytes(self.bytes(at))
+    }
+
+    fn i64(self, at: usize) -> i64 {
+        i64::from_ne_bytes(self.bytes(at))
+    }
+
+    fn snapshot(self) -> Snapshot {
+        let mut words = [0; SNAPSHOT_WORDS];
+        for (i, word) in words.iter_mut().enumerate() {
+            *word = self.u32(offset_of!(Event, snapshot) + i * 4);
+        }
+        Snapshot {
+            addr: self.u64(offset_of!(Event, snapshot_addr)),
+            len: self.u32(offset_of!(Event, snapshot_len)),
+            words,
+        }
+    }
 }
 
 /// Converts a raw record into a typed event.
 ///
 /// # Errors
 /// When a discriminant is not one this build knows.
-pub fn decode_event(raw: &Event) -> Result<TraceEvent, DecodeError> {
-    let kind = EventKind::try_from(raw.kind).map_err(DecodeError::Kind)?;
+pub fn decode_event(raw: &Event) -> Result<TraceEvent<'static>, DecodeError> {
+    decode_header(Header(&to_bytes(raw)))
+}
+
+fn decode_header(header: Header<'_>) -> Result<TraceEvent<'static>, DecodeError> {
+    let kind =
+        EventKind::try_from(header.u32(offset_of!(Event, kind))).map_err(DecodeError::Kind)?;
+    let tid = header.u32(offset_of!(Event, tid));
+    let ts_ns = header.u64(offset_of!(Event, ts_ns));
+    let addr = header.u64(offset_of!(Event, addr));
+    let op = header.u32(offset_of!(Event, op));
+    let stack = || stack_id(header.i32(offset_of!(Event, stack_id)));
     Ok(match kind {
         EventKind::FutexWait => TraceEvent::FutexWait {
-            tid: raw.tid,
-            ts_ns: raw.ts_ns,
-            addr: raw.addr,
-            cmd: raw.op,
-            val: raw.val,
-            stack: stack_id(raw.stack_id),
-            snapshot: Snapshot {
-                addr: raw.snapshot_addr,
-                len: raw.snapshot_len,
-                words: raw.snapshot,
-            },
-            window: StackWindow::EMPTY,
+            tid,
+            ts_ns,
+            addr,
+            cmd: op,
+            val: header.u32(offset_of!(Event, val)),
+            stack: stack(),
+            snapshot: header.snapshot(),
+            window: WindowRef::EMPTY,
         },
         EventKind::FutexWaitDone => TraceEvent::FutexWaitDone {
-            tid: raw.tid,
-            ts_ns: raw.ts_ns,
-            addr: raw.addr,
-            cmd: raw.op,
-            ret: raw.ret,
+            tid,
+            ts_ns,
+            addr,
+            cmd: op,
+            ret: header.i64(offset_of!(Event, ret)),
         },
         EventKind::LockAcquired => TraceEvent::LockAcquired {
-            tid: raw.tid,
-            ts_ns: raw.ts_ns,
-            start_ns: raw.start_ns,
-            addr: raw.addr,
-            op: LockOp::try_from(raw.op).map_err(DecodeError::LockOp)?,
-            stack: stack_id(raw.stack_id),
-            call_site: raw.snapshot_addr,
+            tid,
+            ts_ns,
+            start_ns: header.u64(offset_of!(Event, start_ns)),
+            addr,
+            op: LockOp::try_from(op).map_err(DecodeError::LockOp)?,
+            stack: stack(),
+            call_site: header.u64(offset_of!(Event, snapshot_addr)),
         },
         EventKind::LockReleased => TraceEvent::LockReleased {
-            tid: raw.tid,
-            ts_ns: raw.ts_ns,
-            addr: raw.addr,
-            op: LockOp::try_from(raw.op).map_err(DecodeError::LockOp)?,
+            tid,
+            ts_ns,
+            addr,
+            op: LockOp::try_from(op).map_err(DecodeError::LockOp)?,
         },
         // Go lock records are `GoEvent`s, decoded by `gotrace`.
         EventKind::GoLock => return Err(DecodeError::GoKindInEvent),
@@ -284,6 +386,7 @@ pub fn decode_event(raw: &Event) -> Result<TraceEvent, DecodeError> {
 pub fn encode_bytes(event: &TraceEvent) -> Vec<u8> {
     let raw = encode(event);
     if let TraceEvent::FutexWait { window, .. } = *event {
+        let window = window.to_window();
         let record = WaitRecord {
             event: raw,
             user_sp: window.sp,
@@ -410,6 +513,12 @@ mod tests {
 
     #[test]
     fn round_trips_every_kind_through_bytes() {
+        let window = StackWindow {
+            ip: 0x7f00,
+            sp: 0x7ffe_0000,
+            len: 2,
+            words: window_words(),
+        };
         let events = [
             TraceEvent::FutexWait {
                 tid: 7,
@@ -419,12 +528,7 @@ mod tests {
                 val: 2,
                 stack: Some(3),
                 snapshot: snapshot(),
-                window: StackWindow {
-                    ip: 0x7f00,
-                    sp: 0x7ffe_0000,
-                    len: 2,
-                    words: window_words(),
-                },
+                window: WindowRef::Built(&window),
             },
             TraceEvent::FutexWaitDone {
                 tid: 7,
@@ -453,6 +557,19 @@ mod tests {
             let bytes = encode_bytes(&event);
             assert_eq!(decode(&bytes), Ok(event));
         }
+        // The window of a decoded wait is read from the record's bytes.
+        let bytes = encode_bytes(&events[0]);
+        let Ok(TraceEvent::FutexWait {
+            window: raw @ WindowRef::Raw(_),
+            ..
+        }) = decode(&bytes)
+        else {
+            panic!("a wait record decodes to a wait with its window in the bytes");
+        };
+        let mut out = StackWindow::EMPTY;
+        raw.write_to(&mut out);
+        assert_eq!((out, raw.to_window()), (window, window));
+        assert_ne!(raw, WindowRef::EMPTY);
         // A wait record's size with another kind inside is rejected.
         let mut bytes = encode_bytes(&events[0]);
         bytes[..4].copy_from_slice(&(EventKind::LockReleased as u32).to_ne_bytes());

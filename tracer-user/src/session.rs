@@ -18,7 +18,7 @@ use tracer_common::{SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS, STACK_WINDOW_WORDS, fut
 
 use crate::{
     analysis::{Analysis, WINDOW_ONLY_STACK},
-    event::{Snapshot, StackWindow, TraceEvent, decode},
+    event::{Snapshot, StackWindow, TraceEvent, WindowRef, decode},
     futex_lock::{MUTEX_OWNER_OFFSET, RWLOCK_WRITER_OFFSET},
     gotrace::{self, GoFinding, GoTracker},
     probes::{Hooks, ProbeError, Probes},
@@ -271,6 +271,7 @@ impl Session {
                 parked.push((tid, sp, pc));
                 continue;
             }
+            let window = self.scan_blocked_stack(pc, sp);
             let event = TraceEvent::FutexWait {
                 tid,
                 ts_ns: now,
@@ -279,7 +280,7 @@ impl Session {
                 val,
                 stack: None,
                 snapshot: read_snapshot(pid, addr),
-                window: self.scan_blocked_stack(pc, sp),
+                window: WindowRef::Built(&window),
             };
             let threads = &self.threads;
             self.analysis.on_event(&event, &|t| threads.contains(t));
@@ -290,6 +291,7 @@ impl Session {
             let Some(mutex) = self.parked_pi_mutex(tid) else {
                 continue;
             };
+            let window = self.scan_blocked_stack(pc, sp);
             let event = TraceEvent::FutexWait {
                 tid,
                 ts_ns: now,
@@ -298,7 +300,7 @@ impl Session {
                 val: 0,
                 stack: None,
                 snapshot: read_snapshot(pid, mutex),
-                window: self.scan_blocked_stack(pc, sp),
+                window: WindowRef::Built(&window),
             };
             let threads = &self.threads;
             self.analysis.on_event(&event, &|t| threads.contains(t));
@@ -444,8 +446,9 @@ impl Session {
                 if go.as_mut().is_some_and(|go| go.on_record(bytes)) {
                     return;
                 }
+                // By reference: binding the decoded event by value copied it once more.
                 match decode(bytes) {
-                    Ok(event) => analysis.on_event(&event, &is_thread),
+                    Ok(ref event) => analysis.on_event(event, &is_thread),
                     Err(_) => *decode_errors += 1,
                 }
             });
