@@ -1016,7 +1016,7 @@ fn fuzz_go_dwarf_and_code_analysis_bounded() {
             if next() % 2 == 0 {
                 mutated[at] ^= 1 << (next() % 8);
             } else if let Some(word) = mutated.get_mut(at..(at + 4).min(range.end)) {
-                let bytes = (next() as u32).to_le_bytes();
+                let bytes = next().to_le_bytes();
                 word.copy_from_slice(&bytes[..word.len()]);
             }
         }
