@@ -12,8 +12,9 @@ pub const MAP_EVENTS: &str = "EVENTS";
 pub const MAP_COUNTERS: &str = "COUNTERS";
 /// Name of the stack-trace map filled by `bpf_get_stackid` (user stacks).
 pub const MAP_STACKS: &str = "STACKS";
-/// Name of the hash (TID → [`PendingLock`]) that carries a lock call from its entry
-/// uprobe to its return uprobe (only used with `--holds`).
+/// Name of the LRU hash (TID → [`PendingLock`]) that carries a lock call from its entry
+/// uprobe to its return uprobe (only used with `--holds`). A thread keeps its entry
+/// between calls ([`PendingLock::op`] is 0 when no call is in flight).
 pub const MAP_PENDING_LOCKS: &str = "PENDING_LOCKS";
 
 /// Global (in `.rodata`) holding the target's TGID; set by the loader before load, so
@@ -461,7 +462,8 @@ pub const WAIT_RECORD_SIZE: usize = EVENT_SIZE + 24 + STACK_WINDOW_WORDS * 8;
 const _: () = assert!(core::mem::size_of::<WaitRecord>() == WAIT_RECORD_SIZE);
 const _: () = assert!(WAIT_RECORD_SIZE != EVENT_SIZE);
 
-/// A lock call in flight between its entry and return uprobes (`--holds`).
+/// A thread's lock call in flight between its entry and return uprobes (`--holds`), or
+/// its last call once returned (`op` and `caller` are then 0).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PendingLock {
@@ -470,6 +472,7 @@ pub struct PendingLock {
     /// Return address of the lock call (read at `[sp]` on entry): the exact call site,
     /// which a frame-pointer walk from a function's first instruction would miss.
     pub caller: u64,
+    /// The [`LockOp`] of the call in flight; 0 once its return was seen.
     pub op: u32,
     pub stack_id: i32,
 }

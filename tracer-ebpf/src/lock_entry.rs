@@ -69,5 +69,13 @@ fn try_lock_entry(ctx: &ProbeContext) -> Result<(), ()> {
         op: cookie as u32,
         stack_id: user_stack_id(ctx),
     };
-    PENDING_LOCKS.insert(tid, pending, 0).map_err(|_| ())
+    match PENDING_LOCKS.get_ptr_mut(tid) {
+        // SAFETY: `slot` points at this thread's map value, sized and aligned for a
+        // `PendingLock`; only this thread's lock programs write it, and they run one at
+        // a time on the thread's CPU.
+        Some(slot) => unsafe { slot.write(pending) },
+        // The thread's first lock call (or its entry was recycled): create it.
+        None => PENDING_LOCKS.insert(tid, pending, 0).map_err(|_| ())?,
+    }
+    Ok(())
 }

@@ -3,7 +3,7 @@
 //! userspace knows the acquisition latency, the hold start and the stack of the caller.
 //! uretprobes are fine here: these are C functions on ordinary stacks (never Go code).
 use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::uretprobe, programs::RetProbeContext};
-use tracer_common::{Counter, Event, EventKind, LockOp};
+use tracer_common::{Counter, Event, EventKind, LockOp, PendingLock};
 
 /// `ETIMEDOUT` as `pthread_cond_timedwait` returns it.
 const ETIMEDOUT: i32 = 110;
@@ -28,12 +28,10 @@ fn try_lock_return(ctx: &RetProbeContext) -> Result<(), ()> {
     let Some(tid) = target_tid() else {
         return Ok(());
     };
-    // SAFETY: the value is copied out before the entry is removed below.
-    let Some(pending) = (unsafe { PENDING_LOCKS.get(tid) }).copied() else {
+    let Some(pending) = take_pending(tid) else {
         count(Counter::UnmatchedReturns);
         return Ok(());
     };
-    let _ = PENDING_LOCKS.remove(tid);
     let ret: i32 = ctx.ret();
     // A condvar wait holds its mutex again when it returns, also after a timeout.
     let cond_wait_relocked = pending.op == LockOp::CondWait as u32 && ret == ETIMEDOUT;
@@ -53,4 +51,24 @@ fn try_lock_return(ctx: &RetProbeContext) -> Result<(), ()> {
     event.snapshot_addr = pending.caller;
     emit(&event);
     Ok(())
+}
+
+/// The thread's lock call in flight, marked consumed in place (the entry stays for the
+/// thread's next call, see `PENDING_LOCKS`); `None` if no entry was seen for it.
+#[inline(always)]
+fn take_pending(tid: u32) -> Option<PendingLock> {
+    let slot = PENDING_LOCKS.get_ptr_mut(tid)?;
+    // SAFETY: `slot` points at this thread's map value, sized and aligned for a
+    // `PendingLock`; only this thread's lock programs write it, one at a time.
+    let pending = unsafe { slot.read() };
+    if pending.op == 0 {
+        return None;
+    }
+    // `caller` too: userspace takes a nonzero caller as "inside a lock call now".
+    // SAFETY: as above.
+    unsafe {
+        (*slot).op = 0;
+        (*slot).caller = 0;
+    }
+    Some(pending)
 }
