@@ -192,10 +192,12 @@ pub enum EventKind {
     FutexWait = 1,
     /// The same thread left that futex op. `addr`, `op` as at entry; `ret` = syscall result.
     FutexWaitDone = 2,
-    /// A lock function returned success (`--holds`). `addr` = lock object, `op` = [`LockOp`],
-    /// `start_ns` = when the call began, `stack_id` = user stack at the call.
+    /// A lock function returned success (`--holds`); sent as a [`LockRecord`]. `addr` = lock
+    /// object, `op` = [`LockOp`], `start_ns` = when the call began, `stack_id` = user stack
+    /// at the call.
     LockAcquired = 3,
-    /// An unlock function was entered (`--holds`). `addr` = lock object, `op` = [`LockOp`].
+    /// An unlock function was entered (`--holds`); sent as a [`LockRecord`]. `addr` = lock
+    /// object, `op` = [`LockOp`].
     LockReleased = 4,
     /// A Go lock probe site fired; sent as a [`GoEvent`] record, `op` = [`GoOp`].
     GoLock = 5,
@@ -429,6 +431,58 @@ impl Event {
 pub const EVENT_SIZE: usize = 128;
 const _: () = assert!(core::mem::size_of::<Event>() == EVENT_SIZE);
 const _: () = assert!(core::mem::align_of::<Event>() == 8);
+
+/// The record of a `--holds` lock event ([`EventKind::LockAcquired`] or
+/// [`EventKind::LockReleased`]); told apart from the other records by its size.
+///
+/// Its own record rather than an [`Event`] because these are the most frequent records of
+/// a `--holds` trace (two per lock/unlock pair, written while the lock is held): 56 bytes
+/// in the ring buffer with its header instead of 136 is half the copy and fewer cache
+/// lines for the kernel to write and the reader to read.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LockRecord {
+    /// [`EventKind::LockAcquired`] or [`EventKind::LockReleased`] as `u32`.
+    pub kind: u32,
+    /// Kernel TID of the thread that took or released the lock.
+    pub tid: u32,
+    /// `bpf_ktime_get_ns()` when the lock call returned (acquired) or the unlock began.
+    pub ts_ns: u64,
+    /// The lock object's address in the target.
+    pub addr: u64,
+    /// Acquired: when the lock call began. Released: 0.
+    pub start_ns: u64,
+    /// Acquired: the call site (return address of the lock call). Released: 0.
+    pub call_site: u64,
+    /// A [`LockOp`] as `u32`.
+    pub op: u32,
+    /// Acquired: `bpf_get_stackid` result, an id in [`MAP_STACKS`] or a negative errno.
+    /// Released: 0.
+    pub stack_id: i32,
+}
+
+impl LockRecord {
+    /// An all-zero record, for filling in field by field.
+    pub const ZERO: Self = Self {
+        kind: 0,
+        tid: 0,
+        ts_ns: 0,
+        addr: 0,
+        start_ns: 0,
+        call_site: 0,
+        op: 0,
+        stack_id: 0,
+    };
+}
+
+/// Size of [`LockRecord`] on the wire.
+pub const LOCK_RECORD_SIZE: usize = 48;
+const _: () = assert!(core::mem::size_of::<LockRecord>() == LOCK_RECORD_SIZE);
+const _: () = assert!(
+    LOCK_RECORD_SIZE != EVENT_SIZE
+        && LOCK_RECORD_SIZE != GO_EVENT_SIZE
+        && LOCK_RECORD_SIZE != WAIT_RECORD_SIZE
+);
 
 /// Number of 64-bit words of user stack copied from the stack pointer at each futex wait.
 ///

@@ -6,7 +6,7 @@ use aya_ebpf::{
     programs::tracing::StackIdContext,
 };
 use tracer_common::{
-    Counter, Event, GoEvent, SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS, STACK_WINDOW_WORDS,
+    Counter, Event, GoEvent, LockRecord, SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS, STACK_WINDOW_WORDS,
 };
 
 use crate::maps::{COUNTERS, EVENTS, STACKS, TARGET_TGID};
@@ -54,6 +54,17 @@ pub(crate) fn emit(event: &Event) {
 pub(crate) fn emit_go(event: &GoEvent) {
     if EVENTS
         .output::<GoEvent>(event, u64::from(BPF_RB_NO_WAKEUP))
+        .is_err()
+    {
+        count(Counter::Dropped);
+    }
+}
+
+/// Sends a `--holds` lock record; same rules as [`emit`].
+#[inline(always)]
+pub(crate) fn emit_lock(record: &LockRecord) {
+    if EVENTS
+        .output::<LockRecord>(record, u64::from(BPF_RB_NO_WAKEUP))
         .is_err()
     {
         count(Counter::Dropped);

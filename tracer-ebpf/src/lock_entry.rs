@@ -10,10 +10,10 @@ use aya_ebpf::{
     macros::uprobe,
     programs::ProbeContext,
 };
-use tracer_common::{Event, EventKind, LockOp, PendingLock};
+use tracer_common::{EventKind, LockOp, LockRecord, PendingLock};
 
 use crate::{
-    helpers::{emit, target_tid, user_stack_id},
+    helpers::{emit_lock, target_tid, user_stack_id},
     maps::PENDING_LOCKS,
 };
 
@@ -45,13 +45,14 @@ fn try_lock_entry(ctx: &ProbeContext) -> Result<(), ()> {
     // SAFETY: bpf_ktime_get_ns has no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
     if cond_wait {
-        let mut event = Event::ZERO;
-        event.kind = EventKind::LockReleased as u32;
-        event.tid = tid;
-        event.ts_ns = now;
-        event.addr = addr;
-        event.op = LockOp::CondWait as u32;
-        emit(&event);
+        emit_lock(&LockRecord {
+            kind: EventKind::LockReleased as u32,
+            tid,
+            ts_ns: now,
+            addr,
+            op: LockOp::CondWait as u32,
+            ..LockRecord::ZERO
+        });
     }
     // SAFETY: reading the ProbeContext's saved registers, valid for the whole program.
     let sp = unsafe { (*ctx.regs).rsp };

@@ -3,13 +3,13 @@
 //! userspace knows the acquisition latency, the hold start and the stack of the caller.
 //! uretprobes are fine here: these are C functions on ordinary stacks (never Go code).
 use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::uretprobe, programs::RetProbeContext};
-use tracer_common::{Counter, Event, EventKind, LockOp, PendingLock};
+use tracer_common::{Counter, EventKind, LockOp, LockRecord, PendingLock};
 
 /// `ETIMEDOUT` as `pthread_cond_timedwait` returns it.
 const ETIMEDOUT: i32 = 110;
 
 use crate::{
-    helpers::{count, emit, target_tid},
+    helpers::{count, emit_lock, target_tid},
     maps::PENDING_LOCKS,
 };
 
@@ -39,17 +39,17 @@ fn try_lock_return(ctx: &RetProbeContext) -> Result<(), ()> {
         // EBUSY from trylock, ETIMEDOUT, EDEADLK...: nothing was acquired.
         return Ok(());
     }
-    let mut event = Event::ZERO;
-    event.kind = EventKind::LockAcquired as u32;
-    event.tid = tid;
-    // SAFETY: bpf_ktime_get_ns has no preconditions.
-    event.ts_ns = unsafe { bpf_ktime_get_ns() };
-    event.addr = pending.addr;
-    event.start_ns = pending.start_ns;
-    event.op = pending.op;
-    event.stack_id = pending.stack_id;
-    event.snapshot_addr = pending.caller;
-    emit(&event);
+    emit_lock(&LockRecord {
+        kind: EventKind::LockAcquired as u32,
+        tid,
+        // SAFETY: bpf_ktime_get_ns has no preconditions.
+        ts_ns: unsafe { bpf_ktime_get_ns() },
+        addr: pending.addr,
+        start_ns: pending.start_ns,
+        call_site: pending.caller,
+        op: pending.op,
+        stack_id: pending.stack_id,
+    });
     Ok(())
 }
 
