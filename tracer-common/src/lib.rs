@@ -475,6 +475,12 @@ impl LockRecord {
     };
 }
 
+/// `LockRecord::stack_id` when no stack was taken because the lock call's caller keeps no
+/// frame pointer (`rbp` does not point into the stack just above the stack pointer): the
+/// kernel's walk would have found only garbage, and `call_site` locates the call.
+/// A negative errno (`ENOENT`) like the other "no stack" values.
+pub const STACK_ID_NO_FRAME_CHAIN: i32 = -2;
+
 /// Size of [`LockRecord`] on the wire.
 pub const LOCK_RECORD_SIZE: usize = 48;
 const _: () = assert!(core::mem::size_of::<LockRecord>() == LOCK_RECORD_SIZE);

@@ -10,10 +10,10 @@ use aya_ebpf::{
     macros::uprobe,
     programs::ProbeContext,
 };
-use tracer_common::{EventKind, LockOp, LockRecord, PendingLock};
+use tracer_common::{EventKind, LockOp, LockRecord, PendingLock, STACK_ID_NO_FRAME_CHAIN};
 
 use crate::{
-    helpers::{emit_lock, target_tid, user_stack_id},
+    helpers::{emit_lock, frame_chain_starts, target_tid, user_stack_id},
     maps::PENDING_LOCKS,
 };
 
@@ -55,7 +55,7 @@ fn try_lock_entry(ctx: &ProbeContext) -> Result<(), ()> {
         });
     }
     // SAFETY: reading the ProbeContext's saved registers, valid for the whole program.
-    let sp = unsafe { (*ctx.regs).rsp };
+    let (sp, bp) = unsafe { ((*ctx.regs).rsp, (*ctx.regs).rbp) };
     // At a function's first instruction `[sp]` is the return address: the call site.
     // SAFETY: bpf_probe_read_user checks the user address and fails cleanly on a fault.
     let caller = unsafe { bpf_probe_read_user(sp as *const u64) }.unwrap_or(0);
@@ -68,7 +68,11 @@ fn try_lock_entry(ctx: &ProbeContext) -> Result<(), ()> {
             reason = "the cookie is a LockOp (u32)"
         )]
         op: cookie as u32,
-        stack_id: user_stack_id(ctx),
+        stack_id: if frame_chain_starts(sp, bp) {
+            user_stack_id(ctx)
+        } else {
+            STACK_ID_NO_FRAME_CHAIN
+        },
     };
     match PENDING_LOCKS.get_ptr_mut(tid) {
         // SAFETY: `slot` points at this thread's map value, sized and aligned for a
