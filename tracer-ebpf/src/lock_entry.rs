@@ -10,10 +10,10 @@ use aya_ebpf::{
     macros::uprobe,
     programs::ProbeContext,
 };
-use tracer_common::{Event, EventKind, LockOp, PendingLock};
+use tracer_common::{EventKind, LockOp, LockRecord, PendingLock, STACK_ID_NO_FRAME_CHAIN};
 
 use crate::{
-    helpers::{emit, target_tid, user_stack_id},
+    helpers::{emit_lock, frame_chain_starts, target_tid, user_stack_id},
     maps::PENDING_LOCKS,
 };
 
@@ -45,16 +45,17 @@ fn try_lock_entry(ctx: &ProbeContext) -> Result<(), ()> {
     // SAFETY: bpf_ktime_get_ns has no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
     if cond_wait {
-        let mut event = Event::ZERO;
-        event.kind = EventKind::LockReleased as u32;
-        event.tid = tid;
-        event.ts_ns = now;
-        event.addr = addr;
-        event.op = LockOp::CondWait as u32;
-        emit(&event);
+        emit_lock(&LockRecord {
+            kind: EventKind::LockReleased as u32,
+            tid,
+            ts_ns: now,
+            addr,
+            op: LockOp::CondWait as u32,
+            ..LockRecord::ZERO
+        });
     }
     // SAFETY: reading the ProbeContext's saved registers, valid for the whole program.
-    let sp = unsafe { (*ctx.regs).rsp };
+    let (sp, bp) = unsafe { ((*ctx.regs).rsp, (*ctx.regs).rbp) };
     // At a function's first instruction `[sp]` is the return address: the call site.
     // SAFETY: bpf_probe_read_user checks the user address and fails cleanly on a fault.
     let caller = unsafe { bpf_probe_read_user(sp as *const u64) }.unwrap_or(0);
@@ -67,7 +68,19 @@ fn try_lock_entry(ctx: &ProbeContext) -> Result<(), ()> {
             reason = "the cookie is a LockOp (u32)"
         )]
         op: cookie as u32,
-        stack_id: user_stack_id(ctx),
+        stack_id: if frame_chain_starts(sp, bp) {
+            user_stack_id(ctx)
+        } else {
+            STACK_ID_NO_FRAME_CHAIN
+        },
     };
-    PENDING_LOCKS.insert(tid, pending, 0).map_err(|_| ())
+    match PENDING_LOCKS.get_ptr_mut(tid) {
+        // SAFETY: `slot` points at this thread's map value, sized and aligned for a
+        // `PendingLock`; only this thread's lock programs write it, and they run one at
+        // a time on the thread's CPU.
+        Some(slot) => unsafe { slot.write(pending) },
+        // The thread's first lock call (or its entry was recycled): create it.
+        None => PENDING_LOCKS.insert(tid, pending, 0).map_err(|_| ())?,
+    }
+    Ok(())
 }

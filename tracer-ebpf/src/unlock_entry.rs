@@ -6,9 +6,9 @@ use aya_ebpf::{
     macros::uprobe,
     programs::ProbeContext,
 };
-use tracer_common::{Event, EventKind};
+use tracer_common::{EventKind, LockRecord};
 
-use crate::helpers::{emit, target_tid};
+use crate::helpers::{emit_lock, target_tid};
 
 #[uprobe]
 pub(crate) fn unlock_entry(ctx: ProbeContext) -> u32 {
@@ -22,19 +22,20 @@ fn try_unlock_entry(ctx: &ProbeContext) -> Result<(), ()> {
         return Ok(());
     };
     let addr: u64 = ctx.arg(0).ok_or(())?;
-    let mut event = Event::ZERO;
-    event.kind = EventKind::LockReleased as u32;
-    event.tid = tid;
-    // SAFETY: bpf_ktime_get_ns has no preconditions.
-    event.ts_ns = unsafe { bpf_ktime_get_ns() };
-    event.addr = addr;
     // SAFETY: the helper only reads the attach cookie of the running program.
     #[expect(
         clippy::cast_possible_truncation,
         reason = "the cookie is a LockOp (u32)"
     )]
     let op = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } as u32;
-    event.op = op;
-    emit(&event);
+    emit_lock(&LockRecord {
+        kind: EventKind::LockReleased as u32,
+        tid,
+        // SAFETY: bpf_ktime_get_ns has no preconditions.
+        ts_ns: unsafe { bpf_ktime_get_ns() },
+        addr,
+        op,
+        ..LockRecord::ZERO
+    });
     Ok(())
 }

@@ -13,7 +13,8 @@
 //! `tracer_common::Event`s filled in with `..Event::ZERO` (fields added to the record
 //! later stay zero and the benchmark keeps building), decoded once, and wait records get
 //! a full stack window before `encode_bytes` turns them into the bytes the kernel sends
-//! (408-byte wait records, 128-byte others). The timed loop only sees those bytes.
+//! (408-byte wait records, 48-byte lock records, 128-byte others). The timed loop only
+//! sees those bytes.
 use std::{
     hint::black_box,
     time::{Duration, Instant},
@@ -166,7 +167,9 @@ impl Generator {
                 }
                 self.out.push(&encode_bytes(&typed));
             }
-            _ => self.out.push(bytes.as_ref()),
+            // Lock events as the kernel sends them: the small lock record.
+            Ok(typed) => self.out.push(&encode_bytes(&typed)),
+            Err(_) => self.out.push(bytes.as_ref()),
         }
     }
 

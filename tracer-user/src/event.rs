@@ -3,18 +3,22 @@ use std::mem::offset_of;
 
 use thiserror::Error;
 use tracer_common::{
-    EVENT_SIZE, Event, EventKind, LockOp, SNAPSHOT_WORDS, STACK_WINDOW_WORDS, UnknownValue,
-    WAIT_RECORD_SIZE, WaitRecord,
+    EVENT_SIZE, Event, EventKind, LOCK_RECORD_SIZE, LockOp, LockRecord, SNAPSHOT_WORDS,
+    STACK_WINDOW_WORDS, UnknownValue, WAIT_RECORD_SIZE, WaitRecord,
 };
 
 /// A record that could not be decoded. Counted and skipped, never fatal: a newer or
 /// corrupted record must not stop the trace.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum DecodeError {
-    #[error("record of {len} bytes, expected {EVENT_SIZE} or {WAIT_RECORD_SIZE}")]
+    #[error(
+        "record of {len} bytes, expected {LOCK_RECORD_SIZE}, {EVENT_SIZE} or {WAIT_RECORD_SIZE}"
+    )]
     Size { len: usize },
     #[error("a {WAIT_RECORD_SIZE}-byte record that is not a futex wait")]
     WaitRecordKind,
+    #[error("a {LOCK_RECORD_SIZE}-byte record that is not a lock acquire or release")]
+    LockRecordKind,
     #[error("unknown event kind {}", .0.0)]
     Kind(UnknownValue),
     #[error("unknown lock op {}", .0.0)]
@@ -234,6 +238,9 @@ impl TraceEvent<'_> {
 /// When the length or a discriminant is not one this build knows.
 pub fn decode(bytes: &[u8]) -> Result<TraceEvent<'_>, DecodeError> {
     let size = DecodeError::Size { len: bytes.len() };
+    if bytes.len() == LOCK_RECORD_SIZE {
+        return decode_lock_record(&read_lock_record(bytes));
+    }
     if bytes.len() == WAIT_RECORD_SIZE {
         return decode_wait_bytes(bytes);
     }
@@ -241,6 +248,43 @@ pub fn decode(bytes: &[u8]) -> Result<TraceEvent<'_>, DecodeError> {
         return Err(size);
     }
     decode_header(Header::of(bytes).ok_or(size)?)
+}
+
+/// Reads a [`LockRecord`] from exactly `LOCK_RECORD_SIZE` bytes (no alignment guarantee).
+fn read_lock_record(bytes: &[u8]) -> LockRecord {
+    let bytes = &bytes[..LOCK_RECORD_SIZE];
+    // SAFETY: `bytes` is exactly size_of::<LockRecord>() bytes (asserted in
+    // tracer-common), read_unaligned copes with any alignment, and every bit pattern is a
+    // valid `LockRecord` (plain integers only).
+    unsafe { bytes.as_ptr().cast::<LockRecord>().read_unaligned() }
+}
+
+/// Converts a `--holds` lock record into a typed event.
+///
+/// # Errors
+/// When the kind is not a lock acquire or release, or the op is unknown.
+pub fn decode_lock_record(raw: &LockRecord) -> Result<TraceEvent<'static>, DecodeError> {
+    let op = || LockOp::try_from(raw.op).map_err(DecodeError::LockOp);
+    match EventKind::try_from(raw.kind).map_err(DecodeError::Kind)? {
+        EventKind::LockAcquired => Ok(TraceEvent::LockAcquired {
+            tid: raw.tid,
+            ts_ns: raw.ts_ns,
+            start_ns: raw.start_ns,
+            addr: raw.addr,
+            op: op()?,
+            stack: stack_id(raw.stack_id),
+            call_site: raw.call_site,
+        }),
+        EventKind::LockReleased => Ok(TraceEvent::LockReleased {
+            tid: raw.tid,
+            ts_ns: raw.ts_ns,
+            addr: raw.addr,
+            op: op()?,
+        }),
+        EventKind::FutexWait | EventKind::FutexWaitDone | EventKind::GoLock => {
+            Err(DecodeError::LockRecordKind)
+        }
+    }
 }
 
 /// Decodes a wait record: the header in place, and the stack window left in the bytes
@@ -384,6 +428,12 @@ fn decode_header(header: Header<'_>) -> Result<TraceEvent<'static>, DecodeError>
 /// used by tests and the pipeline benchmark to make synthetic input.
 #[must_use]
 pub fn encode_bytes(event: &TraceEvent) -> Vec<u8> {
+    if let Some(record) = encode_lock_record(event) {
+        // SAFETY: `LockRecord` is `repr(C)` with no padding (size asserted), so its bytes
+        // are all initialised.
+        let bytes: [u8; LOCK_RECORD_SIZE] = unsafe { core::mem::transmute_copy(&record) };
+        return bytes.to_vec();
+    }
     let raw = encode(event);
     if let TraceEvent::FutexWait { window, .. } = *event {
         let window = window.to_window();
@@ -401,6 +451,46 @@ pub fn encode_bytes(event: &TraceEvent) -> Vec<u8> {
         return bytes.to_vec();
     }
     to_bytes(&raw).to_vec()
+}
+
+/// The [`LockRecord`] the kernel sends for a lock acquire or release; `None` for futex
+/// events.
+#[must_use]
+pub fn encode_lock_record(event: &TraceEvent) -> Option<LockRecord> {
+    match *event {
+        TraceEvent::LockAcquired {
+            tid,
+            ts_ns,
+            start_ns,
+            addr,
+            op,
+            stack,
+            call_site,
+        } => Some(LockRecord {
+            kind: EventKind::LockAcquired as u32,
+            tid,
+            ts_ns,
+            addr,
+            start_ns,
+            call_site,
+            op: op as u32,
+            stack_id: stack.and_then(|s| i32::try_from(s).ok()).unwrap_or(-14),
+        }),
+        TraceEvent::LockReleased {
+            tid,
+            ts_ns,
+            addr,
+            op,
+        } => Some(LockRecord {
+            kind: EventKind::LockReleased as u32,
+            tid,
+            ts_ns,
+            addr,
+            op: op as u32,
+            ..LockRecord::ZERO
+        }),
+        TraceEvent::FutexWait { .. } | TraceEvent::FutexWaitDone { .. } => None,
+    }
 }
 
 /// Encodes a typed event's common fields into a raw [`Event`] (the stack window of a
@@ -570,10 +660,17 @@ mod tests {
         raw.write_to(&mut out);
         assert_eq!((out, raw.to_window()), (window, window));
         assert_ne!(raw, WindowRef::EMPTY);
+        // Lock events travel as the small lock record.
+        assert_eq!(encode_bytes(&events[2]).len(), LOCK_RECORD_SIZE);
+        assert_eq!(encode_bytes(&events[3]).len(), LOCK_RECORD_SIZE);
         // A wait record's size with another kind inside is rejected.
         let mut bytes = encode_bytes(&events[0]);
         bytes[..4].copy_from_slice(&(EventKind::LockReleased as u32).to_ne_bytes());
         assert!(decode(&bytes).is_err());
+        // And so is a lock record's size with a futex kind inside.
+        let mut bytes = encode_bytes(&events[3]);
+        bytes[..4].copy_from_slice(&(EventKind::FutexWaitDone as u32).to_ne_bytes());
+        assert_eq!(decode(&bytes), Err(DecodeError::LockRecordKind));
     }
 
     #[test]
@@ -591,7 +688,14 @@ mod tests {
             decode(&to_bytes(&raw)),
             Err(DecodeError::LockOp(UnknownValue(0)))
         );
-        // Unaligned input is fine.
+        let mut record = LockRecord::ZERO;
+        record.kind = EventKind::LockAcquired as u32;
+        record.op = 99;
+        assert_eq!(
+            decode_lock_record(&record),
+            Err(DecodeError::LockOp(UnknownValue(99)))
+        );
+        // Unaligned input is fine, in both record sizes.
         let mut shifted = [0u8; EVENT_SIZE + 1];
         let event = TraceEvent::LockReleased {
             tid: 1,
@@ -600,6 +704,10 @@ mod tests {
             op: LockOp::MutexUnlock,
         };
         shifted[1..].copy_from_slice(&to_bytes(&encode(&event)));
+        assert_eq!(decode(&shifted[1..]), Ok(event));
+        let bytes = encode_bytes(&event);
+        let mut shifted = vec![0u8; bytes.len() + 1];
+        shifted[1..].copy_from_slice(&bytes);
         assert_eq!(decode(&shifted[1..]), Ok(event));
     }
 

@@ -59,14 +59,15 @@ enum Part {
 struct Options {
     rounds: usize,
     seconds: f64,
-    only: Option<Part>,
+    /// The parts to run (`--only b,c`); `None` runs every part.
+    only: Option<Vec<Part>>,
     /// Use the tracer binary already in target/release (when the tree does not build).
     no_build: bool,
 }
 
 impl Options {
     fn wants(&self, part: Part) -> bool {
-        self.only.is_none_or(|only| only == part)
+        self.only.as_ref().is_none_or(|only| only.contains(&part))
     }
 }
 
@@ -103,19 +104,27 @@ fn parse_options(args: &[String]) -> anyhow::Result<Options> {
                 }
             }
             "--only" => {
-                opts.only = Some(match value()?.as_str() {
-                    "a" => Part::Pipeline,
-                    "b" => Part::Overhead,
-                    "c" => Part::Floors,
-                    "d" => Part::Latency,
-                    "e" => Part::Go,
-                    other => bail!("--only takes a, b, c, d or e, not {other:?}"),
-                });
+                // A comma list, so that b and c (tracer and floors) can run interleaved
+                // in one invocation and be compared against the same untraced runs.
+                let parts = value()?
+                    .split(',')
+                    .map(|part| {
+                        Ok(match part.trim() {
+                            "a" => Part::Pipeline,
+                            "b" => Part::Overhead,
+                            "c" => Part::Floors,
+                            "d" => Part::Latency,
+                            "e" => Part::Go,
+                            other => bail!("--only takes a, b, c, d or e, not {other:?}"),
+                        })
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                opts.only = Some(parts);
             }
             "--no-build" => opts.no_build = true,
             "-h" | "--help" => {
                 println!(
-                    "cargo xtask bench [--rounds N (5)] [--seconds S (3)] [--only a|b|c|d|e] [--no-build]\n\
+                    "cargo xtask bench [--rounds N (5)] [--seconds S (3)] [--only a|b|c|d|e[,...]] [--no-build]\n\
                      a: userspace pipeline events/s; b: overhead of tracer attach (default, --holds);\n\
                      c: floors (empty programs, empty uprobes, bpftrace); d: deadlock report latency;\n\
                      e: Go targets (overhead on a sync.Mutex workload, attach time on a large Go binary).\n\
@@ -1229,8 +1238,11 @@ mod tests {
             .map(|s| (*s).to_owned())
             .collect();
         let opts = parse_options(&args).expect("valid options");
-        assert_eq!((opts.rounds, opts.only), (2, Some(Part::Floors)));
+        assert_eq!((opts.rounds, opts.only), (2, Some(vec![Part::Floors])));
         assert!((opts.seconds - 1.5).abs() < f64::EPSILON);
         assert!(parse_options(&["--only".to_owned(), "x".to_owned()]).is_err());
+        let both = parse_options(&["--only".to_owned(), "b,c".to_owned()]).expect("b,c");
+        assert!(both.wants(Part::Overhead) && both.wants(Part::Floors));
+        assert!(!both.wants(Part::Pipeline));
     }
 }
