@@ -24,7 +24,7 @@ use crate::{
     probes::{Hooks, ProbeError, Probes},
     procfs::{self, SyscallState},
     report::{self, Deadlock, DeadlockEntry, LockKind, LockRef, LockSummary, Summary},
-    symbols::{Frame, Symbolizer},
+    symbols::{self, Frame, Symbolizer},
     unwind::{self, CALL_LOOKBEHIND},
     waitgraph::Cycle,
 };
@@ -40,6 +40,8 @@ const DRAIN_CHUNK: usize = 4096;
 const DRAIN_BUDGET: Duration = Duration::from_millis(50);
 /// How often the whole graph is re-scanned for cycles that closed through a holder update.
 const RESCAN_INTERVAL: Duration = Duration::from_millis(250);
+/// How long the symbolizer's objects may load ahead of need; the rest load when needed.
+const PRELOAD_BUDGET: Duration = Duration::from_secs(2);
 /// Locks in the summary that get their top waiting stack symbolized.
 const STACKS_IN_SUMMARY: usize = 20;
 
@@ -181,10 +183,20 @@ pub async fn run(config: Config, out: &mut dyn Write) -> Result<(), SessionError
         code,
         decode_errors: 0,
         adopted_at: 0,
+        preloaded: None,
     };
     // Threads that were already asleep before the hooks were in place send no event:
     // find them, so a process that is already deadlocked is diagnosed at once.
     session.adopt_blocked_threads();
+    // Symbol tables and DWARF of the mapped objects load on a thread of their own, so the
+    // first deadlock report does not wait for them (a libc debug file alone takes ~0.1 s)
+    // and the drain loop is never held up by them.
+    let (root, objects) = session.symbolizer.preload_list();
+    let (preloaded_tx, preloaded) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = preloaded_tx.send(symbols::preload(&root, objects, PRELOAD_BUDGET));
+    });
+    session.preloaded = Some(preloaded);
     let started = Instant::now();
     let exited = session.trace(out).await?;
     if exited {
@@ -225,6 +237,8 @@ struct Session {
     decode_errors: u64,
     /// Monotonic time given to waits found already blocked at attach.
     adopted_at: u64,
+    /// The symbolizer's objects, loading on their own thread until adopted.
+    preloaded: Option<std::sync::mpsc::Receiver<symbols::Preloaded>>,
 }
 
 /// Bytes of stack read for a thread found blocked at attach (no kernel event exists for
@@ -406,6 +420,12 @@ impl Session {
                 _ = terminate.recv() => break,
             }
             self.pump();
+            if let Some(preloaded) = &self.preloaded
+                && let Ok(objects) = preloaded.try_recv()
+            {
+                self.symbolizer.adopt(objects);
+                self.preloaded = None;
+            }
             if last_rescan.elapsed() >= RESCAN_INTERVAL {
                 self.analysis.rescan();
                 last_rescan = Instant::now();

@@ -19,6 +19,7 @@ use std::{
     fs,
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
+    time::{Duration, Instant},
 };
 
 use self::elf::ElfObject;
@@ -190,6 +191,38 @@ impl Symbolizer {
         Ok(())
     }
 
+    /// What [`preload`] needs to load, off this thread, the objects nearly every lock
+    /// report names: the root they are opened under, and the path and inode of the main
+    /// executable (the lowest mapped object) and of the C library (where every wait and
+    /// lock function is), unless loaded already. Other objects load when first needed,
+    /// so a process mapping hundreds of libraries costs no memory for them up front.
+    #[must_use]
+    pub fn preload_list(&self) -> (PathBuf, Vec<(String, u64)>) {
+        let mut seen = HashSet::new();
+        let objects = self
+            .regions
+            .iter()
+            .filter_map(|r| match &r.kind {
+                RegionKind::Object { path, inode, .. } => Some((path, *inode)),
+                _ => None,
+            })
+            .enumerate()
+            .filter(|&(i, (path, _))| i == 0 || is_c_library(file_name(path)))
+            .map(|(_, object)| object)
+            .filter(|(path, _)| !self.objects.contains_key(path.as_str()))
+            .filter(|&(path, inode)| seen.insert((path.as_str(), inode)))
+            .map(|(path, inode)| (path.clone(), inode))
+            .collect();
+        (self.root.clone(), objects)
+    }
+
+    /// Takes the objects [`preload`] loaded, except those loaded here in the meantime.
+    pub fn adopt(&mut self, preloaded: Preloaded) {
+        for (path, cached) in preloaded.0 {
+            self.objects.entry(path).or_insert(cached);
+        }
+    }
+
     /// The global or static variable containing `addr`: `"lock_a"`, or `"table+0x28"` when
     /// `addr` is inside it. Uses `STT_OBJECT`/`STT_COMMON` symbols of `.symtab` and `.dynsym`
     /// (not `STT_TLS`). `None` when no symbol covers `addr`.
@@ -331,6 +364,19 @@ fn with_offset(name: &str, offset: u64) -> String {
     }
 }
 
+/// Whether a file name is glibc's or musl's C library or its thread library.
+fn is_c_library(name: &str) -> bool {
+    [
+        "libc.so",
+        "libc-",
+        "libpthread.so",
+        "libpthread-",
+        "ld-musl-",
+    ]
+    .iter()
+    .any(|p| name.starts_with(p))
+}
+
 /// The last component of `path`.
 fn file_name(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
@@ -339,6 +385,28 @@ fn file_name(path: &str) -> &str {
 /// `path` (absolute, as the target names it) under `root`.
 fn under_root(root: &Path, path: &str) -> PathBuf {
     root.join(path.trim_start_matches('/'))
+}
+
+/// Objects loaded ahead of need by [`preload`], for [`Symbolizer::adopt`].
+#[derive(Debug)]
+pub struct Preloaded(Vec<(String, CachedObject)>);
+
+/// Loads `objects` (from [`Symbolizer::preload_list`]) under `root`, in order, until
+/// `budget` has passed. Meant for a thread of its own: reading symbol tables and
+/// decompressing DWARF (a libc debug file takes ~0.1 s) is then done by the time the
+/// first report needs it, and never delays draining events.
+#[must_use]
+pub fn preload(root: &Path, objects: Vec<(String, u64)>, budget: Duration) -> Preloaded {
+    let started = Instant::now();
+    let mut loaded = Vec::new();
+    for (path, inode) in objects {
+        if started.elapsed() >= budget {
+            break;
+        }
+        let elf = read_object(root, &path, inode);
+        loaded.push((path, CachedObject { inode, elf }));
+    }
+    Preloaded(loaded)
 }
 
 /// Returns the cached object for `path`, loading it on first use.
@@ -791,6 +859,48 @@ int main(void)
         assert_eq!(sym.data_name(0x0040_3010), None);
         assert_eq!(sym.frame(0x0040_1010).function, None);
         assert_eq!(sym.location(0x0040_1010).as_deref(), Some("prog+0x1010"));
+    }
+
+    /// Preloading covers the main executable and the C library only, in a thread of its
+    /// own; what it loaded is adopted unless loaded meanwhile, and then never asked for
+    /// again.
+    #[test]
+    fn preload_takes_the_executable_and_the_c_library() {
+        let maps = procfs::parse_maps(
+            "\
+400000-401000 r-xp 00000000 fd:01 99 /app/prog
+7f0000000000-7f0000001000 r-xp 00000000 fd:01 7 /lib/libfoo.so.1
+7f0000100000-7f0000101000 r-xp 00000000 fd:01 8 /lib/x86_64-linux-gnu/libc.so.6
+7f0000101000-7f0000102000 r--p 00001000 fd:01 8 /lib/x86_64-linux-gnu/libc.so.6
+",
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let mut sym = Symbolizer::from_maps(maps, dir.path().to_path_buf());
+        let (root, list) = sym.preload_list();
+        assert_eq!(root, dir.path());
+        assert_eq!(
+            list,
+            [
+                ("/app/prog".to_owned(), 99),
+                ("/lib/x86_64-linux-gnu/libc.so.6".to_owned(), 8)
+            ]
+        );
+        let preloaded = std::thread::spawn(move || preload(&root, list, Duration::from_secs(5)))
+            .join()
+            .unwrap();
+        assert_eq!(preloaded.0.len(), 2);
+        // Looked up (and cached) while the preload ran: the preload's copy is dropped.
+        let _ = sym.frame(0x0040_0010);
+        sym.adopt(preloaded);
+        assert!(sym.preload_list().1.is_empty());
+        // A zero budget loads nothing.
+        assert!(
+            preload(dir.path(), vec![("/x".into(), 1)], Duration::ZERO)
+                .0
+                .is_empty()
+        );
+        assert!(is_c_library("libc.so.6") && is_c_library("libpthread.so.0"));
+        assert!(!is_c_library("libcrypto.so.3") && !is_c_library("libfoo.so.1"));
     }
 
     #[test]
