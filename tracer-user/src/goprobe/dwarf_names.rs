@@ -19,14 +19,12 @@
 //! an offset inside a leaf member, past its first byte, names the member (the remainder is
 //! dropped).
 use std::{
-    borrow::Cow,
     collections::{HashMap, HashSet},
     fmt::Write as _,
     sync::Arc,
 };
 
 use addr2line::gimli;
-use object::Object as _;
 
 /// Types whose members are never named: a lock is named as a whole.
 const LOCK_TYPES: [&str; 3] = ["sync.Mutex", "sync.RWMutex", "internal/sync.Mutex"];
@@ -270,35 +268,18 @@ impl GoDwarfNames {
     /// pointer variables of the functions entered at `functions`.
     fn build(elf: &[u8], only: Option<&str>, functions: &HashSet<u64>) -> Option<Self> {
         let file = object::File::parse(elf).ok()?;
-        file.section_by_name(".debug_info")?;
-        let endian = if file.is_little_endian() {
-            gimli::RunTimeEndian::Little
-        } else {
-            gimli::RunTimeEndian::Big
-        };
-        // Types and variables; location lists only when functions are asked for. Lines
-        // are never decompressed.
-        let sections = gimli::DwarfSections::load(|id| -> Result<Cow<'_, [u8]>, ()> {
-            match id {
-                gimli::SectionId::DebugInfo
-                | gimli::SectionId::DebugAbbrev
-                | gimli::SectionId::DebugStr
-                | gimli::SectionId::DebugLineStr => {
-                    super::runtime_offsets::section_bytes(&file, id).ok_or(())
-                }
-                gimli::SectionId::DebugLoc
-                | gimli::SectionId::DebugLocLists
-                | gimli::SectionId::DebugAddr
-                | gimli::SectionId::DebugRanges
-                | gimli::SectionId::DebugRngLists
-                    if !functions.is_empty() =>
-                {
-                    super::runtime_offsets::section_bytes(&file, id).ok_or(())
-                }
-                _ => Ok(Cow::Borrowed(&[])),
-            }
-        })
-        .ok()?;
+        // Location lists, addresses and ranges only when functions are asked for.
+        let (sections, endian) = super::runtime_offsets::load_dwarf_sections(&file, |id| {
+            !functions.is_empty()
+                && matches!(
+                    id,
+                    gimli::SectionId::DebugLoc
+                        | gimli::SectionId::DebugLocLists
+                        | gimli::SectionId::DebugAddr
+                        | gimli::SectionId::DebugRanges
+                        | gimli::SectionId::DebugRngLists
+                )
+        })?;
         let dwarf = sections.borrow(|s| gimli::EndianSlice::new(s, endian));
         let units = read_units(&dwarf);
         if units.is_empty() {

@@ -31,7 +31,10 @@ use super::{
     atomic_sites::{Decoded, reg_slot},
     elf_segments, is_lock_internal, map_range,
 };
-use crate::{golocks::RW_READER_COUNT_OFFSET, gosym::GoTable};
+use crate::{
+    golocks::RW_READER_COUNT_OFFSET,
+    gosym::{GoFunc, GoTable},
+};
 
 /// Lock methods whose receiver (in `AX` at the call, Go's register ABI) is the lock.
 const LOCK_METHODS: [&str; 10] = [
@@ -112,7 +115,22 @@ pub fn go_lock_names(
     let Ok(segments) = elf_segments(elf) else {
         return (GoDwarfNames::new(elf), GoLockOwners::default());
     };
-    let mut starts: FxHashMap<u64, Vec<Start>> = FxHashMap::default();
+    // Starts by function (entry address), each function with its pclntab entry; the
+    // lock implementation's own functions are skipped (their receiver is the lock).
+    let mut starts: FxHashMap<u64, (GoFunc, Vec<Start>)> = FxHashMap::default();
+    let mut add = |start: Start| {
+        let Some(func) = table.func_for_pc(start.at) else {
+            return;
+        };
+        if is_lock_internal(&func.name) {
+            return;
+        }
+        starts
+            .entry(func.entry)
+            .or_insert_with(|| (func, Vec::new()))
+            .1
+            .push(start);
+    };
     for site in &plan.sites {
         let Some(reg) = slot_register(site.base) else {
             continue;
@@ -124,13 +142,7 @@ pub fn go_lock_names(
         let Some(offset) = lock_offset.map(|o| i64::from(site.displacement) - o) else {
             continue;
         };
-        let Some(func) = table.func_for_pc(site.vaddr) else {
-            continue;
-        };
-        if is_lock_internal(&func.name) {
-            continue;
-        }
-        starts.entry(func.entry).or_default().push(Start {
+        add(Start {
             at: site.vaddr,
             reg,
             offset,
@@ -144,13 +156,7 @@ pub fn go_lock_names(
         .map(|f| f.entry)
         .collect();
     for (at, target) in direct_calls_to(&file, &methods) {
-        let Some(func) = table.func_for_pc(at) else {
-            continue;
-        };
-        if is_lock_internal(&func.name) {
-            continue;
-        }
-        starts.entry(func.entry).or_default().push(Start {
+        add(Start {
             at,
             reg: Register::RAX,
             offset: 0,
@@ -159,31 +165,26 @@ pub fn go_lock_names(
             key: at + 5,
         });
     }
-    let functions: FxHashSet<u64> = starts.keys().copied().collect();
-    let Some(dwarf) = GoDwarfNames::with_functions(elf, &functions.iter().copied().collect())
-    else {
+    let functions = starts.keys().copied().collect();
+    let Some(dwarf) = GoDwarfNames::with_functions(elf, &functions) else {
         return (None, GoLockOwners::default());
     };
     let mut owners = GoLockOwners::default();
-    for (entry, starts) in &starts {
-        name_in_function(elf, &segments, table, &dwarf, *entry, starts, &mut owners);
+    for (func, starts) in starts.values() {
+        name_in_function(elf, &segments, &dwarf, func, starts, &mut owners);
     }
     (Some(dwarf), owners)
 }
 
-/// Traces every start of the function entered at `entry` and files the names found.
+/// Traces every start in `func` and files the names found.
 fn name_in_function(
     elf: &[u8],
     segments: &[Segment],
-    table: &GoTable,
     dwarf: &GoDwarfNames,
-    entry: u64,
+    func: &GoFunc,
     starts: &[Start],
     owners: &mut GoLockOwners,
 ) {
-    let Some(func) = table.func_for_pc(entry) else {
-        return;
-    };
     let Some((_, code)) = map_range(elf, segments, func.entry, func.end) else {
         return;
     };

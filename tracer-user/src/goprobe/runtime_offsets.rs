@@ -119,6 +119,39 @@ pub(super) fn section_bytes<'a>(
     section.uncompressed_data().ok()
 }
 
+/// The DWARF sections of `file` a walk over entries and types needs (info, abbreviations,
+/// strings), plus those `extra` asks for, each decompressed; the others are left empty,
+/// so lines, locations and ranges (most of the DWARF) are only inflated when asked for.
+/// `None` when the file has no `.debug_info` or a section cannot be read.
+pub(super) fn load_dwarf_sections<'a>(
+    file: &object::File<'a>,
+    extra: impl Fn(gimli::SectionId) -> bool,
+) -> Option<(gimli::DwarfSections<Cow<'a, [u8]>>, gimli::RunTimeEndian)> {
+    file.section_by_name(".debug_info")?;
+    let endian = if file.is_little_endian() {
+        gimli::RunTimeEndian::Little
+    } else {
+        gimli::RunTimeEndian::Big
+    };
+    let sections = gimli::DwarfSections::load(|id| -> Result<Cow<'a, [u8]>, ()> {
+        let always = matches!(
+            id,
+            gimli::SectionId::DebugInfo
+                | gimli::SectionId::DebugAbbrev
+                | gimli::SectionId::DebugStr
+                | gimli::SectionId::DebugStrOffsets
+                | gimli::SectionId::DebugLineStr
+        );
+        if always || extra(id) {
+            section_bytes(file, id).ok_or(())
+        } else {
+            Ok(Cow::Borrowed(&[]))
+        }
+    })
+    .ok()?;
+    Some((sections, endian))
+}
+
 /// Offsets of the members `members` of struct type `type_name` in the first DWARF
 /// definition of that type; `None` if the file has no readable DWARF or no such type.
 fn dwarf_member_offsets<const N: usize>(
@@ -127,25 +160,7 @@ fn dwarf_member_offsets<const N: usize>(
     members: [&str; N],
 ) -> Option<[Option<u64>; N]> {
     let file = object::File::parse(elf).ok()?;
-    file.section_by_name(".debug_info")?;
-    let endian = if file.is_little_endian() {
-        gimli::RunTimeEndian::Little
-    } else {
-        gimli::RunTimeEndian::Big
-    };
-    // Only the sections a walk over types needs: lines, locations and ranges (most of
-    // the DWARF) are never decompressed.
-    let sections = gimli::DwarfSections::load(|id| -> Result<Cow<'_, [u8]>, ()> {
-        match id {
-            gimli::SectionId::DebugInfo
-            | gimli::SectionId::DebugAbbrev
-            | gimli::SectionId::DebugStr
-            | gimli::SectionId::DebugStrOffsets
-            | gimli::SectionId::DebugLineStr => section_bytes(&file, id).ok_or(()),
-            _ => Ok(Cow::Borrowed(&[])),
-        }
-    })
-    .ok()?;
+    let (sections, endian) = load_dwarf_sections(&file, |_| false)?;
     let dwarf = sections.borrow(|s| gimli::EndianSlice::new(s, endian));
     let mut units = dwarf.units();
     while let Ok(Some(header)) = units.next() {
