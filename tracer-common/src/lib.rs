@@ -16,6 +16,13 @@ pub const MAP_STACKS: &str = "STACKS";
 /// uprobe to its return uprobe (only used with `--holds`). A thread keeps its entry
 /// between calls ([`PendingLock::op`] is 0 when no call is in flight).
 pub const MAP_PENDING_LOCKS: &str = "PENDING_LOCKS";
+/// Name of the LRU hash (TID → [`OpenWait`]) that carries a futex wait from `sys_enter`
+/// to the moment the thread sleeps (`sched_switch`) and to `sys_exit`. A thread keeps its
+/// entry between waits ([`OpenWait::state`] says whether a wait is in flight).
+pub const MAP_OPEN_WAITS: &str = "OPEN_WAITS";
+/// Name of the per-CPU hash (futex word address → [`BriefWaits`]) where waits that never slept
+/// are added up in the kernel instead of sent one by one.
+pub const MAP_BRIEF_WAITS: &str = "BRIEF_WAITS";
 
 /// Global (in `.rodata`) holding the target's TGID; set by the loader before load, so
 /// every program filters on it before doing any other work.
@@ -25,6 +32,9 @@ pub const GLOBAL_TARGET_TGID: &str = "TARGET_TGID";
 pub const PROG_SYS_ENTER: &str = "futex_enter";
 /// Program on the `sys_exit` BTF raw tracepoint: futex wait ends.
 pub const PROG_SYS_EXIT: &str = "futex_exit";
+/// Program on the `sched_switch` BTF raw tracepoint: a target thread in a futex wait
+/// goes to sleep, which is when its wait is sent.
+pub const PROG_SCHED_SWITCH: &str = "futex_sleep";
 /// Uprobe on the entry of every lock-acquiring function (`--holds`).
 pub const PROG_LOCK_ENTRY: &str = "lock_entry";
 /// Uretprobe on the same functions (`--holds`), emits [`EventKind::LockAcquired`].
@@ -43,14 +53,23 @@ pub const GLOBAL_GO_GOID_OFFSET: &str = "GO_GOID_OFFSET";
 /// Empty programs on the same hooks, attached only by the benchmark's floor runs.
 pub const PROG_NOOP_SYS_ENTER: &str = "noop_sys_enter";
 pub const PROG_NOOP_SYS_EXIT: &str = "noop_sys_exit";
+pub const PROG_NOOP_SCHED_SWITCH: &str = "noop_sched_switch";
 pub const PROG_NOOP_UPROBE: &str = "noop_uprobe";
 pub const PROG_NOOP_URETPROBE: &str = "noop_uretprobe";
 
 /// Every map name, for the test that checks the built object holds each one.
-pub const ALL_MAPS: [&str; 4] = [MAP_EVENTS, MAP_COUNTERS, MAP_STACKS, MAP_PENDING_LOCKS];
+pub const ALL_MAPS: [&str; 6] = [
+    MAP_EVENTS,
+    MAP_COUNTERS,
+    MAP_STACKS,
+    MAP_PENDING_LOCKS,
+    MAP_OPEN_WAITS,
+    MAP_BRIEF_WAITS,
+];
 /// Every program name, for the same test.
-pub const ALL_PROGRAMS: [&str; 10] = [
+pub const ALL_PROGRAMS: [&str; 12] = [
     PROG_SYS_ENTER,
+    PROG_SCHED_SWITCH,
     PROG_GO_LOCK_SITE,
     PROG_SYS_EXIT,
     PROG_LOCK_ENTRY,
@@ -58,6 +77,7 @@ pub const ALL_PROGRAMS: [&str; 10] = [
     PROG_UNLOCK_ENTRY,
     PROG_NOOP_SYS_ENTER,
     PROG_NOOP_SYS_EXIT,
+    PROG_NOOP_SCHED_SWITCH,
     PROG_NOOP_UPROBE,
     PROG_NOOP_URETPROBE,
 ];
@@ -538,6 +558,62 @@ pub struct PendingLock {
 }
 const _: () = assert!(core::mem::size_of::<PendingLock>() == 32);
 
+/// A thread's futex wait between `sys_enter` and `sys_exit` ([`MAP_OPEN_WAITS`]).
+///
+/// Most futex waits of a contended lock never sleep: the lock is released while the
+/// waiter enters the kernel and the call returns at once (`EAGAIN`). Sending a record
+/// with a stack window for each of those cost ~1 µs per wait, enough to keep a lock in
+/// its contended state (the extra time in the lock path made each later acquisition
+/// contend too). So `sys_enter` only writes this entry; the record goes out when the
+/// thread really sleeps, and waits that never slept are added to [`MAP_BRIEF_WAITS`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpenWait {
+    /// Futex word (for `futex_waitv`, the first word waited on).
+    pub addr: u64,
+    pub start_ns: u64,
+    /// User registers at the syscall: where the stack window starts, the syscall's
+    /// address, and the frame pointer that decides whether a frame walk is worth it.
+    pub user_sp: u64,
+    pub user_ip: u64,
+    pub user_bp: u64,
+    /// Futex command (see [`futex_cmd`]) and expected value.
+    pub op: u32,
+    pub val: u32,
+    /// An [`OpenWaitState`] as `u32`.
+    pub state: u32,
+    pub pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<OpenWait>() == 56);
+
+/// Where a thread's [`OpenWait`] stands.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenWaitState {
+    /// No wait in flight (the last one ended).
+    Idle = 0,
+    /// In the futex call, not asleep yet: nothing sent.
+    Entered = 1,
+    /// Went to sleep: its `FutexWait` record was sent, a `FutexWaitDone` will follow.
+    Sent = 2,
+}
+
+/// Waits on one futex word that returned without sleeping ([`MAP_BRIEF_WAITS`]), added
+/// up on one CPU since the attach. Userspace sums the CPUs and folds the growth into the
+/// lock's statistics.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BriefWaits {
+    pub count: u64,
+    pub total_ns: u64,
+    /// Longest of them (updated without a lock: a lost update only lowers it).
+    pub max_ns: u64,
+    /// Futex command and expected value of the latest such wait, for classifying the word.
+    pub op: u32,
+    pub val: u32,
+}
+const _: () = assert!(core::mem::size_of::<BriefWaits>() == 32);
+
 /// Slots of the per-CPU [`MAP_COUNTERS`] array.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -552,10 +628,12 @@ pub enum Counter {
     StackErrors = 3,
     /// Lock calls whose return was seen without a matching entry (`--holds`).
     UnmatchedReturns = 4,
+    /// Waits that never slept but found [`MAP_BRIEF_WAITS`] full: counted nowhere else.
+    BriefWaitsUntracked = 5,
 }
 
 /// Number of slots in [`MAP_COUNTERS`].
-pub const COUNTER_SLOTS: u32 = 5;
+pub const COUNTER_SLOTS: u32 = 6;
 
 /// Depth of the user stacks kept in [`MAP_STACKS`].
 pub const STACK_DEPTH: usize = 32;
@@ -567,6 +645,10 @@ mod pod {
     unsafe impl aya::Pod for super::Event {}
     // SAFETY: as above: `repr(C)`, 32 bytes with no padding, plain integers.
     unsafe impl aya::Pod for super::PendingLock {}
+    // SAFETY: `repr(C)`, 56 bytes pinned by an assert (explicit `pad`), plain integers.
+    unsafe impl aya::Pod for super::OpenWait {}
+    // SAFETY: `repr(C)`, 32 bytes pinned by an assert, no padding, plain integers.
+    unsafe impl aya::Pod for super::BriefWaits {}
     // SAFETY: `repr(C)`, size pinned by an assert (explicit `_pad`, no implicit padding),
     // plain integers only.
     unsafe impl aya::Pod for super::WaitRecord {}

@@ -1,21 +1,22 @@
-//! `sys_enter` BTF raw tracepoint: a thread of the target starts a futex wait (one event
-//! with the futex word, the memory around it and the user stack) or wakes waiters (a
-//! per-CPU count; no event, userspace needs no per-call decision for wakes).
+//! `sys_enter` BTF raw tracepoint: a thread of the target starts a futex wait, or wakes
+//! waiters (a per-CPU count; no event, userspace needs no per-call decision for wakes).
+//!
+//! A wait start only fills the thread's `OPEN_WAITS` entry: the record (stack window,
+//! lock memory) is sent by `futex_sleep` if the thread really goes to sleep, and waits
+//! that return at once are added up by `futex_exit` (see `tracer_common::OpenWait`).
 //!
 //! Why `tp_btf/sys_enter` and not `syscalls:sys_enter_futex`: measured on the 4-thread
 //! lock workload, the BTF raw tracepoint costs about half as much per call (+142 ns vs
 //! +287 ns for an empty program), and its arguments come straight from `pt_regs`.
 use aya_ebpf::{
-    bindings::{BPF_RB_NO_WAKEUP, pt_regs},
-    helpers::{bpf_ktime_get_ns, bpf_probe_read_user},
-    macros::btf_tracepoint,
+    bindings::pt_regs, helpers::bpf_ktime_get_ns, macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
-use tracer_common::{Counter, Event, EventKind, WaitRecord, futex_cmd, syscall};
+use tracer_common::{Counter, OpenWait, OpenWaitState, futex_cmd, syscall};
 
 use crate::{
-    helpers::{copy_stack_window, count, snapshot_around, target_tid, user_stack_id},
-    maps::EVENTS,
+    helpers::{count, read_user, target_tid},
+    maps::OPEN_WAITS,
 };
 
 #[btf_tracepoint(function = "sys_enter")]
@@ -67,9 +68,7 @@ fn try_futex_enter(ctx: &BtfTracePointContext) -> Result<(), ()> {
         syscall::FUTEX_WAITV => {
             // futex_waitv(struct futex_waitv *waiters, ...): report the first word waited on.
             let [waiters, _nr, _flags] = syscall_args(regs);
-            // SAFETY: bpf_probe_read_user validates the user pointer and fails on a fault.
-            let first: [u64; 2] =
-                unsafe { bpf_probe_read_user(waiters as *const [u64; 2]) }.map_err(|_| ())?;
+            let first: [u64; 2] = read_user(waiters)?;
             #[expect(
                 clippy::cast_possible_truncation,
                 reason = "futex_waitv.val holds a u32 value"
@@ -84,31 +83,27 @@ fn try_futex_enter(ctx: &BtfTracePointContext) -> Result<(), ()> {
     };
     count(Counter::FutexWaits);
     // SAFETY: BTF-typed `struct pt_regs *` of the tracepoint; verifier-checked loads.
-    let (stack_pointer, instruction_pointer) = unsafe { ((*regs).rsp, (*regs).rip) };
-    let stack_id = user_stack_id(ctx);
-    // Reserve in place: a wait record is too large to build on the 512-byte BPF stack.
-    let Some(mut entry) = EVENTS.reserve::<WaitRecord>(0) else {
-        count(Counter::Dropped);
-        return Ok(());
+    let (stack_pointer, instruction_pointer, frame_pointer) =
+        unsafe { ((*regs).rsp, (*regs).rip, (*regs).rbp) };
+    let wait = OpenWait {
+        addr: uaddr,
+        // SAFETY: bpf_ktime_get_ns has no preconditions.
+        start_ns: unsafe { bpf_ktime_get_ns() },
+        user_sp: stack_pointer,
+        user_ip: instruction_pointer,
+        user_bp: frame_pointer,
+        op: cmd,
+        val,
+        state: OpenWaitState::Entered as u32,
+        pad: 0,
     };
-    let record = entry.as_mut_ptr();
-    // SAFETY: `record` points at a reserved, exclusively owned ring-buffer slot of
-    // `size_of::<WaitRecord>()` bytes; every field is written before submit.
-    unsafe {
-        (*record).event = Event::ZERO;
-        (*record).event.kind = EventKind::FutexWait as u32;
-        (*record).event.tid = tid;
-        (*record).event.ts_ns = bpf_ktime_get_ns();
-        (*record).event.addr = uaddr;
-        (*record).event.op = cmd;
-        (*record).event.val = val;
-        (*record).event.stack_id = stack_id;
-        snapshot_around(&mut (*record).event, uaddr);
-        (*record).user_sp = stack_pointer;
-        (*record).user_ip = instruction_pointer;
-        (*record).pad = 0;
-        (*record).window_words = copy_stack_window(&mut (*record).window, stack_pointer);
+    match OPEN_WAITS.get_ptr_mut(tid) {
+        // SAFETY: `slot` points at this thread's map value, sized and aligned for an
+        // `OpenWait`; only this thread's futex programs write it, and a thread runs one
+        // program at a time.
+        Some(slot) => unsafe { slot.write(wait) },
+        // First wait of this thread: the only insert it ever needs.
+        None => OPEN_WAITS.insert(tid, wait, 0).map_err(|_| ())?,
     }
-    entry.submit(u64::from(BPF_RB_NO_WAKEUP));
     Ok(())
 }

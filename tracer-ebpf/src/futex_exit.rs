@@ -1,15 +1,19 @@
-//! `sys_exit` BTF raw tracepoint: the futex wait of a target thread ended. The syscall's
-//! arguments are still in the saved registers at exit, so no per-thread state has to be
-//! kept between enter and exit: userspace pairs the two events by TID.
+//! `sys_exit` BTF raw tracepoint: the futex wait of a target thread ended. A wait that
+//! slept was sent by `futex_sleep`; its end goes out as an event that userspace pairs by
+//! TID, as does the end of a wait begun before the attach. A wait that never slept is
+//! only added to its futex word's `BRIEF_WAITS` totals.
 use aya_ebpf::{
-    bindings::pt_regs, helpers::bpf_ktime_get_ns, macros::btf_tracepoint,
+    bindings::{BPF_NOEXIST, pt_regs},
+    helpers::bpf_ktime_get_ns,
+    macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
-use tracer_common::{Event, EventKind, futex_cmd, syscall};
+use tracer_common::{BriefWaits, Counter, Event, EventKind, OpenWaitState, futex_cmd, syscall};
 
 use crate::{
     futex_enter::syscall_args,
-    helpers::{emit, target_tid},
+    helpers::{count, emit, target_tid},
+    maps::{BRIEF_WAITS, OPEN_WAITS},
 };
 
 #[btf_tracepoint(function = "sys_exit")]
@@ -44,14 +48,72 @@ fn try_futex_exit(ctx: &BtfTracePointContext) -> Result<(), ()> {
     if !futex_cmd::is_wait(cmd) {
         return Ok(());
     }
+    // A wait begun before the attach has no entry (or an idle one): its end is still
+    // sent, since userspace may have found the thread blocked when it attached.
+    let (state, addr, start_ns, val) = match OPEN_WAITS.get_ptr_mut(tid) {
+        // SAFETY: `slot` points at this thread's map value, sized and aligned for an
+        // `OpenWait`; only this thread's programs write it, one at a time.
+        Some(slot) => unsafe {
+            let wait = ((*slot).state, (*slot).addr, (*slot).start_ns, (*slot).val);
+            (*slot).state = OpenWaitState::Idle as u32;
+            wait
+        },
+        None => (OpenWaitState::Idle as u32, 0, 0, 0),
+    };
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if state == OpenWaitState::Entered as u32 {
+        add_brief_wait(addr, now.saturating_sub(start_ns), cmd, val);
+        return Ok(());
+    }
     let mut event = Event::ZERO;
     event.kind = EventKind::FutexWaitDone as u32;
     event.tid = tid;
-    // SAFETY: bpf_ktime_get_ns has no preconditions.
-    event.ts_ns = unsafe { bpf_ktime_get_ns() };
-    event.addr = if cmd == futex_cmd::WAITV { 0 } else { uaddr };
+    event.ts_ns = now;
+    event.addr = if state == OpenWaitState::Sent as u32 {
+        addr
+    } else if cmd == futex_cmd::WAITV {
+        0
+    } else {
+        uaddr
+    };
     event.op = cmd;
     event.ret = ctx.arg(1);
     emit(&event);
     Ok(())
+}
+
+/// Adds a wait that never slept to its futex word's totals on this CPU.
+#[inline(always)]
+fn add_brief_wait(addr: u64, ns: u64, op: u32, val: u32) {
+    let totals = if let Some(totals) = BRIEF_WAITS.get_ptr_mut(addr) {
+        totals
+    } else {
+        let first = BriefWaits {
+            count: 0,
+            total_ns: 0,
+            max_ns: 0,
+            op,
+            val,
+        };
+        // Another program may insert the same word first (EEXIST): its entry serves too.
+        let _ = BRIEF_WAITS.insert(addr, first, u64::from(BPF_NOEXIST));
+        let Some(totals) = BRIEF_WAITS.get_ptr_mut(addr) else {
+            count(Counter::BriefWaitsUntracked);
+            return;
+        };
+        totals
+    };
+    // SAFETY: `totals` points at this CPU's copy of the word's value, sized and aligned
+    // for `BriefWaits`; programs on one CPU do not run inside each other here (a lost
+    // update would only make a statistic a little low).
+    unsafe {
+        (*totals).count += 1;
+        (*totals).total_ns += ns;
+        if ns > (*totals).max_ns {
+            (*totals).max_ns = ns;
+        }
+        (*totals).op = op;
+        (*totals).val = val;
+    }
 }

@@ -2,7 +2,7 @@
 //! it is sound.
 use aya_ebpf::{
     bindings::{BPF_F_USER_STACK, BPF_RB_NO_WAKEUP},
-    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user_buf},
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user, bpf_probe_read_user_buf},
     programs::tracing::StackIdContext,
 };
 use tracer_common::{
@@ -23,6 +23,14 @@ pub(crate) fn target_tid() -> Option<u32> {
     )]
     let (process, thread) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
     (process == TARGET_TGID.load()).then_some(thread)
+}
+
+/// Reads a `T` from the target's memory at `addr`; `Err` if the address faults.
+#[inline(always)]
+pub(crate) fn read_user<T>(addr: u64) -> Result<T, ()> {
+    // SAFETY: bpf_probe_read_user validates the user address itself and fails cleanly
+    // on a fault; it writes into a kernel-side `T` it returns by value.
+    unsafe { bpf_probe_read_user(addr as *const T) }.map_err(|_| ())
 }
 
 /// Adds one to a per-CPU counter slot.

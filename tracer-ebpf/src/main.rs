@@ -2,8 +2,11 @@
 //!
 //! Hooks, one file each:
 //! - `futex_enter`: `sys_enter` BTF raw tracepoint: a target thread starts a futex wait
-//!   (event) or wakes waiters (per-CPU count).
-//! - `futex_exit`: `sys_exit` BTF raw tracepoint: that wait ends (event).
+//!   (kept in `OPEN_WAITS`) or wakes waiters (per-CPU count).
+//! - `futex_sleep`: `sched_switch` BTF raw tracepoint: a waiting thread goes to sleep;
+//!   its wait is sent now (event).
+//! - `futex_exit`: `sys_exit` BTF raw tracepoint: that wait ends (event), or, if it never
+//!   slept, is added to its futex word's totals in `BRIEF_WAITS`.
 //! - `lock_entry` / `lock_return` / `unlock_entry`: uprobes on glibc's lock functions,
 //!   only attached with `--holds`.
 //! - `go_lock_site`: uprobes on Go lock paths (entries, `ret`s, after inlined atomics),
@@ -25,6 +28,7 @@
 
 mod futex_enter;
 mod futex_exit;
+mod futex_sleep;
 mod go_lock_site;
 mod helpers;
 mod lock_entry;

@@ -3,9 +3,9 @@
 use aya_ebpf::{
     Global,
     macros::map,
-    maps::{LruHashMap, PerCpuArray, RingBuf, StackTrace},
+    maps::{LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
 };
-use tracer_common::{COUNTER_SLOTS, PendingLock};
+use tracer_common::{BriefWaits, COUNTER_SLOTS, OpenWait, PendingLock};
 
 /// TGID of the traced process; set with `EbpfLoader::override_global` before load.
 #[unsafe(no_mangle)]
@@ -40,3 +40,18 @@ pub(crate) static STACKS: StackTrace = StackTrace::with_max_entries(16 * 1024, 0
 #[map(name = "PENDING_LOCKS")]
 pub(crate) static PENDING_LOCKS: LruHashMap<u32, PendingLock> =
     LruHashMap::with_max_entries(64 * 1024, 0);
+
+/// Each target thread's futex wait from `sys_enter` to `sys_exit`, keyed by TID;
+/// rewritten in place, so a wait costs one lookup per hook and no insert or delete.
+/// LRU, so the entries of exited threads are recycled.
+#[map(name = "OPEN_WAITS")]
+pub(crate) static OPEN_WAITS: LruHashMap<u32, OpenWait> =
+    LruHashMap::with_max_entries(64 * 1024, 0);
+
+/// Waits that returned without sleeping, added up per futex word and CPU (per CPU, so
+/// threads of one lock on different CPUs never share a cache line or need atomics).
+/// Not LRU: a word's totals must not vanish; when full, new words are counted in
+/// `Counter::BriefWaitsUntracked`.
+#[map(name = "BRIEF_WAITS")]
+pub(crate) static BRIEF_WAITS: PerCpuHashMap<u64, BriefWaits> =
+    PerCpuHashMap::with_max_entries(16 * 1024, 0);

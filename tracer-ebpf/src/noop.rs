@@ -16,6 +16,11 @@ pub(crate) fn noop_sys_exit(_ctx: BtfTracePointContext) -> i32 {
     0
 }
 
+#[btf_tracepoint(function = "sched_switch")]
+pub(crate) fn noop_sched_switch(_ctx: BtfTracePointContext) -> i32 {
+    0
+}
+
 #[uprobe]
 pub(crate) fn noop_uprobe(_ctx: ProbeContext) -> u32 {
     0

@@ -13,10 +13,10 @@ use std::collections::{BTreeSet, hash_map::Entry};
 // Fx hashing: keys are TIDs and addresses from the kernel, not attacker-chosen strings,
 // and SipHash was the largest single cost of the event pipeline.
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
-use tracer_common::LockOp;
+use tracer_common::{BriefWaits, LockOp};
 
 use crate::{
-    event::{StackId, StackWindow, TraceEvent, WindowRef},
+    event::{Snapshot, StackId, StackWindow, TraceEvent, WindowRef},
     futex_lock::{FutexWaitClass, KnownLocks, classify},
     lockstats::{LockSlot, LockTable},
     report::LockKind,
@@ -67,6 +67,8 @@ pub struct Counts {
     pub events: u64,
     pub lock_waits: u64,
     pub other_waits: u64,
+    /// Of `lock_waits`, those that returned without sleeping (added up by the kernel).
+    pub brief_lock_waits: u64,
     /// Wait ends without a matching start (the start predates the attach or was dropped).
     pub unmatched_wait_ends: u64,
     pub acquisitions: u64,
@@ -125,6 +127,9 @@ pub struct Analysis {
     candidates: BTreeSet<Cycle>,
     reported: HashSet<Cycle>,
     counts: Counts,
+    /// The kernel's running totals of waits that never slept, per futex word, as last
+    /// folded in by [`Analysis::on_brief_waits`].
+    brief_folded: HashMap<u64, BriefWaits>,
     first_ns: Option<u64>,
     last_ns: u64,
 }
@@ -185,6 +190,50 @@ impl Analysis {
                 addr,
                 op,
             } => self.on_released(tid, ts_ns, addr, op),
+        }
+    }
+
+    /// Folds in the kernel's totals of futex waits that returned without sleeping: one
+    /// entry per futex word, cumulative since the attach, so each call adds what grew
+    /// since the previous one. The word is classified from the futex command and value
+    /// alone (these waits carry no copy of the lock's memory) and from locks already
+    /// known, so a word seen only this way counts as a lock only when its protocol says
+    /// so (`val == 2` of the lowlevellock protocol, PI futexes).
+    pub fn on_brief_waits(
+        &mut self,
+        totals: &[(u64, BriefWaits)],
+        is_thread: &dyn Fn(u32) -> bool,
+    ) {
+        for &(futex, now) in totals {
+            let before = self.brief_folded.insert(futex, now);
+            let (count_before, ns_before, max_before) =
+                before.map_or((0, 0, 0), |b| (b.count, b.total_ns, b.max_ns));
+            let count = now.count.saturating_sub(count_before);
+            if count == 0 {
+                continue;
+            }
+            let total_ns = now.total_ns.saturating_sub(ns_before);
+            // Only the running maximum is known: it belongs to this batch if it grew.
+            let longest = (now.max_ns > max_before).then_some(now.max_ns);
+            match classify(
+                futex,
+                now.op,
+                now.val,
+                &Snapshot::EMPTY,
+                &self.known,
+                is_thread,
+            ) {
+                FutexWaitClass::Lock { lock, kind, .. } => {
+                    self.counts.lock_waits += count;
+                    self.counts.brief_lock_waits += count;
+                    let slot = self.stats.slot(lock);
+                    self.note_kind(slot, kind);
+                    self.stats
+                        .at(slot)
+                        .record_brief_waits(count, total_ns, longest);
+                }
+                FutexWaitClass::NotALock => self.counts.other_waits += count,
+            }
         }
     }
 
@@ -687,6 +736,57 @@ mod tests {
         for event in events {
             analysis.on_event(event, &is_thread);
         }
+    }
+
+    fn brief(count: u64, total_ns: u64, max_ns: u64, val: u32) -> BriefWaits {
+        BriefWaits {
+            count,
+            total_ns,
+            max_ns,
+            op: futex_cmd::WAIT,
+            val,
+        }
+    }
+
+    /// Guards the folding of the kernel's cumulative brief-wait totals: each read adds
+    /// only what grew, a lowlevellock word (`val == 2`) counts as a lock, a condition
+    /// variable's word does not, and folded waits never enter the wait-for graph.
+    #[test]
+    fn brief_waits_fold_growth_only_and_skip_non_locks() {
+        let mut a = Analysis::new();
+        a.on_brief_waits(
+            &[
+                (LOCK_A, brief(3, 3_000, 1_500, 2)),
+                (COND + 40, brief(7, 70, 10, 0)),
+            ],
+            &is_thread,
+        );
+        a.on_brief_waits(&[(LOCK_A, brief(5, 4_000, 1_500, 2))], &is_thread);
+        a.on_brief_waits(&[(LOCK_A, brief(5, 4_000, 1_500, 2))], &is_thread);
+        let stats = a.stats().get(LOCK_A).unwrap();
+        assert_eq!(stats.contentions, 5);
+        let wait = stats.wait();
+        assert_eq!((wait.count, wait.total, wait.max), (5, 4_000, 1_500));
+        assert!(a.stats().get(COND + 40).is_none());
+        assert_eq!(a.counts().brief_lock_waits, 5);
+        assert_eq!(a.counts().other_waits, 7);
+        assert!(a.candidates().is_empty());
+    }
+
+    /// Guards the pairing of slept waits with the folded totals: a lock first seen by a
+    /// slept wait (with its owner) keeps its kind when brief waits are folded in.
+    #[test]
+    fn brief_waits_add_to_a_lock_seen_sleeping() {
+        let mut a = Analysis::new();
+        feed(
+            &mut a,
+            &[mutex_wait(101, 10, LOCK_A, 102), done(101, 60, LOCK_A)],
+        );
+        a.on_brief_waits(&[(LOCK_A, brief(4, 400, 200, 2))], &is_thread);
+        let stats = a.stats().get(LOCK_A).unwrap();
+        assert_eq!(stats.contentions, 5);
+        assert_eq!(stats.wait().total, 450);
+        assert_eq!(a.lock_kind(LOCK_A), LockKind::Mutex);
     }
 
     #[test]

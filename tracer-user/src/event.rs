@@ -38,6 +38,13 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// No memory copied (waits the kernel only counted).
+    pub const EMPTY: Self = Self {
+        addr: 0,
+        len: 0,
+        words: [0; SNAPSHOT_WORDS],
+    };
+
     /// The 32-bit word at target address `addr`, if the copy covers it.
     #[must_use]
     pub fn u32_at(&self, addr: u64) -> Option<u32> {

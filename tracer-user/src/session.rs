@@ -427,6 +427,7 @@ impl Session {
                 self.preloaded = None;
             }
             if last_rescan.elapsed() >= RESCAN_INTERVAL {
+                self.fold_brief_waits();
                 self.analysis.rescan();
                 last_rescan = Instant::now();
             }
@@ -444,6 +445,16 @@ impl Session {
         self.report_confirmed_deadlocks(out)?;
         self.report_go_findings(out)?;
         Ok(false)
+    }
+
+    /// Adds the kernel's totals of waits that never slept to the lock statistics.
+    fn fold_brief_waits(&mut self) {
+        // A failed read only delays these totals to the next one (they are cumulative).
+        if let Ok(totals) = self.probes.brief_waits() {
+            let threads = &self.threads;
+            self.analysis
+                .on_brief_waits(&totals, &|tid| threads.contains(tid));
+        }
     }
 
     /// Drains the ring buffer into the analysis.
@@ -681,6 +692,7 @@ impl Session {
         mut notes: Vec<String>,
     ) -> Result<(), SessionError> {
         let counters = self.probes.counters().unwrap_or_default();
+        self.fold_brief_waits();
         let still_waiting = self.analysis.close_open_waits(monotonic_ns());
         if still_waiting > 0 {
             notes.push(format!(

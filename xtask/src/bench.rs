@@ -712,7 +712,7 @@ impl Config {
             Self::Untraced => "untraced",
             Self::Attach => "tracer attach",
             Self::AttachHolds => "tracer attach --holds",
-            Self::Floor => "floor: empty sys_enter/sys_exit",
+            Self::Floor => "floor: empty sys_enter/sched_switch/sys_exit",
             Self::FloorUprobes => "floor: + empty lock uprobes",
             Self::Bpftrace => "bpftrace futex_wait.bt",
         }
@@ -750,7 +750,7 @@ impl Config {
                     "--format",
                     "json",
                 ]),
-                2,
+                3,
             ),
             Self::AttachHolds => (
                 tracer(&[
@@ -763,15 +763,15 @@ impl Config {
                     "json",
                     "--holds",
                 ]),
-                3,
+                4,
             ),
             Self::Floor => (
                 tracer(&["floor", "--pid", &pid, "--duration", &duration]),
-                2,
+                3,
             ),
             Self::FloorUprobes => (
                 tracer(&["floor", "--pid", &pid, "--duration", &duration, "--uprobes"]),
-                3,
+                4,
             ),
             Self::Bpftrace => {
                 let mut cmd = Command::new("bpftrace");
@@ -1073,7 +1073,7 @@ fn latency_run(tools: &Tools) -> anyhow::Result<Latency> {
             "json",
         ]),
     )?;
-    wait_attached(&mut tracer, 2)?;
+    wait_attached(&mut tracer, 3)?;
     target.send_start()?;
     let closed = target.wait_line(Duration::from_secs(10), |l| l.starts_with("closed_ns="))?;
     let closed_ns: u64 = closed.text["closed_ns=".len()..]

@@ -1,6 +1,6 @@
 //! The only module that talks to aya: loads the eBPF object built by `build.rs`, attaches
-//! the futex hooks and (with `--holds`) the glibc lock uprobes, drains the ring buffer and
-//! reads counters and stacks.
+//! the futex hooks (`sys_enter`, `sched_switch`, `sys_exit`) and (with `--holds`) the glibc lock uprobes, drains the ring buffer and
+//! reads counters, stacks and the kernel's totals of waits that never slept.
 //!
 //! Every attachment is a file-descriptor-based link (BTF raw tracepoints, perf-event
 //! uprobes), so the kernel detaches them when the process exits by any path, SIGKILL
@@ -11,7 +11,7 @@ use std::{num::NonZeroU32, path::Path};
 
 use aya::{
     Btf, Ebpf, EbpfError, EbpfLoader,
-    maps::{MapData, MapError, PerCpuArray, RingBuf, StackTraceMap},
+    maps::{MapData, MapError, PerCpuArray, PerCpuHashMap, RingBuf, StackTraceMap},
     programs::{
         BtfTracePoint, ProgramError, UProbe,
         uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope},
@@ -19,10 +19,11 @@ use aya::{
 };
 use thiserror::Error;
 use tracer_common::{
-    COUNTER_SLOTS, Counter, GLOBAL_GO_GOID_OFFSET, GLOBAL_TARGET_TGID, LockOp, MAP_COUNTERS,
-    MAP_EVENTS, MAP_PENDING_LOCKS, MAP_STACKS, PROG_GO_LOCK_SITE, PROG_LOCK_ENTRY,
-    PROG_LOCK_RETURN, PROG_NOOP_SYS_ENTER, PROG_NOOP_SYS_EXIT, PROG_NOOP_UPROBE,
-    PROG_NOOP_URETPROBE, PROG_SYS_ENTER, PROG_SYS_EXIT, PROG_UNLOCK_ENTRY, PendingLock,
+    BriefWaits, COUNTER_SLOTS, Counter, GLOBAL_GO_GOID_OFFSET, GLOBAL_TARGET_TGID, LockOp,
+    MAP_BRIEF_WAITS, MAP_COUNTERS, MAP_EVENTS, MAP_PENDING_LOCKS, MAP_STACKS, PROG_GO_LOCK_SITE,
+    PROG_LOCK_ENTRY, PROG_LOCK_RETURN, PROG_NOOP_SCHED_SWITCH, PROG_NOOP_SYS_ENTER,
+    PROG_NOOP_SYS_EXIT, PROG_NOOP_UPROBE, PROG_NOOP_URETPROBE, PROG_SCHED_SWITCH, PROG_SYS_ENTER,
+    PROG_SYS_EXIT, PROG_UNLOCK_ENTRY, PendingLock,
 };
 
 /// The eBPF object, built for the BPF target by `build.rs` (aya-build).
@@ -169,6 +170,8 @@ pub struct CounterTotals {
     pub futex_waits: u64,
     pub stack_errors: u64,
     pub unmatched_returns: u64,
+    /// Waits that never slept and found the kernel's per-word totals full.
+    pub brief_waits_untracked: u64,
 }
 
 /// Loaded and attached programs. Dropping it detaches everything.
@@ -177,6 +180,7 @@ pub struct Probes {
     events: RingBuf<MapData>,
     counters: PerCpuArray<MapData, u64>,
     stacks: StackTraceMap<MapData>,
+    brief_waits: PerCpuHashMap<MapData, u64, BriefWaits>,
     pending_locks: Option<aya::maps::HashMap<MapData, u32, PendingLock>>,
     /// The Go sites when attached through one `uprobe_multi` link.
     _go_multi: Option<uprobe_multi::MultiLink>,
@@ -205,11 +209,16 @@ impl Probes {
             .override_global(GLOBAL_GO_GOID_OFFSET, &goid_offset, true)
             .load(EBPF_OBJECT)
             .map_err(ProbeError::Load)?;
-        let (enter, exit) = match hooks {
-            Hooks::Trace { .. } => (PROG_SYS_ENTER, PROG_SYS_EXIT),
-            Hooks::Floor { .. } => (PROG_NOOP_SYS_ENTER, PROG_NOOP_SYS_EXIT),
+        let (enter, sleep, exit) = match hooks {
+            Hooks::Trace { .. } => (PROG_SYS_ENTER, PROG_SCHED_SWITCH, PROG_SYS_EXIT),
+            Hooks::Floor { .. } => (
+                PROG_NOOP_SYS_ENTER,
+                PROG_NOOP_SCHED_SWITCH,
+                PROG_NOOP_SYS_EXIT,
+            ),
         };
         attach_tp_btf(&mut ebpf, enter, "sys_enter", &btf)?;
+        attach_tp_btf(&mut ebpf, sleep, "sched_switch", &btf)?;
         attach_tp_btf(&mut ebpf, exit, "sys_exit", &btf)?;
 
         let mut summary = AttachSummary::default();
@@ -271,6 +280,7 @@ impl Probes {
         let events = take_map(&mut ebpf, MAP_EVENTS, RingBuf::try_from)?;
         let counters = take_map(&mut ebpf, MAP_COUNTERS, PerCpuArray::try_from)?;
         let stacks = take_map(&mut ebpf, MAP_STACKS, StackTraceMap::try_from)?;
+        let brief_waits = take_map(&mut ebpf, MAP_BRIEF_WAITS, PerCpuHashMap::try_from)?;
         let pending_locks = match uprobe_progs {
             Some(_) => Some(take_map(
                 &mut ebpf,
@@ -283,6 +293,7 @@ impl Probes {
             events,
             counters,
             stacks,
+            brief_waits,
             pending_locks,
             _go_multi: go_multi,
             _ebpf: ebpf,
@@ -325,7 +336,26 @@ impl Probes {
             futex_waits: sums[Counter::FutexWaits as usize],
             stack_errors: sums[Counter::StackErrors as usize],
             unmatched_returns: sums[Counter::UnmatchedReturns as usize],
+            brief_waits_untracked: sums[Counter::BriefWaitsUntracked as usize],
         })
+    }
+
+    /// Totals of the waits that never slept, per futex word, summed over CPUs, since the
+    /// attach.
+    ///
+    /// # Errors
+    /// When the map cannot be read.
+    pub fn brief_waits(&self) -> Result<Vec<(u64, BriefWaits)>, ProbeError> {
+        self.brief_waits
+            .iter()
+            .map(|item| {
+                let (addr, per_cpu) = item.map_err(|source| ProbeError::Map {
+                    name: MAP_BRIEF_WAITS,
+                    source,
+                })?;
+                Ok((addr, sum_brief_waits(per_cpu.iter())))
+            })
+            .collect()
     }
 
     /// The call site of the lock call thread `tid` is inside right now (`--holds`): the
@@ -344,6 +374,27 @@ impl Probes {
             .map(|trace| trace.frames().iter().map(|f| f.ip).collect())
             .unwrap_or_default()
     }
+}
+
+/// One futex word's brief-wait totals over all CPUs (the latest `op`/`val` of any CPU
+/// that saw one: they classify the word, and a word is waited on the same way).
+fn sum_brief_waits<'a>(per_cpu: impl Iterator<Item = &'a BriefWaits>) -> BriefWaits {
+    per_cpu.fold(
+        BriefWaits {
+            count: 0,
+            total_ns: 0,
+            max_ns: 0,
+            op: 0,
+            val: 0,
+        },
+        |sum, cpu| BriefWaits {
+            count: sum.count + cpu.count,
+            total_ns: sum.total_ns + cpu.total_ns,
+            max_ns: sum.max_ns.max(cpu.max_ns),
+            op: if cpu.count > 0 { cpu.op } else { sum.op },
+            val: if cpu.count > 0 { cpu.val } else { sum.val },
+        },
+    )
 }
 
 fn record(summary: &mut AttachSummary, function: &'static str, attached: bool) {
