@@ -586,6 +586,21 @@ pub struct OpenWait {
 }
 const _: () = assert!(core::mem::size_of::<OpenWait>() == 56);
 
+impl OpenWait {
+    /// No wait in flight.
+    pub const IDLE: Self = Self {
+        addr: 0,
+        start_ns: 0,
+        user_sp: 0,
+        user_ip: 0,
+        user_bp: 0,
+        op: 0,
+        val: 0,
+        state: OpenWaitState::Idle as u32,
+        pad: 0,
+    };
+}
+
 /// Where a thread's [`OpenWait`] stands.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -8,11 +8,17 @@ use aya_ebpf::{
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
-use tracer_common::{BriefWaits, Counter, Event, EventKind, OpenWaitState, futex_cmd, syscall};
+use tracer_common::{
+    BriefWaits, Counter, Event, EventKind, OpenWait, OpenWaitState, futex_cmd, syscall,
+};
+
+/// `EAGAIN`: the futex word no longer held the expected value (the lock was released
+/// while the waiter entered the kernel).
+const EAGAIN: i64 = 11;
 
 use crate::{
     futex_enter::syscall_args,
-    helpers::{count, emit, target_tid},
+    helpers::{count, emit, send_wait, target_tid},
     maps::{BRIEF_WAITS, OPEN_WAITS},
 };
 
@@ -50,27 +56,39 @@ fn try_futex_exit(ctx: &BtfTracePointContext) -> Result<(), ()> {
     }
     // A wait begun before the attach has no entry (or an idle one): its end is still
     // sent, since userspace may have found the thread blocked when it attached.
-    let (state, addr, start_ns, val) = match OPEN_WAITS.get_ptr_mut(tid) {
+    let wait = match OPEN_WAITS.get_ptr_mut(tid) {
         // SAFETY: `slot` points at this thread's map value, sized and aligned for an
         // `OpenWait`; only this thread's programs write it, one at a time.
         Some(slot) => unsafe {
-            let wait = ((*slot).state, (*slot).addr, (*slot).start_ns, (*slot).val);
+            let wait = slot.read();
             (*slot).state = OpenWaitState::Idle as u32;
             wait
         },
-        None => (OpenWaitState::Idle as u32, 0, 0, 0),
+        None => OpenWait::IDLE,
     };
+    let (state, addr) = (wait.state, wait.addr);
+    let ret: i64 = ctx.arg(1);
     // SAFETY: bpf_ktime_get_ns has no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
     if state == OpenWaitState::Entered as u32 {
-        add_brief_wait(addr, now.saturating_sub(start_ns), cmd, val);
-        return Ok(());
+        if ret == 0 || ret == -EAGAIN {
+            add_brief_wait(addr, now.saturating_sub(wait.start_ns), cmd, wait.val);
+            return Ok(());
+        }
+        // Any other outcome is rare and may matter to userspace: the kernel refusing a
+        // PI lock with EDEADLK (glibc then parks the thread for good), a timeout, a
+        // signal. Sent whole, start and end.
+        if !send_wait(ctx, tid, &wait) {
+            return Ok(());
+        }
     }
     let mut event = Event::ZERO;
     event.kind = EventKind::FutexWaitDone as u32;
     event.tid = tid;
     event.ts_ns = now;
-    event.addr = if state == OpenWaitState::Sent as u32 {
+    // The futex word: from the entry when the wait was traced from its start, else from
+    // the arguments (`futex_waitv` has no single word there).
+    event.addr = if state != OpenWaitState::Idle as u32 {
         addr
     } else if cmd == futex_cmd::WAITV {
         0
@@ -78,7 +96,7 @@ fn try_futex_exit(ctx: &BtfTracePointContext) -> Result<(), ()> {
         uaddr
     };
     event.op = cmd;
-    event.ret = ctx.arg(1);
+    event.ret = ret;
     emit(&event);
     Ok(())
 }

@@ -4,18 +4,12 @@
 //!
 //! The hook runs in the context of the thread being switched out, so its user stack and
 //! memory are still the current ones, exactly as at `sys_enter`.
-use aya_ebpf::{
-    bindings::BPF_RB_NO_WAKEUP, macros::btf_tracepoint, programs::BtfTracePointContext,
-};
-use tracer_common::{
-    Counter, Event, EventKind, OpenWaitState, STACK_ID_NO_FRAME_CHAIN, WaitRecord,
-};
+use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
+use tracer_common::OpenWaitState;
 
 use crate::{
-    helpers::{
-        copy_stack_window, count, frame_chain_starts, snapshot_around, target_tid, user_stack_id,
-    },
-    maps::{EVENTS, OPEN_WAITS},
+    helpers::{send_wait, target_tid},
+    maps::OPEN_WAITS,
 };
 
 #[btf_tracepoint(function = "sched_switch")]
@@ -49,38 +43,10 @@ fn try_futex_sleep(ctx: &BtfTracePointContext) -> Result<(), ()> {
     if wait.state != OpenWaitState::Entered as u32 {
         return Ok(());
     }
-    // Code built without frame pointers (glibc's lock paths) leaves any value in `rbp`;
-    // a frame walk from there faults and costs ~1 µs for frames the window already has.
-    let stack_id = if frame_chain_starts(wait.user_sp, wait.user_bp) {
-        user_stack_id(ctx)
-    } else {
-        STACK_ID_NO_FRAME_CHAIN
-    };
-    // Reserve in place: a wait record is too large to build on the 512-byte BPF stack.
-    let Some(mut entry) = EVENTS.reserve::<WaitRecord>(0) else {
+    if !send_wait(ctx, tid, &wait) {
         // Left `Entered`: `futex_exit` then counts it among the brief waits.
-        count(Counter::Dropped);
         return Ok(());
-    };
-    let record = entry.as_mut_ptr();
-    // SAFETY: `record` points at a reserved, exclusively owned ring-buffer slot of
-    // `size_of::<WaitRecord>()` bytes; every field is written before submit.
-    unsafe {
-        (*record).event = Event::ZERO;
-        (*record).event.kind = EventKind::FutexWait as u32;
-        (*record).event.tid = tid;
-        (*record).event.ts_ns = wait.start_ns;
-        (*record).event.addr = wait.addr;
-        (*record).event.op = wait.op;
-        (*record).event.val = wait.val;
-        (*record).event.stack_id = stack_id;
-        snapshot_around(&mut (*record).event, wait.addr);
-        (*record).user_sp = wait.user_sp;
-        (*record).user_ip = wait.user_ip;
-        (*record).pad = 0;
-        (*record).window_words = copy_stack_window(&mut (*record).window, wait.user_sp);
     }
-    entry.submit(u64::from(BPF_RB_NO_WAKEUP));
     // SAFETY: as above.
     unsafe { (*slot).state = OpenWaitState::Sent as u32 };
     Ok(())

@@ -6,7 +6,8 @@ use aya_ebpf::{
     programs::tracing::StackIdContext,
 };
 use tracer_common::{
-    Counter, Event, GoEvent, LockRecord, SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS, STACK_WINDOW_WORDS,
+    Counter, Event, EventKind, GoEvent, LockRecord, OpenWait, SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS,
+    STACK_ID_NO_FRAME_CHAIN, STACK_WINDOW_WORDS, WaitRecord,
 };
 
 use crate::maps::{COUNTERS, EVENTS, STACKS, TARGET_TGID};
@@ -162,4 +163,44 @@ pub(crate) fn copy_stack_window(window: &mut [u64; STACK_WINDOW_WORDS], sp: u64)
         return WINDOW_WORDS / 4;
     }
     0
+}
+
+/// Sends thread `tid`'s futex wait as a `FutexWait` record: the lock memory around the
+/// futex word and the top of the user stack, read now (the thread is still inside the
+/// futex call, so both are as they were when it began). `false` if the ring buffer was
+/// full (counted as dropped).
+#[inline(always)]
+pub(crate) fn send_wait<C: StackIdContext>(ctx: &C, tid: u32, wait: &OpenWait) -> bool {
+    // Code built without frame pointers (glibc's lock paths) leaves any value in `rbp`;
+    // a frame walk from there faults and costs ~1 µs for frames the window already has.
+    let stack_id = if frame_chain_starts(wait.user_sp, wait.user_bp) {
+        user_stack_id(ctx)
+    } else {
+        STACK_ID_NO_FRAME_CHAIN
+    };
+    // Reserve in place: a wait record is too large to build on the 512-byte BPF stack.
+    let Some(mut entry) = EVENTS.reserve::<WaitRecord>(0) else {
+        count(Counter::Dropped);
+        return false;
+    };
+    let record = entry.as_mut_ptr();
+    // SAFETY: `record` points at a reserved, exclusively owned ring-buffer slot of
+    // `size_of::<WaitRecord>()` bytes; every field is written before submit.
+    unsafe {
+        (*record).event = Event::ZERO;
+        (*record).event.kind = EventKind::FutexWait as u32;
+        (*record).event.tid = tid;
+        (*record).event.ts_ns = wait.start_ns;
+        (*record).event.addr = wait.addr;
+        (*record).event.op = wait.op;
+        (*record).event.val = wait.val;
+        (*record).event.stack_id = stack_id;
+        snapshot_around(&mut (*record).event, wait.addr);
+        (*record).user_sp = wait.user_sp;
+        (*record).user_ip = wait.user_ip;
+        (*record).pad = 0;
+        (*record).window_words = copy_stack_window(&mut (*record).window, wait.user_sp);
+    }
+    entry.submit(u64::from(BPF_RB_NO_WAKEUP));
+    true
 }

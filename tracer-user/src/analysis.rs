@@ -245,6 +245,7 @@ impl Analysis {
         (stack, window): (StackId, &WindowRef<'_>),
         class: FutexWaitClass,
     ) {
+        self.end_stale_wait(tid);
         let FutexWaitClass::Lock {
             lock,
             kind,
@@ -327,10 +328,9 @@ impl Analysis {
     /// Records `tid`'s new wait. A previous wait still open means its end event was lost
     /// (dropped): close it without a duration.
     fn replace_wait(&mut self, tid: u32, wait: ActiveWait) {
-        let previous = match self.waits.entry(tid) {
+        match self.waits.entry(tid) {
             Entry::Vacant(slot) => {
                 slot.insert(wait);
-                return;
             }
             // The park itself (and any restart of it after a signal): the thread still
             // waits for its PI lock, for good.
@@ -339,18 +339,35 @@ impl Analysis {
                 if wait.lock.is_some() {
                     self.stats.at(wait.lock_slot).end_wait_unmeasured();
                 }
-                return;
             }
-            Entry::Occupied(mut current) => current.insert(wait),
-        };
+            Entry::Occupied(mut current) => {
+                let previous = current.insert(wait);
+                self.retire_wait(tid, &previous);
+            }
+        }
+    }
+
+    /// A thread has one wait at a time: a wait still open for `tid` when its next one
+    /// begins (its end was lost, or it was found blocked at attach and is now also
+    /// reported by the kernel) ends here, before the new one counts, so it is never
+    /// counted twice among its lock's waiters (`max_waiters`).
+    fn end_stale_wait(&mut self, tid: u32) {
+        if let Entry::Occupied(current) = self.waits.entry(tid)
+            && !current.get().parked
         {
-            self.free_window(previous.window_slot);
-            if previous.lock.is_some() {
-                self.stats.at(previous.lock_slot).end_wait_unmeasured();
-            }
-            if previous.in_graph {
-                self.graph.end_wait(tid);
-            }
+            let previous = current.remove();
+            self.retire_wait(tid, &previous);
+        }
+    }
+
+    /// Drops a wait that ended at an unknown time from the statistics and the graph.
+    fn retire_wait(&mut self, tid: u32, wait: &ActiveWait) {
+        self.free_window(wait.window_slot);
+        if wait.lock.is_some() {
+            self.stats.at(wait.lock_slot).end_wait_unmeasured();
+        }
+        if wait.in_graph {
+            self.graph.end_wait(tid);
         }
     }
 
@@ -787,6 +804,26 @@ mod tests {
         assert_eq!(stats.contentions, 5);
         assert_eq!(stats.wait().total, 450);
         assert_eq!(a.lock_kind(LOCK_A), LockKind::Mutex);
+    }
+
+    /// Guards `max_waiters` against a wait seen twice: found blocked at attach, then
+    /// reported by the kernel too (or a wait whose end was lost). The thread waits once.
+    #[test]
+    fn a_wait_seen_twice_counts_one_waiter() {
+        let mut a = Analysis::new();
+        feed(
+            &mut a,
+            &[
+                mutex_wait(101, 10, LOCK_A, 103),
+                mutex_wait(101, 11, LOCK_A, 103),
+                mutex_wait(102, 12, LOCK_A, 103),
+                done(101, 20, LOCK_A),
+                done(102, 30, LOCK_A),
+            ],
+        );
+        let stats = a.stats().get(LOCK_A).unwrap();
+        assert_eq!(stats.max_waiters, 2);
+        assert_eq!(stats.contentions, 3);
     }
 
     #[test]
