@@ -16,8 +16,12 @@ pub const MAP_STACKS: &str = "STACKS";
 /// uprobe to its return uprobe (only used with `--holds`). A thread keeps its entry
 /// between calls ([`PendingLock::op`] is 0 when no call is in flight).
 pub const MAP_PENDING_LOCKS: &str = "PENDING_LOCKS";
-/// Name of the LRU hash (TID → [`OpenWait`]) that carries a futex wait from `sys_enter`
-/// to the moment the thread sleeps (`sched_switch`) and to `sys_exit`. A thread keeps its
+/// Name of the one-entry per-CPU array holding the futex wait that the thread running on
+/// that CPU has just begun ([`OpenWait`]). A wait that ends without the thread leaving
+/// the CPU (most of them) never touches a hash map.
+pub const MAP_CPU_WAIT: &str = "CPU_WAIT";
+/// Name of the LRU hash (TID → [`OpenWait`]) that takes over a thread's wait when the
+/// thread leaves its CPU in the middle of it (sleeps or is preempted). A thread keeps its
 /// entry between waits ([`OpenWait::state`] says whether a wait is in flight).
 pub const MAP_OPEN_WAITS: &str = "OPEN_WAITS";
 /// Name of the per-CPU hash (futex word address → [`BriefWaits`]) where waits that never slept
@@ -58,8 +62,9 @@ pub const PROG_NOOP_UPROBE: &str = "noop_uprobe";
 pub const PROG_NOOP_URETPROBE: &str = "noop_uretprobe";
 
 /// Every map name, for the test that checks the built object holds each one.
-pub const ALL_MAPS: [&str; 6] = [
+pub const ALL_MAPS: [&str; 7] = [
     MAP_EVENTS,
+    MAP_CPU_WAIT,
     MAP_COUNTERS,
     MAP_STACKS,
     MAP_PENDING_LOCKS,
@@ -558,14 +563,17 @@ pub struct PendingLock {
 }
 const _: () = assert!(core::mem::size_of::<PendingLock>() == 32);
 
-/// A thread's futex wait between `sys_enter` and `sys_exit` ([`MAP_OPEN_WAITS`]).
+/// A thread's futex wait between `sys_enter` and `sys_exit` ([`MAP_CPU_WAIT`], then
+/// [`MAP_OPEN_WAITS`] if the thread leaves its CPU before the wait ends).
 ///
 /// Most futex waits of a contended lock never sleep: the lock is released while the
 /// waiter enters the kernel and the call returns at once (`EAGAIN`). Sending a record
 /// with a stack window for each of those cost ~1 µs per wait, enough to keep a lock in
 /// its contended state (the extra time in the lock path made each later acquisition
-/// contend too). So `sys_enter` only writes this entry; the record goes out when the
-/// thread really sleeps, and waits that never slept are added to [`MAP_BRIEF_WAITS`].
+/// contend too). So `sys_enter` only writes this entry in a per-CPU slot; the record goes
+/// out when the thread really sleeps, and waits that never slept are added to
+/// [`MAP_BRIEF_WAITS`]. A thread cannot change CPU without `sched_switch` running, which
+/// moves an unfinished wait to the per-thread hash: the common wait costs no hash lookup.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OpenWait {
@@ -582,7 +590,8 @@ pub struct OpenWait {
     pub val: u32,
     /// An [`OpenWaitState`] as `u32`.
     pub state: u32,
-    pub pad: u32,
+    /// The thread the wait belongs to (the per-CPU entry is shared by all threads).
+    pub tid: u32,
 }
 const _: () = assert!(core::mem::size_of::<OpenWait>() == 56);
 
@@ -597,7 +606,7 @@ impl OpenWait {
         op: 0,
         val: 0,
         state: OpenWaitState::Idle as u32,
-        pad: 0,
+        tid: 0,
     };
 }
 

@@ -1,9 +1,9 @@
 //! `sys_enter` BTF raw tracepoint: a thread of the target starts a futex wait, or wakes
 //! waiters (a per-CPU count; no event, userspace needs no per-call decision for wakes).
 //!
-//! A wait start only fills the thread's `OPEN_WAITS` entry: the record (stack window,
-//! lock memory) is sent by `futex_sleep` if the thread really goes to sleep, and waits
-//! that return at once are added up by `futex_exit` (see `tracer_common::OpenWait`).
+//! A wait start only fills this CPU's `CPU_WAIT` entry: the record (stack window, lock
+//! memory) is sent by `futex_sleep` if the thread really goes to sleep, and waits that
+//! return at once are added up by `futex_exit` (see `tracer_common::OpenWait`).
 //!
 //! Why `tp_btf/sys_enter` and not `syscalls:sys_enter_futex`: measured on the 4-thread
 //! lock workload, the BTF raw tracepoint costs about half as much per call (+142 ns vs
@@ -16,7 +16,7 @@ use tracer_common::{Counter, OpenWait, OpenWaitState, futex_cmd, syscall};
 
 use crate::{
     helpers::{count, read_user, target_tid},
-    maps::OPEN_WAITS,
+    maps::CPU_WAIT,
 };
 
 #[btf_tracepoint(function = "sys_enter")]
@@ -95,15 +95,12 @@ fn try_futex_enter(ctx: &BtfTracePointContext) -> Result<(), ()> {
         op: cmd,
         val,
         state: OpenWaitState::Entered as u32,
-        pad: 0,
+        tid,
     };
-    match OPEN_WAITS.get_ptr_mut(tid) {
-        // SAFETY: `slot` points at this thread's map value, sized and aligned for an
-        // `OpenWait`; only this thread's futex programs write it, and a thread runs one
-        // program at a time.
-        Some(slot) => unsafe { slot.write(wait) },
-        // First wait of this thread: the only insert it ever needs.
-        None => OPEN_WAITS.insert(tid, wait, 0).map_err(|_| ())?,
-    }
+    let slot = CPU_WAIT.get_ptr_mut(0).ok_or(())?;
+    // SAFETY: `slot` points at this CPU's `OpenWait`; the thread running here is the only
+    // one that can be inside a syscall on this CPU, and a thread that leaves the CPU
+    // mid-wait has its wait moved out first (`futex_sleep`).
+    unsafe { slot.write(wait) };
     Ok(())
 }

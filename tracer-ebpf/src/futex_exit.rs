@@ -19,7 +19,7 @@ const EAGAIN: i64 = 11;
 use crate::{
     futex_enter::syscall_args,
     helpers::{count, emit, send_wait, target_tid},
-    maps::{BRIEF_WAITS, OPEN_WAITS},
+    maps::{BRIEF_WAITS, CPU_WAIT, OPEN_WAITS},
 };
 
 #[btf_tracepoint(function = "sys_exit")]
@@ -56,16 +56,7 @@ fn try_futex_exit(ctx: &BtfTracePointContext) -> Result<(), ()> {
     }
     // A wait begun before the attach has no entry (or an idle one): its end is still
     // sent, since userspace may have found the thread blocked when it attached.
-    let wait = match OPEN_WAITS.get_ptr_mut(tid) {
-        // SAFETY: `slot` points at this thread's map value, sized and aligned for an
-        // `OpenWait`; only this thread's programs write it, one at a time.
-        Some(slot) => unsafe {
-            let wait = slot.read();
-            (*slot).state = OpenWaitState::Idle as u32;
-            wait
-        },
-        None => OpenWait::IDLE,
-    };
+    let wait = take_wait(tid);
     let (state, addr) = (wait.state, wait.addr);
     let ret: i64 = ctx.arg(1);
     // SAFETY: bpf_ktime_get_ns has no preconditions.
@@ -99,6 +90,34 @@ fn try_futex_exit(ctx: &BtfTracePointContext) -> Result<(), ()> {
     event.ret = ret;
     emit(&event);
     Ok(())
+}
+
+/// Thread `tid`'s wait in flight, marked ended: from this CPU's slot if the thread never
+/// left the CPU (the common case, no hash lookup), else from its `OPEN_WAITS` entry;
+/// [`OpenWait::IDLE`] if neither holds one (it began before the attach).
+#[inline(always)]
+fn take_wait(tid: u32) -> OpenWait {
+    if let Some(slot) = CPU_WAIT.get_ptr_mut(0) {
+        // SAFETY: `slot` points at this CPU's `OpenWait`; this thread has not left the CPU
+        // since writing it if the TID still matches and the wait is still `Entered`.
+        unsafe {
+            let wait = slot.read();
+            if wait.tid == tid && wait.state == OpenWaitState::Entered as u32 {
+                (*slot).state = OpenWaitState::Idle as u32;
+                return wait;
+            }
+        }
+    }
+    match OPEN_WAITS.get_ptr_mut(tid) {
+        // SAFETY: `entry` points at this thread's map value, sized and aligned for an
+        // `OpenWait`; only this thread's programs write it, one at a time.
+        Some(entry) => unsafe {
+            let wait = entry.read();
+            (*entry).state = OpenWaitState::Idle as u32;
+            wait
+        },
+        None => OpenWait::IDLE,
+    }
 }
 
 /// Adds a wait that never slept to its futex word's totals on this CPU.

@@ -3,13 +3,16 @@
 //! window), so the many waits that return without sleeping cost no record at all.
 //!
 //! The hook runs in the context of the thread being switched out, so its user stack and
-//! memory are still the current ones, exactly as at `sys_enter`.
+//! memory are still the current ones, exactly as at `sys_enter`. A thread leaving its CPU
+//! in the middle of a wait (asleep, or preempted) takes the wait out of the per-CPU
+//! `CPU_WAIT` slot into its own `OPEN_WAITS` entry, so the slot is free for the next
+//! thread and the wait's end finds it wherever the thread resumes.
 use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
-use tracer_common::OpenWaitState;
+use tracer_common::{OpenWait, OpenWaitState};
 
 use crate::{
     helpers::{send_wait, target_tid},
-    maps::OPEN_WAITS,
+    maps::{CPU_WAIT, OPEN_WAITS},
 };
 
 #[btf_tracepoint(function = "sched_switch")]
@@ -29,25 +32,58 @@ fn try_futex_sleep(ctx: &BtfTracePointContext) -> Result<(), ()> {
         return Ok(());
     };
     // sched_switch(bool preempt, prev, next, prev_state): a preempted thread is still
-    // runnable, not waiting.
-    let preempt: u64 = ctx.arg(0);
-    if preempt & 0xff != 0 {
-        return Ok(());
-    }
-    let Some(slot) = OPEN_WAITS.get_ptr_mut(tid) else {
+    // runnable, not waiting (but may resume on another CPU).
+    let preempt = ctx.arg::<u64>(0) & 0xff != 0;
+    let Some(slot) = CPU_WAIT.get_ptr_mut(0) else {
         return Ok(());
     };
-    // SAFETY: `slot` points at this thread's map value, sized and aligned for an
-    // `OpenWait`; only this thread's programs write it, one at a time.
-    let wait = unsafe { slot.read() };
-    if wait.state != OpenWaitState::Entered as u32 {
+    // SAFETY: `slot` points at this CPU's `OpenWait`; the thread being switched out is
+    // the only one whose syscall can have written it since its last switch.
+    let mut wait = unsafe { slot.read() };
+    if wait.tid != tid || wait.state != OpenWaitState::Entered as u32 {
+        // No wait begun on this CPU: perhaps one handed over earlier, preempted then and
+        // now going to sleep.
+        if !preempt {
+            send_handed_over(ctx, tid);
+        }
         return Ok(());
     }
-    if !send_wait(ctx, tid, &wait) {
-        // Left `Entered`: `futex_exit` then counts it among the brief waits.
-        return Ok(());
-    }
+    // The wait leaves this CPU with its thread: the per-thread entry takes it over.
     // SAFETY: as above.
-    unsafe { (*slot).state = OpenWaitState::Sent as u32 };
+    unsafe { (*slot).state = OpenWaitState::Idle as u32 };
+    if !preempt && send_wait(ctx, tid, &wait) {
+        wait.state = OpenWaitState::Sent as u32;
+    }
+    // Should the hash be full (it is LRU, so only under extreme thread counts), the wait's
+    // end finds no entry and is sent as the end of a wait begun before the attach.
+    let _ = hand_over(tid, &wait);
     Ok(())
+}
+
+/// Sends the wait of `tid` kept in `OPEN_WAITS`, if it has begun and not been sent.
+#[inline(always)]
+fn send_handed_over(ctx: &BtfTracePointContext, tid: u32) {
+    let Some(entry) = OPEN_WAITS.get_ptr_mut(tid) else {
+        return;
+    };
+    // SAFETY: `entry` points at this thread's map value, sized and aligned for an
+    // `OpenWait`; only this thread's programs write it, one at a time.
+    let wait = unsafe { entry.read() };
+    if wait.state == OpenWaitState::Entered as u32 && send_wait(ctx, tid, &wait) {
+        // SAFETY: as above.
+        unsafe { (*entry).state = OpenWaitState::Sent as u32 };
+    }
+}
+
+/// Stores `wait` as the entry of `tid` in `OPEN_WAITS`, in place when it has one.
+#[inline(always)]
+fn hand_over(tid: u32, wait: &OpenWait) -> Result<(), ()> {
+    match OPEN_WAITS.get_ptr_mut(tid) {
+        // SAFETY: as in `send_handed_over`.
+        Some(entry) => {
+            unsafe { entry.write(*wait) };
+            Ok(())
+        }
+        None => OPEN_WAITS.insert(tid, *wait, 0).map_err(|_| ()),
+    }
 }

@@ -41,7 +41,13 @@ pub(crate) static STACKS: StackTrace = StackTrace::with_max_entries(16 * 1024, 0
 pub(crate) static PENDING_LOCKS: LruHashMap<u32, PendingLock> =
     LruHashMap::with_max_entries(64 * 1024, 0);
 
-/// Each target thread's futex wait from `sys_enter` to `sys_exit`, keyed by TID;
+/// The futex wait just begun by the target thread running on each CPU. It stays here
+/// until `sys_exit` unless the thread leaves the CPU first (`futex_sleep` then moves it
+/// to `OPEN_WAITS`): no hash lookup for a wait that returns at once.
+#[map(name = "CPU_WAIT")]
+pub(crate) static CPU_WAIT: PerCpuArray<OpenWait> = PerCpuArray::with_max_entries(1, 0);
+
+/// Futex waits of target threads that left their CPU before the wait ended, keyed by TID;
 /// rewritten in place, so a wait costs one lookup per hook and no insert or delete.
 /// LRU, so the entries of exited threads are recycled.
 #[map(name = "OPEN_WAITS")]

@@ -288,7 +288,7 @@ pub struct LockSummary {
 /// The end-of-run summary.
 ///
 /// JSON: `{"kind":"summary","pid":…,"duration_ns":…,"events":…,"dropped":…,"futex_wakes":…,
-/// "deadlocks":…,"locks":[…],"notes":[…]}`.
+/// "futex_waits":…,"brief_lock_waits":…,"deadlocks":…,"locks":[…],"notes":[…]}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename = "summary")]
 pub struct Summary {
@@ -302,6 +302,12 @@ pub struct Summary {
     pub dropped: u64,
     /// Futex wake calls seen.
     pub futex_wakes: u64,
+    /// Futex wait calls seen (lock waits and others, such as condition variables).
+    pub futex_waits: u64,
+    /// Of the lock waits, those that returned without sleeping (the lock was released
+    /// while the waiter entered the kernel). The kernel adds these up instead of sending
+    /// each; they are included in the locks' `contentions` and `wait_ns`.
+    pub brief_lock_waits: u64,
     /// Number of deadlocks reported during the run.
     pub deadlocks: usize,
     /// Contended locks, in report order (see [`Summary::sort_locks`]).
@@ -498,11 +504,13 @@ fn render_table(out: &mut String, rows: &[[String; COLUMNS.len()]], shown: usize
 #[must_use]
 pub fn summary_text(s: &Summary) -> String {
     let mut out = format!(
-        "pid {}: traced for {}, {} events, {} dropped, {} futex wakes, {} deadlock{}\n",
+        "pid {}: traced for {}, {} events, {} dropped, {} futex waits ({} lock waits that did not sleep), {} futex wakes, {} deadlock{}\n",
         s.pid,
         units::duration_ns(s.duration_ns),
         units::count(s.events),
         units::count(s.dropped),
+        units::count(s.futex_waits),
+        units::count(s.brief_lock_waits),
         units::count(s.futex_wakes),
         s.deadlocks,
         if s.deadlocks == 1 { "" } else { "s" },
@@ -630,6 +638,8 @@ mod tests {
             events: 45_600,
             dropped: 0,
             futex_wakes: 17,
+            futex_waits: 30,
+            brief_lock_waits: 20,
             deadlocks: 1,
             locks: vec![
                 LockSummary {
@@ -743,10 +753,12 @@ mod tests {
         assert_eq!(
             keys(&v),
             [
+                "brief_lock_waits",
                 "deadlocks",
                 "dropped",
                 "duration_ns",
                 "events",
+                "futex_waits",
                 "futex_wakes",
                 "kind",
                 "locks",

@@ -754,6 +754,8 @@ impl Session {
             events: self.analysis.counts().events + go_events,
             dropped: counters.dropped,
             futex_wakes: counters.futex_wakes,
+            futex_waits: counters.futex_waits,
+            brief_lock_waits: self.analysis.counts().brief_lock_waits,
             deadlocks: self.analysis.deadlocks_reported() + go_deadlocks,
             locks: Vec::new(),
             notes,

@@ -56,6 +56,21 @@ fn check_hot_cold(extra: &[&str]) -> Value {
     assert!(u64_field(hot_wait, "count") > 0, "{first:#}");
     let hot_total = u64_field(hot_wait, "total");
     assert!(hot_total > 0, "{first:#}");
+    // Most waits on a hot lock return at once (released while the waiter entered the
+    // kernel); the kernel only adds those up, and they must reach the lock table.
+    let brief = u64_field(s, "brief_lock_waits");
+    let all_contentions: u64 = locks(s).iter().map(|l| u64_field(l, "contentions")).sum();
+    assert!(brief > 0, "no lock wait returned without sleeping: {s:#}");
+    assert!(
+        all_contentions >= brief,
+        "brief waits not in the lock table ({all_contentions} contentions < {brief}): {s:#}"
+    );
+    // Waits found blocked at attach count as contentions but began before the kernel
+    // counted futex waits: a few threads' worth of slack.
+    assert!(
+        u64_field(s, "futex_waits") + 64 >= all_contentions,
+        "more contentions than futex waits (counted twice?): {s:#}"
+    );
     if let Some(c) = lock_by_addr(s, cold) {
         let cold_total = u64_field(&c["wait_ns"], "total");
         assert!(
@@ -67,7 +82,8 @@ fn check_hot_cold(extra: &[&str]) -> Value {
 }
 
 /// Guards against: losing or misattributing contention events under load (`hot_lock` must
-/// dominate), sorting locks wrongly, or inflating a lock that is never contended.
+/// dominate), sorting locks wrongly, inflating a lock that is never contended, or losing
+/// (or double-counting) the waits the kernel adds up because they never slept.
 #[test]
 fn hot_lock_dominates_contention() {
     require_root();
