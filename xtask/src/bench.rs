@@ -791,9 +791,79 @@ struct RunResult {
     events: Option<u64>,
     dropped: Option<u64>,
     wakes: Option<u64>,
+    /// BPF run time of the observer's programs per lock/unlock pair (cost runs only).
+    bpf_ns_per_op: Option<f64>,
 }
 
-fn overhead_run(tools: &Tools, config: Config, seconds: f64) -> anyhow::Result<RunResult> {
+/// BPF run time of the programs a process holds descriptors to, from `/proc/PID/fdinfo`
+/// (`run_time_ns`, `run_cnt`: counted only while `kernel.bpf_stats_enabled` is 1).
+#[derive(Clone, Copy, Debug, Default)]
+struct BpfRunTime {
+    run_time_ns: u64,
+    run_cnt: u64,
+}
+
+impl BpfRunTime {
+    fn of(pid: u32) -> Self {
+        let mut total = Self::default();
+        let Ok(dir) = fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+            return total;
+        };
+        for entry in dir.filter_map(Result::ok) {
+            let Ok(info) = fs::read_to_string(entry.path()) else {
+                continue;
+            };
+            let kv = key_values(&info.replace(":\t", "=").replace(": ", "="));
+            if !kv.contains_key("prog_id") {
+                continue;
+            }
+            let field = |k: &str| kv.get(k).and_then(|v| v.trim().parse::<u64>().ok());
+            total.run_time_ns += field("run_time_ns").unwrap_or(0);
+            total.run_cnt += field("run_cnt").unwrap_or(0);
+        }
+        total
+    }
+
+    fn since(self, before: Self) -> Self {
+        Self {
+            run_time_ns: self.run_time_ns.saturating_sub(before.run_time_ns),
+            run_cnt: self.run_cnt.saturating_sub(before.run_cnt),
+        }
+    }
+}
+
+/// Turns `kernel.bpf_stats_enabled` on for its lifetime (restoring the old value).
+struct BpfStats {
+    previous: String,
+}
+
+impl BpfStats {
+    const PATH: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
+    fn enable() -> anyhow::Result<Self> {
+        let previous = fs::read_to_string(Self::PATH)
+            .with_context(|| format!("reading {}", Self::PATH))?;
+        fs::write(Self::PATH, "1").with_context(|| format!("writing {}", Self::PATH))?;
+        Ok(Self { previous })
+    }
+}
+
+impl Drop for BpfStats {
+    fn drop(&mut self) {
+        let _ = fs::write(Self::PATH, self.previous.trim());
+    }
+}
+
+/// One run of the workload under `config`. With `bpf_cost`, the BPF run time of the
+/// observer's programs is read from its descriptors over most of the timed loop (this
+/// needs `kernel.bpf_stats_enabled`, which slows every program, so such runs are kept
+/// out of the throughput medians).
+fn overhead_run(
+    tools: &Tools,
+    config: Config,
+    seconds: f64,
+    bpf_cost: bool,
+) -> anyhow::Result<RunResult> {
     let mut workload = Proc::spawn(
         "lockbench",
         Command::new(&tools.lockbench).args([
@@ -820,6 +890,15 @@ fn overhead_run(tools: &Tools, config: Config, seconds: f64) -> anyhow::Result<R
         None => None,
     };
     workload.send_start()?;
+    let cost_window = match (&observer, bpf_cost) {
+        (Some(observer), true) => {
+            let before = BpfRunTime::of(observer.pid());
+            let window = Duration::from_secs_f64(seconds * 0.8);
+            thread::sleep(window);
+            Some((BpfRunTime::of(observer.pid()).since(before), window))
+        }
+        _ => None,
+    };
     let limit = Duration::from_secs_f64(seconds + 30.0);
     let status = workload
         .wait_exit(limit)?
@@ -833,6 +912,13 @@ fn overhead_run(tools: &Tools, config: Config, seconds: f64) -> anyhow::Result<R
         ops_per_sec,
         ..RunResult::default()
     };
+    if let Some((spent, window)) = cost_window {
+        #[allow(clippy::cast_precision_loss)]
+        let ops = ops_per_sec * window.as_secs_f64();
+        #[allow(clippy::cast_precision_loss)]
+        let per_op = spent.run_time_ns as f64 / ops;
+        result.bpf_ns_per_op = Some(per_op);
+    }
     let Some(observer) = observer.as_mut() else {
         return Ok(result);
     };
@@ -910,7 +996,7 @@ fn overhead_section(tools: &Tools, opts: &Options) -> anyhow::Result<String> {
             // Rotate the order each round so no configuration always runs first or
             // right after the most expensive one.
             let config = configs[(i + round) % configs.len()];
-            match overhead_run(tools, config, opts.seconds) {
+            match overhead_run(tools, config, opts.seconds, false) {
                 Ok(r) => {
                     eprintln!(
                         "bench (b/c): round {}/{}: {:<34} {:>9} ops/s{}{}",
@@ -945,9 +1031,41 @@ fn overhead_section(tools: &Tools, opts: &Options) -> anyhow::Result<String> {
         .get(&Config::Untraced)
         .map(|r| median(&r.iter().map(|r| r.ops_per_sec).collect::<Vec<_>>()))
         .ok_or_else(|| anyhow!("no untraced run"))?;
+    let costs = bpf_costs(tools, opts, &configs);
     Ok(overhead_table(
-        tools, opts, &configs, &results, &failures, base,
+        tools, opts, &configs, &results, &failures, base, &costs,
     ))
+}
+
+/// Cost runs: BPF time per lock/unlock pair of each traced configuration, median of up to
+/// three runs with `kernel.bpf_stats_enabled` on. Deterministic where throughput is not
+/// (the workload's throughput swings between runs by ±15%). Empty when the stats cannot
+/// be enabled.
+fn bpf_costs(tools: &Tools, opts: &Options, configs: &[Config]) -> BTreeMap<Config, f64> {
+    let mut costs = BTreeMap::new();
+    let Ok(_stats) = BpfStats::enable() else {
+        eprintln!("bench (b/c): kernel.bpf_stats_enabled cannot be set; no BPF cost column");
+        return costs;
+    };
+    let runs = opts.rounds.clamp(1, 3);
+    for &config in configs {
+        if config == Config::Untraced {
+            continue;
+        }
+        let per_op: Vec<f64> = (0..runs)
+            .filter_map(|_| overhead_run(tools, config, opts.seconds, true).ok())
+            .filter_map(|r| r.bpf_ns_per_op)
+            .collect();
+        if !per_op.is_empty() {
+            let cost = median(&per_op);
+            eprintln!(
+                "bench (b/c): BPF cost: {:<34} {cost:.0} ns per lock/unlock pair",
+                config.label()
+            );
+            costs.insert(config, cost);
+        }
+    }
+    costs
 }
 
 /// The markdown for parts b and c: one row per configuration, `base` being the untraced
@@ -959,6 +1077,7 @@ fn overhead_table(
     results: &BTreeMap<Config, Vec<RunResult>>,
     failures: &BTreeMap<Config, Vec<String>>,
     base: f64,
+    costs: &BTreeMap<Config, f64>,
 ) -> String {
     let mut s = String::new();
     let _ = writeln!(
@@ -978,16 +1097,16 @@ fn overhead_table(
     );
     let _ = writeln!(
         s,
-        "| part | configuration | median ops/s | min – max | ratio to untraced | slowdown | traced events/s | futex wakes/s | dropped (total) |"
+        "| part | configuration | median ops/s | min – max | ratio to untraced | slowdown | BPF ns per op | traced events/s | futex wakes/s | dropped (total) |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
     for &config in configs {
         let runs = results.get(&config).map_or(&[][..], Vec::as_slice);
         let failed = failures.get(&config).map_or(0, Vec::len);
         if runs.is_empty() {
             let _ = writeln!(
                 s,
-                "| {} | {} | all {failed} runs failed | | | | | | |",
+                "| {} | {} | all {failed} runs failed | | | | | | | |",
                 config.part(),
                 config.label()
             );
@@ -1011,7 +1130,7 @@ fn overhead_table(
         let dropped: Option<u64> = runs.iter().map(|r| r.dropped).sum();
         let _ = writeln!(
             s,
-            "| {} | {}{} | {} | {} – {} | {:.3} | {:+.1}% | {} | {} | {} |",
+            "| {} | {}{} | {} | {} – {} | {:.3} | {:+.1}% | {} | {} | {} | {} |",
             config.part(),
             config.label(),
             if failed > 0 {
@@ -1024,6 +1143,9 @@ fn overhead_table(
             si(max(&throughputs)),
             med / base,
             (1.0 - med / base) * 100.0,
+            costs
+                .get(&config)
+                .map_or_else(|| "–".to_owned(), |ns| format!("{ns:.0}")),
             per_sec(|r| r.events),
             per_sec(|r| r.wakes),
             dropped.map_or_else(|| "–".to_owned(), |d| d.to_string()),
@@ -1033,7 +1155,10 @@ fn overhead_table(
         s,
         "\nTraced events/s: records the tracer analysed (futex wait starts and ends; with --holds also \
          acquire/release) per second of workload, or bpftrace's `@waits`. Futex wakes are counted in the kernel, \
-         no record each. Slowdown = 1 − ratio.\n"
+         no record each. Slowdown = 1 − ratio. BPF ns per op: run time of the observer's BPF programs \
+         (`run_time_ns` in `/proc/PID/fdinfo`, with `kernel.bpf_stats_enabled` on) over 80% of the timed loop, \
+         divided by the lock/unlock pairs made in that time; median of up to 3 extra runs kept out of the \
+         throughput figures, since the statistics themselves slow every program.\n"
     );
     for (config, msgs) in failures {
         for msg in msgs {
