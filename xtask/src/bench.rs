@@ -841,8 +841,8 @@ impl BpfStats {
     const PATH: &str = "/proc/sys/kernel/bpf_stats_enabled";
 
     fn enable() -> anyhow::Result<Self> {
-        let previous = fs::read_to_string(Self::PATH)
-            .with_context(|| format!("reading {}", Self::PATH))?;
+        let previous =
+            fs::read_to_string(Self::PATH).with_context(|| format!("reading {}", Self::PATH))?;
         fs::write(Self::PATH, "1").with_context(|| format!("writing {}", Self::PATH))?;
         Ok(Self { previous })
     }
