@@ -21,7 +21,7 @@ use crate::{
     event::{Snapshot, StackWindow, TraceEvent, WindowRef, decode},
     futex_lock::{MUTEX_OWNER_OFFSET, RWLOCK_WRITER_OFFSET},
     gotrace::{self, GoFinding, GoTracker},
-    probes::{Hooks, ProbeError, Probes},
+    probes::{CounterTotals, Hooks, ProbeError, Probes},
     procfs::{self, SyscallState},
     report::{self, Deadlock, DeadlockEntry, LockKind, LockRef, LockSummary, Summary},
     symbols::{self, Frame, Symbolizer},
@@ -699,24 +699,7 @@ impl Session {
                 "{still_waiting} thread(s) were still waiting for a lock when the trace ended; their waits count up to the end"
             ));
         }
-        if counters.dropped > 0 {
-            notes.push(format!(
-                "{} events dropped (ring buffer full): results are incomplete",
-                counters.dropped
-            ));
-        }
-        if self.decode_errors > 0 {
-            notes.push(format!(
-                "{} records could not be decoded",
-                self.decode_errors
-            ));
-        }
-        if counters.stack_errors > 0 {
-            notes.push(format!(
-                "{} stacks could not be recorded",
-                counters.stack_errors
-            ));
-        }
+        notes.extend(counter_notes(&counters, self.decode_errors));
         let mut locks: Vec<LockSummary> = self
             .analysis
             .stats()
@@ -940,4 +923,63 @@ fn monotonic_ns() -> u64 {
     // always exists on Linux.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
     u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
+}
+
+/// Notes on what the kernel or the decoder could not deliver.
+#[must_use]
+fn counter_notes(counters: &CounterTotals, decode_errors: u64) -> Vec<String> {
+    let mut notes = Vec::new();
+    if counters.dropped > 0 {
+        notes.push(format!(
+            "{} events dropped (ring buffer full): results are incomplete",
+            counters.dropped
+        ));
+    }
+    if decode_errors > 0 {
+        notes.push(format!("{decode_errors} records could not be decoded"));
+    }
+    if counters.brief_waits_untracked > 0 {
+        notes.push(format!(
+            "{} futex waits that did not sleep were not counted (the kernel's table of futex words was full)",
+            counters.brief_waits_untracked
+        ));
+    }
+    if counters.stack_errors > 0 {
+        notes.push(format!(
+            "{} stacks could not be recorded",
+            counters.stack_errors
+        ));
+    }
+    notes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Guards the report against silently undercounting: each kind of loss the kernel
+    /// counts gets its note, and none appears when nothing was lost.
+    #[test]
+    fn every_counted_loss_gets_a_note() {
+        assert!(counter_notes(&CounterTotals::default(), 0).is_empty());
+        let counters = CounterTotals {
+            dropped: 1,
+            stack_errors: 2,
+            brief_waits_untracked: 3,
+            ..CounterTotals::default()
+        };
+        let notes = counter_notes(&counters, 4);
+        assert_eq!(notes.len(), 4, "{notes:?}");
+        for needle in [
+            "1 events dropped",
+            "2 stacks",
+            "3 futex waits that did not sleep",
+            "4 records",
+        ] {
+            assert!(
+                notes.iter().any(|n| n.starts_with(needle)),
+                "{needle}: {notes:?}"
+            );
+        }
+    }
 }
