@@ -267,7 +267,7 @@ impl Analysis {
                 parked: false,
                 window_slot: None,
             };
-            self.replace_wait(tid, wait);
+            self.store_wait(tid, wait);
             return;
         };
         self.counts.lock_waits += 1;
@@ -293,7 +293,7 @@ impl Analysis {
             parked: false,
             window_slot: Some(window_slot),
         };
-        self.replace_wait(tid, wait);
+        self.store_wait(tid, wait);
         self.unflushed.push(tid);
     }
 
@@ -325,48 +325,37 @@ impl Analysis {
         free_windows.append(quarantined_windows);
     }
 
-    /// Records `tid`'s new wait. A previous wait still open means its end event was lost
-    /// (dropped): close it without a duration.
-    fn replace_wait(&mut self, tid: u32, wait: ActiveWait) {
-        match self.waits.entry(tid) {
-            Entry::Vacant(slot) => {
-                slot.insert(wait);
+    /// Records `tid`'s new wait (after [`Analysis::end_stale_wait`], so the only wait
+    /// that can still be there is a park). A parked thread keeps its PI lock wait for
+    /// good: the new wait is the park itself, or a restart of it after a signal.
+    fn store_wait(&mut self, tid: u32, wait: ActiveWait) {
+        if self.waits.get(&tid).is_some_and(|w| w.parked) {
+            self.free_window(wait.window_slot);
+            if wait.lock.is_some() {
+                self.stats.at(wait.lock_slot).end_wait_unmeasured();
             }
-            // The park itself (and any restart of it after a signal): the thread still
-            // waits for its PI lock, for good.
-            Entry::Occupied(current) if current.get().parked => {
-                self.free_window(wait.window_slot);
-                if wait.lock.is_some() {
-                    self.stats.at(wait.lock_slot).end_wait_unmeasured();
-                }
-            }
-            Entry::Occupied(mut current) => {
-                let previous = current.insert(wait);
-                self.retire_wait(tid, &previous);
-            }
+            return;
         }
+        self.waits.insert(tid, wait);
     }
 
     /// A thread has one wait at a time: a wait still open for `tid` when its next one
     /// begins (its end was lost, or it was found blocked at attach and is now also
-    /// reported by the kernel) ends here, before the new one counts, so it is never
-    /// counted twice among its lock's waiters (`max_waiters`).
+    /// reported by the kernel) ends here at an unknown time, before the new one counts,
+    /// so it is never counted twice among its lock's waiters (`max_waiters`).
     fn end_stale_wait(&mut self, tid: u32) {
-        if let Entry::Occupied(current) = self.waits.entry(tid)
-            && !current.get().parked
-        {
-            let previous = current.remove();
-            self.retire_wait(tid, &previous);
+        let Entry::Occupied(current) = self.waits.entry(tid) else {
+            return;
+        };
+        if current.get().parked {
+            return;
         }
-    }
-
-    /// Drops a wait that ended at an unknown time from the statistics and the graph.
-    fn retire_wait(&mut self, tid: u32, wait: &ActiveWait) {
-        self.free_window(wait.window_slot);
-        if wait.lock.is_some() {
-            self.stats.at(wait.lock_slot).end_wait_unmeasured();
+        let stale = current.remove();
+        self.free_window(stale.window_slot);
+        if stale.lock.is_some() {
+            self.stats.at(stale.lock_slot).end_wait_unmeasured();
         }
-        if wait.in_graph {
+        if stale.in_graph {
             self.graph.end_wait(tid);
         }
     }

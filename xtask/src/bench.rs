@@ -795,41 +795,22 @@ struct RunResult {
     bpf_ns_per_op: Option<f64>,
 }
 
-/// BPF run time of the programs a process holds descriptors to, from `/proc/PID/fdinfo`
-/// (`run_time_ns`, `run_cnt`: counted only while `kernel.bpf_stats_enabled` is 1).
-#[derive(Clone, Copy, Debug, Default)]
-struct BpfRunTime {
-    run_time_ns: u64,
-    run_cnt: u64,
-}
-
-impl BpfRunTime {
-    fn of(pid: u32) -> Self {
-        let mut total = Self::default();
-        let Ok(dir) = fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
-            return total;
-        };
-        for entry in dir.filter_map(Result::ok) {
-            let Ok(info) = fs::read_to_string(entry.path()) else {
-                continue;
-            };
-            let kv = key_values(&info.replace(":\t", "=").replace(": ", "="));
-            if !kv.contains_key("prog_id") {
-                continue;
-            }
-            let field = |k: &str| kv.get(k).and_then(|v| v.trim().parse::<u64>().ok());
-            total.run_time_ns += field("run_time_ns").unwrap_or(0);
-            total.run_cnt += field("run_cnt").unwrap_or(0);
-        }
-        total
-    }
-
-    fn since(self, before: Self) -> Self {
-        Self {
-            run_time_ns: self.run_time_ns.saturating_sub(before.run_time_ns),
-            run_cnt: self.run_cnt.saturating_sub(before.run_cnt),
-        }
-    }
+/// BPF run time, in ns, of the programs a process holds descriptors to: the sum of the
+/// `run_time_ns` lines in `/proc/PID/fdinfo` of its program descriptors (counted only
+/// while `kernel.bpf_stats_enabled` is 1).
+fn bpf_run_time_ns(pid: u32) -> u64 {
+    let Ok(dir) = fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return 0;
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|entry| fs::read_to_string(entry.path()).ok())
+        .filter(|info| info.lines().any(|l| l.starts_with("prog_id:")))
+        .filter_map(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("run_time_ns:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        })
+        .sum()
 }
 
 /// Turns `kernel.bpf_stats_enabled` on for its lifetime (restoring the old value).
@@ -892,10 +873,11 @@ fn overhead_run(
     workload.send_start()?;
     let cost_window = match (&observer, bpf_cost) {
         (Some(observer), true) => {
-            let before = BpfRunTime::of(observer.pid());
+            let before = bpf_run_time_ns(observer.pid());
             let window = Duration::from_secs_f64(seconds * 0.8);
             thread::sleep(window);
-            Some((BpfRunTime::of(observer.pid()).since(before), window))
+            let spent = bpf_run_time_ns(observer.pid()).saturating_sub(before);
+            Some((spent, window))
         }
         _ => None,
     };
@@ -916,7 +898,7 @@ fn overhead_run(
         #[allow(clippy::cast_precision_loss)]
         let ops = ops_per_sec * window.as_secs_f64();
         #[allow(clippy::cast_precision_loss)]
-        let per_op = spent.run_time_ns as f64 / ops;
+        let per_op = spent as f64 / ops;
         result.bpf_ns_per_op = Some(per_op);
     }
     let Some(observer) = observer.as_mut() else {
