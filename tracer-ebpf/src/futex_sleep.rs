@@ -7,8 +7,13 @@
 //! in the middle of a wait (asleep, or preempted) takes the wait out of the per-CPU
 //! `CPU_WAIT` slot into its own `OPEN_WAITS` entry, so the slot is free for the next
 //! thread and the wait's end finds it wherever the thread resumes.
-use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
-use tracer_common::{OpenWait, OpenWaitState};
+use aya_ebpf::{
+    bindings::pt_regs,
+    helpers::{bpf_get_current_task_btf, bpf_task_pt_regs},
+    macros::btf_tracepoint,
+    programs::BtfTracePointContext,
+};
+use tracer_common::{OpenWait, OpenWaitState, syscall};
 
 use crate::{
     helpers::{send_wait, target_tid},
@@ -51,8 +56,13 @@ fn try_futex_sleep(ctx: &BtfTracePointContext) -> Result<(), ()> {
     // The wait leaves this CPU with its thread: the per-thread entry takes it over.
     // SAFETY: as above.
     unsafe { (*slot).state = OpenWaitState::Idle as u32 };
-    if !preempt && send_wait(ctx, tid, &wait) {
-        wait.state = OpenWaitState::Sent as u32;
+    if !preempt {
+        if !in_futex_call_on(wait.addr) {
+            return Ok(());
+        }
+        if send_wait(ctx, tid, &wait) {
+            wait.state = OpenWaitState::Sent as u32;
+        }
     }
     // Should the hash be full (it is LRU, so only under extreme thread counts), the wait's
     // end finds no entry and is sent as the end of a wait begun before the attach.
@@ -69,9 +79,44 @@ fn send_handed_over(ctx: &BtfTracePointContext, tid: u32) {
     // SAFETY: `entry` points at this thread's map value, sized and aligned for an
     // `OpenWait`; only this thread's programs write it, one at a time.
     let wait = unsafe { entry.read() };
-    if wait.state == OpenWaitState::Entered as u32 && send_wait(ctx, tid, &wait) {
-        // SAFETY: as above.
-        unsafe { (*entry).state = OpenWaitState::Sent as u32 };
+    if wait.state != OpenWaitState::Entered as u32 {
+        return;
+    }
+    let state = if !in_futex_call_on(wait.addr) {
+        OpenWaitState::Idle
+    } else if send_wait(ctx, tid, &wait) {
+        OpenWaitState::Sent
+    } else {
+        return;
+    };
+    // SAFETY: as above.
+    unsafe { (*entry).state = state as u32 };
+}
+
+/// Whether the current thread is inside a futex wait call on `addr` (any word for
+/// `futex_waitv`), from the user registers saved at its syscall entry.
+///
+/// A wait is sent only after this check, so an entry that outlived its call (say, one
+/// begun in the instant between attaching `sys_enter` and `sys_exit`) can never be sent
+/// while its thread sleeps elsewhere: the lock memory read then would name the thread
+/// as the owner of the lock it "waits" for, a false self-deadlock. One helper call, on
+/// the rare path of a thread going to sleep.
+#[inline(always)]
+fn in_futex_call_on(addr: u64) -> bool {
+    // SAFETY: no preconditions; returns the current task as a BTF-typed pointer.
+    let task = unsafe { bpf_get_current_task_btf() };
+    // SAFETY: `task` is the current task, a trusted BTF pointer as the helper requires.
+    let regs = unsafe { bpf_task_pt_regs(task) } as *const pt_regs;
+    if regs.is_null() {
+        return false;
+    }
+    // SAFETY: `regs` is the helper's BTF-typed `struct pt_regs *`; the verifier checks
+    // each load against the kernel's BTF layout, which `pt_regs` mirrors for x86-64.
+    let (nr, first_arg) = unsafe { ((*regs).orig_rax.cast_signed(), (*regs).rdi) };
+    match nr {
+        syscall::FUTEX | syscall::FUTEX_WAIT => first_arg == addr,
+        syscall::FUTEX_WAITV => true,
+        _ => false,
     }
 }
 

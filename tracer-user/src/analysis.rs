@@ -447,6 +447,7 @@ impl Analysis {
             let (holder, reader) = (wait.holder, wait.reader);
             self.graph.add_wait(tid, lock);
             if let Some(holder) = holder {
+                self.end_graph_wait_of_holder(holder, tid, lock);
                 if self.lock_kind(lock) == LockKind::RwLock && !reader {
                     // A writer's wait names the writer holding it, but readers may too.
                     self.graph.add_holder(lock, holder);
@@ -459,6 +460,22 @@ impl Analysis {
         }
         // Keep the buffer's capacity for the next batch.
         self.unflushed = unflushed;
+    }
+
+    /// `holder`, named as `lock`'s owner by `waiter`'s wait, holds the lock, so any wait of
+    /// its own for that lock is over even if its end is not read yet: the ring buffer
+    /// orders records by reservation, and a record's lock memory is read after that, so
+    /// a waiter can name the thread that just took the lock before that thread's wait end
+    /// arrives. Left in the graph, that stale edge is a false cycle of one. Only a
+    /// thread's own wait may name itself (a real self-deadlock).
+    fn end_graph_wait_of_holder(&mut self, holder: u32, waiter: u32, lock: u64) {
+        if holder == waiter || self.graph.waiting_on(holder) != Some(lock) {
+            return;
+        }
+        self.graph.end_wait(holder);
+        if let Some(wait) = self.waits.get_mut(&holder) {
+            wait.in_graph = false;
+        }
     }
 
     fn on_acquired(
@@ -864,6 +881,27 @@ mod tests {
             ],
         );
         assert!(a.candidates().is_empty());
+    }
+
+    /// Guards against a false self-deadlock seen in CI on a busy cgo mutex: thread 101's
+    /// wait on A ends and 101 takes A, but another waiter's record, which names 101 as
+    /// A's owner, is read before 101's wait end (the ring buffer orders records by
+    /// reservation; the owner field is read after). A holder cannot be waiting for the
+    /// lock it holds, so its wait edge goes; only a thread's own wait may name itself.
+    #[test]
+    fn a_holder_named_by_another_waiter_no_longer_waits_for_that_lock() {
+        let mut a = Analysis::new();
+        feed(&mut a, &[mutex_wait(101, 10, LOCK_A, 102)]);
+        a.flush();
+        feed(&mut a, &[mutex_wait(103, 20, LOCK_A, 101)]);
+        a.flush();
+        assert!(a.candidates().is_empty(), "{:?}", a.candidates());
+        assert_eq!(a.graph().waiting_on(101), None);
+        assert_eq!(a.graph().waiting_on(103), Some(LOCK_A));
+        // 101's wait end still arrives later and is measured as usual.
+        feed(&mut a, &[done(101, 30, LOCK_A)]);
+        assert_eq!(a.stats().get(LOCK_A).unwrap().wait().count, 1);
+        assert_eq!(a.counts().unmatched_wait_ends, 0);
     }
 
     #[test]

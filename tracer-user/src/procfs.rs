@@ -315,6 +315,29 @@ pub fn syscall_state(pid: u32, tid: u32) -> Option<SyscallState> {
     parse_syscall(&text)
 }
 
+/// Parses the context-switch counts of `/proc/PID/task/TID/status`: voluntary plus
+/// involuntary switches so far. `None` if either line is missing or malformed.
+#[must_use]
+pub fn parse_context_switches(status: &str) -> Option<u64> {
+    let count = |key: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(key))
+            .and_then(|rest| rest.trim().parse::<u64>().ok())
+    };
+    Some(count("voluntary_ctxt_switches:")? + count("nonvoluntary_ctxt_switches:")?)
+}
+
+/// How many times thread `tid` of `pid` has left a CPU so far; `None` when it is gone.
+///
+/// A thread that stays asleep keeps this number: two equal reads around a check of the
+/// thread's state prove it did not run in between, so the state read is one moment's.
+#[must_use]
+pub fn context_switches(pid: u32, tid: u32) -> Option<u64> {
+    let text = fs::read_to_string(proc_dir(pid).join(format!("task/{tid}/status"))).ok()?;
+    parse_context_switches(&text)
+}
+
 /// Reads `buf.len()` bytes at `addr` in process `pid` with `process_vm_readv(2)`; returns how
 /// many bytes were read (fewer than asked when the range runs into unmapped memory).
 ///
@@ -488,6 +511,23 @@ this is not a maps line
             "an unreaped child is a zombie"
         );
         child.wait().unwrap();
+    }
+
+    #[test]
+    fn context_switches_add_both_kinds() {
+        let status = "Name:\tworker\nState:\tS (sleeping)\n\
+                      voluntary_ctxt_switches:\t120\nnonvoluntary_ctxt_switches:\t7\n";
+        assert_eq!(parse_context_switches(status), Some(127));
+        assert_eq!(
+            parse_context_switches("voluntary_ctxt_switches:\t1\n"),
+            None
+        );
+        assert_eq!(
+            parse_context_switches("voluntary_ctxt_switches:\tx\nnonvoluntary_ctxt_switches:\t1\n"),
+            None
+        );
+        let own = context_switches(std::process::id(), std::process::id());
+        assert!(own.is_some(), "this process's own main thread has a status");
     }
 
     #[test]

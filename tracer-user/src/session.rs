@@ -533,7 +533,30 @@ impl Session {
     /// events that raced (a wake not yet seen) is never reported: every thread must still
     /// sleep in a futex call on the word it waits on, and every lock's owner field, read
     /// now, must still name the next thread of the cycle.
+    ///
+    /// Those reads are made one after another, so each thread's context-switch count is
+    /// read before and after them all and must not move: otherwise a thread could be seen
+    /// asleep on a lock and, a moment later, as its owner, after it woke and took it (a
+    /// false self-deadlock on a busy mutex, seen once in CI). A deadlocked thread does not
+    /// run, so a real cycle always passes.
     fn confirm(&self, cycle: &Cycle) -> bool {
+        let pid = self.config.pid;
+        let switches = || -> Option<Vec<u64>> {
+            cycle
+                .edges
+                .iter()
+                .map(|edge| procfs::context_switches(pid, edge.tid))
+                .collect()
+        };
+        let Some(before) = switches() else {
+            return false;
+        };
+        self.cycle_state_holds(cycle) && switches().is_some_and(|after| after == before)
+    }
+
+    /// Whether every thread of `cycle` sleeps in a futex call on the word it waits on and
+    /// every lock's owner field names the next thread (see [`Session::confirm`]).
+    fn cycle_state_holds(&self, cycle: &Cycle) -> bool {
         let pid = self.config.pid;
         let n = cycle.edges.len();
         cycle.edges.iter().enumerate().all(|(i, edge)| {

@@ -108,6 +108,38 @@ fn hot_lock_has_hold_times_with_holds() {
     assert!(u64_field(hold, "total") > 0, "{hot:#}");
 }
 
+/// Guards against: a false self-deadlock on a mutex handed between owners that sleep
+/// holding it (seen in CI on a cgo program; this target showed it in 2 of 8 traces). A
+/// waiter's record can name as owner a thread whose own wait end is not read yet, and a
+/// confirmation made of `/proc` reads one after another could see that thread asleep on
+/// the lock and then as its owner. Two traces, to give the race two chances.
+#[test]
+fn a_mutex_handed_between_sleeping_owners_is_no_deadlock() {
+    require_root();
+    let bin = build_target("sleepy_handoff", &[]);
+    let target = Target::spawn(bin.path(), &["12"]);
+    let lock = target.lock("handoff_lock");
+    for _ in 0..2 {
+        let out = run_tracer(&as_strs(&json_attach_args(target.pid(), 4, &[])));
+        assert_success(&out);
+        let values = json_lines(&out.stdout);
+        assert!(
+            deadlocks(&values).is_empty(),
+            "no deadlock expected\n{}",
+            describe(&out)
+        );
+        let s = summary(&values);
+        assert_eq!(u64_field(s, "deadlocks"), 0);
+        let first = locks(s)
+            .first()
+            .unwrap_or_else(|| panic!("no locks in the summary\n{}", describe(&out)));
+        assert_eq!(addr_of(&first["addr"]), lock, "{s:#}");
+        // 6 threads, ~8,000 hand-offs a second, nearly all of them to a sleeping waiter.
+        assert!(u64_field(first, "contentions") > 1_000, "{first:#}");
+        assert!(u64_field(first, "max_waiters") >= 2, "{first:#}");
+    }
+}
+
 /// Guards against: reporting condition variables (whose futex words live inside the
 /// 48-byte `pthread_cond_t`) as locks, or seeing a deadlock in a healthy producer/consumer.
 #[test]

@@ -217,9 +217,11 @@ impl Probes {
                 PROG_NOOP_SYS_EXIT,
             ),
         };
-        attach_tp_btf(&mut ebpf, enter, "sys_enter", &btf)?;
-        attach_tp_btf(&mut ebpf, sleep, "sched_switch", &btf)?;
+        // Where a wait ends and where it is sent attach before where it begins: a wait
+        // begun before its `sys_exit` program ran would leave its entry open for good.
         attach_tp_btf(&mut ebpf, exit, "sys_exit", &btf)?;
+        attach_tp_btf(&mut ebpf, sleep, "sched_switch", &btf)?;
+        attach_tp_btf(&mut ebpf, enter, "sys_enter", &btf)?;
 
         let mut summary = AttachSummary::default();
         let uprobe_progs = match hooks {
