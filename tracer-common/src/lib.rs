@@ -27,6 +27,10 @@ pub const MAP_OPEN_WAITS: &str = "OPEN_WAITS";
 /// Name of the per-CPU hash (futex word address → [`BriefWaits`]) where waits that never slept
 /// are added up in the kernel instead of sent one by one.
 pub const MAP_BRIEF_WAITS: &str = "BRIEF_WAITS";
+/// Name of the one-entry per-CPU array ([`CpuBriefWaits`]) adding up the waits that never
+/// slept on the futex word this CPU saw last; they move to [`MAP_BRIEF_WAITS`] only when
+/// a brief wait on another word comes along, so a hot lock costs no hash update per wait.
+pub const MAP_CPU_BRIEF_WAITS: &str = "CPU_BRIEF_WAITS";
 
 /// Global (in `.rodata`) holding the target's TGID; set by the loader before load, so
 /// every program filters on it before doing any other work.
@@ -62,8 +66,9 @@ pub const PROG_NOOP_UPROBE: &str = "noop_uprobe";
 pub const PROG_NOOP_URETPROBE: &str = "noop_uretprobe";
 
 /// Every map name, for the test that checks the built object holds each one.
-pub const ALL_MAPS: [&str; 7] = [
+pub const ALL_MAPS: [&str; 8] = [
     MAP_EVENTS,
+    MAP_CPU_BRIEF_WAITS,
     MAP_CPU_WAIT,
     MAP_COUNTERS,
     MAP_STACKS,
@@ -638,6 +643,28 @@ pub struct BriefWaits {
 }
 const _: () = assert!(core::mem::size_of::<BriefWaits>() == 32);
 
+impl BriefWaits {
+    /// No waits.
+    pub const ZERO: Self = Self {
+        count: 0,
+        total_ns: 0,
+        max_ns: 0,
+        op: 0,
+        val: 0,
+    };
+}
+
+/// This CPU's running [`BriefWaits`] for futex word `addr` ([`MAP_CPU_BRIEF_WAITS`]): not
+/// yet moved to the word's entry in [`MAP_BRIEF_WAITS`]. Userspace reads it after the
+/// hash and adds it to the word's totals; `waits.count == 0` means empty.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CpuBriefWaits {
+    pub addr: u64,
+    pub waits: BriefWaits,
+}
+const _: () = assert!(core::mem::size_of::<CpuBriefWaits>() == 40);
+
 /// Slots of the per-CPU [`MAP_COUNTERS`] array.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -673,6 +700,8 @@ mod pod {
     unsafe impl aya::Pod for super::OpenWait {}
     // SAFETY: `repr(C)`, 32 bytes pinned by an assert, no padding, plain integers.
     unsafe impl aya::Pod for super::BriefWaits {}
+    // SAFETY: `repr(C)`, 40 bytes pinned by an assert, no padding, plain integers.
+    unsafe impl aya::Pod for super::CpuBriefWaits {}
     // SAFETY: `repr(C)`, size pinned by an assert (explicit `_pad`, no implicit padding),
     // plain integers only.
     unsafe impl aya::Pod for super::WaitRecord {}

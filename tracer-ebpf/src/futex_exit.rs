@@ -18,8 +18,8 @@ const EAGAIN: i64 = 11;
 
 use crate::{
     futex_enter::syscall_args,
-    helpers::{count, emit, send_wait, target_tid},
-    maps::{BRIEF_WAITS, CPU_WAIT, OPEN_WAITS},
+    helpers::{count, count_n, emit, send_wait, target_tid},
+    maps::{BRIEF_WAITS, CPU_BRIEF_WAITS, CPU_WAIT, OPEN_WAITS},
 };
 
 #[btf_tracepoint(function = "sys_exit")]
@@ -120,37 +120,61 @@ fn take_wait(tid: u32) -> OpenWait {
     }
 }
 
-/// Adds a wait that never slept to its futex word's totals on this CPU.
+/// Adds a wait that never slept to this CPU's running totals, moving the totals of the
+/// previous word to its `BRIEF_WAITS` entry first if the word changed.
 #[inline(always)]
 fn add_brief_wait(addr: u64, ns: u64, op: u32, val: u32) {
+    let Some(running) = CPU_BRIEF_WAITS.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: `running` points at this CPU's `CpuBriefWaits`, sized and aligned for it;
+    // programs on one CPU do not run inside each other here (a lost update would only
+    // make a statistic a little low). Userspace reads it unlocked; the count is cleared
+    // before the word changes, so a torn read sees an empty entry, not one word's totals
+    // under another's address.
+    unsafe {
+        if (*running).addr != addr {
+            let previous = (*running).waits;
+            if previous.count > 0 {
+                flush_brief_waits((*running).addr, &previous);
+            }
+            (*running).waits = BriefWaits::ZERO;
+            (*running).addr = addr;
+        }
+        let waits = &mut (*running).waits;
+        waits.count += 1;
+        waits.total_ns += ns;
+        if ns > waits.max_ns {
+            waits.max_ns = ns;
+        }
+        waits.op = op;
+        waits.val = val;
+    }
+}
+
+/// Adds one word's running totals to its entry in this CPU's `BRIEF_WAITS`.
+#[inline(always)]
+fn flush_brief_waits(addr: u64, waits: &BriefWaits) {
     let totals = if let Some(totals) = BRIEF_WAITS.get_ptr_mut(addr) {
         totals
     } else {
-        let first = BriefWaits {
-            count: 0,
-            total_ns: 0,
-            max_ns: 0,
-            op,
-            val,
-        };
         // Another program may insert the same word first (EEXIST): its entry serves too.
-        let _ = BRIEF_WAITS.insert(addr, first, u64::from(BPF_NOEXIST));
+        let _ = BRIEF_WAITS.insert(addr, BriefWaits::ZERO, u64::from(BPF_NOEXIST));
         let Some(totals) = BRIEF_WAITS.get_ptr_mut(addr) else {
-            count(Counter::BriefWaitsUntracked);
+            count_n(Counter::BriefWaitsUntracked, waits.count);
             return;
         };
         totals
     };
     // SAFETY: `totals` points at this CPU's copy of the word's value, sized and aligned
-    // for `BriefWaits`; programs on one CPU do not run inside each other here (a lost
-    // update would only make a statistic a little low).
+    // for `BriefWaits`; as in `add_brief_wait`.
     unsafe {
-        (*totals).count += 1;
-        (*totals).total_ns += ns;
-        if ns > (*totals).max_ns {
-            (*totals).max_ns = ns;
+        (*totals).count += waits.count;
+        (*totals).total_ns += waits.total_ns;
+        if waits.max_ns > (*totals).max_ns {
+            (*totals).max_ns = waits.max_ns;
         }
-        (*totals).op = op;
-        (*totals).val = val;
+        (*totals).op = waits.op;
+        (*totals).val = waits.val;
     }
 }

@@ -37,11 +37,17 @@ pub(crate) fn read_user<T>(addr: u64) -> Result<T, ()> {
 /// Adds one to a per-CPU counter slot.
 #[inline(always)]
 pub(crate) fn count(counter: Counter) {
+    count_n(counter, 1);
+}
+
+/// Adds `n` to a per-CPU counter slot.
+#[inline(always)]
+pub(crate) fn count_n(counter: Counter, n: u64) {
     if let Some(slot) = COUNTERS.get_ptr_mut(counter as u32) {
         // SAFETY: `slot` points at this CPU's element of a per-CPU array; BPF programs on
         // one CPU do not preempt each other on the same slot for these tracing hooks
-        // (a lost increment would only make a statistic one lower).
-        unsafe { *slot += 1 };
+        // (a lost increment would only make a statistic a little lower).
+        unsafe { *slot += n };
     }
 }
 

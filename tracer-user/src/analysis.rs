@@ -205,9 +205,22 @@ impl Analysis {
         is_thread: &dyn Fn(u32) -> bool,
     ) {
         for &(futex, now) in totals {
-            let before = self.brief_folded.insert(futex, now);
-            let (count_before, ns_before, max_before) =
-                before.map_or((0, 0, 0), |b| (b.count, b.total_ns, b.max_ns));
+            let (count_before, ns_before, max_before) = self
+                .brief_folded
+                .get(&futex)
+                .map_or((0, 0, 0), |b| (b.count, b.total_ns, b.max_ns));
+            // A read can miss running totals that were moving into the kernel's hash, or
+            // (rarely) see them twice: keeping the largest totals seen lets the next read
+            // correct either, without counting anything twice.
+            self.brief_folded.insert(
+                futex,
+                BriefWaits {
+                    count: now.count.max(count_before),
+                    total_ns: now.total_ns.max(ns_before),
+                    max_ns: now.max_ns.max(max_before),
+                    ..now
+                },
+            );
             let count = now.count.saturating_sub(count_before);
             if count == 0 {
                 continue;
@@ -794,6 +807,21 @@ mod tests {
         assert_eq!(a.counts().brief_lock_waits, 5);
         assert_eq!(a.counts().other_waits, 7);
         assert!(a.candidates().is_empty());
+    }
+
+    /// Guards the folding against the kernel moving a CPU's running totals into its hash
+    /// while userspace reads them: a read that misses them must neither lose them for good
+    /// nor, when the next read has them again, count them twice.
+    #[test]
+    fn a_brief_wait_read_that_misses_running_totals_is_corrected_next_time() {
+        let mut a = Analysis::new();
+        a.on_brief_waits(&[(LOCK_A, brief(5, 500, 200, 2))], &is_thread);
+        // Three waits were in flight between the two maps when this read was made.
+        a.on_brief_waits(&[(LOCK_A, brief(2, 200, 200, 2))], &is_thread);
+        a.on_brief_waits(&[(LOCK_A, brief(6, 600, 200, 2))], &is_thread);
+        let wait = a.stats().get(LOCK_A).unwrap().wait();
+        assert_eq!((wait.count, wait.total, wait.max), (6, 600, 200));
+        assert_eq!(a.counts().brief_lock_waits, 6);
     }
 
     /// Guards the pairing of slept waits with the folded totals: a lock first seen by a

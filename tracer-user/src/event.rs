@@ -3,8 +3,8 @@ use std::mem::offset_of;
 
 use thiserror::Error;
 use tracer_common::{
-    EVENT_SIZE, Event, EventKind, LOCK_RECORD_SIZE, LockOp, LockRecord, SNAPSHOT_WORDS,
-    STACK_WINDOW_WORDS, UnknownValue, WAIT_RECORD_SIZE, WaitRecord,
+    BriefWaits, CpuBriefWaits, EVENT_SIZE, Event, EventKind, LOCK_RECORD_SIZE, LockOp, LockRecord,
+    SNAPSHOT_WORDS, STACK_WINDOW_WORDS, UnknownValue, WAIT_RECORD_SIZE, WaitRecord,
 };
 
 /// A record that could not be decoded. Counted and skipped, never fatal: a newer or
@@ -568,6 +568,44 @@ pub fn to_bytes(raw: &Event) -> [u8; EVENT_SIZE] {
     unsafe { core::mem::transmute_copy(raw) }
 }
 
+/// Adds one CPU's brief-wait totals for a word to the sum of the others. The latest
+/// `op`/`val` of any CPU that saw one is kept: they classify the word, and a word is
+/// waited on the same way everywhere.
+fn add_brief(sum: BriefWaits, cpu: &BriefWaits) -> BriefWaits {
+    BriefWaits {
+        count: sum.count + cpu.count,
+        total_ns: sum.total_ns + cpu.total_ns,
+        max_ns: sum.max_ns.max(cpu.max_ns),
+        op: if cpu.count > 0 { cpu.op } else { sum.op },
+        val: if cpu.count > 0 { cpu.val } else { sum.val },
+    }
+}
+
+/// Each futex word's brief-wait totals since the attach, from the kernel's two places
+/// for them: the per-CPU hash (`hash`: each word with its per-CPU values) and each CPU's
+/// running totals for the word it saw last (`running`, read after the hash).
+///
+/// A word's running totals move into the hash while userspace reads, so one read can
+/// miss them or, rarely, see them twice; the caller keeps the largest totals it has seen
+/// per word, which the next read corrects (see `Analysis::on_brief_waits`).
+#[must_use]
+pub fn brief_waits_per_word<'a>(
+    hash: impl IntoIterator<Item = (u64, &'a [BriefWaits])>,
+    running: &[CpuBriefWaits],
+) -> Vec<(u64, BriefWaits)> {
+    let mut words: Vec<(u64, BriefWaits)> = hash
+        .into_iter()
+        .map(|(addr, per_cpu)| (addr, per_cpu.iter().fold(BriefWaits::ZERO, add_brief)))
+        .collect();
+    for cpu in running.iter().filter(|cpu| cpu.waits.count > 0) {
+        match words.iter_mut().find(|(addr, _)| *addr == cpu.addr) {
+            Some((_, sum)) => *sum = add_brief(*sum, &cpu.waits),
+            None => words.push((cpu.addr, cpu.waits)),
+        }
+    }
+    words
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 mod tests {
@@ -730,5 +768,48 @@ mod tests {
         assert_eq!(snap.u32_at(0x1011), None, "misaligned");
         let short = Snapshot { len: 8, ..snap };
         assert_eq!(short.u32_at(0x1008), None, "beyond the valid length");
+    }
+
+    fn brief(count: u64, total_ns: u64, max_ns: u64, val: u32) -> BriefWaits {
+        BriefWaits {
+            count,
+            total_ns,
+            max_ns,
+            op: futex_cmd::WAIT,
+            val,
+        }
+    }
+
+    /// Guards the sum of the kernel's two places for brief waits: every CPU's hash value
+    /// and every non-empty running entry count once for their word, a running entry for a
+    /// word not in the hash yet is a word of its own, and empty entries add nothing.
+    #[test]
+    fn brief_waits_add_hash_and_running_totals() {
+        let hash_a = [brief(3, 300, 200, 2), brief(1, 50, 50, 2)];
+        let hash_b = [BriefWaits::ZERO, brief(2, 20, 15, 0)];
+        let running = [
+            CpuBriefWaits {
+                addr: 0xa0,
+                waits: brief(4, 1_000, 900, 2),
+            },
+            CpuBriefWaits {
+                addr: 0xc0,
+                waits: brief(1, 7, 7, 2),
+            },
+            CpuBriefWaits {
+                addr: 0xb0,
+                waits: BriefWaits::ZERO,
+            },
+        ];
+        let mut words = brief_waits_per_word([(0xa0, &hash_a[..]), (0xb0, &hash_b[..])], &running);
+        words.sort_by_key(|&(addr, _)| addr);
+        assert_eq!(
+            words,
+            vec![
+                (0xa0, brief(8, 1_350, 900, 2)),
+                (0xb0, brief(2, 20, 15, 0)),
+                (0xc0, brief(1, 7, 7, 2)),
+            ]
+        );
     }
 }

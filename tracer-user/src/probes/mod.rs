@@ -19,11 +19,11 @@ use aya::{
 };
 use thiserror::Error;
 use tracer_common::{
-    BriefWaits, COUNTER_SLOTS, Counter, GLOBAL_GO_GOID_OFFSET, GLOBAL_TARGET_TGID, LockOp,
-    MAP_BRIEF_WAITS, MAP_COUNTERS, MAP_EVENTS, MAP_PENDING_LOCKS, MAP_STACKS, PROG_GO_LOCK_SITE,
-    PROG_LOCK_ENTRY, PROG_LOCK_RETURN, PROG_NOOP_SCHED_SWITCH, PROG_NOOP_SYS_ENTER,
-    PROG_NOOP_SYS_EXIT, PROG_NOOP_UPROBE, PROG_NOOP_URETPROBE, PROG_SCHED_SWITCH, PROG_SYS_ENTER,
-    PROG_SYS_EXIT, PROG_UNLOCK_ENTRY, PendingLock,
+    BriefWaits, COUNTER_SLOTS, Counter, CpuBriefWaits, GLOBAL_GO_GOID_OFFSET, GLOBAL_TARGET_TGID,
+    LockOp, MAP_BRIEF_WAITS, MAP_COUNTERS, MAP_CPU_BRIEF_WAITS, MAP_EVENTS, MAP_PENDING_LOCKS,
+    MAP_STACKS, PROG_GO_LOCK_SITE, PROG_LOCK_ENTRY, PROG_LOCK_RETURN, PROG_NOOP_SCHED_SWITCH,
+    PROG_NOOP_SYS_ENTER, PROG_NOOP_SYS_EXIT, PROG_NOOP_UPROBE, PROG_NOOP_URETPROBE,
+    PROG_SCHED_SWITCH, PROG_SYS_ENTER, PROG_SYS_EXIT, PROG_UNLOCK_ENTRY, PendingLock,
 };
 
 /// The eBPF object, built for the BPF target by `build.rs` (aya-build).
@@ -181,6 +181,7 @@ pub struct Probes {
     counters: PerCpuArray<MapData, u64>,
     stacks: StackTraceMap<MapData>,
     brief_waits: PerCpuHashMap<MapData, u64, BriefWaits>,
+    cpu_brief_waits: PerCpuArray<MapData, CpuBriefWaits>,
     pending_locks: Option<aya::maps::HashMap<MapData, u32, PendingLock>>,
     /// The Go sites when attached through one `uprobe_multi` link.
     _go_multi: Option<uprobe_multi::MultiLink>,
@@ -283,6 +284,7 @@ impl Probes {
         let counters = take_map(&mut ebpf, MAP_COUNTERS, PerCpuArray::try_from)?;
         let stacks = take_map(&mut ebpf, MAP_STACKS, StackTraceMap::try_from)?;
         let brief_waits = take_map(&mut ebpf, MAP_BRIEF_WAITS, PerCpuHashMap::try_from)?;
+        let cpu_brief_waits = take_map(&mut ebpf, MAP_CPU_BRIEF_WAITS, PerCpuArray::try_from)?;
         let pending_locks = match uprobe_progs {
             Some(_) => Some(take_map(
                 &mut ebpf,
@@ -296,6 +298,7 @@ impl Probes {
             counters,
             stacks,
             brief_waits,
+            cpu_brief_waits,
             pending_locks,
             _go_multi: go_multi,
             _ebpf: ebpf,
@@ -348,16 +351,27 @@ impl Probes {
     /// # Errors
     /// When the map cannot be read.
     pub fn brief_waits(&self) -> Result<Vec<(u64, BriefWaits)>, ProbeError> {
-        self.brief_waits
+        let hash = self
+            .brief_waits
             .iter()
-            .map(|item| {
-                let (addr, per_cpu) = item.map_err(|source| ProbeError::Map {
-                    name: MAP_BRIEF_WAITS,
-                    source,
-                })?;
-                Ok((addr, sum_brief_waits(per_cpu.iter())))
-            })
-            .collect()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| ProbeError::Map {
+                name: MAP_BRIEF_WAITS,
+                source,
+            })?;
+        // After the hash: running totals that move into it meanwhile are then missed by
+        // this read rather than counted twice (see `event::brief_waits_per_word`).
+        let running = self
+            .cpu_brief_waits
+            .get(&0, 0)
+            .map_err(|source| ProbeError::Map {
+                name: MAP_CPU_BRIEF_WAITS,
+                source,
+            })?;
+        Ok(crate::event::brief_waits_per_word(
+            hash.iter().map(|(addr, per_cpu)| (*addr, &per_cpu[..])),
+            &running,
+        ))
     }
 
     /// The call site of the lock call thread `tid` is inside right now (`--holds`): the
@@ -376,27 +390,6 @@ impl Probes {
             .map(|trace| trace.frames().iter().map(|f| f.ip).collect())
             .unwrap_or_default()
     }
-}
-
-/// One futex word's brief-wait totals over all CPUs (the latest `op`/`val` of any CPU
-/// that saw one: they classify the word, and a word is waited on the same way).
-fn sum_brief_waits<'a>(per_cpu: impl Iterator<Item = &'a BriefWaits>) -> BriefWaits {
-    per_cpu.fold(
-        BriefWaits {
-            count: 0,
-            total_ns: 0,
-            max_ns: 0,
-            op: 0,
-            val: 0,
-        },
-        |sum, cpu| BriefWaits {
-            count: sum.count + cpu.count,
-            total_ns: sum.total_ns + cpu.total_ns,
-            max_ns: sum.max_ns.max(cpu.max_ns),
-            op: if cpu.count > 0 { cpu.op } else { sum.op },
-            val: if cpu.count > 0 { cpu.val } else { sum.val },
-        },
-    )
 }
 
 fn record(summary: &mut AttachSummary, function: &'static str, attached: bool) {
