@@ -18,7 +18,7 @@ const EAGAIN: i64 = 11;
 
 use crate::{
     futex_enter::syscall_args,
-    helpers::{count, count_n, emit, send_wait, target_tid},
+    helpers::{count_n, emit, send_wait, target_tid},
     maps::{BRIEF_WAITS, CPU_BRIEF_WAITS, CPU_WAIT, OPEN_WAITS},
 };
 
