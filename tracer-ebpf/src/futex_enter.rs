@@ -2,8 +2,10 @@
 //! waiters (a per-CPU count; no event, userspace needs no per-call decision for wakes).
 //!
 //! A wait start only fills this CPU's `CPU_WAIT` entry: the record (stack window, lock
-//! memory) is sent by `futex_sleep` if the thread really goes to sleep, and waits that
-//! return at once are added up by `futex_exit` (see `tracer_common::OpenWait`).
+//! memory, user registers) is sent by `futex_sleep` if the thread really goes to sleep,
+//! and waits that return at once are added up by `futex_exit` (see
+//! `tracer_common::OpenWait`). Only one wait in `BRIEF_WAIT_TIMING_PERIOD` reads the
+//! clock here.
 //!
 //! Why `tp_btf/sys_enter` and not `syscalls:sys_enter_futex`: measured on the 4-thread
 //! lock workload, the BTF raw tracepoint costs about half as much per call (+142 ns vs
@@ -12,10 +14,12 @@ use aya_ebpf::{
     bindings::pt_regs, helpers::bpf_ktime_get_ns, macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
-use tracer_common::{Counter, OpenWait, OpenWaitState, futex_cmd, syscall};
+use tracer_common::{
+    BRIEF_WAIT_TIMING_PERIOD, Counter, OpenWait, OpenWaitState, futex_cmd, syscall,
+};
 
 use crate::{
-    helpers::{count, read_user, target_tid},
+    helpers::{count, count_and_get, read_user, target_tid},
     maps::CPU_WAIT,
 };
 
@@ -81,17 +85,15 @@ fn try_futex_enter(ctx: &BtfTracePointContext) -> Result<(), ()> {
         }
         _ => return Ok(()),
     };
-    count(Counter::FutexWaits);
-    // SAFETY: BTF-typed `struct pt_regs *` of the tracepoint; verifier-checked loads.
-    let (stack_pointer, instruction_pointer, frame_pointer) =
-        unsafe { ((*regs).rsp, (*regs).rip, (*regs).rbp) };
+    let waits = count_and_get(Counter::FutexWaits);
     let wait = OpenWait {
         addr: uaddr,
-        // SAFETY: bpf_ktime_get_ns has no preconditions.
-        start_ns: unsafe { bpf_ktime_get_ns() },
-        user_sp: stack_pointer,
-        user_ip: instruction_pointer,
-        user_bp: frame_pointer,
+        start_ns: if waits.is_multiple_of(BRIEF_WAIT_TIMING_PERIOD) {
+            // SAFETY: bpf_ktime_get_ns has no preconditions.
+            unsafe { bpf_ktime_get_ns() }
+        } else {
+            0
+        },
         op: cmd,
         val,
         state: OpenWaitState::Entered as u32,

@@ -18,7 +18,7 @@ const EAGAIN: i64 = 11;
 
 use crate::{
     futex_enter::syscall_args,
-    helpers::{count_n, emit, send_wait, target_tid},
+    helpers::{SyscallRegs, count_n, emit, send_wait, target_tid},
     maps::{BRIEF_WAITS, CPU_BRIEF_WAITS, CPU_WAIT, OPEN_WAITS},
 };
 
@@ -56,20 +56,41 @@ fn try_futex_exit(ctx: &BtfTracePointContext) -> Result<(), ()> {
     }
     // A wait begun before the attach has no entry (or an idle one): its end is still
     // sent, since userspace may have found the thread blocked when it attached.
-    let wait = take_wait(tid);
+    let mut wait = take_wait(tid);
     let (state, addr) = (wait.state, wait.addr);
     let ret: i64 = ctx.arg(1);
+    if state == OpenWaitState::Entered as u32 && (ret == 0 || ret == -EAGAIN) {
+        // Most waits are not timed: counted without a clock read.
+        let ns = if wait.start_ns == 0 {
+            None
+        } else {
+            // SAFETY: bpf_ktime_get_ns has no preconditions.
+            Some(unsafe { bpf_ktime_get_ns() }.saturating_sub(wait.start_ns))
+        };
+        add_brief_wait(addr, ns, cmd, wait.val);
+        return Ok(());
+    }
     // SAFETY: bpf_ktime_get_ns has no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
     if state == OpenWaitState::Entered as u32 {
-        if ret == 0 || ret == -EAGAIN {
-            add_brief_wait(addr, now.saturating_sub(wait.start_ns), cmd, wait.val);
-            return Ok(());
-        }
         // Any other outcome is rare and may matter to userspace: the kernel refusing a
         // PI lock with EDEADLK (glibc then parks the thread for good), a timeout, a
-        // signal. Sent whole, start and end.
-        if !send_wait(ctx, tid, &wait) {
+        // signal. Sent whole, start and end (an untimed one as starting now).
+        if wait.start_ns == 0 {
+            wait.start_ns = now;
+        }
+        // SAFETY: BTF-typed `struct pt_regs *` of the tracepoint; verifier-checked loads
+        // of the user registers saved at the call (only `rax` has changed since).
+        let call = unsafe {
+            SyscallRegs {
+                nr,
+                arg0: uaddr,
+                sp: (*regs).rsp,
+                ip: (*regs).rip,
+                bp: (*regs).rbp,
+            }
+        };
+        if !send_wait(ctx, tid, &wait, &call) {
             return Ok(());
         }
     }
@@ -120,10 +141,11 @@ fn take_wait(tid: u32) -> OpenWait {
     }
 }
 
-/// Adds a wait that never slept to this CPU's running totals, moving the totals of the
-/// previous word to its `BRIEF_WAITS` entry first if the word changed.
+/// Adds a wait that never slept (lasting `ns`, if timed) to this CPU's running totals,
+/// moving the totals of the previous word to its `BRIEF_WAITS` entry first if the word
+/// changed.
 #[inline(always)]
-fn add_brief_wait(addr: u64, ns: u64, op: u32, val: u32) {
+fn add_brief_wait(addr: u64, ns: Option<u64>, op: u32, val: u32) {
     let Some(running) = CPU_BRIEF_WAITS.get_ptr_mut(0) else {
         return;
     };
@@ -143,9 +165,12 @@ fn add_brief_wait(addr: u64, ns: u64, op: u32, val: u32) {
         }
         let waits = &mut (*running).waits;
         waits.count += 1;
-        waits.total_ns += ns;
-        if ns > waits.max_ns {
-            waits.max_ns = ns;
+        if let Some(ns) = ns {
+            waits.timed += 1;
+            waits.total_ns += ns;
+            if ns > waits.max_ns {
+                waits.max_ns = ns;
+            }
         }
         waits.op = op;
         waits.val = val;
@@ -170,6 +195,7 @@ fn flush_brief_waits(addr: u64, waits: &BriefWaits) {
     // for `BriefWaits`; as in `add_brief_wait`.
     unsafe {
         (*totals).count += waits.count;
+        (*totals).timed += waits.timed;
         (*totals).total_ns += waits.total_ns;
         if waits.max_ns > (*totals).max_ns {
             (*totals).max_ns = waits.max_ns;

@@ -7,16 +7,11 @@
 //! in the middle of a wait (asleep, or preempted) takes the wait out of the per-CPU
 //! `CPU_WAIT` slot into its own `OPEN_WAITS` entry, so the slot is free for the next
 //! thread and the wait's end finds it wherever the thread resumes.
-use aya_ebpf::{
-    bindings::pt_regs,
-    helpers::{bpf_get_current_task_btf, bpf_task_pt_regs},
-    macros::btf_tracepoint,
-    programs::BtfTracePointContext,
-};
+use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::btf_tracepoint, programs::BtfTracePointContext};
 use tracer_common::{OpenWait, OpenWaitState, syscall};
 
 use crate::{
-    helpers::{send_wait, target_tid},
+    helpers::{current_syscall_regs, send_wait, target_tid},
     maps::{CPU_WAIT, OPEN_WAITS},
 };
 
@@ -56,13 +51,8 @@ fn try_futex_sleep(ctx: &BtfTracePointContext) -> Result<(), ()> {
     // The wait leaves this CPU with its thread: the per-thread entry takes it over.
     // SAFETY: as above.
     unsafe { (*slot).state = OpenWaitState::Idle as u32 };
-    if !preempt {
-        if !in_futex_call_on(wait.addr) {
-            return Ok(());
-        }
-        if send_wait(ctx, tid, &wait) {
-            wait.state = OpenWaitState::Sent as u32;
-        }
+    if !preempt && !send_sleeping(ctx, tid, &mut wait) {
+        return Ok(());
     }
     // Should the hash be full (it is LRU, so only under extreme thread counts), the wait's
     // end finds no entry and is sent as the end of a wait begun before the attach.
@@ -78,46 +68,49 @@ fn send_handed_over(ctx: &BtfTracePointContext, tid: u32) {
     };
     // SAFETY: `entry` points at this thread's map value, sized and aligned for an
     // `OpenWait`; only this thread's programs write it, one at a time.
-    let wait = unsafe { entry.read() };
+    let mut wait = unsafe { entry.read() };
     if wait.state != OpenWaitState::Entered as u32 {
         return;
     }
-    let state = if !in_futex_call_on(wait.addr) {
-        OpenWaitState::Idle
-    } else if send_wait(ctx, tid, &wait) {
-        OpenWaitState::Sent
-    } else {
-        return;
-    };
+    if !send_sleeping(ctx, tid, &mut wait) {
+        wait.state = OpenWaitState::Idle as u32;
+    }
     // SAFETY: as above.
-    unsafe { (*entry).state = state as u32 };
+    unsafe { entry.write(wait) };
 }
 
-/// Whether the current thread is inside a futex wait call on `addr` (any word for
-/// `futex_waitv`), from the user registers saved at its syscall entry.
+/// Sends `wait` of thread `tid`, which is going to sleep, and marks it sent; gives it a
+/// start now if it was not timed from `sys_enter`. `false` if the thread is not in a
+/// futex call on the wait's word after all: the entry outlived its call and must go.
 ///
-/// A wait is sent only after this check, so an entry that outlived its call (say, one
-/// begun in the instant between attaching `sys_enter` and `sys_exit`) can never be sent
-/// while its thread sleeps elsewhere: the lock memory read then would name the thread
-/// as the owner of the lock it "waits" for, a false self-deadlock. One helper call, on
-/// the rare path of a thread going to sleep.
+/// The check makes sure an entry that outlived its call (say, one begun in the instant
+/// between attaching `sys_enter` and `sys_exit`) is never sent while its thread sleeps
+/// elsewhere: the lock memory read then would name the thread as the owner of the lock
+/// it "waits" for, a false self-deadlock. The registers it reads are needed for the
+/// record anyway.
 #[inline(always)]
-fn in_futex_call_on(addr: u64) -> bool {
-    // SAFETY: no preconditions; returns the current task as a BTF-typed pointer.
-    let task = unsafe { bpf_get_current_task_btf() };
-    // SAFETY: `task` is the current task, a trusted BTF pointer as the helper requires.
-    let regs = unsafe { bpf_task_pt_regs(task) } as *const pt_regs;
-    if regs.is_null() {
+fn send_sleeping(ctx: &BtfTracePointContext, tid: u32, wait: &mut OpenWait) -> bool {
+    let Some(regs) = current_syscall_regs() else {
         return false;
-    }
-    // SAFETY: `regs` is the helper's BTF-typed `struct pt_regs *`; the verifier checks
-    // each load against the kernel's BTF layout, which `pt_regs` mirrors for x86-64.
-    let (nr, first_arg) = unsafe { ((*regs).orig_rax.cast_signed(), (*regs).rdi) };
-    match nr {
-        syscall::FUTEX | syscall::FUTEX_WAIT => first_arg == addr,
+    };
+    let in_the_call = match regs.nr {
+        syscall::FUTEX | syscall::FUTEX_WAIT => regs.arg0 == wait.addr,
         syscall::FUTEX_WAITV => true,
         _ => false,
+    };
+    if !in_the_call {
+        return false;
     }
+    if wait.start_ns == 0 {
+        // SAFETY: bpf_ktime_get_ns has no preconditions.
+        wait.start_ns = unsafe { bpf_ktime_get_ns() };
+    }
+    // A full ring buffer leaves the wait unsent (counted as dropped); a later switch of
+    // the same wait tries again.
+    if send_wait(ctx, tid, wait, &regs) {
+        wait.state = OpenWaitState::Sent as u32;
+    }
+    true
 }
 
 /// Stores `wait` as the entry of `tid` in `OPEN_WAITS`, in place when it has one.

@@ -1,8 +1,11 @@
 //! Small wrappers shared by the hooks. Each `unsafe` block is bounds-checked and says why
 //! it is sound.
 use aya_ebpf::{
-    bindings::{BPF_F_USER_STACK, BPF_RB_NO_WAKEUP},
-    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user, bpf_probe_read_user_buf},
+    bindings::{BPF_F_USER_STACK, BPF_RB_NO_WAKEUP, pt_regs},
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_probe_read_user,
+        bpf_probe_read_user_buf, bpf_task_pt_regs,
+    },
     programs::tracing::StackIdContext,
 };
 use tracer_common::{
@@ -38,6 +41,20 @@ pub(crate) fn read_user<T>(addr: u64) -> Result<T, ()> {
 #[inline(always)]
 pub(crate) fn count(counter: Counter) {
     count_n(counter, 1);
+}
+
+/// Adds one to a per-CPU counter slot and returns its new value on this CPU (0 if the
+/// slot is missing, which cannot happen for a `Counter`).
+#[inline(always)]
+pub(crate) fn count_and_get(counter: Counter) -> u64 {
+    match COUNTERS.get_ptr_mut(counter as u32) {
+        // SAFETY: as in `count_n`.
+        Some(slot) => unsafe {
+            *slot += 1;
+            *slot
+        },
+        None => 0,
+    }
 }
 
 /// Adds `n` to a per-CPU counter slot.
@@ -171,15 +188,58 @@ pub(crate) fn copy_stack_window(window: &mut [u64; STACK_WINDOW_WORDS], sp: u64)
     0
 }
 
-/// Sends thread `tid`'s futex wait as a `FutexWait` record: the lock memory around the
-/// futex word and the top of the user stack, read now (the thread is still inside the
-/// futex call, so both are as they were when it began). `false` if the ring buffer was
-/// full (counted as dropped).
+/// The user registers a thread entered its current system call with.
+#[derive(Clone, Copy)]
+pub(crate) struct SyscallRegs {
+    /// System call number.
+    pub(crate) nr: i64,
+    /// First argument (the futex word, for `futex` and `futex_wait`).
+    pub(crate) arg0: u64,
+    /// Where the stack window starts, the syscall's address, and the frame pointer that
+    /// decides whether a frame walk is worth it.
+    pub(crate) sp: u64,
+    pub(crate) ip: u64,
+    pub(crate) bp: u64,
+}
+
+/// The current thread's [`SyscallRegs`], from the registers the kernel saved at entry
+/// (unchanged while the thread is inside the call); `None` if unavailable.
 #[inline(always)]
-pub(crate) fn send_wait<C: StackIdContext>(ctx: &C, tid: u32, wait: &OpenWait) -> bool {
+pub(crate) fn current_syscall_regs() -> Option<SyscallRegs> {
+    // SAFETY: no preconditions; returns the current task as a BTF-typed pointer.
+    let task = unsafe { bpf_get_current_task_btf() };
+    // SAFETY: `task` is the current task, a trusted BTF pointer as the helper requires.
+    let regs = unsafe { bpf_task_pt_regs(task) } as *const pt_regs;
+    if regs.is_null() {
+        return None;
+    }
+    // SAFETY: `regs` is the helper's BTF-typed `struct pt_regs *`; the verifier checks
+    // each load against the kernel's BTF layout, which `pt_regs` mirrors for x86-64.
+    unsafe {
+        Some(SyscallRegs {
+            nr: (*regs).orig_rax.cast_signed(),
+            arg0: (*regs).rdi,
+            sp: (*regs).rsp,
+            ip: (*regs).rip,
+            bp: (*regs).rbp,
+        })
+    }
+}
+
+/// Sends thread `tid`'s futex wait as a `FutexWait` record: the lock memory around the
+/// futex word and the top of the user stack (from `regs`, the thread's registers at the
+/// call), read now (the thread is still inside the futex call, so both are as they were
+/// when it began). `false` if the ring buffer was full (counted as dropped).
+#[inline(always)]
+pub(crate) fn send_wait<C: StackIdContext>(
+    ctx: &C,
+    tid: u32,
+    wait: &OpenWait,
+    regs: &SyscallRegs,
+) -> bool {
     // Code built without frame pointers (glibc's lock paths) leaves any value in `rbp`;
     // a frame walk from there faults and costs ~1 µs for frames the window already has.
-    let stack_id = if frame_chain_starts(wait.user_sp, wait.user_bp) {
+    let stack_id = if frame_chain_starts(regs.sp, regs.bp) {
         user_stack_id(ctx)
     } else {
         STACK_ID_NO_FRAME_CHAIN
@@ -202,10 +262,10 @@ pub(crate) fn send_wait<C: StackIdContext>(ctx: &C, tid: u32, wait: &OpenWait) -
         (*record).event.val = wait.val;
         (*record).event.stack_id = stack_id;
         snapshot_around(&mut (*record).event, wait.addr);
-        (*record).user_sp = wait.user_sp;
-        (*record).user_ip = wait.user_ip;
+        (*record).user_sp = regs.sp;
+        (*record).user_ip = regs.ip;
         (*record).pad = 0;
-        (*record).window_words = copy_stack_window(&mut (*record).window, wait.user_sp);
+        (*record).window_words = copy_stack_window(&mut (*record).window, regs.sp);
     }
     entry.submit(u64::from(BPF_RB_NO_WAKEUP));
     true

@@ -79,6 +79,24 @@ pub struct Counts {
 const EDEADLK: i64 = 35;
 
 /// Whether a futex call's end is the kernel refusing a PI lock because it would deadlock.
+/// Total time of the `count` brief waits a fold adds (cumulative totals `now` against the
+/// last fold's `before`): the kernel times one wait in `BRIEF_WAIT_TIMING_PERIOD`, so the
+/// total is the batch's timed time scaled to its count, or the mean of all timed waits so
+/// far when none of this batch was timed.
+fn estimated_brief_total(now: &BriefWaits, before: &BriefWaits, count: u64) -> u64 {
+    let timed = now.timed.saturating_sub(before.timed);
+    let (timed, timed_ns) = if timed > 0 {
+        (timed, now.total_ns.saturating_sub(before.total_ns))
+    } else {
+        (now.timed, now.total_ns)
+    };
+    if timed == 0 {
+        return 0;
+    }
+    let total = u128::from(timed_ns) * u128::from(count) / u128::from(timed);
+    u64::try_from(total).unwrap_or(u64::MAX)
+}
+
 fn is_pi_deadlock_refusal(cmd: u32, ret: i64) -> bool {
     matches!(
         cmd,
@@ -205,29 +223,31 @@ impl Analysis {
         is_thread: &dyn Fn(u32) -> bool,
     ) {
         for &(futex, now) in totals {
-            let (count_before, ns_before, max_before) = self
+            let before = self
                 .brief_folded
                 .get(&futex)
-                .map_or((0, 0, 0), |b| (b.count, b.total_ns, b.max_ns));
+                .copied()
+                .unwrap_or(BriefWaits::ZERO);
             // A read can miss running totals that were moving into the kernel's hash, or
             // (rarely) see them twice: keeping the largest totals seen lets the next read
             // correct either, without counting anything twice.
             self.brief_folded.insert(
                 futex,
                 BriefWaits {
-                    count: now.count.max(count_before),
-                    total_ns: now.total_ns.max(ns_before),
-                    max_ns: now.max_ns.max(max_before),
+                    count: now.count.max(before.count),
+                    timed: now.timed.max(before.timed),
+                    total_ns: now.total_ns.max(before.total_ns),
+                    max_ns: now.max_ns.max(before.max_ns),
                     ..now
                 },
             );
-            let count = now.count.saturating_sub(count_before);
+            let count = now.count.saturating_sub(before.count);
             if count == 0 {
                 continue;
             }
-            let total_ns = now.total_ns.saturating_sub(ns_before);
+            let total_ns = estimated_brief_total(&now, &before, count);
             // Only the running maximum is known: it belongs to this batch if it grew.
-            let longest = (now.max_ns > max_before).then_some(now.max_ns);
+            let longest = (now.max_ns > before.max_ns).then_some(now.max_ns);
             match classify(
                 futex,
                 now.op,
@@ -774,9 +794,11 @@ mod tests {
         }
     }
 
+    /// Brief-wait totals with every wait timed.
     fn brief(count: u64, total_ns: u64, max_ns: u64, val: u32) -> BriefWaits {
         BriefWaits {
             count,
+            timed: count,
             total_ns,
             max_ns,
             op: futex_cmd::WAIT,
@@ -822,6 +844,28 @@ mod tests {
         let wait = a.stats().get(LOCK_A).unwrap().wait();
         assert_eq!((wait.count, wait.total, wait.max), (6, 600, 200));
         assert_eq!(a.counts().brief_lock_waits, 6);
+    }
+
+    /// Guards the estimate of brief-wait time from the kernel's sample: the timed waits'
+    /// time scaled to the batch's count, and the mean so far for a batch with none timed.
+    #[test]
+    fn untimed_brief_waits_are_estimated_from_the_timed_ones() {
+        let mut a = Analysis::new();
+        let sampled = |count, timed, total_ns, max_ns| BriefWaits {
+            count,
+            timed,
+            total_ns,
+            max_ns,
+            op: futex_cmd::WAIT,
+            val: 2,
+        };
+        // 32 waits, 2 timed at 100 ns each: 3,200 ns in all.
+        a.on_brief_waits(&[(LOCK_A, sampled(32, 2, 200, 120))], &is_thread);
+        // 8 more, none timed: the mean so far (100 ns) each.
+        a.on_brief_waits(&[(LOCK_A, sampled(40, 2, 200, 120))], &is_thread);
+        let wait = a.stats().get(LOCK_A).unwrap().wait();
+        assert_eq!((wait.count, wait.total, wait.max), (40, 4_000, 120));
+        assert_eq!(a.counts().brief_lock_waits, 40);
     }
 
     /// Guards the pairing of slept waits with the folded totals: a lock first seen by a

@@ -574,6 +574,7 @@ pub fn to_bytes(raw: &Event) -> [u8; EVENT_SIZE] {
 fn add_brief(sum: BriefWaits, cpu: &BriefWaits) -> BriefWaits {
     BriefWaits {
         count: sum.count + cpu.count,
+        timed: sum.timed + cpu.timed,
         total_ns: sum.total_ns + cpu.total_ns,
         max_ns: sum.max_ns.max(cpu.max_ns),
         op: if cpu.count > 0 { cpu.op } else { sum.op },
@@ -773,6 +774,7 @@ mod tests {
     fn brief(count: u64, total_ns: u64, max_ns: u64, val: u32) -> BriefWaits {
         BriefWaits {
             count,
+            timed: count,
             total_ns,
             max_ns,
             op: futex_cmd::WAIT,

@@ -214,10 +214,11 @@ impl LockStats {
         self.wait.record(ns);
     }
 
-    /// `count` waits that never slept ended, `total_ns` together. The kernel adds these up
-    /// instead of sending each (see `tracer_common::OpenWait`), so only their sum and
-    /// the longest (`longest`, when it is among them) are known: the histogram gets the
-    /// longest and `count - 1` waits of the mean of the rest.
+    /// `count` waits that never slept ended, `total_ns` together (estimated from the
+    /// kernel's timed sample, see `tracer_common::BRIEF_WAIT_TIMING_PERIOD`). The kernel
+    /// adds these up instead of sending each (see `tracer_common::OpenWait`), so only
+    /// their sum and the longest timed one (`longest`, when it is among them) are known:
+    /// the histogram gets the longest and `count - 1` waits of the mean of the rest.
     pub fn record_brief_waits(&mut self, count: u64, total_ns: u64, longest: Option<u64>) {
         if count == 0 {
             return;
