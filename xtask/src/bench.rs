@@ -972,6 +972,8 @@ fn overhead_section(tools: &Tools, opts: &Options) -> anyhow::Result<String> {
         configs.extend([Config::Floor, Config::FloorUprobes, Config::Bpftrace]);
     }
     let mut results: BTreeMap<Config, Vec<RunResult>> = BTreeMap::new();
+    // Each run's round, in the order of `results`: ratios are also taken within a round.
+    let mut rounds_of: BTreeMap<Config, Vec<usize>> = BTreeMap::new();
     let mut failures: BTreeMap<Config, Vec<String>> = BTreeMap::new();
     for round in 0..opts.rounds {
         for i in 0..configs.len() {
@@ -992,6 +994,7 @@ fn overhead_section(tools: &Tools, opts: &Options) -> anyhow::Result<String> {
                             .map_or_else(String::new, |d| format!(", {d} dropped")),
                     );
                     results.entry(config).or_default().push(r);
+                    rounds_of.entry(config).or_default().push(round);
                 }
                 Err(err) => {
                     let msg = format!("{err:#}");
@@ -1014,9 +1017,52 @@ fn overhead_section(tools: &Tools, opts: &Options) -> anyhow::Result<String> {
         .map(|r| median(&r.iter().map(|r| r.ops_per_sec).collect::<Vec<_>>()))
         .ok_or_else(|| anyhow!("no untraced run"))?;
     let costs = bpf_costs(tools, opts, &configs);
-    Ok(overhead_table(
-        tools, opts, &configs, &results, &failures, base, &costs,
-    ))
+    let by_round = |config: Config| -> BTreeMap<usize, f64> {
+        rounds_of
+            .get(&config)
+            .into_iter()
+            .flatten()
+            .zip(results.get(&config).into_iter().flatten())
+            .map(|(&round, r)| (round, r.ops_per_sec))
+            .collect()
+    };
+    let untraced = by_round(Config::Untraced);
+    let paired: BTreeMap<Config, f64> = configs
+        .iter()
+        .filter_map(|&c| paired_ratio(&by_round(c), &untraced).map(|r| (c, r)))
+        .collect();
+    let figures = Figures {
+        base,
+        costs,
+        paired,
+    };
+    let mut table = overhead_table(tools, opts, &configs, &results, &failures, &figures);
+    for (traced, floor) in [
+        (Config::Attach, Config::Floor),
+        (Config::AttachHolds, Config::FloorUprobes),
+    ] {
+        if let Some(ratio) = paired_ratio(&by_round(traced), &by_round(floor)) {
+            let _ = writeln!(
+                table,
+                "- {} ÷ {}, round by round: median {ratio:.3}",
+                traced.label(),
+                floor.label()
+            );
+        }
+    }
+    table.push('\n');
+    Ok(table)
+}
+
+/// Median over the rounds both ran in of `ops[round] / base[round]`: each ratio compares
+/// runs made a few seconds apart, so drift of the machine's speed over an invocation
+/// (the spin calibration has moved by 2× between invocations) cancels out.
+fn paired_ratio(ops: &BTreeMap<usize, f64>, base: &BTreeMap<usize, f64>) -> Option<f64> {
+    let ratios: Vec<f64> = ops
+        .iter()
+        .filter_map(|(round, &v)| base.get(round).map(|&b| v / b))
+        .collect();
+    (!ratios.is_empty()).then(|| median(&ratios))
 }
 
 /// Cost runs: BPF time per lock/unlock pair of each traced configuration, median of up to
@@ -1050,17 +1096,30 @@ fn bpf_costs(tools: &Tools, opts: &Options, configs: &[Config]) -> BTreeMap<Conf
     costs
 }
 
-/// The markdown for parts b and c: one row per configuration, `base` being the untraced
-/// median the ratios are taken against.
+/// What parts b and c compare against: the untraced median, the BPF cost per
+/// configuration and its round-paired ratio to untraced.
+struct Figures {
+    base: f64,
+    costs: BTreeMap<Config, f64>,
+    paired: BTreeMap<Config, f64>,
+}
+
+/// The markdown for parts b and c: one row per configuration, `figures.base` being the
+/// untraced median the ratios are taken against.
 fn overhead_table(
     tools: &Tools,
     opts: &Options,
     configs: &[Config],
     results: &BTreeMap<Config, Vec<RunResult>>,
     failures: &BTreeMap<Config, Vec<String>>,
-    base: f64,
-    costs: &BTreeMap<Config, f64>,
+    figures: &Figures,
 ) -> String {
+    let Figures {
+        base,
+        costs,
+        paired,
+    } = figures;
+    let base = *base;
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -1079,16 +1138,16 @@ fn overhead_table(
     );
     let _ = writeln!(
         s,
-        "| part | configuration | median ops/s | min – max | ratio to untraced | slowdown | BPF ns per op | traced events/s | futex wakes/s | dropped (total) |"
+        "| part | configuration | median ops/s | min – max | ratio to untraced | paired ratio | slowdown | BPF ns per op | traced events/s | futex wakes/s | dropped (total) |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|");
     for &config in configs {
         let runs = results.get(&config).map_or(&[][..], Vec::as_slice);
         let failed = failures.get(&config).map_or(0, Vec::len);
         if runs.is_empty() {
             let _ = writeln!(
                 s,
-                "| {} | {} | all {failed} runs failed | | | | | | | |",
+                "| {} | {} | all {failed} runs failed | | | | | | | | |",
                 config.part(),
                 config.label()
             );
@@ -1112,7 +1171,7 @@ fn overhead_table(
         let dropped: Option<u64> = runs.iter().map(|r| r.dropped).sum();
         let _ = writeln!(
             s,
-            "| {} | {}{} | {} | {} – {} | {:.3} | {:+.1}% | {} | {} | {} | {} |",
+            "| {} | {}{} | {} | {} – {} | {:.3} | {} | {:+.1}% | {} | {} | {} | {} |",
             config.part(),
             config.label(),
             if failed > 0 {
@@ -1124,6 +1183,9 @@ fn overhead_table(
             si(min(&throughputs)),
             si(max(&throughputs)),
             med / base,
+            paired
+                .get(&config)
+                .map_or_else(|| "–".to_owned(), |r| format!("{r:.3}")),
             (1.0 - med / base) * 100.0,
             costs
                 .get(&config)
@@ -1137,7 +1199,8 @@ fn overhead_table(
         s,
         "\nTraced events/s: records the tracer analysed (futex wait starts and ends; with --holds also \
          acquire/release) per second of workload, or bpftrace's `@waits`. Futex wakes are counted in the kernel, \
-         no record each. Slowdown = 1 − ratio. BPF ns per op: run time of the observer's BPF programs \
+         no record each. Paired ratio: median over rounds of the run's throughput / the untraced run's of the \
+         same round (runs seconds apart, so drift of the machine's speed cancels). Slowdown = 1 − ratio. BPF ns per op: run time of the observer's BPF programs \
          (`run_time_ns` in `/proc/PID/fdinfo`, with `kernel.bpf_stats_enabled` on) over 80% of the timed loop, \
          divided by the lock/unlock pairs made in that time; median of up to 3 extra runs kept out of the \
          throughput figures, since the statistics themselves slow every program.\n"
@@ -1327,6 +1390,16 @@ fn verdict(met: bool, detail: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paired_ratio_uses_rounds_both_ran_in() {
+        let ops = BTreeMap::from([(0, 90.0), (1, 50.0), (3, 80.0)]);
+        let base = BTreeMap::from([(0, 100.0), (1, 100.0), (2, 100.0)]);
+        // Rounds 0 and 1 pair (0.9, 0.5); round 3 has no untraced run.
+        let ratio = paired_ratio(&ops, &base).unwrap();
+        assert!((ratio - 0.7).abs() < 1e-9, "{ratio}");
+        assert!(paired_ratio(&BTreeMap::new(), &base).is_none());
+    }
 
     #[test]
     fn median_and_si() {
