@@ -21,7 +21,8 @@ pub const MAP_PENDING_LOCKS: &str = "PENDING_LOCKS";
 /// the CPU (most of them) never touches a hash map.
 pub const MAP_CPU_WAIT: &str = "CPU_WAIT";
 /// Name of the LRU hash (TID → [`OpenWait`]) that takes over a thread's wait when the
-/// thread leaves its CPU in the middle of it (sleeps or is preempted). A thread keeps its
+/// thread is preempted in the middle of it (or goes to sleep while the ring buffer is
+/// full); a wait sent as its thread goes to sleep needs no entry. A thread keeps its
 /// entry between waits ([`OpenWait::state`] says whether a wait is in flight).
 pub const MAP_OPEN_WAITS: &str = "OPEN_WAITS";
 /// Name of the per-CPU hash (futex word address → [`BriefWaits`]) where waits that never slept
@@ -569,7 +570,7 @@ pub struct PendingLock {
 const _: () = assert!(core::mem::size_of::<PendingLock>() == 32);
 
 /// A thread's futex wait between `sys_enter` and `sys_exit` ([`MAP_CPU_WAIT`], then
-/// [`MAP_OPEN_WAITS`] if the thread leaves its CPU before the wait ends).
+/// [`MAP_OPEN_WAITS`] if the thread is preempted before the wait ends).
 ///
 /// Most futex waits of a contended lock never sleep: the lock is released while the
 /// waiter enters the kernel and the call returns at once (`EAGAIN`). Sending a record
@@ -578,7 +579,8 @@ const _: () = assert!(core::mem::size_of::<PendingLock>() == 32);
 /// contend too). So `sys_enter` only writes this entry in a per-CPU slot; the record goes
 /// out when the thread really sleeps, and waits that never slept are added to
 /// [`MAP_BRIEF_WAITS`]. A thread cannot change CPU without `sched_switch` running, which
-/// moves an unfinished wait to the per-thread hash: the common wait costs no hash lookup.
+/// sends the wait (asleep) or moves it to the per-thread hash (preempted): the common
+/// wait costs no hash lookup.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OpenWait {

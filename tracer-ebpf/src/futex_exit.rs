@@ -1,7 +1,7 @@
 //! `sys_exit` BTF raw tracepoint: the futex wait of a target thread ended. A wait that
-//! slept was sent by `futex_sleep`; its end goes out as an event that userspace pairs by
-//! TID, as does the end of a wait begun before the attach. A wait that never slept is
-//! only added to its futex word's `BRIEF_WAITS` totals.
+//! slept was sent by `futex_sleep` and left no entry; its end goes out as an event that
+//! userspace pairs by TID, as does the end of a wait begun before the attach. A wait that
+//! never slept is only added to its futex word's `BRIEF_WAITS` totals.
 use aya_ebpf::{
     bindings::{BPF_NOEXIST, pt_regs},
     helpers::bpf_ktime_get_ns,
@@ -54,8 +54,9 @@ fn try_futex_exit(ctx: &BtfTracePointContext) -> Result<(), ()> {
     if !futex_cmd::is_wait(cmd) {
         return Ok(());
     }
-    // A wait begun before the attach has no entry (or an idle one): its end is still
-    // sent, since userspace may have found the thread blocked when it attached.
+    // A wait that was sent when it went to sleep, or began before the attach, has no
+    // entry (or an idle one): its end is sent, for userspace to pair with the wait it
+    // received or found blocked when it attached.
     let mut wait = take_wait(tid);
     let (state, addr) = (wait.state, wait.addr);
     let ret: i64 = ctx.arg(1);

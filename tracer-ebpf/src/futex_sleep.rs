@@ -4,9 +4,10 @@
 //!
 //! The hook runs in the context of the thread being switched out, so its user stack and
 //! memory are still the current ones, exactly as at `sys_enter`. A thread leaving its CPU
-//! in the middle of a wait (asleep, or preempted) takes the wait out of the per-CPU
-//! `CPU_WAIT` slot into its own `OPEN_WAITS` entry, so the slot is free for the next
-//! thread and the wait's end finds it wherever the thread resumes.
+//! in the middle of a wait frees the per-CPU `CPU_WAIT` slot for the next thread. A wait
+//! sent now needs nothing more (its end is sent whoever sees it); a preempted one moves
+//! to its thread's `OPEN_WAITS` entry, so its end or its sleep finds it wherever the
+//! thread resumes.
 use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::btf_tracepoint, programs::BtfTracePointContext};
 use tracer_common::{OpenWait, OpenWaitState, syscall};
 
@@ -48,12 +49,19 @@ fn try_futex_sleep(ctx: &BtfTracePointContext) -> Result<(), ()> {
         }
         return Ok(());
     }
-    // The wait leaves this CPU with its thread: the per-thread entry takes it over.
+    // The wait leaves this CPU with its thread.
     // SAFETY: as above.
     unsafe { (*slot).state = OpenWaitState::Idle as u32 };
-    if !preempt && !send_sleeping(ctx, tid, &mut wait) {
-        return Ok(());
+    if !preempt {
+        if !send_sleeping(ctx, tid, &mut wait) || wait.state == OpenWaitState::Sent as u32 {
+            // Sent (or stale): nothing is left to decide at its end, which `futex_exit`
+            // sends like the end of a wait it has no entry for. Skipping the per-thread
+            // entry saves ~0.2 µs per sleeping wait.
+            return Ok(());
+        }
     }
+    // Preempted, or its record found the ring buffer full: the per-thread entry takes
+    // the wait over, so its end (or its sleep) is seen wherever the thread resumes.
     // Should the hash be full (it is LRU, so only under extreme thread counts), the wait's
     // end finds no entry and is sent as the end of a wait begun before the attach.
     let _ = hand_over(tid, &wait);

@@ -42,12 +42,14 @@ pub(crate) static PENDING_LOCKS: LruHashMap<u32, PendingLock> =
     LruHashMap::with_max_entries(64 * 1024, 0);
 
 /// The futex wait just begun by the target thread running on each CPU. It stays here
-/// until `sys_exit` unless the thread leaves the CPU first (`futex_sleep` then moves it
-/// to `OPEN_WAITS`): no hash lookup for a wait that returns at once.
+/// until `sys_exit` unless the thread leaves the CPU first (`futex_sleep` then sends it,
+/// or moves it to `OPEN_WAITS` if preempted): no hash lookup for a wait that returns at
+/// once.
 #[map(name = "CPU_WAIT")]
 pub(crate) static CPU_WAIT: PerCpuArray<OpenWait> = PerCpuArray::with_max_entries(1, 0);
 
-/// Futex waits of target threads that left their CPU before the wait ended, keyed by TID;
+/// Futex waits of target threads preempted before the wait ended (or not sent when they
+/// went to sleep, the ring buffer being full), keyed by TID;
 /// rewritten in place, so a wait costs one lookup per hook and no insert or delete.
 /// LRU, so the entries of exited threads are recycled.
 #[map(name = "OPEN_WAITS")]
