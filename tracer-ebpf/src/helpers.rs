@@ -1,7 +1,7 @@
 //! Small wrappers shared by the hooks. Each `unsafe` block is bounds-checked and says why
 //! it is sound.
 use aya_ebpf::{
-    bindings::{BPF_F_USER_STACK, BPF_RB_NO_WAKEUP, pt_regs},
+    bindings::{BPF_F_USER_STACK, pt_regs},
     helpers::{
         bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_probe_read_user,
         bpf_probe_read_user_buf, bpf_task_pt_regs,
@@ -68,15 +68,19 @@ pub(crate) fn count_n(counter: Counter, n: u64) {
     }
 }
 
-/// Sends `event` to the ring buffer without waking the reader; the reader drains in
-/// batches on a timer, so the target's scheduling is not perturbed by a wakeup per event.
-/// A full buffer drops the event and counts it; we never wait.
+/// Ring-buffer submit flags: none, i.e. the kernel's adaptive wakeup. It wakes the reader
+/// only for a record committed when the reader had consumed everything before it: the
+/// first record after each drain, never one per event. The reader sleeps through its
+/// batching interval without listening, so a busy target still costs at most one wakeup
+/// per drain (a wakeup per event changed the target's own lock scheduling), while an
+/// idle one lets the reader sleep until something happens.
+const SUBMIT_FLAGS: u64 = 0;
+
+/// Sends `event` to the ring buffer (see [`SUBMIT_FLAGS`] for the wakeup). A full buffer
+/// drops the event and counts it; we never wait.
 #[inline(always)]
 pub(crate) fn emit(event: &Event) {
-    if EVENTS
-        .output::<Event>(event, u64::from(BPF_RB_NO_WAKEUP))
-        .is_err()
-    {
+    if EVENTS.output::<Event>(event, SUBMIT_FLAGS).is_err() {
         count(Counter::Dropped);
     }
 }
@@ -84,10 +88,7 @@ pub(crate) fn emit(event: &Event) {
 /// Sends a Go lock-site record; same rules as [`emit`].
 #[inline(always)]
 pub(crate) fn emit_go(event: &GoEvent) {
-    if EVENTS
-        .output::<GoEvent>(event, u64::from(BPF_RB_NO_WAKEUP))
-        .is_err()
-    {
+    if EVENTS.output::<GoEvent>(event, SUBMIT_FLAGS).is_err() {
         count(Counter::Dropped);
     }
 }
@@ -95,10 +96,7 @@ pub(crate) fn emit_go(event: &GoEvent) {
 /// Sends a `--holds` lock record; same rules as [`emit`].
 #[inline(always)]
 pub(crate) fn emit_lock(record: &LockRecord) {
-    if EVENTS
-        .output::<LockRecord>(record, u64::from(BPF_RB_NO_WAKEUP))
-        .is_err()
-    {
+    if EVENTS.output::<LockRecord>(record, SUBMIT_FLAGS).is_err() {
         count(Counter::Dropped);
     }
 }
@@ -267,6 +265,6 @@ pub(crate) fn send_wait<C: StackIdContext>(
         (*record).pad = 0;
         (*record).window_words = copy_stack_window(&mut (*record).window, regs.sp);
     }
-    entry.submit(u64::from(BPF_RB_NO_WAKEUP));
+    entry.submit(SUBMIT_FLAGS);
     true
 }

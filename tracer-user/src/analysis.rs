@@ -603,6 +603,13 @@ impl Analysis {
         }
     }
 
+    /// Whether deadlock candidates (or waits not yet in the graph) wait to be looked at:
+    /// the session then keeps checking at its fast pace even if no records come.
+    #[must_use]
+    pub fn has_pending(&self) -> bool {
+        !self.candidates.is_empty() || !self.unflushed.is_empty()
+    }
+
     /// Deadlock candidates still present in the graph, dropping those that dissolved.
     pub fn candidates(&mut self) -> Vec<Cycle> {
         self.flush();

@@ -343,6 +343,12 @@ impl GoTracker {
         self.deadlocks
     }
 
+    /// Whether goroutine cycles wait for their confirmation (after `CONFIRM_AFTER`).
+    #[must_use]
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
     /// Findings due now: confirmed deadlocks and stuck locks.
     pub fn findings(
         &mut self,

@@ -306,6 +306,19 @@ impl Probes {
         })
     }
 
+    /// A new descriptor for the ring buffer, readable when records wait (for the
+    /// session's event loop to sleep on while the target is quiet).
+    ///
+    /// # Errors
+    /// When the descriptor cannot be duplicated.
+    pub fn events_fd(&self) -> std::io::Result<std::os::fd::OwnedFd> {
+        use std::os::fd::{AsRawFd as _, BorrowedFd};
+        // SAFETY: the ring buffer's descriptor is open for as long as `self.events`, which
+        // outlives this call; the borrow only lives to duplicate it.
+        let fd = unsafe { BorrowedFd::borrow_raw(self.events.as_raw_fd()) };
+        fd.try_clone_to_owned()
+    }
+
     /// Hands up to `max` records from the ring buffer to `sink`; returns how many.
     pub fn drain(&mut self, max: usize, mut sink: impl FnMut(&[u8])) -> usize {
         let mut n = 0;
