@@ -424,6 +424,9 @@ impl Session {
         let deadline = self.config.duration.map(|d| Instant::now() + d);
         let mut last_rescan = Instant::now();
         let mut last_alive_check = Instant::now();
+        // Whether the last drain stopped on its time budget with records left: no wakeup
+        // comes for those (the kernel wakes us only once we have caught up).
+        let mut backlog = true;
         loop {
             // A batching pause, not listening for records: a busy target's records wait
             // and are analysed together.
@@ -432,8 +435,9 @@ impl Session {
                 _ = interrupt.recv() => break,
                 _ = terminate.recv() => break,
             }
-            let pending =
-                self.analysis.has_pending() || self.go.as_ref().is_some_and(GoTracker::has_pending);
+            let pending = backlog
+                || self.analysis.has_pending()
+                || self.go.as_ref().is_some_and(GoTracker::has_pending);
             if !pending {
                 // Sleep until a record comes, the periodic work is due, or the deadline.
                 let mut wake_at = tokio::time::Instant::now() + IDLE_INTERVAL;
@@ -452,7 +456,7 @@ impl Session {
                     _ = terminate.recv() => break,
                 }
             }
-            self.pump();
+            backlog = self.pump();
             if let Some(preloaded) = &self.preloaded
                 && let Ok(objects) = preloaded.try_recv()
             {
@@ -493,8 +497,9 @@ impl Session {
         }
     }
 
-    /// Drains the ring buffer into the analysis.
-    fn pump(&mut self) {
+    /// Drains the ring buffer into the analysis. Returns whether it stopped on its time
+    /// budget, with records possibly left.
+    fn pump(&mut self) -> bool {
         let Self {
             probes,
             analysis,
@@ -519,8 +524,11 @@ impl Session {
                     Err(_) => *decode_errors += 1,
                 }
             });
-            if n < DRAIN_CHUNK || started.elapsed() >= DRAIN_BUDGET {
-                break;
+            if n < DRAIN_CHUNK {
+                return false;
+            }
+            if started.elapsed() >= DRAIN_BUDGET {
+                return true;
             }
         }
     }
