@@ -19,7 +19,7 @@ use tracer_common::{
 };
 
 use crate::{
-    helpers::{count, count_and_get, read_user, target_tid},
+    helpers::{count, count_n, read_user, target_tid},
     maps::CPU_WAIT,
 };
 
@@ -85,7 +85,7 @@ fn try_futex_enter(ctx: &BtfTracePointContext) -> Result<(), ()> {
         }
         _ => return Ok(()),
     };
-    let waits = count_and_get(Counter::FutexWaits);
+    let waits = count_n(Counter::FutexWaits, 1);
     let wait = OpenWait {
         addr: uaddr,
         start_ns: if waits.is_multiple_of(BRIEF_WAIT_TIMING_PERIOD) {

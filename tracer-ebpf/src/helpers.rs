@@ -43,28 +43,19 @@ pub(crate) fn count(counter: Counter) {
     count_n(counter, 1);
 }
 
-/// Adds one to a per-CPU counter slot and returns its new value on this CPU (0 if the
-/// slot is missing, which cannot happen for a `Counter`).
+/// Adds `n` to a per-CPU counter slot; returns its new value on this CPU (0 if the slot is
+/// missing, which cannot happen for a `Counter`).
 #[inline(always)]
-pub(crate) fn count_and_get(counter: Counter) -> u64 {
+pub(crate) fn count_n(counter: Counter, n: u64) -> u64 {
     match COUNTERS.get_ptr_mut(counter as u32) {
-        // SAFETY: as in `count_n`.
-        Some(slot) => unsafe {
-            *slot += 1;
-            *slot
-        },
-        None => 0,
-    }
-}
-
-/// Adds `n` to a per-CPU counter slot.
-#[inline(always)]
-pub(crate) fn count_n(counter: Counter, n: u64) {
-    if let Some(slot) = COUNTERS.get_ptr_mut(counter as u32) {
         // SAFETY: `slot` points at this CPU's element of a per-CPU array; BPF programs on
         // one CPU do not preempt each other on the same slot for these tracing hooks
         // (a lost increment would only make a statistic a little lower).
-        unsafe { *slot += n };
+        Some(slot) => unsafe {
+            *slot += n;
+            *slot
+        },
+        None => 0,
     }
 }
 

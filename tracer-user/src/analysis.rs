@@ -603,11 +603,11 @@ impl Analysis {
         }
     }
 
-    /// Whether deadlock candidates (or waits not yet in the graph) wait to be looked at:
-    /// the session then keeps checking at its fast pace even if no records come.
+    /// Whether deadlock candidates wait to be confirmed: the session then keeps checking
+    /// at its fast pace even if no records come.
     #[must_use]
     pub fn has_pending(&self) -> bool {
-        !self.candidates.is_empty() || !self.unflushed.is_empty()
+        !self.candidates.is_empty()
     }
 
     /// Deadlock candidates still present in the graph, dropping those that dissolved.
