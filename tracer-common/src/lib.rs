@@ -16,15 +16,6 @@ pub const MAP_STACKS: &str = "STACKS";
 /// uprobe to its return uprobe (only used with `--holds`). A thread keeps its entry
 /// between calls ([`PendingLock::op`] is 0 when no call is in flight).
 pub const MAP_PENDING_LOCKS: &str = "PENDING_LOCKS";
-/// Name of the one-entry per-CPU array holding the futex wait that the thread running on
-/// that CPU has just begun ([`OpenWait`]). A wait that ends without the thread leaving
-/// the CPU (most of them) never touches a hash map.
-pub const MAP_CPU_WAIT: &str = "CPU_WAIT";
-/// Name of the LRU hash (TID → [`OpenWait`]) that takes over a thread's wait when the
-/// thread is preempted in the middle of it (or goes to sleep while the ring buffer is
-/// full); a wait sent as its thread goes to sleep needs no entry. A thread keeps its
-/// entry between waits ([`OpenWait::state`] says whether a wait is in flight).
-pub const MAP_OPEN_WAITS: &str = "OPEN_WAITS";
 /// Name of the per-CPU hash (futex word address → [`BriefWaits`]) where waits that never slept
 /// are added up in the kernel instead of sent one by one.
 pub const MAP_BRIEF_WAITS: &str = "BRIEF_WAITS";
@@ -37,12 +28,11 @@ pub const MAP_CPU_BRIEF_WAITS: &str = "CPU_BRIEF_WAITS";
 /// every program filters on it before doing any other work.
 pub const GLOBAL_TARGET_TGID: &str = "TARGET_TGID";
 
-/// Program on the `sys_enter` BTF raw tracepoint: futex wait starts and wake counts.
-pub const PROG_SYS_ENTER: &str = "futex_enter";
-/// Program on the `sys_exit` BTF raw tracepoint: futex wait ends.
+/// Program on the `sys_exit` BTF raw tracepoint: futex wait ends and wake counts.
 pub const PROG_SYS_EXIT: &str = "futex_exit";
 /// Program on the `sched_switch` BTF raw tracepoint: a target thread in a futex wait
-/// goes to sleep, which is when its wait is sent.
+/// goes to sleep, which is when its wait is seen begin and is sent. (There is no
+/// `sys_enter` program: see `tracer-ebpf/src/futex_sleep.rs`.)
 pub const PROG_SCHED_SWITCH: &str = "futex_sleep";
 /// Uprobe on the entry of every lock-acquiring function (`--holds`).
 pub const PROG_LOCK_ENTRY: &str = "lock_entry";
@@ -60,33 +50,28 @@ pub const PROG_GO_LOCK_SITE: &str = "go_lock_site";
 pub const GLOBAL_GO_GOID_OFFSET: &str = "GO_GOID_OFFSET";
 
 /// Empty programs on the same hooks, attached only by the benchmark's floor runs.
-pub const PROG_NOOP_SYS_ENTER: &str = "noop_sys_enter";
 pub const PROG_NOOP_SYS_EXIT: &str = "noop_sys_exit";
 pub const PROG_NOOP_SCHED_SWITCH: &str = "noop_sched_switch";
 pub const PROG_NOOP_UPROBE: &str = "noop_uprobe";
 pub const PROG_NOOP_URETPROBE: &str = "noop_uretprobe";
 
 /// Every map name, for the test that checks the built object holds each one.
-pub const ALL_MAPS: [&str; 8] = [
+pub const ALL_MAPS: [&str; 6] = [
     MAP_EVENTS,
     MAP_CPU_BRIEF_WAITS,
-    MAP_CPU_WAIT,
     MAP_COUNTERS,
     MAP_STACKS,
     MAP_PENDING_LOCKS,
-    MAP_OPEN_WAITS,
     MAP_BRIEF_WAITS,
 ];
 /// Every program name, for the same test.
-pub const ALL_PROGRAMS: [&str; 12] = [
-    PROG_SYS_ENTER,
+pub const ALL_PROGRAMS: [&str; 10] = [
     PROG_SCHED_SWITCH,
     PROG_GO_LOCK_SITE,
     PROG_SYS_EXIT,
     PROG_LOCK_ENTRY,
     PROG_LOCK_RETURN,
     PROG_UNLOCK_ENTRY,
-    PROG_NOOP_SYS_ENTER,
     PROG_NOOP_SYS_EXIT,
     PROG_NOOP_SCHED_SWITCH,
     PROG_NOOP_UPROBE,
@@ -569,94 +554,25 @@ pub struct PendingLock {
 }
 const _: () = assert!(core::mem::size_of::<PendingLock>() == 32);
 
-/// A thread's futex wait between `sys_enter` and `sys_exit` ([`MAP_CPU_WAIT`], then
-/// [`MAP_OPEN_WAITS`] if the thread is preempted before the wait ends).
-///
-/// Most futex waits of a contended lock never sleep: the lock is released while the
-/// waiter enters the kernel and the call returns at once (`EAGAIN`). Sending a record
-/// with a stack window for each of those cost ~1 µs per wait, enough to keep a lock in
-/// its contended state (the extra time in the lock path made each later acquisition
-/// contend too). So `sys_enter` only writes this entry in a per-CPU slot; the record goes
-/// out when the thread really sleeps, and waits that never slept are added to
-/// [`MAP_BRIEF_WAITS`]. A thread cannot change CPU without `sched_switch` running, which
-/// sends the wait (asleep) or moves it to the per-thread hash (preempted): the common
-/// wait costs no hash lookup.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct OpenWait {
-    /// Futex word (for `futex_waitv`, the first word waited on).
-    pub addr: u64,
-    /// When the wait began, or 0 if it is not timed yet: only one wait in
-    /// [`BRIEF_WAIT_TIMING_PERIOD`] is timed from `sys_enter`; the others get a start
-    /// when they go to sleep (a wait that never sleeps is then only counted).
-    pub start_ns: u64,
-    /// Futex command (see [`futex_cmd`]) and expected value.
-    pub op: u32,
-    pub val: u32,
-    /// An [`OpenWaitState`] as `u32`.
-    pub state: u32,
-    /// The thread the wait belongs to (the per-CPU entry is shared by all threads).
-    pub tid: u32,
-}
-const _: () = assert!(core::mem::size_of::<OpenWait>() == 32);
-
-impl OpenWait {
-    /// No wait in flight.
-    pub const IDLE: Self = Self {
-        addr: 0,
-        start_ns: 0,
-        op: 0,
-        val: 0,
-        state: OpenWaitState::Idle as u32,
-        tid: 0,
-    };
-}
-
-/// One futex wait in this many (per CPU) is timed from its start; the others cost no
-/// clock read unless they sleep. Measured on the bench's hot lock, the two clock reads
-/// of a wait were ~40 ns of the ~130 ns the tracer added to each futex call, and nearly
-/// every wait there returns at once, so their total time is estimated from the timed
-/// ones (`BriefWaits::timed`).
-pub const BRIEF_WAIT_TIMING_PERIOD: u64 = 16;
-
-/// Where a thread's [`OpenWait`] stands.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OpenWaitState {
-    /// No wait in flight (the last one ended).
-    Idle = 0,
-    /// In the futex call, not asleep yet: nothing sent.
-    Entered = 1,
-    /// Went to sleep: its `FutexWait` record was sent, a `FutexWaitDone` will follow.
-    Sent = 2,
-}
-
-/// Waits on one futex word that returned without sleeping ([`MAP_BRIEF_WAITS`]), added
-/// up on one CPU since the attach. Userspace sums the CPUs and folds the growth into the
-/// lock's statistics.
+/// Waits on one futex word that returned without sleeping (`EAGAIN`: the word changed
+/// while the waiter entered the kernel), added up on one CPU since the attach
+/// ([`MAP_BRIEF_WAITS`]). Userspace sums the CPUs and folds the growth into the lock's
+/// statistics. Counted, not timed: timing them needs a hook on every system call's entry
+/// (see `tracer-ebpf/src/futex_sleep.rs`), and each lasts about one system call.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BriefWaits {
     pub count: u64,
-    /// How many of them were timed (see [`BRIEF_WAIT_TIMING_PERIOD`]).
-    pub timed: u64,
-    /// Total time of the timed ones.
-    pub total_ns: u64,
-    /// Longest of the timed ones (updated without a lock: a lost update only lowers it).
-    pub max_ns: u64,
     /// Futex command and expected value of the latest such wait, for classifying the word.
     pub op: u32,
     pub val: u32,
 }
-const _: () = assert!(core::mem::size_of::<BriefWaits>() == 40);
+const _: () = assert!(core::mem::size_of::<BriefWaits>() == 16);
 
 impl BriefWaits {
     /// No waits.
     pub const ZERO: Self = Self {
         count: 0,
-        timed: 0,
-        total_ns: 0,
-        max_ns: 0,
         op: 0,
         val: 0,
     };
@@ -671,7 +587,7 @@ pub struct CpuBriefWaits {
     pub addr: u64,
     pub waits: BriefWaits,
 }
-const _: () = assert!(core::mem::size_of::<CpuBriefWaits>() == 48);
+const _: () = assert!(core::mem::size_of::<CpuBriefWaits>() == 24);
 
 /// Slots of the per-CPU [`MAP_COUNTERS`] array.
 #[repr(u32)]
@@ -704,11 +620,9 @@ mod pod {
     unsafe impl aya::Pod for super::Event {}
     // SAFETY: as above: `repr(C)`, 32 bytes with no padding, plain integers.
     unsafe impl aya::Pod for super::PendingLock {}
-    // SAFETY: `repr(C)`, 32 bytes pinned by an assert, no padding, plain integers.
-    unsafe impl aya::Pod for super::OpenWait {}
-    // SAFETY: `repr(C)`, 40 bytes pinned by an assert, no padding, plain integers.
+    // SAFETY: `repr(C)`, 16 bytes pinned by an assert, no padding, plain integers.
     unsafe impl aya::Pod for super::BriefWaits {}
-    // SAFETY: `repr(C)`, 48 bytes pinned by an assert, no padding, plain integers.
+    // SAFETY: `repr(C)`, 24 bytes pinned by an assert, no padding, plain integers.
     unsafe impl aya::Pod for super::CpuBriefWaits {}
     // SAFETY: `repr(C)`, size pinned by an assert (explicit `_pad`, no implicit padding),
     // plain integers only.

@@ -9,11 +9,14 @@ use aya_ebpf::{
     programs::tracing::StackIdContext,
 };
 use tracer_common::{
-    Counter, Event, EventKind, GoEvent, LockRecord, OpenWait, SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS,
+    Counter, Event, EventKind, GoEvent, LockRecord, SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS,
     STACK_ID_NO_FRAME_CHAIN, STACK_WINDOW_WORDS, WaitRecord,
 };
 
-use crate::maps::{COUNTERS, EVENTS, STACKS, TARGET_TGID};
+use crate::{
+    futex_call::syscall_args,
+    maps::{COUNTERS, EVENTS, STACKS, TARGET_TGID},
+};
 
 /// The current thread's TID if it belongs to the target process, else `None`.
 ///
@@ -182,8 +185,8 @@ pub(crate) fn copy_stack_window(window: &mut [u64; STACK_WINDOW_WORDS], sp: u64)
 pub(crate) struct SyscallRegs {
     /// System call number.
     pub(crate) nr: i64,
-    /// First argument (the futex word, for `futex` and `futex_wait`).
-    pub(crate) arg0: u64,
+    /// The first three arguments.
+    pub(crate) args: [u64; 3],
     /// Where the stack window starts, the syscall's address, and the frame pointer that
     /// decides whether a frame walk is worth it.
     pub(crate) sp: u64,
@@ -202,17 +205,27 @@ pub(crate) fn current_syscall_regs() -> Option<SyscallRegs> {
     if regs.is_null() {
         return None;
     }
+    let args = syscall_args(regs);
     // SAFETY: `regs` is the helper's BTF-typed `struct pt_regs *`; the verifier checks
     // each load against the kernel's BTF layout, which `pt_regs` mirrors for x86-64.
     unsafe {
         Some(SyscallRegs {
             nr: (*regs).orig_rax.cast_signed(),
-            arg0: (*regs).rdi,
+            args,
             sp: (*regs).rsp,
             ip: (*regs).rip,
             bp: (*regs).rbp,
         })
     }
+}
+
+/// A futex wait about to be sent: the word, when it began, the futex command (see
+/// `tracer_common::futex_cmd`) and expected value.
+pub(crate) struct FutexWait {
+    pub(crate) addr: u64,
+    pub(crate) start_ns: u64,
+    pub(crate) op: u32,
+    pub(crate) val: u32,
 }
 
 /// Sends thread `tid`'s futex wait as a `FutexWait` record: the lock memory around the
@@ -223,7 +236,7 @@ pub(crate) fn current_syscall_regs() -> Option<SyscallRegs> {
 pub(crate) fn send_wait<C: StackIdContext>(
     ctx: &C,
     tid: u32,
-    wait: &OpenWait,
+    wait: &FutexWait,
     regs: &SyscallRegs,
 ) -> bool {
     // Code built without frame pointers (glibc's lock paths) leaves any value in `rbp`;

@@ -1,12 +1,12 @@
 //! Kernel side of the tracer.
 //!
 //! Hooks, one file each:
-//! - `futex_enter`: `sys_enter` BTF raw tracepoint: a target thread starts a futex wait
-//!   (kept in `OPEN_WAITS`) or wakes waiters (per-CPU count).
-//! - `futex_sleep`: `sched_switch` BTF raw tracepoint: a waiting thread goes to sleep;
-//!   its wait is sent now (event).
-//! - `futex_exit`: `sys_exit` BTF raw tracepoint: that wait ends (event), or, if it never
-//!   slept, is added to its futex word's totals in `BRIEF_WAITS`.
+//! - `futex_sleep`: `sched_switch` BTF raw tracepoint: a target thread goes to sleep in
+//!   a futex wait; its wait is sent now (event).
+//! - `futex_exit`: `sys_exit` BTF raw tracepoint: a futex wait ends (event), or, if it
+//!   never slept, is added to its futex word's totals in `BRIEF_WAITS`; wakes are
+//!   counted.
+//! - `futex_call`: decoding of futex calls from their registers, for both.
 //! - `lock_entry` / `lock_return` / `unlock_entry`: uprobes on glibc's lock functions,
 //!   only attached with `--holds`.
 //! - `go_lock_site`: uprobes on Go lock paths (entries, `ret`s, after inlined atomics),
@@ -26,7 +26,7 @@
     reason = "aya's program macros hand each hook its context by value"
 )]
 
-mod futex_enter;
+mod futex_call;
 mod futex_exit;
 mod futex_sleep;
 mod go_lock_site;

@@ -5,7 +5,7 @@ use aya_ebpf::{
     macros::map,
     maps::{LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
 };
-use tracer_common::{BriefWaits, COUNTER_SLOTS, CpuBriefWaits, OpenWait, PendingLock};
+use tracer_common::{BriefWaits, COUNTER_SLOTS, CpuBriefWaits, PendingLock};
 
 /// TGID of the traced process; set with `EbpfLoader::override_global` before load.
 #[unsafe(no_mangle)]
@@ -39,21 +39,6 @@ pub(crate) static STACKS: StackTrace = StackTrace::with_max_entries(16 * 1024, 0
 /// recycled instead of filling the map.
 #[map(name = "PENDING_LOCKS")]
 pub(crate) static PENDING_LOCKS: LruHashMap<u32, PendingLock> =
-    LruHashMap::with_max_entries(64 * 1024, 0);
-
-/// The futex wait just begun by the target thread running on each CPU. It stays here
-/// until `sys_exit` unless the thread leaves the CPU first (`futex_sleep` then sends it,
-/// or moves it to `OPEN_WAITS` if preempted): no hash lookup for a wait that returns at
-/// once.
-#[map(name = "CPU_WAIT")]
-pub(crate) static CPU_WAIT: PerCpuArray<OpenWait> = PerCpuArray::with_max_entries(1, 0);
-
-/// Futex waits of target threads preempted before the wait ended (or not sent when they
-/// went to sleep, the ring buffer being full), keyed by TID;
-/// rewritten in place, so a wait costs one lookup per hook and no insert or delete.
-/// LRU, so the entries of exited threads are recycled.
-#[map(name = "OPEN_WAITS")]
-pub(crate) static OPEN_WAITS: LruHashMap<u32, OpenWait> =
     LruHashMap::with_max_entries(64 * 1024, 0);
 
 /// Waits that returned without sleeping, added up per futex word and CPU (per CPU, so

@@ -6,11 +6,6 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, ProbeContext, RetProbeContext},
 };
 
-#[btf_tracepoint(function = "sys_enter")]
-pub(crate) fn noop_sys_enter(_ctx: BtfTracePointContext) -> i32 {
-    0
-}
-
 #[btf_tracepoint(function = "sys_exit")]
 pub(crate) fn noop_sys_exit(_ctx: BtfTracePointContext) -> i32 {
     0

@@ -67,9 +67,11 @@ pub struct Counts {
     pub events: u64,
     pub lock_waits: u64,
     pub other_waits: u64,
-    /// Of `lock_waits`, those that returned without sleeping (added up by the kernel).
+    /// Of `lock_waits`, those that returned without sleeping (added up by the kernel, or
+    /// woken before they slept: an end with no start). Counted, not timed.
     pub brief_lock_waits: u64,
-    /// Wait ends without a matching start (the start predates the attach or was dropped).
+    /// Failed wait ends (a timeout, a signal) without a matching start: the wait never
+    /// slept, or its start predates the attach or was dropped.
     pub unmatched_wait_ends: u64,
     pub acquisitions: u64,
     pub releases: u64,
@@ -79,24 +81,6 @@ pub struct Counts {
 const EDEADLK: i64 = 35;
 
 /// Whether a futex call's end is the kernel refusing a PI lock because it would deadlock.
-/// Total time of the `count` brief waits a fold adds (cumulative totals `now` against the
-/// last fold's `before`): the kernel times one wait in `BRIEF_WAIT_TIMING_PERIOD`, so the
-/// total is the batch's timed time scaled to its count, or the mean of all timed waits so
-/// far when none of this batch was timed.
-fn estimated_brief_total(now: &BriefWaits, before: &BriefWaits, count: u64) -> u64 {
-    let timed = now.timed.saturating_sub(before.timed);
-    let (timed, timed_ns) = if timed > 0 {
-        (timed, now.total_ns.saturating_sub(before.total_ns))
-    } else {
-        (now.timed, now.total_ns)
-    };
-    if timed == 0 {
-        return 0;
-    }
-    let total = u128::from(timed_ns) * u128::from(count) / u128::from(timed);
-    u64::try_from(total).unwrap_or(u64::MAX)
-}
-
 fn is_pi_deadlock_refusal(cmd: u32, ret: i64) -> bool {
     matches!(
         cmd,
@@ -181,14 +165,21 @@ impl Analysis {
             TraceEvent::FutexWaitDone {
                 tid,
                 ts_ns,
+                addr,
                 cmd,
+                val,
                 ret,
-                ..
             } => {
                 if is_pi_deadlock_refusal(cmd, ret) {
                     self.park(tid);
-                } else {
-                    self.on_wait_end(tid, ts_ns);
+                } else if !self.on_wait_end(tid, ts_ns, addr) {
+                    if ret >= 0 {
+                        // Woken (or, for a PI lock, given the lock) before it slept: the
+                        // kernel sent no start, so this is a wait that never slept.
+                        self.on_brief_waits_of(addr, cmd, val, 1, is_thread);
+                    } else {
+                        self.counts.unmatched_wait_ends += 1;
+                    }
                 }
             }
             TraceEvent::LockAcquired {
@@ -235,38 +226,36 @@ impl Analysis {
                 futex,
                 BriefWaits {
                     count: now.count.max(before.count),
-                    timed: now.timed.max(before.timed),
-                    total_ns: now.total_ns.max(before.total_ns),
-                    max_ns: now.max_ns.max(before.max_ns),
                     ..now
                 },
             );
             let count = now.count.saturating_sub(before.count);
-            if count == 0 {
-                continue;
+            if count > 0 {
+                self.on_brief_waits_of(futex, now.op, now.val, count, is_thread);
             }
-            let total_ns = estimated_brief_total(&now, &before, count);
-            // Only the running maximum is known: it belongs to this batch if it grew.
-            let longest = (now.max_ns > before.max_ns).then_some(now.max_ns);
-            match classify(
-                futex,
-                now.op,
-                now.val,
-                &Snapshot::EMPTY,
-                &self.known,
-                is_thread,
-            ) {
-                FutexWaitClass::Lock { lock, kind, .. } => {
-                    self.counts.lock_waits += count;
-                    self.counts.brief_lock_waits += count;
-                    let slot = self.stats.slot(lock);
-                    self.note_kind(slot, kind);
-                    self.stats
-                        .at(slot)
-                        .record_brief_waits(count, total_ns, longest);
-                }
-                FutexWaitClass::NotALock => self.counts.other_waits += count,
+        }
+    }
+
+    /// Counts `count` waits on `futex` (futex command `cmd`, expected value `val`) that
+    /// never slept. The word is classified from the command and value alone (such waits
+    /// carry no copy of the lock's memory) and from locks already known.
+    fn on_brief_waits_of(
+        &mut self,
+        futex: u64,
+        cmd: u32,
+        val: u32,
+        count: u64,
+        is_thread: &dyn Fn(u32) -> bool,
+    ) {
+        match classify(futex, cmd, val, &Snapshot::EMPTY, &self.known, is_thread) {
+            FutexWaitClass::Lock { lock, kind, .. } => {
+                self.counts.lock_waits += count;
+                self.counts.brief_lock_waits += count;
+                let slot = self.stats.slot(lock);
+                self.note_kind(slot, kind);
+                self.stats.at(slot).record_brief_waits(count);
             }
+            FutexWaitClass::NotALock => self.counts.other_waits += count,
         }
     }
 
@@ -278,6 +267,15 @@ impl Analysis {
         (stack, window): (StackId, &WindowRef<'_>),
         class: FutexWaitClass,
     ) {
+        if self
+            .waits
+            .get(&tid)
+            .is_some_and(|w| w.futex == futex && !w.parked)
+        {
+            // The same call again: its thread slept twice in it (a spurious wakeup), or
+            // this is the copy sent with an unusual end. The wait began at the first.
+            return;
+        }
         self.end_stale_wait(tid);
         let FutexWaitClass::Lock {
             lock,
@@ -408,16 +406,25 @@ impl Analysis {
         self.park(tid);
     }
 
-    fn on_wait_end(&mut self, tid: u32, ts_ns: u64) {
-        let Some(wait) = self.waits.remove(&tid) else {
-            self.counts.unmatched_wait_ends += 1;
-            return;
+    /// Ends `tid`'s wait on `futex`; `false` if it had none open, so the end has no
+    /// start (the wait never slept, or its start predates the attach or was dropped).
+    fn on_wait_end(&mut self, tid: u32, ts_ns: u64, futex: u64) -> bool {
+        let Some(wait) = self.waits.get(&tid) else {
+            return false;
         };
         if wait.parked {
             // Only a restart of the park; the lock wait goes on.
-            self.waits.insert(tid, wait);
-            return;
+            return true;
         }
+        if wait.futex != futex {
+            // A thread is in one futex call at a time: the open wait is an older one whose
+            // end was lost, and this call never slept.
+            self.end_stale_wait(tid);
+            return false;
+        }
+        let Some(wait) = self.waits.remove(&tid) else {
+            return false;
+        };
         self.free_window(wait.window_slot);
         if wait.lock.is_some() {
             self.stats
@@ -427,6 +434,7 @@ impl Analysis {
         if wait.in_graph {
             self.graph.end_wait(tid);
         }
+        true
     }
 
     /// Copies a wait's stack window into a free slot of the slab, straight from the
@@ -633,17 +641,17 @@ impl Analysis {
     /// a lock nobody gets (a deadlock, a leaked lock) shows its waiting time instead of
     /// none. Returns how many waits were still in progress.
     pub fn close_open_waits(&mut self, now_ns: u64) -> usize {
-        let open: Vec<u32> = self
+        let open: Vec<(u32, u64)> = self
             .waits
             .iter()
             .filter(|(_, w)| w.lock.is_some())
-            .map(|(&tid, _)| tid)
+            .map(|(&tid, w)| (tid, w.futex))
             .collect();
-        for &tid in &open {
+        for &(tid, futex) in &open {
             if let Some(wait) = self.waits.get_mut(&tid) {
                 wait.parked = false;
             }
-            self.on_wait_end(tid, now_ns);
+            self.on_wait_end(tid, now_ns, futex);
         }
         open.len()
     }
@@ -773,6 +781,7 @@ mod tests {
             ts_ns,
             addr,
             cmd: futex_cmd::WAIT,
+            val: 2,
             ret: 0,
         }
     }
@@ -801,13 +810,10 @@ mod tests {
         }
     }
 
-    /// Brief-wait totals with every wait timed.
-    fn brief(count: u64, total_ns: u64, max_ns: u64, val: u32) -> BriefWaits {
+    /// Brief-wait totals of a word waited on with expected value `val`.
+    fn brief(count: u64, val: u32) -> BriefWaits {
         BriefWaits {
             count,
-            timed: count,
-            total_ns,
-            max_ns,
             op: futex_cmd::WAIT,
             val,
         }
@@ -815,23 +821,20 @@ mod tests {
 
     /// Guards the folding of the kernel's cumulative brief-wait totals: each read adds
     /// only what grew, a lowlevellock word (`val == 2`) counts as a lock, a condition
-    /// variable's word does not, and folded waits never enter the wait-for graph.
+    /// variable's word does not, and folded waits never enter the wait-for graph nor the
+    /// wait-time distribution (they are not timed).
     #[test]
     fn brief_waits_fold_growth_only_and_skip_non_locks() {
         let mut a = Analysis::new();
         a.on_brief_waits(
-            &[
-                (LOCK_A, brief(3, 3_000, 1_500, 2)),
-                (COND + 40, brief(7, 70, 10, 0)),
-            ],
+            &[(LOCK_A, brief(3, 2)), (COND + 40, brief(7, 0))],
             &is_thread,
         );
-        a.on_brief_waits(&[(LOCK_A, brief(5, 4_000, 1_500, 2))], &is_thread);
-        a.on_brief_waits(&[(LOCK_A, brief(5, 4_000, 1_500, 2))], &is_thread);
+        a.on_brief_waits(&[(LOCK_A, brief(5, 2))], &is_thread);
+        a.on_brief_waits(&[(LOCK_A, brief(5, 2))], &is_thread);
         let stats = a.stats().get(LOCK_A).unwrap();
         assert_eq!(stats.contentions, 5);
-        let wait = stats.wait();
-        assert_eq!((wait.count, wait.total, wait.max), (5, 4_000, 1_500));
+        assert_eq!(stats.wait().count, 0);
         assert!(a.stats().get(COND + 40).is_none());
         assert_eq!(a.counts().brief_lock_waits, 5);
         assert_eq!(a.counts().other_waits, 7);
@@ -844,39 +847,17 @@ mod tests {
     #[test]
     fn a_brief_wait_read_that_misses_running_totals_is_corrected_next_time() {
         let mut a = Analysis::new();
-        a.on_brief_waits(&[(LOCK_A, brief(5, 500, 200, 2))], &is_thread);
+        a.on_brief_waits(&[(LOCK_A, brief(5, 2))], &is_thread);
         // Three waits were in flight between the two maps when this read was made.
-        a.on_brief_waits(&[(LOCK_A, brief(2, 200, 200, 2))], &is_thread);
-        a.on_brief_waits(&[(LOCK_A, brief(6, 600, 200, 2))], &is_thread);
-        let wait = a.stats().get(LOCK_A).unwrap().wait();
-        assert_eq!((wait.count, wait.total, wait.max), (6, 600, 200));
+        a.on_brief_waits(&[(LOCK_A, brief(2, 2))], &is_thread);
+        a.on_brief_waits(&[(LOCK_A, brief(6, 2))], &is_thread);
+        assert_eq!(a.stats().get(LOCK_A).unwrap().contentions, 6);
         assert_eq!(a.counts().brief_lock_waits, 6);
     }
 
-    /// Guards the estimate of brief-wait time from the kernel's sample: the timed waits'
-    /// time scaled to the batch's count, and the mean so far for a batch with none timed.
-    #[test]
-    fn untimed_brief_waits_are_estimated_from_the_timed_ones() {
-        let mut a = Analysis::new();
-        let sampled = |count, timed, total_ns, max_ns| BriefWaits {
-            count,
-            timed,
-            total_ns,
-            max_ns,
-            op: futex_cmd::WAIT,
-            val: 2,
-        };
-        // 32 waits, 2 timed at 100 ns each: 3,200 ns in all.
-        a.on_brief_waits(&[(LOCK_A, sampled(32, 2, 200, 120))], &is_thread);
-        // 8 more, none timed: the mean so far (100 ns) each.
-        a.on_brief_waits(&[(LOCK_A, sampled(40, 2, 200, 120))], &is_thread);
-        let wait = a.stats().get(LOCK_A).unwrap().wait();
-        assert_eq!((wait.count, wait.total, wait.max), (40, 4_000, 120));
-        assert_eq!(a.counts().brief_lock_waits, 40);
-    }
-
     /// Guards the pairing of slept waits with the folded totals: a lock first seen by a
-    /// slept wait (with its owner) keeps its kind when brief waits are folded in.
+    /// slept wait (with its owner) keeps its kind when brief waits are folded in, and
+    /// only the slept wait is timed.
     #[test]
     fn brief_waits_add_to_a_lock_seen_sleeping() {
         let mut a = Analysis::new();
@@ -884,15 +865,62 @@ mod tests {
             &mut a,
             &[mutex_wait(101, 10, LOCK_A, 102), done(101, 60, LOCK_A)],
         );
-        a.on_brief_waits(&[(LOCK_A, brief(4, 400, 200, 2))], &is_thread);
+        a.on_brief_waits(&[(LOCK_A, brief(4, 2))], &is_thread);
         let stats = a.stats().get(LOCK_A).unwrap();
         assert_eq!(stats.contentions, 5);
-        assert_eq!(stats.wait().total, 450);
+        assert_eq!((stats.wait().count, stats.wait().total), (1, 50));
         assert_eq!(a.lock_kind(LOCK_A), LockKind::Mutex);
     }
 
-    /// Guards `max_waiters` against a wait seen twice: found blocked at attach, then
-    /// reported by the kernel too (or a wait whose end was lost). The thread waits once.
+    /// Guards the end of a wait woken before it slept: the kernel sends its end but no
+    /// start, and it must count as a brief wait on its lock (a contention), not vanish
+    /// among unmatched ends nor end another wait. A failed end with no start (a timeout
+    /// of a wait begun before the attach) is only counted as unmatched.
+    #[test]
+    fn an_end_without_a_start_is_a_wait_that_never_slept() {
+        let mut a = Analysis::new();
+        feed(&mut a, &[done(101, 20, LOCK_A)]);
+        let stats = a.stats().get(LOCK_A).unwrap();
+        assert_eq!((stats.contentions, stats.wait().count), (1, 0));
+        assert_eq!(a.counts().brief_lock_waits, 1);
+        assert_eq!(a.counts().unmatched_wait_ends, 0);
+        let timed_out = TraceEvent::FutexWaitDone {
+            tid: 102,
+            ts_ns: 30,
+            addr: LOCK_B,
+            cmd: futex_cmd::WAIT,
+            val: 2,
+            ret: -110,
+        };
+        feed(&mut a, &[timed_out]);
+        assert!(a.stats().get(LOCK_B).is_none());
+        assert_eq!(a.counts().unmatched_wait_ends, 1);
+    }
+
+    /// Guards against a lost end keeping a thread in the wait-for graph: a thread is in
+    /// one futex call at a time, so an end on another word than its open wait means that
+    /// wait's end was lost (it ends, untimed) and this call never slept.
+    #[test]
+    fn an_end_on_another_word_retires_the_stale_wait() {
+        let mut a = Analysis::new();
+        feed(
+            &mut a,
+            &[
+                mutex_wait(101, 10, LOCK_A, 102),
+                mutex_wait(102, 20, LOCK_B, 103),
+                done(101, 30, LOCK_B),
+            ],
+        );
+        assert!(a.active_wait(101).is_none());
+        let a_stats = a.stats().get(LOCK_A).unwrap();
+        assert_eq!((a_stats.contentions, a_stats.wait().count), (1, 0));
+        assert_eq!(a.stats().get(LOCK_B).unwrap().contentions, 2);
+        assert!(a.active_wait(102).is_some(), "another thread's wait stays");
+    }
+
+    /// Guards `max_waiters` and the wait's start against a wait seen twice: found blocked
+    /// at attach and then reported by the kernel too, or sent again because its thread
+    /// slept twice in one call. The thread waits once, from the first start.
     #[test]
     fn a_wait_seen_twice_counts_one_waiter() {
         let mut a = Analysis::new();
@@ -908,7 +936,8 @@ mod tests {
         );
         let stats = a.stats().get(LOCK_A).unwrap();
         assert_eq!(stats.max_waiters, 2);
-        assert_eq!(stats.contentions, 3);
+        assert_eq!(stats.contentions, 2);
+        assert_eq!(stats.wait().total, (20 - 10) + (30 - 12));
     }
 
     #[test]
@@ -1151,6 +1180,7 @@ mod tests {
             ts_ns: 20,
             addr: LOCK_A,
             cmd: futex_cmd::LOCK_PI2,
+            val: 0,
             ret: -35,
         };
         // glibc then sleeps forever on a zero word of its own stack.
@@ -1194,6 +1224,7 @@ mod tests {
             ts_ns: 20,
             addr: LOCK_A,
             cmd: futex_cmd::LOCK_PI2,
+            val: 0,
             ret: -110,
         };
         feed(&mut b, &[pi_wait(101, 10, LOCK_A, 102), timed_out]);

@@ -191,11 +191,15 @@ pub enum TraceEvent<'a> {
         snapshot: Snapshot,
         window: WindowRef<'a>,
     },
+    /// A futex wait returned (any result but `EAGAIN`, which the kernel only counts).
+    /// `val` is the call's expected value, which classifies the word when no record of
+    /// the wait's start came (it was woken before it slept).
     FutexWaitDone {
         tid: u32,
         ts_ns: u64,
         addr: u64,
         cmd: u32,
+        val: u32,
         ret: i64,
     },
     LockAcquired {
@@ -409,6 +413,7 @@ fn decode_header(header: Header<'_>) -> Result<TraceEvent<'static>, DecodeError>
             ts_ns,
             addr,
             cmd: op,
+            val: header.u32(offset_of!(Event, val)),
             ret: header.i64(offset_of!(Event, ret)),
         },
         EventKind::LockAcquired => TraceEvent::LockAcquired {
@@ -527,10 +532,12 @@ pub fn encode(event: &TraceEvent) -> Event {
             ts_ns,
             addr,
             cmd,
+            val,
             ret,
         } => {
             raw.kind = EventKind::FutexWaitDone as u32;
-            (raw.tid, raw.ts_ns, raw.addr, raw.op, raw.ret) = (tid, ts_ns, addr, cmd, ret);
+            (raw.tid, raw.ts_ns, raw.addr, raw.op, raw.val, raw.ret) =
+                (tid, ts_ns, addr, cmd, val, ret);
         }
         TraceEvent::LockAcquired {
             tid,
@@ -574,9 +581,6 @@ pub fn to_bytes(raw: &Event) -> [u8; EVENT_SIZE] {
 fn add_brief(sum: BriefWaits, cpu: &BriefWaits) -> BriefWaits {
     BriefWaits {
         count: sum.count + cpu.count,
-        timed: sum.timed + cpu.timed,
-        total_ns: sum.total_ns + cpu.total_ns,
-        max_ns: sum.max_ns.max(cpu.max_ns),
         op: if cpu.count > 0 { cpu.op } else { sum.op },
         val: if cpu.count > 0 { cpu.val } else { sum.val },
     }
@@ -671,7 +675,8 @@ mod tests {
                 ts_ns: 20,
                 addr: 0x1010,
                 cmd: futex_cmd::WAIT,
-                ret: -11,
+                val: 2,
+                ret: -110,
             },
             TraceEvent::LockAcquired {
                 tid: 8,
@@ -771,12 +776,9 @@ mod tests {
         assert_eq!(short.u32_at(0x1008), None, "beyond the valid length");
     }
 
-    fn brief(count: u64, total_ns: u64, max_ns: u64, val: u32) -> BriefWaits {
+    fn brief(count: u64, val: u32) -> BriefWaits {
         BriefWaits {
             count,
-            timed: count,
-            total_ns,
-            max_ns,
             op: futex_cmd::WAIT,
             val,
         }
@@ -787,16 +789,16 @@ mod tests {
     /// word not in the hash yet is a word of its own, and empty entries add nothing.
     #[test]
     fn brief_waits_add_hash_and_running_totals() {
-        let hash_a = [brief(3, 300, 200, 2), brief(1, 50, 50, 2)];
-        let hash_b = [BriefWaits::ZERO, brief(2, 20, 15, 0)];
+        let hash_a = [brief(3, 2), brief(1, 2)];
+        let hash_b = [BriefWaits::ZERO, brief(2, 0)];
         let running = [
             CpuBriefWaits {
                 addr: 0xa0,
-                waits: brief(4, 1_000, 900, 2),
+                waits: brief(4, 2),
             },
             CpuBriefWaits {
                 addr: 0xc0,
-                waits: brief(1, 7, 7, 2),
+                waits: brief(1, 2),
             },
             CpuBriefWaits {
                 addr: 0xb0,
@@ -808,9 +810,9 @@ mod tests {
         assert_eq!(
             words,
             vec![
-                (0xa0, brief(8, 1_350, 900, 2)),
-                (0xb0, brief(2, 20, 15, 0)),
-                (0xc0, brief(1, 7, 7, 2)),
+                (0xa0, brief(8, 2)),
+                (0xb0, brief(2, 0)),
+                (0xc0, brief(1, 2)),
             ]
         );
     }

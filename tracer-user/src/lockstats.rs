@@ -89,20 +89,6 @@ impl Distribution {
         self.total += u128::from(ns);
     }
 
-    /// Adds `count` values that sum to `total_ns`, each counted in the histogram at
-    /// their mean (the total stays exact).
-    fn record_n(&mut self, count: u64, total_ns: u64) {
-        let Some(mean) = total_ns.checked_div(count) else {
-            return;
-        };
-        if let Some(hist) = &mut self.hist {
-            let _ = hist.record_n(mean.clamp(LOWEST_NS, HIGHEST_NS), count);
-        }
-        self.count = self.count.saturating_add(count);
-        self.max = self.max.max(mean);
-        self.total += u128::from(total_ns);
-    }
-
     /// The histogram with the pending values in it: a copy when some are pending (only
     /// summaries read it, once per lock).
     fn histogram(&self) -> Option<Cow<'_, Histogram<u64>>> {
@@ -214,25 +200,15 @@ impl LockStats {
         self.wait.record(ns);
     }
 
-    /// `count` waits that never slept ended, `total_ns` together (estimated from the
-    /// kernel's timed sample, see `tracer_common::BRIEF_WAIT_TIMING_PERIOD`). The kernel
-    /// adds these up instead of sending each (see `tracer_common::OpenWait`), so only
-    /// their sum and the longest timed one (`longest`, when it is among them) are known:
-    /// the histogram gets the longest and `count - 1` waits of the mean of the rest.
-    pub fn record_brief_waits(&mut self, count: u64, total_ns: u64, longest: Option<u64>) {
+    /// `count` waits that never slept ended. They count as contentions but have no
+    /// duration: the kernel counts them at their end and has no hook at their start (see
+    /// `tracer-ebpf/src/futex_sleep.rs`); each lasted about one system call.
+    pub fn record_brief_waits(&mut self, count: u64) {
         if count == 0 {
             return;
         }
         self.contentions = self.contentions.saturating_add(count);
         self.max_waiters = self.max_waiters.max(1);
-        let (rest, rest_ns) = match longest {
-            Some(ns) => {
-                self.wait.record(ns);
-                (count - 1, total_ns.saturating_sub(ns))
-            }
-            None => (count, total_ns),
-        };
-        self.wait.record_n(rest, rest_ns);
     }
 
     /// The lock was held for `ns` nanoseconds.
@@ -356,21 +332,27 @@ mod tests {
         );
     }
 
-    /// Guards the folding of the kernel's brief-wait totals: counts, total and maximum
-    /// must come out exact, and the longest wait must not be smeared into the mean.
+    /// Guards the folding of the kernel's brief-wait counts: they are contentions, with
+    /// one waiter at least, but they have no duration and must not drag the wait
+    /// distribution down with invented zeros.
     #[test]
-    fn brief_waits_keep_count_total_and_max() {
+    fn brief_waits_count_as_contentions_without_a_duration() {
         let mut s = LockStats::new();
-        s.record_brief_waits(10, 9 * US + 100 * US, Some(100 * US));
-        s.record_brief_waits(5, 5 * US, None);
-        s.record_brief_waits(0, 0, None);
+        s.begin_wait();
+        s.end_wait(100 * US);
+        s.record_brief_waits(10);
+        s.record_brief_waits(0);
         let q = s.wait();
-        assert_eq!(s.contentions, 15);
-        assert_eq!(q.count, 15);
-        assert_eq!(q.total, 114 * US);
-        assert_eq!(q.max, 100 * US);
-        assert_close(q.p50, US);
+        assert_eq!(s.contentions, 11);
+        assert_eq!(
+            (q.count, q.total, q.max, q.p50),
+            (1, 100 * US, 100 * US, 100 * US)
+        );
         assert_eq!(s.max_waiters, 1);
+        let mut only_brief = LockStats::new();
+        only_brief.record_brief_waits(3);
+        assert_eq!(only_brief.contentions, 3);
+        assert_eq!(only_brief.wait().count, 0);
     }
 
     #[test]

@@ -712,7 +712,7 @@ impl Config {
             Self::Untraced => "untraced",
             Self::Attach => "tracer attach",
             Self::AttachHolds => "tracer attach --holds",
-            Self::Floor => "floor: empty sys_enter/sched_switch/sys_exit",
+            Self::Floor => "floor: empty sched_switch/sys_exit",
             Self::FloorUprobes => "floor: + empty lock uprobes",
             Self::Bpftrace => "bpftrace futex_wait.bt",
         }

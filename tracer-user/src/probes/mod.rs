@@ -1,5 +1,5 @@
 //! The only module that talks to aya: loads the eBPF object built by `build.rs`, attaches
-//! the futex hooks (`sys_enter`, `sched_switch`, `sys_exit`) and (with `--holds`) the glibc lock uprobes, drains the ring buffer and
+//! the futex hooks (`sched_switch`, `sys_exit`) and (with `--holds`) the glibc lock uprobes, drains the ring buffer and
 //! reads counters, stacks and the kernel's totals of waits that never slept.
 //!
 //! Every attachment is a file-descriptor-based link (BTF raw tracepoints, perf-event
@@ -22,8 +22,8 @@ use tracer_common::{
     BriefWaits, COUNTER_SLOTS, Counter, CpuBriefWaits, GLOBAL_GO_GOID_OFFSET, GLOBAL_TARGET_TGID,
     LockOp, MAP_BRIEF_WAITS, MAP_COUNTERS, MAP_CPU_BRIEF_WAITS, MAP_EVENTS, MAP_PENDING_LOCKS,
     MAP_STACKS, PROG_GO_LOCK_SITE, PROG_LOCK_ENTRY, PROG_LOCK_RETURN, PROG_NOOP_SCHED_SWITCH,
-    PROG_NOOP_SYS_ENTER, PROG_NOOP_SYS_EXIT, PROG_NOOP_UPROBE, PROG_NOOP_URETPROBE,
-    PROG_SCHED_SWITCH, PROG_SYS_ENTER, PROG_SYS_EXIT, PROG_UNLOCK_ENTRY, PendingLock,
+    PROG_NOOP_SYS_EXIT, PROG_NOOP_UPROBE, PROG_NOOP_URETPROBE, PROG_SCHED_SWITCH, PROG_SYS_EXIT,
+    PROG_UNLOCK_ENTRY, PendingLock,
 };
 
 /// The eBPF object, built for the BPF target by `build.rs` (aya-build).
@@ -210,19 +210,15 @@ impl Probes {
             .override_global(GLOBAL_GO_GOID_OFFSET, &goid_offset, true)
             .load(EBPF_OBJECT)
             .map_err(ProbeError::Load)?;
-        let (enter, sleep, exit) = match hooks {
-            Hooks::Trace { .. } => (PROG_SYS_ENTER, PROG_SCHED_SWITCH, PROG_SYS_EXIT),
-            Hooks::Floor { .. } => (
-                PROG_NOOP_SYS_ENTER,
-                PROG_NOOP_SCHED_SWITCH,
-                PROG_NOOP_SYS_EXIT,
-            ),
+        let (sleep, exit) = match hooks {
+            Hooks::Trace { .. } => (PROG_SCHED_SWITCH, PROG_SYS_EXIT),
+            Hooks::Floor { .. } => (PROG_NOOP_SCHED_SWITCH, PROG_NOOP_SYS_EXIT),
         };
-        // Where a wait ends and where it is sent attach before where it begins: a wait
-        // begun before its `sys_exit` program ran would leave its entry open for good.
+        // Where a wait ends attaches before where it is seen begin: a wait sent before
+        // its `sys_exit` program ran would stay open for good. (Waits already asleep are
+        // found by the session's scan of the target's threads.)
         attach_tp_btf(&mut ebpf, exit, "sys_exit", &btf)?;
         attach_tp_btf(&mut ebpf, sleep, "sched_switch", &btf)?;
-        attach_tp_btf(&mut ebpf, enter, "sys_enter", &btf)?;
 
         let mut summary = AttachSummary::default();
         let uprobe_progs = match hooks {
@@ -549,7 +545,15 @@ mod tests {
                 "{name} missing from the eBPF object"
             );
         }
-        assert!(file.sections().any(|s| s.name() == Ok("tp_btf/sys_enter")));
+        assert!(file.sections().any(|s| s.name() == Ok("tp_btf/sys_exit")));
+        assert!(
+            file.sections()
+                .any(|s| s.name() == Ok("tp_btf/sched_switch"))
+        );
+        assert!(
+            !file.sections().any(|s| s.name() == Ok("tp_btf/sys_enter")),
+            "no program may hook every system call's entry (see futex_sleep.rs)"
+        );
         assert!(file.sections().any(|s| s.name() == Ok("uretprobe")));
     }
 }
