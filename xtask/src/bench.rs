@@ -7,7 +7,8 @@
 //!   (`tracer floor`, with and without uprobes) and under an equivalent bpftrace script;
 //! - (d) the delay between an ABBA deadlock closing and the tracer printing it;
 //! - (e) Go targets: overhead on a contended `sync.Mutex` workload, and attach time on a
-//!   large real Go binary (see `bench/go.rs`).
+//!   large real Go binary (see `bench/go.rs`);
+//! - (f) the tracer's own CPU while attached to a quiet target (see `bench/idle.rs`).
 //!
 //! Overhead runs are interleaved round-robin (every configuration once per round, the
 //! starting configuration rotating), so drift in the machine (thermal, noisy neighbours
@@ -29,6 +30,7 @@ use std::{
 use anyhow::{Context as _, anyhow, bail};
 
 mod go;
+mod idle;
 
 /// Lock-heavy workload shape: more threads than the 2 cores of the reference machine, a
 /// ~1 µs critical section and a shorter stretch outside it, so the lock is demanded more
@@ -54,6 +56,7 @@ enum Part {
     Floors,
     Latency,
     Go,
+    Idle,
 }
 
 struct Options {
@@ -115,7 +118,8 @@ fn parse_options(args: &[String]) -> anyhow::Result<Options> {
                             "c" => Part::Floors,
                             "d" => Part::Latency,
                             "e" => Part::Go,
-                            other => bail!("--only takes a, b, c, d or e, not {other:?}"),
+                            "f" => Part::Idle,
+                            other => bail!("--only takes a, b, c, d, e or f, not {other:?}"),
                         })
                     })
                     .collect::<anyhow::Result<Vec<_>>>()?;
@@ -124,11 +128,12 @@ fn parse_options(args: &[String]) -> anyhow::Result<Options> {
             "--no-build" => opts.no_build = true,
             "-h" | "--help" => {
                 println!(
-                    "cargo xtask bench [--rounds N (5)] [--seconds S (3)] [--only a|b|c|d|e[,...]] [--no-build]\n\
+                    "cargo xtask bench [--rounds N (5)] [--seconds S (3)] [--only a|b|c|d|e|f[,...]] [--no-build]\n\
                      a: userspace pipeline events/s; b: overhead of tracer attach (default, --holds);\n\
                      c: floors (empty programs, empty uprobes, bpftrace); d: deadlock report latency;\n\
-                     e: Go targets (overhead on a sync.Mutex workload, attach time on a large Go binary).\n\
-                     Needs root (b, c, d). Writes bench-results/latest.md."
+                     e: Go targets (overhead on a sync.Mutex workload, attach time on a large Go binary);\n\
+                     f: the tracer's own CPU while attached to a quiet target.\n\
+                     Needs root (b to f). Writes bench-results/latest.md."
                 );
                 return Ok(Options {
                     only: None,
@@ -157,7 +162,8 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     let overhead = opts.wants(Part::Overhead) || opts.wants(Part::Floors);
     let latency = opts.wants(Part::Latency);
     let go = opts.wants(Part::Go);
-    if overhead || latency || go {
+    let idle = opts.wants(Part::Idle);
+    if overhead || latency || go || idle {
         let tools = Tools::build(&root, opts.no_build)?;
         if overhead {
             report.push_str(&overhead_section(&tools, &opts)?);
@@ -168,6 +174,9 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         }
         if go {
             report.push_str(&go::section(&tools, &opts)?);
+        }
+        if idle {
+            report.push_str(&idle::section(&tools, &opts));
         }
     }
 
@@ -398,7 +407,7 @@ impl Tools {
     fn build(root: &Path, no_build: bool) -> anyhow::Result<Self> {
         // SAFETY: geteuid has no preconditions and cannot fail.
         if unsafe { libc::geteuid() } != 0 {
-            bail!("bench parts b, c and d attach eBPF programs: run as root (or use --only a)");
+            bail!("bench parts b to f attach eBPF programs: run as root (or use --only a)");
         }
         let tracer = root.join("target/release/tracer");
         if no_build {
@@ -750,7 +759,7 @@ impl Config {
                     "--format",
                     "json",
                 ]),
-                3,
+                2,
             ),
             Self::AttachHolds => (
                 tracer(&[
@@ -763,15 +772,15 @@ impl Config {
                     "json",
                     "--holds",
                 ]),
-                4,
+                3,
             ),
             Self::Floor => (
                 tracer(&["floor", "--pid", &pid, "--duration", &duration]),
-                3,
+                2,
             ),
             Self::FloorUprobes => (
                 tracer(&["floor", "--pid", &pid, "--duration", &duration, "--uprobes"]),
-                4,
+                3,
             ),
             Self::Bpftrace => {
                 let mut cmd = Command::new("bpftrace");
@@ -1243,7 +1252,7 @@ fn latency_run(tools: &Tools) -> anyhow::Result<Latency> {
             "json",
         ]),
     )?;
-    wait_attached(&mut tracer, 3)?;
+    wait_attached(&mut tracer, 2)?;
     target.send_start()?;
     let closed = target.wait_line(Duration::from_secs(10), |l| l.starts_with("closed_ns="))?;
     let closed_ns: u64 = closed.text["closed_ns=".len()..]
@@ -1424,5 +1433,7 @@ mod tests {
         let both = parse_options(&["--only".to_owned(), "b,c".to_owned()]).expect("b,c");
         assert!(both.wants(Part::Overhead) && both.wants(Part::Floors));
         assert!(!both.wants(Part::Pipeline));
+        let idle = parse_options(&["--only".to_owned(), "f".to_owned()]).expect("f");
+        assert_eq!(idle.only, Some(vec![Part::Idle]));
     }
 }
