@@ -506,6 +506,51 @@ const _: () = assert!(
         && LOCK_RECORD_SIZE != WAIT_RECORD_SIZE
 );
 
+/// The record of an [`EventKind::FutexWaitDone`]: a futex wait returned. One goes out
+/// per sleeping wait (and per wait woken before it slept), so it is kept to the fields an
+/// end needs: 48 bytes in the ring buffer with its header instead of 136, fewer cache
+/// lines for `sys_exit` to write and the reader to read.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WaitEndRecord {
+    /// [`EventKind::FutexWaitDone`] as `u32`.
+    pub kind: u32,
+    /// Kernel TID of the thread whose wait ended.
+    pub tid: u32,
+    /// `bpf_ktime_get_ns()` when the call returned.
+    pub ts_ns: u64,
+    /// The futex word (for `futex_waitv`, the first word waited on).
+    pub addr: u64,
+    /// The call's return value, sign-extended.
+    pub ret: i64,
+    /// Futex command (see [`futex_cmd`]) and expected value.
+    pub op: u32,
+    pub val: u32,
+}
+
+impl WaitEndRecord {
+    /// An all-zero record, for filling in field by field.
+    pub const ZERO: Self = Self {
+        kind: 0,
+        tid: 0,
+        ts_ns: 0,
+        addr: 0,
+        ret: 0,
+        op: 0,
+        val: 0,
+    };
+}
+
+/// Size of [`WaitEndRecord`] on the wire.
+pub const WAIT_END_RECORD_SIZE: usize = 40;
+const _: () = assert!(core::mem::size_of::<WaitEndRecord>() == WAIT_END_RECORD_SIZE);
+const _: () = assert!(
+    WAIT_END_RECORD_SIZE != EVENT_SIZE
+        && WAIT_END_RECORD_SIZE != GO_EVENT_SIZE
+        && WAIT_END_RECORD_SIZE != LOCK_RECORD_SIZE
+        && WAIT_END_RECORD_SIZE != WAIT_RECORD_SIZE
+);
+
 /// Number of 64-bit words of user stack copied from the stack pointer at each futex wait.
 ///
 /// glibc is built without frame pointers, so a frame-pointer walk from inside a futex
@@ -516,7 +561,8 @@ const _: () = assert!(
 pub const STACK_WINDOW_WORDS: usize = 32;
 
 /// The record of an [`EventKind::FutexWait`]: the common fields plus the top of the user
-/// stack. Other kinds are sent as a bare [`Event`]; records are told apart by size.
+/// stack. Each kind goes out in a record of its own size ([`WaitEndRecord`],
+/// [`LockRecord`], [`GoEvent`]), which is how the reader tells them apart.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WaitRecord {
@@ -629,6 +675,8 @@ mod pod {
     unsafe impl aya::Pod for super::WaitRecord {}
     // SAFETY: `repr(C)`, 72 bytes pinned by an assert, no padding, plain integers only.
     unsafe impl aya::Pod for super::GoEvent {}
+    // SAFETY: `repr(C)`, 40 bytes pinned by an assert, no padding, plain integers only.
+    unsafe impl aya::Pod for super::WaitEndRecord {}
 }
 
 #[cfg(test)]

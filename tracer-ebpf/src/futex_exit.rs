@@ -16,11 +16,11 @@ use aya_ebpf::{
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
-use tracer_common::{BriefWaits, Counter, Event, EventKind};
+use tracer_common::{BriefWaits, Counter, EventKind, WaitEndRecord};
 
 use crate::{
     futex_call::{self, FutexCall, syscall_args},
-    helpers::{FutexWait, SyscallRegs, count, count_n, emit, send_wait, target_tid},
+    helpers::{FutexWait, SyscallRegs, count, count_n, emit_wait_end, send_wait, target_tid},
     maps::{BRIEF_WAITS, CPU_BRIEF_WAITS},
 };
 
@@ -80,15 +80,15 @@ fn try_futex_exit(ctx: &BtfTracePointContext) -> Result<(), ()> {
             return Ok(());
         }
     }
-    let mut event = Event::ZERO;
-    event.kind = EventKind::FutexWaitDone as u32;
-    event.tid = tid;
-    event.ts_ns = now;
-    event.addr = addr;
-    event.op = cmd;
-    event.val = val;
-    event.ret = ret;
-    emit(&event);
+    emit_wait_end(&WaitEndRecord {
+        kind: EventKind::FutexWaitDone as u32,
+        tid,
+        ts_ns: now,
+        addr,
+        ret,
+        op: cmd,
+        val,
+    });
     Ok(())
 }
 

@@ -10,7 +10,7 @@ use aya_ebpf::{
 };
 use tracer_common::{
     Counter, Event, EventKind, GoEvent, LockRecord, SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS,
-    STACK_ID_NO_FRAME_CHAIN, STACK_WINDOW_WORDS, WaitRecord,
+    STACK_ID_NO_FRAME_CHAIN, STACK_WINDOW_WORDS, WaitEndRecord, WaitRecord,
 };
 
 use crate::{
@@ -70,16 +70,19 @@ pub(crate) fn count_n(counter: Counter, n: u64) -> u64 {
 /// idle one lets the reader sleep until something happens.
 const SUBMIT_FLAGS: u64 = 0;
 
-/// Sends `event` to the ring buffer (see [`SUBMIT_FLAGS`] for the wakeup). A full buffer
-/// drops the event and counts it; we never wait.
+/// Sends a futex wait's end to the ring buffer (see [`SUBMIT_FLAGS`] for the wakeup). A
+/// full buffer drops the record and counts it; we never wait.
 #[inline(always)]
-pub(crate) fn emit(event: &Event) {
-    if EVENTS.output::<Event>(event, SUBMIT_FLAGS).is_err() {
+pub(crate) fn emit_wait_end(record: &WaitEndRecord) {
+    if EVENTS
+        .output::<WaitEndRecord>(record, SUBMIT_FLAGS)
+        .is_err()
+    {
         count(Counter::Dropped);
     }
 }
 
-/// Sends a Go lock-site record; same rules as [`emit`].
+/// Sends a Go lock-site record; same rules as [`emit_wait_end`].
 #[inline(always)]
 pub(crate) fn emit_go(event: &GoEvent) {
     if EVENTS.output::<GoEvent>(event, SUBMIT_FLAGS).is_err() {
@@ -87,7 +90,7 @@ pub(crate) fn emit_go(event: &GoEvent) {
     }
 }
 
-/// Sends a `--holds` lock record; same rules as [`emit`].
+/// Sends a `--holds` lock record; same rules as [`emit_wait_end`].
 #[inline(always)]
 pub(crate) fn emit_lock(record: &LockRecord) {
     if EVENTS.output::<LockRecord>(record, SUBMIT_FLAGS).is_err() {

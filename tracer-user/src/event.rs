@@ -4,7 +4,8 @@ use std::mem::offset_of;
 use thiserror::Error;
 use tracer_common::{
     BriefWaits, CpuBriefWaits, EVENT_SIZE, Event, EventKind, LOCK_RECORD_SIZE, LockOp, LockRecord,
-    SNAPSHOT_WORDS, STACK_WINDOW_WORDS, UnknownValue, WAIT_RECORD_SIZE, WaitRecord,
+    SNAPSHOT_WORDS, STACK_WINDOW_WORDS, UnknownValue, WAIT_END_RECORD_SIZE, WAIT_RECORD_SIZE,
+    WaitEndRecord, WaitRecord,
 };
 
 /// A record that could not be decoded. Counted and skipped, never fatal: a newer or
@@ -12,11 +13,13 @@ use tracer_common::{
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum DecodeError {
     #[error(
-        "record of {len} bytes, expected {LOCK_RECORD_SIZE}, {EVENT_SIZE} or {WAIT_RECORD_SIZE}"
+        "record of {len} bytes, expected {WAIT_END_RECORD_SIZE}, {LOCK_RECORD_SIZE}, {EVENT_SIZE} or {WAIT_RECORD_SIZE}"
     )]
     Size { len: usize },
     #[error("a {WAIT_RECORD_SIZE}-byte record that is not a futex wait")]
     WaitRecordKind,
+    #[error("a {WAIT_END_RECORD_SIZE}-byte record that is not a futex wait end")]
+    WaitEndRecordKind,
     #[error("a {LOCK_RECORD_SIZE}-byte record that is not a lock acquire or release")]
     LockRecordKind,
     #[error("unknown event kind {}", .0.0)]
@@ -249,6 +252,9 @@ impl TraceEvent<'_> {
 /// When the length or a discriminant is not one this build knows.
 pub fn decode(bytes: &[u8]) -> Result<TraceEvent<'_>, DecodeError> {
     let size = DecodeError::Size { len: bytes.len() };
+    if bytes.len() == WAIT_END_RECORD_SIZE {
+        return decode_wait_end_record(&read_wait_end_record(bytes));
+    }
     if bytes.len() == LOCK_RECORD_SIZE {
         return decode_lock_record(&read_lock_record(bytes));
     }
@@ -268,6 +274,34 @@ fn read_lock_record(bytes: &[u8]) -> LockRecord {
     // tracer-common), read_unaligned copes with any alignment, and every bit pattern is a
     // valid `LockRecord` (plain integers only).
     unsafe { bytes.as_ptr().cast::<LockRecord>().read_unaligned() }
+}
+
+/// Reads a [`WaitEndRecord`] from exactly `WAIT_END_RECORD_SIZE` bytes (no alignment
+/// guarantee).
+fn read_wait_end_record(bytes: &[u8]) -> WaitEndRecord {
+    let bytes = &bytes[..WAIT_END_RECORD_SIZE];
+    // SAFETY: `bytes` is exactly size_of::<WaitEndRecord>() bytes (asserted in
+    // tracer-common), read_unaligned copes with any alignment, and every bit pattern is a
+    // valid `WaitEndRecord` (plain integers only).
+    unsafe { bytes.as_ptr().cast::<WaitEndRecord>().read_unaligned() }
+}
+
+/// Converts a futex wait's end record into a typed event.
+///
+/// # Errors
+/// When the kind is not a futex wait end.
+pub fn decode_wait_end_record(raw: &WaitEndRecord) -> Result<TraceEvent<'static>, DecodeError> {
+    match EventKind::try_from(raw.kind).map_err(DecodeError::Kind)? {
+        EventKind::FutexWaitDone => Ok(TraceEvent::FutexWaitDone {
+            tid: raw.tid,
+            ts_ns: raw.ts_ns,
+            addr: raw.addr,
+            cmd: raw.op,
+            val: raw.val,
+            ret: raw.ret,
+        }),
+        _ => Err(DecodeError::WaitEndRecordKind),
+    }
 }
 
 /// Converts a `--holds` lock record into a typed event.
@@ -440,6 +474,29 @@ fn decode_header(header: Header<'_>) -> Result<TraceEvent<'static>, DecodeError>
 /// used by tests and the pipeline benchmark to make synthetic input.
 #[must_use]
 pub fn encode_bytes(event: &TraceEvent) -> Vec<u8> {
+    if let TraceEvent::FutexWaitDone {
+        tid,
+        ts_ns,
+        addr,
+        cmd,
+        val,
+        ret,
+    } = *event
+    {
+        let record = WaitEndRecord {
+            kind: EventKind::FutexWaitDone as u32,
+            tid,
+            ts_ns,
+            addr,
+            ret,
+            op: cmd,
+            val,
+        };
+        // SAFETY: `WaitEndRecord` is `repr(C)` with no padding (size asserted), so its
+        // bytes are all initialised.
+        let bytes: [u8; WAIT_END_RECORD_SIZE] = unsafe { core::mem::transmute_copy(&record) };
+        return bytes.to_vec();
+    }
     if let Some(record) = encode_lock_record(event) {
         // SAFETY: `LockRecord` is `repr(C)` with no padding (size asserted), so its bytes
         // are all initialised.
@@ -711,9 +768,14 @@ mod tests {
         raw.write_to(&mut out);
         assert_eq!((out, raw.to_window()), (window, window));
         assert_ne!(raw, WindowRef::EMPTY);
-        // Lock events travel as the small lock record.
+        // Wait ends and lock events travel as their small records.
+        assert_eq!(encode_bytes(&events[1]).len(), WAIT_END_RECORD_SIZE);
         assert_eq!(encode_bytes(&events[2]).len(), LOCK_RECORD_SIZE);
         assert_eq!(encode_bytes(&events[3]).len(), LOCK_RECORD_SIZE);
+        // A wait end's size with another kind inside is rejected.
+        let mut bytes = encode_bytes(&events[1]);
+        bytes[..4].copy_from_slice(&(EventKind::FutexWait as u32).to_ne_bytes());
+        assert_eq!(decode(&bytes), Err(DecodeError::WaitEndRecordKind));
         // A wait record's size with another kind inside is rejected.
         let mut bytes = encode_bytes(&events[0]);
         bytes[..4].copy_from_slice(&(EventKind::LockReleased as u32).to_ne_bytes());
