@@ -1319,31 +1319,47 @@ fn latency_section(tools: &Tools, opts: &Options) -> String {
          pipe. {} runs.\n",
         opts.rounds
     );
+    worst_case_table(
+        &mut s,
+        &[
+            ("external: cycle closed → line read", &external),
+            ("tracer's detected_after_ns", &reported),
+        ],
+        (LATENCY_GOAL_MS, "ms", 1),
+        &failures,
+    );
+    s
+}
+
+/// Appends a table of measures judged by their worst run against an upper bound
+/// (`goal` in `unit`, values printed with `decimals`), then the failed runs' messages.
+fn worst_case_table(
+    s: &mut String,
+    rows: &[(&str, &[f64])],
+    (goal, unit, decimals): (f64, &str, usize),
+    failures: &[String],
+) {
     let _ = writeln!(s, "| measure | median | max | goal | verdict |");
     let _ = writeln!(s, "|---|---|---|---|---|");
-    for (name, values) in [
-        ("external: cycle closed → line read", &external),
-        ("tracer's detected_after_ns", &reported),
-    ] {
+    for &(name, values) in rows {
         if values.is_empty() {
-            let _ = writeln!(s, "| {name} | no data | | ≤ {LATENCY_GOAL_MS} ms | |");
+            let _ = writeln!(s, "| {name} | no data | | ≤ {goal} {unit} | |");
             continue;
         }
         let (med, worst) = (median(values), max(values));
         let _ = writeln!(
             s,
-            "| {name} | {med:.1} ms | {worst:.1} ms | ≤ {LATENCY_GOAL_MS} ms | {} |",
+            "| {name} | {med:.decimals$} {unit} | {worst:.decimals$} {unit} | ≤ {goal} {unit} | {} |",
             verdict(
-                worst <= LATENCY_GOAL_MS,
-                &format!("worst {:.1}× the goal", worst / LATENCY_GOAL_MS)
+                worst <= goal,
+                &format!("worst {:.1}× the goal", worst / goal)
             )
         );
     }
-    for msg in &failures {
+    for msg in failures {
         let _ = writeln!(s, "\n- failed run: {msg}");
     }
     s.push('\n');
-    s
 }
 
 // ---------------------------------------------------------------------------------------

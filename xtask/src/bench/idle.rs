@@ -16,7 +16,7 @@ use std::{
 
 use anyhow::Context as _;
 
-use super::{Options, Proc, Tools, max, median, verdict, wait_attached};
+use super::{Options, Proc, Tools, wait_attached, worst_case_table};
 
 /// Budget for the tracer's own CPU with a quiet target: 1% of one CPU.
 const IDLE_GOAL_MS_PER_S: f64 = 10.0;
@@ -108,27 +108,11 @@ pub(super) fn section(tools: &Tools, opts: &Options) -> String {
         WINDOW.as_secs(),
         opts.rounds
     );
-    let _ = writeln!(s, "| measure | median | max | goal | verdict |");
-    let _ = writeln!(s, "|---|---|---|---|---|");
-    if runs.is_empty() {
-        let _ = writeln!(
-            s,
-            "| tracer CPU | no data | | ≤ {IDLE_GOAL_MS_PER_S} ms/s | |"
-        );
-    } else {
-        let (med, worst) = (median(&runs), max(&runs));
-        let _ = writeln!(
-            s,
-            "| tracer CPU per second | {med:.2} ms | {worst:.2} ms | ≤ {IDLE_GOAL_MS_PER_S} ms/s | {} |",
-            verdict(
-                worst <= IDLE_GOAL_MS_PER_S,
-                &format!("worst {:.1}× the budget", worst / IDLE_GOAL_MS_PER_S)
-            )
-        );
-    }
-    for msg in &failures {
-        let _ = writeln!(s, "\n- failed run: {msg}");
-    }
-    s.push('\n');
+    worst_case_table(
+        &mut s,
+        &[("tracer CPU per second", &runs)],
+        (IDLE_GOAL_MS_PER_S, "ms/s", 2),
+        &failures,
+    );
     s
 }
