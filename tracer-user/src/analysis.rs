@@ -267,16 +267,11 @@ impl Analysis {
         (stack, window): (StackId, &WindowRef<'_>),
         class: FutexWaitClass,
     ) {
-        if self
-            .waits
-            .get(&tid)
-            .is_some_and(|w| w.futex == futex && !w.parked)
-        {
+        if self.end_stale_wait(tid, futex) {
             // The same call again: its thread slept twice in it (a spurious wakeup), or
             // this is the copy sent with an unusual end. The wait began at the first.
             return;
         }
-        self.end_stale_wait(tid);
         let FutexWaitClass::Lock {
             lock,
             kind,
@@ -373,15 +368,25 @@ impl Analysis {
     /// A thread has one wait at a time: a wait still open for `tid` when its next one
     /// begins (its end was lost, or it was found blocked at attach and is now also
     /// reported by the kernel) ends here at an unknown time, before the new one counts,
-    /// so it is never counted twice among its lock's waiters (`max_waiters`).
-    fn end_stale_wait(&mut self, tid: u32) {
+    /// so it is never counted twice among its lock's waiters (`max_waiters`). An open wait
+    /// on `futex` itself is the same call seen again: it is kept, and `true` returned.
+    fn end_stale_wait(&mut self, tid: u32, futex: u64) -> bool {
         let Entry::Occupied(current) = self.waits.entry(tid) else {
-            return;
+            return false;
         };
-        if current.get().parked {
-            return;
+        let open = current.get();
+        if open.futex == futex && !open.parked {
+            return true;
         }
-        let stale = current.remove();
+        if !open.parked {
+            let stale = current.remove();
+            self.retire_unmeasured(tid, stale);
+        }
+        false
+    }
+
+    /// Ends `stale`, `tid`'s wait whose end was lost, at an unknown time.
+    fn retire_unmeasured(&mut self, tid: u32, stale: ActiveWait) {
         self.free_window(stale.window_slot);
         if stale.lock.is_some() {
             self.stats.at(stale.lock_slot).end_wait_unmeasured();
@@ -409,22 +414,20 @@ impl Analysis {
     /// Ends `tid`'s wait on `futex`; `false` if it had none open, so the end has no
     /// start (the wait never slept, or its start predates the attach or was dropped).
     fn on_wait_end(&mut self, tid: u32, ts_ns: u64, futex: u64) -> bool {
-        let Some(wait) = self.waits.get(&tid) else {
+        let Entry::Occupied(current) = self.waits.entry(tid) else {
             return false;
         };
-        if wait.parked {
+        if current.get().parked {
             // Only a restart of the park; the lock wait goes on.
             return true;
         }
+        let wait = current.remove();
         if wait.futex != futex {
             // A thread is in one futex call at a time: the open wait is an older one whose
             // end was lost, and this call never slept.
-            self.end_stale_wait(tid);
+            self.retire_unmeasured(tid, wait);
             return false;
         }
-        let Some(wait) = self.waits.remove(&tid) else {
-            return false;
-        };
         self.free_window(wait.window_slot);
         if wait.lock.is_some() {
             self.stats
