@@ -1283,33 +1283,21 @@ fn latency_run(tools: &Tools) -> anyhow::Result<Latency> {
 }
 
 fn latency_section(tools: &Tools, opts: &Options) -> String {
-    let mut external = Vec::new();
-    let mut reported = Vec::new();
-    let mut failures = Vec::new();
-    for round in 0..opts.rounds {
-        match latency_run(tools) {
-            Ok(l) => {
-                eprintln!(
-                    "bench (d): run {}/{}: deadlock line {:.1} ms after the cycle closed (tracer says {})",
-                    round + 1,
-                    opts.rounds,
-                    l.external_ms,
-                    l.reported_ms
-                        .map_or_else(|| "nothing".to_owned(), |r| format!("{r:.1} ms"))
-                );
-                external.push(l.external_ms);
-                reported.extend(l.reported_ms);
-            }
-            Err(err) => {
-                eprintln!(
-                    "bench (d): run {}/{} FAILED: {err:#}",
-                    round + 1,
-                    opts.rounds
-                );
-                failures.push(format!("{err:#}"));
-            }
-        }
-    }
+    let (runs, failures) = rounds(
+        opts,
+        "d",
+        || latency_run(tools),
+        |l| {
+            format!(
+                "deadlock line {:.1} ms after the cycle closed (tracer says {})",
+                l.external_ms,
+                l.reported_ms
+                    .map_or_else(|| "nothing".to_owned(), |r| format!("{r:.1} ms"))
+            )
+        },
+    );
+    let external: Vec<f64> = runs.iter().map(|l| l.external_ms).collect();
+    let reported: Vec<f64> = runs.iter().filter_map(|l| l.reported_ms).collect();
     let mut s = String::new();
     let _ = writeln!(s, "## (d) Deadlock report latency\n");
     let _ = writeln!(
@@ -1329,6 +1317,37 @@ fn latency_section(tools: &Tools, opts: &Options) -> String {
         &failures,
     );
     s
+}
+
+/// Runs `run` once per round, logging each outcome (`bench (part): run i/n: …`, with
+/// `describe` for a success); returns the successes and the failures' messages.
+fn rounds<T>(
+    opts: &Options,
+    part: &str,
+    mut run: impl FnMut() -> anyhow::Result<T>,
+    describe: impl Fn(&T) -> String,
+) -> (Vec<T>, Vec<String>) {
+    let (mut done, mut failures) = (Vec::new(), Vec::new());
+    for round in 1..=opts.rounds {
+        match run() {
+            Ok(result) => {
+                eprintln!(
+                    "bench ({part}): run {round}/{}: {}",
+                    opts.rounds,
+                    describe(&result)
+                );
+                done.push(result);
+            }
+            Err(err) => {
+                eprintln!(
+                    "bench ({part}): run {round}/{} FAILED: {err:#}",
+                    opts.rounds
+                );
+                failures.push(format!("{err:#}"));
+            }
+        }
+    }
+    (done, failures)
 }
 
 /// Appends a table of measures judged by their worst run against an upper bound

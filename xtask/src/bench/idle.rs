@@ -16,7 +16,7 @@ use std::{
 
 use anyhow::Context as _;
 
-use super::{Options, Proc, Tools, wait_attached, worst_case_table};
+use super::{Options, Proc, Tools, rounds, wait_attached, worst_case_table};
 
 /// Budget for the tracer's own CPU with a quiet target: 1% of one CPU.
 const IDLE_GOAL_MS_PER_S: f64 = 10.0;
@@ -77,28 +77,12 @@ fn idle_run(tools: &Tools) -> anyhow::Result<f64> {
 }
 
 pub(super) fn section(tools: &Tools, opts: &Options) -> String {
-    let mut runs = Vec::new();
-    let mut failures = Vec::new();
-    for round in 0..opts.rounds {
-        match idle_run(tools) {
-            Ok(ms) => {
-                eprintln!(
-                    "bench (f): run {}/{}: tracer used {ms:.2} ms of CPU per second",
-                    round + 1,
-                    opts.rounds
-                );
-                runs.push(ms);
-            }
-            Err(err) => {
-                eprintln!(
-                    "bench (f): run {}/{} FAILED: {err:#}",
-                    round + 1,
-                    opts.rounds
-                );
-                failures.push(format!("{err:#}"));
-            }
-        }
-    }
+    let (runs, failures) = rounds(
+        opts,
+        "f",
+        || idle_run(tools),
+        |ms| format!("tracer used {ms:.2} ms of CPU per second"),
+    );
     let mut s = String::new();
     let _ = writeln!(s, "## (f) The tracer's own CPU with a quiet target\n");
     let _ = writeln!(
