@@ -36,6 +36,8 @@ pub struct ActiveWait {
     pub lock_slot: LockSlot,
     /// Holder named by the lock's owner field when the wait began.
     pub holder: Option<u32>,
+    /// The owner field, read when the wait began, named nobody.
+    pub unowned: bool,
     pub reader: bool,
     /// Whether the wait is in the wait-for graph (see [`Analysis::flush`]).
     pub in_graph: bool,
@@ -276,6 +278,7 @@ impl Analysis {
             lock,
             kind,
             holder,
+            unowned,
             reader,
         } = class
         else {
@@ -288,6 +291,7 @@ impl Analysis {
                 stack,
                 lock_slot: 0,
                 holder: None,
+                unowned: false,
                 reader: false,
                 in_graph: false,
                 parked: false,
@@ -314,6 +318,7 @@ impl Analysis {
             stack,
             lock_slot: slot,
             holder,
+            unowned,
             reader,
             in_graph: false,
             parked: false,
@@ -488,8 +493,14 @@ impl Analysis {
                 continue;
             };
             wait.in_graph = true;
-            let (holder, reader) = (wait.holder, wait.reader);
+            let (holder, unowned, reader) = (wait.holder, wait.unowned, wait.reader);
             self.graph.add_wait(tid, lock);
+            if unowned && self.lock_kind(lock) != LockKind::RwLock {
+                // The waiter's own read found the mutex free, so any older snapshot naming
+                // the waiter as its holder is stale; left in, it is a false cycle of one.
+                // (A rwlock's writer field says nothing of its readers: keep them.)
+                self.graph.remove_holder(lock, tid);
+            }
             if let Some(holder) = holder {
                 self.end_graph_wait_of_holder(holder, tid, lock);
                 if self.lock_kind(lock) == LockKind::RwLock && !reader {
@@ -1013,6 +1024,28 @@ mod tests {
         feed(&mut a, &[done(101, 30, LOCK_A)]);
         assert_eq!(a.stats().get(LOCK_A).unwrap().wait().count, 1);
         assert_eq!(a.counts().unmatched_wait_ends, 0);
+    }
+
+    /// Guards against false self-deadlocks on a hot mutex (hundreds of `/proc`
+    /// confirmations a second in the overhead bench): 103's wait names 101 as A's owner;
+    /// 101 then unlocks A and waits for it again, reading the owner field between another
+    /// thread's unlock and the next lock, as zero. 101's own read is the newer fact: it
+    /// does not hold A, so A's stale holder entry naming 101 goes.
+    #[test]
+    fn a_waiter_that_finds_the_mutex_free_is_not_its_holder() {
+        let mut a = Analysis::new();
+        feed(&mut a, &[mutex_wait(103, 10, LOCK_A, 101)]);
+        a.flush();
+        feed(&mut a, &[mutex_wait(101, 20, LOCK_A, 0)]);
+        assert!(a.candidates().is_empty(), "{:?}", a.candidates());
+        a.rescan();
+        assert!(a.candidates().is_empty(), "{:?}", a.candidates());
+        assert_eq!(a.graph().holders(LOCK_A).count(), 0);
+        assert_eq!(a.graph().waiting_on(101), Some(LOCK_A));
+        // A waiter whose read names someone else leaves a real self-deadlock alone.
+        feed(&mut a, &[mutex_wait(150, 30, LOCK_B, 150)]);
+        feed(&mut a, &[mutex_wait(151, 40, LOCK_B, 0)]);
+        assert_eq!(a.candidates().len(), 1);
     }
 
     #[test]

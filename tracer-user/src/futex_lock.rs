@@ -35,6 +35,9 @@ pub enum FutexWaitClass {
         lock: u64,
         kind: LockKind,
         holder: Option<u32>,
+        /// The owner field was read and names nobody: the lock had no owner at that
+        /// moment, so in particular the waiter itself did not hold it.
+        unowned: bool,
         reader: bool,
     },
     /// A condition variable, semaphore, join, barrier or unknown futex: not a lock.
@@ -76,14 +79,13 @@ pub fn classify(
     };
     match cmd {
         futex_cmd::LOCK_PI | futex_cmd::LOCK_PI2 => {
-            let holder = snapshot
-                .u32_at(addr)
-                .map(|word| word & FUTEX_TID_MASK)
-                .filter(|&t| t != 0 && is_thread(t));
+            let owner = snapshot.u32_at(addr).map(|word| word & FUTEX_TID_MASK);
+            let holder = owner.filter(|&t| t != 0 && is_thread(t));
             FutexWaitClass::Lock {
                 lock: addr,
                 kind: LockKind::PiMutex,
                 holder,
+                unowned: owner == Some(0),
                 reader: false,
             }
         }
@@ -96,7 +98,8 @@ pub fn classify(
                 // lowlevellock protocol (glibc mutexes and internal locks, Rust's std
                 // Mutex...): 2 = locked with waiters. Only a glibc mutex has an owner field,
                 // and only a real TID there makes it one.
-                let holder = tid(snapshot.i32_at(addr + MUTEX_OWNER_OFFSET));
+                let owner = snapshot.i32_at(addr + MUTEX_OWNER_OFFSET);
+                let holder = tid(owner);
                 let kind = if holder.is_some() || known_kind == Some(LockKind::Mutex) {
                     LockKind::Mutex
                 } else {
@@ -106,6 +109,7 @@ pub fn classify(
                     lock: addr,
                     kind,
                     holder,
+                    unowned: owner == Some(0),
                     reader: false,
                 };
             }
@@ -164,11 +168,12 @@ fn rwlock_wait(
         if !known_rwlock && !fits() {
             continue;
         }
-        let holder = tid(snapshot.i32_at(base + RWLOCK_WRITER_OFFSET));
+        let writer = snapshot.i32_at(base + RWLOCK_WRITER_OFFSET);
         return Some(FutexWaitClass::Lock {
             lock: base,
             kind: LockKind::RwLock,
-            holder,
+            holder: tid(writer),
+            unowned: writer == Some(0),
             reader,
         });
     }
@@ -244,9 +249,38 @@ mod tests {
                 lock: 0x5000,
                 kind: LockKind::Mutex,
                 holder: Some(101),
+                unowned: false,
                 reader: false
             }
         );
+    }
+
+    /// Guards against false self-deadlocks on a busy mutex: a waiter that reads the
+    /// owner field as zero must say so (the analysis then drops stale snapshots naming the
+    /// waiter as holder), while an unreadable owner field says nothing.
+    #[test]
+    fn a_free_owner_field_is_told_apart_from_an_unread_one() {
+        let free = snap(0x5000, &[(0, 2), (8, 0)]);
+        assert_eq!(
+            classify_plain(0x5000, futex_cmd::WAIT, 2, &free),
+            FutexWaitClass::Lock {
+                lock: 0x5000,
+                kind: LockKind::Futex,
+                holder: None,
+                unowned: true,
+                reader: false
+            }
+        );
+        let unread = Snapshot { len: 0, ..free };
+        assert!(matches!(
+            classify_plain(0x5000, futex_cmd::WAIT, 2, &unread),
+            FutexWaitClass::Lock { unowned: false, .. }
+        ));
+        let pi_free = snap(0x6000, &[(0, 0)]);
+        assert!(matches!(
+            classify_plain(0x6000, futex_cmd::LOCK_PI, 0, &pi_free),
+            FutexWaitClass::Lock { unowned: true, .. }
+        ));
     }
 
     #[test]
@@ -258,6 +292,7 @@ mod tests {
                 lock: 0x5000,
                 kind: LockKind::Futex,
                 holder: None,
+                unowned: false,
                 reader: false
             }
         );
@@ -272,6 +307,7 @@ mod tests {
                 lock: 0x6000,
                 kind: LockKind::PiMutex,
                 holder: Some(102),
+                unowned: false,
                 reader: false
             }
         );
@@ -289,6 +325,7 @@ mod tests {
                 lock,
                 kind: LockKind::RwLock,
                 holder: Some(100),
+                unowned: false,
                 reader: true
             }
         );
@@ -306,6 +343,7 @@ mod tests {
                 lock,
                 kind: LockKind::RwLock,
                 holder: Some(101),
+                unowned: false,
                 reader: false
             }
         );
@@ -379,6 +417,7 @@ mod tests {
                 lock: 0xa000,
                 kind: LockKind::RwLock,
                 holder: Some(101),
+                unowned: false,
                 reader: false
             }
         );
@@ -390,6 +429,7 @@ mod tests {
                 lock: 0xb000,
                 kind: LockKind::Mutex,
                 holder: Some(100),
+                unowned: false,
                 reader: false
             }
         );
