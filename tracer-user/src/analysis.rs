@@ -25,6 +25,11 @@ use crate::{
 
 /// A futex wait in progress.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent facts about one wait (owner read, reader, in graph, parked), not \
+              states of one machine"
+)]
 pub struct ActiveWait {
     /// The futex word the thread sleeps on.
     pub futex: u64,
