@@ -23,6 +23,10 @@ pub const MAP_BRIEF_WAITS: &str = "BRIEF_WAITS";
 /// slept on the futex word this CPU saw last; they move to [`MAP_BRIEF_WAITS`] only when
 /// a brief wait on another word comes along, so a hot lock costs no hash update per wait.
 pub const MAP_CPU_BRIEF_WAITS: &str = "CPU_BRIEF_WAITS";
+/// Name of the one-entry `u32` array the reader sets to 1 while it drains on its own
+/// timer (a busy target) and to 0 before it sleeps until a record comes: records are
+/// submitted without waking it while it is 1.
+pub const MAP_READER_POLLS: &str = "READER_POLLS";
 
 /// Global (in `.rodata`) holding the target's TGID; set by the loader before load, so
 /// every program filters on it before doing any other work.
@@ -56,8 +60,9 @@ pub const PROG_NOOP_UPROBE: &str = "noop_uprobe";
 pub const PROG_NOOP_URETPROBE: &str = "noop_uretprobe";
 
 /// Every map name, for the test that checks the built object holds each one.
-pub const ALL_MAPS: [&str; 6] = [
+pub const ALL_MAPS: [&str; 7] = [
     MAP_EVENTS,
+    MAP_READER_POLLS,
     MAP_CPU_BRIEF_WAITS,
     MAP_COUNTERS,
     MAP_STACKS,

@@ -1,7 +1,7 @@
 //! Small wrappers shared by the hooks. Each `unsafe` block is bounds-checked and says why
 //! it is sound.
 use aya_ebpf::{
-    bindings::{BPF_F_USER_STACK, pt_regs},
+    bindings::{BPF_F_USER_STACK, BPF_RB_NO_WAKEUP, pt_regs},
     helpers::{
         bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_probe_read_user,
         bpf_probe_read_user_buf, bpf_task_pt_regs,
@@ -15,7 +15,7 @@ use tracer_common::{
 
 use crate::{
     futex_call::syscall_args,
-    maps::{COUNTERS, EVENTS, STACKS, TARGET_TGID},
+    maps::{COUNTERS, EVENTS, READER_POLLS, STACKS, TARGET_TGID},
 };
 
 /// The current thread's TID if it belongs to the target process, else `None`.
@@ -62,20 +62,27 @@ pub(crate) fn count_n(counter: Counter, n: u64) -> u64 {
     }
 }
 
-/// Ring-buffer submit flags: none, i.e. the kernel's adaptive wakeup. It wakes the reader
-/// only for a record committed when the reader had consumed everything before it: the
-/// first record after each drain, never one per event. The reader sleeps through its
-/// batching interval without listening, so a busy target still costs at most one wakeup
-/// per drain (a wakeup per event changed the target's own lock scheduling), while an
-/// idle one lets the reader sleep until something happens.
-const SUBMIT_FLAGS: u64 = 0;
+/// Ring-buffer submit flags. While the reader drains on its own timer (a busy target),
+/// `BPF_RB_NO_WAKEUP`: a wakeup would only cut its batching pause short (it listens for
+/// records only when idle), and costs the producing CPU an `irq_work` and the reader an
+/// extra switch, measured as one wakeup per drain, doubling the tracer's switches.
+/// Otherwise none, i.e. the kernel's adaptive wakeup: the first record after the reader
+/// caught up wakes it, so an idle reader sleeps until something happens, and never one
+/// wakeup per event (that changed the target's own lock scheduling).
+#[inline(always)]
+fn submit_flags() -> u64 {
+    match READER_POLLS.get(0) {
+        Some(&polls) if polls != 0 => u64::from(BPF_RB_NO_WAKEUP),
+        _ => 0,
+    }
+}
 
-/// Sends a futex wait's end to the ring buffer (see [`SUBMIT_FLAGS`] for the wakeup). A
+/// Sends a futex wait's end to the ring buffer (see [`submit_flags`] for the wakeup). A
 /// full buffer drops the record and counts it; we never wait.
 #[inline(always)]
 pub(crate) fn emit_wait_end(record: &WaitEndRecord) {
     if EVENTS
-        .output::<WaitEndRecord>(record, SUBMIT_FLAGS)
+        .output::<WaitEndRecord>(record, submit_flags())
         .is_err()
     {
         count(Counter::Dropped);
@@ -85,7 +92,7 @@ pub(crate) fn emit_wait_end(record: &WaitEndRecord) {
 /// Sends a Go lock-site record; same rules as [`emit_wait_end`].
 #[inline(always)]
 pub(crate) fn emit_go(event: &GoEvent) {
-    if EVENTS.output::<GoEvent>(event, SUBMIT_FLAGS).is_err() {
+    if EVENTS.output::<GoEvent>(event, submit_flags()).is_err() {
         count(Counter::Dropped);
     }
 }
@@ -93,7 +100,7 @@ pub(crate) fn emit_go(event: &GoEvent) {
 /// Sends a `--holds` lock record; same rules as [`emit_wait_end`].
 #[inline(always)]
 pub(crate) fn emit_lock(record: &LockRecord) {
-    if EVENTS.output::<LockRecord>(record, SUBMIT_FLAGS).is_err() {
+    if EVENTS.output::<LockRecord>(record, submit_flags()).is_err() {
         count(Counter::Dropped);
     }
 }
@@ -272,6 +279,6 @@ pub(crate) fn send_wait<C: StackIdContext>(
         (*record).pad = 0;
         (*record).window_words = copy_stack_window(&mut (*record).window, regs.sp);
     }
-    entry.submit(SUBMIT_FLAGS);
+    entry.submit(submit_flags());
     true
 }

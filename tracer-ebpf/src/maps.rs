@@ -3,7 +3,7 @@
 use aya_ebpf::{
     Global,
     macros::map,
-    maps::{LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
+    maps::{Array, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
 };
 use tracer_common::{BriefWaits, COUNTER_SLOTS, CpuBriefWaits, PendingLock};
 
@@ -20,6 +20,11 @@ pub(crate) static GO_GOID_OFFSET: Global<u64> = Global::new(0);
 /// before records are dropped (and counted).
 #[map(name = "EVENTS")]
 pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
+
+/// 1 while the reader drains on its own timer, 0 (the initial value) while it sleeps
+/// until a record comes; read before each submit (see `helpers::submit_flags`).
+#[map(name = "READER_POLLS")]
+pub(crate) static READER_POLLS: Array<u32> = Array::with_max_entries(1, 0);
 
 /// Per-CPU counters, indexed by `tracer_common::Counter`.
 #[map(name = "COUNTERS")]

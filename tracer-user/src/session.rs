@@ -33,6 +33,18 @@ use crate::{
 /// and are analysed in one batch. Bounds the report latency of a deadlock (goal: 100 ms)
 /// from below.
 const DRAIN_INTERVAL: Duration = Duration::from_millis(10);
+/// What one drain of the ring buffer found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Drain {
+    /// No record: the target is quiet.
+    Empty,
+    /// Records, all read.
+    CaughtUp,
+    /// Records, and it stopped on its time budget with more possibly left (no wakeup
+    /// comes for those: the kernel wakes the reader only once it has caught up).
+    Backlog,
+}
+
 /// Longest the loop sleeps when no record comes (the kernel wakes it for the first record
 /// after a drain): periodic work (brief-wait totals, rescans, the target's liveness) runs
 /// at this pace at the least. Draining every 10 ms regardless cost ~2.5% of a CPU with an
@@ -424,9 +436,8 @@ impl Session {
         let deadline = self.config.duration.map(|d| Instant::now() + d);
         let mut last_rescan = Instant::now();
         let mut last_alive_check = Instant::now();
-        // Whether the last drain stopped on its time budget with records left: no wakeup
-        // comes for those (the kernel wakes us only once we have caught up).
-        let mut backlog = true;
+        // What the last drain found. The loop starts with one.
+        let mut last = Drain::Backlog;
         loop {
             // A batching pause, not listening for records: a busy target's records wait
             // and are analysed together.
@@ -435,28 +446,43 @@ impl Session {
                 _ = interrupt.recv() => break,
                 _ = terminate.recv() => break,
             }
-            let pending = backlog
-                || self.analysis.has_pending()
-                || self.go.as_ref().is_some_and(GoTracker::has_pending);
-            if !pending {
-                // Sleep until a record comes, the periodic work is due, or the deadline.
-                let mut wake_at = tokio::time::Instant::now() + IDLE_INTERVAL;
-                if let Some(d) = deadline {
-                    wake_at = wake_at.min(tokio::time::Instant::from_std(d));
-                }
-                tokio::select! {
-                    ready = records.readable() => {
-                        // Cleared before the drain: a record committed after it wakes us.
-                        if let Ok(mut guard) = ready {
-                            guard.clear_ready();
+            let pending =
+                self.analysis.has_pending() || self.go.as_ref().is_some_and(GoTracker::has_pending);
+            last = if last == Drain::Empty && !pending {
+                // Quiet: ask the programs to wake us, then look once more for records they
+                // submitted without a wakeup before they saw the change.
+                self.probes.set_reader_polls(false);
+                match self.pump() {
+                    Drain::Empty => {
+                        // Sleep until a record comes, the periodic work is due, or the
+                        // deadline.
+                        let mut wake_at = tokio::time::Instant::now() + IDLE_INTERVAL;
+                        if let Some(d) = deadline {
+                            wake_at = wake_at.min(tokio::time::Instant::from_std(d));
                         }
+                        tokio::select! {
+                            ready = records.readable() => {
+                                // Cleared before the drain: a record committed after it
+                                // wakes us.
+                                if let Ok(mut guard) = ready {
+                                    guard.clear_ready();
+                                }
+                            }
+                            () = tokio::time::sleep_until(wake_at) => {}
+                            _ = interrupt.recv() => break,
+                            _ = terminate.recv() => break,
+                        }
+                        self.pump()
                     }
-                    () = tokio::time::sleep_until(wake_at) => {}
-                    _ = interrupt.recv() => break,
-                    _ = terminate.recv() => break,
+                    busy => busy,
                 }
+            } else {
+                self.pump()
+            };
+            if last != Drain::Empty {
+                // Busy: we drain on our own timer, so records need not wake us.
+                self.probes.set_reader_polls(true);
             }
-            backlog = self.pump();
             if let Some(preloaded) = &self.preloaded
                 && let Ok(objects) = preloaded.try_recv()
             {
@@ -497,9 +523,8 @@ impl Session {
         }
     }
 
-    /// Drains the ring buffer into the analysis. Returns whether it stopped on its time
-    /// budget, with records possibly left.
-    fn pump(&mut self) -> bool {
+    /// Drains the ring buffer into the analysis.
+    fn pump(&mut self) -> Drain {
         let Self {
             probes,
             analysis,
@@ -513,6 +538,7 @@ impl Session {
         // keep the loop from signals, the deadline and deadlock reports: what we cannot
         // keep up with is dropped (and counted) by the kernel instead.
         let started = Instant::now();
+        let mut total = 0;
         loop {
             let n = probes.drain(DRAIN_CHUNK, |bytes| {
                 if go.as_mut().is_some_and(|go| go.on_record(bytes)) {
@@ -524,11 +550,16 @@ impl Session {
                     Err(_) => *decode_errors += 1,
                 }
             });
+            total += n;
             if n < DRAIN_CHUNK {
-                return false;
+                return if total == 0 {
+                    Drain::Empty
+                } else {
+                    Drain::CaughtUp
+                };
             }
             if started.elapsed() >= DRAIN_BUDGET {
-                return true;
+                return Drain::Backlog;
             }
         }
     }

@@ -11,7 +11,7 @@ use std::{num::NonZeroU32, path::Path};
 
 use aya::{
     Btf, Ebpf, EbpfError, EbpfLoader,
-    maps::{MapData, MapError, PerCpuArray, PerCpuHashMap, RingBuf, StackTraceMap},
+    maps::{Array, MapData, MapError, PerCpuArray, PerCpuHashMap, RingBuf, StackTraceMap},
     programs::{
         BtfTracePoint, ProgramError, UProbe,
         uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope},
@@ -21,9 +21,9 @@ use thiserror::Error;
 use tracer_common::{
     BriefWaits, COUNTER_SLOTS, Counter, CpuBriefWaits, GLOBAL_GO_GOID_OFFSET, GLOBAL_TARGET_TGID,
     LockOp, MAP_BRIEF_WAITS, MAP_COUNTERS, MAP_CPU_BRIEF_WAITS, MAP_EVENTS, MAP_PENDING_LOCKS,
-    MAP_STACKS, PROG_GO_LOCK_SITE, PROG_LOCK_ENTRY, PROG_LOCK_RETURN, PROG_NOOP_SCHED_SWITCH,
-    PROG_NOOP_SYS_EXIT, PROG_NOOP_UPROBE, PROG_NOOP_URETPROBE, PROG_SCHED_SWITCH, PROG_SYS_EXIT,
-    PROG_UNLOCK_ENTRY, PendingLock,
+    MAP_READER_POLLS, MAP_STACKS, PROG_GO_LOCK_SITE, PROG_LOCK_ENTRY, PROG_LOCK_RETURN,
+    PROG_NOOP_SCHED_SWITCH, PROG_NOOP_SYS_EXIT, PROG_NOOP_UPROBE, PROG_NOOP_URETPROBE,
+    PROG_SCHED_SWITCH, PROG_SYS_EXIT, PROG_UNLOCK_ENTRY, PendingLock,
 };
 
 /// The eBPF object, built for the BPF target by `build.rs` (aya-build).
@@ -182,6 +182,9 @@ pub struct Probes {
     stacks: StackTraceMap<MapData>,
     brief_waits: PerCpuHashMap<MapData, u64, BriefWaits>,
     cpu_brief_waits: PerCpuArray<MapData, CpuBriefWaits>,
+    reader_polls: Array<MapData, u32>,
+    /// The value last written to `reader_polls` (the map starts at 0).
+    reader_polls_now: bool,
     pending_locks: Option<aya::maps::HashMap<MapData, u32, PendingLock>>,
     /// The Go sites when attached through one `uprobe_multi` link.
     _go_multi: Option<uprobe_multi::MultiLink>,
@@ -281,6 +284,7 @@ impl Probes {
         let stacks = take_map(&mut ebpf, MAP_STACKS, StackTraceMap::try_from)?;
         let brief_waits = take_map(&mut ebpf, MAP_BRIEF_WAITS, PerCpuHashMap::try_from)?;
         let cpu_brief_waits = take_map(&mut ebpf, MAP_CPU_BRIEF_WAITS, PerCpuArray::try_from)?;
+        let reader_polls = take_map(&mut ebpf, MAP_READER_POLLS, Array::try_from)?;
         let pending_locks = match uprobe_progs {
             Some(_) => Some(take_map(
                 &mut ebpf,
@@ -295,6 +299,8 @@ impl Probes {
             stacks,
             brief_waits,
             cpu_brief_waits,
+            reader_polls,
+            reader_polls_now: false,
             pending_locks,
             _go_multi: go_multi,
             _ebpf: ebpf,
@@ -313,6 +319,20 @@ impl Probes {
         // outlives this call; the borrow only lives to duplicate it.
         let fd = unsafe { BorrowedFd::borrow_raw(self.events.as_raw_fd()) };
         fd.try_clone_to_owned()
+    }
+
+    /// Tells the programs whether the reader drains on its own timer (`true`: submit
+    /// records without waking it) or sleeps until a record comes (`false`: wake it).
+    /// Writes the map only when the answer changes. A failed write is retried at the next
+    /// change and costs little meanwhile: extra wakeups, or a quiet target's first records
+    /// waiting for the reader's idle timeout.
+    pub fn set_reader_polls(&mut self, polls: bool) {
+        if self.reader_polls_now == polls {
+            return;
+        }
+        if self.reader_polls.set(0, u32::from(polls), 0).is_ok() {
+            self.reader_polls_now = polls;
+        }
     }
 
     /// Hands up to `max` records from the ring buffer to `sink`; returns how many.
