@@ -46,6 +46,8 @@ const LATENCY_GOAL_MS: f64 = 100.0;
 const PIPELINE_REPEATS: usize = 3;
 /// An attach counts as complete when the tracer's set of file descriptors (maps,
 /// programs, links, perf events) has not changed for this long.
+/// Goal (b): the default mode keeps at least this share of the untraced throughput.
+const DEFAULT_MODE_GOAL: f64 = 0.95;
 const ATTACH_QUIET: Duration = Duration::from_millis(400);
 const ATTACH_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -76,7 +78,7 @@ impl Options {
 
 fn parse_options(args: &[String]) -> anyhow::Result<Options> {
     let mut opts = Options {
-        rounds: 5,
+        rounds: 9,
         seconds: 3.0,
         only: None,
         no_build: false,
@@ -128,7 +130,7 @@ fn parse_options(args: &[String]) -> anyhow::Result<Options> {
             "--no-build" => opts.no_build = true,
             "-h" | "--help" => {
                 println!(
-                    "cargo xtask bench [--rounds N (5)] [--seconds S (3)] [--only a|b|c|d|e|f[,...]] [--no-build]\n\
+                    "cargo xtask bench [--rounds N (9)] [--seconds S (3)] [--only a|b|c|d|e|f[,...]] [--no-build]\n\
                      a: userspace pipeline events/s; b: overhead of tracer attach (default, --holds);\n\
                      c: floors (empty programs, empty uprobes, bpftrace); d: deadlock report latency;\n\
                      e: Go targets (overhead on a sync.Mutex workload, attach time on a large Go binary);\n\
@@ -1036,7 +1038,7 @@ fn overhead_section(tools: &Tools, opts: &Options) -> anyhow::Result<String> {
             .collect()
     };
     let untraced = by_round(Config::Untraced);
-    let paired: BTreeMap<Config, f64> = configs
+    let paired: BTreeMap<Config, Paired> = configs
         .iter()
         .filter_map(|&c| paired_ratio(&by_round(c), &untraced).map(|r| (c, r)))
         .collect();
@@ -1053,25 +1055,92 @@ fn overhead_section(tools: &Tools, opts: &Options) -> anyhow::Result<String> {
         if let Some(ratio) = paired_ratio(&by_round(traced), &by_round(floor)) {
             let _ = writeln!(
                 table,
-                "- {} ÷ {}, round by round: median {ratio:.3}",
+                "- {} ÷ {}, round by round: median {:.3}, 95% CI {}",
                 traced.label(),
-                floor.label()
+                floor.label(),
+                ratio.median,
+                ratio.ci_text()
             );
         }
+    }
+    if let Some(&ratio) = figures.paired.get(&Config::Attach) {
+        let _ = writeln!(
+            table,
+            "- goal (b), default mode ≥ {DEFAULT_MODE_GOAL} × untraced, paired: median {:.3}, 95% CI {}: {}",
+            ratio.median,
+            ratio.ci_text(),
+            ratio.verdict(DEFAULT_MODE_GOAL)
+        );
     }
     table.push('\n');
     Ok(table)
 }
 
-/// Median over the rounds both ran in of `ops[round] / base[round]`: each ratio compares
-/// runs made a few seconds apart, so drift of the machine's speed over an invocation
-/// (the spin calibration has moved by 2× between invocations) cancels out.
-fn paired_ratio(ops: &BTreeMap<usize, f64>, base: &BTreeMap<usize, f64>) -> Option<f64> {
+/// Median over the rounds both ran in of `ops[round] / base[round]`, with its 95%
+/// confidence interval when there are rounds enough: each ratio compares runs made a
+/// few seconds apart, so drift of the machine's speed over an invocation (the spin
+/// calibration has moved by 2× between invocations) cancels out.
+fn paired_ratio(ops: &BTreeMap<usize, f64>, base: &BTreeMap<usize, f64>) -> Option<Paired> {
     let ratios: Vec<f64> = ops
         .iter()
         .filter_map(|(round, &v)| base.get(round).map(|&b| v / b))
         .collect();
-    (!ratios.is_empty()).then(|| median(&ratios))
+    (!ratios.is_empty()).then(|| Paired {
+        median: median(&ratios),
+        ci95: median_ci95(&ratios),
+    })
+}
+
+/// A round-paired ratio: its median and, from 6 rounds on, a 95% confidence interval of
+/// that median.
+#[derive(Clone, Copy, Debug)]
+struct Paired {
+    median: f64,
+    ci95: Option<(f64, f64)>,
+}
+
+impl Paired {
+    fn ci_text(self) -> String {
+        self.ci95
+            .map_or_else(|| "–".to_owned(), |(lo, hi)| format!("{lo:.3} – {hi:.3}"))
+    }
+
+    /// Whether a goal of at least `goal` is met, missed or left open by this run.
+    fn verdict(self, goal: f64) -> &'static str {
+        match self.ci95 {
+            Some((lo, _)) if lo >= goal => "met: the whole interval is above it",
+            Some((_, hi)) if hi < goal => "missed: the whole interval is below it",
+            Some(_) => "not settled by this run: the interval contains it",
+            None => "not settled by this run: too few rounds for an interval",
+        }
+    }
+}
+
+/// A distribution-free 95% confidence interval for the median of `values`: the
+/// order statistics `k` and `n + 1 − k` for the largest `k` with
+/// `2 · P(Binomial(n, ½) < k) ≤ 0.05` (each value falls on either side of the true
+/// median with probability ½, whatever the distribution). `None` below 6 values, where
+/// even the full range covers the median with less than 95% probability.
+fn median_ci95(values: &[f64]) -> Option<(f64, f64)> {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    // P(Binomial(n, ½) = j) term by term, from ½ⁿ at j = 0.
+    let mut term = (0..n).fold(1.0_f64, |p, _| p * 0.5);
+    let mut below = 0.0_f64;
+    let mut k = 0;
+    for j in 0..n / 2 {
+        below += term;
+        if 2.0 * below > 0.05 {
+            break;
+        }
+        k = j + 1;
+        #[allow(clippy::cast_precision_loss)]
+        {
+            term = term * (n - j) as f64 / (j + 1) as f64;
+        }
+    }
+    (k >= 1).then(|| (v[k - 1], v[n - k]))
 }
 
 /// Cost runs: BPF time per lock/unlock pair of each traced configuration, median of up to
@@ -1110,8 +1179,20 @@ fn bpf_costs(tools: &Tools, opts: &Options, configs: &[Config]) -> BTreeMap<Conf
 struct Figures {
     base: f64,
     costs: BTreeMap<Config, f64>,
-    paired: BTreeMap<Config, f64>,
+    paired: BTreeMap<Config, Paired>,
 }
+
+/// What the columns of the (b)/(c) table mean.
+const OVERHEAD_NOTES: &str = "\nTraced events/s: records the tracer analysed (futex wait starts and ends; with \
+    --holds also acquire/release) per second of workload, or bpftrace's `@waits`. Futex wakes are counted in the \
+    kernel, no record each. Paired ratio: median over rounds of the run's throughput / the untraced run's of \
+    the same round (runs seconds apart, so drift of the machine's speed cancels); its 95% CI is \
+    distribution-free (order statistics of the paired ratios; none below 6 rounds): the workload's throughput \
+    swings by ±10% from one 250 ms stretch to the next even untraced, so a median of a few rounds moves by \
+    several percent. Slowdown = 1 − ratio. BPF ns per op: run time of the observer's BPF programs \
+    (`run_time_ns` in `/proc/PID/fdinfo`, with `kernel.bpf_stats_enabled` on) over 80% of the timed loop, \
+    divided by the lock/unlock pairs made in that time; median of up to 3 extra runs kept out of the \
+    throughput figures, since the statistics themselves slow every program.\n\n";
 
 /// The markdown for parts b and c: one row per configuration, `figures.base` being the
 /// untraced median the ratios are taken against.
@@ -1147,16 +1228,16 @@ fn overhead_table(
     );
     let _ = writeln!(
         s,
-        "| part | configuration | median ops/s | min – max | ratio to untraced | paired ratio | slowdown | BPF ns per op | traced events/s | futex wakes/s | dropped (total) |"
+        "| part | configuration | median ops/s | min – max | ratio to untraced | paired ratio | paired 95% CI | slowdown | BPF ns per op | traced events/s | futex wakes/s | dropped (total) |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|");
     for &config in configs {
         let runs = results.get(&config).map_or(&[][..], Vec::as_slice);
         let failed = failures.get(&config).map_or(0, Vec::len);
         if runs.is_empty() {
             let _ = writeln!(
                 s,
-                "| {} | {} | all {failed} runs failed | | | | | | | | |",
+                "| {} | {} | all {failed} runs failed | | | | | | | | | |",
                 config.part(),
                 config.label()
             );
@@ -1180,7 +1261,7 @@ fn overhead_table(
         let dropped: Option<u64> = runs.iter().map(|r| r.dropped).sum();
         let _ = writeln!(
             s,
-            "| {} | {}{} | {} | {} – {} | {:.3} | {} | {:+.1}% | {} | {} | {} | {} |",
+            "| {} | {}{} | {} | {} – {} | {:.3} | {} | {} | {:+.1}% | {} | {} | {} | {} |",
             config.part(),
             config.label(),
             if failed > 0 {
@@ -1194,7 +1275,10 @@ fn overhead_table(
             med / base,
             paired
                 .get(&config)
-                .map_or_else(|| "–".to_owned(), |r| format!("{r:.3}")),
+                .map_or_else(|| "–".to_owned(), |r| format!("{:.3}", r.median)),
+            paired
+                .get(&config)
+                .map_or_else(|| "–".to_owned(), |r| r.ci_text()),
             (1.0 - med / base) * 100.0,
             costs
                 .get(&config)
@@ -1204,16 +1288,7 @@ fn overhead_table(
             dropped.map_or_else(|| "–".to_owned(), |d| d.to_string()),
         );
     }
-    let _ = writeln!(
-        s,
-        "\nTraced events/s: records the tracer analysed (futex wait starts and ends; with --holds also \
-         acquire/release) per second of workload, or bpftrace's `@waits`. Futex wakes are counted in the kernel, \
-         no record each. Paired ratio: median over rounds of the run's throughput / the untraced run's of the \
-         same round (runs seconds apart, so drift of the machine's speed cancels). Slowdown = 1 − ratio. BPF ns per op: run time of the observer's BPF programs \
-         (`run_time_ns` in `/proc/PID/fdinfo`, with `kernel.bpf_stats_enabled` on) over 80% of the timed loop, \
-         divided by the lock/unlock pairs made in that time; median of up to 3 extra runs kept out of the \
-         throughput figures, since the statistics themselves slow every program.\n"
-    );
+    s.push_str(OVERHEAD_NOTES);
     for (config, msgs) in failures {
         for msg in msgs {
             let _ = writeln!(s, "- failed run, {}: {msg}", config.label());
@@ -1436,11 +1511,40 @@ mod tests {
     use super::*;
 
     #[test]
+    fn median_ci95_uses_the_binomial_order_statistics() {
+        // Below 6 values no interval reaches 95%.
+        assert!(median_ci95(&[1.0, 2.0, 3.0, 4.0, 5.0]).is_none());
+        // n = 6: P(B <= 0) = 1/64, doubled 0.031 <= 0.05, so k = 1: the full range.
+        assert_eq!(
+            median_ci95(&[6.0, 1.0, 5.0, 2.0, 4.0, 3.0]),
+            Some((1.0, 6.0))
+        );
+        // n = 9: P(B <= 1) = 10/512, doubled 0.039, so k = 2; P(B <= 2) = 46/512 is too
+        // much.
+        let nine: Vec<f64> = (1..=9).map(f64::from).collect();
+        assert_eq!(median_ci95(&nine), Some((2.0, 8.0)));
+        // n = 20: the textbook interval is the 6th to the 15th value.
+        let twenty: Vec<f64> = (1..=20).map(f64::from).collect();
+        assert_eq!(median_ci95(&twenty), Some((6.0, 15.0)));
+    }
+
+    #[test]
+    fn verdict_needs_the_whole_interval_on_one_side() {
+        let p = |lo, hi| Paired {
+            median: f64::midpoint(lo, hi),
+            ci95: Some((lo, hi)),
+        };
+        assert!(p(0.96, 0.99).verdict(0.95).starts_with("met"));
+        assert!(p(0.90, 0.94).verdict(0.95).starts_with("missed"));
+        assert!(p(0.94, 0.97).verdict(0.95).starts_with("not settled"));
+    }
+
+    #[test]
     fn paired_ratio_uses_rounds_both_ran_in() {
         let ops = BTreeMap::from([(0, 90.0), (1, 50.0), (3, 80.0)]);
         let base = BTreeMap::from([(0, 100.0), (1, 100.0), (2, 100.0)]);
         // Rounds 0 and 1 pair (0.9, 0.5); round 3 has no untraced run.
-        let ratio = paired_ratio(&ops, &base).unwrap();
+        let ratio = paired_ratio(&ops, &base).unwrap().median;
         assert!((ratio - 0.7).abs() < 1e-9, "{ratio}");
         assert!(paired_ratio(&BTreeMap::new(), &base).is_none());
     }
