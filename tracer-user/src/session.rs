@@ -33,6 +33,25 @@ use crate::{
 /// and are analysed in one batch. Bounds the report latency of a deadlock (goal: 100 ms)
 /// from below.
 const DRAIN_INTERVAL: Duration = Duration::from_millis(10);
+/// Longest the loop sleeps when no record comes (it sleeps only once a drain found none,
+/// and has the programs wake it for the next record: `Probes::set_reader_polls`):
+/// periodic work (brief-wait totals, rescans, the target's liveness) runs at this pace at
+/// the least. Draining every 10 ms regardless cost ~2.5% of a CPU with an
+/// idle target, mostly the wakeups themselves on this VM.
+const IDLE_INTERVAL: Duration = Duration::from_millis(250);
+/// Records drained between checks of the time budget.
+const DRAIN_CHUNK: usize = 4096;
+/// Longest one drain may run before the loop looks at signals, the deadline and deadlock
+/// candidates again.
+const DRAIN_BUDGET: Duration = Duration::from_millis(50);
+/// How often the whole graph is re-scanned for cycles that closed through a holder update.
+const RESCAN_INTERVAL: Duration = Duration::from_millis(250);
+
+/// How long the symbolizer's objects may load ahead of need; the rest load when needed.
+const PRELOAD_BUDGET: Duration = Duration::from_secs(2);
+/// Locks in the summary that get their top waiting stack symbolized.
+const STACKS_IN_SUMMARY: usize = 20;
+
 /// What one drain of the ring buffer found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Drain {
@@ -44,23 +63,6 @@ enum Drain {
     /// comes for those: the kernel wakes the reader only once it has caught up).
     Backlog,
 }
-
-/// Longest the loop sleeps when no record comes (the kernel wakes it for the first record
-/// after a drain): periodic work (brief-wait totals, rescans, the target's liveness) runs
-/// at this pace at the least. Draining every 10 ms regardless cost ~2.5% of a CPU with an
-/// idle target, mostly the wakeups themselves on this VM.
-const IDLE_INTERVAL: Duration = Duration::from_millis(250);
-/// Records drained between checks of the time budget.
-const DRAIN_CHUNK: usize = 4096;
-/// Longest one drain may run before the loop looks at signals, the deadline and deadlock
-/// candidates again.
-const DRAIN_BUDGET: Duration = Duration::from_millis(50);
-/// How often the whole graph is re-scanned for cycles that closed through a holder update.
-const RESCAN_INTERVAL: Duration = Duration::from_millis(250);
-/// How long the symbolizer's objects may load ahead of need; the rest load when needed.
-const PRELOAD_BUDGET: Duration = Duration::from_secs(2);
-/// Locks in the summary that get their top waiting stack symbolized.
-const STACKS_IN_SUMMARY: usize = 20;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {

@@ -1278,6 +1278,7 @@ fn overhead_table(
                 .map_or_else(|| "–".to_owned(), |r| format!("{:.3}", r.median)),
             paired
                 .get(&config)
+                .filter(|_| config != Config::Untraced)
                 .map_or_else(|| "–".to_owned(), |r| r.ci_text()),
             (1.0 - med / base) * 100.0,
             costs
