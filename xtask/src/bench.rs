@@ -655,6 +655,22 @@ impl Drop for Proc {
     }
 }
 
+/// Starts `tracer attach --pid PID --duration SECS --format json` under `label`.
+fn spawn_json_attach(tools: &Tools, label: &str, pid: &str, secs: u32) -> anyhow::Result<Proc> {
+    Proc::spawn(
+        label,
+        Command::new(&tools.tracer).args([
+            "attach",
+            "--pid",
+            pid,
+            "--duration",
+            &secs.to_string(),
+            "--format",
+            "json",
+        ]),
+    )
+}
+
 /// Waits until the tracer (or bpftrace) has finished attaching: at least `min_events`
 /// BPF links or perf events among its file descriptors, and its descriptor set unchanged
 /// for [`ATTACH_QUIET`]. The tracer prints nothing when attached, and both it and
@@ -1316,18 +1332,7 @@ fn latency_run(tools: &Tools) -> anyhow::Result<Latency> {
     let mut target = Proc::spawn("deadlock", &mut Command::new(&tools.deadlock))?;
     target.wait_line(Duration::from_secs(10), |l| l.starts_with("ready pid="))?;
     let pid = target.pid().to_string();
-    let mut tracer = Proc::spawn(
-        "tracer attach",
-        Command::new(&tools.tracer).args([
-            "attach",
-            "--pid",
-            &pid,
-            "--duration",
-            "60",
-            "--format",
-            "json",
-        ]),
-    )?;
+    let mut tracer = spawn_json_attach(tools, "tracer attach", &pid, 60)?;
     wait_attached(&mut tracer, 2)?;
     target.send_start()?;
     let closed = target.wait_line(Duration::from_secs(10), |l| l.starts_with("closed_ns="))?;

@@ -22,7 +22,10 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use super::{Options, Proc, Tools, json_summary, median, ops_per_sec, si, verdict, wait_attached};
+use super::{
+    Options, Proc, Tools, json_summary, median, ops_per_sec, si, spawn_json_attach, verdict,
+    wait_attached,
+};
 
 /// Goal: attach (parse, plan, place probes) to a 50 MB Go binary within this long.
 const ATTACH_GOAL: Duration = Duration::from_secs(1);
@@ -274,18 +277,7 @@ fn attach_timing(
     }
     let started = Instant::now();
     let label = format!("tracer attach ({name})");
-    let mut tracer = Proc::spawn(
-        &label,
-        Command::new(&tools.tracer).args([
-            "attach",
-            "--pid",
-            &target.pid().to_string(),
-            "--duration",
-            "30",
-            "--format",
-            "json",
-        ]),
-    )?;
+    let mut tracer = spawn_json_attach(tools, &label, &target.pid().to_string(), 30)?;
     let quiet = wait_attached(&mut tracer, 3)?;
     // wait_attached returns once the descriptor table has been quiet for a while; the
     // attach itself ended that long before.

@@ -16,7 +16,7 @@ use std::{
 
 use anyhow::Context as _;
 
-use super::{Options, Proc, Tools, rounds, wait_attached, worst_case_table};
+use super::{Options, Proc, Tools, rounds, spawn_json_attach, wait_attached, worst_case_table};
 
 /// Budget for the tracer's own CPU with a quiet target: 1% of one CPU.
 const IDLE_GOAL_MS_PER_S: f64 = 10.0;
@@ -53,18 +53,7 @@ fn idle_run(tools: &Tools) -> anyhow::Result<f64> {
     )?;
     target.wait_line(Duration::from_secs(10), |l| l.starts_with("ready pid="))?;
     let pid = target.pid().to_string();
-    let mut tracer = Proc::spawn(
-        "tracer attach",
-        Command::new(&tools.tracer).args([
-            "attach",
-            "--pid",
-            &pid,
-            "--duration",
-            "600",
-            "--format",
-            "json",
-        ]),
-    )?;
+    let mut tracer = spawn_json_attach(tools, "tracer attach", &pid, 600)?;
     wait_attached(&mut tracer, 2)?;
     let (before, started) = (cpu_ns(tracer.pid())?, Instant::now());
     thread::sleep(WINDOW);
