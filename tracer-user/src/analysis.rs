@@ -499,8 +499,10 @@ impl Analysis {
             };
             wait.in_graph = true;
             let (holder, unowned, reader) = (wait.holder, wait.unowned, wait.reader);
+            // The wait carries its lock's slot: no address lookup for the kind.
+            let rwlock = self.kinds.get(wait.lock_slot as usize) == Some(&LockKind::RwLock);
             self.graph.add_wait(tid, lock);
-            if unowned && self.lock_kind(lock) != LockKind::RwLock {
+            if unowned && !rwlock {
                 // The waiter's own read found the mutex free, so any older snapshot naming
                 // the waiter as its holder is stale; left in, it is a false cycle of one.
                 // (A rwlock's writer field says nothing of its readers: keep them.)
@@ -508,7 +510,7 @@ impl Analysis {
             }
             if let Some(holder) = holder {
                 self.end_graph_wait_of_holder(holder, tid, lock);
-                if self.lock_kind(lock) == LockKind::RwLock && !reader {
+                if rwlock && !reader {
                     // A writer's wait names the writer holding it, but readers may too.
                     self.graph.add_holder(lock, holder);
                 } else {
