@@ -10,11 +10,12 @@
 //!   large real Go binary (see `bench/go.rs`);
 //! - (f) the tracer's own CPU while attached to a quiet target (see `bench/idle.rs`).
 //!
-//! Overhead runs are interleaved round-robin (every configuration once per round, the
-//! starting configuration rotating), so drift in the machine (thermal, noisy neighbours
-//! on a VM) spreads over all configurations instead of biasing whichever ran last; each
-//! configuration is summarised by its median, and ratios are taken against the untraced
-//! median of the same invocation, never against numbers from another run or machine.
+//! Overhead windows are interleaved round-robin (every configuration once per round, on
+//! one workload process per round, the starting configuration rotating), so drift in the
+//! machine (thermal, noisy neighbours on a VM) spreads over all configurations instead of
+//! biasing whichever ran last; each configuration is summarised by its median, and ratios
+//! are taken within a round or against the untraced median of the same invocation, never
+//! against numbers from another run or machine (see `bench/overhead.rs`).
 use std::{
     collections::BTreeMap,
     fmt::Write as _,
@@ -27,10 +28,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, anyhow, bail};
+use anyhow::{Context as _, bail};
 
 mod go;
 mod idle;
+mod overhead;
 
 /// Lock-heavy workload shape: more threads than the 2 cores of the reference machine, a
 /// ~1 µs critical section and a shorter stretch outside it, so the lock is demanded more
@@ -168,7 +170,7 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     if overhead || latency || go || idle {
         let tools = Tools::build(&root, opts.no_build)?;
         if overhead {
-            report.push_str(&overhead_section(&tools, &opts)?);
+            report.push_str(&overhead::section(&tools, &opts)?);
             let _ = writeln!(report, "- {}\n", idle_note("after the overhead runs"));
         }
         if latency {
@@ -253,7 +255,7 @@ fn header(root: &Path, opts: &Options) -> String {
     let _ = writeln!(s, "- {bpftrace}");
     let _ = writeln!(
         s,
-        "- settings: {} rounds, {} s per overhead run",
+        "- settings: {} rounds, {} s per overhead window",
         opts.rounds, opts.seconds
     );
     let _ = writeln!(s, "- {}\n", idle_note("at start"));
@@ -401,8 +403,6 @@ struct Tools {
     tracer: PathBuf,
     lockbench: PathBuf,
     deadlock: PathBuf,
-    /// Spin-loop iterations per µs, calibrated once so every run spins the same amount.
-    spin_per_us: u64,
 }
 
 impl Tools {
@@ -445,20 +445,11 @@ impl Tools {
         };
         let lockbench = compile("lockbench")?;
         let deadlock = compile("deadlock")?;
-        let out = Command::new(&lockbench)
-            .arg("--calibrate")
-            .output()
-            .context("running lockbench --calibrate")?;
-        let spin_per_us = key_values(&String::from_utf8_lossy(&out.stdout))
-            .get("spin_iters_per_us")
-            .and_then(|v| v.parse().ok())
-            .context("lockbench --calibrate printed no spin_iters_per_us")?;
         Ok(Self {
             root: root.to_path_buf(),
             tracer,
             lockbench,
             deadlock,
-            spin_per_us,
         })
     }
 }
@@ -567,6 +558,22 @@ impl Proc {
         }
     }
 
+    /// Writes one line to the child's stdin, keeping it open.
+    fn send_line(&mut self, text: &str) -> anyhow::Result<()> {
+        let stdin = self
+            .child
+            .stdin
+            .as_mut()
+            .with_context(|| format!("{}: stdin already closed", self.name))?;
+        writeln!(stdin, "{text}")
+            .and_then(|()| stdin.flush())
+            .with_context(|| format!("{}: writing to its stdin", self.name))
+    }
+
+    fn close_stdin(&mut self) {
+        drop(self.child.stdin.take());
+    }
+
     fn send_start(&mut self) -> anyhow::Result<()> {
         let mut stdin = self
             .child
@@ -655,6 +662,27 @@ impl Drop for Proc {
     }
 }
 
+/// The `ops_per_sec=N` a finished workload printed.
+fn ops_per_sec(workload: &mut Proc) -> anyhow::Result<f64> {
+    key_values(&workload.remaining_lines().join("\n"))
+        .get("ops_per_sec")
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("{} printed no ops_per_sec", workload.name))
+}
+
+/// The last JSON summary line of a tracer's output.
+fn json_summary(lines: &[String], who: &str) -> anyhow::Result<serde_json::Value> {
+    lines
+        .iter()
+        .rev()
+        .find_map(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .filter(|v| v["kind"] == "summary")
+        })
+        .with_context(|| format!("{who}: no JSON summary in its output"))
+}
+
 /// Starts `tracer attach --pid PID --duration SECS --format json` under `label`.
 fn spawn_json_attach(tools: &Tools, label: &str, pid: &str, secs: u32) -> anyhow::Result<Proc> {
     Proc::spawn(
@@ -718,603 +746,6 @@ fn wait_attached(tracer: &mut Proc, min_events: usize) -> anyhow::Result<Duratio
         }
         thread::sleep(Duration::from_millis(20));
     }
-}
-
-// ---------------------------------------------------------------------------------------
-// (b), (c) overhead
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Config {
-    Untraced,
-    Attach,
-    AttachHolds,
-    Floor,
-    FloorUprobes,
-    Bpftrace,
-}
-
-impl Config {
-    fn label(self) -> &'static str {
-        match self {
-            Self::Untraced => "untraced",
-            Self::Attach => "tracer attach",
-            Self::AttachHolds => "tracer attach --holds",
-            Self::Floor => "floor: empty sched_switch/sys_exit",
-            Self::FloorUprobes => "floor: + empty lock uprobes",
-            Self::Bpftrace => "bpftrace futex_wait.bt",
-        }
-    }
-
-    fn part(self) -> &'static str {
-        match self {
-            Self::Untraced => "-",
-            Self::Attach | Self::AttachHolds => "b",
-            Self::Floor | Self::FloorUprobes | Self::Bpftrace => "c",
-        }
-    }
-
-    /// What the run needs besides the workload: a command, and how many BPF links or
-    /// perf events mark its attach as done.
-    fn observer(self, tools: &Tools, pid: u32, seconds: f64) -> Option<(Command, usize)> {
-        // Outlive the workload: tracer attach stops when the target exits, the others
-        // are stopped with SIGINT.
-        let duration = format!("{:.0}", seconds + 30.0);
-        let pid = pid.to_string();
-        let tracer = |args: &[&str]| {
-            let mut cmd = Command::new(&tools.tracer);
-            cmd.args(args);
-            cmd
-        };
-        Some(match self {
-            Self::Untraced => return None,
-            Self::Attach => (
-                tracer(&[
-                    "attach",
-                    "--pid",
-                    &pid,
-                    "--duration",
-                    &duration,
-                    "--format",
-                    "json",
-                ]),
-                2,
-            ),
-            Self::AttachHolds => (
-                tracer(&[
-                    "attach",
-                    "--pid",
-                    &pid,
-                    "--duration",
-                    &duration,
-                    "--format",
-                    "json",
-                    "--holds",
-                ]),
-                3,
-            ),
-            Self::Floor => (
-                tracer(&["floor", "--pid", &pid, "--duration", &duration]),
-                2,
-            ),
-            Self::FloorUprobes => (
-                tracer(&["floor", "--pid", &pid, "--duration", &duration, "--uprobes"]),
-                3,
-            ),
-            Self::Bpftrace => {
-                let mut cmd = Command::new("bpftrace");
-                cmd.arg(tools.root.join("xtask/bench/futex_wait.bt"))
-                    .arg(&pid);
-                (cmd, 2)
-            }
-        })
-    }
-}
-
-/// One overhead run's outcome.
-#[derive(Clone, Copy, Default)]
-struct RunResult {
-    ops_per_sec: f64,
-    /// From the tracer's JSON summary (attach runs) or bpftrace's `@waits`.
-    events: Option<u64>,
-    dropped: Option<u64>,
-    wakes: Option<u64>,
-    /// BPF run time of the observer's programs per lock/unlock pair (cost runs only).
-    bpf_ns_per_op: Option<f64>,
-}
-
-/// BPF run time, in ns, of the programs a process holds descriptors to: the sum of the
-/// `run_time_ns` lines in `/proc/PID/fdinfo` of its program descriptors (counted only
-/// while `kernel.bpf_stats_enabled` is 1).
-fn bpf_run_time_ns(pid: u32) -> u64 {
-    let Ok(dir) = fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
-        return 0;
-    };
-    dir.filter_map(Result::ok)
-        .filter_map(|entry| fs::read_to_string(entry.path()).ok())
-        .filter(|info| info.lines().any(|l| l.starts_with("prog_id:")))
-        .filter_map(|info| {
-            info.lines()
-                .find_map(|l| l.strip_prefix("run_time_ns:"))
-                .and_then(|v| v.trim().parse::<u64>().ok())
-        })
-        .sum()
-}
-
-/// Turns `kernel.bpf_stats_enabled` on for its lifetime (restoring the old value).
-struct BpfStats {
-    previous: String,
-}
-
-impl BpfStats {
-    const PATH: &str = "/proc/sys/kernel/bpf_stats_enabled";
-
-    fn enable() -> anyhow::Result<Self> {
-        let previous =
-            fs::read_to_string(Self::PATH).with_context(|| format!("reading {}", Self::PATH))?;
-        fs::write(Self::PATH, "1").with_context(|| format!("writing {}", Self::PATH))?;
-        Ok(Self { previous })
-    }
-}
-
-impl Drop for BpfStats {
-    fn drop(&mut self) {
-        let _ = fs::write(Self::PATH, self.previous.trim());
-    }
-}
-
-/// One run of the workload under `config`. With `bpf_cost`, the BPF run time of the
-/// observer's programs is read from its descriptors over most of the timed loop (this
-/// needs `kernel.bpf_stats_enabled`, which slows every program, so such runs are kept
-/// out of the throughput medians).
-fn overhead_run(
-    tools: &Tools,
-    config: Config,
-    seconds: f64,
-    bpf_cost: bool,
-) -> anyhow::Result<RunResult> {
-    let mut workload = Proc::spawn(
-        "lockbench",
-        Command::new(&tools.lockbench).args([
-            "--wait-stdin",
-            "--threads",
-            &WORKLOAD_THREADS.to_string(),
-            "--seconds",
-            &seconds.to_string(),
-            "--cs-us",
-            &CRITICAL_SECTION_US.to_string(),
-            "--out-us",
-            &OUTSIDE_US.to_string(),
-            "--iters-per-us",
-            &tools.spin_per_us.to_string(),
-        ]),
-    )?;
-    workload.wait_line(Duration::from_secs(10), |l| l.starts_with("ready pid="))?;
-    let mut observer = match config.observer(tools, workload.pid(), seconds) {
-        Some((mut cmd, min_hooks)) => {
-            let mut proc = Proc::spawn(config.label(), &mut cmd)?;
-            wait_attached(&mut proc, min_hooks)?;
-            Some(proc)
-        }
-        None => None,
-    };
-    workload.send_start()?;
-    let cost_window = match (&observer, bpf_cost) {
-        (Some(observer), true) => {
-            let before = bpf_run_time_ns(observer.pid());
-            let window = Duration::from_secs_f64(seconds * 0.8);
-            thread::sleep(window);
-            let spent = bpf_run_time_ns(observer.pid()).saturating_sub(before);
-            Some((spent, window))
-        }
-        _ => None,
-    };
-    let limit = Duration::from_secs_f64(seconds + 30.0);
-    let status = workload
-        .wait_exit(limit)?
-        .with_context(|| format!("lockbench still running after {limit:?}"))?;
-    if !status.success() {
-        let err = workload.stderr_text();
-        bail!("lockbench failed ({status}): {}", err.trim());
-    }
-    let ops_per_sec = ops_per_sec(&mut workload)?;
-    let mut result = RunResult {
-        ops_per_sec,
-        ..RunResult::default()
-    };
-    if let Some((spent, window)) = cost_window {
-        #[allow(clippy::cast_precision_loss)]
-        let ops = ops_per_sec * window.as_secs_f64();
-        #[allow(clippy::cast_precision_loss)]
-        let per_op = spent as f64 / ops;
-        result.bpf_ns_per_op = Some(per_op);
-    }
-    let Some(observer) = observer.as_mut() else {
-        return Ok(result);
-    };
-    // tracer attach notices the target's exit within a drain interval and prints its
-    // summary; the floors and bpftrace run until interrupted.
-    let status = match config {
-        Config::Attach | Config::AttachHolds => {
-            match observer.wait_exit(Duration::from_secs(10))? {
-                Some(status) => status,
-                None => observer.stop(libc::SIGINT, Duration::from_secs(10))?,
-            }
-        }
-        _ => observer.stop(libc::SIGINT, Duration::from_secs(10))?,
-    };
-    let out = observer.remaining_lines();
-    if !status.success() {
-        let err = observer.stderr_text();
-        bail!("{} failed ({status}): {}", config.label(), err.trim());
-    }
-    match config {
-        Config::Attach | Config::AttachHolds => {
-            let summary = json_summary(&out, config.label())?;
-            result.events = summary["events"].as_u64();
-            result.dropped = summary["dropped"].as_u64();
-            result.wakes = summary["futex_wakes"].as_u64();
-        }
-        Config::Bpftrace => {
-            let count = |name: &str| {
-                out.iter().find_map(|l| {
-                    l.strip_prefix(name)
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                })
-            };
-            result.events = count("@waits:");
-            result.wakes = count("@wakes:");
-        }
-        _ => {}
-    }
-    Ok(result)
-}
-
-/// The `ops_per_sec=N` a finished workload printed.
-fn ops_per_sec(workload: &mut Proc) -> anyhow::Result<f64> {
-    key_values(&workload.remaining_lines().join("\n"))
-        .get("ops_per_sec")
-        .and_then(|v| v.parse().ok())
-        .with_context(|| format!("{} printed no ops_per_sec", workload.name))
-}
-
-/// The last JSON summary line of a tracer's output.
-fn json_summary(lines: &[String], who: &str) -> anyhow::Result<serde_json::Value> {
-    lines
-        .iter()
-        .rev()
-        .find_map(|l| {
-            serde_json::from_str::<serde_json::Value>(l)
-                .ok()
-                .filter(|v| v["kind"] == "summary")
-        })
-        .with_context(|| format!("{who}: no JSON summary in its output"))
-}
-
-fn overhead_section(tools: &Tools, opts: &Options) -> anyhow::Result<String> {
-    let mut configs = vec![Config::Untraced];
-    if opts.wants(Part::Overhead) {
-        configs.extend([Config::Attach, Config::AttachHolds]);
-    }
-    if opts.wants(Part::Floors) {
-        configs.extend([Config::Floor, Config::FloorUprobes, Config::Bpftrace]);
-    }
-    let mut results: BTreeMap<Config, Vec<RunResult>> = BTreeMap::new();
-    // Each run's round, in the order of `results`: ratios are also taken within a round.
-    let mut rounds_of: BTreeMap<Config, Vec<usize>> = BTreeMap::new();
-    let mut failures: BTreeMap<Config, Vec<String>> = BTreeMap::new();
-    for round in 0..opts.rounds {
-        for i in 0..configs.len() {
-            // Rotate the order each round so no configuration always runs first or
-            // right after the most expensive one.
-            let config = configs[(i + round) % configs.len()];
-            match overhead_run(tools, config, opts.seconds, false) {
-                Ok(r) => {
-                    eprintln!(
-                        "bench (b/c): round {}/{}: {:<34} {:>9} ops/s{}{}",
-                        round + 1,
-                        opts.rounds,
-                        config.label(),
-                        si(r.ops_per_sec),
-                        r.events
-                            .map_or_else(String::new, |e| format!(", {e} events")),
-                        r.dropped
-                            .map_or_else(String::new, |d| format!(", {d} dropped")),
-                    );
-                    results.entry(config).or_default().push(r);
-                    rounds_of.entry(config).or_default().push(round);
-                }
-                Err(err) => {
-                    let msg = format!("{err:#}");
-                    eprintln!(
-                        "bench (b/c): round {}/{}: {} FAILED: {msg}",
-                        round + 1,
-                        opts.rounds,
-                        config.label()
-                    );
-                    if config == Config::Untraced {
-                        return Err(err.context("the untraced baseline run failed"));
-                    }
-                    failures.entry(config).or_default().push(msg);
-                }
-            }
-        }
-    }
-    let base = results
-        .get(&Config::Untraced)
-        .map(|r| median(&r.iter().map(|r| r.ops_per_sec).collect::<Vec<_>>()))
-        .ok_or_else(|| anyhow!("no untraced run"))?;
-    let costs = bpf_costs(tools, opts, &configs);
-    let by_round = |config: Config| -> BTreeMap<usize, f64> {
-        rounds_of
-            .get(&config)
-            .into_iter()
-            .flatten()
-            .zip(results.get(&config).into_iter().flatten())
-            .map(|(&round, r)| (round, r.ops_per_sec))
-            .collect()
-    };
-    let untraced = by_round(Config::Untraced);
-    let paired: BTreeMap<Config, Paired> = configs
-        .iter()
-        .filter_map(|&c| paired_ratio(&by_round(c), &untraced).map(|r| (c, r)))
-        .collect();
-    let figures = Figures {
-        base,
-        costs,
-        paired,
-    };
-    let mut table = overhead_table(tools, opts, &configs, &results, &failures, &figures);
-    for (traced, floor) in [
-        (Config::Attach, Config::Floor),
-        (Config::AttachHolds, Config::FloorUprobes),
-    ] {
-        if let Some(ratio) = paired_ratio(&by_round(traced), &by_round(floor)) {
-            let _ = writeln!(
-                table,
-                "- {} ÷ {}, round by round: median {:.3}, 95% CI {}",
-                traced.label(),
-                floor.label(),
-                ratio.median,
-                ratio.ci_text()
-            );
-        }
-    }
-    if let Some(&ratio) = figures.paired.get(&Config::Attach) {
-        let _ = writeln!(
-            table,
-            "- goal (b), default mode ≥ {DEFAULT_MODE_GOAL} × untraced, paired: median {:.3}, 95% CI {}: {}",
-            ratio.median,
-            ratio.ci_text(),
-            ratio.verdict(DEFAULT_MODE_GOAL)
-        );
-    }
-    table.push('\n');
-    Ok(table)
-}
-
-/// Median over the rounds both ran in of `ops[round] / base[round]`, with its 95%
-/// confidence interval when there are rounds enough: each ratio compares runs made a
-/// few seconds apart, so drift of the machine's speed over an invocation (the spin
-/// calibration has moved by 2× between invocations) cancels out.
-fn paired_ratio(ops: &BTreeMap<usize, f64>, base: &BTreeMap<usize, f64>) -> Option<Paired> {
-    let ratios: Vec<f64> = ops
-        .iter()
-        .filter_map(|(round, &v)| base.get(round).map(|&b| v / b))
-        .collect();
-    (!ratios.is_empty()).then(|| Paired {
-        median: median(&ratios),
-        ci95: median_ci95(&ratios),
-    })
-}
-
-/// A round-paired ratio: its median and, from 6 rounds on, a 95% confidence interval of
-/// that median.
-#[derive(Clone, Copy, Debug)]
-struct Paired {
-    median: f64,
-    ci95: Option<(f64, f64)>,
-}
-
-impl Paired {
-    fn ci_text(self) -> String {
-        self.ci95
-            .map_or_else(|| "–".to_owned(), |(lo, hi)| format!("{lo:.3} – {hi:.3}"))
-    }
-
-    /// Whether a goal of at least `goal` is met, missed or left open by this run.
-    fn verdict(self, goal: f64) -> &'static str {
-        match self.ci95 {
-            Some((lo, _)) if lo >= goal => "met: the whole interval is above it",
-            Some((_, hi)) if hi < goal => "missed: the whole interval is below it",
-            Some(_) => "not settled by this run: the interval contains it",
-            None => "not settled by this run: too few rounds for an interval",
-        }
-    }
-}
-
-/// A distribution-free 95% confidence interval for the median of `values`: the
-/// order statistics `k` and `n + 1 − k` for the largest `k` with
-/// `2 · P(Binomial(n, ½) < k) ≤ 0.05` (each value falls on either side of the true
-/// median with probability ½, whatever the distribution). `None` below 6 values, where
-/// even the full range covers the median with less than 95% probability.
-fn median_ci95(values: &[f64]) -> Option<(f64, f64)> {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    // P(Binomial(n, ½) = j) term by term, from ½ⁿ at j = 0.
-    let mut term = (0..n).fold(1.0_f64, |p, _| p * 0.5);
-    let mut below = 0.0_f64;
-    let mut k = 0;
-    for j in 0..n / 2 {
-        below += term;
-        if 2.0 * below > 0.05 {
-            break;
-        }
-        k = j + 1;
-        #[allow(clippy::cast_precision_loss)]
-        {
-            term = term * (n - j) as f64 / (j + 1) as f64;
-        }
-    }
-    (k >= 1).then(|| (v[k - 1], v[n - k]))
-}
-
-/// Cost runs: BPF time per lock/unlock pair of each traced configuration, median of up to
-/// three runs with `kernel.bpf_stats_enabled` on. Deterministic where throughput is not
-/// (the workload's throughput swings between runs by ±15%). Empty when the stats cannot
-/// be enabled.
-fn bpf_costs(tools: &Tools, opts: &Options, configs: &[Config]) -> BTreeMap<Config, f64> {
-    let mut costs = BTreeMap::new();
-    let Ok(_stats) = BpfStats::enable() else {
-        eprintln!("bench (b/c): kernel.bpf_stats_enabled cannot be set; no BPF cost column");
-        return costs;
-    };
-    let runs = opts.rounds.clamp(1, 3);
-    for &config in configs {
-        if config == Config::Untraced {
-            continue;
-        }
-        let per_op: Vec<f64> = (0..runs)
-            .filter_map(|_| overhead_run(tools, config, opts.seconds, true).ok())
-            .filter_map(|r| r.bpf_ns_per_op)
-            .collect();
-        if !per_op.is_empty() {
-            let cost = median(&per_op);
-            eprintln!(
-                "bench (b/c): BPF cost: {:<34} {cost:.0} ns per lock/unlock pair",
-                config.label()
-            );
-            costs.insert(config, cost);
-        }
-    }
-    costs
-}
-
-/// What parts b and c compare against: the untraced median, the BPF cost per
-/// configuration and its round-paired ratio to untraced.
-struct Figures {
-    base: f64,
-    costs: BTreeMap<Config, f64>,
-    paired: BTreeMap<Config, Paired>,
-}
-
-/// What the columns of the (b)/(c) table mean.
-const OVERHEAD_NOTES: &str = "\nTraced events/s: records the tracer analysed (futex wait starts and ends; with \
-    --holds also acquire/release) per second of workload, or bpftrace's `@waits`. Futex wakes are counted in the \
-    kernel, no record each. Paired ratio: median over rounds of the run's throughput / the untraced run's of \
-    the same round (runs seconds apart, so drift of the machine's speed cancels); its 95% CI is \
-    distribution-free (order statistics of the paired ratios; none below 6 rounds): the workload's throughput \
-    swings by ±10% from one 250 ms stretch to the next even untraced, so a median of a few rounds moves by \
-    several percent. Slowdown = 1 − ratio. BPF ns per op: run time of the observer's BPF programs \
-    (`run_time_ns` in `/proc/PID/fdinfo`, with `kernel.bpf_stats_enabled` on) over 80% of the timed loop, \
-    divided by the lock/unlock pairs made in that time; median of up to 3 extra runs kept out of the \
-    throughput figures, since the statistics themselves slow every program.\n\n";
-
-/// The markdown for parts b and c: one row per configuration, `figures.base` being the
-/// untraced median the ratios are taken against.
-fn overhead_table(
-    tools: &Tools,
-    opts: &Options,
-    configs: &[Config],
-    results: &BTreeMap<Config, Vec<RunResult>>,
-    failures: &BTreeMap<Config, Vec<String>>,
-    figures: &Figures,
-) -> String {
-    let Figures {
-        base,
-        costs,
-        paired,
-    } = figures;
-    let base = *base;
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "## (b) Overhead and (c) floors on a lock-heavy workload\n"
-    );
-    let _ = writeln!(
-        s,
-        "Workload `xtask/bench/lockbench.c`: {WORKLOAD_THREADS} threads, one pthread mutex, {CRITICAL_SECTION_US} µs \
-         critical section, {OUTSIDE_US} µs outside (spin loop calibrated once: {} iterations/µs); throughput = \
-         lock/unlock pairs per second. {} rounds × {} configurations, interleaved with a rotating order, {} s per run; \
-         median per configuration; ratio = median / untraced median of this invocation.\n",
-        tools.spin_per_us,
-        opts.rounds,
-        configs.len(),
-        opts.seconds
-    );
-    let _ = writeln!(
-        s,
-        "| part | configuration | median ops/s | min – max | ratio to untraced | paired ratio | paired 95% CI | slowdown | BPF ns per op | traced events/s | futex wakes/s | dropped (total) |"
-    );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|");
-    for &config in configs {
-        let runs = results.get(&config).map_or(&[][..], Vec::as_slice);
-        let failed = failures.get(&config).map_or(0, Vec::len);
-        if runs.is_empty() {
-            let _ = writeln!(
-                s,
-                "| {} | {} | all {failed} runs failed | | | | | | | | | |",
-                config.part(),
-                config.label()
-            );
-            continue;
-        }
-        let throughputs: Vec<f64> = runs.iter().map(|r| r.ops_per_sec).collect();
-        let med = median(&throughputs);
-        let per_sec = |f: fn(&RunResult) -> Option<u64>| {
-            #[allow(clippy::cast_precision_loss)]
-            let rates: Vec<f64> = runs
-                .iter()
-                .filter_map(f)
-                .map(|n| n as f64 / opts.seconds)
-                .collect();
-            if rates.is_empty() {
-                "–".to_owned()
-            } else {
-                si(median(&rates))
-            }
-        };
-        let dropped: Option<u64> = runs.iter().map(|r| r.dropped).sum();
-        let _ = writeln!(
-            s,
-            "| {} | {}{} | {} | {} – {} | {:.3} | {} | {} | {:+.1}% | {} | {} | {} | {} |",
-            config.part(),
-            config.label(),
-            if failed > 0 {
-                format!(" ({failed} runs failed)")
-            } else {
-                String::new()
-            },
-            si(med),
-            si(min(&throughputs)),
-            si(max(&throughputs)),
-            med / base,
-            paired
-                .get(&config)
-                .map_or_else(|| "–".to_owned(), |r| format!("{:.3}", r.median)),
-            paired
-                .get(&config)
-                .filter(|_| config != Config::Untraced)
-                .map_or_else(|| "–".to_owned(), |r| r.ci_text()),
-            (1.0 - med / base) * 100.0,
-            costs
-                .get(&config)
-                .map_or_else(|| "–".to_owned(), |ns| format!("{ns:.0}")),
-            per_sec(|r| r.events),
-            per_sec(|r| r.wakes),
-            dropped.map_or_else(|| "–".to_owned(), |d| d.to_string()),
-        );
-    }
-    s.push_str(OVERHEAD_NOTES);
-    for (config, msgs) in failures {
-        for msg in msgs {
-            let _ = writeln!(s, "- failed run, {}: {msg}", config.label());
-        }
-    }
-    if !failures.is_empty() {
-        s.push('\n');
-    }
-    s
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1515,45 +946,6 @@ fn verdict(met: bool, detail: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn median_ci95_uses_the_binomial_order_statistics() {
-        // Below 6 values no interval reaches 95%.
-        assert!(median_ci95(&[1.0, 2.0, 3.0, 4.0, 5.0]).is_none());
-        // n = 6: P(B <= 0) = 1/64, doubled 0.031 <= 0.05, so k = 1: the full range.
-        assert_eq!(
-            median_ci95(&[6.0, 1.0, 5.0, 2.0, 4.0, 3.0]),
-            Some((1.0, 6.0))
-        );
-        // n = 9: P(B <= 1) = 10/512, doubled 0.039, so k = 2; P(B <= 2) = 46/512 is too
-        // much.
-        let nine: Vec<f64> = (1..=9).map(f64::from).collect();
-        assert_eq!(median_ci95(&nine), Some((2.0, 8.0)));
-        // n = 20: the textbook interval is the 6th to the 15th value.
-        let twenty: Vec<f64> = (1..=20).map(f64::from).collect();
-        assert_eq!(median_ci95(&twenty), Some((6.0, 15.0)));
-    }
-
-    #[test]
-    fn verdict_needs_the_whole_interval_on_one_side() {
-        let p = |lo, hi| Paired {
-            median: f64::midpoint(lo, hi),
-            ci95: Some((lo, hi)),
-        };
-        assert!(p(0.96, 0.99).verdict(0.95).starts_with("met"));
-        assert!(p(0.90, 0.94).verdict(0.95).starts_with("missed"));
-        assert!(p(0.94, 0.97).verdict(0.95).starts_with("not settled"));
-    }
-
-    #[test]
-    fn paired_ratio_uses_rounds_both_ran_in() {
-        let ops = BTreeMap::from([(0, 90.0), (1, 50.0), (3, 80.0)]);
-        let base = BTreeMap::from([(0, 100.0), (1, 100.0), (2, 100.0)]);
-        // Rounds 0 and 1 pair (0.9, 0.5); round 3 has no untraced run.
-        let ratio = paired_ratio(&ops, &base).unwrap().median;
-        assert!((ratio - 0.7).abs() < 1e-9, "{ratio}");
-        assert!(paired_ratio(&BTreeMap::new(), &base).is_none());
-    }
 
     #[test]
     fn median_and_si() {
