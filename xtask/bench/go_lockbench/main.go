@@ -1,7 +1,9 @@
 // go_lockbench: the Go twin of lockbench.c for `cargo xtask bench` (Go overhead runs).
 //
-// N goroutines take one shared sync.Mutex in a loop and spin a calibrated ~1 µs inside
-// it and ~0.5 µs outside it. With more goroutines than cores, many acquisitions find the
+// N goroutines take one shared sync.Mutex in a loop and spin 1 µs inside it and 0.5 µs
+// outside it, timed by the monotonic clock (read in the vDSO, no system call), as
+// lockbench.c does: a loop of calibrated iterations runs at a speed that moves with the
+// VM host's load, which would change the workload between runs. With more goroutines than cores, many acquisitions find the
 // lock taken and go through lockSlow: every Lock, Unlock and slow path fires a tracer
 // probe, the worst case for the Go lock sites.
 //
@@ -27,27 +29,19 @@ import (
 var (
 	mu     sync.Mutex
 	shared uint64
-	sink   uint64
 )
 
+// spin busy-waits for d.
+//
 //go:noinline
-func spin(iters uint64) {
-	x := sink
-	for i := uint64(0); i < iters; i++ {
-		x = x*6364136223846793005 + 1442695040888963407
-	}
-	sink = x
-}
-
-func calibrate() float64 {
-	const iters = 20_000_000
+func spin(d time.Duration) {
 	start := time.Now()
-	spin(iters)
-	return float64(iters) / float64(time.Since(start).Microseconds())
+	for time.Since(start) < d {
+	}
 }
 
 //go:noinline
-func worker(stop *atomic.Bool, cs, out uint64, ops *uint64) {
+func worker(stop *atomic.Bool, cs, out time.Duration, ops *uint64) {
 	n := uint64(0)
 	for !stop.Load() {
 		mu.Lock()
@@ -66,7 +60,6 @@ func main() {
 	csUs := flag.Float64("cs-us", 1, "critical section (µs)")
 	outUs := flag.Float64("out-us", 0.5, "work outside the lock (µs)")
 	flag.Parse()
-	perUs := calibrate()
 	fmt.Printf("ready pid=%d\n", os.Getpid())
 	if _, err := bufio.NewReader(os.Stdin).ReadByte(); err != nil {
 		fmt.Fprintln(os.Stderr, "go_lockbench: no start byte on stdin:", err)
@@ -80,7 +73,7 @@ func main() {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			worker(&stop, uint64(*csUs*perUs), uint64(*outUs*perUs), &ops[i*8])
+			worker(&stop, time.Duration(*csUs*1000), time.Duration(*outUs*1000), &ops[i*8])
 		}(i)
 	}
 	time.Sleep(time.Duration(*seconds * float64(time.Second)))
