@@ -262,29 +262,52 @@ fn header(root: &Path, opts: &Options) -> String {
     s
 }
 
-/// Share of CPU time idle over one second, from `/proc/stat`: the benchmark compares
-/// runs against each other, and another job on the machine (a build) makes every number
-/// noisy, so the report says how quiet the machine was.
-fn idle_percent() -> Option<f64> {
-    let sample = || -> Option<(u64, u64)> {
+/// The machine's CPU time so far, in clock ticks summed over CPUs, from the first line of
+/// `/proc/stat` (user nice system idle iowait irq softirq steal ...).
+#[derive(Clone, Copy)]
+struct CpuTimes {
+    /// Idle and iowait.
+    idle: u64,
+    /// Time the hypervisor ran something else while a CPU of ours wanted to run.
+    steal: u64,
+    /// The first eight fields together.
+    total: u64,
+}
+
+impl CpuTimes {
+    fn now() -> Option<Self> {
         let stat = fs::read_to_string("/proc/stat").ok()?;
-        let fields: Vec<u64> = stat
+        let ticks: Vec<u64> = stat
             .lines()
             .next()?
             .split_whitespace()
             .skip(1)
-            .filter_map(|f| f.parse().ok())
-            .collect();
-        let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
-        Some((idle, fields.iter().take(8).sum()))
-    };
-    let (idle0, total0) = sample()?;
+            .map(|v| v.parse().ok())
+            .collect::<Option<_>>()?;
+        Some(Self {
+            idle: ticks.get(3)? + ticks.get(4).copied().unwrap_or(0),
+            steal: ticks.get(7).copied().unwrap_or(0),
+            total: ticks.iter().take(8).sum(),
+        })
+    }
+
+    /// The share of the CPU time between `earlier` and `self` that `part` picks out.
+    fn share_since(self, earlier: Self, part: fn(Self) -> u64) -> Option<f64> {
+        let total = self.total.checked_sub(earlier.total).filter(|&t| t > 0)?;
+        #[allow(clippy::cast_precision_loss)]
+        Some(part(self).saturating_sub(part(earlier)) as f64 / total as f64)
+    }
+}
+
+/// Share of CPU time idle over one second, from `/proc/stat`: the benchmark compares
+/// runs against each other, and another job on the machine (a build) makes every number
+/// noisy, so the report says how quiet the machine was.
+fn idle_percent() -> Option<f64> {
+    let before = CpuTimes::now()?;
     thread::sleep(Duration::from_secs(1));
-    let (idle1, total1) = sample()?;
-    #[allow(clippy::cast_precision_loss)]
-    let pct = (idle1.saturating_sub(idle0)) as f64 * 100.0
-        / (total1.saturating_sub(total0)).max(1) as f64;
-    Some(pct)
+    CpuTimes::now()?
+        .share_since(before, |t| t.idle)
+        .map(|share| share * 100.0)
 }
 
 fn idle_note(when: &str) -> String {
@@ -946,6 +969,19 @@ fn verdict(met: bool, detail: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_time_shares_are_taken_over_the_interval() {
+        let at = |idle, steal, total| CpuTimes { idle, steal, total };
+        let (before, after) = (at(100, 10, 1000), at(150, 40, 1200));
+        let steal = after.share_since(before, |t| t.steal).unwrap();
+        assert!((steal - 0.15).abs() < 1e-9, "{steal}");
+        let idle = after.share_since(before, |t| t.idle).unwrap();
+        assert!((idle - 0.25).abs() < 1e-9, "{idle}");
+        // No time passed (or the counters went back): no share.
+        assert!(before.share_since(before, |t| t.idle).is_none());
+        assert!(before.share_since(after, |t| t.idle).is_none());
+    }
 
     #[test]
     fn median_and_si() {

@@ -18,8 +18,8 @@ use std::{
 use anyhow::{Context as _, anyhow, bail};
 
 use super::{
-    ATTACH_QUIET, CRITICAL_SECTION_US, DEFAULT_MODE_GOAL, OUTSIDE_US, Options, Part, Proc, Tools,
-    WORKLOAD_THREADS, json_summary, key_values, max, median, min, si, wait_attached,
+    ATTACH_QUIET, CRITICAL_SECTION_US, CpuTimes, DEFAULT_MODE_GOAL, OUTSIDE_US, Options, Part,
+    Proc, Tools, WORKLOAD_THREADS, json_summary, key_values, max, median, min, si, wait_attached,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -55,8 +55,7 @@ impl Config {
     /// What the run needs besides the workload: a command, and how many BPF links or
     /// perf events mark its attach as done.
     fn observer(self, tools: &Tools, pid: u32, seconds: f64) -> Option<(Command, usize)> {
-        // Outlive the workload: tracer attach stops when the target exits, the others
-        // are stopped with SIGINT.
+        // Outlive the window: every observer is stopped with SIGINT once it closes.
         let duration = format!("{:.0}", seconds + 30.0);
         let pid = pid.to_string();
         let tracer = |args: &[&str]| {
@@ -64,33 +63,23 @@ impl Config {
             cmd.args(args);
             cmd
         };
+        let attach = [
+            "attach",
+            "--pid",
+            &pid,
+            "--duration",
+            &duration,
+            "--format",
+            "json",
+        ];
         Some(match self {
             Self::Untraced => return None,
-            Self::Attach => (
-                tracer(&[
-                    "attach",
-                    "--pid",
-                    &pid,
-                    "--duration",
-                    &duration,
-                    "--format",
-                    "json",
-                ]),
-                2,
-            ),
-            Self::AttachHolds => (
-                tracer(&[
-                    "attach",
-                    "--pid",
-                    &pid,
-                    "--duration",
-                    &duration,
-                    "--format",
-                    "json",
-                    "--holds",
-                ]),
-                3,
-            ),
+            Self::Attach => (tracer(&attach), 2),
+            Self::AttachHolds => {
+                let mut cmd = tracer(&attach);
+                cmd.arg("--holds");
+                (cmd, 3)
+            }
             Self::Floor => (
                 tracer(&["floor", "--pid", &pid, "--duration", &duration]),
                 2,
@@ -113,7 +102,10 @@ impl Config {
 #[derive(Clone, Copy, Default)]
 struct RunResult {
     ops_per_sec: f64,
-    /// The host's steal time over the window, as a share of all CPU time.
+    /// The host's steal time over the window, as a share of all CPU time. On a VM the
+    /// hypervisor takes the CPUs away now and then; when it preempts the thread holding
+    /// the mutex, every other thread waits, so the throughput falls by more than the
+    /// stolen share. Kept so that a configuration that drew an unlucky stretch shows it.
     steal: Option<f64>,
     /// From the tracer's JSON summary (attach runs, over its own run time) or
     /// bpftrace's `@waits` and `@wakes`.
@@ -235,24 +227,6 @@ impl Workload {
     }
 }
 
-/// The host's steal time so far, and all CPU time, from the first line of `/proc/stat`
-/// (clock ticks summed over CPUs). On a VM the hypervisor takes the CPUs away now and
-/// then; when it preempts the thread holding the mutex, every other thread waits, so
-/// the workload's throughput falls by more than the stolen share. Recorded per window
-/// so that a configuration that drew an unlucky stretch shows it.
-fn cpu_ticks() -> Option<(u64, u64)> {
-    let stat = fs::read_to_string("/proc/stat").ok()?;
-    let ticks: Vec<u64> = stat
-        .lines()
-        .next()?
-        .split_whitespace()
-        .skip(1)
-        .map(|v| v.parse().ok())
-        .collect::<Option<_>>()?;
-    // user nice system idle iowait irq softirq steal ...
-    Some((*ticks.get(7)?, ticks.iter().take(8).sum()))
-}
-
 /// One configuration's window on a running workload: start its observer and wait until
 /// it has attached, read the workload's count, wait `seconds`, read it again, stop the
 /// observer. With `bpf_cost`, the BPF run time of the observer's programs over the
@@ -277,11 +251,11 @@ fn window(
     // ATTACH_QUIET: its hooks went live that long ago.
     let attached = Instant::now().checked_sub(ATTACH_QUIET);
     let bpf_before = observer.as_ref().map(|o| bpf_run_time_ns(o.pid()));
-    let ticks_before = cpu_ticks();
+    let cpu_before = CpuTimes::now();
     let start = workload.mark()?;
     thread::sleep(Duration::from_secs_f64(seconds));
     let end = workload.mark()?;
-    let ticks_after = cpu_ticks();
+    let cpu_after = CpuTimes::now();
     let bpf_spent = observer
         .as_ref()
         .zip(bpf_before)
@@ -295,12 +269,9 @@ fn window(
     );
     let mut result = RunResult {
         ops_per_sec: ops_f / window_s,
-        steal: ticks_before
-            .zip(ticks_after)
-            .and_then(|((s0, t0), (s1, t1))| {
-                #[allow(clippy::cast_precision_loss)]
-                (t1 > t0).then(|| s1.saturating_sub(s0) as f64 / (t1 - t0) as f64)
-            }),
+        steal: cpu_before
+            .zip(cpu_after)
+            .and_then(|(before, after)| after.share_since(before, |t| t.steal)),
         ..RunResult::default()
     };
     if bpf_cost && ops > 0 {
