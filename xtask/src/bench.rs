@@ -708,18 +708,23 @@ fn json_summary(lines: &[String], who: &str) -> anyhow::Result<serde_json::Value
 
 /// Starts `tracer attach --pid PID --duration SECS --format json` under `label`.
 fn spawn_json_attach(tools: &Tools, label: &str, pid: &str, secs: u32) -> anyhow::Result<Proc> {
-    Proc::spawn(
-        label,
-        Command::new(&tools.tracer).args([
-            "attach",
-            "--pid",
-            pid,
-            "--duration",
-            &secs.to_string(),
-            "--format",
-            "json",
-        ]),
-    )
+    Proc::spawn(label, &mut json_attach(tools, pid, secs))
+}
+
+/// `tracer attach --pid PID --duration SECS --format json`, not started yet.
+fn json_attach(tools: &Tools, pid: &str, secs: u32) -> Command {
+    let mut cmd = Command::new(&tools.tracer);
+    cmd.args(["attach", "--pid", pid, "--duration", &secs.to_string()])
+        .args(["--format", "json"]);
+    cmd
+}
+
+/// How long an observer is told to run for a window or run of `seconds`: 30 s more, so
+/// that it is always stopped by us (SIGINT) or by the target's exit, never by its clock.
+fn observer_secs(seconds: f64) -> u32 {
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let secs = (seconds + 30.0).ceil().min(f64::from(u32::MAX)) as u32;
+    secs
 }
 
 /// Waits until the tracer (or bpftrace) has finished attaching: at least `min_events`

@@ -23,8 +23,8 @@ use std::{
 use anyhow::{Context as _, bail};
 
 use super::{
-    Options, Proc, Tools, json_summary, median, ops_per_sec, si, spawn_json_attach, verdict,
-    wait_attached,
+    Options, Proc, Tools, json_attach, json_summary, median, observer_secs, ops_per_sec, si,
+    spawn_json_attach, verdict, wait_attached,
 };
 
 /// Goal: attach (parse, plan, place probes) to a 50 MB Go binary within this long.
@@ -138,26 +138,23 @@ fn overhead_run(
     )?;
     bench.wait_line(Duration::from_secs(20), |l| l.starts_with("ready pid="))?;
     let pid = bench.pid().to_string();
-    let duration = format!("{:.0}", seconds + 30.0);
-    let args: &[&str] = match watch {
-        Watch::Untraced => &[],
-        Watch::Floor => &["floor", "--go", "--pid", &pid, "--duration", &duration],
-        Watch::Traced => &[
-            "attach",
-            "--pid",
-            &pid,
-            "--duration",
-            &duration,
-            "--format",
-            "json",
-        ],
+    let duration = observer_secs(seconds).to_string();
+    let command = match watch {
+        Watch::Untraced => None,
+        Watch::Floor => {
+            let mut cmd = Command::new(&tools.tracer);
+            cmd.args(["floor", "--go", "--pid", &pid, "--duration", &duration]);
+            Some(cmd)
+        }
+        Watch::Traced => Some(json_attach(tools, &pid, observer_secs(seconds))),
     };
-    let mut tracer = if args.is_empty() {
-        None
-    } else {
-        let mut proc = Proc::spawn(watch.label(), Command::new(&tools.tracer).args(args))?;
-        wait_attached(&mut proc, 3)?;
-        Some(proc)
+    let mut tracer = match command {
+        Some(mut cmd) => {
+            let mut proc = Proc::spawn(watch.label(), &mut cmd)?;
+            wait_attached(&mut proc, 3)?;
+            Some(proc)
+        }
+        None => None,
     };
     bench.send_start()?;
     let limit = Duration::from_secs_f64(seconds + 30.0);

@@ -19,7 +19,8 @@ use anyhow::{Context as _, anyhow, bail};
 
 use super::{
     ATTACH_QUIET, CRITICAL_SECTION_US, CpuTimes, DEFAULT_MODE_GOAL, OUTSIDE_US, Options, Part,
-    Proc, Tools, WORKLOAD_THREADS, json_summary, key_values, max, median, min, si, wait_attached,
+    Proc, Tools, WORKLOAD_THREADS, json_attach, json_summary, key_values, max, median, min,
+    observer_secs, si, wait_attached,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -56,27 +57,18 @@ impl Config {
     /// perf events mark its attach as done.
     fn observer(self, tools: &Tools, pid: u32, seconds: f64) -> Option<(Command, usize)> {
         // Outlive the window: every observer is stopped with SIGINT once it closes.
-        let duration = format!("{:.0}", seconds + 30.0);
+        let duration = observer_secs(seconds).to_string();
         let pid = pid.to_string();
         let tracer = |args: &[&str]| {
             let mut cmd = Command::new(&tools.tracer);
             cmd.args(args);
             cmd
         };
-        let attach = [
-            "attach",
-            "--pid",
-            &pid,
-            "--duration",
-            &duration,
-            "--format",
-            "json",
-        ];
         Some(match self {
             Self::Untraced => return None,
-            Self::Attach => (tracer(&attach), 2),
+            Self::Attach => (json_attach(tools, &pid, observer_secs(seconds)), 2),
             Self::AttachHolds => {
-                let mut cmd = tracer(&attach);
+                let mut cmd = json_attach(tools, &pid, observer_secs(seconds));
                 cmd.arg("--holds");
                 (cmd, 3)
             }
