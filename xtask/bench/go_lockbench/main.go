@@ -3,9 +3,9 @@
 // N goroutines take one shared sync.Mutex in a loop and spin 1 µs inside it and 0.5 µs
 // outside it, timed by the monotonic clock (read in the vDSO, no system call), as
 // lockbench.c does: a loop of calibrated iterations runs at a speed that moves with the
-// VM host's load, which would change the workload between runs. With more goroutines than cores, many acquisitions find the
-// lock taken and go through lockSlow: every Lock, Unlock and slow path fires a tracer
-// probe, the worst case for the Go lock sites.
+// VM host's load, which would change the workload between runs. With more goroutines
+// than cores, many acquisitions find the lock taken and go through lockSlow: every Lock,
+// Unlock and slow path fires a tracer probe, the worst case for the Go lock sites.
 //
 // Usage:
 //

@@ -138,7 +138,8 @@ fn overhead_run(
     )?;
     bench.wait_line(Duration::from_secs(20), |l| l.starts_with("ready pid="))?;
     let pid = bench.pid().to_string();
-    let duration = observer_secs(seconds).to_string();
+    let secs = observer_secs(seconds);
+    let duration = secs.to_string();
     let command = match watch {
         Watch::Untraced => None,
         Watch::Floor => {
@@ -146,7 +147,7 @@ fn overhead_run(
             cmd.args(["floor", "--go", "--pid", &pid, "--duration", &duration]);
             Some(cmd)
         }
-        Watch::Traced => Some(json_attach(tools, &pid, observer_secs(seconds))),
+        Watch::Traced => Some(json_attach(tools, &pid, secs)),
     };
     let mut tracer = match command {
         Some(mut cmd) => {

@@ -57,7 +57,8 @@ impl Config {
     /// perf events mark its attach as done.
     fn observer(self, tools: &Tools, pid: u32, seconds: f64) -> Option<(Command, usize)> {
         // Outlive the window: every observer is stopped with SIGINT once it closes.
-        let duration = observer_secs(seconds).to_string();
+        let secs = observer_secs(seconds);
+        let duration = secs.to_string();
         let pid = pid.to_string();
         let tracer = |args: &[&str]| {
             let mut cmd = Command::new(&tools.tracer);
@@ -66,9 +67,9 @@ impl Config {
         };
         Some(match self {
             Self::Untraced => return None,
-            Self::Attach => (json_attach(tools, &pid, observer_secs(seconds)), 2),
+            Self::Attach => (json_attach(tools, &pid, secs), 2),
             Self::AttachHolds => {
-                let mut cmd = json_attach(tools, &pid, observer_secs(seconds));
+                let mut cmd = json_attach(tools, &pid, secs);
                 cmd.arg("--holds");
                 (cmd, 3)
             }
