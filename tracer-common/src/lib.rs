@@ -12,6 +12,17 @@ pub const MAP_EVENTS: &str = "EVENTS";
 pub const MAP_COUNTERS: &str = "COUNTERS";
 /// Name of the stack-trace map filled by `bpf_get_stackid` (user stacks).
 pub const MAP_STACKS: &str = "STACKS";
+/// Name of the smaller stack-trace map that takes a stack whose bucket in [`MAP_STACKS`]
+/// already holds another one. The kernel hashes a stack to one bucket and, unless told
+/// to overwrite (which would change the stack behind ids that earlier events carry),
+/// refuses a second stack there with `EEXIST`; without this map such a stack was lost,
+/// and a deadlock could be reported with only its innermost frames. See [`StackSlot`].
+pub const MAP_OVERFLOW_STACKS: &str = "OVERFLOW_STACKS";
+/// Entries (and hash buckets) of [`MAP_STACKS`].
+pub const STACKS_MAX_ENTRIES: u32 = 16 * 1024;
+/// Entries (and hash buckets) of [`MAP_OVERFLOW_STACKS`]. Only stacks that collided in
+/// [`MAP_STACKS`] land here, so a stack is lost only if it collides in both.
+pub const OVERFLOW_STACKS_MAX_ENTRIES: u32 = 4 * 1024;
 /// Name of the LRU hash (TID → [`PendingLock`]) that carries a lock call from its entry
 /// uprobe to its return uprobe (only used with `--holds`). A thread keeps its entry
 /// between calls ([`PendingLock::op`] is 0 when no call is in flight).
@@ -60,12 +71,13 @@ pub const PROG_NOOP_UPROBE: &str = "noop_uprobe";
 pub const PROG_NOOP_URETPROBE: &str = "noop_uretprobe";
 
 /// Every map name, for the test that checks the built object holds each one.
-pub const ALL_MAPS: [&str; 7] = [
+pub const ALL_MAPS: [&str; 8] = [
     MAP_EVENTS,
     MAP_READER_POLLS,
     MAP_CPU_BRIEF_WAITS,
     MAP_COUNTERS,
     MAP_STACKS,
+    MAP_OVERFLOW_STACKS,
     MAP_PENDING_LOCKS,
     MAP_BRIEF_WAITS,
 ];
@@ -383,7 +395,7 @@ pub struct GoEvent {
     pub value: i64,
     /// A [`GoOp`] as `u32`.
     pub op: u32,
-    /// `bpf_get_stackid` result: an id in [`MAP_STACKS`], or a negative errno.
+    /// A stack id ([`StackSlot`]), or a negative errno.
     pub stack_id: i32,
 }
 
@@ -419,7 +431,7 @@ pub struct Event {
     pub op: u32,
     /// Futex expected value (`val` argument).
     pub val: u32,
-    /// `bpf_get_stackid` result: an id in [`MAP_STACKS`], or a negative errno.
+    /// A stack id ([`StackSlot`]), or a negative errno.
     pub stack_id: i32,
     /// Number of valid bytes in `snapshot` (0 when the copy failed).
     pub snapshot_len: u32,
@@ -477,7 +489,7 @@ pub struct LockRecord {
     pub call_site: u64,
     /// A [`LockOp`] as `u32`.
     pub op: u32,
-    /// Acquired: `bpf_get_stackid` result, an id in [`MAP_STACKS`] or a negative errno.
+    /// Acquired: a stack id ([`StackSlot`]) or a negative errno.
     /// Released: 0.
     pub stack_id: i32,
 }
@@ -650,7 +662,7 @@ pub enum Counter {
     FutexWakes = 1,
     /// Futex wait-type calls by the target.
     FutexWaits = 2,
-    /// `bpf_get_stackid` failures (stack not recorded; the event still goes out).
+    /// Stacks that neither stack map took (not recorded; the event still goes out).
     StackErrors = 3,
     /// Lock calls whose return was seen without a matching entry (`--holds`).
     UnmatchedReturns = 4,
@@ -661,8 +673,37 @@ pub enum Counter {
 /// Number of slots in [`MAP_COUNTERS`].
 pub const COUNTER_SLOTS: u32 = 6;
 
-/// Depth of the user stacks kept in [`MAP_STACKS`].
-pub const STACK_DEPTH: usize = 32;
+/// Where the stack behind a non-negative `stack_id` of a record is kept: ids below
+/// [`STACKS_MAX_ENTRIES`] are ids in [`MAP_STACKS`]; an id in [`MAP_OVERFLOW_STACKS`] is
+/// sent as `STACKS_MAX_ENTRIES` plus that id, so every record keeps one `i32` field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StackSlot {
+    /// An id in [`MAP_STACKS`].
+    Main(u32),
+    /// An id in [`MAP_OVERFLOW_STACKS`].
+    Overflow(u32),
+}
+
+impl StackSlot {
+    /// The `stack_id` a record carries for an id in [`MAP_OVERFLOW_STACKS`].
+    #[must_use]
+    pub const fn overflow_stack_id(id: u32) -> u32 {
+        STACKS_MAX_ENTRIES + id
+    }
+
+    /// The map and id behind a record's non-negative `stack_id`; `None` for ids outside
+    /// both maps.
+    #[must_use]
+    pub const fn from_stack_id(stack_id: u32) -> Option<Self> {
+        if stack_id < STACKS_MAX_ENTRIES {
+            Some(Self::Main(stack_id))
+        } else if stack_id - STACKS_MAX_ENTRIES < OVERFLOW_STACKS_MAX_ENTRIES {
+            Some(Self::Overflow(stack_id - STACKS_MAX_ENTRIES))
+        } else {
+            None
+        }
+    }
+}
 
 #[cfg(feature = "user")]
 mod pod {
@@ -688,6 +729,33 @@ mod pod {
 #[allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stack_ids_of_both_maps_round_trip_and_others_are_refused() {
+        assert_eq!(StackSlot::from_stack_id(0), Some(StackSlot::Main(0)));
+        assert_eq!(
+            StackSlot::from_stack_id(STACKS_MAX_ENTRIES - 1),
+            Some(StackSlot::Main(STACKS_MAX_ENTRIES - 1))
+        );
+        for id in [0, 1, OVERFLOW_STACKS_MAX_ENTRIES - 1] {
+            assert_eq!(
+                StackSlot::from_stack_id(StackSlot::overflow_stack_id(id)),
+                Some(StackSlot::Overflow(id))
+            );
+        }
+        assert_eq!(
+            StackSlot::from_stack_id(STACKS_MAX_ENTRIES + OVERFLOW_STACKS_MAX_ENTRIES),
+            None
+        );
+        assert_eq!(StackSlot::from_stack_id(u32::MAX), None);
+        // Every id fits the records' `i32` field.
+        assert!(
+            i32::try_from(StackSlot::overflow_stack_id(
+                OVERFLOW_STACKS_MAX_ENTRIES - 1
+            ))
+            .is_ok()
+        );
+    }
 
     #[test]
     fn kinds_round_trip_and_reject_unknown() {

@@ -10,12 +10,12 @@ use aya_ebpf::{
 };
 use tracer_common::{
     Counter, Event, EventKind, GoEvent, LockRecord, SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS,
-    STACK_ID_NO_FRAME_CHAIN, STACK_WINDOW_WORDS, WaitEndRecord, WaitRecord,
+    STACK_ID_NO_FRAME_CHAIN, STACK_WINDOW_WORDS, StackSlot, WaitEndRecord, WaitRecord,
 };
 
 use crate::{
     futex_call::syscall_args,
-    maps::{COUNTERS, EVENTS, READER_POLLS, STACKS, TARGET_TGID},
+    maps::{COUNTERS, EVENTS, OVERFLOW_STACKS, READER_POLLS, STACKS, TARGET_TGID},
 };
 
 /// The current thread's TID if it belongs to the target process, else `None`.
@@ -126,20 +126,29 @@ pub(crate) fn frame_chain_starts(sp: u64, bp: u64) -> bool {
     bp > sp && bp - sp <= MAX_CALLER_FRAME_BYTES && bp.is_multiple_of(8)
 }
 
-/// User stack id for the current thread, or the negative errno (counted).
+/// User stack id for the current thread ([`StackSlot`]), or the negative errno (counted).
+///
+/// A stack whose bucket in `STACKS` holds another stack is refused there (`EEXIST`) and
+/// goes to `OVERFLOW_STACKS`; only then is the walk done twice.
 #[inline(always)]
 pub(crate) fn user_stack_id<C: StackIdContext>(ctx: &C) -> i32 {
-    match ctx.get_stackid(&STACKS, u64::from(BPF_F_USER_STACK)) {
-        #[expect(
-            clippy::cast_possible_truncation,
-            reason = "stack ids are below max_entries (16k)"
-        )]
-        Ok(id) => id as i32,
-        Err(errno) => {
-            count(Counter::StackErrors);
-            errno
-        }
-    }
+    let flags = u64::from(BPF_F_USER_STACK);
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_possible_wrap,
+        reason = "ids are below the maps' max_entries (16k and 4k)"
+    )]
+    let id = match ctx.get_stackid(&STACKS, flags) {
+        Ok(id) => Ok(id as i32),
+        Err(_) => ctx
+            .get_stackid(&OVERFLOW_STACKS, flags)
+            .map(|id| StackSlot::overflow_stack_id(id as u32) as i32),
+    };
+    id.unwrap_or_else(|errno| {
+        count(Counter::StackErrors);
+        errno
+    })
 }
 
 /// Copies the target memory around a futex word into `event.snapshot`, so userspace can

@@ -5,7 +5,10 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
 };
-use tracer_common::{BriefWaits, COUNTER_SLOTS, CpuBriefWaits, PendingLock};
+use tracer_common::{
+    BriefWaits, COUNTER_SLOTS, CpuBriefWaits, OVERFLOW_STACKS_MAX_ENTRIES, PendingLock,
+    STACKS_MAX_ENTRIES,
+};
 
 /// TGID of the traced process; set with `EbpfLoader::override_global` before load.
 #[unsafe(no_mangle)]
@@ -32,7 +35,12 @@ pub(crate) static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COU
 
 /// User stacks at futex waits and lock calls, deduplicated by the kernel.
 #[map(name = "STACKS")]
-pub(crate) static STACKS: StackTrace = StackTrace::with_max_entries(16 * 1024, 0);
+pub(crate) static STACKS: StackTrace = StackTrace::with_max_entries(STACKS_MAX_ENTRIES, 0);
+
+/// Stacks whose bucket in `STACKS` holds another stack (`tracer_common::StackSlot`).
+#[map(name = "OVERFLOW_STACKS")]
+pub(crate) static OVERFLOW_STACKS: StackTrace =
+    StackTrace::with_max_entries(OVERFLOW_STACKS_MAX_ENTRIES, 0);
 
 /// Lock calls between entry and return uprobe, keyed by TID (`--holds` only).
 ///

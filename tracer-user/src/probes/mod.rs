@@ -20,10 +20,11 @@ use aya::{
 use thiserror::Error;
 use tracer_common::{
     BriefWaits, COUNTER_SLOTS, Counter, CpuBriefWaits, GLOBAL_GO_GOID_OFFSET, GLOBAL_TARGET_TGID,
-    LockOp, MAP_BRIEF_WAITS, MAP_COUNTERS, MAP_CPU_BRIEF_WAITS, MAP_EVENTS, MAP_PENDING_LOCKS,
-    MAP_READER_POLLS, MAP_STACKS, PROG_GO_LOCK_SITE, PROG_LOCK_ENTRY, PROG_LOCK_RETURN,
-    PROG_NOOP_SCHED_SWITCH, PROG_NOOP_SYS_EXIT, PROG_NOOP_UPROBE, PROG_NOOP_URETPROBE,
-    PROG_SCHED_SWITCH, PROG_SYS_EXIT, PROG_UNLOCK_ENTRY, PendingLock,
+    LockOp, MAP_BRIEF_WAITS, MAP_COUNTERS, MAP_CPU_BRIEF_WAITS, MAP_EVENTS, MAP_OVERFLOW_STACKS,
+    MAP_PENDING_LOCKS, MAP_READER_POLLS, MAP_STACKS, PROG_GO_LOCK_SITE, PROG_LOCK_ENTRY,
+    PROG_LOCK_RETURN, PROG_NOOP_SCHED_SWITCH, PROG_NOOP_SYS_EXIT, PROG_NOOP_UPROBE,
+    PROG_NOOP_URETPROBE, PROG_SCHED_SWITCH, PROG_SYS_EXIT, PROG_UNLOCK_ENTRY, PendingLock,
+    StackSlot,
 };
 
 /// The eBPF object, built for the BPF target by `build.rs` (aya-build).
@@ -180,6 +181,7 @@ pub struct Probes {
     events: RingBuf<MapData>,
     counters: PerCpuArray<MapData, u64>,
     stacks: StackTraceMap<MapData>,
+    overflow_stacks: StackTraceMap<MapData>,
     brief_waits: PerCpuHashMap<MapData, u64, BriefWaits>,
     cpu_brief_waits: PerCpuArray<MapData, CpuBriefWaits>,
     reader_polls: Array<MapData, u32>,
@@ -282,6 +284,7 @@ impl Probes {
         let events = take_map(&mut ebpf, MAP_EVENTS, RingBuf::try_from)?;
         let counters = take_map(&mut ebpf, MAP_COUNTERS, PerCpuArray::try_from)?;
         let stacks = take_map(&mut ebpf, MAP_STACKS, StackTraceMap::try_from)?;
+        let overflow_stacks = take_map(&mut ebpf, MAP_OVERFLOW_STACKS, StackTraceMap::try_from)?;
         let brief_waits = take_map(&mut ebpf, MAP_BRIEF_WAITS, PerCpuHashMap::try_from)?;
         let cpu_brief_waits = take_map(&mut ebpf, MAP_CPU_BRIEF_WAITS, PerCpuArray::try_from)?;
         let reader_polls = take_map(&mut ebpf, MAP_READER_POLLS, Array::try_from)?;
@@ -297,6 +300,7 @@ impl Probes {
             events,
             counters,
             stacks,
+            overflow_stacks,
             brief_waits,
             cpu_brief_waits,
             reader_polls,
@@ -411,11 +415,16 @@ impl Probes {
         (pending.caller != 0).then_some(pending.caller)
     }
 
-    /// Instruction pointers of a user stack, innermost first (empty if unknown).
+    /// Instruction pointers of the user stack behind a record's `stack_id`, innermost
+    /// first (empty if unknown).
     #[must_use]
-    pub fn stack(&self, id: u32) -> Vec<u64> {
-        self.stacks
-            .get(&id, 0)
+    pub fn stack(&self, stack_id: u32) -> Vec<u64> {
+        let (map, id) = match StackSlot::from_stack_id(stack_id) {
+            Some(StackSlot::Main(id)) => (&self.stacks, id),
+            Some(StackSlot::Overflow(id)) => (&self.overflow_stacks, id),
+            None => return Vec::new(),
+        };
+        map.get(&id, 0)
             .map(|trace| trace.frames().iter().map(|f| f.ip).collect())
             .unwrap_or_default()
     }
