@@ -76,7 +76,9 @@ fn try_futex_exit(ctx: &BtfTracePointContext) -> Result<(), ()> {
             op: cmd,
             val,
         };
-        if !send_wait(ctx, tid, &wait, &call) {
+        // An unusual end (a timeout, `EDEADLK`) is over before anyone could read the
+        // thread's stack later, so it always carries it.
+        if !send_wait(ctx, tid, &wait, &call, true) {
             return Ok(());
         }
     }

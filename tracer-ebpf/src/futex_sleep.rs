@@ -16,7 +16,7 @@ use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::btf_tracepoint, programs::BtfT
 
 use crate::{
     futex_call::{self, FutexCall},
-    helpers::{FutexWait, current_syscall_regs, send_wait, target_tid},
+    helpers::{FutexWait, current_syscall_regs, send_wait, takes_stack, target_tid},
 };
 
 #[btf_tracepoint(function = "sched_switch")]
@@ -52,6 +52,6 @@ fn try_futex_sleep(ctx: &BtfTracePointContext) -> Result<(), ()> {
     };
     // A full ring buffer drops the record (counted): the wait's end then finds no start
     // and counts as a brief wait in userspace.
-    send_wait(ctx, tid, &wait, &regs);
+    send_wait(ctx, tid, &wait, &regs, takes_stack(addr));
     Ok(())
 }

@@ -10,12 +10,13 @@ use aya_ebpf::{
 };
 use tracer_common::{
     Counter, Event, EventKind, GoEvent, LockRecord, SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS,
-    STACK_ID_NO_FRAME_CHAIN, STACK_WINDOW_WORDS, StackSlot, WaitEndRecord, WaitRecord,
+    STACK_ID_NO_FRAME_CHAIN, STACK_ID_SAMPLED_OUT, STACK_WINDOW_WORDS, StackSlot, WaitEndRecord,
+    WaitRecord,
 };
 
 use crate::{
     futex_call::syscall_args,
-    maps::{COUNTERS, EVENTS, OVERFLOW_STACKS, READER_POLLS, STACKS, TARGET_TGID},
+    maps::{COUNTERS, EVENTS, OVERFLOW_STACKS, READER_POLLS, STACK_SAMPLER, STACKS, TARGET_TGID},
 };
 
 /// The current thread's TID if it belongs to the target process, else `None`.
@@ -247,20 +248,37 @@ pub(crate) struct FutexWait {
     pub(crate) val: u32,
 }
 
+/// Whether this CPU's next sleeping wait, on futex word `addr`, carries its stack
+/// (`tracer_common::STACK_SAMPLE_EVERY`); `true` if the sampler cannot be read.
+#[inline(always)]
+pub(crate) fn takes_stack(addr: u64) -> bool {
+    match STACK_SAMPLER.get_ptr_mut(0) {
+        // SAFETY: the pointer is this CPU's `StackSampler` slot, sized and aligned for it;
+        // programs on one CPU do not interleave here, and a lost update would only shift
+        // which wait of a run is sampled.
+        Some(sampler) => unsafe { (*sampler).take(addr) },
+        None => true,
+    }
+}
+
 /// Sends thread `tid`'s futex wait as a `FutexWait` record: the lock memory around the
 /// futex word and the top of the user stack (from `regs`, the thread's registers at the
 /// call), read now (the thread is still inside the futex call, so both are as they were
-/// when it began). `false` if the ring buffer was full (counted as dropped).
+/// when it began). Without `with_stack` the record carries no stack window or stack id
+/// ([`STACK_ID_SAMPLED_OUT`]). `false` if the ring buffer was full (counted as dropped).
 #[inline(always)]
 pub(crate) fn send_wait<C: StackIdContext>(
     ctx: &C,
     tid: u32,
     wait: &FutexWait,
     regs: &SyscallRegs,
+    with_stack: bool,
 ) -> bool {
     // Code built without frame pointers (glibc's lock paths) leaves any value in `rbp`;
     // a frame walk from there faults and costs ~1 µs for frames the window already has.
-    let stack_id = if frame_chain_starts(regs.sp, regs.bp) {
+    let stack_id = if !with_stack {
+        STACK_ID_SAMPLED_OUT
+    } else if frame_chain_starts(regs.sp, regs.bp) {
         user_stack_id(ctx)
     } else {
         STACK_ID_NO_FRAME_CHAIN
@@ -286,7 +304,13 @@ pub(crate) fn send_wait<C: StackIdContext>(
         (*record).user_sp = regs.sp;
         (*record).user_ip = regs.ip;
         (*record).pad = 0;
-        (*record).window_words = copy_stack_window(&mut (*record).window, regs.sp);
+        // The words of a wait sent without its stack are left unwritten (and unread:
+        // userspace reads `window_words` of them), sparing the record's cache lines.
+        (*record).window_words = if with_stack {
+            copy_stack_window(&mut (*record).window, regs.sp)
+        } else {
+            0
+        };
     }
     entry.submit(submit_flags());
     true

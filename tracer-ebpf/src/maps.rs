@@ -7,7 +7,7 @@ use aya_ebpf::{
 };
 use tracer_common::{
     BriefWaits, COUNTER_SLOTS, CpuBriefWaits, OVERFLOW_STACKS_MAX_ENTRIES, PendingLock,
-    STACKS_MAX_ENTRIES,
+    STACKS_MAX_ENTRIES, StackSampler,
 };
 
 /// TGID of the traced process; set with `EbpfLoader::override_global` before load.
@@ -41,6 +41,11 @@ pub(crate) static STACKS: StackTrace = StackTrace::with_max_entries(STACKS_MAX_E
 #[map(name = "OVERFLOW_STACKS")]
 pub(crate) static OVERFLOW_STACKS: StackTrace =
     StackTrace::with_max_entries(OVERFLOW_STACKS_MAX_ENTRIES, 0);
+
+/// This CPU's run of sleeping waits on one futex word, which decides whether the next
+/// one carries its stack (`tracer_common::STACK_SAMPLE_EVERY`).
+#[map(name = "STACK_SAMPLER")]
+pub(crate) static STACK_SAMPLER: PerCpuArray<StackSampler> = PerCpuArray::with_max_entries(1, 0);
 
 /// Lock calls between entry and return uprobe, keyed by TID (`--holds` only).
 ///

@@ -310,11 +310,15 @@ impl Analysis {
         self.note_kind(slot, kind);
         self.stats.at(slot).begin_wait();
         let window_slot = self.store_window(window);
-        // Waits found blocked at attach have no kernel stack id, only their window.
-        let key = (slot, stack.unwrap_or(WINDOW_ONLY_STACK));
-        self.pending_stacks.push((key, window_slot));
-        if self.pending_stacks.len() >= STACK_BATCH {
-            self.count_wait_stacks();
+        // A wait sent without its stack (`STACK_SAMPLE_EVERY`) is not counted among the
+        // stacks that waited: the counts are of the sampled waits.
+        if stack.is_some() || !window.is_empty() {
+            // Waits found blocked at attach have no kernel stack id, only their window.
+            let key = (slot, stack.unwrap_or(WINDOW_ONLY_STACK));
+            self.pending_stacks.push((key, window_slot));
+            if self.pending_stacks.len() >= STACK_BATCH {
+                self.count_wait_stacks();
+            }
         }
         let wait = ActiveWait {
             futex,
@@ -1351,6 +1355,48 @@ mod tests {
             a.stats().get(LOCK_A).map(|s| s.contentions),
             Some(2 + 3 * STACK_BATCH as u64)
         );
+    }
+
+    /// Guards the report's `top_waiter_stack` against the kernel's stack sampling
+    /// (`STACK_SAMPLE_EVERY`): waits sent without a stack must not add up to an empty
+    /// "most frequent stack" that hides the sampled ones.
+    #[test]
+    fn waits_sent_without_a_stack_are_not_counted_among_stacks() {
+        let mut a = Analysis::new();
+        let sampled_out = |tid, ts_ns| match mutex_wait(tid, ts_ns, LOCK_A, 199) {
+            TraceEvent::FutexWait {
+                tid,
+                ts_ns,
+                addr,
+                cmd,
+                val,
+                snapshot,
+                ..
+            } => TraceEvent::FutexWait {
+                tid,
+                ts_ns,
+                addr,
+                cmd,
+                val,
+                stack: None,
+                snapshot,
+                window: WindowRef::EMPTY,
+            },
+            other => other,
+        };
+        for ts in [1, 3, 5] {
+            feed(&mut a, &[sampled_out(101, ts), done(101, ts + 1, LOCK_A)]);
+        }
+        feed(
+            &mut a,
+            &[wait_from(102, 7, 8, 0x8001), done(102, 8, LOCK_A)],
+        );
+        a.flush();
+        assert_eq!(
+            a.top_wait_stack(LOCK_A).map(|(s, w)| (s, w.ip)),
+            Some((8, 0x8001))
+        );
+        assert_eq!(a.stats().get(LOCK_A).map(|s| s.contentions), Some(4));
     }
 
     #[test]

@@ -103,6 +103,10 @@ impl StackWindow {
     }
 }
 
+/// [`STACK_WINDOW_WORDS`] as the type of `window_words`.
+#[expect(clippy::cast_possible_truncation, reason = "a 32-word constant")]
+const STACK_WINDOW_WORDS_U32: u32 = STACK_WINDOW_WORDS as u32;
+
 /// Bytes of a wait record after its [`Event`] header: `user_sp`, `user_ip`,
 /// `window_words`, padding, then the window's words.
 const WINDOW_PART_BYTES: usize = WAIT_RECORD_SIZE - EVENT_SIZE;
@@ -132,23 +136,49 @@ impl WindowRef<'_> {
             Self::Raw(bytes) => {
                 const SP: usize = 0;
                 const IP: usize = 8;
-                const LEN: usize = 16;
                 const WORDS: usize = 24;
                 let u64_at = |at: usize| {
                     let mut word = [0u8; 8];
                     word.copy_from_slice(&bytes[at..at + 8]);
                     u64::from_ne_bytes(word)
                 };
-                let mut len = [0u8; 4];
-                len.copy_from_slice(&bytes[LEN..LEN + 4]);
                 out.sp = u64_at(SP);
                 out.ip = u64_at(IP);
-                out.len = u32::from_ne_bytes(len);
-                for (i, word) in out.words.iter_mut().enumerate() {
+                out.len = Self::raw_len(bytes);
+                // Only the valid words: the kernel leaves the rest of the record unwritten
+                // (all of it for a wait sent without its stack), and reading it would
+                // only pull those cache lines in.
+                let len = out.words().len();
+                let (valid, rest) = out.words.split_at_mut(len);
+                for (i, word) in valid.iter_mut().enumerate() {
                     *word = u64_at(WORDS + i * 8);
                 }
+                rest.fill(0);
             }
         }
+    }
+
+    /// Number of valid words (0: no window, as for a wait sent without its stack).
+    #[must_use]
+    pub fn len(&self) -> u32 {
+        match *self {
+            Self::Built(window) => window.len,
+            Self::Raw(bytes) => Self::raw_len(bytes),
+        }
+    }
+
+    /// Whether the window has no words.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `window_words` of a raw window, capped at the window's size.
+    fn raw_len(bytes: &[u8; WINDOW_PART_BYTES]) -> u32 {
+        const LEN: usize = 16;
+        let mut len = [0u8; 4];
+        len.copy_from_slice(&bytes[LEN..LEN + 4]);
+        u32::from_ne_bytes(len).min(STACK_WINDOW_WORDS_U32)
     }
 
     /// The window, copied out.
@@ -694,6 +724,62 @@ mod tests {
         assert!(StackWindow::EMPTY.words().is_empty());
         let bogus = StackWindow { len: 999, ..window };
         assert_eq!(bogus.words().len(), STACK_WINDOW_WORDS);
+    }
+
+    /// Guards against reading (or keeping) the words of a wait record the kernel did
+    /// not write: only `window_words` of them are valid, none for a wait sent without its
+    /// stack, and the rest of the record is whatever the ring buffer held before.
+    #[test]
+    fn raw_windows_take_only_their_valid_words() {
+        let window = StackWindow {
+            ip: 0x7f00,
+            sp: 0x7ffe_0000,
+            len: 2,
+            words: window_words(),
+        };
+        let wait = |window| TraceEvent::FutexWait {
+            tid: 7,
+            ts_ns: 10,
+            addr: 0x1010,
+            cmd: futex_cmd::WAIT,
+            val: 2,
+            stack: None,
+            snapshot: snapshot(),
+            window: WindowRef::Built(window),
+        };
+        let mut bytes = encode_bytes(&wait(&window));
+        // Stale ring-buffer contents after the two valid words.
+        let third_word = EVENT_SIZE + 24 + 2 * 8;
+        bytes[third_word..].fill(0xee);
+        let TraceEvent::FutexWait { window: raw, .. } = decode(&bytes).unwrap() else {
+            panic!("not a wait");
+        };
+        assert_eq!(raw.len(), 2);
+        let mut out = StackWindow {
+            len: 9,
+            words: [0xdd; STACK_WINDOW_WORDS],
+            ..StackWindow::EMPTY
+        };
+        raw.write_to(&mut out);
+        assert_eq!(out, window, "stale words neither read nor left behind");
+
+        let sampled_out = StackWindow {
+            len: 0,
+            words: [0; STACK_WINDOW_WORDS],
+            ..window
+        };
+        let mut bytes = encode_bytes(&wait(&sampled_out));
+        bytes[EVENT_SIZE + 24..].fill(0xee);
+        let TraceEvent::FutexWait { window: raw, .. } = decode(&bytes).unwrap() else {
+            panic!("not a wait");
+        };
+        assert!(raw.is_empty());
+        let kept = raw.to_window();
+        assert_eq!(
+            (kept.ip, kept.sp, kept.words()),
+            (0x7f00, 0x7ffe_0000, &[][..])
+        );
+        assert_eq!(kept, sampled_out);
     }
 
     fn snapshot() -> Snapshot {

@@ -746,7 +746,12 @@ impl Session {
             }
             let (stack, stack_detail) = match wait {
                 Some(w) => {
-                    let window = *self.analysis.window(&w);
+                    let mut window = *self.analysis.window(&w);
+                    if w.stack.is_none() && window.len == 0 && window.sp != 0 {
+                        // Sent without its stack (`STACK_SAMPLE_EVERY`): the thread is
+                        // still blocked in this wait, so its stack is still in place.
+                        window = self.scan_blocked_stack(window.ip, window.sp);
+                    }
                     self.stack(w.stack, &window, Some(edge.tid))
                 }
                 None => (Vec::new(), Vec::new()),

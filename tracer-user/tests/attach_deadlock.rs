@@ -123,6 +123,50 @@ fn abba_deadlock_formed_while_attached_has_symbolized_stacks() {
     summary(&values);
 }
 
+/// Guards against: a deadlock whose waits the kernel sent without their stacks (it
+/// samples the stacks of a run of waits on one word, `STACK_SAMPLE_EVERY`) being reported
+/// with stacks cut to the futex call. `sampled_abba` makes worker a's deadlocking wait the
+/// second in a row on its word on its CPU, so it always goes out without a stack; the
+/// report must read a's full stack from the blocked thread instead.
+#[test]
+fn deadlock_waits_sent_without_their_stacks_still_have_full_stacks() {
+    require_root();
+    let bin = build_target("sampled_abba", &[]);
+    let target = Target::spawn(bin.path(), &["2000"]);
+    let out = run_tracer(&as_strs(&json_attach_args(target.pid(), 5, &[])));
+    assert_success(&out);
+    let values = json_lines(&out.stdout);
+    let found = deadlocks(&values);
+    assert_eq!(
+        found.len(),
+        1,
+        "expected exactly one deadlock\n{}",
+        describe(&out)
+    );
+    assert_cycle(
+        &target,
+        found[0],
+        &[
+            ("sampled_a", "first_lock", "second_lock"),
+            ("sampled_b", "second_lock", "first_lock"),
+        ],
+        Names::Symbols,
+    );
+    for (thread, func) in [
+        ("sampled_a", "sampled_worker_a"),
+        ("sampled_b", "sampled_worker_b"),
+    ] {
+        let stack = stack_of(found[0], target.tid(thread));
+        let at = stack.iter().position(|f| f.contains("pthread_mutex_lock"));
+        let caller = stack.iter().position(|f| f.contains(func));
+        assert!(
+            matches!((at, caller), (Some(at), Some(caller)) if at < caller),
+            "stack of {thread} should have pthread_mutex_lock, then {func}: {stack:?}\n{}",
+            describe(&out)
+        );
+    }
+}
+
 /// Guards against: reporting only two-party cycles, or getting the thread→lock mapping of
 /// a longer cycle wrong.
 #[test]
