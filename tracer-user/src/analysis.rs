@@ -1282,7 +1282,25 @@ mod tests {
 
     /// A mutex wait of `tid` from stack `stack`, with a window that names `ip`.
     fn wait_from(tid: u32, ts_ns: u64, stack: u32, ip: u64) -> TraceEvent<'static> {
-        match mutex_wait(tid, ts_ns, LOCK_A, 199) {
+        // Leaked: a test's handful of windows, borrowed by events for the test's life.
+        let window = Box::leak(Box::new(StackWindow {
+            ip,
+            ..StackWindow::EMPTY
+        }));
+        with_stack(
+            mutex_wait(tid, ts_ns, LOCK_A, 199),
+            Some(stack),
+            WindowRef::Built(window),
+        )
+    }
+
+    /// `event` (a futex wait) with the given stack id and window.
+    fn with_stack(
+        event: TraceEvent<'static>,
+        stack: StackId,
+        window: WindowRef<'static>,
+    ) -> TraceEvent<'static> {
+        match event {
             TraceEvent::FutexWait {
                 tid,
                 ts_ns,
@@ -1297,13 +1315,9 @@ mod tests {
                 addr,
                 cmd,
                 val,
-                stack: Some(stack),
+                stack,
                 snapshot,
-                // Leaked: a test's handful of windows, borrowed by events for the test's life.
-                window: WindowRef::Built(Box::leak(Box::new(StackWindow {
-                    ip,
-                    ..StackWindow::EMPTY
-                }))),
+                window,
             },
             other => other,
         }
@@ -1363,27 +1377,8 @@ mod tests {
     #[test]
     fn waits_sent_without_a_stack_are_not_counted_among_stacks() {
         let mut a = Analysis::new();
-        let sampled_out = |tid, ts_ns| match mutex_wait(tid, ts_ns, LOCK_A, 199) {
-            TraceEvent::FutexWait {
-                tid,
-                ts_ns,
-                addr,
-                cmd,
-                val,
-                snapshot,
-                ..
-            } => TraceEvent::FutexWait {
-                tid,
-                ts_ns,
-                addr,
-                cmd,
-                val,
-                stack: None,
-                snapshot,
-                window: WindowRef::EMPTY,
-            },
-            other => other,
-        };
+        let sampled_out =
+            |tid, ts_ns| with_stack(mutex_wait(tid, ts_ns, LOCK_A, 199), None, WindowRef::EMPTY);
         for ts in [1, 3, 5] {
             feed(&mut a, &[sampled_out(101, ts), done(101, ts + 1, LOCK_A)]);
         }

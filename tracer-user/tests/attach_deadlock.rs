@@ -101,17 +101,8 @@ fn abba_deadlock_formed_while_attached_has_symbolized_stacks() {
     require_root();
     let bin = build_target("abba", &[]);
     let target = start_abba(bin.path(), Some(2000));
-    let out = run_tracer(&as_strs(&json_attach_args(target.pid(), 5, &["--holds"])));
-    assert_success(&out);
-    let values = json_lines(&out.stdout);
+    let (values, _) = expect_one_deadlock(&target, 5, &["--holds"], &ABBA, Names::Symbols);
     let found = deadlocks(&values);
-    assert_eq!(
-        found.len(),
-        1,
-        "expected exactly one deadlock\n{}",
-        describe(&out)
-    );
-    assert_cycle(&target, found[0], &ABBA, Names::Symbols);
     for thread in ["worker_a", "worker_b"] {
         let func = format!("{thread}_main");
         let stack = stack_of(found[0], target.tid(thread));
@@ -133,25 +124,17 @@ fn deadlock_waits_sent_without_their_stacks_still_have_full_stacks() {
     require_root();
     let bin = build_target("sampled_abba", &[]);
     let target = Target::spawn(bin.path(), &["2000"]);
-    let out = run_tracer(&as_strs(&json_attach_args(target.pid(), 5, &[])));
-    assert_success(&out);
-    let values = json_lines(&out.stdout);
-    let found = deadlocks(&values);
-    assert_eq!(
-        found.len(),
-        1,
-        "expected exactly one deadlock\n{}",
-        describe(&out)
-    );
-    assert_cycle(
+    let (values, _) = expect_one_deadlock(
         &target,
-        found[0],
+        5,
+        &[],
         &[
             ("sampled_a", "first_lock", "second_lock"),
             ("sampled_b", "second_lock", "first_lock"),
         ],
         Names::Symbols,
     );
+    let found = deadlocks(&values);
     for (thread, func) in [
         ("sampled_a", "sampled_worker_a"),
         ("sampled_b", "sampled_worker_b"),
@@ -161,8 +144,8 @@ fn deadlock_waits_sent_without_their_stacks_still_have_full_stacks() {
         let caller = stack.iter().position(|f| f.contains(func));
         assert!(
             matches!((at, caller), (Some(at), Some(caller)) if at < caller),
-            "stack of {thread} should have pthread_mutex_lock, then {func}: {stack:?}\n{}",
-            describe(&out)
+            "stack of {thread} should have pthread_mutex_lock, then {func}: {stack:?}\n{:#}",
+            found[0]
         );
     }
 }
@@ -176,19 +159,10 @@ fn three_thread_cycle_is_reported() {
     let target = Target::spawn(bin.path(), &[]);
     let tids = [target.tid("t0"), target.tid("t1"), target.tid("t2")];
     target.wait_in_futex(&tids, Duration::from_secs(5));
-    let out = run_tracer(&as_strs(&json_attach_args(target.pid(), 3, &[])));
-    assert_success(&out);
-    let values = json_lines(&out.stdout);
-    let found = deadlocks(&values);
-    assert_eq!(
-        found.len(),
-        1,
-        "expected exactly one deadlock\n{}",
-        describe(&out)
-    );
-    assert_cycle(
+    let (values, _) = expect_one_deadlock(
         &target,
-        found[0],
+        3,
+        &[],
         &[("t0", "l0", "l1"), ("t1", "l1", "l2"), ("t2", "l2", "l0")],
         Names::Symbols,
     );
@@ -203,19 +177,10 @@ fn self_deadlock_is_reported() {
     let bin = build_target("self_deadlock", &[]);
     let target = Target::spawn(bin.path(), &[]);
     target.wait_in_futex(&[target.tid("self_locker")], Duration::from_secs(5));
-    let out = run_tracer(&as_strs(&json_attach_args(target.pid(), 3, &[])));
-    assert_success(&out);
-    let values = json_lines(&out.stdout);
-    let found = deadlocks(&values);
-    assert_eq!(
-        found.len(),
-        1,
-        "expected exactly one deadlock\n{}",
-        describe(&out)
-    );
-    assert_cycle(
+    expect_one_deadlock(
         &target,
-        found[0],
+        3,
+        &[],
         &[("self_locker", "self_lock", "self_lock")],
         Names::Symbols,
     );
