@@ -1,6 +1,7 @@
 //! `sched_switch` BTF raw tracepoint: a thread of the target goes to sleep inside a futex
-//! wait. This is where a wait is seen begin: the record (lock memory, stack window, user
-//! registers) goes out now, timed from now.
+//! wait. This is where a wait is seen begin: the record (lock memory, user registers and,
+//! for a sample of the waits, the stack: `tracer_common::STACK_SAMPLE_EVERY`) goes out
+//! now, timed from now.
 //!
 //! There is no `sys_enter` hook. Measured on the bench's lock workload, an empty program
 //! on `sys_enter` alone cost ~4% of its throughput (every system call of every process
