@@ -8,13 +8,15 @@ mod common;
 
 use std::{
     collections::BTreeSet,
+    io::Read,
+    process::{Command, Stdio},
     thread,
     time::{Duration, Instant},
 };
 
 use common::{
     Target, Tracer, as_strs, assert_success, bpf_links, build_target, json_attach_args, json_lines,
-    our_prog_ids, require_root, summary, u64_field, uprobe_events,
+    our_prog_ids, require_root, summary, tracer_bin, u64_field, uprobe_events,
 };
 
 const SECOND_NS: u64 = 1_000_000_000;
@@ -65,6 +67,51 @@ fn sigterm_ends_trace_with_summary() {
     let s = summary(&values);
     assert_eq!(u64_field(s, "pid"), u64::from(target.pid()), "{s:#}");
     assert!(u64_field(s, "duration_ns") < 30 * SECOND_NS, "{s:#}");
+}
+
+/// Guards against: `tracer attach … | head -1` ending in an error line and a failing exit
+/// once the reader has closed the pipe, or tracing on to the end of `--duration` with
+/// nobody left to read. The deadlock line is written at once, into a closed pipe.
+#[test]
+fn closed_stdout_ends_the_trace_quietly() {
+    require_root();
+    let bin = build_target("abba", &[]);
+    let target = Target::spawn(bin.path(), &[]);
+    target.wait_in_futex(
+        &[target.tid("worker_a"), target.tid("worker_b")],
+        Duration::from_secs(5),
+    );
+    let mut tracer = Command::new(tracer_bin())
+        .args(as_strs(&json_attach_args(target.pid(), 30, &[])))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start tracer");
+    // The reader is gone before the first line.
+    drop(tracer.stdout.take());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = tracer.try_wait().expect("wait for tracer") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = tracer.kill();
+            panic!("the tracer went on for 15 s with its stdout closed");
+        }
+        thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    tracer
+        .stderr
+        .take()
+        .expect("piped stderr")
+        .read_to_string(&mut stderr)
+        .expect("read stderr");
+    assert!(
+        status.success() && !stderr.contains("error"),
+        "a closed stdout should end the trace quietly with exit 0: {status}, stderr: {stderr}"
+    );
 }
 
 /// Program ids (of our names) not in `baseline`, links of those programs, and new
