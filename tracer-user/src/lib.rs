@@ -26,6 +26,7 @@ pub mod gotrace;
 pub mod lockstats;
 pub mod probes;
 pub mod procfs;
+pub mod realtime;
 pub mod report;
 pub mod session;
 pub mod symbols;

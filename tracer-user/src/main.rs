@@ -47,6 +47,10 @@ enum Command {
         /// targets).
         #[arg(long, value_name = "SECS", default_value_t = 1.0)]
         stuck_after: f64,
+        /// Drain events at this real-time priority (1-99), like `perf record --realtime`:
+        /// for targets whose real-time threads would otherwise keep the tracer off the CPU.
+        #[arg(long, value_name = "PRIO", value_parser = clap::value_parser!(u8).range(1..=99))]
+        realtime: Option<u8>,
     },
     /// Benchmark support: attach empty programs on the same hooks (the cost floor).
     #[command(hide = true)]
@@ -120,6 +124,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             format,
             holds,
             stuck_after,
+            realtime,
         } => {
             let stuck_after = Duration::try_from_secs_f64(stuck_after)
                 .ok()
@@ -134,6 +139,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
                 },
                 holds,
                 stuck_after,
+                realtime,
             };
             let mut stdout = io::stdout().lock();
             runtime.block_on(session::run(config, &mut stdout))?;

@@ -315,6 +315,59 @@ pub fn syscall_state(pid: u32, tid: u32) -> Option<SyscallState> {
     parse_syscall(&text)
 }
 
+/// The real-time scheduling of a process's threads: how many run `SCHED_FIFO` or
+/// `SCHED_RR`, and the highest priority among them (1–99).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RealtimeThreads {
+    pub count: usize,
+    pub max_priority: u32,
+}
+
+impl RealtimeThreads {
+    /// Both readings together (threads come and go between them).
+    #[must_use]
+    pub fn max(self, other: Self) -> Self {
+        Self {
+            count: self.count.max(other.count),
+            max_priority: self.max_priority.max(other.max_priority),
+        }
+    }
+}
+
+/// `SCHED_FIFO` and `SCHED_RR`, as `/proc/PID/task/TID/stat` gives a thread's policy.
+const REALTIME_POLICIES: [u32; 2] = [1, 2];
+
+/// Parses the real-time priority of `/proc/PID/task/TID/stat`: `Some(priority)` for a
+/// `SCHED_FIFO` or `SCHED_RR` thread, `None` for any other policy or a malformed line.
+/// `rt_priority` and `policy` are fields 40 and 41, counted from the pid; the command
+/// name before them may hold spaces and parentheses, so fields are counted from its
+/// closing `)`.
+#[must_use]
+pub fn parse_realtime_priority(stat: &str) -> Option<u32> {
+    let (_, after_comm) = stat.rsplit_once(')')?;
+    // The first field after the command name is field 3 (the state).
+    let mut fields = after_comm.split_whitespace().skip(40 - 3);
+    let priority = fields.next()?.parse::<u32>().ok()?;
+    let policy = fields.next()?.parse::<u32>().ok()?;
+    REALTIME_POLICIES.contains(&policy).then_some(priority)
+}
+
+/// The real-time threads of `pid` right now (none when it is gone).
+#[must_use]
+pub fn realtime_threads(pid: u32) -> RealtimeThreads {
+    let mut found = RealtimeThreads::default();
+    for tid in thread_ids(pid).unwrap_or_default() {
+        let Ok(stat) = fs::read_to_string(proc_dir(pid).join(format!("task/{tid}/stat"))) else {
+            continue;
+        };
+        if let Some(priority) = parse_realtime_priority(&stat) {
+            found.count += 1;
+            found.max_priority = found.max_priority.max(priority);
+        }
+    }
+    found
+}
+
 /// Parses the context-switch counts of `/proc/PID/task/TID/status`: voluntary plus
 /// involuntary switches so far. `None` if either line is missing or malformed.
 #[must_use]
@@ -409,6 +462,54 @@ pub fn is_elf_stripped(path: &Path) -> bool {
 #[allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 mod tests {
     use super::*;
+
+    /// A `stat` line with the given command name, `rt_priority` and `policy`.
+    fn stat_line(comm: &str, priority: u32, policy: u32) -> String {
+        // Fields 3..=39, then rt_priority (40), policy (41), and the rest.
+        let middle: Vec<String> = (3..=39)
+            .map(|i| if i == 3 { "R".into() } else { i.to_string() })
+            .collect();
+        format!(
+            "4242 ({comm}) {} {priority} {policy} 0 0 0 0",
+            middle.join(" ")
+        )
+    }
+
+    #[test]
+    fn realtime_priority_is_read_after_the_command_name() {
+        assert_eq!(parse_realtime_priority(&stat_line("worker", 7, 1)), Some(7));
+        assert_eq!(parse_realtime_priority(&stat_line("rr", 99, 2)), Some(99));
+        // A command name with spaces and a parenthesis does not shift the fields.
+        assert_eq!(
+            parse_realtime_priority(&stat_line("a b) 3 4", 5, 1)),
+            Some(5)
+        );
+        // SCHED_OTHER, SCHED_BATCH, SCHED_IDLE, SCHED_DEADLINE: not real-time priorities.
+        for policy in [0, 3, 5, 6] {
+            assert_eq!(parse_realtime_priority(&stat_line("x", 0, policy)), None);
+        }
+        assert_eq!(parse_realtime_priority("4242 (short) R 1 2 3"), None);
+        assert_eq!(parse_realtime_priority(""), None);
+    }
+
+    #[test]
+    fn realtime_readings_combine_by_their_largest() {
+        let a = RealtimeThreads {
+            count: 3,
+            max_priority: 1,
+        };
+        let b = RealtimeThreads {
+            count: 1,
+            max_priority: 50,
+        };
+        assert_eq!(
+            a.max(b),
+            RealtimeThreads {
+                count: 3,
+                max_priority: 50
+            }
+        );
+    }
 
     const MAPS: &str = "\
 55d5c4a00000-55d5c4a01000 r--p 00000000 fd:01 1234567                    /usr/bin/prog

@@ -23,6 +23,7 @@ use crate::{
     gotrace::{self, GoFinding, GoTracker},
     probes::{CounterTotals, Hooks, ProbeError, Probes},
     procfs::{self, SyscallState},
+    realtime::{self, RealtimeGuard},
     report::{self, Deadlock, DeadlockEntry, LockKind, LockRef, LockSummary, Summary},
     symbols::{self, Frame, Symbolizer},
     unwind::{self, CALL_LOOKBEHIND},
@@ -78,6 +79,8 @@ pub struct Config {
     pub holds: bool,
     /// A Go lock with waiters and no release for this long is reported as stuck.
     pub stuck_after: Duration,
+    /// Drain at this `SCHED_FIFO` priority (`crate::realtime`), if any.
+    pub realtime: Option<u8>,
 }
 
 #[derive(Debug, Error)]
@@ -105,6 +108,12 @@ pub enum SessionError {
         pid: u32,
         #[source]
         source: procfs::ProcError,
+    },
+    #[error("cannot run at real-time priority {priority} (SCHED_FIFO)")]
+    Realtime {
+        priority: u8,
+        #[source]
+        source: io::Error,
     },
     #[error("cannot install signal handlers")]
     Signal(#[source] io::Error),
@@ -205,6 +214,7 @@ pub async fn run(config: Config, out: &mut dyn Write) -> Result<(), SessionError
         decode_errors: 0,
         adopted_at: 0,
         preloaded: None,
+        target_realtime: procfs::realtime_threads(pid),
     };
     // Threads that were already asleep before the hooks were in place send no event:
     // find them, so a process that is already deadlocked is diagnosed at once.
@@ -219,7 +229,7 @@ pub async fn run(config: Config, out: &mut dyn Write) -> Result<(), SessionError
     });
     session.preloaded = Some(preloaded);
     let started = Instant::now();
-    let exited = session.trace(out).await?;
+    let exited = session.trace_at_priority(out).await?;
     if exited {
         notes.push(format!("process {pid} exited during the trace"));
     }
@@ -260,6 +270,9 @@ struct Session {
     adopted_at: u64,
     /// The symbolizer's objects, loading on their own thread until adopted.
     preloaded: Option<std::sync::mpsc::Receiver<symbols::Preloaded>>,
+    /// The target's real-time threads at attach (read again at the end: a process that
+    /// exits during the trace has none left to read).
+    target_realtime: procfs::RealtimeThreads,
 }
 
 /// Bytes of stack read for a thread found blocked at attach (no kernel event exists for
@@ -424,6 +437,23 @@ impl Session {
         }
         window.len = u32::try_from(len).unwrap_or(0);
         window
+    }
+
+    /// [`Session::trace`], at the `SCHED_FIFO` priority of `--realtime` if given. Only the
+    /// drain loop runs real-time: the symbol loading started before it as a normal thread,
+    /// and the final report is built at normal priority again.
+    async fn trace_at_priority(&mut self, out: &mut dyn Write) -> Result<bool, SessionError> {
+        let realtime = self
+            .config
+            .realtime
+            .map(|priority| {
+                RealtimeGuard::enter(priority)
+                    .map_err(|source| SessionError::Realtime { priority, source })
+            })
+            .transpose()?;
+        let exited = self.trace(out).await;
+        drop(realtime);
+        exited
     }
 
     /// The main loop. Returns whether the target exited.
@@ -805,6 +835,14 @@ impl Session {
             ));
         }
         notes.extend(counter_notes(&counters, self.decode_errors));
+        let realtime_threads = self
+            .target_realtime
+            .max(procfs::realtime_threads(self.config.pid));
+        notes.extend(realtime::starvation_note(
+            counters.dropped,
+            realtime_threads,
+            self.config.realtime,
+        ));
         let mut locks: Vec<LockSummary> = self
             .analysis
             .stats()

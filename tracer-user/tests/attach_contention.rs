@@ -5,12 +5,12 @@
 
 mod common;
 
-use std::time::Duration;
+use std::{os::unix::process::CommandExt as _, process::Output, time::Duration};
 
 use common::{
-    PTHREAD_COND_SIZE, PTHREAD_RWLOCK_SIZE, Target, addr_of, as_strs, assert_success, build_target,
-    deadlocks, describe, json_attach_args, json_lines, lock_by_addr, locks, name_of, require_root,
-    run_tracer, summary, u64_field,
+    PTHREAD_COND_SIZE, PTHREAD_RWLOCK_SIZE, TRACER_SLACK, Target, Tracer, addr_of, as_strs,
+    assert_success, build_target, deadlocks, describe, json_attach_args, json_lines, lock_by_addr,
+    locks, name_of, require_root, run_tracer, summary, u64_field,
 };
 use serde_json::Value;
 
@@ -285,4 +285,110 @@ fn blocked_readers_show_up_on_rwlock_with_holds() {
 fn readers_blocking_while_attached_show_up_on_rwlock() {
     require_root();
     check_rwlock(&[], Some(2000), 4);
+}
+
+/// Starts `realtime_hot` (`SCHED_FIFO` threads keeping two CPUs busy from 1 s after start,
+/// for 3 s) and traces it from those same two CPUs, so the tracer competes with the
+/// target whatever the machine's size; with `above_target`, at `--realtime` one above the
+/// highest priority the target prints. Returns the target (exited) and the tracer's
+/// output.
+fn trace_realtime_hot(above_target: bool) -> (Target, Output) {
+    let bin = build_target("realtime_hot", &[]);
+    let mut target = Target::spawn(bin.path(), &["1", "3"]);
+    let cpus: Vec<usize> = ["cpu.0", "cpu.1"]
+        .iter()
+        .map(|key| target.fact(key).parse().expect("a CPU number"))
+        .collect();
+    let priority = (max_priority(&target) + 1).to_string();
+    let extra: &[&str] = if above_target {
+        &["--realtime", &priority]
+    } else {
+        &[]
+    };
+    let args = json_attach_args(target.pid(), 5, extra);
+    let tracer = Tracer::spawn_with(&as_strs(&args), |cmd| {
+        // SAFETY: runs in the child between fork and exec and only calls
+        // async-signal-safe functions (the CPU set is built on its stack).
+        unsafe {
+            cmd.pre_exec(move || {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                for &cpu in &cpus {
+                    libc::CPU_SET(cpu, &mut set);
+                }
+                if libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    });
+    let out = tracer.wait(Duration::from_secs(5) + TRACER_SLACK);
+    eprintln!("{}", describe(&out));
+    assert!(
+        target.wait_exit(Duration::from_secs(20)).is_some(),
+        "realtime_hot did not finish"
+    );
+    (target, out)
+}
+
+/// The target's highest real-time priority, as it printed it.
+fn max_priority(target: &Target) -> u32 {
+    target.fact("max_priority").parse().expect("a priority")
+}
+
+/// Guards against records silently lost to a real-time target: `SCHED_FIFO` threads that
+/// keep the CPUs busy starve a normal-priority tracer and its ring buffer overflows
+/// (`stress-ng --mutex` lost more than half of its records). The report must say why and
+/// which `--realtime` priority drains above the target.
+#[test]
+fn a_realtime_target_that_starves_the_tracer_is_named_with_the_priority_to_use() {
+    require_root();
+    let (target, out) = trace_realtime_hot(false);
+    assert_success(&out);
+    let values = json_lines(&out.stdout);
+    let s = summary(&values);
+    assert!(
+        u64_field(s, "dropped") > 0,
+        "a starved tracer dropped nothing: {s:#}"
+    );
+    let max = max_priority(&target);
+    let notes: Vec<&str> = s["notes"]
+        .as_array()
+        .expect("notes")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let note = notes
+        .iter()
+        .find(|n| n.contains("real-time priority"))
+        .unwrap_or_else(|| panic!("no note on the real-time threads: {notes:?}"));
+    assert!(note.contains(&format!("up to {max})")), "{note}");
+    assert!(note.contains(&format!("--realtime {}", max + 1)), "{note}");
+}
+
+/// Guards `--realtime`: drained at a priority above the target's threads, the tracer
+/// keeps up with a real-time target that otherwise starves it (no dropped records), and
+/// sees its contention on the lock the target names.
+#[test]
+fn realtime_option_drains_above_a_realtime_target() {
+    require_root();
+    let (target, out) = trace_realtime_hot(true);
+    assert_success(&out);
+    let values = json_lines(&out.stdout);
+    let s = summary(&values);
+    assert_eq!(u64_field(s, "dropped"), 0, "{s:#}");
+    let first = locks(s)
+        .first()
+        .unwrap_or_else(|| panic!("no locks in the summary\n{}", describe(&out)));
+    assert_eq!(addr_of(&first["addr"]), target.lock("rt_lock"), "{s:#}");
+    assert_eq!(name_of(first), Some("rt_lock"), "{first:#}");
+    let contentions = u64_field(first, "contentions");
+    assert!(
+        contentions > 1000,
+        "rt_lock contended only {contentions} times: {first:#}"
+    );
+    assert!(
+        !s["notes"].to_string().contains("real-time priority"),
+        "{s:#}"
+    );
 }
