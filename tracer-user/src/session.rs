@@ -215,6 +215,7 @@ pub async fn run(config: Config, out: &mut dyn Write) -> Result<(), SessionError
         adopted_at: 0,
         preloaded: None,
         target_realtime: procfs::realtime_threads(pid),
+        dropped_seen: 0,
     };
     // Threads that were already asleep before the hooks were in place send no event:
     // find them, so a process that is already deadlocked is diagnosed at once.
@@ -270,9 +271,12 @@ struct Session {
     adopted_at: u64,
     /// The symbolizer's objects, loading on their own thread until adopted.
     preloaded: Option<std::sync::mpsc::Receiver<symbols::Preloaded>>,
-    /// The target's real-time threads at attach (read again at the end: a process that
-    /// exits during the trace has none left to read).
+    /// The most real-time threads the target was seen with: read at attach, and again
+    /// whenever records were dropped since the last look (threads may turn real-time
+    /// later, and a target that exits has none left to read at the end).
     target_realtime: procfs::RealtimeThreads,
+    /// The dropped-records count at the last look.
+    dropped_seen: u64,
 }
 
 /// Bytes of stack read for a thread found blocked at attach (no kernel event exists for
@@ -532,6 +536,7 @@ impl Session {
                 break;
             }
             if last_alive_check.elapsed() >= RESCAN_INTERVAL {
+                self.look_for_realtime_threads_if_dropping();
                 if !procfs::process_alive(self.config.pid) {
                     self.pump();
                     return Ok(true);
@@ -543,6 +548,21 @@ impl Session {
         self.report_confirmed_deadlocks(out)?;
         self.report_go_findings(out)?;
         Ok(false)
+    }
+
+    /// Reads the target's real-time threads when records were dropped since the last
+    /// look: the moment they can explain it (see `realtime::starvation_note`). Reading
+    /// every thread's `stat` is left for then, not done at every tick.
+    fn look_for_realtime_threads_if_dropping(&mut self) {
+        let Ok(counters) = self.probes.counters() else {
+            return;
+        };
+        if counters.dropped > self.dropped_seen {
+            self.dropped_seen = counters.dropped;
+            self.target_realtime = self
+                .target_realtime
+                .max(procfs::realtime_threads(self.config.pid));
+        }
     }
 
     /// Adds the kernel's totals of waits that never slept to the lock statistics.

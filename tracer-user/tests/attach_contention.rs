@@ -362,6 +362,12 @@ fn a_realtime_target_that_starves_the_tracer_is_named_with_the_priority_to_use()
         .iter()
         .find(|n| n.contains("real-time priority"))
         .unwrap_or_else(|| panic!("no note on the real-time threads: {notes:?}"));
+    // Counted while records were being dropped: at attach only main ran real-time.
+    let threads = target.fact("realtime_threads");
+    assert!(
+        note.starts_with(&format!("{threads} of the target's threads")),
+        "{note}"
+    );
     assert!(note.contains(&format!("up to {max})")), "{note}");
     assert!(note.contains(&format!("--realtime {}", max + 1)), "{note}");
 }

@@ -118,6 +118,8 @@ int main(int argc, char **argv) {
     printf("lock.rt_lock=%p\n", (void *)&rt_lock);
     printf("cpu.0=%d\ncpu.1=%d\n", cpus[0], cpus[1]);
     printf("max_priority=%d\n", MAIN_PRIORITY);
+    /* Once the switch is due: the workers, the spinners and main. */
+    printf("realtime_threads=%d\n", WORKERS + 2 + 1);
     printf("ready\n");
     fflush(stdout);
     for (int i = 0; i < WORKERS + 2; i++) pthread_join(t[i], NULL);
