@@ -214,7 +214,7 @@ pub async fn run(config: Config, out: &mut dyn Write) -> Result<(), SessionError
         decode_errors: 0,
         adopted_at: 0,
         preloaded: None,
-        target_realtime: procfs::realtime_threads(pid),
+        target_realtime: procfs::RealtimeThreads::default(),
         dropped_seen: 0,
     };
     // Threads that were already asleep before the hooks were in place send no event:
@@ -271,9 +271,9 @@ struct Session {
     adopted_at: u64,
     /// The symbolizer's objects, loading on their own thread until adopted.
     preloaded: Option<std::sync::mpsc::Receiver<symbols::Preloaded>>,
-    /// The most real-time threads the target was seen with: read at attach, and again
-    /// whenever records were dropped since the last look (threads may turn real-time
-    /// later, and a target that exits has none left to read at the end).
+    /// The most real-time threads the target was seen with, read whenever records were
+    /// dropped since the last look (the moment they can explain it; a target that exits
+    /// has none left to read at the end).
     target_realtime: procfs::RealtimeThreads,
     /// The dropped-records count at the last look.
     dropped_seen: u64,
@@ -536,7 +536,9 @@ impl Session {
                 break;
             }
             if last_alive_check.elapsed() >= RESCAN_INTERVAL {
-                self.look_for_realtime_threads_if_dropping();
+                if let Ok(counters) = self.probes.counters() {
+                    self.look_for_realtime_threads_if_dropping(counters.dropped);
+                }
                 if !procfs::process_alive(self.config.pid) {
                     self.pump();
                     return Ok(true);
@@ -553,12 +555,9 @@ impl Session {
     /// Reads the target's real-time threads when records were dropped since the last
     /// look: the moment they can explain it (see `realtime::starvation_note`). Reading
     /// every thread's `stat` is left for then, not done at every tick.
-    fn look_for_realtime_threads_if_dropping(&mut self) {
-        let Ok(counters) = self.probes.counters() else {
-            return;
-        };
-        if counters.dropped > self.dropped_seen {
-            self.dropped_seen = counters.dropped;
+    fn look_for_realtime_threads_if_dropping(&mut self, dropped: u64) {
+        if dropped > self.dropped_seen {
+            self.dropped_seen = dropped;
             self.target_realtime = self
                 .target_realtime
                 .max(procfs::realtime_threads(self.config.pid));
@@ -855,12 +854,10 @@ impl Session {
             ));
         }
         notes.extend(counter_notes(&counters, self.decode_errors));
-        let realtime_threads = self
-            .target_realtime
-            .max(procfs::realtime_threads(self.config.pid));
+        self.look_for_realtime_threads_if_dropping(counters.dropped);
         notes.extend(realtime::starvation_note(
             counters.dropped,
-            realtime_threads,
+            self.target_realtime,
             self.config.realtime,
         ));
         let mut locks: Vec<LockSummary> = self
