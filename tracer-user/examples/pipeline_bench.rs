@@ -23,8 +23,8 @@ use std::{
 use anyhow::{Context as _, bail};
 use tracer_common::{Event, EventKind, LockOp, SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS, futex_cmd};
 use tracer_user::{
-    analysis::Analysis,
     event::{StackWindow, TraceEvent, WindowRef, decode, encode_bytes, to_bytes},
+    native::analysis::Analysis,
 };
 
 const THREADS: u32 = 64;

@@ -9,7 +9,7 @@ use std::{
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use tracer_user::{
-    gotrace,
+    go::tracker,
     probes::{Hooks, Probes},
     procfs,
     session::{self, Config, Format},
@@ -158,11 +158,11 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             let libc: Option<PathBuf> =
                 procfs::find_libc(&maps).map(|p| procfs::host_path(pid, &p));
             let go_target = if go {
-                Some(gotrace::inspect(pid, &maps)?.context("--go: not a Go program")?)
+                Some(tracker::inspect(pid, &maps)?.context("--go: not a Go program")?)
             } else {
                 None
             };
-            let go_attach = go_target.as_ref().map(gotrace::GoTarget::probe_sites);
+            let go_attach = go_target.as_ref().map(tracker::GoTarget::probe_sites);
             let probes = Probes::attach(
                 pid,
                 Hooks::Floor { uprobes },

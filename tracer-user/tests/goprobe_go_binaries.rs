@@ -17,12 +17,12 @@ use std::{
 use go_toolchain::{GoToolchain, build, go_cmd, installed};
 use tracer_common::{GoOp, go_cookie, pt_reg};
 use tracer_user::{
-    goprobe::{
+    go::probe::{
         GoLockProbes, GoLockSite, GoSitePlan, LockFn, OffsetSource, SiteKind,
         find_lock_probe_sites, go_runtime_offsets, go_runtime_offsets_for_version,
         go_struct_member_offset, plan_go_lock_sites,
     },
-    gosym::{GoTable, go_build_info},
+    go::sym::{GoTable, go_build_info},
 };
 
 /// The name the mutex slow path has in this release (moved to `internal/sync` in 1.24).
@@ -690,7 +690,7 @@ func main() {
 
 /// `go_abba`: two globals, each `mu sync.Mutex` at 0, a map at 8, a pointer at 16.
 fn check_abba_field_paths(tc: &GoToolchain, out_dir: &Path) {
-    use tracer_user::goprobe::{GoDwarfNames, go_global_field_path};
+    use tracer_user::go::probe::{GoDwarfNames, go_global_field_path};
 
     let label = tc.release;
     let normal = build_cached(tc, "go_abba", out_dir, false);
@@ -750,7 +750,7 @@ fn check_abba_field_paths(tc: &GoToolchain, out_dir: &Path) {
 
 /// [`NESTED_GLOBALS`] (sources in `src`): paths at the offsets the program prints.
 fn check_nested_field_paths(tc: &GoToolchain, out_dir: &Path, src: &Path) {
-    use tracer_user::goprobe::{GoDwarfNames, go_global_field_path};
+    use tracer_user::go::probe::{GoDwarfNames, go_global_field_path};
 
     let label = tc.release;
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-targets-cache");
@@ -846,7 +846,7 @@ fn check_nested_field_paths(tc: &GoToolchain, out_dir: &Path, src: &Path) {
 /// `add`), and against names in stripped builds, which have no DWARF to say them.
 #[test]
 fn heap_lock_names_from_dwarf() {
-    use tracer_user::goprobe::go_lock_names;
+    use tracer_user::go::probe::go_lock_names;
 
     let want: [(&str, &str); 5] = [
         ("main.(*Store).Put", "main.Store.mu"),
@@ -953,7 +953,7 @@ fn heap_lock_names_from_dwarf() {
 #[test]
 fn fuzz_go_dwarf_and_code_analysis_bounded() {
     use object::{Object as _, ObjectSection as _};
-    use tracer_user::goprobe::{GoDwarfNames, go_lock_names};
+    use tracer_user::go::probe::{GoDwarfNames, go_lock_names};
 
     let [_, tc] = installed();
     let tmp = tempfile::tempdir().expect("tempdir");

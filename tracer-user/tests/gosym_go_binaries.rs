@@ -11,7 +11,7 @@ use std::{
 };
 
 use go_toolchain::{GoToolchain, build, installed};
-use tracer_user::gosym::{GoTable, PclnVersion, go_build_info};
+use tracer_user::go::sym::{GoTable, PclnVersion, go_build_info};
 
 /// The pclntab layout this release writes.
 fn pcln_version(tc: &GoToolchain) -> PclnVersion {

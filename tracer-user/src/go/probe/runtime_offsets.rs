@@ -45,7 +45,7 @@ pub struct GoRuntimeOffsets {
 const MAX_SECTION: usize = 256 << 20;
 
 /// The `runtime.g` offsets of a Go binary: from its DWARF when present, else from the
-/// table for `go_version` (as [`crate::gosym::go_build_info`] reports it, e.g.
+/// table for `go_version` (as [`crate::go::sym::go_build_info`] reports it, e.g.
 /// `go1.19.8`). `None` when neither gives an answer (no DWARF and a release outside the
 /// table, or not an x86-64 file for the table).
 #[must_use]

@@ -32,8 +32,8 @@ use super::{
     elf_segments, is_lock_internal, map_range,
 };
 use crate::{
-    golocks::RW_READER_COUNT_OFFSET,
-    gosym::{GoFunc, GoTable},
+    go::lock_model::RW_READER_COUNT_OFFSET,
+    go::sym::{GoFunc, GoTable},
 };
 
 /// Lock methods whose receiver (in `AX` at the call, Go's register ABI) is the lock.

@@ -17,10 +17,10 @@ use tracer_common::{BriefWaits, LockOp};
 
 use crate::{
     event::{Snapshot, StackId, StackWindow, TraceEvent, WindowRef},
-    futex_lock::{FutexWaitClass, KnownLocks, classify},
     lockstats::{LockSlot, LockTable},
+    native::futex_lock::{FutexWaitClass, KnownLocks, classify},
+    native::waitgraph::{Cycle, WaitGraph},
     report::LockKind,
-    waitgraph::{Cycle, WaitGraph},
 };
 
 /// A futex wait in progress.
@@ -767,7 +767,7 @@ mod tests {
     use tracer_common::{SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS, futex_cmd};
 
     use super::*;
-    use crate::{event::Snapshot, waitgraph::CycleEdge};
+    use crate::{event::Snapshot, native::waitgraph::CycleEdge};
 
     const LOCK_A: u64 = 0x5000;
     const LOCK_B: u64 = 0x5040;

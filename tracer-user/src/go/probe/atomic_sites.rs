@@ -16,7 +16,7 @@ use rustc_hash::FxHashSet;
 use tracer_common::{GoOp, go_cookie, pt_reg};
 
 use super::{GoProbeError, Segment, elf_segments, entry_and_returns, map_range};
-use crate::gosym::{GoFrame, GoFunc, GoTable};
+use crate::go::sym::{GoFrame, GoFunc, GoTable};
 
 /// One uprobe of the plan.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

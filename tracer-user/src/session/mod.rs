@@ -17,17 +17,17 @@ use tokio::{
 use tracer_common::{SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS, STACK_WINDOW_WORDS, futex_cmd, syscall};
 
 use crate::{
-    analysis::{Analysis, WINDOW_ONLY_STACK},
     event::{Snapshot, StackWindow, TraceEvent, WindowRef, decode},
-    futex_lock::{MUTEX_OWNER_OFFSET, RWLOCK_WRITER_OFFSET},
-    gotrace::{self, GoFinding, GoTracker},
+    go::tracker::{self, GoFinding, GoTracker},
+    native::analysis::{Analysis, WINDOW_ONLY_STACK},
+    native::futex_lock::{MUTEX_OWNER_OFFSET, RWLOCK_WRITER_OFFSET},
+    native::waitgraph::Cycle,
     probes::{CounterTotals, Hooks, ProbeError, Probes},
     procfs::{self, SyscallState},
     realtime::{self, RealtimeGuard},
     report::{self, Deadlock, DeadlockEntry, LockKind, LockRef, LockSummary, Summary},
     symbols::{self, Frame, Symbolizer},
     unwind::{self, CALL_LOOKBEHIND},
-    waitgraph::Cycle,
 };
 
 /// Shortest time between two drains of the ring buffer: records arriving meanwhile wait
@@ -157,7 +157,7 @@ pub async fn run(config: Config, out: &mut dyn Write) -> Result<(), SessionError
         std::thread::sleep(Duration::from_millis(ms));
     }
     let mut notes = Vec::new();
-    let go_target = match gotrace::inspect(pid, &maps) {
+    let go_target = match tracker::inspect(pid, &maps) {
         Ok(target) => target,
         Err(why) => {
             notes.push(format!(
@@ -243,9 +243,9 @@ fn attach_probes(
     pid: u32,
     holds: bool,
     libc: Option<&Path>,
-    go: Option<&gotrace::GoTarget>,
+    go: Option<&tracker::GoTarget>,
 ) -> Result<Probes, SessionError> {
-    let go_attach = go.map(gotrace::GoTarget::probe_sites);
+    let go_attach = go.map(tracker::GoTarget::probe_sites);
     Probes::attach(pid, Hooks::Trace { holds }, libc, go_attach.as_ref()).map_err(|source| {
         if source.is_permission_denied() {
             SessionError::NotPrivileged(source)

@@ -48,7 +48,7 @@ pub use self::{
         go_struct_member_offset,
     },
 };
-use crate::gosym::{GoFunc, GoSymError, GoTable};
+use crate::go::sym::{GoFunc, GoSymError, GoTable};
 
 /// Whether a Go function belongs to the lock implementation (or the runtime under it)
 /// rather than to the code that locks.

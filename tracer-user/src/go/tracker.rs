@@ -17,15 +17,15 @@ use thiserror::Error;
 use tracer_common::{GO_EVENT_SIZE, GoEvent, GoOp};
 
 use crate::{
-    golocks::{
+    go::lock_model::{
         GoCycle, GoLockEvent, GoLockKind, GoLockModel, Hold, LockMode, RW_READER_COUNT_OFFSET,
         StuckLock as Stuck,
     },
-    goprobe::{
+    go::probe::{
         GoDwarfNames, GoLockOwners, GoProbeError, GoRuntimeOffsets, GoSitePlan, go_lock_names,
         go_runtime_offsets, is_lock_internal, plan_go_lock_sites,
     },
-    gosym::{GoBuildInfo, GoSymError, GoTable, go_build_info},
+    go::sym::{GoBuildInfo, GoSymError, GoTable, go_build_info},
     probes::GoSites,
     procfs::{self, MapEntry},
     report::{
@@ -187,7 +187,7 @@ const CONFIRM_AFTER: Duration = Duration::from_millis(30);
 /// `mutexLocked`, bit 0 of `sync.Mutex.state`.
 const MUTEX_LOCKED: i32 = 1;
 /// Offset of `readerCount` in `sync.RWMutex`.
-const RW_READER_COUNT: u64 = crate::golocks::RW_READER_COUNT_OFFSET;
+const RW_READER_COUNT: u64 = crate::go::lock_model::RW_READER_COUNT_OFFSET;
 /// `_Gscan`: set on top of a status while the garbage collector scans the stack.
 const G_SCAN: u32 = 0x1000;
 /// Stack frames searched for a call that names a lock.
@@ -582,7 +582,7 @@ fn acquisition_site(names: &[String], detail: &[String]) -> Option<String> {
         .cloned()
 }
 
-fn go_frame_display(f: &crate::gosym::GoFrame) -> String {
+fn go_frame_display(f: &crate::go::sym::GoFrame) -> String {
     match (&f.file, f.line) {
         (Some(file), Some(line)) => {
             let file = file.rsplit('/').next().unwrap_or(file);

@@ -1,0 +1,15 @@
+//! Everything the tracer knows about Go programs, in one place.
+//!
+//! - `sym`: the pclntab and build info: function names, lines and inlined frames in
+//!   (stripped) Go binaries.
+//! - `probe`: where to put uprobes on the lock paths of x86-64 Go binaries (entries, `ret`s
+//!   and the instruction after each inlined atomic; no uretprobes) and the runtime's `g`
+//!   offsets.
+//! - `lock_model`: the Go lock model: goroutine holds and waits per `sync.Mutex`/`RWMutex`,
+//!   stats, wait-for cycles, stuck locks. Pure: events in, findings out.
+//! - `tracker`: the Go side of a live attach: recognise a Go target, plan its probes, turn
+//!   the model's findings into report entries, checking them against the live process.
+pub mod lock_model;
+pub mod probe;
+pub mod sym;
+pub mod tracker;

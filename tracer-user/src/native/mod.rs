@@ -1,0 +1,10 @@
+//! Native (futex-based) lock tracing: pthread mutexes, rwlocks, PI mutexes and bare futex
+//! words, from the kernel's futex events and (with `--holds`) the libc lock uprobes.
+//!
+//! - `futex_lock`: decide what lock (if any) a futex word belongs to, and who holds it.
+//! - `waitgraph`: the live wait-for graph (thread → lock → holders) and cycle search.
+//! - `analysis`: the state machine that turns events into graph updates, stats and
+//!   findings.
+pub mod analysis;
+pub mod futex_lock;
+pub mod waitgraph;
