@@ -16,13 +16,13 @@ use std::{
 
 use go_toolchain::{GoToolchain, build, go_cmd, installed};
 use tracer_common::{GoOp, go_cookie, pt_reg};
-use tracer_user::{
-    go::probe::{
+use tracer_user::go::{
+    probe::{
         GoLockProbes, GoLockSite, GoSitePlan, LockFn, OffsetSource, SiteKind,
         find_lock_probe_sites, go_runtime_offsets, go_runtime_offsets_for_version,
         go_struct_member_offset, plan_go_lock_sites,
     },
-    go::sym::{GoTable, go_build_info},
+    sym::{GoTable, go_build_info},
 };
 
 /// The name the mutex slow path has in this release (moved to `internal/sync` in 1.24).

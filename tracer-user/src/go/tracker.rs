@@ -17,15 +17,17 @@ use thiserror::Error;
 use tracer_common::{GO_EVENT_SIZE, GoEvent, GoOp};
 
 use crate::{
-    go::lock_model::{
-        GoCycle, GoLockEvent, GoLockKind, GoLockModel, Hold, LockMode, RW_READER_COUNT_OFFSET,
-        StuckLock as Stuck,
+    go::{
+        lock_model::{
+            GoCycle, GoLockEvent, GoLockKind, GoLockModel, Hold, LockMode, RW_READER_COUNT_OFFSET,
+            StuckLock as Stuck,
+        },
+        probe::{
+            GoDwarfNames, GoLockOwners, GoProbeError, GoRuntimeOffsets, GoSitePlan, go_lock_names,
+            go_runtime_offsets, is_lock_internal, plan_go_lock_sites,
+        },
+        sym::{GoBuildInfo, GoSymError, GoTable, go_build_info},
     },
-    go::probe::{
-        GoDwarfNames, GoLockOwners, GoProbeError, GoRuntimeOffsets, GoSitePlan, go_lock_names,
-        go_runtime_offsets, is_lock_internal, plan_go_lock_sites,
-    },
-    go::sym::{GoBuildInfo, GoSymError, GoTable, go_build_info},
     probes::GoSites,
     procfs::{self, MapEntry},
     report::{

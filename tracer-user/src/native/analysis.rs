@@ -18,8 +18,10 @@ use tracer_common::{BriefWaits, LockOp};
 use crate::{
     event::{Snapshot, StackId, StackWindow, TraceEvent, WindowRef},
     lockstats::{LockSlot, LockTable},
-    native::futex_lock::{FutexWaitClass, KnownLocks, classify},
-    native::waitgraph::{Cycle, WaitGraph},
+    native::{
+        futex_lock::{FutexWaitClass, KnownLocks, classify},
+        waitgraph::{Cycle, WaitGraph},
+    },
     report::LockKind,
 };
 

@@ -19,9 +19,11 @@ use tracer_common::{SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS, STACK_WINDOW_WORDS, fut
 use crate::{
     event::{Snapshot, StackWindow, TraceEvent, WindowRef, decode},
     go::tracker::{self, GoFinding, GoTracker},
-    native::analysis::{Analysis, WINDOW_ONLY_STACK},
-    native::futex_lock::{MUTEX_OWNER_OFFSET, RWLOCK_WRITER_OFFSET},
-    native::waitgraph::Cycle,
+    native::{
+        analysis::{Analysis, WINDOW_ONLY_STACK},
+        futex_lock::{MUTEX_OWNER_OFFSET, RWLOCK_WRITER_OFFSET},
+        waitgraph::Cycle,
+    },
     probes::{CounterTotals, Hooks, ProbeError, Probes},
     procfs::{self, SyscallState},
     realtime::{self, RealtimeGuard},

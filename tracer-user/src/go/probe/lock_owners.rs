@@ -31,9 +31,9 @@ use super::{
     atomic_sites::{Decoded, reg_slot},
     elf_segments, is_lock_internal, map_range,
 };
-use crate::{
-    go::lock_model::RW_READER_COUNT_OFFSET,
-    go::sym::{GoFunc, GoTable},
+use crate::go::{
+    lock_model::RW_READER_COUNT_OFFSET,
+    sym::{GoFunc, GoTable},
 };
 
 /// Lock methods whose receiver (in `AX` at the call, Go's register ABI) is the lock.
