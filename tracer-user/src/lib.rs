@@ -16,12 +16,13 @@
 pub mod event;
 pub mod go;
 pub mod lockstats;
+pub mod model;
 pub mod native;
 pub mod probes;
 pub mod procfs;
 pub mod realtime;
-pub mod report;
 pub mod session;
+pub mod sinks;
 pub mod symbols;
 pub mod units;
 pub mod unwind;

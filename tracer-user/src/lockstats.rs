@@ -8,7 +8,8 @@ use std::borrow::Cow;
 
 use hdrhistogram::Histogram;
 use rustc_hash::FxHashMap as HashMap;
-use serde::Serialize;
+
+use crate::model::Quantiles;
 
 /// Smallest value the histograms tell apart from zero.
 const LOWEST_NS: u64 = 1;
@@ -20,23 +21,6 @@ const HIGHEST_NS: u64 = 3_600_000_000_000;
 /// a service with thousands of contended locks must not cost the tracer gigabytes, and
 /// the smaller table stays in cache on the event path.
 const SIGFIG: u8 = 2;
-
-/// Summary of a distribution of durations, all in nanoseconds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Quantiles {
-    /// Number of recorded values.
-    pub count: u64,
-    /// Median (within 0.1%).
-    pub p50: u64,
-    /// 90th percentile (within 0.1%).
-    pub p90: u64,
-    /// 99th percentile (within 0.1%).
-    pub p99: u64,
-    /// Largest value, exact.
-    pub max: u64,
-    /// Sum of all values, exact, saturating at `u64::MAX` (584 years).
-    pub total: u64,
-}
 
 /// Values a [`Distribution`] collects before adding them to its histogram in one go.
 const PENDING: usize = 8;

@@ -12,7 +12,8 @@ use tracer_user::{
     go::tracker,
     probes::{Hooks, Probes},
     procfs,
-    session::{self, Config, Format},
+    session::{self, Config},
+    sinks::{self, Format},
 };
 
 #[derive(Parser)]
@@ -133,16 +134,19 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             let config = Config {
                 pid,
                 duration: duration(secs)?,
-                format: match format {
-                    OutputFormat::Text => Format::Text,
-                    OutputFormat::Json => Format::Json,
-                },
                 holds,
                 stuck_after,
                 realtime,
             };
             let mut stdout = io::stdout().lock();
-            runtime.block_on(session::run(config, &mut stdout))?;
+            let mut sink = sinks::for_format(
+                match format {
+                    OutputFormat::Text => Format::Text,
+                    OutputFormat::Json => Format::Json,
+                },
+                &mut stdout,
+            );
+            runtime.block_on(session::run(config, sink.as_mut()))?;
             Ok(())
         }
         Command::Floor {

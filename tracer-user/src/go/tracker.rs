@@ -28,12 +28,12 @@ use crate::{
         },
         sym::{GoBuildInfo, GoSymError, GoTable, go_build_info},
     },
-    probes::GoSites,
-    procfs::{self, MapEntry},
-    report::{
-        Deadlock, DeadlockEntry, HoldMode, HolderState, LockKind, LockRef, LockSummary,
+    model::{
+        Deadlock, DeadlockEntry, Finding, HoldMode, HolderState, LockKind, LockRef, LockSummary,
         StuckHolder, StuckLock,
     },
+    probes::GoSites,
+    procfs::{self, MapEntry},
     symbols::Symbolizer,
 };
 
@@ -219,12 +219,6 @@ pub struct GoTracker {
     stack_searched: FxHashSet<u64>,
 }
 
-/// A finding ready to print.
-pub enum GoFinding {
-    Deadlock(Deadlock),
-    Stuck(StuckLock),
-}
-
 impl GoTracker {
     /// Starts tracking `target` (already probed) in process `pid`.
     #[must_use]
@@ -357,7 +351,7 @@ impl GoTracker {
         now_ns: u64,
         stacks: &dyn Fn(u32) -> Vec<u64>,
         symbolizer: &mut Symbolizer,
-    ) -> Vec<GoFinding> {
+    ) -> Vec<Finding> {
         let mut out = Vec::new();
         self.name_from_stacks(stacks);
         for cycle in self.model.take_new_cycles() {
@@ -375,7 +369,7 @@ impl GoTracker {
             self.deadlocks += 1;
             self.deadlocked_locks
                 .extend(cycle.entries.iter().map(|e| e.waiter.lock));
-            out.push(GoFinding::Deadlock(
+            out.push(Finding::Deadlock(
                 self.deadlock(&cycle, now_ns, stacks, symbolizer),
             ));
         }
@@ -383,7 +377,7 @@ impl GoTracker {
             if self.deadlocked_locks.contains(&stuck.addr) {
                 continue;
             }
-            out.push(GoFinding::Stuck(self.stuck(&stuck, stacks, symbolizer)));
+            out.push(Finding::StuckLock(self.stuck(&stuck, stacks, symbolizer)));
         }
         out
     }

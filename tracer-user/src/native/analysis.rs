@@ -18,11 +18,11 @@ use tracer_common::{BriefWaits, LockOp};
 use crate::{
     event::{Snapshot, StackId, StackWindow, TraceEvent, WindowRef},
     lockstats::{LockSlot, LockTable},
+    model::LockKind,
     native::{
         futex_lock::{FutexWaitClass, KnownLocks, classify},
         waitgraph::{Cycle, WaitGraph},
     },
-    report::LockKind,
 };
 
 /// A futex wait in progress.

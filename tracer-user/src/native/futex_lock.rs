@@ -16,7 +16,7 @@
 use rustc_hash::FxHashMap as HashMap;
 use tracer_common::futex_cmd;
 
-use crate::{event::Snapshot, report::LockKind};
+use crate::{event::Snapshot, model::LockKind};
 
 /// The TID bits of a PI futex word (`FUTEX_TID_MASK`).
 const FUTEX_TID_MASK: u32 = 0x3fff_ffff;

@@ -4,7 +4,7 @@
 use std::{
     cell::RefCell,
     collections::HashSet,
-    io::{self, Write},
+    io,
     path::Path,
     time::{Duration, Instant},
 };
@@ -18,7 +18,8 @@ use tracer_common::{SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS, STACK_WINDOW_WORDS, fut
 
 use crate::{
     event::{Snapshot, StackWindow, TraceEvent, WindowRef, decode},
-    go::tracker::{self, GoFinding, GoTracker},
+    go::tracker::{self, GoTracker},
+    model::{Deadlock, DeadlockEntry, Finding, LockKind, LockRef, LockSummary, Summary},
     native::{
         analysis::{Analysis, WINDOW_ONLY_STACK},
         futex_lock::{MUTEX_OWNER_OFFSET, RWLOCK_WRITER_OFFSET},
@@ -27,7 +28,7 @@ use crate::{
     probes::{CounterTotals, Hooks, ProbeError, Probes},
     procfs::{self, SyscallState},
     realtime::{self, RealtimeGuard},
-    report::{self, Deadlock, DeadlockEntry, LockKind, LockRef, LockSummary, Summary},
+    sinks::Sink,
     symbols::{self, Frame, Symbolizer},
     unwind::{self, CALL_LOOKBEHIND},
 };
@@ -67,17 +68,10 @@ enum Drain {
     Backlog,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
-    Text,
-    Json,
-}
-
 #[derive(Clone, Copy, Debug)]
 pub struct Config {
     pub pid: u32,
     pub duration: Option<Duration>,
-    pub format: Format,
     pub holds: bool,
     /// A Go lock with waiters and no release for this long is reported as stuck.
     pub stuck_after: Duration,
@@ -131,7 +125,7 @@ pub enum SessionError {
 /// # Errors
 /// For bad input (no such process, no privilege, no BTF, target gone during attach);
 /// once attached, only a failure to write the report is an error.
-pub async fn run(config: Config, out: &mut dyn Write) -> Result<(), SessionError> {
+pub async fn run(config: Config, sink: &mut dyn Sink) -> Result<(), SessionError> {
     let pid = config.pid;
     if !procfs::process_alive(pid) {
         return Err(SessionError::NoSuchProcess { pid });
@@ -232,11 +226,11 @@ pub async fn run(config: Config, out: &mut dyn Write) -> Result<(), SessionError
     });
     session.preloaded = Some(preloaded);
     let started = Instant::now();
-    let exited = session.trace_at_priority(out).await?;
+    let exited = session.trace_at_priority(sink).await?;
     if exited {
         notes.push(format!("process {pid} exited during the trace"));
     }
-    session.finish(out, started.elapsed(), notes)
+    session.finish(sink, started.elapsed(), notes)
 }
 
 /// Loads and attaches the probes: futex hooks, `--holds` uprobes in `libc`, and the Go
@@ -448,7 +442,7 @@ impl Session {
     /// [`Session::trace`], at the `SCHED_FIFO` priority of `--realtime` if given. Only the
     /// drain loop runs real-time: the symbol loading started before it as a normal thread,
     /// and the final report is built at normal priority again.
-    async fn trace_at_priority(&mut self, out: &mut dyn Write) -> Result<bool, SessionError> {
+    async fn trace_at_priority(&mut self, sink: &mut dyn Sink) -> Result<bool, SessionError> {
         let realtime = self
             .config
             .realtime
@@ -457,13 +451,13 @@ impl Session {
                     .map_err(|source| SessionError::Realtime { priority, source })
             })
             .transpose()?;
-        let exited = self.trace(out).await;
+        let exited = self.trace(sink).await;
         drop(realtime);
         exited
     }
 
     /// The main loop. Returns whether the target exited.
-    async fn trace(&mut self, out: &mut dyn Write) -> Result<bool, SessionError> {
+    async fn trace(&mut self, sink: &mut dyn Sink) -> Result<bool, SessionError> {
         let mut interrupt = signal(SignalKind::interrupt()).map_err(SessionError::Signal)?;
         let mut terminate = signal(SignalKind::terminate()).map_err(SessionError::Signal)?;
         let fd = self.probes.events_fd().map_err(SessionError::Poll)?;
@@ -532,8 +526,8 @@ impl Session {
                 self.analysis.rescan();
                 last_rescan = Instant::now();
             }
-            self.report_confirmed_deadlocks(out)?;
-            self.report_go_findings(out)?;
+            self.report_confirmed_deadlocks(sink)?;
+            self.report_go_findings(sink)?;
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 break;
             }
@@ -549,8 +543,8 @@ impl Session {
             }
         }
         self.pump();
-        self.report_confirmed_deadlocks(out)?;
-        self.report_go_findings(out)?;
+        self.report_confirmed_deadlocks(sink)?;
+        self.report_go_findings(sink)?;
         Ok(false)
     }
 
@@ -618,7 +612,7 @@ impl Session {
     }
 
     /// Prints Go deadlocks confirmed since the last call and stuck locks now due.
-    fn report_go_findings(&mut self, out: &mut dyn Write) -> Result<(), SessionError> {
+    fn report_go_findings(&mut self, sink: &mut dyn Sink) -> Result<(), SessionError> {
         let Some(go) = self.go.as_mut() else {
             return Ok(());
         };
@@ -626,33 +620,19 @@ impl Session {
         let stacks = |id: u32| probes.stack(id);
         let findings = go.findings(monotonic_ns(), &stacks, &mut self.symbolizer);
         for finding in findings {
-            let text = match (finding, self.config.format) {
-                (GoFinding::Deadlock(d), Format::Json) => report::deadlock_json(&d) + "\n",
-                (GoFinding::Deadlock(d), Format::Text) => report::deadlock_text(&d) + "\n",
-                (GoFinding::Stuck(s), Format::Json) => report::stuck_lock_json(&s) + "\n",
-                (GoFinding::Stuck(s), Format::Text) => report::stuck_lock_text(&s) + "\n",
-            };
-            out.write_all(text.as_bytes())
-                .and_then(|()| out.flush())
-                .map_err(SessionError::Output)?;
+            sink.finding(&finding).map_err(SessionError::Output)?;
         }
         Ok(())
     }
 
-    fn report_confirmed_deadlocks(&mut self, out: &mut dyn Write) -> Result<(), SessionError> {
+    fn report_confirmed_deadlocks(&mut self, sink: &mut dyn Sink) -> Result<(), SessionError> {
         for cycle in self.analysis.candidates() {
             if !self.confirm(&cycle) {
                 continue;
             }
             self.analysis.mark_reported(&cycle);
-            let deadlock = self.deadlock(&cycle);
-            let text = match self.config.format {
-                Format::Json => report::deadlock_json(&deadlock) + "\n",
-                Format::Text => report::deadlock_text(&deadlock) + "\n",
-            };
-            out.write_all(text.as_bytes())
-                .and_then(|()| out.flush())
-                .map_err(SessionError::Output)?;
+            let deadlock = Finding::Deadlock(self.deadlock(&cycle));
+            sink.finding(&deadlock).map_err(SessionError::Output)?;
         }
         Ok(())
     }
@@ -843,7 +823,7 @@ impl Session {
 
     fn finish(
         mut self,
-        out: &mut dyn Write,
+        sink: &mut dyn Sink,
         elapsed: Duration,
         mut notes: Vec<String>,
     ) -> Result<(), SessionError> {
@@ -924,13 +904,7 @@ impl Session {
         }
         summary.locks = locks;
         summary.sort_locks();
-        let text = match self.config.format {
-            Format::Json => report::summary_json(&summary) + "\n",
-            Format::Text => report::summary_text(&summary),
-        };
-        out.write_all(text.as_bytes())
-            .and_then(|()| out.flush())
-            .map_err(SessionError::Output)
+        sink.summary(&summary).map_err(SessionError::Output)
     }
 }
 

@@ -24,8 +24,8 @@ use std::{
 
 use self::elf::ElfObject;
 use crate::{
+    model::LockRef,
     procfs::{self, MapEntry, ProcError},
-    report::LockRef,
 };
 
 /// Failure to build or refresh a [`Symbolizer`]. Lookups themselves never fail: an address

@@ -1,0 +1,201 @@
+//! The JSON sink: newline-delimited JSON, one object per line, each with a `"kind"`
+//! (`"deadlock"`, `"stuck_lock"` or `"summary"`). The shapes are the serde derives of
+//! `crate::model`.
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+
+use super::Sink;
+use crate::model::{Finding, Summary};
+
+/// Writes each finding and the summary as one JSON line.
+pub struct JsonSink<'a> {
+    out: &'a mut dyn Write,
+}
+
+impl<'a> JsonSink<'a> {
+    #[must_use]
+    pub fn new(out: &'a mut dyn Write) -> Self {
+        Self { out }
+    }
+
+    fn line(&mut self, text: &str) -> io::Result<()> {
+        self.out.write_all(text.as_bytes())?;
+        self.out.write_all(b"\n")?;
+        self.out.flush()
+    }
+}
+
+impl Sink for JsonSink<'_> {
+    fn finding(&mut self, finding: &Finding) -> io::Result<()> {
+        self.line(&json_line(finding))
+    }
+
+    fn summary(&mut self, summary: &Summary) -> io::Result<()> {
+        self.line(&json_line(summary))
+    }
+}
+
+/// Serializes to one JSON line (no trailing newline).
+///
+/// Our types always serialize (string keys, no fallible `Serialize` impls), but rather than
+/// panic on the impossible, emit a JSON line that says what went wrong so consumers still get
+/// valid NDJSON.
+fn json_line<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|err| {
+        serde_json::json!({ "kind": "error", "error": err.to_string() }).to_string()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+    use crate::model::fixtures::{deadlock, lock, summary};
+
+    fn deadlock_json(d: &crate::model::Deadlock) -> String {
+        json_line(d)
+    }
+
+    fn summary_json(s: &Summary) -> String {
+        json_line(s)
+    }
+
+    fn parse(line: &str) -> Value {
+        assert!(!line.contains('\n'), "JSON must be one line: {line:?}");
+        serde_json::from_str(line).expect("valid JSON")
+    }
+
+    fn keys(v: &Value) -> Vec<&str> {
+        let mut k: Vec<&str> = v
+            .as_object()
+            .expect("object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        k.sort_unstable();
+        k
+    }
+
+    fn assert_quantiles(v: &Value) {
+        assert_eq!(keys(v), ["count", "max", "p50", "p90", "p99", "total"]);
+        for k in keys(v) {
+            assert!(v[k].is_u64(), "{k} is not an integer: {v}");
+        }
+    }
+
+    #[test]
+    fn deadlock_json_shape() {
+        let v = parse(&deadlock_json(&deadlock()));
+        assert_eq!(v["kind"], "deadlock");
+        assert_eq!(v["detected_after_ns"], 1_500_000);
+        let cycle = v["cycle"].as_array().expect("cycle is an array");
+        assert_eq!(cycle.len(), 2);
+        let first = &cycle[0];
+        assert_eq!(
+            keys(first),
+            [
+                "acquired_at",
+                "blocked_before_attach",
+                "held_ns",
+                "holds",
+                "stack",
+                "thread",
+                "tid",
+                "waited_ns",
+                "waits_for"
+            ]
+        );
+        assert_eq!(first["tid"], 1234);
+        assert_eq!(first["thread"], "worker-a");
+        assert_eq!(first["holds"]["addr"], "0x55d0aa00");
+        assert_eq!(first["holds"]["name"], "lock_a");
+        assert_eq!(first["waits_for"]["addr"], "0x55d0bb00");
+        assert_eq!(keys(&first["waits_for"]), ["addr", "name"]);
+        // Function names only: file:line detail stays out of JSON.
+        assert_eq!(
+            first["stack"],
+            serde_json::json!(["pthread_mutex_lock", "worker_a"])
+        );
+        assert_eq!(cycle[1]["waited_ns"], Value::Null);
+        assert_eq!(cycle[1]["blocked_before_attach"], true);
+        assert!(
+            cycle[1].get("acquired_at").is_none(),
+            "empty acquisition stacks are left out"
+        );
+        assert_eq!(first["acquired_at"], serde_json::json!(["worker_a"]));
+    }
+
+    #[test]
+    fn lock_name_null_when_unknown() {
+        let v = serde_json::to_value(lock(0xABC, None)).expect("serializes");
+        assert_eq!(v, serde_json::json!({"addr": "0xabc", "name": null}));
+    }
+
+    #[test]
+    fn summary_json_shape() {
+        let mut s = summary();
+        s.sort_locks();
+        let v = parse(&summary_json(&s));
+        assert_eq!(
+            keys(&v),
+            [
+                "brief_lock_waits",
+                "deadlocks",
+                "dropped",
+                "duration_ns",
+                "events",
+                "futex_waits",
+                "futex_wakes",
+                "kind",
+                "locks",
+                "notes",
+                "pid"
+            ]
+        );
+        assert_eq!(v["kind"], "summary");
+        assert_eq!(v["pid"], 4242);
+        assert_eq!(v["duration_ns"], 12_300_000_000_u64);
+        assert_eq!(v["events"], 45_600);
+        assert_eq!(v["dropped"], 0);
+        assert_eq!(v["notes"][0], "2 uprobes could not attach");
+        let locks = v["locks"].as_array().expect("locks is an array");
+        assert_eq!(locks.len(), 3);
+        for l in locks {
+            assert_eq!(
+                keys(l),
+                [
+                    "addr",
+                    "contentions",
+                    "hold_ns",
+                    "max_waiters",
+                    "name",
+                    "top_waiter_stack",
+                    "type",
+                    "wait_ns"
+                ]
+            );
+            let addr = l["addr"].as_str().expect("addr is a string");
+            assert!(addr.starts_with("0x"));
+            assert!(
+                addr[2..]
+                    .chars()
+                    .all(|c| matches!(c, '0'..='9' | 'a'..='f'))
+            );
+            assert!(l["contentions"].is_u64() && l["max_waiters"].is_u64());
+            assert_quantiles(&l["wait_ns"]);
+        }
+        let pi = &locks[0];
+        assert_eq!(pi["addr"], "0x7f12ab00");
+        assert_eq!(pi["name"], Value::Null);
+        assert_eq!(pi["type"], "pi_mutex");
+        assert_eq!(pi["wait_ns"]["total"], 90_000_000_000_u64);
+        assert_quantiles(&pi["hold_ns"]);
+        assert_eq!(locks[1]["type"], "mutex");
+        assert_eq!(locks[2]["type"], "rwlock");
+        assert_eq!(locks[2]["name"], "a_rather_long_lock_name");
+        assert_eq!(locks[2]["hold_ns"], Value::Null);
+    }
+}

@@ -1,0 +1,45 @@
+//! Outputs: each sink consumes the findings and the summary of `crate::model` as they come.
+//!
+//! A sink only renders; it never looks at the target or the analysis, so adding an output
+//! (metrics, pprof, recordings, a live view) is a new sink and nothing else.
+
+mod json;
+mod text;
+
+use std::io::{self, Write};
+
+pub use self::{json::JsonSink, text::TextSink};
+use crate::model::{Finding, Summary};
+
+/// A consumer of the tracer's output.
+pub trait Sink {
+    /// A finding, the moment it is confirmed.
+    ///
+    /// # Errors
+    /// When the output cannot be written (a closed pipe, a full disk).
+    fn finding(&mut self, finding: &Finding) -> io::Result<()>;
+
+    /// The summary, once, when the trace ends.
+    ///
+    /// # Errors
+    /// When the output cannot be written.
+    fn summary(&mut self, summary: &Summary) -> io::Result<()>;
+}
+
+/// The formats `tracer attach --format` writes to standard output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// For a human.
+    Text,
+    /// Newline-delimited JSON.
+    Json,
+}
+
+/// The sink that writes `format` to `out`.
+#[must_use]
+pub fn for_format(format: Format, out: &mut dyn Write) -> Box<dyn Sink + '_> {
+    match format {
+        Format::Text => Box::new(TextSink::new(out)),
+        Format::Json => Box::new(JsonSink::new(out)),
+    }
+}
