@@ -13,6 +13,7 @@
 //! - `report`: the report's data model and its JSON and text renderings.
 //! - `unwind`: user stacks from the frame-pointer chain plus the copied stack window.
 //! - `session`: the tokio loop that ties a live attach together.
+pub mod assemble;
 pub mod event;
 pub mod go;
 pub mod lockstats;

@@ -17,6 +17,10 @@ use thiserror::Error;
 use tracer_common::{GO_EVENT_SIZE, GoEvent, GoOp};
 
 use crate::{
+    assemble::{
+        GoNames, RawCycleEntry, RawFinding, RawHolder, RawLockStats, RawStack, RawStuckLock,
+        StackSource,
+    },
     go::{
         lock_model::{
             GoCycle, GoLockEvent, GoLockKind, GoLockModel, Hold, LockMode, RW_READER_COUNT_OFFSET,
@@ -24,17 +28,13 @@ use crate::{
         },
         probe::{
             GoDwarfNames, GoLockOwners, GoProbeError, GoRuntimeOffsets, GoSitePlan, go_lock_names,
-            go_runtime_offsets, is_lock_internal, plan_go_lock_sites,
+            go_runtime_offsets, plan_go_lock_sites,
         },
         sym::{GoBuildInfo, GoSymError, GoTable, go_build_info},
     },
-    model::{
-        Deadlock, DeadlockEntry, Finding, HoldMode, HolderState, LockKind, LockRef, LockSummary,
-        StuckHolder, StuckLock,
-    },
+    model::{HoldMode, HolderState, LockKind},
     probes::GoSites,
     procfs::{self, MapEntry},
-    symbols::Symbolizer,
 };
 
 /// Why a Go target is traced in futex mode only.
@@ -301,7 +301,7 @@ impl GoTracker {
     }
 
     /// Searches the queued acquisition stacks for a call that names the lock.
-    fn name_from_stacks(&mut self, stacks: &dyn Fn(u32) -> Vec<u64>) {
+    fn name_from_stacks(&mut self, stacks: &dyn StackSource) {
         if self.stack_searched.len() >= MAX_STACK_SEARCHED {
             self.stack_searched.clear();
         }
@@ -311,7 +311,8 @@ impl GoTracker {
             let Ok(id) = u32::try_from(stack_id) else {
                 continue;
             };
-            let name = stacks(id)
+            let name = stacks
+                .user_stack(id)
                 .iter()
                 .take(NAMING_FRAMES)
                 .find_map(|&ip| self.target.owners.name_at(ip.wrapping_sub(bias)));
@@ -346,12 +347,7 @@ impl GoTracker {
     }
 
     /// Findings due now: confirmed deadlocks and stuck locks.
-    pub fn findings(
-        &mut self,
-        now_ns: u64,
-        stacks: &dyn Fn(u32) -> Vec<u64>,
-        symbolizer: &mut Symbolizer,
-    ) -> Vec<Finding> {
+    pub fn findings(&mut self, now_ns: u64, stacks: &dyn StackSource) -> Vec<RawFinding> {
         let mut out = Vec::new();
         self.name_from_stacks(stacks);
         for cycle in self.model.take_new_cycles() {
@@ -369,17 +365,26 @@ impl GoTracker {
             self.deadlocks += 1;
             self.deadlocked_locks
                 .extend(cycle.entries.iter().map(|e| e.waiter.lock));
-            out.push(Finding::Deadlock(
-                self.deadlock(&cycle, now_ns, stacks, symbolizer),
-            ));
+            out.push(RawFinding::Deadlock(raw_deadlock(&cycle)));
         }
         for stuck in self.model.due_stuck_locks(now_ns) {
             if self.deadlocked_locks.contains(&stuck.addr) {
                 continue;
             }
-            out.push(Finding::StuckLock(self.stuck(&stuck, stacks, symbolizer)));
+            out.push(RawFinding::StuckLock(self.raw_stuck(&stuck)));
         }
         out
+    }
+
+    /// What names this program's stacks and locks.
+    #[must_use]
+    pub fn names(&self) -> GoNames<'_> {
+        GoNames {
+            table: &self.target.table,
+            bias: self.target.bias,
+            dwarf_names: self.target.dwarf_names.as_ref(),
+            heap_names: &self.heap_names,
+        }
     }
 
     /// Whether the target's memory agrees that every lock of the cycle is taken: the
@@ -396,81 +401,19 @@ impl GoTracker {
         })
     }
 
-    fn deadlock(
-        &self,
-        cycle: &GoCycle,
-        now_ns: u64,
-        stacks: &dyn Fn(u32) -> Vec<u64>,
-        symbolizer: &mut Symbolizer,
-    ) -> Deadlock {
-        let mut closed_at = 0;
-        let entries = cycle
-            .entries
-            .iter()
-            .map(|e| {
-                let w = &e.waiter;
-                closed_at = closed_at.max(w.since_ns);
-                let (stack, stack_detail) =
-                    self.stack(w.pc, w.caller, w.stack_id, stacks, symbolizer);
-                let (acquired_at, acquired_at_detail) = match &e.hold {
-                    Some(h) => self.stack(h.pc, 0, h.stack_id, stacks, symbolizer),
-                    None => (Vec::new(), Vec::new()),
-                };
-                DeadlockEntry {
-                    goid: Some(w.goid),
-                    tid: w.tid,
-                    thread: String::new(),
-                    holds: go_lock_ref(&self.target, &self.heap_names, symbolizer, e.holds),
-                    waits_for: go_lock_ref(&self.target, &self.heap_names, symbolizer, w.lock),
-                    stack,
-                    stack_detail,
-                    waited_ns: Some(now_ns.saturating_sub(w.since_ns)),
-                    blocked_before_attach: false,
-                    held_ns: e.hold.as_ref().map(|h| now_ns.saturating_sub(h.since_ns)),
-                    acquired_at,
-                    acquired_at_detail,
-                }
-            })
-            .collect();
-        Deadlock {
-            cycle: entries,
-            detected_after_ns: (closed_at > 0).then(|| now_ns.saturating_sub(closed_at)),
-        }
-    }
-
-    fn stuck(
-        &self,
-        s: &Stuck,
-        stacks: &dyn Fn(u32) -> Vec<u64>,
-        symbolizer: &mut Symbolizer,
-    ) -> StuckLock {
-        let holder = match &s.holder {
-            Some(h) => {
-                let (stack, stack_detail) = self.stack(h.pc, 0, h.stack_id, stacks, symbolizer);
-                StuckHolder {
-                    goid: Some(h.goid),
-                    state: self.holder_state(h),
-                    acquired_at: acquisition_site(&stack, &stack_detail),
-                    stack,
-                    stack_detail,
-                }
-            }
-            None => StuckHolder {
-                goid: None,
-                state: HolderState::Unknown,
-                acquired_at: None,
-                stack: Vec::new(),
-                stack_detail: Vec::new(),
-            },
-        };
-        StuckLock {
-            lock: go_lock_ref(&self.target, &self.heap_names, symbolizer, s.addr),
+    fn raw_stuck(&self, s: &Stuck) -> RawStuckLock {
+        RawStuckLock {
+            addr: s.addr,
             mode: match s.mode {
                 LockMode::Write => HoldMode::Write,
                 LockMode::Read => HoldMode::Read,
             },
             held_ns: s.held_ns,
-            holder,
+            holder: s.holder.as_ref().map(|h| RawHolder {
+                goid: h.goid,
+                state: self.holder_state(h),
+                acquired: acquired_at(h),
+            }),
             waiters: s.waiters,
             readers_waiting: s.readers_waiting,
             writers_waiting: s.writers_waiting,
@@ -503,55 +446,14 @@ impl GoTracker {
         }
     }
 
-    /// Function names and detailed lines of a Go stack: the site `pc`, the `caller` of an
-    /// entry site (which the frame-pointer walk skips there), then the kernel's walk, with
-    /// inlined frames expanded from the pclntab.
-    fn stack(
-        &self,
-        pc: u64,
-        caller: u64,
-        stack_id: i32,
-        stacks: &dyn Fn(u32) -> Vec<u64>,
-        symbolizer: &mut Symbolizer,
-    ) -> (Vec<String>, Vec<String>) {
-        let mut ips = u32::try_from(stack_id).map(stacks).unwrap_or_default();
-        if ips.first() != Some(&pc) {
-            ips.insert(0, pc);
-        }
-        if caller != 0 && ips.get(1) != Some(&caller) {
-            ips.insert(1, caller);
-        }
-        let mut names = Vec::new();
-        let mut detail = Vec::new();
-        for (i, &ip) in ips.iter().enumerate() {
-            // Return addresses point after the call; look up the call itself.
-            let lookup = if i == 0 { ip } else { ip.saturating_sub(1) };
-            let frames = self
-                .target
-                .table
-                .frames(lookup.wrapping_sub(self.target.bias));
-            if frames.is_empty() {
-                let frame = symbolizer.frame(lookup);
-                names.push(frame.function_name());
-                detail.push(frame.display());
-                continue;
-            }
-            for f in &frames {
-                names.push(f.function.clone());
-                detail.push(go_frame_display(f));
-            }
-        }
-        (names, detail)
-    }
-
-    /// Per-lock summaries of the Go locks, with their waits closed at `now_ns`.
-    pub fn finish(&mut self, now_ns: u64, symbolizer: &mut Symbolizer) -> Vec<LockSummary> {
+    /// Per-lock statistics of the Go locks, with their waits closed at `now_ns`.
+    pub fn finish(&mut self, now_ns: u64) -> Vec<RawLockStats> {
         self.model.finish(now_ns);
         self.model
             .stats()
             .iter()
-            .map(|(addr, stats)| LockSummary {
-                lock: go_lock_ref(&self.target, &self.heap_names, symbolizer, addr),
+            .map(|(addr, stats)| RawLockStats {
+                addr,
                 kind: match self.model.lock_kind(addr) {
                     GoLockKind::Mutex => LockKind::GoMutex,
                     GoLockKind::RwMutex => LockKind::GoRwMutex,
@@ -560,60 +462,44 @@ impl GoTracker {
                 max_waiters: stats.max_waiters,
                 wait_ns: stats.wait(),
                 hold_ns: stats.hold(),
-                top_waiter_stack: Vec::new(),
             })
             .collect()
     }
 }
 
-/// Where a lock was taken: the first frame of the acquisition stack outside the lock
-/// implementation (the site itself may be inside an out-of-line `RWMutex.Lock`), as
-/// `function (file:line)`.
-fn acquisition_site(names: &[String], detail: &[String]) -> Option<String> {
-    names
+/// A confirmed goroutine cycle in raw terms.
+fn raw_deadlock(cycle: &GoCycle) -> Vec<RawCycleEntry> {
+    cycle
+        .entries
         .iter()
-        .position(|n| !is_lock_internal(n))
-        .and_then(|i| detail.get(i))
-        .or_else(|| detail.last())
-        .cloned()
+        .map(|e| {
+            let w = &e.waiter;
+            RawCycleEntry {
+                goid: Some(w.goid),
+                tid: w.tid,
+                holds: e.holds,
+                waits_for: w.lock,
+                waiting: RawStack::Go {
+                    pc: w.pc,
+                    caller: w.caller,
+                    stack_id: w.stack_id,
+                },
+                waiting_since_ns: Some(w.since_ns),
+                blocked_before_attach: false,
+                holding_since_ns: e.hold.as_ref().map(|h| h.since_ns),
+                acquired: e.hold.as_ref().map_or(RawStack::None, acquired_at),
+            }
+        })
+        .collect()
 }
 
-fn go_frame_display(f: &crate::go::sym::GoFrame) -> String {
-    match (&f.file, f.line) {
-        (Some(file), Some(line)) => {
-            let file = file.rsplit('/').next().unwrap_or(file);
-            format!("{} ({file}:{line})", f.function)
-        }
-        _ => f.function.clone(),
+/// Where a goroutine took a lock it holds.
+fn acquired_at(hold: &Hold) -> RawStack {
+    RawStack::Go {
+        pc: hold.pc,
+        caller: 0,
+        stack_id: hold.stack_id,
     }
-}
-
-/// The lock's name: the global it lies in, with the field path down to it when the
-/// binary's DWARF says (`main.store.mu`), else the symbol (`main.store+0x8`); for a lock
-/// in a heap object, its struct's type and field (`main.Store.mu`) when learnt.
-fn go_lock_ref(
-    target: &GoTarget,
-    heap_names: &FxHashMap<u64, Arc<str>>,
-    symbolizer: &mut Symbolizer,
-    addr: u64,
-) -> LockRef {
-    let mut lock = symbolizer.lock_ref(addr);
-    if lock.name.is_none()
-        && let Some(name) = heap_names.get(&addr)
-    {
-        lock.name = Some(name.to_string());
-        return lock;
-    }
-    if let (Some(names), Some(name)) = (&target.dwarf_names, &lock.name) {
-        let (symbol, offset) = match name.rsplit_once("+0x") {
-            Some((symbol, hex)) => (symbol, u64::from_str_radix(hex, 16).ok()),
-            None => (name.as_str(), Some(0)),
-        };
-        if let Some(path) = offset.and_then(|offset| names.field_path(symbol, offset)) {
-            lock.name = Some(path);
-        }
-    }
-    lock
 }
 
 fn read_bytes<const N: usize>(pid: u32, addr: u64) -> Option<[u8; N]> {

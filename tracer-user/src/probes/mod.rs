@@ -547,6 +547,16 @@ fn attach_uprobe(
     }
 }
 
+impl crate::assemble::StackSource for Probes {
+    fn user_stack(&self, stack_id: u32) -> Vec<u64> {
+        self.stack(stack_id)
+    }
+
+    fn pending_call_site(&self, tid: u32) -> Option<u64> {
+        Probes::pending_call_site(self, tid)
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 mod tests {

@@ -17,9 +17,10 @@ use tokio::{
 use tracer_common::{SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS, STACK_WINDOW_WORDS, futex_cmd, syscall};
 
 use crate::{
+    assemble::{self, Namer, RawCycleEntry, RawFinding, RawLockStats, RawStack},
     event::{Snapshot, StackWindow, TraceEvent, WindowRef, decode},
     go::tracker::{self, GoTracker},
-    model::{Deadlock, DeadlockEntry, Finding, LockKind, LockRef, LockSummary, Summary},
+    model::{LockKind, Summary},
     native::{
         analysis::{Analysis, WINDOW_ONLY_STACK},
         futex_lock::{MUTEX_OWNER_OFFSET, RWLOCK_WRITER_OFFSET},
@@ -29,7 +30,7 @@ use crate::{
     procfs::{self, SyscallState},
     realtime::{self, RealtimeGuard},
     sinks::Sink,
-    symbols::{self, Frame, Symbolizer},
+    symbols::{self, Symbolizer},
     unwind::{self, CALL_LOOKBEHIND},
 };
 
@@ -53,8 +54,6 @@ const RESCAN_INTERVAL: Duration = Duration::from_millis(250);
 
 /// How long the symbolizer's objects may load ahead of need; the rest load when needed.
 const PRELOAD_BUDGET: Duration = Duration::from_secs(2);
-/// Locks in the summary that get their top waiting stack symbolized.
-const STACKS_IN_SUMMARY: usize = 20;
 
 /// What one drain of the ring buffer found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -616,10 +615,10 @@ impl Session {
         let Some(go) = self.go.as_mut() else {
             return Ok(());
         };
-        let probes = &self.probes;
-        let stacks = |id: u32| probes.stack(id);
-        let findings = go.findings(monotonic_ns(), &stacks, &mut self.symbolizer);
-        for finding in findings {
+        let now = monotonic_ns();
+        let findings = go.findings(now, &self.probes);
+        for raw in &findings {
+            let finding = assemble::finding(raw, now, &mut self.namer());
             sink.finding(&finding).map_err(SessionError::Output)?;
         }
         Ok(())
@@ -631,7 +630,8 @@ impl Session {
                 continue;
             }
             self.analysis.mark_reported(&cycle);
-            let deadlock = Finding::Deadlock(self.deadlock(&cycle));
+            let raw = RawFinding::Deadlock(self.raw_deadlock(&cycle));
+            let deadlock = assemble::finding(&raw, monotonic_ns(), &mut self.namer());
             sink.finding(&deadlock).map_err(SessionError::Output)?;
         }
         Ok(())
@@ -715,67 +715,26 @@ impl Session {
         }
     }
 
-    fn lock_ref(&mut self, addr: u64) -> LockRef {
-        self.symbolizer.lock_ref(addr)
-    }
-
-    /// Function names (innermost first) and detailed lines for a wait's stack: the kernel's
-    /// frame-pointer chain merged with the return addresses found in the stack window.
-    ///
-    /// `tid` is the waiting thread, when the stack is a wait's: with `--holds` its window
-    /// may hold the uretprobe trampoline in place of the lock call's return address.
-    fn stack(
-        &mut self,
-        id: Option<u32>,
-        window: &StackWindow,
-        tid: Option<u32>,
-    ) -> (Vec<String>, Vec<String>) {
-        let fp_chain = id.map(|id| self.probes.stack(id)).unwrap_or_default();
-        let mut words = window.words().to_vec();
-        if let Some(site) = tid.and_then(|tid| self.probes.pending_call_site(tid)) {
-            for word in &mut words {
-                if self.code.is_uprobe_trampoline(*word) {
-                    *word = site;
-                }
-            }
+    /// The naming of this session's findings (see `crate::assemble`).
+    fn namer(&mut self) -> Namer<'_> {
+        Namer {
+            pid: self.config.pid,
+            symbolizer: &mut self.symbolizer,
+            code: &mut self.code,
+            stacks: &self.probes,
+            go: self.go.as_ref().map(GoTracker::names),
         }
-        let code = &mut self.code;
-        let ips = unwind::merge_frames(window.ip, &words, &fp_chain, &mut |addr| {
-            code.is_return_address(addr)
-        });
-        let frames: Vec<_> = ips
-            .iter()
-            .enumerate()
-            // Return addresses point after the call; look up the call itself for its line.
-            .map(|(i, &ip)| {
-                let mut frame =
-                    self.symbolizer
-                        .frame(if i == 0 { ip } else { ip.saturating_sub(1) });
-                if i > 0 {
-                    frame.offset += 1;
-                    frame.addr = ip;
-                }
-                frame
-            })
-            .collect();
-        (
-            frames.iter().map(Frame::function_name).collect(),
-            frames.iter().map(Frame::display).collect(),
-        )
     }
 
-    fn deadlock(&mut self, cycle: &Cycle) -> Deadlock {
-        let now = monotonic_ns();
-        let mut closed_at = 0;
+    /// A confirmed cycle in raw terms: each thread's wait and stack, and where it took the
+    /// lock it holds (with `--holds`).
+    fn raw_deadlock(&mut self, cycle: &Cycle) -> Vec<RawCycleEntry> {
         let mut entries = Vec::with_capacity(cycle.edges.len());
         for edge in &cycle.edges {
             let wait = self.analysis.active_wait(edge.tid).copied();
             // Waits adopted at attach carry the attach time, not their real start.
             let before_attach = wait.is_some_and(|w| w.start_ns == self.adopted_at);
-            if !before_attach {
-                closed_at = closed_at.max(wait.map_or(0, |w| w.start_ns));
-            }
-            let (stack, stack_detail) = match wait {
+            let waiting = match wait {
                 Some(w) => {
                     let mut window = *self.analysis.window(&w);
                     if w.stack.is_none() && window.len == 0 && window.sp != 0 {
@@ -783,42 +742,35 @@ impl Session {
                         // still blocked in this wait, so its stack is still in place.
                         window = self.scan_blocked_stack(window.ip, window.sp);
                     }
-                    self.stack(w.stack, &window, Some(edge.tid))
+                    RawStack::Native {
+                        stack_id: w.stack,
+                        window: Box::new(window),
+                        waiter: Some(edge.tid),
+                    }
                 }
-                None => (Vec::new(), Vec::new()),
+                None => RawStack::None,
             };
             let held = self.analysis.held(edge.tid, edge.holds).copied();
-            let (acquired_at, acquired_at_detail) = match held {
-                Some(h) => {
-                    let window = StackWindow {
-                        ip: h.call_site,
-                        ..StackWindow::EMPTY
-                    };
-                    self.stack(h.stack, &window, None)
-                }
-                None => (Vec::new(), Vec::new()),
-            };
-            entries.push(DeadlockEntry {
+            entries.push(RawCycleEntry {
                 goid: None,
                 tid: edge.tid,
-                thread: procfs::thread_name(self.config.pid, edge.tid).unwrap_or_default(),
-                holds: self.lock_ref(edge.holds),
-                waits_for: self.lock_ref(edge.waits_for),
-                stack,
-                stack_detail,
-                waited_ns: wait
-                    .filter(|_| !before_attach)
-                    .map(|w| now.saturating_sub(w.start_ns)),
+                holds: edge.holds,
+                waits_for: edge.waits_for,
+                waiting,
+                waiting_since_ns: wait.filter(|_| !before_attach).map(|w| w.start_ns),
                 blocked_before_attach: before_attach,
-                held_ns: held.map(|h| now.saturating_sub(h.since_ns)),
-                acquired_at,
-                acquired_at_detail,
+                holding_since_ns: held.map(|h| h.since_ns),
+                acquired: held.map_or(RawStack::None, |h| RawStack::Native {
+                    stack_id: h.stack,
+                    window: Box::new(StackWindow {
+                        ip: h.call_site,
+                        ..StackWindow::EMPTY
+                    }),
+                    waiter: None,
+                }),
             });
         }
-        Deadlock {
-            cycle: entries,
-            detected_after_ns: (closed_at > 0).then(|| now.saturating_sub(closed_at)),
-        }
+        entries
     }
 
     fn finish(
@@ -842,22 +794,17 @@ impl Session {
             self.target_realtime,
             self.config.realtime,
         ));
-        let mut locks: Vec<LockSummary> = self
+        let mut locks: Vec<RawLockStats> = self
             .analysis
             .stats()
             .iter()
-            .map(|(addr, stats)| LockSummary {
-                lock: LockRef {
-                    addr,
-                    name: None,
-                    location: None,
-                },
+            .map(|(addr, stats)| RawLockStats {
+                addr,
                 kind: self.analysis.lock_kind(addr),
                 contentions: stats.contentions,
                 max_waiters: stats.max_waiters,
                 wait_ns: stats.wait(),
                 hold_ns: stats.hold(),
-                top_waiter_stack: Vec::new(),
             })
             .collect();
         let mut go_events = 0;
@@ -871,9 +818,25 @@ impl Session {
                     go.decode_errors()
                 ));
             }
-            locks.extend(go.finish(monotonic_ns(), &mut self.symbolizer));
+            locks.extend(go.finish(monotonic_ns()));
         }
-        let mut summary = Summary {
+        let analysis = &self.analysis;
+        let top_waiter = |addr| match analysis.top_wait_stack(addr) {
+            Some((id, window)) => RawStack::Native {
+                stack_id: (id != WINDOW_ONLY_STACK).then_some(id),
+                window: Box::new(window),
+                waiter: None,
+            },
+            None => RawStack::None,
+        };
+        let mut namer = Namer {
+            pid: self.config.pid,
+            symbolizer: &mut self.symbolizer,
+            code: &mut self.code,
+            stacks: &self.probes,
+            go: self.go.as_ref().map(GoTracker::names),
+        };
+        let summary = Summary {
             pid: self.config.pid,
             duration_ns: u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX),
             events: self.analysis.counts().events + go_events,
@@ -882,28 +845,9 @@ impl Session {
             futex_waits: counters.futex_waits,
             brief_lock_waits: self.analysis.counts().brief_lock_waits,
             deadlocks: self.analysis.deadlocks_reported() + go_deadlocks,
-            locks: Vec::new(),
+            locks: assemble::lock_summaries(&locks, &top_waiter, &mut namer),
             notes,
         };
-        locks.sort_by(|a, b| {
-            b.wait_ns
-                .total
-                .cmp(&a.wait_ns.total)
-                .then(a.lock.addr.cmp(&b.lock.addr))
-        });
-        for (i, lock) in locks.iter_mut().enumerate() {
-            if lock.lock.name.is_none() && lock.lock.location.is_none() {
-                lock.lock = self.lock_ref(lock.lock.addr);
-            }
-            if i < STACKS_IN_SUMMARY
-                && let Some((id, window)) = self.analysis.top_wait_stack(lock.lock.addr)
-            {
-                let id = (id != WINDOW_ONLY_STACK).then_some(id);
-                lock.top_waiter_stack = self.stack(id, &window, None).1;
-            }
-        }
-        summary.locks = locks;
-        summary.sort_locks();
         sink.summary(&summary).map_err(SessionError::Output)
     }
 }
@@ -993,7 +937,7 @@ fn read_snapshot(pid: u32, addr: u64) -> Snapshot {
 /// mapping of the target, right after a call instruction. Answers are cached; when the
 /// target is gone and its code can no longer be read, a word inside executable code is
 /// accepted as is.
-struct CodeCheck {
+pub struct CodeCheck {
     pid: u32,
     exec: Vec<(u64, u64)>,
     /// The kernel's `[uprobes]` page (uretprobe trampoline), mapped on the first
@@ -1017,7 +961,7 @@ impl CodeCheck {
         }
     }
 
-    fn is_uprobe_trampoline(&mut self, addr: u64) -> bool {
+    pub fn is_uprobe_trampoline(&mut self, addr: u64) -> bool {
         if self.trampoline.is_none() {
             self.trampoline = procfs::read_maps(self.pid).ok().and_then(|maps| {
                 maps.iter()
@@ -1029,7 +973,7 @@ impl CodeCheck {
             .is_some_and(|(start, end)| (start..end).contains(&addr))
     }
 
-    fn is_return_address(&mut self, addr: u64) -> bool {
+    pub fn is_return_address(&mut self, addr: u64) -> bool {
         let lookbehind = CALL_LOOKBEHIND as u64;
         if !self
             .exec

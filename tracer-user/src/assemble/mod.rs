@@ -1,0 +1,417 @@
+//! The one place where findings and lock statistics become report values.
+//!
+//! The native analysis and the Go tracker describe what they found in raw terms (lock
+//! addresses, thread and goroutine ids, timestamps, where a stack can be found: the
+//! `Raw*` types here); this module turns those into `crate::model` values, asking a
+//! [`Naming`] for every name: locks, threads, stack frames. Naming is the only part that
+//! looks at the target (its symbols, its memory); assembly itself is pure, so it is
+//! tested here with a fake naming.
+
+mod naming;
+
+pub use self::naming::{GoNames, Namer, StackSource};
+use crate::{
+    event::StackWindow,
+    model::{
+        Deadlock, DeadlockEntry, HoldMode, HolderState, LockKind, LockRef, LockSummary, Quantiles,
+        StuckHolder, StuckLock,
+    },
+};
+
+/// Where a stack can be found, as the analyses know it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RawStack {
+    /// A native stack: the kernel's frame-pointer chain (by stack id) merged with the
+    /// return addresses of a copied stack window. `waiter` is the waiting thread when the
+    /// stack is a wait's (with `--holds` its window may hold the uretprobe trampoline in
+    /// place of the lock call's return address).
+    Native {
+        stack_id: Option<u32>,
+        window: Box<StackWindow>,
+        waiter: Option<u32>,
+    },
+    /// A Go stack: the probe site's `pc`, the `caller` of an entry site (which the
+    /// frame-pointer walk skips there; 0 when none), then the kernel's walk by stack id
+    /// (negative when none was taken).
+    Go { pc: u64, caller: u64, stack_id: i32 },
+    /// No stack is known.
+    None,
+}
+
+/// A stack as the report shows it: function names innermost first, and the same frames
+/// with `file:line` where known.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stack {
+    pub names: Vec<String>,
+    pub detail: Vec<String>,
+}
+
+/// Everything that names what the analyses found.
+pub trait Naming {
+    /// The lock at `addr`.
+    fn lock(&mut self, addr: u64) -> LockRef;
+    /// The frames of `stack`.
+    fn stack(&mut self, stack: &RawStack) -> Stack;
+    /// The name (`comm`) of thread `tid`, empty when unknown.
+    fn thread_name(&mut self, tid: u32) -> String;
+    /// Whether `function` is part of a lock's implementation (skipped when telling where
+    /// a lock was taken).
+    fn is_lock_internal(&self, function: &str) -> bool;
+}
+
+/// One thread (or goroutine) of a wait-for cycle.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawCycleEntry {
+    /// The goroutine, for a Go cycle.
+    pub goid: Option<u64>,
+    /// The thread (for a goroutine, the one it last ran on).
+    pub tid: u32,
+    /// The lock it holds that the previous entry waits for.
+    pub holds: u64,
+    /// The lock it waits for, held by the next entry.
+    pub waits_for: u64,
+    /// Its stack while waiting.
+    pub waiting: RawStack,
+    /// When the wait began; `None` when it was already waiting at attach.
+    pub waiting_since_ns: Option<u64>,
+    /// Whether it was already waiting when the tracer attached.
+    pub blocked_before_attach: bool,
+    /// When it took `holds`, when known.
+    pub holding_since_ns: Option<u64>,
+    /// Where it took `holds`.
+    pub acquired: RawStack,
+}
+
+/// The holder of a stuck lock.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawHolder {
+    pub goid: u64,
+    pub state: HolderState,
+    /// Where it took the lock.
+    pub acquired: RawStack,
+}
+
+/// A lock with waiters and no release for longer than the threshold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawStuckLock {
+    pub addr: u64,
+    pub mode: HoldMode,
+    pub held_ns: u64,
+    /// `None` when the holder is unknown.
+    pub holder: Option<RawHolder>,
+    pub waiters: usize,
+    pub readers_waiting: usize,
+    pub writers_waiting: usize,
+}
+
+/// A finding as an analysis reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RawFinding {
+    /// A wait-for cycle, its entries in wait order.
+    Deadlock(Vec<RawCycleEntry>),
+    StuckLock(RawStuckLock),
+}
+
+/// One lock's statistics at the end of a trace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RawLockStats {
+    pub addr: u64,
+    pub kind: LockKind,
+    pub contentions: u64,
+    pub max_waiters: u32,
+    pub wait_ns: Quantiles,
+    pub hold_ns: Option<Quantiles>,
+}
+
+/// Locks in the summary that get their top waiting stack named: naming a stack costs
+/// symbol lookups, and nobody reads the stacks of the 1000th lock.
+pub const STACKS_IN_SUMMARY: usize = 20;
+
+/// The report's value of `finding`, at `now_ns` (`CLOCK_MONOTONIC`, like the raw times).
+pub fn finding(
+    finding: &RawFinding,
+    now_ns: u64,
+    naming: &mut dyn Naming,
+) -> crate::model::Finding {
+    match finding {
+        RawFinding::Deadlock(entries) => {
+            crate::model::Finding::Deadlock(deadlock(entries, now_ns, naming))
+        }
+        RawFinding::StuckLock(stuck) => crate::model::Finding::StuckLock(stuck_lock(stuck, naming)),
+    }
+}
+
+/// The report's value of a wait-for cycle.
+pub fn deadlock(entries: &[RawCycleEntry], now_ns: u64, naming: &mut dyn Naming) -> Deadlock {
+    let ago = |since: Option<u64>| since.map(|t| now_ns.saturating_sub(t));
+    // The cycle closed when its last wait began; waits that predate the attach have no
+    // known start and say nothing about it.
+    let closed_at = entries
+        .iter()
+        .filter_map(|e| e.waiting_since_ns)
+        .max()
+        .unwrap_or(0);
+    let cycle = entries
+        .iter()
+        .map(|e| {
+            let waiting = naming.stack(&e.waiting);
+            let acquired = naming.stack(&e.acquired);
+            DeadlockEntry {
+                goid: e.goid,
+                tid: e.tid,
+                // A goroutine moves between threads: the name of the one it last ran on
+                // says nothing about it.
+                thread: if e.goid.is_some() {
+                    String::new()
+                } else {
+                    naming.thread_name(e.tid)
+                },
+                holds: naming.lock(e.holds),
+                waits_for: naming.lock(e.waits_for),
+                stack: waiting.names,
+                stack_detail: waiting.detail,
+                waited_ns: ago(e.waiting_since_ns),
+                blocked_before_attach: e.blocked_before_attach,
+                held_ns: ago(e.holding_since_ns),
+                acquired_at: acquired.names,
+                acquired_at_detail: acquired.detail,
+            }
+        })
+        .collect();
+    Deadlock {
+        cycle,
+        detected_after_ns: (closed_at > 0).then(|| now_ns.saturating_sub(closed_at)),
+    }
+}
+
+/// The report's value of a stuck lock.
+pub fn stuck_lock(stuck: &RawStuckLock, naming: &mut dyn Naming) -> StuckLock {
+    let holder = match &stuck.holder {
+        Some(h) => {
+            let acquired = naming.stack(&h.acquired);
+            StuckHolder {
+                goid: Some(h.goid),
+                state: h.state,
+                acquired_at: acquisition_site(&acquired, naming),
+                stack: acquired.names,
+                stack_detail: acquired.detail,
+            }
+        }
+        None => StuckHolder {
+            goid: None,
+            state: HolderState::Unknown,
+            acquired_at: None,
+            stack: Vec::new(),
+            stack_detail: Vec::new(),
+        },
+    };
+    StuckLock {
+        lock: naming.lock(stuck.addr),
+        mode: stuck.mode,
+        held_ns: stuck.held_ns,
+        holder,
+        waiters: stuck.waiters,
+        readers_waiting: stuck.readers_waiting,
+        writers_waiting: stuck.writers_waiting,
+    }
+}
+
+/// Where a lock was taken: the first frame of the acquisition stack outside the lock
+/// implementation (the probe site itself may be inside an out-of-line `RWMutex.Lock`),
+/// as `function (file:line)`.
+fn acquisition_site(stack: &Stack, naming: &dyn Naming) -> Option<String> {
+    stack
+        .names
+        .iter()
+        .position(|n| !naming.is_lock_internal(n))
+        .and_then(|i| stack.detail.get(i))
+        .or_else(|| stack.detail.last())
+        .cloned()
+}
+
+/// The summary's lock table: every lock named, sorted by total wait time (largest first,
+/// ties by address), the first [`STACKS_IN_SUMMARY`] with their top waiter stack, which
+/// `top_waiter` finds (asked for those locks only: finding it may take a scan).
+pub fn lock_summaries(
+    locks: &[RawLockStats],
+    top_waiter: &dyn Fn(u64) -> RawStack,
+    naming: &mut dyn Naming,
+) -> Vec<LockSummary> {
+    let mut order: Vec<&RawLockStats> = locks.iter().collect();
+    order.sort_by(|a, b| {
+        b.wait_ns
+            .total
+            .cmp(&a.wait_ns.total)
+            .then(a.addr.cmp(&b.addr))
+    });
+    order
+        .into_iter()
+        .enumerate()
+        .map(|(i, raw)| LockSummary {
+            lock: naming.lock(raw.addr),
+            kind: raw.kind,
+            contentions: raw.contentions,
+            max_waiters: raw.max_waiters,
+            wait_ns: raw.wait_ns,
+            hold_ns: raw.hold_ns,
+            top_waiter_stack: if i < STACKS_IN_SUMMARY {
+                naming.stack(&top_waiter(raw.addr)).detail
+            } else {
+                Vec::new()
+            },
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Names locks `lock@ADDR`, threads `thread-TID`, and a stack by its stack id.
+    #[derive(Default)]
+    struct FakeNaming {
+        stacks_named: usize,
+    }
+
+    impl Naming for FakeNaming {
+        fn lock(&mut self, addr: u64) -> LockRef {
+            LockRef {
+                addr,
+                name: Some(format!("lock@{addr:#x}")),
+                location: None,
+            }
+        }
+
+        fn stack(&mut self, stack: &RawStack) -> Stack {
+            let id = match stack {
+                RawStack::Native { stack_id, .. } => stack_id.map(i64::from),
+                RawStack::Go { stack_id, .. } => Some(i64::from(*stack_id)),
+                RawStack::None => None,
+            };
+            let Some(id) = id else {
+                return Stack::default();
+            };
+            self.stacks_named += 1;
+            Stack {
+                names: vec!["sync.(*Mutex).Lock".into(), format!("main.f{id}")],
+                detail: vec![
+                    "sync.(*Mutex).Lock (mutex.go:1)".into(),
+                    format!("main.f{id} (main.go:{id})"),
+                ],
+            }
+        }
+
+        fn thread_name(&mut self, tid: u32) -> String {
+            format!("thread-{tid}")
+        }
+
+        fn is_lock_internal(&self, function: &str) -> bool {
+            function.starts_with("sync.")
+        }
+    }
+
+    fn native(id: u32) -> RawStack {
+        RawStack::Native {
+            stack_id: Some(id),
+            window: Box::new(StackWindow::EMPTY),
+            waiter: None,
+        }
+    }
+
+    fn entry(tid: u32, holds: u64, waits_for: u64, since: Option<u64>) -> RawCycleEntry {
+        RawCycleEntry {
+            goid: None,
+            tid,
+            holds,
+            waits_for,
+            waiting: native(tid),
+            waiting_since_ns: since,
+            blocked_before_attach: since.is_none(),
+            holding_since_ns: None,
+            acquired: RawStack::None,
+        }
+    }
+
+    /// Guards "detected after": it counts from the latest wait start that is known, and a
+    /// wait adopted at attach (start unknown) neither counts nor gets a waited time.
+    #[test]
+    fn a_deadlock_counts_from_its_last_known_wait() {
+        let entries = [entry(10, 0xa, 0xb, Some(1_000)), entry(11, 0xb, 0xa, None)];
+        let d = deadlock(&entries, 5_000, &mut FakeNaming::default());
+        assert_eq!(d.detected_after_ns, Some(4_000));
+        assert_eq!(d.cycle[0].waited_ns, Some(4_000));
+        assert_eq!(d.cycle[1].waited_ns, None);
+        assert!(d.cycle[1].blocked_before_attach);
+        assert_eq!(d.cycle[1].thread, "thread-11");
+        assert_eq!(d.cycle[0].holds.name.as_deref(), Some("lock@0xa"));
+        assert_eq!(d.cycle[0].waits_for.name.as_deref(), Some("lock@0xb"));
+        assert_eq!(d.cycle[0].stack, ["sync.(*Mutex).Lock", "main.f10"]);
+        assert!(d.cycle[0].acquired_at.is_empty());
+
+        let all_before = [entry(10, 0xa, 0xb, None), entry(11, 0xb, 0xa, None)];
+        let d = deadlock(&all_before, 5_000, &mut FakeNaming::default());
+        assert_eq!(d.detected_after_ns, None);
+    }
+
+    /// Guards the stuck-lock headline: the holder's acquisition site skips the lock's own
+    /// frames, and an unknown holder is reported as such.
+    #[test]
+    fn a_stuck_lock_names_where_its_holder_took_it() {
+        let mut stuck = RawStuckLock {
+            addr: 0x40,
+            mode: HoldMode::Write,
+            held_ns: 7,
+            holder: Some(RawHolder {
+                goid: 33,
+                state: HolderState::Blocked,
+                acquired: RawStack::Go {
+                    pc: 1,
+                    caller: 0,
+                    stack_id: 5,
+                },
+            }),
+            waiters: 3,
+            readers_waiting: 2,
+            writers_waiting: 1,
+        };
+        let s = stuck_lock(&stuck, &mut FakeNaming::default());
+        assert_eq!(s.holder.goid, Some(33));
+        assert_eq!(s.holder.acquired_at.as_deref(), Some("main.f5 (main.go:5)"));
+        assert_eq!((s.waiters, s.readers_waiting, s.writers_waiting), (3, 2, 1));
+        stuck.holder = None;
+        let s = stuck_lock(&stuck, &mut FakeNaming::default());
+        assert_eq!(
+            (s.holder.goid, s.holder.state),
+            (None, HolderState::Unknown)
+        );
+        assert!(s.holder.stack.is_empty());
+    }
+
+    /// Guards the summary table: sorted by total wait then address, and only the first
+    /// [`STACKS_IN_SUMMARY`] locks pay for naming a stack.
+    #[test]
+    fn lock_summaries_sort_and_name_the_top_stacks_only() {
+        let raw = |addr: u64, total: u64| RawLockStats {
+            addr,
+            kind: LockKind::Mutex,
+            contentions: 1,
+            max_waiters: 1,
+            wait_ns: Quantiles {
+                total,
+                ..Quantiles::default()
+            },
+            hold_ns: None,
+        };
+        let mut locks: Vec<RawLockStats> = (0..30).map(|i| raw(0x100 + i, 10)).collect();
+        locks.push(raw(0x1, 10));
+        locks.push(raw(0x9999, 500));
+        let mut naming = FakeNaming::default();
+        let summaries = lock_summaries(&locks, &|_| native(1), &mut naming);
+        let addrs: Vec<u64> = summaries.iter().take(3).map(|l| l.lock.addr).collect();
+        assert_eq!(addrs, [0x9999, 0x1, 0x100]);
+        assert_eq!(naming.stacks_named, STACKS_IN_SUMMARY);
+        assert!(!summaries[STACKS_IN_SUMMARY - 1].top_waiter_stack.is_empty());
+        assert!(summaries[STACKS_IN_SUMMARY].top_waiter_stack.is_empty());
+        assert_eq!(summaries.len(), 32);
+    }
+}

@@ -1,0 +1,192 @@
+//! The live [`Naming`]: symbols of the target's objects, the kernel's stacks, the Go
+//! pclntab and the lock names the Go tracker learnt.
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+
+use super::{Naming, RawStack, Stack};
+use crate::{
+    go::{
+        probe::{GoDwarfNames, is_lock_internal},
+        sym::{GoFrame, GoTable},
+    },
+    model::LockRef,
+    procfs,
+    session::CodeCheck,
+    symbols::{Frame, Symbolizer},
+    unwind,
+};
+
+/// Where the kernel's stacks are (the probes' stack maps).
+pub trait StackSource {
+    /// The user stack (instruction pointers, innermost first) recorded under `stack_id`.
+    fn user_stack(&self, stack_id: u32) -> Vec<u64>;
+    /// Where thread `tid`'s lock call in flight was made (`--holds`), if any.
+    fn pending_call_site(&self, tid: u32) -> Option<u64>;
+}
+
+/// What names Go stacks and locks: the pclntab, and the names of locks learnt from DWARF
+/// and from the sites that take them.
+#[derive(Clone, Copy)]
+pub struct GoNames<'a> {
+    pub table: &'a GoTable,
+    /// Runtime address minus file virtual address.
+    pub bias: u64,
+    /// Field paths of globals (`main.store.mu`), when the binary has DWARF.
+    pub dwarf_names: Option<&'a GoDwarfNames>,
+    /// Names of locks in heap objects (`main.Store.mu`), by address.
+    pub heap_names: &'a FxHashMap<u64, Arc<str>>,
+}
+
+/// The session's naming: one per finding or summary, borrowing what it needs.
+pub struct Namer<'a> {
+    pub pid: u32,
+    pub symbolizer: &'a mut Symbolizer,
+    pub code: &'a mut CodeCheck,
+    pub stacks: &'a dyn StackSource,
+    /// Present when the target is a Go program.
+    pub go: Option<GoNames<'a>>,
+}
+
+impl Namer<'_> {
+    /// A native stack: the kernel's frame-pointer chain merged with the return addresses
+    /// found in the stack window.
+    fn native_stack(
+        &mut self,
+        stack_id: Option<u32>,
+        window: &crate::event::StackWindow,
+        waiter: Option<u32>,
+    ) -> Stack {
+        let fp_chain = stack_id
+            .map(|id| self.stacks.user_stack(id))
+            .unwrap_or_default();
+        let mut words = window.words().to_vec();
+        if let Some(site) = waiter.and_then(|tid| self.stacks.pending_call_site(tid)) {
+            for word in &mut words {
+                if self.code.is_uprobe_trampoline(*word) {
+                    *word = site;
+                }
+            }
+        }
+        let code = &mut *self.code;
+        let ips = unwind::merge_frames(window.ip, &words, &fp_chain, &mut |addr| {
+            code.is_return_address(addr)
+        });
+        let frames: Vec<Frame> = ips
+            .iter()
+            .enumerate()
+            // Return addresses point after the call; look up the call itself for its line.
+            .map(|(i, &ip)| {
+                let mut frame =
+                    self.symbolizer
+                        .frame(if i == 0 { ip } else { ip.saturating_sub(1) });
+                if i > 0 {
+                    frame.offset += 1;
+                    frame.addr = ip;
+                }
+                frame
+            })
+            .collect();
+        Stack {
+            names: frames.iter().map(Frame::function_name).collect(),
+            detail: frames.iter().map(Frame::display).collect(),
+        }
+    }
+
+    /// A Go stack: the site `pc`, the `caller` of an entry site, then the kernel's walk,
+    /// with inlined frames expanded from the pclntab (frames outside Go code, such as cgo
+    /// callees, through the symbolizer).
+    fn go_stack(&mut self, pc: u64, caller: u64, stack_id: i32) -> Stack {
+        let mut ips = u32::try_from(stack_id)
+            .map(|id| self.stacks.user_stack(id))
+            .unwrap_or_default();
+        if ips.first() != Some(&pc) {
+            ips.insert(0, pc);
+        }
+        if caller != 0 && ips.get(1) != Some(&caller) {
+            ips.insert(1, caller);
+        }
+        let mut stack = Stack::default();
+        for (i, &ip) in ips.iter().enumerate() {
+            // Return addresses point after the call; look up the call itself.
+            let lookup = if i == 0 { ip } else { ip.saturating_sub(1) };
+            let frames = self
+                .go
+                .map(|go| go.table.frames(lookup.wrapping_sub(go.bias)))
+                .unwrap_or_default();
+            if frames.is_empty() {
+                let frame = self.symbolizer.frame(lookup);
+                stack.names.push(frame.function_name());
+                stack.detail.push(frame.display());
+                continue;
+            }
+            for f in &frames {
+                stack.names.push(f.function.clone());
+                stack.detail.push(go_frame_display(f));
+            }
+        }
+        stack
+    }
+}
+
+impl Naming for Namer<'_> {
+    /// The lock's symbol or location; in a Go program, the global it lies in with the
+    /// field path down to it when the binary's DWARF says (`main.store.mu`), or for a
+    /// lock in a heap object, its struct's type and field (`main.Store.mu`) when learnt.
+    fn lock(&mut self, addr: u64) -> LockRef {
+        let mut lock = self.symbolizer.lock_ref(addr);
+        let Some(go) = self.go else {
+            return lock;
+        };
+        if lock.name.is_none()
+            && let Some(name) = go.heap_names.get(&addr)
+        {
+            lock.name = Some(name.to_string());
+            return lock;
+        }
+        if let (Some(names), Some(name)) = (go.dwarf_names, &lock.name) {
+            let (symbol, offset) = match name.rsplit_once("+0x") {
+                Some((symbol, hex)) => (symbol, u64::from_str_radix(hex, 16).ok()),
+                None => (name.as_str(), Some(0)),
+            };
+            if let Some(path) = offset.and_then(|offset| names.field_path(symbol, offset)) {
+                lock.name = Some(path);
+            }
+        }
+        lock
+    }
+
+    fn stack(&mut self, stack: &RawStack) -> Stack {
+        match *stack {
+            RawStack::Native {
+                stack_id,
+                ref window,
+                waiter,
+            } => self.native_stack(stack_id, window, waiter),
+            RawStack::Go {
+                pc,
+                caller,
+                stack_id,
+            } => self.go_stack(pc, caller, stack_id),
+            RawStack::None => Stack::default(),
+        }
+    }
+
+    fn thread_name(&mut self, tid: u32) -> String {
+        procfs::thread_name(self.pid, tid).unwrap_or_default()
+    }
+
+    fn is_lock_internal(&self, function: &str) -> bool {
+        is_lock_internal(function)
+    }
+}
+
+fn go_frame_display(f: &GoFrame) -> String {
+    match (&f.file, f.line) {
+        (Some(file), Some(line)) => {
+            let file = file.rsplit('/').next().unwrap_or(file);
+            format!("{} ({file}:{line})", f.function)
+        }
+        _ => f.function.clone(),
+    }
+}
