@@ -8,10 +8,16 @@
 //! - `go`: everything about Go programs: pclntab and build info, probe-site planning, the
 //!   Go lock model and the live Go tracker.
 //! - `lockstats`: per-lock contention counters and wait/hold histograms.
+//! - `model`: the vocabulary every output sees: locks, findings (deadlocks, stuck locks),
+//!   the summary, and their raw form as the analyses produce them.
+//! - `assemble`: the one place raw findings and statistics become report values, with
+//!   every lock, thread and stack frame named.
+//! - `sinks`: outputs (text, JSON), each consuming findings and the summary.
 //! - `symbols`: ELF symbol tables and DWARF lines for lock names and stacks.
 //! - `procfs`: what `/proc` says about the target (threads, names, maps, liveness).
-//! - `report`: the report's data model and its JSON and text renderings.
 //! - `unwind`: user stacks from the frame-pointer chain plus the copied stack window.
+//! - `realtime`: draining at a real-time priority, and the note when the target's
+//!   real-time threads starved the tracer.
 //! - `session`: the tokio loop that ties a live attach together.
 pub mod assemble;
 pub mod event;

@@ -2,7 +2,7 @@
 //!
 //! The native analysis and the Go tracker describe what they found in raw terms (lock
 //! addresses, thread and goroutine ids, timestamps, where a stack can be found: the
-//! `Raw*` types here); this module turns those into `crate::model` values, asking a
+//! `crate::model::raw`); this module turns those into `crate::model` values, asking a
 //! [`Naming`] for every name: locks, threads, stack frames. Naming is the only part that
 //! looks at the target (its symbols, its memory); assembly itself is pure, so it is
 //! tested here with a fake naming.
@@ -10,33 +10,10 @@
 mod naming;
 
 pub use self::naming::{GoNames, Namer, StackSource};
-use crate::{
-    event::StackWindow,
-    model::{
-        Deadlock, DeadlockEntry, HoldMode, HolderState, LockKind, LockRef, LockSummary, Quantiles,
-        StuckHolder, StuckLock,
-    },
+use crate::model::{
+    Deadlock, DeadlockEntry, HolderState, LockRef, LockSummary, StuckHolder, StuckLock,
+    raw::{RawCycleEntry, RawFinding, RawLockStats, RawStack, RawStuckLock},
 };
-
-/// Where a stack can be found, as the analyses know it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RawStack {
-    /// A native stack: the kernel's frame-pointer chain (by stack id) merged with the
-    /// return addresses of a copied stack window. `waiter` is the waiting thread when the
-    /// stack is a wait's (with `--holds` its window may hold the uretprobe trampoline in
-    /// place of the lock call's return address).
-    Native {
-        stack_id: Option<u32>,
-        window: Box<StackWindow>,
-        waiter: Option<u32>,
-    },
-    /// A Go stack: the probe site's `pc`, the `caller` of an entry site (which the
-    /// frame-pointer walk skips there; 0 when none), then the kernel's walk by stack id
-    /// (negative when none was taken).
-    Go { pc: u64, caller: u64, stack_id: i32 },
-    /// No stack is known.
-    None,
-}
 
 /// A stack as the report shows it: function names innermost first, and the same frames
 /// with `file:line` where known.
@@ -57,70 +34,6 @@ pub trait Naming {
     /// Whether `function` is part of a lock's implementation (skipped when telling where
     /// a lock was taken).
     fn is_lock_internal(&self, function: &str) -> bool;
-}
-
-/// One thread (or goroutine) of a wait-for cycle.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RawCycleEntry {
-    /// The goroutine, for a Go cycle.
-    pub goid: Option<u64>,
-    /// The thread (for a goroutine, the one it last ran on).
-    pub tid: u32,
-    /// The lock it holds that the previous entry waits for.
-    pub holds: u64,
-    /// The lock it waits for, held by the next entry.
-    pub waits_for: u64,
-    /// Its stack while waiting.
-    pub waiting: RawStack,
-    /// When the wait began; `None` when it was already waiting at attach.
-    pub waiting_since_ns: Option<u64>,
-    /// Whether it was already waiting when the tracer attached.
-    pub blocked_before_attach: bool,
-    /// When it took `holds`, when known.
-    pub holding_since_ns: Option<u64>,
-    /// Where it took `holds`.
-    pub acquired: RawStack,
-}
-
-/// The holder of a stuck lock.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RawHolder {
-    pub goid: u64,
-    pub state: HolderState,
-    /// Where it took the lock.
-    pub acquired: RawStack,
-}
-
-/// A lock with waiters and no release for longer than the threshold.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RawStuckLock {
-    pub addr: u64,
-    pub mode: HoldMode,
-    pub held_ns: u64,
-    /// `None` when the holder is unknown.
-    pub holder: Option<RawHolder>,
-    pub waiters: usize,
-    pub readers_waiting: usize,
-    pub writers_waiting: usize,
-}
-
-/// A finding as an analysis reports it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RawFinding {
-    /// A wait-for cycle, its entries in wait order.
-    Deadlock(Vec<RawCycleEntry>),
-    StuckLock(RawStuckLock),
-}
-
-/// One lock's statistics at the end of a trace.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RawLockStats {
-    pub addr: u64,
-    pub kind: LockKind,
-    pub contentions: u64,
-    pub max_waiters: u32,
-    pub wait_ns: Quantiles,
-    pub hold_ns: Option<Quantiles>,
 }
 
 /// Locks in the summary that get their top waiting stack named: naming a stack costs
@@ -266,6 +179,10 @@ pub fn lock_summaries(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{
+        event::StackWindow,
+        model::{HoldMode, LockKind, Quantiles, raw::RawHolder},
+    };
 
     /// Names locks `lock@ADDR`, threads `thread-TID`, and a stack by its stack id.
     #[derive(Default)]

@@ -4,13 +4,13 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
-use super::{Naming, RawStack, Stack};
+use super::{Naming, Stack};
 use crate::{
     go::{
         probe::{GoDwarfNames, is_lock_internal},
         sym::{GoFrame, GoTable},
     },
-    model::LockRef,
+    model::{LockRef, raw::RawStack},
     procfs,
     session::CodeCheck,
     symbols::{Frame, Symbolizer},

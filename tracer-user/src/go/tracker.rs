@@ -17,10 +17,7 @@ use thiserror::Error;
 use tracer_common::{GO_EVENT_SIZE, GoEvent, GoOp};
 
 use crate::{
-    assemble::{
-        GoNames, RawCycleEntry, RawFinding, RawHolder, RawLockStats, RawStack, RawStuckLock,
-        StackSource,
-    },
+    assemble::{GoNames, StackSource},
     go::{
         lock_model::{
             GoCycle, GoLockEvent, GoLockKind, GoLockModel, Hold, LockMode, RW_READER_COUNT_OFFSET,
@@ -32,7 +29,10 @@ use crate::{
         },
         sym::{GoBuildInfo, GoSymError, GoTable, go_build_info},
     },
-    model::{HoldMode, HolderState, LockKind},
+    model::{
+        HoldMode, HolderState, LockKind,
+        raw::{RawCycleEntry, RawFinding, RawHolder, RawLockStats, RawStack, RawStuckLock},
+    },
     probes::GoSites,
     procfs::{self, MapEntry},
 };
@@ -236,12 +236,6 @@ impl GoTracker {
             unnamed: FxHashMap::default(),
             stack_searched: FxHashSet::default(),
         }
-    }
-
-    /// The executable being traced.
-    #[must_use]
-    pub fn target(&self) -> &GoTarget {
-        &self.target
     }
 
     /// Whether `bytes` is a Go record; if so it is applied to the model.

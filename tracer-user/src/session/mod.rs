@@ -17,10 +17,13 @@ use tokio::{
 use tracer_common::{SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS, STACK_WINDOW_WORDS, futex_cmd, syscall};
 
 use crate::{
-    assemble::{self, Namer, RawCycleEntry, RawFinding, RawLockStats, RawStack},
+    assemble::{self, Namer},
     event::{Snapshot, StackWindow, TraceEvent, WindowRef, decode},
     go::tracker::{self, GoTracker},
-    model::{LockKind, Summary},
+    model::{
+        LockKind, Summary,
+        raw::{RawCycleEntry, RawFinding, RawLockStats, RawStack},
+    },
     native::{
         analysis::{Analysis, WINDOW_ONLY_STACK},
         futex_lock::{MUTEX_OWNER_OFFSET, RWLOCK_WRITER_OFFSET},

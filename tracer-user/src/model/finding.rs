@@ -1,0 +1,122 @@
+//! Findings: deadlocks and stuck locks, as every output sees them.
+
+use serde::Serialize;
+
+use super::{HoldMode, LockRef};
+
+/// One thread (or goroutine) of a deadlock cycle.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DeadlockEntry {
+    /// Goroutine id (as in the runtime's own goroutine dump), for a goroutine; omitted
+    /// from JSON for native threads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub goid: Option<u64>,
+    /// Kernel thread id; for a goroutine, the thread it last ran on.
+    pub tid: u32,
+    /// Thread name (`comm`), empty when unknown.
+    pub thread: String,
+    /// The lock this thread holds that the previous thread of the cycle waits for.
+    pub holds: LockRef,
+    /// The lock this thread waits for, held by the next thread of the cycle.
+    pub waits_for: LockRef,
+    /// Function names of the waiting thread's stack, innermost first.
+    pub stack: Vec<String>,
+    /// The same frames with `file:line`, for the text report only.
+    #[serde(skip)]
+    pub stack_detail: Vec<String>,
+    /// How long this thread had been waiting when the deadlock was reported; `None` when
+    /// it was already waiting when the tracer attached (the start is then unknown).
+    pub waited_ns: Option<u64>,
+    /// Whether the thread was already blocked when the tracer attached.
+    pub blocked_before_attach: bool,
+    /// How long this thread has held `holds` (known with `--holds`).
+    pub held_ns: Option<u64>,
+    /// Where this thread took `holds`: function names, innermost first, starting at the
+    /// lock call's site (known with `--holds`; empty otherwise).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub acquired_at: Vec<String>,
+    /// The same frames with `file:line`, for the text report only.
+    #[serde(skip)]
+    pub acquired_at_detail: Vec<String>,
+}
+
+/// A wait-for cycle: the threads are deadlocked.
+///
+/// JSON: `{"kind":"deadlock","cycle":[…],"detected_after_ns":…}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename = "deadlock")]
+pub struct Deadlock {
+    /// The threads in wait order: each waits for a lock held by the next, the last waits for
+    /// one held by the first.
+    pub cycle: Vec<DeadlockEntry>,
+    /// How long after the wait that closed the cycle began the tracer detected it, if known.
+    pub detected_after_ns: Option<u64>,
+}
+
+/// What the goroutine holding a stuck lock is doing now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HolderState {
+    /// Runnable, running or in a system call.
+    Running,
+    /// Parked (on a lock, a channel, a timer, I/O, …).
+    Blocked,
+    /// The goroutine has exited: the lock can never be released by it.
+    Exited,
+    /// The holder is not known, or its state could not be read.
+    Unknown,
+}
+
+/// The goroutine holding a stuck lock.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StuckHolder {
+    /// Goroutine id, `None` when the holder is unknown (it took the lock before the
+    /// tracer attached, or at a site that could not be probed).
+    pub goid: Option<u64>,
+    /// What it is doing now.
+    pub state: HolderState,
+    /// Where it took the lock: the first frame outside the `sync` package, with
+    /// `file:line`; `None` when unknown.
+    pub acquired_at: Option<String>,
+    /// Its stack when it took the lock, function names innermost first.
+    pub stack: Vec<String>,
+    /// The same frames with `file:line`, for the text report only.
+    #[serde(skip)]
+    pub stack_detail: Vec<String>,
+}
+
+/// A lock with waiters and no release for longer than the threshold.
+///
+/// JSON: `{"kind":"stuck_lock","lock":{…},"mode":"write"|"read","held_ns":…,"holder":{…},
+/// "waiters":…,"readers_waiting":…,"writers_waiting":…}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename = "stuck_lock")]
+pub struct StuckLock {
+    /// The lock.
+    pub lock: LockRef,
+    /// How it is held.
+    pub mode: HoldMode,
+    /// How long it has been held: since the holder took it when known, else at least
+    /// since the last release the tracer saw.
+    pub held_ns: u64,
+    /// Who holds it.
+    pub holder: StuckHolder,
+    /// Goroutines waiting for it now.
+    pub waiters: usize,
+    /// Of those, waiting to read.
+    pub readers_waiting: usize,
+    /// Of those, waiting to write.
+    pub writers_waiting: usize,
+}
+
+/// Something the tracer found, reported the moment it is confirmed.
+///
+/// Each kind serializes with its own `"kind"` tag (`"deadlock"`, `"stuck_lock"`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Finding {
+    /// A wait-for cycle.
+    Deadlock(Deadlock),
+    /// A lock with waiters and no release for longer than the threshold (Go targets).
+    StuckLock(StuckLock),
+}

@@ -1,0 +1,122 @@
+//! Locks as the report names them, and what kind they are.
+
+use std::fmt;
+
+use serde::{Serialize, Serializer};
+
+/// A lock as the report names it. JSON: `{"addr":"0x7f12ab","name":"lock_a"}` (`name` null
+/// when unknown).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LockRef {
+    /// Address of the lock word in the target; JSON as a lowercase `"0x…"` string, because
+    /// JSON numbers lose precision above 2^53 in many readers.
+    #[serde(serialize_with = "hex")]
+    pub addr: u64,
+    /// Symbol name of the lock (e.g. a static's name), when known.
+    pub name: Option<String>,
+    /// Where the lock lies when it has no name: `object+offset` for a lock inside a
+    /// mapped file's image (a stripped binary's static), `[heap]+offset`, ... Omitted
+    /// from JSON when unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+}
+
+/// Serializes an address as a lowercase `0x…` string.
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's `serialize_with` passes a reference.
+fn hex<S: Serializer>(addr: &u64, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(&format_args!("{addr:#x}"))
+}
+
+impl fmt::Display for LockRef {
+    /// `lock_a (0x55d0c0ffee10)` when the name is known, else `0x55d0c0ffee10`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.name.as_ref().or(self.location.as_ref()) {
+            Some(name) => write!(f, "{name} ({:#x})", self.addr),
+            None => write!(f, "{:#x}", self.addr),
+        }
+    }
+}
+
+impl LockRef {
+    /// The short label for tables: the name when known, else the location, else the
+    /// address.
+    #[must_use]
+    pub fn label(&self) -> String {
+        self.name
+            .clone()
+            .or_else(|| self.location.clone())
+            .unwrap_or_else(|| format!("{:#x}", self.addr))
+    }
+}
+
+/// What kind of lock the tracer saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum LockKind {
+    /// A plain mutex (e.g. `pthread_mutex_t`).
+    #[serde(rename = "mutex")]
+    Mutex,
+    /// A priority-inheritance mutex (`FUTEX_LOCK_PI`).
+    #[serde(rename = "pi_mutex")]
+    PiMutex,
+    /// A reader-writer lock.
+    #[serde(rename = "rwlock")]
+    RwLock,
+    /// A futex word not recognised as any of the above.
+    #[serde(rename = "futex")]
+    Futex,
+    /// A Go `sync.Mutex`.
+    #[serde(rename = "go_mutex")]
+    GoMutex,
+    /// A Go `sync.RWMutex`.
+    #[serde(rename = "go_rwmutex")]
+    GoRwMutex,
+}
+
+impl LockKind {
+    /// The name used in both JSON and text.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Mutex => "mutex",
+            Self::PiMutex => "pi_mutex",
+            Self::RwLock => "rwlock",
+            Self::Futex => "futex",
+            Self::GoMutex => "go_mutex",
+            Self::GoRwMutex => "go_rwmutex",
+        }
+    }
+}
+
+impl fmt::Display for LockKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a stuck lock is held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HoldMode {
+    /// Exclusively (a mutex, or an `RWMutex`'s write side).
+    Write,
+    /// Shared (an `RWMutex`'s readers).
+    Read,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_kind_names() {
+        for (kind, name) in [
+            (LockKind::Mutex, "mutex"),
+            (LockKind::PiMutex, "pi_mutex"),
+            (LockKind::RwLock, "rwlock"),
+            (LockKind::Futex, "futex"),
+        ] {
+            assert_eq!(serde_json::to_value(kind).expect("serializes"), name);
+            assert_eq!(kind.to_string(), name);
+        }
+    }
+}
