@@ -1,7 +1,7 @@
 //! Per-lock contention counters and wait/hold time histograms.
 //!
-//! Histograms are HDR histograms covering 1 ns .. 1 hour at 3 significant digits, which keeps
-//! every percentile within 0.1% of the true value. Count, max and total are tracked exactly
+//! Histograms are HDR histograms covering 1 ns .. 1 hour at 2 significant digits
+//! ([`SIGFIG`]), which keeps every percentile within 1% of the true value. Count, max and total are tracked exactly
 //! beside the histogram, because the histogram only knows values to its bucket precision.
 
 use std::borrow::Cow;
@@ -307,7 +307,7 @@ mod tests {
 
     const US: u64 = 1_000;
 
-    /// Asserts `actual` is within 0.1% of `expected`.
+    /// Asserts `actual` is within 1% of `expected`.
     fn assert_close(actual: u64, expected: u64) {
         let diff = actual.abs_diff(expected);
         assert!(
