@@ -72,12 +72,11 @@ use self::{
 };
 use crate::lockstats::LockTable;
 
-/// What the model has seen, for diagnostics.
+/// What the model has seen and what its bounds cut, for diagnostics: the session can
+/// report them through [`GoLockModel::counts`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct GoCounts {
-    /// Events handled.
-    pub events: u64,
-    /// Releases of any kind (matched or not).
+    /// Releases of any kind (matched or not): the base of `unmatched_releases`.
     pub releases: u64,
     /// Releases by a goroutine not recorded as holding the lock (the hold predates the
     /// trace, its event was lost, or another goroutine took the lock in between).
@@ -85,9 +84,13 @@ pub struct GoCounts {
     /// Pending waits ended because their goroutine was seen running (their end event was
     /// lost); they record no wait time.
     pub stale_waits: u64,
-    /// Cycles found but not reported (queue or memory bound reached).
+    /// Cycles found but not queued for the report: [`MAX_PENDING_CYCLES`] cycles were
+    /// already waiting, or the memory of reported cycles was full. Not zero: a deadlock
+    /// may be missing from the report.
     pub cycles_dropped: u64,
-    /// Searches stopped by their step budget.
+    /// Cycle searches stopped by their step budget before they had followed every edge
+    /// they reached. Not zero: a deadlock through the goroutine searched from may have
+    /// been missed at that event (only tangles of read-held locks come near the budget).
     pub searches_cut: u64,
 }
 
@@ -129,7 +132,6 @@ impl GoLockModel {
 
     /// Applies one event.
     pub fn handle(&mut self, ev: &GoLockEvent) {
-        self.counts.events += 1;
         let key = goroutine_key(ev.goid, ev.g);
         match ev.op {
             GoOp::MutexLockFast | GoOp::RwLockFast => {
@@ -238,7 +240,7 @@ impl GoLockModel {
         self.locks.values().map(|l| l.waiting.len()).sum()
     }
 
-    /// What the model has seen.
+    /// What the model has seen, and what its bounds cut.
     #[must_use]
     pub fn counts(&self) -> GoCounts {
         self.counts
