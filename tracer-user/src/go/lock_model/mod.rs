@@ -196,8 +196,8 @@ impl GoLockModel {
     }
 
     /// Per-lock contention counts and wait/hold histograms. Only contended locks have an
-    /// entry (a histogram per lock ever taken would cost gigabytes in a big service), so
-    /// hold times are recorded for locks that have been waited for at least once.
+    /// entry, so the table grows with the locks that were waited for, not with every lock
+    /// taken; hold times are recorded for locks that have been waited for at least once.
     #[must_use]
     pub fn stats(&self) -> &LockTable {
         &self.stats
