@@ -2,8 +2,9 @@
 //! the Go lock model's findings into report entries (deadlocks over goroutines, stuck
 //! locks, per-lock summaries), reading the live process where a finding must be checked.
 //!
-//! The pure parts live elsewhere: `gosym` reads the pclntab, `goprobe` plans the sites,
-//! `golocks` is the lock state machine. This module is the glue that needs the process.
+//! The pure parts live elsewhere: `go::sym` reads the pclntab, `go::probe` plans the
+//! sites, `go::lock_model` is the lock state machine. This module is the glue that needs
+//! the process.
 use std::{
     collections::HashSet,
     fmt::Write as _,
@@ -20,8 +21,8 @@ use crate::{
     assemble::{GoNames, StackSource},
     go::{
         lock_model::{
-            GoCycle, GoLockEvent, GoLockKind, GoLockModel, Hold, LockMode, RW_READER_COUNT_OFFSET,
-            StuckLock as Stuck,
+            GoCycle, GoHold, GoLockEvent, GoLockKind, GoLockMode, GoLockModel,
+            RW_READER_COUNT_OFFSET, StuckCandidate,
         },
         probe::{
             GoDwarfNames, GoLockOwners, GoProbeError, GoRuntimeOffsets, GoSitePlan, go_lock_names,
@@ -188,8 +189,6 @@ const CONFIRM_AFTER: Duration = Duration::from_millis(30);
 
 /// `mutexLocked`, bit 0 of `sync.Mutex.state`.
 const MUTEX_LOCKED: i32 = 1;
-/// Offset of `readerCount` in `sync.RWMutex`.
-const RW_READER_COUNT: u64 = crate::go::lock_model::RW_READER_COUNT_OFFSET;
 /// `_Gscan`: set on top of a status while the garbage collector scans the stack.
 const G_SCAN: u32 = 0x1000;
 /// Stack frames searched for a call that names a lock.
@@ -386,21 +385,21 @@ impl GoTracker {
     /// `readerCount`) for a read wait.
     fn locks_still_taken(&self, cycle: &GoCycle) -> bool {
         cycle.entries.iter().all(|e| match e.waiter.mode {
-            LockMode::Write => {
+            GoLockMode::Write => {
                 read_i32(self.pid, e.waiter.lock).is_some_and(|s| s & MUTEX_LOCKED != 0)
             }
-            LockMode::Read => {
-                read_i32(self.pid, e.waiter.lock + RW_READER_COUNT).is_some_and(|c| c < 0)
+            GoLockMode::Read => {
+                read_i32(self.pid, e.waiter.lock + RW_READER_COUNT_OFFSET).is_some_and(|c| c < 0)
             }
         })
     }
 
-    fn raw_stuck(&self, s: &Stuck) -> RawStuckLock {
+    fn raw_stuck(&self, s: &StuckCandidate) -> RawStuckLock {
         RawStuckLock {
             addr: s.addr,
             mode: match s.mode {
-                LockMode::Write => HoldMode::Write,
-                LockMode::Read => HoldMode::Read,
+                GoLockMode::Write => HoldMode::Write,
+                GoLockMode::Read => HoldMode::Read,
             },
             held_ns: s.held_ns,
             holder: s.holder.as_ref().map(|h| RawHolder {
@@ -416,7 +415,7 @@ impl GoTracker {
 
     /// What the holder goroutine is doing, from its `g` in the live process: a `g` that
     /// now carries another goroutine id was reused after the holder exited.
-    fn holder_state(&self, h: &Hold) -> HolderState {
+    fn holder_state(&self, h: &GoHold) -> HolderState {
         if self.model.is_waiting(h.goid).is_some() {
             return HolderState::Blocked;
         }
@@ -488,7 +487,7 @@ fn raw_deadlock(cycle: &GoCycle) -> Vec<RawCycleEntry> {
 }
 
 /// Where a goroutine took a lock it holds.
-fn acquired_at(hold: &Hold) -> RawStack {
+fn acquired_at(hold: &GoHold) -> RawStack {
     RawStack::Go {
         pc: hold.pc,
         caller: 0,
