@@ -9,7 +9,8 @@
 //!   Go lock model and the live Go tracker.
 //! - `lockstats`: per-lock contention counters and wait/hold histograms.
 //! - `symbols`: ELF symbol tables and DWARF lines for lock names and stacks.
-//! - `procfs`: what `/proc` says about the target (threads, names, maps, liveness).
+//! - `target`: the traced process read from the outside (`/proc`, its memory): threads,
+//!   names, maps, liveness.
 //! - `report`: the report's data model and its JSON and text renderings.
 //! - `unwind`: user stacks from the frame-pointer chain plus the copied stack window.
 //! - `session`: the tokio loop that ties a live attach together.
@@ -18,11 +19,11 @@ pub mod go;
 pub mod lockstats;
 pub mod native;
 pub mod probes;
-pub mod procfs;
 pub mod realtime;
 pub mod report;
 pub mod session;
 pub mod symbols;
+pub mod target;
 pub mod units;
 pub mod unwind;
 

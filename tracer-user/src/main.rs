@@ -11,8 +11,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tracer_user::{
     go::tracker,
     probes::{Hooks, Probes},
-    procfs,
     session::{self, Config, Format},
+    target::procfs,
 };
 
 #[derive(Parser)]

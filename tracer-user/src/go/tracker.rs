@@ -29,12 +29,12 @@ use crate::{
         sym::{GoBuildInfo, GoSymError, GoTable, go_build_info},
     },
     probes::GoSites,
-    procfs::{self, MapEntry},
     report::{
         Deadlock, DeadlockEntry, HoldMode, HolderState, LockKind, LockRef, LockSummary,
         StuckHolder, StuckLock,
     },
     symbols::Symbolizer,
+    target::procfs::{self, MapEntry},
 };
 
 /// Why a Go target is traced in futex mode only.

@@ -25,10 +25,10 @@ use crate::{
         waitgraph::Cycle,
     },
     probes::{CounterTotals, Hooks, ProbeError, Probes},
-    procfs::{self, SyscallState},
     realtime::{self, RealtimeGuard},
     report::{self, Deadlock, DeadlockEntry, LockKind, LockRef, LockSummary, Summary},
     symbols::{self, Frame, Symbolizer},
+    target::procfs::{self, SyscallState},
     unwind::{self, CALL_LOOKBEHIND},
 };
 

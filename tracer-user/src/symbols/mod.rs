@@ -24,8 +24,8 @@ use std::{
 
 use self::elf::ElfObject;
 use crate::{
-    procfs::{self, MapEntry, ProcError},
     report::LockRef,
+    target::procfs::{self, MapEntry, ProcError},
 };
 
 /// Failure to build or refresh a [`Symbolizer`]. Lookups themselves never fail: an address

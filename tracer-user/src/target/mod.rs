@@ -1,0 +1,2 @@
+//! The traced process, read from the outside.
+pub mod procfs;
