@@ -1,9 +1,13 @@
 //! A live attach: the tokio loop that drains the probes in batches, feeds the analysis,
 //! confirms deadlock candidates against the live process, prints findings the moment
 //! they are confirmed, and prints the summary at the end.
+mod adopt;
+mod clock;
+mod code_check;
+mod confirm;
+mod threads;
+
 use std::{
-    cell::RefCell,
-    collections::HashSet,
     io::{self, Write},
     path::Path,
     time::{Duration, Instant},
@@ -14,22 +18,21 @@ use tokio::{
     io::{Interest, unix::AsyncFd},
     signal::unix::{SignalKind, signal},
 };
-use tracer_common::{SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS, STACK_WINDOW_WORDS, futex_cmd, syscall};
 
+use self::{clock::monotonic_ns, code_check::CodeCheck, threads::ThreadSet};
 use crate::{
-    event::{Snapshot, StackWindow, TraceEvent, WindowRef, decode},
+    event::{StackWindow, decode},
     go::tracker::{self, GoFinding, GoTracker},
     native::{
         analysis::{Analysis, WINDOW_ONLY_STACK},
-        futex_lock::{MUTEX_OWNER_OFFSET, RWLOCK_WRITER_OFFSET},
         waitgraph::Cycle,
     },
     probes::{CounterTotals, Hooks, ProbeError, Probes},
     realtime::{self, RealtimeGuard},
-    report::{self, Deadlock, DeadlockEntry, LockKind, LockRef, LockSummary, Summary},
+    report::{self, Deadlock, DeadlockEntry, LockRef, LockSummary, Summary},
     symbols::{self, Frame, Symbolizer},
-    target::procfs::{self, SyscallState},
-    unwind::{self, CALL_LOOKBEHIND},
+    target::procfs,
+    unwind,
 };
 
 /// Shortest time between two drains of the ring buffer: records arriving meanwhile wait
@@ -281,170 +284,7 @@ struct Session {
     dropped_seen: u64,
 }
 
-/// Bytes of stack read for a thread found blocked at attach (no kernel event exists for
-/// its wait): scanned for return addresses, the first `STACK_WINDOW_WORDS` kept.
-const BLOCKED_STACK_SCAN_BYTES: usize = 16 * 1024;
-
 impl Session {
-    /// Turns every thread blocked in a futex wait right now into a wait event, built
-    /// from `/proc/PID/task/TID/syscall` (futex word, op, expected value, user SP and PC)
-    /// and the target's memory (lock snapshot, stack). Runs after the hooks are attached,
-    /// so a wait that starts in between is seen by both, which is harmless.
-    fn adopt_blocked_threads(&mut self) {
-        let pid = self.config.pid;
-        let now = monotonic_ns();
-        self.adopted_at = now;
-        let mut parked = Vec::new();
-        for tid in procfs::thread_ids(pid).unwrap_or_default() {
-            let Some(SyscallState::InSyscall { nr, args, sp, pc }) =
-                procfs::syscall_state(pid, tid)
-            else {
-                continue;
-            };
-            let (addr, cmd, val) = match nr {
-                #[expect(
-                    clippy::cast_possible_truncation,
-                    reason = "futex op and val are 32-bit ints"
-                )]
-                syscall::FUTEX => (
-                    args[0],
-                    args[1] as u32 & futex_cmd::CMD_MASK,
-                    args[2] as u32,
-                ),
-                #[expect(
-                    clippy::cast_possible_truncation,
-                    reason = "the expected value is 32-bit"
-                )]
-                syscall::FUTEX_WAIT => (args[0], futex_cmd::WAIT2, args[1] as u32),
-                _ => continue,
-            };
-            if !futex_cmd::is_wait(cmd) {
-                continue;
-            }
-            if is_glibc_pi_park(addr, cmd, val, sp) {
-                parked.push((tid, sp, pc));
-                continue;
-            }
-            let window = self.scan_blocked_stack(pc, sp);
-            let event = TraceEvent::FutexWait {
-                tid,
-                ts_ns: now,
-                addr,
-                cmd,
-                val,
-                stack: None,
-                snapshot: read_snapshot(pid, addr),
-                window: WindowRef::Built(&window),
-            };
-            let threads = &self.threads;
-            self.analysis.on_event(&event, &|t| threads.contains(t));
-        }
-        // Second pass, once every other wait is known: threads glibc parked for good
-        // after the kernel refused them a PI mutex with EDEADLK.
-        for (tid, sp, pc) in parked {
-            let Some(mutex) = self.parked_pi_mutex(tid) else {
-                continue;
-            };
-            let window = self.scan_blocked_stack(pc, sp);
-            let event = TraceEvent::FutexWait {
-                tid,
-                ts_ns: now,
-                addr: mutex,
-                cmd: futex_cmd::LOCK_PI2,
-                val: 0,
-                stack: None,
-                snapshot: read_snapshot(pid, mutex),
-                window: WindowRef::Built(&window),
-            };
-            let threads = &self.threads;
-            self.analysis.on_event(&event, &|t| threads.contains(t));
-            self.analysis.mark_parked(tid);
-        }
-    }
-
-    /// Which PI mutex a parked thread (see [`is_glibc_pi_park`]) wanted. The kernel
-    /// refused it because the mutex's owner waits, directly or through others, for a lock
-    /// the parked thread holds: so look for a PI mutex owned by a thread that sits in
-    /// `FUTEX_LOCK_PI` on a lock the parked thread owns. The pointer itself is gone (kept
-    /// in a register), so the target's writable memory is searched for a futex word that
-    /// holds that owner's TID in a mutex whose kind says priority inheritance. A wrong
-    /// guess cannot become a report: the cycle is still confirmed against live memory.
-    fn parked_pi_mutex(&self, parked_tid: u32) -> Option<u64> {
-        let pid = self.config.pid;
-        let owners: Vec<u32> = procfs::thread_ids(pid)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|&t| t != parked_tid)
-            .filter(|&t| {
-                self.analysis.active_wait(t).is_some_and(|w| {
-                    w.lock
-                        .is_some_and(|lock| pi_owner(pid, lock) == Some(parked_tid))
-                })
-            })
-            .collect();
-        let maps = procfs::read_maps(pid).ok()?;
-        let mut budget = PI_SEARCH_BYTES;
-        for region in maps.iter().filter(|m| m.read && m.write) {
-            // Thread stacks hold no mutexes worth this scan; images, .bss and heaps do.
-            if region
-                .path
-                .as_deref()
-                .is_some_and(|p| p.starts_with("[stack"))
-            {
-                continue;
-            }
-            let len = usize::try_from(region.end - region.start).ok()?.min(budget);
-            budget -= len;
-            let mut bytes = vec![0u8; len];
-            let Ok(n) = procfs::read_memory(pid, region.start, &mut bytes) else {
-                continue;
-            };
-            let found = (0..n.saturating_sub(20)).step_by(4).find(|&at| {
-                let word =
-                    u32::from_ne_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
-                let kind = i32::from_ne_bytes([
-                    bytes[at + 16],
-                    bytes[at + 17],
-                    bytes[at + 18],
-                    bytes[at + 19],
-                ]);
-                kind & PTHREAD_MUTEX_PRIO_INHERIT != 0 && owners.contains(&(word & FUTEX_TID_MASK))
-            });
-            if let Some(at) = found {
-                return Some(region.start + at as u64);
-            }
-            if budget == 0 {
-                break;
-            }
-        }
-        None
-    }
-
-    /// A stack window for a thread found blocked: the return addresses found in the top
-    /// of its stack (there is no frame-pointer chain from the kernel for it).
-    fn scan_blocked_stack(&mut self, pc: u64, sp: u64) -> StackWindow {
-        let mut window = StackWindow {
-            ip: pc,
-            sp,
-            len: 0,
-            words: [0; STACK_WINDOW_WORDS],
-        };
-        let mut bytes = vec![0u8; BLOCKED_STACK_SCAN_BYTES];
-        let Ok(n) = procfs::read_memory(self.config.pid, sp, &mut bytes) else {
-            return window;
-        };
-        let mut len = 0;
-        for chunk in bytes[..n].chunks_exact(8) {
-            let word = u64::from_ne_bytes(chunk.try_into().unwrap_or_default());
-            if len < STACK_WINDOW_WORDS && self.code.is_return_address(word) {
-                window.words[len] = word;
-                len += 1;
-            }
-        }
-        window.len = u32::try_from(len).unwrap_or(0);
-        window
-    }
-
     /// [`Session::trace`], at the `SCHED_FIFO` priority of `--realtime` if given. Only the
     /// drain loop runs real-time: the symbol loading started before it as a normal thread,
     /// and the final report is built at normal priority again.
@@ -657,84 +497,6 @@ impl Session {
         Ok(())
     }
 
-    /// Checks a candidate cycle against the live process, so a cycle assembled from
-    /// events that raced (a wake not yet seen) is never reported: every thread must still
-    /// sleep in a futex call on the word it waits on, and every lock's owner field, read
-    /// now, must still name the next thread of the cycle.
-    ///
-    /// Those reads are made one after another, so each thread's context-switch count is
-    /// read before and after them all and must not move: otherwise a thread could be seen
-    /// asleep on a lock and, a moment later, as its owner, after it woke and took it (a
-    /// false self-deadlock on a busy mutex, seen once in CI). A deadlocked thread does not
-    /// run, so a real cycle always passes.
-    fn confirm(&self, cycle: &Cycle) -> bool {
-        let pid = self.config.pid;
-        let switches = || -> Option<Vec<u64>> {
-            cycle
-                .edges
-                .iter()
-                .map(|edge| procfs::context_switches(pid, edge.tid))
-                .collect()
-        };
-        let Some(before) = switches() else {
-            return false;
-        };
-        self.cycle_state_holds(cycle) && switches().is_some_and(|after| after == before)
-    }
-
-    /// Whether every thread of `cycle` sleeps in a futex call on the word it waits on and
-    /// every lock's owner field names the next thread (see [`Session::confirm`]).
-    fn cycle_state_holds(&self, cycle: &Cycle) -> bool {
-        let pid = self.config.pid;
-        let n = cycle.edges.len();
-        cycle.edges.iter().enumerate().all(|(i, edge)| {
-            let Some(wait) = self.analysis.active_wait(edge.tid) else {
-                return false;
-            };
-            if wait.lock != Some(edge.waits_for) {
-                return false;
-            }
-            let blocked_here = match procfs::syscall_state(pid, edge.tid) {
-                Some(SyscallState::InSyscall { nr, args, .. }) => match nr {
-                    // Parked after EDEADLK: asleep for good, on a word of its own.
-                    syscall::FUTEX | syscall::FUTEX_WAIT if wait.parked => true,
-                    syscall::FUTEX | syscall::FUTEX_WAIT => args[0] == wait.futex,
-                    syscall::FUTEX_WAITV => true,
-                    _ => false,
-                },
-                _ => false,
-            };
-            let next = cycle.edges[(i + 1) % n].tid;
-            blocked_here && self.owner_still(edge.waits_for, next)
-        })
-    }
-
-    /// Whether the lock's owner field still names `tid` (true when the lock has no owner
-    /// field to check and the holder came from the acquire uprobes).
-    fn owner_still(&self, lock: u64, tid: u32) -> bool {
-        let pid = self.config.pid;
-        let read_i32 = |addr: u64| {
-            let mut buf = [0u8; 4];
-            procfs::read_memory(pid, addr, &mut buf)
-                .ok()
-                .filter(|&n| n == 4)
-                .map(|_| i32::from_ne_bytes(buf))
-        };
-        let expect = i32::try_from(tid).unwrap_or(-1);
-        match self.analysis.lock_kind(lock) {
-            LockKind::Mutex => read_i32(lock + MUTEX_OWNER_OFFSET) == Some(expect),
-            LockKind::PiMutex => read_i32(lock).is_some_and(|w| w & 0x3fff_ffff == expect),
-            LockKind::RwLock => match read_i32(lock + RWLOCK_WRITER_OFFSET) {
-                // Readers are not recorded in the lock; only the uprobes know them.
-                Some(0) => self.analysis.held(tid, lock).is_some(),
-                writer => writer == Some(expect),
-            },
-            LockKind::Futex | LockKind::GoMutex | LockKind::GoRwMutex => {
-                self.analysis.held(tid, lock).is_some()
-            }
-        }
-    }
-
     fn lock_ref(&mut self, addr: u64) -> LockRef {
         self.symbolizer.lock_ref(addr)
     }
@@ -932,159 +694,6 @@ impl Session {
             .and_then(|()| out.flush())
             .map_err(SessionError::Output)
     }
-}
-
-/// The target's threads, refreshed from `/proc` when an unknown TID shows up (at most
-/// once per drain interval, so a burst of bogus owner fields costs one directory read).
-struct ThreadSet {
-    pid: u32,
-    inner: RefCell<(HashSet<u32>, Instant)>,
-}
-
-impl ThreadSet {
-    fn new(pid: u32) -> Self {
-        let tids = procfs::thread_ids(pid)
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
-        Self {
-            pid,
-            inner: RefCell::new((tids, Instant::now())),
-        }
-    }
-
-    fn contains(&self, tid: u32) -> bool {
-        let mut inner = self.inner.borrow_mut();
-        if inner.0.contains(&tid) {
-            return true;
-        }
-        if inner.1.elapsed() >= DRAIN_INTERVAL {
-            inner.0 = procfs::thread_ids(self.pid)
-                .unwrap_or_default()
-                .into_iter()
-                .collect();
-            inner.1 = Instant::now();
-        }
-        inner.0.contains(&tid)
-    }
-}
-
-/// `PTHREAD_MUTEX_PRIO_INHERIT_NP`, in the kind field (offset 16) of a glibc mutex.
-const PTHREAD_MUTEX_PRIO_INHERIT: i32 = 0x20;
-/// The owner-TID bits of a PI futex word.
-const FUTEX_TID_MASK: u32 = 0x3fff_ffff;
-/// Most memory searched for the mutex a parked PI waiter wanted.
-const PI_SEARCH_BYTES: usize = 64 * 1024 * 1024;
-
-/// Whether a blocked futex call is glibc's park after `EDEADLK` from `FUTEX_LOCK_PI`:
-/// a zero-expecting wait on a word of the thread's own stack (`&(unsigned int){0}`).
-fn is_glibc_pi_park(addr: u64, cmd: u32, val: u32, sp: u64) -> bool {
-    matches!(cmd, futex_cmd::WAIT | futex_cmd::WAIT_BITSET)
-        && val == 0
-        && addr >= sp
-        && addr - sp < 4096
-}
-
-/// The owner TID in a PI mutex's futex word, read now.
-fn pi_owner(pid: u32, lock: u64) -> Option<u32> {
-    let mut word = [0u8; 4];
-    procfs::read_memory(pid, lock, &mut word)
-        .ok()
-        .filter(|&n| n == 4)?;
-    Some(u32::from_ne_bytes(word) & FUTEX_TID_MASK).filter(|&t| t != 0)
-}
-
-/// The memory around a futex word, read now, in the same shape the kernel sends.
-fn read_snapshot(pid: u32, addr: u64) -> Snapshot {
-    let mut snapshot = Snapshot {
-        addr: 0,
-        len: 0,
-        words: [0; SNAPSHOT_WORDS],
-    };
-    let mut bytes = [0u8; SNAPSHOT_WORDS * 4];
-    for start in [addr.wrapping_sub(SNAPSHOT_LEAD_BYTES), addr] {
-        if procfs::read_memory(pid, start, &mut bytes).is_ok_and(|n| n == bytes.len()) {
-            for (word, chunk) in snapshot.words.iter_mut().zip(bytes.chunks_exact(4)) {
-                *word = u32::from_ne_bytes(chunk.try_into().unwrap_or_default());
-            }
-            snapshot.addr = start;
-            snapshot.len = u32::try_from(bytes.len()).unwrap_or(0);
-            break;
-        }
-    }
-    snapshot
-}
-
-/// Decides whether a stack word is a return address: it must point into an executable
-/// mapping of the target, right after a call instruction. Answers are cached; when the
-/// target is gone and its code can no longer be read, a word inside executable code is
-/// accepted as is.
-struct CodeCheck {
-    pid: u32,
-    exec: Vec<(u64, u64)>,
-    /// The kernel's `[uprobes]` page (uretprobe trampoline), mapped on the first
-    /// uretprobe hit, so looked up again while missing.
-    trampoline: Option<(u64, u64)>,
-    cache: std::collections::HashMap<u64, bool>,
-}
-
-impl CodeCheck {
-    fn new(pid: u32, maps: &[procfs::MapEntry]) -> Self {
-        let exec = maps
-            .iter()
-            .filter(|m| m.exec)
-            .map(|m| (m.start, m.end))
-            .collect();
-        Self {
-            pid,
-            exec,
-            trampoline: None,
-            cache: std::collections::HashMap::new(),
-        }
-    }
-
-    fn is_uprobe_trampoline(&mut self, addr: u64) -> bool {
-        if self.trampoline.is_none() {
-            self.trampoline = procfs::read_maps(self.pid).ok().and_then(|maps| {
-                maps.iter()
-                    .find(|m| m.path.as_deref() == Some("[uprobes]"))
-                    .map(|m| (m.start, m.end))
-            });
-        }
-        self.trampoline
-            .is_some_and(|(start, end)| (start..end).contains(&addr))
-    }
-
-    fn is_return_address(&mut self, addr: u64) -> bool {
-        let lookbehind = CALL_LOOKBEHIND as u64;
-        if !self
-            .exec
-            .iter()
-            .any(|&(start, end)| addr >= start + lookbehind && addr < end)
-        {
-            return false;
-        }
-        let pid = self.pid;
-        *self.cache.entry(addr).or_insert_with(|| {
-            let mut code = [0u8; CALL_LOOKBEHIND];
-            match procfs::read_memory(pid, addr - lookbehind, &mut code) {
-                Ok(n) if n == code.len() => unwind::ends_with_call(&code),
-                _ => true,
-            }
-        })
-    }
-}
-
-/// `CLOCK_MONOTONIC` in ns: the clock of `bpf_ktime_get_ns`.
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the valid timespec we pass; CLOCK_MONOTONIC
-    // always exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
-    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
 }
 
 /// Notes on what the kernel or the decoder could not deliver.
