@@ -28,6 +28,15 @@ pub enum ProcError {
         #[source]
         source: io::Error,
     },
+    /// The executable (`/proc/PID/exe`) could not be read.
+    #[error("cannot read the executable {}", path.display())]
+    Executable {
+        /// The file that could not be read.
+        path: PathBuf,
+        /// What the kernel said.
+        #[source]
+        source: io::Error,
+    },
     /// `process_vm_readv(2)` failed for a reason other than the process being gone.
     #[error("cannot read {len} bytes at {addr:#x} in process {pid}")]
     Memory {
@@ -366,6 +375,14 @@ pub fn realtime_threads(pid: u32) -> RealtimeThreads {
         }
     }
     found
+}
+
+/// The real-time priority of thread `tid` of `pid` (see [`parse_realtime_priority`]);
+/// `None` for other policies, or when the thread is gone.
+#[must_use]
+pub fn realtime_priority(pid: u32, tid: u32) -> Option<u32> {
+    let stat = fs::read_to_string(proc_dir(pid).join(format!("task/{tid}/stat"))).ok()?;
+    parse_realtime_priority(&stat)
 }
 
 /// Parses the context-switch counts of `/proc/PID/task/TID/status`: voluntary plus
