@@ -34,18 +34,15 @@ use crate::{
         StuckHolder, StuckLock,
     },
     symbols::Symbolizer,
-    target::procfs::{self, MapEntry},
+    target::{Executable, MapEntry, ProcError, TargetProcess},
 };
 
 /// Why a Go target is traced in futex mode only.
 #[derive(Debug, Error)]
 pub enum GoUnsupported {
-    #[error("cannot read the executable {path}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// Says which file and why ("cannot read the executable ...").
+    #[error(transparent)]
+    Read(ProcError),
     #[error("cannot read its Go symbol table")]
     Symbols(#[source] GoSymError),
     #[error("cannot plan its lock probes")]
@@ -115,18 +112,22 @@ impl GoTarget {
     }
 }
 
-/// Reads `/proc/PID/exe`: `Ok(None)` when it is not a Go program.
+/// Reads the target's executable (once): `Ok(None)` when it is not a Go program. `maps`
+/// are the target's, as read at attach.
 ///
 /// # Errors
-/// When it is a Go program whose lock paths cannot be traced (the caller carries on in
-/// futex mode and says why).
-pub fn inspect(pid: u32, maps: &[MapEntry]) -> Result<Option<GoTarget>, GoUnsupported> {
+/// When the executable cannot be read, or it is a Go program whose lock paths cannot be
+/// traced (the caller carries on in futex mode and says why).
+pub fn inspect(
+    target: &dyn TargetProcess,
+    maps: &[MapEntry],
+) -> Result<Option<GoTarget>, GoUnsupported> {
     let started = Instant::now();
-    let exe = procfs::proc_dir(pid).join("exe");
-    let data = std::fs::read(&exe).map_err(|source| GoUnsupported::Read {
-        path: exe.clone(),
-        source,
-    })?;
+    let Executable {
+        open_path: exe,
+        path: exe_path,
+        data,
+    } = target.executable().map_err(GoUnsupported::Read)?;
     let Some(build) = go_build_info(&data) else {
         return Ok(None);
     };
@@ -136,7 +137,7 @@ pub fn inspect(pid: u32, maps: &[MapEntry]) -> Result<Option<GoTarget>, GoUnsupp
         go_runtime_offsets(&data, &build.go_version).ok_or_else(|| GoUnsupported::Offsets {
             version: build.go_version.clone(),
         })?;
-    let bias = load_bias(&data, pid, maps);
+    let bias = load_bias(&data, exe_path.as_deref(), maps);
     let (dwarf_names, owners) = go_lock_names(&data, &table, &plan);
     let attach_list = plan
         .sites
@@ -159,8 +160,8 @@ pub fn inspect(pid: u32, maps: &[MapEntry]) -> Result<Option<GoTarget>, GoUnsupp
 
 /// The load bias of the main executable: 0 for the usual fixed-address Go binary; for a
 /// position-independent one, where its first segment was mapped minus where the file
-/// says it goes.
-fn load_bias(data: &[u8], pid: u32, maps: &[MapEntry]) -> u64 {
+/// says it goes. `exe_path` is the executable's path as the maps name it.
+fn load_bias(data: &[u8], exe_path: Option<&str>, maps: &[MapEntry]) -> u64 {
     use object::{Object as _, ObjectSegment as _};
     let Ok(file) = object::File::parse(data) else {
         return 0;
@@ -171,12 +172,11 @@ fn load_bias(data: &[u8], pid: u32, maps: &[MapEntry]) -> u64 {
     let Some(first_vaddr) = file.segments().map(|s| s.address()).min() else {
         return 0;
     };
-    let Ok(exe) = std::fs::read_link(procfs::proc_dir(pid).join("exe")) else {
+    let Some(exe) = exe_path else {
         return 0;
     };
-    let exe = exe.to_string_lossy();
     maps.iter()
-        .filter(|m| m.offset == 0 && m.path.as_deref() == Some(exe.as_ref()))
+        .filter(|m| m.offset == 0 && m.path.as_deref() == Some(exe))
         .map(|m| m.start.wrapping_sub(first_vaddr & !0xfff))
         .min()
         .unwrap_or(0)
@@ -199,7 +199,8 @@ const MAX_STACK_SEARCHED: usize = 1 << 16;
 
 /// Live Go tracing state of a session.
 pub struct GoTracker {
-    pid: u32,
+    /// The traced process, whose memory confirms findings (shared with the session).
+    process: Arc<dyn TargetProcess>,
     target: GoTarget,
     model: GoLockModel,
     /// Candidate cycles and when they were first seen.
@@ -226,11 +227,11 @@ pub enum GoFinding {
 }
 
 impl GoTracker {
-    /// Starts tracking `target` (already probed) in process `pid`.
+    /// Starts tracking `target` (already probed) in `process`.
     #[must_use]
-    pub fn new(pid: u32, target: GoTarget, stuck_after: Duration) -> Self {
+    pub fn new(process: Arc<dyn TargetProcess>, target: GoTarget, stuck_after: Duration) -> Self {
         Self {
-            pid,
+            process,
             target,
             model: GoLockModel::new(u64::try_from(stuck_after.as_nanos()).unwrap_or(u64::MAX)),
             pending: Vec::new(),
@@ -393,12 +394,14 @@ impl GoTracker {
     /// `readerCount`) for a read wait.
     fn locks_still_taken(&self, cycle: &GoCycle) -> bool {
         cycle.entries.iter().all(|e| match e.waiter.mode {
-            LockMode::Write => {
-                read_i32(self.pid, e.waiter.lock).is_some_and(|s| s & MUTEX_LOCKED != 0)
-            }
-            LockMode::Read => {
-                read_i32(self.pid, e.waiter.lock + RW_READER_COUNT).is_some_and(|c| c < 0)
-            }
+            LockMode::Write => self
+                .process
+                .read_i32(e.waiter.lock)
+                .is_some_and(|s| s & MUTEX_LOCKED != 0),
+            LockMode::Read => self
+                .process
+                .read_i32(e.waiter.lock + RW_READER_COUNT)
+                .is_some_and(|c| c < 0),
         })
     }
 
@@ -490,13 +493,16 @@ impl GoTracker {
             return HolderState::Blocked;
         }
         let offsets = &self.target.offsets;
-        let Some(goid) = read_u64(self.pid, h.g.wrapping_add(offsets.goid)) else {
+        let Some(goid) = self.process.read_u64(h.g.wrapping_add(offsets.goid)) else {
             return HolderState::Unknown;
         };
         if goid != h.goid {
             return HolderState::Exited;
         }
-        let Some(status) = read_u32(self.pid, h.g.wrapping_add(offsets.atomicstatus)) else {
+        let Some(status) = self
+            .process
+            .read_u32(h.g.wrapping_add(offsets.atomicstatus))
+        else {
             return HolderState::Unknown;
         };
         // runtime2.go: _Gidle 0, _Grunnable 1, _Grunning 2, _Gsyscall 3, _Gwaiting 4,
@@ -620,24 +626,4 @@ fn go_lock_ref(
         }
     }
     lock
-}
-
-fn read_bytes<const N: usize>(pid: u32, addr: u64) -> Option<[u8; N]> {
-    let mut buf = [0u8; N];
-    procfs::read_memory(pid, addr, &mut buf)
-        .ok()
-        .filter(|&n| n == N)
-        .map(|_| buf)
-}
-
-fn read_i32(pid: u32, addr: u64) -> Option<i32> {
-    read_bytes::<4>(pid, addr).map(i32::from_ne_bytes)
-}
-
-fn read_u32(pid: u32, addr: u64) -> Option<u32> {
-    read_bytes::<4>(pid, addr).map(u32::from_ne_bytes)
-}
-
-fn read_u64(pid: u32, addr: u64) -> Option<u64> {
-    read_bytes::<8>(pid, addr).map(u64::from_ne_bytes)
 }

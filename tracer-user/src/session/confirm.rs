@@ -4,92 +4,81 @@
 //! `RWLOCK_WRITER_OFFSET`, the PI futex word's TID bits).
 use tracer_common::syscall;
 
-use super::Session;
 use crate::{
     native::{
+        analysis::Analysis,
         futex_lock::{MUTEX_OWNER_OFFSET, RWLOCK_WRITER_OFFSET},
         waitgraph::Cycle,
     },
     report::LockKind,
-    target::procfs::{self, SyscallState},
+    target::{SyscallState, TargetProcess},
 };
 
-impl Session {
-    /// Checks a candidate cycle against the live process, so a cycle assembled from
-    /// events that raced (a wake not yet seen) is never reported: every thread must still
-    /// sleep in a futex call on the word it waits on, and every lock's owner field, read
-    /// now, must still name the next thread of the cycle.
-    ///
-    /// Those reads are made one after another, so each thread's context-switch count is
-    /// read before and after them all and must not move: otherwise a thread could be seen
-    /// asleep on a lock and, a moment later, as its owner, after it woke and took it (a
-    /// false self-deadlock on a busy mutex, seen once in CI). A deadlocked thread does not
-    /// run, so a real cycle always passes.
-    pub(super) fn confirm(&self, cycle: &Cycle) -> bool {
-        let pid = self.config.pid;
-        let switches = || -> Option<Vec<u64>> {
-            cycle
-                .edges
-                .iter()
-                .map(|edge| procfs::context_switches(pid, edge.tid))
-                .collect()
-        };
-        let Some(before) = switches() else {
+/// Checks a candidate cycle of `analysis` against the live process, so a cycle assembled from
+/// events that raced (a wake not yet seen) is never reported: every thread must still
+/// sleep in a futex call on the word it waits on, and every lock's owner field, read
+/// now, must still name the next thread of the cycle.
+///
+/// Those reads are made one after another, so each thread's context-switch count is
+/// read before and after them all and must not move: otherwise a thread could be seen
+/// asleep on a lock and, a moment later, as its owner, after it woke and took it (a
+/// false self-deadlock on a busy mutex, seen once in CI). A deadlocked thread does not
+/// run, so a real cycle always passes.
+pub(super) fn confirm(target: &dyn TargetProcess, analysis: &Analysis, cycle: &Cycle) -> bool {
+    let switches = || -> Option<Vec<u64>> {
+        cycle
+            .edges
+            .iter()
+            .map(|edge| target.context_switches(edge.tid))
+            .collect()
+    };
+    let Some(before) = switches() else {
+        return false;
+    };
+    cycle_state_holds(target, analysis, cycle) && switches().is_some_and(|after| after == before)
+}
+
+/// Whether every thread of `cycle` sleeps in a futex call on the word it waits on and
+/// every lock's owner field names the next thread (see [`confirm`]).
+fn cycle_state_holds(target: &dyn TargetProcess, analysis: &Analysis, cycle: &Cycle) -> bool {
+    let n = cycle.edges.len();
+    cycle.edges.iter().enumerate().all(|(i, edge)| {
+        let Some(wait) = analysis.active_wait(edge.tid) else {
             return false;
         };
-        self.cycle_state_holds(cycle) && switches().is_some_and(|after| after == before)
-    }
-
-    /// Whether every thread of `cycle` sleeps in a futex call on the word it waits on and
-    /// every lock's owner field names the next thread (see [`Session::confirm`]).
-    fn cycle_state_holds(&self, cycle: &Cycle) -> bool {
-        let pid = self.config.pid;
-        let n = cycle.edges.len();
-        cycle.edges.iter().enumerate().all(|(i, edge)| {
-            let Some(wait) = self.analysis.active_wait(edge.tid) else {
-                return false;
-            };
-            if wait.lock != Some(edge.waits_for) {
-                return false;
-            }
-            let blocked_here = match procfs::syscall_state(pid, edge.tid) {
-                Some(SyscallState::InSyscall { nr, args, .. }) => match nr {
-                    // Parked after EDEADLK: asleep for good, on a word of its own.
-                    syscall::FUTEX | syscall::FUTEX_WAIT if wait.parked => true,
-                    syscall::FUTEX | syscall::FUTEX_WAIT => args[0] == wait.futex,
-                    syscall::FUTEX_WAITV => true,
-                    _ => false,
-                },
+        if wait.lock != Some(edge.waits_for) {
+            return false;
+        }
+        let blocked_here = match target.syscall_state(edge.tid) {
+            Some(SyscallState::InSyscall { nr, args, .. }) => match nr {
+                // Parked after EDEADLK: asleep for good, on a word of its own.
+                syscall::FUTEX | syscall::FUTEX_WAIT if wait.parked => true,
+                syscall::FUTEX | syscall::FUTEX_WAIT => args[0] == wait.futex,
+                syscall::FUTEX_WAITV => true,
                 _ => false,
-            };
-            let next = cycle.edges[(i + 1) % n].tid;
-            blocked_here && self.owner_still(edge.waits_for, next)
-        })
-    }
-
-    /// Whether the lock's owner field still names `tid` (true when the lock has no owner
-    /// field to check and the holder came from the acquire uprobes).
-    fn owner_still(&self, lock: u64, tid: u32) -> bool {
-        let pid = self.config.pid;
-        let read_i32 = |addr: u64| {
-            let mut buf = [0u8; 4];
-            procfs::read_memory(pid, addr, &mut buf)
-                .ok()
-                .filter(|&n| n == 4)
-                .map(|_| i32::from_ne_bytes(buf))
-        };
-        let expect = i32::try_from(tid).unwrap_or(-1);
-        match self.analysis.lock_kind(lock) {
-            LockKind::Mutex => read_i32(lock + MUTEX_OWNER_OFFSET) == Some(expect),
-            LockKind::PiMutex => read_i32(lock).is_some_and(|w| w & 0x3fff_ffff == expect),
-            LockKind::RwLock => match read_i32(lock + RWLOCK_WRITER_OFFSET) {
-                // Readers are not recorded in the lock; only the uprobes know them.
-                Some(0) => self.analysis.held(tid, lock).is_some(),
-                writer => writer == Some(expect),
             },
-            LockKind::Futex | LockKind::GoMutex | LockKind::GoRwMutex => {
-                self.analysis.held(tid, lock).is_some()
-            }
+            _ => false,
+        };
+        let next = cycle.edges[(i + 1) % n].tid;
+        blocked_here && owner_still(target, analysis, edge.waits_for, next)
+    })
+}
+
+/// Whether the lock's owner field still names `tid` (true when the lock has no owner
+/// field to check and the holder came from the acquire uprobes).
+fn owner_still(target: &dyn TargetProcess, analysis: &Analysis, lock: u64, tid: u32) -> bool {
+    let read_i32 = |addr: u64| target.read_i32(addr);
+    let expect = i32::try_from(tid).unwrap_or(-1);
+    match analysis.lock_kind(lock) {
+        LockKind::Mutex => read_i32(lock + MUTEX_OWNER_OFFSET) == Some(expect),
+        LockKind::PiMutex => read_i32(lock).is_some_and(|w| w & 0x3fff_ffff == expect),
+        LockKind::RwLock => match read_i32(lock + RWLOCK_WRITER_OFFSET) {
+            // Readers are not recorded in the lock; only the uprobes know them.
+            Some(0) => analysis.held(tid, lock).is_some(),
+            writer => writer == Some(expect),
+        },
+        LockKind::Futex | LockKind::GoMutex | LockKind::GoRwMutex => {
+            analysis.held(tid, lock).is_some()
         }
     }
 }

@@ -10,6 +10,7 @@ mod threads;
 use std::{
     io::{self, Write},
     path::Path,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -31,7 +32,7 @@ use crate::{
     realtime::{self, RealtimeGuard},
     report::{self, Deadlock, DeadlockEntry, LockRef, LockSummary, Summary},
     symbols::{self, Frame, Symbolizer},
-    target::procfs,
+    target::{LiveProcess, MapEntry, ProcError, RealtimeThreads, TargetProcess, find_libc},
     unwind,
 };
 
@@ -112,7 +113,7 @@ pub enum SessionError {
     Proc {
         pid: u32,
         #[source]
-        source: procfs::ProcError,
+        source: ProcError,
     },
     #[error("cannot run at real-time priority {priority} (SCHED_FIFO)")]
     Realtime {
@@ -136,23 +137,51 @@ pub enum SessionError {
 /// once attached, only a failure to write the report is an error.
 pub async fn run(config: Config, out: &mut dyn Write) -> Result<(), SessionError> {
     let pid = config.pid;
-    if !procfs::process_alive(pid) {
+    let (mut session, mut notes) = attach(config, Arc::new(LiveProcess::new(pid)))?;
+    // Symbol tables and DWARF of the mapped objects load on a thread of their own, so the
+    // first deadlock report does not wait for them (a libc debug file alone takes ~0.1 s)
+    // and the drain loop is never held up by them.
+    let (root, objects) = session.symbolizer.preload_list();
+    let (preloaded_tx, preloaded) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = preloaded_tx.send(symbols::preload(&root, objects, PRELOAD_BUDGET));
+    });
+    session.preloaded = Some(preloaded);
+    let started = Instant::now();
+    let exited = session.trace_at_priority(out).await?;
+    if exited {
+        notes.push(format!("process {pid} exited during the trace"));
+    }
+    session.finish(out, started.elapsed(), notes)
+}
+
+/// Attaches to `target`: reads it (its maps once), attaches the probes, prints the notes
+/// on the attach, and adopts the threads blocked already. Returns the session, ready to
+/// trace, and those notes for the summary.
+fn attach(
+    config: Config,
+    target: Arc<dyn TargetProcess>,
+) -> Result<(Session, Vec<String>), SessionError> {
+    let pid = config.pid;
+    if !target.is_alive() {
         return Err(SessionError::NoSuchProcess { pid });
     }
     if !Path::new("/sys/kernel/btf/vmlinux").exists() {
         return Err(SessionError::NoBtf);
     }
     let gone = |source| {
-        if procfs::process_alive(pid) {
+        if target.is_alive() {
             SessionError::Proc { pid, source }
         } else {
             SessionError::ExitedDuringAttach { pid }
         }
     };
-    let maps = procfs::read_maps(pid).map_err(gone)?;
-    let libc = procfs::find_libc(&maps).map(|path| procfs::host_path(pid, &path));
-    let symbolizer =
-        Symbolizer::for_process(pid).map_err(|_| SessionError::ExitedDuringAttach { pid })?;
+    // The maps, read once: the C library, the symbolizer, the Go executable's load bias,
+    // the return-address check and the search for parked PI waiters all take them from
+    // here.
+    let maps = target.maps().map_err(gone)?;
+    let libc = find_libc(&maps).map(|path| target.host_path(&path));
+    let symbolizer = Symbolizer::from_maps(maps.clone(), target.host_path("/"));
     // Test hook for the root tests only: widens the window between reading the target
     // and attaching, so that "the target exits during attach" can be tested for sure.
     if let Some(ms) = std::env::var("TRACER_TEST_ATTACH_DELAY_MS")
@@ -162,7 +191,7 @@ pub async fn run(config: Config, out: &mut dyn Write) -> Result<(), SessionError
         std::thread::sleep(Duration::from_millis(ms));
     }
     let mut notes = Vec::new();
-    let go_target = match tracker::inspect(pid, &maps) {
+    let go_target = match tracker::inspect(&*target, &maps) {
         Ok(target) => target,
         Err(why) => {
             notes.push(format!(
@@ -173,8 +202,8 @@ pub async fn run(config: Config, out: &mut dyn Write) -> Result<(), SessionError
         }
     };
     let attach_started = Instant::now();
-    let probes = attach_probes(pid, config.holds, libc.as_deref(), go_target.as_ref())?;
-    if !procfs::process_alive(pid) {
+    let probes = attach_probes(&*target, config.holds, libc.as_deref(), go_target.as_ref())?;
+    if !target.is_alive() {
         return Err(SessionError::ExitedDuringAttach { pid });
     }
     if let Some(why) = &probes.summary.go_multi_unavailable {
@@ -182,8 +211,8 @@ pub async fn run(config: Config, out: &mut dyn Write) -> Result<(), SessionError
             "Go sites attached one by one (uprobe_multi unavailable: {why}): detaching them takes about 0.1 s each"
         ));
     }
-    if let Some(target) = &go_target {
-        notes.push(target.attach_note(
+    if let Some(go) = &go_target {
+        notes.push(go.attach_note(
             probes.summary.go_sites,
             probes.summary.go_sites_refused.len(),
             attach_started.elapsed(),
@@ -205,10 +234,11 @@ pub async fn run(config: Config, out: &mut dyn Write) -> Result<(), SessionError
     for note in &notes {
         eprintln!("tracer: note: {note}");
     }
-    let threads = ThreadSet::new(pid);
-    let code = CodeCheck::new(pid, &maps);
-    let go = go_target.map(|t| GoTracker::new(pid, t, config.stuck_after));
+    let threads = ThreadSet::new(Arc::clone(&target));
+    let code = CodeCheck::new(Arc::clone(&target), &maps);
+    let go = go_target.map(|t| GoTracker::new(Arc::clone(&target), t, config.stuck_after));
     let mut session = Session {
+        target,
         go,
         config,
         probes,
@@ -219,42 +249,29 @@ pub async fn run(config: Config, out: &mut dyn Write) -> Result<(), SessionError
         decode_errors: 0,
         adopted_at: 0,
         preloaded: None,
-        target_realtime: procfs::RealtimeThreads::default(),
+        target_realtime: RealtimeThreads::default(),
         dropped_seen: 0,
     };
     // Threads that were already asleep before the hooks were in place send no event:
     // find them, so a process that is already deadlocked is diagnosed at once.
-    session.adopt_blocked_threads();
-    // Symbol tables and DWARF of the mapped objects load on a thread of their own, so the
-    // first deadlock report does not wait for them (a libc debug file alone takes ~0.1 s)
-    // and the drain loop is never held up by them.
-    let (root, objects) = session.symbolizer.preload_list();
-    let (preloaded_tx, preloaded) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = preloaded_tx.send(symbols::preload(&root, objects, PRELOAD_BUDGET));
-    });
-    session.preloaded = Some(preloaded);
-    let started = Instant::now();
-    let exited = session.trace_at_priority(out).await?;
-    if exited {
-        notes.push(format!("process {pid} exited during the trace"));
-    }
-    session.finish(out, started.elapsed(), notes)
+    session.adopt_blocked_threads(&maps);
+    Ok((session, notes))
 }
 
 /// Loads and attaches the probes: futex hooks, `--holds` uprobes in `libc`, and the Go
 /// sites of `go`.
 fn attach_probes(
-    pid: u32,
+    target: &dyn TargetProcess,
     holds: bool,
     libc: Option<&Path>,
     go: Option<&tracker::GoTarget>,
 ) -> Result<Probes, SessionError> {
+    let pid = target.pid();
     let go_attach = go.map(tracker::GoTarget::probe_sites);
     Probes::attach(pid, Hooks::Trace { holds }, libc, go_attach.as_ref()).map_err(|source| {
         if source.is_permission_denied() {
             SessionError::NotPrivileged(source)
-        } else if !procfs::process_alive(pid) {
+        } else if !target.is_alive() {
             SessionError::ExitedDuringAttach { pid }
         } else {
             SessionError::Attach { pid, source }
@@ -263,6 +280,9 @@ fn attach_probes(
 }
 
 struct Session {
+    /// The traced process, as everything here reads it (shared with the Go tracker and
+    /// the return-address check).
+    target: Arc<dyn TargetProcess>,
     /// Go lock tracking, when the target is a Go program.
     go: Option<GoTracker>,
     config: Config,
@@ -279,12 +299,38 @@ struct Session {
     /// The most real-time threads the target was seen with, read whenever records were
     /// dropped since the last look (the moment they can explain it; a target that exits
     /// has none left to read at the end).
-    target_realtime: procfs::RealtimeThreads,
+    target_realtime: RealtimeThreads,
     /// The dropped-records count at the last look.
     dropped_seen: u64,
 }
 
 impl Session {
+    /// Turns the threads blocked before the hooks were in place into waits
+    /// ([`adopt::adopt_blocked_threads`]), stamped with the time of the adoption. `maps`
+    /// are the target's, as read at attach.
+    fn adopt_blocked_threads(&mut self, maps: &[MapEntry]) {
+        let now = monotonic_ns();
+        self.adopted_at = now;
+        adopt::adopt_blocked_threads(
+            &*self.target,
+            maps,
+            &mut self.code,
+            &mut self.analysis,
+            &self.threads,
+            now,
+        );
+    }
+
+    /// A stack window for a thread still blocked ([`adopt::scan_blocked_stack`]).
+    fn scan_blocked_stack(&mut self, pc: u64, sp: u64) -> StackWindow {
+        adopt::scan_blocked_stack(&*self.target, &mut self.code, pc, sp)
+    }
+
+    /// Whether a candidate cycle still holds in the live process ([`confirm::confirm`]).
+    fn confirm(&self, cycle: &Cycle) -> bool {
+        confirm::confirm(&*self.target, &self.analysis, cycle)
+    }
+
     /// [`Session::trace`], at the `SCHED_FIFO` priority of `--realtime` if given. Only the
     /// drain loop runs real-time: the symbol loading started before it as a normal thread,
     /// and the final report is built at normal priority again.
@@ -381,7 +427,7 @@ impl Session {
                 if let Ok(counters) = self.probes.counters() {
                     self.look_for_realtime_threads_if_dropping(counters.dropped);
                 }
-                if !procfs::process_alive(self.config.pid) {
+                if !self.target.is_alive() {
                     self.pump();
                     return Ok(true);
                 }
@@ -400,9 +446,7 @@ impl Session {
     fn look_for_realtime_threads_if_dropping(&mut self, dropped: u64) {
         if dropped > self.dropped_seen {
             self.dropped_seen = dropped;
-            self.target_realtime = self
-                .target_realtime
-                .max(procfs::realtime_threads(self.config.pid));
+            self.target_realtime = self.target_realtime.max(self.target.realtime_threads());
         }
     }
 
@@ -583,7 +627,7 @@ impl Session {
             entries.push(DeadlockEntry {
                 goid: None,
                 tid: edge.tid,
-                thread: procfs::thread_name(self.config.pid, edge.tid).unwrap_or_default(),
+                thread: self.target.thread_name(edge.tid).unwrap_or_default(),
                 holds: self.lock_ref(edge.holds),
                 waits_for: self.lock_ref(edge.waits_for),
                 stack,

@@ -1,25 +1,26 @@
 //! The target's threads as the session knows them, for telling a real owner TID in a
 //! lock's memory from a stale or garbage word.
-use std::{cell::RefCell, collections::HashSet, time::Instant};
+use std::{cell::RefCell, collections::HashSet, sync::Arc, time::Instant};
 
 use super::DRAIN_INTERVAL;
-use crate::target::procfs;
+use crate::target::TargetProcess;
 
 /// The target's threads, refreshed from `/proc` when an unknown TID shows up (at most
 /// once per drain interval, so a burst of bogus owner fields costs one directory read).
 pub(super) struct ThreadSet {
-    pid: u32,
+    target: Arc<dyn TargetProcess>,
     inner: RefCell<(HashSet<u32>, Instant)>,
 }
 
 impl ThreadSet {
-    pub(super) fn new(pid: u32) -> Self {
-        let tids = procfs::thread_ids(pid)
+    pub(super) fn new(target: Arc<dyn TargetProcess>) -> Self {
+        let tids = target
+            .thread_ids()
             .unwrap_or_default()
             .into_iter()
             .collect();
         Self {
-            pid,
+            target,
             inner: RefCell::new((tids, Instant::now())),
         }
     }
@@ -30,7 +31,9 @@ impl ThreadSet {
             return true;
         }
         if inner.1.elapsed() >= DRAIN_INTERVAL {
-            inner.0 = procfs::thread_ids(self.pid)
+            inner.0 = self
+                .target
+                .thread_ids()
                 .unwrap_or_default()
                 .into_iter()
                 .collect();

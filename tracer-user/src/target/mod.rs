@@ -16,7 +16,7 @@
 #[cfg(test)]
 pub(crate) mod fake;
 mod live;
-pub mod procfs;
+mod procfs;
 
 use std::path::PathBuf;
 
