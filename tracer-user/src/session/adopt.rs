@@ -7,7 +7,7 @@
 //! how glibc parks a thread the kernel refused a PI mutex with `EDEADLK`.
 use tracer_common::{SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS, STACK_WINDOW_WORDS, futex_cmd, syscall};
 
-use super::{code_check::CodeCheck, threads::ThreadSet};
+use super::{code_check::CodeCheck, threads::LiveThreads};
 use crate::{
     event::{Snapshot, StackWindow, TraceEvent, WindowRef},
     native::analysis::Analysis,
@@ -28,7 +28,7 @@ pub(super) fn adopt_blocked_threads(
     maps: &[MapEntry],
     code: &mut CodeCheck,
     analysis: &mut Analysis,
-    threads: &ThreadSet,
+    threads: &mut LiveThreads,
     now_ns: u64,
 ) {
     let tids = target.thread_ids().unwrap_or_default();
@@ -72,7 +72,7 @@ pub(super) fn adopt_blocked_threads(
             snapshot: read_snapshot(target, addr),
             window: WindowRef::Built(&window),
         };
-        analysis.on_event(&event, &|t| threads.contains(t));
+        threads.apply(analysis, target, &event);
     }
     // Second pass, once every other wait is known: threads glibc parked for good
     // after the kernel refused them a PI mutex with EDEADLK.
@@ -91,7 +91,7 @@ pub(super) fn adopt_blocked_threads(
             snapshot: read_snapshot(target, mutex),
             window: WindowRef::Built(&window),
         };
-        analysis.on_event(&event, &|t| threads.contains(t));
+        threads.apply(analysis, target, &event);
         analysis.mark_parked(tid);
     }
 }

@@ -20,7 +20,7 @@ use tokio::{
     signal::unix::{SignalKind, signal},
 };
 
-use self::{clock::monotonic_ns, code_check::CodeCheck, threads::ThreadSet};
+use self::{clock::monotonic_ns, code_check::CodeCheck, threads::LiveThreads};
 use crate::{
     event::{StackWindow, decode},
     go::tracker::{self, GoFinding, GoTracker},
@@ -234,7 +234,7 @@ fn attach(
     for note in &notes {
         eprintln!("tracer: note: {note}");
     }
-    let threads = ThreadSet::new(Arc::clone(&target));
+    let threads = LiveThreads::read(&*target);
     let code = CodeCheck::new(Arc::clone(&target), &maps);
     let go = go_target.map(|t| GoTracker::new(Arc::clone(&target), t, config.stuck_after));
     let mut session = Session {
@@ -289,7 +289,7 @@ struct Session {
     probes: Probes,
     symbolizer: Symbolizer,
     analysis: Analysis,
-    threads: ThreadSet,
+    threads: LiveThreads,
     code: CodeCheck,
     decode_errors: u64,
     /// Monotonic time given to waits found already blocked at attach.
@@ -316,7 +316,7 @@ impl Session {
             maps,
             &mut self.code,
             &mut self.analysis,
-            &self.threads,
+            &mut self.threads,
             now,
         );
     }
@@ -454,15 +454,14 @@ impl Session {
     fn fold_brief_waits(&mut self) {
         // A failed read only delays these totals to the next one (they are cumulative).
         if let Ok(totals) = self.probes.brief_waits() {
-            let threads = &self.threads;
-            self.analysis
-                .on_brief_waits(&totals, &|tid| threads.contains(tid));
+            self.analysis.on_brief_waits(&totals);
         }
     }
 
     /// Drains the ring buffer into the analysis.
     fn pump(&mut self) -> Drain {
         let Self {
+            target,
             probes,
             analysis,
             threads,
@@ -470,7 +469,7 @@ impl Session {
             go,
             ..
         } = self;
-        let is_thread = |tid| threads.contains(tid);
+        let target = &**target;
         // Bounded, so that a target producing events faster than we analyse them cannot
         // keep the loop from signals, the deadline and deadlock reports: what we cannot
         // keep up with is dropped (and counted) by the kernel instead.
@@ -483,7 +482,7 @@ impl Session {
                 }
                 // By reference: binding the decoded event by value copied it once more.
                 match decode(bytes) {
-                    Ok(ref event) => analysis.on_event(event, &is_thread),
+                    Ok(ref event) => threads.apply(analysis, target, event),
                     Err(_) => *decode_errors += 1,
                 }
             });
