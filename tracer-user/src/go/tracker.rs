@@ -393,16 +393,10 @@ impl GoTracker {
     /// mutex's locked bit for a write wait, a pending or active writer (negative
     /// `readerCount`) for a read wait.
     fn locks_still_taken(&self, cycle: &GoCycle) -> bool {
-        cycle.entries.iter().all(|e| match e.waiter.mode {
-            LockMode::Write => self
-                .process
-                .read_i32(e.waiter.lock)
-                .is_some_and(|s| s & MUTEX_LOCKED != 0),
-            LockMode::Read => self
-                .process
-                .read_i32(e.waiter.lock + RW_READER_COUNT)
-                .is_some_and(|c| c < 0),
-        })
+        cycle
+            .entries
+            .iter()
+            .all(|e| lock_taken(&*self.process, e.waiter.lock, e.waiter.mode))
     }
 
     fn deadlock(
@@ -492,27 +486,7 @@ impl GoTracker {
         if self.model.is_waiting(h.goid).is_some() {
             return HolderState::Blocked;
         }
-        let offsets = &self.target.offsets;
-        let Some(goid) = self.process.read_u64(h.g.wrapping_add(offsets.goid)) else {
-            return HolderState::Unknown;
-        };
-        if goid != h.goid {
-            return HolderState::Exited;
-        }
-        let Some(status) = self
-            .process
-            .read_u32(h.g.wrapping_add(offsets.atomicstatus))
-        else {
-            return HolderState::Unknown;
-        };
-        // runtime2.go: _Gidle 0, _Grunnable 1, _Grunning 2, _Gsyscall 3, _Gwaiting 4,
-        // _Gdead 6, _Gcopystack 8, _Gpreempted 9.
-        match status & !G_SCAN {
-            1 | 2 | 3 | 8 => HolderState::Running,
-            4 | 9 => HolderState::Blocked,
-            0 | 6 => HolderState::Exited,
-            _ => HolderState::Unknown,
-        }
+        goroutine_state(&*self.process, &self.target.offsets, h.g, h.goid)
     }
 
     /// Function names and detailed lines of a Go stack: the site `pc`, the `caller` of an
@@ -578,6 +552,47 @@ impl GoTracker {
     }
 }
 
+/// Whether `process`'s memory says the Go lock at `lock` is taken in a way that keeps a
+/// `mode` waiter waiting: the mutex's locked bit for a write wait, a pending or active
+/// writer (negative `readerCount`) for a read wait.
+fn lock_taken(process: &dyn TargetProcess, lock: u64, mode: LockMode) -> bool {
+    match mode {
+        LockMode::Write => process
+            .read_i32(lock)
+            .is_some_and(|s| s & MUTEX_LOCKED != 0),
+        LockMode::Read => process
+            .read_i32(lock + RW_READER_COUNT)
+            .is_some_and(|c| c < 0),
+    }
+}
+
+/// What goroutine `goid` is doing, read from its `g` at `g` in `process`: a `g` that now
+/// carries another goroutine id was reused after the goroutine exited.
+fn goroutine_state(
+    process: &dyn TargetProcess,
+    offsets: &GoRuntimeOffsets,
+    g: u64,
+    goid: u64,
+) -> HolderState {
+    let Some(now_goid) = process.read_u64(g.wrapping_add(offsets.goid)) else {
+        return HolderState::Unknown;
+    };
+    if now_goid != goid {
+        return HolderState::Exited;
+    }
+    let Some(status) = process.read_u32(g.wrapping_add(offsets.atomicstatus)) else {
+        return HolderState::Unknown;
+    };
+    // runtime2.go: _Gidle 0, _Grunnable 1, _Grunning 2, _Gsyscall 3, _Gwaiting 4,
+    // _Gdead 6, _Gcopystack 8, _Gpreempted 9.
+    match status & !G_SCAN {
+        1 | 2 | 3 | 8 => HolderState::Running,
+        4 | 9 => HolderState::Blocked,
+        0 | 6 => HolderState::Exited,
+        _ => HolderState::Unknown,
+    }
+}
+
 /// Where a lock was taken: the first frame of the acquisition stack outside the lock
 /// implementation (the site itself may be inside an out-of-line `RWMutex.Lock`), as
 /// `function (file:line)`.
@@ -626,4 +641,104 @@ fn go_lock_ref(
         }
     }
     lock
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{go::probe::OffsetSource, target::fake::FakeProcess};
+
+    const OFFSETS: GoRuntimeOffsets = GoRuntimeOffsets {
+        goid: 152,
+        atomicstatus: 144,
+        source: OffsetSource::VersionTable,
+    };
+    const G: u64 = 0xc000_0100;
+
+    /// A process whose `g` at [`G`] runs goroutine `goid` in `status`.
+    fn with_g(goid: u64, status: u32) -> FakeProcess {
+        FakeProcess::new(7)
+            .region(G, vec![0; 512], "rw-p", None)
+            .poke(G + OFFSETS.goid, &goid.to_ne_bytes())
+            .poke(G + OFFSETS.atomicstatus, &status.to_ne_bytes())
+    }
+
+    /// Guards the stuck-lock report's holder state, read from the holder's `g`: the
+    /// runtime's statuses (with the GC's scan bit), a `g` reused by another goroutine,
+    /// and a `g` that cannot be read.
+    #[test]
+    fn holder_state_is_read_from_the_g() {
+        let state = |process: &FakeProcess| goroutine_state(process, &OFFSETS, G, 42);
+        assert_eq!(state(&with_g(42, 2)), HolderState::Running);
+        assert_eq!(state(&with_g(42, G_SCAN | 3)), HolderState::Running);
+        assert_eq!(state(&with_g(42, 4)), HolderState::Blocked);
+        assert_eq!(state(&with_g(42, 9)), HolderState::Blocked);
+        assert_eq!(state(&with_g(42, 6)), HolderState::Exited);
+        assert_eq!(state(&with_g(42, 5)), HolderState::Unknown);
+        assert_eq!(state(&with_g(43, 2)), HolderState::Exited, "g reused");
+        assert_eq!(state(&FakeProcess::new(7)), HolderState::Unknown);
+        assert_eq!(state(&with_g(42, 2).exited()), HolderState::Unknown);
+    }
+
+    /// Guards the memory check before a Go deadlock is reported: a write wait needs the
+    /// locked bit, a read wait a writer (negative `readerCount`).
+    #[test]
+    fn lock_taken_reads_the_lock_word() {
+        const MU: u64 = 0xc000_0000;
+        let process = |state: i32, readers: i32| {
+            FakeProcess::new(7)
+                .region(MU, vec![0; 64], "rw-p", None)
+                .poke(MU, &state.to_ne_bytes())
+                .poke(MU + RW_READER_COUNT, &readers.to_ne_bytes())
+        };
+        assert!(lock_taken(&process(1, 0), MU, LockMode::Write));
+        assert!(lock_taken(&process(0b1011, 0), MU, LockMode::Write));
+        assert!(!lock_taken(&process(0b1010, 0), MU, LockMode::Write));
+        assert!(lock_taken(&process(0, -(1 << 30) + 2), MU, LockMode::Read));
+        assert!(!lock_taken(&process(1, 3), MU, LockMode::Read));
+        assert!(!lock_taken(&FakeProcess::new(7), MU, LockMode::Write));
+    }
+
+    /// Guards the single read of the executable: a target whose executable is no Go
+    /// program is not one, and one whose executable cannot be read says which file.
+    #[test]
+    fn inspect_reads_the_executable_through_the_target() {
+        let not_go = FakeProcess::new(7).with_executable("/bin/prog", b"\x7fELF...".to_vec());
+        assert!(matches!(inspect(&not_go, &[]), Ok(None)));
+        let Err(why) = inspect(&FakeProcess::new(7), &[]) else {
+            panic!("an executable that cannot be read is an error");
+        };
+        assert!(
+            crate::error_chain(&why).starts_with("cannot read the executable /proc/7/exe: "),
+            "{why}"
+        );
+    }
+
+    /// Guards the load bias of a position-independent executable: where its first
+    /// segment is mapped (found by the path the executable was read with) minus its
+    /// file address; 0 when that mapping is not found.
+    #[test]
+    fn load_bias_of_a_pie_comes_from_its_mapping() {
+        // This test binary is position-independent, its first segment at 0.
+        let data = std::fs::read(std::env::current_exe().expect("the test binary"))
+            .expect("readable test binary");
+        let mapping = |path: &str| MapEntry {
+            start: 0x5555_0000_0000,
+            end: 0x5555_0001_0000,
+            read: true,
+            write: false,
+            exec: false,
+            offset: 0,
+            inode: 1,
+            path: Some(path.to_owned()),
+        };
+        let maps = [mapping("/usr/lib/libc.so.6"), mapping("/bin/prog")];
+        assert_eq!(
+            load_bias(&data, Some("/bin/prog"), &maps[1..]),
+            0x5555_0000_0000
+        );
+        assert_eq!(load_bias(&data, Some("/bin/other"), &maps), 0);
+        assert_eq!(load_bias(&data, None, &maps), 0);
+        assert_eq!(load_bias(b"not elf", Some("/bin/prog"), &maps), 0);
+    }
 }

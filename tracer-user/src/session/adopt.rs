@@ -230,3 +230,185 @@ fn read_snapshot(target: &dyn TargetProcess, addr: u64) -> Snapshot {
     }
     snapshot
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::{
+        session::test_support::{AFTER_CALL, CODE, FUTEX_PRIVATE, code, locked_mutex},
+        target::fake::{FakeProcess, FakeThread},
+    };
+
+    const HEAP: u64 = 0x10_0000;
+    const STACK: u64 = 0x7ff0_0000;
+    /// Where the waiting threads' user stacks are.
+    const SP: u64 = STACK + 0x100;
+    const PC: u64 = CODE + 0x80;
+    const NOW: u64 = 1_234_567;
+
+    /// A target with code, a heap of `heap` bytes, and a stack at [`SP`] holding a
+    /// return address, a word of data, and an address in code after no call.
+    fn target(heap: usize) -> FakeProcess {
+        let mut stack = vec![0u8; 0x1000];
+        for (i, word) in [AFTER_CALL, 0x1234, CODE + 0x30].iter().enumerate() {
+            let at = 0x100 + i * 8;
+            stack[at..at + 8].copy_from_slice(&word.to_ne_bytes());
+        }
+        FakeProcess::new(100)
+            .thread(100, FakeThread::running("main"))
+            .region(CODE, code(), "r-xp", Some("/bin/prog"))
+            .region(HEAP, vec![0; heap], "rw-p", Some("[heap]"))
+            .region(STACK, stack, "rw-p", Some("[stack]"))
+    }
+
+    /// A thread asleep in `futex(addr, op | FUTEX_PRIVATE_FLAG, val)`.
+    fn in_futex(name: &str, addr: u64, op: u32, val: u32) -> FakeThread {
+        let args = [addr, u64::from(op) | FUTEX_PRIVATE, u64::from(val), 0, 0, 0];
+        FakeThread::in_syscall(name, syscall::FUTEX, args, SP, PC)
+    }
+
+    /// Adopts the blocked threads of `target` into a fresh analysis.
+    fn adopt(target: FakeProcess) -> Analysis {
+        let maps = target.maps().expect("maps");
+        let target = Arc::new(target);
+        let mut code = CodeCheck::new(target.clone(), &maps);
+        let mut threads = LiveThreads::read(&*target);
+        let mut analysis = Analysis::new();
+        adopt_blocked_threads(&*target, &maps, &mut code, &mut analysis, &mut threads, NOW);
+        analysis
+    }
+
+    /// Guards the diagnosis of a process blocked before the attach: a thread asleep in
+    /// `FUTEX_WAIT_PRIVATE` on a glibc mutex becomes a wait on that mutex, held by the
+    /// owner its memory names, with the return addresses of its stack; threads in other
+    /// system calls or futex ops that do not sleep are left alone.
+    #[test]
+    fn a_thread_asleep_on_a_mutex_becomes_a_wait() {
+        let lock = HEAP + 0x100;
+        let target = locked_mutex(target(0x1000), lock, 100)
+            .thread(101, in_futex("waiter", lock, futex_cmd::WAIT, 2))
+            .thread(
+                102,
+                FakeThread::in_syscall("reader", 0, [3, 0, 0, 0, 0, 0], SP, PC),
+            )
+            .thread(103, in_futex("waker", lock, futex_cmd::WAKE, 1));
+        let analysis = adopt(target);
+        let wait = analysis.active_wait(101).copied().expect("adopted");
+        assert_eq!(wait.lock, Some(lock));
+        assert_eq!(wait.holder, Some(100));
+        assert_eq!(wait.start_ns, NOW);
+        assert!(!wait.parked);
+        let window = analysis.window(&wait);
+        assert_eq!((window.ip, window.sp), (PC, SP));
+        assert_eq!(window.words(), [AFTER_CALL]);
+        assert!(analysis.active_wait(102).is_none());
+        assert!(analysis.active_wait(103).is_none());
+        assert_eq!(analysis.counts().events, 1);
+    }
+
+    /// Guards `futex_wait(2)` (Linux 6.7), whose arguments are laid out differently.
+    #[test]
+    fn a_thread_in_futex_wait_syscall_becomes_a_wait() {
+        let lock = HEAP + 0x100;
+        let args = [lock, 2, 0, 0, 0, 0];
+        let target = locked_mutex(target(0x1000), lock, 100).thread(
+            101,
+            FakeThread::in_syscall("waiter", syscall::FUTEX_WAIT, args, SP, PC),
+        );
+        let analysis = adopt(target);
+        let wait = analysis.active_wait(101).copied().expect("adopted");
+        assert_eq!((wait.lock, wait.holder), (Some(lock), Some(100)));
+    }
+
+    /// Guards PI deadlocks the kernel refused with `EDEADLK` before the attach: glibc
+    /// parks the refused thread on a word of its own stack, and the mutex it wanted is
+    /// found in memory (a PI mutex owned by the thread that waits for the parked one's
+    /// mutex), so the cycle closes.
+    #[test]
+    fn a_parked_pi_waiter_waits_for_the_mutex_found_in_memory() {
+        const WAITERS: u32 = 0x8000_0000;
+        let (parked_tid, pi_tid): (u32, u32) = (201, 202);
+        let (held_by_parked, wanted) = (HEAP + 0x100, HEAP + 0x200);
+        let pi_kind = PTHREAD_MUTEX_PRIO_INHERIT.to_ne_bytes();
+        let target = target(0x1000)
+            .poke(held_by_parked, &(parked_tid | WAITERS).to_ne_bytes())
+            .poke(held_by_parked + 16, &pi_kind)
+            .poke(wanted, &(pi_tid | WAITERS).to_ne_bytes())
+            .poke(wanted + 16, &pi_kind)
+            .thread(201, in_futex("parked", SP + 0x40, futex_cmd::WAIT, 0))
+            .thread(202, in_futex("pi", held_by_parked, futex_cmd::LOCK_PI, 0));
+        let mut analysis = adopt(target);
+        let parked = analysis.active_wait(201).copied().expect("adopted");
+        assert_eq!(parked.lock, Some(wanted));
+        assert_eq!(parked.holder, Some(202));
+        assert!(parked.parked);
+        let other = analysis.active_wait(202).copied().expect("adopted");
+        assert_eq!(
+            (other.lock, other.holder),
+            (Some(held_by_parked), Some(201))
+        );
+        assert_eq!(analysis.candidates().len(), 1);
+    }
+
+    /// Guards the search for the wanted PI mutex: nothing is made up when no PI mutex
+    /// in memory is owned by a thread waiting for the parked one.
+    #[test]
+    fn a_parked_thread_without_its_mutex_in_memory_is_left_alone() {
+        let held_by_parked = HEAP + 0x100;
+        let target = target(0x1000)
+            .poke(held_by_parked, &201u32.to_ne_bytes())
+            .thread(201, in_futex("parked", SP + 0x40, futex_cmd::WAIT, 0))
+            .thread(202, in_futex("pi", held_by_parked, futex_cmd::LOCK_PI, 0));
+        let analysis = adopt(target);
+        assert!(analysis.active_wait(201).is_none());
+        assert!(analysis.active_wait(202).is_some());
+    }
+
+    /// Guards the glibc park test: a zero-expecting plain wait on the thread's own stack.
+    #[test]
+    fn glibc_pi_park_is_a_zero_wait_near_the_stack_pointer() {
+        assert!(is_glibc_pi_park(SP + 0x40, futex_cmd::WAIT, 0, SP));
+        assert!(is_glibc_pi_park(SP, futex_cmd::WAIT_BITSET, 0, SP));
+        assert!(!is_glibc_pi_park(SP + 0x40, futex_cmd::WAIT, 2, SP));
+        assert!(!is_glibc_pi_park(SP - 8, futex_cmd::WAIT, 0, SP));
+        assert!(!is_glibc_pi_park(SP + 4096, futex_cmd::WAIT, 0, SP));
+        assert!(!is_glibc_pi_park(SP + 0x40, futex_cmd::LOCK_PI, 0, SP));
+    }
+
+    /// Guards the snapshot of an adopted wait, which must look like the kernel's: it
+    /// starts `SNAPSHOT_LEAD_BYTES` before the word, or at the word when the memory
+    /// before it cannot be read, and is empty when the word cannot be read either.
+    #[test]
+    fn read_snapshot_leads_the_word_when_it_can() {
+        let target =
+            locked_mutex(target(0x1000), HEAP + 0x100, 100).poke(HEAP, &7u32.to_ne_bytes());
+        let snapshot = read_snapshot(&target, HEAP + 0x100);
+        assert_eq!(snapshot.addr, HEAP + 0x100 - SNAPSHOT_LEAD_BYTES);
+        assert_eq!(snapshot.u32_at(HEAP + 0x100), Some(2));
+        assert_eq!(snapshot.i32_at(HEAP + 0x108), Some(100));
+        let at_start = read_snapshot(&target, HEAP);
+        assert_eq!((at_start.addr, at_start.u32_at(HEAP)), (HEAP, Some(7)));
+        assert_eq!(read_snapshot(&target, 0x9999_0000).len, 0);
+    }
+
+    /// Guards the stack window of an adopted wait: only the return addresses of the top
+    /// of the stack, in order, and an empty window when the stack cannot be read.
+    #[test]
+    fn scan_blocked_stack_keeps_the_return_addresses() {
+        let target = Arc::new(target(0x100));
+        let maps = target.maps().expect("maps");
+        let mut code = CodeCheck::new(target.clone(), &maps);
+        let window = scan_blocked_stack(&*target, &mut code, PC, SP);
+        assert_eq!((window.ip, window.sp), (PC, SP));
+        assert_eq!(window.words(), [AFTER_CALL]);
+        let below = scan_blocked_stack(&*target, &mut code, PC, SP + 0x108);
+        assert!(below.words().is_empty());
+        assert!(
+            scan_blocked_stack(&*target, &mut code, PC, 0x10)
+                .words()
+                .is_empty()
+        );
+    }
+}

@@ -69,3 +69,61 @@ impl CodeCheck {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        session::test_support::{AFTER_CALL, CODE, code},
+        target::fake::FakeProcess,
+    };
+
+    fn check(target: FakeProcess, maps: &[MapEntry]) -> CodeCheck {
+        CodeCheck::new(Arc::new(target), maps)
+    }
+
+    /// Guards the return-address test of stack words: right after a call in executable
+    /// code, not after other instructions, not outside executable mappings.
+    #[test]
+    fn return_addresses_follow_calls() {
+        let target = FakeProcess::new(7)
+            .region(CODE, code(), "r-xp", Some("/bin/prog"))
+            .region(0x60_0000, vec![0xe8; 0x100], "rw-p", Some("/bin/prog"));
+        let maps = target.maps().expect("maps");
+        let mut code = check(target, &maps);
+        assert!(code.is_return_address(AFTER_CALL));
+        assert!(!code.is_return_address(AFTER_CALL + 1));
+        assert!(!code.is_return_address(CODE + 0x30));
+        // Too close to the start of the mapping to follow a call in it.
+        assert!(!code.is_return_address(CODE + 2));
+        // Writable data full of call opcodes is no code.
+        assert!(!code.is_return_address(0x60_0010));
+        assert!(!code.is_return_address(0x1234));
+    }
+
+    /// Guards reports made after the target exited: its code can no longer be read, so a
+    /// word inside executable code is accepted as is.
+    #[test]
+    fn unreadable_code_is_taken_for_a_return_address() {
+        let target = FakeProcess::new(7).region(CODE, code(), "r-xp", Some("/bin/prog"));
+        let maps = target.maps().expect("maps");
+        let mut code = check(target.exited(), &maps);
+        assert!(code.is_return_address(CODE + 0x30));
+        assert!(!code.is_return_address(0x1234));
+    }
+
+    /// Guards the `--holds` stacks: the uretprobe trampoline is found in the maps once
+    /// the kernel has mapped it.
+    #[test]
+    fn the_uprobe_trampoline_is_found_in_the_maps() {
+        let without = FakeProcess::new(7).region(CODE, code(), "r-xp", Some("/bin/prog"));
+        let with =
+            without
+                .clone()
+                .region(0x7fff_f000, vec![0xcc; 0x1000], "r-xp", Some("[uprobes]"));
+        assert!(!check(without, &[]).is_uprobe_trampoline(0x7fff_f010));
+        let mut code = check(with, &[]);
+        assert!(code.is_uprobe_trampoline(0x7fff_f010));
+        assert!(!code.is_uprobe_trampoline(AFTER_CALL));
+    }
+}

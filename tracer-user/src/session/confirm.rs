@@ -82,3 +82,63 @@ fn owner_still(target: &dyn TargetProcess, analysis: &Analysis, lock: u64, tid: 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        native::analysis::ThreadIds,
+        session::test_support::{FUTEX_PRIVATE, locked_mutex, mutex_wait},
+        target::fake::{FakeProcess, FakeThread},
+    };
+
+    const HEAP: u64 = 0x10_0000;
+    const LOCK_A: u64 = HEAP + 0x100;
+    const LOCK_B: u64 = HEAP + 0x140;
+
+    /// A thread asleep in `FUTEX_WAIT_PRIVATE` on `lock`.
+    fn asleep_on(name: &str, lock: u64) -> FakeThread {
+        let args = [lock, FUTEX_PRIVATE, 2, 0, 0, 0];
+        FakeThread::in_syscall(name, syscall::FUTEX, args, 0x7ff0_0100, 0x40_0080)
+    }
+
+    /// An ABBA deadlock as the analysis sees it: 101 holds A and waits for B, 102 holds
+    /// B and waits for A; and its one candidate cycle.
+    fn abba() -> (Analysis, Cycle) {
+        let threads: ThreadIds = [101, 102].into_iter().collect();
+        let mut analysis = Analysis::new();
+        analysis.on_event(&mutex_wait(101, 10, LOCK_B, 102), &threads);
+        analysis.on_event(&mutex_wait(102, 20, LOCK_A, 101), &threads);
+        let cycle = analysis.candidates().pop().expect("one candidate");
+        (analysis, cycle)
+    }
+
+    /// The live process of [`abba`], still deadlocked.
+    fn deadlocked() -> FakeProcess {
+        let target = FakeProcess::new(100)
+            .region(HEAP, vec![0; 0x1000], "rw-p", Some("[heap]"))
+            .thread(101, asleep_on("t1", LOCK_B))
+            .thread(102, asleep_on("t2", LOCK_A));
+        locked_mutex(locked_mutex(target, LOCK_A, 101), LOCK_B, 102)
+    }
+
+    /// Guards the confirmation of a deadlock against the live process: a cycle whose
+    /// threads still sleep on their locks, whose owners are still the next threads, is
+    /// confirmed; one whose state moved on is not.
+    #[test]
+    fn a_cycle_is_confirmed_only_while_the_process_agrees() {
+        let (analysis, cycle) = abba();
+        assert!(confirm(&deadlocked(), &analysis, &cycle));
+        // The owner of A changed: a wake the analysis has not seen yet.
+        let moved = deadlocked().poke(LOCK_A + 8, &0i32.to_ne_bytes());
+        assert!(!confirm(&moved, &analysis, &cycle));
+        // 101 woke up and runs.
+        let running = deadlocked().thread(101, FakeThread::running("t1"));
+        assert!(!confirm(&running, &analysis, &cycle));
+        // 102 sleeps on another word.
+        let elsewhere = deadlocked().thread(102, asleep_on("t2", HEAP + 0x800));
+        assert!(!confirm(&elsewhere, &analysis, &cycle));
+        // The process is gone.
+        assert!(!confirm(&deadlocked().exited(), &analysis, &cycle));
+    }
+}

@@ -5,6 +5,8 @@ mod adopt;
 mod clock;
 mod code_check;
 mod confirm;
+#[cfg(test)]
+mod test_support;
 mod threads;
 
 use std::{

@@ -62,3 +62,57 @@ fn read_tids(target: &dyn TargetProcess) -> ThreadIds {
         .into_iter()
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        session::test_support::mutex_wait,
+        target::fake::{FakeProcess, FakeThread},
+    };
+
+    const LOCK_A: u64 = 0x5000;
+    const LOCK_B: u64 = 0x5040;
+
+    /// Guards the refresh of the target's threads that replaced the analysis's `/proc`
+    /// callback: an owner TID outside the threads known is looked up again only once
+    /// the last read is a drain interval old (until then it is no holder), and then a
+    /// thread started since becomes the holder.
+    #[test]
+    fn an_unknown_owner_reads_the_threads_again_at_most_once_per_interval() {
+        let before = FakeProcess::new(100)
+            .thread(100, FakeThread::running("main"))
+            .thread(101, FakeThread::running("worker"));
+        let after = before.clone().thread(102, FakeThread::running("new"));
+        let mut threads = LiveThreads::read(&before);
+        let mut analysis = Analysis::new();
+
+        threads.apply(&mut analysis, &after, &mutex_wait(101, 10, LOCK_A, 102));
+        let wait = analysis.active_wait(101).copied();
+        assert_eq!(wait.map(|w| w.holder), Some(None), "read too recently");
+        assert!(!threads.tids.contains(&102));
+
+        threads.read_at = threads
+            .read_at
+            .checked_sub(DRAIN_INTERVAL)
+            .expect("the clock started long ago");
+        threads.apply(&mut analysis, &after, &mutex_wait(100, 20, LOCK_B, 102));
+        let wait = analysis.active_wait(100).copied();
+        assert_eq!(wait.map(|w| w.holder), Some(Some(102)), "read again");
+        assert!(threads.tids.contains(&102));
+        assert!(!threads.refresh_if_due(&after, Instant::now()));
+    }
+
+    /// Guards a target that exited: its threads read as none, so no owner is a holder.
+    #[test]
+    fn a_gone_target_has_no_threads() {
+        let gone = FakeProcess::new(100)
+            .thread(100, FakeThread::running("main"))
+            .exited();
+        let mut threads = LiveThreads::read(&gone);
+        let mut analysis = Analysis::new();
+        threads.apply(&mut analysis, &gone, &mutex_wait(101, 10, LOCK_A, 100));
+        let wait = analysis.active_wait(101).copied();
+        assert_eq!(wait.map(|w| w.holder), Some(None));
+    }
+}
