@@ -1,6 +1,15 @@
 //! A live attach: the tokio loop that drains the probes in batches, feeds the analysis,
 //! confirms deadlock candidates against the live process, prints findings the moment
 //! they are confirmed, and prints the summary at the end.
+//!
+//! This module keeps the orchestration (attach, the drain loop, the end of the trace).
+//! Every read of the target goes through one [`TargetProcess`], shared with the Go
+//! tracker and the return-address check, so the parts that read it are unit-tested
+//! against a made-up process: adopting the threads blocked at attach (`adopt`), the
+//! confirmation of candidates (`confirm`), the return-address check (`code_check`) and
+//! the target's threads as the analysis needs them (`threads`). The target's maps and
+//! executable are read once, at attach (the maps again only to find the uretprobe
+//! trampoline, which the kernel maps later).
 mod adopt;
 mod clock;
 mod code_check;

@@ -2,7 +2,7 @@
 //! `process_vm_readv(2)` (the parsing is in [`super::procfs`]). Needs ptrace rights over
 //! the target for its memory and its threads' system calls; the rest is world-readable.
 
-use std::fs;
+use std::{fs, path::PathBuf};
 
 use super::{
     Executable, MapEntry, ProcError, SyscallState, TargetProcess,
@@ -78,7 +78,7 @@ impl TargetProcess for LiveProcess {
         })
     }
 
-    fn host_path(&self, path: &str) -> std::path::PathBuf {
+    fn host_path(&self, path: &str) -> PathBuf {
         procfs::host_path(self.pid, path)
     }
 

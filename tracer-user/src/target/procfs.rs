@@ -242,7 +242,8 @@ fn is_libc_name(name: &str) -> bool {
 }
 
 /// The path of the C library mapped by the process, as the process sees it (open it through
-/// [`host_path`]). `None` for static binaries.
+/// [`TargetProcess::host_path`](super::TargetProcess::host_path)). `None` for static
+/// binaries.
 #[must_use]
 pub fn find_libc(maps: &[MapEntry]) -> Option<String> {
     maps.iter()
