@@ -24,7 +24,7 @@ use anyhow::{Context as _, bail};
 use tracer_common::{Event, EventKind, LockOp, SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS, futex_cmd};
 use tracer_user::{
     event::{StackWindow, TraceEvent, WindowRef, decode, encode_bytes, to_bytes},
-    native::analysis::Analysis,
+    native::analysis::{Analysis, ThreadIds},
 };
 
 const THREADS: u32 = 64;
@@ -380,8 +380,9 @@ impl Generator {
     }
 }
 
-fn is_thread(tid: u32) -> bool {
-    (FIRST_TID..FIRST_TID + THREADS).contains(&tid)
+/// The threads of the synthetic target.
+fn threads() -> ThreadIds {
+    (FIRST_TID..FIRST_TID + THREADS).collect()
 }
 
 struct Outcome {
@@ -396,6 +397,7 @@ struct Outcome {
 /// whole; a fresh `Analysis` so the result does not depend on an earlier run.
 fn run_pipeline(stream: &Stream, passes: usize) -> Outcome {
     let mut analysis = Analysis::new();
+    let threads = threads();
     let mut decode_errors = 0u64;
     let mut candidates = 0usize;
     let mut since_poll = 0usize;
@@ -404,7 +406,7 @@ fn run_pipeline(stream: &Stream, passes: usize) -> Outcome {
         for record in stream.records() {
             // As the session's drain loop does it.
             match decode(black_box(record)) {
-                Ok(ref event) => analysis.on_event(event, &is_thread),
+                Ok(ref event) => analysis.on_event(event, &threads),
                 Err(_) => decode_errors += 1,
             }
             since_poll += 1;

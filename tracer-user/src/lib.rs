@@ -14,7 +14,8 @@
 //!   every lock, thread and stack frame named.
 //! - `sinks`: outputs (text, JSON), each consuming findings and the summary.
 //! - `symbols`: ELF symbol tables and DWARF lines for lock names and stacks.
-//! - `procfs`: what `/proc` says about the target (threads, names, maps, liveness).
+//! - `target`: the traced process read from the outside (`/proc`, its memory): threads,
+//!   names, maps, liveness.
 //! - `unwind`: user stacks from the frame-pointer chain plus the copied stack window.
 //! - `realtime`: draining at a real-time priority, and the note when the target's
 //!   real-time threads starved the tracer.
@@ -26,11 +27,11 @@ pub mod lockstats;
 pub mod model;
 pub mod native;
 pub mod probes;
-pub mod procfs;
 pub mod realtime;
 pub mod session;
 pub mod sinks;
 pub mod symbols;
+pub mod target;
 pub mod units;
 pub mod unwind;
 

@@ -11,9 +11,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tracer_user::{
     go::tracker,
     probes::{Hooks, Probes},
-    procfs,
     session::{self, Config},
     sinks::{self, Format},
+    target::{LiveProcess, TargetProcess as _, find_libc},
 };
 
 #[derive(Parser)]
@@ -155,14 +155,14 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             go,
             duration: secs,
         } => {
-            if !procfs::process_exists(pid) {
+            let target = LiveProcess::new(pid);
+            if !target.exists() {
                 anyhow::bail!("no such process: {pid}");
             }
-            let maps = procfs::read_maps(pid)?;
-            let libc: Option<PathBuf> =
-                procfs::find_libc(&maps).map(|p| procfs::host_path(pid, &p));
+            let maps = target.maps()?;
+            let libc: Option<PathBuf> = find_libc(&maps).map(|p| target.host_path(&p));
             let go_target = if go {
-                Some(tracker::inspect(pid, &maps)?.context("--go: not a Go program")?)
+                Some(tracker::inspect(&target, &maps)?.context("--go: not a Go program")?)
             } else {
                 None
             };

@@ -60,7 +60,7 @@ impl Drop for RealtimeGuard {
 #[must_use]
 pub fn starvation_note(
     dropped: u64,
-    target: crate::procfs::RealtimeThreads,
+    target: crate::target::RealtimeThreads,
     tracer_priority: Option<u8>,
 ) -> Option<String> {
     if dropped == 0 || target.count == 0 {
@@ -87,7 +87,7 @@ pub fn starvation_note(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::procfs::RealtimeThreads;
+    use crate::target::RealtimeThreads;
 
     const FIFO_1: RealtimeThreads = RealtimeThreads {
         count: 4,

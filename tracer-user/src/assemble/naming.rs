@@ -11,10 +11,9 @@ use crate::{
         sym::{GoFrame, GoTable},
     },
     model::{LockRef, raw::RawStack},
-    procfs,
-    session::CodeCheck,
     symbols::{Frame, Symbolizer},
-    unwind,
+    target::TargetProcess,
+    unwind::{self, CodeCheck},
 };
 
 /// Where the kernel's stacks are (the probes' stack maps).
@@ -40,7 +39,8 @@ pub struct GoNames<'a> {
 
 /// The session's naming: one per finding or summary, borrowing what it needs.
 pub struct Namer<'a> {
-    pub pid: u32,
+    /// The traced process.
+    pub target: &'a dyn TargetProcess,
     pub symbolizer: &'a mut Symbolizer,
     pub code: &'a mut CodeCheck,
     pub stacks: &'a dyn StackSource,
@@ -173,7 +173,7 @@ impl Naming for Namer<'_> {
     }
 
     fn thread_name(&mut self, tid: u32) -> String {
-        procfs::thread_name(self.pid, tid).unwrap_or_default()
+        self.target.thread_name(tid).unwrap_or_default()
     }
 
     fn is_lock_internal(&self, function: &str) -> bool {

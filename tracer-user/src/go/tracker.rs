@@ -35,18 +35,15 @@ use crate::{
         raw::{RawCycleEntry, RawFinding, RawHolder, RawLockStats, RawStack, RawStuckLock},
     },
     probes::GoSites,
-    procfs::{self, MapEntry},
+    target::{Executable, MapEntry, ProcError, TargetProcess},
 };
 
 /// Why a Go target is traced in futex mode only.
 #[derive(Debug, Error)]
 pub enum GoUnsupported {
-    #[error("cannot read the executable {path}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// Says which file and why ("cannot read the executable ...").
+    #[error(transparent)]
+    Read(ProcError),
     #[error("cannot read its Go symbol table")]
     Symbols(#[source] GoSymError),
     #[error("cannot plan its lock probes")]
@@ -116,18 +113,22 @@ impl GoTarget {
     }
 }
 
-/// Reads `/proc/PID/exe`: `Ok(None)` when it is not a Go program.
+/// Reads the target's executable (once): `Ok(None)` when it is not a Go program. `maps`
+/// are the target's, as read at attach.
 ///
 /// # Errors
-/// When it is a Go program whose lock paths cannot be traced (the caller carries on in
-/// futex mode and says why).
-pub fn inspect(pid: u32, maps: &[MapEntry]) -> Result<Option<GoTarget>, GoUnsupported> {
+/// When the executable cannot be read, or it is a Go program whose lock paths cannot be
+/// traced (the caller carries on in futex mode and says why).
+pub fn inspect(
+    target: &dyn TargetProcess,
+    maps: &[MapEntry],
+) -> Result<Option<GoTarget>, GoUnsupported> {
     let started = Instant::now();
-    let exe = procfs::proc_dir(pid).join("exe");
-    let data = std::fs::read(&exe).map_err(|source| GoUnsupported::Read {
-        path: exe.clone(),
-        source,
-    })?;
+    let Executable {
+        open_path: exe,
+        path: exe_path,
+        data,
+    } = target.executable().map_err(GoUnsupported::Read)?;
     let Some(build) = go_build_info(&data) else {
         return Ok(None);
     };
@@ -137,7 +138,7 @@ pub fn inspect(pid: u32, maps: &[MapEntry]) -> Result<Option<GoTarget>, GoUnsupp
         go_runtime_offsets(&data, &build.go_version).ok_or_else(|| GoUnsupported::Offsets {
             version: build.go_version.clone(),
         })?;
-    let bias = load_bias(&data, pid, maps);
+    let bias = load_bias(&data, exe_path.as_deref(), maps);
     let (dwarf_names, owners) = go_lock_names(&data, &table, &plan);
     let attach_list = plan
         .sites
@@ -160,8 +161,8 @@ pub fn inspect(pid: u32, maps: &[MapEntry]) -> Result<Option<GoTarget>, GoUnsupp
 
 /// The load bias of the main executable: 0 for the usual fixed-address Go binary; for a
 /// position-independent one, where its first segment was mapped minus where the file
-/// says it goes.
-fn load_bias(data: &[u8], pid: u32, maps: &[MapEntry]) -> u64 {
+/// says it goes. `exe_path` is the executable's path as the maps name it.
+fn load_bias(data: &[u8], exe_path: Option<&str>, maps: &[MapEntry]) -> u64 {
     use object::{Object as _, ObjectSegment as _};
     let Ok(file) = object::File::parse(data) else {
         return 0;
@@ -172,12 +173,11 @@ fn load_bias(data: &[u8], pid: u32, maps: &[MapEntry]) -> u64 {
     let Some(first_vaddr) = file.segments().map(|s| s.address()).min() else {
         return 0;
     };
-    let Ok(exe) = std::fs::read_link(procfs::proc_dir(pid).join("exe")) else {
+    let Some(exe) = exe_path else {
         return 0;
     };
-    let exe = exe.to_string_lossy();
     maps.iter()
-        .filter(|m| m.offset == 0 && m.path.as_deref() == Some(exe.as_ref()))
+        .filter(|m| m.offset == 0 && m.path.as_deref() == Some(exe))
         .map(|m| m.start.wrapping_sub(first_vaddr & !0xfff))
         .min()
         .unwrap_or(0)
@@ -198,7 +198,8 @@ const MAX_STACK_SEARCHED: usize = 1 << 16;
 
 /// Live Go tracing state of a session.
 pub struct GoTracker {
-    pid: u32,
+    /// The traced process, whose memory confirms findings (shared with the session).
+    process: Arc<dyn TargetProcess>,
     target: GoTarget,
     model: GoLockModel,
     /// Candidate cycles and when they were first seen.
@@ -219,11 +220,11 @@ pub struct GoTracker {
 }
 
 impl GoTracker {
-    /// Starts tracking `target` (already probed) in process `pid`.
+    /// Starts tracking `target` (already probed) in `process`.
     #[must_use]
-    pub fn new(pid: u32, target: GoTarget, stuck_after: Duration) -> Self {
+    pub fn new(process: Arc<dyn TargetProcess>, target: GoTarget, stuck_after: Duration) -> Self {
         Self {
-            pid,
+            process,
             target,
             model: GoLockModel::new(u64::try_from(stuck_after.as_nanos()).unwrap_or(u64::MAX)),
             pending: Vec::new(),
@@ -384,14 +385,10 @@ impl GoTracker {
     /// mutex's locked bit for a write wait, a pending or active writer (negative
     /// `readerCount`) for a read wait.
     fn locks_still_taken(&self, cycle: &GoCycle) -> bool {
-        cycle.entries.iter().all(|e| match e.waiter.mode {
-            GoLockMode::Write => {
-                read_i32(self.pid, e.waiter.lock).is_some_and(|s| s & MUTEX_LOCKED != 0)
-            }
-            GoLockMode::Read => {
-                read_i32(self.pid, e.waiter.lock + RW_READER_COUNT_OFFSET).is_some_and(|c| c < 0)
-            }
-        })
+        cycle
+            .entries
+            .iter()
+            .all(|e| lock_taken(&*self.process, e.waiter.lock, e.waiter.mode))
     }
 
     fn raw_stuck(&self, s: &StuckCandidate) -> RawStuckLock {
@@ -419,24 +416,7 @@ impl GoTracker {
         if self.model.is_waiting(h.goid).is_some() {
             return HolderState::Blocked;
         }
-        let offsets = &self.target.offsets;
-        let Some(goid) = read_u64(self.pid, h.g.wrapping_add(offsets.goid)) else {
-            return HolderState::Unknown;
-        };
-        if goid != h.goid {
-            return HolderState::Exited;
-        }
-        let Some(status) = read_u32(self.pid, h.g.wrapping_add(offsets.atomicstatus)) else {
-            return HolderState::Unknown;
-        };
-        // runtime2.go: _Gidle 0, _Grunnable 1, _Grunning 2, _Gsyscall 3, _Gwaiting 4,
-        // _Gdead 6, _Gcopystack 8, _Gpreempted 9.
-        match status & !G_SCAN {
-            1 | 2 | 3 | 8 => HolderState::Running,
-            4 | 9 => HolderState::Blocked,
-            0 | 6 => HolderState::Exited,
-            _ => HolderState::Unknown,
-        }
+        goroutine_state(&*self.process, &self.target.offsets, h.g, h.goid)
     }
 
     /// Per-lock statistics of the Go locks, with their waits closed at `now_ns`.
@@ -457,6 +437,47 @@ impl GoTracker {
                 hold_ns: stats.hold(),
             })
             .collect()
+    }
+}
+
+/// Whether `process`'s memory says the Go lock at `lock` is taken in a way that keeps a
+/// `mode` waiter waiting: the mutex's locked bit for a write wait, a pending or active
+/// writer (negative `readerCount`) for a read wait.
+fn lock_taken(process: &dyn TargetProcess, lock: u64, mode: GoLockMode) -> bool {
+    match mode {
+        GoLockMode::Write => process
+            .read_i32(lock)
+            .is_some_and(|s| s & MUTEX_LOCKED != 0),
+        GoLockMode::Read => process
+            .read_i32(lock + RW_READER_COUNT_OFFSET)
+            .is_some_and(|c| c < 0),
+    }
+}
+
+/// What goroutine `goid` is doing, read from its `g` at `g` in `process`: a `g` that now
+/// carries another goroutine id was reused after the goroutine exited.
+fn goroutine_state(
+    process: &dyn TargetProcess,
+    offsets: &GoRuntimeOffsets,
+    g: u64,
+    goid: u64,
+) -> HolderState {
+    let Some(now_goid) = process.read_u64(g.wrapping_add(offsets.goid)) else {
+        return HolderState::Unknown;
+    };
+    if now_goid != goid {
+        return HolderState::Exited;
+    }
+    let Some(status) = process.read_u32(g.wrapping_add(offsets.atomicstatus)) else {
+        return HolderState::Unknown;
+    };
+    // runtime2.go: _Gidle 0, _Grunnable 1, _Grunning 2, _Gsyscall 3, _Gwaiting 4,
+    // _Gdead 6, _Gcopystack 8, _Gpreempted 9.
+    match status & !G_SCAN {
+        1 | 2 | 3 | 8 => HolderState::Running,
+        4 | 9 => HolderState::Blocked,
+        0 | 6 => HolderState::Exited,
+        _ => HolderState::Unknown,
     }
 }
 
@@ -495,22 +516,106 @@ fn acquired_at(hold: &GoHold) -> RawStack {
     }
 }
 
-fn read_bytes<const N: usize>(pid: u32, addr: u64) -> Option<[u8; N]> {
-    let mut buf = [0u8; N];
-    procfs::read_memory(pid, addr, &mut buf)
-        .ok()
-        .filter(|&n| n == N)
-        .map(|_| buf)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{go::probe::OffsetSource, target::fake::FakeProcess};
 
-fn read_i32(pid: u32, addr: u64) -> Option<i32> {
-    read_bytes::<4>(pid, addr).map(i32::from_ne_bytes)
-}
+    const OFFSETS: GoRuntimeOffsets = GoRuntimeOffsets {
+        goid: 152,
+        atomicstatus: 144,
+        source: OffsetSource::VersionTable,
+    };
+    const G: u64 = 0xc000_0100;
 
-fn read_u32(pid: u32, addr: u64) -> Option<u32> {
-    read_bytes::<4>(pid, addr).map(u32::from_ne_bytes)
-}
+    /// A process whose `g` at [`G`] runs goroutine `goid` in `status`.
+    fn with_g(goid: u64, status: u32) -> FakeProcess {
+        FakeProcess::new(7)
+            .region(G, vec![0; 512], "rw-p", None)
+            .poke(G + OFFSETS.goid, &goid.to_ne_bytes())
+            .poke(G + OFFSETS.atomicstatus, &status.to_ne_bytes())
+    }
 
-fn read_u64(pid: u32, addr: u64) -> Option<u64> {
-    read_bytes::<8>(pid, addr).map(u64::from_ne_bytes)
+    /// Guards the stuck-lock report's holder state, read from the holder's `g`: the
+    /// runtime's statuses (with the GC's scan bit), a `g` reused by another goroutine,
+    /// and a `g` that cannot be read.
+    #[test]
+    fn holder_state_is_read_from_the_g() {
+        let state = |process: &FakeProcess| goroutine_state(process, &OFFSETS, G, 42);
+        assert_eq!(state(&with_g(42, 2)), HolderState::Running);
+        assert_eq!(state(&with_g(42, G_SCAN | 3)), HolderState::Running);
+        assert_eq!(state(&with_g(42, 4)), HolderState::Blocked);
+        assert_eq!(state(&with_g(42, 9)), HolderState::Blocked);
+        assert_eq!(state(&with_g(42, 6)), HolderState::Exited);
+        assert_eq!(state(&with_g(42, 5)), HolderState::Unknown);
+        assert_eq!(state(&with_g(43, 2)), HolderState::Exited, "g reused");
+        assert_eq!(state(&FakeProcess::new(7)), HolderState::Unknown);
+        assert_eq!(state(&with_g(42, 2).exited()), HolderState::Unknown);
+    }
+
+    /// Guards the memory check before a Go deadlock is reported: a write wait needs the
+    /// locked bit, a read wait a writer (negative `readerCount`).
+    #[test]
+    fn lock_taken_reads_the_lock_word() {
+        const MU: u64 = 0xc000_0000;
+        let process = |state: i32, readers: i32| {
+            FakeProcess::new(7)
+                .region(MU, vec![0; 64], "rw-p", None)
+                .poke(MU, &state.to_ne_bytes())
+                .poke(MU + RW_READER_COUNT_OFFSET, &readers.to_ne_bytes())
+        };
+        assert!(lock_taken(&process(1, 0), MU, GoLockMode::Write));
+        assert!(lock_taken(&process(0b1011, 0), MU, GoLockMode::Write));
+        assert!(!lock_taken(&process(0b1010, 0), MU, GoLockMode::Write));
+        assert!(lock_taken(
+            &process(0, -(1 << 30) + 2),
+            MU,
+            GoLockMode::Read
+        ));
+        assert!(!lock_taken(&process(1, 3), MU, GoLockMode::Read));
+        assert!(!lock_taken(&FakeProcess::new(7), MU, GoLockMode::Write));
+    }
+
+    /// Guards the single read of the executable: a target whose executable is no Go
+    /// program is not one, and one whose executable cannot be read says which file.
+    #[test]
+    fn inspect_reads_the_executable_through_the_target() {
+        let not_go = FakeProcess::new(7).with_executable("/bin/prog", b"\x7fELF...".to_vec());
+        assert!(matches!(inspect(&not_go, &[]), Ok(None)));
+        let Err(why) = inspect(&FakeProcess::new(7), &[]) else {
+            panic!("an executable that cannot be read is an error");
+        };
+        assert!(
+            crate::error_chain(&why).starts_with("cannot read the executable /proc/7/exe: "),
+            "{why}"
+        );
+    }
+
+    /// Guards the load bias of a position-independent executable: where its first
+    /// segment is mapped (found by the path the executable was read with) minus its
+    /// file address; 0 when that mapping is not found.
+    #[test]
+    fn load_bias_of_a_pie_comes_from_its_mapping() {
+        // This test binary is position-independent, its first segment at 0.
+        let data = std::fs::read(std::env::current_exe().expect("the test binary"))
+            .expect("readable test binary");
+        let mapping = |path: &str| MapEntry {
+            start: 0x5555_0000_0000,
+            end: 0x5555_0001_0000,
+            read: true,
+            write: false,
+            exec: false,
+            offset: 0,
+            inode: 1,
+            path: Some(path.to_owned()),
+        };
+        let maps = [mapping("/usr/lib/libc.so.6"), mapping("/bin/prog")];
+        assert_eq!(
+            load_bias(&data, Some("/bin/prog"), &maps[1..]),
+            0x5555_0000_0000
+        );
+        assert_eq!(load_bias(&data, Some("/bin/other"), &maps), 0);
+        assert_eq!(load_bias(&data, None, &maps), 0);
+        assert_eq!(load_bias(b"not elf", Some("/bin/prog"), &maps), 0);
+    }
 }

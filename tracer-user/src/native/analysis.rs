@@ -1,6 +1,8 @@
 //! The state machine that turns decoded events into the live wait-for graph, per-lock
-//! statistics and deadlock candidates. Pure: no aya, no `/proc`; the session confirms
-//! candidates against the live process before reporting them.
+//! statistics and deadlock candidates. Pure: no aya, no `/proc`. The session hands it
+//! the target's threads as it last read them (and reads them again when an event names
+//! an owner outside them, see [`Analysis::try_on_event`]), and confirms candidates
+//! against the live process before reporting them.
 //!
 //! Semantics:
 //! - a *contention* is one futex wait on a lock (a lock acquisition that sleeps twice
@@ -8,7 +10,10 @@
 //! - the holder of a lock comes from the lock's own owner field as copied at wait start
 //!   (default mode), and also from acquire/release uprobes (`--holds`);
 //! - hold times exist only with `--holds` (acquire return → unlock entry).
-use std::collections::{BTreeSet, hash_map::Entry};
+use std::{
+    cell::Cell,
+    collections::{BTreeSet, hash_map::Entry},
+};
 
 // Fx hashing: keys are TIDs and addresses from the kernel, not attacker-chosen strings,
 // and SipHash was the largest single cost of the event pipeline.
@@ -97,6 +102,16 @@ fn is_pi_deadlock_refusal(cmd: u32, ret: i64) -> bool {
     ) && ret == -EDEADLK
 }
 
+/// The target's threads, as the caller last read them: a TID outside them found where a
+/// lock keeps its owner is no holder (a stale owner field, or a word that only sits where
+/// an owner field would be).
+pub type ThreadIds = HashSet<u32>;
+
+/// A futex wait named, as its lock's owner, a thread outside the [`ThreadIds`] it was
+/// given (see [`Analysis::try_on_event`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnknownThread(pub u32);
+
 /// Key of [`Analysis::top_wait_stack`] for waits that have a stack window but no kernel
 /// stack id (threads found blocked at attach).
 pub const WINDOW_ONLY_STACK: u32 = u32::MAX;
@@ -151,12 +166,36 @@ impl Analysis {
         Self::default()
     }
 
-    /// Applies one event. `is_thread` says whether a TID is a live thread of the target.
-    pub fn on_event(&mut self, event: &TraceEvent<'_>, is_thread: &dyn Fn(u32) -> bool) {
-        self.counts.events += 1;
-        let ts = event.ts_ns();
-        self.first_ns.get_or_insert(ts);
-        self.last_ns = self.last_ns.max(ts);
+    /// Applies one event. `threads` are the target's threads: an owner TID outside them
+    /// is no holder.
+    pub fn on_event(&mut self, event: &TraceEvent<'_>, threads: &ThreadIds) {
+        let applied = self.apply(event, threads, false);
+        debug_assert!(applied.is_ok(), "nothing is refused when not asked to");
+    }
+
+    /// Applies one event, unless it is a futex wait whose lock names as its owner a TID
+    /// outside `threads`: then nothing is applied and that TID is returned, so the caller
+    /// can read the target's threads again (one may have started since they were read)
+    /// and apply the event with [`Analysis::on_event`].
+    ///
+    /// # Errors
+    /// [`UnknownThread`] with the TID, when the event was not applied.
+    pub fn try_on_event(
+        &mut self,
+        event: &TraceEvent<'_>,
+        threads: &ThreadIds,
+    ) -> Result<(), UnknownThread> {
+        self.apply(event, threads, true)
+    }
+
+    /// Applies one event, or with `refuse_unknown` refuses a futex wait that names an
+    /// owner TID outside `threads` (see [`Analysis::try_on_event`]).
+    fn apply(
+        &mut self,
+        event: &TraceEvent<'_>,
+        threads: &ThreadIds,
+        refuse_unknown: bool,
+    ) -> Result<(), UnknownThread> {
         match *event {
             TraceEvent::FutexWait {
                 tid,
@@ -168,7 +207,11 @@ impl Analysis {
                 ref snapshot,
                 ref window,
             } => {
-                let class = classify(addr, cmd, val, snapshot, &self.known, is_thread);
+                let (class, unknown) = self.classify_wait(addr, cmd, val, snapshot, threads);
+                if let Some(owner) = unknown.filter(|_| refuse_unknown) {
+                    return Err(UnknownThread(owner));
+                }
+                self.count_event(ts_ns);
                 self.on_wait_start(tid, ts_ns, addr, (stack, window), class);
             }
             TraceEvent::FutexWaitDone {
@@ -179,13 +222,14 @@ impl Analysis {
                 val,
                 ret,
             } => {
+                self.count_event(ts_ns);
                 if is_pi_deadlock_refusal(cmd, ret) {
                     self.park(tid);
                 } else if !self.on_wait_end(tid, ts_ns, addr) {
                     if ret >= 0 {
                         // Woken (or, for a PI lock, given the lock) before it slept: the
                         // kernel sent no start, so this is a wait that never slept.
-                        self.on_brief_waits_of(addr, cmd, val, 1, is_thread);
+                        self.on_brief_waits_of(addr, cmd, val, 1);
                     } else {
                         self.counts.unmatched_wait_ends += 1;
                     }
@@ -200,6 +244,7 @@ impl Analysis {
                 call_site,
                 ..
             } => {
+                self.count_event(ts_ns);
                 self.on_acquired(tid, ts_ns, addr, op, (stack, call_site));
             }
             TraceEvent::LockReleased {
@@ -207,8 +252,41 @@ impl Analysis {
                 ts_ns,
                 addr,
                 op,
-            } => self.on_released(tid, ts_ns, addr, op),
+            } => {
+                self.count_event(ts_ns);
+                self.on_released(tid, ts_ns, addr, op);
+            }
         }
+        Ok(())
+    }
+
+    /// Counts an event and its time in the span of the trace.
+    fn count_event(&mut self, ts_ns: u64) {
+        self.counts.events += 1;
+        self.first_ns.get_or_insert(ts_ns);
+        self.last_ns = self.last_ns.max(ts_ns);
+    }
+
+    /// What lock a futex wait is about, and the first owner TID its memory named that is
+    /// outside `threads` (taken for no holder).
+    fn classify_wait(
+        &self,
+        addr: u64,
+        cmd: u32,
+        val: u32,
+        snapshot: &Snapshot,
+        threads: &ThreadIds,
+    ) -> (FutexWaitClass, Option<u32>) {
+        let unknown = Cell::new(None);
+        let is_thread = |tid: u32| {
+            let known = threads.contains(&tid);
+            if !known && unknown.get().is_none() {
+                unknown.set(Some(tid));
+            }
+            known
+        };
+        let class = classify(addr, cmd, val, snapshot, &self.known, &is_thread);
+        (class, unknown.get())
     }
 
     /// Folds in the kernel's totals of futex waits that returned without sleeping: one
@@ -217,11 +295,7 @@ impl Analysis {
     /// alone (these waits carry no copy of the lock's memory) and from locks already
     /// known, so a word seen only this way counts as a lock only when its protocol says
     /// so (`val == 2` of the lowlevellock protocol, PI futexes).
-    pub fn on_brief_waits(
-        &mut self,
-        totals: &[(u64, BriefWaits)],
-        is_thread: &dyn Fn(u32) -> bool,
-    ) {
+    pub fn on_brief_waits(&mut self, totals: &[(u64, BriefWaits)]) {
         for &(futex, now) in totals {
             let before = self
                 .brief_folded
@@ -240,23 +314,17 @@ impl Analysis {
             );
             let count = now.count.saturating_sub(before.count);
             if count > 0 {
-                self.on_brief_waits_of(futex, now.op, now.val, count, is_thread);
+                self.on_brief_waits_of(futex, now.op, now.val, count);
             }
         }
     }
 
     /// Counts `count` waits on `futex` (futex command `cmd`, expected value `val`) that
     /// never slept. The word is classified from the command and value alone (such waits
-    /// carry no copy of the lock's memory) and from locks already known.
-    fn on_brief_waits_of(
-        &mut self,
-        futex: u64,
-        cmd: u32,
-        val: u32,
-        count: u64,
-        is_thread: &dyn Fn(u32) -> bool,
-    ) {
-        match classify(futex, cmd, val, &Snapshot::EMPTY, &self.known, is_thread) {
+    /// carry no copy of the lock's memory) and from locks already known. Without memory
+    /// there is no owner field to read, so no TID to check against the target's threads.
+    fn on_brief_waits_of(&mut self, futex: u64, cmd: u32, val: u32, count: u64) {
+        match classify(futex, cmd, val, &Snapshot::EMPTY, &self.known, &|_| false) {
             FutexWaitClass::Lock { lock, kind, .. } => {
                 self.counts.lock_waits += count;
                 self.counts.brief_lock_waits += count;
@@ -775,8 +843,9 @@ mod tests {
     const LOCK_B: u64 = 0x5040;
     const COND: u64 = 0x6000;
 
-    fn is_thread(tid: u32) -> bool {
-        (100..200).contains(&tid)
+    /// The target's threads in these tests.
+    fn threads() -> ThreadIds {
+        (100..200).collect()
     }
 
     /// A glibc mutex wait as the kernel reports it: futex word = 2, owner TID at +8.
@@ -832,8 +901,9 @@ mod tests {
     }
 
     fn feed(analysis: &mut Analysis, events: &[TraceEvent]) {
+        let threads = threads();
         for event in events {
-            analysis.on_event(event, &is_thread);
+            analysis.on_event(event, &threads);
         }
     }
 
@@ -846,6 +916,34 @@ mod tests {
         }
     }
 
+    /// Guards the analysis's purity about threads: a wait whose owner field names a TID
+    /// outside the threads it is given is refused untouched by `try_on_event` (so the
+    /// session can read the target's threads again first), and applied by `on_event`
+    /// with no holder, which also leaves the word a plain futex lock.
+    #[test]
+    fn an_unknown_owner_is_refused_then_taken_for_no_holder() {
+        let wait = mutex_wait(101, 10, LOCK_A, 250);
+        let mut a = Analysis::new();
+        assert_eq!(a.try_on_event(&wait, &threads()), Err(UnknownThread(250)));
+        assert_eq!(a.counts().events, 0);
+        assert!(a.active_wait(101).is_none());
+        a.on_event(&wait, &threads());
+        assert_eq!(a.active_wait(101).map(|w| w.holder), Some(None));
+        assert_eq!(a.lock_kind(LOCK_A), LockKind::Futex);
+
+        let mut with_owner = threads();
+        with_owner.insert(250);
+        let mut b = Analysis::new();
+        assert_eq!(b.try_on_event(&wait, &with_owner), Ok(()));
+        assert_eq!(b.active_wait(101).map(|w| w.holder), Some(Some(250)));
+        assert_eq!(b.lock_kind(LOCK_A), LockKind::Mutex);
+        // Events that name no owner are never refused.
+        assert_eq!(
+            b.try_on_event(&done(101, 20, LOCK_A), &ThreadIds::default()),
+            Ok(())
+        );
+    }
+
     /// Guards the folding of the kernel's cumulative brief-wait totals: each read adds
     /// only what grew, a lowlevellock word (`val == 2`) counts as a lock, a condition
     /// variable's word does not, and folded waits never enter the wait-for graph nor the
@@ -853,12 +951,9 @@ mod tests {
     #[test]
     fn brief_waits_fold_growth_only_and_skip_non_locks() {
         let mut a = Analysis::new();
-        a.on_brief_waits(
-            &[(LOCK_A, brief(3, 2)), (COND + 40, brief(7, 0))],
-            &is_thread,
-        );
-        a.on_brief_waits(&[(LOCK_A, brief(5, 2))], &is_thread);
-        a.on_brief_waits(&[(LOCK_A, brief(5, 2))], &is_thread);
+        a.on_brief_waits(&[(LOCK_A, brief(3, 2)), (COND + 40, brief(7, 0))]);
+        a.on_brief_waits(&[(LOCK_A, brief(5, 2))]);
+        a.on_brief_waits(&[(LOCK_A, brief(5, 2))]);
         let stats = a.stats().get(LOCK_A).unwrap();
         assert_eq!(stats.contentions, 5);
         assert_eq!(stats.wait().count, 0);
@@ -874,10 +969,10 @@ mod tests {
     #[test]
     fn a_brief_wait_read_that_misses_running_totals_is_corrected_next_time() {
         let mut a = Analysis::new();
-        a.on_brief_waits(&[(LOCK_A, brief(5, 2))], &is_thread);
+        a.on_brief_waits(&[(LOCK_A, brief(5, 2))]);
         // Three waits were in flight between the two maps when this read was made.
-        a.on_brief_waits(&[(LOCK_A, brief(2, 2))], &is_thread);
-        a.on_brief_waits(&[(LOCK_A, brief(6, 2))], &is_thread);
+        a.on_brief_waits(&[(LOCK_A, brief(2, 2))]);
+        a.on_brief_waits(&[(LOCK_A, brief(6, 2))]);
         assert_eq!(a.stats().get(LOCK_A).unwrap().contentions, 6);
         assert_eq!(a.counts().brief_lock_waits, 6);
     }
@@ -892,7 +987,7 @@ mod tests {
             &mut a,
             &[mutex_wait(101, 10, LOCK_A, 102), done(101, 60, LOCK_A)],
         );
-        a.on_brief_waits(&[(LOCK_A, brief(4, 2))], &is_thread);
+        a.on_brief_waits(&[(LOCK_A, brief(4, 2))]);
         let stats = a.stats().get(LOCK_A).unwrap();
         assert_eq!(stats.contentions, 5);
         assert_eq!((stats.wait().count, stats.wait().total), (1, 50));

@@ -1,11 +1,26 @@
 //! A live attach: the tokio loop that drains the probes in batches, feeds the analysis,
 //! confirms deadlock candidates against the live process, prints findings the moment
 //! they are confirmed, and prints the summary at the end.
+//!
+//! This module keeps the orchestration (attach, the drain loop, the end of the trace).
+//! Every read of the target goes through one [`TargetProcess`], shared with the Go
+//! tracker and the return-address check, so the parts that read it are unit-tested
+//! against a made-up process: adopting the threads blocked at attach (`adopt`), the
+//! confirmation of candidates (`confirm`), and
+//! the target's threads as the analysis needs them (`threads`). The target's maps and
+//! executable are read once, at attach (the maps again only to find the uretprobe
+//! trampoline, which the kernel maps later).
+mod adopt;
+mod clock;
+mod confirm;
+#[cfg(test)]
+pub(crate) mod test_support;
+mod threads;
+
 use std::{
-    cell::RefCell,
-    collections::HashSet,
     io,
     path::Path,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -14,27 +29,26 @@ use tokio::{
     io::{Interest, unix::AsyncFd},
     signal::unix::{SignalKind, signal},
 };
-use tracer_common::{SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS, STACK_WINDOW_WORDS, futex_cmd, syscall};
 
+use self::{clock::monotonic_ns, threads::LiveThreads};
 use crate::{
     assemble::{self, Namer},
-    event::{Snapshot, StackWindow, TraceEvent, WindowRef, decode},
+    event::{StackWindow, decode},
     go::tracker::{self, GoTracker},
     model::{
-        LockKind, Summary,
+        Summary,
         raw::{RawCycleEntry, RawFinding, RawLockStats, RawStack},
     },
     native::{
         analysis::{Analysis, WINDOW_ONLY_STACK},
-        futex_lock::{MUTEX_OWNER_OFFSET, RWLOCK_WRITER_OFFSET},
         waitgraph::Cycle,
     },
     probes::{CounterTotals, Hooks, ProbeError, Probes},
-    procfs::{self, SyscallState},
     realtime::{self, RealtimeGuard},
     sinks::Sink,
     symbols::{self, Symbolizer},
-    unwind::{self, CALL_LOOKBEHIND},
+    target::{LiveProcess, MapEntry, ProcError, RealtimeThreads, TargetProcess, find_libc},
+    unwind::CodeCheck,
 };
 
 /// Shortest time between two drains of the ring buffer: records arriving meanwhile wait
@@ -105,7 +119,7 @@ pub enum SessionError {
     Proc {
         pid: u32,
         #[source]
-        source: procfs::ProcError,
+        source: ProcError,
     },
     #[error("cannot run at real-time priority {priority} (SCHED_FIFO)")]
     Realtime {
@@ -129,23 +143,51 @@ pub enum SessionError {
 /// once attached, only a failure to write the report is an error.
 pub async fn run(config: Config, sink: &mut dyn Sink) -> Result<(), SessionError> {
     let pid = config.pid;
-    if !procfs::process_alive(pid) {
+    let (mut session, mut notes) = attach(config, Arc::new(LiveProcess::new(pid)))?;
+    // Symbol tables and DWARF of the mapped objects load on a thread of their own, so the
+    // first deadlock report does not wait for them (a libc debug file alone takes ~0.1 s)
+    // and the drain loop is never held up by them.
+    let (root, objects) = session.symbolizer.preload_list();
+    let (preloaded_tx, preloaded) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = preloaded_tx.send(symbols::preload(&root, objects, PRELOAD_BUDGET));
+    });
+    session.preloaded = Some(preloaded);
+    let started = Instant::now();
+    let exited = session.trace_at_priority(sink).await?;
+    if exited {
+        notes.push(format!("process {pid} exited during the trace"));
+    }
+    session.finish(sink, started.elapsed(), notes)
+}
+
+/// Attaches to `target`: reads it (its maps once), attaches the probes, prints the notes
+/// on the attach, and adopts the threads blocked already. Returns the session, ready to
+/// trace, and those notes for the summary.
+fn attach(
+    config: Config,
+    target: Arc<dyn TargetProcess>,
+) -> Result<(Session, Vec<String>), SessionError> {
+    let pid = config.pid;
+    if !target.is_alive() {
         return Err(SessionError::NoSuchProcess { pid });
     }
     if !Path::new("/sys/kernel/btf/vmlinux").exists() {
         return Err(SessionError::NoBtf);
     }
     let gone = |source| {
-        if procfs::process_alive(pid) {
+        if target.is_alive() {
             SessionError::Proc { pid, source }
         } else {
             SessionError::ExitedDuringAttach { pid }
         }
     };
-    let maps = procfs::read_maps(pid).map_err(gone)?;
-    let libc = procfs::find_libc(&maps).map(|path| procfs::host_path(pid, &path));
-    let symbolizer =
-        Symbolizer::for_process(pid).map_err(|_| SessionError::ExitedDuringAttach { pid })?;
+    // The maps, read once: the C library, the symbolizer, the Go executable's load bias,
+    // the return-address check and the search for parked PI waiters all take them from
+    // here.
+    let maps = target.maps().map_err(gone)?;
+    let libc = find_libc(&maps).map(|path| target.host_path(&path));
+    let symbolizer = Symbolizer::from_maps(maps.clone(), target.host_path("/"));
     // Test hook for the root tests only: widens the window between reading the target
     // and attaching, so that "the target exits during attach" can be tested for sure.
     if let Some(ms) = std::env::var("TRACER_TEST_ATTACH_DELAY_MS")
@@ -155,7 +197,7 @@ pub async fn run(config: Config, sink: &mut dyn Sink) -> Result<(), SessionError
         std::thread::sleep(Duration::from_millis(ms));
     }
     let mut notes = Vec::new();
-    let go_target = match tracker::inspect(pid, &maps) {
+    let go_target = match tracker::inspect(&*target, &maps) {
         Ok(target) => target,
         Err(why) => {
             notes.push(format!(
@@ -166,8 +208,8 @@ pub async fn run(config: Config, sink: &mut dyn Sink) -> Result<(), SessionError
         }
     };
     let attach_started = Instant::now();
-    let probes = attach_probes(pid, config.holds, libc.as_deref(), go_target.as_ref())?;
-    if !procfs::process_alive(pid) {
+    let probes = attach_probes(&*target, config.holds, libc.as_deref(), go_target.as_ref())?;
+    if !target.is_alive() {
         return Err(SessionError::ExitedDuringAttach { pid });
     }
     if let Some(why) = &probes.summary.go_multi_unavailable {
@@ -175,8 +217,8 @@ pub async fn run(config: Config, sink: &mut dyn Sink) -> Result<(), SessionError
             "Go sites attached one by one (uprobe_multi unavailable: {why}): detaching them takes about 0.1 s each"
         ));
     }
-    if let Some(target) = &go_target {
-        notes.push(target.attach_note(
+    if let Some(go) = &go_target {
+        notes.push(go.attach_note(
             probes.summary.go_sites,
             probes.summary.go_sites_refused.len(),
             attach_started.elapsed(),
@@ -198,10 +240,11 @@ pub async fn run(config: Config, sink: &mut dyn Sink) -> Result<(), SessionError
     for note in &notes {
         eprintln!("tracer: note: {note}");
     }
-    let threads = ThreadSet::new(pid);
-    let code = CodeCheck::new(pid, &maps);
-    let go = go_target.map(|t| GoTracker::new(pid, t, config.stuck_after));
+    let threads = LiveThreads::read(&*target);
+    let code = CodeCheck::new(Arc::clone(&target), &maps);
+    let go = go_target.map(|t| GoTracker::new(Arc::clone(&target), t, config.stuck_after));
     let mut session = Session {
+        target,
         go,
         config,
         probes,
@@ -212,42 +255,29 @@ pub async fn run(config: Config, sink: &mut dyn Sink) -> Result<(), SessionError
         decode_errors: 0,
         adopted_at: 0,
         preloaded: None,
-        target_realtime: procfs::RealtimeThreads::default(),
+        target_realtime: RealtimeThreads::default(),
         dropped_seen: 0,
     };
     // Threads that were already asleep before the hooks were in place send no event:
     // find them, so a process that is already deadlocked is diagnosed at once.
-    session.adopt_blocked_threads();
-    // Symbol tables and DWARF of the mapped objects load on a thread of their own, so the
-    // first deadlock report does not wait for them (a libc debug file alone takes ~0.1 s)
-    // and the drain loop is never held up by them.
-    let (root, objects) = session.symbolizer.preload_list();
-    let (preloaded_tx, preloaded) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = preloaded_tx.send(symbols::preload(&root, objects, PRELOAD_BUDGET));
-    });
-    session.preloaded = Some(preloaded);
-    let started = Instant::now();
-    let exited = session.trace_at_priority(sink).await?;
-    if exited {
-        notes.push(format!("process {pid} exited during the trace"));
-    }
-    session.finish(sink, started.elapsed(), notes)
+    session.adopt_blocked_threads(&maps);
+    Ok((session, notes))
 }
 
 /// Loads and attaches the probes: futex hooks, `--holds` uprobes in `libc`, and the Go
 /// sites of `go`.
 fn attach_probes(
-    pid: u32,
+    target: &dyn TargetProcess,
     holds: bool,
     libc: Option<&Path>,
     go: Option<&tracker::GoTarget>,
 ) -> Result<Probes, SessionError> {
+    let pid = target.pid();
     let go_attach = go.map(tracker::GoTarget::probe_sites);
     Probes::attach(pid, Hooks::Trace { holds }, libc, go_attach.as_ref()).map_err(|source| {
         if source.is_permission_denied() {
             SessionError::NotPrivileged(source)
-        } else if !procfs::process_alive(pid) {
+        } else if !target.is_alive() {
             SessionError::ExitedDuringAttach { pid }
         } else {
             SessionError::Attach { pid, source }
@@ -256,13 +286,16 @@ fn attach_probes(
 }
 
 struct Session {
+    /// The traced process, as everything here reads it (shared with the Go tracker and
+    /// the return-address check).
+    target: Arc<dyn TargetProcess>,
     /// Go lock tracking, when the target is a Go program.
     go: Option<GoTracker>,
     config: Config,
     probes: Probes,
     symbolizer: Symbolizer,
     analysis: Analysis,
-    threads: ThreadSet,
+    threads: LiveThreads,
     code: CodeCheck,
     decode_errors: u64,
     /// Monotonic time given to waits found already blocked at attach.
@@ -272,173 +305,36 @@ struct Session {
     /// The most real-time threads the target was seen with, read whenever records were
     /// dropped since the last look (the moment they can explain it; a target that exits
     /// has none left to read at the end).
-    target_realtime: procfs::RealtimeThreads,
+    target_realtime: RealtimeThreads,
     /// The dropped-records count at the last look.
     dropped_seen: u64,
 }
 
-/// Bytes of stack read for a thread found blocked at attach (no kernel event exists for
-/// its wait): scanned for return addresses, the first `STACK_WINDOW_WORDS` kept.
-const BLOCKED_STACK_SCAN_BYTES: usize = 16 * 1024;
-
 impl Session {
-    /// Turns every thread blocked in a futex wait right now into a wait event, built
-    /// from `/proc/PID/task/TID/syscall` (futex word, op, expected value, user SP and PC)
-    /// and the target's memory (lock snapshot, stack). Runs after the hooks are attached,
-    /// so a wait that starts in between is seen by both, which is harmless.
-    fn adopt_blocked_threads(&mut self) {
-        let pid = self.config.pid;
+    /// Turns the threads blocked before the hooks were in place into waits
+    /// ([`adopt::adopt_blocked_threads`]), stamped with the time of the adoption. `maps`
+    /// are the target's, as read at attach.
+    fn adopt_blocked_threads(&mut self, maps: &[MapEntry]) {
         let now = monotonic_ns();
         self.adopted_at = now;
-        let mut parked = Vec::new();
-        for tid in procfs::thread_ids(pid).unwrap_or_default() {
-            let Some(SyscallState::InSyscall { nr, args, sp, pc }) =
-                procfs::syscall_state(pid, tid)
-            else {
-                continue;
-            };
-            let (addr, cmd, val) = match nr {
-                #[expect(
-                    clippy::cast_possible_truncation,
-                    reason = "futex op and val are 32-bit ints"
-                )]
-                syscall::FUTEX => (
-                    args[0],
-                    args[1] as u32 & futex_cmd::CMD_MASK,
-                    args[2] as u32,
-                ),
-                #[expect(
-                    clippy::cast_possible_truncation,
-                    reason = "the expected value is 32-bit"
-                )]
-                syscall::FUTEX_WAIT => (args[0], futex_cmd::WAIT2, args[1] as u32),
-                _ => continue,
-            };
-            if !futex_cmd::is_wait(cmd) {
-                continue;
-            }
-            if is_glibc_pi_park(addr, cmd, val, sp) {
-                parked.push((tid, sp, pc));
-                continue;
-            }
-            let window = self.scan_blocked_stack(pc, sp);
-            let event = TraceEvent::FutexWait {
-                tid,
-                ts_ns: now,
-                addr,
-                cmd,
-                val,
-                stack: None,
-                snapshot: read_snapshot(pid, addr),
-                window: WindowRef::Built(&window),
-            };
-            let threads = &self.threads;
-            self.analysis.on_event(&event, &|t| threads.contains(t));
-        }
-        // Second pass, once every other wait is known: threads glibc parked for good
-        // after the kernel refused them a PI mutex with EDEADLK.
-        for (tid, sp, pc) in parked {
-            let Some(mutex) = self.parked_pi_mutex(tid) else {
-                continue;
-            };
-            let window = self.scan_blocked_stack(pc, sp);
-            let event = TraceEvent::FutexWait {
-                tid,
-                ts_ns: now,
-                addr: mutex,
-                cmd: futex_cmd::LOCK_PI2,
-                val: 0,
-                stack: None,
-                snapshot: read_snapshot(pid, mutex),
-                window: WindowRef::Built(&window),
-            };
-            let threads = &self.threads;
-            self.analysis.on_event(&event, &|t| threads.contains(t));
-            self.analysis.mark_parked(tid);
-        }
+        adopt::adopt_blocked_threads(
+            &*self.target,
+            maps,
+            &mut self.code,
+            &mut self.analysis,
+            &mut self.threads,
+            now,
+        );
     }
 
-    /// Which PI mutex a parked thread (see [`is_glibc_pi_park`]) wanted. The kernel
-    /// refused it because the mutex's owner waits, directly or through others, for a lock
-    /// the parked thread holds: so look for a PI mutex owned by a thread that sits in
-    /// `FUTEX_LOCK_PI` on a lock the parked thread owns. The pointer itself is gone (kept
-    /// in a register), so the target's writable memory is searched for a futex word that
-    /// holds that owner's TID in a mutex whose kind says priority inheritance. A wrong
-    /// guess cannot become a report: the cycle is still confirmed against live memory.
-    fn parked_pi_mutex(&self, parked_tid: u32) -> Option<u64> {
-        let pid = self.config.pid;
-        let owners: Vec<u32> = procfs::thread_ids(pid)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|&t| t != parked_tid)
-            .filter(|&t| {
-                self.analysis.active_wait(t).is_some_and(|w| {
-                    w.lock
-                        .is_some_and(|lock| pi_owner(pid, lock) == Some(parked_tid))
-                })
-            })
-            .collect();
-        let maps = procfs::read_maps(pid).ok()?;
-        let mut budget = PI_SEARCH_BYTES;
-        for region in maps.iter().filter(|m| m.read && m.write) {
-            // Thread stacks hold no mutexes worth this scan; images, .bss and heaps do.
-            if region
-                .path
-                .as_deref()
-                .is_some_and(|p| p.starts_with("[stack"))
-            {
-                continue;
-            }
-            let len = usize::try_from(region.end - region.start).ok()?.min(budget);
-            budget -= len;
-            let mut bytes = vec![0u8; len];
-            let Ok(n) = procfs::read_memory(pid, region.start, &mut bytes) else {
-                continue;
-            };
-            let found = (0..n.saturating_sub(20)).step_by(4).find(|&at| {
-                let word =
-                    u32::from_ne_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
-                let kind = i32::from_ne_bytes([
-                    bytes[at + 16],
-                    bytes[at + 17],
-                    bytes[at + 18],
-                    bytes[at + 19],
-                ]);
-                kind & PTHREAD_MUTEX_PRIO_INHERIT != 0 && owners.contains(&(word & FUTEX_TID_MASK))
-            });
-            if let Some(at) = found {
-                return Some(region.start + at as u64);
-            }
-            if budget == 0 {
-                break;
-            }
-        }
-        None
-    }
-
-    /// A stack window for a thread found blocked: the return addresses found in the top
-    /// of its stack (there is no frame-pointer chain from the kernel for it).
+    /// A stack window for a thread still blocked ([`adopt::scan_blocked_stack`]).
     fn scan_blocked_stack(&mut self, pc: u64, sp: u64) -> StackWindow {
-        let mut window = StackWindow {
-            ip: pc,
-            sp,
-            len: 0,
-            words: [0; STACK_WINDOW_WORDS],
-        };
-        let mut bytes = vec![0u8; BLOCKED_STACK_SCAN_BYTES];
-        let Ok(n) = procfs::read_memory(self.config.pid, sp, &mut bytes) else {
-            return window;
-        };
-        let mut len = 0;
-        for chunk in bytes[..n].chunks_exact(8) {
-            let word = u64::from_ne_bytes(chunk.try_into().unwrap_or_default());
-            if len < STACK_WINDOW_WORDS && self.code.is_return_address(word) {
-                window.words[len] = word;
-                len += 1;
-            }
-        }
-        window.len = u32::try_from(len).unwrap_or(0);
-        window
+        adopt::scan_blocked_stack(&*self.target, &mut self.code, pc, sp)
+    }
+
+    /// Whether a candidate cycle still holds in the live process ([`confirm::confirm`]).
+    fn confirm(&self, cycle: &Cycle) -> bool {
+        confirm::confirm(&*self.target, &self.analysis, cycle)
     }
 
     /// [`Session::trace`], at the `SCHED_FIFO` priority of `--realtime` if given. Only the
@@ -537,7 +433,7 @@ impl Session {
                 if let Ok(counters) = self.probes.counters() {
                     self.look_for_realtime_threads_if_dropping(counters.dropped);
                 }
-                if !procfs::process_alive(self.config.pid) {
+                if !self.target.is_alive() {
                     self.pump();
                     return Ok(true);
                 }
@@ -556,9 +452,7 @@ impl Session {
     fn look_for_realtime_threads_if_dropping(&mut self, dropped: u64) {
         if dropped > self.dropped_seen {
             self.dropped_seen = dropped;
-            self.target_realtime = self
-                .target_realtime
-                .max(procfs::realtime_threads(self.config.pid));
+            self.target_realtime = self.target_realtime.max(self.target.realtime_threads());
         }
     }
 
@@ -566,15 +460,14 @@ impl Session {
     fn fold_brief_waits(&mut self) {
         // A failed read only delays these totals to the next one (they are cumulative).
         if let Ok(totals) = self.probes.brief_waits() {
-            let threads = &self.threads;
-            self.analysis
-                .on_brief_waits(&totals, &|tid| threads.contains(tid));
+            self.analysis.on_brief_waits(&totals);
         }
     }
 
     /// Drains the ring buffer into the analysis.
     fn pump(&mut self) -> Drain {
         let Self {
+            target,
             probes,
             analysis,
             threads,
@@ -582,7 +475,7 @@ impl Session {
             go,
             ..
         } = self;
-        let is_thread = |tid| threads.contains(tid);
+        let target = &**target;
         // Bounded, so that a target producing events faster than we analyse them cannot
         // keep the loop from signals, the deadline and deadlock reports: what we cannot
         // keep up with is dropped (and counted) by the kernel instead.
@@ -595,7 +488,7 @@ impl Session {
                 }
                 // By reference: binding the decoded event by value copied it once more.
                 match decode(bytes) {
-                    Ok(ref event) => analysis.on_event(event, &is_thread),
+                    Ok(ref event) => threads.apply(analysis, target, event),
                     Err(_) => *decode_errors += 1,
                 }
             });
@@ -640,88 +533,10 @@ impl Session {
         Ok(())
     }
 
-    /// Checks a candidate cycle against the live process, so a cycle assembled from
-    /// events that raced (a wake not yet seen) is never reported: every thread must still
-    /// sleep in a futex call on the word it waits on, and every lock's owner field, read
-    /// now, must still name the next thread of the cycle.
-    ///
-    /// Those reads are made one after another, so each thread's context-switch count is
-    /// read before and after them all and must not move: otherwise a thread could be seen
-    /// asleep on a lock and, a moment later, as its owner, after it woke and took it (a
-    /// false self-deadlock on a busy mutex, seen once in CI). A deadlocked thread does not
-    /// run, so a real cycle always passes.
-    fn confirm(&self, cycle: &Cycle) -> bool {
-        let pid = self.config.pid;
-        let switches = || -> Option<Vec<u64>> {
-            cycle
-                .edges
-                .iter()
-                .map(|edge| procfs::context_switches(pid, edge.tid))
-                .collect()
-        };
-        let Some(before) = switches() else {
-            return false;
-        };
-        self.cycle_state_holds(cycle) && switches().is_some_and(|after| after == before)
-    }
-
-    /// Whether every thread of `cycle` sleeps in a futex call on the word it waits on and
-    /// every lock's owner field names the next thread (see [`Session::confirm`]).
-    fn cycle_state_holds(&self, cycle: &Cycle) -> bool {
-        let pid = self.config.pid;
-        let n = cycle.edges.len();
-        cycle.edges.iter().enumerate().all(|(i, edge)| {
-            let Some(wait) = self.analysis.active_wait(edge.tid) else {
-                return false;
-            };
-            if wait.lock != Some(edge.waits_for) {
-                return false;
-            }
-            let blocked_here = match procfs::syscall_state(pid, edge.tid) {
-                Some(SyscallState::InSyscall { nr, args, .. }) => match nr {
-                    // Parked after EDEADLK: asleep for good, on a word of its own.
-                    syscall::FUTEX | syscall::FUTEX_WAIT if wait.parked => true,
-                    syscall::FUTEX | syscall::FUTEX_WAIT => args[0] == wait.futex,
-                    syscall::FUTEX_WAITV => true,
-                    _ => false,
-                },
-                _ => false,
-            };
-            let next = cycle.edges[(i + 1) % n].tid;
-            blocked_here && self.owner_still(edge.waits_for, next)
-        })
-    }
-
-    /// Whether the lock's owner field still names `tid` (true when the lock has no owner
-    /// field to check and the holder came from the acquire uprobes).
-    fn owner_still(&self, lock: u64, tid: u32) -> bool {
-        let pid = self.config.pid;
-        let read_i32 = |addr: u64| {
-            let mut buf = [0u8; 4];
-            procfs::read_memory(pid, addr, &mut buf)
-                .ok()
-                .filter(|&n| n == 4)
-                .map(|_| i32::from_ne_bytes(buf))
-        };
-        let expect = i32::try_from(tid).unwrap_or(-1);
-        match self.analysis.lock_kind(lock) {
-            LockKind::Mutex => read_i32(lock + MUTEX_OWNER_OFFSET) == Some(expect),
-            LockKind::PiMutex => read_i32(lock).is_some_and(|w| w & 0x3fff_ffff == expect),
-            LockKind::RwLock => match read_i32(lock + RWLOCK_WRITER_OFFSET) {
-                // Readers are not recorded in the lock; only the uprobes know them.
-                Some(0) => self.analysis.held(tid, lock).is_some(),
-                writer => writer == Some(expect),
-            },
-            LockKind::Futex | LockKind::GoMutex | LockKind::GoRwMutex => {
-                self.analysis.held(tid, lock).is_some()
-            }
-        }
-    }
-
     /// The naming of this session's findings (see `crate::assemble`).
     fn namer(&mut self) -> Namer<'_> {
         Namer {
-            pid: self.config.pid,
+            target: &*self.target,
             symbolizer: &mut self.symbolizer,
             code: &mut self.code,
             stacks: &self.probes,
@@ -833,7 +648,7 @@ impl Session {
             None => RawStack::None,
         };
         let mut namer = Namer {
-            pid: self.config.pid,
+            target: &*self.target,
             symbolizer: &mut self.symbolizer,
             code: &mut self.code,
             stacks: &self.probes,
@@ -853,159 +668,6 @@ impl Session {
         };
         sink.summary(&summary).map_err(SessionError::Output)
     }
-}
-
-/// The target's threads, refreshed from `/proc` when an unknown TID shows up (at most
-/// once per drain interval, so a burst of bogus owner fields costs one directory read).
-struct ThreadSet {
-    pid: u32,
-    inner: RefCell<(HashSet<u32>, Instant)>,
-}
-
-impl ThreadSet {
-    fn new(pid: u32) -> Self {
-        let tids = procfs::thread_ids(pid)
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
-        Self {
-            pid,
-            inner: RefCell::new((tids, Instant::now())),
-        }
-    }
-
-    fn contains(&self, tid: u32) -> bool {
-        let mut inner = self.inner.borrow_mut();
-        if inner.0.contains(&tid) {
-            return true;
-        }
-        if inner.1.elapsed() >= DRAIN_INTERVAL {
-            inner.0 = procfs::thread_ids(self.pid)
-                .unwrap_or_default()
-                .into_iter()
-                .collect();
-            inner.1 = Instant::now();
-        }
-        inner.0.contains(&tid)
-    }
-}
-
-/// `PTHREAD_MUTEX_PRIO_INHERIT_NP`, in the kind field (offset 16) of a glibc mutex.
-const PTHREAD_MUTEX_PRIO_INHERIT: i32 = 0x20;
-/// The owner-TID bits of a PI futex word.
-const FUTEX_TID_MASK: u32 = 0x3fff_ffff;
-/// Most memory searched for the mutex a parked PI waiter wanted.
-const PI_SEARCH_BYTES: usize = 64 * 1024 * 1024;
-
-/// Whether a blocked futex call is glibc's park after `EDEADLK` from `FUTEX_LOCK_PI`:
-/// a zero-expecting wait on a word of the thread's own stack (`&(unsigned int){0}`).
-fn is_glibc_pi_park(addr: u64, cmd: u32, val: u32, sp: u64) -> bool {
-    matches!(cmd, futex_cmd::WAIT | futex_cmd::WAIT_BITSET)
-        && val == 0
-        && addr >= sp
-        && addr - sp < 4096
-}
-
-/// The owner TID in a PI mutex's futex word, read now.
-fn pi_owner(pid: u32, lock: u64) -> Option<u32> {
-    let mut word = [0u8; 4];
-    procfs::read_memory(pid, lock, &mut word)
-        .ok()
-        .filter(|&n| n == 4)?;
-    Some(u32::from_ne_bytes(word) & FUTEX_TID_MASK).filter(|&t| t != 0)
-}
-
-/// The memory around a futex word, read now, in the same shape the kernel sends.
-fn read_snapshot(pid: u32, addr: u64) -> Snapshot {
-    let mut snapshot = Snapshot {
-        addr: 0,
-        len: 0,
-        words: [0; SNAPSHOT_WORDS],
-    };
-    let mut bytes = [0u8; SNAPSHOT_WORDS * 4];
-    for start in [addr.wrapping_sub(SNAPSHOT_LEAD_BYTES), addr] {
-        if procfs::read_memory(pid, start, &mut bytes).is_ok_and(|n| n == bytes.len()) {
-            for (word, chunk) in snapshot.words.iter_mut().zip(bytes.chunks_exact(4)) {
-                *word = u32::from_ne_bytes(chunk.try_into().unwrap_or_default());
-            }
-            snapshot.addr = start;
-            snapshot.len = u32::try_from(bytes.len()).unwrap_or(0);
-            break;
-        }
-    }
-    snapshot
-}
-
-/// Decides whether a stack word is a return address: it must point into an executable
-/// mapping of the target, right after a call instruction. Answers are cached; when the
-/// target is gone and its code can no longer be read, a word inside executable code is
-/// accepted as is.
-pub struct CodeCheck {
-    pid: u32,
-    exec: Vec<(u64, u64)>,
-    /// The kernel's `[uprobes]` page (uretprobe trampoline), mapped on the first
-    /// uretprobe hit, so looked up again while missing.
-    trampoline: Option<(u64, u64)>,
-    cache: std::collections::HashMap<u64, bool>,
-}
-
-impl CodeCheck {
-    fn new(pid: u32, maps: &[procfs::MapEntry]) -> Self {
-        let exec = maps
-            .iter()
-            .filter(|m| m.exec)
-            .map(|m| (m.start, m.end))
-            .collect();
-        Self {
-            pid,
-            exec,
-            trampoline: None,
-            cache: std::collections::HashMap::new(),
-        }
-    }
-
-    pub fn is_uprobe_trampoline(&mut self, addr: u64) -> bool {
-        if self.trampoline.is_none() {
-            self.trampoline = procfs::read_maps(self.pid).ok().and_then(|maps| {
-                maps.iter()
-                    .find(|m| m.path.as_deref() == Some("[uprobes]"))
-                    .map(|m| (m.start, m.end))
-            });
-        }
-        self.trampoline
-            .is_some_and(|(start, end)| (start..end).contains(&addr))
-    }
-
-    pub fn is_return_address(&mut self, addr: u64) -> bool {
-        let lookbehind = CALL_LOOKBEHIND as u64;
-        if !self
-            .exec
-            .iter()
-            .any(|&(start, end)| addr >= start + lookbehind && addr < end)
-        {
-            return false;
-        }
-        let pid = self.pid;
-        *self.cache.entry(addr).or_insert_with(|| {
-            let mut code = [0u8; CALL_LOOKBEHIND];
-            match procfs::read_memory(pid, addr - lookbehind, &mut code) {
-                Ok(n) if n == code.len() => unwind::ends_with_call(&code),
-                _ => true,
-            }
-        })
-    }
-}
-
-/// `CLOCK_MONOTONIC` in ns: the clock of `bpf_ktime_get_ns`.
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the valid timespec we pass; CLOCK_MONOTONIC
-    // always exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut ts) };
-    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
 }
 
 /// Notes on what the kernel or the decoder could not deliver.

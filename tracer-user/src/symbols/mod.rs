@@ -25,7 +25,7 @@ use std::{
 use self::elf::ElfObject;
 use crate::{
     model::LockRef,
-    procfs::{self, MapEntry, ProcError},
+    target::{MapEntry, ProcError, TargetProcess},
 };
 
 /// Failure to build or refresh a [`Symbolizer`]. Lookups themselves never fail: an address
@@ -148,14 +148,14 @@ pub struct Symbolizer {
 }
 
 impl Symbolizer {
-    /// Builds a symbolizer from the current maps of `pid`; files are opened through
-    /// `/proc/PID/root` so targets in containers work.
+    /// Builds a symbolizer from the current maps of `target`; files are opened through
+    /// its root (`/proc/PID/root`) so targets in containers work.
     ///
     /// # Errors
     /// [`SymbolError::Proc`] when the maps cannot be read (process gone, no permission).
-    pub fn for_process(pid: u32) -> Result<Self, SymbolError> {
-        let maps = procfs::read_maps(pid)?;
-        Ok(Self::from_maps(maps, procfs::host_path(pid, "/")))
+    pub fn for_target(target: &dyn TargetProcess) -> Result<Self, SymbolError> {
+        let maps = target.maps()?;
+        Ok(Self::from_maps(maps, target.host_path("/")))
     }
 
     /// Builds a symbolizer from maps already read; files are opened under `root` (`/` to open
@@ -169,14 +169,14 @@ impl Symbolizer {
         }
     }
 
-    /// Re-reads the maps of `pid` (to see objects `dlopen`ed since), keeping the loaded
-    /// objects that are still mapped from the same file.
+    /// Re-reads the maps of `target` (to see objects `dlopen`ed since), keeping the
+    /// loaded objects that are still mapped from the same file.
     ///
     /// # Errors
     /// [`SymbolError::Proc`] when the maps cannot be read; the symbolizer is then unchanged.
-    pub fn refresh(&mut self, pid: u32) -> Result<(), SymbolError> {
-        let maps = procfs::read_maps(pid)?;
-        self.root = procfs::host_path(pid, "/");
+    pub fn refresh(&mut self, target: &dyn TargetProcess) -> Result<(), SymbolError> {
+        let maps = target.maps()?;
+        self.root = target.host_path("/");
         self.regions = regions_from_maps(maps);
         let mapped: HashSet<(&str, u64)> = self
             .regions
@@ -534,6 +534,7 @@ mod tests {
     };
 
     use super::*;
+    use crate::target::{LiveProcess, find_libc, is_elf_stripped, parse_maps};
 
     const PROGRAM: &str = r#"
 #include <pthread.h>
@@ -643,7 +644,7 @@ int main(void)
 
     fn check_symbols(exe: &Path) {
         let target = Target::spawn(exe);
-        let mut sym = Symbolizer::for_process(target.pid()).unwrap();
+        let mut sym = Symbolizer::for_target(&LiveProcess::new(target.pid())).unwrap();
         assert_eq!(
             sym.data_name(target.addr("lock_a")).as_deref(),
             Some("lock_a")
@@ -665,7 +666,7 @@ int main(void)
             Some("big_bss+0xffff8")
         );
         // The `.bss` tail really is in the anonymous mapping after the file mapping.
-        let maps = procfs::read_maps(target.pid()).unwrap();
+        let maps = LiveProcess::new(target.pid()).maps().unwrap();
         let big_end_map = maps
             .iter()
             .find(|m| m.contains(target.addr("big_end")))
@@ -711,7 +712,7 @@ int main(void)
         let lock_a = target.addr("lock_a");
         drop(target);
         assert_eq!(sym.data_name(lock_a).as_deref(), Some("lock_a"));
-        assert!(sym.refresh(pid).is_err());
+        assert!(sym.refresh(&LiveProcess::new(pid)).is_err());
         assert_eq!(sym.data_name(lock_a).as_deref(), Some("lock_a"));
     }
 
@@ -730,7 +731,7 @@ int main(void)
             check_symbols(&exe);
             // Shared libraries: a PIC reference goes through the GOT to libc itself.
             let target = Target::spawn(&exe);
-            let mut sym = Symbolizer::for_process(target.pid()).unwrap();
+            let mut sym = Symbolizer::for_target(&LiveProcess::new(target.pid())).unwrap();
             // Code inlined into `outer_fn` names the inlined function too.
             let inlined = (0..64)
                 .map(|off| sym.frame(target.addr("outer_fn") + off))
@@ -773,11 +774,11 @@ int main(void)
             .status()
             .unwrap();
         assert!(status.success());
-        assert!(procfs::is_elf_stripped(&stripped));
-        assert!(!procfs::is_elf_stripped(&exe));
+        assert!(is_elf_stripped(&stripped));
+        assert!(!is_elf_stripped(&exe));
 
         let target = Target::spawn(&stripped);
-        let mut sym = Symbolizer::for_process(target.pid()).unwrap();
+        let mut sym = Symbolizer::for_target(&LiveProcess::new(target.pid())).unwrap();
         for name in ["lock_a", "lock_b", "table_m"] {
             assert_eq!(sym.data_name(target.addr(name)), None, "{name}");
             let location = sym.location(target.addr(name)).unwrap();
@@ -787,7 +788,7 @@ int main(void)
             );
         }
         // Same virtual addresses as the unstripped binary's symbols say.
-        let mut full = Symbolizer::for_process(target.pid()).unwrap();
+        let mut full = Symbolizer::for_target(&LiveProcess::new(target.pid())).unwrap();
         let frame = full.frame(target.addr("worker_fn"));
         assert_eq!(frame.function, None);
         assert!(
@@ -796,12 +797,12 @@ int main(void)
             frame.display()
         );
         assert_eq!(frame.display(), frame.function_name());
-        let maps = procfs::read_maps(target.pid()).unwrap();
-        assert!(procfs::find_libc(&maps).is_some());
+        let maps = LiveProcess::new(target.pid()).maps().unwrap();
+        assert!(find_libc(&maps).is_some());
     }
 
     fn fake_maps() -> Vec<MapEntry> {
-        procfs::parse_maps(
+        parse_maps(
             "\
 400000-401000 r--p 00000000 fd:01 99 /nonexistent/dir/prog
 401000-402000 r-xp 00001000 fd:01 99 /nonexistent/dir/prog
@@ -866,7 +867,7 @@ int main(void)
     /// again.
     #[test]
     fn preload_takes_the_executable_and_the_c_library() {
-        let maps = procfs::parse_maps(
+        let maps = parse_maps(
             "\
 400000-401000 r-xp 00000000 fd:01 99 /app/prog
 7f0000000000-7f0000001000 r-xp 00000000 fd:01 7 /lib/libfoo.so.1
@@ -954,7 +955,7 @@ int main(void)
 
     #[test]
     fn own_process() {
-        let mut sym = Symbolizer::for_process(std::process::id()).unwrap();
+        let mut sym = Symbolizer::for_target(&LiveProcess::new(std::process::id())).unwrap();
         let frame = sym.frame(own_process as fn() as usize as u64);
         let name = frame.function.unwrap_or_default();
         assert!(name.ends_with("own_process"), "{name}");

@@ -1,7 +1,7 @@
 //! Stuck locks: locks that goroutines wait for while nothing releases them. The scan
 //! visits only locks with a waiter and yields [`StuckCandidate`]s, the model's view of
 //! each; the tracker checks them against the live process and turns them into the
-//! report's [`StuckLock`](crate::report::StuckLock).
+//! report's [`StuckLock`](crate::model::StuckLock).
 //!
 //! A lock's stuck episode starts at the later of its last release and its oldest current
 //! waiter's start, and ends at a release or when its last waiter leaves; within an

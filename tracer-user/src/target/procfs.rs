@@ -1,5 +1,8 @@
-//! What `/proc` says about the target: liveness, threads and their names, memory maps,
-//! the syscall a thread is blocked in, and its memory.
+//! What `/proc` says about a process: liveness, threads and their names, memory maps,
+//! the syscall a thread is blocked in, and its memory. The layer under
+//! [`super::LiveProcess`]: the rest of the tracer reads the target through
+//! [`super::TargetProcess`], and uses from here only the types and the pure parsers
+//! (`parse_maps`, `find_libc`), which the tests below exercise on sample text.
 //!
 //! Everything here reads the target from the outside and never stops it; callers must
 //! expect any answer to be stale (threads come and go, the process may exit) and treat
@@ -28,6 +31,15 @@ pub enum ProcError {
         #[source]
         source: io::Error,
     },
+    /// The executable (`/proc/PID/exe`) could not be read.
+    #[error("cannot read the executable {}", path.display())]
+    Executable {
+        /// The file that could not be read.
+        path: PathBuf,
+        /// What the kernel said.
+        #[source]
+        source: io::Error,
+    },
     /// `process_vm_readv(2)` failed for a reason other than the process being gone.
     #[error("cannot read {len} bytes at {addr:#x} in process {pid}")]
     Memory {
@@ -45,7 +57,7 @@ pub enum ProcError {
 
 /// `/proc/PID`.
 #[must_use]
-pub fn proc_dir(pid: u32) -> PathBuf {
+pub(super) fn proc_dir(pid: u32) -> PathBuf {
     PathBuf::from(format!("/proc/{pid}"))
 }
 
@@ -61,7 +73,7 @@ fn io_error(pid: u32, path: PathBuf, source: io::Error) -> ProcError {
 
 /// Whether a process (or thread) with this id currently exists (zombies included).
 #[must_use]
-pub fn process_exists(pid: u32) -> bool {
+pub(super) fn process_exists(pid: u32) -> bool {
     // pid 0 is not a process, and `/proc/0` does not exist anyway; checked for clarity.
     pid != 0 && proc_dir(pid).exists()
 }
@@ -69,7 +81,7 @@ pub fn process_exists(pid: u32) -> bool {
 /// Whether a process exists and has not exited: a zombie (exited, not yet reaped by its
 /// parent) counts as gone, since it will never run again.
 #[must_use]
-pub fn process_alive(pid: u32) -> bool {
+pub(super) fn process_alive(pid: u32) -> bool {
     let Ok(stat) = fs::read_to_string(proc_dir(pid).join("stat")) else {
         return false;
     };
@@ -91,7 +103,7 @@ fn parse_stat_state(stat: &str) -> Option<char> {
 ///
 /// # Errors
 /// [`ProcError::NoSuchProcess`] when the process is gone, [`ProcError::Io`] otherwise.
-pub fn thread_ids(pid: u32) -> Result<Vec<u32>, ProcError> {
+pub(super) fn thread_ids(pid: u32) -> Result<Vec<u32>, ProcError> {
     let path = proc_dir(pid).join("task");
     let entries = fs::read_dir(&path).map_err(|e| io_error(pid, path.clone(), e))?;
     let mut tids = Vec::new();
@@ -113,7 +125,7 @@ pub fn thread_ids(pid: u32) -> Result<Vec<u32>, ProcError> {
 /// The name of thread `tid` of `pid` (`/proc/PID/task/TID/comm`, without the newline),
 /// or `None` when the thread is gone or unreadable.
 #[must_use]
-pub fn thread_name(pid: u32, tid: u32) -> Option<String> {
+pub(super) fn thread_name(pid: u32, tid: u32) -> Option<String> {
     let text = fs::read_to_string(proc_dir(pid).join(format!("task/{tid}/comm"))).ok()?;
     Some(text.trim_end_matches('\n').to_owned())
 }
@@ -208,7 +220,7 @@ pub fn parse_maps(text: &str) -> Vec<MapEntry> {
 ///
 /// # Errors
 /// [`ProcError::NoSuchProcess`] when the process is gone, [`ProcError::Io`] otherwise.
-pub fn read_maps(pid: u32) -> Result<Vec<MapEntry>, ProcError> {
+pub(super) fn read_maps(pid: u32) -> Result<Vec<MapEntry>, ProcError> {
     let path = proc_dir(pid).join("maps");
     let text = fs::read_to_string(&path).map_err(|e| io_error(pid, path.clone(), e))?;
     // A process that exited between the open and the read leaves an empty file behind.
@@ -230,7 +242,8 @@ fn is_libc_name(name: &str) -> bool {
 }
 
 /// The path of the C library mapped by the process, as the process sees it (open it through
-/// [`host_path`]). `None` for static binaries.
+/// [`TargetProcess::host_path`](super::TargetProcess::host_path)). `None` for static
+/// binaries.
 #[must_use]
 pub fn find_libc(maps: &[MapEntry]) -> Option<String> {
     maps.iter()
@@ -245,7 +258,7 @@ pub fn find_libc(maps: &[MapEntry]) -> Option<String> {
 /// Going through the target's root makes files of processes in other mount namespaces
 /// (containers) open correctly, and is the same file otherwise.
 #[must_use]
-pub fn host_path(pid: u32, path: &str) -> PathBuf {
+pub(super) fn host_path(pid: u32, path: &str) -> PathBuf {
     proc_dir(pid)
         .join("root")
         .join(path.trim_start_matches('/'))
@@ -282,7 +295,7 @@ fn parse_hex(s: &str) -> Option<u64> {
 /// Parses the text of `/proc/PID/task/TID/syscall`: `running`, `-1 SP PC`, or
 /// `NR ARG1 .. ARG6 SP PC` (number in decimal, the rest in `0x` hex). `None` if malformed.
 #[must_use]
-pub fn parse_syscall(text: &str) -> Option<SyscallState> {
+pub(super) fn parse_syscall(text: &str) -> Option<SyscallState> {
     let mut fields = text.split_whitespace();
     let first = fields.next()?;
     if first == "running" {
@@ -310,7 +323,7 @@ pub fn parse_syscall(text: &str) -> Option<SyscallState> {
 /// What thread `tid` of `pid` is doing; `None` when the thread is gone or the file is not
 /// readable (it needs ptrace rights over the target).
 #[must_use]
-pub fn syscall_state(pid: u32, tid: u32) -> Option<SyscallState> {
+pub(super) fn syscall_state(pid: u32, tid: u32) -> Option<SyscallState> {
     let text = fs::read_to_string(proc_dir(pid).join(format!("task/{tid}/syscall"))).ok()?;
     parse_syscall(&text)
 }
@@ -343,7 +356,7 @@ const REALTIME_POLICIES: [u32; 2] = [1, 2];
 /// name before them may hold spaces and parentheses, so fields are counted from its
 /// closing `)`.
 #[must_use]
-pub fn parse_realtime_priority(stat: &str) -> Option<u32> {
+pub(super) fn parse_realtime_priority(stat: &str) -> Option<u32> {
     let (_, after_comm) = stat.rsplit_once(')')?;
     // The first field after the command name is field 3 (the state).
     let mut fields = after_comm.split_whitespace().skip(40 - 3);
@@ -352,26 +365,18 @@ pub fn parse_realtime_priority(stat: &str) -> Option<u32> {
     REALTIME_POLICIES.contains(&policy).then_some(priority)
 }
 
-/// The real-time threads of `pid` right now (none when it is gone).
+/// The real-time priority of thread `tid` of `pid` (see [`parse_realtime_priority`]);
+/// `None` for other policies, or when the thread is gone.
 #[must_use]
-pub fn realtime_threads(pid: u32) -> RealtimeThreads {
-    let mut found = RealtimeThreads::default();
-    for tid in thread_ids(pid).unwrap_or_default() {
-        let Ok(stat) = fs::read_to_string(proc_dir(pid).join(format!("task/{tid}/stat"))) else {
-            continue;
-        };
-        if let Some(priority) = parse_realtime_priority(&stat) {
-            found.count += 1;
-            found.max_priority = found.max_priority.max(priority);
-        }
-    }
-    found
+pub(super) fn realtime_priority(pid: u32, tid: u32) -> Option<u32> {
+    let stat = fs::read_to_string(proc_dir(pid).join(format!("task/{tid}/stat"))).ok()?;
+    parse_realtime_priority(&stat)
 }
 
 /// Parses the context-switch counts of `/proc/PID/task/TID/status`: voluntary plus
 /// involuntary switches so far. `None` if either line is missing or malformed.
 #[must_use]
-pub fn parse_context_switches(status: &str) -> Option<u64> {
+pub(super) fn parse_context_switches(status: &str) -> Option<u64> {
     let count = |key: &str| {
         status
             .lines()
@@ -386,7 +391,7 @@ pub fn parse_context_switches(status: &str) -> Option<u64> {
 /// A thread that stays asleep keeps this number: two equal reads around a check of the
 /// thread's state prove it did not run in between, so the state read is one moment's.
 #[must_use]
-pub fn context_switches(pid: u32, tid: u32) -> Option<u64> {
+pub(super) fn context_switches(pid: u32, tid: u32) -> Option<u64> {
     let text = fs::read_to_string(proc_dir(pid).join(format!("task/{tid}/status"))).ok()?;
     parse_context_switches(&text)
 }
@@ -400,7 +405,7 @@ pub fn context_switches(pid: u32, tid: u32) -> Option<u64> {
 /// # Errors
 /// [`ProcError::NoSuchProcess`] when the process is gone, [`ProcError::Memory`] otherwise
 /// (`EFAULT` when nothing at `addr` is mapped, `EPERM` without ptrace rights).
-pub fn read_memory(pid: u32, addr: u64, buf: &mut [u8]) -> Result<usize, ProcError> {
+pub(super) fn read_memory(pid: u32, addr: u64, buf: &mut [u8]) -> Result<usize, ProcError> {
     if buf.is_empty() {
         return Ok(0);
     }

@@ -7,6 +7,10 @@
 //! word of that window is taken for a return address when it points into executable
 //! code right after a call instruction. Pure: the caller supplies the code bytes.
 
+mod code_check;
+
+pub use self::code_check::CodeCheck;
+
 /// Longest x86-64 call encoding we recognise: `ff /2` with SIB and disp32 (7 bytes).
 pub const CALL_LOOKBEHIND: usize = 7;
 

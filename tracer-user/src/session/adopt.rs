@@ -1,0 +1,415 @@
+//! Threads that were already asleep before the hooks were in place send no event: this
+//! finds them, so a process that is already deadlocked is diagnosed at once. Their waits
+//! are built from what `/proc` says each thread is blocked in and from the target's
+//! memory (the lock's snapshot, the stack), in the shape the kernel sends them.
+//!
+//! Assumes glibc on x86-64 for the PI-mutex layout (futex word at 0, kind at 16) and for
+//! how glibc parks a thread the kernel refused a PI mutex with `EDEADLK`.
+use tracer_common::{SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS, STACK_WINDOW_WORDS, futex_cmd, syscall};
+
+use super::threads::LiveThreads;
+use crate::{
+    event::{Snapshot, StackWindow, TraceEvent, WindowRef},
+    native::analysis::Analysis,
+    target::{MapEntry, SyscallState, TargetProcess},
+    unwind::CodeCheck,
+};
+
+/// Bytes of stack read for a thread found blocked at attach (no kernel event exists for
+/// its wait): scanned for return addresses, the first `STACK_WINDOW_WORDS` kept.
+const BLOCKED_STACK_SCAN_BYTES: usize = 16 * 1024;
+
+/// Turns every thread of `target` blocked in a futex wait right now into a wait event
+/// at `now_ns` for `analysis`, built from the system call the thread sleeps in (futex
+/// word, op, expected value, user SP and PC) and the target's memory (lock snapshot,
+/// stack). Runs after the hooks are attached, so a wait that starts in between is seen
+/// by both, which is harmless. `maps` are the target's, as read at attach.
+pub(super) fn adopt_blocked_threads(
+    target: &dyn TargetProcess,
+    maps: &[MapEntry],
+    code: &mut CodeCheck,
+    analysis: &mut Analysis,
+    threads: &mut LiveThreads,
+    now_ns: u64,
+) {
+    let tids = target.thread_ids().unwrap_or_default();
+    let mut parked = Vec::new();
+    for &tid in &tids {
+        let Some(SyscallState::InSyscall { nr, args, sp, pc }) = target.syscall_state(tid) else {
+            continue;
+        };
+        let (addr, cmd, val) = match nr {
+            #[expect(
+                clippy::cast_possible_truncation,
+                reason = "futex op and val are 32-bit ints"
+            )]
+            syscall::FUTEX => (
+                args[0],
+                args[1] as u32 & futex_cmd::CMD_MASK,
+                args[2] as u32,
+            ),
+            #[expect(
+                clippy::cast_possible_truncation,
+                reason = "the expected value is 32-bit"
+            )]
+            syscall::FUTEX_WAIT => (args[0], futex_cmd::WAIT2, args[1] as u32),
+            _ => continue,
+        };
+        if !futex_cmd::is_wait(cmd) {
+            continue;
+        }
+        if is_glibc_pi_park(addr, cmd, val, sp) {
+            parked.push((tid, sp, pc));
+            continue;
+        }
+        let window = scan_blocked_stack(target, code, pc, sp);
+        let event = TraceEvent::FutexWait {
+            tid,
+            ts_ns: now_ns,
+            addr,
+            cmd,
+            val,
+            stack: None,
+            snapshot: read_snapshot(target, addr),
+            window: WindowRef::Built(&window),
+        };
+        threads.apply(analysis, target, &event);
+    }
+    // Second pass, once every other wait is known: threads glibc parked for good
+    // after the kernel refused them a PI mutex with EDEADLK.
+    for (tid, sp, pc) in parked {
+        let Some(mutex) = parked_pi_mutex(target, maps, &tids, analysis, tid) else {
+            continue;
+        };
+        let window = scan_blocked_stack(target, code, pc, sp);
+        let event = TraceEvent::FutexWait {
+            tid,
+            ts_ns: now_ns,
+            addr: mutex,
+            cmd: futex_cmd::LOCK_PI2,
+            val: 0,
+            stack: None,
+            snapshot: read_snapshot(target, mutex),
+            window: WindowRef::Built(&window),
+        };
+        threads.apply(analysis, target, &event);
+        analysis.mark_parked(tid);
+    }
+}
+
+/// Which PI mutex a parked thread (see [`is_glibc_pi_park`]) wanted. The kernel
+/// refused it because the mutex's owner waits, directly or through others, for a lock
+/// the parked thread holds: so look for a PI mutex owned by a thread that sits in
+/// `FUTEX_LOCK_PI` on a lock the parked thread owns. The pointer itself is gone (kept
+/// in a register), so the target's writable memory is searched for a futex word that
+/// holds that owner's TID in a mutex whose kind says priority inheritance. A wrong
+/// guess cannot become a report: the cycle is still confirmed against live memory.
+///
+/// `tids` are the target's threads and `maps` its maps, as read for the adoption.
+fn parked_pi_mutex(
+    target: &dyn TargetProcess,
+    maps: &[MapEntry],
+    tids: &[u32],
+    analysis: &Analysis,
+    parked_tid: u32,
+) -> Option<u64> {
+    let owners: Vec<u32> = tids
+        .iter()
+        .copied()
+        .filter(|&t| t != parked_tid)
+        .filter(|&t| {
+            analysis.active_wait(t).is_some_and(|w| {
+                w.lock
+                    .is_some_and(|lock| pi_owner(target, lock) == Some(parked_tid))
+            })
+        })
+        .collect();
+    let mut budget = PI_SEARCH_BYTES;
+    for region in maps.iter().filter(|m| m.read && m.write) {
+        // Thread stacks hold no mutexes worth this scan; images, .bss and heaps do.
+        if region
+            .path
+            .as_deref()
+            .is_some_and(|p| p.starts_with("[stack"))
+        {
+            continue;
+        }
+        let len = usize::try_from(region.end - region.start).ok()?.min(budget);
+        budget -= len;
+        let mut bytes = vec![0u8; len];
+        let Ok(n) = target.read_memory(region.start, &mut bytes) else {
+            continue;
+        };
+        let found = (0..n.saturating_sub(20)).step_by(4).find(|&at| {
+            let word = u32::from_ne_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+            let kind = i32::from_ne_bytes([
+                bytes[at + 16],
+                bytes[at + 17],
+                bytes[at + 18],
+                bytes[at + 19],
+            ]);
+            kind & PTHREAD_MUTEX_PRIO_INHERIT != 0 && owners.contains(&(word & FUTEX_TID_MASK))
+        });
+        if let Some(at) = found {
+            return Some(region.start + at as u64);
+        }
+        if budget == 0 {
+            break;
+        }
+    }
+    None
+}
+
+/// A stack window for a thread found blocked: the return addresses found in the top
+/// of its stack (there is no frame-pointer chain from the kernel for it).
+pub(super) fn scan_blocked_stack(
+    target: &dyn TargetProcess,
+    code: &mut CodeCheck,
+    pc: u64,
+    sp: u64,
+) -> StackWindow {
+    let mut window = StackWindow {
+        ip: pc,
+        sp,
+        len: 0,
+        words: [0; STACK_WINDOW_WORDS],
+    };
+    let mut bytes = vec![0u8; BLOCKED_STACK_SCAN_BYTES];
+    let Ok(n) = target.read_memory(sp, &mut bytes) else {
+        return window;
+    };
+    let mut len = 0;
+    for chunk in bytes[..n].chunks_exact(8) {
+        let word = u64::from_ne_bytes(chunk.try_into().unwrap_or_default());
+        if len < STACK_WINDOW_WORDS && code.is_return_address(word) {
+            window.words[len] = word;
+            len += 1;
+        }
+    }
+    window.len = u32::try_from(len).unwrap_or(0);
+    window
+}
+
+/// `PTHREAD_MUTEX_PRIO_INHERIT_NP`, in the kind field (offset 16) of a glibc mutex.
+const PTHREAD_MUTEX_PRIO_INHERIT: i32 = 0x20;
+/// The owner-TID bits of a PI futex word.
+const FUTEX_TID_MASK: u32 = 0x3fff_ffff;
+/// Most memory searched for the mutex a parked PI waiter wanted.
+const PI_SEARCH_BYTES: usize = 64 * 1024 * 1024;
+
+/// Whether a blocked futex call is glibc's park after `EDEADLK` from `FUTEX_LOCK_PI`:
+/// a zero-expecting wait on a word of the thread's own stack (`&(unsigned int){0}`).
+fn is_glibc_pi_park(addr: u64, cmd: u32, val: u32, sp: u64) -> bool {
+    matches!(cmd, futex_cmd::WAIT | futex_cmd::WAIT_BITSET)
+        && val == 0
+        && addr >= sp
+        && addr - sp < 4096
+}
+
+/// The owner TID in a PI mutex's futex word, read now.
+fn pi_owner(target: &dyn TargetProcess, lock: u64) -> Option<u32> {
+    Some(target.read_u32(lock)? & FUTEX_TID_MASK).filter(|&t| t != 0)
+}
+
+/// The memory around a futex word, read now, in the same shape the kernel sends.
+fn read_snapshot(target: &dyn TargetProcess, addr: u64) -> Snapshot {
+    let mut snapshot = Snapshot {
+        addr: 0,
+        len: 0,
+        words: [0; SNAPSHOT_WORDS],
+    };
+    let mut bytes = [0u8; SNAPSHOT_WORDS * 4];
+    for start in [addr.wrapping_sub(SNAPSHOT_LEAD_BYTES), addr] {
+        if target.read_exact(start, &mut bytes) {
+            for (word, chunk) in snapshot.words.iter_mut().zip(bytes.chunks_exact(4)) {
+                *word = u32::from_ne_bytes(chunk.try_into().unwrap_or_default());
+            }
+            snapshot.addr = start;
+            snapshot.len = u32::try_from(bytes.len()).unwrap_or(0);
+            break;
+        }
+    }
+    snapshot
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::{
+        session::test_support::{AFTER_CALL, CODE, FUTEX_PRIVATE, code, locked_mutex},
+        target::fake::{FakeProcess, FakeThread},
+    };
+
+    const HEAP: u64 = 0x10_0000;
+    const STACK: u64 = 0x7ff0_0000;
+    /// Where the waiting threads' user stacks are.
+    const SP: u64 = STACK + 0x100;
+    const PC: u64 = CODE + 0x80;
+    const NOW: u64 = 1_234_567;
+
+    /// A target with code, a heap of `heap` bytes, and a stack at [`SP`] holding a
+    /// return address, a word of data, and an address in code after no call.
+    fn target(heap: usize) -> FakeProcess {
+        let mut stack = vec![0u8; 0x1000];
+        for (i, word) in [AFTER_CALL, 0x1234, CODE + 0x30].iter().enumerate() {
+            let at = 0x100 + i * 8;
+            stack[at..at + 8].copy_from_slice(&word.to_ne_bytes());
+        }
+        FakeProcess::new(100)
+            .thread(100, FakeThread::running("main"))
+            .region(CODE, code(), "r-xp", Some("/bin/prog"))
+            .region(HEAP, vec![0; heap], "rw-p", Some("[heap]"))
+            .region(STACK, stack, "rw-p", Some("[stack]"))
+    }
+
+    /// A thread asleep in `futex(addr, op | FUTEX_PRIVATE_FLAG, val)`.
+    fn in_futex(name: &str, addr: u64, op: u32, val: u32) -> FakeThread {
+        let args = [addr, u64::from(op) | FUTEX_PRIVATE, u64::from(val), 0, 0, 0];
+        FakeThread::in_syscall(name, syscall::FUTEX, args, SP, PC)
+    }
+
+    /// Adopts the blocked threads of `target` into a fresh analysis.
+    fn adopt(target: FakeProcess) -> Analysis {
+        let maps = target.maps().expect("maps");
+        let target = Arc::new(target);
+        let mut code = CodeCheck::new(target.clone(), &maps);
+        let mut threads = LiveThreads::read(&*target);
+        let mut analysis = Analysis::new();
+        adopt_blocked_threads(&*target, &maps, &mut code, &mut analysis, &mut threads, NOW);
+        analysis
+    }
+
+    /// Guards the diagnosis of a process blocked before the attach: a thread asleep in
+    /// `FUTEX_WAIT_PRIVATE` on a glibc mutex becomes a wait on that mutex, held by the
+    /// owner its memory names, with the return addresses of its stack; threads in other
+    /// system calls or futex ops that do not sleep are left alone.
+    #[test]
+    fn a_thread_asleep_on_a_mutex_becomes_a_wait() {
+        let lock = HEAP + 0x100;
+        let target = locked_mutex(target(0x1000), lock, 100)
+            .thread(101, in_futex("waiter", lock, futex_cmd::WAIT, 2))
+            .thread(
+                102,
+                FakeThread::in_syscall("reader", 0, [3, 0, 0, 0, 0, 0], SP, PC),
+            )
+            .thread(103, in_futex("waker", lock, futex_cmd::WAKE, 1));
+        let analysis = adopt(target);
+        let wait = analysis.active_wait(101).copied().expect("adopted");
+        assert_eq!(wait.lock, Some(lock));
+        assert_eq!(wait.holder, Some(100));
+        assert_eq!(wait.start_ns, NOW);
+        assert!(!wait.parked);
+        let window = analysis.window(&wait);
+        assert_eq!((window.ip, window.sp), (PC, SP));
+        assert_eq!(window.words(), [AFTER_CALL]);
+        assert!(analysis.active_wait(102).is_none());
+        assert!(analysis.active_wait(103).is_none());
+        assert_eq!(analysis.counts().events, 1);
+    }
+
+    /// Guards `futex_wait(2)` (Linux 6.7), whose arguments are laid out differently.
+    #[test]
+    fn a_thread_in_futex_wait_syscall_becomes_a_wait() {
+        let lock = HEAP + 0x100;
+        let args = [lock, 2, 0, 0, 0, 0];
+        let target = locked_mutex(target(0x1000), lock, 100).thread(
+            101,
+            FakeThread::in_syscall("waiter", syscall::FUTEX_WAIT, args, SP, PC),
+        );
+        let analysis = adopt(target);
+        let wait = analysis.active_wait(101).copied().expect("adopted");
+        assert_eq!((wait.lock, wait.holder), (Some(lock), Some(100)));
+    }
+
+    /// Guards PI deadlocks the kernel refused with `EDEADLK` before the attach: glibc
+    /// parks the refused thread on a word of its own stack, and the mutex it wanted is
+    /// found in memory (a PI mutex owned by the thread that waits for the parked one's
+    /// mutex), so the cycle closes.
+    #[test]
+    fn a_parked_pi_waiter_waits_for_the_mutex_found_in_memory() {
+        const WAITERS: u32 = 0x8000_0000;
+        let (parked_tid, pi_tid): (u32, u32) = (201, 202);
+        let (held_by_parked, wanted) = (HEAP + 0x100, HEAP + 0x200);
+        let pi_kind = PTHREAD_MUTEX_PRIO_INHERIT.to_ne_bytes();
+        let target = target(0x1000)
+            .poke(held_by_parked, &(parked_tid | WAITERS).to_ne_bytes())
+            .poke(held_by_parked + 16, &pi_kind)
+            .poke(wanted, &(pi_tid | WAITERS).to_ne_bytes())
+            .poke(wanted + 16, &pi_kind)
+            .thread(201, in_futex("parked", SP + 0x40, futex_cmd::WAIT, 0))
+            .thread(202, in_futex("pi", held_by_parked, futex_cmd::LOCK_PI, 0));
+        let mut analysis = adopt(target);
+        let parked = analysis.active_wait(201).copied().expect("adopted");
+        assert_eq!(parked.lock, Some(wanted));
+        assert_eq!(parked.holder, Some(202));
+        assert!(parked.parked);
+        let other = analysis.active_wait(202).copied().expect("adopted");
+        assert_eq!(
+            (other.lock, other.holder),
+            (Some(held_by_parked), Some(201))
+        );
+        assert_eq!(analysis.candidates().len(), 1);
+    }
+
+    /// Guards the search for the wanted PI mutex: nothing is made up when no PI mutex
+    /// in memory is owned by a thread waiting for the parked one.
+    #[test]
+    fn a_parked_thread_without_its_mutex_in_memory_is_left_alone() {
+        let held_by_parked = HEAP + 0x100;
+        let target = target(0x1000)
+            .poke(held_by_parked, &201u32.to_ne_bytes())
+            .thread(201, in_futex("parked", SP + 0x40, futex_cmd::WAIT, 0))
+            .thread(202, in_futex("pi", held_by_parked, futex_cmd::LOCK_PI, 0));
+        let analysis = adopt(target);
+        assert!(analysis.active_wait(201).is_none());
+        assert!(analysis.active_wait(202).is_some());
+    }
+
+    /// Guards the glibc park test: a zero-expecting plain wait on the thread's own stack.
+    #[test]
+    fn glibc_pi_park_is_a_zero_wait_near_the_stack_pointer() {
+        assert!(is_glibc_pi_park(SP + 0x40, futex_cmd::WAIT, 0, SP));
+        assert!(is_glibc_pi_park(SP, futex_cmd::WAIT_BITSET, 0, SP));
+        assert!(!is_glibc_pi_park(SP + 0x40, futex_cmd::WAIT, 2, SP));
+        assert!(!is_glibc_pi_park(SP - 8, futex_cmd::WAIT, 0, SP));
+        assert!(!is_glibc_pi_park(SP + 4096, futex_cmd::WAIT, 0, SP));
+        assert!(!is_glibc_pi_park(SP + 0x40, futex_cmd::LOCK_PI, 0, SP));
+    }
+
+    /// Guards the snapshot of an adopted wait, which must look like the kernel's: it
+    /// starts `SNAPSHOT_LEAD_BYTES` before the word, or at the word when the memory
+    /// before it cannot be read, and is empty when the word cannot be read either.
+    #[test]
+    fn read_snapshot_leads_the_word_when_it_can() {
+        let target =
+            locked_mutex(target(0x1000), HEAP + 0x100, 100).poke(HEAP, &7u32.to_ne_bytes());
+        let snapshot = read_snapshot(&target, HEAP + 0x100);
+        assert_eq!(snapshot.addr, HEAP + 0x100 - SNAPSHOT_LEAD_BYTES);
+        assert_eq!(snapshot.u32_at(HEAP + 0x100), Some(2));
+        assert_eq!(snapshot.i32_at(HEAP + 0x108), Some(100));
+        let at_start = read_snapshot(&target, HEAP);
+        assert_eq!((at_start.addr, at_start.u32_at(HEAP)), (HEAP, Some(7)));
+        assert_eq!(read_snapshot(&target, 0x9999_0000).len, 0);
+    }
+
+    /// Guards the stack window of an adopted wait: only the return addresses of the top
+    /// of the stack, in order, and an empty window when the stack cannot be read.
+    #[test]
+    fn scan_blocked_stack_keeps_the_return_addresses() {
+        let target = Arc::new(target(0x100));
+        let maps = target.maps().expect("maps");
+        let mut code = CodeCheck::new(target.clone(), &maps);
+        let window = scan_blocked_stack(&*target, &mut code, PC, SP);
+        assert_eq!((window.ip, window.sp), (PC, SP));
+        assert_eq!(window.words(), [AFTER_CALL]);
+        let below = scan_blocked_stack(&*target, &mut code, PC, SP + 0x108);
+        assert!(below.words().is_empty());
+        assert!(
+            scan_blocked_stack(&*target, &mut code, PC, 0x10)
+                .words()
+                .is_empty()
+        );
+    }
+}

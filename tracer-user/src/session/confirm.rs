@@ -1,0 +1,144 @@
+//! The check of a deadlock candidate against the live process before it is reported.
+//!
+//! Assumes glibc's lock layouts (owner fields at `MUTEX_OWNER_OFFSET` and
+//! `RWLOCK_WRITER_OFFSET`, the PI futex word's TID bits).
+use tracer_common::syscall;
+
+use crate::{
+    model::LockKind,
+    native::{
+        analysis::Analysis,
+        futex_lock::{MUTEX_OWNER_OFFSET, RWLOCK_WRITER_OFFSET},
+        waitgraph::Cycle,
+    },
+    target::{SyscallState, TargetProcess},
+};
+
+/// Checks a candidate cycle of `analysis` against the live process, so a cycle assembled from
+/// events that raced (a wake not yet seen) is never reported: every thread must still
+/// sleep in a futex call on the word it waits on, and every lock's owner field, read
+/// now, must still name the next thread of the cycle.
+///
+/// Those reads are made one after another, so each thread's context-switch count is
+/// read before and after them all and must not move: otherwise a thread could be seen
+/// asleep on a lock and, a moment later, as its owner, after it woke and took it (a
+/// false self-deadlock on a busy mutex, seen once in CI). A deadlocked thread does not
+/// run, so a real cycle always passes.
+pub(super) fn confirm(target: &dyn TargetProcess, analysis: &Analysis, cycle: &Cycle) -> bool {
+    let switches = || -> Option<Vec<u64>> {
+        cycle
+            .edges
+            .iter()
+            .map(|edge| target.context_switches(edge.tid))
+            .collect()
+    };
+    let Some(before) = switches() else {
+        return false;
+    };
+    cycle_state_holds(target, analysis, cycle) && switches().is_some_and(|after| after == before)
+}
+
+/// Whether every thread of `cycle` sleeps in a futex call on the word it waits on and
+/// every lock's owner field names the next thread (see [`confirm`]).
+fn cycle_state_holds(target: &dyn TargetProcess, analysis: &Analysis, cycle: &Cycle) -> bool {
+    let n = cycle.edges.len();
+    cycle.edges.iter().enumerate().all(|(i, edge)| {
+        let Some(wait) = analysis.active_wait(edge.tid) else {
+            return false;
+        };
+        if wait.lock != Some(edge.waits_for) {
+            return false;
+        }
+        let blocked_here = match target.syscall_state(edge.tid) {
+            Some(SyscallState::InSyscall { nr, args, .. }) => match nr {
+                // Parked after EDEADLK: asleep for good, on a word of its own.
+                syscall::FUTEX | syscall::FUTEX_WAIT if wait.parked => true,
+                syscall::FUTEX | syscall::FUTEX_WAIT => args[0] == wait.futex,
+                syscall::FUTEX_WAITV => true,
+                _ => false,
+            },
+            _ => false,
+        };
+        let next = cycle.edges[(i + 1) % n].tid;
+        blocked_here && owner_still(target, analysis, edge.waits_for, next)
+    })
+}
+
+/// Whether the lock's owner field still names `tid` (true when the lock has no owner
+/// field to check and the holder came from the acquire uprobes).
+fn owner_still(target: &dyn TargetProcess, analysis: &Analysis, lock: u64, tid: u32) -> bool {
+    let read_i32 = |addr: u64| target.read_i32(addr);
+    let expect = i32::try_from(tid).unwrap_or(-1);
+    match analysis.lock_kind(lock) {
+        LockKind::Mutex => read_i32(lock + MUTEX_OWNER_OFFSET) == Some(expect),
+        LockKind::PiMutex => read_i32(lock).is_some_and(|w| w & 0x3fff_ffff == expect),
+        LockKind::RwLock => match read_i32(lock + RWLOCK_WRITER_OFFSET) {
+            // Readers are not recorded in the lock; only the uprobes know them.
+            Some(0) => analysis.held(tid, lock).is_some(),
+            writer => writer == Some(expect),
+        },
+        LockKind::Futex | LockKind::GoMutex | LockKind::GoRwMutex => {
+            analysis.held(tid, lock).is_some()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        native::analysis::ThreadIds,
+        session::test_support::{FUTEX_PRIVATE, locked_mutex, mutex_wait},
+        target::fake::{FakeProcess, FakeThread},
+    };
+
+    const HEAP: u64 = 0x10_0000;
+    const LOCK_A: u64 = HEAP + 0x100;
+    const LOCK_B: u64 = HEAP + 0x140;
+
+    /// A thread asleep in `FUTEX_WAIT_PRIVATE` on `lock`.
+    fn asleep_on(name: &str, lock: u64) -> FakeThread {
+        let args = [lock, FUTEX_PRIVATE, 2, 0, 0, 0];
+        FakeThread::in_syscall(name, syscall::FUTEX, args, 0x7ff0_0100, 0x40_0080)
+    }
+
+    /// An ABBA deadlock as the analysis sees it: 101 holds A and waits for B, 102 holds
+    /// B and waits for A; and its one candidate cycle.
+    fn abba() -> (Analysis, Cycle) {
+        let threads: ThreadIds = [101, 102].into_iter().collect();
+        let mut analysis = Analysis::new();
+        analysis.on_event(&mutex_wait(101, 10, LOCK_B, 102), &threads);
+        analysis.on_event(&mutex_wait(102, 20, LOCK_A, 101), &threads);
+        let cycle = analysis.candidates().pop().expect("one candidate");
+        (analysis, cycle)
+    }
+
+    /// The live process of [`abba`], still deadlocked.
+    fn deadlocked() -> FakeProcess {
+        let target = FakeProcess::new(100)
+            .region(HEAP, vec![0; 0x1000], "rw-p", Some("[heap]"))
+            .thread(101, asleep_on("t1", LOCK_B))
+            .thread(102, asleep_on("t2", LOCK_A));
+        locked_mutex(locked_mutex(target, LOCK_A, 101), LOCK_B, 102)
+    }
+
+    /// Guards the confirmation of a deadlock against the live process: a cycle whose
+    /// threads still sleep on their locks, whose owners are still the next threads, is
+    /// confirmed; one whose state moved on is not.
+    #[test]
+    fn a_cycle_is_confirmed_only_while_the_process_agrees() {
+        let (analysis, cycle) = abba();
+        assert!(confirm(&deadlocked(), &analysis, &cycle));
+        // The owner of A changed: a wake the analysis has not seen yet.
+        let moved = deadlocked().poke(LOCK_A + 8, &0i32.to_ne_bytes());
+        assert!(!confirm(&moved, &analysis, &cycle));
+        // 101 woke up and runs.
+        let running = deadlocked().thread(101, FakeThread::running("t1"));
+        assert!(!confirm(&running, &analysis, &cycle));
+        // 102 sleeps on another word.
+        let elsewhere = deadlocked().thread(102, asleep_on("t2", HEAP + 0x800));
+        assert!(!confirm(&elsewhere, &analysis, &cycle));
+        // The process is gone.
+        assert!(!confirm(&deadlocked().exited(), &analysis, &cycle));
+    }
+}

@@ -1,0 +1,118 @@
+//! The target's threads as the session knows them, for the analysis, which reads no
+//! `/proc` itself: read at attach, and read again when an event names, as a lock's
+//! owner, a TID outside them (a thread may have started since). At most once per drain
+//! interval, so a burst of bogus owner fields (a word that only sits where an owner field
+//! would be) costs one directory read; until the next read such a TID is no holder.
+use std::time::Instant;
+
+use super::DRAIN_INTERVAL;
+use crate::{
+    event::TraceEvent,
+    native::analysis::{Analysis, ThreadIds},
+    target::TargetProcess,
+};
+
+/// The target's threads, as last read, and when.
+pub(super) struct LiveThreads {
+    tids: ThreadIds,
+    read_at: Instant,
+}
+
+impl LiveThreads {
+    /// Reads the threads of `target` now.
+    pub(super) fn read(target: &dyn TargetProcess) -> Self {
+        Self {
+            tids: read_tids(target),
+            read_at: Instant::now(),
+        }
+    }
+
+    /// Applies `event` to `analysis`. When it names an owner TID outside the threads
+    /// known, they are read again first (unless they were read less than a drain
+    /// interval ago), and a TID still outside them is no holder.
+    pub(super) fn apply(
+        &mut self,
+        analysis: &mut Analysis,
+        target: &dyn TargetProcess,
+        event: &TraceEvent<'_>,
+    ) {
+        if analysis.try_on_event(event, &self.tids).is_err() {
+            self.refresh_if_due(target, Instant::now());
+            analysis.on_event(event, &self.tids);
+        }
+    }
+
+    /// Reads the threads again unless the last read is less than `DRAIN_INTERVAL` older
+    /// than `now`; whether it did.
+    fn refresh_if_due(&mut self, target: &dyn TargetProcess, now: Instant) -> bool {
+        if now.saturating_duration_since(self.read_at) < DRAIN_INTERVAL {
+            return false;
+        }
+        self.tids = read_tids(target);
+        self.read_at = now;
+        true
+    }
+}
+
+/// The threads of `target` now (none when it is gone).
+fn read_tids(target: &dyn TargetProcess) -> ThreadIds {
+    target
+        .thread_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        session::test_support::mutex_wait,
+        target::fake::{FakeProcess, FakeThread},
+    };
+
+    const LOCK_A: u64 = 0x5000;
+    const LOCK_B: u64 = 0x5040;
+
+    /// Guards the refresh of the target's threads that replaced the analysis's `/proc`
+    /// callback: an owner TID outside the threads known is looked up again only once
+    /// the last read is a drain interval old (until then it is no holder), and then a
+    /// thread started since becomes the holder.
+    #[test]
+    fn an_unknown_owner_reads_the_threads_again_at_most_once_per_interval() {
+        let before = FakeProcess::new(100)
+            .thread(100, FakeThread::running("main"))
+            .thread(101, FakeThread::running("worker"));
+        let after = before.clone().thread(102, FakeThread::running("new"));
+        let mut threads = LiveThreads::read(&before);
+        let mut analysis = Analysis::new();
+
+        threads.apply(&mut analysis, &after, &mutex_wait(101, 10, LOCK_A, 102));
+        let wait = analysis.active_wait(101).copied();
+        assert_eq!(wait.map(|w| w.holder), Some(None), "read too recently");
+        assert!(!threads.tids.contains(&102));
+
+        threads.read_at = threads
+            .read_at
+            .checked_sub(DRAIN_INTERVAL)
+            .expect("the clock started long ago");
+        threads.apply(&mut analysis, &after, &mutex_wait(100, 20, LOCK_B, 102));
+        let wait = analysis.active_wait(100).copied();
+        assert_eq!(wait.map(|w| w.holder), Some(Some(102)), "read again");
+        assert!(threads.tids.contains(&102));
+        assert!(!threads.refresh_if_due(&after, Instant::now()));
+    }
+
+    /// Guards a target that exited: its threads read as none, so no owner is a holder.
+    #[test]
+    fn a_gone_target_has_no_threads() {
+        let gone = FakeProcess::new(100)
+            .thread(100, FakeThread::running("main"))
+            .exited();
+        let mut threads = LiveThreads::read(&gone);
+        let mut analysis = Analysis::new();
+        threads.apply(&mut analysis, &gone, &mutex_wait(101, 10, LOCK_A, 100));
+        let wait = analysis.active_wait(101).copied();
+        assert_eq!(wait.map(|w| w.holder), Some(None));
+    }
+}
