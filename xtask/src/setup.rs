@@ -13,8 +13,9 @@ use anyhow::{Context as _, bail};
 use crate::util::{cargo, is_root, probe_cmd, run, workspace_root};
 
 /// Debian packages: LLVM 22 (+ polly, zlib, zstd) to build bpf-linker against, gcc for
-/// the C test targets and the demo, bpftool for the lifecycle tests, bpftrace for the
-/// bench floor, strace for the tests that compare against it.
+/// the C test targets and the demo (and with it binutils, whose strip and objdump the tests
+/// run), bpftool for the lifecycle tests, bpftrace for the bench floor, strace for the
+/// tests that compare against it.
 const APT_PACKAGES: [&str; 9] = [
     "llvm-22-dev",
     "libpolly-22-dev",

@@ -22,6 +22,8 @@ use std::{
 use serde_json::Value;
 use tempfile::TempDir;
 
+use crate::tools;
+
 /// How long a target may take to print `ready`.
 pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Slack on top of `--duration` before a tracer run is declared hung and killed.
@@ -105,7 +107,8 @@ fn targets_dir() -> PathBuf {
 }
 
 /// Compiles `tests/targets/NAME.c` with `gcc -g -O1 -fno-omit-frame-pointer -pthread` (plus
-/// `extra_gcc_flags`) into a fresh temporary directory.
+/// `extra_gcc_flags`) into a fresh temporary directory. Without gcc the test fails, saying
+/// so (see [`tools::output`]).
 pub(crate) fn build_target(name: &str, extra_gcc_flags: &[&str]) -> TargetBinary {
     let src = targets_dir().join(format!("{name}.c"));
     assert!(src.is_file(), "no target source {}", src.display());
@@ -116,14 +119,15 @@ pub(crate) fn build_target(name: &str, extra_gcc_flags: &[&str]) -> TargetBinary
     // Let any user read the binary (the unprivileged-tracer test runs as nobody).
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod temp dir");
     let path = dir.path().join(name);
-    let out = Command::new("gcc")
-        .args(["-g", "-O1", "-fno-omit-frame-pointer", "-pthread", "-Wall"])
-        .args(extra_gcc_flags)
-        .arg("-o")
-        .arg(&path)
-        .arg(&src)
-        .output()
-        .expect("run gcc (is it installed?)");
+    let out = tools::output(
+        Command::new("gcc")
+            .args(["-g", "-O1", "-fno-omit-frame-pointer", "-pthread", "-Wall"])
+            .args(extra_gcc_flags)
+            .arg("-o")
+            .arg(&path)
+            .arg(&src),
+        "gcc",
+    );
     assert!(
         out.status.success(),
         "gcc failed for {}: {}\n{}",
@@ -142,20 +146,21 @@ pub(crate) fn strip_copy(path: &Path) -> PathBuf {
         .to_os_string();
     name.push(".stripped");
     let stripped = path.with_file_name(name);
-    let out = Command::new("strip")
-        .arg("--strip-all")
-        .arg("-o")
-        .arg(&stripped)
-        .arg(path)
-        .output()
-        .expect("run strip");
+    let out = tools::output(
+        Command::new("strip")
+            .arg("--strip-all")
+            .arg("-o")
+            .arg(&stripped)
+            .arg(path),
+        "binutils",
+    );
     assert!(
         out.status.success(),
         "strip failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     // Make sure it really has no symbols left (nm says "no symbols").
-    let nm = Command::new("nm").arg(&stripped).output().expect("run nm");
+    let nm = tools::output(Command::new("nm").arg(&stripped), "binutils");
     assert!(
         nm.stdout.is_empty(),
         "stripped copy still has symbols: {}",
@@ -922,11 +927,7 @@ pub(crate) fn stack_of(deadlock: &Value, tid: u64) -> Vec<String> {
 // ---------------------------------------------------------------------------------------
 
 fn bpftool_json(args: &[&str]) -> Value {
-    let out = Command::new("bpftool")
-        .arg("-j")
-        .args(args)
-        .output()
-        .expect("run bpftool (package bpftool)");
+    let out = tools::output(Command::new("bpftool").arg("-j").args(args), "bpftool");
     assert!(
         out.status.success(),
         "bpftool {args:?} failed: {}",

@@ -23,7 +23,10 @@ use tracer_user::{
     gosym::{GoTable, go_build_info},
 };
 
-use crate::go_toolchain::{GoToolchain, build, go_cmd, installed};
+use crate::{
+    go_toolchain::{GoToolchain, build, go_cmd, installed},
+    tools,
+};
 
 /// The name the mutex slow path has in this release (moved to `internal/sync` in 1.24).
 fn lock_slow(tc: &GoToolchain) -> &'static str {
@@ -208,11 +211,12 @@ fn build_cached(tc: &GoToolchain, target: &str, out_dir: &Path, stripped: bool) 
 
 /// Every instruction GNU `objdump -d` shows: address → AT&T text (mnemonic and operands).
 fn objdump_instructions(bin: &Path) -> BTreeMap<u64, String> {
-    let out = Command::new("objdump")
-        .args(["-d", "-w", "--no-show-raw-insn"])
-        .arg(bin)
-        .output()
-        .expect("run objdump (binutils)");
+    let out = tools::output(
+        Command::new("objdump")
+            .args(["-d", "-w", "--no-show-raw-insn"])
+            .arg(bin),
+        "binutils",
+    );
     assert!(out.status.success(), "objdump failed");
     let text = String::from_utf8(out.stdout).expect("utf-8 objdump");
     text.lines()

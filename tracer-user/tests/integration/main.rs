@@ -15,12 +15,14 @@
 //! - [`lifecycle`]: how a trace ends, and that no probe outlives the tracer.
 //! - [`go_attach`]: Go targets (goroutines and `sync` locks).
 //!
-//! Support: [`common`] (building and running C targets and the tracer, reading its report)
-//! and [`go_toolchain`] (building Go targets).
+//! Support: [`common`] (building and running C targets and the tracer, reading its report),
+//! [`go_toolchain`] (building Go targets), [`tools`] (a missing gcc, Go or other tool fails
+//! the test with a one-line hint; no test skips).
 
 #[cfg(feature = "root-tests")]
 mod common;
 mod go_toolchain;
+mod tools;
 
 #[cfg(feature = "root-tests")]
 mod contention;
