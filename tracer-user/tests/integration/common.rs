@@ -1,4 +1,4 @@
-//! Shared helpers of the root integration tests (`tests/attach_*.rs`).
+//! Shared helpers of the root integration tests (every module behind `root-tests`).
 //!
 //! The tests build small C programs from `tests/targets/`, start them, read the facts they
 //! print (`key=value` lines up to `ready`: pid, thread ids, lock addresses), attach the real
@@ -7,8 +7,6 @@
 //! Everything here panics with a descriptive message instead of returning errors: a helper
 //! that fails is a failed test. Nothing may hang: every wait has a deadline, and every child
 //! process is killed and reaped on drop.
-#![allow(dead_code)] // each test file uses a different subset
-
 use std::{
     collections::{BTreeSet, HashMap},
     fs,
@@ -23,6 +21,8 @@ use std::{
 
 use serde_json::Value;
 use tempfile::TempDir;
+
+use crate::tools;
 
 /// How long a target may take to print `ready`.
 pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -84,17 +84,14 @@ pub(crate) fn require_root() {
 /// A C target compiled into its own temporary directory; the directory (and so the binary
 /// and any stripped copy of it) lives as long as this value.
 pub(crate) struct TargetBinary {
-    dir: TempDir,
+    /// Held for its drop, which deletes the directory and the binaries in it.
+    _dir: TempDir,
     path: PathBuf,
 }
 
 impl TargetBinary {
     pub(crate) fn path(&self) -> &Path {
         &self.path
-    }
-
-    pub(crate) fn dir(&self) -> &Path {
-        self.dir.path()
     }
 
     /// A stripped copy of the binary (no symbol table, no DWARF) in the same directory.
@@ -110,7 +107,8 @@ fn targets_dir() -> PathBuf {
 }
 
 /// Compiles `tests/targets/NAME.c` with `gcc -g -O1 -fno-omit-frame-pointer -pthread` (plus
-/// `extra_gcc_flags`) into a fresh temporary directory.
+/// `extra_gcc_flags`) into a fresh temporary directory. Without gcc the test fails, saying
+/// so (see [`tools::output`]).
 pub(crate) fn build_target(name: &str, extra_gcc_flags: &[&str]) -> TargetBinary {
     let src = targets_dir().join(format!("{name}.c"));
     assert!(src.is_file(), "no target source {}", src.display());
@@ -121,14 +119,15 @@ pub(crate) fn build_target(name: &str, extra_gcc_flags: &[&str]) -> TargetBinary
     // Let any user read the binary (the unprivileged-tracer test runs as nobody).
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod temp dir");
     let path = dir.path().join(name);
-    let out = Command::new("gcc")
-        .args(["-g", "-O1", "-fno-omit-frame-pointer", "-pthread", "-Wall"])
-        .args(extra_gcc_flags)
-        .arg("-o")
-        .arg(&path)
-        .arg(&src)
-        .output()
-        .expect("run gcc (is it installed?)");
+    let out = tools::output(
+        Command::new("gcc")
+            .args(["-g", "-O1", "-fno-omit-frame-pointer", "-pthread", "-Wall"])
+            .args(extra_gcc_flags)
+            .arg("-o")
+            .arg(&path)
+            .arg(&src),
+        "gcc",
+    );
     assert!(
         out.status.success(),
         "gcc failed for {}: {}\n{}",
@@ -136,7 +135,7 @@ pub(crate) fn build_target(name: &str, extra_gcc_flags: &[&str]) -> TargetBinary
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    TargetBinary { dir, path }
+    TargetBinary { _dir: dir, path }
 }
 
 /// Writes `PATH.stripped`, a copy of `path` without symbol table or debug info, next to it.
@@ -147,20 +146,21 @@ pub(crate) fn strip_copy(path: &Path) -> PathBuf {
         .to_os_string();
     name.push(".stripped");
     let stripped = path.with_file_name(name);
-    let out = Command::new("strip")
-        .arg("--strip-all")
-        .arg("-o")
-        .arg(&stripped)
-        .arg(path)
-        .output()
-        .expect("run strip");
+    let out = tools::output(
+        Command::new("strip")
+            .arg("--strip-all")
+            .arg("-o")
+            .arg(&stripped)
+            .arg(path),
+        "binutils",
+    );
     assert!(
         out.status.success(),
         "strip failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     // Make sure it really has no symbols left (nm says "no symbols").
-    let nm = Command::new("nm").arg(&stripped).output().expect("run nm");
+    let nm = tools::output(Command::new("nm").arg(&stripped), "binutils");
     assert!(
         nm.stdout.is_empty(),
         "stripped copy still has symbols: {}",
@@ -927,11 +927,7 @@ pub(crate) fn stack_of(deadlock: &Value, tid: u64) -> Vec<String> {
 // ---------------------------------------------------------------------------------------
 
 fn bpftool_json(args: &[&str]) -> Value {
-    let out = Command::new("bpftool")
-        .arg("-j")
-        .args(args)
-        .output()
-        .expect("run bpftool (package bpftool)");
+    let out = tools::output(Command::new("bpftool").arg("-j").args(args), "bpftool");
     assert!(
         out.status.success(),
         "bpftool {args:?} failed: {}",

@@ -1,9 +1,4 @@
 //! Root integration tests: bad input to `tracer attach` (one line on stderr, non-zero exit).
-//!
-//! Run as root with `cargo test -p tracer-user --features root-tests -- --test-threads=1`.
-#![cfg(feature = "root-tests")]
-
-mod common;
 
 use std::{
     fs,
@@ -13,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use common::{Target, Tracer, build_target, describe, require_root, tracer_bin};
+use crate::common::{Target, Tracer, build_target, describe, require_root, tracer_bin};
 
 /// A pid above the kernel's maximum (`pid_max` is at most 2^22), so it never exists.
 const NO_SUCH_PID: &str = "999999999";

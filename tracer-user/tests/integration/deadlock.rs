@@ -1,13 +1,8 @@
 //! Root integration tests: deadlock detection (`tracer attach` on deadlocked C targets).
-//!
-//! Run as root with `cargo test -p tracer-user --features root-tests -- --test-threads=1`.
-#![cfg(feature = "root-tests")]
-
-mod common;
 
 use std::time::Duration;
 
-use common::{
+use crate::common::{
     Edge, Names, Target, Tracer, as_strs, assert_cycle, assert_success, build_target, deadlocks,
     describe, json_attach_args, json_lines, kind, require_root, run_tracer, stack_of, summary,
     tracer_bin, u64_field,

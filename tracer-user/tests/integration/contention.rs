@@ -1,18 +1,14 @@
 //! Root integration tests: contention statistics (`tracer attach` on busy C targets).
-//!
-//! Run as root with `cargo test -p tracer-user --features root-tests -- --test-threads=1`.
-#![cfg(feature = "root-tests")]
-
-mod common;
 
 use std::{os::unix::process::CommandExt as _, process::Output, time::Duration};
 
-use common::{
+use serde_json::Value;
+
+use crate::common::{
     PTHREAD_COND_SIZE, PTHREAD_RWLOCK_SIZE, TRACER_SLACK, Target, Tracer, addr_of, as_strs,
     assert_success, build_target, deadlocks, describe, json_attach_args, json_lines, lock_by_addr,
     locks, name_of, require_root, run_tracer, summary, u64_field,
 };
-use serde_json::Value;
 
 /// Runs `hot_cold` for 4 s, traces it for 3 s and checks that `hot_lock` leads the summary.
 /// Returns the `hot_lock` entry.

@@ -1,10 +1,5 @@
 //! Root integration tests: how a trace ends (target exit, SIGTERM, SIGKILL) and that no
 //! probe outlives the tracer.
-//!
-//! Run as root with `cargo test -p tracer-user --features root-tests -- --test-threads=1`.
-#![cfg(feature = "root-tests")]
-
-mod common;
 
 use std::{
     collections::BTreeSet,
@@ -14,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{
+use crate::common::{
     Target, Tracer, as_strs, assert_success, bpf_links, build_target, json_attach_args, json_lines,
     our_prog_ids, require_root, summary, tracer_bin, u64_field, uprobe_events,
 };
@@ -155,7 +150,7 @@ fn check_no_probes_left_after_sigkill(target: &Target, wait_for_deadlock: bool) 
     assert!(
         !attached.is_empty(),
         "while attached, bpftool shows none of our programs {:?}",
-        common::OUR_PROG_NAMES
+        crate::common::OUR_PROG_NAMES
     );
 
     tracer.kill9();

@@ -6,7 +6,6 @@
 //!   inlined lock operation of each `main.*` function and of the out-of-line lock
 //!   functions, each site right after a `lock cmpxchg`/`lock xadd` whose operands GNU
 //!   `objdump` agrees with; and the `runtime.g` offsets, table against DWARF.
-mod go_toolchain;
 
 use std::{
     collections::BTreeMap,
@@ -14,7 +13,6 @@ use std::{
     process::Command,
 };
 
-use go_toolchain::{GoToolchain, build, go_cmd, installed};
 use tracer_common::{GoOp, go_cookie, pt_reg};
 use tracer_user::go::{
     probe::{
@@ -23,6 +21,11 @@ use tracer_user::go::{
         go_struct_member_offset, plan_go_lock_sites,
     },
     sym::{GoTable, go_build_info},
+};
+
+use crate::{
+    go_toolchain::{GoToolchain, build, go_cmd, installed},
+    tools,
 };
 
 /// The name the mutex slow path has in this release (moved to `internal/sync` in 1.24).
@@ -150,6 +153,12 @@ fn summary(probes: &GoLockProbes) -> String {
     lines.join("\n")
 }
 
+/// Guards against: uprobes on the Go lock functions placed off an instruction (an entry
+/// site not at its function's entry, a return site not on a `ret`), a missed `ret` (a
+/// wait whose end is never seen: there must be as many return sites in `lockSlow` and
+/// `runtime.semacquire1` as `go tool objdump` shows `RET`s), a function reported missing
+/// that the binary has, and sites that change when the binary is stripped; on
+/// `mutex_paths`, for each Go release.
 #[test]
 fn lock_probe_sites_in_real_go_binaries() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -202,11 +211,12 @@ fn build_cached(tc: &GoToolchain, target: &str, out_dir: &Path, stripped: bool) 
 
 /// Every instruction GNU `objdump -d` shows: address → AT&T text (mnemonic and operands).
 fn objdump_instructions(bin: &Path) -> BTreeMap<u64, String> {
-    let out = Command::new("objdump")
-        .args(["-d", "-w", "--no-show-raw-insn"])
-        .arg(bin)
-        .output()
-        .expect("run objdump (binutils)");
+    let out = tools::output(
+        Command::new("objdump")
+            .args(["-d", "-w", "--no-show-raw-insn"])
+            .arg(bin),
+        "binutils",
+    );
     assert!(out.status.success(), "objdump failed");
     let text = String::from_utf8(out.stdout).expect("utf-8 objdump");
     text.lines()
@@ -465,6 +475,12 @@ fn check_plan(label: &str, tc: &GoToolchain, data: &[u8], bin: &Path) -> GoSiteP
     plan
 }
 
+/// Guards against: a Go lock site plan (`plan_go_lock_sites`) that misses an inlined lock
+/// or unlock, files a site under the wrong function or off an instruction boundary, reads
+/// the lock from the wrong register or displacement (each site must follow the `lock
+/// cmpxchg`/`lock xadd` GNU `objdump` shows, with the same operands), probes a `lock`-prefixed
+/// instruction, skips a lock operation of `main.*`, misses the slow path's entry or a
+/// `ret`, or changes when the binary is stripped; on `lock_sites`, for each Go release.
 #[test]
 fn lock_site_plan_in_real_go_binaries() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -487,6 +503,10 @@ fn lock_site_plan_in_real_go_binaries() {
     }
 }
 
+/// Guards against: the built-in table of `runtime.g` offsets (`goid`, `atomicstatus`),
+/// which stripped binaries depend on, disagreeing with DWARF for the Go releases we test,
+/// a stripped binary not falling back to that table, and the `sync.Mutex`,
+/// `sync.RWMutex` and `runtime.g` layouts the analysis assumes changing unnoticed.
 #[test]
 fn runtime_offsets_table_matches_dwarf() {
     let tmp = tempfile::tempdir().expect("tempdir");

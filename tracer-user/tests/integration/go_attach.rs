@@ -7,23 +7,19 @@
 //! addresses, source lines), then sleep [`START_MS`] before they start taking locks, so
 //! the tracer, which for Go also plans its probes from the binary, is attached first and
 //! sees every acquisition.
-//!
-//! Run as root with `cargo test -p tracer-user --features root-tests -- --test-threads=1`.
-#![cfg(feature = "root-tests")]
-
-mod common;
-#[allow(dead_code)] // each test file uses a different subset
-mod go_toolchain;
 
 use std::time::Duration;
 
-use common::{
-    Target, addr_of, as_strs, assert_success, describe, json_attach_args, json_lines, kind,
-    name_of, parse_hex, require_root, run_tracer, u64_field,
-};
-use go_toolchain::{GoBuild, build_all};
 use serde_json::Value;
 use tempfile::TempDir;
+
+use crate::{
+    common::{
+        Target, addr_of, as_strs, assert_success, describe, json_attach_args, json_lines, kind,
+        name_of, parse_hex, require_root, run_tracer, u64_field,
+    },
+    go_toolchain::{GoBuild, build_all},
+};
 
 /// How long the targets wait after `ready` before they take their locks (ms).
 const START_MS: &str = "2500";
@@ -454,7 +450,8 @@ fn go_abba_deadlock_is_reported_for_pie_builds() {
         .prefix("tracer-it-go_abba-pie-")
         .tempdir()
         .expect("create temp dir for Go target");
-    let builds = go_toolchain::build_all_with("go_abba", dir.path(), false, &["-buildmode=pie"]);
+    let builds =
+        crate::go_toolchain::build_all_with("go_abba", dir.path(), false, &["-buildmode=pie"]);
     for build in &builds {
         for (mode, locks) in [("deadlock", AbbaLocks::Globals), ("heap", AbbaLocks::Heap)] {
             let target = Target::spawn(&build.path, &[mode, START_MS]);
@@ -753,12 +750,13 @@ fn go_sites_are_gone_at_once_after_sigkill_and_the_target_survives() {
     require_root();
     let (_dir, builds) = go_builds("go_hot", false);
     for build in &builds {
-        let baseline = common::our_prog_ids();
+        let baseline = crate::common::our_prog_ids();
         let mut target = Target::spawn(&build.path, &["4", "0"]);
-        let mut tracer = common::Tracer::spawn(&as_strs(&json_attach_args(target.pid(), 60, &[])));
+        let mut tracer =
+            crate::common::Tracer::spawn(&as_strs(&json_attach_args(target.pid(), 60, &[])));
         std::thread::sleep(Duration::from_secs(2));
         let ours = || -> Vec<u64> {
-            common::our_prog_ids()
+            crate::common::our_prog_ids()
                 .difference(&baseline)
                 .copied()
                 .collect()

@@ -1,0 +1,38 @@
+//! The integration tests of `tracer-user`: one test binary, one module per feature.
+//!
+//! Without privileges (always run, `cargo test -p tracer-user --test integration`): the
+//! Go binary analysis on real Go binaries built with every Go toolchain we install.
+//! - [`go_symbols`]: the pclntab parser (`gosym`) against what the Go runtime prints.
+//! - [`go_probe_sites`]: the lock probe sites and their names (`goprobe`) against the
+//!   pclntab, DWARF and objdump.
+//!
+//! As root, behind the `root-tests` feature: the real `tracer` attached to live targets
+//! (`cargo xtask test` runs them, or as root `cargo test -p tracer-user --features
+//! root-tests --test integration -- --test-threads=1`).
+//! - [`deadlock`]: deadlock detection on C targets.
+//! - [`contention`]: contention statistics on C targets.
+//! - [`errors`]: bad input to `tracer attach`.
+//! - [`lifecycle`]: how a trace ends, and that no probe outlives the tracer.
+//! - [`go_attach`]: Go targets (goroutines and `sync` locks).
+//!
+//! Support: [`common`] (building and running C targets and the tracer, reading its report),
+//! [`go_toolchain`] (building Go targets), [`tools`] (a missing gcc, Go or other tool fails
+//! the test with a one-line hint; no test skips).
+
+#[cfg(feature = "root-tests")]
+mod common;
+mod go_toolchain;
+mod tools;
+
+#[cfg(feature = "root-tests")]
+mod contention;
+#[cfg(feature = "root-tests")]
+mod deadlock;
+#[cfg(feature = "root-tests")]
+mod errors;
+#[cfg(feature = "root-tests")]
+mod go_attach;
+mod go_probe_sites;
+mod go_symbols;
+#[cfg(feature = "root-tests")]
+mod lifecycle;
