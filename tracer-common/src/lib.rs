@@ -4,7 +4,8 @@
 //! re-exported at the crate root:
 //! - `names`: the names under which maps, programs and globals appear in the built
 //!   object ([`ALL_MAPS`], [`ALL_PROGRAMS`]).
-//! - `futex`: futex system call numbers and commands.
+//! - `futex`: futex system call numbers and commands, and [`FutexCall::decode`], the one
+//!   decoder of a futex call's registers used by both sides.
 //! - The ring-buffer records, one module each: [`WaitRecord`] (a futex wait: the
 //!   [`Event`] header with the lock memory, and the top of the user stack),
 //!   [`WaitEndRecord`], [`LockRecord`] and [`GoEvent`]. Every record starts with its
@@ -33,7 +34,7 @@ mod wait_record;
 pub use brief_waits::{BriefWaits, CpuBriefWaits};
 pub use counters::{COUNTER_SLOTS, Counter};
 pub use event::{EVENT_SIZE, Event, SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS};
-pub use futex::{futex_cmd, syscall};
+pub use futex::{FUTEX_TID_MASK, FutexCall, FutexWait, futex_cmd, syscall};
 pub use go_event::{GO_EVENT_SIZE, GoEvent};
 pub use go_site::{GoOp, go_cookie, pt_reg};
 pub use kind::{EventKind, UnknownValue};

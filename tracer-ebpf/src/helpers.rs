@@ -9,7 +9,7 @@ use aya_ebpf::{
     programs::tracing::StackIdContext,
 };
 use tracer_common::{
-    Counter, Event, EventKind, GoEvent, LockRecord, SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS,
+    Counter, Event, EventKind, FutexWait, GoEvent, LockRecord, SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS,
     STACK_ID_NO_FRAME_CHAIN, STACK_ID_SAMPLED_OUT, STACK_WINDOW_WORDS, StackSlot, WaitEndRecord,
     WaitRecord,
 };
@@ -239,15 +239,6 @@ pub(crate) fn current_syscall_regs() -> Option<SyscallRegs> {
     }
 }
 
-/// A futex wait about to be sent: the word, when it began, the futex command (see
-/// `tracer_common::futex_cmd`) and expected value.
-pub(crate) struct FutexWait {
-    pub(crate) addr: u64,
-    pub(crate) start_ns: u64,
-    pub(crate) op: u32,
-    pub(crate) val: u32,
-}
-
 /// Whether this CPU's next sleeping wait, on futex word `addr`, carries its stack
 /// (`tracer_common::STACK_SAMPLE_EVERY`); `true` if the sampler cannot be read.
 #[inline(always)]
@@ -261,16 +252,18 @@ pub(crate) fn takes_stack(addr: u64) -> bool {
     }
 }
 
-/// Sends thread `tid`'s futex wait as a `FutexWait` record: the lock memory around the
-/// futex word and the top of the user stack (from `regs`, the thread's registers at the
-/// call), read now (the thread is still inside the futex call, so both are as they were
-/// when it began). Without `with_stack` the record carries no stack window or stack id
-/// ([`STACK_ID_SAMPLED_OUT`]). `false` if the ring buffer was full (counted as dropped).
+/// Sends thread `tid`'s futex wait, begun at `start_ns`, as a `FutexWait` record: the
+/// lock memory around the futex word and the top of the user stack (from `regs`, the
+/// thread's registers at the call), read now (the thread is still inside the futex call,
+/// so both are as they were when it began). Without `with_stack` the record carries no
+/// stack window or stack id ([`STACK_ID_SAMPLED_OUT`]). `false` if the ring buffer was
+/// full (counted as dropped).
 #[inline(always)]
 pub(crate) fn send_wait<C: StackIdContext>(
     ctx: &C,
     tid: u32,
     wait: &FutexWait,
+    start_ns: u64,
     regs: &SyscallRegs,
     with_stack: bool,
 ) -> bool {
@@ -295,9 +288,9 @@ pub(crate) fn send_wait<C: StackIdContext>(
         (*record).event = Event::ZERO;
         (*record).event.kind = EventKind::FutexWait as u32;
         (*record).event.tid = tid;
-        (*record).event.ts_ns = wait.start_ns;
+        (*record).event.ts_ns = start_ns;
         (*record).event.addr = wait.addr;
-        (*record).event.op = wait.op;
+        (*record).event.op = wait.cmd;
         (*record).event.val = wait.val;
         (*record).event.stack_id = stack_id;
         snapshot_around(&mut (*record).event, wait.addr);

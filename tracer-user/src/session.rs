@@ -14,7 +14,10 @@ use tokio::{
     io::{Interest, unix::AsyncFd},
     signal::unix::{SignalKind, signal},
 };
-use tracer_common::{SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS, STACK_WINDOW_WORDS, futex_cmd, syscall};
+use tracer_common::{
+    FUTEX_TID_MASK, FutexCall, FutexWait, SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS, STACK_WINDOW_WORDS,
+    futex_cmd, syscall,
+};
 
 use crate::{
     analysis::{Analysis, WINDOW_ONLY_STACK},
@@ -299,26 +302,13 @@ impl Session {
             else {
                 continue;
             };
-            let (addr, cmd, val) = match nr {
-                #[expect(
-                    clippy::cast_possible_truncation,
-                    reason = "futex op and val are 32-bit ints"
-                )]
-                syscall::FUTEX => (
-                    args[0],
-                    args[1] as u32 & futex_cmd::CMD_MASK,
-                    args[2] as u32,
-                ),
-                #[expect(
-                    clippy::cast_possible_truncation,
-                    reason = "the expected value is 32-bit"
-                )]
-                syscall::FUTEX_WAIT => (args[0], futex_cmd::WAIT2, args[1] as u32),
-                _ => continue,
-            };
-            if !futex_cmd::is_wait(cmd) {
+            // `futex_waitv` waits are not adopted: their words are in the target's memory.
+            let [arg0, arg1, arg2, ..] = args;
+            let Some(FutexCall::Wait(FutexWait { addr, cmd, val })) =
+                FutexCall::decode(nr, [arg0, arg1, arg2])
+            else {
                 continue;
-            }
+            };
             if is_glibc_pi_park(addr, cmd, val, sp) {
                 parked.push((tid, sp, pc));
                 continue;
@@ -721,7 +711,9 @@ impl Session {
         let expect = i32::try_from(tid).unwrap_or(-1);
         match self.analysis.lock_kind(lock) {
             LockKind::Mutex => read_i32(lock + MUTEX_OWNER_OFFSET) == Some(expect),
-            LockKind::PiMutex => read_i32(lock).is_some_and(|w| w & 0x3fff_ffff == expect),
+            LockKind::PiMutex => {
+                read_i32(lock).is_some_and(|w| w.cast_unsigned() & FUTEX_TID_MASK == tid)
+            }
             LockKind::RwLock => match read_i32(lock + RWLOCK_WRITER_OFFSET) {
                 // Readers are not recorded in the lock; only the uprobes know them.
                 Some(0) => self.analysis.held(tid, lock).is_some(),
@@ -969,8 +961,6 @@ impl ThreadSet {
 
 /// `PTHREAD_MUTEX_PRIO_INHERIT_NP`, in the kind field (offset 16) of a glibc mutex.
 const PTHREAD_MUTEX_PRIO_INHERIT: i32 = 0x20;
-/// The owner-TID bits of a PI futex word.
-const FUTEX_TID_MASK: u32 = 0x3fff_ffff;
 /// Most memory searched for the mutex a parked PI waiter wanted.
 const PI_SEARCH_BYTES: usize = 64 * 1024 * 1024;
 
