@@ -95,4 +95,6 @@ mod pod {
     unsafe impl aya::Pod for super::GoEvent {}
     // SAFETY: `repr(C)`, 40 bytes pinned by an assert, no padding, plain integers only.
     unsafe impl aya::Pod for super::WaitEndRecord {}
+    // SAFETY: `repr(C)`, 48 bytes pinned by an assert, no padding, plain integers only.
+    unsafe impl aya::Pod for super::LockRecord {}
 }

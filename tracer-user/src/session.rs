@@ -21,7 +21,7 @@ use tracer_common::{
 
 use crate::{
     analysis::{Analysis, WINDOW_ONLY_STACK},
-    event::{Snapshot, StackWindow, TraceEvent, WindowRef, decode},
+    event::{Record, Snapshot, StackWindow, TraceEvent, WindowRef, decode},
     futex_lock::{MUTEX_OWNER_OFFSET, RWLOCK_WRITER_OFFSET},
     gotrace::{self, GoFinding, GoTracker},
     probes::{CounterTotals, Hooks, ProbeError, Probes},
@@ -582,12 +582,14 @@ impl Session {
         let mut total = 0;
         loop {
             let n = probes.drain(DRAIN_CHUNK, |bytes| {
-                if go.as_mut().is_some_and(|go| go.on_record(bytes)) {
-                    return;
-                }
                 // By reference: binding the decoded event by value copied it once more.
                 match decode(bytes) {
-                    Ok(ref event) => analysis.on_event(event, &is_thread),
+                    Ok(Record::Native(ref event)) => analysis.on_event(event, &is_thread),
+                    Ok(Record::Go(ref event)) => match go.as_mut() {
+                        Some(go) => go.on_event(event),
+                        // Go sites are only attached in Go targets.
+                        None => *decode_errors += 1,
+                    },
                     Err(_) => *decode_errors += 1,
                 }
             });
@@ -875,12 +877,6 @@ impl Session {
         if let Some(go) = self.go.as_mut() {
             go_events = go.events();
             go_deadlocks = go.deadlocks();
-            if go.decode_errors() > 0 {
-                notes.push(format!(
-                    "{} Go records named an unknown op",
-                    go.decode_errors()
-                ));
-            }
             locks.extend(go.finish(monotonic_ns(), &mut self.symbolizer));
         }
         let mut summary = Summary {
