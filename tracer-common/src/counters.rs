@@ -13,7 +13,8 @@ pub enum Counter {
     FutexWaits = 2,
     /// Stacks that neither stack map took (not recorded; the event still goes out).
     StackErrors = 3,
-    /// Lock calls whose return was seen without a matching entry (`--holds`).
+    /// Lock calls whose return was seen without a matching entry (`--holds`): their
+    /// acquisitions are not sent.
     UnmatchedReturns = 4,
     /// Waits that never slept but found [`MAP_BRIEF_WAITS`](crate::MAP_BRIEF_WAITS) full:
     /// counted nowhere else.

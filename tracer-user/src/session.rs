@@ -1096,6 +1096,12 @@ fn counter_notes(counters: &CounterTotals, decode_errors: u64) -> Vec<String> {
             counters.stack_errors
         ));
     }
+    if counters.unmatched_returns > 0 {
+        notes.push(format!(
+            "{} lock calls returned without their entry being seen: their acquisitions are missing",
+            counters.unmatched_returns
+        ));
+    }
     notes
 }
 
@@ -1112,15 +1118,17 @@ mod tests {
             dropped: 1,
             stack_errors: 2,
             brief_waits_untracked: 3,
+            unmatched_returns: 5,
             ..CounterTotals::default()
         };
         let notes = counter_notes(&counters, 4);
-        assert_eq!(notes.len(), 4, "{notes:?}");
+        assert_eq!(notes.len(), 5, "{notes:?}");
         for needle in [
             "1 events dropped",
             "2 stacks",
             "3 futex waits that did not sleep",
             "4 records",
+            "5 lock calls",
         ] {
             assert!(
                 notes.iter().any(|n| n.starts_with(needle)),
