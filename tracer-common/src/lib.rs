@@ -3,7 +3,7 @@
 //! Everything that crosses the boundary lives here, one module per subject, everything
 //! re-exported at the crate root:
 //! - `names`: the names under which maps, programs and globals appear in the built
-//!   object ([`ALL_MAPS`], [`ALL_PROGRAMS`]).
+//!   object ([`ALL_MAPS`], [`ALL_PROGRAMS`], [`ALL_GLOBALS`]).
 //! - `futex`: futex system call numbers and commands, and [`FutexCall::decode`], the one
 //!   decoder of a futex call's registers used by both sides.
 //! - The ring-buffer records, one module each: [`WaitRecord`] (a futex wait: the
@@ -40,11 +40,12 @@ pub use go_site::{GoOp, go_cookie, pt_reg};
 pub use kind::{EventKind, UnknownValue};
 pub use lock::{LOCK_RECORD_SIZE, LockOp, LockRecord, PendingLock};
 pub use names::{
-    ALL_MAPS, ALL_PROGRAMS, GLOBAL_GO_GOID_OFFSET, GLOBAL_TARGET_TGID, MAP_BRIEF_WAITS,
-    MAP_COUNTERS, MAP_CPU_BRIEF_WAITS, MAP_EVENTS, MAP_OVERFLOW_STACKS, MAP_PENDING_LOCKS,
-    MAP_READER_POLLS, MAP_STACK_SAMPLER, MAP_STACKS, PROG_GO_LOCK_SITE, PROG_LOCK_ENTRY,
-    PROG_LOCK_RETURN, PROG_NOOP_SCHED_SWITCH, PROG_NOOP_SYS_EXIT, PROG_NOOP_UPROBE,
-    PROG_NOOP_URETPROBE, PROG_SCHED_SWITCH, PROG_SYS_EXIT, PROG_UNLOCK_ENTRY,
+    ALL_GLOBALS, ALL_MAPS, ALL_PROGRAMS, GLOBAL_DIAGNOSTICS, GLOBAL_GO_GOID_OFFSET,
+    GLOBAL_TARGET_TGID, MAP_BRIEF_WAITS, MAP_COUNTERS, MAP_CPU_BRIEF_WAITS, MAP_EVENTS,
+    MAP_OVERFLOW_STACKS, MAP_PENDING_LOCKS, MAP_READER_POLLS, MAP_STACK_SAMPLER, MAP_STACKS,
+    PROG_GO_LOCK_SITE, PROG_LOCK_ENTRY, PROG_LOCK_RETURN, PROG_NOOP_SCHED_SWITCH,
+    PROG_NOOP_SYS_EXIT, PROG_NOOP_UPROBE, PROG_NOOP_URETPROBE, PROG_SCHED_SWITCH, PROG_SYS_EXIT,
+    PROG_UNLOCK_ENTRY,
 };
 pub use stack::{
     OVERFLOW_STACKS_MAX_ENTRIES, STACK_ID_NO_FRAME_CHAIN, STACK_ID_SAMPLED_OUT, STACK_SAMPLE_EVERY,

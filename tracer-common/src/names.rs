@@ -1,7 +1,7 @@
 //! Names under which maps, programs and load-time globals appear in the built eBPF object.
 //! Both sides use these constants, so a rename cannot silently break attachment, and a
 //! userspace test checks that the built object holds each one ([`ALL_MAPS`],
-//! [`ALL_PROGRAMS`] and the globals).
+//! [`ALL_PROGRAMS`], [`ALL_GLOBALS`]).
 
 /// Name of the BPF ring buffer carrying the records (see the crate documentation).
 pub const MAP_EVENTS: &str = "EVENTS";
@@ -43,6 +43,13 @@ pub const GLOBAL_TARGET_TGID: &str = "TARGET_TGID";
 /// Global holding the offset of `goid` in the Go runtime's `g` struct; set by the loader
 /// before load (0 when the target is not a Go program: Go sites are then never attached).
 pub const GLOBAL_GO_GOID_OFFSET: &str = "GO_GOID_OFFSET";
+/// Global (a `u32` in `.rodata`, 0 unless the loader sets it before load) that turns on
+/// the programs' diagnostics: `aya-log` messages about paths they should not take (a
+/// full ring buffer, unreadable target memory, a stack the kernel would not record…).
+/// Being read-only, it is a constant to the verifier, which drops every logging branch
+/// as dead code while it is 0: the programs then run exactly as if there were none.
+pub const GLOBAL_DIAGNOSTICS: &str = "DIAGNOSTICS";
+
 /// Program on the `sys_exit` BTF raw tracepoint: futex wait ends and wake counts.
 pub const PROG_SYS_EXIT: &str = "futex_exit";
 /// Program on the `sched_switch` BTF raw tracepoint: a target thread in a futex wait
@@ -92,4 +99,10 @@ pub const ALL_PROGRAMS: [&str; 10] = [
     PROG_NOOP_SCHED_SWITCH,
     PROG_NOOP_UPROBE,
     PROG_NOOP_URETPROBE,
+];
+/// Every global the loader sets, for the same test.
+pub const ALL_GLOBALS: [&str; 3] = [
+    GLOBAL_TARGET_TGID,
+    GLOBAL_GO_GOID_OFFSET,
+    GLOBAL_DIAGNOSTICS,
 ];

@@ -5,7 +5,7 @@
 use aya_ebpf::bindings::pt_regs;
 use tracer_common::{FutexCall, FutexWait};
 
-use crate::helpers::read_user;
+use crate::{diag, helpers::read_user};
 
 /// The first three syscall arguments, read straight from the saved registers.
 #[inline(always)]
@@ -23,7 +23,8 @@ pub(crate) fn syscall_args(regs: *const pt_regs) -> [u64; 3] {
 pub(crate) fn decode(nr: i64, args: [u64; 3]) -> Result<Option<FutexCall>, ()> {
     match FutexCall::decode(nr, args) {
         Some(FutexCall::WaitV { waiters }) => {
-            let first = read_user::<[u64; 2]>(waiters)?;
+            let first =
+                read_user::<[u64; 2]>(waiters).inspect_err(|()| diag::waitv_unreadable(waiters))?;
             Ok(Some(FutexCall::Wait(FutexWait::of_waitv(first))))
         }
         call => Ok(call),

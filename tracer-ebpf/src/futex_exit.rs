@@ -19,6 +19,7 @@ use aya_ebpf::{
 use tracer_common::{BriefWaits, Counter, EventKind, FutexCall, WaitEndRecord};
 
 use crate::{
+    diag,
     futex_call::{self, syscall_args},
     helpers::{SyscallRegs, count, count_n, emit_wait_end, send_wait, target_tid},
     maps::{BRIEF_WAITS, CPU_BRIEF_WAITS},
@@ -127,6 +128,7 @@ fn flush_brief_waits(addr: u64, waits: &BriefWaits) {
         let _ = BRIEF_WAITS.insert(addr, BriefWaits::ZERO, u64::from(BPF_NOEXIST));
         let Some(totals) = BRIEF_WAITS.get_ptr_mut(addr) else {
             count_n(Counter::BriefWaitsUntracked, waits.count);
+            diag::brief_waits_full(addr, waits.count);
             return;
         };
         totals

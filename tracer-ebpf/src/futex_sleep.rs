@@ -17,7 +17,7 @@ use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::btf_tracepoint, programs::BtfT
 use tracer_common::FutexCall;
 
 use crate::{
-    futex_call,
+    diag, futex_call,
     helpers::{current_syscall_regs, send_wait, takes_stack, target_tid},
 };
 
@@ -41,7 +41,10 @@ fn try_futex_sleep(ctx: &BtfTracePointContext) -> Result<(), ()> {
     if preempt || prev_state == 0 {
         return Ok(());
     }
-    let regs = current_syscall_regs().ok_or(())?;
+    let Some(regs) = current_syscall_regs() else {
+        diag::no_syscall_regs(tid);
+        return Err(());
+    };
     let Some(FutexCall::Wait(wait)) = futex_call::decode(regs.nr, regs.args)? else {
         return Ok(());
     };

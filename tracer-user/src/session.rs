@@ -84,6 +84,8 @@ pub struct Config {
     pub stuck_after: Duration,
     /// Drain at this `SCHED_FIFO` priority (`crate::realtime`), if any.
     pub realtime: Option<u8>,
+    /// Turn on the eBPF programs' diagnostics and print them on stderr (`--bpf-log`).
+    pub bpf_log: bool,
 }
 
 #[derive(Debug, Error)]
@@ -171,7 +173,7 @@ pub async fn run(config: Config, out: &mut dyn Write) -> Result<(), SessionError
         }
     };
     let attach_started = Instant::now();
-    let probes = attach_probes(pid, config.holds, libc.as_deref(), go_target.as_ref())?;
+    let probes = attach_probes(&config, libc.as_deref(), go_target.as_ref())?;
     if !procfs::process_alive(pid) {
         return Err(SessionError::ExitedDuringAttach { pid });
     }
@@ -243,13 +245,14 @@ pub async fn run(config: Config, out: &mut dyn Write) -> Result<(), SessionError
 /// Loads and attaches the probes: futex hooks, `--holds` uprobes in `libc`, and the Go
 /// sites of `go`.
 fn attach_probes(
-    pid: u32,
-    holds: bool,
+    config: &Config,
     libc: Option<&Path>,
     go: Option<&gotrace::GoTarget>,
 ) -> Result<Probes, SessionError> {
+    let (pid, holds) = (config.pid, config.holds);
     let go_attach = go.map(gotrace::GoTarget::probe_sites);
-    Probes::attach(pid, Hooks::Trace { holds }, libc, go_attach.as_ref()).map_err(|source| {
+    let hooks = Hooks::Trace { holds };
+    Probes::attach(pid, hooks, libc, go_attach.as_ref(), config.bpf_log).map_err(|source| {
         if source.is_permission_denied() {
             SessionError::NotPrivileged(source)
         } else if !procfs::process_alive(pid) {
