@@ -16,11 +16,12 @@ use aya_ebpf::{
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
-use tracer_common::{BriefWaits, Counter, EventKind, WaitEndRecord};
+use tracer_common::{BriefWaits, Counter, EventKind, FutexCall, WaitEndRecord};
 
 use crate::{
-    futex_call::{self, FutexCall, syscall_args},
-    helpers::{FutexWait, SyscallRegs, count, count_n, emit_wait_end, send_wait, target_tid},
+    diag,
+    futex_call::{self, syscall_args},
+    helpers::{SyscallRegs, count, count_n, emit_wait_end, send_wait, target_tid},
     maps::{BRIEF_WAITS, CPU_BRIEF_WAITS},
 };
 
@@ -42,18 +43,19 @@ fn try_futex_exit(ctx: &BtfTracePointContext) -> Result<(), ()> {
     // SAFETY: BTF-typed `struct pt_regs *` of the tracepoint; verifier-checked load.
     let nr = unsafe { (*regs).orig_rax }.cast_signed();
     let args = syscall_args(regs);
-    let (addr, cmd, val) = match futex_call::decode(nr, args)? {
-        FutexCall::Wait { addr, cmd, val } => (addr, cmd, val),
-        FutexCall::Wake => {
+    let wait = match futex_call::decode(nr, args)? {
+        Some(FutexCall::Wait(wait)) => wait,
+        Some(FutexCall::Wake) => {
             count(Counter::FutexWakes);
             return Ok(());
         }
-        FutexCall::Other => return Ok(()),
+        // `futex_call::decode` has read a `futex_waitv` call's word already.
+        Some(FutexCall::WaitV { .. }) | None => return Ok(()),
     };
     count(Counter::FutexWaits);
     let ret: i64 = ctx.arg(1);
     if ret == -EAGAIN {
-        add_brief_wait(addr, cmd, val);
+        add_brief_wait(wait.addr, wait.cmd, wait.val);
         return Ok(());
     }
     // SAFETY: bpf_ktime_get_ns has no preconditions.
@@ -70,15 +72,9 @@ fn try_futex_exit(ctx: &BtfTracePointContext) -> Result<(), ()> {
                 bp: (*regs).rbp,
             }
         };
-        let wait = FutexWait {
-            addr,
-            start_ns: now,
-            op: cmd,
-            val,
-        };
         // An unusual end (a timeout, `EDEADLK`) is over before anyone could read the
         // thread's stack later, so it always carries it.
-        if !send_wait(ctx, tid, &wait, &call, true) {
+        if !send_wait(ctx, tid, &wait, now, &call, true) {
             return Ok(());
         }
     }
@@ -86,10 +82,10 @@ fn try_futex_exit(ctx: &BtfTracePointContext) -> Result<(), ()> {
         kind: EventKind::FutexWaitDone as u32,
         tid,
         ts_ns: now,
-        addr,
+        addr: wait.addr,
         ret,
-        op: cmd,
-        val,
+        op: wait.cmd,
+        val: wait.val,
     });
     Ok(())
 }
@@ -132,6 +128,7 @@ fn flush_brief_waits(addr: u64, waits: &BriefWaits) {
         let _ = BRIEF_WAITS.insert(addr, BriefWaits::ZERO, u64::from(BPF_NOEXIST));
         let Some(totals) = BRIEF_WAITS.get_ptr_mut(addr) else {
             count_n(Counter::BriefWaitsUntracked, waits.count);
+            diag::brief_waits_full(addr, waits.count);
             return;
         };
         totals

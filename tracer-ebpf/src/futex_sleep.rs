@@ -14,10 +14,11 @@
 //! The hook keeps no state: a thread that sleeps twice in one call (a spurious wakeup)
 //! sends its wait twice, and userspace keeps the first.
 use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::btf_tracepoint, programs::BtfTracePointContext};
+use tracer_common::FutexCall;
 
 use crate::{
-    futex_call::{self, FutexCall},
-    helpers::{FutexWait, current_syscall_regs, send_wait, takes_stack, target_tid},
+    diag, futex_call,
+    helpers::{current_syscall_regs, send_wait, takes_stack, target_tid},
 };
 
 #[btf_tracepoint(function = "sched_switch")]
@@ -40,19 +41,17 @@ fn try_futex_sleep(ctx: &BtfTracePointContext) -> Result<(), ()> {
     if preempt || prev_state == 0 {
         return Ok(());
     }
-    let regs = current_syscall_regs().ok_or(())?;
-    let FutexCall::Wait { addr, cmd, val } = futex_call::decode(regs.nr, regs.args)? else {
+    let Some(regs) = current_syscall_regs() else {
+        diag::no_syscall_regs(tid);
+        return Err(());
+    };
+    let Some(FutexCall::Wait(wait)) = futex_call::decode(regs.nr, regs.args)? else {
         return Ok(());
     };
-    let wait = FutexWait {
-        addr,
-        // SAFETY: bpf_ktime_get_ns has no preconditions.
-        start_ns: unsafe { bpf_ktime_get_ns() },
-        op: cmd,
-        val,
-    };
+    // SAFETY: bpf_ktime_get_ns has no preconditions.
+    let start_ns = unsafe { bpf_ktime_get_ns() };
     // A full ring buffer drops the record (counted): the wait's end then finds no start
     // and counts as a brief wait in userspace.
-    send_wait(ctx, tid, &wait, &regs, takes_stack(addr));
+    send_wait(ctx, tid, &wait, start_ns, &regs, takes_stack(wait.addr));
     Ok(())
 }

@@ -19,6 +19,7 @@ use aya_ebpf::{
 use tracer_common::{EventKind, GoEvent, GoOp, go_cookie, pt_reg};
 
 use crate::{
+    diag,
     helpers::{emit_go, target_tid, user_stack_id},
     maps::GO_GOID_OFFSET,
 };
@@ -60,7 +61,11 @@ fn try_go_lock_site(ctx: &ProbeContext) -> Result<(), ()> {
     let g = reg(regs, pt_reg::R14).ok_or(())?;
     let offset = GO_GOID_OFFSET.load();
     // SAFETY: bpf_probe_read_user checks the user address and fails cleanly on a fault.
-    let goid = unsafe { bpf_probe_read_user((g.wrapping_add(offset)) as *const u64) }.unwrap_or(0);
+    let goid = unsafe { bpf_probe_read_user((g.wrapping_add(offset)) as *const u64) }
+        .unwrap_or_else(|_| {
+            diag::goid_unreadable(g);
+            0
+        });
     let addr = match reg(regs, go_cookie::base(cookie)) {
         Some(base) => base.wrapping_add_signed(i64::from(go_cookie::displacement(cookie))),
         None => 0,
@@ -75,6 +80,7 @@ fn try_go_lock_site(ctx: &ProbeContext) -> Result<(), ()> {
         None => 0,
     };
     let pc = reg(regs, pt_reg::RIP).ok_or(())?;
+    diag::check_go_op(op, pc);
     let caller = if op == GoOp::LockSlowEnter as u32 {
         let sp = reg(regs, pt_reg::RSP).ok_or(())?;
         // At a function's first instruction `[sp]` is the return address: the call site,

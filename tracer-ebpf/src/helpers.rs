@@ -9,12 +9,13 @@ use aya_ebpf::{
     programs::tracing::StackIdContext,
 };
 use tracer_common::{
-    Counter, Event, EventKind, GoEvent, LockRecord, SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS,
+    Counter, Event, EventKind, FutexWait, GoEvent, LockRecord, SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS,
     STACK_ID_NO_FRAME_CHAIN, STACK_ID_SAMPLED_OUT, STACK_WINDOW_WORDS, StackSlot, WaitEndRecord,
     WaitRecord,
 };
 
 use crate::{
+    diag,
     futex_call::syscall_args,
     maps::{COUNTERS, EVENTS, OVERFLOW_STACKS, READER_POLLS, STACK_SAMPLER, STACKS, TARGET_TGID},
 };
@@ -78,6 +79,13 @@ fn submit_flags() -> u64 {
     }
 }
 
+/// Counts a record of `kind` (an `EventKind`) the ring buffer had no room for.
+#[inline(always)]
+fn dropped(kind: u32) {
+    count(Counter::Dropped);
+    diag::record_dropped(kind);
+}
+
 /// Sends a futex wait's end to the ring buffer (see [`submit_flags`] for the wakeup). A
 /// full buffer drops the record and counts it; we never wait.
 #[inline(always)]
@@ -86,7 +94,7 @@ pub(crate) fn emit_wait_end(record: &WaitEndRecord) {
         .output::<WaitEndRecord>(record, submit_flags())
         .is_err()
     {
-        count(Counter::Dropped);
+        dropped(record.kind);
     }
 }
 
@@ -94,7 +102,7 @@ pub(crate) fn emit_wait_end(record: &WaitEndRecord) {
 #[inline(always)]
 pub(crate) fn emit_go(event: &GoEvent) {
     if EVENTS.output::<GoEvent>(event, submit_flags()).is_err() {
-        count(Counter::Dropped);
+        dropped(event.kind);
     }
 }
 
@@ -102,7 +110,7 @@ pub(crate) fn emit_go(event: &GoEvent) {
 #[inline(always)]
 pub(crate) fn emit_lock(record: &LockRecord) {
     if EVENTS.output::<LockRecord>(record, submit_flags()).is_err() {
-        count(Counter::Dropped);
+        dropped(record.kind);
     }
 }
 
@@ -148,6 +156,7 @@ pub(crate) fn user_stack_id<C: StackIdContext>(ctx: &C) -> i32 {
     };
     id.unwrap_or_else(|errno| {
         count(Counter::StackErrors);
+        diag::stack_refused(errno);
         errno
     })
 }
@@ -158,7 +167,7 @@ pub(crate) fn user_stack_id<C: StackIdContext>(ctx: &C) -> i32 {
 /// state has moved on. Starts `SNAPSHOT_LEAD_BYTES` before the word; if that crosses into
 /// an unmapped page, retries from the word itself.
 #[inline(always)]
-pub(crate) fn snapshot_around(event: &mut Event, uaddr: u64) {
+fn snapshot_around(event: &mut Event, uaddr: u64) {
     const BYTES: usize = SNAPSHOT_WORDS * 4;
     #[expect(clippy::cast_possible_truncation, reason = "a 64-byte constant")]
     const SNAPSHOT_BYTES: u32 = BYTES as u32;
@@ -176,13 +185,14 @@ pub(crate) fn snapshot_around(event: &mut Event, uaddr: u64) {
             return;
         }
     }
+    diag::lock_memory_unreadable(event.tid, uaddr);
 }
 
 /// Copies the top of the user stack (from `sp` upwards) into `window`; returns how many
 /// words are valid. Near the top of a stack mapping the full window may cross its end,
 /// so a quarter window is tried next.
 #[inline(always)]
-pub(crate) fn copy_stack_window(window: &mut [u64; STACK_WINDOW_WORDS], sp: u64) -> u32 {
+fn copy_stack_window(window: &mut [u64; STACK_WINDOW_WORDS], sp: u64) -> u32 {
     const FULL: usize = STACK_WINDOW_WORDS * 8;
     #[expect(clippy::cast_possible_truncation, reason = "a 32-word constant")]
     const WINDOW_WORDS: u32 = STACK_WINDOW_WORDS as u32;
@@ -197,6 +207,7 @@ pub(crate) fn copy_stack_window(window: &mut [u64; STACK_WINDOW_WORDS], sp: u64)
     if unsafe { bpf_probe_read_user_buf(sp as *const u8, quarter) }.is_ok() {
         return WINDOW_WORDS / 4;
     }
+    diag::stack_window_unreadable(sp);
     0
 }
 
@@ -239,15 +250,6 @@ pub(crate) fn current_syscall_regs() -> Option<SyscallRegs> {
     }
 }
 
-/// A futex wait about to be sent: the word, when it began, the futex command (see
-/// `tracer_common::futex_cmd`) and expected value.
-pub(crate) struct FutexWait {
-    pub(crate) addr: u64,
-    pub(crate) start_ns: u64,
-    pub(crate) op: u32,
-    pub(crate) val: u32,
-}
-
 /// Whether this CPU's next sleeping wait, on futex word `addr`, carries its stack
 /// (`tracer_common::STACK_SAMPLE_EVERY`); `true` if the sampler cannot be read.
 #[inline(always)]
@@ -261,16 +263,18 @@ pub(crate) fn takes_stack(addr: u64) -> bool {
     }
 }
 
-/// Sends thread `tid`'s futex wait as a `FutexWait` record: the lock memory around the
-/// futex word and the top of the user stack (from `regs`, the thread's registers at the
-/// call), read now (the thread is still inside the futex call, so both are as they were
-/// when it began). Without `with_stack` the record carries no stack window or stack id
-/// ([`STACK_ID_SAMPLED_OUT`]). `false` if the ring buffer was full (counted as dropped).
+/// Sends thread `tid`'s futex wait, begun at `start_ns`, as a `FutexWait` record: the
+/// lock memory around the futex word and the top of the user stack (from `regs`, the
+/// thread's registers at the call), read now (the thread is still inside the futex call,
+/// so both are as they were when it began). Without `with_stack` the record carries no
+/// stack window or stack id ([`STACK_ID_SAMPLED_OUT`]). `false` if the ring buffer was
+/// full (counted as dropped).
 #[inline(always)]
 pub(crate) fn send_wait<C: StackIdContext>(
     ctx: &C,
     tid: u32,
     wait: &FutexWait,
+    start_ns: u64,
     regs: &SyscallRegs,
     with_stack: bool,
 ) -> bool {
@@ -285,7 +289,7 @@ pub(crate) fn send_wait<C: StackIdContext>(
     };
     // Reserve in place: a wait record is too large to build on the 512-byte BPF stack.
     let Some(mut entry) = EVENTS.reserve::<WaitRecord>(0) else {
-        count(Counter::Dropped);
+        dropped(EventKind::FutexWait as u32);
         return false;
     };
     let record = entry.as_mut_ptr();
@@ -295,9 +299,9 @@ pub(crate) fn send_wait<C: StackIdContext>(
         (*record).event = Event::ZERO;
         (*record).event.kind = EventKind::FutexWait as u32;
         (*record).event.tid = tid;
-        (*record).event.ts_ns = wait.start_ns;
+        (*record).event.ts_ns = start_ns;
         (*record).event.addr = wait.addr;
-        (*record).event.op = wait.op;
+        (*record).event.op = wait.cmd;
         (*record).event.val = wait.val;
         (*record).event.stack_id = stack_id;
         snapshot_around(&mut (*record).event, wait.addr);

@@ -13,6 +13,7 @@ use aya_ebpf::{
 use tracer_common::{EventKind, LockOp, LockRecord, PendingLock, STACK_ID_NO_FRAME_CHAIN};
 
 use crate::{
+    diag,
     helpers::{emit_lock, frame_chain_starts, target_tid, user_stack_id},
     maps::PENDING_LOCKS,
 };
@@ -80,7 +81,9 @@ fn try_lock_entry(ctx: &ProbeContext) -> Result<(), ()> {
         // a time on the thread's CPU.
         Some(slot) => unsafe { slot.write(pending) },
         // The thread's first lock call (or its entry was recycled): create it.
-        None => PENDING_LOCKS.insert(tid, pending, 0).map_err(|_| ())?,
+        None => PENDING_LOCKS.insert(tid, pending, 0).map_err(|errno| {
+            diag::pending_lock_lost(tid, errno);
+        })?,
     }
     Ok(())
 }

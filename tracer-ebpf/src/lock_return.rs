@@ -9,6 +9,7 @@ use tracer_common::{Counter, EventKind, LockOp, LockRecord, PendingLock};
 const ETIMEDOUT: i32 = 110;
 
 use crate::{
+    diag,
     helpers::{count, emit_lock, target_tid},
     maps::PENDING_LOCKS,
 };
@@ -30,6 +31,7 @@ fn try_lock_return(ctx: &RetProbeContext) -> Result<(), ()> {
     };
     let Some(pending) = take_pending(tid) else {
         count(Counter::UnmatchedReturns);
+        diag::unmatched_return(tid);
         return Ok(());
     };
     let ret: i32 = ctx.ret();

@@ -14,7 +14,8 @@
 //! - `noop`: empty programs on the same hooks, attached only by the benchmark to
 //!   measure the floor cost of the hooks themselves.
 //!
-//! `maps` holds every map; `helpers` the small bounds-checked `unsafe` wrappers.
+//! `maps` holds every map; `helpers` the small bounds-checked `unsafe` wrappers; `diag`
+//! the `aya-log` messages about unexpected paths, sent only when the loader asks for them.
 #![no_std]
 #![no_main]
 #![expect(
@@ -26,6 +27,7 @@
     reason = "aya's program macros hand each hook its context by value"
 )]
 
+mod diag;
 mod futex_call;
 mod futex_exit;
 mod futex_sleep;

@@ -18,6 +18,10 @@ pub(crate) static TARGET_TGID: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
 pub(crate) static GO_GOID_OFFSET: Global<u64> = Global::new(0);
 
+/// Nonzero turns on the programs' `aya-log` diagnostics (`crate::diag`); set before load.
+#[unsafe(no_mangle)]
+pub(crate) static DIAGNOSTICS: Global<u32> = Global::new(0);
+
 /// Fixed-size `Event` records. 16 MiB: at ~1M events/s and a 20 ms drain interval the
 /// reader needs ~2.6 MiB, so a stalled reader still has several hundred ms of slack
 /// before records are dropped (and counted).

@@ -9,21 +9,19 @@
 //! The stream imitates a contended program: 64 threads, 256 glibc mutexes picked with a
 //! skewed (roughly Zipf) distribution, every lock wait paired with its end, some
 //! condition-variable waits, and lock owners that are running threads (so the stream is
-//! deadlock-free, like the workloads whose overhead matters). Records are raw
-//! `tracer_common::Event`s filled in with `..Event::ZERO` (fields added to the record
-//! later stay zero and the benchmark keeps building), decoded once, and wait records get
-//! a full stack window before `encode_bytes` turns them into the bytes the kernel sends
-//! (408-byte wait records, 48-byte lock records, 128-byte others). The timed loop only
-//! sees those bytes.
+//! deadlock-free, like the workloads whose overhead matters). Records are built as typed
+//! events, waits get a full stack window, and `encode_bytes` turns them into the bytes the
+//! kernel sends (408-byte wait records, 40-byte wait ends, 48-byte lock records). The
+//! timed loop only sees those bytes.
 use std::{
     hint::black_box,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, bail};
-use tracer_common::{Event, EventKind, LockOp, SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS, futex_cmd};
+use tracer_common::{LockOp, SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS, futex_cmd};
 use tracer_user::{
-    event::{StackWindow, TraceEvent, WindowRef, decode, encode_bytes, to_bytes},
+    event::{Record, Snapshot, StackWindow, TraceEvent, WindowRef, decode, encode_bytes},
     native::analysis::{Analysis, ThreadIds},
 };
 
@@ -125,15 +123,14 @@ impl Stream {
 #[allow(clippy::cast_possible_truncation)]
 const SNAPSHOT_BYTES: u32 = (SNAPSHOT_WORDS * 4) as u32;
 
-fn wait_done(tid: u32, ts_ns: u64, addr: u64, cmd: u32) -> Event {
-    Event {
-        kind: EventKind::FutexWaitDone as u32,
+fn wait_done(tid: u32, ts_ns: u64, addr: u64, cmd: u32) -> TraceEvent<'static> {
+    TraceEvent::FutexWaitDone {
         tid,
         ts_ns,
         addr,
-        op: cmd,
+        cmd,
+        val: 0,
         ret: 0,
-        ..Event::ZERO
     }
 }
 
@@ -157,20 +154,20 @@ impl Generator {
         }
     }
 
-    fn emit(&mut self, event: &Event) {
-        let bytes = to_bytes(event);
-        match decode(&bytes) {
-            Ok(mut typed @ TraceEvent::FutexWait { tid, .. }) => {
-                let stack = self.stack_window(tid);
-                if let TraceEvent::FutexWait { ref mut window, .. } = typed {
-                    *window = WindowRef::Built(&stack);
-                }
-                self.out.push(&encode_bytes(&typed));
-            }
-            // Lock events as the kernel sends them: the small lock record.
-            Ok(typed) => self.out.push(&encode_bytes(&typed)),
-            Err(_) => self.out.push(bytes.as_ref()),
+    /// Appends the record the kernel would send for `event`; a wait gets its stack window.
+    fn emit(&mut self, event: &TraceEvent<'static>) {
+        let mut typed: TraceEvent<'_> = *event;
+        let stack;
+        if let TraceEvent::FutexWait {
+            tid,
+            ref mut window,
+            ..
+        } = typed
+        {
+            stack = self.stack_window(tid);
+            *window = WindowRef::Built(&stack);
         }
+        self.out.push(&encode_bytes(&typed));
     }
 
     /// The top of a user stack as the kernel copies it at a futex wait: the stack pointer,
@@ -232,7 +229,7 @@ impl Generator {
         owner
     }
 
-    fn mutex_wait(&mut self, thread: usize, lock: u64) -> Event {
+    fn mutex_wait(&mut self, thread: usize, lock: u64) -> TraceEvent<'static> {
         let owner = self.owner_for(lock, thread);
         let addr = lock_addr(lock);
         let lead = usize::try_from(SNAPSHOT_LEAD_BYTES / 4).unwrap_or(0);
@@ -241,25 +238,25 @@ impl Generator {
         words[lead + 1] = 1; // __count
         words[lead + 2] = owner; // __owner, 8 bytes after the word
         words[lead + 3] = 1; // __nusers
-        let stack_id =
-            i32::try_from((u64::from(tid_of(thread)) * 7 + lock + self.rng.below(4)) % STACKS)
-                .unwrap_or(-14);
-        Event {
-            kind: EventKind::FutexWait as u32,
+        let stack =
+            u32::try_from((u64::from(tid_of(thread)) * 7 + lock + self.rng.below(4)) % STACKS).ok();
+        TraceEvent::FutexWait {
             tid: tid_of(thread),
             ts_ns: self.tick(),
             addr,
-            op: futex_cmd::WAIT,
+            cmd: futex_cmd::WAIT,
             val: 2,
-            stack_id,
-            snapshot_len: SNAPSHOT_BYTES,
-            snapshot_addr: addr - SNAPSHOT_LEAD_BYTES,
-            snapshot: words,
-            ..Event::ZERO
+            stack,
+            snapshot: Snapshot {
+                addr: addr - SNAPSHOT_LEAD_BYTES,
+                len: SNAPSHOT_BYTES,
+                words,
+            },
+            window: WindowRef::EMPTY,
         }
     }
 
-    fn cond_wait(&mut self, thread: usize, cond: u64) -> Event {
+    fn cond_wait(&mut self, thread: usize, cond: u64) -> TraceEvent<'static> {
         // glibc condvars sleep on __g_signals[g] with FUTEX_WAIT_BITSET; the words around
         // carry sequence counters, not TIDs.
         let addr = COND_BASE + cond * 64 + 8;
@@ -267,18 +264,19 @@ impl Generator {
         for (i, w) in words.iter_mut().enumerate() {
             *w = u32::try_from(i).unwrap_or(0) * 2;
         }
-        Event {
-            kind: EventKind::FutexWait as u32,
+        TraceEvent::FutexWait {
             tid: tid_of(thread),
             ts_ns: self.tick(),
             addr,
-            op: futex_cmd::WAIT_BITSET,
+            cmd: futex_cmd::WAIT_BITSET,
             val: 0,
-            stack_id: -14, // -EFAULT: no stack, as bpf_get_stackid reports it
-            snapshot_len: SNAPSHOT_BYTES,
-            snapshot_addr: addr - SNAPSHOT_LEAD_BYTES,
-            snapshot: words,
-            ..Event::ZERO
+            stack: None, // sent as -EFAULT, as bpf_get_stackid reports no stack
+            snapshot: Snapshot {
+                addr: addr - SNAPSHOT_LEAD_BYTES,
+                len: SNAPSHOT_BYTES,
+                words,
+            },
+            window: WindowRef::EMPTY,
         }
     }
 
@@ -315,16 +313,15 @@ impl Generator {
         if self.holds {
             let ts_ns = self.tick();
             let start_ns = ts_ns.saturating_sub(500);
-            let stack_id = i32::try_from((u64::from(tid) + lock) % STACKS).unwrap_or(-14);
-            self.emit(&Event {
-                kind: EventKind::LockAcquired as u32,
+            let stack = u32::try_from((u64::from(tid) + lock) % STACKS).ok();
+            self.emit(&TraceEvent::LockAcquired {
                 tid,
                 ts_ns,
                 start_ns,
                 addr: lock_addr(lock),
-                op: LockOp::MutexLock as u32,
-                stack_id,
-                ..Event::ZERO
+                op: LockOp::MutexLock,
+                stack,
+                call_site: 0,
             });
         }
         self.owners[usize::try_from(lock).unwrap_or(0)] = Some(tid);
@@ -365,13 +362,11 @@ impl Generator {
             State::Holding(lock) => {
                 if self.holds {
                     let ts_ns = self.tick();
-                    self.emit(&Event {
-                        kind: EventKind::LockReleased as u32,
+                    self.emit(&TraceEvent::LockReleased {
                         tid,
                         ts_ns,
                         addr: lock_addr(lock),
-                        op: LockOp::MutexUnlock as u32,
-                        ..Event::ZERO
+                        op: LockOp::MutexUnlock,
                     });
                 }
                 self.states[thread] = State::Idle;
@@ -406,8 +401,8 @@ fn run_pipeline(stream: &Stream, passes: usize) -> Outcome {
         for record in stream.records() {
             // As the session's drain loop does it.
             match decode(black_box(record)) {
-                Ok(ref event) => analysis.on_event(event, &threads),
-                Err(_) => decode_errors += 1,
+                Ok(Record::Native(ref event)) => analysis.on_event(event, &threads),
+                Ok(Record::Go(_)) | Err(_) => decode_errors += 1,
             }
             since_poll += 1;
             if since_poll == CANDIDATE_POLL {

@@ -1,19 +1,23 @@
-//! Decoding of raw ring-buffer records into typed events. Pure: no aya, no I/O.
-use std::mem::offset_of;
+//! Decoding of raw ring-buffer records into typed events: [`decode`] is the one place
+//! that reads a record's bytes, for every record layout the programs send. No I/O.
+use std::mem::size_of;
 
+use aya::Pod;
 use thiserror::Error;
 use tracer_common::{
-    BriefWaits, CpuBriefWaits, EVENT_SIZE, Event, EventKind, LOCK_RECORD_SIZE, LockOp, LockRecord,
-    SNAPSHOT_WORDS, STACK_WINDOW_WORDS, UnknownValue, WAIT_END_RECORD_SIZE, WAIT_RECORD_SIZE,
-    WaitEndRecord, WaitRecord,
+    BriefWaits, CpuBriefWaits, EVENT_SIZE, Event, EventKind, GO_EVENT_SIZE, GoEvent,
+    LOCK_RECORD_SIZE, LockOp, LockRecord, SNAPSHOT_WORDS, STACK_WINDOW_WORDS, UnknownValue,
+    WAIT_END_RECORD_SIZE, WAIT_RECORD_SIZE, WaitEndRecord, WaitRecord,
 };
+
+use crate::go::lock_model::GoLockEvent;
 
 /// A record that could not be decoded. Counted and skipped, never fatal: a newer or
 /// corrupted record must not stop the trace.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum DecodeError {
     #[error(
-        "record of {len} bytes, expected {WAIT_END_RECORD_SIZE}, {LOCK_RECORD_SIZE}, {EVENT_SIZE} or {WAIT_RECORD_SIZE}"
+        "record of {len} bytes, expected {WAIT_END_RECORD_SIZE}, {LOCK_RECORD_SIZE}, {GO_EVENT_SIZE} or {WAIT_RECORD_SIZE}"
     )]
     Size { len: usize },
     #[error("a {WAIT_RECORD_SIZE}-byte record that is not a futex wait")]
@@ -22,12 +26,14 @@ pub enum DecodeError {
     WaitEndRecordKind,
     #[error("a {LOCK_RECORD_SIZE}-byte record that is not a lock acquire or release")]
     LockRecordKind,
+    #[error("a {GO_EVENT_SIZE}-byte record that is not a go lock site")]
+    GoRecordKind,
     #[error("unknown event kind {}", .0.0)]
     Kind(UnknownValue),
     #[error("unknown lock op {}", .0.0)]
     LockOp(UnknownValue),
-    #[error("a go lock record in a {EVENT_SIZE}-byte record (go records have their own size)")]
-    GoKindInEvent,
+    #[error("unknown go lock op {}", .0.0)]
+    GoOp(UnknownValue),
 }
 
 /// Target memory copied around a futex word at the moment the wait began.
@@ -211,7 +217,8 @@ fn stack_id(raw: i32) -> StackId {
     u32::try_from(raw).ok()
 }
 
-/// A decoded ring-buffer record; a futex wait's stack window stays in the record's bytes.
+/// A decoded futex or `--holds` lock record ([`Record::Native`]); a futex wait's stack
+/// window stays in the record's bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TraceEvent<'a> {
     FutexWait {
@@ -276,51 +283,45 @@ impl TraceEvent<'_> {
     }
 }
 
-/// Reads a record from ring-buffer bytes (which carry no alignment guarantee).
+/// A decoded ring-buffer record, whatever its layout: what [`decode`] returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Record<'a> {
+    /// A futex wait, its end, or a `--holds` lock event: for the analysis.
+    Native(TraceEvent<'a>),
+    /// A Go lock probe site: for the Go lock model.
+    Go(GoLockEvent),
+}
+
+/// Decodes a record from ring-buffer bytes (which carry no alignment guarantee). The
+/// layouts are told apart by size (`tracer_common::RECORD_SIZES`), then by kind.
 ///
 /// # Errors
 /// When the length or a discriminant is not one this build knows.
-pub fn decode(bytes: &[u8]) -> Result<TraceEvent<'_>, DecodeError> {
-    let size = DecodeError::Size { len: bytes.len() };
-    if bytes.len() == WAIT_END_RECORD_SIZE {
-        return decode_wait_end_record(&read_wait_end_record(bytes));
+pub fn decode(bytes: &[u8]) -> Result<Record<'_>, DecodeError> {
+    match bytes.len() {
+        WAIT_END_RECORD_SIZE => decode_wait_end(&read(bytes)?).map(Record::Native),
+        LOCK_RECORD_SIZE => decode_lock(&read(bytes)?).map(Record::Native),
+        WAIT_RECORD_SIZE => decode_wait(bytes).map(Record::Native),
+        GO_EVENT_SIZE => decode_go(&read(bytes)?).map(Record::Go),
+        len => Err(DecodeError::Size { len }),
     }
-    if bytes.len() == LOCK_RECORD_SIZE {
-        return decode_lock_record(&read_lock_record(bytes));
-    }
-    if bytes.len() == WAIT_RECORD_SIZE {
-        return decode_wait_bytes(bytes);
-    }
-    if bytes.len() != EVENT_SIZE {
-        return Err(size);
-    }
-    decode_header(Header::of(bytes).ok_or(size)?)
 }
 
-/// Reads a [`LockRecord`] from exactly `LOCK_RECORD_SIZE` bytes (no alignment guarantee).
-fn read_lock_record(bytes: &[u8]) -> LockRecord {
-    let bytes = &bytes[..LOCK_RECORD_SIZE];
-    // SAFETY: `bytes` is exactly size_of::<LockRecord>() bytes (asserted in
-    // tracer-common), read_unaligned copes with any alignment, and every bit pattern is a
-    // valid `LockRecord` (plain integers only).
-    unsafe { bytes.as_ptr().cast::<LockRecord>().read_unaligned() }
-}
-
-/// Reads a [`WaitEndRecord`] from exactly `WAIT_END_RECORD_SIZE` bytes (no alignment
-/// guarantee).
-fn read_wait_end_record(bytes: &[u8]) -> WaitEndRecord {
-    let bytes = &bytes[..WAIT_END_RECORD_SIZE];
-    // SAFETY: `bytes` is exactly size_of::<WaitEndRecord>() bytes (asserted in
-    // tracer-common), read_unaligned copes with any alignment, and every bit pattern is a
-    // valid `WaitEndRecord` (plain integers only).
-    unsafe { bytes.as_ptr().cast::<WaitEndRecord>().read_unaligned() }
+/// Copies a `T` out of `bytes`, which must hold exactly one (as the ring buffer hands
+/// records over: no alignment guarantee).
+fn read<T: Pod>(bytes: &[u8]) -> Result<T, DecodeError> {
+    if bytes.len() != size_of::<T>() {
+        return Err(DecodeError::Size { len: bytes.len() });
+    }
+    // SAFETY: `bytes` holds exactly `size_of::<T>()` initialised bytes (checked above),
+    // `read_unaligned` copes with any alignment, and `T: Pod` (tracer-common implements it
+    // for its `repr(C)` records: no padding, plain integers only) makes any bit pattern a
+    // valid `T`.
+    Ok(unsafe { bytes.as_ptr().cast::<T>().read_unaligned() })
 }
 
 /// Converts a futex wait's end record into a typed event.
-///
-/// # Errors
-/// When the kind is not a futex wait end.
-pub fn decode_wait_end_record(raw: &WaitEndRecord) -> Result<TraceEvent<'static>, DecodeError> {
+fn decode_wait_end(raw: &WaitEndRecord) -> Result<TraceEvent<'static>, DecodeError> {
     match EventKind::try_from(raw.kind).map_err(DecodeError::Kind)? {
         EventKind::FutexWaitDone => Ok(TraceEvent::FutexWaitDone {
             tid: raw.tid,
@@ -335,10 +336,7 @@ pub fn decode_wait_end_record(raw: &WaitEndRecord) -> Result<TraceEvent<'static>
 }
 
 /// Converts a `--holds` lock record into a typed event.
-///
-/// # Errors
-/// When the kind is not a lock acquire or release, or the op is unknown.
-pub fn decode_lock_record(raw: &LockRecord) -> Result<TraceEvent<'static>, DecodeError> {
+fn decode_lock(raw: &LockRecord) -> Result<TraceEvent<'static>, DecodeError> {
     let op = || LockOp::try_from(raw.op).map_err(DecodeError::LockOp);
     match EventKind::try_from(raw.kind).map_err(DecodeError::Kind)? {
         EventKind::LockAcquired => Ok(TraceEvent::LockAcquired {
@@ -362,241 +360,51 @@ pub fn decode_lock_record(raw: &LockRecord) -> Result<TraceEvent<'static>, Decod
     }
 }
 
-/// Decodes a wait record: the header in place, and the stack window left in the bytes
-/// for whoever keeps it.
-fn decode_wait_bytes(bytes: &[u8]) -> Result<TraceEvent<'_>, DecodeError> {
+/// Decodes a wait record: its [`Event`] header copied out, and the stack window left in
+/// the bytes for whoever keeps it.
+fn decode_wait(bytes: &[u8]) -> Result<TraceEvent<'_>, DecodeError> {
     let size = || DecodeError::Size { len: bytes.len() };
-    let TraceEvent::FutexWait {
-        tid,
-        ts_ns,
-        addr,
-        cmd,
-        val,
-        stack,
-        snapshot,
-        ..
-    } = decode_header(Header::of(bytes).ok_or_else(size)?)?
-    else {
+    let (header, window) = bytes.split_at_checked(EVENT_SIZE).ok_or_else(size)?;
+    let raw: Event = read(header)?;
+    if EventKind::try_from(raw.kind).map_err(DecodeError::Kind)? != EventKind::FutexWait {
         return Err(DecodeError::WaitRecordKind);
-    };
-    let window = bytes
-        .get(EVENT_SIZE..)
-        .and_then(|rest| rest.try_into().ok())
-        .ok_or_else(size)?;
+    }
     Ok(TraceEvent::FutexWait {
-        tid,
-        ts_ns,
-        addr,
-        cmd,
-        val,
-        stack,
-        snapshot,
-        window: WindowRef::Raw(window),
+        tid: raw.tid,
+        ts_ns: raw.ts_ns,
+        addr: raw.addr,
+        cmd: raw.op,
+        val: raw.val,
+        stack: stack_id(raw.stack_id),
+        snapshot: Snapshot {
+            addr: raw.snapshot_addr,
+            len: raw.snapshot_len,
+            words: raw.snapshot,
+        },
+        window: WindowRef::Raw(window.try_into().map_err(|_| size())?),
     })
 }
 
-/// An [`Event`] header read in place from a record's bytes (no alignment): each field is
-/// loaded when a kind uses it, instead of copying the whole 128-byte header out first
-/// (a wait end uses 40 of them), and without `unsafe`.
-#[derive(Clone, Copy)]
-struct Header<'a>(&'a [u8; EVENT_SIZE]);
-
-impl<'a> Header<'a> {
-    /// The header at the start of `bytes`, if they are long enough.
-    fn of(bytes: &'a [u8]) -> Option<Self> {
-        bytes.get(..EVENT_SIZE)?.try_into().ok().map(Self)
+/// Converts a Go lock site's record into the Go lock model's event.
+fn decode_go(raw: &GoEvent) -> Result<GoLockEvent, DecodeError> {
+    if EventKind::try_from(raw.kind).map_err(DecodeError::Kind)? != EventKind::GoLock {
+        return Err(DecodeError::GoRecordKind);
     }
-
-    /// `N` bytes at `at` (offsets are `offset_of!(Event, ..)`, always inside the header).
-    fn bytes<const N: usize>(self, at: usize) -> [u8; N] {
-        let mut out = [0; N];
-        if let Some(field) = self.0.get(at..at + N) {
-            out.copy_from_slice(field);
-        }
-        out
-    }
-
-    fn u32(self, at: usize) -> u32 {
-        u32::from_ne_bytes(self.bytes(at))
-    }
-
-    fn i32(self, at: usize) -> i32 {
-        i32::from_ne_bytes(self.bytes(at))
-    }
-
-    fn u64(self, at: usize) -> u64 {
-        u64::from_ne_bytes(self.bytes(at))
-    }
-
-    fn i64(self, at: usize) -> i64 {
-        i64::from_ne_bytes(self.bytes(at))
-    }
-
-    fn snapshot(self) -> Snapshot {
-        let mut words = [0; SNAPSHOT_WORDS];
-        for (i, word) in words.iter_mut().enumerate() {
-            *word = self.u32(offset_of!(Event, snapshot) + i * 4);
-        }
-        Snapshot {
-            addr: self.u64(offset_of!(Event, snapshot_addr)),
-            len: self.u32(offset_of!(Event, snapshot_len)),
-            words,
-        }
-    }
+    GoLockEvent::try_from(raw).map_err(DecodeError::GoOp)
 }
 
-/// Converts a raw record into a typed event.
-///
-/// # Errors
-/// When a discriminant is not one this build knows.
-pub fn decode_event(raw: &Event) -> Result<TraceEvent<'static>, DecodeError> {
-    decode_header(Header(&to_bytes(raw)))
-}
-
-fn decode_header(header: Header<'_>) -> Result<TraceEvent<'static>, DecodeError> {
-    let kind =
-        EventKind::try_from(header.u32(offset_of!(Event, kind))).map_err(DecodeError::Kind)?;
-    let tid = header.u32(offset_of!(Event, tid));
-    let ts_ns = header.u64(offset_of!(Event, ts_ns));
-    let addr = header.u64(offset_of!(Event, addr));
-    let op = header.u32(offset_of!(Event, op));
-    let stack = || stack_id(header.i32(offset_of!(Event, stack_id)));
-    Ok(match kind {
-        EventKind::FutexWait => TraceEvent::FutexWait {
-            tid,
-            ts_ns,
-            addr,
-            cmd: op,
-            val: header.u32(offset_of!(Event, val)),
-            stack: stack(),
-            snapshot: header.snapshot(),
-            window: WindowRef::EMPTY,
-        },
-        EventKind::FutexWaitDone => TraceEvent::FutexWaitDone {
-            tid,
-            ts_ns,
-            addr,
-            cmd: op,
-            val: header.u32(offset_of!(Event, val)),
-            ret: header.i64(offset_of!(Event, ret)),
-        },
-        EventKind::LockAcquired => TraceEvent::LockAcquired {
-            tid,
-            ts_ns,
-            start_ns: header.u64(offset_of!(Event, start_ns)),
-            addr,
-            op: LockOp::try_from(op).map_err(DecodeError::LockOp)?,
-            stack: stack(),
-            call_site: header.u64(offset_of!(Event, snapshot_addr)),
-        },
-        EventKind::LockReleased => TraceEvent::LockReleased {
-            tid,
-            ts_ns,
-            addr,
-            op: LockOp::try_from(op).map_err(DecodeError::LockOp)?,
-        },
-        // Go lock records are `GoEvent`s, decoded by `gotrace`.
-        EventKind::GoLock => return Err(DecodeError::GoKindInEvent),
-    })
+/// The bytes of a record as the kernel writes it into the ring buffer.
+fn bytes_of<T: Pod>(record: &T) -> Vec<u8> {
+    // SAFETY: `T: Pod` records are `repr(C)` without padding, so all `size_of::<T>()`
+    // bytes behind the reference are initialised; `u8` has no alignment requirement.
+    unsafe { std::slice::from_raw_parts(std::ptr::from_ref(record).cast::<u8>(), size_of::<T>()) }
+        .to_vec()
 }
 
 /// Encodes a typed event into the bytes the kernel would send: the inverse of [`decode`],
 /// used by tests and the pipeline benchmark to make synthetic input.
 #[must_use]
 pub fn encode_bytes(event: &TraceEvent) -> Vec<u8> {
-    if let TraceEvent::FutexWaitDone {
-        tid,
-        ts_ns,
-        addr,
-        cmd,
-        val,
-        ret,
-    } = *event
-    {
-        let record = WaitEndRecord {
-            kind: EventKind::FutexWaitDone as u32,
-            tid,
-            ts_ns,
-            addr,
-            ret,
-            op: cmd,
-            val,
-        };
-        // SAFETY: `WaitEndRecord` is `repr(C)` with no padding (size asserted), so its
-        // bytes are all initialised.
-        let bytes: [u8; WAIT_END_RECORD_SIZE] = unsafe { core::mem::transmute_copy(&record) };
-        return bytes.to_vec();
-    }
-    if let Some(record) = encode_lock_record(event) {
-        // SAFETY: `LockRecord` is `repr(C)` with no padding (size asserted), so its bytes
-        // are all initialised.
-        let bytes: [u8; LOCK_RECORD_SIZE] = unsafe { core::mem::transmute_copy(&record) };
-        return bytes.to_vec();
-    }
-    let raw = encode(event);
-    if let TraceEvent::FutexWait { window, .. } = *event {
-        let window = window.to_window();
-        let record = WaitRecord {
-            event: raw,
-            user_sp: window.sp,
-            user_ip: window.ip,
-            window_words: window.len,
-            pad: 0,
-            window: window.words,
-        };
-        // SAFETY: `WaitRecord` is `repr(C)` with no implicit padding (size asserted), so
-        // its bytes are all initialised.
-        let bytes: [u8; WAIT_RECORD_SIZE] = unsafe { core::mem::transmute_copy(&record) };
-        return bytes.to_vec();
-    }
-    to_bytes(&raw).to_vec()
-}
-
-/// The [`LockRecord`] the kernel sends for a lock acquire or release; `None` for futex
-/// events.
-#[must_use]
-pub fn encode_lock_record(event: &TraceEvent) -> Option<LockRecord> {
-    match *event {
-        TraceEvent::LockAcquired {
-            tid,
-            ts_ns,
-            start_ns,
-            addr,
-            op,
-            stack,
-            call_site,
-        } => Some(LockRecord {
-            kind: EventKind::LockAcquired as u32,
-            tid,
-            ts_ns,
-            addr,
-            start_ns,
-            call_site,
-            op: op as u32,
-            stack_id: stack.and_then(|s| i32::try_from(s).ok()).unwrap_or(-14),
-        }),
-        TraceEvent::LockReleased {
-            tid,
-            ts_ns,
-            addr,
-            op,
-        } => Some(LockRecord {
-            kind: EventKind::LockReleased as u32,
-            tid,
-            ts_ns,
-            addr,
-            op: op as u32,
-            ..LockRecord::ZERO
-        }),
-        TraceEvent::FutexWait { .. } | TraceEvent::FutexWaitDone { .. } => None,
-    }
-}
-
-/// Encodes a typed event's common fields into a raw [`Event`] (the stack window of a
-/// futex wait is not part of it; see [`encode_bytes`]).
-#[must_use]
-pub fn encode(event: &TraceEvent) -> Event {
-    let mut raw = Event::ZERO;
     match *event {
         TraceEvent::FutexWait {
             tid,
@@ -606,13 +414,29 @@ pub fn encode(event: &TraceEvent) -> Event {
             val,
             stack,
             snapshot,
-            ..
+            window,
         } => {
-            raw.kind = EventKind::FutexWait as u32;
-            (raw.tid, raw.ts_ns, raw.addr, raw.op, raw.val) = (tid, ts_ns, addr, cmd, val);
-            raw.stack_id = stack.and_then(|s| i32::try_from(s).ok()).unwrap_or(-14);
-            (raw.snapshot_addr, raw.snapshot_len, raw.snapshot) =
-                (snapshot.addr, snapshot.len, snapshot.words);
+            let window = window.to_window();
+            bytes_of(&WaitRecord {
+                event: Event {
+                    kind: EventKind::FutexWait as u32,
+                    tid,
+                    ts_ns,
+                    addr,
+                    op: cmd,
+                    val,
+                    stack_id: raw_stack_id(stack),
+                    snapshot_len: snapshot.len,
+                    snapshot_addr: snapshot.addr,
+                    snapshot: snapshot.words,
+                    ..Event::ZERO
+                },
+                user_sp: window.sp,
+                user_ip: window.ip,
+                window_words: window.len,
+                pad: 0,
+                window: window.words,
+            })
         }
         TraceEvent::FutexWaitDone {
             tid,
@@ -621,11 +445,15 @@ pub fn encode(event: &TraceEvent) -> Event {
             cmd,
             val,
             ret,
-        } => {
-            raw.kind = EventKind::FutexWaitDone as u32;
-            (raw.tid, raw.ts_ns, raw.addr, raw.op, raw.val, raw.ret) =
-                (tid, ts_ns, addr, cmd, val, ret);
-        }
+        } => bytes_of(&WaitEndRecord {
+            kind: EventKind::FutexWaitDone as u32,
+            tid,
+            ts_ns,
+            addr,
+            ret,
+            op: cmd,
+            val,
+        }),
         TraceEvent::LockAcquired {
             tid,
             ts_ns,
@@ -634,32 +462,36 @@ pub fn encode(event: &TraceEvent) -> Event {
             op,
             stack,
             call_site,
-        } => {
-            raw.kind = EventKind::LockAcquired as u32;
-            raw.snapshot_addr = call_site;
-            (raw.tid, raw.ts_ns, raw.start_ns, raw.addr, raw.op) =
-                (tid, ts_ns, start_ns, addr, op as u32);
-            raw.stack_id = stack.and_then(|s| i32::try_from(s).ok()).unwrap_or(-14);
-        }
+        } => bytes_of(&LockRecord {
+            kind: EventKind::LockAcquired as u32,
+            tid,
+            ts_ns,
+            addr,
+            start_ns,
+            call_site,
+            op: op as u32,
+            stack_id: raw_stack_id(stack),
+        }),
         TraceEvent::LockReleased {
             tid,
             ts_ns,
             addr,
             op,
-        } => {
-            raw.kind = EventKind::LockReleased as u32;
-            (raw.tid, raw.ts_ns, raw.addr, raw.op) = (tid, ts_ns, addr, op as u32);
-        }
+        } => bytes_of(&LockRecord {
+            kind: EventKind::LockReleased as u32,
+            tid,
+            ts_ns,
+            addr,
+            op: op as u32,
+            ..LockRecord::ZERO
+        }),
     }
-    raw
 }
 
-/// The bytes of a raw record as they appear in the ring buffer.
-#[must_use]
-pub fn to_bytes(raw: &Event) -> [u8; EVENT_SIZE] {
-    // SAFETY: `Event` is `repr(C)` with no padding and exactly EVENT_SIZE bytes, so
-    // reading it as a byte array is a plain copy of initialised memory.
-    unsafe { core::mem::transmute_copy(raw) }
+/// The `stack_id` a record carries for `stack` (`-EFAULT` for none, as the kernel's
+/// `bpf_get_stackid` reports a failed walk).
+fn raw_stack_id(stack: StackId) -> i32 {
+    stack.and_then(|s| i32::try_from(s).ok()).unwrap_or(-14)
 }
 
 /// Adds one CPU's brief-wait totals for a word to the sum of the others. The latest
@@ -701,9 +533,17 @@ pub fn brief_waits_per_word<'a>(
 #[cfg(test)]
 #[allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 mod tests {
-    use tracer_common::futex_cmd;
+    use tracer_common::{GoOp, futex_cmd};
 
     use super::*;
+
+    /// The futex or lock event a record decodes to; panics on anything else.
+    fn native(bytes: &[u8]) -> TraceEvent<'_> {
+        match decode(bytes) {
+            Ok(Record::Native(event)) => event,
+            other => panic!("not a futex or lock event: {other:?}"),
+        }
+    }
 
     fn window_words() -> [u64; STACK_WINDOW_WORDS] {
         let mut words = [0; STACK_WINDOW_WORDS];
@@ -751,7 +591,7 @@ mod tests {
         // Stale ring-buffer contents after the two valid words.
         let third_word = EVENT_SIZE + 24 + 2 * 8;
         bytes[third_word..].fill(0xee);
-        let TraceEvent::FutexWait { window: raw, .. } = decode(&bytes).unwrap() else {
+        let TraceEvent::FutexWait { window: raw, .. } = native(&bytes) else {
             panic!("not a wait");
         };
         assert_eq!(raw.len(), 2);
@@ -770,7 +610,7 @@ mod tests {
         };
         let mut bytes = encode_bytes(&wait(&sampled_out));
         bytes[EVENT_SIZE + 24..].fill(0xee);
-        let TraceEvent::FutexWait { window: raw, .. } = decode(&bytes).unwrap() else {
+        let TraceEvent::FutexWait { window: raw, .. } = native(&bytes) else {
             panic!("not a wait");
         };
         assert!(raw.is_empty());
@@ -839,14 +679,14 @@ mod tests {
         ];
         for event in events {
             let bytes = encode_bytes(&event);
-            assert_eq!(decode(&bytes), Ok(event));
+            assert_eq!(decode(&bytes), Ok(Record::Native(event)));
         }
         // The window of a decoded wait is read from the record's bytes.
         let bytes = encode_bytes(&events[0]);
-        let Ok(TraceEvent::FutexWait {
+        let TraceEvent::FutexWait {
             window: raw @ WindowRef::Raw(_),
             ..
-        }) = decode(&bytes)
+        } = native(&bytes)
         else {
             panic!("a wait record decodes to a wait with its window in the bytes");
         };
@@ -854,7 +694,8 @@ mod tests {
         raw.write_to(&mut out);
         assert_eq!((out, raw.to_window()), (window, window));
         assert_ne!(raw, WindowRef::EMPTY);
-        // Wait ends and lock events travel as their small records.
+        // Each kind travels in its own record.
+        assert_eq!(encode_bytes(&events[0]).len(), WAIT_RECORD_SIZE);
         assert_eq!(encode_bytes(&events[1]).len(), WAIT_END_RECORD_SIZE);
         assert_eq!(encode_bytes(&events[2]).len(), LOCK_RECORD_SIZE);
         assert_eq!(encode_bytes(&events[3]).len(), LOCK_RECORD_SIZE);
@@ -875,39 +716,108 @@ mod tests {
     #[test]
     fn rejects_wrong_size_and_unknown_discriminants() {
         assert_eq!(decode(&[0; 12]), Err(DecodeError::Size { len: 12 }));
-        let mut raw = Event::ZERO;
-        raw.kind = 77;
+        // A bare `Event` header is no record the kernel sends.
         assert_eq!(
-            decode(&to_bytes(&raw)),
-            Err(DecodeError::Kind(UnknownValue(77)))
+            decode(&[0; EVENT_SIZE]),
+            Err(DecodeError::Size { len: EVENT_SIZE })
         );
-        raw.kind = EventKind::LockReleased as u32;
-        raw.op = 0;
-        assert_eq!(
-            decode(&to_bytes(&raw)),
-            Err(DecodeError::LockOp(UnknownValue(0)))
-        );
-        let mut record = LockRecord::ZERO;
-        record.kind = EventKind::LockAcquired as u32;
-        record.op = 99;
-        assert_eq!(
-            decode_lock_record(&record),
-            Err(DecodeError::LockOp(UnknownValue(99)))
-        );
-        // Unaligned input is fine, in both record sizes.
-        let mut shifted = [0u8; EVENT_SIZE + 1];
-        let event = TraceEvent::LockReleased {
+        let released = TraceEvent::LockReleased {
             tid: 1,
             ts_ns: 2,
             addr: 3,
             op: LockOp::MutexUnlock,
         };
-        shifted[1..].copy_from_slice(&to_bytes(&encode(&event)));
-        assert_eq!(decode(&shifted[1..]), Ok(event));
-        let bytes = encode_bytes(&event);
+        let mut bytes = encode_bytes(&released);
+        bytes[..4].copy_from_slice(&77u32.to_ne_bytes());
+        assert_eq!(decode(&bytes), Err(DecodeError::Kind(UnknownValue(77))));
+        let mut record = LockRecord {
+            kind: EventKind::LockAcquired as u32,
+            op: 99,
+            ..LockRecord::ZERO
+        };
+        assert_eq!(
+            decode(&bytes_of(&record)),
+            Err(DecodeError::LockOp(UnknownValue(99)))
+        );
+        record.kind = EventKind::LockReleased as u32;
+        record.op = 0;
+        assert_eq!(
+            decode(&bytes_of(&record)),
+            Err(DecodeError::LockOp(UnknownValue(0)))
+        );
+        // Unaligned input is fine, in every record size.
+        let wait = TraceEvent::FutexWait {
+            tid: 7,
+            ts_ns: 10,
+            addr: 0x1010,
+            cmd: futex_cmd::WAIT,
+            val: 2,
+            stack: Some(3),
+            snapshot: snapshot(),
+            window: WindowRef::EMPTY,
+        };
+        for event in [released, wait] {
+            let bytes = encode_bytes(&event);
+            let mut shifted = vec![0u8; bytes.len() + 1];
+            shifted[1..].copy_from_slice(&bytes);
+            assert_eq!(decode(&shifted[1..]), Ok(Record::Native(event)));
+        }
+        let go = go_event();
+        let bytes = bytes_of(&go);
         let mut shifted = vec![0u8; bytes.len() + 1];
         shifted[1..].copy_from_slice(&bytes);
-        assert_eq!(decode(&shifted[1..]), Ok(event));
+        assert!(matches!(decode(&shifted[1..]), Ok(Record::Go(_))));
+    }
+
+    fn go_event() -> GoEvent {
+        GoEvent {
+            kind: EventKind::GoLock as u32,
+            tid: 9,
+            ts_ns: 50,
+            goid: 17,
+            g: 0xc000_0010_0000,
+            addr: 0xc000_0200_0010,
+            pc: 0x47_1234,
+            caller: 0x47_5678,
+            value: -1,
+            op: GoOp::RLockFast as u32,
+            stack_id: 4,
+        }
+    }
+
+    /// Guards the Go record's path through the one decoder: every field reaches the Go
+    /// lock model, and a Go-sized record with another kind or an unknown op is refused.
+    #[test]
+    fn go_records_decode_to_go_lock_events() {
+        let raw = go_event();
+        assert_eq!(
+            decode(&bytes_of(&raw)),
+            Ok(Record::Go(GoLockEvent {
+                op: GoOp::RLockFast,
+                tid: 9,
+                ts_ns: 50,
+                goid: 17,
+                g: 0xc000_0010_0000,
+                addr: 0xc000_0200_0010,
+                pc: 0x47_1234,
+                caller: 0x47_5678,
+                value: -1,
+                stack_id: 4,
+            }))
+        );
+        let unknown_op = GoEvent { op: 0, ..raw };
+        assert_eq!(
+            decode(&bytes_of(&unknown_op)),
+            Err(DecodeError::GoOp(UnknownValue(0)))
+        );
+        let other_kind = GoEvent {
+            kind: EventKind::LockAcquired as u32,
+            ..raw
+        };
+        assert_eq!(
+            decode(&bytes_of(&other_kind)),
+            Err(DecodeError::GoRecordKind)
+        );
     }
 
     #[test]

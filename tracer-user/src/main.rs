@@ -52,6 +52,11 @@ enum Command {
         /// for targets whose real-time threads would otherwise keep the tracer off the CPU.
         #[arg(long, value_name = "PRIO", value_parser = clap::value_parser!(u8).range(1..=99))]
         realtime: Option<u8>,
+        /// Print the eBPF programs' diagnostics on stderr (`tracer: bpf: …`): the paths
+        /// they should not take (a full ring buffer, unreadable target memory, a stack the
+        /// kernel would not record…). Off, the kernel drops the code that sends them.
+        #[arg(long)]
+        bpf_log: bool,
     },
     /// Benchmark support: attach empty programs on the same hooks (the cost floor).
     #[command(hide = true)]
@@ -126,6 +131,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             holds,
             stuck_after,
             realtime,
+            bpf_log,
         } => {
             let stuck_after = Duration::try_from_secs_f64(stuck_after)
                 .ok()
@@ -137,6 +143,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
                 holds,
                 stuck_after,
                 realtime,
+                bpf_log,
             };
             let mut stdout = io::stdout().lock();
             let mut sink = sinks::for_format(
@@ -172,6 +179,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
                 Hooks::Floor { uprobes },
                 libc.as_deref(),
                 go_attach.as_ref(),
+                false,
             )?;
             let wait = duration(Some(secs))?.unwrap_or_default();
             runtime.block_on(async {

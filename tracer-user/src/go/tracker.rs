@@ -15,7 +15,7 @@ use std::{
 
 use rustc_hash::{FxHashMap, FxHashSet};
 use thiserror::Error;
-use tracer_common::{GO_EVENT_SIZE, GoEvent, GoOp};
+use tracer_common::GoOp;
 
 use crate::{
     assemble::{GoNames, StackSource},
@@ -208,7 +208,6 @@ pub struct GoTracker {
     /// Locks of reported deadlocks: their stuck-lock reports would only repeat it.
     deadlocked_locks: HashSet<u64>,
     events: u64,
-    decode_errors: u64,
     /// Names of locks in heap objects (`main.Store.mu`), learnt from the sites and calls
     /// that take them ([`GoLockOwners`]).
     heap_names: FxHashMap<u64, Arc<str>>,
@@ -231,31 +230,17 @@ impl GoTracker {
             deadlocks: 0,
             deadlocked_locks: HashSet::new(),
             events: 0,
-            decode_errors: 0,
             heap_names: FxHashMap::default(),
             unnamed: FxHashMap::default(),
             stack_searched: FxHashSet::default(),
         }
     }
 
-    /// Whether `bytes` is a Go record; if so it is applied to the model.
-    pub fn on_record(&mut self, bytes: &[u8]) -> bool {
-        if bytes.len() != GO_EVENT_SIZE {
-            return false;
-        }
-        // SAFETY: `bytes` is exactly size_of::<GoEvent>() bytes (asserted in
-        // tracer-common), read_unaligned copes with any alignment, and every bit pattern
-        // is a valid `GoEvent` (plain integers only).
-        let raw = unsafe { bytes.as_ptr().cast::<GoEvent>().read_unaligned() };
-        match GoLockEvent::try_from(&raw) {
-            Ok(event) => {
-                self.events += 1;
-                self.model.handle(&event);
-                self.learn_name(&event);
-            }
-            Err(_) => self.decode_errors += 1,
-        }
-        true
+    /// Applies a Go record (decoded by `event::decode`) to the model.
+    pub fn on_event(&mut self, event: &GoLockEvent) {
+        self.events += 1;
+        self.model.handle(event);
+        self.learn_name(event);
     }
 
     /// Names the lock an acquisition is about when its site or its caller names it (a
@@ -320,12 +305,6 @@ impl GoTracker {
     #[must_use]
     pub fn events(&self) -> u64 {
         self.events
-    }
-
-    /// Go records that named no known op.
-    #[must_use]
-    pub fn decode_errors(&self) -> u64 {
-        self.decode_errors
     }
 
     /// Deadlocks reported so far.

@@ -14,12 +14,10 @@
 //!   `FUTEX_WAIT_BITSET` but on other words and values: those are not lock waits and must
 //!   never become contention or a wait-for edge.
 use rustc_hash::FxHashMap as HashMap;
-use tracer_common::futex_cmd;
+use tracer_common::{FUTEX_TID_MASK, futex_cmd};
 
 use crate::{event::Snapshot, model::LockKind};
 
-/// The TID bits of a PI futex word (`FUTEX_TID_MASK`).
-const FUTEX_TID_MASK: u32 = 0x3fff_ffff;
 /// Byte offset of `__owner` in `pthread_mutex_t`.
 pub const MUTEX_OWNER_OFFSET: u64 = 8;
 /// Byte offset of `__cur_writer` in `pthread_rwlock_t`.

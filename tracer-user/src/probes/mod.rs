@@ -5,6 +5,11 @@
 //! Every attachment is a file-descriptor-based link (BTF raw tracepoints, perf-event
 //! uprobes), so the kernel detaches them when the process exits by any path, SIGKILL
 //! included; dropping [`Probes`] detaches them earlier.
+//!
+//! With `bpf_log` the programs' `aya-log` diagnostics are turned on (the `DIAGNOSTICS`
+//! global) and printed on stderr as they are drained (`bpf_log`); without it the verifier
+//! drops the code that sends them.
+mod bpf_log;
 mod uprobe_multi;
 
 use std::{num::NonZeroU32, path::Path};
@@ -19,12 +24,12 @@ use aya::{
 };
 use thiserror::Error;
 use tracer_common::{
-    BriefWaits, COUNTER_SLOTS, Counter, CpuBriefWaits, GLOBAL_GO_GOID_OFFSET, GLOBAL_TARGET_TGID,
-    LockOp, MAP_BRIEF_WAITS, MAP_COUNTERS, MAP_CPU_BRIEF_WAITS, MAP_EVENTS, MAP_OVERFLOW_STACKS,
-    MAP_PENDING_LOCKS, MAP_READER_POLLS, MAP_STACKS, PROG_GO_LOCK_SITE, PROG_LOCK_ENTRY,
-    PROG_LOCK_RETURN, PROG_NOOP_SCHED_SWITCH, PROG_NOOP_SYS_EXIT, PROG_NOOP_UPROBE,
-    PROG_NOOP_URETPROBE, PROG_SCHED_SWITCH, PROG_SYS_EXIT, PROG_UNLOCK_ENTRY, PendingLock,
-    StackSlot,
+    BriefWaits, COUNTER_SLOTS, Counter, CpuBriefWaits, GLOBAL_DIAGNOSTICS, GLOBAL_GO_GOID_OFFSET,
+    GLOBAL_TARGET_TGID, LockOp, MAP_BRIEF_WAITS, MAP_COUNTERS, MAP_CPU_BRIEF_WAITS, MAP_EVENTS,
+    MAP_OVERFLOW_STACKS, MAP_PENDING_LOCKS, MAP_READER_POLLS, MAP_STACKS, PROG_GO_LOCK_SITE,
+    PROG_LOCK_ENTRY, PROG_LOCK_RETURN, PROG_NOOP_SCHED_SWITCH, PROG_NOOP_SYS_EXIT,
+    PROG_NOOP_UPROBE, PROG_NOOP_URETPROBE, PROG_SCHED_SWITCH, PROG_SYS_EXIT, PROG_UNLOCK_ENTRY,
+    PendingLock, StackSlot,
 };
 
 /// The eBPF object, built for the BPF target by `build.rs` (aya-build).
@@ -60,6 +65,8 @@ pub enum ProbeError {
         #[source]
         source: MapError,
     },
+    #[error("cannot read the eBPF programs' log")]
+    BpfLog(#[source] aya_log::Error),
 }
 
 impl ProbeError {
@@ -188,6 +195,8 @@ pub struct Probes {
     /// The value last written to `reader_polls` (the map starts at 0).
     reader_polls_now: bool,
     pending_locks: Option<aya::maps::HashMap<MapData, u32, PendingLock>>,
+    /// The programs' diagnostics, when asked for (`bpf_log`).
+    bpf_log: Option<bpf_log::Logger>,
     /// The Go sites when attached through one `uprobe_multi` link.
     _go_multi: Option<uprobe_multi::MultiLink>,
     _ebpf: Ebpf,
@@ -197,6 +206,8 @@ pub struct Probes {
 impl Probes {
     /// Loads the object for target `pid` and attaches `hooks`. `libc` is the target's own
     /// mapped glibc, as a path openable from here (`/proc/PID/root/...`), if it has one.
+    /// With `bpf_log`, the programs' diagnostics are turned on and printed on stderr as
+    /// `tracer: bpf: …` whenever the ring buffer is drained.
     ///
     /// # Errors
     /// When BTF is missing, the kernel refuses to load, or a futex hook cannot attach.
@@ -206,6 +217,7 @@ impl Probes {
         hooks: Hooks,
         libc: Option<&Path>,
         go: Option<&GoSites<'_>>,
+        bpf_log: bool,
     ) -> Result<Self, ProbeError> {
         let btf = Btf::from_sys_fs().map_err(ProbeError::Btf)?;
         let goid_offset = go.map_or(0, |g| g.goid_offset);
@@ -213,6 +225,7 @@ impl Probes {
             .btf(Some(&btf))
             .override_global(GLOBAL_TARGET_TGID, &pid, true)
             .override_global(GLOBAL_GO_GOID_OFFSET, &goid_offset, true)
+            .override_global(GLOBAL_DIAGNOSTICS, &u32::from(bpf_log), true)
             .load(EBPF_OBJECT)
             .map_err(ProbeError::Load)?;
         let (sleep, exit) = match hooks {
@@ -281,6 +294,10 @@ impl Probes {
             }
         }
 
+        // Once everything is attached: the `uprobe_multi` loader above finds the programs'
+        // log buffer among the maps of `ebpf`, which this takes out. Messages sent before
+        // wait in that buffer.
+        let bpf_log = bpf_log::start(&mut ebpf, bpf_log)?;
         let events = take_map(&mut ebpf, MAP_EVENTS, RingBuf::try_from)?;
         let counters = take_map(&mut ebpf, MAP_COUNTERS, PerCpuArray::try_from)?;
         let stacks = take_map(&mut ebpf, MAP_STACKS, StackTraceMap::try_from)?;
@@ -306,6 +323,7 @@ impl Probes {
             reader_polls,
             reader_polls_now: false,
             pending_locks,
+            bpf_log,
             _go_multi: go_multi,
             _ebpf: ebpf,
             summary,
@@ -339,8 +357,12 @@ impl Probes {
         }
     }
 
-    /// Hands up to `max` records from the ring buffer to `sink`; returns how many.
+    /// Hands up to `max` records from the ring buffer to `sink`; returns how many. Prints
+    /// the programs' diagnostics first, if they are on.
     pub fn drain(&mut self, max: usize, mut sink: impl FnMut(&[u8])) -> usize {
+        if let Some(log) = &mut self.bpf_log {
+            log.flush();
+        }
         let mut n = 0;
         while n < max {
             let Some(item) = self.events.next() else {
@@ -561,7 +583,7 @@ impl crate::assemble::StackSource for Probes {
 #[allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 mod tests {
     use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
-    use tracer_common::{ALL_MAPS, ALL_PROGRAMS, GLOBAL_GO_GOID_OFFSET, GLOBAL_TARGET_TGID};
+    use tracer_common::{ALL_GLOBALS, ALL_MAPS, ALL_PROGRAMS};
 
     use super::*;
 
@@ -574,11 +596,7 @@ mod tests {
             .symbols()
             .filter_map(|s| s.name().ok().map(str::to_owned))
             .collect();
-        for name in ALL_MAPS
-            .iter()
-            .chain(&ALL_PROGRAMS)
-            .chain(&[GLOBAL_TARGET_TGID, GLOBAL_GO_GOID_OFFSET])
-        {
+        for name in ALL_MAPS.iter().chain(&ALL_PROGRAMS).chain(&ALL_GLOBALS) {
             assert!(
                 symbols.iter().any(|s| s == name),
                 "{name} missing from the eBPF object"

@@ -9,7 +9,8 @@
 //! aya 0.14 cannot load a program for `uprobe_multi` (its object parser knows no
 //! `uprobe.multi` section, and the program must be loaded with that expected attach
 //! type), so this loads a second copy of `go_lock_site` itself: its instructions from
-//! the same object, its map references pointed at the maps aya already created.
+//! the same object, followed by the functions it calls, its map references pointed at
+//! the maps aya already created.
 use std::{
     ffi::CString,
     os::{
@@ -21,7 +22,9 @@ use std::{
 
 use aya::{Ebpf, maps::Map};
 use aya_obj::generated::{bpf_attach_type, bpf_attr, bpf_cmd, bpf_prog_type};
-use object::{Object as _, ObjectSection as _, ObjectSymbol as _, RelocationTarget};
+use object::{
+    Object as _, ObjectSection as _, ObjectSymbol as _, RelocationTarget, SectionIndex, SymbolKind,
+};
 use thiserror::Error;
 
 /// What went wrong on the `uprobe_multi` path (the caller then falls back to one
@@ -52,6 +55,10 @@ pub(super) enum MultiError {
 const PSEUDO_MAP_FD: u8 = 1;
 /// `BPF_PSEUDO_MAP_VALUE`: `ld_imm64` of an address inside an array map's value.
 const PSEUDO_MAP_VALUE: u8 = 2;
+/// `BPF_PSEUDO_CALL`: the source register of a call to a function of the program.
+const PSEUDO_CALL: u8 = 1;
+/// Opcode of `call` (`BPF_JMP | BPF_CALL`).
+const CALL: u8 = 0x85;
 /// Size of one BPF instruction.
 const INSN: usize = 8;
 /// Verifier log buffer for the error message.
@@ -86,7 +93,10 @@ pub(super) fn attach(
     })
 }
 
-/// The program's instructions with every map reference resolved to the maps of `ebpf`.
+/// The program's instructions, followed by those of every function it calls (BPF-to-BPF
+/// calls, linked as aya links them: the `aya-log` messages of the programs' diagnostics
+/// are such functions), with each call pointed at its callee and every map reference
+/// resolved to the maps of `ebpf`.
 fn relocated_program(
     object_bytes: &[u8],
     program: &'static str,
@@ -97,43 +107,167 @@ fn relocated_program(
         .symbols()
         .find(|s| s.name() == Ok(program))
         .ok_or(MultiError::NoProgram(program))?;
-    let section_index = symbol
+    let main = symbol
         .section_index()
+        .and_then(|section| function_at(&file, section, symbol.address()))
         .ok_or(MultiError::NoProgram(program))?;
-    let section = file
-        .section_by_index(section_index)
-        .map_err(MultiError::Object)?;
-    let data = section.data().map_err(MultiError::Object)?;
-    let start = symbol.address();
-    let end = start + symbol.size();
-    let range = usize::try_from(start).unwrap_or(usize::MAX)..usize::try_from(end).unwrap_or(0);
-    let mut insns = data
-        .get(range)
-        .ok_or(MultiError::NoProgram(program))?
-        .to_vec();
-    for (offset, reloc) in section.relocations() {
-        if !(start..end).contains(&offset) {
-            continue;
+    let mut linker = Linker {
+        file: &file,
+        program,
+        ebpf,
+        insns: Vec::new(),
+        linked: Vec::new(),
+    };
+    linker.link(main)?;
+    // Relocating a function may link more (its callees), which are relocated in turn.
+    let mut next = 0;
+    while let Some(&(function, first)) = linker.linked.get(next) {
+        linker.relocate(function, first)?;
+        next += 1;
+    }
+    Ok(linker.insns)
+}
+
+/// A function of the object: its section, and where it lies there (bytes).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Function {
+    section: SectionIndex,
+    start: u64,
+    end: u64,
+}
+
+/// The function whose symbol starts at `address` in `section`.
+fn function_at(file: &object::File<'_>, section: SectionIndex, address: u64) -> Option<Function> {
+    file.symbols()
+        .find(|s| {
+            s.kind() == SymbolKind::Text
+                && s.section_index() == Some(section)
+                && s.address() == address
+                && s.size() > 0
+        })
+        .map(|s| Function {
+            section,
+            start: address,
+            end: address + s.size(),
+        })
+}
+
+/// Copies a program and the functions it calls out of the object into one instruction
+/// stream.
+struct Linker<'a, 'data> {
+    file: &'a object::File<'data>,
+    program: &'static str,
+    ebpf: &'a Ebpf,
+    insns: Vec<u8>,
+    /// Every function copied into `insns`, with the index of its first instruction there.
+    linked: Vec<(Function, usize)>,
+}
+
+impl Linker<'_, '_> {
+    /// The error for the instruction at byte `offset` of the object's section.
+    fn bad(&self, offset: u64) -> MultiError {
+        MultiError::Relocation {
+            program: self.program,
+            offset,
         }
-        let bad = || MultiError::Relocation { program, offset };
+    }
+
+    /// Copies `function` to the end of the stream unless it is there already; the index
+    /// of its first instruction there.
+    fn link(&mut self, function: Function) -> Result<usize, MultiError> {
+        if let Some(&(_, first)) = self.linked.iter().find(|(f, _)| *f == function) {
+            return Ok(first);
+        }
+        let code = self
+            .file
+            .section_by_index(function.section)
+            .and_then(|section| section.data())
+            .map_err(MultiError::Object)?
+            .get(usize::try_from(function.start).unwrap_or(usize::MAX)..)
+            .and_then(|code| code.get(..usize::try_from(function.end - function.start).ok()?))
+            .ok_or_else(|| self.bad(function.start))?;
+        let first = self.insns.len() / INSN;
+        self.insns.extend_from_slice(code);
+        self.linked.push((function, first));
+        Ok(first)
+    }
+
+    /// Resolves the map references and calls of `function`, copied at instruction
+    /// `first`, linking the functions it calls. As in aya, a call with a relocation goes
+    /// to `symbol + (imm + 1)` instructions (a function symbol comes with imm = -1), and
+    /// one without is pc-relative within the section.
+    fn relocate(&mut self, function: Function, first: usize) -> Result<(), MultiError> {
+        let section = self
+            .file
+            .section_by_index(function.section)
+            .map_err(MultiError::Object)?;
+        for (index, at) in (first..).zip((function.start..function.end).step_by(INSN)) {
+            let insn = self
+                .insns
+                .get(index * INSN..(index + 1) * INSN)
+                .ok_or_else(|| self.bad(at))?;
+            let imm = i64::from(i32::from_le_bytes([insn[4], insn[5], insn[6], insn[7]]));
+            let is_call = insn[0] == CALL && insn[1] >> 4 == PSEUDO_CALL;
+            let relocation = section.relocations().find(|&(offset, _)| offset == at);
+            let (callee_section, callee_start) = match relocation {
+                Some((_, reloc)) if is_call => {
+                    let target = self.symbol(&reloc).ok_or_else(|| self.bad(at))?;
+                    let section = target.section_index().ok_or_else(|| self.bad(at))?;
+                    (section, target.address().checked_add_signed((imm + 1) * 8))
+                }
+                Some((_, reloc)) => {
+                    self.relocate_map_reference(&reloc, index, at)?;
+                    continue;
+                }
+                None if is_call => (function.section, at.checked_add_signed((imm + 1) * 8)),
+                None => continue,
+            };
+            let callee = callee_start
+                .and_then(|start| function_at(self.file, callee_section, start))
+                .ok_or_else(|| self.bad(at))?;
+            let callee_first = self.link(callee)?;
+            let jump = i64::try_from(callee_first).unwrap_or(i64::MAX)
+                - i64::try_from(index).unwrap_or(i64::MAX)
+                - 1;
+            let jump = i32::try_from(jump).map_err(|_| self.bad(at))?;
+            self.insns[index * INSN + 4..index * INSN + 8].copy_from_slice(&jump.to_le_bytes());
+        }
+        Ok(())
+    }
+
+    /// The symbol a relocation names.
+    fn symbol(&self, reloc: &object::Relocation) -> Option<object::Symbol<'_, '_>> {
         let RelocationTarget::Symbol(target) = reloc.target() else {
-            return Err(bad());
+            return None;
         };
-        let target = file.symbol_by_index(target).map_err(|_| bad())?;
+        self.file.symbol_by_index(target).ok()
+    }
+
+    /// Points the `ld_imm64` at instruction `index` (object byte `at`) at the map or
+    /// global that `reloc` names.
+    fn relocate_map_reference(
+        &mut self,
+        reloc: &object::Relocation,
+        index: usize,
+        at: u64,
+    ) -> Result<(), MultiError> {
+        let target = self.symbol(reloc).ok_or_else(|| self.bad(at))?;
         let target_section = target
             .section_index()
-            .and_then(|i| file.section_by_index(i).ok())
+            .and_then(|i| self.file.section_by_index(i).ok())
             .and_then(|s| s.name().ok().map(str::to_owned))
-            .ok_or_else(bad)?;
-        let at = usize::try_from(offset - start).map_err(|_| bad())?;
-        let insn = insns.get_mut(at..at + 2 * INSN).ok_or_else(bad)?;
+            .ok_or_else(|| self.bad(at))?;
+        let insn = self
+            .insns
+            .get(index * INSN..(index + 2) * INSN)
+            .ok_or_else(|| self.bad(at))?;
         // Only `ld_imm64` (opcode 0x18) can load a map.
         if insn[0] != 0x18 {
-            return Err(bad());
+            return Err(self.bad(at));
         }
         let (src, fd, value_offset) = if target_section == "maps" {
-            let name = target.name().map_err(|_| bad())?;
-            (PSEUDO_MAP_FD, map_fd(ebpf, name)?, None)
+            let name = target.name().map_err(|_| self.bad(at))?;
+            (PSEUDO_MAP_FD, map_fd(self.ebpf, name)?, None)
         } else if target_section.starts_with(".rodata")
             || target_section.starts_with(".data")
             || target_section.starts_with(".bss")
@@ -143,20 +277,21 @@ fn relocated_program(
             let inside = u32::try_from(target.address())
                 .ok()
                 .and_then(|a| a.checked_add_signed(addend))
-                .ok_or_else(bad)?;
+                .ok_or_else(|| self.bad(at))?;
             (
                 PSEUDO_MAP_VALUE,
-                map_fd(ebpf, &target_section)?,
+                map_fd(self.ebpf, &target_section)?,
                 Some(inside),
             )
         } else {
-            return Err(bad());
+            return Err(self.bad(at));
         };
+        let insn = &mut self.insns[index * INSN..(index + 2) * INSN];
         insn[1] = (insn[1] & 0x0f) | (src << 4);
         insn[4..8].copy_from_slice(&fd.to_le_bytes());
         insn[INSN + 4..INSN + 8].copy_from_slice(&value_offset.unwrap_or(0).to_le_bytes());
+        Ok(())
     }
-    Ok(insns)
 }
 
 /// The file descriptor of map `name` of `ebpf`.

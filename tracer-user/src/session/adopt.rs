@@ -5,7 +5,10 @@
 //!
 //! Assumes glibc on x86-64 for the PI-mutex layout (futex word at 0, kind at 16) and for
 //! how glibc parks a thread the kernel refused a PI mutex with `EDEADLK`.
-use tracer_common::{SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS, STACK_WINDOW_WORDS, futex_cmd, syscall};
+use tracer_common::{
+    FUTEX_TID_MASK, FutexCall, FutexWait, SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS, STACK_WINDOW_WORDS,
+    futex_cmd,
+};
 
 use super::threads::LiveThreads;
 use crate::{
@@ -38,26 +41,13 @@ pub(super) fn adopt_blocked_threads(
         let Some(SyscallState::InSyscall { nr, args, sp, pc }) = target.syscall_state(tid) else {
             continue;
         };
-        let (addr, cmd, val) = match nr {
-            #[expect(
-                clippy::cast_possible_truncation,
-                reason = "futex op and val are 32-bit ints"
-            )]
-            syscall::FUTEX => (
-                args[0],
-                args[1] as u32 & futex_cmd::CMD_MASK,
-                args[2] as u32,
-            ),
-            #[expect(
-                clippy::cast_possible_truncation,
-                reason = "the expected value is 32-bit"
-            )]
-            syscall::FUTEX_WAIT => (args[0], futex_cmd::WAIT2, args[1] as u32),
-            _ => continue,
-        };
-        if !futex_cmd::is_wait(cmd) {
+        // `futex_waitv` waits are not adopted: their words are in the target's memory.
+        let [arg0, arg1, arg2, ..] = args;
+        let Some(FutexCall::Wait(FutexWait { addr, cmd, val })) =
+            FutexCall::decode(nr, [arg0, arg1, arg2])
+        else {
             continue;
-        }
+        };
         if is_glibc_pi_park(addr, cmd, val, sp) {
             parked.push((tid, sp, pc));
             continue;
@@ -192,8 +182,6 @@ pub(super) fn scan_blocked_stack(
 
 /// `PTHREAD_MUTEX_PRIO_INHERIT_NP`, in the kind field (offset 16) of a glibc mutex.
 const PTHREAD_MUTEX_PRIO_INHERIT: i32 = 0x20;
-/// The owner-TID bits of a PI futex word.
-const FUTEX_TID_MASK: u32 = 0x3fff_ffff;
 /// Most memory searched for the mutex a parked PI waiter wanted.
 const PI_SEARCH_BYTES: usize = 64 * 1024 * 1024;
 
@@ -235,6 +223,8 @@ fn read_snapshot(target: &dyn TargetProcess, addr: u64) -> Snapshot {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
+
+    use tracer_common::syscall;
 
     use super::*;
     use crate::{

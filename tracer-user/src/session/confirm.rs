@@ -2,7 +2,7 @@
 //!
 //! Assumes glibc's lock layouts (owner fields at `MUTEX_OWNER_OFFSET` and
 //! `RWLOCK_WRITER_OFFSET`, the PI futex word's TID bits).
-use tracer_common::syscall;
+use tracer_common::{FUTEX_TID_MASK, syscall};
 
 use crate::{
     model::LockKind,
@@ -71,7 +71,9 @@ fn owner_still(target: &dyn TargetProcess, analysis: &Analysis, lock: u64, tid: 
     let expect = i32::try_from(tid).unwrap_or(-1);
     match analysis.lock_kind(lock) {
         LockKind::Mutex => read_i32(lock + MUTEX_OWNER_OFFSET) == Some(expect),
-        LockKind::PiMutex => read_i32(lock).is_some_and(|w| w & 0x3fff_ffff == expect),
+        LockKind::PiMutex => {
+            read_i32(lock).is_some_and(|w| w.cast_unsigned() & FUTEX_TID_MASK == tid)
+        }
         LockKind::RwLock => match read_i32(lock + RWLOCK_WRITER_OFFSET) {
             // Readers are not recorded in the lock; only the uprobes know them.
             Some(0) => analysis.held(tid, lock).is_some(),

@@ -33,7 +33,7 @@ use tokio::{
 use self::{clock::monotonic_ns, threads::LiveThreads};
 use crate::{
     assemble::{self, Namer},
-    event::{StackWindow, decode},
+    event::{Record, StackWindow, decode},
     go::tracker::{self, GoTracker},
     model::{
         Summary,
@@ -93,6 +93,8 @@ pub struct Config {
     pub stuck_after: Duration,
     /// Drain at this `SCHED_FIFO` priority (`crate::realtime`), if any.
     pub realtime: Option<u8>,
+    /// Turn on the eBPF programs' diagnostics and print them on stderr (`--bpf-log`).
+    pub bpf_log: bool,
 }
 
 #[derive(Debug, Error)]
@@ -208,7 +210,7 @@ fn attach(
         }
     };
     let attach_started = Instant::now();
-    let probes = attach_probes(&*target, config.holds, libc.as_deref(), go_target.as_ref())?;
+    let probes = attach_probes(&*target, &config, libc.as_deref(), go_target.as_ref())?;
     if !target.is_alive() {
         return Err(SessionError::ExitedDuringAttach { pid });
     }
@@ -268,13 +270,16 @@ fn attach(
 /// sites of `go`.
 fn attach_probes(
     target: &dyn TargetProcess,
-    holds: bool,
+    config: &Config,
     libc: Option<&Path>,
     go: Option<&tracker::GoTarget>,
 ) -> Result<Probes, SessionError> {
     let pid = target.pid();
     let go_attach = go.map(tracker::GoTarget::probe_sites);
-    Probes::attach(pid, Hooks::Trace { holds }, libc, go_attach.as_ref()).map_err(|source| {
+    let hooks = Hooks::Trace {
+        holds: config.holds,
+    };
+    Probes::attach(pid, hooks, libc, go_attach.as_ref(), config.bpf_log).map_err(|source| {
         if source.is_permission_denied() {
             SessionError::NotPrivileged(source)
         } else if !target.is_alive() {
@@ -483,12 +488,14 @@ impl Session {
         let mut total = 0;
         loop {
             let n = probes.drain(DRAIN_CHUNK, |bytes| {
-                if go.as_mut().is_some_and(|go| go.on_record(bytes)) {
-                    return;
-                }
                 // By reference: binding the decoded event by value copied it once more.
                 match decode(bytes) {
-                    Ok(ref event) => threads.apply(analysis, target, event),
+                    Ok(Record::Native(ref event)) => threads.apply(analysis, target, event),
+                    Ok(Record::Go(ref event)) => match go.as_mut() {
+                        Some(go) => go.on_event(event),
+                        // Go sites are only attached in Go targets.
+                        None => *decode_errors += 1,
+                    },
                     Err(_) => *decode_errors += 1,
                 }
             });
@@ -630,12 +637,6 @@ impl Session {
         if let Some(go) = self.go.as_mut() {
             go_events = go.events();
             go_deadlocks = go.deadlocks();
-            if go.decode_errors() > 0 {
-                notes.push(format!(
-                    "{} Go records named an unknown op",
-                    go.decode_errors()
-                ));
-            }
             locks.extend(go.finish(monotonic_ns()));
         }
         let analysis = &self.analysis;
@@ -695,6 +696,12 @@ fn counter_notes(counters: &CounterTotals, decode_errors: u64) -> Vec<String> {
             counters.stack_errors
         ));
     }
+    if counters.unmatched_returns > 0 {
+        notes.push(format!(
+            "{} lock calls returned without their entry being seen: their acquisitions are missing",
+            counters.unmatched_returns
+        ));
+    }
     notes
 }
 
@@ -711,15 +718,17 @@ mod tests {
             dropped: 1,
             stack_errors: 2,
             brief_waits_untracked: 3,
+            unmatched_returns: 5,
             ..CounterTotals::default()
         };
         let notes = counter_notes(&counters, 4);
-        assert_eq!(notes.len(), 4, "{notes:?}");
+        assert_eq!(notes.len(), 5, "{notes:?}");
         for needle in [
             "1 events dropped",
             "2 stacks",
             "3 futex waits that did not sleep",
             "4 records",
+            "5 lock calls",
         ] {
             assert!(
                 notes.iter().any(|n| n.starts_with(needle)),

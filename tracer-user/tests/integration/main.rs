@@ -2,8 +2,8 @@
 //!
 //! Without privileges (always run, `cargo test -p tracer-user --test integration`): the
 //! Go binary analysis on real Go binaries built with every Go toolchain we install.
-//! - [`go_symbols`]: the pclntab parser (`gosym`) against what the Go runtime prints.
-//! - [`go_probe_sites`]: the lock probe sites and their names (`goprobe`) against the
+//! - [`go_symbols`]: the pclntab parser (`go::sym`) against what the Go runtime prints.
+//! - [`go_probe_sites`]: the lock probe sites and their names (`go::probe`) against the
 //!   pclntab, DWARF and objdump.
 //!
 //! As root, behind the `root-tests` feature: the real `tracer` attached to live targets
@@ -12,6 +12,7 @@
 //! - [`deadlock`]: deadlock detection on C targets.
 //! - [`contention`]: contention statistics on C targets.
 //! - [`errors`]: bad input to `tracer attach`.
+//! - [`bpf_log`]: the eBPF programs' diagnostics (`--bpf-log`).
 //! - [`lifecycle`]: how a trace ends, and that no probe outlives the tracer.
 //! - [`go_attach`]: Go targets (goroutines and `sync` locks).
 //!
@@ -24,6 +25,8 @@ mod common;
 mod go_toolchain;
 mod tools;
 
+#[cfg(feature = "root-tests")]
+mod bpf_log;
 #[cfg(feature = "root-tests")]
 mod contention;
 #[cfg(feature = "root-tests")]

@@ -1,0 +1,108 @@
+//! Names under which maps, programs and load-time globals appear in the built eBPF object.
+//! Both sides use these constants, so a rename cannot silently break attachment, and a
+//! userspace test checks that the built object holds each one ([`ALL_MAPS`],
+//! [`ALL_PROGRAMS`], [`ALL_GLOBALS`]).
+
+/// Name of the BPF ring buffer carrying the records (see the crate documentation).
+pub const MAP_EVENTS: &str = "EVENTS";
+/// Name of the per-CPU `u64` array of [`Counter`](crate::Counter) slots.
+pub const MAP_COUNTERS: &str = "COUNTERS";
+/// Name of the stack-trace map filled by `bpf_get_stackid` (user stacks).
+pub const MAP_STACKS: &str = "STACKS";
+/// Name of the smaller stack-trace map that takes a stack whose bucket in [`MAP_STACKS`]
+/// already holds another one. The kernel hashes a stack to one bucket and, unless told
+/// to overwrite (which would change the stack behind ids that earlier events carry),
+/// refuses a second stack there with `EEXIST`; without this map such a stack was lost,
+/// and a deadlock could be reported with only its innermost frames. See
+/// [`StackSlot`](crate::StackSlot).
+pub const MAP_OVERFLOW_STACKS: &str = "OVERFLOW_STACKS";
+/// Name of the LRU hash (TID → [`PendingLock`](crate::PendingLock)) that carries a lock
+/// call from its entry uprobe to its return uprobe (only used with `--holds`). A thread
+/// keeps its entry between calls (`PendingLock::op` is 0 when no call is in flight).
+pub const MAP_PENDING_LOCKS: &str = "PENDING_LOCKS";
+/// Name of the per-CPU hash (futex word address → [`BriefWaits`](crate::BriefWaits))
+/// where waits that never slept are added up in the kernel instead of sent one by one.
+pub const MAP_BRIEF_WAITS: &str = "BRIEF_WAITS";
+/// Name of the one-entry per-CPU array ([`CpuBriefWaits`](crate::CpuBriefWaits)) adding
+/// up the waits that never slept on the futex word this CPU saw last; they move to
+/// [`MAP_BRIEF_WAITS`] only when a brief wait on another word comes along, so a hot lock
+/// costs no hash update per wait.
+pub const MAP_CPU_BRIEF_WAITS: &str = "CPU_BRIEF_WAITS";
+/// Name of the one-entry per-CPU array ([`StackSampler`](crate::StackSampler)) that
+/// decides which sleeping waits carry their stack
+/// ([`STACK_SAMPLE_EVERY`](crate::STACK_SAMPLE_EVERY)).
+pub const MAP_STACK_SAMPLER: &str = "STACK_SAMPLER";
+/// Name of the one-entry `u32` array the reader sets to 1 while it drains on its own
+/// timer (a busy target) and to 0 before it sleeps until a record comes: records are
+/// submitted without waking it while it is 1.
+pub const MAP_READER_POLLS: &str = "READER_POLLS";
+
+/// Global (in `.rodata`) holding the target's TGID; set by the loader before load, so
+/// every program filters on it before doing any other work.
+pub const GLOBAL_TARGET_TGID: &str = "TARGET_TGID";
+/// Global holding the offset of `goid` in the Go runtime's `g` struct; set by the loader
+/// before load (0 when the target is not a Go program: Go sites are then never attached).
+pub const GLOBAL_GO_GOID_OFFSET: &str = "GO_GOID_OFFSET";
+/// Global (a `u32` in `.rodata`, 0 unless the loader sets it before load) that turns on
+/// the programs' diagnostics: `aya-log` messages about paths they should not take (a
+/// full ring buffer, unreadable target memory, a stack the kernel would not record…).
+/// Being read-only, it is a constant to the verifier, which drops every logging branch
+/// as dead code while it is 0: the programs then run exactly as if there were none.
+pub const GLOBAL_DIAGNOSTICS: &str = "DIAGNOSTICS";
+
+/// Program on the `sys_exit` BTF raw tracepoint: futex wait ends and wake counts.
+pub const PROG_SYS_EXIT: &str = "futex_exit";
+/// Program on the `sched_switch` BTF raw tracepoint: a target thread in a futex wait
+/// goes to sleep, which is when its wait is seen begin and is sent. (There is no
+/// `sys_enter` program: see `tracer-ebpf/src/futex_sleep.rs`.)
+pub const PROG_SCHED_SWITCH: &str = "futex_sleep";
+/// Uprobe on the entry of every lock-acquiring function (`--holds`).
+pub const PROG_LOCK_ENTRY: &str = "lock_entry";
+/// Uretprobe on the same functions (`--holds`), emits
+/// [`EventKind::LockAcquired`](crate::EventKind::LockAcquired).
+pub const PROG_LOCK_RETURN: &str = "lock_return";
+/// Uprobe on the entry of unlock functions (`--holds`), emits
+/// [`EventKind::LockReleased`](crate::EventKind::LockReleased).
+pub const PROG_UNLOCK_ENTRY: &str = "unlock_entry";
+/// Uprobe on every Go lock probe site (entries, returns and the instruction after each
+/// inlined atomic); what it reports comes from the attach cookie
+/// ([`go_cookie`](crate::go_cookie)).
+pub const PROG_GO_LOCK_SITE: &str = "go_lock_site";
+
+/// Empty programs on the same hooks, attached only by the benchmark's floor runs.
+pub const PROG_NOOP_SYS_EXIT: &str = "noop_sys_exit";
+pub const PROG_NOOP_SCHED_SWITCH: &str = "noop_sched_switch";
+pub const PROG_NOOP_UPROBE: &str = "noop_uprobe";
+pub const PROG_NOOP_URETPROBE: &str = "noop_uretprobe";
+
+/// Every map name, for the test that checks the built object holds each one.
+pub const ALL_MAPS: [&str; 9] = [
+    MAP_EVENTS,
+    MAP_STACK_SAMPLER,
+    MAP_READER_POLLS,
+    MAP_CPU_BRIEF_WAITS,
+    MAP_COUNTERS,
+    MAP_STACKS,
+    MAP_OVERFLOW_STACKS,
+    MAP_PENDING_LOCKS,
+    MAP_BRIEF_WAITS,
+];
+/// Every program name, for the same test.
+pub const ALL_PROGRAMS: [&str; 10] = [
+    PROG_SCHED_SWITCH,
+    PROG_GO_LOCK_SITE,
+    PROG_SYS_EXIT,
+    PROG_LOCK_ENTRY,
+    PROG_LOCK_RETURN,
+    PROG_UNLOCK_ENTRY,
+    PROG_NOOP_SYS_EXIT,
+    PROG_NOOP_SCHED_SWITCH,
+    PROG_NOOP_UPROBE,
+    PROG_NOOP_URETPROBE,
+];
+/// Every global the loader sets, for the same test.
+pub const ALL_GLOBALS: [&str; 3] = [
+    GLOBAL_TARGET_TGID,
+    GLOBAL_GO_GOID_OFFSET,
+    GLOBAL_DIAGNOSTICS,
+];
