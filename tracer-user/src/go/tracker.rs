@@ -21,7 +21,7 @@ use crate::{
     assemble::{GoNames, StackSource},
     go::{
         lock_model::{
-            GoCycle, GoHold, GoLockEvent, GoLockKind, GoLockMode, GoLockModel,
+            GoCounts, GoCycle, GoHold, GoLockEvent, GoLockKind, GoLockMode, GoLockModel,
             RW_READER_COUNT_OFFSET, StuckCandidate,
         },
         probe::{
@@ -307,6 +307,12 @@ impl GoTracker {
         self.events
     }
 
+    /// Notes on what the Go lock model had to leave out (see [`GoCounts`]).
+    #[must_use]
+    pub fn notes(&self) -> Vec<String> {
+        model_notes(self.model.counts())
+    }
+
     /// Deadlocks reported so far.
     #[must_use]
     pub fn deadlocks(&self) -> usize {
@@ -460,6 +466,25 @@ fn goroutine_state(
     }
 }
 
+/// The notes a report needs about the Go model's limits: each one that was hit may hide a
+/// deadlock.
+fn model_notes(counts: GoCounts) -> Vec<String> {
+    let mut notes = Vec::new();
+    if counts.cycles_dropped > 0 {
+        notes.push(format!(
+            "{} goroutine wait-for cycles were found but not reported (too many pending): a deadlock may be missing",
+            counts.cycles_dropped
+        ));
+    }
+    if counts.searches_cut > 0 {
+        notes.push(format!(
+            "{} goroutine cycle searches stopped at their step budget: a deadlock through a tangle of read-held locks may have been missed",
+            counts.searches_cut
+        ));
+    }
+    notes
+}
+
 /// A confirmed goroutine cycle in raw terms.
 fn raw_deadlock(cycle: &GoCycle) -> Vec<RawCycleEntry> {
     cycle
@@ -596,5 +621,26 @@ mod tests {
         assert_eq!(load_bias(&data, Some("/bin/other"), &maps), 0);
         assert_eq!(load_bias(&data, None, &maps), 0);
         assert_eq!(load_bias(b"not elf", Some("/bin/prog"), &maps), 0);
+    }
+
+    /// Guards against silent gaps: each limit of the Go model that was hit gets a note,
+    /// and none appears when nothing was left out.
+    #[test]
+    fn every_go_model_limit_hit_gets_a_note() {
+        assert!(model_notes(GoCounts::default()).is_empty());
+        let notes = model_notes(GoCounts {
+            cycles_dropped: 2,
+            searches_cut: 3,
+            ..GoCounts::default()
+        });
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(
+            notes[0].starts_with("2 goroutine wait-for cycles"),
+            "{notes:?}"
+        );
+        assert!(
+            notes[1].starts_with("3 goroutine cycle searches"),
+            "{notes:?}"
+        );
     }
 }

@@ -637,6 +637,7 @@ impl Session {
         if let Some(go) = self.go.as_mut() {
             go_events = go.events();
             go_deadlocks = go.deadlocks();
+            notes.extend(go.notes());
             locks.extend(go.finish(monotonic_ns()));
         }
         let analysis = &self.analysis;
