@@ -51,9 +51,8 @@ pub const STACK_ID_NO_FRAME_CHAIN: i32 = -2;
 
 /// Of the sleeping futex waits a CPU sees in a row on one futex word, one in this many
 /// carries its stack (stack window and frame-pointer walk); the first wait on a word
-/// always does. Copying the window was ~1.5% of the bench workload's throughput, paid
-/// on the lock's hand-over path; a hot lock needs a sample of its waiters' stacks, not
-/// every one. A wait sent without a stack whose stack is wanted later (a deadlock) has
+/// always does. Copying the window is paid on the lock's hand-over path; a hot lock needs
+/// a sample of its waiters' stacks, not every one. A wait sent without a stack whose stack is wanted later (a deadlock) has
 /// it read from the target's memory then: the thread is still blocked in the wait.
 pub const STACK_SAMPLE_EVERY: u32 = 8;
 

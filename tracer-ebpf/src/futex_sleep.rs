@@ -3,10 +3,9 @@
 //! for a sample of the waits, the stack: `tracer_common::STACK_SAMPLE_EVERY`) goes out
 //! now, timed from now.
 //!
-//! There is no `sys_enter` hook. Measured on the bench's lock workload, an empty program
-//! on `sys_enter` alone cost ~4% of its throughput (every system call of every process
-//! pays for it), and a futex wait needs nothing from its entry that its sleep does not
-//! have: the hook runs in the context of the thread being switched out, whose saved
+//! There is no `sys_enter` hook: every system call of every process would pay for it
+//! (BENCHMARKS.md, "Measurements behind the design"), and a futex wait needs nothing from
+//! its entry that its sleep does not have: the hook runs in the context of the thread being switched out, whose saved
 //! registers still hold the call and its arguments, and whose user stack and memory are
 //! as they were when the call began. Waits that return without sleeping are seen only at
 //! their end (`futex_exit`), so they are counted but not timed.

@@ -67,7 +67,7 @@ pub(crate) fn count_n(counter: Counter, n: u64) -> u64 {
 /// Ring-buffer submit flags. While the reader drains on its own timer (a busy target),
 /// `BPF_RB_NO_WAKEUP`: a wakeup would only cut its batching pause short (it listens for
 /// records only when idle), and costs the producing CPU an `irq_work` and the reader an
-/// extra switch, measured as one wakeup per drain, doubling the tracer's switches.
+/// extra switch (BENCHMARKS.md, "Measurements behind the design").
 /// Otherwise none, i.e. the kernel's adaptive wakeup: the first record after the reader
 /// caught up wakes it, so an idle reader sleeps until something happens, and never one
 /// wakeup per event (that changed the target's own lock scheduling).
@@ -126,8 +126,8 @@ const MAX_CALLER_FRAME_BYTES: u64 = 16 * 1024 * 1024;
 /// keeps any value in `rbp`: zero, small integers, pointers to globals or the heap. The
 /// kernel's frame-pointer walk then follows `[rbp]` as if it were a frame and soon takes
 /// a page fault on a bogus address; `perf record` shows that fault's exception fixup as
-/// most of what `bpf_get_stackid` costs per lock call on such code (with this check,
-/// `lock_entry` went from ~1.8 to ~0.65 µs per run on the bench VM). The stack it
+/// most of what `bpf_get_stackid` costs per lock call on such code (BENCHMARKS.md,
+/// "Measurements behind the design"). The stack it
 /// returns is the probed function plus "return addresses" read from wherever `rbp`
 /// pointed: nothing the call site (`[sp]`, always sent) does not already say better.
 #[inline(always)]
@@ -279,7 +279,7 @@ pub(crate) fn send_wait<C: StackIdContext>(
     with_stack: bool,
 ) -> bool {
     // Code built without frame pointers (glibc's lock paths) leaves any value in `rbp`;
-    // a frame walk from there faults and costs ~1 µs for frames the window already has.
+    // a frame walk from there faults, for frames the window already has.
     let stack_id = if !with_stack {
         STACK_ID_SAMPLED_OUT
     } else if frame_chain_starts(regs.sp, regs.bp) {

@@ -55,9 +55,8 @@ pub(crate) static STACK_SAMPLER: PerCpuArray<StackSampler> = PerCpuArray::with_m
 ///
 /// Each thread keeps its entry from one call to the next and the return only marks it
 /// consumed: rewriting an entry in place costs one lookup, where an insert at entry and
-/// a delete at return each take the bucket lock and go through the element free list
-/// (together ~0.6 µs of the ~3 µs the three `--holds` programs cost per lock/unlock,
-/// measured with `kernel.bpf_stats_enabled`). LRU, so the entries of exited threads are
+/// a delete at return each take the bucket lock and go through the element free list.
+/// LRU, so the entries of exited threads are
 /// recycled instead of filling the map.
 #[map(name = "PENDING_LOCKS")]
 pub(crate) static PENDING_LOCKS: LruHashMap<u32, PendingLock> =
@@ -72,7 +71,7 @@ pub(crate) static BRIEF_WAITS: PerCpuHashMap<u64, BriefWaits> =
     PerCpuHashMap::with_max_entries(16 * 1024, 0);
 
 /// This CPU's running totals of waits that never slept, for the last futex word it saw
-/// one on. A hash lookup and update per brief wait was ~45 ns of `futex_exit`'s run on
-/// the bench's hot lock; here the totals move to `BRIEF_WAITS` only when the word changes.
+/// one on: a hot lock costs no hash lookup and update per brief wait, since the totals
+/// move to `BRIEF_WAITS` only when the word changes.
 #[map(name = "CPU_BRIEF_WAITS")]
 pub(crate) static CPU_BRIEF_WAITS: PerCpuArray<CpuBriefWaits> = PerCpuArray::with_max_entries(1, 0);

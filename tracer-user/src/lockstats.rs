@@ -17,9 +17,9 @@ const LOWEST_NS: u64 = 1;
 /// length still goes into max and total). An hour-long lock wait is a finding either way.
 const HIGHEST_NS: u64 = 3_600_000_000_000;
 /// Significant digits: 2 keeps percentiles within 1%, which is finer than anyone reads a
-/// latency percentile, and keeps a histogram near 36 KiB instead of ~270 KiB at 3 digits:
-/// a service with thousands of contended locks must not cost the tracer gigabytes, and
-/// the smaller table stays in cache on the event path.
+/// latency percentile, and keeps a histogram several times smaller than at 3 digits:
+/// the tracer's memory grows with the number of contended locks, and the smaller table
+/// stays in cache on the event path.
 const SIGFIG: u8 = 2;
 
 /// Values a [`Distribution`] collects before adding them to its histogram in one go.

@@ -22,7 +22,7 @@ use crate::{
 /// Those reads are made one after another, so each thread's context-switch count is
 /// read before and after them all and must not move: otherwise a thread could be seen
 /// asleep on a lock and, a moment later, as its owner, after it woke and took it (a
-/// false self-deadlock on a busy mutex, seen once in CI). A deadlocked thread does not
+/// false self-deadlock on a busy mutex). A deadlocked thread does not
 /// run, so a real cycle always passes.
 pub(super) fn confirm(target: &dyn TargetProcess, analysis: &Analysis, cycle: &Cycle) -> bool {
     let switches = || -> Option<Vec<u64>> {

@@ -58,8 +58,7 @@ const DRAIN_INTERVAL: Duration = Duration::from_millis(10);
 /// Longest the loop sleeps when no record comes (it sleeps only once a drain found none,
 /// and has the programs wake it for the next record: `Probes::set_reader_polls`):
 /// periodic work (brief-wait totals, rescans, the target's liveness) runs at this pace at
-/// the least. Draining every 10 ms regardless cost ~2.5% of a CPU with an
-/// idle target, mostly the wakeups themselves on this VM.
+/// the least, and a quiet target costs the tracer only these wakeups.
 const IDLE_INTERVAL: Duration = Duration::from_millis(250);
 /// Records drained between checks of the time budget.
 const DRAIN_CHUNK: usize = 4096;
