@@ -198,4 +198,23 @@ mod tests {
         assert_eq!(locks[2]["name"], "a_rather_long_lock_name");
         assert_eq!(locks[2]["hold_ns"], Value::Null);
     }
+
+    /// Guards the NDJSON contract through the sink: a finding and the summary are one
+    /// line each, in order, the finding exactly as its model value serializes (its own
+    /// `"kind"`, no wrapper from the `Finding` enum).
+    #[test]
+    fn the_sink_writes_one_line_per_finding_and_summary() {
+        let mut out = Vec::new();
+        let mut sink = JsonSink::new(&mut out);
+        sink.finding(&Finding::Deadlock(deadlock())).unwrap();
+        sink.summary(&summary()).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            [deadlock_json(&deadlock()), summary_json(&summary())]
+        );
+        assert_eq!(parse(lines[0])["kind"], "deadlock");
+        assert!(text.ends_with('\n'));
+    }
 }

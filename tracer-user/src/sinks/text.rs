@@ -482,4 +482,19 @@ mod tests {
         assert_eq!(cells[4..], ["-"; 7]);
         assert!(!text.contains("0 ns"));
     }
+
+    /// Guards the text output through the sink: each finding is its block and a blank
+    /// line, the summary follows as rendered.
+    #[test]
+    fn the_sink_writes_findings_then_the_summary() {
+        let mut out = Vec::new();
+        let mut sink = TextSink::new(&mut out);
+        sink.finding(&Finding::Deadlock(deadlock())).unwrap();
+        sink.summary(&summary()).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            deadlock_text(&deadlock()) + "\n" + &summary_text(&summary())
+        );
+    }
 }
