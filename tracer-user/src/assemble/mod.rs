@@ -86,6 +86,7 @@ pub fn deadlock(entries: &[RawCycleEntry], now_ns: u64, naming: &mut dyn Naming)
                 waited_ns: ago(e.waiting_since_ns),
                 blocked_before_attach: e.blocked_before_attach,
                 held_ns: ago(e.holding_since_ns),
+                holder_evidence: e.holder_evidence,
                 acquired_at: acquired.names,
                 acquired_at_detail: acquired.detail,
             }
@@ -99,30 +100,35 @@ pub fn deadlock(entries: &[RawCycleEntry], now_ns: u64, naming: &mut dyn Naming)
 
 /// The report's value of a stuck lock.
 pub fn stuck_lock(stuck: &RawStuckLock, naming: &mut dyn Naming) -> StuckLock {
-    let holder = match &stuck.holder {
-        Some(h) => {
+    let holders: Vec<StuckHolder> = stuck
+        .holders
+        .iter()
+        .map(|h| {
             let acquired = naming.stack(&h.acquired);
             StuckHolder {
                 goid: Some(h.goid),
                 state: h.state,
+                evidence: Some(h.evidence),
                 acquired_at: acquisition_site(&acquired, naming),
                 stack: acquired.names,
                 stack_detail: acquired.detail,
             }
-        }
-        None => StuckHolder {
-            goid: None,
-            state: HolderState::Unknown,
-            acquired_at: None,
-            stack: Vec::new(),
-            stack_detail: Vec::new(),
-        },
-    };
+        })
+        .collect();
+    let holder = holders.first().cloned().unwrap_or(StuckHolder {
+        goid: None,
+        state: HolderState::Unknown,
+        evidence: None,
+        acquired_at: None,
+        stack: Vec::new(),
+        stack_detail: Vec::new(),
+    });
     StuckLock {
         lock: naming.lock(stuck.addr),
         mode: stuck.mode,
         held_ns: stuck.held_ns,
         holder,
+        holders,
         waiters: stuck.waiters,
         readers_waiting: stuck.readers_waiting,
         writers_waiting: stuck.writers_waiting,
@@ -181,7 +187,7 @@ mod tests {
     use super::*;
     use crate::{
         event::StackWindow,
-        model::{HoldMode, LockKind, Quantiles, raw::RawHolder},
+        model::{HoldMode, HolderEvidence, LockKind, Quantiles, raw::RawHolder},
     };
 
     /// Names locks `lock@ADDR`, threads `thread-TID`, and a stack by its stack id.
@@ -203,6 +209,7 @@ mod tests {
             let id = match stack {
                 RawStack::Native { stack_id, .. } => stack_id.map(i64::from),
                 RawStack::Go { stack_id, .. } => Some(i64::from(*stack_id)),
+                RawStack::GoUnwound(pcs) => pcs.first().and_then(|&pc| i64::try_from(pc).ok()),
                 RawStack::None => None,
             };
             let Some(id) = id else {
@@ -245,6 +252,7 @@ mod tests {
             waiting_since_ns: since,
             blocked_before_attach: since.is_none(),
             holding_since_ns: None,
+            holder_evidence: None,
             acquired: RawStack::None,
         }
     }
@@ -278,15 +286,24 @@ mod tests {
             addr: 0x40,
             mode: HoldMode::Write,
             held_ns: 7,
-            holder: Some(RawHolder {
-                goid: 33,
-                state: HolderState::Blocked,
-                acquired: RawStack::Go {
-                    pc: 1,
-                    caller: 0,
-                    stack_id: 5,
+            holders: vec![
+                RawHolder {
+                    goid: 33,
+                    state: HolderState::Blocked,
+                    evidence: HolderEvidence::DeferredUnlock,
+                    acquired: RawStack::Go {
+                        pc: 1,
+                        caller: 0,
+                        stack_id: 5,
+                    },
                 },
-            }),
+                RawHolder {
+                    goid: 34,
+                    state: HolderState::Running,
+                    evidence: HolderEvidence::TracedAcquire,
+                    acquired: RawStack::GoUnwound(vec![6]),
+                },
+            ],
             waiters: 3,
             readers_waiting: 2,
             writers_waiting: 1,
@@ -294,14 +311,19 @@ mod tests {
         let s = stuck_lock(&stuck, &mut FakeNaming::default());
         assert_eq!(s.holder.goid, Some(33));
         assert_eq!(s.holder.acquired_at.as_deref(), Some("main.f5 (main.go:5)"));
+        assert_eq!(s.holder.evidence, Some(HolderEvidence::DeferredUnlock));
+        assert_eq!(s.holders.len(), 2, "every holder is listed");
+        assert_eq!(s.holders[1].acquired_at.as_deref(), Some("main.f6 (main.go:6)"));
         assert_eq!((s.waiters, s.readers_waiting, s.writers_waiting), (3, 2, 1));
-        stuck.holder = None;
+        stuck.holders.clear();
         let s = stuck_lock(&stuck, &mut FakeNaming::default());
         assert_eq!(
             (s.holder.goid, s.holder.state),
             (None, HolderState::Unknown)
         );
         assert!(s.holder.stack.is_empty());
+        assert_eq!(s.holder.evidence, None);
+        assert!(s.holders.is_empty());
     }
 
     /// Guards the summary table: sorted by total wait then address, and only the first

@@ -106,6 +106,13 @@ impl Namer<'_> {
         if caller != 0 && ips.get(1) != Some(&caller) {
             ips.insert(1, caller);
         }
+        self.go_frames(&ips)
+    }
+
+    /// Go frames from a program counter followed by return addresses, with inlined
+    /// frames expanded from the pclntab (frames outside Go code, such as cgo callees,
+    /// through the symbolizer).
+    fn go_frames(&mut self, ips: &[u64]) -> Stack {
         let mut stack = Stack::default();
         for (i, &ip) in ips.iter().enumerate() {
             // Return addresses point after the call; look up the call itself.
@@ -168,6 +175,7 @@ impl Naming for Namer<'_> {
                 caller,
                 stack_id,
             } => self.go_stack(pc, caller, stack_id),
+            RawStack::GoUnwound(ref pcs) => self.go_frames(pcs),
             RawStack::None => Stack::default(),
         }
     }

@@ -10,6 +10,7 @@
 //! - `tracker`: the Go side of a live attach: recognise a Go target, plan its probes, turn
 //!   the model's findings into report entries, checking them against the live process.
 pub mod lock_model;
+pub mod parked;
 pub mod probe;
 pub mod sym;
 pub mod tracker;

@@ -31,7 +31,7 @@ use crate::{
         sym::{GoBuildInfo, GoSymError, GoTable, go_build_info},
     },
     model::{
-        HoldMode, HolderState, LockKind,
+        HoldMode, HolderEvidence, HolderState, LockKind,
         raw::{RawCycleEntry, RawFinding, RawHolder, RawLockStats, RawStack, RawStuckLock},
     },
     probes::GoSites,
@@ -384,11 +384,16 @@ impl GoTracker {
                 GoLockMode::Read => HoldMode::Read,
             },
             held_ns: s.held_ns,
-            holder: s.holder.as_ref().map(|h| RawHolder {
-                goid: h.goid,
-                state: self.holder_state(h),
-                acquired: acquired_at(h),
-            }),
+            holders: s
+                .holder
+                .iter()
+                .map(|h| RawHolder {
+                    goid: h.goid,
+                    state: self.holder_state(h),
+                    evidence: HolderEvidence::TracedAcquire,
+                    acquired: acquired_at(h),
+                })
+                .collect(),
             waiters: s.waiters,
             readers_waiting: s.readers_waiting,
             writers_waiting: s.writers_waiting,
@@ -505,6 +510,7 @@ fn raw_deadlock(cycle: &GoCycle) -> Vec<RawCycleEntry> {
                 waiting_since_ns: Some(w.since_ns),
                 blocked_before_attach: false,
                 holding_since_ns: e.hold.as_ref().map(|h| h.since_ns),
+                holder_evidence: e.hold.as_ref().map(|_| HolderEvidence::TracedAcquire),
                 acquired: e.hold.as_ref().map_or(RawStack::None, acquired_at),
             }
         })

@@ -31,6 +31,10 @@ pub struct DeadlockEntry {
     pub blocked_before_attach: bool,
     /// How long this thread has held `holds` (known with `--holds`).
     pub held_ns: Option<u64>,
+    /// How the tracer knows this goroutine holds `holds`; omitted for native threads
+    /// (the lock's owner field says).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub holder_evidence: Option<HolderEvidence>,
     /// Where this thread took `holds`: function names, innermost first, starting at the
     /// lock call's site (known with `--holds`; empty otherwise).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -67,6 +71,20 @@ pub enum HolderState {
     Unknown,
 }
 
+/// How the tracer knows a goroutine holds a lock: always from evidence in the process,
+/// never by guessing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HolderEvidence {
+    /// Its stack holds a pending deferred `Unlock`/`RUnlock` of the lock.
+    DeferredUnlock,
+    /// A frame between an acquisition of the lock and its release holds the lock's
+    /// address in a variable.
+    FrameVariable,
+    /// A probe saw it acquire the lock (`--holds`, or the slow path's return).
+    TracedAcquire,
+}
+
 /// The goroutine holding a stuck lock.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct StuckHolder {
@@ -75,6 +93,9 @@ pub struct StuckHolder {
     pub goid: Option<u64>,
     /// What it is doing now.
     pub state: HolderState,
+    /// How the tracer knows it holds the lock; `None` when the holder is unknown.
+    #[serde(rename = "holder_evidence")]
+    pub evidence: Option<HolderEvidence>,
     /// Where it took the lock: the first frame outside the `sync` package, with
     /// `file:line`; `None` when unknown.
     pub acquired_at: Option<String>,
@@ -88,7 +109,7 @@ pub struct StuckHolder {
 /// A lock with waiters and no release for longer than the threshold.
 ///
 /// JSON: `{"kind":"stuck_lock","lock":{…},"mode":"write"|"read","held_ns":…,"holder":{…},
-/// "waiters":…,"readers_waiting":…,"writers_waiting":…}`.
+/// "holders":[…],"waiters":…,"readers_waiting":…,"writers_waiting":…}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename = "stuck_lock")]
 pub struct StuckLock {
@@ -99,8 +120,10 @@ pub struct StuckLock {
     /// How long it has been held: since the holder took it when known, else at least
     /// since the last release the tracer saw.
     pub held_ns: u64,
-    /// Who holds it.
+    /// Who holds it (the first of `holders`, or an unknown holder).
     pub holder: StuckHolder,
+    /// Every goroutine known to hold it: several readers may hold an `RWMutex`.
+    pub holders: Vec<StuckHolder>,
     /// Goroutines waiting for it now.
     pub waiters: usize,
     /// Of those, waiting to read.

@@ -23,7 +23,9 @@ mod summary;
 pub(crate) mod fixtures;
 
 pub use self::{
-    finding::{Deadlock, DeadlockEntry, Finding, HolderState, StuckHolder, StuckLock},
+    finding::{
+        Deadlock, DeadlockEntry, Finding, HolderEvidence, HolderState, StuckHolder, StuckLock,
+    },
     lock::{HoldMode, LockKind, LockRef},
     summary::{LockSummary, Quantiles, Summary},
 };

@@ -2,7 +2,7 @@
 //! goroutine ids, `CLOCK_MONOTONIC` timestamps, and where a stack can be found. No names:
 //! `crate::assemble` resolves those when it turns these into the report's values.
 
-use super::{HoldMode, HolderState, LockKind, Quantiles};
+use super::{HoldMode, HolderEvidence, HolderState, LockKind, Quantiles};
 use crate::event::StackWindow;
 
 /// Where a stack can be found, as the analyses know it.
@@ -21,6 +21,9 @@ pub enum RawStack {
     /// frame-pointer walk skips there; 0 when none), then the kernel's walk by stack id
     /// (negative when none was taken).
     Go { pc: u64, caller: u64, stack_id: i32 },
+    /// A Go stack unwound from a parked goroutine's saved context: its program counter,
+    /// then the return addresses of its callers.
+    GoUnwound(Vec<u64>),
     /// No stack is known.
     None,
 }
@@ -44,6 +47,8 @@ pub struct RawCycleEntry {
     pub blocked_before_attach: bool,
     /// When it took `holds`, when known.
     pub holding_since_ns: Option<u64>,
+    /// How a goroutine is known to hold `holds` (`None` for native threads).
+    pub holder_evidence: Option<HolderEvidence>,
     /// Where it took `holds`.
     pub acquired: RawStack,
 }
@@ -53,6 +58,7 @@ pub struct RawCycleEntry {
 pub struct RawHolder {
     pub goid: u64,
     pub state: HolderState,
+    pub evidence: HolderEvidence,
     /// Where it took the lock.
     pub acquired: RawStack,
 }
@@ -63,8 +69,8 @@ pub struct RawStuckLock {
     pub addr: u64,
     pub mode: HoldMode,
     pub held_ns: u64,
-    /// `None` when the holder is unknown.
-    pub holder: Option<RawHolder>,
+    /// Every goroutine known to hold it (several readers may); empty when unknown.
+    pub holders: Vec<RawHolder>,
     pub waiters: usize,
     pub readers_waiting: usize,
     pub writers_waiting: usize,

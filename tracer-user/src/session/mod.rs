@@ -584,6 +584,7 @@ impl Session {
                 waiting_since_ns: wait.filter(|_| !before_attach).map(|w| w.start_ns),
                 blocked_before_attach: before_attach,
                 holding_since_ns: held.map(|h| h.since_ns),
+                holder_evidence: None,
                 acquired: held.map_or(RawStack::None, |h| RawStack::Native {
                     stack_id: h.stack,
                     window: Box::new(StackWindow {

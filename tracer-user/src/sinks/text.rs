@@ -402,6 +402,7 @@ mod tests {
                 waited_ns: None,
                 blocked_before_attach: false,
                 held_ns: None,
+                holder_evidence: None,
                 acquired_at: Vec::new(),
                 acquired_at_detail: Vec::new(),
             }],
