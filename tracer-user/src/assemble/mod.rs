@@ -313,7 +313,10 @@ mod tests {
         assert_eq!(s.holder.acquired_at.as_deref(), Some("main.f5 (main.go:5)"));
         assert_eq!(s.holder.evidence, Some(HolderEvidence::DeferredUnlock));
         assert_eq!(s.holders.len(), 2, "every holder is listed");
-        assert_eq!(s.holders[1].acquired_at.as_deref(), Some("main.f6 (main.go:6)"));
+        assert_eq!(
+            s.holders[1].acquired_at.as_deref(),
+            Some("main.f6 (main.go:6)")
+        );
         assert_eq!((s.waiters, s.readers_waiting, s.writers_waiting), (3, 2, 1));
         stuck.holders.clear();
         let s = stuck_lock(&stuck, &mut FakeNaming::default());

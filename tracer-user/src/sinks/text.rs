@@ -7,7 +7,10 @@ use std::{
 
 use super::Sink;
 use crate::{
-    model::{Deadlock, Finding, HoldMode, HolderState, LockSummary, Quantiles, StuckLock, Summary},
+    model::{
+        Deadlock, Finding, HoldMode, HolderEvidence, HolderState, LockSummary, Quantiles,
+        StuckHolder, StuckLock, Summary,
+    },
     units,
 };
 
@@ -57,30 +60,46 @@ fn stuck_lock_text(s: &StuckLock) -> String {
         s.readers_waiting,
         s.writers_waiting
     );
-    let state = match s.holder.state {
+    if s.holders.is_empty() {
+        out.push_str("  holder: unknown\n");
+    }
+    for holder in &s.holders {
+        holder_text(&mut out, holder);
+    }
+    out
+}
+
+/// One holder of a stuck lock: who, how it is known, and where it took the lock.
+fn holder_text(out: &mut String, holder: &StuckHolder) {
+    let state = match holder.state {
         HolderState::Running => "running",
         HolderState::Blocked => "blocked",
         HolderState::Exited => "exited",
         HolderState::Unknown => "unknown",
     };
-    match s.holder.goid {
+    let evidence = match holder.evidence {
+        Some(HolderEvidence::DeferredUnlock) => ", a deferred unlock pending on its stack",
+        Some(HolderEvidence::FrameVariable) => ", the lock in a variable of its frame",
+        Some(HolderEvidence::TracedAcquire) => ", seen acquiring it",
+        None => "",
+    };
+    match holder.goid {
         Some(goid) => {
-            let _ = writeln!(out, "  holder: goroutine {goid} ({state})");
+            let _ = writeln!(out, "  holder: goroutine {goid} ({state}{evidence})");
         }
         None => out.push_str("  holder: unknown\n"),
     }
-    if let Some(at) = &s.holder.acquired_at {
+    if let Some(at) = &holder.acquired_at {
         let _ = writeln!(out, "  took it at {at}");
     }
-    let frames = if s.holder.stack_detail.is_empty() {
-        &s.holder.stack
+    let frames = if holder.stack_detail.is_empty() {
+        &holder.stack
     } else {
-        &s.holder.stack_detail
+        &holder.stack_detail
     };
     for frame in frames {
         let _ = writeln!(out, "      {frame}");
     }
-    out
 }
 
 /// The deadlock for a human: a headline, then per thread what it holds and waits for, with
