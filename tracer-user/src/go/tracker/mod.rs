@@ -5,6 +5,11 @@
 //! The pure parts live elsewhere: `go::sym` reads the pclntab, `go::probe` plans the
 //! sites, `go::lock_model` is the lock state machine. This module is the glue that needs
 //! the process.
+//!
+//! `parked`: findings from snapshots of the goroutines (waits that predate the attach,
+//! holders named by their stacks).
+mod parked;
+
 use std::{
     collections::HashSet,
     fmt::Write as _,
@@ -17,6 +22,8 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use thiserror::Error;
 use tracer_common::GoOp;
 
+use self::parked::ParkedWatch;
+pub use self::parked::{GoroutineSource, ParkedSnapshot, SnapshotError};
 use crate::{
     assemble::{GoNames, StackSource},
     go::{
@@ -216,6 +223,11 @@ pub struct GoTracker {
     unnamed: FxHashMap<u64, i32>,
     /// Locks whose stack was searched already.
     stack_searched: FxHashSet<u64>,
+    /// Snapshots of the goroutines, when the runtime's goroutine list can be read.
+    parked: Option<ParkedWatch>,
+    stuck_after: Duration,
+    /// Locks the traced model reported stuck.
+    model_stuck: HashSet<u64>,
 }
 
 impl GoTracker {
@@ -233,7 +245,24 @@ impl GoTracker {
             heap_names: FxHashMap::default(),
             unnamed: FxHashMap::default(),
             stack_searched: FxHashSet::default(),
+            parked: None,
+            stuck_after,
+            model_stuck: HashSet::new(),
         }
+    }
+
+    /// Reads the goroutines through `source` from now on: the first findings then
+    /// include what was already stuck before the attach.
+    pub fn watch_goroutines(&mut self, source: Box<dyn GoroutineSource>) {
+        self.parked = Some(ParkedWatch::new(source, self.stuck_after));
+    }
+
+    /// Snapshots taken of the goroutines, and the time they took.
+    #[must_use]
+    pub fn snapshot_cost(&self) -> (u64, Duration) {
+        self.parked
+            .as_ref()
+            .map_or((0, Duration::ZERO), |p| (p.snapshots, p.snapshot_time))
     }
 
     /// Applies a Go record (decoded by `event::decode`) to the model.
@@ -310,7 +339,11 @@ impl GoTracker {
     /// Notes on what the Go lock model had to leave out (see [`GoCounts`]).
     #[must_use]
     pub fn notes(&self) -> Vec<String> {
-        model_notes(self.model.counts())
+        let mut notes = model_notes(self.model.counts());
+        if let Some(parked) = &self.parked {
+            notes.extend(parked.notes().cloned());
+        }
+        notes
     }
 
     /// Deadlocks reported so far.
@@ -322,7 +355,7 @@ impl GoTracker {
     /// Whether goroutine cycles wait for their confirmation (after `CONFIRM_AFTER`).
     #[must_use]
     pub fn has_pending(&self) -> bool {
-        !self.pending.is_empty()
+        !self.pending.is_empty() || self.parked.as_ref().is_some_and(ParkedWatch::has_pending)
     }
 
     /// Findings due now: confirmed deadlocks and stuck locks.
@@ -346,13 +379,51 @@ impl GoTracker {
                 .extend(cycle.entries.iter().map(|e| e.waiter.lock));
             out.push(RawFinding::Deadlock(raw_deadlock(&cycle)));
         }
+        if let Some(mut parked) = self.parked.take() {
+            let mut deadlocked = std::mem::take(&mut self.deadlocked_locks);
+            let traced = |lock: u64| self.traced_holders(lock);
+            let found = parked.findings(
+                &*self.process,
+                now_ns,
+                &mut deadlocked,
+                &self.model_stuck,
+                &traced,
+            );
+            self.deadlocked_locks = deadlocked;
+            self.deadlocks += found
+                .iter()
+                .filter(|f| matches!(f, RawFinding::Deadlock(_)))
+                .count();
+            out.extend(found);
+            self.parked = Some(parked);
+        }
         for stuck in self.model.due_stuck_locks(now_ns) {
-            if self.deadlocked_locks.contains(&stuck.addr) {
+            if self.deadlocked_locks.contains(&stuck.addr)
+                || self
+                    .parked
+                    .as_ref()
+                    .is_some_and(|p| p.reported_stuck(stuck.addr))
+            {
                 continue;
             }
+            self.model_stuck.insert(stuck.addr);
             out.push(RawFinding::StuckLock(self.raw_stuck(&stuck)));
         }
         out
+    }
+
+    /// The holders of `lock` that the probes saw take it.
+    fn traced_holders(&self, lock: u64) -> Vec<RawHolder> {
+        let hold = |h: &GoHold| RawHolder {
+            goid: h.goid,
+            state: self.holder_state(h),
+            evidence: HolderEvidence::TracedAcquire,
+            acquired: acquired_at(h),
+        };
+        match self.model.writer(lock) {
+            Some(w) => vec![hold(w)],
+            None => self.model.readers(lock).iter().map(hold).collect(),
+        }
     }
 
     /// What names this program's stacks and locks.

@@ -1,0 +1,288 @@
+//! Findings from snapshots of the goroutines: what the Go runtime's own data says about
+//! who waits for and who holds which lock, probes or not. This is how a deadlock or a
+//! stuck lock that formed before the attach is found, and how holders are named when no
+//! probe saw them take their lock.
+//!
+//! A snapshot is taken at the first look after the attach, then at most every
+//! [`SNAPSHOT_INTERVAL`] (longer when a snapshot is slow, so that snapshots never take
+//! more than about 1/[`COST_RATIO`] of the time), and soon again while a cycle awaits its
+//! confirmation: a cycle is reported once two snapshots [`CONFIRM_GAP`] apart both show
+//! it and the target's memory says its locks are still taken.
+use std::{
+    collections::{BTreeSet, HashSet},
+    time::{Duration, Instant},
+};
+
+use rustc_hash::FxHashMap as HashMap;
+use thiserror::Error;
+
+use super::lock_taken;
+use crate::{
+    go::{
+        lock_model::GoLockMode,
+        parked::{ParkedGoroutine, ParkedGraph},
+    },
+    model::{
+        HoldMode,
+        raw::{RawCycleEntry, RawFinding, RawHolder, RawStack, RawStuckLock},
+    },
+    target::TargetProcess,
+};
+
+/// Longest pause between two snapshots.
+pub(super) const SNAPSHOT_INTERVAL: Duration = Duration::from_secs(1);
+/// The pause before the snapshot that confirms a cycle.
+pub(super) const CONFIRM_GAP: Duration = Duration::from_millis(100);
+/// Snapshots are spaced at least this many times their own duration apart.
+const COST_RATIO: u32 = 20;
+
+/// Why the goroutines could not be read.
+#[derive(Debug, Error)]
+pub enum SnapshotError {
+    /// The runtime's goroutine list could not be found or failed validation: says what.
+    #[error("the goroutine list cannot be read: {0}")]
+    Unreadable(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// What a snapshot found, and the limits it hit.
+#[derive(Debug, Default)]
+pub struct ParkedSnapshot {
+    pub goroutines: Vec<ParkedGoroutine>,
+    /// Notes on what was left out (a goroutine count or stack depth cap hit, …).
+    pub notes: Vec<String>,
+}
+
+/// Reads the goroutines of the live process with their lock waits and holds.
+pub trait GoroutineSource: Send {
+    /// One snapshot of `process`.
+    ///
+    /// # Errors
+    /// When the runtime's data cannot be read at all.
+    fn snapshot(&mut self, process: &dyn TargetProcess) -> Result<ParkedSnapshot, SnapshotError>;
+}
+
+/// A cycle as a set: its (goroutine, waited lock) pairs.
+type CycleKey = BTreeSet<(u64, u64)>;
+
+/// The snapshot side of the Go tracker.
+pub(super) struct ParkedWatch {
+    source: Box<dyn GoroutineSource>,
+    stuck_after_ns: u64,
+    next_at: Option<Instant>,
+    /// Waits seen in the first snapshot: they predate the attach.
+    at_attach: Option<HashSet<(u64, u64)>>,
+    /// When each (goroutine, lock) wait was first seen (`CLOCK_MONOTONIC` ns).
+    first_seen: HashMap<(u64, u64), u64>,
+    /// Cycles seen once, awaiting the confirming snapshot.
+    pending: Vec<CycleKey>,
+    reported: HashSet<CycleKey>,
+    /// Stuck locks reported, with their waiter count then (reported again when it
+    /// doubles, like the traced model).
+    stuck_reported: HashMap<u64, usize>,
+    notes: BTreeSet<String>,
+    /// Set when snapshots failed: none is tried again.
+    disabled: bool,
+    pub(super) snapshots: u64,
+    pub(super) snapshot_time: Duration,
+}
+
+impl ParkedWatch {
+    pub(super) fn new(source: Box<dyn GoroutineSource>, stuck_after: Duration) -> Self {
+        Self {
+            source,
+            stuck_after_ns: u64::try_from(stuck_after.as_nanos()).unwrap_or(u64::MAX),
+            next_at: None,
+            at_attach: None,
+            first_seen: HashMap::default(),
+            pending: Vec::new(),
+            reported: HashSet::new(),
+            stuck_reported: HashMap::default(),
+            notes: BTreeSet::new(),
+            disabled: false,
+            snapshots: 0,
+            snapshot_time: Duration::ZERO,
+        }
+    }
+
+    /// Whether a cycle awaits its confirming snapshot.
+    pub(super) fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    pub(super) fn notes(&self) -> impl Iterator<Item = &String> {
+        self.notes.iter()
+    }
+
+    /// Takes a snapshot when one is due and returns the findings it confirms.
+    /// `deadlocked` holds the locks of deadlocks already reported (by either side):
+    /// cycles and stuck locks over them are not reported again. `traced_holders` gives
+    /// the holders the probes saw take a lock, for locks no stack names a holder of.
+    pub(super) fn findings(
+        &mut self,
+        process: &dyn TargetProcess,
+        now_ns: u64,
+        deadlocked: &mut HashSet<u64>,
+        model_stuck: &HashSet<u64>,
+        traced_holders: &dyn Fn(u64) -> Vec<RawHolder>,
+    ) -> Vec<RawFinding> {
+        if self.disabled || self.next_at.is_some_and(|at| Instant::now() < at) {
+            return Vec::new();
+        }
+        let started = Instant::now();
+        let snapshot = match self.source.snapshot(process) {
+            Ok(s) => s,
+            Err(err) => {
+                self.disabled = true;
+                self.notes.insert(format!(
+                    "goroutines parked before the attach are not seen: {}",
+                    crate::error_chain(&err)
+                ));
+                return Vec::new();
+            }
+        };
+        let took = started.elapsed();
+        self.snapshots += 1;
+        self.snapshot_time += took;
+        self.notes.extend(snapshot.notes);
+        let graph = ParkedGraph::new(snapshot.goroutines);
+        let out = self.examine(
+            &graph,
+            process,
+            now_ns,
+            deadlocked,
+            model_stuck,
+            traced_holders,
+        );
+        let gap = if self.pending.is_empty() {
+            SNAPSHOT_INTERVAL
+        } else {
+            CONFIRM_GAP
+        };
+        self.next_at = Some(Instant::now() + gap.max(took * COST_RATIO));
+        out
+    }
+
+    fn examine(
+        &mut self,
+        graph: &ParkedGraph,
+        process: &dyn TargetProcess,
+        now_ns: u64,
+        deadlocked: &mut HashSet<u64>,
+        model_stuck: &HashSet<u64>,
+        traced_holders: &dyn Fn(u64) -> Vec<RawHolder>,
+    ) -> Vec<RawFinding> {
+        let gs = graph.goroutines();
+        let waits: HashSet<(u64, u64)> = gs
+            .iter()
+            .filter_map(|g| g.wait.map(|w| (g.goid, w.lock)))
+            .collect();
+        let at_attach = self.at_attach.get_or_insert_with(|| waits.clone());
+        self.first_seen.retain(|k, _| waits.contains(k));
+        for &k in &waits {
+            self.first_seen.entry(k).or_insert(now_ns);
+        }
+        let mut out = Vec::new();
+
+        // Cycles: reported when the previous snapshot showed them too.
+        let pending = std::mem::take(&mut self.pending);
+        for cycle in graph.cycles() {
+            let key: CycleKey = cycle
+                .iter()
+                .map(|e| (gs[e.goroutine].goid, e.waits_for))
+                .collect();
+            if self.reported.contains(&key)
+                || cycle.iter().all(|e| deadlocked.contains(&e.waits_for))
+            {
+                continue;
+            }
+            let still_taken = cycle.iter().all(|e| {
+                let mode = gs[e.goroutine].wait.map_or(GoLockMode::Write, |w| w.mode);
+                lock_taken(process, e.waits_for, mode)
+            });
+            if !pending.contains(&key) || !still_taken {
+                self.pending.push(key);
+                continue;
+            }
+            deadlocked.extend(cycle.iter().map(|e| e.waits_for));
+            self.reported.insert(key);
+            out.push(RawFinding::Deadlock(
+                cycle
+                    .iter()
+                    .map(|e| {
+                        let g = &gs[e.goroutine];
+                        let wait = g.wait;
+                        RawCycleEntry {
+                            goid: Some(g.goid),
+                            tid: 0,
+                            holds: e.holds,
+                            waits_for: e.waits_for,
+                            waiting: RawStack::GoUnwound(g.stack.clone()),
+                            waiting_since_ns: wait.and_then(|w| w.since_ns),
+                            blocked_before_attach: at_attach.contains(&(g.goid, e.waits_for)),
+                            holding_since_ns: None,
+                            holder_evidence: e.evidence,
+                            acquired: RawStack::None,
+                        }
+                    })
+                    .collect(),
+            ));
+        }
+
+        // Stuck locks: some goroutine has waited for them longer than the threshold.
+        for lock in graph.contended_locks() {
+            if deadlocked.contains(&lock.lock) || model_stuck.contains(&lock.lock) {
+                continue;
+            }
+            let oldest_seen = gs
+                .iter()
+                .filter(|g| g.wait.is_some_and(|w| w.lock == lock.lock))
+                .filter_map(|g| self.first_seen.get(&(g.goid, lock.lock)).copied())
+                .min()
+                .unwrap_or(now_ns);
+            let since = lock
+                .oldest_wait_ns
+                .map_or(oldest_seen, |t| t.min(oldest_seen));
+            if now_ns.saturating_sub(since) < self.stuck_after_ns {
+                continue;
+            }
+            if let Some(&before) = self.stuck_reported.get(&lock.lock)
+                && lock.waiters < before.saturating_mul(2)
+            {
+                continue;
+            }
+            self.stuck_reported.insert(lock.lock, lock.waiters);
+            let mut holders: Vec<RawHolder> = lock
+                .holders
+                .iter()
+                .map(|&(i, evidence)| RawHolder {
+                    goid: gs[i].goid,
+                    state: gs[i].state,
+                    evidence,
+                    acquired: RawStack::GoUnwound(gs[i].stack.clone()),
+                })
+                .collect();
+            if holders.is_empty() {
+                holders = traced_holders(lock.lock);
+            }
+            out.push(RawFinding::StuckLock(RawStuckLock {
+                addr: lock.lock,
+                mode: match lock.mode {
+                    GoLockMode::Read => HoldMode::Read,
+                    GoLockMode::Write => HoldMode::Write,
+                },
+                held_ns: now_ns.saturating_sub(since),
+                holders,
+                waiters: lock.waiters,
+                readers_waiting: lock.readers_waiting,
+                writers_waiting: lock.writers_waiting,
+            }));
+        }
+        out
+    }
+
+    /// Whether this side already reported `lock` as stuck (the traced model then need
+    /// not).
+    pub(super) fn reported_stuck(&self, lock: u64) -> bool {
+        self.stuck_reported.contains_key(&lock)
+    }
+}
