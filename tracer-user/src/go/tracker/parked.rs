@@ -286,3 +286,199 @@ impl ParkedWatch {
         self.stuck_reported.contains_key(&lock)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::{
+        go::parked::{ParkedHold, ParkedWait},
+        model::{HolderEvidence, HolderState},
+        target::fake::FakeProcess,
+    };
+
+    const A: u64 = 0xc000_1000;
+    const B: u64 = 0xc000_2000;
+
+    /// Hands out the snapshots it is given, the last one forever.
+    struct Scripted(Arc<Mutex<Vec<Vec<ParkedGoroutine>>>>);
+
+    impl GoroutineSource for Scripted {
+        fn snapshot(&mut self, _: &dyn TargetProcess) -> Result<ParkedSnapshot, SnapshotError> {
+            let mut script = self.0.lock().unwrap();
+            let goroutines = if script.len() > 1 {
+                script.remove(0)
+            } else {
+                script[0].clone()
+            };
+            Ok(ParkedSnapshot {
+                goroutines,
+                notes: Vec::new(),
+            })
+        }
+    }
+
+    struct Broken;
+
+    impl GoroutineSource for Broken {
+        fn snapshot(&mut self, _: &dyn TargetProcess) -> Result<ParkedSnapshot, SnapshotError> {
+            Err(SnapshotError::Unreadable(
+                "runtime.allgs failed validation".into(),
+            ))
+        }
+    }
+
+    fn parked(goid: u64, wait: Option<u64>, holds: &[u64]) -> ParkedGoroutine {
+        ParkedGoroutine {
+            goid,
+            state: HolderState::Blocked,
+            wait: wait.map(|lock| ParkedWait {
+                lock,
+                mode: GoLockMode::Write,
+                drains_readers: false,
+                since_ns: None,
+            }),
+            holds: holds
+                .iter()
+                .map(|&lock| ParkedHold {
+                    lock,
+                    mode: GoLockMode::Write,
+                    evidence: HolderEvidence::DeferredUnlock,
+                })
+                .collect(),
+            stack: vec![0x40_1000 + goid],
+        }
+    }
+
+    /// A process whose mutexes at `A` and `B` are locked.
+    fn locked() -> FakeProcess {
+        FakeProcess::new(7)
+            .region(A, vec![0; 16], "rw-p", None)
+            .region(B, vec![0; 16], "rw-p", None)
+            .poke(A, &1_i32.to_ne_bytes())
+            .poke(B, &1_i32.to_ne_bytes())
+    }
+
+    fn watch(script: Vec<Vec<ParkedGoroutine>>) -> ParkedWatch {
+        ParkedWatch::new(
+            Box::new(Scripted(Arc::new(Mutex::new(script)))),
+            Duration::from_secs(1),
+        )
+    }
+
+    fn look(w: &mut ParkedWatch, process: &FakeProcess, now_ns: u64) -> Vec<RawFinding> {
+        w.findings(
+            process,
+            now_ns,
+            &mut HashSet::new(),
+            &HashSet::new(),
+            &|_| Vec::new(),
+        )
+    }
+
+    /// Guards the deadlock that formed before the attach: seen in the first snapshot,
+    /// reported after the confirming one, once, with its goroutines marked as blocked
+    /// before the attach and their holds' evidence.
+    #[test]
+    fn a_cycle_parked_before_the_attach_is_reported_after_two_snapshots() {
+        let abba = vec![parked(7, Some(B), &[A]), parked(8, Some(A), &[B])];
+        let mut w = watch(vec![abba]);
+        let process = locked();
+        assert!(
+            look(&mut w, &process, 1_000).is_empty(),
+            "first sighting only"
+        );
+        assert!(w.has_pending());
+        assert!(look(&mut w, &process, 2_000).is_empty(), "not due yet");
+        std::thread::sleep(CONFIRM_GAP);
+        let found = look(&mut w, &process, 3_000);
+        let [RawFinding::Deadlock(entries)] = found.as_slice() else {
+            panic!("one deadlock: {found:?}");
+        };
+        assert_eq!(entries.len(), 2);
+        assert_eq!(
+            (entries[0].goid, entries[0].holds, entries[0].waits_for),
+            (Some(7), A, B)
+        );
+        assert!(entries.iter().all(|e| e.blocked_before_attach));
+        assert!(
+            entries
+                .iter()
+                .all(|e| e.holder_evidence == Some(HolderEvidence::DeferredUnlock))
+        );
+        assert_eq!(entries[1].waiting, RawStack::GoUnwound(vec![0x40_1008]));
+        std::thread::sleep(SNAPSHOT_INTERVAL);
+        assert!(look(&mut w, &process, 4_000).is_empty(), "reported once");
+    }
+
+    /// Guards against reporting a cycle whose locks the target's memory shows free (a
+    /// snapshot torn by goroutines that moved while it was read).
+    #[test]
+    fn a_cycle_over_free_locks_is_not_reported() {
+        let abba = vec![parked(7, Some(B), &[A]), parked(8, Some(A), &[B])];
+        let mut w = watch(vec![abba]);
+        let free = FakeProcess::new(7)
+            .region(A, vec![0; 16], "rw-p", None)
+            .region(B, vec![0; 16], "rw-p", None);
+        for now in [1_000, 2_000] {
+            assert!(look(&mut w, &free, now).is_empty());
+            std::thread::sleep(CONFIRM_GAP);
+        }
+    }
+
+    /// Guards the stuck lock of a holder named by its deferred unlock: reported once its
+    /// oldest waiter has waited past the threshold, and again only when the pile of
+    /// waiters doubles.
+    #[test]
+    fn a_stuck_lock_is_reported_past_the_threshold_and_again_when_waiters_double() {
+        let holder = parked(3, None, &[A]);
+        let two = vec![
+            holder.clone(),
+            parked(10, Some(A), &[]),
+            parked(11, Some(A), &[]),
+        ];
+        let mut three = two.clone();
+        three.push(parked(12, Some(A), &[]));
+        let mut four = three.clone();
+        four.push(parked(13, Some(A), &[]));
+        let mut w = watch(vec![two.clone(), two, three, four]);
+        let process = locked();
+        assert!(look(&mut w, &process, 1_000_000_000).is_empty(), "not yet");
+        std::thread::sleep(SNAPSHOT_INTERVAL);
+        let found = look(&mut w, &process, 2_000_000_000);
+        let [RawFinding::StuckLock(stuck)] = found.as_slice() else {
+            panic!("one stuck lock: {found:?}");
+        };
+        assert_eq!(
+            (stuck.addr, stuck.waiters, stuck.held_ns),
+            (A, 2, 1_000_000_000)
+        );
+        assert_eq!(stuck.holders.len(), 1);
+        assert_eq!(stuck.holders[0].goid, 3);
+        assert_eq!(stuck.holders[0].evidence, HolderEvidence::DeferredUnlock);
+        std::thread::sleep(SNAPSHOT_INTERVAL);
+        assert!(
+            look(&mut w, &process, 3_000_000_000).is_empty(),
+            "3 < 2 × 2"
+        );
+        std::thread::sleep(SNAPSHOT_INTERVAL);
+        assert_eq!(look(&mut w, &process, 4_000_000_000).len(), 1, "4 ≥ 2 × 2");
+    }
+
+    /// Guards the fallback when the goroutine list cannot be read: one note naming why,
+    /// no findings, and no further attempts.
+    #[test]
+    fn an_unreadable_goroutine_list_gives_one_note() {
+        let mut w = ParkedWatch::new(Box::new(Broken), Duration::from_secs(1));
+        assert!(look(&mut w, &FakeProcess::new(7), 1).is_empty());
+        assert!(look(&mut w, &FakeProcess::new(7), 2).is_empty());
+        let notes: Vec<&String> = w.notes().collect();
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].contains("runtime.allgs failed validation"),
+            "{notes:?}"
+        );
+        assert_eq!(w.snapshots, 0);
+    }
+}
