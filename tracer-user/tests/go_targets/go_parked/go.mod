@@ -1,0 +1,3 @@
+module example.com/go_parked
+
+go 1.19
