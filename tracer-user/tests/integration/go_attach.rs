@@ -36,7 +36,7 @@ const LOCK_TYPES: [&str; 6] = [
 
 /// Builds Go target `target` with every toolchain, normal and stripped, into a temporary
 /// directory that lives as long as the returned value.
-fn go_builds(target: &str, cgo: bool) -> (TempDir, Vec<GoBuild>) {
+pub(crate) fn go_builds(target: &str, cgo: bool) -> (TempDir, Vec<GoBuild>) {
     let dir = tempfile::Builder::new()
         .prefix(&format!("tracer-it-{target}-"))
         .tempdir()
@@ -46,7 +46,7 @@ fn go_builds(target: &str, cgo: bool) -> (TempDir, Vec<GoBuild>) {
 }
 
 /// The goroutine id fact `goid.NAME`.
-fn goid(target: &Target, name: &str) -> u64 {
+pub(crate) fn goid(target: &Target, name: &str) -> u64 {
     let key = format!("goid.{name}");
     let v = target.fact(&key);
     v.parse()
@@ -55,7 +55,12 @@ fn goid(target: &Target, name: &str) -> u64 {
 
 /// Runs the tracer on `target` for `secs` seconds (JSON, plus `extra`), asserts it
 /// succeeded and returns its report lines and a description of the run for messages.
-fn trace(target: &Target, secs: u64, extra: &[&str], build: &GoBuild) -> (Vec<Value>, String) {
+pub(crate) fn trace(
+    target: &Target,
+    secs: u64,
+    extra: &[&str],
+    build: &GoBuild,
+) -> (Vec<Value>, String) {
     let out = run_tracer(&as_strs(&json_attach_args(target.pid(), secs, extra)));
     assert_success(&out);
     let values = json_lines(&out.stdout);
@@ -93,7 +98,7 @@ fn check_lock_ref(r: &Value, what: &str) {
 
 /// The one summary object: it must be the last line and have the contract's shape, with
 /// Go lock types allowed. Its pid must be the target's.
-fn go_summary<'a>(values: &'a [Value], target: &Target, what: &str) -> &'a Value {
+pub(crate) fn go_summary<'a>(values: &'a [Value], target: &Target, what: &str) -> &'a Value {
     let n = values.iter().filter(|v| kind(v) == "summary").count();
     assert_eq!(n, 1, "expected exactly one summary object, got {n}\n{what}");
     let s = values.last().expect("a summary line");
@@ -149,7 +154,7 @@ fn summary_lock(summary: &Value, addr: u64) -> Option<&Value> {
 /// All deadlock objects, each checked for the Go contract's shape: every entry has a
 /// goroutine id, a tid (or null), a thread name (or null), the two lock references and a
 /// stack of function names.
-fn go_deadlocks<'a>(values: &'a [Value], what: &str) -> Vec<&'a Value> {
+pub(crate) fn go_deadlocks<'a>(values: &'a [Value], what: &str) -> Vec<&'a Value> {
     let found: Vec<&Value> = values.iter().filter(|v| kind(v) == "deadlock").collect();
     for d in &found {
         let cycle = d["cycle"]
@@ -181,7 +186,7 @@ fn go_deadlocks<'a>(values: &'a [Value], what: &str) -> Vec<&'a Value> {
 
 /// The `stuck_lock` objects about the lock at `addr`, in output order, each checked for
 /// the contract's shape.
-fn stuck_locks<'a>(values: &'a [Value], addr: u64, what: &str) -> Vec<&'a Value> {
+pub(crate) fn stuck_locks<'a>(values: &'a [Value], addr: u64, what: &str) -> Vec<&'a Value> {
     let found: Vec<&Value> = values
         .iter()
         .filter(|v| kind(v) == "stuck_lock" && addr_of(&v["lock"]["addr"]) == addr)
@@ -263,7 +268,7 @@ fn assert_lock_name(lock_ref: &Value, symbol: &str, kept: Symbol, build: &GoBuil
 
 /// Position in `stack` of the frame for function `func` (the bare name, or the name
 /// followed by a space or `+`).
-fn frame_pos(stack: &[&str], func: &str) -> Option<usize> {
+pub(crate) fn frame_pos(stack: &[&str], func: &str) -> Option<usize> {
     stack.iter().position(|f| {
         f.strip_prefix(func)
             .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '+']))
@@ -272,7 +277,7 @@ fn frame_pos(stack: &[&str], func: &str) -> Option<usize> {
 
 /// Asserts that `stack` (innermost first) has the frames `funcs`, in this order from the
 /// inside out (other frames may come in between).
-fn assert_frames_in_order(stack: &[&str], funcs: &[&str], who: &str, what: &str) {
+pub(crate) fn assert_frames_in_order(stack: &[&str], funcs: &[&str], who: &str, what: &str) {
     let mut from = 0;
     for func in funcs {
         let at = frame_pos(&stack[from..], func).unwrap_or_else(|| {
@@ -286,7 +291,7 @@ fn assert_frames_in_order(stack: &[&str], funcs: &[&str], who: &str, what: &str)
     }
 }
 
-fn strs(v: &Value) -> Vec<&str> {
+pub(crate) fn strs(v: &Value) -> Vec<&str> {
     v.as_array()
         .map(|a| a.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default()

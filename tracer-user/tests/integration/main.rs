@@ -15,6 +15,7 @@
 //! - [`bpf_log`]: the eBPF programs' diagnostics (`--bpf-log`).
 //! - [`lifecycle`]: how a trace ends, and that no probe outlives the tracer.
 //! - [`go_attach`]: Go targets (goroutines and `sync` locks).
+//! - [`go_parked`]: Go lock trouble that formed before the attach.
 //!
 //! Support: [`common`] (building and running C targets and the tracer, reading its report),
 //! [`go_toolchain`] (building Go targets), [`tools`] (a missing gcc, Go or other tool fails
@@ -35,6 +36,8 @@ mod deadlock;
 mod errors;
 #[cfg(feature = "root-tests")]
 mod go_attach;
+#[cfg(feature = "root-tests")]
+mod go_parked;
 mod go_probe_sites;
 mod go_symbols;
 #[cfg(feature = "root-tests")]

@@ -1,0 +1,206 @@
+//! Root integration tests: Go lock trouble that formed *before* `tracer attach`, the way
+//! an operator meets it (the service hangs, then someone attaches). The target
+//! `tests/go_targets/go_parked` forms a deadlock or a held lock at once, waits until every
+//! goroutine involved is parked, prints its facts and `ready`; only then does the tracer
+//! attach. No probe sees any of it happen: the tracer must read it from the Go runtime's
+//! goroutines and their stacks. Each scenario runs against Go 1.19 and Go 1.25 builds,
+//! normal and stripped.
+
+use serde_json::Value;
+
+use crate::{
+    common::{Target, addr_of, require_root},
+    go_attach::{
+        assert_frames_in_order, go_builds, go_deadlocks, go_summary, goid, strs, stuck_locks, trace,
+    },
+    go_toolchain::GoBuild,
+};
+
+/// Seconds each trace runs: long enough for the stuck-lock threshold (1 s by default)
+/// counted from the attach when the runtime recorded no park time.
+const TRACE_SECS: u64 = 3;
+
+fn build_and_run(mode: &str) -> Vec<(Target, Vec<Value>, String, GoBuild)> {
+    let (dir, builds) = go_builds("go_parked", false);
+    let runs = builds
+        .into_iter()
+        .map(|build| {
+            let target = Target::spawn(&build.path, &[mode]);
+            let (values, what) = trace(&target, TRACE_SECS, &[], &build);
+            (target, values, what, build)
+        })
+        .collect();
+    drop(dir);
+    runs
+}
+
+/// The stuck lock at `addr`: exactly one report.
+fn one_stuck<'a>(values: &'a [Value], addr: u64, what: &str) -> &'a Value {
+    let found = stuck_locks(values, addr, what);
+    assert_eq!(
+        found.len(),
+        1,
+        "expected one stuck_lock for {addr:#x}\n{what}"
+    );
+    found[0]
+}
+
+/// Asserts that `holder` is goroutine `goid`, parked, known by its pending deferred
+/// unlock, with `frame` on its stack.
+fn assert_deferred_holder(holder: &Value, goid: u64, frame: &str, what: &str) {
+    assert_eq!(
+        holder["goid"].as_u64(),
+        Some(goid),
+        "holder goid: {holder}\n{what}"
+    );
+    assert_eq!(
+        holder["holder_evidence"].as_str(),
+        Some("deferred_unlock"),
+        "holder evidence: {holder}\n{what}"
+    );
+    assert_eq!(
+        holder["state"].as_str(),
+        Some("blocked"),
+        "holder state: {holder}\n{what}"
+    );
+    assert!(
+        strs(&holder["stack"]).contains(&frame),
+        "holder stack should contain {frame}: {holder}\n{what}"
+    );
+}
+
+/// Guards against the alerting incident attached late: two goroutines deadlocked (each
+/// holds, by `mu.Lock(); defer mu.Unlock()`, the mutex the other waits for) before the
+/// tracer attached. Reported as `0 deadlocks` and `no contended locks observed` before:
+/// goroutines parked before the attach sent no event. Must be one deadlock over the two
+/// goroutine ids, each holding and waiting for the right lock, both marked as blocked
+/// before the attach, holders known by their deferred unlocks, with their stacks.
+#[test]
+fn go_deadlock_formed_before_the_attach_is_reported() {
+    require_root();
+    for (target, values, what, _build) in build_and_run("abba") {
+        let found = go_deadlocks(&values, &what);
+        assert_eq!(found.len(), 1, "expected exactly one deadlock\n{what}");
+        let cycle = found[0]["cycle"].as_array().expect("cycle array");
+        assert_eq!(cycle.len(), 2, "two goroutines\n{what}");
+        for (g, held, wanted, frames) in [
+            (
+                "writer",
+                "provider",
+                "store",
+                ["main.(*Store).put", "main.(*Provider).Refresh"],
+            ),
+            (
+                "gc",
+                "store",
+                "provider",
+                ["main.(*Provider).evict", "main.(*Store).GC"],
+            ),
+        ] {
+            let id = goid(&target, g);
+            let entry = cycle
+                .iter()
+                .find(|e| e["goid"].as_u64() == Some(id))
+                .unwrap_or_else(|| panic!("no entry for goroutine {g} ({id})\n{what}"));
+            assert_eq!(
+                addr_of(&entry["holds"]["addr"]),
+                target.lock(held),
+                "{g} holds\n{what}"
+            );
+            assert_eq!(
+                addr_of(&entry["waits_for"]["addr"]),
+                target.lock(wanted),
+                "{g} waits for\n{what}"
+            );
+            assert_eq!(
+                entry["blocked_before_attach"],
+                Value::Bool(true),
+                "{entry}\n{what}"
+            );
+            assert_eq!(
+                entry["holder_evidence"].as_str(),
+                Some("deferred_unlock"),
+                "{entry}\n{what}"
+            );
+            assert_frames_in_order(&strs(&entry["stack"]), &frames, g, &what);
+        }
+        let summary = go_summary(&values, &target, &what);
+        assert_eq!(
+            summary["deadlocks"].as_u64(),
+            Some(1),
+            "summary deadlocks\n{what}"
+        );
+    }
+}
+
+/// Guards against the ingestion incident attached late: a `sync.RWMutex` write-held
+/// (with a deferred unlock) by a goroutine blocked inside its critical section, 300
+/// readers and a writer parked behind it before the attach. Must be one stuck lock with
+/// every waiter counted (they predate the attach), the holder named with its evidence
+/// and state, and no deadlock.
+#[test]
+fn go_lock_held_before_the_attach_is_stuck_with_its_holder() {
+    require_root();
+    for (target, values, what, _build) in build_and_run("held") {
+        let readers: usize = target.fact("readers").parse().expect("readers fact");
+        let stuck = one_stuck(&values, target.lock("registry"), &what);
+        assert_eq!(stuck["mode"].as_str(), Some("write"), "{stuck}\n{what}");
+        assert_eq!(
+            stuck["readers_waiting"].as_u64(),
+            Some(readers as u64),
+            "{stuck}\n{what}"
+        );
+        assert_eq!(
+            stuck["writers_waiting"].as_u64(),
+            Some(1),
+            "{stuck}\n{what}"
+        );
+        assert_deferred_holder(
+            &stuck["holder"],
+            goid(&target, "holder"),
+            "main.(*Registry).Hold",
+            &what,
+        );
+        assert!(
+            go_deadlocks(&values, &what).is_empty(),
+            "no deadlock\n{what}"
+        );
+    }
+}
+
+/// Guards the naming of a goroutine that holds two locks through two deferred unlocks
+/// (a `Mutex` and an `RWMutex` held for writing): each lock's stuck report names it,
+/// with the waiters of each lock counted apart.
+#[test]
+fn go_two_locks_held_by_defers_name_the_same_holder() {
+    require_root();
+    for (target, values, what, _build) in build_and_run("twolocks") {
+        let holder = goid(&target, "holder");
+        let a = one_stuck(&values, target.lock("a"), &what);
+        assert_eq!(a["writers_waiting"].as_u64(), Some(3), "{a}\n{what}");
+        assert_deferred_holder(&a["holder"], holder, "main.(*Pair).HoldBoth", &what);
+        let b = one_stuck(&values, target.lock("b"), &what);
+        assert_eq!(b["readers_waiting"].as_u64(), Some(3), "{b}\n{what}");
+        assert_deferred_holder(&b["holder"], holder, "main.(*Pair).HoldBoth", &what);
+    }
+}
+
+/// Guards against false findings when attaching to a healthy program: the corrected
+/// lock order, with defers, under contention: no deadlock and no stuck lock.
+#[test]
+fn go_corrected_order_attached_late_has_no_findings() {
+    require_root();
+    for (target, values, what, _build) in build_and_run("ordered") {
+        assert!(
+            go_deadlocks(&values, &what).is_empty(),
+            "no deadlock\n{what}"
+        );
+        for lock in ["provider", "store"] {
+            assert!(
+                stuck_locks(&values, target.lock(lock), &what).is_empty(),
+                "no stuck {lock}\n{what}"
+            );
+        }
+        go_summary(&values, &target, &what);
+    }
+}
