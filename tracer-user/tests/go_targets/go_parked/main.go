@@ -2,7 +2,10 @@
 // `mu.Lock(); defer mu.Unlock()` idiom (the pending deferred unlock on the holder's stack
 // is what names it).
 //
-// Usage: go_parked MODE
+// Usage: go_parked MODE [IDLE]
+//
+//	IDLE (default 0): that many more goroutines, parked on a channel forever, as a busy
+//	service has (for the benchmark of a snapshot's cost).
 //
 //	MODE abba:     the alerting incident: Provider.Refresh holds provider.mu and takes
 //	               store.mu; Store.GC holds store.mu and takes provider.mu. Both use
@@ -25,6 +28,7 @@
 //	goid.holder=N                (held, twolocks) the goroutine holding the lock(s)
 //	lock.provider=0x…, lock.store=0x…, lock.registry=0x…, lock.a=0x…, lock.b=0x…
 //	readers=N, writers=N         (held) goroutines parked in RLock and Lock
+//	idle=N                       goroutines parked on a channel
 //
 // main keeps sleeping (so the runtime's "all goroutines are asleep" check never fires)
 // and the process exits by itself after 120 s.
@@ -165,11 +169,21 @@ func (p *Pair) HoldBoth(ready chan<- uint64) {
 }
 
 func main() {
-	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: go_parked abba|held|twolocks|ordered")
+	if len(os.Args) < 2 || len(os.Args) > 3 {
+		fmt.Fprintln(os.Stderr, "usage: go_parked abba|held|twolocks|ordered [IDLE]")
 		os.Exit(2)
 	}
 	mode := os.Args[1]
+	if len(os.Args) == 3 {
+		idle, err := strconv.Atoi(os.Args[2])
+		if err != nil || idle < 0 {
+			fmt.Fprintln(os.Stderr, "IDLE must be a count of goroutines")
+			os.Exit(2)
+		}
+		for i := 0; i < idle; i++ {
+			go func() { <-forever }()
+		}
+	}
 	fmt.Printf("pid=%d\nmode=%s\n", os.Getpid(), mode)
 	switch mode {
 	case "abba", "ordered":
@@ -224,6 +238,9 @@ func main() {
 	default:
 		fmt.Fprintln(os.Stderr, "unknown mode", mode)
 		os.Exit(2)
+	}
+	if len(os.Args) == 3 {
+		fmt.Printf("idle=%s\n", os.Args[2])
 	}
 	// Let every goroutine reach its lock and park.
 	time.Sleep(500 * time.Millisecond)
