@@ -9,10 +9,16 @@
 
 mod naming;
 
+use rustc_hash::{FxHashMap, FxHashSet};
+
 pub use self::naming::{GoNames, Namer, StackSource};
-use crate::model::{
-    Deadlock, DeadlockEntry, HolderState, LockRef, LockSummary, StuckHolder, StuckLock,
-    raw::{RawCycleEntry, RawFinding, RawLockStats, RawStack, RawStuckLock},
+use crate::{
+    model::{
+        Deadlock, DeadlockEntry, HolderState, LockKind, LockRef, LockSummary, StuckHolder,
+        StuckLock,
+        raw::{RawCycleEntry, RawFinding, RawLockStats, RawStack, RawStuckLock},
+    },
+    native::go_runtime::{self, GoFutexVerdict, GoFutexWait},
 };
 
 /// A stack as the report shows it: function names innermost first, and the same frames
@@ -176,12 +182,68 @@ pub fn lock_summaries(
         .collect()
 }
 
+/// Stacks per futex word looked at to tell a Go runtime lock from an idle sleep: the most
+/// frequent ones; each costs a stack naming.
+pub const STACKS_PER_GO_FUTEX: usize = 16;
+
+/// What the frames of a Go program's futex waits say of the futex words the native
+/// analysis counted as locks (see `crate::native::go_runtime`).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct GoRuntimeFutexes {
+    /// Words where every wait with a stack was an idle sleep: not locks.
+    pub idle: FxHashSet<u64>,
+    /// Names of the runtime locks, by address (`channel lock (runtime.chanrecv)`).
+    pub names: FxHashMap<u64, String>,
+}
+
+impl GoRuntimeFutexes {
+    /// Names the runtime locks among `summaries` that have no name of their own (a
+    /// symbol or field path is more precise than what the frames say).
+    pub fn name(&self, summaries: &mut [LockSummary]) {
+        for summary in summaries {
+            if summary.lock.name.is_none()
+                && let Some(name) = self.names.get(&summary.lock.addr)
+            {
+                summary.lock.name = Some(name.clone());
+            }
+        }
+    }
+}
+
+/// Classifies the bare futex words (`LockKind::Futex`) among `locks` of a Go program from
+/// the frames of the waits on them, which `stacks_of` lists (most frequent first).
+pub fn go_runtime_futexes(
+    locks: &[RawLockStats],
+    stacks_of: &dyn Fn(u64) -> Vec<RawStack>,
+    naming: &mut dyn Naming,
+) -> GoRuntimeFutexes {
+    let mut out = GoRuntimeFutexes::default();
+    for lock in locks.iter().filter(|l| l.kind == LockKind::Futex) {
+        let waits: Vec<GoFutexWait> = stacks_of(lock.addr)
+            .iter()
+            .map(|stack| naming.stack(stack))
+            .filter(|stack| !stack.names.is_empty())
+            .map(|stack| go_runtime::classify(&stack.names))
+            .collect();
+        match go_runtime::verdict(&waits) {
+            GoFutexVerdict::Idle => {
+                out.idle.insert(lock.addr);
+            }
+            GoFutexVerdict::RuntimeLock(name) => {
+                out.names.insert(lock.addr, name);
+            }
+            GoFutexVerdict::Unknown => {}
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::{
         event::StackWindow,
-        model::{HoldMode, LockKind, Quantiles, raw::RawHolder},
+        model::{HoldMode, Quantiles, raw::RawHolder},
     };
 
     /// Names locks `lock@ADDR`, threads `thread-TID`, and a stack by its stack id.
