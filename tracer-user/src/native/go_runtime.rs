@@ -17,8 +17,8 @@
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum GoFutexWait {
     /// A wait for a runtime-internal lock. `caller` is the first function outside the
-    /// lock implementation (what took the lock), `guards` what that says the lock
-    /// protects, when it says.
+    /// lock implementation (what took the lock), `guards` what that function says the
+    /// lock protects, when it is one whose lock is known.
     RuntimeLock {
         caller: Option<String>,
         guards: Option<Guarded>,
@@ -119,6 +119,7 @@ const GUARDS: &[(&str, Guarded)] = &[
     ("runtime.startTheWorldWithSema", Guarded::Scheduler),
     ("runtime.procresize", Guarded::Scheduler),
     ("runtime.gcstopm", Guarded::Scheduler),
+    ("runtime.forEachP", Guarded::Scheduler),
     ("runtime.addtimer", Guarded::Timers),
     ("runtime.deltimer", Guarded::Timers),
     ("runtime.modtimer", Guarded::Timers),
@@ -166,10 +167,12 @@ pub fn classify<S: AsRef<str>>(frames: &[S]) -> GoFutexWait {
         let caller = names[last_lock_frame + 1..]
             .iter()
             .find(|name| !FUTEX_CALL.contains(name) && !LOCK_IMPLEMENTATION.contains(name));
-        let guards = names[last_lock_frame + 1..].iter().find_map(|name| {
+        // Only the function that took the lock says what it guards: an outer frame may
+        // be anything (a lock taken in `schedule` under a goroutine's `selectgo`).
+        let guards = caller.and_then(|caller| {
             GUARDS
                 .iter()
-                .find(|(function, _)| function == name)
+                .find(|(function, _)| function == caller)
                 .map(|&(_, guarded)| guarded)
         });
         return GoFutexWait::RuntimeLock {
@@ -300,6 +303,24 @@ mod tests {
         assert_eq!(
             verdict(&[classify(&["runtime.futex", "runtime.lock2"])]),
             GoFutexVerdict::RuntimeLock("runtime lock".into())
+        );
+        // An outer channel operation says nothing of a lock taken further in.
+        let nested = [
+            "runtime.futex",
+            "runtime.lock2",
+            "runtime.lock",
+            "runtime.(*mheap).alloc",
+            "runtime.mallocgc",
+            "runtime.chanrecv",
+        ];
+        assert_eq!(
+            verdict(&[classify(&nested)]),
+            GoFutexVerdict::RuntimeLock("heap lock (runtime.(*mheap).alloc)".into())
+        );
+        let unknown_inner = ["runtime.lock2", "runtime.gcStart", "runtime.chanrecv"];
+        assert_eq!(
+            verdict(&[classify(&unknown_inner)]),
+            GoFutexVerdict::RuntimeLock("runtime lock (runtime.gcStart)".into())
         );
     }
 
