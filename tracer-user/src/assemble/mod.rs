@@ -9,10 +9,16 @@
 
 mod naming;
 
+use rustc_hash::{FxHashMap, FxHashSet};
+
 pub use self::naming::{GoNames, Namer, StackSource};
-use crate::model::{
-    Deadlock, DeadlockEntry, HolderState, LockRef, LockSummary, StuckHolder, StuckLock,
-    raw::{RawCycleEntry, RawFinding, RawLockStats, RawStack, RawStuckLock},
+use crate::{
+    model::{
+        Deadlock, DeadlockEntry, HolderState, LockKind, LockRef, LockSummary, StuckHolder,
+        StuckLock,
+        raw::{RawCycleEntry, RawFinding, RawLockStats, RawStack, RawStuckLock},
+    },
+    native::go_runtime::{self, GoFutexVerdict, GoFutexWait},
 };
 
 /// A stack as the report shows it: function names innermost first, and the same frames
@@ -182,12 +188,68 @@ pub fn lock_summaries(
         .collect()
 }
 
+/// Stacks per futex word looked at to tell a Go runtime lock from an idle sleep: the most
+/// frequent ones; each costs a stack naming.
+pub const STACKS_PER_GO_FUTEX: usize = 16;
+
+/// What the frames of a Go program's futex waits say of the futex words the native
+/// analysis counted as locks (see `crate::native::go_runtime`).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct GoRuntimeFutexes {
+    /// Words where every wait with a stack was an idle sleep: not locks.
+    pub idle: FxHashSet<u64>,
+    /// Names of the runtime locks, by address (`channel lock (runtime.chanrecv)`).
+    pub names: FxHashMap<u64, String>,
+}
+
+impl GoRuntimeFutexes {
+    /// Names the runtime locks among `summaries` that have no name of their own (a
+    /// symbol or field path is more precise than what the frames say).
+    pub fn name(&self, summaries: &mut [LockSummary]) {
+        for summary in summaries {
+            if summary.lock.name.is_none()
+                && let Some(name) = self.names.get(&summary.lock.addr)
+            {
+                summary.lock.name = Some(name.clone());
+            }
+        }
+    }
+}
+
+/// Classifies the bare futex words (`LockKind::Futex`) among `locks` of a Go program from
+/// the frames of the waits on them, which `stacks_of` lists (most frequent first).
+pub fn go_runtime_futexes(
+    locks: &[RawLockStats],
+    stacks_of: &dyn Fn(u64) -> Vec<RawStack>,
+    naming: &mut dyn Naming,
+) -> GoRuntimeFutexes {
+    let mut out = GoRuntimeFutexes::default();
+    for lock in locks.iter().filter(|l| l.kind == LockKind::Futex) {
+        let waits: Vec<GoFutexWait> = stacks_of(lock.addr)
+            .iter()
+            .map(|stack| naming.stack(stack))
+            .filter(|stack| !stack.names.is_empty())
+            .map(|stack| go_runtime::classify(&stack.names))
+            .collect();
+        match go_runtime::verdict(&waits) {
+            GoFutexVerdict::Idle => {
+                out.idle.insert(lock.addr);
+            }
+            GoFutexVerdict::RuntimeLock(name) => {
+                out.names.insert(lock.addr, name);
+            }
+            GoFutexVerdict::Unknown => {}
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::{
         event::StackWindow,
-        model::{HoldMode, HolderEvidence, LockKind, Quantiles, raw::RawHolder},
+        model::{HoldMode, HolderEvidence, Quantiles, raw::RawHolder},
     };
 
     /// Names locks `lock@ADDR`, threads `thread-TID`, and a stack by its stack id.
@@ -327,6 +389,115 @@ mod tests {
         assert!(s.holder.stack.is_empty());
         assert_eq!(s.holder.evidence, None);
         assert!(s.holders.is_empty());
+    }
+
+    /// Names Go runtime stacks by stack id: 1 a sysmon note sleep, 2 sysmon taking the
+    /// scheduler lock, 3 a channel receive's lock, anything else cgo code.
+    struct GoRuntimeNaming;
+
+    impl Naming for GoRuntimeNaming {
+        fn lock(&mut self, addr: u64) -> LockRef {
+            LockRef {
+                addr,
+                name: None,
+                location: None,
+            }
+        }
+
+        fn stack(&mut self, stack: &RawStack) -> Stack {
+            let RawStack::Native {
+                stack_id: Some(id), ..
+            } = stack
+            else {
+                return Stack::default();
+            };
+            let names: &[&str] = match id {
+                1 => &[
+                    "runtime.futex",
+                    "runtime.notetsleep_internal",
+                    "runtime.sysmon",
+                ],
+                2 => &["runtime.futex", "runtime.lock2", "runtime.sysmon"],
+                3 => &["runtime.futex", "runtime.lock2", "runtime.chanrecv"],
+                _ => &["__lll_lock_wait", "pthread_mutex_lock", "c_work"],
+            };
+            Stack {
+                names: names.iter().map(ToString::to_string).collect(),
+                detail: Vec::new(),
+            }
+        }
+
+        fn thread_name(&mut self, _: u32) -> String {
+            String::new()
+        }
+
+        fn is_lock_internal(&self, _: &str) -> bool {
+            false
+        }
+    }
+
+    /// Guards issue 15 point 7's summary: a futex word of a Go program on which threads
+    /// only slept idle leaves the table, a runtime lock gets the name its frames give
+    /// (unless it has a name of its own), and words of other kinds or without stacks
+    /// are left alone.
+    #[test]
+    fn go_runtime_futexes_leave_idle_sleeps_out_and_name_runtime_locks() {
+        let raw = |addr: u64, kind: LockKind| RawLockStats {
+            addr,
+            kind,
+            contentions: 1,
+            max_waiters: 1,
+            wait_ns: Quantiles::default(),
+            hold_ns: None,
+        };
+        let locks = [
+            raw(0x10, LockKind::Futex),
+            raw(0x20, LockKind::Futex),
+            raw(0x30, LockKind::Futex),
+            raw(0x40, LockKind::Futex),
+            raw(0x50, LockKind::Mutex),
+            raw(0x60, LockKind::Futex),
+        ];
+        let stacks_of = |addr: u64| -> Vec<RawStack> {
+            let ids: &[u32] = match addr {
+                0x10 => &[1, 1],
+                0x20 => &[1, 2],
+                0x30 => &[3],
+                0x40 | 0x50 => &[1],
+                _ => &[],
+            };
+            ids.iter().map(|&id| native(id)).collect()
+        };
+        let go = go_runtime_futexes(&locks[..4], &stacks_of, &mut GoRuntimeNaming);
+        assert_eq!(go.idle, [0x10, 0x40].into_iter().collect());
+        assert_eq!(
+            go.names.get(&0x20).map(String::as_str),
+            Some("scheduler lock (runtime.sysmon)")
+        );
+        assert_eq!(
+            go.names.get(&0x30).map(String::as_str),
+            Some("channel lock (runtime.chanrecv)")
+        );
+        let all = go_runtime_futexes(&locks, &stacks_of, &mut GoRuntimeNaming);
+        assert!(
+            !all.idle.contains(&0x50) && !all.idle.contains(&0x60),
+            "a glibc mutex and a word without stacks stay"
+        );
+        let mut summaries = lock_summaries(&locks, &|_| RawStack::None, &mut GoRuntimeNaming);
+        summaries[1].lock.name = Some("runtime.sched.lock".into());
+        let own = summaries[1].lock.addr;
+        go.name(&mut summaries);
+        let name = |addr| {
+            summaries
+                .iter()
+                .find(|s| s.lock.addr == addr)
+                .and_then(|s| s.lock.name.clone())
+        };
+        assert_eq!(
+            name(0x30).as_deref(),
+            Some("channel lock (runtime.chanrecv)")
+        );
+        assert_eq!(name(own).as_deref(), Some("runtime.sched.lock"));
     }
 
     /// Guards the summary table: sorted by total wait then address, and only the first

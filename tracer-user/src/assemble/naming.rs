@@ -11,7 +11,7 @@ use crate::{
         sym::{GoFrame, GoTable},
     },
     model::{LockRef, raw::RawStack},
-    symbols::{Frame, Symbolizer},
+    symbols::Symbolizer,
     target::TargetProcess,
     unwind::{self, CodeCheck},
 };
@@ -72,24 +72,37 @@ impl Namer<'_> {
         let ips = unwind::merge_frames(window.ip, &words, &fp_chain, &mut |addr| {
             code.is_return_address(addr)
         });
-        let frames: Vec<Frame> = ips
-            .iter()
-            .enumerate()
-            // Return addresses point after the call; look up the call itself for its line.
-            .map(|(i, &ip)| {
-                let mut frame =
-                    self.symbolizer
-                        .frame(if i == 0 { ip } else { ip.saturating_sub(1) });
-                if i > 0 {
-                    frame.offset += 1;
-                    frame.addr = ip;
-                }
-                frame
-            })
-            .collect();
-        Stack {
-            names: frames.iter().map(Frame::function_name).collect(),
-            detail: frames.iter().map(Frame::display).collect(),
+        let mut stack = Stack::default();
+        for (i, &ip) in ips.iter().enumerate() {
+            self.push_frames(&mut stack, ip, i > 0);
+        }
+        stack
+    }
+
+    /// Appends the frames at `ip` to `stack`: in the Go executable, every function the
+    /// pclntab says is there (inlined ones first), with `file:line`, whether or not the
+    /// binary is stripped; elsewhere (libc, cgo callees, a non-Go target) the symbolizer's
+    /// frame. A return address (`is_return`) points after its call: the call itself is
+    /// looked up, and shown with the offset of the return address.
+    fn push_frames(&mut self, stack: &mut Stack, ip: u64, is_return: bool) {
+        let lookup = if is_return { ip.saturating_sub(1) } else { ip };
+        let go_frames = self
+            .go
+            .map(|go| go.table.frames(lookup.wrapping_sub(go.bias)))
+            .unwrap_or_default();
+        if go_frames.is_empty() {
+            let mut frame = self.symbolizer.frame(lookup);
+            if is_return {
+                frame.offset += 1;
+                frame.addr = ip;
+            }
+            stack.names.push(frame.function_name());
+            stack.detail.push(frame.display());
+            return;
+        }
+        for f in &go_frames {
+            stack.names.push(f.function.clone());
+            stack.detail.push(go_frame_display(f));
         }
     }
 
@@ -115,22 +128,7 @@ impl Namer<'_> {
     fn go_frames(&mut self, ips: &[u64]) -> Stack {
         let mut stack = Stack::default();
         for (i, &ip) in ips.iter().enumerate() {
-            // Return addresses point after the call; look up the call itself.
-            let lookup = if i == 0 { ip } else { ip.saturating_sub(1) };
-            let frames = self
-                .go
-                .map(|go| go.table.frames(lookup.wrapping_sub(go.bias)))
-                .unwrap_or_default();
-            if frames.is_empty() {
-                let frame = self.symbolizer.frame(lookup);
-                stack.names.push(frame.function_name());
-                stack.detail.push(frame.display());
-                continue;
-            }
-            for f in &frames {
-                stack.names.push(f.function.clone());
-                stack.detail.push(go_frame_display(f));
-            }
+            self.push_frames(&mut stack, ip, i > 0);
         }
         stack
     }

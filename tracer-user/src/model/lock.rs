@@ -15,7 +15,8 @@ pub struct LockRef {
     /// Symbol name of the lock (e.g. a static's name), when known.
     pub name: Option<String>,
     /// Where the lock lies when it has no name: `object+offset` for a lock inside a
-    /// mapped file's image (a stripped binary's static), `[heap]+offset`, ... Omitted
+    /// mapped file's image (a stripped binary's static), `[stack]`, ...; none for heap
+    /// and other anonymous memory, where only the address means something. Omitted
     /// from JSON when unknown.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,

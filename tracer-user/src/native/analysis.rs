@@ -781,8 +781,17 @@ impl Analysis {
     /// The stack that waited on `lock` most often, with a stack window seen with it.
     #[must_use]
     pub fn top_wait_stack(&self, lock: u64) -> Option<(u32, StackWindow)> {
+        self.wait_stacks(lock, 1).into_iter().next()
+    }
+
+    /// Up to `limit` of the stacks that waited on `lock`, most frequent first (ties: the
+    /// smaller stack id first), each with a stack window seen with it.
+    #[must_use]
+    pub fn wait_stacks(&self, lock: u64, limit: usize) -> Vec<(u32, StackWindow)> {
         // Only the report asks, once per lock at the end: a scan is fine.
-        let slot = self.stats.slot_of(lock)?;
+        let Some(slot) = self.stats.slot_of(lock) else {
+            return Vec::new();
+        };
         // Counted waits, then the pending ones (their pairs may be new; the first
         // pending window of a new pair is its sample, as counting them would keep).
         let mut counts: HashMap<u32, (u64, &StackWindow)> = self
@@ -803,10 +812,13 @@ impl Analysis {
                     .0 += 1;
             }
         }
-        counts
+        let mut stacks: Vec<(u32, (u64, &StackWindow))> = counts.into_iter().collect();
+        stacks.sort_unstable_by_key(|&(stack, (count, _))| (std::cmp::Reverse(count), stack));
+        stacks
             .into_iter()
-            .max_by_key(|&(stack, (count, _))| (count, std::cmp::Reverse(stack)))
+            .take(limit)
             .map(|(stack, (_, window))| (stack, *window))
+            .collect()
     }
 
     #[must_use]

@@ -2,9 +2,12 @@
 //! words, from the kernel's futex events and (with `--holds`) the libc lock uprobes.
 //!
 //! - `futex_lock`: decide what lock (if any) a futex word belongs to, and who holds it.
+//! - `go_runtime`: what a Go program's futex wait is (a runtime lock, an idle sleep) from
+//!   its frames.
 //! - `waitgraph`: the live wait-for graph (thread → lock → holders) and cycle search.
 //! - `analysis`: the state machine that turns events into graph updates, stats and
 //!   findings.
 pub mod analysis;
 pub mod futex_lock;
+pub mod go_runtime;
 pub mod waitgraph;

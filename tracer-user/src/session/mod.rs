@@ -656,6 +656,33 @@ impl Session {
             stacks: &self.probes,
             go: self.go.as_ref().map(GoTracker::names),
         };
+        // In a Go program, the runtime's futex words say from their frames what they are:
+        // idle sleeps leave the table, runtime locks get a name.
+        let go_runtime = if self.go.is_some() {
+            let stacks_of = |addr| {
+                analysis
+                    .wait_stacks(addr, assemble::STACKS_PER_GO_FUTEX)
+                    .into_iter()
+                    .map(|(id, window)| RawStack::Native {
+                        stack_id: (id != WINDOW_ONLY_STACK).then_some(id),
+                        window: Box::new(window),
+                        waiter: None,
+                    })
+                    .collect()
+            };
+            assemble::go_runtime_futexes(&locks, &stacks_of, &mut namer)
+        } else {
+            assemble::GoRuntimeFutexes::default()
+        };
+        if !go_runtime.idle.is_empty() {
+            locks.retain(|l| !go_runtime.idle.contains(&l.addr));
+            notes.push(format!(
+                "{} futex word(s) where Go runtime threads only slept idle (notes, parked threads) are left out of the locks",
+                go_runtime.idle.len()
+            ));
+        }
+        let mut lock_summaries = assemble::lock_summaries(&locks, &top_waiter, &mut namer);
+        go_runtime.name(&mut lock_summaries);
         let summary = Summary {
             pid: self.config.pid,
             duration_ns: u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX),
@@ -665,7 +692,7 @@ impl Session {
             futex_waits: counters.futex_waits,
             brief_lock_waits: self.analysis.counts().brief_lock_waits,
             deadlocks: self.analysis.deadlocks_reported() + go_deadlocks,
-            locks: assemble::lock_summaries(&locks, &top_waiter, &mut namer),
+            locks: lock_summaries,
             notes,
         };
         sink.summary(&summary).map_err(SessionError::Output)

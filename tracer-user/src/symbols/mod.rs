@@ -133,8 +133,8 @@ enum Place<'a> {
     },
     /// In a kernel-named mapping, this far from its start.
     Named { name: &'a str, offset: u64 },
-    /// In anonymous memory, this far from the mapping's start.
-    Anonymous { offset: u64 },
+    /// In anonymous memory (an allocator's: offsets into it mean nothing).
+    Anonymous,
 }
 
 /// Symbolizes data and code addresses of one process.
@@ -255,10 +255,16 @@ impl Symbolizer {
     }
 
     /// Where `addr` lies, for when it has no name: `"prog+0x4010"` (object file name and ELF
-    /// virtual address), `"[heap]+0x1f0"` (offset from the mapping's start), `"[stack]"`,
-    /// `"[anon]+0x10"` for other anonymous memory, or `None` when nothing is mapped there.
+    /// virtual address), `"[stack]"`, `"[vdso]+0x10"` (offset from a named mapping's start),
+    /// or `None` when nothing is mapped there or the address is in the heap or other
+    /// anonymous memory (`[heap]`, `[anon:…]`, Go's arenas): an offset into an allocator's
+    /// mapping says nothing a reader can use, so such a lock is shown by its address.
     pub fn location(&mut self, addr: u64) -> Option<String> {
         Some(match self.place(addr)? {
+            Place::Anonymous => return None,
+            Place::Named { name, .. } if name == "[heap]" || name.starts_with("[anon") => {
+                return None;
+            }
             Place::Object {
                 name,
                 vaddr,
@@ -270,7 +276,6 @@ impl Symbolizer {
             // Offsets into a stack mean nothing across runs or threads.
             Place::Named { name, .. } if name.starts_with("[stack") => "[stack]".to_owned(),
             Place::Named { name, offset } => format!("{name}+{offset:#x}"),
-            Place::Anonymous { offset } => format!("[anon]+{offset:#x}"),
         })
     }
 
@@ -317,7 +322,7 @@ impl Symbolizer {
                 frame.object = Some(name.to_owned());
                 frame.offset = offset;
             }
-            Some(Place::Anonymous { .. }) | None => {}
+            Some(Place::Anonymous) | None => {}
         }
         frame
     }
@@ -340,7 +345,7 @@ impl Symbolizer {
                 let vaddr = elf.and_then(|e| e.vaddr_of_offset(file_offset, *bss));
                 if *bss && vaddr.is_none() {
                     // Adjacent to the object but beyond its `.bss`: unrelated memory.
-                    return Some(Place::Anonymous { offset });
+                    return Some(Place::Anonymous);
                 }
                 Some(Place::Object {
                     name: file_name(path),
@@ -350,7 +355,7 @@ impl Symbolizer {
                 })
             }
             RegionKind::Named(name) => Some(Place::Named { name, offset }),
-            RegionKind::Anonymous => Some(Place::Anonymous { offset }),
+            RegionKind::Anonymous => Some(Place::Anonymous),
         }
     }
 }
@@ -820,11 +825,18 @@ int main(void)
         // Unreadable file: file offsets stand in for virtual addresses.
         assert_eq!(sym.location(0x0040_1234).as_deref(), Some("prog+0x1234"));
         assert_eq!(sym.location(0x1000_01f0).as_deref(), None);
-        assert_eq!(sym.location(0x0100_01f0).as_deref(), Some("[heap]+0x1f0"));
+        // Heap and anonymous memory: the address alone (issue 15: `[anon]+0x133bb8`).
+        assert_eq!(sym.location(0x0100_01f0).as_deref(), None);
         assert_eq!(sym.location(0x7ffd_0000_0100).as_deref(), Some("[stack]"));
+        assert_eq!(sym.location(0x7f00_0000_0010).as_deref(), None);
         assert_eq!(
-            sym.location(0x7f00_0000_0010).as_deref(),
-            Some("[anon]+0x10")
+            sym.location(0x7ffd_0010_0010).as_deref(),
+            Some("[vdso]+0x10")
+        );
+        assert_eq!(
+            sym.lock_ref(0x7f00_0000_0010).to_string(),
+            "0x7f0000000010",
+            "a heap lock is shown as its address"
         );
 
         let frame = sym.frame(0x0040_1234);

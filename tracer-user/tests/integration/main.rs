@@ -16,6 +16,8 @@
 //! - [`lifecycle`]: how a trace ends, and that no probe outlives the tracer.
 //! - [`go_attach`]: Go targets (goroutines and `sync` locks).
 //! - [`go_parked`]: Go lock trouble that formed before the attach.
+//! - [`go_service`]: the futex view of Go programs, on a real stripped Go service
+//!   (Debian's prometheus) and a stripped cgo target.
 //!
 //! Support: [`common`] (building and running C targets and the tracer, reading its report),
 //! [`go_toolchain`] (building Go targets), [`tools`] (a missing gcc, Go or other tool fails
@@ -39,6 +41,8 @@ mod go_attach;
 #[cfg(feature = "root-tests")]
 mod go_parked;
 mod go_probe_sites;
+#[cfg(feature = "root-tests")]
+mod go_service;
 mod go_symbols;
 #[cfg(feature = "root-tests")]
 mod lifecycle;
