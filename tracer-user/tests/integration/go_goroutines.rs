@@ -57,7 +57,7 @@ fn goroutine(
 
 /// Guards against: goroutines deadlocked on `sync.Mutex`es before any probe could see
 /// them being invisible (issue 15), or attributed to the wrong lock. Both goroutines of
-/// go_abba's ABBA deadlock must be found parked, each waiting (write mode) for the mutex
+/// `go_abba`'s ABBA deadlock must be found parked, each waiting (write mode) for the mutex
 /// the other holds, at the addresses the target prints, in normal and stripped builds
 /// (stripped ones find `allgs` from code, the layout from the table).
 #[test]
@@ -111,7 +111,7 @@ fn parked_mutex_waiters_of_a_deadlock() {
 }
 
 /// Guards against: readers piled up on a leaked `RWMutex` write lock being missed or
-/// taken for writers (`RLock` waits on `readerSem`, 12 bytes into the lock). go_rwleak
+/// taken for writers (`RLock` waits on `readerSem`, 12 bytes into the lock). `go_rwleak`
 /// leaks `lock.registry` and starts readers that all block in `RLock`; the holder then
 /// parks on a channel, which is no lock wait.
 #[test]

@@ -197,6 +197,15 @@ fn snapshot_reads_goroutines_and_their_lock_waits() {
 /// are found at file address + bias.
 #[test]
 fn bias_moves_every_file_address() {
+    struct Shifted;
+    impl CodeNames for Shifted {
+        fn function(&self, pc: u64) -> Option<String> {
+            FakeNames.function(pc.wrapping_add(0x5555_0000_0000))
+        }
+        fn frames(&self, pc: u64) -> Vec<GoFrame> {
+            FakeNames.frames(pc.wrapping_add(0x5555_0000_0000))
+        }
+    }
     let bias = 0x5555_0000_0000;
     let fake = process(&ALL, (ARRAY, 4, 8));
     // The same process, its statics and code seen from a binary linked `bias` lower.
@@ -209,15 +218,6 @@ fn bias_moves_every_file_address() {
         },
         bias,
     );
-    struct Shifted;
-    impl CodeNames for Shifted {
-        fn function(&self, pc: u64) -> Option<String> {
-            FakeNames.function(pc.wrapping_add(0x5555_0000_0000))
-        }
-        fn frames(&self, pc: u64) -> Vec<GoFrame> {
-            FakeNames.frames(pc.wrapping_add(0x5555_0000_0000))
-        }
-    }
     let snap = reader.snapshot_named(&Shifted, &fake).unwrap();
     assert_eq!(snap.goroutines[0].lock_wait.map(|w| w.lock), Some(MUTEX));
     assert_eq!(snap.goroutines[0].frames.len(), 5);

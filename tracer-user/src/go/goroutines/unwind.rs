@@ -82,7 +82,12 @@ mod tests {
     /// A stack with frames at `bps`, each linking to the next with return address
     /// `pcs[i]`; the last links to `last_bp`.
     fn stack(links: &[(u64, u64, u64)]) -> FakeProcess {
-        let mut fake = FakeProcess::new(1).region(LO, vec![0; (HI - LO) as usize], "rw-p", None);
+        let mut fake = FakeProcess::new(1).region(
+            LO,
+            vec![0; usize::try_from(HI - LO).unwrap()],
+            "rw-p",
+            None,
+        );
         for &(bp, caller_bp, ret) in links {
             fake = fake
                 .poke(bp, &caller_bp.to_ne_bytes())
