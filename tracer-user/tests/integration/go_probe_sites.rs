@@ -188,7 +188,12 @@ fn lock_probe_sites_in_real_go_binaries() {
 /// Builds `tests/go_targets/<target>` into `out_dir/<target>-<release>[-stripped]`, with
 /// the Go build cache in cargo's `CARGO_TARGET_TMPDIR` (shared by tests and runs, so the
 /// standard library is compiled once per toolchain).
-fn build_cached(tc: &GoToolchain, target: &str, out_dir: &Path, stripped: bool) -> PathBuf {
+pub(crate) fn build_cached(
+    tc: &GoToolchain,
+    target: &str,
+    out_dir: &Path,
+    stripped: bool,
+) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/go_targets")
         .join(target);

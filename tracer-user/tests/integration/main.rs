@@ -5,6 +5,8 @@
 //! - [`go_symbols`]: the pclntab parser (`go::sym`) against what the Go runtime prints.
 //! - [`go_probe_sites`]: the lock probe sites and their names (`go::probe`) against the
 //!   pclntab, DWARF and objdump.
+//! - [`go_goroutine_layout`]: the goroutine reader's `runtime.g` layout and `allgs`
+//!   location (`go::goroutines`) against DWARF and the symbol table.
 //!
 //! As root, behind the `root-tests` feature: the real `tracer` attached to live targets
 //! (`cargo xtask test` runs them, or as root `cargo test -p tracer-user --features
@@ -18,6 +20,8 @@
 //! - [`go_parked`]: Go lock trouble that formed before the attach.
 //! - [`go_service`]: the futex view of Go programs, on a real stripped Go service
 //!   (Debian's prometheus) and a stripped cgo target.
+//! - [`go_goroutines`]: goroutines parked on locks read from a live Go process's runtime
+//!   data (`go::goroutines`, no tracer).
 //!
 //! Support: [`common`] (building and running C targets and the tracer, reading its report),
 //! [`go_toolchain`] (building Go targets), [`tools`] (a missing gcc, Go or other tool fails
@@ -38,6 +42,9 @@ mod deadlock;
 mod errors;
 #[cfg(feature = "root-tests")]
 mod go_attach;
+mod go_goroutine_layout;
+#[cfg(feature = "root-tests")]
+mod go_goroutines;
 #[cfg(feature = "root-tests")]
 mod go_parked;
 mod go_probe_sites;

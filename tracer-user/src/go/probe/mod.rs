@@ -39,13 +39,14 @@ mod runtime_offsets;
 use iced_x86::{Decoder, DecoderOptions, FlowControl, Instruction, Mnemonic, OpKind};
 use object::{Object as _, ObjectSegment as _};
 
+pub(crate) use self::runtime_offsets::go_minor_version;
 pub use self::{
     atomic_sites::{GoLockSite, GoSitePlan, SkippedSite, plan_go_lock_sites},
     dwarf_names::{GoDwarfNames, go_global_field_path},
     lock_owners::{GoLockOwners, go_lock_names},
     runtime_offsets::{
         GoRuntimeOffsets, OffsetSource, go_runtime_offsets, go_runtime_offsets_for_version,
-        go_struct_member_offset,
+        go_struct_layouts, go_struct_member_offset,
     },
 };
 use crate::go::sym::{GoFunc, GoSymError, GoTable};

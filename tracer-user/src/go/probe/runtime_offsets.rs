@@ -84,7 +84,7 @@ pub fn go_runtime_offsets_for_version(go_version: &str) -> Option<GoRuntimeOffse
 }
 
 /// The `x` of `go1.x` in a Go version string.
-fn go_minor_version(version: &str) -> Option<u32> {
+pub(crate) fn go_minor_version(version: &str) -> Option<u32> {
     let version = version.trim();
     let version = version.strip_prefix("devel ").unwrap_or(version);
     let rest = version.strip_prefix("go1.")?;
@@ -159,20 +159,43 @@ fn dwarf_member_offsets<const N: usize>(
     type_name: &str,
     members: [&str; N],
 ) -> Option<[Option<u64>; N]> {
+    let found = go_struct_layouts(elf, &[(type_name, &members)])?
+        .pop()
+        .flatten()?;
+    let mut out = [None; N];
+    out.copy_from_slice(&found);
+    Some(out)
+}
+
+/// Member offsets of several Go struct types in one pass over the binary's DWARF (which
+/// is decompressed once): for each `(type_name, members)` query, the offsets of `members`
+/// in the first definition of `type_name` (`None` for a member it lacks), or `None` when
+/// the type is not defined. `None` overall when the file has no readable DWARF.
+#[must_use]
+pub fn go_struct_layouts(
+    elf: &[u8],
+    queries: &[(&str, &[&str])],
+) -> Option<Vec<Option<Vec<Option<u64>>>>> {
     let file = object::File::parse(elf).ok()?;
     let (sections, endian) = load_dwarf_sections(&file, |_| false)?;
     let dwarf = sections.borrow(|s| gimli::EndianSlice::new(s, endian));
+    let mut found: Vec<Option<Vec<Option<u64>>>> = vec![None; queries.len()];
     let mut units = dwarf.units();
     while let Ok(Some(header)) = units.next() {
+        if found.iter().all(Option::is_some) {
+            break;
+        }
         // `Dwarf::unit` would also parse the line program, whose section we skip.
         let Ok(abbrevs) = dwarf.abbreviations(&header) else {
             continue;
         };
-        if let Some(found) = members_in_unit(&dwarf, &header, &abbrevs, type_name, &members) {
-            return Some(found);
+        for (slot, (type_name, members)) in found.iter_mut().zip(queries) {
+            if slot.is_none() {
+                *slot = members_in_unit(&dwarf, &header, &abbrevs, type_name, members);
+            }
         }
     }
-    None
+    Some(found)
 }
 
 type Reader<'a> = gimli::EndianSlice<'a, gimli::RunTimeEndian>;
@@ -192,18 +215,18 @@ fn entry_name<'a>(
 }
 
 /// [`dwarf_member_offsets`] within one unit.
-fn members_in_unit<const N: usize>(
+fn members_in_unit(
     dwarf: &gimli::Dwarf<Reader<'_>>,
     header: &gimli::UnitHeader<Reader<'_>>,
     abbrevs: &gimli::Abbreviations,
     type_name: &str,
-    members: &[&str; N],
-) -> Option<[Option<u64>; N]> {
+    members: &[&str],
+) -> Option<Vec<Option<u64>>> {
     let mut entries = header.entries(abbrevs);
     let mut depth: isize = 0;
     // Depth of the matching struct while we are inside it.
     let mut inside: Option<isize> = None;
-    let mut found = [None; N];
+    let mut found = vec![None; members.len()];
     while let Ok(Some((delta, entry))) = entries.next_dfs() {
         depth += delta;
         if let Some(struct_depth) = inside {
