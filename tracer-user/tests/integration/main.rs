@@ -5,6 +5,8 @@
 //! - [`go_symbols`]: the pclntab parser (`go::sym`) against what the Go runtime prints.
 //! - [`go_probe_sites`]: the lock probe sites and their names (`go::probe`) against the
 //!   pclntab, DWARF and objdump.
+//! - [`go_defers`]: what deferred closures unlock and the open-coded defer info
+//!   (`go::defers`), against the Go source and DWARF.
 //!
 //! As root, behind the `root-tests` feature: the real `tracer` attached to live targets
 //! (`cargo xtask test` runs them, or as root `cargo test -p tracer-user --features
@@ -15,6 +17,7 @@
 //! - [`bpf_log`]: the eBPF programs' diagnostics (`--bpf-log`).
 //! - [`lifecycle`]: how a trace ends, and that no probe outlives the tracer.
 //! - [`go_attach`]: Go targets (goroutines and `sync` locks).
+//! - [`go_defers_live`]: lock holders from pending deferred unlocks on live goroutines.
 //!
 //! Support: [`common`] (building and running C targets and the tracer, reading its report),
 //! [`go_toolchain`] (building Go targets), [`tools`] (a missing gcc, Go or other tool fails
@@ -35,6 +38,9 @@ mod deadlock;
 mod errors;
 #[cfg(feature = "root-tests")]
 mod go_attach;
+mod go_defers;
+#[cfg(feature = "root-tests")]
+mod go_defers_live;
 mod go_probe_sites;
 mod go_symbols;
 #[cfg(feature = "root-tests")]

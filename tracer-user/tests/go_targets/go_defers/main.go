@@ -37,6 +37,7 @@ var (
 	twoB      sync.Mutex   // second of two deferred unlocks
 	notTaken  sync.Mutex   // locked and unlocked only when cond is true (never here)
 	released  sync.Mutex   // locked and unlocked by a callee that has returned
+	closureG  sync.Mutex   // defer func() { closureG.Unlock() }(): the closure names the global
 	otherDone atomic.Int32
 )
 
@@ -137,6 +138,16 @@ func holdClosure(p *parker, mu *sync.Mutex) {
 }
 
 //go:noinline
+func holdClosureGlobal(p *parker) {
+	closureG.Lock()
+	defer func() {
+		closureG.Unlock()
+	}()
+	id := goid()
+	p.park(hold(id, "main.holdClosureGlobal", &closureG, "write"))
+}
+
+//go:noinline
 func holdLoop(p *parker, locks []*sync.Mutex) {
 	for _, mu := range locks {
 		mu.Lock()
@@ -195,6 +206,7 @@ func main() {
 		{"main.(*store).holdFieldRead", func() { s.holdFieldRead(p) }},
 		{"main.holdTwo", func() { holdTwo(p) }},
 		{"main.holdClosure", func() { holdClosure(p, closureMu) }},
+		{"main.holdClosureGlobal", func() { holdClosureGlobal(p) }},
 		{"main.holdLoop", func() { holdLoop(p, loopLocks) }},
 		{"main.holdNotTaken", func() { holdNotTaken(p, cond) }},
 		{"main.holdOtherDefer", func() { holdOtherDefer(p) }},
