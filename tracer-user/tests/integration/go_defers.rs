@@ -27,14 +27,24 @@ fn captured_at_8() -> LockExpr {
 }
 
 /// The deferred closures of `main.*` (the functions nested in the holder functions) with
-/// what the Go source says they unlock. `None`: unlocks nothing.
-fn expected(closure: &str, symbols: &dyn Fn(&str) -> u64) -> Option<Option<UnlockRecipe>> {
+/// what the Go source says they unlock; `None` for other functions.
+fn expected(closure: &str, symbols: &dyn Fn(&str) -> u64) -> Option<ClosureAnalysis> {
     let parent = closure
         .rsplit_once('.')
         .filter(|(_, last)| last.starts_with("func") || last.starts_with("deferwrap"))?
         .0;
-    let write = |lock| Some(UnlockRecipe { lock, mode: GoLockMode::Write });
-    let read = |lock| Some(UnlockRecipe { lock, mode: GoLockMode::Read });
+    let write = |lock| {
+        ClosureAnalysis::Unlocks(UnlockRecipe {
+            lock,
+            mode: GoLockMode::Write,
+        })
+    };
+    let read = |lock| {
+        ClosureAnalysis::Unlocks(UnlockRecipe {
+            lock,
+            mode: GoLockMode::Read,
+        })
+    };
     Some(match parent {
         "main.holdGlobal"
         | "main.(*store).holdField"
@@ -46,7 +56,7 @@ fn expected(closure: &str, symbols: &dyn Fn(&str) -> u64) -> Option<Option<Unloc
         | "main.lockAndRelease" => write(captured_at_8()),
         "main.holdRead" | "main.(*store).holdFieldRead" => read(captured_at_8()),
         "main.holdClosureGlobal" => write(LockExpr::Global(symbols("main.closureG"))),
-        "main.holdOtherDefer" => None,
+        "main.holdOtherDefer" => ClosureAnalysis::NoUnlock,
         _ => return None,
     })
 }
@@ -69,7 +79,11 @@ fn deferred_closures_name_their_locks() {
         for (label, data) in [("normal", &normal), ("stripped", &stripped)] {
             let symbols = |name: &str| symbol_in(&normal, data, name);
             let table = Arc::new(GoTable::from_elf(data).unwrap());
-            assert!(table.has_inline_data(), "{} {label}: no go:func.*", tc.release);
+            assert!(
+                table.has_inline_data(),
+                "{} {label}: no go:func.*",
+                tc.release
+            );
             let analyzer = DeferAnalyzer::new(data, Arc::clone(&table), &version, 0).unwrap();
             assert!(analyzer.reads_open_coded_defers());
             let mut checked = Vec::new();
@@ -78,14 +92,18 @@ fn deferred_closures_name_their_locks() {
                     continue;
                 };
                 let got = analyzer.closure_analysis(func.entry).unwrap();
-                let want = want.map_or(ClosureAnalysis::NoUnlock, ClosureAnalysis::Unlocks);
                 assert_eq!(got, want, "{} {label}: {}", tc.release, func.name);
                 checked.push((func.name.clone(), got));
             }
             checked.sort_by(|a, b| a.0.cmp(&b.0));
             // holdTwo has two closures; every other holder one.
             assert_eq!(checked.len(), 13, "{} {label}: {checked:#?}", tc.release);
-            seen.push(checked.into_iter().map(|(name, _)| name).collect::<Vec<_>>());
+            seen.push(
+                checked
+                    .into_iter()
+                    .map(|(name, _)| name)
+                    .collect::<Vec<_>>(),
+            );
         }
         assert_eq!(seen[0], seen[1], "{}: stripped differs", tc.release);
     }
@@ -97,18 +115,24 @@ fn deferred_closures_name_their_locks() {
 /// section, which `-s -w` keeps the headers of.
 pub(crate) fn symbol_in(normal: &[u8], build: &[u8], name: &str) -> u64 {
     use object::ObjectSection as _;
-    let normal_file = object::File::parse(normal).unwrap();
+    let normal_file = object::File::parse(normal).expect("parse the normal build");
     let sym = normal_file
         .symbols()
         .find(|s| s.name() == Ok(name))
         .unwrap_or_else(|| panic!("no symbol {name}"));
     let section = normal_file
-        .section_by_index(sym.section_index().unwrap())
-        .unwrap();
-    let section_name = section.name().unwrap();
-    let other = object::File::parse(build).unwrap();
-    let same = other.section_by_name(section_name).unwrap();
-    assert_eq!(same.size(), section.size(), "{section_name} differs in size");
+        .section_by_index(sym.section_index().expect("symbol in a section"))
+        .expect("the symbol's section");
+    let section_name = section.name().expect("section name");
+    let other = object::File::parse(build).expect("parse the build");
+    let same = other
+        .section_by_name(section_name)
+        .unwrap_or_else(|| panic!("no section {section_name} in the build"));
+    assert_eq!(
+        same.size(),
+        section.size(),
+        "{section_name} differs in size"
+    );
     same.address() + (sym.address() - section.address())
 }
 

@@ -23,8 +23,8 @@
 //! through a taken conditional branch, a loop, or a computed jump; lock addresses built
 //! with index registers or arithmetic other than constant offsets.
 use iced_x86::{
-    Decoder, DecoderOptions, FlowControl, Instruction, InstructionInfoFactory, Mnemonic,
-    OpAccess, OpKind, Register,
+    Decoder, DecoderOptions, FlowControl, Instruction, InstructionInfoFactory, Mnemonic, OpAccess,
+    OpKind, Register,
 };
 use rustc_hash::FxHashMap;
 
@@ -160,7 +160,11 @@ impl State {
         if let Some(i) = gpr(reg) {
             // Only whole-register writes keep a value; a 32-bit write zero-extends, so
             // only small constants survive it (handled by the caller).
-            self.regs[i] = if reg.is_gpr64() { value } else { Value::Unknown };
+            self.regs[i] = if reg.is_gpr64() {
+                value
+            } else {
+                Value::Unknown
+            };
         }
     }
 
@@ -180,9 +184,11 @@ impl State {
         )]
         let disp = instr.memory_displacement64() as i64;
         match instr.memory_base() {
-            // iced resolves RIP-relative displacements to the absolute address.
-            Register::RIP => Value::Known(LockExpr::Global(instr.memory_displacement64())),
-            Register::None => Value::Known(LockExpr::Global(instr.memory_displacement64())),
+            // iced resolves RIP-relative displacements to the absolute address; without a
+            // base the displacement is one.
+            Register::RIP | Register::None => {
+                Value::Known(LockExpr::Global(instr.memory_displacement64()))
+            }
             base => self.get(base).offset(disp),
         }
     }
@@ -190,13 +196,12 @@ impl State {
     /// An 8-byte load.
     fn load(&self, addr: Value) -> Value {
         match addr {
-            Value::Unknown => Value::Unknown,
             Value::Stack(o) => self.slots.get(&o).cloned().unwrap_or(Value::Unknown),
             Value::Known(e) if depth(&e) < MAX_DEPTH => Value::Known(LockExpr::Load {
                 addr: Box::new(e),
                 add: 0,
             }),
-            Value::Known(_) => Value::Unknown,
+            Value::Known(_) | Value::Unknown => Value::Unknown,
         }
     }
 
@@ -209,7 +214,8 @@ impl State {
             return;
         };
         let size = i64::try_from(size).unwrap_or(8);
-        self.slots.retain(|&slot, _| slot + 8 <= o || slot >= o + size);
+        self.slots
+            .retain(|&slot, _| slot + 8 <= o || slot >= o + size);
         if size == 8 {
             self.slots.insert(o, value);
         }

@@ -352,14 +352,16 @@ impl DeferAnalyzer {
     /// return address (or the innermost frame's resume pc; looked up as `pc - 1`), `bp`
     /// the value of `BP` inside its function (runtime addresses). Empty for frames whose
     /// function has no open-coded defers, or none pending, or none that unlock.
-    pub fn frame_unlocks(&self, pc: u64, bp: u64, process: &dyn TargetProcess) -> Vec<DeferredUnlock> {
+    pub fn frame_unlocks(
+        &self,
+        pc: u64,
+        bp: u64,
+        process: &dyn TargetProcess,
+    ) -> Vec<DeferredUnlock> {
         let Some(link_pc) = pc.checked_sub(1).and_then(|p| p.checked_sub(self.bias)) else {
             return Vec::new();
         };
-        let Some(funcdata) = self
-            .table
-            .funcdata(link_pc, FUNCDATA_OPEN_CODED_DEFER_INFO)
-        else {
+        let Some(funcdata) = self.table.funcdata(link_pc, FUNCDATA_OPEN_CODED_DEFER_INFO) else {
             return Vec::new();
         };
         bump(&self.counters.frames_with_open_defers);
@@ -433,7 +435,11 @@ impl DeferAnalyzer {
     }
 
     /// What the deferred closure (funcval) at `closure` unlocks, if anything.
-    fn unlock_of_closure(&self, closure: u64, process: &dyn TargetProcess) -> Option<DeferredUnlock> {
+    fn unlock_of_closure(
+        &self,
+        closure: u64,
+        process: &dyn TargetProcess,
+    ) -> Option<DeferredUnlock> {
         let Some(fn_addr) = process.read_u64(closure) else {
             bump(&self.counters.unreadable);
             return None;

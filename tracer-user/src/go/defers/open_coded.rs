@@ -172,7 +172,10 @@ mod tests {
         assert_eq!(OpenDeferInfo::decode(ConsecutiveSlots, &[0x80, 0x80]), None);
         assert_eq!(OpenDeferInfo::decode(PerDeferOffsets, &[0x10, 0]), None);
         assert_eq!(OpenDeferInfo::decode(PerDeferOffsets, &[0x10, 9]), None);
-        assert_eq!(OpenDeferInfo::decode(PerDeferOffsets, &[0x10, 2, 0x18]), None);
+        assert_eq!(
+            OpenDeferInfo::decode(PerDeferOffsets, &[0x10, 2, 0x18]),
+            None
+        );
         // A varint longer than five bytes.
         assert_eq!(
             OpenDeferInfo::decode(ConsecutiveSlots, &[0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 8]),

@@ -9,13 +9,13 @@
 // and sleeps; it exits by itself after 120 s.
 //
 //	pid=N
-//	hold goid=N func=NAME lock=0x… mode=read|write   one line per lock the goroutine N
-//	                                                   holds through a deferred unlock
-//	                                                   pending in function NAME
-//	chain goid=N func=NAME lock=0x… mode=write       the same, for a defer kept in a
-//	                                                   `_defer` record (defer in a loop)
-//	park goid=N func=NAME                             every parked goroutine (with or
-//	                                                   without holds)
+//	hold.GOID.LOCK=FUNC MODE    goroutine GOID holds the lock at address LOCK (0x…) in
+//	                            mode MODE (read|write) through a deferred unlock pending
+//	                            in its frame of function FUNC
+//	chain.GOID.LOCK=FUNC MODE   the same, for a defer kept in a `_defer` record (a defer
+//	                            in a loop)
+//	park.GOID=FUNC              every parked goroutine, by the function it parked in
+//	                            (with or without holds)
 package main
 
 import (
@@ -74,7 +74,7 @@ func (p *parker) park(facts string) {
 }
 
 func hold(id int, fn string, lock any, mode string) string {
-	return fmt.Sprintf("hold goid=%d func=%s lock=%p mode=%s\n", id, fn, lock, mode)
+	return fmt.Sprintf("hold.%d.%p=%s %s\n", id, lock, fn, mode)
 }
 
 //go:noinline
@@ -156,7 +156,7 @@ func holdLoop(p *parker, locks []*sync.Mutex) {
 	id := goid()
 	facts := ""
 	for _, mu := range locks {
-		facts += fmt.Sprintf("chain goid=%d func=main.holdLoop lock=%p mode=write\n", id, mu)
+		facts += fmt.Sprintf("chain.%d.%p=main.holdLoop write\n", id, mu)
 	}
 	p.park(facts)
 }
@@ -224,7 +224,7 @@ func main() {
 		id := <-done
 		facts := <-p.parked
 		fmt.Print(facts)
-		fmt.Printf("park goid=%d func=%s\n", id, h.name)
+		fmt.Printf("park.%d=%s\n", id, h.name)
 	}
 	fmt.Println("ready")
 	time.Sleep(120 * time.Second)
