@@ -10,8 +10,12 @@
 //!   the `sync` lock each waits for, which no probe saw when it parked before the attach.
 //! - `lock_model`: the Go lock model: goroutine holds and waits per `sync.Mutex`/`RWMutex`,
 //!   stats, wait-for cycles, stuck locks. Pure: events in, findings out.
+//! - `defers`: who holds a `sync` lock from the deferred unlocks pending on goroutine
+//!   stacks (open-coded defer slots in frames, `_defer` records), decoding the deferred
+//!   closures' code to find which lock each unlocks.
 //! - `tracker`: the Go side of a live attach: recognise a Go target, plan its probes, turn
 //!   the model's findings into report entries, checking them against the live process.
+pub mod defers;
 pub mod goroutines;
 pub mod lock_model;
 pub mod parked;

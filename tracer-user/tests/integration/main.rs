@@ -7,6 +7,8 @@
 //!   pclntab, DWARF and objdump.
 //! - [`go_goroutine_layout`]: the goroutine reader's `runtime.g` layout and `allgs`
 //!   location (`go::goroutines`) against DWARF and the symbol table.
+//! - [`go_defers`]: what deferred closures unlock and the open-coded defer info
+//!   (`go::defers`), against the Go source and DWARF.
 //!
 //! As root, behind the `root-tests` feature: the real `tracer` attached to live targets
 //! (`cargo xtask test` runs them, or as root `cargo test -p tracer-user --features
@@ -22,6 +24,7 @@
 //!   (Debian's prometheus) and a stripped cgo target.
 //! - [`go_goroutines`]: goroutines parked on locks read from a live Go process's runtime
 //!   data (`go::goroutines`, no tracer).
+//! - [`go_defers_live`]: lock holders from pending deferred unlocks on live goroutines.
 //!
 //! Support: [`common`] (building and running C targets and the tracer, reading its report),
 //! [`go_toolchain`] (building Go targets), [`tools`] (a missing gcc, Go or other tool fails
@@ -47,6 +50,9 @@ mod go_goroutine_layout;
 mod go_goroutines;
 #[cfg(feature = "root-tests")]
 mod go_parked;
+mod go_defers;
+#[cfg(feature = "root-tests")]
+mod go_defers_live;
 mod go_probe_sites;
 #[cfg(feature = "root-tests")]
 mod go_service;

@@ -45,8 +45,9 @@ pub use self::{
     dwarf_names::{GoDwarfNames, go_global_field_path},
     lock_owners::{GoLockOwners, go_lock_names},
     runtime_offsets::{
-        GoRuntimeOffsets, OffsetSource, go_runtime_offsets, go_runtime_offsets_for_version,
-        go_struct_layouts, go_struct_member_offset,
+        GoRuntimeOffsets, OffsetSource, go_minor_version, go_runtime_offsets,
+        go_runtime_offsets_for_version, go_struct_layouts, go_struct_member_offset,
+        go_struct_member_offsets,
     },
 };
 use crate::go::sym::{GoFunc, GoSymError, GoTable};

@@ -83,8 +83,10 @@ pub fn go_runtime_offsets_for_version(go_version: &str) -> Option<GoRuntimeOffse
     })
 }
 
-/// The `x` of `go1.x` in a Go version string.
-pub(crate) fn go_minor_version(version: &str) -> Option<u32> {
+/// The `x` of `go1.x` in a Go version string (`go1.22.5`, `go1.21rc2`,
+/// `devel go1.24-abcdef …`).
+#[must_use]
+pub fn go_minor_version(version: &str) -> Option<u32> {
     let version = version.trim();
     let version = version.strip_prefix("devel ").unwrap_or(version);
     let rest = version.strip_prefix("go1.")?;
@@ -100,6 +102,18 @@ pub(crate) fn go_minor_version(version: &str) -> Option<u32> {
 #[must_use]
 pub fn go_struct_member_offset(elf: &[u8], type_name: &str, member: &str) -> Option<u64> {
     dwarf_member_offsets(elf, type_name, [member])?[0]
+}
+
+/// The offsets of several members of one Go struct type, in one pass over the DWARF
+/// (see [`go_struct_member_offset`]). `None` without DWARF or without the type; a member
+/// the type lacks is `None` in the array.
+#[must_use]
+pub fn go_struct_member_offsets<const N: usize>(
+    elf: &[u8],
+    type_name: &str,
+    members: [&str; N],
+) -> Option<[Option<u64>; N]> {
+    dwarf_member_offsets(elf, type_name, members)
 }
 
 /// Loads a DWARF section of `file`, decompressing it if needed; empty when absent.

@@ -123,6 +123,9 @@ const MAGIC_GO12: u32 = 0xffff_fffb;
 const PCDATA_INL_TREE_INDEX: u32 = 2;
 /// `runtime._FUNCDATA_InlTree`.
 const FUNCDATA_INL_TREE: u32 = 3;
+/// `runtime._FUNCDATA_OpenCodedDeferInfo`: where a function with open-coded defers keeps
+/// its defer bits and closure slots (see `crate::go::defers`).
+pub const FUNCDATA_OPEN_CODED_DEFER_INFO: u8 = 4;
 /// Deepest inline chain we follow: real chains are a handful of frames; a malformed
 /// table could otherwise make `parentPc` loop forever.
 const MAX_INLINE_DEPTH: usize = 64;
@@ -740,15 +743,36 @@ impl GoTable {
 
     /// The inline tree of a function: the bytes of `go:func.*` from its funcdata offset.
     fn inline_tree(&self, rec: &FuncRecord) -> Option<&[u8]> {
+        self.funcdata_of(rec, FUNCDATA_INL_TREE)
+    }
+
+    /// Funcdata `index` (a `runtime._FUNCDATA_*` number, e.g.
+    /// [`FUNCDATA_OPEN_CODED_DEFER_INFO`]) of the function containing `pc`: the bytes of
+    /// `go:func.*` from where it starts to the end of that data (funcdata records carry no
+    /// length; their readers know their format). `None` when no function contains `pc`,
+    /// the function has no such funcdata, or `go:func.*` was not located
+    /// ([`GoTable::has_inline_data`]).
+    ///
+    /// Go 1.18 and later store funcdata as offsets from `moduledata.gofunc` (the runtime's
+    /// `funcdata` adds `datap.gofunc`); `^0` means absent.
+    #[must_use]
+    pub fn funcdata(&self, pc: u64, index: u8) -> Option<&[u8]> {
+        let rec = self.record(self.index_for_pc(pc)?)?;
+        self.funcdata_of(&rec, u32::from(index))
+    }
+
+    /// [`GoTable::funcdata`] for a parsed record.
+    fn funcdata_of(&self, rec: &FuncRecord, index: u32) -> Option<&[u8]> {
         let gofunc = self.gofunc.as_ref()?;
-        if FUNCDATA_INL_TREE >= u32::from(rec.nfuncdata) {
+        if index >= u32::from(rec.nfuncdata) {
             return None;
         }
         let table = self.data.get(self.pcln..)?;
+        // The funcdata offsets follow the npcdata pcdata offsets (u32 each).
         let slot = rec
             .tail
             .checked_add(usize::try_from(rec.npcdata).ok()?.checked_mul(4)?)?
-            .checked_add(FUNCDATA_INL_TREE as usize * 4)?;
+            .checked_add(usize::try_from(index).ok()?.checked_mul(4)?)?;
         let off = self.layout.u32_at(table, slot)?;
         if off == u32::MAX {
             return None;

@@ -1,0 +1,3 @@
+module example.com/go_defers
+
+go 1.19
