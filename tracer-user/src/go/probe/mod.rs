@@ -39,7 +39,6 @@ mod runtime_offsets;
 use iced_x86::{Decoder, DecoderOptions, FlowControl, Instruction, Mnemonic, OpKind};
 use object::{Object as _, ObjectSegment as _};
 
-pub(crate) use self::runtime_offsets::go_minor_version;
 pub use self::{
     atomic_sites::{GoLockSite, GoSitePlan, SkippedSite, plan_go_lock_sites},
     dwarf_names::{GoDwarfNames, go_global_field_path},
