@@ -243,7 +243,16 @@ fn attach(
     }
     let threads = LiveThreads::read(&*target);
     let code = CodeCheck::new(Arc::clone(&target), &maps);
-    let go = go_target.map(|t| GoTracker::new(Arc::clone(&target), t, config.stuck_after));
+    let go = go_target.map(|t| {
+        let mut tracker = GoTracker::new(Arc::clone(&target), t, config.stuck_after);
+        // The goroutines are read after the probes are in place: a wait that begins in
+        // between is seen by both, never by neither.
+        if let Err(note) = tracker.watch_runtime_goroutines() {
+            eprintln!("tracer: note: {note}");
+            notes.push(note);
+        }
+        tracker
+    });
     let mut session = Session {
         target,
         go,

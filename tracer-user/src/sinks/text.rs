@@ -90,7 +90,12 @@ fn holder_text(out: &mut String, holder: &StuckHolder) {
         None => out.push_str("  holder: unknown\n"),
     }
     if let Some(at) = &holder.acquired_at {
-        let _ = writeln!(out, "  took it at {at}");
+        if holder.evidence == Some(HolderEvidence::DeferredUnlock) {
+            // The frame whose deferred unlock is pending, where it is now.
+            let _ = writeln!(out, "  holds it in {at}");
+        } else {
+            let _ = writeln!(out, "  took it at {at}");
+        }
     }
     let frames = if holder.stack_detail.is_empty() {
         &holder.stack
@@ -124,7 +129,12 @@ fn deadlock_text(d: &Deadlock) -> String {
     out.push('\n');
     for entry in &d.cycle {
         if let Some(goid) = entry.goid {
-            let _ = write!(out, "  goroutine {goid} (last on thread {})", entry.tid);
+            if entry.tid == 0 {
+                // Read from its parked state: no probe saw which thread it last ran on.
+                let _ = write!(out, "  goroutine {goid}");
+            } else {
+                let _ = write!(out, "  goroutine {goid} (last on thread {})", entry.tid);
+            }
         } else {
             let _ = write!(out, "  thread {}", entry.tid);
         }

@@ -45,14 +45,14 @@ mod deadlock;
 mod errors;
 #[cfg(feature = "root-tests")]
 mod go_attach;
+mod go_defers;
+#[cfg(feature = "root-tests")]
+mod go_defers_live;
 mod go_goroutine_layout;
 #[cfg(feature = "root-tests")]
 mod go_goroutines;
 #[cfg(feature = "root-tests")]
 mod go_parked;
-mod go_defers;
-#[cfg(feature = "root-tests")]
-mod go_defers_live;
 mod go_probe_sites;
 #[cfg(feature = "root-tests")]
 mod go_service;

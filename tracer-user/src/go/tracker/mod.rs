@@ -9,6 +9,7 @@
 //! `parked`: findings from snapshots of the goroutines (waits that predate the attach,
 //! holders named by their stacks).
 mod parked;
+mod runtime_source;
 
 use std::{
     collections::HashSet,
@@ -23,10 +24,15 @@ use thiserror::Error;
 use tracer_common::GoOp;
 
 use self::parked::ParkedWatch;
-pub use self::parked::{GoroutineSource, ParkedSnapshot, SnapshotError};
+pub use self::{
+    parked::{GoroutineSource, ParkedSnapshot, SnapshotError},
+    runtime_source::RuntimeGoroutines,
+};
 use crate::{
     assemble::{GoNames, StackSource},
     go::{
+        defers::DeferAnalyzer,
+        goroutines::GoroutineReader,
         lock_model::{
             GoCounts, GoCycle, GoHold, GoLockEvent, GoLockKind, GoLockMode, GoLockModel,
             RW_READER_COUNT_OFFSET, StuckCandidate,
@@ -73,7 +79,9 @@ pub struct GoTarget {
     pub plan_time: Duration,
     /// (file offset, attach cookie) of every planned site.
     attach_list: Vec<(u64, u64)>,
-    table: GoTable,
+    table: Arc<GoTable>,
+    /// The runtime's goroutines, when they can be read: `Err` says why not.
+    goroutines: Result<RuntimeGoroutines, String>,
     /// Field paths of globals (`main.store.mu`), when the binary has DWARF.
     dwarf_names: Option<GoDwarfNames>,
     /// Names of locks in heap objects (`main.Store.mu`) by the sites and calls that take
@@ -147,6 +155,8 @@ pub fn inspect(
         })?;
     let bias = load_bias(&data, exe_path.as_deref(), maps);
     let (dwarf_names, owners) = go_lock_names(&data, &table, &plan);
+    let table = Arc::new(table);
+    let goroutines = runtime_goroutines(&data, &table, &build.go_version, bias, target);
     let attach_list = plan
         .sites
         .iter()
@@ -160,10 +170,31 @@ pub fn inspect(
         plan_time: started.elapsed(),
         attach_list,
         table,
+        goroutines,
         dwarf_names,
         owners,
         bias,
     }))
+}
+
+/// The reader of the target's goroutines and their deferred unlocks, or why there is
+/// none.
+fn runtime_goroutines(
+    data: &[u8],
+    table: &Arc<GoTable>,
+    go_version: &str,
+    bias: u64,
+    target: &dyn TargetProcess,
+) -> Result<RuntimeGoroutines, String> {
+    let reader = GoroutineReader::new(data, table, go_version, bias, target).map_err(|e| {
+        format!(
+            "goroutines parked before the attach are not seen: {}",
+            crate::error_chain(&e)
+        )
+    })?;
+    // Without the defer analysis, waits are still seen; holders then come from probes.
+    let defers = DeferAnalyzer::new(data, Arc::clone(table), go_version, bias).ok();
+    Ok(RuntimeGoroutines::new(reader, defers, Arc::clone(table)))
 }
 
 /// The load bias of the main executable: 0 for the usual fixed-address Go binary; for a
@@ -257,6 +288,22 @@ impl GoTracker {
         self.parked = Some(ParkedWatch::new(source, self.stuck_after));
     }
 
+    /// Starts reading the target's own goroutines, when the attach found how; `Err` is
+    /// the note saying why not.
+    ///
+    /// # Errors
+    /// The note, once (later calls have nothing left to start).
+    pub fn watch_runtime_goroutines(&mut self) -> Result<(), String> {
+        let taken = std::mem::replace(&mut self.target.goroutines, Err(String::new()));
+        match taken {
+            Ok(source) => {
+                self.watch_goroutines(Box::new(source));
+                Ok(())
+            }
+            Err(note) => Err(note),
+        }
+    }
+
     /// Snapshots taken of the goroutines, and the time they took.
     #[must_use]
     pub fn snapshot_cost(&self) -> (u64, Duration) {
@@ -330,6 +377,44 @@ impl GoTracker {
         }
     }
 
+    /// Names the locks of a finding read from the goroutines by the calls on their
+    /// stacks that take them (the waiters' stacks, then the holders'), as for traced
+    /// acquisitions.
+    fn name_from_parked_stacks(&mut self, finding: &RawFinding) {
+        if self.target.owners.is_empty() {
+            return;
+        }
+        let mut named: Vec<(u64, &[u64])> = Vec::new();
+        match finding {
+            RawFinding::Deadlock(entries) => {
+                for e in entries {
+                    if let RawStack::GoUnwound(pcs) = &e.waiting {
+                        named.push((e.waits_for, pcs));
+                    }
+                }
+            }
+            RawFinding::StuckLock(stuck) => {
+                for h in &stuck.holders {
+                    if let RawStack::GoUnwound(pcs) = &h.acquired {
+                        named.push((stuck.addr, pcs));
+                    }
+                }
+            }
+        }
+        let bias = self.target.bias;
+        for (lock, pcs) in named {
+            if self.heap_names.contains_key(&lock) {
+                continue;
+            }
+            if let Some(name) = pcs
+                .iter()
+                .find_map(|&pc| self.target.owners.name_at(pc.wrapping_sub(bias)))
+            {
+                self.heap_names.insert(lock, Arc::clone(name));
+            }
+        }
+    }
+
     /// Go records received.
     #[must_use]
     pub fn events(&self) -> u64 {
@@ -394,6 +479,9 @@ impl GoTracker {
                 .iter()
                 .filter(|f| matches!(f, RawFinding::Deadlock(_)))
                 .count();
+            for finding in &found {
+                self.name_from_parked_stacks(finding);
+            }
             out.extend(found);
             self.parked = Some(parked);
         }
