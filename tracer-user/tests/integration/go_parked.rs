@@ -204,3 +204,70 @@ fn go_corrected_order_attached_late_has_no_findings() {
         go_summary(&values, &target, &what);
     }
 }
+
+/// Waits (up to 15 s) until `go_rwleak` says all its readers have started, then half a
+/// second more for the last ones to park; returns how many it started.
+fn wait_for_all_readers(target: &mut Target) -> u64 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let started = target
+            .later_lines()
+            .iter()
+            .filter_map(|l| l.strip_prefix("readers="))
+            .filter_map(|n| n.parse::<u64>().ok())
+            .max()
+            .unwrap_or(0);
+        if started >= 4000 {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            return started;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "go_rwleak started only {started} readers in 15 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Guards against the ingestion incident met as an operator meets it: the write lock
+/// leaked on an error path (no defer), 4000 readers parked behind it, all before the
+/// attach. Must be one stuck lock counting every parked reader, and a holder left
+/// `unknown` (the leaking goroutine exited, or lives on blocked elsewhere with nothing
+/// on its stack naming the lock): never a guessed goroutine.
+#[test]
+fn go_rwmutex_leaked_before_the_attach_counts_every_parked_reader() {
+    require_root();
+    let (_dir, builds) = go_builds("go_rwleak", false);
+    for build in &builds {
+        for holder in ["exits", "lives"] {
+            let mut target = Target::spawn(&build.path, &[holder, "0"]);
+            let readers = wait_for_all_readers(&mut target);
+            let (values, what) = trace(&target, TRACE_SECS, &[], build);
+            let what = format!("[holder {holder}] {what}");
+            let stuck = one_stuck(&values, target.lock("registry"), &what);
+            assert_eq!(
+                stuck["readers_waiting"].as_u64(),
+                Some(readers),
+                "{stuck}\n{what}"
+            );
+            assert_eq!(
+                stuck["writers_waiting"].as_u64(),
+                Some(0),
+                "{stuck}\n{what}"
+            );
+            assert!(
+                stuck["holder"]["goid"].is_null(),
+                "no evidence, no holder: {stuck}\n{what}"
+            );
+            assert_eq!(
+                stuck["holder"]["state"].as_str(),
+                Some("unknown"),
+                "{stuck}\n{what}"
+            );
+            assert!(
+                go_deadlocks(&values, &what).is_empty(),
+                "no deadlock\n{what}"
+            );
+        }
+    }
+}
