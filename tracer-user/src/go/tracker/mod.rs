@@ -426,7 +426,7 @@ impl GoTracker {
     pub fn notes(&self) -> Vec<String> {
         let mut notes = model_notes(self.model.counts());
         if let Some(parked) = &self.parked {
-            notes.extend(parked.notes().cloned());
+            notes.extend(parked.notes());
         }
         notes
     }

@@ -3,10 +3,10 @@
 //! stuck lock that formed before the attach is found, and how holders are named when no
 //! probe saw them take their lock.
 //!
-//! A snapshot is taken at the first look after the attach, then at most every
-//! [`SNAPSHOT_INTERVAL`] (longer when a snapshot is slow, so that snapshots never take
-//! more than about 1/[`COST_RATIO`] of the time), and soon again while a cycle awaits its
-//! confirmation: a cycle is reported once two snapshots [`CONFIRM_GAP`] apart both show
+//! A snapshot is taken at the first look after the attach, then every
+//! [`SNAPSHOT_INTERVAL`] (longer when a snapshot is slow, so that snapshots take about
+//! 1/[`COST_RATIO`] of the time at most), and [`CONFIRM_GAP`] after one that found a new
+//! cycle: a cycle is reported once two snapshots [`CONFIRM_GAP`] apart both show
 //! it and the target's memory says its locks are still taken.
 use std::{
     collections::{BTreeSet, HashSet},
@@ -84,6 +84,8 @@ pub(super) struct ParkedWatch {
     disabled: bool,
     pub(super) snapshots: u64,
     pub(super) snapshot_time: Duration,
+    /// Goroutines in the last snapshot.
+    pub(super) last_goroutines: usize,
 }
 
 impl ParkedWatch {
@@ -101,6 +103,7 @@ impl ParkedWatch {
             disabled: false,
             snapshots: 0,
             snapshot_time: Duration::ZERO,
+            last_goroutines: 0,
         }
     }
 
@@ -109,8 +112,18 @@ impl ParkedWatch {
         !self.pending.is_empty()
     }
 
-    pub(super) fn notes(&self) -> impl Iterator<Item = &String> {
-        self.notes.iter()
+    /// Notes on what the snapshots left out, and what they cost.
+    pub(super) fn notes(&self) -> Vec<String> {
+        let mut notes: Vec<String> = self.notes.iter().cloned().collect();
+        if self.snapshots > 0 {
+            notes.push(format!(
+                "goroutines read from the runtime {} times, {:.1} ms each on average, {} goroutines in the last",
+                self.snapshots,
+                self.snapshot_time.as_secs_f64() * 1e3 / self.snapshots as f64,
+                self.last_goroutines
+            ));
+        }
+        notes
     }
 
     /// Takes a snapshot when one is due and returns the findings it confirms.
@@ -143,6 +156,7 @@ impl ParkedWatch {
         let took = started.elapsed();
         self.snapshots += 1;
         self.snapshot_time += took;
+        self.last_goroutines = snapshot.goroutines.len();
         self.notes.extend(snapshot.notes);
         let graph = ParkedGraph::new(snapshot.goroutines);
         let out = self.examine(
@@ -153,12 +167,14 @@ impl ParkedWatch {
             model_stuck,
             traced_holders,
         );
+        // A cycle's confirmation is not put off for cost: it is one more snapshot, and
+        // the operator waits for it.
         let gap = if self.pending.is_empty() {
-            SNAPSHOT_INTERVAL
+            SNAPSHOT_INTERVAL.max(took * COST_RATIO)
         } else {
             CONFIRM_GAP
         };
-        self.next_at = Some(Instant::now() + gap.max(took * COST_RATIO));
+        self.next_at = Some(Instant::now() + gap);
         out
     }
 
@@ -473,7 +489,7 @@ mod tests {
         let mut w = ParkedWatch::new(Box::new(Broken), Duration::from_secs(1));
         assert!(look(&mut w, &FakeProcess::new(7), 1).is_empty());
         assert!(look(&mut w, &FakeProcess::new(7), 2).is_empty());
-        let notes: Vec<&String> = w.notes().collect();
+        let notes = w.notes();
         assert_eq!(notes.len(), 1, "{notes:?}");
         assert!(
             notes[0].contains("runtime.allgs failed validation"),
