@@ -26,7 +26,7 @@ use crate::{
         },
         probe::{
             GoDwarfNames, GoLockOwners, GoProbeError, GoRuntimeOffsets, GoSitePlan, go_lock_names,
-            go_runtime_offsets, plan_go_lock_sites,
+            go_runtime_offsets, plan_go_lock_sites_with,
         },
         sym::{GoBuildInfo, GoSymError, GoTable, go_build_info},
     },
@@ -132,14 +132,20 @@ pub fn inspect(
     let Some(build) = go_build_info(&data) else {
         return Ok(None);
     };
-    let table = GoTable::from_elf(&data).map_err(GoUnsupported::Symbols)?;
-    let plan = plan_go_lock_sites(&data).map_err(GoUnsupported::Plan)?;
+    // One pclntab for planning and for the session: views of the mapped executable, not
+    // copies (see `FileBytes`).
+    let table = GoTable::from_file(&data).map_err(GoUnsupported::Symbols)?;
+    let plan = plan_go_lock_sites_with(&data, &table).map_err(GoUnsupported::Plan)?;
     let offsets =
         go_runtime_offsets(&data, &build.go_version).ok_or_else(|| GoUnsupported::Offsets {
             version: build.go_version.clone(),
         })?;
     let bias = load_bias(&data, exe_path.as_deref(), maps);
     let (dwarf_names, owners) = go_lock_names(&data, &table, &plan);
+    // Planning read most of the pclntab and the code around every lock site; the session
+    // reads only the entries of the stacks it names. Give the pages back: they are the
+    // page cache's, mapped again one by one when a name needs them.
+    data.release_resident();
     let attach_list = plan
         .sites
         .iter()
