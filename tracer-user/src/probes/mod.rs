@@ -237,6 +237,11 @@ impl Probes {
         // found by the session's scan of the target's threads.)
         attach_tp_btf(&mut ebpf, exit, "sys_exit", &btf)?;
         attach_tp_btf(&mut ebpf, sleep, "sched_switch", &btf)?;
+        // The kernel's BTF, parsed, is ~30 MB of small allocations, needed only by the two
+        // hooks above: free it, and give the memory back to the system before the ring
+        // buffer's 2 × 16 MiB mapping (the kernel maps its data pages twice) adds to it.
+        drop(btf);
+        release_freed_heap();
 
         let mut summary = AttachSummary::default();
         let uprobe_progs = match hooks {
@@ -457,6 +462,16 @@ fn record(summary: &mut AttachSummary, function: &'static str, attached: bool) {
         summary.lock_functions.push(function);
     } else {
         summary.missing_lock_functions.push(function);
+    }
+}
+
+/// Returns the heap's free memory to the system (glibc keeps what was freed inside its
+/// heap for reuse, resident).
+fn release_freed_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: `malloc_trim` only walks and shrinks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

@@ -39,6 +39,8 @@ struct Segment {
     address: u64,
     file_offset: usize,
     file_size: usize,
+    /// `PF_W`: where variables such as `runtime.firstmoduledata` live.
+    writable: bool,
 }
 
 /// The file bytes from virtual address `addr` to the end of its segment's file data.
@@ -79,10 +81,15 @@ pub(super) fn load(source: Source<'_>) -> Result<GoTable, GoSymError> {
             let file_offset = usize::try_from(offset).ok()?;
             let file_size = usize::try_from(size).ok()?;
             // Ignore segments that claim bytes past the end of the file.
+            let writable = match seg.flags() {
+                object::SegmentFlags::Elf { p_flags } => p_flags & object::elf::PF_W != 0,
+                _ => false,
+            };
             (file_offset.checked_add(file_size)? <= data.len()).then_some(Segment {
                 address: seg.address(),
                 file_offset,
                 file_size,
+                writable,
             })
         })
         .collect();
@@ -187,7 +194,11 @@ fn find_gofunc_via_moduledata(
         // ... enoptrbss covctrs ecovctrs end ... rodata gofunc(40)
         PclnVersion::Go120 => 40,
     };
-    for seg in segments {
+    // `firstmoduledata` is a variable: the writable segments are searched first, so a
+    // mapped executable's code and read-only data (most of the file) are not read at all.
+    let (writable, read_only): (Vec<&Segment>, Vec<&Segment>) =
+        segments.iter().partition(|s| s.writable);
+    for seg in writable.into_iter().chain(read_only) {
         let bytes = data.get(seg.file_offset..seg.file_offset + seg.file_size)?;
         let mut off = 0;
         while off + (gofunc_slot + 1) * word <= bytes.len() {
