@@ -286,7 +286,7 @@ fn truncated_tables_do_not_panic() {
         for cut in 0..=data.len() {
             if let Ok(mut t) = GoTable::from_pclntab(&data[..cut]) {
                 t.gofunc = Some(GoFuncRegion {
-                    bytes: gofunc[..cut.min(gofunc.len())].to_vec(),
+                    bytes: crate::target::FileSlice::copy_of(&gofunc[..cut.min(gofunc.len())]),
                 });
                 exercise(&t);
             }
