@@ -15,8 +15,9 @@ use crate::util::{cargo, is_root, probe_cmd, run, workspace_root};
 /// Debian packages: LLVM 22 (+ polly, zlib, zstd) to build bpf-linker against, gcc for
 /// the C test targets and the demo (and with it binutils, whose strip and objdump the tests
 /// run), bpftool for the lifecycle tests, bpftrace for the bench floor, strace for the
-/// tests that compare against it.
-const APT_PACKAGES: [&str; 9] = [
+/// tests that compare against it, prometheus as the bench's large Go target (its memory
+/// part).
+const APT_PACKAGES: [&str; 10] = [
     "llvm-22-dev",
     "libpolly-22-dev",
     "zlib1g-dev",
@@ -28,6 +29,9 @@ const APT_PACKAGES: [&str; 9] = [
     // Go 1.19 for the Go tests in tracer-user/tests/integration (the 1.18–1.19 pclntab
     // layout).
     "golang-1.19-go",
+    // A ~50 MB stripped Go program (go1.19) that stays up on its own: the target of
+    // `cargo xtask bench --only g` (the tracer's peak memory on a large Go binary).
+    "prometheus",
 ];
 
 /// Debian's rustc 1.96 with a prebuilt `core` for `bpfel-unknown-none`: the fallback when
