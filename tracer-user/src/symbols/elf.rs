@@ -147,7 +147,9 @@ impl LazyDwarf {
         self.context
             .get_or_init(|| {
                 let bytes = self.file.as_ref()?;
-                let context = object::File::parse(&**bytes).ok().and_then(|f| load_dwarf(&f));
+                let context = object::File::parse(&**bytes)
+                    .ok()
+                    .and_then(|f| load_dwarf(&f));
                 // The sections were copied or inflated: their file pages are not read again.
                 bytes.release_resident();
                 context

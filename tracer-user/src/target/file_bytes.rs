@@ -23,7 +23,10 @@ pub struct FileBytes {
 
 enum Backing {
     /// `len` bytes mapped at `addr` (`PROT_READ`, `MAP_PRIVATE`), unmapped on drop.
-    Mapped { addr: *mut libc::c_void, len: usize },
+    Mapped {
+        addr: *mut libc::c_void,
+        len: usize,
+    },
     Owned(Vec<u8>),
 }
 
@@ -193,7 +196,11 @@ mod tests {
         assert_eq!(&mapped[..], &read[..], "bytes read again after the release");
         assert_eq!(&head[..], b"\x7fELF");
         let empty = tempfile::NamedTempFile::new().expect("a temp file");
-        assert!(FileBytes::open(empty.path()).expect("empty file").is_empty());
+        assert!(
+            FileBytes::open(empty.path())
+                .expect("empty file")
+                .is_empty()
+        );
         assert!(FileBytes::open(std::path::Path::new("/nonexistent/file")).is_err());
         assert_eq!(&FileSlice::copy_of(b"abc")[..], b"abc");
     }

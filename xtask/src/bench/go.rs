@@ -65,7 +65,12 @@ fn go_toolchain() -> anyhow::Result<PathBuf> {
 
 /// `go build -o target/bench/<out> <package>` (run in `dir`), offline, with the bench's
 /// own build cache.
-pub(super) fn go_build(root: &Path, dir: &Path, package: &str, out: &str) -> anyhow::Result<PathBuf> {
+pub(super) fn go_build(
+    root: &Path,
+    dir: &Path,
+    package: &str,
+    out: &str,
+) -> anyhow::Result<PathBuf> {
     let go = go_toolchain()?;
     let bench = root.join("target/bench");
     std::fs::create_dir_all(&bench)?;

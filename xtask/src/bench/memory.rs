@@ -21,9 +21,9 @@ use std::{
 use anyhow::{Context as _, bail};
 
 use super::{
-    Options, Proc, Tools, json_attach, json_summary,
+    Options, Proc, Tools,
     go::{LARGE_GO_BINARIES, SilentServer, go_build},
-    worst_case_table,
+    json_attach, json_summary, worst_case_table,
 };
 
 /// Goal: the tracer's peak RSS attached to a large Go binary, in MB (10^6 bytes).
@@ -69,7 +69,10 @@ fn start_prometheus() -> anyhow::Result<Target> {
         .port();
     let mut cmd = Command::new(PROMETHEUS);
     cmd.arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.0.join("data").display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.0.join("data").display()
+        ))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"));
     let process = Proc::spawn("prometheus", &mut cmd)?;
     Ok(Target {
@@ -157,7 +160,10 @@ fn peak_rss(tools: &Tools, pid: u32) -> anyhow::Result<(f64, String)> {
         err.join().unwrap_or_default(),
     );
     if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
-        bail!("tracer attach failed (wait status {status:#x}): {}", err.trim());
+        bail!(
+            "tracer attach failed (wait status {status:#x}): {}",
+            err.trim()
+        );
     }
     let lines: Vec<String> = out.lines().map(str::to_owned).collect();
     let summary = json_summary(&lines, "tracer attach")?;
@@ -219,7 +225,10 @@ pub(super) fn section(tools: &Tools, opts: &Options) -> anyhow::Result<String> {
         for run in 1..=runs {
             match peak_rss(tools, target.process.pid()) {
                 Ok((mb, note)) => {
-                    eprintln!("bench (g): {}: run {run}/{runs}: peak RSS {mb:.1} MB", target.label);
+                    eprintln!(
+                        "bench (g): {}: run {run}/{runs}: peak RSS {mb:.1} MB",
+                        target.label
+                    );
                     if run == 1 {
                         notes.push(format!("{}: {note}", target.label));
                     }

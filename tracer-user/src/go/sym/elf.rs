@@ -7,6 +7,7 @@ use super::{GoFuncRegion, GoSymError, GoTable, Layout, PclnVersion};
 use crate::target::{FileBytes, FileSlice};
 
 /// The file a table is read from, and how the table keeps the parts it needs.
+#[derive(Clone, Copy)]
 pub(super) enum Source<'a> {
     /// A mapped file: the table keeps views of it.
     Shared(&'a Arc<FileBytes>),
@@ -26,9 +27,7 @@ impl Source<'_> {
     /// callers have ruled out).
     fn keep(&self, range: Range<usize>) -> FileSlice {
         match self {
-            Self::Shared(file) => file
-                .slice(range)
-                .unwrap_or_else(|| FileSlice::copy_of(&[])),
+            Self::Shared(file) => file.slice(range).unwrap_or_else(|| FileSlice::copy_of(&[])),
             Self::Borrowed(bytes) => FileSlice::copy_of(bytes.get(range).unwrap_or_default()),
         }
     }

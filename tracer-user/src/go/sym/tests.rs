@@ -372,8 +372,8 @@ fn fuzz_pclntab_bounded() {
         }
         if let Ok(mut t) = GoTable::from_pclntab(&data) {
             t.gofunc = Some(GoFuncRegion {
-        bytes: crate::target::FileSlice::copy_of(&gofunc),
-    });
+                bytes: crate::target::FileSlice::copy_of(&gofunc),
+            });
             exercise(&t);
         }
         let _ = GoTable::from_elf(&data);
