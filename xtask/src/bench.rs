@@ -9,6 +9,7 @@
 //! - (e) Go targets: overhead on a contended `sync.Mutex` workload, and attach time on a
 //!   large real Go binary (see `bench/go.rs`);
 //! - (f) the tracer's own CPU while attached to a quiet target (see `bench/idle.rs`).
+//! - (g) the tracer's peak memory attached to large Go binaries (see `bench/memory.rs`).
 //!
 //! Overhead windows are interleaved round-robin (every configuration once per round, on
 //! one workload process per round, the starting configuration rotating), so drift in the
@@ -32,6 +33,7 @@ use anyhow::{Context as _, bail};
 
 mod go;
 mod idle;
+mod memory;
 mod overhead;
 
 /// Lock-heavy workload shape: more threads than the 2 cores of the reference machine, a
@@ -61,6 +63,7 @@ enum Part {
     Latency,
     Go,
     Idle,
+    Memory,
 }
 
 struct Options {
@@ -123,7 +126,8 @@ fn parse_options(args: &[String]) -> anyhow::Result<Options> {
                             "d" => Part::Latency,
                             "e" => Part::Go,
                             "f" => Part::Idle,
-                            other => bail!("--only takes a, b, c, d, e or f, not {other:?}"),
+                            "g" => Part::Memory,
+                            other => bail!("--only takes a, b, c, d, e, f or g, not {other:?}"),
                         })
                     })
                     .collect::<anyhow::Result<Vec<_>>>()?;
@@ -132,12 +136,13 @@ fn parse_options(args: &[String]) -> anyhow::Result<Options> {
             "--no-build" => opts.no_build = true,
             "-h" | "--help" => {
                 println!(
-                    "cargo xtask bench [--rounds N (9)] [--seconds S (3)] [--only a|b|c|d|e|f[,...]] [--no-build]\n\
+                    "cargo xtask bench [--rounds N (9)] [--seconds S (3)] [--only a|b|c|d|e|f|g[,...]] [--no-build]\n\
                      a: userspace pipeline events/s; b: overhead of tracer attach (default, --holds);\n\
                      c: floors (empty programs, empty uprobes, bpftrace); d: deadlock report latency;\n\
                      e: Go targets (overhead on a sync.Mutex workload, attach time on a large Go binary);\n\
-                     f: the tracer's own CPU while attached to a quiet target.\n\
-                     Needs root (b to f). Writes bench-results/latest.md."
+                     f: the tracer's own CPU while attached to a quiet target;\n\
+                     g: the tracer's peak memory attached to large Go binaries (prometheus, kubectl, cmd/compile).\n\
+                     Needs root (b to g). Writes bench-results/latest.md."
                 );
                 return Ok(Options {
                     only: None,
@@ -167,7 +172,8 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     let latency = opts.wants(Part::Latency);
     let go = opts.wants(Part::Go);
     let idle = opts.wants(Part::Idle);
-    if overhead || latency || go || idle {
+    let memory = opts.wants(Part::Memory);
+    if overhead || latency || go || idle || memory {
         let tools = Tools::build(&root, opts.no_build)?;
         if overhead {
             report.push_str(&overhead::section(&tools, &opts)?);
@@ -181,6 +187,9 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         }
         if idle {
             report.push_str(&idle::section(&tools, &opts));
+        }
+        if memory {
+            report.push_str(&memory::section(&tools, &opts)?);
         }
     }
 
@@ -432,7 +441,7 @@ impl Tools {
     fn build(root: &Path, no_build: bool) -> anyhow::Result<Self> {
         // SAFETY: geteuid has no preconditions and cannot fail.
         if unsafe { libc::geteuid() } != 0 {
-            bail!("bench parts b to f attach eBPF programs: run as root (or use --only a)");
+            bail!("bench parts b to g attach eBPF programs: run as root (or use --only a)");
         }
         let tracer = root.join("target/release/tracer");
         if no_build {
@@ -1013,5 +1022,7 @@ mod tests {
         assert!(!both.wants(Part::Pipeline));
         let idle = parse_options(&["--only".to_owned(), "f".to_owned()]).expect("f");
         assert_eq!(idle.only, Some(vec![Part::Idle]));
+        let memory = parse_options(&["--only".to_owned(), "g".to_owned()]).expect("g");
+        assert_eq!(memory.only, Some(vec![Part::Memory]));
     }
 }

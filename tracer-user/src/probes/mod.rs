@@ -219,24 +219,8 @@ impl Probes {
         go: Option<&GoSites<'_>>,
         bpf_log: bool,
     ) -> Result<Self, ProbeError> {
-        let btf = Btf::from_sys_fs().map_err(ProbeError::Btf)?;
         let goid_offset = go.map_or(0, |g| g.goid_offset);
-        let mut ebpf = EbpfLoader::new()
-            .btf(Some(&btf))
-            .override_global(GLOBAL_TARGET_TGID, &pid, true)
-            .override_global(GLOBAL_GO_GOID_OFFSET, &goid_offset, true)
-            .override_global(GLOBAL_DIAGNOSTICS, &u32::from(bpf_log), true)
-            .load(EBPF_OBJECT)
-            .map_err(ProbeError::Load)?;
-        let (sleep, exit) = match hooks {
-            Hooks::Trace { .. } => (PROG_SCHED_SWITCH, PROG_SYS_EXIT),
-            Hooks::Floor { .. } => (PROG_NOOP_SCHED_SWITCH, PROG_NOOP_SYS_EXIT),
-        };
-        // Where a wait ends attaches before where it is seen begin: a wait sent before
-        // its `sys_exit` program ran would stay open for good. (Waits already asleep are
-        // found by the session's scan of the target's threads.)
-        attach_tp_btf(&mut ebpf, exit, "sys_exit", &btf)?;
-        attach_tp_btf(&mut ebpf, sleep, "sched_switch", &btf)?;
+        let mut ebpf = load_with_futex_hooks(pid, hooks, goid_offset, bpf_log)?;
 
         let mut summary = AttachSummary::default();
         let uprobe_progs = match hooks {
@@ -457,6 +441,49 @@ fn record(summary: &mut AttachSummary, function: &'static str, attached: bool) {
         summary.lock_functions.push(function);
     } else {
         summary.missing_lock_functions.push(function);
+    }
+}
+
+/// Loads the programs for `pid` and attaches the futex hooks of `hooks`, the two that
+/// need the kernel's BTF.
+fn load_with_futex_hooks(
+    pid: u32,
+    hooks: Hooks,
+    goid_offset: u64,
+    bpf_log: bool,
+) -> Result<Ebpf, ProbeError> {
+    let btf = Btf::from_sys_fs().map_err(ProbeError::Btf)?;
+    let mut ebpf = EbpfLoader::new()
+        .btf(Some(&btf))
+        .override_global(GLOBAL_TARGET_TGID, &pid, true)
+        .override_global(GLOBAL_GO_GOID_OFFSET, &goid_offset, true)
+        .override_global(GLOBAL_DIAGNOSTICS, &u32::from(bpf_log), true)
+        .load(EBPF_OBJECT)
+        .map_err(ProbeError::Load)?;
+    let (sleep, exit) = match hooks {
+        Hooks::Trace { .. } => (PROG_SCHED_SWITCH, PROG_SYS_EXIT),
+        Hooks::Floor { .. } => (PROG_NOOP_SCHED_SWITCH, PROG_NOOP_SYS_EXIT),
+    };
+    // Where a wait ends attaches before where it is seen begin: a wait sent before
+    // its `sys_exit` program ran would stay open for good. (Waits already asleep are
+    // found by the session's scan of the target's threads.)
+    attach_tp_btf(&mut ebpf, exit, "sys_exit", &btf)?;
+    attach_tp_btf(&mut ebpf, sleep, "sched_switch", &btf)?;
+    // The kernel's BTF, parsed, is ~30 MB of small allocations, needed only by the two
+    // hooks above: free it, and give the memory back to the system before the ring
+    // buffer's 2 × 16 MiB mapping (the kernel maps its data pages twice) adds to it.
+    drop(btf);
+    release_freed_heap();
+    Ok(ebpf)
+}
+
+/// Returns the heap's free memory to the system (glibc keeps what was freed inside its
+/// heap for reuse, resident).
+fn release_freed_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: `malloc_trim` only walks and shrinks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

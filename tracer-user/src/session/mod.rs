@@ -145,9 +145,9 @@ pub enum SessionError {
 pub async fn run(config: Config, sink: &mut dyn Sink) -> Result<(), SessionError> {
     let pid = config.pid;
     let (mut session, mut notes) = attach(config, Arc::new(LiveProcess::new(pid)))?;
-    // Symbol tables and DWARF of the mapped objects load on a thread of their own, so the
-    // first deadlock report does not wait for them (a libc debug file alone takes ~0.1 s)
-    // and the drain loop is never held up by them.
+    // Symbol tables of the mapped objects load on a thread of their own, so the first
+    // deadlock report does not wait for them and the drain loop is never held up by them
+    // (their DWARF is decoded at the first source line asked of each object).
     let (root, objects) = session.symbolizer.preload_list();
     let (preloaded_tx, preloaded) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

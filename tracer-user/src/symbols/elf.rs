@@ -1,14 +1,18 @@
 //! One loaded ELF object: its `PT_LOAD` layout, data and function symbols, and DWARF.
 //!
-//! Everything is copied out of the file at load time, so the file bytes can be dropped and a
-//! malformed file degrades to "fewer symbols" instead of an error or a panic.
+//! The layout and symbols are copied out of the file at load time, so a malformed file
+//! degrades to "fewer symbols" instead of an error or a panic. DWARF is decoded only when
+//! a source line is first asked for: decoded, a C library's debug file alone takes ~40 MB
+//! (sections inflated, abbreviations and line programs of every unit), which most traces
+//! never need; until then only the file's mapping is kept (see `FileBytes`).
 
-use std::{borrow::Cow, sync::Arc};
+use std::{borrow::Cow, cell::OnceCell, sync::Arc};
 
 use addr2line::gimli::{self, RunTimeEndian};
 use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol, SymbolKind};
 
 use super::dwarf::SharedReader;
+use crate::target::FileBytes;
 
 /// A `PT_LOAD` segment: file bytes `[offset, offset + file_size)` are loaded at virtual address
 /// `vaddr`, followed by zeroes up to `mem_size` (`.bss`).
@@ -120,7 +124,38 @@ pub(crate) struct ElfObject {
     segments: Vec<LoadSegment>,
     data: SymbolTable,
     functions: SymbolTable,
-    dwarf: Option<addr2line::Context<SharedReader>>,
+    dwarf: LazyDwarf,
+}
+
+/// The DWARF of an object, decoded on first use.
+struct LazyDwarf {
+    /// The file with `.debug_info` (the object, or its separate debug file), mapped.
+    file: Option<FileBytes>,
+    context: OnceCell<Option<addr2line::Context<SharedReader>>>,
+}
+
+impl LazyDwarf {
+    fn new(file: Option<FileBytes>) -> Self {
+        Self {
+            file,
+            context: OnceCell::new(),
+        }
+    }
+
+    /// The decoded DWARF; `None` without any or when it cannot be parsed.
+    fn context(&self) -> Option<&addr2line::Context<SharedReader>> {
+        self.context
+            .get_or_init(|| {
+                let bytes = self.file.as_ref()?;
+                let context = object::File::parse(&**bytes)
+                    .ok()
+                    .and_then(|f| load_dwarf(&f));
+                // The sections were copied or inflated: their file pages are not read again.
+                bytes.release_resident();
+                context
+            })
+            .as_ref()
+    }
 }
 
 impl std::fmt::Debug for ElfObject {
@@ -129,7 +164,7 @@ impl std::fmt::Debug for ElfObject {
             .field("segments", &self.segments)
             .field("data_symbols", &self.data.len())
             .field("function_symbols", &self.functions.len())
-            .field("dwarf", &self.dwarf.is_some())
+            .field("dwarf", &self.dwarf.file.is_some())
             .finish()
     }
 }
@@ -141,10 +176,10 @@ impl ElfObject {
     /// the given build id when the object has no DWARF of its own; its symbols and DWARF are
     /// used in addition to the object's.
     pub(crate) fn parse(
-        bytes: &[u8],
-        debug_file: impl FnOnce(&[u8]) -> Option<Vec<u8>>,
+        bytes: FileBytes,
+        debug_file: impl FnOnce(&[u8]) -> Option<FileBytes>,
     ) -> Option<Self> {
-        let file = object::File::parse(bytes).ok()?;
+        let file = object::File::parse(&*bytes).ok()?;
         if file.format() != object::BinaryFormat::Elf {
             return None;
         }
@@ -163,20 +198,30 @@ impl ElfObject {
         let mut data = Vec::new();
         let mut functions = Vec::new();
         collect_symbols(&file, &mut data, &mut functions);
-        let mut dwarf = load_dwarf(&file);
-        if dwarf.is_none()
+        let has_dwarf = file.section_by_name(".debug_info").is_some();
+        let mut dwarf_file = None;
+        if !has_dwarf
             && let Some(debug_bytes) = file.build_id().ok().flatten().and_then(debug_file)
             && let Ok(debug) = object::File::parse(&*debug_bytes)
         {
             // The debug file's symbol table has the local symbols a stripped library lost.
             collect_symbols(&debug, &mut data, &mut functions);
-            dwarf = load_dwarf(&debug);
+            if debug.section_by_name(".debug_info").is_some() {
+                dwarf_file = Some(debug_bytes);
+            }
+        }
+        if has_dwarf {
+            dwarf_file = Some(bytes);
+        }
+        // The symbols are copied: what stays mapped for the DWARF need not stay resident.
+        if let Some(kept) = &dwarf_file {
+            kept.release_resident();
         }
         Some(Self {
             segments,
             data: SymbolTable::new(data),
             functions: SymbolTable::new(functions),
-            dwarf,
+            dwarf: LazyDwarf::new(dwarf_file),
         })
     }
 
@@ -217,7 +262,7 @@ impl ElfObject {
 
     /// File, line and inline chain of `vaddr` from DWARF, when the object has any.
     pub(crate) fn source(&self, vaddr: u64) -> Option<SourceInfo> {
-        let ctx = self.dwarf.as_ref()?;
+        let ctx = self.dwarf.context()?;
         // Split DWARF (.dwo) is not loaded: what the skeleton units have is good enough.
         let mut frames = ctx.find_frames(vaddr).skip_all_loads().ok()?;
         let mut info = SourceInfo::default();
@@ -364,11 +409,11 @@ mod tests {
 
     #[test]
     fn garbage_is_not_elf() {
-        assert!(ElfObject::parse(b"not an elf file at all", |_| None).is_none());
+        assert!(ElfObject::parse(b"not an elf file at all".to_vec().into(), |_| None).is_none());
         let mut truncated = std::fs::read(std::env::current_exe().unwrap()).unwrap();
         truncated.truncate(200);
         // Must not panic; whether a header-only file parses is object's business.
-        let _ = ElfObject::parse(&truncated, |_| None);
+        let _ = ElfObject::parse(truncated.into(), |_| None);
     }
 
     #[test]

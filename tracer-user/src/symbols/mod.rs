@@ -25,7 +25,7 @@ use std::{
 use self::elf::ElfObject;
 use crate::{
     model::LockRef,
-    target::{MapEntry, ProcError, TargetProcess},
+    target::{FileBytes, MapEntry, ProcError, TargetProcess},
 };
 
 /// Failure to build or refresh a [`Symbolizer`]. Lookups themselves never fail: an address
@@ -397,9 +397,10 @@ fn under_root(root: &Path, path: &str) -> PathBuf {
 pub struct Preloaded(Vec<(String, CachedObject)>);
 
 /// Loads `objects` (from [`Symbolizer::preload_list`]) under `root`, in order, until
-/// `budget` has passed. Meant for a thread of its own: reading symbol tables and
-/// decompressing DWARF (a libc debug file takes ~0.1 s) is then done by the time the
-/// first report needs it, and never delays draining events.
+/// `budget` has passed. Meant for a thread of its own: reading symbol tables is then done
+/// by the time the first report needs it, and never delays draining events. DWARF is
+/// decoded later, by the first lookup of a source line in the object (a libc debug file
+/// takes ~0.1 s and ~40 MB decoded, which most traces never need).
 #[must_use]
 pub fn preload(root: &Path, objects: Vec<(String, u64)>, budget: Duration) -> Preloaded {
     let started = Instant::now();
@@ -435,10 +436,11 @@ fn load_object<'a>(
         .as_ref()
 }
 
-/// Reads the file the target maps at `path`, preferably through `root`.
-fn read_file(root: &Path, path: &str, inode: u64) -> Option<Vec<u8>> {
+/// Maps the file the target maps at `path`, preferably through `root` (mapped, not read:
+/// a large executable would otherwise be all resident while its symbols are copied out).
+fn read_file(root: &Path, path: &str, inode: u64) -> Option<FileBytes> {
     let rooted = under_root(root, path);
-    match fs::read(&rooted) {
+    match FileBytes::open(&rooted) {
         Ok(bytes) => return Some(bytes),
         Err(err) => log::debug!("cannot read {}: {err}", rooted.display()),
     }
@@ -455,12 +457,12 @@ fn read_file(root: &Path, path: &str, inode: u64) -> Option<Vec<u8>> {
         );
         return None;
     }
-    fs::read(path).ok()
+    FileBytes::open(Path::new(path)).ok()
 }
 
 fn read_object(root: &Path, path: &str, inode: u64) -> Option<ElfObject> {
     let bytes = read_file(root, path, inode)?;
-    let elf = ElfObject::parse(&bytes, |build_id| {
+    let elf = ElfObject::parse(bytes, |build_id| {
         let (head, tail) = build_id.split_first()?;
         let mut debug_path = format!("/usr/lib/debug/.build-id/{head:02x}/");
         for byte in tail {

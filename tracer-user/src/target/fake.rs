@@ -118,7 +118,7 @@ impl FakeProcess {
         self.executable = Some(Executable {
             open_path: PathBuf::from(path),
             path: Some(path.to_owned()),
-            data,
+            data: std::sync::Arc::new(data.into()),
         });
         self
     }

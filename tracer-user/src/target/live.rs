@@ -2,10 +2,10 @@
 //! `process_vm_readv(2)` (the parsing is in [`super::procfs`]). Needs ptrace rights over
 //! the target for its memory and its threads' system calls; the rest is world-readable.
 
-use std::{fs, path::PathBuf};
+use std::{fs, path::PathBuf, sync::Arc};
 
 use super::{
-    Executable, MapEntry, ProcError, SyscallState, TargetProcess,
+    Executable, FileBytes, MapEntry, ProcError, SyscallState, TargetProcess,
     procfs::{self, proc_dir},
 };
 
@@ -64,7 +64,7 @@ impl TargetProcess for LiveProcess {
 
     fn executable(&self) -> Result<Executable, ProcError> {
         let open_path = proc_dir(self.pid).join("exe");
-        let data = fs::read(&open_path).map_err(|source| ProcError::Executable {
+        let data = FileBytes::open(&open_path).map_err(|source| ProcError::Executable {
             path: open_path.clone(),
             source,
         })?;
@@ -74,7 +74,7 @@ impl TargetProcess for LiveProcess {
         Ok(Executable {
             open_path,
             path,
-            data,
+            data: Arc::new(data),
         })
     }
 

@@ -15,12 +15,14 @@
 
 #[cfg(test)]
 pub(crate) mod fake;
+mod file_bytes;
 mod live;
 mod procfs;
 
-use std::path::PathBuf;
+use std::{path::PathBuf, sync::Arc};
 
 pub use self::{
+    file_bytes::{FileBytes, FileSlice},
     live::LiveProcess,
     procfs::{
         MapEntry, ProcError, RealtimeThreads, SyscallState, find_libc, is_elf_stripped, parse_maps,
@@ -36,8 +38,9 @@ pub struct Executable {
     /// Its path as the target's maps name it (where `/proc/PID/exe` points), when that
     /// link could be read.
     pub path: Option<String>,
-    /// Its contents.
-    pub data: Vec<u8>,
+    /// Its contents, mapped (see [`FileBytes`]): shared with what keeps parts of it
+    /// for the session (the Go symbol table).
+    pub data: Arc<FileBytes>,
 }
 
 /// Everything the tracer reads of the traced process, apart from what its probes send.
@@ -81,7 +84,7 @@ pub trait TargetProcess: Send + Sync {
     /// [`ProcError::NoSuchProcess`] when the process is gone, [`ProcError::Io`] otherwise.
     fn maps(&self) -> Result<Vec<MapEntry>, ProcError>;
 
-    /// Its executable: where it opens from here, its path, its contents.
+    /// Its executable: where it opens from here, its path, its contents (mapped).
     ///
     /// # Errors
     /// [`ProcError::Executable`] when the file cannot be read.

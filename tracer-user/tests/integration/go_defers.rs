@@ -6,14 +6,17 @@
 use std::{path::Path, sync::Arc};
 
 use object::{Object as _, ObjectSymbol as _};
-use tracer_user::go::{
-    defers::{
-        ClosureAnalysis, DeferAnalyzer, DeferRecordLayout, LayoutSource, LockExpr, OpenDeferFormat,
-        OpenDeferInfo, UnlockRecipe,
+use tracer_user::{
+    go::{
+        defers::{
+            ClosureAnalysis, DeferAnalyzer, DeferRecordLayout, LayoutSource, LockExpr,
+            OpenDeferFormat, OpenDeferInfo, UnlockRecipe,
+        },
+        lock_model::GoLockMode,
+        probe::{go_minor_version, go_struct_member_offset},
+        sym::{FUNCDATA_OPEN_CODED_DEFER_INFO, GoTable, go_build_info},
     },
-    lock_model::GoLockMode,
-    probe::{go_minor_version, go_struct_member_offset},
-    sym::{FUNCDATA_OPEN_CODED_DEFER_INFO, GoTable, go_build_info},
+    target::FileBytes,
 };
 
 use crate::go_toolchain::{build, installed};
@@ -84,7 +87,13 @@ fn deferred_closures_name_their_locks() {
                 "{} {label}: no go:func.*",
                 tc.release
             );
-            let analyzer = DeferAnalyzer::new(data, Arc::clone(&table), &version, 0).unwrap();
+            let analyzer = DeferAnalyzer::new(
+                &Arc::new(FileBytes::from(data.clone())),
+                Arc::clone(&table),
+                &version,
+                0,
+            )
+            .unwrap();
             assert!(analyzer.reads_open_coded_defers());
             let mut checked = Vec::new();
             for func in table.functions() {
@@ -222,7 +231,13 @@ fn defer_record_layout_matches_dwarf() {
         );
         assert_eq!(DeferRecordLayout::from_dwarf(&stripped), None);
         let table_arc = Arc::new(GoTable::from_elf(&stripped).unwrap());
-        let analyzer = DeferAnalyzer::new(&stripped, table_arc, &version, 0).unwrap();
+        let analyzer = DeferAnalyzer::new(
+            &Arc::new(FileBytes::from(stripped.clone())),
+            table_arc,
+            &version,
+            0,
+        )
+        .unwrap();
         assert_eq!(analyzer.record_layout(), Some(table));
     }
 }

@@ -16,7 +16,7 @@ use tracer_user::{
         probe::{go_runtime_offsets, go_struct_member_offset},
         sym::{GoTable, go_build_info},
     },
-    target::{LiveProcess, TargetProcess},
+    target::{FileBytes, LiveProcess, TargetProcess},
 };
 
 use crate::{common::Target, go_defers::symbol_in, go_toolchain::build_all};
@@ -86,7 +86,13 @@ fn deferred_unlocks_name_holders_on_live_goroutines() {
         let normal = std::fs::read(Path::new(&normal_path)).unwrap();
         let version = go_build_info(&data).unwrap().go_version;
         let table = Arc::new(GoTable::from_elf(&data).unwrap());
-        let analyzer = DeferAnalyzer::new(&data, Arc::clone(&table), &version, 0).unwrap();
+        let analyzer = DeferAnalyzer::new(
+            &Arc::new(FileBytes::from(data.clone())),
+            Arc::clone(&table),
+            &version,
+            0,
+        )
+        .unwrap();
 
         // Runtime layout, from the normal build's DWARF.
         let offsets = go_runtime_offsets(&normal, &version).unwrap();

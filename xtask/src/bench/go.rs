@@ -39,7 +39,7 @@ const OUTSIDE_US: [f64; 2] = [0.5, 20.0];
 const DETACH_LIMIT: Duration = Duration::from_mins(10);
 
 /// Where a large Go binary may be found, first hit wins.
-const LARGE_GO_BINARIES: [&str; 3] = [
+pub(super) const LARGE_GO_BINARIES: [&str; 3] = [
     "/usr/lib/google-cloud-sdk/bin/kubectl",
     "/usr/bin/kubectl",
     "/usr/local/bin/kubectl",
@@ -65,7 +65,12 @@ fn go_toolchain() -> anyhow::Result<PathBuf> {
 
 /// `go build -o target/bench/<out> <package>` (run in `dir`), offline, with the bench's
 /// own build cache.
-fn go_build(root: &Path, dir: &Path, package: &str, out: &str) -> anyhow::Result<PathBuf> {
+pub(super) fn go_build(
+    root: &Path,
+    dir: &Path,
+    package: &str,
+    out: &str,
+) -> anyhow::Result<PathBuf> {
     let go = go_toolchain()?;
     let bench = root.join("target/bench");
     std::fs::create_dir_all(&bench)?;
@@ -182,13 +187,13 @@ fn overhead_run(
 }
 
 /// Keeps `kubectl` (or any HTTP client) blocked: accepts connections and never answers.
-struct SilentServer {
-    port: u16,
+pub(super) struct SilentServer {
+    pub(super) port: u16,
     _listener: TcpListener,
 }
 
 impl SilentServer {
-    fn start() -> anyhow::Result<Self> {
+    pub(super) fn start() -> anyhow::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").context("binding a local socket")?;
         let port = listener.local_addr()?.port();
         // Connections complete in the kernel's backlog without accept(), so the client

@@ -53,7 +53,7 @@ use crate::{
         probe::{go_minor_version, go_struct_member_offset},
         sym::{FUNCDATA_OPEN_CODED_DEFER_INFO, GoTable},
     },
-    target::TargetProcess,
+    target::{FileBytes, FileSlice, TargetProcess},
 };
 
 /// Longest `_defer` chain walked: real goroutines have a handful of records; a corrupt or
@@ -149,7 +149,9 @@ fn bump(counter: &AtomicU64) {
 /// The executable segment holding the functions (link-time addresses).
 struct Text {
     vaddr: u64,
-    bytes: Vec<u8>,
+    /// A view of the mapped executable: the text of a large service is tens of MB, not
+    /// to be copied.
+    bytes: FileSlice,
 }
 
 impl Text {
@@ -228,17 +230,18 @@ impl DeferAnalyzer {
     /// Go release (`go1.22.5`, as [`crate::go::sym::go_build_info`] reports it), `bias`
     /// the runtime address minus the link-time address (0 unless PIE).
     ///
-    /// Holds a copy of the executable segment (the closures' code) and shares `table`.
+    /// Shares the executable segment (the closures' code) with `elf_file`, and `table`.
     ///
     /// # Errors
     /// [`DeferError`] when the file is not x86-64, the Go release predates 1.18 or is not
     /// a `go1.x` string, or the text is not in the file.
     pub fn new(
-        elf: &[u8],
+        elf_file: &Arc<FileBytes>,
         table: Arc<GoTable>,
         go_version: &str,
         bias: u64,
     ) -> Result<Self, DeferError> {
+        let elf: &[u8] = elf_file;
         let file = object::File::parse(elf).map_err(DeferError::Object)?;
         if file.architecture() != object::Architecture::X86_64 {
             return Err(DeferError::NotX86_64);
@@ -258,7 +261,7 @@ impl DeferAnalyzer {
                     let to = from.checked_add(usize::try_from(size).ok()?)?;
                     Some(Text {
                         vaddr: seg.address(),
-                        bytes: elf.get(from..to)?.to_vec(),
+                        bytes: elf_file.slice(from..to)?,
                     })
                 })?
             })

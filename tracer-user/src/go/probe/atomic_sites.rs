@@ -143,9 +143,18 @@ const RWMUTEX_METHOD: &str = "sync.(*RWMutex).";
 /// If the file is not a 64-bit x86-64 ELF file, has no readable pclntab, or the code
 /// of `lockSlow` or a semaphore function is not in the file.
 pub fn plan_go_lock_sites(elf: &[u8]) -> Result<GoSitePlan, GoProbeError> {
-    let segments = elf_segments(elf)?;
     let table = GoTable::from_elf(elf).map_err(GoProbeError::GoSym)?;
-    plan_with_table(elf, &segments, &table)
+    plan_go_lock_sites_with(elf, &table)
+}
+
+/// [`plan_go_lock_sites`] with the binary's pclntab already read (`table`, from `elf`),
+/// so an attach reads it once.
+///
+/// # Errors
+/// As [`plan_go_lock_sites`].
+pub fn plan_go_lock_sites_with(elf: &[u8], table: &GoTable) -> Result<GoSitePlan, GoProbeError> {
+    let segments = elf_segments(elf)?;
+    plan_with_table(elf, &segments, table)
 }
 
 fn plan_with_table(

@@ -40,7 +40,9 @@ use iced_x86::{Decoder, DecoderOptions, FlowControl, Instruction, Mnemonic, OpKi
 use object::{Object as _, ObjectSegment as _};
 
 pub use self::{
-    atomic_sites::{GoLockSite, GoSitePlan, SkippedSite, plan_go_lock_sites},
+    atomic_sites::{
+        GoLockSite, GoSitePlan, SkippedSite, plan_go_lock_sites, plan_go_lock_sites_with,
+    },
     dwarf_names::{GoDwarfNames, go_global_field_path},
     lock_owners::{GoLockOwners, go_lock_names},
     runtime_offsets::{

@@ -1,24 +1,62 @@
 //! Finding the pclntab and `go:func.*` in an ELF file, with or without section headers.
+use std::{ops::Range, sync::Arc};
+
 use object::{Object as _, ObjectSection as _, ObjectSegment as _, ObjectSymbol as _};
 
 use super::{GoFuncRegion, GoSymError, GoTable, Layout, PclnVersion};
+use crate::target::{FileBytes, FileSlice};
+
+/// The file a table is read from, and how the table keeps the parts it needs.
+#[derive(Clone, Copy)]
+pub(super) enum Source<'a> {
+    /// A mapped file: the table keeps views of it.
+    Shared(&'a Arc<FileBytes>),
+    /// Borrowed bytes: the table keeps copies of its parts.
+    Borrowed(&'a [u8]),
+}
+
+impl Source<'_> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Self::Shared(file) => file,
+            Self::Borrowed(bytes) => bytes,
+        }
+    }
+
+    /// The bytes of `range` of the file to keep (empty when out of range, which the
+    /// callers have ruled out).
+    fn keep(&self, range: Range<usize>) -> FileSlice {
+        match self {
+            Self::Shared(file) => file.slice(range).unwrap_or_else(|| FileSlice::copy_of(&[])),
+            Self::Borrowed(bytes) => FileSlice::copy_of(bytes.get(range).unwrap_or_default()),
+        }
+    }
+}
 
 /// A loadable segment's address and file bytes.
 struct Segment {
     address: u64,
     file_offset: usize,
     file_size: usize,
+    /// `PF_W`: where variables such as `runtime.firstmoduledata` live.
+    writable: bool,
 }
 
 /// The file bytes from virtual address `addr` to the end of its segment's file data.
 fn bytes_at_addr<'a>(data: &'a [u8], segments: &[Segment], addr: u64) -> Option<&'a [u8]> {
+    data.get(range_at_addr(data, segments, addr)?)
+}
+
+/// Where in the file [`bytes_at_addr`] finds its bytes.
+fn range_at_addr(data: &[u8], segments: &[Segment], addr: u64) -> Option<Range<usize>> {
     let seg = segments
         .iter()
         .find(|s| addr >= s.address && addr - s.address < s.file_size as u64)?;
     let start = seg
         .file_offset
         .checked_add(usize::try_from(addr - seg.address).ok()?)?;
-    data.get(start..seg.file_offset.checked_add(seg.file_size)?)
+    let end = seg.file_offset.checked_add(seg.file_size)?;
+    (start <= end && end <= data.len()).then_some(start..end)
 }
 
 /// Virtual address of file offset `off`.
@@ -29,7 +67,8 @@ fn addr_of_offset(segments: &[Segment], off: usize) -> Option<u64> {
     seg.address.checked_add((off - seg.file_offset) as u64)
 }
 
-pub(super) fn load(data: &[u8]) -> Result<GoTable, GoSymError> {
+pub(super) fn load(source: Source<'_>) -> Result<GoTable, GoSymError> {
+    let data = source.bytes();
     let file = object::File::parse(data).map_err(GoSymError::Object)?;
     if file.format() != object::BinaryFormat::Elf {
         return Err(GoSymError::NotElf);
@@ -41,20 +80,38 @@ pub(super) fn load(data: &[u8]) -> Result<GoTable, GoSymError> {
             let file_offset = usize::try_from(offset).ok()?;
             let file_size = usize::try_from(size).ok()?;
             // Ignore segments that claim bytes past the end of the file.
+            let writable = match seg.flags() {
+                object::SegmentFlags::Elf { p_flags } => p_flags & object::elf::PF_W != 0,
+                _ => false,
+            };
             (file_offset.checked_add(file_size)? <= data.len()).then_some(Segment {
                 address: seg.address(),
                 file_offset,
                 file_size,
+                writable,
             })
         })
         .collect();
 
     let (mut table, pclntab_addr) = match file.section_by_name(".gopclntab") {
         Some(section) => {
-            let bytes = section.data().map_err(GoSymError::Object)?;
-            (GoTable::parse(bytes)?, Some(section.address()))
+            // The section's bytes where the file holds them (none for a `NOBITS` one,
+            // which then fails as a truncated table).
+            let range = section
+                .file_range()
+                .and_then(|(offset, size)| {
+                    let start = usize::try_from(offset).ok()?;
+                    let end = start.checked_add(usize::try_from(size).ok()?)?;
+                    (end <= data.len()).then_some(start..end)
+                })
+                .unwrap_or(0..0);
+            let bytes = data.get(range.clone()).unwrap_or_default();
+            (
+                GoTable::parse(bytes, || source.keep(range))?,
+                Some(section.address()),
+            )
         }
-        None => scan_for_pclntab(data, &segments)?,
+        None => scan_for_pclntab(&source, &segments)?,
     };
 
     // go:func.* (go.func.* before Go 1.20) by symbol if the symbol table survived, else
@@ -65,10 +122,10 @@ pub(super) fn load(data: &[u8]) -> Result<GoTable, GoSymError> {
         .map(|sym| sym.address())
         .or_else(|| find_gofunc_via_moduledata(data, &segments, &table, pclntab_addr?));
     if let Some(addr) = gofunc_addr
-        && let Some(bytes) = bytes_at_addr(data, &segments, addr)
+        && let Some(range) = range_at_addr(data, &segments, addr)
     {
         table.gofunc = Some(GoFuncRegion {
-            bytes: bytes.to_vec(),
+            bytes: source.keep(range),
         });
     }
     Ok(table)
@@ -91,9 +148,10 @@ fn plausible_header(bytes: &[u8]) -> bool {
 /// Without section headers: the first offset (4-aligned, as the linker aligns the
 /// header) where a plausible header parses into a table with readable functions.
 fn scan_for_pclntab(
-    data: &[u8],
+    source: &Source<'_>,
     segments: &[Segment],
 ) -> Result<(GoTable, Option<u64>), GoSymError> {
+    let data = source.bytes();
     let mut off = 0;
     while off + 8 <= data.len() {
         if plausible_header(&data[off..]) {
@@ -102,7 +160,7 @@ fn scan_for_pclntab(
                 .iter()
                 .find(|s| off >= s.file_offset && off - s.file_offset < s.file_size)
                 .map_or(data.len(), |s| s.file_offset + s.file_size);
-            if let Ok(table) = GoTable::parse(&data[off..end])
+            if let Ok(table) = GoTable::parse(&data[off..end], || source.keep(off..end))
                 && table.nfunc > 0
                 && table.functions().next().is_some()
             {
@@ -135,7 +193,11 @@ fn find_gofunc_via_moduledata(
         // ... enoptrbss covctrs ecovctrs end ... rodata gofunc(40)
         PclnVersion::Go120 => 40,
     };
-    for seg in segments {
+    // `firstmoduledata` is a variable: the writable segments are searched first, so a
+    // mapped executable's code and read-only data (most of the file) are not read at all.
+    let (writable, read_only): (Vec<&Segment>, Vec<&Segment>) =
+        segments.iter().partition(|s| s.writable);
+    for seg in writable.into_iter().chain(read_only) {
         let bytes = data.get(seg.file_offset..seg.file_offset + seg.file_size)?;
         let mut off = 0;
         while off + (gofunc_slot + 1) * word <= bytes.len() {

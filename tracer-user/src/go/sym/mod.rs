@@ -26,7 +26,11 @@ mod elf;
 #[cfg(test)]
 mod tests;
 
+use std::sync::Arc;
+
 pub use buildinfo::{GoBuildInfo, go_build_info};
+
+use crate::target::{FileBytes, FileSlice};
 
 /// What can go wrong while finding or parsing a pclntab.
 #[derive(Debug, thiserror::Error)]
@@ -206,14 +210,16 @@ struct FuncRecord {
 /// Where `go:func.*` is and what bytes follow it in the file.
 #[derive(Debug, Clone)]
 struct GoFuncRegion {
-    bytes: Vec<u8>,
+    bytes: FileSlice,
 }
 
-/// A parsed Go pclntab, owning a copy of the section (and of the `go:func.*` data the
-/// inline trees live in, when it was found).
+/// A parsed Go pclntab, holding the section (and the `go:func.*` data the inline trees
+/// live in, when it was found): views of the mapped executable for a live target
+/// ([`GoTable::from_file`]), so the table costs only the pages its lookups touch, or
+/// copies of them ([`GoTable::from_elf`], [`GoTable::from_pclntab`]).
 #[derive(Debug, Clone)]
 pub struct GoTable {
-    data: Vec<u8>,
+    data: FileSlice,
     layout: Layout,
     version: PclnVersion,
     /// Instruction size quantum (`minLC`): pc deltas are multiples of it.
@@ -238,7 +244,16 @@ impl GoTable {
     /// file, [`GoSymError::NotFound`] if it holds no pclntab, and the errors of
     /// [`GoTable::from_pclntab`].
     pub fn from_elf(data: &[u8]) -> Result<Self, GoSymError> {
-        elf::load(data)
+        elf::load(elf::Source::Borrowed(data))
+    }
+
+    /// [`GoTable::from_elf`] on a mapped file: the table keeps views of the mapping
+    /// instead of copies of the pclntab and `go:func.*`.
+    ///
+    /// # Errors
+    /// Those of [`GoTable::from_elf`].
+    pub fn from_file(file: &Arc<FileBytes>) -> Result<Self, GoSymError> {
+        elf::load(elf::Source::Shared(file))
     }
 
     /// Parses a bare pclntab (the contents of `.gopclntab`). Without the rest of the
@@ -249,12 +264,13 @@ impl GoTable {
     /// [`GoSymError::BadMagic`], [`GoSymError::UnsupportedVersion`],
     /// [`GoSymError::BadHeader`] or [`GoSymError::Truncated`] for tables we cannot read.
     pub fn from_pclntab(section: &[u8]) -> Result<Self, GoSymError> {
-        Self::parse(section)
+        Self::parse(section, || FileSlice::copy_of(section))
     }
 
-    /// Validates the header on the borrowed bytes and copies them only once it holds, so
-    /// scanning a file for candidate headers does not copy it over and over.
-    fn parse(data: &[u8]) -> Result<Self, GoSymError> {
+    /// Validates the header on the borrowed bytes and only then takes the bytes to keep
+    /// from `keep` (a copy, or a view of the mapped file), so scanning a file for
+    /// candidate headers does not copy it over and over.
+    fn parse(data: &[u8], keep: impl FnOnce() -> FileSlice) -> Result<Self, GoSymError> {
         let Some(head) = data.get(..8) else {
             return Err(GoSymError::Truncated {
                 what: "header",
@@ -344,7 +360,7 @@ impl GoTable {
         let nfunc =
             usize::try_from(nfunc).map_err(|_| GoSymError::BadHeader("too many functions"))?;
         Ok(Self {
-            data: data.to_vec(),
+            data: keep(),
             layout,
             version,
             quantum: u64::from(min_lc),

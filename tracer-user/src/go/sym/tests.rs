@@ -160,7 +160,9 @@ fn data_i16(buf: &mut Vec<u8>, v: i16) {
 fn table(version: PclnVersion) -> GoTable {
     let (data, gofunc) = synthetic(version);
     let mut t = GoTable::from_pclntab(&data).unwrap();
-    t.gofunc = Some(GoFuncRegion { bytes: gofunc });
+    t.gofunc = Some(GoFuncRegion {
+        bytes: crate::target::FileSlice::copy_of(&gofunc),
+    });
     t
 }
 
@@ -284,7 +286,7 @@ fn truncated_tables_do_not_panic() {
         for cut in 0..=data.len() {
             if let Ok(mut t) = GoTable::from_pclntab(&data[..cut]) {
                 t.gofunc = Some(GoFuncRegion {
-                    bytes: gofunc[..cut.min(gofunc.len())].to_vec(),
+                    bytes: crate::target::FileSlice::copy_of(&gofunc[..cut.min(gofunc.len())]),
                 });
                 exercise(&t);
             }
@@ -369,7 +371,9 @@ fn fuzz_pclntab_bounded() {
             mutate(&mut rng, &mut gofunc);
         }
         if let Ok(mut t) = GoTable::from_pclntab(&data) {
-            t.gofunc = Some(GoFuncRegion { bytes: gofunc });
+            t.gofunc = Some(GoFuncRegion {
+                bytes: crate::target::FileSlice::copy_of(&gofunc),
+            });
             exercise(&t);
         }
         let _ = GoTable::from_elf(&data);

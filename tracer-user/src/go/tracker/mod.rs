@@ -39,7 +39,7 @@ use crate::{
         },
         probe::{
             GoDwarfNames, GoLockOwners, GoProbeError, GoRuntimeOffsets, GoSitePlan, go_lock_names,
-            go_runtime_offsets, plan_go_lock_sites,
+            go_runtime_offsets, plan_go_lock_sites_with,
         },
         sym::{GoBuildInfo, GoSymError, GoTable, go_build_info},
     },
@@ -48,7 +48,7 @@ use crate::{
         raw::{RawCycleEntry, RawFinding, RawHolder, RawLockStats, RawStack, RawStuckLock},
     },
     probes::GoSites,
-    target::{Executable, MapEntry, ProcError, TargetProcess},
+    target::{Executable, FileBytes, MapEntry, ProcError, TargetProcess},
 };
 
 /// Why a Go target is traced in futex mode only.
@@ -147,8 +147,10 @@ pub fn inspect(
     let Some(build) = go_build_info(&data) else {
         return Ok(None);
     };
-    let table = GoTable::from_elf(&data).map_err(GoUnsupported::Symbols)?;
-    let plan = plan_go_lock_sites(&data).map_err(GoUnsupported::Plan)?;
+    // One pclntab for planning and for the session: views of the mapped executable, not
+    // copies (see `FileBytes`).
+    let table = GoTable::from_file(&data).map_err(GoUnsupported::Symbols)?;
+    let plan = plan_go_lock_sites_with(&data, &table).map_err(GoUnsupported::Plan)?;
     let offsets =
         go_runtime_offsets(&data, &build.go_version).ok_or_else(|| GoUnsupported::Offsets {
             version: build.go_version.clone(),
@@ -157,6 +159,10 @@ pub fn inspect(
     let (dwarf_names, owners) = go_lock_names(&data, &table, &plan);
     let table = Arc::new(table);
     let goroutines = runtime_goroutines(&data, &table, &build.go_version, bias, target);
+    // Planning read most of the pclntab and the code around every lock site; the session
+    // reads only the entries of the stacks it names. Give the pages back: they are the
+    // page cache's, mapped again one by one when a name needs them.
+    data.release_resident();
     let attach_list = plan
         .sites
         .iter()
@@ -180,13 +186,13 @@ pub fn inspect(
 /// The reader of the target's goroutines and their deferred unlocks, or why there is
 /// none.
 fn runtime_goroutines(
-    data: &[u8],
+    data: &Arc<FileBytes>,
     table: &Arc<GoTable>,
     go_version: &str,
     bias: u64,
     target: &dyn TargetProcess,
 ) -> Result<RuntimeGoroutines, String> {
-    let reader = GoroutineReader::new(data, table, go_version, bias, target).map_err(|e| {
+    let reader = GoroutineReader::new(&data[..], table, go_version, bias, target).map_err(|e| {
         format!(
             "goroutines parked before the attach are not seen: {}",
             crate::error_chain(&e)
