@@ -30,8 +30,16 @@ pub enum GoOp {
     /// A `ret` of `Mutex.lockSlow`: the mutex the goroutine waited for is now held.
     LockSlowReturn = 8,
     /// A `ret` of the runtime semaphore acquire used by mutexes and readers: a reader's
-    /// wait (if one is pending) ends with the read lock held.
+    /// wait (if one is pending) ends with the read lock held; in the default mode (waits
+    /// only) any pending wait ends.
     SemacquireReturn = 9,
+    /// Entry of a `sync` semaphore acquire (`sync.runtime_SemacquireMutex`, `…RWMutexR`,
+    /// `…RWMutex`; `addr` = the semaphore, from `AX`; `caller` = the `sync` code that
+    /// waits, which says which lock and side): the goroutine is about to park.
+    SemacquireEnter = 10,
+    /// Entry of `sync.runtime_Semrelease` (`addr` = the semaphore, `caller` as above): a
+    /// lock is handed to, or released for, goroutines parked on it.
+    SemreleaseEnter = 11,
 }
 
 impl TryFrom<u32> for GoOp {
@@ -48,6 +56,8 @@ impl TryFrom<u32> for GoOp {
             7 => Self::LockSlowEnter,
             8 => Self::LockSlowReturn,
             9 => Self::SemacquireReturn,
+            10 => Self::SemacquireEnter,
+            11 => Self::SemreleaseEnter,
             other => return Err(UnknownValue(other)),
         })
     }
@@ -126,12 +136,12 @@ mod tests {
 
     #[test]
     fn go_ops_round_trip() {
-        for raw in 1..=9 {
+        for raw in 1..=11 {
             let op = GoOp::try_from(raw).expect("known op");
             assert_eq!(op as u32, raw);
         }
         assert!(GoOp::try_from(0).is_err());
-        assert!(GoOp::try_from(10).is_err());
+        assert!(GoOp::try_from(12).is_err());
     }
 
     #[test]

@@ -1,7 +1,9 @@
-//! Uprobe on every Go lock probe site: the entry and `ret`s of `Mutex.lockSlow`, the
-//! `ret`s of the runtime semaphore acquire, and the instruction after each atomic of an
-//! inlined or out-of-line `Lock`/`Unlock`/`RLock`/`RUnlock` (uprobes refuse `lock`-prefixed
-//! instructions, and only afterwards is the outcome known).
+//! Uprobe on every Go lock probe site. In the default mode only where goroutines park and
+//! locks are handed over: the entries and `ret`s of the `sync` semaphore acquires and the
+//! entry of the semaphore release. With `--holds` also the entry and `ret`s of
+//! `Mutex.lockSlow` and the instruction after each atomic of an inlined or out-of-line
+//! `Lock`/`Unlock`/`RLock`/`RUnlock` (uprobes refuse `lock`-prefixed instructions, and only
+//! afterwards is the outcome known).
 //!
 //! No uretprobes: they rewrite return addresses on the stack, and Go moves goroutine
 //! stacks, so a uretprobe crashes the target.
@@ -81,7 +83,10 @@ fn try_go_lock_site(ctx: &ProbeContext) -> Result<(), ()> {
     };
     let pc = reg(regs, pt_reg::RIP).ok_or(())?;
     diag::check_go_op(op, pc);
-    let caller = if op == GoOp::LockSlowEnter as u32 {
+    let caller = if op == GoOp::LockSlowEnter as u32
+        || op == GoOp::SemacquireEnter as u32
+        || op == GoOp::SemreleaseEnter as u32
+    {
         let sp = reg(regs, pt_reg::RSP).ok_or(())?;
         // At a function's first instruction `[sp]` is the return address: the call site,
         // which the frame-pointer walk from here skips.
@@ -96,7 +101,8 @@ fn try_go_lock_site(ctx: &ProbeContext) -> Result<(), ()> {
     let wants_stack = op == GoOp::MutexLockFast as u32
         || op == GoOp::RwLockFast as u32
         || op == GoOp::RLockFast as u32
-        || op == GoOp::LockSlowEnter as u32;
+        || op == GoOp::LockSlowEnter as u32
+        || op == GoOp::SemacquireEnter as u32;
     let stack_id = if wants_stack {
         user_stack_id(ctx)
     } else {

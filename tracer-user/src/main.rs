@@ -169,7 +169,10 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             let maps = target.maps()?;
             let libc: Option<PathBuf> = find_libc(&maps).map(|p| target.host_path(&p));
             let go_target = if go {
-                Some(tracker::inspect(&target, &maps)?.context("--go: not a Go program")?)
+                Some(
+                    tracker::inspect(&target, &maps, tracker::GoProbeMode::Holds)?
+                        .context("--go: not a Go program")?,
+                )
             } else {
                 None
             };

@@ -34,7 +34,7 @@ use self::{clock::monotonic_ns, threads::LiveThreads};
 use crate::{
     assemble::{self, Namer},
     event::{Record, StackWindow, decode},
-    go::tracker::{self, GoTracker},
+    go::tracker::{self, GoProbeMode, GoTracker},
     model::{
         Summary,
         raw::{RawCycleEntry, RawFinding, RawLockStats, RawStack},
@@ -198,7 +198,12 @@ fn attach(
         std::thread::sleep(Duration::from_millis(ms));
     }
     let mut notes = Vec::new();
-    let go_target = match tracker::inspect(&*target, &maps) {
+    let go_mode = if config.holds {
+        GoProbeMode::Holds
+    } else {
+        GoProbeMode::Parks
+    };
+    let go_target = match tracker::inspect(&*target, &maps, go_mode) {
         Ok(target) => target,
         Err(why) => {
             notes.push(format!(

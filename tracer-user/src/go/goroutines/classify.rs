@@ -61,11 +61,21 @@ pub fn semacquire_frame(frames: &[Vec<GoFrame>]) -> Option<usize> {
 #[must_use]
 pub fn classify_lock_wait(frames: &[Vec<GoFrame>], sema: u64) -> Option<LockWaitShape> {
     let at = semacquire_frame(frames)?;
-    let mut above = frames[at + 1..]
+    let above = frames[at + 1..]
         .iter()
         .flatten()
         .map(|f| f.function.as_str())
         .skip_while(|name| is_sema_wrapper(name));
+    classify_semaphore_wait(above, sema)
+}
+
+/// The lock wait of a goroutine entering a `sync` semaphore acquire on `sema`, from the
+/// logical frames of the code that called the wrapper (innermost first): the same rules
+/// as [`classify_lock_wait`], which the default Go probes use at the wrapper's entry.
+pub fn classify_semaphore_wait<'a>(
+    mut above: impl Iterator<Item = &'a str>,
+    sema: u64,
+) -> Option<LockWaitShape> {
     let first = above.next()?;
     let shape = |offset: u64, kind, mode, drains_readers| {
         Some(LockWaitShape {
@@ -93,9 +103,27 @@ pub fn classify_lock_wait(frames: &[Vec<GoFrame>], sema: u64) -> Option<LockWait
     }
 }
 
+/// The lock whose semaphore `sema` a `sync` semaphore release (`runtime_Semrelease`)
+/// signals, from the logical frames of its caller (innermost first): a mutex handed over
+/// or released to its waiters (`unlockSlow`: `sema` 4 bytes into the mutex, or into an
+/// `RWMutex`'s `w`), the last reader waking a draining writer (`rUnlockSlow`:
+/// `writerSem`), or a writer releasing the readers (`RWMutex.Unlock`: `readerSem`).
+/// `None` for other users of the semaphore (a `WaitGroup`, …).
+pub fn classify_semaphore_release<'a>(
+    mut above: impl Iterator<Item = &'a str>,
+    sema: u64,
+) -> Option<u64> {
+    match above.next()? {
+        "sync.(*Mutex).unlockSlow" | "internal/sync.(*Mutex).unlockSlow" => sema.checked_sub(4),
+        "sync.(*RWMutex).rUnlockSlow" => sema.checked_sub(8),
+        "sync.(*RWMutex).Unlock" => sema.checked_sub(12),
+        _ => None,
+    }
+}
+
 /// The runtime's semaphore entry points for `sync` (`sync.runtime_SemacquireMutex`,
 /// `internal/sync.runtime_SemacquireMutex`, `sync.runtime_SemacquireRWMutexR`, …).
-fn is_sema_wrapper(name: &str) -> bool {
+pub fn is_sema_wrapper(name: &str) -> bool {
     name.rsplit('.')
         .next()
         .is_some_and(|f| f.starts_with("runtime_Semacquire"))
@@ -229,5 +257,44 @@ mod tests {
             &["sync.(*Mutex).lockSlow"],
         ]);
         assert_eq!(classify_lock_wait(&mutex, 2), None);
+    }
+
+    /// Guards the lock named at a semaphore release (the default Go probes' hand-over
+    /// event): the field of the lock that `sema` is, per caller; other users of the
+    /// semaphore are not locks.
+    #[test]
+    fn semaphore_releases_name_their_lock() {
+        let release = |frames: &[&str]| classify_semaphore_release(frames.iter().copied(), S);
+        assert_eq!(
+            release(&["sync.(*Mutex).unlockSlow", "sync.(*Mutex).Unlock"]),
+            Some(S - 4)
+        );
+        assert_eq!(release(&["internal/sync.(*Mutex).unlockSlow"]), Some(S - 4));
+        assert_eq!(
+            release(&["sync.(*RWMutex).rUnlockSlow", "sync.(*RWMutex).RUnlock"]),
+            Some(S - 8)
+        );
+        assert_eq!(release(&["sync.(*RWMutex).Unlock", "main.f"]), Some(S - 12));
+        assert_eq!(release(&["sync.(*WaitGroup).Add"]), None);
+        assert_eq!(release(&[]), None);
+    }
+
+    /// Guards the wait named at a semaphore acquire's entry (the default Go probes): the
+    /// same rules as for a parked goroutine, from the caller's frames.
+    #[test]
+    fn semaphore_waits_from_the_caller_frames() {
+        let wait = |frames: &[&str]| classify_semaphore_wait(frames.iter().copied(), S);
+        let rlock = wait(&["sync.(*RWMutex).RLock", "main.get"]).expect("a read wait");
+        assert_eq!((rlock.lock, rlock.mode), (S - 12, GoLockMode::Read));
+        let drain = wait(&["sync.(*RWMutex).Lock", "main.set"]).expect("a draining writer");
+        assert!(drain.drains_readers);
+        let w = wait(&[
+            "sync.(*Mutex).lockSlow",
+            "sync.(*Mutex).Lock",
+            "sync.(*RWMutex).Lock",
+        ])
+        .expect("the write side");
+        assert_eq!((w.lock, w.kind), (S - 4, ParkedLockKind::RwMutex));
+        assert_eq!(wait(&["sync.(*WaitGroup).Wait"]), None);
     }
 }

@@ -32,7 +32,10 @@ use rustc_hash::FxHashMap;
 
 pub use self::{
     allgs::{AllgsLocation, AllgsSource, DataRef, locate_allgs, rip_relative_refs, select_allgs},
-    classify::{LockWaitShape, ParkedLockKind, SEMACQUIRE, classify_lock_wait, semacquire_frame},
+    classify::{
+        LockWaitShape, ParkedLockKind, SEMACQUIRE, classify_lock_wait, classify_semaphore_release,
+        classify_semaphore_wait, is_sema_wrapper, semacquire_frame,
+    },
     layout::{
         GoroutineLayout, goroutine_layout, goroutine_layout_for_version,
         goroutine_layout_from_dwarf,

@@ -32,6 +32,40 @@ pub enum GoLockMode {
     Write,
 }
 
+/// Which side of which kind of lock a goroutine parks on, carried in the `value` of a
+/// `SemacquireEnter` event once the tracker has classified the wait from its caller (the
+/// kernel only knows the semaphore's address); `addr` then holds the lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ParkSide {
+    pub mode: GoLockMode,
+    /// An `RWMutex` writer waiting for the readers inside to leave.
+    pub drains_readers: bool,
+    /// The lock is an `RWMutex` (else a `Mutex`).
+    pub rw: bool,
+}
+
+impl ParkSide {
+    #[must_use]
+    pub fn encode(self) -> i64 {
+        i64::from(self.mode == GoLockMode::Read)
+            | (i64::from(self.drains_readers) << 1)
+            | (i64::from(self.rw) << 2)
+    }
+
+    #[must_use]
+    pub fn decode(value: i64) -> Self {
+        Self {
+            mode: if value & 1 == 0 {
+                GoLockMode::Write
+            } else {
+                GoLockMode::Read
+            },
+            drains_readers: value & 2 != 0,
+            rw: value & 4 != 0,
+        }
+    }
+}
+
 /// A decoded [`GoEvent`]: one Go lock probe site firing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GoLockEvent {

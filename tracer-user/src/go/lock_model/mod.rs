@@ -62,7 +62,7 @@ use tracer_common::GoOp;
 
 pub use self::{
     cycles::{GoCycle, GoCycleEntry, MAX_CYCLE_LEN, MAX_PENDING_CYCLES},
-    event::{GoLockEvent, GoLockMode, RW_READER_COUNT_OFFSET},
+    event::{GoLockEvent, GoLockMode, ParkSide, RW_READER_COUNT_OFFSET},
     state::{GoHold, GoLockKind, GoWait},
     stuck::StuckCandidate,
 };
@@ -109,6 +109,8 @@ pub struct GoLockModel {
     seen_cycles: HashSet<Vec<(u64, u64, bool)>>,
     counts: GoCounts,
     last_search_steps: usize,
+    /// The default Go probes: waits (semaphore parks) and hand-overs only, no holds.
+    waits_only: bool,
 }
 
 impl GoLockModel {
@@ -127,7 +129,25 @@ impl GoLockModel {
             seen_cycles: HashSet::default(),
             counts: GoCounts::default(),
             last_search_steps: 0,
+            waits_only: false,
         }
+    }
+
+    /// A model fed by the default Go probes only: `SemacquireEnter` starts a wait,
+    /// `SemacquireReturn` ends it (no hold follows: the goroutine may park again, and
+    /// releases are not seen), `SemreleaseEnter` marks a hand-over.
+    #[must_use]
+    pub fn waits_only(stuck_after_ns: u64) -> Self {
+        Self {
+            waits_only: true,
+            ..Self::new(stuck_after_ns)
+        }
+    }
+
+    /// When `addr` was last released or handed over, while it has waiters.
+    #[must_use]
+    pub fn last_release(&self, addr: u64) -> Option<u64> {
+        self.locks.get(&addr)?.last_release_ns
     }
 
     /// Applies one event.
@@ -166,7 +186,19 @@ impl GoLockModel {
             }
             GoOp::LockSlowEnter => self.start_wait(key, ev, ev.addr, GoLockMode::Write),
             GoOp::LockSlowReturn => self.end_wait_holding(key, ev, GoLockMode::Write),
+            GoOp::SemacquireReturn if self.waits_only => self.end_wait(key, Some(ev.ts_ns)),
             GoOp::SemacquireReturn => self.end_wait_holding(key, ev, GoLockMode::Read),
+            GoOp::SemacquireEnter => {
+                let side = ParkSide::decode(ev.value);
+                if side.rw {
+                    self.note_rw(ev.addr);
+                }
+                self.start_wait(key, ev, ev.addr, side.mode);
+                if side.drains_readers {
+                    self.mark_draining(key);
+                }
+            }
+            GoOp::SemreleaseEnter => self.note_hand_over(ev.addr, ev.ts_ns),
         }
         // Every edge the event added touches this goroutine (its wait, its holds), so any
         // cycle the event closed passes through it.

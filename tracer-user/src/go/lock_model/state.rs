@@ -206,6 +206,20 @@ impl GoLockModel {
         }
     }
 
+    /// Marks the pending wait of `key` as a writer's that waits for readers to leave.
+    pub(super) fn mark_draining(&mut self, key: u64) {
+        if let Some(wait) = self.goroutines.get_mut(&key).and_then(|g| g.wait.as_mut()) {
+            wait.drains_readers = true;
+        }
+    }
+
+    /// A hand-over of `addr` to its waiters (a semaphore release): it is not stuck.
+    pub(super) fn note_hand_over(&mut self, addr: u64, ts_ns: u64) {
+        if let Some(lock) = self.locks.get_mut(&addr) {
+            lock.note_release(ts_ns);
+        }
+    }
+
     pub(super) fn start_wait(&mut self, key: u64, ev: &GoLockEvent, lock: u64, mode: GoLockMode) {
         if let Some(current) = self.goroutines.get(&key).and_then(|g| g.wait) {
             if current.lock == lock && current.mode == mode {
@@ -271,7 +285,7 @@ impl GoLockModel {
 
     /// Ends the wait of `key`: at `end_ns` (recording its duration), or at an unknown
     /// time.
-    fn end_wait(&mut self, key: u64, end_ns: Option<u64>) {
+    pub(super) fn end_wait(&mut self, key: u64, end_ns: Option<u64>) {
         let Some(g) = self.goroutines.get_mut(&key) else {
             return;
         };

@@ -171,42 +171,20 @@ fn plan_with_table(
     wanted.extend(LOCK_FNS);
     let named = table.funcs_named(&wanted);
 
-    for (group, entry_op, return_op) in [
-        (&LOCK_SLOW, Some(GoOp::LockSlowEnter), GoOp::LockSlowReturn),
-        (&SEMACQUIRE, None, GoOp::SemacquireReturn),
-    ] {
-        let mut found = false;
-        for &name in group {
-            for func in named.iter().filter(|f| f.name == name) {
-                found = true;
-                let (entry, returns, _) = entry_and_returns(elf, segments, name, func)?;
-                let bare = |op, vaddr, file_offset| GoLockSite {
-                    op,
-                    vaddr,
-                    file_offset,
-                    base: pt_reg::NONE,
-                    value: pt_reg::NONE,
-                    displacement: 0,
-                    function: func.name.clone(),
-                };
-                if let Some(op) = entry_op {
-                    plan.sites.push(GoLockSite {
-                        // Go's register ABI: the receiver is the first argument, in AX.
-                        base: pt_reg::RAX,
-                        ..bare(op, entry.vaddr, entry.file_offset)
-                    });
-                }
-                plan.sites.extend(
-                    returns
-                        .iter()
-                        .map(|r| bare(return_op, r.vaddr, r.file_offset)),
-                );
-            }
-        }
-        if !found {
-            plan.missing.push(group[0]);
-        }
-    }
+    plan_entries_and_returns(
+        elf,
+        segments,
+        &named,
+        &[
+            (
+                &LOCK_SLOW,
+                Some(GoOp::LockSlowEnter),
+                Some(GoOp::LockSlowReturn),
+            ),
+            (&SEMACQUIRE, None, Some(GoOp::SemacquireReturn)),
+        ],
+        &mut plan,
+    )?;
 
     // Out-of-line lock functions, plus every function that inlines one.
     let mut funcs: Vec<GoFunc> = named
@@ -246,6 +224,104 @@ fn plan_with_table(
         }));
         plan.skipped.extend(skipped);
     }
+    plan.sites.sort_by_key(|s| (s.vaddr, s.op));
+    Ok(plan)
+}
+
+/// Sites at the entries and `ret`s of whole functions: for each group of candidate
+/// names, the entry (with the receiver, `AX`, as the address) when `entry_op` is set and
+/// every `ret` when `return_op` is. A group with no candidate in the binary is listed in
+/// [`GoSitePlan::missing`].
+fn plan_entries_and_returns(
+    elf: &[u8],
+    segments: &[Segment],
+    named: &[GoFunc],
+    groups: &[(&[&'static str], Option<GoOp>, Option<GoOp>)],
+    plan: &mut GoSitePlan,
+) -> Result<(), GoProbeError> {
+    for &(group, entry_op, return_op) in groups {
+        let mut found = false;
+        for &name in group {
+            for func in named.iter().filter(|f| f.name == name) {
+                found = true;
+                let (entry, returns, _) = entry_and_returns(elf, segments, name, func)?;
+                let bare = |op, vaddr, file_offset| GoLockSite {
+                    op,
+                    vaddr,
+                    file_offset,
+                    base: pt_reg::NONE,
+                    value: pt_reg::NONE,
+                    displacement: 0,
+                    function: func.name.clone(),
+                };
+                if let Some(op) = entry_op {
+                    plan.sites.push(GoLockSite {
+                        // Go's register ABI: the first argument (the receiver, or the
+                        // semaphore's address) is in AX.
+                        base: pt_reg::RAX,
+                        ..bare(op, entry.vaddr, entry.file_offset)
+                    });
+                }
+                if let Some(op) = return_op {
+                    plan.sites
+                        .extend(returns.iter().map(|r| bare(op, r.vaddr, r.file_offset)));
+                }
+            }
+        }
+        if !found {
+            plan.missing.push(group[0]);
+        }
+    }
+    Ok(())
+}
+
+/// The `sync` semaphore acquires a goroutine parks in (Go 1.19 has the first only; 1.20
+/// adds the `RWMutex` ones; 1.24 moves the mutex's into `internal/sync`).
+const PARK: [&str; 4] = [
+    "sync.runtime_SemacquireMutex",
+    "internal/sync.runtime_SemacquireMutex",
+    "sync.runtime_SemacquireRWMutexR",
+    "sync.runtime_SemacquireRWMutex",
+];
+/// The `sync` semaphore releases that hand a lock over to parked goroutines.
+const HAND_OVER: [&str; 2] = [
+    "sync.runtime_Semrelease",
+    "internal/sync.runtime_Semrelease",
+];
+
+/// Plans the default Go probes of an x86-64 Go binary: only where goroutines park on a
+/// lock and where a lock is handed over to parked goroutines, so that the lock fast paths
+/// (and the slow path's spinning) run untouched:
+/// - entry of each `sync` semaphore acquire ([`GoOp::SemacquireEnter`], the semaphore in
+///   `AX`; its caller says which lock and side) and each of its `ret`s
+///   ([`GoOp::SemacquireReturn`]);
+/// - entry of each `sync` semaphore release ([`GoOp::SemreleaseEnter`]).
+///
+/// # Errors
+/// If the code of one of these functions is not in the file.
+pub fn plan_go_park_sites(elf: &[u8], table: &GoTable) -> Result<GoSitePlan, GoProbeError> {
+    let segments = elf_segments(elf)?;
+    let mut wanted: Vec<&str> = PARK.to_vec();
+    wanted.extend(HAND_OVER);
+    let named = table.funcs_named(&wanted);
+    let mut plan = GoSitePlan {
+        has_inline_data: table.has_inline_data(),
+        ..GoSitePlan::default()
+    };
+    plan_entries_and_returns(
+        elf,
+        &segments,
+        &named,
+        &[
+            (
+                &PARK,
+                Some(GoOp::SemacquireEnter),
+                Some(GoOp::SemacquireReturn),
+            ),
+            (&HAND_OVER, Some(GoOp::SemreleaseEnter), None),
+        ],
+        &mut plan,
+    )?;
     plan.sites.sort_by_key(|s| (s.vaddr, s.op));
     Ok(plan)
 }

@@ -42,6 +42,7 @@ use object::{Object as _, ObjectSegment as _};
 pub use self::{
     atomic_sites::{
         GoLockSite, GoSitePlan, SkippedSite, plan_go_lock_sites, plan_go_lock_sites_with,
+        plan_go_park_sites,
     },
     dwarf_names::{GoDwarfNames, go_global_field_path},
     lock_owners::{GoLockOwners, go_lock_names},

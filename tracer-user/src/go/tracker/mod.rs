@@ -32,14 +32,17 @@ use crate::{
     assemble::{GoNames, StackSource},
     go::{
         defers::DeferAnalyzer,
-        goroutines::GoroutineReader,
+        goroutines::{
+            GoroutineReader, ParkedLockKind, classify_semaphore_release, classify_semaphore_wait,
+            is_sema_wrapper,
+        },
         lock_model::{
-            GoCounts, GoCycle, GoHold, GoLockEvent, GoLockKind, GoLockMode, GoLockModel,
+            GoCounts, GoCycle, GoHold, GoLockEvent, GoLockKind, GoLockMode, GoLockModel, ParkSide,
             RW_READER_COUNT_OFFSET, StuckCandidate,
         },
         probe::{
             GoDwarfNames, GoLockOwners, GoProbeError, GoRuntimeOffsets, GoSitePlan, go_lock_names,
-            go_runtime_offsets, plan_go_lock_sites_with,
+            go_runtime_offsets, plan_go_lock_sites_with, plan_go_park_sites,
         },
         sym::{GoBuildInfo, GoSymError, GoTable, go_build_info},
     },
@@ -65,14 +68,27 @@ pub enum GoUnsupported {
     Offsets { version: String },
 }
 
+/// Which Go probes are attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GoProbeMode {
+    /// The default: only where goroutines park on a lock and where a lock is handed
+    /// over (the fast paths run untouched); holders come from the goroutines' stacks.
+    Parks,
+    /// `--holds`: every acquisition and release as well (hold times, exact holders).
+    Holds,
+}
+
 /// A Go executable ready to be probed.
 pub struct GoTarget {
     /// The executable as opened here (`/proc/PID/exe`).
     pub exe: PathBuf,
     /// Go version and module path.
     pub build: GoBuildInfo,
-    /// Where the lock sites are.
+    /// Where the lock sites are (all of them: they also name heap locks and locate
+    /// holders in stacks, whichever sites are attached).
     pub plan: GoSitePlan,
+    /// Which probes are attached.
+    pub mode: GoProbeMode,
     /// Offsets into the runtime's `g`.
     pub offsets: GoRuntimeOffsets,
     /// How long reading the pclntab and planning took.
@@ -95,8 +111,12 @@ impl GoTarget {
     /// The report note on what was attached: Go version, module, sites and times.
     #[must_use]
     pub fn attach_note(&self, attached: usize, refused: usize, attach_time: Duration) -> String {
+        let what = match self.mode {
+            GoProbeMode::Parks => "park and hand-over sites",
+            GoProbeMode::Holds => "lock sites",
+        };
         let mut note = format!(
-            "{} program{}: {attached} Go lock sites attached ({refused} refused by the kernel, {} not probeable); planned in {} ms, attached in {} ms",
+            "{} program{}: {attached} Go {what} attached ({refused} refused by the kernel, {} not probeable); planned in {} ms, attached in {} ms",
             self.build.go_version,
             self.build
                 .module_path
@@ -137,6 +157,7 @@ impl GoTarget {
 pub fn inspect(
     target: &dyn TargetProcess,
     maps: &[MapEntry],
+    mode: GoProbeMode,
 ) -> Result<Option<GoTarget>, GoUnsupported> {
     let started = Instant::now();
     let Executable {
@@ -163,7 +184,13 @@ pub fn inspect(
     // reads only the entries of the stacks it names. Give the pages back: they are the
     // page cache's, mapped again one by one when a name needs them.
     data.release_resident();
-    let attach_list = plan
+    let attached = match mode {
+        GoProbeMode::Holds => None,
+        GoProbeMode::Parks => Some(plan_go_park_sites(&data, &table).map_err(GoUnsupported::Plan)?),
+    };
+    let attach_list = attached
+        .as_ref()
+        .unwrap_or(&plan)
         .sites
         .iter()
         .map(|s| (s.file_offset, s.cookie()))
@@ -172,6 +199,7 @@ pub fn inspect(
         exe,
         build,
         plan,
+        mode,
         offsets,
         plan_time: started.elapsed(),
         attach_list,
@@ -237,6 +265,8 @@ const MUTEX_LOCKED: i32 = 1;
 const G_SCAN: u32 = 0x1000;
 /// Stack frames searched for a call that names a lock.
 const NAMING_FRAMES: usize = 8;
+/// Most semaphore callers remembered (then the memory starts over: a program has a few).
+const MAX_SEMAPHORE_CALLERS: usize = 1 << 12;
 /// Most locks remembered as already searched by stack (then the memory starts over).
 const MAX_STACK_SEARCHED: usize = 1 << 16;
 
@@ -260,6 +290,9 @@ pub struct GoTracker {
     unnamed: FxHashMap<u64, i32>,
     /// Locks whose stack was searched already.
     stack_searched: FxHashSet<u64>,
+    /// What each `sync` caller of a semaphore (return address, and whether it parks)
+    /// says: the semaphore's offset in its lock, and the park side.
+    semaphore_callers: FxHashMap<(u64, bool), Option<(u64, i64)>>,
     /// Snapshots of the goroutines, when the runtime's goroutine list can be read.
     parked: Option<ParkedWatch>,
     stuck_after: Duration,
@@ -271,10 +304,17 @@ impl GoTracker {
     /// Starts tracking `target` (already probed) in `process`.
     #[must_use]
     pub fn new(process: Arc<dyn TargetProcess>, target: GoTarget, stuck_after: Duration) -> Self {
+        let mode = target.mode;
         Self {
             process,
             target,
-            model: GoLockModel::new(u64::try_from(stuck_after.as_nanos()).unwrap_or(u64::MAX)),
+            model: {
+                let stuck_ns = u64::try_from(stuck_after.as_nanos()).unwrap_or(u64::MAX);
+                match mode {
+                    GoProbeMode::Parks => GoLockModel::waits_only(stuck_ns),
+                    GoProbeMode::Holds => GoLockModel::new(stuck_ns),
+                }
+            },
             pending: Vec::new(),
             deadlocks: 0,
             deadlocked_locks: HashSet::new(),
@@ -282,6 +322,7 @@ impl GoTracker {
             heap_names: FxHashMap::default(),
             unnamed: FxHashMap::default(),
             stack_searched: FxHashSet::default(),
+            semaphore_callers: FxHashMap::default(),
             parked: None,
             stuck_after,
             model_stuck: HashSet::new(),
@@ -321,8 +362,61 @@ impl GoTracker {
     /// Applies a Go record (decoded by `event::decode`) to the model.
     pub fn on_event(&mut self, event: &GoLockEvent) {
         self.events += 1;
-        self.model.handle(event);
-        self.learn_name(event);
+        let event = match event.op {
+            GoOp::SemacquireEnter | GoOp::SemreleaseEnter => {
+                let Some(event) = self.lock_of_semaphore(event) else {
+                    // A semaphore of something else (a `WaitGroup`, …).
+                    return;
+                };
+                event
+            }
+            _ => *event,
+        };
+        self.model.handle(&event);
+        self.learn_name(&event);
+    }
+
+    /// The event of a semaphore park or hand-over rewritten about its lock: `addr` the
+    /// lock, and for a park `value` the side ([`ParkSide`]), from the `sync` code that
+    /// called the semaphore (its frames at the return address `caller`); `None` when the
+    /// semaphore is not a lock's.
+    fn lock_of_semaphore(&mut self, ev: &GoLockEvent) -> Option<GoLockEvent> {
+        let key = (ev.caller, ev.op == GoOp::SemacquireEnter);
+        let table = &self.target.table;
+        let bias = self.target.bias;
+        let shape = *self.semaphore_callers.entry(key).or_insert_with(|| {
+            // Offsets relative to a semaphore at 0x1000: the shape does not depend on it.
+            const AT: u64 = 0x1000;
+            let frames = table.frames(ev.caller.wrapping_sub(bias).wrapping_sub(1));
+            let above = frames
+                .iter()
+                .map(|f| f.function.as_str())
+                .skip_while(|name| is_sema_wrapper(name));
+            if key.1 {
+                classify_semaphore_wait(above, AT).map(|w| {
+                    (
+                        AT - w.lock,
+                        ParkSide {
+                            mode: w.mode,
+                            drains_readers: w.drains_readers,
+                            rw: w.kind == ParkedLockKind::RwMutex,
+                        }
+                        .encode(),
+                    )
+                })
+            } else {
+                classify_semaphore_release(above, AT).map(|lock| (AT - lock, 0))
+            }
+        });
+        if self.semaphore_callers.len() > MAX_SEMAPHORE_CALLERS {
+            self.semaphore_callers.clear();
+        }
+        let (offset, value) = shape?;
+        Some(GoLockEvent {
+            addr: ev.addr.checked_sub(offset)?,
+            value,
+            ..*ev
+        })
     }
 
     /// Names the lock an acquisition is about when its site or its caller names it (a
@@ -334,7 +428,10 @@ impl GoTracker {
             return;
         }
         let lock = match ev.op {
-            GoOp::MutexLockFast | GoOp::RwLockFast | GoOp::LockSlowEnter => ev.addr,
+            GoOp::MutexLockFast
+            | GoOp::RwLockFast
+            | GoOp::LockSlowEnter
+            | GoOp::SemacquireEnter => ev.addr,
             GoOp::RLockFast => ev.addr.wrapping_sub(RW_READER_COUNT_OFFSET),
             _ => return,
         };
@@ -756,8 +853,11 @@ mod tests {
     #[test]
     fn inspect_reads_the_executable_through_the_target() {
         let not_go = FakeProcess::new(7).with_executable("/bin/prog", b"\x7fELF...".to_vec());
-        assert!(matches!(inspect(&not_go, &[]), Ok(None)));
-        let Err(why) = inspect(&FakeProcess::new(7), &[]) else {
+        assert!(matches!(
+            inspect(&not_go, &[], GoProbeMode::Parks),
+            Ok(None)
+        ));
+        let Err(why) = inspect(&FakeProcess::new(7), &[], GoProbeMode::Parks) else {
             panic!("an executable that cannot be read is an error");
         };
         assert!(
