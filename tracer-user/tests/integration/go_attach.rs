@@ -6,7 +6,9 @@
 //! The targets print their facts (goroutine ids as the runtime numbers them, lock
 //! addresses, source lines), then sleep [`START_MS`] before they start taking locks, so
 //! the tracer, which for Go also plans its probes from the binary, is attached first and
-//! sees every acquisition.
+//! sees every acquisition. These scenarios run with `--holds` (every acquisition and
+//! release probed: exact holders, hold times); the default probes (parks and hand-overs
+//! only, holders from the goroutines' stacks) are tested in `go_parked`.
 
 use std::time::Duration;
 
@@ -422,7 +424,7 @@ fn go_abba_deadlock_is_reported_with_goroutine_ids() {
     let (_dir, builds) = go_builds("go_abba", false);
     for build in &builds {
         let target = Target::spawn(&build.path, &["deadlock", START_MS]);
-        let (values, what) = trace(&target, 5, &[], build);
+        let (values, what) = trace(&target, 5, &["--holds"], build);
         check_go_abba_deadlock(&target, &values, build, AbbaLocks::Globals, &what);
     }
 }
@@ -439,7 +441,7 @@ fn go_abba_heap_deadlock_names_locks_by_struct_type() {
     let (_dir, builds) = go_builds("go_abba", false);
     for build in &builds {
         let target = Target::spawn(&build.path, &["heap", START_MS]);
-        let (values, what) = trace(&target, 5, &[], build);
+        let (values, what) = trace(&target, 5, &["--holds"], build);
         check_go_abba_deadlock(&target, &values, build, AbbaLocks::Heap, &what);
     }
 }
@@ -460,7 +462,7 @@ fn go_abba_deadlock_is_reported_for_pie_builds() {
     for build in &builds {
         for (mode, locks) in [("deadlock", AbbaLocks::Globals), ("heap", AbbaLocks::Heap)] {
             let target = Target::spawn(&build.path, &[mode, START_MS]);
-            let (values, what) = trace(&target, 5, &[], build);
+            let (values, what) = trace(&target, 5, &["--holds"], build);
             check_go_abba_deadlock(&target, &values, build, locks, &what);
         }
     }
@@ -492,7 +494,7 @@ fn go_abba_ordered_has_no_findings() {
     let (_dir, builds) = go_builds("go_abba", false);
     for build in &builds {
         let target = Target::spawn(&build.path, &["ordered", START_MS]);
-        let (values, what) = trace(&target, 5, &[], build);
+        let (values, what) = trace(&target, 5, &["--holds"], build);
         check_no_findings(&target, &values, &what);
     }
 }
@@ -582,9 +584,13 @@ fn check_rwleak_report(
 /// default (1 s).
 fn run_rwleak(holder: &str, state: &str, stuck_after: Option<&str>) {
     let (_dir, builds) = go_builds("go_rwleak", false);
-    let extra: Vec<&str> = stuck_after
-        .map(|s| vec!["--stuck-after", s])
-        .unwrap_or_default();
+    let mut extra: Vec<&str> = vec!["--holds"];
+    extra.extend(
+        stuck_after
+            .map(|s| ["--stuck-after", s])
+            .into_iter()
+            .flatten(),
+    );
     let threshold = match stuck_after {
         None => Duration::from_secs(1),
         Some(s) => Duration::from_secs_f64(s.parse().expect("--stuck-after is a number")),
@@ -672,7 +678,7 @@ fn go_heap_rwmutex_taken_by_call_is_named_from_the_stack() {
     let (_dir, builds) = go_builds("heap_locks", false);
     for build in &builds {
         let target = Target::spawn(&build.path, &["writers", START_MS]);
-        let (values, what) = trace(&target, 4, &[], build);
+        let (values, what) = trace(&target, 4, &["--holds"], build);
         let rw = target.lock("rw");
         let s = go_summary(&values, &target, &what);
         let l = summary_lock(s, rw)
@@ -693,7 +699,7 @@ fn go_hot_mutex_has_contention_stats() {
     let (_dir, builds) = go_builds("go_hot", false);
     for build in &builds {
         let target = Target::spawn(&build.path, &["4", START_MS]);
-        let (values, what) = trace(&target, 5, &[], build);
+        let (values, what) = trace(&target, 5, &["--holds"], build);
         check_hot_report(&target, &values, build, &what);
     }
 }
@@ -737,7 +743,7 @@ fn go_cgo_reports_pthread_and_go_mutexes() {
     let (_dir, builds) = go_builds("go_cgo", true);
     for build in &builds {
         let target = Target::spawn(&build.path, &["4", START_MS]);
-        let (values, what) = trace(&target, 5, &[], build);
+        let (values, what) = trace(&target, 5, &["--holds"], build);
         check_cgo_report(&target, &values, build, &what);
     }
 }

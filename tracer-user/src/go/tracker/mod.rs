@@ -570,12 +570,14 @@ impl GoTracker {
         if let Some(mut parked) = self.parked.take() {
             let mut deadlocked = std::mem::take(&mut self.deadlocked_locks);
             let traced = |lock: u64| self.traced_holders(lock);
+            let last_release = |lock: u64| self.model.last_release(lock);
             let found = parked.findings(
                 &*self.process,
                 now_ns,
                 &mut deadlocked,
                 &self.model_stuck,
                 &traced,
+                &last_release,
             );
             self.deadlocked_locks = deadlocked;
             self.deadlocks += found
@@ -588,7 +590,16 @@ impl GoTracker {
             out.extend(found);
             self.parked = Some(parked);
         }
-        for stuck in self.model.due_stuck_locks(now_ns) {
+        // With the default probes the snapshots report stuck locks, with the holders the
+        // stacks name; the model (waits only) does when the goroutines cannot be read.
+        let snapshots_report = self.target.mode == GoProbeMode::Parks
+            && self.parked.as_ref().is_some_and(ParkedWatch::is_active);
+        let due = if snapshots_report {
+            Vec::new()
+        } else {
+            self.model.due_stuck_locks(now_ns)
+        };
+        for stuck in due {
             if self.deadlocked_locks.contains(&stuck.addr)
                 || self
                     .parked

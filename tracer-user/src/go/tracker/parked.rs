@@ -86,6 +86,8 @@ pub(super) struct ParkedWatch {
     pub(super) snapshot_time: Duration,
     /// Goroutines in the last snapshot.
     pub(super) last_goroutines: usize,
+    /// When the next lock with waiters reaches the stuck threshold, if one will.
+    next_stuck_due_ns: Option<u64>,
 }
 
 impl ParkedWatch {
@@ -104,7 +106,13 @@ impl ParkedWatch {
             snapshots: 0,
             snapshot_time: Duration::ZERO,
             last_goroutines: 0,
+            next_stuck_due_ns: None,
         }
+    }
+
+    /// Whether snapshots are taken (the goroutine list could be read so far).
+    pub(super) fn is_active(&self) -> bool {
+        !self.disabled
     }
 
     /// Whether a cycle awaits its confirming snapshot.
@@ -137,6 +145,7 @@ impl ParkedWatch {
         deadlocked: &mut HashSet<u64>,
         model_stuck: &HashSet<u64>,
         traced_holders: &dyn Fn(u64) -> Vec<RawHolder>,
+        last_release: &dyn Fn(u64) -> Option<u64>,
     ) -> Vec<RawFinding> {
         if self.disabled || self.next_at.is_some_and(|at| Instant::now() < at) {
             return Vec::new();
@@ -166,14 +175,19 @@ impl ParkedWatch {
             deadlocked,
             model_stuck,
             traced_holders,
+            last_release,
         );
-        // A cycle's confirmation is not put off for cost: it is one more snapshot, and
-        // the operator waits for it.
-        let gap = if self.pending.is_empty() {
+        // A cycle's confirmation, or a lock that becomes stuck, is not put off for cost:
+        // it is one more snapshot, and the operator waits for it.
+        let mut gap = if self.pending.is_empty() {
             SNAPSHOT_INTERVAL.max(took * COST_RATIO)
         } else {
             CONFIRM_GAP
         };
+        if let Some(due_ns) = self.next_stuck_due_ns {
+            let until = Duration::from_nanos(due_ns.saturating_sub(now_ns));
+            gap = gap.min(until.max(CONFIRM_GAP));
+        }
         self.next_at = Some(Instant::now() + gap);
         out
     }
@@ -186,6 +200,7 @@ impl ParkedWatch {
         deadlocked: &mut HashSet<u64>,
         model_stuck: &HashSet<u64>,
         traced_holders: &dyn Fn(u64) -> Vec<RawHolder>,
+        last_release: &dyn Fn(u64) -> Option<u64>,
     ) -> Vec<RawFinding> {
         let gs = graph.goroutines();
         let waits: HashSet<(u64, u64)> = gs
@@ -245,6 +260,7 @@ impl ParkedWatch {
         }
 
         // Stuck locks: some goroutine has waited for them longer than the threshold.
+        self.next_stuck_due_ns = None;
         for lock in graph.contended_locks() {
             if deadlocked.contains(&lock.lock) || model_stuck.contains(&lock.lock) {
                 continue;
@@ -258,7 +274,10 @@ impl ParkedWatch {
             let since = lock
                 .oldest_wait_ns
                 .map_or(oldest_seen, |t| t.min(oldest_seen));
+            let since = last_release(lock.lock).map_or(since, |r| r.max(since));
             if now_ns.saturating_sub(since) < self.stuck_after_ns {
+                let due = since.saturating_add(self.stuck_after_ns);
+                self.next_stuck_due_ns = Some(self.next_stuck_due_ns.map_or(due, |d| d.min(due)));
                 continue;
             }
             if let Some(&before) = self.stuck_reported.get(&lock.lock)
@@ -390,6 +409,7 @@ mod tests {
             &mut HashSet::new(),
             &HashSet::new(),
             &|_| Vec::new(),
+            &|_| None,
         )
     }
 
