@@ -46,6 +46,7 @@ mod errors;
 #[cfg(feature = "root-tests")]
 mod go_attach;
 mod go_defers;
+mod go_frame_holds;
 #[cfg(feature = "root-tests")]
 mod go_defers_live;
 mod go_goroutine_layout;
