@@ -63,7 +63,9 @@ fn expected(func: &str, callee: &str) -> Option<bool> {
     Some(match func {
         // Everything between p.mu.Lock() and p.mu.Unlock() (mapassign, closechan,
         // chanrecv1, Put) holds p.mu; lockSlow waits for it, unlockSlow comes after.
-        "main.(*Provider).Refresh" | "main.(*Store).GC" | "main.(*Store).Put"
+        "main.(*Provider).Refresh"
+        | "main.(*Store).GC"
+        | "main.(*Store).Put"
         | "main.(*Provider).Evict" => !taking && !after_release,
         _ => return None,
     })
@@ -124,8 +126,14 @@ fn parked_frames_hold_their_receivers_mutex() {
                 }
             }
             // Each function has a lockSlow call, and a held call.
-            assert!(checked.iter().filter(|c| c.2).count() >= 5, "{label}: {checked:?}");
-            assert!(checked.iter().filter(|c| !c.2).count() >= 4, "{label}: {checked:?}");
+            assert!(
+                checked.iter().filter(|c| c.2).count() >= 5,
+                "{label}: {checked:?}"
+            );
+            assert!(
+                checked.iter().filter(|c| !c.2).count() >= 4,
+                "{label}: {checked:?}"
+            );
             seen.push(checked);
         }
         assert_eq!(seen[0], seen[1], "{}: stripped differs", tc.release);

@@ -306,7 +306,11 @@ fn go_abba_deadlock_before_the_attach_holders_from_frame_variables() {
     for mode in ["deadlock", "heap"] {
         for (target, values, what, _build) in run_go_abba_late(mode) {
             let found = go_deadlocks(&values, &what);
-            assert_eq!(found.len(), 1, "{mode}: expected exactly one deadlock\n{what}");
+            assert_eq!(
+                found.len(),
+                1,
+                "{mode}: expected exactly one deadlock\n{what}"
+            );
             let cycle = found[0]["cycle"].as_array().expect("cycle array");
             assert_eq!(cycle.len(), 2, "{mode}: two goroutines\n{what}");
             for (g, held, wanted) in [("writer", "provider", "store"), ("gc", "store", "provider")]
@@ -350,7 +354,10 @@ fn go_abba_deadlock_before_the_attach_holders_from_frame_variables() {
 fn go_abba_ordered_attached_late_has_no_findings() {
     require_root();
     for (target, values, what, _build) in run_go_abba_late("ordered") {
-        assert!(go_deadlocks(&values, &what).is_empty(), "no deadlock\n{what}");
+        assert!(
+            go_deadlocks(&values, &what).is_empty(),
+            "no deadlock\n{what}"
+        );
         for lock in ["provider", "store"] {
             assert!(
                 stuck_locks(&values, target.lock(lock), &what).is_empty(),

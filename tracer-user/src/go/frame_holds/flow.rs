@@ -104,9 +104,15 @@ pub enum Unanalysable {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Effect {
-    Lock { op: LockOp, key: Option<LockKey> },
+    Lock {
+        op: LockOp,
+        key: Option<LockKey>,
+    },
     /// A store to the frame's bytes `[off, off + size)` (`BP`-relative).
-    Store { off: i64, size: u32 },
+    Store {
+        off: i64,
+        size: u32,
+    },
     /// `ret` or a jump out of the function.
     Exit,
 }
@@ -129,16 +135,24 @@ pub struct FunctionFlow {
     block_of: Vec<u32>,
     /// First instruction of the body (after the frame set-up).
     body_start: usize,
-    /// Call return addresses (the instruction index after each call) in the body; for a
-    /// call that is a lock acquisition in progress, `Some(key)` (`Some(None)`: the
-    /// lock is not located).
-    calls: FxHashMap<usize, Option<Option<LockKey>>>,
+    /// Call return addresses (the instruction index after each call) in the body.
+    calls: FxHashMap<usize, CallKind>,
     /// Slots whose address is taken (they may change behind the code's back): the
     /// offsets of frame addresses computed in the body.
     address_taken: Vec<i64>,
     /// Stores that only write the value the slot always holds (an argument's spill,
     /// stored again on another path).
     harmless_stores: FxHashSet<usize>,
+}
+
+/// What a call of the body is, for a frame stopped at its return address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CallKind {
+    /// Not a lock acquisition.
+    Plain,
+    /// A lock acquisition in progress (the frame waits for that lock): where its lock is,
+    /// `None` when the code does not locate it.
+    Acquiring(Option<LockKey>),
 }
 
 /// A register's value as far as the backward trace knows it.
@@ -160,7 +174,7 @@ impl Val {
     }
 }
 
-/// Go's integer argument registers (ABIInternal, amd64).
+/// Go's integer argument registers (`ABIInternal`, amd64).
 const ARG_REGISTERS: [Register; 9] = [
     Register::RAX,
     Register::RBX,
@@ -222,7 +236,10 @@ fn writes_register(ins: &Instruction, reg: Register) -> bool {
         u.register().full_register() == reg.full_register()
             && matches!(
                 u.access(),
-                OpAccess::Write | OpAccess::ReadWrite | OpAccess::CondWrite | OpAccess::ReadCondWrite
+                OpAccess::Write
+                    | OpAccess::ReadWrite
+                    | OpAccess::CondWrite
+                    | OpAccess::ReadCondWrite
             )
     })
 }
@@ -236,6 +253,10 @@ fn direct_target(ins: &Instruction) -> Option<u64> {
 }
 
 /// Analyses one function: `code` its bytes, `entry` its (link-time) address.
+#[expect(
+    clippy::too_many_lines,
+    reason = "one pass after another over the same decoded instructions; split, each would take them all"
+)]
 ///
 /// # Errors
 /// [`Unanalysable`] when the function's control flow or frame is not one the analysis
@@ -296,8 +317,8 @@ pub fn analyze_function(
     }
     let block_at = |i: usize| block_of.get(i).map(|&b| b as usize);
     let mut effects: FxHashMap<usize, Effect> = FxHashMap::default();
-    for b in 0..blocks.len() {
-        let last = blocks[b].insns.end - 1;
+    for (b, block) in blocks.iter_mut().enumerate() {
+        let last = block.insns.end - 1;
         let ins = &insns[last];
         let mut succs = Vec::new();
         match ins.flow_control() {
@@ -327,7 +348,7 @@ pub fn analyze_function(
             FlowControl::Call if direct_target(ins).is_some_and(|t| sites.no_return(t)) => {}
             _ => succs.extend(block_at(last + 1)),
         }
-        blocks[b].succs = succs;
+        block.succs = succs;
     }
     // The body: what the prologue's end reaches. The stack growth path (before the frame
     // exists) is not part of it.
@@ -374,7 +395,10 @@ pub fn analyze_function(
         for mem in info.used_memory() {
             if matches!(
                 mem.access(),
-                OpAccess::Write | OpAccess::ReadWrite | OpAccess::CondWrite | OpAccess::ReadCondWrite
+                OpAccess::Write
+                    | OpAccess::ReadWrite
+                    | OpAccess::CondWrite
+                    | OpAccess::ReadCondWrite
             ) && is_frame_reg(mem.base())
                 && mem.index() == Register::None
                 && let Some(off) = flow.frame_offset(mem.base(), mem.displacement().cast_signed())
@@ -417,22 +441,21 @@ pub fn analyze_function(
         if ins.flow_control() == FlowControl::Call {
             let op = direct_target(ins).and_then(|t| sites.call_op(t));
             if let Some(op) = op {
-                let key = flow.trace(Register::RAX, i).and_then(|v| key_of(v, op.field));
+                let key = flow.trace(Register::RAX, i).map(|v| key_of(v, op.field));
                 effects.insert(i, Effect::Lock { op, key });
             }
             let in_progress = if let Some(op) = op.filter(|o| o.acquire) {
-                let key = flow.trace(Register::RAX, i).and_then(|v| key_of(v, op.field));
-                Some(key)
+                CallKind::Acquiring(flow.trace(Register::RAX, i).map(|v| key_of(v, op.field)))
             } else if sites.in_acquisition(ins.ip()) {
-                Some(flow.preceding_acquisition(i, &effects))
+                CallKind::Acquiring(flow.preceding_acquisition(i, &effects))
             } else {
-                None
+                CallKind::Plain
             };
             calls.insert(i + 1, in_progress);
         } else if (ins.has_lock_prefix() || ins.mnemonic() == Mnemonic::Xchg)
             && let Some(op) = sites.atomic_op(next_ip)
         {
-            let key = memory_value(&flow, ins, i).and_then(|v| key_of(v, op.field));
+            let key = memory_value(&flow, ins, i).map(|v| key_of(v, op.field));
             effects.insert(i, Effect::Lock { op, key });
         }
     }
@@ -481,21 +504,21 @@ fn decode(code: &[u8], entry: u64) -> Result<Vec<Instruction>, Unanalysable> {
     Ok(insns)
 }
 
-fn key_of(v: Val, field: i64) -> Option<LockKey> {
+fn key_of(v: Val, field: i64) -> LockKey {
     match v {
-        Val::Slot(s, d) => Some(LockKey {
+        Val::Slot(s, d) => LockKey {
             base: LockBase::Slot(s),
             disp: d.wrapping_sub(field),
-        }),
-        Val::Global(g, d) => Some(LockKey {
+        },
+        Val::Global(g, d) => LockKey {
             base: LockBase::Global(g),
             disp: d.wrapping_sub(field),
-        }),
+        },
         // Resolved afterwards, through the argument's spill slot, if it has one.
-        Val::Entry(r, d) => Some(LockKey {
+        Val::Entry(r, d) => LockKey {
             base: LockBase::Slot(entry_marker(r)),
             disp: d.wrapping_sub(field),
-        }),
+        },
     }
 }
 
@@ -693,12 +716,12 @@ impl FunctionFlow {
         let mut spill_stores: FxHashMap<i64, Vec<usize>> = FxHashMap::default();
         for &(i, off, size) in &stores {
             let ins = &insns[i];
-            let stored = (size == 8
+            let spilled = (size == 8
                 && ins.code() == Code::Mov_rm64_r64
                 && ins.op1_kind() == OpKind::Register)
                 .then(|| tracer.trace(ins.op1_register(), i))
                 .flatten();
-            let reg = match stored {
+            let reg = match spilled {
                 Some(Val::Entry(r, 0)) => Some(r),
                 _ => None,
             };
@@ -746,11 +769,12 @@ impl FunctionFlow {
                     });
             }
         }
-        for in_progress in self.calls.values_mut().flatten() {
-            if let Some(LockKey {
-                base: LockBase::Slot(s),
-                disp,
-            }) = *in_progress
+        for call in self.calls.values_mut() {
+            if let CallKind::Acquiring(in_progress) = call
+                && let Some(LockKey {
+                    base: LockBase::Slot(s),
+                    disp,
+                }) = *in_progress
                 && is_entry_marker(s)
             {
                 *in_progress = ARG_REGISTERS
@@ -831,10 +855,10 @@ impl FunctionFlow {
         candidates.truncate(MAX_CANDIDATES);
         let mut query = FrameQuery {
             holds: Vec::new(),
-            acquiring_unresolved: in_progress == Some(None),
+            acquiring_unresolved: in_progress == CallKind::Acquiring(None),
         };
         for key in candidates {
-            if in_progress == Some(Some(key)) {
+            if in_progress == CallKind::Acquiring(Some(key)) {
                 continue;
             }
             if let LockBase::Slot(s) = key.base

@@ -61,17 +61,37 @@ const READER_COUNT_OFFSET: i64 = 16;
 /// `Unlock`'s atomic before it released the lock).
 const LOCK_CALLS: [(&str, bool, GoLockMode, bool); 14] = [
     ("sync.(*Mutex).Lock", true, GoLockMode::Write, false),
-    ("internal/sync.(*Mutex).Lock", true, GoLockMode::Write, false),
+    (
+        "internal/sync.(*Mutex).Lock",
+        true,
+        GoLockMode::Write,
+        false,
+    ),
     ("sync.(*Mutex).lockSlow", true, GoLockMode::Write, false),
-    ("internal/sync.(*Mutex).lockSlow", true, GoLockMode::Write, false),
+    (
+        "internal/sync.(*Mutex).lockSlow",
+        true,
+        GoLockMode::Write,
+        false,
+    ),
     ("sync.(*Mutex).TryLock", true, GoLockMode::Write, true),
-    ("internal/sync.(*Mutex).TryLock", true, GoLockMode::Write, true),
+    (
+        "internal/sync.(*Mutex).TryLock",
+        true,
+        GoLockMode::Write,
+        true,
+    ),
     ("sync.(*RWMutex).Lock", true, GoLockMode::Write, false),
     ("sync.(*RWMutex).RLock", true, GoLockMode::Read, false),
     ("sync.(*RWMutex).TryLock", true, GoLockMode::Write, true),
     ("sync.(*RWMutex).TryRLock", true, GoLockMode::Read, true),
     ("sync.(*Mutex).Unlock", false, GoLockMode::Write, false),
-    ("internal/sync.(*Mutex).Unlock", false, GoLockMode::Write, false),
+    (
+        "internal/sync.(*Mutex).Unlock",
+        false,
+        GoLockMode::Write,
+        false,
+    ),
     ("sync.(*RWMutex).Unlock", false, GoLockMode::Write, false),
     ("sync.(*RWMutex).RUnlock", false, GoLockMode::Read, false),
 ];
@@ -309,8 +329,7 @@ impl FrameHoldAnalyzer {
             .funcs_named(&names)
             .into_iter()
             .filter_map(|f| {
-                let &(_, acquire, mode, conditional) =
-                    LOCK_CALLS.iter().find(|c| c.0 == f.name)?;
+                let &(_, acquire, mode, conditional) = LOCK_CALLS.iter().find(|c| c.0 == f.name)?;
                 Some((
                     f.entry,
                     LockOp {
@@ -416,8 +435,7 @@ impl FrameHoldAnalyzer {
             return FrameHolds::default();
         };
         let query = flow.holds_at(link_pc);
-        if query.holds.is_empty() && !query.acquiring_unresolved && !flow.is_call_return(link_pc)
-        {
+        if query.holds.is_empty() && !query.acquiring_unresolved && !flow.is_call_return(link_pc) {
             bump(&self.counters.not_at_call);
         }
         let holds = query
