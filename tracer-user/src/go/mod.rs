@@ -13,9 +13,13 @@
 //! - `defers`: who holds a `sync` lock from the deferred unlocks pending on goroutine
 //!   stacks (open-coded defer slots in frames, `_defer` records), decoding the deferred
 //!   closures' code to find which lock each unlocks.
+//! - `frame_holds`: who holds a `sync` lock from the frames of parked goroutines: a frame
+//!   stopped between an acquisition and its release, the lock's address in a stack slot
+//!   (located by the function's machine code, stripped binaries too).
 //! - `tracker`: the Go side of a live attach: recognise a Go target, plan its probes, turn
 //!   the model's findings into report entries, checking them against the live process.
 pub mod defers;
+pub mod frame_holds;
 pub mod goroutines;
 pub mod lock_model;
 pub mod parked;

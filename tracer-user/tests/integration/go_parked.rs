@@ -271,3 +271,99 @@ fn go_rwmutex_leaked_before_the_attach_counts_every_parked_reader() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Holders named by their frames' lock variables (`go::frame_holds`): go_abba attached
+// after its deadlock formed, no defer on either path.
+// ---------------------------------------------------------------------------------------
+
+/// Starts `go_abba MODE 0` (the paths start as soon as it is ready), gives the goroutines
+/// time to park, then traces it.
+fn run_go_abba_late(mode: &str) -> Vec<(Target, Vec<Value>, String, GoBuild)> {
+    let (dir, builds) = go_builds("go_abba", false);
+    let runs = builds
+        .into_iter()
+        .map(|build| {
+            let target = Target::spawn(&build.path, &[mode, "0"]);
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let (values, what) = trace(&target, TRACE_SECS, &[], &build);
+            (target, values, what, build)
+        })
+        .collect();
+    drop(dir);
+    runs
+}
+
+/// Guards against the alerting incident attached late when the locks are held without
+/// `defer` (`p.mu.Lock(); ...; p.store.Put(); p.mu.Unlock()`): before, nothing on the
+/// stacks named a holder, so the deadlock that formed before the attach went unreported.
+/// Must be exactly one deadlock over `goid.writer` and `goid.gc`, each holding and waiting
+/// for the lock the target printed, the holders known by the lock variables of their
+/// `Refresh`/`GC` frames, for globals and heap objects, normal and stripped builds.
+#[test]
+fn go_abba_deadlock_before_the_attach_holders_from_frame_variables() {
+    require_root();
+    for mode in ["deadlock", "heap"] {
+        for (target, values, what, _build) in run_go_abba_late(mode) {
+            let found = go_deadlocks(&values, &what);
+            assert_eq!(
+                found.len(),
+                1,
+                "{mode}: expected exactly one deadlock\n{what}"
+            );
+            let cycle = found[0]["cycle"].as_array().expect("cycle array");
+            assert_eq!(cycle.len(), 2, "{mode}: two goroutines\n{what}");
+            for (g, held, wanted) in [("writer", "provider", "store"), ("gc", "store", "provider")]
+            {
+                let id = goid(&target, g);
+                let entry = cycle
+                    .iter()
+                    .find(|e| e["goid"].as_u64() == Some(id))
+                    .unwrap_or_else(|| panic!("{mode}: no entry for {g} ({id})\n{what}"));
+                assert_eq!(
+                    addr_of(&entry["holds"]["addr"]),
+                    target.lock(held),
+                    "{mode}: {g} holds\n{what}"
+                );
+                assert_eq!(
+                    addr_of(&entry["waits_for"]["addr"]),
+                    target.lock(wanted),
+                    "{mode}: {g} waits for\n{what}"
+                );
+                assert_eq!(
+                    entry["holder_evidence"].as_str(),
+                    Some("frame_variable"),
+                    "{mode}: {entry}\n{what}"
+                );
+                assert_eq!(
+                    entry["blocked_before_attach"],
+                    Value::Bool(true),
+                    "{mode}: {entry}\n{what}"
+                );
+            }
+            let summary = go_summary(&values, &target, &what);
+            assert_eq!(summary["deadlocks"].as_u64(), Some(1), "{mode}\n{what}");
+        }
+    }
+}
+
+/// Guards against false holders from frame variables: `go_abba ordered` attached while
+/// both paths take the locks in the same order under contention (frames stopped inside
+/// `lockSlow` wait for their lock, they do not hold it). No deadlock, no stuck lock.
+#[test]
+fn go_abba_ordered_attached_late_has_no_findings() {
+    require_root();
+    for (target, values, what, _build) in run_go_abba_late("ordered") {
+        assert!(
+            go_deadlocks(&values, &what).is_empty(),
+            "no deadlock\n{what}"
+        );
+        for lock in ["provider", "store"] {
+            assert!(
+                stuck_locks(&values, target.lock(lock), &what).is_empty(),
+                "no stuck {lock}\n{what}"
+            );
+        }
+        go_summary(&values, &target, &what);
+    }
+}

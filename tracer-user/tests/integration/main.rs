@@ -9,6 +9,8 @@
 //!   location (`go::goroutines`) against DWARF and the symbol table.
 //! - [`go_defers`]: what deferred closures unlock and the open-coded defer info
 //!   (`go::defers`), against the Go source and DWARF.
+//! - [`go_frame_holds`]: the locks parked frames hold by their variables
+//!   (`go::frame_holds`), from the code of `go_abba`, against the Go source.
 //!
 //! As root, behind the `root-tests` feature: the real `tracer` attached to live targets
 //! (`cargo xtask test` runs them, or as root `cargo test -p tracer-user --features
@@ -48,6 +50,7 @@ mod go_attach;
 mod go_defers;
 #[cfg(feature = "root-tests")]
 mod go_defers_live;
+mod go_frame_holds;
 mod go_goroutine_layout;
 #[cfg(feature = "root-tests")]
 mod go_goroutines;

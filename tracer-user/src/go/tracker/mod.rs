@@ -32,6 +32,7 @@ use crate::{
     assemble::{GoNames, StackSource},
     go::{
         defers::DeferAnalyzer,
+        frame_holds::FrameHoldAnalyzer,
         goroutines::{
             GoroutineReader, ParkedLockKind, classify_semaphore_release, classify_semaphore_wait,
             is_sema_wrapper,
@@ -179,7 +180,7 @@ pub fn inspect(
     let bias = load_bias(&data, exe_path.as_deref(), maps);
     let (dwarf_names, owners) = go_lock_names(&data, &table, &plan);
     let table = Arc::new(table);
-    let goroutines = runtime_goroutines(&data, &table, &build.go_version, bias, target);
+    let goroutines = runtime_goroutines(&data, &table, &plan, &build.go_version, bias, target);
     // Planning read most of the pclntab and the code around every lock site; the session
     // reads only the entries of the stacks it names. Give the pages back: they are the
     // page cache's, mapped again one by one when a name needs them.
@@ -211,11 +212,12 @@ pub fn inspect(
     }))
 }
 
-/// The reader of the target's goroutines and their deferred unlocks, or why there is
-/// none.
+/// The reader of the target's goroutines, their deferred unlocks and frame lock
+/// variables, or why there is none.
 fn runtime_goroutines(
     data: &Arc<FileBytes>,
     table: &Arc<GoTable>,
+    plan: &GoSitePlan,
     go_version: &str,
     bias: u64,
     target: &dyn TargetProcess,
@@ -228,7 +230,13 @@ fn runtime_goroutines(
     })?;
     // Without the defer analysis, waits are still seen; holders then come from probes.
     let defers = DeferAnalyzer::new(data, Arc::clone(table), go_version, bias).ok();
-    Ok(RuntimeGoroutines::new(reader, defers, Arc::clone(table)))
+    let frames = FrameHoldAnalyzer::new(Arc::clone(table), data, plan, bias).ok();
+    Ok(RuntimeGoroutines::new(
+        reader,
+        defers,
+        frames,
+        Arc::clone(table),
+    ))
 }
 
 /// The load bias of the main executable: 0 for the usual fixed-address Go binary; for a

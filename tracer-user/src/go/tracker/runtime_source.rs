@@ -1,12 +1,14 @@
 //! The goroutine source of a live Go target: the runtime's goroutines
 //! ([`GoroutineReader`]) with the locks they hold by pending deferred unlocks
-//! ([`DeferAnalyzer`]), as the lock graph of `go::parked` takes them.
+//! ([`DeferAnalyzer`]) and by the lock variables of frames stopped between an acquisition
+//! and its release ([`FrameHoldAnalyzer`]), as the lock graph of `go::parked` takes them.
 use std::sync::Arc;
 
 use super::parked::{GoroutineSource, ParkedSnapshot, SnapshotError};
 use crate::{
     go::{
         defers::DeferAnalyzer,
+        frame_holds::FrameHoldAnalyzer,
         goroutines::{GoroutineInfo, GoroutineReader, GoroutineStatus},
         parked::{ParkedGoroutine, ParkedHold, ParkedWait},
         sym::GoTable,
@@ -20,6 +22,8 @@ pub struct RuntimeGoroutines {
     reader: GoroutineReader,
     /// `None` when the Go release's defers cannot be read (a note says so).
     defers: Option<DeferAnalyzer>,
+    /// `None` when the code cannot be analysed (no inline trees, not x86-64).
+    frames: Option<FrameHoldAnalyzer>,
     table: Arc<GoTable>,
 }
 
@@ -28,13 +32,55 @@ impl RuntimeGoroutines {
     pub fn new(
         reader: GoroutineReader,
         defers: Option<DeferAnalyzer>,
+        frames: Option<FrameHoldAnalyzer>,
         table: Arc<GoTable>,
     ) -> Self {
         Self {
             reader,
             defers,
+            frames,
             table,
         }
+    }
+
+    /// What `g` holds: its deferred unlocks, then the locks of its frames' variables not
+    /// already named by a deferred unlock.
+    fn holds(&self, g: &GoroutineInfo, process: &dyn TargetProcess) -> Vec<ParkedHold> {
+        let mut holds = self.deferred_holds(g, process);
+        for hold in self.frame_holds(g, process) {
+            if !holds.iter().any(|h| h.lock == hold.lock) {
+                holds.push(hold);
+            }
+        }
+        holds
+    }
+
+    /// The locks `g`'s frames hold through their variables. A frame inside an
+    /// acquisition whose lock the code does not locate may name the lock it waits for:
+    /// that one is dropped, and everything the frame names when the wait is unknown.
+    fn frame_holds(&self, g: &GoroutineInfo, process: &dyn TargetProcess) -> Vec<ParkedHold> {
+        let Some(analyzer) = &self.frames else {
+            return Vec::new();
+        };
+        let waits_for = g.lock_wait.map(|w| w.lock);
+        let mut holds: Vec<ParkedHold> = Vec::new();
+        for frame in &g.frames {
+            let found = analyzer.frame_holds(frame.pc, frame.bp, process);
+            for hold in found.holds {
+                if found.acquiring_unresolved && waits_for.is_none_or(|w| w == hold.lock) {
+                    continue;
+                }
+                if holds.iter().any(|h| h.lock == hold.lock) {
+                    continue;
+                }
+                holds.push(ParkedHold {
+                    lock: hold.lock,
+                    mode: hold.mode,
+                    evidence: HolderEvidence::FrameVariable,
+                });
+            }
+        }
+        holds
     }
 
     /// The locks `g` holds by deferred unlocks still pending on its stack: in its
@@ -77,7 +123,7 @@ impl GoroutineSource for RuntimeGoroutines {
             ));
         }
         // Holders matter only for locks someone waits for: with no lock waiter, the
-        // stacks are not searched for deferred unlocks at all.
+        // stacks are not searched for deferred unlocks or lock variables at all.
         let anyone_waits = snapshot.goroutines.iter().any(|g| g.lock_wait.is_some());
         let goroutines = snapshot
             .goroutines
@@ -95,7 +141,7 @@ impl GoroutineSource for RuntimeGoroutines {
                         since_ns: g.waitsince_ns,
                     }),
                 holds: if anyone_waits && g.status == GoroutineStatus::Waiting {
-                    self.deferred_holds(g, process)
+                    self.holds(g, process)
                 } else {
                     Vec::new()
                 },
