@@ -12,7 +12,7 @@ mod parked;
 mod runtime_source;
 
 use std::{
-    collections::HashSet,
+    collections::{HashSet, VecDeque},
     fmt::Write as _,
     path::PathBuf,
     sync::Arc,
@@ -23,7 +23,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use thiserror::Error;
 use tracer_common::GoOp;
 
-use self::parked::ParkedWatch;
+use self::parked::{ParkedWatch, TracedView};
 pub use self::{
     parked::{GoroutineSource, ParkedSnapshot, SnapshotError},
     runtime_source::RuntimeGoroutines,
@@ -273,6 +273,11 @@ const MUTEX_LOCKED: i32 = 1;
 const G_SCAN: u32 = 0x1000;
 /// Stack frames searched for a call that names a lock.
 const NAMING_FRAMES: usize = 8;
+/// How long a goroutine parks on a lock before a snapshot is brought forward to look
+/// for the cycle or the holder behind it.
+const LONG_PARK: Duration = Duration::from_millis(50);
+/// Most recent parks remembered for that (the oldest are forgotten first).
+const MAX_RECENT_PARKS: usize = 4096;
 /// Most semaphore callers remembered (then the memory starts over: a program has a few).
 const MAX_SEMAPHORE_CALLERS: usize = 1 << 12;
 /// Most locks remembered as already searched by stack (then the memory starts over).
@@ -298,6 +303,9 @@ pub struct GoTracker {
     unnamed: FxHashMap<u64, i32>,
     /// Locks whose stack was searched already.
     stack_searched: FxHashSet<u64>,
+    /// Recent parks seen by the probes (time, goroutine), oldest first: one still parked
+    /// after [`LONG_PARK`] brings the next snapshot forward.
+    recent_parks: VecDeque<(u64, u64)>,
     /// What each `sync` caller of a semaphore (return address, and whether it parks)
     /// says: the semaphore's offset in its lock, and the park side.
     semaphore_callers: FxHashMap<(u64, bool), Option<(u64, i64)>>,
@@ -331,6 +339,7 @@ impl GoTracker {
             unnamed: FxHashMap::default(),
             stack_searched: FxHashSet::default(),
             semaphore_callers: FxHashMap::default(),
+            recent_parks: VecDeque::new(),
             parked: None,
             stuck_after,
             model_stuck: HashSet::new(),
@@ -382,6 +391,12 @@ impl GoTracker {
         };
         self.model.handle(&event);
         self.learn_name(&event);
+        if event.op == GoOp::SemacquireEnter {
+            if self.recent_parks.len() >= MAX_RECENT_PARKS {
+                self.recent_parks.pop_front();
+            }
+            self.recent_parks.push_back((event.ts_ns, event.goid));
+        }
     }
 
     /// The event of a semaphore park or hand-over rewritten about its lock: `addr` the
@@ -575,18 +590,24 @@ impl GoTracker {
                 .extend(cycle.entries.iter().map(|e| e.waiter.lock));
             out.push(RawFinding::Deadlock(raw_deadlock(&cycle)));
         }
+        let long_park_ns = u64::try_from(LONG_PARK.as_nanos()).unwrap_or(u64::MAX);
+        let mut still_parked = false;
+        while let Some(&(ts, goid)) = self.recent_parks.front() {
+            if now_ns.saturating_sub(ts) < long_park_ns {
+                break;
+            }
+            self.recent_parks.pop_front();
+            still_parked |= self
+                .model
+                .is_waiting(goid)
+                .is_some_and(|w| w.since_ns == ts);
+        }
         if let Some(mut parked) = self.parked.take() {
+            if still_parked {
+                parked.hurry();
+            }
             let mut deadlocked = std::mem::take(&mut self.deadlocked_locks);
-            let traced = |lock: u64| self.traced_holders(lock);
-            let last_release = |lock: u64| self.model.last_release(lock);
-            let found = parked.findings(
-                &*self.process,
-                now_ns,
-                &mut deadlocked,
-                &self.model_stuck,
-                &traced,
-                &last_release,
-            );
+            let found = parked.findings(&*self.process, now_ns, &mut deadlocked, &*self);
             self.deadlocked_locks = deadlocked;
             self.deadlocks += found
                 .iter()
@@ -621,7 +642,9 @@ impl GoTracker {
         }
         out
     }
+}
 
+impl TracedView for GoTracker {
     /// The holders of `lock` that the probes saw take it.
     fn traced_holders(&self, lock: u64) -> Vec<RawHolder> {
         let hold = |h: &GoHold| RawHolder {
@@ -636,6 +659,23 @@ impl GoTracker {
         }
     }
 
+    fn last_release(&self, lock: u64) -> Option<u64> {
+        self.model.last_release(lock)
+    }
+
+    fn wait_start(&self, goid: u64, lock: u64) -> Option<u64> {
+        self.model
+            .is_waiting(goid)
+            .filter(|w| w.lock == lock)
+            .map(|w| w.since_ns)
+    }
+
+    fn reported_stuck(&self, lock: u64) -> bool {
+        self.model_stuck.contains(&lock)
+    }
+}
+
+impl GoTracker {
     /// What names this program's stacks and locks.
     #[must_use]
     pub fn names(&self) -> GoNames<'_> {

@@ -61,6 +61,18 @@ pub trait GoroutineSource: Send {
     fn snapshot(&mut self, process: &dyn TargetProcess) -> Result<ParkedSnapshot, SnapshotError>;
 }
 
+/// What the probes' model knows that a snapshot does not.
+pub(super) trait TracedView {
+    /// The holders the probes saw take `lock`.
+    fn traced_holders(&self, lock: u64) -> Vec<RawHolder>;
+    /// When `lock` was last released or handed over, while it has waiters.
+    fn last_release(&self, lock: u64) -> Option<u64>;
+    /// When goroutine `goid` began to wait for `lock`, when a probe saw it.
+    fn wait_start(&self, goid: u64, lock: u64) -> Option<u64>;
+    /// Whether the model reported `lock` as stuck already.
+    fn reported_stuck(&self, lock: u64) -> bool;
+}
+
 /// A cycle as a set: its (goroutine, waited lock) pairs.
 type CycleKey = BTreeSet<(u64, u64)>;
 
@@ -88,6 +100,8 @@ pub(super) struct ParkedWatch {
     pub(super) last_goroutines: usize,
     /// When the next lock with waiters reaches the stuck threshold, if one will.
     next_stuck_due_ns: Option<u64>,
+    /// When the last snapshot was taken, and how long it took.
+    last: Option<(Instant, Duration)>,
 }
 
 impl ParkedWatch {
@@ -107,7 +121,18 @@ impl ParkedWatch {
             snapshot_time: Duration::ZERO,
             last_goroutines: 0,
             next_stuck_due_ns: None,
+            last: None,
         }
+    }
+
+    /// Brings the next snapshot forward, as far as the cost bound allows: a probe saw a
+    /// goroutine park on a lock and stay parked, so a deadlock may have just formed.
+    pub(super) fn hurry(&mut self) {
+        let Some((at, took)) = self.last else {
+            return;
+        };
+        let earliest = at + CONFIRM_GAP.max(took * COST_RATIO);
+        self.next_at = Some(self.next_at.map_or(earliest, |n| n.min(earliest)));
     }
 
     /// Whether snapshots are taken (the goroutine list could be read so far).
@@ -143,9 +168,7 @@ impl ParkedWatch {
         process: &dyn TargetProcess,
         now_ns: u64,
         deadlocked: &mut HashSet<u64>,
-        model_stuck: &HashSet<u64>,
-        traced_holders: &dyn Fn(u64) -> Vec<RawHolder>,
-        last_release: &dyn Fn(u64) -> Option<u64>,
+        traced: &dyn TracedView,
     ) -> Vec<RawFinding> {
         if self.disabled || self.next_at.is_some_and(|at| Instant::now() < at) {
             return Vec::new();
@@ -163,20 +186,13 @@ impl ParkedWatch {
             }
         };
         let took = started.elapsed();
+        self.last = Some((started, took));
         self.snapshots += 1;
         self.snapshot_time += took;
         self.last_goroutines = snapshot.goroutines.len();
         self.notes.extend(snapshot.notes);
         let graph = ParkedGraph::new(snapshot.goroutines);
-        let out = self.examine(
-            &graph,
-            process,
-            now_ns,
-            deadlocked,
-            model_stuck,
-            traced_holders,
-            last_release,
-        );
+        let out = self.examine(&graph, process, now_ns, deadlocked, traced);
         // A cycle's confirmation, or a lock that becomes stuck, is not put off for cost:
         // it is one more snapshot, and the operator waits for it.
         let mut gap = if self.pending.is_empty() {
@@ -198,9 +214,7 @@ impl ParkedWatch {
         process: &dyn TargetProcess,
         now_ns: u64,
         deadlocked: &mut HashSet<u64>,
-        model_stuck: &HashSet<u64>,
-        traced_holders: &dyn Fn(u64) -> Vec<RawHolder>,
-        last_release: &dyn Fn(u64) -> Option<u64>,
+        traced: &dyn TracedView,
     ) -> Vec<RawFinding> {
         let gs = graph.goroutines();
         let waits: HashSet<(u64, u64)> = gs
@@ -248,7 +262,9 @@ impl ParkedWatch {
                             holds: e.holds,
                             waits_for: e.waits_for,
                             waiting: RawStack::GoUnwound(g.stack.clone()),
-                            waiting_since_ns: wait.and_then(|w| w.since_ns),
+                            waiting_since_ns: wait
+                                .and_then(|w| w.since_ns)
+                                .or_else(|| traced.wait_start(g.goid, e.waits_for)),
                             blocked_before_attach: at_attach.contains(&(g.goid, e.waits_for)),
                             holding_since_ns: None,
                             holder_evidence: e.evidence,
@@ -262,19 +278,28 @@ impl ParkedWatch {
         // Stuck locks: some goroutine has waited for them longer than the threshold.
         self.next_stuck_due_ns = None;
         for lock in graph.contended_locks() {
-            if deadlocked.contains(&lock.lock) || model_stuck.contains(&lock.lock) {
+            if deadlocked.contains(&lock.lock) || traced.reported_stuck(lock.lock) {
                 continue;
             }
             let oldest_seen = gs
                 .iter()
                 .filter(|g| g.wait.is_some_and(|w| w.lock == lock.lock))
-                .filter_map(|g| self.first_seen.get(&(g.goid, lock.lock)).copied())
+                .filter_map(|g| {
+                    let seen = self.first_seen.get(&(g.goid, lock.lock)).copied()?;
+                    Some(
+                        traced
+                            .wait_start(g.goid, lock.lock)
+                            .map_or(seen, |t| t.min(seen)),
+                    )
+                })
                 .min()
                 .unwrap_or(now_ns);
             let since = lock
                 .oldest_wait_ns
                 .map_or(oldest_seen, |t| t.min(oldest_seen));
-            let since = last_release(lock.lock).map_or(since, |r| r.max(since));
+            let since = traced
+                .last_release(lock.lock)
+                .map_or(since, |r| r.max(since));
             if now_ns.saturating_sub(since) < self.stuck_after_ns {
                 let due = since.saturating_add(self.stuck_after_ns);
                 self.next_stuck_due_ns = Some(self.next_stuck_due_ns.map_or(due, |d| d.min(due)));
@@ -297,7 +322,7 @@ impl ParkedWatch {
                 })
                 .collect();
             if holders.is_empty() {
-                holders = traced_holders(lock.lock);
+                holders = traced.traced_holders(lock.lock);
             }
             out.push(RawFinding::StuckLock(RawStuckLock {
                 addr: lock.lock,
@@ -356,6 +381,27 @@ mod tests {
 
     struct Broken;
 
+    /// A model that saw nothing.
+    struct NothingTraced;
+
+    impl TracedView for NothingTraced {
+        fn traced_holders(&self, _: u64) -> Vec<RawHolder> {
+            Vec::new()
+        }
+
+        fn last_release(&self, _: u64) -> Option<u64> {
+            None
+        }
+
+        fn wait_start(&self, _: u64, _: u64) -> Option<u64> {
+            None
+        }
+
+        fn reported_stuck(&self, _: u64) -> bool {
+            false
+        }
+    }
+
     impl GoroutineSource for Broken {
         fn snapshot(&mut self, _: &dyn TargetProcess) -> Result<ParkedSnapshot, SnapshotError> {
             Err(SnapshotError::Unreadable(
@@ -403,14 +449,7 @@ mod tests {
     }
 
     fn look(w: &mut ParkedWatch, process: &FakeProcess, now_ns: u64) -> Vec<RawFinding> {
-        w.findings(
-            process,
-            now_ns,
-            &mut HashSet::new(),
-            &HashSet::new(),
-            &|_| Vec::new(),
-            &|_| None,
-        )
+        w.findings(process, now_ns, &mut HashSet::new(), &NothingTraced)
     }
 
     /// Guards the deadlock that formed before the attach: seen in the first snapshot,
