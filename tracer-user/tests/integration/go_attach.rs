@@ -638,6 +638,16 @@ fn go_rwleak_holder_still_running_is_reported_as_running() {
 /// Checks the report of a `go_hot` run: `hotMu` in the summary as a named (per `build`)
 /// `go_mutex` with contentions, waits and hold times, outweighing `coldMu`.
 fn check_hot_report(target: &Target, values: &[Value], build: &GoBuild, what: &str) {
+    check_hot_waits(target, values, build, what);
+    let h = summary_lock(go_summary(values, target, what), target.lock("hot")).expect("hotMu");
+    let hold = &h["hold_ns"];
+    assert!(hold.is_object(), "hotMu without hold_ns: {h:#}\n{what}");
+    assert!(u64_field(hold, "count") > 0, "{h:#}\n{what}");
+}
+
+/// The wait side of [`check_hot_report`]: hotMu contended, waited for, named, more than
+/// coldMu; no deadlock.
+fn check_hot_waits(target: &Target, values: &[Value], build: &GoBuild, what: &str) {
     let (hot, cold) = (target.lock("hot"), target.lock("cold"));
     assert!(
         go_deadlocks(values, what).is_empty(),
@@ -654,9 +664,6 @@ fn check_hot_report(target: &Target, values: &[Value], build: &GoBuild, what: &s
     assert_lock_name(h, "main.hotMu", Symbol::Static, build, what);
     assert!(u64_field(h, "contentions") > 0, "{h:#}\n{what}");
     assert!(u64_field(&h["wait_ns"], "count") > 0, "{h:#}\n{what}");
-    let hold = &h["hold_ns"];
-    assert!(hold.is_object(), "hotMu without hold_ns: {h:#}\n{what}");
-    assert!(u64_field(hold, "count") > 0, "{h:#}\n{what}");
     let hot_total = u64_field(&h["wait_ns"], "total");
     if let Some(c) = summary_lock(s, cold) {
         let cold_total = u64_field(&c["wait_ns"], "total");
@@ -810,5 +817,62 @@ fn go_sites_are_gone_at_once_after_sigkill_and_the_target_survives() {
             std::thread::sleep(Duration::from_millis(100));
         }
         assert!(target.is_running(), "[{}] the Go target died", build.label);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The default Go probes: parks and hand-overs only, holders from the goroutines' stacks
+// ---------------------------------------------------------------------------------------
+
+/// Guards the default mode's promise: with no probe on any lock fast path, the deadlock
+/// of `go_abba` that forms after the attach is still found, with the same cycle, goroutine
+/// ids, lock names and stacks as with `--holds`; its holders are known from their frames
+/// (the lock's address in the slot the function unlocks from), stripped builds included.
+#[test]
+fn go_abba_deadlock_is_found_by_the_default_probes() {
+    require_root();
+    let (_dir, builds) = go_builds("go_abba", false);
+    for build in &builds {
+        for (mode, locks) in [("deadlock", AbbaLocks::Globals), ("heap", AbbaLocks::Heap)] {
+            let target = Target::spawn(&build.path, &[mode, START_MS]);
+            let (values, what) = trace(&target, 5, &[], build);
+            check_go_abba_deadlock(&target, &values, build, locks, &what);
+            let d = values
+                .iter()
+                .find(|v| kind(v) == "deadlock")
+                .expect("deadlock");
+            for e in d["cycle"].as_array().expect("cycle") {
+                assert_eq!(
+                    e["holder_evidence"].as_str(),
+                    Some("frame_variable"),
+                    "{e}\n{what}"
+                );
+                assert_eq!(
+                    e["blocked_before_attach"],
+                    Value::Bool(false),
+                    "{e}\n{what}"
+                );
+            }
+        }
+    }
+}
+
+/// Guards the default mode's contention statistics: counted from the goroutines that
+/// park (not from every acquisition), so a hot mutex still shows up ranked above a cold
+/// one, named, with wait times, and without hold times (which need `--holds`).
+#[test]
+fn go_hot_mutex_waits_are_counted_by_the_default_probes() {
+    require_root();
+    let (_dir, builds) = go_builds("go_hot", false);
+    for build in &builds {
+        let target = Target::spawn(&build.path, &["3", START_MS]);
+        let (values, what) = trace(&target, 5, &[], build);
+        check_hot_waits(&target, &values, build, &what);
+        let s = go_summary(&values, &target, &what);
+        let h = summary_lock(s, target.lock("hot")).expect("hotMu");
+        assert!(
+            h["hold_ns"].is_null(),
+            "hold times need --holds: {h:#}\n{what}"
+        );
     }
 }
