@@ -86,13 +86,8 @@ fn deferred_unlocks_name_holders_on_live_goroutines() {
         let normal = std::fs::read(Path::new(&normal_path)).unwrap();
         let version = go_build_info(&data).unwrap().go_version;
         let table = Arc::new(GoTable::from_elf(&data).unwrap());
-        let analyzer = DeferAnalyzer::new(
-            &Arc::new(FileBytes::from(data.clone())),
-            Arc::clone(&table),
-            &version,
-            0,
-        )
-        .unwrap();
+        let file = Arc::new(FileBytes::from(data.clone()));
+        let analyzer = DeferAnalyzer::new(&file, Arc::clone(&table), &version, 0).unwrap();
 
         // Runtime layout, from the normal build's DWARF.
         let offsets = go_runtime_offsets(&normal, &version).unwrap();

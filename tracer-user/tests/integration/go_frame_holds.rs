@@ -33,14 +33,16 @@ fn receiver_mutex() -> SlotHold {
 /// Each direct call of `func` in the binary: (callee name, return address).
 fn calls_in(table: &GoTable, data: &[u8], func: &str) -> Vec<(String, u64)> {
     use object::{Object as _, ObjectSegment as _};
-    let f = table.find_func(func).unwrap();
-    let file = object::File::parse(data).unwrap();
+    let f = table
+        .find_func(func)
+        .unwrap_or_else(|| panic!("{func} in the pclntab"));
+    let file = object::File::parse(data).expect("an ELF file");
     let code = file
         .segments()
         .find_map(|s| s.data_range(f.entry, f.end - f.entry).ok().flatten())
-        .unwrap();
+        .unwrap_or_else(|| panic!("the code of {func} in the file"));
     let mut out = Vec::new();
-    for ins in Decoder::with_ip(64, code, f.entry, DecoderOptions::NONE).iter() {
+    for ins in &mut Decoder::with_ip(64, code, f.entry, DecoderOptions::NONE) {
         if ins.flow_control() == FlowControl::Call {
             let name = table
                 .func_for_pc(ins.near_branch_target())

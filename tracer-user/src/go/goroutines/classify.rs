@@ -123,6 +123,7 @@ pub fn classify_semaphore_release<'a>(
 
 /// The runtime's semaphore entry points for `sync` (`sync.runtime_SemacquireMutex`,
 /// `internal/sync.runtime_SemacquireMutex`, `sync.runtime_SemacquireRWMutexR`, …).
+#[must_use]
 pub fn is_sema_wrapper(name: &str) -> bool {
     name.rsplit('.')
         .next()

@@ -215,7 +215,7 @@ impl ParkedGraph {
                     full.push((to, lock, evidence));
                     members.sort_unstable();
                     if seen.insert(members) {
-                        found.push(self.cycle_entries(&stack, &full));
+                        found.push(Self::cycle_entries(&stack, &full));
                     }
                     continue;
                 }
@@ -236,7 +236,6 @@ impl ParkedGraph {
     /// The entries of a cycle: `stack[k]` waits for `steps[k].1`, held by `steps[k].0`
     /// (`stack[k + 1]`, and the last step leads back to `stack[0]`).
     fn cycle_entries(
-        &self,
         stack: &[(usize, usize)],
         steps: &[(usize, u64, Option<HolderEvidence>)],
     ) -> Vec<ParkedCycleEntry> {

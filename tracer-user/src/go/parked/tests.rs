@@ -30,7 +30,7 @@ fn goroutine(
     }
 }
 
-/// The goids of a cycle with (holds, waits_for), in cycle order.
+/// The goids of a cycle with (`holds`, `waits_for`), in cycle order.
 fn described(graph: &ParkedGraph, cycle: &[ParkedCycleEntry]) -> Vec<(u64, u64, u64)> {
     cycle
         .iter()

@@ -152,7 +152,9 @@ impl ParkedWatch {
             notes.push(format!(
                 "goroutines read from the runtime {} times, {:.1} ms each on average, {} goroutines in the last",
                 self.snapshots,
-                self.snapshot_time.as_secs_f64() * 1e3 / self.snapshots as f64,
+                (self.snapshot_time / u32::try_from(self.snapshots).unwrap_or(u32::MAX))
+                    .as_secs_f64()
+                    * 1e3,
                 self.last_goroutines
             ));
         }
@@ -216,18 +218,35 @@ impl ParkedWatch {
         deadlocked: &mut HashSet<u64>,
         traced: &dyn TracedView,
     ) -> Vec<RawFinding> {
-        let gs = graph.goroutines();
-        let waits: HashSet<(u64, u64)> = gs
+        let waits: HashSet<(u64, u64)> = graph
+            .goroutines()
             .iter()
             .filter_map(|g| g.wait.map(|w| (g.goid, w.lock)))
             .collect();
-        let at_attach = self.at_attach.get_or_insert_with(|| waits.clone());
+        if self.at_attach.is_none() {
+            self.at_attach = Some(waits.clone());
+        }
         self.first_seen.retain(|k, _| waits.contains(k));
         for &k in &waits {
             self.first_seen.entry(k).or_insert(now_ns);
         }
-        let mut out = Vec::new();
+        let mut out = self.confirmed_cycles(graph, process, deadlocked, traced);
+        out.extend(self.stuck_locks(graph, now_ns, deadlocked, traced));
+        out
+    }
 
+    /// Cycles of this snapshot that the previous one showed too, their locks still taken.
+    fn confirmed_cycles(
+        &mut self,
+        graph: &ParkedGraph,
+        process: &dyn TargetProcess,
+        deadlocked: &mut HashSet<u64>,
+        traced: &dyn TracedView,
+    ) -> Vec<RawFinding> {
+        let gs = graph.goroutines();
+        let empty = HashSet::new();
+        let at_attach = self.at_attach.as_ref().unwrap_or(&empty);
+        let mut out = Vec::new();
         // Cycles: reported when the previous snapshot showed them too.
         let pending = std::mem::take(&mut self.pending);
         for cycle in graph.cycles() {
@@ -275,6 +294,19 @@ impl ParkedWatch {
             ));
         }
 
+        out
+    }
+
+    /// Locks some goroutine of this snapshot has waited for longer than the threshold.
+    fn stuck_locks(
+        &mut self,
+        graph: &ParkedGraph,
+        now_ns: u64,
+        deadlocked: &HashSet<u64>,
+        traced: &dyn TracedView,
+    ) -> Vec<RawFinding> {
+        let gs = graph.goroutines();
+        let mut out = Vec::new();
         // Stuck locks: some goroutine has waited for them longer than the threshold.
         self.next_stuck_due_ns = None;
         for lock in graph.contended_locks() {
