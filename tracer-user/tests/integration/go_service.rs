@@ -179,8 +179,9 @@ const IDLE_SLEEPS: [&str; 6] = [
 /// Guards issue 15 point 7 on a real stripped Go service: runtime idle sleeps (sysmon's
 /// note, parked threads) listed as contended locks, runtime locks shown as
 /// `prometheus+0x33a6198`, heap locks as `[anon]+0x…`, and every frame of the executable
-/// as a raw `prometheus+0x…` offset although its `.gopclntab` names them; and that the
-/// service survives the trace.
+/// as a raw `prometheus+0x…` offset although its `.gopclntab` names them; that the
+/// service survives the trace (its goroutines read from the runtime, stripped go1.19),
+/// and that a healthy service under load gets no finding (no deadlock, no stuck lock).
 #[test]
 fn a_stripped_go_service_is_reported_in_go_terms() {
     require_root();
@@ -216,6 +217,16 @@ fn a_stripped_go_service_is_reported_in_go_terms() {
     );
     let values = json_lines(&out.stdout);
     let s = the_summary(&values, &what);
+    let findings: Vec<&Value> = values.iter().filter(|v| v["kind"] != "summary").collect();
+    assert!(
+        findings.is_empty(),
+        "a healthy service under load got findings: {findings:?}\n{what}"
+    );
+    let notes = s["notes"].to_string();
+    assert!(
+        notes.contains("goroutines read from the runtime"),
+        "the service's goroutines were not read: {notes}\n{what}"
+    );
 
     let mut all = Vec::new();
     for v in &values {
