@@ -551,6 +551,10 @@ fn check_rwleak_report(
         "the holder is the leaker goroutine: {first:#}\n{what}"
     );
     assert_eq!(h["state"], state, "holder state: {first:#}\n{what}");
+    assert_eq!(
+        h["holder_evidence"], "traced_acquire",
+        "with --holds the probes saw it take the lock: {first:#}\n{what}"
+    );
     let at = h["acquired_at"].as_str().unwrap_or_else(|| {
         panic!("the leaker took the lock while traced: acquired_at needed: {first:#}\n{what}")
     });
