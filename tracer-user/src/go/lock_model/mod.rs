@@ -190,10 +190,11 @@ impl GoLockModel {
             GoOp::SemacquireReturn => self.end_wait_holding(key, ev, GoLockMode::Read),
             GoOp::SemacquireEnter => {
                 let side = ParkSide::decode(ev.value);
+                self.start_wait(key, ev, ev.addr, side.mode);
+                // After the wait: it creates the lock's state, which keeps the kind.
                 if side.rw {
                     self.note_rw(ev.addr);
                 }
-                self.start_wait(key, ev, ev.addr, side.mode);
                 if side.drains_readers {
                     self.mark_draining(key);
                 }

@@ -3,6 +3,7 @@
 //! runs on its own thread and `g`, and takes each lock at its own site ([`site`]).
 mod cycles;
 mod event;
+mod parks;
 mod state;
 mod stuck;
 
