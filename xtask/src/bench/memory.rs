@@ -173,7 +173,7 @@ fn peak_rss(tools: &Tools, pid: u32) -> anyhow::Result<(f64, String)> {
             notes
                 .iter()
                 .filter_map(|n| n.as_str())
-                .find(|n| n.contains("Go lock sites"))
+                .find(|n| n.contains(" sites attached") && n.contains(" Go "))
         })
         .context("no Go note in the summary: the target was not traced as a Go program")?
         .to_owned();
