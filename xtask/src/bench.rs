@@ -32,6 +32,7 @@ use std::{
 use anyhow::{Context as _, bail};
 
 mod go;
+mod go_parked;
 mod idle;
 mod memory;
 mod overhead;
@@ -692,14 +693,6 @@ impl Drop for Proc {
             let _ = self.child.wait();
         }
     }
-}
-
-/// The `ops_per_sec=N` a finished workload printed.
-fn ops_per_sec(workload: &mut Proc) -> anyhow::Result<f64> {
-    key_values(&workload.remaining_lines().join("\n"))
-        .get("ops_per_sec")
-        .and_then(|v| v.parse().ok())
-        .with_context(|| format!("{} printed no ops_per_sec", workload.name))
 }
 
 /// The last JSON summary line of a tracer's output.
