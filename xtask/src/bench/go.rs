@@ -309,6 +309,17 @@ fn overhead_table(s: &mut String, runs: &Windows) {
     s.push('\n');
 }
 
+/// The tracer's note on the Go probes it attached (`go1.23.8 program M: N Go park and
+/// hand-over sites attached …` by default, `… Go lock sites …` with `--holds`).
+pub(super) fn go_attach_note(summary: &serde_json::Value) -> Option<&str> {
+    summary["notes"].as_array().and_then(|notes| {
+        notes
+            .iter()
+            .filter_map(|n| n.as_str())
+            .find(|n| n.contains(" Go ") && n.contains(" refused by the kernel, "))
+    })
+}
+
 /// Keeps `kubectl` (or any HTTP client) blocked: accepts connections and never answers.
 pub(super) struct SilentServer {
     pub(super) port: u16,
@@ -416,14 +427,7 @@ fn attach_timing(
     let detach = stopping.elapsed();
     let lines = tracer.remaining_lines();
     let summary = json_summary(&lines, &label)?;
-    let note = summary["notes"]
-        .as_array()
-        .and_then(|notes| {
-            notes
-                .iter()
-                .filter_map(|n| n.as_str())
-                .find(|n| n.contains("Go lock sites"))
-        })
+    let note = go_attach_note(&summary)
         .unwrap_or("(no Go note: was the binary recognised as Go?)")
         .to_owned();
     let go_version = note.split_whitespace().next().unwrap_or("?").to_owned();
