@@ -6,8 +6,10 @@
 //! - (c) the floors: the same workload under empty eBPF programs on the same hooks
 //!   (`tracer floor`, with and without uprobes) and under an equivalent bpftrace script;
 //! - (d) the delay between an ABBA deadlock closing and the tracer printing it;
-//! - (e) Go targets: overhead on a contended `sync.Mutex` workload, and attach time on a
-//!   large real Go binary (see `bench/go.rs`);
+//! - (e) Go targets: overhead (default and `--holds`) on a contended `sync.Mutex`
+//!   workload, time to the first report and snapshot cost with 10 000 parked goroutines
+//!   (see `bench/go_parked.rs`), and attach time on a large real Go binary (see
+//!   `bench/go.rs`);
 //! - (f) the tracer's own CPU while attached to a quiet target (see `bench/idle.rs`).
 //! - (g) the tracer's peak memory attached to large Go binaries (see `bench/memory.rs`).
 //!
@@ -140,7 +142,8 @@ fn parse_options(args: &[String]) -> anyhow::Result<Options> {
                     "cargo xtask bench [--rounds N (9)] [--seconds S (3)] [--only a|b|c|d|e|f|g[,...]] [--no-build]\n\
                      a: userspace pipeline events/s; b: overhead of tracer attach (default, --holds);\n\
                      c: floors (empty programs, empty uprobes, bpftrace); d: deadlock report latency;\n\
-                     e: Go targets (overhead on a sync.Mutex workload, attach time on a large Go binary);\n\
+                     e: Go targets (overhead on a sync.Mutex workload, first report and snapshot cost with\n\
+                     parked goroutines, attach time on a large Go binary);\n\
                      f: the tracer's own CPU while attached to a quiet target;\n\
                      g: the tracer's peak memory attached to large Go binaries (prometheus, kubectl, cmd/compile).\n\
                      Needs root (b to g). Writes bench-results/latest.md."
