@@ -6,8 +6,10 @@
 //! - (c) the floors: the same workload under empty eBPF programs on the same hooks
 //!   (`tracer floor`, with and without uprobes) and under an equivalent bpftrace script;
 //! - (d) the delay between an ABBA deadlock closing and the tracer printing it;
-//! - (e) Go targets: overhead on a contended `sync.Mutex` workload, and attach time on a
-//!   large real Go binary (see `bench/go.rs`);
+//! - (e) Go targets: overhead (default and `--holds`) on a contended `sync.Mutex`
+//!   workload, time to the first report and snapshot cost with 10 000 parked goroutines
+//!   (see `bench/go_parked.rs`), and attach time on a large real Go binary (see
+//!   `bench/go.rs`);
 //! - (f) the tracer's own CPU while attached to a quiet target (see `bench/idle.rs`).
 //! - (g) the tracer's peak memory attached to large Go binaries (see `bench/memory.rs`).
 //!
@@ -32,6 +34,7 @@ use std::{
 use anyhow::{Context as _, bail};
 
 mod go;
+mod go_parked;
 mod idle;
 mod memory;
 mod overhead;
@@ -139,7 +142,8 @@ fn parse_options(args: &[String]) -> anyhow::Result<Options> {
                     "cargo xtask bench [--rounds N (9)] [--seconds S (3)] [--only a|b|c|d|e|f|g[,...]] [--no-build]\n\
                      a: userspace pipeline events/s; b: overhead of tracer attach (default, --holds);\n\
                      c: floors (empty programs, empty uprobes, bpftrace); d: deadlock report latency;\n\
-                     e: Go targets (overhead on a sync.Mutex workload, attach time on a large Go binary);\n\
+                     e: Go targets (overhead on a sync.Mutex workload, first report and snapshot cost with\n\
+                     parked goroutines, attach time on a large Go binary);\n\
                      f: the tracer's own CPU while attached to a quiet target;\n\
                      g: the tracer's peak memory attached to large Go binaries (prometheus, kubectl, cmd/compile).\n\
                      Needs root (b to g). Writes bench-results/latest.md."
@@ -692,14 +696,6 @@ impl Drop for Proc {
             let _ = self.child.wait();
         }
     }
-}
-
-/// The `ops_per_sec=N` a finished workload printed.
-fn ops_per_sec(workload: &mut Proc) -> anyhow::Result<f64> {
-    key_values(&workload.remaining_lines().join("\n"))
-        .get("ops_per_sec")
-        .and_then(|v| v.parse().ok())
-        .with_context(|| format!("{} printed no ops_per_sec", workload.name))
 }
 
 /// The last JSON summary line of a tracer's output.

@@ -167,14 +167,7 @@ fn peak_rss(tools: &Tools, pid: u32) -> anyhow::Result<(f64, String)> {
     }
     let lines: Vec<String> = out.lines().map(str::to_owned).collect();
     let summary = json_summary(&lines, "tracer attach")?;
-    let note = summary["notes"]
-        .as_array()
-        .and_then(|notes| {
-            notes
-                .iter()
-                .filter_map(|n| n.as_str())
-                .find(|n| n.contains(" sites attached") && n.contains(" Go "))
-        })
+    let note = super::go::go_attach_note(&summary)
         .context("no Go note in the summary: the target was not traced as a Go program")?
         .to_owned();
     // ru_maxrss is in KiB.

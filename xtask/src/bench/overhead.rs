@@ -149,25 +149,26 @@ impl Drop for BpfStats {
     }
 }
 
-/// A lockbench process started with `--control`: its threads run from the start until
-/// its stdin closes, and [`Workload::mark`] reads how many lock/unlock pairs they have
-/// made so far. Every configuration of a round takes its turn on one such process, so a
-/// round's ratios compare windows seconds apart in the same process: differences
-/// between processes (thread placement, which the scheduler settles once) stay out.
-struct Workload {
+/// A lockbench process started with `--control` (or `go_lockbench`): its
+/// threads run from the start until its stdin closes, and [`Workload::mark`] reads how
+/// many lock/unlock pairs they have made so far. Every configuration of a round takes
+/// its turn on one such process, so a round's ratios compare windows seconds apart in
+/// the same process: differences between processes (thread placement, which the
+/// scheduler settles once) stay out.
+pub(super) struct Workload {
     proc: Proc,
 }
 
 /// A workload's running count of lock/unlock pairs, and when it was read.
 #[derive(Clone, Copy)]
-struct Mark {
-    ops: u64,
-    at_ns: u64,
+pub(super) struct Mark {
+    pub(super) ops: u64,
+    pub(super) at_ns: u64,
 }
 
 impl Workload {
     fn start(tools: &Tools) -> anyhow::Result<Self> {
-        let mut proc = Proc::spawn(
+        Self::spawn(
             "lockbench",
             Command::new(&tools.lockbench).args([
                 "--control",
@@ -178,16 +179,21 @@ impl Workload {
                 "--out-us",
                 &OUTSIDE_US.to_string(),
             ]),
-        )?;
+        )
+    }
+
+    /// Starts `cmd`, a workload in control mode, and waits for its `ready pid=` line.
+    pub(super) fn spawn(name: &str, cmd: &mut Command) -> anyhow::Result<Self> {
+        let mut proc = Proc::spawn(name, cmd)?;
         proc.wait_line(Duration::from_secs(10), |l| l.starts_with("ready pid="))?;
         Ok(Self { proc })
     }
 
-    fn pid(&self) -> u32 {
+    pub(super) fn pid(&self) -> u32 {
         self.proc.pid()
     }
 
-    fn mark(&mut self) -> anyhow::Result<Mark> {
+    pub(super) fn mark(&mut self) -> anyhow::Result<Mark> {
         self.proc.send_line("mark")?;
         let line = self
             .proc
@@ -197,7 +203,7 @@ impl Workload {
             fields
                 .get(name)
                 .and_then(|v| v.parse().ok())
-                .with_context(|| format!("lockbench: no {name} in {:?}", line.text))
+                .with_context(|| format!("{}: no {name} in {:?}", self.proc.name, line.text))
         };
         Ok(Mark {
             ops: field("ops")?,
@@ -206,15 +212,16 @@ impl Workload {
     }
 
     /// Closes its stdin, which ends the loop, and checks that it exited cleanly.
-    fn finish(mut self) -> anyhow::Result<()> {
+    pub(super) fn finish(mut self) -> anyhow::Result<()> {
         self.proc.close_stdin();
+        let name = self.proc.name.clone();
         let status = self
             .proc
             .wait_exit(Duration::from_secs(10))?
-            .context("lockbench still running 10 s after its stdin closed")?;
+            .with_context(|| format!("{name} still running 10 s after its stdin closed"))?;
         if !status.success() {
             let err = self.proc.stderr_text();
-            bail!("lockbench failed ({status}): {}", err.trim());
+            bail!("{name} failed ({status}): {}", err.trim());
         }
         Ok(())
     }
@@ -424,7 +431,10 @@ pub(super) fn section(tools: &Tools, opts: &Options) -> anyhow::Result<String> {
 /// confidence interval when there are rounds enough: each ratio compares windows of one
 /// process a few seconds apart, so drift of the machine's speed over an invocation
 /// cancels out.
-fn paired_ratio(ops: &BTreeMap<usize, f64>, base: &BTreeMap<usize, f64>) -> Option<Paired> {
+pub(super) fn paired_ratio(
+    ops: &BTreeMap<usize, f64>,
+    base: &BTreeMap<usize, f64>,
+) -> Option<Paired> {
     let ratios: Vec<f64> = ops
         .iter()
         .filter_map(|(round, &v)| base.get(round).map(|&b| v / b))
@@ -438,19 +448,19 @@ fn paired_ratio(ops: &BTreeMap<usize, f64>, base: &BTreeMap<usize, f64>) -> Opti
 /// A round-paired ratio: its median and, from 6 rounds on, a 95% confidence interval of
 /// that median.
 #[derive(Clone, Copy, Debug)]
-struct Paired {
-    median: f64,
-    ci95: Option<(f64, f64)>,
+pub(super) struct Paired {
+    pub(super) median: f64,
+    pub(super) ci95: Option<(f64, f64)>,
 }
 
 impl Paired {
-    fn ci_text(self) -> String {
+    pub(super) fn ci_text(self) -> String {
         self.ci95
             .map_or_else(|| "–".to_owned(), |(lo, hi)| format!("{lo:.3} – {hi:.3}"))
     }
 
     /// Whether a goal of at least `goal` is met, missed or left open by this run.
-    fn verdict(self, goal: f64) -> &'static str {
+    pub(super) fn verdict(self, goal: f64) -> &'static str {
         match self.ci95 {
             Some((lo, _)) if lo >= goal => "met: the whole interval is above it",
             Some((_, hi)) if hi < goal => "missed: the whole interval is below it",

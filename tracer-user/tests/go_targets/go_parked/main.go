@@ -2,10 +2,11 @@
 // `mu.Lock(); defer mu.Unlock()` idiom (the pending deferred unlock on the holder's stack
 // is what names it).
 //
-// Usage: go_parked MODE [IDLE]
+// Usage: go_parked MODE [IDLE [READERS]]
 //
 //	IDLE (default 0): that many more goroutines, parked on a channel forever, as a busy
 //	service has (for the benchmark of a snapshot's cost).
+//	READERS (held only, default 300): goroutines parked in RLock behind the held lock.
 //
 //	MODE abba:     the alerting incident: Provider.Refresh holds provider.mu and takes
 //	               store.mu; Store.GC holds store.mu and takes provider.mu. Both use
@@ -44,8 +45,8 @@ import (
 	"time"
 )
 
-// Readers parked behind the held registry lock.
-const readers = 300
+// Readers parked behind the held registry lock, unless READERS says otherwise.
+const defaultReaders = 300
 
 type Provider struct {
 	mu    sync.Mutex
@@ -169,12 +170,21 @@ func (p *Pair) HoldBoth(ready chan<- uint64) {
 }
 
 func main() {
-	if len(os.Args) < 2 || len(os.Args) > 3 {
-		fmt.Fprintln(os.Stderr, "usage: go_parked abba|held|twolocks|ordered [IDLE]")
+	if len(os.Args) < 2 || len(os.Args) > 4 {
+		fmt.Fprintln(os.Stderr, "usage: go_parked abba|held|twolocks|ordered [IDLE [READERS]]")
 		os.Exit(2)
 	}
 	mode := os.Args[1]
-	if len(os.Args) == 3 {
+	readers := defaultReaders
+	if len(os.Args) == 4 {
+		n, err := strconv.Atoi(os.Args[3])
+		if err != nil || n < 0 || mode != "held" {
+			fmt.Fprintln(os.Stderr, "READERS must be a count of goroutines, for mode held only")
+			os.Exit(2)
+		}
+		readers = n
+	}
+	if len(os.Args) >= 3 {
 		idle, err := strconv.Atoi(os.Args[2])
 		if err != nil || idle < 0 {
 			fmt.Fprintln(os.Stderr, "IDLE must be a count of goroutines")
@@ -239,7 +249,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "unknown mode", mode)
 		os.Exit(2)
 	}
-	if len(os.Args) == 3 {
+	if len(os.Args) >= 3 {
 		fmt.Printf("idle=%s\n", os.Args[2])
 	}
 	// Let every goroutine reach its lock and park.
