@@ -861,6 +861,24 @@ fn go_abba_deadlock_is_found_by_the_default_probes() {
     }
 }
 
+/// Guards the default mode on position-independent builds: the park sites, the
+/// goroutine list and the frames' code are all found at the load bias.
+#[test]
+fn go_abba_deadlock_is_found_by_the_default_probes_in_pie_builds() {
+    require_root();
+    let dir = tempfile::Builder::new()
+        .prefix("tracer-it-go_abba-pie-")
+        .tempdir()
+        .expect("create temp dir for Go target");
+    let builds =
+        crate::go_toolchain::build_all_with("go_abba", dir.path(), false, &["-buildmode=pie"]);
+    for build in &builds {
+        let target = Target::spawn(&build.path, &["deadlock", START_MS]);
+        let (values, what) = trace(&target, 5, &[], build);
+        check_go_abba_deadlock(&target, &values, build, AbbaLocks::Globals, &what);
+    }
+}
+
 /// Guards the default mode's contention statistics: counted from the goroutines that
 /// park (not from every acquisition), so a hot mutex still shows up ranked above a cold
 /// one, named, with wait times, and without hold times (which need `--holds`).

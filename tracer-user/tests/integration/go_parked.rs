@@ -367,3 +367,43 @@ fn go_abba_ordered_attached_late_has_no_findings() {
         go_summary(&values, &target, &what);
     }
 }
+
+/// Guards the read side of an `RWMutex` held before the attach: three readers hold it
+/// (deferred `RUnlock`s) and block inside; a writer waits for them to leave (draining)
+/// and five readers wait behind the writer. Must be one stuck lock held for reading,
+/// naming all three readers with their evidence, and counting the draining writer and
+/// the readers behind it; no deadlock (nobody waits for the waiters).
+#[test]
+fn go_rwmutex_read_held_before_the_attach_names_every_reader() {
+    require_root();
+    for (target, values, what, _build) in build_and_run("readheld") {
+        let stuck = one_stuck(&values, target.lock("registry"), &what);
+        assert_eq!(stuck["mode"].as_str(), Some("read"), "{stuck}\n{what}");
+        assert_eq!(
+            stuck["readers_waiting"].as_u64(),
+            Some(5),
+            "{stuck}\n{what}"
+        );
+        assert_eq!(
+            stuck["writers_waiting"].as_u64(),
+            Some(1),
+            "{stuck}\n{what}"
+        );
+        let holders = stuck["holders"].as_array().expect("holders array");
+        let mut goids: Vec<u64> = holders.iter().filter_map(|h| h["goid"].as_u64()).collect();
+        goids.sort_unstable();
+        let mut expected: Vec<u64> = (1..=3)
+            .map(|i| goid(&target, &format!("reader{i}")))
+            .collect();
+        expected.sort_unstable();
+        assert_eq!(goids, expected, "every reader holding it: {stuck}\n{what}");
+        for h in holders {
+            let id = h["goid"].as_u64().unwrap_or_default();
+            assert_deferred_holder(h, id, "main.(*Registry).HoldRead", &what);
+        }
+        assert!(
+            go_deadlocks(&values, &what).is_empty(),
+            "no deadlock\n{what}"
+        );
+    }
+}

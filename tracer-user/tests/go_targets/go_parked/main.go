@@ -17,6 +17,9 @@
 //	MODE twolocks: one goroutine takes a.mu and b.mu (a Mutex and an RWMutex for
 //	               writing), both with deferred unlocks, then blocks forever; three
 //	               goroutines wait for each lock.
+//	MODE readheld: three goroutines read-lock registry.mu with deferred RUnlocks and
+//	               block forever inside; a writer then parks in Lock, waiting for them to
+//	               leave (draining), and five more readers park behind the writer.
 //	MODE ordered:  the corrected abba: both paths take provider.mu before store.mu, with
 //	               defers; they loop for the rest of the run without deadlocking.
 //
@@ -27,8 +30,9 @@
 //	mode=MODE
 //	goid.writer=N, goid.gc=N     (abba, ordered) the Refresh and GC goroutines
 //	goid.holder=N                (held, twolocks) the goroutine holding the lock(s)
+//	goid.reader1..3=N            (readheld) the goroutines holding the read lock
 //	lock.provider=0x…, lock.store=0x…, lock.registry=0x…, lock.a=0x…, lock.b=0x…
-//	readers=N, writers=N         (held) goroutines parked in RLock and Lock
+//	readers=N, writers=N         (held, readheld) goroutines parked in RLock and Lock
 //	idle=N                       goroutines parked on a channel
 //
 // main keeps sleeping (so the runtime's "all goroutines are asleep" check never fires)
@@ -159,6 +163,16 @@ func (r *Registry) Set(key string, v int) {
 	r.versions[key] = v
 }
 
+// HoldRead takes the read lock, defers its release, and blocks forever inside.
+//
+//go:noinline
+func (r *Registry) HoldRead(ready chan<- uint64) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	ready <- goid()
+	<-forever
+}
+
 //go:noinline
 func (p *Pair) HoldBoth(ready chan<- uint64) {
 	p.a.mu.Lock()
@@ -171,7 +185,7 @@ func (p *Pair) HoldBoth(ready chan<- uint64) {
 
 func main() {
 	if len(os.Args) < 2 || len(os.Args) > 4 {
-		fmt.Fprintln(os.Stderr, "usage: go_parked abba|held|twolocks|ordered [IDLE [READERS]]")
+		fmt.Fprintln(os.Stderr, "usage: go_parked abba|held|readheld|twolocks|ordered [IDLE [READERS]]")
 		os.Exit(2)
 	}
 	mode := os.Args[1]
@@ -235,6 +249,20 @@ func main() {
 		}
 		go r.Set("k", 2)
 		fmt.Printf("lock.registry=%p\nreaders=%d\nwriters=1\n", &r.mu, readers)
+	case "readheld":
+		r := &Registry{versions: map[string]int{}}
+		held := make(chan uint64)
+		for i := 1; i <= 3; i++ {
+			go r.HoldRead(held)
+			fmt.Printf("goid.reader%d=%d\n", i, <-held)
+		}
+		go r.Set("k", 2)
+		// The writer parks waiting for the three readers before the others come.
+		time.Sleep(100 * time.Millisecond)
+		for i := 0; i < 5; i++ {
+			go r.Get("k")
+		}
+		fmt.Printf("lock.registry=%p\nreaders=5\nwriters=1\n", &r.mu)
 	case "twolocks":
 		p := &Pair{}
 		held := make(chan uint64)
