@@ -228,15 +228,26 @@ fn runtime_goroutines(
             crate::error_chain(&e)
         )
     })?;
-    // Without the defer analysis, waits are still seen; holders then come from probes.
-    let defers = DeferAnalyzer::new(data, Arc::clone(table), go_version, bias).ok();
-    let frames = FrameHoldAnalyzer::new(Arc::clone(table), data, plan, bias).ok();
-    Ok(RuntimeGoroutines::new(
-        reader,
-        defers,
-        frames,
-        Arc::clone(table),
-    ))
+    // Without a holder analysis, waits are still seen; holders then come from the
+    // other analysis and the probes, and a note says which one is missing.
+    let mut notes = Vec::new();
+    let defers = DeferAnalyzer::new(data, Arc::clone(table), go_version, bias)
+        .map_err(|e| {
+            notes.push(format!(
+                "holders are not named by their deferred unlocks: {}",
+                crate::error_chain(&e)
+            ));
+        })
+        .ok();
+    let frames = FrameHoldAnalyzer::new(Arc::clone(table), data, plan, bias)
+        .map_err(|e| {
+            notes.push(format!(
+                "holders are not named by their frames' lock variables: {}",
+                crate::error_chain(&e)
+            ));
+        })
+        .ok();
+    Ok(RuntimeGoroutines::new(reader, defers, frames, Arc::clone(table)).with_notes(notes))
 }
 
 /// The load bias of the main executable: 0 for the usual fixed-address Go binary; for a

@@ -25,6 +25,8 @@ pub struct RuntimeGoroutines {
     /// `None` when the code cannot be analysed (no inline trees, not x86-64).
     frames: Option<FrameHoldAnalyzer>,
     table: Arc<GoTable>,
+    /// Notes given with the first snapshot (an analysis that could not be set up).
+    setup_notes: Vec<String>,
 }
 
 impl RuntimeGoroutines {
@@ -40,7 +42,37 @@ impl RuntimeGoroutines {
             defers,
             frames,
             table,
+            setup_notes: Vec::new(),
         }
+    }
+
+    /// Notes to give with the first snapshot.
+    #[must_use]
+    pub fn with_notes(mut self, notes: Vec<String>) -> Self {
+        self.setup_notes = notes;
+        self
+    }
+
+    /// Notes on what the holder analyses met and could not use (counts left out, so
+    /// that a note is given once however many snapshots meet the same thing).
+    fn analysis_notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        if let Some(defers) = &self.defers {
+            let stats = defers.stats();
+            if stats.unresolved_unlocks > 0 {
+                notes.push(
+                    "some pending deferred unlocks were of a lock whose address their code does not show: those holders may be missing"
+                        .to_owned(),
+                );
+            }
+            if stats.chains_truncated > 0 {
+                notes.push(format!(
+                    "some goroutines' _defer chains were read only to their first {} records",
+                    crate::go::defers::MAX_DEFER_RECORDS
+                ));
+            }
+        }
+        notes
     }
 
     /// What `g` holds: its deferred unlocks, then the locks of its frames' variables not
@@ -114,7 +146,7 @@ impl GoroutineSource for RuntimeGoroutines {
             .reader
             .snapshot(&self.table, process)
             .map_err(|e| SnapshotError::Unreadable(Box::new(e)))?;
-        let mut notes = Vec::new();
+        let mut notes = std::mem::take(&mut self.setup_notes);
         if snapshot.truncated {
             notes.push(format!(
                 "only the first {} of {} goroutines were read: locks waited for or held by the others are not seen",
@@ -148,6 +180,7 @@ impl GoroutineSource for RuntimeGoroutines {
                 stack: g.frames.iter().map(|f| f.pc).collect(),
             })
             .collect();
+        notes.extend(self.analysis_notes());
         Ok(ParkedSnapshot { goroutines, notes })
     }
 }
