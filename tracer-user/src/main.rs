@@ -145,6 +145,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
                 realtime,
                 bpf_log,
             };
+            let reader = sinks::ReaderWatch::stdout();
             let mut stdout = io::stdout().lock();
             let mut sink = sinks::for_format(
                 match format {
@@ -153,7 +154,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
                 },
                 &mut stdout,
             );
-            runtime.block_on(session::run(config, sink.as_mut()))?;
+            runtime.block_on(session::run(config, sink.as_mut(), reader.as_ref()))?;
             Ok(())
         }
         Command::Floor {

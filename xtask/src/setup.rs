@@ -63,6 +63,10 @@ pub(crate) struct SetupArgs {
 
 pub(crate) fn run_setup(args: &SetupArgs) -> anyhow::Result<()> {
     apt_install("apt packages", &APT_PACKAGES)?;
+    // gcc's 32-bit C library, for the test that a 32-bit target is refused
+    // (tracer-user/tests/integration/errors.rs); x86-64 builds 32-bit programs with -m32.
+    #[cfg(target_arch = "x86_64")]
+    apt_install("32-bit gcc (gcc -m32)", &["gcc-multilib"])?;
 
     if args.debian_toolchain {
         debian_toolchain()?;

@@ -45,9 +45,11 @@ use crate::{
     },
     probes::{CounterTotals, Hooks, ProbeError, Probes},
     realtime::{self, RealtimeGuard},
-    sinks::Sink,
+    sinks::{ReaderWatch, Sink},
     symbols::{self, Symbolizer},
-    target::{LiveProcess, MapEntry, ProcError, RealtimeThreads, TargetProcess, find_libc},
+    target::{
+        LiveProcess, MapEntry, ProcError, RealtimeThreads, TargetProcess, Untraceable, find_libc,
+    },
     unwind::CodeCheck,
 };
 
@@ -96,10 +98,24 @@ pub struct Config {
     pub bpf_log: bool,
 }
 
+/// How a trace ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TraceEnd {
+    /// The duration ended, or SIGINT/SIGTERM.
+    Stopped,
+    /// The target exited.
+    TargetExited,
+    /// Whatever read the output went away: nobody is left to read a report.
+    ReaderGone,
+}
+
 #[derive(Debug, Error)]
 pub enum SessionError {
     #[error("no such process: {pid}")]
     NoSuchProcess { pid: u32 },
+    /// The id exists but is not a process the tracer can trace.
+    #[error(transparent)]
+    Untraceable(Untraceable),
     #[error(
         "not privileged: tracing needs root, or CAP_BPF and CAP_PERFMON (and CAP_SYS_PTRACE to read the target)"
     )]
@@ -137,14 +153,23 @@ pub enum SessionError {
 }
 
 /// Traces `config.pid` until the duration ends, SIGINT/SIGTERM, or the target exits,
-/// writing findings and the summary to `out`.
+/// writing findings and the summary to `out`. When `reader` says the output's reader has
+/// gone, the trace ends there, without a summary (nobody would read it).
 ///
 /// # Errors
-/// For bad input (no such process, no privilege, no BTF, target gone during attach);
-/// once attached, only a failure to write the report is an error.
-pub async fn run(config: Config, sink: &mut dyn Sink) -> Result<(), SessionError> {
+/// For bad input (no such process, not a traceable process, no privilege, no BTF, target
+/// gone during attach); once attached, only a failure to write the report is an error.
+pub async fn run(
+    config: Config,
+    sink: &mut dyn Sink,
+    reader: Option<&ReaderWatch>,
+) -> Result<(), SessionError> {
     let pid = config.pid;
-    let (mut session, mut notes) = attach(config, Arc::new(LiveProcess::new(pid)))?;
+    let target = LiveProcess::new(pid);
+    if let Some(why) = target.untraceable() {
+        return Err(SessionError::Untraceable(why));
+    }
+    let (mut session, mut notes) = attach(config, Arc::new(target))?;
     // Symbol tables of the mapped objects load on a thread of their own, so the first
     // deadlock report does not wait for them and the drain loop is never held up by them
     // (their DWARF is decoded at the first source line asked of each object).
@@ -155,9 +180,11 @@ pub async fn run(config: Config, sink: &mut dyn Sink) -> Result<(), SessionError
     });
     session.preloaded = Some(preloaded);
     let started = Instant::now();
-    let exited = session.trace_at_priority(sink).await?;
-    if exited {
-        notes.push(format!("process {pid} exited during the trace"));
+    match session.trace_at_priority(sink, reader).await? {
+        TraceEnd::Stopped => {}
+        TraceEnd::TargetExited => notes.push(format!("process {pid} exited during the trace")),
+        // Detached as the session drops, with nothing more to say.
+        TraceEnd::ReaderGone => return Ok(()),
     }
     session.finish(sink, started.elapsed(), notes)
 }
@@ -358,7 +385,11 @@ impl Session {
     /// [`Session::trace`], at the `SCHED_FIFO` priority of `--realtime` if given. Only the
     /// drain loop runs real-time: the symbol loading started before it as a normal thread,
     /// and the final report is built at normal priority again.
-    async fn trace_at_priority(&mut self, sink: &mut dyn Sink) -> Result<bool, SessionError> {
+    async fn trace_at_priority(
+        &mut self,
+        sink: &mut dyn Sink,
+        reader: Option<&ReaderWatch>,
+    ) -> Result<TraceEnd, SessionError> {
         let realtime = self
             .config
             .realtime
@@ -367,13 +398,17 @@ impl Session {
                     .map_err(|source| SessionError::Realtime { priority, source })
             })
             .transpose()?;
-        let exited = self.trace(sink).await;
+        let end = self.trace(sink, reader).await;
         drop(realtime);
-        exited
+        end
     }
 
-    /// The main loop. Returns whether the target exited.
-    async fn trace(&mut self, sink: &mut dyn Sink) -> Result<bool, SessionError> {
+    /// The main loop. Returns how the trace ended.
+    async fn trace(
+        &mut self,
+        sink: &mut dyn Sink,
+        reader: Option<&ReaderWatch>,
+    ) -> Result<TraceEnd, SessionError> {
         let mut interrupt = signal(SignalKind::interrupt()).map_err(SessionError::Signal)?;
         let mut terminate = signal(SignalKind::terminate()).map_err(SessionError::Signal)?;
         let fd = self.probes.events_fd().map_err(SessionError::Poll)?;
@@ -453,7 +488,12 @@ impl Session {
                 }
                 if !self.target.is_alive() {
                     self.pump();
-                    return Ok(true);
+                    return Ok(TraceEnd::TargetExited);
+                }
+                // Seen here, not at the next write: a trace may have nothing more to
+                // write (`| head -1` after a deadlock line).
+                if reader.is_some_and(ReaderWatch::reader_gone) {
+                    return Ok(TraceEnd::ReaderGone);
                 }
                 last_alive_check = Instant::now();
             }
@@ -461,7 +501,7 @@ impl Session {
         self.pump();
         self.report_confirmed_deadlocks(sink)?;
         self.report_go_findings(sink)?;
-        Ok(false)
+        Ok(TraceEnd::Stopped)
     }
 
     /// Reads the target's real-time threads when records were dropped since the last

@@ -4,11 +4,12 @@
 //! (metrics, pprof, recordings, a live view) is a new sink and nothing else.
 
 mod json;
+mod reader;
 mod text;
 
 use std::io::{self, Write};
 
-pub use self::{json::JsonSink, text::TextSink};
+pub use self::{json::JsonSink, reader::ReaderWatch, text::TextSink};
 use crate::model::{Finding, Summary};
 
 /// A consumer of the tracer's output.

@@ -5,7 +5,7 @@
 use std::{fs, path::PathBuf, sync::Arc};
 
 use super::{
-    Executable, FileBytes, MapEntry, ProcError, SyscallState, TargetProcess,
+    Executable, FileBytes, MapEntry, ProcError, SyscallState, TargetProcess, Untraceable, identity,
     procfs::{self, proc_dir},
 };
 
@@ -26,6 +26,14 @@ impl LiveProcess {
     #[must_use]
     pub fn exists(&self) -> bool {
         procfs::process_exists(self.pid)
+    }
+
+    /// Why this id cannot be traced as a process (a thread that is not its process's
+    /// leader, a kernel thread, a 32-bit program); `None` when it can, or when it does
+    /// not exist.
+    #[must_use]
+    pub fn untraceable(&self) -> Option<Untraceable> {
+        identity::untraceable(self.pid)
     }
 }
 

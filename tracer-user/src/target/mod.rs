@@ -16,6 +16,7 @@
 #[cfg(test)]
 pub(crate) mod fake;
 mod file_bytes;
+mod identity;
 mod live;
 mod procfs;
 
@@ -23,6 +24,7 @@ use std::{path::PathBuf, sync::Arc};
 
 pub use self::{
     file_bytes::{FileBytes, FileSlice},
+    identity::Untraceable,
     live::LiveProcess,
     procfs::{
         MapEntry, ProcError, RealtimeThreads, SyscallState, find_libc, is_elf_stripped, parse_maps,

@@ -129,3 +129,93 @@ fn target_exiting_during_attach_fails_with_one_line() {
         "the line says the target exited: {stderr}"
     );
 }
+
+/// Runs `tracer attach --pid PID --duration 5` and returns its one-line error (see
+/// [`assert_one_line_error`]).
+fn refused_attach(pid: &str) -> String {
+    let t = Tracer::spawn_with(&["attach", "--pid", pid, "--duration", "5"], |c| {
+        c.env_remove("RUST_LOG").env_remove("RUST_BACKTRACE");
+    });
+    assert_one_line_error(&t.wait(Duration::from_secs(20)))
+}
+
+/// Guards against: the id of a thread that is not its process's leader (`/proc/TID`
+/// exists for every thread) being traced as if it were a process, which gave a
+/// summary of nothing and exit 0. It must be refused in one line that names the
+/// process to give instead.
+#[test]
+fn attach_to_a_non_leader_thread_names_its_process() {
+    require_root();
+    let bin = build_target("abba", &[]);
+    let target = Target::spawn(bin.path(), &[]);
+    let tid = target.tid("worker_a").to_string();
+    let line = refused_attach(&tid);
+    let pid = target.pid().to_string();
+    assert!(
+        line.starts_with("tracer: error: ")
+            && line.contains(&tid)
+            && line.contains(&format!("process {pid}"))
+            && line.contains(&format!("--pid {pid}")),
+        "the error should name thread {tid} and its process {pid}: {line}"
+    );
+}
+
+/// Guards against: a kernel thread (`--pid 2`, kthreadd) being traced as a process,
+/// which gave a note about its missing executable, an empty summary and exit 0.
+#[test]
+fn attach_to_a_kernel_thread_fails_with_one_line() {
+    require_root();
+    let status = fs::read_to_string("/proc/2/status").expect("read /proc/2/status");
+    assert!(
+        status.lines().any(|l| l == "Name:\tkthreadd"),
+        "pid 2 should be kthreadd: {status}"
+    );
+    let line = refused_attach("2");
+    assert!(
+        line.starts_with("tracer: error: 2 ") && line.contains("kernel thread"),
+        "the error should say 2 is a kernel thread: {line}"
+    );
+}
+
+/// Guards against: a 32-bit program being traced with the 64-bit layouts (an empty or
+/// wrong report and exit 0) instead of being refused in one line. (x86-64 only: gcc
+/// builds its 32-bit programs with `-m32`.)
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn attach_to_a_32_bit_program_fails_with_one_line() {
+    require_root();
+    require_gcc_m32();
+    let bin = build_target("exits_soon", &["-m32"]);
+    let exe = fs::read(bin.path()).expect("read the target");
+    assert_eq!(
+        exe.get(4),
+        Some(&1),
+        "gcc -m32 should build an ELFCLASS32 file"
+    );
+    let target = Target::spawn(bin.path(), &["30"]);
+    let pid = target.pid().to_string();
+    let line = refused_attach(&pid);
+    assert!(
+        line.starts_with("tracer: error: ") && line.contains(&pid) && line.contains("32-bit"),
+        "the error should say process {pid} is 32-bit: {line}"
+    );
+}
+
+/// Fails the test, saying what to install, unless gcc can build 32-bit programs.
+#[cfg(target_arch = "x86_64")]
+fn require_gcc_m32() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let src = dir.path().join("m32.c");
+    fs::write(&src, "int main(void) { return 0; }\n").expect("write m32.c");
+    let out = crate::tools::output(
+        std::process::Command::new("gcc")
+            .arg("-m32")
+            .arg("-o")
+            .arg(dir.path().join("m32"))
+            .arg(&src),
+        "gcc",
+    );
+    if !out.status.success() {
+        crate::tools::missing("gcc -m32 (32-bit C library)", "Debian package gcc-multilib");
+    }
+}

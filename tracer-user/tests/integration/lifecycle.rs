@@ -3,7 +3,7 @@
 
 use std::{
     collections::BTreeSet,
-    io::Read,
+    io::{BufRead as _, BufReader, Read},
     process::{Command, Stdio},
     thread,
     time::{Duration, Instant},
@@ -107,6 +107,83 @@ fn closed_stdout_ends_the_trace_quietly() {
         status.success() && !stderr.contains("error"),
         "a closed stdout should end the trace quietly with exit 0: {status}, stderr: {stderr}"
     );
+}
+
+/// Guards against: `tracer attach … | head -1` (the README's example) never ending on a
+/// deadlocked target. After the deadlock line nothing more is written, so a closed pipe
+/// seen only by a failed write is never seen: the tracer stayed attached, its probes
+/// loaded, until `--duration` or a kill. It must notice that its reader has gone,
+/// detach, and exit 0 without a word, within a few seconds.
+#[test]
+fn reader_gone_after_the_first_line_ends_a_quiet_trace() {
+    require_root();
+    let bin = build_target("abba", &[]);
+    let target = Target::spawn(bin.path(), &[]);
+    target.wait_in_futex(
+        &[target.tid("worker_a"), target.tid("worker_b")],
+        Duration::from_secs(5),
+    );
+    let baseline_ids = our_prog_ids();
+    let mut tracer = Command::new(tracer_bin())
+        .args(as_strs(&json_attach_args(target.pid(), 60, &[])))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start tracer");
+    // `head -1`: read the first line, then close the pipe. The line is the deadlock
+    // (the target is deadlocked before the attach), after which the tracer has nothing
+    // more to write until the end of the trace.
+    let mut reader = BufReader::new(tracer.stdout.take().expect("piped stdout"));
+    let mut first = String::new();
+    reader.read_line(&mut first).expect("read the first line");
+    assert!(
+        first.contains("\"deadlock\""),
+        "the first line should be the deadlock: {first:?}"
+    );
+    let attached: BTreeSet<u64> = our_prog_ids().difference(&baseline_ids).copied().collect();
+    assert!(
+        !attached.is_empty(),
+        "while attached, bpftool shows none of our programs"
+    );
+    drop(reader);
+    let closed = Instant::now();
+    let limit = Duration::from_secs(3);
+    let status = loop {
+        if let Some(status) = tracer.try_wait().expect("wait for tracer") {
+            break status;
+        }
+        if closed.elapsed() > limit {
+            let _ = tracer.kill();
+            let _ = tracer.wait();
+            panic!("the tracer was still attached {limit:?} after its reader closed the pipe");
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    tracer
+        .stderr
+        .take()
+        .expect("piped stderr")
+        .read_to_string(&mut stderr)
+        .expect("read stderr");
+    assert!(
+        status.success() && stderr.is_empty(),
+        "a gone reader should end the trace with exit 0 and nothing said: {status}, stderr: {stderr}"
+    );
+    // Dropped with the tracer's descriptors: allow the kernel a moment to free them.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let left: Vec<u64> = attached.intersection(&our_prog_ids()).copied().collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "programs {left:?} still loaded after the tracer exited"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Program ids (of our names) not in `baseline`, links of those programs, and new

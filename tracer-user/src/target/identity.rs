@@ -1,0 +1,259 @@
+//! Whether a process id names a process the tracer can trace: checked before attaching,
+//! so that an id that exists but is the wrong kind of thing is refused in one line
+//! instead of giving an empty trace.
+//!
+//! Three kinds of id exist in `/proc` and are not traceable processes:
+//! - a thread that is not its process's leader: `/proc/TID` exists for any thread (it is
+//!   only left out of the directory listing), but the probes filter on the process id,
+//!   so a trace of it would see nothing;
+//! - a kernel thread (`--pid 2`): no user memory, no executable, no locks of a program;
+//! - a 32-bit program: the probes read the target's stacks and lock words with the
+//!   64-bit layouts.
+//!
+//! The parsing is pure and unit-tested on sample text; [`untraceable`] reads the files.
+
+use std::{fs, io::Read as _};
+
+use super::procfs::proc_dir;
+
+/// `PF_KTHREAD` of the kernel's `include/linux/sched.h`: the task is a kernel thread.
+const PF_KTHREAD: u32 = 0x0020_0000;
+
+/// Why an existing process id cannot be traced as a process.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Untraceable {
+    /// The id is a thread's, and not its process's (the thread group leader's).
+    #[error("{tid} is a thread of process {pid}{}, not a process: give --pid {pid}", name_suffix(.name.as_deref()))]
+    Thread {
+        /// The id given.
+        tid: u32,
+        /// Its process (thread group) id.
+        pid: u32,
+        /// Its process's name, when it could be read.
+        name: Option<String>,
+    },
+    /// The id is a kernel thread's.
+    #[error("{pid} is a kernel thread{}, not a program: it has no locks to trace", name_suffix(.name.as_deref()))]
+    KernelThread {
+        /// The id given.
+        pid: u32,
+        /// The kernel thread's name, when it could be read.
+        name: Option<String>,
+    },
+    /// The process runs a 32-bit executable.
+    #[error("process {pid}{} runs a 32-bit program: only 64-bit programs can be traced", name_suffix(.name.as_deref()))]
+    Bits32 {
+        /// The id given.
+        pid: u32,
+        /// The process's name, when it could be read.
+        name: Option<String>,
+    },
+}
+
+/// ` (NAME)` after an id in a message, or nothing.
+fn name_suffix(name: Option<&str>) -> String {
+    name.map_or_else(String::new, |name| format!(" ({name})"))
+}
+
+/// The class of an ELF file, from its identification bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum ElfClass {
+    Bits32,
+    Bits64,
+}
+
+/// The class of the ELF file that starts with `header`; `None` when it is not ELF (or
+/// the class byte is invalid).
+#[must_use]
+pub(super) fn elf_class(header: &[u8]) -> Option<ElfClass> {
+    // e_ident: the magic, then EI_CLASS (1: ELFCLASS32, 2: ELFCLASS64).
+    match header {
+        [0x7f, b'E', b'L', b'F', 1, ..] => Some(ElfClass::Bits32),
+        [0x7f, b'E', b'L', b'F', 2, ..] => Some(ElfClass::Bits64),
+        _ => None,
+    }
+}
+
+/// The thread group (process) id of a `/proc/ID/status`.
+#[must_use]
+pub(super) fn parse_status_tgid(status: &str) -> Option<u32> {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Tgid:"))
+        .and_then(|rest| rest.trim().parse().ok())
+}
+
+/// The flags (field 9) of a `/proc/ID/stat` line. The command name before them may hold
+/// spaces and parentheses, so fields are counted from its closing `)`.
+#[must_use]
+pub(super) fn parse_stat_flags(stat: &str) -> Option<u32> {
+    let (_, after_comm) = stat.rsplit_once(')')?;
+    // The first field after the command name is field 3 (the state).
+    after_comm.split_whitespace().nth(9 - 3)?.parse().ok()
+}
+
+/// What was read of an id: each part `None` when it could not be read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(super) struct Identity {
+    /// Its thread group id (`Tgid:` of `status`).
+    pub tgid: Option<u32>,
+    /// Its task flags (`stat` field 9).
+    pub flags: Option<u32>,
+    /// The class of its executable.
+    pub class: Option<ElfClass>,
+}
+
+/// Why `id` is not traceable, from what was read of it; `None` when nothing read says
+/// so (what could not be read refuses nothing: the attach then says what is wrong).
+/// `name_of` gives a process's name for the message.
+#[must_use]
+pub(super) fn judge(
+    id: u32,
+    identity: &Identity,
+    name_of: impl Fn(u32) -> Option<String>,
+) -> Option<Untraceable> {
+    if let Some(pid) = identity.tgid.filter(|&tgid| tgid != id) {
+        return Some(Untraceable::Thread {
+            tid: id,
+            pid,
+            name: name_of(pid),
+        });
+    }
+    if identity.flags.is_some_and(|flags| flags & PF_KTHREAD != 0) {
+        return Some(Untraceable::KernelThread {
+            pid: id,
+            name: name_of(id),
+        });
+    }
+    if identity.class == Some(ElfClass::Bits32) {
+        return Some(Untraceable::Bits32 {
+            pid: id,
+            name: name_of(id),
+        });
+    }
+    None
+}
+
+/// Why the process id `id` cannot be traced, read from `/proc/ID`; `None` when it can,
+/// or when it does not exist (for the attach to say so).
+#[must_use]
+pub(super) fn untraceable(id: u32) -> Option<Untraceable> {
+    let dir = proc_dir(id);
+    let read = |file: &str| fs::read_to_string(dir.join(file)).ok();
+    let class = fs::File::open(dir.join("exe")).ok().and_then(|mut exe| {
+        let mut header = [0u8; 5];
+        exe.read_exact(&mut header).ok()?;
+        elf_class(&header)
+    });
+    let identity = Identity {
+        tgid: read("status").as_deref().and_then(parse_status_tgid),
+        flags: read("stat").as_deref().and_then(parse_stat_flags),
+        class,
+    };
+    judge(id, &identity, |pid| {
+        fs::read_to_string(proc_dir(pid).join("comm"))
+            .ok()
+            .map(|name| name.trim_end_matches('\n').to_owned())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `stat` line of `comm` with `flags` in field 9.
+    fn stat_line(comm: &str, flags: u32) -> String {
+        format!("42 ({comm}) S 0 0 0 0 -1 {flags} 0 0 0 0 0 0 0 0 20 0 1 0 5")
+    }
+
+    /// Guards the kernel-thread check against counting fields from the start of the
+    /// line (a command name with spaces or a `)` would shift them).
+    #[test]
+    fn stat_flags_are_field_nine_after_the_command_name() {
+        assert_eq!(
+            parse_stat_flags(&stat_line("kthreadd", 0x0020_8040)),
+            Some(0x0020_8040)
+        );
+        assert_eq!(parse_stat_flags(&stat_line("a b) S 7 7", 0x40)), Some(0x40));
+        assert_eq!(parse_stat_flags("42 (short) S 0"), None);
+        assert_eq!(parse_stat_flags(""), None);
+    }
+
+    #[test]
+    fn tgid_is_read_from_its_own_line() {
+        let status = "Name:\tworker_a\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t1234\nNgid:\t0\nPid:\t1235\nPPid:\t1\n";
+        assert_eq!(parse_status_tgid(status), Some(1234));
+        assert_eq!(parse_status_tgid("Name:\tx\nPid:\t5\n"), None);
+    }
+
+    /// Guards the 32-bit check against reading the wrong byte or taking any file for ELF.
+    #[test]
+    fn elf_class_is_the_fifth_identification_byte() {
+        assert_eq!(elf_class(b"\x7fELF\x01\x01\x01"), Some(ElfClass::Bits32));
+        assert_eq!(elf_class(b"\x7fELF\x02\x01\x01"), Some(ElfClass::Bits64));
+        assert_eq!(elf_class(b"\x7fELF\x00"), None);
+        assert_eq!(elf_class(b"#!/bin/sh\n"), None);
+        assert_eq!(elf_class(b"\x7fEL"), None);
+        // This test's own executable (a 64-bit build).
+        let own = fs::read(std::env::current_exe().unwrap()).unwrap();
+        assert_eq!(elf_class(&own), Some(ElfClass::Bits64));
+    }
+
+    /// Guards each refusal and its order: a thread is named with its process, a kernel
+    /// thread and a 32-bit program are refused, and what could not be read refuses nothing.
+    #[test]
+    fn judge_refuses_threads_kernel_threads_and_32_bit_programs() {
+        let name_of = |pid: u32| Some(format!("p{pid}"));
+        let process = Identity {
+            tgid: Some(1234),
+            flags: Some(0x0040_0100),
+            class: Some(ElfClass::Bits64),
+        };
+        assert_eq!(judge(1234, &process, name_of), None);
+        assert_eq!(judge(1234, &Identity::default(), name_of), None);
+
+        let thread = judge(1235, &process, name_of).unwrap();
+        assert_eq!(
+            thread,
+            Untraceable::Thread {
+                tid: 1235,
+                pid: 1234,
+                name: Some("p1234".into())
+            }
+        );
+        assert_eq!(
+            thread.to_string(),
+            "1235 is a thread of process 1234 (p1234), not a process: give --pid 1234"
+        );
+
+        let kthread = Identity {
+            tgid: Some(2),
+            flags: Some(0x0020_8040),
+            class: None,
+        };
+        let refused = judge(2, &kthread, |_| Some("kthreadd".into())).unwrap();
+        assert!(matches!(refused, Untraceable::KernelThread { pid: 2, .. }));
+        assert_eq!(
+            refused.to_string(),
+            "2 is a kernel thread (kthreadd), not a program: it has no locks to trace"
+        );
+
+        let bits32 = Identity {
+            class: Some(ElfClass::Bits32),
+            ..process
+        };
+        let refused = judge(1234, &bits32, |_| None).unwrap();
+        assert_eq!(
+            refused.to_string(),
+            "process 1234 runs a 32-bit program: only 64-bit programs can be traced"
+        );
+    }
+
+    /// Guards the reader against refusing an ordinary process: this test's own (a
+    /// 64-bit leader, not a kernel thread), and a missing id (left to the attach).
+    #[test]
+    fn own_process_is_traceable() {
+        assert_eq!(untraceable(std::process::id()), None);
+        assert_eq!(untraceable(0x7fff_fff0), None);
+    }
+}
