@@ -148,10 +148,10 @@ pub async fn run(config: Config, sink: &mut dyn Sink) -> Result<(), SessionError
     // Symbol tables of the mapped objects load on a thread of their own, so the first
     // deadlock report does not wait for them and the drain loop is never held up by them
     // (their DWARF is decoded at the first source line asked of each object).
-    let (root, objects) = session.symbolizer.preload_list();
+    let (roots, objects) = session.symbolizer.preload_list();
     let (preloaded_tx, preloaded) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let _ = preloaded_tx.send(symbols::preload(&root, objects, PRELOAD_BUDGET));
+        let _ = preloaded_tx.send(symbols::preload(&roots, objects, PRELOAD_BUDGET));
     });
     session.preloaded = Some(preloaded);
     let started = Instant::now();
@@ -188,7 +188,8 @@ fn attach(
     // here.
     let maps = target.maps().map_err(gone)?;
     let libc = find_libc(&maps).map(|path| target.host_path(&path));
-    let symbolizer = Symbolizer::from_maps(maps.clone(), target.host_path("/"));
+    let symbolizer = Symbolizer::from_maps(maps.clone(), target.host_path("/"))
+        .with_mapped_files(target.mapped_files_dir());
     // Test hook for the root tests only: widens the window between reading the target
     // and attaching, so that "the target exits during attach" can be tested for sure.
     if let Some(ms) = std::env::var("TRACER_TEST_ATTACH_DELAY_MS")

@@ -82,6 +82,10 @@ impl TargetProcess for LiveProcess {
         procfs::host_path(self.pid, path)
     }
 
+    fn mapped_files_dir(&self) -> Option<PathBuf> {
+        Some(procfs::map_files_dir(self.pid))
+    }
+
     fn read_memory(&self, addr: u64, buf: &mut [u8]) -> Result<usize, ProcError> {
         procfs::read_memory(self.pid, addr, buf)
     }

@@ -107,6 +107,19 @@ fn one_letter_lock_names_are_not_demangled() {
     check_abba_report(&target, &[], &one_letter, Names::Symbols);
 }
 
+/// Guards against: losing every name when the target's executable was deleted after it
+/// started (issue 16; a rebuilt or cleaned-up binary): the file is still open through
+/// the target's mappings, and names must come from there. Checked to fail (no names)
+/// without the fix.
+#[test]
+fn abba_deadlock_names_locks_of_a_deleted_executable() {
+    require_root();
+    let bin = build_target("abba", &[]);
+    let target = start_abba(bin.path(), None);
+    std::fs::remove_file(bin.path()).expect("delete the target's executable");
+    check_abba_report(&target, &[], &ABBA, Names::Symbols);
+}
+
 /// Guards against: only seeing deadlocks that pre-date the attach (the cycle here forms
 /// ~2 s after the target printed `ready`, while the tracer is attached), and stacks that
 /// miss the thread functions although the binary has a symbol table.
