@@ -13,6 +13,7 @@
 mod adopt;
 mod clock;
 mod confirm;
+mod exec_watch;
 #[cfg(test)]
 pub(crate) mod test_support;
 mod threads;
@@ -187,6 +188,7 @@ fn attach(
     // the return-address check and the search for parked PI waiters all take them from
     // here.
     let maps = target.maps().map_err(gone)?;
+    let exec_watch = exec_watch::ExecWatch::new(target.executable_identity());
     let libc = find_libc(&maps).map(|path| target.host_path(&path));
     let symbolizer = Symbolizer::from_maps(maps.clone(), target.host_path("/"))
         .with_mapped_files(target.mapped_files_dir());
@@ -273,6 +275,7 @@ fn attach(
         preloaded: None,
         target_realtime: RealtimeThreads::default(),
         dropped_seen: 0,
+        exec_watch,
     };
     // Threads that were already asleep before the hooks were in place send no event:
     // find them, so a process that is already deadlocked is diagnosed at once.
@@ -327,6 +330,8 @@ struct Session {
     target_realtime: RealtimeThreads,
     /// The dropped-records count at the last look.
     dropped_seen: u64,
+    /// Whether the target replaced its program since the attach.
+    exec_watch: exec_watch::ExecWatch,
 }
 
 impl Session {
@@ -456,6 +461,7 @@ impl Session {
                     self.pump();
                     return Ok(true);
                 }
+                self.exec_watch.observe(self.target.executable_identity());
                 last_alive_check = Instant::now();
             }
         }
@@ -628,6 +634,7 @@ impl Session {
             ));
         }
         notes.extend(counter_notes(&counters, self.decode_errors));
+        notes.extend(self.exec_watch.note().map(str::to_owned));
         self.look_for_realtime_threads_if_dropping(counters.dropped);
         notes.extend(realtime::starvation_note(
             counters.dropped,

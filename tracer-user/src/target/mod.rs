@@ -95,6 +95,12 @@ pub trait TargetProcess: Send + Sync {
     /// files of a target in another mount namespace open correctly).
     fn host_path(&self, path: &str) -> PathBuf;
 
+    /// The identity (device, inode) of its executable (`/proc/PID/exe`) right now: another
+    /// one than at attach means it `exec`ed another program. `None` when unreadable.
+    fn executable_identity(&self) -> Option<(u64, u64)> {
+        None
+    }
+
     /// The directory whose entries open the files it maps by mapping (`/proc/PID/map_files`,
     /// see [`mapped_file`]): the way to a mapped file that was deleted or is a memfd.
     /// `None` when there is no such directory (a fake process).
