@@ -188,10 +188,8 @@ fn attach(
     // the return-address check and the search for parked PI waiters all take them from
     // here.
     let maps = target.maps().map_err(gone)?;
-    let exec_watch = exec_watch::ExecWatch::new(target.executable_identity());
     let libc = find_libc(&maps).map(|path| target.host_path(&path));
-    let symbolizer = Symbolizer::from_maps(maps.clone(), target.host_path("/"))
-        .with_mapped_files(target.mapped_files_dir());
+    let symbolizer = Symbolizer::from_target_maps(maps.clone(), &*target);
     // Test hook for the root tests only: widens the window between reading the target
     // and attaching, so that "the target exits during attach" can be tested for sure.
     if let Some(ms) = std::env::var("TRACER_TEST_ATTACH_DELAY_MS")
@@ -262,6 +260,7 @@ fn attach(
         tracker
     });
     let mut session = Session {
+        exec_watch: exec_watch::ExecWatch::new(target.executable_identity()),
         target,
         go,
         config,
@@ -275,7 +274,6 @@ fn attach(
         preloaded: None,
         target_realtime: RealtimeThreads::default(),
         dropped_seen: 0,
-        exec_watch,
     };
     // Threads that were already asleep before the hooks were in place send no event:
     // find them, so a process that is already deadlocked is diagnosed at once.

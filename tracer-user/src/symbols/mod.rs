@@ -164,9 +164,15 @@ impl Symbolizer {
     /// # Errors
     /// [`SymbolError::Proc`] when the maps cannot be read (process gone, no permission).
     pub fn for_target(target: &dyn TargetProcess) -> Result<Self, SymbolError> {
-        let maps = target.maps()?;
-        Ok(Self::from_maps(maps, target.host_path("/"))
-            .with_mapped_files(target.mapped_files_dir()))
+        Ok(Self::from_target_maps(target.maps()?, target))
+    }
+
+    /// Builds a symbolizer from maps of `target` already read; files are opened as in
+    /// [`for_target`](Self::for_target), and also through its `/proc/PID/map_files` when
+    /// their path no longer leads to them.
+    #[must_use]
+    pub fn from_target_maps(maps: Vec<MapEntry>, target: &dyn TargetProcess) -> Self {
+        Self::from_maps(maps, target.host_path("/")).with_mapped_files(target.mapped_files_dir())
     }
 
     /// Builds a symbolizer from maps already read; files are opened under `root` (`/` to open

@@ -877,7 +877,7 @@ fn acquired_at(hold: &GoHold) -> RawStack {
 #[cfg(test)]
 mod tests {
     /// Guards issue 16: a Go program without lock sites got "0 Go lock sites attached"
-    /// (next to a misleading "uprobe_multi unavailable … Invalid argument" note); it must
+    /// (next to a misleading "`uprobe_multi` unavailable … Invalid argument" note); it must
     /// say nothing was attached. Checked to fail before the phrase had its own case.
     #[test]
     fn no_planned_sites_say_nothing_was_attached() {
