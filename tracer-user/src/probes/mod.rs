@@ -265,7 +265,9 @@ impl Probes {
             Hooks::Trace { .. } => PROG_GO_LOCK_SITE,
             Hooks::Floor { .. } => PROG_NOOP_UPROBE,
         };
-        if let Some(go) = go {
+        // No sites, nothing to attach: the kernel refuses an empty `uprobe_multi` list
+        // (EINVAL), which read as "uprobe_multi unavailable" (issue 16).
+        if let Some(go) = go.filter(|go| !go.sites.is_empty()) {
             match uprobe_multi::attach(EBPF_OBJECT, go_program, &ebpf, go.exe, pid, go.sites) {
                 Ok(link) => {
                     summary.go_sites = go.sites.len();

@@ -13,6 +13,7 @@
 mod adopt;
 mod clock;
 mod confirm;
+mod exec_watch;
 #[cfg(test)]
 pub(crate) mod test_support;
 mod threads;
@@ -173,10 +174,10 @@ pub async fn run(
     // Symbol tables of the mapped objects load on a thread of their own, so the first
     // deadlock report does not wait for them and the drain loop is never held up by them
     // (their DWARF is decoded at the first source line asked of each object).
-    let (root, objects) = session.symbolizer.preload_list();
+    let (roots, objects) = session.symbolizer.preload_list();
     let (preloaded_tx, preloaded) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let _ = preloaded_tx.send(symbols::preload(&root, objects, PRELOAD_BUDGET));
+        let _ = preloaded_tx.send(symbols::preload(&roots, objects, PRELOAD_BUDGET));
     });
     session.preloaded = Some(preloaded);
     let started = Instant::now();
@@ -215,7 +216,7 @@ fn attach(
     // here.
     let maps = target.maps().map_err(gone)?;
     let libc = find_libc(&maps).map(|path| target.host_path(&path));
-    let symbolizer = Symbolizer::from_maps(maps.clone(), target.host_path("/"));
+    let symbolizer = Symbolizer::from_target_maps(maps.clone(), &*target);
     // Test hook for the root tests only: widens the window between reading the target
     // and attaching, so that "the target exits during attach" can be tested for sure.
     if let Some(ms) = std::env::var("TRACER_TEST_ATTACH_DELAY_MS")
@@ -286,6 +287,7 @@ fn attach(
         tracker
     });
     let mut session = Session {
+        exec_watch: exec_watch::ExecWatch::new(target.executable_identity()),
         target,
         go,
         config,
@@ -353,6 +355,8 @@ struct Session {
     target_realtime: RealtimeThreads,
     /// The dropped-records count at the last look.
     dropped_seen: u64,
+    /// Whether the target replaced its program since the attach.
+    exec_watch: exec_watch::ExecWatch,
 }
 
 impl Session {
@@ -495,6 +499,7 @@ impl Session {
                 if reader.is_some_and(ReaderWatch::reader_gone) {
                     return Ok(TraceEnd::ReaderGone);
                 }
+                self.exec_watch.observe(self.target.executable_identity());
                 last_alive_check = Instant::now();
             }
         }
@@ -667,6 +672,7 @@ impl Session {
             ));
         }
         notes.extend(counter_notes(&counters, self.decode_errors));
+        notes.extend(self.exec_watch.note().map(str::to_owned));
         self.look_for_realtime_threads_if_dropping(counters.dropped);
         notes.extend(realtime::starvation_note(
             counters.dropped,

@@ -102,11 +102,23 @@ pub(crate) struct SymbolHit {
 
 impl SymbolHit {
     fn from_symbol(symbol: &Symbol, addr: u64) -> Self {
-        let name = addr2line::demangle_auto(Cow::Borrowed(&symbol.name), None).into_owned();
         Self {
-            name,
+            name: demangle_symbol(&symbol.name).into_owned(),
             offset: addr - symbol.addr,
         }
+    }
+}
+
+/// The readable form of a symbol name: mangled names (Itanium C++ `_Z…`, which includes
+/// legacy Rust `_ZN…17h<hash>E`, and Rust v0 `_R…`) are demangled, anything else is kept.
+///
+/// Only mangled names go to the demangler: a C++ demangler reads a bare name as a type
+/// code, so a C global `m` would become `unsigned long`, `d` `double`, `i` `int`.
+pub(crate) fn demangle_symbol(name: &str) -> Cow<'_, str> {
+    if name.starts_with("_Z") || name.starts_with("_R") {
+        addr2line::demangle_auto(Cow::Borrowed(name), None)
+    } else {
+        Cow::Borrowed(name)
     }
 }
 
@@ -433,5 +445,36 @@ mod tests {
         );
         let c = Symbol::new(0x10, 4, "worker_fn", 0);
         assert_eq!(SymbolHit::from_symbol(&c, 0x10).name, "worker_fn");
+    }
+
+    /// Guards issue 16: one-letter C globals (`m`, `d`, `i`) were handed to the C++
+    /// demangler, which reads them as type codes (`unsigned long`, `double`, `int`).
+    /// Checked to fail before `demangle_symbol` only demangled `_Z`/`_R` names.
+    #[test]
+    fn demangles_only_mangled_names() {
+        for c_name in [
+            "m",
+            "d",
+            "i",
+            "n",
+            "v",
+            "Ss",
+            "main",
+            "_start",
+            "__libc_start_main",
+        ] {
+            assert_eq!(demangle_symbol(c_name), c_name);
+            let symbol = Symbol::new(0x10, 4, c_name, 0);
+            assert_eq!(SymbolHit::from_symbol(&symbol, 0x10).name, c_name);
+        }
+        assert_eq!(demangle_symbol("_ZN3foo3barEv"), "foo::bar()");
+        assert_eq!(
+            demangle_symbol("_ZN4core9panicking5panic17h0123456789abcdefE"),
+            "core::panicking::panic"
+        );
+        // Rust v0: `_RNvC7mycrate3foo` is `mycrate::foo`.
+        assert_eq!(demangle_symbol("_RNvC7mycrate3foo"), "mycrate::foo");
+        // A `_Z`/`_R` name that does not parse stays as it is.
+        assert_eq!(demangle_symbol("_Zgarbage"), "_Zgarbage");
     }
 }

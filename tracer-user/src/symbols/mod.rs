@@ -25,7 +25,7 @@ use std::{
 use self::elf::ElfObject;
 use crate::{
     model::LockRef,
-    target::{FileBytes, MapEntry, ProcError, TargetProcess},
+    target::{FileBytes, MapEntry, ProcError, TargetProcess, mapped_file},
 };
 
 /// Failure to build or refresh a [`Symbolizer`]. Lookups themselves never fail: an address
@@ -137,11 +137,21 @@ enum Place<'a> {
     Anonymous,
 }
 
+/// Where the files the target maps are opened from here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRoots {
+    /// Prefix under which the target's absolute paths are opened (`/proc/PID/root`).
+    pub root: PathBuf,
+    /// The target's `/proc/PID/map_files`: the mapped files themselves, for those whose
+    /// path no longer leads to them (deleted, replaced, or a memfd that never had one).
+    pub mapped_files: Option<PathBuf>,
+}
+
 /// Symbolizes data and code addresses of one process.
 #[derive(Debug)]
 pub struct Symbolizer {
-    /// Prefix under which the target's absolute paths are opened.
-    root: PathBuf,
+    /// Where the target's files are opened.
+    roots: FileRoots,
     regions: Vec<Region>,
     /// Loaded objects by path as the target names it.
     objects: HashMap<String, CachedObject>,
@@ -154,8 +164,15 @@ impl Symbolizer {
     /// # Errors
     /// [`SymbolError::Proc`] when the maps cannot be read (process gone, no permission).
     pub fn for_target(target: &dyn TargetProcess) -> Result<Self, SymbolError> {
-        let maps = target.maps()?;
-        Ok(Self::from_maps(maps, target.host_path("/")))
+        Ok(Self::from_target_maps(target.maps()?, target))
+    }
+
+    /// Builds a symbolizer from maps of `target` already read; files are opened as in
+    /// [`for_target`](Self::for_target), and also through its `/proc/PID/map_files` when
+    /// their path no longer leads to them.
+    #[must_use]
+    pub fn from_target_maps(maps: Vec<MapEntry>, target: &dyn TargetProcess) -> Self {
+        Self::from_maps(maps, target.host_path("/")).with_mapped_files(target.mapped_files_dir())
     }
 
     /// Builds a symbolizer from maps already read; files are opened under `root` (`/` to open
@@ -163,10 +180,21 @@ impl Symbolizer {
     #[must_use]
     pub fn from_maps(maps: Vec<MapEntry>, root: PathBuf) -> Self {
         Self {
-            root,
+            roots: FileRoots {
+                root,
+                mapped_files: None,
+            },
             regions: regions_from_maps(maps),
             objects: HashMap::new(),
         }
+    }
+
+    /// Also opens mapped files through `dir` (the target's `/proc/PID/map_files`, from
+    /// [`TargetProcess::mapped_files_dir`]) when their path does not lead to them.
+    #[must_use]
+    pub fn with_mapped_files(mut self, dir: Option<PathBuf>) -> Self {
+        self.roots.mapped_files = dir;
+        self
     }
 
     /// Re-reads the maps of `target` (to see objects `dlopen`ed since), keeping the
@@ -176,7 +204,10 @@ impl Symbolizer {
     /// [`SymbolError::Proc`] when the maps cannot be read; the symbolizer is then unchanged.
     pub fn refresh(&mut self, target: &dyn TargetProcess) -> Result<(), SymbolError> {
         let maps = target.maps()?;
-        self.root = target.host_path("/");
+        self.roots = FileRoots {
+            root: target.host_path("/"),
+            mapped_files: target.mapped_files_dir(),
+        };
         self.regions = regions_from_maps(maps);
         let mapped: HashSet<(&str, u64)> = self
             .regions
@@ -197,7 +228,7 @@ impl Symbolizer {
     /// lock function is), unless loaded already. Other objects load when first needed,
     /// so a process mapping hundreds of libraries costs no memory for them up front.
     #[must_use]
-    pub fn preload_list(&self) -> (PathBuf, Vec<(String, u64)>) {
+    pub fn preload_list(&self) -> (FileRoots, Vec<(String, u64)>) {
         let mut seen = HashSet::new();
         let objects = self
             .regions
@@ -213,7 +244,7 @@ impl Symbolizer {
             .filter(|&(path, inode)| seen.insert((path.as_str(), inode)))
             .map(|(path, inode)| (path.clone(), inode))
             .collect();
-        (self.root.clone(), objects)
+        (self.roots.clone(), objects)
     }
 
     /// Takes the objects [`preload`] loaded, except those loaded here in the meantime.
@@ -340,7 +371,7 @@ impl Symbolizer {
         let offset = addr - region.start;
         match &region.kind {
             RegionKind::Object { path, inode, bss } => {
-                let elf = load_object(&mut self.objects, &self.root, path, *inode);
+                let elf = load_object(&mut self.objects, &self.roots, path, *inode);
                 let file_offset = region.file_offset(addr);
                 let vaddr = elf.and_then(|e| e.vaddr_of_offset(file_offset, *bss));
                 if *bss && vaddr.is_none() {
@@ -402,14 +433,14 @@ pub struct Preloaded(Vec<(String, CachedObject)>);
 /// decoded later, by the first lookup of a source line in the object (a libc debug file
 /// takes ~0.1 s and ~40 MB decoded, which most traces never need).
 #[must_use]
-pub fn preload(root: &Path, objects: Vec<(String, u64)>, budget: Duration) -> Preloaded {
+pub fn preload(roots: &FileRoots, objects: Vec<(String, u64)>, budget: Duration) -> Preloaded {
     let started = Instant::now();
     let mut loaded = Vec::new();
     for (path, inode) in objects {
         if started.elapsed() >= budget {
             break;
         }
-        let elf = read_object(root, &path, inode);
+        let elf = read_object(roots, &path, inode);
         loaded.push((path, CachedObject { inode, elf }));
     }
     Preloaded(loaded)
@@ -418,7 +449,7 @@ pub fn preload(root: &Path, objects: Vec<(String, u64)>, budget: Duration) -> Pr
 /// Returns the cached object for `path`, loading it on first use.
 fn load_object<'a>(
     objects: &'a mut HashMap<String, CachedObject>,
-    root: &Path,
+    roots: &FileRoots,
     path: &str,
     inode: u64,
 ) -> Option<&'a ElfObject> {
@@ -430,19 +461,41 @@ fn load_object<'a>(
         .entry(path.to_owned())
         .or_insert_with(|| CachedObject {
             inode,
-            elf: read_object(root, path, inode),
+            elf: read_object(roots, path, inode),
         })
         .elf
         .as_ref()
 }
 
-/// Maps the file the target maps at `path`, preferably through `root` (mapped, not read:
-/// a large executable would otherwise be all resident while its symbols are copied out).
-fn read_file(root: &Path, path: &str, inode: u64) -> Option<FileBytes> {
-    let rooted = under_root(root, path);
-    match FileBytes::open(&rooted) {
-        Ok(bytes) => return Some(bytes),
-        Err(err) => log::debug!("cannot read {}: {err}", rooted.display()),
+/// Whether the file at `path` is the one with inode `inode` (0: unknown, taken as yes).
+fn is_inode(path: &Path, inode: u64) -> bool {
+    inode == 0 || fs::metadata(path).is_ok_and(|m| m.ino() == inode)
+}
+
+/// Maps the file the target maps at `path` (mapped, not read: a large executable would
+/// otherwise be all resident while its symbols are copied out): through the target's
+/// root when the file there is the one mapped; else the mapping itself (a deleted or
+/// replaced file, a memfd: their path leads nowhere, or to another file); else `path`
+/// in our own namespace when it is the same file.
+fn read_file(roots: &FileRoots, path: &str, inode: u64) -> Option<FileBytes> {
+    let rooted = under_root(&roots.root, path);
+    if is_inode(&rooted, inode) {
+        match FileBytes::open(&rooted) {
+            Ok(bytes) => return Some(bytes),
+            Err(err) => log::debug!("cannot read {}: {err}", rooted.display()),
+        }
+    } else {
+        log::debug!("{} is not the file the target mapped", rooted.display());
+    }
+    if let Some(mapped) = roots
+        .mapped_files
+        .as_deref()
+        .and_then(|dir| mapped_file(dir, path, inode))
+    {
+        match FileBytes::open(&mapped) {
+            Ok(bytes) => return Some(bytes),
+            Err(err) => log::debug!("cannot read {}: {err}", mapped.display()),
+        }
     }
     if rooted == Path::new(path) {
         return None;
@@ -460,8 +513,8 @@ fn read_file(root: &Path, path: &str, inode: u64) -> Option<FileBytes> {
     FileBytes::open(Path::new(path)).ok()
 }
 
-fn read_object(root: &Path, path: &str, inode: u64) -> Option<ElfObject> {
-    let bytes = read_file(root, path, inode)?;
+fn read_object(roots: &FileRoots, path: &str, inode: u64) -> Option<ElfObject> {
+    let bytes = read_file(roots, path, inode)?;
     let elf = ElfObject::parse(bytes, |build_id| {
         let (head, tail) = build_id.split_first()?;
         let mut debug_path = format!("/usr/lib/debug/.build-id/{head:02x}/");
@@ -471,7 +524,7 @@ fn read_object(root: &Path, path: &str, inode: u64) -> Option<ElfObject> {
         debug_path.push_str(".debug");
         // The debug file is looked up where the target's libraries live; its inode is
         // unknown, hence 0.
-        read_file(root, &debug_path, 0)
+        read_file(roots, &debug_path, 0)
     });
     if elf.is_none() {
         log::debug!("{path} is not a readable ELF object; its addresses stay unnamed");
@@ -886,8 +939,8 @@ int main(void)
         );
         let dir = tempfile::tempdir().unwrap();
         let mut sym = Symbolizer::from_maps(maps, dir.path().to_path_buf());
-        let (root, list) = sym.preload_list();
-        assert_eq!(root, dir.path());
+        let (roots, list) = sym.preload_list();
+        assert_eq!(roots.root, dir.path());
         assert_eq!(
             list,
             [
@@ -895,7 +948,7 @@ int main(void)
                 ("/lib/x86_64-linux-gnu/libc.so.6".to_owned(), 8)
             ]
         );
-        let preloaded = std::thread::spawn(move || preload(&root, list, Duration::from_secs(5)))
+        let preloaded = std::thread::spawn(move || preload(&roots, list, Duration::from_secs(5)))
             .join()
             .unwrap();
         assert_eq!(preloaded.0.len(), 2);
@@ -905,9 +958,16 @@ int main(void)
         assert!(sym.preload_list().1.is_empty());
         // A zero budget loads nothing.
         assert!(
-            preload(dir.path(), vec![("/x".into(), 1)], Duration::ZERO)
-                .0
-                .is_empty()
+            preload(
+                &FileRoots {
+                    root: dir.path().to_path_buf(),
+                    mapped_files: None
+                },
+                vec![("/x".into(), 1)],
+                Duration::ZERO
+            )
+            .0
+            .is_empty()
         );
         assert!(is_c_library("libc.so.6") && is_c_library("libpthread.so.0"));
         assert!(!is_c_library("libcrypto.so.3") && !is_c_library("libfoo.so.1"));

@@ -2,7 +2,7 @@
 //! `process_vm_readv(2)` (the parsing is in [`super::procfs`]). Needs ptrace rights over
 //! the target for its memory and its threads' system calls; the rest is world-readable.
 
-use std::{fs, path::PathBuf, sync::Arc};
+use std::{fs, os::unix::fs::MetadataExt, path::PathBuf, sync::Arc};
 
 use super::{
     Executable, FileBytes, MapEntry, ProcError, SyscallState, TargetProcess, Untraceable, identity,
@@ -88,6 +88,15 @@ impl TargetProcess for LiveProcess {
 
     fn host_path(&self, path: &str) -> PathBuf {
         procfs::host_path(self.pid, path)
+    }
+
+    fn executable_identity(&self) -> Option<(u64, u64)> {
+        let meta = fs::metadata(proc_dir(self.pid).join("exe")).ok()?;
+        Some((meta.dev(), meta.ino()))
+    }
+
+    fn mapped_files_dir(&self) -> Option<PathBuf> {
+        Some(procfs::map_files_dir(self.pid))
     }
 
     fn read_memory(&self, addr: u64, buf: &mut [u8]) -> Result<usize, ProcError> {

@@ -27,7 +27,8 @@ pub use self::{
     identity::Untraceable,
     live::LiveProcess,
     procfs::{
-        MapEntry, ProcError, RealtimeThreads, SyscallState, find_libc, is_elf_stripped, parse_maps,
+        MapEntry, ProcError, RealtimeThreads, SyscallState, find_libc, is_elf_stripped,
+        mapped_file, parse_maps,
     },
 };
 
@@ -95,6 +96,19 @@ pub trait TargetProcess: Send + Sync {
     /// Where a path of its file system opens from here (through its root directory, so
     /// files of a target in another mount namespace open correctly).
     fn host_path(&self, path: &str) -> PathBuf;
+
+    /// The identity (device, inode) of its executable (`/proc/PID/exe`) right now: another
+    /// one than at attach means it `exec`ed another program. `None` when unreadable.
+    fn executable_identity(&self) -> Option<(u64, u64)> {
+        None
+    }
+
+    /// The directory whose entries open the files it maps by mapping (`/proc/PID/map_files`,
+    /// see [`mapped_file`]): the way to a mapped file that was deleted or is a memfd.
+    /// `None` when there is no such directory (a fake process).
+    fn mapped_files_dir(&self) -> Option<PathBuf> {
+        None
+    }
 
     /// Reads `buf.len()` bytes at `addr` of its memory; returns how many were read (fewer
     /// than asked when the range runs into unmapped memory).

@@ -10,6 +10,7 @@
 
 use std::{
     fs, io,
+    os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
 };
 
@@ -262,6 +263,30 @@ pub(super) fn host_path(pid: u32, path: &str) -> PathBuf {
     proc_dir(pid)
         .join("root")
         .join(path.trim_start_matches('/'))
+}
+
+/// The directory of links to the files the process maps: `/proc/PID/map_files`.
+#[must_use]
+pub(super) fn map_files_dir(pid: u32) -> PathBuf {
+    proc_dir(pid).join("map_files")
+}
+
+/// The entry of `map_files_dir` (a `/proc/PID/map_files`) that opens the file the target
+/// maps as `path` with inode `inode` (not checked when 0): the file itself, even when it
+/// was deleted (the maps say `/path (deleted)`) or never had a name (`/memfd:name`).
+/// `None` when no mapping is of that file, or the links cannot be read (they need
+/// `CAP_SYS_ADMIN`).
+#[must_use]
+pub fn mapped_file(map_files_dir: &Path, path: &str, inode: u64) -> Option<PathBuf> {
+    let entries = fs::read_dir(map_files_dir).ok()?;
+    entries.flatten().map(|e| e.path()).find(|link| {
+        let Ok(target) = fs::read_link(link) else {
+            return false;
+        };
+        let target = target.to_string_lossy();
+        let named = target.strip_suffix(" (deleted)").unwrap_or(&target) == path;
+        named && (inode == 0 || fs::metadata(link).is_ok_and(|m| m.ino() == inode))
+    })
 }
 
 /// What a thread is doing, from `/proc/PID/task/TID/syscall`.

@@ -30,6 +30,12 @@ fn start_abba(exe: &std::path::Path, delay_ms: Option<u64>) -> Target {
 /// one deadlock, with the right cycle, reported before the summary.
 fn check_abba_json(exe: &std::path::Path, extra: &[&str], names: Names) {
     let target = start_abba(exe, None);
+    check_abba_report(&target, extra, &ABBA, names);
+}
+
+/// Runs the tracer on the already-deadlocked ABBA `target` and checks the JSON report:
+/// exactly the cycle `expected`, reported before the summary.
+fn check_abba_report(target: &Target, extra: &[&str], expected: &[Edge<'_>], names: Names) {
     let out = run_tracer(&as_strs(&json_attach_args(target.pid(), 3, extra)));
     assert_success(&out);
     let values = json_lines(&out.stdout);
@@ -40,7 +46,7 @@ fn check_abba_json(exe: &std::path::Path, extra: &[&str], names: Names) {
         "expected exactly one deadlock\n{}",
         describe(&out)
     );
-    assert_cycle(&target, found[0], &ABBA, names);
+    assert_cycle(target, found[0], expected, names);
     let dl_pos = values
         .iter()
         .position(|v| kind(v) == "deadlock")
@@ -86,6 +92,32 @@ fn abba_deadlock_is_reported_for_stripped_binary() {
     let bin = build_target("abba", &[]);
     let stripped = bin.strip_copy();
     check_abba_json(&stripped, &[], Names::Absent);
+}
+
+/// Guards against: one-letter C globals being named as C++ type codes (issue 16: a mutex
+/// `m` was reported as `unsigned long`, since every symbol went through the C++
+/// demangler). `abba` built with its locks named `m` and `n` must report them as `m` and
+/// `n`. Checked to fail (`unsigned long`/`unsigned int`) without the fix.
+#[test]
+fn one_letter_lock_names_are_not_demangled() {
+    require_root();
+    let bin = build_target("abba", &["-DLOCK_A=m", "-DLOCK_B=n"]);
+    let target = start_abba(bin.path(), None);
+    let one_letter: [Edge<'static>; 2] = [("worker_a", "m", "n"), ("worker_b", "n", "m")];
+    check_abba_report(&target, &[], &one_letter, Names::Symbols);
+}
+
+/// Guards against: losing every name when the target's executable was deleted after it
+/// started (issue 16; a rebuilt or cleaned-up binary): the file is still open through
+/// the target's mappings, and names must come from there. Checked to fail (no names)
+/// without the fix.
+#[test]
+fn abba_deadlock_names_locks_of_a_deleted_executable() {
+    require_root();
+    let bin = build_target("abba", &[]);
+    let target = start_abba(bin.path(), None);
+    std::fs::remove_file(bin.path()).expect("delete the target's executable");
+    check_abba_report(&target, &[], &ABBA, Names::Symbols);
 }
 
 /// Guards against: only seeing deadlocks that pre-date the attach (the cycle here forms

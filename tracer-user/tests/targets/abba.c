@@ -17,8 +17,19 @@
 #include <time.h>
 #include <unistd.h>
 
-pthread_mutex_t lock_a = PTHREAD_MUTEX_INITIALIZER;
-pthread_mutex_t lock_b = PTHREAD_MUTEX_INITIALIZER;
+/* The names of the two lock globals; a test builds with -DLOCK_A=m -DLOCK_B=n to check
+ * that one-letter C names are reported as they are. The facts name the locks the same way. */
+#ifndef LOCK_A
+#define LOCK_A lock_a
+#endif
+#ifndef LOCK_B
+#define LOCK_B lock_b
+#endif
+#define STRINGIFY(x) #x
+#define NAME_OF(x) STRINGIFY(x)
+
+pthread_mutex_t LOCK_A = PTHREAD_MUTEX_INITIALIZER;
+pthread_mutex_t LOCK_B = PTHREAD_MUTEX_INITIALIZER;
 
 static pthread_barrier_t first_locks_held;
 static volatile pid_t tid_a, tid_b;
@@ -31,8 +42,8 @@ static void sleep_ms(long ms) {
 }
 
 /* noinline: keep a real frame between the thread function and pthread_mutex_lock. */
-__attribute__((noinline)) static void take_second(pthread_mutex_t *m) {
-    pthread_mutex_lock(m);
+__attribute__((noinline)) static void take_second(pthread_mutex_t *mutex) {
+    pthread_mutex_lock(mutex);
     __asm__ volatile("" ::: "memory");
 }
 
@@ -40,12 +51,12 @@ __attribute__((noinline)) void *worker_a_main(void *arg) {
     (void)arg;
     pthread_setname_np(pthread_self(), "worker_a");
     tid_a = (pid_t)syscall(SYS_gettid);
-    pthread_mutex_lock(&lock_a);
+    pthread_mutex_lock(&LOCK_A);
     pthread_barrier_wait(&first_locks_held);
     if (delay_ms > 0) sleep_ms(delay_ms);
-    take_second(&lock_b); /* never returns */
-    pthread_mutex_unlock(&lock_b);
-    pthread_mutex_unlock(&lock_a);
+    take_second(&LOCK_B); /* never returns */
+    pthread_mutex_unlock(&LOCK_B);
+    pthread_mutex_unlock(&LOCK_A);
     return NULL;
 }
 
@@ -53,12 +64,12 @@ __attribute__((noinline)) void *worker_b_main(void *arg) {
     (void)arg;
     pthread_setname_np(pthread_self(), "worker_b");
     tid_b = (pid_t)syscall(SYS_gettid);
-    pthread_mutex_lock(&lock_b);
+    pthread_mutex_lock(&LOCK_B);
     pthread_barrier_wait(&first_locks_held);
     if (delay_ms > 0) sleep_ms(delay_ms);
-    take_second(&lock_a); /* never returns */
-    pthread_mutex_unlock(&lock_a);
-    pthread_mutex_unlock(&lock_b);
+    take_second(&LOCK_A); /* never returns */
+    pthread_mutex_unlock(&LOCK_A);
+    pthread_mutex_unlock(&LOCK_B);
     return NULL;
 }
 
@@ -73,8 +84,8 @@ int main(int argc, char **argv) {
     printf("pid=%d\n", (int)getpid());
     printf("tid.worker_a=%d\n", (int)tid_a);
     printf("tid.worker_b=%d\n", (int)tid_b);
-    printf("lock.lock_a=%p\n", (void *)&lock_a);
-    printf("lock.lock_b=%p\n", (void *)&lock_b);
+    printf("lock." NAME_OF(LOCK_A) "=%p\n", (void *)&LOCK_A);
+    printf("lock." NAME_OF(LOCK_B) "=%p\n", (void *)&LOCK_B);
     printf("ready\n");
     fflush(stdout);
     for (;;) pause();

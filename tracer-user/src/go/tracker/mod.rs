@@ -117,14 +117,20 @@ impl GoTarget {
             GoProbeMode::Holds => "lock sites",
         };
         let mut note = format!(
-            "{} program{}: {attached} Go {what} attached ({refused} refused by the kernel, {} not probeable); planned in {} ms, attached in {} ms",
+            "{} program{}: {}; planned in {} ms, attached in {} ms",
             self.build.go_version,
             self.build
                 .module_path
                 .as_ref()
                 .map(|m| format!(" {m}"))
                 .unwrap_or_default(),
-            self.plan.skipped.len(),
+            sites_attached_phrase(
+                what,
+                self.attach_list.len(),
+                attached,
+                refused,
+                self.plan.skipped.len()
+            ),
             self.plan_time.as_millis(),
             attach_time.as_millis(),
         );
@@ -146,6 +152,27 @@ impl GoTarget {
             goid_offset: self.offsets.goid,
             sites: &self.attach_list,
         }
+    }
+}
+
+/// How many Go sites (`what`) were attached out of `planned`: with none planned, says
+/// plainly that nothing was attached (rather than "0 attached" next to a kernel error from
+/// attaching an empty list, issue 16).
+fn sites_attached_phrase(
+    what: &str,
+    planned: usize,
+    attached: usize,
+    refused: usize,
+    not_probeable: usize,
+) -> String {
+    if planned == 0 {
+        format!(
+            "no Go {what} to attach ({not_probeable} not probeable): nothing attached to the Go code"
+        )
+    } else {
+        format!(
+            "{attached} Go {what} attached ({refused} refused by the kernel, {not_probeable} not probeable)"
+        )
     }
 }
 
@@ -860,6 +887,21 @@ fn acquired_at(hold: &GoHold) -> RawStack {
 
 #[cfg(test)]
 mod tests {
+    /// Guards issue 16: a Go program without lock sites got "0 Go lock sites attached"
+    /// (next to a misleading "`uprobe_multi` unavailable … Invalid argument" note); it must
+    /// say nothing was attached. Checked to fail before the phrase had its own case.
+    #[test]
+    fn no_planned_sites_say_nothing_was_attached() {
+        assert_eq!(
+            super::sites_attached_phrase("lock sites", 0, 0, 0, 3),
+            "no Go lock sites to attach (3 not probeable): nothing attached to the Go code"
+        );
+        assert_eq!(
+            super::sites_attached_phrase("lock sites", 5, 4, 1, 2),
+            "4 Go lock sites attached (1 refused by the kernel, 2 not probeable)"
+        );
+    }
+
     use super::*;
     use crate::{go::probe::OffsetSource, target::fake::FakeProcess};
 
