@@ -247,6 +247,11 @@ fn attach(
         eprintln!("tracer: note: {note}");
     }
     let threads = LiveThreads::read(&*target);
+    // The PID a target in a container knows itself by (its main thread's TID there).
+    let ns_pid = threads
+        .ids()
+        .namespace_tid(target.pid())
+        .filter(|&ns_pid| ns_pid != target.pid());
     let code = CodeCheck::new(Arc::clone(&target), &maps);
     let go = go_target.map(|t| {
         let mut tracker = GoTracker::new(Arc::clone(&target), t, config.stuck_after);
@@ -266,6 +271,7 @@ fn attach(
         symbolizer,
         analysis: Analysis::new(),
         threads,
+        ns_pid,
         code,
         decode_errors: 0,
         adopted_at: 0,
@@ -314,6 +320,8 @@ struct Session {
     symbolizer: Symbolizer,
     analysis: Analysis,
     threads: LiveThreads,
+    /// The target's PID in its own PID namespace, when that differs from its host PID.
+    ns_pid: Option<u32>,
     code: CodeCheck,
     decode_errors: u64,
     /// Monotonic time given to waits found already blocked at attach.
@@ -351,8 +359,12 @@ impl Session {
     }
 
     /// Whether a candidate cycle still holds in the live process ([`confirm::confirm`]).
-    fn confirm(&self, cycle: &Cycle) -> bool {
-        confirm::confirm(&*self.target, &self.analysis, cycle)
+    fn confirm(&mut self, cycle: &Cycle) -> bool {
+        // A holder known only from the uprobes may have started since the threads were
+        // read: its TID inside the target's PID namespace is needed to check owner fields.
+        let tids: Vec<u32> = cycle.edges.iter().map(|edge| edge.tid).collect();
+        self.threads.cover(&*self.target, &tids);
+        confirm::confirm(&*self.target, &self.analysis, self.threads.ids(), cycle)
     }
 
     /// [`Session::trace`], at the `SCHED_FIFO` priority of `--realtime` if given. Only the
@@ -699,6 +711,7 @@ impl Session {
         go_runtime.name(&mut lock_summaries);
         let summary = Summary {
             pid: self.config.pid,
+            ns_pid: self.ns_pid,
             duration_ns: u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX),
             events: self.analysis.counts().events + go_events,
             dropped: counters.dropped,
