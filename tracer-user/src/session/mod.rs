@@ -247,11 +247,6 @@ fn attach(
         eprintln!("tracer: note: {note}");
     }
     let threads = LiveThreads::read(&*target);
-    // The PID a target in a container knows itself by (its main thread's TID there).
-    let ns_pid = threads
-        .ids()
-        .namespace_tid(target.pid())
-        .filter(|&ns_pid| ns_pid != target.pid());
     let code = CodeCheck::new(Arc::clone(&target), &maps);
     let go = go_target.map(|t| {
         let mut tracker = GoTracker::new(Arc::clone(&target), t, config.stuck_after);
@@ -264,6 +259,7 @@ fn attach(
         tracker
     });
     let mut session = Session {
+        ns_pid: threads.namespace_pid(target.pid()),
         target,
         go,
         config,
@@ -271,7 +267,6 @@ fn attach(
         symbolizer,
         analysis: Analysis::new(),
         threads,
-        ns_pid,
         code,
         decode_errors: 0,
         adopted_at: 0,

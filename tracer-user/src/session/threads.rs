@@ -51,6 +51,12 @@ impl LiveThreads {
         &self.tids
     }
 
+    /// The PID a target in a PID namespace (a container) knows itself by (its main
+    /// thread's TID there), when it differs from its host PID `pid`.
+    pub(super) fn namespace_pid(&self, pid: u32) -> Option<u32> {
+        self.tids.namespace_tid(pid).filter(|&ns_pid| ns_pid != pid)
+    }
+
     /// Makes sure every host TID of `host_tids` is among the threads known, reading them
     /// again when one is not (at most once per drain interval, as for owners).
     pub(super) fn cover(&mut self, target: &dyn TargetProcess, host_tids: &[u32]) {
@@ -131,6 +137,9 @@ mod tests {
         let wait = analysis.active_wait(4243).copied();
         assert_eq!(wait.map(|w| w.holder), Some(Some(4244)));
         assert_eq!(threads.ids().namespace_tid(4244), Some(3));
+        assert_eq!(threads.namespace_pid(4242), Some(1));
+        let outside = LiveThreads::read(&FakeProcess::new(7).thread(7, FakeThread::running("m")));
+        assert_eq!(outside.namespace_pid(7), None, "same PID on both sides");
     }
 
     /// Guards a target that exited: its threads read as none, so no owner is a holder.
