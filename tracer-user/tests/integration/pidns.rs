@@ -85,3 +85,34 @@ fn deadlock_formed_in_a_pid_namespace_while_attached_is_reported() {
     let (target, _bin) = start_abba_in_namespace(Some(2000));
     check_abba_in_namespace(&target, 5, &["--holds"]);
 }
+
+/// Guards against: a priority-inheritance deadlock inside a PID namespace going
+/// unreported. Its owner TIDs are in the futex words (namespace TIDs), and the thread the
+/// kernel refused with `EDEADLK` is parked on a word of its own stack: the search for the
+/// mutex it wanted matches futex words against its owners' TIDs, which must be the
+/// namespace's, and so must the confirmation's reads of the words.
+#[test]
+fn pi_deadlock_in_a_pid_namespace_is_reported() {
+    require_root();
+    let bin = build_target("pi_abba", &[]);
+    let target = Target::spawn_in_pid_namespace(bin.path(), &[]);
+    let tids = [target.tid("pi_a"), target.tid("pi_b")];
+    target.wait_in_futex(&tids, Duration::from_secs(5));
+    let out = run_tracer(&as_strs(&json_attach_args(target.pid(), 2, &[])));
+    assert_success(&out);
+    let values = crate::common::json_lines(&out.stdout);
+    let found = deadlocks(&values);
+    assert_eq!(found.len(), 1, "expected one deadlock\n{}", describe(&out));
+    let pi_abba: [Edge<'static>; 2] = [
+        ("pi_a", "pi_lock_a", "pi_lock_b"),
+        ("pi_b", "pi_lock_b", "pi_lock_a"),
+    ];
+    assert_cycle(&target, found[0], &pi_abba, Names::Symbols);
+    let s = summary(&values);
+    assert_eq!(u64_field(s, "ns_pid"), u64::from(target.ns_pid()), "{s:#}");
+    for name in ["pi_lock_a", "pi_lock_b"] {
+        let lock = lock_by_addr(s, target.lock(name))
+            .unwrap_or_else(|| panic!("{name} missing from the summary: {s:#}"));
+        assert_eq!(lock["type"].as_str(), Some("pi_mutex"), "{name}: {lock:#}");
+    }
+}
