@@ -65,6 +65,7 @@ pub(crate) fn deadlock() -> Deadlock {
 pub(crate) fn summary() -> Summary {
     Summary {
         pid: 4242,
+        ns_pid: None,
         duration_ns: 12_300_000_000,
         events: 45_600,
         dropped: 0,

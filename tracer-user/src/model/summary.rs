@@ -30,13 +30,17 @@ pub struct LockSummary {
 
 /// The end-of-run summary.
 ///
-/// JSON: `{"kind":"summary","pid":…,"duration_ns":…,"events":…,"dropped":…,"futex_wakes":…,
+/// JSON: `{"kind":"summary","pid":…,"ns_pid":…,"duration_ns":…,"events":…,"dropped":…,"futex_wakes":…,
 /// "futex_waits":…,"brief_lock_waits":…,"deadlocks":…,"locks":[…],"notes":[…]}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename = "summary")]
 pub struct Summary {
     /// The traced process.
     pub pid: u32,
+    /// Its PID as its own PID namespace sees it (inside a container), when that differs
+    /// from `pid`; omitted in JSON otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ns_pid: Option<u32>,
     /// How long it was traced.
     pub duration_ns: u64,
     /// Events received from the kernel.

@@ -102,10 +102,57 @@ fn is_pi_deadlock_refusal(cmd: u32, ret: i64) -> bool {
     ) && ret == -EDEADLK
 }
 
-/// The target's threads, as the caller last read them: a TID outside them found where a
-/// lock keeps its owner is no holder (a stale owner field, or a word that only sits where
-/// an owner field would be).
-pub type ThreadIds = HashSet<u32>;
+/// The target's threads, as the caller last read them, by the TID the target's own
+/// memory names them with (a lock's owner field holds the TID in the target's PID
+/// namespace, which differs from the host TID the kernel's events carry when the target
+/// runs in a container). A TID outside them found where a lock keeps its owner is no
+/// holder (a stale owner field, or a word that only sits where an owner field would be).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ThreadIds {
+    /// Host TID by namespace TID.
+    host_by_ns: HashMap<u32, u32>,
+    /// Namespace TID by host TID.
+    ns_by_host: HashMap<u32, u32>,
+}
+
+impl ThreadIds {
+    /// From (host TID, namespace TID) pairs (see `TargetProcess::namespace_tids`).
+    #[must_use]
+    pub fn from_namespace_pairs(pairs: impl IntoIterator<Item = (u32, u32)>) -> Self {
+        let mut ids = Self::default();
+        for (host, ns) in pairs {
+            ids.host_by_ns.insert(ns, host);
+            ids.ns_by_host.insert(host, ns);
+        }
+        ids
+    }
+
+    /// The host TID of the thread the target's memory names `ns_tid`.
+    #[must_use]
+    pub fn host_tid(&self, ns_tid: u32) -> Option<u32> {
+        self.host_by_ns.get(&ns_tid).copied()
+    }
+
+    /// The TID the target's memory names host thread `host_tid` with.
+    #[must_use]
+    pub fn namespace_tid(&self, host_tid: u32) -> Option<u32> {
+        self.ns_by_host.get(&host_tid).copied()
+    }
+
+    /// Whether host thread `host_tid` is among them.
+    #[must_use]
+    pub fn contains_host(&self, host_tid: u32) -> bool {
+        self.ns_by_host.contains_key(&host_tid)
+    }
+}
+
+/// Threads of a target in the tracer's own PID namespace: each TID is the same on both
+/// sides.
+impl FromIterator<u32> for ThreadIds {
+    fn from_iter<I: IntoIterator<Item = u32>>(tids: I) -> Self {
+        Self::from_namespace_pairs(tids.into_iter().map(|tid| (tid, tid)))
+    }
+}
 
 /// A futex wait named, as its lock's owner, a thread outside the [`ThreadIds`] it was
 /// given (see [`Analysis::try_on_event`]).
@@ -267,8 +314,10 @@ impl Analysis {
         self.last_ns = self.last_ns.max(ts_ns);
     }
 
-    /// What lock a futex wait is about, and the first owner TID its memory named that is
-    /// outside `threads` (taken for no holder).
+    /// What lock a futex wait is about (its holder as a host TID), and the first owner
+    /// TID its memory named that is outside `threads` (taken for no holder). This is
+    /// where owner TIDs read from the target's memory enter the analysis: they are
+    /// translated from the target's PID namespace to host TIDs here.
     fn classify_wait(
         &self,
         addr: u64,
@@ -278,14 +327,14 @@ impl Analysis {
         threads: &ThreadIds,
     ) -> (FutexWaitClass, Option<u32>) {
         let unknown = Cell::new(None);
-        let is_thread = |tid: u32| {
-            let known = threads.contains(&tid);
-            if !known && unknown.get().is_none() {
-                unknown.set(Some(tid));
+        let host_tid = |ns_tid: u32| {
+            let host = threads.host_tid(ns_tid);
+            if host.is_none() && unknown.get().is_none() {
+                unknown.set(Some(ns_tid));
             }
-            known
+            host
         };
-        let class = classify(addr, cmd, val, snapshot, &self.known, &is_thread);
+        let class = classify(addr, cmd, val, snapshot, &self.known, &host_tid);
         (class, unknown.get())
     }
 
@@ -324,7 +373,7 @@ impl Analysis {
     /// carry no copy of the lock's memory) and from locks already known. Without memory
     /// there is no owner field to read, so no TID to check against the target's threads.
     fn on_brief_waits_of(&mut self, futex: u64, cmd: u32, val: u32, count: u64) {
-        match classify(futex, cmd, val, &Snapshot::EMPTY, &self.known, &|_| false) {
+        match classify(futex, cmd, val, &Snapshot::EMPTY, &self.known, &|_| None) {
             FutexWaitClass::Lock { lock, kind, .. } => {
                 self.counts.lock_waits += count;
                 self.counts.brief_lock_waits += count;
@@ -943,8 +992,7 @@ mod tests {
         assert_eq!(a.active_wait(101).map(|w| w.holder), Some(None));
         assert_eq!(a.lock_kind(LOCK_A), LockKind::Futex);
 
-        let mut with_owner = threads();
-        with_owner.insert(250);
+        let with_owner: ThreadIds = (100..200).chain([250]).collect();
         let mut b = Analysis::new();
         assert_eq!(b.try_on_event(&wait, &with_owner), Ok(()));
         assert_eq!(b.active_wait(101).map(|w| w.holder), Some(Some(250)));

@@ -60,8 +60,10 @@ impl KnownLocks {
     }
 }
 
-/// Classifies a futex wait. `is_thread` says whether a TID belongs to the target, so a
-/// word that merely sits where an owner field would be is not taken for a holder.
+/// Classifies a futex wait. `host_tid` maps a TID as the target's memory holds it (in
+/// the target's PID namespace) to the host TID of that thread of the target, or `None`
+/// when no thread of the target has it, so a word that merely sits where an owner field
+/// would be is not taken for a holder. Holders are host TIDs.
 #[must_use]
 pub fn classify(
     addr: u64,
@@ -69,16 +71,17 @@ pub fn classify(
     val: u32,
     snapshot: &Snapshot,
     known: &KnownLocks,
-    is_thread: &dyn Fn(u32) -> bool,
+    host_tid: &dyn Fn(u32) -> Option<u32>,
 ) -> FutexWaitClass {
     let tid = |raw: Option<i32>| {
         raw.and_then(|t| u32::try_from(t).ok())
-            .filter(|&t| t != 0 && is_thread(t))
+            .filter(|&t| t != 0)
+            .and_then(host_tid)
     };
     match cmd {
         futex_cmd::LOCK_PI | futex_cmd::LOCK_PI2 => {
             let owner = snapshot.u32_at(addr).map(|word| word & FUTEX_TID_MASK);
-            let holder = owner.filter(|&t| t != 0 && is_thread(t));
+            let holder = owner.filter(|&t| t != 0).and_then(host_tid);
             FutexWaitClass::Lock {
                 lock: addr,
                 kind: LockKind::PiMutex,
@@ -213,8 +216,9 @@ mod tests {
 
     const TARGET_TIDS: [u32; 3] = [100, 101, 102];
 
-    fn is_thread(tid: u32) -> bool {
-        TARGET_TIDS.contains(&tid)
+    /// The target's threads, in the tracer's own PID namespace.
+    fn host_tid(tid: u32) -> Option<u32> {
+        TARGET_TIDS.contains(&tid).then_some(tid)
     }
 
     /// A snapshot as the kernel takes it: starting 16 bytes before the futex word, with
@@ -235,7 +239,7 @@ mod tests {
     }
 
     fn classify_plain(addr: u64, cmd: u32, val: u32, snapshot: &Snapshot) -> FutexWaitClass {
-        classify(addr, cmd, val, snapshot, &KnownLocks::default(), &is_thread)
+        classify(addr, cmd, val, snapshot, &KnownLocks::default(), &host_tid)
     }
 
     #[test]
@@ -294,6 +298,39 @@ mod tests {
                 reader: false
             }
         );
+    }
+
+    /// Guards targets in a PID namespace (containers): the owner fields hold the TID
+    /// inside the namespace, and the holder must come out as the host TID the kernel's
+    /// events carry (and the lock as a mutex, not an ownerless futex word).
+    #[test]
+    fn owner_tids_are_translated_from_the_target_namespace() {
+        let in_namespace = |ns: u32| match ns {
+            3 => Some(4243),
+            4 => Some(4244),
+            _ => None,
+        };
+        let known = KnownLocks::default();
+        let s = snap(0x1000, &[(0, 2), (8, 3)]);
+        match classify(0x1000, futex_cmd::WAIT, 2, &s, &known, &in_namespace) {
+            FutexWaitClass::Lock { kind, holder, .. } => {
+                assert_eq!((kind, holder), (LockKind::Mutex, Some(4243)));
+            }
+            FutexWaitClass::NotALock => panic!("a mutex wait"),
+        }
+        let pi = snap(0x2000, &[(0, 4 | 0x8000_0000)]);
+        match classify(0x2000, futex_cmd::LOCK_PI, 0, &pi, &known, &in_namespace) {
+            FutexWaitClass::Lock { holder, .. } => assert_eq!(holder, Some(4244)),
+            FutexWaitClass::NotALock => panic!("a PI mutex wait"),
+        }
+        // The host TID itself is no thread inside the namespace.
+        let host = snap(0x1000, &[(0, 2), (8, 4243)]);
+        match classify(0x1000, futex_cmd::WAIT, 2, &host, &known, &in_namespace) {
+            FutexWaitClass::Lock { kind, holder, .. } => {
+                assert_eq!((kind, holder), (LockKind::Futex, None));
+            }
+            FutexWaitClass::NotALock => panic!("a lock wait"),
+        }
     }
 
     #[test]
@@ -410,7 +447,7 @@ mod tests {
         // Non-zero padding would fail the layout check, but the uprobes saw this rwlock.
         let s = snap(0xa00c, &[(4, 9), (12, 101)]);
         assert_eq!(
-            classify(0xa00c, futex_cmd::WAIT_BITSET, 3, &s, &known, &is_thread),
+            classify(0xa00c, futex_cmd::WAIT_BITSET, 3, &s, &known, &host_tid),
             FutexWaitClass::Lock {
                 lock: 0xa000,
                 kind: LockKind::RwLock,
@@ -422,7 +459,7 @@ mod tests {
         known.insert(0xb000, LockKind::Mutex);
         let s = snap(0xb000, &[(0, 1), (8, 100)]);
         assert_eq!(
-            classify(0xb000, futex_cmd::WAIT, 1, &s, &known, &is_thread),
+            classify(0xb000, futex_cmd::WAIT, 1, &s, &known, &host_tid),
             FutexWaitClass::Lock {
                 lock: 0xb000,
                 kind: LockKind::Mutex,

@@ -13,7 +13,7 @@ use tracer_common::{
 use super::threads::LiveThreads;
 use crate::{
     event::{Snapshot, StackWindow, TraceEvent, WindowRef},
-    native::analysis::Analysis,
+    native::analysis::{Analysis, ThreadIds},
     target::{MapEntry, SyscallState, TargetProcess},
     unwind::CodeCheck,
 };
@@ -68,7 +68,8 @@ pub(super) fn adopt_blocked_threads(
     // Second pass, once every other wait is known: threads glibc parked for good
     // after the kernel refused them a PI mutex with EDEADLK.
     for (tid, sp, pc) in parked {
-        let Some(mutex) = parked_pi_mutex(target, maps, &tids, analysis, tid) else {
+        let Some(mutex) = parked_pi_mutex(target, maps, (&tids, threads.ids()), analysis, tid)
+        else {
             continue;
         };
         let window = scan_blocked_stack(target, code, pc, sp);
@@ -95,14 +96,17 @@ pub(super) fn adopt_blocked_threads(
 /// holds that owner's TID in a mutex whose kind says priority inheritance. A wrong
 /// guess cannot become a report: the cycle is still confirmed against live memory.
 ///
-/// `tids` are the target's threads and `maps` its maps, as read for the adoption.
+/// `tids` are the target's threads (host TIDs), `threads` the TIDs its memory names them
+/// with (they differ in a PID namespace), and `maps` its maps, as read for the adoption.
 fn parked_pi_mutex(
     target: &dyn TargetProcess,
     maps: &[MapEntry],
-    tids: &[u32],
+    (tids, threads): (&[u32], &ThreadIds),
     analysis: &Analysis,
     parked_tid: u32,
 ) -> Option<u64> {
+    let parked_ns_tid = threads.namespace_tid(parked_tid)?;
+    // The owners' TIDs as the futex words hold them.
     let owners: Vec<u32> = tids
         .iter()
         .copied()
@@ -110,9 +114,10 @@ fn parked_pi_mutex(
         .filter(|&t| {
             analysis.active_wait(t).is_some_and(|w| {
                 w.lock
-                    .is_some_and(|lock| pi_owner(target, lock) == Some(parked_tid))
+                    .is_some_and(|lock| pi_owner(target, lock) == Some(parked_ns_tid))
             })
         })
+        .filter_map(|t| threads.namespace_tid(t))
         .collect();
     let mut budget = PI_SEARCH_BYTES;
     for region in maps.iter().filter(|m| m.read && m.write) {

@@ -7,7 +7,7 @@ use tracer_common::{FUTEX_TID_MASK, syscall};
 use crate::{
     model::LockKind,
     native::{
-        analysis::Analysis,
+        analysis::{Analysis, ThreadIds},
         futex_lock::{MUTEX_OWNER_OFFSET, RWLOCK_WRITER_OFFSET},
         waitgraph::Cycle,
     },
@@ -24,7 +24,15 @@ use crate::{
 /// asleep on a lock and, a moment later, as its owner, after it woke and took it (a
 /// false self-deadlock on a busy mutex). A deadlocked thread does not
 /// run, so a real cycle always passes.
-pub(super) fn confirm(target: &dyn TargetProcess, analysis: &Analysis, cycle: &Cycle) -> bool {
+///
+/// `threads` translate the cycle's host TIDs into the TIDs the target's memory holds
+/// (they differ for a target in a PID namespace).
+pub(super) fn confirm(
+    target: &dyn TargetProcess,
+    analysis: &Analysis,
+    threads: &ThreadIds,
+    cycle: &Cycle,
+) -> bool {
     let switches = || -> Option<Vec<u64>> {
         cycle
             .edges
@@ -35,12 +43,18 @@ pub(super) fn confirm(target: &dyn TargetProcess, analysis: &Analysis, cycle: &C
     let Some(before) = switches() else {
         return false;
     };
-    cycle_state_holds(target, analysis, cycle) && switches().is_some_and(|after| after == before)
+    cycle_state_holds(target, analysis, threads, cycle)
+        && switches().is_some_and(|after| after == before)
 }
 
 /// Whether every thread of `cycle` sleeps in a futex call on the word it waits on and
 /// every lock's owner field names the next thread (see [`confirm`]).
-fn cycle_state_holds(target: &dyn TargetProcess, analysis: &Analysis, cycle: &Cycle) -> bool {
+fn cycle_state_holds(
+    target: &dyn TargetProcess,
+    analysis: &Analysis,
+    threads: &ThreadIds,
+    cycle: &Cycle,
+) -> bool {
     let n = cycle.edges.len();
     cycle.edges.iter().enumerate().all(|(i, edge)| {
         let Some(wait) = analysis.active_wait(edge.tid) else {
@@ -60,24 +74,33 @@ fn cycle_state_holds(target: &dyn TargetProcess, analysis: &Analysis, cycle: &Cy
             _ => false,
         };
         let next = cycle.edges[(i + 1) % n].tid;
-        blocked_here && owner_still(target, analysis, edge.waits_for, next)
+        blocked_here && owner_still(target, analysis, threads, edge.waits_for, next)
     })
 }
 
-/// Whether the lock's owner field still names `tid` (true when the lock has no owner
-/// field to check and the holder came from the acquire uprobes).
-fn owner_still(target: &dyn TargetProcess, analysis: &Analysis, lock: u64, tid: u32) -> bool {
+/// Whether the lock's owner field still names host thread `tid` (true when the lock has
+/// no owner field to check and the holder came from the acquire uprobes).
+fn owner_still(
+    target: &dyn TargetProcess,
+    analysis: &Analysis,
+    threads: &ThreadIds,
+    lock: u64,
+    tid: u32,
+) -> bool {
     let read_i32 = |addr: u64| target.read_i32(addr);
-    let expect = i32::try_from(tid).unwrap_or(-1);
+    // The owner fields hold the TID in the target's PID namespace; a thread not among
+    // those known cannot be checked.
+    let ns_tid = threads.namespace_tid(tid);
+    let expect = ns_tid.and_then(|t| i32::try_from(t).ok());
     match analysis.lock_kind(lock) {
-        LockKind::Mutex => read_i32(lock + MUTEX_OWNER_OFFSET) == Some(expect),
-        LockKind::PiMutex => {
-            read_i32(lock).is_some_and(|w| w.cast_unsigned() & FUTEX_TID_MASK == tid)
-        }
+        LockKind::Mutex => expect.is_some() && read_i32(lock + MUTEX_OWNER_OFFSET) == expect,
+        LockKind::PiMutex => ns_tid.is_some_and(|ns_tid| {
+            read_i32(lock).is_some_and(|w| w.cast_unsigned() & FUTEX_TID_MASK == ns_tid)
+        }),
         LockKind::RwLock => match read_i32(lock + RWLOCK_WRITER_OFFSET) {
             // Readers are not recorded in the lock; only the uprobes know them.
             Some(0) => analysis.held(tid, lock).is_some(),
-            writer => writer == Some(expect),
+            writer => expect.is_some() && writer == expect,
         },
         LockKind::Futex | LockKind::GoMutex | LockKind::GoRwMutex => {
             analysis.held(tid, lock).is_some()
@@ -89,7 +112,6 @@ fn owner_still(target: &dyn TargetProcess, analysis: &Analysis, lock: u64, tid: 
 mod tests {
     use super::*;
     use crate::{
-        native::analysis::ThreadIds,
         session::test_support::{FUTEX_PRIVATE, locked_mutex, mutex_wait},
         target::fake::{FakeProcess, FakeThread},
     };
@@ -105,23 +127,31 @@ mod tests {
     }
 
     /// An ABBA deadlock as the analysis sees it: 101 holds A and waits for B, 102 holds
-    /// B and waits for A; and its one candidate cycle.
-    fn abba() -> (Analysis, Cycle) {
-        let threads: ThreadIds = [101, 102].into_iter().collect();
+    /// B and waits for A; and its one candidate cycle. `threads` name each host TID's
+    /// TID in the target's PID namespace, which the owner fields hold.
+    fn abba(threads: &ThreadIds) -> (Analysis, Cycle) {
+        let ns = |host| threads.namespace_tid(host).expect("a known thread");
         let mut analysis = Analysis::new();
-        analysis.on_event(&mutex_wait(101, 10, LOCK_B, 102), &threads);
-        analysis.on_event(&mutex_wait(102, 20, LOCK_A, 101), &threads);
+        analysis.on_event(&mutex_wait(101, 10, LOCK_B, ns(102)), threads);
+        analysis.on_event(&mutex_wait(102, 20, LOCK_A, ns(101)), threads);
         let cycle = analysis.candidates().pop().expect("one candidate");
         (analysis, cycle)
     }
 
-    /// The live process of [`abba`], still deadlocked.
-    fn deadlocked() -> FakeProcess {
+    /// The threads of [`abba`] in the tracer's PID namespace.
+    fn same_namespace() -> ThreadIds {
+        [101, 102].into_iter().collect()
+    }
+
+    /// The live process of [`abba`], still deadlocked, with owner fields naming `threads`'
+    /// namespace TIDs.
+    fn deadlocked(threads: &ThreadIds) -> FakeProcess {
+        let ns = |host| threads.namespace_tid(host).expect("a known thread");
         let target = FakeProcess::new(100)
             .region(HEAP, vec![0; 0x1000], "rw-p", Some("[heap]"))
-            .thread(101, asleep_on("t1", LOCK_B))
-            .thread(102, asleep_on("t2", LOCK_A));
-        locked_mutex(locked_mutex(target, LOCK_A, 101), LOCK_B, 102)
+            .thread(101, asleep_on("t1", LOCK_B).in_namespace(ns(101)))
+            .thread(102, asleep_on("t2", LOCK_A).in_namespace(ns(102)));
+        locked_mutex(locked_mutex(target, LOCK_A, ns(101)), LOCK_B, ns(102))
     }
 
     /// Guards the confirmation of a deadlock against the live process: a cycle whose
@@ -129,18 +159,36 @@ mod tests {
     /// confirmed; one whose state moved on is not.
     #[test]
     fn a_cycle_is_confirmed_only_while_the_process_agrees() {
-        let (analysis, cycle) = abba();
-        assert!(confirm(&deadlocked(), &analysis, &cycle));
+        let threads = same_namespace();
+        let (analysis, cycle) = abba(&threads);
+        let confirm = |target: &FakeProcess| confirm(target, &analysis, &threads, &cycle);
+        assert!(confirm(&deadlocked(&threads)));
         // The owner of A changed: a wake the analysis has not seen yet.
-        let moved = deadlocked().poke(LOCK_A + 8, &0i32.to_ne_bytes());
-        assert!(!confirm(&moved, &analysis, &cycle));
+        let moved = deadlocked(&threads).poke(LOCK_A + 8, &0i32.to_ne_bytes());
+        assert!(!confirm(&moved));
         // 101 woke up and runs.
-        let running = deadlocked().thread(101, FakeThread::running("t1"));
-        assert!(!confirm(&running, &analysis, &cycle));
+        let running = deadlocked(&threads).thread(101, FakeThread::running("t1"));
+        assert!(!confirm(&running));
         // 102 sleeps on another word.
-        let elsewhere = deadlocked().thread(102, asleep_on("t2", HEAP + 0x800));
-        assert!(!confirm(&elsewhere, &analysis, &cycle));
+        let elsewhere = deadlocked(&threads).thread(102, asleep_on("t2", HEAP + 0x800));
+        assert!(!confirm(&elsewhere));
         // The process is gone.
-        assert!(!confirm(&deadlocked().exited(), &analysis, &cycle));
+        assert!(!confirm(&deadlocked(&threads).exited()));
+    }
+
+    /// Guards targets in a PID namespace (containers): the owner fields hold the TIDs
+    /// inside the namespace, so the check must compare them with the cycle's host TIDs
+    /// translated, or a real deadlock is never confirmed.
+    #[test]
+    fn a_cycle_in_a_pid_namespace_is_confirmed_through_its_tids() {
+        let threads = ThreadIds::from_namespace_pairs([(101, 2), (102, 3)]);
+        let (analysis, cycle) = abba(&threads);
+        let tids: Vec<u32> = cycle.edges.iter().map(|e| e.tid).collect();
+        assert_eq!(tids.len(), 2);
+        assert!(tids.contains(&101) && tids.contains(&102), "host TIDs");
+        assert!(confirm(&deadlocked(&threads), &analysis, &threads, &cycle));
+        // Owner fields naming the host TIDs are no owners inside the namespace.
+        let host_owned = locked_mutex(locked_mutex(deadlocked(&threads), LOCK_A, 101), LOCK_B, 102);
+        assert!(!confirm(&host_owned, &analysis, &threads, &cycle));
     }
 }

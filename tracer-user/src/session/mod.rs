@@ -193,6 +193,30 @@ pub async fn run(
 /// Attaches to `target`: reads it (its maps once), attaches the probes, prints the notes
 /// on the attach, and adopts the threads blocked already. Returns the session, ready to
 /// trace, and those notes for the summary.
+/// The Go side of the target, probed as `--holds` says; `None` (with a note saying why,
+/// when it is a Go program) when it is not traced at the goroutine level.
+fn inspect_go(
+    target: &dyn TargetProcess,
+    maps: &[MapEntry],
+    holds: bool,
+    notes: &mut Vec<String>,
+) -> Option<tracker::GoTarget> {
+    let mode = if holds {
+        GoProbeMode::Holds
+    } else {
+        GoProbeMode::Parks
+    };
+    tracker::inspect(target, maps, mode)
+        .map_err(|why| {
+            notes.push(format!(
+                "Go lock tracing unavailable, futex mode only: {}",
+                crate::error_chain(&why)
+            ));
+        })
+        .ok()
+        .flatten()
+}
+
 fn attach(
     config: Config,
     target: Arc<dyn TargetProcess>,
@@ -226,21 +250,7 @@ fn attach(
         std::thread::sleep(Duration::from_millis(ms));
     }
     let mut notes = Vec::new();
-    let go_mode = if config.holds {
-        GoProbeMode::Holds
-    } else {
-        GoProbeMode::Parks
-    };
-    let go_target = match tracker::inspect(&*target, &maps, go_mode) {
-        Ok(target) => target,
-        Err(why) => {
-            notes.push(format!(
-                "Go lock tracing unavailable, futex mode only: {}",
-                crate::error_chain(&why)
-            ));
-            None
-        }
-    };
+    let go_target = inspect_go(&*target, &maps, config.holds, &mut notes);
     let attach_started = Instant::now();
     let probes = attach_probes(&*target, &config, libc.as_deref(), go_target.as_ref())?;
     if !target.is_alive() {
@@ -288,6 +298,7 @@ fn attach(
     });
     let mut session = Session {
         exec_watch: exec_watch::ExecWatch::new(target.executable_identity()),
+        ns_pid: threads.namespace_pid(target.pid()),
         target,
         go,
         config,
@@ -343,6 +354,8 @@ struct Session {
     symbolizer: Symbolizer,
     analysis: Analysis,
     threads: LiveThreads,
+    /// The target's PID in its own PID namespace, when that differs from its host PID.
+    ns_pid: Option<u32>,
     code: CodeCheck,
     decode_errors: u64,
     /// Monotonic time given to waits found already blocked at attach.
@@ -382,8 +395,12 @@ impl Session {
     }
 
     /// Whether a candidate cycle still holds in the live process ([`confirm::confirm`]).
-    fn confirm(&self, cycle: &Cycle) -> bool {
-        confirm::confirm(&*self.target, &self.analysis, cycle)
+    fn confirm(&mut self, cycle: &Cycle) -> bool {
+        // A holder known only from the uprobes may have started since the threads were
+        // read: its TID inside the target's PID namespace is needed to check owner fields.
+        let tids: Vec<u32> = cycle.edges.iter().map(|edge| edge.tid).collect();
+        self.threads.cover(&*self.target, &tids);
+        confirm::confirm(&*self.target, &self.analysis, self.threads.ids(), cycle)
     }
 
     /// [`Session::trace`], at the `SCHED_FIFO` priority of `--realtime` if given. Only the
@@ -745,6 +762,7 @@ impl Session {
         go_runtime.name(&mut lock_summaries);
         let summary = Summary {
             pid: self.config.pid,
+            ns_pid: self.ns_pid,
             duration_ns: u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX),
             events: self.analysis.counts().events + go_events,
             dropped: counters.dropped,

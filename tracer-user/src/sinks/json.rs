@@ -134,6 +134,21 @@ mod tests {
         assert_eq!(v, serde_json::json!({"addr": "0xabc", "name": null}));
     }
 
+    /// Guards the PID a target in a container knows itself by: present as `ns_pid` when
+    /// it differs from the host PID, absent otherwise.
+    #[test]
+    fn summary_json_names_the_pid_inside_a_namespace() {
+        let mut s = summary();
+        s.ns_pid = Some(7);
+        let v = parse(&summary_json(&s));
+        assert_eq!(
+            (v["pid"].as_u64(), v["ns_pid"].as_u64()),
+            (Some(4242), Some(7))
+        );
+        s.ns_pid = None;
+        assert!(parse(&summary_json(&s)).get("ns_pid").is_none());
+    }
+
     #[test]
     fn summary_json_shape() {
         let mut s = summary();

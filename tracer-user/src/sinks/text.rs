@@ -263,8 +263,12 @@ fn render_table(out: &mut String, rows: &[[String; COLUMNS.len()]], shown: usize
 /// the first locks, then the notes.
 #[must_use]
 fn summary_text(s: &Summary) -> String {
+    let in_namespace = s
+        .ns_pid
+        .map(|ns_pid| format!(" (pid {ns_pid} in its PID namespace)"))
+        .unwrap_or_default();
     let mut out = format!(
-        "pid {}: traced for {}, {} events, {} dropped, {} futex waits ({} lock waits that did not sleep), {} futex wakes, {} deadlock{}\n",
+        "pid {}{in_namespace}: traced for {}, {} events, {} dropped, {} futex waits ({} lock waits that did not sleep), {} futex wakes, {} deadlock{}\n",
         s.pid,
         units::duration_ns(s.duration_ns),
         units::count(s.events),
@@ -479,6 +483,16 @@ mod tests {
         assert!(table[3].ends_with('-'));
         assert!(text.contains("top waiter stacks:\n  a_rather_long_lock_name (0x20):\n      rd\n"));
         assert!(text.ends_with("notes:\n  - 2 uprobes could not attach\n"));
+    }
+
+    /// Guards the header of a target in a container: both its host PID and the PID it
+    /// knows itself by.
+    #[test]
+    fn summary_text_names_the_pid_inside_a_namespace() {
+        let mut s = summary();
+        assert!(summary_text(&s).starts_with("pid 4242: traced"));
+        s.ns_pid = Some(7);
+        assert!(summary_text(&s).starts_with("pid 4242 (pid 7 in its PID namespace): traced"));
     }
 
     #[test]

@@ -17,6 +17,8 @@ pub(crate) struct FakeThread {
     pub syscall: SyscallState,
     pub switches: u64,
     pub realtime: Option<u32>,
+    /// Its TID in the process's own PID namespace, when that differs from its host TID.
+    pub ns_tid: Option<u32>,
 }
 
 impl FakeThread {
@@ -27,6 +29,15 @@ impl FakeThread {
             syscall: SyscallState::Running,
             switches: 1,
             realtime: None,
+            ns_tid: None,
+        }
+    }
+
+    /// The thread, known inside the process's PID namespace as `ns_tid`.
+    pub(crate) fn in_namespace(self, ns_tid: u32) -> Self {
+        Self {
+            ns_tid: Some(ns_tid),
+            ..self
         }
     }
 
@@ -146,6 +157,17 @@ impl TargetProcess for FakeProcess {
             return Err(self.gone());
         }
         Ok(self.threads.keys().copied().collect())
+    }
+
+    fn namespace_tids(&self) -> Result<Vec<(u32, u32)>, ProcError> {
+        if !self.alive {
+            return Err(self.gone());
+        }
+        Ok(self
+            .threads
+            .iter()
+            .map(|(&tid, t)| (tid, t.ns_tid.unwrap_or(tid)))
+            .collect())
     }
 
     fn thread_name(&self, tid: u32) -> Option<String> {

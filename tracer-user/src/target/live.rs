@@ -50,6 +50,10 @@ impl TargetProcess for LiveProcess {
         procfs::thread_ids(self.pid)
     }
 
+    fn namespace_tids(&self) -> Result<Vec<(u32, u32)>, ProcError> {
+        procfs::namespace_tids(self.pid)
+    }
+
     fn thread_name(&self, tid: u32) -> Option<String> {
         procfs::thread_name(self.pid, tid)
     }

@@ -65,6 +65,16 @@ pub trait TargetProcess: Send + Sync {
     /// [`ProcError::NoSuchProcess`] when the process is gone, [`ProcError::Io`] otherwise.
     fn thread_ids(&self) -> Result<Vec<u32>, ProcError>;
 
+    /// Its threads as (host TID, TID in the target's own PID namespace) pairs, ascending
+    /// by host TID. The kernel's events carry host TIDs; the target's memory (a glibc
+    /// mutex's owner field, a PI futex word) holds the second, which differs when the
+    /// target runs in another PID namespace (a container). Threads that exit while this
+    /// is read are left out.
+    ///
+    /// # Errors
+    /// [`ProcError::NoSuchProcess`] when the process is gone, [`ProcError::Io`] otherwise.
+    fn namespace_tids(&self) -> Result<Vec<(u32, u32)>, ProcError>;
+
     /// The name of its thread `tid`.
     fn thread_name(&self, tid: u32) -> Option<String>;
 

@@ -123,6 +123,47 @@ pub(super) fn thread_ids(pid: u32) -> Result<Vec<u32>, ProcError> {
     Ok(tids)
 }
 
+/// Parses the `NSpid:` line of `/proc/PID/task/TID/status`: the thread's id in the
+/// innermost PID namespace it belongs to (the last field; the first is the id as the
+/// reader's `/proc` sees it). `None` when the line is missing or malformed (kernels
+/// before 4.1 have no such line).
+#[must_use]
+pub(super) fn parse_innermost_nspid(status: &str) -> Option<u32> {
+    let fields = status
+        .lines()
+        .find_map(|line| line.strip_prefix("NSpid:"))?;
+    fields.split_whitespace().last()?.parse().ok()
+}
+
+/// Whether `pid` is in this process's PID namespace (then its TIDs are the same on both
+/// sides and no status file needs reading). `false` when either link cannot be read.
+fn shares_pid_namespace(pid: u32) -> bool {
+    let ns = |dir: PathBuf| fs::read_link(dir.join("ns/pid")).ok();
+    ns(PathBuf::from("/proc/self")).is_some_and(|mine| ns(proc_dir(pid)) == Some(mine))
+}
+
+/// The threads of `pid` as (TID here, TID in its own PID namespace) pairs, ascending:
+/// see `TargetProcess::namespace_tids`. A thread whose status cannot be read (it exited
+/// meanwhile) is left out; a kernel without `NSpid` lines has no PID namespaces to
+/// translate, so such a thread keeps its id.
+///
+/// # Errors
+/// [`ProcError::NoSuchProcess`] when the process is gone, [`ProcError::Io`] otherwise.
+pub(super) fn namespace_tids(pid: u32) -> Result<Vec<(u32, u32)>, ProcError> {
+    let tids = thread_ids(pid)?;
+    if shares_pid_namespace(pid) {
+        return Ok(tids.into_iter().map(|tid| (tid, tid)).collect());
+    }
+    Ok(tids
+        .into_iter()
+        .filter_map(|tid| {
+            let path = proc_dir(pid).join(format!("task/{tid}/status"));
+            let status = fs::read_to_string(path).ok()?;
+            Some((tid, parse_innermost_nspid(&status).unwrap_or(tid)))
+        })
+        .collect())
+}
+
 /// The name of thread `tid` of `pid` (`/proc/PID/task/TID/comm`, without the newline),
 /// or `None` when the thread is gone or unreadable.
 #[must_use]
@@ -642,6 +683,23 @@ this is not a maps line
             "an unreaped child is a zombie"
         );
         child.wait().unwrap();
+    }
+
+    /// Guards the translation of TIDs inside a PID namespace (a container): the id a
+    /// target's memory holds is the last `NSpid` field, not the first.
+    #[test]
+    fn innermost_nspid_is_the_last_field() {
+        let status = "Name:\tabba\nTgid:\t4242\nNSpid:\t4243\t7\t3\nPPid:\t1\n";
+        assert_eq!(parse_innermost_nspid(status), Some(3));
+        assert_eq!(parse_innermost_nspid("NSpid:\t4243\n"), Some(4243));
+        assert_eq!(parse_innermost_nspid("Name:\tx\n"), None);
+        assert_eq!(parse_innermost_nspid("NSpid:\t\n"), None);
+        let me = std::process::id();
+        let own = namespace_tids(me).expect("own threads");
+        assert!(
+            own.contains(&(me, me)),
+            "this process shares its own namespace"
+        );
     }
 
     #[test]

@@ -221,14 +221,83 @@ pub(crate) struct Target {
     later_lines: Vec<String>,
     lines: Receiver<Vec<u8>>,
     status: Option<ExitStatus>,
+    /// For a target in its own PID namespace (see [`Target::spawn_in_pid_namespace`]):
+    /// its host PID, and the host TID of each TID it printed (it printed the namespace's).
+    host: Option<(u32, HashMap<u64, u64>)>,
 }
 
 impl Target {
     /// Starts `exe args…` and reads its `key=value` facts until the line `ready`
     /// (panics after [`READY_TIMEOUT`] or if it exits first).
     pub(crate) fn spawn(exe: &Path, args: &[&str]) -> Target {
-        let mut child = Command::new(exe)
-            .args(args)
+        let mut command = Command::new(exe);
+        command.args(args);
+        let target = Self::spawn_command(exe, command);
+        let pid = target.pid();
+        assert_eq!(
+            pid,
+            target.child.id(),
+            "target's pid= fact differs from the spawned child's pid"
+        );
+        target
+    }
+
+    /// Starts `exe args…` in a new PID namespace (as in a container), under `unshare
+    /// --pid --fork --mount-proc --kill-child`, and reads its facts as [`Target::spawn`]
+    /// does. The facts it prints are the namespace's ids; [`Target::pid`] and
+    /// [`Target::tid`] answer the host's (from `NSpid` in `/proc/PID/task/*/status`),
+    /// [`Target::ns_pid`] the namespace's.
+    pub(crate) fn spawn_in_pid_namespace(exe: &Path, args: &[&str]) -> Target {
+        let mut command = Command::new("unshare");
+        command
+            .args(["--pid", "--fork", "--mount-proc", "--kill-child"])
+            .arg(exe)
+            .args(args);
+        let mut target = Self::spawn_command(exe, command);
+        let unshare = target.child.id();
+        let children = fs::read_to_string(format!("/proc/{unshare}/task/{unshare}/children"))
+            .expect("children of unshare");
+        let host_pid: u32 = children
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("unshare {unshare} has no child: {children:?}"));
+        let mut ns_to_host = HashMap::new();
+        let task = format!("/proc/{host_pid}/task");
+        for entry in fs::read_dir(&task).expect("the target's tasks").flatten() {
+            let Some(tid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|t| t.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            let status = fs::read_to_string(entry.path().join("status")).unwrap_or_default();
+            let ns_tid = status
+                .lines()
+                .find_map(|l| l.strip_prefix("NSpid:"))
+                .and_then(|f| f.split_whitespace().last()?.parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("no NSpid for {task}/{tid}: {status}"));
+            ns_to_host.insert(ns_tid, tid);
+        }
+        let ns_pid = target.ns_pid();
+        assert_eq!(
+            ns_to_host.get(&u64::from(ns_pid)),
+            Some(&u64::from(host_pid)),
+            "unshare's child {host_pid} is not the target that printed pid={ns_pid}"
+        );
+        assert_ne!(
+            u64::from(ns_pid),
+            u64::from(host_pid),
+            "not in a new PID namespace"
+        );
+        target.host = Some((host_pid, ns_to_host));
+        target
+    }
+
+    /// Runs `command` (which runs `exe`) and reads the facts it prints until `ready`.
+    fn spawn_command(exe: &Path, mut command: Command) -> Target {
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -242,6 +311,7 @@ impl Target {
             later_lines: Vec::new(),
             lines,
             status: None,
+            host: None,
         };
         let deadline = Instant::now() + READY_TIMEOUT;
         let mut seen = Vec::new();
@@ -274,12 +344,6 @@ impl Target {
                 }
             }
         }
-        let pid = target.pid();
-        assert_eq!(
-            pid,
-            target.child.id(),
-            "target's pid= fact differs from the spawned child's pid"
-        );
         target
     }
 
@@ -308,15 +372,30 @@ impl Target {
             .unwrap_or_else(|e| panic!("fact {key}={v} is not a number: {e}"))
     }
 
+    /// Its host PID (for a target in its own PID namespace, not the `pid=` it printed).
     pub(crate) fn pid(&self) -> u32 {
+        match &self.host {
+            Some((host_pid, _)) => *host_pid,
+            None => self.ns_pid(),
+        }
+    }
+
+    /// `pid`: the PID it printed, as its own PID namespace sees it.
+    pub(crate) fn ns_pid(&self) -> u32 {
         let v = self.fact("pid");
         v.parse()
             .unwrap_or_else(|e| panic!("fact pid={v} is not a pid: {e}"))
     }
 
-    /// `tid.NAME`: the kernel tid of thread NAME.
+    /// `tid.NAME`: the kernel's (host) tid of thread NAME.
     pub(crate) fn tid(&self, thread: &str) -> u64 {
-        self.fact_u64(&format!("tid.{thread}"))
+        let printed = self.fact_u64(&format!("tid.{thread}"));
+        match &self.host {
+            Some((_, ns_to_host)) => *ns_to_host
+                .get(&printed)
+                .unwrap_or_else(|| panic!("no host tid for {thread}'s tid {printed}")),
+            None => printed,
+        }
     }
 
     /// `lock.NAME`: the address of lock NAME.

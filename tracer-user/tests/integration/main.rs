@@ -27,6 +27,7 @@
 //! - [`go_goroutines`]: goroutines parked on locks read from a live Go process's runtime
 //!   data (`go::goroutines`, no tracer).
 //! - [`go_defers_live`]: lock holders from pending deferred unlocks on live goroutines.
+//! - [`pidns`]: targets in their own PID namespace (containers).
 //!
 //! Support: [`common`] (building and running C targets and the tracer, reading its report),
 //! [`go_toolchain`] (building Go targets), [`tools`] (a missing gcc, Go or other tool fails
@@ -62,3 +63,5 @@ mod go_service;
 mod go_symbols;
 #[cfg(feature = "root-tests")]
 mod lifecycle;
+#[cfg(feature = "root-tests")]
+mod pidns;
