@@ -751,12 +751,12 @@ impl FunctionFlow {
                     .extend(spill_stores.get(&off).into_iter().flatten().copied());
             }
         }
-        for effect in self.effects.values_mut() {
-            if let Effect::Lock { key, .. } = effect
-                && let Some(LockKey {
-                    base: LockBase::Slot(s),
-                    disp,
-                }) = *key
+        // A key on an argument's entry value becomes its spill slot, or unknown.
+        let resolve = |key: &mut Option<LockKey>| {
+            if let Some(LockKey {
+                base: LockBase::Slot(s),
+                disp,
+            }) = *key
                 && is_entry_marker(s)
             {
                 *key = ARG_REGISTERS
@@ -768,23 +768,15 @@ impl FunctionFlow {
                         disp,
                     });
             }
+        };
+        for effect in self.effects.values_mut() {
+            if let Effect::Lock { key, .. } = effect {
+                resolve(key);
+            }
         }
         for call in self.calls.values_mut() {
-            if let CallKind::Acquiring(in_progress) = call
-                && let Some(LockKey {
-                    base: LockBase::Slot(s),
-                    disp,
-                }) = *in_progress
-                && is_entry_marker(s)
-            {
-                *in_progress = ARG_REGISTERS
-                    .iter()
-                    .find(|&&r| entry_marker(r) == s)
-                    .and_then(|r| spill_of.get(r))
-                    .map(|&off| LockKey {
-                        base: LockBase::Slot(off),
-                        disp,
-                    });
+            if let CallKind::Acquiring(in_progress) = call {
+                resolve(in_progress);
             }
         }
     }

@@ -138,6 +138,12 @@ impl ParkedGraph {
         &self.goroutines
     }
 
+    /// Indexes of the goroutines waiting for `lock`.
+    #[must_use]
+    pub fn waiters_of(&self, lock: u64) -> &[usize] {
+        self.waiters.get(&lock).map_or(&[], Vec::as_slice)
+    }
+
     /// The goroutines that keep a waiter of `lock` waiting, with how each is
     /// known to (`None`: a draining writer).
     fn blockers(&self, lock: u64, drains: bool) -> Vec<(usize, Option<HolderEvidence>)> {

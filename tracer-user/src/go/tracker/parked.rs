@@ -313,9 +313,11 @@ impl ParkedWatch {
             if deadlocked.contains(&lock.lock) || traced.reported_stuck(lock.lock) {
                 continue;
             }
-            let oldest_seen = gs
+            // The lock's own waiters (indexed by the graph), not a scan of everyone.
+            let oldest_seen = graph
+                .waiters_of(lock.lock)
                 .iter()
-                .filter(|g| g.wait.is_some_and(|w| w.lock == lock.lock))
+                .map(|&i| &gs[i])
                 .filter_map(|g| {
                     let seen = self.first_seen.get(&(g.goid, lock.lock)).copied()?;
                     Some(
