@@ -319,12 +319,11 @@ impl ParkedWatch {
                 .iter()
                 .map(|&i| &gs[i])
                 .filter_map(|g| {
-                    let seen = self.first_seen.get(&(g.goid, lock.lock)).copied()?;
-                    Some(
-                        traced
-                            .wait_start(g.goid, lock.lock)
-                            .map_or(seen, |t| t.min(seen)),
-                    )
+                    // A park the probes saw starts the wait exactly: a goroutine that woke
+                    // and parked again between two snapshots looks unmoved to them.
+                    traced
+                        .wait_start(g.goid, lock.lock)
+                        .or_else(|| self.first_seen.get(&(g.goid, lock.lock)).copied())
                 })
                 .min()
                 .unwrap_or(now_ns);
