@@ -1,13 +1,24 @@
-//! Per-lock contention counters and wait/hold time histograms.
+//! Per-lock contention counters and wait/hold time distributions, in a table whose
+//! memory is bounded by design.
 //!
-//! Histograms are HDR histograms covering 1 ns .. 1 hour at 2 significant digits
-//! ([`SIGFIG`]), which keeps every percentile within 1% of the true value. Count, max and total are tracked exactly
-//! beside the histogram, because the histogram only knows values to its bucket precision.
+//! A distribution starts compact: exact count, max and total, and the number of values
+//! per power of two (176 bytes). Only once it has [`HISTOGRAM_AFTER`] values does it get
+//! an HDR histogram covering 1 ns .. 1 hour at 2 significant digits ([`SIGFIG`], every
+//! percentile within 1% of the true value; ~36 KiB), and a [`LockTable`] hands out at
+//! most [`MAX_HISTOGRAMS`] of those. Percentiles of a compact distribution are coarser:
+//! the top of the power-of-two range the percentile falls in (so within 2x), capped by the
+//! exact max, which keeps `p50 <= p90 <= p99 <= max`.
+//!
+//! A [`LockTable`] tracks at most its `max_locks` locks ([`DEFAULT_MAX_LOCKS`]); past that
+//! the caller folds the coldest (least total wait time) into one aggregate
+//! ([`LockTable::fold_coldest`]), never the locks it says are pinned (open waits, held
+//! locks, locks of findings). A program contending 100 000 distinct mutexes drove the
+//! tracer to 2.9 GB when every lock had its own histograms.
 
 use std::borrow::Cow;
 
 use hdrhistogram::Histogram;
-use rustc_hash::FxHashMap as HashMap;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use crate::model::Quantiles;
 
@@ -18,42 +29,104 @@ const LOWEST_NS: u64 = 1;
 const HIGHEST_NS: u64 = 3_600_000_000_000;
 /// Significant digits: 2 keeps percentiles within 1%, which is finer than anyone reads a
 /// latency percentile, and keeps a histogram several times smaller than at 3 digits:
-/// the tracer's memory grows with the number of contended locks, and the smaller table
-/// stays in cache on the event path.
+/// the smaller table stays in cache on the event path.
 const SIGFIG: u8 = 2;
 
-/// Values a [`Distribution`] collects before adding them to its histogram in one go.
+/// Values a full distribution collects before adding them to its histogram in one go.
 const PENDING: usize = 8;
 
-/// One distribution: the histogram plus the exact aggregates it cannot give.
+/// Values a distribution holds in its compact form before it gets a full histogram.
+///
+/// Why 64: the percentiles of a few dozen values are their few largest values (p99 of 64
+/// values is the largest or the second largest), which the compact form's exact max and
+/// power-of-two counts already give to within 2x; a 36 KiB histogram for them would be
+/// 200 times the lock's other state. A lock that has slept 64 times is one a reader of
+/// the report looks at, and from then on its percentiles are within 1%. A program with
+/// many locks mostly has locks that each slept a few times: they stay compact.
+pub const HISTOGRAM_AFTER: u64 = 64;
+
+/// Full histograms a [`LockTable`] hands out at most (wait and hold histograms alike):
+/// 1024 × ~36 KiB bounds them to ~36 MiB. Locks contended beyond that keep compact
+/// (coarser) percentiles, and a note says how many.
+pub const MAX_HISTOGRAMS: usize = 1024;
+
+/// Locks a [`LockTable`] tracks by default before folding the coldest (`--max-locks`).
+///
+/// Why 10 000: a compact lock costs well under 2 KiB with its stack sample, so 10 000
+/// bound the per-lock state to ~20 MiB besides the histograms; no reader looks at more
+/// rows than that, and the locks that matter (most waited on) are the ones kept.
+pub const DEFAULT_MAX_LOCKS: usize = 10_000;
+
+/// Power-of-two ranges of the compact form: 0, then `[2^(i-1), 2^i)` for `i` in 1..=42
+/// (2^42 ns > [`HIGHEST_NS`]).
+const LOG2_BUCKETS: usize = 44;
+
+/// The compact form: how many values fell in each power-of-two range.
 #[derive(Clone, Debug)]
-struct Distribution {
-    /// `None` only if the histogram could not be created, which the constant bounds rule out
-    /// (a test pins it). Kept as an `Option` so that case degrades to zero percentiles
-    /// instead of a panic in the tracer.
-    hist: Option<Histogram<u64>>,
+struct Log2Counts([u32; LOG2_BUCKETS]);
+
+impl Log2Counts {
+    fn index(ns: u64) -> usize {
+        (64 - ns.min(HIGHEST_NS).leading_zeros()) as usize
+    }
+
+    /// The largest value of range `i`.
+    fn upper(i: usize) -> u64 {
+        if i == 0 {
+            0
+        } else {
+            ((1u64 << i) - 1).min(HIGHEST_NS)
+        }
+    }
+
+    fn add(&mut self, ns: u64, n: u32) {
+        if let Some(c) = self.0.get_mut(Self::index(ns)) {
+            *c = c.saturating_add(n);
+        }
+    }
+
+    /// The top of the range holding the value of rank `ceil(q * count)`.
+    fn at_quantile(&self, q: f64, count: u64) -> u64 {
+        #[expect(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss,
+            reason = "a rank between 1 and count; f64 precision is plenty for a percentile"
+        )]
+        let rank = ((q * count as f64).ceil() as u64).clamp(1, count.max(1));
+        let mut seen = 0u64;
+        for (i, &c) in self.0.iter().enumerate() {
+            seen += u64::from(c);
+            if seen >= rank {
+                return Self::upper(i);
+            }
+        }
+        Self::upper(LOG2_BUCKETS - 1)
+    }
+}
+
+/// The full form: an HDR histogram and the values not yet added to it.
+#[derive(Clone, Debug)]
+struct FullHistogram {
+    hist: Histogram<u64>,
     /// Recorded values not yet in `hist`, already clamped to its bounds. With hundreds
     /// of locks the histograms do not fit in cache, and the bucket increment was a cache
     /// miss per wait that stalled the event loop; added [`PENDING`] at a time, the
     /// increments are independent loads the CPU overlaps.
     pending: [u64; PENDING],
     pending_len: usize,
-    count: u64,
-    max: u64,
-    total: u128,
 }
 
-impl Distribution {
-    fn new() -> Self {
+impl FullHistogram {
+    /// `None` only if the histogram could not be created, which the constant bounds rule
+    /// out (a test pins it): the distribution then stays compact instead of panicking.
+    fn new() -> Option<Self> {
         // Auto-resize is off with explicit bounds: memory per histogram stays fixed.
-        Self {
-            hist: Histogram::new_with_bounds(LOWEST_NS, HIGHEST_NS, SIGFIG).ok(),
+        Some(Self {
+            hist: Histogram::new_with_bounds(LOWEST_NS, HIGHEST_NS, SIGFIG).ok()?,
             pending: [0; PENDING],
             pending_len: 0,
-            count: 0,
-            max: 0,
-            total: 0,
-        }
+        })
     }
 
     fn record(&mut self, ns: u64) {
@@ -62,40 +135,132 @@ impl Distribution {
             *slot = ns.clamp(LOWEST_NS, HIGHEST_NS);
             self.pending_len += 1;
         }
-        if self.pending_len == PENDING
-            && let Some(hist) = &mut self.hist
-        {
-            add_all(hist, &self.pending);
+        if self.pending_len == PENDING {
+            add_all(&mut self.hist, &self.pending);
             self.pending_len = 0;
         }
-        self.count = self.count.saturating_add(1);
-        self.max = self.max.max(ns);
-        self.total += u128::from(ns);
+    }
+
+    /// Adds a compact form's counts, each at the top of its range capped by `max`: the
+    /// value the compact form reported for them.
+    fn add_compact(&mut self, counts: &Log2Counts, max: u64) {
+        for (i, &c) in counts.0.iter().enumerate() {
+            if c > 0 {
+                let ns = Log2Counts::upper(i).min(max).clamp(LOWEST_NS, HIGHEST_NS);
+                self.hist.saturating_record_n(ns, u64::from(c));
+            }
+        }
     }
 
     /// The histogram with the pending values in it: a copy when some are pending (only
     /// summaries read it, once per lock).
-    fn histogram(&self) -> Option<Cow<'_, Histogram<u64>>> {
-        let hist = self.hist.as_ref()?;
+    fn histogram(&self) -> Cow<'_, Histogram<u64>> {
         let pending = self.pending.get(..self.pending_len).unwrap_or_default();
         if pending.is_empty() {
-            return Some(Cow::Borrowed(hist));
+            return Cow::Borrowed(&self.hist);
         }
-        let mut hist = hist.clone();
+        let mut hist = self.hist.clone();
         add_all(&mut hist, pending);
-        Some(Cow::Owned(hist))
+        Cow::Owned(hist)
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Shape {
+    Compact(Log2Counts),
+    Full(Box<FullHistogram>),
+}
+
+/// One distribution: compact, then a histogram; count, max and total always exact.
+#[derive(Clone, Debug)]
+struct Distribution {
+    shape: Shape,
+    count: u64,
+    max: u64,
+    total: u128,
+}
+
+impl Distribution {
+    fn new() -> Self {
+        Self {
+            shape: Shape::Compact(Log2Counts([0; LOG2_BUCKETS])),
+            count: 0,
+            max: 0,
+            total: 0,
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        matches!(self.shape, Shape::Full(_))
+    }
+
+    /// Records `ns`; `histograms_left` is the table's budget of full histograms, taken
+    /// from when this distribution gets one.
+    fn record(&mut self, ns: u64, histograms_left: &mut usize) {
+        match &mut self.shape {
+            Shape::Compact(counts) => counts.add(ns, 1),
+            Shape::Full(full) => full.record(ns),
+        }
+        self.count = self.count.saturating_add(1);
+        self.max = self.max.max(ns);
+        self.total += u128::from(ns);
+        if self.count >= HISTOGRAM_AFTER && *histograms_left > 0 && self.promote() {
+            *histograms_left -= 1;
+        }
+    }
+
+    /// Gives a compact distribution its full histogram, with its values so far at the top
+    /// of their ranges. Whether it did (not when already full).
+    fn promote(&mut self) -> bool {
+        let Shape::Compact(counts) = &self.shape else {
+            return false;
+        };
+        let Some(mut full) = FullHistogram::new() else {
+            return false;
+        };
+        full.add_compact(counts, self.max);
+        self.shape = Shape::Full(Box::new(full));
+        true
+    }
+
+    /// Adds every value of `other` (for the aggregate of folded locks, which takes a full
+    /// histogram outside any budget: there is one).
+    fn absorb(&mut self, other: &Self) {
+        self.count = self.count.saturating_add(other.count);
+        self.max = self.max.max(other.max);
+        self.total += other.total;
+        if other.is_full() || self.count >= HISTOGRAM_AFTER {
+            self.promote();
+        }
+        match (&mut self.shape, &other.shape) {
+            (Shape::Compact(mine), Shape::Compact(theirs)) => {
+                for (m, t) in mine.0.iter_mut().zip(&theirs.0) {
+                    *m = m.saturating_add(*t);
+                }
+            }
+            (Shape::Full(mine), Shape::Compact(theirs)) => mine.add_compact(theirs, other.max),
+            (Shape::Full(mine), Shape::Full(theirs)) => {
+                // Same bounds on both sides: adding cannot fail.
+                let _ = mine.hist.add(&*theirs.histogram());
+            }
+            // `promote` only fails if a histogram cannot be created: keep the exact
+            // aggregates, and the ranges of the other side's max.
+            (Shape::Compact(mine), Shape::Full(_)) => mine.add(other.max, 1),
+        }
     }
 
     fn quantiles(&self) -> Quantiles {
         if self.count == 0 {
             return Quantiles::default();
         }
-        let hist = self.histogram();
-        // A bucket's highest equivalent value can exceed the true maximum; clamp so that
-        // p50 <= p90 <= p99 <= max always holds in the report.
-        let at = |q: f64| {
-            hist.as_ref()
-                .map_or(0, |h| h.value_at_quantile(q).min(self.max))
+        // A bucket's highest equivalent value (or a range's top) can exceed the true
+        // maximum; clamp so that p50 <= p90 <= p99 <= max always holds in the report.
+        let at = |q: f64| -> u64 {
+            match &self.shape {
+                Shape::Compact(counts) => counts.at_quantile(q, self.count),
+                Shape::Full(full) => full.histogram().value_at_quantile(q),
+            }
+            .min(self.max)
         };
         Quantiles {
             count: self.count,
@@ -119,10 +284,8 @@ fn saturate(v: u128) -> u64 {
     u64::try_from(v).unwrap_or(u64::MAX)
 }
 
-/// Contention counters and wait/hold histograms of one lock.
-///
-/// Each histogram takes ~36 KiB (fixed, no resizing), so only locks that were contended
-/// should get an entry.
+/// Contention counters and wait/hold distributions of one lock (a few hundred bytes
+/// until a distribution gets its histogram).
 #[derive(Clone, Debug)]
 pub struct LockStats {
     /// Number of waits that began on this lock.
@@ -133,7 +296,7 @@ pub struct LockStats {
     waiting: u32,
     wait: Distribution,
     /// Created on first use: hold times are only known for locks whose release is traced.
-    hold: Option<Distribution>,
+    hold: Option<Box<Distribution>>,
 }
 
 impl Default for LockStats {
@@ -142,8 +305,13 @@ impl Default for LockStats {
     }
 }
 
+/// The budget of a [`LockStats`] used on its own: unlimited.
+fn no_budget_limit() -> usize {
+    usize::MAX
+}
+
 impl LockStats {
-    /// Empty stats with a wait histogram and no hold histogram yet.
+    /// Empty stats, compact, with no hold distribution yet.
     #[must_use]
     pub fn new() -> Self {
         Self {
@@ -169,8 +337,12 @@ impl LockStats {
 
     /// A wait begun with [`LockStats::begin_wait`] ended after `ns` nanoseconds.
     pub fn end_wait(&mut self, ns: u64) {
+        self.end_wait_within(ns, &mut no_budget_limit());
+    }
+
+    fn end_wait_within(&mut self, ns: u64, histograms_left: &mut usize) {
         self.waiting = self.waiting.saturating_sub(1);
-        self.record_wait(ns);
+        self.wait.record(ns, histograms_left);
     }
 
     /// A wait begun with [`LockStats::begin_wait`] ended at an unknown time (its end
@@ -181,7 +353,7 @@ impl LockStats {
 
     /// A wait of `ns` nanoseconds ended.
     pub fn record_wait(&mut self, ns: u64) {
-        self.wait.record(ns);
+        self.wait.record(ns, &mut no_budget_limit());
     }
 
     /// `count` waits that never slept ended. They count as contentions but have no
@@ -197,7 +369,13 @@ impl LockStats {
 
     /// The lock was held for `ns` nanoseconds.
     pub fn record_hold(&mut self, ns: u64) {
-        self.hold.get_or_insert_with(Distribution::new).record(ns);
+        self.record_hold_within(ns, &mut no_budget_limit());
+    }
+
+    fn record_hold_within(&mut self, ns: u64, histograms_left: &mut usize) {
+        self.hold
+            .get_or_insert_with(|| Box::new(Distribution::new()))
+            .record(ns, histograms_left);
     }
 
     /// Wait time distribution (all zero when no wait was recorded).
@@ -209,7 +387,7 @@ impl LockStats {
     /// Hold time distribution, `None` when no hold time was ever recorded.
     #[must_use]
     pub fn hold(&self) -> Option<Quantiles> {
-        self.hold.as_ref().map(Distribution::quantiles)
+        self.hold.as_deref().map(Distribution::quantiles)
     }
 
     /// Exact sum of all recorded waits, in nanoseconds.
@@ -223,36 +401,158 @@ impl LockStats {
     pub fn hold_total_ns(&self) -> u128 {
         self.hold.as_ref().map_or(0, |h| h.total)
     }
+
+    /// Whether a wait on this lock is open now.
+    #[must_use]
+    pub fn has_open_waits(&self) -> bool {
+        self.waiting > 0
+    }
+
+    /// Full histograms this lock holds (0, 1 or 2).
+    fn histograms(&self) -> usize {
+        usize::from(self.wait.is_full()) + usize::from(self.hold.as_ref().is_some_and(|h| h.is_full()))
+    }
+
+    /// Whether a distribution of this lock has enough values for a histogram and has
+    /// none (the table's budget was spent).
+    fn kept_compact(&self) -> bool {
+        let compact_past = |d: &Distribution| !d.is_full() && d.count >= HISTOGRAM_AFTER;
+        compact_past(&self.wait) || self.hold.as_deref().is_some_and(compact_past)
+    }
+
+    /// Adds `other`'s counts and values to these (for the aggregate of folded locks).
+    fn absorb(&mut self, other: &Self) {
+        self.contentions = self.contentions.saturating_add(other.contentions);
+        self.max_waiters = self.max_waiters.max(other.max_waiters);
+        self.wait.absorb(&other.wait);
+        if let Some(theirs) = &other.hold {
+            self.hold
+                .get_or_insert_with(|| Box::new(Distribution::new()))
+                .absorb(theirs);
+        }
+    }
 }
 
-/// A lock's place in a [`LockTable`]: stable for the table's life, so a wait can keep it
-/// and reach its lock's stats again without a hash lookup.
+/// The stats of a lock in a [`LockTable`], recording within the table's budget of full
+/// histograms.
+pub struct LockStatsMut<'a> {
+    stats: &'a mut LockStats,
+    histograms_left: &'a mut usize,
+}
+
+impl LockStatsMut<'_> {
+    /// See [`LockStats::record_contention`].
+    pub fn record_contention(&mut self, waiters_now: u32) {
+        self.stats.record_contention(waiters_now);
+    }
+
+    /// See [`LockStats::begin_wait`].
+    pub fn begin_wait(&mut self) {
+        self.stats.begin_wait();
+    }
+
+    /// See [`LockStats::end_wait`].
+    pub fn end_wait(&mut self, ns: u64) {
+        self.stats.end_wait_within(ns, self.histograms_left);
+    }
+
+    /// See [`LockStats::end_wait_unmeasured`].
+    pub fn end_wait_unmeasured(&mut self) {
+        self.stats.end_wait_unmeasured();
+    }
+
+    /// See [`LockStats::record_wait`].
+    pub fn record_wait(&mut self, ns: u64) {
+        self.stats.wait.record(ns, self.histograms_left);
+    }
+
+    /// See [`LockStats::record_brief_waits`].
+    pub fn record_brief_waits(&mut self, count: u64) {
+        self.stats.record_brief_waits(count);
+    }
+
+    /// See [`LockStats::record_hold`].
+    pub fn record_hold(&mut self, ns: u64) {
+        self.stats.record_hold_within(ns, self.histograms_left);
+    }
+}
+
+/// A lock's place in a [`LockTable`]: stable until the lock is folded
+/// ([`LockTable::fold_coldest`]), so a wait can keep it and reach its lock's stats again
+/// without a hash lookup. A folded lock's slot is reused for a new lock.
 pub type LockSlot = u32;
 
-/// Stats of every contended lock, by lock address.
+/// The address of a free slot: no lock word lives at the last byte of the address space.
+const FREE: u64 = u64::MAX;
+
+/// The locks folded into one aggregate to bound the table's memory.
 #[derive(Clone, Debug, Default)]
+pub struct FoldedLocks {
+    /// How many locks were folded (a lock folded twice, contended again in between,
+    /// counts twice).
+    pub locks: u64,
+    /// Their counts and values, added up.
+    pub stats: LockStats,
+}
+
+/// Stats of the contended locks, by lock address, bounded (see the module docs).
+#[derive(Clone, Debug)]
 pub struct LockTable {
     slots: HashMap<u64, LockSlot>,
     addrs: Vec<u64>,
     stats: Vec<LockStats>,
+    /// Slots of folded locks, for new locks.
+    free: Vec<LockSlot>,
+    max_locks: usize,
+    /// Full histograms that may still be handed out ([`MAX_HISTOGRAMS`] to start with).
+    histograms_left: usize,
+    folded: FoldedLocks,
+}
+
+impl Default for LockTable {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl LockTable {
-    /// An empty table.
+    /// An empty table for [`DEFAULT_MAX_LOCKS`] locks.
     #[must_use]
     pub fn new() -> Self {
-        Self::default()
+        Self::with_max_locks(DEFAULT_MAX_LOCKS)
     }
 
-    /// The slot of the lock at `addr`, created (with empty stats) on first use.
+    /// An empty table that keeps `max_locks` locks (at least 1) before folding.
+    #[must_use]
+    pub fn with_max_locks(max_locks: usize) -> Self {
+        Self {
+            slots: HashMap::default(),
+            addrs: Vec::new(),
+            stats: Vec::new(),
+            free: Vec::new(),
+            max_locks: max_locks.max(1),
+            histograms_left: MAX_HISTOGRAMS,
+            folded: FoldedLocks::default(),
+        }
+    }
+
+    /// The slot of the lock at `addr`, created (with empty stats) on first use. The
+    /// table may go past its cap until the next [`LockTable::fold_coldest`].
     pub fn slot(&mut self, addr: u64) -> LockSlot {
         if let Some(&slot) = self.slots.get(&addr) {
             return slot;
         }
-        let slot = LockSlot::try_from(self.stats.len()).unwrap_or(LockSlot::MAX);
+        let slot = if let Some(slot) = self.free.pop() {
+            if let Some(a) = self.addrs.get_mut(slot as usize) {
+                *a = addr;
+            }
+            slot
+        } else {
+            self.addrs.push(addr);
+            self.stats.push(LockStats::new());
+            LockSlot::try_from(self.stats.len() - 1).unwrap_or(LockSlot::MAX)
+        };
         self.slots.insert(addr, slot);
-        self.addrs.push(addr);
-        self.stats.push(LockStats::new());
         slot
     }
 
@@ -266,12 +566,15 @@ impl LockTable {
     ///
     /// # Panics
     /// Never for a slot this table handed out; other values are a caller bug.
-    pub fn at(&mut self, slot: LockSlot) -> &mut LockStats {
-        &mut self.stats[slot as usize]
+    pub fn at(&mut self, slot: LockSlot) -> LockStatsMut<'_> {
+        LockStatsMut {
+            stats: &mut self.stats[slot as usize],
+            histograms_left: &mut self.histograms_left,
+        }
     }
 
     /// The stats of the lock at `addr`, created empty on first use.
-    pub fn entry(&mut self, addr: u64) -> &mut LockStats {
+    pub fn entry(&mut self, addr: u64) -> LockStatsMut<'_> {
         let slot = self.slot(addr);
         self.at(slot)
     }
@@ -282,21 +585,97 @@ impl LockTable {
         self.stats.get(*self.slots.get(&addr)? as usize)
     }
 
-    /// All locks with their stats, in no particular order (the report sorts).
+    /// All tracked locks with their stats, in no particular order (the report sorts).
     pub fn iter(&self) -> impl Iterator<Item = (u64, &LockStats)> {
-        self.addrs.iter().copied().zip(&self.stats)
+        self.addrs
+            .iter()
+            .copied()
+            .zip(&self.stats)
+            .filter(|&(addr, _)| addr != FREE)
     }
 
-    /// Number of locks in the table.
+    /// Number of locks tracked.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.stats.len()
+        self.slots.len()
     }
 
-    /// Whether the table has no locks.
+    /// Whether the table tracks no locks.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.stats.is_empty()
+        self.slots.is_empty()
+    }
+
+    /// The most locks kept before folding.
+    #[must_use]
+    pub fn max_locks(&self) -> usize {
+        self.max_locks
+    }
+
+    /// Whether more locks are tracked than the cap: time for [`LockTable::fold_coldest`].
+    #[must_use]
+    pub fn over_cap(&self) -> bool {
+        self.len() > self.max_locks
+    }
+
+    /// The locks folded so far, with their stats added up.
+    #[must_use]
+    pub fn folded(&self) -> &FoldedLocks {
+        &self.folded
+    }
+
+    /// Locks whose distributions had values enough for a histogram but got none, the
+    /// budget of [`MAX_HISTOGRAMS`] being spent: their percentiles are coarser.
+    #[must_use]
+    pub fn kept_compact(&self) -> usize {
+        self.iter().filter(|(_, s)| s.kept_compact()).count()
+    }
+
+    /// When over the cap, folds the coldest locks (least total wait, then fewest
+    /// contentions, then least total hold) into the aggregate, down to 7/8 of the cap so
+    /// that folding is rare, never a lock with an open wait or one `pinned` says to keep
+    /// (held locks, locks of findings). Returns the folded locks' addresses and former
+    /// slots, for the caller to forget what it keeps by slot.
+    pub fn fold_coldest(&mut self, pinned: &HashSet<u64>) -> Vec<(u64, LockSlot)> {
+        if !self.over_cap() {
+            return Vec::new();
+        }
+        let keep = self.max_locks - self.max_locks / 8;
+        let mut candidates: Vec<(u128, u64, u128, LockSlot)> = self
+            .slots
+            .iter()
+            .filter(|(addr, _)| !pinned.contains(addr))
+            .filter_map(|(_, &slot)| {
+                let s = self.stats.get(slot as usize)?;
+                (!s.has_open_waits()).then(|| {
+                    (s.wait_total_ns(), s.contentions, s.hold_total_ns(), slot)
+                })
+            })
+            .collect();
+        let excess = self.len().saturating_sub(keep).min(candidates.len());
+        if excess == 0 {
+            return Vec::new();
+        }
+        if excess < candidates.len() {
+            candidates.select_nth_unstable(excess);
+        }
+        let mut folded = Vec::with_capacity(excess);
+        for &(.., slot) in candidates.get(..excess).unwrap_or_default() {
+            let Some(addr) = self.addrs.get_mut(slot as usize) else {
+                continue;
+            };
+            let lock = std::mem::replace(addr, FREE);
+            self.slots.remove(&lock);
+            if let Some(stats) = self.stats.get_mut(slot as usize) {
+                let stats = std::mem::take(stats);
+                self.histograms_left += stats.histograms();
+                self.folded.stats.absorb(&stats);
+                self.folded.locks += 1;
+            }
+            self.free.push(slot);
+            folded.push((lock, slot));
+        }
+        folded
     }
 }
 
@@ -342,7 +721,7 @@ mod tests {
     #[test]
     fn histogram_bounds_are_valid() {
         // The `Option` in `Distribution` is only for this impossible failure.
-        assert!(Distribution::new().hist.is_some());
+        assert!(FullHistogram::new().is_some());
     }
 
     #[test]
@@ -412,11 +791,16 @@ mod tests {
 
     #[test]
     fn batched_values_read_like_values_recorded_one_by_one() {
-        // Every fill level of the pending batch, including none and a full one.
+        // Every fill level of the pending batch, including none and a full one, after the
+        // compact values (1023 is the top of its power-of-two range: promoted exactly).
         for n in 0..=3 * PENDING as u64 + 1 {
             let mut s = LockStats::new();
             let mut plain =
                 Histogram::<u64>::new_with_bounds(LOWEST_NS, HIGHEST_NS, SIGFIG).unwrap();
+            for _ in 0..HISTOGRAM_AFTER {
+                s.record_wait(1023);
+                plain.saturating_record(1023);
+            }
             for i in 0..n {
                 let ns = (i * 7_919 + 13) % 50_000 * 100;
                 s.record_wait(ns);
@@ -424,9 +808,9 @@ mod tests {
             }
             let q = s.wait();
             let max = (0..n).map(|i| (i * 7_919 + 13) % 50_000 * 100).max();
-            let at = |p: f64| plain.value_at_quantile(p).min(max.unwrap_or(0));
-            assert_eq!(q.count, n);
-            if n > 0 {
+            let at = |p: f64| plain.value_at_quantile(p).min(max.unwrap_or(0).max(1023));
+            assert_eq!(q.count, n + HISTOGRAM_AFTER);
+            {
                 assert_eq!(
                     (q.p50, q.p90, q.p99),
                     (at(0.5), at(0.9), at(0.99)),
@@ -448,7 +832,8 @@ mod tests {
         s.record_hold(60);
         let h = s.hold().expect("hold histogram exists after a hold");
         assert_eq!((h.count, h.max, h.total), (2, 60, 100));
-        assert_eq!(h.p50, 40);
+        // Compact: 40 is known to its power-of-two range [32, 63], capped by the max.
+        assert_eq!(h.p50, 60);
         assert_eq!(s.hold_total_ns(), 100);
         // Holds do not leak into waits.
         assert_eq!(s.wait().count, 0);
@@ -478,4 +863,146 @@ mod tests {
         addrs.sort_unstable();
         assert_eq!(addrs, vec![0x10, 0x20]);
     }
+
+    /// Guards the memory bound of issue 16: a lock gets its ~36 KiB histogram only after
+    /// [`HISTOGRAM_AFTER`] slept waits; before, its percentiles are coarse but ordered and
+    /// never above the exact max.
+    #[test]
+    fn a_lock_is_compact_until_it_has_waits_worth_a_histogram() {
+        let mut s = LockStats::new();
+        for i in 1..HISTOGRAM_AFTER {
+            s.record_wait(i * 1_000);
+        }
+        assert!(!s.wait.is_full(), "compact below the threshold");
+        let q = s.wait();
+        assert_eq!(q.count, HISTOGRAM_AFTER - 1);
+        assert_eq!(q.max, (HISTOGRAM_AFTER - 1) * 1_000);
+        assert!(q.p50 <= q.p90 && q.p90 <= q.p99 && q.p99 <= q.max, "{q:?}");
+        // Within 2x: the true median is 32 µs.
+        assert!((32_000..=64_000).contains(&q.p50), "{q:?}");
+        assert!(std::mem::size_of::<LockStats>() <= 512);
+        s.record_wait(HISTOGRAM_AFTER * 1_000);
+        assert!(s.wait.is_full(), "promoted at the threshold");
+        for i in HISTOGRAM_AFTER + 1..=1_000 {
+            s.record_wait(i * 1_000);
+        }
+        // The first values went in at the top of their ranges; later ones are exact.
+        let q = s.wait();
+        assert_close(q.p90, 900_000);
+        assert_close(q.p99, 990_000);
+        assert_eq!((q.count, q.max), (1_000, 1_000_000));
+    }
+
+    #[test]
+    fn compact_percentiles_are_ordered_for_any_values() {
+        let values = [0, 1, 3, 900, 1_000_001, 17, 250, u64::MAX, 64, 65];
+        for n in 1..=values.len() {
+            let mut s = LockStats::new();
+            for &v in &values[..n] {
+                s.record_wait(v);
+            }
+            let q = s.wait();
+            assert!(q.p50 <= q.p90 && q.p90 <= q.p99 && q.p99 <= q.max, "{q:?}");
+            assert_eq!(q.max, *values[..n].iter().max().unwrap());
+        }
+    }
+
+    /// The budget of full histograms is shared by the table's locks and given back when a
+    /// lock is folded.
+    #[test]
+    fn histograms_come_from_the_tables_budget() {
+        let mut t = LockTable::with_max_locks(MAX_HISTOGRAMS + 10);
+        for addr in 0..=MAX_HISTOGRAMS as u64 {
+            for _ in 0..HISTOGRAM_AFTER {
+                t.entry(addr * 8).record_wait(1_000 + addr);
+            }
+        }
+        assert_eq!(t.histograms_left, 0);
+        assert_eq!(t.kept_compact(), 1, "the last lock found the budget spent");
+        let last = t.get(MAX_HISTOGRAMS as u64 * 8).unwrap();
+        assert!(!last.wait.is_full());
+        assert_eq!(last.wait().count, HISTOGRAM_AFTER);
+    }
+
+    fn waited(t: &mut LockTable, addr: u64, ns: u64) {
+        let mut s = t.entry(addr);
+        s.begin_wait();
+        s.end_wait(ns);
+    }
+
+    /// Guards the cap on tracked locks: past it the coldest (least waited) are folded into
+    /// one aggregate that keeps their counts, and their slots are reused.
+    #[test]
+    fn the_coldest_locks_are_folded_into_an_aggregate() {
+        let mut t = LockTable::with_max_locks(8);
+        for i in 1..=8u64 {
+            waited(&mut t, i * 0x10, i * 1_000);
+        }
+        assert!(!t.over_cap());
+        assert!(t.fold_coldest(&HashSet::default()).is_empty());
+        waited(&mut t, 0x900, 500_000);
+        assert!(t.over_cap());
+        let folded = t.fold_coldest(&HashSet::default());
+        // Down to 7/8 of the cap: 9 - 7 = the two coldest.
+        let mut addrs: Vec<u64> = folded.iter().map(|&(a, _)| a).collect();
+        addrs.sort_unstable();
+        assert_eq!(addrs, vec![0x10, 0x20]);
+        assert_eq!(t.len(), 7);
+        assert!(t.get(0x10).is_none() && t.get(0x900).is_some());
+        let other = t.folded();
+        assert_eq!(other.locks, 2);
+        assert_eq!(other.stats.contentions, 2);
+        assert_eq!(other.stats.wait().total, 3_000);
+        assert_eq!(other.stats.wait().max, 2_000);
+        // A new lock takes a folded lock's slot; iteration skips none and shows no free slot.
+        let slot = t.slot(0xa00);
+        assert!(folded.iter().any(|&(_, s)| s == slot));
+        assert_eq!(t.iter().count(), 8);
+        assert!(t.iter().all(|(addr, _)| addr != FREE));
+        assert_eq!(t.get(0xa00).unwrap().contentions, 0, "fresh stats in a reused slot");
+    }
+
+    /// Guards findings against the cap: a pinned lock (part of a deadlock, held) and a
+    /// lock with a wait still open are never folded, however cold.
+    #[test]
+    fn pinned_locks_and_open_waits_are_never_folded() {
+        let mut t = LockTable::with_max_locks(2);
+        t.entry(0x10).record_contention(1); // coldest, pinned
+        t.entry(0x20).begin_wait(); // cold, open wait
+        for i in 3..=6u64 {
+            waited(&mut t, i * 0x10, i * 1_000);
+        }
+        let pinned: HashSet<u64> = [0x10].into_iter().collect();
+        let folded = t.fold_coldest(&pinned);
+        assert!(t.get(0x10).is_some() && t.get(0x20).is_some());
+        assert!(folded.iter().all(|&(a, _)| a != 0x10 && a != 0x20));
+        // Only the four unpinned locks without an open wait could go, hottest included.
+        assert_eq!(folded.len(), 4);
+        assert_eq!(t.len(), 2, "down to the two pinned locks: {folded:?}");
+    }
+
+    #[test]
+    fn folding_merges_full_and_compact_distributions() {
+        let mut t = LockTable::with_max_locks(1);
+        for _ in 0..HISTOGRAM_AFTER * 2 {
+            waited(&mut t, 0x10, 2_000);
+        }
+        waited(&mut t, 0x20, 9_000);
+        t.entry(0x20).record_hold(40);
+        waited(&mut t, 0x30, 10_000_000);
+        let before = t.histograms_left;
+        assert_eq!(before, MAX_HISTOGRAMS - 1);
+        t.fold_coldest(&HashSet::default());
+        assert_eq!(t.len(), 1);
+        assert!(t.get(0x30).is_some(), "the hottest stays");
+        assert_eq!(t.histograms_left, MAX_HISTOGRAMS, "a folded histogram is given back");
+        let other = &t.folded().stats;
+        let q = other.wait();
+        assert_eq!(q.count, HISTOGRAM_AFTER * 2 + 1);
+        assert_eq!(q.max, 9_000);
+        assert_close(q.p50, 2_000);
+        assert!(q.p99 <= q.max);
+        assert_eq!(other.hold().map(|h| h.count), Some(1));
+    }
 }
+

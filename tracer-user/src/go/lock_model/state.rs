@@ -293,7 +293,7 @@ impl GoLockModel {
             return;
         };
         if let Some(slot) = g.wait_slot.take() {
-            let stats = self.stats.at(slot);
+            let mut stats = self.stats.at(slot);
             match end_ns {
                 Some(end) => stats.end_wait(end.saturating_sub(wait.since_ns)),
                 None => stats.end_wait_unmeasured(),
