@@ -410,7 +410,8 @@ impl LockStats {
 
     /// Full histograms this lock holds (0, 1 or 2).
     fn histograms(&self) -> usize {
-        usize::from(self.wait.is_full()) + usize::from(self.hold.as_ref().is_some_and(|h| h.is_full()))
+        usize::from(self.wait.is_full())
+            + usize::from(self.hold.as_ref().is_some_and(|h| h.is_full()))
     }
 
     /// Whether a distribution of this lock has enough values for a histogram and has
@@ -493,6 +494,14 @@ pub struct FoldedLocks {
     pub locks: u64,
     /// Their counts and values, added up.
     pub stats: LockStats,
+}
+
+impl FoldedLocks {
+    /// Adds `other`'s locks (the Go locks' aggregate to the native one).
+    pub fn absorb(&mut self, other: &Self) {
+        self.locks += other.locks;
+        self.stats.absorb(&other.stats);
+    }
 }
 
 /// Stats of the contended locks, by lock address, bounded (see the module docs).
@@ -647,9 +656,8 @@ impl LockTable {
             .filter(|(addr, _)| !pinned.contains(addr))
             .filter_map(|(_, &slot)| {
                 let s = self.stats.get(slot as usize)?;
-                (!s.has_open_waits()).then(|| {
-                    (s.wait_total_ns(), s.contentions, s.hold_total_ns(), slot)
-                })
+                (!s.has_open_waits())
+                    .then(|| (s.wait_total_ns(), s.contentions, s.hold_total_ns(), slot))
             })
             .collect();
         let excess = self.len().saturating_sub(keep).min(candidates.len());
@@ -959,7 +967,11 @@ mod tests {
         assert!(folded.iter().any(|&(_, s)| s == slot));
         assert_eq!(t.iter().count(), 8);
         assert!(t.iter().all(|(addr, _)| addr != FREE));
-        assert_eq!(t.get(0xa00).unwrap().contentions, 0, "fresh stats in a reused slot");
+        assert_eq!(
+            t.get(0xa00).unwrap().contentions,
+            0,
+            "fresh stats in a reused slot"
+        );
     }
 
     /// Guards findings against the cap: a pinned lock (part of a deadlock, held) and a
@@ -995,7 +1007,10 @@ mod tests {
         t.fold_coldest(&HashSet::default());
         assert_eq!(t.len(), 1);
         assert!(t.get(0x30).is_some(), "the hottest stays");
-        assert_eq!(t.histograms_left, MAX_HISTOGRAMS, "a folded histogram is given back");
+        assert_eq!(
+            t.histograms_left, MAX_HISTOGRAMS,
+            "a folded histogram is given back"
+        );
         let other = &t.folded().stats;
         let q = other.wait();
         assert_eq!(q.count, HISTOGRAM_AFTER * 2 + 1);
@@ -1005,4 +1020,3 @@ mod tests {
         assert_eq!(other.hold().map(|h| h.count), Some(1));
     }
 }
-

@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use tracer_user::{
     go::tracker,
+    lockstats,
     probes::{Hooks, Probes},
     session::{self, Config},
     sinks::{self, Format},
@@ -57,6 +58,18 @@ enum Command {
         /// kernel would not record…). Off, the kernel drops the code that sends them.
         #[arg(long)]
         bpf_log: bool,
+        /// Locks tracked at most: past that, the least waited on are folded into one
+        /// "other locks" aggregate, so the tracer's memory stays bounded.
+        #[arg(long, value_name = "N",
+              default_value_t = u32::try_from(lockstats::DEFAULT_MAX_LOCKS).unwrap_or(u32::MAX),
+              value_parser = clap::value_parser!(u32).range(1..))]
+        max_locks: u32,
+        /// Text output: show the N most waited-on locks in the summary table.
+        #[arg(long, value_name = "N", default_value_t = sinks::DEFAULT_TOP_LOCKS)]
+        top: usize,
+        /// Text output: show every tracked lock in the summary table (overrides --top).
+        #[arg(long)]
+        all_locks: bool,
     },
     /// Benchmark support: attach empty programs on the same hooks (the cost floor).
     #[command(hide = true)]
@@ -132,6 +145,9 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             stuck_after,
             realtime,
             bpf_log,
+            max_locks,
+            top,
+            all_locks,
         } => {
             let stuck_after = Duration::try_from_secs_f64(stuck_after)
                 .ok()
@@ -144,6 +160,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
                 stuck_after,
                 realtime,
                 bpf_log,
+                max_locks: usize::try_from(max_locks).unwrap_or(usize::MAX),
             };
             let reader = sinks::ReaderWatch::stdout();
             let mut stdout = io::stdout().lock();
@@ -152,6 +169,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
                     OutputFormat::Text => Format::Text,
                     OutputFormat::Json => Format::Json,
                 },
+                (!all_locks).then_some(top),
                 &mut stdout,
             );
             runtime.block_on(session::run(config, sink.as_mut(), reader.as_ref()))?;

@@ -73,6 +73,7 @@ pub(crate) fn summary() -> Summary {
         futex_waits: 30,
         brief_lock_waits: 20,
         deadlocks: 1,
+        other_locks: None,
         locks: vec![
             LockSummary {
                 lock: lock(0x20, Some("a_rather_long_lock_name")),

@@ -27,5 +27,5 @@ pub use self::{
         Deadlock, DeadlockEntry, Finding, HolderEvidence, HolderState, StuckHolder, StuckLock,
     },
     lock::{HoldMode, LockKind, LockRef},
-    summary::{LockSummary, Quantiles, Summary},
+    summary::{LockSummary, OtherLocks, Quantiles, Summary},
 };

@@ -28,6 +28,22 @@ pub struct LockSummary {
     pub top_waiter_stack: Vec<String>,
 }
 
+/// The least waited-on locks, folded into one aggregate once more than `--max-locks`
+/// were tracked.
+///
+/// JSON: `{"locks":…,"contentions":…,"wait_ns":{…},"hold_ns":{…}|null}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OtherLocks {
+    /// How many locks were folded.
+    pub locks: u64,
+    /// Their waits, added up.
+    pub contentions: u64,
+    /// Their wait times, together.
+    pub wait_ns: Quantiles,
+    /// Their hold times, together, when measured.
+    pub hold_ns: Option<Quantiles>,
+}
+
 /// The end-of-run summary.
 ///
 /// JSON: `{"kind":"summary","pid":…,"ns_pid":…,"duration_ns":…,"events":…,"dropped":…,"futex_wakes":…,
@@ -59,6 +75,10 @@ pub struct Summary {
     pub deadlocks: usize,
     /// Contended locks, in report order (see [`Summary::sort_locks`]).
     pub locks: Vec<LockSummary>,
+    /// The locks folded into one aggregate to bound the tracer's memory (`--max-locks`);
+    /// omitted in JSON when none was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub other_locks: Option<OtherLocks>,
     /// Remarks for the reader (limits hit, probes that could not attach, …).
     pub notes: Vec<String>,
 }
@@ -76,16 +96,19 @@ impl Summary {
     }
 }
 
-/// Summary of a distribution of durations, all in nanoseconds.
+/// Summary of a distribution of durations, all in nanoseconds. Percentiles are within 1%
+/// once the distribution has 64 values or more; below that (and for the locks beyond the
+/// tracer's budget of histograms) they are the top of the power-of-two range they fall in
+/// (within 2x), never above `max`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Quantiles {
     /// Number of recorded values.
     pub count: u64,
-    /// Median (within 1%: the histograms keep 2 significant digits).
+    /// Median.
     pub p50: u64,
-    /// 90th percentile (within 1%: the histograms keep 2 significant digits).
+    /// 90th percentile.
     pub p90: u64,
-    /// 99th percentile (within 1%: the histograms keep 2 significant digits).
+    /// 99th percentile.
     pub p99: u64,
     /// Largest value, exact.
     pub max: u64,

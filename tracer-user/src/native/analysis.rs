@@ -172,6 +172,13 @@ const STACK_BATCH: usize = 16;
 /// the periodic full scan. Keeps a pathological graph from growing memory without bound.
 const MAX_CANDIDATES: usize = 1024;
 
+/// Distinct stacks counted per lock: the report shows the top one (the Go runtime's
+/// futexes are classified from up to `assemble::STACKS_PER_GO_FUTEX` of them). A lock
+/// waited on from ever new stacks (generated code, deep recursion) would otherwise grow
+/// its stack table and samples (~300 bytes each) without bound; waits from further stacks
+/// still count on the lock, not among its stacks, and a note says how many.
+pub const MAX_STACKS_PER_LOCK: u16 = 16;
+
 #[derive(Default)]
 pub struct Analysis {
     graph: WaitGraph,
@@ -186,6 +193,13 @@ pub struct Analysis {
     /// (this lookup runs on every wait; large entries made it a cache miss each time).
     wait_stacks: HashMap<(LockSlot, u32), (u64, u32)>,
     stack_samples: Vec<StackWindow>,
+    /// Entries of `stack_samples` of folded locks, for new (lock, stack) pairs.
+    free_samples: Vec<u32>,
+    /// Distinct stacks in `wait_stacks` per lock slot (at most [`MAX_STACKS_PER_LOCK`]).
+    stacks_per_lock: Vec<u16>,
+    /// Sampled waits not counted among their lock's stacks: it had
+    /// [`MAX_STACKS_PER_LOCK`] already.
+    stacks_not_counted: u64,
     /// Lock waits not yet counted in `wait_stacks`, with the slot of their window in
     /// `windows`: counted [`STACK_BATCH`] at a time (see [`Analysis::count_wait_stacks`]).
     pending_stacks: Vec<((LockSlot, u32), u32)>,
@@ -211,6 +225,16 @@ impl Analysis {
     #[must_use]
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An analysis that tracks at most `max_locks` locks before folding the coldest
+    /// (`--max-locks`; see [`crate::lockstats`]).
+    #[must_use]
+    pub fn with_max_locks(max_locks: usize) -> Self {
+        Self {
+            stats: LockTable::with_max_locks(max_locks),
+            ..Self::default()
+        }
     }
 
     /// Applies one event. `threads` are the target's threads: an owner TID outside them
@@ -366,6 +390,7 @@ impl Analysis {
                 self.on_brief_waits_of(futex, now.op, now.val, count);
             }
         }
+        self.enforce_lock_cap();
     }
 
     /// Counts `count` waits on `futex` (futex command `cmd`, expected value `val`) that
@@ -462,6 +487,9 @@ impl Analysis {
         let Self {
             wait_stacks,
             stack_samples,
+            free_samples,
+            stacks_per_lock,
+            stacks_not_counted,
             pending_stacks,
             windows,
             free_windows,
@@ -469,19 +497,80 @@ impl Analysis {
             ..
         } = self;
         for (key, window_slot) in pending_stacks.drain(..) {
-            wait_stacks
-                .entry(key)
-                .or_insert_with(|| {
-                    let window = windows.get(window_slot as usize);
-                    stack_samples.push(window.copied().unwrap_or(StackWindow::EMPTY));
-                    (
-                        0,
-                        u32::try_from(stack_samples.len() - 1).unwrap_or(u32::MAX),
-                    )
-                })
-                .0 += 1;
+            match wait_stacks.entry(key) {
+                Entry::Occupied(mut counted) => counted.get_mut().0 += 1,
+                Entry::Vacant(new) => {
+                    let slot = key.0 as usize;
+                    if slot >= stacks_per_lock.len() {
+                        stacks_per_lock.resize(slot + 1, 0);
+                    }
+                    let stacks = &mut stacks_per_lock[slot];
+                    if *stacks >= MAX_STACKS_PER_LOCK {
+                        *stacks_not_counted += 1;
+                        continue;
+                    }
+                    *stacks += 1;
+                    let window = windows
+                        .get(window_slot as usize)
+                        .copied()
+                        .unwrap_or(StackWindow::EMPTY);
+                    let sample = if let Some(free) = free_samples.pop()
+                        && let Some(stored) = stack_samples.get_mut(free as usize)
+                    {
+                        *stored = window;
+                        free
+                    } else {
+                        stack_samples.push(window);
+                        u32::try_from(stack_samples.len() - 1).unwrap_or(u32::MAX)
+                    };
+                    new.insert((1, sample));
+                }
+            }
         }
         free_windows.append(quarantined_windows);
+    }
+
+    /// Folds the coldest locks when more than the cap are tracked, and forgets what is
+    /// kept per lock for them (kind, stacks, holders). Never a lock a thread waits for or
+    /// holds, nor one of a deadlock candidate or report.
+    fn enforce_lock_cap(&mut self) {
+        if !self.stats.over_cap() {
+            return;
+        }
+        // Pending waits name slots: count them before any slot changes hands.
+        self.count_wait_stacks();
+        let mut pinned: HashSet<u64> = self.waits.values().filter_map(|w| w.lock).collect();
+        pinned.extend(self.held.keys().map(|&(_, lock)| lock));
+        for cycle in self.candidates.iter().chain(&self.reported) {
+            pinned.extend(cycle.edges.iter().flat_map(|e| [e.holds, e.waits_for]));
+        }
+        let folded = self.stats.fold_coldest(&pinned);
+        if folded.is_empty() {
+            return;
+        }
+        let mut folded_slots = vec![false; self.kinds.len().max(self.stacks_per_lock.len())];
+        for &(lock, slot) in &folded {
+            let slot = slot as usize;
+            if let Some(flag) = folded_slots.get_mut(slot) {
+                *flag = true;
+            }
+            if let Some(kind) = self.kinds.get_mut(slot) {
+                *kind = LockKind::Futex;
+            }
+            if let Some(stacks) = self.stacks_per_lock.get_mut(slot) {
+                *stacks = 0;
+            }
+            self.known.remove(lock);
+            self.graph.forget_lock(lock);
+        }
+        let free_samples = &mut self.free_samples;
+        self.wait_stacks.retain(|&(slot, _), &mut (_, sample)| {
+            let folded = folded_slots.get(slot as usize).copied().unwrap_or(false);
+            if folded {
+                free_samples.push(sample);
+            }
+            !folded
+        });
     }
 
     /// Records `tid`'s new wait (after [`Analysis::end_stale_wait`], so the only wait
@@ -645,6 +734,7 @@ impl Analysis {
         }
         // Keep the buffer's capacity for the next batch.
         self.unflushed = unflushed;
+        self.enforce_lock_cap();
     }
 
     /// `holder`, named as `lock`'s owner by `waiter`'s wait, holds the lock, so any wait of
@@ -873,6 +963,12 @@ impl Analysis {
     #[must_use]
     pub fn stats(&self) -> &LockTable {
         &self.stats
+    }
+
+    /// Sampled waits not counted among their lock's stacks (see [`MAX_STACKS_PER_LOCK`]).
+    #[must_use]
+    pub fn stacks_not_counted(&self) -> u64 {
+        self.stacks_not_counted
     }
 
     #[must_use]
@@ -1568,5 +1664,93 @@ mod tests {
         );
         assert_eq!(a.top_wait_stack(LOCK_A).map(|(stack, _)| stack), Some(102));
         assert_eq!(a.top_wait_stack(LOCK_B), None);
+    }
+
+    /// Guards issue 16's memory bound in the analysis: with 100 distinct locks each
+    /// contended once and a cap of 8, the tracked locks, their stack counts and stack
+    /// samples stay bounded; the locks of a reported deadlock are kept even once nobody
+    /// waits for them, and the folded count adds up.
+    #[test]
+    fn the_cap_folds_cold_locks_but_never_a_deadlocks() {
+        let mut a = Analysis::with_max_locks(8);
+        feed(
+            &mut a,
+            &[
+                mutex_wait(101, 10, LOCK_B, 102),
+                mutex_wait(102, 20, LOCK_A, 101),
+            ],
+        );
+        let cycle = a.candidates().remove(0);
+        a.mark_reported(&cycle);
+        // The waits end (say, a timed lock gave up): the finding still pins its locks.
+        feed(&mut a, &[done(101, 30, LOCK_B), done(102, 30, LOCK_A)]);
+        let first = 0x10_0000;
+        for i in 0..100u64 {
+            let lock = first + i * 0x40;
+            let t = 1_000 + i * 100;
+            feed(
+                &mut a,
+                &[
+                    with_stack(
+                        mutex_wait(103, t, lock, 104),
+                        Some(7),
+                        WindowRef::Built(Box::leak(Box::new(StackWindow {
+                            ip: 0x40_1000,
+                            ..StackWindow::EMPTY
+                        }))),
+                    ),
+                    done(103, t + 50, lock),
+                ],
+            );
+            a.flush();
+        }
+        let stats = a.stats();
+        assert!(stats.len() <= 8, "{} tracked", stats.len());
+        assert!(stats.get(LOCK_A).is_some() && stats.get(LOCK_B).is_some());
+        assert_eq!(stats.len() as u64 + stats.folded().locks, 102);
+        let tracked: u64 = stats.iter().map(|(_, s)| s.contentions).sum();
+        assert_eq!(stats.folded().stats.contentions + tracked, 102);
+        assert!(
+            a.wait_stacks.len() <= 8,
+            "{} stack entries",
+            a.wait_stacks.len()
+        );
+        assert!(
+            a.stack_samples.len() <= 9,
+            "{} samples",
+            a.stack_samples.len()
+        );
+        // The newest lock is tracked with its stack; folded ones have none.
+        let newest = first + 99 * 0x40;
+        assert_eq!(a.top_wait_stack(newest).map(|(id, _)| id), Some(7));
+        assert!(a.top_wait_stack(first).is_none());
+        assert_eq!(a.lock_kind(newest), LockKind::Mutex);
+    }
+
+    #[test]
+    fn stacks_per_lock_are_capped() {
+        let mut a = Analysis::new();
+        let extra = 4;
+        for stack in 0..u32::from(MAX_STACKS_PER_LOCK) + extra {
+            let t = u64::from(stack) * 100;
+            feed(
+                &mut a,
+                &[
+                    wait_from(101, t, stack, 0x40_1000),
+                    done(101, t + 10, LOCK_A),
+                ],
+            );
+        }
+        a.flush();
+        assert_eq!(
+            a.wait_stacks(LOCK_A, 100).len(),
+            usize::from(MAX_STACKS_PER_LOCK)
+        );
+        assert_eq!(a.stacks_not_counted(), u64::from(extra));
+        assert_eq!(
+            a.stats().get(LOCK_A).unwrap().contentions,
+            u64::from(MAX_STACKS_PER_LOCK) + u64::from(extra),
+            "waits from further stacks still count on the lock"
+        );
     }
 }

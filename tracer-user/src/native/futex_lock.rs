@@ -58,6 +58,11 @@ impl KnownLocks {
     pub fn get(&self, addr: u64) -> Option<LockKind> {
         self.kinds.get(&addr).copied()
     }
+
+    /// Forgets a lock (folded out of the tracked locks, so this map stays bounded too).
+    pub fn remove(&mut self, addr: u64) {
+        self.kinds.remove(&addr);
+    }
 }
 
 /// Classifies a futex wait. `host_tid` maps a TID as the target's memory holds it (in

@@ -282,6 +282,14 @@ impl WaitGraph {
         }
     }
 
+    /// Forgets the holders of `lock` when nobody waits for it (the lock was folded out
+    /// of the tracked locks): a holder named by a long-gone wait would stay forever.
+    pub fn forget_lock(&mut self, lock: LockAddr) {
+        if self.waiter_count(lock) == 0 {
+            self.set_sole_holder(lock, None);
+        }
+    }
+
     /// Number of threads currently waiting for some lock.
     #[must_use]
     pub fn waiting_threads(&self) -> usize {

@@ -36,11 +36,13 @@ use crate::{
     assemble::{self, Namer},
     event::{Record, StackWindow, decode},
     go::tracker::{self, GoProbeMode, GoTracker},
+    lockstats,
     model::{
-        Summary,
+        OtherLocks, Summary,
         raw::{RawCycleEntry, RawFinding, RawLockStats, RawStack},
     },
     native::{
+        self,
         analysis::{Analysis, WINDOW_ONLY_STACK},
         waitgraph::Cycle,
     },
@@ -97,6 +99,8 @@ pub struct Config {
     pub realtime: Option<u8>,
     /// Turn on the eBPF programs' diagnostics and print them on stderr (`--bpf-log`).
     pub bpf_log: bool,
+    /// Native locks tracked before the coldest are folded (`--max-locks`).
+    pub max_locks: usize,
 }
 
 /// How a trace ended.
@@ -304,7 +308,7 @@ fn attach(
         config,
         probes,
         symbolizer,
-        analysis: Analysis::new(),
+        analysis: Analysis::with_max_locks(config.max_locks),
         threads,
         code,
         decode_errors: 0,
@@ -709,9 +713,12 @@ impl Session {
                 hold_ns: stats.hold(),
             })
             .collect();
+        notes.extend(memory_notes(&self.analysis, self.go.as_ref()));
+        let mut other_locks = self.analysis.stats().folded().clone();
         let mut go_events = 0;
         let mut go_deadlocks = 0;
         if let Some(go) = self.go.as_mut() {
+            other_locks.absorb(go.folded());
             go_events = go.events();
             go_deadlocks = go.deadlocks();
             notes.extend(go.notes());
@@ -771,10 +778,44 @@ impl Session {
             brief_lock_waits: self.analysis.counts().brief_lock_waits,
             deadlocks: self.analysis.deadlocks_reported() + go_deadlocks,
             locks: lock_summaries,
+            other_locks: (other_locks.locks > 0).then(|| OtherLocks {
+                locks: other_locks.locks,
+                contentions: other_locks.stats.contentions,
+                wait_ns: other_locks.stats.wait(),
+                hold_ns: other_locks.stats.hold(),
+            }),
             notes,
         };
         sink.summary(&summary).map_err(SessionError::Output)
     }
+}
+
+/// Notes on the memory bounds hit: locks folded, percentiles kept coarse, stacks not
+/// counted (see `crate::lockstats`).
+fn memory_notes(analysis: &Analysis, go: Option<&GoTracker>) -> Vec<String> {
+    let mut notes = Vec::new();
+    let folded = analysis.stats().folded().locks + go.map_or(0, |g| g.folded().locks);
+    if folded > 0 {
+        notes.push(format!(
+            "{folded} lock(s) folded into \"other locks\" to bound the tracer's memory: at most {} are tracked (--max-locks), and past that the least waited on are folded, their counts added to other_locks (a folded lock contended again starts afresh; locks being waited for or held and locks of findings are never folded)",
+            analysis.stats().max_locks()
+        ));
+    }
+    let coarse = analysis.stats().kept_compact();
+    if coarse > 0 {
+        notes.push(format!(
+            "{coarse} lock(s) have percentiles to a power of two only: the tracer's {} full histograms were in use",
+            lockstats::MAX_HISTOGRAMS
+        ));
+    }
+    let uncounted = analysis.stacks_not_counted();
+    if uncounted > 0 {
+        notes.push(format!(
+            "{uncounted} sampled wait(s) were not counted among their lock's stacks: the lock had waited from {} distinct stacks already",
+            native::analysis::MAX_STACKS_PER_LOCK
+        ));
+    }
+    notes
 }
 
 /// Notes on what the kernel or the decoder could not deliver.

@@ -232,4 +232,25 @@ mod tests {
         assert_eq!(parse(lines[0])["kind"], "deadlock");
         assert!(text.ends_with('\n'));
     }
+
+    #[test]
+    fn summary_json_has_other_locks_only_when_some_were_folded() {
+        let mut s = summary();
+        assert!(parse(&summary_json(&s)).get("other_locks").is_none());
+        s.other_locks = Some(crate::model::OtherLocks {
+            locks: 7,
+            contentions: 9,
+            wait_ns: crate::model::Quantiles::default(),
+            hold_ns: None,
+        });
+        let v = parse(&summary_json(&s));
+        let other = &v["other_locks"];
+        assert_eq!(keys(other), ["contentions", "hold_ns", "locks", "wait_ns"]);
+        assert_eq!(
+            (other["locks"].as_u64(), other["contentions"].as_u64()),
+            (Some(7), Some(9))
+        );
+        assert_quantiles(&other["wait_ns"]);
+        assert_eq!(v["locks"].as_array().map(Vec::len), Some(s.locks.len()));
+    }
 }

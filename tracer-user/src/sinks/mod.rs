@@ -36,11 +36,19 @@ pub enum Format {
     Json,
 }
 
-/// The sink that writes `format` to `out`.
+/// Locks the text summary shows by default (`--top`).
+pub const DEFAULT_TOP_LOCKS: usize = 20;
+
+/// The sink that writes `format` to `out`; the text summary table shows the `top_locks`
+/// most waited-on locks (all with `None`), JSON always all.
 #[must_use]
-pub fn for_format(format: Format, out: &mut dyn Write) -> Box<dyn Sink + '_> {
+pub fn for_format(
+    format: Format,
+    top_locks: Option<usize>,
+    out: &mut dyn Write,
+) -> Box<dyn Sink + '_> {
     match format {
-        Format::Text => Box::new(TextSink::new(out)),
+        Format::Text => Box::new(TextSink::new(out).with_top_locks(top_locks)),
         Format::Json => Box::new(JsonSink::new(out)),
     }
 }

@@ -17,12 +17,24 @@ use crate::{
 /// Writes each finding as a block followed by a blank line, and the summary.
 pub struct TextSink<'a> {
     out: &'a mut dyn Write,
+    /// Locks shown in the summary table (`--top`); `None`: all.
+    top_locks: Option<usize>,
 }
 
 impl<'a> TextSink<'a> {
     #[must_use]
     pub fn new(out: &'a mut dyn Write) -> Self {
-        Self { out }
+        Self {
+            out,
+            top_locks: None,
+        }
+    }
+
+    /// Shows only the `top_locks` first locks of the summary (all with `None`).
+    #[must_use]
+    pub fn with_top_locks(mut self, top_locks: Option<usize>) -> Self {
+        self.top_locks = top_locks;
+        self
     }
 
     fn write(&mut self, text: &str) -> io::Result<()> {
@@ -41,7 +53,7 @@ impl Sink for TextSink<'_> {
     }
 
     fn summary(&mut self, summary: &Summary) -> io::Result<()> {
-        self.write(&summary_text(summary))
+        self.write(&summary_text_top(summary, self.top_locks))
     }
 }
 
@@ -258,11 +270,46 @@ fn render_table(out: &mut String, rows: &[[String; COLUMNS.len()]], shown: usize
     }
 }
 
+/// The lines after the table: how many tracked locks it leaves out, and the locks folded
+/// into one aggregate to bound the tracer's memory.
+fn hidden_and_folded(out: &mut String, s: &Summary, shown: usize) {
+    let hidden = s.locks.len() - shown;
+    if hidden > 0 {
+        let _ = writeln!(
+            out,
+            "... {} more lock{} not shown (--top N or --all-locks to show them)",
+            units::count(hidden as u64),
+            if hidden == 1 { "" } else { "s" }
+        );
+    }
+    if let Some(other) = &s.other_locks {
+        let w = &other.wait_ns;
+        let _ = writeln!(
+            out,
+            "other locks: {} folded to bound memory (--max-locks), {} contentions, wait p50 {} / p99 {} / max {} / total {}",
+            units::count(other.locks),
+            units::count(other.contentions),
+            units::duration_ns(w.p50),
+            units::duration_ns(w.p99),
+            units::duration_ns(w.max),
+            units::duration_ns(w.total),
+        );
+    }
+}
+
 /// The summary for a human: a header, a warning when events were dropped, a table of the
 /// locks in their current order (call [`Summary::sort_locks`] first), the top waiter stacks of
 /// the first locks, then the notes.
 #[must_use]
+#[cfg(test)]
 fn summary_text(s: &Summary) -> String {
+    summary_text_top(s, None)
+}
+
+/// [`summary_text`] with only the first `top` locks in the table and their stacks (all
+/// with `None`), followed by how many were not shown and the folded aggregate.
+#[must_use]
+fn summary_text_top(s: &Summary, top: Option<usize>) -> String {
     let in_namespace = s
         .ns_pid
         .map(|ns_pid| format!(" (pid {ns_pid} in its PID namespace)"))
@@ -288,10 +335,11 @@ fn summary_text(s: &Summary) -> String {
         );
     }
     out.push('\n');
-    if s.locks.is_empty() {
+    let shown = top.unwrap_or(usize::MAX).min(s.locks.len());
+    if s.locks.is_empty() && s.other_locks.is_none() {
         out.push_str("no contended locks observed\n");
     } else {
-        let rows: Vec<_> = s.locks.iter().map(table_row).collect();
+        let rows: Vec<_> = s.locks.iter().take(shown).map(table_row).collect();
         // Hold times exist only with --holds; without them the HOLD columns would be all "-".
         let with_holds = s.locks.iter().any(|l| l.hold_ns.is_some());
         render_table(
@@ -303,11 +351,13 @@ fn summary_text(s: &Summary) -> String {
                 COLUMNS.len() - 3
             },
         );
+        hidden_and_folded(&mut out, s, shown);
     }
 
     let with_stacks: Vec<&LockSummary> = s
         .locks
         .iter()
+        .take(shown)
         .filter(|l| !l.top_waiter_stack.is_empty())
         .take(TEXT_STACKS)
         .collect();
@@ -540,5 +590,45 @@ mod tests {
             text,
             deadlock_text(&deadlock()) + "\n" + &summary_text(&summary())
         );
+    }
+
+    /// Guards issue 16's text report: with many locks the table shows the top ones, says
+    /// how many it left out and how many were folded to bound memory.
+    #[test]
+    fn summary_text_shows_the_top_locks_and_the_folded_ones() {
+        let mut s = summary();
+        s.sort_locks();
+        s.other_locks = Some(crate::model::OtherLocks {
+            locks: 91_234,
+            contentions: 95_000,
+            wait_ns: Quantiles {
+                count: 90_000,
+                p50: 40_000,
+                p90: 60_000,
+                p99: 100_000,
+                max: 2_000_000,
+                total: 4_000_000_000,
+            },
+            hold_ns: None,
+        });
+        let text = summary_text_top(&s, Some(1));
+        let first = s.locks[0].lock.label();
+        assert!(text.contains(&first), "{text}");
+        assert!(!text.contains(&s.locks[1].lock.label()), "{text}");
+        assert!(
+            text.contains("... 2 more locks not shown (--top N or --all-locks"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "other locks: 91.2k folded to bound memory (--max-locks), 95.0k contentions"
+            ),
+            "{text}"
+        );
+        let all = summary_text_top(&s, None);
+        assert!(all.contains(&s.locks[2].lock.label()) && !all.contains("not shown"));
+        // Only folded locks: still a table line for them, not "no contended locks".
+        s.locks.clear();
+        assert!(!summary_text(&s).contains("no contended locks observed"));
     }
 }

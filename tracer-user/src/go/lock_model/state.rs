@@ -8,7 +8,7 @@
 //! or waited for are dropped at once.
 use std::collections::BTreeSet;
 
-use rustc_hash::FxHashMap as HashMap;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use serde::Serialize;
 use smallvec::SmallVec;
 
@@ -254,6 +254,9 @@ impl GoLockModel {
             set_kind(&mut self.kinds, slot, kind);
         }
         self.stats.at(slot).begin_wait();
+        if self.stats.over_cap() {
+            self.fold_cold_locks();
+        }
         let g = self.goroutines.entry(key).or_default();
         g.wait = Some(wait);
         g.wait_slot = Some(slot);
@@ -455,6 +458,18 @@ impl GoLockModel {
     pub(super) fn drop_goroutine_if_idle(&mut self, key: u64) {
         if self.goroutines.get(&key).is_some_and(Goroutine::is_idle) {
             self.goroutines.remove(&key);
+        }
+    }
+
+    /// Folds the coldest contended locks past the stats table's cap (see
+    /// `crate::lockstats`), never one with live state: waited for or held, which every
+    /// lock of a deadlock or a stuck lock is.
+    fn fold_cold_locks(&mut self) {
+        let pinned: HashSet<u64> = self.locks.keys().copied().collect();
+        for (_, slot) in self.stats.fold_coldest(&pinned) {
+            if let Some(kind) = self.kinds.get_mut(slot as usize) {
+                *kind = GoLockKind::Mutex;
+            }
         }
     }
 

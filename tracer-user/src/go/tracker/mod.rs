@@ -768,6 +768,12 @@ impl GoTracker {
         goroutine_state(&*self.process, &self.target.offsets, h.g, h.goid)
     }
 
+    /// The Go locks folded into one aggregate to bound memory (see `crate::lockstats`).
+    #[must_use]
+    pub fn folded(&self) -> &crate::lockstats::FoldedLocks {
+        self.model.stats().folded()
+    }
+
     /// Per-lock statistics of the Go locks, with their waits closed at `now_ns`.
     pub fn finish(&mut self, now_ns: u64) -> Vec<RawLockStats> {
         self.model.finish(now_ns);
