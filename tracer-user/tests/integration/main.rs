@@ -64,4 +64,6 @@ mod go_symbols;
 #[cfg(feature = "root-tests")]
 mod lifecycle;
 #[cfg(feature = "root-tests")]
+mod memory;
+#[cfg(feature = "root-tests")]
 mod pidns;
