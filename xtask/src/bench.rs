@@ -12,6 +12,8 @@
 //!   `bench/go.rs`);
 //! - (f) the tracer's own CPU while attached to a quiet target (see `bench/idle.rs`).
 //! - (g) the tracer's peak memory attached to large Go binaries (see `bench/memory.rs`).
+//! - (h) the tracer's memory per tracked lock and with 100 000 distinct contended locks
+//!   (see `bench/many_locks.rs`).
 //!
 //! Overhead windows are interleaved round-robin (every configuration once per round, on
 //! one workload process per round, the starting configuration rotating), so drift in the
@@ -36,6 +38,7 @@ use anyhow::{Context as _, bail};
 mod go;
 mod go_parked;
 mod idle;
+mod many_locks;
 mod memory;
 mod overhead;
 
@@ -67,6 +70,7 @@ enum Part {
     Go,
     Idle,
     Memory,
+    ManyLocks,
 }
 
 struct Options {
@@ -130,7 +134,8 @@ fn parse_options(args: &[String]) -> anyhow::Result<Options> {
                             "e" => Part::Go,
                             "f" => Part::Idle,
                             "g" => Part::Memory,
-                            other => bail!("--only takes a, b, c, d, e, f or g, not {other:?}"),
+                            "h" => Part::ManyLocks,
+                            other => bail!("--only takes a, b, c, d, e, f, g or h, not {other:?}"),
                         })
                     })
                     .collect::<anyhow::Result<Vec<_>>>()?;
@@ -139,14 +144,15 @@ fn parse_options(args: &[String]) -> anyhow::Result<Options> {
             "--no-build" => opts.no_build = true,
             "-h" | "--help" => {
                 println!(
-                    "cargo xtask bench [--rounds N (9)] [--seconds S (3)] [--only a|b|c|d|e|f|g[,...]] [--no-build]\n\
+                    "cargo xtask bench [--rounds N (9)] [--seconds S (3)] [--only a|b|c|d|e|f|g|h[,...]] [--no-build]\n\
                      a: userspace pipeline events/s; b: overhead of tracer attach (default, --holds);\n\
                      c: floors (empty programs, empty uprobes, bpftrace); d: deadlock report latency;\n\
                      e: Go targets (overhead on a sync.Mutex workload, first report and snapshot cost with\n\
                      parked goroutines, attach time on a large Go binary);\n\
                      f: the tracer's own CPU while attached to a quiet target;\n\
-                     g: the tracer's peak memory attached to large Go binaries (prometheus, kubectl, cmd/compile).\n\
-                     Needs root (b to g). Writes bench-results/latest.md."
+                     g: the tracer's peak memory attached to large Go binaries (prometheus, kubectl, cmd/compile);\n\
+                     h: the tracer's memory per tracked lock and with 100 000 distinct contended locks.\n\
+                     Needs root (b to h). Writes bench-results/latest.md."
                 );
                 return Ok(Options {
                     only: None,
@@ -177,7 +183,8 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     let go = opts.wants(Part::Go);
     let idle = opts.wants(Part::Idle);
     let memory = opts.wants(Part::Memory);
-    if overhead || latency || go || idle || memory {
+    let many_locks = opts.wants(Part::ManyLocks);
+    if overhead || latency || go || idle || memory || many_locks {
         let tools = Tools::build(&root, opts.no_build)?;
         if overhead {
             report.push_str(&overhead::section(&tools, &opts)?);
@@ -194,6 +201,9 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         }
         if memory {
             report.push_str(&memory::section(&tools, &opts)?);
+        }
+        if many_locks {
+            report.push_str(&many_locks::section(&tools, &opts)?);
         }
     }
 
@@ -445,7 +455,7 @@ impl Tools {
     fn build(root: &Path, no_build: bool) -> anyhow::Result<Self> {
         // SAFETY: geteuid has no preconditions and cannot fail.
         if unsafe { libc::geteuid() } != 0 {
-            bail!("bench parts b to g attach eBPF programs: run as root (or use --only a)");
+            bail!("bench parts b to h attach eBPF programs: run as root (or use --only a)");
         }
         let tracer = root.join("target/release/tracer");
         if no_build {

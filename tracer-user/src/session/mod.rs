@@ -714,11 +714,10 @@ impl Session {
             })
             .collect();
         notes.extend(memory_notes(&self.analysis, self.go.as_ref()));
-        let mut other_locks = self.analysis.stats().folded().clone();
+        let other_locks = other_locks(&self.analysis, self.go.as_ref());
         let mut go_events = 0;
         let mut go_deadlocks = 0;
         if let Some(go) = self.go.as_mut() {
-            other_locks.absorb(go.folded());
             go_events = go.events();
             go_deadlocks = go.deadlocks();
             notes.extend(go.notes());
@@ -778,16 +777,25 @@ impl Session {
             brief_lock_waits: self.analysis.counts().brief_lock_waits,
             deadlocks: self.analysis.deadlocks_reported() + go_deadlocks,
             locks: lock_summaries,
-            other_locks: (other_locks.locks > 0).then(|| OtherLocks {
-                locks: other_locks.locks,
-                contentions: other_locks.stats.contentions,
-                wait_ns: other_locks.stats.wait(),
-                hold_ns: other_locks.stats.hold(),
-            }),
+            other_locks,
             notes,
         };
         sink.summary(&summary).map_err(SessionError::Output)
     }
+}
+
+/// The native and Go locks folded to bound memory, together; `None` when none was.
+fn other_locks(analysis: &Analysis, go: Option<&GoTracker>) -> Option<OtherLocks> {
+    let mut folded = analysis.stats().folded().clone();
+    if let Some(go) = go {
+        folded.absorb(go.folded());
+    }
+    (folded.locks > 0).then(|| OtherLocks {
+        locks: folded.locks,
+        contentions: folded.stats.contentions,
+        wait_ns: folded.stats.wait(),
+        hold_ns: folded.stats.hold(),
+    })
 }
 
 /// Notes on the memory bounds hit: locks folded, percentiles kept coarse, stacks not
