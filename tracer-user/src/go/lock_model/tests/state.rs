@@ -226,3 +226,41 @@ fn goroutines_without_an_id_are_told_apart_by_g() {
         vec![0x100, 0x200]
     );
 }
+
+/// Guards issue 16's bound on the Go side: past the stats table's cap the coldest Go
+/// locks are folded, never one that is held with a waiter (a stuck lock's).
+#[test]
+fn contended_go_locks_past_the_cap_are_folded_but_not_a_stuck_one() {
+    use crate::lockstats::DEFAULT_MAX_LOCKS;
+    let mut m = model();
+    // A held and waited for for good: a stuck lock.
+    feed(&mut m, &[lock(1, 0, A), enter(9, 1, A)]);
+    let extra = 100;
+    let first = 0xc100_0000;
+    for i in 0..(DEFAULT_MAX_LOCKS + extra) as u64 {
+        let (addr, t) = (first + i * 8, 10 + i * 100);
+        feed(
+            &mut m,
+            &[
+                lock(2, t, addr),
+                enter(3, t + 1, addr),
+                unlock(2, t + 20, addr),
+                slow_ret(3, t + 30),
+                unlock(3, t + 40, addr),
+            ],
+        );
+    }
+    let stats = m.stats();
+    assert!(stats.len() <= DEFAULT_MAX_LOCKS, "{} tracked", stats.len());
+    assert!(stats.get(A).is_some(), "the stuck lock is kept");
+    assert_eq!(
+        stats.len() as u64 + stats.folded().locks,
+        (DEFAULT_MAX_LOCKS + extra) as u64 + 1
+    );
+    let tracked: u64 = stats.iter().map(|(_, s)| s.contentions).sum();
+    assert_eq!(
+        tracked + stats.folded().stats.contentions,
+        (DEFAULT_MAX_LOCKS + extra) as u64 + 1
+    );
+    assert_eq!(m.is_waiting(9).map(|w| w.lock), Some(A));
+}
