@@ -5,7 +5,8 @@
 //! and a waiter thread contend N distinct mutexes one after another, each really slept on,
 //! starting on SIGUSR1 (sent once the tracer has attached). `tracer attach --format json`
 //! traces it until it has contended them all (and at least a set time), then gets SIGINT;
-//! its peak resident set is `ru_maxrss` from `wait4` when it is reaped, report included.
+//! its peak resident set is its `VmHWM`, read every 10 ms until it exits (report
+//! included; not `ru_maxrss`, see [`trace`]).
 //!
 //! - Bytes per tracked lock: two runs with `--max-locks` above N (nothing folded), at
 //!   [`SMALL`] and [`LARGE`] locks; the slope of peak RSS between them, divided by the
@@ -61,6 +62,29 @@ fn has_bpf_link(pid: u32) -> bool {
     })
 }
 
+/// Reads the `VmHWM` of `pid` every 10 ms until it has exited; returns the last (largest)
+/// value, in KiB. The last read comes after the report is written, while the tracer
+/// detaches, so it misses no allocation of the trace or the report.
+fn watch_hwm(pid: u32) -> thread::JoinHandle<u64> {
+    thread::spawn(move || {
+        let path = format!("/proc/{pid}/status");
+        let mut peak = 0;
+        // A zombie's status has no VmHWM line: the loop ends when the tracer exits.
+        while let Ok(status) = std::fs::read_to_string(&path) {
+            let Some(kib) = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            else {
+                break;
+            };
+            peak = peak.max(kib);
+            thread::sleep(Duration::from_millis(10));
+        }
+        peak
+    })
+}
+
 /// One trace of `locks` distinct locks: the tracer's peak RSS in bytes, the locks it
 /// tracked and folded, and the locks the target contended.
 struct Run {
@@ -113,6 +137,7 @@ fn trace(
         text
     });
     let tracer = libc::pid_t::try_from(child.id()).context("tracer pid")?;
+    let hwm = watch_hwm(child.id());
     let deadline = Instant::now() + Duration::from_secs(30);
     while !has_bpf_link(child.id()) {
         if Instant::now() > deadline {
@@ -137,12 +162,10 @@ fn trace(
     // SAFETY: our own unreaped child.
     unsafe { libc::kill(tracer, libc::SIGINT) };
     let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value for wait4 to overwrite.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     loop {
-        // SAFETY: wait4 writes only the status and rusage we pass; the pid is our own
-        // unreaped child (std's `Child` is not waited on after this).
-        let reaped = unsafe { libc::wait4(tracer, &raw mut status, 0, &raw mut usage) };
+        // SAFETY: wait4 writes only the status we pass; the pid is our own unreaped child
+        // (std's `Child` is not waited on after this).
+        let reaped = unsafe { libc::wait4(tracer, &raw mut status, 0, std::ptr::null_mut()) };
         if reaped == tracer {
             break;
         }
@@ -166,8 +189,15 @@ fn trace(
     let summary = json_summary(&lines, "tracer attach")?;
     let tracked = summary["locks"].as_array().map_or(0, Vec::len) as u64;
     let folded = summary["other_locks"]["locks"].as_u64().unwrap_or(0);
+    // Not `ru_maxrss`: the child of a `vfork` (how std spawns) starts with its parent's
+    // high-water mark, and this process's grew past 100 MB parsing a 50 000-lock report.
+    let peak_kib = hwm.join().unwrap_or(0);
+    if peak_kib == 0 {
+        bail!("no VmHWM read from the tracer's /proc/PID/status");
+    }
     #[expect(clippy::cast_precision_loss, reason = "a few hundred MB at most")]
-    let peak_bytes = usage.ru_maxrss as f64 * 1024.0;
+    let peak_bytes = peak_kib as f64 * 1024.0;
+
     Ok(Run {
         peak_bytes,
         tracked,
@@ -237,7 +267,7 @@ pub(super) fn section(tools: &Tools, opts: &Options) -> anyhow::Result<String> {
         s,
         "`many_locks` (the root test's target) contends N distinct mutexes one after another, each slept on; \
          `tracer attach --format json` traces it until it has contended them all, then gets SIGINT; peak RSS \
-         is the reaped tracer's `ru_maxrss`. Per tracked lock: the peak's slope between {SMALL} and {LARGE} \
+         is the tracer's `VmHWM` read every 10 ms until it exits (not `ru_maxrss`: a child spawned by `vfork` starts from its parent's high-water mark). Per tracked lock: the peak's slope between {SMALL} and {LARGE} \
          locks with `--max-locks {no_cap}` (nothing folded). {runs} runs.\n"
     );
     worst_case_table(
