@@ -291,7 +291,8 @@ fn attach(
     let threads = LiveThreads::read(&*target);
     let code = CodeCheck::new(Arc::clone(&target), &maps);
     let go = go_target.map(|t| {
-        let mut tracker = GoTracker::new(Arc::clone(&target), t, config.stuck_after);
+        let mut tracker =
+            GoTracker::new(Arc::clone(&target), t, config.stuck_after, config.max_locks);
         // The goroutines are read after the probes are in place: a wait that begins in
         // between is seen by both, never by neither.
         if let Err(note) = tracker.watch_runtime_goroutines() {

@@ -144,6 +144,22 @@ impl GoLockModel {
         }
     }
 
+    /// The model with a stats table that keeps `max_locks` locks before folding the
+    /// coldest (`--max-locks`; see `crate::lockstats`).
+    #[must_use]
+    pub fn with_max_locks(self, max_locks: usize) -> Self {
+        Self {
+            stats: LockTable::with_max_locks(max_locks),
+            ..self
+        }
+    }
+
+    /// Whether `addr` is held or waited for now, as the probes saw it.
+    #[must_use]
+    pub fn is_live(&self, addr: u64) -> bool {
+        self.locks.contains_key(&addr)
+    }
+
     /// When `addr` was last released or handed over, while it has waiters.
     #[must_use]
     pub fn last_release(&self, addr: u64) -> Option<u64> {

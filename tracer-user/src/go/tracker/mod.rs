@@ -320,6 +320,11 @@ const MAX_RECENT_PARKS: usize = 4096;
 const MAX_SEMAPHORE_CALLERS: usize = 1 << 12;
 /// Most locks remembered as already searched by stack (then the memory starts over).
 const MAX_STACK_SEARCHED: usize = 1 << 16;
+/// Most heap lock names remembered: a program that locks ever new heap objects would
+/// otherwise grow the table without bound. Past it, only the names of the locks in the
+/// report (tracked stats), held or waited for now, or of a reported deadlock are kept;
+/// a lock whose name is dropped gets it again at its next acquisition.
+const MAX_HEAP_NAMES: usize = 1 << 16;
 
 /// Live Go tracing state of a session.
 pub struct GoTracker {
@@ -357,7 +362,12 @@ pub struct GoTracker {
 impl GoTracker {
     /// Starts tracking `target` (already probed) in `process`.
     #[must_use]
-    pub fn new(process: Arc<dyn TargetProcess>, target: GoTarget, stuck_after: Duration) -> Self {
+    pub fn new(
+        process: Arc<dyn TargetProcess>,
+        target: GoTarget,
+        stuck_after: Duration,
+        max_locks: usize,
+    ) -> Self {
         let mode = target.mode;
         Self {
             process,
@@ -368,6 +378,7 @@ impl GoTracker {
                     GoProbeMode::Parks => GoLockModel::waits_only(stuck_ns),
                     GoProbeMode::Holds => GoLockModel::new(stuck_ns),
                 }
+                .with_max_locks(max_locks)
             },
             pending: Vec::new(),
             deadlocks: 0,
@@ -507,6 +518,13 @@ impl GoTracker {
                     .get(&lock)
                     .is_none_or(|known| !Arc::ptr_eq(known, name)) =>
             {
+                if self.heap_names.len() >= MAX_HEAP_NAMES {
+                    forget_cold_heap_names(
+                        &mut self.heap_names,
+                        &self.model,
+                        &self.deadlocked_locks,
+                    );
+                }
                 self.heap_names.insert(lock, Arc::clone(name));
             }
             None if ev.stack_id >= 0
@@ -795,6 +813,18 @@ impl GoTracker {
     }
 }
 
+/// Drops the heap lock names no report needs now (see [`MAX_HEAP_NAMES`]): keeps those
+/// of tracked, live and deadlocked locks.
+fn forget_cold_heap_names(
+    heap_names: &mut FxHashMap<u64, Arc<str>>,
+    model: &GoLockModel,
+    deadlocked: &HashSet<u64>,
+) {
+    heap_names.retain(|lock, _| {
+        model.stats().slot_of(*lock).is_some() || model.is_live(*lock) || deadlocked.contains(lock)
+    });
+}
+
 /// Whether `process`'s memory says the Go lock at `lock` is taken in a way that keeps a
 /// `mode` waiter waiting: the mutex's locked bit for a write wait, a pending or active
 /// writer (negative `readerCount`) for a read wait.
@@ -1031,5 +1061,43 @@ mod tests {
             notes[1].starts_with("3 goroutine cycle searches"),
             "{notes:?}"
         );
+    }
+
+    /// Guards issue 16's bound on heap lock names: past the cap only the names a report
+    /// can still need stay (tracked, held or waited for, deadlocked locks).
+    #[test]
+    fn cold_heap_names_are_forgotten_hot_ones_kept() {
+        let event = |op, goid: u64, addr| GoLockEvent {
+            op,
+            tid: 100,
+            ts_ns: 10,
+            goid,
+            g: 0xc000_8000_0000 + goid * 0x400,
+            addr,
+            pc: 0x40_1000,
+            caller: 0,
+            value: 0,
+            stack_id: -1,
+        };
+        let (held, waited, deadlocked, cold) = (0xc000_1000, 0xc000_2000, 0xc000_3000, 0xc000_4000);
+        let mut model = GoLockModel::new(1_000_000_000);
+        // `held` is held by goroutine 1; goroutine 2 waits for `waited` (a contended lock,
+        // with stats, held by 3).
+        model.handle(&event(GoOp::MutexLockFast, 1, held));
+        model.handle(&event(GoOp::MutexLockFast, 3, waited));
+        model.handle(&GoLockEvent {
+            caller: 0x40_2000,
+            ..event(GoOp::LockSlowEnter, 2, waited)
+        });
+        let name: Arc<str> = Arc::from("main.Store.mu");
+        let mut names: FxHashMap<u64, Arc<str>> = [held, waited, deadlocked, cold]
+            .into_iter()
+            .map(|l| (l, Arc::clone(&name)))
+            .collect();
+        let deadlocked_locks: HashSet<u64> = [deadlocked].into_iter().collect();
+        forget_cold_heap_names(&mut names, &model, &deadlocked_locks);
+        let mut kept: Vec<u64> = names.into_keys().collect();
+        kept.sort_unstable();
+        assert_eq!(kept, vec![held, waited, deadlocked]);
     }
 }
