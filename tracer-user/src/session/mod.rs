@@ -714,7 +714,10 @@ impl Session {
                 hold_ns: stats.hold(),
             })
             .collect();
-        notes.extend(memory_notes(&self.analysis, self.go.as_ref()));
+        notes.extend(memory_notes(MemoryBounds::of(
+            &self.analysis,
+            self.go.as_ref(),
+        )));
         let other_locks = other_locks(&self.analysis, self.go.as_ref());
         let mut go_events = 0;
         let mut go_deadlocks = 0;
@@ -799,28 +802,51 @@ fn other_locks(analysis: &Analysis, go: Option<&GoTracker>) -> Option<OtherLocks
     })
 }
 
+/// The memory bounds a trace hit (see `crate::lockstats`), for its notes.
+#[derive(Clone, Copy, Debug, Default)]
+struct MemoryBounds {
+    /// Locks folded into "other locks", native and Go.
+    folded: u64,
+    /// The cap that folded them (`--max-locks`).
+    max_locks: usize,
+    /// Locks with values enough for a full histogram that got none.
+    kept_compact: usize,
+    /// Sampled waits not counted among their lock's stacks.
+    stacks_not_counted: u64,
+}
+
+impl MemoryBounds {
+    fn of(analysis: &Analysis, go: Option<&GoTracker>) -> Self {
+        Self {
+            folded: analysis.stats().folded().locks + go.map_or(0, |g| g.folded().locks),
+            max_locks: analysis.stats().max_locks(),
+            kept_compact: analysis.stats().kept_compact(),
+            stacks_not_counted: analysis.stacks_not_counted(),
+        }
+    }
+}
+
 /// Notes on the memory bounds hit: locks folded, percentiles kept coarse, stacks not
-/// counted (see `crate::lockstats`).
-fn memory_notes(analysis: &Analysis, go: Option<&GoTracker>) -> Vec<String> {
+/// counted.
+fn memory_notes(bounds: MemoryBounds) -> Vec<String> {
     let mut notes = Vec::new();
-    let folded = analysis.stats().folded().locks + go.map_or(0, |g| g.folded().locks);
-    if folded > 0 {
+    if bounds.folded > 0 {
         notes.push(format!(
-            "{folded} lock(s) folded into \"other locks\" to bound the tracer's memory: at most {} are tracked (--max-locks), and past that the least waited on are folded, their counts added to other_locks (a folded lock contended again starts afresh; locks being waited for or held and locks of findings are never folded)",
-            analysis.stats().max_locks()
+            "{} lock(s) folded into \"other locks\" to bound the tracer's memory: at most {} are tracked (--max-locks), and past that the least waited on are folded, their counts added to other_locks (a folded lock contended again starts afresh; locks being waited for or held and locks of findings are never folded)",
+            bounds.folded, bounds.max_locks
         ));
     }
-    let coarse = analysis.stats().kept_compact();
-    if coarse > 0 {
+    if bounds.kept_compact > 0 {
         notes.push(format!(
-            "{coarse} lock(s) have percentiles to a power of two only: the tracer's {} full histograms were in use",
+            "{} lock(s) have percentiles to a power of two only: the tracer's {} full histograms were in use",
+            bounds.kept_compact,
             lockstats::MAX_HISTOGRAMS
         ));
     }
-    let uncounted = analysis.stacks_not_counted();
-    if uncounted > 0 {
+    if bounds.stacks_not_counted > 0 {
         notes.push(format!(
-            "{uncounted} sampled wait(s) were not counted among their lock's stacks: the lock had waited from {} distinct stacks already",
+            "{} sampled wait(s) were not counted among their lock's stacks: the lock had waited from {} distinct stacks already",
+            bounds.stacks_not_counted,
             native::analysis::MAX_STACKS_PER_LOCK
         ));
     }
@@ -891,5 +917,33 @@ mod tests {
                 "{needle}: {notes:?}"
             );
         }
+    }
+
+    /// Guards issue 16's notes: a trace that hit no memory bound says nothing; one that
+    /// did says how many locks were folded and under which cap, how many locks have coarse
+    /// percentiles, and how many waits were not counted among stacks.
+    #[test]
+    fn memory_notes_say_which_bounds_were_hit() {
+        assert!(memory_notes(MemoryBounds::default()).is_empty());
+        let notes = memory_notes(MemoryBounds {
+            folded: 91_115,
+            max_locks: 10_000,
+            kept_compact: 3,
+            stacks_not_counted: 7,
+        });
+        assert_eq!(notes.len(), 3, "{notes:?}");
+        assert!(
+            notes[0].starts_with("91115 lock(s) folded into \"other locks\"")
+                && notes[0].contains("at most 10000 are tracked (--max-locks)"),
+            "{notes:?}"
+        );
+        assert!(notes[1].starts_with("3 lock(s) have percentiles to a power of two only"));
+        assert!(notes[2].starts_with("7 sampled wait(s) were not counted"));
+        let only_folded = memory_notes(MemoryBounds {
+            folded: 1,
+            max_locks: 1,
+            ..MemoryBounds::default()
+        });
+        assert_eq!(only_folded.len(), 1);
     }
 }

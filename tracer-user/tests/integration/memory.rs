@@ -194,7 +194,8 @@ fn check_report(stdout: &[u8], first_lock: u64, contended: u64, peak_kb: u64) {
     // own (thread exit, stdout); each mutex is tracked or folded once, being contended once.
     assert!(
         tracked + folded >= contended * 99 / 100 && folded + all_tracked <= contended + 16,
-        "{tracked} of the mutexes tracked + {folded} folded do not account for the {contended} contended; {all_tracked} tracked in all"
+        "{tracked} of the mutexes tracked + {folded} folded do not account for the {contended} contended; {all_tracked} tracked in all, {} events dropped",
+        u64_field(s, "dropped")
     );
     assert!(
         all_tracked <= 10_000,
