@@ -47,7 +47,8 @@ pub struct OtherLocks {
 /// The end-of-run summary.
 ///
 /// JSON: `{"kind":"summary","pid":…,"ns_pid":…,"duration_ns":…,"events":…,"dropped":…,"futex_wakes":…,
-/// "futex_waits":…,"brief_lock_waits":…,"deadlocks":…,"locks":[…],"notes":[…]}`.
+/// "futex_waits":…,"brief_lock_waits":…,"deadlocks":…,"locks":[…],"other_locks":{…},"notes":[…]}`
+/// (`other_locks` only when locks were folded).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename = "summary")]
 pub struct Summary {
