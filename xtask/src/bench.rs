@@ -1030,5 +1030,7 @@ mod tests {
         assert_eq!(idle.only, Some(vec![Part::Idle]));
         let memory = parse_options(&["--only".to_owned(), "g".to_owned()]).expect("g");
         assert_eq!(memory.only, Some(vec![Part::Memory]));
+        let many = parse_options(&["--only".to_owned(), "h".to_owned()]).expect("h");
+        assert_eq!(many.only, Some(vec![Part::ManyLocks]));
     }
 }
