@@ -28,6 +28,7 @@
 //!   data (`go::goroutines`, no tracer).
 //! - [`go_defers_live`]: lock holders from pending deferred unlocks on live goroutines.
 //! - [`pidns`]: targets in their own PID namespace (containers).
+//! - [`timed`]: cycles of timed lock waits, which time out rather than deadlock.
 //!
 //! Support: [`common`] (building and running C targets and the tracer, reading its report),
 //! [`go_toolchain`] (building Go targets), [`tools`] (a missing gcc, Go or other tool fails
@@ -65,3 +66,5 @@ mod go_symbols;
 mod lifecycle;
 #[cfg(feature = "root-tests")]
 mod pidns;
+#[cfg(feature = "root-tests")]
+mod timed;
