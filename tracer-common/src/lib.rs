@@ -34,7 +34,10 @@ mod wait_record;
 pub use brief_waits::{BriefWaits, CpuBriefWaits};
 pub use counters::{COUNTER_SLOTS, Counter};
 pub use event::{EVENT_SIZE, Event, SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS};
-pub use futex::{FUTEX_TID_MASK, FutexCall, FutexWait, futex_cmd, syscall};
+pub use futex::{
+    FUTEX_CLOCK_REALTIME, FUTEX_TID_MASK, FutexCall, FutexTimeout, FutexWait, TimeoutClock,
+    futex_cmd, syscall,
+};
 pub use go_event::{GO_EVENT_SIZE, GoEvent};
 pub use go_site::{GoOp, go_cookie, pt_reg};
 pub use kind::{EventKind, UnknownValue};
@@ -52,7 +55,10 @@ pub use stack::{
     STACKS_MAX_ENTRIES, StackSampler, StackSlot,
 };
 pub use wait_end::{WAIT_END_RECORD_SIZE, WaitEndRecord};
-pub use wait_record::{STACK_WINDOW_WORDS, WAIT_RECORD_SIZE, WaitRecord};
+pub use wait_record::{
+    STACK_WINDOW_WORDS, TIMEOUT_NONE, TIMEOUT_UNREADABLE, WAIT_RECORD_SIZE, WaitRecord,
+    WaitTimeoutArg,
+};
 
 /// The size of each record the programs send: [`WaitEndRecord`], [`LockRecord`],
 /// [`GoEvent`], [`WaitRecord`]. The reader tells the records apart by size alone, so no
@@ -89,9 +95,11 @@ mod pod {
     unsafe impl aya::Pod for super::BriefWaits {}
     // SAFETY: `repr(C)`, 24 bytes pinned by an assert, no padding, plain integers.
     unsafe impl aya::Pod for super::CpuBriefWaits {}
-    // SAFETY: `repr(C)`, size pinned by an assert (explicit `pad`, no implicit padding),
+    // SAFETY: `repr(C)`, size pinned by an assert (explicit `pad`s, no implicit padding),
     // plain integers only.
     unsafe impl aya::Pod for super::WaitRecord {}
+    // SAFETY: `repr(C)`, 24 bytes pinned by an assert, explicit `pad`, plain integers.
+    unsafe impl aya::Pod for super::WaitTimeoutArg {}
     // SAFETY: `repr(C)`, 72 bytes pinned by an assert, no padding, plain integers only.
     unsafe impl aya::Pod for super::GoEvent {}
     // SAFETY: `repr(C)`, 40 bytes pinned by an assert, no padding, plain integers only.

@@ -6,8 +6,9 @@ use aya::Pod;
 use thiserror::Error;
 use tracer_common::{
     BriefWaits, CpuBriefWaits, EVENT_SIZE, Event, EventKind, GO_EVENT_SIZE, GoEvent,
-    LOCK_RECORD_SIZE, LockOp, LockRecord, SNAPSHOT_WORDS, STACK_WINDOW_WORDS, UnknownValue,
-    WAIT_END_RECORD_SIZE, WAIT_RECORD_SIZE, WaitEndRecord, WaitRecord,
+    LOCK_RECORD_SIZE, LockOp, LockRecord, SNAPSHOT_WORDS, STACK_WINDOW_WORDS, TIMEOUT_NONE,
+    TIMEOUT_UNREADABLE, TimeoutClock, UnknownValue, WAIT_END_RECORD_SIZE, WAIT_RECORD_SIZE,
+    WaitEndRecord, WaitRecord, WaitTimeoutArg,
 };
 
 use crate::go::lock_model::GoLockEvent;
@@ -80,6 +81,105 @@ impl Snapshot {
     }
 }
 
+/// A futex wait's timeout, as the call gave it (its `struct timespec` and clock).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WaitTimeout {
+    /// No timeout: the wait lasts until it is woken.
+    #[default]
+    Untimed,
+    /// Gives up this many ns after the call began (`FUTEX_WAIT`).
+    After(u64),
+    /// Gives up when `CLOCK_MONOTONIC` reaches this many ns.
+    AtMonotonic(u64),
+    /// Gives up when `CLOCK_REALTIME` reaches this many ns (`pthread_mutex_timedlock`).
+    AtRealtime(u64),
+    /// Has a timeout that could not be read.
+    Unknown,
+}
+
+impl WaitTimeout {
+    /// The timeout a `struct timespec` `[sec, nsec]` on `clock` stands for. Times before
+    /// the clock's epoch are 0 (the wait gives up at once, as the kernel does).
+    #[must_use]
+    pub fn of_timespec(clock: TimeoutClock, [sec, nsec]: [i64; 2]) -> Self {
+        let ns = i128::from(sec) * 1_000_000_000 + i128::from(nsec);
+        let ns = u64::try_from(ns.max(0)).unwrap_or(u64::MAX);
+        match clock {
+            TimeoutClock::Relative => Self::After(ns),
+            TimeoutClock::Monotonic => Self::AtMonotonic(ns),
+            TimeoutClock::Realtime => Self::AtRealtime(ns),
+        }
+    }
+
+    /// The timeout a wait record carries.
+    #[must_use]
+    pub fn of_arg(arg: &WaitTimeoutArg) -> Self {
+        let timespec = [arg.sec, arg.nsec];
+        match arg.clock {
+            TIMEOUT_NONE => Self::Untimed,
+            c if c == TimeoutClock::Relative as u32 => {
+                Self::of_timespec(TimeoutClock::Relative, timespec)
+            }
+            c if c == TimeoutClock::Monotonic as u32 => {
+                Self::of_timespec(TimeoutClock::Monotonic, timespec)
+            }
+            c if c == TimeoutClock::Realtime as u32 => {
+                Self::of_timespec(TimeoutClock::Realtime, timespec)
+            }
+            // TIMEOUT_UNREADABLE, or a value from a newer kernel side: timed all the same.
+            _ => Self::Unknown,
+        }
+    }
+
+    /// The wait record's field for this timeout (the inverse of [`WaitTimeout::of_arg`]).
+    #[must_use]
+    pub fn to_arg(self) -> WaitTimeoutArg {
+        let (clock, ns) = match self {
+            Self::Untimed => return WaitTimeoutArg::NONE,
+            Self::Unknown => {
+                return WaitTimeoutArg {
+                    clock: TIMEOUT_UNREADABLE,
+                    ..WaitTimeoutArg::NONE
+                };
+            }
+            Self::After(ns) => (TimeoutClock::Relative, ns),
+            Self::AtMonotonic(ns) => (TimeoutClock::Monotonic, ns),
+            Self::AtRealtime(ns) => (TimeoutClock::Realtime, ns),
+        };
+        WaitTimeoutArg {
+            clock: clock as u32,
+            pad: 0,
+            sec: i64::try_from(ns / 1_000_000_000).unwrap_or(i64::MAX),
+            nsec: i64::try_from(ns % 1_000_000_000).unwrap_or(0),
+        }
+    }
+
+    /// Whether the wait gives up by itself at some point.
+    #[must_use]
+    pub const fn is_timed(self) -> bool {
+        !matches!(self, Self::Untimed)
+    }
+
+    /// The `CLOCK_MONOTONIC` time (ns) at which a wait that began at `start_ns`
+    /// (`CLOCK_MONOTONIC`) gives up, when `CLOCK_REALTIME` is `realtime_ahead_ns` ahead of
+    /// `CLOCK_MONOTONIC`; `None` for an untimed wait or an unknown timeout.
+    #[must_use]
+    pub fn deadline_ns(self, start_ns: u64, realtime_ahead_ns: i128) -> Option<u64> {
+        match self {
+            Self::Untimed | Self::Unknown => None,
+            Self::After(ns) => Some(start_ns.saturating_add(ns)),
+            Self::AtMonotonic(ns) => Some(ns),
+            Self::AtRealtime(ns) => {
+                let monotonic = (i128::from(ns) - realtime_ahead_ns).max(0);
+                Some(u64::try_from(monotonic).unwrap_or(u64::MAX))
+            }
+        }
+    }
+}
+
+/// Bytes of a wait record's timeout, between its [`Event`] header and its stack part.
+const TIMEOUT_PART_BYTES: usize = size_of::<WaitTimeoutArg>();
+
 /// The top of a user stack at a wait: registers and the words above the stack pointer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StackWindow {
@@ -113,9 +213,9 @@ impl StackWindow {
 #[expect(clippy::cast_possible_truncation, reason = "a 32-word constant")]
 const STACK_WINDOW_WORDS_U32: u32 = STACK_WINDOW_WORDS as u32;
 
-/// Bytes of a wait record after its [`Event`] header: `user_sp`, `user_ip`,
-/// `window_words`, padding, then the window's words.
-const WINDOW_PART_BYTES: usize = WAIT_RECORD_SIZE - EVENT_SIZE;
+/// Bytes of a wait record after its [`Event`] header and its timeout: `user_sp`,
+/// `user_ip`, `window_words`, padding, then the window's words.
+const WINDOW_PART_BYTES: usize = WAIT_RECORD_SIZE - EVENT_SIZE - TIMEOUT_PART_BYTES;
 
 /// The stack window of a futex wait event, borrowed: still in the record's bytes (read
 /// only when the analysis keeps it, straight into its own storage) or already built (a
@@ -230,6 +330,8 @@ pub enum TraceEvent<'a> {
         stack: StackId,
         snapshot: Snapshot,
         window: WindowRef<'a>,
+        /// The call's timeout.
+        timeout: WaitTimeout,
     },
     /// A futex wait returned (any result but `EAGAIN`, which the kernel only counts).
     /// `val` is the call's expected value, which classifies the word when no record of
@@ -364,8 +466,12 @@ fn decode_lock(raw: &LockRecord) -> Result<TraceEvent<'static>, DecodeError> {
 /// the bytes for whoever keeps it.
 fn decode_wait(bytes: &[u8]) -> Result<TraceEvent<'_>, DecodeError> {
     let size = || DecodeError::Size { len: bytes.len() };
-    let (header, window) = bytes.split_at_checked(EVENT_SIZE).ok_or_else(size)?;
+    let (header, rest) = bytes.split_at_checked(EVENT_SIZE).ok_or_else(size)?;
+    let (timeout, window) = rest
+        .split_at_checked(TIMEOUT_PART_BYTES)
+        .ok_or_else(size)?;
     let raw: Event = read(header)?;
+    let timeout: WaitTimeoutArg = read(timeout)?;
     if EventKind::try_from(raw.kind).map_err(DecodeError::Kind)? != EventKind::FutexWait {
         return Err(DecodeError::WaitRecordKind);
     }
@@ -382,6 +488,7 @@ fn decode_wait(bytes: &[u8]) -> Result<TraceEvent<'_>, DecodeError> {
             words: raw.snapshot,
         },
         window: WindowRef::Raw(window.try_into().map_err(|_| size())?),
+        timeout: WaitTimeout::of_arg(&timeout),
     })
 }
 
@@ -415,6 +522,7 @@ pub fn encode_bytes(event: &TraceEvent) -> Vec<u8> {
             stack,
             snapshot,
             window,
+            timeout,
         } => {
             let window = window.to_window();
             bytes_of(&WaitRecord {
@@ -431,6 +539,7 @@ pub fn encode_bytes(event: &TraceEvent) -> Vec<u8> {
                     snapshot: snapshot.words,
                     ..Event::ZERO
                 },
+                timeout: timeout.to_arg(),
                 user_sp: window.sp,
                 user_ip: window.ip,
                 window_words: window.len,

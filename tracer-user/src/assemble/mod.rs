@@ -91,14 +91,17 @@ pub fn deadlock(entries: &[RawCycleEntry], now_ns: u64, naming: &mut dyn Naming)
                 stack_detail: waiting.detail,
                 waited_ns: ago(e.waiting_since_ns),
                 blocked_before_attach: e.blocked_before_attach,
+                timed: e.timed,
+                timeout_ns: e.gives_up_at_ns.map(|at| at.saturating_sub(now_ns)),
                 held_ns: ago(e.holding_since_ns),
                 holder_evidence: e.holder_evidence,
                 acquired_at: acquired.names,
                 acquired_at_detail: acquired.detail,
             }
         })
-        .collect();
+        .collect::<Vec<DeadlockEntry>>();
     Deadlock {
+        will_time_out: !cycle.is_empty() && cycle.iter().all(|e| e.timed),
         cycle,
         detected_after_ns: (closed_at > 0).then(|| now_ns.saturating_sub(closed_at)),
     }

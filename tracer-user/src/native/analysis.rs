@@ -21,7 +21,7 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use tracer_common::{BriefWaits, LockOp};
 
 use crate::{
-    event::{Snapshot, StackId, StackWindow, TraceEvent, WindowRef},
+    event::{Snapshot, StackId, StackWindow, TraceEvent, WaitTimeout, WindowRef},
     lockstats::{LockSlot, LockTable},
     model::LockKind,
     native::{
@@ -60,6 +60,8 @@ pub struct ActiveWait {
     /// Slot of the wait's stack window in the analysis's window slab (lock waits only);
     /// read it with [`Analysis::window`].
     pub window_slot: Option<u32>,
+    /// The call's timeout: a cycle of timed waits resolves itself.
+    pub timeout: WaitTimeout,
 }
 
 /// A lock held by a thread, known from `--holds` uprobes.
@@ -253,13 +255,14 @@ impl Analysis {
                 stack,
                 ref snapshot,
                 ref window,
+                timeout,
             } => {
                 let (class, unknown) = self.classify_wait(addr, cmd, val, snapshot, threads);
                 if let Some(owner) = unknown.filter(|_| refuse_unknown) {
                     return Err(UnknownThread(owner));
                 }
                 self.count_event(ts_ns);
-                self.on_wait_start(tid, ts_ns, addr, (stack, window), class);
+                self.on_wait_start(tid, (ts_ns, timeout), addr, (stack, window), class);
             }
             TraceEvent::FutexWaitDone {
                 tid,
@@ -388,7 +391,7 @@ impl Analysis {
     fn on_wait_start(
         &mut self,
         tid: u32,
-        ts_ns: u64,
+        (ts_ns, timeout): (u64, WaitTimeout),
         futex: u64,
         (stack, window): (StackId, &WindowRef<'_>),
         class: FutexWaitClass,
@@ -420,6 +423,7 @@ impl Analysis {
                 in_graph: false,
                 parked: false,
                 window_slot: None,
+                timeout,
             };
             self.store_wait(tid, wait);
             return;
@@ -451,6 +455,7 @@ impl Analysis {
             in_graph: false,
             parked: false,
             window_slot: Some(window_slot),
+            timeout,
         };
         self.store_wait(tid, wait);
         self.unflushed.push(tid);
@@ -773,6 +778,12 @@ impl Analysis {
             })
         });
         self.candidates.iter().cloned().collect()
+    }
+
+    /// Drops a candidate without marking it reported: the cycle may be reported when
+    /// it forms again (a cycle of timed waits, which the session reports once itself).
+    pub fn drop_candidate(&mut self, cycle: &Cycle) {
+        self.candidates.remove(cycle);
     }
 
     /// Marks a cycle as reported: it is never reported again.

@@ -6,13 +6,13 @@
 //! Assumes glibc on x86-64 for the PI-mutex layout (futex word at 0, kind at 16) and for
 //! how glibc parks a thread the kernel refused a PI mutex with `EDEADLK`.
 use tracer_common::{
-    FUTEX_TID_MASK, FutexCall, FutexWait, SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS, STACK_WINDOW_WORDS,
-    futex_cmd,
+    FUTEX_TID_MASK, FutexCall, FutexTimeout, FutexWait, SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS,
+    STACK_WINDOW_WORDS, futex_cmd,
 };
 
 use super::threads::LiveThreads;
 use crate::{
-    event::{Snapshot, StackWindow, TraceEvent, WindowRef},
+    event::{Snapshot, StackWindow, TraceEvent, WaitTimeout, WindowRef},
     native::analysis::{Analysis, ThreadIds},
     target::{MapEntry, SyscallState, TargetProcess},
     unwind::CodeCheck,
@@ -62,6 +62,7 @@ pub(super) fn adopt_blocked_threads(
             stack: None,
             snapshot: read_snapshot(target, addr),
             window: WindowRef::Built(&window),
+            timeout: read_timeout(target, nr, args),
         };
         threads.apply(analysis, target, &event);
     }
@@ -82,10 +83,29 @@ pub(super) fn adopt_blocked_threads(
             stack: None,
             snapshot: read_snapshot(target, mutex),
             window: WindowRef::Built(&window),
+            // glibc parks it with no timeout: for good.
+            timeout: WaitTimeout::Untimed,
         };
         threads.apply(analysis, target, &event);
         analysis.mark_parked(tid);
     }
+}
+
+/// The timeout of the futex call `nr` (arguments `args`) a thread found blocked sleeps
+/// in, read from the target as the kernel read it when the call began. A relative
+/// timeout (`FUTEX_WAIT`) started before the attach, when the call began: counted from
+/// the adoption, it gives an upper bound of when the wait gives up.
+fn read_timeout(target: &dyn TargetProcess, nr: i64, args: [u64; 6]) -> WaitTimeout {
+    let Some(FutexTimeout { addr, clock }) = FutexTimeout::of_call(nr, args) else {
+        return WaitTimeout::Untimed;
+    };
+    let mut bytes = [0u8; 16];
+    if !target.read_exact(addr, &mut bytes) {
+        return WaitTimeout::Unknown;
+    }
+    let (sec, nsec) = bytes.split_at(8);
+    let word = |b: &[u8]| i64::from_ne_bytes(b.try_into().unwrap_or_default());
+    WaitTimeout::of_timespec(clock, [word(sec), word(nsec)])
 }
 
 /// Which PI mutex a parked thread (see [`is_glibc_pi_park`]) wanted. The kernel

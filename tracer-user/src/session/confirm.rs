@@ -1,7 +1,9 @@
-//! The check of a deadlock candidate against the live process before it is reported.
+//! The check of a deadlock candidate against the live process before it is reported,
+//! and what its waits' timeouts make of it (a cycle of timed waits resolves itself).
 //!
 //! Assumes glibc's lock layouts (owner fields at `MUTEX_OWNER_OFFSET` and
 //! `RWLOCK_WRITER_OFFSET`, the PI futex word's TID bits).
+use rustc_hash::FxHashSet as HashSet;
 use tracer_common::{FUTEX_TID_MASK, syscall};
 
 use crate::{
@@ -76,6 +78,100 @@ fn cycle_state_holds(
         let next = cycle.edges[(i + 1) % n].tid;
         blocked_here && owner_still(target, analysis, threads, edge.waits_for, next)
     })
+}
+
+/// When one wait of a cycle gives up by itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct EntryTimeout {
+    /// The wait has a timeout.
+    pub(super) timed: bool,
+    /// When it gives up (`CLOCK_MONOTONIC`), if its timeout is known.
+    pub(super) gives_up_at_ns: Option<u64>,
+}
+
+/// The timeouts of `cycle`'s waits, in its order, with `CLOCK_REALTIME`
+/// `realtime_ahead_ns` ahead of `CLOCK_MONOTONIC` (for `CLOCK_REALTIME` deadlines).
+pub(super) fn entry_timeouts(
+    analysis: &Analysis,
+    cycle: &Cycle,
+    realtime_ahead_ns: i128,
+) -> Vec<EntryTimeout> {
+    cycle
+        .edges
+        .iter()
+        .map(|edge| match analysis.active_wait(edge.tid) {
+            Some(wait) => EntryTimeout {
+                timed: wait.timeout.is_timed(),
+                gives_up_at_ns: wait.timeout.deadline_ns(wait.start_ns, realtime_ahead_ns),
+            },
+            None => EntryTimeout {
+                timed: false,
+                gives_up_at_ns: None,
+            },
+        })
+        .collect()
+}
+
+/// Whether a wait of the cycle is past its deadline at `now_ns`: it is timing out (its
+/// `ETIMEDOUT` end is on its way), so the cycle is breaking up and is not reported as
+/// live.
+pub(super) fn timing_out(timeouts: &[EntryTimeout], now_ns: u64) -> bool {
+    timeouts
+        .iter()
+        .any(|t| t.gives_up_at_ns.is_some_and(|at| at <= now_ns))
+}
+
+/// Whether every wait of the cycle has a timeout: the cycle will time out, it is no
+/// deadlock.
+pub(super) fn will_time_out(timeouts: &[EntryTimeout]) -> bool {
+    !timeouts.is_empty() && timeouts.iter().all(|t| t.timed)
+}
+
+/// At most this many distinct cycles of timed waits are remembered as reported; beyond,
+/// new ones are not reported (a note says how many).
+pub(super) const MAX_TIMED_CYCLES: usize = 1024;
+
+/// The cycles of timed waits reported so far. A program that backs off from a timed
+/// cycle usually retries and forms the same cycle again, many times a second: each is
+/// reported once. Unlike a deadlock, such a cycle is not marked reported in the
+/// analysis, so if the same threads and locks later form it with an untimed wait, that
+/// deadlock is still reported.
+#[derive(Debug, Default)]
+pub(super) struct TimedCycles {
+    reported: HashSet<Cycle>,
+    /// Distinct cycles not reported because `reported` was full.
+    over_cap: usize,
+}
+
+impl TimedCycles {
+    /// Whether `cycle` is to be reported now: the first time it is seen, while there is
+    /// room to remember it.
+    pub(super) fn first_report(&mut self, cycle: &Cycle) -> bool {
+        if self.reported.contains(cycle) {
+            return false;
+        }
+        if self.reported.len() >= MAX_TIMED_CYCLES {
+            self.over_cap += 1;
+            return false;
+        }
+        self.reported.insert(cycle.clone());
+        true
+    }
+
+    /// Number of distinct cycles of timed waits reported.
+    pub(super) fn reported(&self) -> usize {
+        self.reported.len()
+    }
+
+    /// A note when some were left unreported.
+    pub(super) fn note(&self) -> Option<String> {
+        (self.over_cap > 0).then(|| {
+            format!(
+                "{} cycle(s) of timed lock waits were not reported: at most {MAX_TIMED_CYCLES} distinct ones are",
+                self.over_cap
+            )
+        })
+    }
 }
 
 /// Whether the lock's owner field still names host thread `tid` (true when the lock has

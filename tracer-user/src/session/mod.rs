@@ -31,7 +31,11 @@ use tokio::{
     signal::unix::{SignalKind, signal},
 };
 
-use self::{clock::monotonic_ns, threads::LiveThreads};
+use self::{
+    clock::{monotonic_ns, realtime_ahead_ns},
+    confirm::{EntryTimeout, TimedCycles},
+    threads::LiveThreads,
+};
 use crate::{
     assemble::{self, Namer},
     event::{Record, StackWindow, decode},
@@ -298,6 +302,7 @@ fn attach(
     });
     let mut session = Session {
         exec_watch: exec_watch::ExecWatch::new(target.executable_identity()),
+        timed_cycles: TimedCycles::default(),
         ns_pid: threads.namespace_pid(target.pid()),
         target,
         go,
@@ -370,6 +375,8 @@ struct Session {
     dropped_seen: u64,
     /// Whether the target replaced its program since the attach.
     exec_watch: exec_watch::ExecWatch,
+    /// Cycles of timed waits reported (each once; they are no deadlocks).
+    timed_cycles: TimedCycles,
 }
 
 impl Session {
@@ -607,8 +614,20 @@ impl Session {
             if !self.confirm(&cycle) {
                 continue;
             }
-            self.analysis.mark_reported(&cycle);
-            let raw = RawFinding::Deadlock(self.raw_deadlock(&cycle));
+            let timeouts = confirm::entry_timeouts(&self.analysis, &cycle, realtime_ahead_ns());
+            if confirm::timing_out(&timeouts, monotonic_ns()) {
+                // Breaking up: the wait's end drops the candidate.
+                continue;
+            }
+            if confirm::will_time_out(&timeouts) {
+                self.analysis.drop_candidate(&cycle);
+                if !self.timed_cycles.first_report(&cycle) {
+                    continue;
+                }
+            } else {
+                self.analysis.mark_reported(&cycle);
+            }
+            let raw = RawFinding::Deadlock(self.raw_deadlock(&cycle, &timeouts));
             let deadlock = assemble::finding(&raw, monotonic_ns(), &mut self.namer());
             sink.finding(&deadlock).map_err(SessionError::Output)?;
         }
@@ -628,9 +647,13 @@ impl Session {
 
     /// A confirmed cycle in raw terms: each thread's wait and stack, and where it took the
     /// lock it holds (with `--holds`).
-    fn raw_deadlock(&mut self, cycle: &Cycle) -> Vec<RawCycleEntry> {
+    fn raw_deadlock(&mut self, cycle: &Cycle, timeouts: &[EntryTimeout]) -> Vec<RawCycleEntry> {
         let mut entries = Vec::with_capacity(cycle.edges.len());
-        for edge in &cycle.edges {
+        for (i, edge) in cycle.edges.iter().enumerate() {
+            let timeout = timeouts.get(i).copied().unwrap_or(EntryTimeout {
+                timed: false,
+                gives_up_at_ns: None,
+            });
             let wait = self.analysis.active_wait(edge.tid).copied();
             // Waits adopted at attach carry the attach time, not their real start.
             let before_attach = wait.is_some_and(|w| w.start_ns == self.adopted_at);
@@ -659,6 +682,8 @@ impl Session {
                 waiting,
                 waiting_since_ns: wait.filter(|_| !before_attach).map(|w| w.start_ns),
                 blocked_before_attach: before_attach,
+                timed: timeout.timed,
+                gives_up_at_ns: timeout.gives_up_at_ns,
                 holding_since_ns: held.map(|h| h.since_ns),
                 holder_evidence: None,
                 acquired: held.map_or(RawStack::None, |h| RawStack::Native {
@@ -690,6 +715,7 @@ impl Session {
         }
         notes.extend(counter_notes(&counters, self.decode_errors));
         notes.extend(self.exec_watch.note().map(str::to_owned));
+        notes.extend(self.timed_cycles.note());
         self.look_for_realtime_threads_if_dropping(counters.dropped);
         notes.extend(realtime::starvation_note(
             counters.dropped,
@@ -770,6 +796,7 @@ impl Session {
             futex_waits: counters.futex_waits,
             brief_lock_waits: self.analysis.counts().brief_lock_waits,
             deadlocks: self.analysis.deadlocks_reported() + go_deadlocks,
+            timed_cycles: self.timed_cycles.reported(),
             locks: lock_summaries,
             notes,
         };

@@ -118,10 +118,16 @@ fn deadlock_text(d: &Deadlock) -> String {
     } else {
         "thread"
     };
-    let mut out = if n == 1 {
-        format!("DEADLOCK: 1 {who} waits for a lock it already holds")
+    // Every wait has a timeout: the cycle breaks when the first gives up.
+    let headline = if d.will_time_out {
+        "LOCK CYCLE (will time out)"
     } else {
-        format!("DEADLOCK: {n} {who}s in a wait-for cycle")
+        "DEADLOCK"
+    };
+    let mut out = if n == 1 {
+        format!("{headline}: 1 {who} waits for a lock it already holds")
+    } else {
+        format!("{headline}: {n} {who}s in a wait-for cycle")
     };
     if let Some(after) = d.detected_after_ns {
         let _ = write!(out, " (detected after {})", units::duration_ns(after));
@@ -159,6 +165,13 @@ fn deadlock_text(d: &Deadlock) -> String {
         }
         if entry.blocked_before_attach {
             out.push_str("      (already waiting when the tracer attached)\n");
+        }
+        match (entry.timed, entry.timeout_ns) {
+            (true, Some(left)) => {
+                let _ = writeln!(out, "      (timed wait: gives up in {})", units::duration_ns(left));
+            }
+            (true, None) => out.push_str("      (timed wait: gives up at an unknown time)\n"),
+            (false, _) => {}
         }
         let taken = if entry.acquired_at_detail.is_empty() {
             &entry.acquired_at
@@ -279,6 +292,14 @@ fn summary_text(s: &Summary) -> String {
         s.deadlocks,
         if s.deadlocks == 1 { "" } else { "s" },
     );
+    if s.timed_cycles > 0 {
+        let _ = writeln!(
+            out,
+            "{} cycle{} of timed lock waits (each timed out rather than deadlocked)",
+            s.timed_cycles,
+            if s.timed_cycles == 1 { "" } else { "s" },
+        );
+    }
     if s.dropped > 0 {
         let _ = writeln!(
             out,
