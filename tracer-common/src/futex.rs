@@ -153,7 +153,10 @@ impl FutexTimeout {
     #[inline(always)]
     #[must_use]
     pub const fn of_call(nr: i64, [_, arg1, _, arg3, arg4, arg5]: [u64; 6]) -> Option<Self> {
-        #[expect(clippy::cast_possible_truncation, reason = "the futex op is a 32-bit int")]
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "the futex op is a 32-bit int"
+        )]
         let op = arg1 as u32;
         let by_flag = if op & FUTEX_CLOCK_REALTIME == 0 {
             TimeoutClock::Monotonic
@@ -365,7 +368,10 @@ mod tests {
         );
         // pthread_mutex_timedlock: FUTEX_WAIT_BITSET | FUTEX_CLOCK_REALTIME | private.
         assert_eq!(
-            futex(futex_cmd::WAIT_BITSET | FUTEX_CLOCK_REALTIME | private, 0x7100),
+            futex(
+                futex_cmd::WAIT_BITSET | FUTEX_CLOCK_REALTIME | private,
+                0x7100
+            ),
             at(0x7100, TimeoutClock::Realtime)
         );
         // pthread_mutex_clocklock(CLOCK_MONOTONIC): no flag.

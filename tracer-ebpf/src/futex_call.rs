@@ -3,9 +3,7 @@
 //! return (`futex_exit`). The decoding itself is `tracer_common::FutexCall::decode`,
 //! shared with userspace's scan of the threads found blocked at attach.
 use aya_ebpf::bindings::pt_regs;
-use tracer_common::{
-    FutexCall, FutexTimeout, FutexWait, TIMEOUT_UNREADABLE, WaitTimeoutArg,
-};
+use tracer_common::{FutexCall, FutexTimeout, FutexWait, TIMEOUT_UNREADABLE, WaitTimeoutArg};
 
 use crate::{diag, helpers::read_user};
 

@@ -467,9 +467,7 @@ fn decode_lock(raw: &LockRecord) -> Result<TraceEvent<'static>, DecodeError> {
 fn decode_wait(bytes: &[u8]) -> Result<TraceEvent<'_>, DecodeError> {
     let size = || DecodeError::Size { len: bytes.len() };
     let (header, rest) = bytes.split_at_checked(EVENT_SIZE).ok_or_else(size)?;
-    let (timeout, window) = rest
-        .split_at_checked(TIMEOUT_PART_BYTES)
-        .ok_or_else(size)?;
+    let (timeout, window) = rest.split_at_checked(TIMEOUT_PART_BYTES).ok_or_else(size)?;
     let raw: Event = read(header)?;
     let timeout: WaitTimeoutArg = read(timeout)?;
     if EventKind::try_from(raw.kind).map_err(DecodeError::Kind)? != EventKind::FutexWait {
@@ -695,10 +693,11 @@ mod tests {
             stack: None,
             snapshot: snapshot(),
             window: WindowRef::Built(window),
+            timeout: WaitTimeout::Untimed,
         };
         let mut bytes = encode_bytes(&wait(&window));
         // Stale ring-buffer contents after the two valid words.
-        let third_word = EVENT_SIZE + 24 + 2 * 8;
+        let third_word = EVENT_SIZE + TIMEOUT_PART_BYTES + 24 + 2 * 8;
         bytes[third_word..].fill(0xee);
         let TraceEvent::FutexWait { window: raw, .. } = native(&bytes) else {
             panic!("not a wait");
@@ -718,7 +717,7 @@ mod tests {
             ..window
         };
         let mut bytes = encode_bytes(&wait(&sampled_out));
-        bytes[EVENT_SIZE + 24..].fill(0xee);
+        bytes[EVENT_SIZE + TIMEOUT_PART_BYTES + 24..].fill(0xee);
         let TraceEvent::FutexWait { window: raw, .. } = native(&bytes) else {
             panic!("not a wait");
         };
@@ -761,6 +760,7 @@ mod tests {
                 stack: Some(3),
                 snapshot: snapshot(),
                 window: WindowRef::Built(&window),
+                timeout: WaitTimeout::Untimed,
             },
             TraceEvent::FutexWaitDone {
                 tid: 7,
@@ -822,6 +822,98 @@ mod tests {
         assert_eq!(decode(&bytes), Err(DecodeError::LockRecordKind));
     }
 
+    /// Guards the timeout a wait record carries: each clock and "none" survive the trip
+    /// through the record's bytes, an unreadable or unknown clock value is a timed wait
+    /// with an unknown timeout (never taken for an untimed one), and the timeout sits
+    /// between the header and the stack part without disturbing the window.
+    #[test]
+    fn wait_timeouts_round_trip_through_records() {
+        let window = StackWindow {
+            ip: 0x7f00,
+            sp: 0x7ffe_0000,
+            len: 2,
+            words: window_words(),
+        };
+        for timeout in [
+            WaitTimeout::Untimed,
+            WaitTimeout::After(200_000_000),
+            WaitTimeout::AtMonotonic(1_000_000_000_123),
+            WaitTimeout::AtRealtime(1_700_000_000_000_000_001),
+            WaitTimeout::Unknown,
+        ] {
+            let wait = TraceEvent::FutexWait {
+                tid: 7,
+                ts_ns: 10,
+                addr: 0x1010,
+                cmd: futex_cmd::WAIT_BITSET,
+                val: 2,
+                stack: None,
+                snapshot: snapshot(),
+                window: WindowRef::Built(&window),
+                timeout,
+            };
+            let bytes = encode_bytes(&wait);
+            assert_eq!(decode(&bytes), Ok(Record::Native(wait)), "{timeout:?}");
+        }
+        let arg = |clock| WaitTimeoutArg {
+            clock,
+            pad: 0,
+            sec: 1,
+            nsec: 2,
+        };
+        assert_eq!(
+            WaitTimeout::of_arg(&arg(TIMEOUT_UNREADABLE)),
+            WaitTimeout::Unknown
+        );
+        assert_eq!(WaitTimeout::of_arg(&arg(77)), WaitTimeout::Unknown);
+        assert_eq!(
+            WaitTimeout::of_arg(&arg(TIMEOUT_NONE)),
+            WaitTimeout::Untimed
+        );
+        assert_eq!(
+            WaitTimeout::of_arg(&arg(TimeoutClock::Relative as u32)),
+            WaitTimeout::After(1_000_000_002)
+        );
+        // A time before the epoch gives up at once, as in the kernel.
+        assert_eq!(
+            WaitTimeout::of_timespec(TimeoutClock::Monotonic, [-5, 0]),
+            WaitTimeout::AtMonotonic(0)
+        );
+    }
+
+    /// Guards the conversion of a wait's timeout to the events' clock: a relative one
+    /// counts from the wait's start, a `CLOCK_REALTIME` deadline moves by the clocks'
+    /// offset, and untimed or unknown timeouts have no deadline.
+    #[test]
+    fn deadlines_are_on_the_monotonic_clock() {
+        let start = 5_000;
+        let ahead = 1_000_000;
+        assert_eq!(
+            WaitTimeout::After(300).deadline_ns(start, ahead),
+            Some(5_300)
+        );
+        assert_eq!(
+            WaitTimeout::AtMonotonic(9_000).deadline_ns(start, ahead),
+            Some(9_000)
+        );
+        assert_eq!(
+            WaitTimeout::AtRealtime(1_009_000).deadline_ns(start, ahead),
+            Some(9_000)
+        );
+        // Realtime behind monotonic (a clock set back to before boot) works too.
+        assert_eq!(
+            WaitTimeout::AtRealtime(9_000).deadline_ns(start, -1_000),
+            Some(10_000)
+        );
+        assert_eq!(
+            WaitTimeout::AtRealtime(10).deadline_ns(start, ahead),
+            Some(0)
+        );
+        assert_eq!(WaitTimeout::Untimed.deadline_ns(start, ahead), None);
+        assert_eq!(WaitTimeout::Unknown.deadline_ns(start, ahead), None);
+        assert!(WaitTimeout::Unknown.is_timed() && !WaitTimeout::Untimed.is_timed());
+    }
+
     #[test]
     fn rejects_wrong_size_and_unknown_discriminants() {
         assert_eq!(decode(&[0; 12]), Err(DecodeError::Size { len: 12 }));
@@ -864,6 +956,7 @@ mod tests {
             stack: Some(3),
             snapshot: snapshot(),
             window: WindowRef::EMPTY,
+            timeout: WaitTimeout::Untimed,
         };
         for event in [released, wait] {
             let bytes = encode_bytes(&event);

@@ -940,6 +940,7 @@ mod tests {
             stack: Some(tid),
             snapshot,
             window: WindowRef::EMPTY,
+            timeout: WaitTimeout::Untimed,
         }
     }
 
@@ -969,6 +970,7 @@ mod tests {
             stack: None,
             snapshot,
             window: WindowRef::EMPTY,
+            timeout: WaitTimeout::Untimed,
         }
     }
 
@@ -1306,6 +1308,7 @@ mod tests {
                 stack,
                 snapshot,
                 window,
+                timeout,
             } => TraceEvent::FutexWait {
                 tid,
                 ts_ns,
@@ -1315,6 +1318,7 @@ mod tests {
                 stack,
                 snapshot: Snapshot { len: 0, ..snapshot },
                 window,
+                timeout,
             },
             other => other,
         };
@@ -1384,6 +1388,7 @@ mod tests {
                 words,
             },
             window: WindowRef::EMPTY,
+            timeout: WaitTimeout::Untimed,
         }
     }
 
@@ -1412,6 +1417,7 @@ mod tests {
                 words: [0; SNAPSHOT_WORDS],
             },
             window: WindowRef::EMPTY,
+            timeout: WaitTimeout::Untimed,
         };
         feed(
             &mut a,
@@ -1476,6 +1482,7 @@ mod tests {
                 cmd,
                 val,
                 snapshot,
+                timeout,
                 ..
             } => TraceEvent::FutexWait {
                 tid,
@@ -1486,6 +1493,7 @@ mod tests {
                 stack,
                 snapshot,
                 window,
+                timeout,
             },
             other => other,
         }

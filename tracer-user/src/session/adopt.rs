@@ -324,6 +324,34 @@ mod tests {
         assert_eq!(analysis.counts().events, 1);
     }
 
+    /// Guards the timeouts of waits found blocked at attach (a timed-lock cycle that
+    /// formed before the attach): read from the call's arguments and the target's memory
+    /// as the kernel read them, on the clock the op names; a wait without one is untimed,
+    /// and one whose `timespec` cannot be read is timed with an unknown timeout.
+    #[test]
+    fn adopted_waits_keep_their_timeouts() {
+        let lock = HEAP + 0x100;
+        let timespec = HEAP + 0x800;
+        let mut bytes = 5i64.to_ne_bytes().to_vec();
+        bytes.extend(250_000_000i64.to_ne_bytes());
+        // pthread_mutex_timedlock: FUTEX_WAIT_BITSET | FUTEX_CLOCK_REALTIME, timeout in r10.
+        let op = u64::from(futex_cmd::WAIT_BITSET | tracer_common::FUTEX_CLOCK_REALTIME);
+        let timed = |timeout| {
+            let args = [lock, op | FUTEX_PRIVATE, 2, timeout, 0, u64::from(u32::MAX)];
+            FakeThread::in_syscall("timed", syscall::FUTEX, args, SP, PC)
+        };
+        let target = locked_mutex(target(0x1000), lock, 100)
+            .poke(timespec, &bytes)
+            .thread(101, timed(timespec))
+            .thread(102, in_futex("untimed", lock, futex_cmd::WAIT, 2))
+            .thread(103, timed(0x10));
+        let analysis = adopt(target);
+        let timeout = |tid| analysis.active_wait(tid).expect("adopted").timeout;
+        assert_eq!(timeout(101), WaitTimeout::AtRealtime(5_250_000_000));
+        assert_eq!(timeout(102), WaitTimeout::Untimed);
+        assert_eq!(timeout(103), WaitTimeout::Unknown, "unreadable timespec");
+    }
+
     /// Guards `futex_wait(2)` (Linux 6.7), whose arguments are laid out differently.
     #[test]
     fn a_thread_in_futex_wait_syscall_becomes_a_wait() {

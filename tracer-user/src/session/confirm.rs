@@ -208,6 +208,7 @@ fn owner_still(
 mod tests {
     use super::*;
     use crate::{
+        event::{TraceEvent, WaitTimeout},
         session::test_support::{FUTEX_PRIVATE, locked_mutex, mutex_wait},
         target::fake::{FakeProcess, FakeThread},
     };
@@ -286,5 +287,124 @@ mod tests {
         // Owner fields naming the host TIDs are no owners inside the namespace.
         let host_owned = locked_mutex(locked_mutex(deadlocked(&threads), LOCK_A, 101), LOCK_B, 102);
         assert!(!confirm(&host_owned, &analysis, &threads, &cycle));
+    }
+
+    /// `mutex_wait` with a timeout.
+    fn with_timeout(event: TraceEvent<'static>, timeout: WaitTimeout) -> TraceEvent<'static> {
+        match event {
+            TraceEvent::FutexWait {
+                tid,
+                ts_ns,
+                addr,
+                cmd,
+                val,
+                stack,
+                snapshot,
+                window,
+                ..
+            } => TraceEvent::FutexWait {
+                tid,
+                ts_ns,
+                addr,
+                cmd,
+                val,
+                stack,
+                snapshot,
+                window,
+                timeout,
+            },
+            other => other,
+        }
+    }
+
+    /// An ABBA cycle: 101 (wait begun at 10 ns) with timeout `a`, 102 (at 20 ns) with `b`.
+    fn abba_with(a: WaitTimeout, b: WaitTimeout) -> (Analysis, Cycle) {
+        let threads = same_namespace();
+        let mut analysis = Analysis::new();
+        analysis.on_event(&with_timeout(mutex_wait(101, 10, LOCK_B, 102), a), &threads);
+        analysis.on_event(&with_timeout(mutex_wait(102, 20, LOCK_A, 101), b), &threads);
+        let cycle = analysis.candidates().pop().expect("one candidate");
+        (analysis, cycle)
+    }
+
+    /// Guards issue 16's timed-lock cycle: two `pthread_mutex_timedlock` waits (a
+    /// `CLOCK_REALTIME` deadline and a relative timeout) in an ABBA cycle make a cycle
+    /// that will time out, each with its deadline on the events' clock; it is not live
+    /// once a deadline has passed (the wait is timing out: its `ETIMEDOUT` end follows).
+    #[test]
+    fn a_cycle_of_timed_waits_will_time_out() {
+        let ahead = 1_000_000_000;
+        let (analysis, cycle) = abba_with(
+            WaitTimeout::AtRealtime(ahead + 500),
+            WaitTimeout::After(700),
+        );
+        let timeouts = entry_timeouts(&analysis, &cycle, i128::from(ahead));
+        assert_eq!(
+            timeouts,
+            [
+                EntryTimeout {
+                    timed: true,
+                    gives_up_at_ns: Some(500)
+                },
+                EntryTimeout {
+                    timed: true,
+                    gives_up_at_ns: Some(720)
+                },
+            ]
+        );
+        assert!(will_time_out(&timeouts));
+        assert!(!timing_out(&timeouts, 499));
+        assert!(timing_out(&timeouts, 500), "101's wait gives up now");
+        // A timed wait whose timeout could not be read still times out.
+        let (analysis, cycle) = abba_with(WaitTimeout::Unknown, WaitTimeout::AtMonotonic(900));
+        let timeouts = entry_timeouts(&analysis, &cycle, 0);
+        assert!(will_time_out(&timeouts));
+        assert_eq!(timeouts[0].gives_up_at_ns, None);
+        assert!(!timing_out(&timeouts, 899));
+    }
+
+    /// Guards the mixed cycle: one untimed wait keeps it a deadlock (for the untimed
+    /// thread), while the timed entry still carries its deadline.
+    #[test]
+    fn a_cycle_with_an_untimed_wait_is_a_deadlock() {
+        let (analysis, cycle) = abba_with(WaitTimeout::Untimed, WaitTimeout::AtMonotonic(900));
+        let timeouts = entry_timeouts(&analysis, &cycle, 0);
+        assert!(!will_time_out(&timeouts));
+        assert_eq!(
+            timeouts,
+            [
+                EntryTimeout {
+                    timed: false,
+                    gives_up_at_ns: None
+                },
+                EntryTimeout {
+                    timed: true,
+                    gives_up_at_ns: Some(900)
+                },
+            ]
+        );
+        let (analysis, cycle) = abba_with(WaitTimeout::Untimed, WaitTimeout::Untimed);
+        assert!(!will_time_out(&entry_timeouts(&analysis, &cycle, 0)));
+        assert!(!will_time_out(&[]), "no waits, no timed cycle");
+    }
+
+    /// Guards against flooding the report with a program that backs off and retries the
+    /// same timed cycle several times a second: each distinct cycle is reported once,
+    /// and past the cap none is (with a note), so memory stays bounded.
+    #[test]
+    fn each_timed_cycle_is_reported_once_up_to_the_cap() {
+        let (_, cycle) = abba_with(WaitTimeout::After(1), WaitTimeout::After(1));
+        let mut timed = TimedCycles::default();
+        assert!(timed.first_report(&cycle));
+        assert!(!timed.first_report(&cycle), "the same cycle formed again");
+        assert_eq!(timed.reported(), 1);
+        assert_eq!(timed.note(), None);
+        for tid in 0..u32::try_from(MAX_TIMED_CYCLES).unwrap() {
+            let mut other = cycle.clone();
+            other.edges[0].tid = 1_000 + tid;
+            timed.first_report(&other);
+        }
+        assert_eq!(timed.reported(), MAX_TIMED_CYCLES);
+        assert!(timed.note().is_some_and(|n| n.contains("1 cycle(s)")));
     }
 }

@@ -168,7 +168,11 @@ fn deadlock_text(d: &Deadlock) -> String {
         }
         match (entry.timed, entry.timeout_ns) {
             (true, Some(left)) => {
-                let _ = writeln!(out, "      (timed wait: gives up in {})", units::duration_ns(left));
+                let _ = writeln!(
+                    out,
+                    "      (timed wait: gives up in {})",
+                    units::duration_ns(left)
+                );
             }
             (true, None) => out.push_str("      (timed wait: gives up at an unknown time)\n"),
             (false, _) => {}
@@ -295,7 +299,7 @@ fn summary_text(s: &Summary) -> String {
     if s.timed_cycles > 0 {
         let _ = writeln!(
             out,
-            "{} cycle{} of timed lock waits (each timed out rather than deadlocked)",
+            "{} cycle{} of timed lock waits (no deadlock: each breaks when a wait times out)",
             s.timed_cycles,
             if s.timed_cycles == 1 { "" } else { "s" },
         );
@@ -386,6 +390,44 @@ mod tests {
         assert_eq!(lines[5], "      worker_a+0x1c (src/abba.c:10)");
     }
 
+    /// Guards issue 16's timed-lock cycle in text: a cycle whose waits all have timeouts
+    /// is a "LOCK CYCLE (will time out)", never a DEADLOCK, and each timed wait says when
+    /// it gives up; with one untimed wait it stays a DEADLOCK, the timed entry still
+    /// saying when it gives up.
+    #[test]
+    fn timed_cycles_are_not_deadlocks_in_text() {
+        let mut d = deadlock();
+        d.will_time_out = true;
+        d.cycle[0].timed = true;
+        d.cycle[0].timeout_ns = Some(150_000_000);
+        d.cycle[1].timed = true;
+        let text = deadlock_text(&d);
+        assert!(
+            text.starts_with("LOCK CYCLE (will time out): 2 threads in a wait-for cycle"),
+            "{text}"
+        );
+        assert!(!text.contains("DEADLOCK"), "{text}");
+        assert!(
+            text.contains("      (timed wait: gives up in 150 ms)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("      (timed wait: gives up at an unknown time)\n"),
+            "{text}"
+        );
+        d.will_time_out = false;
+        d.cycle[1].timed = false;
+        let text = deadlock_text(&d);
+        assert!(text.starts_with("DEADLOCK: 2 threads"), "{text}");
+        assert!(text.contains("gives up in 150 ms"), "{text}");
+        assert!(!text.contains("unknown time"), "{text}");
+        let mut s = summary();
+        s.timed_cycles = 1;
+        assert!(summary_text(&s).contains("1 cycle of timed lock waits (no deadlock"));
+        s.timed_cycles = 0;
+        assert!(!summary_text(&s).contains("timed lock waits"));
+    }
+
     /// A cycle over goroutines is counted in goroutines, not in the threads that last ran
     /// them; a self-deadlock likewise.
 
@@ -455,11 +497,14 @@ mod tests {
                 stack_detail: Vec::new(),
                 waited_ns: None,
                 blocked_before_attach: false,
+                timed: false,
+                timeout_ns: None,
                 held_ns: None,
                 holder_evidence: None,
                 acquired_at: Vec::new(),
                 acquired_at_detail: Vec::new(),
             }],
+            will_time_out: false,
             detected_after_ns: None,
         };
         assert_eq!(

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use crate::common::{
-    Edge, Names, Target, as_strs, assert_cycle, assert_success, build_target, deadlocks,
-    describe, json_attach_args, json_lines, require_root, run_tracer, summary, u64_field,
+    Edge, Names, Target, as_strs, assert_cycle, assert_success, build_target, deadlocks, describe,
+    json_attach_args, json_lines, require_root, run_tracer, summary, u64_field,
 };
 
 const ABBA: [Edge<'static>; 2] = [
@@ -67,7 +67,10 @@ fn timed_lock_cycle_is_reported_as_timing_out() {
     let s = summary(&values);
     assert_eq!(u64_field(s, "deadlocks"), 0, "no deadlock: {s:#}");
     assert_eq!(u64_field(s, "timed_cycles"), 1, "{s:#}");
-    assert!(target.is_running(), "the target backs off and keeps running");
+    assert!(
+        target.is_running(),
+        "the target backs off and keeps running"
+    );
 }
 
 /// Guards against: the text report calling a cycle of timed waits that will time out a
