@@ -21,7 +21,9 @@ use std::{
 use anyhow::{Context as _, bail};
 use tracer_common::{LockOp, SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS, futex_cmd};
 use tracer_user::{
-    event::{Record, Snapshot, StackWindow, TraceEvent, WindowRef, decode, encode_bytes},
+    event::{
+        Record, Snapshot, StackWindow, TraceEvent, WaitTimeout, WindowRef, decode, encode_bytes,
+    },
     native::analysis::{Analysis, ThreadIds},
 };
 
@@ -253,6 +255,7 @@ impl Generator {
                 words,
             },
             window: WindowRef::EMPTY,
+            timeout: WaitTimeout::Untimed,
         }
     }
 
@@ -277,6 +280,8 @@ impl Generator {
                 words,
             },
             window: WindowRef::EMPTY,
+            // pthread_cond_wait without a deadline.
+            timeout: WaitTimeout::Untimed,
         }
     }
 
