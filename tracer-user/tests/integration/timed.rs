@@ -19,7 +19,13 @@ const ABBA: [Edge<'static>; 2] = [
 fn start_timed_abba() -> Target {
     let bin = build_target("timed_abba", &[]);
     let mut target = Target::spawn(bin.path(), &[]);
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    wait_backed_off(&mut target, Duration::from_secs(5));
+    target
+}
+
+/// Waits up to `timeout` for `target` to print `backed_off`.
+fn wait_backed_off(target: &mut Target, timeout: Duration) {
+    let deadline = std::time::Instant::now() + timeout;
     while !target.later_lines().iter().any(|l| l == "backed_off") {
         assert!(
             std::time::Instant::now() < deadline,
@@ -28,7 +34,38 @@ fn start_timed_abba() -> Target {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    target
+}
+
+/// Checks a report of `timed_abba`'s cycle: one finding, the ABBA cycle of the threads
+/// and locks the target printed, `will_time_out`, each entry timed with a `timeout_ns`
+/// within the target's timeout; no deadlock and one timed cycle in the summary. Returns
+/// the cycle.
+fn check_timed_report(target: &Target, out: &std::process::Output) -> serde_json::Value {
+    assert_success(out);
+    let timeout_ns = target.fact("timeout_ms").parse::<u64>().unwrap() * 1_000_000;
+    let values = json_lines(&out.stdout);
+    let found = deadlocks(&values);
+    assert_eq!(
+        found.len(),
+        1,
+        "the repeating cycle is reported once\n{}",
+        describe(out)
+    );
+    let cycle = found[0];
+    assert_cycle(target, cycle, &ABBA, Names::Symbols);
+    assert_eq!(cycle["will_time_out"], true, "{cycle:#}");
+    for entry in cycle["cycle"].as_array().unwrap() {
+        assert_eq!(entry["timed"], true, "{entry:#}");
+        let left = u64_field(entry, "timeout_ns");
+        assert!(
+            left > 0 && left <= timeout_ns,
+            "timeout_ns {left} should be within the target's {timeout_ns} ns: {entry:#}"
+        );
+    }
+    let s = summary(&values);
+    assert_eq!(u64_field(s, "deadlocks"), 0, "no deadlock: {s:#}");
+    assert_eq!(u64_field(s, "timed_cycles"), 1, "{s:#}");
+    cycle.clone()
 }
 
 /// Guards against: a cycle of timed lock waits that time out and back off (two threads,
@@ -42,31 +79,35 @@ fn start_timed_abba() -> Target {
 fn timed_lock_cycle_is_reported_as_timing_out() {
     require_root();
     let mut target = start_timed_abba();
-    let timeout_ns = target.fact("timeout_ms").parse::<u64>().unwrap() * 1_000_000;
     let out = run_tracer(&as_strs(&json_attach_args(target.pid(), 2, &[])));
-    assert_success(&out);
-    let values = json_lines(&out.stdout);
-    let found = deadlocks(&values);
-    assert_eq!(
-        found.len(),
-        1,
-        "the repeating cycle is reported once\n{}",
-        describe(&out)
+    check_timed_report(&target, &out);
+    assert!(
+        target.is_running(),
+        "the target backs off and keeps running"
     );
-    let cycle = found[0];
-    assert_cycle(&target, cycle, &ABBA, Names::Symbols);
-    assert_eq!(cycle["will_time_out"], true, "{cycle:#}");
+}
+
+/// Guards against: the kernel side losing a wait's timeout. Here the first cycle forms
+/// ~2 s after the target started, while the tracer is attached, so the cycle is built
+/// from the waits the `sched_switch` hook sent (not from threads found blocked at
+/// attach, whose timeouts `/proc` gives): they must carry each call's timeout (a
+/// `CLOCK_REALTIME` and a `CLOCK_MONOTONIC` deadline), or the cycle is a deadlock.
+#[test]
+fn timed_lock_cycle_formed_while_attached_is_reported_as_timing_out() {
+    require_root();
+    let bin = build_target("timed_abba", &[]);
+    let mut target = Target::spawn(bin.path(), &["200", "2000"]);
+    let out = run_tracer(&as_strs(&json_attach_args(target.pid(), 4, &[])));
+    let cycle = check_timed_report(&target, &out);
     for entry in cycle["cycle"].as_array().unwrap() {
-        assert_eq!(entry["timed"], true, "{entry:#}");
-        let left = u64_field(entry, "timeout_ns");
-        assert!(
-            left > 0 && left <= timeout_ns,
-            "timeout_ns {left} should be within the target's {timeout_ns} ns: {entry:#}"
+        assert_eq!(
+            entry["blocked_before_attach"], false,
+            "formed while attached: {entry:#}"
         );
+        let waited = u64_field(entry, "waited_ns");
+        assert!(waited <= 200_000_000, "waited {waited} ns: {entry:#}");
     }
-    let s = summary(&values);
-    assert_eq!(u64_field(s, "deadlocks"), 0, "no deadlock: {s:#}");
-    assert_eq!(u64_field(s, "timed_cycles"), 1, "{s:#}");
+    wait_backed_off(&mut target, Duration::from_secs(1));
     assert!(
         target.is_running(),
         "the target backs off and keeps running"

@@ -13,7 +13,10 @@
  * Facts: pid, the workers' tids, the lock addresses, the timeout. After `ready`, the line
  * `backed_off` is printed once, the first time a worker timed out and backed off.
  *
- * Usage: timed_abba [TIMEOUT_MS]  (default 200)
+ * Usage: timed_abba [TIMEOUT_MS [START_MS]]
+ *   TIMEOUT_MS (default 200): the timeout of each worker's second lock.
+ *   START_MS (default 0): how long the workers sleep after `ready` before their first
+ *   round, so that a test can attach the tracer before the first cycle forms.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -30,6 +33,7 @@ pthread_mutex_t lock_b = PTHREAD_MUTEX_INITIALIZER;
 static pthread_barrier_t both_hold_first, both_backed_off, started;
 static volatile pid_t tid_a, tid_b;
 static long timeout_ms = 200;
+static long start_ms;
 static int timed_out_once;
 
 /* An absolute deadline TIMEOUT_MS from now on `clock`. */
@@ -60,6 +64,11 @@ __attribute__((noinline)) static int clock_take(pthread_mutex_t *mutex) {
  * `second` with a timeout, back off. */
 static void rounds(pthread_mutex_t *first, pthread_mutex_t *second,
                    int (*take)(pthread_mutex_t *)) {
+    if (start_ms > 0) {
+        struct timespec ts = {start_ms / 1000, (start_ms % 1000) * 1000000L};
+        while (nanosleep(&ts, &ts) != 0) {
+        }
+    }
     for (;;) {
         pthread_mutex_lock(first);
         pthread_barrier_wait(&both_hold_first);
@@ -96,6 +105,7 @@ __attribute__((noinline)) void *worker_b_main(void *arg) {
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc > 1) timeout_ms = strtol(argv[1], NULL, 10);
+    if (argc > 2) start_ms = strtol(argv[2], NULL, 10);
     pthread_barrier_init(&started, NULL, 3);
     pthread_barrier_init(&both_hold_first, NULL, 2);
     pthread_barrier_init(&both_backed_off, NULL, 2);
