@@ -5,9 +5,11 @@
 //! - `names`: the names under which maps, programs and globals appear in the built
 //!   object ([`ALL_MAPS`], [`ALL_PROGRAMS`], [`ALL_GLOBALS`]).
 //! - `futex`: futex system call numbers and commands, and [`FutexCall::decode`], the one
-//!   decoder of a futex call's registers used by both sides.
+//!   decoder of a futex call's registers used by both sides, with
+//!   [`FutexTimeout::of_call`], where a waiting call keeps its timeout and on which clock.
 //! - The ring-buffer records, one module each: [`WaitRecord`] (a futex wait: the
-//!   [`Event`] header with the lock memory, and the top of the user stack),
+//!   [`Event`] header with the lock memory, the call's timeout ([`WaitTimeoutArg`]), and
+//!   the top of the user stack),
 //!   [`WaitEndRecord`], [`LockRecord`] and [`GoEvent`]. Every record starts with its
 //!   [`EventKind`] and has its own size, which is how the reader tells them apart
 //!   ([`RECORD_SIZES`]).

@@ -42,7 +42,11 @@ fn wait_backed_off(target: &mut Target, timeout: Duration) {
 /// the cycle.
 fn check_timed_report(target: &Target, out: &std::process::Output) -> serde_json::Value {
     assert_success(out);
-    let timeout_ns = target.fact("timeout_ms").parse::<u64>().unwrap() * 1_000_000;
+    let timeout_ns = target
+        .fact("timeout_ms")
+        .parse::<u64>()
+        .expect("timeout_ms is a number")
+        * 1_000_000;
     let values = json_lines(&out.stdout);
     let found = deadlocks(&values);
     assert_eq!(
@@ -54,7 +58,7 @@ fn check_timed_report(target: &Target, out: &std::process::Output) -> serde_json
     let cycle = found[0];
     assert_cycle(target, cycle, &ABBA, Names::Symbols);
     assert_eq!(cycle["will_time_out"], true, "{cycle:#}");
-    for entry in cycle["cycle"].as_array().unwrap() {
+    for entry in cycle["cycle"].as_array().expect("cycle array") {
         assert_eq!(entry["timed"], true, "{entry:#}");
         let left = u64_field(entry, "timeout_ns");
         assert!(
