@@ -25,7 +25,9 @@ use crate::{
     lockstats::{LockSlot, LockTable},
     model::LockKind,
     native::{
-        futex_lock::{FutexWaitClass, KnownLocks, classify},
+        LockLayout,
+        futex_lock::{self, FutexWaitClass, KnownLocks},
+        musl_lock,
         waitgraph::{Cycle, WaitGraph},
     },
 };
@@ -205,12 +207,44 @@ pub struct Analysis {
     brief_folded: HashMap<u64, BriefWaits>,
     first_ns: Option<u64>,
     last_ns: u64,
+    /// Whose lock layouts futex words are classified with (the target's C library).
+    layout: LockLayout,
 }
 
 impl Analysis {
     #[must_use]
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An analysis that reads lock memory with `layout` (the target's C library's).
+    #[must_use]
+    pub fn with_layout(layout: LockLayout) -> Self {
+        Self {
+            layout,
+            ..Self::default()
+        }
+    }
+
+    /// The lock layout futex words are classified with.
+    #[must_use]
+    pub fn layout(&self) -> LockLayout {
+        self.layout
+    }
+
+    /// Classifies a futex wait with the target's lock layout.
+    fn classify(
+        &self,
+        (addr, cmd, val): (u64, u32, u32),
+        snapshot: &Snapshot,
+        host_tid: &dyn Fn(u32) -> Option<u32>,
+    ) -> FutexWaitClass {
+        match self.layout {
+            LockLayout::Glibc => {
+                futex_lock::classify(addr, cmd, val, snapshot, &self.known, host_tid)
+            }
+            LockLayout::Musl => musl_lock::classify(addr, cmd, val, snapshot, &self.known, host_tid),
+        }
     }
 
     /// Applies one event. `threads` are the target's threads: an owner TID outside them
@@ -334,7 +368,7 @@ impl Analysis {
             }
             host
         };
-        let class = classify(addr, cmd, val, snapshot, &self.known, &host_tid);
+        let class = self.classify((addr, cmd, val), snapshot, &host_tid);
         (class, unknown.get())
     }
 
@@ -373,7 +407,7 @@ impl Analysis {
     /// carry no copy of the lock's memory) and from locks already known. Without memory
     /// there is no owner field to read, so no TID to check against the target's threads.
     fn on_brief_waits_of(&mut self, futex: u64, cmd: u32, val: u32, count: u64) {
-        match classify(futex, cmd, val, &Snapshot::EMPTY, &self.known, &|_| None) {
+        match self.classify((futex, cmd, val), &Snapshot::EMPTY, &|_| None) {
             FutexWaitClass::Lock { lock, kind, .. } => {
                 self.counts.lock_waits += count;
                 self.counts.brief_lock_waits += count;
