@@ -20,7 +20,7 @@ mod threads;
 
 use std::{
     io,
-    path::Path,
+    path::{Path, PathBuf},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -37,10 +37,11 @@ use crate::{
     event::{Record, StackWindow, decode},
     go::tracker::{self, GoProbeMode, GoTracker},
     model::{
-        Summary,
+        LockKind, Summary,
         raw::{RawCycleEntry, RawFinding, RawLockStats, RawStack},
     },
     native::{
+        LockLayout,
         analysis::{Analysis, WINDOW_ONLY_STACK},
         waitgraph::Cycle,
     },
@@ -49,7 +50,8 @@ use crate::{
     sinks::{ReaderWatch, Sink},
     symbols::{self, Symbolizer},
     target::{
-        LiveProcess, MapEntry, ProcError, RealtimeThreads, TargetProcess, Untraceable, find_libc,
+        CLibrary, LibcFlavor, LiveProcess, MapEntry, ProcError, RealtimeThreads, TargetProcess,
+        Untraceable, identify_c_library,
     },
     unwind::CodeCheck,
 };
@@ -239,7 +241,8 @@ fn attach(
     // the return-address check and the search for parked PI waiters all take them from
     // here.
     let maps = target.maps().map_err(gone)?;
-    let libc = find_libc(&maps).map(|path| target.host_path(&path));
+    let c_library = identify_c_library(&*target, &maps);
+    let libc = c_library_object(&*target, &c_library);
     let symbolizer = Symbolizer::from_target_maps(maps.clone(), &*target);
     // Test hook for the root tests only: widens the window between reading the target
     // and attaching, so that "the target exits during attach" can be tested for sure.
@@ -251,8 +254,19 @@ fn attach(
     }
     let mut notes = Vec::new();
     let go_target = inspect_go(&*target, &maps, config.holds, &mut notes);
+    let musl = c_library.flavor() == Some(LibcFlavor::Musl);
+    if let Some(note) = c_library_note(&c_library, go_target.is_some(), config.holds) {
+        notes.push(note);
+    }
     let attach_started = Instant::now();
-    let probes = attach_probes(&*target, &config, libc.as_deref(), go_target.as_ref())?;
+    // musl's normal mutexes and rwlocks keep no owner: only the lock uprobes name holders.
+    let lock_uprobes = config.holds || musl;
+    let probes = attach_probes(
+        &*target,
+        &config,
+        (libc.as_deref(), lock_uprobes),
+        go_target.as_ref(),
+    )?;
     if !target.is_alive() {
         return Err(SessionError::ExitedDuringAttach { pid });
     }
@@ -268,17 +282,28 @@ fn attach(
             attach_started.elapsed(),
         ));
     }
-    if config.holds {
+    if lock_uprobes {
         if libc.is_none() {
             notes.push(
-                "no glibc mapped in the target: lock functions not found, futex mode only"
+                "no C library to probe in the target (none mapped, or a static glibc): lock functions not found, futex mode only"
                     .to_owned(),
             );
-        } else if !probes.summary.missing_lock_functions.is_empty() {
-            notes.push(format!(
-                "lock functions not found in libc, not traced: {}",
-                probes.summary.missing_lock_functions.join(", ")
-            ));
+        } else if !matches!(c_library, CLibrary::Static { .. }) {
+            // A static program has only the lock functions it calls: none are missing.
+            // musl has no `*_clock*` lock functions (glibc 2.30's): not missing there.
+            let missing: Vec<&str> = probes
+                .summary
+                .missing_lock_functions
+                .iter()
+                .copied()
+                .filter(|f| !(musl && f.contains("clock")))
+                .collect();
+            if !missing.is_empty() {
+                notes.push(format!(
+                    "lock functions not found in libc, not traced: {}",
+                    missing.join(", ")
+                ));
+            }
         }
     }
     for note in &notes {
@@ -304,7 +329,11 @@ fn attach(
         config,
         probes,
         symbolizer,
-        analysis: Analysis::new(),
+        analysis: Analysis::with_layout(if musl {
+            LockLayout::Musl
+        } else {
+            LockLayout::Glibc
+        }),
         threads,
         code,
         decode_errors: 0,
@@ -319,18 +348,56 @@ fn attach(
     Ok((session, notes))
 }
 
+/// The file the lock uprobes go in for `c_library`, as a path openable from here: the
+/// shared library, or a static musl program's executable (a static glibc's lock
+/// functions are not probed: its mutexes name their owners in memory).
+fn c_library_object(target: &dyn TargetProcess, c_library: &CLibrary) -> Option<PathBuf> {
+    match c_library {
+        CLibrary::Shared { path, .. } => Some(target.host_path(path)),
+        CLibrary::Static {
+            flavor: LibcFlavor::Musl,
+        } => target.executable().ok().map(|exe| exe.open_path),
+        CLibrary::Static {
+            flavor: LibcFlavor::Glibc,
+        }
+        | CLibrary::Unrecognised(_) => None,
+    }
+}
+
+/// What the report says about the target's C library, if anything: that musl's locks
+/// are traced through the lock uprobes (when `--holds` did not ask for them), or that no
+/// known lock layout applies (not for Go programs, whose locks are the runtime's).
+fn c_library_note(c_library: &CLibrary, go: bool, holds: bool) -> Option<String> {
+    match c_library {
+        CLibrary::Shared {
+            flavor: LibcFlavor::Musl,
+            ..
+        }
+        | CLibrary::Static {
+            flavor: LibcFlavor::Musl,
+        } if !holds => Some(
+            "musl C library: its normal mutexes and rwlocks keep no owner in memory, so the lock uprobes of --holds are on to name their holders (every pthread lock call passes a uprobe)"
+                .to_owned(),
+        ),
+        CLibrary::Unrecognised(why) if !go => Some(format!(
+            "C library not recognised as glibc or musl ({why}): futex-only mode, waits counted per futex word, with lock types and holders only where glibc's lock layout is found in memory"
+        )),
+        _ => None,
+    }
+}
+
 /// Loads and attaches the probes: futex hooks, `--holds` uprobes in `libc`, and the Go
 /// sites of `go`.
 fn attach_probes(
     target: &dyn TargetProcess,
     config: &Config,
-    libc: Option<&Path>,
+    (libc, lock_uprobes): (Option<&Path>, bool),
     go: Option<&tracker::GoTarget>,
 ) -> Result<Probes, SessionError> {
     let pid = target.pid();
     let go_attach = go.map(tracker::GoTarget::probe_sites);
     let hooks = Hooks::Trace {
-        holds: config.holds,
+        holds: lock_uprobes,
     };
     Probes::attach(pid, hooks, libc, go_attach.as_ref(), config.bpf_log).map_err(|source| {
         if source.is_permission_denied() {
@@ -387,6 +454,35 @@ impl Session {
             &mut self.threads,
             now,
         );
+    }
+
+    /// For a musl program, at the end of the trace: a note on the threads that already
+    /// waited for a mutex or rwlock at attach, still wait for it, and whose holder
+    /// nothing names. musl's normal mutexes and rwlocks keep no owner, and the lock
+    /// uprobes only see acquisitions made after the attach, so a deadlock among such
+    /// locks that formed before the attach cannot be found.
+    fn ownerless_adopted_waits_note(&self) -> Option<String> {
+        if self.analysis.layout() != LockLayout::Musl {
+            return None;
+        }
+        let tids = self.target.thread_ids().unwrap_or_default();
+        let ownerless = tids
+            .iter()
+            .filter_map(|&tid| self.analysis.active_wait(tid))
+            .filter(|wait| wait.start_ns == self.adopted_at)
+            .filter_map(|wait| wait.lock.filter(|_| wait.holder.is_none()))
+            .filter(|&lock| {
+                matches!(
+                    self.analysis.lock_kind(lock),
+                    LockKind::Mutex | LockKind::RwLock
+                ) && self.analysis.graph().holders(lock).next().is_none()
+            })
+            .count();
+        (ownerless > 0).then(|| {
+            format!(
+                "{ownerless} thread(s) waited, from before the attach to the end, for a musl mutex or rwlock held by a thread nothing names: musl's normal mutexes and rwlocks keep no owner in memory, so a deadlock among them that formed before the attach cannot be reported (one that forms after the attach is, from the lock uprobes)"
+            )
+        })
     }
 
     /// A stack window for a thread still blocked ([`adopt::scan_blocked_stack`]).
@@ -682,6 +778,7 @@ impl Session {
     ) -> Result<(), SessionError> {
         let counters = self.probes.counters().unwrap_or_default();
         self.fold_brief_waits();
+        notes.extend(self.ownerless_adopted_waits_note());
         let still_waiting = self.analysis.close_open_waits(monotonic_ns());
         if still_waiting > 0 {
             notes.push(format!(
