@@ -912,6 +912,33 @@ fn counter_notes(counters: &CounterTotals, decode_errors: u64) -> Vec<String> {
 mod tests {
     use super::*;
 
+    /// Guards the notes on the target's C library: a program on a C library that is
+    /// neither glibc nor musl is told it gets futex-only mode and why (it used to get
+    /// nothing: `"locks": []` and no note); a musl program is told the lock uprobes are
+    /// on; a Go program (no C library needed) is told nothing.
+    #[test]
+    fn c_library_notes_say_what_mode_and_why() {
+        use crate::target::UnrecognisedLibc;
+        let unknown = CLibrary::Unrecognised(UnrecognisedLibc::OtherShared("/opt/x/libc.so".to_owned()));
+        let note = c_library_note(&unknown, false, false).expect("a note");
+        assert!(note.contains("futex-only mode"), "{note}");
+        assert!(note.contains("/opt/x/libc.so is neither glibc nor musl"), "{note}");
+        let stripped = CLibrary::Unrecognised(UnrecognisedLibc::StaticWithoutSymbols);
+        assert!(c_library_note(&stripped, false, true).unwrap().contains("no symbol table"));
+        assert_eq!(c_library_note(&stripped, true, false), None);
+        let musl = CLibrary::Static {
+            flavor: LibcFlavor::Musl,
+        };
+        assert!(c_library_note(&musl, false, false).unwrap().contains("lock uprobes"));
+        // With --holds the uprobes were asked for: nothing to explain.
+        assert_eq!(c_library_note(&musl, false, true), None);
+        let glibc = CLibrary::Shared {
+            flavor: LibcFlavor::Glibc,
+            path: "/lib/libc.so.6".to_owned(),
+        };
+        assert_eq!(c_library_note(&glibc, false, false), None);
+    }
+
     /// Guards the report against silently undercounting: each kind of loss the kernel
     /// counts gets its note, and none appears when nothing was lost.
     #[test]

@@ -186,6 +186,49 @@ mod tests {
         assert!(!may_be_libc("/x/libc-client.so"));
     }
 
+    /// Guards the choice of layout at attach: a mapped musl (Alpine's name) is musl, a
+    /// mapped glibc is glibc, and a program with no C library mapped is told by its
+    /// executable's symbols, or is unrecognised (with the reason the note gives).
+    #[test]
+    fn the_c_library_comes_from_the_maps_or_the_executable() {
+        use crate::target::fake::FakeProcess;
+        let mapped = |path: &str| {
+            FakeProcess::new(42).region(0x1000, vec![0; 16], "r-xp", Some(path))
+        };
+        assert_eq!(
+            identify_c_library(&mapped("/lib/ld-musl-x86_64.so.1"), &mapped("/lib/ld-musl-x86_64.so.1").maps().unwrap()),
+            CLibrary::Shared {
+                flavor: LibcFlavor::Musl,
+                path: "/lib/ld-musl-x86_64.so.1".to_owned()
+            }
+        );
+        let glibc = mapped("/usr/lib/x86_64-linux-gnu/libc.so.6");
+        assert_eq!(
+            identify_c_library(&glibc, &glibc.maps().unwrap()).flavor(),
+            Some(LibcFlavor::Glibc)
+        );
+        let this = std::fs::read("/proc/self/exe").unwrap();
+        let static_glibc = FakeProcess::new(42).with_executable("/bin/prog", this);
+        assert_eq!(
+            identify_c_library(&static_glibc, &[]),
+            CLibrary::Static {
+                flavor: LibcFlavor::Glibc
+            }
+        );
+        let no_symbols = FakeProcess::new(42).with_executable("/bin/prog", b"garbage".to_vec());
+        assert_eq!(
+            identify_c_library(&no_symbols, &[]),
+            CLibrary::Unrecognised(UnrecognisedLibc::StaticWithoutSymbols)
+        );
+        // A `libc.so` that is neither (its file cannot even be read here).
+        let other = mapped("/opt/other/libc.so");
+        let found = identify_c_library(&other, &other.maps().unwrap());
+        assert_eq!(
+            found,
+            CLibrary::Unrecognised(UnrecognisedLibc::OtherShared("/opt/other/libc.so".to_owned()))
+        );
+    }
+
     /// Guards static programs: the executable's own symbols say which C library it was
     /// linked with; an ELF without symbols says nothing.
     #[test]
