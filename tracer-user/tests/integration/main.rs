@@ -28,6 +28,7 @@
 //!   data (`go::goroutines`, no tracer).
 //! - [`go_defers_live`]: lock holders from pending deferred unlocks on live goroutines.
 //! - [`pidns`]: targets in their own PID namespace (containers).
+//! - [`musl`]: programs on musl (contention, deadlocks, rwlocks; dynamic and static).
 //!
 //! Support: [`common`] (building and running C targets and the tracer, reading its report),
 //! [`go_toolchain`] (building Go targets), [`tools`] (a missing gcc, Go or other tool fails
@@ -63,5 +64,7 @@ mod go_service;
 mod go_symbols;
 #[cfg(feature = "root-tests")]
 mod lifecycle;
+#[cfg(feature = "root-tests")]
+mod musl;
 #[cfg(feature = "root-tests")]
 mod pidns;
