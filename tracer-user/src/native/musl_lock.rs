@@ -46,6 +46,20 @@ const TYPE_VALID_BITS: u32 = 0x8f;
 /// bytes past the word, where the kernel's copy ends).
 const RWLOCK_ZERO_WORDS: std::ops::Range<u64> = 3..12;
 
+/// How far above its stack pointer a futex word is taken for one in the waiting
+/// thread's own frames.
+const OWN_FRAME_BYTES: u64 = 4096;
+
+/// Whether the futex word at `addr` lies in the frames of the thread waiting on it (its
+/// stack pointer is `sp`). musl's condition variable waiters sleep on a node in their own
+/// frame (its `barrier` word, expecting 2, like a `lowlevellock`) until a signal lets them
+/// go: a condvar wait, never a lock another thread holds. (A lock in a thread's own
+/// frame that the thread itself waits for is missed: a rare design.)
+#[must_use]
+pub fn in_own_frame(addr: u64, sp: u64) -> bool {
+    addr >= sp && addr - sp < OWN_FRAME_BYTES
+}
+
 /// Whether a mutex of this `_m_type` keeps its owner's TID in the lock word.
 fn keeps_owner(mutex_type: u32) -> bool {
     mutex_type & (TYPE_KIND_MASK | TYPE_ROBUST | TYPE_PI) != 0

@@ -733,7 +733,11 @@ impl Session {
             let waiting = match wait {
                 Some(w) => {
                     let mut window = *self.analysis.window(&w);
-                    if w.stack.is_none() && window.len == 0 && window.sp != 0 {
+                    // musl's lock functions have no frame pointers and deeper frames
+                    // than the window holds (the program's call sits ~264 bytes above
+                    // the wait): read more of the stack, as for a wait sent without one.
+                    let musl = self.analysis.layout() == LockLayout::Musl;
+                    if (w.stack.is_none() && window.len == 0 || musl) && window.sp != 0 {
                         // Sent without its stack (`STACK_SAMPLE_EVERY`): the thread is
                         // still blocked in this wait, so its stack is still in place.
                         window = self.scan_blocked_stack(window.ip, window.sp);

@@ -72,7 +72,8 @@ fn musl_contention_is_attributed_to_the_named_mutex() {
 /// Runs `late_abba` (built by `build`) with its locks taken 1.5 s after start, so the
 /// deadlock forms while the tracer is attached, and checks the one cycle: threads,
 /// held and awaited lock addresses as the target prints them, and where each held lock
-/// was taken (only the uprobes know a musl mutex's holder).
+/// was taken (only the uprobes know a musl mutex's holder), and each waiter's stack down
+/// to the program's lock call.
 fn check_late_musl_abba(bin: &TargetBinary) {
     let target = Target::spawn(bin.path(), &["1500"]);
     let out = run_tracer(&as_strs(&json_attach_args(target.pid(), 4, &[])));
@@ -88,6 +89,13 @@ fn check_late_musl_abba(bin: &TargetBinary) {
             "the holder's acquisition site (run): {entry:#}"
         );
         assert!(entry["held_ns"].as_u64().is_some_and(|h| h > 0), "{entry:#}");
+        // musl's lock functions keep the program's call out of the kernel's stack window
+        // (no frame pointers, deep frames, a return address the uretprobe replaced).
+        let stack = entry["stack"].to_string();
+        assert!(
+            stack.contains("\"run\""),
+            "the waiter's stack reaches the program's lock call (run): {entry:#}"
+        );
     }
     let types: Vec<&str> = locks(summary(&values))
         .iter()
@@ -196,4 +204,38 @@ fn musl_blocked_readers_show_up_on_rwlock() {
 fn musl_readers_blocking_while_attached_show_up_on_rwlock() {
     require_root();
     check_musl_rwlock(Some(2000), 4);
+}
+
+/// Guards musl condition variables counted as locks: musl's condvar waiters sleep on a
+/// node in their own stack frame expecting 2 (like a `lowlevellock`), which showed up as
+/// thousands of `futex` "locks" at stack addresses. Only `queue_lock` may be reported, a
+/// mutex, and its hold times must not include the condvar waits (the condvar wait takes
+/// the mutex again through `pthread_mutex_lock`, a nested call of the probed
+/// `pthread_cond_wait`).
+#[test]
+fn musl_condvars_are_not_locks() {
+    require_root();
+    let bin = build_musl("condvar", &[]);
+    let target = Target::spawn(bin.path(), &["6"]);
+    let queue_lock = target.lock("queue_lock");
+    let out = run_tracer(&as_strs(&json_attach_args(target.pid(), 3, &[])));
+    assert_success(&out);
+    let values = json_lines(&out.stdout);
+    assert!(deadlocks(&values).is_empty(), "{}", describe(&out));
+    let s = summary(&values);
+    for l in locks(s) {
+        assert_eq!(addr_of(&l["addr"]), queue_lock, "only queue_lock is a lock: {l:#}");
+        assert_eq!(l["type"].as_str(), Some("mutex"), "{l:#}");
+        let hold = &l["hold_ns"];
+        assert!(u64_field(hold, "count") > 0, "{l:#}");
+        assert!(
+            u64_field(hold, "p90") < 200_000,
+            "queue_lock's hold p90 includes condvar waits: {l:#}"
+        );
+    }
+    let notes = notes_of(&values);
+    assert!(
+        !notes.contains("returned without their entry"),
+        "nested lock calls lost acquisitions: {notes}"
+    );
 }
