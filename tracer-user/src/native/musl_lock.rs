@@ -132,7 +132,7 @@ fn lock_word_wait(
     let known_mutex = known.get(mutex) == Some(LockKind::Mutex);
     let mutex_type = snapshot.u32_at(mutex);
     if known_mutex || mutex_type.is_some_and(|t| plausible_mutex(t, mutex, snapshot)) {
-        return mutex_class(mutex, val, mutex_type, snapshot, host_tid);
+        return Some(mutex_class(mutex, val, mutex_type, snapshot, host_tid));
     }
     if snapshot.len == 0 {
         // No memory (a wait that never slept, counted by the kernel): only the value a
@@ -156,9 +156,9 @@ fn mutex_class(
     mutex_type: Option<u32>,
     snapshot: &Snapshot,
     host_tid: &dyn Fn(u32) -> Option<u32>,
-) -> Option<FutexWaitClass> {
+) -> FutexWaitClass {
     let word = snapshot.u32_at(mutex + MUTEX_LOCK_OFFSET);
-    let class = match mutex_type {
+    match mutex_type {
         Some(t) if keeps_owner(t) => {
             // The lock word as copied when the thread went to sleep, else the one the
             // waiter read just before.
@@ -180,8 +180,7 @@ fn mutex_class(
             unowned: word.is_some_and(|w| w & !WAITERS_BIT == 0),
             reader: false,
         },
-    };
-    Some(class)
+    }
 }
 
 /// Whether the memory around a lock word looks like a musl mutex of type `mutex_type`:
@@ -253,9 +252,7 @@ pub fn still_held(
         LockKind::PiMutex => ns_tid.is_some_and(|t| {
             read_u32(lock + MUTEX_LOCK_OFFSET).is_some_and(|w| w & FUTEX_TID_MASK == t)
         }),
-        LockKind::RwLock => {
-            read_u32(lock).is_some_and(|w| w & !WAITERS_BIT != 0) && held_by_probes
-        }
+        LockKind::RwLock => read_u32(lock).is_some_and(|w| w & !WAITERS_BIT != 0) && held_by_probes,
         LockKind::Futex | LockKind::GoMutex | LockKind::GoRwMutex => held_by_probes,
     }
 }
@@ -294,6 +291,16 @@ mod tests {
         classify(addr, cmd, val, snapshot, &KnownLocks::default(), &host_tid)
     }
 
+    /// A lock word (or TID) with the waiters bit set.
+    fn with_waiters(word: u32) -> u32 {
+        word | WAITERS_BIT
+    }
+
+    /// An owner TID with a robust mutex's owner-died bit.
+    fn owner_died(tid: u32) -> u32 {
+        tid | 0x4000_0000
+    }
+
     const MUTEX: u64 = 0x5000;
     const WORD: u64 = MUTEX + MUTEX_LOCK_OFFSET;
 
@@ -317,13 +324,21 @@ mod tests {
         let free = snap(WORD, &[(-4, 0), (0, 0), (4, 1)]);
         assert!(matches!(
             classify_plain(WORD, futex_cmd::WAIT, 0x8000_0010, &free),
-            FutexWaitClass::Lock { lock: MUTEX, unowned: true, .. }
+            FutexWaitClass::Lock {
+                lock: MUTEX,
+                unowned: true,
+                ..
+            }
         ));
         // A process-shared normal mutex (type 128) is one too.
         let shared = snap(WORD, &[(-4, 128), (0, 0x8000_0010), (4, 1)]);
         assert!(matches!(
             classify_plain(WORD, futex_cmd::WAIT, 0x8000_0010, &shared),
-            FutexWaitClass::Lock { lock: MUTEX, kind: LockKind::Mutex, .. }
+            FutexWaitClass::Lock {
+                lock: MUTEX,
+                kind: LockKind::Mutex,
+                ..
+            }
         ));
     }
 
@@ -333,9 +348,9 @@ mod tests {
     #[test]
     fn recursive_and_errorcheck_mutex_waits_name_the_owner() {
         for mutex_type in [1, 2, 4, 1 | 128] {
-            let s = snap(WORD, &[(-4, mutex_type), (0, 0x8000_0000 | 101), (4, 1)]);
+            let s = snap(WORD, &[(-4, mutex_type), (0, with_waiters(101)), (4, 1)]);
             assert_eq!(
-                classify_plain(WORD, futex_cmd::WAIT, 0x8000_0000 | 101, &s),
+                classify_plain(WORD, futex_cmd::WAIT, with_waiters(101), &s),
                 FutexWaitClass::Lock {
                     lock: MUTEX,
                     kind: LockKind::Mutex,
@@ -347,16 +362,23 @@ mod tests {
             );
         }
         // A robust mutex whose owner died keeps 0x40000000 in the word: still the TID.
-        let died = snap(WORD, &[(-4, 4), (0, 0xc000_0000 | 102), (4, 1)]);
+        let died = snap(WORD, &[(-4, 4), (0, with_waiters(owner_died(102))), (4, 1)]);
         assert!(matches!(
-            classify_plain(WORD, futex_cmd::WAIT, 0xc000_0000 | 102, &died),
-            FutexWaitClass::Lock { holder: Some(102), .. }
+            classify_plain(WORD, futex_cmd::WAIT, with_waiters(owner_died(102)), &died),
+            FutexWaitClass::Lock {
+                holder: Some(102),
+                ..
+            }
         ));
         // An owner that is no thread of the target is no holder.
-        let stranger = snap(WORD, &[(-4, 1), (0, 0x8000_0000 | 31337), (4, 1)]);
+        let stranger = snap(WORD, &[(-4, 1), (0, with_waiters(31337)), (4, 1)]);
         assert!(matches!(
-            classify_plain(WORD, futex_cmd::WAIT, 0x8000_0000 | 31337, &stranger),
-            FutexWaitClass::Lock { holder: None, unowned: false, .. }
+            classify_plain(WORD, futex_cmd::WAIT, with_waiters(31337), &stranger),
+            FutexWaitClass::Lock {
+                holder: None,
+                unowned: false,
+                ..
+            }
         ));
     }
 
@@ -381,7 +403,11 @@ mod tests {
         let readers = snap(rw, &[(-4, 0xdead_beef), (0, 0x8000_0003), (4, 1)]);
         assert!(matches!(
             classify_plain(rw, futex_cmd::WAIT, 0x8000_0003, &readers),
-            FutexWaitClass::Lock { lock: 0x7000, kind: LockKind::RwLock, .. }
+            FutexWaitClass::Lock {
+                lock: 0x7000,
+                kind: LockKind::RwLock,
+                ..
+            }
         ));
     }
 
@@ -396,7 +422,10 @@ mod tests {
             classify_plain(sem, futex_cmd::WAIT, u32::MAX, &old_sem),
             FutexWaitClass::NotALock
         );
-        let new_sem = snap(sem, &[(-4, 0xdead_beef), (0, 0x8000_0000), (4, 1), (8, 128)]);
+        let new_sem = snap(
+            sem,
+            &[(-4, 0xdead_beef), (0, 0x8000_0000), (4, 1), (8, 128)],
+        );
         assert_eq!(
             classify_plain(sem, futex_cmd::WAIT, 0x8000_0000, &new_sem),
             FutexWaitClass::NotALock
@@ -409,7 +438,10 @@ mod tests {
         );
         // Words that only look like a normal mutex's wait but have garbage where musl
         // keeps zeros are not one.
-        let garbage = snap(WORD, &[(-4, 0), (0, 0x8000_0010), (4, 1), (8, 0x55), (12, 9)]);
+        let garbage = snap(
+            WORD,
+            &[(-4, 0), (0, 0x8000_0010), (4, 1), (8, 0x55), (12, 9)],
+        );
         assert_eq!(
             classify_plain(WORD, futex_cmd::WAIT, 0x8000_0010, &garbage),
             FutexWaitClass::NotALock
@@ -420,7 +452,7 @@ mod tests {
     /// below it, and the owner is in the word.
     #[test]
     fn pi_mutex_wait_is_the_mutex_below_the_word() {
-        let s = snap(WORD, &[(-4, 8), (0, 0x8000_0000 | 100)]);
+        let s = snap(WORD, &[(-4, 8), (0, with_waiters(100))]);
         assert_eq!(
             classify_plain(WORD, futex_cmd::LOCK_PI, 0, &s),
             FutexWaitClass::Lock {
@@ -444,16 +476,28 @@ mod tests {
         let shared = snap(rw, &[(0, u32::MAX), (4, 1), (8, 128)]);
         assert!(matches!(
             classify(rw, futex_cmd::WAIT, u32::MAX, &shared, &known, &host_tid),
-            FutexWaitClass::Lock { lock: 0x7000, kind: LockKind::RwLock, .. }
+            FutexWaitClass::Lock {
+                lock: 0x7000,
+                kind: LockKind::RwLock,
+                ..
+            }
         ));
         let empty = Snapshot::EMPTY;
         assert!(matches!(
             classify(rw, futex_cmd::WAIT, u32::MAX, &empty, &known, &host_tid),
-            FutexWaitClass::Lock { lock: 0x7000, kind: LockKind::RwLock, .. }
+            FutexWaitClass::Lock {
+                lock: 0x7000,
+                kind: LockKind::RwLock,
+                ..
+            }
         ));
         assert!(matches!(
             classify_plain(WORD, futex_cmd::WAIT, 0x8000_0010, &empty),
-            FutexWaitClass::Lock { lock: MUTEX, kind: LockKind::Mutex, .. }
+            FutexWaitClass::Lock {
+                lock: MUTEX,
+                kind: LockKind::Mutex,
+                ..
+            }
         ));
         assert_eq!(
             classify_plain(0x9000, futex_cmd::WAIT, u32::MAX, &empty),
@@ -462,7 +506,10 @@ mod tests {
         // The lowlevellock protocol of other code (Rust's std mutex) still counts.
         assert!(matches!(
             classify_plain(0x9000, futex_cmd::WAIT, 2, &snap(0x9000, &[(0, 2)])),
-            FutexWaitClass::Lock { kind: LockKind::Futex, .. }
+            FutexWaitClass::Lock {
+                kind: LockKind::Futex,
+                ..
+            }
         ));
     }
 
@@ -475,13 +522,43 @@ mod tests {
             move |addr: u64| words.iter().find(|&&(a, _)| a == addr).map(|&(_, w)| w)
         };
         let normal_locked = memory(vec![(MUTEX, 0), (WORD, 0x8000_0010)]);
-        assert!(still_held(LockKind::Mutex, MUTEX, Some(7), true, &normal_locked));
-        assert!(!still_held(LockKind::Mutex, MUTEX, Some(7), false, &normal_locked));
+        assert!(still_held(
+            LockKind::Mutex,
+            MUTEX,
+            Some(7),
+            true,
+            &normal_locked
+        ));
+        assert!(!still_held(
+            LockKind::Mutex,
+            MUTEX,
+            Some(7),
+            false,
+            &normal_locked
+        ));
         let normal_free = memory(vec![(MUTEX, 0), (WORD, 0)]);
-        assert!(!still_held(LockKind::Mutex, MUTEX, Some(7), true, &normal_free));
+        assert!(!still_held(
+            LockKind::Mutex,
+            MUTEX,
+            Some(7),
+            true,
+            &normal_free
+        ));
         let recursive = memory(vec![(MUTEX, 1), (WORD, 0x8000_0007)]);
-        assert!(still_held(LockKind::Mutex, MUTEX, Some(7), false, &recursive));
-        assert!(!still_held(LockKind::Mutex, MUTEX, Some(8), true, &recursive));
+        assert!(still_held(
+            LockKind::Mutex,
+            MUTEX,
+            Some(7),
+            false,
+            &recursive
+        ));
+        assert!(!still_held(
+            LockKind::Mutex,
+            MUTEX,
+            Some(8),
+            true,
+            &recursive
+        ));
         let rw = memory(vec![(0x7000, u32::MAX)]);
         assert!(still_held(LockKind::RwLock, 0x7000, Some(7), true, &rw));
         assert!(!still_held(LockKind::RwLock, 0x7000, Some(7), false, &rw));

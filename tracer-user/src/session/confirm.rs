@@ -97,8 +97,14 @@ fn owner_still(
     let expect = ns_tid.and_then(|t| i32::try_from(t).ok());
     if analysis.layout() == LockLayout::Musl {
         let held_by_probes = analysis.held(tid, lock).is_some();
-        let read_u32 = |addr: u64| target.read_u32(addr);
-        return musl_lock::still_held(analysis.lock_kind(lock), lock, ns_tid, held_by_probes, &read_u32);
+        let read_word = |addr: u64| target.read_u32(addr);
+        return musl_lock::still_held(
+            analysis.lock_kind(lock),
+            lock,
+            ns_tid,
+            held_by_probes,
+            &read_word,
+        );
     }
     match analysis.lock_kind(lock) {
         LockKind::Mutex => expect.is_some() && read_i32(lock + MUTEX_OWNER_OFFSET) == expect,

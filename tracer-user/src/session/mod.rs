@@ -283,28 +283,11 @@ fn attach(
         ));
     }
     if lock_uprobes {
-        if libc.is_none() {
-            notes.push(
-                "no C library to probe in the target (none mapped, or a static glibc): lock functions not found, futex mode only"
-                    .to_owned(),
-            );
-        } else if !matches!(c_library, CLibrary::Static { .. }) {
-            // A static program has only the lock functions it calls: none are missing.
-            // musl has no `*_clock*` lock functions (glibc 2.30's): not missing there.
-            let missing: Vec<&str> = probes
-                .summary
-                .missing_lock_functions
-                .iter()
-                .copied()
-                .filter(|f| !(musl && f.contains("clock")))
-                .collect();
-            if !missing.is_empty() {
-                notes.push(format!(
-                    "lock functions not found in libc, not traced: {}",
-                    missing.join(", ")
-                ));
-            }
-        }
+        notes.extend(lock_function_note(
+            &c_library,
+            libc.is_some(),
+            &probes.summary.missing_lock_functions,
+        ));
     }
     for note in &notes {
         eprintln!("tracer: note: {note}");
@@ -346,6 +329,34 @@ fn attach(
     // find them, so a process that is already deadlocked is diagnosed at once.
     session.adopt_blocked_threads(&maps);
     Ok((session, notes))
+}
+
+/// What the report says about the lock functions the lock uprobes could not attach to
+/// in `c_library` (`probed`: whether it had a file to probe), if anything.
+fn lock_function_note(c_library: &CLibrary, probed: bool, missing: &[&str]) -> Option<String> {
+    if !probed {
+        return Some(
+            "no C library to probe in the target (none mapped, or a static glibc): lock functions not found, futex mode only"
+                .to_owned(),
+        );
+    }
+    // A static program has only the lock functions it calls: none are missing.
+    if matches!(c_library, CLibrary::Static { .. }) {
+        return None;
+    }
+    // musl has no `*_clock*` lock functions (glibc 2.30's): not missing there.
+    let musl = c_library.flavor() == Some(LibcFlavor::Musl);
+    let missing: Vec<&str> = missing
+        .iter()
+        .copied()
+        .filter(|f| !(musl && f.contains("clock")))
+        .collect();
+    (!missing.is_empty()).then(|| {
+        format!(
+            "lock functions not found in libc, not traced: {}",
+            missing.join(", ")
+        )
+    })
 }
 
 /// The file the lock uprobes go in for `c_library`, as a path openable from here: the
@@ -923,17 +934,29 @@ mod tests {
     #[test]
     fn c_library_notes_say_what_mode_and_why() {
         use crate::target::UnrecognisedLibc;
-        let unknown = CLibrary::Unrecognised(UnrecognisedLibc::OtherShared("/opt/x/libc.so".to_owned()));
+        let unknown =
+            CLibrary::Unrecognised(UnrecognisedLibc::OtherShared("/opt/x/libc.so".to_owned()));
         let note = c_library_note(&unknown, false, false).expect("a note");
         assert!(note.contains("futex-only mode"), "{note}");
-        assert!(note.contains("/opt/x/libc.so is neither glibc nor musl"), "{note}");
+        assert!(
+            note.contains("/opt/x/libc.so is neither glibc nor musl"),
+            "{note}"
+        );
         let stripped = CLibrary::Unrecognised(UnrecognisedLibc::StaticWithoutSymbols);
-        assert!(c_library_note(&stripped, false, true).unwrap().contains("no symbol table"));
+        assert!(
+            c_library_note(&stripped, false, true)
+                .unwrap()
+                .contains("no symbol table")
+        );
         assert_eq!(c_library_note(&stripped, true, false), None);
         let musl = CLibrary::Static {
             flavor: LibcFlavor::Musl,
         };
-        assert!(c_library_note(&musl, false, false).unwrap().contains("lock uprobes"));
+        assert!(
+            c_library_note(&musl, false, false)
+                .unwrap()
+                .contains("lock uprobes")
+        );
         // With --holds the uprobes were asked for: nothing to explain.
         assert_eq!(c_library_note(&musl, false, true), None);
         let glibc = CLibrary::Shared {

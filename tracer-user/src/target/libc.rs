@@ -69,7 +69,11 @@ impl fmt::Display for UnrecognisedLibc {
 const MUSL_SYMBOLS: [&str; 2] = ["__timedwait_cp", "__timedwait"];
 /// Symbols only glibc defines (`_IO_stdin_used` comes with glibc's startup files into
 /// every program linked with it).
-const GLIBC_SYMBOLS: [&str; 3] = ["gnu_get_libc_version", "_IO_stdin_used", "__libc_start_call_main"];
+const GLIBC_SYMBOLS: [&str; 3] = [
+    "gnu_get_libc_version",
+    "_IO_stdin_used",
+    "__libc_start_call_main",
+];
 
 /// The flavour a file name alone says: `ld-musl-ARCH.so.1` and `libc.musl-ARCH.so.1`
 /// (Alpine), a `libc.so` under a directory named for musl (Debian's `musl`), glibc's
@@ -192,11 +196,13 @@ mod tests {
     #[test]
     fn the_c_library_comes_from_the_maps_or_the_executable() {
         use crate::target::fake::FakeProcess;
-        let mapped = |path: &str| {
-            FakeProcess::new(42).region(0x1000, vec![0; 16], "r-xp", Some(path))
-        };
+        let mapped =
+            |path: &str| FakeProcess::new(42).region(0x1000, vec![0; 16], "r-xp", Some(path));
         assert_eq!(
-            identify_c_library(&mapped("/lib/ld-musl-x86_64.so.1"), &mapped("/lib/ld-musl-x86_64.so.1").maps().unwrap()),
+            identify_c_library(
+                &mapped("/lib/ld-musl-x86_64.so.1"),
+                &mapped("/lib/ld-musl-x86_64.so.1").maps().unwrap()
+            ),
             CLibrary::Shared {
                 flavor: LibcFlavor::Musl,
                 path: "/lib/ld-musl-x86_64.so.1".to_owned()
@@ -225,7 +231,9 @@ mod tests {
         let found = identify_c_library(&other, &other.maps().unwrap());
         assert_eq!(
             found,
-            CLibrary::Unrecognised(UnrecognisedLibc::OtherShared("/opt/other/libc.so".to_owned()))
+            CLibrary::Unrecognised(UnrecognisedLibc::OtherShared(
+                "/opt/other/libc.so".to_owned()
+            ))
         );
     }
 

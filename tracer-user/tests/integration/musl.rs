@@ -51,11 +51,18 @@ fn musl_contention_is_attributed_to_the_named_mutex() {
     let first = locks(s)
         .first()
         .unwrap_or_else(|| panic!("no locks in the summary\n{}", describe(&out)));
-    assert_eq!(addr_of(&first["addr"]), hot, "hot_lock ({hot:#x}) first: {s:#}");
+    assert_eq!(
+        addr_of(&first["addr"]),
+        hot,
+        "hot_lock ({hot:#x}) first: {s:#}"
+    );
     assert_eq!(name_of(first), Some("hot_lock"), "{first:#}");
     assert_eq!(first["type"].as_str(), Some("mutex"), "{first:#}");
     let contentions = u64_field(first, "contentions");
-    assert!(contentions > 100, "hot_lock contentions {contentions}: {first:#}");
+    assert!(
+        contentions > 100,
+        "hot_lock contentions {contentions}: {first:#}"
+    );
     assert!(u64_field(&first["wait_ns"], "total") > 0, "{first:#}");
     let notes = notes_of(&values);
     assert!(notes.contains("musl"), "the musl mode is said: {notes}");
@@ -80,7 +87,12 @@ fn check_late_musl_abba(bin: &TargetBinary) {
     assert_success(&out);
     let values = json_lines(&out.stdout);
     let found = deadlocks(&values);
-    assert_eq!(found.len(), 1, "expected exactly one deadlock\n{}", describe(&out));
+    assert_eq!(
+        found.len(),
+        1,
+        "expected exactly one deadlock\n{}",
+        describe(&out)
+    );
     assert_cycle(&target, found[0], &LATE_ABBA, Names::Symbols);
     for entry in found[0]["cycle"].as_array().expect("cycle array") {
         let taken = entry["acquired_at"].to_string();
@@ -88,7 +100,10 @@ fn check_late_musl_abba(bin: &TargetBinary) {
             taken.contains("\"run\""),
             "the holder's acquisition site (run): {entry:#}"
         );
-        assert!(entry["held_ns"].as_u64().is_some_and(|h| h > 0), "{entry:#}");
+        assert!(
+            entry["held_ns"].as_u64().is_some_and(|h| h > 0),
+            "{entry:#}"
+        );
         // musl's lock functions keep the program's call out of the kernel's stack window
         // (no frame pointers, deep frames, a return address the uretprobe replaced).
         let stack = entry["stack"].to_string();
@@ -224,7 +239,11 @@ fn musl_condvars_are_not_locks() {
     assert!(deadlocks(&values).is_empty(), "{}", describe(&out));
     let s = summary(&values);
     for l in locks(s) {
-        assert_eq!(addr_of(&l["addr"]), queue_lock, "only queue_lock is a lock: {l:#}");
+        assert_eq!(
+            addr_of(&l["addr"]),
+            queue_lock,
+            "only queue_lock is a lock: {l:#}"
+        );
         assert_eq!(l["type"].as_str(), Some("mutex"), "{l:#}");
         let hold = &l["hold_ns"];
         assert!(u64_field(hold, "count") > 0, "{l:#}");
