@@ -171,6 +171,34 @@ fn musl_abba_formed_before_attach_is_a_note_not_a_guess() {
     );
 }
 
+/// Guards holders read from musl's lock words: recursive (like errorcheck and robust)
+/// musl mutexes keep the owner's TID in the word, so an ABBA deadlock on them that
+/// formed before the attach is found from memory, with its holders.
+#[test]
+fn musl_recursive_abba_formed_before_attach_is_found_from_memory() {
+    require_root();
+    let bin = build_musl("late_abba", &[]);
+    let target = Target::spawn(bin.path(), &["0", "recursive"]);
+    target.wait_in_futex(
+        &[target.tid("late_a"), target.tid("late_b")],
+        Duration::from_secs(5),
+    );
+    let out = run_tracer(&as_strs(&json_attach_args(target.pid(), 2, &[])));
+    assert_success(&out);
+    let values = json_lines(&out.stdout);
+    let found = deadlocks(&values);
+    assert_eq!(
+        found.len(),
+        1,
+        "expected exactly one deadlock\n{}",
+        describe(&out)
+    );
+    assert_cycle(&target, found[0], &LATE_ABBA, Names::Symbols);
+    for entry in found[0]["cycle"].as_array().expect("cycle array") {
+        assert_eq!(entry["blocked_before_attach"], true, "{entry:#}");
+    }
+}
+
 /// Guards musl rwlocks: readers blocked behind a writer sleep on the rwlock's first word
 /// expecting `0xffffffff`; the lock must show up at `rw_lock`'s address as an rwlock
 /// with its 3 waiters, whether they blocked before the attach (`None`) or after it
