@@ -91,7 +91,7 @@ mod pod {
     // SAFETY: `Event` is `repr(C)`, has no padding (the size assert pins every field's
     // place), and every bit pattern is a valid value of each field.
     unsafe impl aya::Pod for super::Event {}
-    // SAFETY: as above: `repr(C)`, 32 bytes with no padding, plain integers.
+    // SAFETY: as above: `repr(C)`, 48 bytes with no padding, plain integers.
     unsafe impl aya::Pod for super::PendingLock {}
     // SAFETY: `repr(C)`, 16 bytes pinned by an assert, no padding, plain integers.
     unsafe impl aya::Pod for super::BriefWaits {}

@@ -264,6 +264,19 @@ impl WindowRef<'_> {
         }
     }
 
+    /// The waiting thread's user stack pointer (0 when unknown).
+    #[must_use]
+    pub fn sp(&self) -> u64 {
+        match *self {
+            Self::Built(window) => window.sp,
+            Self::Raw(bytes) => {
+                let mut word = [0u8; 8];
+                word.copy_from_slice(&bytes[..8]);
+                u64::from_ne_bytes(word)
+            }
+        }
+    }
+
     /// Number of valid words (0: no window, as for a wait sent without its stack).
     #[must_use]
     pub fn len(&self) -> u32 {

@@ -196,7 +196,11 @@ pub(super) fn scan_blocked_stack(
     let mut len = 0;
     for chunk in bytes[..n].chunks_exact(8) {
         let word = u64::from_ne_bytes(chunk.try_into().unwrap_or_default());
-        if len < STACK_WINDOW_WORDS && code.is_return_address(word) {
+        // A return address a uretprobe replaced with its trampoline (`--holds`) stays:
+        // the stack's naming puts the lock call's site back in its place.
+        if len < STACK_WINDOW_WORDS
+            && (code.is_return_address(word) || code.is_uprobe_trampoline(word))
+        {
             window.words[len] = word;
             len += 1;
         }

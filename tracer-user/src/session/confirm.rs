@@ -1,16 +1,19 @@
 //! The check of a deadlock candidate against the live process before it is reported,
 //! and what its waits' timeouts make of it (a cycle of timed waits resolves itself).
 //!
-//! Assumes glibc's lock layouts (owner fields at `MUTEX_OWNER_OFFSET` and
-//! `RWLOCK_WRITER_OFFSET`, the PI futex word's TID bits).
+//! Reads glibc's lock layouts (owner fields at `MUTEX_OWNER_OFFSET` and
+//! `RWLOCK_WRITER_OFFSET`, the PI futex word's TID bits), or musl's for a musl program
+//! (`musl_lock::still_held`).
 use rustc_hash::FxHashSet as HashSet;
 use tracer_common::{FUTEX_TID_MASK, syscall};
 
 use crate::{
     model::LockKind,
     native::{
+        LockLayout,
         analysis::{Analysis, ThreadIds},
         futex_lock::{MUTEX_OWNER_OFFSET, RWLOCK_WRITER_OFFSET},
+        musl_lock,
         waitgraph::Cycle,
     },
     target::{SyscallState, TargetProcess},
@@ -188,6 +191,17 @@ fn owner_still(
     // those known cannot be checked.
     let ns_tid = threads.namespace_tid(tid);
     let expect = ns_tid.and_then(|t| i32::try_from(t).ok());
+    if analysis.layout() == LockLayout::Musl {
+        let held_by_probes = analysis.held(tid, lock).is_some();
+        let read_word = |addr: u64| target.read_u32(addr);
+        return musl_lock::still_held(
+            analysis.lock_kind(lock),
+            lock,
+            ns_tid,
+            held_by_probes,
+            &read_word,
+        );
+    }
     match analysis.lock_kind(lock) {
         LockKind::Mutex => expect.is_some() && read_i32(lock + MUTEX_OWNER_OFFSET) == expect,
         LockKind::PiMutex => ns_tid.is_some_and(|ns_tid| {

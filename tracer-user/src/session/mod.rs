@@ -20,7 +20,7 @@ mod threads;
 
 use std::{
     io,
-    path::Path,
+    path::{Path, PathBuf},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -41,10 +41,11 @@ use crate::{
     event::{Record, StackWindow, decode},
     go::tracker::{self, GoProbeMode, GoTracker},
     model::{
-        Summary,
+        LockKind, Summary,
         raw::{RawCycleEntry, RawFinding, RawLockStats, RawStack},
     },
     native::{
+        LockLayout,
         analysis::{Analysis, WINDOW_ONLY_STACK},
         waitgraph::Cycle,
     },
@@ -53,7 +54,8 @@ use crate::{
     sinks::{ReaderWatch, Sink},
     symbols::{self, Symbolizer},
     target::{
-        LiveProcess, MapEntry, ProcError, RealtimeThreads, TargetProcess, Untraceable, find_libc,
+        CLibrary, LibcFlavor, LiveProcess, MapEntry, ProcError, RealtimeThreads, TargetProcess,
+        Untraceable, identify_c_library,
     },
     unwind::CodeCheck,
 };
@@ -243,7 +245,8 @@ fn attach(
     // the return-address check and the search for parked PI waiters all take them from
     // here.
     let maps = target.maps().map_err(gone)?;
-    let libc = find_libc(&maps).map(|path| target.host_path(&path));
+    let c_library = identify_c_library(&*target, &maps);
+    let libc = c_library_object(&*target, &c_library);
     let symbolizer = Symbolizer::from_target_maps(maps.clone(), &*target);
     // Test hook for the root tests only: widens the window between reading the target
     // and attaching, so that "the target exits during attach" can be tested for sure.
@@ -255,8 +258,19 @@ fn attach(
     }
     let mut notes = Vec::new();
     let go_target = inspect_go(&*target, &maps, config.holds, &mut notes);
+    let musl = c_library.flavor() == Some(LibcFlavor::Musl);
+    if let Some(note) = c_library_note(&c_library, go_target.is_some(), config.holds) {
+        notes.push(note);
+    }
     let attach_started = Instant::now();
-    let probes = attach_probes(&*target, &config, libc.as_deref(), go_target.as_ref())?;
+    // musl's normal mutexes and rwlocks keep no owner: only the lock uprobes name holders.
+    let lock_uprobes = config.holds || musl;
+    let probes = attach_probes(
+        &*target,
+        &config,
+        (libc.as_deref(), lock_uprobes),
+        go_target.as_ref(),
+    )?;
     if !target.is_alive() {
         return Err(SessionError::ExitedDuringAttach { pid });
     }
@@ -272,18 +286,12 @@ fn attach(
             attach_started.elapsed(),
         ));
     }
-    if config.holds {
-        if libc.is_none() {
-            notes.push(
-                "no glibc mapped in the target: lock functions not found, futex mode only"
-                    .to_owned(),
-            );
-        } else if !probes.summary.missing_lock_functions.is_empty() {
-            notes.push(format!(
-                "lock functions not found in libc, not traced: {}",
-                probes.summary.missing_lock_functions.join(", ")
-            ));
-        }
+    if lock_uprobes {
+        notes.extend(lock_function_note(
+            &c_library,
+            libc.is_some(),
+            &probes.summary.missing_lock_functions,
+        ));
     }
     for note in &notes {
         eprintln!("tracer: note: {note}");
@@ -309,7 +317,11 @@ fn attach(
         config,
         probes,
         symbolizer,
-        analysis: Analysis::new(),
+        analysis: Analysis::with_layout(if musl {
+            LockLayout::Musl
+        } else {
+            LockLayout::Glibc
+        }),
         threads,
         code,
         decode_errors: 0,
@@ -324,18 +336,84 @@ fn attach(
     Ok((session, notes))
 }
 
+/// What the report says about the lock functions the lock uprobes could not attach to
+/// in `c_library` (`probed`: whether it had a file to probe), if anything.
+fn lock_function_note(c_library: &CLibrary, probed: bool, missing: &[&str]) -> Option<String> {
+    if !probed {
+        return Some(
+            "no C library to probe in the target (none mapped, or a static glibc): lock functions not found, futex mode only"
+                .to_owned(),
+        );
+    }
+    // A static program has only the lock functions it calls: none are missing.
+    if matches!(c_library, CLibrary::Static { .. }) {
+        return None;
+    }
+    // musl has no `*_clock*` lock functions (glibc 2.30's): not missing there.
+    let musl = c_library.flavor() == Some(LibcFlavor::Musl);
+    let missing: Vec<&str> = missing
+        .iter()
+        .copied()
+        .filter(|f| !(musl && f.contains("clock")))
+        .collect();
+    (!missing.is_empty()).then(|| {
+        format!(
+            "lock functions not found in libc, not traced: {}",
+            missing.join(", ")
+        )
+    })
+}
+
+/// The file the lock uprobes go in for `c_library`, as a path openable from here: the
+/// shared library, or a static musl program's executable (a static glibc's lock
+/// functions are not probed: its mutexes name their owners in memory).
+fn c_library_object(target: &dyn TargetProcess, c_library: &CLibrary) -> Option<PathBuf> {
+    match c_library {
+        CLibrary::Shared { path, .. } => Some(target.host_path(path)),
+        CLibrary::Static {
+            flavor: LibcFlavor::Musl,
+        } => target.executable().ok().map(|exe| exe.open_path),
+        CLibrary::Static {
+            flavor: LibcFlavor::Glibc,
+        }
+        | CLibrary::Unrecognised(_) => None,
+    }
+}
+
+/// What the report says about the target's C library, if anything: that musl's locks
+/// are traced through the lock uprobes (when `--holds` did not ask for them), or that no
+/// known lock layout applies (not for Go programs, whose locks are the runtime's).
+fn c_library_note(c_library: &CLibrary, go: bool, holds: bool) -> Option<String> {
+    match c_library {
+        CLibrary::Shared {
+            flavor: LibcFlavor::Musl,
+            ..
+        }
+        | CLibrary::Static {
+            flavor: LibcFlavor::Musl,
+        } if !holds => Some(
+            "musl C library: its normal mutexes and rwlocks keep no owner in memory, so the lock uprobes of --holds are on to name their holders (every pthread lock call passes a uprobe)"
+                .to_owned(),
+        ),
+        CLibrary::Unrecognised(why) if !go => Some(format!(
+            "C library not recognised as glibc or musl ({why}): futex-only mode, waits counted per futex word, with lock types and holders only where glibc's lock layout is found in memory"
+        )),
+        _ => None,
+    }
+}
+
 /// Loads and attaches the probes: futex hooks, `--holds` uprobes in `libc`, and the Go
 /// sites of `go`.
 fn attach_probes(
     target: &dyn TargetProcess,
     config: &Config,
-    libc: Option<&Path>,
+    (libc, lock_uprobes): (Option<&Path>, bool),
     go: Option<&tracker::GoTarget>,
 ) -> Result<Probes, SessionError> {
     let pid = target.pid();
     let go_attach = go.map(tracker::GoTarget::probe_sites);
     let hooks = Hooks::Trace {
-        holds: config.holds,
+        holds: lock_uprobes,
     };
     Probes::attach(pid, hooks, libc, go_attach.as_ref(), config.bpf_log).map_err(|source| {
         if source.is_permission_denied() {
@@ -394,6 +472,35 @@ impl Session {
             &mut self.threads,
             now,
         );
+    }
+
+    /// For a musl program, at the end of the trace: a note on the threads that already
+    /// waited for a mutex or rwlock at attach, still wait for it, and whose holder
+    /// nothing names. musl's normal mutexes and rwlocks keep no owner, and the lock
+    /// uprobes only see acquisitions made after the attach, so a deadlock among such
+    /// locks that formed before the attach cannot be found.
+    fn ownerless_adopted_waits_note(&self) -> Option<String> {
+        if self.analysis.layout() != LockLayout::Musl {
+            return None;
+        }
+        let tids = self.target.thread_ids().unwrap_or_default();
+        let ownerless = tids
+            .iter()
+            .filter_map(|&tid| self.analysis.active_wait(tid))
+            .filter(|wait| wait.start_ns == self.adopted_at)
+            .filter_map(|wait| wait.lock.filter(|_| wait.holder.is_none()))
+            .filter(|&lock| {
+                matches!(
+                    self.analysis.lock_kind(lock),
+                    LockKind::Mutex | LockKind::RwLock
+                ) && self.analysis.graph().holders(lock).next().is_none()
+            })
+            .count();
+        (ownerless > 0).then(|| {
+            format!(
+                "{ownerless} thread(s) waited, from before the attach to the end, for a musl mutex or rwlock held by a thread nothing names: musl's normal mutexes and rwlocks keep no owner in memory, so a deadlock among them that formed before the attach cannot be reported (one that forms after the attach is, from the lock uprobes)"
+            )
+        })
     }
 
     /// A stack window for a thread still blocked ([`adopt::scan_blocked_stack`]).
@@ -660,7 +767,11 @@ impl Session {
             let waiting = match wait {
                 Some(w) => {
                     let mut window = *self.analysis.window(&w);
-                    if w.stack.is_none() && window.len == 0 && window.sp != 0 {
+                    // musl's lock functions have no frame pointers and deeper frames
+                    // than the window holds (the program's call sits ~264 bytes above
+                    // the wait): read more of the stack, as for a wait sent without one.
+                    let musl = self.analysis.layout() == LockLayout::Musl;
+                    if (w.stack.is_none() && window.len == 0 || musl) && window.sp != 0 {
                         // Sent without its stack (`STACK_SAMPLE_EVERY`): the thread is
                         // still blocked in this wait, so its stack is still in place.
                         window = self.scan_blocked_stack(window.ip, window.sp);
@@ -707,6 +818,7 @@ impl Session {
     ) -> Result<(), SessionError> {
         let counters = self.probes.counters().unwrap_or_default();
         self.fold_brief_waits();
+        notes.extend(self.ownerless_adopted_waits_note());
         let still_waiting = self.analysis.close_open_waits(monotonic_ns());
         if still_waiting > 0 {
             notes.push(format!(
@@ -841,6 +953,45 @@ fn counter_notes(counters: &CounterTotals, decode_errors: u64) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Guards the notes on the target's C library: a program on a C library that is
+    /// neither glibc nor musl is told it gets futex-only mode and why (it used to get
+    /// nothing: `"locks": []` and no note); a musl program is told the lock uprobes are
+    /// on; a Go program (no C library needed) is told nothing.
+    #[test]
+    fn c_library_notes_say_what_mode_and_why() {
+        use crate::target::UnrecognisedLibc;
+        let unknown =
+            CLibrary::Unrecognised(UnrecognisedLibc::OtherShared("/opt/x/libc.so".to_owned()));
+        let note = c_library_note(&unknown, false, false).expect("a note");
+        assert!(note.contains("futex-only mode"), "{note}");
+        assert!(
+            note.contains("/opt/x/libc.so is neither glibc nor musl"),
+            "{note}"
+        );
+        let stripped = CLibrary::Unrecognised(UnrecognisedLibc::StaticWithoutSymbols);
+        assert!(
+            c_library_note(&stripped, false, true)
+                .unwrap()
+                .contains("no symbol table")
+        );
+        assert_eq!(c_library_note(&stripped, true, false), None);
+        let musl = CLibrary::Static {
+            flavor: LibcFlavor::Musl,
+        };
+        assert!(
+            c_library_note(&musl, false, false)
+                .unwrap()
+                .contains("lock uprobes")
+        );
+        // With --holds the uprobes were asked for: nothing to explain.
+        assert_eq!(c_library_note(&musl, false, true), None);
+        let glibc = CLibrary::Shared {
+            flavor: LibcFlavor::Glibc,
+            path: "/lib/libc.so.6".to_owned(),
+        };
+        assert_eq!(c_library_note(&glibc, false, false), None);
+    }
 
     /// Guards the report against silently undercounting: each kind of loss the kernel
     /// counts gets its note, and none appears when nothing was lost.

@@ -29,6 +29,7 @@
 //! - [`go_defers_live`]: lock holders from pending deferred unlocks on live goroutines.
 //! - [`pidns`]: targets in their own PID namespace (containers).
 //! - [`timed`]: cycles of timed lock waits, which time out rather than deadlock.
+//! - [`musl`]: programs on musl (contention, deadlocks, rwlocks; dynamic and static).
 //!
 //! Support: [`common`] (building and running C targets and the tracer, reading its report),
 //! [`go_toolchain`] (building Go targets), [`tools`] (a missing gcc, Go or other tool fails
@@ -64,6 +65,8 @@ mod go_service;
 mod go_symbols;
 #[cfg(feature = "root-tests")]
 mod lifecycle;
+#[cfg(feature = "root-tests")]
+mod musl;
 #[cfg(feature = "root-tests")]
 mod pidns;
 #[cfg(feature = "root-tests")]
