@@ -213,6 +213,17 @@ impl Analysis {
         Self::default()
     }
 
+    /// A fresh analysis for the program the target executed (`exec`), which starts with
+    /// nothing of this one but the kernel's brief-wait totals already counted here: they
+    /// are cumulative per futex word, and must not be counted again.
+    #[must_use]
+    pub fn successor(&self) -> Self {
+        Self {
+            brief_folded: self.brief_folded.clone(),
+            ..Self::default()
+        }
+    }
+
     /// Applies one event. `threads` are the target's threads: an owner TID outside them
     /// is no holder.
     pub fn on_event(&mut self, event: &TraceEvent<'_>, threads: &ThreadIds) {

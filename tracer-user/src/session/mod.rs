@@ -37,7 +37,7 @@ use crate::{
     event::{Record, StackWindow, decode},
     go::tracker::{self, GoProbeMode, GoTracker},
     model::{
-        Summary,
+        LockSummary, Summary,
         raw::{RawCycleEntry, RawFinding, RawLockStats, RawStack},
     },
     native::{
@@ -296,8 +296,23 @@ fn attach(
         }
         tracker
     });
+    let holds_libc = if config.holds {
+        find_libc(&maps).and_then(|path| {
+            let inode = maps
+                .iter()
+                .find(|m| m.path.as_deref() == Some(&path))?
+                .inode;
+            Some((path, inode))
+        })
+    } else {
+        None
+    };
+    let go_sites = go.as_ref().map(|_| probes.summary.go_sites);
     let mut session = Session {
         exec_watch: exec_watch::ExecWatch::new(target.executable_identity()),
+        previous: exec_watch::PreviousPrograms::default(),
+        holds_libc,
+        go_sites,
         ns_pid: threads.namespace_pid(target.pid()),
         target,
         go,
@@ -368,8 +383,15 @@ struct Session {
     target_realtime: RealtimeThreads,
     /// The dropped-records count at the last look.
     dropped_seen: u64,
-    /// Whether the target replaced its program since the attach.
+    /// The target's executable, to notice an `exec` whose record was lost.
     exec_watch: exec_watch::ExecWatch,
+    /// The lock tables of the programs the target ran before its last `exec`.
+    previous: exec_watch::PreviousPrograms,
+    /// With `--holds`: the C library (path as the target names it, inode) the lock
+    /// uprobes are attached to.
+    holds_libc: Option<(String, u64)>,
+    /// Go lock sites attached, when the target was a Go program at attach.
+    go_sites: Option<usize>,
 }
 
 impl Session {
@@ -516,7 +538,7 @@ impl Session {
                 if reader.is_some_and(ReaderWatch::reader_gone) {
                     return Ok(TraceEnd::ReaderGone);
                 }
-                self.exec_watch.observe(self.target.executable_identity());
+                self.notice_late_exec();
                 last_alive_check = Instant::now();
             }
         }
@@ -556,6 +578,9 @@ impl Session {
             ..
         } = self;
         let target = &**target;
+        // Programs the target left by an `exec` in this drain: their lock state, Go
+        // tracker, and when.
+        let mut left: Vec<(Analysis, Option<GoTracker>, u64)> = Vec::new();
         // Bounded, so that a target producing events faster than we analyse them cannot
         // keep the loop from signals, the deadline and deadlock reports: what we cannot
         // keep up with is dropped (and counted) by the kernel instead.
@@ -568,24 +593,124 @@ impl Session {
                     Ok(Record::Native(ref event)) => threads.apply(analysis, target, event),
                     Ok(Record::Go(ref event)) => match go.as_mut() {
                         Some(go) => go.on_event(event),
+                        // The Go program's sites, after it executed another program.
+                        None if !left.is_empty() => {}
                         // Go sites are only attached in Go targets.
                         None => *decode_errors += 1,
                     },
+                    Ok(Record::Exec { ts_ns, .. }) => {
+                        // Everything before this record was the old program's, everything
+                        // after it is the new one's.
+                        let next = analysis.successor();
+                        left.push((std::mem::replace(analysis, next), go.take(), ts_ns));
+                    }
                     Err(_) => *decode_errors += 1,
                 }
             });
             total += n;
-            if n < DRAIN_CHUNK {
-                return if total == 0 {
+            let drain = if n < DRAIN_CHUNK {
+                if total == 0 {
                     Drain::Empty
                 } else {
                     Drain::CaughtUp
-                };
+                }
+            } else if started.elapsed() >= DRAIN_BUDGET {
+                Drain::Backlog
+            } else {
+                continue;
+            };
+            for (analysis, go, ts_ns) in left {
+                self.switch_program(analysis, go, ts_ns);
             }
-            if started.elapsed() >= DRAIN_BUDGET {
-                return Drain::Backlog;
-            }
+            return drain;
         }
+    }
+
+    /// Switches to the program the target executed at `exec_ns`: keeps the lock table of
+    /// the one it left (`analysis` and `go`, named now with that program's symbols, the
+    /// symbolizer's until now), then reloads the symbols and the return-address check
+    /// from the new program's maps, and notes it (see `exec_watch`).
+    fn switch_program(&mut self, mut analysis: Analysis, mut go: Option<GoTracker>, exec_ns: u64) {
+        // Its threads are gone: waits still open ended with the exec.
+        analysis.close_open_waits(exec_ns);
+        if self.previous.has_room() {
+            let table = program_table(
+                &analysis,
+                go.as_mut(),
+                exec_ns,
+                Namer {
+                    target: &*self.target,
+                    symbolizer: &mut self.symbolizer,
+                    code: &mut self.code,
+                    stacks: &self.probes,
+                    go: None,
+                },
+            );
+            self.previous.kept += 1;
+            self.previous.locks.extend(table.locks);
+            self.previous.events += table.events;
+            self.previous.brief_lock_waits += table.brief_lock_waits;
+            self.previous.deadlocks += table.deadlocks;
+            self.previous.notes.extend(table.notes);
+        } else {
+            self.previous.left_out += 1;
+        }
+        let go_sites = go.map(|_| self.go_sites.unwrap_or(0));
+        self.reload_program(exec_watch::SwitchPoint::Exact, exec_ns, go_sites);
+    }
+
+    /// The fallback for an exec whose record was lost: when the target's executable is
+    /// another one than before, reloads the symbols (only: the lock state may hold the new
+    /// program's waits already). Also checked before findings are named.
+    fn notice_late_exec(&mut self) {
+        if self.exec_watch.observe(self.target.executable_identity()) {
+            let go_sites = self.go.take().map(|_| self.go_sites.unwrap_or(0));
+            self.reload_program(exec_watch::SwitchPoint::Late, monotonic_ns(), go_sites);
+        }
+    }
+
+    /// Reloads what is read from the target's program: its maps, for the symbolizer and
+    /// the return-address check; and notes the exec.
+    fn reload_program(
+        &mut self,
+        point: exec_watch::SwitchPoint,
+        exec_ns: u64,
+        go_sites: Option<usize>,
+    ) {
+        self.exec_watch.rebase(self.target.executable_identity());
+        // Objects still loading for the previous program would be taken for the new one's.
+        self.preloaded = None;
+        let maps = self.target.maps().ok();
+        if let Some(maps) = &maps {
+            self.symbolizer = Symbolizer::from_target_maps(maps.clone(), &*self.target);
+            self.code = CodeCheck::new(Arc::clone(&self.target), maps);
+        }
+        let program = maps
+            .as_deref()
+            .and_then(|maps| maps.iter().filter(|m| m.is_file()).min_by_key(|m| m.start))
+            .and_then(|m| m.path.clone());
+        let holds_libc = self.holds_libc.as_ref().map(|(path, inode)| {
+            let still_mapped = maps.as_deref().is_some_and(|maps| {
+                maps.iter()
+                    .any(|m| m.path.as_deref() == Some(path) && m.inode == *inode)
+            });
+            (path.as_str(), still_mapped)
+        });
+        #[expect(
+            clippy::cast_precision_loss,
+            reason = "seconds for a note, shown with 2 decimals"
+        )]
+        let at_s = exec_ns.saturating_sub(self.adopted_at) as f64 / 1e9;
+        let note = exec_watch::ExecNote {
+            program: program.as_deref(),
+            at_s,
+            point,
+            holds_libc,
+            go_sites,
+        }
+        .text();
+        eprintln!("tracer: note: {note}");
+        self.previous.notes.push(note);
     }
 
     /// Prints Go deadlocks confirmed since the last call and stuck locks now due.
@@ -607,6 +732,9 @@ impl Session {
             if !self.confirm(&cycle) {
                 continue;
             }
+            // Named from the program the target runs now, even when its exec record was
+            // lost (the check costs one `stat`, and only per confirmed deadlock).
+            self.notice_late_exec();
             self.analysis.mark_reported(&cycle);
             let raw = RawFinding::Deadlock(self.raw_deadlock(&cycle));
             let deadlock = assemble::finding(&raw, monotonic_ns(), &mut self.namer());
@@ -689,91 +817,132 @@ impl Session {
             ));
         }
         notes.extend(counter_notes(&counters, self.decode_errors));
-        notes.extend(self.exec_watch.note().map(str::to_owned));
+        notes.extend(self.previous.summary_notes());
         self.look_for_realtime_threads_if_dropping(counters.dropped);
         notes.extend(realtime::starvation_note(
             counters.dropped,
             self.target_realtime,
             self.config.realtime,
         ));
-        let mut locks: Vec<RawLockStats> = self
-            .analysis
-            .stats()
-            .iter()
-            .map(|(addr, stats)| RawLockStats {
-                addr,
-                kind: self.analysis.lock_kind(addr),
-                contentions: stats.contentions,
-                max_waiters: stats.max_waiters,
-                wait_ns: stats.wait(),
-                hold_ns: stats.hold(),
-            })
-            .collect();
-        let mut go_events = 0;
-        let mut go_deadlocks = 0;
-        if let Some(go) = self.go.as_mut() {
-            go_events = go.events();
-            go_deadlocks = go.deadlocks();
-            notes.extend(go.notes());
-            locks.extend(go.finish(monotonic_ns()));
-        }
-        let analysis = &self.analysis;
-        let top_waiter = |addr| match analysis.top_wait_stack(addr) {
-            Some((id, window)) => RawStack::Native {
-                stack_id: (id != WINDOW_ONLY_STACK).then_some(id),
-                window: Box::new(window),
-                waiter: None,
+        let now = monotonic_ns();
+        let go_names_source = self.go.as_mut();
+        let table = program_table(
+            &self.analysis,
+            go_names_source,
+            now,
+            Namer {
+                target: &*self.target,
+                symbolizer: &mut self.symbolizer,
+                code: &mut self.code,
+                stacks: &self.probes,
+                go: None,
             },
-            None => RawStack::None,
-        };
-        let mut namer = Namer {
-            target: &*self.target,
-            symbolizer: &mut self.symbolizer,
-            code: &mut self.code,
-            stacks: &self.probes,
-            go: self.go.as_ref().map(GoTracker::names),
-        };
-        // In a Go program, the runtime's futex words say from their frames what they are:
-        // idle sleeps leave the table, runtime locks get a name.
-        let go_runtime = if self.go.is_some() {
-            let stacks_of = |addr| {
-                analysis
-                    .wait_stacks(addr, assemble::STACKS_PER_GO_FUTEX)
-                    .into_iter()
-                    .map(|(id, window)| RawStack::Native {
-                        stack_id: (id != WINDOW_ONLY_STACK).then_some(id),
-                        window: Box::new(window),
-                        waiter: None,
-                    })
-                    .collect()
-            };
-            assemble::go_runtime_futexes(&locks, &stacks_of, &mut namer)
-        } else {
-            assemble::GoRuntimeFutexes::default()
-        };
-        if !go_runtime.idle.is_empty() {
-            locks.retain(|l| !go_runtime.idle.contains(&l.addr));
-            notes.push(format!(
-                "{} futex word(s) where Go runtime threads only slept idle (notes, parked threads) are left out of the locks",
-                go_runtime.idle.len()
-            ));
-        }
-        let mut lock_summaries = assemble::lock_summaries(&locks, &top_waiter, &mut namer);
-        go_runtime.name(&mut lock_summaries);
+        );
+        notes.extend(table.notes);
+        let previous = std::mem::take(&mut self.previous);
         let summary = Summary {
             pid: self.config.pid,
             ns_pid: self.ns_pid,
             duration_ns: u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX),
-            events: self.analysis.counts().events + go_events,
+            events: table.events + previous.events,
             dropped: counters.dropped,
             futex_wakes: counters.futex_wakes,
             futex_waits: counters.futex_waits,
-            brief_lock_waits: self.analysis.counts().brief_lock_waits,
-            deadlocks: self.analysis.deadlocks_reported() + go_deadlocks,
-            locks: lock_summaries,
+            brief_lock_waits: table.brief_lock_waits + previous.brief_lock_waits,
+            deadlocks: table.deadlocks + previous.deadlocks,
+            locks: exec_watch::merge_lock_tables(previous.locks, table.locks),
             notes,
         };
         sink.summary(&summary).map_err(SessionError::Output)
+    }
+}
+
+/// One program's part of the summary.
+struct ProgramTable {
+    locks: Vec<LockSummary>,
+    events: u64,
+    brief_lock_waits: u64,
+    deadlocks: usize,
+    notes: Vec<String>,
+}
+
+/// The lock table of the program `analysis` (and `go`, for a Go program) traced, named by
+/// `namer` (whose Go names are taken from `go`), with its totals; Go waits still open
+/// count until `now_ns`. Used at the end of the trace, and at an `exec` for the program
+/// the target left, while the symbolizer still holds that program's symbols.
+fn program_table(
+    analysis: &Analysis,
+    mut go: Option<&mut GoTracker>,
+    now_ns: u64,
+    namer: Namer<'_>,
+) -> ProgramTable {
+    let mut notes = Vec::new();
+    let mut locks: Vec<RawLockStats> = analysis
+        .stats()
+        .iter()
+        .map(|(addr, stats)| RawLockStats {
+            addr,
+            kind: analysis.lock_kind(addr),
+            contentions: stats.contentions,
+            max_waiters: stats.max_waiters,
+            wait_ns: stats.wait(),
+            hold_ns: stats.hold(),
+        })
+        .collect();
+    let mut go_events = 0;
+    let mut go_deadlocks = 0;
+    if let Some(go) = go.as_deref_mut() {
+        go_events = go.events();
+        go_deadlocks = go.deadlocks();
+        notes.extend(go.notes());
+        locks.extend(go.finish(now_ns));
+    }
+    let top_waiter = |addr| match analysis.top_wait_stack(addr) {
+        Some((id, window)) => RawStack::Native {
+            stack_id: (id != WINDOW_ONLY_STACK).then_some(id),
+            window: Box::new(window),
+            waiter: None,
+        },
+        None => RawStack::None,
+    };
+    let go = go.map(|go| &*go);
+    let mut namer = Namer {
+        go: go.map(GoTracker::names),
+        ..namer
+    };
+    // In a Go program, the runtime's futex words say from their frames what they are:
+    // idle sleeps leave the table, runtime locks get a name.
+    let go_runtime = if go.is_some() {
+        let stacks_of = |addr| {
+            analysis
+                .wait_stacks(addr, assemble::STACKS_PER_GO_FUTEX)
+                .into_iter()
+                .map(|(id, window)| RawStack::Native {
+                    stack_id: (id != WINDOW_ONLY_STACK).then_some(id),
+                    window: Box::new(window),
+                    waiter: None,
+                })
+                .collect()
+        };
+        assemble::go_runtime_futexes(&locks, &stacks_of, &mut namer)
+    } else {
+        assemble::GoRuntimeFutexes::default()
+    };
+    if !go_runtime.idle.is_empty() {
+        locks.retain(|l| !go_runtime.idle.contains(&l.addr));
+        notes.push(format!(
+            "{} futex word(s) where Go runtime threads only slept idle (notes, parked threads) are left out of the locks",
+            go_runtime.idle.len()
+        ));
+    }
+    let mut lock_summaries = assemble::lock_summaries(&locks, &top_waiter, &mut namer);
+    go_runtime.name(&mut lock_summaries);
+    ProgramTable {
+        locks: lock_summaries,
+        events: analysis.counts().events + go_events,
+        brief_lock_waits: analysis.counts().brief_lock_waits,
+        deadlocks: analysis.deadlocks_reported() + go_deadlocks,
+        notes,
     }
 }
 
