@@ -28,6 +28,8 @@
 //!   data (`go::goroutines`, no tracer).
 //! - [`go_defers_live`]: lock holders from pending deferred unlocks on live goroutines.
 //! - [`pidns`]: targets in their own PID namespace (containers).
+//! - [`symbols`]: names and stacks when the program changes (`exec`) or has no path
+//!   (memfd), and frames that must not be there.
 //!
 //! Support: [`common`] (building and running C targets and the tracer, reading its report),
 //! [`go_toolchain`] (building Go targets), [`tools`] (a missing gcc, Go or other tool fails
@@ -65,3 +67,5 @@ mod go_symbols;
 mod lifecycle;
 #[cfg(feature = "root-tests")]
 mod pidns;
+#[cfg(feature = "root-tests")]
+mod symbols;
