@@ -633,6 +633,9 @@ impl Session {
     fn switch_program(&mut self, mut analysis: Analysis, mut go: Option<GoTracker>, exec_ns: u64) {
         // Its threads are gone: waits still open ended with the exec.
         analysis.close_open_waits(exec_ns);
+        // Its code is no longer in the target's memory: return addresses are checked
+        // against its files.
+        self.code.detach_from_memory();
         if self.previous.has_room() {
             let table = program_table(
                 &analysis,

@@ -9,8 +9,9 @@ use std::{
 use serde_json::Value;
 
 use crate::common::{
-    Target, as_strs, assert_success, build_target, deadlocks, describe, json_attach_args,
-    json_lines, lock_by_addr, name_of, parse_hex, require_root, run_tracer, summary,
+    Names, Target, as_strs, assert_cycle, assert_success, build_target, deadlocks, describe,
+    json_attach_args, json_lines, lock_by_addr, name_of, parse_hex, require_root, run_tracer,
+    summary,
 };
 
 /// The `key=value` facts a program printed after the first `ready` (the program the target
@@ -60,13 +61,43 @@ fn notes(summary: &Value) -> Vec<&str> {
 /// program's symbols (no names), and the note said only "names may be wrong".
 #[test]
 fn exec_reloads_symbols_and_keeps_the_old_programs_names() {
+    check_exec(&[]);
+}
+
+/// Guards against: `--holds` lock probes silently lost, or said lost when they still
+/// fire, after an `exec`: uprobes belong to files, and the new program maps the same C
+/// library, so its holders must still be known (`held_ns` in the cycle), and the note
+/// must say the probes still apply.
+#[test]
+fn exec_with_holds_keeps_the_c_library_probes() {
+    let (values, abba_path) = check_exec(&["--holds"]);
+    for entry in deadlocks(&values)[0]["cycle"].as_array().unwrap() {
+        assert!(
+            entry["held_ns"].is_u64(),
+            "a holder seen by the probes after the exec: {entry:#}"
+        );
+    }
+    let notes = notes(summary(&values));
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains(&format!("the target executed {abba_path}"))
+                && n.contains("--holds lock probes in")
+                && n.contains("still apply")),
+        "{notes:?}"
+    );
+}
+
+/// Runs the tracer (with `extra` flags) on `exec_contend` executing `abba` and checks the
+/// names on both sides of the exec; returns the report and the path of `abba`.
+fn check_exec(extra: &[&str]) -> (Vec<Value>, String) {
     require_root();
     let contend = build_target("exec_contend", &[]);
     let abba = build_target("abba", &[]);
     let abba_path = abba.path().to_str().expect("utf-8 path");
     let mut target = Target::spawn(contend.path(), &["1500", abba_path]);
     let first_lock = target.lock("first_lock");
-    let out = run_tracer(&as_strs(&json_attach_args(target.pid(), 5, &[])));
+    let out = run_tracer(&as_strs(&json_attach_args(target.pid(), 5, extra)));
     assert_success(&out);
     let facts = facts_after_exec(&mut target, Duration::from_secs(2));
     let (lock_a, lock_b) = (
@@ -130,5 +161,47 @@ fn exec_reloads_symbols_and_keeps_the_old_programs_names() {
             .any(|n| n.contains(&format!("the target executed {abba_path}"))
                 && n.contains("symbols were reloaded from it")),
         "the exec note: {notes:?}"
+    );
+    (values, abba_path.to_owned())
+}
+
+/// Guards against: no names for a program run from a memfd (`memfd_create` +
+/// `fexecve`, as some launchers and self-updating services do; issue 16 point 8): it has
+/// no path (`/memfd:memfd_target (deleted)`), and its symbols must come from the still
+/// open file through `/proc/PID/map_files`. `abba`, copied into a memfd and executed from
+/// there, must give its cycle with `lock_a`/`lock_b` named. Checked to fail (no names)
+/// with the `map_files` route disabled.
+#[test]
+fn memfd_program_names_its_locks() {
+    require_root();
+    let launcher = build_target("memfd_launch", &[]);
+    let abba = build_target("abba", &[]);
+    let target = Target::spawn(
+        launcher.path(),
+        &[abba.path().to_str().expect("utf-8 path")],
+    );
+    target.wait_in_futex(
+        &[target.tid("worker_a"), target.tid("worker_b")],
+        Duration::from_secs(5),
+    );
+    let exe = std::fs::read_link(format!("/proc/{}/exe", target.pid())).unwrap();
+    assert!(
+        exe.to_string_lossy().starts_with("/memfd:memfd_target"),
+        "the target runs from a memfd: {}",
+        exe.display()
+    );
+    let out = run_tracer(&as_strs(&json_attach_args(target.pid(), 2, &[])));
+    assert_success(&out);
+    let values = json_lines(&out.stdout);
+    let found = deadlocks(&values);
+    assert_eq!(found.len(), 1, "one deadlock\n{}", describe(&out));
+    assert_cycle(
+        &target,
+        found[0],
+        &[
+            ("worker_a", "lock_a", "lock_b"),
+            ("worker_b", "lock_b", "lock_a"),
+        ],
+        Names::Symbols,
     );
 }
