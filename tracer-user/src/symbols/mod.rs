@@ -385,7 +385,12 @@ impl Symbolizer {
         if start < region.start || addr > region.end {
             return None;
         }
-        let RegionKind::Object { path, inode, bss: false } = &region.kind else {
+        let RegionKind::Object {
+            path,
+            inode,
+            bss: false,
+        } = &region.kind
+        else {
             return None;
         };
         let offset = region.file_offset(start);

@@ -177,13 +177,19 @@ mod tests {
         let maps = target.maps().expect("maps");
         let not_a_call = vec![0x90; 16];
         let mut gone = check(target.clone().exited(), &maps);
-        assert_eq!(gone.check(CODE + 0x30, &mut Files(Some(not_a_call))), Some(false));
+        assert_eq!(
+            gone.check(CODE + 0x30, &mut Files(Some(not_a_call))),
+            Some(false)
+        );
         let call = {
             let mut c = vec![0x90; 11];
             c.extend([0xe8, 1, 2, 3, 4]);
             c
         };
-        assert_eq!(gone.check(CODE + 0x40, &mut Files(Some(call.clone()))), Some(true));
+        assert_eq!(
+            gone.check(CODE + 0x40, &mut Files(Some(call.clone()))),
+            Some(true)
+        );
         assert_eq!(gone.check(CODE + 0x50, &mut Files(None)), None);
         assert_eq!(gone.check(0x1234, &mut Files(None)), Some(false));
         // After an exec, memory is another program's: the file decides, not the memory.

@@ -201,7 +201,11 @@ mod tests {
             ips(&frames),
             vec![ip, 0x7f00_0482, 0x7f00_9000, 0x5555_02f2, 0x7f00_51f5]
         );
-        let uncertain: Vec<u64> = frames.iter().filter(|f| f.uncertain).map(|f| f.ip).collect();
+        let uncertain: Vec<u64> = frames
+            .iter()
+            .filter(|f| f.uncertain)
+            .map(|f| f.ip)
+            .collect();
         assert_eq!(uncertain, [0x7f00_9000]);
     }
 }
