@@ -222,3 +222,77 @@ fn memfd_program_names_its_locks() {
         Names::Symbols,
     );
 }
+
+/// The top waiter stack of lock `addr` in the summary of `values`.
+fn top_waiter_stack(values: &[Value], addr: u64) -> Vec<String> {
+    let s = summary(values);
+    let lock = lock_by_addr(s, addr).unwrap_or_else(|| panic!("lock {addr:#x} in {s:#}"));
+    lock["top_waiter_stack"]
+        .as_array()
+        .expect("stack array")
+        .iter()
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Guards against: heap addresses shown as frames (issue 16: `[heap]+0x58d50`). Code
+/// without frame pointers may keep anything in `rbp`; `rbp_heap` waits with `rbp` at a
+/// stack slot pair whose "return address" is a heap pointer, which the kernel's
+/// frame-pointer walk takes for a frame. Only words that follow a call in executable code
+/// may be frames. Checked to fail (`[heap]+0x…` last frame) before the fix.
+#[test]
+fn frame_pointer_chain_into_the_heap_gives_no_frame() {
+    require_root();
+    let bin = build_target("rbp_heap", &[]);
+    let target = Target::spawn(bin.path(), &["1000"]);
+    let out = run_tracer(&as_strs(&json_attach_args(target.pid(), 3, &[])));
+    assert_success(&out);
+    let stack = top_waiter_stack(&json_lines(&out.stdout), target.lock("heap_test_lock"));
+    let heap_word = parse_hex(target.fact("heap_word")).expect("heap_word address");
+    assert!(
+        stack.iter().any(|f| f.starts_with("wait_with_heap_rbp"))
+            && stack.iter().any(|f| f.starts_with("waiter_main")),
+        "the real frames: {stack:?}"
+    );
+    assert!(
+        stack
+            .iter()
+            .all(|f| !f.contains("[heap]") && !f.contains(&format!("{heap_word:#x}"))),
+        "a heap word taken for a frame: {stack:?}"
+    );
+}
+
+/// Guards against: frames made up of non-return addresses in reports made after the
+/// target exited (issue 16: `libc.so.6+0x1 (pthread_create.c:238)` between
+/// `start_thread` and `clone3`): with the target's memory gone, a stack word pointing
+/// into code was taken for a return address unchecked. `exec_contend` contends
+/// `first_lock`, then exits (the program it tries to execute does not exist). Its stack
+/// must hold the real frames and no frame at an offset of 1 or marked unchecked. Checked
+/// to fail (`libc.so.6+0x1`) before the fix.
+#[test]
+fn stacks_reported_after_the_target_exited_are_checked() {
+    require_root();
+    let bin = build_target("exec_contend", &[]);
+    let target = Target::spawn(bin.path(), &["1000", "/nonexistent/program"]);
+    let out = run_tracer(&as_strs(&json_attach_args(target.pid(), 5, &[])));
+    assert_success(&out);
+    let values = json_lines(&out.stdout);
+    let notes = notes(summary(&values));
+    assert!(
+        notes.iter().any(|n| n.contains("exited during the trace")),
+        "the target exited before the report: {notes:?}"
+    );
+    let stack = top_waiter_stack(&values, target.lock("first_lock"));
+    assert!(
+        stack.iter().any(|f| f.starts_with("contender_main"))
+            && stack.iter().any(|f| f.starts_with("start_thread")),
+        "the real frames: {stack:?}"
+    );
+    assert!(
+        stack
+            .iter()
+            .all(|f| !f.contains("+0x1 (") && !f.contains('?')),
+        "an unchecked word taken for a frame: {stack:?}"
+    );
+}
