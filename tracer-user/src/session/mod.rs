@@ -411,9 +411,10 @@ impl Session {
         );
     }
 
-    /// A stack window for a thread still blocked ([`adopt::scan_blocked_stack`]).
-    fn scan_blocked_stack(&mut self, pc: u64, sp: u64) -> StackWindow {
-        adopt::scan_blocked_stack(&*self.target, &mut self.code, pc, sp)
+    /// A stack window for thread `tid` while still blocked in its wait at `pc`/`sp`
+    /// ([`adopt::scan_still_blocked_stack`]).
+    fn scan_still_blocked_stack(&mut self, tid: u32, pc: u64, sp: u64) -> Option<StackWindow> {
+        adopt::scan_still_blocked_stack(&*self.target, &mut self.code, tid, pc, sp)
     }
 
     /// Whether a candidate cycle still holds in the live process ([`confirm::confirm`]).
@@ -769,9 +770,13 @@ impl Session {
                 Some(w) => {
                     let mut window = *self.analysis.window(&w);
                     if w.stack.is_none() && window.len == 0 && window.sp != 0 {
-                        // Sent without its stack (`STACK_SAMPLE_EVERY`): the thread is
-                        // still blocked in this wait, so its stack is still in place.
-                        window = self.scan_blocked_stack(window.ip, window.sp);
+                        // Sent without its stack (`STACK_SAMPLE_EVERY`): read it now, if
+                        // the thread is still in this wait (else only the wait's `ip`).
+                        if let Some(now) =
+                            self.scan_still_blocked_stack(edge.tid, window.ip, window.sp)
+                        {
+                            window = now;
+                        }
                     }
                     RawStack::Native {
                         stack_id: w.stack,
