@@ -723,7 +723,7 @@ mod tests {
             tid: 77,
             ts_ns: 5,
         };
-        let mut bytes = bytes_of(&exec).to_vec();
+        let mut bytes = bytes_of(&exec);
         assert_eq!(decode(&bytes), Ok(Record::Exec { tid: 77, ts_ns: 5 }));
         bytes[..4].copy_from_slice(&(EventKind::FutexWait as u32).to_ne_bytes());
         assert_eq!(decode(&bytes), Err(DecodeError::ExecRecordKind));

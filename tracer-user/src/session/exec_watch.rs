@@ -14,6 +14,8 @@
 //! files (the C library's lock functions with `--holds`, a Go program's lock sites), so
 //! those of a file the new program does not map no longer fire.
 
+use std::fmt::Write as _;
+
 use crate::model::LockSummary;
 
 /// The identity of a file: its device and inode.
@@ -108,18 +110,25 @@ impl ExecNote<'_> {
             ),
         };
         match self.holds_libc {
-            Some((libc, true)) => note.push_str(&format!(
-                "; the --holds lock probes in {libc} still apply (the new program maps the same file)"
-            )),
-            Some((libc, false)) => note.push_str(&format!(
-                "; the --holds lock probes in {libc} no longer apply (the new program does not map it): no holders or hold times after that"
-            )),
+            Some((libc, true)) => {
+                let _ = write!(
+                    note,
+                    "; the --holds lock probes in {libc} still apply (the new program maps the same file)"
+                );
+            }
+            Some((libc, false)) => {
+                let _ = write!(
+                    note,
+                    "; the --holds lock probes in {libc} no longer apply (the new program does not map it): no holders or hold times after that"
+                );
+            }
             None => {}
         }
         if let Some(sites) = self.go_sites {
-            note.push_str(&format!(
+            let _ = write!(
+                note,
                 "; the {sites} Go lock sites and goroutine snapshots of the previous program no longer apply: futex mode only after that"
-            ));
+            );
         }
         note
     }

@@ -296,23 +296,11 @@ fn attach(
         }
         tracker
     });
-    let holds_libc = if config.holds {
-        find_libc(&maps).and_then(|path| {
-            let inode = maps
-                .iter()
-                .find(|m| m.path.as_deref() == Some(&path))?
-                .inode;
-            Some((path, inode))
-        })
-    } else {
-        None
-    };
-    let go_sites = go.as_ref().map(|_| probes.summary.go_sites);
     let mut session = Session {
         exec_watch: exec_watch::ExecWatch::new(target.executable_identity()),
         previous: exec_watch::PreviousPrograms::default(),
-        holds_libc,
-        go_sites,
+        holds_libc: config.holds.then(|| c_library(&maps)).flatten(),
+        go_sites: go.as_ref().map(|_| probes.summary.go_sites),
         ns_pid: threads.namespace_pid(target.pid()),
         target,
         go,
@@ -332,6 +320,17 @@ fn attach(
     // find them, so a process that is already deadlocked is diagnosed at once.
     session.adopt_blocked_threads(&maps);
     Ok((session, notes))
+}
+
+/// The C library in `maps` (path as the target names it, inode): where the `--holds`
+/// uprobes go.
+fn c_library(maps: &[MapEntry]) -> Option<(String, u64)> {
+    let path = find_libc(maps)?;
+    let inode = maps
+        .iter()
+        .find(|m| m.path.as_deref() == Some(&path))?
+        .inode;
+    Some((path, inode))
 }
 
 /// Loads and attaches the probes: futex hooks, `--holds` uprobes in `libc`, and the Go

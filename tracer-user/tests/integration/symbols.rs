@@ -108,7 +108,7 @@ fn check_exec(extra: &[&str]) -> (Vec<Value>, String) {
     let found = deadlocks(&values);
     assert_eq!(found.len(), 1, "one deadlock\n{}", describe(&out));
     for entry in found[0]["cycle"].as_array().expect("cycle") {
-        let held = parse_hex(entry["holds"]["addr"].as_str().unwrap()).unwrap();
+        let held = parse_hex(entry["holds"]["addr"].as_str().expect("addr")).expect("hex address");
         let (want_held, want_name) = if held == lock_a {
             (lock_a, "lock_a")
         } else {
@@ -123,7 +123,7 @@ fn check_exec(extra: &[&str]) -> (Vec<Value>, String) {
         );
         let stack: Vec<&str> = entry["stack"]
             .as_array()
-            .unwrap()
+            .expect("stack array")
             .iter()
             .filter_map(Value::as_str)
             .collect();
@@ -142,7 +142,7 @@ fn check_exec(extra: &[&str]) -> (Vec<Value>, String) {
     );
     let old_stack: Vec<&str> = old["top_waiter_stack"]
         .as_array()
-        .unwrap()
+        .expect("stack array")
         .iter()
         .filter_map(Value::as_str)
         .collect();
