@@ -649,12 +649,7 @@ impl Session {
                     go: None,
                 },
             );
-            self.previous.kept += 1;
-            self.previous.locks.extend(table.locks);
-            self.previous.events += table.events;
-            self.previous.brief_lock_waits += table.brief_lock_waits;
-            self.previous.deadlocks += table.deadlocks;
-            self.previous.notes.extend(table.notes);
+            self.previous.keep(table);
         } else {
             self.previous.left_out += 1;
         }
@@ -666,10 +661,32 @@ impl Session {
     /// another one than before, reloads the symbols (only: the lock state may hold the new
     /// program's waits already). Also checked before findings are named.
     fn notice_late_exec(&mut self) {
-        if self.exec_watch.observe(self.target.executable_identity()) {
-            let go_sites = self.go.take().map(|_| self.go_sites.unwrap_or(0));
-            self.reload_program(exec_watch::SwitchPoint::Late, monotonic_ns(), go_sites);
+        if !self.exec_watch.observe(self.target.executable_identity()) {
+            return;
         }
+        let now = monotonic_ns();
+        let go_sites = self.go.as_ref().map(|_| self.go_sites.unwrap_or(0));
+        // The Go side is the previous program's for sure (its goroutines and sites): its
+        // locks are kept like those of a program left at an exec record.
+        if let Some(mut go) = self.go.take()
+            && self.previous.has_room()
+        {
+            self.code.detach_from_memory();
+            let table = program_table(
+                &Analysis::new(),
+                Some(&mut go),
+                now,
+                Namer {
+                    target: &*self.target,
+                    symbolizer: &mut self.symbolizer,
+                    code: &mut self.code,
+                    stacks: &self.probes,
+                    go: None,
+                },
+            );
+            self.previous.keep(table);
+        }
+        self.reload_program(exec_watch::SwitchPoint::Late, now, go_sites);
     }
 
     /// Reloads what is read from the target's program: its maps, for the symbolizer and
@@ -861,6 +878,18 @@ impl Session {
             notes,
         };
         sink.summary(&summary).map_err(SessionError::Output)
+    }
+}
+
+impl exec_watch::PreviousPrograms {
+    /// Keeps the lock table and totals of a program the target left.
+    fn keep(&mut self, table: ProgramTable) {
+        self.kept += 1;
+        self.locks.extend(table.locks);
+        self.events += table.events;
+        self.brief_lock_waits += table.brief_lock_waits;
+        self.deadlocks += table.deadlocks;
+        self.notes.extend(table.notes);
     }
 }
 
