@@ -979,6 +979,38 @@ int main(void)
         assert_eq!(sym.location(0x0040_1010).as_deref(), Some("prog+0x1010"));
     }
 
+    /// Guards the return-address check once the target's memory is gone (issue 16's
+    /// stale frames): the code before an address is read from the file mapped there, at
+    /// the file offset the mapping gives, and only inside that one file mapping.
+    #[test]
+    fn code_before_an_address_comes_from_the_mapped_file() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("nonexistent/dir")).unwrap();
+        let bytes: Vec<u8> = (0..0x3000u32).map(|i| (i % 251) as u8).collect();
+        let file = dir.path().join("nonexistent/dir/prog");
+        fs::write(&file, &bytes).unwrap();
+        let inode = fs::metadata(&file).unwrap().ino();
+        let maps = parse_maps(&format!(
+            "400000-401000 r--p 00000000 fd:01 {inode} /nonexistent/dir/prog\n\
+             401000-402000 r-xp 00001000 fd:01 {inode} /nonexistent/dir/prog\n\
+             1000000-1021000 rw-p 00000000 00:00 0 [heap]\n\
+             7ffd00100000-7ffd00102000 r-xp 00000000 00:00 0 [vdso]\n"
+        ));
+        let mut sym = Symbolizer::from_maps(maps, dir.path().to_path_buf());
+        // 401000-402000 maps file offset 0x1000.
+        let code = sym.code_before(0x0040_1234, 7).unwrap();
+        assert_eq!(code, bytes[0x1234 - 7..0x1234]);
+        // Not across the start of the mapping, not in anonymous or named memory.
+        assert_eq!(sym.code_before(0x0040_1003, 7), None);
+        // The first mapping, at file offset 0.
+        assert_eq!(sym.code_before(0x0040_0010, 7).unwrap(), bytes[9..16]);
+        assert_eq!(sym.code_before(0x0100_0100, 7), None);
+        assert_eq!(sym.code_before(0x7ffd_0010_0010, 7), None);
+        // An unreadable file: nothing.
+        let mut missing = Symbolizer::from_maps(fake_maps(), PathBuf::from("/"));
+        assert_eq!(missing.code_before(0x0040_1234, 7), None);
+    }
+
     /// Preloading covers the main executable and the C library only, in a thread of its
     /// own; what it loaded is adopted unless loaded meanwhile, and then never asked for
     /// again.
