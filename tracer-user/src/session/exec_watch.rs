@@ -105,7 +105,7 @@ impl ExecNote<'_> {
                 self.at_s
             ),
             None => format!(
-                "the target executed another program at {:.2} s, whose memory maps could not be read: names after that may be wrong",
+                "the target executed another program at {:.2} s, whose memory maps could not be read: its locks and frames are shown by address",
                 self.at_s
             ),
         };

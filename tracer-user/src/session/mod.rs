@@ -701,10 +701,11 @@ impl Session {
         // Objects still loading for the previous program would be taken for the new one's.
         self.preloaded = None;
         let maps = self.target.maps().ok();
-        if let Some(maps) = &maps {
-            self.symbolizer = Symbolizer::from_target_maps(maps.clone(), &*self.target);
-            self.code = CodeCheck::new(Arc::clone(&self.target), maps);
-        }
+        // Unreadable (the new program exited already): nothing named rather than named
+        // from the previous program.
+        let new_maps = maps.clone().unwrap_or_default();
+        self.code = CodeCheck::new(Arc::clone(&self.target), &new_maps);
+        self.symbolizer = Symbolizer::from_target_maps(new_maps, &*self.target);
         let program = maps
             .as_deref()
             .and_then(|maps| maps.iter().filter(|m| m.is_file()).min_by_key(|m| m.start))
