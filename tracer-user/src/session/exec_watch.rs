@@ -252,7 +252,7 @@ mod tests {
         note.program = None;
         assert!(
             note.text()
-                .contains("could not be read: names after that may be wrong")
+                .contains("could not be read: its locks and frames are shown by address")
         );
     }
 
