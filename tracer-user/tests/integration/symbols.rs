@@ -296,3 +296,62 @@ fn stacks_reported_after_the_target_exited_are_checked() {
         "an unchecked word taken for a frame: {stack:?}"
     );
 }
+
+/// Guards against: the Go side of a program that `exec`s another one going on as if
+/// nothing happened (its goroutine snapshots would read the new program's memory, its
+/// lock names would be lost) or being dropped without a word. `go_exec` contends
+/// `main.mu`, then executes `abba`: the summary keeps `main.mu` as a Go mutex named from
+/// the Go program, the deadlock names the new program's locks, and the note says the Go
+/// sites no longer apply. Checked to fail before the fix (the deadlock's locks unnamed).
+#[test]
+fn exec_from_a_go_program_keeps_its_go_locks_and_says_the_sites_are_gone() {
+    require_root();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let [go119, _] = crate::go_toolchain::installed();
+    let go_exec = crate::go_toolchain::build(&go119, "go_exec", dir.path(), false);
+    let abba = build_target("abba", &[]);
+    let abba_path = abba.path().to_str().expect("utf-8 path");
+    let mut target = Target::spawn(&go_exec, &[abba_path]);
+    let out = run_tracer(&as_strs(&json_attach_args(target.pid(), 5, &[])));
+    assert_success(&out);
+    let facts = facts_after_exec(&mut target, Duration::from_secs(2));
+    let values = json_lines(&out.stdout);
+    let found = deadlocks(&values);
+    assert_eq!(found.len(), 1, "one deadlock\n{}", describe(&out));
+    let lock_a = hex_fact(&facts, "lock.lock_a");
+    let names: Vec<Option<&str>> = found[0]["cycle"]
+        .as_array()
+        .expect("cycle")
+        .iter()
+        .map(|e| name_of(&e["holds"]))
+        .collect();
+    assert!(
+        names.contains(&Some("lock_a")) && names.contains(&Some("lock_b")),
+        "the new program's locks: {names:?}\n{}",
+        describe(&out)
+    );
+    // Not `summary`, whose shape check knows the native lock types only.
+    let s = values
+        .iter()
+        .find(|v| crate::common::kind(v) == "summary")
+        .expect("summary line");
+    assert!(
+        lock_by_addr(s, lock_a).is_some(),
+        "lock_a in the summary: {s:#}"
+    );
+    let go_mutex = crate::common::locks(s)
+        .iter()
+        .find(|l| name_of(l) == Some("main.mu"))
+        .unwrap_or_else(|| panic!("main.mu in the summary: {s:#}"));
+    assert_eq!(go_mutex["type"].as_str(), Some("go_mutex"), "{go_mutex:#}");
+    let notes = notes(s);
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains(&format!("the target executed {abba_path}"))
+                && n.contains(
+                    "Go lock sites and goroutine snapshots of the previous program no longer apply"
+                )),
+        "{notes:?}"
+    );
+}
