@@ -10,7 +10,8 @@
 //! - The ring-buffer records, one module each: [`WaitRecord`] (a futex wait: the
 //!   [`Event`] header with the lock memory, the call's timeout ([`WaitTimeoutArg`]), and
 //!   the top of the user stack),
-//!   [`WaitEndRecord`], [`LockRecord`] and [`GoEvent`]. Every record starts with its
+//!   [`WaitEndRecord`], [`LockRecord`], [`GoEvent`] and [`ExecRecord`]. Every record starts
+//!   with its
 //!   [`EventKind`] and has its own size, which is how the reader tells them apart
 //!   ([`RECORD_SIZES`]).
 //! - `go_site`: what a Go lock probe site means ([`GoOp`]) and its attach cookie.
@@ -23,6 +24,7 @@
 mod brief_waits;
 mod counters;
 mod event;
+mod exec;
 mod futex;
 mod go_event;
 mod go_site;
@@ -36,6 +38,7 @@ mod wait_record;
 pub use brief_waits::{BriefWaits, CpuBriefWaits};
 pub use counters::{COUNTER_SLOTS, Counter};
 pub use event::{EVENT_SIZE, Event, SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS};
+pub use exec::{EXEC_RECORD_SIZE, ExecRecord};
 pub use futex::{
     FUTEX_CLOCK_REALTIME, FUTEX_TID_MASK, FutexCall, FutexTimeout, FutexWait, TimeoutClock,
     futex_cmd, syscall,
@@ -49,8 +52,8 @@ pub use names::{
     GLOBAL_TARGET_TGID, MAP_BRIEF_WAITS, MAP_COUNTERS, MAP_CPU_BRIEF_WAITS, MAP_EVENTS,
     MAP_OVERFLOW_STACKS, MAP_PENDING_LOCKS, MAP_READER_POLLS, MAP_STACK_SAMPLER, MAP_STACKS,
     PROG_GO_LOCK_SITE, PROG_LOCK_ENTRY, PROG_LOCK_RETURN, PROG_NOOP_SCHED_SWITCH,
-    PROG_NOOP_SYS_EXIT, PROG_NOOP_UPROBE, PROG_NOOP_URETPROBE, PROG_SCHED_SWITCH, PROG_SYS_EXIT,
-    PROG_UNLOCK_ENTRY,
+    PROG_NOOP_SYS_EXIT, PROG_NOOP_UPROBE, PROG_NOOP_URETPROBE, PROG_PROCESS_EXEC,
+    PROG_SCHED_SWITCH, PROG_SYS_EXIT, PROG_UNLOCK_ENTRY,
 };
 pub use stack::{
     OVERFLOW_STACKS_MAX_ENTRIES, STACK_ID_NO_FRAME_CHAIN, STACK_ID_SAMPLED_OUT, STACK_SAMPLE_EVERY,
@@ -63,13 +66,14 @@ pub use wait_record::{
 };
 
 /// The size of each record the programs send: [`WaitEndRecord`], [`LockRecord`],
-/// [`GoEvent`], [`WaitRecord`]. The reader tells the records apart by size alone, so no
+/// [`GoEvent`], [`WaitRecord`], [`ExecRecord`]. The reader tells the records apart by size alone, so no
 /// two may be equal (asserted below).
-pub const RECORD_SIZES: [usize; 4] = [
+pub const RECORD_SIZES: [usize; 5] = [
     WAIT_END_RECORD_SIZE,
     LOCK_RECORD_SIZE,
     GO_EVENT_SIZE,
     WAIT_RECORD_SIZE,
+    EXEC_RECORD_SIZE,
 ];
 const _: () = {
     let mut i = 0;
@@ -108,4 +112,6 @@ mod pod {
     unsafe impl aya::Pod for super::WaitEndRecord {}
     // SAFETY: `repr(C)`, 48 bytes pinned by an assert, no padding, plain integers only.
     unsafe impl aya::Pod for super::LockRecord {}
+    // SAFETY: `repr(C)`, 16 bytes pinned by an assert, no padding, plain integers only.
+    unsafe impl aya::Pod for super::ExecRecord {}
 }

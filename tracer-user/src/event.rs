@@ -5,10 +5,10 @@ use std::mem::size_of;
 use aya::Pod;
 use thiserror::Error;
 use tracer_common::{
-    BriefWaits, CpuBriefWaits, EVENT_SIZE, Event, EventKind, GO_EVENT_SIZE, GoEvent,
-    LOCK_RECORD_SIZE, LockOp, LockRecord, SNAPSHOT_WORDS, STACK_WINDOW_WORDS, TIMEOUT_NONE,
-    TIMEOUT_UNREADABLE, TimeoutClock, UnknownValue, WAIT_END_RECORD_SIZE, WAIT_RECORD_SIZE,
-    WaitEndRecord, WaitRecord, WaitTimeoutArg,
+    BriefWaits, CpuBriefWaits, EVENT_SIZE, EXEC_RECORD_SIZE, Event, EventKind, ExecRecord,
+    GO_EVENT_SIZE, GoEvent, LOCK_RECORD_SIZE, LockOp, LockRecord, SNAPSHOT_WORDS,
+    STACK_WINDOW_WORDS, TIMEOUT_NONE, TIMEOUT_UNREADABLE, TimeoutClock, UnknownValue,
+    WAIT_END_RECORD_SIZE, WAIT_RECORD_SIZE, WaitEndRecord, WaitRecord, WaitTimeoutArg,
 };
 
 use crate::go::lock_model::GoLockEvent;
@@ -18,7 +18,7 @@ use crate::go::lock_model::GoLockEvent;
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum DecodeError {
     #[error(
-        "record of {len} bytes, expected {WAIT_END_RECORD_SIZE}, {LOCK_RECORD_SIZE}, {GO_EVENT_SIZE} or {WAIT_RECORD_SIZE}"
+        "record of {len} bytes, expected {WAIT_END_RECORD_SIZE}, {LOCK_RECORD_SIZE}, {GO_EVENT_SIZE}, {WAIT_RECORD_SIZE} or {EXEC_RECORD_SIZE}"
     )]
     Size { len: usize },
     #[error("a {WAIT_RECORD_SIZE}-byte record that is not a futex wait")]
@@ -29,6 +29,8 @@ pub enum DecodeError {
     LockRecordKind,
     #[error("a {GO_EVENT_SIZE}-byte record that is not a go lock site")]
     GoRecordKind,
+    #[error("a {EXEC_RECORD_SIZE}-byte record that is not an exec")]
+    ExecRecordKind,
     #[error("unknown event kind {}", .0.0)]
     Kind(UnknownValue),
     #[error("unknown lock op {}", .0.0)]
@@ -405,6 +407,9 @@ pub enum Record<'a> {
     Native(TraceEvent<'a>),
     /// A Go lock probe site: for the Go lock model.
     Go(GoLockEvent),
+    /// The target executed another program: records before this one are the old
+    /// program's, records after it the new one's.
+    Exec { tid: u32, ts_ns: u64 },
 }
 
 /// Decodes a record from ring-buffer bytes (which carry no alignment guarantee). The
@@ -418,6 +423,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record<'_>, DecodeError> {
         LOCK_RECORD_SIZE => decode_lock(&read(bytes)?).map(Record::Native),
         WAIT_RECORD_SIZE => decode_wait(bytes).map(Record::Native),
         GO_EVENT_SIZE => decode_go(&read(bytes)?).map(Record::Go),
+        EXEC_RECORD_SIZE => decode_exec(&read(bytes)?),
         len => Err(DecodeError::Size { len }),
     }
 }
@@ -433,6 +439,17 @@ fn read<T: Pod>(bytes: &[u8]) -> Result<T, DecodeError> {
     // for its `repr(C)` records: no padding, plain integers only) makes any bit pattern a
     // valid `T`.
     Ok(unsafe { bytes.as_ptr().cast::<T>().read_unaligned() })
+}
+
+/// Converts an exec record.
+fn decode_exec(raw: &ExecRecord) -> Result<Record<'static>, DecodeError> {
+    match EventKind::try_from(raw.kind).map_err(DecodeError::Kind)? {
+        EventKind::Exec => Ok(Record::Exec {
+            tid: raw.tid,
+            ts_ns: raw.ts_ns,
+        }),
+        _ => Err(DecodeError::ExecRecordKind),
+    }
 }
 
 /// Converts a futex wait's end record into a typed event.
@@ -469,7 +486,7 @@ fn decode_lock(raw: &LockRecord) -> Result<TraceEvent<'static>, DecodeError> {
             addr: raw.addr,
             op: op()?,
         }),
-        EventKind::FutexWait | EventKind::FutexWaitDone | EventKind::GoLock => {
+        EventKind::FutexWait | EventKind::FutexWaitDone | EventKind::GoLock | EventKind::Exec => {
             Err(DecodeError::LockRecordKind)
         }
     }
@@ -821,6 +838,16 @@ mod tests {
         assert_eq!(encode_bytes(&events[1]).len(), WAIT_END_RECORD_SIZE);
         assert_eq!(encode_bytes(&events[2]).len(), LOCK_RECORD_SIZE);
         assert_eq!(encode_bytes(&events[3]).len(), LOCK_RECORD_SIZE);
+        // An exec record decodes; its size with another kind inside is rejected.
+        let exec = ExecRecord {
+            kind: EventKind::Exec as u32,
+            tid: 77,
+            ts_ns: 5,
+        };
+        let mut bytes = bytes_of(&exec);
+        assert_eq!(decode(&bytes), Ok(Record::Exec { tid: 77, ts_ns: 5 }));
+        bytes[..4].copy_from_slice(&(EventKind::FutexWait as u32).to_ne_bytes());
+        assert_eq!(decode(&bytes), Err(DecodeError::ExecRecordKind));
         // A wait end's size with another kind inside is rejected.
         let mut bytes = encode_bytes(&events[1]);
         bytes[..4].copy_from_slice(&(EventKind::FutexWait as u32).to_ne_bytes());

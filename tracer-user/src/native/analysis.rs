@@ -228,6 +228,25 @@ impl Analysis {
         }
     }
 
+    /// A fresh analysis for the program the target executed (`exec`), which starts with
+    /// nothing of this one but the kernel's brief-wait totals already counted here: they
+    /// are cumulative per futex word, and must not be counted again. It keeps this one's
+    /// lock layout until [`Analysis::set_layout`] gives the new program's.
+    #[must_use]
+    pub fn successor(&self) -> Self {
+        Self {
+            layout: self.layout,
+            brief_folded: self.brief_folded.clone(),
+            ..Self::default()
+        }
+    }
+
+    /// Classifies futex words with `layout` from now on (after an `exec`, the new
+    /// program's C library's).
+    pub fn set_layout(&mut self, layout: LockLayout) {
+        self.layout = layout;
+    }
+
     /// The lock layout futex words are classified with.
     #[must_use]
     pub fn layout(&self) -> LockLayout {
@@ -1362,6 +1381,7 @@ mod tests {
                 words,
             },
             window: WindowRef::Built(window),
+            timeout: WaitTimeout::Untimed,
         }
     }
 
@@ -1429,6 +1449,7 @@ mod tests {
                 val,
                 stack,
                 snapshot,
+                timeout,
                 ..
             } => TraceEvent::FutexWait {
                 tid,
@@ -1439,6 +1460,7 @@ mod tests {
                 stack,
                 snapshot,
                 window: WindowRef::Built(&window),
+                timeout,
             },
             other => other,
         };

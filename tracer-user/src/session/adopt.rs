@@ -209,6 +209,31 @@ pub(super) fn scan_blocked_stack(
     window
 }
 
+/// The stack window of thread `tid`'s wait at `pc`/`sp`, read now, when the thread is
+/// still blocked in that call (same stack pointer and instruction pointer before and after
+/// the read); `None` when it has left it. Its stack above `sp` is then another call's: a
+/// timed wait that timed out and backed off (`usleep`) left `clock_nanosleep`'s return
+/// addresses there (issue 16: `clock_nanosleep` in a timed-lock wait's stack).
+pub(super) fn scan_still_blocked_stack(
+    target: &dyn TargetProcess,
+    code: &mut CodeCheck,
+    tid: u32,
+    pc: u64,
+    sp: u64,
+) -> Option<StackWindow> {
+    let in_the_wait = || {
+        matches!(
+            target.syscall_state(tid),
+            Some(SyscallState::InSyscall { sp: now_sp, pc: now_pc, .. }) if now_sp == sp && now_pc == pc
+        )
+    };
+    if !in_the_wait() {
+        return None;
+    }
+    let window = scan_blocked_stack(target, code, pc, sp);
+    in_the_wait().then_some(window)
+}
+
 /// `PTHREAD_MUTEX_PRIO_INHERIT_NP`, in the kind field (offset 16) of a glibc mutex.
 const PTHREAD_MUTEX_PRIO_INHERIT: i32 = 0x20;
 /// Most memory searched for the mutex a parked PI waiter wanted.
@@ -439,6 +464,27 @@ mod tests {
         let at_start = read_snapshot(&target, HEAP);
         assert_eq!((at_start.addr, at_start.u32_at(HEAP)), (HEAP, Some(7)));
         assert_eq!(read_snapshot(&target, 0x9999_0000).len, 0);
+    }
+
+    /// Guards issue 16's `clock_nanosleep` frames in a timed-lock wait: a wait's stack is
+    /// read later (a deadlock report of a wait sent without its stack) only while the
+    /// thread is still in that very call; once it left it (here: asleep in
+    /// `clock_nanosleep` at another stack pointer, or running), its stack is another
+    /// call's. Checked to fail with the stack read unconditionally.
+    #[test]
+    fn a_stack_is_read_later_only_while_still_in_the_wait() {
+        let still = Arc::new(target(0x100).thread(7, in_futex("w", HEAP, 0, 0)));
+        let maps = still.maps().expect("maps");
+        let mut code = CodeCheck::new(still.clone(), &maps);
+        let window = scan_still_blocked_stack(&*still, &mut code, 7, PC, SP).expect("in the wait");
+        assert_eq!(window.words(), [AFTER_CALL]);
+        let asleep = Arc::new(target(0x100).thread(
+            7,
+            FakeThread::in_syscall("w", 230, [0; 6], SP - 0x40, PC + 0x10),
+        ));
+        assert!(scan_still_blocked_stack(&*asleep, &mut code, 7, PC, SP).is_none());
+        let running = Arc::new(target(0x100).thread(7, FakeThread::running("w")));
+        assert!(scan_still_blocked_stack(&*running, &mut code, 7, PC, SP).is_none());
     }
 
     /// Guards the stack window of an adopted wait: only the return addresses of the top

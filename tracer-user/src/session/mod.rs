@@ -41,7 +41,7 @@ use crate::{
     event::{Record, StackWindow, decode},
     go::tracker::{self, GoProbeMode, GoTracker},
     model::{
-        LockKind, Summary,
+        LockKind, LockSummary, Summary,
         raw::{RawCycleEntry, RawFinding, RawLockStats, RawStack},
     },
     native::{
@@ -311,17 +311,18 @@ fn attach(
     let mut session = Session {
         exec_watch: exec_watch::ExecWatch::new(target.executable_identity()),
         timed_cycles: TimedCycles::default(),
+        previous: exec_watch::PreviousPrograms::default(),
+        holds_libc: lock_uprobes
+            .then(|| shared_c_library(&c_library, &maps))
+            .flatten(),
+        go_sites: go.as_ref().map(|_| probes.summary.go_sites),
         ns_pid: threads.namespace_pid(target.pid()),
         target,
         go,
         config,
         probes,
         symbolizer,
-        analysis: Analysis::with_layout(if musl {
-            LockLayout::Musl
-        } else {
-            LockLayout::Glibc
-        }),
+        analysis: Analysis::with_layout(lock_layout(&c_library)),
         threads,
         code,
         decode_errors: 0,
@@ -364,6 +365,16 @@ fn lock_function_note(c_library: &CLibrary, probed: bool, missing: &[&str]) -> O
     })
 }
 
+/// The lock layout of `c_library`: musl's for musl, else glibc's (whose owner fields
+/// are only believed where they name a thread of the target).
+fn lock_layout(c_library: &CLibrary) -> LockLayout {
+    if c_library.flavor() == Some(LibcFlavor::Musl) {
+        LockLayout::Musl
+    } else {
+        LockLayout::Glibc
+    }
+}
+
 /// The file the lock uprobes go in for `c_library`, as a path openable from here: the
 /// shared library, or a static musl program's executable (a static glibc's lock
 /// functions are not probed: its mutexes name their owners in memory).
@@ -400,6 +411,20 @@ fn c_library_note(c_library: &CLibrary, go: bool, holds: bool) -> Option<String>
         )),
         _ => None,
     }
+}
+
+/// The shared C library `c_library` in `maps` (path as the target names it, inode):
+/// where the lock uprobes go, to tell after an `exec` whether they still apply.
+fn shared_c_library(c_library: &CLibrary, maps: &[MapEntry]) -> Option<(String, u64)> {
+    let CLibrary::Shared { path, .. } = c_library else {
+        return None;
+    };
+    let path = path.clone();
+    let inode = maps
+        .iter()
+        .find(|m| m.path.as_deref() == Some(&path))?
+        .inode;
+    Some((path, inode))
 }
 
 /// Loads and attaches the probes: futex hooks, `--holds` uprobes in `libc`, and the Go
@@ -451,10 +476,17 @@ struct Session {
     target_realtime: RealtimeThreads,
     /// The dropped-records count at the last look.
     dropped_seen: u64,
-    /// Whether the target replaced its program since the attach.
+    /// The target's executable, to notice an `exec` whose record was lost.
     exec_watch: exec_watch::ExecWatch,
     /// Cycles of timed waits reported (each once; they are no deadlocks).
     timed_cycles: TimedCycles,
+    /// The lock tables of the programs the target ran before its last `exec`.
+    previous: exec_watch::PreviousPrograms,
+    /// With `--holds`: the C library (path as the target names it, inode) the lock
+    /// uprobes are attached to.
+    holds_libc: Option<(String, u64)>,
+    /// Go lock sites attached, when the target was a Go program at attach.
+    go_sites: Option<usize>,
 }
 
 impl Session {
@@ -503,9 +535,10 @@ impl Session {
         })
     }
 
-    /// A stack window for a thread still blocked ([`adopt::scan_blocked_stack`]).
-    fn scan_blocked_stack(&mut self, pc: u64, sp: u64) -> StackWindow {
-        adopt::scan_blocked_stack(&*self.target, &mut self.code, pc, sp)
+    /// A stack window for thread `tid` while still blocked in its wait at `pc`/`sp`
+    /// ([`adopt::scan_still_blocked_stack`]).
+    fn scan_still_blocked_stack(&mut self, tid: u32, pc: u64, sp: u64) -> Option<StackWindow> {
+        adopt::scan_still_blocked_stack(&*self.target, &mut self.code, tid, pc, sp)
     }
 
     /// Whether a candidate cycle still holds in the live process ([`confirm::confirm`]).
@@ -630,7 +663,7 @@ impl Session {
                 if reader.is_some_and(ReaderWatch::reader_gone) {
                     return Ok(TraceEnd::ReaderGone);
                 }
-                self.exec_watch.observe(self.target.executable_identity());
+                self.notice_late_exec();
                 last_alive_check = Instant::now();
             }
         }
@@ -670,6 +703,9 @@ impl Session {
             ..
         } = self;
         let target = &**target;
+        // Programs the target left by an `exec` in this drain: their lock state, Go
+        // tracker, and when.
+        let mut left: Vec<(Analysis, Option<GoTracker>, u64)> = Vec::new();
         // Bounded, so that a target producing events faster than we analyse them cannot
         // keep the loop from signals, the deadline and deadlock reports: what we cannot
         // keep up with is dropped (and counted) by the kernel instead.
@@ -682,24 +718,151 @@ impl Session {
                     Ok(Record::Native(ref event)) => threads.apply(analysis, target, event),
                     Ok(Record::Go(ref event)) => match go.as_mut() {
                         Some(go) => go.on_event(event),
+                        // The Go program's sites, after it executed another program.
+                        None if !left.is_empty() => {}
                         // Go sites are only attached in Go targets.
                         None => *decode_errors += 1,
                     },
+                    Ok(Record::Exec { ts_ns, .. }) => {
+                        // Everything before this record was the old program's, everything
+                        // after it is the new one's.
+                        let next = analysis.successor();
+                        left.push((std::mem::replace(analysis, next), go.take(), ts_ns));
+                    }
                     Err(_) => *decode_errors += 1,
                 }
             });
             total += n;
-            if n < DRAIN_CHUNK {
-                return if total == 0 {
+            let drain = if n < DRAIN_CHUNK {
+                if total == 0 {
                     Drain::Empty
                 } else {
                     Drain::CaughtUp
-                };
+                }
+            } else if started.elapsed() >= DRAIN_BUDGET {
+                Drain::Backlog
+            } else {
+                continue;
+            };
+            for (analysis, go, ts_ns) in left {
+                self.switch_program(analysis, go, ts_ns);
             }
-            if started.elapsed() >= DRAIN_BUDGET {
-                return Drain::Backlog;
-            }
+            return drain;
         }
+    }
+
+    /// Switches to the program the target executed at `exec_ns`: keeps the lock table of
+    /// the one it left (`analysis` and `go`, named now with that program's symbols, the
+    /// symbolizer's until now), then reloads the symbols and the return-address check
+    /// from the new program's maps, and notes it (see `exec_watch`).
+    fn switch_program(&mut self, mut analysis: Analysis, mut go: Option<GoTracker>, exec_ns: u64) {
+        // Its threads are gone: waits still open ended with the exec.
+        analysis.close_open_waits(exec_ns);
+        // Its code is no longer in the target's memory: return addresses are checked
+        // against its files.
+        self.code.detach_from_memory();
+        if self.previous.has_room() {
+            let table = program_table(
+                &analysis,
+                go.as_mut(),
+                exec_ns,
+                Namer {
+                    target: &*self.target,
+                    symbolizer: &mut self.symbolizer,
+                    code: &mut self.code,
+                    stacks: &self.probes,
+                    go: None,
+                },
+            );
+            self.previous.keep(table);
+        } else {
+            self.previous.left_out += 1;
+        }
+        let go_sites = go.map(|_| self.go_sites.unwrap_or(0));
+        self.reload_program(exec_watch::SwitchPoint::Exact, exec_ns, go_sites);
+    }
+
+    /// The fallback for an exec whose record was lost: when the target's executable is
+    /// another one than before, reloads the symbols (only: the lock state may hold the new
+    /// program's waits already). Also checked before findings are named.
+    fn notice_late_exec(&mut self) {
+        if !self.exec_watch.observe(self.target.executable_identity()) {
+            return;
+        }
+        let now = monotonic_ns();
+        let go_sites = self.go.as_ref().map(|_| self.go_sites.unwrap_or(0));
+        // The Go side is the previous program's for sure (its goroutines and sites): its
+        // locks are kept like those of a program left at an exec record.
+        if let Some(mut go) = self.go.take()
+            && self.previous.has_room()
+        {
+            self.code.detach_from_memory();
+            let table = program_table(
+                &Analysis::new(),
+                Some(&mut go),
+                now,
+                Namer {
+                    target: &*self.target,
+                    symbolizer: &mut self.symbolizer,
+                    code: &mut self.code,
+                    stacks: &self.probes,
+                    go: None,
+                },
+            );
+            self.previous.keep(table);
+        }
+        self.reload_program(exec_watch::SwitchPoint::Late, now, go_sites);
+    }
+
+    /// Reloads what is read from the target's program: its maps, for the symbolizer and
+    /// the return-address check; and notes the exec.
+    fn reload_program(
+        &mut self,
+        point: exec_watch::SwitchPoint,
+        exec_ns: u64,
+        go_sites: Option<usize>,
+    ) {
+        self.exec_watch.rebase(self.target.executable_identity());
+        // Objects still loading for the previous program would be taken for the new one's.
+        self.preloaded = None;
+        let maps = self.target.maps().ok();
+        // Unreadable (the new program exited already): nothing named rather than named
+        // from the previous program.
+        let new_maps = maps.clone().unwrap_or_default();
+        // The new program's C library may lay its locks out otherwise (events decoded
+        // between the exec and here were classified with the previous one's).
+        if maps.is_some() {
+            let c_library = identify_c_library(&*self.target, &new_maps);
+            self.analysis.set_layout(lock_layout(&c_library));
+        }
+        self.code = CodeCheck::new(Arc::clone(&self.target), &new_maps);
+        self.symbolizer = Symbolizer::from_target_maps(new_maps, &*self.target);
+        let program = maps
+            .as_deref()
+            .and_then(|maps| maps.iter().filter(|m| m.is_file()).min_by_key(|m| m.start))
+            .and_then(|m| m.path.clone());
+        let holds_libc = self.holds_libc.as_ref().map(|(path, inode)| {
+            let still_mapped = maps.as_deref().is_some_and(|maps| {
+                maps.iter()
+                    .any(|m| m.path.as_deref() == Some(path) && m.inode == *inode)
+            });
+            (path.as_str(), still_mapped)
+        });
+        #[expect(
+            clippy::cast_precision_loss,
+            reason = "seconds for a note, shown with 2 decimals"
+        )]
+        let at_s = exec_ns.saturating_sub(self.adopted_at) as f64 / 1e9;
+        let note = exec_watch::ExecNote {
+            program: program.as_deref(),
+            at_s,
+            point,
+            holds_libc,
+            go_sites,
+        }
+        .text();
+        eprintln!("tracer: note: {note}");
+        self.previous.notes.push(note);
     }
 
     /// Prints Go deadlocks confirmed since the last call and stuck locks now due.
@@ -726,6 +889,9 @@ impl Session {
                 // Breaking up: the wait's end drops the candidate.
                 continue;
             }
+            // Named from the program the target runs now, even when its exec record was
+            // lost (the check costs one `stat`, and only per confirmed deadlock).
+            self.notice_late_exec();
             if confirm::will_time_out(&timeouts) {
                 self.analysis.drop_candidate(&cycle);
                 if !self.timed_cycles.first_report(&cycle) {
@@ -772,9 +938,13 @@ impl Session {
                     // the wait): read more of the stack, as for a wait sent without one.
                     let musl = self.analysis.layout() == LockLayout::Musl;
                     if (w.stack.is_none() && window.len == 0 || musl) && window.sp != 0 {
-                        // Sent without its stack (`STACK_SAMPLE_EVERY`): the thread is
-                        // still blocked in this wait, so its stack is still in place.
-                        window = self.scan_blocked_stack(window.ip, window.sp);
+                        // Sent without its stack (`STACK_SAMPLE_EVERY`): read it now, if
+                        // the thread is still in this wait (else only the wait's `ip`).
+                        if let Some(now) =
+                            self.scan_still_blocked_stack(edge.tid, window.ip, window.sp)
+                        {
+                            window = now;
+                        }
                     }
                     RawStack::Native {
                         stack_id: w.stack,
@@ -826,7 +996,7 @@ impl Session {
             ));
         }
         notes.extend(counter_notes(&counters, self.decode_errors));
-        notes.extend(self.exec_watch.note().map(str::to_owned));
+        notes.extend(self.previous.summary_notes());
         notes.extend(self.timed_cycles.note());
         self.look_for_realtime_threads_if_dropping(counters.dropped);
         notes.extend(realtime::starvation_note(
@@ -834,85 +1004,138 @@ impl Session {
             self.target_realtime,
             self.config.realtime,
         ));
-        let mut locks: Vec<RawLockStats> = self
-            .analysis
-            .stats()
-            .iter()
-            .map(|(addr, stats)| RawLockStats {
-                addr,
-                kind: self.analysis.lock_kind(addr),
-                contentions: stats.contentions,
-                max_waiters: stats.max_waiters,
-                wait_ns: stats.wait(),
-                hold_ns: stats.hold(),
-            })
-            .collect();
-        let mut go_events = 0;
-        let mut go_deadlocks = 0;
-        if let Some(go) = self.go.as_mut() {
-            go_events = go.events();
-            go_deadlocks = go.deadlocks();
-            notes.extend(go.notes());
-            locks.extend(go.finish(monotonic_ns()));
-        }
-        let analysis = &self.analysis;
-        let top_waiter = |addr| match analysis.top_wait_stack(addr) {
-            Some((id, window)) => RawStack::Native {
-                stack_id: (id != WINDOW_ONLY_STACK).then_some(id),
-                window: Box::new(window),
-                waiter: None,
+        let now = monotonic_ns();
+        let go_names_source = self.go.as_mut();
+        let table = program_table(
+            &self.analysis,
+            go_names_source,
+            now,
+            Namer {
+                target: &*self.target,
+                symbolizer: &mut self.symbolizer,
+                code: &mut self.code,
+                stacks: &self.probes,
+                go: None,
             },
-            None => RawStack::None,
-        };
-        let mut namer = Namer {
-            target: &*self.target,
-            symbolizer: &mut self.symbolizer,
-            code: &mut self.code,
-            stacks: &self.probes,
-            go: self.go.as_ref().map(GoTracker::names),
-        };
-        // In a Go program, the runtime's futex words say from their frames what they are:
-        // idle sleeps leave the table, runtime locks get a name.
-        let go_runtime = if self.go.is_some() {
-            let stacks_of = |addr| {
-                analysis
-                    .wait_stacks(addr, assemble::STACKS_PER_GO_FUTEX)
-                    .into_iter()
-                    .map(|(id, window)| RawStack::Native {
-                        stack_id: (id != WINDOW_ONLY_STACK).then_some(id),
-                        window: Box::new(window),
-                        waiter: None,
-                    })
-                    .collect()
-            };
-            assemble::go_runtime_futexes(&locks, &stacks_of, &mut namer)
-        } else {
-            assemble::GoRuntimeFutexes::default()
-        };
-        if !go_runtime.idle.is_empty() {
-            locks.retain(|l| !go_runtime.idle.contains(&l.addr));
-            notes.push(format!(
-                "{} futex word(s) where Go runtime threads only slept idle (notes, parked threads) are left out of the locks",
-                go_runtime.idle.len()
-            ));
-        }
-        let mut lock_summaries = assemble::lock_summaries(&locks, &top_waiter, &mut namer);
-        go_runtime.name(&mut lock_summaries);
+        );
+        notes.extend(table.notes);
+        let previous = std::mem::take(&mut self.previous);
         let summary = Summary {
             pid: self.config.pid,
             ns_pid: self.ns_pid,
             duration_ns: u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX),
-            events: self.analysis.counts().events + go_events,
+            events: table.events + previous.events,
             dropped: counters.dropped,
             futex_wakes: counters.futex_wakes,
             futex_waits: counters.futex_waits,
-            brief_lock_waits: self.analysis.counts().brief_lock_waits,
-            deadlocks: self.analysis.deadlocks_reported() + go_deadlocks,
+            brief_lock_waits: table.brief_lock_waits + previous.brief_lock_waits,
+            deadlocks: table.deadlocks + previous.deadlocks,
             timed_cycles: self.timed_cycles.reported(),
-            locks: lock_summaries,
+            locks: exec_watch::merge_lock_tables(previous.locks, table.locks),
             notes,
         };
         sink.summary(&summary).map_err(SessionError::Output)
+    }
+}
+
+impl exec_watch::PreviousPrograms {
+    /// Keeps the lock table and totals of a program the target left.
+    fn keep(&mut self, table: ProgramTable) {
+        self.kept += 1;
+        self.locks.extend(table.locks);
+        self.events += table.events;
+        self.brief_lock_waits += table.brief_lock_waits;
+        self.deadlocks += table.deadlocks;
+        self.notes.extend(table.notes);
+    }
+}
+
+/// One program's part of the summary.
+struct ProgramTable {
+    locks: Vec<LockSummary>,
+    events: u64,
+    brief_lock_waits: u64,
+    deadlocks: usize,
+    notes: Vec<String>,
+}
+
+/// The lock table of the program `analysis` (and `go`, for a Go program) traced, named by
+/// `namer` (whose Go names are taken from `go`), with its totals; Go waits still open
+/// count until `now_ns`. Used at the end of the trace, and at an `exec` for the program
+/// the target left, while the symbolizer still holds that program's symbols.
+fn program_table(
+    analysis: &Analysis,
+    mut go: Option<&mut GoTracker>,
+    now_ns: u64,
+    namer: Namer<'_>,
+) -> ProgramTable {
+    let mut notes = Vec::new();
+    let mut locks: Vec<RawLockStats> = analysis
+        .stats()
+        .iter()
+        .map(|(addr, stats)| RawLockStats {
+            addr,
+            kind: analysis.lock_kind(addr),
+            contentions: stats.contentions,
+            max_waiters: stats.max_waiters,
+            wait_ns: stats.wait(),
+            hold_ns: stats.hold(),
+        })
+        .collect();
+    let mut go_events = 0;
+    let mut go_deadlocks = 0;
+    if let Some(go) = go.as_deref_mut() {
+        go_events = go.events();
+        go_deadlocks = go.deadlocks();
+        notes.extend(go.notes());
+        locks.extend(go.finish(now_ns));
+    }
+    let top_waiter = |addr| match analysis.top_wait_stack(addr) {
+        Some((id, window)) => RawStack::Native {
+            stack_id: (id != WINDOW_ONLY_STACK).then_some(id),
+            window: Box::new(window),
+            waiter: None,
+        },
+        None => RawStack::None,
+    };
+    let go = go.map(|go| &*go);
+    let mut namer = Namer {
+        go: go.map(GoTracker::names),
+        ..namer
+    };
+    // In a Go program, the runtime's futex words say from their frames what they are:
+    // idle sleeps leave the table, runtime locks get a name.
+    let go_runtime = if go.is_some() {
+        let stacks_of = |addr| {
+            analysis
+                .wait_stacks(addr, assemble::STACKS_PER_GO_FUTEX)
+                .into_iter()
+                .map(|(id, window)| RawStack::Native {
+                    stack_id: (id != WINDOW_ONLY_STACK).then_some(id),
+                    window: Box::new(window),
+                    waiter: None,
+                })
+                .collect()
+        };
+        assemble::go_runtime_futexes(&locks, &stacks_of, &mut namer)
+    } else {
+        assemble::GoRuntimeFutexes::default()
+    };
+    if !go_runtime.idle.is_empty() {
+        locks.retain(|l| !go_runtime.idle.contains(&l.addr));
+        notes.push(format!(
+            "{} futex word(s) where Go runtime threads only slept idle (notes, parked threads) are left out of the locks",
+            go_runtime.idle.len()
+        ));
+    }
+    let mut lock_summaries = assemble::lock_summaries(&locks, &top_waiter, &mut namer);
+    go_runtime.name(&mut lock_summaries);
+    ProgramTable {
+        locks: lock_summaries,
+        events: analysis.counts().events + go_events,
+        brief_lock_waits: analysis.counts().brief_lock_waits,
+        deadlocks: analysis.deadlocks_reported() + go_deadlocks,
+        notes,
     }
 }
 

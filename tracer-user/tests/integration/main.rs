@@ -30,6 +30,8 @@
 //! - [`pidns`]: targets in their own PID namespace (containers).
 //! - [`timed`]: cycles of timed lock waits, which time out rather than deadlock.
 //! - [`musl`]: programs on musl (contention, deadlocks, rwlocks; dynamic and static).
+//! - [`symbols`]: names and stacks when the program changes (`exec`) or has no path
+//!   (memfd), and frames that must not be there.
 //!
 //! Support: [`common`] (building and running C targets and the tracer, reading its report),
 //! [`go_toolchain`] (building Go targets), [`tools`] (a missing gcc, Go or other tool fails
@@ -69,5 +71,7 @@ mod lifecycle;
 mod musl;
 #[cfg(feature = "root-tests")]
 mod pidns;
+#[cfg(feature = "root-tests")]
+mod symbols;
 #[cfg(feature = "root-tests")]
 mod timed;
