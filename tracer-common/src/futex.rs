@@ -92,6 +92,98 @@ impl FutexWait {
     }
 }
 
+/// `FUTEX_CLOCK_REALTIME`: the op flag that measures an absolute timeout on
+/// `CLOCK_REALTIME` instead of `CLOCK_MONOTONIC`.
+pub const FUTEX_CLOCK_REALTIME: u32 = 256;
+
+/// `CLOCK_REALTIME` as the `clockid` argument of `futex_wait(2)` and `futex_waitv(2)`.
+const CLOCKID_REALTIME: u64 = 0;
+
+/// How a futex wait's timeout argument (a `struct timespec`) is to be read. The values
+/// travel in [`WaitTimeoutArg::clock`](crate::WaitTimeoutArg).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeoutClock {
+    /// A length of time from the call (`FUTEX_WAIT`).
+    Relative = 1,
+    /// An absolute `CLOCK_MONOTONIC` time.
+    Monotonic = 2,
+    /// An absolute `CLOCK_REALTIME` time (`FUTEX_CLOCK_REALTIME`, `FUTEX_LOCK_PI`).
+    Realtime = 3,
+}
+
+impl TimeoutClock {
+    /// The clock of `futex_wait(2)`'s and `futex_waitv(2)`'s `clockid` argument (the
+    /// kernel accepts only `CLOCK_MONOTONIC` and `CLOCK_REALTIME`).
+    #[expect(clippy::inline_always, reason = "as for FutexTimeout::of_call")]
+    #[inline(always)]
+    #[must_use]
+    pub const fn of_clockid(clockid: u64) -> Self {
+        if clockid & 0xffff_ffff == CLOCKID_REALTIME {
+            Self::Realtime
+        } else {
+            Self::Monotonic
+        }
+    }
+}
+
+/// Where a waiting futex call keeps its timeout, and how to read it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FutexTimeout {
+    /// Address of the `struct timespec` in the caller's memory (never 0).
+    pub addr: u64,
+    pub clock: TimeoutClock,
+}
+
+impl FutexTimeout {
+    /// The timeout of waiting system call `nr`, from all six of its arguments (`rdi`,
+    /// `rsi`, `rdx`, `r10`, `r8`, `r9`); `None` for a call that waits without one (a
+    /// NULL pointer), and for calls that do not wait.
+    ///
+    /// Per the kernel (`futex_init_timeout`, `do_futex`): `FUTEX_WAIT`'s timeout is
+    /// relative; `FUTEX_LOCK_PI`'s is absolute on `CLOCK_REALTIME` whatever the flags;
+    /// `FUTEX_WAIT_BITSET`, `FUTEX_WAIT_REQUEUE_PI` and `FUTEX_LOCK_PI2` take an absolute
+    /// time on `CLOCK_REALTIME` with `FUTEX_CLOCK_REALTIME`, else `CLOCK_MONOTONIC`.
+    /// `futex_wait(2)` (timeout in the fifth argument) and `futex_waitv(2)` (fourth) take
+    /// an absolute time on the clock their next argument names.
+    #[expect(
+        clippy::inline_always,
+        reason = "on the eBPF sleep path: a BPF-to-BPF call would cost more than the body"
+    )]
+    #[inline(always)]
+    #[must_use]
+    pub const fn of_call(nr: i64, [_, arg1, _, arg3, arg4, arg5]: [u64; 6]) -> Option<Self> {
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "the futex op is a 32-bit int"
+        )]
+        let op = arg1 as u32;
+        let by_flag = if op & FUTEX_CLOCK_REALTIME == 0 {
+            TimeoutClock::Monotonic
+        } else {
+            TimeoutClock::Realtime
+        };
+        let (addr, clock) = match nr {
+            syscall::FUTEX => match op & futex_cmd::CMD_MASK {
+                futex_cmd::WAIT => (arg3, TimeoutClock::Relative),
+                futex_cmd::LOCK_PI => (arg3, TimeoutClock::Realtime),
+                futex_cmd::WAIT_BITSET | futex_cmd::WAIT_REQUEUE_PI | futex_cmd::LOCK_PI2 => {
+                    (arg3, by_flag)
+                }
+                _ => return None,
+            },
+            syscall::FUTEX_WAIT => (arg4, TimeoutClock::of_clockid(arg5)),
+            syscall::FUTEX_WAITV => (arg3, TimeoutClock::of_clockid(arg4)),
+            _ => return None,
+        };
+        if addr == 0 {
+            None
+        } else {
+            Some(Self { addr, clock })
+        }
+    }
+}
+
 /// A futex system call, as far as the tracer cares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FutexCall {
@@ -247,6 +339,86 @@ mod tests {
         );
         // Every wait the decoder makes has a waiting command.
         assert!(futex_cmd::is_wait(futex_cmd::WAIT2) && futex_cmd::is_wait(futex_cmd::WAITV));
+    }
+
+    const NO_ARGS: [u64; 6] = [0; 6];
+
+    fn args(arg1: u64, arg3: u64, arg4: u64, arg5: u64) -> [u64; 6] {
+        [0x1000, arg1, 2, arg3, arg4, arg5]
+    }
+
+    /// Guards the reading of a wait's timeout: which argument holds it and on which clock
+    /// it counts, per command and flag, so a timed wait is never taken for a permanent one
+    /// (or the other way round) and its deadline is read on the right clock.
+    #[test]
+    fn timeouts_come_from_the_right_argument_on_the_right_clock() {
+        let futex = |op: u32, timeout: u64| {
+            FutexTimeout::of_call(syscall::FUTEX, args(u64::from(op), timeout, 0, 0))
+        };
+        let at = |addr, clock| Some(FutexTimeout { addr, clock });
+        let private = 128;
+        assert_eq!(
+            futex(futex_cmd::WAIT | private, 0x7000),
+            at(0x7000, TimeoutClock::Relative)
+        );
+        // FUTEX_CLOCK_REALTIME does not make FUTEX_WAIT's timeout absolute.
+        assert_eq!(
+            futex(futex_cmd::WAIT | FUTEX_CLOCK_REALTIME, 0x7000),
+            at(0x7000, TimeoutClock::Relative)
+        );
+        // pthread_mutex_timedlock: FUTEX_WAIT_BITSET | FUTEX_CLOCK_REALTIME | private.
+        assert_eq!(
+            futex(
+                futex_cmd::WAIT_BITSET | FUTEX_CLOCK_REALTIME | private,
+                0x7100
+            ),
+            at(0x7100, TimeoutClock::Realtime)
+        );
+        // pthread_mutex_clocklock(CLOCK_MONOTONIC): no flag.
+        assert_eq!(
+            futex(futex_cmd::WAIT_BITSET | private, 0x7100),
+            at(0x7100, TimeoutClock::Monotonic)
+        );
+        // FUTEX_LOCK_PI is always on CLOCK_REALTIME; FUTEX_LOCK_PI2 follows the flag.
+        assert_eq!(
+            futex(futex_cmd::LOCK_PI, 0x7200),
+            at(0x7200, TimeoutClock::Realtime)
+        );
+        assert_eq!(
+            futex(futex_cmd::LOCK_PI2, 0x7200),
+            at(0x7200, TimeoutClock::Monotonic)
+        );
+        assert_eq!(
+            futex(futex_cmd::LOCK_PI2 | FUTEX_CLOCK_REALTIME, 0x7200),
+            at(0x7200, TimeoutClock::Realtime)
+        );
+        // No timeout: a NULL pointer, or a command that does not wait.
+        assert_eq!(futex(futex_cmd::WAIT_BITSET, 0), None);
+        assert_eq!(futex(futex_cmd::WAKE, 0x7000), None);
+        assert_eq!(FutexTimeout::of_call(syscall::FUTEX, NO_ARGS), None);
+        // futex_wait(uaddr, val, mask, flags, timeout, clockid).
+        assert_eq!(
+            FutexTimeout::of_call(syscall::FUTEX_WAIT, args(2, u64::MAX, 0x7300, 1)),
+            at(0x7300, TimeoutClock::Monotonic)
+        );
+        assert_eq!(
+            FutexTimeout::of_call(syscall::FUTEX_WAIT, args(2, u64::MAX, 0x7300, 0)),
+            at(0x7300, TimeoutClock::Realtime)
+        );
+        // futex_waitv(waiters, nr, flags, timeout, clockid).
+        assert_eq!(
+            FutexTimeout::of_call(syscall::FUTEX_WAITV, args(2, 0x7400, 1, 0)),
+            at(0x7400, TimeoutClock::Monotonic)
+        );
+        assert_eq!(
+            FutexTimeout::of_call(syscall::FUTEX_WAITV, args(2, 0x7400, 0, 0)),
+            at(0x7400, TimeoutClock::Realtime)
+        );
+        assert_eq!(
+            FutexTimeout::of_call(syscall::FUTEX_WAKE, args(1, 0x7400, 0, 0)),
+            None
+        );
+        assert_eq!(FutexTimeout::of_call(0, args(0, 0x7400, 0, 0)), None);
     }
 
     #[test]

@@ -29,6 +29,9 @@ pub enum EventKind {
     /// A Go lock probe site fired; sent as a [`GoEvent`](crate::GoEvent), `op` =
     /// [`GoOp`](crate::GoOp).
     GoLock = 5,
+    /// The target executed another program; sent as an
+    /// [`ExecRecord`](crate::ExecRecord).
+    Exec = 6,
 }
 
 impl TryFrom<u32> for EventKind {
@@ -41,6 +44,7 @@ impl TryFrom<u32> for EventKind {
             3 => Self::LockAcquired,
             4 => Self::LockReleased,
             5 => Self::GoLock,
+            6 => Self::Exec,
             other => return Err(UnknownValue(other)),
         })
     }
@@ -58,6 +62,7 @@ mod tests {
             EventKind::LockAcquired,
             EventKind::LockReleased,
             EventKind::GoLock,
+            EventKind::Exec,
         ] {
             assert_eq!(EventKind::try_from(kind as u32), Ok(kind));
         }

@@ -5,10 +5,13 @@
 //! - `names`: the names under which maps, programs and globals appear in the built
 //!   object ([`ALL_MAPS`], [`ALL_PROGRAMS`], [`ALL_GLOBALS`]).
 //! - `futex`: futex system call numbers and commands, and [`FutexCall::decode`], the one
-//!   decoder of a futex call's registers used by both sides.
+//!   decoder of a futex call's registers used by both sides, with
+//!   [`FutexTimeout::of_call`], where a waiting call keeps its timeout and on which clock.
 //! - The ring-buffer records, one module each: [`WaitRecord`] (a futex wait: the
-//!   [`Event`] header with the lock memory, and the top of the user stack),
-//!   [`WaitEndRecord`], [`LockRecord`] and [`GoEvent`]. Every record starts with its
+//!   [`Event`] header with the lock memory, the call's timeout ([`WaitTimeoutArg`]), and
+//!   the top of the user stack),
+//!   [`WaitEndRecord`], [`LockRecord`], [`GoEvent`] and [`ExecRecord`]. Every record starts
+//!   with its
 //!   [`EventKind`] and has its own size, which is how the reader tells them apart
 //!   ([`RECORD_SIZES`]).
 //! - `go_site`: what a Go lock probe site means ([`GoOp`]) and its attach cookie.
@@ -21,6 +24,7 @@
 mod brief_waits;
 mod counters;
 mod event;
+mod exec;
 mod futex;
 mod go_event;
 mod go_site;
@@ -34,7 +38,11 @@ mod wait_record;
 pub use brief_waits::{BriefWaits, CpuBriefWaits};
 pub use counters::{COUNTER_SLOTS, Counter};
 pub use event::{EVENT_SIZE, Event, SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS};
-pub use futex::{FUTEX_TID_MASK, FutexCall, FutexWait, futex_cmd, syscall};
+pub use exec::{EXEC_RECORD_SIZE, ExecRecord};
+pub use futex::{
+    FUTEX_CLOCK_REALTIME, FUTEX_TID_MASK, FutexCall, FutexTimeout, FutexWait, TimeoutClock,
+    futex_cmd, syscall,
+};
 pub use go_event::{GO_EVENT_SIZE, GoEvent};
 pub use go_site::{GoOp, go_cookie, pt_reg};
 pub use kind::{EventKind, UnknownValue};
@@ -44,24 +52,28 @@ pub use names::{
     GLOBAL_TARGET_TGID, MAP_BRIEF_WAITS, MAP_COUNTERS, MAP_CPU_BRIEF_WAITS, MAP_EVENTS,
     MAP_OVERFLOW_STACKS, MAP_PENDING_LOCKS, MAP_READER_POLLS, MAP_STACK_SAMPLER, MAP_STACKS,
     PROG_GO_LOCK_SITE, PROG_LOCK_ENTRY, PROG_LOCK_RETURN, PROG_NOOP_SCHED_SWITCH,
-    PROG_NOOP_SYS_EXIT, PROG_NOOP_UPROBE, PROG_NOOP_URETPROBE, PROG_SCHED_SWITCH, PROG_SYS_EXIT,
-    PROG_UNLOCK_ENTRY,
+    PROG_NOOP_SYS_EXIT, PROG_NOOP_UPROBE, PROG_NOOP_URETPROBE, PROG_PROCESS_EXEC,
+    PROG_SCHED_SWITCH, PROG_SYS_EXIT, PROG_UNLOCK_ENTRY,
 };
 pub use stack::{
     OVERFLOW_STACKS_MAX_ENTRIES, STACK_ID_NO_FRAME_CHAIN, STACK_ID_SAMPLED_OUT, STACK_SAMPLE_EVERY,
     STACKS_MAX_ENTRIES, StackSampler, StackSlot,
 };
 pub use wait_end::{WAIT_END_RECORD_SIZE, WaitEndRecord};
-pub use wait_record::{STACK_WINDOW_WORDS, WAIT_RECORD_SIZE, WaitRecord};
+pub use wait_record::{
+    STACK_WINDOW_WORDS, TIMEOUT_NONE, TIMEOUT_UNREADABLE, WAIT_RECORD_SIZE, WaitRecord,
+    WaitTimeoutArg,
+};
 
 /// The size of each record the programs send: [`WaitEndRecord`], [`LockRecord`],
-/// [`GoEvent`], [`WaitRecord`]. The reader tells the records apart by size alone, so no
+/// [`GoEvent`], [`WaitRecord`], [`ExecRecord`]. The reader tells the records apart by size alone, so no
 /// two may be equal (asserted below).
-pub const RECORD_SIZES: [usize; 4] = [
+pub const RECORD_SIZES: [usize; 5] = [
     WAIT_END_RECORD_SIZE,
     LOCK_RECORD_SIZE,
     GO_EVENT_SIZE,
     WAIT_RECORD_SIZE,
+    EXEC_RECORD_SIZE,
 ];
 const _: () = {
     let mut i = 0;
@@ -83,19 +95,23 @@ mod pod {
     // SAFETY: `Event` is `repr(C)`, has no padding (the size assert pins every field's
     // place), and every bit pattern is a valid value of each field.
     unsafe impl aya::Pod for super::Event {}
-    // SAFETY: as above: `repr(C)`, 32 bytes with no padding, plain integers.
+    // SAFETY: as above: `repr(C)`, 48 bytes with no padding, plain integers.
     unsafe impl aya::Pod for super::PendingLock {}
     // SAFETY: `repr(C)`, 16 bytes pinned by an assert, no padding, plain integers.
     unsafe impl aya::Pod for super::BriefWaits {}
     // SAFETY: `repr(C)`, 24 bytes pinned by an assert, no padding, plain integers.
     unsafe impl aya::Pod for super::CpuBriefWaits {}
-    // SAFETY: `repr(C)`, size pinned by an assert (explicit `pad`, no implicit padding),
+    // SAFETY: `repr(C)`, size pinned by an assert (explicit `pad`s, no implicit padding),
     // plain integers only.
     unsafe impl aya::Pod for super::WaitRecord {}
+    // SAFETY: `repr(C)`, 24 bytes pinned by an assert, explicit `pad`, plain integers.
+    unsafe impl aya::Pod for super::WaitTimeoutArg {}
     // SAFETY: `repr(C)`, 72 bytes pinned by an assert, no padding, plain integers only.
     unsafe impl aya::Pod for super::GoEvent {}
     // SAFETY: `repr(C)`, 40 bytes pinned by an assert, no padding, plain integers only.
     unsafe impl aya::Pod for super::WaitEndRecord {}
     // SAFETY: `repr(C)`, 48 bytes pinned by an assert, no padding, plain integers only.
     unsafe impl aya::Pod for super::LockRecord {}
+    // SAFETY: `repr(C)`, 16 bytes pinned by an assert, no padding, plain integers only.
+    unsafe impl aya::Pod for super::ExecRecord {}
 }

@@ -129,8 +129,16 @@ pub struct PendingLock {
     /// The [`LockOp`] of the call in flight; 0 once its return was seen.
     pub op: u32,
     pub stack_id: i32,
+    /// The stack pointer at the call's entry: a probed lock function entered on the same
+    /// lock at or below it, while the call is in flight, is a call made by the lock
+    /// function itself (musl's `pthread_mutex_lock` jumps to `pthread_mutex_timedlock`,
+    /// which calls `pthread_mutex_trylock`), not one of the program's.
+    pub entry_sp: u64,
+    /// How many such inner calls are in flight: their returns are not the call's.
+    pub depth: u32,
+    pub pad: u32,
 }
-const _: () = assert!(core::mem::size_of::<PendingLock>() == 32);
+const _: () = assert!(core::mem::size_of::<PendingLock>() == 48);
 
 #[cfg(test)]
 mod tests {

@@ -56,6 +56,9 @@ pub const PROG_SYS_EXIT: &str = "futex_exit";
 /// goes to sleep, which is when its wait is seen begin and is sent. (There is no
 /// `sys_enter` program: see `tracer-ebpf/src/futex_sleep.rs`.)
 pub const PROG_SCHED_SWITCH: &str = "futex_sleep";
+/// Program on the `sched_process_exec` BTF raw tracepoint: the target executed another
+/// program ([`EventKind::Exec`](crate::EventKind::Exec)).
+pub const PROG_PROCESS_EXEC: &str = "process_exec";
 /// Uprobe on the entry of every lock-acquiring function (`--holds`).
 pub const PROG_LOCK_ENTRY: &str = "lock_entry";
 /// Uretprobe on the same functions (`--holds`), emits
@@ -88,8 +91,9 @@ pub const ALL_MAPS: [&str; 9] = [
     MAP_BRIEF_WAITS,
 ];
 /// Every program name, for the same test.
-pub const ALL_PROGRAMS: [&str; 10] = [
+pub const ALL_PROGRAMS: [&str; 11] = [
     PROG_SCHED_SWITCH,
+    PROG_PROCESS_EXEC,
     PROG_GO_LOCK_SITE,
     PROG_SYS_EXIT,
     PROG_LOCK_ENTRY,

@@ -12,12 +12,46 @@ use crate::{EVENT_SIZE, Event};
 /// instruction, then continues with the frame-pointer chain.
 pub const STACK_WINDOW_WORDS: usize = 32;
 
+/// A futex wait's timeout as the call gave it: the `struct timespec` its timeout
+/// argument points to, and how to read it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WaitTimeoutArg {
+    /// [`TimeoutClock`](crate::TimeoutClock) as `u32`, or [`TIMEOUT_NONE`] (the wait has
+    /// no timeout) or [`TIMEOUT_UNREADABLE`] (it has one, which could not be read).
+    pub clock: u32,
+    /// Explicit padding, always zero.
+    pub pad: u32,
+    /// The `struct timespec`: seconds and nanoseconds (0 unless `clock` is a clock).
+    pub sec: i64,
+    pub nsec: i64,
+}
+
+/// [`WaitTimeoutArg::clock`] of a wait without a timeout.
+pub const TIMEOUT_NONE: u32 = 0;
+/// [`WaitTimeoutArg::clock`] of a wait whose timeout could not be read.
+pub const TIMEOUT_UNREADABLE: u32 = 0xff;
+
+impl WaitTimeoutArg {
+    /// A wait without a timeout.
+    pub const NONE: Self = Self {
+        clock: TIMEOUT_NONE,
+        pad: 0,
+        sec: 0,
+        nsec: 0,
+    };
+}
+const _: () = assert!(core::mem::size_of::<WaitTimeoutArg>() == 24);
+
 /// The record of an [`EventKind::FutexWait`](crate::EventKind::FutexWait): the common
 /// fields and the lock memory ([`Event`]), plus the top of the user stack.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WaitRecord {
     pub event: Event,
+    /// The wait's timeout (before the stack part, which userspace may leave in the
+    /// record's bytes).
+    pub timeout: WaitTimeoutArg,
     /// User stack pointer at the syscall.
     pub user_sp: u64,
     /// User instruction pointer at the syscall.
@@ -31,5 +65,5 @@ pub struct WaitRecord {
 }
 
 /// Size of [`WaitRecord`] on the wire.
-pub const WAIT_RECORD_SIZE: usize = EVENT_SIZE + 24 + STACK_WINDOW_WORDS * 8;
+pub const WAIT_RECORD_SIZE: usize = EVENT_SIZE + 24 + 24 + STACK_WINDOW_WORDS * 8;
 const _: () = assert!(core::mem::size_of::<WaitRecord>() == WAIT_RECORD_SIZE);

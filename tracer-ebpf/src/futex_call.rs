@@ -3,7 +3,7 @@
 //! return (`futex_exit`). The decoding itself is `tracer_common::FutexCall::decode`,
 //! shared with userspace's scan of the threads found blocked at attach.
 use aya_ebpf::bindings::pt_regs;
-use tracer_common::{FutexCall, FutexWait};
+use tracer_common::{FutexCall, FutexTimeout, FutexWait, TIMEOUT_UNREADABLE, WaitTimeoutArg};
 
 use crate::{diag, helpers::read_user};
 
@@ -14,6 +14,39 @@ pub(crate) fn syscall_args(regs: *const pt_regs) -> [u64; 3] {
     // result of `bpf_task_pt_regs`); the verifier checks each load against the kernel's
     // BTF layout, which `pt_regs` mirrors for x86-64.
     unsafe { [(*regs).rdi, (*regs).rsi, (*regs).rdx] }
+}
+
+/// The fourth to sixth syscall arguments (`r10`, `r8`, `r9`: where the futex calls keep
+/// their timeout and its clock).
+#[inline(always)]
+pub(crate) fn more_syscall_args(regs: *const pt_regs) -> [u64; 3] {
+    // SAFETY: as in `syscall_args`.
+    unsafe { [(*regs).r10, (*regs).r8, (*regs).r9] }
+}
+
+/// The timeout of waiting syscall `nr` with arguments `args` and `more_args`
+/// ([`FutexTimeout::of_call`]), its `struct timespec` read from the target now (the call
+/// is still in progress, and the kernel has read the same bytes at its start):
+/// [`WaitTimeoutArg::NONE`] for a wait without one, `TIMEOUT_UNREADABLE` if the read
+/// fails.
+#[inline(always)]
+pub(crate) fn timeout(nr: i64, [a0, a1, a2]: [u64; 3], [a3, a4, a5]: [u64; 3]) -> WaitTimeoutArg {
+    let Some(FutexTimeout { addr, clock }) = FutexTimeout::of_call(nr, [a0, a1, a2, a3, a4, a5])
+    else {
+        return WaitTimeoutArg::NONE;
+    };
+    match read_user::<[i64; 2]>(addr) {
+        Ok([sec, nsec]) => WaitTimeoutArg {
+            clock: clock as u32,
+            pad: 0,
+            sec,
+            nsec,
+        },
+        Err(()) => WaitTimeoutArg {
+            clock: TIMEOUT_UNREADABLE,
+            ..WaitTimeoutArg::NONE
+        },
+    }
 }
 
 /// Decodes syscall `nr` with arguments `args` ([`FutexCall::decode`]), reading the first

@@ -16,7 +16,7 @@ use aya_ebpf::{
     macros::btf_tracepoint,
     programs::BtfTracePointContext,
 };
-use tracer_common::{BriefWaits, Counter, EventKind, FutexCall, WaitEndRecord};
+use tracer_common::{BriefWaits, Counter, EventKind, FutexCall, WaitEndRecord, WaitTimeoutArg};
 
 use crate::{
     diag,
@@ -67,14 +67,17 @@ fn try_futex_exit(ctx: &BtfTracePointContext) -> Result<(), ()> {
             SyscallRegs {
                 nr,
                 args,
+                // Only the timeout needs them, and this copy carries none (below).
+                more_args: [0; 3],
                 sp: (*regs).rsp,
                 ip: (*regs).rip,
                 bp: (*regs).rbp,
             }
         };
         // An unusual end (a timeout, `EDEADLK`) is over before anyone could read the
-        // thread's stack later, so it always carries it.
-        if !send_wait(ctx, tid, &wait, now, &call, true) {
+        // thread's stack later, so it always carries it. Its timeout no longer matters:
+        // the wait is over, and userspace keeps an earlier copy sent at its sleep.
+        if !send_wait(ctx, tid, &wait, (now, &WaitTimeoutArg::NONE), &call, true) {
             return Ok(());
         }
     }

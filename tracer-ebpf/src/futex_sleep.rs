@@ -1,7 +1,8 @@
 //! `sched_switch` BTF raw tracepoint: a thread of the target goes to sleep inside a futex
 //! wait. This is where a wait is seen begin: the record (lock memory, user registers and,
 //! for a sample of the waits, the stack: `tracer_common::STACK_SAMPLE_EVERY`) goes out
-//! now, timed from now.
+//! now, timed from now, with the call's timeout (read from its argument: the kernel read
+//! the same `struct timespec` when the call began).
 //!
 //! There is no `sys_enter` hook: every system call of every process would pay for it
 //! (BENCHMARKS.md, "Measurements behind the design"), and a futex wait needs nothing from
@@ -47,10 +48,18 @@ fn try_futex_sleep(ctx: &BtfTracePointContext) -> Result<(), ()> {
     let Some(FutexCall::Wait(wait)) = futex_call::decode(regs.nr, regs.args)? else {
         return Ok(());
     };
+    let timeout = futex_call::timeout(regs.nr, regs.args, regs.more_args);
     // SAFETY: bpf_ktime_get_ns has no preconditions.
     let start_ns = unsafe { bpf_ktime_get_ns() };
     // A full ring buffer drops the record (counted): the wait's end then finds no start
     // and counts as a brief wait in userspace.
-    send_wait(ctx, tid, &wait, start_ns, &regs, takes_stack(wait.addr));
+    send_wait(
+        ctx,
+        tid,
+        &wait,
+        (start_ns, &timeout),
+        &regs,
+        takes_stack(wait.addr),
+    );
     Ok(())
 }

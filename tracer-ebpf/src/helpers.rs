@@ -11,12 +11,12 @@ use aya_ebpf::{
 use tracer_common::{
     Counter, Event, EventKind, FutexWait, GoEvent, LockRecord, SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS,
     STACK_ID_NO_FRAME_CHAIN, STACK_ID_SAMPLED_OUT, STACK_WINDOW_WORDS, StackSlot, WaitEndRecord,
-    WaitRecord,
+    WaitRecord, WaitTimeoutArg,
 };
 
 use crate::{
     diag,
-    futex_call::syscall_args,
+    futex_call::{more_syscall_args, syscall_args},
     maps::{COUNTERS, EVENTS, OVERFLOW_STACKS, READER_POLLS, STACK_SAMPLER, STACKS, TARGET_TGID},
 };
 
@@ -218,6 +218,8 @@ pub(crate) struct SyscallRegs {
     pub(crate) nr: i64,
     /// The first three arguments.
     pub(crate) args: [u64; 3],
+    /// The next three (a futex wait's timeout and its clock).
+    pub(crate) more_args: [u64; 3],
     /// Where the stack window starts, the syscall's address, and the frame pointer that
     /// decides whether a frame walk is worth it.
     pub(crate) sp: u64,
@@ -237,12 +239,14 @@ pub(crate) fn current_syscall_regs() -> Option<SyscallRegs> {
         return None;
     }
     let args = syscall_args(regs);
+    let more_args = more_syscall_args(regs);
     // SAFETY: `regs` is the helper's BTF-typed `struct pt_regs *`; the verifier checks
     // each load against the kernel's BTF layout, which `pt_regs` mirrors for x86-64.
     unsafe {
         Some(SyscallRegs {
             nr: (*regs).orig_rax.cast_signed(),
             args,
+            more_args,
             sp: (*regs).rsp,
             ip: (*regs).rip,
             bp: (*regs).rbp,
@@ -263,9 +267,9 @@ pub(crate) fn takes_stack(addr: u64) -> bool {
     }
 }
 
-/// Sends thread `tid`'s futex wait, begun at `start_ns`, as a `FutexWait` record: the
-/// lock memory around the futex word and the top of the user stack (from `regs`, the
-/// thread's registers at the call), read now (the thread is still inside the futex call,
+/// Sends thread `tid`'s futex wait, begun at `start_ns`, with its `timeout`, as a
+/// `FutexWait` record: the lock memory around the futex word and the top of the user
+/// stack (from `regs`, the thread's registers at the call), read now (the thread is still inside the futex call,
 /// so both are as they were when it began). Without `with_stack` the record carries no
 /// stack window or stack id ([`STACK_ID_SAMPLED_OUT`]). `false` if the ring buffer was
 /// full (counted as dropped).
@@ -274,7 +278,7 @@ pub(crate) fn send_wait<C: StackIdContext>(
     ctx: &C,
     tid: u32,
     wait: &FutexWait,
-    start_ns: u64,
+    (start_ns, timeout): (u64, &WaitTimeoutArg),
     regs: &SyscallRegs,
     with_stack: bool,
 ) -> bool {
@@ -305,6 +309,7 @@ pub(crate) fn send_wait<C: StackIdContext>(
         (*record).event.val = wait.val;
         (*record).event.stack_id = stack_id;
         snapshot_around(&mut (*record).event, wait.addr);
+        (*record).timeout = *timeout;
         (*record).user_sp = regs.sp;
         (*record).user_ip = regs.ip;
         (*record).pad = 0;

@@ -43,6 +43,23 @@ fn try_lock_entry(ctx: &ProbeContext) -> Result<(), ()> {
         )
     };
     let addr = if cond_wait { second } else { first };
+    // SAFETY: reading the ProbeContext's saved registers, valid for the whole program.
+    let (sp, bp) = unsafe { ((*ctx.regs).rsp, (*ctx.regs).rbp) };
+    if let Some(slot) = PENDING_LOCKS.get_ptr_mut(tid) {
+        // SAFETY: `slot` points at this thread's map value, sized and aligned for a
+        // `PendingLock`; only this thread's lock programs write it, one at a time.
+        let outer = unsafe { slot.read() };
+        if outer.op != 0 && outer.addr == addr && sp <= outer.entry_sp {
+            // A lock function called by the one in flight, on the same lock, from deeper
+            // in (or, for a tail call, the same) stack: musl's `pthread_mutex_lock` →
+            // `pthread_mutex_timedlock` → `pthread_mutex_trylock`, its condvar waits
+            // relocking their mutex. The outermost call is the program's: keep its op,
+            // start and call site, and let `lock_return` skip this call's return.
+            // SAFETY: as above.
+            unsafe { (*slot).depth = outer.depth.saturating_add(1) };
+            return Ok(());
+        }
+    }
     // SAFETY: bpf_ktime_get_ns has no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
     if cond_wait {
@@ -55,8 +72,6 @@ fn try_lock_entry(ctx: &ProbeContext) -> Result<(), ()> {
             ..LockRecord::ZERO
         });
     }
-    // SAFETY: reading the ProbeContext's saved registers, valid for the whole program.
-    let (sp, bp) = unsafe { ((*ctx.regs).rsp, (*ctx.regs).rbp) };
     // At a function's first instruction `[sp]` is the return address: the call site.
     // SAFETY: bpf_probe_read_user checks the user address and fails cleanly on a fault.
     let caller = unsafe { bpf_probe_read_user(sp as *const u64) }.unwrap_or(0);
@@ -74,6 +89,9 @@ fn try_lock_entry(ctx: &ProbeContext) -> Result<(), ()> {
         } else {
             STACK_ID_NO_FRAME_CHAIN
         },
+        entry_sp: sp,
+        depth: 0,
+        pad: 0,
     };
     match PENDING_LOCKS.get_ptr_mut(tid) {
         // SAFETY: `slot` points at this thread's map value, sized and aligned for a

@@ -29,10 +29,16 @@ fn try_lock_return(ctx: &RetProbeContext) -> Result<(), ()> {
     let Some(tid) = target_tid() else {
         return Ok(());
     };
-    let Some(pending) = take_pending(tid) else {
-        count(Counter::UnmatchedReturns);
-        diag::unmatched_return(tid);
-        return Ok(());
+    let pending = match take_pending(tid) {
+        Taken::Outermost(pending) => pending,
+        // The return of a lock function the call in flight made itself (see
+        // `PendingLock::depth`): the call's own return is still to come.
+        Taken::Inner => return Ok(()),
+        Taken::Missing => {
+            count(Counter::UnmatchedReturns);
+            diag::unmatched_return(tid);
+            return Ok(());
+        }
     };
     let ret: i32 = ctx.ret();
     // A condvar wait holds its mutex again when it returns, also after a timeout.
@@ -55,16 +61,33 @@ fn try_lock_return(ctx: &RetProbeContext) -> Result<(), ()> {
     Ok(())
 }
 
-/// The thread's lock call in flight, marked consumed in place (the entry stays for the
-/// thread's next call, see `PENDING_LOCKS`); `None` if no entry was seen for it.
+/// What a return finds of the thread's lock call in flight.
+enum Taken {
+    /// The call, marked consumed in place (the entry stays for the thread's next call,
+    /// see `PENDING_LOCKS`).
+    Outermost(PendingLock),
+    /// An inner call's return (see `PendingLock::depth`), now counted off.
+    Inner,
+    /// No entry was seen for it.
+    Missing,
+}
+
+/// The thread's lock call in flight, for a return (see [`Taken`]).
 #[inline(always)]
-fn take_pending(tid: u32) -> Option<PendingLock> {
-    let slot = PENDING_LOCKS.get_ptr_mut(tid)?;
+fn take_pending(tid: u32) -> Taken {
+    let Some(slot) = PENDING_LOCKS.get_ptr_mut(tid) else {
+        return Taken::Missing;
+    };
     // SAFETY: `slot` points at this thread's map value, sized and aligned for a
     // `PendingLock`; only this thread's lock programs write it, one at a time.
     let pending = unsafe { slot.read() };
     if pending.op == 0 {
-        return None;
+        return Taken::Missing;
+    }
+    if pending.depth > 0 {
+        // SAFETY: as above.
+        unsafe { (*slot).depth = pending.depth - 1 };
+        return Taken::Inner;
     }
     // `caller` too: userspace takes a nonzero caller as "inside a lock call now".
     // SAFETY: as above.
@@ -72,5 +95,5 @@ fn take_pending(tid: u32) -> Option<PendingLock> {
         (*slot).op = 0;
         (*slot).caller = 0;
     }
-    Some(pending)
+    Taken::Outermost(pending)
 }

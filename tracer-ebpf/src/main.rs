@@ -11,6 +11,8 @@
 //!   only attached with `--holds`.
 //! - `go_lock_site`: uprobes on Go lock paths (entries, `ret`s, after inlined atomics),
 //!   attached when the target is a Go program.
+//! - `process_exec`: `sched_process_exec` BTF raw tracepoint: the target executed
+//!   another program (event), the point where userspace switches programs.
 //! - `noop`: empty programs on the same hooks, attached only by the benchmark to
 //!   measure the floor cost of the hooks themselves.
 //!
@@ -37,6 +39,7 @@ mod lock_entry;
 mod lock_return;
 mod maps;
 mod noop;
+mod process_exec;
 mod unlock_entry;
 
 #[cfg(not(test))]

@@ -21,7 +21,9 @@ use std::{
 use anyhow::{Context as _, bail};
 use tracer_common::{LockOp, SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS, futex_cmd};
 use tracer_user::{
-    event::{Record, Snapshot, StackWindow, TraceEvent, WindowRef, decode, encode_bytes},
+    event::{
+        Record, Snapshot, StackWindow, TraceEvent, WaitTimeout, WindowRef, decode, encode_bytes,
+    },
     native::analysis::{Analysis, ThreadIds},
 };
 
@@ -253,6 +255,7 @@ impl Generator {
                 words,
             },
             window: WindowRef::EMPTY,
+            timeout: WaitTimeout::Untimed,
         }
     }
 
@@ -277,6 +280,8 @@ impl Generator {
                 words,
             },
             window: WindowRef::EMPTY,
+            // pthread_cond_wait without a deadline.
+            timeout: WaitTimeout::Untimed,
         }
     }
 
@@ -402,7 +407,7 @@ fn run_pipeline(stream: &Stream, passes: usize) -> Outcome {
             // As the session's drain loop does it.
             match decode(black_box(record)) {
                 Ok(Record::Native(ref event)) => analysis.on_event(event, &threads),
-                Ok(Record::Go(_)) | Err(_) => decode_errors += 1,
+                Ok(Record::Go(_) | Record::Exec { .. }) | Err(_) => decode_errors += 1,
             }
             since_poll += 1;
             if since_poll == CANDIDATE_POLL {

@@ -5,9 +5,10 @@ use std::mem::size_of;
 use aya::Pod;
 use thiserror::Error;
 use tracer_common::{
-    BriefWaits, CpuBriefWaits, EVENT_SIZE, Event, EventKind, GO_EVENT_SIZE, GoEvent,
-    LOCK_RECORD_SIZE, LockOp, LockRecord, SNAPSHOT_WORDS, STACK_WINDOW_WORDS, UnknownValue,
-    WAIT_END_RECORD_SIZE, WAIT_RECORD_SIZE, WaitEndRecord, WaitRecord,
+    BriefWaits, CpuBriefWaits, EVENT_SIZE, EXEC_RECORD_SIZE, Event, EventKind, ExecRecord,
+    GO_EVENT_SIZE, GoEvent, LOCK_RECORD_SIZE, LockOp, LockRecord, SNAPSHOT_WORDS,
+    STACK_WINDOW_WORDS, TIMEOUT_NONE, TIMEOUT_UNREADABLE, TimeoutClock, UnknownValue,
+    WAIT_END_RECORD_SIZE, WAIT_RECORD_SIZE, WaitEndRecord, WaitRecord, WaitTimeoutArg,
 };
 
 use crate::go::lock_model::GoLockEvent;
@@ -17,7 +18,7 @@ use crate::go::lock_model::GoLockEvent;
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum DecodeError {
     #[error(
-        "record of {len} bytes, expected {WAIT_END_RECORD_SIZE}, {LOCK_RECORD_SIZE}, {GO_EVENT_SIZE} or {WAIT_RECORD_SIZE}"
+        "record of {len} bytes, expected {WAIT_END_RECORD_SIZE}, {LOCK_RECORD_SIZE}, {GO_EVENT_SIZE}, {WAIT_RECORD_SIZE} or {EXEC_RECORD_SIZE}"
     )]
     Size { len: usize },
     #[error("a {WAIT_RECORD_SIZE}-byte record that is not a futex wait")]
@@ -28,6 +29,8 @@ pub enum DecodeError {
     LockRecordKind,
     #[error("a {GO_EVENT_SIZE}-byte record that is not a go lock site")]
     GoRecordKind,
+    #[error("a {EXEC_RECORD_SIZE}-byte record that is not an exec")]
+    ExecRecordKind,
     #[error("unknown event kind {}", .0.0)]
     Kind(UnknownValue),
     #[error("unknown lock op {}", .0.0)]
@@ -80,6 +83,105 @@ impl Snapshot {
     }
 }
 
+/// A futex wait's timeout, as the call gave it (its `struct timespec` and clock).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WaitTimeout {
+    /// No timeout: the wait lasts until it is woken.
+    #[default]
+    Untimed,
+    /// Gives up this many ns after the call began (`FUTEX_WAIT`).
+    After(u64),
+    /// Gives up when `CLOCK_MONOTONIC` reaches this many ns.
+    AtMonotonic(u64),
+    /// Gives up when `CLOCK_REALTIME` reaches this many ns (`pthread_mutex_timedlock`).
+    AtRealtime(u64),
+    /// Has a timeout that could not be read.
+    Unknown,
+}
+
+impl WaitTimeout {
+    /// The timeout a `struct timespec` `[sec, nsec]` on `clock` stands for. Times before
+    /// the clock's epoch are 0 (the wait gives up at once, as the kernel does).
+    #[must_use]
+    pub fn of_timespec(clock: TimeoutClock, [sec, nsec]: [i64; 2]) -> Self {
+        let ns = i128::from(sec) * 1_000_000_000 + i128::from(nsec);
+        let ns = u64::try_from(ns.max(0)).unwrap_or(u64::MAX);
+        match clock {
+            TimeoutClock::Relative => Self::After(ns),
+            TimeoutClock::Monotonic => Self::AtMonotonic(ns),
+            TimeoutClock::Realtime => Self::AtRealtime(ns),
+        }
+    }
+
+    /// The timeout a wait record carries.
+    #[must_use]
+    pub fn of_arg(arg: &WaitTimeoutArg) -> Self {
+        let timespec = [arg.sec, arg.nsec];
+        match arg.clock {
+            TIMEOUT_NONE => Self::Untimed,
+            c if c == TimeoutClock::Relative as u32 => {
+                Self::of_timespec(TimeoutClock::Relative, timespec)
+            }
+            c if c == TimeoutClock::Monotonic as u32 => {
+                Self::of_timespec(TimeoutClock::Monotonic, timespec)
+            }
+            c if c == TimeoutClock::Realtime as u32 => {
+                Self::of_timespec(TimeoutClock::Realtime, timespec)
+            }
+            // TIMEOUT_UNREADABLE, or a value from a newer kernel side: timed all the same.
+            _ => Self::Unknown,
+        }
+    }
+
+    /// The wait record's field for this timeout (the inverse of [`WaitTimeout::of_arg`]).
+    #[must_use]
+    pub fn to_arg(self) -> WaitTimeoutArg {
+        let (clock, ns) = match self {
+            Self::Untimed => return WaitTimeoutArg::NONE,
+            Self::Unknown => {
+                return WaitTimeoutArg {
+                    clock: TIMEOUT_UNREADABLE,
+                    ..WaitTimeoutArg::NONE
+                };
+            }
+            Self::After(ns) => (TimeoutClock::Relative, ns),
+            Self::AtMonotonic(ns) => (TimeoutClock::Monotonic, ns),
+            Self::AtRealtime(ns) => (TimeoutClock::Realtime, ns),
+        };
+        WaitTimeoutArg {
+            clock: clock as u32,
+            pad: 0,
+            sec: i64::try_from(ns / 1_000_000_000).unwrap_or(i64::MAX),
+            nsec: i64::try_from(ns % 1_000_000_000).unwrap_or(0),
+        }
+    }
+
+    /// Whether the wait gives up by itself at some point.
+    #[must_use]
+    pub const fn is_timed(self) -> bool {
+        !matches!(self, Self::Untimed)
+    }
+
+    /// The `CLOCK_MONOTONIC` time (ns) at which a wait that began at `start_ns`
+    /// (`CLOCK_MONOTONIC`) gives up, when `CLOCK_REALTIME` is `realtime_ahead_ns` ahead of
+    /// `CLOCK_MONOTONIC`; `None` for an untimed wait or an unknown timeout.
+    #[must_use]
+    pub fn deadline_ns(self, start_ns: u64, realtime_ahead_ns: i128) -> Option<u64> {
+        match self {
+            Self::Untimed | Self::Unknown => None,
+            Self::After(ns) => Some(start_ns.saturating_add(ns)),
+            Self::AtMonotonic(ns) => Some(ns),
+            Self::AtRealtime(ns) => {
+                let monotonic = (i128::from(ns) - realtime_ahead_ns).max(0);
+                Some(u64::try_from(monotonic).unwrap_or(u64::MAX))
+            }
+        }
+    }
+}
+
+/// Bytes of a wait record's timeout, between its [`Event`] header and its stack part.
+const TIMEOUT_PART_BYTES: usize = size_of::<WaitTimeoutArg>();
+
 /// The top of a user stack at a wait: registers and the words above the stack pointer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StackWindow {
@@ -113,9 +215,9 @@ impl StackWindow {
 #[expect(clippy::cast_possible_truncation, reason = "a 32-word constant")]
 const STACK_WINDOW_WORDS_U32: u32 = STACK_WINDOW_WORDS as u32;
 
-/// Bytes of a wait record after its [`Event`] header: `user_sp`, `user_ip`,
-/// `window_words`, padding, then the window's words.
-const WINDOW_PART_BYTES: usize = WAIT_RECORD_SIZE - EVENT_SIZE;
+/// Bytes of a wait record after its [`Event`] header and its timeout: `user_sp`,
+/// `user_ip`, `window_words`, padding, then the window's words.
+const WINDOW_PART_BYTES: usize = WAIT_RECORD_SIZE - EVENT_SIZE - TIMEOUT_PART_BYTES;
 
 /// The stack window of a futex wait event, borrowed: still in the record's bytes (read
 /// only when the analysis keeps it, straight into its own storage) or already built (a
@@ -160,6 +262,19 @@ impl WindowRef<'_> {
                     *word = u64_at(WORDS + i * 8);
                 }
                 rest.fill(0);
+            }
+        }
+    }
+
+    /// The waiting thread's user stack pointer (0 when unknown).
+    #[must_use]
+    pub fn sp(&self) -> u64 {
+        match *self {
+            Self::Built(window) => window.sp,
+            Self::Raw(bytes) => {
+                let mut word = [0u8; 8];
+                word.copy_from_slice(&bytes[..8]);
+                u64::from_ne_bytes(word)
             }
         }
     }
@@ -230,6 +345,8 @@ pub enum TraceEvent<'a> {
         stack: StackId,
         snapshot: Snapshot,
         window: WindowRef<'a>,
+        /// The call's timeout.
+        timeout: WaitTimeout,
     },
     /// A futex wait returned (any result but `EAGAIN`, which the kernel only counts).
     /// `val` is the call's expected value, which classifies the word when no record of
@@ -290,6 +407,9 @@ pub enum Record<'a> {
     Native(TraceEvent<'a>),
     /// A Go lock probe site: for the Go lock model.
     Go(GoLockEvent),
+    /// The target executed another program: records before this one are the old
+    /// program's, records after it the new one's.
+    Exec { tid: u32, ts_ns: u64 },
 }
 
 /// Decodes a record from ring-buffer bytes (which carry no alignment guarantee). The
@@ -303,6 +423,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record<'_>, DecodeError> {
         LOCK_RECORD_SIZE => decode_lock(&read(bytes)?).map(Record::Native),
         WAIT_RECORD_SIZE => decode_wait(bytes).map(Record::Native),
         GO_EVENT_SIZE => decode_go(&read(bytes)?).map(Record::Go),
+        EXEC_RECORD_SIZE => decode_exec(&read(bytes)?),
         len => Err(DecodeError::Size { len }),
     }
 }
@@ -318,6 +439,17 @@ fn read<T: Pod>(bytes: &[u8]) -> Result<T, DecodeError> {
     // for its `repr(C)` records: no padding, plain integers only) makes any bit pattern a
     // valid `T`.
     Ok(unsafe { bytes.as_ptr().cast::<T>().read_unaligned() })
+}
+
+/// Converts an exec record.
+fn decode_exec(raw: &ExecRecord) -> Result<Record<'static>, DecodeError> {
+    match EventKind::try_from(raw.kind).map_err(DecodeError::Kind)? {
+        EventKind::Exec => Ok(Record::Exec {
+            tid: raw.tid,
+            ts_ns: raw.ts_ns,
+        }),
+        _ => Err(DecodeError::ExecRecordKind),
+    }
 }
 
 /// Converts a futex wait's end record into a typed event.
@@ -354,7 +486,7 @@ fn decode_lock(raw: &LockRecord) -> Result<TraceEvent<'static>, DecodeError> {
             addr: raw.addr,
             op: op()?,
         }),
-        EventKind::FutexWait | EventKind::FutexWaitDone | EventKind::GoLock => {
+        EventKind::FutexWait | EventKind::FutexWaitDone | EventKind::GoLock | EventKind::Exec => {
             Err(DecodeError::LockRecordKind)
         }
     }
@@ -364,8 +496,10 @@ fn decode_lock(raw: &LockRecord) -> Result<TraceEvent<'static>, DecodeError> {
 /// the bytes for whoever keeps it.
 fn decode_wait(bytes: &[u8]) -> Result<TraceEvent<'_>, DecodeError> {
     let size = || DecodeError::Size { len: bytes.len() };
-    let (header, window) = bytes.split_at_checked(EVENT_SIZE).ok_or_else(size)?;
+    let (header, rest) = bytes.split_at_checked(EVENT_SIZE).ok_or_else(size)?;
+    let (timeout, window) = rest.split_at_checked(TIMEOUT_PART_BYTES).ok_or_else(size)?;
     let raw: Event = read(header)?;
+    let timeout: WaitTimeoutArg = read(timeout)?;
     if EventKind::try_from(raw.kind).map_err(DecodeError::Kind)? != EventKind::FutexWait {
         return Err(DecodeError::WaitRecordKind);
     }
@@ -382,6 +516,7 @@ fn decode_wait(bytes: &[u8]) -> Result<TraceEvent<'_>, DecodeError> {
             words: raw.snapshot,
         },
         window: WindowRef::Raw(window.try_into().map_err(|_| size())?),
+        timeout: WaitTimeout::of_arg(&timeout),
     })
 }
 
@@ -415,6 +550,7 @@ pub fn encode_bytes(event: &TraceEvent) -> Vec<u8> {
             stack,
             snapshot,
             window,
+            timeout,
         } => {
             let window = window.to_window();
             bytes_of(&WaitRecord {
@@ -431,6 +567,7 @@ pub fn encode_bytes(event: &TraceEvent) -> Vec<u8> {
                     snapshot: snapshot.words,
                     ..Event::ZERO
                 },
+                timeout: timeout.to_arg(),
                 user_sp: window.sp,
                 user_ip: window.ip,
                 window_words: window.len,
@@ -586,10 +723,11 @@ mod tests {
             stack: None,
             snapshot: snapshot(),
             window: WindowRef::Built(window),
+            timeout: WaitTimeout::Untimed,
         };
         let mut bytes = encode_bytes(&wait(&window));
         // Stale ring-buffer contents after the two valid words.
-        let third_word = EVENT_SIZE + 24 + 2 * 8;
+        let third_word = EVENT_SIZE + TIMEOUT_PART_BYTES + 24 + 2 * 8;
         bytes[third_word..].fill(0xee);
         let TraceEvent::FutexWait { window: raw, .. } = native(&bytes) else {
             panic!("not a wait");
@@ -609,7 +747,7 @@ mod tests {
             ..window
         };
         let mut bytes = encode_bytes(&wait(&sampled_out));
-        bytes[EVENT_SIZE + 24..].fill(0xee);
+        bytes[EVENT_SIZE + TIMEOUT_PART_BYTES + 24..].fill(0xee);
         let TraceEvent::FutexWait { window: raw, .. } = native(&bytes) else {
             panic!("not a wait");
         };
@@ -652,6 +790,7 @@ mod tests {
                 stack: Some(3),
                 snapshot: snapshot(),
                 window: WindowRef::Built(&window),
+                timeout: WaitTimeout::Untimed,
             },
             TraceEvent::FutexWaitDone {
                 tid: 7,
@@ -699,6 +838,16 @@ mod tests {
         assert_eq!(encode_bytes(&events[1]).len(), WAIT_END_RECORD_SIZE);
         assert_eq!(encode_bytes(&events[2]).len(), LOCK_RECORD_SIZE);
         assert_eq!(encode_bytes(&events[3]).len(), LOCK_RECORD_SIZE);
+        // An exec record decodes; its size with another kind inside is rejected.
+        let exec = ExecRecord {
+            kind: EventKind::Exec as u32,
+            tid: 77,
+            ts_ns: 5,
+        };
+        let mut bytes = bytes_of(&exec);
+        assert_eq!(decode(&bytes), Ok(Record::Exec { tid: 77, ts_ns: 5 }));
+        bytes[..4].copy_from_slice(&(EventKind::FutexWait as u32).to_ne_bytes());
+        assert_eq!(decode(&bytes), Err(DecodeError::ExecRecordKind));
         // A wait end's size with another kind inside is rejected.
         let mut bytes = encode_bytes(&events[1]);
         bytes[..4].copy_from_slice(&(EventKind::FutexWait as u32).to_ne_bytes());
@@ -711,6 +860,98 @@ mod tests {
         let mut bytes = encode_bytes(&events[3]);
         bytes[..4].copy_from_slice(&(EventKind::FutexWaitDone as u32).to_ne_bytes());
         assert_eq!(decode(&bytes), Err(DecodeError::LockRecordKind));
+    }
+
+    /// Guards the timeout a wait record carries: each clock and "none" survive the trip
+    /// through the record's bytes, an unreadable or unknown clock value is a timed wait
+    /// with an unknown timeout (never taken for an untimed one), and the timeout sits
+    /// between the header and the stack part without disturbing the window.
+    #[test]
+    fn wait_timeouts_round_trip_through_records() {
+        let window = StackWindow {
+            ip: 0x7f00,
+            sp: 0x7ffe_0000,
+            len: 2,
+            words: window_words(),
+        };
+        for timeout in [
+            WaitTimeout::Untimed,
+            WaitTimeout::After(200_000_000),
+            WaitTimeout::AtMonotonic(1_000_000_000_123),
+            WaitTimeout::AtRealtime(1_700_000_000_000_000_001),
+            WaitTimeout::Unknown,
+        ] {
+            let wait = TraceEvent::FutexWait {
+                tid: 7,
+                ts_ns: 10,
+                addr: 0x1010,
+                cmd: futex_cmd::WAIT_BITSET,
+                val: 2,
+                stack: None,
+                snapshot: snapshot(),
+                window: WindowRef::Built(&window),
+                timeout,
+            };
+            let bytes = encode_bytes(&wait);
+            assert_eq!(decode(&bytes), Ok(Record::Native(wait)), "{timeout:?}");
+        }
+        let arg = |clock| WaitTimeoutArg {
+            clock,
+            pad: 0,
+            sec: 1,
+            nsec: 2,
+        };
+        assert_eq!(
+            WaitTimeout::of_arg(&arg(TIMEOUT_UNREADABLE)),
+            WaitTimeout::Unknown
+        );
+        assert_eq!(WaitTimeout::of_arg(&arg(77)), WaitTimeout::Unknown);
+        assert_eq!(
+            WaitTimeout::of_arg(&arg(TIMEOUT_NONE)),
+            WaitTimeout::Untimed
+        );
+        assert_eq!(
+            WaitTimeout::of_arg(&arg(TimeoutClock::Relative as u32)),
+            WaitTimeout::After(1_000_000_002)
+        );
+        // A time before the epoch gives up at once, as in the kernel.
+        assert_eq!(
+            WaitTimeout::of_timespec(TimeoutClock::Monotonic, [-5, 0]),
+            WaitTimeout::AtMonotonic(0)
+        );
+    }
+
+    /// Guards the conversion of a wait's timeout to the events' clock: a relative one
+    /// counts from the wait's start, a `CLOCK_REALTIME` deadline moves by the clocks'
+    /// offset, and untimed or unknown timeouts have no deadline.
+    #[test]
+    fn deadlines_are_on_the_monotonic_clock() {
+        let start = 5_000;
+        let ahead = 1_000_000;
+        assert_eq!(
+            WaitTimeout::After(300).deadline_ns(start, ahead),
+            Some(5_300)
+        );
+        assert_eq!(
+            WaitTimeout::AtMonotonic(9_000).deadline_ns(start, ahead),
+            Some(9_000)
+        );
+        assert_eq!(
+            WaitTimeout::AtRealtime(1_009_000).deadline_ns(start, ahead),
+            Some(9_000)
+        );
+        // Realtime behind monotonic (a clock set back to before boot) works too.
+        assert_eq!(
+            WaitTimeout::AtRealtime(9_000).deadline_ns(start, -1_000),
+            Some(10_000)
+        );
+        assert_eq!(
+            WaitTimeout::AtRealtime(10).deadline_ns(start, ahead),
+            Some(0)
+        );
+        assert_eq!(WaitTimeout::Untimed.deadline_ns(start, ahead), None);
+        assert_eq!(WaitTimeout::Unknown.deadline_ns(start, ahead), None);
+        assert!(WaitTimeout::Unknown.is_timed() && !WaitTimeout::Untimed.is_timed());
     }
 
     #[test]
@@ -755,6 +996,7 @@ mod tests {
             stack: Some(3),
             snapshot: snapshot(),
             window: WindowRef::EMPTY,
+            timeout: WaitTimeout::Untimed,
         };
         for event in [released, wait] {
             let bytes = encode_bytes(&event);

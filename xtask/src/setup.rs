@@ -67,6 +67,8 @@ pub(crate) fn run_setup(args: &SetupArgs) -> anyhow::Result<()> {
     // (tracer-user/tests/integration/errors.rs); x86-64 builds 32-bit programs with -m32.
     #[cfg(target_arch = "x86_64")]
     apt_install("32-bit gcc (gcc -m32)", &["gcc-multilib"])?;
+    // musl-gcc, for the tests on musl programs (tracer-user/tests/integration/musl.rs).
+    apt_install("musl C library and musl-gcc", &["musl-tools"])?;
 
     if args.debian_toolchain {
         debian_toolchain()?;

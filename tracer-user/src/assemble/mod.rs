@@ -91,14 +91,17 @@ pub fn deadlock(entries: &[RawCycleEntry], now_ns: u64, naming: &mut dyn Naming)
                 stack_detail: waiting.detail,
                 waited_ns: ago(e.waiting_since_ns),
                 blocked_before_attach: e.blocked_before_attach,
+                timed: e.timed,
+                timeout_ns: e.gives_up_at_ns.map(|at| at.saturating_sub(now_ns)),
                 held_ns: ago(e.holding_since_ns),
                 holder_evidence: e.holder_evidence,
                 acquired_at: acquired.names,
                 acquired_at_detail: acquired.detail,
             }
         })
-        .collect();
+        .collect::<Vec<DeadlockEntry>>();
     Deadlock {
+        will_time_out: !cycle.is_empty() && cycle.iter().all(|e| e.timed),
         cycle,
         detected_after_ns: (closed_at > 0).then(|| now_ns.saturating_sub(closed_at)),
     }
@@ -313,6 +316,8 @@ mod tests {
             waiting: native(tid),
             waiting_since_ns: since,
             blocked_before_attach: since.is_none(),
+            timed: false,
+            gives_up_at_ns: None,
             holding_since_ns: None,
             holder_evidence: None,
             acquired: RawStack::None,
@@ -338,6 +343,38 @@ mod tests {
         let all_before = [entry(10, 0xa, 0xb, None), entry(11, 0xb, 0xa, None)];
         let d = deadlock(&all_before, 5_000, &mut FakeNaming::default());
         assert_eq!(d.detected_after_ns, None);
+    }
+
+    /// Guards the timeouts of a cycle's entries: a timed wait's `timeout_ns` is the time
+    /// left until its deadline when the cycle is reported (0 once passed), an untimed
+    /// one has none, and the cycle will time out only when every wait is timed.
+    #[test]
+    fn timed_entries_carry_the_time_left() {
+        let timed = |mut e: RawCycleEntry, at: Option<u64>| {
+            e.timed = true;
+            e.gives_up_at_ns = at;
+            e
+        };
+        let entries = [
+            timed(entry(10, 0xa, 0xb, Some(1_000)), Some(205_000)),
+            timed(entry(11, 0xb, 0xa, None), None),
+        ];
+        let d = deadlock(&entries, 5_000, &mut FakeNaming::default());
+        assert!(d.will_time_out);
+        assert_eq!(
+            d.cycle
+                .iter()
+                .map(|e| (e.timed, e.timeout_ns))
+                .collect::<Vec<_>>(),
+            [(true, Some(200_000)), (true, None)]
+        );
+        let late = deadlock(&entries, 300_000, &mut FakeNaming::default());
+        assert_eq!(late.cycle[0].timeout_ns, Some(0));
+        let mixed = [entries[0].clone(), entry(11, 0xb, 0xa, None)];
+        let d = deadlock(&mixed, 5_000, &mut FakeNaming::default());
+        assert!(!d.will_time_out, "an untimed wait keeps it a deadlock");
+        assert_eq!(d.cycle[0].timeout_ns, Some(200_000));
+        assert_eq!((d.cycle[1].timed, d.cycle[1].timeout_ns), (false, None));
     }
 
     /// Guards the stuck-lock headline: the holder's acquisition site skips the lock's own

@@ -69,12 +69,17 @@ impl Namer<'_> {
             }
         }
         let code = &mut *self.code;
-        let ips = unwind::merge_frames(window.ip, &words, &fp_chain, &mut |addr| {
-            code.is_return_address(addr)
+        let files = &mut *self.symbolizer;
+        let frames = unwind::merge_frames(window.ip, &words, &fp_chain, &mut |addr| {
+            code.check(addr, files)
         });
         let mut stack = Stack::default();
-        for (i, &ip) in ips.iter().enumerate() {
-            self.push_frames(&mut stack, ip, i > 0);
+        for (i, frame) in frames.iter().enumerate() {
+            let first = stack.names.len();
+            self.push_frames(&mut stack, frame.ip, i > 0);
+            if frame.uncertain {
+                mark_uncertain(&mut stack, first);
+            }
         }
         stack
     }
@@ -184,6 +189,21 @@ impl Naming for Namer<'_> {
 
     fn is_lock_internal(&self, function: &str) -> bool {
         is_lock_internal(function)
+    }
+}
+
+/// Marks the frames of `stack` from index `first` on as uncertain (see
+/// `unwind::UnwoundFrame::uncertain`): `?` after the function name (`start_thread?`), and
+/// in the detail after the function and offset (`start_thread+0x305? (pthread_create.c:442)`).
+fn mark_uncertain(stack: &mut Stack, first: usize) {
+    for name in stack.names.iter_mut().skip(first) {
+        name.push('?');
+    }
+    for detail in stack.detail.iter_mut().skip(first) {
+        match detail.find(" (") {
+            Some(at) => detail.insert(at, '?'),
+            None => detail.push('?'),
+        }
     }
 }
 

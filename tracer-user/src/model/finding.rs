@@ -29,6 +29,15 @@ pub struct DeadlockEntry {
     pub waited_ns: Option<u64>,
     /// Whether the thread was already blocked when the tracer attached.
     pub blocked_before_attach: bool,
+    /// Whether this thread's wait has a timeout (`pthread_mutex_timedlock`,
+    /// `pthread_mutex_clocklock`, `pthread_rwlock_timed*`: the futex call's timeout
+    /// argument): it gives up by itself.
+    pub timed: bool,
+    /// For a timed wait: the time left, when the cycle was reported, until the wait gives
+    /// up (`ETIMEDOUT`). `None` for an untimed wait, or a timed one whose timeout could
+    /// not be read. For a relative timeout (`FUTEX_WAIT`) of a wait already in progress
+    /// at the attach, an upper bound.
+    pub timeout_ns: Option<u64>,
     /// How long this thread has held `holds` (known with `--holds`).
     pub held_ns: Option<u64>,
     /// How the tracer knows this goroutine holds `holds`; omitted for native threads
@@ -44,15 +53,19 @@ pub struct DeadlockEntry {
     pub acquired_at_detail: Vec<String>,
 }
 
-/// A wait-for cycle: the threads are deadlocked.
+/// A wait-for cycle: the threads are deadlocked, unless every wait of the cycle has a
+/// timeout (`will_time_out`): then the cycle resolves itself when the first wait gives up.
 ///
-/// JSON: `{"kind":"deadlock","cycle":[…],"detected_after_ns":…}`.
+/// JSON: `{"kind":"deadlock","cycle":[…],"will_time_out":…,"detected_after_ns":…}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename = "deadlock")]
 pub struct Deadlock {
     /// The threads in wait order: each waits for a lock held by the next, the last waits for
     /// one held by the first.
     pub cycle: Vec<DeadlockEntry>,
+    /// Every wait of the cycle has a timeout: no permanent deadlock, the cycle breaks
+    /// when the first of them gives up.
+    pub will_time_out: bool,
     /// How long after the wait that closed the cycle began the tracer detected it, if known.
     pub detected_after_ns: Option<u64>,
 }

@@ -37,6 +37,8 @@ pub(crate) fn deadlock() -> Deadlock {
                 ],
                 waited_ns: Some(5_000),
                 blocked_before_attach: false,
+                timed: false,
+                timeout_ns: None,
                 held_ns: Some(2_000_000_000),
                 holder_evidence: None,
                 acquired_at: vec!["worker_a".into()],
@@ -52,12 +54,15 @@ pub(crate) fn deadlock() -> Deadlock {
                 stack_detail: Vec::new(),
                 waited_ns: None,
                 blocked_before_attach: true,
+                timed: false,
+                timeout_ns: None,
                 held_ns: None,
                 holder_evidence: None,
                 acquired_at: Vec::new(),
                 acquired_at_detail: Vec::new(),
             },
         ],
+        will_time_out: false,
         detected_after_ns: Some(1_500_000),
     }
 }
@@ -73,6 +78,7 @@ pub(crate) fn summary() -> Summary {
         futex_waits: 30,
         brief_lock_waits: 20,
         deadlocks: 1,
+        timed_cycles: 0,
         other_locks: None,
         locks: vec![
             LockSummary {

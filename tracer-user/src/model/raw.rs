@@ -45,6 +45,11 @@ pub struct RawCycleEntry {
     pub waiting_since_ns: Option<u64>,
     /// Whether it was already waiting when the tracer attached.
     pub blocked_before_attach: bool,
+    /// Whether its wait has a timeout (gives up by itself).
+    pub timed: bool,
+    /// When its wait gives up (`CLOCK_MONOTONIC`), for a timed wait whose timeout is
+    /// known.
+    pub gives_up_at_ns: Option<u64>,
     /// When it took `holds`, when known.
     pub holding_since_ns: Option<u64>,
     /// How a goroutine is known to hold `holds` (`None` for native threads).

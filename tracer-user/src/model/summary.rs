@@ -47,8 +47,8 @@ pub struct OtherLocks {
 /// The end-of-run summary.
 ///
 /// JSON: `{"kind":"summary","pid":…,"ns_pid":…,"duration_ns":…,"events":…,"dropped":…,"futex_wakes":…,
-/// "futex_waits":…,"brief_lock_waits":…,"deadlocks":…,"locks":[…],"other_locks":{…},"notes":[…]}`
-/// (`other_locks` only when locks were folded).
+/// "futex_waits":…,"brief_lock_waits":…,"deadlocks":…,"timed_cycles":…,"locks":[…],
+/// "other_locks":{…},"notes":[…]}` (`other_locks` only when locks were folded).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename = "summary")]
 pub struct Summary {
@@ -72,8 +72,11 @@ pub struct Summary {
     /// while the waiter entered the kernel). The kernel adds these up instead of sending
     /// each; they are included in the locks' `contentions` and `wait_ns`.
     pub brief_lock_waits: u64,
-    /// Number of deadlocks reported during the run.
+    /// Number of deadlocks reported during the run (not counting `timed_cycles`).
     pub deadlocks: usize,
+    /// Number of distinct cycles of timed waits reported during the run (each would
+    /// time out: no deadlock).
+    pub timed_cycles: usize,
     /// Contended locks, in report order (see [`Summary::sort_locks`]).
     pub locks: Vec<LockSummary>,
     /// The locks folded into one aggregate to bound the tracer's memory (`--max-locks`);

@@ -21,11 +21,13 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use tracer_common::{BriefWaits, LockOp};
 
 use crate::{
-    event::{Snapshot, StackId, StackWindow, TraceEvent, WindowRef},
+    event::{Snapshot, StackId, StackWindow, TraceEvent, WaitTimeout, WindowRef},
     lockstats::{LockSlot, LockTable},
     model::LockKind,
     native::{
-        futex_lock::{FutexWaitClass, KnownLocks, classify},
+        LockLayout,
+        futex_lock::{self, FutexWaitClass, KnownLocks},
+        musl_lock,
         waitgraph::{Cycle, WaitGraph},
     },
 };
@@ -60,6 +62,8 @@ pub struct ActiveWait {
     /// Slot of the wait's stack window in the analysis's window slab (lock waits only);
     /// read it with [`Analysis::window`].
     pub window_slot: Option<u32>,
+    /// The call's timeout: a cycle of timed waits resolves itself.
+    pub timeout: WaitTimeout,
 }
 
 /// A lock held by a thread, known from `--holds` uprobes.
@@ -219,6 +223,8 @@ pub struct Analysis {
     brief_folded: HashMap<u64, BriefWaits>,
     first_ns: Option<u64>,
     last_ns: u64,
+    /// Whose lock layouts futex words are classified with (the target's C library).
+    layout: LockLayout,
 }
 
 impl Analysis {
@@ -234,6 +240,88 @@ impl Analysis {
         Self {
             stats: LockTable::with_max_locks(max_locks),
             ..Self::default()
+        }
+    }
+
+    /// An analysis that reads lock memory with `layout` (the target's C library's).
+    #[must_use]
+    pub fn with_layout(layout: LockLayout) -> Self {
+        Self {
+            layout,
+            ..Self::default()
+        }
+    }
+
+    /// The analysis of a target: lock memory read with `layout` (its C library's), at
+    /// most `max_locks` locks tracked before the coldest are folded.
+    #[must_use]
+    pub fn for_target(layout: LockLayout, max_locks: usize) -> Self {
+        Self {
+            layout,
+            stats: LockTable::with_max_locks(max_locks),
+            ..Self::default()
+        }
+    }
+
+    /// A fresh analysis for the program the target executed (`exec`), which starts with
+    /// nothing of this one but the kernel's brief-wait totals already counted here: they
+    /// are cumulative per futex word, and must not be counted again. It keeps this one's
+    /// lock cap, and its lock layout until [`Analysis::set_layout`] gives the new program's.
+    #[must_use]
+    pub fn successor(&self) -> Self {
+        Self {
+            layout: self.layout,
+            stats: LockTable::with_max_locks(self.stats.max_locks()),
+            brief_folded: self.brief_folded.clone(),
+            ..Self::default()
+        }
+    }
+
+    /// Classifies futex words with `layout` from now on (after an `exec`, the new
+    /// program's C library's).
+    pub fn set_layout(&mut self, layout: LockLayout) {
+        self.layout = layout;
+    }
+
+    /// The lock layout futex words are classified with.
+    #[must_use]
+    pub fn layout(&self) -> LockLayout {
+        self.layout
+    }
+
+    /// Classifies a futex wait with the target's lock layout. `waiter_sp` is the waiting
+    /// thread's stack pointer, when known.
+    fn classify(
+        &self,
+        (addr, cmd, val): (u64, u32, u32),
+        snapshot: &Snapshot,
+        waiter_sp: Option<u64>,
+        host_tid: &dyn Fn(u32) -> Option<u32>,
+    ) -> FutexWaitClass {
+        match self.layout {
+            LockLayout::Glibc => {
+                futex_lock::classify(addr, cmd, val, snapshot, &self.known, host_tid)
+            }
+            LockLayout::Musl => {
+                if waiter_sp.is_some_and(|sp| musl_lock::in_own_frame(addr, sp)) {
+                    return FutexWaitClass::NotALock;
+                }
+                let class = musl_lock::classify(addr, cmd, val, snapshot, &self.known, host_tid);
+                match class {
+                    // Without memory nor stack pointer (a wait that never slept), a bare
+                    // futex word may be a condvar waiter's node (see
+                    // `musl_lock::in_own_frame`): only one already seen sleeping as a
+                    // lock counts.
+                    FutexWaitClass::Lock {
+                        lock,
+                        kind: LockKind::Futex,
+                        ..
+                    } if waiter_sp.is_none() && self.stats.slot_of(lock).is_none() => {
+                        FutexWaitClass::NotALock
+                    }
+                    class => class,
+                }
+            }
         }
     }
 
@@ -277,13 +365,15 @@ impl Analysis {
                 stack,
                 ref snapshot,
                 ref window,
+                timeout,
             } => {
-                let (class, unknown) = self.classify_wait(addr, cmd, val, snapshot, threads);
+                let sp = Some(window.sp()).filter(|&sp| sp != 0);
+                let (class, unknown) = self.classify_wait((addr, cmd, val), snapshot, sp, threads);
                 if let Some(owner) = unknown.filter(|_| refuse_unknown) {
                     return Err(UnknownThread(owner));
                 }
                 self.count_event(ts_ns);
-                self.on_wait_start(tid, ts_ns, addr, (stack, window), class);
+                self.on_wait_start(tid, (ts_ns, timeout), addr, (stack, window), class);
             }
             TraceEvent::FutexWaitDone {
                 tid,
@@ -344,10 +434,9 @@ impl Analysis {
     /// translated from the target's PID namespace to host TIDs here.
     fn classify_wait(
         &self,
-        addr: u64,
-        cmd: u32,
-        val: u32,
+        (addr, cmd, val): (u64, u32, u32),
         snapshot: &Snapshot,
+        waiter_sp: Option<u64>,
         threads: &ThreadIds,
     ) -> (FutexWaitClass, Option<u32>) {
         let unknown = Cell::new(None);
@@ -358,7 +447,7 @@ impl Analysis {
             }
             host
         };
-        let class = classify(addr, cmd, val, snapshot, &self.known, &host_tid);
+        let class = self.classify((addr, cmd, val), snapshot, waiter_sp, &host_tid);
         (class, unknown.get())
     }
 
@@ -398,7 +487,7 @@ impl Analysis {
     /// carry no copy of the lock's memory) and from locks already known. Without memory
     /// there is no owner field to read, so no TID to check against the target's threads.
     fn on_brief_waits_of(&mut self, futex: u64, cmd: u32, val: u32, count: u64) {
-        match classify(futex, cmd, val, &Snapshot::EMPTY, &self.known, &|_| None) {
+        match self.classify((futex, cmd, val), &Snapshot::EMPTY, None, &|_| None) {
             FutexWaitClass::Lock { lock, kind, .. } => {
                 self.counts.lock_waits += count;
                 self.counts.brief_lock_waits += count;
@@ -413,7 +502,7 @@ impl Analysis {
     fn on_wait_start(
         &mut self,
         tid: u32,
-        ts_ns: u64,
+        (ts_ns, timeout): (u64, WaitTimeout),
         futex: u64,
         (stack, window): (StackId, &WindowRef<'_>),
         class: FutexWaitClass,
@@ -445,6 +534,7 @@ impl Analysis {
                 in_graph: false,
                 parked: false,
                 window_slot: None,
+                timeout,
             };
             self.store_wait(tid, wait);
             return;
@@ -476,6 +566,7 @@ impl Analysis {
             in_graph: false,
             parked: false,
             window_slot: Some(window_slot),
+            timeout,
         };
         self.store_wait(tid, wait);
         self.unflushed.push(tid);
@@ -865,6 +956,12 @@ impl Analysis {
         self.candidates.iter().cloned().collect()
     }
 
+    /// Drops a candidate without marking it reported: the cycle may be reported when
+    /// it forms again (a cycle of timed waits, which the session reports once itself).
+    pub fn drop_candidate(&mut self, cycle: &Cycle) {
+        self.candidates.remove(cycle);
+    }
+
     /// Marks a cycle as reported: it is never reported again.
     pub fn mark_reported(&mut self, cycle: &Cycle) {
         self.candidates.remove(cycle);
@@ -1025,6 +1122,7 @@ mod tests {
             stack: Some(tid),
             snapshot,
             window: WindowRef::EMPTY,
+            timeout: WaitTimeout::Untimed,
         }
     }
 
@@ -1054,6 +1152,7 @@ mod tests {
             stack: None,
             snapshot,
             window: WindowRef::EMPTY,
+            timeout: WaitTimeout::Untimed,
         }
     }
 
@@ -1368,6 +1467,118 @@ mod tests {
         assert_eq!(a.counts().lock_waits, 0);
     }
 
+    /// A musl normal-mutex wait as the kernel reports it: the thread sleeps on the
+    /// mutex + 4 expecting `EBUSY | 0x80000000`, the type word (0) before it, one waiter
+    /// after it; `sp` is the waiter's stack pointer.
+    fn musl_mutex_wait(tid: u32, ts_ns: u64, mutex: u64, window: &StackWindow) -> TraceEvent<'_> {
+        let word = mutex + 4;
+        let mut words = [0; SNAPSHOT_WORDS];
+        let lead = usize::try_from(SNAPSHOT_LEAD_BYTES / 4).unwrap();
+        words[lead] = 0x8000_0010;
+        words[lead + 1] = 1;
+        TraceEvent::FutexWait {
+            tid,
+            ts_ns,
+            addr: word,
+            cmd: futex_cmd::WAIT,
+            val: 0x8000_0010,
+            stack: Some(tid),
+            snapshot: Snapshot {
+                addr: word - SNAPSHOT_LEAD_BYTES,
+                len: 64,
+                words,
+            },
+            window: WindowRef::Built(window),
+            timeout: WaitTimeout::Untimed,
+        }
+    }
+
+    /// Guards musl deadlocks being missed ("no contended locks observed"): with musl's
+    /// layout, waits on two normal mutexes whose holders the lock uprobes saw form the
+    /// ABBA cycle, on the mutexes' own addresses; read with glibc's layout, the same
+    /// waits are no lock waits at all (the bug).
+    #[test]
+    fn musl_abba_is_a_cycle_with_holders_from_the_uprobes() {
+        let acquired = |tid, ts, addr| TraceEvent::LockAcquired {
+            tid,
+            ts_ns: ts,
+            start_ns: ts,
+            addr,
+            op: LockOp::MutexLock,
+            stack: None,
+            call_site: 0,
+        };
+        let window = StackWindow {
+            sp: 0x7fff_0000,
+            ..StackWindow::EMPTY
+        };
+        let events = [
+            acquired(101, 10, LOCK_A),
+            acquired(102, 20, LOCK_B),
+            musl_mutex_wait(101, 30, LOCK_B, &window),
+            musl_mutex_wait(102, 40, LOCK_A, &window),
+        ];
+        let mut musl = Analysis::with_layout(LockLayout::Musl);
+        feed(&mut musl, &events);
+        let cycles = musl.candidates();
+        assert_eq!(cycles.len(), 1, "{cycles:?}");
+        let mut edges: Vec<(u32, u64, u64)> = cycles[0]
+            .edges
+            .iter()
+            .map(|e| (e.tid, e.holds, e.waits_for))
+            .collect();
+        edges.sort_unstable();
+        assert_eq!(edges, [(101, LOCK_A, LOCK_B), (102, LOCK_B, LOCK_A)]);
+        assert_eq!(musl.lock_kind(LOCK_A), LockKind::Mutex);
+        let mut glibc = Analysis::new();
+        feed(&mut glibc, &events);
+        assert!(glibc.candidates().is_empty());
+        assert_eq!(glibc.counts().lock_waits, 0, "the bug: no lock waits");
+    }
+
+    /// Guards musl condition variables counted as lock contention: a musl condvar waiter
+    /// sleeps on a node in its own stack frame, expecting 2 like a lowlevellock; such a
+    /// wait (and a brief one on a word never seen sleeping as a lock) is no lock wait.
+    #[test]
+    fn musl_condvar_waits_on_the_waiters_own_frame_are_not_locks() {
+        let sp = 0x7fff_0000;
+        let node_barrier = sp + 0x1a4;
+        let window = StackWindow {
+            sp,
+            ..StackWindow::EMPTY
+        };
+        let mut a = Analysis::with_layout(LockLayout::Musl);
+        let wait = match mutex_wait(101, 10, node_barrier, 0) {
+            TraceEvent::FutexWait {
+                tid,
+                ts_ns,
+                addr,
+                cmd,
+                val,
+                stack,
+                snapshot,
+                timeout,
+                ..
+            } => TraceEvent::FutexWait {
+                tid,
+                ts_ns,
+                addr,
+                cmd,
+                val,
+                stack,
+                snapshot,
+                window: WindowRef::Built(&window),
+                timeout,
+            },
+            other => other,
+        };
+        feed(&mut a, &[wait]);
+        a.on_brief_waits(&[(node_barrier, brief(5, 2))]);
+        assert_eq!(a.counts().lock_waits, 0);
+        assert_eq!(a.counts().other_waits, 6);
+        assert!(a.stats().iter().next().is_none());
+    }
+
     #[test]
     fn holds_mode_tracks_hold_times_and_closes_cycles_on_acquire() {
         let mut a = Analysis::new();
@@ -1391,6 +1602,7 @@ mod tests {
                 stack,
                 snapshot,
                 window,
+                timeout,
             } => TraceEvent::FutexWait {
                 tid,
                 ts_ns,
@@ -1400,6 +1612,7 @@ mod tests {
                 stack,
                 snapshot: Snapshot { len: 0, ..snapshot },
                 window,
+                timeout,
             },
             other => other,
         };
@@ -1469,6 +1682,7 @@ mod tests {
                 words,
             },
             window: WindowRef::EMPTY,
+            timeout: WaitTimeout::Untimed,
         }
     }
 
@@ -1497,6 +1711,7 @@ mod tests {
                 words: [0; SNAPSHOT_WORDS],
             },
             window: WindowRef::EMPTY,
+            timeout: WaitTimeout::Untimed,
         };
         feed(
             &mut a,
@@ -1561,6 +1776,7 @@ mod tests {
                 cmd,
                 val,
                 snapshot,
+                timeout,
                 ..
             } => TraceEvent::FutexWait {
                 tid,
@@ -1571,6 +1787,7 @@ mod tests {
                 stack,
                 snapshot,
                 window,
+                timeout,
             },
             other => other,
         }

@@ -2,6 +2,7 @@
 //! words, from the kernel's futex events and (with `--holds`) the libc lock uprobes.
 //!
 //! - `futex_lock`: decide what lock (if any) a futex word belongs to, and who holds it.
+//! - `musl_lock`: the same for musl's mutexes and rwlocks (which keep no owner).
 //! - `go_runtime`: what a Go program's futex wait is (a runtime lock, an idle sleep) from
 //!   its frames.
 //! - `waitgraph`: the live wait-for graph (thread → lock → holders) and cycle search.
@@ -10,4 +11,15 @@
 pub mod analysis;
 pub mod futex_lock;
 pub mod go_runtime;
+pub mod musl_lock;
 pub mod waitgraph;
+
+/// Whose lock layouts the target's futex words are read with: its C library's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LockLayout {
+    /// glibc's (also the guess when the C library is not recognised).
+    #[default]
+    Glibc,
+    /// musl's: mutex lock word at +4, no owner in normal mutexes and rwlocks.
+    Musl,
+}

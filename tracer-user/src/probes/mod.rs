@@ -28,8 +28,8 @@ use tracer_common::{
     GLOBAL_TARGET_TGID, LockOp, MAP_BRIEF_WAITS, MAP_COUNTERS, MAP_CPU_BRIEF_WAITS, MAP_EVENTS,
     MAP_OVERFLOW_STACKS, MAP_PENDING_LOCKS, MAP_READER_POLLS, MAP_STACKS, PROG_GO_LOCK_SITE,
     PROG_LOCK_ENTRY, PROG_LOCK_RETURN, PROG_NOOP_SCHED_SWITCH, PROG_NOOP_SYS_EXIT,
-    PROG_NOOP_UPROBE, PROG_NOOP_URETPROBE, PROG_SCHED_SWITCH, PROG_SYS_EXIT, PROG_UNLOCK_ENTRY,
-    PendingLock, StackSlot,
+    PROG_NOOP_UPROBE, PROG_NOOP_URETPROBE, PROG_PROCESS_EXEC, PROG_SCHED_SWITCH, PROG_SYS_EXIT,
+    PROG_UNLOCK_ENTRY, PendingLock, StackSlot,
 };
 
 /// The eBPF object, built for the BPF target by `build.rs` (aya-build).
@@ -471,6 +471,11 @@ fn load_with_futex_hooks(
     // found by the session's scan of the target's threads.)
     attach_tp_btf(&mut ebpf, exit, "sys_exit", &btf)?;
     attach_tp_btf(&mut ebpf, sleep, "sched_switch", &btf)?;
+    if matches!(hooks, Hooks::Trace { .. }) {
+        // The point where the target replaces its program, for the reader to switch
+        // symbols and lock state there (`session`).
+        attach_tp_btf(&mut ebpf, PROG_PROCESS_EXEC, "sched_process_exec", &btf)?;
+    }
     // The kernel's BTF, parsed, is ~30 MB of small allocations, needed only by the two
     // hooks above: free it, and give the memory back to the system before the ring
     // buffer's 2 × 16 MiB mapping (the kernel maps its data pages twice) adds to it.

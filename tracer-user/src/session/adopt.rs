@@ -6,13 +6,13 @@
 //! Assumes glibc on x86-64 for the PI-mutex layout (futex word at 0, kind at 16) and for
 //! how glibc parks a thread the kernel refused a PI mutex with `EDEADLK`.
 use tracer_common::{
-    FUTEX_TID_MASK, FutexCall, FutexWait, SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS, STACK_WINDOW_WORDS,
-    futex_cmd,
+    FUTEX_TID_MASK, FutexCall, FutexTimeout, FutexWait, SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS,
+    STACK_WINDOW_WORDS, futex_cmd,
 };
 
 use super::threads::LiveThreads;
 use crate::{
-    event::{Snapshot, StackWindow, TraceEvent, WindowRef},
+    event::{Snapshot, StackWindow, TraceEvent, WaitTimeout, WindowRef},
     native::analysis::{Analysis, ThreadIds},
     target::{MapEntry, SyscallState, TargetProcess},
     unwind::CodeCheck,
@@ -62,6 +62,7 @@ pub(super) fn adopt_blocked_threads(
             stack: None,
             snapshot: read_snapshot(target, addr),
             window: WindowRef::Built(&window),
+            timeout: read_timeout(target, nr, args),
         };
         threads.apply(analysis, target, &event);
     }
@@ -82,10 +83,29 @@ pub(super) fn adopt_blocked_threads(
             stack: None,
             snapshot: read_snapshot(target, mutex),
             window: WindowRef::Built(&window),
+            // glibc parks it with no timeout: for good.
+            timeout: WaitTimeout::Untimed,
         };
         threads.apply(analysis, target, &event);
         analysis.mark_parked(tid);
     }
+}
+
+/// The timeout of the futex call `nr` (arguments `args`) a thread found blocked sleeps
+/// in, read from the target as the kernel read it when the call began. A relative
+/// timeout (`FUTEX_WAIT`) started before the attach, when the call began: counted from
+/// the adoption, it gives an upper bound of when the wait gives up.
+fn read_timeout(target: &dyn TargetProcess, nr: i64, args: [u64; 6]) -> WaitTimeout {
+    let Some(FutexTimeout { addr, clock }) = FutexTimeout::of_call(nr, args) else {
+        return WaitTimeout::Untimed;
+    };
+    let mut bytes = [0u8; 16];
+    if !target.read_exact(addr, &mut bytes) {
+        return WaitTimeout::Unknown;
+    }
+    let (sec, nsec) = bytes.split_at(8);
+    let word = |b: &[u8]| i64::from_ne_bytes(b.try_into().unwrap_or_default());
+    WaitTimeout::of_timespec(clock, [word(sec), word(nsec)])
 }
 
 /// Which PI mutex a parked thread (see [`is_glibc_pi_park`]) wanted. The kernel
@@ -176,13 +196,42 @@ pub(super) fn scan_blocked_stack(
     let mut len = 0;
     for chunk in bytes[..n].chunks_exact(8) {
         let word = u64::from_ne_bytes(chunk.try_into().unwrap_or_default());
-        if len < STACK_WINDOW_WORDS && code.is_return_address(word) {
+        // A return address a uretprobe replaced with its trampoline (`--holds`) stays:
+        // the stack's naming puts the lock call's site back in its place.
+        if len < STACK_WINDOW_WORDS
+            && (code.is_return_address(word) || code.is_uprobe_trampoline(word))
+        {
             window.words[len] = word;
             len += 1;
         }
     }
     window.len = u32::try_from(len).unwrap_or(0);
     window
+}
+
+/// The stack window of thread `tid`'s wait at `pc`/`sp`, read now, when the thread is
+/// still blocked in that call (same stack pointer and instruction pointer before and after
+/// the read); `None` when it has left it. Its stack above `sp` is then another call's: a
+/// timed wait that timed out and backed off (`usleep`) left `clock_nanosleep`'s return
+/// addresses there (issue 16: `clock_nanosleep` in a timed-lock wait's stack).
+pub(super) fn scan_still_blocked_stack(
+    target: &dyn TargetProcess,
+    code: &mut CodeCheck,
+    tid: u32,
+    pc: u64,
+    sp: u64,
+) -> Option<StackWindow> {
+    let in_the_wait = || {
+        matches!(
+            target.syscall_state(tid),
+            Some(SyscallState::InSyscall { sp: now_sp, pc: now_pc, .. }) if now_sp == sp && now_pc == pc
+        )
+    };
+    if !in_the_wait() {
+        return None;
+    }
+    let window = scan_blocked_stack(target, code, pc, sp);
+    in_the_wait().then_some(window)
 }
 
 /// `PTHREAD_MUTEX_PRIO_INHERIT_NP`, in the kind field (offset 16) of a glibc mutex.
@@ -304,6 +353,34 @@ mod tests {
         assert_eq!(analysis.counts().events, 1);
     }
 
+    /// Guards the timeouts of waits found blocked at attach (a timed-lock cycle that
+    /// formed before the attach): read from the call's arguments and the target's memory
+    /// as the kernel read them, on the clock the op names; a wait without one is untimed,
+    /// and one whose `timespec` cannot be read is timed with an unknown timeout.
+    #[test]
+    fn adopted_waits_keep_their_timeouts() {
+        let lock = HEAP + 0x100;
+        let timespec = HEAP + 0x800;
+        let mut bytes = 5i64.to_ne_bytes().to_vec();
+        bytes.extend(250_000_000i64.to_ne_bytes());
+        // pthread_mutex_timedlock: FUTEX_WAIT_BITSET | FUTEX_CLOCK_REALTIME, timeout in r10.
+        let op = u64::from(futex_cmd::WAIT_BITSET | tracer_common::FUTEX_CLOCK_REALTIME);
+        let timed = |timeout| {
+            let args = [lock, op | FUTEX_PRIVATE, 2, timeout, 0, u64::from(u32::MAX)];
+            FakeThread::in_syscall("timed", syscall::FUTEX, args, SP, PC)
+        };
+        let target = locked_mutex(target(0x1000), lock, 100)
+            .poke(timespec, &bytes)
+            .thread(101, timed(timespec))
+            .thread(102, in_futex("untimed", lock, futex_cmd::WAIT, 2))
+            .thread(103, timed(0x10));
+        let analysis = adopt(target);
+        let timeout = |tid| analysis.active_wait(tid).expect("adopted").timeout;
+        assert_eq!(timeout(101), WaitTimeout::AtRealtime(5_250_000_000));
+        assert_eq!(timeout(102), WaitTimeout::Untimed);
+        assert_eq!(timeout(103), WaitTimeout::Unknown, "unreadable timespec");
+    }
+
     /// Guards `futex_wait(2)` (Linux 6.7), whose arguments are laid out differently.
     #[test]
     fn a_thread_in_futex_wait_syscall_becomes_a_wait() {
@@ -387,6 +464,27 @@ mod tests {
         let at_start = read_snapshot(&target, HEAP);
         assert_eq!((at_start.addr, at_start.u32_at(HEAP)), (HEAP, Some(7)));
         assert_eq!(read_snapshot(&target, 0x9999_0000).len, 0);
+    }
+
+    /// Guards issue 16's `clock_nanosleep` frames in a timed-lock wait: a wait's stack is
+    /// read later (a deadlock report of a wait sent without its stack) only while the
+    /// thread is still in that very call; once it left it (here: asleep in
+    /// `clock_nanosleep` at another stack pointer, or running), its stack is another
+    /// call's. Checked to fail with the stack read unconditionally.
+    #[test]
+    fn a_stack_is_read_later_only_while_still_in_the_wait() {
+        let still = Arc::new(target(0x100).thread(7, in_futex("w", HEAP, 0, 0)));
+        let maps = still.maps().expect("maps");
+        let mut code = CodeCheck::new(still.clone(), &maps);
+        let window = scan_still_blocked_stack(&*still, &mut code, 7, PC, SP).expect("in the wait");
+        assert_eq!(window.words(), [AFTER_CALL]);
+        let asleep = Arc::new(target(0x100).thread(
+            7,
+            FakeThread::in_syscall("w", 230, [0; 6], SP - 0x40, PC + 0x10),
+        ));
+        assert!(scan_still_blocked_stack(&*asleep, &mut code, 7, PC, SP).is_none());
+        let running = Arc::new(target(0x100).thread(7, FakeThread::running("w")));
+        assert!(scan_still_blocked_stack(&*running, &mut code, 7, PC, SP).is_none());
     }
 
     /// Guards the stack window of an adopted wait: only the return addresses of the top

@@ -1,14 +1,19 @@
-//! The check of a deadlock candidate against the live process before it is reported.
+//! The check of a deadlock candidate against the live process before it is reported,
+//! and what its waits' timeouts make of it (a cycle of timed waits resolves itself).
 //!
-//! Assumes glibc's lock layouts (owner fields at `MUTEX_OWNER_OFFSET` and
-//! `RWLOCK_WRITER_OFFSET`, the PI futex word's TID bits).
+//! Reads glibc's lock layouts (owner fields at `MUTEX_OWNER_OFFSET` and
+//! `RWLOCK_WRITER_OFFSET`, the PI futex word's TID bits), or musl's for a musl program
+//! (`musl_lock::still_held`).
+use rustc_hash::FxHashSet as HashSet;
 use tracer_common::{FUTEX_TID_MASK, syscall};
 
 use crate::{
     model::LockKind,
     native::{
+        LockLayout,
         analysis::{Analysis, ThreadIds},
         futex_lock::{MUTEX_OWNER_OFFSET, RWLOCK_WRITER_OFFSET},
+        musl_lock,
         waitgraph::Cycle,
     },
     target::{SyscallState, TargetProcess},
@@ -78,6 +83,100 @@ fn cycle_state_holds(
     })
 }
 
+/// When one wait of a cycle gives up by itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct EntryTimeout {
+    /// The wait has a timeout.
+    pub(super) timed: bool,
+    /// When it gives up (`CLOCK_MONOTONIC`), if its timeout is known.
+    pub(super) gives_up_at_ns: Option<u64>,
+}
+
+/// The timeouts of `cycle`'s waits, in its order, with `CLOCK_REALTIME`
+/// `realtime_ahead_ns` ahead of `CLOCK_MONOTONIC` (for `CLOCK_REALTIME` deadlines).
+pub(super) fn entry_timeouts(
+    analysis: &Analysis,
+    cycle: &Cycle,
+    realtime_ahead_ns: i128,
+) -> Vec<EntryTimeout> {
+    cycle
+        .edges
+        .iter()
+        .map(|edge| match analysis.active_wait(edge.tid) {
+            Some(wait) => EntryTimeout {
+                timed: wait.timeout.is_timed(),
+                gives_up_at_ns: wait.timeout.deadline_ns(wait.start_ns, realtime_ahead_ns),
+            },
+            None => EntryTimeout {
+                timed: false,
+                gives_up_at_ns: None,
+            },
+        })
+        .collect()
+}
+
+/// Whether a wait of the cycle is past its deadline at `now_ns`: it is timing out (its
+/// `ETIMEDOUT` end is on its way), so the cycle is breaking up and is not reported as
+/// live.
+pub(super) fn timing_out(timeouts: &[EntryTimeout], now_ns: u64) -> bool {
+    timeouts
+        .iter()
+        .any(|t| t.gives_up_at_ns.is_some_and(|at| at <= now_ns))
+}
+
+/// Whether every wait of the cycle has a timeout: the cycle will time out, it is no
+/// deadlock.
+pub(super) fn will_time_out(timeouts: &[EntryTimeout]) -> bool {
+    !timeouts.is_empty() && timeouts.iter().all(|t| t.timed)
+}
+
+/// At most this many distinct cycles of timed waits are remembered as reported; beyond,
+/// new ones are not reported (a note says how many).
+pub(super) const MAX_TIMED_CYCLES: usize = 1024;
+
+/// The cycles of timed waits reported so far. A program that backs off from a timed
+/// cycle usually retries and forms the same cycle again, many times a second: each is
+/// reported once. Unlike a deadlock, such a cycle is not marked reported in the
+/// analysis, so if the same threads and locks later form it with an untimed wait, that
+/// deadlock is still reported.
+#[derive(Debug, Default)]
+pub(super) struct TimedCycles {
+    reported: HashSet<Cycle>,
+    /// Distinct cycles not reported because `reported` was full.
+    over_cap: usize,
+}
+
+impl TimedCycles {
+    /// Whether `cycle` is to be reported now: the first time it is seen, while there is
+    /// room to remember it.
+    pub(super) fn first_report(&mut self, cycle: &Cycle) -> bool {
+        if self.reported.contains(cycle) {
+            return false;
+        }
+        if self.reported.len() >= MAX_TIMED_CYCLES {
+            self.over_cap += 1;
+            return false;
+        }
+        self.reported.insert(cycle.clone());
+        true
+    }
+
+    /// Number of distinct cycles of timed waits reported.
+    pub(super) fn reported(&self) -> usize {
+        self.reported.len()
+    }
+
+    /// A note when some were left unreported.
+    pub(super) fn note(&self) -> Option<String> {
+        (self.over_cap > 0).then(|| {
+            format!(
+                "{} cycle(s) of timed lock waits were not reported: at most {MAX_TIMED_CYCLES} distinct ones are",
+                self.over_cap
+            )
+        })
+    }
+}
+
 /// Whether the lock's owner field still names host thread `tid` (true when the lock has
 /// no owner field to check and the holder came from the acquire uprobes).
 fn owner_still(
@@ -92,6 +191,17 @@ fn owner_still(
     // those known cannot be checked.
     let ns_tid = threads.namespace_tid(tid);
     let expect = ns_tid.and_then(|t| i32::try_from(t).ok());
+    if analysis.layout() == LockLayout::Musl {
+        let held_by_probes = analysis.held(tid, lock).is_some();
+        let read_word = |addr: u64| target.read_u32(addr);
+        return musl_lock::still_held(
+            analysis.lock_kind(lock),
+            lock,
+            ns_tid,
+            held_by_probes,
+            &read_word,
+        );
+    }
     match analysis.lock_kind(lock) {
         LockKind::Mutex => expect.is_some() && read_i32(lock + MUTEX_OWNER_OFFSET) == expect,
         LockKind::PiMutex => ns_tid.is_some_and(|ns_tid| {
@@ -112,6 +222,7 @@ fn owner_still(
 mod tests {
     use super::*;
     use crate::{
+        event::{TraceEvent, WaitTimeout},
         session::test_support::{FUTEX_PRIVATE, locked_mutex, mutex_wait},
         target::fake::{FakeProcess, FakeThread},
     };
@@ -190,5 +301,124 @@ mod tests {
         // Owner fields naming the host TIDs are no owners inside the namespace.
         let host_owned = locked_mutex(locked_mutex(deadlocked(&threads), LOCK_A, 101), LOCK_B, 102);
         assert!(!confirm(&host_owned, &analysis, &threads, &cycle));
+    }
+
+    /// `mutex_wait` with a timeout.
+    fn with_timeout(event: TraceEvent<'static>, timeout: WaitTimeout) -> TraceEvent<'static> {
+        match event {
+            TraceEvent::FutexWait {
+                tid,
+                ts_ns,
+                addr,
+                cmd,
+                val,
+                stack,
+                snapshot,
+                window,
+                ..
+            } => TraceEvent::FutexWait {
+                tid,
+                ts_ns,
+                addr,
+                cmd,
+                val,
+                stack,
+                snapshot,
+                window,
+                timeout,
+            },
+            other => other,
+        }
+    }
+
+    /// An ABBA cycle: 101 (wait begun at 10 ns) with timeout `a`, 102 (at 20 ns) with `b`.
+    fn abba_with(a: WaitTimeout, b: WaitTimeout) -> (Analysis, Cycle) {
+        let threads = same_namespace();
+        let mut analysis = Analysis::new();
+        analysis.on_event(&with_timeout(mutex_wait(101, 10, LOCK_B, 102), a), &threads);
+        analysis.on_event(&with_timeout(mutex_wait(102, 20, LOCK_A, 101), b), &threads);
+        let cycle = analysis.candidates().pop().expect("one candidate");
+        (analysis, cycle)
+    }
+
+    /// Guards issue 16's timed-lock cycle: two `pthread_mutex_timedlock` waits (a
+    /// `CLOCK_REALTIME` deadline and a relative timeout) in an ABBA cycle make a cycle
+    /// that will time out, each with its deadline on the events' clock; it is not live
+    /// once a deadline has passed (the wait is timing out: its `ETIMEDOUT` end follows).
+    #[test]
+    fn a_cycle_of_timed_waits_will_time_out() {
+        let ahead = 1_000_000_000;
+        let (analysis, cycle) = abba_with(
+            WaitTimeout::AtRealtime(ahead + 500),
+            WaitTimeout::After(700),
+        );
+        let timeouts = entry_timeouts(&analysis, &cycle, i128::from(ahead));
+        assert_eq!(
+            timeouts,
+            [
+                EntryTimeout {
+                    timed: true,
+                    gives_up_at_ns: Some(500)
+                },
+                EntryTimeout {
+                    timed: true,
+                    gives_up_at_ns: Some(720)
+                },
+            ]
+        );
+        assert!(will_time_out(&timeouts));
+        assert!(!timing_out(&timeouts, 499));
+        assert!(timing_out(&timeouts, 500), "101's wait gives up now");
+        // A timed wait whose timeout could not be read still times out.
+        let (analysis, cycle) = abba_with(WaitTimeout::Unknown, WaitTimeout::AtMonotonic(900));
+        let timeouts = entry_timeouts(&analysis, &cycle, 0);
+        assert!(will_time_out(&timeouts));
+        assert_eq!(timeouts[0].gives_up_at_ns, None);
+        assert!(!timing_out(&timeouts, 899));
+    }
+
+    /// Guards the mixed cycle: one untimed wait keeps it a deadlock (for the untimed
+    /// thread), while the timed entry still carries its deadline.
+    #[test]
+    fn a_cycle_with_an_untimed_wait_is_a_deadlock() {
+        let (analysis, cycle) = abba_with(WaitTimeout::Untimed, WaitTimeout::AtMonotonic(900));
+        let timeouts = entry_timeouts(&analysis, &cycle, 0);
+        assert!(!will_time_out(&timeouts));
+        assert_eq!(
+            timeouts,
+            [
+                EntryTimeout {
+                    timed: false,
+                    gives_up_at_ns: None
+                },
+                EntryTimeout {
+                    timed: true,
+                    gives_up_at_ns: Some(900)
+                },
+            ]
+        );
+        let (analysis, cycle) = abba_with(WaitTimeout::Untimed, WaitTimeout::Untimed);
+        assert!(!will_time_out(&entry_timeouts(&analysis, &cycle, 0)));
+        assert!(!will_time_out(&[]), "no waits, no timed cycle");
+    }
+
+    /// Guards against flooding the report with a program that backs off and retries the
+    /// same timed cycle several times a second: each distinct cycle is reported once,
+    /// and past the cap none is (with a note), so memory stays bounded.
+    #[test]
+    fn each_timed_cycle_is_reported_once_up_to_the_cap() {
+        let (_, cycle) = abba_with(WaitTimeout::After(1), WaitTimeout::After(1));
+        let mut timed = TimedCycles::default();
+        assert!(timed.first_report(&cycle));
+        assert!(!timed.first_report(&cycle), "the same cycle formed again");
+        assert_eq!(timed.reported(), 1);
+        assert_eq!(timed.note(), None);
+        for tid in 0..u32::try_from(MAX_TIMED_CYCLES).unwrap() {
+            let mut other = cycle.clone();
+            other.edges[0].tid = 1_000 + tid;
+            timed.first_report(&other);
+        }
+        assert_eq!(timed.reported(), MAX_TIMED_CYCLES);
+        assert!(timed.note().is_some_and(|n| n.contains("1 cycle(s)")));
     }
 }

@@ -1,44 +1,192 @@
-//! Noticing that the target replaced its program (`execve`) during the trace.
+//! The target replacing its program (`execve`) during the trace.
 //!
-//! Symbols, Go sites and lock names were read from the program the target ran at attach;
-//! after an `exec` they describe a program that is gone. Comparing the identity (device
-//! and inode) of the target's executable at each liveness check is cheap and catches it.
+//! Symbols, the return-address check, Go sites and lock state were read from the program
+//! the target ran at attach; after an `exec` they describe a program that is gone. The
+//! kernel says exactly when (`tracer-ebpf/src/process_exec.rs`: every record before its
+//! exec record is the old program's, every record after it the new one's), and the
+//! session then switches programs there (`Session::switch_program`): the old program's
+//! locks and stacks are named with its own symbols, its lock table is kept for the
+//! summary, and symbols are reloaded from the new program. As a fallback, for an exec
+//! record lost to a full ring buffer, the identity (device and inode) of the target's
+//! executable is compared at each liveness check and before each finding is named.
+//!
+//! What cannot follow the new program is said in the notes: uprobes are attached to
+//! files (the C library's lock functions with `--holds`, a Go program's lock sites), so
+//! those of a file the new program does not map no longer fire.
+
+use std::fmt::Write as _;
+
+use crate::model::LockSummary;
 
 /// The identity of a file: its device and inode.
 pub(crate) type FileIdentity = (u64, u64);
 
-/// Remembers the target's executable at attach and whether another one was seen since.
+/// Most programs whose lock tables are kept: an exec loop must not grow the report (and
+/// the tracer's memory) without bound. Later programs are counted in a note.
+pub(crate) const MAX_PROGRAMS_KEPT: usize = 8;
+
+/// Remembers the target's current executable and says when another one is seen.
 #[derive(Debug)]
 pub(crate) struct ExecWatch {
-    at_attach: Option<FileIdentity>,
-    executed: bool,
+    current: Option<FileIdentity>,
 }
 
 impl ExecWatch {
     /// Starts from the executable seen at attach (`None`: unreadable, nothing is watched).
     pub(crate) fn new(at_attach: Option<FileIdentity>) -> Self {
-        Self {
-            at_attach,
-            executed: false,
-        }
+        Self { current: at_attach }
     }
 
     /// Takes the executable seen now (`None`: unreadable, e.g. the target just exited,
-    /// which says nothing about an `exec`).
-    pub(crate) fn observe(&mut self, now: Option<FileIdentity>) {
-        if let (Some(before), Some(now)) = (self.at_attach, now)
-            && before != now
-        {
-            self.executed = true;
+    /// which says nothing about an `exec`). True when it is another one than before, which
+    /// then becomes the current one.
+    pub(crate) fn observe(&mut self, now: Option<FileIdentity>) -> bool {
+        match (self.current, now) {
+            (Some(before), Some(now)) if before != now => {
+                self.current = Some(now);
+                true
+            }
+            (None, Some(now)) => {
+                self.current = Some(now);
+                false
+            }
+            _ => false,
         }
     }
 
-    /// The note for the report, once another executable was seen.
-    pub(crate) fn note(&self) -> Option<&'static str> {
-        self.executed.then_some(
-            "the target executed another program during the trace: names after that may be wrong",
-        )
+    /// Takes the executable seen right after an exec the kernel reported (so the check
+    /// that follows does not report it a second time).
+    pub(crate) fn rebase(&mut self, now: Option<FileIdentity>) {
+        if now.is_some() {
+            self.current = now;
+        }
     }
+}
+
+/// How the switch to a new program was placed in the stream of records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SwitchPoint {
+    /// At the kernel's exec record: exact.
+    Exact,
+    /// When another executable was seen (the exec record was lost): only the symbols
+    /// are reloaded, since the lock state may already hold the new program's waits.
+    Late,
+}
+
+/// The note on one exec: which program, when, that symbols were reloaded, and what no
+/// longer applies.
+pub(crate) struct ExecNote<'a> {
+    /// The new program as the target's maps name it (`None`: its maps were unreadable).
+    pub program: Option<&'a str>,
+    /// Seconds into the trace.
+    pub at_s: f64,
+    pub point: SwitchPoint,
+    /// With `--holds`: the C library the lock uprobes are attached to, and whether the
+    /// new program maps that same file.
+    pub holds_libc: Option<(&'a str, bool)>,
+    /// Go lock sites attached in the previous program (`None`: not a Go program).
+    pub go_sites: Option<usize>,
+}
+
+impl ExecNote<'_> {
+    /// The note's text.
+    pub(crate) fn text(&self) -> String {
+        let before = match self.point {
+            SwitchPoint::Exact => {
+                "locks and stacks before that are named from the previous program"
+            }
+            SwitchPoint::Late => {
+                "its exec record was lost, so locks and stacks before that may be named from the new program"
+            }
+        };
+        let mut note = match self.program {
+            Some(program) => format!(
+                "the target executed {program} at {:.2} s; symbols were reloaded from it ({before})",
+                self.at_s
+            ),
+            None => format!(
+                "the target executed another program at {:.2} s, whose memory maps could not be read: its locks and frames are shown by address",
+                self.at_s
+            ),
+        };
+        match self.holds_libc {
+            Some((libc, true)) => {
+                let _ = write!(
+                    note,
+                    "; the --holds lock probes in {libc} still apply (the new program maps the same file)"
+                );
+            }
+            Some((libc, false)) => {
+                let _ = write!(
+                    note,
+                    "; the --holds lock probes in {libc} no longer apply (the new program does not map it): no holders or hold times after that"
+                );
+            }
+            None => {}
+        }
+        if let Some(sites) = self.go_sites {
+            let _ = write!(
+                note,
+                "; the {sites} Go lock sites and goroutine snapshots of the previous program no longer apply: futex mode only after that"
+            );
+        }
+        note
+    }
+}
+
+/// The lock tables of the programs the target ran before its last exec, each named with
+/// that program's symbols, and what they add to the summary's totals.
+#[derive(Debug, Default)]
+pub(crate) struct PreviousPrograms {
+    pub locks: Vec<LockSummary>,
+    pub events: u64,
+    pub brief_lock_waits: u64,
+    pub deadlocks: usize,
+    pub notes: Vec<String>,
+    /// Programs kept so far.
+    pub kept: usize,
+    /// Programs past [`MAX_PROGRAMS_KEPT`], whose lock tables were left out.
+    pub left_out: usize,
+}
+
+impl PreviousPrograms {
+    /// Whether the table of one more program may be kept.
+    pub(crate) fn has_room(&self) -> bool {
+        self.kept < MAX_PROGRAMS_KEPT
+    }
+
+    /// The notes for the summary, with one for the programs left out.
+    pub(crate) fn summary_notes(&self) -> Vec<String> {
+        let mut notes = self.notes.clone();
+        if self.left_out > 0 {
+            notes.push(format!(
+                "the target executed {} more program(s) after the first {MAX_PROGRAMS_KEPT}: their locks are left out of the summary",
+                self.left_out
+            ));
+        }
+        notes
+    }
+}
+
+/// The summary's lock table: the previous programs' and the current one's, sorted by
+/// total wait time (largest first, ties by address), as `assemble::lock_summaries` sorts
+/// one program's.
+pub(crate) fn merge_lock_tables(
+    previous: Vec<LockSummary>,
+    current: Vec<LockSummary>,
+) -> Vec<LockSummary> {
+    if previous.is_empty() {
+        return current;
+    }
+    let mut all = previous;
+    all.extend(current);
+    all.sort_by(|a, b| {
+        b.wait_ns
+            .total
+            .cmp(&a.wait_ns.total)
+            .then(a.lock.addr.cmp(&b.lock.addr))
+    });
+    all
 }
 
 #[cfg(test)]
@@ -46,26 +194,99 @@ mod tests {
     use super::*;
 
     /// Guards issue 16: a target that `exec`s another program mid-trace lost its names
-    /// without a word. Another executable identity must give the note, the same one or
-    /// an unreadable one must not. Checked to fail with `observe` doing nothing.
+    /// without a word. Another executable identity must be reported once (and become the
+    /// current one), the same one or an unreadable one must not. Checked to fail with
+    /// `observe` always false.
     #[test]
-    fn another_executable_gives_the_note() {
+    fn another_executable_is_seen_once() {
         let mut watch = ExecWatch::new(Some((8, 100)));
-        watch.observe(Some((8, 100)));
-        watch.observe(None);
-        assert_eq!(watch.note(), None);
-        watch.observe(Some((8, 101)));
-        assert!(watch.note().unwrap().contains("executed another program"));
-        // Once seen, the note stays (even if it execs the first program again).
-        watch.observe(Some((8, 100)));
-        assert!(watch.note().is_some());
+        assert!(!watch.observe(Some((8, 100))));
+        assert!(!watch.observe(None));
+        assert!(watch.observe(Some((8, 101))));
+        assert!(!watch.observe(Some((8, 101))));
+        // Back to the first program is another exec.
+        assert!(watch.observe(Some((8, 100))));
         // Same inode on another device is another file.
-        let mut watch = ExecWatch::new(Some((8, 100)));
-        watch.observe(Some((9, 100)));
-        assert!(watch.note().is_some());
-        // Nothing read at attach: nothing to compare with.
+        assert!(watch.observe(Some((9, 100))));
+        // Nothing read at attach: the first identity read is the baseline.
         let mut watch = ExecWatch::new(None);
-        watch.observe(Some((8, 100)));
-        assert_eq!(watch.note(), None);
+        assert!(!watch.observe(Some((8, 100))));
+        assert!(watch.observe(Some((8, 101))));
+        // An exec the kernel reported is not reported again by the check.
+        let mut watch = ExecWatch::new(Some((8, 100)));
+        watch.rebase(Some((8, 102)));
+        assert!(!watch.observe(Some((8, 102))));
+    }
+
+    /// Guards the exec note: it names the new program and says what no longer applies
+    /// (the lock probes of a C library the new program does not map, Go sites).
+    #[test]
+    fn exec_note_says_what_no_longer_applies() {
+        let mut note = ExecNote {
+            program: Some("/usr/bin/second"),
+            at_s: 1.5,
+            point: SwitchPoint::Exact,
+            holds_libc: None,
+            go_sites: None,
+        };
+        let text = note.text();
+        assert!(
+            text.starts_with(
+                "the target executed /usr/bin/second at 1.50 s; symbols were reloaded from it"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("probes") && !text.contains("lost"), "{text}");
+        note.holds_libc = Some(("/lib/libc.so.6", true));
+        assert!(note.text().contains("probes in /lib/libc.so.6 still apply"));
+        note.holds_libc = Some(("/lib/libc.so.6", false));
+        note.go_sites = Some(12);
+        note.point = SwitchPoint::Late;
+        let text = note.text();
+        assert!(
+            text.contains("no longer apply (the new program does not map it)"),
+            "{text}"
+        );
+        assert!(text.contains("the 12 Go lock sites"), "{text}");
+        assert!(text.contains("exec record was lost"), "{text}");
+        note.program = None;
+        assert!(
+            note.text()
+                .contains("could not be read: its locks and frames are shown by address")
+        );
+    }
+
+    fn lock(addr: u64, total: u64) -> LockSummary {
+        LockSummary {
+            lock: crate::model::LockRef {
+                addr,
+                name: None,
+                location: None,
+            },
+            kind: crate::model::LockKind::Mutex,
+            contentions: 1,
+            max_waiters: 1,
+            wait_ns: crate::model::Quantiles {
+                total,
+                ..crate::model::Quantiles::default()
+            },
+            hold_ns: None,
+            top_waiter_stack: Vec::new(),
+        }
+    }
+
+    /// The merged table is one table sorted by total wait, whatever program a lock was in.
+    #[test]
+    fn lock_tables_merge_by_total_wait() {
+        let merged =
+            merge_lock_tables(vec![lock(1, 10), lock(2, 5)], vec![lock(3, 7), lock(4, 50)]);
+        let order: Vec<u64> = merged.iter().map(|l| l.lock.addr).collect();
+        assert_eq!(order, [4, 1, 3, 2]);
+        let previous = PreviousPrograms {
+            left_out: 2,
+            ..PreviousPrograms::default()
+        };
+        assert!(previous.has_room());
+        assert!(previous.summary_notes()[0].contains("2 more program(s)"));
     }
 }

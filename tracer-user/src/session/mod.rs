@@ -20,7 +20,7 @@ mod threads;
 
 use std::{
     io,
-    path::Path,
+    path::{Path, PathBuf},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -31,18 +31,22 @@ use tokio::{
     signal::unix::{SignalKind, signal},
 };
 
-use self::{clock::monotonic_ns, threads::LiveThreads};
+use self::{
+    clock::{monotonic_ns, realtime_ahead_ns},
+    confirm::{EntryTimeout, TimedCycles},
+    threads::LiveThreads,
+};
 use crate::{
     assemble::{self, Namer},
     event::{Record, StackWindow, decode},
     go::tracker::{self, GoProbeMode, GoTracker},
     lockstats,
     model::{
-        OtherLocks, Summary,
+        LockKind, LockSummary, OtherLocks, Summary,
         raw::{RawCycleEntry, RawFinding, RawLockStats, RawStack},
     },
     native::{
-        self,
+        self, LockLayout,
         analysis::{Analysis, WINDOW_ONLY_STACK},
         waitgraph::Cycle,
     },
@@ -51,7 +55,8 @@ use crate::{
     sinks::{ReaderWatch, Sink},
     symbols::{self, Symbolizer},
     target::{
-        LiveProcess, MapEntry, ProcError, RealtimeThreads, TargetProcess, Untraceable, find_libc,
+        CLibrary, LibcFlavor, LiveProcess, MapEntry, ProcError, RealtimeThreads, TargetProcess,
+        Untraceable, identify_c_library,
     },
     unwind::CodeCheck,
 };
@@ -243,7 +248,8 @@ fn attach(
     // the return-address check and the search for parked PI waiters all take them from
     // here.
     let maps = target.maps().map_err(gone)?;
-    let libc = find_libc(&maps).map(|path| target.host_path(&path));
+    let c_library = identify_c_library(&*target, &maps);
+    let libc = c_library_object(&*target, &c_library);
     let symbolizer = Symbolizer::from_target_maps(maps.clone(), &*target);
     // Test hook for the root tests only: widens the window between reading the target
     // and attaching, so that "the target exits during attach" can be tested for sure.
@@ -255,8 +261,19 @@ fn attach(
     }
     let mut notes = Vec::new();
     let go_target = inspect_go(&*target, &maps, config.holds, &mut notes);
+    let musl = c_library.flavor() == Some(LibcFlavor::Musl);
+    if let Some(note) = c_library_note(&c_library, go_target.is_some(), config.holds) {
+        notes.push(note);
+    }
     let attach_started = Instant::now();
-    let probes = attach_probes(&*target, &config, libc.as_deref(), go_target.as_ref())?;
+    // musl's normal mutexes and rwlocks keep no owner: only the lock uprobes name holders.
+    let lock_uprobes = config.holds || musl;
+    let probes = attach_probes(
+        &*target,
+        &config,
+        (libc.as_deref(), lock_uprobes),
+        go_target.as_ref(),
+    )?;
     if !target.is_alive() {
         return Err(SessionError::ExitedDuringAttach { pid });
     }
@@ -272,18 +289,12 @@ fn attach(
             attach_started.elapsed(),
         ));
     }
-    if config.holds {
-        if libc.is_none() {
-            notes.push(
-                "no glibc mapped in the target: lock functions not found, futex mode only"
-                    .to_owned(),
-            );
-        } else if !probes.summary.missing_lock_functions.is_empty() {
-            notes.push(format!(
-                "lock functions not found in libc, not traced: {}",
-                probes.summary.missing_lock_functions.join(", ")
-            ));
-        }
+    if lock_uprobes {
+        notes.extend(lock_function_note(
+            &c_library,
+            libc.is_some(),
+            &probes.summary.missing_lock_functions,
+        ));
     }
     for note in &notes {
         eprintln!("tracer: note: {note}");
@@ -303,13 +314,19 @@ fn attach(
     });
     let mut session = Session {
         exec_watch: exec_watch::ExecWatch::new(target.executable_identity()),
+        timed_cycles: TimedCycles::default(),
+        previous: exec_watch::PreviousPrograms::default(),
+        holds_libc: lock_uprobes
+            .then(|| shared_c_library(&c_library, &maps))
+            .flatten(),
+        go_sites: go.as_ref().map(|_| probes.summary.go_sites),
         ns_pid: threads.namespace_pid(target.pid()),
         target,
         go,
         config,
         probes,
         symbolizer,
-        analysis: Analysis::with_max_locks(config.max_locks),
+        analysis: Analysis::for_target(lock_layout(&c_library), config.max_locks),
         threads,
         code,
         decode_errors: 0,
@@ -324,18 +341,108 @@ fn attach(
     Ok((session, notes))
 }
 
+/// What the report says about the lock functions the lock uprobes could not attach to
+/// in `c_library` (`probed`: whether it had a file to probe), if anything.
+fn lock_function_note(c_library: &CLibrary, probed: bool, missing: &[&str]) -> Option<String> {
+    if !probed {
+        return Some(
+            "no C library to probe in the target (none mapped, or a static glibc): lock functions not found, futex mode only"
+                .to_owned(),
+        );
+    }
+    // A static program has only the lock functions it calls: none are missing.
+    if matches!(c_library, CLibrary::Static { .. }) {
+        return None;
+    }
+    // musl has no `*_clock*` lock functions (glibc 2.30's): not missing there.
+    let musl = c_library.flavor() == Some(LibcFlavor::Musl);
+    let missing: Vec<&str> = missing
+        .iter()
+        .copied()
+        .filter(|f| !(musl && f.contains("clock")))
+        .collect();
+    (!missing.is_empty()).then(|| {
+        format!(
+            "lock functions not found in libc, not traced: {}",
+            missing.join(", ")
+        )
+    })
+}
+
+/// The lock layout of `c_library`: musl's for musl, else glibc's (whose owner fields
+/// are only believed where they name a thread of the target).
+fn lock_layout(c_library: &CLibrary) -> LockLayout {
+    if c_library.flavor() == Some(LibcFlavor::Musl) {
+        LockLayout::Musl
+    } else {
+        LockLayout::Glibc
+    }
+}
+
+/// The file the lock uprobes go in for `c_library`, as a path openable from here: the
+/// shared library, or a static musl program's executable (a static glibc's lock
+/// functions are not probed: its mutexes name their owners in memory).
+fn c_library_object(target: &dyn TargetProcess, c_library: &CLibrary) -> Option<PathBuf> {
+    match c_library {
+        CLibrary::Shared { path, .. } => Some(target.host_path(path)),
+        CLibrary::Static {
+            flavor: LibcFlavor::Musl,
+        } => target.executable().ok().map(|exe| exe.open_path),
+        CLibrary::Static {
+            flavor: LibcFlavor::Glibc,
+        }
+        | CLibrary::Unrecognised(_) => None,
+    }
+}
+
+/// What the report says about the target's C library, if anything: that musl's locks
+/// are traced through the lock uprobes (when `--holds` did not ask for them), or that no
+/// known lock layout applies (not for Go programs, whose locks are the runtime's).
+fn c_library_note(c_library: &CLibrary, go: bool, holds: bool) -> Option<String> {
+    match c_library {
+        CLibrary::Shared {
+            flavor: LibcFlavor::Musl,
+            ..
+        }
+        | CLibrary::Static {
+            flavor: LibcFlavor::Musl,
+        } if !holds => Some(
+            "musl C library: its normal mutexes and rwlocks keep no owner in memory, so the lock uprobes of --holds are on to name their holders (every pthread lock call passes a uprobe)"
+                .to_owned(),
+        ),
+        CLibrary::Unrecognised(why) if !go => Some(format!(
+            "C library not recognised as glibc or musl ({why}): futex-only mode, waits counted per futex word, with lock types and holders only where glibc's lock layout is found in memory"
+        )),
+        _ => None,
+    }
+}
+
+/// The shared C library `c_library` in `maps` (path as the target names it, inode):
+/// where the lock uprobes go, to tell after an `exec` whether they still apply.
+fn shared_c_library(c_library: &CLibrary, maps: &[MapEntry]) -> Option<(String, u64)> {
+    let CLibrary::Shared { path, .. } = c_library else {
+        return None;
+    };
+    let path = path.clone();
+    let inode = maps
+        .iter()
+        .find(|m| m.path.as_deref() == Some(&path))?
+        .inode;
+    Some((path, inode))
+}
+
 /// Loads and attaches the probes: futex hooks, `--holds` uprobes in `libc`, and the Go
 /// sites of `go`.
 fn attach_probes(
     target: &dyn TargetProcess,
     config: &Config,
-    libc: Option<&Path>,
+    (libc, lock_uprobes): (Option<&Path>, bool),
     go: Option<&tracker::GoTarget>,
 ) -> Result<Probes, SessionError> {
     let pid = target.pid();
     let go_attach = go.map(tracker::GoTarget::probe_sites);
     let hooks = Hooks::Trace {
-        holds: config.holds,
+        holds: lock_uprobes,
     };
     Probes::attach(pid, hooks, libc, go_attach.as_ref(), config.bpf_log).map_err(|source| {
         if source.is_permission_denied() {
@@ -373,8 +480,17 @@ struct Session {
     target_realtime: RealtimeThreads,
     /// The dropped-records count at the last look.
     dropped_seen: u64,
-    /// Whether the target replaced its program since the attach.
+    /// The target's executable, to notice an `exec` whose record was lost.
     exec_watch: exec_watch::ExecWatch,
+    /// Cycles of timed waits reported (each once; they are no deadlocks).
+    timed_cycles: TimedCycles,
+    /// The lock tables of the programs the target ran before its last `exec`.
+    previous: exec_watch::PreviousPrograms,
+    /// With `--holds`: the C library (path as the target names it, inode) the lock
+    /// uprobes are attached to.
+    holds_libc: Option<(String, u64)>,
+    /// Go lock sites attached, when the target was a Go program at attach.
+    go_sites: Option<usize>,
 }
 
 impl Session {
@@ -394,9 +510,39 @@ impl Session {
         );
     }
 
-    /// A stack window for a thread still blocked ([`adopt::scan_blocked_stack`]).
-    fn scan_blocked_stack(&mut self, pc: u64, sp: u64) -> StackWindow {
-        adopt::scan_blocked_stack(&*self.target, &mut self.code, pc, sp)
+    /// For a musl program, at the end of the trace: a note on the threads that already
+    /// waited for a mutex or rwlock at attach, still wait for it, and whose holder
+    /// nothing names. musl's normal mutexes and rwlocks keep no owner, and the lock
+    /// uprobes only see acquisitions made after the attach, so a deadlock among such
+    /// locks that formed before the attach cannot be found.
+    fn ownerless_adopted_waits_note(&self) -> Option<String> {
+        if self.analysis.layout() != LockLayout::Musl {
+            return None;
+        }
+        let tids = self.target.thread_ids().unwrap_or_default();
+        let ownerless = tids
+            .iter()
+            .filter_map(|&tid| self.analysis.active_wait(tid))
+            .filter(|wait| wait.start_ns == self.adopted_at)
+            .filter_map(|wait| wait.lock.filter(|_| wait.holder.is_none()))
+            .filter(|&lock| {
+                matches!(
+                    self.analysis.lock_kind(lock),
+                    LockKind::Mutex | LockKind::RwLock
+                ) && self.analysis.graph().holders(lock).next().is_none()
+            })
+            .count();
+        (ownerless > 0).then(|| {
+            format!(
+                "{ownerless} thread(s) waited, from before the attach to the end, for a musl mutex or rwlock held by a thread nothing names: musl's normal mutexes and rwlocks keep no owner in memory, so a deadlock among them that formed before the attach cannot be reported (one that forms after the attach is, from the lock uprobes)"
+            )
+        })
+    }
+
+    /// A stack window for thread `tid` while still blocked in its wait at `pc`/`sp`
+    /// ([`adopt::scan_still_blocked_stack`]).
+    fn scan_still_blocked_stack(&mut self, tid: u32, pc: u64, sp: u64) -> Option<StackWindow> {
+        adopt::scan_still_blocked_stack(&*self.target, &mut self.code, tid, pc, sp)
     }
 
     /// Whether a candidate cycle still holds in the live process ([`confirm::confirm`]).
@@ -521,7 +667,7 @@ impl Session {
                 if reader.is_some_and(ReaderWatch::reader_gone) {
                     return Ok(TraceEnd::ReaderGone);
                 }
-                self.exec_watch.observe(self.target.executable_identity());
+                self.notice_late_exec();
                 last_alive_check = Instant::now();
             }
         }
@@ -561,6 +707,9 @@ impl Session {
             ..
         } = self;
         let target = &**target;
+        // Programs the target left by an `exec` in this drain: their lock state, Go
+        // tracker, and when.
+        let mut left: Vec<(Analysis, Option<GoTracker>, u64)> = Vec::new();
         // Bounded, so that a target producing events faster than we analyse them cannot
         // keep the loop from signals, the deadline and deadlock reports: what we cannot
         // keep up with is dropped (and counted) by the kernel instead.
@@ -573,24 +722,151 @@ impl Session {
                     Ok(Record::Native(ref event)) => threads.apply(analysis, target, event),
                     Ok(Record::Go(ref event)) => match go.as_mut() {
                         Some(go) => go.on_event(event),
+                        // The Go program's sites, after it executed another program.
+                        None if !left.is_empty() => {}
                         // Go sites are only attached in Go targets.
                         None => *decode_errors += 1,
                     },
+                    Ok(Record::Exec { ts_ns, .. }) => {
+                        // Everything before this record was the old program's, everything
+                        // after it is the new one's.
+                        let next = analysis.successor();
+                        left.push((std::mem::replace(analysis, next), go.take(), ts_ns));
+                    }
                     Err(_) => *decode_errors += 1,
                 }
             });
             total += n;
-            if n < DRAIN_CHUNK {
-                return if total == 0 {
+            let drain = if n < DRAIN_CHUNK {
+                if total == 0 {
                     Drain::Empty
                 } else {
                     Drain::CaughtUp
-                };
+                }
+            } else if started.elapsed() >= DRAIN_BUDGET {
+                Drain::Backlog
+            } else {
+                continue;
+            };
+            for (analysis, go, ts_ns) in left {
+                self.switch_program(analysis, go, ts_ns);
             }
-            if started.elapsed() >= DRAIN_BUDGET {
-                return Drain::Backlog;
-            }
+            return drain;
         }
+    }
+
+    /// Switches to the program the target executed at `exec_ns`: keeps the lock table of
+    /// the one it left (`analysis` and `go`, named now with that program's symbols, the
+    /// symbolizer's until now), then reloads the symbols and the return-address check
+    /// from the new program's maps, and notes it (see `exec_watch`).
+    fn switch_program(&mut self, mut analysis: Analysis, mut go: Option<GoTracker>, exec_ns: u64) {
+        // Its threads are gone: waits still open ended with the exec.
+        analysis.close_open_waits(exec_ns);
+        // Its code is no longer in the target's memory: return addresses are checked
+        // against its files.
+        self.code.detach_from_memory();
+        if self.previous.has_room() {
+            let table = program_table(
+                &analysis,
+                go.as_mut(),
+                exec_ns,
+                Namer {
+                    target: &*self.target,
+                    symbolizer: &mut self.symbolizer,
+                    code: &mut self.code,
+                    stacks: &self.probes,
+                    go: None,
+                },
+            );
+            self.previous.keep(table);
+        } else {
+            self.previous.left_out += 1;
+        }
+        let go_sites = go.map(|_| self.go_sites.unwrap_or(0));
+        self.reload_program(exec_watch::SwitchPoint::Exact, exec_ns, go_sites);
+    }
+
+    /// The fallback for an exec whose record was lost: when the target's executable is
+    /// another one than before, reloads the symbols (only: the lock state may hold the new
+    /// program's waits already). Also checked before findings are named.
+    fn notice_late_exec(&mut self) {
+        if !self.exec_watch.observe(self.target.executable_identity()) {
+            return;
+        }
+        let now = monotonic_ns();
+        let go_sites = self.go.as_ref().map(|_| self.go_sites.unwrap_or(0));
+        // The Go side is the previous program's for sure (its goroutines and sites): its
+        // locks are kept like those of a program left at an exec record.
+        if let Some(mut go) = self.go.take()
+            && self.previous.has_room()
+        {
+            self.code.detach_from_memory();
+            let table = program_table(
+                &Analysis::new(),
+                Some(&mut go),
+                now,
+                Namer {
+                    target: &*self.target,
+                    symbolizer: &mut self.symbolizer,
+                    code: &mut self.code,
+                    stacks: &self.probes,
+                    go: None,
+                },
+            );
+            self.previous.keep(table);
+        }
+        self.reload_program(exec_watch::SwitchPoint::Late, now, go_sites);
+    }
+
+    /// Reloads what is read from the target's program: its maps, for the symbolizer and
+    /// the return-address check; and notes the exec.
+    fn reload_program(
+        &mut self,
+        point: exec_watch::SwitchPoint,
+        exec_ns: u64,
+        go_sites: Option<usize>,
+    ) {
+        self.exec_watch.rebase(self.target.executable_identity());
+        // Objects still loading for the previous program would be taken for the new one's.
+        self.preloaded = None;
+        let maps = self.target.maps().ok();
+        // Unreadable (the new program exited already): nothing named rather than named
+        // from the previous program.
+        let new_maps = maps.clone().unwrap_or_default();
+        // The new program's C library may lay its locks out otherwise (events decoded
+        // between the exec and here were classified with the previous one's).
+        if maps.is_some() {
+            let c_library = identify_c_library(&*self.target, &new_maps);
+            self.analysis.set_layout(lock_layout(&c_library));
+        }
+        self.code = CodeCheck::new(Arc::clone(&self.target), &new_maps);
+        self.symbolizer = Symbolizer::from_target_maps(new_maps, &*self.target);
+        let program = maps
+            .as_deref()
+            .and_then(|maps| maps.iter().filter(|m| m.is_file()).min_by_key(|m| m.start))
+            .and_then(|m| m.path.clone());
+        let holds_libc = self.holds_libc.as_ref().map(|(path, inode)| {
+            let still_mapped = maps.as_deref().is_some_and(|maps| {
+                maps.iter()
+                    .any(|m| m.path.as_deref() == Some(path) && m.inode == *inode)
+            });
+            (path.as_str(), still_mapped)
+        });
+        #[expect(
+            clippy::cast_precision_loss,
+            reason = "seconds for a note, shown with 2 decimals"
+        )]
+        let at_s = exec_ns.saturating_sub(self.adopted_at) as f64 / 1e9;
+        let note = exec_watch::ExecNote {
+            program: program.as_deref(),
+            at_s,
+            point,
+            holds_libc,
+            go_sites,
+        }
+        .text();
+        eprintln!("tracer: note: {note}");
+        self.previous.notes.push(note);
     }
 
     /// Prints Go deadlocks confirmed since the last call and stuck locks now due.
@@ -612,8 +888,23 @@ impl Session {
             if !self.confirm(&cycle) {
                 continue;
             }
-            self.analysis.mark_reported(&cycle);
-            let raw = RawFinding::Deadlock(self.raw_deadlock(&cycle));
+            let timeouts = confirm::entry_timeouts(&self.analysis, &cycle, realtime_ahead_ns());
+            if confirm::timing_out(&timeouts, monotonic_ns()) {
+                // Breaking up: the wait's end drops the candidate.
+                continue;
+            }
+            // Named from the program the target runs now, even when its exec record was
+            // lost (the check costs one `stat`, and only per confirmed deadlock).
+            self.notice_late_exec();
+            if confirm::will_time_out(&timeouts) {
+                self.analysis.drop_candidate(&cycle);
+                if !self.timed_cycles.first_report(&cycle) {
+                    continue;
+                }
+            } else {
+                self.analysis.mark_reported(&cycle);
+            }
+            let raw = RawFinding::Deadlock(self.raw_deadlock(&cycle, &timeouts));
             let deadlock = assemble::finding(&raw, monotonic_ns(), &mut self.namer());
             sink.finding(&deadlock).map_err(SessionError::Output)?;
         }
@@ -633,19 +924,31 @@ impl Session {
 
     /// A confirmed cycle in raw terms: each thread's wait and stack, and where it took the
     /// lock it holds (with `--holds`).
-    fn raw_deadlock(&mut self, cycle: &Cycle) -> Vec<RawCycleEntry> {
+    fn raw_deadlock(&mut self, cycle: &Cycle, timeouts: &[EntryTimeout]) -> Vec<RawCycleEntry> {
         let mut entries = Vec::with_capacity(cycle.edges.len());
-        for edge in &cycle.edges {
+        for (i, edge) in cycle.edges.iter().enumerate() {
+            let timeout = timeouts.get(i).copied().unwrap_or(EntryTimeout {
+                timed: false,
+                gives_up_at_ns: None,
+            });
             let wait = self.analysis.active_wait(edge.tid).copied();
             // Waits adopted at attach carry the attach time, not their real start.
             let before_attach = wait.is_some_and(|w| w.start_ns == self.adopted_at);
             let waiting = match wait {
                 Some(w) => {
                     let mut window = *self.analysis.window(&w);
-                    if w.stack.is_none() && window.len == 0 && window.sp != 0 {
-                        // Sent without its stack (`STACK_SAMPLE_EVERY`): the thread is
-                        // still blocked in this wait, so its stack is still in place.
-                        window = self.scan_blocked_stack(window.ip, window.sp);
+                    // musl's lock functions have no frame pointers and deeper frames
+                    // than the window holds (the program's call sits ~264 bytes above
+                    // the wait): read more of the stack, as for a wait sent without one.
+                    let musl = self.analysis.layout() == LockLayout::Musl;
+                    if (w.stack.is_none() && window.len == 0 || musl) && window.sp != 0 {
+                        // Sent without its stack (`STACK_SAMPLE_EVERY`): read it now, if
+                        // the thread is still in this wait (else only the wait's `ip`).
+                        if let Some(now) =
+                            self.scan_still_blocked_stack(edge.tid, window.ip, window.sp)
+                        {
+                            window = now;
+                        }
                     }
                     RawStack::Native {
                         stack_id: w.stack,
@@ -664,6 +967,8 @@ impl Session {
                 waiting,
                 waiting_since_ns: wait.filter(|_| !before_attach).map(|w| w.start_ns),
                 blocked_before_attach: before_attach,
+                timed: timeout.timed,
+                gives_up_at_ns: timeout.gives_up_at_ns,
                 holding_since_ns: held.map(|h| h.since_ns),
                 holder_evidence: None,
                 acquired: held.map_or(RawStack::None, |h| RawStack::Native {
@@ -687,6 +992,7 @@ impl Session {
     ) -> Result<(), SessionError> {
         let counters = self.probes.counters().unwrap_or_default();
         self.fold_brief_waits();
+        notes.extend(self.ownerless_adopted_waits_note());
         let still_waiting = self.analysis.close_open_waits(monotonic_ns());
         if still_waiting > 0 {
             notes.push(format!(
@@ -694,93 +1000,47 @@ impl Session {
             ));
         }
         notes.extend(counter_notes(&counters, self.decode_errors));
-        notes.extend(self.exec_watch.note().map(str::to_owned));
+        notes.extend(self.previous.summary_notes());
+        notes.extend(self.timed_cycles.note());
         self.look_for_realtime_threads_if_dropping(counters.dropped);
         notes.extend(realtime::starvation_note(
             counters.dropped,
             self.target_realtime,
             self.config.realtime,
         ));
-        let mut locks: Vec<RawLockStats> = self
-            .analysis
-            .stats()
-            .iter()
-            .map(|(addr, stats)| RawLockStats {
-                addr,
-                kind: self.analysis.lock_kind(addr),
-                contentions: stats.contentions,
-                max_waiters: stats.max_waiters,
-                wait_ns: stats.wait(),
-                hold_ns: stats.hold(),
-            })
-            .collect();
         notes.extend(memory_notes(MemoryBounds::of(
             &self.analysis,
             self.go.as_ref(),
         )));
         let other_locks = other_locks(&self.analysis, self.go.as_ref());
-        let mut go_events = 0;
-        let mut go_deadlocks = 0;
-        if let Some(go) = self.go.as_mut() {
-            go_events = go.events();
-            go_deadlocks = go.deadlocks();
-            notes.extend(go.notes());
-            locks.extend(go.finish(monotonic_ns()));
-        }
-        let analysis = &self.analysis;
-        let top_waiter = |addr| match analysis.top_wait_stack(addr) {
-            Some((id, window)) => RawStack::Native {
-                stack_id: (id != WINDOW_ONLY_STACK).then_some(id),
-                window: Box::new(window),
-                waiter: None,
+        let now = monotonic_ns();
+        let go_names_source = self.go.as_mut();
+        let table = program_table(
+            &self.analysis,
+            go_names_source,
+            now,
+            Namer {
+                target: &*self.target,
+                symbolizer: &mut self.symbolizer,
+                code: &mut self.code,
+                stacks: &self.probes,
+                go: None,
             },
-            None => RawStack::None,
-        };
-        let mut namer = Namer {
-            target: &*self.target,
-            symbolizer: &mut self.symbolizer,
-            code: &mut self.code,
-            stacks: &self.probes,
-            go: self.go.as_ref().map(GoTracker::names),
-        };
-        // In a Go program, the runtime's futex words say from their frames what they are:
-        // idle sleeps leave the table, runtime locks get a name.
-        let go_runtime = if self.go.is_some() {
-            let stacks_of = |addr| {
-                analysis
-                    .wait_stacks(addr, assemble::STACKS_PER_GO_FUTEX)
-                    .into_iter()
-                    .map(|(id, window)| RawStack::Native {
-                        stack_id: (id != WINDOW_ONLY_STACK).then_some(id),
-                        window: Box::new(window),
-                        waiter: None,
-                    })
-                    .collect()
-            };
-            assemble::go_runtime_futexes(&locks, &stacks_of, &mut namer)
-        } else {
-            assemble::GoRuntimeFutexes::default()
-        };
-        if !go_runtime.idle.is_empty() {
-            locks.retain(|l| !go_runtime.idle.contains(&l.addr));
-            notes.push(format!(
-                "{} futex word(s) where Go runtime threads only slept idle (notes, parked threads) are left out of the locks",
-                go_runtime.idle.len()
-            ));
-        }
-        let mut lock_summaries = assemble::lock_summaries(&locks, &top_waiter, &mut namer);
-        go_runtime.name(&mut lock_summaries);
+        );
+        notes.extend(table.notes);
+        let previous = std::mem::take(&mut self.previous);
         let summary = Summary {
             pid: self.config.pid,
             ns_pid: self.ns_pid,
             duration_ns: u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX),
-            events: self.analysis.counts().events + go_events,
+            events: table.events + previous.events,
             dropped: counters.dropped,
             futex_wakes: counters.futex_wakes,
             futex_waits: counters.futex_waits,
-            brief_lock_waits: self.analysis.counts().brief_lock_waits,
-            deadlocks: self.analysis.deadlocks_reported() + go_deadlocks,
-            locks: lock_summaries,
+            brief_lock_waits: table.brief_lock_waits + previous.brief_lock_waits,
+            deadlocks: table.deadlocks + previous.deadlocks,
+            timed_cycles: self.timed_cycles.reported(),
+            locks: exec_watch::merge_lock_tables(previous.locks, table.locks),
             other_locks,
             notes,
         };
@@ -853,6 +1113,107 @@ fn memory_notes(bounds: MemoryBounds) -> Vec<String> {
     notes
 }
 
+impl exec_watch::PreviousPrograms {
+    /// Keeps the lock table and totals of a program the target left.
+    fn keep(&mut self, table: ProgramTable) {
+        self.kept += 1;
+        self.locks.extend(table.locks);
+        self.events += table.events;
+        self.brief_lock_waits += table.brief_lock_waits;
+        self.deadlocks += table.deadlocks;
+        self.notes.extend(table.notes);
+    }
+}
+
+/// One program's part of the summary.
+struct ProgramTable {
+    locks: Vec<LockSummary>,
+    events: u64,
+    brief_lock_waits: u64,
+    deadlocks: usize,
+    notes: Vec<String>,
+}
+
+/// The lock table of the program `analysis` (and `go`, for a Go program) traced, named by
+/// `namer` (whose Go names are taken from `go`), with its totals; Go waits still open
+/// count until `now_ns`. Used at the end of the trace, and at an `exec` for the program
+/// the target left, while the symbolizer still holds that program's symbols.
+fn program_table(
+    analysis: &Analysis,
+    mut go: Option<&mut GoTracker>,
+    now_ns: u64,
+    namer: Namer<'_>,
+) -> ProgramTable {
+    let mut notes = Vec::new();
+    let mut locks: Vec<RawLockStats> = analysis
+        .stats()
+        .iter()
+        .map(|(addr, stats)| RawLockStats {
+            addr,
+            kind: analysis.lock_kind(addr),
+            contentions: stats.contentions,
+            max_waiters: stats.max_waiters,
+            wait_ns: stats.wait(),
+            hold_ns: stats.hold(),
+        })
+        .collect();
+    let mut go_events = 0;
+    let mut go_deadlocks = 0;
+    if let Some(go) = go.as_deref_mut() {
+        go_events = go.events();
+        go_deadlocks = go.deadlocks();
+        notes.extend(go.notes());
+        locks.extend(go.finish(now_ns));
+    }
+    let top_waiter = |addr| match analysis.top_wait_stack(addr) {
+        Some((id, window)) => RawStack::Native {
+            stack_id: (id != WINDOW_ONLY_STACK).then_some(id),
+            window: Box::new(window),
+            waiter: None,
+        },
+        None => RawStack::None,
+    };
+    let go = go.map(|go| &*go);
+    let mut namer = Namer {
+        go: go.map(GoTracker::names),
+        ..namer
+    };
+    // In a Go program, the runtime's futex words say from their frames what they are:
+    // idle sleeps leave the table, runtime locks get a name.
+    let go_runtime = if go.is_some() {
+        let stacks_of = |addr| {
+            analysis
+                .wait_stacks(addr, assemble::STACKS_PER_GO_FUTEX)
+                .into_iter()
+                .map(|(id, window)| RawStack::Native {
+                    stack_id: (id != WINDOW_ONLY_STACK).then_some(id),
+                    window: Box::new(window),
+                    waiter: None,
+                })
+                .collect()
+        };
+        assemble::go_runtime_futexes(&locks, &stacks_of, &mut namer)
+    } else {
+        assemble::GoRuntimeFutexes::default()
+    };
+    if !go_runtime.idle.is_empty() {
+        locks.retain(|l| !go_runtime.idle.contains(&l.addr));
+        notes.push(format!(
+            "{} futex word(s) where Go runtime threads only slept idle (notes, parked threads) are left out of the locks",
+            go_runtime.idle.len()
+        ));
+    }
+    let mut lock_summaries = assemble::lock_summaries(&locks, &top_waiter, &mut namer);
+    go_runtime.name(&mut lock_summaries);
+    ProgramTable {
+        locks: lock_summaries,
+        events: analysis.counts().events + go_events,
+        brief_lock_waits: analysis.counts().brief_lock_waits,
+        deadlocks: analysis.deadlocks_reported() + go_deadlocks,
+        notes,
+    }
+}
+
 /// Notes on what the kernel or the decoder could not deliver.
 #[must_use]
 fn counter_notes(counters: &CounterTotals, decode_errors: u64) -> Vec<String> {
@@ -890,6 +1251,45 @@ fn counter_notes(counters: &CounterTotals, decode_errors: u64) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Guards the notes on the target's C library: a program on a C library that is
+    /// neither glibc nor musl is told it gets futex-only mode and why (it used to get
+    /// nothing: `"locks": []` and no note); a musl program is told the lock uprobes are
+    /// on; a Go program (no C library needed) is told nothing.
+    #[test]
+    fn c_library_notes_say_what_mode_and_why() {
+        use crate::target::UnrecognisedLibc;
+        let unknown =
+            CLibrary::Unrecognised(UnrecognisedLibc::OtherShared("/opt/x/libc.so".to_owned()));
+        let note = c_library_note(&unknown, false, false).expect("a note");
+        assert!(note.contains("futex-only mode"), "{note}");
+        assert!(
+            note.contains("/opt/x/libc.so is neither glibc nor musl"),
+            "{note}"
+        );
+        let stripped = CLibrary::Unrecognised(UnrecognisedLibc::StaticWithoutSymbols);
+        assert!(
+            c_library_note(&stripped, false, true)
+                .unwrap()
+                .contains("no symbol table")
+        );
+        assert_eq!(c_library_note(&stripped, true, false), None);
+        let musl = CLibrary::Static {
+            flavor: LibcFlavor::Musl,
+        };
+        assert!(
+            c_library_note(&musl, false, false)
+                .unwrap()
+                .contains("lock uprobes")
+        );
+        // With --holds the uprobes were asked for: nothing to explain.
+        assert_eq!(c_library_note(&musl, false, true), None);
+        let glibc = CLibrary::Shared {
+            flavor: LibcFlavor::Glibc,
+            path: "/lib/libc.so.6".to_owned(),
+        };
+        assert_eq!(c_library_note(&glibc, false, false), None);
+    }
 
     /// Guards the report against silently undercounting: each kind of loss the kernel
     /// counts gets its note, and none appears when nothing was lost.

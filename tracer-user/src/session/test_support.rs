@@ -3,7 +3,7 @@
 use tracer_common::{SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS, futex_cmd};
 
 use crate::{
-    event::{Snapshot, TraceEvent, WindowRef},
+    event::{Snapshot, TraceEvent, WaitTimeout, WindowRef},
     native::futex_lock::MUTEX_OWNER_OFFSET,
     target::fake::FakeProcess,
 };
@@ -44,6 +44,7 @@ pub(crate) fn mutex_wait(tid: u32, ts_ns: u64, lock: u64, owner: u32) -> TraceEv
             words,
         },
         window: WindowRef::EMPTY,
+        timeout: WaitTimeout::Untimed,
     }
 }
 

@@ -104,10 +104,19 @@ mod tests {
                 "stack",
                 "thread",
                 "tid",
+                "timed",
+                "timeout_ns",
                 "waited_ns",
                 "waits_for"
             ]
         );
+        assert_eq!(
+            keys(&v),
+            ["cycle", "detected_after_ns", "kind", "will_time_out"]
+        );
+        assert_eq!(v["will_time_out"], false);
+        assert_eq!(first["timed"], false);
+        assert_eq!(first["timeout_ns"], Value::Null, "null for an untimed wait");
         assert_eq!(first["tid"], 1234);
         assert_eq!(first["thread"], "worker-a");
         assert_eq!(first["holds"]["addr"], "0x55d0aa00");
@@ -167,7 +176,8 @@ mod tests {
                 "kind",
                 "locks",
                 "notes",
-                "pid"
+                "pid",
+                "timed_cycles"
             ]
         );
         assert_eq!(v["kind"], "summary");

@@ -130,10 +130,16 @@ fn deadlock_text(d: &Deadlock) -> String {
     } else {
         "thread"
     };
-    let mut out = if n == 1 {
-        format!("DEADLOCK: 1 {who} waits for a lock it already holds")
+    // Every wait has a timeout: the cycle breaks when the first gives up.
+    let headline = if d.will_time_out {
+        "LOCK CYCLE (will time out)"
     } else {
-        format!("DEADLOCK: {n} {who}s in a wait-for cycle")
+        "DEADLOCK"
+    };
+    let mut out = if n == 1 {
+        format!("{headline}: 1 {who} waits for a lock it already holds")
+    } else {
+        format!("{headline}: {n} {who}s in a wait-for cycle")
     };
     if let Some(after) = d.detected_after_ns {
         let _ = write!(out, " (detected after {})", units::duration_ns(after));
@@ -171,6 +177,17 @@ fn deadlock_text(d: &Deadlock) -> String {
         }
         if entry.blocked_before_attach {
             out.push_str("      (already waiting when the tracer attached)\n");
+        }
+        match (entry.timed, entry.timeout_ns) {
+            (true, Some(left)) => {
+                let _ = writeln!(
+                    out,
+                    "      (timed wait: gives up in {})",
+                    units::duration_ns(left)
+                );
+            }
+            (true, None) => out.push_str("      (timed wait: gives up at an unknown time)\n"),
+            (false, _) => {}
         }
         let taken = if entry.acquired_at_detail.is_empty() {
             &entry.acquired_at
@@ -326,6 +343,14 @@ fn summary_text_top(s: &Summary, top: Option<usize>) -> String {
         s.deadlocks,
         if s.deadlocks == 1 { "" } else { "s" },
     );
+    if s.timed_cycles > 0 {
+        let _ = writeln!(
+            out,
+            "{} cycle{} of timed lock waits (no deadlock: each breaks when a wait times out)",
+            s.timed_cycles,
+            if s.timed_cycles == 1 { "" } else { "s" },
+        );
+    }
     if s.dropped > 0 {
         let _ = writeln!(
             out,
@@ -415,6 +440,44 @@ mod tests {
         assert_eq!(lines[5], "      worker_a+0x1c (src/abba.c:10)");
     }
 
+    /// Guards issue 16's timed-lock cycle in text: a cycle whose waits all have timeouts
+    /// is a "LOCK CYCLE (will time out)", never a DEADLOCK, and each timed wait says when
+    /// it gives up; with one untimed wait it stays a DEADLOCK, the timed entry still
+    /// saying when it gives up.
+    #[test]
+    fn timed_cycles_are_not_deadlocks_in_text() {
+        let mut d = deadlock();
+        d.will_time_out = true;
+        d.cycle[0].timed = true;
+        d.cycle[0].timeout_ns = Some(150_000_000);
+        d.cycle[1].timed = true;
+        let text = deadlock_text(&d);
+        assert!(
+            text.starts_with("LOCK CYCLE (will time out): 2 threads in a wait-for cycle"),
+            "{text}"
+        );
+        assert!(!text.contains("DEADLOCK"), "{text}");
+        assert!(
+            text.contains("      (timed wait: gives up in 150 ms)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("      (timed wait: gives up at an unknown time)\n"),
+            "{text}"
+        );
+        d.will_time_out = false;
+        d.cycle[1].timed = false;
+        let text = deadlock_text(&d);
+        assert!(text.starts_with("DEADLOCK: 2 threads"), "{text}");
+        assert!(text.contains("gives up in 150 ms"), "{text}");
+        assert!(!text.contains("unknown time"), "{text}");
+        let mut s = summary();
+        s.timed_cycles = 1;
+        assert!(summary_text(&s).contains("1 cycle of timed lock waits (no deadlock"));
+        s.timed_cycles = 0;
+        assert!(!summary_text(&s).contains("timed lock waits"));
+    }
+
     /// A cycle over goroutines is counted in goroutines, not in the threads that last ran
     /// them; a self-deadlock likewise.
 
@@ -484,11 +547,14 @@ mod tests {
                 stack_detail: Vec::new(),
                 waited_ns: None,
                 blocked_before_attach: false,
+                timed: false,
+                timeout_ns: None,
                 held_ns: None,
                 holder_evidence: None,
                 acquired_at: Vec::new(),
                 acquired_at_detail: Vec::new(),
             }],
+            will_time_out: false,
             detected_after_ns: None,
         };
         assert_eq!(

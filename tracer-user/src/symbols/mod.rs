@@ -26,6 +26,7 @@ use self::elf::ElfObject;
 use crate::{
     model::LockRef,
     target::{FileBytes, MapEntry, ProcError, TargetProcess, mapped_file},
+    unwind::CodeReader,
 };
 
 /// Failure to build or refresh a [`Symbolizer`]. Lookups themselves never fail: an address
@@ -155,6 +156,15 @@ pub struct Symbolizer {
     regions: Vec<Region>,
     /// Loaded objects by path as the target names it.
     objects: HashMap<String, CachedObject>,
+    /// Files opened to read code from ([`CodeReader`]), by path and inode (`None`: could
+    /// not be opened); only used once the target's memory cannot be read.
+    code_files: HashMap<(String, u64), Option<fs::File>>,
+}
+
+impl CodeReader for Symbolizer {
+    fn code_before(&mut self, addr: u64, len: usize) -> Option<Vec<u8>> {
+        self.file_code_before(addr, len)
+    }
 }
 
 impl Symbolizer {
@@ -186,6 +196,7 @@ impl Symbolizer {
             },
             regions: regions_from_maps(maps),
             objects: HashMap::new(),
+            code_files: HashMap::new(),
         }
     }
 
@@ -358,6 +369,44 @@ impl Symbolizer {
         frame
     }
 
+    /// The `len` bytes right before `addr`, read from the file mapped there (for the
+    /// return-address check once the target's memory no longer holds this program's
+    /// code); `None` when `addr` is not in a file mapping with `len` bytes before it, or
+    /// the file cannot be read.
+    fn file_code_before(&mut self, addr: u64, len: usize) -> Option<Vec<u8>> {
+        use std::os::unix::fs::FileExt as _;
+        let last = addr.checked_sub(1)?;
+        let idx = self
+            .regions
+            .partition_point(|r| r.start <= last)
+            .checked_sub(1)?;
+        let region = &self.regions[idx];
+        let start = addr.checked_sub(len as u64)?;
+        if start < region.start || addr > region.end {
+            return None;
+        }
+        let RegionKind::Object {
+            path,
+            inode,
+            bss: false,
+        } = &region.kind
+        else {
+            return None;
+        };
+        let offset = region.file_offset(start);
+        let key = (path.clone(), *inode);
+        let file = self
+            .code_files
+            .entry(key)
+            .or_insert_with(|| {
+                find_file(&self.roots, path, *inode).and_then(|p| fs::File::open(p).ok())
+            })
+            .as_ref()?;
+        let mut code = vec![0; len];
+        file.read_exact_at(&mut code, offset).ok()?;
+        Some(code)
+    }
+
     /// Finds the region of `addr` and, for objects, loads the object and translates `addr`.
     fn place(&mut self, addr: u64) -> Option<Place<'_>> {
         let idx = self
@@ -473,29 +522,35 @@ fn is_inode(path: &Path, inode: u64) -> bool {
 }
 
 /// Maps the file the target maps at `path` (mapped, not read: a large executable would
-/// otherwise be all resident while its symbols are copied out): through the target's
-/// root when the file there is the one mapped; else the mapping itself (a deleted or
-/// replaced file, a memfd: their path leads nowhere, or to another file); else `path`
-/// in our own namespace when it is the same file.
+/// otherwise be all resident while its symbols are copied out), found by [`find_file`].
 fn read_file(roots: &FileRoots, path: &str, inode: u64) -> Option<FileBytes> {
-    let rooted = under_root(&roots.root, path);
-    if is_inode(&rooted, inode) {
-        match FileBytes::open(&rooted) {
-            Ok(bytes) => return Some(bytes),
-            Err(err) => log::debug!("cannot read {}: {err}", rooted.display()),
+    let found = find_file(roots, path, inode)?;
+    match FileBytes::open(&found) {
+        Ok(bytes) => Some(bytes),
+        Err(err) => {
+            log::debug!("cannot read {}: {err}", found.display());
+            None
         }
-    } else {
-        log::debug!("{} is not the file the target mapped", rooted.display());
     }
+}
+
+/// Where the file the target maps at `path` opens from here: through the target's root
+/// when the file there is the one mapped; else the mapping itself (a deleted or replaced
+/// file, a memfd: their path leads nowhere, or to another file); else `path` in our own
+/// namespace when it is the same file.
+fn find_file(roots: &FileRoots, path: &str, inode: u64) -> Option<PathBuf> {
+    let rooted = under_root(&roots.root, path);
+    if is_inode(&rooted, inode) && fs::File::open(&rooted).is_ok() {
+        return Some(rooted);
+    }
+    log::debug!("{} is not the file the target mapped", rooted.display());
     if let Some(mapped) = roots
         .mapped_files
         .as_deref()
         .and_then(|dir| mapped_file(dir, path, inode))
+        && fs::File::open(&mapped).is_ok()
     {
-        match FileBytes::open(&mapped) {
-            Ok(bytes) => return Some(bytes),
-            Err(err) => log::debug!("cannot read {}: {err}", mapped.display()),
-        }
+        return Some(mapped);
     }
     if rooted == Path::new(path) {
         return None;
@@ -510,7 +565,7 @@ fn read_file(roots: &FileRoots, path: &str, inode: u64) -> Option<FileBytes> {
         );
         return None;
     }
-    FileBytes::open(Path::new(path)).ok()
+    Some(PathBuf::from(path))
 }
 
 fn read_object(roots: &FileRoots, path: &str, inode: u64) -> Option<ElfObject> {
@@ -922,6 +977,38 @@ int main(void)
         assert_eq!(sym.data_name(0x0040_3010), None);
         assert_eq!(sym.frame(0x0040_1010).function, None);
         assert_eq!(sym.location(0x0040_1010).as_deref(), Some("prog+0x1010"));
+    }
+
+    /// Guards the return-address check once the target's memory is gone (issue 16's
+    /// stale frames): the code before an address is read from the file mapped there, at
+    /// the file offset the mapping gives, and only inside that one file mapping.
+    #[test]
+    fn code_before_an_address_comes_from_the_mapped_file() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("nonexistent/dir")).unwrap();
+        let bytes: Vec<u8> = (0..0x3000u32).map(|i| (i % 251) as u8).collect();
+        let file = dir.path().join("nonexistent/dir/prog");
+        fs::write(&file, &bytes).unwrap();
+        let inode = fs::metadata(&file).unwrap().ino();
+        let maps = parse_maps(&format!(
+            "400000-401000 r--p 00000000 fd:01 {inode} /nonexistent/dir/prog\n\
+             401000-402000 r-xp 00001000 fd:01 {inode} /nonexistent/dir/prog\n\
+             1000000-1021000 rw-p 00000000 00:00 0 [heap]\n\
+             7ffd00100000-7ffd00102000 r-xp 00000000 00:00 0 [vdso]\n"
+        ));
+        let mut sym = Symbolizer::from_maps(maps, dir.path().to_path_buf());
+        // 401000-402000 maps file offset 0x1000.
+        let code = sym.code_before(0x0040_1234, 7).unwrap();
+        assert_eq!(code, bytes[0x1234 - 7..0x1234]);
+        // Not across the start of the mapping, not in anonymous or named memory.
+        assert_eq!(sym.code_before(0x0040_1003, 7), None);
+        // The first mapping, at file offset 0.
+        assert_eq!(sym.code_before(0x0040_0010, 7).unwrap(), bytes[9..16]);
+        assert_eq!(sym.code_before(0x0100_0100, 7), None);
+        assert_eq!(sym.code_before(0x7ffd_0010_0010, 7), None);
+        // An unreadable file: nothing.
+        let mut missing = Symbolizer::from_maps(fake_maps(), PathBuf::from("/"));
+        assert_eq!(missing.code_before(0x0040_1234, 7), None);
     }
 
     /// Preloading covers the main executable and the C library only, in a thread of its

@@ -17,6 +17,7 @@
 pub(crate) mod fake;
 mod file_bytes;
 mod identity;
+mod libc;
 mod live;
 mod procfs;
 
@@ -25,6 +26,7 @@ use std::{path::PathBuf, sync::Arc};
 pub use self::{
     file_bytes::{FileBytes, FileSlice},
     identity::Untraceable,
+    libc::{CLibrary, LibcFlavor, UnrecognisedLibc, identify_c_library},
     live::LiveProcess,
     procfs::{
         MapEntry, ProcError, RealtimeThreads, SyscallState, find_libc, is_elf_stripped,

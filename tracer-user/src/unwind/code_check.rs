@@ -7,13 +7,23 @@ use crate::{
     unwind::{self, CALL_LOOKBEHIND},
 };
 
+/// Reads the code just before an address from the file mapped there (the symbolizer's
+/// objects), for when the target's memory cannot be read: it exited, or it executed
+/// another program and the address belongs to the previous one.
+pub trait CodeReader {
+    /// The `len` bytes that end right before `addr`, from the file mapped at `addr`.
+    fn code_before(&mut self, addr: u64, len: usize) -> Option<Vec<u8>>;
+}
+
 /// Decides whether a stack word is a return address: it must point into an executable
-/// mapping of the target, right after a call instruction. Answers are cached; when the
-/// target is gone and its code can no longer be read, a word inside executable code is
-/// accepted as is.
+/// mapping of the target, right after a call instruction. Answers are cached. The code is
+/// read from the target's memory, or else from the mapped file ([`CodeCheck::check`]).
 pub struct CodeCheck {
     /// The target, whose code is read (shared with the session).
     target: Arc<dyn TargetProcess>,
+    /// False once the target's memory no longer holds the program these mappings are of
+    /// (it executed another one): its code is then read from the files only.
+    memory_is_this_program: bool,
     exec: Vec<(u64, u64)>,
     /// The kernel's `[uprobes]` page (uretprobe trampoline), mapped on the first
     /// uretprobe hit, so looked up again while missing.
@@ -31,6 +41,7 @@ impl CodeCheck {
             .collect();
         Self {
             target,
+            memory_is_this_program: true,
             exec,
             trampoline: None,
             cache: HashMap::new(),
@@ -51,7 +62,42 @@ impl CodeCheck {
             .is_some_and(|(start, end)| (start..end).contains(&addr))
     }
 
-    /// Whether `addr` points right after a call instruction in executable code.
+    /// Stops reading the target's memory: it now runs another program (an `exec`), and
+    /// these mappings are the previous program's, whose code is read from its files.
+    pub fn detach_from_memory(&mut self) {
+        self.memory_is_this_program = false;
+    }
+
+    /// Whether `addr` points right after a call instruction in executable code, read from
+    /// the target's memory, else from the file mapped there (`files`); `None` when neither
+    /// can be read (the caller decides what an unchecked word is worth).
+    pub fn check(&mut self, addr: u64, files: &mut dyn CodeReader) -> Option<bool> {
+        let lookbehind = CALL_LOOKBEHIND as u64;
+        if !self
+            .exec
+            .iter()
+            .any(|&(start, end)| addr >= start + lookbehind && addr < end)
+        {
+            return Some(false);
+        }
+        if let Some(&known) = self.cache.get(&addr) {
+            return Some(known);
+        }
+        let mut code = [0u8; CALL_LOOKBEHIND];
+        let verdict = if self.memory_is_this_program
+            && self.target.read_exact(addr - lookbehind, &mut code)
+        {
+            unwind::ends_with_call(&code)
+        } else {
+            unwind::ends_with_call(&files.code_before(addr, CALL_LOOKBEHIND)?)
+        };
+        self.cache.insert(addr, verdict);
+        Some(verdict)
+    }
+
+    /// Whether `addr` points right after a call instruction in executable code, for the
+    /// stacks of threads read while the target runs; when its code cannot be read, a
+    /// word inside executable code is accepted as is.
     pub fn is_return_address(&mut self, addr: u64) -> bool {
         let lookbehind = CALL_LOOKBEHIND as u64;
         if !self
@@ -110,6 +156,54 @@ mod tests {
         let mut code = check(target.exited(), &maps);
         assert!(code.is_return_address(CODE + 0x30));
         assert!(!code.is_return_address(0x1234));
+    }
+
+    struct Files(Option<Vec<u8>>);
+
+    impl CodeReader for Files {
+        fn code_before(&mut self, _addr: u64, len: usize) -> Option<Vec<u8>> {
+            self.0.as_ref().map(|c| c[c.len() - len..].to_vec())
+        }
+    }
+
+    /// Guards issue 16's `libc.so.6+0x1` frames: once the target's memory cannot be read
+    /// (it exited, or runs another program), the code comes from the mapped file, and a
+    /// word that follows no call there is no return address; only when the file cannot
+    /// be read either is the answer unknown. Checked to fail with the old "unreadable is a
+    /// return address" rule.
+    #[test]
+    fn code_of_a_gone_program_is_read_from_its_file() {
+        let target = FakeProcess::new(7).region(CODE, code(), "r-xp", Some("/bin/prog"));
+        let maps = target.maps().expect("maps");
+        let not_a_call = vec![0x90; 16];
+        let mut gone = check(target.clone().exited(), &maps);
+        assert_eq!(
+            gone.check(CODE + 0x30, &mut Files(Some(not_a_call))),
+            Some(false)
+        );
+        let call = {
+            let mut c = vec![0x90; 11];
+            c.extend([0xe8, 1, 2, 3, 4]);
+            c
+        };
+        assert_eq!(
+            gone.check(CODE + 0x40, &mut Files(Some(call.clone()))),
+            Some(true)
+        );
+        assert_eq!(gone.check(CODE + 0x50, &mut Files(None)), None);
+        assert_eq!(gone.check(0x1234, &mut Files(None)), Some(false));
+        // After an exec, memory is another program's: the file decides, not the memory.
+        let mut detached = check(target, &maps);
+        assert_eq!(detached.check(AFTER_CALL, &mut Files(None)), Some(true));
+        let mut detached_fresh = CodeCheck::new(
+            Arc::new(FakeProcess::new(7).region(CODE, code(), "r-xp", Some("/bin/prog"))),
+            &maps,
+        );
+        detached_fresh.detach_from_memory();
+        assert_eq!(
+            detached_fresh.check(AFTER_CALL, &mut Files(Some(vec![0x90; 16]))),
+            Some(false)
+        );
     }
 
     /// Guards the `--holds` stacks: the uretprobe trampoline is found in the maps once

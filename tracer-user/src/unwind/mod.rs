@@ -9,7 +9,7 @@
 
 mod code_check;
 
-pub use self::code_check::CodeCheck;
+pub use self::code_check::{CodeCheck, CodeReader};
 
 /// Longest x86-64 call encoding we recognise: `ff /2` with SIB and disp32 (7 bytes).
 pub const CALL_LOOKBEHIND: usize = 7;
@@ -53,30 +53,67 @@ fn indirect_call_len(modrm: u8, sib: Option<u8>) -> Option<usize> {
     Some(2 + sib_len + disp)
 }
 
-/// Innermost-first instruction pointers for a wait: the instruction pointer, then every
-/// return address found in the stack window (in stack order), then the frame-pointer
-/// chain's remaining frames not already listed.
+/// What the code before a candidate return address says of it: `Some(true)` right after a
+/// call instruction, `Some(false)` not (or not in executable code), `None` when that code
+/// could not be read from the target or from the mapped file.
+pub type ReturnCheck<'a> = dyn FnMut(u64) -> Option<bool> + 'a;
+
+/// One frame of an unwound stack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnwoundFrame {
+    /// The instruction pointer (for every frame but the first, a return address).
+    pub ip: u64,
+    /// Whether the code before it could not be read to check that it follows a call: a
+    /// word kept on the strength of pointing into executable code alone, which may be a
+    /// stale return address or a function pointer (issue 16: `libc.so.6+0x1` frames in
+    /// reports made after the target exited). Reports mark such frames with `?`.
+    pub uncertain: bool,
+}
+
+/// Innermost-first frames for a wait: the instruction pointer, then every return address
+/// found in the stack window (in stack order), then the frame-pointer chain's remaining
+/// frames not already listed.
+///
+/// Every frame but the first is checked with `check`: the kernel's frame-pointer walk
+/// follows `rbp` through code that keeps none (glibc), and then yields whatever the
+/// register pointed at: heap addresses (issue 16: `[heap]+0x58d50` frames) or other words
+/// that are no return addresses. Those are dropped; what cannot be checked is kept,
+/// marked uncertain.
 pub fn merge_frames(
     ip: u64,
     window: &[u64],
     fp_chain: &[u64],
-    is_return_address: &mut dyn FnMut(u64) -> bool,
-) -> Vec<u64> {
-    let mut frames = Vec::with_capacity(window.len() + fp_chain.len());
+    check: &mut ReturnCheck<'_>,
+) -> Vec<UnwoundFrame> {
+    let mut frames: Vec<UnwoundFrame> = Vec::with_capacity(window.len() + fp_chain.len());
     let first = if ip != 0 {
         Some(ip)
     } else {
         fp_chain.first().copied()
     };
-    frames.extend(first);
+    frames.extend(first.map(|ip| UnwoundFrame {
+        ip,
+        uncertain: false,
+    }));
+    let mut push = |frames: &mut Vec<UnwoundFrame>, word: u64| match check(word) {
+        Some(true) => frames.push(UnwoundFrame {
+            ip: word,
+            uncertain: false,
+        }),
+        None => frames.push(UnwoundFrame {
+            ip: word,
+            uncertain: true,
+        }),
+        Some(false) => {}
+    };
     for &word in window {
-        if frames.last() != Some(&word) && is_return_address(word) {
-            frames.push(word);
+        if frames.last().map(|f| f.ip) != Some(word) {
+            push(&mut frames, word);
         }
     }
     for &ip in fp_chain.iter().skip(1) {
-        if !frames.contains(&ip) {
-            frames.push(ip);
+        if !frames.iter().any(|f| f.ip == ip) {
+            push(&mut frames, ip);
         }
     }
     frames
@@ -123,17 +160,52 @@ mod tests {
         let window = [0x7f00_0482, 0x1234, 0x5555_0232, 0x7ffe_1000, 0x5555_02f2];
         let fp_chain = [ip, 0x5555_02f2, 0x7f00_51f5];
         let code = [0x7f00_0482, 0x5555_0232, 0x5555_02f2, 0x7f00_51f5];
-        let frames = merge_frames(ip, &window, &fp_chain, &mut |addr| code.contains(&addr));
+        let frames = merge_frames(ip, &window, &fp_chain, &mut |addr| {
+            Some(code.contains(&addr))
+        });
         assert_eq!(
-            frames,
+            ips(&frames),
             vec![ip, 0x7f00_0482, 0x5555_0232, 0x5555_02f2, 0x7f00_51f5]
         );
+        assert!(frames.iter().all(|f| !f.uncertain));
+    }
+
+    fn ips(frames: &[UnwoundFrame]) -> Vec<u64> {
+        frames.iter().map(|f| f.ip).collect()
     }
 
     #[test]
     fn merge_without_window_or_ip_falls_back_to_the_chain() {
-        let frames = merge_frames(0, &[], &[1, 2, 3], &mut |_| true);
-        assert_eq!(frames, vec![1, 2, 3]);
-        assert!(merge_frames(0, &[], &[], &mut |_| true).is_empty());
+        let frames = merge_frames(0, &[], &[1, 2, 3], &mut |_| Some(true));
+        assert_eq!(ips(&frames), vec![1, 2, 3]);
+        assert!(merge_frames(0, &[], &[], &mut |_| Some(true)).is_empty());
+    }
+
+    /// Guards issue 16's stale frames: a frame-pointer chain that walked through code
+    /// without frame pointers yields heap addresses (`[heap]+0x58d50`), which must be
+    /// dropped like any word that does not follow a call; a word whose code cannot be read
+    /// (the target gone, no file) is kept, marked uncertain, never shown as certain.
+    /// Checked to fail with the chain taken unchecked.
+    #[test]
+    fn unchecked_or_bogus_frames_are_dropped_or_marked() {
+        let ip = 0x7f00_0010;
+        let heap = 0x5555_6000_0d50;
+        let fp_chain = [ip, 0x5555_02f2, heap, 0x7f00_51f5];
+        let window = [0x7f00_0482, 0x7f00_9000];
+        let frames = merge_frames(ip, &window, &fp_chain, &mut |addr| match addr {
+            0x7f00_0482 | 0x5555_02f2 | 0x7f00_51f5 => Some(true),
+            0x7f00_9000 => None,
+            _ => Some(false),
+        });
+        assert_eq!(
+            ips(&frames),
+            vec![ip, 0x7f00_0482, 0x7f00_9000, 0x5555_02f2, 0x7f00_51f5]
+        );
+        let uncertain: Vec<u64> = frames
+            .iter()
+            .filter(|f| f.uncertain)
+            .map(|f| f.ip)
+            .collect();
+        assert_eq!(uncertain, [0x7f00_9000]);
     }
 }

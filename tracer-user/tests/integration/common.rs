@@ -33,8 +33,9 @@ const DEFAULT_DURATION_SECS: u64 = 30;
 
 /// Kernel names of our eBPF programs (`bpftool prog show` truncates names to 15 chars;
 /// all of these are shorter).
-pub(crate) const OUR_PROG_NAMES: [&str; 6] = [
+pub(crate) const OUR_PROG_NAMES: [&str; 7] = [
     "futex_sleep",
+    "process_exec",
     "go_lock_site",
     "futex_exit",
     "lock_entry",
@@ -110,6 +111,16 @@ fn targets_dir() -> PathBuf {
 /// `extra_gcc_flags`) into a fresh temporary directory. Without gcc the test fails, saying
 /// so (see [`tools::output`]).
 pub(crate) fn build_target(name: &str, extra_gcc_flags: &[&str]) -> TargetBinary {
+    build_target_with(("gcc", "gcc"), name, extra_gcc_flags)
+}
+
+/// Like [`build_target`], with another compiler driver: `(program, Debian package that
+/// has it)`, e.g. `("musl-gcc", "musl-tools")` for a musl program.
+pub(crate) fn build_target_with(
+    (compiler, package): (&str, &str),
+    name: &str,
+    extra_gcc_flags: &[&str],
+) -> TargetBinary {
     let src = targets_dir().join(format!("{name}.c"));
     assert!(src.is_file(), "no target source {}", src.display());
     let dir = tempfile::Builder::new()
@@ -120,17 +131,17 @@ pub(crate) fn build_target(name: &str, extra_gcc_flags: &[&str]) -> TargetBinary
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod temp dir");
     let path = dir.path().join(name);
     let out = tools::output(
-        Command::new("gcc")
+        Command::new(compiler)
             .args(["-g", "-O1", "-fno-omit-frame-pointer", "-pthread", "-Wall"])
             .args(extra_gcc_flags)
             .arg("-o")
             .arg(&path)
             .arg(&src),
-        "gcc",
+        package,
     );
     assert!(
         out.status.success(),
-        "gcc failed for {}: {}\n{}",
+        "{compiler} failed for {}: {}\n{}",
         src.display(),
         out.status,
         String::from_utf8_lossy(&out.stderr)

@@ -28,6 +28,11 @@
 //!   data (`go::goroutines`, no tracer).
 //! - [`go_defers_live`]: lock holders from pending deferred unlocks on live goroutines.
 //! - [`pidns`]: targets in their own PID namespace (containers).
+//! - [`timed`]: cycles of timed lock waits, which time out rather than deadlock.
+//! - [`musl`]: programs on musl (contention, deadlocks, rwlocks; dynamic and static).
+//! - [`memory`]: the tracer's memory stays bounded with 100 000 distinct contended locks.
+//! - [`symbols`]: names and stacks when the program changes (`exec`) or has no path
+//!   (memfd), and frames that must not be there.
 //!
 //! Support: [`common`] (building and running C targets and the tracer, reading its report),
 //! [`go_toolchain`] (building Go targets), [`tools`] (a missing gcc, Go or other tool fails
@@ -66,4 +71,10 @@ mod lifecycle;
 #[cfg(feature = "root-tests")]
 mod memory;
 #[cfg(feature = "root-tests")]
+mod musl;
+#[cfg(feature = "root-tests")]
 mod pidns;
+#[cfg(feature = "root-tests")]
+mod symbols;
+#[cfg(feature = "root-tests")]
+mod timed;

@@ -1,14 +1,16 @@
 /* ABBA deadlock whose locks are all taken after a start delay, so a tracer attached in
  * between sees every acquisition (for `--holds`: where each held lock was taken).
  *
- * Usage: late_abba START_MS
+ * Usage: late_abba START_MS [recursive]
  *   Facts and `ready` are printed first; START_MS later the workers take their first
- *   lock, meet at a barrier, and take their second lock: deadlock.
+ *   lock, meet at a barrier, and take their second lock: deadlock. With `recursive`, both
+ *   locks are PTHREAD_MUTEX_RECURSIVE (whose lock word keeps the owner even in musl).
  */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -55,6 +57,13 @@ __attribute__((noinline)) void *late_worker_b(void *arg) {
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc > 1) start_ms = strtol(argv[1], NULL, 10);
+    if (argc > 2 && strcmp(argv[2], "recursive") == 0) {
+        pthread_mutexattr_t attr;
+        pthread_mutexattr_init(&attr);
+        pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+        pthread_mutex_init(&first_lock, &attr);
+        pthread_mutex_init(&second_lock, &attr);
+    }
     pthread_barrier_init(&named, NULL, 3);
     pthread_barrier_init(&first_locks_held, NULL, 2);
     pthread_t a, b;

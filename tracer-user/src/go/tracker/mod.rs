@@ -904,6 +904,9 @@ fn raw_deadlock(cycle: &GoCycle) -> Vec<RawCycleEntry> {
                 },
                 waiting_since_ns: Some(w.since_ns),
                 blocked_before_attach: false,
+                // Go waits (semaphore acquires) have no timeout the tracer reads.
+                timed: false,
+                gives_up_at_ns: None,
                 holding_since_ns: e.hold.as_ref().map(|h| h.since_ns),
                 holder_evidence: e.hold.as_ref().map(|_| HolderEvidence::TracedAcquire),
                 acquired: e.hold.as_ref().map_or(RawStack::None, acquired_at),

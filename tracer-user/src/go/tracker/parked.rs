@@ -285,6 +285,9 @@ impl ParkedWatch {
                                 .and_then(|w| w.since_ns)
                                 .or_else(|| traced.wait_start(g.goid, e.waits_for)),
                             blocked_before_attach: at_attach.contains(&(g.goid, e.waits_for)),
+                            // Go waits (semaphore acquires) have no timeout the tracer reads.
+                            timed: false,
+                            gives_up_at_ns: None,
                             holding_since_ns: None,
                             holder_evidence: e.evidence,
                             acquired: RawStack::None,

@@ -1,0 +1,3 @@
+module example.com/go_exec
+
+go 1.19
