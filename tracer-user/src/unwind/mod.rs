@@ -3,11 +3,16 @@
 //! The kernel's frame-pointer walk (`bpf_get_stackid`) from inside a futex call lands in
 //! the first frame that keeps a frame pointer and so skips `pthread_mutex_lock` and the
 //! application function that called it: the very frame a user needs. Those return
-//! addresses lie just above the user stack pointer, in the window the kernel copies. A
-//! word of that window is taken for a return address when it points into executable
-//! code right after a call instruction. Pure: the caller supplies the code bytes.
+//! addresses lie just above the user stack pointer, in the window the kernel copies.
+//! [`cfi`] unwinds that window with the objects' call frame information
+//! ([`frames_from_cfi`]); where it cannot go on, the kernel's chain continues. Only when
+//! CFI finds nothing is every word of the window that points into executable code right
+//! after a call instruction taken for a return address ([`merge_frames`]), stale ones
+//! included. Pure: the caller supplies the code bytes and the rules.
 
+pub mod cfi;
 mod code_check;
+pub mod eh_frame;
 
 pub use self::code_check::{CodeCheck, CodeReader};
 
@@ -114,6 +119,60 @@ pub fn merge_frames(
     for &ip in fp_chain.iter().skip(1) {
         if !frames.iter().any(|f| f.ip == ip) {
             push(&mut frames, ip);
+        }
+    }
+    frames
+}
+
+/// Innermost-first frames for a wait from a CFI walk of its stack window ([`cfi::walk`],
+/// `None` when none could be made): the walk's frames, then, unless the walk reached the
+/// thread's outermost frame, the frame-pointer chain's frames not already listed (checked
+/// with `check` as in [`merge_frames`]). The chain's frames after the instruction pointer
+/// are the return addresses of the frames that keep `rbp`, from the innermost such
+/// function's caller upwards: where a CFI walk stops for want of `rbp` or of stack, they
+/// continue it.
+///
+/// When the walk found no frame beyond the instruction pointer (no CFI for the code of the
+/// wait, an empty window), the window is scanned instead ([`merge_frames`]). Those frames
+/// are not marked uncertain: they follow calls, as before CFI, and a stack that has no
+/// CFI at its top has nothing better; the scan's known weakness (stale return addresses
+/// in unused slots) is what the CFI walk removes wherever there is CFI.
+pub fn frames_from_cfi(
+    walk: Option<&cfi::CfiWalk>,
+    window: &[u64],
+    fp_chain: &[u64],
+    check: &mut ReturnCheck<'_>,
+) -> Vec<UnwoundFrame> {
+    let Some(walk) = walk.filter(|w| w.ips.len() > 1 || w.end == cfi::WalkEnd::Outermost)
+    else {
+        let ip = walk.and_then(|w| w.ips.first().copied()).unwrap_or(0);
+        return merge_frames(ip, window, fp_chain, check);
+    };
+    let mut frames: Vec<UnwoundFrame> = walk
+        .ips
+        .iter()
+        .map(|&ip| UnwoundFrame {
+            ip,
+            uncertain: false,
+        })
+        .collect();
+    if walk.end == cfi::WalkEnd::Outermost {
+        return frames;
+    }
+    for &ip in fp_chain.iter().skip(1) {
+        if frames.iter().any(|f| f.ip == ip) {
+            continue;
+        }
+        match check(ip) {
+            Some(true) => frames.push(UnwoundFrame {
+                ip,
+                uncertain: false,
+            }),
+            None => frames.push(UnwoundFrame {
+                ip,
+                uncertain: true,
+            }),
+            Some(false) => {}
         }
     }
     frames
