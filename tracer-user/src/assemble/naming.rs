@@ -77,7 +77,7 @@ impl Namer<'_> {
         let files = &mut *self.symbolizer;
         let frames = match &walk {
             Some(walk) => {
-                unwind::frames_from_cfi(Some(walk), &words, &fp_chain, &mut |addr| {
+                unwind::frames_from_cfi(walk, &words, &fp_chain, &mut |addr| {
                     code.check(addr, files)
                 })
             }

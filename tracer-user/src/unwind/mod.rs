@@ -124,8 +124,8 @@ pub fn merge_frames(
     frames
 }
 
-/// Innermost-first frames for a wait from a CFI walk of its stack window ([`cfi::walk`],
-/// `None` when none could be made): the walk's frames, then, unless the walk reached the
+/// Innermost-first frames for a wait from a CFI walk of its stack window ([`cfi::walk`]):
+/// the walk's frames, then, unless the walk reached the
 /// thread's outermost frame, the frame-pointer chain's frames not already listed (checked
 /// with `check` as in [`merge_frames`]). The chain's frames after the instruction pointer
 /// are the return addresses of the frames that keep `rbp`, from the innermost such
@@ -138,16 +138,15 @@ pub fn merge_frames(
 /// CFI at its top has nothing better; the scan's known weakness (stale return addresses
 /// in unused slots) is what the CFI walk removes wherever there is CFI.
 pub fn frames_from_cfi(
-    walk: Option<&cfi::CfiWalk>,
+    walk: &cfi::CfiWalk,
     window: &[u64],
     fp_chain: &[u64],
     check: &mut ReturnCheck<'_>,
 ) -> Vec<UnwoundFrame> {
-    let Some(walk) = walk.filter(|w| w.ips.len() > 1 || w.end == cfi::WalkEnd::Outermost)
-    else {
-        let ip = walk.and_then(|w| w.ips.first().copied()).unwrap_or(0);
+    if walk.ips.len() <= 1 && walk.end != cfi::WalkEnd::Outermost {
+        let ip = walk.ips.first().copied().unwrap_or(0);
         return merge_frames(ip, window, fp_chain, check);
-    };
+    }
     let mut frames: Vec<UnwoundFrame> = walk
         .ips
         .iter()
@@ -266,5 +265,40 @@ mod tests {
             .map(|f| f.ip)
             .collect();
         assert_eq!(uncertain, [0x7f00_9000]);
+    }
+
+    /// Guards how a CFI walk is completed: after a stop for want of `rbp` or of stack, the
+    /// kernel's chain goes on from its first frame not yet listed (checked like any chain
+    /// frame); after the outermost frame nothing is added (issue 16: a frame after
+    /// `clone3`); a walk that found nothing beyond the ip falls back to the scan.
+    #[test]
+    fn cfi_frames_continue_with_the_chain_where_the_walk_stopped() {
+        let ip = 0x7f00_0010;
+        let stale = 0x5555_0500;
+        let window = [0x7f00_0482, stale, 0x5555_0232];
+        let chain = [ip, 0x5555_0232, 0x5555_02f2, 0xdead, 0x7f00_51f5];
+        let mut check = |addr: u64| Some(addr != 0xdead);
+        let stopped = cfi::CfiWalk {
+            ips: vec![ip, 0x7f00_0482, 0x5555_0232],
+            end: cfi::WalkEnd::NeedsRbp,
+        };
+        assert_eq!(
+            ips(&frames_from_cfi(&stopped, &window, &chain, &mut check)),
+            [ip, 0x7f00_0482, 0x5555_0232, 0x5555_02f2, 0x7f00_51f5]
+        );
+        let complete = cfi::CfiWalk {
+            end: cfi::WalkEnd::Outermost,
+            ..stopped.clone()
+        };
+        assert_eq!(
+            ips(&frames_from_cfi(&complete, &window, &chain, &mut check)),
+            [ip, 0x7f00_0482, 0x5555_0232]
+        );
+        let nothing = cfi::CfiWalk {
+            ips: vec![ip],
+            end: cfi::WalkEnd::NoRule,
+        };
+        let scanned = frames_from_cfi(&nothing, &window, &[], &mut check);
+        assert_eq!(ips(&scanned), [ip, 0x7f00_0482, stale, 0x5555_0232]);
     }
 }
