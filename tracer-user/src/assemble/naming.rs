@@ -76,14 +76,12 @@ impl Namer<'_> {
         let code = &mut *self.code;
         let files = &mut *self.symbolizer;
         let frames = match &walk {
-            Some(walk) => {
-                unwind::frames_from_cfi(walk, &words, &fp_chain, &mut |addr| {
-                    code.check(addr, files)
-                })
-            }
-            None => unwind::merge_frames(ip, &words, &fp_chain, &mut |addr| {
+            Some(walk) => unwind::frames_from_cfi(walk, &words, &fp_chain, &mut |addr| {
                 code.check(addr, files)
             }),
+            None => {
+                unwind::merge_frames(ip, &words, &fp_chain, &mut |addr| code.check(addr, files))
+            }
         };
         let mut stack = Stack::default();
         for (i, frame) in frames.iter().enumerate() {

@@ -476,7 +476,11 @@ mod tests {
         let still = Arc::new(target(0x100).thread(7, in_futex("w", HEAP, 0, 0)));
         let words = read_still_blocked_stack(&*still, 7, PC, SP).expect("in the wait");
         assert_eq!(words[..3], [AFTER_CALL, 0x1234, CODE + 0x30]);
-        assert_eq!(words.len(), (STACK + 0x1000 - SP) as usize / 8, "to the stack's end");
+        assert_eq!(
+            words.len(),
+            usize::try_from((STACK + 0x1000 - SP) / 8).unwrap(),
+            "to the stack's end"
+        );
         let asleep = Arc::new(target(0x100).thread(
             7,
             FakeThread::in_syscall("w", 230, [0; 6], SP - 0x40, PC + 0x10),

@@ -438,11 +438,11 @@ impl Symbolizer {
     }
 
     fn look_up_frame_rule(&mut self, addr: u64) -> Option<FrameRule> {
-        let vaddr = match self.place(addr)? {
-            Place::Object {
-                vaddr: Some(vaddr), ..
-            } => vaddr,
-            _ => return None,
+        let Place::Object {
+            vaddr: Some(vaddr), ..
+        } = self.place(addr)?
+        else {
+            return None;
         };
         let idx = self
             .regions

@@ -107,7 +107,11 @@ pub fn walk(
         if ips.len() >= MAX_CFI_FRAMES {
             break WalkEnd::TooDeep;
         }
-        let lookup = if ips.len() == 1 { pc } else { pc.wrapping_sub(1) };
+        let lookup = if ips.len() == 1 {
+            pc
+        } else {
+            pc.wrapping_sub(1)
+        };
         let Some(rule) = rule_at(lookup) else {
             break WalkEnd::NoRule;
         };
@@ -174,16 +178,16 @@ mod tests {
         // Frame 3 (ret 0x4005): outermost.
         let frame2_rbp = SP + 64;
         let words = [
-            0xdead, // sp+0: local of frame 0
-            0x2005, // sp+8: RA of frame 0
-            0x1111, // sp+16: frame 1's locals
-            0x5005, // sp+24: a stale return address: never a frame
+            0xdead,     // sp+0: local of frame 0
+            0x2005,     // sp+8: RA of frame 0
+            0x1111,     // sp+16: frame 1's locals
+            0x5005,     // sp+24: a stale return address: never a frame
             frame2_rbp, // sp+32: frame 1 saved rbp (= frame 2's rbp)
-            0x3005, // sp+40: RA of frame 1
-            0x2222, // sp+48
-            0x6005, // sp+56: another stale one
-            0,      // sp+64: frame 2's saved rbp
-            0x4005, // sp+72: RA of frame 2
+            0x3005,     // sp+40: RA of frame 1
+            0x2222,     // sp+48
+            0x6005,     // sp+56: another stale one
+            0,          // sp+64: frame 2's saved rbp
+            0x4005,     // sp+72: RA of frame 2
         ];
         let mut rules = |addr: u64| match addr {
             0x1000 => Some(rsp_frame(16)),

@@ -10,8 +10,8 @@
 use std::ops::Range;
 
 use gimli::{
-    BaseAddresses, CfaRule, EhFrame, EhFrameHdr, LittleEndian, RegisterRule,
-    UnwindContext, UnwindSection as _, X86_64,
+    BaseAddresses, CfaRule, EhFrame, EhFrameHdr, LittleEndian, RegisterRule, UnwindContext,
+    UnwindSection as _, X86_64,
 };
 use object::{Object as _, ObjectSection as _};
 
@@ -101,7 +101,7 @@ impl ObjectCfi {
                 .parse(&self.bases, 8)
                 .ok()
         });
-        let row = match table_hdr.as_ref().and_then(|hdr| hdr.table()) {
+        let row = match table_hdr.as_ref().and_then(gimli::ParsedEhFrameHdr::table) {
             Some(table) => table.unwind_info_for_address(
                 &eh_frame,
                 &self.bases,

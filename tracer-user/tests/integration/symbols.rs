@@ -360,9 +360,16 @@ fn exec_from_a_go_program_keeps_its_go_locks_and_says_the_sites_are_gone() {
 /// between versions: `__futex_abstimed_wait_common`, `__pthread_mutex_clocklock_common`,
 /// `___pthread_mutex_timedlock`, `__lll_lock_wait`, …).
 fn is_mutex_wait_internal(function: &str) -> bool {
-    ["__futex", "futex_", "__pthread_mutex", "___pthread_mutex", "pthread_mutex", "__lll"]
-        .iter()
-        .any(|p| function.starts_with(p))
+    [
+        "__futex",
+        "futex_",
+        "__pthread_mutex",
+        "___pthread_mutex",
+        "pthread_mutex",
+        "__lll",
+    ]
+    .iter()
+    .any(|p| function.starts_with(p))
 }
 
 /// The application frames of a `timed_abba` wait's stack (after the C library's lock
@@ -387,7 +394,7 @@ fn after_lock_internals(stack: &[String]) -> &[String] {
 /// `start_routine` pointer in glibc's thread descriptor, equal to the end of the function
 /// before it). With CFI unwinding, each cycle entry of `timed_abba` (built with frame
 /// pointers in the program, none in glibc) is exactly what its source says: the C
-/// library's wait, then `timed_take` (worker_a) or `clock_take` (worker_b), `rounds`, the
+/// library's wait, then `timed_take` (`worker_a`) or `clock_take` (`worker_b`), `rounds`, the
 /// worker's own main, `start_thread`, `clone3`; and each lock's top waiter stack, that
 /// sequence or its beginning (the copied window may end before the outermost frame),
 /// never a function of the other worker. Checked to fail before the CFI walk (the frames
@@ -411,9 +418,15 @@ fn timed_lock_stacks_hold_only_their_own_frames() {
         } else {
             "clock_take"
         };
-        [take, "rounds", &format!("{worker}_main"), "start_thread", "clone3"]
-            .map(str::to_owned)
-            .to_vec()
+        [
+            take,
+            "rounds",
+            &format!("{worker}_main"),
+            "start_thread",
+            "clone3",
+        ]
+        .map(str::to_owned)
+        .to_vec()
     };
     let found = deadlocks(&values);
     assert!(!found.is_empty(), "the timed cycle\n{}", describe(&out));
