@@ -58,6 +58,11 @@ fn indirect_call_len(modrm: u8, sib: Option<u8>) -> Option<usize> {
     Some(2 + sib_len + disp)
 }
 
+/// Most frames [`merge_frames`] takes from a window: a stack read from a blocked thread
+/// (16 KB, for a deadlock's report) holds many more words that follow calls than frames,
+/// past the thread's outermost frame too. The kernel's window holds this many words.
+pub const MAX_SCANNED_FRAMES: usize = tracer_common::STACK_WINDOW_WORDS;
+
 /// What the code before a candidate return address says of it: `Some(true)` right after a
 /// call instruction, `Some(false)` not (or not in executable code), `None` when that code
 /// could not be read from the target or from the mapped file.
@@ -76,7 +81,7 @@ pub struct UnwoundFrame {
 }
 
 /// Innermost-first frames for a wait: the instruction pointer, then every return address
-/// found in the stack window (in stack order), then the frame-pointer chain's remaining
+/// found in the stack window (in stack order, [`MAX_SCANNED_FRAMES`] at most), then the frame-pointer chain's remaining
 /// frames not already listed.
 ///
 /// Every frame but the first is checked with `check`: the kernel's frame-pointer walk
@@ -112,6 +117,9 @@ pub fn merge_frames(
         Some(false) => {}
     };
     for &word in window {
+        if frames.len() > MAX_SCANNED_FRAMES {
+            break;
+        }
         if frames.last().map(|f| f.ip) != Some(word) {
             push(&mut frames, word);
         }
@@ -300,5 +308,16 @@ mod tests {
         };
         let scanned = frames_from_cfi(&nothing, &window, &[], &mut check);
         assert_eq!(ips(&scanned), [ip, 0x7f00_0482, stale, 0x5555_0232]);
+    }
+
+    /// Guards the scan of a long stack read (a deadlock's, 16 KB): like the old scan of
+    /// such reads, only the first [`MAX_SCANNED_FRAMES`] return addresses, not every word
+    /// that follows a call up to the end of the read.
+    #[test]
+    fn the_scan_of_a_long_read_keeps_the_first_frames() {
+        let window: Vec<u64> = (1..=200).map(|i| 0x5555_0000 + i * 16).collect();
+        let frames = merge_frames(0x7f00_0010, &window, &[], &mut |_| Some(true));
+        assert_eq!(frames.len(), 1 + MAX_SCANNED_FRAMES);
+        assert_eq!(frames[1].ip, window[0]);
     }
 }
