@@ -69,9 +69,15 @@ impl Namer<'_> {
                 }
             }
         }
+        // Without a chain from the kernel to continue it, the walk looks for the frame
+        // record of a frame-pointer function in the stack (the record has no `rbp`).
+        let no_chain = fp_chain.len() <= 1;
         let walk = (ip != 0 && sp != 0).then(|| {
-            let symbolizer = &mut *self.symbolizer;
-            unwind::cfi::walk(ip, sp, &words, &mut |addr| symbolizer.frame_rule(addr))
+            let mut source = CodeFrames {
+                code: &mut *self.code,
+                symbolizer: &mut *self.symbolizer,
+            };
+            unwind::cfi::walk(ip, sp, &words, &mut source, no_chain)
         });
         let code = &mut *self.code;
         let files = &mut *self.symbolizer;
@@ -206,6 +212,23 @@ impl Naming for Namer<'_> {
 
     fn is_lock_internal(&self, function: &str) -> bool {
         is_lock_internal(function)
+    }
+}
+
+/// The target's code as a CFI walk sees it: rules from the objects' `.eh_frame`, and the
+/// return-address check of stack words.
+struct CodeFrames<'a> {
+    code: &'a mut CodeCheck,
+    symbolizer: &'a mut Symbolizer,
+}
+
+impl unwind::cfi::FrameSource for CodeFrames<'_> {
+    fn rule_at(&mut self, addr: u64) -> Option<unwind::cfi::FrameRule> {
+        self.symbolizer.frame_rule(addr)
+    }
+
+    fn follows_call(&mut self, addr: u64) -> bool {
+        self.code.check(addr, self.symbolizer) == Some(true)
     }
 }
 

@@ -78,6 +78,16 @@ pub const MAX_CFI_FRAMES: usize = 128;
 pub struct CfiWalk {
     pub ips: Vec<u64>,
     pub end: WalkEnd,
+    /// Whether `rbp` had to be found in the stack ([`walk`]'s `find_rbp`) for some frame.
+    pub rbp_found_in_stack: bool,
+}
+
+/// What a walk asks of the code at an address.
+pub trait FrameSource {
+    /// The rules at code address `addr`; `None`: no usable CFI there.
+    fn rule_at(&mut self, addr: u64) -> Option<FrameRule>;
+    /// Whether `addr` points right after a call instruction in executable code.
+    fn follows_call(&mut self, addr: u64) -> bool;
 }
 
 /// The stack words `words` (the first at `sp`, each 8 bytes above the previous), read at
@@ -90,67 +100,143 @@ fn word_at(sp: u64, words: &[u64], addr: u64) -> Option<u64> {
     words.get(usize::try_from(delta / 8).ok()?).copied()
 }
 
+/// The registers a walk knows in a frame.
+#[derive(Clone, Copy, Debug)]
+struct Regs {
+    pc: u64,
+    rsp: u64,
+    rbp: Option<u64>,
+}
+
+/// The caller's registers from a frame's registers and rules (`pc`: the return address),
+/// or why there is no caller to be had.
+fn step(regs: Regs, rule: FrameRule, sp: u64, words: &[u64]) -> Result<Regs, WalkEnd> {
+    let base = match rule.cfa_base {
+        CfaBase::Rsp => regs.rsp,
+        CfaBase::Rbp => regs.rbp.ok_or(WalkEnd::NeedsRbp)?,
+    };
+    let cfa = base
+        .checked_add_signed(rule.cfa_offset)
+        .filter(|&cfa| cfa > regs.rsp)
+        .ok_or(WalkEnd::NotUpward)?;
+    let return_slot = match rule.return_at {
+        ReturnAt::Outermost => return Err(WalkEnd::Outermost),
+        ReturnAt::CfaOffset(offset) => cfa.checked_add_signed(offset),
+    };
+    let return_address = return_slot
+        .and_then(|slot| word_at(sp, words, slot))
+        .ok_or(WalkEnd::PastWindow)?;
+    if return_address == 0 {
+        // Some outermost frames end the chain with a zero return address instead.
+        return Err(WalkEnd::Outermost);
+    }
+    let rbp = match rule.rbp_at {
+        SavedAt::Unchanged => regs.rbp,
+        SavedAt::CfaOffset(offset) => cfa
+            .checked_add_signed(offset)
+            .and_then(|slot| word_at(sp, words, slot)),
+        SavedAt::Unknown => None,
+    };
+    Ok(Regs {
+        pc: return_address,
+        rsp: cfa,
+        rbp,
+    })
+}
+
+/// How far above a frame's stack pointer its frame record (saved `rbp`, then the return
+/// address) is looked for: the frame's locals lie in between.
+const MAX_FRAME_RECORD_SEARCH_WORDS: u64 = 512;
+
+/// The `rbp` of a frame at stack pointer `rsp` that keeps a frame pointer (its CFA is
+/// `rbp + 16`) when no frame below it saved `rbp`: the address of its frame record, the
+/// first pair of words above `rsp` that is a saved `rbp` followed by a return address
+/// from which the caller unwinds by CFI to one more return address (or to its end).
+/// A word that merely follows a call (a stale return address among the frame's locals)
+/// is not enough: the caller it names must unwind from there.
+fn find_frame_record(
+    rsp: u64,
+    sp: u64,
+    words: &[u64],
+    source: &mut dyn FrameSource,
+) -> Option<u64> {
+    for i in 0..MAX_FRAME_RECORD_SEARCH_WORDS {
+        let record = rsp.checked_add(i * 8)?;
+        let return_address = word_at(sp, words, record.checked_add(8)?)?;
+        if return_address == 0 || !source.follows_call(return_address) {
+            continue;
+        }
+        let caller = Regs {
+            pc: return_address,
+            rsp: record + 16,
+            rbp: word_at(sp, words, record),
+        };
+        let Some(rule) = source.rule_at(return_address - 1) else {
+            continue;
+        };
+        match step(caller, rule, sp, words) {
+            Ok(next) if source.follows_call(next.pc) => return Some(record),
+            Err(WalkEnd::Outermost | WalkEnd::PastWindow) => return Some(record),
+            _ => {}
+        }
+    }
+    None
+}
+
 /// Unwinds from `ip` with stack pointer `sp` over `words` (the stack from `sp` upwards),
-/// with `rule_at` giving the rules of a code address (`None`: none usable). A return
-/// address is looked up one byte before itself: it follows the call, which may be a
-/// function's last instruction (a call to a noreturn function), so the byte at the
-/// address itself can belong to the next function.
+/// with `source` giving the rules of a code address. A return address is looked up one
+/// byte before itself: it follows the call, which may be a function's last instruction
+/// (a call to a noreturn function), so the byte at the address itself can belong to the
+/// next function.
+///
+/// With `find_rbp`, a frame whose CFA is `rbp`-based while `rbp` is unknown (the record
+/// has no `rbp`, and no frame below saved it) has its frame record looked for in the
+/// stack ([`find_frame_record`]) instead of ending the walk: for stacks with no
+/// frame-pointer chain from the kernel to continue them (threads found blocked at attach,
+/// stacks read again for a deadlock).
 pub fn walk(
     ip: u64,
     sp: u64,
     words: &[u64],
-    rule_at: &mut dyn FnMut(u64) -> Option<FrameRule>,
+    source: &mut dyn FrameSource,
+    find_rbp: bool,
 ) -> CfiWalk {
     let mut ips = vec![ip];
-    let (mut pc, mut rsp, mut rbp): (u64, u64, Option<u64>) = (ip, sp, None);
+    let mut rbp_found_in_stack = false;
+    let mut regs = Regs {
+        pc: ip,
+        rsp: sp,
+        rbp: None,
+    };
     let end = loop {
         if ips.len() >= MAX_CFI_FRAMES {
             break WalkEnd::TooDeep;
         }
         let lookup = if ips.len() == 1 {
-            pc
+            regs.pc
         } else {
-            pc.wrapping_sub(1)
+            regs.pc.wrapping_sub(1)
         };
-        let Some(rule) = rule_at(lookup) else {
+        let Some(rule) = source.rule_at(lookup) else {
             break WalkEnd::NoRule;
         };
-        let base = match rule.cfa_base {
-            CfaBase::Rsp => rsp,
-            CfaBase::Rbp => match rbp {
-                Some(rbp) => rbp,
-                None => break WalkEnd::NeedsRbp,
-            },
-        };
-        let Some(cfa) = base.checked_add_signed(rule.cfa_offset) else {
-            break WalkEnd::NotUpward;
-        };
-        let return_slot = match rule.return_at {
-            ReturnAt::Outermost => break WalkEnd::Outermost,
-            ReturnAt::CfaOffset(offset) => cfa.checked_add_signed(offset),
-        };
-        let Some(return_address) = return_slot.and_then(|slot| word_at(sp, words, slot)) else {
-            break WalkEnd::PastWindow;
-        };
-        if cfa <= rsp {
-            break WalkEnd::NotUpward;
+        if rule.cfa_base == CfaBase::Rbp && regs.rbp.is_none() && find_rbp {
+            regs.rbp = find_frame_record(regs.rsp, sp, words, source);
+            rbp_found_in_stack |= regs.rbp.is_some();
         }
-        rbp = match rule.rbp_at {
-            SavedAt::Unchanged => rbp,
-            SavedAt::CfaOffset(offset) => cfa
-                .checked_add_signed(offset)
-                .and_then(|slot| word_at(sp, words, slot)),
-            SavedAt::Unknown => None,
-        };
-        if return_address == 0 {
-            // Some outermost frames end the chain with a zero return address instead.
-            break WalkEnd::Outermost;
+        match step(regs, rule, sp, words) {
+            Ok(caller) => {
+                ips.push(caller.pc);
+                regs = caller;
+            }
+            Err(end) => break end,
         }
-        ips.push(return_address);
-        pc = return_address;
-        rsp = cfa;
     };
-    CfiWalk { ips, end }
+    CfiWalk {
+        ips,
+        end,
+        rbp_found_in_stack,
+    }
 }
 
 #[cfg(test)]
@@ -158,6 +244,38 @@ mod tests {
     use super::*;
 
     const SP: u64 = 0x7ffe_0000;
+
+    /// Rules from a closure; the addresses in `returns` follow calls.
+    struct Code<R> {
+        rules: R,
+        returns: Vec<u64>,
+    }
+
+    impl<R: FnMut(u64) -> Option<FrameRule>> FrameSource for Code<R> {
+        fn rule_at(&mut self, addr: u64) -> Option<FrameRule> {
+            (self.rules)(addr)
+        }
+
+        fn follows_call(&mut self, addr: u64) -> bool {
+            self.returns.contains(&addr)
+        }
+    }
+
+    fn code<R: FnMut(u64) -> Option<FrameRule>>(rules: R) -> Code<R> {
+        Code {
+            rules,
+            returns: Vec::new(),
+        }
+    }
+
+    fn fp_function() -> FrameRule {
+        FrameRule {
+            cfa_base: CfaBase::Rbp,
+            cfa_offset: 16,
+            return_at: ReturnAt::CfaOffset(-8),
+            rbp_at: SavedAt::CfaOffset(-16),
+        }
+    }
 
     fn rsp_frame(cfa_offset: i64) -> FrameRule {
         FrameRule {
@@ -207,7 +325,7 @@ mod tests {
             }),
             _ => None,
         };
-        let walk = walk(0x1000, SP, &words, &mut rules);
+        let walk = walk(0x1000, SP, &words, &mut code(&mut rules), false);
         assert_eq!(walk.ips, [0x1000, 0x2005, 0x3005, 0x4005]);
         assert_eq!(walk.end, WalkEnd::Outermost);
     }
@@ -217,32 +335,82 @@ mod tests {
     #[test]
     fn stops_where_the_rules_or_the_window_end() {
         let words = [0xdead, 0x2005, 0x3005];
-        let fp_function = FrameRule {
-            cfa_base: CfaBase::Rbp,
-            cfa_offset: 16,
-            return_at: ReturnAt::CfaOffset(-8),
-            rbp_at: SavedAt::CfaOffset(-16),
-        };
-        let needs_rbp = walk(0x1000, SP, &words, &mut |addr| match addr {
+        let rules = |addr| match addr {
             0x1000 => Some(rsp_frame(16)),
-            _ => Some(fp_function),
-        });
+            _ => Some(fp_function()),
+        };
+        let needs_rbp = walk(0x1000, SP, &words, &mut code(rules), false);
         assert_eq!(needs_rbp.ips, [0x1000, 0x2005]);
         assert_eq!(needs_rbp.end, WalkEnd::NeedsRbp);
-        let past = walk(0x1000, SP, &words, &mut |_| Some(rsp_frame(64)));
+        let past = walk(
+            0x1000,
+            SP,
+            &words,
+            &mut code(|_| Some(rsp_frame(64))),
+            false,
+        );
         assert_eq!(past.ips, [0x1000]);
         assert_eq!(past.end, WalkEnd::PastWindow);
-        let no_cfi = walk(0x1000, SP, &words, &mut |_| None);
+        let no_cfi = walk(0x1000, SP, &words, &mut code(|_| None), false);
         assert_eq!((no_cfi.ips.len(), no_cfi.end), (1, WalkEnd::NoRule));
         // A rule that would not move up the stack ends the walk instead of looping.
-        let stuck = walk(0x1000, SP, &words, &mut |_| Some(rsp_frame(0)));
-        assert_eq!(stuck.end, WalkEnd::PastWindow);
+        let stuck = walk(0x1000, SP, &words, &mut code(|_| Some(rsp_frame(0))), false);
+        assert_eq!(stuck.end, WalkEnd::NotUpward);
         let backwards = FrameRule {
             cfa_offset: -8,
             return_at: ReturnAt::CfaOffset(8),
             ..rsp_frame(0)
         };
-        let looping = walk(0x1000, SP, &[0x1001, 0x1001], &mut |_| Some(backwards));
+        let looping = walk(
+            0x1000,
+            SP,
+            &[0x1001, 0x1001],
+            &mut code(|_| Some(backwards)),
+            false,
+        );
         assert_eq!(looping.end, WalkEnd::NotUpward);
+    }
+
+    /// Guards the deadlock stacks of programs with frame pointers when the record has no
+    /// `rbp` (threads found blocked at attach, stacks read again: no kernel chain): the
+    /// frame record of the first frame-pointer function is found in the stack, past a
+    /// stale return address among its locals whose caller does not unwind from there,
+    /// and the walk goes on to the outermost frame. Without `find_rbp` it stops there.
+    #[test]
+    fn the_frame_record_of_a_frame_pointer_function_is_found_in_the_stack() {
+        let words = [
+            0xdead,  // sp+0: frame 0's local
+            0x2005,  // sp+8: RA of frame 0
+            0x1111,  // sp+16: frame 1's local
+            0x7005,  // sp+24: a stale return address among frame 1's locals
+            SP + 64, // sp+32: frame 1's record: saved rbp
+            0x3005,  // sp+40: RA of frame 1
+            0x2222,  // sp+48: frame 2's local
+            0x3333,  // sp+56
+            0,       // sp+64: frame 2's record: saved rbp
+            0x4005,  // sp+72: RA of frame 2
+        ];
+        let rules = |addr| match addr {
+            0x1000 => Some(rsp_frame(16)),
+            0x2004 | 0x3004 | 0x7004 => Some(fp_function()),
+            0x4004 => Some(FrameRule {
+                return_at: ReturnAt::Outermost,
+                ..rsp_frame(8)
+            }),
+            _ => None,
+        };
+        let mut source = Code {
+            rules,
+            returns: vec![0x2005, 0x3005, 0x4005, 0x7005],
+        };
+        let found = walk(0x1000, SP, &words, &mut source, true);
+        assert_eq!(found.ips, [0x1000, 0x2005, 0x3005, 0x4005]);
+        assert_eq!(found.end, WalkEnd::Outermost);
+        assert!(found.rbp_found_in_stack);
+        let without = walk(0x1000, SP, &words, &mut source, false);
+        assert_eq!(
+            (without.ips, without.end),
+            (vec![0x1000, 0x2005], WalkEnd::NeedsRbp)
+        );
     }
 }

@@ -183,6 +183,20 @@ __attribute__((noinline)) int outer(int x) { dirty(x); return middle(x) + 1; }
 int main(void) { return outer(3) == 4 ? 0 : 1; }
 "#;
 
+    /// The executable's rules; no code counts as following a call (not needed without
+    /// frame pointers).
+    struct ExeOnly<'a>(&'a mut ObjectCfi);
+
+    impl cfi::FrameSource for ExeOnly<'_> {
+        fn rule_at(&mut self, addr: u64) -> Option<cfi::FrameRule> {
+            self.0.rule_at(addr)
+        }
+
+        fn follows_call(&mut self, _: u64) -> bool {
+            false
+        }
+    }
+
     /// Builds and runs [`PROGRAM`] (not position-independent: runtime addresses are the
     /// file's); returns the executable and the printed ip, sp and stack words.
     fn run_program(dir: &Path) -> (std::path::PathBuf, u64, u64, Vec<u64>) {
@@ -227,7 +241,7 @@ int main(void) { return outer(3) == 4 ? 0 : 1; }
         let bytes = FileBytes::open(&exe).unwrap();
         let mut cfi = ObjectCfi::parse(bytes).expect("gcc's output has .eh_frame");
         assert!(cfi.eh_frame_hdr.is_some(), "found through .eh_frame_hdr");
-        let walk = cfi::walk(ip, sp, &words, &mut |addr| cfi.rule_at(addr));
+        let walk = cfi::walk(ip, sp, &words, &mut ExeOnly(&mut cfi), false);
         let data = std::fs::read(&exe).unwrap();
         let file = object::File::parse(&*data).unwrap();
         let functions: Vec<Option<String>> = walk

@@ -289,6 +289,7 @@ mod tests {
         let stopped = cfi::CfiWalk {
             ips: vec![ip, 0x7f00_0482, 0x5555_0232],
             end: cfi::WalkEnd::NeedsRbp,
+            rbp_found_in_stack: false,
         };
         assert_eq!(
             ips(&frames_from_cfi(&stopped, &window, &chain, &mut check)),
@@ -305,6 +306,7 @@ mod tests {
         let nothing = cfi::CfiWalk {
             ips: vec![ip],
             end: cfi::WalkEnd::NoRule,
+            rbp_found_in_stack: false,
         };
         let scanned = frames_from_cfi(&nothing, &window, &[], &mut check);
         assert_eq!(ips(&scanned), [ip, 0x7f00_0482, stale, 0x5555_0232]);
