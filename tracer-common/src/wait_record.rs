@@ -8,8 +8,8 @@ use crate::{EVENT_SIZE, Event};
 /// glibc is built without frame pointers, so a frame-pointer walk from inside a futex
 /// call skips `pthread_mutex_lock` and, worse, the application function that called it.
 /// Those return addresses sit within a few dozen bytes of the user stack pointer, so
-/// userspace recovers them by scanning this window for addresses that follow a call
-/// instruction, then continues with the frame-pointer chain.
+/// userspace recovers them by unwinding this window with the objects' call frame
+/// information (`.eh_frame`), then continues with the frame-pointer chain.
 pub const STACK_WINDOW_WORDS: usize = 32;
 
 /// A futex wait's timeout as the call gave it: the `struct timespec` its timeout

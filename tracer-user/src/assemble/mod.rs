@@ -272,7 +272,9 @@ mod tests {
 
         fn stack(&mut self, stack: &RawStack) -> Stack {
             let id = match stack {
-                RawStack::Native { stack_id, .. } => stack_id.map(i64::from),
+                RawStack::Native { stack_id, .. } | RawStack::NativeRead { stack_id, .. } => {
+                    stack_id.map(i64::from)
+                }
                 RawStack::Go { stack_id, .. } => Some(i64::from(*stack_id)),
                 RawStack::GoUnwound(pcs) => pcs.first().and_then(|&pc| i64::try_from(pc).ok()),
                 RawStack::None => None,

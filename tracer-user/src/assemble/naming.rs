@@ -49,18 +49,19 @@ pub struct Namer<'a> {
 }
 
 impl Namer<'_> {
-    /// A native stack: the kernel's frame-pointer chain merged with the return addresses
-    /// found in the stack window.
+    /// A native stack: the wait's stack (`words`, from `sp` upwards) unwound by the
+    /// objects' call frame information, continued by the kernel's frame-pointer chain
+    /// (see `unwind::frames_from_cfi`).
     fn native_stack(
         &mut self,
         stack_id: Option<u32>,
-        window: &crate::event::StackWindow,
+        (ip, sp, words): (u64, u64, &[u64]),
         waiter: Option<u32>,
     ) -> Stack {
         let fp_chain = stack_id
             .map(|id| self.stacks.user_stack(id))
             .unwrap_or_default();
-        let mut words = window.words().to_vec();
+        let mut words = words.to_vec();
         if let Some(site) = waiter.and_then(|tid| self.stacks.pending_call_site(tid)) {
             for word in &mut words {
                 if self.code.is_uprobe_trampoline(*word) {
@@ -68,11 +69,26 @@ impl Namer<'_> {
                 }
             }
         }
+        // Without a chain from the kernel to continue it, the walk looks for the frame
+        // record of a frame-pointer function in the stack (the record has no `rbp`).
+        let no_chain = fp_chain.len() <= 1;
+        let walk = (ip != 0 && sp != 0).then(|| {
+            let mut source = CodeFrames {
+                code: &mut *self.code,
+                symbolizer: &mut *self.symbolizer,
+            };
+            unwind::cfi::walk(ip, sp, &words, &mut source, no_chain)
+        });
         let code = &mut *self.code;
         let files = &mut *self.symbolizer;
-        let frames = unwind::merge_frames(window.ip, &words, &fp_chain, &mut |addr| {
-            code.check(addr, files)
-        });
+        let frames = match &walk {
+            Some(walk) => unwind::frames_from_cfi(walk, &words, &fp_chain, &mut |addr| {
+                code.check(addr, files)
+            }),
+            None => {
+                unwind::merge_frames(ip, &words, &fp_chain, &mut |addr| code.check(addr, files))
+            }
+        };
         let mut stack = Stack::default();
         for (i, frame) in frames.iter().enumerate() {
             let first = stack.names.len();
@@ -172,7 +188,14 @@ impl Naming for Namer<'_> {
                 stack_id,
                 ref window,
                 waiter,
-            } => self.native_stack(stack_id, window, waiter),
+            } => self.native_stack(stack_id, (window.ip, window.sp, window.words()), waiter),
+            RawStack::NativeRead {
+                stack_id,
+                ip,
+                sp,
+                ref words,
+                waiter,
+            } => self.native_stack(stack_id, (ip, sp, words), Some(waiter)),
             RawStack::Go {
                 pc,
                 caller,
@@ -189,6 +212,23 @@ impl Naming for Namer<'_> {
 
     fn is_lock_internal(&self, function: &str) -> bool {
         is_lock_internal(function)
+    }
+}
+
+/// The target's code as a CFI walk sees it: rules from the objects' `.eh_frame`, and the
+/// return-address check of stack words.
+struct CodeFrames<'a> {
+    code: &'a mut CodeCheck,
+    symbolizer: &'a mut Symbolizer,
+}
+
+impl unwind::cfi::FrameSource for CodeFrames<'_> {
+    fn rule_at(&mut self, addr: u64) -> Option<unwind::cfi::FrameRule> {
+        self.symbolizer.frame_rule(addr)
+    }
+
+    fn follows_call(&mut self, addr: u64) -> bool {
+        self.code.check(addr, self.symbolizer) == Some(true)
     }
 }
 

@@ -8,14 +8,25 @@ use crate::event::StackWindow;
 /// Where a stack can be found, as the analyses know it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RawStack {
-    /// A native stack: the kernel's frame-pointer chain (by stack id) merged with the
-    /// return addresses of a copied stack window. `waiter` is the waiting thread when the
+    /// A native stack: a copied stack window unwound by CFI, continued by the kernel's
+    /// frame-pointer chain (by stack id). `waiter` is the waiting thread when the
     /// stack is a wait's (with `--holds` its window may hold the uretprobe trampoline in
     /// place of the lock call's return address).
     Native {
         stack_id: Option<u32>,
         window: Box<StackWindow>,
         waiter: Option<u32>,
+    },
+    /// A native wait's stack read from the blocked thread when a deadlock was reported
+    /// (deeper than the kernel's window, and the only stack of a wait sent without one):
+    /// the wait's `ip` and `sp` and the stack words from `sp` upwards, unwound like a
+    /// window, then the kernel's chain when the wait came with one.
+    NativeRead {
+        stack_id: Option<u32>,
+        ip: u64,
+        sp: u64,
+        words: Vec<u64>,
+        waiter: u32,
     },
     /// A Go stack: the probe site's `pc`, the `caller` of an entry site (which the
     /// frame-pointer walk skips there; 0 when none), then the kernel's walk by stack id

@@ -15,12 +15,12 @@ use crate::{
     event::{Snapshot, StackWindow, TraceEvent, WaitTimeout, WindowRef},
     native::analysis::{Analysis, ThreadIds},
     target::{MapEntry, SyscallState, TargetProcess},
-    unwind::CodeCheck,
 };
 
-/// Bytes of stack read for a thread found blocked at attach (no kernel event exists for
-/// its wait): scanned for return addresses, the first `STACK_WINDOW_WORDS` kept.
-const BLOCKED_STACK_SCAN_BYTES: usize = 16 * 1024;
+/// Bytes of stack read from a thread still blocked in a wait of a deadlock, for its
+/// report: deep enough for the thread's outermost frame in lock stacks (a CFI walk stops
+/// there), where the kernel's window (`STACK_WINDOW_WORDS`) often ends in the middle.
+const BLOCKED_STACK_READ_BYTES: usize = 16 * 1024;
 
 /// Turns every thread of `target` blocked in a futex wait right now into a wait event
 /// at `now_ns` for `analysis`, built from the system call the thread sleeps in (futex
@@ -30,7 +30,6 @@ const BLOCKED_STACK_SCAN_BYTES: usize = 16 * 1024;
 pub(super) fn adopt_blocked_threads(
     target: &dyn TargetProcess,
     maps: &[MapEntry],
-    code: &mut CodeCheck,
     analysis: &mut Analysis,
     threads: &mut LiveThreads,
     now_ns: u64,
@@ -52,7 +51,7 @@ pub(super) fn adopt_blocked_threads(
             parked.push((tid, sp, pc));
             continue;
         }
-        let window = scan_blocked_stack(target, code, pc, sp);
+        let window = blocked_stack_window(target, pc, sp);
         let event = TraceEvent::FutexWait {
             tid,
             ts_ns: now_ns,
@@ -73,7 +72,7 @@ pub(super) fn adopt_blocked_threads(
         else {
             continue;
         };
-        let window = scan_blocked_stack(target, code, pc, sp);
+        let window = blocked_stack_window(target, pc, sp);
         let event = TraceEvent::FutexWait {
             tid,
             ts_ns: now_ns,
@@ -175,52 +174,54 @@ fn parked_pi_mutex(
     None
 }
 
-/// A stack window for a thread found blocked: the return addresses found in the top
-/// of its stack (there is no frame-pointer chain from the kernel for it).
-pub(super) fn scan_blocked_stack(
-    target: &dyn TargetProcess,
-    code: &mut CodeCheck,
-    pc: u64,
-    sp: u64,
-) -> StackWindow {
+/// The stack window of a thread found blocked, in the shape the kernel sends it: the
+/// words from its stack pointer upwards, as many as a wait record carries (there is no
+/// frame-pointer chain from the kernel for it). Naming unwinds them by CFI, like any
+/// window. Empty when the stack cannot be read.
+///
+/// Not the return addresses found in a longer read, as before: a list of words that
+/// passed a call check is no stack a CFI walk can follow, and among them were stale
+/// return addresses and, past the thread's outermost frame, `start_routine` in glibc's
+/// `struct pthread` (issue 16: `worker_a_main` after `clone3` in `worker_b`'s stack, the
+/// end of the function before `worker_b_main` being a call to a noreturn function).
+pub(super) fn blocked_stack_window(target: &dyn TargetProcess, pc: u64, sp: u64) -> StackWindow {
     let mut window = StackWindow {
         ip: pc,
         sp,
         len: 0,
         words: [0; STACK_WINDOW_WORDS],
     };
-    let mut bytes = vec![0u8; BLOCKED_STACK_SCAN_BYTES];
-    let Ok(n) = target.read_memory(sp, &mut bytes) else {
-        return window;
-    };
-    let mut len = 0;
-    for chunk in bytes[..n].chunks_exact(8) {
-        let word = u64::from_ne_bytes(chunk.try_into().unwrap_or_default());
-        // A return address a uretprobe replaced with its trampoline (`--holds`) stays:
-        // the stack's naming puts the lock call's site back in its place.
-        if len < STACK_WINDOW_WORDS
-            && (code.is_return_address(word) || code.is_uprobe_trampoline(word))
-        {
-            window.words[len] = word;
-            len += 1;
-        }
+    if let Some(words) = read_stack_words(target, sp, STACK_WINDOW_WORDS * 8) {
+        window.words[..words.len()].copy_from_slice(&words);
+        window.len = u32::try_from(words.len()).unwrap_or(0);
     }
-    window.len = u32::try_from(len).unwrap_or(0);
     window
 }
 
-/// The stack window of thread `tid`'s wait at `pc`/`sp`, read now, when the thread is
-/// still blocked in that call (same stack pointer and instruction pointer before and after
-/// the read); `None` when it has left it. Its stack above `sp` is then another call's: a
-/// timed wait that timed out and backed off (`usleep`) left `clock_nanosleep`'s return
-/// addresses there (issue 16: `clock_nanosleep` in a timed-lock wait's stack).
-pub(super) fn scan_still_blocked_stack(
+/// Up to `bytes` of the stack from `sp` upwards, as words (fewer where the stack's
+/// mapping ends); `None` when nothing can be read.
+fn read_stack_words(target: &dyn TargetProcess, sp: u64, bytes: usize) -> Option<Vec<u64>> {
+    let mut buf = vec![0u8; bytes];
+    let n = target.read_memory(sp, &mut buf).ok()?;
+    let words: Vec<u64> = buf[..n]
+        .chunks_exact(8)
+        .map(|chunk| u64::from_ne_bytes(chunk.try_into().unwrap_or_default()))
+        .collect();
+    (!words.is_empty()).then_some(words)
+}
+
+/// The stack of thread `tid`'s wait at `pc`/`sp` ([`BLOCKED_STACK_READ_BYTES`] from `sp`
+/// upwards, as words), read now, when the thread is still blocked in that call (same
+/// stack pointer and instruction pointer before and after the read); `None` when it has
+/// left it. Its stack above `sp` is then another call's: a timed wait that timed out and
+/// backed off (`usleep`) left `clock_nanosleep`'s return addresses there (issue 16:
+/// `clock_nanosleep` in a timed-lock wait's stack).
+pub(super) fn read_still_blocked_stack(
     target: &dyn TargetProcess,
-    code: &mut CodeCheck,
     tid: u32,
     pc: u64,
     sp: u64,
-) -> Option<StackWindow> {
+) -> Option<Vec<u64>> {
     let in_the_wait = || {
         matches!(
             target.syscall_state(tid),
@@ -230,8 +231,8 @@ pub(super) fn scan_still_blocked_stack(
     if !in_the_wait() {
         return None;
     }
-    let window = scan_blocked_stack(target, code, pc, sp);
-    in_the_wait().then_some(window)
+    let words = read_stack_words(target, sp, BLOCKED_STACK_READ_BYTES)?;
+    in_the_wait().then_some(words)
 }
 
 /// `PTHREAD_MUTEX_PRIO_INHERIT_NP`, in the kind field (offset 16) of a glibc mutex.
@@ -318,16 +319,15 @@ mod tests {
     fn adopt(target: FakeProcess) -> Analysis {
         let maps = target.maps().expect("maps");
         let target = Arc::new(target);
-        let mut code = CodeCheck::new(target.clone(), &maps);
         let mut threads = LiveThreads::read(&*target);
         let mut analysis = Analysis::new();
-        adopt_blocked_threads(&*target, &maps, &mut code, &mut analysis, &mut threads, NOW);
+        adopt_blocked_threads(&*target, &maps, &mut analysis, &mut threads, NOW);
         analysis
     }
 
     /// Guards the diagnosis of a process blocked before the attach: a thread asleep in
     /// `FUTEX_WAIT_PRIVATE` on a glibc mutex becomes a wait on that mutex, held by the
-    /// owner its memory names, with the return addresses of its stack; threads in other
+    /// owner its memory names, with the top of its stack; threads in other
     /// system calls or futex ops that do not sleep are left alone.
     #[test]
     fn a_thread_asleep_on_a_mutex_becomes_a_wait() {
@@ -347,7 +347,7 @@ mod tests {
         assert!(!wait.parked);
         let window = analysis.window(&wait);
         assert_eq!((window.ip, window.sp), (PC, SP));
-        assert_eq!(window.words(), [AFTER_CALL]);
+        assert_eq!(window.words()[..3], [AFTER_CALL, 0x1234, CODE + 0x30]);
         assert!(analysis.active_wait(102).is_none());
         assert!(analysis.active_wait(103).is_none());
         assert_eq!(analysis.counts().events, 1);
@@ -467,42 +467,42 @@ mod tests {
     }
 
     /// Guards issue 16's `clock_nanosleep` frames in a timed-lock wait: a wait's stack is
-    /// read later (a deadlock report of a wait sent without its stack) only while the
-    /// thread is still in that very call; once it left it (here: asleep in
-    /// `clock_nanosleep` at another stack pointer, or running), its stack is another
-    /// call's. Checked to fail with the stack read unconditionally.
+    /// read later (a deadlock report) only while the thread is still in that very call;
+    /// once it left it (here: asleep in `clock_nanosleep` at another stack pointer, or
+    /// running), its stack is another call's. Checked to fail with the stack read
+    /// unconditionally.
     #[test]
     fn a_stack_is_read_later_only_while_still_in_the_wait() {
         let still = Arc::new(target(0x100).thread(7, in_futex("w", HEAP, 0, 0)));
-        let maps = still.maps().expect("maps");
-        let mut code = CodeCheck::new(still.clone(), &maps);
-        let window = scan_still_blocked_stack(&*still, &mut code, 7, PC, SP).expect("in the wait");
-        assert_eq!(window.words(), [AFTER_CALL]);
+        let words = read_still_blocked_stack(&*still, 7, PC, SP).expect("in the wait");
+        assert_eq!(words[..3], [AFTER_CALL, 0x1234, CODE + 0x30]);
+        assert_eq!(
+            words.len(),
+            usize::try_from((STACK + 0x1000 - SP) / 8).unwrap(),
+            "to the stack's end"
+        );
         let asleep = Arc::new(target(0x100).thread(
             7,
             FakeThread::in_syscall("w", 230, [0; 6], SP - 0x40, PC + 0x10),
         ));
-        assert!(scan_still_blocked_stack(&*asleep, &mut code, 7, PC, SP).is_none());
+        assert!(read_still_blocked_stack(&*asleep, 7, PC, SP).is_none());
         let running = Arc::new(target(0x100).thread(7, FakeThread::running("w")));
-        assert!(scan_still_blocked_stack(&*running, &mut code, 7, PC, SP).is_none());
+        assert!(read_still_blocked_stack(&*running, 7, PC, SP).is_none());
     }
 
-    /// Guards the stack window of an adopted wait: only the return addresses of the top
-    /// of the stack, in order, and an empty window when the stack cannot be read.
+    /// Guards the stack window of an adopted wait: the stack's words from the stack
+    /// pointer, as the kernel would have sent them (every word, not only those that look
+    /// like return addresses: the CFI walk reads the slots it needs), fewer at the end of
+    /// the stack, none when the stack cannot be read.
     #[test]
-    fn scan_blocked_stack_keeps_the_return_addresses() {
-        let target = Arc::new(target(0x100));
-        let maps = target.maps().expect("maps");
-        let mut code = CodeCheck::new(target.clone(), &maps);
-        let window = scan_blocked_stack(&*target, &mut code, PC, SP);
+    fn an_adopted_window_is_the_top_of_the_stack() {
+        let target = target(0x100);
+        let window = blocked_stack_window(&target, PC, SP);
         assert_eq!((window.ip, window.sp), (PC, SP));
-        assert_eq!(window.words(), [AFTER_CALL]);
-        let below = scan_blocked_stack(&*target, &mut code, PC, SP + 0x108);
-        assert!(below.words().is_empty());
-        assert!(
-            scan_blocked_stack(&*target, &mut code, PC, 0x10)
-                .words()
-                .is_empty()
-        );
+        assert_eq!(window.words().len(), STACK_WINDOW_WORDS);
+        assert_eq!(window.words()[..3], [AFTER_CALL, 0x1234, CODE + 0x30]);
+        let near_end = blocked_stack_window(&target, PC, STACK + 0x1000 - 16);
+        assert_eq!(near_end.words().len(), 2);
+        assert!(blocked_stack_window(&target, PC, 0x10).words().is_empty());
     }
 }

@@ -510,7 +510,6 @@ impl Session {
         adopt::adopt_blocked_threads(
             &*self.target,
             maps,
-            &mut self.code,
             &mut self.analysis,
             &mut self.threads,
             now,
@@ -546,10 +545,10 @@ impl Session {
         })
     }
 
-    /// A stack window for thread `tid` while still blocked in its wait at `pc`/`sp`
-    /// ([`adopt::scan_still_blocked_stack`]).
-    fn scan_still_blocked_stack(&mut self, tid: u32, pc: u64, sp: u64) -> Option<StackWindow> {
-        adopt::scan_still_blocked_stack(&*self.target, &mut self.code, tid, pc, sp)
+    /// The stack of thread `tid` while still blocked in its wait at `pc`/`sp`
+    /// ([`adopt::read_still_blocked_stack`]).
+    fn read_still_blocked_stack(&self, tid: u32, pc: u64, sp: u64) -> Option<Vec<u64>> {
+        adopt::read_still_blocked_stack(&*self.target, tid, pc, sp)
     }
 
     /// Whether a candidate cycle still holds in the live process ([`confirm::confirm`]).
@@ -957,24 +956,28 @@ impl Session {
             let before_attach = wait.is_some_and(|w| w.start_ns == self.adopted_at);
             let waiting = match wait {
                 Some(w) => {
-                    let mut window = *self.analysis.window(&w);
-                    // musl's lock functions have no frame pointers and deeper frames
-                    // than the window holds (the program's call sits ~264 bytes above
-                    // the wait): read more of the stack, as for a wait sent without one.
-                    let musl = self.analysis.layout() == LockLayout::Musl;
-                    if (w.stack.is_none() && window.len == 0 || musl) && window.sp != 0 {
-                        // Sent without its stack (`STACK_SAMPLE_EVERY`): read it now, if
-                        // the thread is still in this wait (else only the wait's `ip`).
-                        if let Some(now) =
-                            self.scan_still_blocked_stack(edge.tid, window.ip, window.sp)
-                        {
-                            window = now;
-                        }
-                    }
-                    RawStack::Native {
-                        stack_id: w.stack,
-                        window: Box::new(window),
-                        waiter: Some(edge.tid),
+                    let window = *self.analysis.window(&w);
+                    // The stack as it is now, deeper than the kernel's window (which ends
+                    // in the middle of most lock stacks, and musl's lock functions alone
+                    // fill it: the program's call sits ~264 bytes above the wait), and
+                    // for a wait sent without its stack (`STACK_SAMPLE_EVERY`) the only
+                    // one; read only while the thread is still in this wait.
+                    let now = (window.sp != 0)
+                        .then(|| self.read_still_blocked_stack(edge.tid, window.ip, window.sp))
+                        .flatten();
+                    match now {
+                        Some(words) => RawStack::NativeRead {
+                            stack_id: w.stack,
+                            ip: window.ip,
+                            sp: window.sp,
+                            words,
+                            waiter: edge.tid,
+                        },
+                        None => RawStack::Native {
+                            stack_id: w.stack,
+                            window: Box::new(window),
+                            waiter: Some(edge.tid),
+                        },
                     }
                 }
                 None => RawStack::None,

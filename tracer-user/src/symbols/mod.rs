@@ -26,7 +26,7 @@ use self::elf::ElfObject;
 use crate::{
     model::LockRef,
     target::{FileBytes, MapEntry, ProcError, TargetProcess, mapped_file},
-    unwind::CodeReader,
+    unwind::{CodeReader, cfi::FrameRule, eh_frame::ObjectCfi},
 };
 
 /// Failure to build or refresh a [`Symbolizer`]. Lookups themselves never fail: an address
@@ -159,7 +159,17 @@ pub struct Symbolizer {
     /// Files opened to read code from ([`CodeReader`]), by path and inode (`None`: could
     /// not be opened); only used once the target's memory cannot be read.
     code_files: HashMap<(String, u64), Option<fs::File>>,
+    /// Call frame information of the objects stacks were unwound through, by path and
+    /// inode (`None`: unreadable or without `.eh_frame`); one per mapped object at most.
+    cfi_objects: HashMap<(String, u64), Option<ObjectCfi>>,
+    /// Rules already looked up, by runtime address; emptied when full
+    /// ([`MAX_CACHED_FRAME_RULES`]) and when the maps are read again.
+    frame_rules: HashMap<u64, Option<FrameRule>>,
 }
+
+/// Most frame rules [`Symbolizer::frame_rule`] keeps: lock stacks pass through few code
+/// addresses, so this is rarely reached; when it is, the cache starts over.
+const MAX_CACHED_FRAME_RULES: usize = 4096;
 
 impl CodeReader for Symbolizer {
     fn code_before(&mut self, addr: u64, len: usize) -> Option<Vec<u8>> {
@@ -197,6 +207,8 @@ impl Symbolizer {
             regions: regions_from_maps(maps),
             objects: HashMap::new(),
             code_files: HashMap::new(),
+            cfi_objects: HashMap::new(),
+            frame_rules: HashMap::new(),
         }
     }
 
@@ -230,6 +242,9 @@ impl Symbolizer {
             .collect();
         self.objects
             .retain(|path, cached| mapped.contains(&(path.as_str(), cached.inode)));
+        self.cfi_objects
+            .retain(|(path, inode), _| mapped.contains(&(path.as_str(), *inode)));
+        self.frame_rules.clear();
         Ok(())
     }
 
@@ -405,6 +420,43 @@ impl Symbolizer {
         let mut code = vec![0; len];
         file.read_exact_at(&mut code, offset).ok()?;
         Some(code)
+    }
+
+    /// The call frame rules (`.eh_frame`) of the code at runtime address `addr`, for
+    /// unwinding a stack copy (`unwind::cfi`); `None` when `addr` is not in an object's
+    /// file mapping, the object has no usable CFI there, or its file cannot be read.
+    pub fn frame_rule(&mut self, addr: u64) -> Option<FrameRule> {
+        if let Some(&known) = self.frame_rules.get(&addr) {
+            return known;
+        }
+        let rule = self.look_up_frame_rule(addr);
+        if self.frame_rules.len() >= MAX_CACHED_FRAME_RULES {
+            self.frame_rules.clear();
+        }
+        self.frame_rules.insert(addr, rule);
+        rule
+    }
+
+    fn look_up_frame_rule(&mut self, addr: u64) -> Option<FrameRule> {
+        let Place::Object {
+            vaddr: Some(vaddr), ..
+        } = self.place(addr)?
+        else {
+            return None;
+        };
+        let idx = self
+            .regions
+            .partition_point(|r| r.start <= addr)
+            .checked_sub(1)?;
+        let RegionKind::Object { path, inode, .. } = &self.regions[idx].kind else {
+            return None;
+        };
+        let roots = &self.roots;
+        self.cfi_objects
+            .entry((path.clone(), *inode))
+            .or_insert_with(|| read_file(roots, path, *inode).and_then(ObjectCfi::parse))
+            .as_mut()?
+            .rule_at(vaddr)
     }
 
     /// Finds the region of `addr` and, for objects, loads the object and translates `addr`.

@@ -3,11 +3,16 @@
 //! The kernel's frame-pointer walk (`bpf_get_stackid`) from inside a futex call lands in
 //! the first frame that keeps a frame pointer and so skips `pthread_mutex_lock` and the
 //! application function that called it: the very frame a user needs. Those return
-//! addresses lie just above the user stack pointer, in the window the kernel copies. A
-//! word of that window is taken for a return address when it points into executable
-//! code right after a call instruction. Pure: the caller supplies the code bytes.
+//! addresses lie just above the user stack pointer, in the window the kernel copies.
+//! [`cfi`] unwinds that window with the objects' call frame information
+//! ([`frames_from_cfi`]); where it cannot go on, the kernel's chain continues. Only when
+//! CFI finds nothing is every word of the window that points into executable code right
+//! after a call instruction taken for a return address ([`merge_frames`]), stale ones
+//! included. Pure: the caller supplies the code bytes and the rules.
 
+pub mod cfi;
 mod code_check;
+pub mod eh_frame;
 
 pub use self::code_check::{CodeCheck, CodeReader};
 
@@ -53,6 +58,11 @@ fn indirect_call_len(modrm: u8, sib: Option<u8>) -> Option<usize> {
     Some(2 + sib_len + disp)
 }
 
+/// Most frames [`merge_frames`] takes from a window: a stack read from a blocked thread
+/// (16 KB, for a deadlock's report) holds many more words that follow calls than frames,
+/// past the thread's outermost frame too. The kernel's window holds this many words.
+pub const MAX_SCANNED_FRAMES: usize = tracer_common::STACK_WINDOW_WORDS;
+
 /// What the code before a candidate return address says of it: `Some(true)` right after a
 /// call instruction, `Some(false)` not (or not in executable code), `None` when that code
 /// could not be read from the target or from the mapped file.
@@ -71,7 +81,7 @@ pub struct UnwoundFrame {
 }
 
 /// Innermost-first frames for a wait: the instruction pointer, then every return address
-/// found in the stack window (in stack order), then the frame-pointer chain's remaining
+/// found in the stack window (in stack order, [`MAX_SCANNED_FRAMES`] at most), then the frame-pointer chain's remaining
 /// frames not already listed.
 ///
 /// Every frame but the first is checked with `check`: the kernel's frame-pointer walk
@@ -107,6 +117,9 @@ pub fn merge_frames(
         Some(false) => {}
     };
     for &word in window {
+        if frames.len() > MAX_SCANNED_FRAMES {
+            break;
+        }
         if frames.last().map(|f| f.ip) != Some(word) {
             push(&mut frames, word);
         }
@@ -114,6 +127,59 @@ pub fn merge_frames(
     for &ip in fp_chain.iter().skip(1) {
         if !frames.iter().any(|f| f.ip == ip) {
             push(&mut frames, ip);
+        }
+    }
+    frames
+}
+
+/// Innermost-first frames for a wait from a CFI walk of its stack window ([`cfi::walk`]):
+/// the walk's frames, then, unless the walk reached the
+/// thread's outermost frame, the frame-pointer chain's frames not already listed (checked
+/// with `check` as in [`merge_frames`]). The chain's frames after the instruction pointer
+/// are the return addresses of the frames that keep `rbp`, from the innermost such
+/// function's caller upwards: where a CFI walk stops for want of `rbp` or of stack, they
+/// continue it.
+///
+/// When the walk found no frame beyond the instruction pointer (no CFI for the code of the
+/// wait, an empty window), the window is scanned instead ([`merge_frames`]). Those frames
+/// are not marked uncertain: they follow calls, as before CFI, and a stack that has no
+/// CFI at its top has nothing better; the scan's known weakness (stale return addresses
+/// in unused slots) is what the CFI walk removes wherever there is CFI.
+pub fn frames_from_cfi(
+    walk: &cfi::CfiWalk,
+    window: &[u64],
+    fp_chain: &[u64],
+    check: &mut ReturnCheck<'_>,
+) -> Vec<UnwoundFrame> {
+    if walk.ips.len() <= 1 && walk.end != cfi::WalkEnd::Outermost {
+        let ip = walk.ips.first().copied().unwrap_or(0);
+        return merge_frames(ip, window, fp_chain, check);
+    }
+    let mut frames: Vec<UnwoundFrame> = walk
+        .ips
+        .iter()
+        .map(|&ip| UnwoundFrame {
+            ip,
+            uncertain: false,
+        })
+        .collect();
+    if walk.end == cfi::WalkEnd::Outermost {
+        return frames;
+    }
+    for &ip in fp_chain.iter().skip(1) {
+        if frames.iter().any(|f| f.ip == ip) {
+            continue;
+        }
+        match check(ip) {
+            Some(true) => frames.push(UnwoundFrame {
+                ip,
+                uncertain: false,
+            }),
+            None => frames.push(UnwoundFrame {
+                ip,
+                uncertain: true,
+            }),
+            Some(false) => {}
         }
     }
     frames
@@ -207,5 +273,53 @@ mod tests {
             .map(|f| f.ip)
             .collect();
         assert_eq!(uncertain, [0x7f00_9000]);
+    }
+
+    /// Guards how a CFI walk is completed: after a stop for want of `rbp` or of stack, the
+    /// kernel's chain goes on from its first frame not yet listed (checked like any chain
+    /// frame); after the outermost frame nothing is added (issue 16: a frame after
+    /// `clone3`); a walk that found nothing beyond the ip falls back to the scan.
+    #[test]
+    fn cfi_frames_continue_with_the_chain_where_the_walk_stopped() {
+        let ip = 0x7f00_0010;
+        let stale = 0x5555_0500;
+        let window = [0x7f00_0482, stale, 0x5555_0232];
+        let chain = [ip, 0x5555_0232, 0x5555_02f2, 0xdead, 0x7f00_51f5];
+        let mut check = |addr: u64| Some(addr != 0xdead);
+        let stopped = cfi::CfiWalk {
+            ips: vec![ip, 0x7f00_0482, 0x5555_0232],
+            end: cfi::WalkEnd::NeedsRbp,
+            rbp_found_in_stack: false,
+        };
+        assert_eq!(
+            ips(&frames_from_cfi(&stopped, &window, &chain, &mut check)),
+            [ip, 0x7f00_0482, 0x5555_0232, 0x5555_02f2, 0x7f00_51f5]
+        );
+        let complete = cfi::CfiWalk {
+            end: cfi::WalkEnd::Outermost,
+            ..stopped.clone()
+        };
+        assert_eq!(
+            ips(&frames_from_cfi(&complete, &window, &chain, &mut check)),
+            [ip, 0x7f00_0482, 0x5555_0232]
+        );
+        let nothing = cfi::CfiWalk {
+            ips: vec![ip],
+            end: cfi::WalkEnd::NoRule,
+            rbp_found_in_stack: false,
+        };
+        let scanned = frames_from_cfi(&nothing, &window, &[], &mut check);
+        assert_eq!(ips(&scanned), [ip, 0x7f00_0482, stale, 0x5555_0232]);
+    }
+
+    /// Guards the scan of a long stack read (a deadlock's, 16 KB): like the old scan of
+    /// such reads, only the first [`MAX_SCANNED_FRAMES`] return addresses, not every word
+    /// that follows a call up to the end of the read.
+    #[test]
+    fn the_scan_of_a_long_read_keeps_the_first_frames() {
+        let window: Vec<u64> = (1..=200).map(|i| 0x5555_0000 + i * 16).collect();
+        let frames = merge_frames(0x7f00_0010, &window, &[], &mut |_| Some(true));
+        assert_eq!(frames.len(), 1 + MAX_SCANNED_FRAMES);
+        assert_eq!(frames[1].ip, window[0]);
     }
 }

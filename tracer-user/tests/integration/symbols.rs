@@ -355,3 +355,113 @@ fn exec_from_a_go_program_keeps_its_go_locks_and_says_the_sites_are_gone() {
         "{notes:?}"
     );
 }
+
+/// Whether `function` is one of the C library's mutex-wait internals (glibc's names vary
+/// between versions: `__futex_abstimed_wait_common`, `__pthread_mutex_clocklock_common`,
+/// `___pthread_mutex_timedlock`, `__lll_lock_wait`, …).
+fn is_mutex_wait_internal(function: &str) -> bool {
+    [
+        "__futex",
+        "futex_",
+        "__pthread_mutex",
+        "___pthread_mutex",
+        "pthread_mutex",
+        "__lll",
+    ]
+    .iter()
+    .any(|p| function.starts_with(p))
+}
+
+/// The application frames of a `timed_abba` wait's stack (after the C library's lock
+/// internals), checking that the stack starts with those internals.
+fn after_lock_internals(stack: &[String]) -> &[String] {
+    let internals = stack
+        .iter()
+        .take_while(|f| is_mutex_wait_internal(f))
+        .count();
+    assert!(
+        internals >= 1,
+        "the stack starts in the C library's wait: {stack:?}"
+    );
+    &stack[internals..]
+}
+
+/// Guards against: stale frames in the stacks of futex waits (issue 16 point 9; Must-have
+/// 7). The words of the copied stack that merely follow a call were all taken for frames,
+/// so leftovers of earlier calls showed up: `new_do_write` (a `printf`) and
+/// `worker_b_main` between `__pthread_mutex_clocklock_common` and the program's lock
+/// call, and `worker_a_main` appended after `clone3` to `worker_b`'s stack (the
+/// `start_routine` pointer in glibc's thread descriptor, equal to the end of the function
+/// before it). With CFI unwinding, each cycle entry of `timed_abba` (built with frame
+/// pointers in the program, none in glibc) is exactly what its source says: the C
+/// library's wait, then `timed_take` (`worker_a`) or `clock_take` (`worker_b`), `rounds`, the
+/// worker's own main, `start_thread`, `clone3`; and each lock's top waiter stack, that
+/// sequence or its beginning (the copied window may end before the outermost frame),
+/// never a function of the other worker. Checked to fail before the CFI walk (the frames
+/// above in the stacks).
+#[test]
+fn timed_lock_stacks_hold_only_their_own_frames() {
+    require_root();
+    let bin = build_target("timed_abba", &[]);
+    let mut target = Target::spawn(bin.path(), &[]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !target.later_lines().iter().any(|l| l == "backed_off") {
+        assert!(Instant::now() < deadline, "timed_abba never backed off");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = run_tracer(&as_strs(&json_attach_args(target.pid(), 2, &[])));
+    assert_success(&out);
+    let values = json_lines(&out.stdout);
+    let expected = |worker: &str| -> Vec<String> {
+        let take = if worker == "worker_a" {
+            "timed_take"
+        } else {
+            "clock_take"
+        };
+        [
+            take,
+            "rounds",
+            &format!("{worker}_main"),
+            "start_thread",
+            "clone3",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    let found = deadlocks(&values);
+    assert!(!found.is_empty(), "the timed cycle\n{}", describe(&out));
+    for cycle in found {
+        for entry in cycle["cycle"].as_array().expect("cycle array") {
+            let tid = entry["tid"].as_u64().expect("tid");
+            let worker = ["worker_a", "worker_b"]
+                .into_iter()
+                .find(|w| target.tid(w) == tid)
+                .unwrap_or_else(|| panic!("a worker's tid: {entry:#}"));
+            let stack: Vec<String> = entry["stack"]
+                .as_array()
+                .expect("stack array")
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect();
+            assert_eq!(
+                after_lock_internals(&stack),
+                expected(worker),
+                "{worker}'s stack: {stack:?}"
+            );
+        }
+    }
+    for (lock, worker) in [("lock_b", "worker_a"), ("lock_a", "worker_b")] {
+        // `timed_take+0x2a (timed_abba.c:55)`: the function alone.
+        let stack: Vec<String> = top_waiter_stack(&values, target.lock(lock))
+            .iter()
+            .map(|f| f.split(['+', ' ']).next().unwrap_or_default().to_owned())
+            .collect();
+        let frames = after_lock_internals(&stack);
+        let expected = expected(worker);
+        assert!(
+            frames.len() >= 2 && expected.starts_with(frames),
+            "{lock}'s top waiter stack is {worker}'s (a beginning of {expected:?}): {stack:?}"
+        );
+    }
+}
