@@ -11,11 +11,16 @@
 //! - `lock`: locks as the report names them ([`LockRef`]) and their kinds.
 //! - `finding`: what is reported the moment it is confirmed: deadlocks, stuck locks.
 //! - `summary`: the end-of-run summary and its per-lock distributions.
+//! - `live`: the live state `tracer serve` publishes for metrics (cumulative counters
+//!   and bucketed distributions, cardinality bounded).
+//! - `profile`: the lock waits of a window by stack and lock, for pprof.
 //! - `raw`: the same facts as the analyses know them (addresses, ids, timestamps, where
 //!   a stack can be found), before `crate::assemble` names them.
 
 mod finding;
+pub mod live;
 mod lock;
+pub mod profile;
 pub mod raw;
 mod summary;
 
