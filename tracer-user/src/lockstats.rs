@@ -20,7 +20,10 @@ use std::borrow::Cow;
 use hdrhistogram::Histogram;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
-use crate::model::Quantiles;
+use crate::model::{
+    Quantiles,
+    live::{BUCKET_BOUNDS_NS, Buckets},
+};
 
 /// Smallest value the histograms tell apart from zero.
 const LOWEST_NS: u64 = 1;
@@ -249,6 +252,48 @@ impl Distribution {
         }
     }
 
+    /// The values in the fixed buckets of live metrics, cumulative. A compact
+    /// distribution's values count at the top of their power-of-two range (capped by the
+    /// max), as its percentiles do; a full one's at their histogram bucket's value.
+    fn buckets(&self) -> Buckets {
+        let mut out = Buckets {
+            count: self.count,
+            sum_ns: self.total,
+            ..Buckets::default()
+        };
+        // Per-bucket counts first (each value once, in the first bound at or above it),
+        // then summed into cumulative counts.
+        let mut add = |ns: u64, n: u64| {
+            let i = BUCKET_BOUNDS_NS.partition_point(|&bound| bound < ns);
+            if let Some(c) = out.le.get_mut(i) {
+                *c = c.saturating_add(n);
+            }
+        };
+        match &self.shape {
+            Shape::Compact(counts) => {
+                for (i, &c) in counts.0.iter().enumerate() {
+                    if c > 0 {
+                        add(Log2Counts::upper(i).min(self.max), u64::from(c));
+                    }
+                }
+            }
+            Shape::Full(full) => {
+                for value in full.histogram().iter_recorded() {
+                    add(
+                        value.value_iterated_to().min(self.max),
+                        value.count_at_value(),
+                    );
+                }
+            }
+        }
+        let mut running = 0u64;
+        for c in &mut out.le {
+            running = running.saturating_add(*c);
+            *c = running.min(self.count);
+        }
+        out
+    }
+
     fn quantiles(&self) -> Quantiles {
         if self.count == 0 {
             return Quantiles::default();
@@ -388,6 +433,19 @@ impl LockStats {
     #[must_use]
     pub fn hold(&self) -> Option<Quantiles> {
         self.hold.as_deref().map(Distribution::quantiles)
+    }
+
+    /// The wait distribution in the fixed buckets of live metrics.
+    #[must_use]
+    pub fn wait_buckets(&self) -> Buckets {
+        self.wait.buckets()
+    }
+
+    /// The hold distribution in the fixed buckets of live metrics, `None` when no hold
+    /// time was ever recorded.
+    #[must_use]
+    pub fn hold_buckets(&self) -> Option<Buckets> {
+        self.hold.as_deref().map(Distribution::buckets)
     }
 
     /// Exact sum of all recorded waits, in nanoseconds.
@@ -1018,5 +1076,35 @@ mod tests {
         assert_close(q.p50, 2_000);
         assert!(q.p99 <= q.max);
         assert_eq!(other.hold().map(|h| h.count), Some(1));
+    }
+
+    /// Guards the live metrics' buckets: cumulative, ending at the count, with the exact
+    /// sum; compact values counted at the top of their range, a full histogram's within
+    /// its precision.
+    #[test]
+    fn buckets_are_cumulative_in_both_forms() {
+        let mut stats = LockStats::new();
+        stats.record_wait(800); // range [512, 1023]: top 1023 -> bucket 2.5 µs
+        stats.record_wait(3_000_000); // 3 ms -> bucket 5 ms
+        let b = stats.wait_buckets();
+        assert_eq!(b.count, 2);
+        assert_eq!(b.sum_ns, 3_000_800);
+        assert_eq!(b.le[0], 0, "1 µs: {b:?}");
+        assert_eq!(b.le[1], 1, "2.5 µs: {b:?}");
+        assert_eq!(b.le[10], 1, "2.5 ms: {b:?}");
+        assert_eq!(b.le[11], 2, "5 ms: {b:?}");
+        assert_eq!(*b.le.last().unwrap(), 2);
+        let mut hot = LockStats::new();
+        for _ in 0..HISTOGRAM_AFTER * 2 {
+            hot.record_wait(40_000);
+        }
+        hot.record_wait(20_000_000_000); // beyond the last bound: only in +Inf
+        let b = hot.wait_buckets();
+        let n = HISTOGRAM_AFTER * 2;
+        assert_eq!(b.le[4], 0, "25 µs: {b:?}");
+        assert_eq!(b.le[5], n, "50 µs: {b:?}");
+        assert_eq!(*b.le.last().unwrap(), n);
+        assert_eq!(b.count, n + 1);
+        assert!(stats.hold_buckets().is_none());
     }
 }

@@ -16,6 +16,7 @@ use crate::{
     model::{
         Deadlock, DeadlockEntry, HolderState, LockKind, LockRef, LockSummary, StuckHolder,
         StuckLock,
+        profile::ProfileFrame,
         raw::{RawCycleEntry, RawFinding, RawLockStats, RawStack, RawStuckLock},
     },
     native::go_runtime::{self, GoFutexVerdict, GoFutexWait},
@@ -27,6 +28,9 @@ use crate::{
 pub struct Stack {
     pub names: Vec<String>,
     pub detail: Vec<String>,
+    /// The same frames, structured (function, file, line, object, address), for
+    /// profiles; may be empty where a naming has no such detail (tests).
+    pub frames: Vec<ProfileFrame>,
 }
 
 /// Everything that names what the analyses found.
@@ -289,6 +293,7 @@ mod tests {
                     "sync.(*Mutex).Lock (mutex.go:1)".into(),
                     format!("main.f{id} (main.go:{id})"),
                 ],
+                frames: Vec::new(),
             }
         }
 
@@ -463,6 +468,7 @@ mod tests {
             Stack {
                 names: names.iter().map(ToString::to_string).collect(),
                 detail: Vec::new(),
+                frames: Vec::new(),
             }
         }
 

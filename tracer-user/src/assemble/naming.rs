@@ -10,7 +10,7 @@ use crate::{
         probe::{GoDwarfNames, is_lock_internal},
         sym::{GoFrame, GoTable},
     },
-    model::{LockRef, raw::RawStack},
+    model::{LockRef, profile::ProfileFrame, raw::RawStack},
     symbols::Symbolizer,
     target::TargetProcess,
     unwind::{self, CodeCheck},
@@ -119,11 +119,25 @@ impl Namer<'_> {
             }
             stack.names.push(frame.function_name());
             stack.detail.push(frame.display());
+            stack.frames.push(ProfileFrame {
+                function: frame.function_name(),
+                file: frame.file,
+                line: frame.line,
+                object: frame.object,
+                address: ip,
+            });
             return;
         }
         for f in &go_frames {
             stack.names.push(f.function.clone());
             stack.detail.push(go_frame_display(f));
+            stack.frames.push(ProfileFrame {
+                function: f.function.clone(),
+                file: f.file.clone(),
+                line: f.line,
+                object: None,
+                address: ip,
+            });
         }
     }
 
@@ -238,6 +252,9 @@ impl unwind::cfi::FrameSource for CodeFrames<'_> {
 fn mark_uncertain(stack: &mut Stack, first: usize) {
     for name in stack.names.iter_mut().skip(first) {
         name.push('?');
+    }
+    for frame in stack.frames.iter_mut().skip(first) {
+        frame.function.push('?');
     }
     for detail in stack.detail.iter_mut().skip(first) {
         match detail.find(" (") {

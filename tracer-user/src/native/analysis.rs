@@ -28,6 +28,7 @@ use crate::{
         LockLayout,
         futex_lock::{self, FutexWaitClass, KnownLocks},
         musl_lock,
+        wait_profile::WaitProfile,
         waitgraph::{Cycle, WaitGraph},
     },
 };
@@ -225,6 +226,9 @@ pub struct Analysis {
     last_ns: u64,
     /// Whose lock layouts futex words are classified with (the target's C library).
     layout: LockLayout,
+    /// Contention profiles being collected, by the id their requester gave (see
+    /// `super::wait_profile`); empty unless someone asked for one.
+    profiles: Vec<(u64, WaitProfile)>,
 }
 
 impl Analysis {
@@ -741,16 +745,41 @@ impl Analysis {
             self.retire_unmeasured(tid, wait);
             return false;
         }
-        self.free_window(wait.window_slot);
-        if wait.lock.is_some() {
-            self.stats
-                .at(wait.lock_slot)
-                .end_wait(ts_ns.saturating_sub(wait.start_ns));
+        if let Some(lock) = wait.lock {
+            let ns = ts_ns.saturating_sub(wait.start_ns);
+            if !self.profiles.is_empty() {
+                self.profile_wait(lock, &wait, ns);
+            }
+            self.stats.at(wait.lock_slot).end_wait(ns);
         }
+        self.free_window(wait.window_slot);
         if wait.in_graph {
             self.graph.end_wait(tid);
         }
         true
+    }
+
+    /// Adds a lock wait that ended after `ns` to the profiles being collected.
+    fn profile_wait(&mut self, lock: u64, wait: &ActiveWait, ns: u64) {
+        let window = *self.window(wait);
+        let stack = (wait.stack.is_some() || window.len > 0)
+            .then(|| (wait.stack.unwrap_or(WINDOW_ONLY_STACK), &window));
+        for (_, profile) in &mut self.profiles {
+            profile.record(lock, stack, ns);
+        }
+    }
+
+    /// Starts collecting a contention profile under `id`: every lock wait that ends from
+    /// now on, until [`Analysis::finish_profile`].
+    pub fn start_profile(&mut self, id: u64) {
+        self.profiles.push((id, WaitProfile::default()));
+    }
+
+    /// The waits collected under `id` since [`Analysis::start_profile`], which stops
+    /// collecting them; `None` if no such profile was started.
+    pub fn finish_profile(&mut self, id: u64) -> Option<WaitProfile> {
+        let at = self.profiles.iter().position(|(i, _)| *i == id)?;
+        Some(self.profiles.swap_remove(at).1)
     }
 
     /// Copies a wait's stack window into a free slot of the slab, straight from the

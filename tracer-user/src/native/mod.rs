@@ -5,6 +5,7 @@
 //! - `musl_lock`: the same for musl's mutexes and rwlocks (which keep no owner).
 //! - `go_runtime`: what a Go program's futex wait is (a runtime lock, an idle sleep) from
 //!   its frames.
+//! - `wait_profile`: the lock waits of a window by lock and stack, for contention profiles.
 //! - `waitgraph`: the live wait-for graph (thread → lock → holders) and cycle search.
 //! - `analysis`: the state machine that turns events into graph updates, stats and
 //!   findings.
@@ -12,6 +13,7 @@ pub mod analysis;
 pub mod futex_lock;
 pub mod go_runtime;
 pub mod musl_lock;
+pub mod wait_profile;
 pub mod waitgraph;
 
 /// Whose lock layouts the target's futex words are read with: its C library's.
