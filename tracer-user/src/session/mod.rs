@@ -14,6 +14,7 @@ mod adopt;
 mod clock;
 mod confirm;
 mod exec_watch;
+mod live;
 #[cfg(test)]
 pub(crate) mod test_support;
 mod threads;
@@ -31,6 +32,7 @@ use tokio::{
     signal::unix::{SignalKind, signal},
 };
 
+pub use self::live::{LiveLink, LiveRequest};
 use self::{
     clock::{monotonic_ns, realtime_ahead_ns},
     confirm::{EntryTimeout, TimedCycles},
@@ -43,6 +45,7 @@ use crate::{
     lockstats,
     model::{
         LockKind, LockSummary, OtherLocks, Summary,
+        live::TargetSnapshot,
         raw::{RawCycleEntry, RawFinding, RawLockStats, RawStack},
     },
     native::{
@@ -178,12 +181,36 @@ pub async fn run(
     sink: &mut dyn Sink,
     reader: Option<&ReaderWatch>,
 ) -> Result<(), SessionError> {
+    run_with(config, sink, reader, None).await.map(|_| ())
+}
+
+/// [`run`] for `tracer serve`: the session also answers `link`'s questions (metrics
+/// snapshots, contention profiles) while it traces, and returns its last snapshot, for
+/// the metrics of a target that went away.
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_served(
+    config: Config,
+    sink: &mut dyn Sink,
+    link: LiveLink,
+) -> Result<Option<TargetSnapshot>, SessionError> {
+    run_with(config, sink, None, Some(link)).await
+}
+
+async fn run_with(
+    config: Config,
+    sink: &mut dyn Sink,
+    reader: Option<&ReaderWatch>,
+    link: Option<LiveLink>,
+) -> Result<Option<TargetSnapshot>, SessionError> {
     let pid = config.pid;
     let target = LiveProcess::new(pid);
     if let Some(why) = target.untraceable() {
         return Err(SessionError::Untraceable(why));
     }
     let (mut session, mut notes) = attach(config, Arc::new(target))?;
+    session.live = link.map(live::Live::new);
     // Symbol tables of the mapped objects load on a thread of their own, so the first
     // deadlock report does not wait for them and the drain loop is never held up by them
     // (their DWARF is decoded at the first source line asked of each object).
@@ -198,9 +225,20 @@ pub async fn run(
         TraceEnd::Stopped => {}
         TraceEnd::TargetExited => notes.push(format!("process {pid} exited during the trace")),
         // Detached as the session drops, with nothing more to say.
-        TraceEnd::ReaderGone => return Ok(()),
+        TraceEnd::ReaderGone => return Ok(None),
     }
-    session.finish(sink, started.elapsed(), notes)
+    session.end_live_profiles();
+    let last = session.final_snapshot();
+    session.finish(sink, started.elapsed(), notes)?;
+    Ok(last)
+}
+
+/// The next question to a served session; never resolves for a session not served.
+async fn next_live_request(live: Option<&mut live::Live>) -> Option<LiveRequest> {
+    match live {
+        Some(live) => live.next_request().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Attaches to `target`: reads it (its maps once), attaches the probes, prints the notes
@@ -339,6 +377,7 @@ fn attach(
         preloaded: None,
         target_realtime: RealtimeThreads::default(),
         dropped_seen: 0,
+        live: None,
     };
     // Threads that were already asleep before the hooks were in place send no event:
     // find them, so a process that is already deadlocked is diagnosed at once.
@@ -498,6 +537,8 @@ struct Session {
     holds_libc: Option<(String, u64)>,
     /// Go lock sites attached, when the target was a Go program at attach.
     go_sites: Option<usize>,
+    /// `tracer serve`'s questions to this session, and its open profiles.
+    live: Option<live::Live>,
 }
 
 impl Session {
@@ -621,6 +662,11 @@ impl Session {
                         if let Some(d) = deadline {
                             wake_at = wake_at.min(tokio::time::Instant::from_std(d));
                         }
+                        if let Some(due) = self.live.as_ref().and_then(live::Live::next_due_ns) {
+                            let left = Duration::from_nanos(due.saturating_sub(monotonic_ns()));
+                            wake_at = wake_at.min(tokio::time::Instant::now() + left);
+                        }
+                        let mut asked = None;
                         tokio::select! {
                             ready = records.readable() => {
                                 // Cleared before the drain: a record committed after it
@@ -630,10 +676,13 @@ impl Session {
                                 }
                             }
                             () = tokio::time::sleep_until(wake_at) => {}
+                            request = next_live_request(self.live.as_mut()) => asked = request,
                             _ = interrupt.recv() => break,
                             _ = terminate.recv() => break,
                         }
-                        self.pump()
+                        let drain = self.pump();
+                        self.serve_live(asked);
+                        drain
                     }
                     busy => busy,
                 }
@@ -657,6 +706,7 @@ impl Session {
             }
             self.report_confirmed_deadlocks(sink)?;
             self.report_go_findings(sink)?;
+            self.serve_live(None);
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 break;
             }
@@ -897,6 +947,9 @@ impl Session {
         let now = monotonic_ns();
         let findings = go.findings(now, &self.probes);
         for raw in &findings {
+            if let (RawFinding::StuckLock(stuck), Some(live)) = (raw, self.live.as_mut()) {
+                live.stuck_reported(stuck.addr);
+            }
             let finding = assemble::finding(raw, now, &mut self.namer());
             sink.finding(&finding).map_err(SessionError::Output)?;
         }

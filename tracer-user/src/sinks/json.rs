@@ -12,12 +12,33 @@ use crate::model::{Finding, Summary};
 /// Writes each finding and the summary as one JSON line.
 pub struct JsonSink<'a> {
     out: &'a mut dyn Write,
+    /// With several targets (`tracer serve`): the process each line is about, added to
+    /// every line as `"pid"` and `"comm"`.
+    target: Option<(u32, String)>,
 }
 
 impl<'a> JsonSink<'a> {
     #[must_use]
     pub fn new(out: &'a mut dyn Write) -> Self {
-        Self { out }
+        Self { out, target: None }
+    }
+
+    /// A sink whose lines each say which process they are about (`"pid"`, `"comm"`), for
+    /// output that interleaves several targets.
+    #[must_use]
+    pub fn for_target(out: &'a mut dyn Write, pid: u32, comm: String) -> Self {
+        Self {
+            out,
+            target: Some((pid, comm)),
+        }
+    }
+
+    fn record<T: Serialize>(&mut self, value: &T) -> io::Result<()> {
+        let text = match &self.target {
+            None => json_line(value),
+            Some((pid, comm)) => tagged_json_line(value, *pid, comm),
+        };
+        self.line(&text)
     }
 
     fn line(&mut self, text: &str) -> io::Result<()> {
@@ -29,11 +50,11 @@ impl<'a> JsonSink<'a> {
 
 impl Sink for JsonSink<'_> {
     fn finding(&mut self, finding: &Finding) -> io::Result<()> {
-        self.line(&json_line(finding))
+        self.record(finding)
     }
 
     fn summary(&mut self, summary: &Summary) -> io::Result<()> {
-        self.line(&json_line(summary))
+        self.record(summary)
     }
 }
 
@@ -46,6 +67,18 @@ fn json_line<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_else(|err| {
         serde_json::json!({ "kind": "error", "error": err.to_string() }).to_string()
     })
+}
+
+/// [`json_line`] with `"pid"` and `"comm"` added (a summary has its `"pid"` already).
+fn tagged_json_line<T: Serialize>(value: &T, pid: u32, comm: &str) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::Object(mut fields)) => {
+            fields.insert("pid".to_owned(), pid.into());
+            fields.insert("comm".to_owned(), comm.into());
+            serde_json::Value::Object(fields).to_string()
+        }
+        _ => json_line(value),
+    }
 }
 
 #[cfg(test)]
@@ -262,5 +295,25 @@ mod tests {
         );
         assert_quantiles(&other["wait_ns"]);
         assert_eq!(v["locks"].as_array().map(Vec::len), Some(s.locks.len()));
+    }
+
+    /// Guards `tracer serve`'s output: every line says which process it is about, as
+    /// `"pid"` and `"comm"` after `"kind"`, with the record's own fields unchanged.
+    #[test]
+    fn target_lines_carry_pid_and_comm() {
+        let mut out = Vec::new();
+        let mut sink = JsonSink::for_target(&mut out, 4242, "api \"x\"".to_owned());
+        sink.finding(&Finding::Deadlock(deadlock())).unwrap();
+        sink.summary(&summary()).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<Value> = text.lines().map(parse).collect();
+        assert_eq!(lines.len(), 2);
+        for line in &lines {
+            assert_eq!(line["pid"], 4242);
+            assert_eq!(line["comm"], "api \"x\"");
+            assert_eq!(keys(line).len(), line.as_object().unwrap().len());
+        }
+        assert_eq!(lines[0]["kind"], "deadlock");
+        assert_eq!(lines[0]["cycle"], parse(&json_line(&deadlock()))["cycle"]);
     }
 }

@@ -49,6 +49,7 @@ use crate::{
     },
     model::{
         HoldMode, HolderEvidence, HolderState, LockKind,
+        live::UnnamedLiveLock,
         raw::{RawCycleEntry, RawFinding, RawHolder, RawLockStats, RawStack, RawStuckLock},
     },
     probes::GoSites,
@@ -792,6 +793,46 @@ impl GoTracker {
         self.model.stats().folded()
     }
 
+    /// The Go locks' counters as they stand, for live metrics (the folded aggregate as
+    /// one entry standing for its locks).
+    #[must_use]
+    pub fn live_locks(&self) -> Vec<UnnamedLiveLock> {
+        let stats = self.model.stats();
+        let mut out: Vec<UnnamedLiveLock> = stats
+            .iter()
+            .map(|(addr, stats)| UnnamedLiveLock {
+                addr,
+                kind: go_lock_kind(self.model.lock_kind(addr)),
+                contentions: stats.contentions,
+                wait: stats.wait_buckets(),
+                hold: stats.hold_buckets(),
+                locks: 1,
+            })
+            .collect();
+        let folded = stats.folded();
+        if folded.locks > 0 {
+            out.push(UnnamedLiveLock {
+                addr: 0,
+                kind: LockKind::GoMutex,
+                contentions: folded.stats.contentions,
+                wait: folded.stats.wait_buckets(),
+                hold: folded.stats.hold_buckets(),
+                locks: folded.locks,
+            });
+        }
+        out
+    }
+
+    /// Whether the lock at `addr` has waiters and no release for the stuck threshold
+    /// now (a lock reported stuck that is still stuck).
+    #[must_use]
+    pub fn still_stuck(&self, addr: u64, now_ns: u64) -> bool {
+        let stuck_ns = u64::try_from(self.stuck_after.as_nanos()).unwrap_or(u64::MAX);
+        self.model
+            .last_release(addr)
+            .is_some_and(|since| now_ns.saturating_sub(since) >= stuck_ns)
+    }
+
     /// Per-lock statistics of the Go locks, with their waits closed at `now_ns`.
     pub fn finish(&mut self, now_ns: u64) -> Vec<RawLockStats> {
         self.model.finish(now_ns);
@@ -800,16 +841,21 @@ impl GoTracker {
             .iter()
             .map(|(addr, stats)| RawLockStats {
                 addr,
-                kind: match self.model.lock_kind(addr) {
-                    GoLockKind::Mutex => LockKind::GoMutex,
-                    GoLockKind::RwMutex => LockKind::GoRwMutex,
-                },
+                kind: go_lock_kind(self.model.lock_kind(addr)),
                 contentions: stats.contentions,
                 max_waiters: stats.max_waiters,
                 wait_ns: stats.wait(),
                 hold_ns: stats.hold(),
             })
             .collect()
+    }
+}
+
+/// The report's kind of a Go lock.
+fn go_lock_kind(kind: GoLockKind) -> LockKind {
+    match kind {
+        GoLockKind::Mutex => LockKind::GoMutex,
+        GoLockKind::RwMutex => LockKind::GoRwMutex,
     }
 }
 

@@ -1,0 +1,357 @@
+//! A session's answers to live questions while it traces (`tracer serve`): a snapshot of
+//! its locks' counters for metrics, and the contention profile of a time window for pprof.
+//!
+//! Questions come over a channel and are answered from the session's own loop, between two
+//! drains: the analysis is never shared with another task, and a question costs nothing
+//! until it is asked.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rustc_hash::FxHashSet;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Session, monotonic_ns};
+use crate::{
+    assemble::{self, Naming as _},
+    model::{
+        LockKind,
+        live::{TargetSnapshot, UnnamedLiveLock, split_top},
+        profile::{ContentionProfile, ProfileFrame, ProfileSample},
+        raw::{RawLockStats, RawStack},
+    },
+    native::analysis::WINDOW_ONLY_STACK,
+};
+
+/// A question to a live session.
+#[derive(Debug)]
+pub enum LiveRequest {
+    /// Its locks' counters now.
+    Snapshot(oneshot::Sender<TargetSnapshot>),
+    /// The lock waits that end within `duration` from now, by stack and lock.
+    Profile {
+        duration: Duration,
+        reply: oneshot::Sender<ContentionProfile>,
+    },
+}
+
+/// How a served session is asked questions.
+#[derive(Debug)]
+pub struct LiveLink {
+    /// The questions.
+    pub requests: mpsc::UnboundedReceiver<LiveRequest>,
+    /// Locks with their own series in a snapshot (the rest are summed per kind).
+    pub top_locks: usize,
+}
+
+/// A profile being collected.
+#[derive(Debug)]
+pub(super) struct OpenProfile {
+    id: u64,
+    /// When it ends, `CLOCK_MONOTONIC` nanoseconds.
+    until_ns: u64,
+    start_unix_ns: u64,
+    started_ns: u64,
+    reply: oneshot::Sender<ContentionProfile>,
+}
+
+/// The live state of a served session.
+#[derive(Debug)]
+pub(super) struct Live {
+    link: LiveLink,
+    open: Vec<OpenProfile>,
+    next_id: u64,
+    /// Go locks reported stuck (for the gauge of those still stuck).
+    stuck_reported: FxHashSet<u64>,
+    /// Whether the question channel was closed (the server went away).
+    closed: bool,
+}
+
+/// Profiles collected at once at most: each keeps its own bounded table.
+const MAX_OPEN_PROFILES: usize = 4;
+
+/// Waits that never slept have no stack and no duration: a profile cannot show them.
+const BRIEF_WAITS_COMMENT: &str = "waits that returned without sleeping (the lock was released as the waiter entered the kernel) are counted in the metrics' contentions, not in this profile";
+
+impl Live {
+    pub(super) fn new(link: LiveLink) -> Self {
+        Self {
+            link,
+            open: Vec::new(),
+            next_id: 1,
+            stuck_reported: FxHashSet::default(),
+            closed: false,
+        }
+    }
+
+    /// The next question, waiting for one (never resolves once the channel closed).
+    pub(super) async fn next_request(&mut self) -> Option<LiveRequest> {
+        if self.closed {
+            std::future::pending::<()>().await;
+        }
+        let request = self.link.requests.recv().await;
+        if request.is_none() {
+            self.closed = true;
+        }
+        request
+    }
+
+    /// When the first open profile ends, if any (`CLOCK_MONOTONIC` ns).
+    pub(super) fn next_due_ns(&self) -> Option<u64> {
+        self.open.iter().map(|p| p.until_ns).min()
+    }
+
+    /// Remembers a stuck lock reported, for the gauge.
+    pub(super) fn stuck_reported(&mut self, addr: u64) {
+        self.stuck_reported.insert(addr);
+    }
+}
+
+impl Session {
+    /// Answers the questions asked since the last call, and sends the profiles whose
+    /// window ended. `pending` is a question taken while the loop slept.
+    pub(super) fn serve_live(&mut self, pending: Option<LiveRequest>) {
+        let Some(mut live) = self.live.take() else {
+            return;
+        };
+        let mut requests: Vec<LiveRequest> = pending.into_iter().collect();
+        while let Ok(request) = live.link.requests.try_recv() {
+            requests.push(request);
+        }
+        for request in requests {
+            match request {
+                LiveRequest::Snapshot(reply) => {
+                    let snapshot = self.live_snapshot(&live, true);
+                    let _ = reply.send(snapshot);
+                }
+                LiveRequest::Profile { duration, reply } => {
+                    if live.open.len() >= MAX_OPEN_PROFILES {
+                        // Dropping the sender tells the asker no profile is coming.
+                        continue;
+                    }
+                    let id = live.next_id;
+                    live.next_id += 1;
+                    let now = monotonic_ns();
+                    self.analysis.start_profile(id);
+                    live.open.push(OpenProfile {
+                        id,
+                        until_ns: now
+                            .saturating_add(u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)),
+                        start_unix_ns: unix_now_ns(),
+                        started_ns: now,
+                        reply,
+                    });
+                }
+            }
+        }
+        let now = monotonic_ns();
+        let (due, open): (Vec<_>, Vec<_>) = live.open.drain(..).partition(|p| p.until_ns <= now);
+        live.open = open;
+        for profile in due {
+            self.send_profile(profile, now);
+        }
+        self.live = Some(live);
+    }
+
+    /// Ends the open profiles now (the trace stops), sending what they have.
+    pub(super) fn end_live_profiles(&mut self) {
+        let Some(mut live) = self.live.take() else {
+            return;
+        };
+        let now = monotonic_ns();
+        for profile in live.open.drain(..) {
+            self.send_profile(profile, now);
+        }
+        self.live = Some(live);
+    }
+
+    /// The final snapshot of a served session, once it stopped tracing.
+    pub(super) fn final_snapshot(&mut self) -> Option<TargetSnapshot> {
+        let live = self.live.take()?;
+        let snapshot = self.live_snapshot(&live, false);
+        self.live = Some(live);
+        Some(snapshot)
+    }
+
+    fn send_profile(&mut self, open: OpenProfile, now_ns: u64) {
+        let Some(waits) = self.analysis.finish_profile(open.id) else {
+            return;
+        };
+        let mut comments = vec![BRIEF_WAITS_COMMENT.to_owned()];
+        if waits.overflowed > 0 {
+            comments.push(format!(
+                "{} waits left out: the window had {} distinct (lock, stack) pairs already",
+                waits.overflowed,
+                crate::native::wait_profile::MAX_PROFILE_ENTRIES
+            ));
+        }
+        if self.go.is_some() {
+            comments.push(
+                "Go programs: waits on sync.Mutex/RWMutex (goroutine parks) are not in this profile yet; futex waits of the runtime's threads are"
+                    .to_owned(),
+            );
+        }
+        let pid = self.config.pid;
+        let comm = self.target.thread_name(pid).unwrap_or_default();
+        let waits: Vec<_> = waits
+            .spread_unsampled()
+            .into_iter()
+            .map(|(lock, stack, entry)| (lock, stack, entry, self.analysis.lock_kind(lock)))
+            .collect();
+        let mut samples = Vec::new();
+        let mut namer = self.namer();
+        for (lock, stack, entry, kind) in waits {
+            let frames = match stack {
+                Some(stack_id) => {
+                    let raw = RawStack::Native {
+                        stack_id: stack_id.filter(|&id| id != WINDOW_ONLY_STACK),
+                        window: entry.window,
+                        waiter: None,
+                    };
+                    namer.stack(&raw).frames
+                }
+                None => vec![ProfileFrame {
+                    function: "[stack not sampled]".to_owned(),
+                    file: None,
+                    line: None,
+                    object: None,
+                    address: 0,
+                }],
+            };
+            let lock_ref = namer.lock(lock);
+            samples.push(ProfileSample {
+                frames,
+                lock: lock_ref.label(),
+                lock_addr: lock,
+                lock_kind: kind.as_str(),
+                pid,
+                comm: comm.clone(),
+                contentions: entry.count,
+                delay_ns: entry.delay_ns,
+            });
+        }
+        let profile = ContentionProfile {
+            start_unix_ns: open.start_unix_ns,
+            duration_ns: now_ns.saturating_sub(open.started_ns),
+            samples,
+            comments,
+        };
+        let _ = open.reply.send(profile);
+    }
+
+    /// The target's locks now: the `top_locks` most waited on, named, and the rest
+    /// summed per kind.
+    fn live_snapshot(&mut self, live: &Live, attached: bool) -> TargetSnapshot {
+        self.fold_brief_waits();
+        let mut locks: Vec<UnnamedLiveLock> = self
+            .analysis
+            .stats()
+            .iter()
+            .map(|(addr, stats)| UnnamedLiveLock {
+                addr,
+                kind: self.analysis.lock_kind(addr),
+                contentions: stats.contentions,
+                wait: stats.wait_buckets(),
+                hold: stats.hold_buckets(),
+                locks: 1,
+            })
+            .collect();
+        let folded = self.analysis.stats().folded();
+        if folded.locks > 0 {
+            locks.push(UnnamedLiveLock {
+                addr: 0,
+                kind: LockKind::Futex,
+                contentions: folded.stats.contentions,
+                wait: folded.stats.wait_buckets(),
+                hold: folded.stats.hold_buckets(),
+                locks: folded.locks,
+            });
+        }
+        let idle = self.go_idle_futexes(&locks);
+        locks.retain(|l| !idle.contains(&l.addr));
+        if let Some(go) = &self.go {
+            locks.extend(go.live_locks());
+        }
+        let (top, other) = split_top(locks, live.link.top_locks);
+        let now = monotonic_ns();
+        let stuck_locks = self.go.as_ref().map_or(0, |go| {
+            live.stuck_reported
+                .iter()
+                .filter(|&&addr| go.still_stuck(addr, now))
+                .count()
+        });
+        let counters = self.probes.counters().unwrap_or_default();
+        let events = self.analysis.counts().events + self.go.as_ref().map_or(0, |g| g.events());
+        let deadlocks = self.analysis.deadlocks_reported()
+            + self.go.as_ref().map_or(0, |g| g.deadlocks());
+        let pid = self.config.pid;
+        let comm = self.target.thread_name(pid).unwrap_or_default();
+        let mut namer = self.namer();
+        let locks = top
+            .into_iter()
+            .map(|l| crate::model::live::LiveLock {
+                lock: namer.lock(l.addr),
+                kind: l.kind,
+                contentions: l.contentions,
+                wait: l.wait,
+                hold: l.hold,
+            })
+            .collect();
+        TargetSnapshot {
+            pid,
+            comm,
+            attached,
+            locks,
+            other,
+            deadlocks: u64::try_from(deadlocks).unwrap_or(u64::MAX),
+            stuck_locks: u64::try_from(stuck_locks).unwrap_or(u64::MAX),
+            events,
+            dropped: counters.dropped,
+        }
+    }
+
+    /// In a Go program, the futex words where the runtime's threads only slept idle:
+    /// no locks (as the summary leaves them out).
+    fn go_idle_futexes(&mut self, locks: &[UnnamedLiveLock]) -> FxHashSet<u64> {
+        if self.go.is_none() {
+            return FxHashSet::default();
+        }
+        let raw: Vec<RawLockStats> = locks
+            .iter()
+            .filter(|l| l.kind == LockKind::Futex && l.locks == 1)
+            .map(|l| RawLockStats {
+                addr: l.addr,
+                kind: l.kind,
+                contentions: l.contentions,
+                max_waiters: 0,
+                wait_ns: crate::model::Quantiles::default(),
+                hold_ns: None,
+            })
+            .collect();
+        let analysis = &self.analysis;
+        let stacks_of = |addr| {
+            analysis
+                .wait_stacks(addr, assemble::STACKS_PER_GO_FUTEX)
+                .into_iter()
+                .map(|(id, window)| RawStack::Native {
+                    stack_id: (id != WINDOW_ONLY_STACK).then_some(id),
+                    window: Box::new(window),
+                    waiter: None,
+                })
+                .collect()
+        };
+        let mut namer = super::Namer {
+            target: &*self.target,
+            symbolizer: &mut self.symbolizer,
+            code: &mut self.code,
+            stacks: &self.probes,
+            go: self.go.as_ref().map(crate::go::tracker::GoTracker::names),
+        };
+        assemble::go_runtime_futexes(&raw, &stacks_of, &mut namer).idle
+    }
+}
+
+fn unix_now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
