@@ -20,6 +20,8 @@
 //! - `realtime`: draining at a real-time priority, and the note when the target's
 //!   real-time threads starved the tracer.
 //! - `session`: the tokio loop that ties a live attach together.
+//! - `serve`: `tracer serve`, the sidecar: target discovery, one session per target, the
+//!   HTTP endpoint (metrics, pprof, health).
 pub mod assemble;
 pub mod event;
 pub mod go;
@@ -28,6 +30,7 @@ pub mod model;
 pub mod native;
 pub mod probes;
 pub mod realtime;
+pub mod serve;
 pub mod session;
 pub mod sinks;
 pub mod symbols;

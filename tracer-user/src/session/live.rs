@@ -32,6 +32,8 @@ pub enum LiveRequest {
         duration: Duration,
         reply: oneshot::Sender<ContentionProfile>,
     },
+    /// Stop tracing: detach, write the summary, end (the server is shutting down).
+    Stop,
 }
 
 /// How a served session is asked questions.
@@ -64,6 +66,8 @@ pub(super) struct Live {
     stuck_reported: FxHashSet<u64>,
     /// Whether the question channel was closed (the server went away).
     closed: bool,
+    /// Whether the server asked the session to stop (or went away).
+    pub(super) stop: bool,
 }
 
 /// Profiles collected at once at most: each keeps its own bounded table.
@@ -80,6 +84,7 @@ impl Live {
             next_id: 1,
             stuck_reported: FxHashSet::default(),
             closed: false,
+            stop: false,
         }
     }
 
@@ -91,6 +96,7 @@ impl Live {
         let request = self.link.requests.recv().await;
         if request.is_none() {
             self.closed = true;
+            self.stop = true;
         }
         request
     }
@@ -114,11 +120,19 @@ impl Session {
             return;
         };
         let mut requests: Vec<LiveRequest> = pending.into_iter().collect();
-        while let Ok(request) = live.link.requests.try_recv() {
-            requests.push(request);
+        loop {
+            match live.link.requests.try_recv() {
+                Ok(request) => requests.push(request),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    live.stop = true;
+                    break;
+                }
+            }
         }
         for request in requests {
             match request {
+                LiveRequest::Stop => live.stop = true,
                 LiveRequest::Snapshot(reply) => {
                     let snapshot = self.live_snapshot(&live, true);
                     let _ = reply.send(snapshot);

@@ -707,7 +707,9 @@ impl Session {
             self.report_confirmed_deadlocks(sink)?;
             self.report_go_findings(sink)?;
             self.serve_live(None);
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            if deadline.is_some_and(|d| Instant::now() >= d)
+                || self.live.as_ref().is_some_and(|live| live.stop)
+            {
                 break;
             }
             if last_alive_check.elapsed() >= RESCAN_INTERVAL {

@@ -15,6 +15,7 @@
 
 #[cfg(test)]
 pub(crate) mod fake;
+pub mod discovery;
 mod file_bytes;
 mod identity;
 mod libc;

@@ -1,0 +1,270 @@
+//! `tracer serve`: the production sidecar. It traces every process its selectors match
+//! (`--pid`, `--exe`, `--cgroup`), now and later, each in a session of its own (the same
+//! session `tracer attach` runs), writes their findings as NDJSON on stdout, and serves
+//! metrics and contention profiles over HTTP (`http`).
+//!
+//! Everything runs on one thread: the sessions, the discovery scans and the HTTP
+//! connections are tasks of one `LocalSet`, so the shared state is a `RefCell` and no
+//! lock is ever taken. A session's questions (a metrics snapshot, a profile window) go to
+//! it over a channel and are answered from its own loop (see `session::live`).
+
+mod http;
+pub mod targets;
+
+use std::{
+    cell::RefCell,
+    io,
+    net::SocketAddr,
+    path::PathBuf,
+    rc::Rc,
+    time::{Duration, Instant},
+};
+
+use thiserror::Error;
+use tokio::{
+    net::TcpListener,
+    signal::unix::{SignalKind, signal},
+    sync::mpsc,
+    task::{JoinHandle, LocalSet},
+};
+
+use self::targets::{ProcessKey, Targets};
+use crate::{
+    session::{self, Config, LiveLink, LiveRequest, SessionError},
+    sinks::JsonSink,
+    target::{ProcError, discovery},
+};
+
+/// Address `--listen` binds by default: loopback only; anything wider must be asked for.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
+
+/// How often the selectors are matched against the processes: a new process is traced
+/// within this (plus its attach time).
+const SCAN_INTERVAL: Duration = Duration::from_millis(250);
+
+/// How long the sessions get to detach and write their summaries after SIGTERM.
+const STOP_BUDGET: Duration = Duration::from_secs(5);
+
+/// What `tracer serve` was asked to do.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    /// `--pid`: these processes (not followed once they exit).
+    pub pids: Vec<u32>,
+    /// `--exe`: every process whose executable's file name is one of these.
+    pub exes: Vec<String>,
+    /// `--cgroup`: every process in these cgroup v2 directories or below them.
+    pub cgroups: Vec<String>,
+    /// `--listen`.
+    pub listen: SocketAddr,
+    /// `--top-locks`: locks per target with their own metric series.
+    pub top_locks: usize,
+    /// `--grace`: how long an ended target's series are kept.
+    pub grace: Duration,
+    /// The sessions' settings (its `pid` is replaced per target).
+    pub session: Config,
+}
+
+#[derive(Debug, Error)]
+pub enum ServeError {
+    #[error("nothing to trace: give --pid, --exe or --cgroup")]
+    NoSelector,
+    #[error("cannot listen on {addr}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("--cgroup {arg}")]
+    Cgroup {
+        arg: String,
+        #[source]
+        source: ProcError,
+    },
+    #[error("--pid {pid}: no such process")]
+    NoSuchProcess { pid: u32 },
+    #[error("cannot read the process list")]
+    Scan(#[source] ProcError),
+    #[error("cannot install signal handlers")]
+    Signal(#[source] io::Error),
+}
+
+/// What the tracer serves from: the targets, and its own counters.
+#[derive(Debug)]
+struct ServeState {
+    targets: Targets,
+    started: Instant,
+    /// Sessions started.
+    attaches: u64,
+    /// Targets the tracer was not allowed or able to trace.
+    refused: u64,
+    top_locks: usize,
+}
+
+/// Runs `tracer serve` until SIGINT or SIGTERM.
+///
+/// # Errors
+/// For bad input at start (no selector, a `--pid` that does not exist, a `--cgroup` that
+/// is no cgroup, a port in use); once serving, a target that cannot be traced is a line
+/// in the log and a metric, not an error.
+pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
+    if config.pids.is_empty() && config.exes.is_empty() && config.cgroups.is_empty() {
+        return Err(ServeError::NoSelector);
+    }
+    if let Some(&pid) = config
+        .pids
+        .iter()
+        .find(|&&pid| discovery::start_time(pid).is_none())
+    {
+        return Err(ServeError::NoSuchProcess { pid });
+    }
+    let cgroups: Vec<PathBuf> = config
+        .cgroups
+        .iter()
+        .map(|arg| {
+            discovery::cgroup_dir(arg).map_err(|source| ServeError::Cgroup {
+                arg: arg.clone(),
+                source,
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(ServeError::Signal)?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(ServeError::Signal)?;
+    eprintln!(
+        "tracer: serving metrics on http://{}/metrics",
+        listener.local_addr().unwrap_or(config.listen)
+    );
+    let state = Rc::new(RefCell::new(ServeState {
+        targets: Targets::default(),
+        started: Instant::now(),
+        attaches: 0,
+        refused: 0,
+        top_locks: config.top_locks,
+    }));
+    let local = LocalSet::new();
+    local
+        .run_until(async {
+            let server = tokio::task::spawn_local(http::serve(listener, Rc::clone(&state)));
+            let mut sessions: Vec<JoinHandle<()>> = Vec::new();
+            let mut scans = tokio::time::interval(SCAN_INTERVAL);
+            scans.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = scans.tick() => {}
+                    _ = interrupt.recv() => break,
+                    _ = terminate.recv() => break,
+                }
+                let matching = matching_processes(&config, &cgroups);
+                let new = state.borrow().targets.new_ones(&matching);
+                for key in new {
+                    sessions.push(start_session(&config, key, &state));
+                }
+                sessions.retain(|s| !s.is_finished());
+                let mut shared = state.borrow_mut();
+                let now = shared.started.elapsed();
+                shared.targets.expire(now, config.grace, &|(pid, start)| {
+                    discovery::start_time(pid) == Some(start)
+                });
+            }
+            stop_sessions(&state, sessions).await;
+            server.abort();
+        })
+        .await;
+    Ok(())
+}
+
+/// The processes the selectors match now, each with its start time; never the tracer
+/// itself.
+fn matching_processes(config: &ServeConfig, cgroups: &[PathBuf]) -> Vec<ProcessKey> {
+    let mut pids: Vec<u32> = config.pids.clone();
+    if !config.exes.is_empty() {
+        // A failed read of /proc is retried at the next scan.
+        for pid in discovery::all_pids().unwrap_or_default() {
+            if discovery::executable_name(pid).is_some_and(|name| config.exes.contains(&name)) {
+                pids.push(pid);
+            }
+        }
+    }
+    for dir in cgroups {
+        pids.extend(discovery::cgroup_pids(dir).unwrap_or_default());
+    }
+    let me = std::process::id();
+    pids.sort_unstable();
+    pids.dedup();
+    pids.into_iter()
+        .filter(|&pid| pid != me)
+        .filter_map(|pid| Some((pid, discovery::start_time(pid)?)))
+        .collect()
+}
+
+/// Starts tracing `key` in a session of its own, registered in `state` at once (so the
+/// next scan does not start another); the session's end is recorded there too.
+fn start_session(
+    config: &ServeConfig,
+    key: ProcessKey,
+    state: &Rc<RefCell<ServeState>>,
+) -> JoinHandle<()> {
+    let (pid, _) = key;
+    let comm = crate::target::discovery::process_name(pid).unwrap_or_default();
+    let (requests, receiver) = mpsc::unbounded_channel();
+    {
+        let mut shared = state.borrow_mut();
+        shared.targets.traced(key, comm.clone(), requests);
+        shared.attaches += 1;
+    }
+    let session_config = Config {
+        pid,
+        duration: None,
+        ..config.session
+    };
+    let link = LiveLink {
+        requests: receiver,
+        top_locks: config.top_locks,
+    };
+    let state = Rc::clone(state);
+    tokio::task::spawn_local(async move {
+        eprintln!("tracer: tracing process {pid} ({comm})");
+        let mut out = io::stdout();
+        let mut sink = JsonSink::for_target(&mut out, pid, comm.clone());
+        let result = session::run_served(session_config, &mut sink, link).await;
+        let mut shared = state.borrow_mut();
+        let now = shared.started.elapsed();
+        match result {
+            Ok(last) => {
+                eprintln!("tracer: process {pid} ({comm}): trace ended");
+                shared.targets.ended(key, now, last);
+            }
+            // Gone before it could be traced: a short-lived process, nothing to say.
+            Err(SessionError::NoSuchProcess { .. } | SessionError::ExitedDuringAttach { .. }) => {
+                shared.targets.ended(key, now, None);
+            }
+            Err(err) => {
+                eprintln!(
+                    "tracer: process {pid} ({comm}) not traced: {}",
+                    crate::error_chain(&err)
+                );
+                shared.refused += 1;
+                shared.targets.refused(key);
+            }
+        }
+    })
+}
+
+/// Asks every session to stop, and waits (at most [`STOP_BUDGET`]) for them to detach and
+/// write their summaries; a session still attaching then is dropped, which detaches it.
+async fn stop_sessions(state: &Rc<RefCell<ServeState>>, sessions: Vec<JoinHandle<()>>) {
+    for (_, _, requests) in state.borrow().targets.traced_now() {
+        let _ = requests.send(LiveRequest::Stop);
+    }
+    let all = async {
+        for session in sessions {
+            let _ = session.await;
+        }
+    };
+    let _ = tokio::time::timeout(STOP_BUDGET, all).await;
+}

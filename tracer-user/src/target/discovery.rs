@@ -1,0 +1,170 @@
+//! Finding processes to trace (`tracer serve`): every process, its executable's file name
+//! and start time, and the processes of a cgroup v2 directory and its descendants.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+};
+
+use super::ProcError;
+
+/// Where cgroup v2 is mounted.
+pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// Cgroup directories walked at most under one `--cgroup` (a node's whole hierarchy has a
+/// few thousand): bounds the cost of a scan.
+const MAX_CGROUP_DIRS: usize = 10_000;
+
+/// The PIDs of every process now (thread-group leaders: `/proc` lists no other thread).
+///
+/// # Errors
+/// When `/proc` cannot be read.
+pub fn all_pids() -> Result<Vec<u32>, ProcError> {
+    let entries = fs::read_dir("/proc").map_err(|source| ProcError::Io {
+        path: PathBuf::from("/proc"),
+        source,
+    })?;
+    Ok(entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect())
+}
+
+/// The file name of process `pid`'s executable (`/proc/PID/exe`), without the
+/// ` (deleted)` the kernel adds once the file was replaced (a service upgraded in place
+/// keeps its name); `None` for kernel threads and processes gone or unreadable.
+#[must_use]
+pub fn executable_name(pid: u32) -> Option<String> {
+    let link = fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+    executable_name_of(&link.to_string_lossy())
+}
+
+/// The file name in an `exe` link's target.
+#[must_use]
+pub fn executable_name_of(link: &str) -> Option<String> {
+    let path = link.strip_suffix(" (deleted)").unwrap_or(link);
+    let name = path.rsplit('/').next()?;
+    (!name.is_empty()).then(|| name.to_owned())
+}
+
+/// Process `pid`'s name (`/proc/PID/comm`), `None` once it is gone.
+#[must_use]
+pub fn process_name(pid: u32) -> Option<String> {
+    let comm = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    Some(comm.trim_end_matches('\n').to_owned())
+}
+
+/// When process `pid` started, in clock ticks since boot (`/proc/PID/stat` field 22):
+/// with the PID, it names one process even after the PID is reused.
+#[must_use]
+pub fn start_time(pid: u32) -> Option<u64> {
+    parse_start_time(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// Field 22 of a `stat` line. The name (field 2) may hold spaces and parentheses: the
+/// fields after it are counted from its last `)`.
+#[must_use]
+pub fn parse_start_time(stat: &str) -> Option<u64> {
+    let after_name = stat.get(stat.rfind(')')? + 1..)?;
+    // Field 3 (state) is the first after the name: field 22 is the 20th.
+    after_name.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// A `--cgroup` argument as a directory: absolute under the cgroup mount as given, else
+/// relative to it (`system.slice/nginx.service`, or `/kubepods.slice/...` as
+/// `/proc/PID/cgroup` writes it).
+///
+/// # Errors
+/// When no such cgroup directory exists.
+pub fn cgroup_dir(arg: &str) -> Result<PathBuf, ProcError> {
+    let given = Path::new(arg);
+    let candidates = [
+        given.to_path_buf(),
+        Path::new(CGROUP_ROOT).join(arg.trim_start_matches('/')),
+    ];
+    candidates
+        .into_iter()
+        .filter(|dir| dir.starts_with(CGROUP_ROOT))
+        .find(|dir| dir.join("cgroup.procs").is_file())
+        .ok_or_else(|| ProcError::Io {
+            path: given.to_path_buf(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("not a cgroup v2 directory (under {CGROUP_ROOT})"),
+            ),
+        })
+}
+
+/// The processes in cgroup `dir` and the cgroups below it (a pod's processes are in its
+/// containers' cgroups). A directory gone meanwhile is skipped.
+///
+/// # Errors
+/// When `dir` itself cannot be read.
+pub fn cgroup_pids(dir: &Path) -> Result<Vec<u32>, ProcError> {
+    let read = |path: &Path| {
+        fs::read_to_string(path.join("cgroup.procs")).map_err(|source| ProcError::Io {
+            path: path.join("cgroup.procs"),
+            source,
+        })
+    };
+    let mut pids = parse_cgroup_procs(&read(dir)?);
+    let mut stack = vec![dir.to_path_buf()];
+    let mut walked = 0;
+    while let Some(current) = stack.pop() {
+        walked += 1;
+        if walked > MAX_CGROUP_DIRS {
+            break;
+        }
+        let Ok(entries) = fs::read_dir(&current) else {
+            continue;
+        };
+        for entry in entries.filter_map(Result::ok) {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                let child = entry.path();
+                if let Ok(text) = read(&child) {
+                    pids.extend(parse_cgroup_procs(&text));
+                }
+                stack.push(child);
+            }
+        }
+    }
+    pids.sort_unstable();
+    pids.dedup();
+    Ok(pids)
+}
+
+/// The PIDs of a `cgroup.procs` file, one per line.
+#[must_use]
+pub fn parse_cgroup_procs(text: &str) -> Vec<u32> {
+    text.lines().filter_map(|l| l.trim().parse().ok()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Guards `--exe` matching of a service whose binary was replaced on disk (the
+    /// kernel's ` (deleted)` suffix) and of plain paths.
+    #[test]
+    fn executable_names_drop_the_deleted_suffix() {
+        assert_eq!(
+            executable_name_of("/usr/bin/prometheus (deleted)").as_deref(),
+            Some("prometheus")
+        );
+        assert_eq!(executable_name_of("/opt/app/api").as_deref(), Some("api"));
+        assert_eq!(executable_name_of("/"), None);
+    }
+
+    /// Guards the start time read past a process name with spaces and parentheses.
+    #[test]
+    fn start_time_is_counted_after_the_name() {
+        let stat = "4242 (my (odd) name) S 1 4242 4242 0 -1 4194560 100 0 0 0 5 3 0 0 20 0 4 0 987654 123456 789";
+        assert_eq!(parse_start_time(stat), Some(987_654));
+        assert_eq!(parse_start_time("4242 (x) S 1"), None);
+    }
+
+    #[test]
+    fn cgroup_procs_lists_one_pid_per_line() {
+        assert_eq!(parse_cgroup_procs("12\n345\n\n"), vec![12, 345]);
+    }
+}
