@@ -8,7 +8,7 @@ use std::{
 
 use super::ProcError;
 
-/// Where cgroup v2 is mounted.
+/// Where cgroup v2 is mounted on most systems (`/sys/fs/cgroup/unified` on hybrid ones).
 pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 /// Cgroup directories walked at most under one `--cgroup` (a node's whole hierarchy has a
@@ -70,9 +70,28 @@ pub fn parse_start_time(stat: &str) -> Option<u64> {
     after_name.split_whitespace().nth(19)?.parse().ok()
 }
 
-/// A `--cgroup` argument as a directory: absolute under the cgroup mount as given, else
-/// relative to it (`system.slice/nginx.service`, or `/kubepods.slice/...` as
-/// `/proc/PID/cgroup` writes it).
+/// Where cgroup v2 is mounted here: from `/proc/self/mounts`, else [`CGROUP_ROOT`].
+#[must_use]
+pub fn cgroup2_mount() -> PathBuf {
+    fs::read_to_string("/proc/self/mounts")
+        .ok()
+        .and_then(|mounts| cgroup2_mount_in(&mounts))
+        .unwrap_or_else(|| PathBuf::from(CGROUP_ROOT))
+}
+
+/// The first cgroup2 mount point in a `mounts` table.
+#[must_use]
+pub fn cgroup2_mount_in(mounts: &str) -> Option<PathBuf> {
+    mounts.lines().find_map(|line| {
+        let mut fields = line.split_whitespace();
+        let (_, point, fstype) = (fields.next()?, fields.next()?, fields.next()?);
+        (fstype == "cgroup2").then(|| PathBuf::from(point))
+    })
+}
+
+/// A `--cgroup` argument as a directory: a cgroup directory as given (absolute), else
+/// relative to the cgroup v2 mount (`system.slice/nginx.service`, or
+/// `/kubepods.slice/...` as `/proc/PID/cgroup` writes it).
 ///
 /// # Errors
 /// When no such cgroup directory exists.
@@ -80,17 +99,19 @@ pub fn cgroup_dir(arg: &str) -> Result<PathBuf, ProcError> {
     let given = Path::new(arg);
     let candidates = [
         given.to_path_buf(),
-        Path::new(CGROUP_ROOT).join(arg.trim_start_matches('/')),
+        cgroup2_mount().join(arg.trim_start_matches('/')),
     ];
     candidates
         .into_iter()
-        .filter(|dir| dir.starts_with(CGROUP_ROOT))
-        .find(|dir| dir.join("cgroup.procs").is_file())
+        .find(|dir| dir.is_absolute() && dir.join("cgroup.procs").is_file())
         .ok_or_else(|| ProcError::Io {
             path: given.to_path_buf(),
             source: std::io::Error::new(
                 std::io::ErrorKind::NotFound,
-                format!("not a cgroup v2 directory (under {CGROUP_ROOT})"),
+                format!(
+                    "not a cgroup directory (no cgroup.procs there, nor under {})",
+                    cgroup2_mount().display()
+                ),
             ),
         })
 }
@@ -161,6 +182,18 @@ mod tests {
         let stat = "4242 (my (odd) name) S 1 4242 4242 0 -1 4194560 100 0 0 0 5 3 0 0 20 0 4 0 987654 123456 789";
         assert_eq!(parse_start_time(stat), Some(987_654));
         assert_eq!(parse_start_time("4242 (x) S 1"), None);
+    }
+
+    /// Guards `--cgroup` on hybrid hierarchies, where cgroup v2 is not at
+    /// `/sys/fs/cgroup` but at `/sys/fs/cgroup/unified`.
+    #[test]
+    fn the_cgroup2_mount_comes_from_the_mount_table() {
+        let mounts = "tmpfs /sys/fs/cgroup tmpfs rw 0 0\ncgroup /sys/fs/cgroup/cpu cgroup rw,cpu 0 0\ncgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0\n";
+        assert_eq!(
+            cgroup2_mount_in(mounts),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
+        assert_eq!(cgroup2_mount_in("proc /proc proc rw 0 0\n"), None);
     }
 
     #[test]

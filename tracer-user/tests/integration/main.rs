@@ -31,6 +31,8 @@
 //! - [`timed`]: cycles of timed lock waits, which time out rather than deadlock.
 //! - [`musl`]: programs on musl (contention, deadlocks, rwlocks; dynamic and static).
 //! - [`memory`]: the tracer's memory stays bounded with 100 000 distinct contended locks.
+//! - [`serve`]: `tracer serve` scraped by a real Prometheus, read by `go tool pprof`,
+//!   following a restarted service (`--exe`) and a cgroup; its start-up errors.
 //! - [`symbols`]: names and stacks when the program changes (`exec`) or has no path
 //!   (memfd), and frames that must not be there.
 //!
@@ -74,6 +76,8 @@ mod memory;
 mod musl;
 #[cfg(feature = "root-tests")]
 mod pidns;
+#[cfg(feature = "root-tests")]
+mod serve;
 #[cfg(feature = "root-tests")]
 mod symbols;
 #[cfg(feature = "root-tests")]

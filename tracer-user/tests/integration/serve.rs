@@ -1,0 +1,469 @@
+//! `tracer serve`, the sidecar, against real clients: Debian's Prometheus server scraping
+//! it, `promtool check metrics`, `go tool pprof` reading its contention profile; and its
+//! following of targets: a restarted service by `--exe`, a process started later in a
+//! `--cgroup`; and its ends: SIGTERM leaves nothing loaded, a busy port is one error.
+
+use std::{
+    collections::BTreeSet,
+    fs,
+    io::{Read as _, Write as _},
+    net::{TcpListener, TcpStream},
+    path::Path,
+    process::{Child, Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+use crate::{
+    common::{
+        Target, Tracer, build_target, describe, json_lines, kind, our_prog_ids, parse_hex,
+        require_root,
+    },
+    go_toolchain, tools,
+};
+
+/// A free loopback port (bound then released: the tracer binds it right after).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// `GET path` on `127.0.0.1:port`: (status code, body bytes).
+fn http_get(port: u16, path: &str) -> Option<(u16, Vec<u8>)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).ok()?;
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    let mut body = raw[split + 4..].to_vec();
+    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        body = dechunk(&body);
+    }
+    Some((status, body))
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = data.windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(String::from_utf8_lossy(&data[..eol]).trim(), 16)
+            .unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&data[eol + 2..eol + 2 + size]);
+        data = &data[eol + 2 + size + 2..];
+    }
+    out
+}
+
+/// Waits up to `timeout` for `/metrics` to satisfy `pred`; returns the last text seen.
+fn wait_for_metrics(port: u16, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + timeout;
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        if let Some((200, body)) = http_get(port, "/metrics") {
+            last = String::from_utf8_lossy(&body).into_owned();
+            if pred(&last) {
+                return last;
+            }
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+    panic!("/metrics never satisfied the condition within {timeout:?}; last:\n{last}");
+}
+
+/// The value of the series `name{labels…}` whose labels include every `pairs` entry.
+fn sample(text: &str, name: &str, pairs: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .find(|l| {
+            pairs
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// Starts `tracer serve ARGS… --listen 127.0.0.1:PORT` and waits for its endpoint.
+fn start_serve(port: u16, args: &[&str]) -> Tracer {
+    let listen = format!("127.0.0.1:{port}");
+    let mut all: Vec<&str> = vec!["serve"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--listen", &listen]);
+    let tracer = Tracer::spawn(&all);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http_get(port, "/healthz").is_none_or(|(s, _)| s != 200) {
+        assert!(Instant::now() < deadline, "tracer serve never answered /healthz");
+        thread::sleep(Duration::from_millis(100));
+    }
+    tracer
+}
+
+/// SIGTERMs the serve, checks it exits 0 and leaves none of its programs loaded; returns
+/// its output.
+fn stop_serve(tracer: Tracer, baseline: &BTreeSet<u64>) -> std::process::Output {
+    tracer.signal("TERM");
+    let out = tracer.wait(Duration::from_secs(15));
+    eprintln!("{}", describe(&out));
+    assert!(out.status.success(), "serve did not exit 0 on SIGTERM: {}", describe(&out));
+    let left: BTreeSet<u64> = our_prog_ids().difference(baseline).copied().collect();
+    assert!(left.is_empty(), "programs left loaded after SIGTERM: {left:?}");
+    out
+}
+
+/// A Prometheus server scraping `127.0.0.1:port` every second, with its data in a
+/// temporary directory; killed on drop.
+struct Prometheus {
+    child: Child,
+    web_port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    fn start(target_port: u16) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("prometheus.yml");
+        fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: tracer\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n"
+            ),
+        )
+        .expect("write prometheus.yml");
+        let web_port = free_port();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{web_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| tools::missing(&format!("prometheus ({e})"), "Debian package prometheus"));
+        Self {
+            child,
+            web_port,
+            _dir: dir,
+        }
+    }
+
+    /// The instant vector of a PromQL query, as (labels, value) pairs.
+    fn query(&self, promql: &str) -> Vec<(Value, f64)> {
+        let out = tools::output(
+            Command::new("curl").args([
+                "-sS",
+                "--get",
+                &format!("http://127.0.0.1:{}/api/v1/query", self.web_port),
+                "--data-urlencode",
+                &format!("query={promql}"),
+            ]),
+            "curl",
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        v["data"]["result"]
+            .as_array()
+            .map(|results| {
+                results
+                    .iter()
+                    .filter_map(|r| {
+                        let value = r["value"][1].as_str()?.parse().ok()?;
+                        Some((r["metric"].clone(), value))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Guards the sidecar's main promise: a real Prometheus server scrapes `tracer serve`,
+/// and a PromQL query over its API returns the hot lock's p99 wait, on the series named
+/// after the lock and labelled with the target's PID; the exposition passes `promtool
+/// check metrics`; SIGTERM then detaches everything and exits 0, writing the target's
+/// summary as an NDJSON line with its PID.
+#[test]
+fn prometheus_scrapes_the_hot_locks_p99_wait() {
+    require_root();
+    let baseline = our_prog_ids();
+    let bin = build_target("hot_cold", &[]);
+    let target = Target::spawn(&bin.path, &["60"]);
+    let pid = target.pid().to_string();
+    let port = free_port();
+    let tracer = start_serve(port, &["--pid", &pid]);
+    let prometheus = Prometheus::start(port);
+    let text = wait_for_metrics(port, Duration::from_secs(20), |t| {
+        sample(t, "tracer_lock_wait_seconds_count", &[("lock", "hot_lock"), ("pid", &pid)])
+            .is_some_and(|n| n > 100.0)
+    });
+    assert_eq!(sample(&text, "tracer_targets", &[]), Some(1.0), "{text}");
+    // Fails naming the package when promtool is missing.
+    tools::output(Command::new("promtool").arg("--version"), "prometheus");
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool");
+    promtool
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("feed promtool");
+    let linted = promtool.wait_with_output().expect("promtool");
+    assert!(
+        linted.status.success() && linted.stdout.is_empty() && linted.stderr.is_empty(),
+        "promtool check metrics: {}\n{}{}",
+        linted.status,
+        String::from_utf8_lossy(&linted.stdout),
+        String::from_utf8_lossy(&linted.stderr)
+    );
+    // The p99 from Prometheus's own storage, once it has scraped a few times.
+    let query = format!(
+        "histogram_quantile(0.99, sum by (le) (tracer_lock_wait_seconds_bucket{{lock=\"hot_lock\",pid=\"{pid}\"}}))"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let p99 = loop {
+        if let Some((_, v)) = prometheus.query(&query).first().filter(|(_, v)| v.is_finite() && *v > 0.0) {
+            break *v;
+        }
+        assert!(Instant::now() < deadline, "no p99 from Prometheus for: {query}");
+        thread::sleep(Duration::from_secs(1));
+    };
+    // The series Prometheus stored carry the target's PID and the lock's type.
+    let series = prometheus.query(&format!("tracer_lock_contentions_total{{pid=\"{pid}\"}}"));
+    let hot = series
+        .iter()
+        .find(|(labels, _)| labels["lock"] == "hot_lock")
+        .unwrap_or_else(|| panic!("no hot_lock series in {series:?}"));
+    assert_eq!(hot.0["type"], "mutex");
+    assert!(hot.1 > 100.0, "{hot:?}");
+    let out = stop_serve(tracer, &baseline);
+    let lines = json_lines(&out.stdout);
+    let summary = lines
+        .iter()
+        .find(|v| kind(v) == "summary")
+        .unwrap_or_else(|| panic!("no summary line: {}", describe(&out)));
+    assert_eq!(summary["pid"].to_string(), pid);
+    assert!(summary["comm"].as_str().is_some_and(|c| c.starts_with("hot_cold")));
+    let summary_lock = summary["locks"]
+        .as_array()
+        .and_then(|locks| {
+            locks.iter().find(|l| {
+                l["addr"].as_str().and_then(parse_hex)
+                    == parse_hex(target.fact("lock.hot_lock"))
+            })
+        })
+        .expect("hot_lock in the summary, at the address the target printed");
+    // Buckets step by 2-2.5x: Prometheus's p99 is within that of the tracer's own.
+    #[expect(clippy::cast_precision_loss, reason = "nanoseconds of a percentile")]
+    let own_p99 = summary_lock["wait_ns"]["p99"].as_u64().unwrap_or(0) as f64 / 1e9;
+    assert!(
+        p99 <= own_p99 * 4.0 + 1e-6 && p99 >= own_p99 / 4.0,
+        "Prometheus p99 {p99} s vs the summary's {own_p99} s"
+    );
+}
+
+/// Guards the pprof endpoint: `go tool pprof` fetches `/debug/pprof/contention` with
+/// `-seconds`, reads it as a Go mutex profile (sample types `contentions`/`delay`), and
+/// finds the contending function of the C target, with the lock as a label.
+#[test]
+fn go_tool_pprof_reads_the_contention_profile() {
+    require_root();
+    let baseline = our_prog_ids();
+    let bin = build_target("hot_cold", &[]);
+    let target = Target::spawn(&bin.path, &["60"]);
+    let pid = target.pid().to_string();
+    let port = free_port();
+    let tracer = start_serve(port, &["--pid", &pid]);
+    wait_for_metrics(port, Duration::from_secs(20), |t| {
+        sample(t, "tracer_target_attached", &[("pid", &pid)]) == Some(1.0)
+    });
+    let toolchain = go_toolchain::installed()
+        .into_iter()
+        .next()
+        .expect("a Go toolchain");
+    let home = tempfile::tempdir().expect("temp dir");
+    let out = tools::output(
+        go_toolchain::go_cmd(&toolchain, home.path())
+            .env("HOME", home.path())
+            .env("PPROF_TMPDIR", home.path())
+            .args(["tool", "pprof", "-raw", "-seconds", "3"])
+            .arg(format!("http://127.0.0.1:{port}/debug/pprof/contention")),
+        "golang",
+    );
+    let raw = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "go tool pprof: {}\n{raw}", String::from_utf8_lossy(&out.stderr));
+    assert!(raw.contains("contentions/count delay/nanoseconds"), "{raw}");
+    // The samples: "   COUNT   DELAY: LOC LOC…"; the hot lock's waiters wait in
+    // hot_worker_main, and each sample has a positive count and delay.
+    let samples: Vec<&str> = raw
+        .lines()
+        .skip_while(|l| !l.starts_with("Samples:"))
+        .skip(2)
+        .take_while(|l| !l.starts_with("Locations"))
+        .collect();
+    assert!(!samples.is_empty(), "{raw}");
+    let counts: Vec<(u64, u64)> = samples
+        .iter()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            Some((f.next()?.parse().ok()?, f.next()?.trim_end_matches(':').parse().ok()?))
+        })
+        .collect();
+    assert!(counts.iter().any(|&(n, d)| n > 0 && d > 0), "{raw}");
+    assert!(raw.contains("hot_worker_main"), "{raw}");
+    assert!(raw.contains("lock:[hot_lock]"), "{raw}");
+    stop_serve(tracer, &baseline);
+}
+
+/// Guards `--exe`: a service found by its executable's name is traced, its deadlock
+/// reported as an NDJSON line with its PID and name; when it is restarted, the new
+/// process is followed under its new PID within seconds, and the old one's series stay
+/// (as detached) for the grace period.
+#[test]
+fn exe_follows_a_restarted_service() {
+    require_root();
+    let baseline = our_prog_ids();
+    let bin = build_target("abba", &[]);
+    // A name no other process has.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let exe = dir.path().join("abba_svc_it");
+    fs::copy(&bin.path, &exe).expect("copy target");
+    let port = free_port();
+    let mut tracer = start_serve(port, &["--exe", "abba_svc_it"]);
+    let first = Target::spawn(&exe, &["300"]);
+    let first_pid = first.pid().to_string();
+    let line = tracer
+        .wait_for_line(Duration::from_secs(20), |l| {
+            l.contains("\"kind\":\"deadlock\"") && l.contains(&format!("\"pid\":{first_pid}"))
+        })
+        .expect("the first instance's deadlock");
+    let v: Value = serde_json::from_str(&line).expect("JSON");
+    assert_eq!(v["comm"], "abba_svc_it");
+    let tids: BTreeSet<u64> = v["cycle"]
+        .as_array()
+        .expect("cycle")
+        .iter()
+        .filter_map(|e| e["tid"].as_u64())
+        .collect();
+    assert_eq!(tids, BTreeSet::from([first.tid("worker_a"), first.tid("worker_b")]));
+    drop(first);
+    let restarted = Instant::now();
+    let second = Target::spawn(&exe, &["300"]);
+    let second_pid = second.pid().to_string();
+    tracer
+        .wait_for_line(Duration::from_secs(20), |l| {
+            l.contains("\"kind\":\"deadlock\"") && l.contains(&format!("\"pid\":{second_pid}"))
+        })
+        .expect("the restarted instance's deadlock");
+    eprintln!("restart followed in {:?}", restarted.elapsed());
+    let text = wait_for_metrics(port, Duration::from_secs(10), |t| {
+        sample(t, "tracer_target_attached", &[("pid", &second_pid)]) == Some(1.0)
+            && sample(t, "tracer_target_attached", &[("pid", &first_pid)]) == Some(0.0)
+    });
+    assert_eq!(
+        sample(&text, "tracer_deadlocks_total", &[("pid", &first_pid)]),
+        Some(1.0),
+        "{text}"
+    );
+    drop(second);
+    stop_serve(tracer, &baseline);
+}
+
+/// Guards `--cgroup`: a process started in the cgroup after the serve began is traced
+/// (its lock shows in the metrics under its PID), and one outside it is not.
+#[test]
+fn cgroup_attaches_a_process_started_later() {
+    require_root();
+    let baseline = our_prog_ids();
+    let bin = build_target("hot_cold", &[]);
+    let root = tracer_user::target::discovery::cgroup2_mount();
+    let cgroup = root.join(format!("tracer-it-{}", std::process::id()));
+    fs::create_dir(&cgroup).unwrap_or_else(|e| panic!("create {}: {e}", cgroup.display()));
+    let _cleanup = RemoveDir(cgroup.clone());
+    let port = free_port();
+    let tracer = start_serve(port, &["--cgroup", cgroup.to_str().expect("utf-8 path")]);
+    let outside = Target::spawn(&bin.path, &["60"]);
+    // Started inside: the shell moves itself into the cgroup, then becomes the target.
+    let script = format!(
+        "echo $$ > {}/cgroup.procs && exec {} 60",
+        cgroup.display(),
+        bin.path.display()
+    );
+    let inside = Target::spawn(Path::new("/bin/sh"), &["-c", &script]);
+    let inside_pid = inside.pid().to_string();
+    let text = wait_for_metrics(port, Duration::from_secs(15), |t| {
+        sample(
+            t,
+            "tracer_lock_contentions_total",
+            &[("pid", &inside_pid), ("lock", "hot_lock")],
+        )
+        .is_some_and(|n| n > 0.0)
+    });
+    let outside_pid = outside.pid().to_string();
+    assert!(
+        !text.contains(&format!("pid=\"{outside_pid}\"")),
+        "a process outside the cgroup was traced:\n{text}"
+    );
+    assert_eq!(sample(&text, "tracer_targets", &[]), Some(1.0), "{text}");
+    drop(inside);
+    stop_serve(tracer, &baseline);
+}
+
+/// Guards the start-up errors: a port already in use is one clear line and a non-zero
+/// exit, as is a `--pid` that does not exist, before anything is attached.
+#[test]
+fn a_busy_port_and_a_missing_pid_are_one_line_errors() {
+    require_root();
+    let busy = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = busy.local_addr().expect("addr").to_string();
+    let me = std::process::id().to_string();
+    let out = Tracer::spawn(&["serve", "--pid", &me, "--listen", &addr]).wait(Duration::from_secs(10));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with(&format!("tracer: error: cannot listen on {addr}")), "{stderr}");
+    let out = Tracer::spawn(&["serve", "--pid", "4194303", "--listen", "127.0.0.1:0"])
+        .wait(Duration::from_secs(10));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert_eq!(
+        stderr.trim_end(),
+        "tracer: error: --pid 4194303: no such process",
+        "{stderr}"
+    );
+}
+
+/// Removes a directory (a test cgroup) on drop.
+struct RemoveDir(std::path::PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        // A cgroup can be removed once its processes are gone; they are killed first.
+        for _ in 0..50 {
+            if fs::remove_dir(&self.0).is_ok() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
