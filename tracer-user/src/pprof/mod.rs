@@ -111,7 +111,8 @@ struct Builder<'p> {
     strings: StringTable,
     mappings: Vec<proto::Mapping>,
     mapping_ids: FxHashMap<&'p str, u64>,
-    /// The catch-all mapping of frames with no known object, if any has none.
+    /// The catch-all mapping of frames with no known object; 0 (no mapping) while no
+    /// frame needs it.
     unknown_mapping_id: u64,
     functions: Vec<proto::Function>,
     function_ids: FxHashMap<(&'p str, Option<&'p str>), u64>,
