@@ -13,6 +13,7 @@
 //! - `assemble`: the one place raw findings and statistics become report values, with
 //!   every lock, thread and stack frame named.
 //! - `sinks`: outputs (text, JSON), each consuming findings and the summary.
+//! - `pprof`: contention profiles encoded as gzipped pprof, like Go's `/debug/pprof/mutex`.
 //! - `symbols`: ELF symbol tables and DWARF lines for lock names and stacks.
 //! - `target`: the traced process read from the outside (`/proc`, its memory): threads,
 //!   names, maps, liveness.
@@ -28,6 +29,7 @@ pub mod go;
 pub mod lockstats;
 pub mod model;
 pub mod native;
+pub mod pprof;
 pub mod probes;
 pub mod realtime;
 pub mod serve;

@@ -1,7 +1,8 @@
 //! The integration tests of `tracer-user`: one test binary, one module per feature.
 //!
 //! Without privileges (always run, `cargo test -p tracer-user --test integration`): the
-//! Go binary analysis on real Go binaries built with every Go toolchain we install.
+//! Go binary analysis on real Go binaries built with every Go toolchain we install, and
+//! the pprof output read by those toolchains' pprof.
 //! - [`go_symbols`]: the pclntab parser (`go::sym`) against what the Go runtime prints.
 //! - [`go_probe_sites`]: the lock probe sites and their names (`go::probe`) against the
 //!   pclntab, DWARF and objdump.
@@ -11,6 +12,8 @@
 //!   (`go::defers`), against the Go source and DWARF.
 //! - [`go_frame_holds`]: the locks parked frames hold by their variables
 //!   (`go::frame_holds`), from the code of `go_abba`, against the Go source.
+//! - [`pprof_export`]: contention profiles as pprof (`tracer_user::pprof`), read back by
+//!   `go tool pprof` of each Go toolchain.
 //!
 //! As root, behind the `root-tests` feature: the real `tracer` attached to live targets
 //! (`cargo xtask test` runs them, or as root `cargo test -p tracer-user --features
@@ -76,6 +79,7 @@ mod memory;
 mod musl;
 #[cfg(feature = "root-tests")]
 mod pidns;
+mod pprof_export;
 #[cfg(feature = "root-tests")]
 mod serve;
 #[cfg(feature = "root-tests")]
