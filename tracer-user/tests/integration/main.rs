@@ -11,6 +11,8 @@
 //!   (`go::defers`), against the Go source and DWARF.
 //! - [`go_frame_holds`]: the locks parked frames hold by their variables
 //!   (`go::frame_holds`), from the code of `go_abba`, against the Go source.
+//! - [`metrics_exposition`]: the Prometheus exposition (`metrics`) of a multi-target
+//!   scrape, checked by `promtool check metrics`.
 //!
 //! As root, behind the `root-tests` feature: the real `tracer` attached to live targets
 //! (`cargo xtask test` runs them, or as root `cargo test -p tracer-user --features
@@ -35,8 +37,8 @@
 //!   (memfd), and frames that must not be there.
 //!
 //! Support: [`common`] (building and running C targets and the tracer, reading its report),
-//! [`go_toolchain`] (building Go targets), [`tools`] (a missing gcc, Go or other tool fails
-//! the test with a one-line hint; no test skips).
+//! [`go_toolchain`] (building Go targets), [`tools`] (a missing gcc, Go, promtool or other
+//! tool fails the test with a one-line hint; no test skips).
 
 #[cfg(feature = "root-tests")]
 mod common;
@@ -70,6 +72,7 @@ mod go_symbols;
 mod lifecycle;
 #[cfg(feature = "root-tests")]
 mod memory;
+mod metrics_exposition;
 #[cfg(feature = "root-tests")]
 mod musl;
 #[cfg(feature = "root-tests")]
