@@ -40,9 +40,9 @@ const OTHER_LOCKS_LABEL: &str = "other";
 pub struct TracerState {
     /// Targets it traces now.
     pub targets_attached: u64,
-    /// CPU time it has used, user and system (`target::self_usage`).
+    /// CPU time it has used, user and system (`target::procfs_self_usage`).
     pub cpu_seconds: f64,
-    /// Its resident memory (`target::self_usage`).
+    /// Its resident memory (`target::procfs_self_usage`).
     pub resident_bytes: u64,
     /// Its version (`CARGO_PKG_VERSION`).
     pub version: &'static str,

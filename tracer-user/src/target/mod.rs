@@ -30,7 +30,7 @@ pub use self::{
     live::LiveProcess,
     procfs::{
         MapEntry, ProcError, RealtimeThreads, SelfUsage, SyscallState, find_libc, is_elf_stripped,
-        mapped_file, parse_maps, self_usage,
+        mapped_file, parse_maps, self_usage as procfs_self_usage,
     },
 };
 
