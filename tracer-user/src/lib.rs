@@ -14,6 +14,8 @@
 //!   every lock, thread and stack frame named.
 //! - `sinks`: outputs (text, JSON), each consuming findings and the summary.
 //! - `pprof`: contention profiles encoded as gzipped pprof, like Go's `/debug/pprof/mutex`.
+//! - `metrics`: the Prometheus text exposition of live snapshots and the tracer's own
+//!   state (pure: snapshots in, text out).
 //! - `symbols`: ELF symbol tables and DWARF lines for lock names and stacks.
 //! - `target`: the traced process read from the outside (`/proc`, its memory): threads,
 //!   names, maps, liveness.
@@ -27,6 +29,7 @@ pub mod assemble;
 pub mod event;
 pub mod go;
 pub mod lockstats;
+pub mod metrics;
 pub mod model;
 pub mod native;
 pub mod pprof;

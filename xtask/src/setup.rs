@@ -15,8 +15,9 @@ use crate::util::{cargo, is_root, probe_cmd, run, workspace_root};
 /// Debian packages: LLVM 22 (+ polly, zlib, zstd) to build bpf-linker against, gcc for
 /// the C test targets and the demo (and with it binutils, whose strip and objdump the tests
 /// run), bpftool for the lifecycle tests, bpftrace for the bench floor, strace for the
-/// tests that compare against it, prometheus for the test on a real stripped Go service
-/// and as the bench's large Go target (its memory part).
+/// tests that compare against it, prometheus for the test on a real stripped Go service,
+/// as the bench's large Go target (its memory part) and for its `promtool`, which lints
+/// the tracer's metrics exposition.
 const APT_PACKAGES: [&str; 10] = [
     "llvm-22-dev",
     "libpolly-22-dev",
@@ -31,7 +32,9 @@ const APT_PACKAGES: [&str; 10] = [
     "golang-1.19-go",
     // A real stripped ~50 MB Go service (go1.19) that stays up on its own: the Go
     // futex-view test (tracer-user/tests/integration/go_service.rs) and the target of
-    // `cargo xtask bench --only g` (peak memory); both run their own instance.
+    // `cargo xtask bench --only g` (peak memory); both run their own instance. Its
+    // `promtool check metrics` lints the exposition of `tracer_user::metrics`
+    // (tracer-user/tests/integration/metrics_exposition.rs).
     "prometheus",
 ];
 

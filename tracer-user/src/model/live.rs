@@ -166,9 +166,10 @@ pub fn split_top(
         if lock.locks == 0 {
             continue;
         }
-        let entry = match other.iter_mut().position(|o| o.kind == lock.kind) {
-            Some(i) => &mut other[i],
-            None => {
+        let index = other
+            .iter()
+            .position(|o| o.kind == lock.kind)
+            .unwrap_or_else(|| {
                 other.push(OtherLiveLocks {
                     kind: lock.kind,
                     locks: 0,
@@ -176,10 +177,9 @@ pub fn split_top(
                     wait: Buckets::default(),
                     hold: None,
                 });
-                let last = other.len() - 1;
-                &mut other[last]
-            }
-        };
+                other.len() - 1
+            });
+        let entry = &mut other[index];
         entry.locks += lock.locks;
         entry.contentions = entry.contentions.saturating_add(lock.contentions);
         entry.wait.absorb(&lock.wait);

@@ -39,7 +39,7 @@ use crate::{
 };
 
 /// A profile's window when the request gives no `seconds`.
-pub const DEFAULT_PROFILE_SECONDS: u64 = 10;
+pub(super) const DEFAULT_PROFILE_SECONDS: u64 = 10;
 /// The longest window a request may ask for.
 const MAX_PROFILE_SECONDS: u64 = 600;
 /// How long a session may take to answer a snapshot before the scrape goes on without it

@@ -97,7 +97,6 @@ struct ServeState {
     attaches: u64,
     /// Targets the tracer was not allowed or able to trace.
     refused: u64,
-    top_locks: usize,
 }
 
 /// Runs `tracer serve` until SIGINT or SIGTERM.
@@ -144,7 +143,6 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         started: Instant::now(),
         attaches: 0,
         refused: 0,
-        top_locks: config.top_locks,
     }));
     let local = LocalSet::new();
     local

@@ -30,8 +30,8 @@ pub use self::{
     libc::{CLibrary, LibcFlavor, UnrecognisedLibc, identify_c_library},
     live::LiveProcess,
     procfs::{
-        MapEntry, ProcError, RealtimeThreads, SyscallState, find_libc, is_elf_stripped,
-        mapped_file, parse_maps,
+        MapEntry, ProcError, RealtimeThreads, SelfUsage, SyscallState, find_libc, is_elf_stripped,
+        mapped_file, parse_maps, self_usage as procfs_self_usage,
     },
 };
 

@@ -54,6 +54,21 @@ pub enum ProcError {
         #[source]
         source: io::Error,
     },
+    /// A `/proc` file did not hold what the kernel writes there.
+    #[error("{} has no {field}", path.display())]
+    Malformed {
+        /// The file that was read.
+        path: PathBuf,
+        /// What was looked for.
+        field: &'static str,
+    },
+    /// `sysconf(_SC_CLK_TCK)` gave no clock tick rate, so CPU times in ticks cannot be
+    /// converted.
+    #[error("the system gives no clock tick rate (sysconf(_SC_CLK_TCK) = {value})")]
+    ClockTicks {
+        /// What `sysconf` returned.
+        value: libc::c_long,
+    },
 }
 
 /// `/proc/PID`.
@@ -462,6 +477,96 @@ pub(super) fn context_switches(pid: u32, tid: u32) -> Option<u64> {
     parse_context_switches(&text)
 }
 
+/// The tracer's own use of the machine, as its metrics export it
+/// (`process_cpu_seconds_total`, `process_resident_memory_bytes`): what a tracer costs
+/// the host it watches is part of what it reports.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SelfUsage {
+    /// CPU time used so far, user and system, by all its threads, in seconds.
+    pub cpu_seconds: f64,
+    /// Resident memory now, in bytes.
+    pub resident_bytes: u64,
+}
+
+/// Parses the CPU time of a `/proc/PID/stat` line: `utime` plus `stime` (fields 14 and
+/// 15, counted from the pid), in clock ticks. For a process (not a single thread) these
+/// add up all its threads, exited ones included. The command name before them may hold
+/// spaces and parentheses, so fields are counted from its closing `)`. `None` if malformed.
+#[must_use]
+pub(super) fn parse_stat_cpu_ticks(stat: &str) -> Option<u64> {
+    let (_, after_comm) = stat.rsplit_once(')')?;
+    // The first field after the command name is field 3 (the state).
+    let mut fields = after_comm.split_whitespace().skip(14 - 3);
+    let utime = fields.next()?.parse::<u64>().ok()?;
+    let stime = fields.next()?.parse::<u64>().ok()?;
+    utime.checked_add(stime)
+}
+
+/// Parses the resident memory of `/proc/PID/status` (`VmRSS:`, which the kernel writes in
+/// `kB`, meaning KiB), in bytes. `None` when the line is missing or malformed (kernel
+/// threads have none).
+#[must_use]
+pub(super) fn parse_status_resident_bytes(status: &str) -> Option<u64> {
+    let rest = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))?;
+    let mut parts = rest.split_whitespace();
+    let kib = parts.next()?.parse::<u64>().ok()?;
+    if parts.next()? != "kB" {
+        return None;
+    }
+    kib.checked_mul(1024)
+}
+
+/// Clock ticks as seconds, at `ticks_per_second` (`sysconf(_SC_CLK_TCK)`, 100 on Linux).
+#[expect(
+    clippy::cast_precision_loss,
+    reason = "tick counts stay far below 2^53 (28 million years at 100 Hz)"
+)]
+fn ticks_to_seconds(ticks: u64, ticks_per_second: u64) -> f64 {
+    ticks as f64 / ticks_per_second as f64
+}
+
+/// The kernel's clock tick rate, the unit of the CPU times in `/proc/PID/stat`.
+fn clock_ticks_per_second() -> Result<u64, ProcError> {
+    // SAFETY: sysconf only reads a configuration value; it takes and returns no pointers.
+    let value = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(value)
+        .ok()
+        .filter(|&rate| rate > 0)
+        .ok_or(ProcError::ClockTicks { value })
+}
+
+/// Reads a file of this process's `/proc` entry and parses `field` out of it.
+fn read_own<T>(
+    file: &str,
+    field: &'static str,
+    parse: impl FnOnce(&str) -> Option<T>,
+) -> Result<T, ProcError> {
+    let path = PathBuf::from("/proc/self").join(file);
+    let text = fs::read_to_string(&path).map_err(|source| ProcError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    parse(&text).ok_or(ProcError::Malformed { path, field })
+}
+
+/// The tracer's own CPU time and resident memory, from `/proc/self/stat` and
+/// `/proc/self/status`.
+///
+/// # Errors
+/// [`ProcError::Io`] when a file cannot be read (no `/proc` mounted),
+/// [`ProcError::Malformed`] when it lacks the field, [`ProcError::ClockTicks`] when the
+/// system gives no tick rate.
+pub fn self_usage() -> Result<SelfUsage, ProcError> {
+    let ticks = read_own("stat", "utime and stime", parse_stat_cpu_ticks)?;
+    let resident_bytes = read_own("status", "VmRSS line", parse_status_resident_bytes)?;
+    Ok(SelfUsage {
+        cpu_seconds: ticks_to_seconds(ticks, clock_ticks_per_second()?),
+        resident_bytes,
+    })
+}
+
 /// Reads `buf.len()` bytes at `addr` in process `pid` with `process_vm_readv(2)`; returns how
 /// many bytes were read (fewer than asked when the range runs into unmapped memory).
 ///
@@ -561,6 +666,65 @@ mod tests {
         }
         assert_eq!(parse_realtime_priority("4242 (short) R 1 2 3"), None);
         assert_eq!(parse_realtime_priority(""), None);
+    }
+
+    /// Guards the fields counted after the command name: utime and stime are fields 14
+    /// and 15 even when the name holds spaces and parentheses.
+    #[test]
+    fn stat_cpu_ticks_are_utime_plus_stime() {
+        let stat = "14665 (tracer) R 14660 14660 31075 0 -1 4194304 101 0 0 0 1234 56 7 8 20 0 \
+                    3 0 4853310 3133440 397 18446744073709551615";
+        assert_eq!(parse_stat_cpu_ticks(stat), Some(1234 + 56));
+        let odd_name = stat.replace("(tracer)", "(a) b) 9 9)");
+        assert_eq!(parse_stat_cpu_ticks(&odd_name), Some(1234 + 56));
+        assert_eq!(parse_stat_cpu_ticks("14665 (tracer) R 1 2 3"), None);
+        assert_eq!(parse_stat_cpu_ticks("14665 tracer R"), None);
+        assert_eq!(
+            parse_stat_cpu_ticks(&stat.replace(" 1234 ", " x ")),
+            None,
+            "a field that is not a number"
+        );
+    }
+
+    /// Guards the unit: `VmRSS` is in KiB, exported in bytes.
+    #[test]
+    fn status_resident_memory_is_in_bytes() {
+        let status =
+            "Name:\ttracer\nVmPeak:\t   20000 kB\nVmRSS:\t    2124 kB\nRssAnon:\t     100 kB\n";
+        assert_eq!(parse_status_resident_bytes(status), Some(2124 * 1024));
+        assert_eq!(
+            parse_status_resident_bytes("Name:\tkthreadd\nThreads:\t1\n"),
+            None
+        );
+        assert_eq!(parse_status_resident_bytes("VmRSS:\t 12 MB\n"), None);
+        assert_eq!(parse_status_resident_bytes("VmRSS:\n"), None);
+    }
+
+    /// Guards the reader on this very process: it reads, the memory is plausible, and the
+    /// CPU time grows while the process computes (so the ticks are found and converted).
+    #[test]
+    fn self_usage_reads_this_process() {
+        let start = self_usage().unwrap();
+        assert!(
+            (1 << 20..1 << 40).contains(&start.resident_bytes),
+            "{start:?}"
+        );
+        let began = std::time::Instant::now();
+        let mut spin = 0u64;
+        loop {
+            for i in 0..1_000_000u64 {
+                spin = std::hint::black_box(spin.wrapping_mul(31).wrapping_add(i));
+            }
+            let now = self_usage().unwrap();
+            if now.cpu_seconds > start.cpu_seconds {
+                break;
+            }
+            assert!(
+                began.elapsed() < std::time::Duration::from_secs(30),
+                "CPU time stayed at {} s while computing",
+                start.cpu_seconds
+            );
+        }
     }
 
     #[test]

@@ -14,6 +14,8 @@
 //!   (`go::frame_holds`), from the code of `go_abba`, against the Go source.
 //! - [`pprof_export`]: contention profiles as pprof (`tracer_user::pprof`), read back by
 //!   `go tool pprof` of each Go toolchain.
+//! - [`metrics_exposition`]: the Prometheus exposition (`metrics`) of a multi-target
+//!   scrape, checked by `promtool check metrics`.
 //!
 //! As root, behind the `root-tests` feature: the real `tracer` attached to live targets
 //! (`cargo xtask test` runs them, or as root `cargo test -p tracer-user --features
@@ -40,8 +42,8 @@
 //!   (memfd), and frames that must not be there.
 //!
 //! Support: [`common`] (building and running C targets and the tracer, reading its report),
-//! [`go_toolchain`] (building Go targets), [`tools`] (a missing gcc, Go or other tool fails
-//! the test with a one-line hint; no test skips).
+//! [`go_toolchain`] (building Go targets), [`tools`] (a missing gcc, Go, promtool or other
+//! tool fails the test with a one-line hint; no test skips).
 
 #[cfg(feature = "root-tests")]
 mod common;
@@ -75,6 +77,7 @@ mod go_symbols;
 mod lifecycle;
 #[cfg(feature = "root-tests")]
 mod memory;
+mod metrics_exposition;
 #[cfg(feature = "root-tests")]
 mod musl;
 #[cfg(feature = "root-tests")]
