@@ -75,40 +75,7 @@ enum Command {
     /// Run as a sidecar: trace every process the selectors match, now and later, until
     /// SIGTERM; findings as NDJSON on stdout, Prometheus metrics and pprof contention
     /// profiles over HTTP.
-    Serve {
-        /// A process to trace (repeatable); not followed once it exits.
-        #[arg(long = "pid", value_name = "PID")]
-        pids: Vec<u32>,
-        /// Trace every process whose executable's file name is NAME, now and later
-        /// (repeatable): a restarted service is followed under its new PID.
-        #[arg(long = "exe", value_name = "NAME")]
-        exes: Vec<String>,
-        /// Trace every process in this cgroup v2 directory or below it, now and later
-        /// (repeatable): a pod's, a systemd unit's (`system.slice/nginx.service`).
-        #[arg(long = "cgroup", value_name = "PATH")]
-        cgroups: Vec<String>,
-        /// Where to serve /metrics, /debug/pprof/contention and /healthz.
-        #[arg(long, value_name = "ADDR", default_value = tracer_user::serve::DEFAULT_LISTEN)]
-        listen: std::net::SocketAddr,
-        /// Locks per target with their own metric series (the most waited on); the
-        /// rest are summed under lock="other".
-        #[arg(long, value_name = "N", default_value_t = 20)]
-        top_locks: usize,
-        /// How long the series of a target that exited are kept, in seconds.
-        #[arg(long, value_name = "SECS", default_value_t = 300.0)]
-        grace: f64,
-        /// Also trace every lock acquisition and release (hold times), at a higher cost.
-        #[arg(long)]
-        holds: bool,
-        /// Report a Go lock as stuck when it has waiters and no release for this long.
-        #[arg(long, value_name = "SECS", default_value_t = 1.0)]
-        stuck_after: f64,
-        /// Locks tracked at most per target (see `attach --max-locks`).
-        #[arg(long, value_name = "N",
-              default_value_t = u32::try_from(lockstats::DEFAULT_MAX_LOCKS).unwrap_or(u32::MAX),
-              value_parser = clap::value_parser!(u32).range(1..))]
-        max_locks: u32,
-    },
+    Serve(ServeArgs),
     /// Benchmark support: attach empty programs on the same hooks (the cost floor).
     #[command(hide = true)]
     Floor {
@@ -125,6 +92,43 @@ enum Command {
     },
 }
 
+/// `tracer serve`'s arguments.
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// A process to trace (repeatable); not followed once it exits.
+    #[arg(long = "pid", value_name = "PID")]
+    pids: Vec<u32>,
+    /// Trace every process whose executable's file name is NAME, now and later
+    /// (repeatable): a restarted service is followed under its new PID.
+    #[arg(long = "exe", value_name = "NAME")]
+    exes: Vec<String>,
+    /// Trace every process in this cgroup v2 directory or below it, now and later
+    /// (repeatable): a pod's, a systemd unit's (`system.slice/nginx.service`).
+    #[arg(long = "cgroup", value_name = "PATH")]
+    cgroups: Vec<String>,
+    /// Where to serve /metrics, /debug/pprof/contention and /healthz.
+    #[arg(long, value_name = "ADDR", default_value = tracer_user::serve::DEFAULT_LISTEN)]
+    listen: std::net::SocketAddr,
+    /// Locks per target with their own metric series (the most waited on); the
+    /// rest are summed under lock="other".
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    top_locks: usize,
+    /// How long the series of a target that exited are kept, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 300.0)]
+    grace: f64,
+    /// Also trace every lock acquisition and release (hold times), at a higher cost.
+    #[arg(long)]
+    holds: bool,
+    /// Report a Go lock as stuck when it has waiters and no release for this long.
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    stuck_after: f64,
+    /// Locks tracked at most per target (see `attach --max-locks`).
+    #[arg(long, value_name = "N",
+          default_value_t = u32::try_from(lockstats::DEFAULT_MAX_LOCKS).unwrap_or(u32::MAX),
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_locks: u32,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum OutputFormat {
     Text,
@@ -137,6 +141,30 @@ fn duration(secs: Option<f64>) -> anyhow::Result<Option<Duration>> {
             .context("--duration must be a non-negative number of seconds")
     })
     .transpose()
+}
+
+/// The serve's configuration from its arguments.
+fn serve_config(args: &ServeArgs) -> anyhow::Result<serve::ServeConfig> {
+    let stuck_after = positive_secs(args.stuck_after, "--stuck-after")?;
+    let grace = Duration::try_from_secs_f64(args.grace)
+        .context("--grace must be a non-negative number of seconds")?;
+    Ok(serve::ServeConfig {
+        pids: args.pids.clone(),
+        exes: args.exes.clone(),
+        cgroups: args.cgroups.clone(),
+        listen: args.listen,
+        top_locks: args.top_locks,
+        grace,
+        session: Config {
+            pid: 0,
+            duration: None,
+            holds: args.holds,
+            stuck_after,
+            realtime: None,
+            bpf_log: false,
+            max_locks: usize::try_from(args.max_locks).unwrap_or(usize::MAX),
+        },
+    })
 }
 
 /// `secs` as a positive duration, or an error naming `flag`.
@@ -218,40 +246,9 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             runtime.block_on(session::run(config, sink.as_mut(), reader.as_ref()))?;
             Ok(())
         }
-        Command::Serve {
-            ref pids,
-            ref exes,
-            ref cgroups,
-            listen,
-            top_locks,
-            grace,
-            holds,
-            stuck_after,
-            max_locks,
-        } => {
-            let stuck_after = positive_secs(stuck_after, "--stuck-after")?;
-            let grace = Duration::try_from_secs_f64(grace)
-                .context("--grace must be a non-negative number of seconds")?;
-            let config = serve::ServeConfig {
-                pids: pids.clone(),
-                exes: exes.clone(),
-                cgroups: cgroups.clone(),
-                listen,
-                top_locks,
-                grace,
-                session: Config {
-                    pid: 0,
-                    duration: None,
-                    holds,
-                    stuck_after,
-                    realtime: None,
-                    bpf_log: false,
-                    max_locks: usize::try_from(max_locks).unwrap_or(usize::MAX),
-                },
-            };
-            runtime.block_on(serve::serve(config))?;
-            Ok(())
-        }
+        Command::Serve(ref args) => runtime
+            .block_on(serve::serve(serve_config(args)?))
+            .map_err(Into::into),
         Command::Floor {
             pid,
             uprobes,

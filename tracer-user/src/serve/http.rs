@@ -7,13 +7,7 @@
 //!   Go's sample types, as `go tool pprof` and continuous profilers fetch it;
 //! - `GET /healthz`: `ok`.
 
-use std::{
-    cell::RefCell,
-    convert::Infallible,
-    rc::Rc,
-    sync::Arc,
-    time::Duration,
-};
+use std::{cell::RefCell, convert::Infallible, rc::Rc, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -81,7 +75,10 @@ async fn respond(
     state: Rc<RefCell<ServeState>>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
-        return Ok(text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n".to_owned()));
+        return Ok(text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "only GET\n".to_owned(),
+        ));
     }
     let response = match request.uri().path() {
         "/healthz" => text(StatusCode::OK, "ok\n".to_owned()),
@@ -211,9 +208,9 @@ async fn profile_response(state: &Rc<RefCell<ServeState>>, seconds: u64) -> Resp
         }
     }
     if missing > 0 {
-        profile
-            .comments
-            .push(format!("{missing} target(s) gave no profile for this window"));
+        profile.comments.push(format!(
+            "{missing} target(s) gave no profile for this window"
+        ));
     }
     match crate::pprof::encode_gzipped(&profile) {
         Ok(body) => {

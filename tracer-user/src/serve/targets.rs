@@ -152,7 +152,7 @@ mod tests {
         targets.ended((300, 1), Duration::from_secs(10), Some(snapshot(300)));
         targets.refused((200, 1));
         targets.refused((201, 1));
-        let grace = Duration::from_secs(60);
+        let grace = Duration::from_mins(1);
         targets.expire(Duration::from_secs(69), grace, &|key| key.0 == 200);
         assert_eq!(targets.ended_snapshots().count(), 1);
         assert_eq!(targets.new_ones(&[(200, 1), (201, 1)]), vec![(201, 1)]);

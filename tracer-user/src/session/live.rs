@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{Session, monotonic_ns};
 use crate::{
     assemble::{self, Naming as _},
+    go::tracker::GoTracker,
     model::{
         LockKind,
         live::{TargetSnapshot, UnnamedLiveLock, split_top},
@@ -294,9 +295,9 @@ impl Session {
                 .count()
         });
         let counters = self.probes.counters().unwrap_or_default();
-        let events = self.analysis.counts().events + self.go.as_ref().map_or(0, |g| g.events());
-        let deadlocks = self.analysis.deadlocks_reported()
-            + self.go.as_ref().map_or(0, |g| g.deadlocks());
+        let events = self.analysis.counts().events + self.go.as_ref().map_or(0, GoTracker::events);
+        let deadlocks =
+            self.analysis.deadlocks_reported() + self.go.as_ref().map_or(0, GoTracker::deadlocks);
         let pid = self.config.pid;
         let comm = self.target.thread_name(pid).unwrap_or_default();
         let mut namer = self.namer();
@@ -358,7 +359,7 @@ impl Session {
             symbolizer: &mut self.symbolizer,
             code: &mut self.code,
             stacks: &self.probes,
-            go: self.go.as_ref().map(crate::go::tracker::GoTracker::names),
+            go: self.go.as_ref().map(GoTracker::names),
         };
         assemble::go_runtime_futexes(&raw, &stacks_of, &mut namer).idle
     }

@@ -13,9 +13,9 @@
 //! again to confirm it. Integers in the target's memory are in this machine's byte order
 //! (the tracer runs on the target's host).
 
+pub mod discovery;
 #[cfg(test)]
 pub(crate) mod fake;
-pub mod discovery;
 mod file_bytes;
 mod identity;
 mod libc;
