@@ -149,6 +149,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         .run_until(async {
             let server = tokio::task::spawn_local(http::serve(listener, Rc::clone(&state)));
             let mut sessions: Vec<JoinHandle<()>> = Vec::new();
+            let mut scanner = Scanner::default();
             let mut scans = tokio::time::interval(SCAN_INTERVAL);
             scans.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -157,7 +158,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
                     _ = interrupt.recv() => break,
                     _ = terminate.recv() => break,
                 }
-                let matching = matching_processes(&config, &cgroups);
+                let matching = scanner.matching(&config, &cgroups);
                 let new = state.borrow().targets.new_ones(&matching);
                 for key in new {
                     sessions.push(start_session(&config, key, &state));
@@ -176,28 +177,73 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     Ok(())
 }
 
-/// The processes the selectors match now, each with its start time; never the tracer
-/// itself.
-fn matching_processes(config: &ServeConfig, cgroups: &[PathBuf]) -> Vec<ProcessKey> {
-    let mut pids: Vec<u32> = config.pids.clone();
-    if !config.exes.is_empty() {
-        // A failed read of /proc is retried at the next scan.
-        for pid in discovery::all_pids().unwrap_or_default() {
-            if discovery::executable_name(pid).is_some_and(|name| config.exes.contains(&name)) {
-                pids.push(pid);
+/// Matches the selectors against the processes, cheaply enough to run every
+/// [`SCAN_INTERVAL`]: a process's executable is read when it first appears, and again
+/// every [`EXE_RECHECK_SCANS`] scans for the processes that did not match (an entrypoint
+/// script that `exec`s the service keeps its PID); start times are read once per process.
+#[derive(Debug, Default)]
+struct Scanner {
+    /// Every process of the last listing, with whether its executable matched `--exe`.
+    exe_matches: rustc_hash::FxHashMap<u32, bool>,
+    /// Start times of the processes seen, by PID (dropped with the process).
+    start_times: rustc_hash::FxHashMap<u32, u64>,
+    scans: u64,
+}
+
+/// Scans between two reads of the executables of processes that did not match `--exe`.
+const EXE_RECHECK_SCANS: u64 = 4;
+
+impl Scanner {
+    /// The processes the selectors match now, each with its start time; never the
+    /// tracer itself.
+    fn matching(&mut self, config: &ServeConfig, cgroups: &[PathBuf]) -> Vec<ProcessKey> {
+        self.scans += 1;
+        let recheck = self.scans % EXE_RECHECK_SCANS == 0;
+        let mut pids: Vec<u32> = config.pids.clone();
+        let listing = discovery::all_pids().unwrap_or_default();
+        if !config.exes.is_empty() {
+            let mut next = rustc_hash::FxHashMap::default();
+            for &pid in &listing {
+                let matched = match self.exe_matches.get(&pid) {
+                    Some(&known) if known || !recheck => known,
+                    _ => discovery::executable_name(pid)
+                        .is_some_and(|name| config.exes.contains(&name)),
+                };
+                next.insert(pid, matched);
+                if matched {
+                    pids.push(pid);
+                }
             }
+            self.exe_matches = next;
         }
+        for dir in cgroups {
+            // A cgroup removed meanwhile has no processes.
+            pids.extend(discovery::cgroup_pids(dir).unwrap_or_default());
+        }
+        let me = std::process::id();
+        pids.sort_unstable();
+        pids.dedup();
+        // Start times of processes gone are forgotten (memory stays bounded).
+        if !listing.is_empty() {
+            let alive: rustc_hash::FxHashSet<u32> = listing.into_iter().collect();
+            self.start_times.retain(|pid, _| alive.contains(pid));
+        }
+        let start_times = &mut self.start_times;
+        pids.into_iter()
+            .filter(|&pid| pid != me)
+            .filter_map(|pid| {
+                let start = match start_times.get(&pid) {
+                    Some(&start) => start,
+                    None => {
+                        let start = discovery::start_time(pid)?;
+                        start_times.insert(pid, start);
+                        start
+                    }
+                };
+                Some((pid, start))
+            })
+            .collect()
     }
-    for dir in cgroups {
-        pids.extend(discovery::cgroup_pids(dir).unwrap_or_default());
-    }
-    let me = std::process::id();
-    pids.sort_unstable();
-    pids.dedup();
-    pids.into_iter()
-        .filter(|&pid| pid != me)
-        .filter_map(|pid| Some((pid, discovery::start_time(pid)?)))
-        .collect()
 }
 
 /// Starts tracing `key` in a session of its own, registered in `state` at once (so the
@@ -226,7 +272,6 @@ fn start_session(
     };
     let state = Rc::clone(state);
     tokio::task::spawn_local(async move {
-        eprintln!("tracer: tracing process {pid} ({comm})");
         let mut out = io::stdout();
         let mut sink = JsonSink::for_target(&mut out, pid, comm.clone());
         let result = session::run_served(session_config, &mut sink, link).await;
@@ -242,10 +287,13 @@ fn start_session(
                 shared.targets.ended(key, now, None);
             }
             Err(err) => {
-                eprintln!(
-                    "tracer: process {pid} ({comm}) not traced: {}",
-                    crate::error_chain(&err)
-                );
+                let why = crate::error_chain(&err);
+                // One line; most refusals name the process already.
+                if why.starts_with(&format!("process {pid} ")) {
+                    eprintln!("tracer: not traced: {why}");
+                } else {
+                    eprintln!("tracer: process {pid} ({comm}) not traced: {why}");
+                }
                 shared.refused += 1;
                 shared.targets.refused(key);
             }

@@ -210,6 +210,11 @@ async fn run_with(
         return Err(SessionError::Untraceable(why));
     }
     let (mut session, mut notes) = attach(config, Arc::new(target))?;
+    if link.is_some() {
+        // Among several targets (`tracer serve`), the log says when each is attached.
+        let comm = session.target.thread_name(pid).unwrap_or_default();
+        eprintln!("tracer: tracing process {pid} ({comm})");
+    }
     session.live = link.map(live::Live::new);
     // Symbol tables of the mapped objects load on a thread of their own, so the first
     // deadlock report does not wait for them and the drain loop is never held up by them

@@ -203,7 +203,7 @@ fn attach_to_a_32_bit_program_fails_with_one_line() {
 
 /// Fails the test, saying what to install, unless gcc can build 32-bit programs.
 #[cfg(target_arch = "x86_64")]
-fn require_gcc_m32() {
+pub(crate) fn require_gcc_m32() {
     let dir = tempfile::tempdir().expect("temp dir");
     let src = dir.path().join("m32.c");
     fs::write(&src, "int main(void) { return 0; }\n").expect("write m32.c");

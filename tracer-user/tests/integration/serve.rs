@@ -514,6 +514,48 @@ fn a_busy_port_and_a_missing_pid_are_one_line_errors() {
     );
 }
 
+/// Guards serving on when one target cannot be traced: a 32-bit program next to a
+/// 64-bit one gets one line in the log naming it and why, and counts in
+/// `tracer_targets_refused_total`, while the other is traced and served.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn a_target_that_cannot_be_traced_is_logged_and_counted() {
+    require_root();
+    crate::errors::require_gcc_m32();
+    let baseline = our_prog_ids();
+    let hot = build_target("hot_cold", &[]);
+    let old = build_target("exits_soon", &["-m32"]);
+    let traced = Target::spawn(hot.path(), &["60"]);
+    let refused = Target::spawn(old.path(), &["60"]);
+    let (traced_pid, refused_pid) = (traced.pid().to_string(), refused.pid().to_string());
+    let port = free_port();
+    let tracer = start_serve(port, &["--pid", &traced_pid, "--pid", &refused_pid]);
+    let text = wait_for_metrics(port, Duration::from_secs(15), |t| {
+        sample(t, "tracer_targets_refused_total", &[]) == Some(1.0)
+            && sample(t, "tracer_lock_contentions_total", &[("pid", &traced_pid)])
+                .is_some_and(|n| n > 0.0)
+    });
+    assert_eq!(sample(&text, "tracer_targets", &[]), Some(1.0), "{text}");
+    assert_eq!(
+        sample(&text, "tracer_attaches_total", &[]),
+        Some(2.0),
+        "{text}"
+    );
+    let out = stop_serve(tracer, &baseline);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains(&format!("process {refused_pid} ")))
+        .collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "tracer: not traced: process {refused_pid} (exits_soon) "
+        )) && lines[0].contains("32-bit"),
+        "{stderr}"
+    );
+}
+
 /// Removes a directory (a test cgroup) on drop.
 struct RemoveDir(std::path::PathBuf);
 
