@@ -198,7 +198,7 @@ impl Scanner {
     /// tracer itself.
     fn matching(&mut self, config: &ServeConfig, cgroups: &[PathBuf]) -> Vec<ProcessKey> {
         self.scans += 1;
-        let recheck = self.scans % EXE_RECHECK_SCANS == 0;
+        let recheck = self.scans.is_multiple_of(EXE_RECHECK_SCANS);
         let mut pids: Vec<u32> = config.pids.clone();
         let listing = discovery::all_pids().unwrap_or_default();
         if !config.exes.is_empty() {
@@ -232,14 +232,11 @@ impl Scanner {
         pids.into_iter()
             .filter(|&pid| pid != me)
             .filter_map(|pid| {
-                let start = match start_times.get(&pid) {
-                    Some(&start) => start,
-                    None => {
-                        let start = discovery::start_time(pid)?;
-                        start_times.insert(pid, start);
-                        start
-                    }
-                };
+                if let Some(&start) = start_times.get(&pid) {
+                    return Some((pid, start));
+                }
+                let start = discovery::start_time(pid)?;
+                start_times.insert(pid, start);
                 Some((pid, start))
             })
             .collect()
