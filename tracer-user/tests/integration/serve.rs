@@ -525,9 +525,9 @@ fn a_target_that_cannot_be_traced_is_logged_and_counted() {
     let baseline = our_prog_ids();
     let hot = build_target("hot_cold", &[]);
     let old = build_target("exits_soon", &["-m32"]);
-    let traced = Target::spawn(hot.path(), &["60"]);
-    let refused = Target::spawn(old.path(), &["60"]);
-    let (traced_pid, refused_pid) = (traced.pid().to_string(), refused.pid().to_string());
+    let modern = Target::spawn(hot.path(), &["60"]);
+    let legacy = Target::spawn(old.path(), &["60"]);
+    let (traced_pid, refused_pid) = (modern.pid().to_string(), legacy.pid().to_string());
     let port = free_port();
     let tracer = start_serve(port, &["--pid", &traced_pid, "--pid", &refused_pid]);
     let text = wait_for_metrics(port, Duration::from_secs(15), |t| {
