@@ -40,6 +40,14 @@ pub const MAP_READER_POLLS: &str = "READER_POLLS";
 /// Global (in `.rodata`) holding the target's TGID; set by the loader before load, so
 /// every program filters on it before doing any other work.
 pub const GLOBAL_TARGET_TGID: &str = "TARGET_TGID";
+/// Globals holding the device and inode of the PID namespace the tracer runs in, when it
+/// is not the host's (a sidecar sharing its pod's PID namespace): the programs then
+/// filter with the TGID and TIDs of that namespace (`bpf_get_ns_current_pid_tgid`), which
+/// `TARGET_TGID` is in. Both 0 (the host's namespace): the host's ids, one helper call
+/// cheaper.
+pub const GLOBAL_TARGET_PIDNS_DEV: &str = "TARGET_PIDNS_DEV";
+/// See [`GLOBAL_TARGET_PIDNS_DEV`].
+pub const GLOBAL_TARGET_PIDNS_INO: &str = "TARGET_PIDNS_INO";
 /// Global holding the offset of `goid` in the Go runtime's `g` struct; set by the loader
 /// before load (0 when the target is not a Go program: Go sites are then never attached).
 pub const GLOBAL_GO_GOID_OFFSET: &str = "GO_GOID_OFFSET";
@@ -105,8 +113,10 @@ pub const ALL_PROGRAMS: [&str; 11] = [
     PROG_NOOP_URETPROBE,
 ];
 /// Every global the loader sets, for the same test.
-pub const ALL_GLOBALS: [&str; 3] = [
+pub const ALL_GLOBALS: [&str; 5] = [
     GLOBAL_TARGET_TGID,
+    GLOBAL_TARGET_PIDNS_DEV,
+    GLOBAL_TARGET_PIDNS_INO,
     GLOBAL_GO_GOID_OFFSET,
     GLOBAL_DIAGNOSTICS,
 ];

@@ -1,9 +1,10 @@
 //! Small wrappers shared by the hooks. Each `unsafe` block is bounds-checked and says why
 //! it is sound.
 use aya_ebpf::{
-    bindings::{BPF_F_USER_STACK, BPF_RB_NO_WAKEUP, pt_regs},
+    bindings::{BPF_F_USER_STACK, BPF_RB_NO_WAKEUP, bpf_pidns_info, pt_regs},
     helpers::{
-        bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_probe_read_user,
+        bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_get_ns_current_pid_tgid,
+        bpf_probe_read_user,
         bpf_probe_read_user_buf, bpf_task_pt_regs,
     },
     programs::tracing::StackIdContext,
@@ -17,20 +18,47 @@ use tracer_common::{
 use crate::{
     diag,
     futex_call::{more_syscall_args, syscall_args},
-    maps::{COUNTERS, EVENTS, OVERFLOW_STACKS, READER_POLLS, STACK_SAMPLER, STACKS, TARGET_TGID},
+    maps::{
+        COUNTERS, EVENTS, OVERFLOW_STACKS, READER_POLLS, STACK_SAMPLER, STACKS, TARGET_PIDNS_DEV,
+        TARGET_PIDNS_INO, TARGET_TGID,
+    },
 };
 
 /// The current thread's TID if it belongs to the target process, else `None`.
 ///
 /// Every hook calls this first, so work for other processes stops after one helper call.
+/// The ids are those of the tracer's PID namespace: the host's, or, for a tracer in a
+/// container sharing its target's PID namespace (a sidecar), that namespace's
+/// (`TARGET_PIDNS_*`): the ids the tracer sees in `/proc` and that `TARGET_TGID` is in. A
+/// thread whose own namespace is another one is not the target's.
 #[inline(always)]
 pub(crate) fn target_tid() -> Option<u32> {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    #[expect(
-        clippy::cast_possible_truncation,
-        reason = "upper and lower halves are u32 by definition"
-    )]
-    let (process, thread) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
+    let ino = TARGET_PIDNS_INO.load();
+    let (process, thread) = if ino == 0 {
+        let pid_tgid = bpf_get_current_pid_tgid();
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "upper and lower halves are u32 by definition"
+        )]
+        let ids = ((pid_tgid >> 32) as u32, pid_tgid as u32);
+        ids
+    } else {
+        let mut ns = bpf_pidns_info { pid: 0, tgid: 0 };
+        // SAFETY: `ns` is a live, writable `bpf_pidns_info` and the size passed is its
+        // own; the helper only writes it (and zeroes it on failure).
+        let failed = unsafe {
+            bpf_get_ns_current_pid_tgid(
+                TARGET_PIDNS_DEV.load(),
+                ino,
+                &raw mut ns,
+                core::mem::size_of::<bpf_pidns_info>() as u32,
+            )
+        } != 0;
+        if failed {
+            return None;
+        }
+        (ns.tgid, ns.pid)
+    };
     (process == TARGET_TGID.load()).then_some(thread)
 }
 

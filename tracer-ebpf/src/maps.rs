@@ -14,6 +14,14 @@ use tracer_common::{
 #[unsafe(no_mangle)]
 pub(crate) static TARGET_TGID: Global<u32> = Global::new(0);
 
+/// Device and inode of the tracer's PID namespace when it is not the host's (0 and 0
+/// otherwise); set before load. See `helpers::target_tid`.
+#[unsafe(no_mangle)]
+pub(crate) static TARGET_PIDNS_DEV: Global<u64> = Global::new(0);
+/// See [`TARGET_PIDNS_DEV`].
+#[unsafe(no_mangle)]
+pub(crate) static TARGET_PIDNS_INO: Global<u64> = Global::new(0);
+
 /// Offset of `goid` in the Go runtime's `g`; set before load when the target is Go.
 #[unsafe(no_mangle)]
 pub(crate) static GO_GOID_OFFSET: Global<u64> = Global::new(0);

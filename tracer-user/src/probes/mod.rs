@@ -25,7 +25,7 @@ use aya::{
 use thiserror::Error;
 use tracer_common::{
     BriefWaits, COUNTER_SLOTS, Counter, CpuBriefWaits, GLOBAL_DIAGNOSTICS, GLOBAL_GO_GOID_OFFSET,
-    GLOBAL_TARGET_TGID, LockOp, MAP_BRIEF_WAITS, MAP_COUNTERS, MAP_CPU_BRIEF_WAITS, MAP_EVENTS,
+    GLOBAL_TARGET_PIDNS_DEV, GLOBAL_TARGET_PIDNS_INO, GLOBAL_TARGET_TGID, LockOp, MAP_BRIEF_WAITS, MAP_COUNTERS, MAP_CPU_BRIEF_WAITS, MAP_EVENTS,
     MAP_OVERFLOW_STACKS, MAP_PENDING_LOCKS, MAP_READER_POLLS, MAP_STACKS, PROG_GO_LOCK_SITE,
     PROG_LOCK_ENTRY, PROG_LOCK_RETURN, PROG_NOOP_SCHED_SWITCH, PROG_NOOP_SYS_EXIT,
     PROG_NOOP_UPROBE, PROG_NOOP_URETPROBE, PROG_PROCESS_EXEC, PROG_SCHED_SWITCH, PROG_SYS_EXIT,
@@ -455,9 +455,14 @@ fn load_with_futex_hooks(
     bpf_log: bool,
 ) -> Result<Ebpf, ProbeError> {
     let btf = Btf::from_sys_fs().map_err(ProbeError::Btf)?;
+    // In a container's PID namespace (a sidecar), `pid` is that namespace's: the programs
+    // filter with its ids.
+    let (pidns_dev, pidns_ino) = crate::target::discovery::own_pid_namespace().unwrap_or((0, 0));
     let mut ebpf = EbpfLoader::new()
         .btf(Some(&btf))
         .override_global(GLOBAL_TARGET_TGID, &pid, true)
+        .override_global(GLOBAL_TARGET_PIDNS_DEV, &pidns_dev, true)
+        .override_global(GLOBAL_TARGET_PIDNS_INO, &pidns_ino, true)
         .override_global(GLOBAL_GO_GOID_OFFSET, &goid_offset, true)
         .override_global(GLOBAL_DIAGNOSTICS, &u32::from(bpf_log), true)
         .load(EBPF_OBJECT)

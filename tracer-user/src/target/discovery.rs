@@ -54,6 +54,25 @@ pub fn process_name(pid: u32) -> Option<String> {
     Some(comm.trim_end_matches('\n').to_owned())
 }
 
+/// Inode of the host's (the initial) PID namespace (`PROC_PID_INIT_INO`).
+const INITIAL_PID_NAMESPACE_INO: u64 = 0xEFFF_FFFC;
+
+/// The device and inode of the tracer's own PID namespace (`/proc/self/ns/pid`), `None`
+/// when it is the host's (or unreadable: then the host's is assumed, as before).
+#[must_use]
+pub fn own_pid_namespace() -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    let ns = fs::metadata("/proc/self/ns/pid").ok()?;
+    (ns.ino() != INITIAL_PID_NAMESPACE_INO).then(|| (ns.dev(), ns.ino()))
+}
+
+/// The inode of process `pid`'s PID namespace, `None` when unreadable.
+#[must_use]
+pub fn pid_namespace_of(pid: u32) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt as _;
+    fs::metadata(format!("/proc/{pid}/ns/pid")).ok().map(|m| m.ino())
+}
+
 /// When process `pid` started, in clock ticks since boot (`/proc/PID/stat` field 22):
 /// with the PID, it names one process even after the PID is reused.
 #[must_use]
