@@ -636,7 +636,7 @@ mod tests {
         }
     }
 
-    /// Guards against reporting a missing CAP_PERFMON (`BPF_PROG_LOAD` answers EPERM, with
+    /// Guards against reporting a missing `CAP_PERFMON` (`BPF_PROG_LOAD` answers EPERM, with
     /// an empty verifier log) as a failure to attach instead of a missing privilege, and
     /// against reporting the verifier's rejection of a program (EACCES, with its log) as
     /// a missing privilege.

@@ -33,6 +33,8 @@
 //! - [`memory`]: the tracer's memory stays bounded with 100 000 distinct contended locks.
 //! - [`symbols`]: names and stacks when the program changes (`exec`) or has no path
 //!   (memfd), and frames that must not be there.
+//! - [`capabilities`]: the capabilities `deploy/capabilities.txt` lists (and the
+//!   manifests under `deploy/` grant) are enough for a non-root tracer, and each is needed.
 //!
 //! Support: [`common`] (building and running C targets and the tracer, reading its report),
 //! [`go_toolchain`] (building Go targets), [`tools`] (a missing gcc, Go or other tool fails
@@ -45,6 +47,8 @@ mod tools;
 
 #[cfg(feature = "root-tests")]
 mod bpf_log;
+#[cfg(feature = "root-tests")]
+mod capabilities;
 #[cfg(feature = "root-tests")]
 mod contention;
 #[cfg(feature = "root-tests")]
