@@ -72,6 +72,10 @@ pub(crate) fn run_setup(args: &SetupArgs) -> anyhow::Result<()> {
     apt_install("32-bit gcc (gcc -m32)", &["gcc-multilib"])?;
     // musl-gcc, for the tests on musl programs (tracer-user/tests/integration/musl.rs).
     apt_install("musl C library and musl-gcc", &["musl-tools"])?;
+    apt_install(
+        "PyYAML (the test of deploy/'s manifests)",
+        &["python3-yaml"],
+    )?;
 
     if args.debian_toolchain {
         debian_toolchain()?;

@@ -87,20 +87,24 @@ impl ProbeError {
     #[must_use]
     pub fn is_permission_denied(&self) -> bool {
         // The verifier refuses programs with EACCES too: that is our bug, not the user's
-        // missing privilege, and must not be reported as such.
-        if self.is_verifier_rejection() {
-            return false;
-        }
+        // missing privilege, and must not be reported as such. EPERM is the kernel's
+        // answer for a missing capability, also to `BPF_PROG_LOAD` (a tracing program
+        // without CAP_PERFMON), whose error then carries an empty "verifier output".
+        let verifier_rejection = self.is_verifier_rejection();
         let mut source: Option<&(dyn std::error::Error + 'static)> = Some(self);
         while let Some(err) = source {
-            if let Some(io) = err.downcast_ref::<std::io::Error>()
-                && matches!(io.raw_os_error(), Some(libc::EPERM | libc::EACCES))
-            {
-                return true;
+            if let Some(io) = err.downcast_ref::<std::io::Error>() {
+                match io.raw_os_error() {
+                    Some(libc::EPERM) => return true,
+                    Some(libc::EACCES) if !verifier_rejection => return true,
+                    _ => {}
+                }
             }
-            let text = err.to_string();
-            if text.contains("Operation not permitted") || text.contains("Permission denied") {
-                return true;
+            if !verifier_rejection {
+                let text = err.to_string();
+                if text.contains("Operation not permitted") || text.contains("Permission denied") {
+                    return true;
+                }
             }
             source = err.source();
         }
@@ -625,6 +629,30 @@ mod tests {
     use tracer_common::{ALL_GLOBALS, ALL_MAPS, ALL_PROGRAMS};
 
     use super::*;
+
+    /// A program load refused with `errno` and the verifier log `log`.
+    fn load_error(errno: i32, log: &str) -> ProbeError {
+        ProbeError::Program {
+            name: PROG_SYS_EXIT,
+            source: ProgramError::LoadError {
+                io_error: std::io::Error::from_raw_os_error(errno),
+                verifier_log: aya_obj::VerifierLog::new(log.to_owned()),
+            },
+        }
+    }
+
+    /// Guards against reporting a missing `CAP_PERFMON` (`BPF_PROG_LOAD` answers EPERM, with
+    /// an empty verifier log) as a failure to attach instead of a missing privilege, and
+    /// against reporting the verifier's rejection of a program (EACCES, with its log) as
+    /// a missing privilege.
+    #[test]
+    fn a_program_load_refused_with_eperm_is_a_missing_privilege() {
+        assert!(load_error(libc::EPERM, "").is_permission_denied());
+        let rejected = load_error(libc::EACCES, "0: R1 invalid mem access 'scalar'\n");
+        assert!(rejected.is_verifier_rejection());
+        assert!(!rejected.is_permission_denied());
+        assert!(!load_error(libc::EINVAL, "").is_permission_denied());
+    }
 
     /// Guards against a rename on one side of the kernel/user boundary: every map,
     /// program and global name userspace asks for must exist in the built object.

@@ -10,9 +10,20 @@
 //! - a 32-bit program: the probes read the target's stacks and lock words with the
 //!   64-bit layouts.
 //!
+//! And a process the tracer may not read is refused too: another user's process, without
+//! `CAP_SYS_PTRACE` and `CAP_DAC_READ_SEARCH`. Its probes would load, but the tracer could
+//! read neither its memory nor which threads sit in which futex wait
+//! (`/proc/PID/task/TID/syscall`, mode 0400, also needs ptrace rights), so the trace
+//! would be empty and exit 0: a deadlock that formed before the attach would go unseen,
+//! and one that formed after could not be confirmed.
+//!
 //! The parsing is pure and unit-tested on sample text; [`untraceable`] reads the files.
 
-use std::{fs, io::Read as _};
+use std::{
+    fs,
+    io::{self, Read as _},
+    path::PathBuf,
+};
 
 use super::procfs::proc_dir;
 
@@ -48,6 +59,30 @@ pub enum Untraceable {
         /// The process's name, when it could be read.
         name: Option<String>,
     },
+    /// The kernel refused to let the tracer read the process's `/proc` entries.
+    #[error(
+        "not privileged to read process {pid}{}: {}: {}: tracing another user's process needs CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH",
+        name_suffix(.name.as_deref()),
+        .denied.path.display(),
+        io::Error::from_raw_os_error(.denied.errno)
+    )]
+    NoAccess {
+        /// The id given.
+        pid: u32,
+        /// The process's name, when it could be read.
+        name: Option<String>,
+        /// What was refused.
+        denied: Denied,
+    },
+}
+
+/// A `/proc` file the kernel refused to let the tracer read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Denied {
+    /// The file.
+    pub path: PathBuf,
+    /// `EACCES` (its mode, without `CAP_DAC_READ_SEARCH`) or `EPERM` (no ptrace rights).
+    pub errno: i32,
 }
 
 /// ` (NAME)` after an id in a message, or nothing.
@@ -101,6 +136,8 @@ pub(super) struct Identity {
     pub flags: Option<u32>,
     /// The class of its executable.
     pub class: Option<ElfClass>,
+    /// The `/proc` file the kernel refused to let us read, if it refused.
+    pub denied: Option<Denied>,
 }
 
 /// Why `id` is not traceable, from what was read of it; `None` when nothing read says
@@ -131,7 +168,35 @@ pub(super) fn judge(
             name: name_of(id),
         });
     }
+    if let Some(denied) = &identity.denied {
+        return Some(Untraceable::NoAccess {
+            pid: id,
+            name: name_of(id),
+            denied: denied.clone(),
+        });
+    }
     None
+}
+
+/// Whether `err` is the kernel refusing access (rather than the file being gone).
+fn is_denied(err: &io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(libc::EACCES | libc::EPERM))
+}
+
+/// Reads `task/ID/syscall` of process `id`: the file the tracer needs the most rights
+/// for (ptrace attach rights, and its mode 0400 lets only the owner read it). `Some` when
+/// the kernel refused; `None` when it was read, or is gone (the attach says so).
+fn syscall_file_denied(id: u32) -> Option<Denied> {
+    let path = proc_dir(id).join(format!("task/{id}/syscall"));
+    // The ptrace check is made at the read, the mode's at the open.
+    let refused = match fs::File::open(&path) {
+        Ok(mut file) => file.read_to_end(&mut Vec::new()).err(),
+        Err(err) => Some(err),
+    }?;
+    is_denied(&refused).then(|| Denied {
+        path,
+        errno: refused.raw_os_error().unwrap_or(libc::EACCES),
+    })
 }
 
 /// Why the process id `id` cannot be traced, read from `/proc/ID`; `None` when it can,
@@ -149,6 +214,7 @@ pub(super) fn untraceable(id: u32) -> Option<Untraceable> {
         tgid: read("status").as_deref().and_then(parse_status_tgid),
         flags: read("stat").as_deref().and_then(parse_stat_flags),
         class,
+        denied: syscall_file_denied(id),
     };
     judge(id, &identity, |pid| {
         fs::read_to_string(proc_dir(pid).join("comm"))
@@ -208,6 +274,7 @@ mod tests {
             tgid: Some(1234),
             flags: Some(0x0040_0100),
             class: Some(ElfClass::Bits64),
+            denied: None,
         };
         assert_eq!(judge(1234, &process, name_of), None);
         assert_eq!(judge(1234, &Identity::default(), name_of), None);
@@ -230,6 +297,7 @@ mod tests {
             tgid: Some(2),
             flags: Some(0x0020_8040),
             class: None,
+            denied: None,
         };
         let refused = judge(2, &kthread, |_| Some("kthreadd".into())).unwrap();
         assert!(matches!(refused, Untraceable::KernelThread { pid: 2, .. }));
@@ -240,13 +308,53 @@ mod tests {
 
         let bits32 = Identity {
             class: Some(ElfClass::Bits32),
-            ..process
+            ..process.clone()
         };
         let refused = judge(1234, &bits32, |_| None).unwrap();
         assert_eq!(
             refused.to_string(),
             "process 1234 runs a 32-bit program: only 64-bit programs can be traced"
         );
+    }
+
+    /// Guards against tracing a process whose `/proc` entries the kernel will not let us
+    /// read (an empty trace and exit 0): it is refused, naming the file, the kernel's
+    /// answer and the capabilities; a thread id is still sent to its process first.
+    #[test]
+    fn judge_refuses_a_process_it_may_not_read() {
+        let denied = Identity {
+            tgid: Some(1234),
+            flags: Some(0x0040_0100),
+            class: None,
+            denied: Some(Denied {
+                path: PathBuf::from("/proc/1234/task/1234/syscall"),
+                errno: libc::EACCES,
+            }),
+        };
+        let refused = judge(1234, &denied, |_| Some("app".into())).unwrap();
+        assert_eq!(
+            refused.to_string(),
+            format!(
+                "not privileged to read process 1234 (app): /proc/1234/task/1234/syscall: {}: \
+                 tracing another user's process needs CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH",
+                io::Error::from_raw_os_error(libc::EACCES)
+            )
+        );
+        assert!(matches!(
+            judge(1235, &denied, |_| None),
+            Some(Untraceable::Thread { pid: 1234, .. })
+        ));
+    }
+
+    /// Guards the refusal against counting a file that is gone (or any error but the
+    /// kernel's refusal) as a refusal: the attach reports a vanished process itself.
+    #[test]
+    fn only_a_refusal_is_denied() {
+        assert!(is_denied(&io::Error::from_raw_os_error(libc::EACCES)));
+        assert!(is_denied(&io::Error::from_raw_os_error(libc::EPERM)));
+        assert!(!is_denied(&io::Error::from_raw_os_error(libc::ENOENT)));
+        assert!(!is_denied(&io::Error::from_raw_os_error(libc::ESRCH)));
+        assert_eq!(syscall_file_denied(0x7fff_fff0), None);
     }
 
     /// Guards the reader against refusing an ordinary process: this test's own (a

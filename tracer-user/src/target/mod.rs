@@ -26,7 +26,7 @@ use std::{path::PathBuf, sync::Arc};
 
 pub use self::{
     file_bytes::{FileBytes, FileSlice},
-    identity::Untraceable,
+    identity::{Denied, Untraceable},
     libc::{CLibrary, LibcFlavor, UnrecognisedLibc, identify_c_library},
     live::LiveProcess,
     procfs::{

@@ -40,6 +40,8 @@
 //!   following a restarted service (`--exe`) and a cgroup; its start-up errors.
 //! - [`symbols`]: names and stacks when the program changes (`exec`) or has no path
 //!   (memfd), and frames that must not be there.
+//! - [`capabilities`]: the capabilities `deploy/capabilities.txt` lists (and the
+//!   manifests under `deploy/` grant) are enough for a non-root tracer, and each is needed.
 //!
 //! Support: [`common`] (building and running C targets and the tracer, reading its report),
 //! [`go_toolchain`] (building Go targets), [`tools`] (a missing gcc, Go, promtool or other
@@ -52,6 +54,8 @@ mod tools;
 
 #[cfg(feature = "root-tests")]
 mod bpf_log;
+#[cfg(feature = "root-tests")]
+mod capabilities;
 #[cfg(feature = "root-tests")]
 mod contention;
 #[cfg(feature = "root-tests")]
