@@ -4,8 +4,7 @@ use aya_ebpf::{
     bindings::{BPF_F_USER_STACK, BPF_RB_NO_WAKEUP, bpf_pidns_info, pt_regs},
     helpers::{
         bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_get_ns_current_pid_tgid,
-        bpf_probe_read_user,
-        bpf_probe_read_user_buf, bpf_task_pt_regs,
+        bpf_probe_read_user, bpf_probe_read_user_buf, bpf_task_pt_regs,
     },
     programs::tracing::StackIdContext,
 };

@@ -70,7 +70,9 @@ pub fn own_pid_namespace() -> Option<(u64, u64)> {
 #[must_use]
 pub fn pid_namespace_of(pid: u32) -> Option<u64> {
     use std::os::unix::fs::MetadataExt as _;
-    fs::metadata(format!("/proc/{pid}/ns/pid")).ok().map(|m| m.ino())
+    fs::metadata(format!("/proc/{pid}/ns/pid"))
+        .ok()
+        .map(|m| m.ino())
 }
 
 /// When process `pid` started, in clock ticks since boot (`/proc/PID/stat` field 22):

@@ -59,6 +59,18 @@ pub enum Untraceable {
         /// The process's name, when it could be read.
         name: Option<String>,
     },
+    /// The tracer runs in a PID namespace of its own (a container) and the process in
+    /// another one: the kernel's events name its threads with ids the tracer cannot map.
+    #[error(
+        "process {pid}{} is in another PID namespace than the tracer's: run the tracer in the host's PID namespace (hostPID) or in the target's (shareProcessNamespace)",
+        name_suffix(.name.as_deref())
+    )]
+    OtherPidNamespace {
+        /// The id given.
+        pid: u32,
+        /// The process's name, when it could be read.
+        name: Option<String>,
+    },
     /// The kernel refused to let the tracer read the process's `/proc` entries.
     #[error(
         "not privileged to read process {pid}{}: {}: {}: tracing another user's process needs CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH",
@@ -138,6 +150,9 @@ pub(super) struct Identity {
     pub class: Option<ElfClass>,
     /// The `/proc` file the kernel refused to let us read, if it refused.
     pub denied: Option<Denied>,
+    /// Whether the tracer is in a PID namespace other than the host's and the process in
+    /// another one than the tracer's.
+    pub other_pid_namespace: bool,
 }
 
 /// Why `id` is not traceable, from what was read of it; `None` when nothing read says
@@ -164,6 +179,12 @@ pub(super) fn judge(
     }
     if identity.class == Some(ElfClass::Bits32) {
         return Some(Untraceable::Bits32 {
+            pid: id,
+            name: name_of(id),
+        });
+    }
+    if identity.other_pid_namespace {
+        return Some(Untraceable::OtherPidNamespace {
             pid: id,
             name: name_of(id),
         });
@@ -215,6 +236,9 @@ pub(super) fn untraceable(id: u32) -> Option<Untraceable> {
         flags: read("stat").as_deref().and_then(parse_stat_flags),
         class,
         denied: syscall_file_denied(id),
+        other_pid_namespace: super::discovery::own_pid_namespace().is_some_and(|(_, own)| {
+            super::discovery::pid_namespace_of(id).is_some_and(|theirs| theirs != own)
+        }),
     };
     judge(id, &identity, |pid| {
         fs::read_to_string(proc_dir(pid).join("comm"))
@@ -275,6 +299,7 @@ mod tests {
             flags: Some(0x0040_0100),
             class: Some(ElfClass::Bits64),
             denied: None,
+            other_pid_namespace: false,
         };
         assert_eq!(judge(1234, &process, name_of), None);
         assert_eq!(judge(1234, &Identity::default(), name_of), None);
@@ -298,6 +323,7 @@ mod tests {
             flags: Some(0x0020_8040),
             class: None,
             denied: None,
+            other_pid_namespace: false,
         };
         let refused = judge(2, &kthread, |_| Some("kthreadd".into())).unwrap();
         assert!(matches!(refused, Untraceable::KernelThread { pid: 2, .. }));
@@ -315,6 +341,19 @@ mod tests {
             refused.to_string(),
             "process 1234 runs a 32-bit program: only 64-bit programs can be traced"
         );
+
+        // A tracer in a container, and a process of another container.
+        let elsewhere = Identity {
+            other_pid_namespace: true,
+            ..process.clone()
+        };
+        let refused = judge(1234, &elsewhere, |_| Some("app".into())).unwrap();
+        assert!(
+            refused
+                .to_string()
+                .starts_with("process 1234 (app) is in another PID namespace than the tracer's"),
+            "{refused}"
+        );
     }
 
     /// Guards against tracing a process whose `/proc` entries the kernel will not let us
@@ -330,6 +369,7 @@ mod tests {
                 path: PathBuf::from("/proc/1234/task/1234/syscall"),
                 errno: libc::EACCES,
             }),
+            other_pid_namespace: false,
         };
         let refused = judge(1234, &denied, |_| Some("app".into())).unwrap();
         assert_eq!(

@@ -242,6 +242,52 @@ fn deployed_capabilities_find_a_deadlock_formed_while_attached() {
     }
 }
 
+/// Guards against: `tracer serve` needing more than the deployed capabilities (its HTTP
+/// listener, its discovery of processes, one session per target): run as `nobody` with
+/// only them, stopped by SIGTERM after a few seconds, it reports the deadlock that formed
+/// while it served, as an NDJSON line with the target's PID, and exits 0.
+#[test]
+fn deployed_capabilities_serve_a_deadlock_formed_while_attached() {
+    require_root();
+    require_setpriv();
+    let caps = required_capabilities();
+    let tracer = tracer_copy();
+    let bin = build_target("abba", &[]);
+    let target = start_abba_as_another_user(bin.path(), Some(1500));
+    let set = setpriv_caps(&caps);
+    let pid = target.pid().to_string();
+    let exe = tracer.exe.to_string_lossy().into_owned();
+    let secs = (TRACE_SECS + 2).to_string();
+    let args = [
+        format!("--reuid={TRACER_UID}"),
+        format!("--regid={TRACER_UID}"),
+        "--clear-groups".into(),
+        format!("--inh-caps={set}"),
+        format!("--ambient-caps={set}"),
+        format!("--bounding-set={set}"),
+        "--".into(),
+        // SIGTERM after `secs`, with the tracer's own exit status.
+        "timeout".into(),
+        "--preserve-status".into(),
+        "-s".into(),
+        "TERM".into(),
+        secs,
+        exe,
+        "serve".into(),
+        "--pid".into(),
+        pid.clone(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+    ];
+    let t = Tracer::spawn_exe(Path::new("setpriv"), &as_strs(&args), |c| {
+        c.current_dir("/");
+    });
+    let out = t.wait(Duration::from_secs(TRACE_SECS + 2) + Duration::from_secs(20));
+    eprintln!("{}", describe(&out));
+    let deadlock = assert_abba_reported(&target, &out);
+    assert_eq!(deadlock["pid"].to_string(), pid, "{deadlock}");
+}
+
 /// Guards against: the Kubernetes manifests' shape (uid 0 with every capability dropped
 /// but the deployed ones, and `no_new_privs`) not being enough: uid 0 without
 /// `CAP_DAC_OVERRIDE` does not own the `/proc` files of an app running as another user.

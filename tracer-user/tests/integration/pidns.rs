@@ -116,3 +116,136 @@ fn pi_deadlock_in_a_pid_namespace_is_reported() {
         assert_eq!(lock["type"].as_str(), Some("pi_mutex"), "{name}: {lock:#}");
     }
 }
+
+/// Runs `script` (sh) as PID 1's child in a new PID namespace, with `TRACER` set to the
+/// tracer binary and `ABBA` to the `abba` target, and returns its stdout and stderr: the
+/// shape of a sidecar container that shares its pod's PID namespace
+/// (`shareProcessNamespace`), where the tracer and its target see the same ids.
+fn run_in_shared_namespace(script: &str) -> std::process::Output {
+    let bin = build_target("abba", &[]);
+    let out = crate::tools::output(
+        std::process::Command::new("timeout")
+            .args([
+                "60",
+                "unshare",
+                "--pid",
+                "--fork",
+                "--mount-proc",
+                "sh",
+                "-c",
+                script,
+            ])
+            .env("TRACER", crate::common::tracer_bin())
+            .env("ABBA", bin.path()),
+        "util-linux",
+    );
+    eprintln!("{}", describe(&out));
+    out
+}
+
+/// The `key=value` facts the script printed (the target's, in its namespace's ids).
+fn facts(stdout: &str) -> std::collections::HashMap<String, String> {
+    stdout
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .filter(|(k, _)| !k.starts_with('{'))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// Checks the one deadlock line in `stdout` against the target's facts: both workers by
+/// the TIDs it printed (the namespace's), each holding and waiting for the locks at the
+/// addresses it printed, formed after the attach.
+fn check_deadlock_in_shared_namespace(stdout: &str) -> serde_json::Value {
+    let facts = facts(stdout);
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|v: &serde_json::Value| v["kind"] == "deadlock")
+        .collect();
+    assert_eq!(lines.len(), 1, "one deadlock expected:\n{stdout}");
+    let deadlock = lines[0].clone();
+    let fact = |k: &str| {
+        facts
+            .get(k)
+            .unwrap_or_else(|| panic!("no fact {k}: {stdout}"))
+            .clone()
+    };
+    let cycle = deadlock["cycle"].as_array().expect("cycle");
+    for (worker, holds, waits) in [
+        ("worker_a", "lock_a", "lock_b"),
+        ("worker_b", "lock_b", "lock_a"),
+    ] {
+        let tid: u64 = fact(&format!("tid.{worker}")).parse().expect("tid");
+        let entry = cycle
+            .iter()
+            .find(|e| e["tid"].as_u64() == Some(tid))
+            .unwrap_or_else(|| panic!("{worker} ({tid}) not in the cycle: {deadlock}"));
+        let addr = |lock: &str| crate::common::parse_hex(&fact(&format!("lock.{lock}")));
+        assert_eq!(
+            crate::common::addr_of(&entry["holds"]["addr"]),
+            addr(holds).expect("hex")
+        );
+        assert_eq!(
+            crate::common::addr_of(&entry["waits_for"]["addr"]),
+            addr(waits).expect("hex")
+        );
+        assert_eq!(entry["blocked_before_attach"], false, "{deadlock}");
+    }
+    deadlock
+}
+
+/// Guards the sidecar shape: a tracer running in its target's PID namespace (a container
+/// of a pod with `shareProcessNamespace`) used to get no kernel events at all (the eBPF
+/// programs filtered on host ids, the tracer knew the namespace's), so a deadlock that
+/// formed after the attach was never reported. Now it is, with the namespace's TIDs and
+/// the lock addresses the target printed.
+#[test]
+fn tracer_in_the_targets_namespace_sees_a_deadlock_form() {
+    require_root();
+    let out = run_in_shared_namespace(
+        r#"
+        "$ABBA" 1500 > /tmp/abba-sidecar-$$.out &
+        while ! grep -q ready /tmp/abba-sidecar-$$.out 2>/dev/null; do sleep 0.05; done
+        cat /tmp/abba-sidecar-$$.out
+        P=$(sed -n 's/^pid=//p' /tmp/abba-sidecar-$$.out)
+        rm -f /tmp/abba-sidecar-$$.out
+        "$TRACER" attach --pid "$P" --duration 4 --format json
+        "#,
+    );
+    assert_success(&out);
+    check_deadlock_in_shared_namespace(&String::from_utf8_lossy(&out.stdout));
+}
+
+/// Guards `tracer serve` in the sidecar shape: in its pod's PID namespace, `--exe` finds
+/// the service and its deadlock is reported as an NDJSON line with the namespace's PID.
+#[test]
+fn serve_in_the_targets_namespace_reports_its_deadlock() {
+    require_root();
+    let out = run_in_shared_namespace(
+        r#"
+        "$TRACER" serve --exe abba --listen 127.0.0.1:0 > /tmp/serve-sidecar-$$.out &
+        S=$!
+        sleep 0.5
+        "$ABBA" 1500 > /tmp/abba-sidecar-$$.out &
+        while ! grep -q ready /tmp/abba-sidecar-$$.out 2>/dev/null; do sleep 0.05; done
+        cat /tmp/abba-sidecar-$$.out
+        P=$(sed -n 's/^pid=//p' /tmp/abba-sidecar-$$.out)
+        for i in $(seq 100); do grep -q deadlock /tmp/serve-sidecar-$$.out && break; sleep 0.1; done
+        kill -TERM $S; wait $S; echo "serve_exit=$?"
+        cat /tmp/serve-sidecar-$$.out
+        rm -f /tmp/abba-sidecar-$$.out /tmp/serve-sidecar-$$.out
+        "#,
+    );
+    assert_success(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("serve_exit=0"), "{stdout}");
+    let deadlock = check_deadlock_in_shared_namespace(&stdout);
+    assert_eq!(
+        deadlock["pid"].to_string(),
+        facts(&stdout)["pid"],
+        "{deadlock}"
+    );
+    assert_eq!(deadlock["comm"], "abba");
+}
