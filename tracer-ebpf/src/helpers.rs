@@ -43,16 +43,16 @@ pub(crate) fn target_tid() -> Option<u32> {
         ids
     } else {
         let mut ns = bpf_pidns_info { pid: 0, tgid: 0 };
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "the size of an 8-byte struct"
+        )]
+        let size = core::mem::size_of::<bpf_pidns_info>() as u32;
         // SAFETY: `ns` is a live, writable `bpf_pidns_info` and the size passed is its
         // own; the helper only writes it (and zeroes it on failure).
-        let failed = unsafe {
-            bpf_get_ns_current_pid_tgid(
-                TARGET_PIDNS_DEV.load(),
-                ino,
-                &raw mut ns,
-                core::mem::size_of::<bpf_pidns_info>() as u32,
-            )
-        } != 0;
+        let failed =
+            unsafe { bpf_get_ns_current_pid_tgid(TARGET_PIDNS_DEV.load(), ino, &raw mut ns, size) }
+                != 0;
         if failed {
             return None;
         }
