@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{Session, monotonic_ns};
 use crate::{
-    assemble::{self, Naming as _},
+    assemble::{self, GoRuntimeFutexes, Naming as _},
     go::tracker::GoTracker,
     model::{
         LockKind,
@@ -147,6 +147,9 @@ impl Session {
                     live.next_id += 1;
                     let now = monotonic_ns();
                     self.analysis.start_profile(id);
+                    if let Some(go) = self.go.as_mut() {
+                        go.start_profile(id);
+                    }
                     live.open.push(OpenProfile {
                         id,
                         until_ns: now
@@ -191,6 +194,12 @@ impl Session {
         let Some(waits) = self.analysis.finish_profile(open.id) else {
             return;
         };
+        // A Go side replaced since the start (an exec) has no such profile: no Go waits.
+        let go_waits = self
+            .go
+            .as_mut()
+            .and_then(|go| go.finish_profile(open.id))
+            .unwrap_or_default();
         let mut comments = vec![BRIEF_WAITS_COMMENT.to_owned()];
         if waits.overflowed > 0 {
             comments.push(format!(
@@ -199,19 +208,45 @@ impl Session {
                 crate::native::wait_profile::MAX_PROFILE_ENTRIES
             ));
         }
-        if self.go.is_some() {
-            comments.push(
-                "Go programs: waits on sync.Mutex/RWMutex (goroutine parks) are not in this profile yet; futex waits of the runtime's threads are"
-                    .to_owned(),
-            );
+        if go_waits.overflowed > 0 {
+            comments.push(format!(
+                "{} goroutine waits left out: the window had {} distinct (Go lock, stack) pairs already",
+                go_waits.overflowed,
+                crate::go::lock_model::MAX_GO_PROFILE_ENTRIES
+            ));
         }
         let pid = self.config.pid;
         let comm = self.target.thread_name(pid).unwrap_or_default();
-        let waits: Vec<_> = waits
+        let mut waits: Vec<_> = waits
             .spread_unsampled()
             .into_iter()
             .map(|(lock, stack, entry)| (lock, stack, entry, self.analysis.lock_kind(lock)))
             .collect();
+        // In a Go program, the futex words where the runtime's threads only sleep idle are
+        // no locks (as in the metrics and the summary): left out, or they would swamp the
+        // goroutines' waits; the runtime's own locks get the name their frames give.
+        let runtime = if self.go.is_some() {
+            let mut words: Vec<u64> = waits
+                .iter()
+                .filter(|w| w.3 == LockKind::Futex)
+                .map(|w| w.0)
+                .collect();
+            words.sort_unstable();
+            words.dedup();
+            self.go_runtime_futexes(&words)
+        } else {
+            GoRuntimeFutexes::default()
+        };
+        if !runtime.idle.is_empty() {
+            let (idle, kept): (Vec<_>, Vec<_>) =
+                waits.into_iter().partition(|w| runtime.idle.contains(&w.0));
+            waits = kept;
+            comments.push(format!(
+                "{} idle sleeps of the Go runtime's threads on {} futex word(s) are left out (not lock waits)",
+                idle.iter().map(|w| w.2.count).sum::<u64>(),
+                runtime.idle.len()
+            ));
+        }
         let mut samples = Vec::new();
         let mut namer = self.namer();
         for (lock, stack, entry, kind) in waits {
@@ -232,7 +267,10 @@ impl Session {
                     address: 0,
                 }],
             };
-            let lock_ref = namer.lock(lock);
+            let mut lock_ref = namer.lock(lock);
+            if lock_ref.name.is_none() {
+                lock_ref.name = runtime.names.get(&lock).cloned();
+            }
             samples.push(ProfileSample {
                 frames,
                 lock: lock_ref.label(),
@@ -242,6 +280,18 @@ impl Session {
                 comm: comm.clone(),
                 contentions: entry.count,
                 delay_ns: entry.delay_ns,
+            });
+        }
+        for wait in go_waits.waits {
+            samples.push(ProfileSample {
+                frames: namer.stack(&wait.stack).frames,
+                lock: namer.lock(wait.lock).label(),
+                lock_addr: wait.lock,
+                lock_kind: wait.kind.as_str(),
+                pid,
+                comm: comm.clone(),
+                contentions: wait.count,
+                delay_ns: wait.delay_ns,
             });
         }
         let profile = ContentionProfile {
@@ -281,8 +331,15 @@ impl Session {
                 locks: folded.locks,
             });
         }
-        let idle = self.go_idle_futexes(&locks);
-        locks.retain(|l| !idle.contains(&l.addr));
+        if self.go.is_some() {
+            let words: Vec<u64> = locks
+                .iter()
+                .filter(|l| l.kind == LockKind::Futex && l.locks == 1)
+                .map(|l| l.addr)
+                .collect();
+            let idle = self.go_runtime_futexes(&words).idle;
+            locks.retain(|l| !idle.contains(&l.addr));
+        }
         if let Some(go) = &self.go {
             locks.extend(go.live_locks());
         }
@@ -324,19 +381,19 @@ impl Session {
         }
     }
 
-    /// In a Go program, the futex words where the runtime's threads only slept idle:
-    /// no locks (as the summary leaves them out).
-    fn go_idle_futexes(&mut self, locks: &[UnnamedLiveLock]) -> FxHashSet<u64> {
-        if self.go.is_none() {
-            return FxHashSet::default();
+    /// In a Go program, what the frames of the waits on the futex words `words` say of
+    /// them: where the runtime's threads only slept idle (no locks, as the summary leaves
+    /// them out), and the names of the runtime's own locks.
+    fn go_runtime_futexes(&mut self, words: &[u64]) -> GoRuntimeFutexes {
+        if self.go.is_none() || words.is_empty() {
+            return GoRuntimeFutexes::default();
         }
-        let raw: Vec<RawLockStats> = locks
+        let raw: Vec<RawLockStats> = words
             .iter()
-            .filter(|l| l.kind == LockKind::Futex && l.locks == 1)
-            .map(|l| RawLockStats {
-                addr: l.addr,
-                kind: l.kind,
-                contentions: l.contentions,
+            .map(|&addr| RawLockStats {
+                addr,
+                kind: LockKind::Futex,
+                contentions: 0,
                 max_waiters: 0,
                 wait_ns: crate::model::Quantiles::default(),
                 hold_ns: None,
@@ -361,7 +418,7 @@ impl Session {
             stacks: &self.probes,
             go: self.go.as_ref().map(GoTracker::names),
         };
-        assemble::go_runtime_futexes(&raw, &stacks_of, &mut namer).idle
+        assemble::go_runtime_futexes(&raw, &stacks_of, &mut namer)
     }
 }
 
