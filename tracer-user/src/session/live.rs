@@ -20,7 +20,10 @@ use crate::{
         profile::{ContentionProfile, ProfileFrame, ProfileSample},
         raw::{RawLockStats, RawStack},
     },
-    native::analysis::WINDOW_ONLY_STACK,
+    native::{
+        analysis::WINDOW_ONLY_STACK,
+        wait_profile::{ProfileEntry, WaitProfile},
+    },
 };
 
 /// A question to a live session.
@@ -217,71 +220,8 @@ impl Session {
         }
         let pid = self.config.pid;
         let comm = self.target.thread_name(pid).unwrap_or_default();
-        let mut waits: Vec<_> = waits
-            .spread_unsampled()
-            .into_iter()
-            .map(|(lock, stack, entry)| (lock, stack, entry, self.analysis.lock_kind(lock)))
-            .collect();
-        // In a Go program, the futex words where the runtime's threads only sleep idle are
-        // no locks (as in the metrics and the summary): left out, or they would swamp the
-        // goroutines' waits; the runtime's own locks get the name their frames give.
-        let runtime = if self.go.is_some() {
-            let mut words: Vec<u64> = waits
-                .iter()
-                .filter(|w| w.3 == LockKind::Futex)
-                .map(|w| w.0)
-                .collect();
-            words.sort_unstable();
-            words.dedup();
-            self.go_runtime_futexes(&words)
-        } else {
-            GoRuntimeFutexes::default()
-        };
-        if !runtime.idle.is_empty() {
-            let (idle, kept): (Vec<_>, Vec<_>) =
-                waits.into_iter().partition(|w| runtime.idle.contains(&w.0));
-            waits = kept;
-            comments.push(format!(
-                "{} idle sleeps of the Go runtime's threads on {} futex word(s) are left out (not lock waits)",
-                idle.iter().map(|w| w.2.count).sum::<u64>(),
-                runtime.idle.len()
-            ));
-        }
-        let mut samples = Vec::new();
+        let mut samples = self.native_samples(waits, (pid, &comm), &mut comments);
         let mut namer = self.namer();
-        for (lock, stack, entry, kind) in waits {
-            let frames = match stack {
-                Some(stack_id) => {
-                    let raw = RawStack::Native {
-                        stack_id: stack_id.filter(|&id| id != WINDOW_ONLY_STACK),
-                        window: entry.window,
-                        waiter: None,
-                    };
-                    namer.stack(&raw).frames
-                }
-                None => vec![ProfileFrame {
-                    function: "[stack not sampled]".to_owned(),
-                    file: None,
-                    line: None,
-                    object: None,
-                    address: 0,
-                }],
-            };
-            let mut lock_ref = namer.lock(lock);
-            if lock_ref.name.is_none() {
-                lock_ref.name = runtime.names.get(&lock).cloned();
-            }
-            samples.push(ProfileSample {
-                frames,
-                lock: lock_ref.label(),
-                lock_addr: lock,
-                lock_kind: kind.as_str(),
-                pid,
-                comm: comm.clone(),
-                contentions: entry.count,
-                delay_ns: entry.delay_ns,
-            });
-        }
         for wait in go_waits.waits {
             samples.push(ProfileSample {
                 frames: namer.stack(&wait.stack).frames,
@@ -301,6 +241,80 @@ impl Session {
             comments,
         };
         let _ = open.reply.send(profile);
+    }
+
+    /// The samples of a window's native lock waits in process `pid` named `comm`. In a Go
+    /// program, the futex words where the runtime's threads only sleep idle are no locks
+    /// (as in the metrics and the summary): left out, or they would swamp the goroutines'
+    /// waits, with a comment in `comments`; the runtime's own locks get the name their
+    /// frames give.
+    fn native_samples(
+        &mut self,
+        waits: WaitProfile,
+        (pid, comm): (u32, &str),
+        comments: &mut Vec<String>,
+    ) -> Vec<ProfileSample> {
+        let mut waits: Vec<_> = waits
+            .spread_unsampled()
+            .into_iter()
+            .map(|(lock, stack, entry)| (lock, stack, entry, self.analysis.lock_kind(lock)))
+            .collect();
+        let runtime = if self.go.is_some() {
+            let mut words: Vec<u64> = waits
+                .iter()
+                .filter(|w| w.3 == LockKind::Futex)
+                .map(|w| w.0)
+                .collect();
+            words.sort_unstable();
+            words.dedup();
+            self.go_runtime_futexes(&words)
+        } else {
+            GoRuntimeFutexes::default()
+        };
+        if !runtime.idle.is_empty() {
+            let left_out = leave_out_words(&mut waits, &runtime.idle);
+            comments.push(format!(
+                "{left_out} idle sleeps of the Go runtime's threads on {} futex word(s) are left out (not lock waits)",
+                runtime.idle.len()
+            ));
+        }
+        let mut namer = self.namer();
+        waits
+            .into_iter()
+            .map(|(lock, stack, entry, kind)| {
+                let frames = match stack {
+                    Some(stack_id) => {
+                        let raw = RawStack::Native {
+                            stack_id: stack_id.filter(|&id| id != WINDOW_ONLY_STACK),
+                            window: entry.window,
+                            waiter: None,
+                        };
+                        namer.stack(&raw).frames
+                    }
+                    None => vec![ProfileFrame {
+                        function: "[stack not sampled]".to_owned(),
+                        file: None,
+                        line: None,
+                        object: None,
+                        address: 0,
+                    }],
+                };
+                let mut lock_ref = namer.lock(lock);
+                if lock_ref.name.is_none() {
+                    lock_ref.name = runtime.names.get(&lock).cloned();
+                }
+                ProfileSample {
+                    frames,
+                    lock: lock_ref.label(),
+                    lock_addr: lock,
+                    lock_kind: kind.as_str(),
+                    pid,
+                    comm: comm.to_owned(),
+                    contentions: entry.count,
+                    delay_ns: entry.delay_ns,
+                }
+            })
+            .collect()
     }
 
     /// The target's locks now: the `top_locks` most waited on, named, and the rest
@@ -422,8 +436,57 @@ impl Session {
     }
 }
 
+/// Leaves the waits on the futex words `words` out of a window's native `waits` (lock,
+/// stack, entry, kind); returns how many waits that was.
+fn leave_out_words<S>(
+    waits: &mut Vec<(u64, S, ProfileEntry, LockKind)>,
+    words: &FxHashSet<u64>,
+) -> u64 {
+    let mut left_out = 0;
+    waits.retain(|(lock, _, entry, _)| {
+        let leave = words.contains(lock);
+        if leave {
+            left_out += entry.count;
+        }
+        !leave
+    });
+    left_out
+}
+
 fn unix_now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::StackWindow;
+
+    fn entry(count: u64) -> ProfileEntry {
+        ProfileEntry {
+            count,
+            delay_ns: count * 10,
+            window: Box::new(StackWindow::EMPTY),
+        }
+    }
+
+    /// Guards the Go runtime's idle sleeps left out of a profile: every pair of the idle
+    /// words goes (other words stay, in order), and the comment counts their waits, not
+    /// their pairs.
+    #[test]
+    fn idle_words_leave_the_profile_with_their_waits_counted() {
+        let (idle, lock) = (0x10, 0x20);
+        let mut waits = vec![
+            (idle, 1, entry(3), LockKind::Futex),
+            (lock, 2, entry(1), LockKind::Futex),
+            (idle, 3, entry(4), LockKind::Futex),
+            (lock, 4, entry(2), LockKind::Mutex),
+        ];
+        let words: FxHashSet<u64> = [idle].into_iter().collect();
+        assert_eq!(leave_out_words(&mut waits, &words), 3 + 4);
+        let kept: Vec<(u64, i32)> = waits.iter().map(|w| (w.0, w.1)).collect();
+        assert_eq!(kept, vec![(lock, 2), (lock, 4)]);
+    }
 }
