@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{Session, monotonic_ns};
 use crate::{
-    assemble::{self, Naming as _},
+    assemble::{self, GoRuntimeFutexes, Naming as _},
     go::tracker::GoTracker,
     model::{
         LockKind,
@@ -20,7 +20,10 @@ use crate::{
         profile::{ContentionProfile, ProfileFrame, ProfileSample},
         raw::{RawLockStats, RawStack},
     },
-    native::analysis::WINDOW_ONLY_STACK,
+    native::{
+        analysis::WINDOW_ONLY_STACK,
+        wait_profile::{ProfileEntry, WaitProfile},
+    },
 };
 
 /// A question to a live session.
@@ -147,6 +150,9 @@ impl Session {
                     live.next_id += 1;
                     let now = monotonic_ns();
                     self.analysis.start_profile(id);
+                    if let Some(go) = self.go.as_mut() {
+                        go.start_profile(id);
+                    }
                     live.open.push(OpenProfile {
                         id,
                         until_ns: now
@@ -191,6 +197,12 @@ impl Session {
         let Some(waits) = self.analysis.finish_profile(open.id) else {
             return;
         };
+        // A Go side replaced since the start (an exec) has no such profile: no Go waits.
+        let go_waits = self
+            .go
+            .as_mut()
+            .and_then(|go| go.finish_profile(open.id))
+            .unwrap_or_default();
         let mut comments = vec![BRIEF_WAITS_COMMENT.to_owned()];
         if waits.overflowed > 0 {
             comments.push(format!(
@@ -199,49 +211,27 @@ impl Session {
                 crate::native::wait_profile::MAX_PROFILE_ENTRIES
             ));
         }
-        if self.go.is_some() {
-            comments.push(
-                "Go programs: waits on sync.Mutex/RWMutex (goroutine parks) are not in this profile yet; futex waits of the runtime's threads are"
-                    .to_owned(),
-            );
+        if go_waits.overflowed > 0 {
+            comments.push(format!(
+                "{} goroutine waits left out: the window had {} distinct (Go lock, stack) pairs already",
+                go_waits.overflowed,
+                crate::go::lock_model::MAX_GO_PROFILE_ENTRIES
+            ));
         }
         let pid = self.config.pid;
         let comm = self.target.thread_name(pid).unwrap_or_default();
-        let waits: Vec<_> = waits
-            .spread_unsampled()
-            .into_iter()
-            .map(|(lock, stack, entry)| (lock, stack, entry, self.analysis.lock_kind(lock)))
-            .collect();
-        let mut samples = Vec::new();
+        let mut samples = self.native_samples(waits, (pid, &comm), &mut comments);
         let mut namer = self.namer();
-        for (lock, stack, entry, kind) in waits {
-            let frames = match stack {
-                Some(stack_id) => {
-                    let raw = RawStack::Native {
-                        stack_id: stack_id.filter(|&id| id != WINDOW_ONLY_STACK),
-                        window: entry.window,
-                        waiter: None,
-                    };
-                    namer.stack(&raw).frames
-                }
-                None => vec![ProfileFrame {
-                    function: "[stack not sampled]".to_owned(),
-                    file: None,
-                    line: None,
-                    object: None,
-                    address: 0,
-                }],
-            };
-            let lock_ref = namer.lock(lock);
+        for wait in go_waits.waits {
             samples.push(ProfileSample {
-                frames,
-                lock: lock_ref.label(),
-                lock_addr: lock,
-                lock_kind: kind.as_str(),
+                frames: namer.stack(&wait.stack).frames,
+                lock: namer.lock(wait.lock).label(),
+                lock_addr: wait.lock,
+                lock_kind: wait.kind.as_str(),
                 pid,
                 comm: comm.clone(),
-                contentions: entry.count,
-                delay_ns: entry.delay_ns,
+                contentions: wait.count,
+                delay_ns: wait.delay_ns,
             });
         }
         let profile = ContentionProfile {
@@ -251,6 +241,80 @@ impl Session {
             comments,
         };
         let _ = open.reply.send(profile);
+    }
+
+    /// The samples of a window's native lock waits in process `pid` named `comm`. In a Go
+    /// program, the futex words where the runtime's threads only sleep idle are no locks
+    /// (as in the metrics and the summary): left out, or they would swamp the goroutines'
+    /// waits, with a comment in `comments`; the runtime's own locks get the name their
+    /// frames give.
+    fn native_samples(
+        &mut self,
+        waits: WaitProfile,
+        (pid, comm): (u32, &str),
+        comments: &mut Vec<String>,
+    ) -> Vec<ProfileSample> {
+        let mut waits: Vec<_> = waits
+            .spread_unsampled()
+            .into_iter()
+            .map(|(lock, stack, entry)| (lock, stack, entry, self.analysis.lock_kind(lock)))
+            .collect();
+        let runtime = if self.go.is_some() {
+            let mut words: Vec<u64> = waits
+                .iter()
+                .filter(|w| w.3 == LockKind::Futex)
+                .map(|w| w.0)
+                .collect();
+            words.sort_unstable();
+            words.dedup();
+            self.go_runtime_futexes(&words)
+        } else {
+            GoRuntimeFutexes::default()
+        };
+        if !runtime.idle.is_empty() {
+            let left_out = leave_out_words(&mut waits, &runtime.idle);
+            comments.push(format!(
+                "{left_out} idle sleeps of the Go runtime's threads on {} futex word(s) are left out (not lock waits)",
+                runtime.idle.len()
+            ));
+        }
+        let mut namer = self.namer();
+        waits
+            .into_iter()
+            .map(|(lock, stack, entry, kind)| {
+                let frames = match stack {
+                    Some(stack_id) => {
+                        let raw = RawStack::Native {
+                            stack_id: stack_id.filter(|&id| id != WINDOW_ONLY_STACK),
+                            window: entry.window,
+                            waiter: None,
+                        };
+                        namer.stack(&raw).frames
+                    }
+                    None => vec![ProfileFrame {
+                        function: "[stack not sampled]".to_owned(),
+                        file: None,
+                        line: None,
+                        object: None,
+                        address: 0,
+                    }],
+                };
+                let mut lock_ref = namer.lock(lock);
+                if lock_ref.name.is_none() {
+                    lock_ref.name = runtime.names.get(&lock).cloned();
+                }
+                ProfileSample {
+                    frames,
+                    lock: lock_ref.label(),
+                    lock_addr: lock,
+                    lock_kind: kind.as_str(),
+                    pid,
+                    comm: comm.to_owned(),
+                    contentions: entry.count,
+                    delay_ns: entry.delay_ns,
+                }
+            })
+            .collect()
     }
 
     /// The target's locks now: the `top_locks` most waited on, named, and the rest
@@ -281,8 +345,15 @@ impl Session {
                 locks: folded.locks,
             });
         }
-        let idle = self.go_idle_futexes(&locks);
-        locks.retain(|l| !idle.contains(&l.addr));
+        if self.go.is_some() {
+            let words: Vec<u64> = locks
+                .iter()
+                .filter(|l| l.kind == LockKind::Futex && l.locks == 1)
+                .map(|l| l.addr)
+                .collect();
+            let idle = self.go_runtime_futexes(&words).idle;
+            locks.retain(|l| !idle.contains(&l.addr));
+        }
         if let Some(go) = &self.go {
             locks.extend(go.live_locks());
         }
@@ -324,19 +395,19 @@ impl Session {
         }
     }
 
-    /// In a Go program, the futex words where the runtime's threads only slept idle:
-    /// no locks (as the summary leaves them out).
-    fn go_idle_futexes(&mut self, locks: &[UnnamedLiveLock]) -> FxHashSet<u64> {
-        if self.go.is_none() {
-            return FxHashSet::default();
+    /// In a Go program, what the frames of the waits on the futex words `words` say of
+    /// them: where the runtime's threads only slept idle (no locks, as the summary leaves
+    /// them out), and the names of the runtime's own locks.
+    fn go_runtime_futexes(&mut self, words: &[u64]) -> GoRuntimeFutexes {
+        if self.go.is_none() || words.is_empty() {
+            return GoRuntimeFutexes::default();
         }
-        let raw: Vec<RawLockStats> = locks
+        let raw: Vec<RawLockStats> = words
             .iter()
-            .filter(|l| l.kind == LockKind::Futex && l.locks == 1)
-            .map(|l| RawLockStats {
-                addr: l.addr,
-                kind: l.kind,
-                contentions: l.contentions,
+            .map(|&addr| RawLockStats {
+                addr,
+                kind: LockKind::Futex,
+                contentions: 0,
                 max_waiters: 0,
                 wait_ns: crate::model::Quantiles::default(),
                 hold_ns: None,
@@ -361,12 +432,61 @@ impl Session {
             stacks: &self.probes,
             go: self.go.as_ref().map(GoTracker::names),
         };
-        assemble::go_runtime_futexes(&raw, &stacks_of, &mut namer).idle
+        assemble::go_runtime_futexes(&raw, &stacks_of, &mut namer)
     }
+}
+
+/// Leaves the waits on the futex words `words` out of a window's native `waits` (lock,
+/// stack, entry, kind); returns how many waits that was.
+fn leave_out_words<S>(
+    waits: &mut Vec<(u64, S, ProfileEntry, LockKind)>,
+    words: &FxHashSet<u64>,
+) -> u64 {
+    let mut left_out = 0;
+    waits.retain(|(lock, _, entry, _)| {
+        let leave = words.contains(lock);
+        if leave {
+            left_out += entry.count;
+        }
+        !leave
+    });
+    left_out
 }
 
 fn unix_now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::StackWindow;
+
+    fn entry(count: u64) -> ProfileEntry {
+        ProfileEntry {
+            count,
+            delay_ns: count * 10,
+            window: Box::new(StackWindow::EMPTY),
+        }
+    }
+
+    /// Guards the Go runtime's idle sleeps left out of a profile: every pair of the idle
+    /// words goes (other words stay, in order), and the comment counts their waits, not
+    /// their pairs.
+    #[test]
+    fn idle_words_leave_the_profile_with_their_waits_counted() {
+        let (idle, lock) = (0x10, 0x20);
+        let mut waits = vec![
+            (idle, 1, entry(3), LockKind::Futex),
+            (lock, 2, entry(1), LockKind::Futex),
+            (idle, 3, entry(4), LockKind::Futex),
+            (lock, 4, entry(2), LockKind::Mutex),
+        ];
+        let words: FxHashSet<u64> = [idle].into_iter().collect();
+        assert_eq!(leave_out_words(&mut waits, &words), 3 + 4);
+        let kept: Vec<(u64, i32)> = waits.iter().map(|w| (w.0, w.1)).collect();
+        assert_eq!(kept, vec![(lock, 2), (lock, 4)]);
+    }
 }

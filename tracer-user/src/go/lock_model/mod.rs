@@ -44,9 +44,12 @@
 //!   transitions: waits start and end, holds begin and end;
 //! - `cycles`: wait-for edges, the cycle search, [`GoCycle`] and the queue of new cycles;
 //! - `stuck`: the stuck-lock scan and its result, [`StuckCandidate`];
+//! - `profile`: the measured waits of a time window by lock and stack
+//!   ([`GoWaitProfile`]), for contention profiles;
 //! - `tests`: unit tests, one file per concern.
 mod cycles;
 mod event;
+mod profile;
 mod state;
 mod stuck;
 #[cfg(test)]
@@ -63,6 +66,7 @@ use tracer_common::GoOp;
 pub use self::{
     cycles::{GoCycle, GoCycleEntry, MAX_CYCLE_LEN, MAX_PENDING_CYCLES},
     event::{GoLockEvent, GoLockMode, ParkSide, RW_READER_COUNT_OFFSET},
+    profile::{GoProfileEntry, GoWaitProfile, GoWaitStack, MAX_GO_PROFILE_ENTRIES},
     state::{GoHold, GoLockKind, GoWait},
     stuck::StuckCandidate,
 };
@@ -111,6 +115,9 @@ pub struct GoLockModel {
     last_search_steps: usize,
     /// The default Go probes: waits (semaphore parks) and hand-overs only, no holds.
     waits_only: bool,
+    /// Contention profiles being collected, by the id their requester gave (see
+    /// `profile`); empty unless someone asked for one.
+    profiles: Vec<(u64, GoWaitProfile)>,
 }
 
 impl GoLockModel {
@@ -130,6 +137,7 @@ impl GoLockModel {
             counts: GoCounts::default(),
             last_search_steps: 0,
             waits_only: false,
+            profiles: Vec::new(),
         }
     }
 
@@ -269,6 +277,20 @@ impl GoLockModel {
                     .end_wait(now_ns.saturating_sub(wait.since_ns));
             }
         }
+    }
+
+    /// Starts collecting a contention profile under `id`: every measured wait that ends
+    /// from now on, until [`GoLockModel::finish_profile`]. Waits closed by
+    /// [`GoLockModel::finish`] (still open when tracing ended) did not end: not in it.
+    pub fn start_profile(&mut self, id: u64) {
+        self.profiles.push((id, GoWaitProfile::default()));
+    }
+
+    /// The waits collected under `id` since [`GoLockModel::start_profile`], which stops
+    /// collecting them; `None` if no such profile was started.
+    pub fn finish_profile(&mut self, id: u64) -> Option<GoWaitProfile> {
+        let at = self.profiles.iter().position(|(i, _)| *i == id)?;
+        Some(self.profiles.swap_remove(at).1)
     }
 
     /// Goroutines that hold or wait for something now.

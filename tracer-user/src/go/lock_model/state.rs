@@ -12,7 +12,7 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use serde::Serialize;
 use smallvec::SmallVec;
 
-use super::{GoLockEvent, GoLockMode, GoLockModel};
+use super::{GoLockEvent, GoLockMode, GoLockModel, GoWaitStack};
 use crate::lockstats::{LockSlot, LockTable};
 
 /// Marks the key of a goroutine whose id could not be read (`goid` 0): it is then known
@@ -302,6 +302,11 @@ impl GoLockModel {
                 None => stats.end_wait_unmeasured(),
             }
         }
+        if let Some(end) = end_ns
+            && !self.profiles.is_empty()
+        {
+            self.profile_wait(&wait, end.saturating_sub(wait.since_ns));
+        }
         if let Some(lock) = self.locks.get_mut(&wait.lock) {
             lock.waiting.remove(&(wait.since_ns, key));
             match wait.mode {
@@ -315,6 +320,25 @@ impl GoLockModel {
         }
         self.refresh_blocked(key);
         self.drop_lock_if_idle(wait.lock);
+    }
+
+    /// Adds a wait that ended after `ns` to the profiles being collected (before its
+    /// lock's state may go, which keeps the kind).
+    fn profile_wait(&mut self, wait: &GoWait, ns: u64) {
+        let kind = kind_of(
+            self.locks.get(&wait.lock),
+            &self.stats,
+            &self.kinds,
+            wait.lock,
+        );
+        let stack = GoWaitStack {
+            pc: wait.pc,
+            caller: wait.caller,
+            stack_id: wait.stack_id,
+        };
+        for (_, profile) in &mut self.profiles {
+            profile.record(wait.lock, kind, stack, ns);
+        }
     }
 
     pub(super) fn acquire_write(&mut self, key: u64, addr: u64, hold: GoHold) {

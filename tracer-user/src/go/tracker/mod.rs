@@ -38,8 +38,8 @@ use crate::{
             is_sema_wrapper,
         },
         lock_model::{
-            GoCounts, GoCycle, GoHold, GoLockEvent, GoLockKind, GoLockMode, GoLockModel, ParkSide,
-            RW_READER_COUNT_OFFSET, StuckCandidate,
+            GoCounts, GoCycle, GoHold, GoLockEvent, GoLockKind, GoLockMode, GoLockModel,
+            GoProfileEntry, ParkSide, RW_READER_COUNT_OFFSET, StuckCandidate,
         },
         probe::{
             GoDwarfNames, GoLockOwners, GoProbeError, GoRuntimeOffsets, GoSitePlan, go_lock_names,
@@ -823,6 +823,43 @@ impl GoTracker {
         out
     }
 
+    /// Starts collecting a contention profile under `id`: the goroutine lock waits that
+    /// end from now on, until [`GoTracker::finish_profile`].
+    pub fn start_profile(&mut self, id: u64) {
+        self.model.start_profile(id);
+    }
+
+    /// The goroutine lock waits collected under `id` since [`GoTracker::start_profile`],
+    /// which stops collecting them, by lock and waiting stack; `None` if no such profile
+    /// was started.
+    pub fn finish_profile(&mut self, id: u64) -> Option<GoProfile> {
+        let profile = self.model.finish_profile(id)?;
+        let overflowed = profile.overflowed;
+        let waits = profile
+            .into_entries()
+            .into_iter()
+            .map(|e: GoProfileEntry| {
+                // The lock may have shown itself an `RWMutex` after the pair's waits.
+                let kind = match (e.kind, self.model.lock_kind(e.lock)) {
+                    (GoLockKind::Mutex, GoLockKind::Mutex) => GoLockKind::Mutex,
+                    _ => GoLockKind::RwMutex,
+                };
+                GoProfileWait {
+                    lock: e.lock,
+                    kind: go_lock_kind(kind),
+                    stack: RawStack::Go {
+                        pc: e.stack.pc,
+                        caller: e.stack.caller,
+                        stack_id: e.stack.stack_id,
+                    },
+                    count: e.count,
+                    delay_ns: e.delay_ns,
+                }
+            })
+            .collect();
+        Some(GoProfile { waits, overflowed })
+    }
+
     /// Whether the lock at `addr` has waiters and no release for the stuck threshold
     /// now (a lock reported stuck that is still stuck).
     #[must_use]
@@ -849,6 +886,29 @@ impl GoTracker {
             })
             .collect()
     }
+}
+
+/// The goroutine lock waits of a contention profile's window.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GoProfile {
+    /// By (lock, waiting stack), in no particular order.
+    pub waits: Vec<GoProfileWait>,
+    /// Waits left out: the window had `go::lock_model::MAX_GO_PROFILE_ENTRIES` pairs.
+    pub overflowed: u64,
+}
+
+/// The waits on one Go lock from one stack in a profile's window.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GoProfileWait {
+    pub lock: u64,
+    /// `GoMutex` or `GoRwMutex`.
+    pub kind: LockKind,
+    /// Where the waits began (a [`RawStack::Go`]).
+    pub stack: RawStack,
+    /// Waits.
+    pub count: u64,
+    /// Their total time, in nanoseconds.
+    pub delay_ns: u64,
 }
 
 /// The report's kind of a Go lock.

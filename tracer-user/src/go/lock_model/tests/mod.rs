@@ -4,6 +4,7 @@
 mod cycles;
 mod event;
 mod parks;
+mod profile;
 mod state;
 mod stuck;
 
