@@ -14,7 +14,9 @@
 //!   (as in (f)), scraped every 15 s; the serve's CPU time (every thread's
 //!   `/proc/PID/task/*/schedstat`) over each 15 s interval, one scrape in each.
 //! - Memory: the serve's `VmRSS` and `VmHWM` (`/proc/PID/status`) at the end of each of
-//!   its throughput windows and of the quiet run.
+//!   its throughput windows, again after it answered one contention profile (which names
+//!   the waiters' frames, file and line included), at the end of the quiet run, and once
+//!   the quiet target has exited.
 use std::{
     collections::BTreeMap,
     fmt::Write as _,
@@ -54,6 +56,8 @@ const MEMORY_GOAL_MB: f64 = 64.0;
 const STOP_LIMIT: Duration = Duration::from_secs(30);
 /// How long a scrape may take before it counts as failed.
 const SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The window of the contention profile asked after each serve window, seconds.
+const PROFILE_SECONDS: u64 = 1;
 
 /// The workloads, as in (b) and (e).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -179,11 +183,11 @@ fn http_get(port: u16, path: &str) -> anyhow::Result<(u16, Vec<u8>)> {
     Ok((status, raw[split + 4..].to_vec()))
 }
 
-/// The value of the first series `name{…}` in an exposition whose labels include every
-/// `pairs` entry.
+/// The value of the first series `name{…}` (or `name`) in an exposition whose labels
+/// include every `pairs` entry.
 fn metric(text: &str, name: &str, pairs: &[(&str, &str)]) -> Option<f64> {
     text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
         .find(|l| {
             pairs
                 .iter()
@@ -255,6 +259,9 @@ struct ServeWindow {
     scrapes: Scrapes,
     rss_kb: u64,
     hwm_kb: u64,
+    /// The same once the serve answered a contention profile after the window.
+    profiled_rss_kb: u64,
+    profiled_hwm_kb: u64,
     /// From the target's NDJSON summary, written on SIGTERM.
     dropped: Option<u64>,
 }
@@ -283,7 +290,7 @@ fn window(
         }
         Watch::Serve => {
             let (proc, port) = start_serve(tools, pid, load.min_hooks())?;
-            serve = Some((proc, Scraper::start(port, SCRAPE_EVERY)));
+            serve = Some((proc, port, Scraper::start(port, SCRAPE_EVERY)));
         }
     }
     let start = workload.mark()?;
@@ -299,11 +306,24 @@ fn window(
             bail!("{} failed ({status}): {}", watch.label(), err.trim());
         }
     }
-    let Some((mut proc, running)) = serve else {
+    let Some((mut proc, port, running)) = serve else {
         return Ok((rate, None));
     };
     let scrapes = running.finish();
     let (rss_kb, hwm_kb) = (
+        status_kb(proc.pid(), "VmRSS")?,
+        status_kb(proc.pid(), "VmHWM")?,
+    );
+    // Outside the window: what answering a profile (naming every sampled frame) costs.
+    let (status, _) = http_get(
+        port,
+        &format!("/debug/pprof/contention?seconds={PROFILE_SECONDS}"),
+    )
+    .context("fetching a contention profile")?;
+    if status != 200 {
+        bail!("tracer serve: the contention profile failed (HTTP {status})");
+    }
+    let (profiled_rss_kb, profiled_hwm_kb) = (
         status_kb(proc.pid(), "VmRSS")?,
         status_kb(proc.pid(), "VmHWM")?,
     );
@@ -317,6 +337,8 @@ fn window(
             scrapes,
             rss_kb,
             hwm_kb,
+            profiled_rss_kb,
+            profiled_hwm_kb,
             dropped,
         }),
     ))
@@ -396,6 +418,8 @@ struct Quiet {
     rss_start_kb: u64,
     rss_end_kb: u64,
     hwm_kb: u64,
+    /// Once the target exited and its session ended.
+    rss_after_exit_kb: u64,
     served: Duration,
     scrapes_failed: Vec<String>,
 }
@@ -430,13 +454,28 @@ fn quiet_run(tools: &Tools, intervals: usize) -> anyhow::Result<Quiet> {
     let rss_end_kb = status_kb(serve.pid(), "VmRSS")?;
     let hwm_kb = status_kb(serve.pid(), "VmHWM")?;
     let served = began.elapsed();
-    stop_serve(&mut serve)?;
+    // The target goes away; the serve stays, as for a service that stopped.
     target.stop(libc::SIGKILL, Duration::from_secs(5))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok((200, body)) = http_get(port, "/metrics")
+            && metric(&String::from_utf8_lossy(&body), "tracer_targets", &[]) == Some(0.0)
+        {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("tracer serve: still tracing 10 s after its target was killed");
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    let rss_after_exit_kb = status_kb(serve.pid(), "VmRSS")?;
+    stop_serve(&mut serve)?;
     Ok(Quiet {
         ms_per_s,
         rss_start_kb,
         rss_end_kb,
         hwm_kb,
+        rss_after_exit_kb,
         served,
         scrapes_failed,
     })
@@ -601,16 +640,27 @@ pub(super) fn section(tools: &Tools, opts: &Options) -> anyhow::Result<String> {
     let mut memory_rows: Vec<(String, Vec<f64>)> = Vec::new();
     for load in Load::ALL {
         let windows = rounds.serve.iter().filter(|(l, _)| *l == load);
-        let (rss, hwm): (Vec<f64>, Vec<f64>) =
-            windows.map(|(_, w)| (mb(w.rss_kb), mb(w.hwm_kb))).unzip();
-        memory_rows.push((
-            format!("VmRSS at the end of a serve window, {}", load.label()),
-            rss,
-        ));
-        memory_rows.push((
-            format!("VmHWM at the end of a serve window, {}", load.label()),
-            hwm,
-        ));
+        let pick = |f: fn(&ServeWindow) -> u64| -> Vec<f64> {
+            windows.clone().map(|(_, w)| mb(f(w))).collect()
+        };
+        memory_rows.extend([
+            (
+                format!("VmRSS at the end of a serve window, {}", load.label()),
+                pick(|w| w.rss_kb),
+            ),
+            (
+                format!("VmHWM at the end of a serve window, {}", load.label()),
+                pick(|w| w.hwm_kb),
+            ),
+            (
+                format!("VmRSS after one contention profile, {}", load.label()),
+                pick(|w| w.profiled_rss_kb),
+            ),
+            (
+                format!("VmHWM after one contention profile, {}", load.label()),
+                pick(|w| w.profiled_hwm_kb),
+            ),
+        ]);
     }
     match &quiet {
         Ok(q) => {
@@ -638,7 +688,8 @@ pub(super) fn section(tools: &Tools, opts: &Options) -> anyhow::Result<String> {
         s,
         "Memory: the serve's `VmRSS` (resident now) and `VmHWM` (its high-water mark since it started, the \
          attach included) from `/proc/PID/status`, read at the end of each serve window above (after {} s of \
-         tracing and scraping) and of the quiet run; MB of 10^6 bytes.\n",
+         tracing and scraping), again once it answered `/debug/pprof/contention?seconds={PROFILE_SECONDS}` \
+         (outside the window), and at the end of the quiet run; MB of 10^6 bytes.\n",
         opts.seconds
     );
     let rows: Vec<(&str, &[f64])> = memory_rows
@@ -649,10 +700,12 @@ pub(super) fn section(tools: &Tools, opts: &Options) -> anyhow::Result<String> {
     if let Ok(q) = &quiet {
         let _ = writeln!(
             s,
-            "- quiet target: VmRSS {:.1} MB once attached, {:.1} MB after {} s\n",
+            "- quiet target: VmRSS {:.1} MB once attached, {:.1} MB after {} s; {:.1} MB once the target \
+             exited and its session ended (the serve still running)\n",
             mb(q.rss_start_kb),
             mb(q.rss_end_kb),
-            q.served.as_secs()
+            q.served.as_secs(),
+            mb(q.rss_after_exit_kb)
         );
     }
     Ok(s)
