@@ -308,7 +308,8 @@ fn serve_stays_flat_over_minutes_of_churning_targets() {
     let end_kb = median_kb(&soak, SOAK);
     let peak_kb = status_kb(tracer.pid(), "VmHWM");
     eprintln!(
-        "{} targets ({warm_targets} in the warm-up), {} scrapes; RSS with no target: {idle_kb_at_start} KiB \
+        "{} targets ({warm_targets} in the warm-up), {} scrapes, {idle_fds} descriptors at rest; RSS with \
+         no target: {idle_kb_at_start} KiB \
          at start, {idle_kb_warm} KiB after the warm-up, {idle_kb_end} KiB at the end; median RSS over \
          the last {RSS_WINDOW:?} of each phase: {warm_kb} KiB, {end_kb} KiB; peak {peak_kb} KiB",
         churn.started.len(),
