@@ -14,6 +14,8 @@
 //! - (g) the tracer's peak memory attached to large Go binaries (see `bench/memory.rs`).
 //! - (h) the tracer's memory per tracked lock and with 100 000 distinct contended locks
 //!   (see `bench/many_locks.rs`).
+//! - (i) `tracer serve`: throughput under the serve while it is scraped, its CPU with a
+//!   quiet target, its resident memory (see `bench/serve.rs`).
 //!
 //! Overhead windows are interleaved round-robin (every configuration once per round, on
 //! one workload process per round, the starting configuration rotating), so drift in the
@@ -41,6 +43,7 @@ mod idle;
 mod many_locks;
 mod memory;
 mod overhead;
+mod serve;
 
 /// Lock-heavy workload shape: more threads than the 2 cores of the reference machine, a
 /// ~1 µs critical section and a shorter stretch outside it, so the lock is demanded more
@@ -71,6 +74,7 @@ enum Part {
     Idle,
     Memory,
     ManyLocks,
+    Serve,
 }
 
 struct Options {
@@ -135,7 +139,8 @@ fn parse_options(args: &[String]) -> anyhow::Result<Options> {
                             "f" => Part::Idle,
                             "g" => Part::Memory,
                             "h" => Part::ManyLocks,
-                            other => bail!("--only takes a, b, c, d, e, f, g or h, not {other:?}"),
+                            "i" => Part::Serve,
+                            other => bail!("--only takes a to i, not {other:?}"),
                         })
                     })
                     .collect::<anyhow::Result<Vec<_>>>()?;
@@ -144,15 +149,17 @@ fn parse_options(args: &[String]) -> anyhow::Result<Options> {
             "--no-build" => opts.no_build = true,
             "-h" | "--help" => {
                 println!(
-                    "cargo xtask bench [--rounds N (9)] [--seconds S (3)] [--only a|b|c|d|e|f|g|h[,...]] [--no-build]\n\
+                    "cargo xtask bench [--rounds N (9)] [--seconds S (3)] [--only a|b|c|d|e|f|g|h|i[,...]] [--no-build]\n\
                      a: userspace pipeline events/s; b: overhead of tracer attach (default, --holds);\n\
                      c: floors (empty programs, empty uprobes, bpftrace); d: deadlock report latency;\n\
                      e: Go targets (overhead on a sync.Mutex workload, first report and snapshot cost with\n\
                      parked goroutines, attach time on a large Go binary);\n\
                      f: the tracer's own CPU while attached to a quiet target;\n\
                      g: the tracer's peak memory attached to large Go binaries (prometheus, kubectl, cmd/compile);\n\
-                     h: the tracer's memory per tracked lock and with 100 000 distinct contended locks.\n\
-                     Needs root (b to h). Writes bench-results/latest.md."
+                     h: the tracer's memory per tracked lock and with 100 000 distinct contended locks;\n\
+                     i: tracer serve: throughput while scraped every second (C and Go workloads), CPU with a\n\
+                     quiet target scraped every 15 s, resident memory.\n\
+                     Needs root (b to i). Writes bench-results/latest.md."
                 );
                 return Ok(Options {
                     only: None,
@@ -184,7 +191,8 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     let idle = opts.wants(Part::Idle);
     let memory = opts.wants(Part::Memory);
     let many_locks = opts.wants(Part::ManyLocks);
-    if overhead || latency || go || idle || memory || many_locks {
+    let serve = opts.wants(Part::Serve);
+    if overhead || latency || go || idle || memory || many_locks || serve {
         let tools = Tools::build(&root, opts.no_build)?;
         if overhead {
             report.push_str(&overhead::section(&tools, &opts)?);
@@ -204,6 +212,9 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         }
         if many_locks {
             report.push_str(&many_locks::section(&tools, &opts)?);
+        }
+        if serve {
+            report.push_str(&serve::section(&tools, &opts)?);
         }
     }
 
@@ -455,7 +466,7 @@ impl Tools {
     fn build(root: &Path, no_build: bool) -> anyhow::Result<Self> {
         // SAFETY: geteuid has no preconditions and cannot fail.
         if unsafe { libc::geteuid() } != 0 {
-            bail!("bench parts b to h attach eBPF programs: run as root (or use --only a)");
+            bail!("bench parts b to i attach eBPF programs: run as root (or use --only a)");
         }
         let tracer = root.join("target/release/tracer");
         if no_build {
@@ -1032,5 +1043,7 @@ mod tests {
         assert_eq!(memory.only, Some(vec![Part::Memory]));
         let many = parse_options(&["--only".to_owned(), "h".to_owned()]).expect("h");
         assert_eq!(many.only, Some(vec![Part::ManyLocks]));
+        let serve = parse_options(&["--only".to_owned(), "i".to_owned()]).expect("i");
+        assert_eq!(serve.only, Some(vec![Part::Serve]));
     }
 }

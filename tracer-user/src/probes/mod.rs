@@ -494,8 +494,8 @@ fn load_with_futex_hooks(
 }
 
 /// Returns the heap's free memory to the system (glibc keeps what was freed inside its
-/// heap for reuse, resident).
-fn release_freed_heap() {
+/// heap for reuse, resident). `tracer serve` calls it when a session ends.
+pub fn release_freed_heap() {
     #[cfg(target_env = "gnu")]
     // SAFETY: `malloc_trim` only walks and shrinks the allocator's own free lists.
     unsafe {

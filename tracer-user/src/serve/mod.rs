@@ -272,6 +272,10 @@ fn start_session(
         let mut out = io::stdout();
         let mut sink = JsonSink::for_target(&mut out, pid, comm.clone());
         let result = session::run_served(session_config, &mut sink, link).await;
+        // The session's memory (its report's DWARF, the kernel BTF parsed at attach) is
+        // free now, but glibc would keep it resident for reuse: tens of MB held for good
+        // by a sidecar whose target has gone.
+        crate::probes::release_freed_heap();
         let mut shared = state.borrow_mut();
         let now = shared.started.elapsed();
         match result {

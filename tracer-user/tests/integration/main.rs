@@ -38,6 +38,8 @@
 //! - [`memory`]: the tracer's memory stays bounded with 100 000 distinct contended locks.
 //! - [`serve`]: `tracer serve` scraped by a real Prometheus, read by `go tool pprof`,
 //!   following a restarted service (`--exe`) and a cgroup; its start-up errors.
+//! - [`serve_soak`]: `tracer serve` over minutes of targets that start and exit: no
+//!   memory, descriptor, program or series left behind, no target lost.
 //! - [`symbols`]: names and stacks when the program changes (`exec`) or has no path
 //!   (memfd), and frames that must not be there.
 //! - [`capabilities`]: the capabilities `deploy/capabilities.txt` lists (and the
@@ -89,6 +91,8 @@ mod pidns;
 mod pprof_export;
 #[cfg(feature = "root-tests")]
 mod serve;
+#[cfg(feature = "root-tests")]
+mod serve_soak;
 #[cfg(feature = "root-tests")]
 mod symbols;
 #[cfg(feature = "root-tests")]

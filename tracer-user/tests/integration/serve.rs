@@ -25,7 +25,7 @@ use crate::{
 };
 
 /// A free loopback port (bound then released: the tracer binds it right after).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -33,7 +33,7 @@ fn free_port() -> u16 {
 }
 
 /// `GET path` on `127.0.0.1:port`: (status code, body bytes).
-fn http_get(port: u16, path: &str) -> Option<(u16, Vec<u8>)> {
+pub(crate) fn http_get(port: u16, path: &str) -> Option<(u16, Vec<u8>)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
@@ -73,7 +73,11 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
 }
 
 /// Waits up to `timeout` for `/metrics` to satisfy `pred`; returns the last text seen.
-fn wait_for_metrics(port: u16, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
+pub(crate) fn wait_for_metrics(
+    port: u16,
+    timeout: Duration,
+    pred: impl Fn(&str) -> bool,
+) -> String {
     let deadline = Instant::now() + timeout;
     let mut last = String::new();
     while Instant::now() < deadline {
@@ -89,7 +93,7 @@ fn wait_for_metrics(port: u16, timeout: Duration, pred: impl Fn(&str) -> bool) -
 }
 
 /// The value of the series `name{labels…}` whose labels include every `pairs` entry.
-fn sample(text: &str, name: &str, pairs: &[(&str, &str)]) -> Option<f64> {
+pub(crate) fn sample(text: &str, name: &str, pairs: &[(&str, &str)]) -> Option<f64> {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
@@ -102,7 +106,7 @@ fn sample(text: &str, name: &str, pairs: &[(&str, &str)]) -> Option<f64> {
 }
 
 /// Starts `tracer serve ARGS… --listen 127.0.0.1:PORT` and waits for its endpoint.
-fn start_serve(port: u16, args: &[&str]) -> Tracer {
+pub(crate) fn start_serve(port: u16, args: &[&str]) -> Tracer {
     let listen = format!("127.0.0.1:{port}");
     let mut all: Vec<&str> = vec!["serve"];
     all.extend_from_slice(args);

@@ -39,7 +39,7 @@ const GOROUTINES: u32 = 4;
 /// 100% of the time (the C workload's shape, lock-bound, the worst case), `20` about a
 /// fifth of it (service-like: each goroutine takes a contended mutex about every 20 µs of
 /// work).
-const OUTSIDE_US: [f64; 2] = [0.5, 20.0];
+pub(super) const OUTSIDE_US: [f64; 2] = [0.5, 20.0];
 /// Goals of the default mode, share of the untraced throughput, per shape of
 /// [`OUTSIDE_US`] (issue 15).
 const DEFAULT_GOALS: [f64; 2] = [0.7, 0.95];
@@ -102,7 +102,7 @@ pub(super) fn go_build(
 }
 
 /// Builds the Go workload.
-fn build_workload(root: &Path) -> anyhow::Result<PathBuf> {
+pub(super) fn build_workload(root: &Path) -> anyhow::Result<PathBuf> {
     go_build(
         root,
         &root.join("xtask/bench/go_lockbench"),
@@ -158,7 +158,7 @@ impl Watch {
 }
 
 /// Starts `go_lockbench` in one workload shape.
-fn start_workload(workload: &Path, outside_us: f64) -> anyhow::Result<Workload> {
+pub(super) fn start_workload(workload: &Path, outside_us: f64) -> anyhow::Result<Workload> {
     Workload::spawn(
         "go_lockbench",
         Command::new(workload).args([

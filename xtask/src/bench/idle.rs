@@ -25,7 +25,7 @@ const WINDOW: Duration = Duration::from_secs(5);
 
 /// CPU time of every thread of process `pid`, in ns (threads that exited meanwhile are
 /// not counted: the tracer's threads live as long as it does).
-fn cpu_ns(pid: u32) -> anyhow::Result<u64> {
+pub(super) fn cpu_ns(pid: u32) -> anyhow::Result<u64> {
     let dir = format!("/proc/{pid}/task");
     let mut total = 0;
     for task in fs::read_dir(&dir).with_context(|| format!("reading {dir}"))? {

@@ -167,7 +167,7 @@ pub(super) struct Mark {
 }
 
 impl Workload {
-    fn start(tools: &Tools) -> anyhow::Result<Self> {
+    pub(super) fn start(tools: &Tools) -> anyhow::Result<Self> {
         Self::spawn(
             "lockbench",
             Command::new(&tools.lockbench).args([
