@@ -450,6 +450,19 @@ fn record(summary: &mut AttachSummary, function: &'static str, attached: bool) {
     }
 }
 
+/// Size of the ring buffer of the sessions loaded from now on, in bytes (a power of two
+/// of pages); the object's own (16 MiB) until [`set_events_ring_bytes`] says otherwise.
+static EVENTS_RING_BYTES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Makes the sessions loaded from now on use a ring buffer of `bytes` (rounded up to a
+/// power of two of pages by the caller's choice of value). For `tracer serve`, which
+/// runs one session per target: a session's resident memory is mostly its ring buffer's
+/// pages (mapped twice for the wrap-around, and touched as they are read), and a reader
+/// that drains every 10 ms needs far less than the 16 MiB one `attach` keeps as slack.
+pub fn set_events_ring_bytes(bytes: u32) {
+    EVENTS_RING_BYTES.store(bytes, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Loads the programs for `pid` and attaches the futex hooks of `hooks`, the two that
 /// need the kernel's BTF.
 fn load_with_futex_hooks(
@@ -462,7 +475,12 @@ fn load_with_futex_hooks(
     // In a container's PID namespace (a sidecar), `pid` is that namespace's: the programs
     // filter with its ids.
     let (pidns_dev, pidns_ino) = crate::target::discovery::own_pid_namespace().unwrap_or((0, 0));
-    let mut ebpf = EbpfLoader::new()
+    let mut loader = EbpfLoader::new();
+    let ring_bytes = EVENTS_RING_BYTES.load(std::sync::atomic::Ordering::Relaxed);
+    if ring_bytes != 0 {
+        loader.map_max_entries(MAP_EVENTS, ring_bytes);
+    }
+    let mut ebpf = loader
         .btf(Some(&btf))
         .override_global(GLOBAL_TARGET_TGID, &pid, true)
         .override_global(GLOBAL_TARGET_PIDNS_DEV, &pidns_dev, true)
