@@ -12,6 +12,7 @@
 
 mod dwarf;
 mod elf;
+mod function_offsets;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -22,6 +23,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub use self::function_offsets::function_file_offsets;
 use self::elf::ElfObject;
 use crate::{
     model::LockRef,
