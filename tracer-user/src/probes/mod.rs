@@ -1,10 +1,11 @@
 //! The only module that talks to aya: loads the eBPF object built by `build.rs`, attaches
-//! the futex hooks (`sched_switch`, `sys_exit`) and the C library's lock uprobes (`--holds`, musl), drains the ring buffer and
-//! reads counters, stacks and the kernel's totals of waits that never slept.
+//! the futex hooks (`sched_switch`, `sys_exit`) and the C library's lock uprobes
+//! (`--holds`, musl programs), drains the ring buffer and reads counters, stacks and the
+//! kernel's totals of waits that never slept.
 //!
 //! Every attachment is a file-descriptor-based link (BTF raw tracepoints, `uprobe_multi`
-//! links, perf-event uprobes), so the kernel detaches them when the process exits by any path, SIGKILL
-//! included; dropping [`Probes`] detaches them earlier.
+//! links, perf-event uprobes), so the kernel detaches them when the process exits by any
+//! path, SIGKILL included; dropping [`Probes`] detaches them earlier.
 //!
 //! With `bpf_log` the programs' `aya-log` diagnostics are turned on (the `DIAGNOSTICS`
 //! global) and printed on stderr as they are drained (`bpf_log`); without it the verifier
@@ -245,7 +246,8 @@ impl Probes {
         if let Some(programs) = uprobe_progs {
             match libc {
                 Some(libc) => {
-                    lock_multi = attach_lock_functions(&mut ebpf, programs, libc, pid, &mut summary)?;
+                    lock_multi =
+                        attach_lock_functions(&mut ebpf, programs, libc, pid, &mut summary)?;
                 }
                 None => {
                     summary.missing_lock_functions = LOCK_FUNCTIONS
@@ -462,9 +464,10 @@ fn attach_lock_functions(
         .map(|&(f, _)| f)
         .collect();
     // An unreadable library defines nothing: every function is then listed as missing.
-    let offsets = crate::target::FileBytes::open(libc)
-        .map(|bytes| crate::symbols::function_file_offsets(&bytes, &names))
-        .unwrap_or_else(|_| vec![None; names.len()]);
+    let offsets = crate::target::FileBytes::open(libc).map_or_else(
+        |_| vec![None; names.len()],
+        |bytes| crate::symbols::function_file_offsets(&bytes, &names),
+    );
     let (lock_offsets, unlock_offsets) = offsets.split_at(LOCK_FUNCTIONS.len());
     let sites = |functions: &[(&str, LockOp)], offsets: &[Option<u64>]| -> Vec<(u64, u64)> {
         functions

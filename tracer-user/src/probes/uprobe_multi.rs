@@ -54,7 +54,7 @@ pub(super) enum MultiError {
     },
     #[error("BPF_LINK_CREATE (uprobe_multi) failed")]
     Link(#[source] std::io::Error),
-    #[error("the executable path contains a NUL byte")]
+    #[error("the probed file's path contains a NUL byte")]
     Path,
 }
 

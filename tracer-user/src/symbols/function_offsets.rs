@@ -54,10 +54,8 @@ fn dynamic_symbol<'data, 'file>(
         if symbol.name() != Ok(name) || symbol.section_index().is_none() {
             continue;
         }
-        let hidden = versions.is_some_and(|v| {
-            v.version_index(file.endian(), symbol.index())
-                .is_hidden()
-        });
+        let hidden =
+            versions.is_some_and(|v| v.version_index(file.endian(), symbol.index()).is_hidden());
         if !hidden {
             return Some(symbol);
         }
@@ -146,7 +144,8 @@ mod tests {
     #[test]
     fn an_undefined_name_is_none() {
         let (_, bytes) = own_libc();
-        let offsets = function_file_offsets(&bytes, &["no_such_function_here", "pthread_mutex_lock"]);
+        let offsets =
+            function_file_offsets(&bytes, &["no_such_function_here", "pthread_mutex_lock"]);
         assert_eq!(offsets[0], None);
         assert!(offsets[1].is_some());
         assert_eq!(

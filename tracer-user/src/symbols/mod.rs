@@ -23,8 +23,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-pub use self::function_offsets::function_file_offsets;
 use self::elf::ElfObject;
+pub use self::function_offsets::function_file_offsets;
 use crate::{
     model::LockRef,
     target::{FileBytes, MapEntry, ProcError, TargetProcess, mapped_file},
