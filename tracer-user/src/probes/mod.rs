@@ -1,10 +1,11 @@
 //! The only module that talks to aya: loads the eBPF object built by `build.rs`, attaches
-//! the futex hooks (`sched_switch`, `sys_exit`) and (with `--holds`) the glibc lock uprobes, drains the ring buffer and
-//! reads counters, stacks and the kernel's totals of waits that never slept.
+//! the futex hooks (`sched_switch`, `sys_exit`) and the C library's lock uprobes
+//! (`--holds`, musl programs), drains the ring buffer and reads counters, stacks and the
+//! kernel's totals of waits that never slept.
 //!
-//! Every attachment is a file-descriptor-based link (BTF raw tracepoints, perf-event
-//! uprobes), so the kernel detaches them when the process exits by any path, SIGKILL
-//! included; dropping [`Probes`] detaches them earlier.
+//! Every attachment is a file-descriptor-based link (BTF raw tracepoints, `uprobe_multi`
+//! links, perf-event uprobes), so the kernel detaches them when the process exits by any
+//! path, SIGKILL included; dropping [`Probes`] detaches them earlier.
 //!
 //! With `bpf_log` the programs' `aya-log` diagnostics are turned on (the `DIAGNOSTICS`
 //! global) and printed on stderr as they are drained (`bpf_log`); without it the verifier
@@ -172,6 +173,9 @@ pub struct AttachSummary {
     /// Why the Go sites are perf-event uprobes (slow to detach) rather than one
     /// `uprobe_multi` link, if they are.
     pub go_multi_unavailable: Option<String>,
+    /// Why the lock uprobes are perf-event uprobes (which need `CAP_SYS_ADMIN` on Linux
+    /// 6.16+) rather than `uprobe_multi` links, if they are.
+    pub lock_multi_unavailable: Option<String>,
 }
 
 /// Per-CPU counters summed over CPUs.
@@ -201,6 +205,8 @@ pub struct Probes {
     pending_locks: Option<aya::maps::HashMap<MapData, u32, PendingLock>>,
     /// The programs' diagnostics, when asked for (`bpf_log`).
     bpf_log: Option<bpf_log::Logger>,
+    /// The lock uprobes when attached through `uprobe_multi` links.
+    _lock_multi: Option<uprobe_multi::MultiLink>,
     /// The Go sites when attached through one `uprobe_multi` link.
     _go_multi: Option<uprobe_multi::MultiLink>,
     _ebpf: Ebpf,
@@ -236,23 +242,12 @@ impl Probes {
             }
             Hooks::Trace { holds: false } | Hooks::Floor { uprobes: false } => None,
         };
-        if let Some((entry, ret, unlock)) = uprobe_progs {
+        let mut lock_multi = None;
+        if let Some(programs) = uprobe_progs {
             match libc {
                 Some(libc) => {
-                    let scope =
-                        UProbeScope::OneProcess(NonZeroU32::new(pid).unwrap_or(NonZeroU32::MIN));
-                    for prog in [entry, ret, unlock] {
-                        load_uprobe(&mut ebpf, prog)?;
-                    }
-                    for (function, op) in LOCK_FUNCTIONS {
-                        let attached = attach_uprobe(&mut ebpf, entry, function, op, libc, scope)?
-                            && attach_uprobe(&mut ebpf, ret, function, op, libc, scope)?;
-                        record(&mut summary, function, attached);
-                    }
-                    for (function, op) in UNLOCK_FUNCTIONS {
-                        let attached = attach_uprobe(&mut ebpf, unlock, function, op, libc, scope)?;
-                        record(&mut summary, function, attached);
-                    }
+                    lock_multi =
+                        attach_lock_functions(&mut ebpf, programs, libc, pid, &mut summary)?;
                 }
                 None => {
                     summary.missing_lock_functions = LOCK_FUNCTIONS
@@ -314,6 +309,7 @@ impl Probes {
             reader_polls_now: false,
             pending_locks,
             bpf_log,
+            _lock_multi: lock_multi,
             _go_multi: go_multi,
             _ebpf: ebpf,
             summary,
@@ -454,13 +450,94 @@ fn record(summary: &mut AttachSummary, function: &'static str, attached: bool) {
 /// of pages); the object's own (16 MiB) until [`set_events_ring_bytes`] says otherwise.
 static EVENTS_RING_BYTES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
-/// Makes the sessions loaded from now on use a ring buffer of `bytes` (rounded up to a
-/// power of two of pages by the caller's choice of value). For `tracer serve`, which
+/// Makes the sessions loaded from now on use a ring buffer of `bytes` (a power of two,
+/// at least a page, as the kernel requires). For `tracer serve`, which
 /// runs one session per target: a session's resident memory is mostly its ring buffer's
 /// pages (mapped twice for the wrap-around, and touched as they are read), and a reader
 /// that drains every 10 ms needs far less than the 16 MiB one `attach` keeps as slack.
 pub fn set_events_ring_bytes(bytes: u32) {
     EVENTS_RING_BYTES.store(bytes, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The lock uprobes: `entry` and `ret` on each of [`LOCK_FUNCTIONS`], `unlock` on each
+/// of [`UNLOCK_FUNCTIONS`] in `libc`, for process `pid`, with the op as cookie. Through
+/// `uprobe_multi` links (returned) when the kernel has them, else one perf-event uprobe
+/// each (held by `ebpf`'s programs; they need `CAP_SYS_ADMIN` on Linux 6.16+). A
+/// function `libc` does not define is not an error: it is listed in `summary`.
+fn attach_lock_functions(
+    ebpf: &mut Ebpf,
+    (entry, ret, unlock): (&'static str, &'static str, &'static str),
+    libc: &Path,
+    pid: u32,
+    summary: &mut AttachSummary,
+) -> Result<Option<uprobe_multi::MultiLink>, ProbeError> {
+    let names: Vec<&str> = LOCK_FUNCTIONS
+        .iter()
+        .chain(&UNLOCK_FUNCTIONS)
+        .map(|&(f, _)| f)
+        .collect();
+    // An unreadable library defines nothing: every function is then listed as missing.
+    let offsets = crate::target::FileBytes::open(libc).map_or_else(
+        |_| vec![None; names.len()],
+        |bytes| crate::symbols::function_file_offsets(&bytes, &names),
+    );
+    let (lock_offsets, unlock_offsets) = offsets.split_at(LOCK_FUNCTIONS.len());
+    let sites = |functions: &[(&str, LockOp)], offsets: &[Option<u64>]| -> Vec<(u64, u64)> {
+        functions
+            .iter()
+            .zip(offsets)
+            .filter_map(|(&(_, op), offset)| Some(((*offset)?, op as u64)))
+            .collect()
+    };
+    let lock_sites = sites(&LOCK_FUNCTIONS, lock_offsets);
+    let unlock_sites = sites(&UNLOCK_FUNCTIONS, unlock_offsets);
+    let specs = [
+        uprobe_multi::LinkSpec {
+            program: entry,
+            probe: uprobe_multi::Probe::Entry,
+            sites: &lock_sites,
+        },
+        // Returns right after entries, as the perf-event uprobes below are attached: the
+        // first link creates the uprobes (milliseconds), so with the returns first every
+        // call made meanwhile would return without its entry (counted, and reported as
+        // lost acquisitions); the returns' link follows within microseconds.
+        uprobe_multi::LinkSpec {
+            program: ret,
+            probe: uprobe_multi::Probe::Return,
+            sites: &lock_sites,
+        },
+        uprobe_multi::LinkSpec {
+            program: unlock,
+            probe: uprobe_multi::Probe::Entry,
+            sites: &unlock_sites,
+        },
+    ];
+    let multi = match uprobe_multi::attach_all(EBPF_OBJECT, ebpf, libc, pid, &specs) {
+        Ok(links) => Some(links),
+        Err(why) => {
+            summary.lock_multi_unavailable = Some(crate::error_chain(&why));
+            let scope = UProbeScope::OneProcess(NonZeroU32::new(pid).unwrap_or(NonZeroU32::MIN));
+            for prog in [entry, ret, unlock] {
+                load_uprobe(ebpf, prog)?;
+            }
+            for (&(_, op), offset) in LOCK_FUNCTIONS.iter().zip(lock_offsets) {
+                if let Some(offset) = *offset {
+                    attach_uprobe(ebpf, entry, offset, op, libc, scope)?;
+                    attach_uprobe(ebpf, ret, offset, op, libc, scope)?;
+                }
+            }
+            for (&(_, op), offset) in UNLOCK_FUNCTIONS.iter().zip(unlock_offsets) {
+                if let Some(offset) = *offset {
+                    attach_uprobe(ebpf, unlock, offset, op, libc, scope)?;
+                }
+            }
+            None
+        }
+    };
+    for (&function, offset) in names.iter().zip(&offsets) {
+        record(summary, function, offset.is_some());
+    }
+    Ok(multi)
 }
 
 /// Loads the programs for `pid` and attaches the futex hooks of `hooks`, the two that
@@ -601,33 +678,29 @@ fn attach_go_sites(
     Ok(())
 }
 
-/// Attaches a loaded uprobe program to `function` in `object`. Returns `Ok(false)` when
-/// the function is not in the object (an older or non-glibc libc): the trace goes on in
-/// futex mode for that function.
+/// Attaches a loaded uprobe program at file offset `offset` of `object`, with `op` as
+/// its cookie.
 fn attach_uprobe(
     ebpf: &mut Ebpf,
     name: &'static str,
-    function: &str,
+    offset: u64,
     op: LockOp,
     object: &Path,
     scope: UProbeScope,
-) -> Result<bool, ProbeError> {
+) -> Result<(), ProbeError> {
     let program: &mut UProbe = ebpf
         .program_mut(name)
         .ok_or(ProbeError::MissingProgram(name))?
         .try_into()
         .map_err(|source| ProbeError::Program { name, source })?;
     let point = UProbeAttachPoint {
-        location: UProbeAttachLocation::Symbol(function),
+        location: UProbeAttachLocation::AbsoluteOffset(offset),
         cookie: Some(op as u64),
     };
-    match program.attach(point, object, scope) {
-        Ok(_) => Ok(true),
-        Err(ProgramError::UProbeError(aya::programs::uprobe::UProbeError::SymbolError {
-            ..
-        })) => Ok(false),
-        Err(source) => Err(ProbeError::Program { name, source }),
-    }
+    program
+        .attach(point, object, scope)
+        .map(drop)
+        .map_err(|source| ProbeError::Program { name, source })
 }
 
 impl crate::assemble::StackSource for Probes {

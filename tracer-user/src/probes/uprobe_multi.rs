@@ -1,16 +1,21 @@
-//! Go lock sites through one `uprobe_multi` link (Linux 6.6+).
+//! Uprobes through `uprobe_multi` links (Linux 6.6+): the Go lock sites, and the C
+//! library's lock functions.
 //!
 //! Why not one perf-event uprobe per site, as aya attaches them: the kernel removes those
 //! one at a time, each behind an RCU grace period taken under a global mutex, about 0.1 s
 //! per site. A Go service has a thousand lock sites or more, so the tracer would take
 //! minutes to exit. A `uprobe_multi` link attaches every site in one call and detaches
-//! them all behind a single grace period.
+//! them all behind a single grace period. And since Linux 6.16 (and the stable kernels
+//! that took kernel commit ba677dbe77af), a uprobe created through `perf_event_open`
+//! needs `CAP_SYS_ADMIN`, while a `uprobe_multi` link needs only `CAP_BPF` and
+//! `CAP_PERFMON`: the deployed capability set (`deploy/capabilities.txt`).
 //!
 //! aya 0.14 cannot load a program for `uprobe_multi` (its object parser knows no
 //! `uprobe.multi` section, and the program must be loaded with that expected attach
-//! type), so this loads a second copy of `go_lock_site` itself: its instructions from
-//! the same object, followed by the functions it calls, its map references pointed at
-//! the maps aya already created.
+//! type), so this loads a second copy of the program itself (`go_lock_site`,
+//! `lock_entry`, ...): its instructions from the same object, followed by the functions
+//! it calls, its map references pointed at the maps aya already created. A uprobe and a
+//! uretprobe program load alike; a link's flag makes its probes return probes.
 use std::{
     ffi::CString,
     os::{
@@ -21,7 +26,9 @@ use std::{
 };
 
 use aya::{Ebpf, maps::Map};
-use aya_obj::generated::{bpf_attach_type, bpf_attr, bpf_cmd, bpf_prog_type};
+use aya_obj::generated::{
+    BPF_F_UPROBE_MULTI_RETURN, bpf_attach_type, bpf_attr, bpf_cmd, bpf_prog_type,
+};
 use object::{
     Object as _, ObjectSection as _, ObjectSymbol as _, RelocationTarget, SectionIndex, SymbolKind,
 };
@@ -47,7 +54,7 @@ pub(super) enum MultiError {
     },
     #[error("BPF_LINK_CREATE (uprobe_multi) failed")]
     Link(#[source] std::io::Error),
-    #[error("the executable path contains a NUL byte")]
+    #[error("the probed file's path contains a NUL byte")]
     Path,
 }
 
@@ -64,10 +71,27 @@ const INSN: usize = 8;
 /// Verifier log buffer for the error message.
 const LOG_SIZE: usize = 64 * 1024;
 
-/// The attached sites; dropping it detaches all of them at once.
+/// The attached sites; dropping it detaches all of them at once (each link holds its
+/// program, which goes with the last link).
+#[derive(Default)]
 pub(super) struct MultiLink {
-    _link: OwnedFd,
-    _prog: OwnedFd,
+    _links: Vec<OwnedFd>,
+}
+
+/// Where a link's probes fire.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Probe {
+    /// At the instruction (a uprobe).
+    Entry,
+    /// When the function entered there returns (a uretprobe).
+    Return,
+}
+
+/// One link to make: `program` at every `(file offset, cookie)` of `sites`.
+pub(super) struct LinkSpec<'a> {
+    pub program: &'static str,
+    pub probe: Probe,
+    pub sites: &'a [(u64, u64)],
 }
 
 /// Loads `program` from `object` for `uprobe_multi` and attaches it at every
@@ -84,13 +108,50 @@ pub(super) fn attach(
     pid: u32,
     sites: &[(u64, u64)],
 ) -> Result<MultiLink, MultiError> {
-    let insns = relocated_program(object_bytes, program, ebpf)?;
-    let prog = load(program, &insns)?;
-    let link = link(prog.as_fd(), exe, pid, sites)?;
-    Ok(MultiLink {
-        _link: link,
-        _prog: prog,
-    })
+    let spec = LinkSpec {
+        program,
+        probe: Probe::Entry,
+        sites,
+    };
+    attach_all(object_bytes, ebpf, exe, pid, &[spec])
+}
+
+/// Makes every link of `specs` in `exe`, for process `pid` only, in order (a program
+/// named by several is loaded once). A spec without sites is skipped: the kernel refuses
+/// an empty `uprobe_multi` list.
+///
+/// Every program is loaded (and verified, which takes milliseconds) before the first
+/// link is made, so that the links follow each other closely: a call made between the
+/// links of an entry and of a return probe is seen entering but not returning, and it
+/// stays the lock call in flight for its thread (see `lock_entry`). The first link,
+/// which creates the uprobes, took 11 ms for the C library's lock functions; the next
+/// ones, which only add their programs to them, 60 µs or less.
+///
+/// # Errors
+/// As [`attach`]. The links made before the failure are detached.
+pub(super) fn attach_all(
+    object_bytes: &[u8],
+    ebpf: &Ebpf,
+    exe: &Path,
+    pid: u32,
+    specs: &[LinkSpec<'_>],
+) -> Result<MultiLink, MultiError> {
+    let specs: Vec<&LinkSpec<'_>> = specs.iter().filter(|spec| !spec.sites.is_empty()).collect();
+    let mut programs: Vec<(&'static str, OwnedFd)> = Vec::new();
+    for spec in &specs {
+        if programs.iter().all(|(name, _)| *name != spec.program) {
+            let insns = relocated_program(object_bytes, spec.program, ebpf)?;
+            programs.push((spec.program, load(spec.program, &insns)?));
+        }
+    }
+    let mut links = Vec::new();
+    for spec in specs {
+        let Some((_, prog)) = programs.iter().find(|(name, _)| *name == spec.program) else {
+            continue;
+        };
+        links.push(link(prog.as_fd(), exe, pid, spec.sites, spec.probe)?);
+    }
+    Ok(MultiLink { _links: links })
 }
 
 /// The program's instructions, followed by those of every function it calls (BPF-to-BPF
@@ -301,7 +362,9 @@ fn map_fd(ebpf: &Ebpf, name: &str) -> Result<i32, MultiError> {
         | Map::PerCpuArray(data)
         | Map::RingBuf(data)
         | Map::StackTraceMap(data)
-        | Map::HashMap(data),
+        | Map::HashMap(data)
+        | Map::LruHashMap(data)
+        | Map::PerCpuHashMap(data),
     ) = ebpf.map(name)
     else {
         return Err(MultiError::NoMap(name.to_owned()));
@@ -377,6 +440,7 @@ fn link(
     exe: &Path,
     pid: u32,
     sites: &[(u64, u64)],
+    probe: Probe,
 ) -> Result<OwnedFd, MultiError> {
     let path = CString::new(exe.as_os_str().as_bytes()).map_err(|_| MultiError::Path)?;
     let offsets: Vec<u64> = sites.iter().map(|&(offset, _)| offset).collect();
@@ -394,6 +458,9 @@ fn link(
     multi.cookies = cookies.as_ptr() as u64;
     multi.cnt = u32::try_from(sites.len()).unwrap_or(0);
     multi.pid = pid;
+    if probe == Probe::Return {
+        multi.flags = BPF_F_UPROBE_MULTI_RETURN;
+    }
     // SAFETY: path, offsets and cookies live until after the call; `cnt` is their length.
     unsafe { sys_bpf(bpf_cmd::BPF_LINK_CREATE, &mut attr) }.map_err(MultiError::Link)
 }

@@ -333,6 +333,11 @@ fn attach(
             "Go sites attached one by one (uprobe_multi unavailable: {why}): detaching them takes about 0.1 s each"
         ));
     }
+    if let Some(why) = &probes.summary.lock_multi_unavailable {
+        notes.push(format!(
+            "C library lock functions attached with one perf-event uprobe each (uprobe_multi unavailable: {why})"
+        ));
+    }
     if let Some(go) = &go_target {
         notes.push(go.attach_note(
             probes.summary.go_sites,

@@ -12,6 +12,7 @@
 
 mod dwarf;
 mod elf;
+mod function_offsets;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -23,6 +24,7 @@ use std::{
 };
 
 use self::elf::ElfObject;
+pub use self::function_offsets::function_file_offsets;
 use crate::{
     model::LockRef,
     target::{FileBytes, MapEntry, ProcError, TargetProcess, mapped_file},

@@ -21,8 +21,9 @@ use tempfile::TempDir;
 
 use crate::{
     common::{
-        Edge, Names, Target, Tracer, as_strs, assert_cycle, build_target, deadlocks, describe,
-        json_attach_args, json_lines, require_root, summary, tracer_bin, u64_field,
+        Edge, Names, Target, Tracer, as_strs, assert_cycle, build_target, build_target_with,
+        deadlocks, describe, json_attach_args, json_lines, require_root, summary, tracer_bin,
+        u64_field,
     },
     tools,
 };
@@ -156,18 +157,17 @@ fn run_tracer_with(tracer: &TracerCopy, who: Identity, caps: &[String], args: &[
     out
 }
 
-/// Starts `abba` as user `daemon` (uid 1); with `delay_ms`, its workers take their second
-/// locks that long after `ready`, else the deadlock exists before the tracer attaches.
-fn start_abba_as_another_user(bin: &Path, delay_ms: Option<u64>) -> Target {
-    let mut args = vec![
+/// Starts `bin ARGS…` as user `daemon` (uid 1), as an app runs beside its tracer.
+fn start_as_another_user(bin: &Path, args: &[String]) -> Target {
+    let mut setpriv = vec![
         format!("--reuid={TARGET_UID}"),
         format!("--regid={TARGET_UID}"),
         "--clear-groups".to_owned(),
         "--".to_owned(),
         bin.to_string_lossy().into_owned(),
     ];
-    args.extend(delay_ms.map(|d| d.to_string()));
-    let target = Target::spawn(Path::new("setpriv"), &as_strs(&args));
+    setpriv.extend_from_slice(args);
+    let target = Target::spawn(Path::new("setpriv"), &as_strs(&setpriv));
     let status = fs::read_to_string(format!("/proc/{}/status", target.pid())).expect("status");
     assert!(
         status
@@ -175,6 +175,14 @@ fn start_abba_as_another_user(bin: &Path, delay_ms: Option<u64>) -> Target {
             .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some(TARGET_UID)),
         "the target should run as uid {TARGET_UID}: {status}"
     );
+    target
+}
+
+/// Starts `abba` as user `daemon` (uid 1); with `delay_ms`, its workers take their second
+/// locks that long after `ready`, else the deadlock exists before the tracer attaches.
+fn start_abba_as_another_user(bin: &Path, delay_ms: Option<u64>) -> Target {
+    let args: Vec<String> = delay_ms.map(|d| d.to_string()).into_iter().collect();
+    let target = start_as_another_user(bin, &args);
     if delay_ms.is_none() {
         let tids = [target.tid("worker_a"), target.tid("worker_b")];
         target.wait_in_futex(&tids, Duration::from_secs(5));
@@ -185,6 +193,13 @@ fn start_abba_as_another_user(bin: &Path, delay_ms: Option<u64>) -> Target {
 /// Asserts a run that reported exactly the ABBA cycle of `target` (its own tids and lock
 /// addresses, names from its symbols) and exited 0; returns the deadlock.
 fn assert_abba_reported(target: &Target, out: &Output) -> Value {
+    assert_cycle_reported(target, out, &ABBA)
+}
+
+/// Asserts a run that reported exactly one deadlock, the cycle `edges` of `target` (its
+/// own tids and lock addresses, names from its symbols), and exited 0; returns the
+/// deadlock.
+fn assert_cycle_reported(target: &Target, out: &Output, edges: &[Edge<'_>]) -> Value {
     assert!(out.status.success(), "tracer failed\n{}", describe(out));
     let values = json_lines(&out.stdout);
     let found = deadlocks(&values);
@@ -194,7 +209,7 @@ fn assert_abba_reported(target: &Target, out: &Output) -> Value {
         "expected exactly one deadlock\n{}",
         describe(out)
     );
-    assert_cycle(target, found[0], &ABBA, Names::Symbols);
+    assert_cycle(target, found[0], edges, Names::Symbols);
     let s = summary(&values);
     assert_eq!(u64_field(s, "deadlocks"), 1, "summary.deadlocks: {s:#}");
     found[0].clone()
@@ -541,4 +556,68 @@ fn security_contexts<'v>(value: &'v Value, out: &mut Vec<&'v Value>) {
         Value::Array(items) => items.iter().for_each(|item| security_contexts(item, out)),
         _ => {}
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// The C library's lock uprobes (`--holds`, musl programs)
+// ---------------------------------------------------------------------------------------
+
+const LATE_ABBA: [Edge<'static>; 2] = [
+    ("late_a", "first_lock", "second_lock"),
+    ("late_b", "second_lock", "first_lock"),
+];
+
+/// Runs `late_abba` (built as `bin`) as another user, its locks all taken 2 s after it
+/// is ready, so while the tracer is attached; runs `tracer attach --holds` as `nobody`
+/// with only the deployed capabilities; and checks the one cycle, with where and how long
+/// each thread has held its lock: what only the lock uprobes see (the acquisitions).
+fn check_lock_uprobes_with_deployed_capabilities(bin: &Path) {
+    let caps = required_capabilities();
+    let tracer = tracer_copy();
+    let target = start_as_another_user(bin, &["2000".to_owned()]);
+    let args = json_attach_args(target.pid(), TRACE_SECS + 2, &["--holds"]);
+    let out = run_tracer_with(&tracer, Identity::Nobody, &caps, &as_strs(&args));
+    let deadlock = assert_cycle_reported(&target, &out, &LATE_ABBA);
+    for entry in deadlock["cycle"].as_array().expect("cycle") {
+        let taken: Vec<&str> = entry["acquired_at"]
+            .as_array()
+            .map(|frames| frames.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        assert!(
+            taken
+                .iter()
+                .any(|f| ["run", "late_worker_a", "late_worker_b"].contains(f)),
+            "acquired_at should name the program's code that took the lock: {deadlock:#}"
+        );
+        let held = entry["held_ns"].as_u64().unwrap_or(0);
+        assert!(
+            held > 0 && held < 60_000_000_000,
+            "held_ns out of range: {deadlock:#}"
+        );
+    }
+}
+
+/// Guards against: `--holds` on a glibc program needing `CAP_SYS_ADMIN` (Linux 6.16+
+/// refuses uprobes created through `perf_event_open` without it, kernel commit
+/// ba677dbe77af): with only the deployed capabilities, the lock uprobes must attach (as
+/// `uprobe_multi` links) and report the deadlock with each lock's holder, where it took
+/// the lock and for how long.
+#[test]
+fn deployed_capabilities_trace_holds_on_a_glibc_program() {
+    require_root();
+    require_setpriv();
+    let bin = build_target("late_abba", &[]);
+    check_lock_uprobes_with_deployed_capabilities(bin.path());
+}
+
+/// Guards against: musl programs (Alpine images) needing `CAP_SYS_ADMIN`: their lock
+/// uprobes are always on (musl's normal mutexes keep no owner in memory, so only the
+/// uprobes name holders), so with only the deployed capabilities they must attach and
+/// the deadlock be reported with its holders.
+#[test]
+fn deployed_capabilities_trace_a_musl_program() {
+    require_root();
+    require_setpriv();
+    let bin = build_target_with(("musl-gcc", "musl-tools"), "late_abba", &[]);
+    check_lock_uprobes_with_deployed_capabilities(bin.path());
 }
