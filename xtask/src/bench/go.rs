@@ -270,16 +270,7 @@ fn overhead_table(s: &mut String, runs: &Windows) {
                 .filter_map(|(round, &v)| base.get(round).map(|&b| v / b))
                 .collect();
             let (goal, verdict) = if watch == Watch::Default {
-                let goal = DEFAULT_GOALS[shape];
-                let median_says = if paired.median >= goal {
-                    "median meets it"
-                } else {
-                    "median misses it"
-                };
-                (
-                    format!("≥ {goal}"),
-                    format!("{median_says}; {}", paired.verdict(goal)),
-                )
+                paired.goal_columns(DEFAULT_GOALS[shape])
             } else {
                 ("none".to_owned(), String::new())
             };

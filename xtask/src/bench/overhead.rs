@@ -468,6 +468,20 @@ impl Paired {
             None => "not settled by this run: too few rounds for an interval",
         }
     }
+
+    /// The goal and verdict columns of a results table for a goal of at least `goal`:
+    /// `≥ goal`, and what the median and the interval say of it.
+    pub(super) fn goal_columns(self, goal: f64) -> (String, String) {
+        let median_says = if self.median >= goal {
+            "median meets it"
+        } else {
+            "median misses it"
+        };
+        (
+            format!("≥ {goal}"),
+            format!("{median_says}; {}", self.verdict(goal)),
+        )
+    }
 }
 
 /// A distribution-free 95% confidence interval for the median of `values`: the

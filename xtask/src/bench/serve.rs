@@ -521,15 +521,7 @@ fn throughput_table(s: &mut String, rates: &Rates) {
                 .filter_map(|(round, &v)| base.get(round).map(|&b| v / b))
                 .collect();
             let (goal, verdict) = if watch == Watch::Serve {
-                let median_says = if paired.median >= THROUGHPUT_GOAL {
-                    "median meets it"
-                } else {
-                    "median misses it"
-                };
-                (
-                    format!("≥ {THROUGHPUT_GOAL}"),
-                    format!("{median_says}; {}", paired.verdict(THROUGHPUT_GOAL)),
-                )
+                paired.goal_columns(THROUGHPUT_GOAL)
             } else {
                 ("none (see (b), (e))".to_owned(), String::new())
             };
