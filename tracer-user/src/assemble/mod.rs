@@ -230,9 +230,22 @@ pub fn go_runtime_futexes(
     stacks_of: &dyn Fn(u64) -> Vec<RawStack>,
     naming: &mut dyn Naming,
 ) -> GoRuntimeFutexes {
+    let words = locks
+        .iter()
+        .filter(|l| l.kind == LockKind::Futex)
+        .map(|l| l.addr);
+    go_runtime_futex_words(words, stacks_of, naming)
+}
+
+/// [`go_runtime_futexes`] for futex words already known to be bare ones.
+pub fn go_runtime_futex_words(
+    words: impl IntoIterator<Item = u64>,
+    stacks_of: &dyn Fn(u64) -> Vec<RawStack>,
+    naming: &mut dyn Naming,
+) -> GoRuntimeFutexes {
     let mut out = GoRuntimeFutexes::default();
-    for lock in locks.iter().filter(|l| l.kind == LockKind::Futex) {
-        let waits: Vec<GoFutexWait> = stacks_of(lock.addr)
+    for addr in words {
+        let waits: Vec<GoFutexWait> = stacks_of(addr)
             .iter()
             .map(|stack| naming.stack(stack))
             .filter(|stack| !stack.names.is_empty())
@@ -240,10 +253,10 @@ pub fn go_runtime_futexes(
             .collect();
         match go_runtime::verdict(&waits) {
             GoFutexVerdict::Idle => {
-                out.idle.insert(lock.addr);
+                out.idle.insert(addr);
             }
             GoFutexVerdict::RuntimeLock(name) => {
-                out.names.insert(lock.addr, name);
+                out.names.insert(addr, name);
             }
             GoFutexVerdict::Unknown => {}
         }

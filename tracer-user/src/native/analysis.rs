@@ -761,9 +761,14 @@ impl Analysis {
 
     /// Adds a lock wait that ended after `ns` to the profiles being collected.
     fn profile_wait(&mut self, lock: u64, wait: &ActiveWait, ns: u64) {
-        let window = *self.window(wait);
+        // By field, not through `Analysis::window`: the window is borrowed while the
+        // profiles are written, and never copied unless a profile keeps it.
+        let window = wait
+            .window_slot
+            .and_then(|slot| self.windows.get(slot as usize))
+            .unwrap_or(&StackWindow::EMPTY);
         let stack = (wait.stack.is_some() || window.len > 0)
-            .then(|| (wait.stack.unwrap_or(WINDOW_ONLY_STACK), &window));
+            .then(|| (wait.stack.unwrap_or(WINDOW_ONLY_STACK), window));
         for (_, profile) in &mut self.profiles {
             profile.record(lock, stack, ns);
         }

@@ -18,12 +18,9 @@ use crate::{
         LockKind,
         live::{TargetSnapshot, UnnamedLiveLock, split_top},
         profile::{ContentionProfile, ProfileFrame, ProfileSample},
-        raw::{RawLockStats, RawStack},
+        raw::RawStack,
     },
-    native::{
-        analysis::WINDOW_ONLY_STACK,
-        wait_profile::{ProfileEntry, WaitProfile},
-    },
+    native::wait_profile::{ProfileEntry, WaitProfile},
 };
 
 /// A question to a live session.
@@ -284,8 +281,9 @@ impl Session {
             .map(|(lock, stack, entry, kind)| {
                 let frames = match stack {
                     Some(stack_id) => {
+                        // `spread_unsampled` gives window-only stacks no id already.
                         let raw = RawStack::Native {
-                            stack_id: stack_id.filter(|&id| id != WINDOW_ONLY_STACK),
+                            stack_id,
                             window: entry.window,
                             waiter: None,
                         };
@@ -402,29 +400,8 @@ impl Session {
         if self.go.is_none() || words.is_empty() {
             return GoRuntimeFutexes::default();
         }
-        let raw: Vec<RawLockStats> = words
-            .iter()
-            .map(|&addr| RawLockStats {
-                addr,
-                kind: LockKind::Futex,
-                contentions: 0,
-                max_waiters: 0,
-                wait_ns: crate::model::Quantiles::default(),
-                hold_ns: None,
-            })
-            .collect();
         let analysis = &self.analysis;
-        let stacks_of = |addr| {
-            analysis
-                .wait_stacks(addr, assemble::STACKS_PER_GO_FUTEX)
-                .into_iter()
-                .map(|(id, window)| RawStack::Native {
-                    stack_id: (id != WINDOW_ONLY_STACK).then_some(id),
-                    window: Box::new(window),
-                    waiter: None,
-                })
-                .collect()
-        };
+        let stacks_of = |addr| super::go_futex_stacks(analysis, addr);
         let mut namer = super::Namer {
             target: &*self.target,
             symbolizer: &mut self.symbolizer,
@@ -432,7 +409,7 @@ impl Session {
             stacks: &self.probes,
             go: self.go.as_ref().map(GoTracker::names),
         };
-        assemble::go_runtime_futexes(&raw, &stacks_of, &mut namer)
+        assemble::go_runtime_futex_words(words.iter().copied(), &stacks_of, &mut namer)
     }
 }
 

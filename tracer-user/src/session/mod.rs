@@ -1280,17 +1280,7 @@ fn program_table(
     // In a Go program, the runtime's futex words say from their frames what they are:
     // idle sleeps leave the table, runtime locks get a name.
     let go_runtime = if go.is_some() {
-        let stacks_of = |addr| {
-            analysis
-                .wait_stacks(addr, assemble::STACKS_PER_GO_FUTEX)
-                .into_iter()
-                .map(|(id, window)| RawStack::Native {
-                    stack_id: (id != WINDOW_ONLY_STACK).then_some(id),
-                    window: Box::new(window),
-                    waiter: None,
-                })
-                .collect()
-        };
+        let stacks_of = |addr| go_futex_stacks(analysis, addr);
         assemble::go_runtime_futexes(&locks, &stacks_of, &mut namer)
     } else {
         assemble::GoRuntimeFutexes::default()
@@ -1311,6 +1301,20 @@ fn program_table(
         deadlocks: analysis.deadlocks_reported() + go_deadlocks,
         notes,
     }
+}
+
+/// The stacks that waited on the futex word `addr` most often, as many as telling a Go
+/// runtime lock from an idle sleep takes (`assemble::go_runtime_futexes`).
+fn go_futex_stacks(analysis: &Analysis, addr: u64) -> Vec<RawStack> {
+    analysis
+        .wait_stacks(addr, assemble::STACKS_PER_GO_FUTEX)
+        .into_iter()
+        .map(|(id, window)| RawStack::Native {
+            stack_id: (id != WINDOW_ONLY_STACK).then_some(id),
+            window: Box::new(window),
+            waiter: None,
+        })
+        .collect()
 }
 
 /// Notes on what the kernel or the decoder could not deliver.

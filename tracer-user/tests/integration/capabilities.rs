@@ -131,6 +131,22 @@ enum Identity {
 /// Runs `tracer ARGS…` as `who` with exactly the capabilities `caps` (none besides), and
 /// returns its output once it exits.
 fn run_tracer_with(tracer: &TracerCopy, who: Identity, caps: &[String], args: &[&str]) -> Output {
+    let mut setpriv = setpriv_args(who, caps);
+    setpriv.push(tracer.exe.to_string_lossy().into_owned());
+    setpriv.extend(args.iter().map(ToString::to_string));
+    let t = Tracer::spawn_exe(Path::new("setpriv"), &as_strs(&setpriv), |c| {
+        c.current_dir("/")
+            .env_remove("RUST_LOG")
+            .env_remove("RUST_BACKTRACE");
+    });
+    let out = t.wait(Duration::from_secs(TRACE_SECS) + Duration::from_secs(20));
+    eprintln!("{}", describe(&out));
+    out
+}
+
+/// The arguments of `setpriv` that run a program (the ones that follow) as `who` with
+/// exactly the capabilities `caps`, ending with `--`.
+fn setpriv_args(who: Identity, caps: &[String]) -> Vec<String> {
     let caps = setpriv_caps(caps);
     let mut setpriv: Vec<String> = match who {
         Identity::Nobody => vec![
@@ -145,16 +161,7 @@ fn run_tracer_with(tracer: &TracerCopy, who: Identity, caps: &[String], args: &[
     // The bounding set too: nothing else can be gained afterwards.
     setpriv.push(format!("--bounding-set={caps}"));
     setpriv.push("--".into());
-    setpriv.push(tracer.exe.to_string_lossy().into_owned());
-    setpriv.extend(args.iter().map(ToString::to_string));
-    let t = Tracer::spawn_exe(Path::new("setpriv"), &as_strs(&setpriv), |c| {
-        c.current_dir("/")
-            .env_remove("RUST_LOG")
-            .env_remove("RUST_BACKTRACE");
-    });
-    let out = t.wait(Duration::from_secs(TRACE_SECS) + Duration::from_secs(20));
-    eprintln!("{}", describe(&out));
-    out
+    setpriv
 }
 
 /// Starts `bin ARGS…` as user `daemon` (uid 1), as an app runs beside its tracer.
@@ -269,31 +276,27 @@ fn deployed_capabilities_serve_a_deadlock_formed_while_attached() {
     let tracer = tracer_copy();
     let bin = build_target("abba", &[]);
     let target = start_abba_as_another_user(bin.path(), Some(1500));
-    let set = setpriv_caps(&caps);
     let pid = target.pid().to_string();
     let exe = tracer.exe.to_string_lossy().into_owned();
     let secs = (TRACE_SECS + 2).to_string();
-    let args = [
-        format!("--reuid={TRACER_UID}"),
-        format!("--regid={TRACER_UID}"),
-        "--clear-groups".into(),
-        format!("--inh-caps={set}"),
-        format!("--ambient-caps={set}"),
-        format!("--bounding-set={set}"),
-        "--".into(),
-        // SIGTERM after `secs`, with the tracer's own exit status.
-        "timeout".into(),
-        "--preserve-status".into(),
-        "-s".into(),
-        "TERM".into(),
-        secs,
-        exe,
-        "serve".into(),
-        "--pid".into(),
-        pid.clone(),
-        "--listen".into(),
-        "127.0.0.1:0".into(),
-    ];
+    let mut args = setpriv_args(Identity::Nobody, &caps);
+    args.extend(
+        [
+            // SIGTERM after `secs`, with the tracer's own exit status.
+            "timeout",
+            "--preserve-status",
+            "-s",
+            "TERM",
+            &secs,
+            &exe,
+            "serve",
+            "--pid",
+            &pid,
+            "--listen",
+            "127.0.0.1:0",
+        ]
+        .map(ToString::to_string),
+    );
     let t = Tracer::spawn_exe(Path::new("setpriv"), &as_strs(&args), |c| {
         c.current_dir("/");
     });
