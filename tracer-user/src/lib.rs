@@ -7,6 +7,8 @@
 //!   the wait-for graph, and the analysis state machine.
 //! - `go`: everything about Go programs: pclntab and build info, probe-site planning, the
 //!   Go lock model and the live Go tracker.
+//! - `lock_order`: the lock-order graph: potential deadlocks (inversions) from the order
+//!   locks are taken in.
 //! - `lockstats`: per-lock contention counters and wait/hold histograms.
 //! - `model`: the vocabulary every output sees: locks, findings (deadlocks, stuck locks),
 //!   the summary, and their raw form as the analyses produce them.
@@ -28,6 +30,7 @@
 pub mod assemble;
 pub mod event;
 pub mod go;
+pub mod lock_order;
 pub mod lockstats;
 pub mod metrics;
 pub mod model;

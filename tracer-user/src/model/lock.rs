@@ -95,7 +95,7 @@ impl fmt::Display for LockKind {
 }
 
 /// How a stuck lock is held.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum HoldMode {
     /// Exclusively (a mutex, or an `RWMutex`'s write side).

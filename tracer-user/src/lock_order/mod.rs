@@ -1,0 +1,601 @@
+//! Lock-order inversions: potential deadlocks predicted from the order in which locks are
+//! taken, before any deadlock happens (lockdep's idea, applied to a traced process).
+//!
+//! Every blocking acquisition of lock B by a thread (or goroutine) that holds A adds the
+//! edge A → B between the locks' *classes*; a cycle of edges is a potential deadlock: each
+//! code path can run alone for years, and the first time two of them overlap the
+//! program hangs. Pure logic: the analyses feed acquisitions and releases (with a class and
+//! a stack handle `S` per lock), and collect [`Inversion`]s.
+//!
+//! - **Classes** keep the graph small when a program has a lock per object: the caller
+//!   names one per lock instance ([`LockClass`]: the static that holds it, the
+//!   `Type.field`, else the function that first took it), and the class is kept for the
+//!   instance's life in the graph.
+//! - **Chains**: the held classes plus the new one are hashed (as lockdep's chain keys);
+//!   a chain seen before adds nothing new between classes, so the steady-state cost of an
+//!   acquisition is one hash and one lookup.
+//! - **No false alarms**:
+//!   - a lock re-taken by its holder (a recursive mutex) adds no edge;
+//!   - a trylock cannot block, so no edge leads to it (edges from it do);
+//!   - two shared (read) holds cannot block each other, so a cycle needs, at every lock,
+//!     one side that takes it exclusively;
+//!   - an inversion whose every edge was always taken under one common outer lock (a
+//!     *gate*) cannot deadlock: it is reported once as harmless, naming the gate, and
+//!     again as harmful if an edge is later taken without it;
+//!   - instances of one class nested in each other (`transfer(from, to)`) only report
+//!     when one pair of instances is seen in both orders: a program that orders them by
+//!     address, or by any other rule, never shows a reversed pair.
+//! - **Bounded**: classes, edges, chains, same-class pairs and held depth are capped;
+//!   what the caps left out is counted ([`LockOrderCounts`]).
+use std::hash::{Hash, Hasher};
+
+use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
+use smallvec::SmallVec;
+
+use crate::model::HoldMode;
+
+/// Most lock classes kept; locks of further classes are not ordered (counted).
+pub const MAX_CLASSES: usize = 4096;
+/// Most distinct (class, class) edges kept.
+pub const MAX_EDGES: usize = 16_384;
+/// Most validated chains remembered; past it every acquisition is validated again (only
+/// slower).
+pub const MAX_CHAINS: usize = 65_536;
+/// Most instance → class entries kept; past it new instances get a class from their
+/// acquisition without being remembered.
+pub const MAX_INSTANCES: usize = 65_536;
+/// Most ordered pairs of instances of one class remembered.
+pub const MAX_SAME_CLASS_PAIRS: usize = 32_768;
+/// Most locks one thread is tracked holding at once (lockdep's `MAX_LOCK_DEPTH` is 48).
+pub const MAX_HELD: usize = 48;
+/// Most threads and goroutines tracked holding locks at once.
+pub const MAX_ACTORS: usize = 100_000;
+
+/// What a lock instance belongs to, for ordering: the caller's best name for "all the locks
+/// that play the same part".
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum LockClass {
+    /// A lock in static storage: the address of the symbol that holds it.
+    Static(u64),
+    /// A named place, `Type.field` (from DWARF).
+    Named(std::sync::Arc<str>),
+    /// Nothing better known: the function (its entry address) that first took it.
+    Site(u64),
+}
+
+/// Who took a lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Actor {
+    /// The thread (for a goroutine, the one it ran on).
+    pub tid: u32,
+    /// The goroutine, for Go.
+    pub goid: Option<u64>,
+}
+
+/// One acquisition, as the analyses saw it.
+#[derive(Clone, Copy, Debug)]
+pub struct Acquisition<S> {
+    /// The lock instance (its address).
+    pub lock: u64,
+    /// Exclusive or shared.
+    pub mode: HoldMode,
+    /// Whether it could have blocked (`false` for a trylock).
+    pub blocking: bool,
+    /// Where it was taken.
+    pub stack: S,
+}
+
+/// One edge of an inversion: `actor` took `to` while holding `from`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InversionEdge<S> {
+    pub from: u64,
+    pub to: u64,
+    pub actor: Actor,
+    /// Where `from` was taken.
+    pub from_stack: S,
+    /// Where `to` was then taken.
+    pub to_stack: S,
+}
+
+/// A cycle in the lock order: a potential deadlock.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Inversion<S> {
+    /// The edges in cycle order: each edge's `to` is the next edge's `from` class.
+    pub edges: Vec<InversionEdge<S>>,
+    /// The lock every edge of the cycle was taken under, when there is one: the cycle
+    /// cannot deadlock.
+    pub gate: Option<u64>,
+}
+
+/// What the caps left out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LockOrderCounts {
+    /// Blocking acquisitions checked against the graph.
+    pub acquisitions: u64,
+    /// Acquisitions whose chain was already validated (a lookup, nothing else).
+    pub chain_hits: u64,
+    /// Acquisitions not ordered: a new class past `MAX_CLASSES`, an edge past
+    /// `MAX_EDGES`, a thread past `MAX_HELD` or `MAX_ACTORS`.
+    pub not_ordered: u64,
+    /// Nestings of two instances of one class not remembered (past
+    /// `MAX_SAME_CLASS_PAIRS`).
+    pub pairs_not_kept: u64,
+}
+
+type ClassId = u32;
+
+#[derive(Clone, Copy, Debug)]
+struct HeldLock<S> {
+    lock: u64,
+    class: ClassId,
+    mode: HoldMode,
+    stack: S,
+    /// A re-entry of a lock this actor already held (recursive mutex): no edges.
+    reentry: bool,
+}
+
+/// The first time an edge was taken, in one pair of modes.
+#[derive(Clone, Copy, Debug)]
+struct EdgeSeen<S> {
+    from_mode: HoldMode,
+    to_mode: HoldMode,
+    edge: InversionEdge<S>,
+}
+
+#[derive(Clone, Debug)]
+struct ClassEdge<S> {
+    /// One per pair of modes seen (at most four).
+    seen: SmallVec<[EdgeSeen<S>; 1]>,
+    /// The exclusively held locks (class, instance) every occurrence was taken under,
+    /// outside `from`: the intersection over the chains seen.
+    gates: SmallVec<[(ClassId, u64); 2]>,
+}
+
+/// One nesting of two instances of a class.
+#[derive(Clone, Copy, Debug)]
+struct PairSeen<S> {
+    edge: InversionEdge<S>,
+    /// The outermost exclusively held lock of another class at the time, if any.
+    gate: Option<(ClassId, u64)>,
+}
+
+/// The lock-order graph of one process.
+#[derive(Debug)]
+pub struct LockOrder<S> {
+    class_ids: FxHashMap<LockClass, ClassId>,
+    instance_class: FxHashMap<u64, ClassId>,
+    held: FxHashMap<u64, SmallVec<[HeldLock<S>; 4]>>,
+    edges: FxHashMap<(ClassId, ClassId), ClassEdge<S>>,
+    /// Out-edges per class, for the cycle search.
+    successors: Vec<SmallVec<[ClassId; 4]>>,
+    chains: FxHashSet<u64>,
+    pairs: FxHashMap<(u64, u64), PairSeen<S>>,
+    /// Cycles reported (classes, rotated to start at the smallest), and whether as
+    /// harmless.
+    reported: FxHashMap<Vec<ClassId>, bool>,
+    counts: LockOrderCounts,
+}
+
+impl<S> Default for LockOrder<S> {
+    fn default() -> Self {
+        Self {
+            class_ids: FxHashMap::default(),
+            instance_class: FxHashMap::default(),
+            held: FxHashMap::default(),
+            edges: FxHashMap::default(),
+            successors: Vec::new(),
+            chains: FxHashSet::default(),
+            pairs: FxHashMap::default(),
+            reported: FxHashMap::default(),
+            counts: LockOrderCounts::default(),
+        }
+    }
+}
+
+/// Whether a wait in mode `waits` is blocked by a hold in mode `held`: only two shared
+/// sides pass each other.
+fn conflicts(waits: HoldMode, held: HoldMode) -> bool {
+    !(waits == HoldMode::Read && held == HoldMode::Read)
+}
+
+impl<S: Copy> LockOrder<S> {
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// What was checked and what the caps left out.
+    #[must_use]
+    pub fn counts(&self) -> LockOrderCounts {
+        self.counts
+    }
+
+    /// Whether lock instance `lock` has a class already (the caller then need not work
+    /// one out for [`Self::acquired`]).
+    #[must_use]
+    pub fn knows(&self, lock: u64) -> bool {
+        self.instance_class.contains_key(&lock)
+    }
+
+    /// `actor` (keyed `key`: a TID, or a goroutine's key) took `acq.lock`; `class` is
+    /// called for the lock's class unless it is known already. Returns the inversions this
+    /// acquisition revealed (each cycle once; again only when a harmless one turns
+    /// harmful).
+    pub fn acquired(
+        &mut self,
+        key: u64,
+        actor: Actor,
+        acq: &Acquisition<S>,
+        class: impl FnOnce() -> LockClass,
+    ) -> Vec<Inversion<S>> {
+        let Some(class) = self.class_of(acq.lock, class) else {
+            self.counts.not_ordered += 1;
+            return Vec::new();
+        };
+        if !self.held.contains_key(&key) && self.held.len() >= MAX_ACTORS {
+            self.counts.not_ordered += 1;
+            return Vec::new();
+        }
+        let held = self.held.entry(key).or_default();
+        if held.len() >= MAX_HELD {
+            self.counts.not_ordered += 1;
+            return Vec::new();
+        }
+        let reentry = held.iter().any(|h| h.lock == acq.lock);
+        let before: SmallVec<[HeldLock<S>; 4]> = held.clone();
+        held.push(HeldLock {
+            lock: acq.lock,
+            class,
+            mode: acq.mode,
+            stack: acq.stack,
+            reentry,
+        });
+        if reentry || !acq.blocking || before.is_empty() {
+            return Vec::new();
+        }
+        self.counts.acquisitions += 1;
+        let mut found = Vec::new();
+        self.check_same_class(&before, actor, acq, class, &mut found);
+        let chain = chain_key(&before, class, acq.mode);
+        if self.chains.contains(&chain) {
+            self.counts.chain_hits += 1;
+            return found;
+        }
+        let mut complete = true;
+        for (i, h) in before.iter().enumerate() {
+            if h.reentry || h.class == class {
+                continue;
+            }
+            let gates: SmallVec<[(ClassId, u64); 2]> = before[..i]
+                .iter()
+                .filter(|g| g.mode == HoldMode::Write && !g.reentry && g.class != h.class)
+                .filter(|g| g.class != class)
+                .map(|g| (g.class, g.lock))
+                .collect();
+            let seen = EdgeSeen {
+                from_mode: h.mode,
+                to_mode: acq.mode,
+                edge: InversionEdge {
+                    from: h.lock,
+                    to: acq.lock,
+                    actor,
+                    from_stack: h.stack,
+                    to_stack: acq.stack,
+                },
+            };
+            match self.add_edge(h.class, class, seen, &gates) {
+                None => complete = false,
+                Some(false) => {}
+                Some(true) => found.extend(self.cycles_through(h.class, h.mode, class, acq.mode)),
+            }
+        }
+        if complete && self.chains.len() < MAX_CHAINS {
+            self.chains.insert(chain);
+        }
+        found
+    }
+
+    /// `key` released `lock` (its innermost hold of it).
+    pub fn released(&mut self, key: u64, lock: u64) {
+        let Some(held) = self.held.get_mut(&key) else {
+            return;
+        };
+        if let Some(i) = held.iter().rposition(|h| h.lock == lock) {
+            held.remove(i);
+        }
+        if held.is_empty() {
+            self.held.remove(&key);
+        }
+    }
+
+    /// `key`'s thread or goroutine is gone: whatever it held is no longer held by it.
+    pub fn gone(&mut self, key: u64) {
+        self.held.remove(&key);
+    }
+
+    /// Forgets lock instance `lock` (freed memory may hold another lock later).
+    pub fn forget_instance(&mut self, lock: u64) {
+        self.instance_class.remove(&lock);
+    }
+
+    fn class_of(&mut self, lock: u64, class: impl FnOnce() -> LockClass) -> Option<ClassId> {
+        if let Some(&id) = self.instance_class.get(&lock) {
+            return Some(id);
+        }
+        let class = class();
+        let id = if let Some(&id) = self.class_ids.get(&class) {
+            id
+        } else {
+            if self.class_ids.len() >= MAX_CLASSES {
+                return None;
+            }
+            let id = ClassId::try_from(self.class_ids.len()).ok()?;
+            self.class_ids.insert(class, id);
+            self.successors.push(SmallVec::new());
+            id
+        };
+        if self.instance_class.len() < MAX_INSTANCES {
+            self.instance_class.insert(lock, id);
+        }
+        Some(id)
+    }
+
+    /// Adds one occurrence of `from → to`: `Some(true)` when it is new between these
+    /// classes in these modes, or took away the edge's last gate (the cycles through it
+    /// must be looked at again); `None` when the edge cap left it out.
+    fn add_edge(
+        &mut self,
+        from: ClassId,
+        to: ClassId,
+        seen: EdgeSeen<S>,
+        gates: &[(ClassId, u64)],
+    ) -> Option<bool> {
+        if let Some(edge) = self.edges.get_mut(&(from, to)) {
+            let had_gates = !edge.gates.is_empty();
+            edge.gates
+                .retain(|(class, _)| gates.iter().any(|(c, _)| c == class));
+            let new_modes = !edge
+                .seen
+                .iter()
+                .any(|s| s.from_mode == seen.from_mode && s.to_mode == seen.to_mode);
+            if new_modes {
+                edge.seen.push(seen);
+            }
+            return Some(new_modes || (had_gates && edge.gates.is_empty()));
+        }
+        if self.edges.len() >= MAX_EDGES {
+            self.counts.not_ordered += 1;
+            return None;
+        }
+        self.edges.insert(
+            (from, to),
+            ClassEdge {
+                seen: SmallVec::from_elem(seen, 1),
+                gates: gates.iter().copied().collect(),
+            },
+        );
+        self.successors[from as usize].push(to);
+        Some(true)
+    }
+
+    /// Nestings of two instances of one class: remembered by pair, an inversion when the
+    /// reversed pair was seen.
+    fn check_same_class(
+        &mut self,
+        before: &[HeldLock<S>],
+        actor: Actor,
+        acq: &Acquisition<S>,
+        class: ClassId,
+        found: &mut Vec<Inversion<S>>,
+    ) {
+        for (i, h) in before.iter().enumerate() {
+            if h.reentry || h.class != class || h.lock == acq.lock {
+                continue;
+            }
+            if !conflicts(acq.mode, h.mode) {
+                // Shared inside shared: neither side can block the other's reversal.
+                continue;
+            }
+            let gate = before[..i]
+                .iter()
+                .find(|g| g.mode == HoldMode::Write && !g.reentry && g.class != class)
+                .map(|g| (g.class, g.lock));
+            let seen = PairSeen {
+                edge: InversionEdge {
+                    from: h.lock,
+                    to: acq.lock,
+                    actor,
+                    from_stack: h.stack,
+                    to_stack: acq.stack,
+                },
+                gate,
+            };
+            if let Some(reverse) = self.pairs.get(&(acq.lock, h.lock)).copied() {
+                let key = {
+                    let (a, b) = (h.lock.min(acq.lock), h.lock.max(acq.lock));
+                    // Pairs are reported by instance: two made-up class ids that cannot
+                    // collide with a class cycle (whose ids are below MAX_CLASSES).
+                    vec![
+                        class,
+                        u32::MAX,
+                        (a >> 32) as u32,
+                        a as u32,
+                        (b >> 32) as u32,
+                        b as u32,
+                    ]
+                };
+                let gate = match (reverse.gate, seen.gate) {
+                    (Some((c1, addr)), Some((c2, _))) if c1 == c2 => Some(addr),
+                    _ => None,
+                };
+                if self.should_report(key, gate.is_some()) {
+                    found.push(Inversion {
+                        edges: vec![reverse.edge, seen.edge],
+                        gate,
+                    });
+                }
+            }
+            let room = self.pairs.len() < MAX_SAME_CLASS_PAIRS;
+            match self.pairs.get_mut(&(h.lock, acq.lock)) {
+                Some(kept) => {
+                    // A gate holds only if every nesting of the pair had it.
+                    if kept.gate.map(|g| g.0) != seen.gate.map(|g| g.0) {
+                        kept.gate = None;
+                    }
+                }
+                None if room => {
+                    self.pairs.insert((h.lock, acq.lock), seen);
+                }
+                None => self.counts.pairs_not_kept += 1,
+            }
+        }
+    }
+
+    /// Whether a cycle (by its key) is to be reported now, recording it.
+    fn should_report(&mut self, key: Vec<ClassId>, harmless: bool) -> bool {
+        match self.reported.get_mut(&key) {
+            None => {
+                self.reported.insert(key, harmless);
+                true
+            }
+            Some(was_harmless) if *was_harmless && !harmless => {
+                *was_harmless = false;
+                true
+            }
+            Some(_) => false,
+        }
+    }
+
+    /// The cycle through the edge `(a, a_mode) → (b, b_mode)`, if there is one: a path of
+    /// edges from `b` back to `a` on which every lock is taken exclusively by one of the
+    /// two edges that meet at it.
+    fn cycles_through(
+        &mut self,
+        a: ClassId,
+        a_mode: HoldMode,
+        b: ClassId,
+        b_mode: HoldMode,
+    ) -> Option<Inversion<S>> {
+        let path = self.path_back(a, a_mode, b, b_mode)?;
+        // The first edge: the one just added, in these modes.
+        let first = self
+            .edges
+            .get(&(a, b))?
+            .seen
+            .iter()
+            .find(|s| s.from_mode == a_mode && s.to_mode == b_mode)?
+            .edge;
+        let mut classes = vec![a, b];
+        let mut edges = vec![first];
+        for &(_, to, seen) in &path {
+            edges.push(seen.edge);
+            if to != a {
+                classes.push(to);
+            }
+        }
+        let gate = self.common_gate(&classes);
+        let key = canonical(&classes);
+        if !self.should_report(key, gate.is_some()) {
+            return None;
+        }
+        // Start at the edge whose `from` lock has the lowest address, for stable output.
+        let start = edges
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, e)| e.from)
+            .map_or(0, |(i, _)| i);
+        edges.rotate_left(start);
+        Some(Inversion { edges, gate })
+    }
+
+    /// A path of edges from `(b, waits in b_mode)` to `a`, entering `a` in a mode that
+    /// conflicts with `a_mode` (breadth-first: the shortest such cycle).
+    fn path_back(
+        &self,
+        a: ClassId,
+        a_mode: HoldMode,
+        b: ClassId,
+        b_mode: HoldMode,
+    ) -> Option<Vec<(ClassId, ClassId, EdgeSeen<S>)>> {
+        type State = (ClassId, HoldMode);
+        let mut parent: FxHashMap<State, (State, EdgeSeen<S>)> = FxHashMap::default();
+        let mut queue = std::collections::VecDeque::from([(b, b_mode)]);
+        let start = (b, b_mode);
+        while let Some(state @ (class, waits)) = queue.pop_front() {
+            for &next in &self.successors[class as usize] {
+                let Some(edge) = self.edges.get(&(class, next)) else {
+                    continue;
+                };
+                for seen in &edge.seen {
+                    if !conflicts(waits, seen.from_mode) {
+                        continue;
+                    }
+                    let to = (next, seen.to_mode);
+                    if next == a {
+                        if !conflicts(seen.to_mode, a_mode) {
+                            continue;
+                        }
+                        let mut path = vec![(class, next, *seen)];
+                        let mut at = state;
+                        while at != start {
+                            let &(prev, prev_seen) = parent.get(&at)?;
+                            path.push((prev.0, at.0, prev_seen));
+                            at = prev;
+                        }
+                        path.reverse();
+                        return Some(path);
+                    }
+                    if to == start || parent.contains_key(&to) {
+                        continue;
+                    }
+                    parent.insert(to, (state, *seen));
+                    queue.push_back(to);
+                }
+            }
+        }
+        None
+    }
+
+    /// The first exclusively held lock every edge of the cycle `classes` was taken under.
+    fn common_gate(&self, classes: &[ClassId]) -> Option<u64> {
+        let n = classes.len();
+        let mut common: Option<SmallVec<[(ClassId, u64); 2]>> = None;
+        for i in 0..n {
+            let edge = self.edges.get(&(classes[i], classes[(i + 1) % n]))?;
+            common = Some(match common {
+                None => edge.gates.clone(),
+                Some(mut gates) => {
+                    gates.retain(|(class, _)| edge.gates.iter().any(|(c, _)| c == class));
+                    gates
+                }
+            });
+        }
+        common?.first().map(|&(_, lock)| lock)
+    }
+}
+
+/// The chain key of holding `held` and taking a lock of `class` in `mode`.
+fn chain_key<S>(held: &[HeldLock<S>], class: ClassId, mode: HoldMode) -> u64 {
+    let mut hasher = FxHasher::default();
+    for h in held {
+        (h.class, h.mode == HoldMode::Write, h.reentry).hash(&mut hasher);
+    }
+    (class, mode == HoldMode::Write).hash(&mut hasher);
+    hasher.finish()
+}
+
+/// `classes` rotated to start at the smallest, so a cycle has one key whichever edge
+/// closed it.
+fn canonical(classes: &[ClassId]) -> Vec<ClassId> {
+    let start = classes
+        .iter()
+        .enumerate()
+        .min_by_key(|&(_, c)| c)
+        .map_or(0, |(i, _)| i);
+    let mut key = classes.to_vec();
+    key.rotate_left(start);
+    key
+}
+
+#[cfg(test)]
+mod tests;
