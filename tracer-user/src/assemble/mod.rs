@@ -14,10 +14,10 @@ use rustc_hash::{FxHashMap, FxHashSet};
 pub use self::naming::{GoNames, Namer, StackSource};
 use crate::{
     model::{
-        Deadlock, DeadlockEntry, HolderState, LockKind, LockRef, LockSummary, StuckHolder,
-        StuckLock,
+        Deadlock, DeadlockEntry, HolderState, LockKind, LockOrderInversion, LockRef, LockSummary,
+        OrderEdge, StuckHolder, StuckLock,
         profile::ProfileFrame,
-        raw::{RawCycleEntry, RawFinding, RawLockStats, RawStack, RawStuckLock},
+        raw::{RawCycleEntry, RawFinding, RawInversion, RawLockStats, RawStack, RawStuckLock},
     },
     native::go_runtime::{self, GoFutexVerdict, GoFutexWait},
 };
@@ -61,6 +61,45 @@ pub fn finding(
             crate::model::Finding::Deadlock(deadlock(entries, now_ns, naming))
         }
         RawFinding::StuckLock(stuck) => crate::model::Finding::StuckLock(stuck_lock(stuck, naming)),
+        RawFinding::LockOrderInversion(inversion) => {
+            crate::model::Finding::LockOrderInversion(lock_order_inversion(inversion, naming))
+        }
+    }
+}
+
+/// The report's value of a lock-order inversion.
+pub fn lock_order_inversion(
+    inversion: &RawInversion,
+    naming: &mut dyn Naming,
+) -> LockOrderInversion {
+    let edges: Vec<OrderEdge> = inversion
+        .edges
+        .iter()
+        .map(|e| {
+            let from_stack = naming.stack(&e.from_stack);
+            let to_stack = naming.stack(&e.to_stack);
+            OrderEdge {
+                from: naming.lock(e.from),
+                to: naming.lock(e.to),
+                tid: e.tid,
+                goid: e.goid,
+                thread: if e.goid.is_some() {
+                    String::new()
+                } else {
+                    naming.thread_name(e.tid)
+                },
+                from_stack: from_stack.names,
+                from_stack_detail: from_stack.detail,
+                to_stack: to_stack.names,
+                to_stack_detail: to_stack.detail,
+            }
+        })
+        .collect();
+    LockOrderInversion {
+        locks: edges.iter().map(|e| e.from.clone()).collect(),
+        edges,
+        harmless: inversion.gate.is_some(),
+        gate: inversion.gate.map(|addr| naming.lock(addr)),
     }
 }
 

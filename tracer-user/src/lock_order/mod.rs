@@ -55,9 +55,8 @@ pub const MAX_ACTORS: usize = 100_000;
 /// that play the same part".
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum LockClass {
-    /// A lock in static storage: the address of the symbol that holds it.
-    Static(u64),
-    /// A named place, `Type.field` (from DWARF).
+    /// A named place: the static that holds it (`lock_a`, `table+0x28`), or `Type.field`
+    /// (from DWARF).
     Named(std::sync::Arc<str>),
     /// Nothing better known: the function (its entry address) that first took it.
     Site(u64),
@@ -159,6 +158,15 @@ struct PairSeen<S> {
     gate: Option<(ClassId, u64)>,
 }
 
+/// Which cycle a report is about.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum CycleKey {
+    /// A cycle of classes, rotated to start at the smallest id.
+    Classes(Vec<ClassId>),
+    /// Two instances of one class nested in both orders (lower address first).
+    Pair(u64, u64),
+}
+
 /// The lock-order graph of one process.
 #[derive(Debug)]
 pub struct LockOrder<S> {
@@ -170,9 +178,8 @@ pub struct LockOrder<S> {
     successors: Vec<SmallVec<[ClassId; 4]>>,
     chains: FxHashSet<u64>,
     pairs: FxHashMap<(u64, u64), PairSeen<S>>,
-    /// Cycles reported (classes, rotated to start at the smallest), and whether as
-    /// harmless.
-    reported: FxHashMap<Vec<ClassId>, bool>,
+    /// Cycles reported, and whether as harmless.
+    reported: FxHashMap<CycleKey, bool>,
     counts: LockOrderCounts,
 }
 
@@ -411,19 +418,7 @@ impl<S: Copy> LockOrder<S> {
                 gate,
             };
             if let Some(reverse) = self.pairs.get(&(acq.lock, h.lock)).copied() {
-                let key = {
-                    let (a, b) = (h.lock.min(acq.lock), h.lock.max(acq.lock));
-                    // Pairs are reported by instance: two made-up class ids that cannot
-                    // collide with a class cycle (whose ids are below MAX_CLASSES).
-                    vec![
-                        class,
-                        u32::MAX,
-                        (a >> 32) as u32,
-                        a as u32,
-                        (b >> 32) as u32,
-                        b as u32,
-                    ]
-                };
+                let key = CycleKey::Pair(h.lock.min(acq.lock), h.lock.max(acq.lock));
                 let gate = match (reverse.gate, seen.gate) {
                     (Some((c1, addr)), Some((c2, _))) if c1 == c2 => Some(addr),
                     _ => None,
@@ -452,7 +447,7 @@ impl<S: Copy> LockOrder<S> {
     }
 
     /// Whether a cycle (by its key) is to be reported now, recording it.
-    fn should_report(&mut self, key: Vec<ClassId>, harmless: bool) -> bool {
+    fn should_report(&mut self, key: CycleKey, harmless: bool) -> bool {
         match self.reported.get_mut(&key) {
             None => {
                 self.reported.insert(key, harmless);
@@ -494,7 +489,7 @@ impl<S: Copy> LockOrder<S> {
             }
         }
         let gate = self.common_gate(&classes);
-        let key = canonical(&classes);
+        let key = CycleKey::Classes(canonical(&classes));
         if !self.should_report(key, gate.is_some()) {
             return None;
         }

@@ -35,7 +35,7 @@ fn take_as(
             blocking,
             stack,
         },
-        || LockClass::Static(lock),
+        || LockClass::Named(format!("{lock:#x}").into()),
     )
 }
 
@@ -60,7 +60,11 @@ fn opposite_orders_never_overlapping_are_one_inversion_with_both_edges() {
     assert_eq!(found.len(), 1);
     let inv = &found[0];
     assert_eq!(inv.gate, None);
-    let edges: Vec<(u64, u64, u32)> = inv.edges.iter().map(|e| (e.from, e.to, e.actor.tid)).collect();
+    let edges: Vec<(u64, u64, u32)> = inv
+        .edges
+        .iter()
+        .map(|e| (e.from, e.to, e.actor.tid))
+        .collect();
     assert_eq!(edges, [(A, B, 1), (B, A, 2)]);
     assert_eq!((inv.edges[0].from_stack, inv.edges[0].to_stack), (1, 2));
     // Reported once, however often both orders recur.

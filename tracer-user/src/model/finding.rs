@@ -145,9 +145,54 @@ pub struct StuckLock {
     pub writers_waiting: usize,
 }
 
+/// One edge of a lock-order inversion: a thread (or goroutine) took `to` while it held
+/// `from`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OrderEdge {
+    /// The lock held.
+    pub from: LockRef,
+    /// The lock taken while holding it.
+    pub to: LockRef,
+    /// Kernel thread id; for a goroutine, the thread it ran on then.
+    pub tid: u32,
+    /// Goroutine id, for a goroutine; omitted from JSON for native threads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub goid: Option<u64>,
+    /// Thread name (`comm`), empty when unknown or for a goroutine.
+    pub thread: String,
+    /// Where it took `from`: function names, innermost first.
+    pub from_stack: Vec<String>,
+    /// The same frames with `file:line`, for the text report only.
+    #[serde(skip)]
+    pub from_stack_detail: Vec<String>,
+    /// Where it then took `to`.
+    pub to_stack: Vec<String>,
+    /// The same frames with `file:line`, for the text report only.
+    #[serde(skip)]
+    pub to_stack_detail: Vec<String>,
+}
+
+/// Locks taken in orders that form a cycle: a potential deadlock, seen before it happens
+/// (the first edge occurrences of each order, which need never have overlapped).
+///
+/// JSON: `{"kind":"lock_order_inversion","locks":[…],"edges":[…],"harmless":…,"gate":…}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename = "lock_order_inversion")]
+pub struct LockOrderInversion {
+    /// The locks of the cycle, in order: each edge goes from one to the next.
+    pub locks: Vec<LockRef>,
+    /// The orders seen, one per lock: `edges[i]` takes `locks[i + 1]` holding `locks[i]`.
+    pub edges: Vec<OrderEdge>,
+    /// Every edge was taken under one common lock (`gate`): the orders cannot meet.
+    pub harmless: bool,
+    /// That common lock, when `harmless`.
+    pub gate: Option<LockRef>,
+}
+
 /// Something the tracer found, reported the moment it is confirmed.
 ///
-/// Each kind serializes with its own `"kind"` tag (`"deadlock"`, `"stuck_lock"`).
+/// Each kind serializes with its own `"kind"` tag (`"deadlock"`, `"stuck_lock"`,
+/// `"lock_order_inversion"`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum Finding {
@@ -155,4 +200,6 @@ pub enum Finding {
     Deadlock(Deadlock),
     /// A lock with waiters and no release for longer than the threshold (Go targets).
     StuckLock(StuckLock),
+    /// Locks taken in orders that can deadlock.
+    LockOrderInversion(LockOrderInversion),
 }

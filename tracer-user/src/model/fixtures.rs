@@ -1,6 +1,9 @@
 //! Report values shared by the model's and the sinks' tests.
 
-use super::{Deadlock, DeadlockEntry, LockKind, LockRef, LockSummary, Quantiles, Summary};
+use super::{
+    Deadlock, DeadlockEntry, LockKind, LockOrderInversion, LockRef, LockSummary, OrderEdge,
+    Quantiles, Summary,
+};
 
 pub(crate) fn lock(addr: u64, name: Option<&str>) -> LockRef {
     LockRef {
@@ -67,6 +70,32 @@ pub(crate) fn deadlock() -> Deadlock {
     }
 }
 
+/// `lock_a` → `lock_b` by thread 1234, `lock_b` → `lock_a` by thread 1235.
+pub(crate) fn inversion() -> LockOrderInversion {
+    let a = lock(0x55d0_aa00, Some("lock_a"));
+    let b = lock(0x55d0_bb00, Some("lock_b"));
+    let edge = |from: &LockRef, to: &LockRef, tid: u32, thread: &str, function: &str| OrderEdge {
+        from: from.clone(),
+        to: to.clone(),
+        tid,
+        goid: None,
+        thread: thread.into(),
+        from_stack: vec![function.into(), "start_thread".into()],
+        from_stack_detail: vec![format!("{function} (src/order.c:10)")],
+        to_stack: vec![function.into(), "start_thread".into()],
+        to_stack_detail: Vec::new(),
+    };
+    LockOrderInversion {
+        locks: vec![a.clone(), b.clone()],
+        edges: vec![
+            edge(&a, &b, 1234, "worker-a", "take_ab"),
+            edge(&b, &a, 1235, "worker-b", "take_ba"),
+        ],
+        harmless: false,
+        gate: None,
+    }
+}
+
 pub(crate) fn summary() -> Summary {
     Summary {
         pid: 4242,
@@ -79,6 +108,7 @@ pub(crate) fn summary() -> Summary {
         brief_lock_waits: 20,
         deadlocks: 1,
         timed_cycles: 0,
+        lock_order_inversions: 0,
         other_locks: None,
         locks: vec![
             LockSummary {

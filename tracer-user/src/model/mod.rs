@@ -29,7 +29,8 @@ pub(crate) mod fixtures;
 
 pub use self::{
     finding::{
-        Deadlock, DeadlockEntry, Finding, HolderEvidence, HolderState, StuckHolder, StuckLock,
+        Deadlock, DeadlockEntry, Finding, HolderEvidence, HolderState, LockOrderInversion,
+        OrderEdge, StuckHolder, StuckLock,
     },
     lock::{HoldMode, LockKind, LockRef},
     summary::{LockSummary, OtherLocks, Quantiles, Summary},

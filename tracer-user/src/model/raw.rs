@@ -92,12 +92,36 @@ pub struct RawStuckLock {
     pub writers_waiting: usize,
 }
 
+/// One edge of a lock-order inversion: `tid` (or goroutine `goid`) took `to` holding
+/// `from`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawOrderEdge {
+    pub from: u64,
+    pub to: u64,
+    pub tid: u32,
+    pub goid: Option<u64>,
+    /// Where it took `from`.
+    pub from_stack: RawStack,
+    /// Where it then took `to`.
+    pub to_stack: RawStack,
+}
+
+/// A cycle in the order locks are taken in (see `crate::lock_order`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawInversion {
+    /// In cycle order: each edge's `to` is the next edge's `from` (or a lock of its class).
+    pub edges: Vec<RawOrderEdge>,
+    /// The lock every edge was taken under, if any: then the cycle cannot deadlock.
+    pub gate: Option<u64>,
+}
+
 /// A finding as an analysis reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RawFinding {
     /// A wait-for cycle, its entries in wait order.
     Deadlock(Vec<RawCycleEntry>),
     StuckLock(RawStuckLock),
+    LockOrderInversion(RawInversion),
 }
 
 /// One lock's statistics at the end of a trace.

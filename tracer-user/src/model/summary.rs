@@ -47,7 +47,8 @@ pub struct OtherLocks {
 /// The end-of-run summary.
 ///
 /// JSON: `{"kind":"summary","pid":…,"ns_pid":…,"duration_ns":…,"events":…,"dropped":…,"futex_wakes":…,
-/// "futex_waits":…,"brief_lock_waits":…,"deadlocks":…,"timed_cycles":…,"locks":[…],
+/// "futex_waits":…,"brief_lock_waits":…,"deadlocks":…,"timed_cycles":…,
+/// "lock_order_inversions":…,"locks":[…],
 /// "other_locks":{…},"notes":[…]}` (`other_locks` only when locks were folded).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename = "summary")]
@@ -77,6 +78,9 @@ pub struct Summary {
     /// Number of distinct cycles of timed waits reported during the run (each would
     /// time out: no deadlock).
     pub timed_cycles: usize,
+    /// Number of lock-order inversions (potential deadlocks) reported during the run, not
+    /// counting harmless ones (every order taken under one common lock).
+    pub lock_order_inversions: usize,
     /// Contended locks, in report order (see [`Summary::sort_locks`]).
     pub locks: Vec<LockSummary>,
     /// The locks folded into one aggregate to bound the tracer's memory (`--max-locks`);

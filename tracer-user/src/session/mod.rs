@@ -15,6 +15,8 @@ mod clock;
 mod confirm;
 mod exec_watch;
 mod live;
+mod order;
+pub(crate) use self::order::lock_order_note;
 #[cfg(test)]
 pub(crate) mod test_support;
 mod threads;
@@ -40,7 +42,7 @@ use self::{
 };
 use crate::{
     assemble::{self, Namer},
-    event::{Record, StackWindow, decode},
+    event::{Record, StackWindow, TraceEvent, decode},
     go::tracker::{self, GoProbeMode, GoTracker},
     lockstats,
     model::{
@@ -384,6 +386,8 @@ fn attach(
         probes,
         symbolizer,
         analysis: Analysis::for_target(lock_layout(&c_library), config.max_locks),
+        order: order::NativeOrder::default(),
+        inversions_reported: 0,
         threads,
         code,
         decode_errors: 0,
@@ -523,6 +527,10 @@ struct Session {
     probes: Probes,
     symbolizer: Symbolizer,
     analysis: Analysis,
+    /// The native lock-order graph (acquisitions are traced: `--holds`, musl).
+    order: order::NativeOrder,
+    /// Lock-order inversions reported, not counting harmless ones.
+    inversions_reported: usize,
     threads: LiveThreads,
     /// The target's PID in its own PID namespace, when that differs from its host PID.
     ns_pid: Option<u32>,
@@ -720,6 +728,7 @@ impl Session {
             }
             self.report_confirmed_deadlocks(sink)?;
             self.report_go_findings(sink)?;
+            self.report_inversions(sink)?;
             self.serve_live(None);
             if deadline.is_some_and(|d| Instant::now() >= d)
                 || self.live.as_ref().is_some_and(|live| live.stop)
@@ -746,6 +755,7 @@ impl Session {
         self.drain_before_stop();
         self.report_confirmed_deadlocks(sink)?;
         self.report_go_findings(sink)?;
+        self.report_inversions(sink)?;
         Ok(TraceEnd::Stopped)
     }
 
@@ -790,6 +800,8 @@ impl Session {
             threads,
             decode_errors,
             go,
+            order,
+            symbolizer,
             ..
         } = self;
         let target = &**target;
@@ -805,7 +817,15 @@ impl Session {
             let n = probes.drain(DRAIN_CHUNK, |bytes| {
                 // By reference: binding the decoded event by value copied it once more.
                 match decode(bytes) {
-                    Ok(Record::Native(ref event)) => threads.apply(analysis, target, event),
+                    Ok(Record::Native(ref event)) => {
+                        threads.apply(analysis, target, event);
+                        if matches!(
+                            event,
+                            TraceEvent::LockAcquired { .. } | TraceEvent::LockReleased { .. }
+                        ) {
+                            order.on_event(event, symbolizer);
+                        }
+                    }
                     Ok(Record::Go(ref event)) => match go.as_mut() {
                         Some(go) => go.on_event(event),
                         // The Go program's sites, after it executed another program.
@@ -967,9 +987,33 @@ impl Session {
                 live.stuck_reported(stuck.addr);
             }
             let finding = assemble::finding(raw, now, &mut self.namer());
+            self.count_inversion(&finding);
             sink.finding(&finding).map_err(SessionError::Output)?;
         }
         Ok(())
+    }
+
+    /// Prints the native lock-order inversions found since the last call.
+    fn report_inversions(&mut self, sink: &mut dyn Sink) -> Result<(), SessionError> {
+        for raw in self.order.take_found() {
+            let finding = assemble::finding(
+                &RawFinding::LockOrderInversion(raw),
+                monotonic_ns(),
+                &mut self.namer(),
+            );
+            self.count_inversion(&finding);
+            sink.finding(&finding).map_err(SessionError::Output)?;
+        }
+        Ok(())
+    }
+
+    /// Counts a lock-order inversion for the summary (harmless ones are not counted).
+    fn count_inversion(&mut self, finding: &crate::model::Finding) {
+        if let crate::model::Finding::LockOrderInversion(inversion) = finding
+            && !inversion.harmless
+        {
+            self.inversions_reported += 1;
+        }
     }
 
     fn report_confirmed_deadlocks(&mut self, sink: &mut dyn Sink) -> Result<(), SessionError> {
@@ -1127,6 +1171,7 @@ impl Session {
             },
         );
         notes.extend(table.notes);
+        notes.extend(self.order.note());
         let previous = std::mem::take(&mut self.previous);
         let summary = Summary {
             pid: self.config.pid,
@@ -1139,6 +1184,7 @@ impl Session {
             brief_lock_waits: table.brief_lock_waits + previous.brief_lock_waits,
             deadlocks: table.deadlocks + previous.deadlocks,
             timed_cycles: self.timed_cycles.reported(),
+            lock_order_inversions: self.inversions_reported,
             locks: exec_watch::merge_lock_tables(previous.locks, table.locks),
             other_locks,
             notes,

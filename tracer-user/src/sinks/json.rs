@@ -207,6 +207,7 @@ mod tests {
                 "futex_waits",
                 "futex_wakes",
                 "kind",
+                "lock_order_inversions",
                 "locks",
                 "notes",
                 "pid",
@@ -274,6 +275,41 @@ mod tests {
         );
         assert_eq!(parse(lines[0])["kind"], "deadlock");
         assert!(text.ends_with('\n'));
+    }
+
+    /// Guards issue 18's record: `{"kind":"lock_order_inversion","locks","edges",
+    /// "harmless","gate"}`, each edge with `from`, `to`, `tid`, `thread` and both stacks,
+    /// `goid` only for goroutines, and no text-only detail.
+    #[test]
+    fn lock_order_inversion_json_shape() {
+        let mut inversion = crate::model::fixtures::inversion();
+        let v = parse(&json_line(&Finding::LockOrderInversion(inversion.clone())));
+        assert_eq!(keys(&v), ["edges", "gate", "harmless", "kind", "locks"]);
+        assert_eq!(v["kind"], "lock_order_inversion");
+        assert_eq!(v["harmless"], false);
+        assert_eq!(v["gate"], Value::Null);
+        assert_eq!(v["locks"][0]["name"], "lock_a");
+        assert_eq!(v["locks"][1]["addr"], "0x55d0bb00");
+        let edge = &v["edges"][0];
+        assert_eq!(
+            keys(edge),
+            ["from", "from_stack", "thread", "tid", "to", "to_stack"]
+        );
+        assert_eq!(edge["from"]["name"], "lock_a");
+        assert_eq!(edge["to"]["name"], "lock_b");
+        assert_eq!(edge["tid"], 1234);
+        assert_eq!(edge["from_stack"][0], "take_ab");
+        assert_eq!(v["edges"][1]["thread"], "worker-b");
+        inversion.edges[0].goid = Some(7);
+        inversion.harmless = true;
+        inversion.gate = Some(crate::model::fixtures::lock(0x6000, Some("gate")));
+        let v = parse(&json_line(&Finding::LockOrderInversion(inversion)));
+        assert_eq!(v["edges"][0]["goid"], 7);
+        assert!(v["edges"][1].get("goid").is_none());
+        assert_eq!(
+            (v["harmless"].as_bool(), &v["gate"]["name"]),
+            (Some(true), &Value::from("gate"))
+        );
     }
 
     #[test]

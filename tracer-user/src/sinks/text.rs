@@ -8,8 +8,8 @@ use std::{
 use super::Sink;
 use crate::{
     model::{
-        Deadlock, Finding, HoldMode, HolderEvidence, HolderState, LockSummary, Quantiles,
-        StuckHolder, StuckLock, Summary,
+        Deadlock, Finding, HoldMode, HolderEvidence, HolderState, LockOrderInversion, LockSummary,
+        Quantiles, StuckHolder, StuckLock, Summary,
     },
     units,
 };
@@ -48,6 +48,7 @@ impl Sink for TextSink<'_> {
         let text = match finding {
             Finding::Deadlock(d) => deadlock_text(d),
             Finding::StuckLock(s) => stuck_lock_text(s),
+            Finding::LockOrderInversion(i) => lock_order_inversion_text(i),
         };
         self.write(&(text + "\n"))
     }
@@ -208,6 +209,48 @@ fn deadlock_text(d: &Deadlock) -> String {
     out
 }
 
+/// A lock-order inversion for a human: the locks of the cycle, then each order with who
+/// took it and where.
+#[must_use]
+fn lock_order_inversion_text(inv: &LockOrderInversion) -> String {
+    let locks: Vec<String> = inv.locks.iter().map(ToString::to_string).collect();
+    let mut out = match &inv.gate {
+        Some(gate) => format!(
+            "LOCK ORDER INVERSION (harmless: every order is taken under {gate}): {}\n",
+            locks.join(" -> ")
+        ),
+        None => format!(
+            "LOCK ORDER INVERSION (potential deadlock, none happened): {}\n",
+            locks.join(" -> ")
+        ),
+    };
+    for edge in &inv.edges {
+        if let Some(goid) = edge.goid {
+            let _ = write!(out, "  goroutine {goid}");
+        } else {
+            let _ = write!(out, "  thread {}", edge.tid);
+            if !edge.thread.is_empty() {
+                let _ = write!(out, " ({})", edge.thread);
+            }
+        }
+        let _ = writeln!(out, " took {} while holding {}", edge.to, edge.from);
+        for (what, names, detail) in [
+            (&edge.from, &edge.from_stack, &edge.from_stack_detail),
+            (&edge.to, &edge.to_stack, &edge.to_stack_detail),
+        ] {
+            let frames = if detail.is_empty() { names } else { detail };
+            let _ = writeln!(out, "    took {what} at:");
+            if frames.is_empty() {
+                out.push_str("      (no stack)\n");
+            }
+            for frame in frames {
+                let _ = writeln!(out, "      {frame}");
+            }
+        }
+    }
+    out
+}
+
 /// How many locks' top waiter stacks the text summary shows; JSON has them all.
 const TEXT_STACKS: usize = 5;
 
@@ -343,6 +386,18 @@ fn summary_text_top(s: &Summary, top: Option<usize>) -> String {
         s.deadlocks,
         if s.deadlocks == 1 { "" } else { "s" },
     );
+    if s.lock_order_inversions > 0 {
+        let _ = writeln!(
+            out,
+            "{} lock-order inversion{} (potential deadlocks: locks taken in orders that can deadlock)",
+            s.lock_order_inversions,
+            if s.lock_order_inversions == 1 {
+                ""
+            } else {
+                "s"
+            },
+        );
+    }
     if s.timed_cycles > 0 {
         let _ = writeln!(
             out,
@@ -480,6 +535,47 @@ mod tests {
 
     /// A cycle over goroutines is counted in goroutines, not in the threads that last ran
     /// them; a self-deadlock likewise.
+
+    #[test]
+    fn lock_order_inversion_text_tells_each_order_and_where() {
+        let mut inversion = crate::model::fixtures::inversion();
+        let text = lock_order_inversion_text(&inversion);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "LOCK ORDER INVERSION (potential deadlock, none happened): lock_a (0x55d0aa00) -> lock_b (0x55d0bb00)"
+        );
+        assert_eq!(
+            lines[1],
+            "  thread 1234 (worker-a) took lock_b (0x55d0bb00) while holding lock_a (0x55d0aa00)"
+        );
+        assert_eq!(lines[2], "    took lock_a (0x55d0aa00) at:");
+        // Detail (file:line) when there is some, else the names.
+        assert_eq!(lines[3], "      take_ab (src/order.c:10)");
+        assert_eq!(lines[4], "    took lock_b (0x55d0bb00) at:");
+        assert_eq!(lines[5], "      take_ab");
+        assert!(
+            text.contains("  thread 1235 (worker-b) took lock_a (0x55d0aa00) while holding lock_b")
+        );
+        inversion.gate = Some(lock(0x6000, Some("gate")));
+        inversion.harmless = true;
+        inversion.edges[0].goid = Some(9);
+        let text = lock_order_inversion_text(&inversion);
+        assert!(text.starts_with(
+            "LOCK ORDER INVERSION (harmless: every order is taken under gate (0x6000)):"
+        ));
+        assert!(text.contains("\n  goroutine 9 took lock_b"));
+    }
+
+    #[test]
+    fn summary_counts_lock_order_inversions() {
+        let mut s = summary();
+        assert!(!summary_text_top(&s, Some(20)).contains("lock-order inversion"));
+        s.lock_order_inversions = 2;
+        assert!(
+            summary_text_top(&s, Some(20)).contains("2 lock-order inversions (potential deadlocks")
+        );
+    }
 
     #[test]
     fn deadlock_text_counts_goroutines() {

@@ -118,6 +118,23 @@ pub struct GoLockModel {
     /// Contention profiles being collected, by the id their requester gave (see
     /// `profile`); empty unless someone asked for one.
     profiles: Vec<(u64, GoWaitProfile)>,
+    /// Holds taken and ended since the tracker last took them (for the lock-order graph);
+    /// not kept in `waits_only` mode, which sees no holds.
+    hold_changes: Vec<HoldChange>,
+}
+
+/// A hold taken or ended, in the order the model applied them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HoldChange {
+    /// Goroutine `key` took `lock` in `mode`.
+    Acquired {
+        key: u64,
+        lock: u64,
+        mode: GoLockMode,
+        hold: GoHold,
+    },
+    /// Goroutine `key` released `lock`.
+    Released { key: u64, lock: u64 },
 }
 
 impl GoLockModel {
@@ -138,7 +155,13 @@ impl GoLockModel {
             last_search_steps: 0,
             waits_only: false,
             profiles: Vec::new(),
+            hold_changes: Vec::new(),
         }
+    }
+
+    /// The holds taken and ended since the last call, in order.
+    pub fn take_hold_changes(&mut self) -> std::vec::Drain<'_, HoldChange> {
+        self.hold_changes.drain(..)
     }
 
     /// A model fed by the default Go probes only: `SemacquireEnter` starts a wait,

@@ -12,7 +12,11 @@ use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use serde::Serialize;
 use smallvec::SmallVec;
 
-use super::{GoLockEvent, GoLockMode, GoLockModel, GoWaitStack};
+use super::{GoLockEvent, GoLockMode, GoLockModel, GoWaitStack, HoldChange};
+
+/// Most hold changes kept between two takes by the tracker (it takes them after every
+/// event; only a model fed without a tracker reaches this).
+const MAX_HOLD_CHANGES: usize = 1024;
 use crate::lockstats::{LockSlot, LockTable};
 
 /// Marks the key of a goroutine whose id could not be read (`goid` 0): it is then known
@@ -342,6 +346,12 @@ impl GoLockModel {
     }
 
     pub(super) fn acquire_write(&mut self, key: u64, addr: u64, hold: GoHold) {
+        self.log_hold(HoldChange::Acquired {
+            key,
+            lock: addr,
+            mode: GoLockMode::Write,
+            hold,
+        });
         let lock = self.locks.entry(addr).or_default();
         let previous = lock.writer.replace(hold);
         if let Some(old) = previous.filter(|h| h.key() != key) {
@@ -364,6 +374,7 @@ impl GoLockModel {
 
     pub(super) fn release_write(&mut self, key: u64, addr: u64, ts_ns: u64) {
         self.counts.releases += 1;
+        self.log_hold(HoldChange::Released { key, lock: addr });
         let Some(lock) = self.locks.get_mut(&addr) else {
             self.counts.unmatched_releases += 1;
             return;
@@ -393,6 +404,12 @@ impl GoLockModel {
     }
 
     pub(super) fn acquire_read(&mut self, key: u64, addr: u64, hold: GoHold) {
+        self.log_hold(HoldChange::Acquired {
+            key,
+            lock: addr,
+            mode: GoLockMode::Read,
+            hold,
+        });
         let g = self.goroutines.entry(key).or_default();
         let blocked = g.blocked;
         let lock = self.locks.entry(addr).or_default();
@@ -414,6 +431,7 @@ impl GoLockModel {
 
     pub(super) fn release_read(&mut self, key: u64, addr: u64, ts_ns: u64) {
         self.counts.releases += 1;
+        self.log_hold(HoldChange::Released { key, lock: addr });
         let Some(lock) = self.locks.get_mut(&addr) else {
             self.counts.unmatched_releases += 1;
             return;
@@ -444,6 +462,18 @@ impl GoLockModel {
             self.refresh_blocked(writer);
         }
         self.drop_lock_if_idle(addr);
+    }
+
+    /// Keeps a hold change for the tracker's lock-order graph. Bounded: the tracker takes
+    /// them after every event; a model nobody takes them from keeps only the last few.
+    fn log_hold(&mut self, change: HoldChange) {
+        if self.waits_only {
+            return;
+        }
+        if self.hold_changes.len() >= MAX_HOLD_CHANGES {
+            self.hold_changes.clear();
+        }
+        self.hold_changes.push(change);
     }
 
     /// A hold time, for locks that have stats (see [`GoLockModel::stats`]).

@@ -8,6 +8,7 @@
 //!
 //! `parked`: findings from snapshots of the goroutines (waits that predate the attach,
 //! holders named by their stacks).
+mod order;
 mod parked;
 mod runtime_source;
 
@@ -47,6 +48,7 @@ use crate::{
         },
         sym::{GoBuildInfo, GoSymError, GoTable, go_build_info},
     },
+    lock_order::LockClass,
     model::{
         HoldMode, HolderEvidence, HolderState, LockKind,
         live::UnnamedLiveLock,
@@ -358,6 +360,8 @@ pub struct GoTracker {
     stuck_after: Duration,
     /// Locks the traced model reported stuck.
     model_stuck: HashSet<u64>,
+    /// The lock-order graph of the holds the model applied.
+    order: order::GoOrder,
 }
 
 impl GoTracker {
@@ -393,6 +397,33 @@ impl GoTracker {
             parked: None,
             stuck_after,
             model_stuck: HashSet::new(),
+            order: order::GoOrder::default(),
+        }
+    }
+
+    /// Feeds the holds the last event took or ended to the lock-order graph.
+    fn order_holds(&mut self) {
+        let bias = self.target.bias;
+        for change in self.model.take_hold_changes() {
+            let (heap_names, owners, table, order) = (
+                &self.heap_names,
+                &self.target.owners,
+                &self.target.table,
+                &mut self.order,
+            );
+            order.apply(change, |lock, pc| {
+                let named = heap_names
+                    .get(&lock)
+                    .or_else(|| owners.name_at(pc.wrapping_sub(bias)));
+                match named {
+                    Some(name) => LockClass::Named(Arc::clone(name)),
+                    None => LockClass::Site(
+                        table
+                            .func_for_pc(pc.wrapping_sub(bias))
+                            .map_or(pc, |f| f.entry.wrapping_add(bias)),
+                    ),
+                }
+            });
         }
     }
 
@@ -441,6 +472,7 @@ impl GoTracker {
         };
         self.model.handle(&event);
         self.learn_name(&event);
+        self.order_holds();
         if event.op == GoOp::SemacquireEnter {
             if self.recent_parks.len() >= MAX_RECENT_PARKS {
                 self.recent_parks.pop_front();
@@ -583,6 +615,8 @@ impl GoTracker {
                     }
                 }
             }
+            // Its locks were named when they were taken.
+            RawFinding::LockOrderInversion(_) => {}
         }
         let bias = self.target.bias;
         for (lock, pcs) in named {
@@ -608,6 +642,7 @@ impl GoTracker {
     #[must_use]
     pub fn notes(&self) -> Vec<String> {
         let mut notes = model_notes(self.model.counts());
+        notes.extend(crate::session::lock_order_note(self.order.counts()));
         if let Some(parked) = &self.parked {
             notes.extend(parked.notes());
         }
@@ -697,6 +732,12 @@ impl GoTracker {
             self.model_stuck.insert(stuck.addr);
             out.push(RawFinding::StuckLock(self.raw_stuck(&stuck)));
         }
+        out.extend(
+            self.order
+                .take_found()
+                .into_iter()
+                .map(RawFinding::LockOrderInversion),
+        );
         out
     }
 }

@@ -1,0 +1,156 @@
+//! The native lock-order graph of a session (`crate::lock_order`): fed the traced
+//! acquisitions and releases (`--holds`, or the lock uprobes a musl target gets by
+//! itself), each new lock given its class from the symbols.
+use rustc_hash::FxHashMap;
+use tracer_common::LockOp;
+
+use crate::{
+    event::{StackId, StackWindow, TraceEvent},
+    lock_order::{Acquisition, Actor, Inversion, LockClass, LockOrder, LockOrderCounts},
+    model::{
+        HoldMode,
+        raw::{RawInversion, RawOrderEdge, RawStack},
+    },
+    symbols::Symbolizer,
+};
+
+/// Most call sites whose function is remembered (a program has a few hundred lock call
+/// sites; past the cap a site is looked up again).
+const MAX_SITES: usize = 4096;
+
+/// Where a native lock was taken: the kernel's stack, and the lock call's return address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct NativeSite {
+    stack: StackId,
+    call_site: u64,
+}
+
+impl NativeSite {
+    fn raw_stack(self) -> RawStack {
+        RawStack::Native {
+            stack_id: self.stack,
+            window: Box::new(StackWindow {
+                ip: self.call_site,
+                ..StackWindow::EMPTY
+            }),
+            waiter: None,
+        }
+    }
+}
+
+/// The graph and what names its classes.
+#[derive(Debug, Default)]
+pub(super) struct NativeOrder {
+    graph: LockOrder<NativeSite>,
+    /// The class of a lock first taken at a call site, by call site.
+    sites: FxHashMap<u64, LockClass>,
+    found: Vec<Inversion<NativeSite>>,
+}
+
+impl NativeOrder {
+    /// Applies one record.
+    pub(super) fn on_event(&mut self, event: &TraceEvent<'_>, symbolizer: &mut Symbolizer) {
+        match *event {
+            TraceEvent::LockAcquired {
+                tid,
+                addr,
+                op,
+                stack,
+                call_site,
+                ..
+            } => {
+                let acquisition = Acquisition {
+                    lock: addr,
+                    mode: if op.is_read() {
+                        HoldMode::Read
+                    } else {
+                        HoldMode::Write
+                    },
+                    // A trylock cannot block: no order leads to it.
+                    blocking: !matches!(
+                        op,
+                        LockOp::MutexTryLock | LockOp::RwTryRead | LockOp::RwTryWrite
+                    ),
+                    stack: NativeSite { stack, call_site },
+                };
+                let sites = &mut self.sites;
+                let found = self.graph.acquired(
+                    u64::from(tid),
+                    Actor { tid, goid: None },
+                    &acquisition,
+                    || class_of(symbolizer, sites, addr, call_site),
+                );
+                self.found.extend(found);
+            }
+            TraceEvent::LockReleased { tid, addr, .. } => self.graph.released(u64::from(tid), addr),
+            TraceEvent::FutexWait { .. } | TraceEvent::FutexWaitDone { .. } => {}
+        }
+    }
+
+    /// The inversions found since the last call.
+    pub(super) fn take_found(&mut self) -> Vec<RawInversion> {
+        self.found.drain(..).map(raw_inversion).collect()
+    }
+
+    /// The note for the summary when the graph's caps left acquisitions unordered.
+    pub(super) fn note(&self) -> Option<String> {
+        lock_order_note(self.graph.counts())
+    }
+}
+
+/// A native lock's class: the static that holds it (with its offset: each lock of a
+/// static array is its own), else the function that first took it.
+fn class_of(
+    symbolizer: &mut Symbolizer,
+    sites: &mut FxHashMap<u64, LockClass>,
+    lock: u64,
+    call_site: u64,
+) -> LockClass {
+    if let Some(name) = symbolizer.data_name(lock) {
+        return LockClass::Named(name.into());
+    }
+    if let Some(class) = sites.get(&call_site) {
+        return class.clone();
+    }
+    let frame = symbolizer.frame(call_site);
+    let class = if frame.function.is_some() {
+        LockClass::Site(call_site.wrapping_sub(frame.offset))
+    } else {
+        LockClass::Site(call_site)
+    };
+    if sites.len() < MAX_SITES {
+        sites.insert(call_site, class.clone());
+    }
+    class
+}
+
+/// What a lock-order graph's caps left out, for the summary's notes; `None` when nothing.
+pub(crate) fn lock_order_note(counts: LockOrderCounts) -> Option<String> {
+    if counts.not_ordered == 0 && counts.pairs_not_kept == 0 {
+        return None;
+    }
+    Some(format!(
+        "lock order: {} acquisitions were not ordered and {} nestings of two locks of one \
+         class were not remembered (the graph's caps on classes, edges, held locks and \
+         instance pairs): inversions among them may have been missed",
+        counts.not_ordered, counts.pairs_not_kept
+    ))
+}
+
+fn raw_inversion(inversion: Inversion<NativeSite>) -> RawInversion {
+    RawInversion {
+        edges: inversion
+            .edges
+            .into_iter()
+            .map(|e| RawOrderEdge {
+                from: e.from,
+                to: e.to,
+                tid: e.actor.tid,
+                goid: e.actor.goid,
+                from_stack: e.from_stack.raw_stack(),
+                to_stack: e.to_stack.raw_stack(),
+            })
+            .collect(),
+        gate: inversion.gate,
+    }
+}
