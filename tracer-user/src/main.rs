@@ -46,6 +46,10 @@ enum Command {
         /// functions): hold times and each thread's held locks, at a higher cost.
         #[arg(long)]
         holds: bool,
+        /// Build no lock-order graph from the traced acquisitions: no lock-order
+        /// inversions are reported (to measure what the graph costs).
+        #[arg(long)]
+        no_lock_order: bool,
         /// Report a lock as stuck when it has waiters and no release for this long (Go
         /// targets).
         #[arg(long, value_name = "SECS", default_value_t = 1.0)]
@@ -163,6 +167,7 @@ fn serve_config(args: &ServeArgs) -> anyhow::Result<serve::ServeConfig> {
             realtime: None,
             bpf_log: false,
             max_locks: usize::try_from(args.max_locks).unwrap_or(usize::MAX),
+            lock_order: true,
         },
     })
 }
@@ -216,6 +221,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             duration: secs,
             format,
             holds,
+            no_lock_order,
             stuck_after,
             realtime,
             bpf_log,
@@ -232,6 +238,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
                 realtime,
                 bpf_log,
                 max_locks: usize::try_from(max_locks).unwrap_or(usize::MAX),
+                lock_order: !no_lock_order,
             };
             let reader = sinks::ReaderWatch::stdout();
             let mut stdout = io::stdout().lock();

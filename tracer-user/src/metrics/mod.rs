@@ -145,6 +145,7 @@ struct LockSeries {
 struct TargetSeries {
     labels: TargetLabels,
     deadlocks: u64,
+    lock_order_inversions: u64,
     stuck_locks: u64,
     events: u64,
     dropped: u64,
@@ -198,6 +199,7 @@ impl Exposition {
             targets.push(TargetSeries {
                 labels: [("pid", pid), ("comm", snapshot.comm.clone())],
                 deadlocks: snapshot.deadlocks,
+                lock_order_inversions: snapshot.lock_order_inversions,
                 stuck_locks: snapshot.stuck_locks,
                 events: snapshot.events,
                 dropped: snapshot.dropped,
@@ -310,6 +312,14 @@ impl Exposition {
             "tracer_deadlocks",
             "Deadlocks reported in the target since the attach.",
             targets.iter().map(|t| (&t.labels, t.deadlocks)),
+        )?;
+        counter_family(
+            encoder,
+            "tracer_lock_order_inversions",
+            "Lock-order inversions (potential deadlocks: locks taken in orders that can \
+             deadlock, none happened) reported in the target since the attach; needs traced \
+             acquisitions (--holds).",
+            targets.iter().map(|t| (&t.labels, t.lock_order_inversions)),
         )?;
         gauge_family(
             encoder,
@@ -636,6 +646,7 @@ mod tests {
             locks,
             other,
             deadlocks: u64::from(pid % 3),
+            lock_order_inversions: u64::from(pid % 2),
             stuck_locks: u64::from(pid % 5),
             events: u64::from(pid) * 10,
             dropped: u64::from(pid % 7),
@@ -730,12 +741,13 @@ mod tests {
                 "tracer_lock_wait_seconds_bucket" | "tracer_lock_hold_seconds_bucket" => {
                     &["comm", "le", "lock", "pid", "type"]
                 }
-                name if name.starts_with("tracer_lock_") => &["comm", "lock", "pid", "type"],
                 "tracer_deadlocks_total"
+                | "tracer_lock_order_inversions_total"
                 | "tracer_stuck_locks"
                 | "tracer_events_dropped_total"
                 | "tracer_events_total"
                 | "tracer_target_attached" => &["comm", "pid"],
+                name if name.starts_with("tracer_lock_") => &["comm", "lock", "pid", "type"],
                 "tracer_build_info" => &["version"],
                 _ => &[],
             };
@@ -763,6 +775,7 @@ mod tests {
             ("tracer_lock_hold_seconds", "histogram"),
             ("tracer_lock_contentions_total", "counter"),
             ("tracer_deadlocks_total", "counter"),
+            ("tracer_lock_order_inversions_total", "counter"),
             ("tracer_stuck_locks", "gauge"),
             ("tracer_events_dropped_total", "counter"),
             ("tracer_events_total", "counter"),
@@ -858,6 +871,10 @@ mod tests {
             let labels = [("pid", pid.as_str()), ("comm", snapshot.comm.as_str())];
             let value = |name| parsed.value(name, &labels);
             assert_eq!(value("tracer_deadlocks_total"), snapshot.deadlocks as f64);
+            assert_eq!(
+                value("tracer_lock_order_inversions_total"),
+                snapshot.lock_order_inversions as f64
+            );
             assert_eq!(value("tracer_stuck_locks"), snapshot.stuck_locks as f64);
             assert_eq!(value("tracer_events_total"), snapshot.events as f64);
             assert_eq!(

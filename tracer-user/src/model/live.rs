@@ -114,6 +114,8 @@ pub struct TargetSnapshot {
     pub other: Vec<OtherLiveLocks>,
     /// Deadlocks (and cycles of timed waits not included) reported so far.
     pub deadlocks: u64,
+    /// Lock-order inversions (potential deadlocks, not harmless ones) reported so far.
+    pub lock_order_inversions: u64,
     /// Locks reported stuck that are still held with waiters now.
     pub stuck_locks: u64,
     /// Records received from the kernel.

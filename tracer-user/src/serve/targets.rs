@@ -124,6 +124,7 @@ mod tests {
             locks: Vec::new(),
             other: Vec::new(),
             deadlocks: 0,
+            lock_order_inversions: 0,
             stuck_locks: 0,
             events: 0,
             dropped: 0,

@@ -387,6 +387,7 @@ impl Session {
             locks,
             other,
             deadlocks: u64::try_from(deadlocks).unwrap_or(u64::MAX),
+            lock_order_inversions: u64::try_from(self.inversions_reported).unwrap_or(u64::MAX),
             stuck_locks: u64::try_from(stuck_locks).unwrap_or(u64::MAX),
             events,
             dropped: counters.dropped,

@@ -115,6 +115,9 @@ pub struct Config {
     pub bpf_log: bool,
     /// Native locks tracked before the coldest are folded (`--max-locks`).
     pub max_locks: usize,
+    /// Build the lock-order graph from the traced acquisitions (`--no-lock-order` turns
+    /// it off: `crate::lock_order`).
+    pub lock_order: bool,
 }
 
 /// How a trace ended.
@@ -362,6 +365,9 @@ fn attach(
     let go = go_target.map(|t| {
         let mut tracker =
             GoTracker::new(Arc::clone(&target), t, config.stuck_after, config.max_locks);
+        if !config.lock_order {
+            tracker.without_lock_order();
+        }
         // The goroutines are read after the probes are in place: a wait that begins in
         // between is seen by both, never by neither.
         if let Err(note) = tracker.watch_runtime_goroutines() {
@@ -802,6 +808,7 @@ impl Session {
             go,
             order,
             symbolizer,
+            config,
             ..
         } = self;
         let target = &**target;
@@ -819,10 +826,12 @@ impl Session {
                 match decode(bytes) {
                     Ok(Record::Native(ref event)) => {
                         threads.apply(analysis, target, event);
-                        if matches!(
-                            event,
-                            TraceEvent::LockAcquired { .. } | TraceEvent::LockReleased { .. }
-                        ) {
+                        if config.lock_order
+                            && matches!(
+                                event,
+                                TraceEvent::LockAcquired { .. } | TraceEvent::LockReleased { .. }
+                            )
+                        {
                             order.on_event(event, symbolizer);
                         }
                     }

@@ -362,6 +362,8 @@ pub struct GoTracker {
     model_stuck: HashSet<u64>,
     /// The lock-order graph of the holds the model applied.
     order: order::GoOrder,
+    /// Whether holds go to `order` (`--no-lock-order` turns it off).
+    ordering: bool,
 }
 
 impl GoTracker {
@@ -398,11 +400,21 @@ impl GoTracker {
             stuck_after,
             model_stuck: HashSet::new(),
             order: order::GoOrder::default(),
+            ordering: true,
         }
+    }
+
+    /// Builds no lock-order graph (`--no-lock-order`).
+    pub fn without_lock_order(&mut self) {
+        self.ordering = false;
     }
 
     /// Feeds the holds the last event took or ended to the lock-order graph.
     fn order_holds(&mut self) {
+        if !self.ordering {
+            self.model.take_hold_changes();
+            return;
+        }
         let bias = self.target.bias;
         for change in self.model.take_hold_changes() {
             let (heap_names, owners, table, order) = (
