@@ -71,6 +71,10 @@ fn other(kind: LockKind, locks: u64, waits: usize, holds: bool) -> OtherLiveLock
 
 /// Three targets as `tracer serve` would hold them: a C++ service on glibc, a Go service
 /// traced with hold times, and a batch job that exited (kept for the grace period).
+#[expect(
+    clippy::too_many_lines,
+    reason = "three literal snapshots, one per kind of target, read best whole"
+)]
 fn scrape() -> Vec<TargetSnapshot> {
     let cpp = TargetSnapshot {
         pid: 4242,
