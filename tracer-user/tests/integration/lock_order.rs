@@ -150,6 +150,33 @@ fn watch_peak_rss(pid: u32) -> JoinHandle<u64> {
     })
 }
 
+/// Longest stdout line shown in failure messages (the summary of the 10 000 accounts is
+/// megabytes long).
+const SHOWN_LINE_CHARS: usize = 4000;
+
+/// [`describe`] with each stdout line cut to [`SHOWN_LINE_CHARS`].
+fn describe_shortened(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut short = Vec::new();
+    for line in stdout.lines() {
+        match line.char_indices().nth(SHOWN_LINE_CHARS) {
+            Some((cut, _)) => {
+                short.extend_from_slice(line[..cut].as_bytes());
+                short.extend_from_slice(b"... (cut)\n");
+            }
+            None => {
+                short.extend_from_slice(line.as_bytes());
+                short.push(b'\n');
+            }
+        }
+    }
+    describe(&Output {
+        status: out.status,
+        stdout: short,
+        stderr: out.stderr.clone(),
+    })
+}
+
 /// Sends SIGUSR1 to `pid` (the targets' start signal).
 fn send_start(pid: u32) {
     let pid = libc::pid_t::try_from(pid).expect("pid fits pid_t");
@@ -203,7 +230,7 @@ fn trace_rounds(target: &mut Target, format: &str, extra: &[&str]) -> Run {
         "[target {}, facts {:?}, tracer {args:?}, peak RSS {peak_rss_kib} KiB]\n{}",
         target.exe().display(),
         target.facts(),
-        describe(&out)
+        describe_shortened(&out)
     );
     eprintln!("{what}");
     assert_success(&out);
@@ -298,9 +325,7 @@ fn inversions<'a>(values: &'a [Value], what: &str) -> Vec<&'a Value> {
 fn summary_inversions(summary: &Value, what: &str) -> u64 {
     summary["lock_order_inversions"]
         .as_u64()
-        .unwrap_or_else(|| {
-            panic!("summary without a \"lock_order_inversions\" count: {summary}\n{what}")
-        })
+        .unwrap_or_else(|| panic!("summary without a \"lock_order_inversions\" count\n{what}"))
 }
 
 /// Asserts that the `locks` of `inv` are in cycle order: an edge goes from each lock to
