@@ -159,15 +159,12 @@ fn describe_shortened(out: &Output) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let mut short = Vec::new();
     for line in stdout.lines() {
-        match line.char_indices().nth(SHOWN_LINE_CHARS) {
-            Some((cut, _)) => {
-                short.extend_from_slice(line[..cut].as_bytes());
-                short.extend_from_slice(b"... (cut)\n");
-            }
-            None => {
-                short.extend_from_slice(line.as_bytes());
-                short.push(b'\n');
-            }
+        if let Some((cut, _)) = line.char_indices().nth(SHOWN_LINE_CHARS) {
+            short.extend_from_slice(&line.as_bytes()[..cut]);
+            short.extend_from_slice(b"... (cut)\n");
+        } else {
+            short.extend_from_slice(line.as_bytes());
+            short.push(b'\n');
         }
     }
     describe(&Output {
