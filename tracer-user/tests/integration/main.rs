@@ -35,6 +35,8 @@
 //! - [`pidns`]: targets in their own PID namespace (containers).
 //! - [`timed`]: cycles of timed lock waits, which time out rather than deadlock.
 //! - [`musl`]: programs on musl (contention, deadlocks, rwlocks; dynamic and static).
+//! - [`lock_order`]: lock-order inversions (potential deadlocks) predicted from traced
+//!   acquisitions, C and Go, and the orders that must not be reported.
 //! - [`memory`]: the tracer's memory stays bounded with 100 000 distinct contended locks.
 //! - [`serve`]: `tracer serve` scraped by a real Prometheus, read by `go tool pprof`,
 //!   following a restarted service (`--exe`) and a cgroup; its start-up errors.
@@ -81,6 +83,8 @@ mod go_service;
 mod go_symbols;
 #[cfg(feature = "root-tests")]
 mod lifecycle;
+#[cfg(feature = "root-tests")]
+mod lock_order;
 #[cfg(feature = "root-tests")]
 mod memory;
 mod metrics_exposition;
