@@ -35,6 +35,8 @@
 //! - [`pidns`]: targets in their own PID namespace (containers).
 //! - [`timed`]: cycles of timed lock waits, which time out rather than deadlock.
 //! - [`musl`]: programs on musl (contention, deadlocks, rwlocks; dynamic and static).
+//! - [`rust_locks`]: Rust programs: `std` mutexes and rwlocks, `parking_lot` through its
+//!   slow paths, a deadlock among `std` mutexes with the holders their stacks name.
 //! - [`memory`]: the tracer's memory stays bounded with 100 000 distinct contended locks.
 //! - [`serve`]: `tracer serve` scraped by a real Prometheus, read by `go tool pprof`,
 //!   following a restarted service (`--exe`) and a cgroup; its start-up errors.
@@ -89,6 +91,8 @@ mod musl;
 #[cfg(feature = "root-tests")]
 mod pidns;
 mod pprof_export;
+#[cfg(feature = "root-tests")]
+mod rust_locks;
 #[cfg(feature = "root-tests")]
 mod serve;
 #[cfg(feature = "root-tests")]
