@@ -307,10 +307,10 @@ impl Analysis {
     ) -> FutexWaitClass {
         // Rust's `std` locks sleep on their own words with their own values, on either C
         // library; glibc's and musl's keep theirs.
-        if self.rust.std_locks() {
-            if let Some(class) = rust_lock::classify_std(addr, cmd, val, snapshot) {
-                return class;
-            }
+        if self.rust.std_locks()
+            && let Some(class) = rust_lock::classify_std(addr, cmd, val, snapshot)
+        {
+            return class;
         }
         match self.layout {
             LockLayout::Glibc => {

@@ -317,14 +317,14 @@ mod tests {
         }
     }
 
-    fn lock(lock: u64, kind: LockKind, reader: bool) -> Option<FutexWaitClass> {
-        Some(FutexWaitClass::Lock {
+    fn lock(lock: u64, kind: LockKind, reader: bool) -> FutexWaitClass {
+        FutexWaitClass::Lock {
             lock,
             kind,
             holder: None,
             unowned: false,
             reader,
-        })
+        }
     }
 
     /// Guards the std mutex: a contended wait is a `rust_mutex` on the word itself, with
@@ -335,7 +335,7 @@ mod tests {
         let s = snap(0x5000, &[(0, 2), (8, 4242)]);
         assert_eq!(
             classify_std(0x5000, futex_cmd::WAIT_BITSET, 2, &s),
-            lock(0x5000, LockKind::RustMutex, false)
+            Some(lock(0x5000, LockKind::RustMutex, false))
         );
         // glibc's own mutexes sleep with FUTEX_WAIT: not std's.
         assert_eq!(classify_std(0x5000, futex_cmd::WAIT, 2, &s), None);
@@ -348,7 +348,7 @@ mod tests {
         let s = snap(0x6000, &[(0, reader_val)]);
         assert_eq!(
             classify_std(0x6000, futex_cmd::WAIT_BITSET, reader_val, &s),
-            lock(0x6000, LockKind::RustRwLock, true)
+            Some(lock(0x6000, LockKind::RustRwLock, true))
         );
         // A writer on writer_notify (= 7), state write-locked with writers waiting.
         let s = snap(
@@ -357,7 +357,7 @@ mod tests {
         );
         assert_eq!(
             classify_std(0x6004, futex_cmd::WAIT_BITSET, 7, &s),
-            lock(0x6000, LockKind::RustRwLock, false)
+            Some(lock(0x6000, LockKind::RustRwLock, false))
         );
         // The same counter with an unlocked word before it is a condvar, not a writer.
         let s = snap(0x6004, &[(-4, RWLOCK_WRITERS_WAITING), (0, 7)]);
@@ -430,11 +430,11 @@ mod tests {
         rust.on_slow_path(7, 1_000, 0xabc0, NativeSiteOp::ParkingLotLock);
         assert_eq!(
             park(&mut rust, 2_000, 0x100),
-            lock(0xabc0, LockKind::ParkingLotMutex, false).unwrap()
+            lock(0xabc0, LockKind::ParkingLotMutex, false)
         );
         assert_eq!(
             park(&mut rust, 3_000, 0x100),
-            lock(0xabc0, LockKind::ParkingLotMutex, false).unwrap(),
+            lock(0xabc0, LockKind::ParkingLotMutex, false),
             "parked again in the same slow path"
         );
         assert_eq!(
@@ -449,7 +449,7 @@ mod tests {
             "too long after the entry"
         );
         // A wait its memory already names is left alone.
-        let glibc = lock(0x5000, LockKind::Mutex, false).unwrap();
+        let glibc = lock(0x5000, LockKind::Mutex, false);
         assert_eq!(rust.park_class(7, (6_000, 0x5000, None), glibc), glibc);
         rust.thread_exited(7);
         assert_eq!(park(&mut rust, 6_001, 0x100), FutexWaitClass::NotALock);
