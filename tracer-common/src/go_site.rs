@@ -63,6 +63,36 @@ impl TryFrom<u32> for GoOp {
     }
 }
 
+/// What a native (non-Go) site of the same program means: the low byte of its attach
+/// cookie, as for [`GoOp`], from a range no `GoOp` uses, so the one site program serves
+/// both and the reader tells them apart by value.
+///
+/// Rust's `parking_lot` parks threads on words of their own, not on the lock: the lock
+/// is only seen at the entry of its slow paths (`addr` = the lock, from `RDI`).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NativeSiteOp {
+    /// Entry of `parking_lot::RawMutex::lock_slow`.
+    ParkingLotLock = 64,
+    /// Entry of `parking_lot::RawRwLock::lock_exclusive_slow`.
+    ParkingLotWrite = 65,
+    /// Entry of `parking_lot::RawRwLock::lock_shared_slow`.
+    ParkingLotRead = 66,
+}
+
+impl TryFrom<u32> for NativeSiteOp {
+    type Error = UnknownValue;
+
+    fn try_from(value: u32) -> Result<Self, Self::Error> {
+        Ok(match value {
+            64 => Self::ParkingLotLock,
+            65 => Self::ParkingLotWrite,
+            66 => Self::ParkingLotRead,
+            other => return Err(UnknownValue(other)),
+        })
+    }
+}
+
 /// Slots of the x86-64 `struct pt_regs` (its field order), as used in [`go_cookie`].
 pub mod pt_reg {
     pub const R15: u8 = 0;
@@ -99,6 +129,20 @@ pub mod go_cookie {
     /// Packs a site's op, address operand and value register.
     #[must_use]
     pub const fn pack(op: GoOp, base: u8, value: u8, displacement: i32) -> u64 {
+        (op as u64)
+            | ((base as u64) << 8)
+            | ((value as u64) << 16)
+            | ((displacement.cast_unsigned() as u64) << 32)
+    }
+
+    /// Packs a native site's op and address operand, as [`pack`] does a Go site's.
+    #[must_use]
+    pub const fn pack_native(
+        op: super::NativeSiteOp,
+        base: u8,
+        value: u8,
+        displacement: i32,
+    ) -> u64 {
         (op as u64)
             | ((base as u64) << 8)
             | ((value as u64) << 16)
@@ -142,6 +186,12 @@ mod tests {
         }
         assert!(GoOp::try_from(0).is_err());
         assert!(GoOp::try_from(12).is_err());
+        for raw in 64..=66 {
+            let op = NativeSiteOp::try_from(raw).expect("known native op");
+            assert_eq!(op as u32, raw);
+            assert!(GoOp::try_from(raw).is_err(), "the two ranges must not meet");
+        }
+        assert!(NativeSiteOp::try_from(67).is_err());
     }
 
     #[test]

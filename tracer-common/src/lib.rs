@@ -14,7 +14,8 @@
 //!   with its
 //!   [`EventKind`] and has its own size, which is how the reader tells them apart
 //!   ([`RECORD_SIZES`]).
-//! - `go_site`: what a Go lock probe site means ([`GoOp`]) and its attach cookie.
+//! - `go_site`: what a Go lock probe site means ([`GoOp`]), or a native one of the same
+//!   program ([`NativeSiteOp`]: Rust's `parking_lot` slow paths), and its attach cookie.
 //! - The values of the other maps: [`PendingLock`], [`BriefWaits`], [`StackSampler`],
 //!   the [`Counter`] slots, and where a record's stack is kept ([`StackSlot`]).
 //!
@@ -44,7 +45,7 @@ pub use futex::{
     futex_cmd, syscall,
 };
 pub use go_event::{GO_EVENT_SIZE, GoEvent};
-pub use go_site::{GoOp, go_cookie, pt_reg};
+pub use go_site::{GoOp, NativeSiteOp, go_cookie, pt_reg};
 pub use kind::{EventKind, UnknownValue};
 pub use lock::{LOCK_RECORD_SIZE, LockOp, LockRecord, PendingLock};
 pub use names::{

@@ -15,7 +15,7 @@
 //! context argument its macros take is only evaluated, never used, so `&()` stands in
 //! for it where a helper has no context at hand.
 use aya_log_ebpf::{debug, warn};
-use tracer_common::GoOp;
+use tracer_common::{GoOp, NativeSiteOp};
 
 use crate::maps::DIAGNOSTICS;
 
@@ -159,7 +159,7 @@ pub(crate) fn pending_lock_lost(tid: u32, errno: i32) {
     }
 }
 
-/// Reports the op `op` of the Go lock site at `pc` if it is no `GoOp` (the site still
+/// Reports the op `op` of the Go lock site at `pc` if it is no `GoOp` nor `NativeSiteOp` (the site still
 /// sends its record; userspace counts it as undecodable). The check itself only runs
 /// when diagnostics are on.
 #[inline(always)]
@@ -171,7 +171,7 @@ pub(crate) fn check_go_op(op: u32, pc: u64) {
             "Go lock site at 0x{:x}: unknown op {} in its attach cookie", pc, op
         );
     }
-    if enabled() && GoOp::try_from(op).is_err() {
+    if enabled() && GoOp::try_from(op).is_err() && NativeSiteOp::try_from(op).is_err() {
         log(op, pc);
     }
 }

@@ -8,6 +8,9 @@
 //! No uretprobes: they rewrite return addresses on the stack, and Go moves goroutine
 //! stacks, so a uretprobe crashes the target.
 //!
+//! It also serves the native sites of a Rust program ([`NativeSiteOp`]: the entries of
+//! `parking_lot`'s slow paths, the lock in `RDI`), which have no goroutine.
+//!
 //! One program serves every site: the attach cookie ([`tracer_common::go_cookie`]) says
 //! what the site means and which registers hold the lock address and value, so no map
 //! lookup is needed per hit.
@@ -18,7 +21,7 @@ use aya_ebpf::{
     macros::uprobe,
     programs::ProbeContext,
 };
-use tracer_common::{EventKind, GoEvent, GoOp, go_cookie, pt_reg};
+use tracer_common::{EventKind, GoEvent, GoOp, NativeSiteOp, go_cookie, pt_reg};
 
 use crate::{
     diag,
@@ -60,14 +63,25 @@ fn try_go_lock_site(ctx: &ProbeContext) -> Result<(), ()> {
             return Ok(());
         }
     }
-    let g = reg(regs, pt_reg::R14).ok_or(())?;
+    // Native sites run no goroutine: `R14` is no `g` there.
+    let native = op >= NativeSiteOp::ParkingLotLock as u32;
+    let g = if native {
+        0
+    } else {
+        reg(regs, pt_reg::R14).ok_or(())?
+    };
     let offset = GO_GOID_OFFSET.load();
-    // SAFETY: bpf_probe_read_user checks the user address and fails cleanly on a fault.
-    let goid = unsafe { bpf_probe_read_user((g.wrapping_add(offset)) as *const u64) }
-        .unwrap_or_else(|_| {
-            diag::goid_unreadable(g);
-            0
-        });
+    let goid = if native {
+        0
+    } else {
+        // SAFETY: bpf_probe_read_user checks the user address and fails cleanly on a fault.
+        unsafe { bpf_probe_read_user((g.wrapping_add(offset)) as *const u64) }.unwrap_or_else(
+            |_| {
+                diag::goid_unreadable(g);
+                0
+            },
+        )
+    };
     let addr = match reg(regs, go_cookie::base(cookie)) {
         Some(base) => base.wrapping_add_signed(i64::from(go_cookie::displacement(cookie))),
         None => 0,
@@ -83,7 +97,8 @@ fn try_go_lock_site(ctx: &ProbeContext) -> Result<(), ()> {
     };
     let pc = reg(regs, pt_reg::RIP).ok_or(())?;
     diag::check_go_op(op, pc);
-    let caller = if op == GoOp::LockSlowEnter as u32
+    let caller = if native
+        || op == GoOp::LockSlowEnter as u32
         || op == GoOp::SemacquireEnter as u32
         || op == GoOp::SemreleaseEnter as u32
     {
@@ -102,7 +117,8 @@ fn try_go_lock_site(ctx: &ProbeContext) -> Result<(), ()> {
         || op == GoOp::RwLockFast as u32
         || op == GoOp::RLockFast as u32
         || op == GoOp::LockSlowEnter as u32
-        || op == GoOp::SemacquireEnter as u32;
+        || op == GoOp::SemacquireEnter as u32
+        || native;
     let stack_id = if wants_stack {
         user_stack_id(ctx)
     } else {

@@ -6,7 +6,7 @@ use aya::Pod;
 use thiserror::Error;
 use tracer_common::{
     BriefWaits, CpuBriefWaits, EVENT_SIZE, EXEC_RECORD_SIZE, Event, EventKind, ExecRecord,
-    GO_EVENT_SIZE, GoEvent, LOCK_RECORD_SIZE, LockOp, LockRecord, SNAPSHOT_WORDS,
+    GO_EVENT_SIZE, GoEvent, LOCK_RECORD_SIZE, LockOp, LockRecord, NativeSiteOp, SNAPSHOT_WORDS,
     STACK_WINDOW_WORDS, TIMEOUT_NONE, TIMEOUT_UNREADABLE, TimeoutClock, UnknownValue,
     WAIT_END_RECORD_SIZE, WAIT_RECORD_SIZE, WaitEndRecord, WaitRecord, WaitTimeoutArg,
 };
@@ -407,6 +407,14 @@ pub enum Record<'a> {
     Native(TraceEvent<'a>),
     /// A Go lock probe site: for the Go lock model.
     Go(GoLockEvent),
+    /// A native site of a Rust program (the entry of a `parking_lot` slow path): thread
+    /// `tid` is about to wait for the lock at `addr`.
+    NativeSite {
+        op: NativeSiteOp,
+        tid: u32,
+        ts_ns: u64,
+        addr: u64,
+    },
     /// The target executed another program: records before this one are the old
     /// program's, records after it the new one's.
     Exec { tid: u32, ts_ns: u64 },
@@ -422,7 +430,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record<'_>, DecodeError> {
         WAIT_END_RECORD_SIZE => decode_wait_end(&read(bytes)?).map(Record::Native),
         LOCK_RECORD_SIZE => decode_lock(&read(bytes)?).map(Record::Native),
         WAIT_RECORD_SIZE => decode_wait(bytes).map(Record::Native),
-        GO_EVENT_SIZE => decode_go(&read(bytes)?).map(Record::Go),
+        GO_EVENT_SIZE => decode_site(&read(bytes)?),
         EXEC_RECORD_SIZE => decode_exec(&read(bytes)?),
         len => Err(DecodeError::Size { len }),
     }
@@ -518,6 +526,22 @@ fn decode_wait(bytes: &[u8]) -> Result<TraceEvent<'_>, DecodeError> {
         window: WindowRef::Raw(window.try_into().map_err(|_| size())?),
         timeout: WaitTimeout::of_arg(&timeout),
     })
+}
+
+/// Converts a lock site's record: a native site's ([`NativeSiteOp`], from the same
+/// program as the Go sites), else a Go site's.
+fn decode_site(raw: &GoEvent) -> Result<Record<'static>, DecodeError> {
+    match NativeSiteOp::try_from(raw.op) {
+        Ok(op) if EventKind::try_from(raw.kind) == Ok(EventKind::GoLock) => {
+            Ok(Record::NativeSite {
+                op,
+                tid: raw.tid,
+                ts_ns: raw.ts_ns,
+                addr: raw.addr,
+            })
+        }
+        _ => decode_go(raw).map(Record::Go),
+    }
 }
 
 /// Converts a Go lock site's record into the Go lock model's event.

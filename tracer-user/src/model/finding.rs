@@ -96,6 +96,9 @@ pub enum HolderEvidence {
     FrameVariable,
     /// A probe saw it acquire the lock (`--holds`, or the slow path's return).
     TracedAcquire,
+    /// A blocked thread's stack holds a live guard of the lock (a Rust `MutexGuard`'s
+    /// reference to a locked `std` mutex) while it waits for another lock.
+    StackGuard,
 }
 
 /// The goroutine holding a stuck lock.

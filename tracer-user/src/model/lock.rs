@@ -71,6 +71,18 @@ pub enum LockKind {
     /// A Go `sync.RWMutex`.
     #[serde(rename = "go_rwmutex")]
     GoRwMutex,
+    /// A Rust `std::sync::Mutex` (its futex word; no owner is kept).
+    #[serde(rename = "rust_mutex")]
+    RustMutex,
+    /// A Rust `std::sync::RwLock`.
+    #[serde(rename = "rust_rwlock")]
+    RustRwLock,
+    /// A Rust `parking_lot::Mutex` (seen through its slow path).
+    #[serde(rename = "parking_lot_mutex")]
+    ParkingLotMutex,
+    /// A Rust `parking_lot::RwLock` (seen through its slow paths).
+    #[serde(rename = "parking_lot_rwlock")]
+    ParkingLotRwLock,
 }
 
 impl LockKind {
@@ -84,6 +96,10 @@ impl LockKind {
             Self::Futex => "futex",
             Self::GoMutex => "go_mutex",
             Self::GoRwMutex => "go_rwmutex",
+            Self::RustMutex => "rust_mutex",
+            Self::RustRwLock => "rust_rwlock",
+            Self::ParkingLotMutex => "parking_lot_mutex",
+            Self::ParkingLotRwLock => "parking_lot_rwlock",
         }
     }
 }
@@ -115,6 +131,10 @@ mod tests {
             (LockKind::PiMutex, "pi_mutex"),
             (LockKind::RwLock, "rwlock"),
             (LockKind::Futex, "futex"),
+            (LockKind::RustMutex, "rust_mutex"),
+            (LockKind::RustRwLock, "rust_rwlock"),
+            (LockKind::ParkingLotMutex, "parking_lot_mutex"),
+            (LockKind::ParkingLotRwLock, "parking_lot_rwlock"),
         ] {
             assert_eq!(serde_json::to_value(kind).expect("serializes"), name);
             assert_eq!(kind.to_string(), name);

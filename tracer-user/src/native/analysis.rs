@@ -28,6 +28,7 @@ use crate::{
         LockLayout,
         futex_lock::{self, FutexWaitClass, KnownLocks},
         musl_lock,
+        rust_lock::{self, RustLocks},
         wait_profile::WaitProfile,
         waitgraph::{Cycle, WaitGraph},
     },
@@ -229,6 +230,8 @@ pub struct Analysis {
     /// Contention profiles being collected, by the id their requester gave (see
     /// `super::wait_profile`); empty unless someone asked for one.
     profiles: Vec<(u64, WaitProfile)>,
+    /// A Rust program's locks: `std`'s, `parking_lot`'s slow paths, holders from guards.
+    rust: RustLocks,
 }
 
 impl Analysis {
@@ -302,6 +305,13 @@ impl Analysis {
         waiter_sp: Option<u64>,
         host_tid: &dyn Fn(u32) -> Option<u32>,
     ) -> FutexWaitClass {
+        // Rust's `std` locks sleep on their own words with their own values, on either C
+        // library; glibc's and musl's keep theirs.
+        if self.rust.std_locks()
+            && let Some(class) = rust_lock::classify_std(addr, cmd, val, snapshot)
+        {
+            return class;
+        }
         match self.layout {
             LockLayout::Glibc => {
                 futex_lock::classify(addr, cmd, val, snapshot, &self.known, host_tid)
@@ -376,6 +386,7 @@ impl Analysis {
                 if let Some(owner) = unknown.filter(|_| refuse_unknown) {
                     return Err(UnknownThread(owner));
                 }
+                let class = self.rust.park_class(tid, (ts_ns, addr, sp), class);
                 self.count_event(ts_ns);
                 self.on_wait_start(tid, (ts_ns, timeout), addr, (stack, window), class);
             }
@@ -1023,11 +1034,60 @@ impl Analysis {
 
     /// A thread is gone: forget its wait and its holdings.
     pub fn thread_exited(&mut self, tid: u32) {
+        self.rust.thread_exited(tid);
         self.graph.remove_thread(tid);
         if let Some(wait) = self.waits.remove(&tid) {
             self.free_window(wait.window_slot);
         }
         self.held.retain(|&(holder, _), _| holder != tid);
+    }
+
+    /// Classifies Rust `std`'s lock waits as such from now on (the target is a Rust
+    /// program; see `rust_lock`).
+    pub fn set_rust_std(&mut self, on: bool) {
+        self.rust.set_std_locks(on);
+    }
+
+    /// Whether the target's Rust `std` lock waits are classified as such.
+    #[must_use]
+    pub fn rust_std(&self) -> bool {
+        self.rust.std_locks()
+    }
+
+    /// Thread `tid` entered a `parking_lot` slow path for `lock` (its next park is a
+    /// wait for that lock: see [`RustLocks::park_class`]).
+    pub fn on_slow_path(
+        &mut self,
+        tid: u32,
+        ts_ns: u64,
+        lock: u64,
+        op: tracer_common::NativeSiteOp,
+    ) {
+        self.count_event(ts_ns);
+        self.rust.on_slow_path(tid, ts_ns, lock, op);
+    }
+
+    /// Sets the holders of ownerless locks found from guards on their threads' stacks
+    /// (`found`: (thread, lock) pairs), replacing those found before, and looks for the
+    /// cycles they close.
+    pub fn set_found_holders(&mut self, found: HashSet<(u32, u64)>) {
+        let new: Vec<(u32, u64)> = found.iter().copied().collect();
+        for (tid, lock) in self.rust.replace_found_holders(found) {
+            self.graph.remove_holder(lock, tid);
+        }
+        for (tid, lock) in new {
+            self.graph.set_sole_holder(lock, Some(tid));
+            let waiters: Vec<u32> = self.graph.waiters(lock).collect();
+            for waiter in waiters {
+                self.collect_cycles_through(waiter);
+            }
+        }
+    }
+
+    /// Whether `tid` was found to hold `lock` by a guard on its stack.
+    #[must_use]
+    pub fn found_holder(&self, tid: u32, lock: u64) -> bool {
+        self.rust.found_holder(tid, lock)
     }
 
     #[must_use]

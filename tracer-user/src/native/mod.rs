@@ -3,6 +3,8 @@
 //!
 //! - `futex_lock`: decide what lock (if any) a futex word belongs to, and who holds it.
 //! - `musl_lock`: the same for musl's mutexes and rwlocks (which keep no owner).
+//! - `rust_lock`: Rust programs' `std` lock waits, `parking_lot` slow paths, and the guards
+//!   on a blocked thread's stack that name a `std` mutex's holder.
 //! - `go_runtime`: what a Go program's futex wait is (a runtime lock, an idle sleep) from
 //!   its frames.
 //! - `wait_profile`: the lock waits of a window by lock and stack, for contention profiles.
@@ -13,6 +15,7 @@ pub mod analysis;
 pub mod futex_lock;
 pub mod go_runtime;
 pub mod musl_lock;
+pub mod rust_lock;
 pub mod wait_profile;
 pub mod waitgraph;
 

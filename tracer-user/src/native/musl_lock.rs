@@ -253,7 +253,13 @@ pub fn still_held(
             read_u32(lock + MUTEX_LOCK_OFFSET).is_some_and(|w| w & FUTEX_TID_MASK == t)
         }),
         LockKind::RwLock => read_u32(lock).is_some_and(|w| w & !WAITERS_BIT != 0) && held_by_probes,
-        LockKind::Futex | LockKind::GoMutex | LockKind::GoRwMutex => held_by_probes,
+        LockKind::Futex
+        | LockKind::GoMutex
+        | LockKind::GoRwMutex
+        | LockKind::RustMutex
+        | LockKind::RustRwLock
+        | LockKind::ParkingLotMutex
+        | LockKind::ParkingLotRwLock => held_by_probes,
     }
 }
 

@@ -3,7 +3,8 @@
 //!
 //! Reads glibc's lock layouts (owner fields at `MUTEX_OWNER_OFFSET` and
 //! `RWLOCK_WRITER_OFFSET`, the PI futex word's TID bits), or musl's for a musl program
-//! (`musl_lock::still_held`).
+//! (`musl_lock::still_held`). A Rust `std` mutex's holder found from a guard on its
+//! stack is checked by reading that guard again (`rust_holders::guard_still`).
 use rustc_hash::FxHashSet as HashSet;
 use tracer_common::{FUTEX_TID_MASK, syscall};
 
@@ -191,6 +192,10 @@ fn owner_still(
     // those known cannot be checked.
     let ns_tid = threads.namespace_tid(tid);
     let expect = ns_tid.and_then(|t| i32::try_from(t).ok());
+    if analysis.lock_kind(lock) == LockKind::RustMutex && analysis.found_holder(tid, lock) {
+        // Its holder was found from a guard on its stack: the guard must still be there.
+        return super::rust_holders::guard_still(target, analysis, tid, lock);
+    }
     if analysis.layout() == LockLayout::Musl {
         let held_by_probes = analysis.held(tid, lock).is_some();
         let read_word = |addr: u64| target.read_u32(addr);
@@ -212,9 +217,13 @@ fn owner_still(
             Some(0) => analysis.held(tid, lock).is_some(),
             writer => expect.is_some() && writer == expect,
         },
-        LockKind::Futex | LockKind::GoMutex | LockKind::GoRwMutex => {
-            analysis.held(tid, lock).is_some()
-        }
+        LockKind::Futex
+        | LockKind::GoMutex
+        | LockKind::GoRwMutex
+        | LockKind::RustMutex
+        | LockKind::RustRwLock
+        | LockKind::ParkingLotMutex
+        | LockKind::ParkingLotRwLock => analysis.held(tid, lock).is_some(),
     }
 }
 

@@ -17,6 +17,7 @@ mod exec_watch;
 mod live;
 mod order;
 pub(crate) use self::order::lock_order_note;
+mod rust_holders;
 #[cfg(test)]
 pub(crate) mod test_support;
 mod threads;
@@ -46,16 +47,17 @@ use crate::{
     go::tracker::{self, GoProbeMode, GoTracker},
     lockstats,
     model::{
-        LockKind, LockSummary, OtherLocks, Summary,
+        HolderEvidence, LockKind, LockSummary, OtherLocks, Summary,
         live::TargetSnapshot,
         raw::{RawCycleEntry, RawFinding, RawLockStats, RawStack},
     },
     native::{
         self, LockLayout,
         analysis::{Analysis, WINDOW_ONLY_STACK},
+        rust_lock,
         waitgraph::Cycle,
     },
-    probes::{CounterTotals, Hooks, ProbeError, Probes},
+    probes::{CounterTotals, GoSites, Hooks, ProbeError, Probes},
     realtime::{self, RealtimeGuard},
     sinks::{ReaderWatch, Sink},
     symbols::{self, Symbolizer},
@@ -317,6 +319,13 @@ fn attach(
     }
     let mut notes = Vec::new();
     let go_target = inspect_go(&*target, &maps, config.holds, &mut notes);
+    // A Rust program: `std`'s lock waits are its own kinds, `parking_lot`'s slow paths are
+    // probed (through the Go sites' program: a Go program is no Rust program).
+    let (rust, rust_sites) = if go_target.is_none() {
+        RustSites::of(&*target)
+    } else {
+        (false, None)
+    };
     let musl = c_library.flavor() == Some(LibcFlavor::Musl);
     if let Some(note) = c_library_note(&c_library, go_target.is_some(), config.holds) {
         notes.push(note);
@@ -329,6 +338,7 @@ fn attach(
         &config,
         (libc.as_deref(), lock_uprobes),
         go_target.as_ref(),
+        rust_sites.as_ref(),
     )?;
     if !target.is_alive() {
         return Err(SessionError::ExitedDuringAttach { pid });
@@ -403,6 +413,15 @@ fn attach(
         dropped_seen: 0,
         live: None,
     };
+    session.analysis.set_rust_std(rust);
+    if let Some(sites) = &rust_sites {
+        let note = format!(
+            "Rust program: std locks traced from their futex words; {} parking_lot slow path(s) probed",
+            sites.sites.len()
+        );
+        eprintln!("tracer: note: {note}");
+        notes.push(note);
+    }
     // Threads that were already asleep before the hooks were in place send no event:
     // find them, so a process that is already deadlocked is diagnosed at once.
     session.adopt_blocked_threads(&maps);
@@ -506,9 +525,14 @@ fn attach_probes(
     config: &Config,
     (libc, lock_uprobes): (Option<&Path>, bool),
     go: Option<&tracker::GoTarget>,
+    rust_sites: Option<&RustSites>,
 ) -> Result<Probes, SessionError> {
     let pid = target.pid();
-    let go_attach = go.map(tracker::GoTarget::probe_sites);
+    // A Rust program's `parking_lot` slow paths go through the Go sites' program (a Go
+    // program has none).
+    let go_attach = go
+        .map(tracker::GoTarget::probe_sites)
+        .or_else(|| rust_sites.map(RustSites::probe_sites));
     let hooks = Hooks::Trace {
         holds: lock_uprobes,
     };
@@ -521,6 +545,48 @@ fn attach_probes(
             SessionError::Attach { pid, source }
         }
     })
+}
+
+/// A Rust program's `parking_lot` slow paths, to probe in its executable.
+struct RustSites {
+    exe: PathBuf,
+    /// (file offset, attach cookie) of each slow path's entry.
+    sites: Vec<(u64, u64)>,
+}
+
+impl RustSites {
+    /// The slow paths of the Rust program `target` runs, if it is one and has any.
+    fn of(target: &dyn TargetProcess) -> (bool, Option<Self>) {
+        let Ok(exe) = target.executable() else {
+            return (false, None);
+        };
+        if !rust_lock::is_rust_program(&exe.data) {
+            return (false, None);
+        }
+        let sites: Vec<(u64, u64)> = rust_lock::parking_lot_sites(&exe.data)
+            .into_iter()
+            .map(|(offset, op)| (offset, rust_site_cookie(op)))
+            .collect();
+        let sites = (!sites.is_empty()).then_some(Self {
+            exe: exe.open_path,
+            sites,
+        });
+        (true, sites)
+    }
+
+    fn probe_sites(&self) -> GoSites<'_> {
+        GoSites {
+            exe: &self.exe,
+            goid_offset: 0,
+            sites: &self.sites,
+        }
+    }
+}
+
+/// The attach cookie of a native site: its op, the lock in `RDI` (the first argument).
+fn rust_site_cookie(op: tracer_common::NativeSiteOp) -> u64 {
+    use tracer_common::{go_cookie, pt_reg};
+    go_cookie::pack_native(op, pt_reg::RDI, pt_reg::NONE, 0)
 }
 
 struct Session {
@@ -729,6 +795,7 @@ impl Session {
             }
             if last_rescan.elapsed() >= RESCAN_INTERVAL {
                 self.fold_brief_waits();
+                self.find_rust_guard_holders();
                 self.analysis.rescan();
                 last_rescan = Instant::now();
             }
@@ -842,6 +909,12 @@ impl Session {
                         // Go sites are only attached in Go targets.
                         None => *decode_errors += 1,
                     },
+                    Ok(Record::NativeSite {
+                        op,
+                        tid,
+                        ts_ns,
+                        addr,
+                    }) => analysis.on_slow_path(tid, ts_ns, addr, op),
                     Ok(Record::Exec { ts_ns, .. }) => {
                         // Everything before this record was the old program's, everything
                         // after it is the new one's.
@@ -1025,6 +1098,17 @@ impl Session {
         }
     }
 
+    /// In a Rust program, the holders of the `std` mutexes threads have waited for a
+    /// while, from the guards on the blocked threads' stacks (`rust_holders`): those
+    /// mutexes keep no owner.
+    fn find_rust_guard_holders(&mut self) {
+        if !self.analysis.rust_std() {
+            return;
+        }
+        let tids = self.target.thread_ids().unwrap_or_default();
+        rust_holders::find_guard_holders(&*self.target, &mut self.analysis, &tids, monotonic_ns());
+    }
+
     fn report_confirmed_deadlocks(&mut self, sink: &mut dyn Sink) -> Result<(), SessionError> {
         for cycle in self.analysis.candidates() {
             if !self.confirm(&cycle) {
@@ -1116,7 +1200,10 @@ impl Session {
                 timed: timeout.timed,
                 gives_up_at_ns: timeout.gives_up_at_ns,
                 holding_since_ns: held.map(|h| h.since_ns),
-                holder_evidence: None,
+                holder_evidence: self
+                    .analysis
+                    .found_holder(edge.tid, edge.holds)
+                    .then_some(HolderEvidence::StackGuard),
                 acquired: held.map_or(RawStack::None, |h| RawStack::Native {
                     stack_id: h.stack,
                     window: Box::new(StackWindow {

@@ -94,6 +94,7 @@ fn holder_text(out: &mut String, holder: &StuckHolder) {
         Some(HolderEvidence::DeferredUnlock) => ", a deferred unlock pending on its stack",
         Some(HolderEvidence::FrameVariable) => ", the lock in a variable of its frame",
         Some(HolderEvidence::TracedAcquire) => ", seen acquiring it",
+        Some(HolderEvidence::StackGuard) => ", a guard of the lock on its stack",
         None => "",
     };
     match holder.goid {

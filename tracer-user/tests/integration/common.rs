@@ -850,8 +850,20 @@ pub(crate) fn check_summary_shape(s: &Value) {
         name_of(l);
         let ty = l.get("type").and_then(Value::as_str);
         assert!(
-            matches!(ty, Some("mutex" | "rwlock" | "pi_mutex" | "futex")),
-            "lock type must be mutex|rwlock|pi_mutex|futex: {l}"
+            matches!(
+                ty,
+                Some(
+                    "mutex"
+                        | "rwlock"
+                        | "pi_mutex"
+                        | "futex"
+                        | "rust_mutex"
+                        | "rust_rwlock"
+                        | "parking_lot_mutex"
+                        | "parking_lot_rwlock"
+                )
+            ),
+            "lock type must be mutex|rwlock|pi_mutex|futex|rust_mutex|rust_rwlock|parking_lot_mutex|parking_lot_rwlock: {l}"
         );
         u64_field(l, "contentions");
         u64_field(l, "max_waiters");
