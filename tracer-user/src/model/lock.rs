@@ -50,6 +50,34 @@ impl LockRef {
     }
 }
 
+/// Which table of a native object a name was found in. The order is the preference when
+/// a symbol is in several: the object's own symbol table, then a separate debug file's
+/// (which has what stripping removed), then the dynamic symbols alone (what a stripped
+/// object keeps: exported symbols only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NameSource {
+    /// The object's own `.symtab`.
+    Symtab,
+    /// The `.symtab` of a separate debug file, found by build id or `.gnu_debuglink`
+    /// (Debian's `-dbgsym` and `-dbg` packages install them under `/usr/lib/debug`).
+    DebugFile,
+    /// The object's `.dynsym` only (a stripped object's exported symbols).
+    Dynsym,
+}
+
+impl NameSource {
+    /// The name used in JSON and text: `symtab`, `debug_file`, `dynsym`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Symtab => "symtab",
+            Self::DebugFile => "debug_file",
+            Self::Dynsym => "dynsym",
+        }
+    }
+}
+
 /// What kind of lock the tracer saw.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 pub enum LockKind {
@@ -119,5 +147,19 @@ mod tests {
             assert_eq!(serde_json::to_value(kind).expect("serializes"), name);
             assert_eq!(kind.to_string(), name);
         }
+    }
+
+    #[test]
+    fn name_source_names_and_preference() {
+        for (source, name) in [
+            (NameSource::Symtab, "symtab"),
+            (NameSource::DebugFile, "debug_file"),
+            (NameSource::Dynsym, "dynsym"),
+        ] {
+            assert_eq!(serde_json::to_value(source).expect("serializes"), name);
+            assert_eq!(source.as_str(), name);
+        }
+        assert!(NameSource::Symtab < NameSource::DebugFile);
+        assert!(NameSource::DebugFile < NameSource::Dynsym);
     }
 }

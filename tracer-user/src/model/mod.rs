@@ -31,6 +31,6 @@ pub use self::{
     finding::{
         Deadlock, DeadlockEntry, Finding, HolderEvidence, HolderState, StuckHolder, StuckLock,
     },
-    lock::{HoldMode, LockKind, LockRef},
+    lock::{HoldMode, LockKind, LockRef, NameSource},
     summary::{LockSummary, OtherLocks, Quantiles, Summary},
 };

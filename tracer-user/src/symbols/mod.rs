@@ -9,13 +9,20 @@
 //! holds that offset; this covers PIE and non-PIE executables and shared libraries alike.
 //! The anonymous mapping right after an object's last file mapping is the rest of its
 //! `.bss`, so it is attributed to that object as if the file mapping went on.
+//!
+//! Names come from the object's `.symtab` and `.dynsym`, and, when the object has no DWARF
+//! of its own, from a separate debug file: by build id (`DIR/.build-id/xx/rest.debug`,
+//! where Debian's `-dbgsym` and `-dbg` packages install them) or by `.gnu_debuglink`
+//! (next to the object, in its `.debug/`, or `DIR/` + the object's directory), `DIR`
+//! being each of the [`DebugDirs`]. The report's notes say, for each object it used that
+//! has no `.symtab`, which of these its names came from ([`Symbolizer::name_notes`]).
 
 mod dwarf;
 mod elf;
 mod function_offsets;
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     fmt::Write as _,
     fs,
     os::unix::fs::MetadataExt,
@@ -23,10 +30,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use self::elf::ElfObject;
+use self::elf::{DebugVia, DebugWanted, ElfObject, FoundDebugFile};
 pub use self::function_offsets::function_file_offsets;
 use crate::{
-    model::LockRef,
+    model::{LockRef, NameSource},
     target::{FileBytes, MapEntry, ProcError, TargetProcess, mapped_file},
     unwind::{CodeReader, cfi::FrameRule, eh_frame::ObjectCfi},
 };
@@ -148,6 +155,46 @@ pub struct FileRoots {
     /// The target's `/proc/PID/map_files`: the mapped files themselves, for those whose
     /// path no longer leads to them (deleted, replaced, or a memfd that never had one).
     pub mapped_files: Option<PathBuf>,
+    /// Where separate debug files are looked for.
+    pub debug_dirs: DebugDirs,
+}
+
+/// The directories separate debug files are looked for in, as gdb's
+/// `debug-file-directory` and perf's: `/usr/lib/debug` unless others are given
+/// (`--debug-dir`, which replaces it). A path is looked up under the target's root first
+/// (a container's own debug files), then as it is. `Copy`, as the session's configuration
+/// is: the directories given are kept for the life of the process.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DebugDirs(Option<&'static [PathBuf]>);
+
+impl DebugDirs {
+    /// The directory used when none is given.
+    pub const DEFAULT: &'static str = "/usr/lib/debug";
+
+    /// `dirs` instead of the default (the default when `dirs` is empty).
+    #[must_use]
+    pub fn given(dirs: Vec<PathBuf>) -> Self {
+        if dirs.is_empty() {
+            Self(None)
+        } else {
+            Self(Some(Box::leak(dirs.into_boxed_slice())))
+        }
+    }
+
+    /// The directories, in the order they are searched; those that are not UTF-8 are
+    /// left out (paths the target names are matched as text).
+    #[must_use]
+    pub fn dirs(self) -> Vec<&'static str> {
+        match self.0 {
+            None => vec![Self::DEFAULT],
+            Some(dirs) => dirs.iter().filter_map(|d| d.to_str()).collect(),
+        }
+    }
+
+    /// The directories for a note: `/usr/lib/debug`, or `/a, /b`.
+    fn describe(self) -> String {
+        self.dirs().join(", ")
+    }
 }
 
 /// Symbolizes data and code addresses of one process.
@@ -167,7 +214,15 @@ pub struct Symbolizer {
     /// Rules already looked up, by runtime address; emptied when full
     /// ([`MAX_CACHED_FRAME_RULES`]) and when the maps are read again.
     frame_rules: HashMap<u64, Option<FrameRule>>,
+    /// The objects something was named in, by path, with the note on where their names
+    /// come from (`None` for an object with its own `.symtab`): see [`Self::name_notes`].
+    named_objects: BTreeMap<String, Option<String>>,
+    /// Stripped objects used once [`MAX_NAMED_OBJECTS`] were noted.
+    stripped_not_noted: usize,
 }
+
+/// Most objects [`Symbolizer::name_notes`] keeps track of: a process maps a few dozen.
+const MAX_NAMED_OBJECTS: usize = 512;
 
 /// Most frame rules [`Symbolizer::frame_rule`] keeps: lock stacks pass through few code
 /// addresses, so this is rarely reached; when it is, the cache starts over.
@@ -205,13 +260,38 @@ impl Symbolizer {
             roots: FileRoots {
                 root,
                 mapped_files: None,
+                debug_dirs: DebugDirs::default(),
             },
             regions: regions_from_maps(maps),
             objects: HashMap::new(),
             code_files: HashMap::new(),
             cfi_objects: HashMap::new(),
             frame_rules: HashMap::new(),
+            named_objects: BTreeMap::new(),
+            stripped_not_noted: 0,
         }
+    }
+
+    /// Looks for separate debug files in `dirs` (see [`DebugDirs`]).
+    #[must_use]
+    pub fn with_debug_dirs(mut self, dirs: DebugDirs) -> Self {
+        self.roots.debug_dirs = dirs;
+        self
+    }
+
+    /// One note per object used to name something (a lock, a frame) that has no
+    /// `.symtab`, saying where its names came from: a debug file (which), `.dynsym` only,
+    /// or nowhere (`object+offset`). Objects with their own symbol table get none.
+    #[must_use]
+    pub fn name_notes(&self) -> Vec<String> {
+        let mut notes: Vec<String> = self.named_objects.values().flatten().cloned().collect();
+        if self.stripped_not_noted > 0 {
+            notes.push(format!(
+                "{} more stripped object(s) were used, not listed",
+                self.stripped_not_noted
+            ));
+        }
+        notes
     }
 
     /// Also opens mapped files through `dir` (the target's `/proc/PID/map_files`, from
@@ -232,6 +312,7 @@ impl Symbolizer {
         self.roots = FileRoots {
             root: target.host_path("/"),
             mapped_files: target.mapped_files_dir(),
+            debug_dirs: self.roots.debug_dirs,
         };
         self.regions = regions_from_maps(maps);
         let mapped: HashSet<(&str, u64)> = self
@@ -284,18 +365,23 @@ impl Symbolizer {
 
     /// The global or static variable containing `addr`: `"lock_a"`, or `"table+0x28"` when
     /// `addr` is inside it. Uses `STT_OBJECT`/`STT_COMMON` symbols of `.symtab` and `.dynsym`
-    /// (not `STT_TLS`). `None` when no symbol covers `addr`.
+    /// (not `STT_TLS`), and of a separate debug file. `None` when no symbol covers `addr`.
     pub fn data_name(&mut self, addr: u64) -> Option<String> {
+        self.data_symbol(addr).map(|(name, _)| name)
+    }
+
+    /// [`data_name`](Self::data_name), with the table the name was found in.
+    pub fn data_symbol(&mut self, addr: u64) -> Option<(String, NameSource)> {
         let Place::Object {
             elf: Some(elf),
             vaddr: Some(vaddr),
             ..
-        } = self.place(addr)?
+        } = self.place(addr, true)?
         else {
             return None;
         };
         let hit = elf.data_symbol(vaddr)?;
-        Some(with_offset(&hit.name, hit.offset))
+        Some((with_offset(&hit.name, hit.offset), hit.source))
     }
 
     /// The lock at `addr` as the report names it: its data symbol, else where it lies.
@@ -319,7 +405,7 @@ impl Symbolizer {
     /// anonymous memory (`[heap]`, `[anon:…]`, Go's arenas): an offset into an allocator's
     /// mapping says nothing a reader can use, so such a lock is shown by its address.
     pub fn location(&mut self, addr: u64) -> Option<String> {
-        Some(match self.place(addr)? {
+        Some(match self.place(addr, true)? {
             Place::Anonymous => return None,
             Place::Named { name, .. } if name == "[heap]" || name.starts_with("[anon") => {
                 return None;
@@ -348,7 +434,7 @@ impl Symbolizer {
             addr,
             ..Frame::default()
         };
-        match self.place(addr) {
+        match self.place(addr, true) {
             Some(Place::Object {
                 name,
                 elf,
@@ -442,7 +528,7 @@ impl Symbolizer {
     fn look_up_frame_rule(&mut self, addr: u64) -> Option<FrameRule> {
         let Place::Object {
             vaddr: Some(vaddr), ..
-        } = self.place(addr)?
+        } = self.place(addr, false)?
         else {
             return None;
         };
@@ -461,8 +547,10 @@ impl Symbolizer {
             .rule_at(vaddr)
     }
 
-    /// Finds the region of `addr` and, for objects, loads the object and translates `addr`.
-    fn place(&mut self, addr: u64) -> Option<Place<'_>> {
+    /// Finds the region of `addr` and, for objects, loads the object and translates `addr`;
+    /// `for_report`: a name for the report is wanted, so the object goes into
+    /// [`name_notes`](Self::name_notes).
+    fn place(&mut self, addr: u64, for_report: bool) -> Option<Place<'_>> {
         let idx = self
             .regions
             .partition_point(|r| r.start <= addr)
@@ -475,6 +563,19 @@ impl Symbolizer {
         match &region.kind {
             RegionKind::Object { path, inode, bss } => {
                 let elf = load_object(&mut self.objects, &self.roots, path, *inode);
+                if for_report
+                    && let Some(elf) = elf
+                    && !self.named_objects.contains_key(path.as_str())
+                {
+                    let note = elf
+                        .name_origin()
+                        .stripped_note(path, &self.roots.debug_dirs.describe());
+                    if self.named_objects.len() < MAX_NAMED_OBJECTS {
+                        self.named_objects.insert(path.clone(), note);
+                    } else if note.is_some() {
+                        self.stripped_not_noted += 1;
+                    }
+                }
                 let file_offset = region.file_offset(addr);
                 let vaddr = elf.and_then(|e| e.vaddr_of_offset(file_offset, *bss));
                 if *bss && vaddr.is_none() {
@@ -624,21 +725,73 @@ fn find_file(roots: &FileRoots, path: &str, inode: u64) -> Option<PathBuf> {
 
 fn read_object(roots: &FileRoots, path: &str, inode: u64) -> Option<ElfObject> {
     let bytes = read_file(roots, path, inode)?;
-    let elf = ElfObject::parse(bytes, |build_id| {
-        let (head, tail) = build_id.split_first()?;
-        let mut debug_path = format!("/usr/lib/debug/.build-id/{head:02x}/");
-        for byte in tail {
-            let _ = write!(debug_path, "{byte:02x}");
-        }
-        debug_path.push_str(".debug");
-        // The debug file is looked up where the target's libraries live; its inode is
-        // unknown, hence 0.
-        read_file(roots, &debug_path, 0)
-    });
+    let elf = ElfObject::parse(bytes, |wanted| find_debug_file(roots, path, wanted));
     if elf.is_none() {
         log::debug!("{path} is not a readable ELF object; its addresses stay unnamed");
     }
     elf
+}
+
+/// The separate debug file of the object the target maps at `path`: the first of
+/// [`debug_file_candidates`] that exists and matches.
+fn find_debug_file(
+    roots: &FileRoots,
+    path: &str,
+    wanted: &DebugWanted<'_>,
+) -> Option<FoundDebugFile> {
+    for (candidate, via) in debug_file_candidates(path, wanted, roots.debug_dirs) {
+        if candidate == path {
+            continue;
+        }
+        // Looked up where the target's files live first; its inode is unknown, hence 0.
+        let Some(bytes) = read_file(roots, &candidate, 0) else {
+            continue;
+        };
+        if wanted.is_matched_by(via, &bytes) {
+            return Some(FoundDebugFile {
+                bytes,
+                path: candidate,
+            });
+        }
+        log::debug!("{candidate} is not the debug file of {path}");
+    }
+    None
+}
+
+/// Where the debug file of the object at `object_path` may be, in the order gdb looks:
+/// by build id under each debug directory (`DIR/.build-id/ab/cdef….debug`), then by the
+/// debuglink's file name next to the object, in the `.debug/` beside it, and under each
+/// debug directory followed by the object's directory (`DIR/usr/bin/prog.debug`).
+fn debug_file_candidates(
+    object_path: &str,
+    wanted: &DebugWanted<'_>,
+    dirs: DebugDirs,
+) -> Vec<(String, DebugVia)> {
+    let dirs: Vec<&str> = dirs.dirs().into_iter().map(|d| d.trim_end_matches('/')).collect();
+    let mut candidates = Vec::new();
+    if let Some((head, tail)) = wanted.build_id.and_then(<[u8]>::split_first)
+        && !tail.is_empty()
+    {
+        let mut rest = String::with_capacity(tail.len() * 2);
+        for byte in tail {
+            let _ = write!(rest, "{byte:02x}");
+        }
+        for dir in &dirs {
+            candidates.push((
+                format!("{dir}/.build-id/{head:02x}/{rest}.debug"),
+                DebugVia::BuildId,
+            ));
+        }
+    }
+    if let Some((name, _)) = wanted.link {
+        let object_dir = object_path.rsplit_once('/').map_or("", |(dir, _)| dir);
+        candidates.push((format!("{object_dir}/{name}"), DebugVia::Link));
+        candidates.push((format!("{object_dir}/.debug/{name}"), DebugVia::Link));
+        for dir in &dirs {
+            candidates.push((format!("{dir}{object_dir}/{name}"), DebugVia::Link));
+        }
+    }
+    candidates
 }
 
 /// A symbolized code address.
@@ -1102,7 +1255,8 @@ int main(void)
             preload(
                 &FileRoots {
                     root: dir.path().to_path_buf(),
-                    mapped_files: None
+                    mapped_files: None,
+                    debug_dirs: DebugDirs::default(),
                 },
                 vec![("/x".into(), 1)],
                 Duration::ZERO
