@@ -13,9 +13,9 @@ use tracer_user::{
     lockstats,
     probes::{Hooks, Probes},
     serve,
-    symbols,
     session::{self, Config},
     sinks::{self, Format},
+    symbols,
     target::{LiveProcess, TargetProcess as _, find_libc},
 };
 

@@ -328,7 +328,12 @@ impl ElfObject {
             .collect();
         let mut data = Vec::new();
         let mut functions = Vec::new();
-        collect_symbols(file.symbols(), NameSource::Symtab, &mut data, &mut functions);
+        collect_symbols(
+            file.symbols(),
+            NameSource::Symtab,
+            &mut data,
+            &mut functions,
+        );
         let dynsym_symbols = collect_symbols(
             file.dynamic_symbols(),
             NameSource::Dynsym,
@@ -597,8 +602,16 @@ mod tests {
     #[test]
     fn the_same_symbol_in_several_tables_keeps_the_preferred_source() {
         for order in [
-            [NameSource::Dynsym, NameSource::Symtab, NameSource::DebugFile],
-            [NameSource::DebugFile, NameSource::Dynsym, NameSource::Symtab],
+            [
+                NameSource::Dynsym,
+                NameSource::Symtab,
+                NameSource::DebugFile,
+            ],
+            [
+                NameSource::DebugFile,
+                NameSource::Dynsym,
+                NameSource::Symtab,
+            ],
         ] {
             let t = SymbolTable::new(
                 order
@@ -656,7 +669,9 @@ mod tests {
         };
         assert_eq!(
             note(&found).as_deref(),
-            Some("/opt/app/prog: stripped; names from debug file /usr/lib/debug/.build-id/ab/12cd.debug")
+            Some(
+                "/opt/app/prog: stripped; names from debug file /usr/lib/debug/.build-id/ab/12cd.debug"
+            )
         );
         let bare = NameOrigin {
             dynsym_symbols: 0,
@@ -742,7 +757,13 @@ mod tests {
 
     #[test]
     fn demangles_rust_and_cpp() {
-        let rust = Symbol::new(0x10, 4, "_ZN4core9panicking5panic17h0123456789abcdefE", 0, NameSource::Symtab);
+        let rust = Symbol::new(
+            0x10,
+            4,
+            "_ZN4core9panicking5panic17h0123456789abcdefE",
+            0,
+            NameSource::Symtab,
+        );
         assert_eq!(
             SymbolHit::from_symbol(&rust, 0x12).name,
             "core::panicking::panic"

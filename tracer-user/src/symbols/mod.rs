@@ -767,7 +767,11 @@ fn debug_file_candidates(
     wanted: &DebugWanted<'_>,
     dirs: DebugDirs,
 ) -> Vec<(String, DebugVia)> {
-    let dirs: Vec<&str> = dirs.dirs().into_iter().map(|d| d.trim_end_matches('/')).collect();
+    let dirs: Vec<&str> = dirs
+        .dirs()
+        .into_iter()
+        .map(|d| d.trim_end_matches('/'))
+        .collect();
     let mut candidates = Vec::new();
     if let Some((head, tail)) = wanted.build_id.and_then(<[u8]>::split_first)
         && !tail.is_empty()
@@ -1116,6 +1120,354 @@ int main(void)
         assert_eq!(frame.display(), frame.function_name());
         let maps = LiveProcess::new(target.pid()).maps().unwrap();
         assert!(find_libc(&maps).is_some());
+    }
+
+    /// Runs a binutils command, failing the test with its stderr when it fails.
+    fn run(command: &mut Command) {
+        let out = command
+            .output()
+            .unwrap_or_else(|e| panic!("{command:?}: {e} (binutils missing?)"));
+        assert!(
+            out.status.success(),
+            "{command:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The ELF virtual address of symbol `name` in the unstripped `exe`.
+    fn symbol_vaddr(exe: &Path, name: &str) -> u64 {
+        use object::{Object as _, ObjectSymbol as _};
+        let bytes = fs::read(exe).unwrap();
+        let file = object::File::parse(&*bytes).unwrap();
+        file.symbols()
+            .find(|s| s.name() == Ok(name))
+            .unwrap_or_else(|| panic!("{name} in {}", exe.display()))
+            .address()
+    }
+
+    /// `exe`'s build id, lowercase hex.
+    fn build_id(exe: &Path) -> String {
+        use object::Object as _;
+        let bytes = fs::read(exe).unwrap();
+        let file = object::File::parse(&*bytes).unwrap();
+        let id = file.build_id().unwrap().expect("a build id");
+        id.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The object at `path`, loaded as for a target in our own namespace, with debug
+    /// files looked for in `dirs`.
+    fn load(path: &Path, dirs: &[&Path]) -> ElfObject {
+        let roots = FileRoots {
+            root: PathBuf::from("/"),
+            mapped_files: None,
+            debug_dirs: DebugDirs::given(dirs.iter().map(|d| d.to_path_buf()).collect()),
+        };
+        read_object(&roots, path.to_str().unwrap(), 0).unwrap()
+    }
+
+    /// The data symbol at `name`'s address in `unstripped`, looked up in `elf`.
+    fn data_at(elf: &ElfObject, unstripped: &Path, name: &str) -> Option<(String, NameSource)> {
+        elf.data_symbol(symbol_vaddr(unstripped, name))
+            .map(|hit| (hit.name, hit.source))
+    }
+
+    fn function_at(elf: &ElfObject, unstripped: &Path, name: &str) -> Option<(String, NameSource)> {
+        elf.function_symbol(symbol_vaddr(unstripped, name))
+            .map(|hit| (hit.name, hit.source))
+    }
+
+    fn note_of(elf: &ElfObject, path: &Path, dirs: &str) -> Option<String> {
+        elf.name_origin()
+            .stripped_note(path.to_str().unwrap(), dirs)
+    }
+
+    /// `strip --strip-all` of `exe` into `NAME.stripped`.
+    fn strip(exe: &Path) -> PathBuf {
+        let stripped = exe.with_extension("stripped");
+        run(Command::new("strip")
+            .arg("--strip-all")
+            .arg("-o")
+            .arg(&stripped)
+            .arg(exe));
+        stripped
+    }
+
+    /// Guards issue 18 point 5: a stripped program keeps its exported symbols in
+    /// `.dynsym` (`-rdynamic`), and those must name its exported lock and functions,
+    /// said to come from `.dynsym`, while a `static` lock has no name at all; the same
+    /// program unstripped names both from `.symtab`, with no note.
+    #[test]
+    fn stripped_object_names_exported_symbols_from_dynsym() {
+        let dir = tempfile::tempdir().unwrap();
+        let no_debug = tempfile::tempdir().unwrap();
+        let exe = compile(dir.path(), "prog", &["-rdynamic"]);
+        let full = load(&exe, &[no_debug.path()]);
+        assert_eq!(
+            data_at(&full, &exe, "lock_a"),
+            Some(("lock_a".into(), NameSource::Symtab))
+        );
+        assert_eq!(
+            data_at(&full, &exe, "lock_b"),
+            Some(("lock_b".into(), NameSource::Symtab))
+        );
+        assert_eq!(note_of(&full, &exe, "d"), None);
+
+        let stripped = strip(&exe);
+        let elf = load(&stripped, &[no_debug.path()]);
+        assert_eq!(
+            data_at(&elf, &exe, "lock_a"),
+            Some(("lock_a".into(), NameSource::Dynsym))
+        );
+        assert_eq!(data_at(&elf, &exe, "lock_b"), None, "a static lock");
+        assert_eq!(
+            function_at(&elf, &exe, "worker_fn"),
+            Some(("worker_fn".into(), NameSource::Dynsym))
+        );
+        let dirs = no_debug.path().to_str().unwrap();
+        let note = note_of(&elf, &stripped, dirs).unwrap();
+        assert_eq!(
+            note,
+            format!(
+                "{}: stripped; names from .dynsym only (no debug file found for build id {} under {dirs})",
+                stripped.display(),
+                build_id(&exe)
+            )
+        );
+
+        // Without `-rdynamic` the executable exports nothing: no name.
+        let hidden = compile(dir.path(), "prog_hidden", &[]);
+        let elf = load(&strip(&hidden), &[no_debug.path()]);
+        assert_eq!(data_at(&elf, &hidden, "lock_a"), None);
+    }
+
+    /// Guards issue 18 point 5: a stripped program whose debug info was split out into
+    /// `DIR/.build-id/xx/rest.debug` (what Debian's `-dbgsym` packages install under
+    /// `/usr/lib/debug`) gets every name, static ones too, and source lines from it,
+    /// with `DIR` given as a debug directory (the second one given, to check all are
+    /// searched); a file at that path from another build is not taken.
+    #[test]
+    fn debug_file_found_by_build_id_in_the_debug_dirs() {
+        let dir = tempfile::tempdir().unwrap();
+        let exe = compile(dir.path(), "prog", &[]);
+        let debug = dir.path().join("prog.debug");
+        run(Command::new("objcopy")
+            .arg("--only-keep-debug")
+            .arg(&exe)
+            .arg(&debug));
+        let stripped = strip(&exe);
+        let empty = tempfile::tempdir().unwrap();
+        let debug_dir = tempfile::tempdir().unwrap();
+        let id = build_id(&exe);
+        let by_id = debug_dir
+            .path()
+            .join(format!(".build-id/{}/{}.debug", &id[..2], &id[2..]));
+        fs::create_dir_all(by_id.parent().unwrap()).unwrap();
+        fs::copy(&debug, &by_id).unwrap();
+
+        let elf = load(&stripped, &[empty.path(), debug_dir.path()]);
+        for lock in ["lock_a", "lock_b"] {
+            assert_eq!(
+                data_at(&elf, &exe, lock),
+                Some((lock.to_owned(), NameSource::DebugFile))
+            );
+        }
+        assert_eq!(
+            function_at(&elf, &exe, "worker_fn"),
+            Some(("worker_fn".into(), NameSource::DebugFile))
+        );
+        let source = elf.source(symbol_vaddr(&exe, "worker_fn")).unwrap();
+        assert!(
+            source
+                .file
+                .as_deref()
+                .is_some_and(|f| f.ends_with("prog.c")),
+            "{source:?}"
+        );
+        assert_eq!(
+            note_of(&elf, &stripped, "unused"),
+            Some(format!(
+                "{}: stripped; names from debug file {}",
+                stripped.display(),
+                by_id.display()
+            ))
+        );
+
+        // Not among the directories given: not found.
+        let elf = load(&stripped, &[empty.path()]);
+        assert_eq!(data_at(&elf, &exe, "lock_b"), None);
+
+        // Another build's debug file at this build id's path is not this one's.
+        let other = compile(dir.path(), "other", &["-O1"]);
+        run(Command::new("objcopy")
+            .arg("--only-keep-debug")
+            .arg(&other)
+            .arg(&by_id));
+        let elf = load(&stripped, &[debug_dir.path()]);
+        assert_eq!(data_at(&elf, &exe, "lock_b"), None);
+        assert_eq!(elf.name_origin().debug_file, None);
+    }
+
+    /// Guards issue 18 point 5: a debug file named by `.gnu_debuglink` (no build id
+    /// here, so only the link can find it) is found next to the object, in the
+    /// `.debug/` beside it, and under a debug directory followed by the object's
+    /// directory, as gdb looks; a file of that name from another build (another CRC) is
+    /// not taken.
+    #[test]
+    fn debug_file_found_by_debuglink() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        fs::create_dir_all(&bin).unwrap();
+        let exe = compile(&bin, "prog", &["-Wl,--build-id=none"]);
+        let built = dir.path().join("prog.debug");
+        run(Command::new("objcopy")
+            .arg("--only-keep-debug")
+            .arg(&exe)
+            .arg(&built));
+        let stripped = strip(&exe);
+        run(Command::new("objcopy")
+            .arg(format!("--add-gnu-debuglink={}", built.display()))
+            .arg(&stripped));
+        let debug_dir = tempfile::tempdir().unwrap();
+        let under_dir = debug_dir
+            .path()
+            .join(bin.strip_prefix("/").unwrap())
+            .join("prog.debug");
+        for place in [
+            bin.join("prog.debug"),
+            bin.join(".debug/prog.debug"),
+            under_dir,
+        ] {
+            fs::create_dir_all(place.parent().unwrap()).unwrap();
+            fs::copy(&built, &place).unwrap();
+            let elf = load(&stripped, &[debug_dir.path()]);
+            assert_eq!(
+                data_at(&elf, &exe, "lock_b"),
+                Some(("lock_b".into(), NameSource::DebugFile)),
+                "{}",
+                place.display()
+            );
+            assert_eq!(
+                elf.name_origin().debug_file.as_deref(),
+                place.to_str(),
+                "{elf:?}"
+            );
+            fs::remove_file(&place).unwrap();
+        }
+
+        let other = compile(&bin, "other", &["-O1", "-Wl,--build-id=none"]);
+        run(Command::new("objcopy")
+            .arg("--only-keep-debug")
+            .arg(&other)
+            .arg(bin.join("prog.debug")));
+        let elf = load(&stripped, &[debug_dir.path()]);
+        assert_eq!(data_at(&elf, &exe, "lock_b"), None);
+        let note = note_of(&elf, &stripped, "DIRS").unwrap();
+        assert!(
+            note.ends_with(
+                "names from .dynsym only (no debug file found for debuglink prog.debug under DIRS)"
+            ),
+            "{note}"
+        );
+    }
+
+    #[test]
+    fn debug_file_candidates_in_gdbs_order() {
+        let dirs = DebugDirs::given(vec![PathBuf::from("/dbg/"), PathBuf::from("/more")]);
+        let wanted = DebugWanted {
+            build_id: Some(&[0xab, 0xcd, 0x01]),
+            link: Some(("prog.debug", 7)),
+        };
+        let candidates = debug_file_candidates("/opt/app/prog", &wanted, dirs);
+        assert_eq!(
+            candidates,
+            [
+                ("/dbg/.build-id/ab/cd01.debug".to_owned(), DebugVia::BuildId),
+                (
+                    "/more/.build-id/ab/cd01.debug".to_owned(),
+                    DebugVia::BuildId
+                ),
+                ("/opt/app/prog.debug".to_owned(), DebugVia::Link),
+                ("/opt/app/.debug/prog.debug".to_owned(), DebugVia::Link),
+                ("/dbg/opt/app/prog.debug".to_owned(), DebugVia::Link),
+                ("/more/opt/app/prog.debug".to_owned(), DebugVia::Link),
+            ]
+        );
+        let default = debug_file_candidates(
+            "/prog",
+            &DebugWanted {
+                build_id: Some(&[0x01, 0x02]),
+                link: None,
+            },
+            DebugDirs::default(),
+        );
+        assert_eq!(
+            default,
+            [(
+                "/usr/lib/debug/.build-id/01/02.debug".to_owned(),
+                DebugVia::BuildId
+            )]
+        );
+        // A one-byte build id names no file.
+        assert!(
+            debug_file_candidates(
+                "/prog",
+                &DebugWanted {
+                    build_id: Some(&[0x01]),
+                    link: None
+                },
+                DebugDirs::default()
+            )
+            .is_empty()
+        );
+        assert_eq!(DebugDirs::given(Vec::new()), DebugDirs::default());
+        assert_eq!(DebugDirs::default().dirs(), ["/usr/lib/debug"]);
+        assert_eq!(dirs.describe(), "/dbg/, /more");
+    }
+
+    /// Guards the per-object notes: one per object used to name something, none for an
+    /// object never used, and none for lookups made only to unwind. (A non-PIE program's
+    /// `.dynsym` has the C library's variables it copies, such as `stdout`.)
+    #[test]
+    fn name_notes_list_the_stripped_objects_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let exe = compile(dir.path(), "prog", &["-no-pie"]);
+        let stripped = strip(&exe);
+        let inode = fs::metadata(&stripped).unwrap().ino();
+        let lock_a = symbol_vaddr(&exe, "lock_a");
+        let maps = parse_maps(&format!(
+            "{:x}-{:x} rw-p {:08x} fd:01 {inode} {}\n",
+            lock_a & !0xfff,
+            (lock_a & !0xfff) + 0x1000,
+            // The file offset of lock_a's page: -no-pie data is at vaddr = offset + base.
+            {
+                use object::{Object as _, ObjectSegment as _};
+                let bytes = fs::read(&exe).unwrap();
+                let file = object::File::parse(&*bytes).unwrap();
+                let seg = file
+                    .segments()
+                    .find(|s| (s.address()..s.address() + s.size()).contains(&lock_a))
+                    .unwrap();
+                (lock_a & !0xfff) - seg.address() + seg.file_range().0
+            },
+            stripped.display()
+        ));
+        let mut sym = Symbolizer::from_maps(maps, PathBuf::from("/"))
+            .with_debug_dirs(DebugDirs::given(vec![dir.path().join("none")]));
+        assert!(sym.name_notes().is_empty());
+        let _ = sym.frame_rule(lock_a);
+        assert!(sym.name_notes().is_empty(), "unwinding names nothing");
+        assert_eq!(sym.data_name(lock_a), None);
+        assert_eq!(sym.lock_ref(lock_a).name, None);
+        let notes = sym.name_notes();
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].starts_with(&format!(
+                "{}: stripped; names from .dynsym only (no debug file found for build id ",
+                stripped.display()
+            )),
+            "{notes:?}"
+        );
+        assert!(notes[0].contains("/none)"), "{notes:?}");
     }
 
     fn fake_maps() -> Vec<MapEntry> {
