@@ -215,31 +215,30 @@ impl NameOrigin {
         if self.has_symtab {
             return None;
         }
-        let mut note = match &self.debug_file {
-            Some(debug) => format!("{path}: stripped; names from debug file {debug}"),
-            None => {
-                let mut looked_for = Vec::new();
-                if let Some(id) = &self.build_id {
-                    looked_for.push(format!("build id {id}"));
-                }
-                if let Some(link) = &self.debuglink {
-                    looked_for.push(format!("debuglink {link}"));
-                }
-                let missing = if looked_for.is_empty() {
-                    "no build id or debuglink to find a debug file by".to_owned()
-                } else {
-                    format!(
-                        "no debug file found for {} under {searched}",
-                        looked_for.join(" or ")
-                    )
-                };
-                if self.dynsym_symbols > 0 {
-                    format!("{path}: stripped; names from .dynsym only ({missing})")
-                } else {
-                    format!(
-                        "{path}: stripped, no symbols ({missing}); its addresses are shown as object+offset"
-                    )
-                }
+        let mut note = if let Some(debug) = &self.debug_file {
+            format!("{path}: stripped; names from debug file {debug}")
+        } else {
+            let mut looked_for = Vec::new();
+            if let Some(id) = &self.build_id {
+                looked_for.push(format!("build id {id}"));
+            }
+            if let Some(link) = &self.debuglink {
+                looked_for.push(format!("debuglink {link}"));
+            }
+            let missing = if looked_for.is_empty() {
+                "no build id or debuglink to find a debug file by".to_owned()
+            } else {
+                format!(
+                    "no debug file found for {} under {searched}",
+                    looked_for.join(" or ")
+                )
+            };
+            if self.dynsym_symbols > 0 {
+                format!("{path}: stripped; names from .dynsym only ({missing})")
+            } else {
+                format!(
+                    "{path}: stripped, no symbols ({missing}); its addresses are shown as object+offset"
+                )
             }
         };
         if self.go {
@@ -296,6 +295,7 @@ impl std::fmt::Debug for ElfObject {
             .field("data_symbols", &self.data.len())
             .field("function_symbols", &self.functions.len())
             .field("dwarf", &self.dwarf.file.is_some())
+            .field("origin", &self.origin)
             .finish()
     }
 }
@@ -461,7 +461,7 @@ fn binding_rank(symbol: &object::Symbol<'_, '_>) -> u8 {
 }
 
 /// `bytes` in lowercase hex.
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
     bytes.iter().fold(String::new(), |mut out, byte| {
         let _ = write!(out, "{byte:02x}");
@@ -706,6 +706,12 @@ mod tests {
 
     #[test]
     fn debug_file_must_match_the_object() {
+        fn by_id(id: Option<&[u8]>) -> DebugWanted<'_> {
+            DebugWanted {
+                build_id: id,
+                link: None,
+            }
+        }
         let own = std::fs::read(std::env::current_exe().unwrap()).unwrap();
         let own_id: Option<Vec<u8>> = object::File::parse(&*own)
             .unwrap()
@@ -714,12 +720,6 @@ mod tests {
             .map(<[u8]>::to_vec);
         let other_id = [0xab_u8; 20];
         let crc = crc32fast::hash(&own);
-        fn by_id(id: Option<&[u8]>) -> DebugWanted<'_> {
-            DebugWanted {
-                build_id: id,
-                link: None,
-            }
-        }
         if let Some(id) = &own_id {
             assert!(by_id(Some(id)).is_matched_by(DebugVia::BuildId, &own));
             assert!(by_id(Some(id)).is_matched_by(DebugVia::Link, &own));

@@ -23,7 +23,6 @@ mod function_offsets;
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
-    fmt::Write as _,
     fs,
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
@@ -776,10 +775,7 @@ fn debug_file_candidates(
     if let Some((head, tail)) = wanted.build_id.and_then(<[u8]>::split_first)
         && !tail.is_empty()
     {
-        let mut rest = String::with_capacity(tail.len() * 2);
-        for byte in tail {
-            let _ = write!(rest, "{byte:02x}");
-        }
+        let rest = elf::hex(tail);
         for dir in &dirs {
             candidates.push((
                 format!("{dir}/.build-id/{head:02x}/{rest}.debug"),
@@ -1151,7 +1147,7 @@ int main(void)
         let bytes = fs::read(exe).unwrap();
         let file = object::File::parse(&*bytes).unwrap();
         let id = file.build_id().unwrap().expect("a build id");
-        id.iter().map(|b| format!("{b:02x}")).collect()
+        elf::hex(id)
     }
 
     /// The object at `path`, loaded as for a target in our own namespace, with debug

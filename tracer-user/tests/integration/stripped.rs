@@ -337,3 +337,32 @@ fn debug_file_by_gnu_debuglink_names_everything() {
     let (target, values) = trace(&stripped, &[]);
     check_named_from_debug_file(&target, &values, &stripped, &debug_file);
 }
+
+/// Guards against: a mistyped `--debug-dir` silently giving a report without the names
+/// it was meant to bring: it is refused in one line, with a non-zero exit, before
+/// anything is attached.
+#[test]
+fn a_debug_dir_that_is_not_a_directory_is_refused() {
+    let missing = tempfile::tempdir()
+        .expect("temp dir")
+        .path()
+        .join("missing");
+    let out = run_tracer(&[
+        "attach",
+        "--pid",
+        &std::process::id().to_string(),
+        "--duration",
+        "1",
+        "--debug-dir",
+        path_str(&missing),
+    ]);
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim_end(),
+        format!(
+            "tracer: error: --debug-dir {}: not a directory",
+            missing.display()
+        )
+    );
+    assert!(out.stdout.is_empty(), "{}", describe(&out));
+}
