@@ -284,6 +284,7 @@ mod tests {
                 addr,
                 name: Some(format!("lock@{addr:#x}")),
                 location: None,
+                name_source: None,
             }
         }
 
@@ -458,6 +459,7 @@ mod tests {
                 addr,
                 name: None,
                 location: None,
+                name_source: None,
             }
         }
 

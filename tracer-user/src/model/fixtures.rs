@@ -5,6 +5,7 @@ use super::{Deadlock, DeadlockEntry, LockKind, LockRef, LockSummary, Quantiles, 
 pub(crate) fn lock(addr: u64, name: Option<&str>) -> LockRef {
     LockRef {
         location: None,
+        name_source: None,
         addr,
         name: name.map(str::to_owned),
     }

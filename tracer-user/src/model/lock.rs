@@ -20,6 +20,12 @@ pub struct LockRef {
     /// from JSON when unknown.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
+    /// The symbol table `name` was found in (`"symtab"`, `"debug_file"`, `"dynsym"`):
+    /// whether a stripped object named it from what it exports or from its debug file.
+    /// Omitted from JSON without a name, or when the name is not a native symbol's (a Go
+    /// heap lock named by its type).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name_source: Option<NameSource>,
 }
 
 /// Serializes an address as a lowercase `0x…` string.
@@ -159,6 +165,26 @@ mod tests {
             assert_eq!(serde_json::to_value(source).expect("serializes"), name);
             assert_eq!(source.as_str(), name);
         }
+        let lock = LockRef {
+            addr: 0x40,
+            name: Some("exported_lock".into()),
+            location: None,
+            name_source: Some(NameSource::Dynsym),
+        };
+        assert_eq!(
+            serde_json::to_value(&lock).expect("serializes"),
+            serde_json::json!({"addr": "0x40", "name": "exported_lock", "name_source": "dynsym"})
+        );
+        let unnamed = LockRef {
+            name: None,
+            location: Some("prog+0x40".into()),
+            name_source: None,
+            ..lock
+        };
+        assert_eq!(
+            serde_json::to_value(&unnamed).expect("serializes"),
+            serde_json::json!({"addr": "0x40", "name": null, "location": "prog+0x40"})
+        );
         assert!(NameSource::Symtab < NameSource::DebugFile);
         assert!(NameSource::DebugFile < NameSource::Dynsym);
     }

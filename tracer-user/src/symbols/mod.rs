@@ -385,7 +385,7 @@ impl Symbolizer {
 
     /// The lock at `addr` as the report names it: its data symbol, else where it lies.
     pub fn lock_ref(&mut self, addr: u64) -> LockRef {
-        let name = self.data_name(addr);
+        let (name, name_source) = self.data_symbol(addr).unzip();
         let location = if name.is_none() {
             self.location(addr)
         } else {
@@ -395,6 +395,7 @@ impl Symbolizer {
             addr,
             name,
             location,
+            name_source,
         }
     }
 
@@ -983,6 +984,11 @@ int main(void)
             sym.data_name(target.addr("lock_a") + 8).as_deref(),
             Some("lock_a+0x8")
         );
+        let lock_b = sym.lock_ref(target.addr("lock_b"));
+        assert_eq!(
+            (lock_b.name.as_deref(), lock_b.name_source),
+            (Some("lock_b"), Some(NameSource::Symtab))
+        );
         assert_eq!(
             sym.data_name(target.addr("big_end")).as_deref(),
             Some("big_bss+0xffff8")
@@ -1098,6 +1104,8 @@ int main(void)
         let mut sym = Symbolizer::for_target(&LiveProcess::new(target.pid())).unwrap();
         for name in ["lock_a", "lock_b", "table_m"] {
             assert_eq!(sym.data_name(target.addr(name)), None, "{name}");
+            let lock = sym.lock_ref(target.addr(name));
+            assert_eq!((lock.name, lock.name_source), (None, None), "{name}");
             let location = sym.location(target.addr(name)).unwrap();
             assert!(
                 location.starts_with("prog_stripped+0x"),

@@ -173,6 +173,7 @@ fn check_named_from_debug_file(
         let lock = locks[&target.lock(name)];
         assert_eq!(name_of(lock), Some(name), "{lock:#}");
         assert_eq!(lock.get("location"), None, "a named lock: {lock:#}");
+        assert_eq!(lock["name_source"].as_str(), Some("debug_file"), "{lock:#}");
     }
     let deadlock = deadlocks(values)[0];
     for worker in ["worker_a", "worker_b"] {
@@ -214,11 +215,21 @@ fn stripped_program_names_exported_locks_from_dynsym() {
     let locks = cycle_locks(&target, &values);
     let exported = locks[&target.lock("exported_lock")];
     assert_eq!(name_of(exported), Some("exported_lock"), "{exported:#}");
+    assert_eq!(
+        exported["name_source"].as_str(),
+        Some("dynsym"),
+        "{exported:#}"
+    );
     let hidden = locks[&target.lock("hidden_lock")];
     assert_eq!(
         name_of(hidden),
         None,
         "a static of a stripped program: {hidden:#}"
+    );
+    assert_eq!(
+        hidden.get("name_source"),
+        None,
+        "no name, no source: {hidden:#}"
     );
     let object = stripped
         .file_name()
