@@ -15,6 +15,7 @@ use tracer_user::{
     serve,
     session::{self, Config},
     sinks::{self, Format},
+    symbols,
     target::{LiveProcess, TargetProcess as _, find_libc},
 };
 
@@ -75,6 +76,10 @@ enum Command {
         /// Text output: show every tracked lock in the summary table (overrides --top).
         #[arg(long)]
         all_locks: bool,
+        /// Look for separate debug files (by build id, `DIR/.build-id/xx/rest.debug`, and
+        /// by `.gnu_debuglink`) in DIR instead of /usr/lib/debug (repeatable).
+        #[arg(long = "debug-dir", value_name = "DIR")]
+        debug_dirs: Vec<PathBuf>,
     },
     /// Run as a sidecar: trace every process the selectors match, now and later, until
     /// SIGTERM; findings as NDJSON on stdout, Prometheus metrics and pprof contention
@@ -131,6 +136,9 @@ struct ServeArgs {
           default_value_t = u32::try_from(lockstats::DEFAULT_MAX_LOCKS).unwrap_or(u32::MAX),
           value_parser = clap::value_parser!(u32).range(1..))]
     max_locks: u32,
+    /// Where to look for separate debug files (see `attach --debug-dir`; repeatable).
+    #[arg(long = "debug-dir", value_name = "DIR")]
+    debug_dirs: Vec<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -168,8 +176,18 @@ fn serve_config(args: &ServeArgs) -> anyhow::Result<serve::ServeConfig> {
             bpf_log: false,
             max_locks: usize::try_from(args.max_locks).unwrap_or(usize::MAX),
             lock_order: true,
+            debug_dirs: debug_dirs(&args.debug_dirs)?,
         },
     })
+}
+
+/// The `--debug-dir` directories, each checked to be one (a mistyped path would only
+/// make names silently go missing).
+fn debug_dirs(dirs: &[PathBuf]) -> anyhow::Result<symbols::DebugDirs> {
+    if let Some(bad) = dirs.iter().find(|d| !d.is_dir()) {
+        anyhow::bail!("--debug-dir {}: not a directory", bad.display());
+    }
+    Ok(symbols::DebugDirs::given(dirs.to_vec()))
 }
 
 /// `secs` as a positive duration, or an error naming `flag`.
@@ -228,6 +246,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             max_locks,
             top,
             all_locks,
+            ref debug_dirs,
         } => {
             let stuck_after = positive_secs(stuck_after, "--stuck-after")?;
             let config = Config {
@@ -239,6 +258,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
                 bpf_log,
                 max_locks: usize::try_from(max_locks).unwrap_or(usize::MAX),
                 lock_order: !no_lock_order,
+                debug_dirs: self::debug_dirs(debug_dirs)?,
             };
             let reader = sinks::ReaderWatch::stdout();
             let mut stdout = io::stdout().lock();

@@ -323,6 +323,7 @@ mod tests {
                 addr,
                 name: Some(format!("lock@{addr:#x}")),
                 location: None,
+                name_source: None,
             }
         }
 
@@ -497,6 +498,7 @@ mod tests {
                 addr,
                 name: None,
                 location: None,
+                name_source: None,
             }
         }
 

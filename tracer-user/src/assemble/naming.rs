@@ -182,6 +182,8 @@ impl Naming for Namer<'_> {
             && let Some(name) = go.heap_names.get(&addr)
         {
             lock.name = Some(name.to_string());
+            // Learnt from the Go program's types, not from a symbol table.
+            lock.name_source = None;
             return lock;
         }
         if let (Some(names), Some(name)) = (go.dwarf_names, &lock.name) {

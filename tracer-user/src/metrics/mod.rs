@@ -620,6 +620,7 @@ mod tests {
             addr,
             name: Some(name.to_owned()),
             location: None,
+            name_source: None,
         }
     }
 
@@ -983,11 +984,13 @@ mod tests {
             addr,
             name: None,
             location: Some("[stack]".to_owned()),
+            name_source: None,
         };
         let anonymous = LockRef {
             addr: 0xabc0,
             name: None,
             location: None,
+            name_source: None,
         };
         let locks = vec![
             live(located(0x7ffd_0010), LockKind::Mutex, &[1_000], None),

@@ -8,6 +8,7 @@ use super::{
 pub(crate) fn lock(addr: u64, name: Option<&str>) -> LockRef {
     LockRef {
         location: None,
+        name_source: None,
         addr,
         name: name.map(str::to_owned),
     }

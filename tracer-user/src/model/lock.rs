@@ -20,6 +20,12 @@ pub struct LockRef {
     /// from JSON when unknown.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
+    /// The symbol table `name` was found in (`"symtab"`, `"debug_file"`, `"dynsym"`):
+    /// whether a stripped object named it from what it exports or from its debug file.
+    /// Omitted from JSON without a name, or when the name is not a native symbol's (a Go
+    /// heap lock named by its type).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name_source: Option<NameSource>,
 }
 
 /// Serializes an address as a lowercase `0x…` string.
@@ -47,6 +53,34 @@ impl LockRef {
             .clone()
             .or_else(|| self.location.clone())
             .unwrap_or_else(|| format!("{:#x}", self.addr))
+    }
+}
+
+/// Which table of a native object a name was found in. The order is the preference when
+/// a symbol is in several: the object's own symbol table, then a separate debug file's
+/// (which has what stripping removed), then the dynamic symbols alone (what a stripped
+/// object keeps: exported symbols only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NameSource {
+    /// The object's own `.symtab`.
+    Symtab,
+    /// The `.symtab` of a separate debug file, found by build id or `.gnu_debuglink`
+    /// (Debian's `-dbgsym` and `-dbg` packages install them under `/usr/lib/debug`).
+    DebugFile,
+    /// The object's `.dynsym` only (a stripped object's exported symbols).
+    Dynsym,
+}
+
+impl NameSource {
+    /// The name used in JSON and text: `symtab`, `debug_file`, `dynsym`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Symtab => "symtab",
+            Self::DebugFile => "debug_file",
+            Self::Dynsym => "dynsym",
+        }
     }
 }
 
@@ -139,5 +173,39 @@ mod tests {
             assert_eq!(serde_json::to_value(kind).expect("serializes"), name);
             assert_eq!(kind.to_string(), name);
         }
+    }
+
+    #[test]
+    fn name_source_names_and_preference() {
+        for (source, name) in [
+            (NameSource::Symtab, "symtab"),
+            (NameSource::DebugFile, "debug_file"),
+            (NameSource::Dynsym, "dynsym"),
+        ] {
+            assert_eq!(serde_json::to_value(source).expect("serializes"), name);
+            assert_eq!(source.as_str(), name);
+        }
+        let lock = LockRef {
+            addr: 0x40,
+            name: Some("exported_lock".into()),
+            location: None,
+            name_source: Some(NameSource::Dynsym),
+        };
+        assert_eq!(
+            serde_json::to_value(&lock).expect("serializes"),
+            serde_json::json!({"addr": "0x40", "name": "exported_lock", "name_source": "dynsym"})
+        );
+        let unnamed = LockRef {
+            name: None,
+            location: Some("prog+0x40".into()),
+            name_source: None,
+            ..lock
+        };
+        assert_eq!(
+            serde_json::to_value(&unnamed).expect("serializes"),
+            serde_json::json!({"addr": "0x40", "name": null, "location": "prog+0x40"})
+        );
+        assert!(NameSource::Symtab < NameSource::DebugFile);
+        assert!(NameSource::DebugFile < NameSource::Dynsym);
     }
 }

@@ -32,6 +32,6 @@ pub use self::{
         Deadlock, DeadlockEntry, Finding, HolderEvidence, HolderState, LockOrderInversion,
         OrderEdge, StuckHolder, StuckLock,
     },
-    lock::{HoldMode, LockKind, LockRef},
+    lock::{HoldMode, LockKind, LockRef, NameSource},
     summary::{LockSummary, OtherLocks, Quantiles, Summary},
 };

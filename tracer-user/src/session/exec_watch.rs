@@ -262,6 +262,7 @@ mod tests {
                 addr,
                 name: None,
                 location: None,
+                name_source: None,
             },
             kind: crate::model::LockKind::Mutex,
             contentions: 1,

@@ -120,6 +120,8 @@ pub struct Config {
     /// Build the lock-order graph from the traced acquisitions (`--no-lock-order` turns
     /// it off: `crate::lock_order`).
     pub lock_order: bool,
+    /// Where separate debug files are looked for (`--debug-dir`).
+    pub debug_dirs: symbols::DebugDirs,
 }
 
 /// How a trace ended.
@@ -308,7 +310,8 @@ fn attach(
     let maps = target.maps().map_err(gone)?;
     let c_library = identify_c_library(&*target, &maps);
     let libc = c_library_object(&*target, &c_library);
-    let symbolizer = Symbolizer::from_target_maps(maps.clone(), &*target);
+    let symbolizer =
+        Symbolizer::from_target_maps(maps.clone(), &*target).with_debug_dirs(config.debug_dirs);
     // Test hook for the root tests only: widens the window between reading the target
     // and attaching, so that "the target exits during attach" can be tested for sure.
     if let Some(ms) = std::env::var("TRACER_TEST_ATTACH_DELAY_MS")
@@ -1028,7 +1031,8 @@ impl Session {
             self.analysis.set_layout(lock_layout(&c_library));
         }
         self.code = CodeCheck::new(Arc::clone(&self.target), &new_maps);
-        self.symbolizer = Symbolizer::from_target_maps(new_maps, &*self.target);
+        self.symbolizer = Symbolizer::from_target_maps(new_maps, &*self.target)
+            .with_debug_dirs(self.config.debug_dirs);
         let program = maps
             .as_deref()
             .and_then(|maps| maps.iter().filter(|m| m.is_file()).min_by_key(|m| m.start))
@@ -1436,6 +1440,8 @@ fn program_table(
     }
     let mut lock_summaries = assemble::lock_summaries(&locks, &top_waiter, &mut namer);
     go_runtime.name(&mut lock_summaries);
+    // Last: the objects the table's names (and the findings' before it) came from.
+    notes.extend(namer.symbolizer.name_notes());
     ProgramTable {
         locks: lock_summaries,
         events: analysis.counts().events + go_events,

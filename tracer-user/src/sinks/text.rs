@@ -602,6 +602,7 @@ mod tests {
             addr: 0x5555_4040,
             name: None,
             location: Some("abba+0x4040".into()),
+            name_source: None,
         };
         let v = serde_json::to_value(&stripped).expect("serializes");
         assert_eq!(

@@ -9,24 +9,30 @@
 //! holds that offset; this covers PIE and non-PIE executables and shared libraries alike.
 //! The anonymous mapping right after an object's last file mapping is the rest of its
 //! `.bss`, so it is attributed to that object as if the file mapping went on.
+//!
+//! Names come from the object's `.symtab` and `.dynsym`, and, when the object has no DWARF
+//! of its own, from a separate debug file: by build id (`DIR/.build-id/xx/rest.debug`,
+//! where Debian's `-dbgsym` and `-dbg` packages install them) or by `.gnu_debuglink`
+//! (next to the object, in its `.debug/`, or `DIR/` + the object's directory), `DIR`
+//! being each of the [`DebugDirs`]. The report's notes say, for each object it used that
+//! has no `.symtab`, which of these its names came from ([`Symbolizer::name_notes`]).
 
 mod dwarf;
 mod elf;
 mod function_offsets;
 
 use std::{
-    collections::{HashMap, HashSet},
-    fmt::Write as _,
+    collections::{BTreeMap, HashMap, HashSet},
     fs,
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
-use self::elf::ElfObject;
+use self::elf::{DebugVia, DebugWanted, ElfObject, FoundDebugFile};
 pub use self::function_offsets::function_file_offsets;
 use crate::{
-    model::LockRef,
+    model::{LockRef, NameSource},
     target::{FileBytes, MapEntry, ProcError, TargetProcess, mapped_file},
     unwind::{CodeReader, cfi::FrameRule, eh_frame::ObjectCfi},
 };
@@ -148,6 +154,46 @@ pub struct FileRoots {
     /// The target's `/proc/PID/map_files`: the mapped files themselves, for those whose
     /// path no longer leads to them (deleted, replaced, or a memfd that never had one).
     pub mapped_files: Option<PathBuf>,
+    /// Where separate debug files are looked for.
+    pub debug_dirs: DebugDirs,
+}
+
+/// The directories separate debug files are looked for in, as gdb's
+/// `debug-file-directory` and perf's: `/usr/lib/debug` unless others are given
+/// (`--debug-dir`, which replaces it). A path is looked up under the target's root first
+/// (a container's own debug files), then as it is. `Copy`, as the session's configuration
+/// is: the directories given are kept for the life of the process.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DebugDirs(Option<&'static [PathBuf]>);
+
+impl DebugDirs {
+    /// The directory used when none is given.
+    pub const DEFAULT: &'static str = "/usr/lib/debug";
+
+    /// `dirs` instead of the default (the default when `dirs` is empty).
+    #[must_use]
+    pub fn given(dirs: Vec<PathBuf>) -> Self {
+        if dirs.is_empty() {
+            Self(None)
+        } else {
+            Self(Some(Box::leak(dirs.into_boxed_slice())))
+        }
+    }
+
+    /// The directories, in the order they are searched; those that are not UTF-8 are
+    /// left out (paths the target names are matched as text).
+    #[must_use]
+    pub fn dirs(self) -> Vec<&'static str> {
+        match self.0 {
+            None => vec![Self::DEFAULT],
+            Some(dirs) => dirs.iter().filter_map(|d| d.to_str()).collect(),
+        }
+    }
+
+    /// The directories for a note: `/usr/lib/debug`, or `/a, /b`.
+    fn describe(self) -> String {
+        self.dirs().join(", ")
+    }
 }
 
 /// Symbolizes data and code addresses of one process.
@@ -167,7 +213,15 @@ pub struct Symbolizer {
     /// Rules already looked up, by runtime address; emptied when full
     /// ([`MAX_CACHED_FRAME_RULES`]) and when the maps are read again.
     frame_rules: HashMap<u64, Option<FrameRule>>,
+    /// The objects something was named in, by path, with the note on where their names
+    /// come from (`None` for an object with its own `.symtab`): see [`Self::name_notes`].
+    named_objects: BTreeMap<String, Option<String>>,
+    /// Stripped objects used once [`MAX_NAMED_OBJECTS`] were noted.
+    stripped_not_noted: usize,
 }
+
+/// Most objects [`Symbolizer::name_notes`] keeps track of: a process maps a few dozen.
+const MAX_NAMED_OBJECTS: usize = 512;
 
 /// Most frame rules [`Symbolizer::frame_rule`] keeps: lock stacks pass through few code
 /// addresses, so this is rarely reached; when it is, the cache starts over.
@@ -205,13 +259,38 @@ impl Symbolizer {
             roots: FileRoots {
                 root,
                 mapped_files: None,
+                debug_dirs: DebugDirs::default(),
             },
             regions: regions_from_maps(maps),
             objects: HashMap::new(),
             code_files: HashMap::new(),
             cfi_objects: HashMap::new(),
             frame_rules: HashMap::new(),
+            named_objects: BTreeMap::new(),
+            stripped_not_noted: 0,
         }
+    }
+
+    /// Looks for separate debug files in `dirs` (see [`DebugDirs`]).
+    #[must_use]
+    pub fn with_debug_dirs(mut self, dirs: DebugDirs) -> Self {
+        self.roots.debug_dirs = dirs;
+        self
+    }
+
+    /// One note per object used to name something (a lock, a frame) that has no
+    /// `.symtab`, saying where its names came from: a debug file (which), `.dynsym` only,
+    /// or nowhere (`object+offset`). Objects with their own symbol table get none.
+    #[must_use]
+    pub fn name_notes(&self) -> Vec<String> {
+        let mut notes: Vec<String> = self.named_objects.values().flatten().cloned().collect();
+        if self.stripped_not_noted > 0 {
+            notes.push(format!(
+                "{} more stripped object(s) were used, not listed",
+                self.stripped_not_noted
+            ));
+        }
+        notes
     }
 
     /// Also opens mapped files through `dir` (the target's `/proc/PID/map_files`, from
@@ -232,6 +311,7 @@ impl Symbolizer {
         self.roots = FileRoots {
             root: target.host_path("/"),
             mapped_files: target.mapped_files_dir(),
+            debug_dirs: self.roots.debug_dirs,
         };
         self.regions = regions_from_maps(maps);
         let mapped: HashSet<(&str, u64)> = self
@@ -284,23 +364,28 @@ impl Symbolizer {
 
     /// The global or static variable containing `addr`: `"lock_a"`, or `"table+0x28"` when
     /// `addr` is inside it. Uses `STT_OBJECT`/`STT_COMMON` symbols of `.symtab` and `.dynsym`
-    /// (not `STT_TLS`). `None` when no symbol covers `addr`.
+    /// (not `STT_TLS`), and of a separate debug file. `None` when no symbol covers `addr`.
     pub fn data_name(&mut self, addr: u64) -> Option<String> {
+        self.data_symbol(addr).map(|(name, _)| name)
+    }
+
+    /// [`data_name`](Self::data_name), with the table the name was found in.
+    pub fn data_symbol(&mut self, addr: u64) -> Option<(String, NameSource)> {
         let Place::Object {
             elf: Some(elf),
             vaddr: Some(vaddr),
             ..
-        } = self.place(addr)?
+        } = self.place(addr, true)?
         else {
             return None;
         };
         let hit = elf.data_symbol(vaddr)?;
-        Some(with_offset(&hit.name, hit.offset))
+        Some((with_offset(&hit.name, hit.offset), hit.source))
     }
 
     /// The lock at `addr` as the report names it: its data symbol, else where it lies.
     pub fn lock_ref(&mut self, addr: u64) -> LockRef {
-        let name = self.data_name(addr);
+        let (name, name_source) = self.data_symbol(addr).unzip();
         let location = if name.is_none() {
             self.location(addr)
         } else {
@@ -310,6 +395,7 @@ impl Symbolizer {
             addr,
             name,
             location,
+            name_source,
         }
     }
 
@@ -319,7 +405,7 @@ impl Symbolizer {
     /// anonymous memory (`[heap]`, `[anon:…]`, Go's arenas): an offset into an allocator's
     /// mapping says nothing a reader can use, so such a lock is shown by its address.
     pub fn location(&mut self, addr: u64) -> Option<String> {
-        Some(match self.place(addr)? {
+        Some(match self.place(addr, true)? {
             Place::Anonymous => return None,
             Place::Named { name, .. } if name == "[heap]" || name.starts_with("[anon") => {
                 return None;
@@ -348,7 +434,7 @@ impl Symbolizer {
             addr,
             ..Frame::default()
         };
-        match self.place(addr) {
+        match self.place(addr, true) {
             Some(Place::Object {
                 name,
                 elf,
@@ -442,7 +528,7 @@ impl Symbolizer {
     fn look_up_frame_rule(&mut self, addr: u64) -> Option<FrameRule> {
         let Place::Object {
             vaddr: Some(vaddr), ..
-        } = self.place(addr)?
+        } = self.place(addr, false)?
         else {
             return None;
         };
@@ -461,8 +547,10 @@ impl Symbolizer {
             .rule_at(vaddr)
     }
 
-    /// Finds the region of `addr` and, for objects, loads the object and translates `addr`.
-    fn place(&mut self, addr: u64) -> Option<Place<'_>> {
+    /// Finds the region of `addr` and, for objects, loads the object and translates `addr`;
+    /// `for_report`: a name for the report is wanted, so the object goes into
+    /// [`name_notes`](Self::name_notes).
+    fn place(&mut self, addr: u64, for_report: bool) -> Option<Place<'_>> {
         let idx = self
             .regions
             .partition_point(|r| r.start <= addr)
@@ -475,6 +563,19 @@ impl Symbolizer {
         match &region.kind {
             RegionKind::Object { path, inode, bss } => {
                 let elf = load_object(&mut self.objects, &self.roots, path, *inode);
+                if for_report
+                    && let Some(elf) = elf
+                    && !self.named_objects.contains_key(path.as_str())
+                {
+                    let note = elf
+                        .name_origin()
+                        .stripped_note(path, &self.roots.debug_dirs.describe());
+                    if self.named_objects.len() < MAX_NAMED_OBJECTS {
+                        self.named_objects.insert(path.clone(), note);
+                    } else if note.is_some() {
+                        self.stripped_not_noted += 1;
+                    }
+                }
                 let file_offset = region.file_offset(addr);
                 let vaddr = elf.and_then(|e| e.vaddr_of_offset(file_offset, *bss));
                 if *bss && vaddr.is_none() {
@@ -624,21 +725,74 @@ fn find_file(roots: &FileRoots, path: &str, inode: u64) -> Option<PathBuf> {
 
 fn read_object(roots: &FileRoots, path: &str, inode: u64) -> Option<ElfObject> {
     let bytes = read_file(roots, path, inode)?;
-    let elf = ElfObject::parse(bytes, |build_id| {
-        let (head, tail) = build_id.split_first()?;
-        let mut debug_path = format!("/usr/lib/debug/.build-id/{head:02x}/");
-        for byte in tail {
-            let _ = write!(debug_path, "{byte:02x}");
-        }
-        debug_path.push_str(".debug");
-        // The debug file is looked up where the target's libraries live; its inode is
-        // unknown, hence 0.
-        read_file(roots, &debug_path, 0)
-    });
+    let elf = ElfObject::parse(bytes, |wanted| find_debug_file(roots, path, wanted));
     if elf.is_none() {
         log::debug!("{path} is not a readable ELF object; its addresses stay unnamed");
     }
     elf
+}
+
+/// The separate debug file of the object the target maps at `path`: the first of
+/// [`debug_file_candidates`] that exists and matches.
+fn find_debug_file(
+    roots: &FileRoots,
+    path: &str,
+    wanted: &DebugWanted<'_>,
+) -> Option<FoundDebugFile> {
+    for (candidate, via) in debug_file_candidates(path, wanted, roots.debug_dirs) {
+        if candidate == path {
+            continue;
+        }
+        // Looked up where the target's files live first; its inode is unknown, hence 0.
+        let Some(bytes) = read_file(roots, &candidate, 0) else {
+            continue;
+        };
+        if wanted.is_matched_by(via, &bytes) {
+            return Some(FoundDebugFile {
+                bytes,
+                path: candidate,
+            });
+        }
+        log::debug!("{candidate} is not the debug file of {path}");
+    }
+    None
+}
+
+/// Where the debug file of the object at `object_path` may be, in the order gdb looks:
+/// by build id under each debug directory (`DIR/.build-id/ab/cdef….debug`), then by the
+/// debuglink's file name next to the object, in the `.debug/` beside it, and under each
+/// debug directory followed by the object's directory (`DIR/usr/bin/prog.debug`).
+fn debug_file_candidates(
+    object_path: &str,
+    wanted: &DebugWanted<'_>,
+    dirs: DebugDirs,
+) -> Vec<(String, DebugVia)> {
+    let dirs: Vec<&str> = dirs
+        .dirs()
+        .into_iter()
+        .map(|d| d.trim_end_matches('/'))
+        .collect();
+    let mut candidates = Vec::new();
+    if let Some((head, tail)) = wanted.build_id.and_then(<[u8]>::split_first)
+        && !tail.is_empty()
+    {
+        let rest = elf::hex(tail);
+        for dir in &dirs {
+            candidates.push((
+                format!("{dir}/.build-id/{head:02x}/{rest}.debug"),
+                DebugVia::BuildId,
+            ));
+        }
+    }
+    if let Some((name, _)) = wanted.link {
+        let object_dir = object_path.rsplit_once('/').map_or("", |(dir, _)| dir);
+        candidates.push((format!("{object_dir}/{name}"), DebugVia::Link));
+        candidates.push((format!("{object_dir}/.debug/{name}"), DebugVia::Link));
+        for dir in &dirs {
+            candidates.push((format!("{dir}{object_dir}/{name}"), DebugVia::Link));
+        }
+    }
+    candidates
 }
 
 /// A symbolized code address.
@@ -830,6 +984,11 @@ int main(void)
             sym.data_name(target.addr("lock_a") + 8).as_deref(),
             Some("lock_a+0x8")
         );
+        let lock_b = sym.lock_ref(target.addr("lock_b"));
+        assert_eq!(
+            (lock_b.name.as_deref(), lock_b.name_source),
+            (Some("lock_b"), Some(NameSource::Symtab))
+        );
         assert_eq!(
             sym.data_name(target.addr("big_end")).as_deref(),
             Some("big_bss+0xffff8")
@@ -945,6 +1104,8 @@ int main(void)
         let mut sym = Symbolizer::for_target(&LiveProcess::new(target.pid())).unwrap();
         for name in ["lock_a", "lock_b", "table_m"] {
             assert_eq!(sym.data_name(target.addr(name)), None, "{name}");
+            let lock = sym.lock_ref(target.addr(name));
+            assert_eq!((lock.name, lock.name_source), (None, None), "{name}");
             let location = sym.location(target.addr(name)).unwrap();
             assert!(
                 location.starts_with("prog_stripped+0x"),
@@ -963,6 +1124,354 @@ int main(void)
         assert_eq!(frame.display(), frame.function_name());
         let maps = LiveProcess::new(target.pid()).maps().unwrap();
         assert!(find_libc(&maps).is_some());
+    }
+
+    /// Runs a binutils command, failing the test with its stderr when it fails.
+    fn run(command: &mut Command) {
+        let out = command
+            .output()
+            .unwrap_or_else(|e| panic!("{command:?}: {e} (binutils missing?)"));
+        assert!(
+            out.status.success(),
+            "{command:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The ELF virtual address of symbol `name` in the unstripped `exe`.
+    fn symbol_vaddr(exe: &Path, name: &str) -> u64 {
+        use object::{Object as _, ObjectSymbol as _};
+        let bytes = fs::read(exe).unwrap();
+        let file = object::File::parse(&*bytes).unwrap();
+        file.symbols()
+            .find(|s| s.name() == Ok(name))
+            .unwrap_or_else(|| panic!("{name} in {}", exe.display()))
+            .address()
+    }
+
+    /// `exe`'s build id, lowercase hex.
+    fn build_id(exe: &Path) -> String {
+        use object::Object as _;
+        let bytes = fs::read(exe).unwrap();
+        let file = object::File::parse(&*bytes).unwrap();
+        let id = file.build_id().unwrap().expect("a build id");
+        elf::hex(id)
+    }
+
+    /// The object at `path`, loaded as for a target in our own namespace, with debug
+    /// files looked for in `dirs`.
+    fn load(path: &Path, dirs: &[&Path]) -> ElfObject {
+        let roots = FileRoots {
+            root: PathBuf::from("/"),
+            mapped_files: None,
+            debug_dirs: DebugDirs::given(dirs.iter().map(|d| d.to_path_buf()).collect()),
+        };
+        read_object(&roots, path.to_str().unwrap(), 0).unwrap()
+    }
+
+    /// The data symbol at `name`'s address in `unstripped`, looked up in `elf`.
+    fn data_at(elf: &ElfObject, unstripped: &Path, name: &str) -> Option<(String, NameSource)> {
+        elf.data_symbol(symbol_vaddr(unstripped, name))
+            .map(|hit| (hit.name, hit.source))
+    }
+
+    fn function_at(elf: &ElfObject, unstripped: &Path, name: &str) -> Option<(String, NameSource)> {
+        elf.function_symbol(symbol_vaddr(unstripped, name))
+            .map(|hit| (hit.name, hit.source))
+    }
+
+    fn note_of(elf: &ElfObject, path: &Path, dirs: &str) -> Option<String> {
+        elf.name_origin()
+            .stripped_note(path.to_str().unwrap(), dirs)
+    }
+
+    /// `strip --strip-all` of `exe` into `NAME.stripped`.
+    fn strip(exe: &Path) -> PathBuf {
+        let stripped = exe.with_extension("stripped");
+        run(Command::new("strip")
+            .arg("--strip-all")
+            .arg("-o")
+            .arg(&stripped)
+            .arg(exe));
+        stripped
+    }
+
+    /// Guards issue 18 point 5: a stripped program keeps its exported symbols in
+    /// `.dynsym` (`-rdynamic`), and those must name its exported lock and functions,
+    /// said to come from `.dynsym`, while a `static` lock has no name at all; the same
+    /// program unstripped names both from `.symtab`, with no note.
+    #[test]
+    fn stripped_object_names_exported_symbols_from_dynsym() {
+        let dir = tempfile::tempdir().unwrap();
+        let no_debug = tempfile::tempdir().unwrap();
+        let exe = compile(dir.path(), "prog", &["-rdynamic"]);
+        let full = load(&exe, &[no_debug.path()]);
+        assert_eq!(
+            data_at(&full, &exe, "lock_a"),
+            Some(("lock_a".into(), NameSource::Symtab))
+        );
+        assert_eq!(
+            data_at(&full, &exe, "lock_b"),
+            Some(("lock_b".into(), NameSource::Symtab))
+        );
+        assert_eq!(note_of(&full, &exe, "d"), None);
+
+        let stripped = strip(&exe);
+        let elf = load(&stripped, &[no_debug.path()]);
+        assert_eq!(
+            data_at(&elf, &exe, "lock_a"),
+            Some(("lock_a".into(), NameSource::Dynsym))
+        );
+        assert_eq!(data_at(&elf, &exe, "lock_b"), None, "a static lock");
+        assert_eq!(
+            function_at(&elf, &exe, "worker_fn"),
+            Some(("worker_fn".into(), NameSource::Dynsym))
+        );
+        let dirs = no_debug.path().to_str().unwrap();
+        let note = note_of(&elf, &stripped, dirs).unwrap();
+        assert_eq!(
+            note,
+            format!(
+                "{}: stripped; names from .dynsym only (no debug file found for build id {} under {dirs})",
+                stripped.display(),
+                build_id(&exe)
+            )
+        );
+
+        // Without `-rdynamic` the executable exports nothing: no name.
+        let hidden = compile(dir.path(), "prog_hidden", &[]);
+        let elf = load(&strip(&hidden), &[no_debug.path()]);
+        assert_eq!(data_at(&elf, &hidden, "lock_a"), None);
+    }
+
+    /// Guards issue 18 point 5: a stripped program whose debug info was split out into
+    /// `DIR/.build-id/xx/rest.debug` (what Debian's `-dbgsym` packages install under
+    /// `/usr/lib/debug`) gets every name, static ones too, and source lines from it,
+    /// with `DIR` given as a debug directory (the second one given, to check all are
+    /// searched); a file at that path from another build is not taken.
+    #[test]
+    fn debug_file_found_by_build_id_in_the_debug_dirs() {
+        let dir = tempfile::tempdir().unwrap();
+        let exe = compile(dir.path(), "prog", &[]);
+        let debug = dir.path().join("prog.debug");
+        run(Command::new("objcopy")
+            .arg("--only-keep-debug")
+            .arg(&exe)
+            .arg(&debug));
+        let stripped = strip(&exe);
+        let empty = tempfile::tempdir().unwrap();
+        let debug_dir = tempfile::tempdir().unwrap();
+        let id = build_id(&exe);
+        let by_id = debug_dir
+            .path()
+            .join(format!(".build-id/{}/{}.debug", &id[..2], &id[2..]));
+        fs::create_dir_all(by_id.parent().unwrap()).unwrap();
+        fs::copy(&debug, &by_id).unwrap();
+
+        let elf = load(&stripped, &[empty.path(), debug_dir.path()]);
+        for lock in ["lock_a", "lock_b"] {
+            assert_eq!(
+                data_at(&elf, &exe, lock),
+                Some((lock.to_owned(), NameSource::DebugFile))
+            );
+        }
+        assert_eq!(
+            function_at(&elf, &exe, "worker_fn"),
+            Some(("worker_fn".into(), NameSource::DebugFile))
+        );
+        let source = elf.source(symbol_vaddr(&exe, "worker_fn")).unwrap();
+        assert!(
+            source
+                .file
+                .as_deref()
+                .is_some_and(|f| f.ends_with("prog.c")),
+            "{source:?}"
+        );
+        assert_eq!(
+            note_of(&elf, &stripped, "unused"),
+            Some(format!(
+                "{}: stripped; names from debug file {}",
+                stripped.display(),
+                by_id.display()
+            ))
+        );
+
+        // Not among the directories given: not found.
+        let elf = load(&stripped, &[empty.path()]);
+        assert_eq!(data_at(&elf, &exe, "lock_b"), None);
+
+        // Another build's debug file at this build id's path is not this one's.
+        let other = compile(dir.path(), "other", &["-O1"]);
+        run(Command::new("objcopy")
+            .arg("--only-keep-debug")
+            .arg(&other)
+            .arg(&by_id));
+        let elf = load(&stripped, &[debug_dir.path()]);
+        assert_eq!(data_at(&elf, &exe, "lock_b"), None);
+        assert_eq!(elf.name_origin().debug_file, None);
+    }
+
+    /// Guards issue 18 point 5: a debug file named by `.gnu_debuglink` (no build id
+    /// here, so only the link can find it) is found next to the object, in the
+    /// `.debug/` beside it, and under a debug directory followed by the object's
+    /// directory, as gdb looks; a file of that name from another build (another CRC) is
+    /// not taken.
+    #[test]
+    fn debug_file_found_by_debuglink() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        fs::create_dir_all(&bin).unwrap();
+        let exe = compile(&bin, "prog", &["-Wl,--build-id=none"]);
+        let built = dir.path().join("prog.debug");
+        run(Command::new("objcopy")
+            .arg("--only-keep-debug")
+            .arg(&exe)
+            .arg(&built));
+        let stripped = strip(&exe);
+        run(Command::new("objcopy")
+            .arg(format!("--add-gnu-debuglink={}", built.display()))
+            .arg(&stripped));
+        let debug_dir = tempfile::tempdir().unwrap();
+        let under_dir = debug_dir
+            .path()
+            .join(bin.strip_prefix("/").unwrap())
+            .join("prog.debug");
+        for place in [
+            bin.join("prog.debug"),
+            bin.join(".debug/prog.debug"),
+            under_dir,
+        ] {
+            fs::create_dir_all(place.parent().unwrap()).unwrap();
+            fs::copy(&built, &place).unwrap();
+            let elf = load(&stripped, &[debug_dir.path()]);
+            assert_eq!(
+                data_at(&elf, &exe, "lock_b"),
+                Some(("lock_b".into(), NameSource::DebugFile)),
+                "{}",
+                place.display()
+            );
+            assert_eq!(
+                elf.name_origin().debug_file.as_deref(),
+                place.to_str(),
+                "{elf:?}"
+            );
+            fs::remove_file(&place).unwrap();
+        }
+
+        let other = compile(&bin, "other", &["-O1", "-Wl,--build-id=none"]);
+        run(Command::new("objcopy")
+            .arg("--only-keep-debug")
+            .arg(&other)
+            .arg(bin.join("prog.debug")));
+        let elf = load(&stripped, &[debug_dir.path()]);
+        assert_eq!(data_at(&elf, &exe, "lock_b"), None);
+        let note = note_of(&elf, &stripped, "DIRS").unwrap();
+        assert!(
+            note.ends_with(
+                "names from .dynsym only (no debug file found for debuglink prog.debug under DIRS)"
+            ),
+            "{note}"
+        );
+    }
+
+    #[test]
+    fn debug_file_candidates_in_gdbs_order() {
+        let dirs = DebugDirs::given(vec![PathBuf::from("/dbg/"), PathBuf::from("/more")]);
+        let wanted = DebugWanted {
+            build_id: Some(&[0xab, 0xcd, 0x01]),
+            link: Some(("prog.debug", 7)),
+        };
+        let candidates = debug_file_candidates("/opt/app/prog", &wanted, dirs);
+        assert_eq!(
+            candidates,
+            [
+                ("/dbg/.build-id/ab/cd01.debug".to_owned(), DebugVia::BuildId),
+                (
+                    "/more/.build-id/ab/cd01.debug".to_owned(),
+                    DebugVia::BuildId
+                ),
+                ("/opt/app/prog.debug".to_owned(), DebugVia::Link),
+                ("/opt/app/.debug/prog.debug".to_owned(), DebugVia::Link),
+                ("/dbg/opt/app/prog.debug".to_owned(), DebugVia::Link),
+                ("/more/opt/app/prog.debug".to_owned(), DebugVia::Link),
+            ]
+        );
+        let default = debug_file_candidates(
+            "/prog",
+            &DebugWanted {
+                build_id: Some(&[0x01, 0x02]),
+                link: None,
+            },
+            DebugDirs::default(),
+        );
+        assert_eq!(
+            default,
+            [(
+                "/usr/lib/debug/.build-id/01/02.debug".to_owned(),
+                DebugVia::BuildId
+            )]
+        );
+        // A one-byte build id names no file.
+        assert!(
+            debug_file_candidates(
+                "/prog",
+                &DebugWanted {
+                    build_id: Some(&[0x01]),
+                    link: None
+                },
+                DebugDirs::default()
+            )
+            .is_empty()
+        );
+        assert_eq!(DebugDirs::given(Vec::new()), DebugDirs::default());
+        assert_eq!(DebugDirs::default().dirs(), ["/usr/lib/debug"]);
+        assert_eq!(dirs.describe(), "/dbg/, /more");
+    }
+
+    /// Guards the per-object notes: one per object used to name something, none for an
+    /// object never used, and none for lookups made only to unwind. (A non-PIE program's
+    /// `.dynsym` has the C library's variables it copies, such as `stdout`.)
+    #[test]
+    fn name_notes_list_the_stripped_objects_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let exe = compile(dir.path(), "prog", &["-no-pie"]);
+        let stripped = strip(&exe);
+        let inode = fs::metadata(&stripped).unwrap().ino();
+        let lock_a = symbol_vaddr(&exe, "lock_a");
+        let maps = parse_maps(&format!(
+            "{:x}-{:x} rw-p {:08x} fd:01 {inode} {}\n",
+            lock_a & !0xfff,
+            (lock_a & !0xfff) + 0x1000,
+            // The file offset of lock_a's page: -no-pie data is at vaddr = offset + base.
+            {
+                use object::{Object as _, ObjectSegment as _};
+                let bytes = fs::read(&exe).unwrap();
+                let file = object::File::parse(&*bytes).unwrap();
+                let seg = file
+                    .segments()
+                    .find(|s| (s.address()..s.address() + s.size()).contains(&lock_a))
+                    .unwrap();
+                (lock_a & !0xfff) - seg.address() + seg.file_range().0
+            },
+            stripped.display()
+        ));
+        let mut sym = Symbolizer::from_maps(maps, PathBuf::from("/"))
+            .with_debug_dirs(DebugDirs::given(vec![dir.path().join("none")]));
+        assert!(sym.name_notes().is_empty());
+        let _ = sym.frame_rule(lock_a);
+        assert!(sym.name_notes().is_empty(), "unwinding names nothing");
+        assert_eq!(sym.data_name(lock_a), None);
+        assert_eq!(sym.lock_ref(lock_a).name, None);
+        let notes = sym.name_notes();
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].starts_with(&format!(
+                "{}: stripped; names from .dynsym only (no debug file found for build id ",
+                stripped.display()
+            )),
+            "{notes:?}"
+        );
+        assert!(notes[0].contains("/none)"), "{notes:?}");
     }
 
     fn fake_maps() -> Vec<MapEntry> {
@@ -1102,7 +1611,8 @@ int main(void)
             preload(
                 &FileRoots {
                     root: dir.path().to_path_buf(),
-                    mapped_files: None
+                    mapped_files: None,
+                    debug_dirs: DebugDirs::default(),
                 },
                 vec![("/x".into(), 1)],
                 Duration::ZERO

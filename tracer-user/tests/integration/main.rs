@@ -44,6 +44,9 @@
 //!   following a restarted service (`--exe`) and a cgroup; its start-up errors.
 //! - [`serve_soak`]: `tracer serve` over minutes of targets that start and exit: no
 //!   memory, descriptor, program or series left behind, no target lost.
+//! - [`stripped`]: names of stripped programs, from `.dynsym`, from debug files found by
+//!   build id (`--debug-dir`) or `.gnu_debuglink`, else `object+offset`, and the notes
+//!   saying which.
 //! - [`symbols`]: names and stacks when the program changes (`exec`) or has no path
 //!   (memfd), and frames that must not be there.
 //! - [`capabilities`]: the capabilities `deploy/capabilities.txt` lists (and the
@@ -101,6 +104,8 @@ mod rust_locks;
 mod serve;
 #[cfg(feature = "root-tests")]
 mod serve_soak;
+#[cfg(feature = "root-tests")]
+mod stripped;
 #[cfg(feature = "root-tests")]
 mod symbols;
 #[cfg(feature = "root-tests")]

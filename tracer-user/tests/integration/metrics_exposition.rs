@@ -45,6 +45,7 @@ fn lock(name: Option<&str>, location: Option<&str>, addr: u64) -> LockRef {
         addr,
         name: name.map(str::to_owned),
         location: location.map(str::to_owned),
+        name_source: None,
     }
 }
 
