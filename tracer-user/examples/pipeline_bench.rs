@@ -407,7 +407,9 @@ fn run_pipeline(stream: &Stream, passes: usize) -> Outcome {
             // As the session's drain loop does it.
             match decode(black_box(record)) {
                 Ok(Record::Native(ref event)) => analysis.on_event(event, &threads),
-                Ok(Record::Go(_) | Record::Exec { .. }) | Err(_) => decode_errors += 1,
+                Ok(Record::Go(_) | Record::NativeSite { .. } | Record::Exec { .. }) | Err(_) => {
+                    decode_errors += 1
+                }
             }
             since_poll += 1;
             if since_poll == CANDIDATE_POLL {
