@@ -408,7 +408,7 @@ fn run_pipeline(stream: &Stream, passes: usize) -> Outcome {
             match decode(black_box(record)) {
                 Ok(Record::Native(ref event)) => analysis.on_event(event, &threads),
                 Ok(Record::Go(_) | Record::NativeSite { .. } | Record::Exec { .. }) | Err(_) => {
-                    decode_errors += 1
+                    decode_errors += 1;
                 }
             }
             since_poll += 1;
