@@ -117,8 +117,12 @@ pub struct LockOrderCounts {
     /// `MAX_EDGES`, a thread past `MAX_HELD` or `MAX_ACTORS`.
     pub not_ordered: u64,
     /// Nestings of two instances of one class not remembered (past
-    /// `MAX_SAME_CLASS_PAIRS`).
+    /// `MAX_SAME_CLASS_PAIRS`), in classes nested in both address orders (a class always
+    /// nested lower address first, or always higher first, cannot have a reversed pair).
     pub pairs_not_kept: u64,
+    /// Holds dropped because another thread took the lock exclusively meanwhile: their
+    /// release was lost (a dropped record), or happened before the probes were in place.
+    pub stale_holds: u64,
 }
 
 type ClassId = u32;
@@ -167,17 +171,30 @@ enum CycleKey {
     Pair(u64, u64),
 }
 
+/// How the instances of one class were nested in each other.
+#[derive(Clone, Copy, Debug, Default)]
+struct SameClassOrders {
+    ascending: bool,
+    descending: bool,
+    not_kept: u64,
+}
+
 /// The lock-order graph of one process.
 #[derive(Debug)]
 pub struct LockOrder<S> {
     class_ids: FxHashMap<LockClass, ClassId>,
     instance_class: FxHashMap<u64, ClassId>,
     held: FxHashMap<u64, SmallVec<[HeldLock<S>; 4]>>,
+    /// Who holds each held lock (keys of `held`), to drop a hold whose release was lost.
+    holders: FxHashMap<u64, SmallVec<[u64; 2]>>,
     edges: FxHashMap<(ClassId, ClassId), ClassEdge<S>>,
     /// Out-edges per class, for the cycle search.
     successors: Vec<SmallVec<[ClassId; 4]>>,
     chains: FxHashSet<u64>,
     pairs: FxHashMap<(u64, u64), PairSeen<S>>,
+    /// Per class nested in itself: whether a lower-then-higher address nesting was seen,
+    /// a higher-then-lower one, and how many nestings the pair cap left out.
+    same_class: FxHashMap<ClassId, SameClassOrders>,
     /// Cycles reported, and whether as harmless.
     reported: FxHashMap<CycleKey, bool>,
     counts: LockOrderCounts,
@@ -189,10 +206,12 @@ impl<S> Default for LockOrder<S> {
             class_ids: FxHashMap::default(),
             instance_class: FxHashMap::default(),
             held: FxHashMap::default(),
+            holders: FxHashMap::default(),
             edges: FxHashMap::default(),
             successors: Vec::new(),
             chains: FxHashSet::default(),
             pairs: FxHashMap::default(),
+            same_class: FxHashMap::default(),
             reported: FxHashMap::default(),
             counts: LockOrderCounts::default(),
         }
@@ -214,7 +233,15 @@ impl<S: Copy> LockOrder<S> {
     /// What was checked and what the caps left out.
     #[must_use]
     pub fn counts(&self) -> LockOrderCounts {
-        self.counts
+        LockOrderCounts {
+            pairs_not_kept: self
+                .same_class
+                .values()
+                .filter(|o| o.ascending && o.descending)
+                .map(|o| o.not_kept)
+                .sum(),
+            ..self.counts
+        }
     }
 
     /// Whether lock instance `lock` has a class already (the caller then need not work
@@ -243,10 +270,21 @@ impl<S: Copy> LockOrder<S> {
             self.counts.not_ordered += 1;
             return Vec::new();
         }
-        let held = self.held.entry(key).or_default();
-        if held.len() >= MAX_HELD {
+        if self
+            .held
+            .get(&key)
+            .is_some_and(|held| held.len() >= MAX_HELD)
+        {
             self.counts.not_ordered += 1;
             return Vec::new();
+        }
+        self.drop_stale_holds(key, acq.lock, acq.mode);
+        let held = self.held.entry(key).or_default();
+        if !held.iter().any(|h| h.lock == acq.lock) {
+            let holders = self.holders.entry(acq.lock).or_default();
+            if !holders.contains(&key) {
+                holders.push(key);
+            }
         }
         let reentry = held.iter().any(|h| h.lock == acq.lock);
         let before: SmallVec<[HeldLock<S>; 4]> = held.clone();
@@ -310,14 +348,58 @@ impl<S: Copy> LockOrder<S> {
         if let Some(i) = held.iter().rposition(|h| h.lock == lock) {
             held.remove(i);
         }
+        let still_held = held.iter().any(|h| h.lock == lock);
         if held.is_empty() {
             self.held.remove(&key);
+        }
+        if !still_held {
+            self.forget_holder(lock, key);
         }
     }
 
     /// `key`'s thread or goroutine is gone: whatever it held is no longer held by it.
     pub fn gone(&mut self, key: u64) {
-        self.held.remove(&key);
+        for h in self.held.remove(&key).unwrap_or_default() {
+            self.forget_holder(h.lock, key);
+        }
+    }
+
+    fn forget_holder(&mut self, lock: u64, key: u64) {
+        if let Some(holders) = self.holders.get_mut(&lock) {
+            holders.retain(|k| *k != key);
+            if holders.is_empty() {
+                self.holders.remove(&lock);
+            }
+        }
+    }
+
+    /// Before `key` takes `lock` in `mode`: any other holder it excludes (everyone, for an
+    /// exclusive acquisition; writers, for a shared one) no longer holds it, whatever the
+    /// graph last saw. A release record is sent at the unlock call's entry, before the
+    /// lock is free, so it always comes before the next owner's acquisition: a hold still
+    /// here is one whose release was lost, and left in place it would add orders from a
+    /// lock its thread no longer holds (false inversions).
+    fn drop_stale_holds(&mut self, key: u64, lock: u64, mode: HoldMode) {
+        let Some(holders) = self.holders.get(&lock) else {
+            return;
+        };
+        let others: SmallVec<[u64; 2]> = holders.iter().copied().filter(|&k| k != key).collect();
+        for other in others {
+            let Some(held) = self.held.get_mut(&other) else {
+                continue;
+            };
+            let before = held.len();
+            held.retain(|h| h.lock != lock || (mode == HoldMode::Read && h.mode == HoldMode::Read));
+            let dropped = before - held.len();
+            if dropped == 0 {
+                continue;
+            }
+            self.counts.stale_holds += dropped as u64;
+            if held.is_empty() {
+                self.held.remove(&other);
+            }
+            self.forget_holder(lock, other);
+        }
     }
 
     /// Forgets lock instance `lock` (freed memory may hold another lock later).
@@ -431,6 +513,12 @@ impl<S: Copy> LockOrder<S> {
                 }
             }
             let room = self.pairs.len() < MAX_SAME_CLASS_PAIRS;
+            let orders = self.same_class.entry(class).or_default();
+            if acq.lock > h.lock {
+                orders.ascending = true;
+            } else {
+                orders.descending = true;
+            }
             match self.pairs.get_mut(&(h.lock, acq.lock)) {
                 Some(kept) => {
                     // A gate holds only if every nesting of the pair had it.
@@ -441,7 +529,11 @@ impl<S: Copy> LockOrder<S> {
                 None if room => {
                     self.pairs.insert((h.lock, acq.lock), seen);
                 }
-                None => self.counts.pairs_not_kept += 1,
+                None => {
+                    if let Some(orders) = self.same_class.get_mut(&class) {
+                        orders.not_kept += 1;
+                    }
+                }
             }
         }
     }

@@ -253,6 +253,35 @@ fn instances_of_one_class_in_a_consistent_order_never_report() {
     }
     assert!(order.pairs.len() <= MAX_SAME_CLASS_PAIRS);
     assert_eq!(order.class_ids.len(), 1);
+    // Always lower address first: no reversed pair can exist, so nothing was missed.
+    assert_eq!(order.counts().pairs_not_kept, 0);
+}
+
+/// Guards the lost-release false alarm found by bench part (j): a thread whose release of
+/// a lock was never seen kept it "held", and its later acquisitions ordered every lock
+/// after it. The next exclusive owner of the lock proves the release happened.
+#[test]
+fn a_hold_whose_release_was_lost_ends_when_another_thread_takes_the_lock() {
+    let mut order = Order::new();
+    // Thread 1 takes B; its release is lost.
+    take(&mut order, 1, B, 0);
+    // Thread 2 takes B then A, and releases both: B is thread 2's now.
+    nest(&mut order, 2, B, A);
+    // Thread 1 takes A, then C: no B → A from a B it no longer holds, and no order from B.
+    let mut found = take(&mut order, 1, A, 0);
+    found.extend(take(&mut order, 1, C, 0));
+    assert!(found.is_empty());
+    release(&mut order, 1, C);
+    release(&mut order, 1, A);
+    // A then B by thread 3 would have closed B → A → B with thread 1's stale hold; with
+    // thread 2's real B → A it still does, once.
+    assert_eq!(nest(&mut order, 3, A, B).len(), 1);
+    assert_eq!(order.counts().stale_holds, 1);
+    // Shared holds are not dropped by another reader.
+    take_as(&mut order, 4, C, HoldMode::Read, true, 0);
+    take_as(&mut order, 5, C, HoldMode::Read, true, 0);
+    assert_eq!(order.counts().stale_holds, 1);
+    assert_eq!(order.held.get(&4).map(SmallVec::len), Some(1));
 }
 
 #[test]

@@ -491,25 +491,28 @@ fn attach_lock_functions(
     };
     let lock_sites = sites(&LOCK_FUNCTIONS, lock_offsets);
     let unlock_sites = sites(&UNLOCK_FUNCTIONS, unlock_offsets);
+    // Releases first: an acquisition seen before its release could be would stay held
+    // forever (wrong holders, hold times and, in the lock-order graph, orders from a lock
+    // nobody holds; the gap is milliseconds, hundreds of lock/unlock pairs of a busy
+    // thread). Then returns right after entries, as the perf-event uprobes below are
+    // attached: a link creates its uprobes (milliseconds), so with the returns first every
+    // call made meanwhile would return without its entry (counted, and reported as lost
+    // acquisitions); the returns' link follows within microseconds.
     let specs = [
+        uprobe_multi::LinkSpec {
+            program: unlock,
+            probe: uprobe_multi::Probe::Entry,
+            sites: &unlock_sites,
+        },
         uprobe_multi::LinkSpec {
             program: entry,
             probe: uprobe_multi::Probe::Entry,
             sites: &lock_sites,
         },
-        // Returns right after entries, as the perf-event uprobes below are attached: the
-        // first link creates the uprobes (milliseconds), so with the returns first every
-        // call made meanwhile would return without its entry (counted, and reported as
-        // lost acquisitions); the returns' link follows within microseconds.
         uprobe_multi::LinkSpec {
             program: ret,
             probe: uprobe_multi::Probe::Return,
             sites: &lock_sites,
-        },
-        uprobe_multi::LinkSpec {
-            program: unlock,
-            probe: uprobe_multi::Probe::Entry,
-            sites: &unlock_sites,
         },
     ];
     let multi = match uprobe_multi::attach_all(EBPF_OBJECT, ebpf, libc, pid, &specs) {
@@ -520,15 +523,16 @@ fn attach_lock_functions(
             for prog in [entry, ret, unlock] {
                 load_uprobe(ebpf, prog)?;
             }
+            // Releases first, as above.
+            for (&(_, op), offset) in UNLOCK_FUNCTIONS.iter().zip(unlock_offsets) {
+                if let Some(offset) = *offset {
+                    attach_uprobe(ebpf, unlock, offset, op, libc, scope)?;
+                }
+            }
             for (&(_, op), offset) in LOCK_FUNCTIONS.iter().zip(lock_offsets) {
                 if let Some(offset) = *offset {
                     attach_uprobe(ebpf, entry, offset, op, libc, scope)?;
                     attach_uprobe(ebpf, ret, offset, op, libc, scope)?;
-                }
-            }
-            for (&(_, op), offset) in UNLOCK_FUNCTIONS.iter().zip(unlock_offsets) {
-                if let Some(offset) = *offset {
-                    attach_uprobe(ebpf, unlock, offset, op, libc, scope)?;
                 }
             }
             None

@@ -92,8 +92,8 @@ impl NativeOrder {
         self.found.drain(..).map(raw_inversion).collect()
     }
 
-    /// The note for the summary when the graph's caps left acquisitions unordered.
-    pub(super) fn note(&self) -> Option<String> {
+    /// The notes for the summary (see [`lock_order_note`]).
+    pub(super) fn note(&self) -> Vec<String> {
         lock_order_note(self.graph.counts())
     }
 }
@@ -124,17 +124,27 @@ fn class_of(
     class
 }
 
-/// What a lock-order graph's caps left out, for the summary's notes; `None` when nothing.
-pub(crate) fn lock_order_note(counts: LockOrderCounts) -> Option<String> {
-    if counts.not_ordered == 0 && counts.pairs_not_kept == 0 {
-        return None;
+/// What a lock-order graph's caps left out, and the holds it found stale, for the
+/// summary's notes.
+pub(crate) fn lock_order_note(counts: LockOrderCounts) -> Vec<String> {
+    let mut notes = Vec::new();
+    if counts.not_ordered > 0 || counts.pairs_not_kept > 0 {
+        notes.push(format!(
+            "lock order: {} acquisitions were not ordered and {} nestings of two locks of \
+             one class were not remembered (the graph's caps on classes, edges, held locks \
+             and instance pairs): inversions among them may have been missed",
+            counts.not_ordered, counts.pairs_not_kept
+        ));
     }
-    Some(format!(
-        "lock order: {} acquisitions were not ordered and {} nestings of two locks of one \
-         class were not remembered (the graph's caps on classes, edges, held locks and \
-         instance pairs): inversions among them may have been missed",
-        counts.not_ordered, counts.pairs_not_kept
-    ))
+    if counts.stale_holds > 0 {
+        notes.push(format!(
+            "lock order: {} holds whose release was never seen were ended when another \
+             thread took their lock (records lost, or a release made as the probes were \
+             being attached)",
+            counts.stale_holds
+        ));
+    }
+    notes
 }
 
 fn raw_inversion(inversion: Inversion<NativeSite>) -> RawInversion {
