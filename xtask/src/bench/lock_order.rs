@@ -59,7 +59,9 @@ const COST_CS_US: f64 = 0.2;
 const COST_OUT_US: f64 = 1.0;
 /// Lock instances of the memory workload, and how long each of its traces lasts.
 const MEMORY_OBJECTS: u32 = 100_000;
-const MEMORY_TRACE: Duration = Duration::from_secs(15);
+/// 30 s: under `--holds` the 4 threads make ~40 k acquisitions/s on the reference VM
+/// (uprobe traps), ~12 per instance in a trace.
+const MEMORY_TRACE: Duration = Duration::from_secs(30);
 /// Spin outside the locks of the memory workload, µs (none inside).
 const MEMORY_OUT_US: f64 = 0.5;
 /// Rounds of the memory workload at most: each is two traces of [`MEMORY_TRACE`].
@@ -103,19 +105,38 @@ struct Window {
     hwm_kb: Option<u64>,
     /// `lock_order_inversion` lines printed, and the summary's count: both must be 0.
     inversion_lines: usize,
+    /// The locks of the first inversion printed, by name.
+    first_inversion: Option<String>,
     inversions_counted: u64,
     dropped: Option<u64>,
     /// The summary's notes about the lock order (the graph's caps).
     order_notes: Vec<String>,
 }
 
-/// How many of a tracer's JSON output lines report a lock-order inversion.
-fn inversion_lines(lines: &[String]) -> usize {
-    lines
+/// How many of a tracer's JSON output lines report a lock-order inversion, and the locks
+/// of the first one (`name@addr`, in the line's order), to tell what went wrong.
+fn inversion_lines(lines: &[String]) -> (usize, Option<String>) {
+    let inversions: Vec<serde_json::Value> = lines
         .iter()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|v| v["kind"] == "lock_order_inversion")
-        .count()
+        .collect();
+    let first = inversions.first().map(|v| {
+        v["locks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|lock| {
+                format!(
+                    "{}@{}",
+                    lock["name"].as_str().unwrap_or("?"),
+                    lock["addr"].as_str().unwrap_or("?")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    });
+    (inversions.len(), first)
 }
 
 fn build_target(tools: &Tools) -> anyhow::Result<PathBuf> {
@@ -218,7 +239,7 @@ fn window(
         bail!("{} failed ({status}): {}", watch.label(), err.trim());
     }
     let summary = json_summary(&lines, watch.label())?;
-    result.inversion_lines = inversion_lines(&lines);
+    (result.inversion_lines, result.first_inversion) = inversion_lines(&lines);
     result.inversions_counted = summary["lock_order_inversions"].as_u64().unwrap_or(0);
     result.dropped = summary["dropped"].as_u64();
     result.order_notes = summary["notes"]
@@ -313,11 +334,14 @@ fn false_alarms(windows: &Windows, part: &str) -> Vec<String> {
         .filter(|(_, _, w)| w.inversion_lines > 0 || w.inversions_counted > 0)
         .map(|(watch, round, w)| {
             format!(
-                "{part}, round {}, {}: {} `lock_order_inversion` lines, {} in the summary",
+                "{part}, round {}, {}: {} `lock_order_inversion` lines, {} in the summary{}",
                 round + 1,
                 watch.label(),
                 w.inversion_lines,
-                w.inversions_counted
+                w.inversions_counted,
+                w.first_inversion
+                    .as_ref()
+                    .map_or_else(String::new, |locks| format!("; the first between {locks}"))
             )
         })
         .collect()
@@ -494,16 +518,17 @@ fn memory_table(s: &mut String, windows: &Windows) {
     }
 }
 
-/// The distinct notes of the graph's windows about its caps.
-fn order_notes(windows: &Windows) -> Vec<String> {
-    let mut notes: Vec<String> = windows
+/// The notes of the graph's windows about its caps, each with its round.
+fn order_notes(windows: &Windows, part: &str) -> Vec<String> {
+    windows
         .values()
-        .flat_map(BTreeMap::values)
-        .flat_map(|w| w.order_notes.iter().cloned())
-        .collect();
-    notes.sort();
-    notes.dedup();
-    notes
+        .flat_map(|rounds| rounds.iter())
+        .flat_map(|(round, w)| {
+            w.order_notes
+                .iter()
+                .map(move |note| format!("{part}, round {}: {note}", round + 1))
+        })
+        .collect()
 }
 
 /// The markdown of part (j).
@@ -584,7 +609,10 @@ pub(super) fn section(tools: &Tools, opts: &Options) -> anyhow::Result<String> {
         MEMORY_TRACE.as_secs()
     );
     memory_table(&mut s, &memory);
-    for note in order_notes(&cost).into_iter().chain(order_notes(&memory)) {
+    for note in order_notes(&cost, "cost workload")
+        .into_iter()
+        .chain(order_notes(&memory, &format!("{MEMORY_OBJECTS} instances")))
+    {
         let _ = writeln!(s, "- tracer's note: {note}");
     }
     for msg in failures {
@@ -601,7 +629,7 @@ mod tests {
     #[test]
     fn inversion_lines_counts_only_inversion_records() {
         let lines: Vec<String> = [
-            r#"{"kind":"lock_order_inversion","locks":[],"edges":[],"harmless":false,"gate":null}"#,
+            r#"{"kind":"lock_order_inversion","locks":[{"addr":"0x10","name":"stats_lock"},{"addr":"0x20","name":"config_lock"}],"edges":[],"harmless":false,"gate":null}"#,
             r#"{"kind":"deadlock","cycle":[]}"#,
             "not json, mentioning lock_order_inversion",
             r#"{"kind":"summary","lock_order_inversions":0}"#,
@@ -610,8 +638,14 @@ mod tests {
         .iter()
         .map(|s| (*s).to_owned())
         .collect();
-        assert_eq!(inversion_lines(&lines), 2);
-        assert_eq!(inversion_lines(&lines[1..4]), 0);
+        let (count, first) = inversion_lines(&lines);
+        assert_eq!(count, 2);
+        assert_eq!(
+            first.as_deref(),
+            Some("stats_lock@0x10, config_lock@0x20"),
+            "the first inversion's locks, in order"
+        );
+        assert_eq!(inversion_lines(&lines[1..4]), (0, None));
     }
 
     #[test]
@@ -619,6 +653,7 @@ mod tests {
         let clean = Window::default();
         let alarmed = Window {
             inversions_counted: 1,
+            first_inversion: Some("a@0x1, b@0x2".to_owned()),
             ..Window::default()
         };
         let mut windows = Windows::new();
@@ -630,7 +665,8 @@ mod tests {
         let alarms = false_alarms(&windows, "cost");
         assert_eq!(alarms.len(), 1, "{alarms:?}");
         assert!(
-            alarms[0].starts_with("cost, round 3, tracer attach --holds (graph)"),
+            alarms[0].starts_with("cost, round 3, tracer attach --holds (graph)")
+                && alarms[0].ends_with("the first between a@0x1, b@0x2"),
             "{alarms:?}"
         );
     }
