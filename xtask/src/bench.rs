@@ -16,6 +16,9 @@
 //!   (see `bench/many_locks.rs`).
 //! - (i) `tracer serve`: throughput under the serve while it is scraped, its CPU with a
 //!   quiet target, its resident memory (see `bench/serve.rs`).
+//! - (j) the lock-order graph (issue 18): the tracer CPU it adds per traced acquisition,
+//!   the throughput it keeps against `--holds` without it, and its memory at 10^5 lock
+//!   instances (see `bench/lock_order.rs`).
 //!
 //! Overhead windows are interleaved round-robin (every configuration once per round, on
 //! one workload process per round, the starting configuration rotating), so drift in the
@@ -40,6 +43,7 @@ use anyhow::{Context as _, bail};
 mod go;
 mod go_parked;
 mod idle;
+mod lock_order;
 mod many_locks;
 mod memory;
 mod overhead;
@@ -75,6 +79,7 @@ enum Part {
     Memory,
     ManyLocks,
     Serve,
+    LockOrder,
 }
 
 struct Options {
@@ -140,7 +145,8 @@ fn parse_options(args: &[String]) -> anyhow::Result<Options> {
                             "g" => Part::Memory,
                             "h" => Part::ManyLocks,
                             "i" => Part::Serve,
-                            other => bail!("--only takes a to i, not {other:?}"),
+                            "j" => Part::LockOrder,
+                            other => bail!("--only takes a to j, not {other:?}"),
                         })
                     })
                     .collect::<anyhow::Result<Vec<_>>>()?;
@@ -149,7 +155,7 @@ fn parse_options(args: &[String]) -> anyhow::Result<Options> {
             "--no-build" => opts.no_build = true,
             "-h" | "--help" => {
                 println!(
-                    "cargo xtask bench [--rounds N (9)] [--seconds S (3)] [--only a|b|c|d|e|f|g|h|i[,...]] [--no-build]\n\
+                    "cargo xtask bench [--rounds N (9)] [--seconds S (3)] [--only a|b|c|d|e|f|g|h|i|j[,...]] [--no-build]\n\
                      a: userspace pipeline events/s; b: overhead of tracer attach (default, --holds);\n\
                      c: floors (empty programs, empty uprobes, bpftrace); d: deadlock report latency;\n\
                      e: Go targets (overhead on a sync.Mutex workload, first report and snapshot cost with\n\
@@ -158,8 +164,10 @@ fn parse_options(args: &[String]) -> anyhow::Result<Options> {
                      g: the tracer's peak memory attached to large Go binaries (prometheus, kubectl, cmd/compile);\n\
                      h: the tracer's memory per tracked lock and with 100 000 distinct contended locks;\n\
                      i: tracer serve: throughput while scraped every second (C and Go workloads), CPU with a\n\
-                     quiet target scraped every 15 s, resident memory.\n\
-                     Needs root (b to i). Writes bench-results/latest.md."
+                     quiet target scraped every 15 s, resident memory;\n\
+                     j: the lock-order graph: tracer CPU added per traced acquisition and throughput against\n\
+                     --holds --no-lock-order, its memory at 100 000 lock instances.\n\
+                     Needs root (b to j). Writes bench-results/latest.md."
                 );
                 return Ok(Options {
                     only: None,
@@ -192,7 +200,8 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     let memory = opts.wants(Part::Memory);
     let many_locks = opts.wants(Part::ManyLocks);
     let serve = opts.wants(Part::Serve);
-    if overhead || latency || go || idle || memory || many_locks || serve {
+    let lock_order = opts.wants(Part::LockOrder);
+    if overhead || latency || go || idle || memory || many_locks || serve || lock_order {
         let tools = Tools::build(&root, opts.no_build)?;
         if overhead {
             report.push_str(&overhead::section(&tools, &opts)?);
@@ -215,6 +224,9 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         }
         if serve {
             report.push_str(&serve::section(&tools, &opts)?);
+        }
+        if lock_order {
+            report.push_str(&lock_order::section(&tools, &opts)?);
         }
     }
 
@@ -466,7 +478,7 @@ impl Tools {
     fn build(root: &Path, no_build: bool) -> anyhow::Result<Self> {
         // SAFETY: geteuid has no preconditions and cannot fail.
         if unsafe { libc::geteuid() } != 0 {
-            bail!("bench parts b to i attach eBPF programs: run as root (or use --only a)");
+            bail!("bench parts b to j attach eBPF programs: run as root (or use --only a)");
         }
         let tracer = root.join("target/release/tracer");
         if no_build {
@@ -1045,5 +1057,8 @@ mod tests {
         assert_eq!(many.only, Some(vec![Part::ManyLocks]));
         let serve = parse_options(&["--only".to_owned(), "i".to_owned()]).expect("i");
         assert_eq!(serve.only, Some(vec![Part::Serve]));
+        let order = parse_options(&["--only".to_owned(), "j".to_owned()]).expect("j");
+        assert_eq!(order.only, Some(vec![Part::LockOrder]));
+        assert!(parse_options(&["--only".to_owned(), "k".to_owned()]).is_err());
     }
 }

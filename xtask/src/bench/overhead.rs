@@ -445,8 +445,26 @@ pub(super) fn paired_ratio(
     })
 }
 
-/// A round-paired ratio: its median and, from 6 rounds on, a 95% confidence interval of
-/// that median.
+/// Median over the rounds both ran in of `values[round] − base[round]`, with its 95%
+/// confidence interval when there are rounds enough: what one configuration adds to
+/// another in a measure that is a cost (CPU per event, memory), paired by round as
+/// [`paired_ratio`] pairs throughputs.
+pub(super) fn paired_difference(
+    values: &BTreeMap<usize, f64>,
+    base: &BTreeMap<usize, f64>,
+) -> Option<Paired> {
+    let differences: Vec<f64> = values
+        .iter()
+        .filter_map(|(round, &v)| base.get(round).map(|&b| v - b))
+        .collect();
+    (!differences.is_empty()).then(|| Paired {
+        median: median(&differences),
+        ci95: median_ci95(&differences),
+    })
+}
+
+/// A round-paired ratio (or difference): its median and, from 6 rounds on, a 95%
+/// confidence interval of that median.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Paired {
     pub(super) median: f64,
@@ -469,6 +487,30 @@ impl Paired {
         }
     }
 
+    /// Whether a goal of at most `goal` (a cost) is met, missed or left open by this run.
+    pub(super) fn verdict_at_most(self, goal: f64) -> &'static str {
+        match self.ci95 {
+            Some((_, hi)) if hi <= goal => "met: the whole interval is below it",
+            Some((lo, _)) if lo > goal => "missed: the whole interval is above it",
+            Some(_) => "not settled by this run: the interval contains it",
+            None => "not settled by this run: too few rounds for an interval",
+        }
+    }
+
+    /// The goal and verdict columns for a goal of at most `goal` `unit`: `≤ goal unit`,
+    /// and what the median and the interval say of it.
+    pub(super) fn goal_columns_at_most(self, goal: f64, unit: &str) -> (String, String) {
+        let median_says = if self.median <= goal {
+            "median meets it"
+        } else {
+            "median misses it"
+        };
+        (
+            format!("≤ {goal} {unit}"),
+            format!("{median_says}; {}", self.verdict_at_most(goal)),
+        )
+    }
+
     /// The goal and verdict columns of a results table for a goal of at least `goal`:
     /// `≥ goal`, and what the median and the interval say of it.
     pub(super) fn goal_columns(self, goal: f64) -> (String, String) {
@@ -489,7 +531,7 @@ impl Paired {
 /// `2 · P(Binomial(n, ½) < k) ≤ 0.05` (each value falls on either side of the true
 /// median with probability ½, whatever the distribution). `None` below 6 values, where
 /// even the full range covers the median with less than 95% probability.
-fn median_ci95(values: &[f64]) -> Option<(f64, f64)> {
+pub(super) fn median_ci95(values: &[f64]) -> Option<(f64, f64)> {
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
     let n = v.len();
@@ -720,6 +762,58 @@ mod tests {
         assert!(p(0.96, 0.99).verdict(0.95).starts_with("met"));
         assert!(p(0.90, 0.94).verdict(0.95).starts_with("missed"));
         assert!(p(0.94, 0.97).verdict(0.95).starts_with("not settled"));
+    }
+
+    #[test]
+    fn at_most_verdict_needs_the_whole_interval_below_the_goal() {
+        let p = |lo, hi| Paired {
+            median: f64::midpoint(lo, hi),
+            ci95: Some((lo, hi)),
+        };
+        assert!(p(200.0, 900.0).verdict_at_most(1000.0).starts_with("met"));
+        assert!(
+            p(1100.0, 1500.0)
+                .verdict_at_most(1000.0)
+                .starts_with("missed")
+        );
+        assert!(
+            p(800.0, 1200.0)
+                .verdict_at_most(1000.0)
+                .starts_with("not settled")
+        );
+        let (goal, verdict) = p(800.0, 1300.0).goal_columns_at_most(1000.0, "ns");
+        assert_eq!(goal, "≤ 1000 ns");
+        assert!(
+            verdict.starts_with("median misses it; not settled"),
+            "{verdict}"
+        );
+        let few = Paired {
+            median: 10.0,
+            ci95: None,
+        };
+        assert!(
+            few.goal_columns_at_most(32.0, "MB")
+                .1
+                .starts_with("median meets it; not settled")
+        );
+    }
+
+    #[test]
+    fn paired_difference_subtracts_round_by_round() {
+        // Round 2 has no base and round 0 no value: only rounds 1 and 3 pair, giving 30
+        // and 10, whose median is 20 (not the 40 − 15 the medians of each side would give).
+        let values = BTreeMap::from([(1, 130.0), (2, 500.0), (3, 60.0)]);
+        let base = BTreeMap::from([(0, 1.0), (1, 100.0), (3, 50.0)]);
+        let diff = paired_difference(&values, &base).unwrap();
+        assert!((diff.median - 20.0).abs() < 1e-9, "{}", diff.median);
+        assert!(diff.ci95.is_none());
+        let six: BTreeMap<usize, f64> = (0..6).zip([15.0, 10.0, 14.0, 11.0, 13.0, 12.0]).collect();
+        let zero: BTreeMap<usize, f64> = (0..6).map(|r| (r, 0.0)).collect();
+        assert_eq!(
+            paired_difference(&six, &zero).unwrap().ci95,
+            Some((10.0, 15.0))
+        );
+        assert!(paired_difference(&BTreeMap::new(), &base).is_none());
     }
 
     #[test]

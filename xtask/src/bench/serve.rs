@@ -197,7 +197,7 @@ fn metric(text: &str, name: &str, pairs: &[(&str, &str)]) -> Option<f64> {
 }
 
 /// A field of `/proc/PID/status` given in kB (`VmRSS`, `VmHWM`).
-fn status_kb(pid: u32, field: &str) -> anyhow::Result<u64> {
+pub(super) fn status_kb(pid: u32, field: &str) -> anyhow::Result<u64> {
     let path = format!("/proc/{pid}/status");
     let status = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     status
@@ -209,7 +209,7 @@ fn status_kb(pid: u32, field: &str) -> anyhow::Result<u64> {
 
 /// kB (KiB, as `/proc` counts them) in MB of 10^6 bytes.
 #[expect(clippy::cast_precision_loss, reason = "a process's memory in KiB")]
-fn mb(kb: u64) -> f64 {
+pub(super) fn mb(kb: u64) -> f64 {
     kb as f64 * 1024.0 / 1e6
 }
 
