@@ -244,13 +244,6 @@ impl<S: Copy> LockOrder<S> {
         }
     }
 
-    /// Whether lock instance `lock` has a class already (the caller then need not work
-    /// one out for [`Self::acquired`]).
-    #[must_use]
-    pub fn knows(&self, lock: u64) -> bool {
-        self.instance_class.contains_key(&lock)
-    }
-
     /// `actor` (keyed `key`: a TID, or a goroutine's key) took `acq.lock`; `class` is
     /// called for the lock's class unless it is known already. Returns the inversions this
     /// acquisition revealed (each cycle once; again only when a harmless one turns
@@ -357,13 +350,6 @@ impl<S: Copy> LockOrder<S> {
         }
     }
 
-    /// `key`'s thread or goroutine is gone: whatever it held is no longer held by it.
-    pub fn gone(&mut self, key: u64) {
-        for h in self.held.remove(&key).unwrap_or_default() {
-            self.forget_holder(h.lock, key);
-        }
-    }
-
     fn forget_holder(&mut self, lock: u64, key: u64) {
         if let Some(holders) = self.holders.get_mut(&lock) {
             holders.retain(|k| *k != key);
@@ -400,11 +386,6 @@ impl<S: Copy> LockOrder<S> {
             }
             self.forget_holder(lock, other);
         }
-    }
-
-    /// Forgets lock instance `lock` (freed memory may hold another lock later).
-    pub fn forget_instance(&mut self, lock: u64) {
-        self.instance_class.remove(&lock);
     }
 
     fn class_of(&mut self, lock: u64, class: impl FnOnce() -> LockClass) -> Option<ClassId> {

@@ -299,18 +299,6 @@ fn one_pair_of_instances_of_a_class_in_both_orders_reports() {
 }
 
 #[test]
-fn a_thread_that_is_gone_holds_nothing() {
-    let mut order = Order::new();
-    take(&mut order, 1, A, 0);
-    order.gone(1);
-    assert!(take(&mut order, 1, B, 0).is_empty());
-    release(&mut order, 1, B);
-    // B then A, A then B by others: the cycle is theirs, not a stale hold's.
-    nest(&mut order, 2, B, A);
-    assert!(order.held.is_empty());
-}
-
-#[test]
 fn the_class_cap_counts_what_it_leaves_out() {
     let mut order = Order::new();
     for i in 0..(MAX_CLASSES as u64 + 10) {
