@@ -137,6 +137,10 @@ struct RecordArgs {
     /// Where to write the recording (replaced if it exists).
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     output: PathBuf,
+    /// Also print the report on stdout as the trace goes, in this format (as `attach`
+    /// would).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    print: Option<OutputFormat>,
 }
 
 /// `tracer record`: a session whose sink is the recording. A session that fails to
@@ -161,7 +165,19 @@ fn record(runtime: &tokio::runtime::Runtime, args: &RecordArgs) -> anyhow::Resul
     let shown = args.output.display();
     let mut sink = recording::RecordingSink::create(&args.output, &header)
         .with_context(|| format!("cannot write {shown}"))?;
-    if let Err(err) = runtime.block_on(session::run(config, &mut sink, None)) {
+    let traced = {
+        let mut stdout = io::stdout().lock();
+        let mut printed = args.print.map(|format| {
+            sinks::for_format(sink_format(format), Some(sinks::DEFAULT_TOP_LOCKS), &mut stdout)
+        });
+        let mut both = recording::Tee {
+            first: &mut sink,
+            second: printed.as_deref_mut(),
+        };
+        let reader = args.print.and_then(|_| sinks::ReaderWatch::stdout());
+        runtime.block_on(session::run(config, &mut both, reader.as_ref()))
+    };
+    if let Err(err) = traced {
         drop(sink);
         let _ = std::fs::remove_file(&args.output);
         return Err(err.into());
@@ -171,6 +187,13 @@ fn record(runtime: &tokio::runtime::Runtime, args: &RecordArgs) -> anyhow::Resul
         sink.findings()
     );
     Ok(())
+}
+
+fn sink_format(format: OutputFormat) -> Format {
+    match format {
+        OutputFormat::Text => Format::Text,
+        OutputFormat::Json => Format::Json,
+    }
 }
 
 /// `tracer serve`'s arguments.
@@ -353,14 +376,8 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             all_locks,
         } => {
             let mut stdout = io::stdout().lock();
-            let mut sink = sinks::for_format(
-                match format {
-                    OutputFormat::Text => Format::Text,
-                    OutputFormat::Json => Format::Json,
-                },
-                (!all_locks).then_some(top),
-                &mut stdout,
-            );
+            let mut sink =
+                sinks::for_format(sink_format(format), (!all_locks).then_some(top), &mut stdout);
             for note in recording::report(file, sink.as_mut())? {
                 eprintln!("tracer: note: {note}");
             }

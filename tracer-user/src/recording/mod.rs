@@ -102,6 +102,31 @@ impl Sink for RecordingSink {
     }
 }
 
+/// Two sinks given the same findings and summary: `tracer record --print` records and
+/// prints.
+pub struct Tee<'a, 'b> {
+    pub first: &'a mut dyn Sink,
+    pub second: Option<&'a mut (dyn Sink + 'b)>,
+}
+
+impl Sink for Tee<'_, '_> {
+    fn finding(&mut self, finding: &Finding) -> io::Result<()> {
+        self.first.finding(finding)?;
+        match self.second.as_deref_mut() {
+            Some(second) => second.finding(finding),
+            None => Ok(()),
+        }
+    }
+
+    fn summary(&mut self, summary: &Summary) -> io::Result<()> {
+        self.first.summary(summary)?;
+        match self.second.as_deref_mut() {
+            Some(second) => second.summary(summary),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Why `tracer report` cannot report a file. The messages name the file and stand alone
 /// (no cause follows them).
 #[derive(Debug, Error)]
