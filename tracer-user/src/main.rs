@@ -168,7 +168,11 @@ fn record(runtime: &tokio::runtime::Runtime, args: &RecordArgs) -> anyhow::Resul
     let traced = {
         let mut stdout = io::stdout().lock();
         let mut printed = args.print.map(|format| {
-            sinks::for_format(sink_format(format), Some(sinks::DEFAULT_TOP_LOCKS), &mut stdout)
+            sinks::for_format(
+                sink_format(format),
+                Some(sinks::DEFAULT_TOP_LOCKS),
+                &mut stdout,
+            )
         });
         let mut both = recording::Tee {
             first: &mut sink,
@@ -376,8 +380,11 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             all_locks,
         } => {
             let mut stdout = io::stdout().lock();
-            let mut sink =
-                sinks::for_format(sink_format(format), (!all_locks).then_some(top), &mut stdout);
+            let mut sink = sinks::for_format(
+                sink_format(format),
+                (!all_locks).then_some(top),
+                &mut stdout,
+            );
             for note in recording::report(file, sink.as_mut())? {
                 eprintln!("tracer: note: {note}");
             }
