@@ -193,6 +193,16 @@ fn record(runtime: &tokio::runtime::Runtime, args: &RecordArgs) -> anyhow::Resul
     Ok(())
 }
 
+/// `tracer report`: the recording's findings and summary on stdout, its notes on stderr.
+fn report(file: &std::path::Path, format: OutputFormat, top: Option<usize>) -> anyhow::Result<()> {
+    let mut stdout = io::stdout().lock();
+    let mut sink = sinks::for_format(sink_format(format), top, &mut stdout);
+    for note in recording::report(file, sink.as_mut())? {
+        eprintln!("tracer: note: {note}");
+    }
+    Ok(())
+}
+
 fn sink_format(format: OutputFormat) -> Format {
     match format {
         OutputFormat::Text => Format::Text,
@@ -378,18 +388,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             format,
             top,
             all_locks,
-        } => {
-            let mut stdout = io::stdout().lock();
-            let mut sink = sinks::for_format(
-                sink_format(format),
-                (!all_locks).then_some(top),
-                &mut stdout,
-            );
-            for note in recording::report(file, sink.as_mut())? {
-                eprintln!("tracer: note: {note}");
-            }
-            Ok(())
-        }
+        } => report(file, format, (!all_locks).then_some(top)),
         Command::Serve(ref args) => runtime
             .block_on(serve::serve(serve_config(args)?))
             .map_err(Into::into),

@@ -340,17 +340,13 @@ mod tests {
         writer
             .finding(&Finding::Deadlock(fixtures::deadlock()))
             .unwrap();
-        drop(writer);
-        ends.push(bytes.len());
-        let mut writer = RecordingWriter { out: &mut bytes };
+        ends.push(writer.out.len());
         writer
             .finding(&Finding::LockOrderInversion(fixtures::inversion()))
             .unwrap();
-        drop(writer);
-        ends.push(bytes.len());
-        let mut writer = RecordingWriter { out: &mut bytes };
+        ends.push(writer.out.len());
         writer.summary(&fixtures::summary()).unwrap();
-        ends.push(bytes.len());
+        ends.push(writer.out.len());
         (bytes, ends)
     }
 

@@ -58,10 +58,16 @@ pub fn header_of(target: &dyn TargetProcess, holds: bool) -> Header {
 
 /// The GNU build id of the ELF file `data`, hex; `None` when it has none.
 fn build_id_hex(data: &[u8]) -> Option<String> {
+    use std::fmt::Write as _;
+
     use object::Object as _;
     let file = object::File::parse(data).ok()?;
     let id = file.build_id().ok()??;
-    Some(id.iter().map(|b| format!("{b:02x}")).collect())
+    let mut hex = String::with_capacity(id.len() * 2);
+    for byte in id {
+        let _ = write!(hex, "{byte:02x}");
+    }
+    Some(hex)
 }
 
 /// The sink of `tracer record`: writes each finding and the summary to the recording as

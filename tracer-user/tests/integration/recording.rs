@@ -97,7 +97,8 @@ fn chunk_ends(bytes: &[u8]) -> Vec<(u8, usize)> {
     let mut ends = Vec::new();
     while at < bytes.len() {
         let kind = bytes[at];
-        let len = u32::from_le_bytes(bytes[at + 1..at + 5].try_into().unwrap()) as usize;
+        let len = u32::from_le_bytes([bytes[at + 1], bytes[at + 2], bytes[at + 3], bytes[at + 4]])
+            as usize;
         at += 9 + len;
         ends.push((kind, at));
     }
@@ -167,7 +168,7 @@ fn recorded_abba_deadlock_reports_like_the_live_run() {
     let cut_file = file.with_extension("cut");
     let mut start = 10;
     for (i, &(_, end)) in ends.iter().enumerate() {
-        for cut in [start + 1, (start + end) / 2, end - 1] {
+        for cut in [start + 1, usize::midpoint(start, end), end - 1] {
             std::fs::write(&cut_file, &bytes[..cut]).unwrap();
             // The deadlock (chunk 1) is complete only once its chunk is.
             let findings = usize::from(i > 1);
@@ -202,14 +203,14 @@ fn killed_recorder_leaves_a_reportable_recording() {
         "--print",
         "json",
     ]);
-    let line = tracer
+    let printed = tracer
         .wait_for_line(Duration::from_secs(10), |l| l.contains("\"deadlock\""))
         .expect("the recorder reports the deadlock");
     tracer.kill9();
-    let live: Value = serde_json::from_str(&line).unwrap();
+    let deadlock: Value = serde_json::from_str(&printed).unwrap();
     let out = report(&file);
-    assert_truncated_report(&out, &[live.clone()], 1, "recorder killed");
-    assert_cycle(&target, &live, &ABBA, Names::Symbols);
+    assert_truncated_report(&out, std::slice::from_ref(&deadlock), 1, "recorder killed");
+    assert_cycle(&target, &deadlock, &ABBA, Names::Symbols);
 }
 
 /// Guards the histograms of a recording: a contended lock (`hot_cold`, with `--holds` for
@@ -270,9 +271,12 @@ fn recorded_go_stuck_lock_reports_like_the_live_run() {
 fn foreign_and_newer_files_are_one_error_line() {
     require_root();
     let (_dir, random) = temp_file("random.bin");
-    let noise: Vec<u8> = (0..4096u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
+    let mut noise = vec![0u8; 4096];
+    std::io::Read::read_exact(
+        &mut std::fs::File::open("/dev/urandom").unwrap(),
+        &mut noise,
+    )
+    .unwrap();
     std::fs::write(&random, noise).unwrap();
     let empty = random.with_file_name("empty.rec");
     std::fs::write(&empty, b"").unwrap();
