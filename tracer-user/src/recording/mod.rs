@@ -163,7 +163,7 @@ pub enum ReportError {
 /// cannot be written.
 pub fn report(path: &Path, sink: &mut dyn Sink) -> Result<Vec<String>, ReportError> {
     let shown = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| ReportError::Read {
+    let bytes = read_recording_file(path).map_err(|source| ReportError::Read {
         path: shown.clone(),
         source,
     })?;
@@ -184,6 +184,21 @@ pub fn report(path: &Path, sink: &mut dyn Sink) -> Result<Vec<String>, ReportErr
         sink.summary(summary).map_err(ReportError::Output)?;
     }
     Ok(report_notes(&shown, &recording))
+}
+
+/// The bytes of the file at `path`, all of them when it starts like a recording, else
+/// only its first bytes (enough to refuse it: a foreign file may be huge).
+fn read_recording_file(path: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut file = File::open(path)?;
+    let mut bytes = Vec::new();
+    (&mut file)
+        .take(format::MAGIC.len() as u64)
+        .read_to_end(&mut bytes)?;
+    if bytes == format::MAGIC {
+        file.read_to_end(&mut bytes)?;
+    }
+    Ok(bytes)
 }
 
 /// What the reader is told besides the report: whose trace it is, and whether (and

@@ -27,9 +27,8 @@ const ABBA: [(&str, &str, &str); 2] = [
     ("worker_b", "lock_b", "lock_a"),
 ];
 
-/// `record --pid PID --duration SECS -o FILE --print json EXTRA…`, run to its end: the
-/// live report's JSON lines.
-fn record(pid: u32, secs: u64, file: &Path, extra: &[&str]) -> Vec<Value> {
+/// `record --pid PID --duration SECS -o FILE --print FORMAT EXTRA…`.
+fn recording_args(pid: u32, secs: u64, file: &Path, print: &str, extra: &[&str]) -> Vec<String> {
     let mut args: Vec<String> = [
         "record",
         "--pid",
@@ -39,21 +38,32 @@ fn record(pid: u32, secs: u64, file: &Path, extra: &[&str]) -> Vec<Value> {
         "-o",
         &file.display().to_string(),
         "--print",
-        "json",
+        print,
     ]
     .iter()
     .map(ToString::to_string)
     .collect();
     args.extend(extra.iter().map(ToString::to_string));
-    let out = run_tracer(&as_strs(&args));
+    args
+}
+
+/// Runs the recorder to its end: its output, after checking it succeeded and said where
+/// it recorded.
+fn record_output(args: &[String]) -> Output {
+    let out = run_tracer(&as_strs(args));
     assert_success(&out);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let file = &args[args.iter().position(|a| a == "-o").expect("-o") + 1];
     assert!(
-        stderr.contains(&format!("and the summary to {}", file.display())),
+        String::from_utf8_lossy(&out.stderr).contains(&format!("and the summary to {file}")),
         "the recorder says where it recorded\n{}",
         describe(&out)
     );
-    json_lines(&out.stdout)
+    out
+}
+
+/// `record … --print json`, run to its end: the live report's JSON lines.
+fn record(pid: u32, secs: u64, file: &Path, extra: &[&str]) -> Vec<Value> {
+    json_lines(&record_output(&recording_args(pid, secs, file, "json", extra)).stdout)
 }
 
 /// `tracer report FILE --format json`, as output (no tracer attaches: it never hangs).
@@ -143,7 +153,25 @@ fn recorded_abba_deadlock_reports_like_the_live_run() {
     target.wait_in_futex(&tids, Duration::from_secs(5));
     let (_dir, file) = temp_file("abba.rec");
     let live = record(target.pid(), 2, &file, &[]);
+    // The text report too (its stacks carry `file:line`, which JSON leaves out).
+    let text_file = file.with_extension("text.rec");
+    let live_text = record_output(&recording_args(target.pid(), 2, &text_file, "text", &[]));
     kill_target(&mut target);
+    let out = Command::new(tracer_bin())
+        .args(["report", &text_file.display().to_string()])
+        .output()
+        .expect("run tracer report");
+    assert_success(&out);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&live_text.stdout),
+        "the text report differs from the live run's"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("(abba.c:"),
+        "{}",
+        describe(&out)
+    );
     let out = report(&file);
     assert_success(&out);
     let replayed = json_lines(&out.stdout);
@@ -262,6 +290,28 @@ fn recorded_go_stuck_lock_reports_like_the_live_run() {
         let what = format!("[{} report]\n{}", build.label, describe(&out));
         check_rwleak_report(&target, build, &replayed, "exited", 1_000_000_000, &what);
     }
+}
+
+/// Guards `record`'s bad input: no such process is one error line, and no file is left
+/// behind (a report of it would say nothing true).
+#[test]
+fn record_of_no_process_is_one_error_line_and_no_file() {
+    require_root();
+    let (_dir, file) = temp_file("none.rec");
+    // PIDs never reach this (pid_max is at most 2^22).
+    let out = run_tracer(&[
+        "record",
+        "--pid",
+        "2147483647",
+        "-o",
+        &file.display().to_string(),
+    ]);
+    assert!(!out.status.success(), "{}", describe(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "tracer: error: no such process: 2147483647\n"
+    );
+    assert!(!file.exists(), "a recording of nothing was left behind");
 }
 
 /// Guards the refusal of files that are no recording: a random file, an empty file and a
