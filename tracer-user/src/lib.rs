@@ -24,6 +24,8 @@
 //! - `unwind`: user stacks from the frame-pointer chain plus the copied stack window.
 //! - `realtime`: draining at a real-time priority, and the note when the target's
 //!   real-time threads starved the tracer.
+//! - `recording`: `tracer record`'s file (findings and summary as a live run reports them,
+//!   with the target's identity) and `tracer report`, which replays it through the sinks.
 //! - `session`: the tokio loop that ties a live attach together.
 //! - `serve`: `tracer serve`, the sidecar: target discovery, one session per target, the
 //!   HTTP endpoint (metrics, pprof, health).
@@ -38,6 +40,7 @@ pub mod native;
 pub mod pprof;
 pub mod probes;
 pub mod realtime;
+pub mod recording;
 pub mod serve;
 pub mod session;
 pub mod sinks;

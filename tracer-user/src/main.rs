@@ -12,7 +12,7 @@ use tracer_user::{
     go::tracker,
     lockstats,
     probes::{Hooks, Probes},
-    serve,
+    recording, serve,
     session::{self, Config},
     sinks::{self, Format},
     symbols,
@@ -81,6 +81,24 @@ enum Command {
         #[arg(long = "debug-dir", value_name = "DIR")]
         debug_dirs: Vec<PathBuf>,
     },
+    /// Trace like `attach`, but keep the findings and the summary in FILE (with the
+    /// target's identity) for `tracer report`, instead of printing them.
+    Record(RecordArgs),
+    /// Report a recording made by `tracer record`: the same findings and summary as the
+    /// live run, without the target.
+    Report {
+        /// The recording.
+        file: PathBuf,
+        /// Output format: human-readable text, or newline-delimited JSON.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+        /// Text output: show the N most waited-on locks in the summary table.
+        #[arg(long, value_name = "N", default_value_t = sinks::DEFAULT_TOP_LOCKS)]
+        top: usize,
+        /// Text output: show every recorded lock in the summary table (overrides --top).
+        #[arg(long)]
+        all_locks: bool,
+    },
     /// Run as a sidecar: trace every process the selectors match, now and later, until
     /// SIGTERM; findings as NDJSON on stdout, Prometheus metrics and pprof contention
     /// profiles over HTTP.
@@ -99,6 +117,97 @@ enum Command {
         #[arg(long, value_name = "SECS")]
         duration: f64,
     },
+}
+
+/// `tracer record`'s arguments.
+#[derive(clap::Args)]
+struct RecordArgs {
+    /// Process to trace.
+    #[arg(long)]
+    pid: u32,
+    /// Stop after this many seconds (default: until Ctrl-C, SIGTERM or the target exits).
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
+    /// Also trace every lock acquisition and release (see `attach --holds`).
+    #[arg(long)]
+    holds: bool,
+    /// Report a Go lock as stuck when it has waiters and no release for this long.
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    stuck_after: f64,
+    /// Where to write the recording (replaced if it exists).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    output: PathBuf,
+    /// Also print the report on stdout as the trace goes, in this format (as `attach`
+    /// would).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    print: Option<OutputFormat>,
+}
+
+/// `tracer record`: a session whose sink is the recording. A session that fails to
+/// start leaves no file behind.
+fn record(runtime: &tokio::runtime::Runtime, args: &RecordArgs) -> anyhow::Result<()> {
+    let config = Config {
+        pid: args.pid,
+        duration: duration(args.duration)?,
+        holds: args.holds,
+        stuck_after: positive_secs(args.stuck_after, "--stuck-after")?,
+        realtime: None,
+        bpf_log: false,
+        max_locks: lockstats::DEFAULT_MAX_LOCKS,
+        lock_order: true,
+        debug_dirs: debug_dirs(&[])?,
+    };
+    let target = LiveProcess::new(args.pid);
+    if !target.exists() {
+        anyhow::bail!("no such process: {}", args.pid);
+    }
+    let header = recording::header_of(&target, args.holds);
+    let shown = args.output.display();
+    let mut sink = recording::RecordingSink::create(&args.output, &header)
+        .with_context(|| format!("cannot write {shown}"))?;
+    let traced = {
+        let mut stdout = io::stdout().lock();
+        let mut printed = args.print.map(|format| {
+            sinks::for_format(
+                sink_format(format),
+                Some(sinks::DEFAULT_TOP_LOCKS),
+                &mut stdout,
+            )
+        });
+        let mut both = recording::Tee {
+            first: &mut sink,
+            second: printed.as_deref_mut(),
+        };
+        let reader = args.print.and_then(|_| sinks::ReaderWatch::stdout());
+        runtime.block_on(session::run(config, &mut both, reader.as_ref()))
+    };
+    if let Err(err) = traced {
+        drop(sink);
+        let _ = std::fs::remove_file(&args.output);
+        return Err(err.into());
+    }
+    eprintln!(
+        "tracer: recorded {} finding(s) and the summary to {shown}",
+        sink.findings()
+    );
+    Ok(())
+}
+
+/// `tracer report`: the recording's findings and summary on stdout, its notes on stderr.
+fn report(file: &std::path::Path, format: OutputFormat, top: Option<usize>) -> anyhow::Result<()> {
+    let mut stdout = io::stdout().lock();
+    let mut sink = sinks::for_format(sink_format(format), top, &mut stdout);
+    for note in recording::report(file, sink.as_mut())? {
+        eprintln!("tracer: note: {note}");
+    }
+    Ok(())
+}
+
+fn sink_format(format: OutputFormat) -> Format {
+    match format {
+        OutputFormat::Text => Format::Text,
+        OutputFormat::Json => Format::Json,
+    }
 }
 
 /// `tracer serve`'s arguments.
@@ -273,6 +382,13 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             runtime.block_on(session::run(config, sink.as_mut(), reader.as_ref()))?;
             Ok(())
         }
+        Command::Record(ref args) => record(&runtime, args),
+        Command::Report {
+            ref file,
+            format,
+            top,
+            all_locks,
+        } => report(file, format, (!all_locks).then_some(top)),
         Command::Serve(ref args) => runtime
             .block_on(serve::serve(serve_config(args)?))
             .map_err(Into::into),

@@ -14,6 +14,7 @@
 //! (the tracer runs on the target's host).
 
 pub mod discovery;
+pub mod facts;
 #[cfg(test)]
 pub(crate) mod fake;
 mod file_bytes;

@@ -24,7 +24,7 @@ use crate::{
 };
 
 /// How long the targets wait after `ready` before they take their locks (ms).
-const START_MS: &str = "2500";
+pub(crate) const START_MS: &str = "2500";
 
 /// Lock types the summary may report.
 const LOCK_TYPES: [&str; 6] = [
@@ -508,7 +508,7 @@ fn go_abba_ordered_has_no_findings() {
 /// taken in `main.(*Registry).Update` at `main.go:<line.leak>`, readers piling up and
 /// reported again once their number has doubled; no deadlock; the registry in the summary
 /// as a `go_rwmutex`.
-fn check_rwleak_report(
+pub(crate) fn check_rwleak_report(
     target: &Target,
     build: &GoBuild,
     values: &[Value],

@@ -37,6 +37,8 @@
 //! - [`musl`]: programs on musl (contention, deadlocks, rwlocks; dynamic and static).
 //! - [`lock_order`]: lock-order inversions (potential deadlocks) predicted from traced
 //!   acquisitions, C and Go, and the orders that must not be reported.
+//! - [`recording`]: `tracer record` and `tracer report`: a recording reported after the
+//!   target is gone equals the live run; truncated recordings; files that are none.
 //! - [`rust_locks`]: Rust programs: `std` mutexes and rwlocks, `parking_lot` through its
 //!   slow paths, a deadlock among `std` mutexes with the holders their stacks name.
 //! - [`memory`]: the tracer's memory stays bounded with 100 000 distinct contended locks.
@@ -98,6 +100,8 @@ mod musl;
 #[cfg(feature = "root-tests")]
 mod pidns;
 mod pprof_export;
+#[cfg(feature = "root-tests")]
+mod recording;
 #[cfg(feature = "root-tests")]
 mod rust_locks;
 #[cfg(feature = "root-tests")]

@@ -1,0 +1,300 @@
+//! `tracer record` and `tracer report`: a live trace's findings and summary kept in a
+//! file (`docs/recording-format.md`), and reported from it later, on any machine, through
+//! the same sinks as a live run.
+//!
+//! What is recorded is what the sinks received: every finding, named as the live run
+//! named it (threads, locks, stack frames with `file:line`), the moment it was reported,
+//! then the summary. So a report needs neither the target, its files nor the kernel, and
+//! gives the same output as the live run (`--format text|json`). The recording is written
+//! chunk by chunk as the trace goes (`format`), so a recorder killed mid-trace leaves the
+//! findings it had reported; `report` gives those and says the file was cut short.
+//!
+//! Not recorded (yet): the ring-buffer records themselves and the target's answers, which
+//! a re-analysis with other settings would need.
+
+pub mod codec;
+pub mod format;
+
+use std::{
+    fs::File,
+    io::{self, BufWriter},
+    path::Path,
+};
+
+use thiserror::Error;
+
+use self::format::RecordingWriter;
+pub use self::format::{Cut, FORMAT_VERSION, FormatError, Header, Recording};
+use crate::{
+    model::{Finding, Summary},
+    sinks::Sink,
+    target::{
+        TargetProcess,
+        facts::{kernel_release, process_started_at_s},
+    },
+};
+
+/// The header of a recording of `target` starting now: the tracer's version and what
+/// identifies the target (name, executable and its build id, start time, kernel).
+#[must_use]
+pub fn header_of(target: &dyn TargetProcess, holds: bool) -> Header {
+    let pid = target.pid();
+    let executable = target.executable().ok();
+    let build_id = executable.as_ref().and_then(|exe| build_id_hex(&exe.data));
+    Header {
+        tracer_version: env!("CARGO_PKG_VERSION").to_owned(),
+        recorded_at_s: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        pid,
+        comm: target.thread_name(pid).unwrap_or_default(),
+        exe: executable.and_then(|exe| exe.path),
+        build_id,
+        started_at_s: process_started_at_s(pid),
+        kernel: kernel_release(),
+        holds,
+    }
+}
+
+/// The GNU build id of the ELF file `data`, hex; `None` when it has none.
+fn build_id_hex(data: &[u8]) -> Option<String> {
+    use std::fmt::Write as _;
+
+    use object::Object as _;
+    let file = object::File::parse(data).ok()?;
+    let id = file.build_id().ok()??;
+    let mut hex = String::with_capacity(id.len() * 2);
+    for byte in id {
+        let _ = write!(hex, "{byte:02x}");
+    }
+    Some(hex)
+}
+
+/// The sink of `tracer record`: writes each finding and the summary to the recording as
+/// they come.
+pub struct RecordingSink {
+    writer: RecordingWriter<BufWriter<File>>,
+    findings: usize,
+}
+
+impl RecordingSink {
+    /// Creates (or replaces) the recording at `path`, starting with `header`.
+    ///
+    /// # Errors
+    /// When the file cannot be created or written.
+    pub fn create(path: &Path, header: &Header) -> io::Result<Self> {
+        let file = BufWriter::new(File::create(path)?);
+        Ok(Self {
+            writer: RecordingWriter::start(file, header)?,
+            findings: 0,
+        })
+    }
+
+    /// Findings recorded so far.
+    #[must_use]
+    pub fn findings(&self) -> usize {
+        self.findings
+    }
+}
+
+impl Sink for RecordingSink {
+    fn finding(&mut self, finding: &Finding) -> io::Result<()> {
+        self.findings += 1;
+        self.writer.finding(finding)
+    }
+
+    fn summary(&mut self, summary: &Summary) -> io::Result<()> {
+        self.writer.summary(summary)
+    }
+}
+
+/// Two sinks given the same findings and summary: `tracer record --print` records and
+/// prints.
+pub struct Tee<'a, 'b> {
+    pub first: &'a mut dyn Sink,
+    pub second: Option<&'a mut (dyn Sink + 'b)>,
+}
+
+impl Sink for Tee<'_, '_> {
+    fn finding(&mut self, finding: &Finding) -> io::Result<()> {
+        self.first.finding(finding)?;
+        match self.second.as_deref_mut() {
+            Some(second) => second.finding(finding),
+            None => Ok(()),
+        }
+    }
+
+    fn summary(&mut self, summary: &Summary) -> io::Result<()> {
+        self.first.summary(summary)?;
+        match self.second.as_deref_mut() {
+            Some(second) => second.summary(summary),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Why `tracer report` cannot report a file. The messages name the file and stand alone
+/// (no cause follows them).
+#[derive(Debug, Error)]
+pub enum ReportError {
+    #[error("cannot read {path}")]
+    Read {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path} is not a tracer recording")]
+    NotARecording { path: String },
+    #[error("{path}: recording version {found} is newer than this tracer's {supported}")]
+    NewerVersion {
+        path: String,
+        found: u16,
+        supported: u16,
+    },
+    #[error("cannot write the report")]
+    Output(#[source] io::Error),
+}
+
+/// Reports the recording at `path` to `sink`: its findings, then its summary when it has
+/// one. Returns the notes for the reader (who recorded what; a recording cut short).
+///
+/// # Errors
+/// When the file cannot be read, is no recording, is of a newer format, or the report
+/// cannot be written.
+pub fn report(path: &Path, sink: &mut dyn Sink) -> Result<Vec<String>, ReportError> {
+    let shown = path.display().to_string();
+    let bytes = read_recording_file(path).map_err(|source| ReportError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    let recording = format::read(&bytes).map_err(|err| match err {
+        FormatError::NotARecording => ReportError::NotARecording {
+            path: shown.clone(),
+        },
+        FormatError::NewerVersion { found, supported } => ReportError::NewerVersion {
+            path: shown.clone(),
+            found,
+            supported,
+        },
+    })?;
+    for finding in &recording.findings {
+        sink.finding(finding).map_err(ReportError::Output)?;
+    }
+    if let Some(summary) = &recording.summary {
+        sink.summary(summary).map_err(ReportError::Output)?;
+    }
+    Ok(report_notes(&shown, &recording))
+}
+
+/// The bytes of the file at `path`, all of them when it starts like a recording, else
+/// only its first bytes (enough to refuse it: a foreign file may be huge).
+fn read_recording_file(path: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut file = File::open(path)?;
+    let mut bytes = Vec::new();
+    (&mut file)
+        .take(format::MAGIC.len() as u64)
+        .read_to_end(&mut bytes)?;
+    if bytes == format::MAGIC {
+        file.read_to_end(&mut bytes)?;
+    }
+    Ok(bytes)
+}
+
+/// What the reader is told besides the report: whose trace it is, and whether (and
+/// where) the recording stops short of its summary.
+fn report_notes(path: &str, recording: &Recording) -> Vec<String> {
+    let mut notes = Vec::new();
+    if let Some(h) = &recording.header {
+        let exe = h.exe.as_deref().unwrap_or("executable unknown");
+        let build_id = h
+            .build_id
+            .as_deref()
+            .map(|id| format!(", build id {id}"))
+            .unwrap_or_default();
+        notes.push(format!(
+            "recording of process {} ({}, {exe}{build_id}) on Linux {}, by tracer {} (format {})",
+            h.pid, h.comm, h.kernel, h.tracer_version, recording.version
+        ));
+    }
+    let found = recording.findings.len();
+    match &recording.cut {
+        None => {}
+        Some(Cut::Truncated { at }) => notes.push(format!(
+            "{path} is truncated at byte {at} (the recorder stopped while writing it): {found} finding(s) recorded before that are reported; the summary was not recorded"
+        )),
+        Some(Cut::Damaged { at, why }) => notes.push(format!(
+            "{path} is damaged at byte {at} ({why}): {found} finding(s) recorded before that are reported; nothing after it is"
+        )),
+    }
+    notes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{model::fixtures, sinks::JsonSink};
+
+    /// Guards `tracer report` end to end on a file: a complete recording gives the same
+    /// JSON lines the recording sink was given, and a truncated one the findings before
+    /// the cut plus a note saying so.
+    #[test]
+    fn report_gives_what_the_recorder_was_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("trace.rec");
+        let header = Header {
+            pid: 77,
+            comm: "abba".to_owned(),
+            ..Header::default()
+        };
+        let finding = Finding::Deadlock(fixtures::deadlock());
+        let summary = fixtures::summary();
+        let mut live = Vec::new();
+        {
+            let mut sink = RecordingSink::create(&path, &header).unwrap();
+            let mut json = JsonSink::new(&mut live);
+            for s in [&mut sink as &mut dyn Sink, &mut json] {
+                s.finding(&finding).unwrap();
+                s.summary(&summary).unwrap();
+            }
+            assert_eq!(sink.findings(), 1);
+        }
+        let mut replayed = Vec::new();
+        let notes = report(&path, &mut JsonSink::new(&mut replayed)).unwrap();
+        assert_eq!(
+            String::from_utf8(replayed).unwrap(),
+            String::from_utf8(live.clone()).unwrap()
+        );
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].starts_with("recording of process 77 (abba,"),
+            "{notes:?}"
+        );
+
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 5]).unwrap();
+        let mut replayed = Vec::new();
+        let notes = report(&path, &mut JsonSink::new(&mut replayed)).unwrap();
+        let first_line = String::from_utf8(live)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap()
+            .to_owned();
+        assert_eq!(
+            String::from_utf8(replayed).unwrap(),
+            format!("{first_line}\n")
+        );
+        assert!(
+            notes[1].contains("is truncated at byte") && notes[1].contains("1 finding(s)"),
+            "{notes:?}"
+        );
+
+        std::fs::write(&path, b"").unwrap();
+        let err = report(&path, &mut JsonSink::new(&mut Vec::new())).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("{} is not a tracer recording", path.display())
+        );
+    }
+}
