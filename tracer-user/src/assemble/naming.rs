@@ -7,7 +7,7 @@ use rustc_hash::FxHashMap;
 use super::{Naming, Stack};
 use crate::{
     go::{
-        probe::{GoDwarfNames, is_lock_internal},
+        probe::{DwarfNames, is_lock_internal},
         sym::{GoFrame, GoTable},
     },
     model::{LockRef, profile::ProfileFrame, raw::RawStack},
@@ -32,7 +32,7 @@ pub struct GoNames<'a> {
     /// Runtime address minus file virtual address.
     pub bias: u64,
     /// Field paths of globals (`main.store.mu`), when the binary has DWARF.
-    pub dwarf_names: Option<&'a GoDwarfNames>,
+    pub dwarf_names: Option<&'a DwarfNames>,
     /// Names of locks in heap objects (`main.Store.mu`), by address.
     pub heap_names: &'a FxHashMap<u64, Arc<str>>,
 }
