@@ -10,6 +10,12 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 /// Most instructions a trace walks back.
 const MAX_TRACE: usize = 64;
+/// Most paths a trace follows through joins ([`Joins::FollowPaths`]).
+pub(crate) const MAX_PATHS: usize = 8;
+
+/// A point of a register trace: before the instruction at `pc`, the register plus the
+/// offset held the value traced.
+pub(crate) type Point = (u64, Register, i64);
 
 /// One function decoded from start to end (or to its first undecodable byte).
 pub(crate) struct Decoded<'a> {
@@ -27,10 +33,11 @@ pub(crate) struct Decoded<'a> {
 pub(crate) enum Joins {
     /// Stop: the value could come from another path.
     Stop,
-    /// Go on from the jump when exactly one direct jump of the function leads there and
-    /// the instruction before cannot fall through into it (a `ret`, `jmp` or `ud2`): a
-    /// cold block moved out of line (Rust's contended lock calls) has one way in.
-    FollowSingleJump,
+    /// Go on before each direct jump of the function that leads there, one path each,
+    /// when the instruction before cannot fall through into it (a `ret`, `jmp` or
+    /// `ud2`): a cold block moved out of line (Rust's contended lock calls) is reached
+    /// only by its jumps, and a name holds when every path gives it.
+    FollowPaths,
 }
 
 impl<'a> Decoded<'a> {
@@ -65,19 +72,22 @@ impl<'a> Decoded<'a> {
         self.instrs.binary_search_by_key(&ip, Instruction::ip).ok()
     }
 
-    /// The index of the only direct jump (not call) of the function to `ip`.
-    fn single_jump_to(&self, ip: u64) -> Option<usize> {
-        let mut jumps = self.instrs.iter().enumerate().filter(|(_, instr)| {
-            matches!(
-                instr.flow_control(),
-                FlowControl::ConditionalBranch | FlowControl::UnconditionalBranch
-            ) && matches!(
-                instr.op0_kind(),
-                OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64
-            ) && instr.near_branch_target() == ip
-        });
-        let (first, _) = jumps.next()?;
-        jumps.next().is_none().then_some(first)
+    /// The indexes of the direct jumps (not calls) of the function to `ip`.
+    fn jumps_to(&self, ip: u64) -> Vec<usize> {
+        self.instrs
+            .iter()
+            .enumerate()
+            .filter(|(_, instr)| {
+                matches!(
+                    instr.flow_control(),
+                    FlowControl::ConditionalBranch | FlowControl::UnconditionalBranch
+                ) && matches!(
+                    instr.op0_kind(),
+                    OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64
+                ) && instr.near_branch_target() == ip
+            })
+            .map(|(i, _)| i)
+            .collect()
     }
 
     /// Where `reg + offset` (its value before `instrs[start]`) was, going backwards: each
@@ -85,23 +95,47 @@ impl<'a> Decoded<'a> {
     /// plus that offset held the same value. Stops at the first instruction that writes
     /// the register other than a register `mov`, a `lea` from a register or an
     /// `add`/`sub` of an immediate, at calls and jumps, and at branch targets (where
-    /// another path joins) unless `joins` says to follow a single jump.
-    pub(crate) fn trace_back(
+    /// another path joins).
+    pub(crate) fn trace_back(&self, start: usize, reg: Register, offset: i64) -> Vec<Point> {
+        self.trace_paths(start, reg, offset, Joins::Stop)
+            .into_iter()
+            .next()
+            .unwrap_or_default()
+    }
+
+    /// [`Decoded::trace_back`] along every way into `instrs[start]`: at a branch target
+    /// that nothing falls through into (the code before it is a `ret`, `jmp` or `ud2`),
+    /// with [`Joins::FollowPaths`], the trace goes on before each jump that leads there,
+    /// one path per jump (at most [`MAX_PATHS`] in all; past that, the path stops at the
+    /// target). Each path starts with the same points, up to where they part.
+    pub(crate) fn trace_paths(
         &self,
         start: usize,
         reg: Register,
         offset: i64,
         joins: Joins,
-    ) -> Vec<(u64, Register, i64)> {
-        let mut points = Vec::new();
-        let Some(first) = self.instrs.get(start) else {
-            return points;
-        };
-        let (mut reg, mut offset) = (reg, offset);
-        points.push((first.ip(), reg, offset));
+    ) -> Vec<Vec<Point>> {
+        let mut paths = Vec::new();
+        if let Some(first) = self.instrs.get(start) {
+            let points = vec![(first.ip(), reg, offset)];
+            self.walk_back(start, (reg, offset), MAX_TRACE, joins, points, &mut paths);
+        }
+        paths
+    }
+
+    /// Continues `points` backwards from `instrs[here]` (where `reg + offset` is the
+    /// value) for at most `steps` instructions, pushing the finished paths on `paths`.
+    fn walk_back(
+        &self,
+        mut here: usize,
+        (mut reg, mut offset): (Register, i64),
+        steps: usize,
+        joins: Joins,
+        mut points: Vec<Point>,
+        paths: &mut Vec<Vec<Point>>,
+    ) {
         let mut info = InstructionInfoFactory::new();
-        let mut here = start;
-        for _ in 0..MAX_TRACE {
+        for step in 0..steps {
             let here_ip = self.instrs[here].ip();
             let prev = if self.targets.contains(&here_ip) {
                 let falls_through = here.checked_sub(1).is_some_and(|p| {
@@ -116,10 +150,26 @@ impl<'a> Decoded<'a> {
                 if joins == Joins::Stop || falls_through {
                     break;
                 }
-                let Some(jump) = self.single_jump_to(here_ip) else {
+                let jumps = self.jumps_to(here_ip);
+                let Some((&first, others)) = jumps.split_first() else {
                     break;
                 };
-                jump
+                // Every path counts: one that cannot be followed ends here.
+                if paths.len() + jumps.len() > MAX_PATHS {
+                    break;
+                }
+                for &jump in others {
+                    let mut branch = points.clone();
+                    match self.step_back(&mut info, jump, reg, offset) {
+                        Some((r, o)) => {
+                            branch.push((self.instrs[jump].ip(), r, o));
+                            let left = steps - step - 1;
+                            self.walk_back(jump, (r, o), left, joins, branch, paths);
+                        }
+                        None => paths.push(branch),
+                    }
+                }
+                first
             } else {
                 let Some(prev) = here.checked_sub(1) else {
                     break;
@@ -132,56 +182,65 @@ impl<'a> Decoded<'a> {
                 }
                 prev
             };
-            let instr = &self.instrs[prev];
-            let writes = info.info(instr).used_registers().iter().any(|used| {
-                used.register().full_register() == reg
-                    && matches!(
-                        used.access(),
-                        OpAccess::Write
-                            | OpAccess::CondWrite
-                            | OpAccess::ReadWrite
-                            | OpAccess::ReadCondWrite
-                    )
-            });
-            if writes {
-                let to_reg = instr.op0_kind() == OpKind::Register
-                    && instr.op0_register() == reg
-                    && reg.is_gpr64();
-                if to_reg
-                    && instr.mnemonic() == Mnemonic::Mov
-                    && instr.op1_kind() == OpKind::Register
-                    && instr.op1_register().is_gpr64()
-                {
-                    reg = instr.op1_register();
-                } else if to_reg
-                    && instr.mnemonic() == Mnemonic::Lea
-                    && instr.memory_index() == Register::None
-                    && instr.memory_base().is_gpr64()
-                {
-                    #[expect(
-                        clippy::cast_possible_wrap,
-                        reason = "iced sign-extends the displacement to 64 bits"
-                    )]
-                    let disp = instr.memory_displacement64() as i64;
-                    reg = instr.memory_base();
-                    let Some(sum) = offset.checked_add(disp) else {
-                        break;
-                    };
-                    offset = sum;
-                } else if let Some(delta) = to_reg.then(|| immediate_delta(instr)).flatten() {
-                    // `add reg, imm` (Go 1.25's `s.rw.Lock()` computes AX = s + 0x20 so).
-                    let Some(sum) = offset.checked_add(delta) else {
-                        break;
-                    };
-                    offset = sum;
-                } else {
-                    break;
-                }
-            }
-            points.push((instr.ip(), reg, offset));
+            let Some((r, o)) = self.step_back(&mut info, prev, reg, offset) else {
+                break;
+            };
+            (reg, offset) = (r, o);
+            points.push((self.instrs[prev].ip(), reg, offset));
             here = prev;
         }
-        points
+        paths.push(points);
+    }
+
+    /// Where `reg + offset` after `instrs[i]` was before it: the same register when the
+    /// instruction does not write it, the source of a register `mov`, the base of a
+    /// `lea` (its displacement added), the register itself less an `add`/`sub`
+    /// immediate; `None` for any other write.
+    fn step_back(
+        &self,
+        info: &mut InstructionInfoFactory,
+        i: usize,
+        reg: Register,
+        offset: i64,
+    ) -> Option<(Register, i64)> {
+        let instr = &self.instrs[i];
+        let writes = info.info(instr).used_registers().iter().any(|used| {
+            used.register().full_register() == reg
+                && matches!(
+                    used.access(),
+                    OpAccess::Write
+                        | OpAccess::CondWrite
+                        | OpAccess::ReadWrite
+                        | OpAccess::ReadCondWrite
+                )
+        });
+        if !writes {
+            return Some((reg, offset));
+        }
+        let to_reg =
+            instr.op0_kind() == OpKind::Register && instr.op0_register() == reg && reg.is_gpr64();
+        if to_reg
+            && instr.mnemonic() == Mnemonic::Mov
+            && instr.op1_kind() == OpKind::Register
+            && instr.op1_register().is_gpr64()
+        {
+            return Some((instr.op1_register(), offset));
+        }
+        if to_reg
+            && instr.mnemonic() == Mnemonic::Lea
+            && instr.memory_index() == Register::None
+            && instr.memory_base().is_gpr64()
+        {
+            #[expect(
+                clippy::cast_possible_wrap,
+                reason = "iced sign-extends the displacement to 64 bits"
+            )]
+            let disp = instr.memory_displacement64() as i64;
+            return Some((instr.memory_base(), offset.checked_add(disp)?));
+        }
+        // `add reg, imm` (Go 1.25's `s.rw.Lock()` computes AX = s + 0x20 so).
+        let delta = to_reg.then(|| immediate_delta(instr)).flatten()?;
+        Some((reg, offset.checked_add(delta)?))
     }
 }
 
@@ -396,7 +455,7 @@ mod tests {
             0xbe, 0x01, 0x00, 0x00, 0x00, // mov esi, 1 @5
             0xf0, 0x0f, 0xb1, 0x72, 0x18, // lock cmpxchg [rdx+0x18], esi @10
         ]);
-        let points = c.trace_back(3, Register::RDX, 0x18, Joins::Stop);
+        let points = c.trace_back(3, Register::RDX, 0x18);
         assert_eq!(
             points,
             vec![
@@ -416,7 +475,7 @@ mod tests {
             0xe8, 0x00, 0x00, 0x00, 0x00, // call next       @4
         ]);
         assert_eq!(
-            c.trace_back(1, Register::RAX, 0, Joins::Stop),
+            c.trace_back(1, Register::RAX, 0),
             vec![(BASE + 4, Register::RAX, 0), (BASE, Register::RDX, 0x28)]
         );
     }
@@ -432,7 +491,7 @@ mod tests {
             0x90, // nop                                     @10
         ]);
         assert_eq!(
-            load.trace_back(2, Register::RDX, 0, Joins::Stop),
+            load.trace_back(2, Register::RDX, 0),
             vec![(BASE + 10, Register::RDX, 0), (BASE + 5, Register::RDX, 0)]
         );
         // call; nop; nop → stops at the call.
@@ -442,7 +501,7 @@ mod tests {
             0x90, // nop                                     @6
         ]);
         assert_eq!(
-            call.trace_back(2, Register::RAX, 0, Joins::Stop),
+            call.trace_back(2, Register::RAX, 0),
             vec![(BASE + 6, Register::RAX, 0), (BASE + 5, Register::RAX, 0)]
         );
         // jne @4 (a branch target); mov rdx, rax; nop@4 ... the trace stops at the target.
@@ -453,7 +512,7 @@ mod tests {
             0x90, // nop                                      @6
         ]);
         assert_eq!(
-            joined.trace_back(3, Register::RDX, 8, Joins::Stop),
+            joined.trace_back(3, Register::RDX, 8),
             vec![(BASE + 6, Register::RDX, 8), (BASE + 5, Register::RDX, 8)]
         );
     }
@@ -467,7 +526,7 @@ mod tests {
             0x90, // nop                                    @8
         ]);
         assert_eq!(
-            c.trace_back(2, Register::RAX, 0, Joins::Stop),
+            c.trace_back(2, Register::RAX, 0),
             vec![
                 (BASE + 8, Register::RAX, 0),
                 (BASE + 4, Register::RAX, -8),
@@ -484,16 +543,16 @@ mod tests {
             0x90, // nop                                      @2
         ]);
         assert_eq!(
-            c.trace_back(1, Register::RDX, 0, Joins::Stop),
+            c.trace_back(1, Register::RDX, 0),
             vec![(BASE + 2, Register::RDX, 0)]
         );
     }
 
-    /// A cold block after a `ret`, reached by one jump: the trace goes on before the
-    /// jump (`lea rbx, [rdi+0x20]` there); with another way in (a fall-through, a second
-    /// jump) or without being asked, it stops at the block.
+    /// A cold block after a `ret`: the trace goes on before each jump into it (`lea rbx,
+    /// [rdi+0x20]` there), one path per jump; with a fall-through into it, or without
+    /// being asked, it stops at the block.
     #[test]
-    fn single_jumps_into_cold_blocks_are_followed_when_asked() {
+    fn jumps_into_cold_blocks_are_followed_when_asked() {
         let cold = [
             0x48, 0x8d, 0x5f, 0x20, // lea rbx, [rdi+0x20]   @0
             0x75, 0x01, // jne @7                              @4
@@ -503,34 +562,48 @@ mod tests {
         ];
         let c = code(&cold);
         assert_eq!(
-            c.trace_back(4, Register::RDI, 0, Joins::FollowSingleJump),
-            vec![
+            c.trace_paths(4, Register::RDI, 0, Joins::FollowPaths),
+            vec![vec![
                 (BASE + 10, Register::RDI, 0),
                 (BASE + 7, Register::RBX, 0),
                 (BASE + 4, Register::RBX, 0),
                 (BASE, Register::RDI, 0x20),
-            ]
+            ]]
         );
         let stopped = vec![(BASE + 10, Register::RDI, 0), (BASE + 7, Register::RBX, 0)];
-        assert_eq!(c.trace_back(4, Register::RDI, 0, Joins::Stop), stopped);
+        assert_eq!(c.trace_back(4, Register::RDI, 0), stopped);
         // A `nop` instead of the `ret` falls through into the block.
         let mut falls = cold;
         falls[6] = 0x90;
         let c = code(&falls);
-        assert_eq!(c.trace_back(4, Register::RDI, 0, Joins::FollowSingleJump), stopped);
-        // Two jumps lead there.
+        assert_eq!(
+            c.trace_paths(4, Register::RDI, 0, Joins::FollowPaths),
+            vec![stopped]
+        );
+        // Two jumps lead there, the second after `rbx` changed: two paths.
         let two = [
             0x48, 0x8d, 0x5f, 0x20, // lea rbx, [rdi+0x20]   @0
-            0x74, 0x03, // je @9                               @4
-            0x75, 0x01, // jne @9                              @6
-            0xc3, // ret                                       @8
-            0x48, 0x89, 0xdf, // mov rdi, rbx                  @9
-            0xff, 0x15, 0x00, 0x00, 0x00, 0x00, // call [rip]   @12
+            0x74, 0x07, // je @13                              @4
+            0x48, 0x83, 0xc3, 0x08, // add rbx, 8              @6
+            0x75, 0x01, // jne @13                             @10
+            0xc3, // ret                                       @12
+            0x48, 0x89, 0xdf, // mov rdi, rbx                  @13
+            0xff, 0x15, 0x00, 0x00, 0x00, 0x00, // call [rip]   @16
         ];
         let c = code(&two);
+        let head = [(BASE + 16, Register::RDI, 0), (BASE + 13, Register::RBX, 0)];
+        let mut via_jne = head.to_vec();
+        via_jne.extend([
+            (BASE + 10, Register::RBX, 0),
+            (BASE + 6, Register::RBX, 8),
+            (BASE + 4, Register::RBX, 8),
+            (BASE, Register::RDI, 0x28),
+        ]);
+        let mut via_je = head.to_vec();
+        via_je.extend([(BASE + 4, Register::RBX, 0), (BASE, Register::RDI, 0x20)]);
         assert_eq!(
-            c.trace_back(5, Register::RDI, 0, Joins::FollowSingleJump),
-            vec![(BASE + 12, Register::RDI, 0), (BASE + 9, Register::RBX, 0)]
+            c.trace_paths(6, Register::RDI, 0, Joins::FollowPaths),
+            vec![via_jne, via_je]
         );
     }
 

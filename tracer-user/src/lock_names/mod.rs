@@ -13,4 +13,7 @@ pub(crate) mod code;
 pub mod dwarf;
 pub mod rust;
 
-pub use self::dwarf::{DwarfNames, LockFlavor, go_global_field_path};
+pub use self::{
+    dwarf::{DwarfNames, LockFlavor, go_global_field_path},
+    rust::RustLockOwners,
+};

@@ -100,6 +100,8 @@ mod pidns;
 mod pprof_export;
 #[cfg(feature = "root-tests")]
 mod rust_locks;
+mod rust_names;
+mod rust_toolchain;
 #[cfg(feature = "root-tests")]
 mod serve;
 #[cfg(feature = "root-tests")]

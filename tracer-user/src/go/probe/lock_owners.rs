@@ -32,7 +32,7 @@ use crate::{
     },
     lock_names::{
         DwarfNames,
-        code::{CallSite, Decoded, GPRS, Joins, calls_to, dwarf_register},
+        code::{CallSite, Decoded, GPRS, calls_to, dwarf_register},
     },
 };
 
@@ -193,7 +193,7 @@ fn name_in_function(
             continue;
         }
         let name = code
-            .trace_back(i, start.reg, start.offset, Joins::Stop)
+            .trace_back(i, start.reg, start.offset)
             .into_iter()
             .find_map(|(pc, reg, offset)| {
                 dwarf.lock_member(func.entry, pc, dwarf_register(reg)?, offset)
