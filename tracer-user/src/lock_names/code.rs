@@ -2,8 +2,8 @@
 //! traced backwards from an instruction to where their value came from, and the call
 //! instructions of `.text` that reach given functions (directly, or through a GOT slot).
 use iced_x86::{
-    Decoder, DecoderOptions, FlowControl, Instruction, InstructionInfoFactory, Mnemonic,
-    OpAccess, OpKind, Register,
+    Decoder, DecoderOptions, FlowControl, Instruction, InstructionInfoFactory, Mnemonic, OpAccess,
+    OpKind, Register,
 };
 use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -629,7 +629,19 @@ mod tests {
         assert!(direct.is(&c.instrs[0]));
         assert!(through.is(&c.instrs[1]));
         assert!(!direct.is(&c.instrs[1]));
-        assert!(!CallSite { target: BASE + 17, ..direct }.is(&c.instrs[0]));
-        assert!(!CallSite { slot: Some(BASE + 8), ..through }.is(&c.instrs[1]));
+        assert!(
+            !CallSite {
+                target: BASE + 17,
+                ..direct
+            }
+            .is(&c.instrs[0])
+        );
+        assert!(
+            !CallSite {
+                slot: Some(BASE + 8),
+                ..through
+            }
+            .is(&c.instrs[1])
+        );
     }
 }

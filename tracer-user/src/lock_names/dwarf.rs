@@ -73,10 +73,7 @@ pub fn go_global_field_path(elf: &[u8], symbol: &str, offset: u64) -> Option<Str
 const MAX_SECTION: usize = 256 << 20;
 
 /// Loads a DWARF section of `file`, decompressing it if needed; empty when absent.
-fn section_bytes<'a>(
-    file: &object::File<'a>,
-    id: gimli::SectionId,
-) -> Option<Cow<'a, [u8]>> {
+fn section_bytes<'a>(file: &object::File<'a>, id: gimli::SectionId) -> Option<Cow<'a, [u8]>> {
     let Some(section) = file.section_by_name(id.name()) else {
         return Some(Cow::Borrowed(&[]));
     };
@@ -1077,9 +1074,15 @@ mod tests {
     fn names() -> DwarfNames {
         let types = vec![
             // 0: sync.Mutex
-            TypeNode::Lock { size: Some(8), word: 0 },
+            TypeNode::Lock {
+                size: Some(8),
+                word: 0,
+            },
             // 1: sync.RWMutex
-            TypeNode::Lock { size: Some(24), word: 0 },
+            TypeNode::Lock {
+                size: Some(24),
+                word: 0,
+            },
             // 2: int32
             TypeNode::Leaf { size: Some(4) },
             // 3: Inner

@@ -168,7 +168,12 @@ fn function_ranges(file: &object::File<'_>) -> Vec<(u64, u64)> {
         .filter(|symbol| {
             symbol.kind() == SymbolKind::Text && symbol.address() != 0 && symbol.size() != 0
         })
-        .filter_map(|symbol| Some((symbol.address(), symbol.address().checked_add(symbol.size())?)))
+        .filter_map(|symbol| {
+            Some((
+                symbol.address(),
+                symbol.address().checked_add(symbol.size())?,
+            ))
+        })
         .collect();
     ranges.sort_unstable();
     ranges.dedup_by_key(|&mut (start, _)| start);

@@ -9,7 +9,7 @@ use tempfile::TempDir;
 
 use crate::tools;
 
-pub fn rust_targets_dir() -> PathBuf {
+pub(crate) fn rust_targets_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests")
         .join("rust_targets")
@@ -17,7 +17,7 @@ pub fn rust_targets_dir() -> PathBuf {
 
 /// `tests/rust_targets/NAME.rs` built with `rustc -O -g` into a temporary directory
 /// (kept as long as the returned directory).
-pub fn build_rustc_target(name: &str) -> (TempDir, PathBuf) {
+pub(crate) fn build_rustc_target(name: &str) -> (TempDir, PathBuf) {
     let dir = tempfile::Builder::new()
         .prefix(&format!("tracer-it-{name}-"))
         .tempdir()
@@ -40,7 +40,7 @@ pub fn build_rustc_target(name: &str) -> (TempDir, PathBuf) {
 
 /// A copy of `exe` next to it with its symbols and debug information stripped
 /// (`strip --strip-all`).
-pub fn stripped_copy(exe: &Path) -> PathBuf {
+pub(crate) fn stripped_copy(exe: &Path) -> PathBuf {
     let stripped = exe.with_extension("stripped");
     let out = tools::output(
         Command::new("strip")

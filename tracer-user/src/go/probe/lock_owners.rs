@@ -24,7 +24,9 @@ use object::Object as _;
 use rustc_hash::{FxHashMap, FxHashSet};
 use tracer_common::GoOp;
 
-use super::{GoSitePlan, Segment, atomic_sites::reg_slot, elf_segments, is_lock_internal, map_range};
+use super::{
+    GoSitePlan, Segment, atomic_sites::reg_slot, elf_segments, is_lock_internal, map_range,
+};
 use crate::{
     go::{
         lock_model::RW_READER_COUNT_OFFSET,

@@ -50,8 +50,8 @@ pub use self::{
         go_struct_member_offsets,
     },
 };
-pub use crate::lock_names::{DwarfNames, go_global_field_path};
 use crate::go::sym::{GoFunc, GoSymError, GoTable};
+pub use crate::lock_names::{DwarfNames, go_global_field_path};
 
 /// Whether a Go function belongs to the lock implementation (or the runtime under it)
 /// rather than to the code that locks.

@@ -17,9 +17,9 @@
 //! release that moves the fields again must be added here once its DWARF says so.
 
 use addr2line::gimli;
+use object::Object as _;
 
 use crate::lock_names::dwarf::load_dwarf_sections;
-use object::Object as _;
 
 /// Where a [`GoRuntimeOffsets`] came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

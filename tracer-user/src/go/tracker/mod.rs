@@ -283,7 +283,7 @@ fn runtime_goroutines(
 /// The load bias of the main executable: 0 for the usual fixed-address Go binary; for a
 /// position-independent one, where its first segment was mapped minus where the file
 /// says it goes. `exe_path` is the executable's path as the maps name it.
-fn load_bias(data: &[u8], exe_path: Option<&str>, maps: &[MapEntry]) -> u64 {
+pub(crate) fn load_bias(data: &[u8], exe_path: Option<&str>, maps: &[MapEntry]) -> u64 {
     use object::{Object as _, ObjectSegment as _};
     let Ok(file) = object::File::parse(data) else {
         return 0;
