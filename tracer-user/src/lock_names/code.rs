@@ -592,18 +592,18 @@ mod tests {
         ];
         let c = code(&two);
         let head = [(BASE + 16, Register::RDI, 0), (BASE + 13, Register::RBX, 0)];
-        let mut via_jne = head.to_vec();
-        via_jne.extend([
+        let mut by_second_jump = head.to_vec();
+        by_second_jump.extend([
             (BASE + 10, Register::RBX, 0),
             (BASE + 6, Register::RBX, 8),
             (BASE + 4, Register::RBX, 8),
             (BASE, Register::RDI, 0x28),
         ]);
-        let mut via_je = head.to_vec();
-        via_je.extend([(BASE + 4, Register::RBX, 0), (BASE, Register::RDI, 0x20)]);
+        let mut by_first_jump = head.to_vec();
+        by_first_jump.extend([(BASE + 4, Register::RBX, 0), (BASE, Register::RDI, 0x20)]);
         assert_eq!(
             c.trace_paths(6, Register::RDI, 0, Joins::FollowPaths),
-            vec![via_jne, via_je]
+            vec![by_second_jump, by_first_jump]
         );
     }
 

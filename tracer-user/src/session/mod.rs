@@ -1216,7 +1216,7 @@ impl Session {
             go: None,
             rust_heap_names: None,
         };
-        let named: Vec<(u64, Option<Arc<str>>)> = wanted
+        let learnt: Vec<(u64, Option<Arc<str>>)> = wanted
             .into_iter()
             .map(|(lock, stacks)| {
                 let name = stacks.iter().find_map(|stack| {
@@ -1229,7 +1229,7 @@ impl Session {
                 (lock, name)
             })
             .collect();
-        for (lock, name) in named {
+        for (lock, name) in learnt {
             self.analysis.rust_mut().name_searched(lock, name);
         }
     }
