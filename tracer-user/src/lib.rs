@@ -7,6 +7,8 @@
 //!   the wait-for graph, and the analysis state machine.
 //! - `go`: everything about Go programs: pclntab and build info, probe-site planning, the
 //!   Go lock model and the live Go tracker.
+//! - `lock_names`: names of locks from DWARF, Go's and Rust's: field paths of globals,
+//!   `Type.field` of locks in heap objects from the code that takes them.
 //! - `lock_order`: the lock-order graph: potential deadlocks (inversions) from the order
 //!   locks are taken in.
 //! - `lockstats`: per-lock contention counters and wait/hold histograms.
@@ -32,6 +34,7 @@
 pub mod assemble;
 pub mod event;
 pub mod go;
+pub mod lock_names;
 pub mod lock_order;
 pub mod lockstats;
 pub mod metrics;

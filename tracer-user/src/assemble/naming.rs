@@ -7,7 +7,7 @@ use rustc_hash::FxHashMap;
 use super::{Naming, Stack};
 use crate::{
     go::{
-        probe::{GoDwarfNames, is_lock_internal},
+        probe::{DwarfNames, is_lock_internal},
         sym::{GoFrame, GoTable},
     },
     model::{LockRef, profile::ProfileFrame, raw::RawStack},
@@ -32,7 +32,7 @@ pub struct GoNames<'a> {
     /// Runtime address minus file virtual address.
     pub bias: u64,
     /// Field paths of globals (`main.store.mu`), when the binary has DWARF.
-    pub dwarf_names: Option<&'a GoDwarfNames>,
+    pub dwarf_names: Option<&'a DwarfNames>,
     /// Names of locks in heap objects (`main.Store.mu`), by address.
     pub heap_names: &'a FxHashMap<u64, Arc<str>>,
 }
@@ -46,6 +46,9 @@ pub struct Namer<'a> {
     pub stacks: &'a dyn StackSource,
     /// Present when the target is a Go program.
     pub go: Option<GoNames<'a>>,
+    /// Names of a Rust program's `std` locks in heap objects (`app::Store.hits`), by
+    /// address, learnt from their waiters' stacks (`lock_names::rust`).
+    pub rust_heap_names: Option<&'a FxHashMap<u64, Arc<str>>>,
 }
 
 impl Namer<'_> {
@@ -172,9 +175,18 @@ impl Namer<'_> {
 impl Naming for Namer<'_> {
     /// The lock's symbol or location; in a Go program, the global it lies in with the
     /// field path down to it when the binary's DWARF says (`main.store.mu`), or for a
-    /// lock in a heap object, its struct's type and field (`main.Store.mu`) when learnt.
+    /// lock in a heap object, its struct's type and field (`main.Store.mu`) when learnt;
+    /// the same for a Rust program's heap locks (`app::Store.hits`).
     fn lock(&mut self, addr: u64) -> LockRef {
         let mut lock = self.symbolizer.lock_ref(addr);
+        if lock.name.is_none()
+            && let Some(name) = self.rust_heap_names.and_then(|names| names.get(&addr))
+        {
+            lock.name = Some(name.to_string());
+            // Learnt from the program's types, not from a symbol table.
+            lock.name_source = None;
+            return lock;
+        }
         let Some(go) = self.go else {
             return lock;
         };

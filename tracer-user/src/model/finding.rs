@@ -40,8 +40,8 @@ pub struct DeadlockEntry {
     pub timeout_ns: Option<u64>,
     /// How long this thread has held `holds` (known with `--holds`).
     pub held_ns: Option<u64>,
-    /// How the tracer knows this goroutine holds `holds`; omitted for native threads
-    /// (the lock's owner field says).
+    /// How the tracer knows this goroutine holds `holds`; for a native thread only
+    /// `stack_guard` (a Rust `std` mutex), else omitted (the lock's owner field says).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub holder_evidence: Option<HolderEvidence>,
     /// Where this thread took `holds`: function names, innermost first, starting at the

@@ -1054,6 +1054,18 @@ impl Analysis {
         self.rust.std_locks()
     }
 
+    /// What is known of the Rust program's locks beyond their futex words (names of its
+    /// heap locks among them).
+    #[must_use]
+    pub fn rust(&self) -> &RustLocks {
+        &self.rust
+    }
+
+    /// [`Analysis::rust`], to record what was learnt.
+    pub fn rust_mut(&mut self) -> &mut RustLocks {
+        &mut self.rust
+    }
+
     /// Thread `tid` entered a `parking_lot` slow path for `lock` (its next park is a
     /// wait for that lock: see [`RustLocks::park_class`]).
     pub fn on_slow_path(

@@ -17,6 +17,8 @@
 //!
 //! `parking_lot` parks threads on a word of each thread's own, so a futex wait says
 //! nothing of the lock: its slow paths are probed (see [`PARKING_LOT_SLOW_PATHS`]).
+use std::sync::Arc;
+
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use tracer_common::{NativeSiteOp, futex_cmd};
 
@@ -54,7 +56,15 @@ pub struct RustLocks {
     slow_paths: HashMap<u32, SlowPath>,
     /// (thread, lock) pairs whose holder was found from a guard on the thread's stack.
     found_holders: HashSet<(u32, u64)>,
+    /// `std` locks in heap objects named by their struct's type and field
+    /// (`app::Store.hits`), learnt from their waiters' stacks.
+    heap_names: HashMap<u64, Arc<str>>,
+    /// Locks whose waiters' stacks were searched for a name (each is searched once).
+    name_searched: HashSet<u64>,
 }
+
+/// At most this many heap lock names are kept (past it, new locks keep their address).
+const MAX_HEAP_NAMES: usize = 65_536;
 
 impl RustLocks {
     pub fn set_std_locks(&mut self, on: bool) {
@@ -121,6 +131,35 @@ impl RustLocks {
             holder: None,
             unowned: false,
             reader: slow.reader,
+        }
+    }
+
+    /// The names learnt of `std` locks in heap objects, by lock.
+    #[must_use]
+    pub fn heap_names(&self) -> &HashMap<u64, Arc<str>> {
+        &self.heap_names
+    }
+
+    /// Whether a name for `lock` is still to be looked for in its waiters' stacks: it has
+    /// none, was not searched yet, and there is room for it.
+    #[must_use]
+    pub fn needs_name_search(&self, lock: u64) -> bool {
+        self.heap_names.len() < MAX_HEAP_NAMES
+            && !self.heap_names.contains_key(&lock)
+            && !self.name_searched.contains(&lock)
+    }
+
+    /// `lock`'s waiters' stacks were searched, and gave `name` if any.
+    pub fn name_searched(&mut self, lock: u64, name: Option<Arc<str>>) {
+        if self.name_searched.len() >= MAX_HEAP_NAMES {
+            // Searched again later, if still unnamed: the set stays bounded.
+            self.name_searched.clear();
+        }
+        self.name_searched.insert(lock);
+        if let Some(name) = name
+            && self.heap_names.len() < MAX_HEAP_NAMES
+        {
+            self.heap_names.insert(lock, name);
         }
     }
 

@@ -275,6 +275,7 @@ impl Session {
                 runtime.idle.len()
             ));
         }
+        self.learn_rust_heap_names(&[]);
         let mut namer = self.namer();
         waits
             .into_iter()
@@ -369,6 +370,7 @@ impl Session {
             self.analysis.deadlocks_reported() + self.go.as_ref().map_or(0, GoTracker::deadlocks);
         let pid = self.config.pid;
         let comm = self.target.thread_name(pid).unwrap_or_default();
+        self.learn_rust_heap_names(&[]);
         let mut namer = self.namer();
         let locks = top
             .into_iter()
@@ -409,6 +411,7 @@ impl Session {
             code: &mut self.code,
             stacks: &self.probes,
             go: self.go.as_ref().map(GoTracker::names),
+            rust_heap_names: None,
         };
         assemble::go_runtime_futex_words(words.iter().copied(), &stacks_of, &mut namer)
     }

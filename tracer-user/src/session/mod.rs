@@ -42,9 +42,10 @@ use self::{
     threads::LiveThreads,
 };
 use crate::{
-    assemble::{self, Namer},
+    assemble::{self, Namer, Naming as _},
     event::{Record, StackWindow, TraceEvent, decode},
     go::tracker::{self, GoProbeMode, GoTracker},
+    lock_names::RustLockOwners,
     lockstats,
     model::{
         HolderEvidence, LockKind, LockSummary, OtherLocks, Summary,
@@ -324,10 +325,10 @@ fn attach(
     let go_target = inspect_go(&*target, &maps, config.holds, &mut notes);
     // A Rust program: `std`'s lock waits are its own kinds, `parking_lot`'s slow paths are
     // probed (through the Go sites' program: a Go program is no Rust program).
-    let (rust, rust_sites) = if go_target.is_none() {
-        RustSites::of(&*target)
+    let (rust, rust_sites, rust_heap_owners) = if go_target.is_none() {
+        RustSites::of(&*target, &maps)
     } else {
-        (false, None)
+        (false, None, None)
     };
     let musl = c_library.flavor() == Some(LibcFlavor::Musl);
     if let Some(note) = c_library_note(&c_library, go_target.is_some(), config.holds) {
@@ -398,6 +399,7 @@ fn attach(
             .then(|| shared_c_library(&c_library, &maps))
             .flatten(),
         go_sites: go.as_ref().map(|_| probes.summary.go_sites),
+        rust_heap_owners: None,
         ns_pid: threads.namespace_pid(target.pid()),
         target,
         go,
@@ -417,6 +419,7 @@ fn attach(
         live: None,
     };
     session.analysis.set_rust_std(rust);
+    session.rust_heap_owners = rust_heap_owners;
     if let Some(sites) = &rust_sites {
         let note = format!(
             "Rust program: std locks traced from their futex words; {} parking_lot slow path(s) probed",
@@ -550,6 +553,14 @@ fn attach_probes(
     })
 }
 
+/// The `Type.field` names of a Rust program's `std` locks in heap objects, by the return
+/// address of the slow-path call that waits for them (`lock_names::rust`).
+struct RustHeapOwners {
+    owners: RustLockOwners,
+    /// Runtime address minus file virtual address of the executable.
+    bias: u64,
+}
+
 /// A Rust program's `parking_lot` slow paths, to probe in its executable.
 struct RustSites {
     exe: PathBuf,
@@ -558,14 +569,23 @@ struct RustSites {
 }
 
 impl RustSites {
-    /// The slow paths of the Rust program `target` runs, if it is one and has any.
-    fn of(target: &dyn TargetProcess) -> (bool, Option<Self>) {
+    /// Whether `target` runs a Rust program; if so, its slow paths (if it has any) and
+    /// the names of its heap locks (if its DWARF gives any).
+    fn of(
+        target: &dyn TargetProcess,
+        maps: &[MapEntry],
+    ) -> (bool, Option<Self>, Option<RustHeapOwners>) {
         let Ok(exe) = target.executable() else {
-            return (false, None);
+            return (false, None, None);
         };
         if !rust_lock::is_rust_program(&exe.data) {
-            return (false, None);
+            return (false, None, None);
         }
+        let owners = RustLockOwners::new(&exe.data);
+        let heap_owners = (!owners.is_empty()).then(|| RustHeapOwners {
+            owners,
+            bias: tracker::load_bias(&exe.data, exe.path.as_deref(), maps),
+        });
         let sites: Vec<(u64, u64)> = rust_lock::parking_lot_sites(&exe.data)
             .into_iter()
             .map(|(offset, op)| (offset, rust_site_cookie(op)))
@@ -574,7 +594,7 @@ impl RustSites {
             exe: exe.open_path,
             sites,
         });
-        (true, sites)
+        (true, sites, heap_owners)
     }
 
     fn probe_sites(&self) -> GoSites<'_> {
@@ -634,6 +654,9 @@ struct Session {
     holds_libc: Option<(String, u64)>,
     /// Go lock sites attached, when the target was a Go program at attach.
     go_sites: Option<usize>,
+    /// The names of a Rust program's heap locks by slow-path call, when the program the
+    /// target ran at attach is one and its DWARF gives any.
+    rust_heap_owners: Option<RustHeapOwners>,
     /// `tracer serve`'s questions to this session, and its open profiles.
     live: Option<live::Live>,
 }
@@ -967,6 +990,7 @@ impl Session {
                     code: &mut self.code,
                     stacks: &self.probes,
                     go: None,
+                    rust_heap_names: None,
                 },
             );
             self.previous.keep(table);
@@ -1002,6 +1026,7 @@ impl Session {
                     code: &mut self.code,
                     stacks: &self.probes,
                     go: None,
+                    rust_heap_names: None,
                 },
             );
             self.previous.keep(table);
@@ -1018,6 +1043,8 @@ impl Session {
         go_sites: Option<usize>,
     ) {
         self.exec_watch.rebase(self.target.executable_identity());
+        // The previous program's code: its calls say nothing of the new one's locks.
+        self.rust_heap_owners = None;
         // Objects still loading for the previous program would be taken for the new one's.
         self.preloaded = None;
         let maps = self.target.maps().ok();
@@ -1134,11 +1161,77 @@ impl Session {
             } else {
                 self.analysis.mark_reported(&cycle);
             }
-            let raw = RawFinding::Deadlock(self.raw_deadlock(&cycle, &timeouts));
+            let entries = self.raw_deadlock(&cycle, &timeouts);
+            let waits: Vec<(u64, &RawStack)> =
+                entries.iter().map(|e| (e.waits_for, &e.waiting)).collect();
+            self.learn_rust_heap_names(&waits);
+            let raw = RawFinding::Deadlock(entries);
             let deadlock = assemble::finding(&raw, monotonic_ns(), &mut self.namer());
             sink.finding(&deadlock).map_err(SessionError::Output)?;
         }
         Ok(())
+    }
+
+    /// In a Rust program, names the `std` locks in heap objects (`app::Store.hits`) that
+    /// threads waited for and that have no name yet, from the slow-path call on their
+    /// waiters' stacks (`lock_names::rust`): the stacks the analysis kept for each lock,
+    /// and `found` (lock, the stack a thread waits for it with). Each lock's kept stacks
+    /// are searched once.
+    fn learn_rust_heap_names(&mut self, found: &[(u64, &RawStack)]) {
+        let Some(heap) = &self.rust_heap_owners else {
+            return;
+        };
+        let rust = self.analysis.rust();
+        let mut wanted: Vec<(u64, Vec<RawStack>)> = self
+            .analysis
+            .stats()
+            .iter()
+            .map(|(addr, _)| addr)
+            .filter(|&addr| {
+                matches!(
+                    self.analysis.lock_kind(addr),
+                    LockKind::RustMutex | LockKind::RustRwLock
+                ) && rust.needs_name_search(addr)
+            })
+            .map(|addr| {
+                (
+                    addr,
+                    lock_wait_stacks(&self.analysis, addr, STACKS_PER_RUST_NAME),
+                )
+            })
+            .collect();
+        for &(lock, stack) in found {
+            if !rust.heap_names().contains_key(&lock) {
+                wanted.push((lock, vec![stack.clone()]));
+            }
+        }
+        if wanted.is_empty() {
+            return;
+        }
+        let mut namer = Namer {
+            target: &*self.target,
+            symbolizer: &mut self.symbolizer,
+            code: &mut self.code,
+            stacks: &self.probes,
+            go: None,
+            rust_heap_names: None,
+        };
+        let learnt: Vec<(u64, Option<Arc<str>>)> = wanted
+            .into_iter()
+            .map(|(lock, stacks)| {
+                let name = stacks.iter().find_map(|stack| {
+                    namer.stack(stack).frames.iter().find_map(|frame| {
+                        heap.owners
+                            .name_at(frame.address.wrapping_sub(heap.bias))
+                            .cloned()
+                    })
+                });
+                (lock, name)
+            })
+            .collect();
+        for (lock, name) in learnt {
+            self.analysis.rust_mut().name_searched(lock, name);
+        }
     }
 
     /// The naming of this session's findings (see `crate::assemble`).
@@ -1149,6 +1242,7 @@ impl Session {
             code: &mut self.code,
             stacks: &self.probes,
             go: self.go.as_ref().map(GoTracker::names),
+            rust_heap_names: Some(self.analysis.rust().heap_names()),
         }
     }
 
@@ -1256,6 +1350,7 @@ impl Session {
             self.go.as_ref(),
         )));
         let other_locks = other_locks(&self.analysis, self.go.as_ref());
+        self.learn_rust_heap_names(&[]);
         let now = monotonic_ns();
         let go_names_source = self.go.as_mut();
         let table = program_table(
@@ -1268,6 +1363,7 @@ impl Session {
                 code: &mut self.code,
                 stacks: &self.probes,
                 go: None,
+                rust_heap_names: None,
             },
         );
         notes.extend(table.notes);
@@ -1421,6 +1517,7 @@ fn program_table(
     let go = go.map(|go| &*go);
     let mut namer = Namer {
         go: go.map(GoTracker::names),
+        rust_heap_names: Some(analysis.rust().heap_names()),
         ..namer
     };
     // In a Go program, the runtime's futex words say from their frames what they are:
@@ -1454,8 +1551,16 @@ fn program_table(
 /// The stacks that waited on the futex word `addr` most often, as many as telling a Go
 /// runtime lock from an idle sleep takes (`assemble::go_runtime_futexes`).
 fn go_futex_stacks(analysis: &Analysis, addr: u64) -> Vec<RawStack> {
+    lock_wait_stacks(analysis, addr, assemble::STACKS_PER_GO_FUTEX)
+}
+
+/// How many of a Rust lock's most frequent waiting stacks are searched for its name.
+const STACKS_PER_RUST_NAME: usize = 4;
+
+/// Up to `limit` of the stacks that waited on the futex word `addr`, most frequent first.
+fn lock_wait_stacks(analysis: &Analysis, addr: u64, limit: usize) -> Vec<RawStack> {
     analysis
-        .wait_stacks(addr, assemble::STACKS_PER_GO_FUTEX)
+        .wait_stacks(addr, limit)
         .into_iter()
         .map(|(id, window)| RawStack::Native {
             stack_id: (id != WINDOW_ONLY_STACK).then_some(id),

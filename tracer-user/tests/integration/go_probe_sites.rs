@@ -642,7 +642,7 @@ fn inline_queries_match_frames() {
     }
 }
 
-/// `go_global_field_path` and `GoDwarfNames`: Go globals named by variable and field path
+/// `go_global_field_path` and `DwarfNames`: Go globals named by variable and field path
 /// from DWARF. On `go_abba` (`main.store`, `main.provider`: `mu sync.Mutex`, a map, a pointer)
 /// and on a Go program written here ([`NESTED_GLOBALS`]) with nested structs, arrays, an
 /// embedded mutex and an array of `RWMutex`es, whose offsets the program itself prints
@@ -715,7 +715,7 @@ func main() {
 
 /// `go_abba`: two globals, each `mu sync.Mutex` at 0, a map at 8, a pointer at 16.
 fn check_abba_field_paths(tc: &GoToolchain, out_dir: &Path) {
-    use tracer_user::go::probe::{GoDwarfNames, go_global_field_path};
+    use tracer_user::go::probe::{DwarfNames, go_global_field_path};
 
     let label = tc.release;
     let normal = build_cached(tc, "go_abba", out_dir, false);
@@ -723,9 +723,9 @@ fn check_abba_field_paths(tc: &GoToolchain, out_dir: &Path) {
     let data = std::fs::read(&normal).expect("read binary");
     let stripped_data = std::fs::read(&stripped).expect("read binary");
     let start = std::time::Instant::now();
-    let names = GoDwarfNames::new(&data).expect("DWARF names");
+    let names = DwarfNames::go(&data).expect("DWARF names");
     eprintln!(
-        "{label}: GoDwarfNames::new: {} globals in {:?}",
+        "{label}: DwarfNames::new: {} globals in {:?}",
         names.len(),
         start.elapsed()
     );
@@ -768,14 +768,14 @@ fn check_abba_field_paths(tc: &GoToolchain, out_dir: &Path) {
     );
     assert_eq!(go_global_field_path(&data, "main.noSuchVar", 0), None);
     assert!(
-        GoDwarfNames::new(&stripped_data).is_none(),
+        DwarfNames::go(&stripped_data).is_none(),
         "{label}: stripped"
     );
 }
 
 /// [`NESTED_GLOBALS`] (sources in `src`): paths at the offsets the program prints.
 fn check_nested_field_paths(tc: &GoToolchain, out_dir: &Path, src: &Path) {
-    use tracer_user::go::probe::{GoDwarfNames, go_global_field_path};
+    use tracer_user::go::probe::{DwarfNames, go_global_field_path};
 
     let label = tc.release;
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-targets-cache");
@@ -802,7 +802,7 @@ fn check_nested_field_paths(tc: &GoToolchain, out_dir: &Path, src: &Path) {
         .collect();
     let fact = |k: &str| *facts.get(k).unwrap_or_else(|| panic!("{label}: no {k}"));
     let data = std::fs::read(&bin).expect("read binary");
-    let names = GoDwarfNames::new(&data).expect("DWARF names");
+    let names = DwarfNames::go(&data).expect("DWARF names");
     let path = |var: &str, offset: u64| {
         let one = go_global_field_path(&data, var, offset);
         let many = names.field_path(var, offset);
@@ -978,7 +978,7 @@ fn heap_lock_names_from_dwarf() {
 #[test]
 fn fuzz_go_dwarf_and_code_analysis_bounded() {
     use object::{Object as _, ObjectSection as _};
-    use tracer_user::go::probe::{GoDwarfNames, go_lock_names};
+    use tracer_user::go::probe::{DwarfNames, go_lock_names};
 
     let [_, tc] = installed();
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -1054,7 +1054,7 @@ fn fuzz_go_dwarf_and_code_analysis_bounded() {
                 let _ = names.field_path("main.registry", 0);
             }
         }
-        let _ = GoDwarfNames::new(&mutated);
+        let _ = DwarfNames::go(&mutated);
         runs += 1;
     }
     eprintln!("fuzz: {runs} mutated binaries analysed");

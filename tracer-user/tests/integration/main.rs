@@ -104,6 +104,8 @@ mod pprof_export;
 mod recording;
 #[cfg(feature = "root-tests")]
 mod rust_locks;
+mod rust_names;
+mod rust_toolchain;
 #[cfg(feature = "root-tests")]
 mod serve;
 #[cfg(feature = "root-tests")]

@@ -6,11 +6,7 @@
 //! cargo project (`tests/rust_targets/parking_lot_target`, its crate fetched from the
 //! registry on first build).
 
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-    time::Duration,
-};
+use std::{path::PathBuf, process::Command, time::Duration};
 
 use serde_json::Value;
 use tempfile::TempDir;
@@ -20,37 +16,9 @@ use crate::{
         Target, addr_of, as_strs, assert_success, deadlocks, describe, json_attach_args,
         json_lines, lock_by_addr, name_of, require_root, run_tracer, summary, u64_field,
     },
+    rust_toolchain::{build_rustc_target, rust_targets_dir, stripped_copy},
     tools,
 };
-
-fn rust_targets_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("rust_targets")
-}
-
-/// `tests/rust_targets/NAME.rs` built with `rustc -O -g` into a temporary directory
-/// (kept as long as the returned directory).
-fn build_rustc_target(name: &str) -> (TempDir, PathBuf) {
-    let dir = tempfile::Builder::new()
-        .prefix(&format!("tracer-it-{name}-"))
-        .tempdir()
-        .expect("temp dir for a Rust target");
-    let exe = dir.path().join(name);
-    let out = tools::output(
-        Command::new("rustc")
-            .args(["-O", "-g", "--edition", "2021", "-o"])
-            .arg(&exe)
-            .arg(rust_targets_dir().join(format!("{name}.rs"))),
-        "rustc",
-    );
-    assert!(
-        out.status.success(),
-        "rustc failed for {name}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (dir, exe)
-}
 
 /// The `parking_lot` target built with cargo (release, with debug info) into a
 /// temporary target directory.
@@ -93,7 +61,8 @@ fn contended_lock<'a>(s: &'a Value, addr: u64, kind: &str, name: &str, out: &str
 /// Guards against: a Rust `std::sync::Mutex` read with glibc's mutex layout (its data,
 /// a counter, passed for an owner TID and made it a `mutex` with a false holder), or its
 /// waits left as bare futex words, or a std `RwLock`'s reader waits left out; the statics
-/// must be named by their demangled paths at the addresses the program printed.
+/// must be named by their demangled paths, and the locks of the heap `Store` by its type
+/// and field (`rust_std_locks::Store.hits`), at the addresses the program printed.
 #[test]
 fn std_mutex_and_rwlock_contention_on_named_statics() {
     require_root();
@@ -116,12 +85,53 @@ fn std_mutex_and_rwlock_contention_on_named_statics() {
     assert_eq!(table["type"], "rust_rwlock", "{table:#}");
     assert_eq!(name_of(table), Some("rust_std_locks::TABLE"), "{table:#}");
     assert!(u64_field(table, "contentions") > 10, "{table:#}");
-    // The heap store's mutex is contended as a std mutex too (named by its address: no
-    // Type.field naming for Rust heap locks yet).
-    let store = lock_by_addr(s, target.lock("store_mu"))
-        .unwrap_or_else(|| panic!("no heap store mutex in the summary\n{text}"));
-    assert_eq!(store["type"], "rust_mutex", "{store:#}");
+    for (field, kind) in [
+        ("hits", "rust_mutex"),
+        ("log", "rust_mutex"),
+        ("index", "rust_rwlock"),
+    ] {
+        heap_lock(
+            s,
+            &target,
+            field,
+            kind,
+            Some(&format!("rust_std_locks::Store.{field}")),
+            &text,
+        );
+    }
     assert!(deadlocks(&values).is_empty(), "{text}");
+}
+
+/// The summary entry of the heap `Store`'s lock `field` (at the address the target
+/// printed), checked to be contended, of `kind`, and named `name` (`None`: no name).
+fn heap_lock(s: &Value, target: &Target, field: &str, kind: &str, name: Option<&str>, out: &str) {
+    let lock = lock_by_addr(s, target.lock(&format!("store_{field}")))
+        .unwrap_or_else(|| panic!("no Store.{field} lock in the summary\n{out}"));
+    assert_eq!(lock["type"], kind, "{lock:#}");
+    assert_eq!(name_of(lock), name, "{lock:#}");
+    assert!(u64_field(lock, "contentions") > 0, "{lock:#}");
+}
+
+/// Guards against: a stripped Rust program's heap locks given a name (no DWARF: nothing
+/// says which field they are) or lost; they keep the addresses the program printed.
+#[test]
+fn std_heap_locks_of_a_stripped_build_keep_their_address() {
+    require_root();
+    let (_dir, exe) = build_rustc_target("rust_std_locks");
+    let stripped = stripped_copy(&exe);
+    let target = Target::spawn(&stripped, &["contend"]);
+    let out = run_tracer(&as_strs(&json_attach_args(target.pid(), 3, &[])));
+    assert_success(&out);
+    let text = describe(&out);
+    let values = json_lines(&out.stdout);
+    let s = summary(&values);
+    for (field, kind) in [
+        ("hits", "rust_mutex"),
+        ("log", "rust_mutex"),
+        ("index", "rust_rwlock"),
+    ] {
+        heap_lock(s, &target, field, kind, None, &text);
+    }
 }
 
 /// Guards against: `parking_lot` contention lost (its threads park on words of their

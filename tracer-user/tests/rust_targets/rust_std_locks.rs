@@ -1,8 +1,9 @@
 //! Rust `std` lock target for the tracer's integration tests (std only, built with rustc).
 //!
 //! Usage: rust_std_locks MODE
-//! - `contend`: four threads hammer `static HOT: Mutex<u64>` and a heap `Store`'s `mu`
-//!   (and `static TABLE: RwLock<u64>` with a writer and readers), for ever.
+//! - `contend`: four threads hammer `static HOT: Mutex<u64>` and a heap `Store`'s `hits`
+//!   and `log` mutexes (and `static TABLE: RwLock<u64>` and the store's `index` with a
+//!   writer and readers), for ever.
 //! - `abba`: `worker_a` takes `LOCK_A` then `LOCK_B`, `worker_b` the opposite, with a
 //!   barrier in between: a certain deadlock among std mutexes.
 //!
@@ -16,10 +17,12 @@ static TABLE: RwLock<u64> = RwLock::new(0);
 static LOCK_A: Mutex<u64> = Mutex::new(0);
 static LOCK_B: Mutex<u64> = Mutex::new(0);
 
-/// A heap object whose lock is named by its type and field.
+/// A heap object whose locks are named by its type and field (`Store.hits`, ...).
 pub struct Store {
-    pub hits: u64,
-    pub mu: Mutex<Vec<u64>>,
+    pub total: u64,
+    pub hits: Mutex<u64>,
+    pub log: Mutex<Vec<u64>>,
+    pub index: RwLock<u64>,
 }
 
 fn gettid() -> i64 {
@@ -41,12 +44,33 @@ fn hold_hot(n: u64) {
 
 #[inline(never)]
 fn hold_store(store: &Store, n: u64) {
-    let mut v = store.mu.lock().unwrap();
+    let mut v = store.log.lock().unwrap();
     v.push(n);
     if v.len() > 64 {
         v.clear();
     }
     thread::sleep(Duration::from_micros(200));
+}
+
+#[inline(never)]
+fn count_hit(store: &Store, n: u64) {
+    let mut hits = store.hits.lock().unwrap();
+    *hits += n;
+    thread::sleep(Duration::from_micros(200));
+}
+
+#[inline(never)]
+fn write_index(store: &Store) {
+    let mut i = store.index.write().unwrap();
+    *i += 1;
+    thread::sleep(Duration::from_micros(500));
+}
+
+#[inline(never)]
+fn read_index(store: &Store) -> u64 {
+    let i = store.index.read().unwrap();
+    thread::sleep(Duration::from_micros(100));
+    *i
 }
 
 #[inline(never)]
@@ -64,12 +88,19 @@ fn read_table() -> u64 {
 }
 
 fn contend() {
-    let store = Arc::new(Store { hits: 0, mu: Mutex::new(Vec::new()) });
+    let store = Arc::new(Store {
+        total: 0,
+        hits: Mutex::new(0),
+        log: Mutex::new(Vec::new()),
+        index: RwLock::new(0),
+    });
     println!("pid={}", std::process::id());
     println!("lock.HOT={:#x}", &HOT as *const _ as usize);
     println!("lock.TABLE={:#x}", &TABLE as *const _ as usize);
-    println!("lock.store_mu={:#x}", &store.mu as *const _ as usize);
-    println!("store.hits={}", store.hits);
+    println!("lock.store_hits={:#x}", &store.hits as *const _ as usize);
+    println!("lock.store_log={:#x}", &store.log as *const _ as usize);
+    println!("lock.store_index={:#x}", &store.index as *const _ as usize);
+    println!("store.total={}", store.total);
     for i in 0..4u64 {
         let store = Arc::clone(&store);
         thread::Builder::new()
@@ -77,20 +108,25 @@ fn contend() {
             .spawn(move || loop {
                 hold_hot(i);
                 hold_store(&store, i);
+                count_hit(&store, i);
             })
             .unwrap();
     }
+    let writer_store = Arc::clone(&store);
     thread::Builder::new()
         .name("writer".into())
-        .spawn(|| loop {
+        .spawn(move || loop {
             write_table();
+            write_index(&writer_store);
         })
         .unwrap();
     for i in 0..2 {
+        let store = Arc::clone(&store);
         thread::Builder::new()
             .name(format!("reader{i}"))
-            .spawn(|| loop {
+            .spawn(move || loop {
                 std::hint::black_box(read_table());
+                std::hint::black_box(read_index(&store));
             })
             .unwrap();
     }

@@ -11,12 +11,14 @@
 //!
 //! To stay fast on large binaries only functions whose inline tree mentions a lock
 //! function ([`GoTable::funcs_inlining`]) and the out-of-line lock functions are decoded.
-use iced_x86::{Decoder, DecoderOptions, Instruction, Mnemonic, OpKind, Register};
-use rustc_hash::FxHashSet;
+use iced_x86::{Instruction, Mnemonic, OpKind, Register};
 use tracer_common::{GoOp, go_cookie, pt_reg};
 
 use super::{GoProbeError, Segment, elf_segments, entry_and_returns, map_range};
-use crate::go::sym::{GoFrame, GoFunc, GoTable};
+use crate::{
+    go::sym::{GoFrame, GoFunc, GoTable},
+    lock_names::code::Decoded,
+};
 
 /// One uprobe of the plan.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -557,45 +559,7 @@ fn plan_function(
     (sites, skipped)
 }
 
-/// One function decoded from start to end (or to its first undecodable byte).
-pub(super) struct Decoded<'a> {
-    code: &'a [u8],
-    entry: u64,
-    pub(super) instrs: Vec<Instruction>,
-    /// Targets of every direct near branch, jump or call in the function.
-    pub(super) targets: FxHashSet<u64>,
-    /// Address of the first byte that did not decode, if any.
-    stopped_at: Option<u64>,
-}
-
-impl<'a> Decoded<'a> {
-    pub(super) fn new(code: &'a [u8], entry: u64) -> Self {
-        let mut decoder = Decoder::with_ip(64, code, entry, DecoderOptions::NONE);
-        let mut this = Self {
-            code,
-            entry,
-            instrs: Vec::new(),
-            targets: FxHashSet::default(),
-            stopped_at: None,
-        };
-        let mut instr = Instruction::default();
-        while decoder.can_decode() {
-            decoder.decode_out(&mut instr);
-            if instr.is_invalid() {
-                this.stopped_at = Some(instr.ip());
-                break;
-            }
-            if matches!(
-                instr.op0_kind(),
-                OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64
-            ) {
-                this.targets.insert(instr.near_branch_target());
-            }
-            this.instrs.push(instr);
-        }
-        this
-    }
-
+impl Decoded<'_> {
     /// `(probe address, base slot, displacement, value slot)` of the site after the lock
     /// atomic `instrs[i]`, or why it gets none.
     fn site_after(

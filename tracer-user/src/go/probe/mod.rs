@@ -26,13 +26,12 @@
 //!   the register and displacement that give the lock's address (the attach cookie).
 //! - [`go_runtime_offsets`] (`runtime_offsets`): where `goid` and `atomicstatus` sit in
 //!   the runtime's `g`, from DWARF or a per-release table.
-//! - [`GoDwarfNames`] and [`go_global_field_path`] (`dwarf_names`): names of places in
+//! - [`DwarfNames`] and [`go_global_field_path`] (`crate::lock_names`): names of places in
 //!   global variables by field path (`main.store.mu`, `main.table[3].mu`), from DWARF.
 //! - [`go_lock_names`] (`lock_owners`): names of locks inside heap objects by the type of
 //!   the struct holding them (`main.Store.mu`), from DWARF location lists and the code
 //!   around each site.
 mod atomic_sites;
-mod dwarf_names;
 mod lock_owners;
 mod runtime_offsets;
 
@@ -44,7 +43,6 @@ pub use self::{
         GoLockSite, GoSitePlan, SkippedSite, plan_go_lock_sites, plan_go_lock_sites_with,
         plan_go_park_sites,
     },
-    dwarf_names::{GoDwarfNames, go_global_field_path},
     lock_owners::{GoLockOwners, go_lock_names},
     runtime_offsets::{
         GoRuntimeOffsets, OffsetSource, go_minor_version, go_runtime_offsets,
@@ -53,6 +51,7 @@ pub use self::{
     },
 };
 use crate::go::sym::{GoFunc, GoSymError, GoTable};
+pub use crate::lock_names::{DwarfNames, go_global_field_path};
 
 /// Whether a Go function belongs to the lock implementation (or the runtime under it)
 /// rather than to the code that locks.

@@ -15,10 +15,11 @@
 //! The 1.19 and 1.25 rows are checked against DWARF by `tests/integration/go_probe_sites.rs`;
 //! 1.26 and 1.27 follow the development tree (unchanged since 1.25), and a future
 //! release that moves the fields again must be added here once its DWARF says so.
-use std::borrow::Cow;
 
 use addr2line::gimli;
-use object::{Object as _, ObjectSection as _};
+use object::Object as _;
+
+use crate::lock_names::dwarf::load_dwarf_sections;
 
 /// Where a [`GoRuntimeOffsets`] came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -39,10 +40,6 @@ pub struct GoRuntimeOffsets {
     /// How they were found.
     pub source: OffsetSource,
 }
-
-/// Largest DWARF section we decompress: a 74 MB Go binary has 23 MB of `.debug_info`,
-/// so this leaves room while bounding what a hostile file can make us allocate.
-const MAX_SECTION: usize = 256 << 20;
 
 /// The `runtime.g` offsets of a Go binary: from its DWARF when present, else from the
 /// table for `go_version` (as [`crate::go::sym::go_build_info`] reports it, e.g.
@@ -114,56 +111,6 @@ pub fn go_struct_member_offsets<const N: usize>(
     members: [&str; N],
 ) -> Option<[Option<u64>; N]> {
     dwarf_member_offsets(elf, type_name, members)
-}
-
-/// Loads a DWARF section of `file`, decompressing it if needed; empty when absent.
-pub(super) fn section_bytes<'a>(
-    file: &object::File<'a>,
-    id: gimli::SectionId,
-) -> Option<Cow<'a, [u8]>> {
-    let Some(section) = file.section_by_name(id.name()) else {
-        return Some(Cow::Borrowed(&[]));
-    };
-    // Go compresses its DWARF (zlib, `SHF_COMPRESSED`); `object` inflates it, after a
-    // check of the size the header claims.
-    let claimed = section.compressed_data().ok()?.uncompressed_size;
-    if claimed > MAX_SECTION as u64 {
-        return None;
-    }
-    section.uncompressed_data().ok()
-}
-
-/// The DWARF sections of `file` a walk over entries and types needs (info, abbreviations,
-/// strings), plus those `extra` asks for, each decompressed; the others are left empty,
-/// so lines, locations and ranges (most of the DWARF) are only inflated when asked for.
-/// `None` when the file has no `.debug_info` or a section cannot be read.
-pub(super) fn load_dwarf_sections<'a>(
-    file: &object::File<'a>,
-    extra: impl Fn(gimli::SectionId) -> bool,
-) -> Option<(gimli::DwarfSections<Cow<'a, [u8]>>, gimli::RunTimeEndian)> {
-    file.section_by_name(".debug_info")?;
-    let endian = if file.is_little_endian() {
-        gimli::RunTimeEndian::Little
-    } else {
-        gimli::RunTimeEndian::Big
-    };
-    let sections = gimli::DwarfSections::load(|id| -> Result<Cow<'a, [u8]>, ()> {
-        let always = matches!(
-            id,
-            gimli::SectionId::DebugInfo
-                | gimli::SectionId::DebugAbbrev
-                | gimli::SectionId::DebugStr
-                | gimli::SectionId::DebugStrOffsets
-                | gimli::SectionId::DebugLineStr
-        );
-        if always || extra(id) {
-            section_bytes(file, id).ok_or(())
-        } else {
-            Ok(Cow::Borrowed(&[]))
-        }
-    })
-    .ok()?;
-    Some((sections, endian))
 }
 
 /// Offsets of the members `members` of struct type `type_name` in the first DWARF

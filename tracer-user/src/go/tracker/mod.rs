@@ -43,7 +43,7 @@ use crate::{
             GoProfileEntry, ParkSide, RW_READER_COUNT_OFFSET, StuckCandidate,
         },
         probe::{
-            GoDwarfNames, GoLockOwners, GoProbeError, GoRuntimeOffsets, GoSitePlan, go_lock_names,
+            DwarfNames, GoLockOwners, GoProbeError, GoRuntimeOffsets, GoSitePlan, go_lock_names,
             go_runtime_offsets, plan_go_lock_sites_with, plan_go_park_sites,
         },
         sym::{GoBuildInfo, GoSymError, GoTable, go_build_info},
@@ -103,7 +103,7 @@ pub struct GoTarget {
     /// The runtime's goroutines, when they can be read: `Err` says why not.
     goroutines: Result<RuntimeGoroutines, String>,
     /// Field paths of globals (`main.store.mu`), when the binary has DWARF.
-    dwarf_names: Option<GoDwarfNames>,
+    dwarf_names: Option<DwarfNames>,
     /// Names of locks in heap objects (`main.Store.mu`) by the sites and calls that take
     /// them, when the binary has DWARF.
     owners: GoLockOwners,
@@ -283,7 +283,7 @@ fn runtime_goroutines(
 /// The load bias of the main executable: 0 for the usual fixed-address Go binary; for a
 /// position-independent one, where its first segment was mapped minus where the file
 /// says it goes. `exe_path` is the executable's path as the maps name it.
-fn load_bias(data: &[u8], exe_path: Option<&str>, maps: &[MapEntry]) -> u64 {
+pub(crate) fn load_bias(data: &[u8], exe_path: Option<&str>, maps: &[MapEntry]) -> u64 {
     use object::{Object as _, ObjectSegment as _};
     let Ok(file) = object::File::parse(data) else {
         return 0;

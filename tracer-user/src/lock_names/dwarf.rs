@@ -1,11 +1,13 @@
 //! Names of places inside Go global variables, from the binary's DWARF: the variable
 //! `main.store` plus the path of struct fields and array elements down to the member that
-//! holds a given offset, e.g. `main.store.mu`, `main.cfg.inner.mu`, `main.table[3].mu`.
+//! holds a given offset, e.g. `main.store.mu`, `main.cfg.inner.mu`, `main.table[3].mu`;
+//! and, for Go and Rust programs, the locks inside the structs that the variables of
+//! given functions point to ([`DwarfNames::lock_member`]).
 //!
 //! Go's linker describes every package-level variable as a `DW_TAG_variable` of its
 //! package's compile unit, named as in the ELF symbol table (`main.store`, `net/http.x`),
 //! whose `DW_AT_type` (a `DW_FORM_ref_addr` into the unit holding the types) names a
-//! typedef of the struct or array type. [`GoDwarfNames::new`] reads the DWARF once and keeps
+//! typedef of the struct or array type. [`DwarfNames::go`] reads the DWARF once and keeps
 //! a compact table: each global's type and the layout (members, offsets, sizes) of every
 //! struct and array type reachable from a global *by value* (pointers, maps, slices,
 //! strings, interfaces, channels and functions are leaves). The decompressed DWARF is
@@ -13,18 +15,24 @@
 //!
 //! The walk stops at a lock: a member whose type is `sync.Mutex`, `sync.RWMutex` or
 //! `internal/sync.Mutex` is named as a whole (`main.store.mu`, never `main.store.mu.state`).
+//! In a Rust program ([`LockFlavor::Rust`]) the locks are `std`'s `Mutex<T>` and
+//! `RwLock<T>` (`std::sync::Mutex<T>`, a struct named `Mutex<…>` whose `inner` holds the
+//! futex word `futex`; `RwLock<…>` whose `inner` holds `state`), and a lock is found by
+//! the address of that futex word, which is where the lock waits.
 //! Other members are followed down to the innermost struct field or array element holding
 //! the offset, so an offset in a non-lock field names that field (`main.store.data`). An
 //! offset in padding (between members, or after the last one) names the enclosing struct;
 //! an offset inside a leaf member, past its first byte, names the member (the remainder is
 //! dropped).
 use std::{
+    borrow::Cow,
     collections::{HashMap, HashSet},
     fmt::Write as _,
     sync::Arc,
 };
 
 use addr2line::gimli;
+use object::{Object as _, ObjectSection as _};
 
 /// Types whose members are never named: a lock is named as a whole.
 const LOCK_TYPES: [&str; 3] = ["sync.Mutex", "sync.RWMutex", "internal/sync.Mutex"];
@@ -53,20 +61,86 @@ type Reader<'a> = gimli::EndianSlice<'a, gimli::RunTimeEndian>;
 /// path stops. `None` when the binary has no readable DWARF, no such variable, or
 /// `offset` is not inside it.
 ///
-/// Reads the DWARF on each call; build a [`GoDwarfNames`] to answer many queries.
+/// Reads the DWARF on each call; build a [`DwarfNames`] to answer many queries.
 #[must_use]
 pub fn go_global_field_path(elf: &[u8], symbol: &str, offset: u64) -> Option<String> {
-    GoDwarfNames::build(elf, Some(symbol), &HashSet::new())?.field_path(symbol, offset)
+    DwarfNames::build(elf, Some(symbol), &HashSet::new(), LockFlavor::Go)?
+        .field_path(symbol, offset)
+}
+
+/// Largest DWARF section we decompress: a 74 MB Go binary has 23 MB of `.debug_info`,
+/// so this leaves room while bounding what a hostile file can make us allocate.
+const MAX_SECTION: usize = 256 << 20;
+
+/// Loads a DWARF section of `file`, decompressing it if needed; empty when absent.
+fn section_bytes<'a>(file: &object::File<'a>, id: gimli::SectionId) -> Option<Cow<'a, [u8]>> {
+    let Some(section) = file.section_by_name(id.name()) else {
+        return Some(Cow::Borrowed(&[]));
+    };
+    // Go compresses its DWARF (so may a Rust build) (zlib, `SHF_COMPRESSED`); `object` inflates it, after a
+    // check of the size the header claims.
+    let claimed = section.compressed_data().ok()?.uncompressed_size;
+    if claimed > MAX_SECTION as u64 {
+        return None;
+    }
+    section.uncompressed_data().ok()
+}
+
+/// The DWARF sections of `file` a walk over entries and types needs (info, abbreviations,
+/// strings), plus those `extra` asks for, each decompressed; the others are left empty,
+/// so lines, locations and ranges (most of the DWARF) are only inflated when asked for.
+/// `None` when the file has no `.debug_info` or a section cannot be read.
+pub(crate) fn load_dwarf_sections<'a>(
+    file: &object::File<'a>,
+    extra: impl Fn(gimli::SectionId) -> bool,
+) -> Option<(gimli::DwarfSections<Cow<'a, [u8]>>, gimli::RunTimeEndian)> {
+    file.section_by_name(".debug_info")?;
+    let endian = if file.is_little_endian() {
+        gimli::RunTimeEndian::Little
+    } else {
+        gimli::RunTimeEndian::Big
+    };
+    let sections = gimli::DwarfSections::load(|id| -> Result<Cow<'a, [u8]>, ()> {
+        let always = matches!(
+            id,
+            gimli::SectionId::DebugInfo
+                | gimli::SectionId::DebugAbbrev
+                | gimli::SectionId::DebugStr
+                | gimli::SectionId::DebugStrOffsets
+                | gimli::SectionId::DebugLineStr
+        );
+        if always || extra(id) {
+            section_bytes(file, id).ok_or(())
+        } else {
+            Ok(Cow::Borrowed(&[]))
+        }
+    })
+    .ok()?;
+    Some((sections, endian))
+}
+
+/// Which language's locks and names the DWARF is read for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockFlavor {
+    /// Go: `sync.Mutex`, `sync.RWMutex`, `internal/sync.Mutex`; package-level globals;
+    /// a pointed-to struct named by its DWARF name (`main.Store`).
+    Go,
+    /// Rust: `std`'s `Mutex<T>` and `RwLock<T>`, found by their futex word; no globals
+    /// (statics are named by their symbols); a pointed-to struct named by its path, from
+    /// the name of the reference type (`&app::Store` names `app::Store`).
+    Rust,
 }
 
 /// Global variables of a Go binary and the layouts of their types, from its DWARF, for
-/// naming addresses inside them ([`GoDwarfNames::field_path`]).
+/// naming addresses inside them ([`DwarfNames::field_path`]); and the pointer variables
+/// of chosen functions of a Go or Rust binary, for naming the locks in the structs they
+/// point to ([`DwarfNames::lock_member`]).
 #[derive(Debug, Clone, Default)]
-pub struct GoDwarfNames {
+pub struct DwarfNames {
     /// Global variable name → index in `types` of its type.
     vars: HashMap<Box<str>, u32>,
     types: Vec<TypeNode>,
-    /// Entry address of each function asked for ([`GoDwarfNames::with_functions`]) → its
+    /// Entry address of each function asked for ([`DwarfNames::go_with_functions`]) → its
     /// variables that point to a struct and sit in a register somewhere.
     functions: HashMap<u64, Box<[PointerVar]>>,
 }
@@ -86,8 +160,10 @@ struct PointerVar {
 /// A type, with typedefs resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum TypeNode {
-    /// `sync.Mutex`, `sync.RWMutex` or `internal/sync.Mutex`: named as a whole.
-    Lock { size: Option<u64> },
+    /// `sync.Mutex`, `sync.RWMutex` or `internal/sync.Mutex` (Go), `Mutex<T>` or
+    /// `RwLock<T>` (Rust): named as a whole. `word` is the offset of the futex word
+    /// the lock is known by (0 for Go's locks, which are known by their address).
+    Lock { size: Option<u64>, word: u64 },
     /// Not descended into: a scalar, a pointer-shaped or header type (pointer,
     /// map, channel, function, slice, string, interface), or a type that could not be read.
     Leaf { size: Option<u64> },
@@ -107,7 +183,7 @@ enum TypeNode {
 impl TypeNode {
     fn size(&self) -> Option<u64> {
         match self {
-            Self::Lock { size }
+            Self::Lock { size, .. }
             | Self::Leaf { size }
             | Self::Struct { size, .. }
             | Self::Array { size, .. } => *size,
@@ -123,26 +199,35 @@ struct Member {
     ty: u32,
 }
 
-impl GoDwarfNames {
+impl DwarfNames {
     /// Reads the global variables and the layouts of their types from the DWARF of the
     /// Go binary `elf`. `None` when it has no readable DWARF (stripped with `-w` or `-s`).
     #[must_use]
-    pub fn new(elf: &[u8]) -> Option<Self> {
-        Self::build(elf, None, &HashSet::new())
+    pub fn go(elf: &[u8]) -> Option<Self> {
+        Self::build(elf, None, &HashSet::new(), LockFlavor::Go)
     }
 
-    /// [`GoDwarfNames::new`], plus the pointer variables of the functions whose entry
-    /// addresses are in `functions`, for [`GoDwarfNames::lock_member`].
+    /// [`DwarfNames::go`], plus the pointer variables of the functions whose entry
+    /// addresses are in `functions`, for [`DwarfNames::lock_member`].
     #[must_use]
-    pub fn with_functions(elf: &[u8], functions: &HashSet<u64>) -> Option<Self> {
-        Self::build(elf, None, functions)
+    pub fn go_with_functions(elf: &[u8], functions: &HashSet<u64>) -> Option<Self> {
+        Self::build(elf, None, functions, LockFlavor::Go)
+    }
+
+    /// The pointer variables of the functions of the Rust binary `elf` whose entry
+    /// addresses are in `functions`, for [`DwarfNames::lock_member`] (no globals). `None`
+    /// when it has no readable DWARF.
+    #[must_use]
+    pub fn rust_with_functions(elf: &[u8], functions: &HashSet<u64>) -> Option<Self> {
+        Self::build(elf, None, functions, LockFlavor::Rust)
     }
 
     /// The name of the lock at `offset` bytes into the struct a variable of the function
     /// entered at `function` points to, when at `pc` that variable is in DWARF register
     /// `reg`: `main.Store.mu` (the struct's type, then the field path to the lock, as in
-    /// [`GoDwarfNames::field_path`]). `None` unless a lock (`sync.Mutex`, `sync.RWMutex`,
-    /// `internal/sync.Mutex`) starts exactly there, so a pointer to a lock itself (the
+    /// [`DwarfNames::field_path`]). `None` unless a lock's word (the start of a Go
+    /// `sync.Mutex`, `sync.RWMutex`, `internal/sync.Mutex`; the futex word of a Rust
+    /// `Mutex<T>` or `RwLock<T>`) is exactly there, so a pointer to a lock itself (the
     /// receiver inside `Mutex.Lock`) or an offset into some other field names nothing.
     #[must_use]
     pub fn lock_member(&self, function: u64, pc: u64, reg: u16, offset: i64) -> Option<String> {
@@ -158,14 +243,14 @@ impl GoDwarfNames {
             .find_map(|var| self.lock_path(var.ty, offset, var.type_name.to_string()))
     }
 
-    /// The field path from a value of type `ty` to the lock that starts `offset` bytes into
-    /// it, appended to `path` (`main.Store` + `.mu`, `.inner.mu`, `.shards[2].mu`); `None`
-    /// when no lock starts there or `ty` is a lock itself.
+    /// The field path from a value of type `ty` to the lock whose word is `offset` bytes
+    /// into it, appended to `path` (`main.Store` + `.mu`, `.inner.mu`, `.shards[2].mu`);
+    /// `None` when no lock's word is there or `ty` is a lock itself.
     fn lock_path(&self, mut ty: u32, offset: u64, mut path: String) -> Option<String> {
         let mut rest = offset;
         for depth in 0..MAX_DEPTH {
-            if matches!(self.node(ty), TypeNode::Lock { .. }) {
-                return (rest == 0 && depth > 0).then_some(path);
+            if let TypeNode::Lock { word, .. } = self.node(ty) {
+                return (rest == *word && depth > 0).then_some(path);
             }
             (ty, rest) = self.step(ty, rest, &mut path)?;
         }
@@ -264,12 +349,17 @@ impl GoDwarfNames {
         })
     }
 
-    /// Reads the DWARF of `elf`: every global, or only the first named `only`, and the
-    /// pointer variables of the functions entered at `functions`.
-    fn build(elf: &[u8], only: Option<&str>, functions: &HashSet<u64>) -> Option<Self> {
+    /// Reads the DWARF of `elf`: every global (Go), or only the first named `only`, and
+    /// the pointer variables of the functions entered at `functions`.
+    fn build(
+        elf: &[u8],
+        only: Option<&str>,
+        functions: &HashSet<u64>,
+        flavor: LockFlavor,
+    ) -> Option<Self> {
         let file = object::File::parse(elf).ok()?;
         // Location lists, addresses and ranges only when functions are asked for.
-        let (sections, endian) = super::runtime_offsets::load_dwarf_sections(&file, |id| {
+        let (sections, endian) = load_dwarf_sections(&file, |id| {
             !functions.is_empty()
                 && matches!(
                     id,
@@ -288,6 +378,7 @@ impl GoDwarfNames {
         let mut builder = Builder {
             dwarf: &dwarf,
             units: &units,
+            flavor,
             types: Vec::new(),
             index: HashMap::new(),
             pending: Vec::new(),
@@ -295,7 +386,11 @@ impl GoDwarfNames {
         let mut vars = HashMap::new();
         let mut function_vars = HashMap::new();
         'units: for unit in &units {
-            for (name, type_offset) in unit_globals(&dwarf, unit, only) {
+            let globals = match flavor {
+                LockFlavor::Go => unit_globals(&dwarf, unit, only),
+                LockFlavor::Rust => Vec::new(),
+            };
+            for (name, type_offset) in globals {
                 if vars.contains_key(name.as_str()) {
                     continue;
                 }
@@ -306,7 +401,7 @@ impl GoDwarfNames {
                 }
             }
             if !functions.is_empty() {
-                for (entry, raw) in unit_pointer_vars(&dwarf, &units, unit, functions) {
+                for (entry, raw) in unit_pointer_vars(&dwarf, &units, unit, functions, flavor) {
                     let vars: Vec<PointerVar> = raw
                         .into_iter()
                         .map(|(type_name, pointee, in_regs)| PointerVar {
@@ -346,6 +441,7 @@ fn unit_pointer_vars<'a>(
     units: &[Unit<'a>],
     unit: &Unit<'a>,
     functions: &HashSet<u64>,
+    flavor: LockFlavor,
 ) -> Vec<(u64, Vec<RawPointerVar>)> {
     let mut out = Vec::new();
     let Ok(mut tree) = unit.header.entries_tree(&unit.abbrevs, None) else {
@@ -372,9 +468,37 @@ fn unit_pointer_vars<'a>(
         base: addr_base,
     };
     let base = addrs.get(root.entry(), gimli::DW_AT_low_pc).unwrap_or(0);
-    let mut children = root.children();
+    let context = Scope {
+        dwarf,
+        units,
+        unit,
+        base,
+        addr_base,
+        function: (0, None),
+        flavor,
+    };
+    collect_functions(&context, &addrs, root, 0, functions, &mut out);
+    out
+}
+
+/// The pointer variables of the subprograms among the children of `node` whose entry is
+/// in `functions`, looking into namespaces (Rust nests its functions in modules and
+/// `impl` blocks; Go's are children of the unit).
+fn collect_functions(
+    context: &Scope<'_, '_>,
+    addrs: &Addresses<'_, '_>,
+    node: gimli::EntriesTreeNode<'_, '_, '_, Reader<'_>>,
+    depth: usize,
+    functions: &HashSet<u64>,
+    out: &mut Vec<(u64, Vec<RawPointerVar>)>,
+) {
+    let mut children = node.children();
     while let Ok(Some(child)) = children.next() {
         let entry = child.entry();
+        if entry.tag() == gimli::DW_TAG_namespace && depth < MAX_SCOPE_DEPTH {
+            collect_functions(context, addrs, child, depth + 1, functions, out);
+            continue;
+        }
         if entry.tag() != gimli::DW_TAG_subprogram {
             continue;
         }
@@ -391,17 +515,12 @@ fn unit_pointer_vars<'a>(
         };
         let mut vars = Vec::new();
         let scope = Scope {
-            dwarf,
-            units,
-            unit,
-            base,
-            addr_base,
             function: (low, high),
+            ..*context
         };
         scope.pointer_vars(child, 0, &mut vars);
         out.push((low, vars));
     }
-    out
 }
 
 /// What reading the variables of one function needs.
@@ -416,6 +535,8 @@ struct Scope<'s, 'a> {
     /// The function's `[low, high)`, where a single location expression directly in it
     /// holds.
     function: (u64, Option<u64>),
+    /// How a pointed-to struct is named.
+    flavor: LockFlavor,
 }
 
 impl Scope<'_, '_> {
@@ -466,12 +587,24 @@ impl Scope<'_, '_> {
             };
             entry_at(units, origin, |u, e| type_ref(u, e))?
         })?;
-        let pointee = entry_at(units, ty, |u, e| {
-            (e.tag() == gimli::DW_TAG_pointer_type).then(|| type_ref(u, e))?
+        let (pointee, reference) = entry_at(units, ty, |u, e| {
+            (e.tag() == gimli::DW_TAG_pointer_type).then(|| {
+                let reference = entry_name(dwarf, e).map(|n| String::from_utf8_lossy(n));
+                Some((type_ref(u, e)?, reference.map(std::borrow::Cow::into_owned)))
+            })?
         })??;
-        let type_name: Box<str> = entry_at(units, pointee, |_, e| {
-            entry_name(dwarf, e).map(|n| String::from_utf8_lossy(n).into())
-        })??;
+        // Rust's reference and pointer types carry the pointee's path (`&app::Store`),
+        // which its struct's own name (`Store`) leaves out.
+        let path = match self.flavor {
+            LockFlavor::Rust => reference.as_deref().and_then(rust_pointee_path),
+            LockFlavor::Go => None,
+        };
+        let type_name: Box<str> = match path {
+            Some(path) => path.into(),
+            None => entry_at(units, pointee, |_, e| {
+                entry_name(dwarf, e).map(|n| String::from_utf8_lossy(n).into())
+            })??,
+        };
         let mut in_regs = Vec::new();
         match entry.attr_value(gimli::DW_AT_location).ok()?? {
             gimli::AttributeValue::Exprloc(expr) => {
@@ -506,6 +639,15 @@ impl Scope<'_, '_> {
         }
         (!in_regs.is_empty()).then(|| (type_name, pointee, in_regs.into_boxed_slice()))
     }
+}
+
+/// The path of the type a Rust reference or pointer type name points to: `app::Store`
+/// for `&app::Store`, `&mut app::Store`, `*const app::Store`, `*mut app::Store`.
+fn rust_pointee_path(reference: &str) -> Option<&str> {
+    let path = ["&mut ", "&", "*const ", "*mut "]
+        .iter()
+        .find_map(|prefix| reference.strip_prefix(prefix))?;
+    (!path.is_empty()).then_some(path)
 }
 
 /// Reads the address attributes of one unit.
@@ -700,6 +842,7 @@ fn unit_globals(
 struct Builder<'d, 'a> {
     dwarf: &'d gimli::Dwarf<Reader<'a>>,
     units: &'d [Unit<'a>],
+    flavor: LockFlavor,
     types: Vec<TypeNode>,
     /// Section offset of a type entry → its index in `types`.
     index: HashMap<usize, u32>,
@@ -759,8 +902,9 @@ impl Builder<'_, '_> {
             };
             let entry = root.entry();
             let tag = entry.tag();
-            if entry_name(self.dwarf, entry)
-                .is_some_and(|name| LOCK_TYPES.iter().any(|lock| lock.as_bytes() == name))
+            if self.flavor == LockFlavor::Go
+                && entry_name(self.dwarf, entry)
+                    .is_some_and(|name| LOCK_TYPES.iter().any(|lock| lock.as_bytes() == name))
             {
                 lock = true;
             }
@@ -782,13 +926,19 @@ impl Builder<'_, '_> {
                 (tag == gimli::DW_TAG_pointer_type).then(|| u64::from(unit.header.address_size()))
             });
             if lock {
-                return TypeNode::Lock { size };
+                return TypeNode::Lock { size, word: 0 };
             }
             if leaf {
                 return TypeNode::Leaf { size };
             }
             if tag == gimli::DW_TAG_structure_type {
+                let name = entry_name(self.dwarf, entry);
                 let members = struct_members(self.dwarf, unit, root);
+                if self.flavor == LockFlavor::Rust
+                    && let Some(word) = name.and_then(|name| self.rust_lock_word(name, &members))
+                {
+                    return TypeNode::Lock { size, word };
+                }
                 let mut members: Vec<Member> = members
                     .into_iter()
                     .map(|(name, offset, ty)| Member {
@@ -821,6 +971,35 @@ impl Builder<'_, '_> {
             return TypeNode::Leaf { size };
         }
         TypeNode::Leaf { size: None }
+    }
+}
+
+impl Builder<'_, '_> {
+    /// The offset of the futex word in a Rust `std` lock, when the struct named `name`
+    /// with `members` is one: named `Mutex<…>` with `inner.futex`, or `RwLock<…>`
+    /// with `inner.state` (`std`'s futex locks, Rust 1.62 and later).
+    fn rust_lock_word(&self, name: &[u8], members: &[(String, u64, usize)]) -> Option<u64> {
+        let word_member = if name.starts_with(b"Mutex<") {
+            "futex"
+        } else if name.starts_with(b"RwLock<") {
+            "state"
+        } else {
+            return None;
+        };
+        let &(_, inner_offset, inner_ty) = members.iter().find(|(name, _, _)| name == "inner")?;
+        let (inner_unit, offset) = unit_at(self.units, inner_ty)?;
+        let mut tree = inner_unit
+            .header
+            .entries_tree(&inner_unit.abbrevs, Some(gimli::UnitOffset(offset)))
+            .ok()?;
+        let root = tree.root().ok()?;
+        if root.entry().tag() != gimli::DW_TAG_structure_type {
+            return None;
+        }
+        let (_, word_offset, _) = struct_members(self.dwarf, inner_unit, root)
+            .into_iter()
+            .find(|(name, _, _)| name == word_member)?;
+        inner_offset.checked_add(word_offset)
     }
 }
 
@@ -892,12 +1071,18 @@ mod tests {
 
     /// `type Inner struct { n int32; mu sync.Mutex }` (16 bytes),
     /// `type Cfg struct { _ struct{}; mu sync.RWMutex; inner Inner; tail [3]Inner; p *int }`.
-    fn names() -> GoDwarfNames {
+    fn names() -> DwarfNames {
         let types = vec![
             // 0: sync.Mutex
-            TypeNode::Lock { size: Some(8) },
+            TypeNode::Lock {
+                size: Some(8),
+                word: 0,
+            },
             // 1: sync.RWMutex
-            TypeNode::Lock { size: Some(24) },
+            TypeNode::Lock {
+                size: Some(24),
+                word: 0,
+            },
             // 2: int32
             TypeNode::Leaf { size: Some(4) },
             // 3: Inner
@@ -958,7 +1143,7 @@ mod tests {
             in_regs: vec![(0x1000, 0x1030, 2)].into(),
         };
         let functions = std::iter::once((0x1000, vec![cfg, mutex].into_boxed_slice())).collect();
-        GoDwarfNames {
+        DwarfNames {
             vars,
             types,
             functions,
@@ -1019,7 +1204,7 @@ mod tests {
 
     #[test]
     fn not_an_elf_file() {
-        assert!(GoDwarfNames::new(b"nope").is_none());
+        assert!(DwarfNames::go(b"nope").is_none());
         assert_eq!(go_global_field_path(b"nope", "main.store", 0), None);
     }
 }
