@@ -33,5 +33,5 @@ pub use self::{
         OrderEdge, StuckHolder, StuckLock,
     },
     lock::{HoldMode, LockKind, LockRef, NameSource},
-    summary::{LockSummary, OtherLocks, Quantiles, Summary},
+    summary::{FilteredLocks, LockSummary, OtherLocks, Quantiles, Summary},
 };

@@ -1287,6 +1287,7 @@ impl Session {
             lock_order_inversions: self.inversions_reported,
             locks: exec_watch::merge_lock_tables(previous.locks, table.locks),
             other_locks,
+            filtered_out: None,
             notes,
         };
         sink.summary(&summary).map_err(SessionError::Output)

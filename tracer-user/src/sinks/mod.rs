@@ -3,13 +3,21 @@
 //! A sink only renders; it never looks at the target or the analysis, so adding an output
 //! (metrics, pprof, recordings, a live view) is a new sink and nothing else.
 
+pub mod filter;
 mod json;
+pub mod outcome;
 mod reader;
 mod text;
 
 use std::io::{self, Write};
 
-pub use self::{json::JsonSink, reader::ReaderWatch, text::TextSink};
+pub use self::{
+    filter::{FilterSink, LockFilter},
+    json::JsonSink,
+    outcome::{Outcome, OutcomeSink},
+    reader::ReaderWatch,
+    text::TextSink,
+};
 use crate::model::{Finding, Summary};
 
 /// A consumer of the tracer's output.
