@@ -207,7 +207,7 @@ fn assert_abba_reported(target: &Target, out: &Output) -> Value {
 /// own tids and lock addresses, names from its symbols), and exited 0; returns the
 /// deadlock.
 fn assert_cycle_reported(target: &Target, out: &Output, edges: &[Edge<'_>]) -> Value {
-    assert!(out.status.success(), "tracer failed\n{}", describe(out));
+    crate::common::assert_success(out);
     let values = json_lines(&out.stdout);
     let found = deadlocks(&values);
     assert_eq!(

@@ -23,6 +23,9 @@
 //! - [`deadlock`]: deadlock detection on C targets.
 //! - [`contention`]: contention statistics on C targets.
 //! - [`errors`]: bad input to `tracer attach`.
+//! - [`exit_status`]: the exit status says what was found (deadlock, stuck lock,
+//!   inversion, nothing).
+//! - [`filters`]: `--lock`, `--type`, `--min-wait` on the summary's table.
 //! - [`bpf_log`]: the eBPF programs' diagnostics (`--bpf-log`).
 //! - [`lifecycle`]: how a trace ends, and that no probe outlives the tracer.
 //! - [`go_attach`]: Go targets (goroutines and `sync` locks).
@@ -71,6 +74,10 @@ mod contention;
 mod deadlock;
 #[cfg(feature = "root-tests")]
 mod errors;
+#[cfg(feature = "root-tests")]
+mod exit_status;
+#[cfg(feature = "root-tests")]
+mod filters;
 #[cfg(feature = "root-tests")]
 mod go_attach;
 mod go_defers;
