@@ -82,6 +82,11 @@ enum Command {
         debug_dirs: Vec<PathBuf>,
         #[command(flatten)]
         filters: FilterArgs,
+        /// Draw the wait-for graph at each finding and at the end (with --holds, also the
+        /// lock-order graph) as Graphviz DOT in FILE, one digraph each, rendered to
+        /// FILE.N.svg when Graphviz is installed.
+        #[arg(long, value_name = "FILE")]
+        graph: Option<PathBuf>,
     },
     /// Run as a sidecar: trace every process the selectors match, now and later, until
     /// SIGTERM; findings as NDJSON on stdout, Prometheus metrics and pprof contention
@@ -168,6 +173,15 @@ impl FilterArgs {
             min_wait: self.min_wait.unwrap_or_default(),
         }
     }
+}
+
+/// The `--graph FILE` sink, created (truncated) before the trace so a bad path fails at
+/// once (`attach`, and `report`).
+fn graph_sink(path: Option<&std::path::Path>) -> anyhow::Result<Option<sinks::DotSink>> {
+    path.map(|p| {
+        sinks::DotSink::create(p).with_context(|| format!("--graph {}: cannot create", p.display()))
+    })
+    .transpose()
 }
 
 /// The exit status that says what a run found (`tracer attach`, `tracer report`), as
@@ -288,6 +302,7 @@ fn run(cli: &Cli, found: &mut sinks::Outcome) -> anyhow::Result<()> {
             all_locks,
             ref debug_dirs,
             ref filters,
+            ref graph,
         } => {
             let stuck_after = positive_secs(stuck_after, "--stuck-after")?;
             let config = Config {
@@ -311,7 +326,9 @@ fn run(cli: &Cli, found: &mut sinks::Outcome) -> anyhow::Result<()> {
                 (!all_locks).then_some(top),
                 &mut stdout,
             );
-            let mut filtered = sinks::FilterSink::new(sink.as_mut(), filters.filter());
+            let dot = graph_sink(graph.as_deref())?;
+            let mut drawn = sinks::WithGraphs::new(sink.as_mut(), dot);
+            let mut filtered = sinks::FilterSink::new(&mut drawn, filters.filter());
             let mut counted = sinks::OutcomeSink::new(&mut filtered, found);
             runtime.block_on(session::run(config, &mut counted, reader.as_ref()))?;
             Ok(())

@@ -14,6 +14,7 @@ mod adopt;
 mod clock;
 mod confirm;
 mod exec_watch;
+mod graph;
 mod live;
 mod order;
 pub(crate) use self::order::lock_order_note;
@@ -48,6 +49,7 @@ use crate::{
     lockstats,
     model::{
         HolderEvidence, LockKind, LockSummary, OtherLocks, Summary,
+        graph::GraphSnapshot,
         live::TargetSnapshot,
         raw::{RawCycleEntry, RawFinding, RawLockStats, RawStack},
     },
@@ -1075,6 +1077,7 @@ impl Session {
             let finding = assemble::finding(raw, now, &mut self.namer());
             self.count_inversion(&finding);
             sink.finding(&finding).map_err(SessionError::Output)?;
+            Self::draw_finding(sink, &finding)?;
         }
         Ok(())
     }
@@ -1089,6 +1092,7 @@ impl Session {
             );
             self.count_inversion(&finding);
             sink.finding(&finding).map_err(SessionError::Output)?;
+            Self::draw_finding(sink, &finding)?;
         }
         Ok(())
     }
@@ -1137,6 +1141,65 @@ impl Session {
             let raw = RawFinding::Deadlock(self.raw_deadlock(&cycle, &timeouts));
             let deadlock = assemble::finding(&raw, monotonic_ns(), &mut self.namer());
             sink.finding(&deadlock).map_err(SessionError::Output)?;
+            if let crate::model::Finding::Deadlock(d) = &deadlock {
+                self.draw_wait_for(sink, GraphSnapshot::deadlock_title(d))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives `sink` the native wait-for graph as it stands, when it draws graphs.
+    fn draw_wait_for(&mut self, sink: &mut dyn Sink, title: String) -> Result<(), SessionError> {
+        if !sink.wants_graphs() {
+            return Ok(());
+        }
+        let mut namer = Namer {
+            target: &*self.target,
+            symbolizer: &mut self.symbolizer,
+            code: &mut self.code,
+            stacks: &self.probes,
+            go: self.go.as_ref().map(GoTracker::names),
+        };
+        let snapshot = graph::wait_for(title, self.analysis.graph(), &mut namer);
+        sink.graph(&snapshot).map_err(SessionError::Output)
+    }
+
+    /// Gives `sink` the picture of a finding that is its own graph (a Go deadlock's
+    /// cycle, an inversion's orders), when it draws graphs.
+    fn draw_finding(
+        sink: &mut dyn Sink,
+        finding: &crate::model::Finding,
+    ) -> Result<(), SessionError> {
+        if !sink.wants_graphs() {
+            return Ok(());
+        }
+        let snapshot = match finding {
+            crate::model::Finding::Deadlock(d) => {
+                GraphSnapshot::of_deadlock(GraphSnapshot::deadlock_title(d), d)
+            }
+            crate::model::Finding::LockOrderInversion(inversion) => {
+                GraphSnapshot::of_inversion("lock-order inversion", inversion)
+            }
+            crate::model::Finding::StuckLock(_) => return Ok(()),
+        };
+        sink.graph(&snapshot).map_err(SessionError::Output)
+    }
+
+    /// Gives `sink` the graphs as they stand at the end (the native wait-for graph and,
+    /// with `--holds`, the lock-order graph), when it draws graphs.
+    fn draw_end_graphs(&mut self, sink: &mut dyn Sink) -> Result<(), SessionError> {
+        if !sink.wants_graphs() {
+            return Ok(());
+        }
+        self.draw_wait_for(sink, "wait-for graph at the end".to_owned())?;
+        if self.config.holds && self.config.lock_order {
+            let edges = self.order.order_edges();
+            let snapshot = graph::lock_order(
+                "lock-order graph at the end".to_owned(),
+                &edges,
+                &mut self.namer(),
+            );
+            sink.graph(&snapshot).map_err(SessionError::Output)?;
         }
         Ok(())
     }
@@ -1227,6 +1290,8 @@ impl Session {
         elapsed: Duration,
         mut notes: Vec<String>,
     ) -> Result<(), SessionError> {
+        // Before the open waits are closed: a deadlock still in place is in the picture.
+        self.draw_end_graphs(sink)?;
         let counters = self.probes.counters().unwrap_or_default();
         self.fold_brief_waits();
         notes.extend(self.ownerless_adopted_waits_note());

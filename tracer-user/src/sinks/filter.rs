@@ -13,7 +13,7 @@ use std::{io, str::FromStr, time::Duration};
 use thiserror::Error;
 
 use super::Sink;
-use crate::model::{Finding, LockKind, LockSummary, Summary};
+use crate::model::{Finding, LockKind, LockSummary, Summary, graph::GraphSnapshot};
 
 /// One `--lock` value: a lock's address (`0x…`) or its name as the report prints it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -158,6 +158,14 @@ impl<'a> FilterSink<'a> {
 impl Sink for FilterSink<'_> {
     fn finding(&mut self, finding: &Finding) -> io::Result<()> {
         self.inner.finding(finding)
+    }
+
+    fn wants_graphs(&self) -> bool {
+        self.inner.wants_graphs()
+    }
+
+    fn graph(&mut self, graph: &GraphSnapshot) -> io::Result<()> {
+        self.inner.graph(graph)
     }
 
     fn summary(&mut self, summary: &Summary) -> io::Result<()> {

@@ -10,7 +10,7 @@
 use std::io;
 
 use super::Sink;
-use crate::model::{Finding, Summary};
+use crate::model::{Finding, Summary, graph::GraphSnapshot};
 
 /// Exit code: nothing was found.
 pub const EXIT_NOTHING_FOUND: u8 = 0;
@@ -81,6 +81,14 @@ impl Sink for OutcomeSink<'_> {
     fn finding(&mut self, finding: &Finding) -> io::Result<()> {
         self.outcome.count(finding);
         self.inner.finding(finding)
+    }
+
+    fn wants_graphs(&self) -> bool {
+        self.inner.wants_graphs()
+    }
+
+    fn graph(&mut self, graph: &GraphSnapshot) -> io::Result<()> {
+        self.inner.graph(graph)
     }
 
     fn summary(&mut self, summary: &Summary) -> io::Result<()> {

@@ -146,8 +146,8 @@ fn type_rwlock_shows_only_the_rwlock() {
 /// spent asleep in the kernel, which is no longer than what the target measured.
 #[test]
 fn min_wait_counts_short_waits_without_listing_them() {
-    crate::common::require_root();
     const MIN_WAIT_NS: u64 = 150_000_000;
+    crate::common::require_root();
     let mut run = run_two_locks(&["--min-wait", "150ms"]);
     let (fast, slow, rw) = (
         run.target.lock("fast_lock"),

@@ -26,6 +26,7 @@
 //! - [`exit_status`]: the exit status says what was found (deadlock, stuck lock,
 //!   inversion, nothing).
 //! - [`filters`]: `--lock`, `--type`, `--min-wait` on the summary's table.
+//! - [`graph`]: `--graph`: a deadlock's wait-for graph as DOT, read back.
 //! - [`bpf_log`]: the eBPF programs' diagnostics (`--bpf-log`).
 //! - [`lifecycle`]: how a trace ends, and that no probe outlives the tracer.
 //! - [`go_attach`]: Go targets (goroutines and `sync` locks).
@@ -93,6 +94,8 @@ mod go_probe_sites;
 #[cfg(feature = "root-tests")]
 mod go_service;
 mod go_symbols;
+#[cfg(feature = "root-tests")]
+mod graph;
 #[cfg(feature = "root-tests")]
 mod lifecycle;
 #[cfg(feature = "root-tests")]
