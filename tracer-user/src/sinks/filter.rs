@@ -27,9 +27,9 @@ pub enum LockSelector {
 /// A command-line filter value that could not be read.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum FilterError {
-    #[error("--lock: empty lock name")]
+    #[error("empty lock name")]
     EmptyLock,
-    #[error("--lock {0}: not a hexadecimal address")]
+    #[error("{0} is not a hexadecimal address")]
     BadAddr(String),
     #[error("unknown lock type {0:?}: one of {1}")]
     UnknownKind(String, String),

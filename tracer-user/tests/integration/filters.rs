@@ -189,3 +189,30 @@ fn min_wait_counts_short_waits_without_listing_them() {
         );
     }
 }
+
+/// Guards against: a mistyped filter (an unknown type, a duration without a unit, a bad
+/// address) being ignored, so the run silently reports something else, or panicking:
+/// each is one usage error naming the flag and the value, exit status 2, before any
+/// attach.
+#[test]
+fn bad_filter_values_are_usage_errors() {
+    for (flag, value, says) in [
+        ("--type", "spinlock", "one of mutex, pi_mutex, rwlock"),
+        ("--min-wait", "5", "a number and a unit"),
+        ("--min-wait", "2min", "a number and a unit"),
+        ("--lock", "0xnothex", "not a hexadecimal address"),
+    ] {
+        let out = std::process::Command::new(crate::common::tracer_bin())
+            .args(["attach", "--pid", "1", flag, value])
+            .output()
+            .expect("run the tracer");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {stderr}");
+        assert!(
+            stderr.contains(flag) && stderr.contains(value) && stderr.contains(says),
+            "{flag} {value}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(out.stdout.is_empty(), "{flag} {value}");
+    }
+}

@@ -8,6 +8,7 @@ use crate::{
         Target, as_strs, assert_success, build_target, deadlocks, describe, json_attach_args,
         json_lines, run_tracer,
     },
+    lock_order::{ROUNDS, trace_rounds},
     tools,
 };
 
@@ -160,5 +161,53 @@ fn a_deadlock_graph_reads_back_as_the_targets_cycle() {
             .unwrap_or_else(|e| panic!("{}: {e}\n{what}", svg.display()));
         assert!(svg_text.contains("<svg"), "{}", svg.display());
         assert!(svg_text.contains("lock_b"), "{}", svg.display());
+    }
+}
+
+/// Guards against: `--graph --holds` leaving out the lock-order graph or the inversion's
+/// picture, order edges pointing the wrong way (from the lock held to the lock then
+/// taken) or credited to the wrong thread, or the inversion's cycle not highlighted.
+#[test]
+fn a_lock_order_graph_reads_back_as_the_targets_orders() {
+    crate::common::require_root();
+    let bin = build_target("order_inversion", &[]);
+    let mut target = Target::spawn(bin.path(), &[&ROUNDS.to_string()]);
+    let (lock_a, lock_b) = (target.lock("lock_a"), target.lock("lock_b"));
+    let (ab, ba) = (target.tid("order_ab"), target.tid("order_ba"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("order.dot");
+    let path_arg = path.to_string_lossy().into_owned();
+    let run = trace_rounds(&mut target, "json", &["--graph", &path_arg]);
+    let text = std::fs::read_to_string(&path).expect("the --graph file");
+    let graphs = parse_dot(&text);
+    let (la, lb) = (format!("l{lock_a:#x}"), format!("l{lock_b:#x}"));
+    // order_ab takes lock_b holding lock_a; order_ba the other way round.
+    let orders: BTreeSet<(String, String, String)> = BTreeSet::from([
+        (
+            la.clone(),
+            lb.clone(),
+            format!("then taken by order_ab ({ab})"),
+        ),
+        (lb, la, format!("then taken by order_ba ({ba})")),
+    ]);
+    let titles: Vec<&str> = graphs.iter().map(|g| g.label.as_str()).collect();
+    assert_eq!(
+        titles,
+        [
+            "lock-order inversion",
+            "wait-for graph at the end",
+            "lock-order graph at the end"
+        ],
+        "{text}\n{}",
+        run.what
+    );
+    for i in [0, 2] {
+        let lit: BTreeSet<(String, String, String)> = graphs[i]
+            .edges
+            .iter()
+            .filter(|e| e.3)
+            .map(|e| (e.0.clone(), e.1.clone(), e.2.clone()))
+            .collect();
+        assert_eq!(lit, orders, "graph {i}\n{text}");
     }
 }
