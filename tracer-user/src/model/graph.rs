@@ -203,15 +203,32 @@ impl GraphSnapshot {
     #[must_use]
     pub fn of_deadlock(title: impl Into<String>, deadlock: &Deadlock) -> Self {
         let mut g = Self::new(title);
-        for entry in &deadlock.cycle {
-            let t = g.thread(entry.tid, entry.goid, &entry.thread);
-            let held = g.lock(&entry.holds);
-            let waited = g.lock(&entry.waits_for);
-            g.edge(held, t.clone(), EdgeKind::HeldBy, None);
-            g.edge(t, waited, EdgeKind::WaitsFor, None);
-        }
-        g.highlight_cycles();
+        g.add_deadlock(deadlock);
         g
+    }
+
+    /// Adds the waits and holds of `deadlock`'s cycle that the graph lacks (a holder the
+    /// tracer knows from evidence in the process, not from a traced acquisition), then
+    /// highlights the cycles.
+    pub fn add_deadlock(&mut self, deadlock: &Deadlock) {
+        for entry in &deadlock.cycle {
+            let t = self.thread(entry.tid, entry.goid, &entry.thread);
+            let held = self.lock(&entry.holds);
+            let waited = self.lock(&entry.waits_for);
+            self.edge_once(held, t.clone(), EdgeKind::HeldBy);
+            self.edge_once(t, waited, EdgeKind::WaitsFor);
+        }
+        self.highlight_cycles();
+    }
+
+    fn edge_once(&mut self, from: String, to: String, kind: EdgeKind) {
+        if !self
+            .edges
+            .iter()
+            .any(|e| e.from == from && e.to == to && e.kind == kind)
+        {
+            self.edge(from, to, kind, None);
+        }
     }
 
     /// The locks of `inversion` and the orders they were taken in, the cycle highlighted.

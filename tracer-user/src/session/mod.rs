@@ -1077,7 +1077,12 @@ impl Session {
             let finding = assemble::finding(raw, now, &mut self.namer());
             self.count_inversion(&finding);
             sink.finding(&finding).map_err(SessionError::Output)?;
-            Self::draw_finding(sink, &finding)?;
+            match &finding {
+                crate::model::Finding::Deadlock(d) => {
+                    self.draw_go_wait_for(sink, GraphSnapshot::deadlock_title(d), Some(d))?;
+                }
+                _ => Self::draw_finding(sink, &finding)?,
+            }
         }
         Ok(())
     }
@@ -1164,6 +1169,35 @@ impl Session {
         sink.graph(&snapshot).map_err(SessionError::Output)
     }
 
+    /// Gives `sink` the Go wait-for graph as it stands (the goroutines' waits and traced
+    /// holds), with `deadlock`'s cycle added when given, when it draws graphs.
+    fn draw_go_wait_for(
+        &mut self,
+        sink: &mut dyn Sink,
+        title: String,
+        deadlock: Option<&crate::model::Deadlock>,
+    ) -> Result<(), SessionError> {
+        let Some(go) = self.go.as_ref() else {
+            return Ok(());
+        };
+        if !sink.wants_graphs() {
+            return Ok(());
+        }
+        let edges = go.wait_edges();
+        let mut namer = Namer {
+            target: &*self.target,
+            symbolizer: &mut self.symbolizer,
+            code: &mut self.code,
+            stacks: &self.probes,
+            go: Some(go.names()),
+        };
+        let mut snapshot = graph::go_wait_for(title, &edges.waits, &edges.holds, &mut namer);
+        if let Some(deadlock) = deadlock {
+            snapshot.add_deadlock(deadlock);
+        }
+        sink.graph(&snapshot).map_err(SessionError::Output)
+    }
+
     /// Gives `sink` the picture of a finding that is its own graph (a Go deadlock's
     /// cycle, an inversion's orders), when it draws graphs.
     fn draw_finding(
@@ -1191,7 +1225,14 @@ impl Session {
         if !sink.wants_graphs() {
             return Ok(());
         }
-        self.draw_wait_for(sink, "wait-for graph at the end".to_owned())?;
+        // A Go program's locks are in its Go graph: its native one is drawn only when
+        // some thread waits on a native lock (cgo, the runtime's own futexes).
+        if self.go.is_none() || self.analysis.graph().waiting_threads() > 0 {
+            self.draw_wait_for(sink, "wait-for graph at the end".to_owned())?;
+        }
+        if self.go.is_some() {
+            self.draw_go_wait_for(sink, "Go wait-for graph at the end".to_owned(), None)?;
+        }
         if self.config.holds && self.config.lock_order {
             let edges = self.order.order_edges();
             let snapshot = graph::lock_order(

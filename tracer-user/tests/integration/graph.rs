@@ -211,3 +211,82 @@ fn a_lock_order_graph_reads_back_as_the_targets_orders() {
         assert_eq!(lit, orders, "graph {i}\n{text}");
     }
 }
+
+/// Guards against: a Go deadlock's picture missing its goroutines or locks, drawing
+/// goroutines as threads, or edges that disagree with the deadlock the report gives
+/// (each goroutine waits for the lock the next one holds) or with the goroutine ids and
+/// lock addresses `go_abba` printed.
+#[test]
+fn a_go_deadlock_graph_reads_back_as_the_targets_cycle() {
+    crate::common::require_root();
+    tools::output(Command::new("dot").arg("-V"), "graphviz");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let [go, _] = crate::go_toolchain::installed();
+    let bin = crate::go_toolchain::build(&go, "go_abba", dir.path(), false);
+    let target = Target::spawn(&bin, &["deadlock", "1500"]);
+    let goids: BTreeSet<String> = ["writer", "gc"]
+        .map(|n| format!("g{}", target.fact(&format!("goid.{n}"))))
+        .into();
+    let locks: BTreeSet<String> = ["provider", "store"]
+        .map(|n| format!("l{:#x}", target.lock(n)))
+        .into();
+    let path = dir.path().join("go.dot");
+    let path_arg = path.to_string_lossy().into_owned();
+    let out = run_tracer(&as_strs(&json_attach_args(
+        target.pid(),
+        4,
+        &["--graph", &path_arg],
+    )));
+    assert_success(&out);
+    let what = describe(&out);
+    let values = json_lines(&out.stdout);
+    let found = deadlocks(&values);
+    assert_eq!(found.len(), 1, "{what}");
+    // The report's cycle as edges: goroutine → lock it waits for, lock held → goroutine.
+    let mut cycle = BTreeSet::new();
+    for entry in found[0]["cycle"].as_array().expect("cycle") {
+        let g = format!("g{}", entry["goid"].as_u64().expect("goid"));
+        let held = format!("l{:#x}", crate::common::addr_of(&entry["holds"]["addr"]));
+        let waited = format!(
+            "l{:#x}",
+            crate::common::addr_of(&entry["waits_for"]["addr"])
+        );
+        cycle.insert((g.clone(), waited, "waits for".to_owned()));
+        cycle.insert((held, g, "held by".to_owned()));
+    }
+    let text = std::fs::read_to_string(&path).expect("the --graph file");
+    let graphs = parse_dot(&text);
+    let first = graphs.first().unwrap_or_else(|| panic!("no graph\n{what}"));
+    assert!(first.label.starts_with("deadlock:"), "{text}");
+    let lit: BTreeSet<(String, String, String)> = first
+        .edges
+        .iter()
+        .filter(|e| e.3)
+        .map(|e| (e.0.clone(), e.1.clone(), e.2.clone()))
+        .collect();
+    assert_eq!(
+        lit, cycle,
+        "the highlighted edges are the report's cycle\n{text}"
+    );
+    let lit_nodes: BTreeSet<String> = first
+        .nodes
+        .iter()
+        .filter(|n| n.2)
+        .map(|n| n.0.clone())
+        .collect();
+    let expected: BTreeSet<String> = goids.union(&locks).cloned().collect();
+    assert_eq!(
+        lit_nodes, expected,
+        "the target's goroutines and locks\n{text}"
+    );
+    for g in &goids {
+        let label = &first.nodes.iter().find(|n| &n.0 == g).expect("node").1;
+        assert_eq!(label, &format!("goroutine {}", &g[1..]), "{text}");
+    }
+    assert!(
+        graphs
+            .iter()
+            .any(|g| g.label == "Go wait-for graph at the end"),
+        "{text}"
+    );
+}
