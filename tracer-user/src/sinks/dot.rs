@@ -210,18 +210,55 @@ impl DotSink {
 pub struct WithGraphs<'a> {
     inner: &'a mut dyn Sink,
     dot: Option<DotSink>,
+    /// Draw each finding's own graph (its cycle) as it passes: for a source that has no
+    /// graph snapshots (`tracer report` of a recording, which keeps findings only).
+    from_findings: bool,
 }
 
 impl<'a> WithGraphs<'a> {
-    /// `inner`, plus the graphs in `dot`.
+    /// `inner`, plus the graphs the session gives drawn in `dot`.
     pub fn new(inner: &'a mut dyn Sink, dot: Option<DotSink>) -> Self {
-        Self { inner, dot }
+        Self {
+            inner,
+            dot,
+            from_findings: false,
+        }
+    }
+
+    /// `inner`, plus each deadlock's cycle and each inversion's orders drawn in `dot`
+    /// from the findings themselves (no session behind: `tracer report`).
+    pub fn from_findings(inner: &'a mut dyn Sink, dot: Option<DotSink>) -> Self {
+        Self {
+            inner,
+            dot,
+            from_findings: true,
+        }
     }
 }
 
 impl Sink for WithGraphs<'_> {
     fn finding(&mut self, finding: &Finding) -> io::Result<()> {
-        self.inner.finding(finding)
+        self.inner.finding(finding)?;
+        if self.from_findings
+            && let Some(dot) = &mut self.dot
+        {
+            match finding {
+                Finding::Deadlock(d) => {
+                    dot.add(&GraphSnapshot::of_deadlock(
+                        GraphSnapshot::deadlock_title(d),
+                        d,
+                    ))?;
+                }
+                Finding::LockOrderInversion(inversion) => {
+                    dot.add(&GraphSnapshot::of_inversion(
+                        "lock-order inversion",
+                        inversion,
+                    ))?;
+                }
+                Finding::StuckLock(_) => {}
+            }
+        }
+        Ok(())
     }
 
     fn summary(&mut self, summary: &Summary) -> io::Result<()> {
@@ -303,6 +340,29 @@ mod tests {
             ),
             "{dot}"
         );
+    }
+
+    #[test]
+    fn findings_draw_themselves_without_a_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.dot");
+        let mut dot = DotSink::create(&path).unwrap();
+        dot.svg = false;
+        let mut json = Vec::new();
+        let mut inner = super::super::JsonSink::new(&mut json);
+        {
+            let mut sink = WithGraphs::from_findings(&mut inner, Some(dot));
+            sink.finding(&Finding::Deadlock(fixtures::deadlock()))
+                .unwrap();
+            sink.finding(&Finding::LockOrderInversion(fixtures::inversion()))
+                .unwrap();
+            sink.summary(&fixtures::summary()).unwrap();
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("// 1: deadlock: worker-a (1234)"), "{text}");
+        assert!(text.contains("// 2: lock-order inversion"), "{text}");
+        drop(inner);
+        assert_eq!(String::from_utf8(json).unwrap().lines().count(), 3);
     }
 
     #[test]
