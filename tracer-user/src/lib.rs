@@ -16,7 +16,9 @@
 //!   the summary, and their raw form as the analyses produce them.
 //! - `assemble`: the one place raw findings and statistics become report values, with
 //!   every lock, thread and stack frame named.
-//! - `sinks`: outputs (text, JSON), each consuming findings and the summary.
+//! - `sinks`: outputs (text, JSON, DOT pictures of the graphs), each consuming findings
+//!   and the summary; wrappers that filter the summary and count findings for the exit
+//!   status.
 //! - `pprof`: contention profiles encoded as gzipped pprof, like Go's `/debug/pprof/mutex`.
 //! - `metrics`: the Prometheus text exposition of live snapshots and the tracer's own
 //!   state (pure: snapshots in, text out).

@@ -80,6 +80,13 @@ enum Command {
         /// by `.gnu_debuglink`) in DIR instead of /usr/lib/debug (repeatable).
         #[arg(long = "debug-dir", value_name = "DIR")]
         debug_dirs: Vec<PathBuf>,
+        #[command(flatten)]
+        filters: FilterArgs,
+        /// Draw the wait-for graph at each finding and at the end (with --holds, also the
+        /// lock-order graph) as Graphviz DOT in FILE, one digraph each, rendered to
+        /// FILE.N.svg when Graphviz is installed.
+        #[arg(long, value_name = "FILE")]
+        graph: Option<PathBuf>,
     },
     /// Trace like `attach`, but keep the findings and the summary in FILE (with the
     /// target's identity) for `tracer report`, instead of printing them.
@@ -250,6 +257,50 @@ struct ServeArgs {
     debug_dirs: Vec<PathBuf>,
 }
 
+/// The summary's filters and thresholds (`attach`, and `report` on a recording).
+#[derive(clap::Args)]
+struct FilterArgs {
+    /// Report only this lock in the summary's table: its name, or its address `0x…`
+    /// (repeatable: any of them). Findings are never filtered.
+    #[arg(long = "lock", value_name = "NAME|ADDR", value_parser = clap::value_parser!(sinks::filter::LockSelector))]
+    locks: Vec<sinks::filter::LockSelector>,
+    /// Report only locks of this type in the summary's table (repeatable): `mutex`,
+    /// `rwlock`, `pi_mutex`, `futex`, `go_mutex`, `go_rwmutex`, `rust_mutex`, …
+    #[arg(long = "type", value_name = "TYPE", value_parser = sinks::filter::parse_kind)]
+    kinds: Vec<tracer_user::model::LockKind>,
+    /// Leave out of the table (and its stacks) the locks whose waits were all shorter
+    /// than this (`50us`, `2ms`): they are counted in the summary, not reported.
+    #[arg(long, value_name = "DURATION", value_parser = sinks::filter::parse_duration)]
+    min_wait: Option<Duration>,
+}
+
+impl FilterArgs {
+    fn filter(&self) -> sinks::LockFilter {
+        sinks::LockFilter {
+            locks: self.locks.clone(),
+            kinds: self.kinds.clone(),
+            min_wait: self.min_wait.unwrap_or_default(),
+        }
+    }
+}
+
+/// The `--graph FILE` sink, created (truncated) before the trace so a bad path fails at
+/// once (`attach`, and `report`).
+fn graph_sink(path: Option<&std::path::Path>) -> anyhow::Result<Option<sinks::DotSink>> {
+    path.map(|p| {
+        sinks::DotSink::create(p).with_context(|| format!("--graph {}: cannot create", p.display()))
+    })
+    .transpose()
+}
+
+/// The exit status that says what a run found (`tracer attach`, `tracer report`), as
+/// the README's "Exit status" documents: 0 nothing, 3 a deadlock, 4 a stuck lock, 5 a
+/// lock-order inversion, the most severe when several were found (1 is an error, 2 bad
+/// usage).
+fn exit_status(found: &sinks::Outcome) -> ExitCode {
+    ExitCode::from(found.exit_code())
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum OutputFormat {
     Text,
@@ -310,12 +361,14 @@ fn positive_secs(secs: f64, flag: &str) -> anyhow::Result<Duration> {
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
-    match run(&cli) {
-        Ok(()) => ExitCode::SUCCESS,
+    let mut found = sinks::Outcome::default();
+    match run(&cli, &mut found) {
+        Ok(()) => exit_status(&found),
         // `tracer … | head -1`: the reader has what it wanted and closed the pipe, which
         // is how a pipeline stops its producer, not a failure. The session has ended
-        // and detached (as on any exit), so there is nothing more to say.
-        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        // and detached (as on any exit), so there is nothing more to say but what the
+        // run found (a deadlock piped to `head -1` still exits 3).
+        Err(err) if is_broken_pipe(&err) => exit_status(&found),
         Err(err) => {
             // One line: the error and its causes.
             let mut line = format!("tracer: error: {err}");
@@ -338,7 +391,8 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
-fn run(cli: &Cli) -> anyhow::Result<()> {
+/// Runs the command; what the findings were goes into `found`, for the exit status.
+fn run(cli: &Cli, found: &mut sinks::Outcome) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -356,6 +410,8 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             top,
             all_locks,
             ref debug_dirs,
+            ref filters,
+            ref graph,
         } => {
             let stuck_after = positive_secs(stuck_after, "--stuck-after")?;
             let config = Config {
@@ -379,7 +435,11 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
                 (!all_locks).then_some(top),
                 &mut stdout,
             );
-            runtime.block_on(session::run(config, sink.as_mut(), reader.as_ref()))?;
+            let dot = graph_sink(graph.as_deref())?;
+            let mut drawn = sinks::WithGraphs::new(sink.as_mut(), dot);
+            let mut filtered = sinks::FilterSink::new(&mut drawn, filters.filter());
+            let mut counted = sinks::OutcomeSink::new(&mut filtered, found);
+            runtime.block_on(session::run(config, &mut counted, reader.as_ref()))?;
             Ok(())
         }
         Command::Record(ref args) => record(&runtime, args),

@@ -14,6 +14,7 @@ mod adopt;
 mod clock;
 mod confirm;
 mod exec_watch;
+mod graph;
 mod live;
 mod order;
 pub(crate) use self::order::lock_order_note;
@@ -49,6 +50,7 @@ use crate::{
     lockstats,
     model::{
         HolderEvidence, LockKind, LockSummary, OtherLocks, Summary,
+        graph::GraphSnapshot,
         live::TargetSnapshot,
         raw::{RawCycleEntry, RawFinding, RawLockStats, RawStack},
     },
@@ -1102,6 +1104,12 @@ impl Session {
             let finding = assemble::finding(raw, now, &mut self.namer());
             self.count_inversion(&finding);
             sink.finding(&finding).map_err(SessionError::Output)?;
+            match &finding {
+                crate::model::Finding::Deadlock(d) => {
+                    self.draw_go_wait_for(sink, GraphSnapshot::deadlock_title(d), Some(d))?;
+                }
+                _ => Self::draw_finding(sink, &finding)?,
+            }
         }
         Ok(())
     }
@@ -1116,6 +1124,7 @@ impl Session {
             );
             self.count_inversion(&finding);
             sink.finding(&finding).map_err(SessionError::Output)?;
+            Self::draw_finding(sink, &finding)?;
         }
         Ok(())
     }
@@ -1168,6 +1177,103 @@ impl Session {
             let raw = RawFinding::Deadlock(entries);
             let deadlock = assemble::finding(&raw, monotonic_ns(), &mut self.namer());
             sink.finding(&deadlock).map_err(SessionError::Output)?;
+            if let crate::model::Finding::Deadlock(d) = &deadlock {
+                self.draw_wait_for(sink, GraphSnapshot::deadlock_title(d))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives `sink` the native wait-for graph as it stands, when it draws graphs.
+    fn draw_wait_for(&mut self, sink: &mut dyn Sink, title: String) -> Result<(), SessionError> {
+        if !sink.wants_graphs() {
+            return Ok(());
+        }
+        let mut namer = Namer {
+            target: &*self.target,
+            symbolizer: &mut self.symbolizer,
+            code: &mut self.code,
+            stacks: &self.probes,
+            go: self.go.as_ref().map(GoTracker::names),
+            rust_heap_names: Some(self.analysis.rust().heap_names()),
+        };
+        let snapshot = graph::wait_for(title, self.analysis.graph(), &mut namer);
+        sink.graph(&snapshot).map_err(SessionError::Output)
+    }
+
+    /// Gives `sink` the Go wait-for graph as it stands (the goroutines' waits and traced
+    /// holds), with `deadlock`'s cycle added when given, when it draws graphs.
+    fn draw_go_wait_for(
+        &mut self,
+        sink: &mut dyn Sink,
+        title: String,
+        deadlock: Option<&crate::model::Deadlock>,
+    ) -> Result<(), SessionError> {
+        let Some(go) = self.go.as_ref() else {
+            return Ok(());
+        };
+        if !sink.wants_graphs() {
+            return Ok(());
+        }
+        let edges = go.wait_edges();
+        let mut namer = Namer {
+            target: &*self.target,
+            symbolizer: &mut self.symbolizer,
+            code: &mut self.code,
+            stacks: &self.probes,
+            go: Some(go.names()),
+            rust_heap_names: None,
+        };
+        let mut snapshot = graph::go_wait_for(title, &edges.waits, &edges.holds, &mut namer);
+        if let Some(deadlock) = deadlock {
+            snapshot.add_deadlock(deadlock);
+        }
+        sink.graph(&snapshot).map_err(SessionError::Output)
+    }
+
+    /// Gives `sink` the picture of a finding that is its own graph (a Go deadlock's
+    /// cycle, an inversion's orders), when it draws graphs.
+    fn draw_finding(
+        sink: &mut dyn Sink,
+        finding: &crate::model::Finding,
+    ) -> Result<(), SessionError> {
+        if !sink.wants_graphs() {
+            return Ok(());
+        }
+        let snapshot = match finding {
+            crate::model::Finding::Deadlock(d) => {
+                GraphSnapshot::of_deadlock(GraphSnapshot::deadlock_title(d), d)
+            }
+            crate::model::Finding::LockOrderInversion(inversion) => {
+                GraphSnapshot::of_inversion("lock-order inversion", inversion)
+            }
+            crate::model::Finding::StuckLock(_) => return Ok(()),
+        };
+        sink.graph(&snapshot).map_err(SessionError::Output)
+    }
+
+    /// Gives `sink` the graphs as they stand at the end (the native wait-for graph and,
+    /// with `--holds`, the lock-order graph), when it draws graphs.
+    fn draw_end_graphs(&mut self, sink: &mut dyn Sink) -> Result<(), SessionError> {
+        if !sink.wants_graphs() {
+            return Ok(());
+        }
+        // A Go program's locks are in its Go graph: its native one is drawn only when
+        // some thread waits on a native lock (cgo, the runtime's own futexes).
+        if self.go.is_none() || self.analysis.graph().waiting_threads() > 0 {
+            self.draw_wait_for(sink, "wait-for graph at the end".to_owned())?;
+        }
+        if self.go.is_some() {
+            self.draw_go_wait_for(sink, "Go wait-for graph at the end".to_owned(), None)?;
+        }
+        if self.config.holds && self.config.lock_order {
+            let edges = self.order.order_edges();
+            let snapshot = graph::lock_order(
+                "lock-order graph at the end".to_owned(),
+                &edges,
+                &mut self.namer(),
+            );
+            sink.graph(&snapshot).map_err(SessionError::Output)?;
         }
         Ok(())
     }
@@ -1321,6 +1427,8 @@ impl Session {
         elapsed: Duration,
         mut notes: Vec<String>,
     ) -> Result<(), SessionError> {
+        // Before the open waits are closed: a deadlock still in place is in the picture.
+        self.draw_end_graphs(sink)?;
         let counters = self.probes.counters().unwrap_or_default();
         self.fold_brief_waits();
         notes.extend(self.ownerless_adopted_waits_note());
@@ -1383,6 +1491,7 @@ impl Session {
             lock_order_inversions: self.inversions_reported,
             locks: exec_watch::merge_lock_tables(previous.locks, table.locks),
             other_locks,
+            filtered_out: None,
             notes,
         };
         sink.summary(&summary).map_err(SessionError::Output)

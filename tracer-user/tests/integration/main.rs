@@ -23,6 +23,10 @@
 //! - [`deadlock`]: deadlock detection on C targets.
 //! - [`contention`]: contention statistics on C targets.
 //! - [`errors`]: bad input to `tracer attach`.
+//! - [`exit_status`]: the exit status says what was found (deadlock, stuck lock,
+//!   inversion, nothing).
+//! - [`filters`]: `--lock`, `--type`, `--min-wait` on the summary's table.
+//! - [`graph`]: `--graph`: a deadlock's wait-for graph as DOT, read back.
 //! - [`bpf_log`]: the eBPF programs' diagnostics (`--bpf-log`).
 //! - [`lifecycle`]: how a trace ends, and that no probe outlives the tracer.
 //! - [`go_attach`]: Go targets (goroutines and `sync` locks).
@@ -74,6 +78,10 @@ mod deadlock;
 #[cfg(feature = "root-tests")]
 mod errors;
 #[cfg(feature = "root-tests")]
+mod exit_status;
+#[cfg(feature = "root-tests")]
+mod filters;
+#[cfg(feature = "root-tests")]
 mod go_attach;
 mod go_defers;
 #[cfg(feature = "root-tests")]
@@ -88,6 +96,8 @@ mod go_probe_sites;
 #[cfg(feature = "root-tests")]
 mod go_service;
 mod go_symbols;
+#[cfg(feature = "root-tests")]
+mod graph;
 #[cfg(feature = "root-tests")]
 mod lifecycle;
 #[cfg(feature = "root-tests")]

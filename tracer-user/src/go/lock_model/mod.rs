@@ -123,6 +123,16 @@ pub struct GoLockModel {
     hold_changes: Vec<HoldChange>,
 }
 
+/// The goroutines' waits and holds as they stand, sorted, for a picture of the wait-for
+/// graph (`--graph`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WaitEdges {
+    /// (goroutine id, thread it ran on, lock) per waiting goroutine.
+    pub waits: Vec<(u64, u32, u64)>,
+    /// (lock, goroutine id, thread it ran on) per known hold (a reader's first).
+    pub holds: Vec<(u64, u64, u32)>,
+}
+
 /// A hold taken or ended, in the order the model applied them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HoldChange {
@@ -258,6 +268,32 @@ impl GoLockModel {
     #[must_use]
     pub fn is_waiting(&self, goid: u64) -> Option<&GoWait> {
         self.goroutines.get(&goid)?.wait.as_ref()
+    }
+
+    /// Every goroutine's wait (goroutine id, thread, lock) and every known hold (lock,
+    /// goroutine id, thread), sorted: for a picture of the wait-for graph.
+    #[must_use]
+    pub fn wait_edges(&self) -> WaitEdges {
+        let mut waits: Vec<(u64, u32, u64)> = self
+            .goroutines
+            .values()
+            .filter_map(|g| g.wait.as_ref())
+            .map(|w| (w.goid, w.tid, w.lock))
+            .collect();
+        waits.sort_unstable();
+        let mut holds: Vec<(u64, u64, u32)> = Vec::new();
+        for (&addr, state) in &self.locks {
+            holds.extend(state.writer.iter().map(|h| (addr, h.goid, h.tid)));
+            holds.extend(
+                state
+                    .readers
+                    .values()
+                    .filter_map(|r| r.first())
+                    .map(|h| (addr, h.goid, h.tid)),
+            );
+        }
+        holds.sort_unstable();
+        WaitEdges { waits, holds }
     }
 
     /// The recorded writer of `addr`.

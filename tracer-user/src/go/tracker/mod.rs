@@ -661,6 +661,13 @@ impl GoTracker {
         notes
     }
 
+    /// The goroutines' waits and holds as they stand (see
+    /// [`GoLockModel::wait_edges`]), for a picture of the wait-for graph.
+    #[must_use]
+    pub fn wait_edges(&self) -> crate::go::lock_model::WaitEdges {
+        self.model.wait_edges()
+    }
+
     /// Deadlocks reported so far.
     #[must_use]
     pub fn deadlocks(&self) -> usize {
