@@ -15,6 +15,8 @@
 //! - `assemble`: the one place raw findings and statistics become report values, with
 //!   every lock, thread and stack frame named.
 //! - `sinks`: outputs (text, JSON), each consuming findings and the summary.
+//! - `exports`: a run's contention profile written as files: pprof, folded stacks, an
+//!   SVG flame graph (for `attach` and `report`).
 //! - `pprof`: contention profiles encoded as gzipped pprof, like Go's `/debug/pprof/mutex`.
 //! - `metrics`: the Prometheus text exposition of live snapshots and the tracer's own
 //!   state (pure: snapshots in, text out).
@@ -29,6 +31,7 @@
 //!   HTTP endpoint (metrics, pprof, health).
 pub mod assemble;
 pub mod event;
+pub mod exports;
 pub mod go;
 pub mod lock_order;
 pub mod lockstats;

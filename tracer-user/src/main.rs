@@ -9,6 +9,7 @@ use std::{
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use tracer_user::{
+    exports,
     go::tracker,
     lockstats,
     probes::{Hooks, Probes},
@@ -80,6 +81,8 @@ enum Command {
         /// by `.gnu_debuglink`) in DIR instead of /usr/lib/debug (repeatable).
         #[arg(long = "debug-dir", value_name = "DIR")]
         debug_dirs: Vec<PathBuf>,
+        #[command(flatten)]
+        exports: ExportArgs,
     },
     /// Run as a sidecar: trace every process the selectors match, now and later, until
     /// SIGTERM; findings as NDJSON on stdout, Prometheus metrics and pprof contention
@@ -139,6 +142,39 @@ struct ServeArgs {
     /// Where to look for separate debug files (see `attach --debug-dir`; repeatable).
     #[arg(long = "debug-dir", value_name = "DIR")]
     debug_dirs: Vec<PathBuf>,
+}
+
+/// Files written at the end of a run from its lock waits.
+#[derive(clap::Args)]
+struct ExportArgs {
+    /// Write the run's lock waits by waiting stack as a gzipped pprof profile (Go's
+    /// mutex-profile sample types, lock names as labels): `go tool pprof FILE`. With
+    /// --holds, also the waits by the stack that held the lock, to FILE with `.holders`
+    /// before its extensions (see --pprof-holders).
+    #[arg(long, value_name = "FILE")]
+    pprof: Option<PathBuf>,
+    /// With --holds: where the holders' pprof profile goes.
+    #[arg(long, value_name = "FILE")]
+    pprof_holders: Option<PathBuf>,
+    /// Write folded stacks: `lock;outermost;...;innermost N`, N the total wait in
+    /// nanoseconds, one line per lock and stack (flame-graph tools read them).
+    #[arg(long, value_name = "FILE")]
+    folded: Option<PathBuf>,
+    /// Write an SVG flame graph of the lock waits (widths in wait time, locks at the root).
+    #[arg(long, value_name = "FILE")]
+    flamegraph: Option<PathBuf>,
+}
+
+impl ExportArgs {
+    fn paths(&self, holds: bool) -> anyhow::Result<exports::ExportPaths> {
+        Ok(exports::ExportPaths::from_flags(
+            self.pprof.clone(),
+            self.pprof_holders.clone(),
+            self.folded.clone(),
+            self.flamegraph.clone(),
+            holds,
+        )?)
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -247,7 +283,9 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             top,
             all_locks,
             ref debug_dirs,
+            ref exports,
         } => {
+            let exports = exports.paths(holds)?;
             let stuck_after = positive_secs(stuck_after, "--stuck-after")?;
             let config = Config {
                 pid,
@@ -270,7 +308,24 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
                 (!all_locks).then_some(top),
                 &mut stdout,
             );
-            runtime.block_on(session::run(config, sink.as_mut(), reader.as_ref()))?;
+            if exports.is_empty() {
+                runtime.block_on(session::run(config, sink.as_mut(), reader.as_ref()))?;
+                return Ok(());
+            }
+            let request = session::ExportRequest {
+                holders: exports.pprof_holders.is_some(),
+            };
+            let profiles = runtime.block_on(session::run_exporting(
+                config,
+                sink.as_mut(),
+                reader.as_ref(),
+                request,
+            ))?;
+            if let Some(profiles) = profiles {
+                for path in exports::write_exports(&exports, &profiles)? {
+                    eprintln!("tracer: wrote {}", path.display());
+                }
+            }
             Ok(())
         }
         Command::Serve(ref args) => runtime

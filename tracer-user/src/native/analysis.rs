@@ -29,7 +29,7 @@ use crate::{
         futex_lock::{self, FutexWaitClass, KnownLocks},
         musl_lock,
         rust_lock::{self, RustLocks},
-        wait_profile::WaitProfile,
+        wait_profile::{HolderProfiles, ReleasedHold, WaitProfile},
         waitgraph::{Cycle, WaitGraph},
     },
 };
@@ -230,6 +230,8 @@ pub struct Analysis {
     /// Contention profiles being collected, by the id their requester gave (see
     /// `super::wait_profile`); empty unless someone asked for one.
     profiles: Vec<(u64, WaitProfile)>,
+    /// Holder profiles being collected (`--holds --pprof`); empty unless asked for.
+    holder_profiles: HolderProfiles,
     /// A Rust program's locks: `std`'s, `parking_lot`'s slow paths, holders from guards.
     rust: RustLocks,
 }
@@ -761,6 +763,9 @@ impl Analysis {
             if !self.profiles.is_empty() {
                 self.profile_wait(lock, &wait, ns);
             }
+            if !self.holder_profiles.is_empty() {
+                self.profile_holder(tid, lock, &wait, ns);
+            }
             self.stats.at(wait.lock_slot).end_wait(ns);
         }
         self.free_window(wait.window_slot);
@@ -783,6 +788,37 @@ impl Analysis {
         for (_, profile) in &mut self.profiles {
             profile.record(lock, stack, ns);
         }
+    }
+
+    /// Charges a lock wait of `tid` that ended after `ns` to the hold it waited for: the
+    /// hold released during the wait, else the lock's current holder (known from the
+    /// `--holds` uprobes).
+    fn profile_holder(&mut self, tid: u32, lock: u64, wait: &ActiveWait, ns: u64) {
+        let holder = self
+            .holder_profiles
+            .released_since(lock, wait.start_ns)
+            .map(|h| (h.stack, h.call_site))
+            .or_else(|| {
+                wait.holder
+                    .into_iter()
+                    .chain(self.graph.holders(lock))
+                    .filter(|&holder| holder != tid)
+                    .find_map(|holder| self.held.get(&(holder, lock)))
+                    .map(|h| (h.stack, h.call_site))
+            });
+        self.holder_profiles.record(lock, holder, ns);
+    }
+
+    /// Starts collecting a holder profile under `id` (see [`HolderProfiles`]): every lock
+    /// wait that ends from now on, charged to its holder's acquisition stack, until
+    /// [`Analysis::finish_holder_profile`].
+    pub fn start_holder_profile(&mut self, id: u64) {
+        self.holder_profiles.start(id);
+    }
+
+    /// The holder profile collected under `id`, which stops collecting it.
+    pub fn finish_holder_profile(&mut self, id: u64) -> Option<WaitProfile> {
+        self.holder_profiles.finish(id)
     }
 
     /// Starts collecting a contention profile under `id`: every lock wait that ends from
@@ -941,6 +977,14 @@ impl Analysis {
             self.stats
                 .at(held.lock_slot)
                 .record_hold(ts_ns.saturating_sub(held.since_ns));
+            self.holder_profiles.on_release(
+                lock,
+                ReleasedHold {
+                    released_ns: ts_ns,
+                    stack: held.stack,
+                    call_site: held.call_site,
+                },
+            );
         }
     }
 
