@@ -75,7 +75,7 @@ pub(super) struct Live {
 const MAX_OPEN_PROFILES: usize = 4;
 
 /// Waits that never slept have no stack and no duration: a profile cannot show them.
-const BRIEF_WAITS_COMMENT: &str = "waits that returned without sleeping (the lock was released as the waiter entered the kernel) are counted in the metrics' contentions, not in this profile";
+const BRIEF_WAITS_COMMENT: &str = "waits that returned without sleeping (the lock was released as the waiter entered the kernel) are counted as contentions in the metrics and the summary, not in this profile";
 
 impl Live {
     pub(super) fn new(link: LiveLink) -> Self {

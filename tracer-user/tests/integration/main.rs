@@ -23,6 +23,8 @@
 //! - [`deadlock`]: deadlock detection on C targets.
 //! - [`contention`]: contention statistics on C targets.
 //! - [`errors`]: bad input to `tracer attach`.
+//! - [`exports`]: `attach --pprof/--folded/--flamegraph` read back by `go tool pprof`, a
+//!   folded-stack parser and an XML parser, for C and Go targets, waiters and holders.
 //! - [`bpf_log`]: the eBPF programs' diagnostics (`--bpf-log`).
 //! - [`lifecycle`]: how a trace ends, and that no probe outlives the tracer.
 //! - [`go_attach`]: Go targets (goroutines and `sync` locks).
@@ -71,6 +73,8 @@ mod contention;
 mod deadlock;
 #[cfg(feature = "root-tests")]
 mod errors;
+#[cfg(feature = "root-tests")]
+mod exports;
 #[cfg(feature = "root-tests")]
 mod go_attach;
 mod go_defers;
