@@ -265,6 +265,25 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
+/// `tracer attach` with exports: the trace, then the files written from its profiles.
+async fn attach_exporting(
+    config: Config,
+    sink: &mut dyn sinks::Sink,
+    reader: Option<&sinks::ReaderWatch>,
+    exports: &exports::ExportPaths,
+) -> anyhow::Result<()> {
+    let request = session::ExportRequest {
+        holders: exports.pprof_holders.is_some(),
+    };
+    let profiles = session::run_exporting(config, sink, reader, request).await?;
+    if let Some(profiles) = profiles {
+        for path in exports::write_exports(exports, &profiles)? {
+            eprintln!("tracer: wrote {}", path.display());
+        }
+    }
+    Ok(())
+}
+
 fn run(cli: &Cli) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -312,21 +331,12 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
                 runtime.block_on(session::run(config, sink.as_mut(), reader.as_ref()))?;
                 return Ok(());
             }
-            let request = session::ExportRequest {
-                holders: exports.pprof_holders.is_some(),
-            };
-            let profiles = runtime.block_on(session::run_exporting(
+            runtime.block_on(attach_exporting(
                 config,
                 sink.as_mut(),
                 reader.as_ref(),
-                request,
-            ))?;
-            if let Some(profiles) = profiles {
-                for path in exports::write_exports(&exports, &profiles)? {
-                    eprintln!("tracer: wrote {}", path.display());
-                }
-            }
-            Ok(())
+                &exports,
+            ))
         }
         Command::Serve(ref args) => runtime
             .block_on(serve::serve(serve_config(args)?))

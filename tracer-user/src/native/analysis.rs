@@ -273,15 +273,20 @@ impl Analysis {
     }
 
     /// A fresh analysis for the program the target executed (`exec`), which starts with
-    /// nothing of this one but the kernel's brief-wait totals already counted here: they
-    /// are cumulative per futex word, and must not be counted again. It keeps this one's
-    /// lock cap, and its lock layout until [`Analysis::set_layout`] gives the new program's.
+    /// nothing of this one but the kernel's brief-wait totals already counted here (they
+    /// are cumulative per futex word, and must not be counted again) and the profile
+    /// windows open (taken from this one). It keeps this one's lock cap, and its lock
+    /// layout until [`Analysis::set_layout`] gives the new program's.
     #[must_use]
-    pub fn successor(&self) -> Self {
+    pub fn successor(&mut self) -> Self {
         Self {
             layout: self.layout,
             stats: LockTable::with_max_locks(self.stats.max_locks()),
             brief_folded: self.brief_folded.clone(),
+            // Open profile windows go on over the exec (a profile is of the process):
+            // they keep the old program's waits, which are named when the window closes.
+            profiles: std::mem::take(&mut self.profiles),
+            holder_profiles: std::mem::take(&mut self.holder_profiles),
             ..Self::default()
         }
     }

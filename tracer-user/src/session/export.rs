@@ -54,9 +54,11 @@ impl Session {
     }
 
     /// Closes the whole run's profile window: its waiter profile and, if asked for, its
-    /// holder profile, named. `None` if none was open.
-    pub(super) fn close_whole_run_profile(&mut self) -> Option<ExportProfiles> {
+    /// holder profile, named, and notes for the summary when a profile hit its memory
+    /// bound. `None` if none was open.
+    pub(super) fn close_whole_run_profile(&mut self) -> Option<(ExportProfiles, Vec<String>)> {
         let run = self.whole_run.take()?;
+        let mut notes = Vec::new();
         let span = (
             run.start_unix_ns,
             monotonic_ns().saturating_sub(run.started_ns),
@@ -71,6 +73,7 @@ impl Session {
             .as_mut()
             .and_then(|go| go.finish_profile(WHOLE_RUN_PROFILE))
             .unwrap_or_default();
+        notes.extend(cap_note("", waits.overflowed + go_waits.overflowed));
         let waiters = self.contention_profile((waits, go_waits), span, STACK_NOT_SAMPLED_FRAME);
         let holders = run.holders.then(|| {
             let waits = self
@@ -82,6 +85,7 @@ impl Session {
                 .as_mut()
                 .and_then(|go| go.finish_holder_profile(WHOLE_RUN_PROFILE))
                 .unwrap_or_default();
+            notes.extend(cap_note("holders' ", waits.overflowed + go_waits.overflowed));
             let mut profile =
                 self.contention_profile((waits, go_waits), span, HOLDER_NOT_KNOWN_FRAME);
             profile.comments.push(
@@ -89,6 +93,17 @@ impl Session {
             );
             profile
         });
-        Some(ExportProfiles { waiters, holders })
+        Some((ExportProfiles { waiters, holders }, notes))
     }
+}
+
+/// The note on `left_out` waits of the `which` exported profile, when there are any.
+fn cap_note(which: &str, left_out: u64) -> Option<String> {
+    (left_out > 0).then(|| {
+        format!(
+            "{left_out} lock waits are left out of the exported {which}profile: it had {} distinct (lock, stack) pairs of native locks or {} of Go locks already (the memory bound)",
+            crate::native::wait_profile::MAX_PROFILE_ENTRIES,
+            crate::go::lock_model::MAX_GO_PROFILE_ENTRIES,
+        )
+    })
 }

@@ -276,7 +276,12 @@ async fn run_with(
     }
     session.end_live_profiles();
     let last = session.final_snapshot();
-    let profiles = session.close_whole_run_profile();
+    let profiles = session
+        .close_whole_run_profile()
+        .map(|(profiles, cap_notes)| {
+            notes.extend(cap_notes);
+            profiles
+        });
     session.finish(sink, started.elapsed(), notes)?;
     Ok((last, profiles))
 }

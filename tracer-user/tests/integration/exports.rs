@@ -342,3 +342,40 @@ fn attach_exports_a_go_targets_contention() {
         .map(|(root, _)| *root);
     assert_eq!(top, Some("main.hotMu"), "{totals:?}\n{text}");
 }
+
+/// Guards bad export flags: each is one clear line and a non-zero exit before anything
+/// is attached (not a failure after a whole trace): a holders' profile without
+/// `--holds`, and a file in a directory that does not exist.
+#[test]
+fn bad_export_flags_are_one_line_errors() {
+    require_root();
+    let bin = build_target("hot_cold", &[]);
+    let target = Target::spawn(bin.path(), &["30"]);
+    let pid = target.pid().to_string();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let holders = in_dir(dir.path(), "h.pb.gz");
+    let missing = in_dir(dir.path(), "no/such/dir/f.folded");
+    for (args, says) in [
+        (
+            vec!["--pprof-holders", holders.to_str().unwrap()],
+            "holders are known only with --holds".to_owned(),
+        ),
+        (
+            vec!["--holds", "--folded", missing.to_str().unwrap()],
+            format!("cannot write {}: no such directory", missing.display()),
+        ),
+    ] {
+        let mut all = vec!["attach", "--pid", &pid, "--duration", "1"];
+        all.extend(args);
+        let out = run_tracer(&all);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{all:?} succeeded");
+        assert_eq!(stderr.lines().count(), 1, "{all:?}: {stderr}");
+        assert!(
+            stderr.starts_with("tracer: error: ") && stderr.contains(&says),
+            "{all:?}: {stderr}"
+        );
+        assert!(out.stdout.is_empty(), "{all:?}: traced anyway");
+        assert!(!holders.exists() && !missing.exists());
+    }
+}
