@@ -1679,6 +1679,71 @@ mod tests {
         assert_eq!(glibc.counts().lock_waits, 0, "the bug: no lock waits");
     }
 
+    /// Guards the holder profile's choice of holder in the analysis: a wait is charged to
+    /// the acquisition (stack id and lock call site, from the `--holds` uprobes) of the
+    /// hold released during it, else to the lock's holder when it ended; and only while a
+    /// holder profile is open.
+    #[test]
+    fn a_wait_is_charged_to_the_hold_it_waited_out() {
+        let acquired = |tid, ts, addr, stack, call_site| TraceEvent::LockAcquired {
+            tid,
+            ts_ns: ts,
+            start_ns: ts,
+            addr,
+            op: LockOp::MutexLock,
+            stack,
+            call_site,
+        };
+        let released = |tid, ts, addr| TraceEvent::LockReleased {
+            tid,
+            ts_ns: ts,
+            addr,
+            op: LockOp::MutexUnlock,
+        };
+        let mut a = Analysis::new();
+        // Before the profile: not charged.
+        feed(
+            &mut a,
+            &[
+                acquired(101, 1, LOCK_A, Some(9), 0xa0),
+                mutex_wait(102, 2, LOCK_A, 101),
+                released(101, 3, LOCK_A),
+                done(102, 4, LOCK_A),
+                released(102, 5, LOCK_A),
+            ],
+        );
+        a.start_holder_profile(1);
+        feed(
+            &mut a,
+            &[
+                acquired(101, 10, LOCK_A, Some(7), 0xa1),
+                mutex_wait(102, 20, LOCK_A, 101),
+                released(101, 50, LOCK_A),
+                done(102, 60, LOCK_A),
+                // 103's release of B is not seen by the end of 104's wait.
+                acquired(103, 70, LOCK_B, None, 0xb1),
+                mutex_wait(104, 80, LOCK_B, 103),
+                done(104, 90, LOCK_B),
+            ],
+        );
+        let mut charged: Vec<_> = a
+            .finish_holder_profile(1)
+            .expect("holder profile 1")
+            .spread_unsampled()
+            .into_iter()
+            .map(|(lock, stack, e)| (lock, stack, e.count, e.delay_ns, e.window.ip))
+            .collect();
+        charged.sort_unstable();
+        assert_eq!(
+            charged,
+            [
+                (LOCK_A, Some(Some(7)), 1, 40, 0xa1),
+                (LOCK_B, Some(None), 1, 10, 0xb1),
+            ]
+        );
+        assert!(a.finish_holder_profile(1).is_none(), "finished once");
+    }
+
     /// Guards musl condition variables counted as lock contention: a musl condvar waiter
     /// sleeps on a node in its own stack frame, expecting 2 like a lowlevellock; such a
     /// wait (and a brief one on a word never seen sleeping as a lock) is no lock wait.
