@@ -19,6 +19,8 @@
 //! - `sinks`: outputs (text, JSON, DOT pictures of the graphs), each consuming findings
 //!   and the summary; wrappers that filter the summary and count findings for the exit
 //!   status.
+//! - `exports`: a run's contention profile written as files: pprof, folded stacks, an
+//!   SVG flame graph (for `attach` and `report`).
 //! - `pprof`: contention profiles encoded as gzipped pprof, like Go's `/debug/pprof/mutex`.
 //! - `metrics`: the Prometheus text exposition of live snapshots and the tracer's own
 //!   state (pure: snapshots in, text out).
@@ -35,6 +37,7 @@
 //!   HTTP endpoint (metrics, pprof, health).
 pub mod assemble;
 pub mod event;
+pub mod exports;
 pub mod go;
 pub mod lock_names;
 pub mod lock_order;

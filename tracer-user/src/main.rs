@@ -9,6 +9,7 @@ use std::{
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use tracer_user::{
+    exports,
     go::tracker,
     lockstats,
     probes::{Hooks, Probes},
@@ -87,6 +88,8 @@ enum Command {
         /// FILE.N.svg when Graphviz is installed.
         #[arg(long, value_name = "FILE")]
         graph: Option<PathBuf>,
+        #[command(flatten)]
+        exports: ExportArgs,
     },
     /// Trace like `attach`, but keep the findings and the summary in FILE (with the
     /// target's identity) for `tracer report`, instead of printing them.
@@ -105,6 +108,12 @@ enum Command {
         /// Text output: show every recorded lock in the summary table (overrides --top).
         #[arg(long)]
         all_locks: bool,
+        #[command(flatten)]
+        filters: FilterArgs,
+        /// Draw each recorded deadlock's cycle and inversion's orders as Graphviz DOT in
+        /// FILE (a recording keeps the findings, not the whole graphs).
+        #[arg(long, value_name = "FILE")]
+        graph: Option<PathBuf>,
     },
     /// Run as a sidecar: trace every process the selectors match, now and later, until
     /// SIGTERM; findings as NDJSON on stdout, Prometheus metrics and pprof contention
@@ -152,7 +161,11 @@ struct RecordArgs {
 
 /// `tracer record`: a session whose sink is the recording. A session that fails to
 /// start leaves no file behind.
-fn record(runtime: &tokio::runtime::Runtime, args: &RecordArgs) -> anyhow::Result<()> {
+fn record(
+    runtime: &tokio::runtime::Runtime,
+    args: &RecordArgs,
+    found: &mut sinks::Outcome,
+) -> anyhow::Result<()> {
     let config = Config {
         pid: args.pid,
         duration: duration(args.duration)?,
@@ -186,7 +199,8 @@ fn record(runtime: &tokio::runtime::Runtime, args: &RecordArgs) -> anyhow::Resul
             second: printed.as_deref_mut(),
         };
         let reader = args.print.and_then(|_| sinks::ReaderWatch::stdout());
-        runtime.block_on(session::run(config, &mut both, reader.as_ref()))
+        let mut counted = sinks::OutcomeSink::new(&mut both, found);
+        runtime.block_on(session::run(config, &mut counted, reader.as_ref()))
     };
     if let Err(err) = traced {
         drop(sink);
@@ -201,10 +215,20 @@ fn record(runtime: &tokio::runtime::Runtime, args: &RecordArgs) -> anyhow::Resul
 }
 
 /// `tracer report`: the recording's findings and summary on stdout, its notes on stderr.
-fn report(file: &std::path::Path, format: OutputFormat, top: Option<usize>) -> anyhow::Result<()> {
+fn report(
+    file: &std::path::Path,
+    (format, top): (OutputFormat, Option<usize>),
+    filters: &FilterArgs,
+    graph: Option<&std::path::Path>,
+    found: &mut sinks::Outcome,
+) -> anyhow::Result<()> {
     let mut stdout = io::stdout().lock();
     let mut sink = sinks::for_format(sink_format(format), top, &mut stdout);
-    for note in recording::report(file, sink.as_mut())? {
+    let dot = graph_sink(graph)?;
+    let mut drawn = sinks::WithGraphs::from_findings(sink.as_mut(), dot);
+    let mut filtered = sinks::FilterSink::new(&mut drawn, filters.filter());
+    let mut counted = sinks::OutcomeSink::new(&mut filtered, found);
+    for note in recording::report(file, &mut counted)? {
         eprintln!("tracer: note: {note}");
     }
     Ok(())
@@ -301,6 +325,39 @@ fn exit_status(found: &sinks::Outcome) -> ExitCode {
     ExitCode::from(found.exit_code())
 }
 
+/// Files written at the end of a run from its lock waits.
+#[derive(clap::Args)]
+struct ExportArgs {
+    /// Write the run's lock waits by waiting stack as a gzipped pprof profile (Go's
+    /// mutex-profile sample types, lock names as labels): `go tool pprof FILE`. With
+    /// --holds, also the waits by the stack that held the lock, to FILE with `.holders`
+    /// before its extensions (see --pprof-holders).
+    #[arg(long, value_name = "FILE")]
+    pprof: Option<PathBuf>,
+    /// With --holds: where the holders' pprof profile goes.
+    #[arg(long, value_name = "FILE")]
+    pprof_holders: Option<PathBuf>,
+    /// Write folded stacks: `lock;outermost;...;innermost N`, N the total wait in
+    /// nanoseconds, one line per lock and stack (flame-graph tools read them).
+    #[arg(long, value_name = "FILE")]
+    folded: Option<PathBuf>,
+    /// Write an SVG flame graph of the lock waits (widths in wait time, locks at the root).
+    #[arg(long, value_name = "FILE")]
+    flamegraph: Option<PathBuf>,
+}
+
+impl ExportArgs {
+    fn paths(&self, holds: bool) -> anyhow::Result<exports::ExportPaths> {
+        Ok(exports::ExportPaths::from_flags(
+            self.pprof.clone(),
+            self.pprof_holders.clone(),
+            self.folded.clone(),
+            self.flamegraph.clone(),
+            holds,
+        )?)
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum OutputFormat {
     Text,
@@ -391,6 +448,25 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
+/// `tracer attach` with exports: the trace, then the files written from its profiles.
+async fn attach_exporting(
+    config: Config,
+    sink: &mut dyn sinks::Sink,
+    reader: Option<&sinks::ReaderWatch>,
+    exports: &exports::ExportPaths,
+) -> anyhow::Result<()> {
+    let request = session::ExportRequest {
+        holders: exports.pprof_holders.is_some(),
+    };
+    let profiles = session::run_exporting(config, sink, reader, request).await?;
+    if let Some(profiles) = profiles {
+        for path in exports::write_exports(exports, &profiles)? {
+            eprintln!("tracer: wrote {}", path.display());
+        }
+    }
+    Ok(())
+}
+
 /// Runs the command; what the findings were goes into `found`, for the exit status.
 fn run(cli: &Cli, found: &mut sinks::Outcome) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -412,7 +488,9 @@ fn run(cli: &Cli, found: &mut sinks::Outcome) -> anyhow::Result<()> {
             ref debug_dirs,
             ref filters,
             ref graph,
+            ref exports,
         } => {
+            let exports = exports.paths(holds)?;
             let stuck_after = positive_secs(stuck_after, "--stuck-after")?;
             let config = Config {
                 pid,
@@ -439,16 +517,32 @@ fn run(cli: &Cli, found: &mut sinks::Outcome) -> anyhow::Result<()> {
             let mut drawn = sinks::WithGraphs::new(sink.as_mut(), dot);
             let mut filtered = sinks::FilterSink::new(&mut drawn, filters.filter());
             let mut counted = sinks::OutcomeSink::new(&mut filtered, found);
-            runtime.block_on(session::run(config, &mut counted, reader.as_ref()))?;
-            Ok(())
+            if exports.is_empty() {
+                runtime.block_on(session::run(config, &mut counted, reader.as_ref()))?;
+                return Ok(());
+            }
+            runtime.block_on(attach_exporting(
+                config,
+                &mut counted,
+                reader.as_ref(),
+                &exports,
+            ))
         }
-        Command::Record(ref args) => record(&runtime, args),
+        Command::Record(ref args) => record(&runtime, args, found),
         Command::Report {
             ref file,
             format,
             top,
             all_locks,
-        } => report(file, format, (!all_locks).then_some(top)),
+            ref filters,
+            ref graph,
+        } => report(
+            file,
+            (format, (!all_locks).then_some(top)),
+            filters,
+            graph.as_deref(),
+            found,
+        ),
         Command::Serve(ref args) => runtime
             .block_on(serve::serve(serve_config(args)?))
             .map_err(Into::into),
@@ -457,39 +551,47 @@ fn run(cli: &Cli, found: &mut sinks::Outcome) -> anyhow::Result<()> {
             uprobes,
             go,
             duration: secs,
-        } => {
-            let target = LiveProcess::new(pid);
-            if !target.exists() {
-                anyhow::bail!("no such process: {pid}");
-            }
-            let maps = target.maps()?;
-            let libc: Option<PathBuf> = find_libc(&maps).map(|p| target.host_path(&p));
-            let go_target = if go {
-                Some(
-                    tracker::inspect(&target, &maps, tracker::GoProbeMode::Holds)?
-                        .context("--go: not a Go program")?,
-                )
-            } else {
-                None
-            };
-            let go_attach = go_target.as_ref().map(tracker::GoTarget::probe_sites);
-            let probes = Probes::attach(
-                pid,
-                Hooks::Floor { uprobes },
-                libc.as_deref(),
-                go_attach.as_ref(),
-                false,
-            )?;
-            let wait = duration(Some(secs))?.unwrap_or_default();
-            runtime.block_on(async {
-                tokio::select! {
-                    () = tokio::time::sleep(wait) => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            });
-            drop(probes);
-            writeln!(io::stdout(), "floor: detached")?;
-            Ok(())
-        }
+        } => floor(&runtime, pid, (uprobes, go), secs),
     }
+}
+
+/// The hidden `tracer floor`: empty programs on the tracer's hooks, for the benchmark.
+fn floor(
+    runtime: &tokio::runtime::Runtime,
+    pid: u32,
+    (uprobes, go): (bool, bool),
+    secs: f64,
+) -> anyhow::Result<()> {
+    let target = LiveProcess::new(pid);
+    if !target.exists() {
+        anyhow::bail!("no such process: {pid}");
+    }
+    let maps = target.maps()?;
+    let libc: Option<PathBuf> = find_libc(&maps).map(|p| target.host_path(&p));
+    let go_target = if go {
+        Some(
+            tracker::inspect(&target, &maps, tracker::GoProbeMode::Holds)?
+                .context("--go: not a Go program")?,
+        )
+    } else {
+        None
+    };
+    let go_attach = go_target.as_ref().map(tracker::GoTarget::probe_sites);
+    let probes = Probes::attach(
+        pid,
+        Hooks::Floor { uprobes },
+        libc.as_deref(),
+        go_attach.as_ref(),
+        false,
+    )?;
+    let wait = duration(Some(secs))?.unwrap_or_default();
+    runtime.block_on(async {
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    });
+    drop(probes);
+    writeln!(io::stdout(), "floor: detached")?;
+    Ok(())
 }

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{Session, monotonic_ns};
 use crate::{
     assemble::{self, GoRuntimeFutexes, Naming as _},
-    go::tracker::GoTracker,
+    go::tracker::{GoProfile, GoTracker},
     model::{
         LockKind,
         live::{TargetSnapshot, UnnamedLiveLock, split_top},
@@ -75,7 +75,7 @@ pub(super) struct Live {
 const MAX_OPEN_PROFILES: usize = 4;
 
 /// Waits that never slept have no stack and no duration: a profile cannot show them.
-const BRIEF_WAITS_COMMENT: &str = "waits that returned without sleeping (the lock was released as the waiter entered the kernel) are counted in the metrics' contentions, not in this profile";
+const BRIEF_WAITS_COMMENT: &str = "waits that returned without sleeping (the lock was released as the waiter entered the kernel) are counted as contentions in the metrics and the summary, not in this profile";
 
 impl Live {
     pub(super) fn new(link: LiveLink) -> Self {
@@ -200,6 +200,22 @@ impl Session {
             .as_mut()
             .and_then(|go| go.finish_profile(open.id))
             .unwrap_or_default();
+        let profile = self.contention_profile(
+            (waits, go_waits),
+            (open.start_unix_ns, now_ns.saturating_sub(open.started_ns)),
+            NOT_SAMPLED_FRAME,
+        );
+        let _ = open.reply.send(profile);
+    }
+
+    /// A window's native and Go waits (`(start, duration)` in ns) named as a contention
+    /// profile; `unknown_frame` is the frame of waits with no stack.
+    pub(super) fn contention_profile(
+        &mut self,
+        (waits, go_waits): (WaitProfile, GoProfile),
+        (start_unix_ns, duration_ns): (u64, u64),
+        unknown_frame: &str,
+    ) -> ContentionProfile {
         let mut comments = vec![BRIEF_WAITS_COMMENT.to_owned()];
         if waits.overflowed > 0 {
             comments.push(format!(
@@ -217,11 +233,16 @@ impl Session {
         }
         let pid = self.config.pid;
         let comm = self.target.thread_name(pid).unwrap_or_default();
-        let mut samples = self.native_samples(waits, (pid, &comm), &mut comments);
+        let mut samples = self.native_samples(waits, (pid, &comm), &mut comments, unknown_frame);
         let mut namer = self.namer();
         for wait in go_waits.waits {
+            let unknown = matches!(wait.stack, RawStack::Go { pc: 0, .. });
             samples.push(ProfileSample {
-                frames: namer.stack(&wait.stack).frames,
+                frames: if unknown {
+                    vec![unknown_profile_frame(unknown_frame)]
+                } else {
+                    namer.stack(&wait.stack).frames
+                },
                 lock: namer.lock(wait.lock).label(),
                 lock_addr: wait.lock,
                 lock_kind: wait.kind.as_str(),
@@ -231,13 +252,12 @@ impl Session {
                 delay_ns: wait.delay_ns,
             });
         }
-        let profile = ContentionProfile {
-            start_unix_ns: open.start_unix_ns,
-            duration_ns: now_ns.saturating_sub(open.started_ns),
+        ContentionProfile {
+            start_unix_ns,
+            duration_ns,
             samples,
             comments,
-        };
-        let _ = open.reply.send(profile);
+        }
     }
 
     /// The samples of a window's native lock waits in process `pid` named `comm`. In a Go
@@ -250,6 +270,7 @@ impl Session {
         waits: WaitProfile,
         (pid, comm): (u32, &str),
         comments: &mut Vec<String>,
+        unknown_frame: &str,
     ) -> Vec<ProfileSample> {
         let mut waits: Vec<_> = waits
             .spread_unsampled()
@@ -290,13 +311,7 @@ impl Session {
                         };
                         namer.stack(&raw).frames
                     }
-                    None => vec![ProfileFrame {
-                        function: "[stack not sampled]".to_owned(),
-                        file: None,
-                        line: None,
-                        object: None,
-                        address: 0,
-                    }],
+                    None => vec![unknown_profile_frame(unknown_frame)],
                 };
                 let mut lock_ref = namer.lock(lock);
                 if lock_ref.name.is_none() {
@@ -434,7 +449,21 @@ fn leave_out_words<S>(
     left_out
 }
 
-fn unix_now_ns() -> u64 {
+/// The frame of a profile's waits whose stack is not known.
+const NOT_SAMPLED_FRAME: &str = "[stack not sampled]";
+
+/// The one frame of a sample whose stack is not known, named `function`.
+fn unknown_profile_frame(function: &str) -> ProfileFrame {
+    ProfileFrame {
+        function: function.to_owned(),
+        file: None,
+        line: None,
+        object: None,
+        address: 0,
+    }
+}
+
+pub(super) fn unix_now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))

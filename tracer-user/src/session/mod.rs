@@ -14,6 +14,7 @@ mod adopt;
 mod clock;
 mod confirm;
 mod exec_watch;
+mod export;
 mod graph;
 mod live;
 mod order;
@@ -36,11 +37,14 @@ use tokio::{
     signal::unix::{SignalKind, signal},
 };
 
-pub use self::live::{LiveLink, LiveRequest};
 use self::{
     clock::{monotonic_ns, realtime_ahead_ns},
     confirm::{EntryTimeout, TimedCycles},
     threads::LiveThreads,
+};
+pub use self::{
+    export::ExportRequest,
+    live::{LiveLink, LiveRequest},
 };
 use crate::{
     assemble::{self, Namer, Naming as _},
@@ -193,7 +197,24 @@ pub async fn run(
     sink: &mut dyn Sink,
     reader: Option<&ReaderWatch>,
 ) -> Result<(), SessionError> {
-    run_with(config, sink, reader, None).await.map(|_| ())
+    run_with(config, sink, reader, None, None).await.map(|_| ())
+}
+
+/// [`run`], also collecting the whole run's contention profiles (waiting stacks, and
+/// with `export.holders` holding stacks) for `--pprof`/`--folded`/`--flamegraph`
+/// (`crate::exports::write_exports`). `None` when the output's reader went away.
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_exporting(
+    config: Config,
+    sink: &mut dyn Sink,
+    reader: Option<&ReaderWatch>,
+    export: ExportRequest,
+) -> Result<Option<crate::exports::ExportProfiles>, SessionError> {
+    run_with(config, sink, reader, None, Some(export))
+        .await
+        .map(|(_, profiles)| profiles)
 }
 
 /// [`run`] for `tracer serve`: the session also answers `link`'s questions (metrics
@@ -207,7 +228,9 @@ pub async fn run_served(
     sink: &mut dyn Sink,
     link: LiveLink,
 ) -> Result<Option<TargetSnapshot>, SessionError> {
-    run_with(config, sink, None, Some(link)).await
+    run_with(config, sink, None, Some(link), None)
+        .await
+        .map(|(last, _)| last)
 }
 
 async fn run_with(
@@ -215,7 +238,14 @@ async fn run_with(
     sink: &mut dyn Sink,
     reader: Option<&ReaderWatch>,
     link: Option<LiveLink>,
-) -> Result<Option<TargetSnapshot>, SessionError> {
+    export: Option<ExportRequest>,
+) -> Result<
+    (
+        Option<TargetSnapshot>,
+        Option<crate::exports::ExportProfiles>,
+    ),
+    SessionError,
+> {
     let pid = config.pid;
     let target = LiveProcess::new(pid);
     if let Some(why) = target.untraceable() {
@@ -228,6 +258,9 @@ async fn run_with(
         eprintln!("tracer: tracing process {pid} ({comm})");
     }
     session.live = link.map(live::Live::new);
+    if let Some(export) = export {
+        session.open_whole_run_profile(export);
+    }
     // Symbol tables of the mapped objects load on a thread of their own, so the first
     // deadlock report does not wait for them and the drain loop is never held up by them
     // (their DWARF is decoded at the first source line asked of each object).
@@ -242,12 +275,18 @@ async fn run_with(
         TraceEnd::Stopped => {}
         TraceEnd::TargetExited => notes.push(format!("process {pid} exited during the trace")),
         // Detached as the session drops, with nothing more to say.
-        TraceEnd::ReaderGone => return Ok(None),
+        TraceEnd::ReaderGone => return Ok((None, None)),
     }
     session.end_live_profiles();
     let last = session.final_snapshot();
+    let profiles = session
+        .close_whole_run_profile()
+        .map(|(profiles, cap_notes)| {
+            notes.extend(cap_notes);
+            profiles
+        });
     session.finish(sink, started.elapsed(), notes)?;
-    Ok(last)
+    Ok((last, profiles))
 }
 
 /// The next question to a served session; never resolves for a session not served.
@@ -419,6 +458,7 @@ fn attach(
         target_realtime: RealtimeThreads::default(),
         dropped_seen: 0,
         live: None,
+        whole_run: None,
     };
     session.analysis.set_rust_std(rust);
     session.rust_heap_owners = rust_heap_owners;
@@ -661,6 +701,8 @@ struct Session {
     rust_heap_owners: Option<RustHeapOwners>,
     /// `tracer serve`'s questions to this session, and its open profiles.
     live: Option<live::Live>,
+    /// The whole run's profile window (`attach --pprof` and the other exports).
+    whole_run: Option<export::WholeRun>,
 }
 
 impl Session {

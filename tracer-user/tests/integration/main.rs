@@ -27,6 +27,8 @@
 //!   inversion, nothing).
 //! - [`filters`]: `--lock`, `--type`, `--min-wait` on the summary's table.
 //! - [`graph`]: `--graph`: a deadlock's wait-for graph as DOT, read back.
+//! - [`exports`]: `attach --pprof/--folded/--flamegraph` read back by `go tool pprof`, a
+//!   folded-stack parser and an XML parser, for C and Go targets, waiters and holders.
 //! - [`bpf_log`]: the eBPF programs' diagnostics (`--bpf-log`).
 //! - [`lifecycle`]: how a trace ends, and that no probe outlives the tracer.
 //! - [`go_attach`]: Go targets (goroutines and `sync` locks).
@@ -79,6 +81,8 @@ mod deadlock;
 mod errors;
 #[cfg(feature = "root-tests")]
 mod exit_status;
+#[cfg(feature = "root-tests")]
+mod exports;
 #[cfg(feature = "root-tests")]
 mod filters;
 #[cfg(feature = "root-tests")]

@@ -118,6 +118,9 @@ pub struct GoLockModel {
     /// Contention profiles being collected, by the id their requester gave (see
     /// `profile`); empty unless someone asked for one.
     profiles: Vec<(u64, GoWaitProfile)>,
+    /// Holder profiles being collected (`--holds --pprof`): each wait charged to the
+    /// stack where its lock's holder took it (keyed by that stack).
+    holder_profiles: Vec<(u64, GoWaitProfile)>,
     /// Holds taken and ended since the tracker last took them (for the lock-order graph);
     /// not kept in `waits_only` mode, which sees no holds.
     hold_changes: Vec<HoldChange>,
@@ -165,6 +168,7 @@ impl GoLockModel {
             last_search_steps: 0,
             waits_only: false,
             profiles: Vec::new(),
+            holder_profiles: Vec::new(),
             hold_changes: Vec::new(),
         }
     }
@@ -350,6 +354,20 @@ impl GoLockModel {
     pub fn finish_profile(&mut self, id: u64) -> Option<GoWaitProfile> {
         let at = self.profiles.iter().position(|(i, _)| *i == id)?;
         Some(self.profiles.swap_remove(at).1)
+    }
+
+    /// Starts collecting a holder profile under `id`: every measured wait that ends from
+    /// now on, charged to the acquisition stack of the hold it waited for (the hold
+    /// released during the wait, else the lock's holder), until
+    /// [`GoLockModel::finish_holder_profile`].
+    pub fn start_holder_profile(&mut self, id: u64) {
+        self.holder_profiles.push((id, GoWaitProfile::default()));
+    }
+
+    /// The holder profile collected under `id`, which stops collecting it.
+    pub fn finish_holder_profile(&mut self, id: u64) -> Option<GoWaitProfile> {
+        let at = self.holder_profiles.iter().position(|(i, _)| *i == id)?;
+        Some(self.holder_profiles.swap_remove(at).1)
     }
 
     /// Goroutines that hold or wait for something now.
