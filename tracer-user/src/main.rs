@@ -91,7 +91,7 @@ enum Command {
     /// / filters by name, Enter or o opens the selected lock's waiter and holder stacks,
     /// q or Ctrl-C quits (every probe detached). Percentiles are bucket bounds ("<2.50ms":
     /// at most) from the histogram differences over the window; waiters, holders and
-    /// chains are native threads'. NO_COLOR or TERM=dumb: no colours.
+    /// chains are native threads'. `NO_COLOR` or `TERM=dumb`: no colours.
     Top(TopArgs),
     /// Benchmark support: attach empty programs on the same hooks (the cost floor).
     #[command(hide = true)]

@@ -429,7 +429,7 @@ impl Session {
         let holders_of = |analysis: &crate::native::analysis::Analysis, lock: u64| -> Vec<u32> {
             analysis.graph().holders(lock).collect()
         };
-        let named: Vec<(u32, u64, u64, Vec<u32>)> = waiting
+        let with_holders: Vec<(u32, u64, u64, Vec<u32>)> = waiting
             .into_iter()
             .map(|(tid, lock, waited)| (tid, lock, waited, holders_of(&self.analysis, lock)))
             .collect();
@@ -449,8 +449,8 @@ impl Session {
             tid,
             name: namer.thread_name(tid),
         };
-        let mut waits = Vec::with_capacity(named.len());
-        for (tid, lock, waited_ns, holders) in named {
+        let mut waits = Vec::with_capacity(with_holders.len());
+        for (tid, lock, waited_ns, holders) in with_holders {
             let waiter = thread(tid);
             let holders = holders.into_iter().map(&mut thread).collect();
             waits.push((waiter, lock, waited_ns, holders));
@@ -484,7 +484,7 @@ impl Session {
             holders: holders
                 .into_iter()
                 .map(|(holder, stack)| {
-                    let names = stack.map_or_else(Vec::new, |stack_id| {
+                    let frames = stack.map_or_else(Vec::new, |stack_id| {
                         let raw = RawStack::Native {
                             stack_id: Some(stack_id),
                             window: Box::new(crate::event::StackWindow::EMPTY),
@@ -492,7 +492,7 @@ impl Session {
                         };
                         namer.stack(&raw).names
                     });
-                    (holder, names)
+                    (holder, frames)
                 })
                 .collect(),
         });

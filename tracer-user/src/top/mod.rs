@@ -64,11 +64,10 @@ pub fn apply_snapshot(
         .locks(&snapshot.target)
         .into_iter()
         .map(|lock| {
-            let waits = snapshot.waits.iter().filter(|w| w.lock.addr == lock.addr);
+            let mut waits = snapshot.waits.iter().filter(|w| w.lock.addr == lock.addr);
             let waiters_now = waits.clone().count();
             let holder_now = waits
-                .flat_map(|w| w.holders.first())
-                .next()
+                .find_map(|w| w.holders.first())
                 .map(|h| format::thread(h.tid, &h.name));
             Row {
                 lock,

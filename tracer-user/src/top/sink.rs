@@ -5,7 +5,7 @@ use std::{io, sync::mpsc};
 
 use super::format::{duration, thread};
 use crate::{
-    model::{Finding, Summary},
+    model::{Finding, LockRef, Summary},
     sinks::Sink,
 };
 
@@ -67,7 +67,7 @@ pub fn banner(finding: &Finding) -> Option<String> {
             duration(u128::from(stuck.held_ns))
         )),
         Finding::LockOrderInversion(inversion) if !inversion.harmless => {
-            let mut locks: Vec<String> = inversion.locks.iter().map(|l| l.label()).collect();
+            let mut locks: Vec<String> = inversion.locks.iter().map(LockRef::label).collect();
             if let Some(first) = locks.first().cloned() {
                 locks.push(first);
             }

@@ -184,9 +184,11 @@ mod tests {
     use super::*;
     use crate::model::{LockRef, live::LiveLock};
 
-    /// A snapshot of one lock at `addr` with `contentions` and `waits` waits of `ns` each
-    /// (cumulative).
-    fn snapshot(locks: &[(u64, u64, &[(u64, u64)])]) -> TargetSnapshot {
+    /// A lock's address, contentions, and (wait in ns, how many) pairs, cumulative.
+    type LockCounts<'a> = (u64, u64, &'a [(u64, u64)]);
+
+    /// A snapshot of `locks`.
+    fn snapshot(locks: &[LockCounts<'_>]) -> TargetSnapshot {
         TargetSnapshot {
             pid: 1,
             comm: "t".to_owned(),
