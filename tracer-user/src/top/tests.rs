@@ -241,6 +241,16 @@ fn a_finding_shows_as_a_banner() {
     let buffer = draw(&state);
     let screen = lines(&buffer);
     assert!(screen[1].starts_with("!! DEADLOCK: "), "{screen:#?}");
+    // Two lines for it: the cycle's second thread is on the screen too.
+    let banner_text = format!("{} {}", screen[1], screen[2]);
+    let fixture = fixtures::deadlock();
+    for entry in &fixture.cycle {
+        assert!(
+            banner_text.contains(&format!("T{}", entry.tid)),
+            "{banner_text}"
+        );
+    }
+    assert!(screen[3].starts_with("LOCK "), "{screen:#?}");
     assert_eq!(buffer[(0, 1)].fg, Color::Red);
     // A harmless inversion (orders that cannot meet) is no alarm.
     let mut harmless = fixtures::inversion();

@@ -12,7 +12,7 @@ use ratatui::{
     layout::{Constraint, Layout, Rect},
     style::{Color, Modifier, Style},
     text::{Line, Span},
-    widgets::{Block, Borders, Paragraph},
+    widgets::{Block, Borders, Paragraph, Wrap},
 };
 
 use super::{
@@ -247,16 +247,21 @@ const LOCK_WIDTH: usize = 20;
 pub fn render(frame: &mut Frame<'_>, state: &ViewState) {
     let area = frame.area();
     let pane_height = if state.detail { 10 } else { 7 };
+    // A finding gets two lines: a deadlock's threads and locks rarely fit in 80 columns.
+    let banner_height = if state.banner.is_some() { 2 } else { 1 };
     let [header, banner, table, pane, footer] = Layout::vertical([
         Constraint::Length(1),
-        Constraint::Length(1),
+        Constraint::Length(banner_height),
         Constraint::Min(3),
         Constraint::Length(pane_height),
         Constraint::Length(1),
     ])
     .areas(area);
     frame.render_widget(Paragraph::new(header_line(state)), header);
-    frame.render_widget(Paragraph::new(banner_line(state)), banner);
+    frame.render_widget(
+        Paragraph::new(banner_line(state)).wrap(Wrap { trim: false }),
+        banner,
+    );
     render_table(frame, table, state);
     render_pane(frame, pane, state);
     frame.render_widget(Paragraph::new(footer_line(state)), footer);
