@@ -1,6 +1,6 @@
 //! `tracer`: lock contention and deadlock tracing for unmodified Linux processes.
 use std::{
-    io::{self, Write as _},
+    io::{self, IsTerminal as _, Write as _},
     path::PathBuf,
     process::ExitCode,
     time::Duration,
@@ -252,6 +252,12 @@ fn top(runtime: &tokio::runtime::Runtime, args: &TopArgs) -> anyhow::Result<()> 
     use tracer_user::top::{self, TopSettings, sink::TopSink, terminal};
     if args.window == 0 {
         anyhow::bail!("--window must be a positive number of seconds");
+    }
+    // Checked before the attach: a view with nowhere to draw would trace for nothing.
+    if !io::stdout().is_terminal() || !io::stdin().is_terminal() {
+        anyhow::bail!(
+            "tracer top draws on a terminal: its standard input and output must be one (use `tracer attach` for a report)"
+        );
     }
     let config = Config {
         pid: args.pid,

@@ -295,3 +295,33 @@ fn top_shows_a_deadlock_banner_and_quits_on_ctrl_c() {
     );
     assert_unloaded(&attached);
 }
+
+/// Guards `tracer top` without a terminal (a pipe, a cron job): one error line and a
+/// non-zero status before anything is attached, not an attach that traces for nobody or
+/// an error about a device.
+#[test]
+fn top_without_a_terminal_is_one_error_line() {
+    require_root();
+    let out = tools::output(
+        Command::new(tracer_bin())
+            .args(["top", "--pid", &std::process::id().to_string()])
+            .stdin(std::process::Stdio::null()),
+        "tracer",
+    );
+    assert!(
+        !out.status.success(),
+        "tracer top without a terminal succeeded"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].starts_with("tracer: error: ") && lines[0].contains("terminal"),
+        "{stderr}"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
