@@ -12,11 +12,13 @@
 //! - `view`: the view's state, its keys and its rendering (pure: tested on a buffer).
 //! - `format`: compact ASCII values for the columns.
 //! - `sink`: findings to banner lines.
+//! - `stderr`: standard error held back while the view owns the screen.
 //! - `terminal`: the terminal and the event loop.
 
 pub mod chains;
 pub mod format;
 pub mod sink;
+pub mod stderr;
 pub mod terminal;
 pub mod view;
 pub mod window;

@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     TopSettings, apply_snapshot,
+    stderr::HeldStderr,
     view::{KeyAction, ViewState, render},
     window::Window,
 };
@@ -63,6 +64,10 @@ pub fn run_view(
         settings.colour,
     );
     apply_snapshot(&mut state, &mut window, started.elapsed(), &first);
+    // Dropped in reverse order: the terminal is restored, then what was written to
+    // standard error meanwhile comes out on it. Without a memfd, messages may smear the
+    // screen, which is no reason to refuse the view.
+    let _held = HeldStderr::hold().ok();
     let mut terminal = ratatui::try_init()?;
     let _restore = Restore;
     let mut next_refresh = Instant::now() + REFRESH;
