@@ -139,6 +139,9 @@ pub struct TopSnapshot {
     pub waits_left_out: usize,
     /// The stacks of the lock asked for, when one was.
     pub stacks: Option<LockStacks>,
+    /// A holder now of each lock of `target.locks` the tracer knows one of (all held
+    /// locks with `--holds`; otherwise mostly those with waiters), by address.
+    pub holders: Vec<(u64, LiveThread)>,
 }
 
 /// Waits a [`TopSnapshot`] names at most: a screen shows a few dozen, and naming costs

@@ -441,6 +441,17 @@ impl Session {
                     .collect()
             })
             .unwrap_or_default();
+        let lock_holders: Vec<(u64, u32)> = target
+            .locks
+            .iter()
+            .filter_map(|l| {
+                self.analysis
+                    .graph()
+                    .holders(l.lock.addr)
+                    .next()
+                    .map(|tid| (l.lock.addr, tid))
+            })
+            .collect();
         let wait_stacks = stacks_for
             .map(|lock| self.analysis.wait_stacks(lock, TOP_STACKS))
             .unwrap_or_default();
@@ -455,6 +466,10 @@ impl Session {
             let holders = holders.into_iter().map(&mut thread).collect();
             waits.push((waiter, lock, waited_ns, holders));
         }
+        let lock_holders = lock_holders
+            .into_iter()
+            .map(|(addr, tid)| (addr, thread(tid)))
+            .collect();
         let holders: Vec<(LiveThread, Option<u32>)> = held_stacks
             .into_iter()
             .map(|(tid, stack)| (thread(tid), stack))
@@ -472,25 +487,17 @@ impl Session {
             addr,
             waiters: wait_stacks
                 .into_iter()
-                .map(|(stack_id, window)| {
-                    let raw = RawStack::Native {
-                        stack_id: Some(stack_id),
-                        window: Box::new(window),
-                        waiter: None,
-                    };
-                    namer.stack(&raw).names
-                })
+                .map(|(stack_id, window)| native_frames(&mut namer, stack_id, Box::new(window)))
                 .collect(),
             holders: holders
                 .into_iter()
                 .map(|(holder, stack)| {
                     let frames = stack.map_or_else(Vec::new, |stack_id| {
-                        let raw = RawStack::Native {
-                            stack_id: Some(stack_id),
-                            window: Box::new(crate::event::StackWindow::EMPTY),
-                            waiter: None,
-                        };
-                        namer.stack(&raw).names
+                        native_frames(
+                            &mut namer,
+                            stack_id,
+                            Box::new(crate::event::StackWindow::EMPTY),
+                        )
                     });
                     (holder, frames)
                 })
@@ -501,6 +508,7 @@ impl Session {
             waits,
             waits_left_out,
             stacks,
+            holders: lock_holders,
         }
     }
 
@@ -522,6 +530,20 @@ impl Session {
         };
         assemble::go_runtime_futex_words(words.iter().copied(), &stacks_of, &mut namer)
     }
+}
+
+/// The function names of native stack `stack_id` (with a stack `window` seen with it).
+fn native_frames(
+    namer: &mut super::Namer<'_>,
+    stack_id: u32,
+    window: Box<crate::event::StackWindow>,
+) -> Vec<String> {
+    let raw = RawStack::Native {
+        stack_id: Some(stack_id),
+        window,
+        waiter: None,
+    };
+    namer.stack(&raw).names
 }
 
 /// Leaves the waits on the futex words `words` out of a window's native `waits` (lock,

@@ -70,6 +70,13 @@ pub fn apply_snapshot(
             let waiters_now = waits.clone().count();
             let holder_now = waits
                 .find_map(|w| w.holders.first())
+                .or_else(|| {
+                    snapshot
+                        .holders
+                        .iter()
+                        .find(|(addr, _)| *addr == lock.addr)
+                        .map(|(_, holder)| holder)
+                })
                 .map(|h| format::thread(h.tid, &h.name));
             Row {
                 lock,

@@ -97,6 +97,8 @@ fn snapshot(dropped: u64) -> TopSnapshot {
         ],
         waits_left_out: 0,
         stacks: None,
+        // Held with nobody waiting: the holder column shows it all the same.
+        holders: vec![(0x3000, thread(105, "owner"))],
     }
 }
 
@@ -165,6 +167,10 @@ fn the_screen_fits_80_by_24_with_every_part() {
     assert!(hot.contains("250.0") || hot.contains("250"), "{hot}");
     assert!(hot.contains("<2.50ms"), "{hot}");
     assert!(hot.contains(" 2 T101 hot_0"), "{hot}");
+    let slow = screen.iter().find(|l| l.starts_with("slow_lock")).unwrap();
+    assert!(slow.ends_with(" 0 T105 owner"), "{slow}");
+    let busy = screen.iter().find(|l| l.starts_with("busy_lock")).unwrap();
+    assert!(busy.ends_with(" 0 -"), "{busy}");
     let chains = screen
         .iter()
         .position(|l| l.contains("wait-for chains now"))
