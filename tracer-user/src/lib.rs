@@ -35,6 +35,8 @@
 //! - `session`: the tokio loop that ties a live attach together.
 //! - `serve`: `tracer serve`, the sidecar: target discovery, one session per target, the
 //!   HTTP endpoint (metrics, pprof, health).
+//! - `top`: `tracer top`, the live full-screen view (ratatui): rates and percentiles over
+//!   a sliding window of live snapshots, the wait-for chains, findings as banners.
 pub mod assemble;
 pub mod event;
 pub mod exports;
@@ -54,6 +56,7 @@ pub mod session;
 pub mod sinks;
 pub mod symbols;
 pub mod target;
+pub mod top;
 pub mod units;
 pub mod unwind;
 

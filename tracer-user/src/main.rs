@@ -1,6 +1,6 @@
 //! `tracer`: lock contention and deadlock tracing for unmodified Linux processes.
 use std::{
-    io::{self, Write as _},
+    io::{self, IsTerminal as _, Write as _},
     path::PathBuf,
     process::ExitCode,
     time::Duration,
@@ -119,6 +119,14 @@ enum Command {
     /// SIGTERM; findings as NDJSON on stdout, Prometheus metrics and pprof contention
     /// profiles over HTTP.
     Serve(ServeArgs),
+    /// A live full-screen view of a process's locks, refreshed every second: locks ranked
+    /// by wait time over a sliding window, the wait-for chains now, findings as banners.
+    /// Keys: s cycles the sort (or w wait, c contentions/s, p p99, m max, n waiters now),
+    /// / filters by name, Enter or o opens the selected lock's waiter and holder stacks,
+    /// q or Ctrl-C quits (every probe detached). Percentiles are bucket bounds ("<2.50ms":
+    /// at most) from the histogram differences over the window; waiters, holders and
+    /// chains are native threads'. `NO_COLOR` or `TERM=dumb`: no colours.
+    Top(TopArgs),
     /// Benchmark support: attach empty programs on the same hooks (the cost floor).
     #[command(hide = true)]
     Floor {
@@ -239,6 +247,24 @@ fn sink_format(format: OutputFormat) -> Format {
         OutputFormat::Text => Format::Text,
         OutputFormat::Json => Format::Json,
     }
+}
+
+/// `tracer top`'s arguments.
+#[derive(clap::Args)]
+struct TopArgs {
+    /// Process to trace.
+    #[arg(long)]
+    pid: u32,
+    /// Also trace every lock acquisition and release: holders of every lock, their
+    /// stacks, lock-order inversions, at a higher cost.
+    #[arg(long)]
+    holds: bool,
+    /// The sliding window rates and percentiles are computed over, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    window: u64,
+    /// Report a Go lock as stuck when it has waiters and no release for this long.
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    stuck_after: f64,
 }
 
 /// `tracer serve`'s arguments.
@@ -439,6 +465,60 @@ fn main() -> ExitCode {
     }
 }
 
+/// `tracer top`: the session on this thread, the view on its own; returns once both
+/// ended (the view quit and the session detached, or the session ended).
+fn top(runtime: &tokio::runtime::Runtime, args: &TopArgs) -> anyhow::Result<()> {
+    use tracer_user::top::{self, TopSettings, sink::TopSink, terminal};
+    if args.window == 0 {
+        anyhow::bail!("--window must be a positive number of seconds");
+    }
+    // Checked before the attach: a view with nowhere to draw would trace for nothing.
+    if !io::stdout().is_terminal() || !io::stdin().is_terminal() {
+        anyhow::bail!(
+            "tracer top draws on a terminal: its standard input and output must be one (use `tracer attach` for a report)"
+        );
+    }
+    let config = Config {
+        pid: args.pid,
+        duration: None,
+        holds: args.holds,
+        stuck_after: positive_secs(args.stuck_after, "--stuck-after")?,
+        realtime: None,
+        bpf_log: false,
+        max_locks: lockstats::DEFAULT_MAX_LOCKS,
+        lock_order: true,
+        debug_dirs: symbols::DebugDirs::given(Vec::new()),
+    };
+    let settings = TopSettings {
+        window: Duration::from_secs(args.window),
+        colour: top::colour_allowed(
+            std::env::var_os("NO_COLOR").as_deref(),
+            std::env::var_os("TERM").as_deref(),
+        ),
+    };
+    let (requests, link_requests) = tokio::sync::mpsc::unbounded_channel();
+    let (alerts, alerts_received) = std::sync::mpsc::channel();
+    let view = std::thread::Builder::new()
+        .name("tracer-top".to_owned())
+        .spawn(move || terminal::run_view(&requests, &alerts_received, &settings))?;
+    let mut sink = TopSink::new(alerts);
+    let link = session::LiveLink {
+        requests: link_requests,
+        top_locks: top::TOP_SNAPSHOT_LOCKS,
+    };
+    let traced = runtime.block_on(session::run_served(config, &mut sink, link));
+    let viewed = view
+        .join()
+        .map_err(|_| anyhow::anyhow!("the view's thread panicked"))?;
+    traced?;
+    if viewed? == terminal::ViewEnd::SessionEnded {
+        for note in &sink.notes {
+            eprintln!("tracer: {note}");
+        }
+    }
+    Ok(())
+}
+
 /// Whether `err` comes from writing to a pipe whose reader has gone.
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| {
@@ -543,6 +623,7 @@ fn run(cli: &Cli, found: &mut sinks::Outcome) -> anyhow::Result<()> {
             graph.as_deref(),
             found,
         ),
+        Command::Top(ref args) => top(&runtime, args),
         Command::Serve(ref args) => runtime
             .block_on(serve::serve(serve_config(args)?))
             .map_err(Into::into),

@@ -1156,6 +1156,11 @@ impl Analysis {
         self.waits.get(&tid)
     }
 
+    /// Every thread waiting now, with its wait (in no particular order).
+    pub fn active_waits(&self) -> impl Iterator<Item = (u32, &ActiveWait)> + '_ {
+        self.waits.iter().map(|(&tid, wait)| (tid, wait))
+    }
+
     #[must_use]
     pub fn held(&self, tid: u32, lock: u64) -> Option<&Held> {
         self.held.get(&(tid, lock))

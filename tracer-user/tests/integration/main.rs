@@ -40,6 +40,8 @@
 //! - [`go_defers_live`]: lock holders from pending deferred unlocks on live goroutines.
 //! - [`pidns`]: targets in their own PID namespace (containers).
 //! - [`timed`]: cycles of timed lock waits, which time out rather than deadlock.
+//! - [`top`]: `tracer top` driven in a real terminal (tmux, 80×24): the hot lock first,
+//!   its stacks, and a clean quit.
 //! - [`musl`]: programs on musl (contention, deadlocks, rwlocks; dynamic and static).
 //! - [`lock_order`]: lock-order inversions (potential deadlocks) predicted from traced
 //!   acquisitions, C and Go, and the orders that must not be reported.
@@ -130,3 +132,5 @@ mod stripped;
 mod symbols;
 #[cfg(feature = "root-tests")]
 mod timed;
+#[cfg(feature = "root-tests")]
+mod top;
