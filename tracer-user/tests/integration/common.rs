@@ -707,7 +707,8 @@ pub(crate) fn describe(out: &Output) -> String {
 
 /// Asserts a normal run: exit status 0 when nothing was found, else the code for what the
 /// report found (README "Exit status"), read from its JSON lines when it has them; a
-/// text report must exit 0 or with one of the finding codes.
+/// text report must exit 0 or with one of the finding codes. `tracer serve`'s lines (each
+/// tagged with its target's `comm`) keep serve's own status: 0 after SIGTERM.
 pub(crate) fn assert_success(out: &Output) {
     let code = out.status.code();
     let json: Vec<Value> = String::from_utf8_lossy(&out.stdout)
@@ -715,7 +716,9 @@ pub(crate) fn assert_success(out: &Output) {
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter(Value::is_object)
         .collect();
-    if json.is_empty() {
+    if json.iter().any(|line| line.get("comm").is_some()) {
+        assert_eq!(code, Some(0), "tracer serve failed\n{}", describe(out));
+    } else if json.is_empty() {
         assert!(
             matches!(
                 code,
