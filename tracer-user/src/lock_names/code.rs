@@ -26,7 +26,21 @@ pub(crate) struct Decoded<'a> {
     pub(crate) targets: FxHashSet<u64>,
     /// Address of the first byte that did not decode, if any.
     pub(crate) stopped_at: Option<u64>,
+    /// Registers a call leaves as they were (the callee-saved registers of the System V
+    /// ABI, in C code): a trace of one goes on past a call. Empty by default (Go's
+    /// calling convention saves none).
+    kept_across_calls: &'static [Register],
 }
+
+/// The registers a System V x86-64 function must give back unchanged (`rsp` aside).
+pub(crate) const SYSV_CALLEE_SAVED: [Register; 6] = [
+    Register::RBX,
+    Register::RBP,
+    Register::R12,
+    Register::R13,
+    Register::R14,
+    Register::R15,
+];
 
 /// What a register trace does at a branch target, where another path may join.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +63,7 @@ impl<'a> Decoded<'a> {
             instrs: Vec::new(),
             targets: FxHashSet::default(),
             stopped_at: None,
+            kept_across_calls: &[],
         };
         let mut instr = Instruction::default();
         while decoder.can_decode() {
@@ -66,6 +81,12 @@ impl<'a> Decoded<'a> {
             this.instrs.push(instr);
         }
         this
+    }
+
+    /// Lets traces of `registers` go on past calls (see [`SYSV_CALLEE_SAVED`]).
+    pub(crate) fn keeping_across_calls(mut self, registers: &'static [Register]) -> Self {
+        self.kept_across_calls = registers;
+        self
     }
 
     pub(crate) fn index_of(&self, ip: u64) -> Option<usize> {
@@ -174,11 +195,16 @@ impl<'a> Decoded<'a> {
                 let Some(prev) = here.checked_sub(1) else {
                     break;
                 };
-                if !matches!(
-                    self.instrs[prev].flow_control(),
-                    FlowControl::Next | FlowControl::ConditionalBranch
-                ) {
-                    break;
+                let kept = self.kept_across_calls.contains(&reg);
+                match self.instrs[prev].flow_control() {
+                    FlowControl::Next | FlowControl::ConditionalBranch => {}
+                    FlowControl::Call | FlowControl::IndirectCall if kept => {
+                        // The callee gives the register back as it was.
+                        points.push((self.instrs[prev].ip(), reg, offset));
+                        here = prev;
+                        continue;
+                    }
+                    _ => break,
                 }
                 prev
             };
@@ -338,8 +364,25 @@ pub(crate) fn calls_to(
     targets: &FxHashSet<u64>,
     through_slots: bool,
 ) -> Vec<CallSite> {
+    let slots = if through_slots {
+        slots_holding(file, targets)
+    } else {
+        FxHashMap::default()
+    };
+    calls_through(file, targets, &slots)
+}
+
+/// The `call rel32` instructions of `.text` whose target is in `targets`, and the `call
+/// [rip+disp32]` ones through a slot of `slots` (slot → what it is taken for: the
+/// function it holds, or the slot itself for an imported function). A byte scan, as
+/// [`calls_to`].
+pub(crate) fn calls_through(
+    file: &object::File<'_>,
+    targets: &FxHashSet<u64>,
+    slots: &FxHashMap<u64, u64>,
+) -> Vec<CallSite> {
     let mut calls = Vec::new();
-    if targets.is_empty() {
+    if targets.is_empty() && slots.is_empty() {
         return calls;
     }
     let Some(text) = file.section_by_name(".text") else {
@@ -347,11 +390,6 @@ pub(crate) fn calls_to(
     };
     let Ok(data) = text.data() else {
         return calls;
-    };
-    let slots = if through_slots {
-        slots_holding(file, targets)
-    } else {
-        FxHashMap::default()
     };
     let base = text.address();
     for (i, &byte) in data.iter().enumerate() {

@@ -45,7 +45,7 @@ use crate::{
     assemble::{self, Namer, Naming as _},
     event::{Record, StackWindow, TraceEvent, decode},
     go::tracker::{self, GoProbeMode, GoTracker},
-    lock_names::RustLockOwners,
+    lock_names::LockOwners,
     lockstats,
     model::{
         HolderEvidence, LockKind, LockSummary, OtherLocks, Summary,
@@ -556,7 +556,7 @@ fn attach_probes(
 /// The `Type.field` names of a Rust program's `std` locks in heap objects, by the return
 /// address of the slow-path call that waits for them (`lock_names::rust`).
 struct RustHeapOwners {
-    owners: RustLockOwners,
+    owners: LockOwners,
     /// Runtime address minus file virtual address of the executable.
     bias: u64,
 }
@@ -581,7 +581,7 @@ impl RustSites {
         if !rust_lock::is_rust_program(&exe.data) {
             return (false, None, None);
         }
-        let owners = RustLockOwners::new(&exe.data);
+        let owners = LockOwners::rust(&exe.data);
         let heap_owners = (!owners.is_empty()).then(|| RustHeapOwners {
             owners,
             bias: tracker::load_bias(&exe.data, exe.path.as_deref(), maps),
