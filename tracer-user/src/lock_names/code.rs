@@ -645,6 +645,42 @@ mod tests {
         );
     }
 
+    /// `lea r13, [rbx+0x10]; call …; mov rdi, r13`: asked to keep the callee-saved
+    /// registers, the trace goes on past the call to `rbx + 0x10`; by default, or for a
+    /// register a call may change, it stops at the call.
+    #[test]
+    fn callee_saved_registers_are_traced_past_calls_when_asked() {
+        let bytes = [
+            0x4c, 0x8d, 0x6b, 0x10, // lea r13, [rbx+0x10]   @0
+            0xe8, 0x00, 0x01, 0x00, 0x00, // call elsewhere  @4
+            0x4c, 0x89, 0xef, // mov rdi, r13                @9
+            0x90, // nop                                     @12
+        ];
+        let kept = code(&bytes).keeping_across_calls(&SYSV_CALLEE_SAVED);
+        assert_eq!(
+            kept.trace_back(3, Register::RDI, 0),
+            vec![
+                (BASE + 12, Register::RDI, 0),
+                (BASE + 9, Register::R13, 0),
+                (BASE + 4, Register::R13, 0),
+                (BASE, Register::RBX, 0x10),
+            ]
+        );
+        let stopped = vec![(BASE + 12, Register::RDI, 0), (BASE + 9, Register::R13, 0)];
+        assert_eq!(code(&bytes).trace_back(3, Register::RDI, 0), stopped);
+        // `lea rax, …` instead: RAX is the callee's to change.
+        let mut rax = bytes;
+        rax[0] = 0x48;
+        rax[2] = 0x43;
+        rax[9] = 0x48;
+        rax[11] = 0xc7;
+        let kept = code(&rax).keeping_across_calls(&SYSV_CALLEE_SAVED);
+        assert_eq!(
+            kept.trace_back(3, Register::RDI, 0),
+            vec![(BASE + 12, Register::RDI, 0), (BASE + 9, Register::RAX, 0)]
+        );
+    }
+
     /// A call site found by the byte scan is only taken where the decoder agrees.
     #[test]
     fn call_sites_are_checked_against_the_decoded_call() {

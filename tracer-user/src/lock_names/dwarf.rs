@@ -1309,11 +1309,14 @@ mod tests {
             type_name: "main.Cfg".into(),
             ty: 5,
             in_regs: vec![(0x1000, 0x1010, 0), (0x1020, 0x1030, 1)].into(),
+            // Spilled to CFA-0x28 over [0x1010, 0x1020) (an unoptimized build's slot).
+            in_frame: vec![(0x1010, 0x1020, -0x28)].into(),
         };
         let mutex = PointerVar {
             type_name: "sync.Mutex".into(),
             ty: 0,
             in_regs: vec![(0x1000, 0x1030, 2)].into(),
+            in_frame: Box::new([]),
         };
         let functions = std::iter::once((0x1000, vec![cfg, mutex].into_boxed_slice())).collect();
         DwarfNames {
@@ -1345,6 +1348,15 @@ mod tests {
         assert_eq!(names.lock_member(0x2000, 0x2004, 0, 0), None);
         // `m *sync.Mutex`: a pointer to the lock itself says nothing of its owner.
         assert_eq!(at(0x1004, 2, 0), None);
+        // In its stack slot: only there, only over the slot's range.
+        let in_frame = |pc, slot, offset| names.lock_member_in_frame(0x1000, pc, slot, offset);
+        assert_eq!(
+            in_frame(0x1014, -0x28, 32).as_deref(),
+            Some("main.Cfg.inner.mu")
+        );
+        assert_eq!(in_frame(0x1014, -0x20, 32), None);
+        assert_eq!(in_frame(0x1020, -0x28, 32), None);
+        assert_eq!(in_frame(0x1014, -0x28, 28), None);
     }
 
     #[test]
