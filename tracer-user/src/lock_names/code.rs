@@ -52,6 +52,10 @@ pub(crate) enum Joins {
     /// `ud2`): a cold block moved out of line (Rust's contended lock calls) is reached
     /// only by its jumps, and a name holds when every path gives it.
     FollowPaths,
+    /// As [`Joins::FollowPaths`], and where the code before falls through into the
+    /// target too, one more path through it (C code joining the two arms of a `?:` before
+    /// a lock call).
+    AllPaths,
 }
 
 impl<'a> Decoded<'a> {
@@ -158,7 +162,8 @@ impl<'a> Decoded<'a> {
         let mut info = InstructionInfoFactory::new();
         for step in 0..steps {
             let here_ip = self.instrs[here].ip();
-            let prev = if self.targets.contains(&here_ip) {
+            let mut jumped = None;
+            if self.targets.contains(&here_ip) {
                 let falls_through = here.checked_sub(1).is_some_and(|p| {
                     !matches!(
                         self.instrs[p].flow_control(),
@@ -168,15 +173,28 @@ impl<'a> Decoded<'a> {
                             | FlowControl::Exception
                     )
                 });
-                if joins == Joins::Stop || falls_through {
+                let follow = match joins {
+                    Joins::Stop => false,
+                    Joins::FollowPaths => !falls_through,
+                    Joins::AllPaths => true,
+                };
+                if !follow {
                     break;
                 }
                 let jumps = self.jumps_to(here_ip);
-                let Some((&first, others)) = jumps.split_first() else {
-                    break;
+                // The jumps to follow on other paths; this one goes on before the first
+                // jump, or through the fall-through.
+                let others = if falls_through {
+                    &jumps[..]
+                } else {
+                    let Some((&first, others)) = jumps.split_first() else {
+                        break;
+                    };
+                    jumped = Some(first);
+                    others
                 };
                 // Every path counts: one that cannot be followed ends here.
-                if paths.len() + jumps.len() > MAX_PATHS {
+                if paths.len() + jumps.len() + usize::from(falls_through) > MAX_PATHS {
                     break;
                 }
                 for &jump in others {
@@ -190,7 +208,9 @@ impl<'a> Decoded<'a> {
                         None => paths.push(branch),
                     }
                 }
-                first
+            }
+            let prev = if let Some(jump) = jumped {
+                jump
             } else {
                 let Some(prev) = here.checked_sub(1) else {
                     break;
@@ -678,6 +698,39 @@ mod tests {
         assert_eq!(
             kept.trace_back(3, Register::RDI, 0),
             vec![(BASE + 12, Register::RDI, 0), (BASE + 9, Register::RAX, 0)]
+        );
+    }
+
+    /// The two arms of an `if` joining before the call (`mov rdi, rbx` after `rbx` came
+    /// from `rdi` on one arm and `rsi` on the other): with [`Joins::AllPaths`] the trace
+    /// goes back along the jump and along the fall-through, one path each; with
+    /// [`Joins::FollowPaths`] it stops at the join (the code before falls through).
+    #[test]
+    fn all_paths_follow_the_fall_through_and_the_jumps() {
+        let c = code(&[
+            0x74, 0x05, // je @7                               @0
+            0x48, 0x89, 0xfb, // mov rbx, rdi                  @2
+            0xeb, 0x03, // jmp @10                             @5
+            0x48, 0x89, 0xf3, // mov rbx, rsi                  @7
+            0x48, 0x89, 0xdf, // mov rdi, rbx (joined)          @10
+            0x90, // nop                                       @13
+        ]);
+        let head = [(BASE + 13, Register::RDI, 0), (BASE + 10, Register::RBX, 0)];
+        let mut by_jump = head.to_vec();
+        by_jump.extend([
+            (BASE + 5, Register::RBX, 0),
+            (BASE + 2, Register::RDI, 0),
+            (BASE, Register::RDI, 0),
+        ]);
+        let mut by_fall_through = head.to_vec();
+        by_fall_through.extend([(BASE + 7, Register::RSI, 0), (BASE, Register::RSI, 0)]);
+        assert_eq!(
+            c.trace_paths(5, Register::RDI, 0, Joins::AllPaths),
+            vec![by_jump, by_fall_through]
+        );
+        assert_eq!(
+            c.trace_paths(5, Register::RDI, 0, Joins::FollowPaths),
+            vec![head.to_vec()]
         );
     }
 

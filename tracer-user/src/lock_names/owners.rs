@@ -63,6 +63,12 @@ impl LockOwners {
             return owners;
         };
         let mut frames = FrameCfa::new(file);
+        // C code joins paths anywhere (`?:`, `if` arms) before a lock call; Rust's calls
+        // are only reached through jumps into their cold blocks.
+        let joins = match flavor {
+            LockFlavor::C => Joins::AllPaths,
+            LockFlavor::Go | LockFlavor::Rust => Joins::FollowPaths,
+        };
         for (&(start, end), calls) in &by_function {
             let Some(code) = code_of(file, start, end) else {
                 continue;
@@ -78,7 +84,7 @@ impl LockOwners {
                 if !call.is(&code.instrs[i]) {
                     continue;
                 }
-                let paths = code.trace_paths(i, Register::RDI, 0, Joins::FollowPaths);
+                let paths = code.trace_paths(i, Register::RDI, 0, joins);
                 let mut names = paths
                     .iter()
                     .map(|points| name_of_path(&dwarf, &code, frames.as_mut(), points));

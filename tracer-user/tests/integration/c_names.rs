@@ -75,6 +75,7 @@ fn named_calls(exe: &Path) -> Vec<(String, String)> {
 
 /// Guards against: a C heap lock named by the wrong struct or field (offsets of fields
 /// before the mutex, a mutex inside a nested anonymous struct, a rwlock), a name lost
+/// where two paths join before the lock call (`?:`), a name lost
 /// at some optimization level (`-O0` keeps the pointer in a stack slot, `-O2` in
 /// registers, `-fno-plt` calls through the GOT), a lock named where nothing proves it
 /// (a global's mutex, a bare `pthread_mutex_t *` parameter), and names from a stripped
@@ -88,6 +89,8 @@ fn c_heap_locks_are_named_by_type_and_field_at_their_lock_calls() {
         ("cache_then_store", "cache.mu"),
         ("cache_then_store", "store.mu"),
         ("count", "tally.inner.mu"),
+        ("lock_in_order", "store.mu"),
+        ("lock_in_order", "store.mu"),
         ("read_account", "account.rw"),
         ("store_then_cache", "cache.mu"),
         ("store_then_cache", "store.mu"),

@@ -717,7 +717,8 @@ fn read_locks_in_opposite_orders_are_no_inversion() {
 /// first, by four threads at once: every instance nested with others in both roles), and
 /// against a lock-order graph that grows with the instances instead of their classes: the
 /// tracer's peak RSS must stay within 128 MB. The tracer must have seen (tracked or
-/// folded into "other locks") nine in ten of the accounts' mutexes at least.
+/// folded into "other locks") nine in ten of the accounts' mutexes at least, each named
+/// `account.m` (its class).
 #[test]
 fn ten_thousand_instances_in_address_order_are_no_inversion_in_bounded_memory() {
     require_root();
@@ -756,6 +757,17 @@ fn ten_thousand_instances_in_address_order_are_no_inversion_in_bounded_memory() 
         .filter(|l| is_account(addr_of(&l["addr"])))
         .filter(|l| l["hold_ns"]["count"].as_u64().unwrap_or(0) > 0)
         .count() as u64;
+    // Named by their struct type and field (`lock_names::c`), every one: a lock call
+    // that named none would class some instances apart from the others.
+    for l in s["locks"].as_array().expect("summary locks") {
+        if is_account(addr_of(&l["addr"])) {
+            assert_eq!(
+                name_of(l),
+                Some("account.m"),
+                "an account's mutex: {l}\n{what}"
+            );
+        }
+    }
     let folded = s["other_locks"]["locks"].as_u64().unwrap_or(0);
     assert!(
         (tracked + folded) * 10 >= ACCOUNTS * 9,

@@ -8,10 +8,11 @@
  * potential deadlock. Then both threads contend for a heap `struct tally`'s nested mutex
  * (`tally.inner.mu`, held 2 ms at a time, COUNTS times each).
  *
- * read_account (a rwlock in a struct), lock_bare (a bare `pthread_mutex_t *`) and
+ * lock_in_order (two stores' mutexes, chosen by `?:`), read_account (a rwlock in a
+ * struct), lock_bare (a bare `pthread_mutex_t *`) and
  * lock_global (a global mutex) run once before `ready`: they are there for the table
- * of names read from the binary (`c_names` test), which names the first and neither
- * of the others.
+ * of names read from the binary (`c_names` test), which names the first two and
+ * neither of the others.
  *
  * Usage: order_heap_classes [ROUNDS [COUNTS]]   (defaults 5, 50)
  * Prints pid, tid.order_sc, tid.order_cs, lock.store, lock.cache, lock.tally (the
@@ -77,6 +78,18 @@ __attribute__((noinline)) void count(struct tally *t) {
     t->n++;
     usleep(2000);
     pthread_mutex_unlock(&t->inner.mu);
+}
+
+/* Two stores, fewer items first: the two lock calls' arguments join from both arms of
+ * a `?:` (order_accounts' transfer has the same shape). */
+__attribute__((noinline)) void lock_in_order(struct store *a, struct store *b) {
+    struct store *first = a->items <= b->items ? a : b;
+    struct store *second = a->items <= b->items ? b : a;
+    pthread_mutex_lock(&first->mu);
+    pthread_mutex_lock(&second->mu);
+    first->items++;
+    pthread_mutex_unlock(&second->mu);
+    pthread_mutex_unlock(&first->mu);
 }
 
 __attribute__((noinline)) long read_account(struct account *a) {
@@ -145,6 +158,10 @@ int main(int argc, char **argv) {
     pthread_mutex_init(&the_tally->inner.mu, NULL);
     pthread_rwlock_init(&account->rw, NULL);
     account->id = read_account(account);
+    struct store *other = calloc(1, sizeof *other);
+    if (!other) return 1;
+    pthread_mutex_init(&other->mu, NULL);
+    lock_in_order(the_store, other);
     lock_bare(&the_store->mu);
     lock_global();
     order_block_start_signal();
