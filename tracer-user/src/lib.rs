@@ -16,7 +16,11 @@
 //!   the summary, and their raw form as the analyses produce them.
 //! - `assemble`: the one place raw findings and statistics become report values, with
 //!   every lock, thread and stack frame named.
-//! - `sinks`: outputs (text, JSON), each consuming findings and the summary.
+//! - `sinks`: outputs (text, JSON, DOT pictures of the graphs), each consuming findings
+//!   and the summary; wrappers that filter the summary and count findings for the exit
+//!   status.
+//! - `exports`: a run's contention profile written as files: pprof, folded stacks, an
+//!   SVG flame graph (for `attach` and `report`).
 //! - `pprof`: contention profiles encoded as gzipped pprof, like Go's `/debug/pprof/mutex`.
 //! - `metrics`: the Prometheus text exposition of live snapshots and the tracer's own
 //!   state (pure: snapshots in, text out).
@@ -31,8 +35,11 @@
 //! - `session`: the tokio loop that ties a live attach together.
 //! - `serve`: `tracer serve`, the sidecar: target discovery, one session per target, the
 //!   HTTP endpoint (metrics, pprof, health).
+//! - `top`: `tracer top`, the live full-screen view (ratatui): rates and percentiles over
+//!   a sliding window of live snapshots, the wait-for chains, findings as banners.
 pub mod assemble;
 pub mod event;
+pub mod exports;
 pub mod go;
 pub mod lock_names;
 pub mod lock_order;
@@ -49,6 +56,7 @@ pub mod session;
 pub mod sinks;
 pub mod symbols;
 pub mod target;
+pub mod top;
 pub mod units;
 pub mod unwind;
 

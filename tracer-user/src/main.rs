@@ -1,6 +1,6 @@
 //! `tracer`: lock contention and deadlock tracing for unmodified Linux processes.
 use std::{
-    io::{self, Write as _},
+    io::{self, IsTerminal as _, Write as _},
     path::PathBuf,
     process::ExitCode,
     time::Duration,
@@ -9,6 +9,7 @@ use std::{
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use tracer_user::{
+    exports,
     go::tracker,
     lockstats,
     probes::{Hooks, Probes},
@@ -80,6 +81,15 @@ enum Command {
         /// by `.gnu_debuglink`) in DIR instead of /usr/lib/debug (repeatable).
         #[arg(long = "debug-dir", value_name = "DIR")]
         debug_dirs: Vec<PathBuf>,
+        #[command(flatten)]
+        filters: FilterArgs,
+        /// Draw the wait-for graph at each finding and at the end (with --holds, also the
+        /// lock-order graph) as Graphviz DOT in FILE, one digraph each, rendered to
+        /// FILE.N.svg when Graphviz is installed.
+        #[arg(long, value_name = "FILE")]
+        graph: Option<PathBuf>,
+        #[command(flatten)]
+        exports: ExportArgs,
     },
     /// Trace like `attach`, but keep the findings and the summary in FILE (with the
     /// target's identity) for `tracer report`, instead of printing them.
@@ -98,11 +108,25 @@ enum Command {
         /// Text output: show every recorded lock in the summary table (overrides --top).
         #[arg(long)]
         all_locks: bool,
+        #[command(flatten)]
+        filters: FilterArgs,
+        /// Draw each recorded deadlock's cycle and inversion's orders as Graphviz DOT in
+        /// FILE (a recording keeps the findings, not the whole graphs).
+        #[arg(long, value_name = "FILE")]
+        graph: Option<PathBuf>,
     },
     /// Run as a sidecar: trace every process the selectors match, now and later, until
     /// SIGTERM; findings as NDJSON on stdout, Prometheus metrics and pprof contention
     /// profiles over HTTP.
     Serve(ServeArgs),
+    /// A live full-screen view of a process's locks, refreshed every second: locks ranked
+    /// by wait time over a sliding window, the wait-for chains now, findings as banners.
+    /// Keys: s cycles the sort (or w wait, c contentions/s, p p99, m max, n waiters now),
+    /// / filters by name, Enter or o opens the selected lock's waiter and holder stacks,
+    /// q or Ctrl-C quits (every probe detached). Percentiles are bucket bounds ("<2.50ms":
+    /// at most) from the histogram differences over the window; waiters, holders and
+    /// chains are native threads'. `NO_COLOR` or `TERM=dumb`: no colours.
+    Top(TopArgs),
     /// Benchmark support: attach empty programs on the same hooks (the cost floor).
     #[command(hide = true)]
     Floor {
@@ -145,7 +169,11 @@ struct RecordArgs {
 
 /// `tracer record`: a session whose sink is the recording. A session that fails to
 /// start leaves no file behind.
-fn record(runtime: &tokio::runtime::Runtime, args: &RecordArgs) -> anyhow::Result<()> {
+fn record(
+    runtime: &tokio::runtime::Runtime,
+    args: &RecordArgs,
+    found: &mut sinks::Outcome,
+) -> anyhow::Result<()> {
     let config = Config {
         pid: args.pid,
         duration: duration(args.duration)?,
@@ -179,7 +207,8 @@ fn record(runtime: &tokio::runtime::Runtime, args: &RecordArgs) -> anyhow::Resul
             second: printed.as_deref_mut(),
         };
         let reader = args.print.and_then(|_| sinks::ReaderWatch::stdout());
-        runtime.block_on(session::run(config, &mut both, reader.as_ref()))
+        let mut counted = sinks::OutcomeSink::new(&mut both, found);
+        runtime.block_on(session::run(config, &mut counted, reader.as_ref()))
     };
     if let Err(err) = traced {
         drop(sink);
@@ -194,10 +223,20 @@ fn record(runtime: &tokio::runtime::Runtime, args: &RecordArgs) -> anyhow::Resul
 }
 
 /// `tracer report`: the recording's findings and summary on stdout, its notes on stderr.
-fn report(file: &std::path::Path, format: OutputFormat, top: Option<usize>) -> anyhow::Result<()> {
+fn report(
+    file: &std::path::Path,
+    (format, top): (OutputFormat, Option<usize>),
+    filters: &FilterArgs,
+    graph: Option<&std::path::Path>,
+    found: &mut sinks::Outcome,
+) -> anyhow::Result<()> {
     let mut stdout = io::stdout().lock();
     let mut sink = sinks::for_format(sink_format(format), top, &mut stdout);
-    for note in recording::report(file, sink.as_mut())? {
+    let dot = graph_sink(graph)?;
+    let mut drawn = sinks::WithGraphs::from_findings(sink.as_mut(), dot);
+    let mut filtered = sinks::FilterSink::new(&mut drawn, filters.filter());
+    let mut counted = sinks::OutcomeSink::new(&mut filtered, found);
+    for note in recording::report(file, &mut counted)? {
         eprintln!("tracer: note: {note}");
     }
     Ok(())
@@ -208,6 +247,24 @@ fn sink_format(format: OutputFormat) -> Format {
         OutputFormat::Text => Format::Text,
         OutputFormat::Json => Format::Json,
     }
+}
+
+/// `tracer top`'s arguments.
+#[derive(clap::Args)]
+struct TopArgs {
+    /// Process to trace.
+    #[arg(long)]
+    pid: u32,
+    /// Also trace every lock acquisition and release: holders of every lock, their
+    /// stacks, lock-order inversions, at a higher cost.
+    #[arg(long)]
+    holds: bool,
+    /// The sliding window rates and percentiles are computed over, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    window: u64,
+    /// Report a Go lock as stuck when it has waiters and no release for this long.
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    stuck_after: f64,
 }
 
 /// `tracer serve`'s arguments.
@@ -248,6 +305,83 @@ struct ServeArgs {
     /// Where to look for separate debug files (see `attach --debug-dir`; repeatable).
     #[arg(long = "debug-dir", value_name = "DIR")]
     debug_dirs: Vec<PathBuf>,
+}
+
+/// The summary's filters and thresholds (`attach`, and `report` on a recording).
+#[derive(clap::Args)]
+struct FilterArgs {
+    /// Report only this lock in the summary's table: its name, or its address `0x…`
+    /// (repeatable: any of them). Findings are never filtered.
+    #[arg(long = "lock", value_name = "NAME|ADDR", value_parser = clap::value_parser!(sinks::filter::LockSelector))]
+    locks: Vec<sinks::filter::LockSelector>,
+    /// Report only locks of this type in the summary's table (repeatable): `mutex`,
+    /// `rwlock`, `pi_mutex`, `futex`, `go_mutex`, `go_rwmutex`, `rust_mutex`, …
+    #[arg(long = "type", value_name = "TYPE", value_parser = sinks::filter::parse_kind)]
+    kinds: Vec<tracer_user::model::LockKind>,
+    /// Leave out of the table (and its stacks) the locks whose waits were all shorter
+    /// than this (`50us`, `2ms`): they are counted in the summary, not reported.
+    #[arg(long, value_name = "DURATION", value_parser = sinks::filter::parse_duration)]
+    min_wait: Option<Duration>,
+}
+
+impl FilterArgs {
+    fn filter(&self) -> sinks::LockFilter {
+        sinks::LockFilter {
+            locks: self.locks.clone(),
+            kinds: self.kinds.clone(),
+            min_wait: self.min_wait.unwrap_or_default(),
+        }
+    }
+}
+
+/// The `--graph FILE` sink, created (truncated) before the trace so a bad path fails at
+/// once (`attach`, and `report`).
+fn graph_sink(path: Option<&std::path::Path>) -> anyhow::Result<Option<sinks::DotSink>> {
+    path.map(|p| {
+        sinks::DotSink::create(p).with_context(|| format!("--graph {}: cannot create", p.display()))
+    })
+    .transpose()
+}
+
+/// The exit status that says what a run found (`tracer attach`, `tracer report`), as
+/// the README's "Exit status" documents: 0 nothing, 3 a deadlock, 4 a stuck lock, 5 a
+/// lock-order inversion, the most severe when several were found (1 is an error, 2 bad
+/// usage).
+fn exit_status(found: &sinks::Outcome) -> ExitCode {
+    ExitCode::from(found.exit_code())
+}
+
+/// Files written at the end of a run from its lock waits.
+#[derive(clap::Args)]
+struct ExportArgs {
+    /// Write the run's lock waits by waiting stack as a gzipped pprof profile (Go's
+    /// mutex-profile sample types, lock names as labels): `go tool pprof FILE`. With
+    /// --holds, also the waits by the stack that held the lock, to FILE with `.holders`
+    /// before its extensions (see --pprof-holders).
+    #[arg(long, value_name = "FILE")]
+    pprof: Option<PathBuf>,
+    /// With --holds: where the holders' pprof profile goes.
+    #[arg(long, value_name = "FILE")]
+    pprof_holders: Option<PathBuf>,
+    /// Write folded stacks: `lock;outermost;...;innermost N`, N the total wait in
+    /// nanoseconds, one line per lock and stack (flame-graph tools read them).
+    #[arg(long, value_name = "FILE")]
+    folded: Option<PathBuf>,
+    /// Write an SVG flame graph of the lock waits (widths in wait time, locks at the root).
+    #[arg(long, value_name = "FILE")]
+    flamegraph: Option<PathBuf>,
+}
+
+impl ExportArgs {
+    fn paths(&self, holds: bool) -> anyhow::Result<exports::ExportPaths> {
+        Ok(exports::ExportPaths::from_flags(
+            self.pprof.clone(),
+            self.pprof_holders.clone(),
+            self.folded.clone(),
+            self.flamegraph.clone(),
+            holds,
+        )?)
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -310,12 +444,14 @@ fn positive_secs(secs: f64, flag: &str) -> anyhow::Result<Duration> {
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
-    match run(&cli) {
-        Ok(()) => ExitCode::SUCCESS,
+    let mut found = sinks::Outcome::default();
+    match run(&cli, &mut found) {
+        Ok(()) => exit_status(&found),
         // `tracer … | head -1`: the reader has what it wanted and closed the pipe, which
         // is how a pipeline stops its producer, not a failure. The session has ended
-        // and detached (as on any exit), so there is nothing more to say.
-        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        // and detached (as on any exit), so there is nothing more to say but what the
+        // run found (a deadlock piped to `head -1` still exits 3).
+        Err(err) if is_broken_pipe(&err) => exit_status(&found),
         Err(err) => {
             // One line: the error and its causes.
             let mut line = format!("tracer: error: {err}");
@@ -329,6 +465,60 @@ fn main() -> ExitCode {
     }
 }
 
+/// `tracer top`: the session on this thread, the view on its own; returns once both
+/// ended (the view quit and the session detached, or the session ended).
+fn top(runtime: &tokio::runtime::Runtime, args: &TopArgs) -> anyhow::Result<()> {
+    use tracer_user::top::{self, TopSettings, sink::TopSink, terminal};
+    if args.window == 0 {
+        anyhow::bail!("--window must be a positive number of seconds");
+    }
+    // Checked before the attach: a view with nowhere to draw would trace for nothing.
+    if !io::stdout().is_terminal() || !io::stdin().is_terminal() {
+        anyhow::bail!(
+            "tracer top draws on a terminal: its standard input and output must be one (use `tracer attach` for a report)"
+        );
+    }
+    let config = Config {
+        pid: args.pid,
+        duration: None,
+        holds: args.holds,
+        stuck_after: positive_secs(args.stuck_after, "--stuck-after")?,
+        realtime: None,
+        bpf_log: false,
+        max_locks: lockstats::DEFAULT_MAX_LOCKS,
+        lock_order: true,
+        debug_dirs: symbols::DebugDirs::given(Vec::new()),
+    };
+    let settings = TopSettings {
+        window: Duration::from_secs(args.window),
+        colour: top::colour_allowed(
+            std::env::var_os("NO_COLOR").as_deref(),
+            std::env::var_os("TERM").as_deref(),
+        ),
+    };
+    let (requests, link_requests) = tokio::sync::mpsc::unbounded_channel();
+    let (alerts, alerts_received) = std::sync::mpsc::channel();
+    let view = std::thread::Builder::new()
+        .name("tracer-top".to_owned())
+        .spawn(move || terminal::run_view(&requests, &alerts_received, &settings))?;
+    let mut sink = TopSink::new(alerts);
+    let link = session::LiveLink {
+        requests: link_requests,
+        top_locks: top::TOP_SNAPSHOT_LOCKS,
+    };
+    let traced = runtime.block_on(session::run_served(config, &mut sink, link));
+    let viewed = view
+        .join()
+        .map_err(|_| anyhow::anyhow!("the view's thread panicked"))?;
+    traced?;
+    if viewed? == terminal::ViewEnd::SessionEnded {
+        for note in &sink.notes {
+            eprintln!("tracer: {note}");
+        }
+    }
+    Ok(())
+}
+
 /// Whether `err` comes from writing to a pipe whose reader has gone.
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| {
@@ -338,7 +528,27 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
-fn run(cli: &Cli) -> anyhow::Result<()> {
+/// `tracer attach` with exports: the trace, then the files written from its profiles.
+async fn attach_exporting(
+    config: Config,
+    sink: &mut dyn sinks::Sink,
+    reader: Option<&sinks::ReaderWatch>,
+    exports: &exports::ExportPaths,
+) -> anyhow::Result<()> {
+    let request = session::ExportRequest {
+        holders: exports.pprof_holders.is_some(),
+    };
+    let profiles = session::run_exporting(config, sink, reader, request).await?;
+    if let Some(profiles) = profiles {
+        for path in exports::write_exports(exports, &profiles)? {
+            eprintln!("tracer: wrote {}", path.display());
+        }
+    }
+    Ok(())
+}
+
+/// Runs the command; what the findings were goes into `found`, for the exit status.
+fn run(cli: &Cli, found: &mut sinks::Outcome) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -356,7 +566,11 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             top,
             all_locks,
             ref debug_dirs,
+            ref filters,
+            ref graph,
+            ref exports,
         } => {
+            let exports = exports.paths(holds)?;
             let stuck_after = positive_secs(stuck_after, "--stuck-after")?;
             let config = Config {
                 pid,
@@ -379,16 +593,37 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
                 (!all_locks).then_some(top),
                 &mut stdout,
             );
-            runtime.block_on(session::run(config, sink.as_mut(), reader.as_ref()))?;
-            Ok(())
+            let dot = graph_sink(graph.as_deref())?;
+            let mut drawn = sinks::WithGraphs::new(sink.as_mut(), dot);
+            let mut filtered = sinks::FilterSink::new(&mut drawn, filters.filter());
+            let mut counted = sinks::OutcomeSink::new(&mut filtered, found);
+            if exports.is_empty() {
+                runtime.block_on(session::run(config, &mut counted, reader.as_ref()))?;
+                return Ok(());
+            }
+            runtime.block_on(attach_exporting(
+                config,
+                &mut counted,
+                reader.as_ref(),
+                &exports,
+            ))
         }
-        Command::Record(ref args) => record(&runtime, args),
+        Command::Record(ref args) => record(&runtime, args, found),
         Command::Report {
             ref file,
             format,
             top,
             all_locks,
-        } => report(file, format, (!all_locks).then_some(top)),
+            ref filters,
+            ref graph,
+        } => report(
+            file,
+            (format, (!all_locks).then_some(top)),
+            filters,
+            graph.as_deref(),
+            found,
+        ),
+        Command::Top(ref args) => top(&runtime, args),
         Command::Serve(ref args) => runtime
             .block_on(serve::serve(serve_config(args)?))
             .map_err(Into::into),
@@ -397,39 +632,47 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             uprobes,
             go,
             duration: secs,
-        } => {
-            let target = LiveProcess::new(pid);
-            if !target.exists() {
-                anyhow::bail!("no such process: {pid}");
-            }
-            let maps = target.maps()?;
-            let libc: Option<PathBuf> = find_libc(&maps).map(|p| target.host_path(&p));
-            let go_target = if go {
-                Some(
-                    tracker::inspect(&target, &maps, tracker::GoProbeMode::Holds)?
-                        .context("--go: not a Go program")?,
-                )
-            } else {
-                None
-            };
-            let go_attach = go_target.as_ref().map(tracker::GoTarget::probe_sites);
-            let probes = Probes::attach(
-                pid,
-                Hooks::Floor { uprobes },
-                libc.as_deref(),
-                go_attach.as_ref(),
-                false,
-            )?;
-            let wait = duration(Some(secs))?.unwrap_or_default();
-            runtime.block_on(async {
-                tokio::select! {
-                    () = tokio::time::sleep(wait) => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            });
-            drop(probes);
-            writeln!(io::stdout(), "floor: detached")?;
-            Ok(())
-        }
+        } => floor(&runtime, pid, (uprobes, go), secs),
     }
+}
+
+/// The hidden `tracer floor`: empty programs on the tracer's hooks, for the benchmark.
+fn floor(
+    runtime: &tokio::runtime::Runtime,
+    pid: u32,
+    (uprobes, go): (bool, bool),
+    secs: f64,
+) -> anyhow::Result<()> {
+    let target = LiveProcess::new(pid);
+    if !target.exists() {
+        anyhow::bail!("no such process: {pid}");
+    }
+    let maps = target.maps()?;
+    let libc: Option<PathBuf> = find_libc(&maps).map(|p| target.host_path(&p));
+    let go_target = if go {
+        Some(
+            tracker::inspect(&target, &maps, tracker::GoProbeMode::Holds)?
+                .context("--go: not a Go program")?,
+        )
+    } else {
+        None
+    };
+    let go_attach = go_target.as_ref().map(tracker::GoTarget::probe_sites);
+    let probes = Probes::attach(
+        pid,
+        Hooks::Floor { uprobes },
+        libc.as_deref(),
+        go_attach.as_ref(),
+        false,
+    )?;
+    let wait = duration(Some(secs))?.unwrap_or_default();
+    runtime.block_on(async {
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    });
+    drop(probes);
+    writeln!(io::stdout(), "floor: detached")?;
+    Ok(())
 }

@@ -17,8 +17,9 @@ use crate::util::{cargo, is_root, probe_cmd, run, workspace_root};
 /// run), bpftool for the lifecycle tests, bpftrace for the bench floor, strace for the
 /// tests that compare against it, prometheus for the test on a real stripped Go service,
 /// as the bench's large Go target (its memory part) and for its `promtool`, which lints
-/// the tracer's metrics exposition.
-const APT_PACKAGES: [&str; 10] = [
+/// the tracer's metrics exposition, graphviz for the `--graph` test (its `dot` renders
+/// the DOT to SVG and reads it back), and tmux, the terminal the `tracer top` test drives.
+const APT_PACKAGES: [&str; 12] = [
     "llvm-22-dev",
     "libpolly-22-dev",
     "zlib1g-dev",
@@ -27,6 +28,7 @@ const APT_PACKAGES: [&str; 10] = [
     "bpftool",
     "bpftrace",
     "strace",
+    "graphviz",
     // Go 1.19 for the Go tests in tracer-user/tests/integration (the 1.18–1.19 pclntab
     // layout).
     "golang-1.19-go",
@@ -36,6 +38,9 @@ const APT_PACKAGES: [&str; 10] = [
     // `promtool check metrics` lints the exposition of `tracer_user::metrics`
     // (tracer-user/tests/integration/metrics_exposition.rs).
     "prometheus",
+    // The real terminal (80×24) the `tracer top` test runs the view in and types into
+    // (tracer-user/tests/integration/top.rs).
+    "tmux",
 ];
 
 /// Debian's rustc 1.96 with a prebuilt `core` for `bpfel-unknown-none`: the fallback when

@@ -230,6 +230,20 @@ impl<S: Copy> LockOrder<S> {
         Self::default()
     }
 
+    /// One edge per pair of classes seen nested (its first occurrence: the lock held,
+    /// the lock then taken, who), sorted: for a picture of the graph.
+    #[must_use]
+    pub fn order_edges(&self) -> Vec<(u64, u64, Actor)> {
+        let mut edges: Vec<(u64, u64, Actor)> = self
+            .edges
+            .values()
+            .filter_map(|e| e.seen.first())
+            .map(|seen| (seen.edge.from, seen.edge.to, seen.edge.actor))
+            .collect();
+        edges.sort_unstable_by_key(|&(from, to, actor)| (from, to, actor.tid));
+        edges
+    }
+
     /// What was checked and what the caps left out.
     #[must_use]
     pub fn counts(&self) -> LockOrderCounts {

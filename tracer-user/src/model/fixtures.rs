@@ -111,6 +111,7 @@ pub(crate) fn summary() -> Summary {
         timed_cycles: 0,
         lock_order_inversions: 0,
         other_locks: None,
+        filtered_out: None,
         locks: vec![
             LockSummary {
                 lock: lock(0x20, Some("a_rather_long_lock_name")),

@@ -1,5 +1,6 @@
 //! The live state of a traced process, as `tracer serve` publishes it for metrics: per-lock
-//! counters and wait/hold distributions in fixed buckets, cumulative since the attach.
+//! counters and wait/hold distributions in fixed buckets, cumulative since the attach; and,
+//! for `tracer top`, the waits going on now ([`TopSnapshot`]).
 //!
 //! A snapshot is taken by the session that traces the process (it knows the locks) and
 //! read by the metrics output (it knows the exposition format). Label cardinality is
@@ -122,6 +123,63 @@ pub struct TargetSnapshot {
     pub events: u64,
     /// Records the kernel dropped (ring buffer full).
     pub dropped: u64,
+}
+
+/// What `tracer top` shows beyond the counters: a [`TargetSnapshot`] and the waits
+/// going on right now, named (who waits for which lock, held by whom), and on request one
+/// lock's stacks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopSnapshot {
+    /// The counters, as `tracer serve` gets them.
+    pub target: TargetSnapshot,
+    /// Native threads waiting for a lock now, longest waiting first, at most
+    /// [`MAX_LIVE_WAITS`].
+    pub waits: Vec<LiveWait>,
+    /// Waits beyond [`MAX_LIVE_WAITS`], left out.
+    pub waits_left_out: usize,
+    /// The stacks of the lock asked for, when one was.
+    pub stacks: Option<LockStacks>,
+    /// A holder now of each lock of `target.locks` the tracer knows one of (all held
+    /// locks with `--holds`; otherwise mostly those with waiters), by address.
+    pub holders: Vec<(u64, LiveThread)>,
+}
+
+/// Waits a [`TopSnapshot`] names at most: a screen shows a few dozen, and naming costs
+/// thread-name reads.
+pub const MAX_LIVE_WAITS: usize = 256;
+
+/// A thread, by kernel id and name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LiveThread {
+    /// Kernel thread id.
+    pub tid: u32,
+    /// Its name (`comm`), empty when unknown.
+    pub name: String,
+}
+
+/// A thread waiting for a lock now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LiveWait {
+    /// Who waits.
+    pub waiter: LiveThread,
+    /// For which lock.
+    pub lock: LockRef,
+    /// For how long so far, in nanoseconds.
+    pub waited_ns: u64,
+    /// The threads holding that lock now, as far as the tracer knows (empty: unknown).
+    pub holders: Vec<LiveThread>,
+}
+
+/// One lock's stacks, for `tracer top`'s detail pane.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockStacks {
+    /// The lock's address.
+    pub addr: u64,
+    /// The stacks that waited on it most often, most frequent first, as function names.
+    pub waiters: Vec<Vec<String>>,
+    /// Its holders now, each with the stack it took the lock from (known with
+    /// `--holds`; empty otherwise).
+    pub holders: Vec<(LiveThread, Vec<String>)>,
 }
 
 /// A lock as the snapshot sees it before it is named: the session's view.

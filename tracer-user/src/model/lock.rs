@@ -120,6 +120,26 @@ pub enum LockKind {
 }
 
 impl LockKind {
+    /// Every kind, for parsing a name back (`--type`).
+    pub const ALL: [Self; 10] = [
+        Self::Mutex,
+        Self::PiMutex,
+        Self::RwLock,
+        Self::Futex,
+        Self::GoMutex,
+        Self::GoRwMutex,
+        Self::RustMutex,
+        Self::RustRwLock,
+        Self::ParkingLotMutex,
+        Self::ParkingLotRwLock,
+    ];
+
+    /// The kind named `name` (its JSON name, [`LockKind::as_str`]).
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
     /// The name used in both JSON and text.
     #[must_use]
     pub fn as_str(self) -> &'static str {
@@ -173,6 +193,10 @@ mod tests {
             assert_eq!(serde_json::to_value(kind).expect("serializes"), name);
             assert_eq!(kind.to_string(), name);
         }
+        for kind in LockKind::ALL {
+            assert_eq!(LockKind::from_name(kind.as_str()), Some(kind));
+        }
+        assert_eq!(LockKind::from_name("spinlock"), None);
     }
 
     #[test]

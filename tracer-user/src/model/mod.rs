@@ -11,6 +11,7 @@
 //! - `lock`: locks as the report names them ([`LockRef`]) and their kinds.
 //! - `finding`: what is reported the moment it is confirmed: deadlocks, stuck locks.
 //! - `summary`: the end-of-run summary and its per-lock distributions.
+//! - `graph`: snapshots of the wait-for and lock-order graphs, for pictures (`--graph`).
 //! - `live`: the live state `tracer serve` publishes for metrics (cumulative counters
 //!   and bucketed distributions, cardinality bounded).
 //! - `profile`: the lock waits of a window by stack and lock, for pprof.
@@ -18,6 +19,7 @@
 //!   a stack can be found), before `crate::assemble` names them.
 
 mod finding;
+pub mod graph;
 pub mod live;
 mod lock;
 pub mod profile;
@@ -33,5 +35,5 @@ pub use self::{
         OrderEdge, StuckHolder, StuckLock,
     },
     lock::{HoldMode, LockKind, LockRef, NameSource},
-    summary::{LockSummary, OtherLocks, Quantiles, Summary},
+    summary::{FilteredLocks, LockSummary, OtherLocks, Quantiles, Summary},
 };

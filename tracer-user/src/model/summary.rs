@@ -44,6 +44,24 @@ pub struct OtherLocks {
     pub hold_ns: Option<Quantiles>,
 }
 
+/// The contended locks the filters (`--lock`, `--type`, `--min-wait`) left out of the
+/// table: counted, not reported.
+///
+/// JSON: `{"locks":…,"contentions":…,"waits":…,"wait_total_ns":…,"wait_max_ns":…}`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct FilteredLocks {
+    /// How many locks were left out.
+    pub locks: u64,
+    /// Their waits (contentions), added up.
+    pub contentions: u64,
+    /// Their timed waits (the count of their wait distributions), added up.
+    pub waits: u64,
+    /// Their total wait time.
+    pub wait_total_ns: u64,
+    /// The longest of their waits.
+    pub wait_max_ns: u64,
+}
+
 /// The end-of-run summary.
 ///
 /// JSON: `{"kind":"summary","pid":…,"ns_pid":…,"duration_ns":…,"events":…,"dropped":…,"futex_wakes":…,
@@ -87,6 +105,10 @@ pub struct Summary {
     /// omitted in JSON when none was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub other_locks: Option<OtherLocks>,
+    /// The locks the filters left out of `locks` (`--lock`, `--type`, `--min-wait`);
+    /// omitted in JSON when no filter was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filtered_out: Option<FilteredLocks>,
     /// Remarks for the reader (limits hit, probes that could not attach, …).
     pub notes: Vec<String>,
 }

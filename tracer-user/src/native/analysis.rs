@@ -29,7 +29,7 @@ use crate::{
         futex_lock::{self, FutexWaitClass, KnownLocks},
         musl_lock,
         rust_lock::{self, RustLocks},
-        wait_profile::WaitProfile,
+        wait_profile::{HolderProfiles, ReleasedHold, WaitProfile},
         waitgraph::{Cycle, WaitGraph},
     },
 };
@@ -230,6 +230,8 @@ pub struct Analysis {
     /// Contention profiles being collected, by the id their requester gave (see
     /// `super::wait_profile`); empty unless someone asked for one.
     profiles: Vec<(u64, WaitProfile)>,
+    /// Holder profiles being collected (`--holds --pprof`); empty unless asked for.
+    holder_profiles: HolderProfiles,
     /// A Rust program's locks: `std`'s, `parking_lot`'s slow paths, holders from guards.
     rust: RustLocks,
 }
@@ -271,15 +273,20 @@ impl Analysis {
     }
 
     /// A fresh analysis for the program the target executed (`exec`), which starts with
-    /// nothing of this one but the kernel's brief-wait totals already counted here: they
-    /// are cumulative per futex word, and must not be counted again. It keeps this one's
-    /// lock cap, and its lock layout until [`Analysis::set_layout`] gives the new program's.
+    /// nothing of this one but the kernel's brief-wait totals already counted here (they
+    /// are cumulative per futex word, and must not be counted again) and the profile
+    /// windows open (taken from this one). It keeps this one's lock cap, and its lock
+    /// layout until [`Analysis::set_layout`] gives the new program's.
     #[must_use]
-    pub fn successor(&self) -> Self {
+    pub fn successor(&mut self) -> Self {
         Self {
             layout: self.layout,
             stats: LockTable::with_max_locks(self.stats.max_locks()),
             brief_folded: self.brief_folded.clone(),
+            // Open profile windows go on over the exec (a profile is of the process):
+            // they keep the old program's waits, which are named when the window closes.
+            profiles: std::mem::take(&mut self.profiles),
+            holder_profiles: std::mem::take(&mut self.holder_profiles),
             ..Self::default()
         }
     }
@@ -761,6 +768,9 @@ impl Analysis {
             if !self.profiles.is_empty() {
                 self.profile_wait(lock, &wait, ns);
             }
+            if !self.holder_profiles.is_empty() {
+                self.profile_holder(tid, lock, &wait, ns);
+            }
             self.stats.at(wait.lock_slot).end_wait(ns);
         }
         self.free_window(wait.window_slot);
@@ -783,6 +793,37 @@ impl Analysis {
         for (_, profile) in &mut self.profiles {
             profile.record(lock, stack, ns);
         }
+    }
+
+    /// Charges a lock wait of `tid` that ended after `ns` to the hold it waited for: the
+    /// hold released during the wait, else the lock's current holder (known from the
+    /// `--holds` uprobes).
+    fn profile_holder(&mut self, tid: u32, lock: u64, wait: &ActiveWait, ns: u64) {
+        let holder = self
+            .holder_profiles
+            .released_since(lock, wait.start_ns)
+            .map(|h| (h.stack, h.call_site))
+            .or_else(|| {
+                wait.holder
+                    .into_iter()
+                    .chain(self.graph.holders(lock))
+                    .filter(|&holder| holder != tid)
+                    .find_map(|holder| self.held.get(&(holder, lock)))
+                    .map(|h| (h.stack, h.call_site))
+            });
+        self.holder_profiles.record(lock, holder, ns);
+    }
+
+    /// Starts collecting a holder profile under `id` (see [`HolderProfiles`]): every lock
+    /// wait that ends from now on, charged to its holder's acquisition stack, until
+    /// [`Analysis::finish_holder_profile`].
+    pub fn start_holder_profile(&mut self, id: u64) {
+        self.holder_profiles.start(id);
+    }
+
+    /// The holder profile collected under `id`, which stops collecting it.
+    pub fn finish_holder_profile(&mut self, id: u64) -> Option<WaitProfile> {
+        self.holder_profiles.finish(id)
     }
 
     /// Starts collecting a contention profile under `id`: every lock wait that ends from
@@ -941,6 +982,14 @@ impl Analysis {
             self.stats
                 .at(held.lock_slot)
                 .record_hold(ts_ns.saturating_sub(held.since_ns));
+            self.holder_profiles.on_release(
+                lock,
+                ReleasedHold {
+                    released_ns: ts_ns,
+                    stack: held.stack,
+                    call_site: held.call_site,
+                },
+            );
         }
     }
 
@@ -1105,6 +1154,11 @@ impl Analysis {
     #[must_use]
     pub fn active_wait(&self, tid: u32) -> Option<&ActiveWait> {
         self.waits.get(&tid)
+    }
+
+    /// Every thread waiting now, with its wait (in no particular order).
+    pub fn active_waits(&self) -> impl Iterator<Item = (u32, &ActiveWait)> + '_ {
+        self.waits.iter().map(|(&tid, wait)| (tid, wait))
     }
 
     #[must_use]
@@ -1640,6 +1694,71 @@ mod tests {
         feed(&mut glibc, &events);
         assert!(glibc.candidates().is_empty());
         assert_eq!(glibc.counts().lock_waits, 0, "the bug: no lock waits");
+    }
+
+    /// Guards the holder profile's choice of holder in the analysis: a wait is charged to
+    /// the acquisition (stack id and lock call site, from the `--holds` uprobes) of the
+    /// hold released during it, else to the lock's holder when it ended; and only while a
+    /// holder profile is open.
+    #[test]
+    fn a_wait_is_charged_to_the_hold_it_waited_out() {
+        let acquired = |tid, ts, addr, stack, call_site| TraceEvent::LockAcquired {
+            tid,
+            ts_ns: ts,
+            start_ns: ts,
+            addr,
+            op: LockOp::MutexLock,
+            stack,
+            call_site,
+        };
+        let released = |tid, ts, addr| TraceEvent::LockReleased {
+            tid,
+            ts_ns: ts,
+            addr,
+            op: LockOp::MutexUnlock,
+        };
+        let mut a = Analysis::new();
+        // Before the profile: not charged.
+        feed(
+            &mut a,
+            &[
+                acquired(101, 1, LOCK_A, Some(9), 0xa0),
+                mutex_wait(102, 2, LOCK_A, 101),
+                released(101, 3, LOCK_A),
+                done(102, 4, LOCK_A),
+                released(102, 5, LOCK_A),
+            ],
+        );
+        a.start_holder_profile(1);
+        feed(
+            &mut a,
+            &[
+                acquired(101, 10, LOCK_A, Some(7), 0xa1),
+                mutex_wait(102, 20, LOCK_A, 101),
+                released(101, 50, LOCK_A),
+                done(102, 60, LOCK_A),
+                // 103's release of B is not seen by the end of 104's wait.
+                acquired(103, 70, LOCK_B, None, 0xb1),
+                mutex_wait(104, 80, LOCK_B, 103),
+                done(104, 90, LOCK_B),
+            ],
+        );
+        let mut charged: Vec<_> = a
+            .finish_holder_profile(1)
+            .expect("holder profile 1")
+            .spread_unsampled()
+            .into_iter()
+            .map(|(lock, stack, e)| (lock, stack, e.count, e.delay_ns, e.window.ip))
+            .collect();
+        charged.sort_unstable();
+        assert_eq!(
+            charged,
+            [
+                (LOCK_A, Some(Some(7)), 1, 40, 0xa1),
+                (LOCK_B, Some(None), 1, 10, 0xb1),
+            ]
+        );
+        assert!(a.finish_holder_profile(1).is_none(), "finished once");
     }
 
     /// Guards musl condition variables counted as lock contention: a musl condvar waiter

@@ -119,6 +119,93 @@ impl WaitProfile {
     }
 }
 
+/// Released holds remembered per lock at most, for [`HolderProfiles`]: past that the
+/// table starts again (a wait whose holder's release was forgotten counts as one whose
+/// holder is not known).
+pub const MAX_RELEASED_HOLDS: usize = 65_536;
+
+/// A hold released while holder profiles were collected: when, and where the lock had
+/// been taken (the acquisition's kernel stack id and the lock call's return address).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReleasedHold {
+    pub released_ns: u64,
+    pub stack: StackId,
+    pub call_site: u64,
+}
+
+/// Holder profiles (`tracer attach --holds --pprof`): each lock wait's time charged to
+/// the stack that had taken the lock the waiter waited for, as Go's mutex profile does.
+///
+/// At a wait's end the hold it waited out has just been released (the release wakes the
+/// waiter), so that hold is remembered per lock from its release; a wait that began after
+/// the last release waited for the lock's current holder instead.
+#[derive(Clone, Debug, Default)]
+pub struct HolderProfiles {
+    /// By the id their requester gave.
+    pub(super) profiles: Vec<(u64, WaitProfile)>,
+    /// The last hold released on each lock, while a profile is open.
+    released: HashMap<u64, ReleasedHold>,
+}
+
+impl HolderProfiles {
+    /// Whether no holder profile is being collected.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.profiles.is_empty()
+    }
+
+    /// Starts collecting a holder profile under `id`.
+    pub fn start(&mut self, id: u64) {
+        self.profiles.push((id, WaitProfile::default()));
+    }
+
+    /// The holder profile collected under `id`, which stops collecting it.
+    pub fn finish(&mut self, id: u64) -> Option<WaitProfile> {
+        let at = self.profiles.iter().position(|(i, _)| *i == id)?;
+        let profile = self.profiles.swap_remove(at).1;
+        if self.profiles.is_empty() {
+            self.released = HashMap::default();
+        }
+        Some(profile)
+    }
+
+    /// Remembers the release of a hold of `lock` (a no-op unless a profile is open).
+    pub fn on_release(&mut self, lock: u64, hold: ReleasedHold) {
+        if self.profiles.is_empty() {
+            return;
+        }
+        if self.released.len() >= MAX_RELEASED_HOLDS && !self.released.contains_key(&lock) {
+            self.released.clear();
+        }
+        self.released.insert(lock, hold);
+    }
+
+    /// The hold of `lock` released last, if it was released at or after `since_ns` (so a
+    /// wait that began then waited it out).
+    #[must_use]
+    pub fn released_since(&self, lock: u64, since_ns: u64) -> Option<ReleasedHold> {
+        self.released
+            .get(&lock)
+            .copied()
+            .filter(|h| h.released_ns >= since_ns)
+    }
+
+    /// Charges a wait of `ns` on `lock` to `holder` (its acquisition's stack id and call
+    /// site), or to the lock's unknown holder.
+    pub fn record(&mut self, lock: u64, holder: Option<(StackId, u64)>, ns: u64) {
+        let window = holder.map(|(_, call_site)| StackWindow {
+            ip: call_site,
+            ..StackWindow::EMPTY
+        });
+        let stack = holder
+            .zip(window.as_ref())
+            .map(|((id, _), window)| (id.unwrap_or(super::analysis::WINDOW_ONLY_STACK), window));
+        for (_, profile) in &mut self.profiles {
+            profile.record(lock, stack, ns);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,5 +255,43 @@ mod tests {
         }
         assert_eq!(p.overflowed, 5);
         assert_eq!(p.spread_unsampled().len(), MAX_PROFILE_ENTRIES);
+    }
+
+    /// Guards the holder profile's choice of holder: a wait is charged to the hold
+    /// released during it (the one it waited out), not to one released before it began;
+    /// and nothing is remembered while no holder profile is open.
+    #[test]
+    fn holders_are_the_holds_released_during_the_wait() {
+        let mut h = HolderProfiles::default();
+        let hold = |released_ns, call_site| ReleasedHold {
+            released_ns,
+            stack: Some(7),
+            call_site,
+        };
+        h.on_release(0x10, hold(5, 0xa));
+        h.start(1);
+        assert_eq!(
+            h.released_since(0x10, 0),
+            None,
+            "released before the profile"
+        );
+        h.on_release(0x10, hold(100, 0xb));
+        assert_eq!(h.released_since(0x10, 50), Some(hold(100, 0xb)));
+        assert_eq!(
+            h.released_since(0x10, 101),
+            None,
+            "released before the wait"
+        );
+        h.record(0x10, Some((Some(7), 0xb)), 40);
+        h.record(0x10, Some((Some(7), 0xb)), 60);
+        let out = h.finish(1).unwrap().spread_unsampled();
+        assert_eq!(out.len(), 1);
+        let (lock, stack, entry) = &out[0];
+        assert_eq!((*lock, *stack), (0x10, Some(Some(7))));
+        assert_eq!(
+            (entry.count, entry.delay_ns, entry.window.ip),
+            (2, 100, 0xb)
+        );
+        assert!(h.is_empty());
     }
 }

@@ -290,6 +290,26 @@ impl WaitGraph {
         }
     }
 
+    /// Every wait (thread, lock), sorted: for a picture of the graph.
+    #[must_use]
+    pub fn all_waits(&self) -> Vec<(Tid, LockAddr)> {
+        let mut waits: Vec<(Tid, LockAddr)> = self.waits.iter().map(|(&t, &l)| (t, l)).collect();
+        waits.sort_unstable();
+        waits
+    }
+
+    /// Every hold (lock, thread), sorted: for a picture of the graph.
+    #[must_use]
+    pub fn all_holds(&self) -> Vec<(LockAddr, Tid)> {
+        let mut holds: Vec<(LockAddr, Tid)> = self
+            .holders
+            .iter()
+            .flat_map(|(&l, tids)| tids.into_iter().map(move |&t| (l, t)))
+            .collect();
+        holds.sort_unstable();
+        holds
+    }
+
     /// Number of threads currently waiting for some lock.
     #[must_use]
     pub fn waiting_threads(&self) -> usize {

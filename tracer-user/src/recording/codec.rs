@@ -6,9 +6,9 @@
 use thiserror::Error;
 
 use crate::model::{
-    Deadlock, DeadlockEntry, Finding, HoldMode, HolderEvidence, HolderState, LockKind,
-    LockOrderInversion, LockRef, LockSummary, NameSource, OrderEdge, OtherLocks, Quantiles,
-    StuckHolder, StuckLock, Summary,
+    Deadlock, DeadlockEntry, FilteredLocks, Finding, HoldMode, HolderEvidence, HolderState,
+    LockKind, LockOrderInversion, LockRef, LockSummary, NameSource, OrderEdge, OtherLocks,
+    Quantiles, StuckHolder, StuckLock, Summary,
 };
 
 /// A payload that does not decode: the file was damaged or written by another program.
@@ -338,6 +338,13 @@ wire_struct!(OtherLocks {
     wait_ns,
     hold_ns
 });
+wire_struct!(FilteredLocks {
+    locks,
+    contentions,
+    waits,
+    wait_total_ns,
+    wait_max_ns
+});
 wire_struct!(Summary {
     pid,
     ns_pid,
@@ -352,6 +359,7 @@ wire_struct!(Summary {
     lock_order_inversions,
     locks,
     other_locks,
+    filtered_out,
     notes,
 });
 

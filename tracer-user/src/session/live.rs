@@ -1,5 +1,6 @@
-//! A session's answers to live questions while it traces (`tracer serve`): a snapshot of
-//! its locks' counters for metrics, and the contention profile of a time window for pprof.
+//! A session's answers to live questions while it traces (`tracer serve`, `tracer top`): a
+//! snapshot of its locks' counters for metrics, the waits going on now for the live view,
+//! and the contention profile of a time window for pprof.
 //!
 //! Questions come over a channel and are answered from the session's own loop, between two
 //! drains: the analysis is never shared with another task, and a question costs nothing
@@ -13,10 +14,13 @@ use tokio::sync::{mpsc, oneshot};
 use super::{Session, monotonic_ns};
 use crate::{
     assemble::{self, GoRuntimeFutexes, Naming as _},
-    go::tracker::GoTracker,
+    go::tracker::{GoProfile, GoTracker},
     model::{
         LockKind,
-        live::{TargetSnapshot, UnnamedLiveLock, split_top},
+        live::{
+            LiveThread, LiveWait, LockStacks, MAX_LIVE_WAITS, TargetSnapshot, TopSnapshot,
+            UnnamedLiveLock, split_top,
+        },
         profile::{ContentionProfile, ProfileFrame, ProfileSample},
         raw::RawStack,
     },
@@ -28,6 +32,12 @@ use crate::{
 pub enum LiveRequest {
     /// Its locks' counters now.
     Snapshot(oneshot::Sender<TargetSnapshot>),
+    /// Its locks' counters and the waits going on now (`tracer top`), with the stacks of
+    /// the lock at `stacks_for` when given.
+    Top {
+        stacks_for: Option<u64>,
+        reply: oneshot::Sender<TopSnapshot>,
+    },
     /// The lock waits that end within `duration` from now, by stack and lock.
     Profile {
         duration: Duration,
@@ -71,11 +81,14 @@ pub(super) struct Live {
     pub(super) stop: bool,
 }
 
+/// Waiting stacks `tracer top` shows for a lock.
+const TOP_STACKS: usize = 3;
+
 /// Profiles collected at once at most: each keeps its own bounded table.
 const MAX_OPEN_PROFILES: usize = 4;
 
 /// Waits that never slept have no stack and no duration: a profile cannot show them.
-const BRIEF_WAITS_COMMENT: &str = "waits that returned without sleeping (the lock was released as the waiter entered the kernel) are counted in the metrics' contentions, not in this profile";
+const BRIEF_WAITS_COMMENT: &str = "waits that returned without sleeping (the lock was released as the waiter entered the kernel) are counted as contentions in the metrics and the summary, not in this profile";
 
 impl Live {
     pub(super) fn new(link: LiveLink) -> Self {
@@ -137,6 +150,10 @@ impl Session {
                 LiveRequest::Snapshot(reply) => {
                     let snapshot = self.live_snapshot(&live, true);
                     let _ = reply.send(snapshot);
+                }
+                LiveRequest::Top { stacks_for, reply } => {
+                    let target = self.live_snapshot(&live, true);
+                    let _ = reply.send(self.top_snapshot(target, stacks_for));
                 }
                 LiveRequest::Profile { duration, reply } => {
                     if live.open.len() >= MAX_OPEN_PROFILES {
@@ -200,6 +217,22 @@ impl Session {
             .as_mut()
             .and_then(|go| go.finish_profile(open.id))
             .unwrap_or_default();
+        let profile = self.contention_profile(
+            (waits, go_waits),
+            (open.start_unix_ns, now_ns.saturating_sub(open.started_ns)),
+            NOT_SAMPLED_FRAME,
+        );
+        let _ = open.reply.send(profile);
+    }
+
+    /// A window's native and Go waits (`(start, duration)` in ns) named as a contention
+    /// profile; `unknown_frame` is the frame of waits with no stack.
+    pub(super) fn contention_profile(
+        &mut self,
+        (waits, go_waits): (WaitProfile, GoProfile),
+        (start_unix_ns, duration_ns): (u64, u64),
+        unknown_frame: &str,
+    ) -> ContentionProfile {
         let mut comments = vec![BRIEF_WAITS_COMMENT.to_owned()];
         if waits.overflowed > 0 {
             comments.push(format!(
@@ -217,11 +250,16 @@ impl Session {
         }
         let pid = self.config.pid;
         let comm = self.target.thread_name(pid).unwrap_or_default();
-        let mut samples = self.native_samples(waits, (pid, &comm), &mut comments);
+        let mut samples = self.native_samples(waits, (pid, &comm), &mut comments, unknown_frame);
         let mut namer = self.namer();
         for wait in go_waits.waits {
+            let unknown = matches!(wait.stack, RawStack::Go { pc: 0, .. });
             samples.push(ProfileSample {
-                frames: namer.stack(&wait.stack).frames,
+                frames: if unknown {
+                    vec![unknown_profile_frame(unknown_frame)]
+                } else {
+                    namer.stack(&wait.stack).frames
+                },
                 lock: namer.lock(wait.lock).label(),
                 lock_addr: wait.lock,
                 lock_kind: wait.kind.as_str(),
@@ -231,13 +269,12 @@ impl Session {
                 delay_ns: wait.delay_ns,
             });
         }
-        let profile = ContentionProfile {
-            start_unix_ns: open.start_unix_ns,
-            duration_ns: now_ns.saturating_sub(open.started_ns),
+        ContentionProfile {
+            start_unix_ns,
+            duration_ns,
             samples,
             comments,
-        };
-        let _ = open.reply.send(profile);
+        }
     }
 
     /// The samples of a window's native lock waits in process `pid` named `comm`. In a Go
@@ -250,6 +287,7 @@ impl Session {
         waits: WaitProfile,
         (pid, comm): (u32, &str),
         comments: &mut Vec<String>,
+        unknown_frame: &str,
     ) -> Vec<ProfileSample> {
         let mut waits: Vec<_> = waits
             .spread_unsampled()
@@ -290,13 +328,7 @@ impl Session {
                         };
                         namer.stack(&raw).frames
                     }
-                    None => vec![ProfileFrame {
-                        function: "[stack not sampled]".to_owned(),
-                        file: None,
-                        line: None,
-                        object: None,
-                        address: 0,
-                    }],
+                    None => vec![unknown_profile_frame(unknown_frame)],
                 };
                 let mut lock_ref = namer.lock(lock);
                 if lock_ref.name.is_none() {
@@ -396,6 +428,107 @@ impl Session {
         }
     }
 
+    /// `target` with the native waits going on now, named, and `stacks_for`'s stacks.
+    fn top_snapshot(&mut self, target: TargetSnapshot, stacks_for: Option<u64>) -> TopSnapshot {
+        let now = monotonic_ns();
+        let mut waiting: Vec<(u32, u64, u64)> = self
+            .analysis
+            .active_waits()
+            .filter_map(|(tid, wait)| {
+                wait.lock
+                    .map(|lock| (tid, lock, now.saturating_sub(wait.start_ns)))
+            })
+            .collect();
+        // Longest waiting first: the waits that matter survive the cap.
+        waiting.sort_unstable_by_key(|&(tid, _, waited)| (std::cmp::Reverse(waited), tid));
+        let waits_left_out = waiting.len().saturating_sub(MAX_LIVE_WAITS);
+        waiting.truncate(MAX_LIVE_WAITS);
+        let holders_of = |analysis: &crate::native::analysis::Analysis, lock: u64| -> Vec<u32> {
+            analysis.graph().holders(lock).collect()
+        };
+        let with_holders: Vec<(u32, u64, u64, Vec<u32>)> = waiting
+            .into_iter()
+            .map(|(tid, lock, waited)| (tid, lock, waited, holders_of(&self.analysis, lock)))
+            .collect();
+        let held_stacks: Vec<(u32, Option<u32>)> = stacks_for
+            .map(|lock| {
+                holders_of(&self.analysis, lock)
+                    .into_iter()
+                    .map(|tid| (tid, self.analysis.held(tid, lock).and_then(|h| h.stack)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let lock_holders: Vec<(u64, u32)> = target
+            .locks
+            .iter()
+            .filter_map(|l| {
+                self.analysis
+                    .graph()
+                    .holders(l.lock.addr)
+                    .next()
+                    .map(|tid| (l.lock.addr, tid))
+            })
+            .collect();
+        let wait_stacks = stacks_for
+            .map(|lock| self.analysis.wait_stacks(lock, TOP_STACKS))
+            .unwrap_or_default();
+        let mut namer = self.namer();
+        let mut thread = |tid: u32| LiveThread {
+            tid,
+            name: namer.thread_name(tid),
+        };
+        let mut waits = Vec::with_capacity(with_holders.len());
+        for (tid, lock, waited_ns, holders) in with_holders {
+            let waiter = thread(tid);
+            let holders = holders.into_iter().map(&mut thread).collect();
+            waits.push((waiter, lock, waited_ns, holders));
+        }
+        let lock_holders = lock_holders
+            .into_iter()
+            .map(|(addr, tid)| (addr, thread(tid)))
+            .collect();
+        let holders: Vec<(LiveThread, Option<u32>)> = held_stacks
+            .into_iter()
+            .map(|(tid, stack)| (thread(tid), stack))
+            .collect();
+        let waits = waits
+            .into_iter()
+            .map(|(waiter, lock, waited_ns, holders)| LiveWait {
+                waiter,
+                lock: namer.lock(lock),
+                waited_ns,
+                holders,
+            })
+            .collect();
+        let stacks = stacks_for.map(|addr| LockStacks {
+            addr,
+            waiters: wait_stacks
+                .into_iter()
+                .map(|(stack_id, window)| native_frames(&mut namer, stack_id, Box::new(window)))
+                .collect(),
+            holders: holders
+                .into_iter()
+                .map(|(holder, stack)| {
+                    let frames = stack.map_or_else(Vec::new, |stack_id| {
+                        native_frames(
+                            &mut namer,
+                            stack_id,
+                            Box::new(crate::event::StackWindow::EMPTY),
+                        )
+                    });
+                    (holder, frames)
+                })
+                .collect(),
+        });
+        TopSnapshot {
+            target,
+            waits,
+            waits_left_out,
+            stacks,
+            holders: lock_holders,
+        }
+    }
+
     /// In a Go program, what the frames of the waits on the futex words `words` say of
     /// them: where the runtime's threads only slept idle (no locks, as the summary leaves
     /// them out), and the names of the runtime's own locks.
@@ -417,6 +550,20 @@ impl Session {
     }
 }
 
+/// The function names of native stack `stack_id` (with a stack `window` seen with it).
+fn native_frames(
+    namer: &mut super::Namer<'_>,
+    stack_id: u32,
+    window: Box<crate::event::StackWindow>,
+) -> Vec<String> {
+    let raw = RawStack::Native {
+        stack_id: Some(stack_id),
+        window,
+        waiter: None,
+    };
+    namer.stack(&raw).names
+}
+
 /// Leaves the waits on the futex words `words` out of a window's native `waits` (lock,
 /// stack, entry, kind); returns how many waits that was.
 fn leave_out_words<S>(
@@ -434,7 +581,21 @@ fn leave_out_words<S>(
     left_out
 }
 
-fn unix_now_ns() -> u64 {
+/// The frame of a profile's waits whose stack is not known.
+const NOT_SAMPLED_FRAME: &str = "[stack not sampled]";
+
+/// The one frame of a sample whose stack is not known, named `function`.
+fn unknown_profile_frame(function: &str) -> ProfileFrame {
+    ProfileFrame {
+        function: function.to_owned(),
+        file: None,
+        line: None,
+        object: None,
+        address: 0,
+    }
+}
+
+pub(super) fn unix_now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))

@@ -14,6 +14,8 @@ mod adopt;
 mod clock;
 mod confirm;
 mod exec_watch;
+mod export;
+mod graph;
 mod live;
 mod order;
 pub(crate) use self::order::lock_order_note;
@@ -35,11 +37,14 @@ use tokio::{
     signal::unix::{SignalKind, signal},
 };
 
-pub use self::live::{LiveLink, LiveRequest};
 use self::{
     clock::{monotonic_ns, realtime_ahead_ns},
     confirm::{EntryTimeout, TimedCycles},
     threads::LiveThreads,
+};
+pub use self::{
+    export::ExportRequest,
+    live::{LiveLink, LiveRequest},
 };
 use crate::{
     assemble::{self, Namer, Naming as _},
@@ -49,6 +54,7 @@ use crate::{
     lockstats,
     model::{
         HolderEvidence, LockKind, LockSummary, OtherLocks, Summary,
+        graph::GraphSnapshot,
         live::TargetSnapshot,
         raw::{RawCycleEntry, RawFinding, RawLockStats, RawStack},
     },
@@ -191,7 +197,24 @@ pub async fn run(
     sink: &mut dyn Sink,
     reader: Option<&ReaderWatch>,
 ) -> Result<(), SessionError> {
-    run_with(config, sink, reader, None).await.map(|_| ())
+    run_with(config, sink, reader, None, None).await.map(|_| ())
+}
+
+/// [`run`], also collecting the whole run's contention profiles (waiting stacks, and
+/// with `export.holders` holding stacks) for `--pprof`/`--folded`/`--flamegraph`
+/// (`crate::exports::write_exports`). `None` when the output's reader went away.
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_exporting(
+    config: Config,
+    sink: &mut dyn Sink,
+    reader: Option<&ReaderWatch>,
+    export: ExportRequest,
+) -> Result<Option<crate::exports::ExportProfiles>, SessionError> {
+    run_with(config, sink, reader, None, Some(export))
+        .await
+        .map(|(_, profiles)| profiles)
 }
 
 /// [`run`] for `tracer serve`: the session also answers `link`'s questions (metrics
@@ -205,7 +228,9 @@ pub async fn run_served(
     sink: &mut dyn Sink,
     link: LiveLink,
 ) -> Result<Option<TargetSnapshot>, SessionError> {
-    run_with(config, sink, None, Some(link)).await
+    run_with(config, sink, None, Some(link), None)
+        .await
+        .map(|(last, _)| last)
 }
 
 async fn run_with(
@@ -213,7 +238,14 @@ async fn run_with(
     sink: &mut dyn Sink,
     reader: Option<&ReaderWatch>,
     link: Option<LiveLink>,
-) -> Result<Option<TargetSnapshot>, SessionError> {
+    export: Option<ExportRequest>,
+) -> Result<
+    (
+        Option<TargetSnapshot>,
+        Option<crate::exports::ExportProfiles>,
+    ),
+    SessionError,
+> {
     let pid = config.pid;
     let target = LiveProcess::new(pid);
     if let Some(why) = target.untraceable() {
@@ -226,6 +258,9 @@ async fn run_with(
         eprintln!("tracer: tracing process {pid} ({comm})");
     }
     session.live = link.map(live::Live::new);
+    if let Some(export) = export {
+        session.open_whole_run_profile(export);
+    }
     // Symbol tables of the mapped objects load on a thread of their own, so the first
     // deadlock report does not wait for them and the drain loop is never held up by them
     // (their DWARF is decoded at the first source line asked of each object).
@@ -240,12 +275,18 @@ async fn run_with(
         TraceEnd::Stopped => {}
         TraceEnd::TargetExited => notes.push(format!("process {pid} exited during the trace")),
         // Detached as the session drops, with nothing more to say.
-        TraceEnd::ReaderGone => return Ok(None),
+        TraceEnd::ReaderGone => return Ok((None, None)),
     }
     session.end_live_profiles();
     let last = session.final_snapshot();
+    let profiles = session
+        .close_whole_run_profile()
+        .map(|(profiles, cap_notes)| {
+            notes.extend(cap_notes);
+            profiles
+        });
     session.finish(sink, started.elapsed(), notes)?;
-    Ok(last)
+    Ok((last, profiles))
 }
 
 /// The next question to a served session; never resolves for a session not served.
@@ -417,6 +458,7 @@ fn attach(
         target_realtime: RealtimeThreads::default(),
         dropped_seen: 0,
         live: None,
+        whole_run: None,
     };
     session.analysis.set_rust_std(rust);
     session.rust_heap_owners = rust_heap_owners;
@@ -666,6 +708,8 @@ struct Session {
     rust_heap_owners: Option<RustHeapOwners>,
     /// `tracer serve`'s questions to this session, and its open profiles.
     live: Option<live::Live>,
+    /// The whole run's profile window (`attach --pprof` and the other exports).
+    whole_run: Option<export::WholeRun>,
 }
 
 impl Session {
@@ -1126,6 +1170,12 @@ impl Session {
             let finding = assemble::finding(raw, now, &mut self.namer());
             self.count_inversion(&finding);
             sink.finding(&finding).map_err(SessionError::Output)?;
+            match &finding {
+                crate::model::Finding::Deadlock(d) => {
+                    self.draw_go_wait_for(sink, GraphSnapshot::deadlock_title(d), Some(d))?;
+                }
+                _ => Self::draw_finding(sink, &finding)?,
+            }
         }
         Ok(())
     }
@@ -1140,6 +1190,7 @@ impl Session {
             );
             self.count_inversion(&finding);
             sink.finding(&finding).map_err(SessionError::Output)?;
+            Self::draw_finding(sink, &finding)?;
         }
         Ok(())
     }
@@ -1192,6 +1243,103 @@ impl Session {
             let raw = RawFinding::Deadlock(entries);
             let deadlock = assemble::finding(&raw, monotonic_ns(), &mut self.namer());
             sink.finding(&deadlock).map_err(SessionError::Output)?;
+            if let crate::model::Finding::Deadlock(d) = &deadlock {
+                self.draw_wait_for(sink, GraphSnapshot::deadlock_title(d))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives `sink` the native wait-for graph as it stands, when it draws graphs.
+    fn draw_wait_for(&mut self, sink: &mut dyn Sink, title: String) -> Result<(), SessionError> {
+        if !sink.wants_graphs() {
+            return Ok(());
+        }
+        let mut namer = Namer {
+            target: &*self.target,
+            symbolizer: &mut self.symbolizer,
+            code: &mut self.code,
+            stacks: &self.probes,
+            go: self.go.as_ref().map(GoTracker::names),
+            rust_heap_names: Some(self.analysis.rust().heap_names()),
+        };
+        let snapshot = graph::wait_for(title, self.analysis.graph(), &mut namer);
+        sink.graph(&snapshot).map_err(SessionError::Output)
+    }
+
+    /// Gives `sink` the Go wait-for graph as it stands (the goroutines' waits and traced
+    /// holds), with `deadlock`'s cycle added when given, when it draws graphs.
+    fn draw_go_wait_for(
+        &mut self,
+        sink: &mut dyn Sink,
+        title: String,
+        deadlock: Option<&crate::model::Deadlock>,
+    ) -> Result<(), SessionError> {
+        let Some(go) = self.go.as_ref() else {
+            return Ok(());
+        };
+        if !sink.wants_graphs() {
+            return Ok(());
+        }
+        let edges = go.wait_edges();
+        let mut namer = Namer {
+            target: &*self.target,
+            symbolizer: &mut self.symbolizer,
+            code: &mut self.code,
+            stacks: &self.probes,
+            go: Some(go.names()),
+            rust_heap_names: None,
+        };
+        let mut snapshot = graph::go_wait_for(title, &edges.waits, &edges.holds, &mut namer);
+        if let Some(deadlock) = deadlock {
+            snapshot.add_deadlock(deadlock);
+        }
+        sink.graph(&snapshot).map_err(SessionError::Output)
+    }
+
+    /// Gives `sink` the picture of a finding that is its own graph (a Go deadlock's
+    /// cycle, an inversion's orders), when it draws graphs.
+    fn draw_finding(
+        sink: &mut dyn Sink,
+        finding: &crate::model::Finding,
+    ) -> Result<(), SessionError> {
+        if !sink.wants_graphs() {
+            return Ok(());
+        }
+        let snapshot = match finding {
+            crate::model::Finding::Deadlock(d) => {
+                GraphSnapshot::of_deadlock(GraphSnapshot::deadlock_title(d), d)
+            }
+            crate::model::Finding::LockOrderInversion(inversion) => {
+                GraphSnapshot::of_inversion("lock-order inversion", inversion)
+            }
+            crate::model::Finding::StuckLock(_) => return Ok(()),
+        };
+        sink.graph(&snapshot).map_err(SessionError::Output)
+    }
+
+    /// Gives `sink` the graphs as they stand at the end (the native wait-for graph and,
+    /// with `--holds`, the lock-order graph), when it draws graphs.
+    fn draw_end_graphs(&mut self, sink: &mut dyn Sink) -> Result<(), SessionError> {
+        if !sink.wants_graphs() {
+            return Ok(());
+        }
+        // A Go program's locks are in its Go graph: its native one is drawn only when
+        // some thread waits on a native lock (cgo, the runtime's own futexes).
+        if self.go.is_none() || self.analysis.graph().waiting_threads() > 0 {
+            self.draw_wait_for(sink, "wait-for graph at the end".to_owned())?;
+        }
+        if self.go.is_some() {
+            self.draw_go_wait_for(sink, "Go wait-for graph at the end".to_owned(), None)?;
+        }
+        if self.config.holds && self.config.lock_order {
+            let edges = self.order.order_edges();
+            let snapshot = graph::lock_order(
+                "lock-order graph at the end".to_owned(),
+                &edges,
+                &mut self.namer(),
+            );
+            sink.graph(&snapshot).map_err(SessionError::Output)?;
         }
         Ok(())
     }
@@ -1345,6 +1493,8 @@ impl Session {
         elapsed: Duration,
         mut notes: Vec<String>,
     ) -> Result<(), SessionError> {
+        // Before the open waits are closed: a deadlock still in place is in the picture.
+        self.draw_end_graphs(sink)?;
         let counters = self.probes.counters().unwrap_or_default();
         self.fold_brief_waits();
         notes.extend(self.ownerless_adopted_waits_note());
@@ -1407,6 +1557,7 @@ impl Session {
             lock_order_inversions: self.inversions_reported,
             locks: exec_watch::merge_lock_tables(previous.locks, table.locks),
             other_locks,
+            filtered_out: None,
             notes,
         };
         sink.summary(&summary).map_err(SessionError::Output)

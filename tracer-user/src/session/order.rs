@@ -100,6 +100,11 @@ impl NativeOrder {
         self.found.drain(..).map(raw_inversion).collect()
     }
 
+    /// The graph's edges (lock held, lock then taken, by whom), for a picture.
+    pub(super) fn order_edges(&self) -> Vec<(u64, u64, crate::lock_order::Actor)> {
+        self.graph.order_edges()
+    }
+
     /// The notes for the summary (see [`lock_order_note`]).
     pub(super) fn note(&self) -> Vec<String> {
         lock_order_note(self.graph.counts())

@@ -3,14 +3,24 @@
 //! A sink only renders; it never looks at the target or the analysis, so adding an output
 //! (metrics, pprof, recordings, a live view) is a new sink and nothing else.
 
+pub mod dot;
+pub mod filter;
 mod json;
+pub mod outcome;
 mod reader;
 mod text;
 
 use std::io::{self, Write};
 
-pub use self::{json::JsonSink, reader::ReaderWatch, text::TextSink};
-use crate::model::{Finding, Summary};
+pub use self::{
+    dot::{DotSink, WithGraphs, render_dot},
+    filter::{FilterSink, LockFilter},
+    json::JsonSink,
+    outcome::{Outcome, OutcomeSink},
+    reader::ReaderWatch,
+    text::TextSink,
+};
+use crate::model::{Finding, Summary, graph::GraphSnapshot};
 
 /// A consumer of the tracer's output.
 pub trait Sink {
@@ -25,6 +35,21 @@ pub trait Sink {
     /// # Errors
     /// When the output cannot be written.
     fn summary(&mut self, summary: &Summary) -> io::Result<()>;
+
+    /// Whether this sink draws graphs: the session builds a [`GraphSnapshot`] (which
+    /// costs naming every lock in it) only for a sink that does.
+    fn wants_graphs(&self) -> bool {
+        false
+    }
+
+    /// A graph as it stood at a finding (right after it) or at the end (right before
+    /// the summary); only when [`Sink::wants_graphs`].
+    ///
+    /// # Errors
+    /// When the output cannot be written.
+    fn graph(&mut self, _graph: &GraphSnapshot) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The formats `tracer attach --format` writes to standard output.

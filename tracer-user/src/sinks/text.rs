@@ -356,6 +356,17 @@ fn hidden_and_folded(out: &mut String, s: &Summary, shown: usize) {
             units::duration_ns(w.total),
         );
     }
+    if let Some(filtered) = &s.filtered_out {
+        let _ = writeln!(
+            out,
+            "filtered out (--lock, --type, --min-wait): {} lock{}, {} contentions, wait max {} / total {}",
+            units::count(filtered.locks),
+            if filtered.locks == 1 { "" } else { "s" },
+            units::count(filtered.contentions),
+            units::duration_ns(filtered.wait_max_ns),
+            units::duration_ns(filtered.wait_total_ns),
+        );
+    }
 }
 
 /// The summary for a human: a header, a warning when events were dropped, a table of the
@@ -418,7 +429,12 @@ fn summary_text_top(s: &Summary, top: Option<usize>) -> String {
     out.push('\n');
     let shown = top.unwrap_or(usize::MAX).min(s.locks.len());
     if s.locks.is_empty() && s.other_locks.is_none() {
-        out.push_str("no contended locks observed\n");
+        out.push_str(if s.filtered_out.is_some_and(|f| f.locks > 0) {
+            "no contended locks pass the filters\n"
+        } else {
+            "no contended locks observed\n"
+        });
+        hidden_and_folded(&mut out, s, 0);
     } else {
         let rows: Vec<_> = s.locks.iter().take(shown).map(table_row).collect();
         // Hold times exist only with --holds; without them the HOLD columns would be all "-".

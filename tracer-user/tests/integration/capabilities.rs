@@ -198,16 +198,16 @@ fn start_abba_as_another_user(bin: &Path, delay_ms: Option<u64>) -> Target {
 }
 
 /// Asserts a run that reported exactly the ABBA cycle of `target` (its own tids and lock
-/// addresses, names from its symbols) and exited 0; returns the deadlock.
+/// addresses, names from its symbols) and exited 3 (a deadlock); returns the deadlock.
 fn assert_abba_reported(target: &Target, out: &Output) -> Value {
     assert_cycle_reported(target, out, &ABBA)
 }
 
 /// Asserts a run that reported exactly one deadlock, the cycle `edges` of `target` (its
-/// own tids and lock addresses, names from its symbols), and exited 0; returns the
-/// deadlock.
+/// own tids and lock addresses, names from its symbols), and exited 3 (a deadlock);
+/// returns the deadlock.
 fn assert_cycle_reported(target: &Target, out: &Output, edges: &[Edge<'_>]) -> Value {
-    assert!(out.status.success(), "tracer failed\n{}", describe(out));
+    crate::common::assert_success(out);
     let values = json_lines(&out.stdout);
     let found = deadlocks(&values);
     assert_eq!(

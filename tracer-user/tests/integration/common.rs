@@ -705,9 +705,59 @@ pub(crate) fn describe(out: &Output) -> String {
     )
 }
 
-/// Asserts a normal run: exit status 0.
+/// Asserts a normal run: exit status 0 when nothing was found, else the code for what the
+/// report found (README "Exit status"), read from its JSON lines when it has them; a
+/// text report must exit 0 or with one of the finding codes.
 pub(crate) fn assert_success(out: &Output) {
-    assert!(out.status.success(), "tracer failed\n{}", describe(out));
+    let code = out.status.code();
+    let json: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(Value::is_object)
+        .collect();
+    if json.is_empty() {
+        assert!(
+            matches!(
+                code,
+                Some(0 | EXIT_DEADLOCK | EXIT_STUCK_LOCK | EXIT_INVERSION)
+            ),
+            "tracer failed\n{}",
+            describe(out)
+        );
+    } else {
+        assert_eq!(
+            code,
+            Some(expected_exit_code(&json)),
+            "the exit status does not say what the report found\n{}",
+            describe(out)
+        );
+    }
+}
+
+/// Exit status: a deadlock was reported.
+pub(crate) const EXIT_DEADLOCK: i32 = 3;
+/// Exit status: a stuck lock was reported (and no deadlock).
+pub(crate) const EXIT_STUCK_LOCK: i32 = 4;
+/// Exit status: a lock-order inversion was reported (and no deadlock or stuck lock).
+pub(crate) const EXIT_INVERSION: i32 = 5;
+
+/// The exit status a report's JSON lines call for: the most severe finding's code
+/// (timed cycles and harmless inversions are not findings for it), else 0.
+pub(crate) fn expected_exit_code(values: &[Value]) -> i32 {
+    let has = |k: &str, not: &str| {
+        values
+            .iter()
+            .any(|v| v["kind"] == k && v[not].as_bool() != Some(true))
+    };
+    if has("deadlock", "will_time_out") {
+        EXIT_DEADLOCK
+    } else if has("stuck_lock", "-") {
+        EXIT_STUCK_LOCK
+    } else if has("lock_order_inversion", "harmless") {
+        EXIT_INVERSION
+    } else {
+        0
+    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -248,7 +248,7 @@ fn abba_deadlock_in_text_format() {
 }
 
 /// Guards against: buffering the deadlock line until the end (it must be printed as soon as
-/// the cycle is found) and SIGINT not producing the summary and exit status 0.
+/// the cycle is found) and SIGINT not producing the summary and the deadlock's exit status (3).
 #[test]
 fn deadlock_is_streamed_and_sigint_ends_with_summary() {
     require_root();

@@ -37,7 +37,7 @@ use crate::{
 
 /// Rounds the C targets and the Go target with the inversion run: each thread (goroutine)
 /// takes its locks this many times.
-const ROUNDS: u64 = 5;
+pub(crate) const ROUNDS: u64 = 5;
 /// Rounds of the corrected Go program: enough acquisitions that the event count proves
 /// the tracer saw them (the idle program makes a few hundred other events per trace).
 const GO_FIXED_ROUNDS: u64 = 200;
@@ -64,18 +64,18 @@ const ACCOUNTS_PEAK_RSS_LIMIT_KB: u64 = 128 * 1024;
 // ---------------------------------------------------------------------------------------
 
 /// A finished trace of a target's rounds.
-struct Run {
-    out: Output,
+pub(crate) struct Run {
+    pub(crate) out: Output,
     /// The tracer's peak resident set (`VmHWM`, KiB), polled while it ran.
     peak_rss_kib: u64,
     /// The target's `key=value` lines printed after `ready` (e.g. `trylocks_taken`).
     later_facts: Vec<(String, String)>,
     /// Facts and the tracer's output, for failure messages.
-    what: String,
+    pub(crate) what: String,
 }
 
 impl Run {
-    fn values(&self) -> Vec<Value> {
+    pub(crate) fn values(&self) -> Vec<Value> {
         json_lines(&self.out.stdout)
     }
 
@@ -185,7 +185,7 @@ fn send_start(pid: u32) {
 /// Traces `target`'s rounds: `tracer attach --pid N --holds --format FORMAT --duration
 /// 180 EXTRA…`, started once the probes are attached, stopped with SIGINT once the target
 /// printed `done`. Asserts the tracer exited successfully.
-fn trace_rounds(target: &mut Target, format: &str, extra: &[&str]) -> Run {
+pub(crate) fn trace_rounds(target: &mut Target, format: &str, extra: &[&str]) -> Run {
     let pid = target.pid().to_string();
     let duration = DURATION_SECS.to_string();
     let mut args = vec![
@@ -307,7 +307,7 @@ fn check_inversion_shape(inv: &Value, what: &str) {
 }
 
 /// Every `lock_order_inversion` object of the report, shape checked.
-fn inversions<'a>(values: &'a [Value], what: &str) -> Vec<&'a Value> {
+pub(crate) fn inversions<'a>(values: &'a [Value], what: &str) -> Vec<&'a Value> {
     let found: Vec<&Value> = values
         .iter()
         .filter(|v| kind(v) == "lock_order_inversion")

@@ -23,6 +23,12 @@
 //! - [`deadlock`]: deadlock detection on C targets.
 //! - [`contention`]: contention statistics on C targets.
 //! - [`errors`]: bad input to `tracer attach`.
+//! - [`exit_status`]: the exit status says what was found (deadlock, stuck lock,
+//!   inversion, nothing).
+//! - [`filters`]: `--lock`, `--type`, `--min-wait` on the summary's table.
+//! - [`graph`]: `--graph`: a deadlock's wait-for graph as DOT, read back.
+//! - [`exports`]: `attach --pprof/--folded/--flamegraph` read back by `go tool pprof`, a
+//!   folded-stack parser and an XML parser, for C and Go targets, waiters and holders.
 //! - [`bpf_log`]: the eBPF programs' diagnostics (`--bpf-log`).
 //! - [`lifecycle`]: how a trace ends, and that no probe outlives the tracer.
 //! - [`go_attach`]: Go targets (goroutines and `sync` locks).
@@ -34,6 +40,8 @@
 //! - [`go_defers_live`]: lock holders from pending deferred unlocks on live goroutines.
 //! - [`pidns`]: targets in their own PID namespace (containers).
 //! - [`timed`]: cycles of timed lock waits, which time out rather than deadlock.
+//! - [`top`]: `tracer top` driven in a real terminal (tmux, 80×24): the hot lock first,
+//!   its stacks, and a clean quit.
 //! - [`musl`]: programs on musl (contention, deadlocks, rwlocks; dynamic and static).
 //! - [`lock_order`]: lock-order inversions (potential deadlocks) predicted from traced
 //!   acquisitions, C and Go, and the orders that must not be reported.
@@ -75,6 +83,12 @@ mod deadlock;
 #[cfg(feature = "root-tests")]
 mod errors;
 #[cfg(feature = "root-tests")]
+mod exit_status;
+#[cfg(feature = "root-tests")]
+mod exports;
+#[cfg(feature = "root-tests")]
+mod filters;
+#[cfg(feature = "root-tests")]
 mod go_attach;
 mod go_defers;
 #[cfg(feature = "root-tests")]
@@ -89,6 +103,8 @@ mod go_probe_sites;
 #[cfg(feature = "root-tests")]
 mod go_service;
 mod go_symbols;
+#[cfg(feature = "root-tests")]
+mod graph;
 #[cfg(feature = "root-tests")]
 mod lifecycle;
 #[cfg(feature = "root-tests")]
@@ -117,3 +133,5 @@ mod stripped;
 mod symbols;
 #[cfg(feature = "root-tests")]
 mod timed;
+#[cfg(feature = "root-tests")]
+mod top;

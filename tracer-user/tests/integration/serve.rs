@@ -673,17 +673,17 @@ fn pprof_raw(toolchain: &go_toolchain::GoToolchain, port: u16, secs: u32) -> Str
 /// One sample of `go tool pprof -raw`: its values, its labels' text and the functions of
 /// its locations, innermost first.
 #[derive(Debug)]
-struct RawSample {
-    count: u64,
-    delay_ns: u64,
-    labels: String,
-    functions: Vec<String>,
+pub(crate) struct RawSample {
+    pub(crate) count: u64,
+    pub(crate) delay_ns: u64,
+    pub(crate) labels: String,
+    pub(crate) functions: Vec<String>,
 }
 
 /// The samples of a `go tool pprof -raw` listing: each is a line `COUNT DELAY: LOC…`
 /// followed by label lines; a location is `ID: 0xADDR M=N FUNCTION FILE:LINE… s=0`, then
 /// one line `FUNCTION FILE:LINE…` per inlined frame.
-fn raw_samples(raw: &str) -> Vec<RawSample> {
+pub(crate) fn raw_samples(raw: &str) -> Vec<RawSample> {
     let mut functions = std::collections::HashMap::<u64, Vec<String>>::new();
     let mut current = None;
     for line in raw

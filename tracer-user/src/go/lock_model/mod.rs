@@ -118,9 +118,22 @@ pub struct GoLockModel {
     /// Contention profiles being collected, by the id their requester gave (see
     /// `profile`); empty unless someone asked for one.
     profiles: Vec<(u64, GoWaitProfile)>,
+    /// Holder profiles being collected (`--holds --pprof`): each wait charged to the
+    /// stack where its lock's holder took it (keyed by that stack).
+    holder_profiles: Vec<(u64, GoWaitProfile)>,
     /// Holds taken and ended since the tracker last took them (for the lock-order graph);
     /// not kept in `waits_only` mode, which sees no holds.
     hold_changes: Vec<HoldChange>,
+}
+
+/// The goroutines' waits and holds as they stand, sorted, for a picture of the wait-for
+/// graph (`--graph`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WaitEdges {
+    /// (goroutine id, thread it ran on, lock) per waiting goroutine.
+    pub waits: Vec<(u64, u32, u64)>,
+    /// (lock, goroutine id, thread it ran on) per known hold (a reader's first).
+    pub holds: Vec<(u64, u64, u32)>,
 }
 
 /// A hold taken or ended, in the order the model applied them.
@@ -155,6 +168,7 @@ impl GoLockModel {
             last_search_steps: 0,
             waits_only: false,
             profiles: Vec::new(),
+            holder_profiles: Vec::new(),
             hold_changes: Vec::new(),
         }
     }
@@ -260,6 +274,32 @@ impl GoLockModel {
         self.goroutines.get(&goid)?.wait.as_ref()
     }
 
+    /// Every goroutine's wait (goroutine id, thread, lock) and every known hold (lock,
+    /// goroutine id, thread), sorted: for a picture of the wait-for graph.
+    #[must_use]
+    pub fn wait_edges(&self) -> WaitEdges {
+        let mut waits: Vec<(u64, u32, u64)> = self
+            .goroutines
+            .values()
+            .filter_map(|g| g.wait.as_ref())
+            .map(|w| (w.goid, w.tid, w.lock))
+            .collect();
+        waits.sort_unstable();
+        let mut holds: Vec<(u64, u64, u32)> = Vec::new();
+        for (&addr, state) in &self.locks {
+            holds.extend(state.writer.iter().map(|h| (addr, h.goid, h.tid)));
+            holds.extend(
+                state
+                    .readers
+                    .values()
+                    .filter_map(|r| r.first())
+                    .map(|h| (addr, h.goid, h.tid)),
+            );
+        }
+        holds.sort_unstable();
+        WaitEdges { waits, holds }
+    }
+
     /// The recorded writer of `addr`.
     #[must_use]
     pub fn writer(&self, addr: u64) -> Option<&GoHold> {
@@ -314,6 +354,20 @@ impl GoLockModel {
     pub fn finish_profile(&mut self, id: u64) -> Option<GoWaitProfile> {
         let at = self.profiles.iter().position(|(i, _)| *i == id)?;
         Some(self.profiles.swap_remove(at).1)
+    }
+
+    /// Starts collecting a holder profile under `id`: every measured wait that ends from
+    /// now on, charged to the acquisition stack of the hold it waited for (the hold
+    /// released during the wait, else the lock's holder), until
+    /// [`GoLockModel::finish_holder_profile`].
+    pub fn start_holder_profile(&mut self, id: u64) {
+        self.holder_profiles.push((id, GoWaitProfile::default()));
+    }
+
+    /// The holder profile collected under `id`, which stops collecting it.
+    pub fn finish_holder_profile(&mut self, id: u64) -> Option<GoWaitProfile> {
+        let at = self.holder_profiles.iter().position(|(i, _)| *i == id)?;
+        Some(self.holder_profiles.swap_remove(at).1)
     }
 
     /// Goroutines that hold or wait for something now.

@@ -157,6 +157,9 @@ pub(super) struct LockState {
     pub(super) read_waiters: usize,
     pub(super) write_waiters: usize,
     pub(super) last_release_ns: Option<u64>,
+    /// The hold released last and when, kept only while holder profiles are collected:
+    /// the hold a waiter woken by that release waited out.
+    last_released: Option<(u64, GoHold)>,
     /// Waiter count at the last stuck report of the current episode; 0 = not reported.
     pub(super) reported_waiters: usize,
 }
@@ -307,7 +310,7 @@ impl GoLockModel {
             }
         }
         if let Some(end) = end_ns
-            && !self.profiles.is_empty()
+            && (!self.profiles.is_empty() || !self.holder_profiles.is_empty())
         {
             self.profile_wait(&wait, end.saturating_sub(wait.since_ns));
         }
@@ -342,6 +345,39 @@ impl GoLockModel {
         };
         for (_, profile) in &mut self.profiles {
             profile.record(wait.lock, kind, stack, ns);
+        }
+        if self.holder_profiles.is_empty() {
+            return;
+        }
+        // The hold released during the wait (its release woke the waiter), else the
+        // lock's current holder; an unknown holder's stack is all zeros.
+        let key = wait.key();
+        let holder = self.locks.get(&wait.lock).and_then(|lock| {
+            lock.last_released
+                .filter(|(released_ns, _)| *released_ns >= wait.since_ns)
+                .map(|(_, hold)| hold)
+                .or_else(|| lock.writer.filter(|h| h.key() != key))
+                .or_else(|| {
+                    lock.readers
+                        .iter()
+                        .filter(|(reader, _)| **reader != key)
+                        .find_map(|(_, holds)| holds.first().copied())
+                })
+        });
+        let holder_stack = holder.map_or(
+            GoWaitStack {
+                pc: 0,
+                caller: 0,
+                stack_id: -1,
+            },
+            |h| GoWaitStack {
+                pc: h.pc,
+                caller: 0,
+                stack_id: h.stack_id,
+            },
+        );
+        for (_, profile) in &mut self.holder_profiles {
+            profile.record(wait.lock, kind, holder_stack, ns);
         }
     }
 
@@ -392,6 +428,9 @@ impl GoLockModel {
             None
         };
         if let Some(hold) = ended {
+            if !self.holder_profiles.is_empty() {
+                lock.last_released = Some((ts_ns, hold));
+            }
             self.record_hold(addr, ts_ns.saturating_sub(hold.since_ns));
         }
         if was_writer {
@@ -453,6 +492,9 @@ impl GoLockModel {
             .filter(|_| lock.readers.is_empty())
             .map(|h| h.key());
         if let Some(hold) = ended {
+            if !self.holder_profiles.is_empty() {
+                lock.last_released = Some((ts_ns, hold));
+            }
             self.record_hold(addr, ts_ns.saturating_sub(hold.since_ns));
         }
         if last_for_goroutine && let Some(g) = self.goroutines.get_mut(&key) {

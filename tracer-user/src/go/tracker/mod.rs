@@ -40,7 +40,7 @@ use crate::{
         },
         lock_model::{
             GoCounts, GoCycle, GoHold, GoLockEvent, GoLockKind, GoLockMode, GoLockModel,
-            GoProfileEntry, ParkSide, RW_READER_COUNT_OFFSET, StuckCandidate,
+            GoProfileEntry, GoWaitProfile, ParkSide, RW_READER_COUNT_OFFSET, StuckCandidate,
         },
         probe::{
             DwarfNames, GoLockOwners, GoProbeError, GoRuntimeOffsets, GoSitePlan, go_lock_names,
@@ -661,6 +661,13 @@ impl GoTracker {
         notes
     }
 
+    /// The goroutines' waits and holds as they stand (see
+    /// [`GoLockModel::wait_edges`]), for a picture of the wait-for graph.
+    #[must_use]
+    pub fn wait_edges(&self) -> crate::go::lock_model::WaitEdges {
+        self.model.wait_edges()
+    }
+
     /// Deadlocks reported so far.
     #[must_use]
     pub fn deadlocks(&self) -> usize {
@@ -887,6 +894,25 @@ impl GoTracker {
     /// was started.
     pub fn finish_profile(&mut self, id: u64) -> Option<GoProfile> {
         let profile = self.model.finish_profile(id)?;
+        Some(self.go_profile(profile))
+    }
+
+    /// Starts collecting a holder profile under `id`: the goroutine lock waits that end
+    /// from now on, charged to the stack where the hold they waited for was taken
+    /// (needs the `--holds` sites), until [`GoTracker::finish_holder_profile`].
+    pub fn start_holder_profile(&mut self, id: u64) {
+        self.model.start_holder_profile(id);
+    }
+
+    /// The holder profile collected under `id`, by lock and holder's acquisition stack
+    /// (a stack with `pc` 0: the holder was not known).
+    pub fn finish_holder_profile(&mut self, id: u64) -> Option<GoProfile> {
+        let profile = self.model.finish_holder_profile(id)?;
+        Some(self.go_profile(profile))
+    }
+
+    /// A window's (lock, stack) pairs as the profile's waits.
+    fn go_profile(&self, profile: GoWaitProfile) -> GoProfile {
         let overflowed = profile.overflowed;
         let waits = profile
             .into_entries()
@@ -910,7 +936,7 @@ impl GoTracker {
                 }
             })
             .collect();
-        Some(GoProfile { waits, overflowed })
+        GoProfile { waits, overflowed }
     }
 
     /// Whether the lock at `addr` has waiters and no release for the stuck threshold

@@ -183,3 +183,61 @@ fn a_go_profile_keeps_a_bounded_number_of_pairs() {
         (0, GoLockKind::RwMutex, 2, 6)
     );
 }
+
+/// Guards the holder profile (`--holds --pprof`): a wait is charged to the acquisition
+/// site and stack of the hold released during it (the one it waited out), else to the
+/// lock's holder at its end (a release not seen), else to an all-zero stack (holder not
+/// known); a hold released before the wait began is not its holder. Waits are charged
+/// only once a holder profile was started, and the waiter profile is apart.
+#[test]
+fn a_holder_profile_charges_each_wait_to_the_hold_it_waited_out() {
+    let mut m = model();
+    feed(&mut m, &[lock(1, 0, A), enter(2, 10, A), unlock(1, 20, A)]);
+    m.handle(&slow_ret(2, 30));
+    m.start_holder_profile(9);
+    feed(
+        &mut m,
+        &[
+            // 3 waits for 2's hold (taken by 2's slow path, at its call site).
+            enter(3, 40, A),
+            unlock(2, 50, A),
+            slow_ret(3, 55),
+            // 4 waits for B, whose holder nothing saw.
+            enter(4, 60, B),
+            slow_ret(4, 70),
+            // 5's hold of C ends before 7 waits; 6 holds it meanwhile, its release lost.
+            lock(5, 80, C),
+            unlock(5, 85, C),
+            lock(6, 86, C),
+            enter(7, 90, C),
+            slow_ret(7, 99),
+        ],
+    );
+    let held = m.finish_holder_profile(9).expect("holder profile 9");
+    assert!(m.finish_holder_profile(9).is_none(), "finished once");
+    assert!(
+        m.finish_profile(9).is_none(),
+        "no waiter profile was started"
+    );
+    let charged: Vec<(u64, GoWaitStack, u64, u64)> = sorted(held)
+        .into_iter()
+        .map(|e| (e.lock, e.stack, e.count, e.delay_ns))
+        .collect();
+    let hold_of = |goid: u64, pc| GoWaitStack {
+        pc,
+        caller: 0,
+        stack_id: i32::try_from(goid).unwrap(),
+    };
+    let unknown = GoWaitStack {
+        pc: 0,
+        caller: 0,
+        stack_id: -1,
+    };
+    let mut expected = vec![
+        (A, hold_of(2, site(2, A)), 1, 15),
+        (B, unknown, 1, 10),
+        (C, hold_of(6, site(6, C)), 1, 9),
+    ];
+    expected.sort_by_key(|(lock, s, ..)| (*lock, s.pc, s.caller, s.stack_id));
+    assert_eq!(charged, expected);
+}

@@ -1,0 +1,387 @@
+//! Pictures of the graphs (`--graph`): the wait-for graph as it stood at a finding or at
+//! the end (threads or goroutines and locks as nodes, waits and holds as edges), and the
+//! lock-order graph (locks as nodes, "taken while holding" as edges). Pure: names in,
+//! nodes and edges out; `crate::sinks` renders them (Graphviz DOT).
+
+use std::{collections::BTreeMap, fmt::Write as _};
+
+use super::{Deadlock, LockOrderInversion, LockRef};
+
+/// What a node is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeKind {
+    /// A native thread.
+    Thread,
+    /// A Go goroutine.
+    Goroutine,
+    /// A lock.
+    Lock,
+}
+
+/// One node: `id` is unique in its graph (`t1234`, `g17`, `l0x55d0c0ffee10`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GraphNode {
+    pub id: String,
+    pub kind: NodeKind,
+    /// What the picture shows: `worker_a (1234)`, `lock_a (0x55d0c0ffee10)`.
+    pub label: String,
+    /// On a cycle.
+    pub highlighted: bool,
+}
+
+/// What an edge means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EdgeKind {
+    /// A thread waits for a lock (thread → lock).
+    WaitsFor,
+    /// A lock is held by a thread (lock → thread): with the waits, a wait-for cycle reads
+    /// thread → lock → thread → …
+    HeldBy,
+    /// A lock was taken while another was held (held → taken).
+    Order,
+}
+
+/// One edge, between node ids.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GraphEdge {
+    pub from: String,
+    pub to: String,
+    pub kind: EdgeKind,
+    /// Shown beside the edge (which thread took an order), when any.
+    pub label: Option<String>,
+    /// On a cycle.
+    pub highlighted: bool,
+}
+
+/// A graph as it stood at one moment.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GraphSnapshot {
+    /// Which moment: `deadlock 1`, `wait-for graph at the end`, `lock-order graph`.
+    pub title: String,
+    pub nodes: Vec<GraphNode>,
+    pub edges: Vec<GraphEdge>,
+    /// Edges left out to bound the picture ([`MAX_GRAPH_EDGES`]).
+    pub edges_left_out: usize,
+    index: BTreeMap<String, usize>,
+}
+
+/// The most edges a snapshot keeps: a picture of more says nothing, and naming each lock
+/// costs symbol lookups.
+pub const MAX_GRAPH_EDGES: usize = 2000;
+
+impl GraphSnapshot {
+    /// An empty graph called `title`.
+    #[must_use]
+    pub fn new(title: impl Into<String>) -> Self {
+        Self {
+            title: title.into(),
+            ..Self::default()
+        }
+    }
+
+    fn add_node(&mut self, id: String, kind: NodeKind, label: String) -> String {
+        if !self.index.contains_key(&id) {
+            self.index.insert(id.clone(), self.nodes.len());
+            self.nodes.push(GraphNode {
+                id: id.clone(),
+                kind,
+                label,
+                highlighted: false,
+            });
+        }
+        id
+    }
+
+    /// The node of a thread (or, with `goid`, a goroutine); returns its id.
+    pub fn thread(&mut self, tid: u32, goid: Option<u64>, name: &str) -> String {
+        if let Some(goid) = goid {
+            return self.add_node(
+                format!("g{goid}"),
+                NodeKind::Goroutine,
+                format!("goroutine {goid}"),
+            );
+        }
+        let label = if name.is_empty() {
+            format!("thread {tid}")
+        } else {
+            format!("{name} ({tid})")
+        };
+        self.add_node(format!("t{tid}"), NodeKind::Thread, label)
+    }
+
+    /// The node of a lock; returns its id.
+    pub fn lock(&mut self, lock: &LockRef) -> String {
+        self.add_node(
+            format!("l{:#x}", lock.addr),
+            NodeKind::Lock,
+            lock.to_string(),
+        )
+    }
+
+    /// An edge between two node ids; past [`MAX_GRAPH_EDGES`], only counted. Returns
+    /// whether it was kept.
+    pub fn edge(
+        &mut self,
+        from: String,
+        to: String,
+        kind: EdgeKind,
+        label: Option<String>,
+    ) -> bool {
+        if self.edges.len() >= MAX_GRAPH_EDGES {
+            self.edges_left_out += 1;
+            return false;
+        }
+        self.edges.push(GraphEdge {
+            from,
+            to,
+            kind,
+            label,
+            highlighted: false,
+        });
+        true
+    }
+
+    /// Whether the next edges would be left out.
+    #[must_use]
+    pub fn full(&self) -> bool {
+        self.edges.len() >= MAX_GRAPH_EDGES
+    }
+
+    /// Highlights every node and edge on a cycle (in a strongly connected component of
+    /// more than one node, or with an edge to itself).
+    pub fn highlight_cycles(&mut self) {
+        let n = self.nodes.len();
+        let mut out: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for e in &self.edges {
+            if let (Some(&a), Some(&b)) = (self.index.get(&e.from), self.index.get(&e.to)) {
+                out[a].push(b);
+            }
+        }
+        let component = strongly_connected(&out);
+        let mut size = vec![0usize; n];
+        for &c in &component {
+            size[c] += 1;
+        }
+        for e in &mut self.edges {
+            if let (Some(&a), Some(&b)) = (self.index.get(&e.from), self.index.get(&e.to))
+                && component[a] == component[b]
+                && (a == b || size[component[a]] > 1)
+            {
+                e.highlighted = true;
+                self.nodes[a].highlighted = true;
+                self.nodes[b].highlighted = true;
+            }
+        }
+    }
+
+    /// A title naming `deadlock`'s cycle: `deadlock: worker_a (1234) waits for lock_b,
+    /// held by worker_b (1235), waits for lock_a`.
+    #[must_use]
+    pub fn deadlock_title(deadlock: &Deadlock) -> String {
+        let mut title = String::from(if deadlock.will_time_out {
+            "cycle of timed waits:"
+        } else {
+            "deadlock:"
+        });
+        for (i, entry) in deadlock.cycle.iter().enumerate() {
+            let who = match entry.goid {
+                Some(goid) => format!("goroutine {goid}"),
+                None if entry.thread.is_empty() => format!("thread {}", entry.tid),
+                None => format!("{} ({})", entry.thread, entry.tid),
+            };
+            if i > 0 {
+                title.push_str(", held by");
+            }
+            let _ = write!(title, " {who} waits for {}", entry.waits_for.label());
+        }
+        title
+    }
+
+    /// The wait-for cycle of `deadlock` alone (threads or goroutines, the locks each
+    /// holds and waits for), the cycle highlighted: for a deadlock whose whole graph the
+    /// session cannot give (Go).
+    #[must_use]
+    pub fn of_deadlock(title: impl Into<String>, deadlock: &Deadlock) -> Self {
+        let mut g = Self::new(title);
+        g.add_deadlock(deadlock);
+        g
+    }
+
+    /// Adds the waits and holds of `deadlock`'s cycle that the graph lacks (a holder the
+    /// tracer knows from evidence in the process, not from a traced acquisition), then
+    /// highlights the cycles.
+    pub fn add_deadlock(&mut self, deadlock: &Deadlock) {
+        for entry in &deadlock.cycle {
+            let t = self.thread(entry.tid, entry.goid, &entry.thread);
+            let held = self.lock(&entry.holds);
+            let waited = self.lock(&entry.waits_for);
+            self.edge_once(held, t.clone(), EdgeKind::HeldBy);
+            self.edge_once(t, waited, EdgeKind::WaitsFor);
+        }
+        self.highlight_cycles();
+    }
+
+    fn edge_once(&mut self, from: String, to: String, kind: EdgeKind) {
+        if !self
+            .edges
+            .iter()
+            .any(|e| e.from == from && e.to == to && e.kind == kind)
+        {
+            self.edge(from, to, kind, None);
+        }
+    }
+
+    /// The locks of `inversion` and the orders they were taken in, the cycle highlighted.
+    #[must_use]
+    pub fn of_inversion(title: impl Into<String>, inversion: &LockOrderInversion) -> Self {
+        let mut g = Self::new(title);
+        for edge in &inversion.edges {
+            let from = g.lock(&edge.from);
+            let to = g.lock(&edge.to);
+            let by = match edge.goid {
+                Some(goid) => format!("goroutine {goid}"),
+                None if edge.thread.is_empty() => format!("thread {}", edge.tid),
+                None => format!("{} ({})", edge.thread, edge.tid),
+            };
+            g.edge(from, to, EdgeKind::Order, Some(by));
+        }
+        g.highlight_cycles();
+        g
+    }
+}
+
+/// Tarjan's strongly connected components, iterative: the component of each node.
+fn strongly_connected(out: &[Vec<usize>]) -> Vec<usize> {
+    const NONE: usize = usize::MAX;
+    let n = out.len();
+    let mut index = vec![NONE; n];
+    let mut low = vec![0; n];
+    let mut on_stack = vec![false; n];
+    let mut component = vec![NONE; n];
+    let mut stack = Vec::new();
+    let mut next_index = 0;
+    let mut next_component = 0;
+    for root in 0..n {
+        if index[root] != NONE {
+            continue;
+        }
+        // (node, next successor to look at)
+        let mut work = vec![(root, 0usize)];
+        index[root] = next_index;
+        low[root] = next_index;
+        next_index += 1;
+        stack.push(root);
+        on_stack[root] = true;
+        while let Some(&mut (v, ref mut i)) = work.last_mut() {
+            if let Some(&w) = out[v].get(*i) {
+                *i += 1;
+                if index[w] == NONE {
+                    index[w] = next_index;
+                    low[w] = next_index;
+                    next_index += 1;
+                    stack.push(w);
+                    on_stack[w] = true;
+                    work.push((w, 0));
+                } else if on_stack[w] {
+                    low[v] = low[v].min(index[w]);
+                }
+                continue;
+            }
+            work.pop();
+            if let Some(&(parent, _)) = work.last() {
+                low[parent] = low[parent].min(low[v]);
+            }
+            if low[v] == index[v] {
+                while let Some(w) = stack.pop() {
+                    on_stack[w] = false;
+                    component[w] = next_component;
+                    if w == v {
+                        break;
+                    }
+                }
+                next_component += 1;
+            }
+        }
+    }
+    component
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::fixtures;
+
+    #[test]
+    fn a_deadlock_is_its_cycle_highlighted() {
+        let g = GraphSnapshot::of_deadlock("deadlock 1", &fixtures::deadlock());
+        let ids: Vec<&str> = g.nodes.iter().map(|n| n.id.as_str()).collect();
+        assert_eq!(ids, ["t1234", "l0x55d0aa00", "l0x55d0bb00", "t1235"]);
+        assert_eq!(g.edges.len(), 4);
+        assert!(g.nodes.iter().all(|n| n.highlighted));
+        assert!(g.edges.iter().all(|e| e.highlighted));
+        assert_eq!(g.nodes[0].label, "worker-a (1234)");
+        assert_eq!(g.nodes[1].label, "lock_a (0x55d0aa00)");
+        assert_eq!(
+            GraphSnapshot::deadlock_title(&fixtures::deadlock()),
+            "deadlock: worker-a (1234) waits for lock_b, held by worker-b (1235) waits for lock_a"
+        );
+    }
+
+    #[test]
+    fn only_what_is_on_a_cycle_is_highlighted() {
+        let mut g = GraphSnapshot::new("end");
+        let (a, b) = (
+            fixtures::lock(0xa, Some("a")),
+            fixtures::lock(0xb, Some("b")),
+        );
+        // t1 waits for a, held by t2, which waits for b, held by t3: a chain, no cycle.
+        let t1 = g.thread(1, None, "one");
+        let t2 = g.thread(2, None, "");
+        let t3 = g.thread(3, None, "three");
+        let (la, lb) = (g.lock(&a), g.lock(&b));
+        g.edge(t1.clone(), la.clone(), EdgeKind::WaitsFor, None);
+        g.edge(la.clone(), t2.clone(), EdgeKind::HeldBy, None);
+        g.edge(t2.clone(), lb.clone(), EdgeKind::WaitsFor, None);
+        g.edge(lb.clone(), t3.clone(), EdgeKind::HeldBy, None);
+        g.highlight_cycles();
+        assert!(!g.edges.iter().any(|e| e.highlighted));
+        assert_eq!(g.nodes[1].label, "thread 2");
+        // t3 now waits for a: t2 → b → t3 → a → t2 is a cycle; t1 only waits on it.
+        g.edge(t3, la, EdgeKind::WaitsFor, None);
+        g.highlight_cycles();
+        let lit: Vec<&str> = g
+            .nodes
+            .iter()
+            .filter(|n| n.highlighted)
+            .map(|n| n.id.as_str())
+            .collect();
+        assert_eq!(lit, ["t2", "t3", "l0xa", "l0xb"]);
+        assert!(!g.edges[0].highlighted, "t1's wait is not on the cycle");
+        assert_eq!(g.edges.iter().filter(|e| e.highlighted).count(), 4);
+    }
+
+    #[test]
+    fn an_inversion_is_its_orders() {
+        let g = GraphSnapshot::of_inversion("inversion 1", &fixtures::inversion());
+        assert_eq!(g.nodes.len(), 2);
+        assert_eq!(g.edges.len(), 2);
+        assert!(
+            g.edges
+                .iter()
+                .all(|e| e.highlighted && e.kind == EdgeKind::Order)
+        );
+        assert_eq!(g.edges[0].label.as_deref(), Some("worker-a (1234)"));
+    }
+
+    #[test]
+    fn edges_are_capped() {
+        let mut g = GraphSnapshot::new("big");
+        for i in 0..MAX_GRAPH_EDGES + 3 {
+            let t = g.thread(u32::try_from(i).unwrap(), None, "");
+            let l = g.lock(&fixtures::lock(1, None));
+            g.edge(t, l, EdgeKind::WaitsFor, None);
+        }
+        assert_eq!(g.edges.len(), MAX_GRAPH_EDGES);
+        assert_eq!(g.edges_left_out, 3);
+    }
+}
