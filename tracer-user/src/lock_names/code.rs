@@ -26,7 +26,21 @@ pub(crate) struct Decoded<'a> {
     pub(crate) targets: FxHashSet<u64>,
     /// Address of the first byte that did not decode, if any.
     pub(crate) stopped_at: Option<u64>,
+    /// Registers a call leaves as they were (the callee-saved registers of the System V
+    /// ABI, in C code): a trace of one goes on past a call. Empty by default (Go's
+    /// calling convention saves none).
+    kept_across_calls: &'static [Register],
 }
+
+/// The registers a System V x86-64 function must give back unchanged (`rsp` aside).
+pub(crate) const SYSV_CALLEE_SAVED: [Register; 6] = [
+    Register::RBX,
+    Register::RBP,
+    Register::R12,
+    Register::R13,
+    Register::R14,
+    Register::R15,
+];
 
 /// What a register trace does at a branch target, where another path may join.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +52,10 @@ pub(crate) enum Joins {
     /// `ud2`): a cold block moved out of line (Rust's contended lock calls) is reached
     /// only by its jumps, and a name holds when every path gives it.
     FollowPaths,
+    /// As [`Joins::FollowPaths`], and where the code before falls through into the
+    /// target too, one more path through it (C code joining the two arms of a `?:` before
+    /// a lock call).
+    AllPaths,
 }
 
 impl<'a> Decoded<'a> {
@@ -49,6 +67,7 @@ impl<'a> Decoded<'a> {
             instrs: Vec::new(),
             targets: FxHashSet::default(),
             stopped_at: None,
+            kept_across_calls: &[],
         };
         let mut instr = Instruction::default();
         while decoder.can_decode() {
@@ -66,6 +85,12 @@ impl<'a> Decoded<'a> {
             this.instrs.push(instr);
         }
         this
+    }
+
+    /// Lets traces of `registers` go on past calls (see [`SYSV_CALLEE_SAVED`]).
+    pub(crate) fn keeping_across_calls(mut self, registers: &'static [Register]) -> Self {
+        self.kept_across_calls = registers;
+        self
     }
 
     pub(crate) fn index_of(&self, ip: u64) -> Option<usize> {
@@ -137,7 +162,8 @@ impl<'a> Decoded<'a> {
         let mut info = InstructionInfoFactory::new();
         for step in 0..steps {
             let here_ip = self.instrs[here].ip();
-            let prev = if self.targets.contains(&here_ip) {
+            let mut jumped = None;
+            if self.targets.contains(&here_ip) {
                 let falls_through = here.checked_sub(1).is_some_and(|p| {
                     !matches!(
                         self.instrs[p].flow_control(),
@@ -147,15 +173,28 @@ impl<'a> Decoded<'a> {
                             | FlowControl::Exception
                     )
                 });
-                if joins == Joins::Stop || falls_through {
+                let follow = match joins {
+                    Joins::Stop => false,
+                    Joins::FollowPaths => !falls_through,
+                    Joins::AllPaths => true,
+                };
+                if !follow {
                     break;
                 }
                 let jumps = self.jumps_to(here_ip);
-                let Some((&first, others)) = jumps.split_first() else {
-                    break;
+                // The jumps to follow on other paths; this one goes on before the first
+                // jump, or through the fall-through.
+                let others = if falls_through {
+                    &jumps[..]
+                } else {
+                    let Some((&first, others)) = jumps.split_first() else {
+                        break;
+                    };
+                    jumped = Some(first);
+                    others
                 };
                 // Every path counts: one that cannot be followed ends here.
-                if paths.len() + jumps.len() > MAX_PATHS {
+                if paths.len() + jumps.len() + usize::from(falls_through) > MAX_PATHS {
                     break;
                 }
                 for &jump in others {
@@ -169,16 +208,23 @@ impl<'a> Decoded<'a> {
                         None => paths.push(branch),
                     }
                 }
-                first
+            }
+            let prev = if let Some(jump) = jumped {
+                jump
             } else {
                 let Some(prev) = here.checked_sub(1) else {
                     break;
                 };
-                if !matches!(
-                    self.instrs[prev].flow_control(),
-                    FlowControl::Next | FlowControl::ConditionalBranch
-                ) {
-                    break;
+                let kept = self.kept_across_calls.contains(&reg);
+                match self.instrs[prev].flow_control() {
+                    FlowControl::Next | FlowControl::ConditionalBranch => {}
+                    FlowControl::Call | FlowControl::IndirectCall if kept => {
+                        // The callee gives the register back as it was.
+                        points.push((self.instrs[prev].ip(), reg, offset));
+                        here = prev;
+                        continue;
+                    }
+                    _ => break,
                 }
                 prev
             };
@@ -338,8 +384,25 @@ pub(crate) fn calls_to(
     targets: &FxHashSet<u64>,
     through_slots: bool,
 ) -> Vec<CallSite> {
+    let slots = if through_slots {
+        slots_holding(file, targets)
+    } else {
+        FxHashMap::default()
+    };
+    calls_through(file, targets, &slots)
+}
+
+/// The `call rel32` instructions of `.text` whose target is in `targets`, and the `call
+/// [rip+disp32]` ones through a slot of `slots` (slot → what it is taken for: the
+/// function it holds, or the slot itself for an imported function). A byte scan, as
+/// [`calls_to`].
+pub(crate) fn calls_through(
+    file: &object::File<'_>,
+    targets: &FxHashSet<u64>,
+    slots: &FxHashMap<u64, u64>,
+) -> Vec<CallSite> {
     let mut calls = Vec::new();
-    if targets.is_empty() {
+    if targets.is_empty() && slots.is_empty() {
         return calls;
     }
     let Some(text) = file.section_by_name(".text") else {
@@ -347,11 +410,6 @@ pub(crate) fn calls_to(
     };
     let Ok(data) = text.data() else {
         return calls;
-    };
-    let slots = if through_slots {
-        slots_holding(file, targets)
-    } else {
-        FxHashMap::default()
     };
     let base = text.address();
     for (i, &byte) in data.iter().enumerate() {
@@ -604,6 +662,75 @@ mod tests {
         assert_eq!(
             c.trace_paths(6, Register::RDI, 0, Joins::FollowPaths),
             vec![by_second_jump, by_first_jump]
+        );
+    }
+
+    /// `lea r13, [rbx+0x10]; call …; mov rdi, r13`: asked to keep the callee-saved
+    /// registers, the trace goes on past the call to `rbx + 0x10`; by default, or for a
+    /// register a call may change, it stops at the call.
+    #[test]
+    fn callee_saved_registers_are_traced_past_calls_when_asked() {
+        let bytes = [
+            0x4c, 0x8d, 0x6b, 0x10, // lea r13, [rbx+0x10]   @0
+            0xe8, 0x00, 0x01, 0x00, 0x00, // call elsewhere  @4
+            0x4c, 0x89, 0xef, // mov rdi, r13                @9
+            0x90, // nop                                     @12
+        ];
+        let kept = code(&bytes).keeping_across_calls(&SYSV_CALLEE_SAVED);
+        assert_eq!(
+            kept.trace_back(3, Register::RDI, 0),
+            vec![
+                (BASE + 12, Register::RDI, 0),
+                (BASE + 9, Register::R13, 0),
+                (BASE + 4, Register::R13, 0),
+                (BASE, Register::RBX, 0x10),
+            ]
+        );
+        let stopped = vec![(BASE + 12, Register::RDI, 0), (BASE + 9, Register::R13, 0)];
+        assert_eq!(code(&bytes).trace_back(3, Register::RDI, 0), stopped);
+        // `lea rax, …` instead: RAX is the callee's to change.
+        let mut rax = bytes;
+        rax[0] = 0x48;
+        rax[2] = 0x43;
+        rax[9] = 0x48;
+        rax[11] = 0xc7;
+        let kept = code(&rax).keeping_across_calls(&SYSV_CALLEE_SAVED);
+        assert_eq!(
+            kept.trace_back(3, Register::RDI, 0),
+            vec![(BASE + 12, Register::RDI, 0), (BASE + 9, Register::RAX, 0)]
+        );
+    }
+
+    /// The two arms of an `if` joining before the call (`mov rdi, rbx` after `rbx` came
+    /// from `rdi` on one arm and `rsi` on the other): with [`Joins::AllPaths`] the trace
+    /// goes back along the jump and along the fall-through, one path each; with
+    /// [`Joins::FollowPaths`] it stops at the join (the code before falls through).
+    #[test]
+    fn all_paths_follow_the_fall_through_and_the_jumps() {
+        let c = code(&[
+            0x74, 0x05, // je @7                               @0
+            0x48, 0x89, 0xfb, // mov rbx, rdi                  @2
+            0xeb, 0x03, // jmp @10                             @5
+            0x48, 0x89, 0xf3, // mov rbx, rsi                  @7
+            0x48, 0x89, 0xdf, // mov rdi, rbx (joined)          @10
+            0x90, // nop                                       @13
+        ]);
+        let head = [(BASE + 13, Register::RDI, 0), (BASE + 10, Register::RBX, 0)];
+        let mut by_jump = head.to_vec();
+        by_jump.extend([
+            (BASE + 5, Register::RBX, 0),
+            (BASE + 2, Register::RDI, 0),
+            (BASE, Register::RDI, 0),
+        ]);
+        let mut by_fall_through = head.to_vec();
+        by_fall_through.extend([(BASE + 7, Register::RSI, 0), (BASE, Register::RSI, 0)]);
+        assert_eq!(
+            c.trace_paths(5, Register::RDI, 0, Joins::AllPaths),
+            vec![by_jump, by_fall_through]
+        );
+        assert_eq!(
+            c.trace_paths(5, Register::RDI, 0, Joins::FollowPaths),
+            vec![head.to_vec()]
         );
     }
 

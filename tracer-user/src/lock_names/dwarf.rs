@@ -36,6 +36,18 @@ use object::{Object as _, ObjectSection as _};
 
 /// Types whose members are never named: a lock is named as a whole.
 const LOCK_TYPES: [&str; 3] = ["sync.Mutex", "sync.RWMutex", "internal/sync.Mutex"];
+/// The C library's lock types (typedefs of unions), named as a whole in a C or C++
+/// program: the lock is known by its address, where the lock functions are given it.
+const C_LOCK_TYPES: [&str; 2] = ["pthread_mutex_t", "pthread_rwlock_t"];
+/// libstdc++'s lock classes, each a wrapper with the C library's lock at offset 0.
+const CXX_LOCK_CLASSES: [&str; 6] = [
+    "mutex",
+    "recursive_mutex",
+    "timed_mutex",
+    "recursive_timed_mutex",
+    "shared_mutex",
+    "shared_timed_mutex",
+];
 
 /// `DW_AT_go_kind`: Go's `reflect.Kind` of a type (Go-specific attribute).
 const DW_AT_GO_KIND: gimli::DwAt = gimli::DwAt(0x2900);
@@ -129,6 +141,10 @@ pub enum LockFlavor {
     /// (statics are named by their symbols); a pointed-to struct named by its path, from
     /// the name of the reference type (`&app::Store` names `app::Store`).
     Rust,
+    /// C and C++: `pthread_mutex_t` and `pthread_rwlock_t` (and libstdc++'s `std::mutex`
+    /// family around them), known by their address; no globals (they are named by their
+    /// symbols); a pointed-to struct or class named by its DWARF name (`account`).
+    C,
 }
 
 /// Global variables of a Go binary and the layouts of their types, from its DWARF, for
@@ -155,6 +171,10 @@ struct PointerVar {
     ty: u32,
     /// `[start, end)` pc ranges where the variable is entirely in DWARF register `reg`.
     in_regs: Box<[(u64, u64, u16)]>,
+    /// `[start, end)` pc ranges where the variable is in the stack frame, at this offset
+    /// from the canonical frame address (the CFA: the caller's stack pointer before the
+    /// call), as unoptimized C keeps its variables.
+    in_frame: Box<[(u64, u64, i64)]>,
 }
 
 /// A type, with typedefs resolved.
@@ -222,6 +242,18 @@ impl DwarfNames {
         Self::build(elf, None, functions, LockFlavor::Rust)
     }
 
+    /// The pointer variables of the functions of `elf` whose entry addresses are in
+    /// `functions`, read as [`LockFlavor::C`] or [`LockFlavor::Rust`] (no globals);
+    /// `None` when it has no readable DWARF.
+    #[must_use]
+    pub fn with_functions(
+        elf: &[u8],
+        functions: &HashSet<u64>,
+        flavor: LockFlavor,
+    ) -> Option<Self> {
+        Self::build(elf, None, functions, flavor)
+    }
+
     /// The name of the lock at `offset` bytes into the struct a variable of the function
     /// entered at `function` points to, when at `pc` that variable is in DWARF register
     /// `reg`: `main.Store.mu` (the struct's type, then the field path to the lock, as in
@@ -231,15 +263,43 @@ impl DwarfNames {
     /// receiver inside `Mutex.Lock`) or an offset into some other field names nothing.
     #[must_use]
     pub fn lock_member(&self, function: u64, pc: u64, reg: u16, offset: i64) -> Option<String> {
+        self.lock_member_where(function, offset, |var| {
+            var.in_regs
+                .iter()
+                .any(|&(start, end, r)| r == reg && (start..end).contains(&pc))
+        })
+    }
+
+    /// [`DwarfNames::lock_member`] for a variable that at `pc` is in the stack frame,
+    /// `cfa_offset` bytes from the canonical frame address.
+    #[must_use]
+    pub fn lock_member_in_frame(
+        &self,
+        function: u64,
+        pc: u64,
+        cfa_offset: i64,
+        offset: i64,
+    ) -> Option<String> {
+        self.lock_member_where(function, offset, |var| {
+            var.in_frame
+                .iter()
+                .any(|&(start, end, at)| at == cfa_offset && (start..end).contains(&pc))
+        })
+    }
+
+    /// The lock `offset` bytes into the struct the first variable of `function` that
+    /// `holds` (and points to a lock there) points to.
+    fn lock_member_where(
+        &self,
+        function: u64,
+        offset: i64,
+        holds: impl Fn(&PointerVar) -> bool,
+    ) -> Option<String> {
         let offset = u64::try_from(offset).ok()?;
         self.functions
             .get(&function)?
             .iter()
-            .filter(|var| {
-                var.in_regs
-                    .iter()
-                    .any(|&(start, end, r)| r == reg && (start..end).contains(&pc))
-            })
+            .filter(|var| holds(var))
             .find_map(|var| self.lock_path(var.ty, offset, var.type_name.to_string()))
     }
 
@@ -388,7 +448,7 @@ impl DwarfNames {
         'units: for unit in &units {
             let globals = match flavor {
                 LockFlavor::Go => unit_globals(&dwarf, unit, only),
-                LockFlavor::Rust => Vec::new(),
+                LockFlavor::Rust | LockFlavor::C => Vec::new(),
             };
             for (name, type_offset) in globals {
                 if vars.contains_key(name.as_str()) {
@@ -404,10 +464,11 @@ impl DwarfNames {
                 for (entry, raw) in unit_pointer_vars(&dwarf, &units, unit, functions, flavor) {
                     let vars: Vec<PointerVar> = raw
                         .into_iter()
-                        .map(|(type_name, pointee, in_regs)| PointerVar {
+                        .map(|(type_name, pointee, (in_regs, in_frame))| PointerVar {
                             type_name,
                             ty: builder.intern(pointee),
                             in_regs,
+                            in_frame,
                         })
                         .collect();
                     function_vars.insert(entry, vars.into_boxed_slice());
@@ -427,8 +488,12 @@ impl DwarfNames {
 }
 
 /// A pointer variable as read, before its pointee gets a type index: the pointee's name
-/// and section offset, and where the variable is in registers.
-type RawPointerVar = (Box<str>, usize, Box<[(u64, u64, u16)]>);
+/// and section offset, and where the variable is in registers and in the stack frame.
+type RawPointerVar = (Box<str>, usize, Places);
+
+/// Where a variable is: `[start, end)` ranges in a DWARF register, and at an offset
+/// from the CFA (see [`PointerVar`]).
+type Places = (Box<[(u64, u64, u16)]>, Box<[(u64, u64, i64)]>);
 
 /// Deepest nesting of lexical blocks and inlined bodies searched for variables.
 const MAX_SCOPE_DEPTH: usize = 32;
@@ -475,6 +540,8 @@ fn unit_pointer_vars<'a>(
         base,
         addr_base,
         function: (0, None),
+        frame_is_cfa: false,
+        block: None,
         flavor,
     };
     collect_functions(&context, &addrs, root, 0, functions, &mut out);
@@ -514,8 +581,17 @@ fn collect_functions(
             None => None,
         };
         let mut vars = Vec::new();
+        // gcc and clang give a function's frame base as the CFA (`DW_OP_call_frame_cfa`):
+        // a variable at `DW_OP_fbreg` is then at a fixed offset from it.
+        let frame_is_cfa = matches!(
+            entry.attr_value(gimli::DW_AT_frame_base).ok().flatten(),
+            Some(gimli::AttributeValue::Exprloc(expr))
+                if expr.0.slice() == [gimli::DW_OP_call_frame_cfa.0]
+        );
         let scope = Scope {
             function: (low, high),
+            frame_is_cfa,
+            block: high.map(|high| (low, high)),
             ..*context
         };
         scope.pointer_vars(child, 0, &mut vars);
@@ -535,6 +611,11 @@ struct Scope<'s, 'a> {
     /// The function's `[low, high)`, where a single location expression directly in it
     /// holds.
     function: (u64, Option<u64>),
+    /// The function's frame base is the CFA.
+    frame_is_cfa: bool,
+    /// The `[low, high)` of the innermost scope being read, when it is one range: where a
+    /// single stack-frame location of a variable declared in it holds.
+    block: Option<(u64, u64)>,
     /// How a pointed-to struct is named.
     flavor: LockFlavor,
 }
@@ -563,7 +644,13 @@ impl Scope<'_, '_> {
                 gimli::DW_TAG_lexical_block | gimli::DW_TAG_inlined_subroutine
                     if depth < MAX_SCOPE_DEPTH =>
                 {
-                    self.pointer_vars(child, depth + 1, vars);
+                    // An inlined body's frame locations are the caller's frame's: only a
+                    // lexical block (of the function itself) keeps them.
+                    let block = (entry.tag() == gimli::DW_TAG_lexical_block)
+                        .then(|| self.scope_range(entry))
+                        .flatten();
+                    let inner = Scope { block, ..*self };
+                    inner.pointer_vars(child, depth + 1, vars);
                 }
                 _ => {}
             }
@@ -587,17 +674,26 @@ impl Scope<'_, '_> {
             };
             entry_at(units, origin, |u, e| type_ref(u, e))?
         })?;
+        // C and C++ qualify pointers (`struct account *const a`, C++'s `this`).
+        let ty = match self.flavor {
+            LockFlavor::C => skip_qualifiers(units, ty)?,
+            LockFlavor::Go | LockFlavor::Rust => ty,
+        };
         let (pointee, reference) = entry_at(units, ty, |u, e| {
             (e.tag() == gimli::DW_TAG_pointer_type).then(|| {
                 let reference = entry_name(dwarf, e).map(|n| String::from_utf8_lossy(n));
                 Some((type_ref(u, e)?, reference.map(std::borrow::Cow::into_owned)))
             })?
         })??;
+        let pointee = match self.flavor {
+            LockFlavor::C => skip_qualifiers(units, pointee)?,
+            LockFlavor::Go | LockFlavor::Rust => pointee,
+        };
         // Rust's reference and pointer types carry the pointee's path (`&app::Store`),
         // which its struct's own name (`Store`) leaves out.
         let path = match self.flavor {
             LockFlavor::Rust => reference.as_deref().and_then(rust_pointee_path),
-            LockFlavor::Go => None,
+            LockFlavor::Go | LockFlavor::C => None,
         };
         let type_name: Box<str> = match path {
             Some(path) => path.into(),
@@ -606,6 +702,7 @@ impl Scope<'_, '_> {
             })??,
         };
         let mut in_regs = Vec::new();
+        let mut in_frame = Vec::new();
         match entry.attr_value(gimli::DW_AT_location).ok()?? {
             gimli::AttributeValue::Exprloc(expr) => {
                 // One expression for the whole scope: trusted only directly in the function.
@@ -613,6 +710,13 @@ impl Scope<'_, '_> {
                     (depth, register_of(expr.0.slice()), self.function)
                 {
                     in_regs.push((low, high, reg));
+                }
+                // A stack slot for the whole scope (unoptimized code keeps each variable
+                // in its own): trusted over the scope's one range.
+                if let (Some(at), Some((low, high))) =
+                    (self.frame_offset(expr.0.slice()), self.block)
+                {
+                    in_frame.push((low, high, at));
                 }
             }
             gimli::AttributeValue::LocationListsRef(offset) => {
@@ -630,15 +734,80 @@ impl Scope<'_, '_> {
                     if let Some(reg) = register_of(loc.data.0.slice()) {
                         in_regs.push((loc.range.begin, loc.range.end, reg));
                     }
-                    if in_regs.len() >= MAX_MEMBERS {
+                    if let Some(at) = self.frame_offset(loc.data.0.slice()) {
+                        in_frame.push((loc.range.begin, loc.range.end, at));
+                    }
+                    if in_regs.len() + in_frame.len() >= MAX_MEMBERS {
                         break;
                     }
                 }
             }
             _ => {}
         }
-        (!in_regs.is_empty()).then(|| (type_name, pointee, in_regs.into_boxed_slice()))
+        (!in_regs.is_empty() || !in_frame.is_empty()).then(|| {
+            (
+                type_name,
+                pointee,
+                (in_regs.into_boxed_slice(), in_frame.into_boxed_slice()),
+            )
+        })
     }
+
+    /// The offset from the CFA of a variable whose location expression is
+    /// `DW_OP_fbreg N` alone, when the function's frame base is the CFA.
+    fn frame_offset(&self, expr: &[u8]) -> Option<i64> {
+        let [op, rest @ ..] = expr else {
+            return None;
+        };
+        if !self.frame_is_cfa || *op != gimli::DW_OP_fbreg.0 {
+            return None;
+        }
+        let mut reader = gimli::EndianSlice::new(rest, gimli::LittleEndian);
+        let at = gimli::Reader::read_sleb128(&mut reader).ok()?;
+        gimli::Reader::is_empty(&reader).then_some(at)
+    }
+
+    /// The `[low, high)` of a scope entry with `DW_AT_low_pc` and `DW_AT_high_pc` (one
+    /// range); `None` for one with `DW_AT_ranges` or none.
+    fn scope_range(
+        &self,
+        entry: &gimli::DebuggingInformationEntry<'_, '_, Reader<'_>>,
+    ) -> Option<(u64, u64)> {
+        let addrs = Addresses {
+            dwarf: self.dwarf,
+            size: self.unit.header.address_size(),
+            base: self.addr_base,
+        };
+        let low = addrs.get(entry, gimli::DW_AT_low_pc)?;
+        let high = match entry.attr_value(gimli::DW_AT_high_pc).ok()?? {
+            gimli::AttributeValue::Udata(len) => low.checked_add(len)?,
+            _ => addrs.get(entry, gimli::DW_AT_high_pc)?,
+        };
+        Some((low, high))
+    }
+}
+
+/// Most qualifiers (`const`, `volatile`, `restrict`) skipped on the way to a type.
+const MAX_QUALIFIERS: usize = 4;
+
+/// The section offset of the type at `ty`, past its qualifiers.
+fn skip_qualifiers(units: &[Unit<'_>], mut ty: usize) -> Option<usize> {
+    for _ in 0..MAX_QUALIFIERS {
+        let next = entry_at(units, ty, |u, e| {
+            matches!(
+                e.tag(),
+                gimli::DW_TAG_const_type
+                    | gimli::DW_TAG_volatile_type
+                    | gimli::DW_TAG_restrict_type
+            )
+            .then(|| type_ref(u, e))
+        })?;
+        match next {
+            Some(next) => ty = next?,
+            None => return Some(ty),
+        }
+    }
+    None
 }
 
 /// The path of the type a Rust reference or pointer type name points to: `app::Store`
@@ -902,10 +1071,14 @@ impl Builder<'_, '_> {
             };
             let entry = root.entry();
             let tag = entry.tag();
-            if self.flavor == LockFlavor::Go
-                && entry_name(self.dwarf, entry)
-                    .is_some_and(|name| LOCK_TYPES.iter().any(|lock| lock.as_bytes() == name))
-            {
+            let name = entry_name(self.dwarf, entry);
+            let lock_types: &[&str] = match self.flavor {
+                LockFlavor::Go => &LOCK_TYPES,
+                LockFlavor::C if tag == gimli::DW_TAG_class_type => &CXX_LOCK_CLASSES,
+                LockFlavor::C => &C_LOCK_TYPES,
+                LockFlavor::Rust => &[],
+            };
+            if name.is_some_and(|name| lock_types.iter().any(|lock| lock.as_bytes() == name)) {
                 lock = true;
             }
             if udata(entry, DW_AT_GO_KIND)
@@ -931,8 +1104,8 @@ impl Builder<'_, '_> {
             if leaf {
                 return TypeNode::Leaf { size };
             }
-            if tag == gimli::DW_TAG_structure_type {
-                let name = entry_name(self.dwarf, entry);
+            let class = self.flavor == LockFlavor::C && tag == gimli::DW_TAG_class_type;
+            if tag == gimli::DW_TAG_structure_type || class {
                 let members = struct_members(self.dwarf, unit, root);
                 if self.flavor == LockFlavor::Rust
                     && let Some(word) = name.and_then(|name| self.rust_lock_word(name, &members))
@@ -1136,11 +1309,14 @@ mod tests {
             type_name: "main.Cfg".into(),
             ty: 5,
             in_regs: vec![(0x1000, 0x1010, 0), (0x1020, 0x1030, 1)].into(),
+            // Spilled to CFA-0x28 over [0x1010, 0x1020) (an unoptimized build's slot).
+            in_frame: vec![(0x1010, 0x1020, -0x28)].into(),
         };
         let mutex = PointerVar {
             type_name: "sync.Mutex".into(),
             ty: 0,
             in_regs: vec![(0x1000, 0x1030, 2)].into(),
+            in_frame: Box::new([]),
         };
         let functions = std::iter::once((0x1000, vec![cfg, mutex].into_boxed_slice())).collect();
         DwarfNames {
@@ -1172,6 +1348,15 @@ mod tests {
         assert_eq!(names.lock_member(0x2000, 0x2004, 0, 0), None);
         // `m *sync.Mutex`: a pointer to the lock itself says nothing of its owner.
         assert_eq!(at(0x1004, 2, 0), None);
+        // In its stack slot: only there, only over the slot's range.
+        let in_frame = |pc, slot, offset| names.lock_member_in_frame(0x1000, pc, slot, offset);
+        assert_eq!(
+            in_frame(0x1014, -0x28, 32).as_deref(),
+            Some("main.Cfg.inner.mu")
+        );
+        assert_eq!(in_frame(0x1014, -0x20, 32), None);
+        assert_eq!(in_frame(0x1020, -0x28, 32), None);
+        assert_eq!(in_frame(0x1014, -0x28, 28), None);
     }
 
     #[test]

@@ -149,6 +149,21 @@ impl RustLocks {
             && !self.name_searched.contains(&lock)
     }
 
+    /// `lock` was taken by a call that names it (a C heap lock, `lock_names::c`): the
+    /// latest such call names it (its memory may have been freed and reused by another
+    /// struct since).
+    pub fn heap_name_seen(&mut self, lock: u64, name: &Arc<str>) {
+        let room = self.heap_names.len() < MAX_HEAP_NAMES;
+        match self.heap_names.get_mut(&lock) {
+            Some(known) if Arc::ptr_eq(known, name) => {}
+            Some(known) => *known = Arc::clone(name),
+            None if room => {
+                self.heap_names.insert(lock, Arc::clone(name));
+            }
+            None => {}
+        }
+    }
+
     /// `lock`'s waiters' stacks were searched, and gave `name` if any.
     pub fn name_searched(&mut self, lock: u64, name: Option<Arc<str>>) {
         if self.name_searched.len() >= MAX_HEAP_NAMES {

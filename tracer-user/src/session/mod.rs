@@ -50,7 +50,7 @@ use crate::{
     assemble::{self, Namer, Naming as _},
     event::{Record, StackWindow, TraceEvent, decode},
     go::tracker::{self, GoProbeMode, GoTracker},
-    lock_names::RustLockOwners,
+    lock_names::LockOwners,
     lockstats,
     model::{
         HolderEvidence, LockKind, LockSummary, OtherLocks, Summary,
@@ -596,9 +596,10 @@ fn attach_probes(
 }
 
 /// The `Type.field` names of a Rust program's `std` locks in heap objects, by the return
-/// address of the slow-path call that waits for them (`lock_names::rust`).
+/// address of the slow-path call that waits for them (`lock_names::rust`); or of a C or
+/// C++ program's locks, by the return address of the lock call (`lock_names::c`).
 struct RustHeapOwners {
-    owners: RustLockOwners,
+    owners: LockOwners,
     /// Runtime address minus file virtual address of the executable.
     bias: u64,
 }
@@ -621,9 +622,15 @@ impl RustSites {
             return (false, None, None);
         };
         if !rust_lock::is_rust_program(&exe.data) {
-            return (false, None, None);
+            // A C or C++ program (a Go one is not asked): its heap locks by lock call.
+            let owners = LockOwners::c(&exe.data);
+            let heap_owners = (!owners.is_empty()).then(|| RustHeapOwners {
+                owners,
+                bias: tracker::load_bias(&exe.data, exe.path.as_deref(), maps),
+            });
+            return (false, None, heap_owners);
         }
-        let owners = RustLockOwners::new(&exe.data);
+        let owners = LockOwners::rust(&exe.data);
         let heap_owners = (!owners.is_empty()).then(|| RustHeapOwners {
             owners,
             bias: tracker::load_bias(&exe.data, exe.path.as_deref(), maps),
@@ -946,6 +953,7 @@ impl Session {
             order,
             symbolizer,
             config,
+            rust_heap_owners,
             ..
         } = self;
         let target = &**target;
@@ -963,13 +971,29 @@ impl Session {
                 match decode(bytes) {
                     Ok(Record::Native(ref event)) => {
                         threads.apply(analysis, target, event);
+                        // A C heap lock's `Type.field`, from the call that took it.
+                        let site_name = match (event, rust_heap_owners.as_ref()) {
+                            (
+                                TraceEvent::LockAcquired {
+                                    addr, call_site, ..
+                                },
+                                Some(heap),
+                            ) => {
+                                let name = heap.owners.name_at(call_site.wrapping_sub(heap.bias));
+                                if let Some(name) = name {
+                                    analysis.rust_mut().heap_name_seen(*addr, name);
+                                }
+                                name
+                            }
+                            _ => None,
+                        };
                         if config.lock_order
                             && matches!(
                                 event,
                                 TraceEvent::LockAcquired { .. } | TraceEvent::LockReleased { .. }
                             )
                         {
-                            order.on_event(event, symbolizer);
+                            order.on_event(event, symbolizer, site_name);
                         }
                     }
                     Ok(Record::Go(ref event)) => match go.as_mut() {
@@ -1338,7 +1362,7 @@ impl Session {
             .filter(|&addr| {
                 matches!(
                     self.analysis.lock_kind(addr),
-                    LockKind::RustMutex | LockKind::RustRwLock
+                    LockKind::RustMutex | LockKind::RustRwLock | LockKind::Mutex | LockKind::RwLock
                 ) && rust.needs_name_search(addr)
             })
             .map(|addr| {

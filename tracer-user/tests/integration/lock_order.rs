@@ -717,7 +717,8 @@ fn read_locks_in_opposite_orders_are_no_inversion() {
 /// first, by four threads at once: every instance nested with others in both roles), and
 /// against a lock-order graph that grows with the instances instead of their classes: the
 /// tracer's peak RSS must stay within 128 MB. The tracer must have seen (tracked or
-/// folded into "other locks") nine in ten of the accounts' mutexes at least.
+/// folded into "other locks") nine in ten of the accounts' mutexes at least, each named
+/// `account.m` (its class).
 #[test]
 fn ten_thousand_instances_in_address_order_are_no_inversion_in_bounded_memory() {
     require_root();
@@ -756,6 +757,17 @@ fn ten_thousand_instances_in_address_order_are_no_inversion_in_bounded_memory() 
         .filter(|l| is_account(addr_of(&l["addr"])))
         .filter(|l| l["hold_ns"]["count"].as_u64().unwrap_or(0) > 0)
         .count() as u64;
+    // Named by their struct type and field (`lock_names::c`), every one: a lock call
+    // that named none would class some instances apart from the others.
+    for l in s["locks"].as_array().expect("summary locks") {
+        if is_account(addr_of(&l["addr"])) {
+            assert_eq!(
+                name_of(l),
+                Some("account.m"),
+                "an account's mutex: {l}\n{what}"
+            );
+        }
+    }
     let folded = s["other_locks"]["locks"].as_u64().unwrap_or(0);
     assert!(
         (tracked + folded) * 10 >= ACCOUNTS * 9,
@@ -948,5 +960,90 @@ fn go_alert_manager_fixed_is_no_inversion() {
             "the tracer saw fewer events than the {acquisitions} acquisitions' locks and \
              unlocks\n{what}"
         );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// C heap locks named by struct type and field
+// ---------------------------------------------------------------------------------------
+
+/// `order_heap_classes`' contention turns: each worker takes `tally.inner.mu` this many
+/// times (held 2 ms each), both at once.
+const HEAP_COUNTS: u64 = 50;
+
+/// Asserts that `lock_ref` is the heap lock the target printed as `lock.FACT`, named
+/// `name`.
+fn assert_heap_lock(target: &Target, lock_ref: &Value, fact: &str, name: &str, what: &str) {
+    assert_eq!(
+        addr_of(&lock_ref["addr"]),
+        target.lock(fact),
+        "not the {fact} lock: {lock_ref}\n{what}"
+    );
+    assert_eq!(
+        name_of(lock_ref),
+        Some(name),
+        "the {fact} lock should be named {name}: {lock_ref}\n{what}"
+    );
+}
+
+/// Guards against: C heap locks reported by address only, or classed by the function
+/// that took them, where the program's DWARF names them by struct type and field (issue
+/// 18, point 2): a `struct store`'s and a `struct cache`'s mutexes taken in opposite
+/// orders (never at the same time) are one inversion between `store.mu` and `cache.mu`,
+/// at the addresses the program prints, with the edge store → cache by the thread that
+/// took that order; a contended mutex in a nested struct is `tally.inner.mu` in the
+/// summary; at `-O1` and `-O0` (the pointers in registers, in stack slots).
+#[test]
+fn c_heap_locks_are_named_by_struct_type_and_field() {
+    require_root();
+    for flags in [&[][..], &["-O0"]] {
+        let bin = build_target("order_heap_classes", flags);
+        let mut target =
+            Target::spawn(bin.path(), &[&ROUNDS.to_string(), &HEAP_COUNTS.to_string()]);
+        let run = trace_rounds(&mut target, "json", &[]);
+        let what = &format!("gcc {flags:?} {}", run.what);
+        let values = run.values();
+        let found = inversions(&values, what);
+        assert_eq!(found.len(), 1, "expected exactly one inversion\n{what}");
+        let inv = found[0];
+        assert_eq!(
+            inv["harmless"].as_bool(),
+            Some(false),
+            "not harmless\n{what}"
+        );
+        assert_cycle_order(inv, what);
+        let mut locks: Vec<&Value> = inv["locks"].as_array().expect("locks").iter().collect();
+        locks.sort_by_key(|l| addr_of(&l["addr"]) != target.lock("store"));
+        assert_eq!(locks.len(), 2, "two locks: {inv:#}\n{what}");
+        assert_heap_lock(&target, locks[0], "store", "store.mu", what);
+        assert_heap_lock(&target, locks[1], "cache", "cache.mu", what);
+        let e = edge(inv, target.lock("store"), target.lock("cache"), what);
+        assert_eq!(
+            e["tid"].as_u64(),
+            Some(target.tid("order_sc")),
+            "store -> cache is order_sc's order: {e:#}\n{what}"
+        );
+        assert_heap_lock(&target, &e["from"], "store", "store.mu", what);
+        assert_heap_lock(&target, &e["to"], "cache", "cache.mu", what);
+        let e = edge(inv, target.lock("cache"), target.lock("store"), what);
+        assert_eq!(
+            e["tid"].as_u64(),
+            Some(target.tid("order_cs")),
+            "cache -> store is order_cs's order: {e:#}\n{what}"
+        );
+        let s = summary(&values);
+        assert_eq!(summary_inversions(s, what), 1, "summary count\n{what}");
+        let tally = lock_by_addr(s, target.lock("tally"))
+            .unwrap_or_else(|| panic!("summary without the tally lock\n{what}"));
+        assert_heap_lock(&target, tally, "tally", "tally.inner.mu", what);
+        assert!(
+            u64_field(tally, "contentions") > 0,
+            "the tally lock was contended (two threads, held 2 ms): {tally}\n{what}"
+        );
+        for (fact, name) in [("store", "store.mu"), ("cache", "cache.mu")] {
+            let lock = lock_by_addr(s, target.lock(fact))
+                .unwrap_or_else(|| panic!("summary without the {fact} lock\n{what}"));
+            assert_heap_lock(&target, lock, fact, name, what);
+        }
     }
 }

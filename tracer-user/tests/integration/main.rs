@@ -73,6 +73,7 @@ mod tools;
 
 #[cfg(feature = "root-tests")]
 mod bpf_log;
+mod c_names;
 #[cfg(feature = "root-tests")]
 mod capabilities;
 #[cfg(feature = "root-tests")]

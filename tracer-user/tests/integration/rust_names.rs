@@ -4,7 +4,7 @@
 
 use std::{path::Path, process::Command};
 
-use tracer_user::lock_names::RustLockOwners;
+use tracer_user::lock_names::LockOwners;
 
 use crate::{rust_toolchain, tools};
 
@@ -39,7 +39,7 @@ fn functions(exe: &Path) -> Vec<(u64, u64, String)> {
 fn rust_heap_locks_are_named_by_type_and_field_at_their_slow_path_calls() {
     let (_dir, exe) = rust_toolchain::build_rustc_target("rust_std_locks");
     let data = std::fs::read(&exe).expect("read the target");
-    let owners = RustLockOwners::new(&data);
+    let owners = LockOwners::rust(&data);
     let functions = functions(&exe);
     let function_of = |pc: u64| {
         functions
@@ -67,5 +67,5 @@ fn rust_heap_locks_are_named_by_type_and_field_at_their_slow_path_calls() {
     );
     let stripped = rust_toolchain::stripped_copy(&exe);
     let stripped = std::fs::read(&stripped).expect("read the stripped target");
-    assert!(RustLockOwners::new(&stripped).is_empty());
+    assert!(LockOwners::rust(&stripped).is_empty());
 }
