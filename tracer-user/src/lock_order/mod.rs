@@ -32,7 +32,10 @@ use std::hash::{Hash, Hasher};
 use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
 use smallvec::SmallVec;
 
-use crate::model::HoldMode;
+use crate::model::{
+    HoldMode,
+    raw::{RawInversion, RawOrderEdge, RawStack},
+};
 
 /// Most lock classes kept; locks of further classes are not ordered (counted).
 pub const MAX_CLASSES: usize = 4096;
@@ -123,6 +126,53 @@ pub struct LockOrderCounts {
     /// Holds dropped because another thread took the lock exclusively meanwhile: their
     /// release was lost (a dropped record), or happened before the probes were in place.
     pub stale_holds: u64,
+}
+
+impl LockOrderCounts {
+    /// The summary's notes: what the caps left out, and the holds found stale.
+    #[must_use]
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        if self.not_ordered > 0 || self.pairs_not_kept > 0 {
+            notes.push(format!(
+                "lock order: {} acquisitions were not ordered and {} nestings of two locks of \
+                 one class were not remembered (the graph's caps on classes, edges, held locks \
+                 and instance pairs): inversions among them may have been missed",
+                self.not_ordered, self.pairs_not_kept
+            ));
+        }
+        if self.stale_holds > 0 {
+            notes.push(format!(
+                "lock order: {} holds whose release was never seen were ended when another \
+                 thread took their lock (records lost, or a release made as the probes were \
+                 being attached)",
+                self.stale_holds
+            ));
+        }
+        notes
+    }
+}
+
+impl<S> Inversion<S> {
+    /// The inversion as a raw finding, each stack handle turned into its `RawStack` by
+    /// `stack`.
+    pub fn into_raw(self, stack: impl Fn(S) -> RawStack) -> RawInversion {
+        RawInversion {
+            edges: self
+                .edges
+                .into_iter()
+                .map(|e| RawOrderEdge {
+                    from: e.from,
+                    to: e.to,
+                    tid: e.actor.tid,
+                    goid: e.actor.goid,
+                    from_stack: stack(e.from_stack),
+                    to_stack: stack(e.to_stack),
+                })
+                .collect(),
+            gate: self.gate,
+        }
+    }
 }
 
 type ClassId = u32;

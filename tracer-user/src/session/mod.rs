@@ -18,7 +18,6 @@ mod export;
 mod graph;
 mod live;
 mod order;
-pub(crate) use self::order::lock_order_note;
 mod rust_holders;
 #[cfg(test)]
 pub(crate) mod test_support;

@@ -8,10 +8,10 @@ use tracer_common::LockOp;
 
 use crate::{
     event::{StackId, StackWindow, TraceEvent},
-    lock_order::{Acquisition, Actor, Inversion, LockClass, LockOrder, LockOrderCounts},
+    lock_order::{Acquisition, Actor, Inversion, LockClass, LockOrder},
     model::{
         HoldMode,
-        raw::{RawInversion, RawOrderEdge, RawStack},
+        raw::{RawInversion, RawStack},
     },
     symbols::Symbolizer,
 };
@@ -97,7 +97,10 @@ impl NativeOrder {
 
     /// The inversions found since the last call.
     pub(super) fn take_found(&mut self) -> Vec<RawInversion> {
-        self.found.drain(..).map(raw_inversion).collect()
+        self.found
+            .drain(..)
+            .map(|inversion| inversion.into_raw(NativeSite::raw_stack))
+            .collect()
     }
 
     /// The graph's edges (lock held, lock then taken, by whom), for a picture.
@@ -105,9 +108,9 @@ impl NativeOrder {
         self.graph.order_edges()
     }
 
-    /// The notes for the summary (see [`lock_order_note`]).
+    /// The notes for the summary (see [`LockOrderCounts::notes`]).
     pub(super) fn note(&self) -> Vec<String> {
-        lock_order_note(self.graph.counts())
+        self.graph.counts().notes()
     }
 }
 
@@ -140,47 +143,6 @@ fn class_of(
         sites.insert(call_site, class.clone());
     }
     class
-}
-
-/// What a lock-order graph's caps left out, and the holds it found stale, for the
-/// summary's notes.
-pub(crate) fn lock_order_note(counts: LockOrderCounts) -> Vec<String> {
-    let mut notes = Vec::new();
-    if counts.not_ordered > 0 || counts.pairs_not_kept > 0 {
-        notes.push(format!(
-            "lock order: {} acquisitions were not ordered and {} nestings of two locks of \
-             one class were not remembered (the graph's caps on classes, edges, held locks \
-             and instance pairs): inversions among them may have been missed",
-            counts.not_ordered, counts.pairs_not_kept
-        ));
-    }
-    if counts.stale_holds > 0 {
-        notes.push(format!(
-            "lock order: {} holds whose release was never seen were ended when another \
-             thread took their lock (records lost, or a release made as the probes were \
-             being attached)",
-            counts.stale_holds
-        ));
-    }
-    notes
-}
-
-fn raw_inversion(inversion: Inversion<NativeSite>) -> RawInversion {
-    RawInversion {
-        edges: inversion
-            .edges
-            .into_iter()
-            .map(|e| RawOrderEdge {
-                from: e.from,
-                to: e.to,
-                tid: e.actor.tid,
-                goid: e.actor.goid,
-                from_stack: e.from_stack.raw_stack(),
-                to_stack: e.to_stack.raw_stack(),
-            })
-            .collect(),
-        gate: inversion.gate,
-    }
 }
 
 #[cfg(test)]

@@ -654,7 +654,7 @@ impl GoTracker {
     #[must_use]
     pub fn notes(&self) -> Vec<String> {
         let mut notes = model_notes(self.model.counts());
-        notes.extend(crate::session::lock_order_note(self.order.counts()));
+        notes.extend(self.order.counts().notes());
         if let Some(parked) = &self.parked {
             notes.extend(parked.notes());
         }

@@ -7,7 +7,7 @@ use crate::{
     lock_order::{Acquisition, Actor, Inversion, LockClass, LockOrder, LockOrderCounts},
     model::{
         HoldMode,
-        raw::{RawInversion, RawOrderEdge, RawStack},
+        raw::{RawInversion, RawStack},
     },
 };
 
@@ -70,33 +70,19 @@ impl GoOrder {
 
     /// The inversions found since the last call.
     pub(super) fn take_found(&mut self) -> Vec<RawInversion> {
-        self.found.drain(..).map(raw_inversion).collect()
+        self.found
+            .drain(..)
+            .map(|inversion| {
+                inversion.into_raw(|site| RawStack::Go {
+                    pc: site.pc,
+                    caller: 0,
+                    stack_id: site.stack_id,
+                })
+            })
+            .collect()
     }
 
     pub(super) fn counts(&self) -> LockOrderCounts {
         self.graph.counts()
-    }
-}
-
-fn raw_inversion(inversion: Inversion<GoSite>) -> RawInversion {
-    let stack = |site: GoSite| RawStack::Go {
-        pc: site.pc,
-        caller: 0,
-        stack_id: site.stack_id,
-    };
-    RawInversion {
-        edges: inversion
-            .edges
-            .into_iter()
-            .map(|e| RawOrderEdge {
-                from: e.from,
-                to: e.to,
-                tid: e.actor.tid,
-                goid: e.actor.goid,
-                from_stack: stack(e.from_stack),
-                to_stack: stack(e.to_stack),
-            })
-            .collect(),
-        gate: inversion.gate,
     }
 }
