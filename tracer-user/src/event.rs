@@ -183,7 +183,7 @@ impl WaitTimeout {
 const TIMEOUT_PART_BYTES: usize = size_of::<WaitTimeoutArg>();
 
 /// The top of a user stack at a wait: registers and the words above the stack pointer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct StackWindow {
     pub ip: u64,
     pub sp: u64,

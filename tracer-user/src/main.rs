@@ -114,6 +114,10 @@ enum Command {
         /// FILE (a recording keeps the findings, not the whole graphs).
         #[arg(long, value_name = "FILE")]
         graph: Option<PathBuf>,
+        /// The recorded run's profiles, analysed again from the recording's tape
+        /// (a native target's): the same files `attach` writes.
+        #[command(flatten)]
+        exports: ExportArgs,
     },
     /// Run as a sidecar: trace every process the selectors match, now and later, until
     /// SIGTERM; findings as NDJSON on stdout, Prometheus metrics and pprof contention
@@ -226,7 +230,7 @@ fn record(
 fn report(
     file: &std::path::Path,
     (format, top): (OutputFormat, Option<usize>),
-    filters: &FilterArgs,
+    (filters, exports): (&FilterArgs, &ExportArgs),
     graph: Option<&std::path::Path>,
     found: &mut sinks::Outcome,
 ) -> anyhow::Result<()> {
@@ -236,8 +240,21 @@ fn report(
     let mut drawn = sinks::WithGraphs::from_findings(sink.as_mut(), dot);
     let mut filtered = sinks::FilterSink::new(&mut drawn, filters.filter());
     let mut counted = sinks::OutcomeSink::new(&mut filtered, found);
-    for note in recording::report(file, &mut counted)? {
+    let reported = recording::report(file, &mut counted)?;
+    for note in &reported.notes {
         eprintln!("tracer: note: {note}");
+    }
+    let paths = exports.paths(reported.holds)?;
+    if !paths.is_empty() {
+        let Some(profiles) = reported.profiles else {
+            anyhow::bail!(
+                "{}: no profile to export: the recording has no analysis tape of a native target (a Go target's, or one made by an older tracer)",
+                file.display()
+            );
+        };
+        for path in exports::write_exports(&paths, &profiles)? {
+            eprintln!("tracer: wrote {}", path.display());
+        }
     }
     Ok(())
 }
@@ -616,10 +633,11 @@ fn run(cli: &Cli, found: &mut sinks::Outcome) -> anyhow::Result<()> {
             all_locks,
             ref filters,
             ref graph,
+            ref exports,
         } => report(
             file,
             (format, (!all_locks).then_some(top)),
-            filters,
+            (filters, exports),
             graph.as_deref(),
             found,
         ),

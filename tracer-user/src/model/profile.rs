@@ -54,3 +54,29 @@ pub struct ContentionProfile {
     /// the profile's comments.
     pub comments: Vec<String>,
 }
+
+/// Waits that never slept have no stack and no duration: a profile cannot show them.
+pub const BRIEF_WAITS_COMMENT: &str = "waits that returned without sleeping (the lock was released as the waiter entered the kernel) are counted as contentions in the metrics and the summary, not in this profile";
+
+/// The frame of a waiter profile's waits sent without a stack and on a lock with no
+/// sampled stack in the window.
+pub const STACK_NOT_SAMPLED_FRAME: &str = "[stack not sampled]";
+
+/// The frame of a holder profile's waits whose lock holder was not known (taken before
+/// the attach, or its release was not seen).
+pub const HOLDER_NOT_KNOWN_FRAME: &str = "[holder not known]";
+
+/// The comment of every holder profile.
+pub const HOLDER_PROFILE_COMMENT: &str = "holder profile: each wait's time is charged to the stack where the lock it waited for was taken (the hold released during the wait, else the lock's holder when the wait ended), as in Go's mutex profile";
+
+/// The one frame of a sample whose stack is not known, named `function`.
+#[must_use]
+pub fn unknown_profile_frame(function: &str) -> ProfileFrame {
+    ProfileFrame {
+        function: function.to_owned(),
+        file: None,
+        line: None,
+        object: None,
+        address: 0,
+    }
+}

@@ -150,6 +150,15 @@ impl ThreadIds {
     pub fn contains_host(&self, host_tid: u32) -> bool {
         self.ns_by_host.contains_key(&host_tid)
     }
+
+    /// The (host TID, namespace TID) pairs, by host TID: what
+    /// [`ThreadIds::from_namespace_pairs`] makes them from.
+    #[must_use]
+    pub fn pairs(&self) -> Vec<(u32, u32)> {
+        let mut pairs: Vec<(u32, u32)> = self.ns_by_host.iter().map(|(&h, &n)| (h, n)).collect();
+        pairs.sort_unstable();
+        pairs
+    }
 }
 
 /// Threads of a target in the tracer's own PID namespace: each TID is the same on both
@@ -824,6 +833,14 @@ impl Analysis {
     /// The holder profile collected under `id`, which stops collecting it.
     pub fn finish_holder_profile(&mut self, id: u64) -> Option<WaitProfile> {
         self.holder_profiles.finish(id)
+    }
+
+    /// The waits collected under `id` so far (waiter profile, and holder profile when one
+    /// was started).
+    #[must_use]
+    pub fn profiles(&self, id: u64) -> (Option<&WaitProfile>, Option<&WaitProfile>) {
+        let waiters = self.profiles.iter().find(|(i, _)| *i == id).map(|(_, p)| p);
+        (waiters, self.holder_profiles.get(id))
     }
 
     /// Starts collecting a contention profile under `id`: every lock wait that ends from

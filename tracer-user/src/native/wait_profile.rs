@@ -71,6 +71,15 @@ impl WaitProfile {
         }
     }
 
+    /// The stacks the window's waits came from, as [`Self::spread_unsampled`] gives them
+    /// (a window-only stack with no id), each once per lock.
+    pub fn stacks(&self) -> impl Iterator<Item = (StackId, &StackWindow)> + '_ {
+        self.entries.iter().map(|(&(_, stack_key), entry)| {
+            let stack = (stack_key != super::analysis::WINDOW_ONLY_STACK).then_some(stack_key);
+            (stack, &*entry.window)
+        })
+    }
+
     /// The window's waits with the unsampled ones spread over their lock's sampled stacks
     /// in proportion to each stack's count (each stack's average wait kept); a lock with
     /// no sampled stack in the window keeps them under `None`. Returns
@@ -157,6 +166,12 @@ impl HolderProfiles {
     /// Starts collecting a holder profile under `id`.
     pub fn start(&mut self, id: u64) {
         self.profiles.push((id, WaitProfile::default()));
+    }
+
+    /// The holder profile collected under `id` so far.
+    #[must_use]
+    pub fn get(&self, id: u64) -> Option<&WaitProfile> {
+        self.profiles.iter().find(|(i, _)| *i == id).map(|(_, p)| p)
     }
 
     /// The holder profile collected under `id`, which stops collecting it.

@@ -4,11 +4,16 @@
 //! Struct fields go in the order the `wire_struct!` lists name them. Pure code, no I/O.
 
 use thiserror::Error;
+use tracer_common::{BriefWaits, STACK_WINDOW_WORDS};
 
-use crate::model::{
-    Deadlock, DeadlockEntry, FilteredLocks, Finding, HoldMode, HolderEvidence, HolderState,
-    LockKind, LockOrderInversion, LockRef, LockSummary, NameSource, OrderEdge, OtherLocks,
-    Quantiles, StuckHolder, StuckLock, Summary,
+use super::tape::{NamedStack, StackKey, TapeCounters, TapeItem, TapeNames, TapeSetup};
+use crate::{
+    event::StackWindow,
+    model::{
+        Deadlock, DeadlockEntry, FilteredLocks, Finding, HoldMode, HolderEvidence, HolderState,
+        LockKind, LockOrderInversion, LockRef, LockSummary, NameSource, OrderEdge, OtherLocks,
+        Quantiles, StuckHolder, StuckLock, Summary, profile::ProfileFrame,
+    },
 };
 
 /// A payload that does not decode: the file was damaged or written by another program.
@@ -22,6 +27,8 @@ pub enum DecodeError {
     Utf8,
     #[error("{left} byte(s) left over after the value")]
     Trailing { left: usize },
+    #[error("compressed payload does not inflate")]
+    Compressed,
 }
 
 /// A cursor over a payload.
@@ -76,6 +83,18 @@ pub trait Wire: Sized {
 pub fn encode<T: Wire>(value: &T) -> Vec<u8> {
     let mut out = Vec::new();
     value.put(&mut out);
+    out
+}
+
+/// The list `items`, encoded as a `Vec<T>` would be (without copying them into one).
+#[must_use]
+pub fn encode_list<T: Wire>(items: &[T]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let len = items.len().min(u32::MAX as usize);
+    put_len(len, &mut out);
+    for item in &items[..len] {
+        item.put(&mut out);
+    }
     out
 }
 
@@ -387,6 +406,155 @@ impl Wire for Finding {
             2 => LockOrderInversion::get(input).map(Finding::LockOrderInversion),
             tag => Err(DecodeError::Tag {
                 what: "finding",
+                tag,
+            }),
+        }
+    }
+}
+
+/// Tuples travel as their items in order.
+impl<A: Wire, B: Wire> Wire for (A, B) {
+    fn put(&self, out: &mut Vec<u8>) {
+        self.0.put(out);
+        self.1.put(out);
+    }
+    fn get(input: &mut Input<'_>) -> Result<Self, DecodeError> {
+        Ok((A::get(input)?, B::get(input)?))
+    }
+}
+
+/// A ring-buffer record's bytes: a `u32` length, then the bytes (no per-byte tag).
+struct Bytes(Vec<u8>);
+
+impl Wire for Bytes {
+    fn put(&self, out: &mut Vec<u8>) {
+        put_len(self.0.len(), out);
+        out.extend_from_slice(&self.0);
+    }
+    fn get(input: &mut Input<'_>) -> Result<Self, DecodeError> {
+        let len = u32::get(input)? as usize;
+        Ok(Self(input.take(len)?.to_vec()))
+    }
+}
+
+impl Wire for StackWindow {
+    /// `ip`, `sp`, then the valid words only (a `u32` count).
+    fn put(&self, out: &mut Vec<u8>) {
+        self.ip.put(out);
+        self.sp.put(out);
+        let len = (self.len as usize).min(STACK_WINDOW_WORDS);
+        put_len(len, out);
+        for word in &self.words[..len] {
+            word.put(out);
+        }
+    }
+    fn get(input: &mut Input<'_>) -> Result<Self, DecodeError> {
+        let mut window = StackWindow {
+            ip: u64::get(input)?,
+            sp: u64::get(input)?,
+            ..StackWindow::EMPTY
+        };
+        let len = u32::get(input)?;
+        if len as usize > STACK_WINDOW_WORDS {
+            return Err(DecodeError::Tag {
+                what: "stack window length",
+                tag: u8::try_from(len).unwrap_or(u8::MAX),
+            });
+        }
+        window.len = len;
+        for word in &mut window.words[..len as usize] {
+            *word = u64::get(input)?;
+        }
+        Ok(window)
+    }
+}
+
+impl Wire for BriefWaits {
+    fn put(&self, out: &mut Vec<u8>) {
+        self.count.put(out);
+        self.op.put(out);
+        self.val.put(out);
+    }
+    fn get(input: &mut Input<'_>) -> Result<Self, DecodeError> {
+        Ok(BriefWaits {
+            count: Wire::get(input)?,
+            op: Wire::get(input)?,
+            val: Wire::get(input)?,
+        })
+    }
+}
+
+wire_struct!(TapeSetup {
+    musl,
+    rust_std,
+    max_locks,
+    lock_uprobes,
+    go,
+    started_ns
+});
+wire_struct!(TapeCounters {
+    dropped,
+    futex_wakes,
+    futex_waits,
+    stack_errors,
+    unmatched_returns,
+    brief_waits_untracked,
+});
+wire_struct!(StackKey { stack_id, window });
+wire_struct!(ProfileFrame {
+    function,
+    file,
+    line,
+    object,
+    address
+});
+wire_struct!(NamedStack {
+    names,
+    detail,
+    frames
+});
+wire_struct!(TapeNames { locks, stacks });
+
+impl Wire for TapeItem {
+    fn put(&self, out: &mut Vec<u8>) {
+        match self {
+            TapeItem::Record(bytes) => {
+                out.push(0);
+                put_len(bytes.len(), out);
+                out.extend_from_slice(bytes);
+            }
+            TapeItem::Threads(pairs) => {
+                out.push(1);
+                pairs.put(out);
+            }
+            TapeItem::BriefWaits(totals) => {
+                out.push(2);
+                totals.put(out);
+            }
+            TapeItem::Parked(tid) => {
+                out.push(3);
+                tid.put(out);
+            }
+            TapeItem::Counters(counters) => {
+                out.push(4);
+                counters.put(out);
+            }
+            TapeItem::End(at_ns) => {
+                out.push(5);
+                at_ns.put(out);
+            }
+        }
+    }
+    fn get(input: &mut Input<'_>) -> Result<Self, DecodeError> {
+        match u8::get(input)? {
+            0 => Bytes::get(input).map(|b| TapeItem::Record(b.0)),
+            1 => Wire::get(input).map(TapeItem::Threads),
+            2 => Wire::get(input).map(TapeItem::BriefWaits),
+            3 => Wire::get(input).map(TapeItem::Parked),
+            4 => Wire::get(input).map(TapeItem::Counters),
+            5 => Wire::get(input).map(TapeItem::End),
+            tag => Err(DecodeError::Tag {
+                what: "tape item",
                 tag,
             }),
         }

@@ -8,14 +8,17 @@ use std::io::{self, Write};
 
 use thiserror::Error;
 
-use super::codec::{self, DecodeError, Input, Wire};
+use super::{
+    codec::{self, DecodeError, Input, Wire},
+    tape::{TapeItem, TapeNames, TapeSetup},
+};
 use crate::model::{Finding, Summary};
 
 /// The first bytes of every recording.
 pub const MAGIC: &[u8; 8] = b"TRACERRC";
 /// The version this tracer writes, and the newest it reads. Raised whenever an encoding
 /// changes (a field added to a model value, a new chunk kind older tracers must not skip).
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 /// Magic and version.
 pub const PREAMBLE_LEN: usize = MAGIC.len() + 2;
 /// Kind, length and CRC before each payload.
@@ -33,6 +36,13 @@ pub enum ChunkKind {
     Finding = 2,
     /// The [`Summary`] at the trace's end: the last chunk of a complete recording.
     Summary = 3,
+    /// The analysis's [`TapeSetup`] (version 2): right after the header, when the
+    /// recording has a tape.
+    Setup = 4,
+    /// A run of [`TapeItem`]s (version 2), in the order the session applied them.
+    Tape = 5,
+    /// [`TapeNames`] given since the last such chunk (version 2).
+    Names = 6,
 }
 
 impl ChunkKind {
@@ -41,6 +51,9 @@ impl ChunkKind {
             1 => Some(Self::Header),
             2 => Some(Self::Finding),
             3 => Some(Self::Summary),
+            4 => Some(Self::Setup),
+            5 => Some(Self::Tape),
+            6 => Some(Self::Names),
             _ => None,
         }
     }
@@ -131,10 +144,56 @@ impl<W: Write> RecordingWriter<W> {
         self.write(ChunkKind::Summary, &codec::encode(summary))
     }
 
+    /// Appends the analysis's setup: the recording has a tape.
+    ///
+    /// # Errors
+    /// When `out` cannot be written.
+    pub fn setup(&mut self, setup: &TapeSetup) -> io::Result<()> {
+        self.write(ChunkKind::Setup, &codec::encode(setup))
+    }
+
+    /// Appends a run of tape items.
+    ///
+    /// # Errors
+    /// When `out` cannot be written.
+    pub fn tape(&mut self, items: &[TapeItem]) -> io::Result<()> {
+        self.write(ChunkKind::Tape, &deflate(&codec::encode_list(items))?)
+    }
+
+    /// Appends names given since the last names.
+    ///
+    /// # Errors
+    /// When `out` cannot be written.
+    pub fn names(&mut self, names: &TapeNames) -> io::Result<()> {
+        self.write(ChunkKind::Names, &codec::encode(names))
+    }
+
     fn write(&mut self, kind: ChunkKind, payload: &[u8]) -> io::Result<()> {
         self.out.write_all(&chunk(kind, payload))?;
         self.out.flush()
     }
+}
+
+/// A tape chunk's payload, compressed (DEFLATE, zlib framing): the records' stack
+/// windows are mostly zero words, and a busy target sends ~100 000 records a second.
+fn deflate(payload: &[u8]) -> io::Result<Vec<u8>> {
+    let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(payload)?;
+    encoder.finish()
+}
+
+/// A tape chunk's payload, decompressed; at most [`MAX_PAYLOAD`] bytes of it.
+fn inflate(compressed: &[u8]) -> Result<Vec<u8>, DecodeError> {
+    use std::io::Read as _;
+    let mut payload = Vec::new();
+    flate2::read::ZlibDecoder::new(compressed)
+        .take(MAX_PAYLOAD as u64 + 1)
+        .read_to_end(&mut payload)
+        .map_err(|_| DecodeError::Compressed)?;
+    if payload.len() > MAX_PAYLOAD {
+        return Err(DecodeError::Compressed);
+    }
+    Ok(payload)
 }
 
 /// One framed chunk.
@@ -187,6 +246,12 @@ pub struct Recording {
     pub header: Option<Header>,
     pub findings: Vec<Finding>,
     pub summary: Option<Summary>,
+    /// The analysis's setup, when the recording has a tape (version 2).
+    pub setup: Option<TapeSetup>,
+    /// The tape's items, in order, as far as they are intact.
+    pub tape: Vec<TapeItem>,
+    /// The names of all the names chunks.
+    pub names: TapeNames,
     /// Set when the recording does not end with its summary.
     pub cut: Option<Cut>,
 }
@@ -208,6 +273,9 @@ pub fn read(bytes: &[u8]) -> Result<Recording, FormatError> {
         header: None,
         findings: Vec::new(),
         summary: None,
+        setup: None,
+        tape: Vec::new(),
+        names: TapeNames::default(),
         cut: None,
     };
     let Some(version) = bytes.get(MAGIC.len()..PREAMBLE_LEN) else {
@@ -250,6 +318,21 @@ pub fn read(bytes: &[u8]) -> Result<Recording, FormatError> {
             (ChunkKind::Summary, false) => codec::decode(chunk.payload).map(|s| {
                 recording.summary = Some(s);
             }),
+            (ChunkKind::Setup, false) if recording.setup.is_none() => codec::decode(chunk.payload)
+                .map(|s| {
+                    recording.setup = Some(s);
+                }),
+            (ChunkKind::Tape, false) if recording.setup.is_some() => inflate(chunk.payload)
+                .and_then(|payload| codec::decode::<Vec<TapeItem>>(&payload))
+                .map(|items| {
+                    recording.tape.extend(items);
+                }),
+            (ChunkKind::Names, false) if recording.setup.is_some() => {
+                codec::decode::<TapeNames>(chunk.payload).map(|names| {
+                    recording.names.locks.extend(names.locks);
+                    recording.names.stacks.extend(names.stacks);
+                })
+            }
             (kind, _) => {
                 recording.cut = Some(damaged(format!("a {kind:?} chunk out of place")));
                 return Ok(recording);

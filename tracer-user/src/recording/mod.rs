@@ -14,6 +14,8 @@
 
 pub mod codec;
 pub mod format;
+pub mod replay;
+pub mod tape;
 
 use std::{
     fs::File,
@@ -23,8 +25,8 @@ use std::{
 
 use thiserror::Error;
 
-use self::format::RecordingWriter;
 pub use self::format::{Cut, FORMAT_VERSION, FormatError, Header, Recording};
+use self::{format::RecordingWriter, tape::TapeChunk};
 use crate::{
     model::{Finding, Summary},
     sinks::Sink,
@@ -106,6 +108,18 @@ impl Sink for RecordingSink {
     fn summary(&mut self, summary: &Summary) -> io::Result<()> {
         self.writer.summary(summary)
     }
+
+    fn wants_tape(&self) -> bool {
+        true
+    }
+
+    fn tape(&mut self, chunk: TapeChunk<'_>) -> io::Result<()> {
+        match chunk {
+            TapeChunk::Setup(setup) => self.writer.setup(setup),
+            TapeChunk::Items(items) => self.writer.tape(items),
+            TapeChunk::Names(names) => self.writer.names(names),
+        }
+    }
 }
 
 /// Two sinks given the same findings and summary: `tracer record --print` records and
@@ -128,6 +142,18 @@ impl Sink for Tee<'_, '_> {
         self.first.summary(summary)?;
         match self.second.as_deref_mut() {
             Some(second) => second.summary(summary),
+            None => Ok(()),
+        }
+    }
+
+    fn wants_tape(&self) -> bool {
+        self.first.wants_tape() || self.second.as_deref().is_some_and(Sink::wants_tape)
+    }
+
+    fn tape(&mut self, chunk: TapeChunk<'_>) -> io::Result<()> {
+        self.first.tape(chunk)?;
+        match self.second.as_deref_mut() {
+            Some(second) => second.tape(chunk),
             None => Ok(()),
         }
     }
@@ -155,13 +181,27 @@ pub enum ReportError {
     Output(#[source] io::Error),
 }
 
-/// Reports the recording at `path` to `sink`: its findings, then its summary when it has
-/// one. Returns the notes for the reader (who recorded what; a recording cut short).
+/// What `tracer report` made of a recording besides what went to the sink.
+#[derive(Debug)]
+pub struct Reported {
+    /// For the reader: who recorded what, whether the summary was analysed again from
+    /// the tape, whether the recording was cut short.
+    pub notes: Vec<String>,
+    /// The whole run's contention profiles, when the tape was played.
+    pub profiles: Option<crate::exports::ExportProfiles>,
+    /// Whether acquisitions were traced (a holder profile is among the profiles).
+    pub holds: bool,
+}
+
+/// Reports the recording at `path` to `sink`: its findings, then its summary. When the
+/// recording has an analysis tape of a native target, the summary's lock table, totals
+/// and the profiles come from playing the tape again (`replay`); a Go target's, or an
+/// older recording's, summary is the one recorded.
 ///
 /// # Errors
 /// When the file cannot be read, is no recording, is of a newer format, or the report
 /// cannot be written.
-pub fn report(path: &Path, sink: &mut dyn Sink) -> Result<Vec<String>, ReportError> {
+pub fn report(path: &Path, sink: &mut dyn Sink) -> Result<Reported, ReportError> {
     let shown = path.display().to_string();
     let bytes = read_recording_file(path).map_err(|source| ReportError::Read {
         path: shown.clone(),
@@ -180,10 +220,111 @@ pub fn report(path: &Path, sink: &mut dyn Sink) -> Result<Vec<String>, ReportErr
     for finding in &recording.findings {
         sink.finding(finding).map_err(ReportError::Output)?;
     }
-    if let Some(summary) = &recording.summary {
+    let mut notes = report_notes(&shown, &recording);
+    let header = recording.header.clone().unwrap_or_default();
+    let replayed = recording
+        .setup
+        .as_ref()
+        .filter(|setup| !setup.go)
+        .map(|setup| {
+            let start_unix_ns = header.recorded_at_s.saturating_mul(1_000_000_000);
+            replay::replay(
+                setup,
+                &recording.tape,
+                &recording.names,
+                (header.pid, &header.comm, start_unix_ns),
+            )
+        });
+    if recording.setup.as_ref().is_some_and(|setup| setup.go) {
+        notes.push("the target was a Go program: its goroutines' lock waits were modelled from its live memory, which the tape does not hold, so the summary is the recorded one and no profile can be exported".to_owned());
+    }
+    let summary = match (&replayed, recording.summary.clone()) {
+        (Some(replayed), recorded) => {
+            notes.push(format!(
+                "summary and profiles analysed again from the recording's tape ({} records){}",
+                recording
+                    .tape
+                    .iter()
+                    .filter(|item| matches!(item, tape::TapeItem::Record(_)))
+                    .count(),
+                if replayed.complete {
+                    ""
+                } else {
+                    ", which stops before the end of the trace: its waits still open count up to its last record"
+                }
+            ));
+            Some(replayed_summary(
+                replayed,
+                recorded,
+                &header,
+                &recording.findings,
+            ))
+        }
+        (None, recorded) => recorded,
+    };
+    if let Some(summary) = &summary {
         sink.summary(summary).map_err(ReportError::Output)?;
     }
-    Ok(report_notes(&shown, &recording))
+    Ok(Reported {
+        notes,
+        holds: recording
+            .setup
+            .as_ref()
+            .map_or(header.holds, |s| s.lock_uprobes),
+        profiles: replayed.map(|r| r.profiles),
+    })
+}
+
+/// The summary of a played tape: the lock table and the totals from the replay; the
+/// rest (notes, findings counts, namespace PID) from the recorded summary, or, for a
+/// recording cut short, from its header and findings.
+fn replayed_summary(
+    replayed: &replay::Replayed,
+    recorded: Option<Summary>,
+    header: &Header,
+    findings: &[Finding],
+) -> Summary {
+    let mut summary = recorded.unwrap_or_else(|| Summary {
+        pid: header.pid,
+        ns_pid: None,
+        duration_ns: replayed.duration_ns,
+        events: 0,
+        dropped: 0,
+        futex_wakes: 0,
+        futex_waits: 0,
+        brief_lock_waits: 0,
+        deadlocks: findings
+            .iter()
+            .filter(|f| matches!(f, Finding::Deadlock(_)))
+            .count(),
+        timed_cycles: 0,
+        lock_order_inversions: findings
+            .iter()
+            .filter(|f| matches!(f, Finding::LockOrderInversion(i) if !i.harmless))
+            .count(),
+        locks: Vec::new(),
+        other_locks: None,
+        filtered_out: None,
+        notes: vec![
+            "the recording was cut short: this summary was analysed from its tape up to the cut, and the live run's notes were not recorded".to_owned(),
+        ],
+    });
+    summary.locks.clone_from(&replayed.locks);
+    summary.other_locks.clone_from(&replayed.other_locks);
+    summary.events = replayed.events;
+    summary.brief_lock_waits = replayed.brief_lock_waits;
+    if let Some(counters) = replayed.counters {
+        summary.dropped = counters.dropped;
+        summary.futex_wakes = counters.futex_wakes;
+        summary.futex_waits = counters.futex_waits;
+    }
+    if replayed.decode_errors > 0 {
+        summary.notes.push(format!(
+            "{} recorded record(s) did not decode and were left out of the replay",
+            replayed.decode_errors
+        ));
+    }
+    summary
 }
 
 /// The bytes of the file at `path`, all of them when it starts like a recording, else
@@ -221,7 +362,12 @@ fn report_notes(path: &str, recording: &Recording) -> Vec<String> {
     match &recording.cut {
         None => {}
         Some(Cut::Truncated { at }) => notes.push(format!(
-            "{path} is truncated at byte {at} (the recorder stopped while writing it): {found} finding(s) recorded before that are reported; the summary was not recorded"
+            "{path} is truncated at byte {at} (the recorder stopped while writing it): {found} finding(s) recorded before that are reported; the summary was not recorded{}",
+            if recording.setup.is_some() && recording.summary.is_none() {
+                " (the one reported is analysed from the tape up to the cut)"
+            } else {
+                ""
+            }
         )),
         Some(Cut::Damaged { at, why }) => notes.push(format!(
             "{path} is damaged at byte {at} ({why}): {found} finding(s) recorded before that are reported; nothing after it is"
@@ -260,7 +406,9 @@ mod tests {
             assert_eq!(sink.findings(), 1);
         }
         let mut replayed = Vec::new();
-        let notes = report(&path, &mut JsonSink::new(&mut replayed)).unwrap();
+        let notes = report(&path, &mut JsonSink::new(&mut replayed))
+            .unwrap()
+            .notes;
         assert_eq!(
             String::from_utf8(replayed).unwrap(),
             String::from_utf8(live.clone()).unwrap()
@@ -274,7 +422,9 @@ mod tests {
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() - 5]).unwrap();
         let mut replayed = Vec::new();
-        let notes = report(&path, &mut JsonSink::new(&mut replayed)).unwrap();
+        let notes = report(&path, &mut JsonSink::new(&mut replayed))
+            .unwrap()
+            .notes;
         let first_line = String::from_utf8(live)
             .unwrap()
             .lines()

@@ -12,8 +12,9 @@ use tracer_common::{
 
 use super::threads::LiveThreads;
 use crate::{
-    event::{Snapshot, StackWindow, TraceEvent, WaitTimeout, WindowRef},
+    event::{Snapshot, StackWindow, TraceEvent, WaitTimeout, WindowRef, encode_bytes},
     native::analysis::{Analysis, ThreadIds},
+    recording::tape::TapeItem,
     target::{MapEntry, SyscallState, TargetProcess},
 };
 
@@ -26,16 +27,18 @@ const BLOCKED_STACK_READ_BYTES: usize = 16 * 1024;
 /// at `now_ns` for `analysis`, built from the system call the thread sleeps in (futex
 /// word, op, expected value, user SP and PC) and the target's memory (lock snapshot,
 /// stack). Runs after the hooks are attached, so a wait that starts in between is seen
-/// by both, which is harmless. `maps` are the target's, as read at attach.
+/// by both, which is harmless. `maps` are the target's, as read at attach. Returns what
+/// it gave the analysis, as a recording's tape keeps it.
 pub(super) fn adopt_blocked_threads(
     target: &dyn TargetProcess,
     maps: &[MapEntry],
     analysis: &mut Analysis,
     threads: &mut LiveThreads,
     now_ns: u64,
-) {
+) -> Vec<TapeItem> {
     let tids = target.thread_ids().unwrap_or_default();
     let mut parked = Vec::new();
+    let mut applied = Vec::new();
     for &tid in &tids {
         let Some(SyscallState::InSyscall { nr, args, sp, pc }) = target.syscall_state(tid) else {
             continue;
@@ -64,6 +67,7 @@ pub(super) fn adopt_blocked_threads(
             timeout: read_timeout(target, nr, args),
         };
         threads.apply(analysis, target, &event);
+        applied.push(TapeItem::Record(encode_bytes(&event)));
     }
     // Second pass, once every other wait is known: threads glibc parked for good
     // after the kernel refused them a PI mutex with EDEADLK.
@@ -87,7 +91,10 @@ pub(super) fn adopt_blocked_threads(
         };
         threads.apply(analysis, target, &event);
         analysis.mark_parked(tid);
+        applied.push(TapeItem::Record(encode_bytes(&event)));
+        applied.push(TapeItem::Parked(tid));
     }
+    applied
 }
 
 /// The timeout of the futex call `nr` (arguments `args`) a thread found blocked sleeps

@@ -4,18 +4,13 @@
 //! written (`crate::exports::write_exports`).
 
 use super::{Session, live::unix_now_ns, monotonic_ns};
-use crate::exports::ExportProfiles;
+use crate::{
+    exports::ExportProfiles,
+    model::profile::{HOLDER_NOT_KNOWN_FRAME, HOLDER_PROFILE_COMMENT, STACK_NOT_SAMPLED_FRAME},
+};
 
 /// The profile id of the whole run's window, apart from `tracer serve`'s (counted from 1).
 const WHOLE_RUN_PROFILE: u64 = u64::MAX;
-
-/// The frame of a holder profile's waits whose lock holder was not known (taken before
-/// the attach, or its release was not seen).
-const HOLDER_NOT_KNOWN_FRAME: &str = "[holder not known]";
-
-/// The frame of a waiter profile's waits sent without a stack and on a lock with no
-/// sampled stack in the run.
-const STACK_NOT_SAMPLED_FRAME: &str = "[stack not sampled]";
 
 /// What the whole-run profile collects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,12 +80,13 @@ impl Session {
                 .as_mut()
                 .and_then(|go| go.finish_holder_profile(WHOLE_RUN_PROFILE))
                 .unwrap_or_default();
-            notes.extend(cap_note("holders' ", waits.overflowed + go_waits.overflowed));
+            notes.extend(cap_note(
+                "holders' ",
+                waits.overflowed + go_waits.overflowed,
+            ));
             let mut profile =
                 self.contention_profile((waits, go_waits), span, HOLDER_NOT_KNOWN_FRAME);
-            profile.comments.push(
-                "holder profile: each wait's time is charged to the stack where the lock it waited for was taken (the hold released during the wait, else the lock's holder when the wait ended), as in Go's mutex profile".to_owned(),
-            );
+            profile.comments.push(HOLDER_PROFILE_COMMENT.to_owned());
             profile
         });
         Some((ExportProfiles { waiters, holders }, notes))

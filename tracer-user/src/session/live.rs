@@ -21,7 +21,10 @@ use crate::{
             LiveThread, LiveWait, LockStacks, MAX_LIVE_WAITS, TargetSnapshot, TopSnapshot,
             UnnamedLiveLock, split_top,
         },
-        profile::{ContentionProfile, ProfileFrame, ProfileSample},
+        profile::{
+            BRIEF_WAITS_COMMENT, ContentionProfile, ProfileSample, STACK_NOT_SAMPLED_FRAME,
+            unknown_profile_frame,
+        },
         raw::RawStack,
     },
     native::wait_profile::{ProfileEntry, WaitProfile},
@@ -86,9 +89,6 @@ const TOP_STACKS: usize = 3;
 
 /// Profiles collected at once at most: each keeps its own bounded table.
 const MAX_OPEN_PROFILES: usize = 4;
-
-/// Waits that never slept have no stack and no duration: a profile cannot show them.
-const BRIEF_WAITS_COMMENT: &str = "waits that returned without sleeping (the lock was released as the waiter entered the kernel) are counted as contentions in the metrics and the summary, not in this profile";
 
 impl Live {
     pub(super) fn new(link: LiveLink) -> Self {
@@ -220,7 +220,7 @@ impl Session {
         let profile = self.contention_profile(
             (waits, go_waits),
             (open.start_unix_ns, now_ns.saturating_sub(open.started_ns)),
-            NOT_SAMPLED_FRAME,
+            STACK_NOT_SAMPLED_FRAME,
         );
         let _ = open.reply.send(profile);
     }
@@ -579,20 +579,6 @@ fn leave_out_words<S>(
         !leave
     });
     left_out
-}
-
-/// The frame of a profile's waits whose stack is not known.
-const NOT_SAMPLED_FRAME: &str = "[stack not sampled]";
-
-/// The one frame of a sample whose stack is not known, named `function`.
-fn unknown_profile_frame(function: &str) -> ProfileFrame {
-    ProfileFrame {
-        function: function.to_owned(),
-        file: None,
-        line: None,
-        object: None,
-        address: 0,
-    }
 }
 
 pub(super) fn unix_now_ns() -> u64 {

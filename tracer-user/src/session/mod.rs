@@ -19,6 +19,7 @@ mod graph;
 mod live;
 mod order;
 mod rust_holders;
+mod tape;
 #[cfg(test)]
 pub(crate) mod test_support;
 mod threads;
@@ -65,6 +66,7 @@ use crate::{
     },
     probes::{CounterTotals, GoSites, Hooks, ProbeError, Probes},
     realtime::{self, RealtimeGuard},
+    recording,
     sinks::{ReaderWatch, Sink},
     symbols::{self, Symbolizer},
     target::{
@@ -250,7 +252,7 @@ async fn run_with(
     if let Some(why) = target.untraceable() {
         return Err(SessionError::Untraceable(why));
     }
-    let (mut session, mut notes) = attach(config, Arc::new(target))?;
+    let (mut session, mut notes) = attach(config, Arc::new(target), sink.wants_tape())?;
     if link.is_some() {
         // Among several targets (`tracer serve`), the log says when each is attached.
         let comm = session.target.thread_name(pid).unwrap_or_default();
@@ -330,6 +332,7 @@ fn inspect_go(
 fn attach(
     config: Config,
     target: Arc<dyn TargetProcess>,
+    tape: bool,
 ) -> Result<(Session, Vec<String>), SessionError> {
     let pid = config.pid;
     if !target.is_alive() {
@@ -458,6 +461,7 @@ fn attach(
         dropped_seen: 0,
         live: None,
         whole_run: None,
+        tape: None,
     };
     session.analysis.set_rust_std(rust);
     session.rust_heap_owners = rust_heap_owners;
@@ -468,6 +472,9 @@ fn attach(
         );
         eprintln!("tracer: note: {note}");
         notes.push(note);
+    }
+    if tape {
+        session.start_tape(lock_uprobes);
     }
     // Threads that were already asleep before the hooks were in place send no event:
     // find them, so a process that is already deadlocked is diagnosed at once.
@@ -709,6 +716,8 @@ struct Session {
     live: Option<live::Live>,
     /// The whole run's profile window (`attach --pprof` and the other exports).
     whole_run: Option<export::WholeRun>,
+    /// The analysis tape, when the sink keeps one (`tracer record`).
+    tape: Option<tape::TapeRecorder>,
 }
 
 impl Session {
@@ -718,13 +727,19 @@ impl Session {
     fn adopt_blocked_threads(&mut self, maps: &[MapEntry]) {
         let now = monotonic_ns();
         self.adopted_at = now;
-        adopt::adopt_blocked_threads(
+        let applied = adopt::adopt_blocked_threads(
             &*self.target,
             maps,
             &mut self.analysis,
             &mut self.threads,
             now,
         );
+        if let Some(tape) = self.tape.as_mut() {
+            tape.note_threads(&self.threads);
+            for item in applied {
+                tape.push(item);
+            }
+        }
     }
 
     /// For a musl program, at the end of the trace: a note on the threads that already
@@ -878,6 +893,7 @@ impl Session {
             self.report_confirmed_deadlocks(sink)?;
             self.report_go_findings(sink)?;
             self.report_inversions(sink)?;
+            self.flush_tape(sink, false)?;
             self.serve_live(None);
             if deadline.is_some_and(|d| Instant::now() >= d)
                 || self.live.as_ref().is_some_and(|live| live.stop)
@@ -937,6 +953,9 @@ impl Session {
         // A failed read only delays these totals to the next one (they are cumulative).
         if let Ok(totals) = self.probes.brief_waits() {
             self.analysis.on_brief_waits(&totals);
+            if let Some(tape) = self.tape.as_mut() {
+                tape.push(recording::tape::TapeItem::BriefWaits(totals));
+            }
         }
     }
 
@@ -953,6 +972,7 @@ impl Session {
             symbolizer,
             config,
             rust_heap_owners,
+            tape,
             ..
         } = self;
         let target = &**target;
@@ -1015,6 +1035,9 @@ impl Session {
                         left.push((std::mem::replace(analysis, next), go.take(), ts_ns));
                     }
                     Err(_) => *decode_errors += 1,
+                }
+                if let Some(tape) = tape.as_mut() {
+                    tape.push_record(bytes, threads);
                 }
             });
             total += n;
@@ -1497,7 +1520,11 @@ impl Session {
         let counters = self.probes.counters().unwrap_or_default();
         self.fold_brief_waits();
         notes.extend(self.ownerless_adopted_waits_note());
-        let still_waiting = self.analysis.close_open_waits(monotonic_ns());
+        let ended_ns = monotonic_ns();
+        if let Some(tape) = self.tape.as_mut() {
+            tape.push(recording::tape::TapeItem::End(ended_ns));
+        }
+        let still_waiting = self.analysis.close_open_waits(ended_ns);
         if still_waiting > 0 {
             notes.push(format!(
                 "{still_waiting} thread(s) were still waiting for a lock when the trace ended; their waits count up to the end"
@@ -1559,6 +1586,8 @@ impl Session {
             filtered_out: None,
             notes,
         };
+        // The tape's last chunk and names, before the summary that ends the recording.
+        self.flush_tape(sink, true)?;
         sink.summary(&summary).map_err(SessionError::Output)
     }
 }

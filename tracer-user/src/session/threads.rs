@@ -20,6 +20,9 @@ use crate::{
 pub(super) struct LiveThreads {
     tids: ThreadIds,
     read_at: Instant,
+    /// How many times the threads were read: a recording puts each new reading on its
+    /// tape.
+    reads: u64,
 }
 
 impl LiveThreads {
@@ -28,6 +31,7 @@ impl LiveThreads {
         Self {
             tids: read_tids(target),
             read_at: Instant::now(),
+            reads: 1,
         }
     }
 
@@ -44,6 +48,11 @@ impl LiveThreads {
             self.refresh_if_due(target, Instant::now());
             analysis.on_event(event, &self.tids);
         }
+    }
+
+    /// How many times the threads were read (a new reading changes it).
+    pub(super) fn reads(&self) -> u64 {
+        self.reads
     }
 
     /// The threads as last read.
@@ -73,6 +82,7 @@ impl LiveThreads {
         }
         self.tids = read_tids(target);
         self.read_at = now;
+        self.reads += 1;
         true
     }
 }

@@ -16,9 +16,12 @@ use std::{
 };
 
 use super::Sink;
-use crate::model::{
-    Finding, Summary,
-    graph::{EdgeKind, GraphSnapshot, NodeKind},
+use crate::{
+    model::{
+        Finding, Summary,
+        graph::{EdgeKind, GraphSnapshot, NodeKind},
+    },
+    recording::tape::TapeChunk,
 };
 
 /// The most graphs one file gets: a run that keeps finding things would otherwise grow
@@ -266,6 +269,14 @@ impl Sink for WithGraphs<'_> {
             dot.finish()?;
         }
         self.inner.summary(summary)
+    }
+
+    fn wants_tape(&self) -> bool {
+        self.inner.wants_tape()
+    }
+
+    fn tape(&mut self, chunk: TapeChunk<'_>) -> io::Result<()> {
+        self.inner.tape(chunk)
     }
 
     fn wants_graphs(&self) -> bool {

@@ -13,7 +13,10 @@ use std::{io, str::FromStr, time::Duration};
 use thiserror::Error;
 
 use super::Sink;
-use crate::model::{Finding, LockKind, LockSummary, Summary, graph::GraphSnapshot};
+use crate::{
+    model::{Finding, LockKind, LockSummary, Summary, graph::GraphSnapshot},
+    recording::tape::TapeChunk,
+};
 
 /// One `--lock` value: a lock's address (`0x…`) or its name as the report prints it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -166,6 +169,14 @@ impl Sink for FilterSink<'_> {
 
     fn graph(&mut self, graph: &GraphSnapshot) -> io::Result<()> {
         self.inner.graph(graph)
+    }
+
+    fn wants_tape(&self) -> bool {
+        self.inner.wants_tape()
+    }
+
+    fn tape(&mut self, chunk: TapeChunk<'_>) -> io::Result<()> {
+        self.inner.tape(chunk)
     }
 
     fn summary(&mut self, summary: &Summary) -> io::Result<()> {

@@ -20,7 +20,10 @@ pub use self::{
     reader::ReaderWatch,
     text::TextSink,
 };
-use crate::model::{Finding, Summary, graph::GraphSnapshot};
+use crate::{
+    model::{Finding, Summary, graph::GraphSnapshot},
+    recording::tape::TapeChunk,
+};
 
 /// A consumer of the tracer's output.
 pub trait Sink {
@@ -48,6 +51,21 @@ pub trait Sink {
     /// # Errors
     /// When the output cannot be written.
     fn graph(&mut self, _graph: &GraphSnapshot) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// Whether this sink keeps the analysis tape (`tracer record`): the session records
+    /// one (which costs a copy of every record, and naming what the analysis saw) only
+    /// for a sink that does.
+    fn wants_tape(&self) -> bool {
+        false
+    }
+
+    /// A chunk of the analysis tape; only when [`Sink::wants_tape`].
+    ///
+    /// # Errors
+    /// When the output cannot be written.
+    fn tape(&mut self, _chunk: TapeChunk<'_>) -> io::Result<()> {
         Ok(())
     }
 }

@@ -10,7 +10,10 @@
 use std::io;
 
 use super::Sink;
-use crate::model::{Finding, Summary, graph::GraphSnapshot};
+use crate::{
+    model::{Finding, Summary, graph::GraphSnapshot},
+    recording::tape::TapeChunk,
+};
 
 /// Exit code: nothing was found.
 pub const EXIT_NOTHING_FOUND: u8 = 0;
@@ -89,6 +92,14 @@ impl Sink for OutcomeSink<'_> {
 
     fn graph(&mut self, graph: &GraphSnapshot) -> io::Result<()> {
         self.inner.graph(graph)
+    }
+
+    fn wants_tape(&self) -> bool {
+        self.inner.wants_tape()
+    }
+
+    fn tape(&mut self, chunk: TapeChunk<'_>) -> io::Result<()> {
+        self.inner.tape(chunk)
     }
 
     fn summary(&mut self, summary: &Summary) -> io::Result<()> {

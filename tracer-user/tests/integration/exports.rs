@@ -27,7 +27,7 @@ fn go125() -> GoToolchain {
 /// `go tool pprof -raw FILE`'s samples (and the text, for messages). Anything on stderr
 /// fails: pprof writes there when it rejects part of a profile or tries to symbolize it
 /// itself.
-fn pprof_raw(file: &Path) -> (Vec<RawSample>, String) {
+pub(crate) fn pprof_raw(file: &Path) -> (Vec<RawSample>, String) {
     // Go 1.24+ builds `pprof` on first use: one shared cache builds it once.
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-targets-cache");
     let home = tempfile::tempdir().expect("temp dir");
@@ -55,7 +55,7 @@ fn pprof_raw(file: &Path) -> (Vec<RawSample>, String) {
 }
 
 /// The samples of the lock at `addr` (by its `lock_addr` label).
-fn samples_of(samples: &[RawSample], addr: u64) -> Vec<&RawSample> {
+pub(crate) fn samples_of(samples: &[RawSample], addr: u64) -> Vec<&RawSample> {
     samples
         .iter()
         .filter(|s| s.labels.contains(&format!("lock_addr:[{addr:#x}]")))
@@ -63,7 +63,7 @@ fn samples_of(samples: &[RawSample], addr: u64) -> Vec<&RawSample> {
 }
 
 /// The delay of `samples` whose stack has `function`, and of all of them.
-fn delay_in(samples: &[&RawSample], function: &str) -> (u64, u64) {
+pub(crate) fn delay_in(samples: &[&RawSample], function: &str) -> (u64, u64) {
     let total = samples.iter().map(|s| s.delay_ns).sum();
     let with = samples
         .iter()

@@ -117,8 +117,9 @@ fn chunk_ends(bytes: &[u8]) -> Vec<(u8, usize)> {
 }
 
 /// Asserts the report `out` of a recording cut short: success, the JSON lines of the
-/// findings complete before the cut (equal to the live run's first ones), no summary, and
-/// the note saying it was truncated.
+/// findings complete before the cut (equal to the live run's first ones), the note saying
+/// it was truncated and, when the cut left the tape's setup (`tape`), one summary
+/// analysed from the tape up to the cut, else none.
 fn assert_truncated_report(out: &Output, live: &[Value], findings: usize, what: &str) {
     // The exit status says what the intact part found (README, "Exit status").
     let expected = if live[..findings].iter().any(|f| f["kind"] == "deadlock") {
@@ -133,13 +134,19 @@ fn assert_truncated_report(out: &Output, live: &[Value], findings: usize, what: 
         describe(out)
     );
     let replayed = json_lines(&out.stdout);
-    assert_eq!(
-        replayed.as_slice(),
-        &live[..findings],
-        "{what}\n{}",
-        describe(out)
-    );
     let stderr = String::from_utf8_lossy(&out.stderr);
+    let from_tape = stderr.contains("analysed from the tape up to the cut");
+    let (found, rest) = replayed.split_at(replayed.len().min(findings));
+    assert_eq!(found, &live[..findings], "{what}\n{}", describe(out));
+    if from_tape {
+        assert!(
+            rest.len() == 1 && rest[0]["kind"] == "summary",
+            "{what}: one summary from the tape\n{}",
+            describe(out)
+        );
+    } else {
+        assert!(rest.is_empty(), "{what}: no summary\n{}", describe(out));
+    }
     assert!(
         stderr.contains("is truncated at byte")
             && stderr.contains(&format!("{findings} finding(s) recorded before that")),
@@ -147,6 +154,13 @@ fn assert_truncated_report(out: &Output, live: &[Value], findings: usize, what: 
         describe(out)
     );
 }
+
+/// Chunk kinds (`docs/recording-format.md`).
+const HEADER: u8 = 1;
+const FINDING: u8 = 2;
+const SUMMARY: u8 = 3;
+const SETUP: u8 = 4;
+const TAPE: u8 = 5;
 
 /// Guards `record`/`report` on a native deadlock: a recording of the ABBA deadlock,
 /// reported after the target was killed, must give exactly the live run's JSON lines
@@ -203,14 +217,24 @@ fn recorded_abba_deadlock_reports_like_the_live_run() {
     let bytes = std::fs::read(&file).unwrap();
     let ends = chunk_ends(&bytes);
     let kinds: Vec<u8> = ends.iter().map(|(k, _)| *k).collect();
-    assert_eq!(kinds, [1, 2, 3], "header, the deadlock, the summary");
+    assert_eq!(kinds.first(), Some(&HEADER), "{kinds:?}");
+    assert_eq!(kinds.last(), Some(&SUMMARY), "{kinds:?}");
+    assert_eq!(
+        ends.iter().filter(|(k, _)| *k == FINDING).count(),
+        1,
+        "the deadlock, once: {kinds:?}"
+    );
+    assert!(
+        kinds.contains(&SETUP) && kinds.contains(&TAPE),
+        "the analysis tape: {kinds:?}"
+    );
     let cut_file = file.with_extension("cut");
     let mut start = 10;
     for (i, &(_, end)) in ends.iter().enumerate() {
         for cut in [start + 1, usize::midpoint(start, end), end - 1] {
             std::fs::write(&cut_file, &bytes[..cut]).unwrap();
-            // The deadlock (chunk 1) is complete only once its chunk is.
-            let findings = usize::from(i > 1);
+            // The deadlock is reported only once its chunk is complete.
+            let findings = usize::from(kinds[..i].contains(&FINDING));
             assert_truncated_report(
                 &report(&cut_file),
                 &live,
@@ -267,6 +291,12 @@ fn recorded_contention_reports_the_live_histograms() {
     kill_target(&mut target);
     let out = report(&file);
     assert_success(&out);
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("summary and profiles analysed again from the recording's tape"),
+        "the summary comes from playing the tape\n{}",
+        describe(&out)
+    );
     let replayed = json_lines(&out.stdout);
     assert_eq!(replayed, live, "the report differs from the live run");
     let s = summary(&replayed);
@@ -275,6 +305,78 @@ fn recorded_contention_reports_the_live_histograms() {
     assert_eq!(name_of(first), Some("hot_lock"));
     assert!(u64_field(first, "contentions") > 100, "{first:#}");
     assert!(u64_field(&first["hold_ns"], "count") > 0, "{first:#}");
+}
+
+/// Guards the exports of `tracer report` and the tape of a recording cut short: the
+/// pprof profiles analysed from a recording of `hot_cold` (after the target exited) must
+/// be read by `go tool pprof`, with the hot lock's waits in the function that waited for
+/// it (`hot_worker_main`) and a holders' profile; folded stacks with the lock at the root.
+/// Then the same recording cut in the middle of its tape must report a summary analysed up
+/// to the cut: the hot lock first, with fewer contentions than the whole run's. Fails if
+/// the tape or its names are lost, or if a cut tape reports nothing.
+#[test]
+fn report_exports_and_cut_tapes_come_from_the_recorded_events() {
+    require_root();
+    let bin = build_target("hot_cold", &[]);
+    let mut target = Target::spawn(bin.path(), &["4"]);
+    let hot = target.lock("hot_lock");
+    let (dir, file) = temp_file("hot.rec");
+    let live = record(target.pid(), 2, &file, &["--holds"]);
+    kill_target(&mut target);
+    let pprof = dir.path().join("hot.pb.gz");
+    let folded = dir.path().join("hot.folded");
+    let out = run_tracer(&[
+        "report",
+        &file.display().to_string(),
+        "--pprof",
+        &pprof.display().to_string(),
+        "--folded",
+        &folded.display().to_string(),
+    ]);
+    assert_success(&out);
+    let (samples, raw) = crate::exports::pprof_raw(&pprof);
+    let waiting = crate::exports::samples_of(&samples, hot);
+    let (in_worker, total) = crate::exports::delay_in(&waiting, "hot_worker_main");
+    assert!(
+        total > 0 && in_worker * 10 >= total * 9,
+        "the hot lock's waits are in hot_worker_main: {in_worker} of {total} ns\n{raw}"
+    );
+    let holders = dir.path().join("hot.holders.pb.gz");
+    let (held, raw) = crate::exports::pprof_raw(&holders);
+    assert!(
+        !crate::exports::samples_of(&held, hot).is_empty(),
+        "the holders' profile has the hot lock\n{raw}"
+    );
+    let folded = std::fs::read_to_string(&folded).unwrap();
+    assert!(
+        folded.lines().any(|l| l.starts_with("hot_lock;")),
+        "the lock is the root frame\n{folded}"
+    );
+
+    let bytes = std::fs::read(&file).unwrap();
+    let ends = chunk_ends(&bytes);
+    let tapes: Vec<usize> = ends
+        .iter()
+        .filter(|(kind, _)| *kind == TAPE)
+        .map(|&(_, end)| end)
+        .collect();
+    assert!(tapes.len() >= 2, "a tape chunk a second: {ends:?}");
+    let cut_file = file.with_extension("cut");
+    std::fs::write(&cut_file, &bytes[..tapes[0] + 3]).unwrap();
+    let out = report(&cut_file);
+    assert_truncated_report(&out, &live, 0, "cut after the first tape chunk");
+    let cut = json_lines(&out.stdout);
+    let first = locks(summary(&cut))
+        .first()
+        .cloned()
+        .expect("locks up to the cut");
+    let whole = locks(summary(&live)).first().cloned().expect("locks");
+    assert_eq!(addr_of(&first["addr"]), hot, "{first:#}");
+    let (part, all) = (
+        u64_field(&first, "contentions"),
+        u64_field(&whole, "contentions"),
+    );
+    assert!(part > 0 && part < all, "{part} of {all} contentions");
 }
 
 /// Guards `record`/`report` on a Go stuck lock (`go_rwleak`, the write lock leaked by a
@@ -357,7 +459,7 @@ fn foreign_and_newer_files_are_one_error_line() {
         (
             &newer,
             format!(
-                "{}: recording version 999 is newer than this tracer's 1",
+                "{}: recording version 999 is newer than this tracer's 2",
                 newer.display()
             ),
         ),
