@@ -6,9 +6,12 @@ use aya_ebpf::{
     macros::uprobe,
     programs::ProbeContext,
 };
-use tracer_common::{EventKind, LockRecord};
+use tracer_common::{EventKind, LockOp, LockRecord};
 
-use crate::helpers::{emit_lock, target_tid};
+use crate::{
+    helpers::{emit_lock, target_tid},
+    maps::PENDING_LOCKS,
+};
 
 #[uprobe]
 pub(crate) fn unlock_entry(ctx: ProbeContext) -> u32 {
@@ -28,6 +31,7 @@ fn try_unlock_entry(ctx: &ProbeContext) -> Result<(), ()> {
         reason = "the cookie is a LockOp (u32)"
     )]
     let op = unsafe { bpf_get_attach_cookie(ctx.as_ptr()) } as u32;
+    forget_stale_pending(tid, addr);
     emit_lock(&LockRecord {
         kind: EventKind::LockReleased as u32,
         tid,
@@ -38,4 +42,26 @@ fn try_unlock_entry(ctx: &ProbeContext) -> Result<(), ()> {
         ..LockRecord::ZERO
     });
     Ok(())
+}
+
+/// A thread that unlocks `addr` is inside no lock call on it: a lock call on `addr` still
+/// in flight for the thread is one whose return was never seen (it entered between the
+/// links of the entry and the return probes, at attach). Left there, every later call on
+/// the same lock from the same frame would read as nested in it (`lock_entry`) and never
+/// be reported: the thread's holds of that lock would stay unknown for the whole trace. A
+/// condvar wait is the exception: musl's releases its mutex through
+/// `pthread_mutex_unlock`, inside the wait.
+#[inline(always)]
+fn forget_stale_pending(tid: u32, addr: u64) {
+    if let Some(slot) = PENDING_LOCKS.get_ptr_mut(tid) {
+        // SAFETY: `slot` points at this thread's map value, sized and aligned for a
+        // `PendingLock`; only this thread's lock programs write it, one at a time.
+        unsafe {
+            if (*slot).op != 0 && (*slot).addr == addr && (*slot).op != LockOp::CondWait as u32 {
+                (*slot).op = 0;
+                (*slot).depth = 0;
+                (*slot).caller = 0;
+            }
+        }
+    }
 }

@@ -804,23 +804,24 @@ impl Analysis {
         }
     }
 
-    /// Charges a lock wait of `tid` that ended after `ns` to the hold it waited for: the
-    /// hold released during the wait, else the lock's current holder (known from the
-    /// `--holds` uprobes).
+    /// Charges a lock wait of `tid` that ended after `ns` to the holds it waited for: the
+    /// holds released during the wait, each for the time it overlapped it, and the rest to
+    /// the lock's current holder (known from the `--holds` uprobes) if any
+    /// ([`HolderProfiles::split`]).
     fn profile_holder(&mut self, tid: u32, lock: u64, wait: &ActiveWait, ns: u64) {
-        let holder = self
-            .holder_profiles
-            .released_since(lock, wait.start_ns)
-            .map(|h| (h.stack, h.call_site))
-            .or_else(|| {
-                wait.holder
-                    .into_iter()
-                    .chain(self.graph.holders(lock))
-                    .filter(|&holder| holder != tid)
-                    .find_map(|holder| self.held.get(&(holder, lock)))
-                    .map(|h| (h.stack, h.call_site))
-            });
-        self.holder_profiles.record(lock, holder, ns);
+        let current = wait
+            .holder
+            .into_iter()
+            .chain(self.graph.holders(lock))
+            .filter(|&holder| holder != tid)
+            .find_map(|holder| self.held.get(&(holder, lock)))
+            .map(|h| (h.stack, h.call_site));
+        let shares = self.holder_profiles.split(
+            lock,
+            (wait.start_ns, wait.start_ns.saturating_add(ns)),
+            current,
+        );
+        self.holder_profiles.record(lock, &shares);
     }
 
     /// Starts collecting a holder profile under `id` (see [`HolderProfiles`]): every lock
@@ -1002,6 +1003,7 @@ impl Analysis {
             self.holder_profiles.on_release(
                 lock,
                 ReleasedHold {
+                    acquired_ns: held.since_ns,
                     released_ns: ts_ns,
                     stack: held.stack,
                     call_site: held.call_site,

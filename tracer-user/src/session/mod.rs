@@ -1518,6 +1518,9 @@ impl Session {
         // Before the open waits are closed: a deadlock still in place is in the picture.
         self.draw_end_graphs(sink)?;
         let counters = self.probes.counters().unwrap_or_default();
+        if let Some(tape) = self.tape.as_mut() {
+            tape.push(recording::tape::TapeItem::Counters(counters.into()));
+        }
         self.fold_brief_waits();
         notes.extend(self.ownerless_adopted_waits_note());
         let ended_ns = monotonic_ns();

@@ -139,7 +139,9 @@ impl Session {
         if !self.tape.as_ref().is_some_and(|t| last || t.due()) {
             return Ok(());
         }
-        if let Ok(counters) = self.probes.counters()
+        // The end's counters are the summary's, put on the tape by `Session::finish`.
+        if !last
+            && let Ok(counters) = self.probes.counters()
             && let Some(tape) = self.tape.as_mut()
         {
             tape.push(TapeItem::Counters(counters.into()));
