@@ -110,8 +110,9 @@ enum Command {
         all_locks: bool,
         #[command(flatten)]
         filters: FilterArgs,
-        /// Draw each recorded deadlock's cycle and inversion's orders as Graphviz DOT in
-        /// FILE (a recording keeps the findings, not the whole graphs).
+        /// Draw the graphs the live run had as Graphviz DOT in FILE: the wait-for graph
+        /// at each finding and at the end, the lock-order graph with --holds (a
+        /// recording by an older tracer: each deadlock's cycle and inversion's orders).
         #[arg(long, value_name = "FILE")]
         graph: Option<PathBuf>,
         /// The recorded run's profiles, analysed again from the recording's tape
@@ -234,13 +235,19 @@ fn report(
     graph: Option<&std::path::Path>,
     found: &mut sinks::Outcome,
 ) -> anyhow::Result<()> {
+    let recorded = recording::open(file)?;
     let mut stdout = io::stdout().lock();
     let mut sink = sinks::for_format(sink_format(format), top, &mut stdout);
     let dot = graph_sink(graph)?;
-    let mut drawn = sinks::WithGraphs::from_findings(sink.as_mut(), dot);
+    // The graphs the live run drew, when it recorded them; else each finding's own.
+    let mut drawn = if recorded.graphs.is_empty() {
+        sinks::WithGraphs::from_findings(sink.as_mut(), dot)
+    } else {
+        sinks::WithGraphs::new(sink.as_mut(), dot)
+    };
     let mut filtered = sinks::FilterSink::new(&mut drawn, filters.filter());
     let mut counted = sinks::OutcomeSink::new(&mut filtered, found);
-    let reported = recording::report(file, &mut counted)?;
+    let reported = recording::report_recording(file, &recorded, &mut counted)?;
     for note in &reported.notes {
         eprintln!("tracer: note: {note}");
     }

@@ -79,6 +79,29 @@ impl GraphSnapshot {
         }
     }
 
+    /// A graph made of its parts as they were taken apart (a recording's): each node's
+    /// id indexed again.
+    #[must_use]
+    pub fn from_parts(
+        title: String,
+        nodes: Vec<GraphNode>,
+        edges: Vec<GraphEdge>,
+        edges_left_out: usize,
+    ) -> Self {
+        let index = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, node)| (node.id.clone(), i))
+            .collect();
+        Self {
+            title,
+            nodes,
+            edges,
+            edges_left_out,
+            index,
+        }
+    }
+
     fn add_node(&mut self, id: String, kind: NodeKind, label: String) -> String {
         if !self.index.contains_key(&id) {
             self.index.insert(id.clone(), self.nodes.len());

@@ -151,10 +151,32 @@ pub const MAX_LIVE_WAITS: usize = 256;
 /// A thread, by kernel id and name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LiveThread {
-    /// Kernel thread id.
+    /// Kernel thread id (for a goroutine, the thread it ran on when it began to wait or
+    /// took the lock).
     pub tid: u32,
     /// Its name (`comm`), empty when unknown.
     pub name: String,
+    /// The goroutine, when this is one (a Go program's `sync` lock waits and holds).
+    pub goid: Option<u64>,
+}
+
+impl LiveThread {
+    /// A native thread.
+    #[must_use]
+    pub fn native(tid: u32, name: String) -> Self {
+        Self {
+            tid,
+            name,
+            goid: None,
+        }
+    }
+
+    /// What tells it apart from every other thread and goroutine of the snapshot.
+    #[must_use]
+    pub fn key(&self) -> u64 {
+        self.goid
+            .map_or(u64::from(self.tid), |goid| (1 << 63) | goid)
+    }
 }
 
 /// A thread waiting for a lock now.

@@ -515,6 +515,82 @@ wire_struct!(NamedStack {
 });
 wire_struct!(TapeNames { locks, stacks });
 
+impl Wire for ProfileSample {
+    /// The lock's kind travels as its [`LockKind`] tag.
+    fn put(&self, out: &mut Vec<u8>) {
+        self.frames.put(out);
+        self.lock.put(out);
+        self.lock_addr.put(out);
+        LockKind::from_name(self.lock_kind)
+            .unwrap_or(LockKind::Futex)
+            .put(out);
+        self.pid.put(out);
+        self.comm.put(out);
+        self.contentions.put(out);
+        self.delay_ns.put(out);
+    }
+    fn get(input: &mut Input<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            frames: Wire::get(input)?,
+            lock: Wire::get(input)?,
+            lock_addr: Wire::get(input)?,
+            lock_kind: LockKind::get(input)?.as_str(),
+            pid: Wire::get(input)?,
+            comm: Wire::get(input)?,
+            contentions: Wire::get(input)?,
+            delay_ns: Wire::get(input)?,
+        })
+    }
+}
+wire_struct!(ContentionProfile {
+    start_unix_ns,
+    duration_ns,
+    samples,
+    comments
+});
+wire_struct!(ExportProfiles { waiters, holders });
+
+wire_enum!(NodeKind {
+    Thread = 0,
+    Goroutine = 1,
+    Lock = 2
+});
+wire_enum!(EdgeKind {
+    WaitsFor = 0,
+    HeldBy = 1,
+    Order = 2
+});
+wire_struct!(GraphNode {
+    id,
+    kind,
+    label,
+    highlighted
+});
+wire_struct!(GraphEdge {
+    from,
+    to,
+    kind,
+    label,
+    highlighted
+});
+
+impl Wire for GraphSnapshot {
+    fn put(&self, out: &mut Vec<u8>) {
+        self.title.put(out);
+        self.nodes.put(out);
+        self.edges.put(out);
+        self.edges_left_out.put(out);
+    }
+    fn get(input: &mut Input<'_>) -> Result<Self, DecodeError> {
+        Ok(GraphSnapshot::from_parts(
+            Wire::get(input)?,
+            Wire::get(input)?,
+            Wire::get(input)?,
+            Wire::get(input)?,
+        ))
+    }
+}
+
 impl Wire for TapeItem {
     fn put(&self, out: &mut Vec<u8>) {
         match self {

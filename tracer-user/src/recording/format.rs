@@ -12,7 +12,10 @@ use super::{
     codec::{self, DecodeError, Input, Wire},
     tape::{TapeItem, TapeNames, TapeSetup},
 };
-use crate::model::{Finding, Summary};
+use crate::{
+    exports::ExportProfiles,
+    model::{Finding, Summary, graph::GraphSnapshot},
+};
 
 /// The first bytes of every recording.
 pub const MAGIC: &[u8; 8] = b"TRACERRC";
@@ -43,6 +46,12 @@ pub enum ChunkKind {
     Tape = 5,
     /// [`TapeNames`] given since the last such chunk (version 2).
     Names = 6,
+    /// The live run's named [`ExportProfiles`] (version 2), before the summary: a Go
+    /// target's.
+    Profiles = 7,
+    /// A [`GraphSnapshot`] the live run drew (version 2): the wait-for graph right after
+    /// a finding, and the graphs at the end.
+    Graph = 8,
 }
 
 impl ChunkKind {
@@ -54,6 +63,8 @@ impl ChunkKind {
             4 => Some(Self::Setup),
             5 => Some(Self::Tape),
             6 => Some(Self::Names),
+            7 => Some(Self::Profiles),
+            8 => Some(Self::Graph),
             _ => None,
         }
     }
@@ -160,6 +171,22 @@ impl<W: Write> RecordingWriter<W> {
         self.write(ChunkKind::Tape, &deflate(&codec::encode_list(items))?)
     }
 
+    /// Appends the live run's named profiles.
+    ///
+    /// # Errors
+    /// When `out` cannot be written.
+    pub fn profiles(&mut self, profiles: &ExportProfiles) -> io::Result<()> {
+        self.write(ChunkKind::Profiles, &deflate(&codec::encode(profiles))?)
+    }
+
+    /// Appends a graph the live run drew.
+    ///
+    /// # Errors
+    /// When `out` cannot be written.
+    pub fn graph(&mut self, graph: &GraphSnapshot) -> io::Result<()> {
+        self.write(ChunkKind::Graph, &deflate(&codec::encode(graph))?)
+    }
+
     /// Appends names given since the last names.
     ///
     /// # Errors
@@ -252,6 +279,10 @@ pub struct Recording {
     pub tape: Vec<TapeItem>,
     /// The names of all the names chunks.
     pub names: TapeNames,
+    /// The live run's named profiles, when recorded (a Go target's).
+    pub profiles: Option<ExportProfiles>,
+    /// The graphs the live run drew, each with how many findings came before it.
+    pub graphs: Vec<(usize, GraphSnapshot)>,
     /// Set when the recording does not end with its summary.
     pub cut: Option<Cut>,
 }
@@ -276,6 +307,8 @@ pub fn read(bytes: &[u8]) -> Result<Recording, FormatError> {
         setup: None,
         tape: Vec::new(),
         names: TapeNames::default(),
+        profiles: None,
+        graphs: Vec::new(),
         cut: None,
     };
     let Some(version) = bytes.get(MAGIC.len()..PREAMBLE_LEN) else {
@@ -326,6 +359,16 @@ pub fn read(bytes: &[u8]) -> Result<Recording, FormatError> {
                 .and_then(|payload| codec::decode::<Vec<TapeItem>>(&payload))
                 .map(|items| {
                     recording.tape.extend(items);
+                }),
+            (ChunkKind::Profiles, false) if recording.profiles.is_none() => inflate(chunk.payload)
+                .and_then(|payload| codec::decode::<ExportProfiles>(&payload))
+                .map(|profiles| {
+                    recording.profiles = Some(profiles);
+                }),
+            (ChunkKind::Graph, false) => inflate(chunk.payload)
+                .and_then(|payload| codec::decode::<GraphSnapshot>(&payload))
+                .map(|graph| {
+                    recording.graphs.push((recording.findings.len(), graph));
                 }),
             (ChunkKind::Names, false) if recording.setup.is_some() => {
                 codec::decode::<TapeNames>(chunk.payload).map(|names| {

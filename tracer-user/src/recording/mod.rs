@@ -28,7 +28,7 @@ use thiserror::Error;
 pub use self::format::{Cut, FORMAT_VERSION, FormatError, Header, Recording};
 use self::{format::RecordingWriter, tape::TapeChunk};
 use crate::{
-    model::{Finding, Summary},
+    model::{Finding, Summary, graph::GraphSnapshot},
     sinks::Sink,
     target::{
         TargetProcess,
@@ -109,6 +109,14 @@ impl Sink for RecordingSink {
         self.writer.summary(summary)
     }
 
+    fn wants_graphs(&self) -> bool {
+        true
+    }
+
+    fn graph(&mut self, graph: &GraphSnapshot) -> io::Result<()> {
+        self.writer.graph(graph)
+    }
+
     fn wants_tape(&self) -> bool {
         true
     }
@@ -118,6 +126,7 @@ impl Sink for RecordingSink {
             TapeChunk::Setup(setup) => self.writer.setup(setup),
             TapeChunk::Items(items) => self.writer.tape(items),
             TapeChunk::Names(names) => self.writer.names(names),
+            TapeChunk::Profiles(profiles) => self.writer.profiles(profiles),
         }
     }
 }
@@ -142,6 +151,18 @@ impl Sink for Tee<'_, '_> {
         self.first.summary(summary)?;
         match self.second.as_deref_mut() {
             Some(second) => second.summary(summary),
+            None => Ok(()),
+        }
+    }
+
+    fn wants_graphs(&self) -> bool {
+        self.first.wants_graphs() || self.second.as_deref().is_some_and(Sink::wants_graphs)
+    }
+
+    fn graph(&mut self, graph: &GraphSnapshot) -> io::Result<()> {
+        self.first.graph(graph)?;
+        match self.second.as_deref_mut() {
+            Some(second) => second.graph(graph),
             None => Ok(()),
         }
     }
@@ -202,25 +223,68 @@ pub struct Reported {
 /// When the file cannot be read, is no recording, is of a newer format, or the report
 /// cannot be written.
 pub fn report(path: &Path, sink: &mut dyn Sink) -> Result<Reported, ReportError> {
+    let recording = open(path)?;
+    report_recording(path, &recording, sink)
+}
+
+/// Reads the recording at `path`, as far as it is intact.
+///
+/// # Errors
+/// When the file cannot be read, is no recording, or is of a newer format.
+pub fn open(path: &Path) -> Result<Recording, ReportError> {
     let shown = path.display().to_string();
     let bytes = read_recording_file(path).map_err(|source| ReportError::Read {
         path: shown.clone(),
         source,
     })?;
-    let recording = format::read(&bytes).map_err(|err| match err {
-        FormatError::NotARecording => ReportError::NotARecording {
-            path: shown.clone(),
-        },
+    format::read(&bytes).map_err(|err| match err {
+        FormatError::NotARecording => ReportError::NotARecording { path: shown },
         FormatError::NewerVersion { found, supported } => ReportError::NewerVersion {
-            path: shown.clone(),
+            path: shown,
             found,
             supported,
         },
-    })?;
-    for finding in &recording.findings {
+    })
+}
+
+/// [`report`] of a recording read already from `path`: each finding followed by the
+/// graphs the live run drew right after it (to a sink that wants graphs).
+///
+/// # Errors
+/// When the report cannot be written.
+pub fn report_recording(
+    path: &Path,
+    recording: &Recording,
+    sink: &mut dyn Sink,
+) -> Result<Reported, ReportError> {
+    let shown = path.display().to_string();
+    let graphs_after = |before: usize| {
+        recording
+            .graphs
+            .iter()
+            .filter(move |(b, _)| *b == before)
+            .map(|(_, g)| g)
+    };
+    let wants_graphs = sink.wants_graphs();
+    for (i, finding) in recording.findings.iter().enumerate() {
+        if i == 0 && wants_graphs {
+            for graph in graphs_after(0) {
+                sink.graph(graph).map_err(ReportError::Output)?;
+            }
+        }
         sink.finding(finding).map_err(ReportError::Output)?;
+        if wants_graphs {
+            for graph in graphs_after(i + 1) {
+                sink.graph(graph).map_err(ReportError::Output)?;
+            }
+        }
     }
-    let mut notes = report_notes(&shown, &recording);
+    if wants_graphs && recording.findings.is_empty() {
+        for graph in graphs_after(0) {
+            sink.graph(graph).map_err(ReportError::Output)?;
+        }
+    }
+    let mut notes = report_notes(&shown, recording);
     let header = recording.header.clone().unwrap_or_default();
     let replayed = recording
         .setup
@@ -236,7 +300,14 @@ pub fn report(path: &Path, sink: &mut dyn Sink) -> Result<Reported, ReportError>
             )
         });
     if recording.setup.as_ref().is_some_and(|setup| setup.go) {
-        notes.push("the target was a Go program: its goroutines' lock waits were modelled from its live memory, which the tape does not hold, so the summary is the recorded one and no profile can be exported".to_owned());
+        notes.push(format!(
+            "the target was a Go program: its goroutines' lock waits were modelled from its live memory, which the tape does not hold, so the summary {}",
+            if recording.profiles.is_some() {
+                "and the profiles are the ones the live run recorded at its end"
+            } else {
+                "is the recorded one, and no profile was recorded (the recording stops before the end of the trace)"
+            }
+        ));
     }
     let summary = match (&replayed, recording.summary.clone()) {
         (Some(replayed), recorded) => {
@@ -271,7 +342,9 @@ pub fn report(path: &Path, sink: &mut dyn Sink) -> Result<Reported, ReportError>
             .setup
             .as_ref()
             .map_or(header.holds, |s| s.lock_uprobes),
-        profiles: replayed.map(|r| r.profiles),
+        profiles: replayed
+            .map(|r| r.profiles)
+            .or_else(|| recording.profiles.clone()),
     })
 }
 

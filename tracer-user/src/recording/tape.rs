@@ -104,4 +104,7 @@ pub enum TapeChunk<'a> {
     Items(&'a [TapeItem]),
     /// Names given since the last names.
     Names(&'a TapeNames),
+    /// The whole run's contention profiles, named, at the end: a Go target's (its
+    /// goroutines' waits are not on the tape, so no replay can make them).
+    Profiles(&'a crate::exports::ExportProfiles),
 }

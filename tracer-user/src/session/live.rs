@@ -472,21 +472,56 @@ impl Session {
         let wait_stacks = stacks_for
             .map(|lock| self.analysis.wait_stacks(lock, TOP_STACKS))
             .unwrap_or_default();
+        let (go_waits, go_holds) = self
+            .go
+            .as_ref()
+            .map(GoTracker::waits_now)
+            .unwrap_or_default();
         let mut namer = self.namer();
-        let mut thread = |tid: u32| LiveThread {
-            tid,
-            name: namer.thread_name(tid),
-        };
-        let mut waits = Vec::with_capacity(with_holders.len());
+        let mut thread = |tid: u32| LiveThread::native(tid, namer.thread_name(tid));
+        let mut waits = Vec::with_capacity(with_holders.len() + go_waits.len());
         for (tid, lock, waited_ns, holders) in with_holders {
             let waiter = thread(tid);
             let holders = holders.into_iter().map(&mut thread).collect();
             waits.push((waiter, lock, waited_ns, holders));
         }
-        let lock_holders = lock_holders
+        let mut lock_holders: Vec<(u64, LiveThread)> = lock_holders
             .into_iter()
             .map(|(addr, tid)| (addr, thread(tid)))
             .collect();
+        // A Go program's goroutines: their `sync` lock waits and the holds the probes saw.
+        let goroutine = |goid: u64, tid: u32| LiveThread {
+            tid,
+            name: String::new(),
+            goid: Some(goid),
+        };
+        let go_waits_left_out = go_waits.len().saturating_sub(MAX_LIVE_WAITS);
+        for &(goid, tid, lock, since) in go_waits.iter().take(MAX_LIVE_WAITS) {
+            let holders = go_holds
+                .iter()
+                .filter(|h| h.0 == lock)
+                .map(|&(_, goid, tid)| goroutine(goid, tid))
+                .collect();
+            waits.push((
+                goroutine(goid, tid),
+                lock,
+                now.saturating_sub(since),
+                holders,
+            ));
+        }
+        for l in &target.locks {
+            if !lock_holders.iter().any(|(addr, _)| *addr == l.lock.addr)
+                && let Some(&(_, goid, tid)) = go_holds.iter().find(|h| h.0 == l.lock.addr)
+            {
+                lock_holders.push((l.lock.addr, goroutine(goid, tid)));
+            }
+        }
+        // Longest waiting first, native and Go together, within the cap.
+        waits.sort_by_key(|w| (std::cmp::Reverse(w.2), w.0.key()));
+        let waits_left_out = waits_left_out
+            + go_waits_left_out
+            + waits.len().saturating_sub(MAX_LIVE_WAITS);
+        waits.truncate(MAX_LIVE_WAITS);
         let holders: Vec<(LiveThread, Option<u32>)> = held_stacks
             .into_iter()
             .map(|(tid, stack)| (thread(tid), stack))

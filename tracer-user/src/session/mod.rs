@@ -259,8 +259,15 @@ async fn run_with(
         eprintln!("tracer: tracing process {pid} ({comm})");
     }
     session.live = link.map(live::Live::new);
+    // A Go target's recording keeps the live run's profiles: its goroutines' waits are
+    // not on the tape, so a report cannot make them again.
+    let recorded_profiles = export.is_none() && session.tape.is_some() && session.go.is_some();
     if let Some(export) = export {
         session.open_whole_run_profile(export);
+    } else if recorded_profiles {
+        session.open_whole_run_profile(ExportRequest {
+            holders: session.config.holds,
+        });
     }
     // Symbol tables of the mapped objects load on a thread of their own, so the first
     // deadlock report does not wait for them and the drain loop is never held up by them
@@ -286,6 +293,10 @@ async fn run_with(
             notes.extend(cap_notes);
             profiles
         });
+    if recorded_profiles && let Some(profiles) = &profiles {
+        sink.tape(recording::tape::TapeChunk::Profiles(profiles))
+            .map_err(SessionError::Output)?;
+    }
     session.finish(sink, started.elapsed(), notes)?;
     Ok((last, profiles))
 }

@@ -11,8 +11,8 @@ use std::collections::BTreeSet;
 
 use rustc_hash::FxHashMap;
 
-use super::format::{duration, thread};
-use crate::model::live::LiveWait;
+use super::format::{duration, live_thread};
+use crate::model::live::{LiveThread, LiveWait};
 
 /// Deepest level shown: a longer chain is cut with a mark.
 const MAX_DEPTH: usize = 8;
@@ -29,36 +29,38 @@ pub struct ChainLine {
 /// The tree of `waits`, roots in order of the longest wait behind them.
 #[must_use]
 pub fn wait_for_tree(waits: &[LiveWait]) -> Vec<ChainLine> {
-    // holder tid → the waits behind it.
-    let mut behind: FxHashMap<u32, Vec<&LiveWait>> = FxHashMap::default();
+    // holder (its key) → the waits behind it.
+    let mut behind: FxHashMap<u64, Vec<&LiveWait>> = FxHashMap::default();
     let mut holder_unknown: Vec<&LiveWait> = Vec::new();
     for wait in waits {
         if wait.holders.is_empty() {
             holder_unknown.push(wait);
         }
         for holder in &wait.holders {
-            behind.entry(holder.tid).or_default().push(wait);
+            behind.entry(holder.key()).or_default().push(wait);
         }
     }
-    let waiting: FxHashMap<u32, &LiveWait> = waits.iter().map(|w| (w.waiter.tid, w)).collect();
+    let waiting: FxHashMap<u64, &LiveWait> =
+        waits.iter().map(|w| (w.waiter.key(), w)).collect();
     let mut lines = Vec::new();
-    let mut shown: BTreeSet<u32> = BTreeSet::new();
+    let mut shown: BTreeSet<u64> = BTreeSet::new();
     // Heads: holders that wait for nothing, in the order of the waits (longest first).
-    let mut heads: Vec<(u32, &str)> = Vec::new();
+    let mut heads: Vec<&LiveThread> = Vec::new();
     for wait in waits {
         for holder in &wait.holders {
-            if !waiting.contains_key(&holder.tid) && !heads.iter().any(|h| h.0 == holder.tid) {
-                heads.push((holder.tid, &holder.name));
+            if !waiting.contains_key(&holder.key()) && !heads.iter().any(|h| h.key() == holder.key())
+            {
+                heads.push(holder);
             }
         }
     }
-    for (tid, name) in heads {
+    for head in heads {
         lines.push(ChainLine {
             depth: 0,
-            text: format!("{} runs", thread(tid, name)),
+            text: format!("{} runs", live_thread(head)),
         });
-        shown.insert(tid);
-        children(tid, 1, &behind, &mut shown, &mut lines);
+        shown.insert(head.key());
+        children(head.key(), 1, &behind, &mut shown, &mut lines);
     }
     // Locks nobody is known to hold: the lock is the root.
     let mut locks_shown: Vec<u64> = Vec::new();
@@ -75,43 +77,43 @@ pub fn wait_for_tree(waits: &[LiveWait]) -> Vec<ChainLine> {
             .iter()
             .filter(|w| w.lock.addr == wait.lock.addr)
         {
-            if shown.insert(w.waiter.tid) {
+            if shown.insert(w.waiter.key()) {
                 lines.push(waiter_line(w, 1));
-                children(w.waiter.tid, 2, &behind, &mut shown, &mut lines);
+                children(w.waiter.key(), 2, &behind, &mut shown, &mut lines);
             }
         }
     }
     // What is left waits in cycles: show each from its longest-waiting thread.
     for wait in waits {
-        if shown.insert(wait.waiter.tid) {
+        if shown.insert(wait.waiter.key()) {
             lines.push(ChainLine {
                 depth: 0,
                 text: format!(
                     "{} waits {} for {} (cycle)",
-                    thread(wait.waiter.tid, &wait.waiter.name),
+                    live_thread(&wait.waiter),
                     duration(u128::from(wait.waited_ns)),
                     wait.lock.label()
                 ),
             });
-            children(wait.waiter.tid, 1, &behind, &mut shown, &mut lines);
+            children(wait.waiter.key(), 1, &behind, &mut shown, &mut lines);
         }
     }
     lines
 }
 
-/// The lines of the threads waiting behind `tid`, and theirs, at `depth`.
+/// The lines of the threads waiting behind the one keyed `key`, and theirs, at `depth`.
 fn children(
-    tid: u32,
+    key: u64,
     depth: usize,
-    behind: &FxHashMap<u32, Vec<&LiveWait>>,
-    shown: &mut BTreeSet<u32>,
+    behind: &FxHashMap<u64, Vec<&LiveWait>>,
+    shown: &mut BTreeSet<u64>,
     lines: &mut Vec<ChainLine>,
 ) {
-    let Some(waits) = behind.get(&tid) else {
+    let Some(waits) = behind.get(&key) else {
         return;
     };
     for wait in waits {
-        let waiter = wait.waiter.tid;
+        let waiter = wait.waiter.key();
         if depth > MAX_DEPTH {
             lines.push(ChainLine {
                 depth,
@@ -136,7 +138,7 @@ fn waiter_line(wait: &LiveWait, depth: usize) -> ChainLine {
         depth,
         text: format!(
             "{} waits {} for {}",
-            thread(wait.waiter.tid, &wait.waiter.name),
+            live_thread(&wait.waiter),
             duration(u128::from(wait.waited_ns)),
             wait.lock.label()
         ),
@@ -153,10 +155,7 @@ mod tests {
 
     fn wait(waiter: u32, lock: &str, addr: u64, holders: &[u32], waited_ms: u64) -> LiveWait {
         LiveWait {
-            waiter: LiveThread {
-                tid: waiter,
-                name: format!("t{waiter}"),
-            },
+            waiter: LiveThread::native(waiter, format!("t{waiter}")),
             lock: LockRef {
                 addr,
                 name: Some(lock.to_owned()),
@@ -166,10 +165,7 @@ mod tests {
             waited_ns: waited_ms * 1_000_000,
             holders: holders
                 .iter()
-                .map(|&tid| LiveThread {
-                    tid,
-                    name: format!("t{tid}"),
-                })
+                .map(|&tid| LiveThread::native(tid, format!("t{tid}")))
                 .collect(),
         }
     }

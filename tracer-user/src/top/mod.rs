@@ -77,7 +77,7 @@ pub fn apply_snapshot(
                         .find(|(addr, _)| *addr == lock.addr)
                         .map(|(_, holder)| holder)
                 })
-                .map(|h| format::thread(h.tid, &h.name));
+                .map(format::live_thread);
             Row {
                 lock,
                 waiters_now,

@@ -57,6 +57,7 @@ fn thread(tid: u32, name: &str) -> LiveThread {
     LiveThread {
         tid,
         name: name.to_owned(),
+        goid: None,
     }
 }
 

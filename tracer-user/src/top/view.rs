@@ -407,7 +407,7 @@ fn stacks_pane(state: &ViewState) -> (String, Vec<Line<'static>>) {
     for (holder, stack) in &stacks.holders {
         lines.push(Line::from(format!(
             "held by {}:",
-            super::format::thread(holder.tid, &holder.name)
+            super::format::live_thread(holder)
         )));
         lines.extend(stack.iter().take(4).map(|f| Line::from(format!("  {f}"))));
         if stack.is_empty() {

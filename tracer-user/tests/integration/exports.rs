@@ -17,7 +17,7 @@ use crate::{
 };
 
 /// Go 1.25, whose pprof reads the profiles.
-fn go125() -> GoToolchain {
+pub(crate) fn go125() -> GoToolchain {
     go_toolchain::installed()
         .into_iter()
         .find(|tc| tc.release == "go1.25")

@@ -78,7 +78,9 @@ fn parse_dot(text: &str) -> Vec<Digraph> {
 /// Guards against: a `--graph` picture of a deadlock that is not the deadlock: missing
 /// threads, locks or edges of the cycle, the cycle not highlighted, waits and holds
 /// pointing the wrong way (thread → lock it waits for, lock → thread holding it), a DOT
-/// file Graphviz cannot read, or no picture of the graph as it stood at the end.
+/// file Graphviz cannot read, or no picture of the graph as it stood at the end; and the
+/// same from `tracer report --graph` of a recording made after the target is gone (the
+/// recording keeps the live run's graphs).
 #[test]
 fn a_deadlock_graph_reads_back_as_the_targets_cycle() {
     crate::common::require_root();
@@ -100,7 +102,46 @@ fn a_deadlock_graph_reads_back_as_the_targets_cycle() {
     let what = describe(&out);
     assert_eq!(deadlocks(&json_lines(&out.stdout)).len(), 1, "{what}");
     let text = std::fs::read_to_string(&path).expect("the --graph file");
-    let graphs = parse_dot(&text);
+    assert_abba_graphs(&text, (a, b), (lock_a, lock_b), &what);
+    // Graphviz read each one: its SVG is next to the file.
+    for n in 1..=2 {
+        let svg = dir.path().join(format!("abba.dot.{n}.svg"));
+        let svg_text = std::fs::read_to_string(&svg)
+            .unwrap_or_else(|e| panic!("{}: {e}\n{what}", svg.display()));
+        assert!(svg_text.contains("<svg"), "{}", svg.display());
+        assert!(svg_text.contains("lock_b"), "{}", svg.display());
+    }
+
+    // The same pictures from a recording, reported after the target is gone.
+    let recording = dir.path().join("abba.rec");
+    let out = run_tracer(&[
+        "record",
+        "--pid",
+        &target.pid().to_string(),
+        "--duration",
+        "2",
+        "-o",
+        &recording.to_string_lossy(),
+    ]);
+    assert_success(&out);
+    drop(target);
+    let reported = dir.path().join("report.dot");
+    let out = run_tracer(&[
+        "report",
+        &recording.to_string_lossy(),
+        "--graph",
+        &reported.to_string_lossy(),
+    ]);
+    assert_success(&out);
+    let text = std::fs::read_to_string(&reported).expect("report's --graph file");
+    assert_abba_graphs(&text, (a, b), (lock_a, lock_b), &describe(&out));
+}
+
+/// Asserts the `--graph` file `text` of the ABBA deadlock of threads `a`, `b` over
+/// `lock_a`, `lock_b`: two graphs (at the deadlock and at the end), each with the cycle
+/// highlighted and its nodes labelled.
+fn assert_abba_graphs(text: &str, (a, b): (u32, u32), (lock_a, lock_b): (u64, u64), what: &str) {
+    let graphs = parse_dot(text);
     assert_eq!(
         graphs.len(),
         2,
@@ -154,14 +195,6 @@ fn a_deadlock_graph_reads_back_as_the_targets_cycle() {
     }
     assert!(graphs[0].label.starts_with("deadlock:"), "{text}");
     assert_eq!(graphs[1].label, "wait-for graph at the end", "{text}");
-    // Graphviz read each one: its SVG is next to the file.
-    for n in 1..=2 {
-        let svg = dir.path().join(format!("abba.dot.{n}.svg"));
-        let svg_text = std::fs::read_to_string(&svg)
-            .unwrap_or_else(|e| panic!("{}: {e}\n{what}", svg.display()));
-        assert!(svg_text.contains("<svg"), "{}", svg.display());
-        assert!(svg_text.contains("lock_b"), "{}", svg.display());
-    }
 }
 
 /// Guards against: `--graph --holds` leaving out the lock-order graph or the inversion's

@@ -473,3 +473,49 @@ fn foreign_and_newer_files_are_one_error_line() {
         );
     }
 }
+
+/// Guards `tracer report`'s exports of a Go target, whose goroutines' waits are not on
+/// the tape (the Go lock model reads the live memory): the recording keeps the live run's
+/// named profiles, and `report --pprof` after the target is gone must write a profile
+/// `go tool pprof` reads, with `hotMu`'s waits (at the address `go_hot` printed) in
+/// `main.hotSection`. Fails if a Go recording's report has no profile to export.
+#[test]
+fn report_exports_a_recorded_go_targets_profiles() {
+    require_root();
+    let build_dir = tempfile::tempdir().expect("temp dir");
+    let exe = crate::go_toolchain::build(
+        &crate::exports::go125(),
+        "go_hot",
+        build_dir.path(),
+        false,
+    );
+    let mut target = Target::spawn(&exe, &["30", "0"]);
+    let hot = target.lock("hot");
+    let (dir, file) = temp_file("go_hot.rec");
+    let live = record(target.pid(), 3, &file, &[]);
+    kill_target(&mut target);
+    let pprof = dir.path().join("go.pb.gz");
+    let out = run_tracer(&[
+        "report",
+        &file.display().to_string(),
+        "--format",
+        "json",
+        "--pprof",
+        &pprof.display().to_string(),
+    ]);
+    assert_success(&out);
+    assert_eq!(json_lines(&out.stdout), live, "the recorded summary");
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("the profiles are the ones the live run recorded"),
+        "{}",
+        describe(&out)
+    );
+    let (samples, raw) = crate::exports::pprof_raw(&pprof);
+    let waiting = crate::exports::samples_of(&samples, hot);
+    let (in_section, waited) = crate::exports::delay_in(&waiting, "main.hotSection");
+    assert!(
+        waited > 0 && in_section * 10 >= waited * 9,
+        "hotMu's waits are in main.hotSection: {in_section} of {waited} ns\n{raw}"
+    );
+}

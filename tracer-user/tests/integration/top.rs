@@ -93,8 +93,13 @@ impl Drop for Tmux {
 /// TERM may be none); once the tracer exits, its status goes to `status_file` and the
 /// pane stays open, so its last screen can be read.
 fn start_top(pid: u32, status_file: &Path) -> Tmux {
+    start_top_with(pid, status_file, "")
+}
+
+/// [`start_top`] with more arguments (`extra`, as one shell word list).
+fn start_top_with(pid: u32, status_file: &Path, extra: &str) -> Tmux {
     Tmux::start(&format!(
-        "TERM=xterm-256color {} top --pid {pid}; echo $? > {}; sleep 60",
+        "TERM=xterm-256color {} top --pid {pid} {extra}; echo $? > {}; sleep 60",
         tracer_bin(),
         status_file.display()
     ))
@@ -324,4 +329,49 @@ fn top_without_a_terminal_is_one_error_line() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+}
+
+/// Guards `tracer top` on a Go program: the goroutines of `go_abba` (the alerting-service
+/// deadlock, formed 8 s after `ready` while the view watches with `--holds`) must appear
+/// as goroutines in the wait-for chains, by the ids the target printed (`G<goid>`), the
+/// cycle marked, each lock's row showing a goroutine waiting now and its goroutine holder,
+/// and the deadlock banner. Catches a view that shows Go locks as counters only (no
+/// waiters, holders or chains), or goroutines under the ids of the threads they ran on.
+#[test]
+fn top_shows_goroutines_waiting_and_holding_in_a_go_deadlock() {
+    require_root();
+    let (_dir, builds) = crate::go_attach::go_builds("go_abba", false);
+    let build = &builds[0];
+    let target = Target::spawn(&build.path, &["deadlock", "8000"]);
+    let (writer, gc) = (target.fact("goid.writer"), target.fact("goid.gc"));
+    let dir = tempfile::tempdir().unwrap();
+    let status_file = dir.path().join("status");
+    let tmux = start_top_with(target.pid(), &status_file, "--holds");
+    let screen = tmux.wait_for("the Go deadlock's chains", Duration::from_secs(40), |s| {
+        s.iter().any(|l| l.contains("(cycle)"))
+            && s.iter().any(|l| l.starts_with("!! DEADLOCK"))
+    });
+    let text = screen.join("\n");
+    for goid in [writer, gc] {
+        assert!(
+            screen.iter().any(|l| l.contains(&format!("G{goid} "))),
+            "goroutine {goid} in the chains\n{text}"
+        );
+    }
+    assert!(
+        screen.iter().any(|l| l.contains("(cycle)")
+            && (l.contains(&format!("G{writer} ")) || l.contains(&format!("G{gc} ")))),
+        "the cycle is one of the two goroutines\n{text}"
+    );
+    let rows: Vec<&String> = screen
+        .iter()
+        .filter(|l| l.contains("main.provider") || l.contains("main.store"))
+        .collect();
+    assert!(
+        rows.iter()
+            .any(|l| l.contains(&format!("G{writer}")) || l.contains(&format!("G{gc}"))),
+        "a lock row names its goroutine holder\n{text}"
+    );
+    tmux.keys("q");
+    assert_eq!(exit_status(&tmux, &status_file, "q"), "0");
 }

@@ -668,6 +668,23 @@ impl GoTracker {
         self.model.wait_edges()
     }
 
+    /// The goroutines waiting for a lock now, as (goroutine id, thread it ran on, lock,
+    /// since when), and every hold known now as (lock, goroutine id, thread): for
+    /// `tracer top`.
+    #[must_use]
+    pub fn waits_now(&self) -> (Vec<(u64, u32, u64, u64)>, Vec<(u64, u64, u32)>) {
+        let edges = self.model.wait_edges();
+        let waits = edges
+            .waits
+            .iter()
+            .map(|&(goid, tid, lock)| {
+                let since = self.model.is_waiting(goid).map_or(0, |w| w.since_ns);
+                (goid, tid, lock, since)
+            })
+            .collect();
+        (waits, edges.holds)
+    }
+
     /// Deadlocks reported so far.
     #[must_use]
     pub fn deadlocks(&self) -> usize {
