@@ -9,10 +9,13 @@ use tracer_common::{BriefWaits, STACK_WINDOW_WORDS};
 use super::tape::{NamedStack, StackKey, TapeCounters, TapeItem, TapeNames, TapeSetup};
 use crate::{
     event::StackWindow,
+    exports::ExportProfiles,
     model::{
         Deadlock, DeadlockEntry, FilteredLocks, Finding, HoldMode, HolderEvidence, HolderState,
         LockKind, LockOrderInversion, LockRef, LockSummary, NameSource, OrderEdge, OtherLocks,
-        Quantiles, StuckHolder, StuckLock, Summary, profile::ProfileFrame,
+        Quantiles, StuckHolder, StuckLock, Summary,
+        graph::{EdgeKind, GraphEdge, GraphNode, GraphSnapshot, NodeKind},
+        profile::{ContentionProfile, ProfileFrame, ProfileSample},
     },
 };
 

@@ -340,46 +340,10 @@ pub fn read(bytes: &[u8]) -> Result<Recording, FormatError> {
             }
         };
         let damaged = |why: String| Cut::Damaged { at, why };
-        let first = recording.header.is_none();
-        let stored = match (chunk.kind, first) {
-            (ChunkKind::Header, true) => codec::decode(chunk.payload).map(|h| {
-                recording.header = Some(h);
-            }),
-            (ChunkKind::Finding, false) => codec::decode(chunk.payload).map(|f| {
-                recording.findings.push(f);
-            }),
-            (ChunkKind::Summary, false) => codec::decode(chunk.payload).map(|s| {
-                recording.summary = Some(s);
-            }),
-            (ChunkKind::Setup, false) if recording.setup.is_none() => codec::decode(chunk.payload)
-                .map(|s| {
-                    recording.setup = Some(s);
-                }),
-            (ChunkKind::Tape, false) if recording.setup.is_some() => inflate(chunk.payload)
-                .and_then(|payload| codec::decode::<Vec<TapeItem>>(&payload))
-                .map(|items| {
-                    recording.tape.extend(items);
-                }),
-            (ChunkKind::Profiles, false) if recording.profiles.is_none() => inflate(chunk.payload)
-                .and_then(|payload| codec::decode::<ExportProfiles>(&payload))
-                .map(|profiles| {
-                    recording.profiles = Some(profiles);
-                }),
-            (ChunkKind::Graph, false) => inflate(chunk.payload)
-                .and_then(|payload| codec::decode::<GraphSnapshot>(&payload))
-                .map(|graph| {
-                    recording.graphs.push((recording.findings.len(), graph));
-                }),
-            (ChunkKind::Names, false) if recording.setup.is_some() => {
-                codec::decode::<TapeNames>(chunk.payload).map(|names| {
-                    recording.names.locks.extend(names.locks);
-                    recording.names.stacks.extend(names.stacks);
-                })
-            }
-            (kind, _) => {
-                recording.cut = Some(damaged(format!("a {kind:?} chunk out of place")));
-                return Ok(recording);
-            }
+        let Some(stored) = store(&mut recording, &chunk) else {
+            let kind = chunk.kind;
+            recording.cut = Some(damaged(format!("a {kind:?} chunk out of place")));
+            return Ok(recording);
         };
         if let Err(why) = stored {
             recording.cut = Some(damaged(format!("{:?} chunk: {why}", chunk.kind)));
@@ -398,6 +362,49 @@ pub fn read(bytes: &[u8]) -> Result<Recording, FormatError> {
             return Ok(recording);
         }
     }
+}
+
+/// Adds `chunk` to `recording`; `None` when such a chunk cannot come here (a second
+/// header, anything before the header, tape before its setup).
+fn store(recording: &mut Recording, chunk: &Chunk<'_>) -> Option<Result<(), DecodeError>> {
+    let first = recording.header.is_none();
+    let payload = chunk.payload;
+    Some(match (chunk.kind, first) {
+        (ChunkKind::Header, true) => codec::decode(payload).map(|h| {
+            recording.header = Some(h);
+        }),
+        (ChunkKind::Finding, false) => codec::decode(payload).map(|f| {
+            recording.findings.push(f);
+        }),
+        (ChunkKind::Summary, false) => codec::decode(payload).map(|s| {
+            recording.summary = Some(s);
+        }),
+        (ChunkKind::Setup, false) if recording.setup.is_none() => codec::decode(payload).map(|s| {
+            recording.setup = Some(s);
+        }),
+        (ChunkKind::Tape, false) if recording.setup.is_some() => inflate(payload)
+            .and_then(|payload| codec::decode::<Vec<TapeItem>>(&payload))
+            .map(|items| {
+                recording.tape.extend(items);
+            }),
+        (ChunkKind::Profiles, false) if recording.profiles.is_none() => inflate(payload)
+            .and_then(|payload| codec::decode::<ExportProfiles>(&payload))
+            .map(|profiles| {
+                recording.profiles = Some(profiles);
+            }),
+        (ChunkKind::Graph, false) => inflate(payload)
+            .and_then(|payload| codec::decode::<GraphSnapshot>(&payload))
+            .map(|graph| {
+                recording.graphs.push((recording.findings.len(), graph));
+            }),
+        (ChunkKind::Names, false) if recording.setup.is_some() => {
+            codec::decode::<TapeNames>(payload).map(|names| {
+                recording.names.locks.extend(names.locks);
+                recording.names.stacks.extend(names.stacks);
+            })
+        }
+        _ => return None,
+    })
 }
 
 struct Chunk<'a> {

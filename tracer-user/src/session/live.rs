@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::{Session, monotonic_ns};
 use crate::{
     assemble::{self, GoRuntimeFutexes, Naming as _},
-    go::tracker::{GoProfile, GoTracker},
+    go::tracker::{GoHoldNow, GoProfile, GoTracker, GoWaitNow},
     model::{
         LockKind,
         live::{
@@ -428,9 +428,10 @@ impl Session {
         }
     }
 
-    /// `target` with the native waits going on now, named, and `stacks_for`'s stacks.
-    fn top_snapshot(&mut self, target: TargetSnapshot, stacks_for: Option<u64>) -> TopSnapshot {
-        let now = monotonic_ns();
+    /// The native threads waiting for a lock at `now`, longest first, at most
+    /// [`MAX_LIVE_WAITS`]: (thread, lock, waited so far, the lock's holders known), and
+    /// how many were left out.
+    fn native_waits_now(&self, now: u64) -> (Vec<NativeWaitNow>, usize) {
         let mut waiting: Vec<(u32, u64, u64)> = self
             .analysis
             .active_waits()
@@ -441,15 +442,25 @@ impl Session {
             .collect();
         // Longest waiting first: the waits that matter survive the cap.
         waiting.sort_unstable_by_key(|&(tid, _, waited)| (std::cmp::Reverse(waited), tid));
-        let waits_left_out = waiting.len().saturating_sub(MAX_LIVE_WAITS);
+        let left_out = waiting.len().saturating_sub(MAX_LIVE_WAITS);
         waiting.truncate(MAX_LIVE_WAITS);
+        let waits = waiting
+            .into_iter()
+            .map(|(tid, lock, waited)| {
+                let holders = self.analysis.graph().holders(lock).collect();
+                (tid, lock, waited, holders)
+            })
+            .collect();
+        (waits, left_out)
+    }
+
+    /// `target` with the native waits going on now, named, and `stacks_for`'s stacks.
+    fn top_snapshot(&mut self, target: TargetSnapshot, stacks_for: Option<u64>) -> TopSnapshot {
+        let now = monotonic_ns();
+        let (with_holders, waits_left_out) = self.native_waits_now(now);
         let holders_of = |analysis: &crate::native::analysis::Analysis, lock: u64| -> Vec<u32> {
             analysis.graph().holders(lock).collect()
         };
-        let with_holders: Vec<(u32, u64, u64, Vec<u32>)> = waiting
-            .into_iter()
-            .map(|(tid, lock, waited)| (tid, lock, waited, holders_of(&self.analysis, lock)))
-            .collect();
         let held_stacks: Vec<(u32, Option<u32>)> = stacks_for
             .map(|lock| {
                 holders_of(&self.analysis, lock)
@@ -489,39 +500,13 @@ impl Session {
             .into_iter()
             .map(|(addr, tid)| (addr, thread(tid)))
             .collect();
-        // A Go program's goroutines: their `sync` lock waits and the holds the probes saw.
-        let goroutine = |goid: u64, tid: u32| LiveThread {
-            tid,
-            name: String::new(),
-            goid: Some(goid),
-        };
-        let go_waits_left_out = go_waits.len().saturating_sub(MAX_LIVE_WAITS);
-        for &(goid, tid, lock, since) in go_waits.iter().take(MAX_LIVE_WAITS) {
-            let holders = go_holds
-                .iter()
-                .filter(|h| h.0 == lock)
-                .map(|&(_, goid, tid)| goroutine(goid, tid))
-                .collect();
-            waits.push((
-                goroutine(goid, tid),
-                lock,
-                now.saturating_sub(since),
-                holders,
-            ));
-        }
-        for l in &target.locks {
-            if !lock_holders.iter().any(|(addr, _)| *addr == l.lock.addr)
-                && let Some(&(_, goid, tid)) = go_holds.iter().find(|h| h.0 == l.lock.addr)
-            {
-                lock_holders.push((l.lock.addr, goroutine(goid, tid)));
-            }
-        }
-        // Longest waiting first, native and Go together, within the cap.
-        waits.sort_by_key(|w| (std::cmp::Reverse(w.2), w.0.key()));
-        let waits_left_out = waits_left_out
-            + go_waits_left_out
-            + waits.len().saturating_sub(MAX_LIVE_WAITS);
-        waits.truncate(MAX_LIVE_WAITS);
+        let go_waits_left_out = add_goroutines(
+            &mut waits,
+            &mut lock_holders,
+            (&go_waits, &go_holds),
+            (&target, now),
+        );
+        let waits_left_out = waits_left_out + go_waits_left_out;
         let holders: Vec<(LiveThread, Option<u32>)> = held_stacks
             .into_iter()
             .map(|(tid, stack)| (thread(tid), stack))
@@ -620,6 +605,53 @@ pub(super) fn unix_now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// A native thread waiting now: (thread, lock, waited so far, the lock's holders known).
+type NativeWaitNow = (u32, u64, u64, Vec<u32>);
+
+/// A Go program's goroutines, for `tracer top`: their `sync` lock waits now (`go_waits`,
+/// at most [`MAX_LIVE_WAITS`]) added to `waits` with the holders the probes saw
+/// (`go_holds`), and a goroutine holder for each lock of `target` with none yet in
+/// `lock_holders`; then all the waits, longest first, cut to [`MAX_LIVE_WAITS`].
+/// Returns the waits left out.
+fn add_goroutines(
+    waits: &mut Vec<(LiveThread, u64, u64, Vec<LiveThread>)>,
+    lock_holders: &mut Vec<(u64, LiveThread)>,
+    (go_waits, go_holds): (&[GoWaitNow], &[GoHoldNow]),
+    (target, now): (&TargetSnapshot, u64),
+) -> usize {
+    let goroutine = |goid: u64, tid: u32| LiveThread {
+        tid,
+        name: String::new(),
+        goid: Some(goid),
+    };
+    for &(goid, tid, lock, since) in go_waits.iter().take(MAX_LIVE_WAITS) {
+        let holders = go_holds
+            .iter()
+            .filter(|h| h.0 == lock)
+            .map(|&(_, goid, tid)| goroutine(goid, tid))
+            .collect();
+        waits.push((
+            goroutine(goid, tid),
+            lock,
+            now.saturating_sub(since),
+            holders,
+        ));
+    }
+    for l in &target.locks {
+        if !lock_holders.iter().any(|(addr, _)| *addr == l.lock.addr)
+            && let Some(&(_, goid, tid)) = go_holds.iter().find(|h| h.0 == l.lock.addr)
+        {
+            lock_holders.push((l.lock.addr, goroutine(goid, tid)));
+        }
+    }
+    // Longest waiting first, native and Go together, within the cap.
+    waits.sort_by_key(|w| (std::cmp::Reverse(w.2), w.0.key()));
+    let left_out =
+        go_waits.len().saturating_sub(MAX_LIVE_WAITS) + waits.len().saturating_sub(MAX_LIVE_WAITS);
+    waits.truncate(MAX_LIVE_WAITS);
+    left_out
 }
 
 #[cfg(test)]

@@ -40,15 +40,15 @@ pub fn wait_for_tree(waits: &[LiveWait]) -> Vec<ChainLine> {
             behind.entry(holder.key()).or_default().push(wait);
         }
     }
-    let waiting: FxHashMap<u64, &LiveWait> =
-        waits.iter().map(|w| (w.waiter.key(), w)).collect();
+    let waiting: FxHashMap<u64, &LiveWait> = waits.iter().map(|w| (w.waiter.key(), w)).collect();
     let mut lines = Vec::new();
     let mut shown: BTreeSet<u64> = BTreeSet::new();
     // Heads: holders that wait for nothing, in the order of the waits (longest first).
     let mut heads: Vec<&LiveThread> = Vec::new();
     for wait in waits {
         for holder in &wait.holders {
-            if !waiting.contains_key(&holder.key()) && !heads.iter().any(|h| h.key() == holder.key())
+            if !waiting.contains_key(&holder.key())
+                && !heads.iter().any(|h| h.key() == holder.key())
             {
                 heads.push(holder);
             }

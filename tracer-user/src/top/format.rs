@@ -34,8 +34,6 @@ pub fn per_second(tenths: u64) -> String {
     }
 }
 
-/// A thread: "T1234 name".
-#[must_use]
 /// A thread or goroutine of a snapshot: `T1234 name`, or `G17` for a goroutine.
 #[must_use]
 pub fn live_thread(thread: &crate::model::live::LiveThread) -> String {
@@ -45,6 +43,8 @@ pub fn live_thread(thread: &crate::model::live::LiveThread) -> String {
     }
 }
 
+/// A thread: "T1234 name".
+#[must_use]
 pub fn thread(tid: u32, name: &str) -> String {
     if name.is_empty() {
         format!("T{tid}")

@@ -140,7 +140,7 @@ fn a_deadlock_graph_reads_back_as_the_targets_cycle() {
 /// Asserts the `--graph` file `text` of the ABBA deadlock of threads `a`, `b` over
 /// `lock_a`, `lock_b`: two graphs (at the deadlock and at the end), each with the cycle
 /// highlighted and its nodes labelled.
-fn assert_abba_graphs(text: &str, (a, b): (u32, u32), (lock_a, lock_b): (u64, u64), what: &str) {
+fn assert_abba_graphs(text: &str, (a, b): (u64, u64), (lock_a, lock_b): (u64, u64), what: &str) {
     let graphs = parse_dot(text);
     assert_eq!(
         graphs.len(),

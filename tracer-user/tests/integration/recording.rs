@@ -483,12 +483,8 @@ fn foreign_and_newer_files_are_one_error_line() {
 fn report_exports_a_recorded_go_targets_profiles() {
     require_root();
     let build_dir = tempfile::tempdir().expect("temp dir");
-    let exe = crate::go_toolchain::build(
-        &crate::exports::go125(),
-        "go_hot",
-        build_dir.path(),
-        false,
-    );
+    let exe =
+        crate::go_toolchain::build(&crate::exports::go125(), "go_hot", build_dir.path(), false);
     let mut target = Target::spawn(&exe, &["30", "0"]);
     let hot = target.lock("hot");
     let (dir, file) = temp_file("go_hot.rec");

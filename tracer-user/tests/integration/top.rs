@@ -348,8 +348,7 @@ fn top_shows_goroutines_waiting_and_holding_in_a_go_deadlock() {
     let status_file = dir.path().join("status");
     let tmux = start_top_with(target.pid(), &status_file, "--holds");
     let screen = tmux.wait_for("the Go deadlock's chains", Duration::from_secs(40), |s| {
-        s.iter().any(|l| l.contains("(cycle)"))
-            && s.iter().any(|l| l.starts_with("!! DEADLOCK"))
+        s.iter().any(|l| l.contains("(cycle)")) && s.iter().any(|l| l.starts_with("!! DEADLOCK"))
     });
     let text = screen.join("\n");
     for goid in [writer, gc] {

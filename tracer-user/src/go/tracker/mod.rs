@@ -329,6 +329,11 @@ const MAX_STACK_SEARCHED: usize = 1 << 16;
 /// a lock whose name is dropped gets it again at its next acquisition.
 const MAX_HEAP_NAMES: usize = 1 << 16;
 
+/// A goroutine waiting for a lock now: (goroutine id, thread it ran on, lock, since when).
+pub type GoWaitNow = (u64, u32, u64, u64);
+/// A hold known now: (lock, goroutine id, thread it ran on).
+pub type GoHoldNow = (u64, u64, u32);
+
 /// Live Go tracing state of a session.
 pub struct GoTracker {
     /// The traced process, whose memory confirms findings (shared with the session).
@@ -672,7 +677,7 @@ impl GoTracker {
     /// since when), and every hold known now as (lock, goroutine id, thread): for
     /// `tracer top`.
     #[must_use]
-    pub fn waits_now(&self) -> (Vec<(u64, u32, u64, u64)>, Vec<(u64, u64, u32)>) {
+    pub fn waits_now(&self) -> (Vec<GoWaitNow>, Vec<GoHoldNow>) {
         let edges = self.model.wait_edges();
         let waits = edges
             .waits
