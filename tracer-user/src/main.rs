@@ -143,6 +143,10 @@ enum Command {
         /// Also an empty program on every Go lock site (Go targets).
         #[arg(long)]
         go: bool,
+        /// Leave `sys_exit` out: the floor of a hook set that times wait ends at
+        /// `sched_switch` alone.
+        #[arg(long)]
+        no_sys_exit: bool,
         #[arg(long, value_name = "SECS")]
         duration: f64,
     },
@@ -656,8 +660,9 @@ fn run(cli: &Cli, found: &mut sinks::Outcome) -> anyhow::Result<()> {
             pid,
             uprobes,
             go,
+            no_sys_exit,
             duration: secs,
-        } => floor(&runtime, pid, (uprobes, go), secs),
+        } => floor(&runtime, pid, (uprobes, go, !no_sys_exit), secs),
     }
 }
 
@@ -665,7 +670,7 @@ fn run(cli: &Cli, found: &mut sinks::Outcome) -> anyhow::Result<()> {
 fn floor(
     runtime: &tokio::runtime::Runtime,
     pid: u32,
-    (uprobes, go): (bool, bool),
+    (uprobes, go, sys_exit): (bool, bool, bool),
     secs: f64,
 ) -> anyhow::Result<()> {
     let target = LiveProcess::new(pid);
@@ -685,7 +690,7 @@ fn floor(
     let go_attach = go_target.as_ref().map(tracker::GoTarget::probe_sites);
     let probes = Probes::attach(
         pid,
-        Hooks::Floor { uprobes },
+        Hooks::Floor { uprobes, sys_exit },
         libc.as_deref(),
         go_attach.as_ref(),
         false,

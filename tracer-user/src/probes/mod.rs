@@ -120,7 +120,7 @@ pub enum Hooks {
     Trace { holds: bool },
     /// Empty programs on the same hooks (benchmark floor): futex hooks, and when
     /// `uprobes` is set, empty uprobes on lock entry, lock return and unlock.
-    Floor { uprobes: bool },
+    Floor { uprobes: bool, sys_exit: bool },
 }
 
 /// The glibc functions the `--holds` uprobes attach to, with the op passed as cookie.
@@ -237,10 +237,10 @@ impl Probes {
             Hooks::Trace { holds: true } => {
                 Some((PROG_LOCK_ENTRY, PROG_LOCK_RETURN, PROG_UNLOCK_ENTRY))
             }
-            Hooks::Floor { uprobes: true } => {
+            Hooks::Floor { uprobes: true, .. } => {
                 Some((PROG_NOOP_UPROBE, PROG_NOOP_URETPROBE, PROG_NOOP_UPROBE))
             }
-            Hooks::Trace { holds: false } | Hooks::Floor { uprobes: false } => None,
+            Hooks::Trace { holds: false } | Hooks::Floor { uprobes: false, .. } => None,
         };
         let mut lock_multi = None;
         if let Some(programs) = uprobe_progs {
@@ -577,7 +577,9 @@ fn load_with_futex_hooks(
     // Where a wait ends attaches before where it is seen begin: a wait sent before
     // its `sys_exit` program ran would stay open for good. (Waits already asleep are
     // found by the session's scan of the target's threads.)
-    attach_tp_btf(&mut ebpf, exit, "sys_exit", &btf)?;
+    if !matches!(hooks, Hooks::Floor { sys_exit: false, .. }) {
+        attach_tp_btf(&mut ebpf, exit, "sys_exit", &btf)?;
+    }
     attach_tp_btf(&mut ebpf, sleep, "sched_switch", &btf)?;
     if matches!(hooks, Hooks::Trace { .. }) {
         // The point where the target replaces its program, for the reader to switch
