@@ -577,7 +577,13 @@ fn load_with_futex_hooks(
     // Where a wait ends attaches before where it is seen begin: a wait sent before
     // its `sys_exit` program ran would stay open for good. (Waits already asleep are
     // found by the session's scan of the target's threads.)
-    if !matches!(hooks, Hooks::Floor { sys_exit: false, .. }) {
+    if !matches!(
+        hooks,
+        Hooks::Floor {
+            sys_exit: false,
+            ..
+        }
+    ) {
         attach_tp_btf(&mut ebpf, exit, "sys_exit", &btf)?;
     }
     attach_tp_btf(&mut ebpf, sleep, "sched_switch", &btf)?;
