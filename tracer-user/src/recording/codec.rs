@@ -89,6 +89,14 @@ pub fn encode<T: Wire>(value: &T) -> Vec<u8> {
     out
 }
 
+/// A [`TapeItem::Record`] of the record `bytes`, encoded straight from them (a recorder
+/// puts every ring-buffer record on its tape: no copy of each into an item first).
+pub fn put_record_item(bytes: &[u8], out: &mut Vec<u8>) {
+    out.push(0);
+    put_len(bytes.len(), out);
+    out.extend_from_slice(bytes);
+}
+
 /// The list `items`, encoded as a `Vec<T>` would be (without copying them into one).
 #[must_use]
 pub fn encode_list<T: Wire>(items: &[T]) -> Vec<u8> {
@@ -597,11 +605,7 @@ impl Wire for GraphSnapshot {
 impl Wire for TapeItem {
     fn put(&self, out: &mut Vec<u8>) {
         match self {
-            TapeItem::Record(bytes) => {
-                out.push(0);
-                put_len(bytes.len(), out);
-                out.extend_from_slice(bytes);
-            }
+            TapeItem::Record(bytes) => put_record_item(bytes, out),
             TapeItem::Threads(pairs) => {
                 out.push(1);
                 pairs.put(out);

@@ -163,12 +163,15 @@ impl<W: Write> RecordingWriter<W> {
         self.write(ChunkKind::Setup, &codec::encode(setup))
     }
 
-    /// Appends a run of tape items.
+    /// Appends a run of `count` tape items, encoded one after the other in `encoded`.
     ///
     /// # Errors
     /// When `out` cannot be written.
-    pub fn tape(&mut self, items: &[TapeItem]) -> io::Result<()> {
-        self.write(ChunkKind::Tape, &deflate(&codec::encode_list(items))?)
+    pub fn tape_encoded(&mut self, count: u32, encoded: &[u8]) -> io::Result<()> {
+        let mut payload = Vec::with_capacity(4 + encoded.len());
+        payload.extend_from_slice(&count.to_le_bytes());
+        payload.extend_from_slice(encoded);
+        self.write(ChunkKind::Tape, &deflate(&payload)?)
     }
 
     /// Appends the live run's named profiles.

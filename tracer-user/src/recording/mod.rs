@@ -124,7 +124,7 @@ impl Sink for RecordingSink {
     fn tape(&mut self, chunk: TapeChunk<'_>) -> io::Result<()> {
         match chunk {
             TapeChunk::Setup(setup) => self.writer.setup(setup),
-            TapeChunk::Items(items) => self.writer.tape(items),
+            TapeChunk::Items { count, encoded } => self.writer.tape_encoded(count, encoded),
             TapeChunk::Names(names) => self.writer.names(names),
             TapeChunk::Profiles(profiles) => self.writer.profiles(profiles),
         }

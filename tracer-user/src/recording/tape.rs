@@ -100,8 +100,9 @@ impl TapeNames {
 pub enum TapeChunk<'a> {
     /// The analysis's setup: first, once.
     Setup(&'a TapeSetup),
-    /// Items since the last chunk.
-    Items(&'a [TapeItem]),
+    /// Items since the last chunk: `count` of them, each encoded (`super::codec`) in
+    /// `encoded`, one after the other.
+    Items { count: u32, encoded: &'a [u8] },
     /// Names given since the last names.
     Names(&'a TapeNames),
     /// The whole run's contention profiles, named, at the end: a Go target's (its

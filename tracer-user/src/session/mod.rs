@@ -748,7 +748,7 @@ impl Session {
         if let Some(tape) = self.tape.as_mut() {
             tape.note_threads(&self.threads);
             for item in applied {
-                tape.push(item);
+                tape.push(&item);
             }
         }
     }
@@ -965,7 +965,7 @@ impl Session {
         if let Ok(totals) = self.probes.brief_waits() {
             self.analysis.on_brief_waits(&totals);
             if let Some(tape) = self.tape.as_mut() {
-                tape.push(recording::tape::TapeItem::BriefWaits(totals));
+                tape.push(&recording::tape::TapeItem::BriefWaits(totals));
             }
         }
     }
@@ -1530,13 +1530,13 @@ impl Session {
         self.draw_end_graphs(sink)?;
         let counters = self.probes.counters().unwrap_or_default();
         if let Some(tape) = self.tape.as_mut() {
-            tape.push(recording::tape::TapeItem::Counters(counters.into()));
+            tape.push(&recording::tape::TapeItem::Counters(counters.into()));
         }
         self.fold_brief_waits();
         notes.extend(self.ownerless_adopted_waits_note());
         let ended_ns = monotonic_ns();
         if let Some(tape) = self.tape.as_mut() {
-            tape.push(recording::tape::TapeItem::End(ended_ns));
+            tape.push(&recording::tape::TapeItem::End(ended_ns));
         }
         let still_waiting = self.analysis.close_open_waits(ended_ns);
         if still_waiting > 0 {

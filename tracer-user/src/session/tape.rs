@@ -14,8 +14,9 @@ use crate::{
     model::raw::RawStack,
     native::{LockLayout, analysis::WINDOW_ONLY_STACK},
     probes::CounterTotals,
-    recording::tape::{
-        NamedStack, StackKey, TapeChunk, TapeCounters, TapeItem, TapeNames, TapeSetup,
+    recording::{
+        codec::{self, Wire as _},
+        tape::{NamedStack, StackKey, TapeChunk, TapeCounters, TapeItem, TapeNames, TapeSetup},
     },
     sinks::Sink,
 };
@@ -36,8 +37,10 @@ const TOP_STACKS_PER_FLUSH: usize = 2 * STACKS_IN_SUMMARY;
 pub(super) struct TapeRecorder {
     setup: TapeSetup,
     setup_written: bool,
-    items: Vec<TapeItem>,
-    item_bytes: usize,
+    /// The items since the last flush, encoded one after the other (`codec`), and how
+    /// many.
+    encoded: Vec<u8>,
+    items: u32,
     /// The reading of the target's threads last put on the tape.
     threads_read: u64,
     named_locks: FxHashSet<u64>,
@@ -51,8 +54,8 @@ impl TapeRecorder {
         Self {
             setup,
             setup_written: false,
-            items: Vec::new(),
-            item_bytes: 0,
+            encoded: Vec::new(),
+            items: 0,
             threads_read: 0,
             named_locks: FxHashSet::default(),
             named_stacks: FxHashSet::default(),
@@ -61,30 +64,29 @@ impl TapeRecorder {
     }
 
     /// Puts `item` on the tape.
-    pub(super) fn push(&mut self, item: TapeItem) {
-        if let TapeItem::Record(bytes) = &item {
-            self.item_bytes += bytes.len();
-        }
-        self.items.push(item);
+    pub(super) fn push(&mut self, item: &TapeItem) {
+        item.put(&mut self.encoded);
+        self.items += 1;
     }
 
     /// Puts a record the analysis was given on the tape, after the target's threads if
     /// they were read again since the last record.
     pub(super) fn push_record(&mut self, bytes: &[u8], threads: &LiveThreads) {
         self.note_threads(threads);
-        self.push(TapeItem::Record(bytes.to_vec()));
+        codec::put_record_item(bytes, &mut self.encoded);
+        self.items += 1;
     }
 
     /// Puts the target's threads on the tape when this reading of them is not on it yet.
     pub(super) fn note_threads(&mut self, threads: &LiveThreads) {
         if threads.reads() != self.threads_read {
             self.threads_read = threads.reads();
-            self.push(TapeItem::Threads(threads.ids().pairs()));
+            self.push(&TapeItem::Threads(threads.ids().pairs()));
         }
     }
 
     fn due(&self) -> bool {
-        self.flushed_at.elapsed() >= FLUSH_INTERVAL || self.item_bytes >= FLUSH_BYTES
+        self.flushed_at.elapsed() >= FLUSH_INTERVAL || self.encoded.len() >= FLUSH_BYTES
     }
 }
 
@@ -144,7 +146,7 @@ impl Session {
             && let Ok(counters) = self.probes.counters()
             && let Some(tape) = self.tape.as_mut()
         {
-            tape.push(TapeItem::Counters(counters.into()));
+            tape.push(&TapeItem::Counters(counters.into()));
         }
         let names = self.name_for_tape(last);
         let Some(tape) = self.tape.as_mut() else {
@@ -155,11 +157,14 @@ impl Session {
                 .map_err(SessionError::Output)?;
             tape.setup_written = true;
         }
-        if !tape.items.is_empty() {
-            sink.tape(TapeChunk::Items(&tape.items))
-                .map_err(SessionError::Output)?;
-            tape.items.clear();
-            tape.item_bytes = 0;
+        if tape.items > 0 {
+            sink.tape(TapeChunk::Items {
+                count: tape.items,
+                encoded: &tape.encoded,
+            })
+            .map_err(SessionError::Output)?;
+            tape.encoded.clear();
+            tape.items = 0;
         }
         if !names.is_empty() {
             sink.tape(TapeChunk::Names(&names))
