@@ -19,7 +19,10 @@ pub enum Counter {
     /// Waits that never slept but found [`MAP_BRIEF_WAITS`](crate::MAP_BRIEF_WAITS) full:
     /// counted nowhere else.
     BriefWaitsUntracked = 5,
+    /// Waits gone to sleep that found [`MAP_OPEN_SLEEPS`](crate::MAP_OPEN_SLEEPS) full
+    /// (when wait ends are timed at `sched_switch`): their ends are not sent.
+    OpenSleepsUntracked = 6,
 }
 
 /// Number of slots in [`MAP_COUNTERS`](crate::MAP_COUNTERS).
-pub const COUNTER_SLOTS: u32 = 6;
+pub const COUNTER_SLOTS: u32 = 7;

@@ -16,7 +16,7 @@
 //!   ([`RECORD_SIZES`]).
 //! - `go_site`: what a Go lock probe site means ([`GoOp`]), or a native one of the same
 //!   program ([`NativeSiteOp`]: Rust's `parking_lot` slow paths), and its attach cookie.
-//! - The values of the other maps: [`PendingLock`], [`BriefWaits`], [`StackSampler`],
+//! - The values of the other maps: [`PendingLock`], [`BriefWaits`], [`OpenSleep`], [`StackSampler`],
 //!   the [`Counter`] slots, and where a record's stack is kept ([`StackSlot`]).
 //!
 //! Records are `#[repr(C)]` with explicit padding only; each one's size is asserted.
@@ -32,6 +32,7 @@ mod go_site;
 mod kind;
 mod lock;
 mod names;
+mod open_sleep;
 mod stack;
 mod wait_end;
 mod wait_record;
@@ -50,12 +51,14 @@ pub use kind::{EventKind, UnknownValue};
 pub use lock::{LOCK_RECORD_SIZE, LockOp, LockRecord, PendingLock};
 pub use names::{
     ALL_GLOBALS, ALL_MAPS, ALL_PROGRAMS, GLOBAL_DIAGNOSTICS, GLOBAL_GO_GOID_OFFSET,
-    GLOBAL_TARGET_PIDNS_DEV, GLOBAL_TARGET_PIDNS_INO, GLOBAL_TARGET_TGID, MAP_BRIEF_WAITS,
-    MAP_COUNTERS, MAP_CPU_BRIEF_WAITS, MAP_EVENTS, MAP_OVERFLOW_STACKS, MAP_PENDING_LOCKS,
-    MAP_READER_POLLS, MAP_STACK_SAMPLER, MAP_STACKS, PROG_GO_LOCK_SITE, PROG_LOCK_ENTRY,
-    PROG_LOCK_RETURN, PROG_NOOP_SCHED_SWITCH, PROG_NOOP_SYS_EXIT, PROG_NOOP_UPROBE,
-    PROG_NOOP_URETPROBE, PROG_PROCESS_EXEC, PROG_SCHED_SWITCH, PROG_SYS_EXIT, PROG_UNLOCK_ENTRY,
+    GLOBAL_TARGET_PIDNS_DEV, GLOBAL_TARGET_PIDNS_INO, GLOBAL_TARGET_TGID,
+    GLOBAL_WAIT_ENDS_AT_SWITCH_IN, MAP_BRIEF_WAITS, MAP_COUNTERS, MAP_CPU_BRIEF_WAITS, MAP_EVENTS,
+    MAP_OPEN_SLEEPS, MAP_OVERFLOW_STACKS, MAP_PENDING_LOCKS, MAP_READER_POLLS, MAP_STACK_SAMPLER,
+    MAP_STACKS, PROG_GO_LOCK_SITE, PROG_LOCK_ENTRY, PROG_LOCK_RETURN, PROG_NOOP_SCHED_SWITCH,
+    PROG_NOOP_SYS_EXIT, PROG_NOOP_UPROBE, PROG_NOOP_URETPROBE, PROG_PROCESS_EXEC,
+    PROG_SCHED_SWITCH, PROG_SYS_EXIT, PROG_UNLOCK_ENTRY,
 };
+pub use open_sleep::{OPEN_SLEEPS_MAX_ENTRIES, OpenSleep};
 pub use stack::{
     OVERFLOW_STACKS_MAX_ENTRIES, STACK_ID_NO_FRAME_CHAIN, STACK_ID_SAMPLED_OUT, STACK_SAMPLE_EVERY,
     STACKS_MAX_ENTRIES, StackSampler, StackSlot,

@@ -36,6 +36,10 @@ pub const MAP_STACK_SAMPLER: &str = "STACK_SAMPLER";
 /// timer (a busy target) and to 0 before it sleeps until a record comes: records are
 /// submitted without waking it while it is 1.
 pub const MAP_READER_POLLS: &str = "READER_POLLS";
+/// Name of the hash of futex waits asleep now, by thread ([`OpenSleep`](crate::OpenSleep)),
+/// filled and emptied at `sched_switch` when wait ends are timed there
+/// ([`GLOBAL_WAIT_ENDS_AT_SWITCH_IN`]).
+pub const MAP_OPEN_SLEEPS: &str = "OPEN_SLEEPS";
 
 /// Global (in `.rodata`) holding the target's TGID; set by the loader before load, so
 /// every program filters on it before doing any other work.
@@ -57,6 +61,12 @@ pub const GLOBAL_GO_GOID_OFFSET: &str = "GO_GOID_OFFSET";
 /// Being read-only, it is a constant to the verifier, which drops every logging branch
 /// as dead code while it is 0: the programs then run exactly as if there were none.
 pub const GLOBAL_DIAGNOSTICS: &str = "DIAGNOSTICS";
+/// Global (a `u32` in `.rodata`, 0 unless the loader sets it before load): nonzero
+/// times a futex wait's end when its thread is switched back in (`sched_switch`), for a
+/// session with no `sys_exit` program (`tracer serve`'s default: `sys_exit` alone costs
+/// a lock-bound workload ~4%, BENCHMARKS.md). A constant to the verifier, like
+/// [`GLOBAL_DIAGNOSTICS`]: while 0, the switch-in path is dead code.
+pub const GLOBAL_WAIT_ENDS_AT_SWITCH_IN: &str = "WAIT_ENDS_AT_SWITCH_IN";
 
 /// Program on the `sys_exit` BTF raw tracepoint: futex wait ends and wake counts.
 pub const PROG_SYS_EXIT: &str = "futex_exit";
@@ -87,7 +97,8 @@ pub const PROG_NOOP_UPROBE: &str = "noop_uprobe";
 pub const PROG_NOOP_URETPROBE: &str = "noop_uretprobe";
 
 /// Every map name, for the test that checks the built object holds each one.
-pub const ALL_MAPS: [&str; 9] = [
+pub const ALL_MAPS: [&str; 10] = [
+    MAP_OPEN_SLEEPS,
     MAP_EVENTS,
     MAP_STACK_SAMPLER,
     MAP_READER_POLLS,
@@ -113,7 +124,8 @@ pub const ALL_PROGRAMS: [&str; 11] = [
     PROG_NOOP_URETPROBE,
 ];
 /// Every global the loader sets, for the same test.
-pub const ALL_GLOBALS: [&str; 5] = [
+pub const ALL_GLOBALS: [&str; 6] = [
+    GLOBAL_WAIT_ENDS_AT_SWITCH_IN,
     GLOBAL_TARGET_TGID,
     GLOBAL_TARGET_PIDNS_DEV,
     GLOBAL_TARGET_PIDNS_INO,

@@ -11,14 +11,20 @@
 //! as they were when the call began. Waits that return without sleeping are seen only at
 //! their end (`futex_exit`), so they are counted but not timed.
 //!
-//! The hook keeps no state: a thread that sleeps twice in one call (a spurious wakeup)
-//! sends its wait twice, and userspace keeps the first.
+//! By default the hook keeps no state: a thread that sleeps twice in one call (a
+//! spurious wakeup) sends its wait twice, and userspace keeps the first; the end comes
+//! from `futex_exit`. With `WAIT_ENDS_AT_SWITCH_IN` (a session with no `sys_exit`
+//! program: `tracer serve`'s default) the hook also times ends, when the waiting thread
+//! is switched back in (`open_sleeps`). What only `sys_exit` sees is then not seen: waits
+//! that returned without sleeping, wakes, and the return value.
 use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::btf_tracepoint, programs::BtfTracePointContext};
-use tracer_common::FutexCall;
+use tracer_common::{Counter, FutexCall};
 
 use crate::{
     diag, futex_call,
-    helpers::{current_syscall_regs, send_wait, takes_stack, target_tid},
+    helpers::{count, current_syscall_regs, send_wait, takes_stack, target_tid},
+    maps::WAIT_ENDS_AT_SWITCH_IN,
+    open_sleeps,
 };
 
 #[btf_tracepoint(function = "sched_switch")]
@@ -29,15 +35,23 @@ pub(crate) fn futex_sleep(ctx: BtfTracePointContext) -> i32 {
 }
 
 fn try_futex_sleep(ctx: &BtfTracePointContext) -> Result<(), ()> {
+    let ends_at_switch_in = WAIT_ENDS_AT_SWITCH_IN.load() != 0;
+    // sched_switch(bool preempt, prev, next, unsigned int prev_state).
+    if ends_at_switch_in {
+        open_sleeps::mark_resumed(ctx.arg(2));
+    }
     // `current` is still the thread being switched out.
     let Some(tid) = target_tid() else {
         return Ok(());
     };
-    // sched_switch(bool preempt, prev, next, unsigned int prev_state): a preempted
-    // thread, or one leaving the CPU in state TASK_RUNNING (a `cond_resched`), is still
-    // runnable, not waiting.
+    let task: u64 = ctx.arg(1);
     let preempt = ctx.arg::<u64>(0) & 0xff != 0;
     let prev_state = ctx.arg::<u64>(3) & 0xffff_ffff;
+    if ends_at_switch_in {
+        open_sleeps::send_resumed_end(task, prev_state);
+    }
+    // A preempted thread, or one leaving the CPU in state TASK_RUNNING (a
+    // `cond_resched`), is still runnable, not waiting.
     if preempt || prev_state == 0 {
         return Ok(());
     }
@@ -53,7 +67,7 @@ fn try_futex_sleep(ctx: &BtfTracePointContext) -> Result<(), ()> {
     let start_ns = unsafe { bpf_ktime_get_ns() };
     // A full ring buffer drops the record (counted): the wait's end then finds no start
     // and counts as a brief wait in userspace.
-    send_wait(
+    let sent = send_wait(
         ctx,
         tid,
         &wait,
@@ -61,5 +75,9 @@ fn try_futex_sleep(ctx: &BtfTracePointContext) -> Result<(), ()> {
         &regs,
         takes_stack(wait.addr),
     );
+    if ends_at_switch_in && sent {
+        count(Counter::FutexWaits);
+        open_sleeps::note_sleep(task, tid, &wait);
+    }
     Ok(())
 }

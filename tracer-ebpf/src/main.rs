@@ -16,7 +16,8 @@
 //! - `noop`: empty programs on the same hooks, attached only by the benchmark to
 //!   measure the floor cost of the hooks themselves.
 //!
-//! `maps` holds every map; `helpers` the small bounds-checked `unsafe` wrappers; `diag`
+//! `open_sleeps` keeps the sleeping waits for `futex_sleep` when it also times their ends
+//! (no `sys_exit` program: `tracer serve`). `maps` holds every map; `helpers` the small bounds-checked `unsafe` wrappers; `diag`
 //! the `aya-log` messages about unexpected paths, sent only when the loader asks for them.
 #![no_std]
 #![no_main]
@@ -39,6 +40,7 @@ mod lock_entry;
 mod lock_return;
 mod maps;
 mod noop;
+mod open_sleeps;
 mod process_exec;
 mod unlock_entry;
 

@@ -3,11 +3,11 @@
 use aya_ebpf::{
     Global,
     macros::map,
-    maps::{Array, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
 };
 use tracer_common::{
-    BriefWaits, COUNTER_SLOTS, CpuBriefWaits, OVERFLOW_STACKS_MAX_ENTRIES, PendingLock,
-    STACKS_MAX_ENTRIES, StackSampler,
+    BriefWaits, COUNTER_SLOTS, CpuBriefWaits, OPEN_SLEEPS_MAX_ENTRIES, OVERFLOW_STACKS_MAX_ENTRIES,
+    OpenSleep, PendingLock, STACKS_MAX_ENTRIES, StackSampler,
 };
 
 /// TGID of the traced process; set with `EbpfLoader::override_global` before load.
@@ -29,6 +29,11 @@ pub(crate) static GO_GOID_OFFSET: Global<u64> = Global::new(0);
 /// Nonzero turns on the programs' `aya-log` diagnostics (`crate::diag`); set before load.
 #[unsafe(no_mangle)]
 pub(crate) static DIAGNOSTICS: Global<u32> = Global::new(0);
+
+/// Nonzero times a futex wait's end when its thread is switched back in, with no
+/// `sys_exit` program (`tracer_common::GLOBAL_WAIT_ENDS_AT_SWITCH_IN`); set before load.
+#[unsafe(no_mangle)]
+pub(crate) static WAIT_ENDS_AT_SWITCH_IN: Global<u32> = Global::new(0);
 
 /// Fixed-size `Event` records. 16 MiB: at ~1M events/s and a 20 ms drain interval the
 /// reader needs ~2.6 MiB, so a stalled reader still has several hundred ms of slack
@@ -69,6 +74,17 @@ pub(crate) static STACK_SAMPLER: PerCpuArray<StackSampler> = PerCpuArray::with_m
 #[map(name = "PENDING_LOCKS")]
 pub(crate) static PENDING_LOCKS: LruHashMap<u32, PendingLock> =
     LruHashMap::with_max_entries(64 * 1024, 0);
+
+/// Futex waits asleep now, by the sleeping thread's `task_struct` address, while wait
+/// ends are timed at switch-in (`WAIT_ENDS_AT_SWITCH_IN`): inserted when the thread
+/// goes to sleep in the wait, removed (and the end sent) when it is switched back in.
+/// Not LRU: an evicted sleep would never end. Not preallocated: a target rarely has more
+/// than a few hundred threads asleep at once, and each served target loads its own.
+#[map(name = "OPEN_SLEEPS")]
+pub(crate) static OPEN_SLEEPS: HashMap<u64, OpenSleep> = HashMap::with_max_entries(
+    OPEN_SLEEPS_MAX_ENTRIES,
+    aya_ebpf::bindings::BPF_F_NO_PREALLOC,
+);
 
 /// Waits that returned without sleeping, added up per futex word and CPU (per CPU, so
 /// threads of one lock on different CPUs never share a cache line or need atomics).

@@ -60,6 +60,10 @@ def main():
         "floor: sched_switch + sys_exit": [tracer, "floor", *long],
         "floor: sched_switch only": [tracer, "floor", *long, "--no-sys-exit"],
         "tracer attach": [tracer, "attach", *long],
+        "tracer serve (ends at switch-in)": [
+            tracer, "serve", "--pid", pid, "--listen", "127.0.0.1:19471"],
+        "tracer serve --brief-waits": [
+            tracer, "serve", "--pid", pid, "--listen", "127.0.0.1:19472", "--brief-waits"],
     }
     names = list(watches)
     ops = {name: [] for name in names}

@@ -298,8 +298,9 @@ impl Exposition {
         counter_family(
             encoder,
             "tracer_lock_contentions",
-            "Waits begun on a lock (futex waits and Go lock waits, brief ones included), \
-             since the attach; lock=\"other\" sums a target's locks without their own series, \
+            "Waits begun on a lock since the attach: Go lock waits, and futex waits that \
+             slept (with --brief-waits, also those that returned at once); \
+             lock=\"other\" sums a target's locks without their own series, \
              per type.",
             self.locks.iter().map(|s| (&s.labels, s.contentions)),
         )

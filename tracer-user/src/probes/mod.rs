@@ -26,11 +26,12 @@ use aya::{
 use thiserror::Error;
 use tracer_common::{
     BriefWaits, COUNTER_SLOTS, Counter, CpuBriefWaits, GLOBAL_DIAGNOSTICS, GLOBAL_GO_GOID_OFFSET,
-    GLOBAL_TARGET_PIDNS_DEV, GLOBAL_TARGET_PIDNS_INO, GLOBAL_TARGET_TGID, LockOp, MAP_BRIEF_WAITS,
-    MAP_COUNTERS, MAP_CPU_BRIEF_WAITS, MAP_EVENTS, MAP_OVERFLOW_STACKS, MAP_PENDING_LOCKS,
-    MAP_READER_POLLS, MAP_STACKS, PROG_GO_LOCK_SITE, PROG_LOCK_ENTRY, PROG_LOCK_RETURN,
-    PROG_NOOP_SCHED_SWITCH, PROG_NOOP_SYS_EXIT, PROG_NOOP_UPROBE, PROG_NOOP_URETPROBE,
-    PROG_PROCESS_EXEC, PROG_SCHED_SWITCH, PROG_SYS_EXIT, PROG_UNLOCK_ENTRY, PendingLock, StackSlot,
+    GLOBAL_TARGET_PIDNS_DEV, GLOBAL_TARGET_PIDNS_INO, GLOBAL_TARGET_TGID,
+    GLOBAL_WAIT_ENDS_AT_SWITCH_IN, LockOp, MAP_BRIEF_WAITS, MAP_COUNTERS, MAP_CPU_BRIEF_WAITS,
+    MAP_EVENTS, MAP_OVERFLOW_STACKS, MAP_PENDING_LOCKS, MAP_READER_POLLS, MAP_STACKS,
+    PROG_GO_LOCK_SITE, PROG_LOCK_ENTRY, PROG_LOCK_RETURN, PROG_NOOP_SCHED_SWITCH,
+    PROG_NOOP_SYS_EXIT, PROG_NOOP_UPROBE, PROG_NOOP_URETPROBE, PROG_PROCESS_EXEC,
+    PROG_SCHED_SWITCH, PROG_SYS_EXIT, PROG_UNLOCK_ENTRY, PendingLock, StackSlot,
 };
 
 /// The eBPF object, built for the BPF target by `build.rs` (aya-build).
@@ -116,11 +117,27 @@ impl ProbeError {
 /// What to attach.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Hooks {
-    /// The real tracer: futex hooks, and lock uprobes when `holds` is set.
-    Trace { holds: bool },
+    /// The real tracer: futex hooks, with wait ends timed as `wait_ends` says, and lock
+    /// uprobes when `holds` is set.
+    Trace { holds: bool, wait_ends: WaitEnds },
     /// Empty programs on the same hooks (benchmark floor): futex hooks, and when
     /// `uprobes` is set, empty uprobes on lock entry, lock return and unlock.
     Floor { uprobes: bool, sys_exit: bool },
+}
+
+/// Where the kernel side times the end of a futex wait.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WaitEnds {
+    /// When the call returns (`sys_exit`): every wait, slept or not, with its return value,
+    /// and the wake count. Costs a lock-bound workload ~4% (the `sys_exit` hook runs on
+    /// every system call of every process: BENCHMARKS.md, "What each futex hook costs").
+    #[default]
+    AtSysExit,
+    /// When the waiting thread is switched back in (`sched_switch`), with no `sys_exit`
+    /// program: only waits that slept are seen (a wait that returned at once, most of a
+    /// hot lock's, is not), with no return value (a timed-out wait reads as woken) and no
+    /// wake count. Within noise of untraced (`tracer serve`'s default).
+    AtSwitchIn,
 }
 
 /// The glibc functions the `--holds` uprobes attach to, with the op passed as cookie.
@@ -188,6 +205,9 @@ pub struct CounterTotals {
     pub unmatched_returns: u64,
     /// Waits that never slept and found the kernel's per-word totals full.
     pub brief_waits_untracked: u64,
+    /// Waits gone to sleep that found the kernel's table of sleeping waits full (wait
+    /// ends timed at switch-in): their ends were not sent.
+    pub open_sleeps_untracked: u64,
 }
 
 /// Loaded and attached programs. Dropping it detaches everything.
@@ -234,13 +254,13 @@ impl Probes {
 
         let mut summary = AttachSummary::default();
         let uprobe_progs = match hooks {
-            Hooks::Trace { holds: true } => {
+            Hooks::Trace { holds: true, .. } => {
                 Some((PROG_LOCK_ENTRY, PROG_LOCK_RETURN, PROG_UNLOCK_ENTRY))
             }
             Hooks::Floor { uprobes: true, .. } => {
                 Some((PROG_NOOP_UPROBE, PROG_NOOP_URETPROBE, PROG_NOOP_UPROBE))
             }
-            Hooks::Trace { holds: false } | Hooks::Floor { uprobes: false, .. } => None,
+            Hooks::Trace { holds: false, .. } | Hooks::Floor { uprobes: false, .. } => None,
         };
         let mut lock_multi = None;
         if let Some(programs) = uprobe_progs {
@@ -383,6 +403,7 @@ impl Probes {
             stack_errors: sums[Counter::StackErrors as usize],
             unmatched_returns: sums[Counter::UnmatchedReturns as usize],
             brief_waits_untracked: sums[Counter::BriefWaitsUntracked as usize],
+            open_sleeps_untracked: sums[Counter::OpenSleepsUntracked as usize],
         })
     }
 
@@ -552,6 +573,10 @@ fn load_with_futex_hooks(
     goid_offset: u64,
     bpf_log: bool,
 ) -> Result<Ebpf, ProbeError> {
+    let wait_ends = match hooks {
+        Hooks::Trace { wait_ends, .. } => wait_ends,
+        Hooks::Floor { .. } => WaitEnds::AtSysExit,
+    };
     let btf = Btf::from_sys_fs().map_err(ProbeError::Btf)?;
     // In a container's PID namespace (a sidecar), `pid` is that namespace's: the programs
     // filter with its ids.
@@ -568,6 +593,11 @@ fn load_with_futex_hooks(
         .override_global(GLOBAL_TARGET_PIDNS_INO, &pidns_ino, true)
         .override_global(GLOBAL_GO_GOID_OFFSET, &goid_offset, true)
         .override_global(GLOBAL_DIAGNOSTICS, &u32::from(bpf_log), true)
+        .override_global(
+            GLOBAL_WAIT_ENDS_AT_SWITCH_IN,
+            &u32::from(wait_ends == WaitEnds::AtSwitchIn),
+            true,
+        )
         .load(EBPF_OBJECT)
         .map_err(ProbeError::Load)?;
     let (sleep, exit) = match hooks {
@@ -576,14 +606,13 @@ fn load_with_futex_hooks(
     };
     // Where a wait ends attaches before where it is seen begin: a wait sent before
     // its `sys_exit` program ran would stay open for good. (Waits already asleep are
-    // found by the session's scan of the target's threads.)
-    if !matches!(
-        hooks,
-        Hooks::Floor {
-            sys_exit: false,
-            ..
-        }
-    ) {
+    // found by the session's scan of the target's threads.) Ends timed at switch-in come
+    // from the `sched_switch` program itself.
+    let sys_exit = match hooks {
+        Hooks::Trace { wait_ends, .. } => wait_ends == WaitEnds::AtSysExit,
+        Hooks::Floor { sys_exit, .. } => sys_exit,
+    };
+    if sys_exit {
         attach_tp_btf(&mut ebpf, exit, "sys_exit", &btf)?;
     }
     attach_tp_btf(&mut ebpf, sleep, "sched_switch", &btf)?;

@@ -11,6 +11,7 @@
 //! executable are read once, at attach (the maps again only to find the uretprobe
 //! trampoline, which the kernel maps later).
 mod adopt;
+mod adopted_ends;
 mod clock;
 mod confirm;
 mod exec_watch;
@@ -64,7 +65,7 @@ use crate::{
         rust_lock,
         waitgraph::Cycle,
     },
-    probes::{CounterTotals, GoSites, Hooks, ProbeError, Probes},
+    probes::{CounterTotals, GoSites, Hooks, ProbeError, Probes, WaitEnds},
     realtime::{self, RealtimeGuard},
     recording,
     sinks::{ReaderWatch, Sink},
@@ -76,10 +77,15 @@ use crate::{
     unwind::CodeCheck,
 };
 
-/// Shortest time between two drains of the ring buffer: records arriving meanwhile wait
-/// and are analysed in one batch. Bounds the report latency of a deadlock (goal: 100 ms)
-/// from below.
-const DRAIN_INTERVAL: Duration = Duration::from_millis(10);
+/// Shortest time between two drains of the ring buffer (`attach`, `top`, `record`):
+/// records arriving meanwhile wait and are analysed in one batch. Bounds the report
+/// latency of a deadlock (goal: 100 ms) from below.
+pub const DRAIN_INTERVAL: Duration = Duration::from_millis(10);
+/// `tracer serve`'s: each drain wakes the tracer and its runtime, a cost a sidecar
+/// pays for weeks; at 25 ms a busy target costs the serve ~2.5 ms of CPU a second less
+/// than at 10 ms (BENCHMARKS.md (i)), its 4 MiB ring buffer still holds ~160 MB/s, and
+/// a deadlock is still reported well within 100 ms.
+pub const SERVE_DRAIN_INTERVAL: Duration = Duration::from_millis(25);
 /// Longest the loop sleeps when no record comes (it sleeps only once a drain found none,
 /// and has the programs wake it for the next record: `Probes::set_reader_polls`):
 /// periodic work (brief-wait totals, rescans, the target's liveness) runs at this pace at
@@ -130,6 +136,12 @@ pub struct Config {
     pub lock_order: bool,
     /// Where separate debug files are looked for (`--debug-dir`).
     pub debug_dirs: symbols::DebugDirs,
+    /// Where the kernel side times a futex wait's end (`tracer serve`: at switch-in,
+    /// unless `--brief-waits`).
+    pub wait_ends: WaitEnds,
+    /// Shortest time between two drains of the ring buffer ([`DRAIN_INTERVAL`], or
+    /// [`SERVE_DRAIN_INTERVAL`]).
+    pub drain_interval: Duration,
 }
 
 /// How a trace ended.
@@ -467,6 +479,7 @@ fn attach(
         code,
         decode_errors: 0,
         adopted_at: 0,
+        adopted_ends: adopted_ends::AdoptedEnds::default(),
         preloaded: None,
         target_realtime: RealtimeThreads::default(),
         dropped_seen: 0,
@@ -600,6 +613,7 @@ fn attach_probes(
         .or_else(|| rust_sites.map(RustSites::probe_sites));
     let hooks = Hooks::Trace {
         holds: lock_uprobes,
+        wait_ends: config.wait_ends,
     };
     Probes::attach(pid, hooks, libc, go_attach.as_ref(), config.bpf_log).map_err(|source| {
         if source.is_permission_denied() {
@@ -699,6 +713,9 @@ struct Session {
     decode_errors: u64,
     /// Monotonic time given to waits found already blocked at attach.
     adopted_at: u64,
+    /// Those waits, while the session itself must see them end (wait ends timed at
+    /// switch-in: [`adopted_ends`]).
+    adopted_ends: adopted_ends::AdoptedEnds,
     /// The symbolizer's objects, loading on their own thread until adopted.
     preloaded: Option<std::sync::mpsc::Receiver<symbols::Preloaded>>,
     /// The most real-time threads the target was seen with, read whenever records were
@@ -747,6 +764,29 @@ impl Session {
         );
         if let Some(tape) = self.tape.as_mut() {
             tape.note_threads(&self.threads);
+            for item in applied {
+                tape.push(&item);
+            }
+        }
+        if self.config.wait_ends == WaitEnds::AtSwitchIn {
+            self.adopted_ends =
+                adopted_ends::AdoptedEnds::of_adoption(&self.analysis, &*self.target, now);
+        }
+    }
+
+    /// Gives the analysis the ends of the adopted waits that are over, when nothing in
+    /// the kernel sees them ([`adopted_ends`]).
+    fn end_adopted_waits(&mut self) {
+        if self.adopted_ends.is_empty() {
+            return;
+        }
+        let applied = self.adopted_ends.check(
+            &mut self.analysis,
+            &mut self.threads,
+            &*self.target,
+            (self.adopted_at, monotonic_ns()),
+        );
+        if let Some(tape) = self.tape.as_mut() {
             for item in applied {
                 tape.push(&item);
             }
@@ -840,7 +880,7 @@ impl Session {
             // A batching pause, not listening for records: a busy target's records wait
             // and are analysed together.
             tokio::select! {
-                () = tokio::time::sleep(DRAIN_INTERVAL) => {}
+                () = tokio::time::sleep(self.config.drain_interval) => {}
                 _ = interrupt.recv() => break,
                 _ = terminate.recv() => break,
             }
@@ -925,6 +965,7 @@ impl Session {
                     return Ok(TraceEnd::ReaderGone);
                 }
                 self.notice_late_exec();
+                self.end_adopted_waits();
                 last_alive_check = Instant::now();
             }
         }

@@ -175,7 +175,7 @@ fn describe_shortened(out: &Output) -> String {
 }
 
 /// Sends SIGUSR1 to `pid` (the targets' start signal).
-fn send_start(pid: u32) {
+pub(crate) fn send_start(pid: u32) {
     let pid = libc::pid_t::try_from(pid).expect("pid fits pid_t");
     // SAFETY: kill(2) with a live child's pid; no memory is passed.
     let rc = unsafe { libc::kill(pid, libc::SIGUSR1) };

@@ -740,3 +740,131 @@ pub(crate) fn raw_samples(raw: &str) -> Vec<RawSample> {
     }
     samples
 }
+
+/// Names of our programs loaded since `baseline` (program ids before the serve).
+fn loaded_since(baseline: &BTreeSet<u64>) -> BTreeSet<String> {
+    crate::common::bpf_progs()
+        .into_iter()
+        .filter(|(id, _)| !baseline.contains(id))
+        .map(|(_, name)| name)
+        .collect()
+}
+
+/// Waits up to `timeout` for the target's later line `line`.
+fn wait_for_later_line(target: &mut Target, line: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while !target.later_lines().iter().any(|l| l == line) {
+        assert!(
+            Instant::now() < deadline,
+            "the target never printed `{line}` (later lines: {:?})",
+            target.later_lines()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Guards serve's default hook set and the timing of its wait ends: no program on
+/// `sys_exit` (alone ~4% of a lock-bound workload, BENCHMARKS.md), and each wait ended
+/// when its thread was switched back in, not when it next left the CPU. The target's
+/// waiters run ~3 ms on the CPU after each wait; the waits the serve reports must add up
+/// to no more than the time the target's threads measured inside `pthread_mutex_lock`
+/// (an end taken at the next switch-out adds ~3 ms per wait), and to most of it (they
+/// sleep through the holder's ~5 ms holds). `--brief-waits` brings `sys_exit` back.
+#[test]
+fn serve_times_wait_ends_at_switch_in_without_a_sys_exit_program() {
+    require_root();
+    let baseline = our_prog_ids();
+    let bin = build_target("resumed_waits", &[]);
+    let mut target = Target::spawn(bin.path(), &["timed"]);
+    let pid = target.pid().to_string();
+    let port = free_port();
+    let tracer = start_serve(port, &["--pid", &pid]);
+    wait_for_metrics(port, Duration::from_secs(15), |t| {
+        sample(t, "tracer_target_attached", &[("pid", &pid)]) == Some(1.0)
+    });
+    let programs = loaded_since(&baseline);
+    assert!(programs.contains("futex_sleep"), "{programs:?}");
+    assert!(
+        !programs.contains("futex_exit"),
+        "serve loaded a sys_exit program by default: {programs:?}"
+    );
+    crate::lock_order::send_start(target.pid());
+    wait_for_later_line(&mut target, "done", Duration::from_secs(20));
+    let locked_ns: f64 = target
+        .later_lines()
+        .iter()
+        .find_map(|l| l.strip_prefix("locked_ns="))
+        .and_then(|v| v.parse().ok())
+        .expect("the target printed locked_ns=");
+    let lock = [("pid", pid.as_str()), ("lock", "timed_lock")];
+    // The last ends go out at each thread's next switch-out: the threads sleep at once.
+    let text = wait_for_metrics(port, Duration::from_secs(5), |t| {
+        sample(t, "tracer_lock_wait_seconds_count", &lock).is_some_and(|n| n > 100.0)
+    });
+    let waited_ns = sample(&text, "tracer_lock_wait_seconds_sum", &lock).expect("wait sum") * 1e9;
+    let waits = sample(&text, "tracer_lock_wait_seconds_count", &lock).expect("wait count");
+    eprintln!(
+        "target: {locked_ns} ns in pthread_mutex_lock; serve: {waited_ns} ns over {waits} waits"
+    );
+    assert!(
+        waited_ns <= locked_ns * 1.02 + 2e6,
+        "the serve's waits ({waited_ns} ns over {waits}) exceed the time the target spent in pthread_mutex_lock ({locked_ns} ns): ends timed after the waiters ran"
+    );
+    assert!(
+        waited_ns >= locked_ns * 0.7,
+        "the serve's waits ({waited_ns} ns over {waits}) miss most of the target's {locked_ns} ns in pthread_mutex_lock"
+    );
+    drop(target);
+    stop_serve(tracer, &baseline);
+
+    // `--brief-waits`: the sys_exit program is back.
+    let baseline = our_prog_ids();
+    let target = Target::spawn(bin.path(), &["timed"]);
+    let pid = target.pid().to_string();
+    let port = free_port();
+    let tracer = start_serve(port, &["--pid", &pid, "--brief-waits"]);
+    wait_for_metrics(port, Duration::from_secs(15), |t| {
+        sample(t, "tracer_target_attached", &[("pid", &pid)]) == Some(1.0)
+    });
+    let programs = loaded_since(&baseline);
+    assert!(programs.contains("futex_exit"), "{programs:?}");
+    drop(target);
+    stop_serve(tracer, &baseline);
+}
+
+/// Guards the waits found asleep at attach under serve's default hooks: with no
+/// `sys_exit` program nothing in the kernel sees such a wait return, so the session
+/// watches the thread itself. A waiter blocked before the attach, released after it, must
+/// count as one wait (of at least the time between the attach and the release), and its
+/// lock must not stay waited on.
+#[test]
+fn serve_ends_a_wait_that_was_asleep_before_the_attach() {
+    require_root();
+    let baseline = our_prog_ids();
+    let bin = build_target("resumed_waits", &[]);
+    let mut target = Target::spawn(bin.path(), &["adopted"]);
+    target.wait_in_futex(&[target.tid("waiter_0")], Duration::from_secs(10));
+    let pid = target.pid().to_string();
+    let port = free_port();
+    let tracer = start_serve(port, &["--pid", &pid]);
+    wait_for_metrics(port, Duration::from_secs(15), |t| {
+        sample(t, "tracer_target_attached", &[("pid", &pid)]) == Some(1.0)
+    });
+    let attached = Instant::now();
+    thread::sleep(Duration::from_millis(500));
+    crate::lock_order::send_start(target.pid());
+    let released = attached.elapsed().as_secs_f64();
+    wait_for_later_line(&mut target, "acquired", Duration::from_secs(10));
+    let lock = [("pid", pid.as_str()), ("lock", "adopted_lock")];
+    let text = wait_for_metrics(port, Duration::from_secs(5), |t| {
+        sample(t, "tracer_lock_wait_seconds_count", &lock) == Some(1.0)
+    });
+    let waited = sample(&text, "tracer_lock_wait_seconds_sum", &lock).expect("wait sum");
+    eprintln!("released {released:.3} s after the serve showed the target; wait {waited:.3} s");
+    assert!(
+        waited >= released - 0.05 && waited <= released + 5.0,
+        "the adopted wait lasted {waited} s, released {released} s after the attach was seen"
+    );
+    drop(target);
+    stop_serve(tracer, &baseline);
+}

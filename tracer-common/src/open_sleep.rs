@@ -1,0 +1,30 @@
+//! [`OpenSleep`]: a target thread's last futex wait that went to sleep, kept by the kernel
+//! side when wait ends are timed at `sched_switch`
+//! ([`GLOBAL_WAIT_ENDS_AT_SWITCH_IN`](crate::GLOBAL_WAIT_ENDS_AT_SWITCH_IN)).
+
+/// The value of [`MAP_OPEN_SLEEPS`](crate::MAP_OPEN_SLEEPS), keyed by the thread's `struct
+/// task_struct` address (the one id `sched_switch` gives of the thread it switches in,
+/// without reading the kernel's structures). One entry per thread, rewritten in place
+/// from one sleep to the next and removed when the thread exits.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpenSleep {
+    /// The futex word (for `futex_waitv`, the first word waited on); 0 once the wait's
+    /// end has been sent.
+    pub addr: u64,
+    /// When the thread was switched back in (the wait's end), 0 while it sleeps.
+    pub ended_ns: u64,
+    /// TID of the waiting thread, as the wait record named it.
+    pub tid: u32,
+    /// Futex command (see [`futex_cmd`](crate::futex_cmd)) and expected value.
+    pub op: u32,
+    pub val: u32,
+    pub pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<OpenSleep>() == 32);
+
+/// Most threads [`MAP_OPEN_SLEEPS`](crate::MAP_OPEN_SLEEPS) keeps, per target; a
+/// thread beyond it is counted
+/// ([`Counter::OpenSleepsUntracked`](crate::Counter::OpenSleepsUntracked)) at each of its
+/// sleeps, whose ends are not sent.
+pub const OPEN_SLEEPS_MAX_ENTRIES: u32 = 16 * 1024;

@@ -1,0 +1,91 @@
+//! The table of the target's sleeping futex waits (`OPEN_SLEEPS`), for `futex_sleep`
+//! when wait ends are timed at switch-in (`WAIT_ENDS_AT_SWITCH_IN`: no `sys_exit`
+//! program).
+//!
+//! The switch-in is on the lock's hand-over path (the woken waiter cannot run before the
+//! program returns), so it does the least it can: one lookup and, for a thread that slept
+//! in a wait, one store of the time. The end record goes out at the thread's next
+//! switch-out (it runs, then sleeps again, is preempted or exits), off that path; an end
+//! is therefore sent late by as long as the thread ran, and timed right. Entries are
+//! rewritten in place, never freed and allocated per wait; a thread's entry is removed
+//! at its last switch-out, when it exits.
+use aya_ebpf::helpers::bpf_ktime_get_ns;
+use tracer_common::{Counter, EventKind, FutexWait, OpenSleep, WaitEndRecord};
+
+use crate::{
+    helpers::{count, emit_wait_end},
+    maps::OPEN_SLEEPS,
+};
+
+/// `TASK_DEAD` in `sched_switch`'s `prev_state`: the thread's last switch-out.
+const TASK_DEAD: u64 = 0x80;
+
+/// Times the end of the wait of `task`, switched in now, if it was asleep in one.
+#[inline(always)]
+pub(crate) fn mark_resumed(task: u64) {
+    let Some(sleep) = OPEN_SLEEPS.get_ptr_mut(task) else {
+        return;
+    };
+    // SAFETY: `sleep` points at the map's value for `task`, sized and aligned for
+    // `OpenSleep`; only the CPU switching `task` in or out writes it, and the scheduler
+    // never does both at once for one task.
+    unsafe {
+        if (*sleep).addr != 0 && (*sleep).ended_ns == 0 {
+            (*sleep).ended_ns = bpf_ktime_get_ns();
+        }
+    }
+}
+
+/// For target thread `task`, switched out now with `prev_state`: sends the end of its
+/// last wait if it has been switched in since, and forgets the thread if it is exiting.
+#[inline(always)]
+pub(crate) fn send_resumed_end(task: u64, prev_state: u64) {
+    if let Some(sleep) = OPEN_SLEEPS.get_ptr_mut(task) {
+        // SAFETY: as in `mark_resumed`.
+        unsafe {
+            if (*sleep).addr != 0 && (*sleep).ended_ns != 0 {
+                emit_wait_end(&WaitEndRecord {
+                    kind: EventKind::FutexWaitDone as u32,
+                    tid: (*sleep).tid,
+                    ts_ns: (*sleep).ended_ns,
+                    addr: (*sleep).addr,
+                    // Woken, timed out or interrupted: only `sys_exit` could tell which.
+                    ret: 0,
+                    op: (*sleep).op,
+                    val: (*sleep).val,
+                });
+                (*sleep).addr = 0;
+            }
+        }
+    }
+    if prev_state & TASK_DEAD != 0 {
+        let _ = OPEN_SLEEPS.remove(task);
+    }
+}
+
+/// Keeps target thread `task` (`tid`) as asleep in `wait` from now.
+#[inline(always)]
+pub(crate) fn note_sleep(task: u64, tid: u32, wait: &FutexWait) {
+    if let Some(sleep) = OPEN_SLEEPS.get_ptr_mut(task) {
+        // SAFETY: as in `mark_resumed`; `send_resumed_end` ran first on this switch-out.
+        unsafe {
+            (*sleep).ended_ns = 0;
+            (*sleep).tid = tid;
+            (*sleep).op = wait.cmd;
+            (*sleep).val = wait.val;
+            (*sleep).addr = wait.addr;
+        }
+        return;
+    }
+    let sleep = OpenSleep {
+        addr: wait.addr,
+        ended_ns: 0,
+        tid,
+        op: wait.cmd,
+        val: wait.val,
+        pad: 0,
+    };
+    if OPEN_SLEEPS.insert(task, sleep, 0).is_err() {
+        count(Counter::OpenSleepsUntracked);
+    }
+}
