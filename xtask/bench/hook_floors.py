@@ -5,7 +5,9 @@
 One `lockbench --control` process (4 threads, one mutex, 1 us inside, 0.5 us outside);
 per round, each watch takes a 3 s window in turn (starting watch rotating): nothing,
 `tracer floor` (empty programs on `sched_switch` and `sys_exit`), `tracer floor
---no-sys-exit` (an empty program on `sched_switch` only), and `tracer attach`. An
+--no-sys-exit` (an empty program on `sched_switch` only), `tracer attach`, `tracer serve`
+(its default hooks: `sched_switch` only, wait ends timed at switch-in) and `tracer serve
+--brief-waits` (`sys_exit` too, as `attach`). An
 observer attaches and sits still for 1 s before its window opens, and is stopped after
 it. Prints, per watch, the median over rounds of window throughput / the untraced
 window's of the same round, with the distribution-free 95% interval of that median
@@ -43,7 +45,7 @@ def main():
     tracer, lockbench = sys.argv[1], sys.argv[2]
     rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 15
     bench = subprocess.Popen(
-        [lockbench, "--threads", "4", "--control"],
+        [lockbench, "--threads", "4", "--cs-us", "1", "--out-us", "0.5", "--control"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
     )
     pid = bench.stdout.readline().split("pid=")[1].strip()
