@@ -37,18 +37,23 @@ pub(crate) fn futex_sleep(ctx: BtfTracePointContext) -> i32 {
 fn try_futex_sleep(ctx: &BtfTracePointContext) -> Result<(), ()> {
     let ends_at_switch_in = WAIT_ENDS_AT_SWITCH_IN.load() != 0;
     // sched_switch(bool preempt, prev, next, unsigned int prev_state).
+    let task: u64 = ctx.arg(1);
+    let prev_state = ctx.arg::<u64>(3) & 0xffff_ffff;
     if ends_at_switch_in {
         open_sleeps::mark_resumed(ctx.arg(2));
+        if open_sleeps::is_exit(prev_state) {
+            // Any exiting thread, before the target's filter (see `send_resumed_end`).
+            open_sleeps::send_resumed_end(task, true);
+            return Ok(());
+        }
     }
     // `current` is still the thread being switched out.
     let Some(tid) = target_tid() else {
         return Ok(());
     };
-    let task: u64 = ctx.arg(1);
     let preempt = ctx.arg::<u64>(0) & 0xff != 0;
-    let prev_state = ctx.arg::<u64>(3) & 0xffff_ffff;
     if ends_at_switch_in {
-        open_sleeps::send_resumed_end(task, prev_state);
+        open_sleeps::send_resumed_end(task, false);
     }
     // A preempted thread, or one leaving the CPU in state TASK_RUNNING (a
     // `cond_resched`), is still runnable, not waiting.

@@ -36,10 +36,21 @@ pub(crate) fn mark_resumed(task: u64) {
     }
 }
 
-/// For target thread `task`, switched out now with `prev_state`: sends the end of its
-/// last wait if it has been switched in since, and forgets the thread if it is exiting.
+/// Whether `prev_state` (`sched_switch`'s) is a thread's last switch-out: it exited.
 #[inline(always)]
-pub(crate) fn send_resumed_end(task: u64, prev_state: u64) {
+pub(crate) fn is_exit(prev_state: u64) -> bool {
+    prev_state & TASK_DEAD != 0
+}
+
+/// For thread `task`, switched out now: sends the end of its last wait if it has been
+/// switched in since; with `exiting` (its last switch-out), also forgets the thread.
+///
+/// An exiting thread is handled for every thread, before the target's filter: in a PID
+/// namespace other than the host's (a sidecar) the thread has no ids there any more by
+/// now, and a removal behind that filter would never happen: every thread the target
+/// ever ran would keep its entry.
+#[inline(always)]
+pub(crate) fn send_resumed_end(task: u64, exiting: bool) {
     if let Some(sleep) = OPEN_SLEEPS.get_ptr_mut(task) {
         // SAFETY: as in `mark_resumed`.
         unsafe {
@@ -57,9 +68,9 @@ pub(crate) fn send_resumed_end(task: u64, prev_state: u64) {
                 (*sleep).addr = 0;
             }
         }
-    }
-    if prev_state & TASK_DEAD != 0 {
-        let _ = OPEN_SLEEPS.remove(task);
+        if exiting {
+            let _ = OPEN_SLEEPS.remove(task);
+        }
     }
 }
 

@@ -7,7 +7,8 @@
 //! attach return. So the session looks at those threads itself, every rescan: a thread
 //! whose system call is no longer the one it was found in, or that has been switched
 //! out since (it ran), has ended its wait, and the end is given to the analysis then,
-//! at most one rescan late. (Such a wait began before the attach: its time is a lower
+//! at most one rescan late (a few, when more than [`CHECKS_PER_RESCAN`] such waits are
+//! left). (Such a wait began before the attach: its time is a lower
 //! bound either way.)
 use tracer_common::futex_cmd;
 
@@ -19,10 +20,11 @@ use crate::{
     target::{SyscallState, TargetProcess},
 };
 
-/// Threads looked at per rescan at most: a target found with hundreds of idle workers
-/// asleep on condition variables costs a few `/proc` reads per rescan, not hundreds
-/// (the rest wait their turn, round-robin).
-const CHECKS_PER_RESCAN: usize = 64;
+/// Threads looked at per rescan at most (two small `/proc` reads each): a target found
+/// with thousands of idle workers asleep on condition variables costs at most 128 reads
+/// a second, not thousands; the rest wait their turn, round-robin, so with more than 16
+/// adopted waits an end may be seen a few rescans late.
+const CHECKS_PER_RESCAN: usize = 16;
 
 /// One wait found asleep at attach that has not been seen end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1081,7 +1081,7 @@ pub(crate) fn stack_of(deadlock: &Value, tid: u64) -> Vec<String> {
 // Kernel state: eBPF programs, links, uprobe events
 // ---------------------------------------------------------------------------------------
 
-fn bpftool_json(args: &[&str]) -> Value {
+pub(crate) fn bpftool_json(args: &[&str]) -> Value {
     let out = tools::output(Command::new("bpftool").arg("-j").args(args), "bpftool");
     assert!(
         out.status.success(),

@@ -249,3 +249,62 @@ fn serve_in_the_targets_namespace_reports_its_deadlock() {
     );
     assert_eq!(deadlock["comm"], "abba");
 }
+
+/// Guards the kernel's table of sleeping threads (`OPEN_SLEEPS`, serve's default hooks)
+/// in the sidecar shape: in the pod's PID namespace a thread that exits has no ids there
+/// any more by its last switch-out, so a removal filtered by the target's ids would never
+/// happen, and every thread the service ever ran would keep its entry for the serve's
+/// lifetime. `thread_churn` starts ~40 threads a second; after 4 s the table must hold
+/// about as many entries as it has threads.
+#[test]
+fn serve_in_the_targets_namespace_forgets_exited_threads() {
+    require_root();
+    let churn = build_target("thread_churn", &[]);
+    let script = r#"
+        "$TRACER" serve --exe thread_churn --listen 127.0.0.1:0 > /dev/null 2> /tmp/serve-churn-$$.err &
+        S=$!
+        sleep 0.5
+        "$CHURN" 8 > /dev/null &
+        C=$!
+        for i in $(seq 100); do grep -q "tracing process" /tmp/serve-churn-$$.err && break; sleep 0.1; done
+        sleep 4
+        ID=$(bpftool map show | awk -F: '/name OPEN_SLEEPS/ {id=$1} END {print id}')
+        echo "entries=$(bpftool map dump id "$ID" | sed -n 's/^Found \([0-9]*\) element.*/\1/p')"
+        echo "threads=$(ls /proc/$C/task | wc -l)"
+        kill -TERM $S; wait $S; echo "serve_exit=$?"
+        wait $C
+        cat /tmp/serve-churn-$$.err; rm -f /tmp/serve-churn-$$.err
+        "#;
+    let out = crate::tools::output(
+        std::process::Command::new("timeout")
+            .args([
+                "60",
+                "unshare",
+                "--pid",
+                "--fork",
+                "--mount-proc",
+                "sh",
+                "-c",
+                script,
+            ])
+            .env("TRACER", crate::common::tracer_bin())
+            .env("CHURN", churn.path()),
+        "util-linux",
+    );
+    eprintln!("{}", describe(&out));
+    assert_success(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("serve_exit=0"), "{stdout}");
+    let facts = facts(&stdout);
+    let number = |key: &str| -> usize {
+        facts
+            .get(key)
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {key}= in {stdout}"))
+    };
+    let (entries, threads) = (number("entries"), number("threads"));
+    assert!(
+        entries <= threads + 4,
+        "OPEN_SLEEPS holds {entries} entries for {threads} live threads: exited threads stay"
+    );
+}

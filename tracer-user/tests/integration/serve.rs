@@ -868,3 +868,75 @@ fn serve_ends_a_wait_that_was_asleep_before_the_attach() {
     drop(target);
     stop_serve(tracer, &baseline);
 }
+
+/// Ids of the BPF maps named `name` now.
+fn map_ids(name: &str) -> BTreeSet<u64> {
+    crate::common::bpftool_json(&["map", "show"])
+        .as_array()
+        .map(|maps| {
+            maps.iter()
+                .filter(|m| m["name"].as_str() == Some(name))
+                .filter_map(|m| m["id"].as_u64())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Guards the kernel's table of sleeping threads (`OPEN_SLEEPS`, serve's default hooks)
+/// against growing with every thread a target ever had: an entry per thread, removed
+/// at its last switch-out. A target that starts ~40 threads a second, each sleeping on
+/// its locks, must leave about as many entries as it has threads, not one per thread
+/// it ran, while its new threads' waits keep being seen.
+#[test]
+fn the_table_of_sleeping_threads_forgets_exited_threads() {
+    require_root();
+    let baseline = our_prog_ids();
+    let maps_before = map_ids("OPEN_SLEEPS");
+    let bin = build_target("thread_churn", &[]);
+    let mut target = Target::spawn(bin.path(), &["8"]);
+    let pid = target.pid().to_string();
+    let port = free_port();
+    let tracer = start_serve(port, &["--pid", &pid]);
+    wait_for_metrics(port, Duration::from_secs(15), |t| {
+        sample(t, "tracer_target_attached", &[("pid", &pid)]) == Some(1.0)
+    });
+    let ours: Vec<u64> = map_ids("OPEN_SLEEPS")
+        .difference(&maps_before)
+        .copied()
+        .collect();
+    assert_eq!(ours.len(), 1, "the serve's OPEN_SLEEPS map: {ours:?}");
+    let contentions = |text: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with("tracer_lock_contentions_total{"))
+            .filter(|l| l.contains(&format!("pid=\"{pid}\"")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let early = wait_for_metrics(port, Duration::from_secs(5), |t| contentions(t) > 0.0);
+    thread::sleep(Duration::from_secs(4));
+    let entries = crate::common::bpftool_json(&["map", "dump", "id", &ours[0].to_string()])
+        .as_array()
+        .map_or(0, Vec::len);
+    let threads = fs::read_dir(format!("/proc/{pid}/task")).map_or(0, Iterator::count);
+    let late = http_get(port, "/metrics")
+        .map(|(_, body)| String::from_utf8_lossy(&body).into_owned())
+        .unwrap_or_default();
+    eprintln!(
+        "{entries} entries for {threads} live threads; contentions {} then {}",
+        contentions(&early),
+        contentions(&late)
+    );
+    assert!(
+        contentions(&late) > contentions(&early),
+        "the waits of the newer threads were not seen"
+    );
+    assert!(
+        entries <= threads + 4,
+        "OPEN_SLEEPS holds {entries} entries for {threads} live threads: exited threads stay"
+    );
+    assert!(
+        target.wait_exit(Duration::from_secs(20)).is_some(),
+        "thread_churn did not end"
+    );
+    stop_serve(tracer, &baseline);
+}
