@@ -36,9 +36,9 @@ pub const MAP_STACK_SAMPLER: &str = "STACK_SAMPLER";
 /// timer (a busy target) and to 0 before it sleeps until a record comes: records are
 /// submitted without waking it while it is 1.
 pub const MAP_READER_POLLS: &str = "READER_POLLS";
-/// Name of the hash of futex waits asleep now, by thread ([`OpenSleep`](crate::OpenSleep)),
-/// filled and emptied at `sched_switch` when wait ends are timed there
-/// ([`GLOBAL_WAIT_ENDS_AT_SWITCH_IN`]).
+/// Name of the hash of each target thread's last futex wait that slept
+/// ([`OpenSleep`](crate::OpenSleep)), kept at `sched_switch` when wait ends are timed
+/// there ([`GLOBAL_WAIT_ENDS_AT_SWITCH_IN`]).
 pub const MAP_OPEN_SLEEPS: &str = "OPEN_SLEEPS";
 
 /// Global (in `.rodata`) holding the target's TGID; set by the loader before load, so

@@ -42,8 +42,8 @@ fn try_futex_sleep(ctx: &BtfTracePointContext) -> Result<(), ()> {
     if ends_at_switch_in {
         open_sleeps::mark_resumed(ctx.arg(2));
         if open_sleeps::is_exit(prev_state) {
-            // Any exiting thread, before the target's filter (see `send_resumed_end`).
-            open_sleeps::send_resumed_end(task, true);
+            // Any exiting thread, before the target's filter (see `forget_exited`).
+            open_sleeps::forget_exited(task);
             return Ok(());
         }
     }
@@ -52,9 +52,11 @@ fn try_futex_sleep(ctx: &BtfTracePointContext) -> Result<(), ()> {
         return Ok(());
     };
     let preempt = ctx.arg::<u64>(0) & 0xff != 0;
-    if ends_at_switch_in {
-        open_sleeps::send_resumed_end(task, false);
-    }
+    let entry = if ends_at_switch_in {
+        open_sleeps::switched_out(task)
+    } else {
+        core::ptr::null_mut()
+    };
     // A preempted thread, or one leaving the CPU in state TASK_RUNNING (a
     // `cond_resched`), is still runnable, not waiting.
     if preempt || prev_state == 0 {
@@ -82,7 +84,7 @@ fn try_futex_sleep(ctx: &BtfTracePointContext) -> Result<(), ()> {
     );
     if ends_at_switch_in && sent {
         count(Counter::FutexWaits);
-        open_sleeps::note_sleep(task, tid, &wait);
+        open_sleeps::note_sleep(entry, task, tid, &wait);
     }
     Ok(())
 }

@@ -75,11 +75,12 @@ pub(crate) static STACK_SAMPLER: PerCpuArray<StackSampler> = PerCpuArray::with_m
 pub(crate) static PENDING_LOCKS: LruHashMap<u32, PendingLock> =
     LruHashMap::with_max_entries(64 * 1024, 0);
 
-/// Futex waits asleep now, by the sleeping thread's `task_struct` address, while wait
-/// ends are timed at switch-in (`WAIT_ENDS_AT_SWITCH_IN`): inserted when the thread
-/// goes to sleep in the wait, removed (and the end sent) when it is switched back in.
-/// Not LRU: an evicted sleep would never end. Not preallocated: a target rarely has more
-/// than a few hundred threads asleep at once, and each served target loads its own.
+/// Each target thread's last futex wait that slept, by the thread's `task_struct`
+/// address, while wait ends are timed at switch-in (`WAIT_ENDS_AT_SWITCH_IN`; see
+/// `open_sleeps`): written when the thread goes to sleep in a wait, timed when it is
+/// switched back in, its end sent at its next switch-out; removed when the thread exits.
+/// Not LRU: an evicted sleep would never end. Not preallocated: each served target loads
+/// its own, and most have far fewer threads than the cap.
 #[map(name = "OPEN_SLEEPS")]
 pub(crate) static OPEN_SLEEPS: HashMap<u64, OpenSleep> = HashMap::with_max_entries(
     OPEN_SLEEPS_MAX_ENTRIES,

@@ -42,43 +42,65 @@ pub(crate) fn is_exit(prev_state: u64) -> bool {
     prev_state & TASK_DEAD != 0
 }
 
-/// For thread `task`, switched out now: sends the end of its last wait if it has been
-/// switched in since; with `exiting` (its last switch-out), also forgets the thread.
-///
-/// An exiting thread is handled for every thread, before the target's filter: in a PID
-/// namespace other than the host's (a sidecar) the thread has no ids there any more by
-/// now, and a removal behind that filter would never happen: every thread the target
-/// ever ran would keep its entry.
+/// For target thread `task`, switched out now: sends the end of its last wait if it has
+/// been switched in since. Returns its entry (null if it has none), for [`note_sleep`] on
+/// the same switch-out (one lookup per switch-out, not two). A raw pointer, not an
+/// `Option`: the compiler leaves an `Option`'s payload unset on the `None` path, which the
+/// verifier refuses to see spilled and read back.
 #[inline(always)]
-pub(crate) fn send_resumed_end(task: u64, exiting: bool) {
+pub(crate) fn switched_out(task: u64) -> *mut OpenSleep {
+    let Some(sleep) = OPEN_SLEEPS.get_ptr_mut(task) else {
+        return core::ptr::null_mut();
+    };
+    send_resumed_end(sleep);
+    sleep
+}
+
+/// For thread `task`, switched out for the last time (it exited): sends the end of its
+/// last wait if it has been switched in since, and forgets the thread.
+///
+/// Done for every exiting thread, before the target's filter: in a PID namespace other
+/// than the host's (a sidecar) the thread has no ids there any more by now, and a removal
+/// behind that filter would never happen: every thread the target ever ran would keep
+/// its entry.
+#[inline(always)]
+pub(crate) fn forget_exited(task: u64) {
     if let Some(sleep) = OPEN_SLEEPS.get_ptr_mut(task) {
-        // SAFETY: as in `mark_resumed`.
-        unsafe {
-            if (*sleep).addr != 0 && (*sleep).ended_ns != 0 {
-                emit_wait_end(&WaitEndRecord {
-                    kind: EventKind::FutexWaitDone as u32,
-                    tid: (*sleep).tid,
-                    ts_ns: (*sleep).ended_ns,
-                    addr: (*sleep).addr,
-                    // Woken, timed out or interrupted: only `sys_exit` could tell which.
-                    ret: 0,
-                    op: (*sleep).op,
-                    val: (*sleep).val,
-                });
-                (*sleep).addr = 0;
-            }
-        }
-        if exiting {
-            let _ = OPEN_SLEEPS.remove(task);
+        send_resumed_end(sleep);
+        let _ = OPEN_SLEEPS.remove(task);
+    }
+}
+
+/// Sends the end of `sleep`'s wait if its thread has been switched in since.
+#[inline(always)]
+fn send_resumed_end(sleep: *mut OpenSleep) {
+    // SAFETY: `sleep` is the map's value for a task being switched out on this CPU, as
+    // in `mark_resumed`.
+    unsafe {
+        if (*sleep).addr != 0 && (*sleep).ended_ns != 0 {
+            emit_wait_end(&WaitEndRecord {
+                kind: EventKind::FutexWaitDone as u32,
+                tid: (*sleep).tid,
+                ts_ns: (*sleep).ended_ns,
+                addr: (*sleep).addr,
+                // Woken, timed out or interrupted: only `sys_exit` could tell which.
+                ret: 0,
+                op: (*sleep).op,
+                val: (*sleep).val,
+            });
+            (*sleep).addr = 0;
         }
     }
 }
 
-/// Keeps target thread `task` (`tid`) as asleep in `wait` from now.
+/// Keeps target thread `task` (`tid`), whose entry [`switched_out`] returned as `entry`
+/// (null: none yet), as asleep in `wait` from now.
 #[inline(always)]
-pub(crate) fn note_sleep(task: u64, tid: u32, wait: &FutexWait) {
-    if let Some(sleep) = OPEN_SLEEPS.get_ptr_mut(task) {
-        // SAFETY: as in `mark_resumed`; `send_resumed_end` ran first on this switch-out.
+pub(crate) fn note_sleep(entry: *mut OpenSleep, task: u64, tid: u32, wait: &FutexWait) {
+    if !entry.is_null() {
+        let sleep = entry;
+        // SAFETY: as in `mark_resumed`; the value stays the task's for this whole run (only
+        // the task's own last switch-out removes it), and `switched_out` sent its end.
         unsafe {
             (*sleep).ended_ns = 0;
             (*sleep).tid = tid;

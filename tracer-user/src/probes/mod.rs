@@ -136,7 +136,8 @@ pub enum WaitEnds {
     /// When the waiting thread is switched back in (`sched_switch`), with no `sys_exit`
     /// program: only waits that slept are seen (a wait that returned at once, most of a
     /// hot lock's, is not), with no return value (a timed-out wait reads as woken) and no
-    /// wake count. Within noise of untraced (`tracer serve`'s default).
+    /// wake count; an empty program on this hook alone is within noise of untraced
+    /// (`tracer serve`'s default).
     AtSwitchIn,
 }
 
@@ -573,9 +574,10 @@ fn load_with_futex_hooks(
     goid_offset: u64,
     bpf_log: bool,
 ) -> Result<Ebpf, ProbeError> {
-    let wait_ends = match hooks {
-        Hooks::Trace { wait_ends, .. } => wait_ends,
-        Hooks::Floor { .. } => WaitEnds::AtSysExit,
+    // Ends timed at switch-in come from the `sched_switch` program itself: no `sys_exit`.
+    let (wait_ends, sys_exit) = match hooks {
+        Hooks::Trace { wait_ends, .. } => (wait_ends, wait_ends == WaitEnds::AtSysExit),
+        Hooks::Floor { sys_exit, .. } => (WaitEnds::AtSysExit, sys_exit),
     };
     let btf = Btf::from_sys_fs().map_err(ProbeError::Btf)?;
     // In a container's PID namespace (a sidecar), `pid` is that namespace's: the programs
@@ -606,12 +608,7 @@ fn load_with_futex_hooks(
     };
     // Where a wait ends attaches before where it is seen begin: a wait sent before
     // its `sys_exit` program ran would stay open for good. (Waits already asleep are
-    // found by the session's scan of the target's threads.) Ends timed at switch-in come
-    // from the `sched_switch` program itself.
-    let sys_exit = match hooks {
-        Hooks::Trace { wait_ends, .. } => wait_ends == WaitEnds::AtSysExit,
-        Hooks::Floor { sys_exit, .. } => sys_exit,
-    };
+    // found by the session's scan of the target's threads.)
     if sys_exit {
         attach_tp_btf(&mut ebpf, exit, "sys_exit", &btf)?;
     }

@@ -764,10 +764,8 @@ impl Session {
         );
         if let Some(tape) = self.tape.as_mut() {
             tape.note_threads(&self.threads);
-            for item in applied {
-                tape.push(&item);
-            }
         }
+        self.put_on_tape(&applied);
         if self.config.wait_ends == WaitEnds::AtSwitchIn {
             self.adopted_ends =
                 adopted_ends::AdoptedEnds::of_adoption(&self.analysis, &*self.target, now);
@@ -786,9 +784,15 @@ impl Session {
             &*self.target,
             (self.adopted_at, monotonic_ns()),
         );
+        self.put_on_tape(&applied);
+    }
+
+    /// Puts `items`, given to the analysis outside the ring buffer, on the recording's
+    /// tape, if there is one.
+    fn put_on_tape(&mut self, items: &[recording::tape::TapeItem]) {
         if let Some(tape) = self.tape.as_mut() {
-            for item in applied {
-                tape.push(&item);
+            for item in items {
+                tape.push(item);
             }
         }
     }

@@ -2,7 +2,7 @@
 //! Their lock memory (a glibc mutex's `__owner`) holds TIDs as the namespace sees them,
 //! while the kernel names threads by their host TIDs.
 
-use std::time::Duration;
+use std::{path::Path, time::Duration};
 
 use crate::common::{
     Edge, Names, Target, TargetBinary, as_strs, assert_cycle, assert_success, build_target,
@@ -123,6 +123,12 @@ fn pi_deadlock_in_a_pid_namespace_is_reported() {
 /// (`shareProcessNamespace`), where the tracer and its target see the same ids.
 fn run_in_shared_namespace(script: &str) -> std::process::Output {
     let bin = build_target("abba", &[]);
+    run_in_new_pid_namespace(script, ("ABBA", bin.path()))
+}
+
+/// Runs `sh -c script` in a new PID namespace (`unshare --pid --fork --mount-proc`, at
+/// most 60 s), with `$TRACER` the tracer and `$NAME` (`target`'s) a target binary.
+fn run_in_new_pid_namespace(script: &str, target: (&str, &Path)) -> std::process::Output {
     let out = crate::tools::output(
         std::process::Command::new("timeout")
             .args([
@@ -136,7 +142,7 @@ fn run_in_shared_namespace(script: &str) -> std::process::Output {
                 script,
             ])
             .env("TRACER", crate::common::tracer_bin())
-            .env("ABBA", bin.path()),
+            .env(target.0, target.1),
         "util-linux",
     );
     eprintln!("{}", describe(&out));
@@ -275,23 +281,7 @@ fn serve_in_the_targets_namespace_forgets_exited_threads() {
         wait $C
         cat /tmp/serve-churn-$$.err; rm -f /tmp/serve-churn-$$.err
         "#;
-    let out = crate::tools::output(
-        std::process::Command::new("timeout")
-            .args([
-                "60",
-                "unshare",
-                "--pid",
-                "--fork",
-                "--mount-proc",
-                "sh",
-                "-c",
-                script,
-            ])
-            .env("TRACER", crate::common::tracer_bin())
-            .env("CHURN", churn.path()),
-        "util-linux",
-    );
-    eprintln!("{}", describe(&out));
+    let out = run_in_new_pid_namespace(script, ("CHURN", churn.path()));
     assert_success(&out);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("serve_exit=0"), "{stdout}");

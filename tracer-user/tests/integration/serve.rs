@@ -105,6 +105,19 @@ pub(crate) fn sample(text: &str, name: &str, pairs: &[(&str, &str)]) -> Option<f
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
+/// Starts `tracer serve --pid PID EXTRA…` on a free port and waits until its metrics show
+/// the target attached: (the serve, its port).
+pub(crate) fn serve_attached(pid: &str, extra: &[&str]) -> (Tracer, u16) {
+    let port = free_port();
+    let mut args = vec!["--pid", pid];
+    args.extend_from_slice(extra);
+    let tracer = start_serve(port, &args);
+    wait_for_metrics(port, Duration::from_secs(20), |t| {
+        sample(t, "tracer_target_attached", &[("pid", pid)]) == Some(1.0)
+    });
+    (tracer, port)
+}
+
 /// Starts `tracer serve ARGS… --listen 127.0.0.1:PORT` and waits for its endpoint.
 pub(crate) fn start_serve(port: u16, args: &[&str]) -> Tracer {
     let listen = format!("127.0.0.1:{port}");
@@ -343,11 +356,7 @@ fn go_tool_pprof_reads_the_contention_profile() {
     let bin = build_target("hot_cold", &[]);
     let target = Target::spawn(bin.path(), &["60"]);
     let pid = target.pid().to_string();
-    let port = free_port();
-    let tracer = start_serve(port, &["--pid", &pid]);
-    wait_for_metrics(port, Duration::from_secs(20), |t| {
-        sample(t, "tracer_target_attached", &[("pid", &pid)]) == Some(1.0)
-    });
+    let (tracer, port) = serve_attached(&pid, &[]);
     let toolchain = go_toolchain::installed()
         .into_iter()
         .next()
@@ -601,13 +610,7 @@ fn go_tool_pprof_reads_go_mutex_waits() {
             let target = Target::spawn(&build.path, &["30", "0"]);
             let pid = target.pid().to_string();
             let hot = target.lock("hot");
-            let port = free_port();
-            let mut args = vec!["--pid", pid.as_str()];
-            args.extend_from_slice(mode);
-            let tracer = start_serve(port, &args);
-            wait_for_metrics(port, Duration::from_secs(20), |t| {
-                sample(t, "tracer_target_attached", &[("pid", &pid)]) == Some(1.0)
-            });
+            let (tracer, port) = serve_attached(&pid, mode);
             let raw = pprof_raw(&toolchain, port, 3);
             // Not `stop_serve`: its count of loaded programs would take other tracers
             // running meanwhile for ours, and the leak check is another test's.
@@ -777,11 +780,7 @@ fn serve_times_wait_ends_at_switch_in_without_a_sys_exit_program() {
     let bin = build_target("resumed_waits", &[]);
     let mut target = Target::spawn(bin.path(), &["timed"]);
     let pid = target.pid().to_string();
-    let port = free_port();
-    let tracer = start_serve(port, &["--pid", &pid]);
-    wait_for_metrics(port, Duration::from_secs(15), |t| {
-        sample(t, "tracer_target_attached", &[("pid", &pid)]) == Some(1.0)
-    });
+    let (tracer, port) = serve_attached(&pid, &[]);
     let programs = loaded_since(&baseline);
     assert!(programs.contains("futex_sleep"), "{programs:?}");
     assert!(
@@ -821,11 +820,7 @@ fn serve_times_wait_ends_at_switch_in_without_a_sys_exit_program() {
     let baseline = our_prog_ids();
     let target = Target::spawn(bin.path(), &["timed"]);
     let pid = target.pid().to_string();
-    let port = free_port();
-    let tracer = start_serve(port, &["--pid", &pid, "--brief-waits"]);
-    wait_for_metrics(port, Duration::from_secs(15), |t| {
-        sample(t, "tracer_target_attached", &[("pid", &pid)]) == Some(1.0)
-    });
+    let (tracer, _) = serve_attached(&pid, &["--brief-waits"]);
     let programs = loaded_since(&baseline);
     assert!(programs.contains("futex_exit"), "{programs:?}");
     drop(target);
@@ -845,11 +840,7 @@ fn serve_ends_a_wait_that_was_asleep_before_the_attach() {
     let mut target = Target::spawn(bin.path(), &["adopted"]);
     target.wait_in_futex(&[target.tid("waiter_0")], Duration::from_secs(10));
     let pid = target.pid().to_string();
-    let port = free_port();
-    let tracer = start_serve(port, &["--pid", &pid]);
-    wait_for_metrics(port, Duration::from_secs(15), |t| {
-        sample(t, "tracer_target_attached", &[("pid", &pid)]) == Some(1.0)
-    });
+    let (tracer, port) = serve_attached(&pid, &[]);
     let attached = Instant::now();
     thread::sleep(Duration::from_millis(500));
     crate::lock_order::send_start(target.pid());
@@ -895,11 +886,7 @@ fn the_table_of_sleeping_threads_forgets_exited_threads() {
     let bin = build_target("thread_churn", &[]);
     let mut target = Target::spawn(bin.path(), &["8"]);
     let pid = target.pid().to_string();
-    let port = free_port();
-    let tracer = start_serve(port, &["--pid", &pid]);
-    wait_for_metrics(port, Duration::from_secs(15), |t| {
-        sample(t, "tracer_target_attached", &[("pid", &pid)]) == Some(1.0)
-    });
+    let (tracer, port) = serve_attached(&pid, &[]);
     let ours: Vec<u64> = map_ids("OPEN_SLEEPS")
         .difference(&maps_before)
         .copied()
