@@ -32,6 +32,10 @@ pub enum EventKind {
     /// The target executed another program; sent as an
     /// [`ExecRecord`](crate::ExecRecord).
     Exec = 6,
+    /// A thread of the target slept in a futex wait sent without a
+    /// [`WaitRecord`](crate::WaitRecord), and was switched back in; sent as a
+    /// [`SleptRecord`](crate::SleptRecord) (`tracer serve`'s lean waits).
+    FutexSlept = 7,
 }
 
 impl TryFrom<u32> for EventKind {
@@ -45,6 +49,7 @@ impl TryFrom<u32> for EventKind {
             4 => Self::LockReleased,
             5 => Self::GoLock,
             6 => Self::Exec,
+            7 => Self::FutexSlept,
             other => return Err(UnknownValue(other)),
         })
     }
@@ -63,6 +68,7 @@ mod tests {
             EventKind::LockReleased,
             EventKind::GoLock,
             EventKind::Exec,
+            EventKind::FutexSlept,
         ] {
             assert_eq!(EventKind::try_from(kind as u32), Ok(kind));
         }

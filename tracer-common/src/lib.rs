@@ -10,7 +10,7 @@
 //! - The ring-buffer records, one module each: [`WaitRecord`] (a futex wait: the
 //!   [`Event`] header with the lock memory, the call's timeout ([`WaitTimeoutArg`]), and
 //!   the top of the user stack),
-//!   [`WaitEndRecord`], [`LockRecord`], [`GoEvent`] and [`ExecRecord`]. Every record starts
+//!   [`WaitEndRecord`], [`SleptRecord`], [`LockRecord`], [`GoEvent`] and [`ExecRecord`]. Every record starts
 //!   with its
 //!   [`EventKind`] and has its own size, which is how the reader tells them apart
 //!   ([`RECORD_SIZES`]).
@@ -33,6 +33,7 @@ mod kind;
 mod lock;
 mod names;
 mod open_sleep;
+mod slept;
 mod stack;
 mod wait_end;
 mod wait_record;
@@ -51,7 +52,7 @@ pub use kind::{EventKind, UnknownValue};
 pub use lock::{LOCK_RECORD_SIZE, LockOp, LockRecord, PendingLock};
 pub use names::{
     ALL_GLOBALS, ALL_MAPS, ALL_PROGRAMS, GLOBAL_DIAGNOSTICS, GLOBAL_GO_GOID_OFFSET,
-    GLOBAL_TARGET_PIDNS_DEV, GLOBAL_TARGET_PIDNS_INO, GLOBAL_TARGET_TGID,
+    GLOBAL_LEAN_WAITS, GLOBAL_TARGET_PIDNS_DEV, GLOBAL_TARGET_PIDNS_INO, GLOBAL_TARGET_TGID,
     GLOBAL_WAIT_ENDS_AT_SWITCH_IN, MAP_BRIEF_WAITS, MAP_COUNTERS, MAP_CPU_BRIEF_WAITS, MAP_EVENTS,
     MAP_OPEN_SLEEPS, MAP_OVERFLOW_STACKS, MAP_PENDING_LOCKS, MAP_READER_POLLS, MAP_STACK_SAMPLER,
     MAP_STACKS, PROG_GO_LOCK_SITE, PROG_LOCK_ENTRY, PROG_LOCK_RETURN, PROG_NOOP_SCHED_SWITCH,
@@ -59,6 +60,9 @@ pub use names::{
     PROG_SCHED_SWITCH, PROG_SYS_EXIT, PROG_UNLOCK_ENTRY,
 };
 pub use open_sleep::{OPEN_SLEEPS_MAX_ENTRIES, OpenSleep};
+pub use slept::{
+    LEAN_WAITS_ALL, LEAN_WAITS_NONE, LEAN_WAITS_UNSAMPLED, SLEPT_RECORD_SIZE, SleptRecord,
+};
 pub use stack::{
     OVERFLOW_STACKS_MAX_ENTRIES, STACK_ID_NO_FRAME_CHAIN, STACK_ID_SAMPLED_OUT, STACK_SAMPLE_EVERY,
     STACKS_MAX_ENTRIES, StackSampler, StackSlot,
@@ -70,14 +74,15 @@ pub use wait_record::{
 };
 
 /// The size of each record the programs send: [`WaitEndRecord`], [`LockRecord`],
-/// [`GoEvent`], [`WaitRecord`], [`ExecRecord`]. The reader tells the records apart by size alone, so no
+/// [`GoEvent`], [`WaitRecord`], [`ExecRecord`], [`SleptRecord`]. The reader tells the records apart by size alone, so no
 /// two may be equal (asserted below).
-pub const RECORD_SIZES: [usize; 5] = [
+pub const RECORD_SIZES: [usize; 6] = [
     WAIT_END_RECORD_SIZE,
     LOCK_RECORD_SIZE,
     GO_EVENT_SIZE,
     WAIT_RECORD_SIZE,
     EXEC_RECORD_SIZE,
+    SLEPT_RECORD_SIZE,
 ];
 const _: () = {
     let mut i = 0;
@@ -118,4 +123,8 @@ mod pod {
     unsafe impl aya::Pod for super::LockRecord {}
     // SAFETY: `repr(C)`, 16 bytes pinned by an assert, no padding, plain integers only.
     unsafe impl aya::Pod for super::ExecRecord {}
+    // SAFETY: `repr(C)`, 56 bytes pinned by an assert, no padding, plain integers only.
+    unsafe impl aya::Pod for super::SleptRecord {}
+    // SAFETY: `repr(C)`, 56 bytes pinned by an assert, no padding, plain integers only.
+    unsafe impl aya::Pod for super::OpenSleep {}
 }

@@ -67,6 +67,12 @@ pub const GLOBAL_DIAGNOSTICS: &str = "DIAGNOSTICS";
 /// a lock-bound workload ~4%, BENCHMARKS.md). A constant to the verifier, like
 /// [`GLOBAL_DIAGNOSTICS`]: while 0, the switch-in path is dead code.
 pub const GLOBAL_WAIT_ENDS_AT_SWITCH_IN: &str = "WAIT_ENDS_AT_SWITCH_IN";
+/// Global (a `u32` in `.rodata`, 0 unless the loader sets it before load), with
+/// [`GLOBAL_WAIT_ENDS_AT_SWITCH_IN`] only: which sleeping waits go out as a lean
+/// [`SleptRecord`](crate::SleptRecord) once over, instead of a
+/// [`WaitRecord`](crate::WaitRecord) at the sleep ([`LEAN_WAITS_NONE`](crate::LEAN_WAITS_NONE),
+/// [`LEAN_WAITS_UNSAMPLED`](crate::LEAN_WAITS_UNSAMPLED), [`LEAN_WAITS_ALL`](crate::LEAN_WAITS_ALL)).
+pub const GLOBAL_LEAN_WAITS: &str = "LEAN_WAITS";
 
 /// Program on the `sys_exit` BTF raw tracepoint: futex wait ends and wake counts.
 pub const PROG_SYS_EXIT: &str = "futex_exit";
@@ -124,8 +130,9 @@ pub const ALL_PROGRAMS: [&str; 11] = [
     PROG_NOOP_URETPROBE,
 ];
 /// Every global the loader sets, for the same test.
-pub const ALL_GLOBALS: [&str; 6] = [
+pub const ALL_GLOBALS: [&str; 7] = [
     GLOBAL_WAIT_ENDS_AT_SWITCH_IN,
+    GLOBAL_LEAN_WAITS,
     GLOBAL_TARGET_TGID,
     GLOBAL_TARGET_PIDNS_DEV,
     GLOBAL_TARGET_PIDNS_INO,

@@ -12,16 +12,24 @@ pub struct OpenSleep {
     /// The futex word (for `futex_waitv`, the first word waited on); 0 once the wait's
     /// end has been sent.
     pub addr: u64,
+    /// When the thread went to sleep in the wait.
+    pub start_ns: u64,
     /// When the thread was switched back in (the wait's end), 0 while it sleeps.
     pub ended_ns: u64,
+    /// User stack pointer and instruction pointer at the system call.
+    pub user_sp: u64,
+    pub user_ip: u64,
     /// TID of the waiting thread, as the wait record named it.
     pub tid: u32,
     /// Futex command (see [`futex_cmd`](crate::futex_cmd)) and expected value.
     pub op: u32,
     pub val: u32,
-    pub pad: u32,
+    /// 1 if the wait went out as no [`WaitRecord`](crate::WaitRecord): its end is then a
+    /// [`SleptRecord`](crate::SleptRecord) (see [`LEAN_WAITS_UNSAMPLED`](crate::LEAN_WAITS_UNSAMPLED)),
+    /// and userspace reads the wait from here while it sleeps long.
+    pub lean: u32,
 }
-const _: () = assert!(core::mem::size_of::<OpenSleep>() == 32);
+const _: () = assert!(core::mem::size_of::<OpenSleep>() == 56);
 
 /// Most threads [`MAP_OPEN_SLEEPS`](crate::MAP_OPEN_SLEEPS) keeps, per target; a
 /// thread beyond it is counted

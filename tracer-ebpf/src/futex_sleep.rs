@@ -11,6 +11,13 @@
 //! as they were when the call began. Waits that return without sleeping are seen only at
 //! their end (`futex_exit`), so they are counted but not timed.
 //!
+//! With `LEAN_WAITS` as well (`tracer serve`), only the waits the stack sampler takes go
+//! out as a record at the sleep; the others are only written to the table, and go out as
+//! one small `SleptRecord` with their end: reading the lock memory and the stack at the
+//! sleep is what costs a lock-bound target most (BENCHMARKS.md, "What each futex hook
+//! costs"), and the sleep is on the lock's hand-over path. Userspace reads a lean wait that
+//! sleeps long from the table and the target's memory, while it sleeps.
+//!
 //! By default the hook keeps no state: a thread that sleeps twice in one call (a
 //! spurious wakeup) sends its wait twice, and userspace keeps the first; the end comes
 //! from `futex_exit`. With `WAIT_ENDS_AT_SWITCH_IN` (a session with no `sys_exit`
@@ -18,13 +25,13 @@
 //! is switched back in (`open_sleeps`). What only `sys_exit` sees is then not seen: waits
 //! that returned without sleeping, wakes, and the return value.
 use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::btf_tracepoint, programs::BtfTracePointContext};
-use tracer_common::{Counter, FutexCall};
+use tracer_common::{Counter, FutexCall, LEAN_WAITS_ALL, LEAN_WAITS_NONE};
 
 use crate::{
     diag, futex_call,
     helpers::{count, current_syscall_regs, send_wait, takes_stack, target_tid},
-    maps::WAIT_ENDS_AT_SWITCH_IN,
-    open_sleeps,
+    maps::{LEAN_WAITS, WAIT_ENDS_AT_SWITCH_IN},
+    open_sleeps::{self, Sleep},
 };
 
 #[btf_tracepoint(function = "sched_switch")]
@@ -69,22 +76,33 @@ fn try_futex_sleep(ctx: &BtfTracePointContext) -> Result<(), ()> {
     let Some(FutexCall::Wait(wait)) = futex_call::decode(regs.nr, regs.args)? else {
         return Ok(());
     };
-    let timeout = futex_call::timeout(regs.nr, regs.args, regs.more_args);
     // SAFETY: bpf_ktime_get_ns has no preconditions.
     let start_ns = unsafe { bpf_ktime_get_ns() };
+    let sleep = Sleep {
+        task,
+        tid,
+        start_ns,
+        sp: regs.sp,
+        ip: regs.ip,
+    };
+    let lean_waits = if ends_at_switch_in {
+        LEAN_WAITS.load()
+    } else {
+        LEAN_WAITS_NONE
+    };
+    let with_stack = lean_waits != LEAN_WAITS_ALL && takes_stack(wait.addr);
+    if lean_waits != LEAN_WAITS_NONE && !with_stack {
+        count(Counter::FutexWaits);
+        open_sleeps::note_sleep(entry, &sleep, &wait, true);
+        return Ok(());
+    }
+    let timeout = futex_call::timeout(regs.nr, regs.args, regs.more_args);
     // A full ring buffer drops the record (counted): the wait's end then finds no start
     // and counts as a brief wait in userspace.
-    let sent = send_wait(
-        ctx,
-        tid,
-        &wait,
-        (start_ns, &timeout),
-        &regs,
-        takes_stack(wait.addr),
-    );
+    let sent = send_wait(ctx, tid, &wait, (start_ns, &timeout), &regs, with_stack);
     if ends_at_switch_in && sent {
         count(Counter::FutexWaits);
-        open_sleeps::note_sleep(entry, task, tid, &wait);
+        open_sleeps::note_sleep(entry, &sleep, &wait, false);
     }
     Ok(())
 }

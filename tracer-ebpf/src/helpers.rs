@@ -10,8 +10,8 @@ use aya_ebpf::{
 };
 use tracer_common::{
     Counter, Event, EventKind, FutexWait, GoEvent, LockRecord, SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS,
-    STACK_ID_NO_FRAME_CHAIN, STACK_ID_SAMPLED_OUT, STACK_WINDOW_WORDS, StackSlot, WaitEndRecord,
-    WaitRecord, WaitTimeoutArg,
+    STACK_ID_NO_FRAME_CHAIN, STACK_ID_SAMPLED_OUT, STACK_WINDOW_WORDS, SleptRecord, StackSlot,
+    WaitEndRecord, WaitRecord, WaitTimeoutArg,
 };
 
 use crate::{
@@ -119,6 +119,17 @@ fn dropped(kind: u32) {
 pub(crate) fn emit_wait_end(record: &WaitEndRecord) {
     if EVENTS
         .output::<WaitEndRecord>(record, submit_flags())
+        .is_err()
+    {
+        dropped(record.kind);
+    }
+}
+
+/// Sends a lean futex wait, once over; same rules as [`emit_wait_end`].
+#[inline(always)]
+pub(crate) fn emit_slept(record: &SleptRecord) {
+    if EVENTS
+        .output::<SleptRecord>(record, submit_flags())
         .is_err()
     {
         dropped(record.kind);

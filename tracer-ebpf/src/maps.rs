@@ -35,6 +35,11 @@ pub(crate) static DIAGNOSTICS: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
 pub(crate) static WAIT_ENDS_AT_SWITCH_IN: Global<u32> = Global::new(0);
 
+/// With `WAIT_ENDS_AT_SWITCH_IN`: which sleeping waits go out lean, as one `SleptRecord`
+/// once over (`tracer_common::GLOBAL_LEAN_WAITS`); set before load.
+#[unsafe(no_mangle)]
+pub(crate) static LEAN_WAITS: Global<u32> = Global::new(0);
+
 /// Fixed-size `Event` records. 16 MiB: at ~1M events/s and a 20 ms drain interval the
 /// reader needs ~2.6 MiB, so a stalled reader still has several hundred ms of slack
 /// before records are dropped (and counted).

@@ -10,10 +10,10 @@
 //! rewritten in place, never freed and allocated per wait; a thread's entry is removed
 //! at its last switch-out, when it exits.
 use aya_ebpf::helpers::bpf_ktime_get_ns;
-use tracer_common::{Counter, EventKind, FutexWait, OpenSleep, WaitEndRecord};
+use tracer_common::{Counter, EventKind, FutexWait, OpenSleep, SleptRecord, WaitEndRecord};
 
 use crate::{
-    helpers::{count, emit_wait_end},
+    helpers::{count, emit_slept, emit_wait_end},
     maps::OPEN_SLEEPS,
 };
 
@@ -71,13 +71,29 @@ pub(crate) fn forget_exited(task: u64) {
     }
 }
 
-/// Sends the end of `sleep`'s wait if its thread has been switched in since.
+/// Sends the end of `sleep`'s wait if its thread has been switched in since: a
+/// `SleptRecord` (the whole wait) for a lean one, else the end of the wait already sent.
 #[inline(always)]
 fn send_resumed_end(sleep: *mut OpenSleep) {
     // SAFETY: `sleep` is the map's value for a task being switched out on this CPU, as
     // in `mark_resumed`.
     unsafe {
-        if (*sleep).addr != 0 && (*sleep).ended_ns != 0 {
+        if (*sleep).addr == 0 || (*sleep).ended_ns == 0 {
+            return;
+        }
+        if (*sleep).lean != 0 {
+            emit_slept(&SleptRecord {
+                kind: EventKind::FutexSlept as u32,
+                tid: (*sleep).tid,
+                start_ns: (*sleep).start_ns,
+                end_ns: (*sleep).ended_ns,
+                addr: (*sleep).addr,
+                user_sp: (*sleep).user_sp,
+                user_ip: (*sleep).user_ip,
+                op: (*sleep).op,
+                val: (*sleep).val,
+            });
+        } else {
             emit_wait_end(&WaitEndRecord {
                 kind: EventKind::FutexWaitDone as u32,
                 tid: (*sleep).tid,
@@ -88,37 +104,57 @@ fn send_resumed_end(sleep: *mut OpenSleep) {
                 op: (*sleep).op,
                 val: (*sleep).val,
             });
-            (*sleep).addr = 0;
         }
+        (*sleep).addr = 0;
     }
 }
 
-/// Keeps target thread `task` (`tid`), whose entry [`switched_out`] returned as `entry`
-/// (null: none yet), as asleep in `wait` from now.
+/// A target thread going to sleep in a futex wait: what [`note_sleep`] keeps of it.
+pub(crate) struct Sleep {
+    /// The thread's `task_struct` address (the table's key) and TID.
+    pub(crate) task: u64,
+    pub(crate) tid: u32,
+    /// When it went to sleep.
+    pub(crate) start_ns: u64,
+    /// User stack and instruction pointers at the system call.
+    pub(crate) sp: u64,
+    pub(crate) ip: u64,
+}
+
+/// Keeps `sleep`, whose entry [`switched_out`] returned as `entry` (null: none yet), as
+/// asleep in `wait` from now; `lean` if the wait went out as no record (its end is then a
+/// `SleptRecord`).
 #[inline(always)]
-pub(crate) fn note_sleep(entry: *mut OpenSleep, task: u64, tid: u32, wait: &FutexWait) {
+pub(crate) fn note_sleep(entry: *mut OpenSleep, sleep: &Sleep, wait: &FutexWait, lean: bool) {
+    let lean = u32::from(lean);
     if !entry.is_null() {
-        let sleep = entry;
         // SAFETY: as in `mark_resumed`; the value stays the task's for this whole run (only
         // the task's own last switch-out removes it), and `switched_out` sent its end.
         unsafe {
-            (*sleep).ended_ns = 0;
-            (*sleep).tid = tid;
-            (*sleep).op = wait.cmd;
-            (*sleep).val = wait.val;
-            (*sleep).addr = wait.addr;
+            (*entry).start_ns = sleep.start_ns;
+            (*entry).ended_ns = 0;
+            (*entry).user_sp = sleep.sp;
+            (*entry).user_ip = sleep.ip;
+            (*entry).tid = sleep.tid;
+            (*entry).op = wait.cmd;
+            (*entry).val = wait.val;
+            (*entry).lean = lean;
+            (*entry).addr = wait.addr;
         }
         return;
     }
-    let sleep = OpenSleep {
+    let value = OpenSleep {
         addr: wait.addr,
+        start_ns: sleep.start_ns,
         ended_ns: 0,
-        tid,
+        user_sp: sleep.sp,
+        user_ip: sleep.ip,
+        tid: sleep.tid,
         op: wait.cmd,
         val: wait.val,
-        pad: 0,
+        lean,
     };
-    if OPEN_SLEEPS.insert(task, sleep, 0).is_err() {
+    if OPEN_SLEEPS.insert(sleep.task, value, 0).is_err() {
         count(Counter::OpenSleepsUntracked);
     }
 }

@@ -407,6 +407,12 @@ fn run_pipeline(stream: &Stream, passes: usize) -> Outcome {
             // As the session's drain loop does it.
             match decode(black_box(record)) {
                 Ok(Record::Native(ref event)) => analysis.on_event(event, &threads),
+                Ok(Record::Slept(slept)) => {
+                    let window = slept.window();
+                    for event in slept.events(&window) {
+                        analysis.on_event(&event, &threads);
+                    }
+                }
                 Ok(Record::Go(_) | Record::NativeSite { .. } | Record::Exec { .. }) | Err(_) => {
                     decode_errors += 1;
                 }

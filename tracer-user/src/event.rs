@@ -6,9 +6,10 @@ use aya::Pod;
 use thiserror::Error;
 use tracer_common::{
     BriefWaits, CpuBriefWaits, EVENT_SIZE, EXEC_RECORD_SIZE, Event, EventKind, ExecRecord,
-    GO_EVENT_SIZE, GoEvent, LOCK_RECORD_SIZE, LockOp, LockRecord, NativeSiteOp, SNAPSHOT_WORDS,
-    STACK_WINDOW_WORDS, TIMEOUT_NONE, TIMEOUT_UNREADABLE, TimeoutClock, UnknownValue,
-    WAIT_END_RECORD_SIZE, WAIT_RECORD_SIZE, WaitEndRecord, WaitRecord, WaitTimeoutArg,
+    GO_EVENT_SIZE, GoEvent, LOCK_RECORD_SIZE, LockOp, LockRecord, NativeSiteOp, SLEPT_RECORD_SIZE,
+    SNAPSHOT_WORDS, STACK_WINDOW_WORDS, SleptRecord, TIMEOUT_NONE, TIMEOUT_UNREADABLE,
+    TimeoutClock, UnknownValue, WAIT_END_RECORD_SIZE, WAIT_RECORD_SIZE, WaitEndRecord, WaitRecord,
+    WaitTimeoutArg,
 };
 
 use crate::go::lock_model::GoLockEvent;
@@ -18,7 +19,7 @@ use crate::go::lock_model::GoLockEvent;
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum DecodeError {
     #[error(
-        "record of {len} bytes, expected {WAIT_END_RECORD_SIZE}, {LOCK_RECORD_SIZE}, {GO_EVENT_SIZE}, {WAIT_RECORD_SIZE} or {EXEC_RECORD_SIZE}"
+        "record of {len} bytes, expected {WAIT_END_RECORD_SIZE}, {LOCK_RECORD_SIZE}, {GO_EVENT_SIZE}, {WAIT_RECORD_SIZE}, {EXEC_RECORD_SIZE} or {SLEPT_RECORD_SIZE}"
     )]
     Size { len: usize },
     #[error("a {WAIT_RECORD_SIZE}-byte record that is not a futex wait")]
@@ -31,6 +32,8 @@ pub enum DecodeError {
     GoRecordKind,
     #[error("a {EXEC_RECORD_SIZE}-byte record that is not an exec")]
     ExecRecordKind,
+    #[error("a {SLEPT_RECORD_SIZE}-byte record that is not a lean futex wait")]
+    SleptRecordKind,
     #[error("unknown event kind {}", .0.0)]
     Kind(UnknownValue),
     #[error("unknown lock op {}", .0.0)]
@@ -418,6 +421,85 @@ pub enum Record<'a> {
     /// The target executed another program: records before this one are the old
     /// program's, records after it the new one's.
     Exec { tid: u32, ts_ns: u64 },
+    /// A futex wait that slept, sent lean once over (`tracer serve`): for the analysis, as
+    /// the wait and its end ([`Slept::events`]).
+    Slept(Slept),
+}
+
+/// A futex wait that slept and was sent lean, once over ([`SleptRecord`]): no lock
+/// memory, no stack, no timeout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slept {
+    pub tid: u32,
+    /// When the thread went to sleep, and when it was switched back in.
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub addr: u64,
+    pub cmd: u32,
+    pub val: u32,
+    /// User stack and instruction pointers at the call.
+    pub sp: u64,
+    pub ip: u64,
+}
+
+impl Slept {
+    /// Its stack window: the registers at the call, no words (as a wait the stack sampler
+    /// left out).
+    #[must_use]
+    pub fn window(&self) -> StackWindow {
+        StackWindow {
+            ip: self.ip,
+            sp: self.sp,
+            ..StackWindow::EMPTY
+        }
+    }
+
+    /// The wait and its end, as the analysis takes them: the wait carries no lock memory
+    /// (the lock is classified from the futex command and value and from what is known of
+    /// the word), `window` is [`Slept::window`]. A wait userspace already gave the
+    /// analysis while it slept long (read from the kernel's table) is the same call: the
+    /// analysis keeps that one and ends it.
+    #[must_use]
+    pub fn events(self, window: &StackWindow) -> [TraceEvent<'_>; 2] {
+        [
+            TraceEvent::FutexWait {
+                tid: self.tid,
+                ts_ns: self.start_ns,
+                addr: self.addr,
+                cmd: self.cmd,
+                val: self.val,
+                stack: None,
+                snapshot: Snapshot::EMPTY,
+                window: WindowRef::Built(window),
+                timeout: WaitTimeout::Untimed,
+            },
+            TraceEvent::FutexWaitDone {
+                tid: self.tid,
+                ts_ns: self.end_ns,
+                addr: self.addr,
+                cmd: self.cmd,
+                val: self.val,
+                // Woken, timed out or interrupted: only `sys_exit` could tell which.
+                ret: 0,
+            },
+        ]
+    }
+
+    /// The record the kernel sends for it.
+    #[must_use]
+    pub fn encode(&self) -> Vec<u8> {
+        bytes_of(&SleptRecord {
+            kind: EventKind::FutexSlept as u32,
+            tid: self.tid,
+            start_ns: self.start_ns,
+            end_ns: self.end_ns,
+            addr: self.addr,
+            user_sp: self.sp,
+            user_ip: self.ip,
+            op: self.cmd,
+            val: self.val,
+        })
+    }
 }
 
 /// Decodes a record from ring-buffer bytes (which carry no alignment guarantee). The
@@ -432,6 +514,7 @@ pub fn decode(bytes: &[u8]) -> Result<Record<'_>, DecodeError> {
         WAIT_RECORD_SIZE => decode_wait(bytes).map(Record::Native),
         GO_EVENT_SIZE => decode_site(&read(bytes)?),
         EXEC_RECORD_SIZE => decode_exec(&read(bytes)?),
+        SLEPT_RECORD_SIZE => decode_slept(&read(bytes)?),
         len => Err(DecodeError::Size { len }),
     }
 }
@@ -457,6 +540,23 @@ fn decode_exec(raw: &ExecRecord) -> Result<Record<'static>, DecodeError> {
             ts_ns: raw.ts_ns,
         }),
         _ => Err(DecodeError::ExecRecordKind),
+    }
+}
+
+/// Converts a lean futex wait's record.
+fn decode_slept(raw: &SleptRecord) -> Result<Record<'static>, DecodeError> {
+    match EventKind::try_from(raw.kind).map_err(DecodeError::Kind)? {
+        EventKind::FutexSlept => Ok(Record::Slept(Slept {
+            tid: raw.tid,
+            start_ns: raw.start_ns,
+            end_ns: raw.end_ns,
+            addr: raw.addr,
+            cmd: raw.op,
+            val: raw.val,
+            sp: raw.user_sp,
+            ip: raw.user_ip,
+        })),
+        _ => Err(DecodeError::SleptRecordKind),
     }
 }
 
@@ -494,9 +594,11 @@ fn decode_lock(raw: &LockRecord) -> Result<TraceEvent<'static>, DecodeError> {
             addr: raw.addr,
             op: op()?,
         }),
-        EventKind::FutexWait | EventKind::FutexWaitDone | EventKind::GoLock | EventKind::Exec => {
-            Err(DecodeError::LockRecordKind)
-        }
+        EventKind::FutexWait
+        | EventKind::FutexWaitDone
+        | EventKind::GoLock
+        | EventKind::Exec
+        | EventKind::FutexSlept => Err(DecodeError::LockRecordKind),
     }
 }
 
@@ -884,6 +986,45 @@ mod tests {
         let mut bytes = encode_bytes(&events[3]);
         bytes[..4].copy_from_slice(&(EventKind::FutexWaitDone as u32).to_ne_bytes());
         assert_eq!(decode(&bytes), Err(DecodeError::LockRecordKind));
+    }
+
+    /// Guards the decoding of serve's lean wait record: it decodes whole, into a wait
+    /// with no lock memory nor stack words (its registers kept) and that wait's end; its
+    /// size with another kind inside is rejected.
+    #[test]
+    fn a_lean_wait_record_decodes_into_a_wait_and_its_end() {
+        let slept = Slept {
+            tid: 9,
+            start_ns: 100,
+            end_ns: 250,
+            addr: 0x1010,
+            cmd: futex_cmd::WAIT,
+            val: 2,
+            sp: 0x7ffe_0000,
+            ip: 0x7f00,
+        };
+        let mut bytes = slept.encode();
+        assert_eq!(bytes.len(), tracer_common::SLEPT_RECORD_SIZE);
+        assert_eq!(decode(&bytes), Ok(Record::Slept(slept)));
+        let window = slept.window();
+        let [wait, end] = slept.events(&window);
+        assert!(matches!(
+            wait,
+            TraceEvent::FutexWait { tid: 9, ts_ns: 100, addr: 0x1010, snapshot, .. }
+                if snapshot == Snapshot::EMPTY
+        ));
+        assert!(matches!(
+            end,
+            TraceEvent::FutexWaitDone {
+                tid: 9,
+                ts_ns: 250,
+                addr: 0x1010,
+                ..
+            }
+        ));
+        assert_eq!((window.sp, window.ip, window.len), (0x7ffe_0000, 0x7f00, 0));
+        bytes[..4].copy_from_slice(&(EventKind::FutexWaitDone as u32).to_ne_bytes());
+        assert_eq!(decode(&bytes), Err(DecodeError::SleptRecordKind));
     }
 
     /// Guards the timeout a wait record carries: each clock and "none" survive the trip

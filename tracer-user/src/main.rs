@@ -12,7 +12,7 @@ use tracer_user::{
     exports,
     go::tracker,
     lockstats,
-    probes::{Hooks, Probes, WaitEnds},
+    probes::{Hooks, LeanWaits, Probes, WaitEnds},
     recording, serve,
     session::{self, Config},
     sinks::{self, Format},
@@ -329,6 +329,10 @@ struct ServeArgs {
     /// return: ~4% of a lock-bound workload's throughput instead of ~0.
     #[arg(long)]
     brief_waits: bool,
+    /// Send every sleeping wait lean (no lock memory or stack at the sleep; read from
+    /// userspace when it sleeps long), not only the unsampled ones: for tests.
+    #[arg(long, hide = true, conflicts_with = "brief_waits")]
+    all_waits_lean: bool,
     /// Report a Go lock as stuck when it has waiters and no release for this long.
     #[arg(long, value_name = "SECS", default_value_t = 1.0)]
     stuck_after: f64,
@@ -457,8 +461,10 @@ fn serve_config(args: &ServeArgs) -> anyhow::Result<serve::ServeConfig> {
             debug_dirs: debug_dirs(&args.debug_dirs)?,
             wait_ends: if args.brief_waits {
                 WaitEnds::AtSysExit
+            } else if args.all_waits_lean {
+                WaitEnds::AtSwitchIn(LeanWaits::All)
             } else {
-                WaitEnds::AtSwitchIn
+                WaitEnds::AtSwitchIn(LeanWaits::Unsampled)
             },
             drain_interval: session::SERVE_DRAIN_INTERVAL,
         },

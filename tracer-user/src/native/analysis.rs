@@ -1378,6 +1378,41 @@ mod tests {
         );
     }
 
+    /// Guards serve's lean waits (the kernel's one record per wait that slept, sent
+    /// once over, with no lock memory): a lowlevellock word's lean wait is a timed lock
+    /// wait of its start-to-end length; a lean wait that userspace already gave the
+    /// analysis while it slept long (read from the kernel's table, with the memory and
+    /// so the holder) is the same call when its record comes: one wait, not two, ended at
+    /// the record's end, its start the first's.
+    #[test]
+    fn a_lean_wait_is_one_timed_wait_even_when_read_while_it_slept() {
+        let lean = |tid, start_ns, end_ns| crate::event::Slept {
+            tid,
+            start_ns,
+            end_ns,
+            addr: LOCK_A,
+            cmd: futex_cmd::WAIT,
+            val: 2,
+            sp: 0x7ffe_0000,
+            ip: 0x7f00_0000,
+        };
+        let mut a = Analysis::new();
+        let short = lean(101, 1_000, 4_000);
+        let window = short.window();
+        feed(&mut a, &short.events(&window));
+        // Read while it slept (start 10 000, holder 100), then its lean record.
+        feed(&mut a, &[mutex_wait(102, 10_000, LOCK_A, 100)]);
+        assert_eq!(a.active_wait(102).and_then(|w| w.lock), Some(LOCK_A));
+        let long = lean(102, 10_000, 510_000);
+        let window = long.window();
+        feed(&mut a, &long.events(&window));
+        assert!(a.active_wait(102).is_none());
+        let stats = a.stats().get(LOCK_A).unwrap();
+        let wait = stats.wait();
+        assert_eq!((wait.count, wait.total), (2, 3_000 + 500_000), "{wait:?}");
+        assert_eq!(a.counts().lock_waits, 2);
+    }
+
     /// Guards the folding of the kernel's cumulative brief-wait totals: each read adds
     /// only what grew, a lowlevellock word (`val == 2`) counts as a lock, a condition
     /// variable's word does not, and folded waits never enter the wait-for graph nor the

@@ -26,9 +26,10 @@ use aya::{
 use thiserror::Error;
 use tracer_common::{
     BriefWaits, COUNTER_SLOTS, Counter, CpuBriefWaits, GLOBAL_DIAGNOSTICS, GLOBAL_GO_GOID_OFFSET,
-    GLOBAL_TARGET_PIDNS_DEV, GLOBAL_TARGET_PIDNS_INO, GLOBAL_TARGET_TGID,
-    GLOBAL_WAIT_ENDS_AT_SWITCH_IN, LockOp, MAP_BRIEF_WAITS, MAP_COUNTERS, MAP_CPU_BRIEF_WAITS,
-    MAP_EVENTS, MAP_OVERFLOW_STACKS, MAP_PENDING_LOCKS, MAP_READER_POLLS, MAP_STACKS,
+    GLOBAL_LEAN_WAITS, GLOBAL_TARGET_PIDNS_DEV, GLOBAL_TARGET_PIDNS_INO, GLOBAL_TARGET_TGID,
+    GLOBAL_WAIT_ENDS_AT_SWITCH_IN, LEAN_WAITS_ALL, LEAN_WAITS_NONE, LEAN_WAITS_UNSAMPLED, LockOp,
+    MAP_BRIEF_WAITS, MAP_COUNTERS, MAP_CPU_BRIEF_WAITS, MAP_EVENTS, MAP_OPEN_SLEEPS,
+    MAP_OVERFLOW_STACKS, MAP_PENDING_LOCKS, MAP_READER_POLLS, MAP_STACKS, OpenSleep,
     PROG_GO_LOCK_SITE, PROG_LOCK_ENTRY, PROG_LOCK_RETURN, PROG_NOOP_SCHED_SWITCH,
     PROG_NOOP_SYS_EXIT, PROG_NOOP_UPROBE, PROG_NOOP_URETPROBE, PROG_PROCESS_EXEC,
     PROG_SCHED_SWITCH, PROG_SYS_EXIT, PROG_UNLOCK_ENTRY, PendingLock, StackSlot,
@@ -137,8 +138,34 @@ pub enum WaitEnds {
     /// program: only waits that slept are seen (a wait that returned at once, most of a
     /// hot lock's, is not), with no return value (a timed-out wait reads as woken) and no
     /// wake count; an empty program on this hook alone is within noise of untraced
-    /// (`tracer serve`'s default).
-    AtSwitchIn,
+    /// (`tracer serve`'s default). Which waits are sent lean, as one record once over
+    /// (no lock memory, no stack, read from userspace only for a wait that sleeps long):
+    /// see [`LeanWaits`].
+    AtSwitchIn(LeanWaits),
+}
+
+/// With wait ends timed at switch-in: which sleeping waits the kernel sends lean.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeanWaits {
+    /// None: every sleeping wait goes out with its lock memory and stack window.
+    None,
+    /// All but those the stack sampler takes (the first on a word on each CPU, then one
+    /// in `STACK_SAMPLE_EVERY`): `tracer serve`'s default. Reading the lock memory and
+    /// stack at each sleep cost a lock-bound workload ~3% (BENCHMARKS.md).
+    Unsampled,
+    /// All (for tests of long lean waits, read from userspace).
+    All,
+}
+
+impl LeanWaits {
+    /// The value of `GLOBAL_LEAN_WAITS`.
+    fn global(self) -> u32 {
+        match self {
+            Self::None => LEAN_WAITS_NONE,
+            Self::Unsampled => LEAN_WAITS_UNSAMPLED,
+            Self::All => LEAN_WAITS_ALL,
+        }
+    }
 }
 
 /// The glibc functions the `--holds` uprobes attach to, with the op passed as cookie.
@@ -224,6 +251,7 @@ pub struct Probes {
     /// The value last written to `reader_polls` (the map starts at 0).
     reader_polls_now: bool,
     pending_locks: Option<aya::maps::HashMap<MapData, u32, PendingLock>>,
+    open_sleeps: aya::maps::HashMap<MapData, u64, OpenSleep>,
     /// The programs' diagnostics, when asked for (`bpf_log`).
     bpf_log: Option<bpf_log::Logger>,
     /// The lock uprobes when attached through `uprobe_multi` links.
@@ -311,6 +339,7 @@ impl Probes {
         let brief_waits = take_map(&mut ebpf, MAP_BRIEF_WAITS, PerCpuHashMap::try_from)?;
         let cpu_brief_waits = take_map(&mut ebpf, MAP_CPU_BRIEF_WAITS, PerCpuArray::try_from)?;
         let reader_polls = take_map(&mut ebpf, MAP_READER_POLLS, Array::try_from)?;
+        let open_sleeps = take_map(&mut ebpf, MAP_OPEN_SLEEPS, aya::maps::HashMap::try_from)?;
         let pending_locks = match uprobe_progs {
             Some(_) => Some(take_map(
                 &mut ebpf,
@@ -329,6 +358,7 @@ impl Probes {
             reader_polls,
             reader_polls_now: false,
             pending_locks,
+            open_sleeps,
             bpf_log,
             _lock_multi: lock_multi,
             _go_multi: go_multi,
@@ -435,6 +465,31 @@ impl Probes {
             hash.iter().map(|(addr, per_cpu)| (*addr, &per_cpu[..])),
             &running,
         ))
+    }
+
+    /// The target's threads' last sleeping futex waits, as the kernel keeps them when
+    /// wait ends are timed at switch-in (one entry per thread that slept; empty
+    /// otherwise). Entries that change while they are read may be missed or stale: the
+    /// caller checks a wait against the thread's state in `/proc`.
+    ///
+    /// # Errors
+    /// When the map cannot be read.
+    pub fn open_sleeps(&self) -> Result<Vec<OpenSleep>, ProbeError> {
+        let mut sleeps = Vec::new();
+        for entry in &self.open_sleeps {
+            match entry {
+                Ok((_, sleep)) => sleeps.push(sleep),
+                // Removed between its key and its value (its thread exited).
+                Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(source) => {
+                    return Err(ProbeError::Map {
+                        name: MAP_OPEN_SLEEPS,
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(sleeps)
     }
 
     /// The call site of the lock call thread `tid` is inside right now (`--holds`): the
@@ -579,6 +634,10 @@ fn load_with_futex_hooks(
         Hooks::Trace { wait_ends, .. } => (wait_ends, wait_ends == WaitEnds::AtSysExit),
         Hooks::Floor { sys_exit, .. } => (WaitEnds::AtSysExit, sys_exit),
     };
+    let lean_waits = match wait_ends {
+        WaitEnds::AtSwitchIn(lean) => lean,
+        WaitEnds::AtSysExit => LeanWaits::None,
+    };
     let btf = Btf::from_sys_fs().map_err(ProbeError::Btf)?;
     // In a container's PID namespace (a sidecar), `pid` is that namespace's: the programs
     // filter with its ids.
@@ -597,9 +656,10 @@ fn load_with_futex_hooks(
         .override_global(GLOBAL_DIAGNOSTICS, &u32::from(bpf_log), true)
         .override_global(
             GLOBAL_WAIT_ENDS_AT_SWITCH_IN,
-            &u32::from(wait_ends == WaitEnds::AtSwitchIn),
+            &u32::from(matches!(wait_ends, WaitEnds::AtSwitchIn(_))),
             true,
         )
+        .override_global(GLOBAL_LEAN_WAITS, &lean_waits.global(), true)
         .load(EBPF_OBJECT)
         .map_err(ProbeError::Load)?;
     let (sleep, exit) = match hooks {

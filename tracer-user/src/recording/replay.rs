@@ -182,6 +182,13 @@ fn play(analysis: &mut Analysis, tape: &[TapeItem], started_ns: u64) -> Played {
                     Ok(Record::Exec { ts_ns, .. }) => {
                         analysis.close_open_waits(ts_ns);
                     }
+                    Ok(Record::Slept(slept)) => {
+                        last_ns = last_ns.max(slept.end_ns);
+                        let window = slept.window();
+                        for event in slept.events(&window) {
+                            analysis.on_event(&event, &tids);
+                        }
+                    }
                     Ok(Record::Go(_)) => go_records += 1,
                     Err(_) => decode_errors += 1,
                 }

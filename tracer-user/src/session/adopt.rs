@@ -6,8 +6,8 @@
 //! Assumes glibc on x86-64 for the PI-mutex layout (futex word at 0, kind at 16) and for
 //! how glibc parks a thread the kernel refused a PI mutex with `EDEADLK`.
 use tracer_common::{
-    FUTEX_TID_MASK, FutexCall, FutexTimeout, FutexWait, SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS,
-    STACK_WINDOW_WORDS, futex_cmd,
+    FUTEX_TID_MASK, FutexCall, FutexTimeout, FutexWait, OpenSleep, SNAPSHOT_LEAD_BYTES,
+    SNAPSHOT_WORDS, STACK_WINDOW_WORDS, futex_cmd,
 };
 
 use super::threads::LiveThreads;
@@ -95,6 +95,47 @@ pub(super) fn adopt_blocked_threads(
         applied.push(TapeItem::Parked(tid));
     }
     applied
+}
+
+/// A lean wait (`tracer serve`: sent by the kernel only once over) that has slept since
+/// `sleep.start_ns` and, by `/proc`, still sleeps in that call: given to `analysis` as the
+/// kernel sends a wait at its sleep, built from the target's memory now (the lock's
+/// snapshot, the stack), so that the wait-for graph has it while it lasts. Its lean
+/// record, when it comes, ends it. `None` (and nothing given) when the thread has left
+/// that call. Returns what it gave the analysis, as a recording's tape keeps it.
+pub(super) fn adopt_long_sleep(
+    target: &dyn TargetProcess,
+    analysis: &mut Analysis,
+    threads: &mut LiveThreads,
+    sleep: &OpenSleep,
+) -> Option<TapeItem> {
+    let Some(SyscallState::InSyscall { nr, args, sp, pc }) = target.syscall_state(sleep.tid) else {
+        return None;
+    };
+    let [arg0, arg1, arg2, ..] = args;
+    let Some(FutexCall::Wait(FutexWait { addr, cmd, val })) =
+        FutexCall::decode(nr, [arg0, arg1, arg2])
+    else {
+        return None;
+    };
+    // The same call: the same word, from the same frame.
+    if addr != sleep.addr || sp != sleep.user_sp {
+        return None;
+    }
+    let window = blocked_stack_window(target, pc, sp);
+    let event = TraceEvent::FutexWait {
+        tid: sleep.tid,
+        ts_ns: sleep.start_ns,
+        addr,
+        cmd,
+        val,
+        stack: None,
+        snapshot: read_snapshot(target, addr),
+        window: WindowRef::Built(&window),
+        timeout: read_timeout(target, nr, args),
+    };
+    threads.apply(analysis, target, &event);
+    Some(TapeItem::Record(encode_bytes(&event)))
 }
 
 /// The timeout of the futex call `nr` (arguments `args`) a thread found blocked sleeps

@@ -18,6 +18,7 @@ mod exec_watch;
 mod export;
 mod graph;
 mod live;
+mod long_sleeps;
 mod order;
 mod rust_holders;
 mod tape;
@@ -65,7 +66,7 @@ use crate::{
         rust_lock,
         waitgraph::Cycle,
     },
-    probes::{CounterTotals, GoSites, Hooks, ProbeError, Probes, WaitEnds},
+    probes::{CounterTotals, GoSites, Hooks, LeanWaits, ProbeError, Probes, WaitEnds},
     realtime::{self, RealtimeGuard},
     recording,
     sinks::{ReaderWatch, Sink},
@@ -480,6 +481,7 @@ fn attach(
         decode_errors: 0,
         adopted_at: 0,
         adopted_ends: adopted_ends::AdoptedEnds::default(),
+        long_sleeps: long_sleeps::LongSleeps::default(),
         preloaded: None,
         target_realtime: RealtimeThreads::default(),
         dropped_seen: 0,
@@ -716,6 +718,8 @@ struct Session {
     /// Those waits, while the session itself must see them end (wait ends timed at
     /// switch-in: [`adopted_ends`]).
     adopted_ends: adopted_ends::AdoptedEnds,
+    /// The lean waits that slept long, already given to the analysis ([`long_sleeps`]).
+    long_sleeps: long_sleeps::LongSleeps,
     /// The symbolizer's objects, loading on their own thread until adopted.
     preloaded: Option<std::sync::mpsc::Receiver<symbols::Preloaded>>,
     /// The most real-time threads the target was seen with, read whenever records were
@@ -766,7 +770,7 @@ impl Session {
             tape.note_threads(&self.threads);
         }
         self.put_on_tape(&applied);
-        if self.config.wait_ends == WaitEnds::AtSwitchIn {
+        if matches!(self.config.wait_ends, WaitEnds::AtSwitchIn(_)) {
             self.adopted_ends =
                 adopted_ends::AdoptedEnds::of_adoption(&self.analysis, &*self.target, now);
         }
@@ -784,6 +788,34 @@ impl Session {
             &*self.target,
             (self.adopted_at, monotonic_ns()),
         );
+        self.put_on_tape(&applied);
+    }
+
+    /// Gives the analysis the lean waits (sent by the kernel only once over) that have
+    /// slept long, read from the kernel's table and the target ([`long_sleeps`]).
+    fn adopt_long_sleeps(&mut self) {
+        if !matches!(
+            self.config.wait_ends,
+            WaitEnds::AtSwitchIn(LeanWaits::Unsampled | LeanWaits::All)
+        ) {
+            return;
+        }
+        // A failed read only delays these waits to the next rescan.
+        let Ok(table) = self.probes.open_sleeps() else {
+            return;
+        };
+        let due = self.long_sleeps.due(&table, monotonic_ns());
+        let applied: Vec<_> = due
+            .iter()
+            .filter_map(|sleep| {
+                adopt::adopt_long_sleep(&*self.target, &mut self.analysis, &mut self.threads, sleep)
+            })
+            .collect();
+        if !applied.is_empty()
+            && let Some(tape) = self.tape.as_mut()
+        {
+            tape.note_threads(&self.threads);
+        }
         self.put_on_tape(&applied);
     }
 
@@ -941,6 +973,7 @@ impl Session {
             }
             if last_rescan.elapsed() >= RESCAN_INTERVAL {
                 self.fold_brief_waits();
+                self.adopt_long_sleeps();
                 self.find_rust_guard_holders();
                 self.analysis.rescan();
                 last_rescan = Instant::now();
@@ -1069,6 +1102,12 @@ impl Session {
                             )
                         {
                             order.on_event(event, symbolizer, site_name);
+                        }
+                    }
+                    Ok(Record::Slept(slept)) => {
+                        let window = slept.window();
+                        for event in slept.events(&window) {
+                            threads.apply(analysis, target, &event);
                         }
                     }
                     Ok(Record::Go(ref event)) => match go.as_mut() {

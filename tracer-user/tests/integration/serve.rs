@@ -927,3 +927,40 @@ fn the_table_of_sleeping_threads_forgets_exited_threads() {
     );
     stop_serve(tracer, &baseline);
 }
+
+/// Guards serve's lean waits against hiding a deadlock: the kernel sends such a wait only
+/// once it is over, so one that never ends must be read from the kernel's table of
+/// sleeping waits and the target's memory while it sleeps. With every wait sent lean
+/// (`--all-waits-lean`; by default the first wait on a word still goes out at its sleep),
+/// `abba`'s deadlock must be reported as the NDJSON line naming both workers' TIDs (the
+/// holders come from the lock memory read from userspace), and its waits counted.
+#[test]
+fn serve_reports_a_deadlock_among_lean_waits() {
+    require_root();
+    let baseline = our_prog_ids();
+    let bin = build_target("abba", &[]);
+    // The workers take their second locks 4 s after the start: after the attach, so the
+    // deadlock's waits are seen go to sleep (not found asleep at attach).
+    let target = Target::spawn(bin.path(), &["4000"]);
+    let pid = target.pid().to_string();
+    let (mut tracer, _) = serve_attached(&pid, &["--all-waits-lean"]);
+    let line = tracer
+        .wait_for_line(Duration::from_secs(20), |l| {
+            l.contains("\"kind\":\"deadlock\"") && l.contains(&format!("\"pid\":{pid}"))
+        })
+        .expect("the deadlock among lean waits");
+    let v: Value = serde_json::from_str(&line).expect("JSON");
+    let tids: BTreeSet<u64> = v["cycle"]
+        .as_array()
+        .expect("cycle")
+        .iter()
+        .filter_map(|e| e["tid"].as_u64())
+        .collect();
+    assert_eq!(
+        tids,
+        BTreeSet::from([target.tid("worker_a"), target.tid("worker_b")]),
+        "{line}"
+    );
+    drop(target);
+    stop_serve(tracer, &baseline);
+}
