@@ -65,7 +65,7 @@ pub use slept::{
 };
 pub use stack::{
     OVERFLOW_STACKS_MAX_ENTRIES, STACK_ID_NO_FRAME_CHAIN, STACK_ID_SAMPLED_OUT, STACK_SAMPLE_EVERY,
-    STACKS_MAX_ENTRIES, StackSampler, StackSlot,
+    STACK_SAMPLER_SLOTS, STACKS_MAX_ENTRIES, StackSampler, StackSlot,
 };
 pub use wait_end::{WAIT_END_RECORD_SIZE, WaitEndRecord};
 pub use wait_record::{

@@ -28,8 +28,9 @@ pub const MAP_BRIEF_WAITS: &str = "BRIEF_WAITS";
 /// [`MAP_BRIEF_WAITS`] only when a brief wait on another word comes along, so a hot lock
 /// costs no hash update per wait.
 pub const MAP_CPU_BRIEF_WAITS: &str = "CPU_BRIEF_WAITS";
-/// Name of the one-entry per-CPU array ([`StackSampler`](crate::StackSampler)) that
-/// decides which sleeping waits carry their stack
+/// Name of the per-CPU array of [`STACK_SAMPLER_SLOTS`](crate::STACK_SAMPLER_SLOTS)
+/// [`StackSampler`](crate::StackSampler)s (one per futex word's slot) that decides which
+/// sleeping waits carry their stack
 /// ([`STACK_SAMPLE_EVERY`](crate::STACK_SAMPLE_EVERY)).
 pub const MAP_STACK_SAMPLER: &str = "STACK_SAMPLER";
 /// Name of the one-entry `u32` array the reader sets to 1 while it drains on its own

@@ -49,9 +49,9 @@ impl StackSlot {
 /// values.
 pub const STACK_ID_NO_FRAME_CHAIN: i32 = -2;
 
-/// Of the sleeping futex waits a CPU sees in a row on one futex word, one in this many
-/// carries its stack (stack window and frame-pointer walk); the first wait on a word
-/// always does. Copying the window is paid on the lock's hand-over path; a hot lock needs
+/// Of the sleeping futex waits a CPU sees on one futex word, one in this many carries its
+/// stack (stack window and frame-pointer walk); the first wait on a word (the first since
+/// another word took its sampler slot, [`StackSampler::slot_of`]) always does. Copying the window is paid on the lock's hand-over path; a hot lock needs
 /// a sample of its waiters' stacks, not every one. A wait sent without a stack whose stack is wanted later (a deadlock) has
 /// it read from the target's memory then: the thread is still blocked in the wait.
 pub const STACK_SAMPLE_EVERY: u32 = 8;
@@ -60,8 +60,15 @@ pub const STACK_SAMPLE_EVERY: u32 = 8;
 /// negative errno (`ENODATA`) like the other "no stack" values.
 pub const STACK_ID_SAMPLED_OUT: i32 = -61;
 
-/// This CPU's run of sleeping waits on one futex word
-/// ([`MAP_STACK_SAMPLER`](crate::MAP_STACK_SAMPLER)).
+/// Entries of [`MAP_STACK_SAMPLER`](crate::MAP_STACK_SAMPLER) per CPU: a CPU keeps the
+/// run of this many futex words at once ([`StackSampler::slot_of`]), so threads that
+/// alternate between a few hot locks are sampled per lock, not sent whole each time the
+/// word changes (which, under `tracer serve`, would send every such wait with its lock
+/// memory and stack instead of lean).
+pub const STACK_SAMPLER_SLOTS: u32 = 8;
+
+/// This CPU's run of sleeping waits on one futex word, in its slot of
+/// [`MAP_STACK_SAMPLER`](crate::MAP_STACK_SAMPLER) ([`StackSampler::slot_of`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StackSampler {
@@ -75,6 +82,17 @@ pub struct StackSampler {
 const _: () = assert!(core::mem::size_of::<StackSampler>() == 16);
 
 impl StackSampler {
+    /// The slot of futex word `addr` among a CPU's [`STACK_SAMPLER_SLOTS`]: a
+    /// multiplicative hash, so words a fixed stride apart (mutexes in an array of
+    /// structs) spread over the slots.
+    #[inline]
+    #[must_use]
+    pub const fn slot_of(addr: u64) -> u32 {
+        const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
+        // The top 3 bits of the product (`STACK_SAMPLER_SLOTS` is 8).
+        (addr.wrapping_mul(GOLDEN) >> 61) as u32
+    }
+
     /// Whether the next sleeping wait, on futex word `addr`, carries its stack; updates
     /// the run. Plain logic shared by the kernel side and its unit test.
     #[inline]
@@ -119,6 +137,20 @@ mod tests {
             ))
             .is_ok()
         );
+    }
+
+    #[test]
+    fn sampler_slots_cover_all_and_spread_strided_words() {
+        const _: () = assert!(STACK_SAMPLER_SLOTS == 8, "slot_of keeps 3 bits");
+        // Mutexes 40 bytes apart (an array of structs) and words 4 bytes apart.
+        for stride in [4u64, 40, 64, 4096] {
+            let mut seen = [false; STACK_SAMPLER_SLOTS as usize];
+            for i in 0..64 {
+                seen[StackSampler::slot_of(0x5555_0000 + i * stride) as usize] = true;
+            }
+            assert!(seen.iter().all(|&s| s), "stride {stride}: {seen:?}");
+        }
+        assert!((0..10_000u64).all(|a| StackSampler::slot_of(a * 8) < STACK_SAMPLER_SLOTS));
     }
 
     #[test]

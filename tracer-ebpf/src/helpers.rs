@@ -10,8 +10,8 @@ use aya_ebpf::{
 };
 use tracer_common::{
     Counter, Event, EventKind, FutexWait, GoEvent, LockRecord, SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS,
-    STACK_ID_NO_FRAME_CHAIN, STACK_ID_SAMPLED_OUT, STACK_WINDOW_WORDS, SleptRecord, StackSlot,
-    WaitEndRecord, WaitRecord, WaitTimeoutArg,
+    STACK_ID_NO_FRAME_CHAIN, STACK_ID_SAMPLED_OUT, STACK_WINDOW_WORDS, SleptRecord, StackSampler,
+    StackSlot, WaitEndRecord, WaitRecord, WaitTimeoutArg,
 };
 
 use crate::{
@@ -296,8 +296,9 @@ pub(crate) fn current_syscall_regs() -> Option<SyscallRegs> {
 /// (`tracer_common::STACK_SAMPLE_EVERY`); `true` if the sampler cannot be read.
 #[inline(always)]
 pub(crate) fn takes_stack(addr: u64) -> bool {
-    match STACK_SAMPLER.get_ptr_mut(0) {
-        // SAFETY: the pointer is this CPU's `StackSampler` slot, sized and aligned for it;
+    match STACK_SAMPLER.get_ptr_mut(StackSampler::slot_of(addr)) {
+        // SAFETY: the pointer is this CPU's `StackSampler` for the word's slot (the map
+        // bounds-checks the index), sized and aligned for it;
         // programs on one CPU do not interleave here, and a lost update would only shift
         // which wait of a run is sampled.
         Some(sampler) => unsafe { (*sampler).take(addr) },

@@ -7,7 +7,7 @@ use aya_ebpf::{
 };
 use tracer_common::{
     BriefWaits, COUNTER_SLOTS, CpuBriefWaits, OPEN_SLEEPS_MAX_ENTRIES, OVERFLOW_STACKS_MAX_ENTRIES,
-    OpenSleep, PendingLock, STACKS_MAX_ENTRIES, StackSampler,
+    OpenSleep, PendingLock, STACK_SAMPLER_SLOTS, STACKS_MAX_ENTRIES, StackSampler,
 };
 
 /// TGID of the traced process; set with `EbpfLoader::override_global` before load.
@@ -64,10 +64,12 @@ pub(crate) static STACKS: StackTrace = StackTrace::with_max_entries(STACKS_MAX_E
 pub(crate) static OVERFLOW_STACKS: StackTrace =
     StackTrace::with_max_entries(OVERFLOW_STACKS_MAX_ENTRIES, 0);
 
-/// This CPU's run of sleeping waits on one futex word, which decides whether the next
-/// one carries its stack (`tracer_common::STACK_SAMPLE_EVERY`).
+/// This CPU's runs of sleeping waits on a few futex words, one per slot
+/// (`StackSampler::slot_of`), which decide whether the next wait on a word carries its
+/// stack (`tracer_common::STACK_SAMPLE_EVERY`).
 #[map(name = "STACK_SAMPLER")]
-pub(crate) static STACK_SAMPLER: PerCpuArray<StackSampler> = PerCpuArray::with_max_entries(1, 0);
+pub(crate) static STACK_SAMPLER: PerCpuArray<StackSampler> =
+    PerCpuArray::with_max_entries(STACK_SAMPLER_SLOTS, 0);
 
 /// Lock calls between entry and return uprobe, keyed by TID (`--holds` only).
 ///

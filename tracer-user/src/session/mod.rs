@@ -1890,6 +1890,12 @@ fn counter_notes(counters: &CounterTotals, decode_errors: u64) -> Vec<String> {
             counters.brief_waits_untracked
         ));
     }
+    if counters.open_sleeps_untracked > 0 {
+        notes.push(format!(
+            "{} futex waits that slept were not timed (the kernel's table of sleeping threads was full)",
+            counters.open_sleeps_untracked
+        ));
+    }
     if counters.stack_errors > 0 {
         notes.push(format!(
             "{} stacks could not be recorded",
@@ -1958,16 +1964,18 @@ mod tests {
             stack_errors: 2,
             brief_waits_untracked: 3,
             unmatched_returns: 5,
+            open_sleeps_untracked: 6,
             ..CounterTotals::default()
         };
         let notes = counter_notes(&counters, 4);
-        assert_eq!(notes.len(), 5, "{notes:?}");
+        assert_eq!(notes.len(), 6, "{notes:?}");
         for needle in [
             "1 events dropped",
             "2 stacks",
             "3 futex waits that did not sleep",
             "4 records",
             "5 lock calls",
+            "6 futex waits that slept",
         ] {
             assert!(
                 notes.iter().any(|n| n.starts_with(needle)),
