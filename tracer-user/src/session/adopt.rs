@@ -40,34 +40,21 @@ pub(super) fn adopt_blocked_threads(
     let mut parked = Vec::new();
     let mut applied = Vec::new();
     for &tid in &tids {
-        let Some(SyscallState::InSyscall { nr, args, sp, pc }) = target.syscall_state(tid) else {
+        let Some(blocked) = blocked_in_futex_wait(target, tid) else {
             continue;
         };
-        // `futex_waitv` waits are not adopted: their words are in the target's memory.
-        let [arg0, arg1, arg2, ..] = args;
-        let Some(FutexCall::Wait(FutexWait { addr, cmd, val })) =
-            FutexCall::decode(nr, [arg0, arg1, arg2])
-        else {
-            continue;
-        };
-        if is_glibc_pi_park(addr, cmd, val, sp) {
-            parked.push((tid, sp, pc));
+        let FutexWait { addr, cmd, val } = blocked.wait;
+        if is_glibc_pi_park(addr, cmd, val, blocked.sp) {
+            parked.push((tid, blocked.sp, blocked.pc));
             continue;
         }
-        let window = blocked_stack_window(target, pc, sp);
-        let event = TraceEvent::FutexWait {
-            tid,
-            ts_ns: now_ns,
-            addr,
-            cmd,
-            val,
-            stack: None,
-            snapshot: read_snapshot(target, addr),
-            window: WindowRef::Built(&window),
-            timeout: read_timeout(target, nr, args),
-        };
-        threads.apply(analysis, target, &event);
-        applied.push(TapeItem::Record(encode_bytes(&event)));
+        applied.push(apply_blocked_wait(
+            target,
+            analysis,
+            threads,
+            (tid, now_ns),
+            &blocked,
+        ));
     }
     // Second pass, once every other wait is known: threads glibc parked for good
     // after the kernel refused them a PI mutex with EDEADLK.
@@ -109,33 +96,74 @@ pub(super) fn adopt_long_sleep(
     threads: &mut LiveThreads,
     sleep: &OpenSleep,
 ) -> Option<TapeItem> {
-    let Some(SyscallState::InSyscall { nr, args, sp, pc }) = target.syscall_state(sleep.tid) else {
+    let blocked = blocked_in_futex_wait(target, sleep.tid)?;
+    // The same call: the same word, from the same frame.
+    if blocked.wait.addr != sleep.addr || blocked.sp != sleep.user_sp {
+        return None;
+    }
+    Some(apply_blocked_wait(
+        target,
+        analysis,
+        threads,
+        (sleep.tid, sleep.start_ns),
+        &blocked,
+    ))
+}
+
+/// The futex wait a thread is blocked in, as `/proc` shows its system call.
+struct BlockedWait {
+    nr: i64,
+    args: [u64; 6],
+    /// User stack and instruction pointers at the call.
+    sp: u64,
+    pc: u64,
+    wait: FutexWait,
+}
+
+/// The futex wait thread `tid` is blocked in right now, if any. `futex_waitv` waits are
+/// not read: their words are in the target's memory.
+fn blocked_in_futex_wait(target: &dyn TargetProcess, tid: u32) -> Option<BlockedWait> {
+    let Some(SyscallState::InSyscall { nr, args, sp, pc }) = target.syscall_state(tid) else {
         return None;
     };
     let [arg0, arg1, arg2, ..] = args;
-    let Some(FutexCall::Wait(FutexWait { addr, cmd, val })) =
-        FutexCall::decode(nr, [arg0, arg1, arg2])
-    else {
+    let Some(FutexCall::Wait(wait)) = FutexCall::decode(nr, [arg0, arg1, arg2]) else {
         return None;
     };
-    // The same call: the same word, from the same frame.
-    if addr != sleep.addr || sp != sleep.user_sp {
-        return None;
-    }
-    let window = blocked_stack_window(target, pc, sp);
+    Some(BlockedWait {
+        nr,
+        args,
+        sp,
+        pc,
+        wait,
+    })
+}
+
+/// Gives `analysis` thread `tid`'s `blocked` wait as begun at `ts_ns`, in the shape the
+/// kernel sends a wait: with the lock's snapshot, the stack window and the timeout read
+/// from the target now. Returns it as a recording's tape keeps it.
+fn apply_blocked_wait(
+    target: &dyn TargetProcess,
+    analysis: &mut Analysis,
+    threads: &mut LiveThreads,
+    (tid, ts_ns): (u32, u64),
+    blocked: &BlockedWait,
+) -> TapeItem {
+    let FutexWait { addr, cmd, val } = blocked.wait;
+    let window = blocked_stack_window(target, blocked.pc, blocked.sp);
     let event = TraceEvent::FutexWait {
-        tid: sleep.tid,
-        ts_ns: sleep.start_ns,
+        tid,
+        ts_ns,
         addr,
         cmd,
         val,
         stack: None,
         snapshot: read_snapshot(target, addr),
         window: WindowRef::Built(&window),
-        timeout: read_timeout(target, nr, args),
+        timeout: read_timeout(target, blocked.nr, blocked.args),
     };
     threads.apply(analysis, target, &event);
-    Some(TapeItem::Record(encode_bytes(&event)))
+    TapeItem::Record(encode_bytes(&event))
 }
 
 /// The timeout of the futex call `nr` (arguments `args`) a thread found blocked sleeps
