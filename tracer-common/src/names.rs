@@ -63,10 +63,11 @@ pub const GLOBAL_GO_GOID_OFFSET: &str = "GO_GOID_OFFSET";
 /// as dead code while it is 0: the programs then run exactly as if there were none.
 pub const GLOBAL_DIAGNOSTICS: &str = "DIAGNOSTICS";
 /// Global (a `u32` in `.rodata`, 0 unless the loader sets it before load): nonzero
-/// times a futex wait's end when its thread is switched back in (`sched_switch`), for a
+/// times a futex wait's end when its thread is switched back in (`sched_switch`; worked
+/// out at its next switch-out, [`GLOBAL_TASK_RUNTIME_OFFSET`]), for a
 /// session with no `sys_exit` program (`tracer serve`'s default: `sys_exit` alone costs
 /// a lock-bound workload ~4%, BENCHMARKS.md). A constant to the verifier, like
-/// [`GLOBAL_DIAGNOSTICS`]: while 0, the switch-in path is dead code.
+/// [`GLOBAL_DIAGNOSTICS`]: while 0, the table of sleeping threads is dead code.
 pub const GLOBAL_WAIT_ENDS_AT_SWITCH_IN: &str = "WAIT_ENDS_AT_SWITCH_IN";
 /// Global (a `u32` in `.rodata`, 0 unless the loader sets it before load), with
 /// [`GLOBAL_WAIT_ENDS_AT_SWITCH_IN`] only: which sleeping waits go out as a lean
@@ -74,6 +75,13 @@ pub const GLOBAL_WAIT_ENDS_AT_SWITCH_IN: &str = "WAIT_ENDS_AT_SWITCH_IN";
 /// [`WaitRecord`](crate::WaitRecord) at the sleep ([`LEAN_WAITS_NONE`](crate::LEAN_WAITS_NONE),
 /// [`LEAN_WAITS_UNSAMPLED`](crate::LEAN_WAITS_UNSAMPLED), [`LEAN_WAITS_ALL`](crate::LEAN_WAITS_ALL)).
 pub const GLOBAL_LEAN_WAITS: &str = "LEAN_WAITS";
+/// Global (a `u64` in `.rodata`), with [`GLOBAL_WAIT_ENDS_AT_SWITCH_IN`] only: the offset
+/// of `se.sum_exec_runtime` (the thread's CPU time, in nanoseconds) in the running
+/// kernel's `struct task_struct`, read by the loader from the kernel's BTF. A wait's end
+/// (its thread's switch-in) is worked out at the thread's next switch-out, from the
+/// CPU time it used since: the switch-in itself, on the lock's hand-over path and run
+/// for every thread of the host, then does nothing.
+pub const GLOBAL_TASK_RUNTIME_OFFSET: &str = "TASK_RUNTIME_OFFSET";
 
 /// Program on the `sys_exit` BTF raw tracepoint: futex wait ends and wake counts.
 pub const PROG_SYS_EXIT: &str = "futex_exit";
@@ -131,9 +139,10 @@ pub const ALL_PROGRAMS: [&str; 11] = [
     PROG_NOOP_URETPROBE,
 ];
 /// Every global the loader sets, for the same test.
-pub const ALL_GLOBALS: [&str; 7] = [
+pub const ALL_GLOBALS: [&str; 8] = [
     GLOBAL_WAIT_ENDS_AT_SWITCH_IN,
     GLOBAL_LEAN_WAITS,
+    GLOBAL_TASK_RUNTIME_OFFSET,
     GLOBAL_TARGET_TGID,
     GLOBAL_TARGET_PIDNS_DEV,
     GLOBAL_TARGET_PIDNS_INO,

@@ -3,9 +3,12 @@
 //! ([`GLOBAL_WAIT_ENDS_AT_SWITCH_IN`](crate::GLOBAL_WAIT_ENDS_AT_SWITCH_IN)).
 
 /// The value of [`MAP_OPEN_SLEEPS`](crate::MAP_OPEN_SLEEPS), keyed by the thread's `struct
-/// task_struct` address (the one id `sched_switch` gives of the thread it switches in,
-/// without reading the kernel's structures). One entry per thread, rewritten in place
-/// from one sleep to the next and removed when the thread exits.
+/// task_struct` address (the one id `sched_switch` gives of the thread it switches out
+/// and of an exiting one, without reading the kernel's structures). One entry per
+/// thread, rewritten in place from one sleep to the next and removed when the thread
+/// exits. A wait is over once its thread has been switched out again (the entry then
+/// holds the next sleep, or `addr` 0): the table cannot tell a thread still asleep from
+/// one woken that has run since without leaving its CPU.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct OpenSleep {
@@ -14,8 +17,10 @@ pub struct OpenSleep {
     pub addr: u64,
     /// When the thread went to sleep in the wait.
     pub start_ns: u64,
-    /// When the thread was switched back in (the wait's end), 0 while it sleeps.
-    pub ended_ns: u64,
+    /// The thread's CPU time (`se.sum_exec_runtime`) when it went to sleep: at its next
+    /// switch-out, that moment less the CPU time used since is when it was switched back
+    /// in, the wait's end.
+    pub runtime_ns: u64,
     /// User stack pointer and instruction pointer at the system call.
     pub user_sp: u64,
     pub user_ip: u64,

@@ -21,8 +21,8 @@
 //! By default the hook keeps no state: a thread that sleeps twice in one call (a
 //! spurious wakeup) sends its wait twice, and userspace keeps the first; the end comes
 //! from `futex_exit`. With `WAIT_ENDS_AT_SWITCH_IN` (a session with no `sys_exit`
-//! program: `tracer serve`'s default) the hook also times ends, when the waiting thread
-//! is switched back in (`open_sleeps`). What only `sys_exit` sees is then not seen: waits
+//! program: `tracer serve`'s default) the hook also times ends, at the waiting thread's
+//! switch back in, worked out at its next switch-out (`open_sleeps`). What only `sys_exit` sees is then not seen: waits
 //! that returned without sleeping, wakes, and the return value.
 use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::btf_tracepoint, programs::BtfTracePointContext};
 use tracer_common::{Counter, FutexCall, LEAN_WAITS_ALL, LEAN_WAITS_NONE};
@@ -31,7 +31,7 @@ use crate::{
     diag, futex_call,
     helpers::{count, current_syscall_regs, send_wait, takes_stack, target_tid},
     maps::{LEAN_WAITS, WAIT_ENDS_AT_SWITCH_IN},
-    open_sleeps::{self, Sleep},
+    open_sleeps::{self, Sleep, SwitchOutClock},
 };
 
 #[btf_tracepoint(function = "sched_switch")]
@@ -46,23 +46,20 @@ fn try_futex_sleep(ctx: &BtfTracePointContext) -> Result<(), ()> {
     // sched_switch(bool preempt, prev, next, unsigned int prev_state).
     let task: u64 = ctx.arg(1);
     let prev_state = ctx.arg::<u64>(3) & 0xffff_ffff;
-    if ends_at_switch_in {
-        open_sleeps::mark_resumed(ctx.arg(2));
-        if open_sleeps::is_exit(prev_state) {
-            // Any exiting thread, before the target's filter (see `forget_exited`).
-            open_sleeps::forget_exited(task);
-            return Ok(());
-        }
+    if ends_at_switch_in && open_sleeps::is_exit(prev_state) {
+        // Any exiting thread, before the target's filter (see `forget_exited`).
+        open_sleeps::forget_exited(task);
+        return Ok(());
     }
     // `current` is still the thread being switched out.
     let Some(tid) = target_tid() else {
         return Ok(());
     };
     let preempt = ctx.arg::<u64>(0) & 0xff != 0;
-    let entry = if ends_at_switch_in {
+    let (entry, clock) = if ends_at_switch_in {
         open_sleeps::switched_out(task)
     } else {
-        core::ptr::null_mut()
+        (core::ptr::null_mut(), SwitchOutClock::UNREAD)
     };
     // A preempted thread, or one leaving the CPU in state TASK_RUNNING (a
     // `cond_resched`), is still runnable, not waiting.
@@ -76,12 +73,21 @@ fn try_futex_sleep(ctx: &BtfTracePointContext) -> Result<(), ()> {
     let Some(FutexCall::Wait(wait)) = futex_call::decode(regs.nr, regs.args)? else {
         return Ok(());
     };
-    // SAFETY: bpf_ktime_get_ns has no preconditions.
-    let start_ns = unsafe { bpf_ktime_get_ns() };
+    let clock = if clock.now_ns != 0 {
+        clock
+    } else if ends_at_switch_in {
+        SwitchOutClock::read(task)
+    } else {
+        SwitchOutClock {
+            // SAFETY: bpf_ktime_get_ns has no preconditions.
+            now_ns: unsafe { bpf_ktime_get_ns() },
+            runtime_ns: 0,
+        }
+    };
     let sleep = Sleep {
         task,
         tid,
-        start_ns,
+        clock,
         sp: regs.sp,
         ip: regs.ip,
     };
@@ -99,7 +105,7 @@ fn try_futex_sleep(ctx: &BtfTracePointContext) -> Result<(), ()> {
     let timeout = futex_call::timeout(regs.nr, regs.args, regs.more_args);
     // A full ring buffer drops the record (counted): the wait's end then finds no start
     // and counts as a brief wait in userspace.
-    let sent = send_wait(ctx, tid, &wait, (start_ns, &timeout), &regs, with_stack);
+    let sent = send_wait(ctx, tid, &wait, (clock.now_ns, &timeout), &regs, with_stack);
     if ends_at_switch_in && sent {
         count(Counter::FutexWaits);
         open_sleeps::note_sleep(entry, &sleep, &wait, false);

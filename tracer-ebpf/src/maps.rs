@@ -40,6 +40,11 @@ pub(crate) static WAIT_ENDS_AT_SWITCH_IN: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
 pub(crate) static LEAN_WAITS: Global<u32> = Global::new(0);
 
+/// With `WAIT_ENDS_AT_SWITCH_IN`: the offset of `se.sum_exec_runtime` in the kernel's
+/// `struct task_struct` (`tracer_common::GLOBAL_TASK_RUNTIME_OFFSET`); set before load.
+#[unsafe(no_mangle)]
+pub(crate) static TASK_RUNTIME_OFFSET: Global<u64> = Global::new(0);
+
 /// Fixed-size `Event` records. 16 MiB: at ~1M events/s and a 20 ms drain interval the
 /// reader needs ~2.6 MiB, so a stalled reader still has several hundred ms of slack
 /// before records are dropped (and counted).
@@ -84,8 +89,9 @@ pub(crate) static PENDING_LOCKS: LruHashMap<u32, PendingLock> =
 
 /// Each target thread's last futex wait that slept, by the thread's `task_struct`
 /// address, while wait ends are timed at switch-in (`WAIT_ENDS_AT_SWITCH_IN`; see
-/// `open_sleeps`): written when the thread goes to sleep in a wait, timed when it is
-/// switched back in, its end sent at its next switch-out; removed when the thread exits.
+/// `open_sleeps`): written when the thread goes to sleep in a wait, its end (the
+/// switch back in) worked out and sent at its next switch-out; removed when the thread
+/// exits.
 /// Not LRU: an evicted sleep would never end. Not preallocated: each served target loads
 /// its own, and most have far fewer threads than the cap.
 #[map(name = "OPEN_SLEEPS")]

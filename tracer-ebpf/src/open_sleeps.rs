@@ -2,39 +2,27 @@
 //! when wait ends are timed at switch-in (`WAIT_ENDS_AT_SWITCH_IN`: no `sys_exit`
 //! program).
 //!
-//! The switch-in is on the lock's hand-over path (the woken waiter cannot run before the
-//! program returns), so it does the least it can: one lookup and, for a thread that slept
-//! in a wait, one store of the time. The end record goes out at the thread's next
-//! switch-out (it runs, then sleeps again, is preempted or exits), off that path; an end
-//! is therefore sent late by as long as the thread ran, and timed right. Entries are
-//! rewritten in place, never freed and allocated per wait; a thread's entry is removed
-//! at its last switch-out, when it exits.
-use aya_ebpf::helpers::bpf_ktime_get_ns;
+//! Nothing is done when the waiting thread is switched back in: that is on the lock's
+//! hand-over path (the woken waiter cannot run before the program returns), and the
+//! program would have to look every thread of the host up there, since `sched_switch`
+//! does not say whose the thread switched in is (each served target's program set once
+//! more). Instead, at the thread's next switch-out (it ran, then sleeps again, is
+//! preempted or exits), the switch-in is worked out from the CPU time the thread used
+//! since (`se.sum_exec_runtime`, read at `TASK_RUNTIME_OFFSET` and kept at the sleep):
+//! now, less that time. The end then goes out, late by as long as the thread ran, and
+//! timed right to within the interrupt and steal time of that run (the scheduler does not
+//! count them as the thread's). Entries are rewritten in place, never freed and allocated
+//! per wait; a thread's entry is removed at its last switch-out, when it exits.
+use aya_ebpf::helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel};
 use tracer_common::{Counter, EventKind, FutexWait, OpenSleep, SleptRecord, WaitEndRecord};
 
 use crate::{
     helpers::{count, emit_slept, emit_wait_end},
-    maps::OPEN_SLEEPS,
+    maps::{OPEN_SLEEPS, TASK_RUNTIME_OFFSET},
 };
 
 /// `TASK_DEAD` in `sched_switch`'s `prev_state`: the thread's last switch-out.
 const TASK_DEAD: u64 = 0x80;
-
-/// Times the end of the wait of `task`, switched in now, if it was asleep in one.
-#[inline(always)]
-pub(crate) fn mark_resumed(task: u64) {
-    let Some(sleep) = OPEN_SLEEPS.get_ptr_mut(task) else {
-        return;
-    };
-    // SAFETY: `sleep` points at the map's value for `task`, sized and aligned for
-    // `OpenSleep`; only the CPU switching `task` in or out writes it, and the scheduler
-    // never does both at once for one task.
-    unsafe {
-        if (*sleep).addr != 0 && (*sleep).ended_ns == 0 {
-            (*sleep).ended_ns = bpf_ktime_get_ns();
-        }
-    }
-}
 
 /// Whether `prev_state` (`sched_switch`'s) is a thread's last switch-out: it exited.
 #[inline(always)]
@@ -42,22 +30,69 @@ pub(crate) fn is_exit(prev_state: u64) -> bool {
     prev_state & TASK_DEAD != 0
 }
 
-/// For target thread `task`, switched out now: sends the end of its last wait if it has
-/// been switched in since. Returns its entry (null if it has none), for [`note_sleep`] on
-/// the same switch-out (one lookup per switch-out, not two). A raw pointer, not an
-/// `Option`: the compiler leaves an `Option`'s payload unset on the `None` path, which the
-/// verifier refuses to see spilled and read back.
-#[inline(always)]
-pub(crate) fn switched_out(task: u64) -> *mut OpenSleep {
-    let Some(sleep) = OPEN_SLEEPS.get_ptr_mut(task) else {
-        return core::ptr::null_mut();
+/// A thread's clock at one of its switch-outs.
+#[derive(Clone, Copy)]
+pub(crate) struct SwitchOutClock {
+    /// Now (`bpf_ktime_get_ns`); 0 if not read.
+    pub(crate) now_ns: u64,
+    /// The thread's CPU time so far, in nanoseconds; 0 if it could not be read.
+    pub(crate) runtime_ns: u64,
+}
+
+impl SwitchOutClock {
+    /// Not read.
+    pub(crate) const UNREAD: Self = Self {
+        now_ns: 0,
+        runtime_ns: 0,
     };
-    send_resumed_end(sleep);
-    sleep
+
+    /// Reads the clock of `task`, the thread being switched out.
+    #[inline(always)]
+    pub(crate) fn read(task: u64) -> Self {
+        // SAFETY: bpf_ktime_get_ns has no preconditions.
+        let now_ns = unsafe { bpf_ktime_get_ns() };
+        Self {
+            now_ns,
+            runtime_ns: task_runtime_ns(task),
+        }
+    }
+
+    /// When the thread, which went to sleep in `sleep`, was switched back in: now less the
+    /// CPU time it used since (now itself if its CPU time could not be read).
+    #[inline(always)]
+    fn switched_in_ns(&self, sleep: &OpenSleep) -> u64 {
+        let ran = self.runtime_ns.saturating_sub(sleep.runtime_ns);
+        self.now_ns.saturating_sub(ran).max(sleep.start_ns)
+    }
+}
+
+/// The CPU time of `task` (`se.sum_exec_runtime`), 0 if it cannot be read.
+#[inline(always)]
+pub(crate) fn task_runtime_ns(task: u64) -> u64 {
+    let field = task.wrapping_add(TASK_RUNTIME_OFFSET.load()) as *const u64;
+    // SAFETY: bpf_probe_read_kernel checks the address itself and fails cleanly; `task`
+    // is a `struct task_struct *` from `sched_switch`, and the offset that of a `u64`
+    // member of it in the running kernel's BTF.
+    unsafe { bpf_probe_read_kernel(field) }.unwrap_or(0)
+}
+
+/// For target thread `task`, switched out now: sends the end of its last wait if it is
+/// still open (it slept, and has been switched in since, or it would not be switched out
+/// now). Returns its entry (null if it has none), for [`note_sleep`] on the same
+/// switch-out (one lookup per switch-out, not two), and the clock if it read it
+/// ([`SwitchOutClock::UNREAD`] otherwise). A raw pointer, not an `Option`: the compiler
+/// leaves an `Option`'s payload unset on the `None` path, which the verifier refuses to
+/// see spilled and read back.
+#[inline(always)]
+pub(crate) fn switched_out(task: u64) -> (*mut OpenSleep, SwitchOutClock) {
+    let Some(sleep) = OPEN_SLEEPS.get_ptr_mut(task) else {
+        return (core::ptr::null_mut(), SwitchOutClock::UNREAD);
+    };
+    (sleep, send_end(sleep, task))
 }
 
 /// For thread `task`, switched out for the last time (it exited): sends the end of its
-/// last wait if it has been switched in since, and forgets the thread.
+/// last wait if it is still open, and forgets the thread.
 ///
 /// Done for every exiting thread, before the target's filter: in a PID namespace other
 /// than the host's (a sidecar) the thread has no ids there any more by now, and a removal
@@ -66,27 +101,31 @@ pub(crate) fn switched_out(task: u64) -> *mut OpenSleep {
 #[inline(always)]
 pub(crate) fn forget_exited(task: u64) {
     if let Some(sleep) = OPEN_SLEEPS.get_ptr_mut(task) {
-        send_resumed_end(sleep);
+        send_end(sleep, task);
         let _ = OPEN_SLEEPS.remove(task);
     }
 }
 
-/// Sends the end of `sleep`'s wait if its thread has been switched in since: a
-/// `SleptRecord` (the whole wait) for a lean one, else the end of the wait already sent.
+/// Sends the end of `sleep`'s wait if it is open, its thread `task` being switched out
+/// now: a `SleptRecord` (the whole wait) for a lean one, else the end of the wait already
+/// sent. Returns the clock if it read it.
 #[inline(always)]
-fn send_resumed_end(sleep: *mut OpenSleep) {
-    // SAFETY: `sleep` is the map's value for a task being switched out on this CPU, as
-    // in `mark_resumed`.
+fn send_end(sleep: *mut OpenSleep, task: u64) -> SwitchOutClock {
+    // SAFETY: `sleep` points at the map's value for `task`, sized and aligned for
+    // `OpenSleep`; only the CPU switching `task` out writes it, and the value stays the
+    // task's for this whole run (only the task's own last switch-out removes it).
     unsafe {
-        if (*sleep).addr == 0 || (*sleep).ended_ns == 0 {
-            return;
+        if (*sleep).addr == 0 {
+            return SwitchOutClock::UNREAD;
         }
+        let clock = SwitchOutClock::read(task);
+        let end_ns = clock.switched_in_ns(&*sleep);
         if (*sleep).lean != 0 {
             emit_slept(&SleptRecord {
                 kind: EventKind::FutexSlept as u32,
                 tid: (*sleep).tid,
                 start_ns: (*sleep).start_ns,
-                end_ns: (*sleep).ended_ns,
+                end_ns,
                 addr: (*sleep).addr,
                 user_sp: (*sleep).user_sp,
                 user_ip: (*sleep).user_ip,
@@ -97,7 +136,7 @@ fn send_resumed_end(sleep: *mut OpenSleep) {
             emit_wait_end(&WaitEndRecord {
                 kind: EventKind::FutexWaitDone as u32,
                 tid: (*sleep).tid,
-                ts_ns: (*sleep).ended_ns,
+                ts_ns: end_ns,
                 addr: (*sleep).addr,
                 // Woken, timed out or interrupted: only `sys_exit` could tell which.
                 ret: 0,
@@ -106,6 +145,7 @@ fn send_resumed_end(sleep: *mut OpenSleep) {
             });
         }
         (*sleep).addr = 0;
+        clock
     }
 }
 
@@ -114,8 +154,8 @@ pub(crate) struct Sleep {
     /// The thread's `task_struct` address (the table's key) and TID.
     pub(crate) task: u64,
     pub(crate) tid: u32,
-    /// When it went to sleep.
-    pub(crate) start_ns: u64,
+    /// When it went to sleep, and its CPU time then.
+    pub(crate) clock: SwitchOutClock,
     /// User stack and instruction pointers at the system call.
     pub(crate) sp: u64,
     pub(crate) ip: u64,
@@ -128,11 +168,10 @@ pub(crate) struct Sleep {
 pub(crate) fn note_sleep(entry: *mut OpenSleep, sleep: &Sleep, wait: &FutexWait, lean: bool) {
     let lean = u32::from(lean);
     if !entry.is_null() {
-        // SAFETY: as in `mark_resumed`; the value stays the task's for this whole run (only
-        // the task's own last switch-out removes it), and `switched_out` sent its end.
+        // SAFETY: as in `send_end`; `switched_out` sent the end of the entry's last wait.
         unsafe {
-            (*entry).start_ns = sleep.start_ns;
-            (*entry).ended_ns = 0;
+            (*entry).start_ns = sleep.clock.now_ns;
+            (*entry).runtime_ns = sleep.clock.runtime_ns;
             (*entry).user_sp = sleep.sp;
             (*entry).user_ip = sleep.ip;
             (*entry).tid = sleep.tid;
@@ -145,8 +184,8 @@ pub(crate) fn note_sleep(entry: *mut OpenSleep, sleep: &Sleep, wait: &FutexWait,
     }
     let value = OpenSleep {
         addr: wait.addr,
-        start_ns: sleep.start_ns,
-        ended_ns: 0,
+        start_ns: sleep.clock.now_ns,
+        runtime_ns: sleep.clock.runtime_ns,
         user_sp: sleep.sp,
         user_ip: sleep.ip,
         tid: sleep.tid,

@@ -48,6 +48,7 @@ mod many_locks;
 mod memory;
 mod overhead;
 mod serve;
+mod served_targets;
 
 /// Lock-heavy workload shape: more threads than the 2 cores of the reference machine, a
 /// ~1 µs critical section and a shorter stretch outside it, so the lock is demanded more
@@ -80,6 +81,7 @@ enum Part {
     ManyLocks,
     Serve,
     LockOrder,
+    ServedTargets,
 }
 
 struct Options {
@@ -146,7 +148,8 @@ fn parse_options(args: &[String]) -> anyhow::Result<Options> {
                             "h" => Part::ManyLocks,
                             "i" => Part::Serve,
                             "j" => Part::LockOrder,
-                            other => bail!("--only takes a to j, not {other:?}"),
+                            "k" => Part::ServedTargets,
+                            other => bail!("--only takes a to k, not {other:?}"),
                         })
                     })
                     .collect::<anyhow::Result<Vec<_>>>()?;
@@ -155,7 +158,7 @@ fn parse_options(args: &[String]) -> anyhow::Result<Options> {
             "--no-build" => opts.no_build = true,
             "-h" | "--help" => {
                 println!(
-                    "cargo xtask bench [--rounds N (9)] [--seconds S (3)] [--only a|b|c|d|e|f|g|h|i|j[,...]] [--no-build]\n\
+                    "cargo xtask bench [--rounds N (9)] [--seconds S (3)] [--only a|b|c|d|e|f|g|h|i|j|k[,...]] [--no-build]\n\
                      a: userspace pipeline events/s; b: overhead of tracer attach (default, --holds);\n\
                      c: floors (empty programs, empty uprobes, bpftrace); d: deadlock report latency;\n\
                      e: Go targets (overhead on a sync.Mutex workload, first report and snapshot cost with\n\
@@ -166,8 +169,9 @@ fn parse_options(args: &[String]) -> anyhow::Result<Options> {
                      i: tracer serve: throughput while scraped every second (C and Go workloads), CPU with a\n\
                      quiet target scraped every 15 s, resident memory;\n\
                      j: the lock-order graph: tracer CPU added per traced acquisition and throughput against\n\
-                     --holds --no-lock-order, its memory at 100 000 lock instances.\n\
-                     Needs root (b to j). Writes bench-results/latest.md."
+                     --holds --no-lock-order, its memory at 100 000 lock instances;\n\
+                     k: tracer serve: what each served target adds to every context switch of the host.\n\
+                     Needs root (b to k). Writes bench-results/latest.md."
                 );
                 return Ok(Options {
                     only: None,
@@ -201,7 +205,17 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     let many_locks = opts.wants(Part::ManyLocks);
     let serve = opts.wants(Part::Serve);
     let lock_order = opts.wants(Part::LockOrder);
-    if overhead || latency || go || idle || memory || many_locks || serve || lock_order {
+    let served_targets = opts.wants(Part::ServedTargets);
+    let needs_tools = overhead
+        || latency
+        || go
+        || idle
+        || memory
+        || many_locks
+        || serve
+        || lock_order
+        || served_targets;
+    if needs_tools {
         let tools = Tools::build(&root, opts.no_build)?;
         if overhead {
             report.push_str(&overhead::section(&tools, &opts)?);
@@ -227,6 +241,9 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         }
         if lock_order {
             report.push_str(&lock_order::section(&tools, &opts)?);
+        }
+        if served_targets {
+            report.push_str(&served_targets::section(&tools, &opts)?);
         }
     }
 
@@ -472,13 +489,14 @@ struct Tools {
     tracer: PathBuf,
     lockbench: PathBuf,
     deadlock: PathBuf,
+    switchbench: PathBuf,
 }
 
 impl Tools {
     fn build(root: &Path, no_build: bool) -> anyhow::Result<Self> {
         // SAFETY: geteuid has no preconditions and cannot fail.
         if unsafe { libc::geteuid() } != 0 {
-            bail!("bench parts b to j attach eBPF programs: run as root (or use --only a)");
+            bail!("bench parts b to k attach eBPF programs: run as root (or use --only a)");
         }
         let tracer = root.join("target/release/tracer");
         if no_build {
@@ -514,11 +532,13 @@ impl Tools {
         };
         let lockbench = compile("lockbench")?;
         let deadlock = compile("deadlock")?;
+        let switchbench = compile("switchbench")?;
         Ok(Self {
             root: root.to_path_buf(),
             tracer,
             lockbench,
             deadlock,
+            switchbench,
         })
     }
 }

@@ -11,6 +11,7 @@
 //! global) and printed on stderr as they are drained (`bpf_log`); without it the verifier
 //! drops the code that sends them.
 mod bpf_log;
+mod kernel_layout;
 mod uprobe_multi;
 
 use std::{num::NonZeroU32, path::Path};
@@ -23,20 +24,37 @@ use aya::{
         uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope},
     },
 };
+pub use kernel_layout::KernelLayoutError;
 use thiserror::Error;
 use tracer_common::{
     BriefWaits, COUNTER_SLOTS, Counter, CpuBriefWaits, GLOBAL_DIAGNOSTICS, GLOBAL_GO_GOID_OFFSET,
     GLOBAL_LEAN_WAITS, GLOBAL_TARGET_PIDNS_DEV, GLOBAL_TARGET_PIDNS_INO, GLOBAL_TARGET_TGID,
-    GLOBAL_WAIT_ENDS_AT_SWITCH_IN, LEAN_WAITS_ALL, LEAN_WAITS_NONE, LEAN_WAITS_UNSAMPLED, LockOp,
-    MAP_BRIEF_WAITS, MAP_COUNTERS, MAP_CPU_BRIEF_WAITS, MAP_EVENTS, MAP_OPEN_SLEEPS,
-    MAP_OVERFLOW_STACKS, MAP_PENDING_LOCKS, MAP_READER_POLLS, MAP_STACKS, OpenSleep,
-    PROG_GO_LOCK_SITE, PROG_LOCK_ENTRY, PROG_LOCK_RETURN, PROG_NOOP_SCHED_SWITCH,
+    GLOBAL_TASK_RUNTIME_OFFSET, GLOBAL_WAIT_ENDS_AT_SWITCH_IN, LEAN_WAITS_ALL, LEAN_WAITS_NONE,
+    LEAN_WAITS_UNSAMPLED, LockOp, MAP_BRIEF_WAITS, MAP_COUNTERS, MAP_CPU_BRIEF_WAITS, MAP_EVENTS,
+    MAP_OPEN_SLEEPS, MAP_OVERFLOW_STACKS, MAP_PENDING_LOCKS, MAP_READER_POLLS, MAP_STACKS,
+    OpenSleep, PROG_GO_LOCK_SITE, PROG_LOCK_ENTRY, PROG_LOCK_RETURN, PROG_NOOP_SCHED_SWITCH,
     PROG_NOOP_SYS_EXIT, PROG_NOOP_UPROBE, PROG_NOOP_URETPROBE, PROG_PROCESS_EXEC,
     PROG_SCHED_SWITCH, PROG_SYS_EXIT, PROG_UNLOCK_ENTRY, PendingLock, StackSlot,
 };
 
 /// The eBPF object, built for the BPF target by `build.rs` (aya-build).
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer"));
+
+/// The kernel's BTF, for what `Btf::from_sys_fs` does not give: where a member lies.
+const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+/// The offset of `se.sum_exec_runtime` (a thread's CPU time) in the running kernel's
+/// `struct task_struct`, for `GLOBAL_TASK_RUNTIME_OFFSET`; read from its BTF once.
+fn task_runtime_offset() -> Result<u64, ProbeError> {
+    static OFFSET: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    if let Some(&offset) = OFFSET.get() {
+        return Ok(offset);
+    }
+    let btf = std::fs::read(KERNEL_BTF).map_err(ProbeError::KernelBtfUnreadable)?;
+    let offset = kernel_layout::member_offset(&btf, "task_struct", &["se", "sum_exec_runtime"], 8)
+        .map_err(ProbeError::KernelLayout)?;
+    Ok(*OFFSET.get_or_init(|| offset))
+}
 
 /// The built eBPF object's bytes (for tests that inspect it).
 #[must_use]
@@ -50,6 +68,12 @@ pub enum ProbeError {
         "kernel BTF is unavailable (/sys/kernel/btf/vmlinux): the kernel needs CONFIG_DEBUG_INFO_BTF"
     )]
     Btf(#[source] aya::BtfError),
+    #[error("cannot read the kernel's BTF ({KERNEL_BTF})")]
+    KernelBtfUnreadable(#[source] std::io::Error),
+    #[error(
+        "cannot find where the kernel keeps a thread's CPU time (task_struct.se.sum_exec_runtime)"
+    )]
+    KernelLayout(#[source] kernel_layout::KernelLayoutError),
     #[error("cannot load the eBPF programs")]
     Load(#[source] EbpfError),
     #[error("the eBPF object has no program named {0}")]
@@ -134,8 +158,8 @@ pub enum WaitEnds {
     /// every system call of every process: BENCHMARKS.md, "What each futex hook costs").
     #[default]
     AtSysExit,
-    /// When the waiting thread is switched back in (`sched_switch`), with no `sys_exit`
-    /// program: only waits that slept are seen (a wait that returned at once, most of a
+    /// When the waiting thread is switched back in (worked out at its next switch-out, on
+    /// `sched_switch`, from the CPU time it used since), with no `sys_exit` program: only waits that slept are seen (a wait that returned at once, most of a
     /// hot lock's, is not), with no return value (a timed-out wait reads as woken) and no
     /// wake count; an empty program on this hook alone is within noise of untraced
     /// (`tracer serve`'s default). Which waits are sent lean, as one record once over
@@ -639,6 +663,10 @@ fn load_with_futex_hooks(
         WaitEnds::AtSysExit => LeanWaits::None,
     };
     let btf = Btf::from_sys_fs().map_err(ProbeError::Btf)?;
+    let runtime_offset = match wait_ends {
+        WaitEnds::AtSwitchIn(_) => task_runtime_offset()?,
+        WaitEnds::AtSysExit => 0,
+    };
     // In a container's PID namespace (a sidecar), `pid` is that namespace's: the programs
     // filter with its ids.
     let (pidns_dev, pidns_ino) = crate::target::discovery::own_pid_namespace().unwrap_or((0, 0));
@@ -660,6 +688,7 @@ fn load_with_futex_hooks(
             true,
         )
         .override_global(GLOBAL_LEAN_WAITS, &lean_waits.global(), true)
+        .override_global(GLOBAL_TASK_RUNTIME_OFFSET, &runtime_offset, true)
         .load(EBPF_OBJECT)
         .map_err(ProbeError::Load)?;
     let (sleep, exit) = match hooks {

@@ -2,7 +2,7 @@
 //! times wait ends at switch-in (`WaitEnds::AtSwitchIn`, `tracer serve`'s default).
 //!
 //! There, only a wait the `sched_switch` program saw go to sleep is ended by it (it keeps
-//! the sleeping task, and ends the wait when that task is switched back in); with no
+//! the sleeping task, and ends the wait at that task's switch back in); with no
 //! `sys_exit` program, nothing in the kernel sees a wait that was asleep before the
 //! attach return. So the session looks at those threads itself, every rescan: a thread
 //! whose system call is no longer the one it was found in, or that has been switched

@@ -15,6 +15,11 @@ use tracer_common::OpenSleep;
 pub(super) const LONG_SLEEP_NS: u64 = 200_000_000;
 
 /// The long lean waits already given to the analysis, by thread and start.
+///
+/// A wait stays in the kernel's table until its thread's next switch-out, so a thread
+/// woken that has run since without leaving its CPU still looks asleep: it is returned
+/// too, once, and `/proc` then shows it out of that call (`adopt_long_sleep` gives it
+/// nothing).
 #[derive(Debug, Default)]
 pub(super) struct LongSleeps {
     announced: HashSet<(u32, u64)>,
@@ -26,11 +31,7 @@ impl LongSleeps {
     /// waits returned earlier that are no longer asleep in `table`, so the set stays no
     /// larger than the table.
     pub(super) fn due(&mut self, table: &[OpenSleep], now_ns: u64) -> Vec<OpenSleep> {
-        let asleep = || {
-            table
-                .iter()
-                .filter(|s| s.lean != 0 && s.addr != 0 && s.ended_ns == 0)
-        };
+        let asleep = || table.iter().filter(|s| s.lean != 0 && s.addr != 0);
         let still: HashSet<(u32, u64)> = asleep().map(|s| (s.tid, s.start_ns)).collect();
         self.announced.retain(|key| still.contains(key));
         asleep()
@@ -49,7 +50,7 @@ mod tests {
         OpenSleep {
             addr: 0x1000,
             start_ns,
-            ended_ns: 0,
+            runtime_ns: 0,
             user_sp: 0x7ffe_0000,
             user_ip: 0x7f00_0000,
             tid,
@@ -76,13 +77,9 @@ mod tests {
     }
 
     #[test]
-    fn ended_sent_and_announced_waits_are_not_due() {
+    fn sent_and_announced_waits_are_not_due() {
         let mut long = LongSleeps::default();
         let now = 10 * LONG_SLEEP_NS;
-        let woken = OpenSleep {
-            ended_ns: now - 1,
-            ..sleep(1, 0)
-        };
         let sent = OpenSleep {
             addr: 0,
             ..sleep(2, 0)
@@ -91,10 +88,7 @@ mod tests {
             lean: 0,
             ..sleep(3, 0)
         };
-        assert!(
-            long.due(&[woken, sent, announced_at_its_sleep], now)
-                .is_empty()
-        );
+        assert!(long.due(&[sent, announced_at_its_sleep], now).is_empty());
         assert!(long.announced.is_empty());
     }
 }

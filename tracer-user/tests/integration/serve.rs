@@ -768,7 +768,8 @@ fn wait_for_later_line(target: &mut Target, line: &str, timeout: Duration) {
 
 /// Guards serve's default hook set and the timing of its wait ends: no program on
 /// `sys_exit` (alone ~4% of a lock-bound workload, BENCHMARKS.md), and each wait ended
-/// when its thread was switched back in, not when it next left the CPU. The target's
+/// when its thread was switched back in (worked out at its next switch-out, from the CPU
+/// time it used since), not when it next left the CPU. The target's
 /// waiters run ~3 ms on the CPU after each wait; the waits the serve reports must add up
 /// to no more than the time the target's threads measured inside `pthread_mutex_lock`
 /// (an end taken at the next switch-out adds ~3 ms per wait), and to most of it (they

@@ -217,34 +217,52 @@ pub(super) fn mb(kb: u64) -> f64 {
 /// descriptors hold the hooks and have been still (as for `tracer attach`), and its own
 /// `/metrics` says the target is attached (the session answered from its loop).
 fn start_serve(tools: &Tools, pid: u32, min_hooks: usize) -> anyhow::Result<(Proc, u16)> {
+    start_serve_with(tools, &[pid], min_hooks)
+}
+
+/// Starts `tracer serve --pid P` for each of `pids` and waits until its `/metrics` shows
+/// every one attached.
+pub(super) fn start_serve_pids(tools: &Tools, pids: &[u32]) -> anyhow::Result<(Proc, u16)> {
+    start_serve_with(tools, pids, pids.len())
+}
+
+fn start_serve_with(tools: &Tools, pids: &[u32], min_hooks: usize) -> anyhow::Result<(Proc, u16)> {
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .context("finding a free local port")?
         .port();
     let listen = format!("127.0.0.1:{port}");
-    let mut proc = Proc::spawn(
-        "tracer serve",
-        Command::new(&tools.tracer).args(["serve", "--pid", &pid.to_string(), "--listen", &listen]),
-    )?;
+    let mut command = Command::new(&tools.tracer);
+    command.arg("serve");
+    for pid in pids {
+        command.args(["--pid", &pid.to_string()]);
+    }
+    let mut proc = Proc::spawn("tracer serve", command.args(["--listen", &listen]))?;
     wait_attached(&mut proc, min_hooks)?;
     let deadline = Instant::now() + Duration::from_secs(10);
-    let pid = pid.to_string();
     loop {
         if let Ok((200, body)) = http_get(port, "/metrics") {
             let text = String::from_utf8_lossy(&body);
-            if metric(&text, "tracer_target_attached", &[("pid", &pid)]) == Some(1.0) {
+            let attached = |pid: &u32| {
+                metric(
+                    &text,
+                    "tracer_target_attached",
+                    &[("pid", &pid.to_string())],
+                ) == Some(1.0)
+            };
+            if pids.iter().all(attached) {
                 return Ok((proc, port));
             }
         }
         if Instant::now() > deadline {
-            bail!("tracer serve: /metrics never showed process {pid} attached");
+            bail!("tracer serve: /metrics never showed processes {pids:?} attached");
         }
         thread::sleep(Duration::from_millis(50));
     }
 }
 
 /// SIGTERMs the serve and checks that it exits 0; returns its stdout.
-fn stop_serve(serve: &mut Proc) -> anyhow::Result<Vec<String>> {
+pub(super) fn stop_serve(serve: &mut Proc) -> anyhow::Result<Vec<String>> {
     let status = serve.stop(libc::SIGTERM, STOP_LIMIT)?;
     let lines = serve.remaining_lines();
     if !status.success() {
