@@ -42,6 +42,16 @@ pub const MAP_READER_POLLS: &str = "READER_POLLS";
 /// there ([`GLOBAL_WAIT_ENDS_AT_SWITCH_IN`]).
 pub const MAP_OPEN_SLEEPS: &str = "OPEN_SLEEPS";
 
+/// Name of the hash of the processes a serve hands its `sched_switch` to (host TGID →
+/// slot in [`MAP_SWITCH_PROGRAMS`]), read by [`PROG_SWITCH_DISPATCH`].
+pub const MAP_SWITCH_TARGETS: &str = "SWITCH_TARGETS";
+/// Name of the program array holding each served process's [`PROG_SCHED_SWITCH`] at its
+/// slot, for [`PROG_SWITCH_DISPATCH`]'s tail calls.
+pub const MAP_SWITCH_PROGRAMS: &str = "SWITCH_PROGRAMS";
+/// Slots of [`MAP_SWITCH_PROGRAMS`]: the processes one serve hands its switches to; a
+/// process beyond them attaches its own program.
+pub const SWITCH_SLOTS: u32 = 1024;
+
 /// Global (in `.rodata`) holding the target's TGID; set by the loader before load, so
 /// every program filters on it before doing any other work.
 pub const GLOBAL_TARGET_TGID: &str = "TARGET_TGID";
@@ -89,6 +99,10 @@ pub const PROG_SYS_EXIT: &str = "futex_exit";
 /// goes to sleep, which is when its wait is seen begin and is sent. (There is no
 /// `sys_enter` program: see `tracer-ebpf/src/futex_sleep.rs`.)
 pub const PROG_SCHED_SWITCH: &str = "futex_sleep";
+/// Program on the `sched_switch` BTF raw tracepoint, one for all the processes a serve
+/// in the host's PID namespace traces: a tail call into the switched-out thread's
+/// process's [`PROG_SCHED_SWITCH`] ([`MAP_SWITCH_TARGETS`], [`MAP_SWITCH_PROGRAMS`]).
+pub const PROG_SWITCH_DISPATCH: &str = "switch_dispatch";
 /// Program on the `sched_process_exec` BTF raw tracepoint: the target executed another
 /// program ([`EventKind::Exec`](crate::EventKind::Exec)).
 pub const PROG_PROCESS_EXEC: &str = "process_exec";
@@ -112,7 +126,9 @@ pub const PROG_NOOP_UPROBE: &str = "noop_uprobe";
 pub const PROG_NOOP_URETPROBE: &str = "noop_uretprobe";
 
 /// Every map name, for the test that checks the built object holds each one.
-pub const ALL_MAPS: [&str; 10] = [
+pub const ALL_MAPS: [&str; 12] = [
+    MAP_SWITCH_TARGETS,
+    MAP_SWITCH_PROGRAMS,
     MAP_OPEN_SLEEPS,
     MAP_EVENTS,
     MAP_STACK_SAMPLER,
@@ -125,7 +141,8 @@ pub const ALL_MAPS: [&str; 10] = [
     MAP_BRIEF_WAITS,
 ];
 /// Every program name, for the same test.
-pub const ALL_PROGRAMS: [&str; 11] = [
+pub const ALL_PROGRAMS: [&str; 12] = [
+    PROG_SWITCH_DISPATCH,
     PROG_SCHED_SWITCH,
     PROG_PROCESS_EXEC,
     PROG_GO_LOCK_SITE,

@@ -13,6 +13,10 @@
 //!   attached when the target is a Go program.
 //! - `process_exec`: `sched_process_exec` BTF raw tracepoint: the target executed
 //!   another program (event), the point where userspace switches programs.
+//! - `switch_dispatch`: `sched_switch` BTF raw tracepoint, once for every process a
+//!   `tracer serve` traces: hands each served thread's switch to its target's
+//!   `futex_sleep` (a tail call), so the host's switches pay one program, not one per
+//!   target.
 //! - `noop`: empty programs on the same hooks, attached only by the benchmark to
 //!   measure the floor cost of the hooks themselves.
 //!
@@ -42,6 +46,7 @@ mod maps;
 mod noop;
 mod open_sleeps;
 mod process_exec;
+mod switch_dispatch;
 mod unlock_entry;
 
 #[cfg(not(test))]

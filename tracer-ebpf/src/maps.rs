@@ -3,11 +3,13 @@
 use aya_ebpf::{
     Global,
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
+    maps::{
+        Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, ProgramArray, RingBuf, StackTrace,
+    },
 };
 use tracer_common::{
     BriefWaits, COUNTER_SLOTS, CpuBriefWaits, OPEN_SLEEPS_MAX_ENTRIES, OVERFLOW_STACKS_MAX_ENTRIES,
-    OpenSleep, PendingLock, STACK_SAMPLER_SLOTS, STACKS_MAX_ENTRIES, StackSampler,
+    OpenSleep, PendingLock, STACK_SAMPLER_SLOTS, STACKS_MAX_ENTRIES, SWITCH_SLOTS, StackSampler,
 };
 
 /// TGID of the traced process; set with `EbpfLoader::override_global` before load.
@@ -113,3 +115,13 @@ pub(crate) static BRIEF_WAITS: PerCpuHashMap<u64, BriefWaits> =
 /// move to `BRIEF_WAITS` only when the word changes.
 #[map(name = "CPU_BRIEF_WAITS")]
 pub(crate) static CPU_BRIEF_WAITS: PerCpuArray<CpuBriefWaits> = PerCpuArray::with_max_entries(1, 0);
+
+/// The processes a serve hands its switches to (`switch_dispatch`), by host TGID: their
+/// slot in [`SWITCH_PROGRAMS`]. Not preallocated: only the serve's own copy is filled.
+#[map(name = "SWITCH_TARGETS")]
+pub(crate) static SWITCH_TARGETS: HashMap<u32, u32> =
+    HashMap::with_max_entries(SWITCH_SLOTS, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
+
+/// Each served process's `futex_sleep`, at its slot (`switch_dispatch`).
+#[map(name = "SWITCH_PROGRAMS")]
+pub(crate) static SWITCH_PROGRAMS: ProgramArray = ProgramArray::with_max_entries(SWITCH_SLOTS, 0);

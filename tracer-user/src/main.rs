@@ -12,7 +12,7 @@ use tracer_user::{
     exports,
     go::tracker,
     lockstats,
-    probes::{Hooks, LeanWaits, Probes, WaitEnds},
+    probes::{Hooks, LeanWaits, Probes, SwitchHook, WaitEnds},
     recording, serve,
     session::{self, Config},
     sinks::{self, Format},
@@ -194,6 +194,7 @@ fn record(
         lock_order: true,
         debug_dirs: debug_dirs(&[])?,
         wait_ends: WaitEnds::AtSysExit,
+        switch_hook: SwitchHook::Own,
         drain_interval: session::DRAIN_INTERVAL,
     };
     let target = LiveProcess::new(args.pid);
@@ -466,6 +467,7 @@ fn serve_config(args: &ServeArgs) -> anyhow::Result<serve::ServeConfig> {
             } else {
                 WaitEnds::AtSwitchIn(LeanWaits::Unsampled)
             },
+            switch_hook: SwitchHook::Shared,
             drain_interval: session::SERVE_DRAIN_INTERVAL,
         },
     })
@@ -536,6 +538,7 @@ fn top(runtime: &tokio::runtime::Runtime, args: &TopArgs) -> anyhow::Result<()> 
         lock_order: true,
         debug_dirs: symbols::DebugDirs::given(Vec::new()),
         wait_ends: WaitEnds::AtSysExit,
+        switch_hook: SwitchHook::Own,
         drain_interval: session::DRAIN_INTERVAL,
     };
     let settings = TopSettings {
@@ -632,6 +635,7 @@ fn run(cli: &Cli, found: &mut sinks::Outcome) -> anyhow::Result<()> {
                 lock_order: !no_lock_order,
                 debug_dirs: self::debug_dirs(debug_dirs)?,
                 wait_ends: WaitEnds::AtSysExit,
+                switch_hook: SwitchHook::Own,
                 drain_interval: session::DRAIN_INTERVAL,
             };
             let reader = sinks::ReaderWatch::stdout();

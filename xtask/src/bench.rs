@@ -1079,6 +1079,8 @@ mod tests {
         assert_eq!(serve.only, Some(vec![Part::Serve]));
         let order = parse_options(&["--only".to_owned(), "j".to_owned()]).expect("j");
         assert_eq!(order.only, Some(vec![Part::LockOrder]));
-        assert!(parse_options(&["--only".to_owned(), "k".to_owned()]).is_err());
+        let targets = parse_options(&["--only".to_owned(), "k".to_owned()]).expect("k");
+        assert_eq!(targets.only, Some(vec![Part::ServedTargets]));
+        assert!(parse_options(&["--only".to_owned(), "l".to_owned()]).is_err());
     }
 }

@@ -12,6 +12,7 @@
 //! drops the code that sends them.
 mod bpf_log;
 mod kernel_layout;
+mod switch_dispatch;
 mod uprobe_multi;
 
 use std::{num::NonZeroU32, path::Path};
@@ -143,11 +144,28 @@ impl ProbeError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Hooks {
     /// The real tracer: futex hooks, with wait ends timed as `wait_ends` says, and lock
-    /// uprobes when `holds` is set.
-    Trace { holds: bool, wait_ends: WaitEnds },
+    /// uprobes when `holds` is set; the `sched_switch` program as `switch` says.
+    Trace {
+        holds: bool,
+        wait_ends: WaitEnds,
+        switch: SwitchHook,
+    },
     /// Empty programs on the same hooks (benchmark floor): futex hooks, and when
     /// `uprobes` is set, empty uprobes on lock entry, lock return and unlock.
     Floor { uprobes: bool, sys_exit: bool },
+}
+
+/// How a target's `sched_switch` program is reached.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SwitchHook {
+    /// Attached itself (`tracer attach`: one target).
+    #[default]
+    Own,
+    /// Through the one program all the tracer's targets share (`switch_dispatch`), when
+    /// the tracer runs in the host's PID namespace; attached itself elsewhere (`tracer
+    /// serve`: every context switch of the host then pays one program, not one per
+    /// target).
+    Shared,
 }
 
 /// Where the kernel side times the end of a futex wait.
@@ -264,7 +282,9 @@ pub struct CounterTotals {
 
 /// Loaded and attached programs. Dropping it detaches everything.
 pub struct Probes {
-    // Field order matters for drop: the maps go before the object that owns the programs.
+    // Field order matters for drop: the dispatcher lets go of the `sched_switch` program
+    // first, then the maps go before the object that owns the programs.
+    _dispatched: Option<switch_dispatch::Dispatched>,
     events: RingBuf<MapData>,
     counters: PerCpuArray<MapData, u64>,
     stacks: StackTraceMap<MapData>,
@@ -303,7 +323,7 @@ impl Probes {
         bpf_log: bool,
     ) -> Result<Self, ProbeError> {
         let goid_offset = go.map_or(0, |g| g.goid_offset);
-        let mut ebpf = load_with_futex_hooks(pid, hooks, goid_offset, bpf_log)?;
+        let (mut ebpf, dispatched) = load_with_futex_hooks(pid, hooks, goid_offset, bpf_log)?;
 
         let mut summary = AttachSummary::default();
         let uprobe_progs = match hooks {
@@ -373,6 +393,7 @@ impl Probes {
             None => None,
         };
         Ok(Self {
+            _dispatched: dispatched,
             events,
             counters,
             stacks,
@@ -646,13 +667,14 @@ fn attach_lock_functions(
 }
 
 /// Loads the programs for `pid` and attaches the futex hooks of `hooks`, the two that
-/// need the kernel's BTF.
+/// need the kernel's BTF; with the `sched_switch` program's registration with the shared
+/// dispatcher, when it went there.
 fn load_with_futex_hooks(
     pid: u32,
     hooks: Hooks,
     goid_offset: u64,
     bpf_log: bool,
-) -> Result<Ebpf, ProbeError> {
+) -> Result<(Ebpf, Option<switch_dispatch::Dispatched>), ProbeError> {
     // Ends timed at switch-in come from the `sched_switch` program itself: no `sys_exit`.
     let (wait_ends, sys_exit) = match hooks {
         Hooks::Trace { wait_ends, .. } => (wait_ends, wait_ends == WaitEnds::AtSysExit),
@@ -701,7 +723,27 @@ fn load_with_futex_hooks(
     if sys_exit {
         attach_tp_btf(&mut ebpf, exit, "sys_exit", &btf)?;
     }
-    attach_tp_btf(&mut ebpf, sleep, "sched_switch", &btf)?;
+    // The dispatcher finds a process by its host TGID: only from the host's namespace.
+    let shared_switch = matches!(
+        hooks,
+        Hooks::Trace {
+            switch: SwitchHook::Shared,
+            ..
+        }
+    ) && (pidns_dev, pidns_ino) == (0, 0);
+    let dispatched = if shared_switch {
+        let program = load_tp_btf(&mut ebpf, sleep, "sched_switch", &btf)?;
+        let fd = program.fd().map_err(|source| ProbeError::Program {
+            name: sleep,
+            source,
+        })?;
+        switch_dispatch::register(pid, fd, &btf)?
+    } else {
+        None
+    };
+    if dispatched.is_none() {
+        attach_tp_btf(&mut ebpf, sleep, "sched_switch", &btf)?;
+    }
     if matches!(hooks, Hooks::Trace { .. }) {
         // The point where the target replaces its program, for the reader to switch
         // symbols and lock state there (`session`).
@@ -712,7 +754,7 @@ fn load_with_futex_hooks(
     // buffer's 2 × 16 MiB mapping (the kernel maps its data pages twice) adds to it.
     drop(btf);
     release_freed_heap();
-    Ok(ebpf)
+    Ok((ebpf, dispatched))
 }
 
 /// Returns the heap's free memory to the system (glibc keeps what was freed inside its
@@ -734,24 +776,38 @@ fn take_map<T>(
     convert(map).map_err(|source| ProbeError::Map { name, source })
 }
 
+/// Loads program `name` for BTF raw tracepoint `tracepoint` (if not loaded yet), and
+/// attaches it.
 fn attach_tp_btf(
     ebpf: &mut Ebpf,
     name: &'static str,
     tracepoint: &str,
     btf: &Btf,
 ) -> Result<(), ProbeError> {
+    load_tp_btf(ebpf, name, tracepoint, btf)?
+        .attach()
+        .map_err(|source| ProbeError::Program { name, source })?;
+    Ok(())
+}
+
+/// Loads program `name` for BTF raw tracepoint `tracepoint` (if not loaded yet).
+fn load_tp_btf<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+    tracepoint: &str,
+    btf: &Btf,
+) -> Result<&'a mut BtfTracePoint, ProbeError> {
     let program: &mut BtfTracePoint = ebpf
         .program_mut(name)
         .ok_or(ProbeError::MissingProgram(name))?
         .try_into()
         .map_err(|source| ProbeError::Program { name, source })?;
-    program
-        .load(tracepoint, btf)
-        .map_err(|source| ProbeError::Program { name, source })?;
-    program
-        .attach()
-        .map_err(|source| ProbeError::Program { name, source })?;
-    Ok(())
+    if program.fd().is_err() {
+        program
+            .load(tracepoint, btf)
+            .map_err(|source| ProbeError::Program { name, source })?;
+    }
+    Ok(program)
 }
 
 fn load_uprobe(ebpf: &mut Ebpf, name: &'static str) -> Result<(), ProbeError> {

@@ -66,7 +66,7 @@ use crate::{
         rust_lock,
         waitgraph::Cycle,
     },
-    probes::{CounterTotals, GoSites, Hooks, LeanWaits, ProbeError, Probes, WaitEnds},
+    probes::{CounterTotals, GoSites, Hooks, LeanWaits, ProbeError, Probes, SwitchHook, WaitEnds},
     realtime::{self, RealtimeGuard},
     recording,
     sinks::{ReaderWatch, Sink},
@@ -140,6 +140,9 @@ pub struct Config {
     /// Where the kernel side times a futex wait's end (`tracer serve`: at switch-in,
     /// unless `--brief-waits`).
     pub wait_ends: WaitEnds,
+    /// How the target's `sched_switch` program is reached (`tracer serve`: through the
+    /// one all its targets share).
+    pub switch_hook: SwitchHook,
     /// Shortest time between two drains of the ring buffer ([`DRAIN_INTERVAL`], or
     /// [`SERVE_DRAIN_INTERVAL`]).
     pub drain_interval: Duration,
@@ -616,6 +619,7 @@ fn attach_probes(
     let hooks = Hooks::Trace {
         holds: lock_uprobes,
         wait_ends: config.wait_ends,
+        switch: config.switch_hook,
     };
     Probes::attach(pid, hooks, libc, go_attach.as_ref(), config.bpf_log).map_err(|source| {
         if source.is_permission_denied() {

@@ -33,7 +33,8 @@ const DEFAULT_DURATION_SECS: u64 = 30;
 
 /// Kernel names of our eBPF programs (`bpftool prog show` truncates names to 15 chars;
 /// all of these are shorter).
-pub(crate) const OUR_PROG_NAMES: [&str; 7] = [
+pub(crate) const OUR_PROG_NAMES: [&str; 8] = [
+    "switch_dispatch",
     "futex_sleep",
     "process_exec",
     "go_lock_site",

@@ -4,7 +4,7 @@
 //! `--cgroup`; and its ends: SIGTERM leaves nothing loaded, a busy port is one error.
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     fs,
     io::{Read as _, Write as _},
     net::{TcpListener, TcpStream},
@@ -861,13 +861,16 @@ fn serve_ends_a_wait_that_was_asleep_before_the_attach() {
     stop_serve(tracer, &baseline);
 }
 
-/// Ids of the BPF maps named `name` now.
+/// Ids of the BPF maps named `name` now, but for one-entry ones: the serve's
+/// `switch_dispatch` loads its own copy of the object, with one entry in each map it does
+/// not use.
 fn map_ids(name: &str) -> BTreeSet<u64> {
     crate::common::bpftool_json(&["map", "show"])
         .as_array()
         .map(|maps| {
             maps.iter()
                 .filter(|m| m["name"].as_str() == Some(name))
+                .filter(|m| m["max_entries"].as_u64() != Some(1))
                 .filter_map(|m| m["id"].as_u64())
                 .collect()
         })
@@ -963,5 +966,72 @@ fn serve_reports_a_deadlock_among_lean_waits() {
         "{line}"
     );
     drop(target);
+    stop_serve(tracer, &baseline);
+}
+
+/// Guards the cost of serving many processes to every other process of the host: each
+/// target's `sched_switch` program attached itself, so every context switch of the host
+/// ran one program per served process (BENCHMARKS.md, part (k)). Two `abba` targets
+/// served at once must leave exactly one link on `sched_switch` (the serve's
+/// `switch_dispatch`) and none for their `futex_sleep` programs, and each target's
+/// deadlock, formed after the attach, must still be reported with its own workers' TIDs
+/// (through the dispatcher's tail call into that target's program); SIGTERM leaves
+/// nothing loaded.
+#[test]
+fn served_targets_share_one_sched_switch_program() {
+    require_root();
+    let baseline = our_prog_ids();
+    let bin = build_target("abba", &[]);
+    let targets = [
+        Target::spawn(bin.path(), &["4000"]),
+        Target::spawn(bin.path(), &["4000"]),
+    ];
+    let pids: Vec<String> = targets.iter().map(|t| t.pid().to_string()).collect();
+    let port = free_port();
+    let mut tracer = start_serve(port, &["--pid", &pids[0], "--pid", &pids[1]]);
+    wait_for_metrics(port, Duration::from_secs(20), |t| {
+        pids.iter()
+            .all(|pid| sample(t, "tracer_target_attached", &[("pid", pid)]) == Some(1.0))
+    });
+    let names: BTreeMap<u64, String> = crate::common::bpf_progs()
+        .into_iter()
+        .filter(|(id, _)| !baseline.contains(id))
+        .collect();
+    let linked: Vec<&str> = crate::common::bpf_links()
+        .iter()
+        .filter_map(|l| names.get(&l["prog_id"].as_u64()?))
+        .map(String::as_str)
+        .filter(|name| ["switch_dispatch", "futex_sleep"].contains(name))
+        .collect();
+    assert_eq!(
+        linked,
+        ["switch_dispatch"],
+        "the served targets' sched_switch links (programs loaded: {names:?})"
+    );
+    assert_eq!(
+        names.values().filter(|n| *n == "futex_sleep").count(),
+        2,
+        "one futex_sleep per target, loaded: {names:?}"
+    );
+    for (target, pid) in targets.iter().zip(&pids) {
+        let line = tracer
+            .wait_for_line(Duration::from_secs(20), |l| {
+                l.contains("\"kind\":\"deadlock\"") && l.contains(&format!("\"pid\":{pid}"))
+            })
+            .unwrap_or_else(|| panic!("the deadlock of target {pid}"));
+        let v: Value = serde_json::from_str(&line).expect("JSON");
+        let tids: BTreeSet<u64> = v["cycle"]
+            .as_array()
+            .expect("cycle")
+            .iter()
+            .filter_map(|e| e["tid"].as_u64())
+            .collect();
+        assert_eq!(
+            tids,
+            BTreeSet::from([target.tid("worker_a"), target.tid("worker_b")]),
+            "{line}"
+        );
+    }
+    drop(targets);
     stop_serve(tracer, &baseline);
 }

@@ -1,0 +1,140 @@
+//! One `sched_switch` program for all the processes this tracer serves
+//! (`PROG_SWITCH_DISPATCH`): each target's own `futex_sleep` is loaded but not attached,
+//! and put at a slot of the dispatcher's program array, its host TGID in the
+//! dispatcher's hash. The host's context switches then pay one program and one lookup
+//! however many processes are served (BENCHMARKS.md, part (k)).
+//!
+//! The dispatcher is loaded with the first registration and detached with the last, so
+//! a serve with no target leaves nothing on the hook. One per tracer process: the
+//! registrations of every session share it.
+use std::sync::{Mutex, PoisonError};
+
+use aya::{
+    Btf, Ebpf, EbpfLoader,
+    maps::{HashMap, MapData, ProgramArray},
+    programs::ProgramFd,
+};
+use tracer_common::{
+    MAP_BRIEF_WAITS, MAP_EVENTS, MAP_OPEN_SLEEPS, MAP_OVERFLOW_STACKS, MAP_PENDING_LOCKS,
+    MAP_STACKS, MAP_SWITCH_PROGRAMS, MAP_SWITCH_TARGETS, PROG_SWITCH_DISPATCH, SWITCH_SLOTS,
+};
+
+use super::{EBPF_OBJECT, ProbeError, attach_tp_btf, take_map};
+
+/// The maps of the object the dispatcher does not use, which its copy creates with one
+/// entry each (the stack maps and the LRU hash preallocate megabytes otherwise).
+const UNUSED_MAPS: [&str; 5] = [
+    MAP_STACKS,
+    MAP_OVERFLOW_STACKS,
+    MAP_PENDING_LOCKS,
+    MAP_BRIEF_WAITS,
+    MAP_OPEN_SLEEPS,
+];
+/// The smallest ring buffer the kernel takes (one page): the dispatcher sends nothing.
+const UNUSED_RING_BYTES: u32 = 4096;
+
+/// The loaded, attached dispatcher and its registrations.
+struct Dispatcher {
+    // Field order matters for drop: the maps go before the object that owns the program.
+    targets: HashMap<MapData, u32, u32>,
+    programs: ProgramArray<MapData>,
+    /// Slots not in use.
+    free: Vec<u32>,
+    _ebpf: Ebpf,
+}
+
+/// The tracer's dispatcher, while any target is registered.
+static DISPATCHER: Mutex<Option<Dispatcher>> = Mutex::new(None);
+
+/// A process whose switches the dispatcher hands to its `futex_sleep`; unregistered
+/// (and the dispatcher detached, if it was the last) when dropped.
+#[derive(Debug)]
+pub(super) struct Dispatched {
+    tgid: u32,
+    slot: u32,
+}
+
+/// Registers `program` (a loaded, unattached `futex_sleep`) for the threads of host
+/// TGID `tgid`, loading and attaching the dispatcher first if none is. `None` when every
+/// slot is taken: the caller attaches its own program.
+pub(super) fn register(
+    tgid: u32,
+    program: &ProgramFd,
+    btf: &Btf,
+) -> Result<Option<Dispatched>, ProbeError> {
+    let mut guard = DISPATCHER.lock().unwrap_or_else(PoisonError::into_inner);
+    if guard.is_none() {
+        *guard = Some(load(btf)?);
+    }
+    let Some(dispatcher) = guard.as_mut() else {
+        return Ok(None);
+    };
+    let Some(slot) = dispatcher.free.pop() else {
+        return Ok(None);
+    };
+    // The program first: a thread found in the hash before its slot is filled would only
+    // be skipped (a failed tail call returns), but not the other way round.
+    let added = dispatcher
+        .programs
+        .set(slot, program, 0)
+        .and_then(|()| dispatcher.targets.insert(tgid, slot, 0));
+    if let Err(source) = added {
+        let _ = dispatcher.programs.clear_index(&slot);
+        dispatcher.free.push(slot);
+        release_if_unused(&mut guard);
+        return Err(ProbeError::Map {
+            name: MAP_SWITCH_PROGRAMS,
+            source,
+        });
+    }
+    Ok(Some(Dispatched { tgid, slot }))
+}
+
+impl Drop for Dispatched {
+    fn drop(&mut self) {
+        let mut guard = DISPATCHER.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(dispatcher) = guard.as_mut() {
+            // The hash first, so that no switch is handed to a slot being emptied. A
+            // failure leaves an entry that a failed tail call makes harmless, and the
+            // dispatcher's own drop (with the last registration) takes it away.
+            let _ = dispatcher.targets.remove(&self.tgid);
+            let _ = dispatcher.programs.clear_index(&self.slot);
+            dispatcher.free.push(self.slot);
+        }
+        release_if_unused(&mut guard);
+    }
+}
+
+/// Detaches and unloads the dispatcher once no process is registered.
+fn release_if_unused(dispatcher: &mut Option<Dispatcher>) {
+    let unused = dispatcher
+        .as_ref()
+        .is_some_and(|d| d.free.len() == SWITCH_SLOTS as usize);
+    if unused {
+        *dispatcher = None;
+    }
+}
+
+/// Loads the object's copy for the dispatcher, with its unused maps at their smallest,
+/// and attaches the dispatcher.
+fn load(btf: &Btf) -> Result<Dispatcher, ProbeError> {
+    let mut loader = EbpfLoader::new();
+    for map in UNUSED_MAPS {
+        loader.map_max_entries(map, 1);
+    }
+    loader.map_max_entries(MAP_EVENTS, UNUSED_RING_BYTES);
+    let mut ebpf = loader
+        .btf(Some(btf))
+        .load(EBPF_OBJECT)
+        .map_err(ProbeError::Load)?;
+    attach_tp_btf(&mut ebpf, PROG_SWITCH_DISPATCH, "sched_switch", btf)?;
+    let targets = take_map(&mut ebpf, MAP_SWITCH_TARGETS, HashMap::try_from)?;
+    let programs = take_map(&mut ebpf, MAP_SWITCH_PROGRAMS, ProgramArray::try_from)?;
+    Ok(Dispatcher {
+        targets,
+        programs,
+        // Popped from the end: slot 0 first.
+        free: (0..SWITCH_SLOTS).rev().collect(),
+        _ebpf: ebpf,
+    })
+}
