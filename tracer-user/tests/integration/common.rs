@@ -461,8 +461,13 @@ impl Target {
     }
 
     /// Waits until every thread in `tids` sits in the futex syscall (202 on x86-64, 98 on
-    /// aarch64), per `/proc/PID/task/TID/syscall`. Used to be sure a deadlock already
-    /// exists before the tracer attaches.
+    /// aarch64), per `/proc/PID/task/TID/syscall`, in the same call (same arguments,
+    /// stack and instruction pointers) on two reads 50 ms apart. Used to be sure a
+    /// deadlock already exists before the tracer attaches: a thread woken from the
+    /// target's start barrier (a futex wait too) reads as in futex for a moment before
+    /// it takes its locks, and an attach then could miss the deadlock forming (seen once
+    /// with `pi_abba`, whose second locker even leaves `FUTEX_LOCK_PI` for its final
+    /// wait).
     pub(crate) fn wait_in_futex(&self, tids: &[u64], timeout: Duration) {
         let futex_nr = if cfg!(target_arch = "aarch64") {
             "98"
@@ -470,6 +475,7 @@ impl Target {
             "202"
         };
         let deadline = Instant::now() + timeout;
+        let mut before: Option<Vec<(u64, String)>> = None;
         loop {
             let states: Vec<(u64, String)> = tids
                 .iter()
@@ -478,18 +484,19 @@ impl Target {
                     (*tid, fs::read_to_string(&p).unwrap_or_default())
                 })
                 .collect();
-            if states
+            let in_futex = states
                 .iter()
-                .all(|(_, s)| s.split_whitespace().next() == Some(futex_nr))
-            {
+                .all(|(_, s)| s.split_whitespace().next() == Some(futex_nr));
+            if in_futex && before.as_ref() == Some(&states) {
                 return;
             }
+            before = in_futex.then_some(states.clone());
             assert!(
                 Instant::now() < deadline,
-                "threads of {} not all blocked in futex after {timeout:?}: {states:?}",
+                "threads of {} not all blocked in one futex call after {timeout:?}: {states:?}",
                 self.exe.display()
             );
-            thread::sleep(Duration::from_millis(10));
+            thread::sleep(Duration::from_millis(50));
         }
     }
 }
