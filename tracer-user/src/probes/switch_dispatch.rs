@@ -63,11 +63,9 @@ pub(super) fn register(
     btf: &Btf,
 ) -> Result<Option<Dispatched>, ProbeError> {
     let mut guard = DISPATCHER.lock().unwrap_or_else(PoisonError::into_inner);
-    if guard.is_none() {
-        *guard = Some(load(btf)?);
-    }
-    let Some(dispatcher) = guard.as_mut() else {
-        return Ok(None);
+    let dispatcher = match guard.as_mut() {
+        Some(dispatcher) => dispatcher,
+        None => guard.insert(load(btf)?),
     };
     let Some(slot) = dispatcher.free.pop() else {
         return Ok(None);

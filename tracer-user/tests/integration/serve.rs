@@ -932,6 +932,29 @@ fn the_table_of_sleeping_threads_forgets_exited_threads() {
     stop_serve(tracer, &baseline);
 }
 
+/// Waits for the serve's NDJSON deadlock line of `abba` target `target` and checks that
+/// its cycle names the target's two workers' TIDs.
+fn assert_abba_deadlock_reported(tracer: &mut Tracer, target: &Target) {
+    let pid = target.pid();
+    let line = tracer
+        .wait_for_line(Duration::from_secs(20), |l| {
+            l.contains("\"kind\":\"deadlock\"") && l.contains(&format!("\"pid\":{pid}"))
+        })
+        .unwrap_or_else(|| panic!("no deadlock line for target {pid}"));
+    let v: Value = serde_json::from_str(&line).expect("JSON");
+    let tids: BTreeSet<u64> = v["cycle"]
+        .as_array()
+        .expect("cycle")
+        .iter()
+        .filter_map(|e| e["tid"].as_u64())
+        .collect();
+    assert_eq!(
+        tids,
+        BTreeSet::from([target.tid("worker_a"), target.tid("worker_b")]),
+        "{line}"
+    );
+}
+
 /// Guards serve's lean waits against hiding a deadlock: the kernel sends such a wait only
 /// once it is over, so one that never ends must be read from the kernel's table of
 /// sleeping waits and the target's memory while it sleeps. With every wait sent lean
@@ -948,23 +971,7 @@ fn serve_reports_a_deadlock_among_lean_waits() {
     let target = Target::spawn(bin.path(), &["4000"]);
     let pid = target.pid().to_string();
     let (mut tracer, _) = serve_attached(&pid, &["--all-waits-lean"]);
-    let line = tracer
-        .wait_for_line(Duration::from_secs(20), |l| {
-            l.contains("\"kind\":\"deadlock\"") && l.contains(&format!("\"pid\":{pid}"))
-        })
-        .expect("the deadlock among lean waits");
-    let v: Value = serde_json::from_str(&line).expect("JSON");
-    let tids: BTreeSet<u64> = v["cycle"]
-        .as_array()
-        .expect("cycle")
-        .iter()
-        .filter_map(|e| e["tid"].as_u64())
-        .collect();
-    assert_eq!(
-        tids,
-        BTreeSet::from([target.tid("worker_a"), target.tid("worker_b")]),
-        "{line}"
-    );
+    assert_abba_deadlock_reported(&mut tracer, &target);
     drop(target);
     stop_serve(tracer, &baseline);
 }
@@ -1013,24 +1020,8 @@ fn served_targets_share_one_sched_switch_program() {
         2,
         "one futex_sleep per target, loaded: {names:?}"
     );
-    for (target, pid) in targets.iter().zip(&pids) {
-        let line = tracer
-            .wait_for_line(Duration::from_secs(20), |l| {
-                l.contains("\"kind\":\"deadlock\"") && l.contains(&format!("\"pid\":{pid}"))
-            })
-            .unwrap_or_else(|| panic!("the deadlock of target {pid}"));
-        let v: Value = serde_json::from_str(&line).expect("JSON");
-        let tids: BTreeSet<u64> = v["cycle"]
-            .as_array()
-            .expect("cycle")
-            .iter()
-            .filter_map(|e| e["tid"].as_u64())
-            .collect();
-        assert_eq!(
-            tids,
-            BTreeSet::from([target.tid("worker_a"), target.tid("worker_b")]),
-            "{line}"
-        );
+    for target in &targets {
+        assert_abba_deadlock_reported(&mut tracer, target);
     }
     drop(targets);
     stop_serve(tracer, &baseline);
