@@ -41,6 +41,16 @@ pub const MAP_READER_POLLS: &str = "READER_POLLS";
 /// ([`OpenSleep`](crate::OpenSleep)), kept at `sched_switch` when wait ends are timed
 /// there ([`GLOBAL_WAIT_ENDS_AT_SWITCH_IN`]).
 pub const MAP_OPEN_SLEEPS: &str = "OPEN_SLEEPS";
+/// Name of the one-entry `u32` array holding the sampling period of sleeping futex
+/// waits while wait ends are timed at switch-in ([`GLOBAL_WAIT_ENDS_AT_SWITCH_IN`],
+/// `tracer serve`): 0 or 1 traces every one; `P` (a power of two) traces each with
+/// chance `1/P`, its records then standing for `P` waits (`weight`). The reader sets it
+/// while the trace runs, from the rate of sleeps it sees, so that a target that sleeps
+/// in futex calls tens of thousands of times a second costs no more than one that
+/// sleeps a few thousand times ([`MAX_SLEEP_SAMPLE_PERIOD`]).
+pub const MAP_SLEEP_SAMPLING: &str = "SLEEP_SAMPLING";
+/// Largest period [`MAP_SLEEP_SAMPLING`] takes.
+pub const MAX_SLEEP_SAMPLE_PERIOD: u32 = 1024;
 
 /// Name of the hash of the processes a serve hands its `sched_switch` to (host TGID →
 /// slot in [`MAP_SWITCH_PROGRAMS`]), read by [`PROG_SWITCH_DISPATCH`].
@@ -126,7 +136,8 @@ pub const PROG_NOOP_UPROBE: &str = "noop_uprobe";
 pub const PROG_NOOP_URETPROBE: &str = "noop_uretprobe";
 
 /// Every map name, for the test that checks the built object holds each one.
-pub const ALL_MAPS: [&str; 12] = [
+pub const ALL_MAPS: [&str; 13] = [
+    MAP_SLEEP_SAMPLING,
     MAP_SWITCH_TARGETS,
     MAP_SWITCH_PROGRAMS,
     MAP_OPEN_SLEEPS,

@@ -33,8 +33,13 @@ pub struct OpenSleep {
     /// [`SleptRecord`](crate::SleptRecord) (see [`LEAN_WAITS_UNSAMPLED`](crate::LEAN_WAITS_UNSAMPLED)),
     /// and userspace reads the wait from here while it sleeps long.
     pub lean: u32,
+    /// How many sleeping waits this one stands for: the sampling period it was taken
+    /// under ([`MAP_SLEEP_SAMPLING`](crate::MAP_SLEEP_SAMPLING)).
+    pub weight: u32,
+    /// Explicit padding, always zero.
+    pub pad: u32,
 }
-const _: () = assert!(core::mem::size_of::<OpenSleep>() == 56);
+const _: () = assert!(core::mem::size_of::<OpenSleep>() == 64);
 
 /// Most threads [`MAP_OPEN_SLEEPS`](crate::MAP_OPEN_SLEEPS) keeps, per target; a
 /// thread beyond it is counted

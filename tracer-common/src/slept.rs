@@ -27,10 +27,18 @@ pub struct SleptRecord {
     /// Futex command (see [`futex_cmd`](crate::futex_cmd)) and expected value.
     pub op: u32,
     pub val: u32,
+    /// How many sleeping waits this one stands for: the sampling period it was taken
+    /// under ([`MAP_SLEEP_SAMPLING`](crate::MAP_SLEEP_SAMPLING)).
+    pub weight: u32,
+    /// Explicit padding, always zero.
+    pub pad: u32,
 }
 
 /// Size of [`SleptRecord`] on the wire.
-pub const SLEPT_RECORD_SIZE: usize = 56;
+pub const SLEPT_RECORD_SIZE: usize = 64;
+/// Size of the records of builds before sampling ([`SleptRecord`] without `weight` and
+/// `pad`), which recordings may hold: read as a weight of 1.
+pub const SLEPT_RECORD_SIZE_UNWEIGHTED: usize = 56;
 const _: () = assert!(core::mem::size_of::<SleptRecord>() == SLEPT_RECORD_SIZE);
 
 /// [`GLOBAL_LEAN_WAITS`](crate::GLOBAL_LEAN_WAITS): every sleeping wait is sent as a

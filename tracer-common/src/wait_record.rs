@@ -58,8 +58,10 @@ pub struct WaitRecord {
     pub user_ip: u64,
     /// Number of valid words in `window`.
     pub window_words: u32,
-    /// Explicit padding, always zero.
-    pub pad: u32,
+    /// How many sleeping waits this one stands for: the sampling period it was taken
+    /// under ([`MAP_SLEEP_SAMPLING`](crate::MAP_SLEEP_SAMPLING)); 0 (records of older
+    /// builds) reads as 1.
+    pub weight: u32,
     /// User stack from `user_sp` upwards.
     pub window: [u64; STACK_WINDOW_WORDS],
 }

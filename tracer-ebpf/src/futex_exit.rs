@@ -77,7 +77,15 @@ fn try_futex_exit(ctx: &BtfTracePointContext) -> Result<(), ()> {
         // An unusual end (a timeout, `EDEADLK`) is over before anyone could read the
         // thread's stack later, so it always carries it. Its timeout no longer matters:
         // the wait is over, and userspace keeps an earlier copy sent at its sleep.
-        if !send_wait(ctx, tid, &wait, (now, &WaitTimeoutArg::NONE), &call, true) {
+        if !send_wait(
+            ctx,
+            tid,
+            &wait,
+            (now, &WaitTimeoutArg::NONE),
+            &call,
+            true,
+            1,
+        ) {
             return Ok(());
         }
     }

@@ -18,19 +18,30 @@
 //! costs"), and the sleep is on the lock's hand-over path. Userspace reads a lean wait that
 //! sleeps long from the table and the target's memory, while it sleeps.
 //!
+//! With `WAIT_ENDS_AT_SWITCH_IN`, the reader may also sample sleeps (`SLEEP_SAMPLING`):
+//! a target that sleeps in futex calls tens of thousands of times a second would
+//! otherwise pay for each (BENCHMARKS.md, "Sampled sleeps"). A sleep left out is
+//! decided before its registers are read, and leaves nothing: no record, no entry in the
+//! table; the reader finds such a sleep from `/proc` if it lasts. A traced one carries
+//! the period as its weight.
+//!
 //! By default the hook keeps no state: a thread that sleeps twice in one call (a
 //! spurious wakeup) sends its wait twice, and userspace keeps the first; the end comes
 //! from `futex_exit`. With `WAIT_ENDS_AT_SWITCH_IN` (a session with no `sys_exit`
 //! program: `tracer serve`'s default) the hook also times ends, at the waiting thread's
 //! switch back in, worked out at its next switch-out (`open_sleeps`). What only `sys_exit` sees is then not seen: waits
 //! that returned without sleeping, wakes, and the return value.
-use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::btf_tracepoint, programs::BtfTracePointContext};
+use aya_ebpf::{
+    helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns},
+    macros::btf_tracepoint,
+    programs::BtfTracePointContext,
+};
 use tracer_common::{Counter, FutexCall, LEAN_WAITS_ALL, LEAN_WAITS_NONE};
 
 use crate::{
     diag, futex_call,
     helpers::{count, current_syscall_regs, send_wait, takes_stack, target_tid},
-    maps::{LEAN_WAITS, WAIT_ENDS_AT_SWITCH_IN},
+    maps::{LEAN_WAITS, SLEEP_SAMPLING, WAIT_ENDS_AT_SWITCH_IN},
     open_sleeps::{self, Sleep, SwitchOutClock},
 };
 
@@ -66,6 +77,15 @@ fn try_futex_sleep(ctx: &BtfTracePointContext) -> Result<(), ()> {
     if preempt || prev_state == 0 {
         return Ok(());
     }
+    // Before anything else is read: a sleep left out costs no more than the filters.
+    let weight = if ends_at_switch_in {
+        match sample_sleep() {
+            Some(weight) => weight,
+            None => return Ok(()),
+        }
+    } else {
+        1
+    };
     let Some(regs) = current_syscall_regs() else {
         diag::no_syscall_regs(tid);
         return Err(());
@@ -90,6 +110,7 @@ fn try_futex_sleep(ctx: &BtfTracePointContext) -> Result<(), ()> {
         clock,
         sp: regs.sp,
         ip: regs.ip,
+        weight,
     };
     let lean_waits = if ends_at_switch_in {
         LEAN_WAITS.load()
@@ -105,10 +126,33 @@ fn try_futex_sleep(ctx: &BtfTracePointContext) -> Result<(), ()> {
     let timeout = futex_call::timeout(regs.nr, regs.args, regs.more_args);
     // A full ring buffer drops the record (counted): the wait's end then finds no start
     // and counts as a brief wait in userspace.
-    let sent = send_wait(ctx, tid, &wait, (clock.now_ns, &timeout), &regs, with_stack);
+    let sent = send_wait(
+        ctx,
+        tid,
+        &wait,
+        (clock.now_ns, &timeout),
+        &regs,
+        with_stack,
+        weight,
+    );
     if ends_at_switch_in && sent {
         count(Counter::FutexWaits);
         open_sleeps::note_sleep(entry, &sleep, &wait, false);
     }
     Ok(())
+}
+
+/// Whether this sleep is traced, under the sampling period the reader set
+/// (`tracer_common::MAP_SLEEP_SAMPLING`): `Some(period)`, the number of sleeps it stands
+/// for, with chance `1/period`, else `None`. Random rather than one in
+/// `period`: threads that take turns on a CPU would otherwise be sampled by their turn.
+#[inline(always)]
+fn sample_sleep() -> Option<u32> {
+    let period = SLEEP_SAMPLING.get(0).copied().unwrap_or(0);
+    if period <= 1 {
+        return Some(1);
+    }
+    // SAFETY: bpf_get_prandom_u32 has no preconditions.
+    let draw = unsafe { bpf_get_prandom_u32() };
+    (draw % period == 0).then_some(period)
 }

@@ -320,6 +320,7 @@ pub(crate) fn send_wait<C: StackIdContext>(
     (start_ns, timeout): (u64, &WaitTimeoutArg),
     regs: &SyscallRegs,
     with_stack: bool,
+    weight: u32,
 ) -> bool {
     // Code built without frame pointers (glibc's lock paths) leaves any value in `rbp`;
     // a frame walk from there faults, for frames the window already has.
@@ -351,7 +352,7 @@ pub(crate) fn send_wait<C: StackIdContext>(
         (*record).timeout = *timeout;
         (*record).user_sp = regs.sp;
         (*record).user_ip = regs.ip;
-        (*record).pad = 0;
+        (*record).weight = weight;
         // The words of a wait sent without its stack are left unwritten (and unread:
         // userspace reads `window_words` of them), sparing the record's cache lines.
         (*record).window_words = if with_stack {

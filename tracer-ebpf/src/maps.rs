@@ -58,6 +58,11 @@ pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0)
 #[map(name = "READER_POLLS")]
 pub(crate) static READER_POLLS: Array<u32> = Array::with_max_entries(1, 0);
 
+/// The sampling period of sleeping futex waits while wait ends are timed at switch-in
+/// (`tracer_common::MAP_SLEEP_SAMPLING`); set by the reader while the trace runs.
+#[map(name = "SLEEP_SAMPLING")]
+pub(crate) static SLEEP_SAMPLING: Array<u32> = Array::with_max_entries(1, 0);
+
 /// Per-CPU counters, indexed by `tracer_common::Counter`.
 #[map(name = "COUNTERS")]
 pub(crate) static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_SLOTS, 0);

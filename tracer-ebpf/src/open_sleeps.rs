@@ -131,6 +131,8 @@ fn send_end(sleep: *mut OpenSleep, task: u64) -> SwitchOutClock {
                 user_ip: (*sleep).user_ip,
                 op: (*sleep).op,
                 val: (*sleep).val,
+                weight: (*sleep).weight,
+                pad: 0,
             });
         } else {
             emit_wait_end(&WaitEndRecord {
@@ -159,6 +161,8 @@ pub(crate) struct Sleep {
     /// User stack and instruction pointers at the system call.
     pub(crate) sp: u64,
     pub(crate) ip: u64,
+    /// How many sleeping waits it stands for (the sampling period it was taken under).
+    pub(crate) weight: u32,
 }
 
 /// Keeps `sleep`, whose entry [`switched_out`] returned as `entry` (null: none yet), as
@@ -178,6 +182,7 @@ pub(crate) fn note_sleep(entry: *mut OpenSleep, sleep: &Sleep, wait: &FutexWait,
             (*entry).op = wait.cmd;
             (*entry).val = wait.val;
             (*entry).lean = lean;
+            (*entry).weight = sleep.weight;
             (*entry).addr = wait.addr;
         }
         return;
@@ -192,6 +197,8 @@ pub(crate) fn note_sleep(entry: *mut OpenSleep, sleep: &Sleep, wait: &FutexWait,
         op: wait.cmd,
         val: wait.val,
         lean,
+        weight: sleep.weight,
+        pad: 0,
     };
     if OPEN_SLEEPS.insert(sleep.task, value, 0).is_err() {
         count(Counter::OpenSleepsUntracked);

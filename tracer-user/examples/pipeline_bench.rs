@@ -256,6 +256,7 @@ impl Generator {
             },
             window: WindowRef::EMPTY,
             timeout: WaitTimeout::Untimed,
+            weight: 1,
         }
     }
 
@@ -282,6 +283,7 @@ impl Generator {
             window: WindowRef::EMPTY,
             // pthread_cond_wait without a deadline.
             timeout: WaitTimeout::Untimed,
+            weight: 1,
         }
     }
 

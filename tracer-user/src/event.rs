@@ -7,9 +7,9 @@ use thiserror::Error;
 use tracer_common::{
     BriefWaits, CpuBriefWaits, EVENT_SIZE, EXEC_RECORD_SIZE, Event, EventKind, ExecRecord,
     GO_EVENT_SIZE, GoEvent, LOCK_RECORD_SIZE, LockOp, LockRecord, NativeSiteOp, SLEPT_RECORD_SIZE,
-    SNAPSHOT_WORDS, STACK_WINDOW_WORDS, SleptRecord, TIMEOUT_NONE, TIMEOUT_UNREADABLE,
-    TimeoutClock, UnknownValue, WAIT_END_RECORD_SIZE, WAIT_RECORD_SIZE, WaitEndRecord, WaitRecord,
-    WaitTimeoutArg,
+    SLEPT_RECORD_SIZE_UNWEIGHTED, SNAPSHOT_WORDS, STACK_WINDOW_WORDS, SleptRecord, TIMEOUT_NONE,
+    TIMEOUT_UNREADABLE, TimeoutClock, UnknownValue, WAIT_END_RECORD_SIZE, WAIT_RECORD_SIZE,
+    WaitEndRecord, WaitRecord, WaitTimeoutArg,
 };
 
 use crate::go::lock_model::GoLockEvent;
@@ -350,6 +350,9 @@ pub enum TraceEvent<'a> {
         window: WindowRef<'a>,
         /// The call's timeout.
         timeout: WaitTimeout,
+        /// How many sleeping waits it stands for: the period the kernel sampled sleeps
+        /// with (`tracer_common::MAP_SLEEP_SAMPLING`), 1 when every one is traced.
+        weight: u32,
     },
     /// A futex wait returned (any result but `EAGAIN`, which the kernel only counts).
     /// `val` is the call's expected value, which classifies the word when no record of
@@ -440,6 +443,8 @@ pub struct Slept {
     /// User stack and instruction pointers at the call.
     pub sp: u64,
     pub ip: u64,
+    /// How many sleeping waits it stands for (see [`TraceEvent::FutexWait`]).
+    pub weight: u32,
 }
 
 impl Slept {
@@ -472,6 +477,7 @@ impl Slept {
                 snapshot: Snapshot::EMPTY,
                 window: WindowRef::Built(window),
                 timeout: WaitTimeout::Untimed,
+                weight: self.weight,
             },
             TraceEvent::FutexWaitDone {
                 tid: self.tid,
@@ -498,6 +504,8 @@ impl Slept {
             user_ip: self.ip,
             op: self.cmd,
             val: self.val,
+            weight: self.weight,
+            pad: 0,
         })
     }
 }
@@ -515,6 +523,12 @@ pub fn decode(bytes: &[u8]) -> Result<Record<'_>, DecodeError> {
         GO_EVENT_SIZE => decode_site(&read(bytes)?),
         EXEC_RECORD_SIZE => decode_exec(&read(bytes)?),
         SLEPT_RECORD_SIZE => decode_slept(&read(bytes)?),
+        SLEPT_RECORD_SIZE_UNWEIGHTED => {
+            // An older build's record: the same fields without `weight` and `pad`.
+            let mut full = [0u8; SLEPT_RECORD_SIZE];
+            full[..SLEPT_RECORD_SIZE_UNWEIGHTED].copy_from_slice(bytes);
+            decode_slept(&read(&full)?)
+        }
         len => Err(DecodeError::Size { len }),
     }
 }
@@ -555,6 +569,7 @@ fn decode_slept(raw: &SleptRecord) -> Result<Record<'static>, DecodeError> {
             val: raw.val,
             sp: raw.user_sp,
             ip: raw.user_ip,
+            weight: raw.weight.max(1),
         })),
         _ => Err(DecodeError::SleptRecordKind),
     }
@@ -610,6 +625,11 @@ fn decode_wait(bytes: &[u8]) -> Result<TraceEvent<'_>, DecodeError> {
     let (timeout, window) = rest.split_at_checked(TIMEOUT_PART_BYTES).ok_or_else(size)?;
     let raw: Event = read(header)?;
     let timeout: WaitTimeoutArg = read(timeout)?;
+    // After `user_sp`, `user_ip` and `window_words`; 0 (older builds) is 1.
+    let weight = window
+        .get(20..24)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map_or(1, |b| u32::from_ne_bytes(b).max(1));
     if EventKind::try_from(raw.kind).map_err(DecodeError::Kind)? != EventKind::FutexWait {
         return Err(DecodeError::WaitRecordKind);
     }
@@ -627,6 +647,7 @@ fn decode_wait(bytes: &[u8]) -> Result<TraceEvent<'_>, DecodeError> {
         },
         window: WindowRef::Raw(window.try_into().map_err(|_| size())?),
         timeout: WaitTimeout::of_arg(&timeout),
+        weight,
     })
 }
 
@@ -677,6 +698,7 @@ pub fn encode_bytes(event: &TraceEvent) -> Vec<u8> {
             snapshot,
             window,
             timeout,
+            weight,
         } => {
             let window = window.to_window();
             bytes_of(&WaitRecord {
@@ -697,7 +719,7 @@ pub fn encode_bytes(event: &TraceEvent) -> Vec<u8> {
                 user_sp: window.sp,
                 user_ip: window.ip,
                 window_words: window.len,
-                pad: 0,
+                weight,
                 window: window.words,
             })
         }
@@ -850,6 +872,7 @@ mod tests {
             snapshot: snapshot(),
             window: WindowRef::Built(window),
             timeout: WaitTimeout::Untimed,
+            weight: 1,
         };
         let mut bytes = encode_bytes(&wait(&window));
         // Stale ring-buffer contents after the two valid words.
@@ -917,6 +940,7 @@ mod tests {
                 snapshot: snapshot(),
                 window: WindowRef::Built(&window),
                 timeout: WaitTimeout::Untimed,
+                weight: 1,
             },
             TraceEvent::FutexWaitDone {
                 tid: 7,
@@ -1002,6 +1026,7 @@ mod tests {
             val: 2,
             sp: 0x7ffe_0000,
             ip: 0x7f00,
+            weight: 16,
         };
         let mut bytes = slept.encode();
         assert_eq!(bytes.len(), tracer_common::SLEPT_RECORD_SIZE);
@@ -1010,7 +1035,7 @@ mod tests {
         let [wait, end] = slept.events(&window);
         assert!(matches!(
             wait,
-            TraceEvent::FutexWait { tid: 9, ts_ns: 100, addr: 0x1010, snapshot, .. }
+            TraceEvent::FutexWait { tid: 9, ts_ns: 100, addr: 0x1010, snapshot, weight: 16, .. }
                 if snapshot == Snapshot::EMPTY
         ));
         assert!(matches!(
@@ -1025,6 +1050,54 @@ mod tests {
         assert_eq!((window.sp, window.ip, window.len), (0x7ffe_0000, 0x7f00, 0));
         bytes[..4].copy_from_slice(&(EventKind::FutexWaitDone as u32).to_ne_bytes());
         assert_eq!(decode(&bytes), Err(DecodeError::SleptRecordKind));
+    }
+
+    /// Guards the sampling weight on the wire: a wait record's weight survives the trip
+    /// through its bytes (in the word after `window_words`), and the records of builds
+    /// before sampling (a wait record's zero there, a lean record 8 bytes shorter, as
+    /// recordings keep them) read as a weight of 1.
+    #[test]
+    fn sampling_weights_round_trip_and_older_records_weigh_one() {
+        let window = StackWindow {
+            ip: 0x7f00,
+            sp: 0x7ffe_0000,
+            len: 2,
+            ..StackWindow::EMPTY
+        };
+        let wait = |weight| TraceEvent::FutexWait {
+            tid: 3,
+            ts_ns: 10,
+            addr: 0x1000,
+            cmd: futex_cmd::WAIT,
+            val: 2,
+            stack: None,
+            snapshot: Snapshot::EMPTY,
+            window: WindowRef::Built(&window),
+            timeout: WaitTimeout::Untimed,
+            weight,
+        };
+        let bytes = encode_bytes(&wait(64));
+        assert_eq!(decode(&bytes), Ok(Record::Native(wait(64))));
+        let mut older = bytes;
+        older[EVENT_SIZE + TIMEOUT_PART_BYTES + 20..][..4].fill(0);
+        assert_eq!(decode(&older), Ok(Record::Native(wait(1))));
+        let slept = Slept {
+            tid: 9,
+            start_ns: 100,
+            end_ns: 250,
+            addr: 0x1010,
+            cmd: futex_cmd::WAIT,
+            val: 2,
+            sp: 0x7ffe_0000,
+            ip: 0x7f00,
+            weight: 8,
+        };
+        let bytes = slept.encode();
+        let older = &bytes[..tracer_common::SLEPT_RECORD_SIZE_UNWEIGHTED];
+        assert_eq!(
+            decode(older),
+            Ok(Record::Slept(Slept { weight: 1, ..slept }))
+        );
     }
 
     /// Guards the timeout a wait record carries: each clock and "none" survive the trip
@@ -1056,6 +1129,7 @@ mod tests {
                 snapshot: snapshot(),
                 window: WindowRef::Built(&window),
                 timeout,
+                weight: 1,
             };
             let bytes = encode_bytes(&wait);
             assert_eq!(decode(&bytes), Ok(Record::Native(wait)), "{timeout:?}");
@@ -1162,6 +1236,7 @@ mod tests {
             snapshot: snapshot(),
             window: WindowRef::EMPTY,
             timeout: WaitTimeout::Untimed,
+            weight: 1,
         };
         for event in [released, wait] {
             let bytes = encode_bytes(&event);

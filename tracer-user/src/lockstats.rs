@@ -132,6 +132,17 @@ impl FullHistogram {
         })
     }
 
+    /// Records `ns` `n` times: a value standing for several (a sampled wait) goes
+    /// straight into the histogram.
+    fn record_n(&mut self, ns: u64, n: u64) {
+        if n == 1 {
+            self.record(ns);
+        } else {
+            self.hist
+                .saturating_record_n(ns.clamp(LOWEST_NS, HIGHEST_NS), n);
+        }
+    }
+
     fn record(&mut self, ns: u64) {
         // Clamped, so out-of-range values are counted at the edge instead of failing.
         if let Some(slot) = self.pending.get_mut(self.pending_len) {
@@ -200,13 +211,18 @@ impl Distribution {
     /// Records `ns`; `histograms_left` is the table's budget of full histograms, taken
     /// from when this distribution gets one.
     fn record(&mut self, ns: u64, histograms_left: &mut usize) {
+        self.record_n(ns, 1, histograms_left);
+    }
+
+    /// Records `ns` `n` times (a sampled wait standing for `n`).
+    fn record_n(&mut self, ns: u64, n: u64, histograms_left: &mut usize) {
         match &mut self.shape {
-            Shape::Compact(counts) => counts.add(ns, 1),
-            Shape::Full(full) => full.record(ns),
+            Shape::Compact(counts) => counts.add(ns, u32::try_from(n).unwrap_or(u32::MAX)),
+            Shape::Full(full) => full.record_n(ns, n),
         }
-        self.count = self.count.saturating_add(1);
+        self.count = self.count.saturating_add(n);
         self.max = self.max.max(ns);
-        self.total += u128::from(ns);
+        self.total += u128::from(ns) * u128::from(n);
         if self.count >= HISTOGRAM_AFTER && *histograms_left > 0 && self.promote() {
             *histograms_left -= 1;
         }
@@ -376,18 +392,32 @@ impl LockStats {
 
     /// One more wait began; the lock counts its open waits itself (for `max_waiters`).
     pub fn begin_wait(&mut self) {
+        self.begin_sampled_wait(1);
+    }
+
+    /// One more wait began, which stands for `weight` waits (a sampled one: the kernel
+    /// traced one sleep in `weight`): it counts as `weight` contentions, and as one open
+    /// wait (`max_waiters` counts threads seen waiting at once).
+    pub fn begin_sampled_wait(&mut self, weight: u64) {
         self.waiting = self.waiting.saturating_add(1);
+        self.contentions = self.contentions.saturating_add(weight.max(1) - 1);
         self.record_contention(self.waiting);
     }
 
     /// A wait begun with [`LockStats::begin_wait`] ended after `ns` nanoseconds.
     pub fn end_wait(&mut self, ns: u64) {
-        self.end_wait_within(ns, &mut no_budget_limit());
+        self.end_wait_within(ns, 1, &mut no_budget_limit());
     }
 
-    fn end_wait_within(&mut self, ns: u64, histograms_left: &mut usize) {
+    /// A wait begun with [`LockStats::begin_sampled_wait`] ended after `ns` nanoseconds:
+    /// its time counts `weight` times.
+    pub fn end_sampled_wait(&mut self, ns: u64, weight: u64) {
+        self.end_wait_within(ns, weight, &mut no_budget_limit());
+    }
+
+    fn end_wait_within(&mut self, ns: u64, weight: u64, histograms_left: &mut usize) {
         self.waiting = self.waiting.saturating_sub(1);
-        self.wait.record(ns, histograms_left);
+        self.wait.record_n(ns, weight.max(1), histograms_left);
     }
 
     /// A wait begun with [`LockStats::begin_wait`] ended at an unknown time (its end
@@ -510,9 +540,19 @@ impl LockStatsMut<'_> {
         self.stats.begin_wait();
     }
 
+    /// See [`LockStats::begin_sampled_wait`].
+    pub fn begin_sampled_wait(&mut self, weight: u64) {
+        self.stats.begin_sampled_wait(weight);
+    }
+
     /// See [`LockStats::end_wait`].
     pub fn end_wait(&mut self, ns: u64) {
-        self.stats.end_wait_within(ns, self.histograms_left);
+        self.stats.end_wait_within(ns, 1, self.histograms_left);
+    }
+
+    /// See [`LockStats::end_sampled_wait`].
+    pub fn end_sampled_wait(&mut self, ns: u64, weight: u64) {
+        self.stats.end_wait_within(ns, weight, self.histograms_left);
     }
 
     /// See [`LockStats::end_wait_unmeasured`].

@@ -14,7 +14,7 @@ use tracer_user::{
     lockstats,
     probes::{Hooks, LeanWaits, Probes, SwitchHook, WaitEnds},
     recording, serve,
-    session::{self, Config},
+    session::{self, Config, SleepSample},
     sinks::{self, Format},
     symbols,
     target::{LiveProcess, TargetProcess as _, find_libc},
@@ -196,6 +196,7 @@ fn record(
         wait_ends: WaitEnds::AtSysExit,
         switch_hook: SwitchHook::Own,
         drain_interval: session::DRAIN_INTERVAL,
+        sleep_sample: SleepSample::UpTo(0),
     };
     let target = LiveProcess::new(args.pid);
     if !target.exists() {
@@ -330,6 +331,18 @@ struct ServeArgs {
     /// return: ~4% of a lock-bound workload's throughput instead of ~0.
     #[arg(long)]
     brief_waits: bool,
+    /// Sleeping futex waits a second, per target, traced one by one. Beyond that the
+    /// kernel traces one in P at random (P a power of two, chosen again each second) and
+    /// each counts for P in the metrics and profiles, as Go's mutex profile scales its
+    /// samples; deadlocks and stuck locks are still found (a wait left out that lasts
+    /// is read from /proc). 0 traces every one: a target that sleeps tens of thousands
+    /// of times a second then pays ~2% of its throughput.
+    #[arg(long, value_name = "N", default_value_t = 2000)]
+    max_sleeps_per_second: u32,
+    /// Trace one sleeping wait in P, always (for tests of what sampling leaves out).
+    #[arg(long, hide = true, value_name = "P", conflicts_with = "brief_waits",
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(tracer_common::MAX_SLEEP_SAMPLE_PERIOD)))]
+    sleep_sample_period: Option<u32>,
     /// Send every sleeping wait lean (no lock memory or stack at the sleep; read from
     /// userspace when it sleeps long), not only the unsampled ones: for tests.
     #[arg(long, hide = true, conflicts_with = "brief_waits")]
@@ -469,6 +482,10 @@ fn serve_config(args: &ServeArgs) -> anyhow::Result<serve::ServeConfig> {
             },
             switch_hook: SwitchHook::Shared,
             drain_interval: session::SERVE_DRAIN_INTERVAL,
+            sleep_sample: match args.sleep_sample_period {
+                Some(period) => SleepSample::Fixed(period),
+                None => SleepSample::UpTo(args.max_sleeps_per_second),
+            },
         },
     })
 }
@@ -540,6 +557,7 @@ fn top(runtime: &tokio::runtime::Runtime, args: &TopArgs) -> anyhow::Result<()> 
         wait_ends: WaitEnds::AtSysExit,
         switch_hook: SwitchHook::Own,
         drain_interval: session::DRAIN_INTERVAL,
+        sleep_sample: SleepSample::UpTo(0),
     };
     let settings = TopSettings {
         window: Duration::from_secs(args.window),
@@ -637,6 +655,7 @@ fn run(cli: &Cli, found: &mut sinks::Outcome) -> anyhow::Result<()> {
                 wait_ends: WaitEnds::AtSysExit,
                 switch_hook: SwitchHook::Own,
                 drain_interval: session::DRAIN_INTERVAL,
+                sleep_sample: SleepSample::UpTo(0),
             };
             let reader = sinks::ReaderWatch::stdout();
             let mut stdout = io::stdout().lock();

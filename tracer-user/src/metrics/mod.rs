@@ -149,6 +149,7 @@ struct TargetSeries {
     stuck_locks: u64,
     events: u64,
     dropped: u64,
+    sleep_sample_period: u32,
     attached: bool,
 }
 
@@ -203,6 +204,7 @@ impl Exposition {
                 stuck_locks: snapshot.stuck_locks,
                 events: snapshot.events,
                 dropped: snapshot.dropped,
+                sleep_sample_period: snapshot.sleep_sample_period,
                 attached: snapshot.attached,
             });
         }
@@ -341,6 +343,16 @@ impl Exposition {
             "tracer_events",
             "Kernel records about the target received since the attach.",
             targets.iter().map(|t| (&t.labels, t.events)),
+        )?;
+        gauge_family(
+            encoder,
+            "tracer_sleep_sample_period",
+            "The kernel traces one in this many of the target's futex waits that sleep, \
+             each counting for as many in the lock series (1: every one); above 1 while \
+             the target sleeps more than --max-sleeps-per-second times a second.",
+            targets
+                .iter()
+                .map(|t| (&t.labels, u64::from(t.sleep_sample_period))),
         )?;
         gauge_family(
             encoder,
@@ -652,6 +664,7 @@ mod tests {
             stuck_locks: u64::from(pid % 5),
             events: u64::from(pid) * 10,
             dropped: u64::from(pid % 7),
+            sleep_sample_period: 1 << (pid % 4),
         }
     }
 
@@ -748,6 +761,7 @@ mod tests {
                 | "tracer_stuck_locks"
                 | "tracer_events_dropped_total"
                 | "tracer_events_total"
+                | "tracer_sleep_sample_period"
                 | "tracer_target_attached" => &["comm", "pid"],
                 name if name.starts_with("tracer_lock_") => &["comm", "lock", "pid", "type"],
                 "tracer_build_info" => &["version"],
@@ -781,6 +795,7 @@ mod tests {
             ("tracer_stuck_locks", "gauge"),
             ("tracer_events_dropped_total", "counter"),
             ("tracer_events_total", "counter"),
+            ("tracer_sleep_sample_period", "gauge"),
             ("tracer_target_attached", "gauge"),
             ("tracer_targets", "gauge"),
             ("tracer_attaches_total", "counter"),
@@ -882,6 +897,10 @@ mod tests {
             assert_eq!(
                 value("tracer_events_dropped_total"),
                 snapshot.dropped as f64
+            );
+            assert_eq!(
+                value("tracer_sleep_sample_period"),
+                f64::from(snapshot.sleep_sample_period)
             );
             assert_eq!(
                 value("tracer_target_attached"),

@@ -123,6 +123,9 @@ pub struct TargetSnapshot {
     pub events: u64,
     /// Records the kernel dropped (ring buffer full).
     pub dropped: u64,
+    /// The kernel traces one sleeping futex wait in this many, each counting for as many
+    /// (1: every one; `tracer serve --max-sleeps-per-second`).
+    pub sleep_sample_period: u32,
 }
 
 /// What `tracer top` shows beyond the counters: a [`TargetSnapshot`] and the waits

@@ -66,6 +66,8 @@ pub struct ActiveWait {
     pub window_slot: Option<u32>,
     /// The call's timeout: a cycle of timed waits resolves itself.
     pub timeout: WaitTimeout,
+    /// How many waits it stands for (the kernel's sampling period when it was traced).
+    pub weight: u32,
 }
 
 /// A lock held by a thread, known from `--holds` uprobes.
@@ -396,6 +398,7 @@ impl Analysis {
                 ref snapshot,
                 ref window,
                 timeout,
+                weight,
             } => {
                 let sp = Some(window.sp()).filter(|&sp| sp != 0);
                 let (class, unknown) = self.classify_wait((addr, cmd, val), snapshot, sp, threads);
@@ -404,7 +407,7 @@ impl Analysis {
                 }
                 let class = self.rust.park_class(tid, (ts_ns, addr, sp), class);
                 self.count_event(ts_ns);
-                self.on_wait_start(tid, (ts_ns, timeout), addr, (stack, window), class);
+                self.on_wait_start(tid, (ts_ns, timeout, weight), addr, (stack, window), class);
             }
             TraceEvent::FutexWaitDone {
                 tid,
@@ -533,7 +536,7 @@ impl Analysis {
     fn on_wait_start(
         &mut self,
         tid: u32,
-        (ts_ns, timeout): (u64, WaitTimeout),
+        (ts_ns, timeout, weight): (u64, WaitTimeout, u32),
         futex: u64,
         (stack, window): (StackId, &WindowRef<'_>),
         class: FutexWaitClass,
@@ -551,7 +554,7 @@ impl Analysis {
             reader,
         } = class
         else {
-            self.counts.other_waits += 1;
+            self.counts.other_waits += u64::from(weight);
             // A condvar or semaphore wait: remember it only to pair the end event.
             let wait = ActiveWait {
                 futex,
@@ -566,14 +569,15 @@ impl Analysis {
                 parked: false,
                 window_slot: None,
                 timeout,
+                weight,
             };
             self.store_wait(tid, wait);
             return;
         };
-        self.counts.lock_waits += 1;
+        self.counts.lock_waits += u64::from(weight);
         let slot = self.stats.slot(lock);
         self.note_kind(slot, kind);
-        self.stats.at(slot).begin_wait();
+        self.stats.at(slot).begin_sampled_wait(u64::from(weight));
         let window_slot = self.store_window(window);
         // A wait sent without its stack (`STACK_SAMPLE_EVERY`) is not counted among the
         // stacks that waited: the counts are of the sampled waits.
@@ -598,6 +602,7 @@ impl Analysis {
             parked: false,
             window_slot: Some(window_slot),
             timeout,
+            weight,
         };
         self.store_wait(tid, wait);
         self.unflushed.push(tid);
@@ -780,7 +785,9 @@ impl Analysis {
             if !self.holder_profiles.is_empty() {
                 self.profile_holder(tid, lock, &wait, ns);
             }
-            self.stats.at(wait.lock_slot).end_wait(ns);
+            self.stats
+                .at(wait.lock_slot)
+                .end_sampled_wait(ns, u64::from(wait.weight));
         }
         self.free_window(wait.window_slot);
         if wait.in_graph {
@@ -799,8 +806,9 @@ impl Analysis {
             .unwrap_or(&StackWindow::EMPTY);
         let stack = (wait.stack.is_some() || window.len > 0)
             .then(|| (wait.stack.unwrap_or(WINDOW_ONLY_STACK), window));
+        let weight = u64::from(wait.weight.max(1));
         for (_, profile) in &mut self.profiles {
-            profile.record(lock, stack, ns);
+            profile.record_n(lock, stack, weight, ns.saturating_mul(weight));
         }
     }
 
@@ -821,7 +829,8 @@ impl Analysis {
             (wait.start_ns, wait.start_ns.saturating_add(ns)),
             current,
         );
-        self.holder_profiles.record(lock, &shares);
+        self.holder_profiles
+            .record(lock, &shares, u64::from(wait.weight.max(1)));
     }
 
     /// Starts collecting a holder profile under `id` (see [`HolderProfiles`]): every lock
@@ -1302,6 +1311,7 @@ mod tests {
             snapshot,
             window: WindowRef::EMPTY,
             timeout: WaitTimeout::Untimed,
+            weight: 1,
         }
     }
 
@@ -1332,6 +1342,7 @@ mod tests {
             snapshot,
             window: WindowRef::EMPTY,
             timeout: WaitTimeout::Untimed,
+            weight: 1,
         }
     }
 
@@ -1395,6 +1406,7 @@ mod tests {
             val: 2,
             sp: 0x7ffe_0000,
             ip: 0x7f00_0000,
+            weight: 1,
         };
         let mut a = Analysis::new();
         let short = lean(101, 1_000, 4_000);
@@ -1411,6 +1423,47 @@ mod tests {
         let wait = stats.wait();
         assert_eq!((wait.count, wait.total), (2, 3_000 + 500_000), "{wait:?}");
         assert_eq!(a.counts().lock_waits, 2);
+    }
+
+    /// Guards the scaling of sampled sleeps (`tracer serve` above
+    /// `--max-sleeps-per-second`): a wait the kernel traced as one in 16 counts 16 times in
+    /// the lock's contentions, its wait count and total, its histogram and the contention
+    /// profile, while it is one thread waiting (`max_waiters`); a wait of weight 1 beside
+    /// it counts once.
+    #[test]
+    fn a_sampled_wait_counts_for_its_weight() {
+        let lean = |tid, (start_ns, end_ns), weight| crate::event::Slept {
+            tid,
+            start_ns,
+            end_ns,
+            addr: LOCK_A,
+            cmd: futex_cmd::WAIT,
+            val: 2,
+            sp: 0x7ffe_0000,
+            ip: 0x7f00_0000,
+            weight,
+        };
+        let mut a = Analysis::new();
+        a.start_profile(1);
+        for slept in [lean(101, (1_000, 4_000), 16), lean(102, (2_000, 2_500), 1)] {
+            let window = slept.window();
+            feed(&mut a, &slept.events(&window));
+        }
+        let stats = a.stats().get(LOCK_A).unwrap();
+        assert_eq!(stats.contentions, 17);
+        assert_eq!(stats.max_waiters, 1);
+        let wait = stats.wait();
+        assert_eq!((wait.count, wait.total), (17, 16 * 3_000 + 500), "{wait:?}");
+        assert_eq!(
+            wait.p50, 3_000,
+            "the sampled wait is most of the distribution"
+        );
+        assert_eq!(stats.wait_buckets().count, 17);
+        assert_eq!(a.counts().lock_waits, 17);
+        let entries = a.finish_profile(1).unwrap().spread_unsampled();
+        let count: u64 = entries.iter().map(|(_, _, e)| e.count).sum();
+        let delay: u64 = entries.iter().map(|(_, _, e)| e.delay_ns).sum();
+        assert_eq!((count, delay), (17, 16 * 3_000 + 500));
     }
 
     /// Guards the folding of the kernel's cumulative brief-wait totals: each read adds
@@ -1704,6 +1757,7 @@ mod tests {
             },
             window: WindowRef::Built(window),
             timeout: WaitTimeout::Untimed,
+            weight: 1,
         }
     }
 
@@ -1848,6 +1902,7 @@ mod tests {
                 snapshot,
                 window: WindowRef::Built(&window),
                 timeout,
+                weight: 1,
             },
             other => other,
         };
@@ -1882,6 +1937,7 @@ mod tests {
                 snapshot,
                 window,
                 timeout,
+                weight,
             } => TraceEvent::FutexWait {
                 tid,
                 ts_ns,
@@ -1892,6 +1948,7 @@ mod tests {
                 snapshot: Snapshot { len: 0, ..snapshot },
                 window,
                 timeout,
+                weight,
             },
             other => other,
         };
@@ -1962,6 +2019,7 @@ mod tests {
             },
             window: WindowRef::EMPTY,
             timeout: WaitTimeout::Untimed,
+            weight: 1,
         }
     }
 
@@ -1991,6 +2049,7 @@ mod tests {
             },
             window: WindowRef::EMPTY,
             timeout: WaitTimeout::Untimed,
+            weight: 1,
         };
         feed(
             &mut a,
@@ -2067,6 +2126,7 @@ mod tests {
                 snapshot,
                 window,
                 timeout,
+                weight: 1,
             },
             other => other,
         }

@@ -262,9 +262,10 @@ impl HolderProfiles {
         shares
     }
 
-    /// Charges one wait on `lock` to `shares` (from [`HolderProfiles::split`]): each its
-    /// time, the wait counted once, for the largest share.
-    pub fn record(&mut self, lock: u64, shares: &[(Holder, u64)]) {
+    /// Charges one wait on `lock` that stands for `weight` waits (a sampled one) to
+    /// `shares` (from [`HolderProfiles::split`]): each its time, the wait counted once,
+    /// for the largest share, both `weight` times.
+    pub fn record(&mut self, lock: u64, shares: &[(Holder, u64)], weight: u64) {
         let counted = shares
             .iter()
             .enumerate()
@@ -278,9 +279,9 @@ impl HolderProfiles {
             let stack = holder.zip(window.as_ref()).map(|((id, _), window)| {
                 (id.unwrap_or(super::analysis::WINDOW_ONLY_STACK), window)
             });
-            let count = u64::from(Some(i) == counted);
+            let count = u64::from(Some(i) == counted) * weight;
             for (_, profile) in &mut self.profiles {
-                profile.record_n(lock, stack, count, ns);
+                profile.record_n(lock, stack, count, ns.saturating_mul(weight));
             }
         }
     }
@@ -335,9 +336,9 @@ mod tests {
     fn holds_with_one_stack_id_stay_apart_by_call_site() {
         let mut h = HolderProfiles::default();
         h.start(1);
-        h.record(0x10, &[(Some((Some(7), 0x1000)), 2_000_000)]);
-        h.record(0x10, &[(Some((Some(7), 0x2000)), 10)]);
-        h.record(0x10, &[(Some((Some(7), 0x1000)), 2_000_000)]);
+        h.record(0x10, &[(Some((Some(7), 0x1000)), 2_000_000)], 1);
+        h.record(0x10, &[(Some((Some(7), 0x2000)), 10)], 1);
+        h.record(0x10, &[(Some((Some(7), 0x1000)), 2_000_000)], 1);
         let mut out = h.finish(1).unwrap().spread_unsampled();
         out.sort_by_key(|(_, _, e)| e.window.ip);
         let by_site: Vec<(u64, u64, u64)> = out
@@ -387,8 +388,8 @@ mod tests {
         );
         let shares = h.split(0x10, (60, 110), None);
         assert_eq!(shares, vec![(holder(0xb), 50)], "the wake-up delay too");
-        h.record(0x10, &shares);
-        h.record(0x10, &[(holder(0xb), 40)]);
+        h.record(0x10, &shares, 1);
+        h.record(0x10, &[(holder(0xb), 40)], 1);
         let out = h.finish(1).unwrap().spread_unsampled();
         assert_eq!(out.len(), 1);
         let (lock, stack, entry) = &out[0];
@@ -426,7 +427,7 @@ mod tests {
                 (Some((Some(7), 0x2000)), 1_000 + 9_000 + 9_500),
             ]
         );
-        h.record(0x10, &shares);
+        h.record(0x10, &shares, 1);
         let mut out = h.finish(1).unwrap().spread_unsampled();
         out.sort_by_key(|(_, _, e)| e.window.ip);
         let counts: Vec<(u64, u64)> = out.iter().map(|(_, _, e)| (e.window.ip, e.count)).collect();

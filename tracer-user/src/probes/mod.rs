@@ -32,10 +32,10 @@ use tracer_common::{
     GLOBAL_LEAN_WAITS, GLOBAL_TARGET_PIDNS_DEV, GLOBAL_TARGET_PIDNS_INO, GLOBAL_TARGET_TGID,
     GLOBAL_TASK_RUNTIME_OFFSET, GLOBAL_WAIT_ENDS_AT_SWITCH_IN, LEAN_WAITS_ALL, LEAN_WAITS_NONE,
     LEAN_WAITS_UNSAMPLED, LockOp, MAP_BRIEF_WAITS, MAP_COUNTERS, MAP_CPU_BRIEF_WAITS, MAP_EVENTS,
-    MAP_OPEN_SLEEPS, MAP_OVERFLOW_STACKS, MAP_PENDING_LOCKS, MAP_READER_POLLS, MAP_STACKS,
-    OpenSleep, PROG_GO_LOCK_SITE, PROG_LOCK_ENTRY, PROG_LOCK_RETURN, PROG_NOOP_SCHED_SWITCH,
-    PROG_NOOP_SYS_EXIT, PROG_NOOP_UPROBE, PROG_NOOP_URETPROBE, PROG_PROCESS_EXEC,
-    PROG_SCHED_SWITCH, PROG_SYS_EXIT, PROG_UNLOCK_ENTRY, PendingLock, StackSlot,
+    MAP_OPEN_SLEEPS, MAP_OVERFLOW_STACKS, MAP_PENDING_LOCKS, MAP_READER_POLLS, MAP_SLEEP_SAMPLING,
+    MAP_STACKS, OpenSleep, PROG_GO_LOCK_SITE, PROG_LOCK_ENTRY, PROG_LOCK_RETURN,
+    PROG_NOOP_SCHED_SWITCH, PROG_NOOP_SYS_EXIT, PROG_NOOP_UPROBE, PROG_NOOP_URETPROBE,
+    PROG_PROCESS_EXEC, PROG_SCHED_SWITCH, PROG_SYS_EXIT, PROG_UNLOCK_ENTRY, PendingLock, StackSlot,
 };
 
 /// The eBPF object, built for the BPF target by `build.rs` (aya-build).
@@ -294,6 +294,7 @@ pub struct Probes {
     reader_polls: Array<MapData, u32>,
     /// The value last written to `reader_polls` (the map starts at 0).
     reader_polls_now: bool,
+    sleep_sampling: Array<MapData, u32>,
     pending_locks: Option<aya::maps::HashMap<MapData, u32, PendingLock>>,
     open_sleeps: aya::maps::HashMap<MapData, u64, OpenSleep>,
     /// The programs' diagnostics, when asked for (`bpf_log`).
@@ -383,6 +384,7 @@ impl Probes {
         let brief_waits = take_map(&mut ebpf, MAP_BRIEF_WAITS, PerCpuHashMap::try_from)?;
         let cpu_brief_waits = take_map(&mut ebpf, MAP_CPU_BRIEF_WAITS, PerCpuArray::try_from)?;
         let reader_polls = take_map(&mut ebpf, MAP_READER_POLLS, Array::try_from)?;
+        let sleep_sampling = take_map(&mut ebpf, MAP_SLEEP_SAMPLING, Array::try_from)?;
         let open_sleeps = take_map(&mut ebpf, MAP_OPEN_SLEEPS, aya::maps::HashMap::try_from)?;
         let pending_locks = match uprobe_progs {
             Some(_) => Some(take_map(
@@ -402,6 +404,7 @@ impl Probes {
             cpu_brief_waits,
             reader_polls,
             reader_polls_now: false,
+            sleep_sampling,
             pending_locks,
             open_sleeps,
             bpf_log,
@@ -437,6 +440,22 @@ impl Probes {
         if self.reader_polls.set(0, u32::from(polls), 0).is_ok() {
             self.reader_polls_now = polls;
         }
+    }
+
+    /// Sets the sampling period of sleeping futex waits (`MAP_SLEEP_SAMPLING`): from now
+    /// on, one sleep in `period` on average is traced, standing for `period` (1: every
+    /// one). Only the `sched_switch` program of a session that times wait ends at
+    /// switch-in reads it.
+    ///
+    /// # Errors
+    /// When the map cannot be written.
+    pub fn set_sleep_sample_period(&mut self, period: u32) -> Result<(), ProbeError> {
+        self.sleep_sampling
+            .set(0, period, 0)
+            .map_err(|source| ProbeError::Map {
+                name: MAP_SLEEP_SAMPLING,
+                source,
+            })
     }
 
     /// Hands up to `max` records from the ring buffer to `sink`; returns how many. Prints

@@ -52,7 +52,7 @@ pub(super) fn adopt_blocked_threads(
             target,
             analysis,
             threads,
-            (tid, now_ns),
+            (tid, now_ns, 1),
             &blocked,
         ));
     }
@@ -75,6 +75,7 @@ pub(super) fn adopt_blocked_threads(
             window: WindowRef::Built(&window),
             // glibc parks it with no timeout: for good.
             timeout: WaitTimeout::Untimed,
+            weight: 1,
         };
         threads.apply(analysis, target, &event);
         analysis.mark_parked(tid);
@@ -105,7 +106,45 @@ pub(super) fn adopt_long_sleep(
         target,
         analysis,
         threads,
-        (sleep.tid, sleep.start_ns),
+        (sleep.tid, sleep.start_ns, sleep.weight.max(1)),
+        &blocked,
+    ))
+}
+
+/// Thread `tid`'s futex wait and context switches, when `/proc` shows it blocked in one
+/// (for [`super::long_sleeps::UnsampledSleeps`]).
+pub(super) fn unsampled_wait_state(
+    target: &dyn TargetProcess,
+    tid: u32,
+) -> Option<(SyscallState, u64)> {
+    let blocked = blocked_in_futex_wait(target, tid)?;
+    let switches = target.context_switches(tid)?;
+    let call = SyscallState::InSyscall {
+        nr: blocked.nr,
+        args: blocked.args,
+        sp: blocked.sp,
+        pc: blocked.pc,
+    };
+    Some((call, switches))
+}
+
+/// A futex wait the kernel left out while it sampled sleeps, which `/proc` has shown
+/// thread `tid` asleep in since `since_ns` (`UnsampledSleeps`): given to `analysis` as
+/// begun then (the earliest it is known to have slept), built as a wait found at attach.
+/// `None` (and nothing given) when the thread has left it. Returns what it gave the
+/// analysis, as a recording's tape keeps it.
+pub(super) fn adopt_unsampled_sleep(
+    target: &dyn TargetProcess,
+    analysis: &mut Analysis,
+    threads: &mut LiveThreads,
+    (tid, since_ns): (u32, u64),
+) -> Option<TapeItem> {
+    let blocked = blocked_in_futex_wait(target, tid)?;
+    Some(apply_blocked_wait(
+        target,
+        analysis,
+        threads,
+        (tid, since_ns, 1),
         &blocked,
     ))
 }
@@ -139,14 +178,14 @@ fn blocked_in_futex_wait(target: &dyn TargetProcess, tid: u32) -> Option<Blocked
     })
 }
 
-/// Gives `analysis` thread `tid`'s `blocked` wait as begun at `ts_ns`, in the shape the
-/// kernel sends a wait: with the lock's snapshot, the stack window and the timeout read
+/// Gives `analysis` thread `tid`'s `blocked` wait as begun at `ts_ns`, standing for
+/// `weight` waits (see `TraceEvent::FutexWait`), in the shape the kernel sends a wait: with the lock's snapshot, the stack window and the timeout read
 /// from the target now. Returns it as a recording's tape keeps it.
 fn apply_blocked_wait(
     target: &dyn TargetProcess,
     analysis: &mut Analysis,
     threads: &mut LiveThreads,
-    (tid, ts_ns): (u32, u64),
+    (tid, ts_ns, weight): (u32, u64, u32),
     blocked: &BlockedWait,
 ) -> TapeItem {
     let FutexWait { addr, cmd, val } = blocked.wait;
@@ -161,6 +200,7 @@ fn apply_blocked_wait(
         snapshot: read_snapshot(target, addr),
         window: WindowRef::Built(&window),
         timeout: read_timeout(target, blocked.nr, blocked.args),
+        weight,
     };
     threads.apply(analysis, target, &event);
     TapeItem::Record(encode_bytes(&event))

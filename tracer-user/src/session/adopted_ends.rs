@@ -10,6 +10,9 @@
 //! at most one rescan late (a few, when more than [`CHECKS_PER_RESCAN`] such waits are
 //! left). (Such a wait began before the attach: its time is a lower
 //! bound either way.)
+//!
+//! The same goes for a wait the kernel left out while it sampled sleeps, found asleep
+//! from `/proc` ([`super::long_sleeps::UnsampledSleeps`]): [`AdoptedEnds::push`].
 use tracer_common::futex_cmd;
 
 use super::threads::LiveThreads;
@@ -30,6 +33,8 @@ const CHECKS_PER_RESCAN: usize = 16;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct AdoptedWait {
     tid: u32,
+    /// When the analysis has it begin.
+    start_ns: u64,
     /// The futex word, as the analysis keeps the wait under.
     futex: u64,
     /// The system call the thread was found in.
@@ -60,6 +65,7 @@ impl AdoptedEnds {
             .filter_map(|(tid, wait)| {
                 Some(AdoptedWait {
                     tid,
+                    start_ns: adopted_at,
                     futex: wait.futex,
                     call: target.syscall_state(tid)?,
                     switches: target.context_switches(tid),
@@ -68,6 +74,24 @@ impl AdoptedEnds {
             .collect();
         waits.sort_unstable_by_key(|w| w.tid);
         Self { waits, next: 0 }
+    }
+
+    /// Watches thread `tid`'s wait, as `analysis` has it now (given it from `/proc`), for
+    /// its end.
+    pub(super) fn push(&mut self, analysis: &Analysis, target: &dyn TargetProcess, tid: u32) {
+        let Some(wait) = analysis.active_wait(tid) else {
+            return;
+        };
+        let Some(call) = target.syscall_state(tid) else {
+            return;
+        };
+        self.waits.push(AdoptedWait {
+            tid,
+            start_ns: wait.start_ns,
+            futex: wait.futex,
+            call,
+            switches: target.context_switches(tid),
+        });
     }
 
     /// Whether no adopted wait is left to watch.
@@ -84,7 +108,7 @@ impl AdoptedEnds {
         analysis: &mut Analysis,
         threads: &mut LiveThreads,
         target: &dyn TargetProcess,
-        (adopted_at, now_ns): (u64, u64),
+        now_ns: u64,
     ) -> Vec<TapeItem> {
         let mut applied = Vec::new();
         let checks = self.waits.len().min(CHECKS_PER_RESCAN);
@@ -96,7 +120,7 @@ impl AdoptedEnds {
             let wait = self.waits[index];
             let still_adopted = analysis
                 .active_wait(wait.tid)
-                .is_some_and(|w| w.start_ns == adopted_at && w.futex == wait.futex);
+                .is_some_and(|w| w.start_ns == wait.start_ns && w.futex == wait.futex);
             if !still_adopted {
                 self.waits.swap_remove(index);
                 continue;
@@ -163,7 +187,7 @@ mod tests {
         assert_eq!(ends.waits.len(), 2);
 
         // Nothing changed: both still wait.
-        let applied = ends.check(&mut analysis, &mut threads, &target, (100, 200));
+        let applied = ends.check(&mut analysis, &mut threads, &target, 200);
         assert!(applied.is_empty());
         assert!(analysis.active_wait(11).is_some());
 
@@ -174,7 +198,7 @@ mod tests {
         let target = target
             .thread(11, FakeThread::running("worker"))
             .thread(12, woken);
-        let applied = ends.check(&mut analysis, &mut threads, &target, (100, 300));
+        let applied = ends.check(&mut analysis, &mut threads, &target, 300);
         assert_eq!(applied.len(), 2);
         assert!(analysis.active_wait(11).is_none());
         assert!(analysis.active_wait(12).is_none());
@@ -193,7 +217,7 @@ mod tests {
         // The kernel side: the adopted wait ended (unseen), and a new one began.
         threads.apply(&mut analysis, &target, &mutex_wait(11, 150, WORD + 64, 0));
         let target = target.thread(11, FakeThread::running("worker"));
-        let applied = ends.check(&mut analysis, &mut threads, &target, (100, 300));
+        let applied = ends.check(&mut analysis, &mut threads, &target, 300);
         assert!(applied.is_empty());
         assert_eq!(analysis.active_wait(11).map(|w| w.start_ns), Some(150));
         assert!(ends.is_empty());

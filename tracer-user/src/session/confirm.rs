@@ -335,6 +335,7 @@ mod tests {
                 snapshot,
                 window,
                 timeout,
+                weight: 1,
             },
             other => other,
         }

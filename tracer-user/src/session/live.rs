@@ -425,6 +425,7 @@ impl Session {
             stuck_locks: u64::try_from(stuck_locks).unwrap_or(u64::MAX),
             events,
             dropped: counters.dropped,
+            sleep_sample_period: self.sleep_sampling.period(),
         }
     }
 

@@ -21,6 +21,8 @@ mod live;
 mod long_sleeps;
 mod order;
 mod rust_holders;
+mod sleep_sampling;
+pub use sleep_sampling::SleepSample;
 mod tape;
 #[cfg(test)]
 pub(crate) mod test_support;
@@ -146,6 +148,9 @@ pub struct Config {
     /// Shortest time between two drains of the ring buffer ([`DRAIN_INTERVAL`], or
     /// [`SERVE_DRAIN_INTERVAL`]).
     pub drain_interval: Duration,
+    /// With wait ends timed at switch-in: how the kernel samples the target's sleeps
+    /// ([`sleep_sampling`]).
+    pub sleep_sample: SleepSample,
 }
 
 /// How a trace ended.
@@ -485,6 +490,14 @@ fn attach(
         adopted_at: 0,
         adopted_ends: adopted_ends::AdoptedEnds::default(),
         long_sleeps: long_sleeps::LongSleeps::default(),
+        sleep_sampling: sleep_sampling::SleepSampling::with(
+            match config.wait_ends {
+                WaitEnds::AtSwitchIn(_) => config.sleep_sample,
+                WaitEnds::AtSysExit => SleepSample::UpTo(0),
+            },
+            monotonic_ns(),
+        ),
+        unsampled_sleeps: long_sleeps::UnsampledSleeps::default(),
         preloaded: None,
         target_realtime: RealtimeThreads::default(),
         dropped_seen: 0,
@@ -493,6 +506,16 @@ fn attach(
         tape: None,
     };
     session.analysis.set_rust_std(rust);
+    let period = session.sleep_sampling.period();
+    if period > 1 {
+        session
+            .probes
+            .set_sleep_sample_period(period)
+            .map_err(|source| SessionError::Attach {
+                pid: config.pid,
+                source,
+            })?;
+    }
     session.rust_heap_owners = rust_heap_owners;
     if let Some(sites) = &rust_sites {
         let note = format!(
@@ -724,6 +747,10 @@ struct Session {
     adopted_ends: adopted_ends::AdoptedEnds,
     /// The lean waits that slept long, already given to the analysis ([`long_sleeps`]).
     long_sleeps: long_sleeps::LongSleeps,
+    /// How many of the target's sleeps the kernel traces ([`sleep_sampling`]).
+    sleep_sampling: sleep_sampling::SleepSampling,
+    /// The threads asleep in a wait the kernel may have left out while it sampled.
+    unsampled_sleeps: long_sleeps::UnsampledSleeps,
     /// The symbolizer's objects, loading on their own thread until adopted.
     preloaded: Option<std::sync::mpsc::Receiver<symbols::Preloaded>>,
     /// The most real-time threads the target was seen with, read whenever records were
@@ -790,7 +817,7 @@ impl Session {
             &mut self.analysis,
             &mut self.threads,
             &*self.target,
-            (self.adopted_at, monotonic_ns()),
+            monotonic_ns(),
         );
         self.put_on_tape(&applied);
     }
@@ -815,6 +842,67 @@ impl Session {
                 adopt::adopt_long_sleep(&*self.target, &mut self.analysis, &mut self.threads, sleep)
             })
             .collect();
+        if !applied.is_empty()
+            && let Some(tape) = self.tape.as_mut()
+        {
+            tape.note_threads(&self.threads);
+        }
+        self.put_on_tape(&applied);
+    }
+
+    /// What the main loop does every [`RESCAN_INTERVAL`]: folds in the kernel's totals,
+    /// gives the analysis the waits no record told of yet, chooses how many sleeps the
+    /// kernel traces, and looks for cycles again.
+    fn rescan(&mut self) {
+        self.fold_brief_waits();
+        self.adopt_long_sleeps();
+        self.adopt_unsampled_sleeps();
+        self.sample_sleeps();
+        self.find_rust_guard_holders();
+        self.analysis.rescan();
+    }
+
+    /// Chooses the kernel's sampling period of sleeps again, once a second, from the rate
+    /// of sleeps seen ([`sleep_sampling`]).
+    fn sample_sleeps(&mut self) {
+        if let Some(period) = self.sleep_sampling.decide(monotonic_ns())
+            && self.probes.set_sleep_sample_period(period).is_err()
+        {
+            // The kernel keeps the old period: the weights it sends stay right either way.
+            eprintln!("tracer: note: could not set the sampling period of sleeps to {period}");
+        }
+    }
+
+    /// Gives the analysis the waits the kernel left out while it sampled sleeps that
+    /// have lasted, found from `/proc` ([`long_sleeps::UnsampledSleeps`]), and watches
+    /// them for their end ([`adopted_ends`]).
+    fn adopt_unsampled_sleeps(&mut self) {
+        let now = monotonic_ns();
+        if !self.sleep_sampling.left_out_lately(now) {
+            self.unsampled_sleeps.clear();
+            return;
+        }
+        let tids = self.target.thread_ids().unwrap_or_default();
+        let mut applied = Vec::new();
+        for tid in self.unsampled_sleeps.turn(&tids) {
+            let asleep = if self.analysis.active_wait(tid).is_some() {
+                None
+            } else {
+                adopt::unsampled_wait_state(&*self.target, tid)
+            };
+            let Some(since_ns) = self.unsampled_sleeps.observe(tid, now, asleep) else {
+                continue;
+            };
+            if let Some(item) = adopt::adopt_unsampled_sleep(
+                &*self.target,
+                &mut self.analysis,
+                &mut self.threads,
+                (tid, since_ns),
+            ) {
+                self.adopted_ends.push(&self.analysis, &*self.target, tid);
+                applied.push(item);
+            }
+        }
         if !applied.is_empty()
             && let Some(tape) = self.tape.as_mut()
         {
@@ -976,10 +1064,7 @@ impl Session {
                 self.preloaded = None;
             }
             if last_rescan.elapsed() >= RESCAN_INTERVAL {
-                self.fold_brief_waits();
-                self.adopt_long_sleeps();
-                self.find_rust_guard_holders();
-                self.analysis.rescan();
+                self.rescan();
                 last_rescan = Instant::now();
             }
             self.report_confirmed_deadlocks(sink)?;
@@ -1066,6 +1151,7 @@ impl Session {
             config,
             rust_heap_owners,
             tape,
+            sleep_sampling,
             ..
         } = self;
         let target = &**target;
@@ -1082,6 +1168,9 @@ impl Session {
                 // By reference: binding the decoded event by value copied it once more.
                 match decode(bytes) {
                     Ok(Record::Native(ref event)) => {
+                        if let TraceEvent::FutexWait { weight, .. } = *event {
+                            sleep_sampling.on_traced(weight);
+                        }
                         threads.apply(analysis, target, event);
                         // A C heap lock's `Type.field`, from the call that took it.
                         let site_name = match (event, rust_heap_owners.as_ref()) {
@@ -1109,6 +1198,7 @@ impl Session {
                         }
                     }
                     Ok(Record::Slept(slept)) => {
+                        sleep_sampling.on_traced(slept.weight);
                         let window = slept.window();
                         for event in slept.events(&window) {
                             threads.apply(analysis, target, &event);

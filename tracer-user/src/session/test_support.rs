@@ -45,6 +45,7 @@ pub(crate) fn mutex_wait(tid: u32, ts_ns: u64, lock: u64, owner: u32) -> TraceEv
         },
         window: WindowRef::EMPTY,
         timeout: WaitTimeout::Untimed,
+        weight: 1,
     }
 }
 

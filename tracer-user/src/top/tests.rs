@@ -81,6 +81,7 @@ fn snapshot(dropped: u64) -> TopSnapshot {
             stuck_locks: 0,
             events: 123_456,
             dropped,
+            sleep_sample_period: 1,
         },
         waits: vec![
             LiveWait {

@@ -226,6 +226,7 @@ mod tests {
             stuck_locks: 0,
             events: 0,
             dropped: 0,
+            sleep_sample_period: 1,
         }
     }
 

@@ -132,6 +132,7 @@ fn scrape() -> Vec<TargetSnapshot> {
         stuck_locks: 0,
         events: 1_824_112,
         dropped: 17,
+        sleep_sample_period: 1,
     };
     let go = TargetSnapshot {
         pid: 977,
@@ -161,6 +162,7 @@ fn scrape() -> Vec<TargetSnapshot> {
         stuck_locks: 2,
         events: 93_001,
         dropped: 0,
+        sleep_sample_period: 1,
     };
     let exited = TargetSnapshot {
         pid: 31_337,
@@ -178,6 +180,7 @@ fn scrape() -> Vec<TargetSnapshot> {
         stuck_locks: 0,
         events: 120,
         dropped: 0,
+        sleep_sample_period: 1,
     };
     vec![cpp, go, exited]
 }

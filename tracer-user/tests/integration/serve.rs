@@ -976,6 +976,87 @@ fn serve_reports_a_deadlock_among_lean_waits() {
     stop_serve(tracer, &baseline);
 }
 
+/// Guards sampled sleeps against hiding a deadlock: a sleep the kernel leaves out
+/// (`--sleep-sample-period 1024`: almost every one) sends nothing and is in no kernel
+/// table, so one that never ends must be found from `/proc` (the same futex call and
+/// context switches at two rescans). `abba`'s deadlock, formed after the attach, must be
+/// reported with both workers' TIDs, and the serve must show the period it was given.
+#[test]
+fn serve_finds_a_deadlock_among_sleeps_sampling_left_out() {
+    require_root();
+    let baseline = our_prog_ids();
+    let bin = build_target("abba", &[]);
+    let target = Target::spawn(bin.path(), &["4000"]);
+    let pid = target.pid().to_string();
+    let (mut tracer, port) = serve_attached(&pid, &["--sleep-sample-period", "1024"]);
+    let text = wait_for_metrics(port, Duration::from_secs(5), |_| true);
+    assert_eq!(
+        sample(&text, "tracer_sleep_sample_period", &[("pid", &pid)]),
+        Some(1024.0)
+    );
+    assert_abba_deadlock_reported(&mut tracer, &target);
+    drop(target);
+    stop_serve(tracer, &baseline);
+}
+
+/// Guards the scaling of sampled sleeps: `hot_sleeps`'s four threads sleep on one lock
+/// tens of thousands of times a second, beyond the default `--max-sleeps-per-second`, so
+/// the serve must trace one sleep in P (its gauge above 1 while they run) and count each
+/// for P: the waits it reports must add up to about the time the target measured inside
+/// `pthread_mutex_lock` (each sampled wait counted once would give ~1/P of it, counted
+/// P times too often ~P times it).
+#[test]
+fn serve_samples_a_hot_locks_sleeps_and_scales_what_it_counts() {
+    require_root();
+    let baseline = our_prog_ids();
+    let bin = build_target("hot_sleeps", &[]);
+    let mut target = Target::spawn(bin.path(), &[]);
+    let pid = target.pid().to_string();
+    let (tracer, port) = serve_attached(&pid, &[]);
+    crate::lock_order::send_start(target.pid());
+    let text = wait_for_metrics(port, Duration::from_secs(3), |t| {
+        sample(t, "tracer_sleep_sample_period", &[("pid", &pid)]).is_some_and(|p| p > 1.0)
+    });
+    let period = sample(&text, "tracer_sleep_sample_period", &[("pid", &pid)]);
+    assert!(
+        period.is_some_and(|p| p > 1.0),
+        "the serve traced every sleep of a hot lock: period {period:?}"
+    );
+    wait_for_later_line(&mut target, "done", Duration::from_secs(20));
+    let locked_ns: f64 = target
+        .later_lines()
+        .iter()
+        .find_map(|l| l.strip_prefix("locked_ns="))
+        .and_then(|v| v.parse().ok())
+        .expect("the target printed locked_ns=");
+    let lock = [("pid", pid.as_str()), ("lock", "hot_lock")];
+    // The last ends go out at each thread's next switch-out, which comes at once.
+    thread::sleep(Duration::from_millis(300));
+    let text = wait_for_metrics(port, Duration::from_secs(5), |t| {
+        sample(t, "tracer_lock_wait_seconds_count", &lock).is_some()
+    });
+    let waited_ns = sample(&text, "tracer_lock_wait_seconds_sum", &lock).expect("wait sum") * 1e9;
+    let waits = sample(&text, "tracer_lock_wait_seconds_count", &lock).expect("wait count");
+    let contentions = sample(&text, "tracer_lock_contentions_total", &lock).expect("contentions");
+    eprintln!(
+        "target: {locked_ns} ns in pthread_mutex_lock; serve (period {period:?}): {waited_ns} ns over {waits} waits, {contentions} contentions"
+    );
+    assert!(
+        (waits - contentions).abs() < 1.0,
+        "{waits} waits, {contentions} contentions"
+    );
+    assert!(
+        waited_ns <= locked_ns * 1.3,
+        "the serve's waits ({waited_ns} ns) exceed the target's {locked_ns} ns in pthread_mutex_lock: sampled waits counted too often"
+    );
+    assert!(
+        waited_ns >= locked_ns * 0.5,
+        "the serve's waits ({waited_ns} ns) miss most of the target's {locked_ns} ns in pthread_mutex_lock: sampled waits not scaled"
+    );
+    drop(target);
+    stop_serve(tracer, &baseline);
+}
+
 /// Guards the cost of serving many processes to every other process of the host: each
 /// target's `sched_switch` program attached itself, so every context switch of the host
 /// ran one program per served process (BENCHMARKS.md, part (k)). Two `abba` targets
