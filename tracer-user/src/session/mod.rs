@@ -862,8 +862,8 @@ impl Session {
         self.analysis.rescan();
     }
 
-    /// Chooses the kernel's sampling period of sleeps again, once a second, from the rate
-    /// of sleeps seen ([`sleep_sampling`]).
+    /// Chooses the kernel's sampling period of sleeps again from the rate of sleeps seen
+    /// ([`sleep_sampling`]: it may rise at any rescan, and fall once a second).
     fn sample_sleeps(&mut self) {
         if let Some(period) = self.sleep_sampling.decide(monotonic_ns())
             && self.probes.set_sleep_sample_period(period).is_err()

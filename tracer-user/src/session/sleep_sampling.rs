@@ -3,8 +3,8 @@
 //! Each traced sleep costs the target a few hundred nanoseconds inside the scheduler,
 //! on the lock's hand-over path: a process that sleeps in futex calls tens of thousands
 //! of times a second would pay ~2% for it (BENCHMARKS.md, "Sampled sleeps"). So, as
-//! `perf record -F` does with its period, the session picks a sampling period each
-//! second from the rate of sleeps it saw: every sleep while the target sleeps at most
+//! `perf record -F` does with its period, the session picks a sampling period from the
+//! rate of sleeps it saw (at each rescan): every sleep while the target sleeps at most
 //! `max_per_second` times a second, else one in `P` (a power of two) at random, each
 //! traced sleep standing for `P` in every count, sum and histogram (as Go's own mutex
 //! profile scales its samples). Deadlocks and stuck locks do not depend on it: a sleep
