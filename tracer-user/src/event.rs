@@ -1012,12 +1012,9 @@ mod tests {
         assert_eq!(decode(&bytes), Err(DecodeError::LockRecordKind));
     }
 
-    /// Guards the decoding of serve's lean wait record: it decodes whole, into a wait
-    /// with no lock memory nor stack words (its registers kept) and that wait's end; its
-    /// size with another kind inside is rejected.
-    #[test]
-    fn a_lean_wait_record_decodes_into_a_wait_and_its_end() {
-        let slept = Slept {
+    /// A lean wait of thread 9 on word 0x1010, from 100 to 250 ns, standing for `weight`.
+    fn lean_wait(weight: u32) -> Slept {
+        Slept {
             tid: 9,
             start_ns: 100,
             end_ns: 250,
@@ -1026,8 +1023,16 @@ mod tests {
             val: 2,
             sp: 0x7ffe_0000,
             ip: 0x7f00,
-            weight: 16,
-        };
+            weight,
+        }
+    }
+
+    /// Guards the decoding of serve's lean wait record: it decodes whole, into a wait
+    /// with no lock memory nor stack words (its registers kept) and that wait's end; its
+    /// size with another kind inside is rejected.
+    #[test]
+    fn a_lean_wait_record_decodes_into_a_wait_and_its_end() {
+        let slept = lean_wait(16);
         let mut bytes = slept.encode();
         assert_eq!(bytes.len(), tracer_common::SLEPT_RECORD_SIZE);
         assert_eq!(decode(&bytes), Ok(Record::Slept(slept)));
@@ -1081,17 +1086,7 @@ mod tests {
         let mut older = bytes;
         older[EVENT_SIZE + TIMEOUT_PART_BYTES + 20..][..4].fill(0);
         assert_eq!(decode(&older), Ok(Record::Native(wait(1))));
-        let slept = Slept {
-            tid: 9,
-            start_ns: 100,
-            end_ns: 250,
-            addr: 0x1010,
-            cmd: futex_cmd::WAIT,
-            val: 2,
-            sp: 0x7ffe_0000,
-            ip: 0x7f00,
-            weight: 8,
-        };
+        let slept = lean_wait(8);
         let bytes = slept.encode();
         let older = &bytes[..tracer_common::SLEPT_RECORD_SIZE_UNWEIGHTED];
         assert_eq!(

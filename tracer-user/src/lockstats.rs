@@ -400,19 +400,13 @@ impl LockStats {
     /// wait (`max_waiters` counts threads seen waiting at once).
     pub fn begin_sampled_wait(&mut self, weight: u64) {
         self.waiting = self.waiting.saturating_add(1);
-        self.contentions = self.contentions.saturating_add(weight.max(1) - 1);
-        self.record_contention(self.waiting);
+        self.contentions = self.contentions.saturating_add(weight.max(1));
+        self.max_waiters = self.max_waiters.max(self.waiting);
     }
 
     /// A wait begun with [`LockStats::begin_wait`] ended after `ns` nanoseconds.
     pub fn end_wait(&mut self, ns: u64) {
         self.end_wait_within(ns, 1, &mut no_budget_limit());
-    }
-
-    /// A wait begun with [`LockStats::begin_sampled_wait`] ended after `ns` nanoseconds:
-    /// its time counts `weight` times.
-    pub fn end_sampled_wait(&mut self, ns: u64, weight: u64) {
-        self.end_wait_within(ns, weight, &mut no_budget_limit());
     }
 
     fn end_wait_within(&mut self, ns: u64, weight: u64, histograms_left: &mut usize) {
@@ -550,7 +544,8 @@ impl LockStatsMut<'_> {
         self.stats.end_wait_within(ns, 1, self.histograms_left);
     }
 
-    /// See [`LockStats::end_sampled_wait`].
+    /// A wait begun with [`LockStatsMut::begin_sampled_wait`] ended after `ns`
+    /// nanoseconds: its time counts `weight` times.
     pub fn end_sampled_wait(&mut self, ns: u64, weight: u64) {
         self.stats.end_wait_within(ns, weight, self.histograms_left);
     }

@@ -1389,15 +1389,10 @@ mod tests {
         );
     }
 
-    /// Guards serve's lean waits (the kernel's one record per wait that slept, sent
-    /// once over, with no lock memory): a lowlevellock word's lean wait is a timed lock
-    /// wait of its start-to-end length; a lean wait that userspace already gave the
-    /// analysis while it slept long (read from the kernel's table, with the memory and
-    /// so the holder) is the same call when its record comes: one wait, not two, ended at
-    /// the record's end, its start the first's.
-    #[test]
-    fn a_lean_wait_is_one_timed_wait_even_when_read_while_it_slept() {
-        let lean = |tid, start_ns, end_ns| crate::event::Slept {
+    /// Thread `tid`'s lean wait (serve's one record per wait that slept) on `LOCK_A`, a
+    /// lowlevellock word, from `start_ns` to `end_ns`, standing for `weight` waits.
+    fn lean_wait(tid: u32, (start_ns, end_ns): (u64, u64), weight: u32) -> crate::event::Slept {
+        crate::event::Slept {
             tid,
             start_ns,
             end_ns,
@@ -1406,8 +1401,19 @@ mod tests {
             val: 2,
             sp: 0x7ffe_0000,
             ip: 0x7f00_0000,
-            weight: 1,
-        };
+            weight,
+        }
+    }
+
+    /// Guards serve's lean waits (the kernel's one record per wait that slept, sent
+    /// once over, with no lock memory): a lowlevellock word's lean wait is a timed lock
+    /// wait of its start-to-end length; a lean wait that userspace already gave the
+    /// analysis while it slept long (read from the kernel's table, with the memory and
+    /// so the holder) is the same call when its record comes: one wait, not two, ended at
+    /// the record's end, its start the first's.
+    #[test]
+    fn a_lean_wait_is_one_timed_wait_even_when_read_while_it_slept() {
+        let lean = |tid, start_ns, end_ns| lean_wait(tid, (start_ns, end_ns), 1);
         let mut a = Analysis::new();
         let short = lean(101, 1_000, 4_000);
         let window = short.window();
@@ -1432,20 +1438,12 @@ mod tests {
     /// it counts once.
     #[test]
     fn a_sampled_wait_counts_for_its_weight() {
-        let lean = |tid, (start_ns, end_ns), weight| crate::event::Slept {
-            tid,
-            start_ns,
-            end_ns,
-            addr: LOCK_A,
-            cmd: futex_cmd::WAIT,
-            val: 2,
-            sp: 0x7ffe_0000,
-            ip: 0x7f00_0000,
-            weight,
-        };
         let mut a = Analysis::new();
         a.start_profile(1);
-        for slept in [lean(101, (1_000, 4_000), 16), lean(102, (2_000, 2_500), 1)] {
+        for slept in [
+            lean_wait(101, (1_000, 4_000), 16),
+            lean_wait(102, (2_000, 2_500), 1),
+        ] {
             let window = slept.window();
             feed(&mut a, &slept.events(&window));
         }

@@ -111,42 +111,45 @@ pub(super) fn adopt_long_sleep(
     ))
 }
 
-/// Thread `tid`'s futex wait and context switches, when `/proc` shows it blocked in one
-/// (for [`super::long_sleeps::UnsampledSleeps`]).
-pub(super) fn unsampled_wait_state(
-    target: &dyn TargetProcess,
-    tid: u32,
-) -> Option<(SyscallState, u64)> {
-    let blocked = blocked_in_futex_wait(target, tid)?;
-    let switches = target.context_switches(tid)?;
-    let call = SyscallState::InSyscall {
-        nr: blocked.nr,
-        args: blocked.args,
-        sp: blocked.sp,
-        pc: blocked.pc,
-    };
-    Some((call, switches))
+/// A thread blocked in a futex wait the kernel may have left out while it sampled
+/// sleeps, as `/proc` shows it now (for [`super::long_sleeps::UnsampledSleeps`]).
+pub(super) struct UnsampledWait {
+    blocked: BlockedWait,
+    /// The thread's context switches.
+    switches: u64,
 }
 
-/// A futex wait the kernel left out while it sampled sleeps, which `/proc` has shown
-/// thread `tid` asleep in since `since_ns` (`UnsampledSleeps`): given to `analysis` as
-/// begun then (the earliest it is known to have slept), built as a wait found at attach.
-/// `None` (and nothing given) when the thread has left it. Returns what it gave the
-/// analysis, as a recording's tape keeps it.
-pub(super) fn adopt_unsampled_sleep(
-    target: &dyn TargetProcess,
-    analysis: &mut Analysis,
-    threads: &mut LiveThreads,
-    (tid, since_ns): (u32, u64),
-) -> Option<TapeItem> {
-    let blocked = blocked_in_futex_wait(target, tid)?;
-    Some(apply_blocked_wait(
-        target,
-        analysis,
-        threads,
-        (tid, since_ns, 1),
-        &blocked,
-    ))
+impl UnsampledWait {
+    /// Thread `tid`'s futex wait and context switches, when `/proc` shows it blocked in
+    /// one.
+    pub(super) fn of(target: &dyn TargetProcess, tid: u32) -> Option<Self> {
+        Some(Self {
+            blocked: blocked_in_futex_wait(target, tid)?,
+            switches: target.context_switches(tid)?,
+        })
+    }
+
+    /// The system call it sleeps in and the thread's context switches: unchanged at a
+    /// later look, the thread has slept in that call since.
+    pub(super) fn state(&self) -> (SyscallState, u64) {
+        let BlockedWait {
+            nr, args, sp, pc, ..
+        } = self.blocked;
+        (SyscallState::InSyscall { nr, args, sp, pc }, self.switches)
+    }
+
+    /// Gives `analysis` this wait, which `/proc` has shown thread `tid` asleep in since
+    /// `since_ns`, as begun then (the earliest it is known to have slept), built as a
+    /// wait found at attach. Returns it as a recording's tape keeps it.
+    pub(super) fn adopt(
+        &self,
+        target: &dyn TargetProcess,
+        analysis: &mut Analysis,
+        threads: &mut LiveThreads,
+        (tid, since_ns): (u32, u64),
+    ) -> TapeItem {
+        apply_blocked_wait(target, analysis, threads, (tid, since_ns, 1), &self.blocked)
+    }
 }
 
 /// The futex wait a thread is blocked in, as `/proc` shows its system call.

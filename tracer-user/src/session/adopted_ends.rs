@@ -77,12 +77,14 @@ impl AdoptedEnds {
     }
 
     /// Watches thread `tid`'s wait, as `analysis` has it now (given it from `/proc`), for
-    /// its end.
-    pub(super) fn push(&mut self, analysis: &Analysis, target: &dyn TargetProcess, tid: u32) {
+    /// its end; `(call, switches)` are what `/proc` showed of the thread then.
+    pub(super) fn push(
+        &mut self,
+        analysis: &Analysis,
+        tid: u32,
+        (call, switches): (SyscallState, u64),
+    ) {
         let Some(wait) = analysis.active_wait(tid) else {
-            return;
-        };
-        let Some(call) = target.syscall_state(tid) else {
             return;
         };
         self.waits.push(AdoptedWait {
@@ -90,7 +92,7 @@ impl AdoptedEnds {
             start_ns: wait.start_ns,
             futex: wait.futex,
             call,
-            switches: target.context_switches(tid),
+            switches: Some(switches),
         });
     }
 

@@ -888,20 +888,21 @@ impl Session {
             let asleep = if self.analysis.active_wait(tid).is_some() {
                 None
             } else {
-                adopt::unsampled_wait_state(&*self.target, tid)
+                adopt::UnsampledWait::of(&*self.target, tid)
             };
-            let Some(since_ns) = self.unsampled_sleeps.observe(tid, now, asleep) else {
+            let state = asleep.as_ref().map(adopt::UnsampledWait::state);
+            let (Some(wait), Some(since_ns)) =
+                (asleep, self.unsampled_sleeps.observe(tid, now, state))
+            else {
                 continue;
             };
-            if let Some(item) = adopt::adopt_unsampled_sleep(
+            applied.push(wait.adopt(
                 &*self.target,
                 &mut self.analysis,
                 &mut self.threads,
                 (tid, since_ns),
-            ) {
-                self.adopted_ends.push(&self.analysis, &*self.target, tid);
-                applied.push(item);
-            }
+            ));
+            self.adopted_ends.push(&self.analysis, tid, wait.state());
         }
         if !applied.is_empty()
             && let Some(tape) = self.tape.as_mut()

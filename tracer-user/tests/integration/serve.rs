@@ -766,6 +766,17 @@ fn wait_for_later_line(target: &mut Target, line: &str, timeout: Duration) {
     }
 }
 
+/// The time the target's threads spent in `pthread_mutex_lock`, as it printed it
+/// (`locked_ns=N`, after `done`).
+fn printed_locked_ns(target: &mut Target) -> f64 {
+    target
+        .later_lines()
+        .iter()
+        .find_map(|l| l.strip_prefix("locked_ns="))
+        .and_then(|v| v.parse().ok())
+        .expect("the target printed locked_ns=")
+}
+
 /// Guards serve's default hook set and the timing of its wait ends: no program on
 /// `sys_exit` (alone ~4% of a lock-bound workload, BENCHMARKS.md), and each wait ended
 /// when its thread was switched back in (worked out at its next switch-out, from the CPU
@@ -790,12 +801,7 @@ fn serve_times_wait_ends_at_switch_in_without_a_sys_exit_program() {
     );
     crate::lock_order::send_start(target.pid());
     wait_for_later_line(&mut target, "done", Duration::from_secs(20));
-    let locked_ns: f64 = target
-        .later_lines()
-        .iter()
-        .find_map(|l| l.strip_prefix("locked_ns="))
-        .and_then(|v| v.parse().ok())
-        .expect("the target printed locked_ns=");
+    let locked_ns = printed_locked_ns(&mut target);
     let lock = [("pid", pid.as_str()), ("lock", "timed_lock")];
     // The last ends go out at each thread's next switch-out: the threads sleep at once.
     let text = wait_for_metrics(port, Duration::from_secs(5), |t| {
@@ -1023,12 +1029,7 @@ fn serve_samples_a_hot_locks_sleeps_and_scales_what_it_counts() {
         "the serve traced every sleep of a hot lock: period {period:?}"
     );
     wait_for_later_line(&mut target, "done", Duration::from_secs(20));
-    let locked_ns: f64 = target
-        .later_lines()
-        .iter()
-        .find_map(|l| l.strip_prefix("locked_ns="))
-        .and_then(|v| v.parse().ok())
-        .expect("the target printed locked_ns=");
+    let locked_ns = printed_locked_ns(&mut target);
     let lock = [("pid", pid.as_str()), ("lock", "hot_lock")];
     // The last ends go out at each thread's next switch-out, which comes at once.
     thread::sleep(Duration::from_millis(300));
