@@ -41,6 +41,15 @@ pub const MAP_READER_POLLS: &str = "READER_POLLS";
 /// ([`OpenSleep`](crate::OpenSleep)), kept at `sched_switch` when wait ends are timed
 /// there ([`GLOBAL_WAIT_ENDS_AT_SWITCH_IN`]).
 pub const MAP_OPEN_SLEEPS: &str = "OPEN_SLEEPS";
+/// Name of the `u64` array of [`OPEN_SLEEP_SLOTS_LEN`] counters beside [`MAP_OPEN_SLEEPS`]:
+/// at slot `host TID % OPEN_SLEEP_SLOTS_LEN`, how many of the target's threads there have
+/// an open sleep (`addr` not 0) in the table. A thread switched out whose slot counts 0
+/// has none, and the program skips the table: on a lock-bound target, that lookup was
+/// most of what its switch-outs cost (BENCHMARKS.md, "Sampled sleeps").
+pub const MAP_OPEN_SLEEP_SLOTS: &str = "OPEN_SLEEP_SLOTS";
+/// Slots of [`MAP_OPEN_SLEEP_SLOTS`] (a power of two). Threads that share a slot only
+/// cost each other a lookup.
+pub const OPEN_SLEEP_SLOTS_LEN: u32 = 4096;
 /// Name of the one-entry `u32` array holding the sampling period of sleeping futex
 /// waits while wait ends are timed at switch-in ([`GLOBAL_WAIT_ENDS_AT_SWITCH_IN`],
 /// `tracer serve`): 0 or 1 traces every one; `P` (a power of two) traces each with
@@ -55,6 +64,9 @@ pub const MAX_SLEEP_SAMPLE_PERIOD: u32 = 1024;
 /// Name of the hash of the processes a serve hands its `sched_switch` to (host TGID →
 /// slot in [`MAP_SWITCH_PROGRAMS`]), read by [`PROG_SWITCH_DISPATCH`].
 pub const MAP_SWITCH_TARGETS: &str = "SWITCH_TARGETS";
+/// Name of the dispatcher's direct-mapped table of the processes it serves, read before
+/// [`MAP_SWITCH_TARGETS`] (see [`switch_lookup`](crate::switch_lookup)).
+pub const MAP_SWITCH_TABLE: &str = "SWITCH_TABLE";
 /// Name of the program array holding each served process's [`PROG_SCHED_SWITCH`] at its
 /// slot, for [`PROG_SWITCH_DISPATCH`]'s tail calls.
 pub const MAP_SWITCH_PROGRAMS: &str = "SWITCH_PROGRAMS";
@@ -136,8 +148,10 @@ pub const PROG_NOOP_UPROBE: &str = "noop_uprobe";
 pub const PROG_NOOP_URETPROBE: &str = "noop_uretprobe";
 
 /// Every map name, for the test that checks the built object holds each one.
-pub const ALL_MAPS: [&str; 13] = [
+pub const ALL_MAPS: [&str; 15] = [
     MAP_SLEEP_SAMPLING,
+    MAP_SWITCH_TABLE,
+    MAP_OPEN_SLEEP_SLOTS,
     MAP_SWITCH_TARGETS,
     MAP_SWITCH_PROGRAMS,
     MAP_OPEN_SLEEPS,

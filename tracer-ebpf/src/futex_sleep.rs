@@ -42,7 +42,7 @@ use crate::{
     diag, futex_call,
     helpers::{count, current_syscall_regs, send_wait, takes_stack, target_tid},
     maps::{LEAN_WAITS, SLEEP_SAMPLING, WAIT_ENDS_AT_SWITCH_IN},
-    open_sleeps::{self, Sleep, SwitchOutClock},
+    open_sleeps::{self, Sleep, Slot, SwitchOutClock},
 };
 
 #[btf_tracepoint(function = "sched_switch")]
@@ -67,10 +67,12 @@ fn try_futex_sleep(ctx: &BtfTracePointContext) -> Result<(), ()> {
         return Ok(());
     };
     let preempt = ctx.arg::<u64>(0) & 0xff != 0;
-    let (entry, clock) = if ends_at_switch_in {
-        open_sleeps::switched_out(task)
+    let (slot, entry, clock) = if ends_at_switch_in {
+        let slot = Slot::of_current();
+        let (entry, clock) = open_sleeps::switched_out(task, slot);
+        (slot, entry, clock)
     } else {
-        (core::ptr::null_mut(), SwitchOutClock::UNREAD)
+        (Slot::UNUSED, core::ptr::null_mut(), SwitchOutClock::UNREAD)
     };
     // A preempted thread, or one leaving the CPU in state TASK_RUNNING (a
     // `cond_resched`), is still runnable, not waiting.
@@ -120,7 +122,7 @@ fn try_futex_sleep(ctx: &BtfTracePointContext) -> Result<(), ()> {
     let with_stack = lean_waits != LEAN_WAITS_ALL && takes_stack(wait.addr);
     if lean_waits != LEAN_WAITS_NONE && !with_stack {
         count(Counter::FutexWaits);
-        open_sleeps::note_sleep(entry, &sleep, &wait, true);
+        open_sleeps::note_sleep(entry, slot, &sleep, &wait, true);
         return Ok(());
     }
     let timeout = futex_call::timeout(regs.nr, regs.args, regs.more_args);
@@ -137,7 +139,7 @@ fn try_futex_sleep(ctx: &BtfTracePointContext) -> Result<(), ()> {
     );
     if ends_at_switch_in && sent {
         count(Counter::FutexWaits);
-        open_sleeps::note_sleep(entry, &sleep, &wait, false);
+        open_sleeps::note_sleep(entry, slot, &sleep, &wait, false);
     }
     Ok(())
 }

@@ -25,6 +25,13 @@
 //! the `aya-log` messages about unexpected paths, sent only when the loader asks for them.
 #![no_std]
 #![no_main]
+// For `atomic_xadd`: the BPF target has atomic adds (BPF_ATOMIC) but no compare-and-swap,
+// so `core`'s atomic types offer no `fetch_add` there (`open_sleeps::Slot`).
+#![feature(core_intrinsics)]
+#![expect(
+    internal_features,
+    reason = "core_intrinsics: the only way to an atomic add on the BPF target"
+)]
 #![expect(
     clippy::inline_always,
     reason = "helpers are a few instructions each; a BPF-to-BPF call per use would cost more than their body"

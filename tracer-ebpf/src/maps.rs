@@ -8,8 +8,9 @@ use aya_ebpf::{
     },
 };
 use tracer_common::{
-    BriefWaits, COUNTER_SLOTS, CpuBriefWaits, OPEN_SLEEPS_MAX_ENTRIES, OVERFLOW_STACKS_MAX_ENTRIES,
-    OpenSleep, PendingLock, STACK_SAMPLER_SLOTS, STACKS_MAX_ENTRIES, SWITCH_SLOTS, StackSampler,
+    BriefWaits, COUNTER_SLOTS, CpuBriefWaits, OPEN_SLEEP_SLOTS_LEN, OPEN_SLEEPS_MAX_ENTRIES,
+    OVERFLOW_STACKS_MAX_ENTRIES, OpenSleep, PendingLock, STACK_SAMPLER_SLOTS, STACKS_MAX_ENTRIES,
+    SWITCH_SLOTS, SWITCH_TABLE_LEN, StackSampler,
 };
 
 /// TGID of the traced process; set with `EbpfLoader::override_global` before load.
@@ -107,6 +108,12 @@ pub(crate) static OPEN_SLEEPS: HashMap<u64, OpenSleep> = HashMap::with_max_entri
     aya_ebpf::bindings::BPF_F_NO_PREALLOC,
 );
 
+/// How many of the target's threads have an open sleep in [`OPEN_SLEEPS`], by slot of
+/// their host TID (`tracer_common::MAP_OPEN_SLEEP_SLOTS`; see `open_sleeps`). Counters,
+/// not bits: threads of one slot go to sleep and wake on different CPUs at once.
+#[map(name = "OPEN_SLEEP_SLOTS")]
+pub(crate) static OPEN_SLEEP_SLOTS: Array<u64> = Array::with_max_entries(OPEN_SLEEP_SLOTS_LEN, 0);
+
 /// Waits that returned without sleeping, added up per futex word and CPU (per CPU, so
 /// threads of one lock on different CPUs never share a cache line or need atomics).
 /// Not LRU: a word's totals must not vanish; when full, new words are counted in
@@ -126,6 +133,12 @@ pub(crate) static CPU_BRIEF_WAITS: PerCpuArray<CpuBriefWaits> = PerCpuArray::wit
 #[map(name = "SWITCH_TARGETS")]
 pub(crate) static SWITCH_TARGETS: HashMap<u32, u32> =
     HashMap::with_max_entries(SWITCH_SLOTS, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
+
+/// The processes a serve hands its switches to, direct-mapped by host TGID
+/// (`tracer_common::switch_lookup`): read before [`SWITCH_TARGETS`], which it answers
+/// for most switches without a hash lookup.
+#[map(name = "SWITCH_TABLE")]
+pub(crate) static SWITCH_TABLE: Array<u64> = Array::with_max_entries(SWITCH_TABLE_LEN, 0);
 
 /// Each served process's `futex_sleep`, at its slot (`switch_dispatch`).
 #[map(name = "SWITCH_PROGRAMS")]

@@ -13,13 +13,88 @@
 //! timed right to within the interrupt and steal time of that run (the scheduler does not
 //! count them as the thread's). Entries are rewritten in place, never freed and allocated
 //! per wait; a thread's entry is removed at its last switch-out, when it exits.
-use aya_ebpf::helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel};
-use tracer_common::{Counter, EventKind, FutexWait, OpenSleep, SleptRecord, WaitEndRecord};
+//!
+//! Most switch-outs of a target thread have no open sleep to end: its last sleep ended
+//! at an earlier switch-out, or was left out by sampling. So that those skip the table,
+//! `OPEN_SLEEP_SLOTS` counts the open sleeps by slot of the thread's host TID ([`Slot`]);
+//! the table is looked up only when the thread's slot counts one.
+use core::intrinsics::{AtomicOrdering, atomic_xadd};
+
+use aya_ebpf::helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel};
+use tracer_common::{
+    Counter, EventKind, FutexWait, OPEN_SLEEP_SLOTS_LEN, OpenSleep, SleptRecord, WaitEndRecord,
+};
 
 use crate::{
     helpers::{count, emit_slept, emit_wait_end},
-    maps::{OPEN_SLEEPS, TASK_RUNTIME_OFFSET},
+    maps::{OPEN_SLEEP_SLOTS, OPEN_SLEEPS, TASK_RUNTIME_OFFSET},
 };
+
+/// The counter of open sleeps (`OPEN_SLEEP_SLOTS`) for the slot of a thread's host TID.
+/// Only the CPU switching a thread out changes its sleep, so each thread's own changes
+/// to the count are ordered; other threads of the slot change it at the same time on
+/// other CPUs, hence atomic adds.
+#[derive(Clone, Copy)]
+pub(crate) struct Slot(*mut u64);
+
+impl Slot {
+    /// No slot: wait ends are not timed at switch-in, and nothing is noted.
+    pub(crate) const UNUSED: Self = Self(core::ptr::null_mut());
+
+    /// The slot of `current`, the thread being switched out (by its host TID, which every
+    /// PID namespace's view of it shares).
+    #[inline(always)]
+    pub(crate) fn of_current() -> Self {
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "the lower half is the TID, a u32 by definition"
+        )]
+        let host_tid = bpf_get_current_pid_tgid() as u32;
+        let index = host_tid & (OPEN_SLEEP_SLOTS_LEN - 1);
+        Self(
+            OPEN_SLEEP_SLOTS
+                .get_ptr_mut(index)
+                .unwrap_or(core::ptr::null_mut()),
+        )
+    }
+
+    /// Whether a thread of this slot may have an open sleep (true if the slot is unknown).
+    #[inline(always)]
+    fn any_open(self) -> bool {
+        if self.0.is_null() {
+            return true;
+        }
+        // SAFETY: a non-null pointer is the map's element, a live, aligned `u64`. A
+        // volatile read, as the kernel's `READ_ONCE`: the BPF instruction set has no
+        // atomic load besides a plain one, which LLVM will not select for an `AtomicU64`.
+        unsafe { core::ptr::read_volatile(self.0) != 0 }
+    }
+
+    /// A thread of the slot has a sleep open.
+    #[inline(always)]
+    fn opened(self) {
+        self.add(1);
+    }
+
+    /// A thread of the slot had its open sleep ended.
+    #[inline(always)]
+    fn closed(self) {
+        self.add(u64::MAX);
+    }
+
+    /// Adds `n` (wrapping) to the counter, atomically; its old value unused, so that the
+    /// compiler emits a plain atomic add (a fetching one needs a newer BPF instruction
+    /// set).
+    #[inline(always)]
+    fn add(self, n: u64) {
+        if self.0.is_null() {
+            return;
+        }
+        // SAFETY: as in `any_open`; every write to it is this atomic add (userspace never
+        // writes it).
+        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(self.0, n) };
+    }
+}
 
 /// `TASK_DEAD` in `sched_switch`'s `prev_state`: the thread's last switch-out.
 const TASK_DEAD: u64 = 0x80;
@@ -82,13 +157,17 @@ pub(crate) fn task_runtime_ns(task: u64) -> u64 {
 /// switch-out (one lookup per switch-out, not two), and the clock if it read it
 /// ([`SwitchOutClock::UNREAD`] otherwise). A raw pointer, not an `Option`: the compiler
 /// leaves an `Option`'s payload unset on the `None` path, which the verifier refuses to
-/// see spilled and read back.
+/// see spilled and read back. Null too when the thread's `slot` counts no open sleep: the
+/// table is not looked up then.
 #[inline(always)]
-pub(crate) fn switched_out(task: u64) -> (*mut OpenSleep, SwitchOutClock) {
+pub(crate) fn switched_out(task: u64, slot: Slot) -> (*mut OpenSleep, SwitchOutClock) {
+    if !slot.any_open() {
+        return (core::ptr::null_mut(), SwitchOutClock::UNREAD);
+    }
     let Some(sleep) = OPEN_SLEEPS.get_ptr_mut(task) else {
         return (core::ptr::null_mut(), SwitchOutClock::UNREAD);
     };
-    (sleep, send_end(sleep, task))
+    (sleep, send_end(sleep, task, slot))
 }
 
 /// For thread `task`, switched out for the last time (it exited): sends the end of its
@@ -97,20 +176,21 @@ pub(crate) fn switched_out(task: u64) -> (*mut OpenSleep, SwitchOutClock) {
 /// Done for every exiting thread, before the target's filter: in a PID namespace other
 /// than the host's (a sidecar) the thread has no ids there any more by now, and a removal
 /// behind that filter would never happen: every thread the target ever ran would keep
-/// its entry.
+/// its entry. The table is looked up whatever the slot counts: an entry stays after its
+/// sleep ended, until this.
 #[inline(always)]
 pub(crate) fn forget_exited(task: u64) {
     if let Some(sleep) = OPEN_SLEEPS.get_ptr_mut(task) {
-        send_end(sleep, task);
+        send_end(sleep, task, Slot::of_current());
         let _ = OPEN_SLEEPS.remove(task);
     }
 }
 
 /// Sends the end of `sleep`'s wait if it is open, its thread `task` being switched out
 /// now: a `SleptRecord` (the whole wait) for a lean one, else the end of the wait already
-/// sent. Returns the clock if it read it.
+/// sent, and counts it closed in `slot` (`task`'s). Returns the clock if it read it.
 #[inline(always)]
-fn send_end(sleep: *mut OpenSleep, task: u64) -> SwitchOutClock {
+fn send_end(sleep: *mut OpenSleep, task: u64, slot: Slot) -> SwitchOutClock {
     // SAFETY: `sleep` points at the map's value for `task`, sized and aligned for
     // `OpenSleep`; only the CPU switching `task` out writes it, and the value stays the
     // task's for this whole run (only the task's own last switch-out removes it).
@@ -147,6 +227,7 @@ fn send_end(sleep: *mut OpenSleep, task: u64) -> SwitchOutClock {
             });
         }
         (*sleep).addr = 0;
+        slot.closed();
         clock
     }
 }
@@ -165,11 +246,17 @@ pub(crate) struct Sleep {
     pub(crate) weight: u32,
 }
 
-/// Keeps `sleep`, whose entry [`switched_out`] returned as `entry` (null: none yet), as
-/// asleep in `wait` from now; `lean` if the wait went out as no record (its end is then a
-/// `SleptRecord`).
+/// Keeps `sleep`, whose entry [`switched_out`] returned as `entry` (null: none yet, or
+/// not looked up), as asleep in `wait` from now, and counts it open in `slot`; `lean` if
+/// the wait went out as no record (its end is then a `SleptRecord`).
 #[inline(always)]
-pub(crate) fn note_sleep(entry: *mut OpenSleep, sleep: &Sleep, wait: &FutexWait, lean: bool) {
+pub(crate) fn note_sleep(
+    entry: *mut OpenSleep,
+    slot: Slot,
+    sleep: &Sleep,
+    wait: &FutexWait,
+    lean: bool,
+) {
     let lean = u32::from(lean);
     if !entry.is_null() {
         // SAFETY: as in `send_end`; `switched_out` sent the end of the entry's last wait.
@@ -185,6 +272,7 @@ pub(crate) fn note_sleep(entry: *mut OpenSleep, sleep: &Sleep, wait: &FutexWait,
             (*entry).weight = sleep.weight;
             (*entry).addr = wait.addr;
         }
+        slot.opened();
         return;
     }
     let value = OpenSleep {
@@ -200,7 +288,10 @@ pub(crate) fn note_sleep(entry: *mut OpenSleep, sleep: &Sleep, wait: &FutexWait,
         weight: sleep.weight,
         pad: 0,
     };
+    // Replaces the thread's entry if it has one that was not looked up (its sleep ended).
     if OPEN_SLEEPS.insert(sleep.task, value, 0).is_err() {
         count(Counter::OpenSleepsUntracked);
+    } else {
+        slot.opened();
     }
 }

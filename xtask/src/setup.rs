@@ -364,11 +364,12 @@ fn write_config_block() -> anyhow::Result<()> {
          # The eBPF crate is built with Debian's rustc-web, linked into rustup as `{DEBIAN_TOOLCHAIN}`:\n\
          # tracer-user/build.rs passes TRACER_BPF_TOOLCHAIN to aya-build. That compiler is stable,\n\
          # so aya-build uses its prebuilt `core` (no -Z build-std); RUSTC_BOOTSTRAP lets only\n\
-         # aya-ebpf use the unstable feature it needs on the BPF target (asm_experimental_arch).\n\
+         # aya-ebpf and the eBPF crate (its binary is `tracer`) use the unstable features they\n\
+         # need on the BPF target (asm_experimental_arch; core_intrinsics for an atomic add).\n\
          # Delete this block to go back to rustup's nightly.\n\
          [env]\n\
          TRACER_BPF_TOOLCHAIN = \"{DEBIAN_TOOLCHAIN}\"\n\
-         RUSTC_BOOTSTRAP = \"aya_ebpf\"\n\
+         RUSTC_BOOTSTRAP = \"aya_ebpf,tracer\"\n\
          {BLOCK_END}\n"
     );
     let current = fs::read_to_string(&path).unwrap_or_default();

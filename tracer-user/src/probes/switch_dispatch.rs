@@ -1,7 +1,8 @@
 //! One `sched_switch` program for all the processes this tracer serves
 //! (`PROG_SWITCH_DISPATCH`): each target's own `futex_sleep` is loaded but not attached,
 //! and put at a slot of the dispatcher's program array, its host TGID in the
-//! dispatcher's hash. The host's context switches then pay one program and one lookup
+//! dispatcher's direct-mapped table (`tracer_common::switch_lookup`) if its entry there
+//! is free, and in the dispatcher's hash in any case. The host's context switches then pay one program and one lookup
 //! however many processes are served (BENCHMARKS.md, part (k)).
 //!
 //! The dispatcher is loaded with the first registration and detached with the last, so
@@ -11,20 +12,23 @@ use std::sync::{Mutex, PoisonError};
 
 use aya::{
     Btf, Ebpf, EbpfLoader,
-    maps::{HashMap, MapData, ProgramArray},
+    maps::{Array, HashMap, MapData, ProgramArray},
     programs::ProgramFd,
 };
 use tracer_common::{
-    MAP_BRIEF_WAITS, MAP_EVENTS, MAP_OPEN_SLEEPS, MAP_OVERFLOW_STACKS, MAP_PENDING_LOCKS,
-    MAP_STACKS, MAP_SWITCH_PROGRAMS, MAP_SWITCH_TARGETS, PROG_SWITCH_DISPATCH, SWITCH_SLOTS,
+    MAP_BRIEF_WAITS, MAP_EVENTS, MAP_OPEN_SLEEP_SLOTS, MAP_OPEN_SLEEPS, MAP_OVERFLOW_STACKS,
+    MAP_PENDING_LOCKS, MAP_STACKS, MAP_SWITCH_PROGRAMS, MAP_SWITCH_TABLE, MAP_SWITCH_TARGETS,
+    PROG_SWITCH_DISPATCH, SWITCH_SLOTS, switch_entry_elsewhere, switch_entry_served,
+    switch_entry_unserved, switch_table_index,
 };
 
 use super::{EBPF_OBJECT, ProbeError, attach_tp_btf, take_map};
 
 /// The maps of the object the dispatcher does not use, which its copy creates with one
 /// entry each (the stack maps and the LRU hash preallocate megabytes otherwise).
-const UNUSED_MAPS: [&str; 5] = [
+const UNUSED_MAPS: [&str; 6] = [
     MAP_STACKS,
+    MAP_OPEN_SLEEP_SLOTS,
     MAP_OVERFLOW_STACKS,
     MAP_PENDING_LOCKS,
     MAP_BRIEF_WAITS,
@@ -37,6 +41,7 @@ const UNUSED_RING_BYTES: u32 = 4096;
 struct Dispatcher {
     // Field order matters for drop: the maps go before the object that owns the program.
     targets: HashMap<MapData, u32, u32>,
+    table: Array<MapData, u64>,
     programs: ProgramArray<MapData>,
     /// Slots not in use.
     free: Vec<u32>,
@@ -75,8 +80,10 @@ pub(super) fn register(
     let added = dispatcher
         .programs
         .set(slot, program, 0)
-        .and_then(|()| dispatcher.targets.insert(tgid, slot, 0));
+        .and_then(|()| dispatcher.targets.insert(tgid, slot, 0))
+        .and_then(|()| dispatcher.put_in_table(tgid, slot));
     if let Err(source) = added {
+        let _ = dispatcher.targets.remove(&tgid);
         let _ = dispatcher.programs.clear_index(&slot);
         dispatcher.free.push(slot);
         release_if_unused(&mut guard);
@@ -88,13 +95,37 @@ pub(super) fn register(
     Ok(Some(Dispatched { tgid, slot }))
 }
 
+impl Dispatcher {
+    /// Serves `tgid` from program `slot` in the table, or, if its entry there holds
+    /// another process, marks the entry so that the dispatcher looks `tgid` up in the
+    /// hash (where `register` put it already).
+    fn put_in_table(&mut self, tgid: u32, slot: u32) -> Result<(), aya::maps::MapError> {
+        let index = switch_table_index(tgid);
+        let old = self.table.get(&index, 0)?;
+        let new = switch_entry_served(old, tgid, slot).unwrap_or(switch_entry_elsewhere(old));
+        self.table.set(index, new, 0)
+    }
+
+    /// Takes `tgid` out of the table, if it is there.
+    fn take_from_table(&mut self, tgid: u32) {
+        let index = switch_table_index(tgid);
+        if let Ok(old) = self.table.get(&index, 0) {
+            let new = switch_entry_unserved(old, tgid);
+            if new != old {
+                let _ = self.table.set(index, new, 0);
+            }
+        }
+    }
+}
+
 impl Drop for Dispatched {
     fn drop(&mut self) {
         let mut guard = DISPATCHER.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(dispatcher) = guard.as_mut() {
-            // The hash first, so that no switch is handed to a slot being emptied. A
+            // The table and hash first, so that no switch is handed to a slot being emptied. A
             // failure leaves an entry that a failed tail call makes harmless, and the
             // dispatcher's own drop (with the last registration) takes it away.
+            dispatcher.take_from_table(self.tgid);
             let _ = dispatcher.targets.remove(&self.tgid);
             let _ = dispatcher.programs.clear_index(&self.slot);
             dispatcher.free.push(self.slot);
@@ -127,9 +158,11 @@ fn load(btf: &Btf) -> Result<Dispatcher, ProbeError> {
         .map_err(ProbeError::Load)?;
     attach_tp_btf(&mut ebpf, PROG_SWITCH_DISPATCH, "sched_switch", btf)?;
     let targets = take_map(&mut ebpf, MAP_SWITCH_TARGETS, HashMap::try_from)?;
+    let table = take_map(&mut ebpf, MAP_SWITCH_TABLE, Array::try_from)?;
     let programs = take_map(&mut ebpf, MAP_SWITCH_PROGRAMS, ProgramArray::try_from)?;
     Ok(Dispatcher {
         targets,
+        table,
         programs,
         // Popped from the end: slot 0 first.
         free: (0..SWITCH_SLOTS).rev().collect(),

@@ -207,10 +207,16 @@ impl Scanner {
         self.scans += 1;
         let recheck = self.scans.is_multiple_of(EXE_RECHECK_SCANS);
         let mut pids: Vec<u32> = config.pids.clone();
-        let listing = discovery::all_pids().unwrap_or_default();
-        if !config.exes.is_empty() {
+        // Only `--exe` needs every process: listing `/proc` four times a second was most
+        // of a `--pid` serve's own CPU on a host with a few hundred processes.
+        let listing = if config.exes.is_empty() {
+            None
+        } else {
+            Some(discovery::all_pids().unwrap_or_default())
+        };
+        if let Some(listing) = &listing {
             let mut next = rustc_hash::FxHashMap::default();
-            for &pid in &listing {
+            for &pid in listing {
                 let matched = match self.exe_matches.get(&pid) {
                     Some(&known) if known || !recheck => known,
                     _ => discovery::executable_name(pid)
@@ -231,9 +237,16 @@ impl Scanner {
         pids.sort_unstable();
         pids.dedup();
         // Start times of processes gone are forgotten (memory stays bounded).
-        if !listing.is_empty() {
-            let alive: rustc_hash::FxHashSet<u32> = listing.into_iter().collect();
-            self.start_times.retain(|pid, _| alive.contains(pid));
+        match listing {
+            Some(listing) if !listing.is_empty() => {
+                let alive: rustc_hash::FxHashSet<u32> = listing.into_iter().collect();
+                self.start_times.retain(|pid, _| alive.contains(pid));
+            }
+            Some(_) => {}
+            // Only candidates have start times: those still candidates and alive stay.
+            None => self
+                .start_times
+                .retain(|pid, _| pids.binary_search(pid).is_ok() && discovery::is_alive(*pid)),
         }
         let start_times = &mut self.start_times;
         pids.into_iter()

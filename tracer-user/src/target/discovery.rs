@@ -30,6 +30,12 @@ pub fn all_pids() -> Result<Vec<u32>, ProcError> {
         .collect())
 }
 
+/// Whether process `pid` exists (or a thread of that TID: `/proc` answers for both).
+#[must_use]
+pub fn is_alive(pid: u32) -> bool {
+    fs::metadata(format!("/proc/{pid}")).is_ok()
+}
+
 /// The file name of process `pid`'s executable (`/proc/PID/exe`), without the
 /// ` (deleted)` the kernel adds once the file was replaced (a service upgraded in place
 /// keeps its name); `None` for kernel threads and processes gone or unreadable.
