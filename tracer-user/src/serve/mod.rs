@@ -207,8 +207,8 @@ impl Scanner {
         self.scans += 1;
         let recheck = self.scans.is_multiple_of(EXE_RECHECK_SCANS);
         let mut pids: Vec<u32> = config.pids.clone();
-        // Only `--exe` needs every process: listing `/proc` four times a second was most
-        // of a `--pid` serve's own CPU on a host with a few hundred processes.
+        // Only `--exe` needs every process: listing `/proc` four times a second cost a
+        // quiet `--pid` serve ~0.8 of its 3 ms of CPU a second (BENCHMARKS.md (i)).
         let listing = if config.exes.is_empty() {
             None
         } else {
