@@ -62,10 +62,9 @@ fn try_futex_sleep(ctx: &BtfTracePointContext) -> Result<(), ()> {
         open_sleeps::forget_exited(task);
         return Ok(());
     }
-    // `current` is still the thread being switched out.
-    let Some(tid) = target_tid() else {
-        return Ok(());
-    };
+    // Before the target's filter: only the target's threads have entries in the table
+    // (the filter let them in when they went to sleep), so for any other thread this
+    // finds none, and every switch-out of the target's threads must come here.
     let preempt = ctx.arg::<u64>(0) & 0xff != 0;
     let (slot, entry, clock) = if ends_at_switch_in {
         let slot = Slot::of_current();
@@ -79,7 +78,8 @@ fn try_futex_sleep(ctx: &BtfTracePointContext) -> Result<(), ()> {
     if preempt || prev_state == 0 {
         return Ok(());
     }
-    // Before anything else is read: a sleep left out costs no more than the filters.
+    // Before anything else is read, the filter's helper call included: a sleep left out
+    // costs no more than the table's slot and the draw.
     let weight = if ends_at_switch_in {
         match sample_sleep() {
             Some(weight) => weight,
@@ -87,6 +87,10 @@ fn try_futex_sleep(ctx: &BtfTracePointContext) -> Result<(), ()> {
         }
     } else {
         1
+    };
+    // `current` is still the thread being switched out.
+    let Some(tid) = target_tid() else {
+        return Ok(());
     };
     let Some(regs) = current_syscall_regs() else {
         diag::no_syscall_regs(tid);
@@ -156,5 +160,11 @@ fn sample_sleep() -> Option<u32> {
     }
     // SAFETY: bpf_get_prandom_u32 has no preconditions.
     let draw = unsafe { bpf_get_prandom_u32() };
-    (draw % period == 0).then_some(period)
+    // The session's periods are powers of two: a mask, not a division, on this path.
+    let left = if period.is_power_of_two() {
+        draw & (period - 1)
+    } else {
+        draw % period
+    };
+    (left == 0).then_some(period)
 }

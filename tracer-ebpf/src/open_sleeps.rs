@@ -151,10 +151,11 @@ pub(crate) fn task_runtime_ns(task: u64) -> u64 {
     unsafe { bpf_probe_read_kernel(field) }.unwrap_or(0)
 }
 
-/// For target thread `task`, switched out now: sends the end of its last wait if it is
-/// still open (it slept, and has been switched in since, or it would not be switched out
-/// now). Returns its entry (null if it has none), for [`note_sleep`] on the same
-/// switch-out (one lookup per switch-out, not two), and the clock if it read it
+/// For thread `task`, switched out now: sends the end of its last wait if it is still
+/// open (it slept, and has been switched in since, or it would not be switched out now).
+/// Only the target's threads have entries: another thread finds none. Returns its entry
+/// (null if it has none), for [`note_sleep`] on the same switch-out (one lookup per
+/// switch-out, not two), and the clock if it read it
 /// ([`SwitchOutClock::UNREAD`] otherwise). A raw pointer, not an `Option`: the compiler
 /// leaves an `Option`'s payload unset on the `None` path, which the verifier refuses to
 /// see spilled and read back. Null too when the thread's `slot` counts no open sleep: the
