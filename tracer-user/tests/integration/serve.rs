@@ -961,6 +961,110 @@ fn assert_abba_deadlock_reported(tracer: &mut Tracer, target: &Target) {
     );
 }
 
+/// Guards the dispatcher's fallback for processes whose host TGIDs share a slot of its
+/// direct-mapped table (`tracer_common::switch_lookup`): the first registered holds the
+/// slot, the second must be found in the hash through the slot's "look in the hash"
+/// mark, or its threads' switches never reach its program and nothing it does is seen.
+/// Two `abba` targets whose PIDs are equal modulo `SWITCH_TABLE_LEN` (the second started
+/// at a chosen PID, through `ns_last_pid`) are served at once; the table entry must
+/// carry the mark, and each deadlock, formed after the attach, must be reported with its
+/// own workers' TIDs.
+#[test]
+fn served_targets_sharing_a_table_slot_are_both_traced() {
+    require_root();
+    let baseline = our_prog_ids();
+    let bin = build_target("abba", &[]);
+    let first = Target::spawn(bin.path(), &["5000"]);
+    let second = spawn_in_the_table_slot_of(bin.path(), &["5000"], first.pid());
+    let pids = [first.pid().to_string(), second.pid().to_string()];
+    let port = free_port();
+    let mut tracer = start_serve(port, &["--pid", &pids[0], "--pid", &pids[1]]);
+    wait_for_metrics(port, Duration::from_secs(20), |t| {
+        pids.iter()
+            .all(|pid| sample(t, "tracer_target_attached", &[("pid", pid)]) == Some(1.0))
+    });
+    let entry = switch_table_entry(first.pid() % tracer_common::SWITCH_TABLE_LEN);
+    assert_ne!(
+        entry >> 63,
+        0,
+        "the shared slot's entry {entry:#x} is not marked to look in the hash (pids {pids:?})"
+    );
+    assert_abba_deadlock_reported(&mut tracer, &first);
+    assert_abba_deadlock_reported(&mut tracer, &second);
+    drop((first, second));
+    stop_serve(tracer, &baseline);
+}
+
+/// Starts `exe args…` at a PID equal to `pid` modulo `SWITCH_TABLE_LEN`: sets the host's
+/// `ns_last_pid` just below the next such PID, and tries again (another process may fork
+/// in between, or the PID be taken).
+fn spawn_in_the_table_slot_of(exe: &Path, args: &[&str], pid: u32) -> Target {
+    let len = tracer_common::SWITCH_TABLE_LEN;
+    let read = |path: &str| -> u32 {
+        fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("{path}: {e}"))
+            .trim()
+            .parse()
+            .unwrap_or_else(|e| panic!("{path}: {e}"))
+    };
+    let pid_max = read("/proc/sys/kernel/pid_max");
+    for _ in 0..20 {
+        let last = read("/proc/sys/kernel/ns_last_pid");
+        let after = last + 1;
+        let mut wanted = after + (pid % len + len - after % len) % len;
+        if wanted >= pid_max {
+            // PIDs wrap to 300 (the kernel's RESERVED_PIDS).
+            wanted = pid % len;
+            while wanted < 300 {
+                wanted += len;
+            }
+        }
+        fs::write("/proc/sys/kernel/ns_last_pid", (wanted - 1).to_string())
+            .expect("write /proc/sys/kernel/ns_last_pid");
+        let target = Target::spawn(exe, args);
+        if target.pid() % len == pid % len {
+            return target;
+        }
+    }
+    panic!("could not start a process at a PID equal to {pid} modulo {len}");
+}
+
+/// The serve's dispatcher table's entry at `index`: the `SWITCH_TABLE` map with
+/// `SWITCH_TABLE_LEN` entries (the targets' own copies have one).
+fn switch_table_entry(index: u32) -> u64 {
+    let maps = crate::common::bpftool_json(&["map", "show"]);
+    let ids: Vec<u64> = maps
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| {
+            m["name"] == tracer_common::MAP_SWITCH_TABLE
+                && m["max_entries"].as_u64() == Some(u64::from(tracer_common::SWITCH_TABLE_LEN))
+        })
+        .filter_map(|m| m["id"].as_u64())
+        .collect();
+    assert_eq!(ids.len(), 1, "one dispatcher table expected: {maps}");
+    let id = ids[0].to_string();
+    let key: Vec<String> = index.to_le_bytes().iter().map(u8::to_string).collect();
+    let mut args = vec!["map", "lookup", "id", &id, "key"];
+    args.extend(key.iter().map(String::as_str));
+    let found = crate::common::bpftool_json(&args);
+    let value = &found["value"];
+    // Without BTF for the map, bpftool prints the bytes ("0x2a", …); with it, the number.
+    value.as_u64().unwrap_or_else(|| {
+        let bytes: Vec<u8> = value
+            .as_array()
+            .unwrap_or_else(|| panic!("no value in {found}"))
+            .iter()
+            .map(|b| {
+                let b = b.as_str().expect("a byte");
+                u8::from_str_radix(b.trim_start_matches("0x"), 16).expect("a hex byte")
+            })
+            .collect();
+        u64::from_le_bytes(bytes.try_into().expect("8 bytes"))
+    })
+}
+
 /// Guards serve's lean waits against hiding a deadlock: the kernel sends such a wait only
 /// once it is over, so one that never ends must be read from the kernel's table of
 /// sleeping waits and the target's memory while it sleeps. With every wait sent lean
