@@ -32,10 +32,11 @@ use tracer_common::{
     GLOBAL_LEAN_WAITS, GLOBAL_TARGET_PIDNS_DEV, GLOBAL_TARGET_PIDNS_INO, GLOBAL_TARGET_TGID,
     GLOBAL_TASK_RUNTIME_OFFSET, GLOBAL_WAIT_ENDS_AT_SWITCH_IN, LEAN_WAITS_ALL, LEAN_WAITS_NONE,
     LEAN_WAITS_UNSAMPLED, LockOp, MAP_BRIEF_WAITS, MAP_COUNTERS, MAP_CPU_BRIEF_WAITS, MAP_EVENTS,
-    MAP_OPEN_SLEEPS, MAP_OVERFLOW_STACKS, MAP_PENDING_LOCKS, MAP_READER_POLLS, MAP_SLEEP_SAMPLING,
-    MAP_STACKS, MAP_SWITCH_TABLE, OpenSleep, PROG_GO_LOCK_SITE, PROG_LOCK_ENTRY, PROG_LOCK_RETURN,
-    PROG_NOOP_SCHED_SWITCH, PROG_NOOP_SYS_EXIT, PROG_NOOP_UPROBE, PROG_NOOP_URETPROBE,
-    PROG_PROCESS_EXEC, PROG_SCHED_SWITCH, PROG_SYS_EXIT, PROG_UNLOCK_ENTRY, PendingLock, StackSlot,
+    MAP_OPEN_SLEEP_SLOTS, MAP_OPEN_SLEEPS, MAP_OVERFLOW_STACKS, MAP_PENDING_LOCKS,
+    MAP_READER_POLLS, MAP_SLEEP_SAMPLING, MAP_STACKS, MAP_SWITCH_TABLE, OpenSleep,
+    PROG_GO_LOCK_SITE, PROG_LOCK_ENTRY, PROG_LOCK_RETURN, PROG_NOOP_SCHED_SWITCH,
+    PROG_NOOP_SYS_EXIT, PROG_NOOP_UPROBE, PROG_NOOP_URETPROBE, PROG_PROCESS_EXEC,
+    PROG_SCHED_SWITCH, PROG_SYS_EXIT, PROG_UNLOCK_ENTRY, PendingLock, StackSlot,
 };
 
 /// The eBPF object, built for the BPF target by `build.rs` (aya-build).
@@ -714,6 +715,10 @@ fn load_with_futex_hooks(
     let mut loader = EbpfLoader::new();
     // The dispatcher's table, which this copy does not use, at its smallest.
     loader.map_max_entries(MAP_SWITCH_TABLE, 1);
+    if wait_ends == WaitEnds::AtSysExit {
+        // Only the ends timed at switch-in count open sleeps (32 KiB otherwise).
+        loader.map_max_entries(MAP_OPEN_SLEEP_SLOTS, 1);
+    }
     let ring_bytes = EVENTS_RING_BYTES.load(std::sync::atomic::Ordering::Relaxed);
     if ring_bytes != 0 {
         loader.map_max_entries(MAP_EVENTS, ring_bytes);
