@@ -15,6 +15,7 @@ use std::{
 };
 
 use serde_json::Value;
+use tracer_common::{SwitchLookup, switch_lookup};
 
 use crate::{
     common::{
@@ -108,12 +109,19 @@ pub(crate) fn sample(text: &str, name: &str, pairs: &[(&str, &str)]) -> Option<f
 /// Starts `tracer serve --pid PID EXTRA…` on a free port and waits until its metrics show
 /// the target attached: (the serve, its port).
 pub(crate) fn serve_attached(pid: &str, extra: &[&str]) -> (Tracer, u16) {
+    serve_all_attached(&[pid], extra)
+}
+
+/// Starts `tracer serve --pid PID… EXTRA…` (one `--pid` per PID) on a free port and waits
+/// until its metrics show every target attached: (the serve, its port).
+fn serve_all_attached(pids: &[&str], extra: &[&str]) -> (Tracer, u16) {
     let port = free_port();
-    let mut args = vec!["--pid", pid];
+    let mut args: Vec<&str> = pids.iter().flat_map(|pid| ["--pid", pid]).collect();
     args.extend_from_slice(extra);
     let tracer = start_serve(port, &args);
     wait_for_metrics(port, Duration::from_secs(20), |t| {
-        sample(t, "tracer_target_attached", &[("pid", pid)]) == Some(1.0)
+        pids.iter()
+            .all(|pid| sample(t, "tracer_target_attached", &[("pid", pid)]) == Some(1.0))
     });
     (tracer, port)
 }
@@ -977,16 +985,13 @@ fn served_targets_sharing_a_table_slot_are_both_traced() {
     let first = Target::spawn(bin.path(), &["5000"]);
     let second = spawn_in_the_table_slot_of(bin.path(), &["5000"], first.pid());
     let pids = [first.pid().to_string(), second.pid().to_string()];
-    let port = free_port();
-    let mut tracer = start_serve(port, &["--pid", &pids[0], "--pid", &pids[1]]);
-    wait_for_metrics(port, Duration::from_secs(20), |t| {
-        pids.iter()
-            .all(|pid| sample(t, "tracer_target_attached", &[("pid", pid)]) == Some(1.0))
-    });
+    let (mut tracer, _) = serve_all_attached(&[&pids[0], &pids[1]], &[]);
+    // Whichever registered second reads "look in the hash" from the slot's entry.
     let entry = switch_table_entry(first.pid() % tracer_common::SWITCH_TABLE_LEN);
-    assert_ne!(
-        entry >> 63,
-        0,
+    assert!(
+        [first.pid(), second.pid()]
+            .iter()
+            .any(|&tgid| switch_lookup(entry, tgid) == SwitchLookup::InHash),
         "the shared slot's entry {entry:#x} is not marked to look in the hash (pids {pids:?})"
     );
     assert_abba_deadlock_reported(&mut tracer, &first);
@@ -1180,12 +1185,7 @@ fn served_targets_share_one_sched_switch_program() {
         Target::spawn(bin.path(), &["4000"]),
     ];
     let pids: Vec<String> = targets.iter().map(|t| t.pid().to_string()).collect();
-    let port = free_port();
-    let mut tracer = start_serve(port, &["--pid", &pids[0], "--pid", &pids[1]]);
-    wait_for_metrics(port, Duration::from_secs(20), |t| {
-        pids.iter()
-            .all(|pid| sample(t, "tracer_target_attached", &[("pid", pid)]) == Some(1.0))
-    });
+    let (mut tracer, _) = serve_all_attached(&[&pids[0], &pids[1]], &[]);
     let names: BTreeMap<u64, String> = crate::common::bpf_progs()
         .into_iter()
         .filter(|(id, _)| !baseline.contains(id))
