@@ -45,7 +45,9 @@ pub const MAP_OPEN_SLEEPS: &str = "OPEN_SLEEPS";
 /// at slot `host TID % OPEN_SLEEP_SLOTS_LEN`, how many of the target's threads there have
 /// an open sleep (`addr` not 0) in the table. A thread switched out whose slot counts 0
 /// has none, and the program skips the table: on a lock-bound target, that lookup was
-/// most of what its switch-outs cost (BENCHMARKS.md, "Sampled sleeps").
+/// most of what its switch-outs cost (BENCHMARKS.md, "Sampled sleeps"). A serve's
+/// dispatcher reads it too ([`MAP_SWITCH_OPEN_SLEEPS`]), and does not hand such a
+/// switch-out on at all unless it draws it.
 pub const MAP_OPEN_SLEEP_SLOTS: &str = "OPEN_SLEEP_SLOTS";
 /// Slots of [`MAP_OPEN_SLEEP_SLOTS`] (a power of two). Threads that share a slot only
 /// cost each other a lookup.
@@ -67,12 +69,21 @@ pub const MAP_SWITCH_TARGETS: &str = "SWITCH_TARGETS";
 /// Name of the dispatcher's direct-mapped table of the processes it serves, read before
 /// [`MAP_SWITCH_TARGETS`] (see [`switch_lookup`](crate::switch_lookup)).
 pub const MAP_SWITCH_TABLE: &str = "SWITCH_TABLE";
-/// Name of the program array holding each served process's [`PROG_SCHED_SWITCH`] at its
-/// slot, for [`PROG_SWITCH_DISPATCH`]'s tail calls.
+/// Name of the program array holding each served process's two programs for
+/// [`PROG_SWITCH_DISPATCH`]'s tail calls, [`PROG_SCHED_SWITCH_DRAWN`] and
+/// [`PROG_SCHED_SWITCH_ENDS`], at [`switch_program_index`](crate::switch_program_index).
 pub const MAP_SWITCH_PROGRAMS: &str = "SWITCH_PROGRAMS";
-/// Slots of [`MAP_SWITCH_PROGRAMS`]: the processes one serve hands its switches to; a
-/// process beyond them attaches its own program.
+/// Slots of the dispatcher: the processes one serve hands its switches to; a process
+/// beyond them attaches its own program.
 pub const SWITCH_SLOTS: u32 = 1024;
+/// Name of the dispatcher's array of maps: at a served process's slot, that process's
+/// [`MAP_OPEN_SLEEP_SLOTS`], which the dispatcher reads to know whether a thread it
+/// does not draw has a sleep to end (its process's program writes it).
+pub const MAP_SWITCH_OPEN_SLEEPS: &str = "SWITCH_OPEN_SLEEPS";
+/// Name of the dispatcher's `u32` array of each served process's sleep sampling period,
+/// by slot: the [`MAP_SLEEP_SAMPLING`] period under which the dispatcher draws that
+/// process's sleeps.
+pub const MAP_SWITCH_PERIODS: &str = "SWITCH_PERIODS";
 
 /// Global (in `.rodata`) holding the target's TGID; set by the loader before load, so
 /// every program filters on it before doing any other work.
@@ -121,6 +132,12 @@ pub const PROG_SYS_EXIT: &str = "futex_exit";
 /// goes to sleep, which is when its wait is seen begin and is sent. (There is no
 /// `sys_enter` program: see `tracer-ebpf/src/futex_sleep.rs`.)
 pub const PROG_SCHED_SWITCH: &str = "futex_sleep";
+/// [`PROG_SCHED_SWITCH`] as the dispatcher hands it a sleep it drew (sampled in): the
+/// sleep is traced, with no draw of its own.
+pub const PROG_SCHED_SWITCH_DRAWN: &str = "drawn_sleep";
+/// [`PROG_SCHED_SWITCH`] as the dispatcher hands it a switch-out it did not draw, of a
+/// thread that may have a sleep to end, or exits: only the end, or the forgetting.
+pub const PROG_SCHED_SWITCH_ENDS: &str = "sleep_ends";
 /// Program on the `sched_switch` BTF raw tracepoint, one for all the processes a serve
 /// in the host's PID namespace traces: a tail call into the switched-out thread's
 /// process's [`PROG_SCHED_SWITCH`] ([`MAP_SWITCH_TARGETS`], [`MAP_SWITCH_PROGRAMS`]).
@@ -148,7 +165,9 @@ pub const PROG_NOOP_UPROBE: &str = "noop_uprobe";
 pub const PROG_NOOP_URETPROBE: &str = "noop_uretprobe";
 
 /// Every map name, for the test that checks the built object holds each one.
-pub const ALL_MAPS: [&str; 15] = [
+pub const ALL_MAPS: [&str; 17] = [
+    MAP_SWITCH_OPEN_SLEEPS,
+    MAP_SWITCH_PERIODS,
     MAP_SLEEP_SAMPLING,
     MAP_SWITCH_TABLE,
     MAP_OPEN_SLEEP_SLOTS,
@@ -166,9 +185,11 @@ pub const ALL_MAPS: [&str; 15] = [
     MAP_BRIEF_WAITS,
 ];
 /// Every program name, for the same test.
-pub const ALL_PROGRAMS: [&str; 12] = [
+pub const ALL_PROGRAMS: [&str; 14] = [
     PROG_SWITCH_DISPATCH,
     PROG_SCHED_SWITCH,
+    PROG_SCHED_SWITCH_DRAWN,
+    PROG_SCHED_SWITCH_ENDS,
     PROG_PROCESS_EXEC,
     PROG_GO_LOCK_SITE,
     PROG_SYS_EXIT,

@@ -31,33 +31,64 @@
 //! program: `tracer serve`'s default) the hook also times ends, at the waiting thread's
 //! switch back in, worked out at its next switch-out (`open_sleeps`). What only `sys_exit` sees is then not seen: waits
 //! that returned without sleeping, wakes, and the return value.
-use aya_ebpf::{
-    helpers::{bpf_get_prandom_u32, bpf_ktime_get_ns},
-    macros::btf_tracepoint,
-    programs::BtfTracePointContext,
-};
-use tracer_common::{Counter, FutexCall, LEAN_WAITS_ALL, LEAN_WAITS_NONE};
+//!
+//! Three programs of this one hook: `futex_sleep` draws its sleeps itself (attached on
+//! its own); a `tracer serve` in the host's PID namespace loads the other two, which its
+//! dispatcher (`switch_dispatch`) tail-calls after making the draw:
+//! `drawn_sleep` for a sleep it drew, `sleep_ends` for a switch-out that
+//! only ends an open sleep or forgets an exited thread (`tracer_common::hand_off`).
+use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::btf_tracepoint, programs::BtfTracePointContext};
+use tracer_common::{Counter, FutexCall, LEAN_WAITS_ALL, LEAN_WAITS_NONE, SwitchOut};
 
 use crate::{
     diag, futex_call,
     helpers::{count, current_syscall_regs, send_wait, takes_stack, target_tid},
-    maps::{LEAN_WAITS, SLEEP_SAMPLING, WAIT_ENDS_AT_SWITCH_IN},
+    maps::{LEAN_WAITS, WAIT_ENDS_AT_SWITCH_IN},
     open_sleeps::{self, Sleep, Slot, SwitchOutClock},
+    sleep_sampling,
 };
+
+/// Who decides whether a sleep is traced.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Draw {
+    /// This program, under its target's period (`SLEEP_SAMPLING`).
+    Own,
+    /// The dispatcher, which drew this sleep: it is traced.
+    Drawn,
+    /// The dispatcher, which did not draw this switch-out: only an open sleep's end or
+    /// an exit is handled.
+    EndsOnly,
+}
 
 #[btf_tracepoint(function = "sched_switch")]
 pub(crate) fn futex_sleep(ctx: BtfTracePointContext) -> i32 {
-    match try_futex_sleep(&ctx) {
+    match try_futex_sleep(&ctx, Draw::Own) {
         Ok(()) | Err(()) => 0,
     }
 }
 
-fn try_futex_sleep(ctx: &BtfTracePointContext) -> Result<(), ()> {
+#[btf_tracepoint(function = "sched_switch")]
+pub(crate) fn drawn_sleep(ctx: BtfTracePointContext) -> i32 {
+    match try_futex_sleep(&ctx, Draw::Drawn) {
+        Ok(()) | Err(()) => 0,
+    }
+}
+
+#[btf_tracepoint(function = "sched_switch")]
+pub(crate) fn sleep_ends(ctx: BtfTracePointContext) -> i32 {
+    match try_futex_sleep(&ctx, Draw::EndsOnly) {
+        Ok(()) | Err(()) => 0,
+    }
+}
+
+/// Inlined into each program, so that each is compiled for its `draw`.
+#[inline(always)]
+fn try_futex_sleep(ctx: &BtfTracePointContext, draw: Draw) -> Result<(), ()> {
     let ends_at_switch_in = WAIT_ENDS_AT_SWITCH_IN.load() != 0;
     // sched_switch(bool preempt, prev, next, unsigned int prev_state).
     let task: u64 = ctx.arg(1);
-    let prev_state = ctx.arg::<u64>(3) & 0xffff_ffff;
-    if ends_at_switch_in && open_sleeps::is_exit(prev_state) {
+    let out = SwitchOut::of(ctx.arg::<u64>(0) & 0xff != 0, ctx.arg::<u64>(3));
+    if ends_at_switch_in && out == SwitchOut::Exits {
         // Any exiting thread, before the target's filter (see `forget_exited`).
         open_sleeps::forget_exited(task);
         return Ok(());
@@ -65,7 +96,6 @@ fn try_futex_sleep(ctx: &BtfTracePointContext) -> Result<(), ()> {
     // Before the target's filter: only the target's threads have entries in the table
     // (the filter let them in when they went to sleep), so for any other thread this
     // finds none, and every switch-out of the target's threads must come here.
-    let preempt = ctx.arg::<u64>(0) & 0xff != 0;
     let (slot, entry, clock) = if ends_at_switch_in {
         let slot = Slot::of_current();
         let (entry, clock) = open_sleeps::switched_out(task, slot);
@@ -74,19 +104,25 @@ fn try_futex_sleep(ctx: &BtfTracePointContext) -> Result<(), ()> {
         (Slot::UNUSED, core::ptr::null_mut(), SwitchOutClock::UNREAD)
     };
     // A preempted thread, or one leaving the CPU in state TASK_RUNNING (a
-    // `cond_resched`), is still runnable, not waiting.
-    if preempt || prev_state == 0 {
+    // `cond_resched`), is still runnable, not waiting. (Without ends timed here, an exit
+    // is not a wait either.)
+    if out != SwitchOut::Sleeps {
         return Ok(());
     }
     // Before anything else is read, the filter's helper call included: a sleep left out
     // costs no more than the table's slot and the draw.
-    let weight = if ends_at_switch_in {
-        match sample_sleep() {
-            Some(weight) => weight,
-            None => return Ok(()),
+    let weight = match draw {
+        Draw::Own if ends_at_switch_in => {
+            let period = sleep_sampling::own_period();
+            if !sleep_sampling::drawn(period) {
+                return Ok(());
+            }
+            period
         }
-    } else {
-        1
+        Draw::Own => 1,
+        // Under the period the dispatcher drew with, which the reader sets with this one.
+        Draw::Drawn => sleep_sampling::own_period(),
+        Draw::EndsOnly => return Ok(()),
     };
     // `current` is still the thread being switched out.
     let Some(tid) = target_tid() else {
@@ -146,25 +182,4 @@ fn try_futex_sleep(ctx: &BtfTracePointContext) -> Result<(), ()> {
         open_sleeps::note_sleep(entry, slot, &sleep, &wait, false);
     }
     Ok(())
-}
-
-/// Whether this sleep is traced, under the sampling period the reader set
-/// (`tracer_common::MAP_SLEEP_SAMPLING`): `Some(period)`, the number of sleeps it stands
-/// for, with chance `1/period`, else `None`. Random rather than one in
-/// `period`: threads that take turns on a CPU would otherwise be sampled by their turn.
-#[inline(always)]
-fn sample_sleep() -> Option<u32> {
-    let period = SLEEP_SAMPLING.get(0).copied().unwrap_or(0);
-    if period <= 1 {
-        return Some(1);
-    }
-    // SAFETY: bpf_get_prandom_u32 has no preconditions.
-    let draw = unsafe { bpf_get_prandom_u32() };
-    // The session's periods are powers of two: a mask, not a division, on this path.
-    let left = if period.is_power_of_two() {
-        draw & (period - 1)
-    } else {
-        draw % period
-    };
-    (left == 0).then_some(period)
 }

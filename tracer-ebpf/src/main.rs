@@ -15,13 +15,13 @@
 //!   another program (event), the point where userspace switches programs.
 //! - `switch_dispatch`: `sched_switch` BTF raw tracepoint, once for every process a
 //!   `tracer serve` traces: hands each served thread's switch to its target's
-//!   `futex_sleep` (a tail call), so the host's switches pay one program, not one per
-//!   target.
+//!   `futex_sleep` (a tail call, to one of its two dispatched variants), so the host's
+//!   switches pay one program, not one per target; it draws the sampled sleeps itself.
 //! - `noop`: empty programs on the same hooks, attached only by the benchmark to
 //!   measure the floor cost of the hooks themselves.
 //!
 //! `open_sleeps` keeps the sleeping waits for `futex_sleep` when it also times their ends
-//! (no `sys_exit` program: `tracer serve`). `maps` holds every map; `helpers` the small bounds-checked `unsafe` wrappers; `diag`
+//! (no `sys_exit` program: `tracer serve`); `sleep_sampling` draws the sleeps traced. `maps` holds every map; `helpers` the small bounds-checked `unsafe` wrappers; `diag`
 //! the `aya-log` messages about unexpected paths, sent only when the loader asks for them.
 #![no_std]
 #![no_main]
@@ -53,6 +53,7 @@ mod maps;
 mod noop;
 mod open_sleeps;
 mod process_exec;
+mod sleep_sampling;
 mod switch_dispatch;
 mod unlock_entry;
 

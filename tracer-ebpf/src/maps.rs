@@ -1,8 +1,8 @@
 //! Every map and load-time global of the eBPF object. Names come from `tracer-common`
 //! constants (checked by the userspace test that inspects the built object).
 use aya_ebpf::{
-    Global,
-    macros::map,
+    Global, btf_maps,
+    macros::{btf_map, map},
     maps::{
         Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, ProgramArray, RingBuf, StackTrace,
     },
@@ -10,7 +10,7 @@ use aya_ebpf::{
 use tracer_common::{
     BriefWaits, COUNTER_SLOTS, CpuBriefWaits, OPEN_SLEEP_SLOTS_LEN, OPEN_SLEEPS_MAX_ENTRIES,
     OVERFLOW_STACKS_MAX_ENTRIES, OpenSleep, PendingLock, STACK_SAMPLER_SLOTS, STACKS_MAX_ENTRIES,
-    SWITCH_SLOTS, SWITCH_TABLE_LEN, StackSampler,
+    SWITCH_PROGRAM_SLOTS, SWITCH_SLOTS, SWITCH_TABLE_LEN, StackSampler,
 };
 
 /// TGID of the traced process; set with `EbpfLoader::override_global` before load.
@@ -140,6 +140,25 @@ pub(crate) static SWITCH_TARGETS: HashMap<u32, u32> =
 #[map(name = "SWITCH_TABLE")]
 pub(crate) static SWITCH_TABLE: Array<u64> = Array::with_max_entries(SWITCH_TABLE_LEN, 0);
 
-/// Each served process's `futex_sleep`, at its slot (`switch_dispatch`).
+/// Each served process's two programs, `drawn_sleep` and `sleep_ends`, at
+/// `tracer_common::HandOff::program_index` of its slot (`switch_dispatch`).
 #[map(name = "SWITCH_PROGRAMS")]
-pub(crate) static SWITCH_PROGRAMS: ProgramArray = ProgramArray::with_max_entries(SWITCH_SLOTS, 0);
+pub(crate) static SWITCH_PROGRAMS: ProgramArray =
+    ProgramArray::with_max_entries(SWITCH_PROGRAM_SLOTS, 0);
+
+/// Each served process's sleep sampling period, at its slot, for the dispatcher's draw
+/// (`tracer_common::MAP_SWITCH_PERIODS`); set by the reader with the process's own
+/// [`SLEEP_SAMPLING`].
+#[map(name = "SWITCH_PERIODS")]
+pub(crate) static SWITCH_PERIODS: Array<u32> = Array::with_max_entries(SWITCH_SLOTS, 0);
+
+/// Each served process's [`OPEN_SLEEP_SLOTS`], at its slot, for the dispatcher to tell
+/// whether a switched-out thread may have a sleep to end
+/// (`tracer_common::MAP_SWITCH_OPEN_SLEEPS`). An array of maps: each process's program
+/// is loaded from its own copy of the object, with its own maps, and the reader puts
+/// that copy's map here as it registers the process.
+#[btf_map]
+pub(crate) static SWITCH_OPEN_SLEEPS: btf_maps::ArrayOfMaps<
+    btf_maps::Array<u64, { OPEN_SLEEP_SLOTS_LEN as usize }>,
+    { SWITCH_SLOTS as usize },
+> = btf_maps::ArrayOfMaps::new();

@@ -96,15 +96,6 @@ impl Slot {
     }
 }
 
-/// `TASK_DEAD` in `sched_switch`'s `prev_state`: the thread's last switch-out.
-const TASK_DEAD: u64 = 0x80;
-
-/// Whether `prev_state` (`sched_switch`'s) is a thread's last switch-out: it exited.
-#[inline(always)]
-pub(crate) fn is_exit(prev_state: u64) -> bool {
-    prev_state & TASK_DEAD != 0
-}
-
 /// A thread's clock at one of its switch-outs.
 #[derive(Clone, Copy)]
 pub(crate) struct SwitchOutClock {

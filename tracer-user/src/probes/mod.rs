@@ -19,9 +19,9 @@ use std::{num::NonZeroU32, path::Path};
 
 use aya::{
     Btf, Ebpf, EbpfError, EbpfLoader,
-    maps::{Array, MapData, MapError, PerCpuArray, PerCpuHashMap, RingBuf, StackTraceMap},
+    maps::{Array, Map, MapData, MapError, PerCpuArray, PerCpuHashMap, RingBuf, StackTraceMap},
     programs::{
-        BtfTracePoint, ProgramError, UProbe,
+        BtfTracePoint, ProgramError, ProgramFd, UProbe,
         uprobe::{UProbeAttachLocation, UProbeAttachPoint, UProbeScope},
     },
 };
@@ -33,10 +33,11 @@ use tracer_common::{
     GLOBAL_TASK_RUNTIME_OFFSET, GLOBAL_WAIT_ENDS_AT_SWITCH_IN, LEAN_WAITS_ALL, LEAN_WAITS_NONE,
     LEAN_WAITS_UNSAMPLED, LockOp, MAP_BRIEF_WAITS, MAP_COUNTERS, MAP_CPU_BRIEF_WAITS, MAP_EVENTS,
     MAP_OPEN_SLEEP_SLOTS, MAP_OPEN_SLEEPS, MAP_OVERFLOW_STACKS, MAP_PENDING_LOCKS,
-    MAP_READER_POLLS, MAP_SLEEP_SAMPLING, MAP_STACKS, MAP_SWITCH_TABLE, OpenSleep,
-    PROG_GO_LOCK_SITE, PROG_LOCK_ENTRY, PROG_LOCK_RETURN, PROG_NOOP_SCHED_SWITCH,
-    PROG_NOOP_SYS_EXIT, PROG_NOOP_UPROBE, PROG_NOOP_URETPROBE, PROG_PROCESS_EXEC,
-    PROG_SCHED_SWITCH, PROG_SYS_EXIT, PROG_UNLOCK_ENTRY, PendingLock, StackSlot,
+    MAP_READER_POLLS, MAP_SLEEP_SAMPLING, MAP_STACKS, MAP_SWITCH_OPEN_SLEEPS, MAP_SWITCH_PERIODS,
+    MAP_SWITCH_TABLE, OpenSleep, PROG_GO_LOCK_SITE, PROG_LOCK_ENTRY, PROG_LOCK_RETURN,
+    PROG_NOOP_SCHED_SWITCH, PROG_NOOP_SYS_EXIT, PROG_NOOP_UPROBE, PROG_NOOP_URETPROBE,
+    PROG_PROCESS_EXEC, PROG_SCHED_SWITCH, PROG_SCHED_SWITCH_DRAWN, PROG_SCHED_SWITCH_ENDS,
+    PROG_SYS_EXIT, PROG_UNLOCK_ENTRY, PendingLock, StackSlot,
 };
 
 /// The eBPF object, built for the BPF target by `build.rs` (aya-build).
@@ -285,7 +286,7 @@ pub struct CounterTotals {
 pub struct Probes {
     // Field order matters for drop: the dispatcher lets go of the `sched_switch` program
     // first, then the maps go before the object that owns the programs.
-    _dispatched: Option<switch_dispatch::Dispatched>,
+    dispatched: Option<switch_dispatch::Dispatched>,
     events: RingBuf<MapData>,
     counters: PerCpuArray<MapData, u64>,
     stacks: StackTraceMap<MapData>,
@@ -396,7 +397,7 @@ impl Probes {
             None => None,
         };
         Ok(Self {
-            _dispatched: dispatched,
+            dispatched,
             events,
             counters,
             stacks,
@@ -451,12 +452,18 @@ impl Probes {
     /// # Errors
     /// When the map cannot be written.
     pub fn set_sleep_sample_period(&mut self, period: u32) -> Result<(), ProbeError> {
+        // Between the two writes (microseconds, at most once a second) a sleep the
+        // dispatcher draws under one period weighs as the other.
         self.sleep_sampling
             .set(0, period, 0)
             .map_err(|source| ProbeError::Map {
                 name: MAP_SLEEP_SAMPLING,
                 source,
-            })
+            })?;
+        match &self.dispatched {
+            Some(dispatched) => dispatched.set_sleep_sample_period(period),
+            None => Ok(()),
+        }
     }
 
     /// Hands up to `max` records from the ring buffer to `sink`; returns how many. Prints
@@ -712,11 +719,23 @@ fn load_with_futex_hooks(
     // In a container's PID namespace (a sidecar), `pid` is that namespace's: the programs
     // filter with its ids.
     let (pidns_dev, pidns_ino) = crate::target::discovery::own_pid_namespace().unwrap_or((0, 0));
+    // The dispatcher finds a process by its host TGID: only from the host's namespace.
+    let shared_switch = matches!(
+        hooks,
+        Hooks::Trace {
+            switch: SwitchHook::Shared,
+            ..
+        }
+    ) && (pidns_dev, pidns_ino) == (0, 0);
     let mut loader = EbpfLoader::new();
-    // The dispatcher's table, which this copy does not use, at its smallest.
-    loader.map_max_entries(MAP_SWITCH_TABLE, 1);
-    if wait_ends == WaitEnds::AtSysExit {
-        // Only the ends timed at switch-in count open sleeps (32 KiB otherwise).
+    // The dispatcher's maps, which this copy does not use, at their smallest.
+    for map in [MAP_SWITCH_TABLE, MAP_SWITCH_PERIODS, MAP_SWITCH_OPEN_SLEEPS] {
+        loader.map_max_entries(map, 1);
+    }
+    if wait_ends == WaitEnds::AtSysExit && !shared_switch {
+        // Only the ends timed at switch-in count open sleeps (32 KiB otherwise). A
+        // dispatched process's map keeps its size even so (it then counts none): the
+        // dispatcher's array of maps takes only maps of one shape.
         loader.map_max_entries(MAP_OPEN_SLEEP_SLOTS, 1);
     }
     let ring_bytes = EVENTS_RING_BYTES.load(std::sync::atomic::Ordering::Relaxed);
@@ -749,21 +768,8 @@ fn load_with_futex_hooks(
     if sys_exit {
         attach_tp_btf(&mut ebpf, exit, "sys_exit", &btf)?;
     }
-    // The dispatcher finds a process by its host TGID: only from the host's namespace.
-    let shared_switch = matches!(
-        hooks,
-        Hooks::Trace {
-            switch: SwitchHook::Shared,
-            ..
-        }
-    ) && (pidns_dev, pidns_ino) == (0, 0);
     let dispatched = if shared_switch {
-        let program = load_tp_btf(&mut ebpf, sleep, "sched_switch", &btf)?;
-        let fd = program.fd().map_err(|source| ProbeError::Program {
-            name: sleep,
-            source,
-        })?;
-        switch_dispatch::register(pid, fd, &btf)?
+        register_with_dispatcher(&mut ebpf, pid, &btf)?
     } else {
         None
     };
@@ -781,6 +787,49 @@ fn load_with_futex_hooks(
     drop(btf);
     release_freed_heap();
     Ok((ebpf, dispatched))
+}
+
+/// Loads the two programs the dispatcher hands `pid`'s switch-outs to, and registers
+/// them with its map of open sleeps; `None` (and the two unloaded) when the dispatcher
+/// has no slot left.
+fn register_with_dispatcher(
+    ebpf: &mut Ebpf,
+    pid: u32,
+    btf: &Btf,
+) -> Result<Option<switch_dispatch::Dispatched>, ProbeError> {
+    let names = [PROG_SCHED_SWITCH_DRAWN, PROG_SCHED_SWITCH_ENDS];
+    for name in names {
+        load_tp_btf(ebpf, name, "sched_switch", btf)?;
+    }
+    let program_fd = |name: &'static str| -> Result<&ProgramFd, ProbeError> {
+        let program: &BtfTracePoint = ebpf
+            .program(name)
+            .ok_or(ProbeError::MissingProgram(name))?
+            .try_into()
+            .map_err(|source| ProbeError::Program { name, source })?;
+        program
+            .fd()
+            .map_err(|source| ProbeError::Program { name, source })
+    };
+    let Some(Map::Array(open_sleep_slots)) = ebpf.map(MAP_OPEN_SLEEP_SLOTS) else {
+        return Err(ProbeError::MissingMap(MAP_OPEN_SLEEP_SLOTS));
+    };
+    let programs = switch_dispatch::DispatchedPrograms {
+        drawn: program_fd(PROG_SCHED_SWITCH_DRAWN)?,
+        ends: program_fd(PROG_SCHED_SWITCH_ENDS)?,
+        open_sleep_slots,
+    };
+    let dispatched = switch_dispatch::register(pid, &programs, btf)?;
+    if dispatched.is_none() {
+        for name in names {
+            let program: Option<&mut BtfTracePoint> =
+                ebpf.program_mut(name).and_then(|p| p.try_into().ok());
+            if let Some(program) = program {
+                let _ = program.unload();
+            }
+        }
+    }
+    Ok(dispatched)
 }
 
 /// Returns the heap's free memory to the system (glibc keeps what was freed inside its

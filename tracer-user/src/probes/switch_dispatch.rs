@@ -5,6 +5,12 @@
 //! is free, and in the dispatcher's hash in any case. The host's context switches then pay one program and one lookup
 //! however many processes are served (BENCHMARKS.md, part (k)).
 //!
+//! The dispatcher also draws each served process's sampled sleeps, and hands on only
+//! what that process's programs must see (`tracer_common::hand_off`): each process loads
+//! two programs for it, at the two indices of its slot in the program array, and
+//! registers its period (`Dispatched::set_sleep_sample_period`) and its map of open
+//! sleeps (put in the dispatcher's array of maps).
+//!
 //! The dispatcher is loaded with the first registration and detached with the last, so
 //! a serve with no target leaves nothing on the hook. One per tracer process: the
 //! registrations of every session share it.
@@ -12,23 +18,24 @@ use std::sync::{Mutex, PoisonError};
 
 use aya::{
     Btf, Ebpf, EbpfLoader,
-    maps::{Array, HashMap, MapData, ProgramArray},
+    maps::{Array, ArrayOfMaps, HashMap, Map, MapData, ProgramArray},
     programs::ProgramFd,
 };
 use tracer_common::{
-    MAP_BRIEF_WAITS, MAP_EVENTS, MAP_OPEN_SLEEP_SLOTS, MAP_OPEN_SLEEPS, MAP_OVERFLOW_STACKS,
-    MAP_PENDING_LOCKS, MAP_STACKS, MAP_SWITCH_PROGRAMS, MAP_SWITCH_TABLE, MAP_SWITCH_TARGETS,
-    PROG_SWITCH_DISPATCH, SWITCH_SLOTS, switch_entry_elsewhere, switch_entry_served,
-    switch_entry_unserved, switch_table_index,
+    HandOff, MAP_BRIEF_WAITS, MAP_EVENTS, MAP_OPEN_SLEEP_SLOTS, MAP_OPEN_SLEEPS,
+    MAP_OVERFLOW_STACKS, MAP_PENDING_LOCKS, MAP_STACKS, MAP_SWITCH_OPEN_SLEEPS, MAP_SWITCH_PERIODS,
+    MAP_SWITCH_PROGRAMS, MAP_SWITCH_TABLE, MAP_SWITCH_TARGETS, PROG_SWITCH_DISPATCH, SWITCH_SLOTS,
+    switch_entry_elsewhere, switch_entry_served, switch_entry_unserved, switch_table_index,
 };
 
 use super::{EBPF_OBJECT, ProbeError, attach_tp_btf, take_map};
 
 /// The maps of the object the dispatcher does not use, which its copy creates with one
-/// entry each (the stack maps and the LRU hash preallocate megabytes otherwise).
-const UNUSED_MAPS: [&str; 6] = [
+/// entry each (the stack maps and the LRU hash preallocate megabytes otherwise). Its
+/// `OPEN_SLEEP_SLOTS` keeps its size: it stands in the array of maps at the slots of
+/// processes no longer served (see `Dispatcher::no_open_sleeps`).
+const UNUSED_MAPS: [&str; 5] = [
     MAP_STACKS,
-    MAP_OPEN_SLEEP_SLOTS,
     MAP_OVERFLOW_STACKS,
     MAP_PENDING_LOCKS,
     MAP_BRIEF_WAITS,
@@ -43,6 +50,12 @@ struct Dispatcher {
     targets: HashMap<MapData, u32, u32>,
     table: Array<MapData, u64>,
     programs: ProgramArray<MapData>,
+    periods: Array<MapData, u32>,
+    open_sleeps: ArrayOfMaps<MapData, MapData>,
+    /// The dispatcher's own copy's `OPEN_SLEEP_SLOTS` (all zeros: its programs are not
+    /// loaded), put at a slot when its process leaves, so that the array of maps does
+    /// not hold that process's map (32 KiB) until the slot is taken again.
+    no_open_sleeps: MapData,
     /// Slots not in use.
     free: Vec<u32>,
     _ebpf: Ebpf,
@@ -59,12 +72,23 @@ pub(super) struct Dispatched {
     slot: u32,
 }
 
-/// Registers `program` (a loaded, unattached `futex_sleep`) for the threads of host
-/// TGID `tgid`, loading and attaching the dispatcher first if none is. `None` when every
-/// slot is taken: the caller attaches its own program.
+/// What one process hands the dispatcher: its two programs (loaded, unattached) and its
+/// map of open sleeps, all from its own copy of the object.
+pub(super) struct DispatchedPrograms<'a> {
+    /// `drawn_sleep`: the sleeps the dispatcher drew.
+    pub(super) drawn: &'a ProgramFd,
+    /// `sleep_ends`: the other switch-outs it hands on.
+    pub(super) ends: &'a ProgramFd,
+    /// `OPEN_SLEEP_SLOTS`, which `drawn_sleep` and `sleep_ends` keep.
+    pub(super) open_sleep_slots: &'a MapData,
+}
+
+/// Registers `programs` for the threads of host TGID `tgid`, loading and attaching the
+/// dispatcher first if none is. `None` when every slot is taken: the caller attaches its
+/// own program. The process's sleeps are all traced until its period is set.
 pub(super) fn register(
     tgid: u32,
-    program: &ProgramFd,
+    programs: &DispatchedPrograms<'_>,
     btf: &Btf,
 ) -> Result<Option<Dispatched>, ProbeError> {
     let mut guard = DISPATCHER.lock().unwrap_or_else(PoisonError::into_inner);
@@ -75,16 +99,29 @@ pub(super) fn register(
     let Some(slot) = dispatcher.free.pop() else {
         return Ok(None);
     };
-    // The program first: a thread found in the hash before its slot is filled would only
-    // be skipped (a failed tail call returns), but not the other way round.
+    // The programs, period and open sleeps first: a thread found in the hash before its
+    // slot is filled would only be skipped (a failed tail call returns), but not the other
+    // way round. The slot's map of open sleeps may still be the last process's: it must
+    // be this one's before any switch is handed on, or a sleep could be left unended.
     let added = dispatcher
-        .programs
-        .set(slot, program, 0)
+        .open_sleeps
+        .set(slot, programs.open_sleep_slots, 0)
+        .and_then(|()| dispatcher.periods.set(slot, 0, 0))
+        .and_then(|()| {
+            dispatcher
+                .programs
+                .set(HandOff::Ends.program_index(slot), programs.ends, 0)
+        })
+        .and_then(|()| {
+            dispatcher
+                .programs
+                .set(HandOff::Drawn.program_index(slot), programs.drawn, 0)
+        })
         .and_then(|()| dispatcher.targets.insert(tgid, slot, 0))
         .and_then(|()| dispatcher.put_in_table(tgid, slot));
     if let Err(source) = added {
         let _ = dispatcher.targets.remove(&tgid);
-        let _ = dispatcher.programs.clear_index(&slot);
+        dispatcher.clear_programs(slot);
         dispatcher.free.push(slot);
         release_if_unused(&mut guard);
         return Err(ProbeError::Map {
@@ -93,6 +130,24 @@ pub(super) fn register(
         });
     }
     Ok(Some(Dispatched { tgid, slot }))
+}
+
+impl Dispatched {
+    /// Sets the process's sleep sampling period for the dispatcher's draw (as its own
+    /// `SLEEP_SAMPLING`, which weighs what `drawn_sleep` sends).
+    pub(super) fn set_sleep_sample_period(&self, period: u32) -> Result<(), ProbeError> {
+        let mut guard = DISPATCHER.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(dispatcher) = guard.as_mut() else {
+            return Ok(());
+        };
+        dispatcher
+            .periods
+            .set(self.slot, period, 0)
+            .map_err(|source| ProbeError::Map {
+                name: MAP_SWITCH_PERIODS,
+                source,
+            })
+    }
 }
 
 impl Dispatcher {
@@ -104,6 +159,13 @@ impl Dispatcher {
         let old = self.table.get(&index, 0)?;
         let new = switch_entry_served(old, tgid, slot).unwrap_or(switch_entry_elsewhere(old));
         self.table.set(index, new, 0)
+    }
+
+    /// Empties both program indices of `slot`.
+    fn clear_programs(&mut self, slot: u32) {
+        for hand_off in [HandOff::Drawn, HandOff::Ends] {
+            let _ = self.programs.clear_index(&hand_off.program_index(slot));
+        }
     }
 
     /// Takes `tgid` out of the table, if it is there.
@@ -127,7 +189,10 @@ impl Drop for Dispatched {
             // dispatcher's own drop (with the last registration) takes it away.
             dispatcher.take_from_table(self.tgid);
             let _ = dispatcher.targets.remove(&self.tgid);
-            let _ = dispatcher.programs.clear_index(&self.slot);
+            dispatcher.clear_programs(self.slot);
+            let _ = dispatcher
+                .open_sleeps
+                .set(self.slot, &dispatcher.no_open_sleeps, 0);
             dispatcher.free.push(self.slot);
         }
         release_if_unused(&mut guard);
@@ -160,10 +225,19 @@ fn load(btf: &Btf) -> Result<Dispatcher, ProbeError> {
     let targets = take_map(&mut ebpf, MAP_SWITCH_TARGETS, HashMap::try_from)?;
     let table = take_map(&mut ebpf, MAP_SWITCH_TABLE, Array::try_from)?;
     let programs = take_map(&mut ebpf, MAP_SWITCH_PROGRAMS, ProgramArray::try_from)?;
+    let periods = take_map(&mut ebpf, MAP_SWITCH_PERIODS, Array::try_from)?;
+    let open_sleeps = take_map(&mut ebpf, MAP_SWITCH_OPEN_SLEEPS, ArrayOfMaps::try_from)?;
+    // An array, as every process's copy of it (the kernel checks the rest as it is set).
+    let Some(Map::Array(no_open_sleeps)) = ebpf.take_map(MAP_OPEN_SLEEP_SLOTS) else {
+        return Err(ProbeError::MissingMap(MAP_OPEN_SLEEP_SLOTS));
+    };
     Ok(Dispatcher {
         targets,
         table,
         programs,
+        periods,
+        open_sleeps,
+        no_open_sleeps,
         // Popped from the end: slot 0 first.
         free: (0..SWITCH_SLOTS).rev().collect(),
         _ebpf: ebpf,

@@ -33,9 +33,11 @@ const DEFAULT_DURATION_SECS: u64 = 30;
 
 /// Kernel names of our eBPF programs (`bpftool prog show` truncates names to 15 chars;
 /// all of these are shorter).
-pub(crate) const OUR_PROG_NAMES: [&str; 8] = [
+pub(crate) const OUR_PROG_NAMES: [&str; 10] = [
     "switch_dispatch",
     "futex_sleep",
+    "drawn_sleep",
+    "sleep_ends",
     "process_exec",
     "go_lock_site",
     "futex_exit",

@@ -802,7 +802,8 @@ fn serve_times_wait_ends_at_switch_in_without_a_sys_exit_program() {
     let pid = target.pid().to_string();
     let (tracer, port) = serve_attached(&pid, &[]);
     let programs = loaded_since(&baseline);
-    assert!(programs.contains("futex_sleep"), "{programs:?}");
+    // The programs the serve's dispatcher hands the target's switch-outs to.
+    assert!(programs.contains("drawn_sleep"), "{programs:?}");
     assert!(
         !programs.contains("futex_exit"),
         "serve loaded a sys_exit program by default: {programs:?}"
@@ -1171,7 +1172,8 @@ fn serve_samples_a_hot_locks_sleeps_and_scales_what_it_counts() {
 /// target's `sched_switch` program attached itself, so every context switch of the host
 /// ran one program per served process (BENCHMARKS.md, part (k)). Two `abba` targets
 /// served at once must leave exactly one link on `sched_switch` (the serve's
-/// `switch_dispatch`) and none for their `futex_sleep` programs, and each target's
+/// `switch_dispatch`) and none for their programs (`drawn_sleep` and `sleep_ends`, which
+/// it tail-calls), and each target's
 /// deadlock, formed after the attach, must still be reported with its own workers' TIDs
 /// (through the dispatcher's tail call into that target's program); SIGTERM leaves
 /// nothing loaded.
@@ -1190,21 +1192,33 @@ fn served_targets_share_one_sched_switch_program() {
         .into_iter()
         .filter(|(id, _)| !baseline.contains(id))
         .collect();
+    let switch_programs = [
+        "switch_dispatch",
+        "futex_sleep",
+        "drawn_sleep",
+        "sleep_ends",
+    ];
     let linked: Vec<&str> = crate::common::bpf_links()
         .iter()
         .filter_map(|l| names.get(&l["prog_id"].as_u64()?))
         .map(String::as_str)
-        .filter(|name| ["switch_dispatch", "futex_sleep"].contains(name))
+        .filter(|name| switch_programs.contains(name))
         .collect();
     assert_eq!(
         linked,
         ["switch_dispatch"],
         "the served targets' sched_switch links (programs loaded: {names:?})"
     );
+    let loaded = |name: &str| names.values().filter(|n| *n == name).count();
     assert_eq!(
-        names.values().filter(|n| *n == "futex_sleep").count(),
-        2,
-        "one futex_sleep per target, loaded: {names:?}"
+        (
+            loaded("drawn_sleep"),
+            loaded("sleep_ends"),
+            loaded("futex_sleep")
+        ),
+        (2, 2, 0),
+        "the dispatcher's two programs per target, and not the one a target attaches on \
+         its own: {names:?}"
     );
     for target in &targets {
         assert_abba_deadlock_reported(&mut tracer, target);
