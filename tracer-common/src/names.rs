@@ -64,7 +64,7 @@ pub const MAP_SLEEP_SAMPLING: &str = "SLEEP_SAMPLING";
 pub const MAX_SLEEP_SAMPLE_PERIOD: u32 = 1024;
 
 /// Name of the hash of the processes a serve hands its `sched_switch` to (host TGID →
-/// slot in [`MAP_SWITCH_PROGRAMS`]), read by [`PROG_SWITCH_DISPATCH`].
+/// dispatcher slot), read by [`PROG_SWITCH_DISPATCH`].
 pub const MAP_SWITCH_TARGETS: &str = "SWITCH_TARGETS";
 /// Name of the dispatcher's direct-mapped table of the processes it serves, read before
 /// [`MAP_SWITCH_TARGETS`] (see [`switch_lookup`](crate::switch_lookup)).
@@ -139,8 +139,10 @@ pub const PROG_SCHED_SWITCH_DRAWN: &str = "drawn_sleep";
 /// thread that may have a sleep to end, or exits: only the end, or the forgetting.
 pub const PROG_SCHED_SWITCH_ENDS: &str = "sleep_ends";
 /// Program on the `sched_switch` BTF raw tracepoint, one for all the processes a serve
-/// in the host's PID namespace traces: a tail call into the switched-out thread's
-/// process's [`PROG_SCHED_SWITCH`] ([`MAP_SWITCH_TARGETS`], [`MAP_SWITCH_PROGRAMS`]).
+/// in the host's PID namespace traces: it draws the switched-out thread's sleep for its
+/// process's sampling, and tail-calls that process's [`PROG_SCHED_SWITCH_DRAWN`] or
+/// [`PROG_SCHED_SWITCH_ENDS`] when there is work for them
+/// ([`hand_off`](crate::hand_off); [`MAP_SWITCH_TARGETS`], [`MAP_SWITCH_PROGRAMS`]).
 pub const PROG_SWITCH_DISPATCH: &str = "switch_dispatch";
 /// Program on the `sched_process_exec` BTF raw tracepoint: the target executed another
 /// program ([`EventKind::Exec`](crate::EventKind::Exec)).

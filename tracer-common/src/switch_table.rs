@@ -21,7 +21,8 @@ const SLOT_MASK: u64 = !ELSEWHERE & !0xffff_ffff;
 /// What a table entry says of a TGID.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SwitchLookup {
-    /// Served: its program is at this slot of [`MAP_SWITCH_PROGRAMS`](crate::MAP_SWITCH_PROGRAMS).
+    /// Served, from this dispatcher slot (its programs at
+    /// [`HandOff::program_index`](crate::HandOff::program_index)).
     Served(u32),
     /// Maybe served, but only the hash can tell.
     InHash,

@@ -129,7 +129,7 @@ pub(crate) static BRIEF_WAITS: PerCpuHashMap<u64, BriefWaits> =
 pub(crate) static CPU_BRIEF_WAITS: PerCpuArray<CpuBriefWaits> = PerCpuArray::with_max_entries(1, 0);
 
 /// The processes a serve hands its switches to (`switch_dispatch`), by host TGID: their
-/// slot in [`SWITCH_PROGRAMS`]. Not preallocated: only the serve's own copy is filled.
+/// dispatcher slot. Not preallocated: only the serve's own copy is filled.
 #[map(name = "SWITCH_TARGETS")]
 pub(crate) static SWITCH_TARGETS: HashMap<u32, u32> =
     HashMap::with_max_entries(SWITCH_SLOTS, aya_ebpf::bindings::BPF_F_NO_PREALLOC);
