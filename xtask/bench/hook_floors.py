@@ -16,8 +16,16 @@ window's of the same round, with the distribution-free 95% interval of that medi
 Usage (root): hook_floors.py TRACER LOCKBENCH [ROUNDS]
   gcc -O2 -pthread -o /tmp/lockbench xtask/bench/lockbench.c
   sudo python3 xtask/bench/hook_floors.py target/release/tracer /tmp/lockbench 15
+
+With SERVES set (comma-separated commands, each a tracer binary or a script that runs
+one with extra arguments: `exec /path/tracer "$@" --max-sleeps-per-second 500`), the
+watches are instead: nothing, `TRACER floor --no-sys-exit`, and `serve` under each of
+them, to compare builds or settings of the serve in one run:
+  SERVES=/tmp/old/tracer,target/release/tracer sudo -E python3 \
+      xtask/bench/hook_floors.py target/release/tracer /tmp/lockbench 30
 """
 import math
+import os
 import statistics
 import subprocess
 import sys
@@ -67,6 +75,15 @@ def main():
         "tracer serve --brief-waits": [
             tracer, "serve", "--pid", pid, "--listen", "127.0.0.1:19472", "--brief-waits"],
     }
+    serves = [c for c in os.environ.get("SERVES", "").split(",") if c]
+    if serves:
+        watches = {
+            "untraced": None,
+            "floor: sched_switch only": [tracer, "floor", *long, "--no-sys-exit"],
+        }
+        for k, command in enumerate(serves):
+            watches[f"serve: {command}"] = [
+                command, "serve", "--pid", pid, "--listen", f"127.0.0.1:{19480 + k}"]
     names = list(watches)
     ops = {name: [] for name in names}
     time.sleep(1)
