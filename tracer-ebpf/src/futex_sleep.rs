@@ -42,7 +42,7 @@ use tracer_common::{Counter, FutexCall, LEAN_WAITS_ALL, LEAN_WAITS_NONE, SwitchO
 
 use crate::{
     diag, futex_call,
-    helpers::{count, current_syscall_regs, send_wait, takes_stack, target_tid},
+    helpers::{count, current_syscall_regs, send_wait, switch_out, takes_stack, target_tid},
     maps::{LEAN_WAITS, WAIT_ENDS_AT_SWITCH_IN},
     open_sleeps::{self, Sleep, Slot, SwitchOutClock},
     sleep_sampling,
@@ -87,7 +87,7 @@ fn try_futex_sleep(ctx: &BtfTracePointContext, draw: Draw) -> Result<(), ()> {
     let ends_at_switch_in = WAIT_ENDS_AT_SWITCH_IN.load() != 0;
     // sched_switch(bool preempt, prev, next, unsigned int prev_state).
     let task: u64 = ctx.arg(1);
-    let out = SwitchOut::of(ctx.arg::<u64>(0) & 0xff != 0, ctx.arg::<u64>(3));
+    let out = switch_out(ctx);
     if ends_at_switch_in && out == SwitchOut::Exits {
         // Any exiting thread, before the target's filter (see `forget_exited`).
         open_sleeps::forget_exited(task);

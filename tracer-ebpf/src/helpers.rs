@@ -6,12 +6,12 @@ use aya_ebpf::{
         bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_get_ns_current_pid_tgid,
         bpf_probe_read_user, bpf_probe_read_user_buf, bpf_task_pt_regs,
     },
-    programs::tracing::StackIdContext,
+    programs::{BtfTracePointContext, tracing::StackIdContext},
 };
 use tracer_common::{
     Counter, Event, EventKind, FutexWait, GoEvent, LockRecord, SNAPSHOT_LEAD_BYTES, SNAPSHOT_WORDS,
     STACK_ID_NO_FRAME_CHAIN, STACK_ID_SAMPLED_OUT, STACK_WINDOW_WORDS, SleptRecord, StackSampler,
-    StackSlot, WaitEndRecord, WaitRecord, WaitTimeoutArg,
+    StackSlot, SwitchOut, WaitEndRecord, WaitRecord, WaitTimeoutArg,
 };
 
 use crate::{
@@ -290,6 +290,13 @@ pub(crate) fn current_syscall_regs() -> Option<SyscallRegs> {
             bp: (*regs).rbp,
         })
     }
+}
+
+/// How the thread `sched_switch` switches out leaves its CPU, from the hook's
+/// arguments: `sched_switch(bool preempt, prev, next, unsigned int prev_state)`.
+#[inline(always)]
+pub(crate) fn switch_out(ctx: &BtfTracePointContext) -> SwitchOut {
+    SwitchOut::of(ctx.arg::<u64>(0) & 0xff != 0, ctx.arg::<u64>(3))
 }
 
 /// Whether this CPU's next sleeping wait, on futex word `addr`, carries its stack

@@ -22,10 +22,11 @@ use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid, macros::btf_tracepoint, programs::BtfTracePointContext,
 };
 use tracer_common::{
-    OPEN_SLEEP_SLOTS_LEN, SwitchLookup, SwitchOut, hand_off, switch_lookup, switch_table_index,
+    OPEN_SLEEP_SLOTS_LEN, SwitchLookup, hand_off, switch_lookup, switch_table_index,
 };
 
 use crate::{
+    helpers::switch_out,
     maps::{SWITCH_OPEN_SLEEPS, SWITCH_PERIODS, SWITCH_PROGRAMS, SWITCH_TABLE, SWITCH_TARGETS},
     sleep_sampling,
 };
@@ -58,8 +59,7 @@ fn try_switch_dispatch(ctx: &BtfTracePointContext) -> Result<(), ()> {
         // the map.
         SwitchLookup::InHash => *unsafe { SWITCH_TARGETS.get(tgid) }.ok_or(())?,
     };
-    // sched_switch(bool preempt, prev, next, unsigned int prev_state).
-    let out = SwitchOut::of(ctx.arg::<u64>(0) & 0xff != 0, ctx.arg::<u64>(3));
+    let out = switch_out(ctx);
     #[expect(
         clippy::cast_possible_truncation,
         reason = "the lower half is the TID, a u32 by definition"

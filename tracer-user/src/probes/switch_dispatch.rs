@@ -120,9 +120,7 @@ pub(super) fn register(
         .and_then(|()| dispatcher.targets.insert(tgid, slot, 0))
         .and_then(|()| dispatcher.put_in_table(tgid, slot));
     if let Err(source) = added {
-        let _ = dispatcher.targets.remove(&tgid);
-        dispatcher.clear_programs(slot);
-        dispatcher.free.push(slot);
+        dispatcher.release(tgid, slot);
         release_if_unused(&mut guard);
         return Err(ProbeError::Map {
             name: MAP_SWITCH_PROGRAMS,
@@ -161,11 +159,20 @@ impl Dispatcher {
         self.table.set(index, new, 0)
     }
 
-    /// Empties both program indices of `slot`.
-    fn clear_programs(&mut self, slot: u32) {
+    /// Stops serving `tgid` from `slot` and frees the slot, taking out whatever of its
+    /// registration is in place. The table and hash first, so that no switch is handed
+    /// to a slot being emptied. A failure leaves an entry that a failed tail call makes
+    /// harmless, and the dispatcher's own drop (with the last registration) takes it
+    /// away. The slot's map of open sleeps becomes the all-zero stand-in, so that the
+    /// process's map is not held until the slot is taken again.
+    fn release(&mut self, tgid: u32, slot: u32) {
+        self.take_from_table(tgid);
+        let _ = self.targets.remove(&tgid);
         for hand_off in [HandOff::Drawn, HandOff::Ends] {
             let _ = self.programs.clear_index(&hand_off.program_index(slot));
         }
+        let _ = self.open_sleeps.set(slot, &self.no_open_sleeps, 0);
+        self.free.push(slot);
     }
 
     /// Takes `tgid` out of the table, if it is there.
@@ -184,16 +191,7 @@ impl Drop for Dispatched {
     fn drop(&mut self) {
         let mut guard = DISPATCHER.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(dispatcher) = guard.as_mut() {
-            // The table and hash first, so that no switch is handed to a slot being emptied. A
-            // failure leaves an entry that a failed tail call makes harmless, and the
-            // dispatcher's own drop (with the last registration) takes it away.
-            dispatcher.take_from_table(self.tgid);
-            let _ = dispatcher.targets.remove(&self.tgid);
-            dispatcher.clear_programs(self.slot);
-            let _ = dispatcher
-                .open_sleeps
-                .set(self.slot, &dispatcher.no_open_sleeps, 0);
-            dispatcher.free.push(self.slot);
+            dispatcher.release(self.tgid, self.slot);
         }
         release_if_unused(&mut guard);
     }
