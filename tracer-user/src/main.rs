@@ -347,6 +347,11 @@ struct ServeArgs {
     /// userspace when it sleeps long), not only the unsampled ones: for tests.
     #[arg(long, hide = true, conflicts_with = "brief_waits")]
     all_waits_lean: bool,
+    /// Served processes the shared `sched_switch` program takes; the others attach their
+    /// own (as beyond its 1024): for tests of that path.
+    #[arg(long, hide = true, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(tracer_common::SWITCH_SLOTS)))]
+    dispatch_slots: Option<u32>,
     /// Report a Go lock as stuck when it has waiters and no release for this long.
     #[arg(long, value_name = "SECS", default_value_t = 1.0)]
     stuck_after: f64,
@@ -487,6 +492,7 @@ fn serve_config(args: &ServeArgs) -> anyhow::Result<serve::ServeConfig> {
                 None => SleepSample::UpTo(args.max_sleeps_per_second),
             },
         },
+        dispatch_slots: args.dispatch_slots,
     })
 }
 

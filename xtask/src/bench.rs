@@ -192,7 +192,17 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
         return Ok(()); // --help
     }
     let root = workspace_root()?;
+    // Held to the end: the old value comes back when the bench is done.
+    let stats_were_on = overhead::BpfStats::disable_if_on()
+        .context("kernel.bpf_stats_enabled must be 0 for the throughput windows")?;
     let mut report = header(&root, &opts);
+    if stats_were_on.is_some() {
+        let _ = writeln!(
+            report,
+            "- `kernel.bpf_stats_enabled` was 1: set to 0 for this run (every BPF program's \
+             runs are timed while it is on), and back to 1 after\n"
+        );
+    }
 
     if opts.wants(Part::Pipeline) {
         report.push_str(&pipeline(&root)?);

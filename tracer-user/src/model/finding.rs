@@ -84,6 +84,19 @@ pub enum HolderState {
     Unknown,
 }
 
+impl HolderState {
+    /// The state's name, as JSON writes it.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Blocked => "blocked",
+            Self::Exited => "exited",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
 /// How the tracer knows a goroutine holds a lock: always from evidence in the process,
 /// never by guessing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]

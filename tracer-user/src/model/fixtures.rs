@@ -1,8 +1,8 @@
 //! Report values shared by the model's and the sinks' tests.
 
 use super::{
-    Deadlock, DeadlockEntry, LockKind, LockOrderInversion, LockRef, LockSummary, OrderEdge,
-    Quantiles, Summary,
+    Deadlock, DeadlockEntry, HoldMode, HolderEvidence, HolderState, LockKind, LockOrderInversion,
+    LockRef, LockSummary, OrderEdge, Quantiles, StuckHolder, StuckLock, Summary,
 };
 
 pub(crate) fn lock(addr: u64, name: Option<&str>) -> LockRef {
@@ -11,6 +11,29 @@ pub(crate) fn lock(addr: u64, name: Option<&str>) -> LockRef {
         name_source: None,
         addr,
         name: name.map(str::to_owned),
+    }
+}
+
+/// The ingestion incident's lock: write-held for 2.5 s by goroutine 7, which exited,
+/// 12 readers and 1 writer waiting.
+pub(crate) fn stuck_lock() -> StuckLock {
+    let holder = StuckHolder {
+        goid: Some(7),
+        state: HolderState::Exited,
+        evidence: Some(HolderEvidence::TracedAcquire),
+        acquired_at: Some("main.(*Registry).Update (main.go:42)".to_owned()),
+        stack: vec!["main.(*Registry).Update".to_owned()],
+        stack_detail: vec!["main.(*Registry).Update (main.go:42)".to_owned()],
+    };
+    StuckLock {
+        lock: lock(0x40, Some("main.Registry.mu")),
+        mode: HoldMode::Write,
+        held_ns: 2_500_000_000,
+        holder: holder.clone(),
+        holders: vec![holder],
+        waiters: 13,
+        readers_waiting: 12,
+        writers_waiting: 1,
     }
 }
 

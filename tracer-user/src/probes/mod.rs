@@ -282,6 +282,12 @@ pub struct CounterTotals {
     pub open_sleeps_untracked: u64,
 }
 
+/// Where the `sys_exit` program keeps its totals of the waits that never slept.
+struct BriefWaitMaps {
+    per_word: PerCpuHashMap<MapData, u64, BriefWaits>,
+    running: PerCpuArray<MapData, CpuBriefWaits>,
+}
+
 /// Loaded and attached programs. Dropping it detaches everything.
 pub struct Probes {
     // Field order matters for drop: the dispatcher lets go of the `sched_switch` program
@@ -291,8 +297,8 @@ pub struct Probes {
     counters: PerCpuArray<MapData, u64>,
     stacks: StackTraceMap<MapData>,
     overflow_stacks: StackTraceMap<MapData>,
-    brief_waits: PerCpuHashMap<MapData, u64, BriefWaits>,
-    cpu_brief_waits: PerCpuArray<MapData, CpuBriefWaits>,
+    /// The totals of waits that never slept, when a `sys_exit` program counts them.
+    brief_waits: Option<BriefWaitMaps>,
     reader_polls: Array<MapData, u32>,
     /// The value last written to `reader_polls` (the map starts at 0).
     reader_polls_now: bool,
@@ -383,8 +389,16 @@ impl Probes {
         let counters = take_map(&mut ebpf, MAP_COUNTERS, PerCpuArray::try_from)?;
         let stacks = take_map(&mut ebpf, MAP_STACKS, StackTraceMap::try_from)?;
         let overflow_stacks = take_map(&mut ebpf, MAP_OVERFLOW_STACKS, StackTraceMap::try_from)?;
-        let brief_waits = take_map(&mut ebpf, MAP_BRIEF_WAITS, PerCpuHashMap::try_from)?;
-        let cpu_brief_waits = take_map(&mut ebpf, MAP_CPU_BRIEF_WAITS, PerCpuArray::try_from)?;
+        // Without a `sys_exit` program nothing writes them: not read every rescan (a
+        // hash's iteration walks all its buckets, and the map is left at one entry).
+        let brief_waits = if counts_brief_waits(hooks) {
+            Some(BriefWaitMaps {
+                per_word: take_map(&mut ebpf, MAP_BRIEF_WAITS, PerCpuHashMap::try_from)?,
+                running: take_map(&mut ebpf, MAP_CPU_BRIEF_WAITS, PerCpuArray::try_from)?,
+            })
+        } else {
+            None
+        };
         let reader_polls = take_map(&mut ebpf, MAP_READER_POLLS, Array::try_from)?;
         let sleep_sampling = take_map(&mut ebpf, MAP_SLEEP_SAMPLING, Array::try_from)?;
         let open_sleeps = take_map(&mut ebpf, MAP_OPEN_SLEEPS, aya::maps::HashMap::try_from)?;
@@ -403,7 +417,6 @@ impl Probes {
             stacks,
             overflow_stacks,
             brief_waits,
-            cpu_brief_waits,
             reader_polls,
             reader_polls_now: false,
             sleep_sampling,
@@ -511,13 +524,16 @@ impl Probes {
     }
 
     /// Totals of the waits that never slept, per futex word, summed over CPUs, since the
-    /// attach.
+    /// attach; `None` when no program counts them (no `sys_exit` program).
     ///
     /// # Errors
     /// When the map cannot be read.
-    pub fn brief_waits(&self) -> Result<Vec<(u64, BriefWaits)>, ProbeError> {
-        let hash = self
-            .brief_waits
+    pub fn brief_waits(&self) -> Result<Option<Vec<(u64, BriefWaits)>>, ProbeError> {
+        let Some(maps) = &self.brief_waits else {
+            return Ok(None);
+        };
+        let hash = maps
+            .per_word
             .iter()
             .collect::<Result<Vec<_>, _>>()
             .map_err(|source| ProbeError::Map {
@@ -526,17 +542,14 @@ impl Probes {
             })?;
         // After the hash: running totals that move into it meanwhile are then missed by
         // this read rather than counted twice (see `event::brief_waits_per_word`).
-        let running = self
-            .cpu_brief_waits
-            .get(&0, 0)
-            .map_err(|source| ProbeError::Map {
-                name: MAP_CPU_BRIEF_WAITS,
-                source,
-            })?;
-        Ok(crate::event::brief_waits_per_word(
+        let running = maps.running.get(&0, 0).map_err(|source| ProbeError::Map {
+            name: MAP_CPU_BRIEF_WAITS,
+            source,
+        })?;
+        Ok(Some(crate::event::brief_waits_per_word(
             hash.iter().map(|(addr, per_cpu)| (*addr, &per_cpu[..])),
             &running,
-        ))
+        )))
     }
 
     /// The target's threads' last sleeping futex waits, as the kernel keeps them when
@@ -606,6 +619,14 @@ static EVENTS_RING_BYTES: std::sync::atomic::AtomicU32 = std::sync::atomic::Atom
 /// that drains every 10 ms needs far less than the 16 MiB one `attach` keeps as slack.
 pub fn set_events_ring_bytes(bytes: u32) {
     EVENTS_RING_BYTES.store(bytes, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Makes the serve's `sched_switch` dispatcher, when it loads from now on, take only
+/// `slots` processes (at least one): the others attach their own program, as processes
+/// beyond its `SWITCH_SLOTS` do. For tests of that path (`tracer serve --dispatch-slots`,
+/// hidden).
+pub fn set_dispatch_slots(slots: u32) {
+    switch_dispatch::limit_slots(slots);
 }
 
 /// The lock uprobes: `entry` and `ret` on each of [`LOCK_FUNCTIONS`], `unlock` on each
@@ -693,6 +714,21 @@ fn attach_lock_functions(
     Ok(multi)
 }
 
+/// Whether `hooks` attach a `sys_exit` program. Ends timed at switch-in come from the
+/// `sched_switch` program itself, without one.
+fn has_sys_exit(hooks: Hooks) -> bool {
+    match hooks {
+        Hooks::Trace { wait_ends, .. } => wait_ends == WaitEnds::AtSysExit,
+        Hooks::Floor { sys_exit, .. } => sys_exit,
+    }
+}
+
+/// Whether `hooks` count the waits that never slept (`BRIEF_WAITS`): the real `sys_exit`
+/// program does; the empty one of a floor does not.
+fn counts_brief_waits(hooks: Hooks) -> bool {
+    matches!(hooks, Hooks::Trace { .. }) && has_sys_exit(hooks)
+}
+
 /// Loads the programs for `pid` and attaches the futex hooks of `hooks`, the two that
 /// need the kernel's BTF; with the `sched_switch` program's registration with the shared
 /// dispatcher, when it went there.
@@ -702,10 +738,10 @@ fn load_with_futex_hooks(
     goid_offset: u64,
     bpf_log: bool,
 ) -> Result<(Ebpf, Option<switch_dispatch::Dispatched>), ProbeError> {
-    // Ends timed at switch-in come from the `sched_switch` program itself: no `sys_exit`.
-    let (wait_ends, sys_exit) = match hooks {
-        Hooks::Trace { wait_ends, .. } => (wait_ends, wait_ends == WaitEnds::AtSysExit),
-        Hooks::Floor { sys_exit, .. } => (WaitEnds::AtSysExit, sys_exit),
+    let sys_exit = has_sys_exit(hooks);
+    let wait_ends = match hooks {
+        Hooks::Trace { wait_ends, .. } => wait_ends,
+        Hooks::Floor { .. } => WaitEnds::AtSysExit,
     };
     let lean_waits = match wait_ends {
         WaitEnds::AtSwitchIn(lean) => lean,
@@ -731,6 +767,10 @@ fn load_with_futex_hooks(
     // The dispatcher's maps, which this copy does not use, at their smallest.
     for map in [MAP_SWITCH_TABLE, MAP_SWITCH_PERIODS, MAP_SWITCH_OPEN_SLEEPS] {
         loader.map_max_entries(map, 1);
+    }
+    if !counts_brief_waits(hooks) {
+        // Written only by the `sys_exit` program (16 Ki entries on each CPU otherwise).
+        loader.map_max_entries(MAP_BRIEF_WAITS, 1);
     }
     if wait_ends == WaitEnds::AtSysExit && !shared_switch {
         // Only the ends timed at switch-in count open sleeps (32 KiB otherwise). A

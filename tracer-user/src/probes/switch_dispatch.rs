@@ -14,7 +14,10 @@
 //! The dispatcher is loaded with the first registration and detached with the last, so
 //! a serve with no target leaves nothing on the hook. One per tracer process: the
 //! registrations of every session share it.
-use std::sync::{Mutex, PoisonError};
+use std::sync::{
+    Mutex, PoisonError,
+    atomic::{AtomicU32, Ordering},
+};
 
 use aya::{
     Btf, Ebpf, EbpfLoader,
@@ -58,11 +61,24 @@ struct Dispatcher {
     no_open_sleeps: MapData,
     /// Slots not in use.
     free: Vec<u32>,
+    /// How many slots it hands out ([`limit_slots`]).
+    slots: u32,
     _ebpf: Ebpf,
 }
 
 /// The tracer's dispatcher, while any target is registered.
 static DISPATCHER: Mutex<Option<Dispatcher>> = Mutex::new(None);
+
+/// How many slots a dispatcher loaded from now on hands out ([`limit_slots`]).
+static SLOTS: AtomicU32 = AtomicU32::new(SWITCH_SLOTS);
+
+/// Makes a dispatcher loaded from now on hand out only its first `slots` slots (at
+/// least one, at most `SWITCH_SLOTS`): a process registered beyond them attaches its own
+/// `futex_sleep`, as one beyond `SWITCH_SLOTS` does. For tests of that path (`tracer
+/// serve`'s hidden `--dispatch-slots`), which would need a thousand targets otherwise.
+pub(super) fn limit_slots(slots: u32) {
+    SLOTS.store(slots.clamp(1, SWITCH_SLOTS), Ordering::Relaxed);
+}
 
 /// A process whose switches the dispatcher hands to its `futex_sleep`; unregistered
 /// (and the dispatcher detached, if it was the last) when dropped.
@@ -201,7 +217,7 @@ impl Drop for Dispatched {
 fn release_if_unused(dispatcher: &mut Option<Dispatcher>) {
     let unused = dispatcher
         .as_ref()
-        .is_some_and(|d| d.free.len() == SWITCH_SLOTS as usize);
+        .is_some_and(|d| d.free.len() == d.slots as usize);
     if unused {
         *dispatcher = None;
     }
@@ -225,6 +241,7 @@ fn load(btf: &Btf) -> Result<Dispatcher, ProbeError> {
     let programs = take_map(&mut ebpf, MAP_SWITCH_PROGRAMS, ProgramArray::try_from)?;
     let periods = take_map(&mut ebpf, MAP_SWITCH_PERIODS, Array::try_from)?;
     let open_sleeps = take_map(&mut ebpf, MAP_SWITCH_OPEN_SLEEPS, ArrayOfMaps::try_from)?;
+    let slots = SLOTS.load(Ordering::Relaxed);
     // An array, as every process's copy of it (the kernel checks the rest as it is set).
     let Some(Map::Array(no_open_sleeps)) = ebpf.take_map(MAP_OPEN_SLEEP_SLOTS) else {
         return Err(ProbeError::MissingMap(MAP_OPEN_SLEEP_SLOTS));
@@ -237,7 +254,8 @@ fn load(btf: &Btf) -> Result<Dispatcher, ProbeError> {
         open_sleeps,
         no_open_sleeps,
         // Popped from the end: slot 0 first.
-        free: (0..SWITCH_SLOTS).rev().collect(),
+        free: (0..slots).rev().collect(),
+        slots,
         _ebpf: ebpf,
     })
 }

@@ -68,6 +68,9 @@ pub struct ServeConfig {
     pub grace: Duration,
     /// The sessions' settings (its `pid` is replaced per target).
     pub session: Config,
+    /// Hidden `--dispatch-slots`: how many targets the shared `sched_switch` program
+    /// takes before the others attach their own (for tests of that path).
+    pub dispatch_slots: Option<u32>,
 }
 
 #[derive(Debug, Error)]
@@ -139,6 +142,9 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
             source,
         })?;
     crate::probes::set_events_ring_bytes(EVENTS_RING_BYTES);
+    if let Some(slots) = config.dispatch_slots {
+        crate::probes::set_dispatch_slots(slots);
+    }
     let mut interrupt = signal(SignalKind::interrupt()).map_err(ServeError::Signal)?;
     let mut terminate = signal(SignalKind::terminate()).map_err(ServeError::Signal)?;
     eprintln!(

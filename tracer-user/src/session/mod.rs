@@ -1130,7 +1130,7 @@ impl Session {
     /// Adds the kernel's totals of waits that never slept to the lock statistics.
     fn fold_brief_waits(&mut self) {
         // A failed read only delays these totals to the next one (they are cumulative).
-        if let Ok(totals) = self.probes.brief_waits() {
+        if let Ok(Some(totals)) = self.probes.brief_waits() {
             self.analysis.on_brief_waits(&totals);
             if let Some(tape) = self.tape.as_mut() {
                 tape.push(&recording::tape::TapeItem::BriefWaits(totals));
@@ -1510,7 +1510,8 @@ impl Session {
     }
 
     /// Gives `sink` the picture of a finding that is its own graph (a Go deadlock's
-    /// cycle, an inversion's orders), when it draws graphs.
+    /// cycle, an inversion's orders, a stuck lock's holder and waiters), when it draws
+    /// graphs.
     fn draw_finding(
         sink: &mut dyn Sink,
         finding: &crate::model::Finding,
@@ -1525,7 +1526,9 @@ impl Session {
             crate::model::Finding::LockOrderInversion(inversion) => {
                 GraphSnapshot::of_inversion("lock-order inversion", inversion)
             }
-            crate::model::Finding::StuckLock(_) => return Ok(()),
+            crate::model::Finding::StuckLock(stuck) => {
+                GraphSnapshot::of_stuck_lock(GraphSnapshot::stuck_title(stuck), stuck)
+            }
         };
         sink.graph(&snapshot).map_err(SessionError::Output)
     }

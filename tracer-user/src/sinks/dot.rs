@@ -228,8 +228,9 @@ impl<'a> WithGraphs<'a> {
         }
     }
 
-    /// `inner`, plus each deadlock's cycle and each inversion's orders drawn in `dot`
-    /// from the findings themselves (no session behind: `tracer report`).
+    /// `inner`, plus each deadlock's cycle, each inversion's orders and each stuck
+    /// lock's holder and waiters drawn in `dot` from the findings themselves (no session
+    /// behind: `tracer report`).
     pub fn from_findings(inner: &'a mut dyn Sink, dot: Option<DotSink>) -> Self {
         Self {
             inner,
@@ -258,7 +259,12 @@ impl Sink for WithGraphs<'_> {
                         inversion,
                     ))?;
                 }
-                Finding::StuckLock(_) => {}
+                Finding::StuckLock(stuck) => {
+                    dot.add(&GraphSnapshot::of_stuck_lock(
+                        GraphSnapshot::stuck_title(stuck),
+                        stuck,
+                    ))?;
+                }
             }
         }
         Ok(())

@@ -8,8 +8,8 @@ use std::{
 use super::Sink;
 use crate::{
     model::{
-        Deadlock, Finding, HoldMode, HolderEvidence, HolderState, LockOrderInversion, LockSummary,
-        Quantiles, StuckHolder, StuckLock, Summary,
+        Deadlock, Finding, HoldMode, HolderEvidence, LockOrderInversion, LockSummary, Quantiles,
+        StuckHolder, StuckLock, Summary,
     },
     units,
 };
@@ -84,12 +84,7 @@ fn stuck_lock_text(s: &StuckLock) -> String {
 
 /// One holder of a stuck lock: who, how it is known, and where it took the lock.
 fn holder_text(out: &mut String, holder: &StuckHolder) {
-    let state = match holder.state {
-        HolderState::Running => "running",
-        HolderState::Blocked => "blocked",
-        HolderState::Exited => "exited",
-        HolderState::Unknown => "unknown",
-    };
+    let state = holder.state.name();
     let evidence = match holder.evidence {
         Some(HolderEvidence::DeferredUnlock) => ", a deferred unlock pending on its stack",
         Some(HolderEvidence::FrameVariable) => ", the lock in a variable of its frame",

@@ -323,3 +323,83 @@ fn a_go_deadlock_graph_reads_back_as_the_targets_cycle() {
         "{text}"
     );
 }
+
+/// Guards the picture of the ingestion incident (a `sync.RWMutex` leaked on an error
+/// path by a goroutine that then exited), where a stuck lock used to draw nothing. Each
+/// `stuck_lock` line must come with a picture of the lock `go_rwleak` printed, held by
+/// the leaker goroutine it printed (exited), and one node for the readers piled up on
+/// it, as many as that line counts, all highlighted; the title names the mode and the
+/// holder.
+#[test]
+fn a_go_stuck_lock_graph_reads_back_as_the_leaked_lock() {
+    crate::common::require_root();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let [go, _] = crate::go_toolchain::installed();
+    let bin = crate::go_toolchain::build(&go, "go_rwleak", dir.path(), false);
+    let target = Target::spawn(&bin, &["exits", crate::go_attach::START_MS]);
+    let registry = target.lock("registry");
+    let leaker = crate::go_attach::goid(&target, "leaker");
+    let path = dir.path().join("stuck.dot");
+    let path_arg = path.to_string_lossy().into_owned();
+    let out = run_tracer(&as_strs(&json_attach_args(
+        target.pid(),
+        6,
+        &["--holds", "--graph", &path_arg],
+    )));
+    assert_success(&out);
+    let what = describe(&out);
+    let values = json_lines(&out.stdout);
+    let stuck = crate::go_attach::stuck_locks(&values, registry, &what);
+    assert!(!stuck.is_empty(), "no stuck_lock for registry\n{what}");
+    let text = std::fs::read_to_string(&path).expect("the --graph file");
+    let pictures: Vec<Digraph> = parse_dot(&text)
+        .into_iter()
+        .filter(|g| g.label.starts_with("stuck lock:"))
+        .collect();
+    assert_eq!(
+        pictures.len(),
+        stuck.len(),
+        "one picture per stuck_lock line\n{text}\n{what}"
+    );
+    let (lock, holder, waiters) = (
+        format!("l{registry:#x}"),
+        format!("g{leaker}"),
+        format!("w{registry:#x}"),
+    );
+    for (picture, finding) in pictures.iter().zip(&stuck) {
+        assert!(
+            picture.label.contains("held for writing")
+                && picture
+                    .label
+                    .contains(&format!("by goroutine {leaker} (exited)")),
+            "title: {}\n{text}",
+            picture.label
+        );
+        let ids: Vec<&str> = picture.nodes.iter().map(|n| n.0.as_str()).collect();
+        assert_eq!(ids, [&lock, &holder, &waiters], "{text}");
+        let count = crate::common::u64_field(finding, "waiters");
+        let label = |id: &str| &picture.nodes.iter().find(|n| n.0 == id).expect("node").1;
+        assert!(
+            label(&holder).starts_with(&format!("goroutine {leaker} (exited)")),
+            "{text}"
+        );
+        assert!(
+            label(&waiters).starts_with(&format!("{count} goroutine")),
+            "the waiters' node counts the finding's {count}\n{text}"
+        );
+        let edges: Vec<(&str, &str, &str, bool)> = picture
+            .edges
+            .iter()
+            .map(|e| (e.0.as_str(), e.1.as_str(), e.2.as_str(), e.3))
+            .collect();
+        assert_eq!(
+            edges,
+            [
+                (lock.as_str(), holder.as_str(), "held by", true),
+                (waiters.as_str(), lock.as_str(), "waits for", true),
+            ],
+            "{text}"
+        );
+        assert!(picture.nodes.iter().all(|n| n.2), "all highlighted\n{text}");
+    }
+}

@@ -892,6 +892,55 @@ fn map_ids(name: &str) -> BTreeSet<u64> {
         .unwrap_or_default()
 }
 
+/// The sizes (`max_entries`) of the BPF maps named `name` loaded now, by id.
+fn map_sizes(name: &str) -> BTreeMap<u64, u64> {
+    crate::common::bpftool_json(&["map", "show"])
+        .as_array()
+        .map(|maps| {
+            maps.iter()
+                .filter(|m| m["name"].as_str() == Some(name))
+                .filter_map(|m| Some((m["id"].as_u64()?, m["max_entries"].as_u64()?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Guards the kernel memory a served target pays for a table nothing fills: only the
+/// `sys_exit` program (`--brief-waits`) writes `BRIEF_WAITS`, a per-CPU hash of 16 Ki
+/// entries preallocated on every CPU (~1.4 MB on 2 CPUs, tens of MB on a large node, per
+/// target), which the reader also walked at every rescan. Served with the default hooks,
+/// the target's copy must have it at one entry; with `--brief-waits`, at its full size.
+#[test]
+fn a_served_target_without_brief_waits_keeps_no_brief_wait_table() {
+    require_root();
+    let baseline = our_prog_ids();
+    let bin = build_target("abba", &[]);
+    let target = Target::spawn(bin.path(), &["4000"]);
+    let pid = target.pid().to_string();
+    for (extra, expected) in [
+        (&[][..], BTreeSet::from([1])),
+        (
+            &["--brief-waits"][..],
+            BTreeSet::from([1, u64::from(16 * 1024_u32)]),
+        ),
+    ] {
+        let before = map_sizes(tracer_common::MAP_BRIEF_WAITS);
+        let (tracer, _) = serve_attached(&pid, extra);
+        let sizes: BTreeSet<u64> = map_sizes(tracer_common::MAP_BRIEF_WAITS)
+            .into_iter()
+            .filter(|(id, _)| !before.contains_key(id))
+            .map(|(_, size)| size)
+            .collect();
+        // The dispatcher's own copy has one entry either way.
+        assert_eq!(
+            sizes, expected,
+            "sizes of the serve's BRIEF_WAITS maps, serve {extra:?}"
+        );
+        stop_serve(tracer, &baseline);
+    }
+    drop(target);
+}
+
 /// Guards the kernel's table of sleeping threads (`OPEN_SLEEPS`, serve's default hooks)
 /// against growing with every thread a target ever had: an entry per thread, removed
 /// at its last switch-out. A target that starts ~40 threads a second, each sleeping on
@@ -1168,6 +1217,38 @@ fn serve_samples_a_hot_locks_sleeps_and_scales_what_it_counts() {
     stop_serve(tracer, &baseline);
 }
 
+/// The `sched_switch` programs loaded since `baseline`: the names of those with a link
+/// (sorted), how many `drawn_sleep`, `sleep_ends` and `futex_sleep` are loaded, and every
+/// new program's name by id (for messages).
+fn switch_programs(
+    baseline: &BTreeSet<u64>,
+) -> (Vec<String>, (usize, usize, usize), BTreeMap<u64, String>) {
+    let names: BTreeMap<u64, String> = crate::common::bpf_progs()
+        .into_iter()
+        .filter(|(id, _)| !baseline.contains(id))
+        .collect();
+    let switch_programs = [
+        "switch_dispatch",
+        "futex_sleep",
+        "drawn_sleep",
+        "sleep_ends",
+    ];
+    let mut linked: Vec<String> = crate::common::bpf_links()
+        .iter()
+        .filter_map(|l| names.get(&l["prog_id"].as_u64()?))
+        .filter(|name| switch_programs.contains(&name.as_str()))
+        .cloned()
+        .collect();
+    linked.sort();
+    let loaded = |name: &str| names.values().filter(|n| *n == name).count();
+    let counts = (
+        loaded("drawn_sleep"),
+        loaded("sleep_ends"),
+        loaded("futex_sleep"),
+    );
+    (linked, counts, names)
+}
+
 /// Guards the cost of serving many processes to every other process of the host: each
 /// target's `sched_switch` program attached itself, so every context switch of the host
 /// ran one program per served process (BENCHMARKS.md, part (k)). Two `abba` targets
@@ -1188,37 +1269,54 @@ fn served_targets_share_one_sched_switch_program() {
     ];
     let pids: Vec<String> = targets.iter().map(|t| t.pid().to_string()).collect();
     let (mut tracer, _) = serve_all_attached(&[&pids[0], &pids[1]], &[]);
-    let names: BTreeMap<u64, String> = crate::common::bpf_progs()
-        .into_iter()
-        .filter(|(id, _)| !baseline.contains(id))
-        .collect();
-    let switch_programs = [
-        "switch_dispatch",
-        "futex_sleep",
-        "drawn_sleep",
-        "sleep_ends",
-    ];
-    let linked: Vec<&str> = crate::common::bpf_links()
-        .iter()
-        .filter_map(|l| names.get(&l["prog_id"].as_u64()?))
-        .map(String::as_str)
-        .filter(|name| switch_programs.contains(name))
-        .collect();
+    let (linked, loaded, names) = switch_programs(&baseline);
     assert_eq!(
         linked,
         ["switch_dispatch"],
         "the served targets' sched_switch links (programs loaded: {names:?})"
     );
-    let loaded = |name: &str| names.values().filter(|n| *n == name).count();
     assert_eq!(
-        (
-            loaded("drawn_sleep"),
-            loaded("sleep_ends"),
-            loaded("futex_sleep")
-        ),
+        loaded,
         (2, 2, 0),
         "the dispatcher's two programs per target, and not the one a target attaches on \
          its own: {names:?}"
+    );
+    for target in &targets {
+        assert_abba_deadlock_reported(&mut tracer, target);
+    }
+    drop(targets);
+    stop_serve(tracer, &baseline);
+}
+
+/// Guards the path of a served process the dispatcher has no slot for (beyond its 1024,
+/// here beyond the one `--dispatch-slots 1` leaves): it must unload the two programs it
+/// loaded for the dispatcher and attach its own `futex_sleep`, whose own draw and ends
+/// must still report its deadlock. Two `abba` targets: one `drawn_sleep` and
+/// `sleep_ends` pair and one `futex_sleep` loaded, two links on `sched_switch` (the
+/// dispatcher's and that `futex_sleep`'s), each deadlock reported with its own workers'
+/// TIDs, and SIGTERM leaves nothing loaded.
+#[test]
+fn a_process_beyond_the_dispatchers_slots_attaches_its_own_program() {
+    require_root();
+    let baseline = our_prog_ids();
+    let bin = build_target("abba", &[]);
+    let targets = [
+        Target::spawn(bin.path(), &["4000"]),
+        Target::spawn(bin.path(), &["4000"]),
+    ];
+    let pids: Vec<String> = targets.iter().map(|t| t.pid().to_string()).collect();
+    let (mut tracer, _) = serve_all_attached(&[&pids[0], &pids[1]], &["--dispatch-slots", "1"]);
+    let (linked, loaded, names) = switch_programs(&baseline);
+    assert_eq!(
+        linked,
+        ["futex_sleep", "switch_dispatch"],
+        "the served targets' sched_switch links (programs loaded: {names:?})"
+    );
+    assert_eq!(
+        loaded,
+        (1, 1, 1),
+        "the dispatcher's two programs for the target in its slot, and its own program \
+         for the other: {names:?}"
     );
     for target in &targets {
         assert_abba_deadlock_reported(&mut tracer, target);

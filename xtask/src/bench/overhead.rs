@@ -127,18 +127,35 @@ fn bpf_run_time_ns(pid: u32) -> u64 {
         .sum()
 }
 
-/// Turns `kernel.bpf_stats_enabled` on for its lifetime (restoring the old value).
-struct BpfStats {
+/// Sets `kernel.bpf_stats_enabled` for its lifetime (restoring the old value).
+pub(super) struct BpfStats {
     previous: String,
 }
 
 impl BpfStats {
     const PATH: &str = "/proc/sys/kernel/bpf_stats_enabled";
 
+    /// On, for the cost windows.
     fn enable() -> anyhow::Result<Self> {
+        Self::set("1")
+    }
+
+    /// Off for the whole bench, if something left it on: with it on, every run of every
+    /// BPF program on the host reads the clock twice more, which the throughput windows
+    /// would count against the tracer. `Ok(None)` when it was off already.
+    pub(super) fn disable_if_on() -> anyhow::Result<Option<Self>> {
+        let now =
+            fs::read_to_string(Self::PATH).with_context(|| format!("reading {}", Self::PATH))?;
+        if now.trim() == "0" {
+            return Ok(None);
+        }
+        Self::set("0").map(Some)
+    }
+
+    fn set(value: &str) -> anyhow::Result<Self> {
         let previous =
             fs::read_to_string(Self::PATH).with_context(|| format!("reading {}", Self::PATH))?;
-        fs::write(Self::PATH, "1").with_context(|| format!("writing {}", Self::PATH))?;
+        fs::write(Self::PATH, value).with_context(|| format!("writing {}", Self::PATH))?;
         Ok(Self { previous })
     }
 }
