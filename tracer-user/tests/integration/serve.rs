@@ -1260,6 +1260,25 @@ fn switch_programs(
 /// nothing loaded.
 #[test]
 fn served_targets_share_one_sched_switch_program() {
+    serve_two_abba_targets(
+        &[],
+        &["switch_dispatch"],
+        (2, 2, 0),
+        "the dispatcher's two programs per target, and not the one a target attaches on \
+         its own",
+    );
+}
+
+/// Serves two `abba` targets with `extra`, checks the `sched_switch` programs linked
+/// (sorted names) and loaded (`drawn_sleep`, `sleep_ends`, `futex_sleep`) against
+/// `linked` and `loaded` (`why` says what the counts mean), then each target's deadlock,
+/// reported with its own workers' TIDs; SIGTERM leaves nothing loaded.
+fn serve_two_abba_targets(
+    extra: &[&str],
+    linked: &[&str],
+    loaded: (usize, usize, usize),
+    why: &str,
+) {
     require_root();
     let baseline = our_prog_ids();
     let bin = build_target("abba", &[]);
@@ -1268,19 +1287,13 @@ fn served_targets_share_one_sched_switch_program() {
         Target::spawn(bin.path(), &["4000"]),
     ];
     let pids: Vec<String> = targets.iter().map(|t| t.pid().to_string()).collect();
-    let (mut tracer, _) = serve_all_attached(&[&pids[0], &pids[1]], &[]);
-    let (linked, loaded, names) = switch_programs(&baseline);
+    let (mut tracer, _) = serve_all_attached(&[&pids[0], &pids[1]], extra);
+    let (found_linked, found_loaded, names) = switch_programs(&baseline);
     assert_eq!(
-        linked,
-        ["switch_dispatch"],
+        found_linked, linked,
         "the served targets' sched_switch links (programs loaded: {names:?})"
     );
-    assert_eq!(
-        loaded,
-        (2, 2, 0),
-        "the dispatcher's two programs per target, and not the one a target attaches on \
-         its own: {names:?}"
-    );
+    assert_eq!(found_loaded, loaded, "{why}: {names:?}");
     for target in &targets {
         assert_abba_deadlock_reported(&mut tracer, target);
     }
@@ -1297,30 +1310,11 @@ fn served_targets_share_one_sched_switch_program() {
 /// TIDs, and SIGTERM leaves nothing loaded.
 #[test]
 fn a_process_beyond_the_dispatchers_slots_attaches_its_own_program() {
-    require_root();
-    let baseline = our_prog_ids();
-    let bin = build_target("abba", &[]);
-    let targets = [
-        Target::spawn(bin.path(), &["4000"]),
-        Target::spawn(bin.path(), &["4000"]),
-    ];
-    let pids: Vec<String> = targets.iter().map(|t| t.pid().to_string()).collect();
-    let (mut tracer, _) = serve_all_attached(&[&pids[0], &pids[1]], &["--dispatch-slots", "1"]);
-    let (linked, loaded, names) = switch_programs(&baseline);
-    assert_eq!(
-        linked,
-        ["futex_sleep", "switch_dispatch"],
-        "the served targets' sched_switch links (programs loaded: {names:?})"
-    );
-    assert_eq!(
-        loaded,
+    serve_two_abba_targets(
+        &["--dispatch-slots", "1"],
+        &["futex_sleep", "switch_dispatch"],
         (1, 1, 1),
         "the dispatcher's two programs for the target in its slot, and its own program \
-         for the other: {names:?}"
+         for the other",
     );
-    for target in &targets {
-        assert_abba_deadlock_reported(&mut tracer, target);
-    }
-    drop(targets);
-    stop_serve(tracer, &baseline);
 }
