@@ -787,6 +787,30 @@ fn json_attach(tools: &Tools, pid: &str, secs: u32) -> Command {
     cmd
 }
 
+/// Most of a failed observer's stdout the report keeps: its first lines (with `--format
+/// json`, the findings), each cut to this many characters.
+const FAILED_STDOUT_LINES: usize = 3;
+const FAILED_STDOUT_LINE_CHARS: usize = 1500;
+
+/// Why an observer failed, for the report: its status, its stderr, and the first lines of
+/// its stdout. A tracer that exits non-zero for a finding (status 3 or 4: a deadlock or a
+/// stuck lock) says what it found only on stdout, and a finding where the workload has
+/// none is a bug to look into from the report alone (it may not happen again for a
+/// hundred windows).
+fn observer_failure(label: &str, status: ExitStatus, stderr: &str, stdout: &[String]) -> String {
+    let mut text = format!("{label} failed ({status}): {}", stderr.trim());
+    let shown: Vec<String> = stdout
+        .iter()
+        .filter(|line| !line.trim().is_empty())
+        .take(FAILED_STDOUT_LINES)
+        .map(|line| line.chars().take(FAILED_STDOUT_LINE_CHARS).collect())
+        .collect();
+    if !shown.is_empty() {
+        let _ = write!(text, "; stdout: {}", shown.join(" | "));
+    }
+    text
+}
+
 /// How long an observer is told to run for a window or run of `seconds`: 30 s more, so
 /// that it is always stopped by us (SIGINT) or by the target's exit, never by its clock.
 fn observer_secs(seconds: f64) -> u32 {
@@ -1054,6 +1078,35 @@ mod tests {
         // No time passed (or the counters went back): no share.
         assert!(before.share_since(before, |t| t.idle).is_none());
         assert!(before.share_since(after, |t| t.idle).is_none());
+    }
+
+    /// Guards the report of a failed window keeping what the tracer found: a false
+    /// stuck lock in one window of a hundred was reported with its status and stderr
+    /// only, and could not be looked into.
+    #[test]
+    fn a_failed_observer_is_reported_with_the_first_lines_it_printed() {
+        use std::os::unix::process::ExitStatusExt as _;
+
+        let status = ExitStatus::from_raw(4 << 8);
+        let long = "x".repeat(FAILED_STDOUT_LINE_CHARS + 10);
+        let stdout: Vec<String> = ["{\"kind\":\"stuck_lock\"}", "", &long, "third", "fourth"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        let text = observer_failure("tracer attach", status, "tracer: note\n", &stdout);
+        assert!(
+            text.starts_with("tracer attach failed (exit status: 4): tracer: note; stdout: "),
+            "{text}"
+        );
+        assert!(text.contains("{\"kind\":\"stuck_lock\"} | "), "{text}");
+        assert!(text.contains(&format!("{} | third", "x".repeat(FAILED_STDOUT_LINE_CHARS))));
+        assert!(!text.contains("fourth"), "{text}");
+        assert!(!text.contains(&long), "{text}");
+        // Nothing on stdout: the status and stderr alone.
+        assert_eq!(
+            observer_failure("serve", status, "gone", &[]),
+            "serve failed (exit status: 4): gone"
+        );
     }
 
     #[test]

@@ -9,10 +9,13 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::{
-    Edge, Names, PTHREAD_RWLOCK_SIZE, Target, TargetBinary, addr_of, as_strs, assert_cycle,
-    assert_success, build_target_with, deadlocks, describe, json_attach_args, json_lines, locks,
-    name_of, require_root, run_tracer, summary, u64_field,
+use crate::{
+    common::{
+        Edge, Names, PTHREAD_RWLOCK_SIZE, Target, TargetBinary, addr_of, as_strs, assert_cycle,
+        assert_success, build_target_with, deadlocks, describe, json_attach_args, json_lines,
+        locks, name_of, our_prog_ids, require_root, run_tracer, summary, u64_field,
+    },
+    serve::{serve_attached, stop_serve},
 };
 
 const MUSL_GCC: (&str, &str) = ("musl-gcc", "musl-tools");
@@ -197,6 +200,32 @@ fn musl_recursive_abba_formed_before_attach_is_found_from_memory() {
     for entry in found[0]["cycle"].as_array().expect("cycle array") {
         assert_eq!(entry["blocked_before_attach"], true, "{entry:#}");
     }
+}
+
+/// Guards `tracer serve`'s lean waits on musl: such a wait reaches userspace with no lock
+/// memory, only its futex word, so the reader must place it with musl's layout (the word
+/// 4 bytes into a mutex) and read the lock's owner from the target while the wait sleeps.
+/// An ABBA deadlock on recursive musl mutexes (which keep the owner's TID), formed after
+/// the attach with every wait sent lean, must come out on stdout as the one cycle: the
+/// workers' TIDs, and the held and awaited locks at the addresses the target prints.
+#[test]
+fn serve_reports_a_musl_deadlock_among_lean_waits() {
+    require_root();
+    let baseline = our_prog_ids();
+    let bin = build_musl("late_abba", &[]);
+    // The locks are taken 3 s after the start: after the attach.
+    let target = Target::spawn(bin.path(), &["3000", "recursive"]);
+    let pid = target.pid().to_string();
+    let (mut tracer, _) = serve_attached(&pid, &["--all-waits-lean"]);
+    let line = tracer
+        .wait_for_line(Duration::from_secs(20), |l| {
+            l.contains("\"kind\":\"deadlock\"") && l.contains(&format!("\"pid\":{pid}"))
+        })
+        .unwrap_or_else(|| panic!("no deadlock line for target {pid}"));
+    let deadlock: Value = serde_json::from_str(&line).expect("JSON");
+    assert_cycle(&target, &deadlock, &LATE_ABBA, Names::Symbols);
+    drop(target);
+    stop_serve(tracer, &baseline);
 }
 
 /// Guards musl rwlocks: readers blocked behind a writer sleep on the rwlock's first word

@@ -146,7 +146,7 @@ pub(crate) fn start_serve(port: u16, args: &[&str]) -> Tracer {
 
 /// SIGTERMs the serve, checks it exits 0 and leaves none of its programs loaded; returns
 /// its output.
-fn stop_serve(tracer: Tracer, baseline: &BTreeSet<u64>) -> std::process::Output {
+pub(crate) fn stop_serve(tracer: Tracer, baseline: &BTreeSet<u64>) -> std::process::Output {
     let attached: BTreeSet<u64> = our_prog_ids().difference(baseline).copied().collect();
     assert!(
         !attached.is_empty(),

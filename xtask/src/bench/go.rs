@@ -26,7 +26,8 @@ use std::{
 use anyhow::{Context as _, bail};
 
 use super::{
-    Options, Proc, Tools, idle_note, json_attach, json_summary, max, median, min, observer_secs,
+    Options, Proc, Tools, idle_note, json_attach, json_summary, max, median, min, observer_failure,
+    observer_secs,
     overhead::{Workload, paired_ratio},
     si, spawn_json_attach, verdict, wait_attached,
 };
@@ -193,8 +194,9 @@ fn window(
     if let Some(observer) = observer.as_mut() {
         let status = observer.stop(libc::SIGINT, DETACH_LIMIT)?;
         if !status.success() {
+            let out = observer.remaining_lines();
             let err = observer.stderr_text();
-            bail!("{} failed ({status}): {}", watch.label(), err.trim());
+            bail!("{}", observer_failure(watch.label(), status, &err, &out));
         }
     }
     #[expect(clippy::cast_precision_loss, reason = "counts and ns far below 2^52")]

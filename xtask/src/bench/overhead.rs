@@ -20,7 +20,7 @@ use anyhow::{Context as _, anyhow, bail};
 use super::{
     ATTACH_QUIET, CRITICAL_SECTION_US, CpuTimes, DEFAULT_MODE_GOAL, OUTSIDE_US, Options, Part,
     Proc, Tools, WORKLOAD_THREADS, json_attach, json_summary, key_values, max, median, min,
-    observer_secs, si, wait_attached,
+    observer_failure, observer_secs, si, wait_attached,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -304,7 +304,7 @@ fn window(
     let out = observer.remaining_lines();
     if !status.success() {
         let err = observer.stderr_text();
-        bail!("{} failed ({status}): {}", config.label(), err.trim());
+        bail!("{}", observer_failure(config.label(), status, &err, &out));
     }
     match config {
         Config::Attach | Config::AttachHolds => {
