@@ -50,6 +50,7 @@
 mod cycles;
 mod event;
 mod profile;
+mod recent_releases;
 mod state;
 mod stuck;
 #[cfg(test)]
@@ -72,6 +73,7 @@ pub use self::{
 };
 use self::{
     event::reader_blocks,
+    recent_releases::RecentReleases,
     state::{Goroutine, LockState, goroutine_key, kind_of},
 };
 use crate::lockstats::LockTable;
@@ -106,6 +108,8 @@ pub struct GoLockModel {
     locks: HashMap<u64, LockState>,
     /// Locks with at least one waiter, in address order (stuck-lock scans visit only them).
     waited_locks: BTreeSet<u64>,
+    /// Each lock's last release, kept after its state goes (see `recent_releases`).
+    recent_releases: RecentReleases,
     stats: LockTable,
     /// Lock kinds by stats slot: contended locks keep their kind after their state goes.
     kinds: Vec<GoLockKind>,
@@ -160,6 +164,7 @@ impl GoLockModel {
             goroutines: HashMap::default(),
             locks: HashMap::default(),
             waited_locks: BTreeSet::new(),
+            recent_releases: RecentReleases::new(stuck_after_ns),
             stats: LockTable::new(),
             kinds: Vec::new(),
             pending_cycles: Vec::new(),
@@ -205,10 +210,12 @@ impl GoLockModel {
         self.locks.contains_key(&addr)
     }
 
-    /// When `addr` was last released or handed over, while it has waiters.
+    /// When `addr` was last released or handed over, also after its state went (while
+    /// the release is recent: `recent_releases`).
     #[must_use]
     pub fn last_release(&self, addr: u64) -> Option<u64> {
-        self.locks.get(&addr)?.last_release_ns
+        let live = self.locks.get(&addr).and_then(|l| l.last_release_ns);
+        live.max(self.recent_releases.last(addr))
     }
 
     /// Applies one event.

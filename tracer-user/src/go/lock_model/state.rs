@@ -222,6 +222,7 @@ impl GoLockModel {
 
     /// A hand-over of `addr` to its waiters (a semaphore release): it is not stuck.
     pub(super) fn note_hand_over(&mut self, addr: u64, ts_ns: u64) {
+        self.recent_releases.note(addr, ts_ns);
         if let Some(lock) = self.locks.get_mut(&addr) {
             lock.note_release(ts_ns);
         }
@@ -410,6 +411,7 @@ impl GoLockModel {
 
     pub(super) fn release_write(&mut self, key: u64, addr: u64, ts_ns: u64) {
         self.counts.releases += 1;
+        self.recent_releases.note(addr, ts_ns);
         self.log_hold(HoldChange::Released { key, lock: addr });
         let Some(lock) = self.locks.get_mut(&addr) else {
             self.counts.unmatched_releases += 1;
@@ -470,6 +472,7 @@ impl GoLockModel {
 
     pub(super) fn release_read(&mut self, key: u64, addr: u64, ts_ns: u64) {
         self.counts.releases += 1;
+        self.recent_releases.note(addr, ts_ns);
         self.log_hold(HoldChange::Released { key, lock: addr });
         let Some(lock) = self.locks.get_mut(&addr) else {
             self.counts.unmatched_releases += 1;

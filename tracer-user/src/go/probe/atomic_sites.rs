@@ -51,6 +51,41 @@ impl GoLockSite {
     }
 }
 
+/// Whether a site of `op` begins a wait or a hold (which a later site ends).
+fn begins_state(op: GoOp) -> bool {
+    match op {
+        GoOp::MutexLockFast
+        | GoOp::RwLockFast
+        | GoOp::RLockFast
+        | GoOp::LockSlowEnter
+        | GoOp::SemacquireEnter => true,
+        GoOp::MutexUnlock
+        | GoOp::RwUnlock
+        | GoOp::RUnlock
+        | GoOp::LockSlowReturn
+        | GoOp::SemacquireReturn
+        | GoOp::SemreleaseEnter => false,
+    }
+}
+
+/// The (file offset, cookie) list to attach, in the order to attach it: the sites that
+/// end a wait or a hold (and hand-overs) before those that begin one. The kernel puts
+/// the uprobes of one link in one by one, over milliseconds; a wait whose start is seen
+/// and whose end is not stays open in the model, and a goroutine's later park on the
+/// same lock is taken for the same wait (a function entry run again after stack growth),
+/// so it would keep its first start. The C library's lock functions are attached
+/// releases first for the same reason (`probes`). Otherwise in plan order.
+#[must_use]
+pub fn attach_order(sites: &[GoLockSite]) -> Vec<(u64, u64)> {
+    let mut ordered: Vec<&GoLockSite> = sites.iter().collect();
+    // Stable: within each group, the plan's order.
+    ordered.sort_by_key(|site| begins_state(site.op));
+    ordered
+        .into_iter()
+        .map(|site| (site.file_offset, site.cookie()))
+        .collect()
+}
+
 /// A lock atomic that gets no site, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SkippedSite {
@@ -598,6 +633,53 @@ mod tests {
     use super::*;
 
     const BASE: u64 = 0x40_1000;
+
+    fn site_of(op: GoOp, vaddr: u64) -> GoLockSite {
+        GoLockSite {
+            op,
+            vaddr,
+            file_offset: vaddr - BASE,
+            base: pt_reg::NONE,
+            value: pt_reg::NONE,
+            displacement: 0,
+            function: String::new(),
+        }
+    }
+
+    /// Guards the attach order of Go sites: a park's entry attached before its return
+    /// leaves a wait open for every park that returns in between, which later parks on
+    /// the same lock then extend. Every site that ends a wait or a hold (and hand-overs)
+    /// must come before every site that begins one, each group in plan order.
+    #[test]
+    fn sites_that_end_a_wait_or_hold_are_attached_first() {
+        let plan = [
+            site_of(GoOp::SemacquireEnter, BASE + 0x10),
+            site_of(GoOp::SemacquireReturn, BASE + 0x20),
+            site_of(GoOp::MutexLockFast, BASE + 0x30),
+            site_of(GoOp::SemreleaseEnter, BASE + 0x40),
+            site_of(GoOp::LockSlowEnter, BASE + 0x50),
+            site_of(GoOp::MutexUnlock, BASE + 0x60),
+            site_of(GoOp::LockSlowReturn, BASE + 0x70),
+        ];
+        let ops: Vec<u32> = attach_order(&plan)
+            .iter()
+            .map(|&(offset, cookie)| {
+                let site = plan.iter().find(|s| s.file_offset == offset).unwrap();
+                assert_eq!(cookie, site.cookie());
+                go_cookie::op(cookie)
+            })
+            .collect();
+        let want = [
+            GoOp::SemacquireReturn,
+            GoOp::SemreleaseEnter,
+            GoOp::MutexUnlock,
+            GoOp::LockSlowReturn,
+            GoOp::SemacquireEnter,
+            GoOp::MutexLockFast,
+            GoOp::LockSlowEnter,
+        ];
+        assert_eq!(ops, want.map(|op| op as u32));
+    }
 
     fn names(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| (*s).to_owned()).collect()

@@ -40,8 +40,8 @@ use object::{Object as _, ObjectSegment as _};
 
 pub use self::{
     atomic_sites::{
-        GoLockSite, GoSitePlan, SkippedSite, plan_go_lock_sites, plan_go_lock_sites_with,
-        plan_go_park_sites,
+        GoLockSite, GoSitePlan, SkippedSite, attach_order, plan_go_lock_sites,
+        plan_go_lock_sites_with, plan_go_park_sites,
     },
     lock_owners::{GoLockOwners, go_lock_names},
     runtime_offsets::{

@@ -43,8 +43,8 @@ use crate::{
             GoProfileEntry, GoWaitProfile, ParkSide, RW_READER_COUNT_OFFSET, StuckCandidate,
         },
         probe::{
-            DwarfNames, GoLockOwners, GoProbeError, GoRuntimeOffsets, GoSitePlan, go_lock_names,
-            go_runtime_offsets, plan_go_lock_sites_with, plan_go_park_sites,
+            DwarfNames, GoLockOwners, GoProbeError, GoRuntimeOffsets, GoSitePlan, attach_order,
+            go_lock_names, go_runtime_offsets, plan_go_lock_sites_with, plan_go_park_sites,
         },
         sym::{GoBuildInfo, GoSymError, GoTable, go_build_info},
     },
@@ -219,13 +219,7 @@ pub fn inspect(
         GoProbeMode::Holds => None,
         GoProbeMode::Parks => Some(plan_go_park_sites(&data, &table).map_err(GoUnsupported::Plan)?),
     };
-    let attach_list = attached
-        .as_ref()
-        .unwrap_or(&plan)
-        .sites
-        .iter()
-        .map(|s| (s.file_offset, s.cookie()))
-        .collect();
+    let attach_list = attach_order(&attached.as_ref().unwrap_or(&plan).sites);
     Ok(Some(GoTarget {
         exe,
         build,

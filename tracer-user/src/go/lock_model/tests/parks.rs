@@ -61,7 +61,9 @@ fn a_park_and_its_return_make_one_measured_wait_and_no_hold() {
 }
 
 /// Guards the hand-over: a semaphore release of a lock with waiters is a release for the
-/// stuck-lock threshold (the lock moves), and none of a lock nobody waits for is kept.
+/// stuck-lock threshold (the lock moves). One of a lock no traced park waits for counts
+/// too: its waiters may have parked before the attach, where only the goroutine
+/// snapshots see them, and the lock moves all the same.
 #[test]
 fn a_hand_over_marks_a_release() {
     let mut m = GoLockModel::waits_only(STUCK_AFTER);
@@ -71,7 +73,28 @@ fn a_hand_over_marks_a_release() {
     m.handle(&ev(GoOp::SemreleaseEnter, 3, 50 * MS, A));
     assert_eq!(m.last_release(A), Some(50 * MS));
     m.handle(&ev(GoOp::SemreleaseEnter, 3, 60 * MS, B));
-    assert_eq!(m.last_release(B), None);
+    assert_eq!(m.last_release(B), Some(60 * MS));
     assert!(m.due_stuck_locks(120 * MS).is_empty(), "released 70 ms ago");
     assert_eq!(m.due_stuck_locks(151 * MS).len(), 1);
+}
+
+/// Guards a false stuck lock on a hot mutex: with parks and hand-overs only, the lock's
+/// state goes whenever its last waiter wakes, and its last hand-over went with it. The
+/// goroutine snapshots, which start a lock's clock at the later of its last release and
+/// the first sighting of a waiter, then had no release to go by and reported a lock handed
+/// over a moment before as stuck. The hand-over must still be known after the waiter woke,
+/// and after the lock's state was made again by a new park.
+#[test]
+fn a_hand_over_is_remembered_after_the_locks_waiters_all_woke() {
+    let mut m = GoLockModel::waits_only(STUCK_AFTER);
+    m.handle(&park(1, 0, A, WRITE));
+    m.handle(&ev(GoOp::SemreleaseEnter, 2, 5 * MS, A));
+    m.handle(&woken(1, 6 * MS));
+    assert!(!m.is_live(A), "no waiter, no holder: the lock's state went");
+    assert_eq!(m.last_release(A), Some(5 * MS));
+    m.handle(&park(3, 7 * MS, A, WRITE));
+    assert_eq!(m.last_release(A), Some(5 * MS));
+    m.handle(&ev(GoOp::SemreleaseEnter, 2, 8 * MS, A));
+    assert_eq!(m.last_release(A), Some(8 * MS));
+    assert_eq!(m.last_release(B), None, "a lock never released has none");
 }
