@@ -23,6 +23,11 @@ watches are instead: nothing, `TRACER floor --no-sys-exit`, and `serve` under ea
 them, to compare builds or settings of the serve in one run:
   SERVES=/tmp/old/tracer,target/release/tracer sudo -E python3 \
       xtask/bench/hook_floors.py target/release/tracer /tmp/lockbench 30
+
+With GO_OUT_US set, the workload is `go_lockbench` instead (LOCKBENCH its path), with 4
+goroutines and that many µs of work outside the lock (bench (i)'s Go workload: 20):
+  GO_OUT_US=20 SERVES=/tmp/old/tracer,target/release/tracer sudo -E python3 \
+      xtask/bench/hook_floors.py target/release/tracer target/bench/go_lockbench 30
 """
 import math
 import os
@@ -52,8 +57,16 @@ def median_interval(values):
 def main():
     tracer, lockbench = sys.argv[1], sys.argv[2]
     rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 15
+    # GO_OUT_US set: LOCKBENCH is `go_lockbench` (target/bench/go_lockbench, built by
+    # `cargo xtask bench`), 4 goroutines with that much work outside the lock, as in
+    # bench (i)'s Go workload (GO_OUT_US=20).
+    go_out_us = os.environ.get("GO_OUT_US")
+    if go_out_us:
+        args = [lockbench, "-goroutines", "4", "-out-us", go_out_us]
+    else:
+        args = [lockbench, "--threads", "4", "--cs-us", "1", "--out-us", "0.5", "--control"]
     bench = subprocess.Popen(
-        [lockbench, "--threads", "4", "--cs-us", "1", "--out-us", "0.5", "--control"],
+        args,
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
     )
     pid = bench.stdout.readline().split("pid=")[1].strip()
