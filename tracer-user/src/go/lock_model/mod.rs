@@ -108,7 +108,8 @@ pub struct GoLockModel {
     locks: HashMap<u64, LockState>,
     /// Locks with at least one waiter, in address order (stuck-lock scans visit only them).
     waited_locks: BTreeSet<u64>,
-    /// Each lock's last release, kept after its state goes (see `recent_releases`).
+    /// The last release of each lock whose state went (see `recent_releases`); a live
+    /// lock keeps its own (`LockState::last_release_ns`).
     recent_releases: RecentReleases,
     stats: LockTable,
     /// Lock kinds by stats slot: contended locks keep their kind after their state goes.

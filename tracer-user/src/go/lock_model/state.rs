@@ -222,9 +222,9 @@ impl GoLockModel {
 
     /// A hand-over of `addr` to its waiters (a semaphore release): it is not stuck.
     pub(super) fn note_hand_over(&mut self, addr: u64, ts_ns: u64) {
-        self.recent_releases.note(addr, ts_ns);
-        if let Some(lock) = self.locks.get_mut(&addr) {
-            lock.note_release(ts_ns);
+        match self.locks.get_mut(&addr) {
+            Some(lock) => lock.note_release(ts_ns),
+            None => self.recent_releases.note(addr, ts_ns),
         }
     }
 
@@ -411,10 +411,10 @@ impl GoLockModel {
 
     pub(super) fn release_write(&mut self, key: u64, addr: u64, ts_ns: u64) {
         self.counts.releases += 1;
-        self.recent_releases.note(addr, ts_ns);
         self.log_hold(HoldChange::Released { key, lock: addr });
         let Some(lock) = self.locks.get_mut(&addr) else {
             self.counts.unmatched_releases += 1;
+            self.recent_releases.note(addr, ts_ns);
             return;
         };
         lock.note_release(ts_ns);
@@ -472,10 +472,10 @@ impl GoLockModel {
 
     pub(super) fn release_read(&mut self, key: u64, addr: u64, ts_ns: u64) {
         self.counts.releases += 1;
-        self.recent_releases.note(addr, ts_ns);
         self.log_hold(HoldChange::Released { key, lock: addr });
         let Some(lock) = self.locks.get_mut(&addr) else {
             self.counts.unmatched_releases += 1;
+            self.recent_releases.note(addr, ts_ns);
             return;
         };
         lock.note_release(ts_ns);
@@ -572,9 +572,14 @@ impl GoLockModel {
         }
     }
 
+    /// Drops `addr`'s state once nothing holds or waits for it; its last release moves
+    /// to `recent_releases`, which outlives it (the live state keeps it until then, so
+    /// the release path pays no second lookup).
     fn drop_lock_if_idle(&mut self, addr: u64) {
-        if self.locks.get(&addr).is_some_and(LockState::is_idle) {
-            self.locks.remove(&addr);
+        if self.locks.get(&addr).is_some_and(LockState::is_idle)
+            && let Some(ts_ns) = self.locks.remove(&addr).and_then(|l| l.last_release_ns)
+        {
+            self.recent_releases.note(addr, ts_ns);
         }
     }
 }
