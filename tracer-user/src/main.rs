@@ -514,6 +514,7 @@ fn positive_secs(secs: f64, flag: &str) -> anyhow::Result<Duration> {
 }
 
 fn main() -> ExitCode {
+    tracer_user::probes::keep_large_allocations_mapped();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
     let mut found = sinks::Outcome::default();

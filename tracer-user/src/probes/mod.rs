@@ -882,6 +882,20 @@ pub fn release_freed_heap() {
     }
 }
 
+/// Keeps glibc's threshold for serving an allocation from its own mapping at 128 KiB, its
+/// starting value. By default glibc raises the threshold to the size of each such block
+/// freed (up to 32 MiB), and the blocks of that size allocated after it then come from
+/// the heap, where what is freed stays resident: the inflated DWARF sections a symbolizer
+/// reads and copies (megabytes each) left ~5 MB resident per session that way, in a
+/// process that runs for weeks. Called once, at start.
+pub fn keep_large_allocations_mapped() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: `mallopt` only sets the allocator's parameters; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
+}
+
 fn take_map<T>(
     ebpf: &mut Ebpf,
     name: &'static str,

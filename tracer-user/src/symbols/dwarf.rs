@@ -5,18 +5,37 @@
 //! addr2line does not enable; the borrowing `EndianSlice` would make every cached object
 //! self-referential. This reader keeps an `Arc` of the section bytes plus a window into them,
 //! and borrows an `EndianSlice` for the actual decoding so the byte-level logic stays gimli's.
+//!
+//! A reader may also stand for a section with a stretch that has no bytes behind it (a
+//! [`Hole`]): [`SharedReader::unit_view`], a `.debug_info` in which one unit is the only
+//! compilation unit, at its own offset.
 
 use std::{borrow::Cow, ops::Range, sync::Arc};
 
-use addr2line::gimli::{self, EndianSlice, Reader, ReaderOffsetId, RunTimeEndian};
+use addr2line::gimli::{self, EndianSlice, Endianity as _, Reader, ReaderOffsetId, RunTimeEndian};
 
-/// A window `[range]` into shared section bytes.
+/// A window `[range]` into shared section bytes. Offsets are the section's: with a
+/// [`Hole`], those past it are `hole.len` further on than their byte in `data`.
 #[derive(Clone)]
 pub(crate) struct SharedReader {
     data: Arc<[u8]>,
     range: Range<usize>,
+    hole: Hole,
     endian: RunTimeEndian,
 }
+
+/// Section offsets `[start, start + len)` that have no bytes: reading there finds none
+/// (an end of data). Empty for a reader of a whole section.
+#[derive(Clone, Copy, Default)]
+struct Hole {
+    start: usize,
+    len: usize,
+}
+
+/// The header [`SharedReader::unit_view`] puts before a unit: a DWARF 5 type unit, 32-bit
+/// format (length 4, version 2, unit type 1, address size 1, abbreviations offset 4,
+/// type signature 8, type offset 4).
+const TYPE_UNIT_HEADER_LEN: usize = 24;
 
 impl std::fmt::Debug for SharedReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -33,13 +52,82 @@ impl SharedReader {
         Self {
             data,
             range,
+            hole: Hole::default(),
             endian,
         }
     }
 
+    /// `.debug_info` as `addr2line` should see it to decode only the unit at `[start, end)`
+    /// of `info`: that unit, at its own offset, is the only one it finds. The offsets
+    /// before it read as one DWARF 5 type unit, which addr2line passes over without
+    /// reading its entries, and have no memory behind them but its header; the unit's
+    /// bytes are copied. So offsets into `.debug_info` from the other sections (and the
+    /// unit's own) stay right. `None` when `[start, end)` is not in `info`, or the unit
+    /// starts too close to the section's start for the header or too far for its 32-bit
+    /// length.
+    pub(crate) fn unit_view(
+        info: &[u8],
+        start: usize,
+        end: usize,
+        endian: RunTimeEndian,
+    ) -> Option<Self> {
+        let unit = info.get(start..end)?;
+        if start == 0 {
+            return Some(Self::new(Arc::from(unit), endian));
+        }
+        if start < TYPE_UNIT_HEADER_LEN {
+            return None;
+        }
+        // The initial length counts what follows it; 0xffff_fff0 and above are escapes.
+        let length = u32::try_from(start - 4).ok().filter(|&l| l < 0xffff_fff0)?;
+        let mut bytes = Vec::with_capacity(TYPE_UNIT_HEADER_LEN + unit.len());
+        let mut put = |value: u64, size: usize| {
+            let all = if endian.is_big_endian() {
+                value.to_be_bytes()
+            } else {
+                value.to_le_bytes()
+            };
+            let field = if endian.is_big_endian() {
+                &all[8 - size..]
+            } else {
+                &all[..size]
+            };
+            bytes.extend_from_slice(field);
+        };
+        put(u64::from(length), 4);
+        put(5, 2);
+        put(u64::from(gimli::constants::DW_UT_type.0), 1);
+        put(8, 1);
+        put(0, 4);
+        put(0, 8);
+        // The type's entry: right after the header (never read).
+        put(TYPE_UNIT_HEADER_LEN as u64, 4);
+        bytes.extend_from_slice(unit);
+        Some(Self {
+            data: Arc::from(bytes),
+            range: 0..end,
+            hole: Hole {
+                start: TYPE_UNIT_HEADER_LEN,
+                len: start - TYPE_UNIT_HEADER_LEN,
+            },
+            endian,
+        })
+    }
+
+    /// The bytes of `range`, up to the hole if it starts before it (none if it starts in
+    /// it).
     fn bytes(&self) -> &[u8] {
-        // `range` only ever shrinks from `0..data.len()`, so it is always in bounds.
-        self.data.get(self.range.clone()).unwrap_or_default()
+        let Range { start, end } = self.range.clone();
+        let hole_end = self.hole.start + self.hole.len;
+        let stored = if start < self.hole.start {
+            start..end.min(self.hole.start)
+        } else if start >= hole_end {
+            start - self.hole.len..end - self.hole.len
+        } else {
+            return &[];
+        };
+        // `range` only ever shrinks from the whole section, so `stored` is in bounds.
+        self.data.get(stored).unwrap_or_default()
     }
 
     fn slice(&self) -> EndianSlice<'_, RunTimeEndian> {
@@ -115,6 +203,7 @@ impl Reader for SharedReader {
         let head = Self {
             data: Arc::clone(&self.data),
             range: self.range.start..self.range.start + len,
+            hole: self.hole,
             endian: self.endian,
         };
         self.range.start += len;
@@ -168,5 +257,54 @@ mod tests {
         assert_eq!(t.to_slice().unwrap().as_ref(), b"hi");
         assert!(t.truncate(3).is_err());
         assert_eq!(base.find(0).unwrap(), 2);
+    }
+
+    /// A DWARF 4 compile unit header (32-bit) followed by `body`.
+    fn unit(body: u8, body_len: usize) -> Vec<u8> {
+        let mut bytes = u32::try_from(7 + body_len).unwrap().to_le_bytes().to_vec();
+        bytes.extend_from_slice(&4u16.to_le_bytes());
+        bytes.extend_from_slice(&0u32.to_le_bytes());
+        bytes.push(8);
+        bytes.extend(std::iter::repeat_n(body, body_len));
+        bytes
+    }
+
+    /// Guards the one-unit view of `.debug_info` (`DwarfIndex`): gimli must find exactly
+    /// a type unit at 0 (which addr2line skips) and then the chosen unit at its own offset,
+    /// with its own bytes, while the stretch before it reads as no bytes at all.
+    #[test]
+    fn a_unit_view_holds_one_unit_at_its_own_offset() {
+        let first = unit(0xaa, 40);
+        let second = unit(0xbb, 9);
+        let third = unit(0xcc, 30);
+        let info: Vec<u8> = [first.clone(), second.clone(), third].concat();
+        let (start, end) = (first.len(), first.len() + second.len());
+        let view = SharedReader::unit_view(&info, start, end, RunTimeEndian::Little).unwrap();
+        assert_eq!(view.len(), end);
+        let mut headers = gimli::DebugInfo::from(view.clone()).units();
+        let skipped = headers.next().unwrap().unwrap();
+        assert_eq!(skipped.offset().as_debug_info_offset().unwrap().0, 0);
+        assert!(matches!(skipped.type_(), gimli::UnitType::Type { .. }));
+        assert_eq!(skipped.length_including_self(), start);
+        let kept = headers.next().unwrap().unwrap();
+        assert_eq!(kept.offset().as_debug_info_offset().unwrap().0, start);
+        assert_eq!(kept.version(), 4);
+        assert!(matches!(kept.type_(), gimli::UnitType::Compilation));
+        let mut entries = kept.range_from(gimli::UnitOffset(11)..).unwrap();
+        assert_eq!(entries.len(), 9);
+        assert_eq!(entries.to_slice().unwrap().as_ref(), &[0xbb; 9]);
+        assert_eq!(entries.read_u8().unwrap(), 0xbb);
+        assert!(headers.next().unwrap().is_none());
+        // The hole reads as the end of the data, not as some other unit's bytes.
+        let mut in_hole = view.clone();
+        in_hole.skip(TYPE_UNIT_HEADER_LEN + 1).unwrap();
+        assert!(in_hole.read_u8().is_err());
+        // The first unit needs no header; one too close to the start cannot have one.
+        let first_view = SharedReader::unit_view(&info, 0, first.len(), RunTimeEndian::Little);
+        assert_eq!(first_view.unwrap().len(), first.len());
+        assert!(SharedReader::unit_view(&info, 10, 20, RunTimeEndian::Little).is_none());
+        assert!(
+            SharedReader::unit_view(&info, start, info.len() + 1, RunTimeEndian::Little).is_none()
+        );
     }
 }

@@ -1,17 +1,15 @@
 //! One loaded ELF object: its `PT_LOAD` layout, data and function symbols, and DWARF.
 //!
 //! The layout and symbols are copied out of the file at load time, so a malformed file
-//! degrades to "fewer symbols" instead of an error or a panic. DWARF is decoded only when
-//! a source line is first asked for: decoded, a C library's debug file alone takes ~40 MB
-//! (sections inflated, abbreviations and line programs of every unit), which most traces
-//! never need; until then only the file's mapping is kept (see `FileBytes`).
+//! degrades to "fewer symbols" instead of an error or a panic. DWARF is read only when a
+//! source line is first asked for, and then decoded one unit at a time (`dwarf_index`);
+//! until then only the file's mapping is kept (see `FileBytes`).
 
-use std::{borrow::Cow, cell::OnceCell, sync::Arc};
+use std::{borrow::Cow, cell::OnceCell};
 
-use addr2line::gimli::{self, RunTimeEndian};
-use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol, SymbolKind};
+use object::{Object, ObjectSegment, ObjectSymbol, SymbolKind};
 
-use super::dwarf::SharedReader;
+use super::dwarf_index::DwarfIndex;
 use crate::{model::NameSource, target::FileBytes};
 
 /// A `PT_LOAD` segment: file bytes `[offset, offset + file_size)` are loaded at virtual address
@@ -257,32 +255,32 @@ pub(crate) struct ElfObject {
     origin: NameOrigin,
 }
 
-/// The DWARF of an object, decoded on first use.
+/// The DWARF of an object, read on first use.
 struct LazyDwarf {
     /// The file with `.debug_info` (the object, or its separate debug file), mapped.
     file: Option<FileBytes>,
-    context: OnceCell<Option<addr2line::Context<SharedReader>>>,
+    index: OnceCell<Option<DwarfIndex>>,
 }
 
 impl LazyDwarf {
     fn new(file: Option<FileBytes>) -> Self {
         Self {
             file,
-            context: OnceCell::new(),
+            index: OnceCell::new(),
         }
     }
 
-    /// The decoded DWARF; `None` without any or when it cannot be parsed.
-    fn context(&self) -> Option<&addr2line::Context<SharedReader>> {
-        self.context
+    /// The object's DWARF; `None` without any or when it cannot be parsed.
+    fn index(&self) -> Option<&DwarfIndex> {
+        self.index
             .get_or_init(|| {
                 let bytes = self.file.as_ref()?;
-                let context = object::File::parse(&**bytes)
+                let index = object::File::parse(&**bytes)
                     .ok()
-                    .and_then(|f| load_dwarf(&f));
+                    .and_then(|f| DwarfIndex::load(&f));
                 // The sections were copied or inflated: their file pages are not read again.
                 bytes.release_resident();
-                context
+                index
             })
             .as_ref()
     }
@@ -431,22 +429,7 @@ impl ElfObject {
 
     /// File, line and inline chain of `vaddr` from DWARF, when the object has any.
     pub(crate) fn source(&self, vaddr: u64) -> Option<SourceInfo> {
-        let ctx = self.dwarf.context()?;
-        // Split DWARF (.dwo) is not loaded: what the skeleton units have is good enough.
-        let mut frames = ctx.find_frames(vaddr).skip_all_loads().ok()?;
-        let mut info = SourceInfo::default();
-        while let Ok(Some(frame)) = frames.next() {
-            if info.file.is_none()
-                && let Some(location) = &frame.location
-            {
-                info.file = location.file.map(str::to_owned);
-                info.line = location.line;
-            }
-            if let Some(name) = frame.function.as_ref().and_then(|f| f.demangle().ok()) {
-                info.functions.push(name.into_owned());
-            }
-        }
-        (info.file.is_some() || !info.functions.is_empty()).then_some(info)
+        self.dwarf.index()?.source(vaddr)
     }
 }
 
@@ -516,35 +499,6 @@ fn collect_symbols<'data: 'file, 'file>(
         }
     }
     data.len() + functions.len() - before
-}
-
-/// Copies the DWARF sections of `file` into an `addr2line` context; `None` without
-/// `.debug_info` or when it cannot be parsed.
-fn load_dwarf(file: &object::File<'_>) -> Option<addr2line::Context<SharedReader>> {
-    file.section_by_name(".debug_info")?;
-    let endian = if file.is_little_endian() {
-        RunTimeEndian::Little
-    } else {
-        RunTimeEndian::Big
-    };
-    let load = |id: gimli::SectionId| -> Result<SharedReader, gimli::Error> {
-        // A missing or unreadable section reads as empty, which gimli treats as absent;
-        // compressed sections (debug files are often zlib- or zstd-compressed) are
-        // inflated here, the bulk of the time a debug file takes to load.
-        let bytes = file
-            .section_by_name(id.name())
-            .and_then(|s| s.uncompressed_data().ok())
-            .unwrap_or(Cow::Borrowed(&[]));
-        Ok(SharedReader::new(Arc::from(bytes.as_ref()), endian))
-    };
-    let dwarf = gimli::Dwarf::load(load).ok()?;
-    match addr2line::Context::from_dwarf(dwarf) {
-        Ok(ctx) => Some(ctx),
-        Err(err) => {
-            log::debug!("unusable DWARF: {err}");
-            None
-        }
-    }
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@
 //! has no `.symtab`, which of these its names came from ([`Symbolizer::name_notes`]).
 
 mod dwarf;
+mod dwarf_index;
 mod elf;
 mod function_offsets;
 
