@@ -8,6 +8,9 @@
 //! over a `.debug_info` in which that unit is the only one ([`SharedReader::unit_view`]);
 //! the last [`MAX_UNIT_CONTEXTS`] are kept.
 //!
+//! One index serves every symbolizer of the process that reads the same DWARF ([`shared`]):
+//! a `tracer serve` of several C programs reads the C library's debug file once.
+//!
 //! Units `.debug_aranges` does not list (clang writes none by default) have their ranges
 //! read from their own entry at load. The whole object's context is still built when a
 //! unit cannot answer: a lookup that fails, as one in a unit that refers into another
@@ -15,8 +18,8 @@
 
 use std::{
     cell::{OnceCell, RefCell},
-    collections::HashSet,
-    sync::Arc,
+    collections::{HashMap, HashSet},
+    sync::{Arc, LazyLock, Mutex, PoisonError, Weak},
 };
 
 use addr2line::gimli::{self, RunTimeEndian, SectionId};
@@ -39,6 +42,42 @@ const UNREAD_SECTIONS: [SectionId; 6] = [
     SectionId::DebugPubNames,
     SectionId::DebugPubTypes,
 ];
+
+/// An index that symbolizers share: used by one at a time.
+pub(crate) type SharedIndex = Arc<Mutex<DwarfIndex>>;
+
+/// Which DWARF a file holds: the build id of the object it describes (a separate debug
+/// file has its object's) and the file's length (a copy rewritten under the same build
+/// id, by `objcopy` say, is another file).
+type DwarfKey = (Vec<u8>, usize);
+
+/// The indexes in use, by [`DwarfKey`]. Weak: an index lives as long as a symbolizer
+/// holds it (a session of `tracer serve`), no longer.
+static SHARED: LazyLock<Mutex<HashMap<DwarfKey, Weak<Mutex<DwarfIndex>>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// The index of the DWARF with build id `build_id` in a file of `len` bytes: the one in
+/// use if any, else `load`ed (and then shared). Without a build id nothing says two files
+/// hold the same DWARF: loaded, not shared. `None` if `load` fails.
+pub(crate) fn shared(
+    build_id: Option<&[u8]>,
+    len: usize,
+    load: impl FnOnce() -> Option<DwarfIndex>,
+) -> Option<SharedIndex> {
+    let Some(build_id) = build_id.filter(|id| !id.is_empty()) else {
+        return load().map(|index| Arc::new(Mutex::new(index)));
+    };
+    let key = (build_id.to_vec(), len);
+    // Loaded under the lock: two sessions that ask at once load once.
+    let mut indexes = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(index) = indexes.get(&key).and_then(Weak::upgrade) {
+        return Some(index);
+    }
+    let index = Arc::new(Mutex::new(load()?));
+    indexes.retain(|_, index| index.strong_count() > 0);
+    indexes.insert(key, Arc::downgrade(&index));
+    Some(index)
+}
 
 /// Addresses `[start, end)`, in the unit at offset `unit` of `.debug_info`.
 #[derive(Debug, Clone, Copy)]
@@ -428,6 +467,42 @@ int helper_scale(int n) {
             whole_built,
             "-flto: no unit lookup failed, so the fallback went untested"
         );
+    }
+
+    /// Guards the sharing of indexes between symbolizers: the same build id and length
+    /// load once while one holds it, and again once none does (its memory went with the
+    /// last); another length or no build id is not shared.
+    #[test]
+    fn one_index_per_dwarf_while_it_is_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = build(dir.path(), &["-g"]);
+        let loads = std::cell::Cell::new(0);
+        let load = || {
+            loads.set(loads.get() + 1);
+            DwarfIndex::load(&object::File::parse(&*bytes).unwrap())
+        };
+        // Unique to this test: other tests' programs may share a real build id.
+        let id = b"one_index_per_dwarf_while_it_is_held";
+        let first = shared(Some(id), 1, load).unwrap();
+        let second = shared(Some(id), 1, load).unwrap();
+        assert!(Arc::ptr_eq(&first, &second));
+        assert_eq!(loads.get(), 1);
+        let other_length = shared(Some(id), 2, load).unwrap();
+        assert!(!Arc::ptr_eq(&first, &other_length));
+        let unnamed = shared(None, 1, load).unwrap();
+        let unnamed_again = shared(None, 1, load).unwrap();
+        assert!(!Arc::ptr_eq(&unnamed, &unnamed_again));
+        assert_eq!(loads.get(), 4);
+        drop((first, second));
+        let reloaded = shared(Some(id), 1, load).unwrap();
+        assert_eq!(loads.get(), 5);
+        assert!(Arc::ptr_eq(
+            &reloaded,
+            &shared(Some(id), 1, || None).unwrap()
+        ));
+        // A failed load is not shared: the next asks again.
+        assert!(shared(Some(b"fails"), 1, || None).is_none());
+        assert!(shared(Some(b"fails"), 1, load).is_some());
     }
 
     /// Guards objects without `.debug_aranges` (as clang writes by default): their units'

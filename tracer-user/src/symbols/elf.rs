@@ -5,11 +5,11 @@
 //! source line is first asked for, and then decoded one unit at a time (`dwarf_index`);
 //! until then only the file's mapping is kept (see `FileBytes`).
 
-use std::{borrow::Cow, cell::OnceCell};
+use std::{borrow::Cow, cell::OnceCell, sync::PoisonError};
 
 use object::{Object, ObjectSegment, ObjectSymbol, SymbolKind};
 
-use super::dwarf_index::DwarfIndex;
+use super::dwarf_index::{self, DwarfIndex, SharedIndex};
 use crate::{model::NameSource, target::FileBytes};
 
 /// A `PT_LOAD` segment: file bytes `[offset, offset + file_size)` are loaded at virtual address
@@ -259,28 +259,34 @@ pub(crate) struct ElfObject {
 struct LazyDwarf {
     /// The file with `.debug_info` (the object, or its separate debug file), mapped.
     file: Option<FileBytes>,
-    index: OnceCell<Option<DwarfIndex>>,
+    /// The object's build id, which names its DWARF ([`dwarf_index::shared`]).
+    build_id: Option<Vec<u8>>,
+    index: OnceCell<Option<SharedIndex>>,
 }
 
 impl LazyDwarf {
-    fn new(file: Option<FileBytes>) -> Self {
+    fn new(file: Option<FileBytes>, build_id: Option<Vec<u8>>) -> Self {
         Self {
             file,
+            build_id,
             index: OnceCell::new(),
         }
     }
 
     /// The object's DWARF; `None` without any or when it cannot be parsed.
-    fn index(&self) -> Option<&DwarfIndex> {
+    fn index(&self) -> Option<&SharedIndex> {
         self.index
             .get_or_init(|| {
                 let bytes = self.file.as_ref()?;
-                let index = object::File::parse(&**bytes)
-                    .ok()
-                    .and_then(|f| DwarfIndex::load(&f));
-                // The sections were copied or inflated: their file pages are not read again.
-                bytes.release_resident();
-                index
+                dwarf_index::shared(self.build_id.as_deref(), bytes.len(), || {
+                    let index = object::File::parse(&**bytes)
+                        .ok()
+                        .and_then(|f| DwarfIndex::load(&f));
+                    // The sections were copied or inflated: their file pages are not read
+                    // again.
+                    bytes.release_resident();
+                    index
+                })
             })
             .as_ref()
     }
@@ -339,6 +345,7 @@ impl ElfObject {
             &mut functions,
         );
         let build_id = file.build_id().ok().flatten();
+        let dwarf_id = build_id.map(<[u8]>::to_vec);
         let link = file.gnu_debuglink().ok().flatten().and_then(|(name, crc)| {
             // A bare file name: it is looked up in chosen directories, never elsewhere.
             let name = std::str::from_utf8(name).ok()?;
@@ -382,7 +389,7 @@ impl ElfObject {
             segments,
             data: SymbolTable::new(data),
             functions: SymbolTable::new(functions),
-            dwarf: LazyDwarf::new(dwarf_file),
+            dwarf: LazyDwarf::new(dwarf_file, dwarf_id),
             origin,
         })
     }
@@ -429,7 +436,10 @@ impl ElfObject {
 
     /// File, line and inline chain of `vaddr` from DWARF, when the object has any.
     pub(crate) fn source(&self, vaddr: u64) -> Option<SourceInfo> {
-        self.dwarf.index()?.source(vaddr)
+        let index = self.dwarf.index()?;
+        // Another session's lookup in the same DWARF may hold it: a few microseconds.
+        let index = index.lock().unwrap_or_else(PoisonError::into_inner);
+        index.source(vaddr)
     }
 }
 
