@@ -16,7 +16,9 @@
 //! - Memory: the serve's `VmRSS` and `VmHWM` (`/proc/PID/status`) at the end of each of
 //!   its throughput windows, again after it answered one contention profile (which names
 //!   the waiters' frames, file and line included), at the end of the quiet run, and once
-//!   the quiet target has exited.
+//!   the quiet target has exited; and with several C workloads served at once, after one
+//!   profile of them all (each session names its own frames; the C library's DWARF is
+//!   read once for all).
 use std::{
     collections::BTreeMap,
     fmt::Write as _,
@@ -58,6 +60,10 @@ const STOP_LIMIT: Duration = Duration::from_secs(30);
 const SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The window of the contention profile asked after each serve window, seconds.
 const PROFILE_SECONDS: u64 = 1;
+/// How many C workloads one serve traces in the memory runs with several targets.
+const SEVERAL_TARGETS: usize = 3;
+/// How many such runs.
+const SEVERAL_TARGETS_RUNS: usize = 3;
 
 /// The workloads, as in (b) and (e).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -499,6 +505,34 @@ fn quiet_run(tools: &Tools, intervals: usize) -> anyhow::Result<Quiet> {
     })
 }
 
+/// Memory with [`SEVERAL_TARGETS`] C workloads served at once: `VmRSS` and `VmHWM` in kB
+/// once the serve has traced them for `seconds` and answered one contention profile.
+fn several_targets(tools: &Tools, seconds: f64) -> anyhow::Result<(u64, u64)> {
+    let mut workloads = (0..SEVERAL_TARGETS)
+        .map(|_| Workload::start(tools).context("starting lockbench"))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let pids: Vec<u32> = workloads.iter().map(Workload::pid).collect();
+    let (mut serve, port) = start_serve_pids(tools, &pids)?;
+    thread::sleep(Duration::from_secs_f64(seconds));
+    let (status, body) = http_get(
+        port,
+        &format!("/debug/pprof/contention?seconds={PROFILE_SECONDS}"),
+    )
+    .context("fetching a contention profile")?;
+    if status != 200 || body.is_empty() {
+        bail!("tracer serve: the contention profile failed (HTTP {status})");
+    }
+    let kb = (
+        status_kb(serve.pid(), "VmRSS")?,
+        status_kb(serve.pid(), "VmHWM")?,
+    );
+    stop_serve(&mut serve)?;
+    for workload in workloads.drain(..) {
+        workload.finish()?;
+    }
+    Ok(kb)
+}
+
 /// The throughput table: per workload and watch, the median throughput and the paired
 /// ratio to the untraced window of the same round, the serve's judged against its goal.
 fn throughput_table(s: &mut String, rates: &Rates) {
@@ -613,6 +647,9 @@ pub(super) fn section(tools: &Tools, opts: &Options) -> anyhow::Result<String> {
     let rounds = throughput_rounds(tools, opts, &go)?;
     let idle_after = idle_note("after them");
     let quiet = quiet_run(tools, opts.rounds);
+    let several: Vec<anyhow::Result<(u64, u64)>> = (0..SEVERAL_TARGETS_RUNS)
+        .map(|_| several_targets(tools, opts.seconds))
+        .collect();
     let mut s = String::new();
     let _ = writeln!(s, "## (i) `tracer serve`: throughput, quiet CPU, memory\n");
     let _ = writeln!(
@@ -694,14 +731,34 @@ pub(super) fn section(tools: &Tools, opts: &Options) -> anyhow::Result<String> {
             let _ = writeln!(s, "Quiet target: FAILED: {err:#}\n");
         }
     }
+    let several_kb: Vec<(u64, u64)> = several
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .copied()
+        .collect();
+    if !several_kb.is_empty() {
+        memory_rows.push((
+            format!("VmRSS after one contention profile, {SEVERAL_TARGETS} C `lockbench` processes served at once"),
+            several_kb.iter().map(|&(rss, _)| mb(rss)).collect(),
+        ));
+        memory_rows.push((
+            format!("VmHWM after one contention profile, {SEVERAL_TARGETS} C `lockbench` processes served at once"),
+            several_kb.iter().map(|&(_, hwm)| mb(hwm)).collect(),
+        ));
+    }
     let _ = writeln!(
         s,
         "Memory: the serve's `VmRSS` (resident now) and `VmHWM` (its high-water mark since it started, the \
          attach included) from `/proc/PID/status`, read at the end of each serve window above (after {} s of \
          tracing and scraping), again once it answered `/debug/pprof/contention?seconds={PROFILE_SECONDS}` \
-         (outside the window), and at the end of the quiet run; MB of 10^6 bytes.\n",
-        opts.seconds
+         (outside the window), and at the end of the quiet run; and in {SEVERAL_TARGETS_RUNS} runs of one \
+         `tracer serve --pid A --pid B …` on {SEVERAL_TARGETS} C workloads (b) at once, after {} s and one \
+         profile of them all; MB of 10^6 bytes.\n",
+        opts.seconds, opts.seconds
     );
+    for err in several.iter().filter_map(|r| r.as_ref().err()) {
+        let _ = writeln!(s, "- several targets: FAILED: {err:#}");
+    }
     let rows: Vec<(&str, &[f64])> = memory_rows
         .iter()
         .map(|(name, values)| (name.as_str(), values.as_slice()))
