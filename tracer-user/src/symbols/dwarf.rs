@@ -6,35 +6,45 @@
 //! self-referential. This reader keeps an `Arc` of the section bytes plus a window into them,
 //! and borrows an `EndianSlice` for the actual decoding so the byte-level logic stays gimli's.
 //!
-//! A reader may also stand for a section with a stretch that has no bytes behind it (a
-//! [`Hole`]): [`SharedReader::unit_view`], a `.debug_info` in which one unit is the only
-//! compilation unit, at its own offset.
+//! A reader may also be a view of `.debug_info` in which only some units are there
+//! ([`SharedReader::units_view`]), for `addr2line` to decode those alone.
 
 use std::{borrow::Cow, ops::Range, sync::Arc};
 
 use addr2line::gimli::{self, EndianSlice, Endianity as _, Reader, ReaderOffsetId, RunTimeEndian};
 
-/// A window `[range]` into shared section bytes. Offsets are the section's: with a
-/// [`Hole`], those past it are `hole.len` further on than their byte in `data`.
+/// A window `[range]` into shared section bytes; with a [`View`], only what the view
+/// keeps of them.
 #[derive(Clone)]
 pub(crate) struct SharedReader {
     data: Arc<[u8]>,
     range: Range<usize>,
-    hole: Hole,
+    view: Option<Arc<View>>,
     endian: RunTimeEndian,
 }
 
-/// Section offsets `[start, start + len)` that have no bytes: reading there finds none
-/// (an end of data). Empty for a reader of a whole section.
-#[derive(Clone, Copy, Default)]
-struct Hole {
-    start: usize,
-    len: usize,
+/// What a view of `.debug_info` keeps: some units, at their own offsets (`data`'s bytes),
+/// and before each stretch of units left out, a type unit's header that spans it (from
+/// `headers`). Offsets in no segment have no bytes: reading there finds none.
+struct View {
+    headers: Vec<u8>,
+    /// Sorted, not overlapping.
+    segments: Vec<Segment>,
 }
 
-/// The header [`SharedReader::unit_view`] puts before a unit: a DWARF 5 type unit, 32-bit
-/// format (length 4, version 2, unit type 1, address size 1, abbreviations offset 4,
-/// type signature 8, type offset 4).
+/// Section offsets `[start, end)` of a [`View`], and where their bytes are.
+#[derive(Clone, Copy)]
+struct Segment {
+    start: usize,
+    end: usize,
+    /// `None`: the section's own bytes; `Some(at)`: `View::headers[at..]`.
+    header_at: Option<usize>,
+}
+
+/// The header a view puts before a stretch of units left out: a DWARF 5 type unit,
+/// 32-bit format (length 4, version 2, unit type 1, address size 1, abbreviations offset
+/// 4, type signature 8, type offset 4). addr2line passes over type units without reading
+/// their entries.
 const TYPE_UNIT_HEADER_LEN: usize = 24;
 
 impl std::fmt::Debug for SharedReader {
@@ -52,82 +62,92 @@ impl SharedReader {
         Self {
             data,
             range,
-            hole: Hole::default(),
+            view: None,
             endian,
         }
     }
 
-    /// `.debug_info` as `addr2line` should see it to decode only the unit at `[start, end)`
-    /// of `info`: that unit, at its own offset, is the only one it finds. The offsets
-    /// before it read as one DWARF 5 type unit, which addr2line passes over without
-    /// reading its entries, and have no memory behind them but its header; the unit's
-    /// bytes are copied. So offsets into `.debug_info` from the other sections (and the
-    /// unit's own) stay right. `None` when `[start, end)` is not in `info`, or the unit
-    /// starts too close to the section's start for the header or too far for its 32-bit
-    /// length.
-    pub(crate) fn unit_view(
-        info: &[u8],
-        start: usize,
-        end: usize,
+    /// `.debug_info` (`info`) as `addr2line` should see it to decode only `units` (their
+    /// `[start, end)` offsets, sorted, not overlapping): those, at their own offsets, and
+    /// no other unit, so that offsets into `.debug_info` from the other sections and from
+    /// the units stay right. Each stretch of units left out reads as one type unit with
+    /// nothing behind its header; one too short for the header (under 24 bytes) is kept.
+    /// Nothing is copied but the headers. `None` when `units` are not units of `info` as
+    /// described, or a stretch left out is too long for a 32-bit unit length.
+    pub(crate) fn units_view(
+        info: &Arc<[u8]>,
+        units: &[(usize, usize)],
         endian: RunTimeEndian,
     ) -> Option<Self> {
-        let unit = info.get(start..end)?;
-        if start == 0 {
-            return Some(Self::new(Arc::from(unit), endian));
-        }
-        if start < TYPE_UNIT_HEADER_LEN {
-            return None;
-        }
-        // The initial length counts what follows it; 0xffff_fff0 and above are escapes.
-        let length = u32::try_from(start - 4).ok().filter(|&l| l < 0xffff_fff0)?;
-        let mut bytes = Vec::with_capacity(TYPE_UNIT_HEADER_LEN + unit.len());
-        let mut put = |value: u64, size: usize| {
-            let all = if endian.is_big_endian() {
-                value.to_be_bytes()
+        let mut headers = Vec::new();
+        let mut segments: Vec<Segment> = Vec::new();
+        let mut kept_to = 0;
+        for &(start, end) in units {
+            if start < kept_to || end <= start || end > info.len() {
+                return None;
+            }
+            let left_out = start - kept_to;
+            if left_out >= TYPE_UNIT_HEADER_LEN {
+                let header_at = headers.len();
+                type_unit_header(&mut headers, left_out, endian)?;
+                segments.push(Segment {
+                    start: kept_to,
+                    end: kept_to + TYPE_UNIT_HEADER_LEN,
+                    header_at: Some(header_at),
+                });
+                segments.push(Segment {
+                    start,
+                    end,
+                    header_at: None,
+                });
             } else {
-                value.to_le_bytes()
-            };
-            let field = if endian.is_big_endian() {
-                &all[8 - size..]
-            } else {
-                &all[..size]
-            };
-            bytes.extend_from_slice(field);
-        };
-        put(u64::from(length), 4);
-        put(5, 2);
-        put(u64::from(gimli::constants::DW_UT_type.0), 1);
-        put(8, 1);
-        put(0, 4);
-        put(0, 8);
-        // The type's entry: right after the header (never read).
-        put(TYPE_UNIT_HEADER_LEN as u64, 4);
-        bytes.extend_from_slice(unit);
+                // Too short to span with a header: the units there are kept too.
+                match segments.last_mut() {
+                    Some(last) if last.header_at.is_none() && last.end == kept_to => {
+                        last.end = end;
+                    }
+                    _ => segments.push(Segment {
+                        start: kept_to,
+                        end,
+                        header_at: None,
+                    }),
+                }
+            }
+            kept_to = end;
+        }
         Some(Self {
-            data: Arc::from(bytes),
-            range: 0..end,
-            hole: Hole {
-                start: TYPE_UNIT_HEADER_LEN,
-                len: start - TYPE_UNIT_HEADER_LEN,
-            },
+            data: Arc::clone(info),
+            range: 0..kept_to,
+            view: Some(Arc::new(View { headers, segments })),
             endian,
         })
     }
 
-    /// The bytes of `range`, up to the hole if it starts before it (none if it starts in
-    /// it).
+    /// The bytes of `range`, up to the end of the segment it starts in (none if it starts
+    /// in no segment).
     fn bytes(&self) -> &[u8] {
         let Range { start, end } = self.range.clone();
-        let hole_end = self.hole.start + self.hole.len;
-        let stored = if start < self.hole.start {
-            start..end.min(self.hole.start)
-        } else if start >= hole_end {
-            start - self.hole.len..end - self.hole.len
-        } else {
+        let Some(view) = &self.view else {
+            // `range` only ever shrinks from the whole section, so it is in bounds.
+            return self.data.get(start..end).unwrap_or_default();
+        };
+        let after = view.segments.partition_point(|s| s.start <= start);
+        let Some(segment) = after.checked_sub(1).and_then(|i| view.segments.get(i)) else {
             return &[];
         };
-        // `range` only ever shrinks from the whole section, so `stored` is in bounds.
-        self.data.get(stored).unwrap_or_default()
+        if start >= segment.end {
+            return &[];
+        }
+        let stop = end.min(segment.end);
+        match segment.header_at {
+            None => self.data.get(start..stop).unwrap_or_default(),
+            Some(at) => {
+                let from = at + (start - segment.start);
+                view.headers
+                    .get(from..from + (stop - start))
+                    .unwrap_or_default()
+            }
+        }
     }
 
     fn slice(&self) -> EndianSlice<'_, RunTimeEndian> {
@@ -137,6 +157,30 @@ impl SharedReader {
     fn eof(&self) -> gimli::Error {
         gimli::Error::UnexpectedEof(self.offset_id())
     }
+}
+
+/// Appends a type unit header whose unit spans `len` bytes (the header included); `None`
+/// if that is too long for a 32-bit unit length.
+fn type_unit_header(out: &mut Vec<u8>, len: usize, endian: RunTimeEndian) -> Option<()> {
+    // The initial length counts what follows it; 0xffff_fff0 and above are escapes.
+    let length = u32::try_from(len - 4).ok().filter(|&l| l < 0xffff_fff0)?;
+    let mut put = |value: u64, size: usize| {
+        let (all, field) = if endian.is_big_endian() {
+            (value.to_be_bytes(), 8 - size..8)
+        } else {
+            (value.to_le_bytes(), 0..size)
+        };
+        out.extend_from_slice(&all[field]);
+    };
+    put(u64::from(length), 4);
+    put(5, 2);
+    put(u64::from(gimli::constants::DW_UT_type.0), 1);
+    put(8, 1);
+    put(0, 4);
+    put(0, 8);
+    // The type's entry: right after the header (never read).
+    put(TYPE_UNIT_HEADER_LEN as u64, 4);
+    Some(())
 }
 
 impl Reader for SharedReader {
@@ -203,7 +247,7 @@ impl Reader for SharedReader {
         let head = Self {
             data: Arc::clone(&self.data),
             range: self.range.start..self.range.start + len,
-            hole: self.hole,
+            view: self.view.clone(),
             endian: self.endian,
         };
         self.range.start += len;
@@ -269,42 +313,86 @@ mod tests {
         bytes
     }
 
-    /// Guards the one-unit view of `.debug_info` (`DwarfIndex`): gimli must find exactly
-    /// a type unit at 0 (which addr2line skips) and then the chosen unit at its own offset,
-    /// with its own bytes, while the stretch before it reads as no bytes at all.
+    /// The units gimli finds in `reader`: offset, whether a type unit, and the bytes of
+    /// its entries (empty for a type unit: they are never read).
+    fn units_in(reader: &SharedReader) -> Vec<(usize, bool, Vec<u8>)> {
+        let mut found = Vec::new();
+        let mut headers = gimli::DebugInfo::from(reader.clone()).units();
+        while let Some(header) = headers.next().unwrap() {
+            let offset = header.offset().as_debug_info_offset().unwrap().0;
+            let is_type = matches!(header.type_(), gimli::UnitType::Type { .. });
+            let entries = if is_type {
+                Vec::new()
+            } else {
+                let entries = header.range_from(gimli::UnitOffset(11)..).unwrap();
+                assert_eq!(entries.to_slice().unwrap().len(), entries.len());
+                entries.to_slice().unwrap().into_owned()
+            };
+            found.push((offset, is_type, entries));
+        }
+        found
+    }
+
+    /// Guards the views of `.debug_info` (`DwarfIndex`): gimli must find the units kept, at
+    /// their own offsets and with their own bytes, and in place of each stretch left out a
+    /// type unit (which addr2line skips) whose bytes read as none; a stretch too short for
+    /// that header is kept.
     #[test]
-    fn a_unit_view_holds_one_unit_at_its_own_offset() {
-        let first = unit(0xaa, 40);
-        let second = unit(0xbb, 9);
-        let third = unit(0xcc, 30);
-        let info: Vec<u8> = [first.clone(), second.clone(), third].concat();
-        let (start, end) = (first.len(), first.len() + second.len());
-        let view = SharedReader::unit_view(&info, start, end, RunTimeEndian::Little).unwrap();
-        assert_eq!(view.len(), end);
-        let mut headers = gimli::DebugInfo::from(view.clone()).units();
-        let skipped = headers.next().unwrap().unwrap();
-        assert_eq!(skipped.offset().as_debug_info_offset().unwrap().0, 0);
-        assert!(matches!(skipped.type_(), gimli::UnitType::Type { .. }));
-        assert_eq!(skipped.length_including_self(), start);
-        let kept = headers.next().unwrap().unwrap();
-        assert_eq!(kept.offset().as_debug_info_offset().unwrap().0, start);
-        assert_eq!(kept.version(), 4);
-        assert!(matches!(kept.type_(), gimli::UnitType::Compilation));
-        let mut entries = kept.range_from(gimli::UnitOffset(11)..).unwrap();
-        assert_eq!(entries.len(), 9);
-        assert_eq!(entries.to_slice().unwrap().as_ref(), &[0xbb; 9]);
-        assert_eq!(entries.read_u8().unwrap(), 0xbb);
-        assert!(headers.next().unwrap().is_none());
-        // The hole reads as the end of the data, not as some other unit's bytes.
+    fn a_view_holds_the_units_kept_at_their_own_offsets() {
+        let bodies: [(u8, usize); 5] = [(0xa1, 40), (0xa2, 20), (0xa3, 9), (0xa4, 30), (0xa5, 5)];
+        let units: Vec<Vec<u8>> = bodies.iter().map(|&(b, n)| unit(b, n)).collect();
+        let mut bounds = Vec::new();
+        let mut at = 0;
+        for u in &units {
+            bounds.push((at, at + u.len()));
+            at += u.len();
+        }
+        let info: Arc<[u8]> = Arc::from(units.concat());
+        let little = RunTimeEndian::Little;
+        let body = |i: usize| vec![bodies[i].0; bodies[i].1];
+
+        // One unit: everything before it is one type unit.
+        let view = SharedReader::units_view(&info, &[bounds[1]], little).unwrap();
+        assert_eq!(view.len(), bounds[1].1);
+        assert_eq!(
+            units_in(&view),
+            vec![(0, true, vec![]), (bounds[1].0, false, body(1))]
+        );
         let mut in_hole = view.clone();
         in_hole.skip(TYPE_UNIT_HEADER_LEN + 1).unwrap();
-        assert!(in_hole.read_u8().is_err());
-        // The first unit needs no header; one too close to the start cannot have one.
-        let first_view = SharedReader::unit_view(&info, 0, first.len(), RunTimeEndian::Little);
-        assert_eq!(first_view.unwrap().len(), first.len());
-        assert!(SharedReader::unit_view(&info, 10, 20, RunTimeEndian::Little).is_none());
         assert!(
-            SharedReader::unit_view(&info, start, info.len() + 1, RunTimeEndian::Little).is_none()
+            in_hole.read_u8().is_err(),
+            "a left-out unit's bytes were read"
+        );
+
+        // Units 1 and 3: unit 2 (20 bytes) is too short to span, so it is kept.
+        let view = SharedReader::units_view(&info, &[bounds[1], bounds[3]], little).unwrap();
+        assert_eq!(
+            units_in(&view),
+            vec![
+                (0, true, vec![]),
+                (bounds[1].0, false, body(1)),
+                (bounds[2].0, false, body(2)),
+                (bounds[3].0, false, body(3)),
+            ]
+        );
+
+        // Units 0 and 3: units 1 and 2 read as one type unit; nothing after unit 3.
+        let view = SharedReader::units_view(&info, &[bounds[0], bounds[3]], little).unwrap();
+        assert_eq!(view.len(), bounds[3].1);
+        assert_eq!(
+            units_in(&view),
+            vec![
+                (0, false, body(0)),
+                (bounds[1].0, true, vec![]),
+                (bounds[3].0, false, body(3)),
+            ]
+        );
+
+        // Not units of the section as described.
+        assert!(SharedReader::units_view(&info, &[bounds[3], bounds[1]], little).is_none());
+        assert!(
+            SharedReader::units_view(&info, &[(bounds[4].0, info.len() + 1)], little).is_none()
         );
     }
 }

@@ -5,20 +5,22 @@
 //! of the ~10 MB of inflated sections, kept as long as the object is, in every session that
 //! names a frame there (BENCHMARKS.md (i)). Lock stacks pass through a handful of units.
 //! So the unit that holds an address is found in `.debug_aranges`, and a context is built
-//! over a `.debug_info` in which that unit is the only one ([`SharedReader::unit_view`]);
-//! the last [`MAX_UNIT_CONTEXTS`] are kept.
+//! over a view of `.debug_info` that holds only that unit and the units its functions'
+//! names lead to (an inlined function's origin, a method's declaration: often in another
+//! unit in Rust, Go and `-flto` output) ([`SharedReader::units_view`]); the last
+//! [`MAX_UNIT_CONTEXTS`] are kept.
 //!
 //! One index serves every symbolizer of the process that reads the same DWARF ([`shared`]):
 //! a `tracer serve` of several C programs reads the C library's debug file once.
 //!
 //! Units `.debug_aranges` does not list (clang writes none by default) have their ranges
 //! read from their own entry at load. The whole object's context is still built when a
-//! unit cannot answer: a lookup that fails, as one in a unit that refers into another
-//! (`DW_FORM_ref_addr`) does in the one-unit view.
+//! view cannot answer: one whose names lead to more than [`MAX_VIEW_UNITS`] units, or a
+//! lookup that fails in it.
 
 use std::{
     cell::{OnceCell, RefCell},
-    collections::{HashMap, HashSet},
+    collections::{BTreeSet, HashMap, HashSet, hash_map::Entry},
     sync::{Arc, LazyLock, Mutex, PoisonError, Weak},
 };
 
@@ -31,6 +33,10 @@ type Context = addr2line::Context<SharedReader>;
 
 /// Units whose contexts are kept: a trace's stacks pass through few.
 const MAX_UNIT_CONTEXTS: usize = 16;
+
+/// Most units one view may hold (the unit looked up and those its names lead to): past
+/// this, the whole object's context costs little more.
+const MAX_VIEW_UNITS: usize = 64;
 
 /// Sections addr2line never reads (variables' locations, macros, name indexes): not
 /// inflated. A C library's `.debug_loclists` alone is ~1.4 MB.
@@ -94,8 +100,12 @@ pub(crate) struct DwarfIndex {
     /// `.debug_info`, for the one-unit views.
     info: Arc<[u8]>,
     endian: RunTimeEndian,
-    /// `.debug_aranges`, sorted by start.
+    /// The code ranges of the compilation units, sorted by start.
     spans: Vec<UnitSpan>,
+    /// Every unit's `[start, end)` in `.debug_info`, sorted.
+    unit_bounds: Vec<(usize, usize)>,
+    /// [`MAX_VIEW_UNITS`] (tests lower it).
+    max_view_units: usize,
     /// Contexts of single units by offset (`None`: could not be built), most recently
     /// used last.
     units: RefCell<Vec<(usize, Option<Context>)>>,
@@ -133,15 +143,17 @@ impl DwarfIndex {
             sections.push((id, reader.clone()));
             Ok(reader)
         });
-        let spans = loaded
+        let (spans, unit_bounds) = loaded
             .ok()
-            .map(|dwarf| unit_spans(&dwarf))
+            .map(|dwarf| (unit_spans(&dwarf), unit_bounds(&dwarf)))
             .unwrap_or_default();
         Some(Self {
             sections,
             info,
             endian,
             spans,
+            unit_bounds,
+            max_view_units: MAX_VIEW_UNITS,
             units: RefCell::new(Vec::new()),
             whole: OnceCell::new(),
         })
@@ -184,8 +196,8 @@ impl DwarfIndex {
             if units.len() >= MAX_UNIT_CONTEXTS {
                 units.remove(0);
             }
-            let context = self.unit_end(unit).and_then(|end| {
-                let view = SharedReader::unit_view(&self.info, unit, end, self.endian)?;
+            let context = self.view_units(unit).and_then(|kept| {
+                let view = SharedReader::units_view(&self.info, &kept, self.endian)?;
                 self.context(&view)
             });
             units.push((unit, context));
@@ -194,23 +206,80 @@ impl DwarfIndex {
         Some(frames(context.as_ref()?, vaddr, Lookup::Strict))
     }
 
-    /// Where the unit at `unit` ends in `.debug_info`.
-    fn unit_end(&self, unit: usize) -> Option<usize> {
-        let info = gimli::DebugInfo::from(self.section(SectionId::DebugInfo));
-        let header = info.header_from_offset(gimli::DebugInfoOffset(unit)).ok()?;
-        unit.checked_add(header.length_including_self())
+    /// The units a view for a lookup in the unit at `unit` must hold, as `[start, end)`,
+    /// sorted: that unit, and those the names of its entries lead to
+    /// (`DW_AT_abstract_origin`, `DW_AT_specification`, followed from entry to entry as
+    /// addr2line does). `None` past [`max_view_units`](Self::max_view_units), or if a unit
+    /// cannot be read.
+    fn view_units(&self, unit: usize) -> Option<Vec<(usize, usize)>> {
+        let dwarf = self.dwarf_with(&self.section(SectionId::DebugInfo))?;
+        let mut kept = BTreeSet::from([unit]);
+        let mut parsed: HashMap<usize, gimli::Unit<SharedReader>> = HashMap::new();
+        let mut seen = HashSet::new();
+        let mut pending = Vec::new();
+        let first = parse_unit(&dwarf, unit)?;
+        let mut entries = first.entries();
+        while let Ok(Some((_, entry))) = entries.next_dfs() {
+            // Within the unit, every entry is scanned anyway.
+            name_refs(entry, unit, false, &mut |target| {
+                if seen.insert(target) {
+                    pending.push(target);
+                }
+            });
+        }
+        parsed.insert(unit, first);
+        while let Some(target) = pending.pop() {
+            let owner = self.unit_containing(target)?;
+            kept.insert(owner);
+            if kept.len() > self.max_view_units {
+                return None;
+            }
+            let owner_unit = match parsed.entry(owner) {
+                Entry::Occupied(known) => known.into_mut(),
+                Entry::Vacant(new) => new.insert(parse_unit(&dwarf, owner)?),
+            };
+            let Ok(entry) = owner_unit.entry(gimli::UnitOffset(target - owner)) else {
+                continue;
+            };
+            name_refs(&entry, owner, true, &mut |next| {
+                if seen.insert(next) {
+                    pending.push(next);
+                }
+            });
+        }
+        kept.into_iter()
+            .map(|start| {
+                let at = self
+                    .unit_bounds
+                    .binary_search_by_key(&start, |b| b.0)
+                    .ok()?;
+                self.unit_bounds.get(at).copied()
+            })
+            .collect()
     }
 
-    /// An addr2line context over the sections, with `info` as `.debug_info`.
-    fn context(&self, info: &SharedReader) -> Option<Context> {
-        let dwarf = gimli::Dwarf::load(|id| -> Result<SharedReader, gimli::Error> {
+    /// The start of the unit holding `.debug_info` offset `offset`.
+    fn unit_containing(&self, offset: usize) -> Option<usize> {
+        let after = self.unit_bounds.partition_point(|b| b.0 <= offset);
+        let (start, end) = *self.unit_bounds.get(after.checked_sub(1)?)?;
+        (offset < end).then_some(start)
+    }
+
+    /// The sections, with `info` as `.debug_info`.
+    fn dwarf_with(&self, info: &SharedReader) -> Option<gimli::Dwarf<SharedReader>> {
+        gimli::Dwarf::load(|id| -> Result<SharedReader, gimli::Error> {
             Ok(if id == SectionId::DebugInfo {
                 info.clone()
             } else {
                 self.section(id)
             })
         })
-        .ok()?;
+        .ok()
+    }
+
+    /// An addr2line context over the sections, with `info` as `.debug_info`.
+    fn context(&self, info: &SharedReader) -> Option<Context> {
+        let dwarf = self.dwarf_with(info)?;
         match Context::from_dwarf(dwarf) {
             Ok(context) => Some(context),
             Err(err) => {
@@ -288,6 +357,55 @@ fn unit_spans(dwarf: &gimli::Dwarf<SharedReader>) -> Vec<UnitSpan> {
     }
     spans.sort_by_key(|s| s.start);
     spans
+}
+
+/// Every unit's `[start, end)` in `.debug_info`, sorted (headers only: nothing is decoded).
+fn unit_bounds(dwarf: &gimli::Dwarf<SharedReader>) -> Vec<(usize, usize)> {
+    let mut bounds = Vec::new();
+    let mut units = dwarf.units();
+    while let Ok(Some(header)) = units.next() {
+        if let Some(gimli::DebugInfoOffset(start)) = header.offset().as_debug_info_offset() {
+            bounds.push((start, start + header.length_including_self()));
+        }
+    }
+    bounds
+}
+
+/// The unit at `.debug_info` offset `offset`, decoded.
+fn parse_unit(
+    dwarf: &gimli::Dwarf<SharedReader>,
+    offset: usize,
+) -> Option<gimli::Unit<SharedReader>> {
+    let header = dwarf
+        .debug_info
+        .header_from_offset(gimli::DebugInfoOffset(offset))
+        .ok()?;
+    dwarf.unit(header).ok()
+}
+
+/// Calls `found` with the `.debug_info` offset of each entry `entry`'s name may come from
+/// (`DW_AT_abstract_origin`, `DW_AT_specification`): those in other units, and with
+/// `same_unit`, those in its own unit (at `unit`) too.
+fn name_refs(
+    entry: &gimli::DebuggingInformationEntry<'_, '_, SharedReader>,
+    unit: usize,
+    same_unit: bool,
+    found: &mut impl FnMut(usize),
+) {
+    let mut attrs = entry.attrs();
+    while let Ok(Some(attr)) = attrs.next() {
+        if attr.name() != gimli::DW_AT_abstract_origin && attr.name() != gimli::DW_AT_specification
+        {
+            continue;
+        }
+        match attr.value() {
+            gimli::AttributeValue::DebugInfoRef(gimli::DebugInfoOffset(target)) => found(target),
+            gimli::AttributeValue::UnitRef(gimli::UnitOffset(offset)) if same_unit => {
+                found(unit + offset);
+            }
+            _ => {}
+        }
+    }
 }
 
 /// What a failed step of a lookup does.
@@ -415,13 +533,15 @@ int helper_scale(int n) {
         frames(&whole, vaddr, Lookup::Lenient).ok().flatten()
     }
 
-    /// Looks every code address of the program built with `flags` up both ways.
+    /// Looks every code address of the program built with `flags` up both ways, views
+    /// holding at most `max_view_units` units.
     /// Returns how many had source information, and whether the whole context was built.
-    fn compare(flags: &[&str]) -> (usize, bool) {
+    fn compare(flags: &[&str], max_view_units: usize) -> (usize, bool) {
         let dir = tempfile::tempdir().unwrap();
         let bytes = build(dir.path(), flags);
         let file = object::File::parse(&*bytes).unwrap();
-        let index = DwarfIndex::load(&file).unwrap();
+        let mut index = DwarfIndex::load(&file).unwrap();
+        index.max_view_units = max_view_units;
         let addresses = code_addresses(&file);
         assert!(
             addresses.len() > 50,
@@ -442,11 +562,12 @@ int helper_scale(int n) {
         (named, index.whole_was_built())
     }
 
-    /// Guards the one-unit contexts: for every code address, file, line and inline chain
-    /// must be what the whole object's context says, in DWARF 5 and 4, with compressed
-    /// sections, and with units inlined into each other by the linker (`-flto`, whose
-    /// units refer into each other); and with `.debug_aranges` the whole context is not
-    /// built (the memory this exists to save).
+    /// Guards the views of a few units: for every code address, file, line and inline
+    /// chain must be what the whole object's context says, in DWARF 5 and 4, with
+    /// compressed sections, and with functions inlined across units by the linker
+    /// (`-flto`, whose units' names lead into other units), without building the whole
+    /// context (the memory this exists to save); and where a view cannot answer (held to
+    /// one unit), the whole context must.
     #[test]
     fn units_alone_answer_as_the_whole_object_does() {
         for flags in [
@@ -455,18 +576,18 @@ int helper_scale(int n) {
             &["-g", "-gz=zlib"],
             &["-g", "-ffunction-sections"],
         ] {
-            let (named, whole_built) = compare(flags);
+            let (named, whole_built) = compare(flags, MAX_VIEW_UNITS);
             assert!(named > 50, "{flags:?}: {named} addresses named");
             assert!(!whole_built, "{flags:?}: the whole context was built");
         }
-        // Units that refer into each other: the answers must still agree (the whole
-        // context answers where a unit cannot).
-        let (named, whole_built) = compare(&["-g", "-flto"]);
+        // Units whose names lead into other units: the views hold those too.
+        let (named, whole_built) = compare(&["-g", "-flto"], MAX_VIEW_UNITS);
         assert!(named > 20, "-flto: {named} addresses named");
-        assert!(
-            whole_built,
-            "-flto: no unit lookup failed, so the fallback went untested"
-        );
+        assert!(!whole_built, "-flto: the whole context was built");
+        // And views held to one unit cannot answer there: the whole context does.
+        let (named, whole_built) = compare(&["-g", "-flto"], 1);
+        assert!(named > 20, "-flto, one unit: {named} addresses named");
+        assert!(whole_built, "-flto, one unit: the fallback went untested");
     }
 
     /// Guards the sharing of indexes between symbolizers: the same build id and length
