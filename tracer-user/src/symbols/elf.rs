@@ -441,6 +441,12 @@ impl ElfObject {
         let index = index.lock().unwrap_or_else(PoisonError::into_inner);
         index.source(vaddr)
     }
+
+    /// The index of this object's DWARF, once read (tests).
+    #[cfg(test)]
+    pub(crate) fn shared_dwarf(&self) -> Option<&SharedIndex> {
+        self.dwarf.index.get()?.as_ref()
+    }
 }
 
 fn binding_rank(symbol: &object::Symbol<'_, '_>) -> u8 {

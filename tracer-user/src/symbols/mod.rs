@@ -1197,6 +1197,37 @@ int main(void)
         stripped
     }
 
+    /// Guards the sharing of DWARF between symbolizers (`tracer serve`'s sessions): two
+    /// objects loaded from the same program each name a frame from DWARF, through one
+    /// index.
+    #[test]
+    fn objects_with_the_same_dwarf_share_its_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let no_debug = tempfile::tempdir().unwrap();
+        let exe = compile(dir.path(), "prog", &[]);
+        let worker = symbol_vaddr(&exe, "worker_fn");
+        let first = load(&exe, &[no_debug.path()]);
+        let second = load(&exe, &[no_debug.path()]);
+        for elf in [&first, &second] {
+            let source = elf.source(worker).unwrap();
+            assert!(
+                source
+                    .file
+                    .as_deref()
+                    .is_some_and(|f| f.ends_with("prog.c")),
+                "{source:?}"
+            );
+        }
+        let (a, b) = (
+            first.shared_dwarf().unwrap(),
+            second.shared_dwarf().unwrap(),
+        );
+        assert!(
+            std::sync::Arc::ptr_eq(a, b),
+            "two indexes of one program's DWARF"
+        );
+    }
+
     /// Guards issue 18 point 5: a stripped program keeps its exported symbols in
     /// `.dynsym` (`-rdynamic`), and those must name its exported lock and functions,
     /// said to come from `.dynsym`, while a `static` lock has no name at all; the same
