@@ -15,8 +15,9 @@
 //!
 //! Units `.debug_aranges` does not list (clang writes none by default) have their ranges
 //! read from their own entry at load. The whole object's context is still built when a
-//! view cannot answer: one whose names lead to more than [`MAX_VIEW_UNITS`] units, or a
-//! lookup that fails in it.
+//! view cannot answer: one whose names lead to more than [`MAX_VIEW_UNITS`] units, views
+//! that would hold a quarter of the object's units together, or a lookup that fails in
+//! one.
 
 use std::{
     cell::{OnceCell, RefCell},
@@ -106,9 +107,9 @@ pub(crate) struct DwarfIndex {
     unit_bounds: Vec<(usize, usize)>,
     /// [`MAX_VIEW_UNITS`] (tests lower it).
     max_view_units: usize,
-    /// Contexts of single units by offset (`None`: could not be built), most recently
-    /// used last.
-    units: RefCell<Vec<(usize, Option<Context>)>>,
+    /// Views' contexts by the offset of the unit looked up, with how many units each
+    /// holds (`None`: could not be built), most recently used last.
+    units: RefCell<Vec<(usize, usize, Option<Context>)>>,
     /// The whole object's, built only when needed.
     whole: OnceCell<Option<Context>>,
 }
@@ -189,20 +190,26 @@ impl DwarfIndex {
     /// built, an error if the lookup fails.
     fn in_unit(&self, unit: usize, vaddr: u64) -> Option<Result<Option<SourceInfo>, gimli::Error>> {
         let mut units = self.units.borrow_mut();
-        if let Some(at) = units.iter().position(|(offset, _)| *offset == unit) {
+        if let Some(at) = units.iter().position(|(offset, _, _)| *offset == unit) {
             let used = units.remove(at);
             units.push(used);
         } else {
             if units.len() >= MAX_UNIT_CONTEXTS {
                 units.remove(0);
             }
-            let context = self.view_units(unit).and_then(|kept| {
-                let view = SharedReader::units_view(&self.info, &kept, self.endian)?;
-                self.context(&view)
-            });
-            units.push((unit, context));
+            let kept = self.view_units(unit)?;
+            // Views that together decode a large part of the object cost what its whole
+            // context does, or more (a unit in several views is decoded in each): past
+            // that, the whole context answers.
+            let held: usize = units.iter().map(|(_, held, _)| held).sum();
+            if held + kept.len() > self.max_view_units_in_all() {
+                return None;
+            }
+            let context = SharedReader::units_view(&self.info, &kept, self.endian)
+                .and_then(|view| self.context(&view));
+            units.push((unit, kept.len(), context));
         }
-        let (_, context) = units.last()?;
+        let (_, _, context) = units.last()?;
         Some(frames(context.as_ref()?, vaddr, Lookup::Strict))
     }
 
@@ -256,6 +263,12 @@ impl DwarfIndex {
                 self.unit_bounds.get(at).copied()
             })
             .collect()
+    }
+
+    /// Most units the cached views may hold together: a quarter of the object's, at least
+    /// [`MAX_VIEW_UNITS`] (tests lower it with [`max_view_units`](Self::max_view_units)).
+    fn max_view_units_in_all(&self) -> usize {
+        (self.unit_bounds.len() / 4).max(self.max_view_units)
     }
 
     /// The start of the unit holding `.debug_info` offset `offset`.
@@ -588,6 +601,43 @@ int helper_scale(int n) {
         let (named, whole_built) = compare(&["-g", "-flto"], 1);
         assert!(named > 20, "-flto, one unit: {named} addresses named");
         assert!(whole_built, "-flto, one unit: the fallback went untested");
+    }
+
+    /// Guards the bound on the views' memory: views that would together hold more units
+    /// than allowed give way to the whole context (which then answers, the same), so
+    /// views never cost much more than it.
+    #[test]
+    fn views_give_way_to_the_whole_context_past_their_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = build(dir.path(), &["-g"]);
+        let file = object::File::parse(&*bytes).unwrap();
+        let mut index = DwarfIndex::load(&file).unwrap();
+        // One unit in all: the second unit looked up is one too many.
+        index.max_view_units = 1;
+        let at = |name: &str| {
+            file.symbols()
+                .find(|s| s.name() == Ok(name))
+                .unwrap()
+                .address()
+        };
+        let first = index.source(at("helper_sum"));
+        assert!(first.is_some());
+        assert!(!index.whole_was_built());
+        assert_eq!(
+            format!("{first:?}"),
+            format!("{:?}", whole_source(&index, at("helper_sum")))
+        );
+        let second = index.source(at("helper_scale"));
+        assert!(index.whole_was_built());
+        let second = second.unwrap();
+        assert!(
+            second.functions.iter().any(|f| f == "helper_scale"),
+            "{second:?}"
+        );
+        assert_eq!(
+            format!("{:?}", Some(second)),
+            format!("{:?}", whole_source(&index, at("helper_scale")))
+        );
     }
 
     /// Guards the sharing of indexes between symbolizers: the same build id and length
