@@ -179,7 +179,7 @@ impl DwarfIndex {
             .flatten()
     }
 
-    /// The offset of the unit `.debug_aranges` puts `vaddr` in.
+    /// The offset of the compilation unit whose code ranges hold `vaddr`.
     fn unit_of(&self, vaddr: u64) -> Option<usize> {
         let after = self.spans.partition_point(|s| s.start <= vaddr);
         let span = self.spans.get(after.checked_sub(1)?)?;
