@@ -67,29 +67,29 @@ impl SharedReader {
         }
     }
 
-    /// `.debug_info` (`info`) as `addr2line` should see it to decode only `units` (their
-    /// `[start, end)` offsets, sorted, not overlapping): those, at their own offsets, and
-    /// no other unit, so that offsets into `.debug_info` from the other sections and from
-    /// the units stay right. Each stretch of units left out reads as one type unit with
-    /// nothing behind its header; one too short for the header (under 24 bytes) is kept.
-    /// Nothing is copied but the headers. `None` when `units` are not units of `info` as
-    /// described, or a stretch left out is too long for a 32-bit unit length.
-    pub(crate) fn units_view(
-        info: &Arc<[u8]>,
-        units: &[(usize, usize)],
-        endian: RunTimeEndian,
-    ) -> Option<Self> {
+    /// This reader of the whole of `.debug_info` as `addr2line` should see it to decode
+    /// only `units` (their `[start, end)` offsets, sorted, not overlapping): those, at
+    /// their own offsets, and no other unit, so that offsets into `.debug_info` from the
+    /// other sections and from the units stay right. Each stretch of units left out reads
+    /// as one type unit with nothing behind its header; one too short for the header
+    /// (under 24 bytes) is kept. Nothing is copied but the headers. `None` when this is
+    /// not a whole section, `units` are not units of it as described, or a stretch left
+    /// out is too long for a 32-bit unit length.
+    pub(crate) fn units_view(&self, units: &[(usize, usize)]) -> Option<Self> {
+        if self.view.is_some() || self.range != (0..self.data.len()) {
+            return None;
+        }
         let mut headers = Vec::new();
         let mut segments: Vec<Segment> = Vec::new();
         let mut kept_to = 0;
         for &(start, end) in units {
-            if start < kept_to || end <= start || end > info.len() {
+            if start < kept_to || end <= start || end > self.data.len() {
                 return None;
             }
             let left_out = start - kept_to;
             if left_out >= TYPE_UNIT_HEADER_LEN {
                 let header_at = headers.len();
-                type_unit_header(&mut headers, left_out, endian)?;
+                type_unit_header(&mut headers, left_out, self.endian)?;
                 segments.push(Segment {
                     start: kept_to,
                     end: kept_to + TYPE_UNIT_HEADER_LEN,
@@ -116,10 +116,10 @@ impl SharedReader {
             kept_to = end;
         }
         Some(Self {
-            data: Arc::clone(info),
+            data: Arc::clone(&self.data),
             range: 0..kept_to,
             view: Some(Arc::new(View { headers, segments })),
-            endian,
+            endian: self.endian,
         })
     }
 
@@ -347,12 +347,11 @@ mod tests {
             bounds.push((at, at + u.len()));
             at += u.len();
         }
-        let info: Arc<[u8]> = Arc::from(units.concat());
-        let little = RunTimeEndian::Little;
+        let info = SharedReader::new(Arc::from(units.concat()), RunTimeEndian::Little);
         let body = |i: usize| vec![bodies[i].0; bodies[i].1];
 
         // One unit: everything before it is one type unit.
-        let view = SharedReader::units_view(&info, &[bounds[1]], little).unwrap();
+        let view = info.units_view(&[bounds[1]]).unwrap();
         assert_eq!(view.len(), bounds[1].1);
         assert_eq!(
             units_in(&view),
@@ -366,7 +365,7 @@ mod tests {
         );
 
         // Units 1 and 3: unit 2 (20 bytes) is too short to span, so it is kept.
-        let view = SharedReader::units_view(&info, &[bounds[1], bounds[3]], little).unwrap();
+        let view = info.units_view(&[bounds[1], bounds[3]]).unwrap();
         assert_eq!(
             units_in(&view),
             vec![
@@ -378,7 +377,7 @@ mod tests {
         );
 
         // Units 0 and 3: units 1 and 2 read as one type unit; nothing after unit 3.
-        let view = SharedReader::units_view(&info, &[bounds[0], bounds[3]], little).unwrap();
+        let view = info.units_view(&[bounds[0], bounds[3]]).unwrap();
         assert_eq!(view.len(), bounds[3].1);
         assert_eq!(
             units_in(&view),
@@ -390,9 +389,7 @@ mod tests {
         );
 
         // Not units of the section as described.
-        assert!(SharedReader::units_view(&info, &[bounds[3], bounds[1]], little).is_none());
-        assert!(
-            SharedReader::units_view(&info, &[(bounds[4].0, info.len() + 1)], little).is_none()
-        );
+        assert!(info.units_view(&[bounds[3], bounds[1]]).is_none());
+        assert!(info.units_view(&[(bounds[4].0, info.len() + 1)]).is_none());
     }
 }

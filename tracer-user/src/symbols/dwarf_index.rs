@@ -98,8 +98,6 @@ struct UnitSpan {
 pub(crate) struct DwarfIndex {
     /// The sections addr2line reads, inflated once.
     sections: Vec<(SectionId, SharedReader)>,
-    /// `.debug_info`, for the one-unit views.
-    info: Arc<[u8]>,
     endian: RunTimeEndian,
     /// The code ranges of the compilation units, sorted by start.
     spans: Vec<UnitSpan>,
@@ -124,7 +122,6 @@ impl DwarfIndex {
             RunTimeEndian::Big
         };
         let mut sections = Vec::new();
-        let mut info: Arc<[u8]> = Arc::from(&[][..]);
         // Only to learn which sections gimli reads; each is then kept in `sections`.
         let loaded = gimli::Dwarf::load(|id| -> Result<SharedReader, gimli::Error> {
             // A missing or unreadable section reads as empty, which gimli treats as absent;
@@ -137,9 +134,6 @@ impl DwarfIndex {
                     .and_then(|s| s.uncompressed_data().ok())
                     .map_or_else(|| Arc::from(&[][..]), |b| Arc::from(b.as_ref()))
             };
-            if id == SectionId::DebugInfo {
-                info = Arc::clone(&bytes);
-            }
             let reader = SharedReader::new(bytes, endian);
             sections.push((id, reader.clone()));
             Ok(reader)
@@ -150,7 +144,6 @@ impl DwarfIndex {
             .unwrap_or_default();
         Some(Self {
             sections,
-            info,
             endian,
             spans,
             unit_bounds,
@@ -205,7 +198,9 @@ impl DwarfIndex {
             if held + kept.len() > self.max_view_units_in_all() {
                 return None;
             }
-            let context = SharedReader::units_view(&self.info, &kept, self.endian)
+            let context = self
+                .section(SectionId::DebugInfo)
+                .units_view(&kept)
                 .and_then(|view| self.context(&view));
             units.push((unit, kept.len(), context));
         }
@@ -228,14 +223,13 @@ impl DwarfIndex {
         let mut entries = first.entries();
         while let Ok(Some((_, entry))) = entries.next_dfs() {
             // Within the unit, every entry is scanned anyway.
-            name_refs(entry, unit, false, &mut |target| {
-                if seen.insert(target) {
-                    pending.push(target);
-                }
-            });
+            name_refs(entry, unit, false, &mut pending);
         }
         parsed.insert(unit, first);
         while let Some(target) = pending.pop() {
+            if !seen.insert(target) {
+                continue;
+            }
             let owner = self.unit_containing(target)?;
             kept.insert(owner);
             if kept.len() > self.max_view_units {
@@ -245,14 +239,9 @@ impl DwarfIndex {
                 Entry::Occupied(known) => known.into_mut(),
                 Entry::Vacant(new) => new.insert(parse_unit(&dwarf, owner)?),
             };
-            let Ok(entry) = owner_unit.entry(gimli::UnitOffset(target - owner)) else {
-                continue;
-            };
-            name_refs(&entry, owner, true, &mut |next| {
-                if seen.insert(next) {
-                    pending.push(next);
-                }
-            });
+            if let Ok(entry) = owner_unit.entry(gimli::UnitOffset(target - owner)) {
+                name_refs(&entry, owner, true, &mut pending);
+            }
         }
         kept.into_iter()
             .map(|start| {
@@ -396,14 +385,14 @@ fn parse_unit(
     dwarf.unit(header).ok()
 }
 
-/// Calls `found` with the `.debug_info` offset of each entry `entry`'s name may come from
+/// Adds to `found` the `.debug_info` offset of each entry `entry`'s name may come from
 /// (`DW_AT_abstract_origin`, `DW_AT_specification`): those in other units, and with
 /// `same_unit`, those in its own unit (at `unit`) too.
 fn name_refs(
     entry: &gimli::DebuggingInformationEntry<'_, '_, SharedReader>,
     unit: usize,
     same_unit: bool,
-    found: &mut impl FnMut(usize),
+    found: &mut Vec<usize>,
 ) {
     let mut attrs = entry.attrs();
     while let Ok(Some(attr)) = attrs.next() {
@@ -412,9 +401,11 @@ fn name_refs(
             continue;
         }
         match attr.value() {
-            gimli::AttributeValue::DebugInfoRef(gimli::DebugInfoOffset(target)) => found(target),
+            gimli::AttributeValue::DebugInfoRef(gimli::DebugInfoOffset(target)) => {
+                found.push(target);
+            }
             gimli::AttributeValue::UnitRef(gimli::UnitOffset(offset)) if same_unit => {
-                found(unit + offset);
+                found.push(unit + offset);
             }
             _ => {}
         }
@@ -684,13 +675,12 @@ int helper_scale(int n) {
         let bytes = build(dir.path(), &["-g"]);
         let exe = dir.path().join("prog");
         let bare = dir.path().join("bare");
-        let status = Command::new("objcopy")
-            .arg("--remove-section=.debug_aranges")
-            .arg(&exe)
-            .arg(&bare)
-            .status()
-            .unwrap();
-        assert!(status.success());
+        crate::symbols::tests::run(
+            Command::new("objcopy")
+                .arg("--remove-section=.debug_aranges")
+                .arg(&exe)
+                .arg(&bare),
+        );
         let bare_bytes = std::fs::read(&bare).unwrap();
         let file = object::File::parse(&*bare_bytes).unwrap();
         let index = DwarfIndex::load(&file).unwrap();

@@ -1128,7 +1128,7 @@ int main(void)
     }
 
     /// Runs a binutils command, failing the test with its stderr when it fails.
-    fn run(command: &mut Command) {
+    pub(super) fn run(command: &mut Command) {
         let out = command
             .output()
             .unwrap_or_else(|e| panic!("{command:?}: {e} (binutils missing?)"));
