@@ -1232,6 +1232,7 @@ impl Session {
             });
             total += n;
             let drain = if n < DRAIN_CHUNK {
+                self.exec_watch.caught_up(monotonic_ns());
                 if total == 0 {
                     Drain::Empty
                 } else {
@@ -1285,10 +1286,13 @@ impl Session {
     /// another one than before, reloads the symbols (only: the lock state may hold the new
     /// program's waits already). Also checked before findings are named.
     fn notice_late_exec(&mut self) {
-        if !self.exec_watch.observe(self.target.executable_identity()) {
+        let now = monotonic_ns();
+        if !self
+            .exec_watch
+            .observe(self.target.executable_identity(), now)
+        {
             return;
         }
-        let now = monotonic_ns();
         let go_sites = self.go.as_ref().map(|_| self.go_sites.unwrap_or(0));
         // The Go side is the previous program's for sure (its goroutines and sites): its
         // locks are kept like those of a program left at an exec record.
