@@ -253,11 +253,17 @@ impl GoRuntimeFutexes {
     /// symbol or field path is more precise than what the frames say).
     pub fn name(&self, summaries: &mut [LockSummary]) {
         for summary in summaries {
-            if summary.lock.name.is_none()
-                && let Some(name) = self.names.get(&summary.lock.addr)
-            {
-                summary.lock.name = Some(name.clone());
-            }
+            self.name_lock(&mut summary.lock);
+        }
+    }
+
+    /// Names `lock` if it is one of the runtime locks and has no name of its own: the
+    /// summary, the profile and the metrics call a lock the same.
+    pub fn name_lock(&self, lock: &mut LockRef) {
+        if lock.name.is_none()
+            && let Some(name) = self.names.get(&lock.addr)
+        {
+            lock.name = Some(name.clone());
         }
     }
 }

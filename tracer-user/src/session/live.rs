@@ -331,9 +331,7 @@ impl Session {
                     None => vec![unknown_profile_frame(unknown_frame)],
                 };
                 let mut lock_ref = namer.lock(lock);
-                if lock_ref.name.is_none() {
-                    lock_ref.name = runtime.names.get(&lock).cloned();
-                }
+                runtime.name_lock(&mut lock_ref);
                 ProfileSample {
                     frames,
                     lock: lock_ref.label(),
@@ -376,15 +374,20 @@ impl Session {
                 locks: folded.locks,
             });
         }
-        if self.go.is_some() {
+        // In a Go program, the runtime's idle sleeps are no locks and its own locks are
+        // named by what took them, as in the summary and the profile.
+        let runtime = if self.go.is_some() {
             let words: Vec<u64> = locks
                 .iter()
                 .filter(|l| l.kind == LockKind::Futex && l.locks == 1)
                 .map(|l| l.addr)
                 .collect();
-            let idle = self.go_runtime_futexes(&words).idle;
-            locks.retain(|l| !idle.contains(&l.addr));
-        }
+            let runtime = self.go_runtime_futexes(&words);
+            locks.retain(|l| !runtime.idle.contains(&l.addr));
+            runtime
+        } else {
+            GoRuntimeFutexes::default()
+        };
         if let Some(go) = &self.go {
             locks.extend(go.live_locks());
         }
@@ -407,7 +410,11 @@ impl Session {
         let locks = top
             .into_iter()
             .map(|l| crate::model::live::LiveLock {
-                lock: namer.lock(l.addr),
+                lock: {
+                    let mut lock = namer.lock(l.addr);
+                    runtime.name_lock(&mut lock);
+                    lock
+                },
                 kind: l.kind,
                 contentions: l.contentions,
                 wait: l.wait,

@@ -5,6 +5,8 @@
 //!   executable is named from its `.gopclntab`, heap locks are plain addresses.
 //! - `go_cgo` built stripped: its pthread mutex waits (futex waits inside a Go program)
 //!   have their Go frames named with `file:line`.
+//! - `go_chan_hot` under `tracer serve`: a runtime lock has the same name in the metrics
+//!   as in the summary.
 
 use std::{
     io::{Read as _, Write as _},
@@ -327,5 +329,74 @@ fn futex_waits_of_a_stripped_go_program_have_go_frames_with_lines() {
                 "Go frame without file:line: {frame}\n{what}"
             );
         }
+    }
+}
+
+/// Guards the serve's metrics naming a Go program's runtime lock otherwise than its
+/// summary and profile: the `lock` label was the lock's address (`0xc000…`, a heap
+/// channel's, or `prometheus+0x33a6198` for the scheduler's), while the summary called it
+/// `channel lock (runtime.chanrecv)`, so a series churned with every new channel and told
+/// nothing. `go_chan_hot` (stripped) contends one channel's runtime lock only: each
+/// futex series of its metrics must be a named runtime lock, one of them the channel's,
+/// and the summary must give that same name to a lock inside the `hchan` the target
+/// printed. Checked to fail with the live snapshot's naming taken out. Go 1.19 only: from
+/// 1.24 a runtime lock's waiters sleep on their own thread's semaphore, not on the lock
+/// (README, "Go programs").
+#[test]
+fn serve_metrics_name_a_go_runtime_lock_as_the_summary_does() {
+    require_root();
+    let (_dir, builds) = crate::go_attach::go_builds("go_chan_hot", false);
+    for build in builds
+        .iter()
+        .filter(|b| b.stripped && b.label.starts_with("go1.19"))
+    {
+        let target = Target::spawn(&build.path, &["60"]);
+        let pid = target.pid().to_string();
+        let chan = parse_hex(target.fact("chan")).expect("chan=0x…");
+        let (tracer, port) = crate::serve::serve_attached(&pid, &[]);
+        let futex_series = |text: &str| -> Vec<String> {
+            text.lines()
+                .filter(|l| l.starts_with("tracer_lock_contentions_total{"))
+                .filter(|l| l.contains(&format!("pid=\"{pid}\"")) && l.contains("type=\"futex\""))
+                .filter_map(|l| {
+                    let rest = &l[l.find("lock=\"")? + 6..];
+                    Some(rest[..rest.find('"')?].to_owned())
+                })
+                .collect()
+        };
+        let metrics = crate::serve::wait_for_metrics(port, Duration::from_secs(20), |t| {
+            futex_series(t)
+                .iter()
+                .any(|l| l.starts_with("channel lock (runtime.chan"))
+        });
+        let labels = futex_series(&metrics);
+        tracer.signal("TERM");
+        let out = tracer.wait(Duration::from_secs(15));
+        let what = format!(
+            "[{}] metrics labels {labels:?}\n{}",
+            build.label,
+            describe(&out)
+        );
+        assert!(out.status.success(), "{what}");
+        for label in &labels {
+            assert!(
+                label.contains(" lock (runtime."),
+                "a futex series of a Go program that is no named runtime lock: {label}\n{what}"
+            );
+        }
+        let values = json_lines(&out.stdout);
+        let s = the_summary(&values, &what);
+        let in_chan = locks(s)
+            .iter()
+            .find(|l| {
+                parse_hex(l["addr"].as_str().unwrap_or(""))
+                    .is_some_and(|a| (chan..chan + 256).contains(&a))
+            })
+            .unwrap_or_else(|| panic!("no lock inside the channel at {chan:#x}\n{what}"));
+        let name = name_of(in_chan).unwrap_or_default();
+        assert!(
+            name.starts_with("channel lock (runtime.chan") && labels.iter().any(|l| l == name),
+            "the channel's lock is called {name:?} in the summary, {labels:?} in the metrics\n{what}"
+        );
     }
 }

@@ -1,0 +1,3 @@
+module example.com/go_chan_hot
+
+go 1.19
