@@ -100,12 +100,11 @@ impl ExecWatch {
     }
 
     /// Takes the executable seen right after an exec the kernel reported (so the check
-    /// that follows does not report it a second time).
+    /// that follows does not report it a second time). Unreadable then (`None`), the
+    /// next one read is the new baseline: the previous one is gone either way.
     pub(crate) fn rebase(&mut self, now: Option<FileIdentity>) {
-        if now.is_some() {
-            self.current = now;
-            self.suspect = None;
-        }
+        self.current = now;
+        self.suspect = None;
     }
 }
 
@@ -268,6 +267,13 @@ mod tests {
         let mut watch = ExecWatch::new(Some((8, 100)));
         watch.rebase(Some((8, 102)));
         assert!(!lost(&mut watch, (8, 102), 0));
+        // Nor when the executable could not be read right after it: the next one read
+        // is the baseline.
+        let mut watch = ExecWatch::new(Some((8, 100)));
+        assert!(!watch.observe(Some((8, 103)), 0));
+        watch.rebase(None);
+        assert!(!lost(&mut watch, (8, 103), EXEC_RECORD_GRACE_NS));
+        assert!(lost(&mut watch, (8, 104), 3 * EXEC_RECORD_GRACE_NS));
     }
 
     /// Guards the CI failure of stop 35: the liveness check saw the new executable a
