@@ -83,15 +83,14 @@ impl ExecWatch {
             return false;
         }
         match self.suspect {
-            Some((suspect, since))
-                if suspect == now
-                    && self.caught_up_ns >= since.saturating_add(EXEC_RECORD_GRACE_NS) =>
-            {
+            Some((suspect, since)) if suspect == now => {
+                if self.caught_up_ns < since.saturating_add(EXEC_RECORD_GRACE_NS) {
+                    return false;
+                }
                 self.current = Some(now);
                 self.suspect = None;
                 true
             }
-            Some((suspect, _)) if suspect == now => false,
             _ => {
                 self.suspect = Some((now, now_ns));
                 false
