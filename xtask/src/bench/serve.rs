@@ -6,7 +6,9 @@
 //!   `tracer serve --pid PID` while a scraper fetches `/metrics` every second (a plain
 //!   HTTP/1.1 GET over `std::net::TcpStream`, one connection per scrape, as Prometheus
 //!   makes them). As in (b) and (e), per round and workload one process, on which every
-//!   watch takes a window in turn, the starting one rotating; the serve's paired ratio to
+//!   watch takes a window in turn, the starting one rotating; a watch runs [`SETTLE`]
+//!   after it attached before its window opens, and the next window waits
+//!   [`AFTER_STOP`] after it stopped (as `hook_floors.py`); the serve's paired ratio to
 //!   untraced is judged against its goal, and its ratio to `tracer attach` in the same
 //!   rounds says what serving (the HTTP endpoint, the snapshots, the scans) adds to
 //!   tracing.
@@ -56,6 +58,13 @@ const QUIET_GOAL_MS_PER_S: f64 = 10.0;
 const MEMORY_GOAL_MB: f64 = 64.0;
 /// How long the serve may take to detach and exit after SIGTERM (its own budget is 5 s).
 const STOP_LIMIT: Duration = Duration::from_secs(30);
+/// How long a watch runs after it attached before its window opens: a sidecar runs for
+/// weeks, so the window measures the serve as it runs, not its first fraction of a
+/// second (choosing its sampling period, loading symbols), as `hook_floors.py` does.
+const SETTLE: Duration = Duration::from_secs(1);
+/// How long after a watch stopped the next window may start: its detach (programs,
+/// maps and uprobes freed in the kernel's own time) is not the next window's cost.
+const AFTER_STOP: Duration = Duration::from_millis(300);
 /// How long a scrape may take before it counts as failed.
 const SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The window of the contention profile asked after each serve window, seconds.
@@ -317,6 +326,9 @@ fn window(
             serve = Some((proc, port, Scraper::start(port, SCRAPE_EVERY)));
         }
     }
+    if watch != Watch::Untraced {
+        thread::sleep(SETTLE);
+    }
     let start = workload.mark()?;
     thread::sleep(Duration::from_secs_f64(seconds));
     let end = workload.mark()?;
@@ -331,6 +343,7 @@ fn window(
         }
     }
     let Some((mut proc, port, running)) = serve else {
+        thread::sleep(AFTER_STOP);
         return Ok((rate, None));
     };
     let scrapes = running.finish();
@@ -352,6 +365,7 @@ fn window(
         status_kb(proc.pid(), "VmHWM")?,
     );
     let lines = stop_serve(&mut proc)?;
+    thread::sleep(AFTER_STOP);
     let dropped = json_summary(&lines, "tracer serve")
         .ok()
         .and_then(|s| s["dropped"].as_u64());
@@ -658,13 +672,17 @@ pub(super) fn section(tools: &Tools, opts: &Options) -> anyhow::Result<String> {
          (starting watch rotating), {} rounds: untraced, `tracer attach`, and `tracer serve --pid PID` \
          (default mode) with a scraper fetching `/metrics` every {} s through the window (HTTP/1.1 GET, a \
          connection each). An observer attaches (descriptors still for 400 ms; for the serve also its own \
-         `/metrics` showing the target attached) before its window opens and stops after it. Paired ratio: \
+         `/metrics` showing the target attached) and runs {} s more before its window opens (a sidecar runs \
+         for weeks: the window measures it as it runs), and stops after it; the next window starts {} ms \
+         after that stop. Paired ratio: \
          median over rounds of the window's throughput ÷ the untraced window's of the same process; 95% \
          interval of that median (from 6 rounds). Goal: the serve keeps ≥ {THROUGHPUT_GOAL}× of the untraced \
          throughput; \"met\" only if the whole interval is at or above it.\n",
         opts.seconds,
         opts.rounds,
-        SCRAPE_EVERY.as_secs()
+        SCRAPE_EVERY.as_secs(),
+        SETTLE.as_secs(),
+        AFTER_STOP.as_millis()
     );
     let _ = writeln!(s, "- {idle_before}\n- {idle_after}\n");
     throughput_table(&mut s, &rounds.rates);
