@@ -54,17 +54,14 @@ def median_interval(values):
     return xs[k - 1] if k > 0 else xs[0], xs[n - k] if k > 0 else xs[-1]
 
 
-def main():
-    tracer, lockbench = sys.argv[1], sys.argv[2]
-    rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 15
-    # GO_OUT_US set: LOCKBENCH is `go_lockbench` (target/bench/go_lockbench, built by
-    # `cargo xtask bench`), 4 goroutines with that much work outside the lock, as in
-    # bench (i)'s Go workload (GO_OUT_US=20).
-    go_out_us = os.environ.get("GO_OUT_US")
-    if go_out_us:
-        args = [lockbench, "-goroutines", "4", "-out-us", go_out_us]
-    else:
-        args = [lockbench, "--threads", "4", "--cs-us", "1", "--out-us", "0.5", "--control"]
+# lockbench's lock-bound shape: 4 threads, one mutex, 1 us inside, 0.5 us outside.
+LOCKBENCH_ARGS = ["--threads", "4", "--cs-us", "1", "--out-us", "0.5", "--control"]
+
+
+def start_workload(args):
+    """Starts a workload that speaks lockbench's control protocol (`--control`): its pid,
+    then a line of counts for each line it reads. Returns the process, its pid, and
+    `mark()`, which asks for the counts: (operations so far, its clock in ns)."""
     bench = subprocess.Popen(
         args,
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
@@ -77,6 +74,21 @@ def main():
         fields = dict(f.split("=") for f in bench.stdout.readline().split()[1:])
         return int(fields["ops"]), int(fields["t_ns"])
 
+    return bench, pid, mark
+
+
+def main():
+    tracer, lockbench = sys.argv[1], sys.argv[2]
+    rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 15
+    # GO_OUT_US set: LOCKBENCH is `go_lockbench` (target/bench/go_lockbench, built by
+    # `cargo xtask bench`), 4 goroutines with that much work outside the lock, as in
+    # bench (i)'s Go workload (GO_OUT_US=20).
+    go_out_us = os.environ.get("GO_OUT_US")
+    if go_out_us:
+        args = [lockbench, "-goroutines", "4", "-out-us", go_out_us]
+    else:
+        args = [lockbench, *LOCKBENCH_ARGS]
+    bench, pid, mark = start_workload(args)
     long = ["--pid", pid, "--duration", "30"]
     watches = {
         "untraced": None,

@@ -21,7 +21,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hook_floors import median_interval  # noqa: E402
+from hook_floors import LOCKBENCH_ARGS, median_interval, start_workload  # noqa: E402
 
 SEGMENT_S = 3
 SEGMENTS = 3
@@ -36,18 +36,7 @@ def shown(values):
 def main():
     tracer, lockbench = sys.argv[1], sys.argv[2]
     rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 30
-    bench = subprocess.Popen(
-        [lockbench, "--threads", "4", "--cs-us", "1", "--out-us", "0.5", "--control"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
-    )
-    pid = bench.stdout.readline().split("pid=")[1].strip()
-
-    def mark():
-        bench.stdin.write("\n")
-        bench.stdin.flush()
-        fields = dict(f.split("=") for f in bench.stdout.readline().split()[1:])
-        return int(fields["ops"]), int(fields["t_ns"])
-
+    bench, pid, mark = start_workload([lockbench, *LOCKBENCH_ARGS])
     rates = {"untraced": [], "serve": []}
     time.sleep(1)
     for r in range(rounds):

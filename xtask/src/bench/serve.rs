@@ -337,13 +337,13 @@ fn window(
         / (end.at_ns.saturating_sub(start.at_ns) as f64 / 1e9);
     if let Some(mut proc) = attach {
         let status = proc.stop(libc::SIGINT, STOP_LIMIT)?;
+        thread::sleep(AFTER_STOP);
         if !status.success() {
             let err = proc.stderr_text();
             bail!("{} failed ({status}): {}", watch.label(), err.trim());
         }
     }
     let Some((mut proc, port, running)) = serve else {
-        thread::sleep(AFTER_STOP);
         return Ok((rate, None));
     };
     let scrapes = running.finish();
