@@ -67,25 +67,50 @@ impl HandOff {
 /// dispatcher slot.
 pub const SWITCH_PROGRAM_SLOTS: u32 = 2 * SWITCH_SLOTS;
 
+/// Which of a thread's voluntary switches a draw is asked about: the dispatcher draws a
+/// sleep from the thread's count of voluntary switches (`task_struct.nvcsw`, which the
+/// kernel counts up before `sched_switch` for every switch-out that is not a
+/// preemption), so the same question asked again at a later switch-out tells whether the
+/// thread's last sleep was drawn ([`crate::switch_draw`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VoluntarySwitch {
+    /// The count as it is at this switch-out: this one's, if it is a sleep; the last
+    /// sleep's, if the thread was preempted since.
+    This,
+    /// The count less one: the last sleep's, if this switch-out is voluntary and
+    /// another came between.
+    Before,
+}
+
 /// Where the dispatcher hands a served thread's switch-out `out`, if anywhere.
-/// `draws` makes the sampling's draw (true: traced), asked only of a sleep; `may_have_open`
-/// says whether the thread may have a sleep to end (its slot's count of open sleeps is
-/// not 0), asked only when the switch-out is not handed on for another reason.
 ///
-/// Every switch-out of a thread with an open sleep reaches the process's program (its
-/// end is timed there); an exit always does (the thread's entry is removed there); a
+/// `drawn` answers the sampling's draw for one of the thread's voluntary switches (true:
+/// a sleep there is traced). `may_have_open` says whether the thread may have a sleep to
+/// end by its slot's count of open sleeps, for a process whose sleeps may have been drawn
+/// under another period than the one `drawn` uses now (false otherwise: see
+/// [`crate::switch_draw::SwitchDraw`]); it is asked only when nothing else hands the
+/// switch-out on.
+///
+/// Every switch-out that follows a drawn sleep reaches the process's program (the
+/// sleep's end is timed there), since the thread's count there is the sleep's own
+/// (preempted since) or one more (a voluntary switch-out: a sleep, or one a pending signal
+/// turned back to running); an exit always does (the thread's entry is removed there); a
 /// sleep reaches it traced exactly when drawn.
 #[inline]
 pub fn hand_off(
     out: SwitchOut,
-    draws: impl FnOnce() -> bool,
+    drawn: impl Fn(VoluntarySwitch) -> bool,
     may_have_open: impl FnOnce() -> bool,
 ) -> Option<HandOff> {
-    match out {
-        SwitchOut::Exits => Some(HandOff::Ends),
-        SwitchOut::Sleeps if draws() => Some(HandOff::Drawn),
-        SwitchOut::Sleeps | SwitchOut::Runnable => may_have_open().then_some(HandOff::Ends),
-    }
+    let hand_on = match out {
+        SwitchOut::Exits => return Some(HandOff::Ends),
+        // A sleep with no count since its own (a kernel that counted it as preempted)
+        // is drawn or not as the one before: `Drawn` ends that one first.
+        SwitchOut::Sleeps if drawn(VoluntarySwitch::This) => return Some(HandOff::Drawn),
+        SwitchOut::Sleeps => drawn(VoluntarySwitch::Before),
+        SwitchOut::Runnable => drawn(VoluntarySwitch::This) || drawn(VoluntarySwitch::Before),
+    };
+    (hand_on || may_have_open()).then_some(HandOff::Ends)
 }
 
 #[cfg(test)]
@@ -110,40 +135,68 @@ mod tests {
         assert_eq!(SwitchOut::of(false, 1 << 40), SwitchOut::Runnable);
     }
 
+    /// A draw that answers `this` for this switch's count and `before` for the one
+    /// before.
+    fn draws(this: bool, before: bool) -> impl Fn(VoluntarySwitch) -> bool {
+        move |switch| match switch {
+            VoluntarySwitch::This => this,
+            VoluntarySwitch::Before => before,
+        }
+    }
+
     #[test]
-    fn a_drawn_sleep_is_traced_and_an_undrawn_one_only_ends_what_is_open() {
+    fn a_drawn_sleep_is_traced_and_an_undrawn_one_only_ends_what_was_drawn_or_counted() {
         assert_eq!(
-            hand_off(SwitchOut::Sleeps, || true, || false),
+            hand_off(SwitchOut::Sleeps, draws(true, false), || false),
             Some(HandOff::Drawn)
         );
         assert_eq!(
-            hand_off(SwitchOut::Sleeps, || true, || true),
+            hand_off(SwitchOut::Sleeps, draws(true, true), || true),
             Some(HandOff::Drawn)
         );
+        // The last sleep (one voluntary switch before this one) was drawn.
         assert_eq!(
-            hand_off(SwitchOut::Sleeps, || false, || true),
+            hand_off(SwitchOut::Sleeps, draws(false, true), || false),
             Some(HandOff::Ends)
         );
-        assert_eq!(hand_off(SwitchOut::Sleeps, || false, || false), None);
+        assert_eq!(
+            hand_off(SwitchOut::Sleeps, draws(false, false), || true),
+            Some(HandOff::Ends)
+        );
+        assert_eq!(
+            hand_off(SwitchOut::Sleeps, draws(false, false), || false),
+            None
+        );
     }
 
     #[test]
     fn a_runnable_thread_is_never_drawn_and_an_exit_always_handed_on() {
+        // Preempted after a drawn sleep (no voluntary switch since), or a sleep a signal
+        // turned back (one since): both end it.
+        for (this, before) in [(true, false), (false, true), (true, true)] {
+            assert_eq!(
+                hand_off(SwitchOut::Runnable, draws(this, before), || false),
+                Some(HandOff::Ends)
+            );
+        }
+        assert_eq!(
+            hand_off(SwitchOut::Runnable, draws(false, false), || false),
+            None
+        );
+        assert_eq!(
+            hand_off(SwitchOut::Runnable, draws(false, false), || true),
+            Some(HandOff::Ends)
+        );
         let asked = Cell::new(false);
-        let draws = || {
+        let drawn = |_| {
             asked.set(true);
             true
         };
-        assert_eq!(hand_off(SwitchOut::Runnable, draws, || false), None);
         assert_eq!(
-            hand_off(SwitchOut::Runnable, draws, || true),
+            hand_off(SwitchOut::Exits, drawn, || false),
             Some(HandOff::Ends)
         );
-        assert_eq!(
-            hand_off(SwitchOut::Exits, draws, || false),
-            Some(HandOff::Ends)
-        );
-        assert!(!asked.get(), "only a sleep is drawn");
+        assert!(!asked.get(), "an exit is handed on without a draw");
     }
 
     #[test]

@@ -78,11 +78,14 @@ pub const MAP_SWITCH_PROGRAMS: &str = "SWITCH_PROGRAMS";
 pub const SWITCH_SLOTS: u32 = 1024;
 /// Name of the dispatcher's array of maps: at a served process's slot, that process's
 /// [`MAP_OPEN_SLEEP_SLOTS`], which the dispatcher reads to know whether a thread it
-/// does not draw has a sleep to end (its process's program writes it).
+/// does not draw has a sleep to end (its process's program writes it), while the
+/// process's value in [`MAP_SWITCH_PERIODS`] says so
+/// ([`switch_reads_counts`](crate::switch_reads_counts)).
 pub const MAP_SWITCH_OPEN_SLEEPS: &str = "SWITCH_OPEN_SLEEPS";
-/// Name of the dispatcher's `u32` array of each served process's sleep sampling period,
-/// by slot: the [`MAP_SLEEP_SAMPLING`] period under which the dispatcher draws that
-/// process's sleeps.
+/// Name of the dispatcher's `u64` array of each served process's
+/// [`switch_period_value`](crate::switch_period_value), by slot: the
+/// [`MAP_SLEEP_SAMPLING`] period under which the dispatcher draws that process's sleeps,
+/// and whether it reads the process's [`MAP_SWITCH_OPEN_SLEEPS`] too.
 pub const MAP_SWITCH_PERIODS: &str = "SWITCH_PERIODS";
 
 /// Global (in `.rodata`) holding the target's TGID; set by the loader before load, so
@@ -125,6 +128,10 @@ pub const GLOBAL_LEAN_WAITS: &str = "LEAN_WAITS";
 /// CPU time it used since: the switch-in itself, on the lock's hand-over path and run
 /// for every thread of the host, then does nothing.
 pub const GLOBAL_TASK_RUNTIME_OFFSET: &str = "TASK_RUNTIME_OFFSET";
+/// Global (a `u64` in `.rodata`, set before the dispatcher's load): the offset of `nvcsw`,
+/// a thread's count of voluntary switches, in the running kernel's `struct task_struct`,
+/// from which the dispatcher draws sleeps ([`sleep_drawn`](crate::sleep_drawn)).
+pub const GLOBAL_TASK_NVCSW_OFFSET: &str = "TASK_NVCSW_OFFSET";
 
 /// Program on the `sys_exit` BTF raw tracepoint: futex wait ends and wake counts.
 pub const PROG_SYS_EXIT: &str = "futex_exit";
@@ -204,10 +211,11 @@ pub const ALL_PROGRAMS: [&str; 14] = [
     PROG_NOOP_URETPROBE,
 ];
 /// Every global the loader sets, for the same test.
-pub const ALL_GLOBALS: [&str; 8] = [
+pub const ALL_GLOBALS: [&str; 9] = [
     GLOBAL_WAIT_ENDS_AT_SWITCH_IN,
     GLOBAL_LEAN_WAITS,
     GLOBAL_TASK_RUNTIME_OFFSET,
+    GLOBAL_TASK_NVCSW_OFFSET,
     GLOBAL_TARGET_TGID,
     GLOBAL_TARGET_PIDNS_DEV,
     GLOBAL_TARGET_PIDNS_INO,

@@ -48,6 +48,12 @@ pub(crate) static LEAN_WAITS: Global<u32> = Global::new(0);
 #[unsafe(no_mangle)]
 pub(crate) static TASK_RUNTIME_OFFSET: Global<u64> = Global::new(0);
 
+/// The offset of `nvcsw` (the count of a thread's voluntary switches) in the kernel's
+/// `struct task_struct`, for the dispatcher's draw (`tracer_common::GLOBAL_TASK_NVCSW_OFFSET`);
+/// set before the dispatcher's load.
+#[unsafe(no_mangle)]
+pub(crate) static TASK_NVCSW_OFFSET: Global<u64> = Global::new(0);
+
 /// Fixed-size `Event` records. 16 MiB: at ~1M events/s and a 20 ms drain interval the
 /// reader needs ~2.6 MiB, so a stalled reader still has several hundred ms of slack
 /// before records are dropped (and counted).
@@ -146,11 +152,12 @@ pub(crate) static SWITCH_TABLE: Array<u64> = Array::with_max_entries(SWITCH_TABL
 pub(crate) static SWITCH_PROGRAMS: ProgramArray =
     ProgramArray::with_max_entries(SWITCH_PROGRAM_SLOTS, 0);
 
-/// Each served process's sleep sampling period, at its slot, for the dispatcher's draw
-/// (`tracer_common::MAP_SWITCH_PERIODS`); set by the reader with the process's own
-/// [`SLEEP_SAMPLING`].
+/// Each served process's sleep sampling period, at its slot, for the dispatcher's draw,
+/// and whether the dispatcher reads its counts of open sleeps as well
+/// (`tracer_common::MAP_SWITCH_PERIODS`, `tracer_common::switch_period_value`); set by the
+/// reader with the process's own [`SLEEP_SAMPLING`].
 #[map(name = "SWITCH_PERIODS")]
-pub(crate) static SWITCH_PERIODS: Array<u32> = Array::with_max_entries(SWITCH_SLOTS, 0);
+pub(crate) static SWITCH_PERIODS: Array<u64> = Array::with_max_entries(SWITCH_SLOTS, 0);
 
 /// Each served process's [`OPEN_SLEEP_SLOTS`], at its slot, for the dispatcher to tell
 /// whether a switched-out thread may have a sleep to end

@@ -1,6 +1,7 @@
-//! The sampling of sleeping futex waits (`tracer_common::MAP_SLEEP_SAMPLING`): the draw,
-//! made by `futex_sleep` for its own target, or by `switch_dispatch` for the served
-//! process whose switch-out it hands on.
+//! The sampling of sleeping futex waits (`tracer_common::MAP_SLEEP_SAMPLING`): the draw
+//! `futex_sleep` makes for its own target. (`switch_dispatch` draws for the processes it
+//! serves from the thread's count of voluntary switches instead:
+//! `tracer_common::sleep_drawn`.)
 use aya_ebpf::helpers::bpf_get_prandom_u32;
 
 use crate::maps::SLEEP_SAMPLING;

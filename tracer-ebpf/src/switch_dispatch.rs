@@ -15,20 +15,26 @@
 //! The dispatcher also makes each served process's sampling draw
 //! (`tracer_common::hand_off`): a sleep it leaves out, of a thread with no sleep open,
 //! goes no further. It hands on only a sleep it drew (to the process's
-//! `drawn_sleep`), a switch-out of a thread that may have a sleep to end, and an
-//! exit (to `sleep_ends`). It reads the process's period in `SWITCH_PERIODS`, and
-//! its count of open sleeps in that process's own map, found in `SWITCH_OPEN_SLEEPS`.
+//! `drawn_sleep`), a switch-out of a thread whose last sleep it drew, and an exit (to
+//! `sleep_ends`). It draws from the thread's count of voluntary switches
+//! (`tracer_common::sleep_drawn`), under the process's period in `SWITCH_PERIODS`. Only
+//! for a while after the period rose does it also read the process's count of open
+//! sleeps, in that process's own map, found in `SWITCH_OPEN_SLEEPS`
+//! (`tracer_common::SwitchDraw`).
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid, macros::btf_tracepoint, programs::BtfTracePointContext,
 };
 use tracer_common::{
-    OPEN_SLEEP_SLOTS_LEN, SwitchLookup, hand_off, switch_lookup, switch_table_index,
+    OPEN_SLEEP_SLOTS_LEN, SwitchLookup, VoluntarySwitch, hand_off, sleep_drawn, switch_lookup,
+    switch_period, switch_reads_counts, switch_table_index,
 };
 
 use crate::{
     helpers::switch_out,
-    maps::{SWITCH_OPEN_SLEEPS, SWITCH_PERIODS, SWITCH_PROGRAMS, SWITCH_TABLE, SWITCH_TARGETS},
-    sleep_sampling,
+    maps::{
+        SWITCH_OPEN_SLEEPS, SWITCH_PERIODS, SWITCH_PROGRAMS, SWITCH_TABLE, SWITCH_TARGETS,
+        TASK_NVCSW_OFFSET,
+    },
 };
 
 #[btf_tracepoint(function = "sched_switch")]
@@ -65,7 +71,24 @@ fn try_switch_dispatch(ctx: &BtfTracePointContext) -> Result<(), ()> {
         reason = "the lower half is the TID, a u32 by definition"
     )]
     let host_tid = pid_tgid as u32;
-    let Some(hand_off) = hand_off(out, || draws(slot), || may_have_open(slot, host_tid)) else {
+    let value = SWITCH_PERIODS.get(slot).copied().unwrap_or(0);
+    let period = switch_period(value);
+    // Read only for a draw that is not a certainty (an exit is handed on without one).
+    let voluntary_switches = if period > 1 {
+        task_voluntary_switches(ctx.arg(1))
+    } else {
+        0
+    };
+    let drawn = |switch| {
+        let count = match switch {
+            VoluntarySwitch::This => voluntary_switches,
+            VoluntarySwitch::Before => voluntary_switches.wrapping_sub(1),
+        };
+        sleep_drawn(host_tid, count, period)
+    };
+    let Some(hand_off) = hand_off(out, drawn, || {
+        switch_reads_counts(value) && may_have_open(slot, host_tid)
+    }) else {
         return Ok(());
     };
     // SAFETY: the slots of `SWITCH_PROGRAMS` hold only `drawn_sleep` and
@@ -77,10 +100,16 @@ fn try_switch_dispatch(ctx: &BtfTracePointContext) -> Result<(), ()> {
     Ok(())
 }
 
-/// The draw for a sleep of the process at `slot`, under its period.
+/// The count of voluntary switches (`nvcsw`) of `task`, the thread being switched out:
+/// the kernel has counted this switch-out already, if it is one.
 #[inline(always)]
-fn draws(slot: u32) -> bool {
-    sleep_sampling::drawn(SWITCH_PERIODS.get(slot).copied().unwrap_or(0))
+fn task_voluntary_switches(task: u64) -> u64 {
+    let field = task.wrapping_add(TASK_NVCSW_OFFSET.load()) as *const u64;
+    // SAFETY: `task` is `sched_switch`'s BTF-typed `struct task_struct *prev`, live for
+    // the program's run, and the offset (a constant to the verifier, from a frozen
+    // global) that of its `unsigned long nvcsw` in the running kernel's BTF: the
+    // verifier checks this load against that type, and a fault reads 0.
+    unsafe { core::ptr::read_volatile(field) }
 }
 
 /// Whether thread `host_tid` of the process at `slot` may have an open sleep: its slot

@@ -46,17 +46,49 @@ static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"),
 /// The kernel's BTF, for what `Btf::from_sys_fs` does not give: where a member lies.
 const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
 
-/// The offset of `se.sum_exec_runtime` (a thread's CPU time) in the running kernel's
-/// `struct task_struct`, for `GLOBAL_TASK_RUNTIME_OFFSET`; read from its BTF once.
-fn task_runtime_offset() -> Result<u64, ProbeError> {
-    static OFFSET: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    if let Some(&offset) = OFFSET.get() {
+/// A member of the running kernel's `struct task_struct` that a program reads, found in
+/// its BTF.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaskMember {
+    /// `se.sum_exec_runtime`, a thread's CPU time (`GLOBAL_TASK_RUNTIME_OFFSET`).
+    Runtime,
+    /// `nvcsw`, a thread's count of voluntary switches (`GLOBAL_TASK_NVCSW_OFFSET`).
+    VoluntarySwitches,
+}
+
+impl TaskMember {
+    const fn path(self) -> &'static [&'static str] {
+        match self {
+            Self::Runtime => &["se", "sum_exec_runtime"],
+            Self::VoluntarySwitches => &["nvcsw"],
+        }
+    }
+}
+
+impl std::fmt::Display for TaskMember {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Runtime => f.write_str("a thread's CPU time (task_struct.se.sum_exec_runtime)"),
+            Self::VoluntarySwitches => {
+                f.write_str("a thread's count of voluntary switches (task_struct.nvcsw)")
+            }
+        }
+    }
+}
+
+/// The offset of `member` (a `u64`) in the running kernel's `struct task_struct`, for
+/// the global that gives it to the programs; read from its BTF once.
+fn task_member_offset(member: TaskMember) -> Result<u64, ProbeError> {
+    static OFFSETS: [std::sync::OnceLock<u64>; 2] =
+        [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
+    let cell = &OFFSETS[member as usize];
+    if let Some(&offset) = cell.get() {
         return Ok(offset);
     }
     let btf = std::fs::read(KERNEL_BTF).map_err(ProbeError::KernelBtfUnreadable)?;
-    let offset = kernel_layout::member_offset(&btf, "task_struct", &["se", "sum_exec_runtime"], 8)
-        .map_err(ProbeError::KernelLayout)?;
-    Ok(*OFFSET.get_or_init(|| offset))
+    let offset = kernel_layout::member_offset(&btf, "task_struct", member.path(), 8)
+        .map_err(|source| ProbeError::KernelLayout { member, source })?;
+    Ok(*cell.get_or_init(|| offset))
 }
 
 /// The built eBPF object's bytes (for tests that inspect it).
@@ -73,10 +105,12 @@ pub enum ProbeError {
     Btf(#[source] aya::BtfError),
     #[error("cannot read the kernel's BTF ({KERNEL_BTF})")]
     KernelBtfUnreadable(#[source] std::io::Error),
-    #[error(
-        "cannot find where the kernel keeps a thread's CPU time (task_struct.se.sum_exec_runtime)"
-    )]
-    KernelLayout(#[source] kernel_layout::KernelLayoutError),
+    #[error("cannot find where the kernel keeps {member}")]
+    KernelLayout {
+        member: TaskMember,
+        #[source]
+        source: kernel_layout::KernelLayoutError,
+    },
     #[error("cannot load the eBPF programs")]
     Load(#[source] EbpfError),
     #[error("the eBPF object has no program named {0}")]
@@ -460,11 +494,16 @@ impl Probes {
     /// Sets the sampling period of sleeping futex waits (`MAP_SLEEP_SAMPLING`): from now
     /// on, one sleep in `period` on average is traced, standing for `period` (1: every
     /// one). Only the `sched_switch` program of a session that times wait ends at
-    /// switch-in reads it.
+    /// switch-in reads it. `now_ns` is the session's clock (`CLOCK_MONOTONIC`), read after
+    /// the writes: sleeps that began later were drawn under `period`.
     ///
     /// # Errors
     /// When the map cannot be written.
-    pub fn set_sleep_sample_period(&mut self, period: u32) -> Result<(), ProbeError> {
+    pub fn set_sleep_sample_period(
+        &mut self,
+        period: u32,
+        now_ns: impl FnOnce() -> u64,
+    ) -> Result<(), ProbeError> {
         // Between the two writes (microseconds, at most once a second) a sleep the
         // dispatcher draws under one period weighs as the other.
         self.sleep_sampling
@@ -473,10 +512,44 @@ impl Probes {
                 name: MAP_SLEEP_SAMPLING,
                 source,
             })?;
-        match &self.dispatched {
-            Some(dispatched) => dispatched.set_sleep_sample_period(period),
+        match &mut self.dispatched {
+            Some(dispatched) => dispatched.set_sleep_sample_period(period, now_ns),
             None => Ok(()),
         }
+    }
+
+    /// After a rise of the sampling period, once every sleep open in the table began
+    /// under the new one: stops the dispatcher reading this process's counts of open
+    /// sleeps (`tracer_common::SwitchDraw`). Reads the table only while it reads them.
+    /// `now_ns` is the session's clock, read before the table.
+    ///
+    /// # Errors
+    /// When the table or the dispatcher's map cannot be read or written: the dispatcher
+    /// then goes on reading the counts, which costs time, not correctness.
+    pub fn settle_sleep_draw(&mut self, now_ns: impl FnOnce() -> u64) -> Result<(), ProbeError> {
+        let Some(dispatched) = self.dispatched.as_mut() else {
+            return Ok(());
+        };
+        if !dispatched.reads_counts() {
+            return Ok(());
+        }
+        let read_ns = now_ns();
+        let mut oldest = None;
+        for entry in &self.open_sleeps {
+            match entry {
+                Ok((_, sleep)) if sleep.addr != 0 => {
+                    oldest = Some(oldest.map_or(sleep.start_ns, |o: u64| o.min(sleep.start_ns)));
+                }
+                Ok(_) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(source) => {
+                    return Err(ProbeError::Map {
+                        name: MAP_OPEN_SLEEPS,
+                        source,
+                    });
+                }
+            }
+        }
+        dispatched.settle(oldest, read_ns)
     }
 
     /// Hands up to `max` records from the ring buffer to `sink`; returns how many. Prints
@@ -749,7 +822,7 @@ fn load_with_futex_hooks(
     };
     let btf = Btf::from_sys_fs().map_err(ProbeError::Btf)?;
     let runtime_offset = match wait_ends {
-        WaitEnds::AtSwitchIn(_) => task_runtime_offset()?,
+        WaitEnds::AtSwitchIn(_) => task_member_offset(TaskMember::Runtime)?,
         WaitEnds::AtSysExit => 0,
     };
     // In a container's PID namespace (a sidecar), `pid` is that namespace's: the programs

@@ -9,7 +9,8 @@
 //! what that process's programs must see (`tracer_common::hand_off`): each process loads
 //! two programs for it, at the two indices of its slot in the program array, and
 //! registers its period (`Dispatched::set_sleep_sample_period`) and its map of open
-//! sleeps (put in the dispatcher's array of maps).
+//! sleeps (put in the dispatcher's array of maps). The dispatcher reads that map only for
+//! a while after the period rose (`Dispatched::settle`, `tracer_common::SwitchDraw`).
 //!
 //! The dispatcher is loaded with the first registration and detached with the last, so
 //! a serve with no target leaves nothing on the hook. One per tracer process: the
@@ -25,13 +26,14 @@ use aya::{
     programs::ProgramFd,
 };
 use tracer_common::{
-    HandOff, MAP_BRIEF_WAITS, MAP_EVENTS, MAP_OPEN_SLEEP_SLOTS, MAP_OPEN_SLEEPS,
-    MAP_OVERFLOW_STACKS, MAP_PENDING_LOCKS, MAP_STACKS, MAP_SWITCH_OPEN_SLEEPS, MAP_SWITCH_PERIODS,
-    MAP_SWITCH_PROGRAMS, MAP_SWITCH_TABLE, MAP_SWITCH_TARGETS, PROG_SWITCH_DISPATCH, SWITCH_SLOTS,
-    switch_entry_elsewhere, switch_entry_served, switch_entry_unserved, switch_table_index,
+    GLOBAL_TASK_NVCSW_OFFSET, HandOff, MAP_BRIEF_WAITS, MAP_EVENTS, MAP_OPEN_SLEEP_SLOTS,
+    MAP_OPEN_SLEEPS, MAP_OVERFLOW_STACKS, MAP_PENDING_LOCKS, MAP_STACKS, MAP_SWITCH_OPEN_SLEEPS,
+    MAP_SWITCH_PERIODS, MAP_SWITCH_PROGRAMS, MAP_SWITCH_TABLE, MAP_SWITCH_TARGETS,
+    PROG_SWITCH_DISPATCH, SWITCH_SLOTS, SwitchDraw, switch_entry_elsewhere, switch_entry_served,
+    switch_entry_unserved, switch_table_index,
 };
 
-use super::{EBPF_OBJECT, ProbeError, attach_tp_btf, take_map};
+use super::{EBPF_OBJECT, ProbeError, TaskMember, attach_tp_btf, take_map, task_member_offset};
 
 /// The maps of the object the dispatcher does not use, which its copy creates with one
 /// entry each (the stack maps and the LRU hash preallocate megabytes otherwise). Its
@@ -53,7 +55,7 @@ struct Dispatcher {
     targets: HashMap<MapData, u32, u32>,
     table: Array<MapData, u64>,
     programs: ProgramArray<MapData>,
-    periods: Array<MapData, u32>,
+    periods: Array<MapData, u64>,
     open_sleeps: ArrayOfMaps<MapData, MapData>,
     /// The dispatcher's own copy's `OPEN_SLEEP_SLOTS` (all zeros: its programs are not
     /// loaded), put at a slot when its process leaves, so that the array of maps does
@@ -86,6 +88,9 @@ pub(super) fn limit_slots(slots: u32) {
 pub(super) struct Dispatched {
     tgid: u32,
     slot: u32,
+    /// The process's period and whether the dispatcher reads its counts of open sleeps,
+    /// as last written to its slot in `SWITCH_PERIODS`.
+    draw: SwitchDraw,
 }
 
 /// What one process hands the dispatcher: its two programs (loaded, unattached) and its
@@ -143,20 +148,60 @@ pub(super) fn register(
             source,
         });
     }
-    Ok(Some(Dispatched { tgid, slot }))
+    Ok(Some(Dispatched {
+        tgid,
+        slot,
+        // What the zero written above means.
+        draw: SwitchDraw::new(),
+    }))
 }
 
 impl Dispatched {
     /// Sets the process's sleep sampling period for the dispatcher's draw (as its own
-    /// `SLEEP_SAMPLING`, which weighs what `drawn_sleep` sends).
-    pub(super) fn set_sleep_sample_period(&self, period: u32) -> Result<(), ProbeError> {
+    /// `SLEEP_SAMPLING`, which weighs what `drawn_sleep` sends), in the order
+    /// `SwitchDraw::set_period` gives. `now_ns` is read after the writes.
+    pub(super) fn set_sleep_sample_period(
+        &mut self,
+        period: u32,
+        now_ns: impl FnOnce() -> u64,
+    ) -> Result<(), ProbeError> {
+        let writes = self.draw.set_period(period);
+        for value in writes.into_iter().flatten() {
+            self.write(value)?;
+        }
+        self.draw.written(now_ns());
+        Ok(())
+    }
+
+    /// Whether the dispatcher reads this process's counts of open sleeps, until
+    /// [`Self::settle`] finds every open sleep drawn under the present period.
+    pub(super) fn reads_counts(&self) -> bool {
+        self.draw.reads_counts()
+    }
+
+    /// Given when the oldest sleep open in the process's table began, from a read begun
+    /// at `read_ns`: turns the counts off once that is after the last rise of the period
+    /// (`SwitchDraw::settle`).
+    pub(super) fn settle(
+        &mut self,
+        oldest_open_ns: Option<u64>,
+        read_ns: u64,
+    ) -> Result<(), ProbeError> {
+        match self.draw.settle(oldest_open_ns, read_ns) {
+            Some(value) => self.write(value),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes the process's value in `SWITCH_PERIODS`.
+    fn write(&self, value: u64) -> Result<(), ProbeError> {
         let mut guard = DISPATCHER.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(dispatcher) = guard.as_mut() else {
             return Ok(());
         };
         dispatcher
             .periods
-            .set(self.slot, period, 0)
+            .set(self.slot, value, 0)
             .map_err(|source| ProbeError::Map {
                 name: MAP_SWITCH_PERIODS,
                 source,
@@ -231,8 +276,10 @@ fn load(btf: &Btf) -> Result<Dispatcher, ProbeError> {
         loader.map_max_entries(map, 1);
     }
     loader.map_max_entries(MAP_EVENTS, UNUSED_RING_BYTES);
+    let nvcsw_offset = task_member_offset(TaskMember::VoluntarySwitches)?;
     let mut ebpf = loader
         .btf(Some(btf))
+        .override_global(GLOBAL_TASK_NVCSW_OFFSET, &nvcsw_offset, true)
         .load(EBPF_OBJECT)
         .map_err(ProbeError::Load)?;
     attach_tp_btf(&mut ebpf, PROG_SWITCH_DISPATCH, "sched_switch", btf)?;

@@ -510,7 +510,7 @@ fn attach(
     if period > 1 {
         session
             .probes
-            .set_sleep_sample_period(period)
+            .set_sleep_sample_period(period, monotonic_ns)
             .map_err(|source| SessionError::Attach {
                 pid: config.pid,
                 source,
@@ -866,11 +866,17 @@ impl Session {
     /// ([`sleep_sampling`]: it may rise at any rescan, and fall once a second).
     fn sample_sleeps(&mut self) {
         if let Some(period) = self.sleep_sampling.decide(monotonic_ns())
-            && self.probes.set_sleep_sample_period(period).is_err()
+            && self
+                .probes
+                .set_sleep_sample_period(period, monotonic_ns)
+                .is_err()
         {
             // The kernel keeps the old period: the weights it sends stay right either way.
             eprintln!("tracer: note: could not set the sampling period of sleeps to {period}");
         }
+        // A failure leaves the dispatcher reading the counts of open sleeps: slower, as
+        // right, and tried again at the next rescan.
+        let _ = self.probes.settle_sleep_draw(monotonic_ns);
     }
 
     /// Gives the analysis the waits the kernel left out while it sampled sleeps that

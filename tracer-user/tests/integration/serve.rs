@@ -1217,6 +1217,68 @@ fn serve_samples_a_hot_locks_sleeps_and_scales_what_it_counts() {
     stop_serve(tracer, &baseline);
 }
 
+/// Guards the end of a sleep the dispatcher drew before its process's period rose. The
+/// dispatcher finds a drawn sleep's end by drawing again from the thread's count of
+/// voluntary switches, which under a larger period no longer answers for a sleep drawn
+/// under the smaller one: unless it reads the counts of open sleeps until such sleeps are
+/// over (`tracer_common::SwitchDraw`), `rise_sleeper`'s gate waiter, which sleeps on
+/// `gate_lock` from before the rise and then only runs (its switch-outs are
+/// preemptions), would keep its wait open: reported ~3 s too long, or never ended. The
+/// serve must report that one wait, as long as the waiter measured it.
+#[test]
+fn serve_ends_a_sleep_drawn_before_its_period_rose() {
+    require_root();
+    let baseline = our_prog_ids();
+    let bin = build_target("rise_sleeper", &[]);
+    let mut target = Target::spawn(bin.path(), &[]);
+    let pid = target.pid().to_string();
+    let (tracer, port) = serve_attached(&pid, &[]);
+    let text = wait_for_metrics(port, Duration::from_secs(5), |t| {
+        sample(t, "tracer_sleep_sample_period", &[("pid", &pid)]).is_some()
+    });
+    assert_eq!(
+        sample(&text, "tracer_sleep_sample_period", &[("pid", &pid)]),
+        Some(1.0),
+        "an idle target's sleeps are all traced"
+    );
+    let started = Instant::now();
+    crate::lock_order::send_start(target.pid());
+    wait_for_metrics(port, Duration::from_secs(3), |t| {
+        sample(t, "tracer_sleep_sample_period", &[("pid", &pid)]).is_some_and(|p| p > 1.0)
+    });
+    let rose_after = started.elapsed();
+    assert!(
+        rose_after < Duration::from_millis(1200),
+        "the period rose {rose_after:?} after the start, not while gate_lock was held (1.5 s)"
+    );
+    wait_for_later_line(&mut target, "spun", Duration::from_secs(15));
+    let gate_wait_ns: f64 = target
+        .later_lines()
+        .iter()
+        .find_map(|l| l.strip_prefix("gate_wait_ns="))
+        .and_then(|v| v.parse().ok())
+        .expect("the target printed gate_wait_ns=");
+    let lock = [("pid", pid.as_str()), ("lock", "gate_lock")];
+    let text = wait_for_metrics(port, Duration::from_secs(5), |t| {
+        sample(t, "tracer_lock_wait_seconds_count", &lock).is_some()
+    });
+    let waits = sample(&text, "tracer_lock_wait_seconds_count", &lock).expect("wait count");
+    let waited_ns = sample(&text, "tracer_lock_wait_seconds_sum", &lock).expect("wait sum") * 1e9;
+    eprintln!(
+        "target: gate waiter {gate_wait_ns} ns in pthread_mutex_lock; serve: {waits} wait(s), {waited_ns} ns (period rose after {rose_after:?})"
+    );
+    assert!(
+        (waits - 1.0).abs() < f64::EPSILON,
+        "{waits} waits on gate_lock, not the waiter's one"
+    );
+    assert!(
+        (waited_ns - gate_wait_ns).abs() < 0.2 * gate_wait_ns,
+        "the serve's gate_lock wait ({waited_ns} ns) is not the {gate_wait_ns} ns the waiter measured: its end was lost after the period rose"
+    );
+    drop(target);
+    stop_serve(tracer, &baseline);
+}
+
 /// The `sched_switch` programs loaded since `baseline`: the names of those with a link
 /// (sorted), how many `drawn_sleep`, `sleep_ends` and `futex_sleep` are loaded, and every
 /// new program's name by id (for messages).
