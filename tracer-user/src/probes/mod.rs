@@ -527,29 +527,24 @@ impl Probes {
     /// When the table or the dispatcher's map cannot be read or written: the dispatcher
     /// then goes on reading the counts, which costs time, not correctness.
     pub fn settle_sleep_draw(&mut self, now_ns: impl FnOnce() -> u64) -> Result<(), ProbeError> {
-        let Some(dispatched) = self.dispatched.as_mut() else {
-            return Ok(());
-        };
-        if !dispatched.reads_counts() {
+        if !self
+            .dispatched
+            .as_ref()
+            .is_some_and(switch_dispatch::Dispatched::reads_counts)
+        {
             return Ok(());
         }
         let read_ns = now_ns();
-        let mut oldest = None;
-        for entry in &self.open_sleeps {
-            match entry {
-                Ok((_, sleep)) if sleep.addr != 0 => {
-                    oldest = Some(oldest.map_or(sleep.start_ns, |o: u64| o.min(sleep.start_ns)));
-                }
-                Ok(_) | Err(aya::maps::MapError::KeyNotFound) => {}
-                Err(source) => {
-                    return Err(ProbeError::Map {
-                        name: MAP_OPEN_SLEEPS,
-                        source,
-                    });
-                }
-            }
+        let oldest = self
+            .open_sleeps()?
+            .iter()
+            .filter(|sleep| sleep.addr != 0)
+            .map(|sleep| sleep.start_ns)
+            .min();
+        match self.dispatched.as_mut() {
+            Some(dispatched) => dispatched.settle(oldest, read_ns),
+            None => Ok(()),
         }
-        dispatched.settle(oldest, read_ns)
     }
 
     /// Hands up to `max` records from the ring buffer to `sink`; returns how many. Prints
