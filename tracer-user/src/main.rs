@@ -332,7 +332,7 @@ struct ServeArgs {
     #[arg(long)]
     brief_waits: bool,
     /// Sleeping futex waits a second, per target, traced one by one. Beyond that the
-    /// kernel traces one in P at random (P a power of two, chosen again each second) and
+    /// kernel traces one in P, drawn by a hash of the thread and its switch count (P a power of two, chosen again each second) and
     /// each counts for P in the metrics and profiles, as Go's mutex profile scales its
     /// samples; deadlocks and stuck locks are still found (a wait left out that lasts
     /// is read from /proc). 0 traces every one: a target that sleeps tens of thousands

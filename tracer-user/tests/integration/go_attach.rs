@@ -243,9 +243,23 @@ enum Symbol {
     Dynamic,
 }
 
+/// Whether `name` is what a stripped build calls a lock taken through a method's pointer
+/// receiver: the receiver's type and an offset (`main.Store+0x18`), never a variable's
+/// symbol (`main.store+0x8`, which only the symbol table could give).
+fn is_receiver_form(name: &str) -> bool {
+    name.rsplit_once("+0x").is_some_and(|(type_path, offset)| {
+        u64::from_str_radix(offset, 16).is_ok()
+            && type_path
+                .rsplit('.')
+                .next()
+                .is_some_and(|t| t.starts_with(|c: char| c.is_ascii_uppercase()))
+    })
+}
+
 /// Asserts the name of `lock_ref`, a global lock named `symbol`: `symbol` (exactly, or
-/// `symbol+0x…`) in a normal build; in a stripped build none, or at most an address, or,
-/// for a [`Symbol::Dynamic`] one, still `symbol`.
+/// `symbol+0x…`) in a normal build; in a stripped build none, or at most an address or
+/// the type of the method receiver that took it and an offset ([`is_receiver_form`]),
+/// or, for a [`Symbol::Dynamic`] one, still `symbol`.
 fn assert_lock_name(lock_ref: &Value, symbol: &str, kept: Symbol, build: &GoBuild, what: &str) {
     let name = name_of(lock_ref);
     let is_symbol = |n: &str| {
@@ -255,7 +269,9 @@ fn assert_lock_name(lock_ref: &Value, symbol: &str, kept: Symbol, build: &GoBuil
     };
     if build.stripped {
         assert!(
-            name.is_none_or(|n| parse_hex(n).is_some() || (kept == Symbol::Dynamic && is_symbol(n))),
+            name.is_none_or(|n| parse_hex(n).is_some()
+                || is_receiver_form(n)
+                || (kept == Symbol::Dynamic && is_symbol(n))),
             "stripped build, yet lock {} has a name: {lock_ref}\n{what}",
             lock_ref["addr"]
         );
@@ -394,6 +410,26 @@ fn check_go_abba_deadlock(
             build,
             what,
         );
+        if build.stripped {
+            // Taken in methods of `*Provider` and `*Store`: named by the receiver's type
+            // and the offset the target prints, globals and heap objects alike.
+            for (lock_ref, which) in [(&entry["holds"], held), (&entry["waits_for"], wanted)] {
+                let type_name = if which == "provider" {
+                    "Provider"
+                } else {
+                    "Store"
+                };
+                let offset: u64 = target
+                    .fact(&format!("offset.{which}.mu"))
+                    .parse()
+                    .expect("offset fact");
+                assert_eq!(
+                    name_of(lock_ref),
+                    Some(format!("main.{type_name}+{offset:#x}").as_str()),
+                    "stripped build: {which}.mu by its receiver's type: {lock_ref}\n{what}"
+                );
+            }
+        }
         assert_frames_in_order(&strs(&entry["stack"]), &frames, g, what);
     }
     let dl = values
@@ -433,7 +469,8 @@ fn go_abba_deadlock_is_reported_with_goroutine_ids() {
 /// real service (the provider and store are allocated at run time, so their addresses
 /// are in no symbol): in a normal build they must be named by the struct type and field
 /// (`main.Provider.mu`, `main.Store.mu`) learnt from DWARF at the sites that take them;
-/// in a stripped build, which has no DWARF, they must stay addresses. The cycle, goroutine
+/// in a stripped build, which has no DWARF, by the type of the method receiver that takes
+/// them and the offset (`main.Provider+0x0`), from the pclntab. The cycle, goroutine
 /// ids and stacks must be the same as for the globals.
 #[test]
 fn go_abba_heap_deadlock_names_locks_by_struct_type() {

@@ -866,10 +866,17 @@ fn check_nested_field_paths(tc: &GoToolchain, out_dir: &Path, src: &Path) {
 /// `main.Table.shards[2].mu`, the embedded `main.Counter.Mutex`), at every acquisition
 /// site (inlined `Lock`/`RLock`) and at the return address of every call of a lock method
 /// (`RWMutex.Lock` called from a plain function, the `lockSlow` slow path), in each Go
-/// release. Guards against naming from the wrong register or offset (Go 1.19 copies the
-/// receiver into another register before the atomic; Go 1.25 adds the field offset with
-/// `add`), and against names in stripped builds, which have no DWARF to say them.
+/// release. In a stripped build, a lock taken through a method's pointer receiver is named
+/// by the receiver's type and the offset the target prints (`main.Store+0x18`), and one
+/// taken in a plain function (`update`) by nothing. Guards against naming from the wrong
+/// register or offset (Go 1.19 copies the receiver into another register before the
+/// atomic; Go 1.25 adds the field offset with `add`), and, in stripped builds, against
+/// naming a lock whose pointer was not the receiver at entry or names of the wrong offset.
 #[test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one walk over every build, its sites and its lock calls, each check next to what it checks"
+)]
 fn heap_lock_names_from_dwarf() {
     use tracer_user::go::probe::go_lock_names;
 
@@ -897,15 +904,32 @@ fn heap_lock_names_from_dwarf() {
             );
             if stripped {
                 assert!(dwarf.is_none(), "{label}: DWARF in a stripped build");
-                assert!(owners.is_empty(), "{label}: names without DWARF");
-                continue;
             }
+            let offsets = printed_offsets(&bin);
+            // A stripped build's name: the receiver's type (the field path's first two
+            // parts) and the offset, for methods only.
+            let receiver_name = |function: &str, field_path: &str| {
+                function.contains(".(*").then(|| {
+                    let type_name = field_path
+                        .splitn(3, '.')
+                        .take(2)
+                        .collect::<Vec<_>>()
+                        .join(".");
+                    let offset = offsets.get(field_path).unwrap_or_else(|| {
+                        panic!("{label}: no offset.{field_path} in {offsets:?}")
+                    });
+                    format!("{type_name}+{offset:#x}")
+                })
+            };
             let function_of = |pc: u64| table.func_for_pc(pc).map(|f| f.name);
-            let expected = |pc: u64| {
+            let expected = |pc: u64| -> Option<Option<String>> {
                 let function = function_of(pc)?;
-                want.iter()
-                    .find(|(f, _)| *f == function)
-                    .map(|(_, name)| *name)
+                let (_, name) = want.iter().find(|(f, _)| *f == function)?;
+                Some(if stripped {
+                    receiver_name(&function, name)
+                } else {
+                    Some((*name).to_owned())
+                })
             };
             // Every inlined acquisition site of the functions above.
             let mut checked = BTreeMap::<&str, usize>::new();
@@ -918,17 +942,24 @@ fn heap_lock_names_from_dwarf() {
                 };
                 assert_eq!(
                     owners.name_at(site.vaddr).map(|n| &**n),
-                    Some(name),
+                    name.as_deref(),
                     "{label}: {:?} site at {:#x} in {:?}",
                     site.op,
                     site.vaddr,
                     function_of(site.vaddr)
                 );
-                *checked.entry(name).or_default() += 1;
+                let field_path = want
+                    .iter()
+                    .find(|(f, _)| Some(*f) == function_of(site.vaddr).as_deref())
+                    .map_or("", |(_, name)| *name);
+                *checked.entry(field_path).or_default() += 1;
             }
             // Every call of a lock method (RWMutex.Lock, lockSlow) from them: the name is
-            // filed under the return address, the next instruction.
-            let instructions = objdump_instructions(&bin);
+            // filed under the return address, the next instruction. Found by the symbols
+            // of the unstripped build, whose functions sit where the stripped one's do.
+            let unstripped = build_cached(&tc, "heap_locks", tmp.path(), false);
+            assert_same_places(&table, &unstripped, &want, &label);
+            let instructions = objdump_instructions(&unstripped);
             let mut calls = 0;
             for ((&at, insn), (&next, _)) in instructions.iter().zip(instructions.iter().skip(1)) {
                 let calls_lock_method = insn.starts_with("call")
@@ -938,7 +969,7 @@ fn heap_lock_names_from_dwarf() {
                 };
                 assert_eq!(
                     owners.name_at(next).map(|n| &**n),
-                    Some(name),
+                    name.as_deref(),
                     "{label}: `{insn}` at {at:#x} in {:?}",
                     function_of(at)
                 );
@@ -964,6 +995,32 @@ fn heap_lock_names_from_dwarf() {
                 );
             }
         }
+    }
+}
+
+/// What `heap_locks` prints of where each lock sits in its struct: `TYPE.FIELD` → offset.
+fn printed_offsets(bin: &Path) -> BTreeMap<String, u64> {
+    let out = std::process::Command::new(bin)
+        .output()
+        .expect("run heap_locks");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("offset.")?.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.trim().parse().expect("offset")))
+        .collect()
+}
+
+/// Asserts that the functions of `want` sit at the same addresses in `table` as in the
+/// build at `other` (a stripped build and its unstripped twin).
+fn assert_same_places(table: &GoTable, other: &Path, want: &[(&str, &str)], label: &str) {
+    let other = GoTable::from_elf(&std::fs::read(other).expect("read binary")).expect("pclntab");
+    for (function, _) in want {
+        let place = |t: &GoTable| t.find_func(function).map(|f| (f.entry, f.end));
+        assert_eq!(
+            place(table),
+            place(&other),
+            "{label}: {function} moved by stripping"
+        );
     }
 }
 

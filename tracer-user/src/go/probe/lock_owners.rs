@@ -52,6 +52,10 @@ const LOCK_METHODS: [&str; 10] = [
     "sync.(*RWMutex).TryRLock",
 ];
 
+/// Beyond this many bytes into a receiver's struct a traced offset is taken for anything
+/// but a field (a lock in a struct of a megabyte is no struct a method receives).
+const MAX_RECEIVER_OFFSET: u64 = 1 << 20;
+
 /// Lock names by code address (file virtual addresses of the executable).
 #[derive(Debug, Clone, Default)]
 pub struct GoLockOwners {
@@ -108,11 +112,10 @@ pub fn go_lock_names(
     let Ok(file) = object::File::parse(elf) else {
         return (None, GoLockOwners::default());
     };
-    if file.section_by_name(".debug_info").is_none() {
-        return (None, GoLockOwners::default());
-    }
+    let has_dwarf = file.section_by_name(".debug_info").is_some();
     let Ok(segments) = elf_segments(elf) else {
-        return (DwarfNames::go(elf), GoLockOwners::default());
+        let dwarf = if has_dwarf { DwarfNames::go(elf) } else { None };
+        return (dwarf, GoLockOwners::default());
     };
     // Starts by function (entry address), each function with its pclntab entry; the
     // lock implementation's own functions are skipped (their receiver is the lock).
@@ -164,25 +167,32 @@ pub fn go_lock_names(
         });
     }
     let functions = starts.keys().copied().collect();
-    let Some(dwarf) = DwarfNames::go_with_functions(elf, &functions) else {
-        return (None, GoLockOwners::default());
+    // Without DWARF (a stripped build), only the receivers of methods name locks.
+    let dwarf = if has_dwarf {
+        DwarfNames::go_with_functions(elf, &functions)
+    } else {
+        None
     };
     let mut owners = GoLockOwners::default();
     for (func, starts) in starts.values() {
-        name_in_function(elf, &segments, &dwarf, func, starts, &mut owners);
+        name_in_function(elf, &segments, dwarf.as_ref(), func, starts, &mut owners);
     }
-    (Some(dwarf), owners)
+    (dwarf, owners)
 }
 
 /// Traces every start in `func` and files the names found.
 fn name_in_function(
     elf: &[u8],
     segments: &[Segment],
-    dwarf: &DwarfNames,
+    dwarf: Option<&DwarfNames>,
     func: &GoFunc,
     starts: &[Start],
     owners: &mut GoLockOwners,
 ) {
+    let receiver = pointer_receiver_type(&func.name);
+    if dwarf.is_none() && receiver.is_none() {
+        return;
+    }
     let Some((_, code)) = map_range(elf, segments, func.entry, func.end) else {
         return;
     };
@@ -194,16 +204,51 @@ fn name_in_function(
         if start.calls.is_some_and(|call| !call.is(&code.instrs[i])) {
             continue;
         }
-        let name = code
-            .trace_back(i, start.reg, start.offset)
-            .into_iter()
-            .find_map(|(pc, reg, offset)| {
+        let points = code.trace_back(i, start.reg, start.offset);
+        let from_dwarf = dwarf.and_then(|dwarf| {
+            points.iter().find_map(|&(pc, reg, offset)| {
                 dwarf.lock_member(func.entry, pc, dwarf_register(reg)?, offset)
-            });
+            })
+        });
+        let name = from_dwarf.or_else(|| {
+            let receiver = receiver?;
+            match points.last() {
+                Some(&(pc, Register::RAX, offset)) if pc == func.entry => {
+                    receiver_member(receiver, offset)
+                }
+                _ => None,
+            }
+        });
         if let Some(name) = name {
             owners.by_pc.insert(start.key, Arc::from(name));
         }
     }
+}
+
+/// The struct type `pkg.T` of a method with a pointer receiver, `pkg.(*T).M`, whose
+/// receiver is in `AX` at its entry (the first argument of Go's register ABI), as the
+/// pclntab names it (stripped builds keep it). `None` for anything else: plain functions
+/// (their arguments' types are unknown without DWARF), closures and method values
+/// (`….func1`, `…-fm`: `AX` holds their context), and generic types (`AX` holds the
+/// dictionary).
+fn pointer_receiver_type(name: &str) -> Option<&str> {
+    let open = name.rfind(".(*")?;
+    let (package, rest) = (&name[..open], &name[open + 3..]);
+    let (type_name, method) = rest.split_once(").")?;
+    let identifier = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_alphanumeric() || c == '_');
+    (!package.is_empty() && identifier(type_name) && identifier(method))
+        .then_some(&name[..open + 3 + type_name.len()])
+}
+
+/// The name of the lock `offset` bytes into the struct a method's receiver points to,
+/// when no DWARF names the field: `main.Store+0x18`, from `main.(*Store` (see
+/// [`pointer_receiver_type`]), as a symbol and an offset name a global's lock.
+fn receiver_member(receiver: &str, offset: i64) -> Option<String> {
+    let offset = u64::try_from(offset)
+        .ok()
+        .filter(|&o| o < MAX_RECEIVER_OFFSET)?;
+    let (package, type_name) = receiver.split_once(".(*")?;
+    Some(format!("{package}.{type_name}+{offset:#x}"))
 }
 
 /// The register in `pt_regs` slot `slot`, `None` for [`pt_reg::NONE`], [`pt_reg::RIP`]
@@ -217,6 +262,36 @@ mod tests {
     use tracer_common::pt_reg;
 
     use super::*;
+
+    #[test]
+    fn only_plain_methods_on_pointers_name_their_receivers_type() {
+        let cases = [
+            ("main.(*Store).Put", Some("main.Store+0x18")),
+            (
+                "github.com/prometheus/prometheus/tsdb.(*Head).gc",
+                Some("github.com/prometheus/prometheus/tsdb.Head+0x18"),
+            ),
+            ("sync.(*Map).Load", Some("sync.Map+0x18")),
+            ("main.update", None),
+            ("main.Store.Get", None),
+            ("main.(*Store).Put.func1", None),
+            ("main.(*Store).Put-fm", None),
+            ("main.(*Cache[go.shape.int]).Get", None),
+            ("main.(*Cache[...]).Get", None),
+            (".(*T).M", None),
+            ("main.(*).M", None),
+        ];
+        for (function, want) in cases {
+            let got = pointer_receiver_type(function).and_then(|r| receiver_member(r, 0x18));
+            assert_eq!(got.as_deref(), want, "{function}");
+        }
+        assert_eq!(receiver_member("main.(*Store", -8), None);
+        assert_eq!(receiver_member("main.(*Store", 1 << 20), None);
+        assert_eq!(
+            receiver_member("main.(*Store", 0).as_deref(),
+            Some("main.Store+0x0")
+        );
+    }
 
     #[test]
     fn slots_name_general_registers() {

@@ -21,6 +21,7 @@
 //	lock.provider=0x…  &provider.mu (the global main.provider, or the heap provider;
 //	                   mu is its first field)
 //	lock.store=0x…     &store.mu (the global main.store, or the heap store)
+//	offset.provider.mu=N, offset.store.mu=N: where each mu sits in its struct
 //
 // main keeps sleeping (so the runtime's "all goroutines are asleep" check never fires) and
 // the process exits by itself after 120 s.
@@ -34,6 +35,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 )
 
 // Provider caches alert rules and writes them through to its store.
@@ -242,6 +244,8 @@ func main() {
 	fact("goid.gc", <-gcID)
 	fact("lock.provider", fmt.Sprintf("%p", &p.mu))
 	fact("lock.store", fmt.Sprintf("%p", &s.mu))
+	fact("offset.provider.mu", unsafe.Offsetof(p.mu))
+	fact("offset.store.mu", unsafe.Offsetof(s.mu))
 	fmt.Println("ready")
 
 	time.Sleep(time.Duration(startMS) * time.Millisecond)

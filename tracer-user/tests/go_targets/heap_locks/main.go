@@ -5,7 +5,8 @@
 //
 // Usage: heap_locks [writers START_MS]
 //
-//	no arguments: takes each lock once and exits.
+//	no arguments: prints `offset.TYPE.FIELD=N` (where each lock sits in its struct),
+//	              takes each lock once and exits.
 //	writers:      prints `pid=N`, `lock.rw=0x…` (&s.rw of a heap Store) and `ready`, waits
 //	              START_MS, then 4 goroutines call update (RWMutex.Lock, never inlined)
 //	              in a loop for 2 s, then it prints `done` and idles until 120 s.
@@ -17,6 +18,7 @@ import (
 	"strconv"
 	"sync"
 	"time"
+	"unsafe"
 )
 
 // Store: a mutex and an RWMutex, neither at offset 0.
@@ -127,6 +129,13 @@ func main() {
 	s := &Store{name: "s", data: map[string]int{}}
 	t := &Table{name: "t"}
 	c := &Counter{}
+	// Where each lock sits in its struct: what a stripped build's names give instead of
+	// the field (`main.Store+0x18`).
+	fmt.Printf("offset.main.Store.mu=%d\n", unsafe.Offsetof(s.mu))
+	fmt.Printf("offset.main.Store.rw=%d\n", unsafe.Offsetof(s.rw))
+	fmt.Printf("offset.main.Table.shards[2].mu=%d\n",
+		unsafe.Offsetof(t.shards)+2*unsafe.Sizeof(t.shards[0])+unsafe.Offsetof(t.shards[0].mu))
+	fmt.Printf("offset.main.Counter.Mutex=%d\n", unsafe.Offsetof(c.Mutex))
 	s.Put("a", 1)
 	update(s, "a")
 	t.Bump()
