@@ -138,9 +138,14 @@ impl GoTarget {
             attach_time.as_millis(),
         );
         if !self.owners.is_empty() {
+            let source = if self.dwarf_names.is_some() {
+                "from DWARF"
+            } else {
+                "by the types of their methods' receivers (no DWARF)"
+            };
             let _ = write!(
                 note,
-                "; {} sites and calls name the heap locks they take, from DWARF",
+                "; {} sites and calls name the heap locks they take, {source}",
                 self.owners.len()
             );
         }
