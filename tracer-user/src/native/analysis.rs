@@ -27,6 +27,7 @@ use crate::{
     native::{
         LockLayout,
         futex_lock::{self, FutexWaitClass, KnownLocks},
+        go_runtime::SemasleepLocks,
         musl_lock,
         rust_lock::{self, RustLocks},
         wait_profile::{HolderProfiles, ReleasedHold, WaitProfile},
@@ -245,6 +246,9 @@ pub struct Analysis {
     holder_profiles: HolderProfiles,
     /// A Rust program's locks: `std`'s, `parking_lot`'s slow paths, holders from guards.
     rust: RustLocks,
+    /// A Go ≥ 1.24 program's runtime locks, whose waiters sleep on their own semaphore
+    /// (see [`SemasleepLocks`]).
+    go_semasleep: Option<SemasleepLocks>,
 }
 
 impl Analysis {
@@ -402,6 +406,10 @@ impl Analysis {
             } => {
                 let sp = Some(window.sp()).filter(|&sp| sp != 0);
                 let (class, unknown) = self.classify_wait((addr, cmd, val), snapshot, sp, threads);
+                let class = match class {
+                    FutexWaitClass::NotALock => self.go_runtime_lock_wait(window),
+                    class @ FutexWaitClass::Lock { .. } => class,
+                };
                 if let Some(owner) = unknown.filter(|_| refuse_unknown) {
                     return Err(UnknownThread(owner));
                 }
@@ -1117,6 +1125,36 @@ impl Analysis {
             self.free_window(wait.window_slot);
         }
         self.held.retain(|&(holder, _), _| holder != tid);
+    }
+
+    /// Finds the runtime locks of a Go ≥ 1.24 program in the stacks of its waits that
+    /// sleep on a thread's semaphore (see [`SemasleepLocks`]).
+    pub fn set_go_semasleep_locks(&mut self, locks: Option<SemasleepLocks>) {
+        self.go_semasleep = locks;
+    }
+
+    /// A wait its futex word did not show to be a lock's: a Go runtime lock's if its
+    /// stack says so (Go ≥ 1.24), the lock then known by address alone (the runtime's
+    /// mutex names no owner).
+    fn go_runtime_lock_wait(&self, window: &WindowRef<'_>) -> FutexWaitClass {
+        let Some(finder) = &self.go_semasleep else {
+            return FutexWaitClass::NotALock;
+        };
+        if window.is_empty() {
+            return FutexWaitClass::NotALock;
+        }
+        let mut copy = StackWindow::EMPTY;
+        window.write_to(&mut copy);
+        match finder.lock_of(copy.sp, copy.words()) {
+            Some(lock) => FutexWaitClass::Lock {
+                lock,
+                kind: LockKind::Futex,
+                holder: None,
+                unowned: false,
+                reader: false,
+            },
+            None => FutexWaitClass::NotALock,
+        }
     }
 
     /// Classifies Rust `std`'s lock waits as such from now on (the target is a Rust
@@ -2305,6 +2343,64 @@ mod tests {
             a.stats().get(LOCK_A).unwrap().contentions,
             u64::from(MAX_STACKS_PER_LOCK) + u64::from(extra),
             "waits from further stacks still count on the lock"
+        );
+    }
+    /// Guards a Go ≥ 1.24 program's runtime lock waits counting as no lock waits: each
+    /// waiter sleeps on its own M's semaphore word, and the lock (`lock2`'s argument) is
+    /// found in its stack window, so two waiters on different words wait for one lock.
+    /// Without the finder (an older Go, or any other program) they stay other waits.
+    #[test]
+    fn go_semasleep_waits_are_waits_for_the_lock_in_their_stacks() {
+        use crate::native::go_runtime::SemasleepLocks;
+
+        const RUNTIME_LOCK: u64 = 0xc000_8048;
+        let window = |sp: u64| {
+            let mut w = StackWindow {
+                sp,
+                len: 32,
+                ..StackWindow::EMPTY
+            };
+            let at = |i: u64| sp + 8 * i;
+            w.words[0] = 0x40_1010; // into futexsleep
+            w.words[8] = 0x40_2020; // into semasleep
+            w.words[12] = at(22); // lock2's frame pointer
+            w.words[13] = 0x40_3030; // into lock2
+            w.words[24] = RUNTIME_LOCK;
+            w
+        };
+        let (w1, w2) = (window(0x7f00_1000), window(0x7f00_9000));
+        let sleep = |tid: u32, ts_ns: u64, waitsema: u64, window| TraceEvent::FutexWait {
+            tid,
+            ts_ns,
+            addr: waitsema,
+            cmd: futex_cmd::WAIT,
+            val: u32::MAX,
+            stack: Some(tid),
+            snapshot: Snapshot::EMPTY,
+            window: WindowRef::Built(window),
+            timeout: WaitTimeout::Untimed,
+            weight: 1,
+        };
+        let events = [
+            sleep(101, 10, 0xc000_0100, &w1),
+            sleep(102, 20, 0xc000_0200, &w2),
+        ];
+        let mut go = Analysis::new();
+        go.set_go_semasleep_locks(Some(SemasleepLocks::new(
+            0x40_3000..0x40_3100,
+            0x40_2000..0x40_2100,
+        )));
+        feed(&mut go, &events);
+        assert_eq!((go.counts().lock_waits, go.counts().other_waits), (2, 0));
+        for tid in [101, 102] {
+            assert_eq!(go.active_wait(tid).and_then(|w| w.lock), Some(RUNTIME_LOCK));
+        }
+        assert_eq!(go.lock_kind(RUNTIME_LOCK), LockKind::Futex);
+        let mut other = Analysis::new();
+        feed(&mut other, &events);
+        assert_eq!(
+            (other.counts().lock_waits, other.counts().other_waits),
+            (0, 2)
         );
     }
 }

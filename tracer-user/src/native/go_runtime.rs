@@ -12,6 +12,10 @@
 //! The stack of a wait may carry stale return addresses found in the stack window, so
 //! the lock implementation anywhere in the stack wins over an idle function: a lock wait
 //! is a lock wait even when an old `notetsleep_internal` return address lies above it.
+//!
+//! From Go 1.24 a runtime lock's waiter sleeps on its own thread's semaphore, not on the
+//! lock: [`SemasleepLocks`] finds the lock in its stack.
+use std::ops::Range;
 
 /// What a Go runtime futex wait is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -226,6 +230,58 @@ fn lock_name(caller: Option<&str>, guards: Option<Guarded>) -> String {
     }
 }
 
+/// Where the Go runtime's own locks put their waiters to sleep from Go 1.24 on: `lock2`
+/// (`lock_spinbit.go`) parks a waiting thread on its M's semaphore (`semasleep`, a futex
+/// wait on `m.waitsema`), not on the lock's word as before. The futex word then says
+/// nothing of the lock; the waiter's stack does: `lock2`'s first argument, the lock,
+/// sits in its argument spill slot, two words above the frame pointer `lock2` saved
+/// (Go's register ABI spills arguments to the caller's frame, right above the return
+/// address), and `semasleep`'s frame holds that frame pointer next to its return address
+/// into `lock2`. Both come from the window of stack words the kernel copies at the wait.
+///
+/// Addresses are the running program's (the load bias applied).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SemasleepLocks {
+    lock2: Range<u64>,
+    semasleep: Range<u64>,
+}
+
+impl SemasleepLocks {
+    /// The code of `runtime.lock2` and of `runtime.semasleep` (which Linux builds have
+    /// only from Go 1.24, where `lock2` sleeps through it).
+    #[must_use]
+    pub fn new(lock2: Range<u64>, semasleep: Range<u64>) -> Self {
+        Self { lock2, semasleep }
+    }
+
+    /// The runtime lock a futex wait waits for, if it is `lock2`'s sleep in `semasleep`:
+    /// `words` are the waiter's stack from `sp` upwards. `None` for any other wait, and
+    /// when the window does not reach `lock2`'s argument.
+    #[must_use]
+    pub fn lock_of(&self, sp: u64, words: &[u64]) -> Option<u64> {
+        let index_of = |addr: u64| -> Option<usize> {
+            let offset = addr.checked_sub(sp)?;
+            let index = usize::try_from(offset / 8).ok()?;
+            (offset % 8 == 0 && index < words.len()).then_some(index)
+        };
+        // `futexsleep`'s return address into `semasleep`, then `semasleep`'s saved frame
+        // pointer (`lock2`'s) and return address into `lock2`, in that order upwards.
+        let in_semasleep = words.iter().position(|w| self.semasleep.contains(w))?;
+        let (saved, _) = words
+            .windows(2)
+            .enumerate()
+            .skip(in_semasleep + 1)
+            .find(|(_, pair)| self.lock2.contains(&pair[1]))?;
+        let frame = index_of(words[saved])?;
+        // A caller's frame lies above its callee's.
+        if frame <= saved + 1 {
+            return None;
+        }
+        let lock = *words.get(frame + 2)?;
+        (lock != 0 && lock % 8 == 0).then_some(lock)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -365,5 +421,62 @@ mod tests {
         let cgo = classify(&["__lll_lock_wait", "pthread_mutex_lock", "main._Cfunc_f"]);
         assert_eq!(cgo, GoFutexWait::Unknown);
         assert_eq!(verdict(&[idle, cgo]), GoFutexVerdict::Unknown);
+    }
+    /// A waiter's stack as Go 1.25 lays it out at the futex call (`futexsleep` 0x40,
+    /// `semasleep` 0x20 and `lock2` 0x50 bytes of frame): the lock is `lock2`'s spilled
+    /// argument, found through `semasleep`'s saved frame pointer.
+    fn go125_window(sp: u64, lock: u64) -> Vec<u64> {
+        let mut w = vec![0xdead_0000_u64; 32];
+        let at = |i: usize| sp + 8 * i as u64;
+        w[0] = 0x40_1010; // return address into futexsleep
+        w[7] = at(12); // futexsleep's saved frame pointer: semasleep's
+        w[8] = 0x40_2020; // return address into semasleep
+        w[12] = at(22); // semasleep's saved frame pointer: lock2's
+        w[13] = 0x40_3030; // return address into lock2
+        w[22] = at(31); // lock2's saved frame pointer
+        w[23] = 0x40_4040; // return address into chansend
+        w[24] = lock; // lock2's argument, spilled
+        w
+    }
+
+    fn finder() -> SemasleepLocks {
+        SemasleepLocks::new(0x40_3000..0x40_3100, 0x40_2000..0x40_2100)
+    }
+
+    #[test]
+    fn a_semasleep_under_lock2_waits_for_lock2s_argument() {
+        let sp = 0xc000_1000;
+        let lock = 0xc000_8048;
+        assert_eq!(finder().lock_of(sp, &go125_window(sp, lock)), Some(lock));
+    }
+
+    /// Guards against taking any sleep for a runtime lock wait, or reading past the
+    /// window or at a frame pointer that is not one.
+    #[test]
+    fn other_sleeps_and_broken_frames_name_no_lock() {
+        let sp = 0xc000_1000;
+        let lock = 0xc000_8048;
+        let f = finder();
+        // A note sleep: no return address into semasleep.
+        let mut note = go125_window(sp, lock);
+        note[8] = 0x40_9999;
+        assert_eq!(f.lock_of(sp, &note), None);
+        // semasleep not called from lock2 (another user of the M's semaphore).
+        let mut other = go125_window(sp, lock);
+        other[13] = 0x40_9999;
+        assert_eq!(f.lock_of(sp, &other), None);
+        // lock2's frame pointer outside the window, below it, or not aligned.
+        for bad in [sp + 8 * 40, sp - 8, sp + 8 * 22 + 4, sp + 8 * 12] {
+            let mut w = go125_window(sp, lock);
+            w[12] = bad;
+            assert_eq!(f.lock_of(sp, &w), None, "{bad:#x}");
+        }
+        // The window ends before the argument.
+        let w = go125_window(sp, lock);
+        assert_eq!(f.lock_of(sp, &w[..24]), None);
+        // A null or misaligned argument is no lock.
+        assert_eq!(f.lock_of(sp, &go125_window(sp, 0)), None);
+        assert_eq!(f.lock_of(sp, &go125_window(sp, lock + 1)), None);
+        assert_eq!(f.lock_of(sp, &[]), None);
     }
 }

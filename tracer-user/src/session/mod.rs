@@ -506,6 +506,9 @@ fn attach(
         tape: None,
     };
     session.analysis.set_rust_std(rust);
+    session
+        .analysis
+        .set_go_semasleep_locks(session.go.as_ref().and_then(GoTracker::semasleep_locks));
     let period = session.sleep_sampling.period();
     if period > 1 {
         session

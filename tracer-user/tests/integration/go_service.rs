@@ -2,11 +2,14 @@
 //!
 //! - A real stripped Go service, Debian's `prometheus` (go1.19), under a light query load:
 //!   the runtime's idle sleeps are no locks, runtime locks are named, every frame of the
-//!   executable is named from its `.gopclntab`, heap locks are plain addresses.
+//!   executable is named from its `.gopclntab`, heap locks are named by the types of the
+//!   method receivers that take them or left as addresses, never as offsets into
+//!   anonymous memory.
 //! - `go_cgo` built stripped: its pthread mutex waits (futex waits inside a Go program)
 //!   have their Go frames named with `file:line`.
 //! - `go_chan_hot` under `tracer serve`: a runtime lock has the same name in the metrics
-//!   as in the summary.
+//!   as in the summary; under `tracer attach` built with Go ≥ 1.24, whose runtime locks
+//!   sleep on their waiters' semaphores, its channel's lock is found from the stacks.
 
 use std::{
     io::{Read as _, Write as _},
@@ -399,4 +402,52 @@ fn serve_metrics_name_a_go_runtime_lock_as_the_summary_does() {
             "the channel's lock is called {name:?} in the summary, {labels:?} in the metrics\n{what}"
         );
     }
+}
+
+/// Guards a Go ≥ 1.24 program's runtime lock contention going unseen: from 1.24 a runtime
+/// lock's waiter sleeps on its own thread's semaphore (`runtime.semasleep`, a futex wait
+/// on `m.waitsema`), so the futex word names no lock and the wait was counted as no lock
+/// wait at all. `go_chan_hot` contends one channel's runtime lock only: `tracer attach`
+/// must report a lock inside the `hchan` the target printed, named as a channel lock,
+/// with contentions. Checked to fail with the lock not looked for in the stacks.
+#[test]
+fn go_runtime_lock_waits_on_a_threads_semaphore_find_the_lock() {
+    require_root();
+    let (_dir, builds) = crate::go_attach::go_builds("go_chan_hot", false);
+    let minor = |label: &str| -> u32 {
+        label
+            .strip_prefix("go1.")
+            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0)
+    };
+    let mut checked = 0;
+    for build in builds.iter().filter(|b| minor(&b.label) >= 24) {
+        let target = Target::spawn(&build.path, &["60"]);
+        let chan = parse_hex(target.fact("chan")).expect("chan=0x…");
+        let (values, what) = crate::go_attach::trace(&target, 3, &[], build);
+        let s = the_summary(&values, &what);
+        let in_chan = locks(s)
+            .iter()
+            .find(|l| {
+                parse_hex(l["addr"].as_str().unwrap_or(""))
+                    .is_some_and(|a| (chan..chan + 256).contains(&a))
+            })
+            .unwrap_or_else(|| panic!("no lock inside the channel at {chan:#x}\n{what}"));
+        let name = name_of(in_chan).unwrap_or_default();
+        assert!(
+            name.starts_with("channel lock (runtime."),
+            "the channel's lock is called {name:?}: {in_chan:#}\n{what}"
+        );
+        assert!(
+            in_chan["contentions"].as_u64().unwrap_or(0) > 0,
+            "the channel's lock has no contention: {in_chan:#}\n{what}"
+        );
+        checked += 1;
+    }
+    let labels: Vec<&str> = builds.iter().map(|b| b.label.as_str()).collect();
+    assert!(
+        checked > 0,
+        "no build of go_chan_hot with Go ≥ 1.24 among {labels:?}"
+    );
 }

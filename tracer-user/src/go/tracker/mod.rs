@@ -54,6 +54,7 @@ use crate::{
         live::UnnamedLiveLock,
         raw::{RawCycleEntry, RawFinding, RawHolder, RawLockStats, RawStack, RawStuckLock},
     },
+    native::go_runtime::SemasleepLocks,
     probes::GoSites,
     target::{Executable, FileBytes, MapEntry, ProcError, TargetProcess},
 };
@@ -104,8 +105,8 @@ pub struct GoTarget {
     goroutines: Result<RuntimeGoroutines, String>,
     /// Field paths of globals (`main.store.mu`), when the binary has DWARF.
     dwarf_names: Option<DwarfNames>,
-    /// Names of locks in heap objects (`main.Store.mu`) by the sites and calls that take
-    /// them, when the binary has DWARF.
+    /// Names of locks in heap objects by the sites and calls that take them: from DWARF
+    /// (`main.Store.mu`), else from the types of methods' receivers (`main.Store+0x18`).
     owners: GoLockOwners,
     /// Runtime address minus file virtual address (0 unless position-independent).
     bias: u64,
@@ -814,6 +815,24 @@ impl TracedView for GoTracker {
 }
 
 impl GoTracker {
+    /// Where the program's runtime locks put their waiters to sleep, if it is a Go ≥ 1.24
+    /// build (whose Linux runtime has `runtime.semasleep` only from then): see
+    /// [`SemasleepLocks`].
+    #[must_use]
+    pub fn semasleep_locks(&self) -> Option<SemasleepLocks> {
+        let bias = self.target.bias;
+        let code = |name: &str| {
+            self.target
+                .table
+                .find_func(name)
+                .map(|f| f.entry.wrapping_add(bias)..f.end.wrapping_add(bias))
+        };
+        Some(SemasleepLocks::new(
+            code("runtime.lock2")?,
+            code("runtime.semasleep")?,
+        ))
+    }
+
     /// What names this program's stacks and locks.
     #[must_use]
     pub fn names(&self) -> GoNames<'_> {
