@@ -389,13 +389,7 @@ fn serve_metrics_name_a_go_runtime_lock_as_the_summary_does() {
         }
         let values = json_lines(&out.stdout);
         let s = the_summary(&values, &what);
-        let in_chan = locks(s)
-            .iter()
-            .find(|l| {
-                parse_hex(l["addr"].as_str().unwrap_or(""))
-                    .is_some_and(|a| (chan..chan + 256).contains(&a))
-            })
-            .unwrap_or_else(|| panic!("no lock inside the channel at {chan:#x}\n{what}"));
+        let in_chan = lock_inside_channel(s, chan, &what);
         let name = name_of(in_chan).unwrap_or_default();
         assert!(
             name.starts_with("channel lock (runtime.chan") && labels.iter().any(|l| l == name),
@@ -427,13 +421,7 @@ fn go_runtime_lock_waits_on_a_threads_semaphore_find_the_lock() {
         let chan = parse_hex(target.fact("chan")).expect("chan=0x…");
         let (values, what) = crate::go_attach::trace(&target, 3, &[], build);
         let s = the_summary(&values, &what);
-        let in_chan = locks(s)
-            .iter()
-            .find(|l| {
-                parse_hex(l["addr"].as_str().unwrap_or(""))
-                    .is_some_and(|a| (chan..chan + 256).contains(&a))
-            })
-            .unwrap_or_else(|| panic!("no lock inside the channel at {chan:#x}\n{what}"));
+        let in_chan = lock_inside_channel(s, chan, &what);
         let name = name_of(in_chan).unwrap_or_default();
         assert!(
             name.starts_with("channel lock (runtime."),
@@ -450,4 +438,16 @@ fn go_runtime_lock_waits_on_a_threads_semaphore_find_the_lock() {
         checked > 0,
         "no build of go_chan_hot with Go ≥ 1.24 among {labels:?}"
     );
+}
+
+/// The lock of summary `s` inside the channel at `chan` (its `hchan`, whose `lock` field
+/// the runtime takes); panics with the run's description `what` if there is none.
+fn lock_inside_channel<'a>(s: &'a Value, chan: u64, what: &str) -> &'a Value {
+    locks(s)
+        .iter()
+        .find(|l| {
+            parse_hex(l["addr"].as_str().unwrap_or(""))
+                .is_some_and(|a| (chan..chan + 256).contains(&a))
+        })
+        .unwrap_or_else(|| panic!("no lock inside the channel at {chan:#x}\n{what}"))
 }
