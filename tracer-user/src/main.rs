@@ -332,10 +332,10 @@ struct ServeArgs {
     #[arg(long)]
     brief_waits: bool,
     /// Sleeping futex waits a second, per target, traced one by one. Beyond that the
-    /// kernel traces one in P, drawn by a hash of the thread and its switch count (P a power of two, chosen again each second) and
-    /// each counts for P in the metrics and profiles, as Go's mutex profile scales its
-    /// samples; deadlocks and stuck locks are still found (a wait left out that lasts
-    /// is read from /proc). 0 traces every one: a target that sleeps tens of thousands
+    /// kernel traces one in P, drawn by a hash of the thread and its switch count (P a
+    /// power of two, chosen again each second) and each counts for P in the metrics and
+    /// profiles, as Go's mutex profile scales its samples; deadlocks and stuck locks are
+    /// still found (a wait left out that lasts is read from /proc). 0 traces every one: a target that sleeps tens of thousands
     /// of times a second then pays ~2% of its throughput.
     #[arg(long, value_name = "N", default_value_t = 2000)]
     max_sleeps_per_second: u32,

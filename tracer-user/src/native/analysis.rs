@@ -2345,6 +2345,7 @@ mod tests {
             "waits from further stacks still count on the lock"
         );
     }
+
     /// Guards a Go ≥ 1.24 program's runtime lock waits counting as no lock waits: each
     /// waiter sleeps on its own M's semaphore word, and the lock (`lock2`'s argument) is
     /// found in its stack window, so two waiters on different words wait for one lock.

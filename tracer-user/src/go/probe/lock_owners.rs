@@ -231,23 +231,21 @@ fn name_in_function(
 /// (their arguments' types are unknown without DWARF), closures and method values
 /// (`….func1`, `…-fm`: `AX` holds their context), and generic types (`AX` holds the
 /// dictionary).
-fn pointer_receiver_type(name: &str) -> Option<&str> {
-    let open = name.rfind(".(*")?;
-    let (package, rest) = (&name[..open], &name[open + 3..]);
+fn pointer_receiver_type(name: &str) -> Option<(&str, &str)> {
+    let (package, rest) = name.rsplit_once(".(*")?;
     let (type_name, method) = rest.split_once(").")?;
     let identifier = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_alphanumeric() || c == '_');
     (!package.is_empty() && identifier(type_name) && identifier(method))
-        .then_some(&name[..open + 3 + type_name.len()])
+        .then_some((package, type_name))
 }
 
 /// The name of the lock `offset` bytes into the struct a method's receiver points to,
-/// when no DWARF names the field: `main.Store+0x18`, from `main.(*Store` (see
+/// when no DWARF names the field: `main.Store+0x18`, from (`main`, `Store`) (see
 /// [`pointer_receiver_type`]), as a symbol and an offset name a global's lock.
-fn receiver_member(receiver: &str, offset: i64) -> Option<String> {
+fn receiver_member((package, type_name): (&str, &str), offset: i64) -> Option<String> {
     let offset = u64::try_from(offset)
         .ok()
         .filter(|&o| o < MAX_RECEIVER_OFFSET)?;
-    let (package, type_name) = receiver.split_once(".(*")?;
     Some(format!("{package}.{type_name}+{offset:#x}"))
 }
 
@@ -285,10 +283,10 @@ mod tests {
             let got = pointer_receiver_type(function).and_then(|r| receiver_member(r, 0x18));
             assert_eq!(got.as_deref(), want, "{function}");
         }
-        assert_eq!(receiver_member("main.(*Store", -8), None);
-        assert_eq!(receiver_member("main.(*Store", 1 << 20), None);
+        assert_eq!(receiver_member(("main", "Store"), -8), None);
+        assert_eq!(receiver_member(("main", "Store"), 1 << 20), None);
         assert_eq!(
-            receiver_member("main.(*Store", 0).as_deref(),
+            receiver_member(("main", "Store"), 0).as_deref(),
             Some("main.Store+0x0")
         );
     }
