@@ -84,8 +84,10 @@ pub enum VoluntarySwitch {
 
 /// Where the dispatcher hands a served thread's switch-out `out`, if anywhere.
 ///
-/// `drawn` answers the sampling's draw for one of the thread's voluntary switches (true:
-/// a sleep there is traced). `may_have_open` says whether the thread may have a sleep to
+/// `draws_new` is false while the dispatcher draws no new sleep (before it is detached,
+/// `crate::switch_draws_new`): a sleep then goes no further, though the ends of those it
+/// drew earlier still do. `drawn` answers the sampling's draw for one of the thread's
+/// voluntary switches (true: a sleep there is traced). `may_have_open` says whether the thread may have a sleep to
 /// end by its slot's count of open sleeps, for a process whose sleeps may have been drawn
 /// under another period than the one `drawn` uses now (false otherwise: see
 /// [`crate::switch_draw::SwitchDraw`]); it is asked only when nothing else hands the
@@ -99,6 +101,7 @@ pub enum VoluntarySwitch {
 #[inline]
 pub fn hand_off(
     out: SwitchOut,
+    draws_new: bool,
     drawn: impl Fn(VoluntarySwitch) -> bool,
     may_have_open: impl FnOnce() -> bool,
 ) -> Option<HandOff> {
@@ -106,7 +109,9 @@ pub fn hand_off(
         SwitchOut::Exits => return Some(HandOff::Ends),
         // A sleep with no count since its own (a kernel that counted it as preempted)
         // is drawn or not as the one before: `Drawn` ends that one first.
-        SwitchOut::Sleeps if drawn(VoluntarySwitch::This) => return Some(HandOff::Drawn),
+        SwitchOut::Sleeps if draws_new && drawn(VoluntarySwitch::This) => {
+            return Some(HandOff::Drawn);
+        }
         SwitchOut::Sleeps => drawn(VoluntarySwitch::Before),
         SwitchOut::Runnable => drawn(VoluntarySwitch::This) || drawn(VoluntarySwitch::Before),
     };
@@ -147,24 +152,37 @@ mod tests {
     #[test]
     fn a_drawn_sleep_is_traced_and_an_undrawn_one_only_ends_what_was_drawn_or_counted() {
         assert_eq!(
-            hand_off(SwitchOut::Sleeps, draws(true, false), || false),
+            hand_off(SwitchOut::Sleeps, true, draws(true, false), || false),
             Some(HandOff::Drawn)
         );
         assert_eq!(
-            hand_off(SwitchOut::Sleeps, draws(true, true), || true),
+            hand_off(SwitchOut::Sleeps, true, draws(true, true), || true),
             Some(HandOff::Drawn)
+        );
+        // Drawing no new sleep: a drawn one is not traced, but an open one still ends.
+        assert_eq!(
+            hand_off(SwitchOut::Sleeps, false, draws(true, false), || false),
+            None
+        );
+        assert_eq!(
+            hand_off(SwitchOut::Sleeps, false, draws(true, true), || false),
+            Some(HandOff::Ends)
+        );
+        assert_eq!(
+            hand_off(SwitchOut::Runnable, false, draws(true, false), || false),
+            Some(HandOff::Ends)
         );
         // The last sleep (one voluntary switch before this one) was drawn.
         assert_eq!(
-            hand_off(SwitchOut::Sleeps, draws(false, true), || false),
+            hand_off(SwitchOut::Sleeps, true, draws(false, true), || false),
             Some(HandOff::Ends)
         );
         assert_eq!(
-            hand_off(SwitchOut::Sleeps, draws(false, false), || true),
+            hand_off(SwitchOut::Sleeps, true, draws(false, false), || true),
             Some(HandOff::Ends)
         );
         assert_eq!(
-            hand_off(SwitchOut::Sleeps, draws(false, false), || false),
+            hand_off(SwitchOut::Sleeps, true, draws(false, false), || false),
             None
         );
     }
@@ -175,16 +193,16 @@ mod tests {
         // turned back (one since): both end it.
         for (this, before) in [(true, false), (false, true), (true, true)] {
             assert_eq!(
-                hand_off(SwitchOut::Runnable, draws(this, before), || false),
+                hand_off(SwitchOut::Runnable, true, draws(this, before), || false),
                 Some(HandOff::Ends)
             );
         }
         assert_eq!(
-            hand_off(SwitchOut::Runnable, draws(false, false), || false),
+            hand_off(SwitchOut::Runnable, true, draws(false, false), || false),
             None
         );
         assert_eq!(
-            hand_off(SwitchOut::Runnable, draws(false, false), || true),
+            hand_off(SwitchOut::Runnable, true, draws(false, false), || true),
             Some(HandOff::Ends)
         );
         let asked = Cell::new(false);
@@ -193,7 +211,7 @@ mod tests {
             true
         };
         assert_eq!(
-            hand_off(SwitchOut::Exits, drawn, || false),
+            hand_off(SwitchOut::Exits, true, drawn, || false),
             Some(HandOff::Ends)
         );
         assert!(!asked.get(), "an exit is handed on without a draw");

@@ -67,7 +67,7 @@ pub use names::{
     PROG_SCHED_SWITCH, PROG_SCHED_SWITCH_DRAWN, PROG_SCHED_SWITCH_ENDS, PROG_SWITCH_DISPATCH,
     PROG_SYS_EXIT, PROG_UNLOCK_ENTRY, SWITCH_SLOTS,
 };
-pub use open_sleep::{OPEN_SLEEPS_MAX_ENTRIES, OpenSleep};
+pub use open_sleep::{OPEN_SLEEPS_MAX_ENTRIES, OpenSleep, sleep_is_stale};
 pub use slept::{
     LEAN_WAITS_ALL, LEAN_WAITS_NONE, LEAN_WAITS_UNSAMPLED, SLEPT_RECORD_SIZE,
     SLEPT_RECORD_SIZE_UNWEIGHTED, SleptRecord,
@@ -77,8 +77,8 @@ pub use stack::{
     STACK_SAMPLER_SLOTS, STACKS_MAX_ENTRIES, StackSampler, StackSlot,
 };
 pub use switch_draw::{
-    SETTLE_MARGIN_NS, SwitchDraw, sleep_drawn, switch_period, switch_period_value,
-    switch_reads_counts,
+    SETTLE_MARGIN_NS, SwitchDraw, sleep_drawn, switch_draws_new, switch_period,
+    switch_period_value, switch_reads_counts, switch_value_drawing_none,
 };
 pub use switch_table::{
     SWITCH_TABLE_LEN, SwitchLookup, switch_entry_elsewhere, switch_entry_served,

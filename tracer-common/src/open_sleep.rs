@@ -36,8 +36,10 @@ pub struct OpenSleep {
     /// How many sleeping waits this one stands for: the sampling period it was taken
     /// under ([`MAP_SLEEP_SAMPLING`](crate::MAP_SLEEP_SAMPLING)).
     pub weight: u32,
-    /// Explicit padding, always zero.
-    pub pad: u32,
+    /// The lower half of the thread's count of voluntary switches (`task_struct.nvcsw`)
+    /// at the sleep, which the kernel counted before `sched_switch`; 0 when not read
+    /// ([`sleep_is_stale`]).
+    pub voluntary_switches: u32,
 }
 const _: () = assert!(core::mem::size_of::<OpenSleep>() == 64);
 
@@ -46,3 +48,42 @@ const _: () = assert!(core::mem::size_of::<OpenSleep>() == 64);
 /// ([`Counter::OpenSleepsUntracked`](crate::Counter::OpenSleepsUntracked)) at each of its
 /// sleeps, whose ends are not sent.
 pub const OPEN_SLEEPS_MAX_ENTRIES: u32 = 16 * 1024;
+
+/// Whether an open sleep whose thread had `at_sleep` voluntary switches (the lower half,
+/// [`OpenSleep::voluntary_switches`]) at the sleep is stale at a switch-out of the thread
+/// with `now` of them: the thread has switched out voluntarily twice or more since, so
+/// the sleep ended at a switch-out nothing saw (the serve's `sched_switch` program was
+/// detached then: `tracer serve`'s duty cycle). Its end cannot be worked out any more
+/// and must not be sent. While the program is attached the thread's next switch-out
+/// after a sleep ends it, with the same count (preempted) or one more (a voluntary
+/// switch-out), so a sleep is never stale. `at_sleep` 0 means not read: never stale.
+#[must_use]
+#[inline]
+pub const fn sleep_is_stale(at_sleep: u32, now: u64) -> bool {
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "the lower halves are compared, wrapping"
+    )]
+    let now = now as u32;
+    at_sleep != 0 && now.wrapping_sub(at_sleep) >= 2
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sleep_is_stale_only_after_two_voluntary_switches_nothing_saw() {
+        // Preempted since the sleep (the same count), or one voluntary switch-out since.
+        assert!(!sleep_is_stale(7, 7));
+        assert!(!sleep_is_stale(7, 8));
+        // Two or more: the sleep ended at a switch-out nothing saw.
+        assert!(sleep_is_stale(7, 9));
+        assert!(sleep_is_stale(7, 1_000));
+        // The lower halves wrap.
+        assert!(!sleep_is_stale(u32::MAX, 1 << 32));
+        assert!(sleep_is_stale(u32::MAX, (1 << 32) + 1));
+        // Not read at the sleep: never stale.
+        assert!(!sleep_is_stale(0, 1_000));
+    }
+}

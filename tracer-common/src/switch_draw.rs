@@ -45,6 +45,27 @@ pub const fn sleep_drawn(host_tid: u32, voluntary_switches: u64, period: u32) ->
 /// dispatcher read the process's counts of open sleeps as well.
 const READS_COUNTS: u64 = 1 << 32;
 
+/// The bit of a [`MAP_SWITCH_PERIODS`](crate::MAP_SWITCH_PERIODS) value that makes the
+/// dispatcher draw no new sleep, while it still hands on the ends of the sleeps it drew:
+/// set for every process for a while before the dispatcher is detached (`tracer serve`'s
+/// duty cycle), so that the sleeps drawn last end while it is still there to see them.
+const DRAWS_NONE: u64 = 1 << 33;
+
+/// `value` with the dispatcher drawing no new sleep ([`DRAWS_NONE`]).
+#[must_use]
+#[inline]
+pub const fn switch_value_drawing_none(value: u64) -> u64 {
+    value | DRAWS_NONE
+}
+
+/// Whether a [`MAP_SWITCH_PERIODS`](crate::MAP_SWITCH_PERIODS) value lets the dispatcher
+/// draw new sleeps.
+#[must_use]
+#[inline]
+pub const fn switch_draws_new(value: u64) -> bool {
+    value & DRAWS_NONE == 0
+}
+
 /// A process's value in [`MAP_SWITCH_PERIODS`](crate::MAP_SWITCH_PERIODS): its period
 /// in the lower half, and whether the dispatcher also reads its counts of open sleeps.
 #[must_use]
@@ -414,6 +435,7 @@ mod tests {
         let open = thread.open_since.is_some();
         let handed = hand_off(
             out,
+            true,
             |switch| {
                 let n = match switch {
                     VoluntarySwitch::This => nvcsw,

@@ -23,11 +23,12 @@ use core::intrinsics::{AtomicOrdering, atomic_xadd};
 use aya_ebpf::helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel};
 use tracer_common::{
     Counter, EventKind, FutexWait, OPEN_SLEEP_SLOTS_LEN, OpenSleep, SleptRecord, WaitEndRecord,
+    sleep_is_stale,
 };
 
 use crate::{
     helpers::{count, emit_slept, emit_wait_end},
-    maps::{OPEN_SLEEP_SLOTS, OPEN_SLEEPS, TASK_RUNTIME_OFFSET},
+    maps::{OPEN_SLEEP_SLOTS, OPEN_SLEEPS, TASK_NVCSW_OFFSET, TASK_RUNTIME_OFFSET},
 };
 
 /// The counter of open sleeps (`OPEN_SLEEP_SLOTS`) for the slot of a thread's host TID.
@@ -142,6 +143,25 @@ pub(crate) fn task_runtime_ns(task: u64) -> u64 {
     unsafe { bpf_probe_read_kernel(field) }.unwrap_or(0)
 }
 
+/// The lower half of `task`'s count of voluntary switches (`nvcsw`), 0 if it cannot be
+/// read or its offset was not given (then no sleep is ever found stale).
+#[inline(always)]
+fn task_voluntary_switches(task: u64) -> u32 {
+    let offset = TASK_NVCSW_OFFSET.load();
+    if offset == 0 {
+        return 0;
+    }
+    let field = task.wrapping_add(offset) as *const u64;
+    // SAFETY: as in `task_runtime_ns`: a checked read of an `unsigned long` member.
+    let count = unsafe { bpf_probe_read_kernel(field) }.unwrap_or(0);
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "the lower half, compared wrapping (`tracer_common::sleep_is_stale`)"
+    )]
+    let low = count as u32;
+    low
+}
+
 /// For thread `task`, switched out now: sends the end of its last wait if it is still
 /// open (it slept, and has been switched in since, or it would not be switched out now).
 /// Only the target's threads have entries: another thread finds none. Returns its entry
@@ -188,6 +208,16 @@ fn send_end(sleep: *mut OpenSleep, task: u64, slot: Slot) -> SwitchOutClock {
     // task's for this whole run (only the task's own last switch-out removes it).
     unsafe {
         if (*sleep).addr == 0 {
+            return SwitchOutClock::UNREAD;
+        }
+        // Ended at a switch-out nothing saw (the serve's dispatcher was detached): its
+        // end is unknown now, and userspace finds such a wait from `/proc` if it lasted.
+        if sleep_is_stale(
+            (*sleep).voluntary_switches,
+            u64::from(task_voluntary_switches(task)),
+        ) {
+            (*sleep).addr = 0;
+            slot.closed();
             return SwitchOutClock::UNREAD;
         }
         let clock = SwitchOutClock::read(task);
@@ -250,6 +280,7 @@ pub(crate) fn note_sleep(
     lean: bool,
 ) {
     let lean = u32::from(lean);
+    let voluntary_switches = task_voluntary_switches(sleep.task);
     if !entry.is_null() {
         // SAFETY: as in `send_end`; `switched_out` sent the end of the entry's last wait.
         unsafe {
@@ -262,6 +293,7 @@ pub(crate) fn note_sleep(
             (*entry).val = wait.val;
             (*entry).lean = lean;
             (*entry).weight = sleep.weight;
+            (*entry).voluntary_switches = voluntary_switches;
             (*entry).addr = wait.addr;
         }
         slot.opened();
@@ -278,7 +310,7 @@ pub(crate) fn note_sleep(
         val: wait.val,
         lean,
         weight: sleep.weight,
-        pad: 0,
+        voluntary_switches,
     };
     // Replaces the thread's entry if it has one that was not looked up (its sleep ended).
     if OPEN_SLEEPS.insert(sleep.task, value, 0).is_err() {

@@ -20,13 +20,15 @@
 //! (`tracer_common::sleep_drawn`), under the process's period in `SWITCH_PERIODS`. Only
 //! for a while after the period rose does it also read the process's count of open
 //! sleeps, in that process's own map, found in `SWITCH_OPEN_SLEEPS`
-//! (`tracer_common::SwitchDraw`).
+//! (`tracer_common::SwitchDraw`). Before the serve detaches it for a while (its duty
+//! cycle), it draws no new sleep for a while, and only hands on ends
+//! (`tracer_common::switch_draws_new`).
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid, macros::btf_tracepoint, programs::BtfTracePointContext,
 };
 use tracer_common::{
-    OPEN_SLEEP_SLOTS_LEN, SwitchLookup, VoluntarySwitch, hand_off, sleep_drawn, switch_lookup,
-    switch_period, switch_reads_counts, switch_table_index,
+    OPEN_SLEEP_SLOTS_LEN, SwitchLookup, VoluntarySwitch, hand_off, sleep_drawn, switch_draws_new,
+    switch_lookup, switch_period, switch_reads_counts, switch_table_index,
 };
 
 use crate::{
@@ -86,7 +88,7 @@ fn try_switch_dispatch(ctx: &BtfTracePointContext) -> Result<(), ()> {
         };
         sleep_drawn(host_tid, count, period)
     };
-    let Some(hand_off) = hand_off(out, drawn, || {
+    let Some(hand_off) = hand_off(out, switch_draws_new(value), drawn, || {
         switch_reads_counts(value) && may_have_open(slot, host_tid)
     }) else {
         return Ok(());

@@ -30,14 +30,14 @@ use thiserror::Error;
 use tracer_common::{
     BriefWaits, COUNTER_SLOTS, Counter, CpuBriefWaits, GLOBAL_DIAGNOSTICS, GLOBAL_GO_GOID_OFFSET,
     GLOBAL_LEAN_WAITS, GLOBAL_TARGET_PIDNS_DEV, GLOBAL_TARGET_PIDNS_INO, GLOBAL_TARGET_TGID,
-    GLOBAL_TASK_RUNTIME_OFFSET, GLOBAL_WAIT_ENDS_AT_SWITCH_IN, LEAN_WAITS_ALL, LEAN_WAITS_NONE,
-    LEAN_WAITS_UNSAMPLED, LockOp, MAP_BRIEF_WAITS, MAP_COUNTERS, MAP_CPU_BRIEF_WAITS, MAP_EVENTS,
-    MAP_OPEN_SLEEP_SLOTS, MAP_OPEN_SLEEPS, MAP_OVERFLOW_STACKS, MAP_PENDING_LOCKS,
-    MAP_READER_POLLS, MAP_SLEEP_SAMPLING, MAP_STACKS, MAP_SWITCH_OPEN_SLEEPS, MAP_SWITCH_PERIODS,
-    MAP_SWITCH_TABLE, OpenSleep, PROG_GO_LOCK_SITE, PROG_LOCK_ENTRY, PROG_LOCK_RETURN,
-    PROG_NOOP_SCHED_SWITCH, PROG_NOOP_SYS_EXIT, PROG_NOOP_UPROBE, PROG_NOOP_URETPROBE,
-    PROG_PROCESS_EXEC, PROG_SCHED_SWITCH, PROG_SCHED_SWITCH_DRAWN, PROG_SCHED_SWITCH_ENDS,
-    PROG_SYS_EXIT, PROG_UNLOCK_ENTRY, PendingLock, StackSlot,
+    GLOBAL_TASK_NVCSW_OFFSET, GLOBAL_TASK_RUNTIME_OFFSET, GLOBAL_WAIT_ENDS_AT_SWITCH_IN,
+    LEAN_WAITS_ALL, LEAN_WAITS_NONE, LEAN_WAITS_UNSAMPLED, LockOp, MAP_BRIEF_WAITS, MAP_COUNTERS,
+    MAP_CPU_BRIEF_WAITS, MAP_EVENTS, MAP_OPEN_SLEEP_SLOTS, MAP_OPEN_SLEEPS, MAP_OVERFLOW_STACKS,
+    MAP_PENDING_LOCKS, MAP_READER_POLLS, MAP_SLEEP_SAMPLING, MAP_STACKS, MAP_SWITCH_OPEN_SLEEPS,
+    MAP_SWITCH_PERIODS, MAP_SWITCH_TABLE, OpenSleep, PROG_GO_LOCK_SITE, PROG_LOCK_ENTRY,
+    PROG_LOCK_RETURN, PROG_NOOP_SCHED_SWITCH, PROG_NOOP_SYS_EXIT, PROG_NOOP_UPROBE,
+    PROG_NOOP_URETPROBE, PROG_PROCESS_EXEC, PROG_SCHED_SWITCH, PROG_SCHED_SWITCH_DRAWN,
+    PROG_SCHED_SWITCH_ENDS, PROG_SYS_EXIT, PROG_UNLOCK_ENTRY, PendingLock, StackSlot,
 };
 
 /// The eBPF object, built for the BPF target by `build.rs` (aya-build).
@@ -337,6 +337,10 @@ pub struct Probes {
     /// The value last written to `reader_polls` (the map starts at 0).
     reader_polls_now: bool,
     sleep_sampling: Array<MapData, u32>,
+    /// The sampling period of sleeps last set, and the duty cycle's factor last set
+    /// (`serve::hook_duty`): a dispatched process's traced sleeps weigh their product.
+    sample_period: u32,
+    weight_factor: u32,
     pending_locks: Option<aya::maps::HashMap<MapData, u32, PendingLock>>,
     open_sleeps: aya::maps::HashMap<MapData, u64, OpenSleep>,
     /// The programs' diagnostics, when asked for (`bpf_log`).
@@ -454,6 +458,8 @@ impl Probes {
             reader_polls,
             reader_polls_now: false,
             sleep_sampling,
+            sample_period: 1,
+            weight_factor: 1,
             pending_locks,
             open_sleeps,
             bpf_log,
@@ -506,16 +512,62 @@ impl Probes {
     ) -> Result<(), ProbeError> {
         // Between the two writes (microseconds, at most once a second) a sleep the
         // dispatcher draws under one period weighs as the other.
-        self.sleep_sampling
-            .set(0, period, 0)
-            .map_err(|source| ProbeError::Map {
-                name: MAP_SLEEP_SAMPLING,
-                source,
-            })?;
+        self.write_sleep_sampling(period, self.weight_factor)?;
         match &mut self.dispatched {
             Some(dispatched) => dispatched.set_sleep_sample_period(period, now_ns),
             None => Ok(()),
         }
+    }
+
+    /// Whether the shared `sched_switch` dispatcher draws this process's sleeps (and the
+    /// serve's duty cycle applies to it, `serve::hook_duty`).
+    #[must_use]
+    pub fn is_dispatched(&self) -> bool {
+        self.dispatched.is_some()
+    }
+
+    /// The duty cycle's factor the process's traced sleeps are weighed with now.
+    #[must_use]
+    pub fn weight_factor(&self) -> u32 {
+        self.weight_factor
+    }
+
+    /// Weighs the sleeps traced from now on `factor` times their sampling period: each
+    /// slice of time the dispatcher draws in stands for `factor` (`serve::hook_duty`).
+    /// Only for a dispatched process; others keep 1.
+    ///
+    /// # Errors
+    /// When the map cannot be written.
+    pub fn set_weight_factor(&mut self, factor: u32) -> Result<(), ProbeError> {
+        let factor = if self.dispatched.is_some() {
+            factor.max(1)
+        } else {
+            1
+        };
+        if factor == self.weight_factor {
+            return Ok(());
+        }
+        self.write_sleep_sampling(self.sample_period, factor)
+    }
+
+    /// Writes `SLEEP_SAMPLING`: the period, which is also each traced sleep's weight, or,
+    /// for a dispatched process (whose draw the dispatcher makes), only the weight:
+    /// `period` × `factor`.
+    fn write_sleep_sampling(&mut self, period: u32, factor: u32) -> Result<(), ProbeError> {
+        let value = if self.dispatched.is_some() {
+            period.max(1).saturating_mul(factor)
+        } else {
+            period
+        };
+        self.sleep_sampling
+            .set(0, value, 0)
+            .map_err(|source| ProbeError::Map {
+                name: MAP_SLEEP_SAMPLING,
+                source,
+            })?;
+        self.sample_period = period;
+        self.weight_factor = factor;
+        Ok(())
     }
 
     /// After a rise of the sampling period, once every sleep open in the table began
@@ -689,6 +741,23 @@ pub fn set_events_ring_bytes(bytes: u32) {
     EVENTS_RING_BYTES.store(bytes, std::sync::atomic::Ordering::Relaxed);
 }
 
+pub use switch_dispatch::HookState;
+
+/// What the serve's duty cycle has made of the shared `sched_switch` hook
+/// (`serve::hook_duty`).
+#[must_use]
+pub fn hook_state() -> HookState {
+    switch_dispatch::hook_state()
+}
+
+/// Takes a step of the serve's duty cycle on the shared `sched_switch` hook.
+///
+/// # Errors
+/// When the dispatcher's map or attachment cannot be changed.
+pub fn step_hook(step: crate::serve::hook_duty::Step) -> Result<(), ProbeError> {
+    switch_dispatch::step_hook(step)
+}
+
 /// Makes the serve's `sched_switch` dispatcher, when it loads from now on, take only
 /// `slots` processes (at least one): the others attach their own program, as processes
 /// beyond its `SWITCH_SLOTS` do. For tests of that path (`tracer serve --dispatch-slots`,
@@ -831,6 +900,14 @@ fn load_with_futex_hooks(
             ..
         }
     ) && (pidns_dev, pidns_ino) == (0, 0);
+    // Only a dispatched process's sleeps can outlast the dispatcher's attachment (its
+    // duty cycle): the count of voluntary switches tells those stale
+    // (`tracer_common::sleep_is_stale`).
+    let nvcsw_offset = if shared_switch && matches!(wait_ends, WaitEnds::AtSwitchIn(_)) {
+        task_member_offset(TaskMember::VoluntarySwitches)?
+    } else {
+        0
+    };
     let mut loader = EbpfLoader::new();
     // The dispatcher's maps, which this copy does not use, at their smallest.
     for map in [MAP_SWITCH_TABLE, MAP_SWITCH_PERIODS, MAP_SWITCH_OPEN_SLEEPS] {
@@ -864,6 +941,7 @@ fn load_with_futex_hooks(
         )
         .override_global(GLOBAL_LEAN_WAITS, &lean_waits.global(), true)
         .override_global(GLOBAL_TASK_RUNTIME_OFFSET, &runtime_offset, true)
+        .override_global(GLOBAL_TASK_NVCSW_OFFSET, &nvcsw_offset, true)
         .load(EBPF_OBJECT)
         .map_err(ProbeError::Load)?;
     let (sleep, exit) = match hooks {

@@ -14,7 +14,9 @@
 //!
 //! The dispatcher is loaded with the first registration and detached with the last, so
 //! a serve with no target leaves nothing on the hook. One per tracer process: the
-//! registrations of every session share it.
+//! registrations of every session share it. Between, the serve's duty cycle
+//! (`serve::hook_duty`) detaches and attaches it again, and has it draw no new sleep for
+//! a while before each detach ([`step_hook`], [`hook_state`]).
 use std::sync::{
     Mutex, PoisonError,
     atomic::{AtomicU32, Ordering},
@@ -23,17 +25,18 @@ use std::sync::{
 use aya::{
     Btf, Ebpf, EbpfLoader,
     maps::{Array, ArrayOfMaps, HashMap, Map, MapData, ProgramArray},
-    programs::ProgramFd,
+    programs::{BtfTracePoint, ProgramFd, tp_btf::BtfTracePointLinkId},
 };
 use tracer_common::{
     GLOBAL_TASK_NVCSW_OFFSET, HandOff, MAP_BRIEF_WAITS, MAP_EVENTS, MAP_OPEN_SLEEP_SLOTS,
     MAP_OPEN_SLEEPS, MAP_OVERFLOW_STACKS, MAP_PENDING_LOCKS, MAP_STACKS, MAP_SWITCH_OPEN_SLEEPS,
     MAP_SWITCH_PERIODS, MAP_SWITCH_PROGRAMS, MAP_SWITCH_TABLE, MAP_SWITCH_TARGETS,
-    PROG_SWITCH_DISPATCH, SWITCH_SLOTS, SwitchDraw, switch_entry_elsewhere, switch_entry_served,
-    switch_entry_unserved, switch_table_index,
+    PROG_SWITCH_DISPATCH, SWITCH_SLOTS, SwitchDraw, switch_draws_new, switch_entry_elsewhere,
+    switch_entry_served, switch_entry_unserved, switch_table_index, switch_value_drawing_none,
 };
 
-use super::{EBPF_OBJECT, ProbeError, TaskMember, attach_tp_btf, take_map, task_member_offset};
+use super::{EBPF_OBJECT, ProbeError, TaskMember, load_tp_btf, take_map, task_member_offset};
+use crate::serve::hook_duty::Step;
 
 /// The maps of the object the dispatcher does not use, which its copy creates with one
 /// entry each (the stack maps and the LRU hash preallocate megabytes otherwise). Its
@@ -65,7 +68,68 @@ struct Dispatcher {
     free: Vec<u32>,
     /// How many slots it hands out ([`limit_slots`]).
     slots: u32,
-    _ebpf: Ebpf,
+    /// Its attachment to `sched_switch`, while the duty cycle has it attached.
+    link: Option<BtfTracePointLinkId>,
+    ebpf: Ebpf,
+}
+
+/// What the serve's duty cycle has made of the dispatcher's hook, for the sessions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HookState {
+    /// The dispatcher draws new sleeps.
+    pub drawing: bool,
+    /// The dispatcher is attached to `sched_switch`.
+    pub attached: bool,
+    /// How many slices of time each slice drawn stands for (`serve::hook_duty`): the
+    /// weight of a traced sleep is multiplied by it.
+    pub factor: u32,
+    /// Counts the steps taken: a session that sees it change knows the hook was not
+    /// drawing all along since it last looked.
+    pub epoch: u64,
+}
+
+/// The duty cycle's state (see [`HookState`]), whether a dispatcher is loaded or not: one
+/// loaded later starts from it.
+static HOOK: Mutex<HookState> = Mutex::new(HookState {
+    drawing: true,
+    attached: true,
+    factor: 1,
+    epoch: 0,
+});
+
+/// What the duty cycle has made of the hook now.
+pub(super) fn hook_state() -> HookState {
+    *HOOK.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Takes the duty cycle's `step`: the dispatcher, if loaded, draws, is attached and
+/// detached as it says; one loaded later starts so.
+///
+/// # Errors
+/// When the dispatcher's map or attachment cannot be changed; the state is kept as
+/// asked, and the next step tries again.
+pub(super) fn step_hook(step: Step) -> Result<(), ProbeError> {
+    let state = {
+        let mut hook = HOOK.lock().unwrap_or_else(PoisonError::into_inner);
+        match step {
+            Step::StopDrawing => hook.drawing = false,
+            Step::Detach { factor } => {
+                hook.attached = false;
+                hook.factor = factor;
+            }
+            Step::Attach => {
+                hook.attached = true;
+                hook.drawing = true;
+            }
+        }
+        hook.epoch += 1;
+        *hook
+    };
+    let mut guard = DISPATCHER.lock().unwrap_or_else(PoisonError::into_inner);
+    match guard.as_mut() {
+        Some(dispatcher) => dispatcher.follow(state),
+        None => Ok(()),
+    }
 }
 
 /// The tracer's dispatcher, while any target is registered.
@@ -127,7 +191,11 @@ pub(super) fn register(
     let added = dispatcher
         .open_sleeps
         .set(slot, programs.open_sleep_slots, 0)
-        .and_then(|()| dispatcher.periods.set(slot, 0, 0))
+        .and_then(|()| {
+            dispatcher
+                .periods
+                .set(slot, as_drawing(0, hook_state().drawing), 0)
+        })
         .and_then(|()| {
             dispatcher
                 .programs
@@ -193,15 +261,17 @@ impl Dispatched {
         }
     }
 
-    /// Writes the process's value in `SWITCH_PERIODS`.
+    /// Writes the process's value in `SWITCH_PERIODS` (drawing no new sleep while the
+    /// duty cycle says so).
     fn write(&self, value: u64) -> Result<(), ProbeError> {
+        let drawing = hook_state().drawing;
         let mut guard = DISPATCHER.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(dispatcher) = guard.as_mut() else {
             return Ok(());
         };
         dispatcher
             .periods
-            .set(self.slot, value, 0)
+            .set(self.slot, as_drawing(value, drawing), 0)
             .map_err(|source| ProbeError::Map {
                 name: MAP_SWITCH_PERIODS,
                 source,
@@ -209,7 +279,60 @@ impl Dispatched {
     }
 }
 
+/// `value` (a `SWITCH_PERIODS` value) drawing new sleeps or not.
+fn as_drawing(value: u64, drawing: bool) -> u64 {
+    if drawing {
+        value & !switch_value_drawing_none(0)
+    } else {
+        switch_value_drawing_none(value)
+    }
+}
+
 impl Dispatcher {
+    /// Draws, and is attached, as `state` says.
+    fn follow(&mut self, state: HookState) -> Result<(), ProbeError> {
+        // Drawing first, attached after: a dispatcher attached again draws at once.
+        let in_use: Vec<u32> = (0..self.slots).filter(|s| !self.free.contains(s)).collect();
+        for slot in in_use {
+            let value = self
+                .periods
+                .get(&slot, 0)
+                .map_err(|source| ProbeError::Map {
+                    name: MAP_SWITCH_PERIODS,
+                    source,
+                })?;
+            if switch_draws_new(value) != state.drawing {
+                self.periods
+                    .set(slot, as_drawing(value, state.drawing), 0)
+                    .map_err(|source| ProbeError::Map {
+                        name: MAP_SWITCH_PERIODS,
+                        source,
+                    })?;
+            }
+        }
+        let name = PROG_SWITCH_DISPATCH;
+        let program: &mut BtfTracePoint = self
+            .ebpf
+            .program_mut(name)
+            .ok_or(ProbeError::MissingProgram(name))?
+            .try_into()
+            .map_err(|source| ProbeError::Program { name, source })?;
+        match (state.attached, self.link.take()) {
+            (true, None) => {
+                self.link = Some(
+                    program
+                        .attach()
+                        .map_err(|source| ProbeError::Program { name, source })?,
+                );
+            }
+            (false, Some(link)) => program
+                .detach(link)
+                .map_err(|source| ProbeError::Program { name, source })?,
+            (_, link) => self.link = link,
+        }
+        Ok(())
+    }
+
     /// Serves `tgid` from program `slot` in the table, or, if its entry there holds
     /// another process, marks the entry so that the dispatcher looks `tgid` up in the
     /// hash (where `register` put it already).
@@ -282,7 +405,16 @@ fn load(btf: &Btf) -> Result<Dispatcher, ProbeError> {
         .override_global(GLOBAL_TASK_NVCSW_OFFSET, &nvcsw_offset, true)
         .load(EBPF_OBJECT)
         .map_err(ProbeError::Load)?;
-    attach_tp_btf(&mut ebpf, PROG_SWITCH_DISPATCH, "sched_switch", btf)?;
+    let state = hook_state();
+    let program = load_tp_btf(&mut ebpf, PROG_SWITCH_DISPATCH, "sched_switch", btf)?;
+    let link = if state.attached {
+        Some(program.attach().map_err(|source| ProbeError::Program {
+            name: PROG_SWITCH_DISPATCH,
+            source,
+        })?)
+    } else {
+        None
+    };
     let targets = take_map(&mut ebpf, MAP_SWITCH_TARGETS, HashMap::try_from)?;
     let table = take_map(&mut ebpf, MAP_SWITCH_TABLE, Array::try_from)?;
     let programs = take_map(&mut ebpf, MAP_SWITCH_PROGRAMS, ProgramArray::try_from)?;
@@ -303,6 +435,7 @@ fn load(btf: &Btf) -> Result<Dispatcher, ProbeError> {
         // Popped from the end: slot 0 first.
         free: (0..slots).rev().collect(),
         slots,
-        _ebpf: ebpf,
+        link,
+        ebpf,
     })
 }

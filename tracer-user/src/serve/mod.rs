@@ -8,6 +8,7 @@
 //! lock is ever taken. A session's questions (a metrics snapshot, a profile window) go to
 //! it over a channel and are answered from its own loop (see `session::live`).
 
+pub mod hook_duty;
 mod http;
 pub mod targets;
 
@@ -71,6 +72,12 @@ pub struct ServeConfig {
     /// Hidden `--dispatch-slots`: how many targets the shared `sched_switch` program
     /// takes before the others attach their own (for tests of that path).
     pub dispatch_slots: Option<u32>,
+    /// `--max-switches-per-second`: the duty cycle of the shared `sched_switch` hook
+    /// (`hook_duty`); 0 keeps it attached.
+    pub max_switches_per_second: u64,
+    /// Hidden `--switch-duty-factor`: a duty cycle of this factor whatever the host's
+    /// rate (for tests).
+    pub switch_duty_factor: Option<u32>,
 }
 
 #[derive(Debug, Error)]
@@ -161,6 +168,12 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     local
         .run_until(async {
             let server = tokio::task::spawn_local(http::serve(listener, Rc::clone(&state)));
+            let duty = match config.switch_duty_factor {
+                Some(factor) => Some(hook_duty::HookDuty::fixed(factor, 0)),
+                None => (config.max_switches_per_second > 0)
+                    .then(|| hook_duty::HookDuty::new(config.max_switches_per_second, 0)),
+            }
+            .map(|duty| tokio::task::spawn_local(run_hook_duty(duty)));
             let mut sessions: Vec<JoinHandle<()>> = Vec::new();
             let mut scanner = Scanner::default();
             let mut scans = tokio::time::interval(SCAN_INTERVAL);
@@ -183,11 +196,32 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
                     discovery::start_time(pid) == Some(start)
                 });
             }
+            if let Some(duty) = duty {
+                duty.abort();
+            }
             stop_sessions(&state, sessions).await;
             server.abort();
         })
         .await;
     Ok(())
+}
+
+/// Runs the duty cycle of the shared `sched_switch` hook ([`hook_duty`]) until aborted.
+async fn run_hook_duty(mut duty: hook_duty::HookDuty) {
+    let start = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep_until(start + Duration::from_nanos(duty.until_ns())).await;
+        let now_ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let Some(step) = duty.step(now_ns, discovery::host_context_switches()) else {
+            continue;
+        };
+        if let Err(err) = crate::probes::step_hook(step) {
+            eprintln!(
+                "tracer: note: the sched_switch hook's duty cycle: {}",
+                crate::error_chain(&err)
+            );
+        }
+    }
 }
 
 /// Matches the selectors against the processes, cheaply enough to run every

@@ -97,6 +97,21 @@ pub(super) fn adopt_long_sleep(
     threads: &mut LiveThreads,
     sleep: &OpenSleep,
 ) -> Option<TapeItem> {
+    // The same sleep: the thread has not left a CPU of its own accord since. (A sleep
+    // left in the table by the serve's duty cycle, which detached the hook before its
+    // end, can be one the thread has woken from, and slept again since on the same word
+    // from the same frame: the checks below cannot tell those apart.)
+    #[expect(
+        clippy::cast_possible_truncation,
+        reason = "the table keeps the lower half of the count"
+    )]
+    if sleep.voluntary_switches != 0
+        && target
+            .voluntary_switches(sleep.tid)
+            .is_some_and(|now| now as u32 != sleep.voluntary_switches)
+    {
+        return None;
+    }
     let blocked = blocked_in_futex_wait(target, sleep.tid)?;
     // The same call: the same word, from the same frame.
     if blocked.wait.addr != sleep.addr || blocked.sp != sleep.user_sp {

@@ -152,7 +152,7 @@ mod tests {
             val: 2,
             lean: 1,
             weight: 1,
-            pad: 0,
+            voluntary_switches: 0,
         }
     }
 

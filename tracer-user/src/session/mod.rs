@@ -498,6 +498,7 @@ fn attach(
             monotonic_ns(),
         ),
         unsampled_sleeps: long_sleeps::UnsampledSleeps::default(),
+        hook: crate::probes::hook_state(),
         preloaded: None,
         target_realtime: RealtimeThreads::default(),
         dropped_seen: 0,
@@ -754,6 +755,9 @@ struct Session {
     sleep_sampling: sleep_sampling::SleepSampling,
     /// The threads asleep in a wait the kernel may have left out while it sampled.
     unsampled_sleeps: long_sleeps::UnsampledSleeps,
+    /// The serve's duty cycle of the shared `sched_switch` hook, as the last rescan saw
+    /// it (`serve::hook_duty`).
+    hook: crate::probes::HookState,
     /// The symbolizer's objects, loading on their own thread until adopted.
     preloaded: Option<std::sync::mpsc::Receiver<symbols::Preloaded>>,
     /// The most real-time threads the target was seen with, read whenever records were
@@ -839,12 +843,30 @@ impl Session {
             return;
         };
         let due = self.long_sleeps.due(&table, monotonic_ns());
-        let applied: Vec<_> = due
-            .iter()
-            .filter_map(|sleep| {
-                adopt::adopt_long_sleep(&*self.target, &mut self.analysis, &mut self.threads, sleep)
-            })
-            .collect();
+        let watch_ends = self.hook_leaves_out();
+        let mut applied = Vec::new();
+        for sleep in &due {
+            let Some(item) = adopt::adopt_long_sleep(
+                &*self.target,
+                &mut self.analysis,
+                &mut self.threads,
+                sleep,
+            ) else {
+                continue;
+            };
+            applied.push(item);
+            // Its end may come at a switch-out the detached hook does not see: watched
+            // from `/proc` too (whichever sees it first ends it).
+            if watch_ends
+                && let (Some(call), Some(switches)) = (
+                    self.target.syscall_state(sleep.tid),
+                    self.target.context_switches(sleep.tid),
+                )
+            {
+                self.adopted_ends
+                    .push(&self.analysis, sleep.tid, (call, switches));
+            }
+        }
         if !applied.is_empty()
             && let Some(tape) = self.tape.as_mut()
         {
@@ -857,6 +879,7 @@ impl Session {
     /// gives the analysis the waits no record told of yet, chooses how many sleeps the
     /// kernel traces, and looks for cycles again.
     fn rescan(&mut self) {
+        self.follow_hook_duty();
         self.fold_brief_waits();
         self.adopt_long_sleeps();
         self.adopt_unsampled_sleeps();
@@ -865,10 +888,44 @@ impl Session {
         self.analysis.rescan();
     }
 
+    /// Follows the serve's duty cycle of the shared `sched_switch` hook
+    /// (`serve::hook_duty`): weighs the sleeps traced from now on by its factor, and
+    /// restarts the count of sleeps seen when the hook has not drawn all along since the
+    /// last rescan.
+    fn follow_hook_duty(&mut self) {
+        if !self.probes.is_dispatched() {
+            return;
+        }
+        let hook = crate::probes::hook_state();
+        if self.probes.set_weight_factor(hook.factor).is_err() {
+            eprintln!(
+                "tracer: note: could not weigh the traced sleeps by the hook's duty cycle ({})",
+                hook.factor
+            );
+        }
+        if hook.epoch != self.hook.epoch || !hook.drawing {
+            self.sleep_sampling.restart(monotonic_ns());
+        }
+        self.hook = hook;
+    }
+
+    /// Whether the serve's duty cycle leaves sleeps out (its hook detached at times): a
+    /// sleep that lasts may then be in no table, and a long one's end may go unseen.
+    fn hook_leaves_out(&self) -> bool {
+        self.probes.is_dispatched()
+            && (self.hook.factor > 1 || !self.hook.attached || !self.hook.drawing)
+    }
+
     /// Chooses the kernel's sampling period of sleeps again from the rate of sleeps seen
     /// ([`sleep_sampling`]: it may rise at any rescan, and fall once a second).
     fn sample_sleeps(&mut self) {
-        if let Some(period) = self.sleep_sampling.decide(monotonic_ns())
+        // Only over time the hook drew sleeps in all along (`follow_hook_duty`).
+        let decided = if self.hook.drawing {
+            self.sleep_sampling.decide(monotonic_ns())
+        } else {
+            None
+        };
+        if let Some(period) = decided
             && self
                 .probes
                 .set_sleep_sample_period(period, monotonic_ns)
@@ -887,7 +944,7 @@ impl Session {
     /// them for their end ([`adopted_ends`]).
     fn adopt_unsampled_sleeps(&mut self) {
         let now = monotonic_ns();
-        if !self.sleep_sampling.left_out_lately(now) {
+        if !self.sleep_sampling.left_out_lately(now) && !self.hook_leaves_out() {
             self.unsampled_sleeps.clear();
             return;
         }
@@ -1165,6 +1222,9 @@ impl Session {
             ..
         } = self;
         let target = &**target;
+        // Traced sleeps weigh the duty cycle's factor too; the sampling's rate is per
+        // slice of time drawn in (`follow_hook_duty`).
+        let weight_factor = probes.weight_factor().max(1);
         // Programs the target left by an `exec` in this drain: their lock state, Go
         // tracker, and when.
         let mut left: Vec<(Analysis, Option<GoTracker>, u64)> = Vec::new();
@@ -1179,7 +1239,7 @@ impl Session {
                 match decode(bytes) {
                     Ok(Record::Native(ref event)) => {
                         if let TraceEvent::FutexWait { weight, .. } = *event {
-                            sleep_sampling.on_traced(weight);
+                            sleep_sampling.on_traced(weight / weight_factor);
                         }
                         threads.apply(analysis, target, event);
                         // A C heap lock's `Type.field`, from the call that took it.
@@ -1208,7 +1268,7 @@ impl Session {
                         }
                     }
                     Ok(Record::Slept(slept)) => {
-                        sleep_sampling.on_traced(slept.weight);
+                        sleep_sampling.on_traced(slept.weight / weight_factor);
                         let window = slept.window();
                         for event in slept.events(&window) {
                             threads.apply(analysis, target, &event);

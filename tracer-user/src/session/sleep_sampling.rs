@@ -70,6 +70,14 @@ impl SleepSampling {
         self.period
     }
 
+    /// Starts counting afresh from `now_ns`: the kernel did not trace all along since the
+    /// count began (`tracer serve`'s duty cycle detached its hook), so the rate seen
+    /// would be too low.
+    pub(super) fn restart(&mut self, now_ns: u64) {
+        self.seen = 0;
+        self.since_ns = now_ns;
+    }
+
     /// A traced sleep came, standing for `weight` sleeps.
     pub(super) fn on_traced(&mut self, weight: u32) {
         self.seen = self.seen.saturating_add(u64::from(weight.max(1)));

@@ -15,6 +15,13 @@ pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 /// few thousand): bounds the cost of a scan.
 const MAX_CGROUP_DIRS: usize = 10_000;
 
+/// The host's context switches so far, all CPUs (`/proc/stat`'s `ctxt`): how often the
+/// `sched_switch` hook runs (`tracer serve`'s duty cycle). `None` if unreadable.
+#[must_use]
+pub fn host_context_switches() -> Option<u64> {
+    super::procfs::host_context_switches()
+}
+
 /// The PIDs of every process now (thread-group leaders: `/proc` lists no other thread).
 ///
 /// # Errors

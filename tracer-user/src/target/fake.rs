@@ -16,6 +16,8 @@ pub(crate) struct FakeThread {
     pub name: String,
     pub syscall: SyscallState,
     pub switches: u64,
+    /// The voluntary ones among them.
+    pub voluntary_switches: u64,
     pub realtime: Option<u32>,
     /// Its TID in the process's own PID namespace, when that differs from its host TID.
     pub ns_tid: Option<u32>,
@@ -28,6 +30,7 @@ impl FakeThread {
             name: name.to_owned(),
             syscall: SyscallState::Running,
             switches: 1,
+            voluntary_switches: 1,
             realtime: None,
             ns_tid: None,
         }
@@ -180,6 +183,10 @@ impl TargetProcess for FakeProcess {
 
     fn context_switches(&self, tid: u32) -> Option<u64> {
         self.live_thread(tid).map(|t| t.switches)
+    }
+
+    fn voluntary_switches(&self, tid: u32) -> Option<u64> {
+        self.live_thread(tid).map(|t| t.voluntary_switches)
     }
 
     fn realtime_priority(&self, tid: u32) -> Option<u32> {

@@ -66,6 +66,10 @@ impl TargetProcess for LiveProcess {
         procfs::context_switches(self.pid, tid)
     }
 
+    fn voluntary_switches(&self, tid: u32) -> Option<u64> {
+        procfs::voluntary_switches(self.pid, tid)
+    }
+
     fn realtime_priority(&self, tid: u32) -> Option<u32> {
         procfs::realtime_priority(self.pid, tid)
     }

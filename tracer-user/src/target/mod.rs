@@ -91,6 +91,10 @@ pub trait TargetProcess: Send + Sync {
     /// did not run in between.
     fn context_switches(&self, tid: u32) -> Option<u64>;
 
+    /// How many times its thread `tid` has left a CPU of its own accord (to sleep) so
+    /// far: the kernel's `nvcsw`, which a thread asleep in one wait keeps.
+    fn voluntary_switches(&self, tid: u32) -> Option<u64>;
+
     /// The real-time priority (1–99) of its thread `tid` when it runs `SCHED_FIFO` or
     /// `SCHED_RR`; `None` for any other policy.
     fn realtime_priority(&self, tid: u32) -> Option<u32>;

@@ -467,6 +467,39 @@ pub(super) fn parse_context_switches(status: &str) -> Option<u64> {
     Some(count("voluntary_ctxt_switches:")? + count("nonvoluntary_ctxt_switches:")?)
 }
 
+/// Parses the voluntary context switches of `/proc/PID/task/TID/status` (the kernel's
+/// `nvcsw`). `None` if the line is missing or malformed.
+#[must_use]
+pub(super) fn parse_voluntary_switches(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|rest| rest.trim().parse::<u64>().ok())
+}
+
+/// How many times thread `tid` of `pid` has left a CPU of its own accord (slept) so far;
+/// `None` when it is gone.
+#[must_use]
+pub(super) fn voluntary_switches(pid: u32, tid: u32) -> Option<u64> {
+    let text = fs::read_to_string(proc_dir(pid).join(format!("task/{tid}/status"))).ok()?;
+    parse_voluntary_switches(&text)
+}
+
+/// Parses the host's context switches so far, all CPUs, from `/proc/stat`'s `ctxt`
+/// line. `None` if it is missing or malformed.
+#[must_use]
+pub(super) fn parse_host_context_switches(stat: &str) -> Option<u64> {
+    stat.lines()
+        .find_map(|line| line.strip_prefix("ctxt "))
+        .and_then(|rest| rest.trim().parse::<u64>().ok())
+}
+
+/// The host's context switches so far, all CPUs (`/proc/stat`); `None` if unreadable.
+#[must_use]
+pub(super) fn host_context_switches() -> Option<u64> {
+    parse_host_context_switches(&fs::read_to_string("/proc/stat").ok()?)
+}
+
 /// How many times thread `tid` of `pid` has left a CPU so far; `None` when it is gone.
 ///
 /// A thread that stays asleep keeps this number: two equal reads around a check of the
@@ -864,6 +897,23 @@ this is not a maps line
             own.contains(&(me, me)),
             "this process shares its own namespace"
         );
+    }
+
+    #[test]
+    fn voluntary_switches_and_the_hosts_switches_are_read_alone() {
+        let status =
+            "Name:\tworker\nvoluntary_ctxt_switches:\t120\nnonvoluntary_ctxt_switches:\t7\n";
+        assert_eq!(parse_voluntary_switches(status), Some(120));
+        assert_eq!(
+            parse_voluntary_switches("nonvoluntary_ctxt_switches:\t7\n"),
+            None
+        );
+        let stat = "cpu  1 2 3\nintr 5 6\nctxt 987654321\nbtime 1\n";
+        assert_eq!(parse_host_context_switches(stat), Some(987_654_321));
+        assert_eq!(parse_host_context_switches("cpu 1\n"), None);
+        let own = std::process::id();
+        assert!(voluntary_switches(own, own).is_some());
+        assert!(host_context_switches().is_some_and(|n| n > 0));
     }
 
     #[test]

@@ -1279,6 +1279,131 @@ fn serve_ends_a_sleep_drawn_before_its_period_rose() {
     stop_serve(tracer, &baseline);
 }
 
+/// Whether the serve's `switch_dispatch` (a program loaded since `baseline`) has a link on
+/// `sched_switch` now.
+fn dispatcher_attached(baseline: &BTreeSet<u64>) -> bool {
+    let (linked, _, _) = switch_programs(baseline);
+    linked.iter().any(|name| name == "switch_dispatch")
+}
+
+/// The cumulative count of the smallest `tracer_lock_wait_seconds` bucket of `lock`
+/// (labels `pairs`) whose bound is at least `at_least_seconds`, with that bound.
+fn wait_bucket_at_least(text: &str, pairs: &[(&str, &str)], at_least_seconds: f64) -> (f64, f64) {
+    text.lines()
+        .filter(|l| l.starts_with("tracer_lock_wait_seconds_bucket{"))
+        .filter(|l| {
+            pairs
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let bound: f64 = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            let count: f64 = l.rsplit(' ').next()?.parse().ok()?;
+            Some((bound, count))
+        })
+        .filter(|&(bound, _)| bound >= at_least_seconds)
+        .min_by(|a, b| a.0.total_cmp(&b.0))
+        .expect("a wait histogram for the lock")
+}
+
+/// Guards the duty cycle of the serve's `sched_switch` hook (`serve::hook_duty`), which
+/// keeps a busy host's switches from paying for it all the time: the hook must really be
+/// detached for part of the time and attached for the rest, and each wait traced while
+/// attached must count for the slices it stands for, or every count and sum exported is
+/// off by the factor. `hot_sleeps` runs 20 s under a forced factor of 2 (one slice of 2 s
+/// in 4 s): the dispatcher's link must be seen both present and absent, and the waits
+/// the serve reports must add up to about the time the target measured in
+/// `pthread_mutex_lock` (unscaled, they were 0.56 of it). Sleeps left open across
+/// a detach must not come back as waits longer than any the target saw.
+#[test]
+fn serve_detaches_its_hook_part_of_the_time_and_scales_what_it_traced() {
+    require_root();
+    let baseline = our_prog_ids();
+    let bin = build_target("hot_sleeps", &[]);
+    let mut target = Target::spawn(bin.path(), &["20"]);
+    let pid = target.pid().to_string();
+    let (tracer, port) = serve_attached(&pid, &["--switch-duty-factor", "2"]);
+    crate::lock_order::send_start(target.pid());
+    let (mut attached, mut detached) = (0_u32, 0_u32);
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while !target.later_lines().iter().any(|l| l == "done") {
+        assert!(Instant::now() < deadline, "hot_sleeps never finished");
+        if dispatcher_attached(&baseline) {
+            attached += 1;
+        } else {
+            detached += 1;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    let looks = f64::from(attached + detached);
+    let attached_share = f64::from(attached) / looks;
+    let locked_ns = printed_locked_ns(&mut target);
+    let longest_ns: f64 = target
+        .later_lines()
+        .iter()
+        .find_map(|l| l.strip_prefix("longest_lock_ns="))
+        .and_then(|v| v.parse().ok())
+        .expect("the target printed longest_lock_ns=");
+    thread::sleep(Duration::from_millis(300));
+    let lock = [("pid", pid.as_str()), ("lock", "hot_lock")];
+    let text = wait_for_metrics(port, Duration::from_secs(5), |t| {
+        sample(t, "tracer_lock_wait_seconds_count", &lock).is_some()
+    });
+    let waited_ns = sample(&text, "tracer_lock_wait_seconds_sum", &lock).expect("wait sum") * 1e9;
+    let waits = sample(&text, "tracer_lock_wait_seconds_count", &lock).expect("wait count");
+    let (bound, within) = wait_bucket_at_least(&text, &lock, longest_ns * 1.5 / 1e9);
+    eprintln!(
+        "hook attached in {attached} of {looks} looks; target: {locked_ns} ns in pthread_mutex_lock, longest {longest_ns} ns; serve: {waited_ns} ns over {waits} waits, {within} within {bound} s"
+    );
+    assert!(
+        detached > 0 && attached_share > 0.3 && attached_share < 0.8,
+        "the hook was attached in {attached} of {looks} looks, not about half of them"
+    );
+    assert!(
+        waited_ns <= locked_ns * 1.3,
+        "the serve's waits ({waited_ns} ns) exceed the target's {locked_ns} ns in pthread_mutex_lock: weighed too much"
+    );
+    // Unscaled, about 0.56 of it (tried); scaled, about 1.0.
+    assert!(
+        waited_ns >= locked_ns * 0.75,
+        "the serve's waits ({waited_ns} ns) miss much of the target's {locked_ns} ns in pthread_mutex_lock: the duty cycle's factor not applied"
+    );
+    assert!(
+        (within - waits).abs() < 1.0,
+        "{} of {waits} waits on hot_lock are longer than {bound} s, where the target's longest was {longest_ns} ns: a sleep's end lost across a detach, timed wrong",
+        waits - within
+    );
+    drop(target);
+    stop_serve(tracer, &baseline);
+}
+
+/// Guards deadlock reports while the duty cycle has the hook detached: the sleeps that
+/// form the deadlock are then in no kernel table, and must be found from `/proc`, as the
+/// sleeps sampling leaves out are. Under a forced factor of 8 the hook is detached from
+/// ~5 s after the serve starts until ~19 s; `abba` deadlocks 9 s after it is ready. The
+/// deadlock must be reported with the workers' TIDs, while the hook is still detached.
+#[test]
+fn serve_reports_a_deadlock_formed_while_its_hook_is_detached() {
+    require_root();
+    let baseline = our_prog_ids();
+    let bin = build_target("abba", &[]);
+    let target = Target::spawn(bin.path(), &["9000"]);
+    let pid = target.pid().to_string();
+    let (mut tracer, _port) = serve_attached(&pid, &["--switch-duty-factor", "8"]);
+    assert_abba_deadlock_reported(&mut tracer, &target);
+    assert!(
+        !dispatcher_attached(&baseline),
+        "the hook was attached when the deadlock was reported: this tested nothing of the detached hook"
+    );
+    drop(target);
+    stop_serve(tracer, &baseline);
+}
+
 /// The `sched_switch` programs loaded since `baseline`: the names of those with a link
 /// (sorted), how many `drawn_sleep`, `sleep_ends` and `futex_sleep` are loaded, and every
 /// new program's name by id (for messages).

@@ -2,13 +2,15 @@
  * (hot_0..hot_3) take hot_lock over and over, hold it ~2 us on the CPU and let go for
  * ~1 us, so that its waiters go to sleep in the kernel tens of thousands of times a
  * second. Everything waits for SIGUSR1 (sent by the test once the tracer is attached);
- * then the threads run 3 s, each timing its own pthread_mutex_lock calls, and the
- * program prints `locked_ns=N` (the time all threads spent in pthread_mutex_lock),
+ * then the threads run 3 s (or the seconds given as the one argument), each timing its
+ * own pthread_mutex_lock calls, and the program prints `locked_ns=N` (the time all
+ * threads spent in pthread_mutex_lock), `longest_lock_ns=N` (the longest single call),
  * `locks=N` and `done`, and sleeps until killed. */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -20,7 +22,7 @@ pthread_mutex_t hot_lock = PTHREAD_MUTEX_INITIALIZER;
 static volatile int stop;
 static volatile pid_t tids[THREADS];
 static pthread_barrier_t started, go;
-static unsigned long long locked_ns, locks;
+static unsigned long long locked_ns, locks, longest_lock_ns;
 static pthread_mutex_t totals = PTHREAD_MUTEX_INITIALIZER;
 
 static unsigned long long now_ns(void) {
@@ -44,11 +46,13 @@ __attribute__((noinline)) void *hot_main(void *arg) {
     tids[id] = (pid_t)syscall(SYS_gettid);
     pthread_barrier_wait(&started);
     pthread_barrier_wait(&go);
-    unsigned long long mine = 0, count = 0;
+    unsigned long long mine = 0, count = 0, longest = 0;
     while (!stop) {
         unsigned long long t0 = now_ns();
         pthread_mutex_lock(&hot_lock);
-        mine += now_ns() - t0;
+        unsigned long long took = now_ns() - t0;
+        mine += took;
+        if (took > longest) longest = took;
         count++;
         run_on_cpu(2000);
         pthread_mutex_unlock(&hot_lock);
@@ -57,11 +61,13 @@ __attribute__((noinline)) void *hot_main(void *arg) {
     pthread_mutex_lock(&totals);
     locked_ns += mine;
     locks += count;
+    if (longest > longest_lock_ns) longest_lock_ns = longest;
     pthread_mutex_unlock(&totals);
     return NULL;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    unsigned seconds = argc > 1 ? (unsigned)atoi(argv[1]) : 3;
     setvbuf(stdout, NULL, _IOLBF, 0);
     sigset_t usr1;
     sigemptyset(&usr1);
@@ -79,10 +85,11 @@ int main(void) {
     int sig;
     sigwait(&usr1, &sig);
     pthread_barrier_wait(&go);
-    sleep(3);
+    sleep(seconds);
     stop = 1;
     for (int i = 0; i < THREADS; i++) pthread_join(t[i], NULL);
     printf("locked_ns=%llu\n", locked_ns);
+    printf("longest_lock_ns=%llu\n", longest_lock_ns);
     printf("locks=%llu\n", locks);
     printf("done\n");
     for (;;) pause();
