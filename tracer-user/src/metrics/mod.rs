@@ -50,6 +50,9 @@ pub struct TracerState {
     pub targets_refused_total: u64,
     /// Attaches to targets since it started.
     pub attaches_total: u64,
+    /// The duty cycle's factor of the shared `sched_switch` hook (`serve::hook_duty`):
+    /// attached one slice in this many; 1 always.
+    pub sched_switch_duty_factor: u64,
 }
 
 /// Failure to render the exposition.
@@ -389,6 +392,17 @@ impl Exposition {
                 MetricType::Counter,
             )?
             .encode_counter::<NoLabelSet, _, u64>(&tracer.targets_refused_total, None)?;
+        encoder
+            .encode_descriptor(
+                "tracer_sched_switch_duty_factor",
+                "The tracer's sched_switch hook is attached one slice of time in this many \
+                 (1: always), each wait it traces counting for as many in the lock series; \
+                 above 1 while the host switches more than --max-switches-per-second times \
+                 a second.",
+                None,
+                MetricType::Gauge,
+            )?
+            .encode_gauge(&tracer.sched_switch_duty_factor)?;
         // An info metric: the client appends `_info` and writes the value 1.
         encoder
             .encode_descriptor(
@@ -676,6 +690,7 @@ mod tests {
             version: "0.1.0",
             targets_refused_total: 4,
             attaches_total: 9,
+            sched_switch_duty_factor: 4,
         }
     }
 
@@ -800,6 +815,7 @@ mod tests {
             ("tracer_targets", "gauge"),
             ("tracer_attaches_total", "counter"),
             ("tracer_targets_refused_total", "counter"),
+            ("tracer_sched_switch_duty_factor", "gauge"),
             ("tracer_build_info", "gauge"),
             ("process_cpu_seconds_total", "counter"),
             ("process_resident_memory_bytes", "gauge"),
@@ -847,6 +863,10 @@ mod tests {
         assert_eq!(
             parsed.value("tracer_attaches_total", &[]),
             state.attaches_total as f64
+        );
+        assert_eq!(
+            parsed.value("tracer_sched_switch_duty_factor", &[]),
+            state.sched_switch_duty_factor as f64
         );
         assert_eq!(
             parsed.value("tracer_targets_refused_total", &[]),

@@ -105,6 +105,12 @@ impl HookDuty {
         }
     }
 
+    /// Counts the host's switches from `switches` at `now_ns` (the start), so that the
+    /// first slice's end knows the rate.
+    pub(crate) fn count_from(&mut self, now_ns: u64, switches: Option<u64>) {
+        self.counted = switches.map(|n| (now_ns, n));
+    }
+
     /// When [`Self::step`] has something to do next.
     pub(crate) fn until_ns(&self) -> u64 {
         self.until_ns
@@ -315,6 +321,15 @@ mod tests {
         assert_eq!(factors.first(), Some(&1));
         assert!(factors[1..].iter().all(|&f| f == 4), "{factors:?}");
         assert!(factors.len() >= 4, "{factors:?}");
+    }
+
+    #[test]
+    fn a_count_from_the_start_decides_at_the_first_slices_end() {
+        let mut duty = HookDuty::new(10_000, 0);
+        duty.count_from(0, Some(0));
+        let mut host = Host::default();
+        run(&mut duty, &mut host, ON_NS + DRAIN_NS + 10_000_000, 30_000);
+        assert_eq!((duty.phase(), duty.factor), (Phase::Off, 4));
     }
 
     #[test]

@@ -160,6 +160,7 @@ async fn metrics_response(state: &Rc<RefCell<ServeState>>) -> Response<Full<Byte
         version: env!("CARGO_PKG_VERSION"),
         targets_refused_total: shared.refused,
         attaches_total: shared.attaches,
+        sched_switch_duty_factor: u64::from(crate::probes::hook_state().factor),
     };
     drop(shared);
     match metrics::render(&snapshots, &tracer) {

@@ -168,11 +168,15 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     local
         .run_until(async {
             let server = tokio::task::spawn_local(http::serve(listener, Rc::clone(&state)));
+            // In a container's PID namespace each target attaches its own `sched_switch`
+            // program (`probes`): there is no shared hook to take turns with.
+            let shared_hook = discovery::own_pid_namespace().is_none();
             let duty = match config.switch_duty_factor {
                 Some(factor) => Some(hook_duty::HookDuty::fixed(factor, 0)),
                 None => (config.max_switches_per_second > 0)
                     .then(|| hook_duty::HookDuty::new(config.max_switches_per_second, 0)),
             }
+            .filter(|_| shared_hook)
             .map(|duty| tokio::task::spawn_local(run_hook_duty(duty)));
             let mut sessions: Vec<JoinHandle<()>> = Vec::new();
             let mut scanner = Scanner::default();
@@ -209,6 +213,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
 /// Runs the duty cycle of the shared `sched_switch` hook ([`hook_duty`]) until aborted.
 async fn run_hook_duty(mut duty: hook_duty::HookDuty) {
     let start = tokio::time::Instant::now();
+    duty.count_from(0, discovery::host_context_switches());
     loop {
         tokio::time::sleep_until(start + Duration::from_nanos(duty.until_ns())).await;
         let now_ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);

@@ -62,6 +62,15 @@ const STOP_LIMIT: Duration = Duration::from_secs(30);
 /// weeks, so the window measures the serve as it runs, not its first fraction of a
 /// second (choosing its sampling period, loading symbols), as `hook_floors.py` does.
 const SETTLE: Duration = Duration::from_secs(1);
+/// How long a serve runs after it attached before its window opens: past its
+/// `sched_switch` hook's first slice and the detach that follows (2 s + 0.1 s + 1 s,
+/// `serve::hook_duty`), after which it runs its duty cycle as it will for weeks.
+const SERVE_SETTLE: Duration = Duration::from_secs(4);
+/// One slice of the serve's duty cycle (`serve::hook_duty::ON_NS`): a serve window lasts
+/// whole cycles (the factor's slices), so that it holds the hook's attached and detached
+/// times in their true shares, whatever the phase it opens at.
+const DUTY_SLICE_SECONDS: f64 = 2.0;
+
 /// How long after a watch stopped the next window may start: its detach (programs,
 /// maps and uprobes freed in the kernel's own time) is not the next window's cost.
 const AFTER_STOP: Duration = Duration::from_millis(300);
@@ -326,9 +335,23 @@ fn window(
             serve = Some((proc, port, Scraper::start(port, SCRAPE_EVERY)));
         }
     }
-    if watch != Watch::Untraced {
-        thread::sleep(SETTLE);
-    }
+    let seconds = match &serve {
+        Some((_, port, _)) => {
+            thread::sleep(SERVE_SETTLE);
+            let factor = serve_duty_factor(*port)?;
+            let cycle = DUTY_SLICE_SECONDS * factor;
+            if factor > 1.0 {
+                (seconds / cycle).ceil() * cycle
+            } else {
+                seconds
+            }
+        }
+        None if watch == Watch::Untraced => seconds,
+        None => {
+            thread::sleep(SETTLE);
+            seconds
+        }
+    };
     let start = workload.mark()?;
     thread::sleep(Duration::from_secs_f64(seconds));
     let end = workload.mark()?;
@@ -380,6 +403,20 @@ fn window(
             dropped,
         }),
     ))
+}
+
+/// The duty cycle's factor of the serve's `sched_switch` hook, from its `/metrics`.
+fn serve_duty_factor(port: u16) -> anyhow::Result<f64> {
+    let (status, body) = http_get(port, "/metrics").context("fetching /metrics")?;
+    if status != 200 {
+        bail!("tracer serve: /metrics failed (HTTP {status})");
+    }
+    metric(
+        &String::from_utf8_lossy(&body),
+        "tracer_sched_switch_duty_factor",
+        &[],
+    )
+    .context("tracer serve: no tracer_sched_switch_duty_factor in /metrics")
 }
 
 /// Every window's throughput, by workload and watch, keyed by round.
