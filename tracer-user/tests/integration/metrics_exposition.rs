@@ -199,6 +199,7 @@ fn promtool_accepts_a_multi_target_scrape() {
         version: env!("CARGO_PKG_VERSION"),
         targets_refused_total: 1,
         attaches_total: 3,
+        sched_switch_duty_factor: 4,
     };
     let text = render(&scrape(), &tracer).unwrap();
     // What the linter must see, so that its silence means something.
@@ -212,6 +213,7 @@ fn promtool_accepts_a_multi_target_scrape() {
         r#"comm="batch \"nightly\" job""#,
         "tracer_target_attached{pid=\"31337\"",
         "process_cpu_seconds_total 73.42",
+        "tracer_sched_switch_duty_factor 4",
     ] {
         assert!(text.contains(expected), "no {expected} in:\n{text}");
     }
