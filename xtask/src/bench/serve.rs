@@ -711,7 +711,10 @@ pub(super) fn section(tools: &Tools, opts: &Options) -> anyhow::Result<String> {
          connection each). An observer attaches (descriptors still for 400 ms; for the serve also its own \
          `/metrics` showing the target attached) and runs {} s more before its window opens (a sidecar runs \
          for weeks: the window measures it as it runs), and stops after it; the next window starts {} ms \
-         after that stop. Paired ratio: \
+         after that stop. The serve runs {} s before its window (past its `sched_switch` hook's first \
+         slice and the detach after it), and its window lasts whole cycles of the hook's duty cycle \
+         (`tracer_sched_switch_duty_factor` × {} s, at least the window above), so that it holds the \
+         hook's attached and detached times in their shares whatever the phase it opens at. Paired ratio: \
          median over rounds of the window's throughput ÷ the untraced window's of the same process; 95% \
          interval of that median (from 6 rounds). Goal: the serve keeps ≥ {THROUGHPUT_GOAL}× of the untraced \
          throughput; \"met\" only if the whole interval is at or above it.\n",
@@ -719,7 +722,9 @@ pub(super) fn section(tools: &Tools, opts: &Options) -> anyhow::Result<String> {
         opts.rounds,
         SCRAPE_EVERY.as_secs(),
         SETTLE.as_secs(),
-        AFTER_STOP.as_millis()
+        AFTER_STOP.as_millis(),
+        SERVE_SETTLE.as_secs(),
+        DUTY_SLICE_SECONDS
     );
     let _ = writeln!(s, "- {idle_before}\n- {idle_after}\n");
     throughput_table(&mut s, &rounds.rates);
