@@ -339,15 +339,15 @@ struct ServeArgs {
     /// of times a second then pays ~2% of its throughput.
     #[arg(long, value_name = "N", default_value_t = 2000)]
     max_sleeps_per_second: u32,
-    /// Context switches a second of the whole host that the `sched_switch` hook may run
+    /// Context switches a second, per CPU of the host, that the `sched_switch` hook may run
     /// on. It runs on every switch of the host, traced or not, so beyond that (on a busy
     /// host) it is attached one slice of 2 s in D (D a power of two, up to 64, chosen
     /// again each slice) and detached the rest of the time; each wait traced then counts
     /// for D more. Deadlocks and stuck locks are still found (from /proc). 0 keeps it
     /// attached. Only in the default mode (not with --holds or --brief-waits).
     #[arg(long, value_name = "N",
-          default_value_t = tracer_user::serve::hook_duty::DEFAULT_MAX_SWITCHES_PER_SECOND)]
-    max_switches_per_second: u64,
+          default_value_t = tracer_user::serve::hook_duty::DEFAULT_MAX_SWITCHES_PER_CPU)]
+    max_switches_per_cpu: u64,
     /// Detach the `sched_switch` hook for all but one slice in D, whatever the host's
     /// rate: for tests of the duty cycle.
     #[arg(long, hide = true, value_name = "D", conflicts_with_all = ["holds", "brief_waits"],
@@ -507,10 +507,10 @@ fn serve_config(args: &ServeArgs) -> anyhow::Result<serve::ServeConfig> {
             },
         },
         dispatch_slots: args.dispatch_slots,
-        max_switches_per_second: if args.holds || args.brief_waits {
+        max_switches_per_cpu: if args.holds || args.brief_waits {
             0
         } else {
-            args.max_switches_per_second
+            args.max_switches_per_cpu
         },
         switch_duty_factor: args.switch_duty_factor,
     })

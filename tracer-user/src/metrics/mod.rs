@@ -397,8 +397,8 @@ impl Exposition {
                 "tracer_sched_switch_duty_factor",
                 "The tracer's sched_switch hook is attached one slice of time in this many \
                  (1: always), each wait it traces counting for as many in the lock series; \
-                 above 1 while the host switches more than --max-switches-per-second times \
-                 a second.",
+                 above 1 while the host switches more than --max-switches-per-cpu times a \
+                 second per CPU.",
                 None,
                 MetricType::Gauge,
             )?

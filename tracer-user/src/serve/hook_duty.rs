@@ -1,6 +1,6 @@
 //! The duty cycle of `tracer serve`'s `sched_switch` hook: when the host switches more
-//! than `--max-switches-per-second` times a second, the hook is attached for one period
-//! of [`ON_NS`] in every `D` (a power of two), and detached the rest of the time.
+//! than `--max-switches-per-cpu` times a second per CPU, the hook is attached for one
+//! period of [`ON_NS`] in every `D` (a power of two), and detached the rest of the time.
 //!
 //! Why: the hook runs on every context switch of the host, with the run queue's lock
 //! held, whether or not it traces anything. On a lock-bound workload that switches tens
@@ -36,10 +36,11 @@ pub(crate) const MIN_OFF_NS: u64 = 1_000_000_000;
 /// The largest `D`: even at a million switches a second the hook is attached 1/64 of
 /// the time, one slice of [`ON_NS`] every two minutes or so.
 pub(crate) const MAX_FACTOR: u32 = 64;
-/// `--max-switches-per-second` by default: the hook costs ~100 – 200 ns a switch, so at
-/// this rate ~0.1 – 0.2% of one CPU, and on a lock-bound workload (whose lock hand-overs
-/// wait for it) well under its 1% budget (BENCHMARKS.md (i)).
-pub const DEFAULT_MAX_SWITCHES_PER_SECOND: u64 = 10_000;
+/// `--max-switches-per-cpu` by default, switches a second per CPU: the hook costs
+/// ~100 – 200 ns a switch, so at this rate ~0.1% of each CPU, and on a lock-bound
+/// workload (whose lock hand-overs wait for it) well under its 1% budget (BENCHMARKS.md
+/// (i): on 2 CPUs, a limit of 10 000 a second).
+pub const DEFAULT_MAX_SWITCHES_PER_CPU: u64 = 5_000;
 
 /// Where the hook is in its cycle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,7 +67,7 @@ pub enum Step {
 /// The duty cycle (see the module notes).
 #[derive(Debug)]
 pub(crate) struct HookDuty {
-    /// `--max-switches-per-second`; 0: always attached.
+    /// `--max-switches-per-cpu` times the host's CPUs; 0: always attached.
     max_per_second: u64,
     /// A factor given (hidden `--switch-duty-factor`, for tests), not chosen from the rate.
     fixed: Option<u32>,

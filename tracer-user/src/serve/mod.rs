@@ -72,9 +72,9 @@ pub struct ServeConfig {
     /// Hidden `--dispatch-slots`: how many targets the shared `sched_switch` program
     /// takes before the others attach their own (for tests of that path).
     pub dispatch_slots: Option<u32>,
-    /// `--max-switches-per-second`: the duty cycle of the shared `sched_switch` hook
+    /// `--max-switches-per-cpu`: the duty cycle of the shared `sched_switch` hook
     /// (`hook_duty`); 0 keeps it attached.
-    pub max_switches_per_second: u64,
+    pub max_switches_per_cpu: u64,
     /// Hidden `--switch-duty-factor`: a duty cycle of this factor whatever the host's
     /// rate (for tests).
     pub switch_duty_factor: Option<u32>,
@@ -173,8 +173,10 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
             let shared_hook = discovery::own_pid_namespace().is_none();
             let duty = match config.switch_duty_factor {
                 Some(factor) => Some(hook_duty::HookDuty::fixed(factor, 0)),
-                None => (config.max_switches_per_second > 0)
-                    .then(|| hook_duty::HookDuty::new(config.max_switches_per_second, 0)),
+                None => (config.max_switches_per_cpu > 0).then(|| {
+                    let cpus = discovery::host_cpus().unwrap_or(1);
+                    hook_duty::HookDuty::new(config.max_switches_per_cpu.saturating_mul(cpus), 0)
+                }),
             }
             .filter(|_| shared_hook)
             .map(|duty| tokio::task::spawn_local(run_hook_duty(duty)));

@@ -22,6 +22,13 @@ pub fn host_context_switches() -> Option<u64> {
     super::procfs::host_context_switches()
 }
 
+/// The number of the host's online CPUs (`/proc/stat`): what the `sched_switch` hook's
+/// cost is spread over. `None` if unreadable.
+#[must_use]
+pub fn host_cpus() -> Option<u64> {
+    super::procfs::host_cpus()
+}
+
 /// The PIDs of every process now (thread-group leaders: `/proc` lists no other thread).
 ///
 /// # Errors

@@ -494,6 +494,26 @@ pub(super) fn parse_host_context_switches(stat: &str) -> Option<u64> {
         .and_then(|rest| rest.trim().parse::<u64>().ok())
 }
 
+/// Parses the number of the host's CPUs that `/proc/stat` lists (`cpuN` lines: those
+/// online). `None` if it lists none.
+#[must_use]
+pub(super) fn parse_host_cpus(stat: &str) -> Option<u64> {
+    let cpus = stat
+        .lines()
+        .filter(|line| {
+            line.strip_prefix("cpu")
+                .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+        })
+        .count();
+    (cpus > 0).then(|| u64::try_from(cpus).unwrap_or(u64::MAX))
+}
+
+/// The number of the host's online CPUs (`/proc/stat`); `None` if unreadable.
+#[must_use]
+pub(super) fn host_cpus() -> Option<u64> {
+    parse_host_cpus(&fs::read_to_string("/proc/stat").ok()?)
+}
+
 /// The host's context switches so far, all CPUs (`/proc/stat`); `None` if unreadable.
 #[must_use]
 pub(super) fn host_context_switches() -> Option<u64> {
@@ -908,8 +928,11 @@ this is not a maps line
             parse_voluntary_switches("nonvoluntary_ctxt_switches:\t7\n"),
             None
         );
-        let stat = "cpu  1 2 3\nintr 5 6\nctxt 987654321\nbtime 1\n";
+        let stat = "cpu  1 2 3\ncpu0 1 1 1\ncpu1 0 1 2\nintr 5 6\nctxt 987654321\nbtime 1\n";
         assert_eq!(parse_host_context_switches(stat), Some(987_654_321));
+        assert_eq!(parse_host_cpus(stat), Some(2));
+        assert_eq!(parse_host_cpus("cpu  1 2 3\n"), None);
+        assert!(host_cpus().is_some_and(|n| n > 0));
         assert_eq!(parse_host_context_switches("cpu 1\n"), None);
         let own = std::process::id();
         assert!(voluntary_switches(own, own).is_some());
