@@ -777,12 +777,18 @@ fn wait_for_later_line(target: &mut Target, line: &str, timeout: Duration) {
 /// The time the target's threads spent in `pthread_mutex_lock`, as it printed it
 /// (`locked_ns=N`, after `done`).
 fn printed_locked_ns(target: &mut Target) -> f64 {
+    printed_number(target, "locked_ns")
+}
+
+/// The number the target printed as `KEY=N` after its facts.
+fn printed_number(target: &mut Target, key: &str) -> f64 {
+    let prefix = format!("{key}=");
     target
         .later_lines()
         .iter()
-        .find_map(|l| l.strip_prefix("locked_ns="))
+        .find_map(|l| l.strip_prefix(&prefix))
         .and_then(|v| v.parse().ok())
-        .expect("the target printed locked_ns=")
+        .unwrap_or_else(|| panic!("the target printed no {prefix}"))
 }
 
 /// Guards serve's default hook set and the timing of its wait ends: no program on
@@ -1343,12 +1349,7 @@ fn serve_detaches_its_hook_part_of_the_time_and_scales_what_it_traced() {
     let looks = f64::from(attached + detached);
     let attached_share = f64::from(attached) / looks;
     let locked_ns = printed_locked_ns(&mut target);
-    let longest_ns: f64 = target
-        .later_lines()
-        .iter()
-        .find_map(|l| l.strip_prefix("longest_lock_ns="))
-        .and_then(|v| v.parse().ok())
-        .expect("the target printed longest_lock_ns=");
+    let longest_ns = printed_number(&mut target, "longest_lock_ns");
     thread::sleep(Duration::from_millis(300));
     let lock = [("pid", pid.as_str()), ("lock", "hot_lock")];
     let text = wait_for_metrics(port, Duration::from_secs(5), |t| {

@@ -809,12 +809,12 @@ pub(super) fn section(tools: &Tools, opts: &Options) -> anyhow::Result<String> {
     let _ = writeln!(
         s,
         "Memory: the serve's `VmRSS` (resident now) and `VmHWM` (its high-water mark since it started, the \
-         attach included) from `/proc/PID/status`, read at the end of each serve window above (after {} s of \
-         tracing and scraping), again once it answered `/debug/pprof/contention?seconds={PROFILE_SECONDS}` \
+         attach included) from `/proc/PID/status`, read at the end of each serve window above (after its \
+         settling and its whole cycles of tracing and scraping), again once it answered `/debug/pprof/contention?seconds={PROFILE_SECONDS}` \
          (outside the window), and at the end of the quiet run; and in {SEVERAL_TARGETS_RUNS} runs of one \
          `tracer serve --pid A --pid B …` on {SEVERAL_TARGETS} C workloads (b) at once, after {} s and one \
          profile of them all; MB of 10^6 bytes.\n",
-        opts.seconds, opts.seconds
+        opts.seconds
     );
     for err in several.iter().filter_map(|r| r.as_ref().err()) {
         let _ = writeln!(s, "- several targets: FAILED: {err:#}");
