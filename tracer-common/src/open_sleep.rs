@@ -51,21 +51,24 @@ pub const OPEN_SLEEPS_MAX_ENTRIES: u32 = 16 * 1024;
 
 /// Whether an open sleep whose thread had `at_sleep` voluntary switches (the lower half,
 /// [`OpenSleep::voluntary_switches`]) at the sleep is stale at a switch-out of the thread
-/// with `now` of them: the thread has switched out voluntarily twice or more since, so
-/// the sleep ended at a switch-out nothing saw (the serve's `sched_switch` program was
-/// detached then: `tracer serve`'s duty cycle). Its end cannot be worked out any more
+/// with `now` of them, `voluntary` if the kernel counted this switch-out as one (a sleep
+/// or an exit; not a preemption): the thread has switched out voluntarily since at a
+/// switch-out nothing saw (the serve's `sched_switch` program was detached then: `tracer
+/// serve`'s duty cycle), so the sleep ended there. Its end cannot be worked out any more
 /// and must not be sent. While the program is attached the thread's next switch-out
 /// after a sleep ends it, with the same count (preempted) or one more (a voluntary
-/// switch-out), so a sleep is never stale. `at_sleep` 0 means not read: never stale.
+/// switch-out, counted before `sched_switch`), so a sleep is never stale. `at_sleep` 0
+/// means not read: never stale.
 #[must_use]
 #[inline]
-pub const fn sleep_is_stale(at_sleep: u32, now: u64) -> bool {
+pub const fn sleep_is_stale(at_sleep: u32, now: u64, voluntary: bool) -> bool {
     #[expect(
         clippy::cast_possible_truncation,
         reason = "the lower halves are compared, wrapping"
     )]
     let now = now as u32;
-    at_sleep != 0 && now.wrapping_sub(at_sleep) >= 2
+    let since = now.wrapping_sub(at_sleep);
+    at_sleep != 0 && if voluntary { since >= 2 } else { since >= 1 }
 }
 
 #[cfg(test)]
@@ -73,17 +76,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_sleep_is_stale_only_after_two_voluntary_switches_nothing_saw() {
-        // Preempted since the sleep (the same count), or one voluntary switch-out since.
-        assert!(!sleep_is_stale(7, 7));
-        assert!(!sleep_is_stale(7, 8));
-        // Two or more: the sleep ended at a switch-out nothing saw.
-        assert!(sleep_is_stale(7, 9));
-        assert!(sleep_is_stale(7, 1_000));
+    fn a_sleep_is_stale_only_after_a_voluntary_switch_nothing_saw() {
+        // A voluntary switch-out (counted already) right after the sleep, or a preemption
+        // with the sleep's own count: the sleep's end.
+        assert!(!sleep_is_stale(7, 8, true));
+        assert!(!sleep_is_stale(7, 7, false));
+        // A voluntary switch-out came between, unseen: over there.
+        assert!(sleep_is_stale(7, 9, true));
+        assert!(sleep_is_stale(7, 8, false));
+        assert!(sleep_is_stale(7, 1_000, true));
         // The lower halves wrap.
-        assert!(!sleep_is_stale(u32::MAX, 1 << 32));
-        assert!(sleep_is_stale(u32::MAX, (1 << 32) + 1));
+        assert!(!sleep_is_stale(u32::MAX, 1 << 32, true));
+        assert!(sleep_is_stale(u32::MAX, (1 << 32) + 1, true));
+        assert!(sleep_is_stale(u32::MAX, 1 << 32, false));
         // Not read at the sleep: never stale.
-        assert!(!sleep_is_stale(0, 1_000));
+        assert!(!sleep_is_stale(0, 1_000, true));
     }
 }

@@ -98,7 +98,7 @@ fn try_futex_sleep(ctx: &BtfTracePointContext, draw: Draw) -> Result<(), ()> {
     // finds none, and every switch-out of the target's threads must come here.
     let (slot, entry, clock) = if ends_at_switch_in {
         let slot = Slot::of_current();
-        let (entry, clock) = open_sleeps::switched_out(task, slot);
+        let (entry, clock) = open_sleeps::switched_out(task, slot, out);
         (slot, entry, clock)
     } else {
         (Slot::UNUSED, core::ptr::null_mut(), SwitchOutClock::UNREAD)

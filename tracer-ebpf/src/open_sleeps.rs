@@ -22,8 +22,8 @@ use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
 use aya_ebpf::helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel};
 use tracer_common::{
-    Counter, EventKind, FutexWait, OPEN_SLEEP_SLOTS_LEN, OpenSleep, SleptRecord, WaitEndRecord,
-    sleep_is_stale,
+    Counter, EventKind, FutexWait, OPEN_SLEEP_SLOTS_LEN, OpenSleep, SleptRecord, SwitchOut,
+    WaitEndRecord, sleep_is_stale,
 };
 
 use crate::{
@@ -172,14 +172,18 @@ fn task_voluntary_switches(task: u64) -> u32 {
 /// see spilled and read back. Null too when the thread's `slot` counts no open sleep: the
 /// table is not looked up then.
 #[inline(always)]
-pub(crate) fn switched_out(task: u64, slot: Slot) -> (*mut OpenSleep, SwitchOutClock) {
+pub(crate) fn switched_out(
+    task: u64,
+    slot: Slot,
+    out: SwitchOut,
+) -> (*mut OpenSleep, SwitchOutClock) {
     if !slot.any_open() {
         return (core::ptr::null_mut(), SwitchOutClock::UNREAD);
     }
     let Some(sleep) = OPEN_SLEEPS.get_ptr_mut(task) else {
         return (core::ptr::null_mut(), SwitchOutClock::UNREAD);
     };
-    (sleep, send_end(sleep, task, slot))
+    (sleep, send_end(sleep, task, slot, out))
 }
 
 /// For thread `task`, switched out for the last time (it exited): sends the end of its
@@ -193,16 +197,17 @@ pub(crate) fn switched_out(task: u64, slot: Slot) -> (*mut OpenSleep, SwitchOutC
 #[inline(always)]
 pub(crate) fn forget_exited(task: u64) {
     if let Some(sleep) = OPEN_SLEEPS.get_ptr_mut(task) {
-        send_end(sleep, task, Slot::of_current());
+        send_end(sleep, task, Slot::of_current(), SwitchOut::Exits);
         let _ = OPEN_SLEEPS.remove(task);
     }
 }
 
 /// Sends the end of `sleep`'s wait if it is open, its thread `task` being switched out
 /// now: a `SleptRecord` (the whole wait) for a lean one, else the end of the wait already
-/// sent, and counts it closed in `slot` (`task`'s). Returns the clock if it read it.
+/// sent, and counts it closed in `slot` (`task`'s); `task` leaves its CPU as `out`.
+/// Returns the clock if it read it.
 #[inline(always)]
-fn send_end(sleep: *mut OpenSleep, task: u64, slot: Slot) -> SwitchOutClock {
+fn send_end(sleep: *mut OpenSleep, task: u64, slot: Slot, out: SwitchOut) -> SwitchOutClock {
     // SAFETY: `sleep` points at the map's value for `task`, sized and aligned for
     // `OpenSleep`; only the CPU switching `task` out writes it, and the value stays the
     // task's for this whole run (only the task's own last switch-out removes it).
@@ -215,6 +220,7 @@ fn send_end(sleep: *mut OpenSleep, task: u64, slot: Slot) -> SwitchOutClock {
         if sleep_is_stale(
             (*sleep).voluntary_switches,
             u64::from(task_voluntary_switches(task)),
+            out != SwitchOut::Runnable,
         ) {
             (*sleep).addr = 0;
             slot.closed();
