@@ -1072,17 +1072,24 @@ fn load_tp_btf<'a>(
     tracepoint: &str,
     btf: &Btf,
 ) -> Result<&'a mut BtfTracePoint, ProbeError> {
-    let program: &mut BtfTracePoint = ebpf
-        .program_mut(name)
-        .ok_or(ProbeError::MissingProgram(name))?
-        .try_into()
-        .map_err(|source| ProbeError::Program { name, source })?;
+    let program = tp_btf_program(ebpf, name)?;
     if program.fd().is_err() {
         program
             .load(tracepoint, btf)
             .map_err(|source| ProbeError::Program { name, source })?;
     }
     Ok(program)
+}
+
+/// BTF raw tracepoint program `name` of `ebpf`, loaded or not.
+fn tp_btf_program<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<&'a mut BtfTracePoint, ProbeError> {
+    ebpf.program_mut(name)
+        .ok_or(ProbeError::MissingProgram(name))?
+        .try_into()
+        .map_err(|source| ProbeError::Program { name, source })
 }
 
 fn load_uprobe(ebpf: &mut Ebpf, name: &'static str) -> Result<(), ProbeError> {

@@ -25,7 +25,7 @@ use std::sync::{
 use aya::{
     Btf, Ebpf, EbpfLoader,
     maps::{Array, ArrayOfMaps, HashMap, Map, MapData, ProgramArray},
-    programs::{BtfTracePoint, ProgramFd, tp_btf::BtfTracePointLinkId},
+    programs::{ProgramFd, tp_btf::BtfTracePointLinkId},
 };
 use tracer_common::{
     GLOBAL_TASK_NVCSW_OFFSET, HandOff, MAP_BRIEF_WAITS, MAP_EVENTS, MAP_OPEN_SLEEP_SLOTS,
@@ -35,7 +35,9 @@ use tracer_common::{
     switch_entry_served, switch_entry_unserved, switch_table_index, switch_value_drawing_none,
 };
 
-use super::{EBPF_OBJECT, ProbeError, TaskMember, load_tp_btf, take_map, task_member_offset};
+use super::{
+    EBPF_OBJECT, ProbeError, TaskMember, load_tp_btf, take_map, task_member_offset, tp_btf_program,
+};
 use crate::serve::hook_duty::Step;
 
 /// The maps of the object the dispatcher does not use, which its copy creates with one
@@ -311,12 +313,7 @@ impl Dispatcher {
             }
         }
         let name = PROG_SWITCH_DISPATCH;
-        let program: &mut BtfTracePoint = self
-            .ebpf
-            .program_mut(name)
-            .ok_or(ProbeError::MissingProgram(name))?
-            .try_into()
-            .map_err(|source| ProbeError::Program { name, source })?;
+        let program = tp_btf_program(&mut self.ebpf, name)?;
         match (state.attached, self.link.take()) {
             (true, None) => {
                 self.link = Some(
